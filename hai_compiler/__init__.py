@@ -1,0 +1,1 @@
+"""HAI compiler driver: CLI, Python API, ONNX frontend, pipelines."""

@@ -1,0 +1,11 @@
+"""ONNX → IR converters, one module per op family (mirrors `ir/ops/`); importing registers them."""
+
+from __future__ import annotations
+
+import importlib
+
+for _family in (
+    "elementwise", "activation", "reduce", "conv", "matmul", "normalization",
+    "pooling", "rnn", "shape", "image",
+):
+    importlib.import_module(f"hai_compiler.onnx_import.converters.{_family}")

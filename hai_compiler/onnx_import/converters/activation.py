@@ -1,0 +1,1 @@
+"""ONNX converters: activation family (filled in next)."""

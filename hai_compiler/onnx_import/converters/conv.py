@@ -1,0 +1,1 @@
+"""ONNX converters: conv family (filled in next)."""

@@ -1,0 +1,1 @@
+"""ONNX converters: elementwise family (filled in next)."""

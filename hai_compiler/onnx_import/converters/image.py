@@ -1,0 +1,1 @@
+"""ONNX converters: image family (filled in next)."""

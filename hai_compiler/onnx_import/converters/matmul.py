@@ -1,0 +1,1 @@
+"""ONNX converters: matmul family (filled in next)."""

@@ -1,0 +1,1 @@
+"""ONNX converters: normalization family (filled in next)."""

@@ -1,0 +1,1 @@
+"""ONNX converters: pooling family (filled in next)."""

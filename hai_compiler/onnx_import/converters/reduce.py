@@ -1,0 +1,1 @@
+"""ONNX converters: reduce family (filled in next)."""

@@ -1,0 +1,1 @@
+"""ONNX converters: rnn family (filled in next)."""

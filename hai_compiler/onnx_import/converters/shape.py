@@ -1,0 +1,1 @@
+"""ONNX converters: shape family (filled in next)."""

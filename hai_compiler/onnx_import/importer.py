@@ -1,0 +1,229 @@
+"""ONNX model → HAI IR graph.
+
+Rules: input shapes must be static (symbolic dimensions come from
+`input_shapes` or the import fails naming them); initializers and Constant
+nodes become IR constants; small computations on constants (the
+Shape→Gather→Concat→Reshape chains) fold while importing, so shape operands
+become attributes; every unsupported op in the model is listed in one error.
+IR values keep their ONNX names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from hai_compiler.onnx_import import converters  # noqa: F401  (registers the converters)
+from hai_compiler.onnx_import.converter import (
+    ONNX_DOMAINS,
+    ConversionContext,
+    ConversionError,
+    UnsupportedModelError,
+    default_converter,
+    find_converter,
+    onnx_dtype,
+)
+from hai_compiler.onnx_import.loader import load_model
+from ir import Builder, Graph, HaiError, IRError, TensorType, Value
+from ir.folding import fold_node, is_foldable
+from ir.ops.registry import has_op
+
+FOLD_LIMIT = 4096
+"""Results up to this many elements fold while importing (shape arithmetic, small tables)."""
+
+MIN_OPSET = 7
+CONTROL_FLOW = {"If", "Loop", "Scan"}
+
+
+def import_onnx(
+    model: onnx.ModelProto | str | os.PathLike[str],
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    bind_inputs: Mapping[str, np.ndarray] | None = None,
+) -> Graph:
+    """Import an ONNX model (a path or a loaded ModelProto) into a verified-ready IR graph.
+
+    `input_shapes` fixes the shapes of inputs (required for symbolic dims);
+    `bind_inputs` turns the named inputs into constants with the given values.
+    """
+    if not isinstance(model, onnx.ModelProto):
+        model = load_model(model)
+    opset = _default_opset(model)
+    check_supported(model, opset)
+    return _Importer(model, opset, dict(input_shapes or {}), dict(bind_inputs or {})).run()
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    for entry in model.opset_import:
+        if entry.domain in ONNX_DOMAINS:
+            if entry.version < MIN_OPSET:
+                raise UnsupportedModelError(
+                    f"model uses ONNX opset {entry.version}; HAI imports opset {MIN_OPSET} and newer"
+                )
+            return int(entry.version)
+    raise UnsupportedModelError("model declares no default ONNX opset (ai.onnx)")
+
+
+def check_supported(model: onnx.ModelProto, opset: int) -> None:
+    """Raise one UnsupportedModelError listing every node HAI cannot import."""
+    problems: dict[tuple[str, str], list[str]] = {}
+    for node in model.graph.node:
+        if node.domain in ONNX_DOMAINS and (find_converter(node.op_type) or has_op(node.op_type)):
+            if node.op_type not in CONTROL_FLOW:
+                continue
+        key = (node.domain or "ai.onnx", node.op_type)
+        problems.setdefault(key, []).append(node.name or node.output[0])
+    if not problems:
+        return
+    lines = []
+    for (domain, op_type), names in sorted(problems.items()):
+        version = opset if domain == "ai.onnx" else _domain_version(model, domain)
+        extra = " (control flow is not supported yet)" if op_type in CONTROL_FLOW else ""
+        shown = ", ".join(names[:5]) + (f", … ({len(names)} nodes)" if len(names) > 5 else "")
+        lines.append(f"  {domain}::{op_type} (opset {version}){extra}: {shown}")
+    raise UnsupportedModelError(
+        f"model '{model.graph.name}' uses {len(problems)} unsupported op type(s):\n" + "\n".join(lines)
+    )
+
+
+def _domain_version(model: onnx.ModelProto, domain: str) -> str:
+    for entry in model.opset_import:
+        if entry.domain == domain:
+            return str(entry.version)
+    return "?"
+
+
+class _Importer:
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        opset: int,
+        input_shapes: dict[str, Sequence[int]],
+        bind_inputs: dict[str, np.ndarray],
+    ) -> None:
+        self.model = model
+        self.opset = opset
+        self.input_shapes = input_shapes
+        self.bind_inputs = bind_inputs
+        self.graph = Graph(model.graph.name or "main")
+        self.values: dict[str, Value] = {}
+
+    def run(self) -> Graph:
+        onnx_graph = self.model.graph
+        initializers = {init.name for init in onnx_graph.initializer}
+        self._check_names(onnx_graph, initializers)
+        for init in onnx_graph.initializer:
+            self.values[init.name] = self.graph.add_constant(init.name, _tensor_array(init))
+        for vi in onnx_graph.input:
+            if vi.name not in initializers:
+                self._add_input(vi)
+        for node in onnx_graph.node:
+            self._convert(node)
+        self._set_outputs(onnx_graph)
+        for prop in self.model.metadata_props:
+            self.graph.metadata[prop.key] = prop.value
+        return self.graph
+
+    def _check_names(self, onnx_graph: onnx.GraphProto, initializers: set[str]) -> None:
+        inputs = {vi.name for vi in onnx_graph.input}
+        for name in set(self.input_shapes) | set(self.bind_inputs):
+            if name not in inputs or name in initializers:
+                raise HaiError(
+                    f"model has no input named '{name}' (inputs: {sorted(inputs - initializers)})"
+                )
+
+    def _add_input(self, vi: onnx.ValueInfoProto) -> None:
+        where = f"input '{vi.name}'"
+        if not vi.type.HasField("tensor_type"):
+            raise UnsupportedModelError(f"{where} is not a tensor (sequences and maps are not supported)")
+        dtype = onnx_dtype(vi.type.tensor_type.elem_type, where)
+        if vi.name in self.bind_inputs:
+            array = np.asarray(self.bind_inputs[vi.name]).astype(dtype.numpy, copy=False)
+            self.values[vi.name] = self.graph.add_constant(vi.name, array)
+            return
+        shape = self._static_shape(vi)
+        self.values[vi.name] = self.graph.add_input(vi.name, TensorType(dtype, shape))
+
+    def _static_shape(self, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
+        dims = vi.type.tensor_type.shape.dim
+        declared = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+        given = self.input_shapes.get(vi.name)
+        if given is not None:
+            given = tuple(int(d) for d in given)
+            if len(given) != len(declared) or any(
+                isinstance(d, int) and d != g for d, g in zip(declared, given)
+            ):
+                raise HaiError(f"input '{vi.name}': shape {list(given)} does not fit the model's {declared}")
+            return given
+        symbolic = [d for d in declared if not isinstance(d, int)]
+        if symbolic or not vi.type.tensor_type.HasField("shape"):
+            example = ",".join(str(d) if isinstance(d, int) else "1" for d in declared)
+            raise HaiError(
+                f"input '{vi.name}' has symbolic dimensions {declared}; give a static shape, "
+                f"e.g. --input-shape {vi.name}={example}"
+            )
+        return tuple(int(d) for d in declared)
+
+    def _convert(self, node: onnx.NodeProto) -> None:
+        inputs = []
+        for name in node.input:
+            if not name:
+                inputs.append(None)
+            elif name in self.values:
+                inputs.append(self.values[name])
+            else:
+                raise ConversionError(
+                    f"node '{node.name or node.output[0]}' ({node.op_type}) reads '{name}', "
+                    "which no earlier node, input or initializer defines"
+                )
+        ctx = ConversionContext(self.graph, node, inputs, self.opset)
+        anchor = self.graph.nodes.last
+        convert = find_converter(node.op_type) or default_converter
+        try:
+            outputs = list(convert(ctx))
+        except IRError as exc:
+            raise ConversionError(f"{ctx.where}: {exc}") from None
+        self._fold_new_nodes(anchor)
+        self._bind_outputs(ctx, outputs)
+
+    def _fold_new_nodes(self, anchor) -> None:  # type: ignore[no-untyped-def]
+        for new in self.graph.nodes.after(anchor):
+            if is_foldable(new, FOLD_LIMIT):
+                fold_node(self.graph, new)
+
+    def _bind_outputs(self, ctx: ConversionContext, outputs: list[Value | None]) -> None:
+        for index, name in enumerate(ctx.node.output):
+            if not name:
+                continue
+            value = outputs[index] if index < len(outputs) else None
+            if value is None or value.graph is None:
+                raise ctx.fail(f"output {index} ('{name}') is not supported")
+            if value.producer is not None and not self.graph.has_value(name) and value.name not in self.values:
+                self.graph.rename(value, name)
+            elif value.is_constant and not self.graph.has_value(name) and value.name not in self.values:
+                self.graph.rename(value, name)
+            self.values[name] = value
+
+    def _set_outputs(self, onnx_graph: onnx.GraphProto) -> None:
+        outputs = []
+        for vi in onnx_graph.output:
+            if vi.name not in self.values:
+                raise ConversionError(f"graph output '{vi.name}' is not computed by any node")
+            value = self.values[vi.name]
+            if value.name != vi.name or value in outputs or value.is_graph_input:
+                (value,) = Builder(self.graph).op(
+                    "Identity", [value], name=vi.name, result_names=[self.graph.unique_name(vi.name)]
+                )
+            outputs.append(value)
+        self.graph.set_outputs(outputs)
+
+
+def _tensor_array(tensor: onnx.TensorProto) -> np.ndarray:
+    from onnx import numpy_helper
+
+    try:
+        return np.ascontiguousarray(numpy_helper.to_array(tensor))
+    except Exception as exc:  # external data missing, bad raw bytes
+        raise HaiError(f"initializer '{tensor.name}' cannot be read: {exc}") from None

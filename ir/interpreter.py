@@ -1,0 +1,93 @@
+"""The reference interpreter: runs any graph, at any pipeline stage, with numpy.
+
+One dispatch point (`run_node`) calls the op's registered reference
+implementation; a subclass overrides that single hook to observe or change
+every value (calibration observers, profilers, debuggers), the torch.fx way.
+Values are dropped after their last use, so memory follows the live set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ir.errors import HaiError, IRError
+from ir.graph import Graph, Node, Value
+from ir.ops.registry import get_schema
+
+
+class InputError(HaiError):
+    """Inputs that do not match the graph's inputs (name, shape or dtype)."""
+
+
+class Interpreter:
+    """Executes a graph node by node with the numpy reference semantics."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph; returns outputs by name, in the graph's output order."""
+        env: dict[Value, np.ndarray] = dict(self._bind_inputs(inputs))
+        remaining = {v: len(v.uses()) for v in self.graph.values()}
+        keep = set(self.graph.outputs)
+        for node in self.graph.nodes:
+            args = [self._read(env, v) if v is not None else None for v in node.operands]
+            results = self.run_node(node, args)
+            self._check_results(node, results)
+            for value, array in zip(node.results, results):
+                env[value] = array
+            for v in node.operands:
+                if v is not None and v in env:
+                    remaining[v] -= 1
+                    if remaining[v] == 0 and v not in keep:
+                        del env[v]
+        return {v.name: self._read(env, v) for v in self.graph.outputs}
+
+    def run_node(self, node: Node, args: list[np.ndarray | None]) -> list[np.ndarray]:
+        """Compute one node's results from its operand arrays (the hook to override)."""
+        return get_schema(node.op).compute(args, node.attrs)
+
+    def _read(self, env: Mapping[Value, np.ndarray], value: Value) -> np.ndarray:
+        if value.is_constant:
+            return value.constant_array()
+        return env[value]
+
+    def _bind_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[Value, np.ndarray]:
+        expected = {v.name: v for v in self.graph.inputs}
+        unknown = sorted(set(inputs) - set(expected))
+        missing = sorted(set(expected) - set(inputs))
+        if unknown or missing:
+            raise InputError(
+                f"graph '{self.graph.name}' takes inputs {sorted(expected)}; "
+                + (f"missing {missing}" if missing else "")
+                + ("; " if missing and unknown else "")
+                + (f"unknown {unknown}" if unknown else "")
+            )
+        bound = {}
+        for name, value in expected.items():
+            array = np.asarray(inputs[name])
+            want = value.type
+            if tuple(array.shape) != want.shape:
+                raise InputError(f"input '{name}' has shape {list(array.shape)}, expected {list(want.shape)}")
+            if array.dtype != want.dtype.numpy:
+                raise InputError(f"input '{name}' has dtype {array.dtype}, expected {want.dtype.numpy} ({want.dtype})")
+            bound[value] = array
+        return bound
+
+    @staticmethod
+    def _check_results(node: Node, results: list[np.ndarray]) -> None:
+        if len(results) != len(node.results):
+            raise IRError(f"{node.label()}: reference gave {len(results)} results, expected {len(node.results)}")
+        for value, array in zip(node.results, results):
+            if tuple(array.shape) != value.type.shape or array.dtype != value.type.dtype.numpy:
+                raise IRError(
+                    f"{node.label()}: reference result %{value.name} is "
+                    f"{array.dtype}{list(array.shape)}, its type says {value.type}"
+                )
+
+
+def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Convenience: interpret `graph` once."""
+    return Interpreter(graph).run(inputs)

@@ -1,0 +1,21 @@
+"""HAI IR ops, one module per op family; importing this package registers them all."""
+
+from __future__ import annotations
+
+import importlib
+
+FAMILIES = (
+    "elementwise",
+    "activation",
+    "reduce",
+    "conv",
+    "matmul",
+    "normalization",
+    "pooling",
+    "rnn",
+    "shape",
+    "image",
+)
+
+for _family in FAMILIES:
+    importlib.import_module(f"ir.ops.{_family}")

@@ -1,0 +1,1 @@
+"""Op family: image (filled in next)."""

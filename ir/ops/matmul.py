@@ -1,0 +1,1 @@
+"""Op family: matmul (filled in next)."""

@@ -1,0 +1,1 @@
+"""Op family: pooling (filled in next)."""

@@ -1,0 +1,1 @@
+"""Op family: rnn (filled in next)."""

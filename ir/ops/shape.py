@@ -1,0 +1,1 @@
+"""Op family: shape (filled in next)."""

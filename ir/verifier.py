@@ -1,0 +1,75 @@
+"""The verifier: checks that a graph keeps every IR invariant, naming the node that breaks one.
+
+Checked: every value is defined once (SSA); each operand is defined before its
+use (topological order); use lists match operands exactly (no dangling use);
+attributes fit the op's schema; result types agree with the op's inference;
+graph outputs are defined values of this graph.
+"""
+
+from __future__ import annotations
+
+from ir.builder import check_types_agree, infer_types
+from ir.errors import IRError, VerificationError
+from ir.graph import Graph, Node, Value
+from ir.ops.registry import get_schema
+
+
+def verify(graph: Graph) -> None:
+    """Raise VerificationError on the first broken invariant."""
+    try:
+        _verify(graph)
+    except VerificationError:
+        raise
+    except IRError as exc:
+        raise VerificationError(str(exc)) from None
+
+
+def _verify(graph: Graph) -> None:
+    defined: set[int] = set()
+    names: set[str] = set()
+
+    def define(value: Value, where: str) -> None:
+        if value.name in names or id(value) in defined:
+            raise VerificationError(f"{where}: value %{value.name} is defined twice")
+        if value.graph is not graph:
+            raise VerificationError(f"{where}: value %{value.name} does not belong to this graph")
+        names.add(value.name)
+        defined.add(id(value))
+
+    for value in graph.inputs:
+        define(value, "graph input")
+    for value in graph.constants.values():
+        define(value, "constant")
+    for node in graph.nodes:
+        _verify_node(node, defined)
+        for result in node.results:
+            define(result, node.label())
+    for value in graph.values():
+        for user, index in value.uses():
+            if user._erased or user.graph is not graph or user.operands[index] is not value:
+                raise VerificationError(f"value %{value.name} lists a dangling use by {user.label()}")
+    for value in graph.outputs:
+        if id(value) not in defined:
+            raise VerificationError(f"graph output %{value.name} is not defined in the graph")
+
+
+def _verify_node(node: Node, defined: set[int]) -> None:
+    where = node.label()
+    schema = get_schema(node.op)
+    schema.check_operands(len(node.operands), [o is not None for o in node.operands], where)
+    if schema.normalize_attrs(node.attrs, where) != node.attrs:
+        raise VerificationError(f"{where}: attributes are not normalised to the schema")
+    for index, operand in enumerate(node.operands):
+        if operand is None:
+            continue
+        if id(operand) not in defined:
+            raise VerificationError(
+                f"{where}: operand {index} %{operand.name} is used before it is defined"
+            )
+        if (node, index) not in operand._uses:
+            raise VerificationError(f"{where}: operand {index} is missing from %{operand.name}'s uses")
+    for index, result in enumerate(node.results):
+        if result.producer is not node or result.index != index:
+            raise VerificationError(f"{where}: result %{result.name} has a wrong producer link")
+    inferred = infer_types(node.op, [o.type if o else None for o in node.operands], node.attrs, where)
+    check_types_agree(where, [r.type for r in node.results], inferred)
