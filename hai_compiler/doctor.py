@@ -1,0 +1,220 @@
+"""`hai doctor --scan`: the hardware profile of this machine, as JSON or as a table.
+
+The JSON follows docs/hardware_profile.schema.json. The profile joins what the
+runtime probes (CPU identity, ISA features, topology, caches, memory, thermal
+zones, cpufreq, OpenCL devices) with what only the compiler knows: the LLVM name
+of the host CPU, asked from TVM when it imports. `recommended` is the compile
+target for this machine; `hai compile --hardware-profile` reads it back with
+`read_profile` and `profile_compile_target`.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import IO, Any
+
+from ir.errors import HaiError
+from runtime.devices.cpu import CpuDriver
+from runtime.hai import available_drivers, get_driver
+from runtime.opencl_probe import opencl_inventory
+
+SCHEMA_VERSION = 1
+TARGET_OF_ARCH = {"x86_64": "x86", "amd64": "x86", "aarch64": "arm64", "arm64": "arm64"}
+
+
+class HardwareProfileError(HaiError):
+    """A hardware profile file that cannot be read or lacks what `hai compile` needs."""
+
+
+def llvm_host_cpu() -> tuple[str | None, str]:
+    """(LLVM cpu name of this host, where it came from); (None, reason) when TVM cannot say."""
+    try:
+        from tvm.target import codegen
+    except ImportError as exc:
+        return None, f"tvm is not installed ({exc})"
+    name = str(codegen.llvm_get_system_cpu())
+    if not name or name == "generic":
+        return None, "LLVM does not know this CPU (it reports 'generic')"
+    return name, "tvm.target.codegen.llvm_get_system_cpu"
+
+
+def cpu_section(facts: dict[str, Any]) -> dict[str, Any]:
+    """The profile's `cpu` object from the CPU driver's probe facts and LLVM's cpu name."""
+    llvm_cpu, source = (
+        llvm_host_cpu() if facts["arch"] == platform.machine() else (None, "not this host's arch")
+    )
+    if llvm_cpu is None and facts.get("arm_cpu"):
+        llvm_cpu, source = facts["arm_cpu"], "Arm part number in /proc/cpuinfo"
+    keys = (
+        "arch",
+        "vendor",
+        "model",
+        "isa_level",
+        "features",
+        "physical_cores",
+        "threads",
+        "sockets",
+        "caches",
+    )
+    return {**{k: facts[k] for k in keys}, "llvm_cpu": llvm_cpu, "llvm_cpu_source": source}
+
+
+def recommended_target(cpu: dict[str, Any]) -> dict[str, Any]:
+    """Target name and `--cpu` for this host: LLVM's cpu name, else the x86-64 level (portable)."""
+    target = TARGET_OF_ARCH.get(cpu["arch"])
+    if target is None:
+        return {"target": None, "cpu": None, "features": [], "reason": f"no HAI target for {cpu['arch']}"}
+    chosen = cpu["llvm_cpu"] or cpu["isa_level"] or "generic"
+    why = "the host CPU as LLVM names it" if cpu["llvm_cpu"] else "the host's ISA level (LLVM cpu unknown)"
+    return {"target": target, "cpu": chosen, "features": cpu["features"], "reason": why}
+
+
+def other_devices() -> list[dict[str, Any]]:
+    """Devices of every non-CPU driver under `hai.devices`; a failing probe is reported, not raised."""
+    found: list[dict[str, Any]] = []
+    for name in available_drivers():
+        if name == CpuDriver.name:
+            continue
+        try:
+            infos = get_driver(name).probe()
+        except Exception as exc:  # a third-party driver must not break the scan
+            found.append({"driver": name, "error": str(exc)})
+            continue
+        found += [{k: v for k, v in info.to_dict().items() if k != "properties"} for info in infos]
+    return found
+
+
+def scan(root: str = "/") -> dict[str, Any]:
+    """The hardware profile of this machine (`root` points the /proc and /sys readers elsewhere in tests)."""
+    (cpu_info,) = CpuDriver(root).probe()
+    facts = dict(cpu_info.properties)
+    cpu = cpu_section(facts)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "host": {
+            "os": platform.system().lower(),
+            "machine": platform.machine(),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+        },
+        "cpu": cpu,
+        "memory": facts["memory"],
+        "opencl": opencl_inventory(),
+        "thermal": {"zones": facts["thermal_zones"]},
+        "cpufreq": facts["cpufreq"],
+        "devices": [
+            {"driver": "cpu", "index": 0, "name": cpu_info.name, "kind": "cpu", "vendor": cpu_info.vendor},
+            *other_devices(),
+        ],
+        "recommended": recommended_target(cpu),
+    }
+
+
+def write_json(profile: dict[str, Any], stream: IO[str]) -> None:
+    """The profile as indented JSON, one trailing newline (what `hai doctor --scan > file` writes)."""
+    json.dump(profile, stream, indent=2)
+    stream.write("\n")
+
+
+def read_profile(path: str | Path) -> dict[str, Any]:
+    """A hardware profile written by `hai doctor --scan`, checked for what compiling needs."""
+    try:
+        profile = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise HardwareProfileError(f"hardware profile {path}: cannot read it as JSON ({exc})") from exc
+    if not isinstance(profile, dict) or profile.get("schema_version") != SCHEMA_VERSION:
+        raise HardwareProfileError(
+            f"hardware profile {path}: expected schema_version {SCHEMA_VERSION}; regenerate it with "
+            f"`hai doctor --scan > {Path(path).name}` on the target machine"
+        )
+    recommended = profile.get("recommended")
+    if not isinstance(recommended, dict) or not recommended.get("target"):
+        raise HardwareProfileError(
+            f"hardware profile {path}: no recommended target (key 'recommended.target')"
+        )
+    return profile
+
+
+def profile_compile_target(profile: dict[str, Any]) -> dict[str, Any]:
+    """`{"target", "cpu", "features"}` to compile for the profiled machine."""
+    recommended = profile["recommended"]
+    return {
+        "target": recommended["target"],
+        "cpu": recommended["cpu"],
+        "features": list(recommended["features"]),
+    }
+
+
+def human_bytes(n: int | None) -> str:
+    """`1.5 GiB` style sizes for the table; `-` for unknown."""
+    if n is None:
+        return "-"
+    size, unit = float(n), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def render_table(profile: dict[str, Any], console: Any) -> None:
+    """Print the profile as rich tables: machine, caches, OpenCL devices, thermal zones."""
+    from rich.table import Table
+
+    cpu, memory, rec = profile["cpu"], profile["memory"], profile["recommended"]
+    machine = Table(title="Machine", show_header=False)
+    rows = [
+        ("CPU", f"{cpu['model']} ({cpu['vendor']}, {cpu['arch']})"),
+        ("LLVM cpu", cpu["llvm_cpu"] or f"unknown: {cpu['llvm_cpu_source']}"),
+        ("ISA level", cpu["isa_level"] or "-"),
+        ("ISA features", " ".join(cpu["features"]) or "-"),
+        ("Cores / threads", f"{cpu['physical_cores']} / {cpu['threads']} ({cpu['sockets']} socket(s))"),
+        (
+            "Memory",
+            f"{human_bytes(memory['total_bytes'])} total, {human_bytes(memory['available_bytes'])} available",
+        ),
+        ("cgroup limit", human_bytes(memory["cgroup_limit_bytes"])),
+        ("cpufreq governor", profile["cpufreq"]["governor"] or "-"),
+        ("Recommended", f"--target {rec['target']} --cpu {rec['cpu']}" if rec["target"] else rec["reason"]),
+    ]
+    for key, value in rows:
+        machine.add_row(key, value)
+    console.print(machine)
+    caches = Table("cache", "size", "instances", "shared by threads", title="Caches")
+    for c in cpu["caches"]:
+        caches.add_row(
+            c["name"], human_bytes(c["size_bytes"]), str(c["instances"]), str(c["shared_by_threads"])
+        )
+    console.print(caches)
+    render_opencl(profile["opencl"], console)
+    zones = profile["thermal"]["zones"]
+    if zones:
+        thermal = Table("zone", "type", "°C", "critical °C", title="Thermal zones")
+        for z in zones:
+            thermal.add_row(z["zone"], z["type"], str(z["celsius"]), str(z["critical_celsius"] or "-"))
+        console.print(thermal)
+    else:
+        console.print("Thermal zones: none exposed")
+
+
+def render_opencl(opencl: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    if not opencl["available"]:
+        console.print(f"OpenCL: not available ({opencl['reason']})")
+        return
+    table = Table("platform", "device", "type", "CUs", "memory", "fp16", "fp64", title="OpenCL devices")
+    for platform_entry in opencl["platforms"]:
+        for d in platform_entry["devices"]:
+            table.add_row(
+                platform_entry["name"],
+                d["name"],
+                d["type"],
+                str(d["compute_units"]),
+                human_bytes(d["global_memory_bytes"]),
+                "yes" if d["fp16"] else "no",
+                "yes" if d["fp64"] else "no",
+            )
+    console.print(table)

@@ -1,0 +1,28 @@
+"""The runtime's own error family: every message names the device, buffer, kernel or file.
+
+The runtime imports nothing of ours (it ships without the compiler), so it cannot
+reuse `ir.errors.HaiError`; `HaiRuntimeError` is its root instead. This module
+imports nothing.
+"""
+
+from __future__ import annotations
+
+
+class HaiRuntimeError(Exception):
+    """A run-time failure a user can act on: a missing device, a bad buffer, a kernel that will not load."""
+
+
+class DeviceNotFoundError(HaiRuntimeError):
+    """No driver or device matches the requested name or index."""
+
+
+class DeviceBufferError(HaiRuntimeError):
+    """Misuse of a device buffer: freed twice, used after free, out-of-range copy or map."""
+
+
+class KernelError(HaiRuntimeError):
+    """A kernel library that does not load, an entry point it lacks, or a launch it refuses."""
+
+
+class UnsupportedError(HaiRuntimeError):
+    """The device lacks an optional HAI extension or a capability the caller asked for."""

@@ -1,0 +1,316 @@
+"""HAI, run-time half: the twelve calls every device driver answers, and how drivers are found.
+
+This module is the one place where the run-time interface is written down. The
+compile-time half (codegen target, compile) lives in `targets/`; a new device is
+one driver module here (registered in the entry-point group `hai.devices`) plus
+one target module there (group `hai.targets`). It imports only the standard
+library and numpy, never the compiler.
+
+The model is IREE's HAL (driver -> device -> buffers -> executables -> dispatch ->
+semaphores), cut down to what a runtime executing a static plan needs:
+
+| #  | call                                               | IREE HAL counterpart                     |
+| -- | -------------------------------------------------- | ---------------------------------------- |
+| 1  | `Driver.probe() -> list[DeviceInfo]`               | `driver_query_available_devices`         |
+| 2  | `Device.capabilities() -> Capabilities`            | `device_query_i64`                       |
+| 3  | `Device.query_memory() -> MemoryInfo`              | `allocator_query_statistics` / heaps     |
+| 4  | `Device.allocate(nbytes, alignment) -> Buffer`     | `allocator_allocate_buffer`              |
+| 5  | `Device.free(buffer)`                              | `buffer_release`                         |
+| 6  | `Device.copy_in(buffer, host, offset)`             | `device_queue_write` (host -> device)    |
+| 7  | `Device.copy_out(buffer, offset, shape, dtype)`    | `device_queue_read` (device -> host)     |
+| 8  | `Device.map(buffer, offset, shape, dtype)`         | `buffer_map_range`                       |
+| 9  | `Device.unmap(view)`                               | `buffer_unmap_range`                     |
+| 10 | `Device.load_executable(path) -> Executable`       | `executable_cache_prepare_executable`    |
+| 11 | `Device.launch(executable, entry, args)`           | `command_buffer_dispatch` + execute      |
+| 12 | `Device.synchronize()`                             | `semaphore_wait` / wait idle             |
+
+Lifecycle is not a hardware call: `Driver.open(index, **options)` builds a
+`Device`, `Device.close()` releases it (devices are context managers).
+
+The three optional extensions are small protocols a device may also implement;
+`extensions_of(device)` names the ones it does, and `Capabilities.extensions`
+repeats them: `PowerControl` (power policy), `ThermalSensors` (thermal
+readings), `ProfilingCounters` (profiling counters).
+
+Drivers are found by name: the built-in drivers first (`cpu`), then every entry
+point of group `hai.devices` whose value is a `Driver` subclass. A broken entry
+point is reported when it is asked for, never while listing the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from runtime.errors import DeviceNotFoundError, HaiRuntimeError
+
+DeviceKind = Literal["cpu", "gpu", "accelerator"]
+ENTRY_POINT_GROUP = "hai.devices"
+BUILTIN_DRIVERS: dict[str, str] = {"cpu": "runtime.devices.cpu:CpuDriver"}
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What `probe` found: one device a driver can open, with JSON-friendly facts in `properties`."""
+
+    driver: str
+    index: int
+    name: str
+    kind: DeviceKind
+    vendor: str
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """The facts compiled kernels and the planner rely on: ISA, alignment, memory, parallelism."""
+
+    kind: DeviceKind
+    isa: str  # "x86_64", "aarch64", "opencl"
+    features: frozenset[str]  # HAI feature names (runtime/cpu_features.py), e.g. "avx2", "neon"
+    isa_level: str | None  # "x86-64-v3" for x86 CPUs, None where no level applies
+    alignment: int  # bytes every buffer and launch argument is aligned to
+    host_visible: bool  # map() is zero-copy: device memory is host memory
+    compute_units: int  # physical cores, or OpenCL compute units
+    max_threads: int
+    memory_bytes: int
+    cache_bytes: Mapping[str, int] = field(default_factory=dict)  # "L1d", "L2", "L3"
+    extensions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MemoryInfo:
+    """Memory as the device sees it now; `allocated_bytes` counts this device's live buffers."""
+
+    total_bytes: int
+    available_bytes: int
+    allocated_bytes: int
+    peak_allocated_bytes: int
+    live_buffers: int
+
+
+@dataclass(eq=False)
+class Buffer:
+    """A block of device memory. `handle` is the driver's own object (a numpy byte array for the CPU)."""
+
+    device: str
+    nbytes: int
+    alignment: int
+    handle: Any
+    label: str = ""
+    freed: bool = False
+
+    def describe(self) -> str:
+        name = f" {self.label!r}" if self.label else ""
+        return f"buffer{name} ({self.nbytes} bytes on {self.device})"
+
+
+@dataclass(frozen=True)
+class BufferView:
+    """A typed window into a buffer (offset in bytes), usable as a launch argument without a copy."""
+
+    buffer: Buffer
+    offset: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+@dataclass(eq=False)
+class Executable:
+    """A loaded kernel library; `handle` is the driver's module object, `entries` caches looked-up kernels."""
+
+    device: str
+    path: str
+    handle: Any
+    entries: dict[str, Any] = field(default_factory=dict)
+
+
+KernelArg = np.ndarray | BufferView | int | float
+
+
+@dataclass(frozen=True)
+class ThermalReading:
+    """One temperature sensor; `critical_celsius` is its critical trip point when the device reports one."""
+
+    sensor: str
+    kind: str
+    celsius: float
+    critical_celsius: float | None = None
+
+
+class Device(ABC):
+    """An opened device: calls 2-12 of the table above. Subclasses implement every abstract method."""
+
+    def __init__(self, info: DeviceInfo) -> None:
+        self.info = info
+
+    @abstractmethod
+    def capabilities(self) -> Capabilities:
+        """Call 2. Static facts about the device; cheap, the same answer every time."""
+
+    @abstractmethod
+    def query_memory(self) -> MemoryInfo:
+        """Call 3. Total and available memory now, and what this device object has allocated."""
+
+    @abstractmethod
+    def allocate(self, nbytes: int, alignment: int | None = None, label: str = "") -> Buffer:
+        """Call 4. `nbytes` of device memory aligned to at least `capabilities().alignment`."""
+
+    @abstractmethod
+    def free(self, buffer: Buffer) -> None:
+        """Call 5. Release a buffer; freeing twice or another device's buffer is an error."""
+
+    @abstractmethod
+    def copy_in(self, buffer: Buffer, host: np.ndarray, offset: int = 0) -> None:
+        """Call 6. Copy a host array's bytes (C order) into the buffer at byte `offset`."""
+
+    @abstractmethod
+    def copy_out(
+        self, buffer: Buffer, offset: int, shape: Sequence[int], dtype: np.dtype | str
+    ) -> np.ndarray:
+        """Call 7. A new host array of `shape` and `dtype` copied from the buffer at byte `offset`."""
+
+    @abstractmethod
+    def map(
+        self,
+        buffer: Buffer,
+        offset: int = 0,
+        shape: Sequence[int] | None = None,
+        dtype: np.dtype | str = "u1",
+    ) -> np.ndarray:
+        """Call 8. A host array aliasing the buffer (zero-copy when `host_visible`); valid until `unmap`."""
+
+    @abstractmethod
+    def unmap(self, view: np.ndarray) -> None:
+        """Call 9. End a mapping; writes through it reach the device by the next launch."""
+
+    @abstractmethod
+    def load_executable(self, path: str) -> Executable:
+        """Call 10. Load a kernel library built by this device's target module."""
+
+    @abstractmethod
+    def launch(self, executable: Executable, entry: str, args: Sequence[KernelArg]) -> None:
+        """Call 11. Run kernel `entry` on `args` (arrays, buffer views, scalars); may return early."""
+
+    @abstractmethod
+    def synchronize(self) -> None:
+        """Call 12. Wait until every launch and copy issued so far has finished."""
+
+    def close(self) -> None:  # noqa: B027  (optional: devices holding nothing need not override it)
+        """Release the device. Buffers still live are released with it."""
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Driver(ABC):
+    """A device family (CPU, OpenCL, ...): call 1 (`probe`) and the `open` factory."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def probe(self) -> list[DeviceInfo]:
+        """Call 1. The devices of this family on this machine; an empty list when there are none."""
+
+    @abstractmethod
+    def open(self, index: int = 0, **options: Any) -> Device:
+        """Open device `index` of `probe()`; options are driver-specific (e.g. `threads`)."""
+
+
+@runtime_checkable
+class PowerControl(Protocol):
+    """Extension: the device's power policy (CPU: the cpufreq governor)."""
+
+    def power_policies(self) -> tuple[str, ...]: ...
+
+    def power_policy(self) -> str | None: ...
+
+    def set_power_policy(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class ThermalSensors(Protocol):
+    """Extension: current temperatures of the device's sensors."""
+
+    def thermal_readings(self) -> list[ThermalReading]: ...
+
+
+@runtime_checkable
+class ProfilingCounters(Protocol):
+    """Extension: counters of launches, copies and allocations; launch timing only while enabled."""
+
+    def set_profiling(self, enabled: bool) -> None: ...
+
+    def counters(self) -> dict[str, float]: ...
+
+    def reset_counters(self) -> None: ...
+
+
+EXTENSIONS: dict[str, type] = {
+    "power": PowerControl,
+    "thermal": ThermalSensors,
+    "profiling": ProfilingCounters,
+}
+
+
+def extensions_of(device: object) -> tuple[str, ...]:
+    """Names of the optional extensions `device` implements, in the fixed order power, thermal, profiling."""
+    return tuple(name for name, proto in EXTENSIONS.items() if isinstance(device, proto))
+
+
+def driver_sources() -> dict[str, str]:
+    """Driver name -> `module:attribute` it loads from: built-ins, then `hai.devices` entry points."""
+    sources = dict(BUILTIN_DRIVERS)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        sources.setdefault(ep.name, ep.value)
+    return sources
+
+
+def available_drivers() -> list[str]:
+    """Names of every driver that can be asked for, sorted."""
+    return sorted(driver_sources())
+
+
+def get_driver(name: str) -> Driver:
+    """A fresh driver object for `name`, loading its module on demand."""
+    sources = driver_sources()
+    if name not in sources:
+        raise DeviceNotFoundError(
+            f"no HAI device driver named {name!r}; known drivers: {', '.join(sorted(sources))}"
+        )
+    source = sources[name]
+    module_name, _, attribute = source.partition(":")
+    try:
+        driver_class = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise HaiRuntimeError(f"device driver {name!r} ({source}) failed to load: {exc}") from exc
+    if not (isinstance(driver_class, type) and issubclass(driver_class, Driver)):
+        raise HaiRuntimeError(f"device driver {name!r} ({source}) is not a runtime.hai.Driver subclass")
+    return driver_class()
+
+
+def probed_device(driver: Driver, index: int) -> DeviceInfo:
+    """`driver.probe()[index]`, or a `DeviceNotFoundError` that says how many devices there are."""
+    found = driver.probe()
+    if not 0 <= index < len(found):
+        raise DeviceNotFoundError(
+            f"driver {driver.name!r} found {len(found)} device(s); there is no device {index}"
+        )
+    return found[index]
+
+
+def open_device(name: str = "cpu", index: int = 0, **options: Any) -> Device:
+    """Open device `index` of driver `name`; `options` go to `Driver.open`."""
+    return get_driver(name).open(index, **options)
