@@ -148,7 +148,10 @@ class _Importer:
 
     def _static_shape(self, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
         dims = vi.type.tensor_type.shape.dim
-        declared = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+        declared = [  # a negative dim_value (some exporters write -1) is as unknown as a dim_param
+            d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else (d.dim_param or "?")
+            for d in dims
+        ]
         given = self.input_shapes.get(vi.name)
         if given is not None:
             given = tuple(int(d) for d in given)
@@ -185,13 +188,18 @@ class _Importer:
             outputs = list(convert(ctx))
         except IRError as exc:
             raise ConversionError(f"{ctx.where}: {exc}") from None
-        self._fold_new_nodes(anchor)
-        self._bind_outputs(ctx, outputs)
+        folded = self._fold_new_nodes(anchor)
+        self._bind_outputs(ctx, [folded.get(v, v) if v is not None else None for v in outputs])
 
-    def _fold_new_nodes(self, anchor) -> None:  # type: ignore[no-untyped-def]
+    def _fold_new_nodes(self, anchor) -> dict[Value, Value]:  # type: ignore[no-untyped-def]
+        """Fold the converter's new constant-only nodes; maps each folded result to its constant."""
+        folded: dict[Value, Value] = {}
         for new in self.graph.nodes.after(anchor):
             if is_foldable(new, FOLD_LIMIT):
+                results = list(new.results)
                 fold_node(self.graph, new)
+                folded.update((r, self.graph.value(r.name)) for r in results)
+        return folded
 
     def _bind_outputs(self, ctx: ConversionContext, outputs: list[Value | None]) -> None:
         for index, name in enumerate(ctx.node.output):
@@ -224,6 +232,6 @@ def _tensor_array(tensor: onnx.TensorProto) -> np.ndarray:
     from onnx import numpy_helper
 
     try:
-        return np.ascontiguousarray(numpy_helper.to_array(tensor))
+        return np.asarray(numpy_helper.to_array(tensor), order="C")  # keeps 0-d scalars 0-d
     except Exception as exc:  # external data missing, bad raw bytes
         raise HaiError(f"initializer '{tensor.name}' cannot be read: {exc}") from None

@@ -14,6 +14,8 @@ FAMILIES = (
     "pooling",
     "rnn",
     "shape",
+    "indexing",
+    "generate",
     "image",
 )
 
