@@ -70,16 +70,22 @@ class Interpreter:
             array = np.asarray(inputs[name])
             want = value.type
             if tuple(array.shape) != want.shape:
-                raise InputError(f"input '{name}' has shape {list(array.shape)}, expected {list(want.shape)}")
+                raise InputError(
+                    f"input '{name}' has shape {list(array.shape)}, expected {list(want.shape)}"
+                )
             if array.dtype != want.dtype.numpy:
-                raise InputError(f"input '{name}' has dtype {array.dtype}, expected {want.dtype.numpy} ({want.dtype})")
+                raise InputError(
+                    f"input '{name}' has dtype {array.dtype}, expected {want.dtype.numpy} ({want.dtype})"
+                )
             bound[value] = array
         return bound
 
     @staticmethod
     def _check_results(node: Node, results: list[np.ndarray]) -> None:
         if len(results) != len(node.results):
-            raise IRError(f"{node.label()}: reference gave {len(results)} results, expected {len(node.results)}")
+            raise IRError(
+                f"{node.label()}: reference gave {len(results)} results, expected {len(node.results)}"
+            )
         for value, array in zip(node.results, results):
             if tuple(array.shape) != value.type.shape or array.dtype != value.type.dtype.numpy:
                 raise IRError(

@@ -56,7 +56,7 @@ def main() -> None:
     model = DigitsCNN()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    for epoch in range(40):
+    for _epoch in range(40):
         model.train()
         perm = torch.randperm(len(xt))
         for i in range(0, len(xt), 64):

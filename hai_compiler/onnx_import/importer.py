@@ -208,10 +208,9 @@ class _Importer:
             value = outputs[index] if index < len(outputs) else None
             if value is None or value.graph is None:
                 raise ctx.fail(f"output {index} ('{name}') is not supported")
-            if value.producer is not None and not self.graph.has_value(name) and value.name not in self.values:
-                self.graph.rename(value, name)
-            elif value.is_constant and not self.graph.has_value(name) and value.name not in self.values:
-                self.graph.rename(value, name)
+            fresh = value.producer is not None or value.is_constant  # made by this converter
+            if fresh and not self.graph.has_value(name) and value.name not in self.values:
+                self.graph.rename(value, name)  # IR values keep their ONNX names
             self.values[name] = value
 
     def _set_outputs(self, onnx_graph: onnx.GraphProto) -> None:

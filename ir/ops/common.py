@@ -24,6 +24,12 @@ def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
         raise IRError(f"shapes {' and '.join(str(list(s)) for s in shapes)} do not broadcast") from None
 
 
+def broadcasts_to(shape: Sequence[int], target: Sequence[int]) -> bool:
+    """Whether `shape` broadcasts unidirectionally to `target` (Gemm's C, LayerNormalization's Scale)."""
+    pairs = zip(reversed(shape), reversed(target), strict=False)
+    return len(shape) <= len(target) and all(s in (1, t) for s, t in pairs)
+
+
 def normalize_axis(axis: int, rank: int, what: str = "axis") -> int:
     """Map a possibly negative axis into [0, rank); an IRError when out of range."""
     if not -rank <= axis < rank:
@@ -71,3 +77,9 @@ def same_as_first(types: Sequence[TensorType | None], attrs: Mapping[str, Any]) 
 def as_dtype(array: np.ndarray, dtype: DType) -> np.ndarray:
     """Cast a reference result to the IR dtype it must have."""
     return np.asarray(array).astype(dtype.numpy, copy=False)
+
+
+def accumulation_dtype(dtype: DType | np.dtype) -> np.dtype:
+    """The numpy dtype reference kernels compute in: f32 for f16/bf16, the dtype itself otherwise."""
+    np_dtype = dtype.numpy if isinstance(dtype, DType) else np.dtype(dtype)
+    return np.dtype(np.float32) if np_dtype in (DType.F16.numpy, DType.BF16.numpy) else np_dtype

@@ -8,7 +8,6 @@ models of shared/MODELS.md are the `slow` tier (`pytest -m slow`).
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from hai_compiler import real_models
