@@ -44,11 +44,20 @@ def run_case(case) -> CaseResult:  # type: ignore[no-untyped-def]
         rep = HaiBackend.prepare(case.model)
         for inputs, expected in case.data_sets:
             with np.errstate(all="ignore"):
-                outputs = rep.run([np.asarray(x) for x in inputs])
-            compare(expected, outputs, case.rtol, case.atol)
+                outputs = rep.run([as_array(x) for x in inputs])
+            compare([as_array(x) for x in expected], outputs, case.rtol, case.atol)
     except Exception as exc:  # a report: every failure is a line, whatever raised it
         return CaseResult(case.name, ops, f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
     return CaseResult(case.name, ops, None)
+
+
+def as_array(data) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """A case's data as an array (cases on types numpy lacks, e.g. bf16 and int4, hold TensorProtos)."""
+    import onnx
+
+    if isinstance(data, onnx.TensorProto):
+        return onnx.numpy_helper.to_array(data)
+    return np.asarray(data)
 
 
 def compare(expected: Iterable[np.ndarray], outputs: Iterable[np.ndarray], rtol: float, atol: float) -> None:

@@ -135,12 +135,19 @@ class ConversionContext:
     def emit(
         self, op: str, operands: Sequence[Value | None], attrs: Mapping[str, Any] | None = None
     ) -> list[Value]:
-        """Add an IR node named after the ONNX node (a suffix for the second and later)."""
+        """Add an IR node named after the ONNX node (a suffix for the second and later).
+
+        Results get provisional names; the importer renames the values a
+        converter returns to the ONNX output names.
+        """
         name = self.node.name or self.node.output[0]
         if self._emitted:
             name = f"{name}/{op.lower()}{self._emitted}"
         self._emitted += 1
-        return Builder(self.graph).op(op, operands, attrs, name=name)
+        results = Builder(self.graph).op(op, operands, attrs, name=name)
+        for index, value in enumerate(results):
+            self.graph.rename(value, self.graph.unique_name(f"{name}#{index}"))
+        return results
 
     def constant(self, array: np.ndarray, hint: str = "const") -> Value:
         base = self.node.name or self.node.output[0]
