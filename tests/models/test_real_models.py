@@ -17,7 +17,7 @@ from hai_compiler.onnx_import import import_onnx
 from ir import Interpreter, verify
 from ir.parser import parse_hir
 from ir.printer import print_graph
-from passes.manager import PassContext, PassManager
+from passes.manager import Instrument, PassContext, PassManager
 from passes.pipeline import parse_pipeline
 
 ort = pytest.importorskip("onnxruntime")
@@ -38,6 +38,13 @@ def assert_round_trips(graph) -> None:  # type: ignore[no-untyped-def]
     assert print_graph(parse_hir(text, filename=graph.name)) == text
 
 
+class RoundTripEachStage(Instrument):
+    """Checks `print(parse(print(g))) == print(g)` after every pass of the pipeline."""
+
+    def after_pass(self, index, pass_, graph) -> None:  # type: ignore[no-untyped-def]
+        assert_round_trips(graph)
+
+
 def check_model(path, input_shapes, inputs) -> None:  # type: ignore[no-untyped-def]
     reference = onnxruntime_outputs(path, inputs)
     graph = import_onnx(path, input_shapes=input_shapes)
@@ -45,8 +52,8 @@ def check_model(path, input_shapes, inputs) -> None:  # type: ignore[no-untyped-
     assert_round_trips(graph)
     for stage, g in (("imported", graph), ("default pipeline", None)):
         if g is None:
-            g = PassManager(parse_pipeline("default"), verify_each=True).run(graph, PassContext())
-            assert_round_trips(g)
+            manager = PassManager(parse_pipeline("default"), [RoundTripEachStage()], verify_each=True)
+            g = manager.run(graph, PassContext())
         outputs = Interpreter(g).run(inputs)
         assert list(outputs) == list(reference), stage
         for name, ref in reference.items():
