@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -302,6 +303,7 @@ def doctor_command(
 
 def main() -> None:
     """Entry point of the `hai` console script."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `hai ir m.onnx | head` ends quietly
     app(prog_name="hai")
 
 

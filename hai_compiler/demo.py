@@ -8,6 +8,7 @@ the reference interpreter — next to onnxruntime's when it is installed.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -25,8 +26,18 @@ def load_heldout_digits() -> tuple[np.ndarray, np.ndarray]:
         return data["x"], data["y"]
 
 
-def run_demo(console: Console, pipeline: str = "default") -> float:
-    """Import, optimise and evaluate the embedded model; returns its held-out accuracy."""
+@dataclasses.dataclass(frozen=True)
+class DemoResult:
+    """Held-out accuracy through HAI, and onnxruntime's when it is installed."""
+
+    accuracy: float
+    onnxruntime_accuracy: float | None
+    nodes_imported: int
+    nodes_optimised: int
+
+
+def run_demo(console: Console, pipeline: str = "default") -> DemoResult:
+    """Import, optimise and evaluate the embedded model, printing as it goes."""
     from hai_compiler.driver import run_pipeline
     from hai_compiler.onnx_import import import_onnx
     from hai_compiler.summary import render_summary
@@ -53,7 +64,7 @@ def run_demo(console: Console, pipeline: str = "default") -> float:
     reference = _onnxruntime_accuracy(x, y)
     if reference is not None:
         console.print(f"accuracy (onnxruntime):                {reference:.4f}")
-    return accuracy
+    return DemoResult(accuracy, reference, imported_nodes, len(graph.nodes))
 
 
 def _onnxruntime_accuracy(x: np.ndarray, y: np.ndarray) -> float | None:

@@ -1,0 +1,39 @@
+"""`hai demo` (the README's main job) and `hai doctor --scan` through the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+from cli_helpers import invoke, run_process
+from rich.console import Console
+
+from hai_compiler.demo import load_heldout_digits, run_demo
+
+
+def test_demo_accuracy_matches_onnxruntime() -> None:
+    result = run_demo(Console(file=io.StringIO()))
+    assert result.accuracy >= 0.97
+    assert result.onnxruntime_accuracy is not None
+    assert abs(result.accuracy - result.onnxruntime_accuracy) <= 1 / len(load_heldout_digits()[1])
+    assert result.nodes_optimised < result.nodes_imported  # BatchNormalization folded, shapes folded
+
+
+def test_demo_command_runs() -> None:
+    result = run_process(["demo"])
+    assert result.returncode == 0, result.stderr
+    assert "accuracy (HAI reference interpreter)" in result.stdout
+
+
+def test_doctor_scan_json_describes_this_machine() -> None:
+    result = invoke("doctor", "--scan")
+    assert result.exit_code == 0, result.output
+    profile = json.loads(result.stdout)
+    assert profile["cpu"]["threads"] == os.cpu_count()
+    assert profile["recommended"]["target"] in {"x86", "arm64"}
+
+
+def test_doctor_table_and_missing_scan_flag() -> None:
+    assert "Recommended" in invoke("doctor", "--scan", "--format", "table").stdout
+    assert invoke("doctor").exit_code == 2
