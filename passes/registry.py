@@ -20,6 +20,7 @@ from passes.fold_batchnorm import FoldBatchNorm
 from passes.fold_constants import FoldConstants
 from passes.infer_shapes import InferShapes
 from passes.manager import Pass
+from passes.plan_memory import PlanMemory
 
 ENTRY_POINT_GROUP = "hai.passes"
 
@@ -30,6 +31,7 @@ BUILTIN_PASSES: tuple[type[Pass], ...] = (
     EliminateIdentity,
     FoldBatchNorm,
     EliminateCommonSubexpressions,
+    PlanMemory,
 )
 
 
