@@ -26,3 +26,23 @@ class KernelError(HaiRuntimeError):
 
 class UnsupportedError(HaiRuntimeError):
     """The device lacks an optional HAI extension or a capability the caller asked for."""
+
+
+class ArtifactError(HaiRuntimeError):
+    """An artifact directory that cannot be used: missing or corrupt manifest, missing file, bad plan."""
+
+
+class ArtifactVersionError(ArtifactError):
+    """The manifest's format version is not the one this runtime reads."""
+
+
+class ArtifactIntegrityError(ArtifactError):
+    """A file of the artifact is truncated or its sha256 differs from the manifest's."""
+
+
+class UnsupportedCpuError(UnsupportedError):
+    """The artifact's kernels need an architecture or ISA features this CPU lacks."""
+
+
+class ModelInputError(HaiRuntimeError):
+    """`Model.run` got inputs with wrong names, shapes or dtypes."""

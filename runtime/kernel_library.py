@@ -2,7 +2,8 @@
 
 A library from `export_library` needs `libtvm_runtime.so` loaded first with
 RTLD_GLOBAL (it fills the kernel's parallel-launch and workspace slots; without
-it a parallel kernel segfaults). It is looked for, in order: `$HAI_TVM_RUNTIME`,
+it a parallel kernel segfaults); when one is already loaded (`import tvm` loads its own) it is
+reused, since a second copy aborts the process. Otherwise it is looked for, in order: `$HAI_TVM_RUNTIME`,
 beside the kernel library (artifacts ship it), then inside an installed `tvm`
 package, located with `find_spec` and never imported. Vectorised kernels use
 aligned loads without checking, so every array argument must be C-contiguous,
@@ -39,9 +40,20 @@ def tvm_runtime_candidates(kernel_path: Path) -> list[Path]:
     return candidates
 
 
+def tvm_runtime_already_loaded() -> bool:
+    """True when some `libtvm_runtime.so` is in the process already (e.g. `import tvm` loaded the compiler's).
+
+    A second copy loaded from another path would register TVM's global functions twice and abort
+    the process, so an artifact's own copy is used only where no TVM runtime is present yet.
+    """
+    import tvm_ffi
+
+    return tvm_ffi.get_global_func("runtime.NumThreads", allow_missing=True) is not None
+
+
 def ensure_tvm_runtime(kernel_path: Path) -> Path | None:
     """Load `libtvm_runtime.so` once per process (RTLD_GLOBAL); the path loaded, None if already done."""
-    if _loaded_runtime:
+    if _loaded_runtime or tvm_runtime_already_loaded():
         return None
     candidates = tvm_runtime_candidates(kernel_path)
     for candidate in candidates:

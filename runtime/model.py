@@ -1,0 +1,218 @@
+"""Loading an artifact and running its static plan: `load(path, threads=N)` -> `Model`, `model.run(feeds)`.
+
+`load` does all the work once: it reads and checks the manifest (format version,
+sizes, sha256 of every file), refuses a CPU that lacks the architecture or an ISA
+feature the kernels need (an error naming them, never SIGILL), maps `weights.bin`
+copy-on-write (a read-only mapping cannot be handed to tvm_ffi), allocates one
+64-byte-aligned arena through the HAI CPU device, loads `libtvm_runtime.so` and
+the kernel library, looks every kernel up and builds a tvm_ffi tensor for every
+argument slot. `run` then only copies the inputs into the arena, makes one call
+per step (or the one `entry(arena, weights)` call when the plan names an entry),
+and copies the outputs out.
+
+Threads: one `Model` may be shared by several threads, but runs never overlap:
+the arena holds every intermediate tensor, so `run` takes a lock and concurrent
+callers wait their turn. For parallel inference, load the model once per thread
+(the weight pages stay shared by the operating system until written). Kernels
+themselves run on TVM's thread pool, `threads` wide (TVM_NUM_THREADS, read when a
+calling thread first launches a parallel kernel, so the first value in a process wins).
+
+Imports numpy, tvm_ffi (through runtime.kernel_library) and the standard library only.
+"""
+
+from __future__ import annotations
+
+import mmap
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.artifact import WEIGHTS_FILE, Manifest, Slot, Step, TensorBinding, numpy_dtype, read_manifest
+from runtime.cpu_features import missing_features
+from runtime.errors import KernelError, ModelInputError, UnsupportedCpuError, UnsupportedError
+from runtime.hai import Capabilities, Device, open_device
+from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
+
+Call = tuple[Any, tuple[Any, ...]]  # (kernel function, its pre-built tensor arguments)
+
+
+def load(path: str | Path, threads: int | None = None, verify: bool = True) -> Model:
+    """Load the artifact directory `path`; `verify=False` skips the sha256 of every file (not the sizes)."""
+    directory = Path(path)
+    manifest = read_manifest(directory, verify=verify)
+    device = open_device("cpu", threads=threads)
+    check_cpu(manifest, device.capabilities(), directory)
+    return Model(directory, manifest, device)
+
+
+def check_cpu(manifest: Manifest, caps: Capabilities, directory: Path) -> None:
+    """Refuse an artifact whose kernels this CPU cannot execute, naming what is missing."""
+    target = manifest.target
+    if target.arch != caps.isa:
+        raise UnsupportedCpuError(
+            f"artifact {directory} was compiled for {target.arch} ({target.name}, cpu {target.cpu}); "
+            f"this machine is {caps.isa}: compile it for this machine's target"
+        )
+    missing = missing_features(target.features, caps.features)
+    if missing:
+        raise UnsupportedCpuError(
+            f"artifact {directory} needs CPU feature(s) {', '.join(missing)} (compiled for cpu "
+            f"{target.cpu}), which this CPU lacks; running it would crash with an illegal instruction. "
+            f"Recompile with --target {target.name} on this machine, or --cpu with a lower ISA level"
+        )
+
+
+def map_weights(path: Path, size: int) -> tuple[np.ndarray, mmap.mmap | None]:
+    """`weights.bin` as a writable uint8 array backed by a copy-on-write mapping (page-aligned)."""
+    if size == 0:
+        return aligned_empty((0,), "u1"), None
+    with path.open("rb") as f:
+        mapping = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+    return np.frombuffer(mapping, np.uint8, count=size), mapping
+
+
+def typed_view(base: np.ndarray, offset: int, shape: Sequence[int], dtype: str) -> np.ndarray:
+    """A view of `base` (uint8) at byte `offset` with `shape` and `dtype`."""
+    np_dtype = numpy_dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize
+    return base[offset : offset + nbytes].view(np_dtype).reshape(tuple(shape))
+
+
+class Model:
+    """A loaded artifact, ready to run; build it with `load`. `run` is serialised by a lock (module doc)."""
+
+    def __init__(self, directory: Path, manifest: Manifest, device: Device) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.device = device
+        unsupported = set(manifest.kernel_libraries) - {"cpu"}
+        if unsupported:
+            raise UnsupportedError(
+                f"artifact {directory} has kernels for device(s) {sorted(unsupported)}; "
+                f"this runtime drives only the cpu"
+            )
+        self._arena_buffer = device.allocate(manifest.plan.arena_size, label="arena")
+        self.arena: np.ndarray = device.map(self._arena_buffer)
+        self.weights, self._weights_mapping = map_weights(directory / WEIGHTS_FILE, manifest.weights_size)
+        self._bindings = {b.name: b for b in manifest.inputs + manifest.outputs}
+        self._tensors: dict[tuple[Any, ...], Any] = {}
+        self._inputs = [(b, self._binding_view(b)) for b in manifest.inputs]
+        self._outputs = [(b, self._binding_view(b)) for b in manifest.outputs]
+        self._input_names = frozenset(b.name for b in manifest.inputs)
+        self._steps, self._calls = self._prepare_calls()
+        self._lock = threading.Lock()
+
+    # -- public ----------------------------------------------------------------------------------------
+
+    @property
+    def inputs(self) -> tuple[TensorBinding, ...]:
+        return self.manifest.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorBinding, ...]:
+        return self.manifest.outputs
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the plan on `feeds` (input name -> array of exactly the input's shape and dtype).
+
+        Returns a new dict from output name to a fresh array, in the model's output order.
+        Thread-safe: concurrent calls wait for each other.
+        """
+        with self._lock:
+            self._copy_inputs(feeds)
+            self._execute()
+            return {b.name: view.copy() for b, view in self._outputs}
+
+    def __repr__(self) -> str:
+        return f"<hai Model {self.manifest.name!r} from {self.directory}: {len(self._steps)} steps>"
+
+    # -- load-time preparation -------------------------------------------------------------------------
+
+    def _binding_view(self, binding: TensorBinding) -> np.ndarray:
+        return typed_view(self.arena, binding.offset, binding.shape, binding.dtype)
+
+    def _slot_location(self, slot: Slot) -> tuple[np.ndarray, int]:
+        """(base array, absolute byte offset) of a slot; input/output slots resolve to their binding."""
+        if slot.kind == "weight":
+            return self.weights, slot.offset
+        if slot.kind == "arena":
+            return self.arena, slot.offset
+        return self.arena, self._bindings[slot.name].offset + slot.offset
+
+    def _slot_tensor(self, slot: Slot, position: int, kernel: str) -> Any:
+        """The tvm_ffi tensor for `slot`, built once and shared by every step that names the same view."""
+        base, offset = self._slot_location(slot)
+        key = (base is self.weights, offset, slot.shape, slot.dtype)
+        if key not in self._tensors:
+            view = typed_view(base, offset, slot.shape, slot.dtype)
+            self._tensors[key] = kernel_tensor(view, position, kernel)
+        return self._tensors[key]
+
+    def _prepare_calls(self) -> tuple[list[Step], list[Call]]:
+        """Look up every kernel once and pre-build its arguments; one call when the plan has an entry."""
+        manifest = self.manifest
+        libraries = {
+            device: (str(self.directory / name), load_kernel_module(self.directory / name))
+            for device, name in sorted(manifest.kernel_libraries.items())
+        }
+        if manifest.plan.entry is not None:
+            path, module = libraries["cpu"]
+            entry = kernel_function(module, path, manifest.plan.entry)
+            arena = kernel_tensor(self.arena, 0, manifest.plan.entry)
+            weights = kernel_tensor(self.weights, 1, manifest.plan.entry)
+            entry_step = Step(manifest.plan.entry, (), ("<all steps>",))
+            return [entry_step], [(entry, (arena, weights))]
+        functions: dict[tuple[str, str], Any] = {}
+        calls = []
+        for step in manifest.plan.steps:
+            path, module = libraries[step.device]
+            if (step.device, step.kernel) not in functions:
+                functions[step.device, step.kernel] = kernel_function(module, path, step.kernel)
+            args = tuple(self._slot_tensor(slot, i, step.kernel) for i, slot in enumerate(step.args))
+            calls.append((functions[step.device, step.kernel], args))
+        return list(manifest.plan.steps), calls
+
+    # -- per inference ---------------------------------------------------------------------------------
+
+    def _copy_inputs(self, feeds: Mapping[str, np.ndarray]) -> None:
+        if feeds.keys() != self._input_names:
+            raise ModelInputError(self._name_mismatch(feeds))
+        for binding, view in self._inputs:
+            value = feeds[binding.name]
+            if not isinstance(value, np.ndarray) or value.shape != view.shape or value.dtype != view.dtype:
+                raise ModelInputError(self._value_mismatch(binding, value))
+            np.copyto(view, value)
+
+    def _execute(self) -> None:
+        index = 0
+        try:
+            for index, (function, args) in enumerate(self._calls):  # noqa: B007  (index names the failure)
+                function(*args)
+        except Exception as exc:  # tvm_ffi raises its own error types from kernels
+            step = self._steps[index]
+            raise KernelError(
+                f"step {index} of {self.directory}: kernel {step.kernel!r} (from {', '.join(step.nodes)}) "
+                f"failed: {exc}"
+            ) from exc
+
+    def _name_mismatch(self, feeds: Mapping[str, Any]) -> str:
+        given = {str(k) for k in feeds}
+        missing = sorted(self._input_names - given)
+        unexpected = sorted(given - self._input_names)
+        parts = [f"missing input(s) {missing}"] if missing else []
+        parts += [f"unexpected input(s) {unexpected}"] if unexpected else []
+        expected = ", ".join(f"{b.name} {list(b.shape)} {b.dtype}" for b in self.inputs)
+        return f"model {self.manifest.name!r}: {'; '.join(parts)}; it takes {expected}"
+
+    def _value_mismatch(self, binding: TensorBinding, value: object) -> str:
+        want = f"shape {list(binding.shape)} dtype {binding.dtype}"
+        if not isinstance(value, np.ndarray):
+            got = f"a {type(value).__name__}, not a numpy array"
+        else:
+            got = f"shape {list(value.shape)} dtype {value.dtype}"
+            if value.shape == binding.shape:
+                got += f"; convert it with .astype(np.{binding.dtype})"
+        return f"model {self.manifest.name!r}: input {binding.name!r} must have {want}, got {got}"

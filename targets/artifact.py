@@ -1,0 +1,200 @@
+"""The artifact writer: `write_artifact` turns a compiled plan, weights and kernel libraries into `NAME.hai/`.
+
+The format itself (file names, manifest schema, alignment) is `runtime/artifact.py`;
+this module only writes it. Rule: the output is a pure function of the inputs —
+nothing measured, no time stamps, no absolute paths, weights laid out in the
+order given, manifest text with sorted keys — so the same inputs give a
+byte-identical directory. The directory is built beside its final place and
+moved there when complete, so a reader never sees half an artifact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ir.errors import HaiError
+from runtime.artifact import (
+    ALIGNMENT,
+    HIR_FILE,
+    MANIFEST_FILE,
+    TVM_RUNTIME_FILE,
+    WEIGHTS_FILE,
+    CompilerInfo,
+    ExecutionPlan,
+    Manifest,
+    TargetInfo,
+    TensorBinding,
+    WeightEntry,
+    kernel_library_file,
+    validate,
+)
+from runtime.kernel_library import tvm_runtime_candidates
+
+
+class ArtifactWriteError(HaiError):
+    """The compiled parts do not make a valid artifact, or the output directory cannot be written."""
+
+
+@dataclass(frozen=True)
+class ManifestParts:
+    """What the compiler decides; the writer adds the weights layout, file names and checksums.
+
+    In `plan`, a weight slot names its weight and its `offset` is relative to that weight's start
+    (0 for the whole weight); the writer turns it into the absolute offset in `weights.bin`.
+    """
+
+    name: str
+    compiler: CompilerInfo
+    target: TargetInfo
+    inputs: tuple[TensorBinding, ...]
+    outputs: tuple[TensorBinding, ...]
+    plan: ExecutionPlan
+
+
+def align_up(value: int, alignment: int = ALIGNMENT) -> int:
+    return -(-value // alignment) * alignment
+
+
+def layout_weights(weights: Mapping[str, np.ndarray]) -> tuple[tuple[WeightEntry, ...], int]:
+    """Each weight at the next 64-byte boundary, in the order given; returns the entries and the file size."""
+    entries = []
+    end = 0
+    for name, array in weights.items():
+        offset = align_up(end)
+        entries.append(WeightEntry(name, offset, tuple(int(d) for d in array.shape), array.dtype.name))
+        end = offset + array.nbytes
+    return tuple(entries), end
+
+
+def resolve_weight_slots(plan: ExecutionPlan, layout: tuple[WeightEntry, ...]) -> ExecutionPlan:
+    """The plan with every weight slot's offset made absolute in `weights.bin`."""
+    by_name = {w.name: w for w in layout}
+    steps = []
+    for index, step in enumerate(plan.steps):
+        args = []
+        for position, slot in enumerate(step.args):
+            if slot.kind == "weight":
+                weight = by_name.get(slot.name)
+                where = f"argument #{position} of step {index} ({step.kernel})"
+                if weight is None:
+                    raise ArtifactWriteError(
+                        f"{where} names weight {slot.name!r}, which is not in the weights"
+                    )
+                if slot.offset + slot.nbytes > weight.nbytes:
+                    raise ArtifactWriteError(
+                        f"{where} views {slot.nbytes} bytes at offset {slot.offset} of weight "
+                        f"{slot.name!r}, which has {weight.nbytes} bytes"
+                    )
+                slot = dataclasses.replace(slot, offset=weight.offset + slot.offset)
+            args.append(slot)
+        steps.append(dataclasses.replace(step, args=tuple(args)))
+    return dataclasses.replace(plan, steps=tuple(steps))
+
+
+def weights_bytes(weights: Mapping[str, np.ndarray], layout: tuple[WeightEntry, ...], size: int) -> bytes:
+    """The content of `weights.bin`: each weight's C-order bytes at its offset, zeros between."""
+    blob = bytearray(size)
+    for entry, array in zip(layout, weights.values()):
+        blob[entry.offset : entry.offset + entry.nbytes] = np.ascontiguousarray(array).tobytes()
+    return bytes(blob)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def find_tvm_runtime(kernel_libraries: Mapping[str, Path]) -> Path:
+    """The `libtvm_runtime.so` the kernels need: $HAI_TVM_RUNTIME, beside a library, or the tvm package's."""
+    first = Path(next(iter(kernel_libraries.values()), "."))
+    for candidate in tvm_runtime_candidates(first):
+        if candidate.is_file():
+            return candidate
+    raise ArtifactWriteError(
+        f"cannot find {TVM_RUNTIME_FILE} to put in the artifact; set HAI_TVM_RUNTIME to its path"
+    )
+
+
+def write_artifact(
+    out_dir: str | os.PathLike[str],
+    manifest_parts: ManifestParts,
+    weights: Mapping[str, np.ndarray],
+    kernel_libraries: Mapping[str, str | os.PathLike[str]],
+    hir_text: str,
+    tvm_runtime: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Write the artifact directory `out_dir` (conventionally `NAME.hai`) and return its path.
+
+    `kernel_libraries` maps a device name to its compiled library; `tvm_runtime` defaults to the
+    installed TVM's `libtvm_runtime.so`. An existing artifact at `out_dir` is replaced; any other
+    existing non-empty directory is refused.
+    """
+    out = Path(out_dir)
+    libraries = {device: Path(path) for device, path in sorted(kernel_libraries.items())}
+    for device, path in libraries.items():
+        if not path.is_file():
+            raise ArtifactWriteError(f"kernel library {path} of device {device!r} does not exist")
+    runtime_library = Path(tvm_runtime) if tvm_runtime is not None else find_tvm_runtime(libraries)
+
+    layout, size = layout_weights(weights)
+    contents: dict[str, bytes] = {
+        WEIGHTS_FILE: weights_bytes(weights, layout, size),
+        HIR_FILE: hir_text.encode("utf-8"),
+    }
+    copies = {kernel_library_file(device): path for device, path in libraries.items()}
+    copies[TVM_RUNTIME_FILE] = runtime_library
+    files = {name: sha256_bytes(data) for name, data in contents.items()}
+    files.update({name: sha256_bytes(path.read_bytes()) for name, path in copies.items()})
+
+    manifest = Manifest(
+        name=manifest_parts.name,
+        compiler=manifest_parts.compiler,
+        target=manifest_parts.target,
+        inputs=tuple(manifest_parts.inputs),
+        outputs=tuple(manifest_parts.outputs),
+        plan=resolve_weight_slots(manifest_parts.plan, layout),
+        weights=layout,
+        weights_size=size,
+        kernel_libraries={device: kernel_library_file(device) for device in libraries},
+        files=dict(sorted(files.items())),
+    )
+    try:
+        validate(manifest, f"artifact {out}")
+    except Exception as exc:
+        raise ArtifactWriteError(f"the compiled plan is not a valid artifact: {exc}") from exc
+    contents[MANIFEST_FILE] = manifest.to_json().encode("utf-8")
+    return publish(out, contents, copies)
+
+
+def publish(out: Path, contents: Mapping[str, bytes], copies: Mapping[str, Path]) -> Path:
+    """Write the files into a sibling temporary directory, then put it in place of `out`."""
+    if out.exists() and not is_replaceable(out):
+        raise ArtifactWriteError(f"{out} exists and is not a HAI artifact; refusing to overwrite it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        for name, data in sorted(contents.items()):
+            (staging / name).write_bytes(data)
+        for name, source in sorted(copies.items()):
+            shutil.copyfile(source, staging / name)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ArtifactWriteError(f"cannot write artifact {out}: {exc}") from exc
+    return out
+
+
+def is_replaceable(path: Path) -> bool:
+    """An existing artifact directory or an empty directory may be replaced."""
+    return path.is_dir() and ((path / MANIFEST_FILE).is_file() or not any(path.iterdir()))

@@ -1,0 +1,130 @@
+"""The artifact format: manifests round-trip through JSON, and `read_manifest` refuses every kind of damage
+with a message naming the file. Kernel libraries here are stand-in bytes: reading never loads them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_artifact import tiny_parts, tiny_weights
+
+from runtime.artifact import (
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    WEIGHTS_FILE,
+    Manifest,
+    read_manifest,
+    sha256_of,
+)
+from runtime.errors import ArtifactError, ArtifactIntegrityError, ArtifactVersionError
+from targets.artifact import write_artifact
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> Path:
+    kernels = tmp_path / "kernels.so"
+    kernels.write_bytes(b"\x7fELF stand-in kernel library")
+    tvm_runtime = tmp_path / "libtvm_runtime.so"
+    tvm_runtime.write_bytes(b"\x7fELF stand-in tvm runtime")
+    return write_artifact(
+        tmp_path / "tiny.hai", tiny_parts(), tiny_weights(), {"cpu": kernels}, "// hir\n", tvm_runtime
+    )
+
+
+def edit_manifest(artifact: Path, change) -> None:  # type: ignore[no-untyped-def]
+    data = json.loads((artifact / MANIFEST_FILE).read_text())
+    change(data)
+    (artifact / MANIFEST_FILE).write_text(json.dumps(data))
+
+
+def test_manifest_round_trips_through_json(artifact: Path) -> None:
+    manifest = read_manifest(artifact)
+    text = (artifact / MANIFEST_FILE).read_text()
+    assert manifest.to_json() == text
+    assert Manifest.from_json(text) == manifest
+    assert manifest.format_version == FORMAT_VERSION
+    assert [s.kernel for s in manifest.plan.steps] == ["matmul", "bias_relu"]
+    assert manifest.plan.steps[1].nodes == ("/fc/Add", "/relu/Relu")
+
+
+def test_every_file_has_its_sha256(artifact: Path) -> None:
+    manifest = read_manifest(artifact)
+    on_disk = sorted(p.name for p in artifact.iterdir() if p.name != MANIFEST_FILE)
+    assert sorted(manifest.files) == on_disk
+    for name, digest in manifest.files.items():
+        assert sha256_of(artifact / name) == digest
+
+
+def test_weights_are_aligned_and_exact(artifact: Path) -> None:
+    manifest = read_manifest(artifact)
+    blob = (artifact / WEIGHTS_FILE).read_bytes()
+    weights = tiny_weights()
+    for entry in manifest.weights:
+        assert entry.offset % 64 == 0
+        stored = np.frombuffer(blob, entry.dtype, count=int(np.prod(entry.shape)), offset=entry.offset)
+        np.testing.assert_array_equal(stored.reshape(entry.shape), weights[entry.name])
+
+
+def test_missing_directory_and_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="does not exist"):
+        read_manifest(tmp_path / "nowhere.hai")
+    with pytest.raises(ArtifactError, match="no manifest.json"):
+        read_manifest(tmp_path)
+
+
+def test_corrupt_manifest(artifact: Path) -> None:
+    (artifact / MANIFEST_FILE).write_text('{"format_version": 1, "name": ')
+    with pytest.raises(ArtifactError, match="manifest.json is not valid JSON"):
+        read_manifest(artifact)
+
+
+def test_manifest_outside_the_schema(artifact: Path) -> None:
+    edit_manifest(artifact, lambda d: d["plan"].update(surprise=1))
+    with pytest.raises(ArtifactError, match=r"ExecutionPlan has no field\(s\) \['surprise'\]"):
+        read_manifest(artifact)
+
+
+def test_wrong_format_version(artifact: Path) -> None:
+    edit_manifest(artifact, lambda d: d.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(ArtifactVersionError, match=f"format version {FORMAT_VERSION + 1}.*reads version"):
+        read_manifest(artifact)
+
+
+def test_truncated_weights(artifact: Path) -> None:
+    path = artifact / WEIGHTS_FILE
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ArtifactIntegrityError, match="weights.bin has .* bytes .* truncated"):
+        read_manifest(artifact)
+
+
+def test_kernel_library_checksum_mismatch(artifact: Path) -> None:
+    path = artifact / "kernels.cpu.so"
+    data = bytearray(path.read_bytes())
+    data[3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactIntegrityError, match="kernels.cpu.so does not match its checksum"):
+        read_manifest(artifact)
+    read_manifest(artifact, verify=False)  # sizes only: the caller chose not to hash
+
+
+def test_missing_listed_file(artifact: Path) -> None:
+    (artifact / "libtvm_runtime.so").unlink()
+    with pytest.raises(ArtifactError, match="missing libtvm_runtime.so"):
+        read_manifest(artifact)
+
+
+def test_misaligned_and_overrunning_slots(artifact: Path) -> None:
+    edit_manifest(artifact, lambda d: d["plan"]["steps"][0]["args"][2].update(offset=260))
+    with pytest.raises(ArtifactError, match=r"argument #2 of step 0 \(matmul\) has offset 260"):
+        read_manifest(artifact)
+    edit_manifest(artifact, lambda d: d["plan"]["steps"][0]["args"][2].update(offset=448))
+    with pytest.raises(ArtifactError, match="overruns the arena of 512 bytes"):
+        read_manifest(artifact)
+
+
+def test_slot_naming_an_unknown_binding(artifact: Path) -> None:
+    edit_manifest(artifact, lambda d: d["plan"]["steps"][0]["args"][0].update(name="z"))
+    with pytest.raises(ArtifactError, match="names graph input 'z'"):
+        read_manifest(artifact)

@@ -1,0 +1,133 @@
+"""Tiny artifacts built by hand, before the real compiler exists: TVM kernels, a plan written by hand.
+
+`y = relu(x @ W + b)`: kernel `matmul(x, W, C)` (C in the arena) then `bias_relu(C, b, y)`
+(parallel, vectorised, so libtvm_runtime's thread pool is exercised). `numpy_reference`
+computes the same thing independently. `write_entry_artifact` builds one whose plan is a
+single exported `run_all(arena, weights)` (u8 add), to test the one-call path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from runtime.artifact import CompilerInfo, ExecutionPlan, Slot, Step, TargetInfo, TensorBinding
+from runtime.cpu_features import host_cpu
+from targets.artifact import ManifestParts, write_artifact
+
+M, K, N = 4, 16, 8
+X_OFFSET, C_OFFSET, Y_OFFSET, ARENA = 0, 256, 384, 512
+
+
+def host_target(features: tuple[str, ...] | None = None) -> TargetInfo:
+    cpu = host_cpu()
+    return TargetInfo("x86", cpu.arch, "host", tuple(cpu.features if features is None else features))
+
+
+def llvm_target():  # type: ignore[no-untyped-def]
+    import tvm
+
+    return tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu()})
+
+
+def build_kernels(path: Path) -> Path:
+    """Compile `matmul` and `bias_relu` with TVM into the shared library `path`."""
+    import tvm
+    from tvm import te
+
+    x = te.placeholder((M, K), "float32", name="x")
+    w = te.placeholder((K, N), "float32", name="W")
+    k = te.reduce_axis((0, K), name="k")
+    c = te.compute((M, N), lambda i, j: te.sum(x[i, k] * w[k, j], axis=k), name="C")
+    c_in = te.placeholder((M, N), "float32", name="C_in")
+    b = te.placeholder((N,), "float32", name="b")
+    y = te.compute((M, N), lambda i, j: te.max(c_in[i, j] + b[j], tvm.tirx.const(0, "float32")), name="y")
+    mod = tvm.IRModule(
+        {
+            "matmul": te.create_prim_func([x, w, c]).with_attr("global_symbol", "matmul"),
+            "bias_relu": te.create_prim_func([c_in, b, y]).with_attr("global_symbol", "bias_relu"),
+        }
+    )
+    sch = tvm.s_tir.Schedule(mod)
+    sch.work_on("bias_relu")
+    rows, cols = sch.get_loops(sch.get_sblock("y"))
+    sch.parallel(rows)
+    sch.vectorize(cols)
+    tvm.compile(sch.mod, target=llvm_target()).export_library(str(path))
+    return path
+
+
+def tiny_weights(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "W": rng.standard_normal((K, N)).astype(np.float32),
+        "b": rng.standard_normal(N).astype(np.float32),
+    }
+
+
+def tiny_parts(features: tuple[str, ...] | None = None) -> ManifestParts:
+    f32 = "float32"
+    steps = (
+        Step(
+            "matmul",
+            (Slot("input", (M, K), f32, name="x"), Slot("weight", (K, N), f32, name="W"),
+             Slot("arena", (M, N), f32, C_OFFSET)),
+            ("/fc/MatMul",),
+        ),
+        Step(
+            "bias_relu",
+            (Slot("arena", (M, N), f32, C_OFFSET), Slot("weight", (N,), f32, name="b"),
+             Slot("output", (M, N), f32, name="y")),
+            ("/fc/Add", "/relu/Relu"),
+        ),
+    )  # fmt: skip
+    return ManifestParts(
+        name="tiny",
+        compiler=CompilerInfo("0.1.0", "0.27.0.post1", {"target": "x86", "passes": "default"}),
+        target=host_target(features),
+        inputs=(TensorBinding("x", (M, K), f32, X_OFFSET),),
+        outputs=(TensorBinding("y", (M, N), f32, Y_OFFSET),),
+        plan=ExecutionPlan(ARENA, steps),
+    )
+
+
+def write_tiny_artifact(out: Path, kernels: Path, features: tuple[str, ...] | None = None) -> Path:
+    return write_artifact(out, tiny_parts(features), tiny_weights(), {"cpu": kernels}, "// tiny model\n")
+
+
+def numpy_reference(x: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
+    return np.maximum(x.astype(np.float64) @ weights["W"] + weights["b"], 0)
+
+
+# -- the one-call entry path --------------------------------------------------------------------------
+
+ENTRY_ARENA, ENTRY_BYTES = 128, 16
+
+
+def build_entry_kernels(path: Path) -> Path:
+    """`run_all(arena u8[128], weights u8[16])`: arena[64:80] = arena[0:16] + weights (wrapping u8 add)."""
+    import tvm
+    from tvm.script import tirx as T
+
+    @T.prim_func
+    def run_all(arena: T.Buffer((ENTRY_ARENA,), "uint8"), weights: T.Buffer((ENTRY_BYTES,), "uint8")):
+        T.func_attr({"global_symbol": "run_all"})
+        for i in range(ENTRY_BYTES):
+            arena[64 + i] = arena[i] + weights[i]
+
+    tvm.compile(tvm.IRModule({"run_all": run_all}), target=llvm_target()).export_library(str(path))
+    return path
+
+
+def write_entry_artifact(out: Path, kernels: Path, offset: np.ndarray) -> Path:
+    u8 = "uint8"
+    parts = ManifestParts(
+        name="entry",
+        compiler=CompilerInfo("0.1.0", "0.27.0.post1", {}),
+        target=host_target(()),
+        inputs=(TensorBinding("a", (ENTRY_BYTES,), u8, 0),),
+        outputs=(TensorBinding("sum", (ENTRY_BYTES,), u8, 64),),
+        plan=ExecutionPlan(ENTRY_ARENA, (), entry="run_all"),
+    )
+    return write_artifact(out, parts, {"offset": offset}, {"cpu": kernels}, "// entry model\n")
