@@ -1,0 +1,188 @@
+"""GFLOP/s of HAI's x86 GEMM and conv templates next to onnxruntime running the same single op.
+
+Each case is one op (weights random, fixed seed): HAI lowers it with
+targets.lowering, builds it through the kernel cache and calls it through
+tvm_ffi (as the runtime will); onnxruntime runs a one-node ONNX model with
+`intra_op_num_threads` equal to HAI's TVM_NUM_THREADS. Each thread count runs
+in its own subprocess (the TVM thread pool reads TVM_NUM_THREADS once).
+Prints a table of GFLOP/s and the HAI / onnxruntime ratio (> 1: HAI faster).
+
+    .venv/bin/python bench/kernels.py [--threads 1 2] [--json out.json] [--case conv3x3_16_32_80]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# name -> (op, x shape, w shape, attrs); Conv pads are "same" for odd kernels.
+CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...], dict]] = {
+    "gemm_512": ("MatMul", (512, 512), (512, 512), {}),
+    "matmul_1x40x120x120": ("MatMul", (1, 40, 120), (120, 120), {}),
+    "gemm_1x1280x1000": ("Gemm", (1, 1280), (1000, 1280), {"transB": 1}),
+    "conv3x3_16_32_80": ("Conv", (1, 16, 80, 80), (32, 16, 3, 3), {"stride": 1}),
+    "conv3x3_64_64_56": ("Conv", (1, 64, 56, 56), (64, 64, 3, 3), {"stride": 1}),
+    "conv1x1_64_128_40": ("Conv", (1, 64, 40, 40), (128, 64, 1, 1), {"stride": 1}),
+    "dwconv3x3s2_96_80": ("Conv", (1, 96, 80, 80), (96, 1, 3, 3), {"stride": 2, "group": 96}),
+}
+
+
+def conv_attrs(w: tuple[int, ...], attrs: dict) -> dict:
+    k, s = w[2], attrs["stride"]
+    p = k // 2
+    return {"strides": [s, s], "pads": [p, p, p, p], "dilations": [1, 1], "group": attrs.get("group", 1)}
+
+
+def ir_node(case: str):
+    """(graph, node, feeds, constants) for one case."""
+    from ir.builder import Builder
+    from ir.dtypes import DType
+    from ir.graph import Graph
+    from ir.types import TensorType
+
+    op, xs, ws, attrs = CASES[case]
+    rng = np.random.default_rng(0)
+    graph = Graph(case)
+    x = graph.add_input("x", TensorType(DType.F32, xs))
+    w = graph.add_constant("w", (rng.standard_normal(ws) * 0.1).astype(np.float32))
+    operands = [x, w]
+    ir_attrs = {k: v for k, v in attrs.items()}
+    if op == "Conv":
+        operands.append(graph.add_constant("b", rng.standard_normal(ws[0]).astype(np.float32)))
+        ir_attrs = conv_attrs(ws, attrs)
+    (y,) = Builder(graph).op(op, operands, ir_attrs, name=case)
+    feeds = {"x": rng.standard_normal(xs).astype(np.float32)}
+    return graph, y.producer, feeds, {k: v.constant_array() for k, v in graph.constants.items()}
+
+
+def onnx_model(case: str, consts: dict[str, np.ndarray]) -> bytes:
+    from onnx import TensorProto, helper, numpy_helper
+
+    op, xs, ws, attrs = CASES[case]
+    _, node, _, _ = ir_node(case)
+    names = ["x", "w"] + (["b"] if op == "Conv" else [])
+    onnx_attrs = conv_attrs(ws, attrs) if op == "Conv" else dict(attrs)
+    out_shape = list(node.results[0].type.shape)
+    graph = helper.make_graph(
+        [helper.make_node(op, names, ["y"], **onnx_attrs)],
+        case,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(xs))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+        [numpy_helper.from_array(consts[n], n) for n in names[1:]],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return model.SerializeToString()
+
+
+def timed(fn, min_seconds: float = 0.3) -> float:
+    """Median seconds per call over 5 rounds of enough calls to last `min_seconds / 5`."""
+    fn()
+    start, calls = time.perf_counter(), 0
+    while time.perf_counter() - start < 0.05:
+        fn()
+        calls += 1
+    per_round = max(1, int(calls * (min_seconds / 5) / 0.05))
+    rounds = []
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(per_round):
+            fn()
+        rounds.append((time.perf_counter() - t) / per_round)
+    return statistics.median(rounds)
+
+
+def measure(case: str, threads: int) -> dict:
+    """GFLOP/s of HAI and onnxruntime for one case at `threads` (TVM_NUM_THREADS already set)."""
+    import onnxruntime as ort
+
+    from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
+    from targets.build import build_kernels
+    from targets.lowering import lower_node
+    from targets.registry import resolve_target
+
+    target = resolve_target("x86")
+    _, node, feeds, consts = ir_node(case)
+    kernel = lower_node(node, target)
+    library = build_kernels([kernel], target)
+    fn = kernel_function(load_kernel_module(library), str(library), kernel.name)
+    packed = kernel.pack_weights({a.value: consts[a.value] for a in kernel.weights})
+    arrays = []
+    for a in kernel.args:
+        buf = aligned_empty(a.shape, a.dtype)
+        source = feeds.get(a.value, packed.get(a.value))
+        if source is not None:
+            buf[...] = source.reshape(a.shape)
+        arrays.append(buf)
+    tensors = [kernel_tensor(x, i, kernel.name) for i, x in enumerate(arrays)]
+    hai_s = timed(lambda: fn(*tensors))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(onnx_model(case, consts), options, providers=["CPUExecutionProvider"])
+    (want,) = session.run(None, feeds)
+    got = arrays[-1].reshape(want.shape)
+    error = float(np.linalg.norm(got - want) / np.linalg.norm(want))
+    ort_s = timed(lambda: session.run(None, feeds))
+    flops = kernel.flops
+    return {
+        "case": case,
+        "threads": threads,
+        "flops": flops,
+        "hai_gflops": flops / hai_s / 1e9,
+        "ort_gflops": flops / ort_s / 1e9,
+        "ratio": ort_s / hai_s,
+        "rel_error": error,
+        "knobs": str(kernel.notes.get("knobs", kernel.workload.get("knobs", ""))),
+    }
+
+
+def worker(cases: list[str], threads: int) -> None:
+    print(json.dumps([measure(c, threads) for c in cases]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--case", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.case, args.worker)
+        return
+    rows = []
+    for threads in args.threads:
+        env = {**os.environ, "TVM_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+        out = subprocess.run(
+            [sys.executable, __file__, "--worker", str(threads), "--case", *args.case],
+            env=env,
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout
+        rows += json.loads(out.strip().splitlines()[-1])
+    print(f"{'case':<24} {'thr':>3} {'HAI GFLOP/s':>12} {'ORT GFLOP/s':>12} {'HAI/ORT':>8} {'rel err':>9}")
+    for r in rows:
+        print(
+            f"{r['case']:<24} {r['threads']:>3} {r['hai_gflops']:>12.1f} {r['ort_gflops']:>12.1f} "
+            f"{r['ratio']:>8.2f} {r['rel_error']:>9.1e}"
+        )
+    ratios = [r["ratio"] for r in rows]
+    print(f"geometric mean HAI/ORT speed ratio: {float(np.exp(np.mean(np.log(ratios)))):.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""MatMul and Gemm as a register-tiled, vectorised, parallel GEMM with the weight panel packed ahead.
+
+Rule: when B is a constant (the usual fully-connected layer) it is packed at
+compile time into panels `Bp[N/nb, K, nb]` (zero-padded to a whole panel), and
+A's leading dims are flattened into rows: the kernel views A as (M, K) and the
+output as (M, N). Otherwise (B computed at run time, e.g. attention) the kernel
+reads B in place, batch dims flattened and broadcast. Gemm folds alpha, beta*C
+and the fused epilogue into the output block. Layout-free: the activation
+layout does not matter to a GEMM.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from tvm import te
+
+from ir.graph import Node, Value
+from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name, lowering
+from targets.lowering.elementwise import Epilogue, Operand, epilogue_args
+from targets.lowering.tiling import GemmKnobs, choose_knobs, padded, schedule_gemm
+from targets.target import TargetDescription
+
+
+def arg(value: Value, role: str, shape: Sequence[int]) -> KernelArg:
+    return KernelArg(value.name, role, tuple(int(d) for d in shape), value.type.dtype.numpy.name)
+
+
+def unravel(flat: Any, dims: Sequence[int]) -> list[Any]:
+    """Indices into `dims` (C order) of a flat index expression."""
+    index = []
+    for size in reversed(dims):
+        index.append(flat % size if size != 1 else 0)
+        flat = flat // size
+    return index[::-1]
+
+
+def pack_panels(b: np.ndarray, nb: int) -> np.ndarray:
+    """(K, N) -> (ceil(N/nb), K, nb), zero-padded: each panel's k-row is `nb` contiguous floats."""
+    k, n = b.shape
+    np_ = padded(n, nb)
+    full = np.zeros((k, np_), dtype=b.dtype)
+    full[:, :n] = b
+    return np.ascontiguousarray(full.reshape(k, np_ // nb, nb).transpose(1, 0, 2))
+
+
+def check_float(node: Node) -> None:
+    dtype = node.results[0].type.dtype
+    if dtype.numpy.name != "float32":
+        raise LoweringError(f"node {node.name!r}: the x86 GEMM template is fp32 only, got {dtype}")
+
+
+def packed_gemm(
+    node: Node,
+    target: TargetDescription,
+    epilogue: Sequence[Node],
+    *,
+    a: Value,
+    b: Value,
+    trans_a: bool,
+    trans_b: bool,
+    alpha: float,
+    c: Value | None,
+    beta: float,
+) -> LoweredKernel:
+    """out[m, n] = epilogue(alpha * sum_k A'[m, k] B'[k, n] + beta * C[m, n]) with B' packed."""
+    import tvm.s_tir as s_tir
+
+    result = node.results[0]
+    out_shape = result.type.shape
+    k_dim = b.type.shape[1] if trans_b else b.type.shape[-2]
+    n_dim = out_shape[-1]
+    m_dim = math.prod(out_shape[:-1])
+    knobs = choose_knobs(target, m_dim, n_dim)
+    np_ = padded(n_dim, knobs.nb)
+    a_shape = a.type.shape if trans_a else (m_dim, k_dim)
+    a_t = te.placeholder(a_shape, "float32", name="A")
+    b_t = te.placeholder((np_ // knobs.nb, k_dim, knobs.nb), "float32", name="Bp")
+    k = te.reduce_axis((0, k_dim), name="k")
+    nb = knobs.nb
+
+    def a_at(i: Any, kk: Any) -> Any:
+        return a_t[kk, i] if trans_a else a_t[i, kk]
+
+    acc = te.compute(
+        (m_dim, np_), lambda i, j: te.sum(a_at(i, k) * b_t[j // nb, k, j % nb], axis=k), name="acc"
+    )
+    chain = Epilogue.build(result, epilogue)
+    bias = Operand(c, tensor=te.placeholder(c.type.shape, "float32", name="C")) if c is not None else None
+    batch = out_shape[:-1]
+
+    def finish(i: Any, j: Any) -> Any:
+        index = [*unravel(i, batch), j]
+        value = acc[i, j]
+        if alpha != 1.0:
+            value = value * te.const(alpha, "float32")
+        if bias is not None and beta != 0.0:
+            value = value + bias.read(index, "float32") * te.const(beta, "float32")
+        return chain.apply(value, index)
+
+    out = te.compute((m_dim, n_dim), finish, name="out")
+    extra, extra_args = epilogue_args(chain)
+    c_tensors = [bias.tensor] if bias is not None else []
+    c_args = [arg(c, "weight" if c.is_constant else "input", c.type.shape)] if c is not None else []
+    params = [
+        a_t,
+        *[t for t, x in zip(c_tensors + extra, c_args + extra_args) if x.role == "input"],
+        b_t,
+        *[t for t, x in zip(c_tensors + extra, c_args + extra_args) if x.role == "weight"],
+        out,
+    ]
+    all_extra = c_args + extra_args
+    args = (
+        arg(a, "input", a_shape),
+        *[x for x in all_extra if x.role == "input"],
+        arg(b, "weight", b_t.shape),
+        *[x for x in all_extra if x.role == "weight"],
+        KernelArg((chain.result or result).name, "output", (m_dim, n_dim), "float32"),
+    )
+    workload = {
+        "op": "gemm",
+        "a": list(a.type.shape),
+        "b": list(b.type.shape),
+        "out": list(out_shape),
+        "trans_a": trans_a,
+        "trans_b": trans_b,
+        "alpha": alpha,
+        "beta": beta,
+        "c": list(c.type.shape) if c is not None else None,
+        "c_const": bool(c is not None and c.is_constant),
+        "epilogue": chain.describe(),
+        "knobs": knobs.to_json(),
+    }
+    name = kernel_name("gemm", workload)
+    sch = s_tir.Schedule(te.create_prim_func(params))
+    schedule_gemm(sch, "acc", "out", knobs, vector_out=n_dim % knobs.nb == 0)
+    b_name = b.name
+
+    def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        packed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+        weight = np.asarray(arrays[b_name], dtype=np.float32)
+        weight = weight.reshape(weight.shape[-2:])
+        packed[b_name] = pack_panels(weight.T if trans_b else weight, nb)
+        return packed
+
+    flops = 2 * m_dim * n_dim * k_dim + chain.flops(m_dim * n_dim)
+    sources = (node.name, *(n.name for n in epilogue))
+    return LoweredKernel(
+        name,
+        sch.mod["main"].with_attr("global_symbol", name),
+        args,
+        flops,
+        sources,
+        workload,
+        layout="any",
+        pack_weights=pack,
+        notes={"knobs": knobs},
+    )
+
+
+def batched_matmul(node: Node, target: TargetDescription, epilogue: Sequence[Node]) -> LoweredKernel:
+    """MatMul with B computed at run time: out[b, m, n] over flattened, broadcast batch dims."""
+    import tvm.s_tir as s_tir
+
+    a, b = node.operands[0], node.operands[1]
+    assert a is not None and b is not None
+    result = node.results[0]
+    if a.type.rank < 2 or b.type.rank < 2:
+        raise LoweringError(f"node {node.name!r}: 1-D MatMul operands with a run-time B are not lowered yet")
+    m_dim, k_dim, n_dim = a.type.shape[-2], a.type.shape[-1], b.type.shape[-1]
+    batch = result.type.shape[:-2]
+    total = math.prod(batch)
+    views = []
+    for v in (a, b):
+        vb = math.prod(v.type.shape[:-2])
+        if vb not in (1, total) or (
+            vb == total and tuple(v.type.shape[:-2]) != tuple(batch)[-len(v.type.shape[:-2]) :]
+        ):
+            raise LoweringError(
+                f"node {node.name!r}: batch broadcast {v.type.shape} -> {batch} is not lowered yet"
+            )
+        views.append((vb, *v.type.shape[-2:]))
+    knobs = choose_knobs(target, m_dim, n_dim)
+    lanes = next(x for x in (knobs.lanes, 8, 4, 2, 1) if n_dim % x == 0)
+    knobs = GemmKnobs(knobs.mi, lanes * max(1, min(knobs.vectors, n_dim // lanes)), lanes)
+    while n_dim % knobs.nb:
+        knobs = GemmKnobs(knobs.mi, knobs.nb - lanes, lanes)
+    a_t = te.placeholder(views[0], "float32", name="A")
+    b_t = te.placeholder(views[1], "float32", name="B")
+    k = te.reduce_axis((0, k_dim), name="k")
+    pick_a = (lambda i: i) if views[0][0] == total else (lambda i: 0)
+    pick_b = (lambda i: i) if views[1][0] == total else (lambda i: 0)
+    acc = te.compute(
+        (total, m_dim, n_dim),
+        lambda t, i, j: te.sum(a_t[pick_a(t), i, k] * b_t[pick_b(t), k, j], axis=k),
+        name="acc",
+    )
+    chain = Epilogue.build(result, epilogue)
+    out = te.compute(
+        (total, m_dim, n_dim),
+        lambda t, i, j: chain.apply(acc[t, i, j], [*unravel(t, batch), i, j]),
+        name="out",
+    )
+    extra, extra_args = epilogue_args(chain)
+    workload = {
+        "op": "batched_matmul",
+        "a": list(a.type.shape),
+        "b": list(b.type.shape),
+        "epilogue": chain.describe(),
+        "knobs": knobs.to_json(),
+    }
+    name = kernel_name("bmm", workload)
+    sch = s_tir.Schedule(te.create_prim_func([a_t, b_t, *extra, out]))
+    schedule_gemm(sch, "acc", "out", knobs, vector_out=True)
+    args = (
+        arg(a, "input", views[0]),
+        arg(b, "input", views[1]),
+        *extra_args,
+        KernelArg((chain.result or result).name, "output", (total, m_dim, n_dim), "float32"),
+    )
+    flops = 2 * total * m_dim * n_dim * k_dim + chain.flops(result.type.size)
+    return LoweredKernel(
+        name,
+        sch.mod["main"].with_attr("global_symbol", name),
+        args,
+        flops,
+        (node.name, *(n.name for n in epilogue)),
+        workload,
+        layout="any",
+        notes={"knobs": knobs},
+    )
+
+
+@lowering("MatMul")
+def lower_matmul(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
+    check_float(node)
+    a, b = node.operands[0], node.operands[1]
+    assert a is not None and b is not None
+    if b.is_constant and b.type.rank >= 2 and math.prod(b.type.shape[:-2]) == 1 and a.type.rank >= 2:
+        return packed_gemm(
+            node, target, epilogue, a=a, b=b, trans_a=False, trans_b=False, alpha=1.0, c=None, beta=0.0
+        )
+    return batched_matmul(node, target, epilogue)
+
+
+@lowering("Gemm")
+def lower_gemm(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str) -> LoweredKernel:
+    check_float(node)
+    a, b, c = (list(node.operands) + [None])[:3]
+    assert a is not None and b is not None
+    if not b.is_constant:
+        raise LoweringError(
+            f"node {node.name!r}: Gemm with a run-time B is not lowered yet (B must be a weight)"
+        )
+    attrs = node.attrs
+    return packed_gemm(
+        node,
+        target,
+        epilogue,
+        a=a,
+        b=b,
+        trans_a=bool(attrs["transA"]),
+        trans_b=bool(attrs["transB"]),
+        alpha=float(attrs["alpha"]),
+        c=c,
+        beta=float(attrs["beta"]),
+    )

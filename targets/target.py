@@ -1,0 +1,156 @@
+"""Target descriptions: what the compiler knows about the machine it compiles for, as plain data.
+
+Rule: a `TargetDescription` is a frozen value built by one of the constructors
+below and never by probing inside a pass. `to_pass_context()` is what the driver
+puts in `ctx.target` (passes never import `targets/`). Feature names are HAI's
+(runtime/cpu_features.py); the LLVM spelling of each lives in the target module
+(targets/x86.py) that turns a description into a TVM target. This module imports
+the runtime's feature tables and the standard library only; TVM is imported
+lazily, only to ask LLVM for the host CPU name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ir.errors import HaiError
+from runtime.cpu_features import X86_64_LEVELS, X86_FEATURES, host_cpu
+
+# Portable x86-64 levels as HAI feature names (the psABI levels; runtime/cpu_features.py has their flags).
+X86_LEVEL_FEATURES: dict[str, tuple[str, ...]] = {
+    level: tuple(sorted(name for name, flag in X86_FEATURES.items() if flag in flags))
+    for level, flags in X86_64_LEVELS.items()
+}
+PORTABLE_X86_CPUS = tuple(X86_LEVEL_FEATURES)  # "x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"
+TARGET_OF_ARCH = {"x86_64": "x86", "amd64": "x86", "aarch64": "arm64", "arm64": "arm64"}
+
+
+class TargetError(HaiError):
+    """A target that cannot be described: unknown name, unknown CPU, a profile without a target."""
+
+
+def vector_bytes(features: frozenset[str] | set[str] | tuple[str, ...], arch: str) -> int:
+    """The widest SIMD register the features allow: 64 (AVX-512), 32 (AVX2), 16 (SSE/NEON)."""
+    found = set(features)
+    if arch == "x86":
+        if "avx512f" in found:
+            return 64
+        if "avx2" in found or "avx" in found:
+            return 32
+    return 16
+
+
+def precisions_of(features: frozenset[str], arch: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(supported, preferred) precisions for kernels on a CPU with `features`; fp32 always first."""
+    supported = ["f32", "i8"]
+    preferred = ["f32"]
+    fast_int8 = {"avx512_vnni", "avx_vnni", "dotprod", "i8mm"}
+    if features & fast_int8:
+        preferred.append("i8")
+    if features & {"f16c", "avx512_fp16", "fp16"}:
+        supported.append("f16")
+    if features & {"avx512_bf16", "bf16", "amx_bf16"}:
+        supported.append("bf16")
+    return tuple(supported), tuple(preferred)
+
+
+@dataclass(frozen=True)
+class TargetDescription:
+    """One compile target: family name (`x86`, `arm64`), LLVM cpu, HAI ISA features, vector width."""
+
+    name: str
+    cpu: str  # LLVM cpu name ("znver4", "x86-64-v3", "cortex-a76")
+    features: frozenset[str]
+    vector_bytes: int
+    supported_precisions: tuple[str, ...] = ("f32",)
+    preferred_precisions: tuple[str, ...] = ("f32",)
+    triple: str | None = None  # None: LLVM's default for the host
+    source: str = ""  # how it was made: "host", "--cpu znver4", "hardware profile"
+
+    @property
+    def vector_lanes_f32(self) -> int:
+        return self.vector_bytes // 4
+
+    def to_pass_context(self) -> dict[str, Any]:
+        """Plain data for passes' `ctx.target` (JSON-friendly, no TVM objects)."""
+        return {
+            "name": self.name,
+            "cpu": self.cpu,
+            "features": sorted(self.features),
+            "vector_bytes": self.vector_bytes,
+            "supported_precisions": list(self.supported_precisions),
+            "preferred_precisions": list(self.preferred_precisions),
+            "devices": [{"kind": "cpu", "name": self.cpu}],
+        }
+
+    def with_features(self, features: frozenset[str]) -> TargetDescription:
+        """The same target with another feature set (vector width and precisions follow)."""
+        return describe(self.name, self.cpu, features, source=self.source, triple=self.triple)
+
+
+def describe(
+    name: str,
+    cpu: str,
+    features: frozenset[str] | set[str] | tuple[str, ...],
+    *,
+    source: str,
+    triple: str | None = None,
+) -> TargetDescription:
+    """A description whose derived facts (vector width, precisions) follow from `features`."""
+    found = frozenset(features)
+    supported, preferred = precisions_of(found, name)
+    return TargetDescription(
+        name=name,
+        cpu=cpu,
+        features=found,
+        vector_bytes=vector_bytes(found, name),
+        supported_precisions=supported,
+        preferred_precisions=preferred,
+        triple=triple,
+        source=source,
+    )
+
+
+def llvm_host_cpu() -> str:
+    """LLVM's name for this CPU (`tvm.target.codegen.llvm_get_system_cpu`; never "native")."""
+    from tvm.target import codegen
+
+    name = str(codegen.llvm_get_system_cpu())
+    if not name or name == "generic":
+        raise TargetError(
+            "LLVM does not know this host CPU (it reports 'generic'); pass --cpu x86-64-v3 or the like"
+        )
+    return name
+
+
+def host_target() -> TargetDescription:
+    """This machine: LLVM's cpu name and the features /proc/cpuinfo lists."""
+    cpu = host_cpu()
+    name = TARGET_OF_ARCH.get(cpu.arch)
+    if name is None:
+        raise TargetError(f"no HAI target for this host's architecture {cpu.arch!r}")
+    return describe(name, llvm_host_cpu(), frozenset(cpu.features), source="host")
+
+
+def cpu_target(name: str, cpu: str) -> TargetDescription:
+    """`--target NAME --cpu CPU`: a portable x86-64 level, or an LLVM cpu name with LLVM's features for it."""
+    if name == "x86" and cpu in X86_LEVEL_FEATURES:
+        return describe(name, cpu, frozenset(X86_LEVEL_FEATURES[cpu]), source=f"--cpu {cpu}")
+    if name == "x86":
+        from targets.x86 import llvm_cpu_features
+
+        return describe(name, cpu, llvm_cpu_features(cpu), source=f"--cpu {cpu}")
+    raise TargetError(f"target {name!r} does not take --cpu {cpu!r} yet (known: x86)")
+
+
+def profile_target(recommended: Mapping[str, Any]) -> TargetDescription:
+    """From a `hai doctor --scan` profile's `recommended` object (`{"target", "cpu", "features"}`)."""
+    try:
+        name, cpu, features = recommended["target"], recommended["cpu"], recommended["features"]
+    except (KeyError, TypeError) as exc:
+        raise TargetError(f"hardware profile has no complete 'recommended' target: missing {exc}") from exc
+    if not name or not cpu:
+        raise TargetError("hardware profile names no compile target ('recommended.target' is empty)")
+    return describe(name, cpu, frozenset(features), source="hardware profile")
