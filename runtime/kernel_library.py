@@ -23,9 +23,31 @@ import numpy as np
 
 from runtime.errors import KernelError
 
+TORCH_WARNING = (
+    "torch is installed in this Python environment: importing tvm_ffi imports it too "
+    "(about +185 MB resident and +0.9 s per process). Run HAI artifacts from an "
+    "environment without torch (the `hai pack` bundle or the `runtime` extra)."
+)
+
 RUNTIME_LIBRARY = "libtvm_runtime.so"
 KERNEL_ALIGNMENT = 64
 _loaded_runtime: list[ctypes.CDLL] = []  # kept alive for the life of the process
+
+
+def import_tvm_ffi() -> Any:
+    """Import tvm_ffi, warning once (TorchInEnvironmentWarning) when torch would come with it."""
+    import sys
+    import warnings
+
+    if "tvm_ffi" not in sys.modules and importlib.util.find_spec("torch") is not None:
+        warnings.warn(TORCH_WARNING, TorchInEnvironmentWarning, stacklevel=3)
+    import tvm_ffi
+
+    return tvm_ffi
+
+
+class TorchInEnvironmentWarning(UserWarning):
+    """torch is importable where the runtime runs, so tvm_ffi drags it into the process."""
 
 
 def tvm_runtime_candidates(kernel_path: Path) -> list[Path]:
@@ -46,7 +68,7 @@ def tvm_runtime_already_loaded() -> bool:
     A second copy loaded from another path would register TVM's global functions twice and abort
     the process, so an artifact's own copy is used only where no TVM runtime is present yet.
     """
-    import tvm_ffi
+    tvm_ffi = import_tvm_ffi()
 
     return tvm_ffi.get_global_func("runtime.NumThreads", allow_missing=True) is not None
 
@@ -58,7 +80,7 @@ def ensure_tvm_runtime(kernel_path: Path) -> Path | None:
     candidates = tvm_runtime_candidates(kernel_path)
     for candidate in candidates:
         if candidate.is_file():
-            import tvm_ffi  # noqa: F401  (libtvm_ffi must be loaded before libtvm_runtime)
+            import_tvm_ffi()  # libtvm_ffi must be loaded before libtvm_runtime
 
             _loaded_runtime.append(ctypes.CDLL(str(candidate), mode=ctypes.RTLD_GLOBAL))
             return candidate
@@ -75,7 +97,7 @@ def load_kernel_module(path: str | os.PathLike[str]) -> Any:
     if not kernel_path.is_file():
         raise KernelError(f"kernel library {kernel_path} does not exist")
     ensure_tvm_runtime(kernel_path)
-    import tvm_ffi
+    tvm_ffi = import_tvm_ffi()
 
     try:
         return tvm_ffi.load_module(str(kernel_path))
@@ -109,7 +131,7 @@ def check_kernel_array(array: np.ndarray, position: int, entry: str) -> None:
 def kernel_tensor(array: np.ndarray, position: int, entry: str) -> Any:
     """A `tvm_ffi.Tensor` sharing `array`'s memory, after `check_kernel_array`."""
     check_kernel_array(array, position, entry)
-    import tvm_ffi
+    tvm_ffi = import_tvm_ffi()
 
     return tvm_ffi.from_dlpack(array)
 
