@@ -1,0 +1,84 @@
+"""`hai pack`: a deployable bundle of an artifact and the minimal runtime, without the compiler.
+
+The bundle is a folder a device can use as it is:
+
+    BUNDLE/model.hai/         the artifact (copied; its checksums still hold)
+    BUNDLE/runtime/           HAI's runtime package (numpy + tvm_ffi + stdlib only)
+    BUNDLE/requirements.txt   numpy and apache-tvm-ffi, pinned as this compiler uses them
+    BUNDLE/run_model.py       `python run_model.py --input x=x.npy --output-dir out/`
+
+`pip install -r requirements.txt` is the whole installation: no TVM compiler,
+no onnx, no lark, never torch.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+from pathlib import Path
+
+from ir import HaiError
+
+RUNTIME_REQUIREMENTS = ("numpy", "apache-tvm-ffi")
+
+RUN_MODEL = '''"""Run the HAI artifact beside this script: python run_model.py --input NAME=FILE.npy ... [--output-dir DIR]."""
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+
+import runtime
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
+    parser.add_argument("--output-dir", type=Path, default=Path("."))
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    model = runtime.load(HERE / "model.hai", threads=args.threads)
+    feeds = {}
+    for item in args.input:
+        name, _, path = item.partition("=")
+        feeds[name] = np.load(path)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    for name, array in model.run(feeds).items():
+        path = args.output_dir / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".npy")
+        np.save(path, array)
+        print(f"{name}: {array.dtype}{list(array.shape)} -> {path}")
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+class PackError(HaiError):
+    """The artifact to pack is missing or the bundle folder cannot be made."""
+
+
+def pack(artifact: str | Path, bundle: str | Path) -> Path:
+    """Write the bundle folder for `artifact` (an existing NAME.hai directory); returns its path."""
+    artifact, bundle = Path(artifact), Path(bundle)
+    if not (artifact / "manifest.json").is_file():
+        raise PackError(f"{artifact}: not a HAI artifact (no manifest.json); make one with `hai compile`")
+    if bundle.exists() and any(bundle.iterdir()):
+        raise PackError(f"{bundle}: the bundle folder exists and is not empty")
+    bundle.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(artifact, bundle / "model.hai")
+    shutil.copytree(_runtime_package(), bundle / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
+    (bundle / "requirements.txt").write_text(
+        "".join(f"{name}=={importlib.metadata.version(name)}\n" for name in RUNTIME_REQUIREMENTS)
+    )
+    (bundle / "run_model.py").write_text(RUN_MODEL)
+    return bundle
+
+
+def _runtime_package() -> Path:
+    import runtime
+
+    return Path(runtime.__file__).resolve().parent

@@ -1,0 +1,47 @@
+"""`hai pack`: the bundle runs in a fresh virtual environment holding only numpy and apache-tvm-ffi."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
+from tiny_artifact import M, K, build_kernels, numpy_reference, tiny_weights, write_tiny_artifact  # noqa: E402
+
+from hai_compiler.pack import PackError, pack  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def runtime_only_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with nothing but the bundle's requirements (pip reaches PyPI or its cache)."""
+    env = tmp_path_factory.mktemp("venv")
+    venv.EnvBuilder(with_pip=True).create(env)
+    return env / "bin" / "python"
+
+
+def test_bundle_runs_without_the_compiler(tmp_path: Path, runtime_only_python: Path) -> None:
+    artifact = write_tiny_artifact(tmp_path / "tiny.hai", build_kernels(tmp_path / "k.so"))
+    bundle = pack(artifact, tmp_path / "bundle")
+    install = [str(runtime_only_python), "-m", "pip", "install", "-q", "-r", str(bundle / "requirements.txt")]
+    subprocess.run(install, check=True, capture_output=True, timeout=600)
+    probe = "import importlib.util as u; print([m for m in ('tvm', 'onnx', 'lark', 'torch', 'ir') if u.find_spec(m)])"
+    found = subprocess.run([str(runtime_only_python), "-c", probe], capture_output=True, text=True, cwd=bundle)
+    assert found.stdout.strip() == "[]", found.stdout + found.stderr
+
+    x = np.random.default_rng(0).standard_normal((M, K)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    command = [str(runtime_only_python), "run_model.py", "--input", f"x={tmp_path / 'x.npy'}",
+               "--output-dir", str(tmp_path / "out")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=bundle, timeout=120)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "y.npy"), numpy_reference(x, tiny_weights()), rtol=1e-5)
+
+
+def test_pack_refuses_what_is_not_an_artifact(tmp_path: Path) -> None:
+    with pytest.raises(PackError, match="not a HAI artifact"):
+        pack(tmp_path, tmp_path / "bundle")
