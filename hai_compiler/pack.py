@@ -21,7 +21,10 @@ from ir import HaiError
 
 RUNTIME_REQUIREMENTS = ("numpy", "apache-tvm-ffi")
 
-RUN_MODEL = '''"""Run the HAI artifact beside this script: python run_model.py --input NAME=FILE.npy ... [--output-dir DIR]."""
+RUN_MODEL = '''"""Run the HAI artifact beside this script.
+
+python run_model.py --input NAME=FILE.npy ... [--output-dir DIR] [--threads N]
+"""
 
 import argparse
 import re

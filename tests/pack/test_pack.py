@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
-from tiny_artifact import M, K, build_kernels, numpy_reference, tiny_weights, write_tiny_artifact  # noqa: E402
+from tiny_artifact import K, M, build_kernels, numpy_reference, tiny_weights, write_tiny_artifact  # noqa: E402
 
 from hai_compiler.pack import PackError, pack  # noqa: E402
 
@@ -27,9 +27,13 @@ def runtime_only_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_bundle_runs_without_the_compiler(tmp_path: Path, runtime_only_python: Path) -> None:
     artifact = write_tiny_artifact(tmp_path / "tiny.hai", build_kernels(tmp_path / "k.so"))
     bundle = pack(artifact, tmp_path / "bundle")
-    install = [str(runtime_only_python), "-m", "pip", "install", "-q", "-r", str(bundle / "requirements.txt")]
+    requirements = str(bundle / "requirements.txt")
+    install = [str(runtime_only_python), "-m", "pip", "install", "-q", "-r", requirements]
     subprocess.run(install, check=True, capture_output=True, timeout=600)
-    probe = "import importlib.util as u; print([m for m in ('tvm', 'onnx', 'lark', 'torch', 'ir') if u.find_spec(m)])"
+    probe = (
+        "import importlib.util as u; "
+        "print([m for m in ('tvm', 'onnx', 'lark', 'torch', 'ir') if u.find_spec(m)])"
+    )
     found = subprocess.run([str(runtime_only_python), "-c", probe], capture_output=True, text=True, cwd=bundle)
     assert found.stdout.strip() == "[]", found.stdout + found.stderr
 
@@ -39,7 +43,8 @@ def test_bundle_runs_without_the_compiler(tmp_path: Path, runtime_only_python: P
                "--output-dir", str(tmp_path / "out")]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, cwd=bundle, timeout=120)
     assert done.returncode == 0, done.stderr
-    np.testing.assert_allclose(np.load(tmp_path / "out" / "y.npy"), numpy_reference(x, tiny_weights()), rtol=1e-5)
+    expected = numpy_reference(x, tiny_weights())
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "y.npy"), expected, rtol=1e-5)
 
 
 def test_pack_refuses_what_is_not_an_artifact(tmp_path: Path) -> None:
