@@ -34,7 +34,8 @@ def test_bundle_runs_without_the_compiler(tmp_path: Path, runtime_only_python: P
         "import importlib.util as u; "
         "print([m for m in ('tvm', 'onnx', 'lark', 'torch', 'ir') if u.find_spec(m)])"
     )
-    found = subprocess.run([str(runtime_only_python), "-c", probe], capture_output=True, text=True, cwd=bundle)
+    probe_command = [str(runtime_only_python), "-c", probe]
+    found = subprocess.run(probe_command, capture_output=True, text=True, cwd=bundle)
     assert found.stdout.strip() == "[]", found.stdout + found.stderr
 
     x = np.random.default_rng(0).standard_normal((M, K)).astype(np.float32)
