@@ -111,9 +111,17 @@ class Value:
 
 
 class Node:
-    """One op application: operands (values or None for absent optional ones), attributes, results."""
+    """One op application: operands (values or None for absent optional ones), attributes, results.
 
-    __slots__ = ("op", "name", "attrs", "_operands", "results", "graph", "_prev", "_next", "_erased")
+    `annotations` are discardable facts about the node that are not op attributes
+    (like MLIR's discardable attributes): string or int values, e.g. the fusion
+    group a pass put the node in. The IR keeps and prints them but never copies
+    them implicitly: a node a pass builds to replace another starts with none.
+    """
+
+    __slots__ = (
+        "op", "name", "attrs", "annotations", "_operands", "results", "graph", "_prev", "_next", "_erased"
+    )
 
     def __init__(
         self,
@@ -127,6 +135,7 @@ class Node:
         self.op = op
         self.name = name
         self.attrs: dict[str, Any] = dict(attrs)
+        self.annotations: dict[str, str | int] = {}
         self._operands: list[Value | None] = []
         self.results: list[Value] = []
         self.graph: Graph | None = None

@@ -149,7 +149,7 @@ def _add_node(builder: Builder, scope: _Scope, decl: NodeDecl) -> None:
     for name in decl.results:
         scope.define(name)
     try:
-        builder.op(
+        results = builder.op(
             schema.name,
             operands,
             attrs,
@@ -159,6 +159,9 @@ def _add_node(builder: Builder, scope: _Scope, decl: NodeDecl) -> None:
         )
     except IRError as exc:
         raise decl.op.problem(str(exc)) from None
+    node = results[0].producer
+    assert node is not None
+    node.annotations.update(decl.annotations)
 
 
 def _schema(op: Located) -> OpSchema:

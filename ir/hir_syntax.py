@@ -39,6 +39,10 @@ class BareName(str):
     """An unquoted identifier used as a value (a dtype attribute such as `to = f16`)."""
 
 
+class AnnotationsDecl(dict):
+    """A node's `#{key = value, ...}`: annotation names to their int or string values."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Located:
     """A name, op or literal with where it was written."""
@@ -68,6 +72,7 @@ class NodeDecl:
     attrs: list[tuple[Located, Any]]
     types: list[TensorType]
     loc: str
+    annotations: dict[str, str | int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(slots=True)

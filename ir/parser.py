@@ -25,6 +25,7 @@ from ir.dtypes import DType
 from ir.graph import Graph
 from ir.hir_build import build_graph
 from ir.hir_syntax import (
+    AnnotationsDecl,
     BareName,
     ConstantDecl,
     GraphDecl,
@@ -306,14 +307,29 @@ class _ToDeclarations(lark.Transformer):
         attrs: list = []
         loc = ""
         types: list[TensorType] = []
+        annotations = AnnotationsDecl()
         for item in rest:
-            if isinstance(item, str):
+            if isinstance(item, AnnotationsDecl):
+                annotations = item
+            elif isinstance(item, str):
                 loc = item
             elif item and isinstance(item[0], TensorType):
                 types = item
             else:
                 attrs = item
-        return NodeDecl(results, _located(op, op.value), operands, attrs, types, loc)
+        return NodeDecl(results, _located(op, op.value), operands, attrs, types, loc, annotations)
+
+    def annotations(self, *items: tuple[Located, Located]) -> AnnotationsDecl:
+        found = AnnotationsDecl()
+        for key, value in items:
+            if key.text in found:
+                raise key.problem(f"annotation '{key.text}' is given twice")
+            plain_int = isinstance(value.text, int) and not isinstance(value.text, bool)
+            plain_str = isinstance(value.text, str) and not isinstance(value.text, BareName)
+            if not (plain_int or plain_str):
+                raise value.problem(f"annotation '{key.text}' must be an integer or a quoted string")
+            found[key.text] = value.text
+        return found
 
     def operands(self, *operands: lark.Token | None) -> list[Located | None]:
         return [None if o is None else _name(o) for o in operands]

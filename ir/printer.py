@@ -11,6 +11,7 @@ graph, and the parser rebuilds every fact. The format (grammar in `ir/hir.lark`)
       %w = constant f32[16,3,3,3] sha256:<64 hex>        (data elided: content hash)
       %b = constant f32[2] dense<[0.5, -1.0]>            (at most 16 elements: exact values)
       %y = Conv(%x, %w, _) {group = 1, pads = [1, 1, 1, 1]} : f32[1,16,8,8] loc("conv1")
+      %r = Relu(%y) : f32[1,16,8,8] loc("relu1") #{fused_into = "conv1", fusion_group = 0}
       %a, %c = Split(%y) {axis = 1, split = [8, 8]} : f32[1,8,8,8], f32[1,8,8,8]
       return %y
     }
@@ -29,7 +30,10 @@ graph, and the parser rebuilds every fact. The format (grammar in `ir/hir.lark`)
   bools as `true`/`false`.
 - Nodes in graph order: results, op, operands (`_` for an absent optional
   one; trailing absent ones are left out), attributes sorted by name, result types, and the node's name in
-  `loc("...")` when it has one. Attribute values: ints `1`; floats with Python's
+  `loc("...")` when it has one, then its annotations when it has any:
+  `#{fusion_group = 3, fused_into = "conv1"}` (discardable facts that are not op
+  attributes, `Node.annotations`: keys sorted, values ints or quoted strings).
+  Attribute values: ints `1`; floats with Python's
   `repr` (always a `.`, an exponent, `nan` or `inf`, so they read back as floats);
   strings quoted; lists `[...]`; dtypes as bare names (`to = f16`).
 - `metadata "key" = "value"` lines hold the graph's metadata; `// ...` comments
@@ -155,7 +159,15 @@ def format_node(node: Node) -> str:
         attrs = " {" + ", ".join(f"{k} = {format_attr(node.attrs[k])}" for k in sorted(node.attrs)) + "}"
     types = ", ".join(format_type(r.type) for r in node.results)
     loc = f" loc({quote(node.name)})" if node.name else ""
-    return f"{results} = {node.op}({operands}){attrs} : {types}{loc}"
+    return f"{results} = {node.op}({operands}){attrs} : {types}{loc}{format_annotations(node)}"
+
+
+def format_annotations(node: Node) -> str:
+    """A node's annotations as ` #{key = value, ...}` sorted by key; empty when it has none."""
+    if not node.annotations:
+        return ""
+    items = (f"{k} = {format_attr(node.annotations[k])}" for k in sorted(node.annotations))
+    return " #{" + ", ".join(items) + "}"
 
 
 def format_attr(value: Any) -> str:

@@ -9,6 +9,9 @@ by a pointwise op (passes/aliasing.py) writing over an operand of A with exactly
 A's offset, dtype and shape, and A holds no graph input. Every node result must
 have an offset unless it is a view of a value outside the arena; offsets are
 multiples of the graph's recorded alignment (metadata `memory.alignment`).
+Fusion groups (passes/fusion.py) run at their anchor's step; their intermediates
+must have no offset, and their last result may be in place only over what the
+group allows.
 Imports only `ir` and this package.
 """
 
@@ -17,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 
 from ir import Graph, HaiError, Value
-from passes.aliasing import in_place_operands, is_view
+from passes.aliasing import is_view
+from passes.fusion import Fusion, read_fusion
 from passes.memory_plan import align_up, last_uses
 
 ALIGNMENT_KEY = "memory.alignment"
@@ -56,8 +60,9 @@ def recorded_alignment(graph: Graph) -> int:
         raise MemoryPlanError(f"graph metadata {ALIGNMENT_KEY} = {text!r} is not an integer") from None
 
 
-def _families(graph: Graph) -> tuple[list[_Family], dict[Value, _Family]]:
-    last = last_uses(graph)
+def _families(graph: Graph, fusion: Fusion) -> tuple[list[_Family], dict[Value, _Family]]:
+    last = last_uses(graph, fusion)
+    intermediates = fusion.intermediates
     family_of: dict[Value, _Family] = {}
     families: list[_Family] = []
     alignment = recorded_alignment(graph)
@@ -66,10 +71,17 @@ def _families(graph: Graph) -> tuple[list[_Family], dict[Value, _Family]]:
             family = _Family([value], value.type.offset, value.type.nbytes, -1, -1)
             families.append(family)
             family_of[value] = family
-    for step, node in enumerate(graph.nodes):
+    for node in graph.nodes:
+        step = fusion.steps[node]
         view = is_view(node)
         for result in node.results:
             offset = result.type.offset
+            if result in intermediates:
+                if offset is not None:
+                    raise MemoryPlanError(
+                        f"%{result.name} is computed inside a fused kernel, yet has arena offset {offset}"
+                    )
+                continue
             source = node.operands[0] if view else None
             if view and source is not None and source not in family_of:
                 if offset is not None:
@@ -102,7 +114,7 @@ def _families(graph: Graph) -> tuple[list[_Family], dict[Value, _Family]]:
     return families, family_of
 
 
-def _in_place_pair(first: _Family, second: _Family, family_of: dict[Value, _Family]) -> bool:
+def _in_place_pair(first: _Family, second: _Family, family_of: dict[Value, _Family], fusion: Fusion) -> bool:
     """True when `second` is produced, in place over `first`, at `first`'s last step."""
     for a, b in ((first, second), (second, first)):
         node = b.root.producer
@@ -110,21 +122,22 @@ def _in_place_pair(first: _Family, second: _Family, family_of: dict[Value, _Fami
             continue
         if any(v.is_graph_input for v in a.values):
             continue
-        if any(family_of.get(operand) is a for operand in in_place_operands(node)):
+        if any(family_of.get(operand) is a for operand in fusion.in_place_operands(node)):
             return True
     return False
 
 
 def check_memory_plan(graph: Graph) -> None:
     """Raise a MemoryPlanError naming both values if two live tensors share bytes illegally."""
-    families, family_of = _families(graph)
+    fusion = read_fusion(graph)
+    families, family_of = _families(graph, fusion)
     by_offset = sorted((f for f in families if f.size), key=lambda f: f.offset)
     for i, first in enumerate(by_offset):
         for second in by_offset[i + 1 :]:
             if second.offset >= first.offset + first.size:
                 break
             if first.start <= second.end and second.start <= first.end:
-                if not _in_place_pair(first, second, family_of):
+                if not _in_place_pair(first, second, family_of, fusion):
                     raise MemoryPlanError(
                         f"memory plan overlap: {first.describe()} and {second.describe()} "
                         "share bytes while both are live"
@@ -142,6 +155,7 @@ def memory_report(graph: Graph) -> dict[str, int]:
     placed = [v for v in graph.values() if v.type.offset is not None and not v.is_constant]
     end = max((v.type.offset + v.type.nbytes for v in placed if v.type.offset is not None), default=0)
     views = in_place = 0
+    fusion = read_fusion(graph)
     for node in graph.nodes:
         result = node.results[0] if len(node.results) == 1 else None
         if result is None:
@@ -149,7 +163,7 @@ def memory_report(graph: Graph) -> dict[str, int]:
         if is_view(node):
             views += 1
         elif result.type.offset is not None and any(
-            operand.type.offset == result.type.offset for operand in in_place_operands(node)
+            operand.type.offset == result.type.offset for operand in fusion.in_place_operands(node)
         ):
             in_place += 1
     return {

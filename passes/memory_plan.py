@@ -27,7 +27,13 @@ meet at one step intersect: a node never writes over what it reads, except in
 place). The same first-fit placement is also tried in two other orders (longest
 lifetime first; earliest start first), and the smallest arena wins; ties go to
 the order listed, so the plan is deterministic. The arena size is the end of
-the last buffer, rounded up to the alignment. Imports only `ir` and this package.
+the last buffer, rounded up to the alignment.
+
+Fusion groups (passes/fusion.py) run as one kernel at one step: every node of a
+group counts as running at its anchor's step, and the results fused into a later
+node of the group (the intermediates) never materialise: they get no buffer. The
+group's last result may be written in place only over what the group's
+`in_place_operands` allows. Imports only `ir` and this package.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from ir import Graph, Node, Value
-from passes.aliasing import in_place_operands, is_view
+from ir import Graph, Value
+from passes.aliasing import is_view
+from passes.fusion import Fusion, read_fusion
 
 
 @dataclasses.dataclass(eq=False)
@@ -69,22 +76,26 @@ class MemoryPlan:
     views: int
     in_place: int
     outside: list[Value]  # views of values outside the arena: no offset, the source's bytes
+    fused: int = 0  # results computed inside a fused kernel: never materialised
 
 
 def align_up(value: int, alignment: int) -> int:
     return -(-value // alignment) * alignment
 
 
-def last_uses(graph: Graph) -> dict[Value, int]:
-    """Each non-constant value's last step: its last reader's, the end for outputs, its own if unread."""
+def last_uses(graph: Graph, fusion: Fusion | None = None) -> dict[Value, int]:
+    """Each non-constant value's last step: its last reader's, the end for outputs, its own if unread.
+
+    A node's step is its position, or its fusion group's anchor's position.
+    """
     nodes = list(graph.nodes)
-    step = {node: i for i, node in enumerate(nodes)}
+    step = (fusion or read_fusion(graph)).steps
     last: dict[Value, int] = {}
     for value in graph.inputs:
         last[value] = -1
-    for i, node in enumerate(nodes):
+    for node in nodes:
         for result in node.results:
-            last[result] = i
+            last[result] = step[node]
     for value in list(last):
         readers = [step[user] for user in value.users() if user in step]
         last[value] = max([last[value], *readers])
@@ -96,7 +107,9 @@ def last_uses(graph: Graph) -> dict[Value, int]:
 
 def group_buffers(graph: Graph, *, in_place: bool, arena_inputs: bool) -> MemoryPlan:
     """Walk the nodes in order and group values into buffers (views, in-place), unplaced."""
-    last = last_uses(graph)
+    fusion = read_fusion(graph)
+    intermediates = fusion.intermediates
+    last = last_uses(graph, fusion)
     buffer_of: dict[Value, Buffer] = {}
     buffers: list[Buffer] = []
     plan = MemoryPlan(buffers, 0, 0, 0, 0, [])
@@ -110,7 +123,11 @@ def group_buffers(graph: Graph, *, in_place: bool, arena_inputs: bool) -> Memory
         for value in graph.inputs:
             new_buffer(value, -1, pinned=True)
     outside = set(v for v in graph.inputs if not arena_inputs)
-    for i, node in enumerate(graph.nodes):
+    for node in graph.nodes:
+        i = fusion.steps[node]
+        if node.results and node.results[0] in intermediates:
+            plan.fused += 1
+            continue
         if is_view(node):
             source, result = node.operands[0], node.results[0]
             assert source is not None
@@ -122,7 +139,7 @@ def group_buffers(graph: Graph, *, in_place: bool, arena_inputs: bool) -> Memory
                 buffer_of[result] = buffer_of[source]
             plan.views += 1
             continue
-        target = _in_place_target(node, buffer_of, i) if in_place else None
+        target = _in_place_target(fusion.in_place_operands(node), buffer_of, i) if in_place else None
         for result in node.results:
             if target is not None:
                 target.add(result, last[result])
@@ -134,9 +151,9 @@ def group_buffers(graph: Graph, *, in_place: bool, arena_inputs: bool) -> Memory
     return plan
 
 
-def _in_place_target(node: Node, buffer_of: dict[Value, Buffer], step: int) -> Buffer | None:
-    """The buffer of the first operand `node` may overwrite: one that dies at this step, no input's."""
-    for operand in in_place_operands(node):
+def _in_place_target(candidates: list[Value], buffer_of: dict[Value, Buffer], step: int) -> Buffer | None:
+    """The buffer of the first candidate operand to overwrite: one that dies at this step, no input's."""
+    for operand in candidates:
         buffer = buffer_of.get(operand)
         if buffer is not None and not buffer.pinned and buffer.end == step:
             return buffer

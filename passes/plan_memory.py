@@ -55,5 +55,6 @@ class PlanMemory(Pass):
             "buffers": len(plan.buffers),
             "views": plan.views,
             "in-place": plan.in_place,
+            "fused": plan.fused,
         }
         return graph

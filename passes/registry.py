@@ -18,6 +18,7 @@ from passes.eliminate_dead_code import EliminateDeadCode
 from passes.eliminate_identity import EliminateIdentity
 from passes.fold_batchnorm import FoldBatchNorm
 from passes.fold_constants import FoldConstants
+from passes.fuse import Fuse
 from passes.infer_shapes import InferShapes
 from passes.manager import Pass
 from passes.plan_memory import PlanMemory
@@ -31,6 +32,7 @@ BUILTIN_PASSES: tuple[type[Pass], ...] = (
     EliminateIdentity,
     FoldBatchNorm,
     EliminateCommonSubexpressions,
+    Fuse,
     PlanMemory,
 )
 

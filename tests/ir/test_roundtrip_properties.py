@@ -1,7 +1,8 @@
 """Hypothesis: random valid graphs print, parse back to the same facts, verify, and print identically.
 
 Graphs mix inputs of random shapes and dtypes, constants (inline, hashed with
-data, elided), chains of registered ops, odd value names and random type facts.
+data, elided), chains of registered ops, odd value names, random type facts and
+random node annotations.
 The reference is the generated graph itself: every value's type, every
 attribute and every constant's bytes must come back.
 """
@@ -49,6 +50,12 @@ NAMES = st.one_of(
 DTYPES = list(DType)
 NUMERIC = [d for d in DTYPES if d is not DType.BOOL]
 FLOATS = [d for d in DTYPES if d.is_float]
+ANNOTATIONS = st.dictionaries(
+    st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True),
+    st.integers(-(2**40), 2**40) | NAMES,
+    max_size=3,
+)
+"""Random node annotations: identifier keys, int or (odd) string values."""
 SHAPES = st.lists(st.integers(1, 4), min_size=0, max_size=3).map(tuple)
 
 
@@ -148,6 +155,7 @@ class GraphMaker:
         )
         for result in results:
             result.type = result.type.with_(**self.draw(type_facts()))
+        results[0].producer.annotations.update(self.draw(ANNOTATIONS))
         self.pool.extend(results)
 
     # Each maker returns (op, operands, attrs) valid for `x`.
@@ -234,7 +242,7 @@ def assert_same_facts(want: Graph, got: Graph) -> None:
         elif value.is_constant:
             assert isinstance(other.const, ElidedConstant) and other.const.sha256 == value.sha256
     for a, b in zip(want.nodes, got.nodes, strict=True):
-        assert (a.op, a.name) == (b.op, b.name)
+        assert (a.op, a.name, a.annotations) == (b.op, b.name, b.annotations)
         assert [o and o.name for o in a.operands] == [o and o.name for o in b.operands]
         assert a.attrs.keys() == b.attrs.keys()
         for key, value in a.attrs.items():

@@ -1,0 +1,163 @@
+"""Fusion groups as the `fuse` pass records them in node annotations, read back and checked.
+
+Rule: a fusion group is one kernel: an *anchor* node and the elementwise
+*epilogue* nodes applied, in order, to its result. It is recorded only in node
+annotations (`ir.graph.Node.annotations`, printed in `.hir` as `#{...}`):
+
+- every node of a group carries `fusion_group = N` (an int, unique per group);
+- every epilogue node also carries `fused_into = "<anchor's node name>"` (the
+  anchor's result name when it has no node name), so the text says where it went.
+
+Its nodes are contiguous in the node order, anchor first, and each epilogue
+node reads the previous node's result, which nothing else reads (no graph
+output either). The group runs as one kernel at one step of the schedule: the
+results of every node but the last (the *fused intermediates*) never exist in
+memory; only the last node's result is materialised. `read_fusion` trusts none
+of this and raises a `FusionError` naming the group when a later change broke it.
+Imports only `ir` and this package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ir import Graph, HaiError, Node, Value
+from passes.aliasing import in_place_operands, is_pointwise, is_view
+
+GROUP_KEY = "fusion_group"
+FUSED_INTO_KEY = "fused_into"
+
+
+class FusionError(HaiError):
+    """Fusion annotations that no longer describe a valid group (run `fuse` again)."""
+
+
+def anchor_label(node: Node) -> str:
+    """How an epilogue node's `fused_into` names its anchor: the node name, else its result's name."""
+    return node.name or (node.results[0].name if node.results else node.op)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FusionGroup:
+    """One kernel: an anchor node and the elementwise nodes fused after it, in order."""
+
+    id: int
+    anchor: Node
+    epilogue: tuple[Node, ...]
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return (self.anchor, *self.epilogue)
+
+    @property
+    def result(self) -> Value:
+        """The value the kernel writes: the last node's result."""
+        return self.nodes[-1].results[0]
+
+    @property
+    def intermediates(self) -> tuple[Value, ...]:
+        """Results computed inside the kernel, never stored."""
+        return tuple(n.results[0] for n in self.nodes[:-1])
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The IR (and so ONNX) node names the kernel came from, in order."""
+        return tuple(anchor_label(n) for n in self.nodes)
+
+    def in_place_operands(self) -> list[Value]:
+        """What the kernel may write its result over: a same-typed operand of a pointwise node of the
+        group that no non-pointwise node of it (the anchor, which reads around each index) reads."""
+        inside = set(self.intermediates)
+        wide_reads = {o for n in self.nodes if not is_pointwise(n) for o in n.operands if o is not None}
+        found: dict[Value, None] = {}
+        for node in self.nodes:
+            for operand in in_place_operands(node):
+                if operand not in inside and operand not in wide_reads:
+                    found[operand] = None
+        return [o for o in found if o.type.same_tensor(self.result.type)]
+
+
+@dataclasses.dataclass
+class Fusion:
+    """The graph's fusion groups, and for each node the step it runs at (a group runs at one step)."""
+
+    groups: list[FusionGroup]
+    group_of: dict[Node, FusionGroup]
+    steps: dict[Node, int]
+
+    @property
+    def intermediates(self) -> set[Value]:
+        return {v for g in self.groups for v in g.intermediates}
+
+    def in_place_operands(self, node: Node) -> list[Value]:
+        """What `node`'s result may be written over: its group's candidates for a group's last node."""
+        group = self.group_of.get(node)
+        if group is None:
+            return in_place_operands(node)
+        return group.in_place_operands() if node is group.nodes[-1] else []
+
+
+def read_fusion(graph: Graph) -> Fusion:
+    """The fusion groups that `graph`'s annotations record, checked; each group's nodes share one step."""
+    order = list(graph.nodes)
+    members: dict[int, list[Node]] = {}
+    for node in order:
+        group_id = node.annotations.get(GROUP_KEY)
+        if group_id is not None:
+            if not isinstance(group_id, int):
+                raise FusionError(f"{node.label()}: annotation {GROUP_KEY} = {group_id!r} is not an integer")
+            members.setdefault(group_id, []).append(node)
+    position = {node: i for i, node in enumerate(order)}
+    steps = dict(position)
+    groups: list[FusionGroup] = []
+    group_of: dict[Node, FusionGroup] = {}
+    for group_id, nodes in members.items():
+        group = FusionGroup(group_id, nodes[0], tuple(nodes[1:]))
+        _check_group(group, position)
+        groups.append(group)
+        for node in nodes:
+            group_of[node] = group
+            steps[node] = position[group.anchor]
+    return Fusion(groups, group_of, steps)
+
+
+def _check_group(group: FusionGroup, position: dict[Node, int]) -> None:
+    where = f"fusion group {group.id} (anchor {group.anchor.label()})"
+    if not group.epilogue:
+        raise FusionError(f"{where} has no epilogue node; run fuse again")
+    if group.anchor.annotations.get(FUSED_INTO_KEY) is not None:
+        raise FusionError(f"{where}: its first node is marked {FUSED_INTO_KEY}, so the anchor is gone")
+    start = position[group.anchor]
+    previous = group.anchor
+    for offset, node in enumerate(group.epilogue, start=1):
+        running = previous.results[0] if len(previous.results) == 1 else None
+        problem = None
+        if position[node] != start + offset:
+            problem = "is not right after the previous node of the group"
+        elif running is None or len(running.uses()) != 1 or running.is_graph_output:
+            problem = "reads a value that is not the previous node's only result, read once"
+        elif running not in node.operands or len(node.results) != 1:
+            problem = f"does not read %{running.name}"
+        elif node.annotations.get(FUSED_INTO_KEY) != anchor_label(group.anchor):
+            problem = f"has {FUSED_INTO_KEY} = {node.annotations.get(FUSED_INTO_KEY)!r}"
+        elif is_view(node):
+            problem = "is a view"
+        if problem:
+            raise FusionError(f"{where}: {node.label()} {problem}; the graph changed after fuse: rerun it")
+        previous = node
+
+
+def kernels(graph: Graph) -> list[FusionGroup]:
+    """Every kernel in execution order: each fusion group, and each other node that is no view
+    (a group of its own, id -1, no epilogue). What a driver lowers with `lower_node(anchor, target,
+    epilogue)`, and what a report lists with the node names each kernel came from (`sources`)."""
+    fusion = read_fusion(graph)
+    found: list[FusionGroup] = []
+    for node in graph.nodes:
+        group = fusion.group_of.get(node)
+        if group is not None:
+            if node is group.anchor:
+                found.append(group)
+        elif not is_view(node):
+            found.append(FusionGroup(-1, node, ()))
+    return found
