@@ -180,28 +180,43 @@ class FoldBatchNorm(Pass):
         return graph
 
     def _rewrite(self, graph: Graph, bn: Node, affine: Affine, ctx: PassContext) -> None:
-        producer = sole_reader(bn.operands[0], bn)
-        replaced = [bn]
-        new = None
-        if producer is not None:
-            for rule in FOLD_RULES:
-                new = rule(graph, producer, bn, affine)
-                if new is not None:
-                    replaced += _chain(producer)
-                    ctx.count(self.name, f"folded-into-{producer.op.lower()}")
-                    break
-        if new is None:
-            new = as_mul_add(graph, bn, affine)
-            ctx.count(self.name, "to-mul-add")
-        result = bn.results[0]
-        name = result.name
-        graph.replace_value(result, new)
-        dropped = [o for node in replaced for o in node.operands]
-        for node in replaced:
-            graph.remove_node(node)
-        drop_unused_constants(graph, dropped)
-        if not graph.has_value(name):
-            graph.rename(new, name)
+        folded_into = fold_affine_into_producer(graph, bn, affine)
+        if folded_into is not None:
+            ctx.count(self.name, f"folded-into-{folded_into.lower()}")
+            return
+        replace_node(graph, bn, as_mul_add(graph, bn, affine), [bn])
+        ctx.count(self.name, "to-mul-add")
+
+
+def fold_affine_into_producer(
+    graph: Graph, node: Node, affine: Affine, source: Value | None = None
+) -> str | None:
+    """Fold `node` (a per-channel affine map of `source`, default its operand 0) into `source`'s producer.
+
+    Returns the op folded into, or None (graph unchanged) when no rule fits.
+    """
+    producer = sole_reader(source or node.operands[0], node)
+    if producer is None:
+        return None
+    for rule in FOLD_RULES:
+        new = rule(graph, producer, node, affine)
+        if new is not None:
+            replace_node(graph, node, new, [node, *_chain(producer)])
+            return producer.op
+    return None
+
+
+def replace_node(graph: Graph, node: Node, new: Value, removed: list[Node]) -> None:
+    """`new` takes over `node`'s result and name; the `removed` nodes and their orphaned constants go."""
+    result = node.results[0]
+    name = result.name
+    graph.replace_value(result, new)
+    dropped = [o for gone in removed for o in gone.operands]
+    for gone in removed:
+        graph.remove_node(gone)
+    drop_unused_constants(graph, dropped)
+    if not graph.has_value(name):
+        graph.rename(new, name)
 
 
 def _chain(producer: Node) -> list[Node]:

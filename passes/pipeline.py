@@ -30,6 +30,7 @@ DEFAULT_PIPELINE = (
     "fold-constants",  # evaluate what is already known
     "eliminate-identity",  # drop no-op nodes so producers meet their BatchNormalization
     "fold-batchnorm",  # fold scale/shift into Conv/Gemm/MatMul weights
+    "fold-channel-affine",  # and the per-channel Mul/Add/Sub/Div that exporters leave after them
     "eliminate-common-subexpressions",  # merge duplicate nodes and identical weights
     "eliminate-dead-code",  # last: removes what the passes above left unused
 )

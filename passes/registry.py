@@ -17,6 +17,7 @@ from passes.eliminate_common_subexpressions import EliminateCommonSubexpressions
 from passes.eliminate_dead_code import EliminateDeadCode
 from passes.eliminate_identity import EliminateIdentity
 from passes.fold_batchnorm import FoldBatchNorm
+from passes.fold_channel_affine import FoldChannelAffine
 from passes.fold_constants import FoldConstants
 from passes.fuse import Fuse
 from passes.infer_shapes import InferShapes
@@ -31,6 +32,7 @@ BUILTIN_PASSES: tuple[type[Pass], ...] = (
     EliminateDeadCode,
     EliminateIdentity,
     FoldBatchNorm,
+    FoldChannelAffine,
     EliminateCommonSubexpressions,
     Fuse,
     PlanMemory,
