@@ -9,7 +9,8 @@ bias and the fused epilogue applied as each tile is written. Activations are
 the tile is written as whole vectors; a layout pass must transpose around it and
 epilogue operands must then be NHWC too). Depthwise (group == C == M) vectorises
 along output columns (NCHW) or channels (NHWC). Padding is a separate stage
-into a scratch buffer. Other grouped convolutions are not lowered yet.
+into a scratch buffer. Everything else (other groups, 1-D/3-D, non-f32,
+run-time weights) goes to the general template in conv_general.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tvm import te
 
 from ir.graph import Node, Value
 from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name, lowering
+from targets.lowering.conv_general import lower_general_conv
 from targets.lowering.elementwise import Epilogue, epilogue_args
 from targets.lowering.matmul import arg
 from targets.lowering.tiling import choose_knobs, padded, schedule_gemm
@@ -211,6 +213,67 @@ def lower_dense_conv(
     return finish_kernel(node, epilogue, "conv", workload, schedule, params, args, flops, layout, pack)
 
 
+def phased_input(x: Any, g: Geometry) -> tuple[Any, Any]:
+    """NCHW depthwise input as (n, c, y, column phase, column // stride), zero-padded.
+
+    Output column ow with kernel tap kw reads phase (kw*dw) % sw at ow + (kw*dw) // sw:
+    consecutive output columns read consecutive floats, so a row vectorises with
+    plain loads whatever the stride. Returns (accessor xp(n, c, y, column), stage or None).
+    """
+    sw, top, left = g.stride[1], g.pads[0], g.pads[1]
+    if sw == 1 and not any(g.pads):
+        return (lambda n, c, y, col: x[n, c, y, col]), None
+    qw = padded(-(-g.wp // sw), 8)  # whole vectors, so the staging copy vectorises
+
+    def fill(n: Any, c: Any, y: Any, phase: Any, q: Any) -> Any:
+        col = q * sw + phase - left
+        inside = te.all(y >= top, y < top + g.h, col >= 0, col < g.w)
+        return te.if_then_else(inside, x[n, c, y - top, col], te.const(0, "float32"))
+
+    stage = te.compute((g.n, g.c, g.hp, sw, qw), fill, name="pad")
+
+    def read(n: Any, c: Any, y: Any, col: Any) -> Any:
+        return stage[n, c, y, te.floormod(col, sw), te.floordiv(col, sw)]
+
+    return read, stage
+
+
+def row_lanes(extent: int, lanes: int) -> int | None:
+    """The widest vector (<= lanes, >= 4) that divides a row of `extent` floats."""
+    return next((v for v in (lanes, lanes // 2, lanes // 4) if v >= 4 and extent % v == 0), None)
+
+
+def schedule_depthwise_rows(sch: Any, g: Geometry, lanes: int, staged: bool) -> None:
+    """Per (n, c) in parallel: stage the padded, phase-split plane, then each output row as a few
+    vector accumulators (output columns) updated by every kernel tap in turn."""
+    block = sch.get_sblock("acc")
+    n, c, oh, ow, kh, kw = sch.get_loops(block)
+    nc = sch.fuse(n, c)
+    vl = row_lanes(g.ow, lanes)
+    if vl is not None:
+        owo, owi = sch.split(ow, [None, vl])
+        sch.reorder(oh, kh, kw, owo, owi)
+        if g.ow // vl <= 8:
+            sch.unroll(owo)
+        sch.unroll(kw)
+    else:
+        sch.reorder(oh, kh, kw, ow)
+    sch.set_scope(block, 0, "local")
+    out_block = sch.get_sblock("out")
+    sch.reverse_compute_at(out_block, oh)
+    if staged:
+        stage = sch.get_sblock("pad")
+        sch.compute_at(stage, nc)
+        _, qv = sch.split(sch.get_loops(stage)[-1], [None, 8])
+        sch.vectorize(qv)
+    sch.parallel(nc)
+    if vl is not None:
+        sch.vectorize(owi)
+        _, lane_out = sch.split(sch.get_loops(out_block)[-1], [None, vl])
+        sch.vectorize(lane_out)
+    sch.decompose_reduction(block, kh)
+
+
 def lower_depthwise(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
@@ -218,7 +281,7 @@ def lower_depthwise(
     x_v, w_v = node.operands[0], node.operands[1]
     assert x_v is not None and w_v is not None
     x = te.placeholder(g.in_shape(layout), "float32", name="x")
-    xp, pad = padded_input(x, g, layout)
+    xp, pad = phased_input(x, g) if layout == "NCHW" else padded_input(x, g, layout)
     w_shape = (g.c, g.kh, g.kw) if layout == "NCHW" else (g.kh, g.kw, g.c)
     w = te.placeholder(w_shape, "float32", name="w")
     rkh, rkw = te.reduce_axis((0, g.kh), "kh"), te.reduce_axis((0, g.kw), "kw")
@@ -265,6 +328,7 @@ def lower_depthwise(
     lanes = target.vector_lanes_f32
     workload = {
         "op": "depthwise2d",
+        "schedule": "phased-rows" if layout == "NCHW" else "channels",
         "geometry": g.to_json(),
         "layout": layout,
         "bias": b_v is not None,
@@ -273,6 +337,9 @@ def lower_depthwise(
     }
 
     def schedule(sch: Any) -> None:
+        if layout == "NCHW":
+            schedule_depthwise_rows(sch, g, lanes, pad is not None)
+            return
         if pad is not None:
             schedule_pad(sch, lanes)
         block = sch.get_sblock("acc")
@@ -308,13 +375,14 @@ def lower_depthwise(
 
 @lowering("Conv")
 def lower_conv(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str) -> LoweredKernel:
-    if node.results[0].type.dtype.numpy.name != "float32":
-        raise LoweringError(f"node {node.name!r}: the x86 Conv templates are fp32 only")
-    g = Geometry(node)
-    if g.group == 1:
-        return lower_dense_conv(node, target, epilogue, layout)
-    if g.group == g.c == g.m:
-        return lower_depthwise(node, target, epilogue, layout)
-    raise LoweringError(
-        f"node {node.name!r}: grouped Conv (group {g.group}, {g.c} -> {g.m}) is not lowered yet"
-    )
+    x = node.operands[0]
+    assert x is not None
+    w = node.operands[1]
+    fast = node.results[0].type.dtype.numpy.name == "float32" and x.type.rank == 4
+    if fast and w is not None and w.is_constant:
+        g = Geometry(node)
+        if g.group == 1:
+            return lower_dense_conv(node, target, epilogue, layout)
+        if g.group == g.c == g.m:
+            return lower_depthwise(node, target, epilogue, layout)
+    return lower_general_conv(node, target, epilogue, layout)

@@ -6,7 +6,9 @@ A's leading dims are flattened into rows: the kernel views A as (M, K) and the
 output as (M, N). Otherwise (B computed at run time, e.g. attention) the kernel
 reads B in place, batch dims flattened and broadcast. Gemm folds alpha, beta*C
 and the fused epilogue into the output block. Layout-free: the activation
-layout does not matter to a GEMM.
+layout does not matter to a GEMM. These fast paths are fp32; other dtypes,
+1-D operands, other batch broadcasts and Gemm with a run-time B go to the
+general template (matmul_general.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tvm import te
 from ir.graph import Node, Value
 from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name, lowering
 from targets.lowering.elementwise import Epilogue, Operand, epilogue_args
+from targets.lowering.matmul_general import general_product
 from targets.lowering.tiling import GemmKnobs, choose_knobs, padded, schedule_gemm
 from targets.target import TargetDescription
 
@@ -45,12 +48,6 @@ def pack_panels(b: np.ndarray, nb: int) -> np.ndarray:
     full = np.zeros((k, np_), dtype=b.dtype)
     full[:, :n] = b
     return np.ascontiguousarray(full.reshape(k, np_ // nb, nb).transpose(1, 0, 2))
-
-
-def check_float(node: Node) -> None:
-    dtype = node.results[0].type.dtype
-    if dtype.numpy.name != "float32":
-        raise LoweringError(f"node {node.name!r}: the x86 GEMM template is fp32 only, got {dtype}")
 
 
 def packed_gemm(
@@ -234,39 +231,51 @@ def batched_matmul(node: Node, target: TargetDescription, epilogue: Sequence[Nod
     )
 
 
+def simple_batches(a: Value, b: Value, batch: Sequence[int]) -> bool:
+    """Whether `batched_matmul` takes these operands: rank >= 2, each batch either 1 or the result's."""
+    if a.type.rank < 2 or b.type.rank < 2:
+        return False
+    total = math.prod(batch)
+    for v in (a, b):
+        lead = tuple(v.type.shape[:-2])
+        broadcast = math.prod(lead) == 1
+        if not broadcast and (math.prod(lead) != total or lead != tuple(batch)[len(batch) - len(lead) :]):
+            return False
+    return True
+
+
+def fp32(node: Node) -> bool:
+    return node.results[0].type.dtype.numpy.name == "float32"
+
+
 @lowering("MatMul")
 def lower_matmul(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
-    check_float(node)
     a, b = node.operands[0], node.operands[1]
     assert a is not None and b is not None
-    if b.is_constant and b.type.rank >= 2 and math.prod(b.type.shape[:-2]) == 1 and a.type.rank >= 2:
+    one_weight_matrix = b.is_constant and b.type.rank >= 2 and math.prod(b.type.shape[:-2]) == 1
+    if fp32(node) and one_weight_matrix and a.type.rank >= 2:
         return packed_gemm(
             node, target, epilogue, a=a, b=b, trans_a=False, trans_b=False, alpha=1.0, c=None, beta=0.0
         )
-    return batched_matmul(node, target, epilogue)
+    if fp32(node) and simple_batches(a, b, node.results[0].type.shape[:-2]):
+        return batched_matmul(node, target, epilogue)
+    return general_product(node, target, epilogue)
 
 
 @lowering("Gemm")
 def lower_gemm(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str) -> LoweredKernel:
-    check_float(node)
     a, b, c = (list(node.operands) + [None])[:3]
     assert a is not None and b is not None
-    if not b.is_constant:
-        raise LoweringError(
-            f"node {node.name!r}: Gemm with a run-time B is not lowered yet (B must be a weight)"
-        )
     attrs = node.attrs
-    return packed_gemm(
-        node,
-        target,
-        epilogue,
-        a=a,
-        b=b,
-        trans_a=bool(attrs["transA"]),
-        trans_b=bool(attrs["transB"]),
-        alpha=float(attrs["alpha"]),
-        c=c,
-        beta=float(attrs["beta"]),
-    )
+    options = {
+        "trans_a": bool(attrs["transA"]),
+        "trans_b": bool(attrs["transB"]),
+        "alpha": float(attrs["alpha"]),
+        "c": c,
+        "beta": float(attrs["beta"]),
+    }
+    if fp32(node) and b.is_constant:
+        return packed_gemm(node, target, epilogue, a=a, b=b, **options)
+    return general_product(node, target, epilogue, **options)

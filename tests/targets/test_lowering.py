@@ -111,8 +111,8 @@ def test_identical_workloads_share_a_kernel_name(target) -> None:
     assert a.name == b.name and a.key == b.key
 
 
-def test_unsupported_grouped_conv_is_a_clear_error(target) -> None:
+def test_unsupported_layout_for_grouped_conv_is_a_clear_error(target) -> None:
     g = OneOp()
     node = conv(g, 8, 8, 8, 3, 1, group=2)
-    with pytest.raises(LoweringError, match="grouped Conv"):
-        lower_node(node, target)
+    with pytest.raises(LoweringError, match="NCHW only"):
+        lower_node(node, target, layout="NHWC")

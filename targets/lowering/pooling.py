@@ -1,0 +1,214 @@
+"""MaxPool, AveragePool, LpPool and their Global forms as one windowed reduction over N-D spatial dims.
+
+Rule: an output element reduces its window (kernel positions as reduce axes)
+straight from the unpadded input; positions outside it (explicit pads and the
+extra end room ceil_mode adds) read the reduction's identity, so no padded
+copy is made. AveragePool divides by a closed-form count of the positions that
+read input (or explicit pads, with count_include_pad). MaxPool's Indices are a
+second reduction: the first kernel position (row-major) whose value equals the
+max, turned into a flat index of the input (storage_order 1: spatial dims
+column major). Global pools are the same reduction with the whole spatial
+extent as the window. Half floats compute in f32; MaxPool also takes integers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from tvm import te
+
+from ir.graph import Node
+from ir.ops.window import Window
+from targets.lowering import KernelArg, LoweredKernel, LoweringError, lowering
+from targets.lowering.elementwise import Epilogue, epilogue_args
+from targets.lowering.generic import (
+    Param,
+    check_dtypes,
+    lowest,
+    make_kernel,
+    output_param,
+    schedule_injective,
+    schedule_reduce,
+    work_dtype,
+)
+from targets.target import TargetDescription
+
+FLOATS = ("float32", "float16", "bfloat16", "float64")
+INTEGERS = ("int8", "uint8", "int16", "int32", "int64")
+GLOBAL = {"GlobalAveragePool": "AveragePool", "GlobalMaxPool": "MaxPool", "GlobalLpPool": "LpPool"}
+
+
+def window_of(node: Node) -> Window:
+    """The node's window; a Global pool's covers the whole spatial extent."""
+    x = node.operands[0]
+    assert x is not None
+    if node.op in GLOBAL:
+        spatial = x.type.shape[2:]
+        rank = len(spatial)
+        return Window(tuple(spatial), (1,) * rank, (0,) * (2 * rank), (1,) * rank)
+    return Window.from_attrs(node.attrs)
+
+
+def ceil_div(a: Any, b: int) -> Any:
+    return -te.floordiv(-a, b)
+
+
+def valid_count(window: Window, spatial: Sequence[int], out: Sequence[Any], include_pad: bool) -> Any:
+    """How many kernel positions of the window at output index `out` read input (or explicit pads)."""
+    count = None
+    for d, o in zip(window.dims(spatial), out, strict=True):
+        low, high = (0, d.size + d.begin + d.end) if include_pad else (d.begin, d.begin + d.size)
+        start = o * d.stride
+        first = te.max(ceil_div(low - start, d.dilation), 0)
+        last = te.min(te.floordiv(high - 1 - start, d.dilation), d.kernel - 1)
+        dim_count = te.max(last - first + 1, 0)
+        count = dim_count if count is None else count * dim_count
+    return count
+
+
+class WindowReader:
+    """Reads x at (n, c, output index, kernel position), with a fill value outside the input."""
+
+    def __init__(self, x: Any, window: Window, spatial: Sequence[int]) -> None:
+        self.x, self.window, self.dims = x, window, window.dims(spatial)
+
+    def coords(self, out: Sequence[Any], ks: Sequence[Any]) -> list[Any]:
+        return [o * d.stride + k * d.dilation - d.begin for d, o, k in zip(self.dims, out, ks, strict=True)]
+
+    def inside(self, coords: Sequence[Any]) -> Any:
+        checks = []
+        for d, p in zip(self.dims, coords, strict=True):
+            if d.begin > 0:
+                checks.append(p >= 0)
+            checks.append(p < d.size)
+        return te.all(*checks)
+
+    def read(self, n: Any, c: Any, out: Sequence[Any], ks: Sequence[Any], work: str, fill: Any) -> Any:
+        coords = self.coords(out, ks)
+        value = self.x[(n, c, *coords)].astype(work)
+        return te.if_then_else(self.inside(coords), value, fill)
+
+
+def lp_power(x: Any, p: int) -> Any:
+    """|x|^p for an integer p (repeated products, as numpy's integer power)."""
+    a = te.abs(x)
+    result = a
+    for _ in range(p - 1):
+        result = result * a
+    return result
+
+
+def flat_index(reader: WindowReader, out: Sequence[Any], ks: Sequence[Any], storage_order: int) -> Any:
+    coords = reader.coords(out, ks)
+    order = range(len(coords) - 1, -1, -1) if storage_order else range(len(coords))
+    index = te.const(0, "int64")
+    for dim in order:
+        index = index * reader.dims[dim].size + coords[dim].astype("int64")
+    return index
+
+
+@lowering("MaxPool", "AveragePool", "LpPool", *GLOBAL)
+def lower_pool(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str) -> LoweredKernel:
+    kind = GLOBAL.get(node.op, node.op)
+    dtype = check_dtypes(node, FLOATS + INTEGERS if kind == "MaxPool" else FLOATS)
+    x_v = node.operands[0]
+    assert x_v is not None
+    attrs = node.attrs
+    window = window_of(node)
+    spatial = tuple(x_v.type.shape[2:])
+    result = node.results[0]
+    out_shape = tuple(result.type.shape)
+    work = work_dtype(dtype)
+    x = te.placeholder(tuple(x_v.type.shape), dtype, name="x")
+    reader = WindowReader(x, window, spatial)
+    ks = [te.reduce_axis((0, k), f"k{i}") for i, k in enumerate(window.kernel)]
+    with_indices = kind == "MaxPool" and bool(attrs.get("return_indices", 0))
+    if with_indices and epilogue:
+        raise LoweringError(f"node {node.name!r}: MaxPool with Indices takes no fused epilogue")
+    p = int(attrs.get("p", 2))
+
+    def reduce(n: Any, c: Any, *o: Any) -> Any:
+        if kind == "MaxPool":
+            return te.max(reader.read(n, c, o, ks, work, lowest(work)), axis=ks)
+        value = reader.read(n, c, o, ks, work, te.const(0, work))
+        return te.sum(lp_power(value, p) if kind == "LpPool" else value, axis=ks)
+
+    acc = te.compute(out_shape, reduce, name="acc")
+    chain = Epilogue.build(result, epilogue)
+
+    def finish(n: Any, c: Any, *o: Any) -> Any:
+        value = acc[(n, c, *o)]
+        if kind == "AveragePool":
+            include = bool(attrs.get("count_include_pad", 0))
+            value = value / valid_count(window, spatial, o, include).astype(work)
+        elif kind == "LpPool":
+            value = te.power(value, te.const(1.0 / p, work))
+        return chain.apply(value.astype(dtype), (n, c, *o))
+
+    out = te.compute(out_shape, finish, name="out")
+    params = [Param(x, KernelArg(x_v.name, "input", tuple(x_v.type.shape), dtype))]
+    extra, extra_args = epilogue_args(chain)
+    params += [Param(t, a) for t, a in zip(extra, extra_args)]
+    params.append(output_param(out, chain.result or result))
+    if with_indices:
+        indices = indices_compute(x, acc, reader, node, out_shape, work)
+        params.append(output_param(indices, node.results[1]))
+    size = math.prod(out_shape) * math.prod(window.kernel)
+    workload = {
+        "op": "pool",
+        "kind": kind,
+        "x": list(x_v.type.shape),
+        "dtype": dtype,
+        "window": [list(window.kernel), list(window.strides), list(window.pads), list(window.dilations)],
+        "out": list(out_shape),
+        "attrs": {k: attrs.get(k) for k in ("count_include_pad", "p", "return_indices", "storage_order")},
+        "epilogue": chain.describe(),
+        "lanes": target.vector_lanes_f32,
+    }
+    lanes = target.vector_lanes_f32
+
+    def schedule(sch: Any) -> None:
+        if with_indices:  # the index search re-reads the window: keep the max in memory
+            schedule_reduce(sch, "acc", lanes, size)
+            schedule_injective(sch, "out", lanes, size)
+            schedule_reduce(sch, "first", lanes, size, consumers=["indices"])
+        else:
+            schedule_reduce(sch, "acc", lanes, size, consumers=["out"])
+
+    flops = size + chain.flops(math.prod(out_shape))
+    return make_kernel(node, "pool", workload, params, flops, schedule, epilogue=epilogue)
+
+
+def indices_compute(
+    x: Any, acc: Any, reader: WindowReader, node: Node, out_shape: Sequence[int], work: str
+) -> Any:
+    """Flat input index of the first kernel position holding the window's max (as the reference)."""
+    kernel = reader.window.kernel
+    total = math.prod(kernel)
+    ks2 = [te.reduce_axis((0, k), f"j{i}") for i, k in enumerate(kernel)]
+    storage_order = int(node.attrs.get("storage_order", 0))
+    plane = math.prod(d.size for d in reader.dims)
+    channels = int(x.shape[1])
+
+    def first(n: Any, c: Any, *o: Any) -> Any:
+        flat = te.const(0, "int32")
+        for k, size in zip(ks2, kernel, strict=True):
+            flat = flat * size + k
+        value = reader.read(n, c, o, ks2, work, lowest(work))
+        hit = value == acc[(n, c, *o)]
+        return te.min(te.if_then_else(hit, flat, te.const(total, "int32")), axis=ks2)
+
+    winner = te.compute(tuple(out_shape), first, name="first")
+
+    def index(n: Any, c: Any, *o: Any) -> Any:
+        w = te.if_then_else(winner[(n, c, *o)] == total, 0, winner[(n, c, *o)])
+        pos, rest = [], w
+        for size in reversed(kernel):
+            pos.append(rest % size)
+            rest = te.floordiv(rest, size)
+        base = (n.astype("int64") * channels + c.astype("int64")) * plane
+        return base + flat_index(reader, o, pos[::-1], storage_order)
+
+    return te.compute(tuple(out_shape), index, name="indices")
