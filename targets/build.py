@@ -10,6 +10,7 @@ tvm_ffi alone (runtime/kernel_library.py) once libtvm_runtime.so is loaded.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,9 +35,14 @@ def compile_object(kernel: LoweredKernel, target_json: dict, path: Path) -> None
 
 
 def kernel_object(kernel: LoweredKernel, desc: TargetDescription) -> tuple[Path, bool]:
-    """The cached object file of one kernel (compiled now if missing) and whether it was a hit."""
+    """The cached object file of one kernel (compiled now if missing) and whether it was a hit.
+
+    The key covers the scheduled TensorIR text too, so a changed template or
+    schedule never reuses a stale object (the workload alone names the kernel).
+    """
     target_json = tvm_target_of(desc)
-    key = cache_key({"name": kernel.name, "workload": kernel.workload}, target_json)
+    tensor_ir = hashlib.sha256(kernel.func.script().encode()).hexdigest()
+    key = cache_key({"name": kernel.name, "workload": kernel.workload, "tir": tensor_ir}, target_json)
     return cached_file(key, ".o", lambda tmp: compile_object(kernel, target_json, tmp))
 
 
