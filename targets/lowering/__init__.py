@@ -112,7 +112,19 @@ def lowering(*ops: str) -> Callable[[LowerFn], LowerFn]:
 
 
 def _load_families() -> None:
-    from targets.lowering import conv, elementwise, matmul  # noqa: F401
+    from targets.lowering import (  # noqa: F401
+        conv,
+        elementwise,
+        generate,
+        image,
+        indexing,
+        matmul,
+        normalization,
+        pooling,
+        reduce,
+        rnn,
+        shape,
+    )
 
 
 def supported_ops() -> list[str]:

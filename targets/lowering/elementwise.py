@@ -1,92 +1,53 @@
-"""Elementwise ops as TE expressions: standalone broadcast kernels, and epilogues fused into producers.
+"""Elementwise kernels: standalone broadcast kernels of any pointwise op, and epilogues fused into producers.
 
-Rule: every supported unary/binary op is written once, as a function of TE
-expressions (`UNARY`, `BINARY`). An `Epilogue` chains such ops after an anchor
-(GEMM, conv): `apply(value, index)` rewrites the anchor's accumulator value at
-the output's logical (IR-layout) index, reading extra operands (bias, residual)
+Rule: every pointwise op's element is written once, in targets/lowering/pointwise.py
+(`UNARY`, `BINARY`, `VARIADIC`, Where, Cast: all elementwise and activation ops,
+every IR dtype but i4). An `Epilogue` chains such ops after an anchor (GEMM,
+conv): `apply(value, index)` rewrites the anchor's accumulator value at the
+output's logical (IR-layout) index, reading extra operands (bias, residual)
 with numpy broadcasting; size-1 constants become literals. Standalone
-elementwise kernels use the same machinery with no anchor: one flat loop,
-vectorised by the target's lanes, parallel when large.
+elementwise kernels use the same machinery with the head node's operands all
+read from buffers: one flat loop, vectorised by the target's lanes, parallel
+when large. bf16 buffers are viewed as uint16 (their bits): a KernelArg's dtype
+is the kernel's view, `storage_dtype`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from tvm import te
 
+from ir.dtypes import DType
 from ir.graph import Node, Value
 from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name, lowering
+from targets.lowering.pointwise import (
+    BINARY,
+    POINTWISE_OPS,
+    UNARY,
+    VARIADIC,
+    Expr,
+    dtype_of,
+    node_expr,
+    storage_dtype,
+    vectorizable,
+)
 from targets.target import TargetDescription
 
-Expr = Any
+__all__ = ["BINARY", "UNARY", "VARIADIC", "Epilogue", "Operand", "dtype_of", "epilogue_args", "fusable"]
+
 PARALLEL_MIN_ELEMENTS = 1 << 15  # below this a parallel launch costs more than it saves
-
-UNARY: dict[str, Callable[[Expr, Mapping[str, Any]], Expr]] = {
-    "Relu": lambda x, a: te.max(x, _c(0, x)),
-    "Sigmoid": lambda x, a: te.sigmoid(x),
-    "Tanh": lambda x, a: te.tanh(x),
-    "Exp": lambda x, a: te.exp(x),
-    "Log": lambda x, a: te.log(x),
-    "Sqrt": lambda x, a: te.sqrt(x),
-    "Abs": lambda x, a: te.abs(x),
-    "Neg": lambda x, a: -x,
-    "Reciprocal": lambda x, a: _c(1, x) / x,
-    "Erf": lambda x, a: te.erf(x),
-    "Identity": lambda x, a: x,
-    "LeakyRelu": lambda x, a: te.if_then_else(x < _c(0, x), x * _c(a["alpha"], x), x),
-    "HardSigmoid": lambda x, a: _hard_sigmoid(x, a["alpha"], a["beta"]),
-    "HardSwish": lambda x, a: x * _hard_sigmoid(x, 1 / 6, 0.5),
-    "Swish": lambda x, a: x * te.sigmoid(x * _c(a.get("alpha", 1.0), x)),
-    "Clip": lambda x, a: _clip(x, a.get("min"), a.get("max")),
-    "Gelu": lambda x, a: _gelu(x, a.get("approximate", "none")),
-}
-
-BINARY: dict[str, Callable[[Expr, Expr], Expr]] = {
-    "Add": lambda a, b: a + b,
-    "Sub": lambda a, b: a - b,
-    "Mul": lambda a, b: a * b,
-    "Div": lambda a, b: a / b,
-    "Max": lambda a, b: te.max(a, b),
-    "Min": lambda a, b: te.min(a, b),
-}
-
-
-def dtype_of(expr: Expr) -> str:
-    """An expression's dtype name (TVM 0.27 calls it `ty`; a tensor element knows its tensor's dtype)."""
-    return str(expr.ty) if hasattr(expr, "ty") else str(expr.dtype)
-
-
-def _c(value: float, like: Expr) -> Expr:
-    return te.const(value, dtype_of(like))
-
-
-def _hard_sigmoid(x: Expr, alpha: float, beta: float) -> Expr:
-    return te.max(_c(0, x), te.min(_c(1, x), x * _c(alpha, x) + _c(beta, x)))
-
-
-def _clip(x: Expr, low: float | None, high: float | None) -> Expr:
-    if low is not None:
-        x = te.max(x, _c(low, x))
-    if high is not None:
-        x = te.min(x, _c(high, x))
-    return x
-
-
-def _gelu(x: Expr, approximate: str) -> Expr:
-    if approximate == "tanh":
-        inner = _c(math.sqrt(2 / math.pi), x) * (x + _c(0.044715, x) * x * x * x)
-        return _c(0.5, x) * x * (_c(1, x) + te.tanh(inner))
-    return _c(0.5, x) * x * (_c(1, x) + te.erf(x * _c(1 / math.sqrt(2), x)))
 
 
 def fusable(node: Node) -> bool:
-    """Whether `node` can be an epilogue step (one float result, an op written above)."""
-    return node.op in UNARY or (node.op in BINARY and len(node.operands) == 2)
+    """Whether `node` can be an epilogue step: a pointwise op whose operands and result share one dtype."""
+    if node.op not in POINTWISE_OPS or len(node.results) != 1:
+        return False
+    dtype = node.results[0].type.dtype
+    return all(v is not None and v.type.dtype is dtype for v in node.operands)
 
 
 def broadcast_index(shape: Sequence[int], index: Sequence[Expr]) -> list[Expr]:
@@ -97,20 +58,23 @@ def broadcast_index(shape: Sequence[int], index: Sequence[Expr]) -> list[Expr]:
 
 @dataclass
 class Operand:
-    """An extra epilogue operand: a TE placeholder (runtime input or weight) or a scalar literal."""
+    """An extra operand: a TE placeholder (runtime input or weight) or a scalar literal."""
 
     value: Value
     tensor: Any = None
-    scalar: float | None = None
+    scalar: float | int | bool | None = None
     channels_last: bool = False  # a 4-D operand of an NHWC kernel: stored (N, H, W, C)
 
-    def read(self, index: Sequence[Expr], dtype: str) -> Expr:
-        """The operand at the output's logical (NCHW) index, broadcast."""
+    def read(self, index: Sequence[Expr], dtype: str | None = None) -> Expr:
+        """The operand at the output's logical (NCHW) index, broadcast, in its storage dtype."""
         if self.tensor is None:
-            return te.const(self.scalar, dtype)
+            return te.const(self.scalar, dtype or storage_dtype(self.value.type.dtype))
         if self.channels_last:
             index = (index[0], index[2], index[3], index[1])
         return self.tensor[tuple(broadcast_index(self.tensor.shape, index))]
+
+
+Operands = dict[str, Operand]  # by IR value name: one placeholder per value, however often it is read
 
 
 @dataclass
@@ -128,13 +92,16 @@ class Epilogue:
         nodes: Sequence[Node],
         shape: Sequence[int] | None = None,
         layout: str = "NCHW",
+        known: Operands | None = None,
     ) -> Epilogue:
         """The chain of `nodes` after `anchor_result`; every step must keep `shape` (default: the anchor's).
 
         With `layout` "NHWC", 4-D extra operands (a residual) are channels-last like the kernel's output.
+        `known` shares operands (by value) with the caller, so a value read twice is one argument.
         """
         epi = cls(tuple(nodes))
         shape = tuple(anchor_result.type.shape if shape is None else shape)
+        known = {} if known is None else known
         current = anchor_result
         for node in nodes:
             if not fusable(node):
@@ -145,11 +112,13 @@ class Epilogue:
             if node.results[0].type.shape != shape:
                 raise LoweringError(f"epilogue node {node.name!r} changes the shape; it cannot be fused")
             epi.chain.append(positions[0])
-            extras = {}
-            for i, v in enumerate(node.operands):
-                if i != positions[0] and v is not None:
-                    extras[i] = _operand(v, f"{node.name or node.op}_{i}", layout == "NHWC")
-            epi.operands.append(extras)
+            epi.operands.append(
+                {
+                    i: operand_of(v, f"{node.name or node.op}_{i}", layout == "NHWC", known)
+                    for i, v in enumerate(node.operands)
+                    if i != positions[0] and v is not None
+                }
+            )
             current = node.results[0]
         return epi
 
@@ -162,18 +131,14 @@ class Epilogue:
 
     def apply(self, value: Expr, index: Sequence[Expr]) -> Expr:
         for node, chain, extras in zip(self.nodes, self.chain, self.operands, strict=True):
-            if node.op in UNARY:
-                value = UNARY[node.op](value, node.attrs)
-                continue
-            other = next(iter(extras.values())).read(index, dtype_of(value))
-            a, b = (value, other) if chain == 0 else (other, value)
-            value = BINARY[node.op](a, b)
+            reads = [value if i == chain else extras[i].read(index) for i in range(len(node.operands))]
+            value = node_expr(node, reads)
         return value
 
     def describe(self) -> list[Any]:
         """The epilogue's part of a workload key: ops, attrs, extra operand shapes and kinds."""
         return [
-            [n.op, dict(sorted(n.attrs.items())), c, {str(i): _operand_key(o) for i, o in extras.items()}]
+            [n.op, dict(sorted(n.attrs.items())), c, {str(i): operand_key(o) for i, o in extras.items()}]
             for n, c, extras in zip(self.nodes, self.chain, self.operands, strict=True)
         ]
 
@@ -181,44 +146,68 @@ class Epilogue:
         return elements * len(self.nodes)
 
 
-def _operand(value: Value, name: str, nhwc: bool = False) -> Operand:
+def operand_of(value: Value, name: str, nhwc: bool = False, known: Operands | None = None) -> Operand:
+    """The Operand reading `value` (a scalar literal for a size-1 constant), shared through `known`."""
+    if known is not None and value.name in known:
+        return known[value.name]
     if value.is_constant and value.type.size == 1:
-        return Operand(value, scalar=float(np.asarray(value.constant_array()).reshape(-1)[0]))
-    channels_last = nhwc and value.type.rank == 4
-    shape = tuple(value.type.shape)
-    if channels_last:
-        shape = (shape[0], shape[2], shape[3], shape[1])
-    tensor = te.placeholder(shape, value.type.dtype.numpy.name, name=name)
-    return Operand(value, tensor=tensor, channels_last=channels_last)
+        first = np.asarray(value.constant_array()).reshape(-1)[:1]
+        op = Operand(value, scalar=first.view(storage_dtype(value.type.dtype)).item())
+    else:
+        channels_last = nhwc and value.type.rank == 4
+        shape = tuple(value.type.shape)
+        if channels_last:
+            shape = (shape[0], shape[2], shape[3], shape[1])
+        tensor = te.placeholder(shape, storage_dtype(value.type.dtype), name=name)
+        op = Operand(value, tensor=tensor, channels_last=channels_last)
+    if known is not None:
+        known[value.name] = op
+    return op
 
 
-def _operand_key(op: Operand) -> Any:
+def operand_key(op: Operand) -> Any:
     if op.tensor is None:
-        return ["scalar", op.scalar]
+        return ["scalar", op.scalar, str(op.value.type.dtype)]
     kind = "const" if op.value.is_constant else "input"
-    return [kind, list(op.value.type.shape), "NHWC" if op.channels_last else "IR"]
+    return [kind, list(op.value.type.shape), str(op.value.type.dtype), "NHWC" if op.channels_last else "IR"]
 
 
-def epilogue_args(epi: Epilogue) -> tuple[list[Any], list[KernelArg]]:
-    """Placeholders and KernelArgs of the epilogue's extra operands: inputs first, then weights."""
-    ops = sorted(epi.placeholders(), key=lambda o: o.value.is_constant)
+def operand_args(operands: Sequence[Operand]) -> tuple[list[Any], list[KernelArg]]:
+    """Placeholders and KernelArgs of `operands` (each once): inputs first, then weights."""
+    unique = list({id(o): o for o in operands if o.tensor is not None}.values())
+    ops = sorted(unique, key=lambda o: o.value.is_constant)
     args = [
         KernelArg(
             o.value.name,
             "weight" if o.value.is_constant else "input",
             tuple(int(d) for d in o.tensor.shape),
-            o.value.type.dtype.numpy.name,
+            str(o.tensor.dtype),
         )
         for o in ops
     ]
     return [o.tensor for o in ops], args
 
 
+def epilogue_args(epi: Epilogue) -> tuple[list[Any], list[KernelArg]]:
+    """Placeholders and KernelArgs of the epilogue's extra operands: inputs first, then weights."""
+    return operand_args(epi.placeholders())
+
+
+def output_arg(value: Value) -> KernelArg:
+    return KernelArg(value.name, "output", tuple(value.type.shape), storage_dtype(value.type.dtype))
+
+
+def vector_lanes(target: TargetDescription, dtypes: Sequence[str]) -> int:
+    """Lanes of one vector for the widest of `dtypes` (32-bit lanes at least: narrow types compute in f32)."""
+    widest = max([4, *(np.dtype(d).itemsize for d in dtypes)])
+    return max(target.vector_bytes // widest, 1)
+
+
 def schedule_flat(sch: Any, block: Any, lanes: int, elements: int) -> None:
     """One flat loop over the block: split by `lanes` (vectorised), outer loop parallel when large."""
     loops = sch.get_loops(block)
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-    if elements % lanes == 0 and elements >= lanes:
+    if lanes > 1 and elements % lanes == 0 and elements >= lanes:
         outer, inner = sch.split(fused, [None, lanes])
         sch.vectorize(inner)
     else:
@@ -227,54 +216,51 @@ def schedule_flat(sch: Any, block: Any, lanes: int, elements: int) -> None:
         sch.parallel(outer)
 
 
-@lowering(*UNARY, *BINARY)
+def head_key(node: Node, operands: Mapping[int, Operand]) -> list[Any]:
+    return [node.op, dict(sorted(node.attrs.items())), {str(i): operand_key(o) for i, o in operands.items()}]
+
+
+@lowering(*POINTWISE_OPS)
 def lower_elementwise(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
-    """A standalone elementwise node (and any elementwise nodes after it) as one broadcast kernel."""
+    """A standalone pointwise node (and any elementwise nodes after it) as one broadcast kernel."""
     import tvm.s_tir as s_tir
 
+    if any(v is None for v in node.operands) or len(node.results) != 1:
+        raise LoweringError(f"node {node.name!r}: {node.op} needs all its operands and one result")
+    dtypes = [v.type.dtype for v in (*node.operands, *node.results)]  # type: ignore[union-attr]
+    if DType.I4 in dtypes:
+        raise LoweringError(f"node {node.name!r}: sub-byte dtypes (i4) have no elementwise kernel")
     result = node.results[0]
-    if not result.type.dtype.is_float:
-        raise LoweringError(f"node {node.name!r}: elementwise templates are float only, got {result.type}")
-    head = node.operands[0]
-    if head is None:
-        raise LoweringError(f"node {node.name!r}: first operand is absent")
-    chain = Epilogue.build(head, (node, *epilogue), shape=result.type.shape)
-    assert chain.result is not None
-    x = te.placeholder(head.type.shape, head.type.dtype.numpy.name, name="x")
-    out_type = chain.result.type
+    known: Operands = {}
+    head = {i: operand_of(v, f"in{i}", known=known) for i, v in enumerate(node.operands)}  # type: ignore[arg-type]
+    chain = Epilogue.build(result, epilogue, known=known)
+    out_value = chain.result or result
     out = te.compute(
-        out_type.shape, lambda *i: chain.apply(x[tuple(broadcast_index(x.shape, i))], i), name="out"
+        out_value.type.shape,
+        lambda *i: chain.apply(node_expr(node, [head[k].read(i) for k in range(len(head))]), i),
+        name="out",
     )
-    extra, extra_args = epilogue_args(chain)
-    order = [x, *extra, out]
+    tensors, in_args = operand_args(list(known.values()))
+    vector = all(vectorizable(n) for n in (node, *chain.nodes))
+    lanes = vector_lanes(target, [str(t.dtype) for t in (*tensors, out)]) if vector else 1
     workload = {
         "op": "elementwise",
-        "x": list(head.type.shape),
-        "dtype": str(out_type.dtype),
+        "head": head_key(node, head),
+        "out": [list(out_value.type.shape), str(out_value.type.dtype)],
         "epilogue": chain.describe(),
-        "lanes": target.vector_lanes_f32,
+        "lanes": lanes,
     }
     name = kernel_name("ew", workload)
-    sch = s_tir.Schedule(te.create_prim_func(order).with_attr("global_symbol", name))
-    schedule_flat(sch, sch.get_sblock("out"), target.vector_lanes_f32, out_type.size)
-    args = (
-        KernelArg(
-            head.name,
-            "weight" if head.is_constant else "input",
-            tuple(head.type.shape),
-            head.type.dtype.numpy.name,
-        ),
-        *extra_args,
-        KernelArg(chain.result.name, "output", tuple(out_type.shape), out_type.dtype.numpy.name),
-    )
+    sch = s_tir.Schedule(te.create_prim_func([*tensors, out]).with_attr("global_symbol", name))
+    schedule_flat(sch, sch.get_sblock("out"), lanes, out_value.type.size)
     return LoweredKernel(
         name,
         sch.mod["main"].with_attr("global_symbol", name),
-        args,
-        chain.flops(out_type.size),
-        tuple(n.name for n in chain.nodes),
+        (*in_args, output_arg(out_value)),
+        (1 + len(chain.nodes)) * out_value.type.size,
+        (node.name, *(n.name for n in chain.nodes)),
         workload,
         layout="any",
     )

@@ -1,0 +1,437 @@
+"""Reduce-family kernels: reductions over axes, ArgMax/ArgMin, Softmax/LogSoftmax/Hardmax and TopK.
+
+Rule: a kernel views its operand with adjacent dims of the same kind merged
+(same bytes, C order): reductions see alternating kept / reduced groups
+(size-1 dims dropped), the one-axis ops see (outer, axis, inner). Elements are
+widened to their compute dtype (f16/bf16 -> f32, bool -> i8) and results
+rounded once, as ir/ops/reduce.py computes them (integers accumulate in their
+own dtype and wrap; float max/min propagate NaN). One-axis ops work row by
+row: every helper stage (the max, the sum of exponentials, the ranks) is
+computed at the fused (outer, inner) row loop, so its buffer is one row, and
+the rows run in parallel when the operand is large. Reductions run parallel
+over the kept axes with the innermost kept axis vectorised under the
+reduction loops; `decompose_reduction` is always the last schedule step.
+TopK ranks every element against its row (ties: lower index first; NaN is
+the largest), O(axis²) per row, and gathers the k best: no sort function of
+libtvm_runtime is needed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from tvm import te, tirx
+
+from ir.dtypes import DType
+from ir.graph import Node
+from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name, lowering
+from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS, schedule_flat, vector_lanes
+from targets.lowering.pointwise import Expr, dtype_of, float_to_int, fmax, fmin, narrow, storage_dtype, widen
+from targets.target import TargetDescription
+
+TEMPLATE_VERSION = 1
+
+
+def _c(value: Any, dtype: str) -> Expr:
+    return te.const(value, dtype)
+
+
+def compute_of(dtype: DType) -> str:
+    return (
+        "float32" if dtype in (DType.F16, DType.BF16) else "int8" if dtype is DType.BOOL else dtype.numpy.name
+    )
+
+
+def load(x: Any, index: Sequence[Expr], dtype: DType) -> Expr:
+    """An operand element in its compute dtype."""
+    value = widen(x(*index), dtype)
+    return value.astype("int8") if dtype is DType.BOOL else value
+
+
+def store(value: Expr, dtype: DType) -> Expr:
+    """A compute-dtype result as `dtype`'s storage (float results into integers truncate)."""
+    if dtype.is_integer and dtype_of(value).startswith("float"):
+        return float_to_int(value, storage_dtype(dtype))
+    return tirx.NE(value, _c(0, dtype_of(value))) if dtype is DType.BOOL else narrow(value, dtype)
+
+
+def lowest(dtype: str) -> Any:
+    return -math.inf if dtype.startswith("float") else int(np.iinfo(dtype).min)
+
+
+def highest(dtype: str) -> Any:
+    return math.inf if dtype.startswith("float") else int(np.iinfo(dtype).max)
+
+
+NAN_MAX = te.comm_reducer(fmax, lambda t: _c(lowest(str(t)), str(t)), name="nan_max")
+NAN_MIN = te.comm_reducer(fmin, lambda t: _c(highest(str(t)), str(t)), name="nan_min")
+PROD = te.comm_reducer(lambda a, b: a * b, lambda t: _c(1, str(t)), name="prod")
+
+
+def is_nan(x: Expr) -> Expr:
+    return te.isnan(x) if dtype_of(x).startswith("float") else te.const(False, "bool")
+
+
+class Kernel:
+    """The pieces every template here shares: the operand placeholder, the workload name, the args."""
+
+    def __init__(self, node: Node, target: TargetDescription, epilogue: Sequence[Node], view: Sequence[int]):
+        if epilogue:
+            raise LoweringError(f"node {node.name!r} ({node.op}) takes no fused epilogue")
+        x = node.operands[0]
+        assert x is not None
+        if x.type.dtype is DType.I4:
+            raise LoweringError(f"node {node.name!r}: sub-byte dtypes (i4) have no {node.op} kernel")
+        self.node, self.target, self.value = node, target, x
+        self.dtype = x.type.dtype
+        self.x = te.placeholder(tuple(view), storage_dtype(self.dtype), name="x")
+
+    def finish(self, outputs: Sequence[Any], schedule: Callable[[Any], None], work: int) -> LoweredKernel:
+        import tvm.s_tir as s_tir
+
+        node = self.node
+        role = "weight" if self.value.is_constant else "input"
+        args = [KernelArg(self.value.name, role, _shape(self.x), storage_dtype(self.dtype))]
+        args += [
+            KernelArg(r.name, "output", _shape(t), storage_dtype(r.type.dtype))
+            for r, t in zip(node.results, outputs, strict=True)
+        ]
+        workload = {
+            "op": node.op,
+            "attrs": {k: v for k, v in sorted(node.attrs.items())},
+            "args": [[a.role, list(a.shape), a.dtype] for a in args],
+            "dtype": str(self.dtype),
+            "vector_bytes": self.target.vector_bytes,
+            "version": TEMPLATE_VERSION,
+        }
+        name = kernel_name(node.op, workload)
+        sch = s_tir.Schedule(te.create_prim_func([self.x, *outputs]).with_attr("global_symbol", name))
+        schedule(sch)
+        func = sch.mod["main"].with_attr("global_symbol", name)
+        return LoweredKernel(name, func, tuple(args), work, (node.name,), workload, layout="any")
+
+    def parallel_ok(self) -> bool:
+        return self.value.type.size >= PARALLEL_MIN_ELEMENTS
+
+
+def _shape(t: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in t.shape)
+
+
+# ---- reductions over axes ---------------------------------------------------------------------
+
+
+def groups(shape: Sequence[int], axes: Sequence[int]) -> list[tuple[int, bool]]:
+    """(extent, reduced) for runs of adjacent dims of one kind; size-1 dims are dropped."""
+    out: list[tuple[int, bool]] = []
+    for i, d in enumerate(shape):
+        if d == 1:
+            continue
+        reduced = i in axes
+        if out and out[-1][1] == reduced:
+            out[-1] = (out[-1][0] * d, reduced)
+        else:
+            out.append((d, reduced))
+    return out or [(1, False)]
+
+
+Map = Callable[[Expr], Expr]
+Finish = Callable[[Expr, int], Expr]
+
+
+def _mean(total: Expr, count: int) -> Expr:
+    if dtype_of(total).startswith("float"):
+        return total / _c(count, dtype_of(total))
+    return tirx.truncdiv(total, _c(max(count, 1), dtype_of(total)))
+
+
+def _to_float(x: Expr) -> Expr:
+    return x if dtype_of(x).startswith("float") else x.astype("float64")
+
+
+def IDENTITY(total: Expr, count: int) -> Expr:  # noqa: N802 - a marker compared by identity
+    return total
+
+
+REDUCTIONS: dict[str, tuple[Map, Any, Finish]] = {
+    "ReduceSum": (lambda v: v, te.sum, IDENTITY),
+    "ReduceMean": (lambda v: v, te.sum, _mean),
+    "ReduceProd": (lambda v: v, PROD, IDENTITY),
+    "ReduceMax": (lambda v: v, NAN_MAX, IDENTITY),
+    "ReduceMin": (lambda v: v, NAN_MIN, IDENTITY),
+    "ReduceL1": (lambda v: tirx.Select(v < _c(0, dtype_of(v)), _c(0, dtype_of(v)) - v, v), te.sum, IDENTITY),
+    "ReduceL2": (lambda v: v * v, te.sum, lambda s, n: te.sqrt(_to_float(s))),
+    "ReduceSumSquare": (lambda v: v * v, te.sum, IDENTITY),
+    "ReduceLogSum": (lambda v: v, te.sum, lambda s, n: te.log(s)),
+}
+
+
+@lowering(*REDUCTIONS, "ReduceLogSumExp")
+def lower_reduce(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
+    x_value = node.operands[0]
+    assert x_value is not None
+    shape, axes = x_value.type.shape, tuple(node.attrs["axes"])
+    parts = groups(shape, axes)
+    k = Kernel(node, target, epilogue, [d for d, _ in parts])
+    kept = [d for d, r in parts if not r]
+    count = math.prod(shape[a] for a in axes)
+    result = node.results[0].type.dtype
+
+    def index(out_idx: Sequence[Expr], red: Sequence[Any]) -> list[Expr]:
+        it_out, it_red = iter(out_idx), iter(red)
+        return [next(it_red) if r else next(it_out) for _, r in parts]
+
+    def reduce_axes() -> list[Any]:
+        return [te.reduce_axis((0, d), name=f"r{i}") for i, (d, r) in enumerate(parts) if r]
+
+    if node.op == "ReduceLogSumExp":
+        out, stages = _log_sum_exp(k, kept, index, reduce_axes, result)
+    else:
+        pre, reducer, finish = REDUCTIONS[node.op]
+        direct = finish is IDENTITY and compute_of(k.dtype) == storage_dtype(result)
+
+        def body(*i: Expr) -> Expr:
+            red = reduce_axes()
+            value = pre(load(k.x, index(i, [r.var for r in red]), k.dtype))
+            return reducer(value, axis=red) if red else value
+
+        total = te.compute(kept, body, name="out" if direct else "total")
+        out = (
+            total
+            if direct
+            else te.compute(kept, lambda *i: store(finish(total(*i), count), result), name="out")
+        )
+        stages = [] if direct else ["total"]
+    n_red = sum(r for _, r in parts)
+    return k.finish([out], lambda sch: _schedule_reduce(sch, k, stages, parts, n_red), math.prod(shape))
+
+
+def _log_sum_exp(
+    k: Kernel, kept: list[int], index: Callable, reduce_axes: Callable, result: DType
+) -> tuple[Any, list[str]]:
+    """log(sum(exp(x - shift))) + shift, shift = the max of the finite elements (0 if none), per ir/ops."""
+
+    def finite(*i: Expr) -> Expr:
+        red = reduce_axes()
+        v = load(k.x, index(i, [r.var for r in red]), k.dtype)
+        v = tirx.Select(te.isinf(v), _c(-math.inf, dtype_of(v)), v)
+        return NAN_MAX(v, axis=red) if red else v
+
+    peak = te.compute(kept, finite, name="peak")
+
+    def shift(i: Sequence[Expr]) -> Expr:
+        p = peak(*i)
+        return tirx.Select(te.isinf(p) | te.isnan(p), _c(0, dtype_of(p)), p)
+
+    def exp_sum(*i: Expr) -> Expr:
+        red = reduce_axes()
+        v = load(k.x, index(i, [r.var for r in red]), k.dtype)
+        return te.sum(te.exp(v - shift(i)), axis=red) if red else te.exp(v - shift(i))
+
+    total = te.compute(kept, exp_sum, name="total")
+    out = te.compute(kept, lambda *i: store(te.log(total(*i)) + shift(i), result), name="out")
+    return out, ["peak", "total"]
+
+
+def _schedule_reduce(
+    sch: Any, k: Kernel, stages: Sequence[str], parts: list[tuple[int, bool]], n_red: int
+) -> None:
+    """Kept axes parallel; with the last group kept, it goes under the reduction loops, vectorised."""
+    out = sch.get_sblock("out")
+    blocks = [sch.get_sblock(s) for s in stages]
+    if n_red == 0:  # empty axes: an elementwise kernel
+        for block in reversed(blocks):
+            sch.compute_inline(block)
+        schedule_flat(sch, out, vector_lanes(k.target, [str(k.x.dtype)]), math.prod(d for d, _ in parts))
+        return
+    n_kept = len(parts) - n_red
+    if not parts[-1][1] and len(blocks) <= 1:
+        block = blocks[0] if blocks else out
+        loops = sch.get_loops(block)
+        spatial, red = loops[:n_kept], loops[n_kept:]
+        sch.reorder(*spatial[:-1], *red, spatial[-1])
+        if blocks and n_kept > 1:
+            sch.reverse_compute_at(out, spatial[-2])  # the finishing step runs row by row
+        lanes = vector_lanes(k.target, [str(k.x.dtype)])
+        if parts[-1][0] % lanes == 0:
+            _, vec = sch.split(spatial[-1], [None, lanes])
+            sch.vectorize(vec)
+        if n_kept > 1 and k.parallel_ok():
+            sch.parallel(sch.fuse(*spatial[:-1]) if n_kept > 2 else spatial[0])
+        sch.decompose_reduction(block, red[0])
+        return
+    out_loops = sch.get_loops(out)
+    for block in reversed(blocks):
+        if out_loops:
+            sch.compute_at(block, out_loops[-1])
+    if out_loops and k.parallel_ok():
+        sch.parallel(sch.fuse(*out_loops) if len(out_loops) > 1 else out_loops[0])
+    for block in [*blocks, out] if not blocks else blocks:
+        loops = sch.get_loops(block)
+        sch.decompose_reduction(block, loops[len(loops) - n_red])
+
+
+# ---- one-axis ops: rows of (outer, axis, inner) -----------------------------------------------
+
+
+def row_view(node: Node) -> tuple[int, int, int]:
+    """(outer, axis, inner) extents of the operand around the op's `axis`."""
+    x = node.operands[0]
+    assert x is not None
+    shape, axis = x.type.shape, node.attrs["axis"]
+    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :])
+
+
+def _row_max(k: Kernel, a: int, name: str, pick: Any = NAN_MAX) -> Any:
+    r = te.reduce_axis((0, a), name="r")
+    return te.compute(
+        (k.x.shape[0], k.x.shape[2]), lambda o, i: pick(load(k.x, (o, r, i), k.dtype), axis=r), name=name
+    )
+
+
+def _matches(v: Expr, best: Expr) -> Expr:
+    """v is the row's best value (NaN matches NaN, since a NaN anywhere is the best)."""
+    return tirx.Or(tirx.EQ(v, best), tirx.And(is_nan(v), is_nan(best)))
+
+
+def _best_index(k: Kernel, best: Any, a: int, last: bool, name: str) -> Any:
+    """The first (or last) index along the axis holding the row's best value, as i64."""
+    r = te.reduce_axis((0, a), name="r")
+    sentinel = -1 if last else a
+    pick = te.max if last else te.min
+
+    def body(o: Expr, i: Expr) -> Expr:
+        hit = _matches(load(k.x, (o, r, i), k.dtype), best[o, i])
+        return pick(tirx.Select(hit, r.astype("int64"), _c(sentinel, "int64")), axis=r)
+
+    return te.compute((k.x.shape[0], k.x.shape[2]), body, name=name)
+
+
+@lowering("ArgMax", "ArgMin")
+def lower_arg(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str) -> LoweredKernel:
+    outer, a, inner = row_view(node)
+    k = Kernel(node, target, epilogue, (outer, a, inner))
+    best = _row_max(k, a, "best", NAN_MAX if node.op == "ArgMax" else NAN_MIN)
+    out = _best_index(k, best, a, bool(node.attrs["select_last_index"]), "out")
+    return k.finish([out], lambda sch: _schedule_rows(sch, k, ["best"], ["out"]), outer * a * inner)
+
+
+@lowering("Softmax", "LogSoftmax", "Hardmax")
+def lower_softmax(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
+    outer, a, inner = row_view(node)
+    k = Kernel(node, target, epilogue, (outer, a, inner))
+    best = _row_max(k, a, "best")
+    dtype = k.dtype
+    if node.op == "Hardmax":
+        first = _best_index(k, best, a, False, "first")
+        one, zero = (narrow(_c(v, compute_of(dtype)), dtype) for v in (1, 0))
+        out = te.compute(
+            k.x.shape,
+            lambda o, j, i: tirx.Select(tirx.EQ(j.astype("int64"), first[o, i]), one, zero),
+            name="out",
+        )
+        stages = ["best", "first"]
+    else:
+        r = te.reduce_axis((0, a), name="r")
+        total = te.compute(
+            (outer, inner),
+            lambda o, i: te.sum(te.exp(load(k.x, (o, r, i), dtype) - best[o, i]), axis=r),
+            name="total",
+        )
+
+        def normalise(o: Expr, j: Expr, i: Expr) -> Expr:
+            shifted = load(k.x, (o, j, i), dtype) - best[o, i]
+            value = te.exp(shifted) / total[o, i] if node.op == "Softmax" else shifted - te.log(total[o, i])
+            return narrow(value, dtype)
+
+        out = te.compute(k.x.shape, normalise, name="out")
+        stages = ["best", "total"]
+    return k.finish(
+        [out], lambda sch: _schedule_rows(sch, k, stages, ["out"], inner == 1), 4 * outer * a * inner
+    )
+
+
+def _precedes(v_other: Expr, other: Expr, v: Expr, me: Expr, largest: bool) -> Expr:
+    """Whether element `other` comes before `me` in TopK's order (NaN largest; ties: lower index first)."""
+    a, b = (v_other, v) if largest else (v, v_other)
+    nan_a, nan_b = is_nan(a), is_nan(b)
+    beats = tirx.Or(tirx.And(nan_a, tirx.Not(nan_b)), a > b)
+    tie = tirx.Or(tirx.EQ(v_other, v), tirx.And(nan_a, nan_b))
+    return tirx.Or(beats, tirx.And(tie, other < me))
+
+
+@lowering("TopK")
+def lower_topk(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str) -> LoweredKernel:
+    outer, a, inner = row_view(node)
+    k = Kernel(node, target, epilogue, (outer, a, inner))
+    count, largest, dtype = node.attrs["k"], bool(node.attrs["largest"]), k.dtype
+    r = te.reduce_axis((0, a), name="r")
+
+    def rank(o: Expr, j: Expr, i: Expr) -> Expr:
+        before = _precedes(load(k.x, (o, r, i), dtype), r, load(k.x, (o, j, i), dtype), j, largest)
+        return te.sum(before.astype("int32"), axis=r)
+
+    ranks = te.compute(k.x.shape, rank, name="rank")
+    s = te.reduce_axis((0, a), name="s")
+    indices = te.compute(
+        (outer, count, inner),
+        lambda o, j, i: te.sum(
+            tirx.Select(tirx.EQ(ranks[o, s, i], j), s.astype("int64"), _c(0, "int64")), axis=s
+        ),
+        name="indices",
+    )
+    values = te.compute(
+        (outer, count, inner), lambda o, j, i: k.x[o, indices[o, j, i].astype("int32"), i], name="values"
+    )
+    return k.finish([values, indices], lambda sch: _schedule_topk(sch, k), outer * inner * a * (a + count))
+
+
+def _schedule_rows(
+    sch: Any, k: Kernel, stages: Sequence[str], outs: Sequence[str], vector: bool = False
+) -> None:
+    """Rows (outer x inner, fused) parallel; helper stages per row; unit-stride axis loops vectorised."""
+    out = sch.get_sblock(outs[0])
+    loops = sch.get_loops(out)
+    if len(loops) == 3:  # (o, axis, i) elementwise output: rows are (o, i)
+        o, j, i = loops
+        sch.reorder(o, i, j)
+        row = sch.fuse(o, i)
+        axis_loop = j
+    else:  # (o, i [, reduce]) output of an arg-reduction
+        row = sch.fuse(loops[0], loops[1])
+        axis_loop = None
+    blocks = [sch.get_sblock(s) for s in stages]
+    for block in reversed(blocks):
+        sch.compute_at(block, row)
+    if axis_loop is not None and vector:
+        lanes = vector_lanes(k.target, [str(k.x.dtype)])
+        if int(k.x.shape[1]) % lanes == 0:
+            _, vec = sch.split(axis_loop, [None, lanes])
+            sch.vectorize(vec)
+    if k.parallel_ok():
+        sch.parallel(row)
+    for block in [*blocks, *([] if axis_loop is not None else [out])]:
+        sch.decompose_reduction(block, sch.get_loops(block)[-1])
+
+
+def _schedule_topk(sch: Any, k: Kernel) -> None:
+    """Rows parallel; ranks computed per row, then the k indices and values of that row."""
+    indices, values = sch.get_sblock("indices"), sch.get_sblock("values")
+    o, j, i, _ = sch.get_loops(indices)
+    sch.reorder(o, i, j)
+    row = sch.fuse(o, i)
+    vo, vj, vi = sch.get_loops(values)
+    sch.reorder(vo, vi, vj)
+    sch.compute_at(sch.get_sblock("rank"), row)
+    if k.parallel_ok():
+        sch.parallel(row)
+    rank = sch.get_sblock("rank")
+    sch.decompose_reduction(rank, sch.get_loops(rank)[-1])
+    sch.decompose_reduction(indices, sch.get_loops(indices)[-1])
