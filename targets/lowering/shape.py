@@ -1,0 +1,205 @@
+"""x86 templates of the shape family: copies of views, Transpose, Concat, Split, Pad, Expand, Tile.
+
+Rule: each op is one TE compute per result that reads its operand at a
+clamped, explicitly computed index (see `movement`). Views (Reshape, Flatten,
+Squeeze, Unsqueeze, Identity) get a plain copy over the result's shape, for
+the cases where the driver needs one (a view of a graph input or constant that
+is a graph output). Transpose merges axes that stay adjacent first, so equal
+data movement shares one kernel and the innermost loop is as long as it can be.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from tvm import te, tirx
+
+from ir.graph import Node
+from targets.lowering import LoweredKernel, lowering
+from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS
+from targets.lowering.movement import KernelBuilder, clamp, literal
+from targets.target import TargetDescription
+
+
+@lowering("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
+def lower_copy(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str) -> LoweredKernel:
+    """The operand's bytes copied into the result (both viewed with the result's shape)."""
+    if node.op == "Identity" and epilogue:
+        from targets.lowering.elementwise import lower_elementwise
+
+        return lower_elementwise(node, target, epilogue, layout)
+    k = KernelBuilder(node, target, epilogue)
+    shape = node.results[0].type.shape
+    x = k.operand(0, shape)
+    out = te.compute(shape, lambda *i: x[i], name="out")
+    return k.finish([out], contiguous=True, workload={"op": "copy", "attrs": {}})
+
+
+def collapse_transpose(shape: Sequence[int], perm: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """An equivalent (shape, perm) with size-1 axes dropped and axes that stay adjacent merged."""
+    kept = [a for a in range(len(shape)) if shape[a] != 1]
+    order = [a for a in perm if shape[a] != 1]
+    groups: list[list[int]] = []
+    for a in order:
+        if groups and groups[-1][-1] + 1 == a:
+            groups[-1].append(a)
+        else:
+            groups.append([a])
+    by_source = sorted(groups, key=lambda g: g[0])
+    new_shape = tuple(math.prod(shape[a] for a in g) for g in by_source)
+    new_perm = tuple(by_source.index(g) for g in groups)
+    assert math.prod(new_shape) == math.prod(shape[a] for a in kept)
+    return new_shape, new_perm
+
+
+@lowering("Transpose")
+def lower_transpose(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
+    k = KernelBuilder(node, target, epilogue)
+    src = node.operands[0]
+    assert src is not None
+    shape, perm = collapse_transpose(src.type.shape, node.attrs["perm"])
+    if not shape:
+        shape, perm = (1,), (0,)
+    x = k.operand(0, shape)
+    out_shape = tuple(shape[p] for p in perm)
+
+    def read(*i):
+        index = [0] * len(shape)
+        for position, axis in enumerate(perm):
+            index[axis] = i[position]
+        return x[tuple(index)]
+
+    out = te.compute(out_shape, read, name="out")
+    inner = perm.index(len(perm) - 1)
+    if inner != len(perm) - 1 and out_shape[inner] % TILE == 0 and out_shape[-1] % TILE == 0:
+        return k.finish(
+            [out],
+            schedule=lambda sch, block, t: _schedule_tiled(sch, block, inner, math.prod(out_shape)),
+            workload={"attrs": {"shape": shape, "perm": perm}, "tile": TILE},
+        )
+    return k.finish(
+        [out], contiguous=perm[-1] == len(perm) - 1, workload={"attrs": {"shape": shape, "perm": perm}}
+    )
+
+
+TILE = 8  # a TILE x TILE block: source rows read as vectors along the output's strided axis
+
+
+def _schedule_tiled(sch, block, inner: int, elements: int) -> None:  # noqa: ANN001
+    """Tile the output axis that is contiguous in the source (`inner`) and the last one; each tile
+    reads TILE-element vectors of the source and writes TILE rows of the output."""
+    loops = list(sch.get_loops(block))
+    io, ii = sch.split(loops[inner], [None, TILE])
+    jo, ji = sch.split(loops[-1], [None, TILE])
+    outer = [io if n == inner else loop for n, loop in enumerate(loops[:-1])] + [jo]
+    sch.reorder(*outer, ii, ji)
+    sch.unroll(ii)
+    sch.vectorize(ji)
+    if elements >= PARALLEL_MIN_ELEMENTS:
+        sch.parallel(sch.fuse(*outer))
+
+
+@lowering("Concat")
+def lower_concat(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
+    k = KernelBuilder(node, target, epilogue)
+    axis = node.attrs["axis"]
+    parts = [(k.operand(i), v.type.shape[axis]) for i, v in enumerate(node.operands) if v is not None]
+    parts = [(t, n) for t, n in parts if n > 0] or parts[:1]
+    out_type = node.results[0].type
+
+    def read(*i):
+        offsets = [sum(n for _, n in parts[:j]) for j in range(len(parts))]
+        value = None
+        for (tensor, size), start in reversed(list(zip(parts, offsets, strict=True))):
+            index = list(i)
+            index[axis] = clamp(i[axis] - start, size)
+            here = tensor[tuple(index)]
+            value = here if value is None else tirx.Select(i[axis] < start + size, here, value)
+        return value
+
+    out = te.compute(out_type.shape, read, name="out")
+    return k.finish([out], contiguous=axis != out_type.rank - 1)
+
+
+@lowering("Split")
+def lower_split(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
+    """One kernel writing every piece."""
+    k = KernelBuilder(node, target, epilogue)
+    x = k.operand(0)
+    axis, sizes = node.attrs["axis"], node.attrs["split"]
+
+    def piece(start: int):
+        return lambda *i: x[tuple(v + start if a == axis else v for a, v in enumerate(i))]
+
+    outputs = [
+        te.compute(r.type.shape, piece(sum(sizes[:j])), name=f"out{j}") for j, r in enumerate(node.results)
+    ]
+    return k.finish(outputs, contiguous=axis != x.ndim - 1)
+
+
+def _pad_source(o, begin: int, end: int, size: int, mode: str):
+    """(source index, inside?) of output index `o` along one axis of `size`, padded by `begin`/`end`."""
+    crop, pad = max(-begin, 0), max(begin, 0)
+    length = size - crop - max(-end, 0)
+    p = o - pad
+    inside = tirx.all(p >= 0, p < length)
+    if mode == "edge":
+        p = clamp(p, length)
+    elif mode == "wrap":
+        p = tirx.floormod(p, length)
+    elif mode == "reflect":
+        period = max(2 * (length - 1), 1)
+        q = tirx.floormod(p, period)
+        p = tirx.Select(q >= length, period - q, q) if length > 1 else q * 0
+    else:
+        p = clamp(p, length)
+    return p + crop, inside
+
+
+@lowering("Pad")
+def lower_pad(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str) -> LoweredKernel:
+    k = KernelBuilder(node, target, epilogue)
+    x = k.operand(0)
+    pads, mode = node.attrs["pads"], node.attrs["mode"]
+    rank = x.ndim
+    fill = literal(node.attrs["value"], k.dtype())
+
+    def read(*i):
+        sources = [_pad_source(i[a], pads[a], pads[rank + a], int(x.shape[a]), mode) for a in range(rank)]
+        value = x[tuple(s for s, _ in sources)]
+        if mode != "constant":
+            return value
+        return tirx.Select(tirx.all(*[inside for _, inside in sources]), value, fill)
+
+    out = te.compute(node.results[0].type.shape, read, name="out")
+    contiguous = rank > 0 and pads[rank - 1] == 0 and pads[2 * rank - 1] == 0
+    return k.finish([out], contiguous=contiguous)
+
+
+@lowering("Expand", "Tile")
+def lower_broadcast(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
+    """Expand (numpy broadcasting) and Tile (index modulo the operand's size)."""
+    k = KernelBuilder(node, target, epilogue)
+    x = k.operand(0)
+    shape = [int(d) for d in x.shape]
+    out_shape = node.results[0].type.shape
+    offset = len(out_shape) - len(shape)
+
+    def read(*i):
+        tail = i[offset:]
+        if node.op == "Tile":
+            return x[tuple(v if d == o else tirx.floormod(v, d) for v, d, o in zip(tail, shape, out_shape))]
+        return x[tuple(0 if d == 1 else v for v, d in zip(tail, shape, strict=True))]
+
+    out = te.compute(out_shape, read, name="out")
+    contiguous = bool(shape) and shape[-1] == out_shape[-1]
+    return k.finish([out], contiguous=contiguous)
