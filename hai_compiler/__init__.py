@@ -1,1 +1,30 @@
-"""HAI compiler driver: CLI, Python API, ONNX frontend, pipelines."""
+"""HAI compiler driver: CLI, Python API (`compile`), ONNX frontend, pipelines."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def compile(  # noqa: A001  (the API the design names: hai_compiler.compile)
+    model: Any,
+    target: str = "x86",
+    *,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    output: str | Path | None = None,
+    **options: Any,
+) -> Path:
+    """Compile `model` (.onnx/.hir path, onnx.ModelProto or ir.Graph) for `target` into an artifact.
+
+    Mirrors `hai compile`: `cpu=`, `hardware_profile=`, `passes=`, `dump_ir=`, `verify_each=` are the
+    other options. `output` defaults to the model file's name with `.hai`. Returns the artifact's path.
+    """
+    from hai_compiler.compiler import CompileOptionError, CompileOptions, compile_model
+
+    if output is None:
+        if not isinstance(model, str | Path):
+            raise CompileOptionError("give output=... (the artifact directory) when the model is not a file")
+        output = Path(model).with_suffix(".hai").name
+    compile_options = CompileOptions.from_keywords(target, input_shapes, options)
+    return compile_model(model, output, compile_options).path

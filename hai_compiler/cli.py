@@ -1,4 +1,5 @@
-"""The `hai` command line: `hai ir`, `hai passes`, `hai interp`, `hai demo`, `hai doctor`.
+"""The `hai` command line: `hai ir`, `hai passes`, `hai interp`, `hai demo`, `hai doctor`, and
+`hai compile`, `hai run`, `hai bench` (hai_compiler/compile_commands.py).
 
 Rule: commands parse options and print; the work is done by `driver.py`. A
 `HaiError` (bad model, bad option value, bad input file) becomes one
@@ -299,6 +300,9 @@ def doctor_command(
             doctor.write_json(profile, sys.stdout)
         else:
             doctor.render_table(profile, Console(highlight=False))
+
+
+from hai_compiler import compile_commands  # noqa: E402, F401  (registers compile, run, bench)
 
 
 def main() -> None:

@@ -1,0 +1,122 @@
+"""HAI against onnxruntime on the five real models: latency, peak memory, compile time, arena, overhead.
+
+For each model of hai_compiler/real_models.py (batch 1, its sample inputs):
+compile it for this host (compile time, with how many kernels came from the
+kernel cache), then with the same threads and inputs: p50 latency of HAI's
+runtime and of onnxruntime and their ratio (< 1: HAI faster), the peak RSS of
+a fresh process that loads the model and runs one inference (each its own
+process; HAI's imports only the runtime), the arena against the naive sum of
+tensor sizes, and the per-inference Python overhead (`model.run` minus the
+kernels called back to back). Prints a table and the geometric means.
+
+    .venv/bin/python bench/models.py [--threads 2] [--runs 50] [--model ppocr_cls ...] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hai_compiler import real_models  # noqa: E402
+from hai_compiler.compiler import (  # noqa: E402
+    CompileOptions,
+    bench,  # noqa: E402
+    compile_model,
+)
+
+
+def measure(name: str, threads: int, runs: int, workdir: Path) -> dict[str, Any]:
+    import runtime
+
+    spec = real_models.MODELS[name]
+    onnx_path = real_models.fetch(name)
+    start = time.perf_counter()
+    result = compile_model(onnx_path, workdir / f"{name}.hai", CompileOptions(input_shapes=spec.input_shapes))
+    compile_s = time.perf_counter() - start
+    inputs = spec.sample_inputs()
+    model = runtime.load(result.path, threads=threads)
+    hai = bench.hai_latency(model, inputs, runs)
+    overhead = bench.python_overhead_us(model, inputs, runs)
+    session = bench.onnxruntime_session(onnx_path, threads)
+    ort = bench.onnxruntime_latency(session, inputs, runs)
+    return {
+        "model": name,
+        "hai_ms": hai.p50_ms,
+        "ort_ms": ort.p50_ms,
+        "ratio": hai.p50_ms / ort.p50_ms,
+        "hai_rss_mib": bench.hai_peak_rss(result.path, inputs, threads) / 2**20,
+        "ort_rss_mib": bench.onnxruntime_peak_rss(onnx_path, inputs, threads) / 2**20,
+        "compile_s": compile_s,
+        "kernels": len({k.name for k in result.plan.kernels}),
+        "cached_kernels": result.cache_hits,
+        "arena_mib": result.plan.plan.arena_size / 2**20,
+        "naive_mib": result.memory["naive_bytes"] / 2**20,
+        "overhead_us": overhead,
+        "steps": len(result.plan.plan.steps),
+    }
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
+
+
+def render(rows: list[dict[str, Any]], threads: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"HAI vs onnxruntime, {threads} threads, batch 1 (p50)")
+    columns = ("model", "HAI ms", "ORT ms", "HAI/ORT", "HAI RSS MiB", "ORT RSS MiB", "RSS ratio",
+               "compile s (cached)", "arena / naive MiB", "py overhead µs", "steps")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["model"], *(["-"] * (len(columns) - 2)), r["error"][:60])
+            continue
+        table.add_row(
+            r["model"], f"{r['hai_ms']:.2f}", f"{r['ort_ms']:.2f}", f"{r['ratio']:.2f}",
+            f"{r['hai_rss_mib']:.1f}", f"{r['ort_rss_mib']:.1f}",
+            f"{r['hai_rss_mib'] / r['ort_rss_mib']:.2f}",
+            f"{r['compile_s']:.1f} ({r['cached_kernels']}/{r['kernels']})",
+            f"{r['arena_mib']:.2f} / {r['naive_mib']:.2f}", f"{r['overhead_us']:.0f}", str(r["steps"]),
+        )  # fmt: skip
+    console = Console(highlight=False, width=200)
+    console.print(table)
+    done = [r for r in rows if "error" not in r]
+    console.print(
+        f"geo-mean latency ratio {geomean([r['ratio'] for r in done]):.2f}, "
+        f"geo-mean RSS ratio {geomean([r['hai_rss_mib'] / r['ort_rss_mib'] for r in done]):.2f} "
+        f"over {len(done)} of {len(rows)} models"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--model", action="append", choices=sorted(real_models.MODELS), help="repeatable")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hai-bench-") as tmp:
+        for name in args.model or list(real_models.MODELS):
+            try:
+                rows.append(measure(name, args.threads, args.runs, Path(tmp)))
+            except Exception as exc:  # a report: a model that fails is a row, not the end of the run
+                rows.append({"model": name, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"})
+            print(f"{name}: done", file=sys.stderr)
+    render(rows, args.threads)
+    if args.json:
+        bench.write_json({"threads": args.threads, "runs": args.runs, "rows": rows}, args.json)
+
+
+if __name__ == "__main__":
+    main()

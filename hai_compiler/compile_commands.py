@@ -1,0 +1,231 @@
+"""The `hai compile`, `hai run` and `hai bench` commands (registered on cli.py's `app`).
+
+Rule: as in cli.py, commands parse options and print; `hai_compiler.compiler`
+compiles, the runtime runs, `hai_compiler.compiler.bench` measures. A `HaiError`
+becomes one `error: ...` line and exit code 1. Progress and notes go to stderr,
+results to stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from hai_compiler import driver
+from hai_compiler.cli import InputShapeOpt, ModelArg, _files, _shapes, app, reported_errors
+from hai_compiler.input_spec import check_inputs, load_input_arrays, random_input
+
+ArtifactArg = Annotated[
+    Path, typer.Argument(metavar="ARTIFACT", help="A compiled NAME.hai directory.", show_default=False)
+]
+InputOpt = Annotated[
+    list[str] | None,
+    typer.Option("--input", metavar="NAME=FILE.npy", help="Input data from a .npy file; repeat per input."),
+]
+ThreadsOpt = Annotated[int, typer.Option("--threads", min=1, help="Kernel threads (TVM_NUM_THREADS).")]
+
+
+@contextlib.contextmanager
+def reported_runtime_errors() -> Iterator[None]:
+    """`reported_errors`, and the runtime's own errors (bad artifact, bad input) as one line too."""
+    from runtime.errors import HaiRuntimeError
+
+    with reported_errors():
+        try:
+            yield
+        except HaiRuntimeError as exc:
+            sys.stdout.flush()
+            sys.stderr.write(f"error: {exc}\n")
+            raise typer.Exit(1) from None
+
+
+class ProgressBar:
+    """A rich progress bar over the kernels being built (on stderr; silent when nothing compiles)."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("building kernels"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}"), console=Console(stderr=True), transient=True,
+        )  # fmt: skip
+        self.task: Any = None
+
+    def __enter__(self) -> ProgressBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, kernel: str, done: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("", total=total)
+        self.progress.update(self.task, completed=done, description=kernel)
+
+
+@app.command("compile")
+def compile_command(
+    model: ModelArg,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", metavar="OUT.hai", help="The artifact directory.")
+    ],
+    target: Annotated[
+        str, typer.Option("--target", help="Target family: x86 (this host unless --cpu).")
+    ] = "x86",
+    cpu: Annotated[
+        str | None, typer.Option("--cpu", help="CPU to compile for: an LLVM name or x86-64-v2/v3/v4.")
+    ] = None,
+    hardware_profile: Annotated[
+        Path | None,
+        typer.Option("--hardware-profile", metavar="FILE", help="Compile for a `hai doctor --scan` profile."),
+    ] = None,
+    input_shape: InputShapeOpt = None,
+    passes: Annotated[
+        str, typer.Option("--passes", metavar="PIPELINE", help="Passes before fuse and plan-memory.")
+    ] = "default",
+    dump_ir: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Write one numbered .hir per pass into DIR.")
+    ] = None,
+    report: Annotated[
+        bool, typer.Option("--report", help="Print every kernel and the arena vs naive size.")
+    ] = False,
+) -> None:
+    """Compile a model into an artifact directory that `hai run` and `runtime.load` execute."""
+    from hai_compiler.compiler import CompileOptions, compile_model
+    from hai_compiler.compiler.report import render_report
+
+    shapes = _shapes(input_shape)
+    with reported_errors():
+        options = CompileOptions(target, cpu, hardware_profile, shapes or None, passes, dump_ir)
+        with ProgressBar() as bar:
+            result = compile_model(model, output, options, progress=bar)
+        if report:
+            render_report(result, Console(highlight=False))
+        sys.stderr.write(
+            f"compiled {model} for {result.target.name} ({result.target.cpu}): {len(result.plan.kernels)} "
+            f"steps, arena {result.plan.plan.arena_size} bytes, {result.seconds:.2f} s -> {result.path}\n"
+        )
+
+
+def binding_types(bindings: Any) -> dict[str, Any]:
+    """Each binding's IR TensorType (for input checks and random inputs)."""
+    from ir import DType, TensorType
+    from runtime.artifact import numpy_dtype
+
+    return {b.name: TensorType(DType.from_numpy(numpy_dtype(b.dtype)), tuple(b.shape)) for b in bindings}
+
+
+@app.command("run")
+def run_command(
+    artifact: ArtifactArg,
+    input: InputOpt = None,
+    output_dir: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Write one NAME.npy per output into DIR.")
+    ] = None,
+    threads: ThreadsOpt = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the random data for inputs not given.")] = 0,
+) -> None:
+    """Run a compiled artifact and print each output's shape and statistics (as `hai interp` does)."""
+    import runtime
+
+    files = _files(input)
+    with reported_runtime_errors():
+        given = load_input_arrays(files)
+        model = runtime.load(artifact, threads=threads)
+        expected = binding_types(model.inputs)
+        feeds = check_inputs(given, expected)
+        rng = np.random.default_rng(seed)
+        for name, value_type in expected.items():
+            if name not in feeds:
+                feeds[name] = random_input(value_type, rng)
+                note = f"input '{name}' is random {value_type} (seed {seed}); give --input {name}=FILE.npy"
+                sys.stderr.write(f"note: {note}\n")
+        outputs = model.run({name: feeds[name] for name in expected})
+        paths = driver.save_outputs(outputs, output_dir) if output_dir is not None else {}
+        types = binding_types(model.outputs)
+        for name, array in outputs.items():
+            line = f"{name}: {types[name].dtype}{list(array.shape)} {driver.array_stats(array)}"
+            if name in paths:
+                line += f" -> {paths[name]}"
+            typer.echo(line)
+
+
+@app.command("bench")
+def bench_command(
+    artifact: ArtifactArg,
+    onnx: Annotated[
+        Path | None, typer.Option("--onnx", metavar="MODEL.onnx", help="Also run onnxruntime on this model.")
+    ] = None,
+    threads: ThreadsOpt = 1,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs (after one warm-up).")] = 100,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="Time every step next to its source nodes.")
+    ] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", metavar="FILE", help="Also write the numbers as JSON.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
+) -> None:
+    """Time an artifact (p50/p99 latency, peak RSS), beside onnxruntime with --onnx."""
+    import runtime
+    from hai_compiler.compiler import bench
+
+    with reported_runtime_errors():
+        model = runtime.load(artifact, threads=threads)
+        inputs = bench.sample_inputs(model.inputs, seed)
+        results: dict[str, Any] = {"artifact": str(artifact), "threads": threads, "runs": runs}
+        results["hai"] = {
+            "latency": bench.hai_latency(model, inputs, runs),
+            "peak_rss_bytes": bench.hai_peak_rss(artifact, inputs, threads),
+            "python_overhead_us": bench.python_overhead_us(model, inputs, runs),
+        }
+        if onnx is not None:
+            session = bench.onnxruntime_session(onnx, threads)
+            results["onnxruntime"] = {
+                "latency": bench.onnxruntime_latency(session, inputs, runs),
+                "peak_rss_bytes": bench.onnxruntime_peak_rss(onnx, inputs, threads),
+            }
+        if profile:
+            results["steps"] = bench.profile_steps(model, inputs, max(3, runs // 10))
+        render_bench(results, Console(highlight=False))
+        if json_path is not None:
+            bench.write_json(results, json_path)
+
+
+def render_bench(results: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{results['artifact']} ({results['threads']} threads, {results['runs']} runs)")
+    for column in ("", "p50 ms", "p99 ms", "peak RSS MiB"):
+        table.add_column(column, justify="right" if column else "left")
+    for who in ("hai", "onnxruntime"):
+        if who in results:
+            lat, rss = results[who]["latency"], results[who]["peak_rss_bytes"]
+            table.add_row(who, f"{lat.p50_ms:.3f}", f"{lat.p99_ms:.3f}", f"{rss / 2**20:.1f}")
+    if "onnxruntime" in results:
+        hai, ort = results["hai"], results["onnxruntime"]
+        table.add_row(
+            "hai / onnxruntime",
+            f"{hai['latency'].p50_ms / ort['latency'].p50_ms:.2f}x",
+            f"{hai['latency'].p99_ms / ort['latency'].p99_ms:.2f}x",
+            f"{hai['peak_rss_bytes'] / ort['peak_rss_bytes']:.2f}x",
+        )
+    console.print(table)
+    console.print(f"Python overhead per inference: {results['hai']['python_overhead_us']:.1f} µs")
+    if "steps" in results:
+        steps = Table(title="time per step", show_edge=False)
+        for column in ("#", "µs", "%", "kernel", "nodes"):
+            steps.add_column(column, justify="right" if column in ("#", "µs", "%") else "left")
+        total = sum(s.median_us for s in results["steps"]) or 1.0
+        for s in results["steps"]:
+            share = f"{100 * s.median_us / total:.1f}"
+            steps.add_row(str(s.index), f"{s.median_us:.1f}", share, s.kernel, ", ".join(s.nodes))
+        console.print(steps)

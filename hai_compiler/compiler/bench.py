@@ -1,0 +1,219 @@
+"""Measuring a compiled artifact: latency percentiles, peak RSS in a fresh process, per-step times,
+Python overhead per inference, and the same numbers for onnxruntime on the same inputs and threads.
+
+Rule: benchmarks measure, tests never assert on them. Latency is timed in this
+process after one warm-up run; peak RSS is the maximum resident set of a fresh
+Python process that only loads the model and runs one inference (HAI's child
+imports the runtime alone, never the compiler), read from /proc's VmHWM
+(`ru_maxrss` would keep the parent's peak across fork and exec). Step
+times come from calling each kernel of the plan again from Python, over the
+loaded model's own arena and weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+PEAK_RSS = """
+def peak_rss_kib():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+"""
+
+HAI_RSS_CHILD = (
+    PEAK_RSS
+    + """
+import sys, numpy as np
+import runtime
+model = runtime.load(sys.argv[1], threads=int(sys.argv[3]))
+with np.load(sys.argv[2]) as data:
+    feeds = {b.name: data[f"i{k}"] for k, b in enumerate(model.inputs)}
+model.run(feeds)
+print(peak_rss_kib())
+"""
+)
+
+ORT_RSS_CHILD = (
+    PEAK_RSS
+    + """
+import sys, numpy as np
+import onnxruntime as ort
+options = ort.SessionOptions()
+options.intra_op_num_threads = int(sys.argv[3])
+options.inter_op_num_threads = 1
+session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
+with np.load(sys.argv[2]) as data:
+    feeds = {i.name: data[f"i{k}"] for k, i in enumerate(session.get_inputs())}
+session.run(None, feeds)
+print(peak_rss_kib())
+"""
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Latency:
+    """Latency percentiles over `runs` timed runs, in milliseconds."""
+
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    runs: int
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Latency:
+        ms = np.asarray(seconds) * 1e3
+        return cls(float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), float(ms.mean()), len(ms))
+
+
+def sample_inputs(bindings: Any, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded random inputs for a model's input bindings (runtime.artifact.TensorBinding)."""
+    from hai_compiler.input_spec import random_input
+    from ir import DType, TensorType
+    from runtime.artifact import numpy_dtype
+
+    rng = np.random.default_rng(seed)
+    return {
+        b.name: random_input(TensorType(DType.from_numpy(numpy_dtype(b.dtype)), tuple(b.shape)), rng)
+        for b in bindings
+    }
+
+
+def time_calls(call: Callable[[], Any], runs: int) -> Latency:
+    call()  # warm-up: first-touch pages, thread pool start
+    seconds = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - start)
+    return Latency.of(seconds)
+
+
+def hai_latency(model: Any, inputs: Mapping[str, np.ndarray], runs: int) -> Latency:
+    return time_calls(lambda: model.run(inputs), runs)
+
+
+def onnxruntime_session(onnx_path: str | Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def onnxruntime_latency(session: Any, inputs: Mapping[str, np.ndarray], runs: int) -> Latency:
+    feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
+    return time_calls(lambda: session.run(None, feeds), runs)
+
+
+def peak_rss(child: str, model_path: str | Path, inputs: Mapping[str, np.ndarray], threads: int) -> int:
+    """Peak RSS in bytes of a fresh process that loads `model_path` and runs one inference."""
+    with tempfile.TemporaryDirectory() as tmp:
+        feeds = Path(tmp) / "inputs.npz"
+        np.savez(feeds, **{f"i{k}": a for k, a in enumerate(inputs.values())})
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+        done = subprocess.run(
+            [sys.executable, "-c", child, str(model_path), str(feeds), str(threads)],
+            capture_output=True, text=True, env=env, cwd=tmp,
+        )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"peak-RSS child for {model_path} failed: {done.stderr.strip()[-800:]}")
+    return int(done.stdout.split()[-1]) * 1024
+
+
+def hai_peak_rss(artifact: str | Path, inputs: Mapping[str, np.ndarray], threads: int) -> int:
+    return peak_rss(HAI_RSS_CHILD, artifact, inputs, threads)
+
+
+def onnxruntime_peak_rss(onnx_path: str | Path, inputs: Mapping[str, np.ndarray], threads: int) -> int:
+    return peak_rss(ORT_RSS_CHILD, onnx_path, inputs, threads)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepTime:
+    """One step of the plan, timed alone: its kernel, the IR/ONNX nodes it came from, median µs."""
+
+    index: int
+    kernel: str
+    nodes: tuple[str, ...]
+    median_us: float
+
+
+def step_calls(model: Any) -> list[tuple[Any, tuple[Any, ...]]]:
+    """(kernel function, tensor arguments) of every step, over the loaded model's arena and weights."""
+    from runtime.kernel_library import kernel_function, kernel_tensor, load_kernel_module
+    from runtime.model import typed_view
+
+    manifest = model.manifest
+    bindings = {b.name: b for b in manifest.inputs + manifest.outputs}
+    modules = {d: load_kernel_module(model.directory / f) for d, f in manifest.kernel_libraries.items()}
+    calls = []
+    for step in manifest.plan.steps:
+        args = []
+        for position, slot in enumerate(step.args):
+            base = model.weights if slot.kind == "weight" else model.arena
+            offset = slot.offset + (bindings[slot.name].offset if slot.kind in ("input", "output") else 0)
+            args.append(
+                kernel_tensor(typed_view(base, offset, slot.shape, slot.dtype), position, step.kernel)
+            )
+        module = modules[step.device]
+        calls.append((kernel_function(module, str(model.directory), step.kernel), tuple(args)))
+    return calls
+
+
+def profile_steps(model: Any, inputs: Mapping[str, np.ndarray], runs: int) -> list[StepTime]:
+    """Each step's median time over `runs` calls, after one inference fills the arena with real data."""
+    model.run(inputs)
+    times = []
+    for index, (step, (function, args)) in enumerate(zip(model.manifest.plan.steps, step_calls(model))):
+        function(*args)
+        seconds = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            function(*args)
+            seconds.append(time.perf_counter() - start)
+        times.append(StepTime(index, step.kernel, tuple(step.nodes), float(np.median(seconds)) * 1e6))
+    return times
+
+
+def python_overhead_us(model: Any, inputs: Mapping[str, np.ndarray], runs: int) -> float:
+    """Fastest `model.run` minus the fastest pass of every step's kernel called back to back (µs).
+
+    The two are timed alternately, so drift hits both, and compared by their minimum, which
+    jitter only ever raises.
+    """
+    calls = step_calls(model)
+    model.run(inputs)
+    whole, bare = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model.run(inputs)
+        middle = time.perf_counter()
+        for function, args in calls:
+            function(*args)
+        whole.append(middle - start)
+        bare.append(time.perf_counter() - middle)
+    return (min(whole) - min(bare)) * 1e6
+
+
+def write_json(data: Any, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True, default=_plain) + "\n", encoding="utf-8")
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)  # type: ignore[arg-type]
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")

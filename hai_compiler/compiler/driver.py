@@ -1,0 +1,138 @@
+"""The end-to-end compile: model -> passes -> kernels -> static plan -> one kernel library -> `NAME.hai/`.
+
+Rule: `compile_model` does the steps in this order and nothing else: load the
+model (input shapes), run the pipeline (the user's passes, `fuse` when that pass
+is registered, then `plan-memory` with graph inputs in the arena) with the
+target's facts in the pass context, lower every kernel group, build the static
+plan (checked for hazards), compile the kernels (cached; `progress` hears of
+each), and write the artifact. Nothing time- or path-dependent reaches the
+artifact, so the same model and options give the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hai_compiler.compiler.copy_kernel import copy_kernel
+from hai_compiler.compiler.kernels import kernel_groups, lower_groups
+from hai_compiler.compiler.options import (
+    CompileOptions,
+    load_graph,
+    model_name,
+    profile_target_of,
+    resolve_compile_target,
+)
+from hai_compiler.compiler.plan import PlanBuilder, StaticPlan
+from ir import Graph
+
+TARGET_ARCH = {"x86": "x86_64", "arm64": "aarch64"}
+Progress = Callable[[str, int, int], None]  # (kernel name, done, total)
+
+
+@dataclasses.dataclass
+class CompileResult:
+    """What a compile made: the artifact path, the final graph, the plan and each step's kernel."""
+
+    path: Path
+    graph: Graph
+    plan: StaticPlan
+    groups: list[Any]  # passes.fusion.FusionGroup of each kernel step
+    target: Any  # TargetDescription
+    seconds: float
+    cache_hits: int = 0
+
+    @property
+    def memory(self) -> dict[str, int]:
+        from passes.memory_check import memory_report
+
+        return memory_report(self.graph)
+
+
+def hai_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hai-compiler")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
+        return "0+unknown"
+
+
+def tvm_version() -> str:
+    import tvm
+
+    return str(tvm.__version__)
+
+
+def fuse_registered() -> bool:
+    from passes.registry import available_passes
+
+    return "fuse" in available_passes()
+
+
+def run_passes(graph: Graph, options: CompileOptions, target: Any) -> Graph:
+    from hai_compiler.driver import InstrumentOptions, make_instruments, run_pipeline
+    from passes.manager import PassContext
+
+    ctx = PassContext(target=target.to_pass_context())
+    instruments = make_instruments(
+        InstrumentOptions(dump_dir=Path(options.dump_ir) if options.dump_ir else None)
+    )
+    pipeline = options.pipeline(fuse_registered())
+    return run_pipeline(graph, pipeline, instruments, verify_each=options.verify_each, ctx=ctx)
+
+
+def build_library(kernels: list[Any], target: Any, progress: Progress | None) -> tuple[Path | None, int]:
+    """The kernel library (compiled kernel by kernel through the cache, reporting progress) and cache hits.
+
+    A plan without steps (every output a view of an input) needs no library: None.
+    """
+    from targets.build import build_kernels, kernel_object, unique_kernels
+
+    if not kernels:
+        return None, 0
+    chosen = unique_kernels(kernels)
+    hits = 0
+    for done, kernel in enumerate(chosen, 1):
+        _, hit = kernel_object(kernel, target)
+        hits += int(hit)
+        if progress is not None:
+            progress(kernel.name, done, len(chosen))
+    return build_kernels(kernels, target), hits
+
+
+def compile_model(
+    model: Any, output: str | Path, options: CompileOptions, progress: Progress | None = None
+) -> CompileResult:
+    """Compile `model` (.onnx/.hir path, ModelProto or Graph) into the artifact directory `output`."""
+    from runtime.artifact import CompilerInfo, TargetInfo
+    from targets.artifact import ManifestParts, write_artifact
+
+    start = time.perf_counter()
+    graph = load_graph(model, options)
+    name = model_name(model, graph)
+    profile = profile_target_of(options)
+    target = resolve_compile_target(options, profile)
+    graph = run_passes(graph, options, target)
+    groups = kernel_groups(graph)
+    kernels = lower_groups(groups, target)
+    static = PlanBuilder(graph, lambda source, dest: copy_kernel(source, dest, target)).build(kernels, groups)
+    library, hits = build_library(static.kernels, target, progress)
+    parts = ManifestParts(
+        name=name,
+        compiler=CompilerInfo(hai_version(), tvm_version(), options.manifest_options(profile)),
+        target=TargetInfo(
+            target.name, TARGET_ARCH.get(target.name, target.name), target.cpu, tuple(sorted(target.features))
+        ),
+        inputs=static.inputs,
+        outputs=static.outputs,
+        plan=static.plan,
+    )
+    from hai_compiler.driver import graph_text
+
+    libraries = {"cpu": library} if library is not None else {}
+    path = write_artifact(output, parts, static.weights, libraries, graph_text(graph))
+    return CompileResult(path, graph, static, groups, target, time.perf_counter() - start, hits)

@@ -1,0 +1,125 @@
+"""What a compile is asked to do: `CompileOptions`, and turning them into a target and a graph.
+
+Rule: options are plain values the user gave (CLI flags or `hai_compiler.compile`
+keywords). What goes into the artifact's manifest (`manifest_options`) is only
+what decides the artifact's content — never a file path, a time or a machine
+fact that the options do not name — so the same model and options give the
+same bytes anywhere. A hardware profile enters as its recommended target, not
+as its path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ir import Graph, HaiError
+
+DEFAULT_PASSES = "default"
+PLAN_MEMORY = "plan-memory{arena-inputs=true}"
+"""Graph inputs live in the arena: the runtime copies them in, and views of them need no copy."""
+
+
+class CompileOptionError(HaiError):
+    """An option `hai compile` / `hai_compiler.compile` cannot use (unknown key, conflicting flags)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileOptions:
+    """Everything `hai compile` takes besides the model and the output path."""
+
+    target: str = "x86"
+    cpu: str | None = None
+    hardware_profile: str | Path | None = None
+    input_shapes: Mapping[str, Sequence[int]] | None = None
+    passes: str = DEFAULT_PASSES
+    dump_ir: str | Path | None = None
+    verify_each: bool = False
+
+    @classmethod
+    def from_keywords(cls, target: str, input_shapes: Any, options: Mapping[str, Any]) -> CompileOptions:
+        """Build from `compile(model, target, input_shapes=..., **options)`; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"target", "input_shapes"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise CompileOptionError(
+                f"hai_compiler.compile got unknown option(s) {unknown}; known: {sorted(known)}"
+            )
+        return cls(target=target, input_shapes=input_shapes, **options)
+
+    def pipeline(self, has_fuse: bool) -> str:
+        """The pass pipeline to run: the user's passes, then `fuse` (if registered), then plan-memory."""
+        parts = [p for p in (self.passes or "").split(",") if p.strip()] if self.passes != "none" else []
+        text = ",".join(parts) if parts else ""
+        names = {p.split("{")[0].strip() for p in parts}
+        if has_fuse and "fuse" not in names:
+            text += ",fuse" if text else "fuse"
+        if "plan-memory" not in names:
+            text += f",{PLAN_MEMORY}" if text else PLAN_MEMORY
+        return text
+
+    def manifest_options(self, profile_target: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The options as the manifest records them (no paths; the profile as its recommended target)."""
+        shapes = {k: [int(d) for d in v] for k, v in sorted((self.input_shapes or {}).items())}
+        recorded: dict[str, Any] = {"target": self.target, "passes": self.passes, "input_shapes": shapes}
+        if self.cpu is not None:
+            recorded["cpu"] = self.cpu
+        if profile_target is not None:
+            recorded["hardware_profile"] = dict(profile_target)
+        return recorded
+
+
+def profile_target_of(options: CompileOptions) -> dict[str, Any] | None:
+    """The `recommended` target of the hardware profile the options name (None without one)."""
+    if options.hardware_profile is None:
+        return None
+    from hai_compiler.doctor import profile_compile_target, read_profile
+
+    return profile_compile_target(read_profile(options.hardware_profile))
+
+
+def resolve_compile_target(options: CompileOptions, profile_target: Mapping[str, Any] | None) -> Any:
+    """The TargetDescription to compile for: a hardware profile, `--cpu`, or this host."""
+    from targets.registry import resolve_target
+
+    if profile_target is not None and options.cpu is not None:
+        raise CompileOptionError("give either --cpu or --hardware-profile, not both")
+    if profile_target is not None and profile_target.get("target") != options.target:
+        raise CompileOptionError(
+            f"hardware profile recommends target {profile_target.get('target')!r}, "
+            f"but --target is {options.target!r}"
+        )
+    return resolve_target(options.target, cpu=options.cpu, profile=dict(profile_target or {}) or None)
+
+
+def model_name(model: Any, graph: Graph) -> str:
+    """The artifact's model name: the file's stem, else the graph's name."""
+    if isinstance(model, str | Path):
+        return Path(model).stem
+    return graph.name or "model"
+
+
+def load_graph(model: Any, options: CompileOptions) -> Graph:
+    """The verified IR graph of `model`: an .onnx/.hir path, an onnx ModelProto or a Graph (used as is)."""
+    from hai_compiler.driver import load_model_any
+
+    if isinstance(model, Graph):
+        return model
+    if isinstance(model, str | Path):
+        return load_model_any(model, options.input_shapes)
+    try:
+        import onnx
+    except ImportError:  # pragma: no cover - onnx is a compiler dependency
+        onnx = None
+    if onnx is not None and isinstance(model, onnx.ModelProto):
+        from hai_compiler.onnx_import import import_onnx
+        from ir import verify
+
+        graph = import_onnx(model, input_shapes=options.input_shapes)
+        verify(graph)
+        return graph
+    raise CompileOptionError(
+        f"cannot compile a {type(model).__name__}: give an .onnx or .hir path, an onnx.ModelProto or a Graph"
+    )

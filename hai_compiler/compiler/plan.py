@@ -1,0 +1,193 @@
+"""From lowered kernels over a planned graph to the artifact's static plan, bindings and packed weights.
+
+Rule: every kernel argument becomes a slot with the kernel's view shape and
+dtype over the bytes of its IR value: a graph input or output binding when it is
+that value whole, an arena slot at the value's planned offset otherwise (a view
+has its source's offset), a weight slot when the value is a constant or a view
+of one. Weights are packed by each kernel's `pack_weights` and stored once per
+distinct content, whatever the number of kernels reading them. A graph output
+whose bytes are not in the arena (a constant) gets an arena place past the
+planned arena and a copy step. Everything is laid out in step order, so the
+plan is a pure function of the graph and the kernels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from hai_compiler.compiler.hazards import Access, StepAccesses, check_plan, data_root
+from ir import Graph, HaiError, Value
+from passes.memory_check import ARENA_KEY
+from passes.memory_plan import align_up
+from runtime.artifact import ALIGNMENT, ExecutionPlan, Slot, Step, TensorBinding
+
+
+class PlanBuildError(HaiError):
+    """The planned graph and its kernels do not make a static plan (a compiler bug or an unplanned graph)."""
+
+
+@dataclasses.dataclass
+class StaticPlan:
+    """The manifest's bindings and plan, the weights to store, and each step's kernel."""
+
+    inputs: tuple[TensorBinding, ...]
+    outputs: tuple[TensorBinding, ...]
+    plan: ExecutionPlan
+    weights: dict[str, np.ndarray]
+    kernels: list[Any]  # the LoweredKernel of each step
+
+
+def dtype_name(value: Value) -> str:
+    return value.type.dtype.numpy.name
+
+
+class WeightStore:
+    """Packed weights, each distinct content stored once under the first name that reads it."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+        self._by_content: dict[str, str] = {}
+
+    def add(self, name: str, array: np.ndarray) -> str:
+        array = np.ascontiguousarray(array)
+        digest = hashlib.sha256(array.tobytes()).hexdigest()
+        key = f"{digest}:{array.nbytes}"
+        if key in self._by_content:
+            return self._by_content[key]
+        stored, n = name, 1
+        while stored in self.arrays:
+            stored, n = f"{name}#{n}", n + 1
+        self.arrays[stored] = array
+        self._by_content[key] = stored
+        return stored
+
+
+def constant_source(value: Value) -> Value | None:
+    """The constant whose bytes `value` is (itself, or the source of a chain of views), else None."""
+    root = data_root(value)
+    return root if root.is_constant else None
+
+
+class PlanBuilder:
+    """Builds the StaticPlan of one graph; `copy_kernel(source, destination)` makes output copies."""
+
+    def __init__(self, graph: Graph, copy_kernel: Callable[[Value, Value], Any]) -> None:
+        self.graph = graph
+        self.copy_kernel = copy_kernel
+        self.weights = WeightStore()
+        self.arena_size = int(graph.metadata.get(ARENA_KEY, "0"))
+        self.inputs = tuple(self._input_binding(v) for v in graph.inputs)
+        self.output_values: list[Value] = []
+        self.outputs: list[TensorBinding] = []
+        self.copies: list[tuple[Value, Value]] = []
+        for value in graph.outputs:
+            self._add_output(value)
+        self.bindings = {b.name: b for b in (*self.inputs, *self.outputs)}
+
+    def _input_binding(self, value: Value) -> TensorBinding:
+        if value.type.offset is None:
+            raise PlanBuildError(
+                f"graph input %{value.name} has no arena offset: run plan-memory with arena-inputs=true"
+            )
+        return TensorBinding(value.name, value.type.shape, dtype_name(value), value.type.offset)
+
+    def _add_output(self, value: Value) -> None:
+        if value.name in (b.name for b in (*self.inputs, *self.outputs)):
+            raise PlanBuildError(
+                f"graph output %{value.name} is also a graph input or an earlier output; the artifact's "
+                "inputs and outputs need distinct names (keep an Identity node before the output)"
+            )
+        offset = value.type.offset
+        if offset is None and constant_source(value) is None:
+            offset = self._arena_offset_of(value)
+        if offset is None:  # a constant output: a place past the planned arena, filled by a copy step
+            offset = align_up(self.arena_size, ALIGNMENT)
+            self.arena_size = align_up(offset + value.type.nbytes, ALIGNMENT)
+            self.copies.append((value, value))
+        self.outputs.append(TensorBinding(value.name, value.type.shape, dtype_name(value), offset))
+        self.output_values.append(value)
+
+    def _arena_offset_of(self, value: Value) -> int:
+        root = data_root(value)
+        if root.type.offset is None:
+            raise PlanBuildError(
+                f"%{value.name} has no arena offset and is no constant: the graph is not planned"
+            )
+        return root.type.offset
+
+    # -- slots -------------------------------------------------------------------------------------------
+
+    def slot(
+        self, value: Value, shape: tuple[int, ...], dtype: str, packed: dict[str, np.ndarray], written: bool
+    ) -> Slot:
+        """The slot viewing `value`'s bytes as `shape`/`dtype` (weights stored on the way)."""
+        source = None if written else constant_source(value)
+        if source is not None:
+            array = packed.get(value.name)
+            if array is None:
+                array = source.constant_array().reshape(value.type.shape)
+            name = self.weights.add(value.name, array)
+            return Slot("weight", shape, dtype, 0, name)
+        binding = self.bindings.get(value.name)
+        if binding is not None:
+            kind = "input" if value.is_graph_input else "output"
+            return Slot(kind, shape, dtype, 0, value.name)
+        offset = value.type.offset if value.type.offset is not None else self._arena_offset_of(value)
+        return Slot("arena", shape, dtype, offset)
+
+    def absolute_offset(self, slot: Slot) -> int:
+        return slot.offset if slot.kind == "arena" else self.bindings[slot.name].offset + slot.offset
+
+    def step(self, kernel: Any, group: Any) -> tuple[Step, StepAccesses]:
+        """The plan step of one kernel and what it reads and writes in the arena."""
+        raw = {}
+        for arg in kernel.args:
+            value = self.graph.value(arg.value)
+            source = constant_source(value)
+            if arg.role == "weight" and source is not None:
+                raw[arg.value] = source.constant_array().reshape(value.type.shape)
+        packed = dict(kernel.pack_weights(raw)) if raw else {}
+        slots, reads, writes = [], [], []
+        for position, arg in enumerate(kernel.args):
+            value = self.graph.value(arg.value)
+            slot = self.slot(value, tuple(arg.shape), arg.dtype, packed, arg.role == "output")
+            if slot.nbytes != value.type.nbytes and not (slot.kind == "weight" and arg.value in packed):
+                raise PlanBuildError(
+                    f"kernel {kernel.name} views argument #{position} %{value.name} ({value.type}) as "
+                    f"{list(arg.shape)} {arg.dtype}: {slot.nbytes} bytes for {value.type.nbytes}"
+                )
+            slots.append(slot)
+            if slot.kind != "weight":
+                access = Access(value, self.absolute_offset(slot), slot.nbytes)
+                (writes if arg.role == "output" else reads).append(access)
+        step = Step(kernel.name, tuple(slots), tuple(kernel.sources))
+        in_place = tuple(group.in_place_operands()) if group is not None else ()
+        return step, StepAccesses(kernel.name, tuple(reads), tuple(writes), step.nodes, in_place)
+
+    def build(self, kernels: Sequence[Any], groups: Sequence[Any]) -> StaticPlan:
+        """The StaticPlan: one step per kernel, then the output copies; checked for hazards."""
+        steps, accesses, step_kernels = [], [], []
+        pairs = list(zip(kernels, groups, strict=True))
+        pairs += [(self.copy_kernel(source, destination), None) for source, destination in self.copies]
+        for kernel, group in pairs:
+            step, access = self.step(kernel, group)
+            steps.append(step)
+            accesses.append(access)
+            step_kernels.append(kernel)
+        check_plan(
+            [Access(v, b.offset, b.nbytes) for v, b in zip(self.graph.inputs, self.inputs, strict=True)],
+            accesses,
+            [Access(v, b.offset, b.nbytes) for v, b in zip(self.output_values, self.outputs, strict=True)],
+        )
+        return StaticPlan(
+            self.inputs,
+            tuple(self.outputs),
+            ExecutionPlan(self.arena_size, tuple(steps)),
+            self.weights.arrays,
+            step_kernels,
+        )

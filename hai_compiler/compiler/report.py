@@ -1,0 +1,57 @@
+"""`hai compile --report`: what each kernel of an artifact does, and the arena against the naive sum.
+
+Rule: the report is read from a `CompileResult` (kernels as lowered, memory
+facts recomputed from the final graph's offsets by passes.memory_check), never
+from timings, so it is the same on every machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hai_compiler.compiler.driver import CompileResult
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def kernel_rows(result: CompileResult) -> list[tuple[str, str, str, int]]:
+    """(kernel name, ops, source node names, FLOPs) for every step, in plan order."""
+    rows = []
+    groups = list(result.groups) + [None] * (len(result.plan.kernels) - len(result.groups))
+    for kernel, group in zip(result.plan.kernels, groups, strict=True):
+        ops = "+".join(n.op for n in group.nodes) if group is not None else "copy"
+        sources = ", ".join(kernel.sources) or "(graph output)"
+        rows.append((kernel.name, ops, sources, int(kernel.flops)))
+    return rows
+
+
+def render_report(result: CompileResult, console: Any) -> None:
+    """Print the kernel table and the memory summary."""
+    from rich.table import Table
+
+    table = Table(title=f"{result.path.name}: {len(result.plan.kernels)} steps", show_edge=False)
+    for column, justify in (("#", "right"), ("kernel", "left"), ("ops", "left"), ("nodes", "left"),
+                            ("MFLOP", "right")):  # fmt: skip
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for index, (name, ops, sources, flops) in enumerate(kernel_rows(result)):
+        table.add_row(str(index), name, ops, sources, f"{flops / 1e6:.3f}")
+    console.print(table)
+    memory = result.memory
+    arena, naive = result.plan.plan.arena_size, memory["naive_bytes"]
+    ratio = f" ({arena / naive:.2f}x)" if naive else ""
+    total_flops = sum(row[3] for row in kernel_rows(result))
+    weights = sum(a.nbytes for a in result.plan.weights.values())
+    console.print(
+        f"arena {human_bytes(arena)} vs naive {human_bytes(naive)}{ratio}; "
+        f"{memory['views']} views and {memory['in_place']} in-place results share bytes; "
+        f"weights {human_bytes(weights)}; {total_flops / 1e6:.1f} MFLOP; "
+        f"{len({k.name for k in result.plan.kernels})} distinct kernels "
+        f"({result.cache_hits} from the cache); {result.seconds:.2f} s"
+    )

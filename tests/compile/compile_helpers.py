@@ -1,0 +1,70 @@
+"""Helpers of the compile tests: a small ONNX model that exercises the plan's corner cases, and
+comparing a compiled artifact with onnxruntime on the same inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from hai_compiler.accuracy import relative_error
+
+TOLERANCE = 1e-4  # DESIGN.md: fp32 relative error against onnxruntime
+
+
+def small_model(path: Path, seed: int = 0) -> Path:
+    """Conv -> Relu+Add (fused, in place) -> Flatten (a view) -> Gemm, plus two outputs without a kernel
+    of their own: a constant (`k`, copied) and a view of the input (`xf`)."""
+    rng = np.random.default_rng(seed)
+
+    def weight(name: str, *shape: int, scale: float = 0.3) -> onnx.TensorProto:
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Add", ["r", "c"], ["a"], name="add"),
+        helper.make_node("Flatten", ["a"], ["f"], axis=1, name="flat"),
+        helper.make_node("Gemm", ["f", "G", "GB"], ["y"], transB=1, name="fc"),
+        helper.make_node("Identity", ["K"], ["k"], name="const_out"),
+        helper.make_node("Flatten", ["x"], ["xf"], axis=1, name="xflat"),
+    ]
+    initializers = [
+        weight("W", 8, 3, 3, 3), weight("B", 8), weight("G", 10, 8 * 6 * 6, scale=0.1), weight("GB", 10),
+        numpy_helper.from_array(np.arange(4, dtype=np.float32), "K"),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "k", "xf")], initializers,
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def onnxruntime_outputs(model: Path, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, dict(feeds)), strict=True))
+
+
+def assert_matches_onnxruntime(artifact: Path, model: Path, feeds: Mapping[str, np.ndarray]) -> None:
+    """Every output of the compiled artifact is within TOLERANCE of onnxruntime's (and not all zero)."""
+    import runtime
+
+    got = runtime.load(artifact, threads=2).run(dict(feeds))
+    want = onnxruntime_outputs(model, feeds)
+    assert list(got) == list(want)
+    for name, reference in want.items():
+        assert got[name].shape == reference.shape, name
+        assert np.abs(reference).max() > 0, name
+        error = relative_error(got[name], reference)
+        assert error <= TOLERANCE, f"output {name}: relative error {error:.2e}"
+
+
+def artifact_files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
