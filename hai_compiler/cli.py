@@ -268,13 +268,16 @@ def interp_command(
 
 @app.command("demo")
 def demo_command(
-    pipeline: Annotated[str, typer.Option("--passes", help="Pipeline to run before evaluating.")] = "default",
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Threads for HAI and onnxruntime.")] = 2,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs for the latency.")] = 200,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Keep the artifact here.")] = None,
 ) -> None:
-    """The main job on the embedded digits CNN: import, optimise, summarise, measure accuracy."""
+    """The main job on the embedded digits CNN: compile for this host, run, and measure against
+    onnxruntime (held-out accuracy, p50 latency, peak RSS)."""
     from hai_compiler.demo import run_demo
 
     with reported_errors():
-        run_demo(Console(highlight=False), pipeline)
+        run_demo(Console(highlight=False), threads=threads, runs=runs, output=output)
 
 
 class ProfileFormat(enum.StrEnum):
