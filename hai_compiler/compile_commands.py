@@ -1,4 +1,4 @@
-"""The `hai compile`, `hai run` and `hai bench` commands (registered on cli.py's `app`).
+"""The `hai compile`, `hai run`, `hai bench` and `hai pack` commands (registered on cli.py's `app`).
 
 Rule: as in cli.py, commands parse options and print; `hai_compiler.compiler`
 compiles, the runtime runs, `hai_compiler.compiler.bench` measures. A `HaiError`
@@ -229,3 +229,17 @@ def render_bench(results: dict[str, Any], console: Console) -> None:
             share = f"{100 * s.median_us / total:.1f}"
             steps.add_row(str(s.index), f"{s.median_us:.1f}", share, s.kernel, ", ".join(s.nodes))
         console.print(steps)
+
+
+@app.command("pack")
+def pack_command(
+    artifact: ArtifactArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="The bundle folder to write.")],
+) -> None:
+    """Bundle ARTIFACT with the minimal runtime: a folder that runs where only numpy and
+    apache-tvm-ffi are installed (`pip install -r requirements.txt`, then `python run_model.py`)."""
+    from hai_compiler.pack import pack
+
+    with reported_errors():
+        bundle = pack(artifact, output)
+    typer.echo(f"{bundle}: pip install -r {bundle / 'requirements.txt'}; python {bundle / 'run_model.py'}")

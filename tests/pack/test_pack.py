@@ -51,3 +51,16 @@ def test_bundle_runs_without_the_compiler(tmp_path: Path, runtime_only_python: P
 def test_pack_refuses_what_is_not_an_artifact(tmp_path: Path) -> None:
     with pytest.raises(PackError, match="not a HAI artifact"):
         pack(tmp_path, tmp_path / "bundle")
+
+
+def test_pack_command(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hai_compiler.cli import app
+
+    artifact = write_tiny_artifact(tmp_path / "tiny.hai", build_kernels(tmp_path / "k.so"))
+    done = CliRunner().invoke(app, ["pack", str(artifact), "-o", str(tmp_path / "bundle")])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "bundle" / "run_model.py").is_file()
+    refused = CliRunner().invoke(app, ["pack", str(tmp_path), "-o", str(tmp_path / "b2")])
+    assert refused.exit_code == 1 and "not a HAI artifact" in refused.output
