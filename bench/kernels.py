@@ -35,13 +35,21 @@ CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...], dict]] = {
     "conv3x3_64_64_56": ("Conv", (1, 64, 56, 56), (64, 64, 3, 3), {"stride": 1}),
     "conv1x1_64_128_40": ("Conv", (1, 64, 40, 40), (128, 64, 1, 1), {"stride": 1}),
     "dwconv3x3s2_96_80": ("Conv", (1, 96, 80, 80), (96, 1, 3, 3), {"stride": 2, "group": 96}),
+    # shapes from the real models (magika's 1-D conv, PP-LCNet's 1x1 and depthwise convs)
+    "magika_conv5x1_256": ("Conv", (1, 256, 512, 1), (512, 256, 5, 1), {"stride": 1, "pads": [0, 0, 0, 0]}),
+    "lcnet_conv1x1_256_256_14": ("Conv", (1, 256, 14, 14), (256, 256, 1, 1), {"stride": 1}),
+    "lcnet_conv1x1_16_32_112": ("Conv", (1, 16, 112, 112), (32, 16, 1, 1), {"stride": 1}),
+    "lcnet_dwconv3x3_16_112": ("Conv", (1, 16, 112, 112), (16, 1, 3, 3), {"stride": 1, "group": 16}),
+    "lcnet_dwconv5x5_256_14": ("Conv", (1, 256, 14, 14), (256, 1, 5, 5), {"stride": 1, "group": 256}),
+    "lcnet_conv3x3s2_3_16_224": ("Conv", (1, 3, 224, 224), (16, 3, 3, 3), {"stride": 2}),
 }
 
 
 def conv_attrs(w: tuple[int, ...], attrs: dict) -> dict:
     k, s = w[2], attrs["stride"]
     p = k // 2
-    return {"strides": [s, s], "pads": [p, p, p, p], "dilations": [1, 1], "group": attrs.get("group", 1)}
+    pads = attrs.get("pads", [p, p, p, p])
+    return {"strides": [s, s], "pads": pads, "dilations": [1, 1], "group": attrs.get("group", 1)}
 
 
 def ir_node(case: str):

@@ -1,0 +1,212 @@
+"""Depthwise Conv (group == C == M) as vectorised window sums over each output row or channel vector.
+
+Rule: NCHW computes every output row of a (n, c) plane as a few vector
+accumulators along the columns, padded to whole vectors when no vector width
+divides the row (the extra columns read zeros and are never written), over a
+zero-padded, stride-phase-split staging copy of the plane, so each tap is a plain
+(unaligned) vector load whatever the stride. NHWC vectorises along channels.
+Bias and the fused epilogue are applied as each row is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from tvm import te
+
+from ir.graph import Node
+from targets.lowering import KernelArg, LoweredKernel
+from targets.lowering.conv_geometry import (
+    Geometry,
+    bias_and_epilogue,
+    finish_kernel,
+    out_index,
+    padded_input,
+    schedule_pad,
+)
+from targets.lowering.elementwise import epilogue_args
+from targets.lowering.matmul import arg
+from targets.lowering.tiling import padded
+from targets.target import TargetDescription
+
+
+def row_vector(ow: int, lanes: int) -> tuple[int, int]:
+    """(vector width, padded row width) for depthwise rows of `ow` output columns.
+
+    A row is computed as whole vectors, padded past `ow` when no width divides it
+    (the extra columns read zeros and are never written). Cost model: vectors per
+    row, a vector wider than 8 floats counting as 8-float halves (double-pumped
+    on Zen 4), a 4-float vector as a whole 8-float one; ties go to the wider vector.
+    """
+    options = [v for v in (lanes, lanes // 2, lanes // 4) if v >= 4] or [lanes]
+
+    def cost(v: int) -> tuple[float, int]:
+        return (padded(ow, v) // v) * max(v, 8) / 8, -v
+
+    vl = min(options, key=cost)
+    return vl, padded(ow, vl)
+
+
+def phased_input(x: Any, g: Geometry, owp: int) -> tuple[Any, Any]:
+    """NCHW depthwise input as (n, c, y, column phase, column // stride), zero-padded.
+
+    Output column ow with kernel tap kw reads phase (kw*dw) % sw at ow + (kw*dw) // sw:
+    consecutive output columns read consecutive floats, so a row vectorises with
+    plain loads whatever the stride. `owp` (>= ow) output columns are computed, so the
+    stage holds zeros far enough right for a padded row. Returns (accessor xp(n, c, y,
+    column), stage or None).
+    """
+    sw, top, left = g.stride[1], g.pads[0], g.pads[1]
+    if sw == 1 and not any(g.pads) and owp == g.ow:
+        return (lambda n, c, y, col: x[n, c, y, col]), None
+    reach = owp + ((g.kw - 1) * g.dilation[1]) // sw
+    qw = padded(max(-(-g.wp // sw), reach), 8)  # whole vectors, so the staging copy vectorises
+
+    def fill(n: Any, c: Any, y: Any, phase: Any, q: Any) -> Any:
+        col = q * sw + phase - left
+        inside = te.all(y >= top, y < top + g.h, col >= 0, col < g.w)
+        return te.if_then_else(inside, x[n, c, y - top, col], te.const(0, "float32"))
+
+    stage = te.compute((g.n, g.c, g.hp, sw, qw), fill, name="pad")
+
+    def read(n: Any, c: Any, y: Any, col: Any) -> Any:
+        return stage[n, c, y, te.floormod(col, sw), te.floordiv(col, sw)]
+
+    return read, stage
+
+
+def row_lanes(extent: int, lanes: int) -> int | None:
+    """The widest vector (<= lanes, >= 4) that divides a row of `extent` floats."""
+    return next((v for v in (lanes, lanes // 2, lanes // 4) if v >= 4 and extent % v == 0), None)
+
+
+def schedule_depthwise_rows(sch: Any, g: Geometry, lanes: int, staged: bool) -> None:
+    """Per (n, c) in parallel: stage the padded, phase-split plane, then each output row as a few
+    vector accumulators (output columns, padded to whole vectors) updated by every kernel tap in turn."""
+    block = sch.get_sblock("acc")
+    n, c, oh, ow, kh, kw = sch.get_loops(block)
+    nc = sch.fuse(n, c)
+    vl, owp = row_vector(g.ow, lanes)
+    owo, owi = sch.split(ow, [None, vl])
+    sch.reorder(oh, kh, kw, owo, owi)
+    if owp // vl <= 8:
+        sch.unroll(owo)
+    sch.unroll(kw)
+    sch.set_scope(block, 0, "local")
+    out_block = sch.get_sblock("out")
+    sch.reverse_compute_at(out_block, oh)
+    if staged:
+        stage = sch.get_sblock("pad")
+        sch.compute_at(stage, nc)
+        _, qv = sch.split(sch.get_loops(stage)[-1], [None, 8])
+        sch.vectorize(qv)
+    sch.parallel(nc)
+    sch.vectorize(owi)
+    out_lanes = row_lanes(g.ow, lanes)
+    if out_lanes is not None:
+        _, lane_out = sch.split(sch.get_loops(out_block)[-1], [None, out_lanes])
+        sch.vectorize(lane_out)
+    sch.decompose_reduction(block, kh)
+
+
+def lower_depthwise(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
+    g = Geometry(node)
+    x_v, w_v = node.operands[0], node.operands[1]
+    assert x_v is not None and w_v is not None
+    x = te.placeholder(g.in_shape(layout), "float32", name="x")
+    owp = row_vector(g.ow, target.vector_lanes_f32)[1] if layout == "NCHW" else g.ow
+    xp, pad = phased_input(x, g, owp) if layout == "NCHW" else padded_input(x, g, layout)
+    w_shape = (g.c, g.kh, g.kw) if layout == "NCHW" else (g.kh, g.kw, g.c)
+    w = te.placeholder(w_shape, "float32", name="w")
+    rkh, rkw = te.reduce_axis((0, g.kh), "kh"), te.reduce_axis((0, g.kw), "kw")
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+
+    def w_at(c: Any, kh: Any, kw: Any) -> Any:
+        return w[c, kh, kw] if layout == "NCHW" else w[kh, kw, c]
+
+    def window(*i: Any) -> Any:
+        n, c, y, xx = out_index(layout, i)
+        return te.sum(xp(n, c, y * sh + rkh * dh, xx * sw + rkw * dw) * w_at(c, rkh, rkw), axis=[rkh, rkw])
+
+    acc_shape = (g.n, g.c, g.oh, owp) if layout == "NCHW" else g.out_shape(layout)
+    acc = te.compute(acc_shape, window, name="acc")
+    b_v, bias, chain = bias_and_epilogue(node, epilogue, layout)
+
+    def finish(*i: Any) -> Any:
+        n, c, y, xx = out_index(layout, i)
+        value = acc[i]
+        if bias is not None:
+            value = value + bias[c]
+        return chain.apply(value, (n, c, y, xx))
+
+    out = te.compute(g.out_shape(layout), finish, name="out")
+    extra, extra_args = epilogue_args(chain)
+    inputs = [(t, a) for t, a in zip(extra, extra_args) if a.role == "input"]
+    weights = [(t, a) for t, a in zip(extra, extra_args) if a.role == "weight"]
+    params = [
+        x,
+        *[t for t, _ in inputs],
+        w,
+        *([bias] if bias is not None else []),
+        *[t for t, _ in weights],
+        out,
+    ]
+    result = chain.result or node.results[0]
+    args = [
+        arg(x_v, "input", g.in_shape(layout)),
+        *[a for _, a in inputs],
+        arg(w_v, "weight", w_shape),
+        *([arg(b_v, "weight", bias.shape)] if b_v is not None else []),
+        *[a for _, a in weights],
+        KernelArg(result.name, "output", g.out_shape(layout), "float32"),
+    ]
+    lanes = target.vector_lanes_f32
+    workload = {
+        "op": "depthwise2d",
+        "schedule": "padded-phased-rows" if layout == "NCHW" else "channels",
+        "geometry": g.to_json(),
+        "layout": layout,
+        "bias": b_v is not None,
+        "epilogue": chain.describe(),
+        "lanes": lanes,
+    }
+
+    def schedule(sch: Any) -> None:
+        if layout == "NCHW":
+            schedule_depthwise_rows(sch, g, lanes, pad is not None)
+            return
+        if pad is not None:
+            schedule_pad(sch, lanes)
+        block = sch.get_sblock("acc")
+        n, a1, a2, a3, kh, kw = sch.get_loops(block)
+        # NCHW: (n, c, oh, ow) vectorised along ow; NHWC: (n, oh, ow, c) vectorised along c.
+        row = a2 if layout == "NCHW" else a1
+        inner = a3
+        sch.reorder(n, a1, a2, kh, kw, a3) if layout == "NCHW" else sch.reorder(n, a1, a2, kh, kw, a3)
+        sch.set_scope(block, 0, "local")
+        sch.reverse_compute_at(sch.get_sblock("out"), a2)
+        sch.parallel(sch.fuse(n, a1))
+        extent = g.ow if layout == "NCHW" else g.c
+        if extent % lanes == 0:
+            _, lane = sch.split(inner, [None, lanes])
+            sch.vectorize(lane)
+            out_inner = sch.get_loops(sch.get_sblock("out"))[-1]
+            _, lane_out = sch.split(out_inner, [None, lanes])
+            sch.vectorize(lane_out)
+        del row
+        sch.decompose_reduction(block, kh)
+
+    w_name = w_v.name
+
+    def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        packed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+        weight = np.asarray(arrays[w_name], np.float32).reshape(g.c, g.kh, g.kw)
+        packed[w_name] = np.ascontiguousarray(weight if layout == "NCHW" else weight.transpose(1, 2, 0))
+        return packed
+
+    flops = 2 * g.n * g.c * g.oh * g.ow * g.kh * g.kw + chain.flops(result.type.size)
+    return finish_kernel(node, epilogue, "dwconv", workload, schedule, params, args, flops, layout, pack)
