@@ -17,8 +17,9 @@ def compile(  # noqa: A001  (the API the design names: hai_compiler.compile)
 ) -> Path:
     """Compile `model` (.onnx/.hir path, onnx.ModelProto or ir.Graph) for `target` into an artifact.
 
-    Mirrors `hai compile`: `cpu=`, `hardware_profile=`, `passes=`, `dump_ir=`, `verify_each=` are the
-    other options. `output` defaults to the model file's name with `.hai`. Returns the artifact's path.
+    Mirrors `hai compile`: `cpu=`, `hardware_profile=`, `passes=`, `dump_ir=`, `verify_each=`,
+    `entry=` (auto|on|off) are the other options. `output` defaults to the model file's name with
+    `.hai`. Returns the artifact's path.
     """
     from hai_compiler.compiler import CompileOptionError, CompileOptions, compile_model
 

@@ -97,6 +97,12 @@ def compile_command(
     report: Annotated[
         bool, typer.Option("--report", help="Print every kernel and the arena vs naive size.")
     ] = False,
+    entry: Annotated[
+        str,
+        typer.Option(
+            "--entry", metavar="auto|on|off", help="One exported call runs every kernel (auto: when all can)."
+        ),
+    ] = "auto",
 ) -> None:
     """Compile a model into an artifact directory that `hai run` and `runtime.load` execute."""
     from hai_compiler.compiler import CompileOptions, compile_model
@@ -104,14 +110,15 @@ def compile_command(
 
     shapes = _shapes(input_shape)
     with reported_errors():
-        options = CompileOptions(target, cpu, hardware_profile, shapes or None, passes, dump_ir)
+        options = CompileOptions(target, cpu, hardware_profile, shapes or None, passes, dump_ir, entry=entry)
         with ProgressBar() as bar:
             result = compile_model(model, output, options, progress=bar)
         if report:
             render_report(result, Console(highlight=False))
         sys.stderr.write(
             f"compiled {model} for {result.target.name} ({result.target.cpu}): {len(result.plan.kernels)} "
-            f"steps, arena {result.plan.plan.arena_size} bytes, {result.seconds:.2f} s -> {result.path}\n"
+            f"steps{' in one entry call' if result.plan.plan.entry else ''}, "
+            f"arena {result.plan.plan.arena_size} bytes, {result.seconds:.2f} s -> {result.path}\n"
         )
 
 

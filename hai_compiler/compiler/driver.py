@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hai_compiler.compiler.copy_kernel import copy_kernel
+from hai_compiler.compiler.entry_plan import with_entry
 from hai_compiler.compiler.kernels import kernel_groups, lower_groups
 from hai_compiler.compiler.options import (
     CompileOptions,
@@ -121,6 +122,8 @@ def compile_model(
     kernels = lower_groups(groups, target)
     static = PlanBuilder(graph, lambda source, dest: copy_kernel(source, dest, target)).build(kernels, groups)
     library, hits = build_library(static.kernels, target, progress)
+    static, entry_library = with_entry(static, options.entry, target)
+    library = entry_library or library
     parts = ManifestParts(
         name=name,
         compiler=CompilerInfo(hai_version(), tvm_version(), options.manifest_options(profile)),

@@ -20,6 +20,8 @@ from ir import Graph, HaiError
 DEFAULT_PASSES = "default"
 PLAN_MEMORY = "plan-memory{arena-inputs=true}"
 """Graph inputs live in the arena: the runtime copies them in, and views of them need no copy."""
+ENTRY_MODES = ("auto", "on", "off")
+"""One exported entry function calling every kernel: when all allow it, always (else an error), never."""
 
 
 class CompileOptionError(HaiError):
@@ -37,6 +39,11 @@ class CompileOptions:
     passes: str = DEFAULT_PASSES
     dump_ir: str | Path | None = None
     verify_each: bool = False
+    entry: str = "auto"  # one-call entry function: auto (when every kernel allows), on (required), off
+
+    def __post_init__(self) -> None:
+        if self.entry not in ENTRY_MODES:
+            raise CompileOptionError(f"option entry={self.entry!r}: expected one of {', '.join(ENTRY_MODES)}")
 
     @classmethod
     def from_keywords(cls, target: str, input_shapes: Any, options: Mapping[str, Any]) -> CompileOptions:
@@ -66,6 +73,8 @@ class CompileOptions:
         recorded: dict[str, Any] = {"target": self.target, "passes": self.passes, "input_shapes": shapes}
         if self.cpu is not None:
             recorded["cpu"] = self.cpu
+        if self.entry != "auto":
+            recorded["entry"] = self.entry
         if profile_target is not None:
             recorded["hardware_profile"] = dict(profile_target)
         return recorded
