@@ -8,7 +8,9 @@ beside the kernel library (artifacts ship it), then inside an installed `tvm`
 package, located with `find_spec` and never imported. Vectorised kernels use
 aligned loads without checking, so every array argument must be C-contiguous,
 writeable and 64-byte aligned: `kernel_tensor` refuses the others instead of
-letting the process crash. `tvm_ffi` is imported lazily, only when a kernel is used.
+letting the process crash. Kernels declare bf16 buffers as uint16 and i4 as
+uint8 (targets/lowering/pointwise.py `storage_dtype`), so `kernel_tensor`
+hands such arrays over in that view. `tvm_ffi` is imported lazily, only when a kernel is used.
 """
 
 from __future__ import annotations
@@ -128,12 +130,22 @@ def check_kernel_array(array: np.ndarray, position: int, entry: str) -> None:
         )
 
 
+KERNEL_VIEWS = {"bfloat16": np.dtype(np.uint16), "int4": np.dtype(np.uint8)}
+"""Dtypes DLPack cannot carry, and the same-bytes view kernels declare for them (bf16 bits, i4 bytes)."""
+
+
+def kernel_view(array: np.ndarray) -> np.ndarray:
+    """`array` as kernels see it: bf16 as uint16 and i4 as uint8 (same bytes), any other dtype unchanged."""
+    view = KERNEL_VIEWS.get(array.dtype.name)
+    return array if view is None else array.view(view)
+
+
 def kernel_tensor(array: np.ndarray, position: int, entry: str) -> Any:
-    """A `tvm_ffi.Tensor` sharing `array`'s memory, after `check_kernel_array`."""
+    """A `tvm_ffi.Tensor` sharing `array`'s memory (in its `kernel_view`), after `check_kernel_array`."""
     check_kernel_array(array, position, entry)
     tvm_ffi = import_tvm_ffi()
 
-    return tvm_ffi.from_dlpack(array)
+    return tvm_ffi.from_dlpack(kernel_view(array))
 
 
 def aligned_empty(

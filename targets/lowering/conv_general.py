@@ -20,7 +20,7 @@ from tvm import te
 
 from ir.graph import Node
 from ir.ops.window import Window, span
-from targets.lowering import KernelArg, LoweredKernel, LoweringError, lowering
+from targets.lowering import LoweredKernel, LoweringError, lowering
 from targets.lowering.elementwise import Epilogue, epilogue_args
 from targets.lowering.generic import (
     Param,
@@ -32,6 +32,7 @@ from targets.lowering.generic import (
     schedule_reduce,
     work_dtype,
 )
+from targets.lowering.pointwise import narrow
 from targets.target import TargetDescription
 
 FLOATS = ("float32", "float16", "bfloat16", "float64")
@@ -93,7 +94,8 @@ def lower_general_conv(
     out_shape = tuple(result.type.shape)
     m_total = out_shape[1]
     c_per, m_per = channels // group, m_total // group
-    x = te.placeholder(tuple(x_v.type.shape), dtype, name="x")
+    x_param = operand_param(x_v, "x", role="input")
+    x = x_param.tensor
     w = operand_param(w_v, "w")
     bias = operand_param(b_v, "bias") if b_v is not None else None
     if transposed:
@@ -123,12 +125,12 @@ def lower_general_conv(
         value = acc[i]
         if bias is not None:
             value = value + bias.tensor[i[1]].astype(work)
-        return chain.apply(value.astype(dtype), i)
+        return chain.apply(narrow(value, result.type.dtype), i)
 
     out = te.compute(out_shape, finish, name="out")
     extra, extra_args = epilogue_args(chain)
     params = [
-        Param(x, KernelArg(x_v.name, "input", tuple(x_v.type.shape), dtype)),
+        x_param,
         w,
         *([bias] if bias is not None else []),
         *[Param(t, a) for t, a in zip(extra, extra_args)],

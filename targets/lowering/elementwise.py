@@ -2,14 +2,14 @@
 
 Rule: every pointwise op's element is written once, in targets/lowering/pointwise.py
 (`UNARY`, `BINARY`, `VARIADIC`, Where, Cast: all elementwise and activation ops,
-every IR dtype but i4). An `Epilogue` chains such ops after an anchor (GEMM,
+every IR dtype). An `Epilogue` chains such ops after an anchor (GEMM,
 conv): `apply(value, index)` rewrites the anchor's accumulator value at the
 output's logical (IR-layout) index, reading extra operands (bias, residual)
 with numpy broadcasting; size-1 constants become literals. Standalone
 elementwise kernels use the same machinery with the head node's operands all
 read from buffers: one flat loop, vectorised by the target's lanes, parallel
-when large. bf16 buffers are viewed as uint16 (their bits): a KernelArg's dtype
-is the kernel's view, `storage_dtype`.
+when large. bf16 buffers are viewed as uint16 (their bits), i4 as uint8: a
+KernelArg's dtype is the kernel's view, `storage_dtype`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 from tvm import te
 
-from ir.dtypes import DType
 from ir.graph import Node, Value
 from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name, lowering
 from targets.lowering.pointwise import (
@@ -64,6 +63,7 @@ class Operand:
     tensor: Any = None
     scalar: float | int | bool | None = None
     channels_last: bool = False  # a 4-D operand of an NHWC kernel: stored (N, H, W, C)
+    slot: int | None = None  # which distinct value of its kernel it is (first-read order), see operand_of
 
     def read(self, index: Sequence[Expr], dtype: str | None = None) -> Expr:
         """The operand at the output's logical (NCHW) index, broadcast, in its storage dtype."""
@@ -147,7 +147,11 @@ class Epilogue:
 
 
 def operand_of(value: Value, name: str, nhwc: bool = False, known: Operands | None = None) -> Operand:
-    """The Operand reading `value` (a scalar literal for a size-1 constant), shared through `known`."""
+    """The Operand reading `value` (a scalar literal for a size-1 constant), shared through `known`.
+
+    Its `slot` numbers the distinct values of `known` in first-read order and is part of its
+    `operand_key`: `Mul(x, x)` (one argument) and `Mul(x, y)` (two) are different workloads.
+    """
     if known is not None and value.name in known:
         return known[value.name]
     if value.is_constant and value.type.size == 1:
@@ -161,15 +165,18 @@ def operand_of(value: Value, name: str, nhwc: bool = False, known: Operands | No
         tensor = te.placeholder(shape, storage_dtype(value.type.dtype), name=name)
         op = Operand(value, tensor=tensor, channels_last=channels_last)
     if known is not None:
+        op.slot = len(known)
         known[value.name] = op
     return op
 
 
 def operand_key(op: Operand) -> Any:
+    """An operand's part of a workload key: its kind, shape, dtype, layout and slot (which argument)."""
     if op.tensor is None:
         return ["scalar", op.scalar, str(op.value.type.dtype)]
     kind = "const" if op.value.is_constant else "input"
-    return [kind, list(op.value.type.shape), str(op.value.type.dtype), "NHWC" if op.channels_last else "IR"]
+    layout = "NHWC" if op.channels_last else "IR"
+    return [kind, list(op.value.type.shape), str(op.value.type.dtype), layout, op.slot]
 
 
 def operand_args(operands: Sequence[Operand]) -> tuple[list[Any], list[KernelArg]]:
@@ -206,6 +213,8 @@ def vector_lanes(target: TargetDescription, dtypes: Sequence[str]) -> int:
 def schedule_flat(sch: Any, block: Any, lanes: int, elements: int) -> None:
     """One flat loop over the block: split by `lanes` (vectorised), outer loop parallel when large."""
     loops = sch.get_loops(block)
+    if not loops or elements == 0:  # a 0-d result (one element, no loop) or an empty one: nothing to schedule
+        return
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     if lanes > 1 and elements % lanes == 0 and elements >= lanes:
         outer, inner = sch.split(fused, [None, lanes])
@@ -229,9 +238,6 @@ def lower_elementwise(
 
     if any(v is None for v in node.operands) or len(node.results) != 1:
         raise LoweringError(f"node {node.name!r}: {node.op} needs all its operands and one result")
-    dtypes = [v.type.dtype for v in (*node.operands, *node.results)]  # type: ignore[union-attr]
-    if DType.I4 in dtypes:
-        raise LoweringError(f"node {node.name!r}: sub-byte dtypes (i4) have no elementwise kernel")
     result = node.results[0]
     known: Operands = {}
     head = {i: operand_of(v, f"in{i}", known=known) for i, v in enumerate(node.operands)}  # type: ignore[arg-type]

@@ -5,7 +5,11 @@ Rule: a template builds TE placeholders paired with the `KernelArg` each binds
 then weights, then outputs, each group in the order given), builds the
 PrimFunc, applies the template's schedule and names the kernel from its
 workload. Arithmetic happens in `work_dtype` (f32 for f16/bf16, as the IR
-references compute), results are cast back. `schedule_injective` and
+references compute), results are rounded back with `pointwise.narrow` into the
+result's storage dtype (what an `Epilogue` reads, too). Kernel arguments are
+storage-typed like every template's (`pointwise.storage_dtype`: bf16 as its
+uint16 bits): `operand_param` decodes a bf16 operand in a stage that
+`make_kernel` inlines, so a template reads every operand as a number. `schedule_injective` and
 `schedule_reduce` are the two generic schedules: outer loops fused and
 parallel when the work is large, innermost output dim vectorised when it
 divides into the target's lanes.
@@ -20,8 +24,10 @@ from typing import Any
 
 from tvm import te
 
+from ir.dtypes import DType
 from ir.graph import Node, Value
 from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name
+from targets.lowering.pointwise import storage_dtype, widen
 
 PARALLEL_MIN_WORK = 1 << 14  # multiply-adds (or elements) below which a parallel launch does not pay
 ROLE_ORDER = {"input": 0, "weight": 1, "output": 2}
@@ -54,23 +60,45 @@ def check_dtypes(node: Node, allowed: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class Param:
-    """A TE tensor and the kernel argument it binds."""
+    """A TE tensor and the kernel argument it binds.
+
+    `placeholder` is the kernel's parameter when the template reads a decoded stage
+    (`tensor`, inlined by `make_kernel`) instead: a bf16 operand's uint16 bits.
+    """
 
     tensor: Any
     arg: KernelArg
+    placeholder: Any = None
+
+    @property
+    def parameter(self) -> Any:
+        return self.tensor if self.placeholder is None else self.placeholder
 
 
-def operand_param(value: Value, name: str, shape: Sequence[int] | None = None) -> Param:
-    """A placeholder for an IR operand: a weight when it is a constant, else a run-time input."""
+def operand_param(
+    value: Value, name: str, shape: Sequence[int] | None = None, role: str | None = None
+) -> Param:
+    """A placeholder for an IR operand: a weight when it is a constant, else a run-time input (or `role`).
+
+    A bf16 operand is a uint16 parameter read through a decoding stage of f32 numbers."""
     view = tuple(int(d) for d in (value.type.shape if shape is None else shape))
-    tensor = te.placeholder(view, dtype_name(value), name=name)
-    role = "weight" if value.is_constant else "input"
-    return Param(tensor, KernelArg(value.name, role, view, dtype_name(value)))
+    dtype = value.type.dtype
+    role = role or ("weight" if value.is_constant else "input")
+    arg = KernelArg(value.name, role, view, storage_dtype(dtype))
+    if dtype is not DType.BF16:
+        return Param(te.placeholder(view, arg.dtype, name=name), arg)
+    bits = te.placeholder(view, arg.dtype, name=name)
+    return Param(te.compute(view, lambda *i: widen(bits(*i), dtype), name=f"{name}_decoded"), arg, bits)
 
 
 def output_param(tensor: Any, value: Value) -> Param:
+    """The output `tensor`, which must hold `value`'s storage dtype (round with `pointwise.narrow`)."""
     shape = tuple(int(d) for d in tensor.shape)
-    return Param(tensor, KernelArg(value.name, "output", shape, dtype_name(value)))
+    arg = KernelArg(value.name, "output", shape, storage_dtype(value.type.dtype))
+    if str(tensor.dtype) != arg.dtype:
+        computed = tensor.dtype
+        raise LoweringError(f"output %{value.name}: the template computes {computed}, not {arg.dtype}")
+    return Param(tensor, arg)
 
 
 def make_kernel(
@@ -94,7 +122,10 @@ def make_kernel(
     ordered = sorted(params, key=lambda p: ROLE_ORDER[p.arg.role])
     name = kernel_name(op, workload)
     if func is None:
-        sch = s_tir.Schedule(te.create_prim_func([p.tensor for p in ordered]))
+        sch = s_tir.Schedule(te.create_prim_func([p.parameter for p in ordered]))
+        for p in ordered:
+            if p.placeholder is not None:
+                sch.compute_inline(sch.get_sblock(p.tensor.op.name))
         schedule(sch)
         func = sch.mod["main"]
     extra = {} if pack is None else {"pack_weights": pack}
@@ -123,9 +154,11 @@ def extent(sch: Any, loop: Any) -> int:
 def schedule_injective(sch: Any, block_name: str, lanes: int, work: int | None = None) -> Any:
     """Fuse all loops; vectorise by `lanes` when the innermost dim allows; parallel when large.
 
-    Returns the outer (parallel or serial) loop."""
+    Returns the outer (parallel or serial) loop; None for a 0-d or empty block (nothing to schedule)."""
     block = sch.get_sblock(block_name)
     loops = sch.get_loops(block)
+    if not loops or any(extent(sch, loop) == 0 for loop in loops):
+        return None
     inner = extent(sch, loops[-1])
     total = math.prod(extent(sch, loop) for loop in loops)
     if inner % lanes == 0:

@@ -31,6 +31,7 @@ from targets.lowering.generic import (
     schedule_reduce,
     work_dtype,
 )
+from targets.lowering.pointwise import narrow
 from targets.target import TargetDescription
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int8", "uint8", "int16", "int32", "int64")
@@ -96,7 +97,7 @@ def general_product(
         if bias is not None:
             term = bias.tensor[tuple(broadcast_index(bias.tensor.shape, i))].astype(work)
             value = value + (term if beta == 1.0 else term * scalar(beta, work))
-        return chain.apply(value.astype(dtype), ir_index(i, len(a_shape), len(b_shape)))
+        return chain.apply(narrow(value, result.type.dtype), ir_index(i, len(a_shape), len(b_shape)))
 
     out = te.compute(out_shape, finish, name="out")
     extra, extra_args = epilogue_args(chain)

@@ -30,6 +30,7 @@ from ir.dtypes import DType
 from ir.graph import Node, Value
 from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name
 from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS
+from targets.lowering.pointwise import storage_dtype  # the project-wide kernel view of IR dtypes
 from targets.target import TargetDescription
 
 Expr = Any
@@ -45,14 +46,6 @@ def template_version() -> str:
     for module in _FAMILY_MODULES:
         digest.update((here / f"{module}.py").read_bytes())
     return digest.hexdigest()[:12]
-
-
-_STORAGE = {DType.BF16: "uint16", DType.I4: "uint8"}
-
-
-def storage_dtype(dtype: DType) -> str:
-    """The element type kernels use for `dtype` (a numpy and TVM name)."""
-    return _STORAGE.get(dtype, dtype.numpy.name)
 
 
 def as_storage(array: np.ndarray, dtype: DType) -> np.ndarray:
@@ -198,6 +191,7 @@ class KernelBuilder:
                     schedule_output(sch, sch.get_sblock(out.op.name), out, self.target, flag)
             func = sch.mod["main"]
         dtypes = {v.type.dtype for v, _ in ordered} | {r.type.dtype for r in node.results}
+        viewed = any(storage_dtype(d) != d.numpy.name for d in dtypes)
         return LoweredKernel(
             name,
             func.with_attr("global_symbol", name),
@@ -206,7 +200,7 @@ class KernelBuilder:
             (node.name,),
             full,
             layout="any",
-            pack_weights=_storage_pack(dtypes) if dtypes & set(_STORAGE) else _plain_pack,
+            pack_weights=_storage_pack(dtypes) if viewed else _plain_pack,
         )
 
     def _values(self, ordered: Sequence[tuple[Value, Any]]) -> list[Value]:

@@ -20,7 +20,7 @@ from typing import Any
 from tvm import te
 
 from ir.graph import Node, Value
-from targets.lowering import KernelArg, LoweredKernel, lowering
+from targets.lowering import LoweredKernel, lowering
 from targets.lowering.elementwise import Epilogue, broadcast_index, epilogue_args
 from targets.lowering.generic import (
     Param,
@@ -33,6 +33,7 @@ from targets.lowering.generic import (
     work_dtype,
 )
 from targets.lowering.matmul import unravel
+from targets.lowering.pointwise import narrow
 from targets.target import TargetDescription
 
 FLOATS = ("float32", "float16", "bfloat16", "float64")
@@ -106,7 +107,7 @@ def assemble(
     epilogue: Sequence[Node],
     *,
     op: str,
-    x: Any,
+    x: Param,
     view: View,
     value: Callable[[Index], Any],
     params: Sequence[Param | None],
@@ -120,11 +121,11 @@ def assemble(
     dtype = result.type.dtype.numpy.name
     chain = Epilogue.build(result, epilogue)
     out = te.compute(
-        view.shape, lambda *i: chain.apply(value(i).astype(dtype), view.to_ir(i)), name="out"
+        view.shape, lambda *i: chain.apply(narrow(value(i), result.type.dtype), view.to_ir(i)), name="out"
     )
     extra, extra_args = epilogue_args(chain)
     all_params = [
-        Param(x, KernelArg(x_v.name, "input", view.shape, dtype)),
+        x,
         *[p for p in params if p is not None],
         *[Param(t, a) for t, a in zip(extra, extra_args)],
         output_param(out, chain.result or result),
@@ -159,7 +160,8 @@ def lower_channel_norm(node: Node, target: TargetDescription, epilogue: Sequence
     assert x_v is not None
     work = work_dtype(check_dtypes(node, FLOATS))
     view, channel = channel_view(x_v, groups)
-    x = te.placeholder(view.shape, x_v.type.dtype.numpy.name, name="x")
+    x_param = operand_param(x_v, "x", view.shape, role="input")
+    x = x_param.tensor
     stats = Stats(x, view, work, float(node.attrs["epsilon"]))
     scale, bias = affine_params(node, ["scale", "bias"])
     assert scale is not None and bias is not None
@@ -168,7 +170,7 @@ def lower_channel_norm(node: Node, target: TargetDescription, epilogue: Sequence
         c = channel(i)
         return stats.normalized(i) * scale.tensor[c].astype(work) + bias.tensor[c].astype(work)
 
-    return assemble(node, target, epilogue, op=node.op.lower(), x=x, view=view, value=value,
+    return assemble(node, target, epilogue, op=node.op.lower(), x=x_param, view=view, value=value,
                     params=[scale, bias], reductions=["sum", "squares"],
                     workload={"op": node.op, "groups": groups, "epsilon": node.attrs["epsilon"]})
 
@@ -194,7 +196,8 @@ def lower_batch_norm(node: Node, target: TargetDescription, epilogue: Sequence[N
     assert x_v is not None
     work = work_dtype(check_dtypes(node, FLOATS))
     view, channel = channel_view(x_v, x_v.type.shape[1])
-    x = te.placeholder(view.shape, x_v.type.dtype.numpy.name, name="x")
+    x_param = operand_param(x_v, "x", view.shape, role="input")
+    x = x_param.tensor
     scale, bias, mean, var = affine_params(node, ["scale", "bias", "mean", "var"])
     assert scale is not None and bias is not None and mean is not None and var is not None
     eps = te.const(float(node.attrs["epsilon"]), work)
@@ -208,7 +211,7 @@ def lower_batch_norm(node: Node, target: TargetDescription, epilogue: Sequence[N
         shift = read(bias, c) - read(mean, c) * factor
         return x[tuple(i)].astype(work) * factor + shift
 
-    return assemble(node, target, epilogue, op="batchnorm", x=x, view=view, value=value,
+    return assemble(node, target, epilogue, op="batchnorm", x=x_param, view=view, value=value,
                     params=[scale, bias, mean, var], reductions=[],
                     workload={"op": node.op, "epsilon": node.attrs["epsilon"]})
 
@@ -226,7 +229,8 @@ def lower_layer_norm(node: Node, target: TargetDescription, epilogue: Sequence[N
         (math.prod(outer_dims), math.prod(inner_dims)),
         lambda i: [*unravel(i[0], outer_dims), *unravel(i[1], inner_dims)],
     )
-    x = te.placeholder(view.shape, dtype, name="x")
+    x_param = operand_param(x_v, "x", view.shape, role="input")
+    x = x_param.tensor
     stats = Stats(x, view, work, float(node.attrs["epsilon"]))
     scale, bias = affine_params(node, ["scale", "bias"])
     assert scale is not None
@@ -243,10 +247,11 @@ def lower_layer_norm(node: Node, target: TargetDescription, epilogue: Sequence[N
     extra = []
     if node.attrs["return_stats"]:
         rows = (view.shape[0],)
-        mean = te.compute(rows, lambda r: stats.mean((r,)).astype(dtype), name="stat0")
-        inv = te.compute(rows, lambda r: stats.inv_std((r,)).astype(dtype), name="stat1")
+        mean_t, inv_t = node.results[1].type.dtype, node.results[2].type.dtype
+        mean = te.compute(rows, lambda r: narrow(stats.mean((r,)), mean_t), name="stat0")
+        inv = te.compute(rows, lambda r: narrow(stats.inv_std((r,)), inv_t), name="stat1")
         extra = [(mean, node.results[1]), (inv, node.results[2])]
-    return assemble(node, target, epilogue, op="layernorm", x=x, view=view, value=value,
+    return assemble(node, target, epilogue, op="layernorm", x=x_param, view=view, value=value,
                     params=[scale, bias], reductions=["sum", "squares"], extra_outputs=extra,
                     workload={"op": node.op, "axis": axis, "epsilon": node.attrs["epsilon"],
                               "stats": node.attrs["return_stats"]})
@@ -264,7 +269,8 @@ def lower_lp_norm(node: Node, target: TargetDescription, epilogue: Sequence[Node
     outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
     view = View((outer, shape[axis], inner), lambda i: [*unravel(i[0], shape[:axis]), i[1],
                                                          *unravel(i[2], shape[axis + 1:])])
-    x = te.placeholder(view.shape, dtype, name="x")
+    x_param = operand_param(x_v, "x", view.shape, role="input")
+    x = x_param.tensor
     r = te.reduce_axis((0, shape[axis]), "r")
 
     def term(o: Any, i: Any) -> Any:
@@ -278,5 +284,5 @@ def lower_lp_norm(node: Node, target: TargetDescription, epilogue: Sequence[Node
         zero = te.const(0.0, work)
         return te.if_then_else(n == zero, zero, x[tuple(i)].astype(work) / n)
 
-    return assemble(node, target, epilogue, op="lpnorm", x=x, view=view, value=value, params=[],
+    return assemble(node, target, epilogue, op="lpnorm", x=x_param, view=view, value=value, params=[],
                     reductions=["norm"], workload={"op": node.op, "axis": axis, "p": p})

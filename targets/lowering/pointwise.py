@@ -9,9 +9,12 @@ themselves (integers wrap like numpy; integer Div/Mod never trap: a zero
 divisor gives 0 and MIN / -1 wraps, as numpy does). `node_expr(node,
 operands)` takes the operands' elements in their storage dtype and gives the
 result's element in its storage dtype. bf16 is stored as its uint16 bit
-pattern, because numpy cannot hand ml_dtypes arrays to DLPack: `storage_dtype`
-names the kernel's view of a value, `widen`/`narrow` convert the bits
-(round to nearest even, like ml_dtypes). Float min/max propagate NaN like numpy.
+pattern and i4 as one uint8 per element (the low nibble, as ml_dtypes stores
+it), because numpy cannot hand ml_dtypes arrays to DLPack: `storage_dtype`
+names the kernel's view of a value (every template's, project-wide),
+`widen`/`narrow` convert the bits (bf16: round to nearest even, like
+ml_dtypes; i4 computes in i8 and wraps into its nibble, like the reference).
+Float min/max propagate NaN like numpy.
 """
 
 from __future__ import annotations
@@ -45,20 +48,26 @@ def _c(value: float | int | bool, like: Expr) -> Expr:
 # ---- storage and compute dtypes ---------------------------------------------------------------
 
 
+_STORAGE = {DType.BF16: "uint16", DType.I4: "uint8"}
+_COMPUTE = {DType.F16: "float32", DType.BF16: "float32", DType.I4: "int8"}
+
+
 def storage_dtype(dtype: DType) -> str:
-    """The dtype a kernel buffer of an IR `dtype` value has (bf16: its uint16 bits)."""
-    return "uint16" if dtype is DType.BF16 else dtype.numpy.name
+    """The dtype a kernel buffer of an IR `dtype` value has (bf16: its uint16 bits; i4: one uint8 each)."""
+    return _STORAGE.get(dtype, dtype.numpy.name)
 
 
 def compute_dtype(dtype: DType) -> str:
-    """The dtype a kernel computes an IR `dtype` value in (f32 for f16 and bf16)."""
-    return "float32" if dtype in (DType.F16, DType.BF16) else dtype.numpy.name
+    """The dtype a kernel computes an IR `dtype` value in (f32 for f16 and bf16, i8 for i4)."""
+    return _COMPUTE.get(dtype, dtype.numpy.name)
 
 
 def widen(x: Expr, dtype: DType) -> Expr:
     """A storage element of an IR `dtype` value, in its compute dtype."""
     if dtype is DType.BF16:
         return tirx.reinterpret("float32", x.astype("uint32") << te.const(16, "uint32"))
+    if dtype is DType.I4:  # the low nibble, sign-extended
+        return (x << te.const(4, "uint8")).astype("int8") >> te.const(4, "int8")
     return x.astype("float32") if dtype is DType.F16 else x
 
 
@@ -70,6 +79,9 @@ def narrow(x: Expr, dtype: DType) -> Expr:
         rounded = (bits + te.const(0x7FFF, "uint32") + even) >> te.const(16, "uint32")
         quiet_nan = (bits >> te.const(16, "uint32")) | te.const(0x40, "uint32")
         return tirx.Select(te.isnan(x), quiet_nan, rounded).astype("uint16")
+    if dtype is DType.I4:  # wrap into the low nibble, as ml_dtypes' astype from i8
+        wide = float_to_int(x, "int32") if is_float(x) else x.astype("int32")
+        return (wide & te.const(15, "int32")).astype("uint8")
     if dtype is DType.F16 and dtype_of(x) == "float64":
         x = x.astype("float32")  # x86 has no direct f64 -> f16 conversion (it would be a libgcc call)
     target = storage_dtype(dtype)
@@ -79,14 +91,23 @@ def narrow(x: Expr, dtype: DType) -> Expr:
 # ---- shared pieces ----------------------------------------------------------------------------
 
 
+def vector_isnan(x: Expr) -> Expr:
+    """isnan(x) as integer bit tests, which TVM vectorises (its `te.isnan` becomes gathers and scalars)."""
+    bits = {"float32": ("int32", 0x7FFFFFFF, 0x7F800000), "float64": ("int64", 2**63 - 1, 0x7FF0 << 48)}
+    if dtype_of(x) not in bits:
+        return te.isnan(x)
+    int_type, magnitude, infinity = bits[dtype_of(x)]
+    return (tirx.reinterpret(int_type, x) & tirx.const(magnitude, int_type)) > tirx.const(infinity, int_type)
+
+
 def fmax(a: Expr, b: Expr) -> Expr:
     """numpy.maximum: a NaN operand wins (integers: plain max)."""
-    return tirx.Select(te.isnan(a) | (a > b), a, b) if is_float(a) else te.max(a, b)
+    return tirx.Select(vector_isnan(a) | (a > b), a, b) if is_float(a) else te.max(a, b)
 
 
 def fmin(a: Expr, b: Expr) -> Expr:
     """numpy.minimum: a NaN operand wins (integers: plain min)."""
-    return tirx.Select(te.isnan(a) | (a < b), a, b) if is_float(a) else te.min(a, b)
+    return tirx.Select(vector_isnan(a) | (a < b), a, b) if is_float(a) else te.min(a, b)
 
 
 def _xor(p: Expr, q: Expr) -> Expr:
@@ -335,6 +356,8 @@ def cast(x: Expr, source: DType, to: DType) -> Expr:
         if not source.is_float and to in (DType.F16, DType.BF16):
             value = value.astype("float32")
         return narrow(value.astype(compute_dtype(to)) if not is_float(value) else value, to)
+    if to is DType.I4:
+        return narrow(value, to)
     if is_float(value):
         return float_to_int(value, storage_dtype(to))
     return value.astype(storage_dtype(to))

@@ -21,18 +21,20 @@ from tvm import te
 
 from ir.graph import Node
 from ir.ops.window import Window
-from targets.lowering import KernelArg, LoweredKernel, LoweringError, lowering
+from targets.lowering import LoweredKernel, LoweringError, lowering
 from targets.lowering.elementwise import Epilogue, epilogue_args
 from targets.lowering.generic import (
     Param,
     check_dtypes,
     lowest,
     make_kernel,
+    operand_param,
     output_param,
     schedule_injective,
     schedule_reduce,
     work_dtype,
 )
+from targets.lowering.pointwise import narrow
 from targets.target import TargetDescription
 
 FLOATS = ("float32", "float16", "bfloat16", "float64")
@@ -121,7 +123,8 @@ def lower_pool(node: Node, target: TargetDescription, epilogue: Sequence[Node], 
     result = node.results[0]
     out_shape = tuple(result.type.shape)
     work = work_dtype(dtype)
-    x = te.placeholder(tuple(x_v.type.shape), dtype, name="x")
+    x_param = operand_param(x_v, "x", role="input")
+    x = x_param.tensor
     reader = WindowReader(x, window, spatial)
     ks = [te.reduce_axis((0, k), f"k{i}") for i, k in enumerate(window.kernel)]
     with_indices = kind == "MaxPool" and bool(attrs.get("return_indices", 0))
@@ -145,10 +148,10 @@ def lower_pool(node: Node, target: TargetDescription, epilogue: Sequence[Node], 
             value = value / valid_count(window, spatial, o, include).astype(work)
         elif kind == "LpPool":
             value = te.power(value, te.const(1.0 / p, work))
-        return chain.apply(value.astype(dtype), (n, c, *o))
+        return chain.apply(narrow(value, result.type.dtype), (n, c, *o))
 
     out = te.compute(out_shape, finish, name="out")
-    params = [Param(x, KernelArg(x_v.name, "input", tuple(x_v.type.shape), dtype))]
+    params = [x_param]
     extra, extra_args = epilogue_args(chain)
     params += [Param(t, a) for t, a in zip(extra, extra_args)]
     params.append(output_param(out, chain.result or result))

@@ -3,7 +3,8 @@
 Rule: a kernel views its operand with adjacent dims of the same kind merged
 (same bytes, C order): reductions see alternating kept / reduced groups
 (size-1 dims dropped), the one-axis ops see (outer, axis, inner). Elements are
-widened to their compute dtype (f16/bf16 -> f32, bool -> i8) and results
+widened to their compute dtype (f16/bf16 -> f32, bool -> u8, so that the
+max / min of an empty set is False / True as in the reference) and results
 rounded once, as ir/ops/reduce.py computes them (integers accumulate in their
 own dtype and wrap; float max/min propagate NaN). One-axis ops work row by
 row: every helper stage (the max, the sum of exponentials, the ranks) is
@@ -32,7 +33,7 @@ from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS, schedule_flat, v
 from targets.lowering.pointwise import Expr, dtype_of, float_to_int, fmax, fmin, narrow, storage_dtype, widen
 from targets.target import TargetDescription
 
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 3  # 2: bool computes in u8 (empty-set max/min); 3: f16 softmax rounds each step
 
 
 def _c(value: Any, dtype: str) -> Expr:
@@ -40,15 +41,15 @@ def _c(value: Any, dtype: str) -> Expr:
 
 
 def compute_of(dtype: DType) -> str:
-    return (
-        "float32" if dtype in (DType.F16, DType.BF16) else "int8" if dtype is DType.BOOL else dtype.numpy.name
-    )
+    if dtype is DType.BOOL:
+        return "uint8"
+    return "float32" if dtype in (DType.F16, DType.BF16) else dtype.numpy.name
 
 
 def load(x: Any, index: Sequence[Expr], dtype: DType) -> Expr:
     """An operand element in its compute dtype."""
     value = widen(x(*index), dtype)
-    return value.astype("int8") if dtype is DType.BOOL else value
+    return value.astype("uint8") if dtype is DType.BOOL else value
 
 
 def store(value: Expr, dtype: DType) -> Expr:
@@ -69,6 +70,23 @@ def highest(dtype: str) -> Any:
 NAN_MAX = te.comm_reducer(fmax, lambda t: _c(lowest(str(t)), str(t)), name="nan_max")
 NAN_MIN = te.comm_reducer(fmin, lambda t: _c(highest(str(t)), str(t)), name="nan_min")
 PROD = te.comm_reducer(lambda a, b: a * b, lambda t: _c(1, str(t)), name="prod")
+
+
+def own(value: Expr, dtype: DType) -> Expr:
+    """`value` (compute dtype) rounded to half-float `dtype` and widened back: the softmax family's
+    reference rounds every step (shift, exp, sum, log, quotient) to the operand's dtype."""
+    return widen(narrow(value, dtype), dtype) if dtype in (DType.F16, DType.BF16) else value
+
+
+BF16_SUM = te.comm_reducer(
+    lambda a, b: own(a + b, DType.BF16), lambda t: _c(0, str(t)), name="bf16_sum"
+)
+
+
+def summed(dtype: DType) -> Any:
+    """The sum the reference takes of a `dtype` array: numpy sums f16 in f32 (rounded once, by `own`),
+    ml_dtypes sums bf16 element by element, rounding every partial sum."""
+    return BF16_SUM if dtype is DType.BF16 else te.sum
 
 
 def is_nan(x: Expr) -> Expr:
@@ -340,15 +358,19 @@ def lower_softmax(
         stages = ["best", "first"]
     else:
         r = te.reduce_axis((0, a), name="r")
+
+        def shifted(o: Expr, j: Expr, i: Expr) -> Expr:
+            return own(load(k.x, (o, j, i), dtype) - best[o, i], dtype)
+
         total = te.compute(
             (outer, inner),
-            lambda o, i: te.sum(te.exp(load(k.x, (o, r, i), dtype) - best[o, i]), axis=r),
+            lambda o, i: summed(dtype)(own(te.exp(shifted(o, r, i)), dtype), axis=r),
             name="total",
         )
 
         def normalise(o: Expr, j: Expr, i: Expr) -> Expr:
-            shifted = load(k.x, (o, j, i), dtype) - best[o, i]
-            value = te.exp(shifted) / total[o, i] if node.op == "Softmax" else shifted - te.log(total[o, i])
+            s, t = shifted(o, j, i), own(total[o, i], dtype)
+            value = own(te.exp(s), dtype) / t if node.op == "Softmax" else s - own(te.log(t), dtype)
             return narrow(value, dtype)
 
         out = te.compute(k.x.shape, normalise, name="out")
