@@ -60,7 +60,9 @@ class TensorType:
 
     @property
     def nbytes(self) -> int:
-        return (self.size * self.dtype.bits + 7) // 8
+        """Bytes the tensor occupies in memory: one per element for the sub-byte i4 (unpacked,
+        as numpy/ml_dtypes and the kernels hold it; packed INT4 weights get their own type)."""
+        return self.size * max(self.dtype.bits, 8) // 8
 
     def with_(self, **changes: Any) -> TensorType:
         return dataclasses.replace(self, **changes)

@@ -33,8 +33,6 @@ NOT_COMPILED: dict[str, str] = {
 
 COMPILED_EXCLUDED: dict[str, str] = {
     # regex searched in the case name -> why it fails through compile + runtime
-    r"INT4": "i4 memory layout undecided: ir/types.py TensorType.nbytes packs two i4 per byte, while "
-    "ml_dtypes arrays (graph inputs/outputs) and kernels (uint8 views) hold one element per byte",
 }
 
 
