@@ -130,14 +130,14 @@ def check_kernel_array(array: np.ndarray, position: int, entry: str) -> None:
         )
 
 
-KERNEL_VIEWS = {"bfloat16": np.dtype(np.uint16), "int4": np.dtype(np.uint8)}
+KERNEL_VIEWS: dict[str, np.dtype] = {"bfloat16": np.dtype(np.uint16), "int4": np.dtype(np.uint8)}
 """Dtypes DLPack cannot carry, and the same-bytes view kernels declare for them (bf16 bits, i4 bytes)."""
 
 
 def kernel_view(array: np.ndarray) -> np.ndarray:
     """`array` as kernels see it: bf16 as uint16 and i4 as uint8 (same bytes), any other dtype unchanged."""
     view = KERNEL_VIEWS.get(array.dtype.name)
-    return array if view is None else array.view(view)
+    return array if view is None else array.view(dtype=view)
 
 
 def kernel_tensor(array: np.ndarray, position: int, entry: str) -> Any:
