@@ -13,6 +13,7 @@ import numpy as np
 
 from ir import Builder, Graph, Node, Value
 from passes.cleanup import drop_unused_constants
+from passes.fusion import record_folded
 from passes.manager import Pass, PassContext
 
 
@@ -210,6 +211,8 @@ def replace_node(graph: Graph, node: Node, new: Value, removed: list[Node]) -> N
     """`new` takes over `node`'s result and name; the `removed` nodes and their orphaned constants go."""
     result = node.results[0]
     name = result.name
+    if new.producer is not None:
+        record_folded(new.producer, removed[::-1])  # producers first: provenance in dataflow order
     graph.replace_value(result, new)
     dropped = [o for gone in removed for o in gone.operands]
     for gone in removed:

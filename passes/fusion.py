@@ -32,6 +32,23 @@ class FusionError(HaiError):
     """Fusion annotations that no longer describe a valid group (run `fuse` again)."""
 
 
+FOLDED_FROM = "folded_from"
+"""Annotation naming, comma-separated, the nodes a rewrite folded into this one (provenance)."""
+
+
+def folded_from(node: Node) -> list[str]:
+    text = node.annotations.get(FOLDED_FROM, "")
+    return [name for name in str(text).split(",") if name]
+
+
+def record_folded(node: Node, gone: list[Node]) -> None:
+    """Note on `node` that the `gone` nodes (and what was folded into them) now live inside it."""
+    names = [n for g in gone for n in (*folded_from(g), anchor_label(g))]
+    names = [n for n in dict.fromkeys(folded_from(node) + names) if n != anchor_label(node)]
+    if names:
+        node.annotations[FOLDED_FROM] = ",".join(names)
+
+
 def anchor_label(node: Node) -> str:
     """How an epilogue node's `fused_into` names its anchor: the node name, else its result's name."""
     return node.name or (node.results[0].name if node.results else node.op)
@@ -61,8 +78,13 @@ class FusionGroup:
 
     @property
     def sources(self) -> tuple[str, ...]:
-        """The IR (and so ONNX) node names the kernel came from, in order."""
-        return tuple(anchor_label(n) for n in self.nodes)
+        """The IR (and so ONNX) node names the kernel came from, in order, with the nodes that
+        earlier passes folded into them (the `folded_from` annotation, e.g. a BatchNormalization)."""
+        names = []
+        for node in self.nodes:
+            names.append(anchor_label(node))
+            names += folded_from(node)
+        return tuple(dict.fromkeys(names))
 
     def in_place_operands(self) -> list[Value]:
         """What the kernel may write its result over: a same-typed operand of a pointwise node of the

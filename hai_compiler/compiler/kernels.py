@@ -51,7 +51,9 @@ def lower_groups(
             missing.setdefault(group.anchor.op, []).append(group.anchor.name or group.anchor.results[0].name)
             continue
         try:
-            kernels.append(lower_node(group.anchor, target, group.epilogue, layout=layout_of(group)))  # type: ignore[arg-type]
+            kernel = lower_node(group.anchor, target, group.epilogue, layout=layout_of(group))  # type: ignore[arg-type]
+            kernel.sources = group.sources  # with what earlier passes folded in (e.g. BatchNormalization)
+            kernels.append(kernel)
         except LoweringError as exc:
             refused.append(str(exc))
             continue

@@ -79,3 +79,14 @@ def test_gemm_scale_folds_but_a_shift_after_a_bare_matmul_stays() -> None:
     graph, _ = check_pass(graph, FoldChannelAffine())
     assert ops(graph) == ["Gemm", "MatMul", "Add"]
     np.testing.assert_equal(len(graph.outputs), 2)
+
+
+def test_folded_nodes_stay_in_the_kernels_provenance() -> None:
+    from passes.fusion import kernels
+
+    chain = [("Mul", (1, C, 1, 1), False), ("Add", (C, 1, 1), False)]
+    graph, _ = check_pass(conv_graph(chain), FoldChannelAffine())
+    (conv,) = graph.nodes
+    assert conv.annotations["folded_from"] == "mul0,add1"
+    (kernel,) = kernels(graph)
+    assert kernel.sources == ("conv", "mul0", "add1")
