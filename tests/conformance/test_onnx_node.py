@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 import unittest
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -87,12 +89,16 @@ def fast_selection(cases: list) -> set[str]:  # type: ignore[type-arg]
     return chosen
 
 
-def conformance_classes() -> tuple[type[unittest.TestCase], type[unittest.TestCase]]:
-    """(fast class, slow class) of test methods named `test_<case>_cpu`, built by BackendTest."""
+def conformance_classes(
+    backend: type, reason_of: Callable[[Any], str | None], prefix: str, module: str
+) -> tuple[type[unittest.TestCase], type[unittest.TestCase]]:
+    """(fast class, slow class) of the `test_<case>_cpu` methods BackendTest builds for `backend`,
+    each case skipped with `reason_of(case)` when that is not None; classes named `prefix`Test and
+    `prefix`FullTest, living in `module`."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         cases = [c for c in node_cases() if imports_every_op(c)]
-        backend_test = onnx.backend.test.BackendTest(HaiBackend, __name__)
+        backend_test = onnx.backend.test.BackendTest(backend, module)
     names = {c.name: c for c in cases}
     if names:
         backend_test.include("^(" + "|".join(map(re.escape, names)) + ")_cpu$")
@@ -101,13 +107,15 @@ def conformance_classes() -> tuple[type[unittest.TestCase], type[unittest.TestCa
     members: dict[bool, dict[str, object]] = {True: {}, False: {}}
     for name, case in names.items():
         method = getattr(generated, f"{name}_cpu")
-        reason = skip_reason(case)
+        reason = reason_of(case)
         members[name in fast][f"{name}_cpu"] = unittest.skip(reason)(method) if reason else method
-    fast_class = type("OnnxNodeConformanceTest", (unittest.TestCase,), members[True])
-    slow_class = type("OnnxNodeConformanceFullTest", (unittest.TestCase,), members[False])
+    fast_class = type(f"{prefix}Test", (unittest.TestCase,), members[True])
+    slow_class = type(f"{prefix}FullTest", (unittest.TestCase,), members[False])
     for cls in (fast_class, slow_class):
-        cls.__module__ = __name__
+        cls.__module__ = module
     return fast_class, pytest.mark.slow(slow_class)
 
 
-OnnxNodeConformanceTest, OnnxNodeConformanceFullTest = conformance_classes()
+OnnxNodeConformanceTest, OnnxNodeConformanceFullTest = conformance_classes(
+    HaiBackend, skip_reason, "OnnxNodeConformance", __name__
+)

@@ -14,15 +14,10 @@ driver or of the op's lowering.
 from __future__ import annotations
 
 import re
-import unittest
-import warnings
 
-import numpy as np
-import onnx.backend.test
-import pytest
-from test_onnx_node import fast_selection, imports_every_op, skip_reason
+from test_onnx_node import conformance_classes, skip_reason
 
-from hai_compiler.conformance import case_op_types, node_cases
+from hai_compiler.conformance import case_op_types
 from hai_compiler.onnx_backend import HaiCompiledBackend
 
 NO_LOWERING = "no x86 lowering yet"
@@ -50,27 +45,6 @@ def compiled_skip_reason(case) -> str | None:  # type: ignore[no-untyped-def]
     return None
 
 
-def compiled_conformance_classes() -> tuple[type[unittest.TestCase], type[unittest.TestCase]]:
-    """(fast class, slow class) of the `test_<case>_cpu` methods BackendTest builds for HaiCompiledBackend."""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        cases = [c for c in node_cases() if imports_every_op(c)]
-        backend_test = onnx.backend.test.BackendTest(HaiCompiledBackend, __name__)
-    names = {c.name: c for c in cases}
-    if names:
-        backend_test.include("^(" + "|".join(map(re.escape, names)) + ")_cpu$")
-    generated = backend_test.test_cases["OnnxBackendNodeModelTest"]
-    fast = fast_selection(cases)
-    members: dict[bool, dict[str, object]] = {True: {}, False: {}}
-    for name, case in names.items():
-        method = getattr(generated, f"{name}_cpu")
-        reason = compiled_skip_reason(case)
-        members[name in fast][f"{name}_cpu"] = unittest.skip(reason)(method) if reason else method
-    fast_class = type("OnnxNodeCompiledTest", (unittest.TestCase,), members[True])
-    slow_class = type("OnnxNodeCompiledFullTest", (unittest.TestCase,), members[False])
-    for cls in (fast_class, slow_class):
-        cls.__module__ = __name__
-    return fast_class, pytest.mark.slow(slow_class)
-
-
-OnnxNodeCompiledTest, OnnxNodeCompiledFullTest = compiled_conformance_classes()
+OnnxNodeCompiledTest, OnnxNodeCompiledFullTest = conformance_classes(
+    HaiCompiledBackend, compiled_skip_reason, "OnnxNodeCompiled", __name__
+)
