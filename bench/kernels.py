@@ -42,7 +42,14 @@ CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...], dict]] = {
     "lcnet_dwconv3x3_16_112": ("Conv", (1, 16, 112, 112), (16, 1, 3, 3), {"stride": 1, "group": 16}),
     "lcnet_dwconv5x5_256_14": ("Conv", (1, 256, 14, 14), (256, 1, 5, 5), {"stride": 1, "group": 256}),
     "lcnet_conv3x3s2_3_16_224": ("Conv", (1, 3, 224, 224), (16, 3, 3, 3), {"stride": 2}),
+    # PP-OCR det (640x640): the big dense convs and the 2x2 stride-2 ConvTranspose upsamplings
+    "det_conv3x3s2_3_16_640": ("Conv", (1, 3, 640, 640), (16, 3, 3, 3), {"stride": 2}),
+    "det_conv3x3_96_24_160": ("Conv", (1, 96, 160, 160), (24, 96, 3, 3), {"stride": 1}),
+    "det_conv3x3_96_24_80": ("Conv", (1, 96, 80, 80), (24, 96, 3, 3), {"stride": 1}),
+    "det_convt2x2_24_24_160": ("ConvTranspose", (1, 24, 160, 160), (24, 24, 2, 2), {"stride": 2}),
+    "det_convt2x2_24_1_320": ("ConvTranspose", (1, 24, 320, 320), (24, 1, 2, 2), {"stride": 2}),
 }
+CONVS = ("Conv", "ConvTranspose")
 
 
 def conv_attrs(w: tuple[int, ...], attrs: dict) -> dict:
@@ -50,6 +57,17 @@ def conv_attrs(w: tuple[int, ...], attrs: dict) -> dict:
     p = k // 2
     pads = attrs.get("pads", [p, p, p, p])
     return {"strides": [s, s], "pads": pads, "dilations": [1, 1], "group": attrs.get("group", 1)}
+
+
+def op_attrs(op: str, w: tuple[int, ...], attrs: dict) -> dict:
+    """The node attributes of a case (ConvTranspose: kernel == stride, unpadded)."""
+    if op == "ConvTranspose":
+        return {**conv_attrs(w, {**attrs, "pads": [0, 0, 0, 0]}), "output_padding": [0, 0]}
+    return conv_attrs(w, attrs) if op == "Conv" else dict(attrs)
+
+
+def bias_size(op: str, w: tuple[int, ...]) -> int:
+    return w[1] if op == "ConvTranspose" else w[0]
 
 
 def ir_node(case: str):
@@ -65,10 +83,9 @@ def ir_node(case: str):
     x = graph.add_input("x", TensorType(DType.F32, xs))
     w = graph.add_constant("w", (rng.standard_normal(ws) * 0.1).astype(np.float32))
     operands = [x, w]
-    ir_attrs = {k: v for k, v in attrs.items()}
-    if op == "Conv":
-        operands.append(graph.add_constant("b", rng.standard_normal(ws[0]).astype(np.float32)))
-        ir_attrs = conv_attrs(ws, attrs)
+    if op in CONVS:
+        operands.append(graph.add_constant("b", rng.standard_normal(bias_size(op, ws)).astype(np.float32)))
+    ir_attrs = op_attrs(op, ws, attrs)
     (y,) = Builder(graph).op(op, operands, ir_attrs, name=case)
     feeds = {"x": rng.standard_normal(xs).astype(np.float32)}
     return graph, y.producer, feeds, {k: v.constant_array() for k, v in graph.constants.items()}
@@ -79,8 +96,8 @@ def onnx_model(case: str, consts: dict[str, np.ndarray]) -> bytes:
 
     op, xs, ws, attrs = CASES[case]
     _, node, _, _ = ir_node(case)
-    names = ["x", "w"] + (["b"] if op == "Conv" else [])
-    onnx_attrs = conv_attrs(ws, attrs) if op == "Conv" else dict(attrs)
+    names = ["x", "w"] + (["b"] if op in CONVS else [])
+    onnx_attrs = op_attrs(op, ws, attrs)
     out_shape = list(node.results[0].type.shape)
     graph = helper.make_graph(
         [helper.make_node(op, names, ["y"], **onnx_attrs)],

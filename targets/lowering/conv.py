@@ -33,7 +33,13 @@ import numpy as np
 from tvm import te
 
 from ir.graph import Node
-from targets.lowering import KernelArg, LoweredKernel, LoweringError, lowering
+from targets.lowering import (
+    KernelArg,
+    LoweredKernel,
+    LoweringError,
+    conv_transpose,  # noqa: F401  (registers ConvTranspose)
+    lowering,
+)
 from targets.lowering.conv_depthwise import lower_depthwise, phased_input
 from targets.lowering.conv_general import lower_general_conv
 from targets.lowering.conv_geometry import (

@@ -7,7 +7,8 @@ formula holds with the weight read flipped and regrouped (W[g*C/g + c, m % M/g,
 K-1-k]); weights are read in the IR's layout (no packing, run-time weights
 work). The accumulator vectorises along the last output dim; bias and the
 fused epilogue are applied as it is written, at the IR (NCHW) index. This is
-the fallback behind the fast 2-D templates (dense and depthwise fp32 in conv.py).
+the fallback behind the fast 2-D templates (dense and depthwise fp32 in conv.py,
+kernel == stride ConvTranspose in conv_transpose.py, which registers ConvTranspose).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tvm import te
 
 from ir.graph import Node
 from ir.ops.window import Window, span
-from targets.lowering import LoweredKernel, LoweringError, lowering
+from targets.lowering import LoweredKernel, LoweringError
 from targets.lowering.elementwise import Epilogue, epilogue_args
 from targets.lowering.generic import (
     Param,
@@ -158,10 +159,3 @@ def lower_general_conv(
 
     flops = 2 * macs + chain.flops(math.prod(out_shape))
     return make_kernel(node, "convg", workload, params, flops, schedule, epilogue=epilogue)
-
-
-@lowering("ConvTranspose")
-def lower_conv_transpose(
-    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
-) -> LoweredKernel:
-    return lower_general_conv(node, target, epilogue, layout)

@@ -36,11 +36,11 @@ class GemmKnobs:
         return asdict(self)
 
 
-def choose_knobs(target: TargetDescription, m: int, n: int) -> GemmKnobs:
-    """Rows dividing `m`, then as many column vectors as the registers hold (at most 4)."""
+def choose_knobs(target: TargetDescription, m: int, n: int, rows: int | None = None) -> GemmKnobs:
+    """Rows dividing `m` (or given `rows`), then as many column vectors as the registers hold (at most 4)."""
     lanes = target.vector_lanes_f32
     registers = 32 if "avx512f" in target.features else 16
-    mi = next(r for r in ROW_PREFERENCE if m % r == 0)
+    mi = rows if rows is not None else next(r for r in ROW_PREFERENCE if m % r == 0)
     vectors = 4
     while vectors > 1 and mi * vectors + vectors + 1 > registers:
         vectors -= 1
