@@ -39,7 +39,6 @@ point is reported when it is asked for, never while listing the others.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,6 +47,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from runtime.errors import DeviceNotFoundError, HaiRuntimeError
+from runtime.plugins import load_plugin, plugin_sources
 
 DeviceKind = Literal["cpu", "gpu", "accelerator"]
 ENTRY_POINT_GROUP = "hai.devices"
@@ -271,12 +271,7 @@ def extensions_of(device: object) -> tuple[str, ...]:
 
 def driver_sources() -> dict[str, str]:
     """Driver name -> `module:attribute` it loads from: built-ins, then `hai.devices` entry points."""
-    from importlib.metadata import entry_points  # only when plugins are listed: it costs ~4 MB RSS
-
-    sources = dict(BUILTIN_DRIVERS)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        sources.setdefault(ep.name, ep.value)
-    return sources
+    return plugin_sources(ENTRY_POINT_GROUP, BUILTIN_DRIVERS)
 
 
 def available_drivers() -> list[str]:
@@ -287,18 +282,7 @@ def available_drivers() -> list[str]:
 def get_driver(name: str) -> Driver:
     """A fresh driver object for `name`, loading its module on demand (built-ins need no plugin scan)."""
     sources = BUILTIN_DRIVERS if name in BUILTIN_DRIVERS else driver_sources()
-    if name not in sources:
-        raise DeviceNotFoundError(
-            f"no HAI device driver named {name!r}; known drivers: {', '.join(sorted(sources))}"
-        )
-    source = sources[name]
-    module_name, _, attribute = source.partition(":")
-    try:
-        driver_class = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise HaiRuntimeError(f"device driver {name!r} ({source}) failed to load: {exc}") from exc
-    if not (isinstance(driver_class, type) and issubclass(driver_class, Driver)):
-        raise HaiRuntimeError(f"device driver {name!r} ({source}) is not a runtime.hai.Driver subclass")
+    driver_class = load_plugin("device driver", name, sources, Driver, DeviceNotFoundError, HaiRuntimeError)
     return driver_class()
 
 

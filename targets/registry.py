@@ -12,13 +12,12 @@ it is asked for, never while listing the others.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from runtime.plugins import load_plugin, plugin_sources
 from targets.target import TargetDescription, TargetError
 
 if TYPE_CHECKING:
@@ -50,10 +49,7 @@ class TargetBackend(ABC):
 
 def target_sources() -> dict[str, str]:
     """Target name -> `module:attribute`: built-ins, then `hai.targets` entry points."""
-    sources = dict(BUILTIN_TARGETS)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        sources.setdefault(ep.name, ep.value)
-    return sources
+    return plugin_sources(ENTRY_POINT_GROUP, BUILTIN_TARGETS)
 
 
 def available_targets() -> list[str]:
@@ -62,18 +58,8 @@ def available_targets() -> list[str]:
 
 def get_target(name: str) -> TargetBackend:
     """A target backend object for `name`, loading its module on demand."""
-    sources = target_sources()
-    if name not in sources:
-        raise TargetError(f"no HAI target named {name!r}; known targets: {', '.join(sorted(sources))}")
-    source = sources[name]
-    module_name, _, attribute = source.partition(":")
-    try:
-        backend = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise TargetError(f"target {name!r} ({source}) failed to load: {exc}") from exc
-    if not (isinstance(backend, type) and issubclass(backend, TargetBackend)):
-        raise TargetError(f"target {name!r} ({source}) is not a targets.registry.TargetBackend subclass")
-    return backend()
+    sources = BUILTIN_TARGETS if name in BUILTIN_TARGETS else target_sources()
+    return load_plugin("target", name, sources, TargetBackend, TargetError, TargetError)()
 
 
 def resolve_target(
