@@ -23,9 +23,16 @@ def constant_key(value: Value) -> Hashable:
     return (value.type, value.sha256)
 
 
+COMMUTATIVE_OPS = frozenset({"Add", "Mul", "Max", "Min", "Sum", "Mean", "And", "Or", "Xor", "Equal"})
+"""Ops whose operands may come in any order (all of them are IR ops with numpy broadcasting)."""
+
+
 def node_key(node: Node) -> Hashable:
-    """Nodes with the same op, the same operand values, equal attributes and equal result types."""
+    """Nodes with the same op, the same operand values (in any order for commutative ops), equal
+    attributes and equal result types."""
     operands = tuple(node.operands)  # values hash by identity
+    if node.op in COMMUTATIVE_OPS:
+        operands = tuple(sorted(operands, key=id))
     attrs = tuple(sorted((k, _hashable(v)) for k, v in node.attrs.items()))
     return (node.op, operands, attrs, tuple(r.type for r in node.results))
 

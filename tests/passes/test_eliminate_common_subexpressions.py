@@ -68,3 +68,16 @@ def test_duplicate_outputs_keep_their_names() -> None:
     graph, _ = check_pass(graph, "cse")
     assert [v.name for v in graph.outputs] == ["out", "o1", "o2"]
     assert ops(graph) == ["Relu", "Neg", "Neg"]
+
+
+def test_commutative_operands_in_either_order_merge() -> None:
+    graph = Graph()
+    x = graph.add_input("x", f32(2, 3))
+    z = graph.add_input("z", f32(1, 3))
+    b = Builder(graph)
+    (m1,) = b.op("Mul", [x, z], name="m1")
+    (m2,) = b.op("Mul", [z, x], name="m2")  # broadcasting both ways gives the same [2, 3]
+    (y,) = b.op("Sub", [m1, m2], name="y")
+    graph.set_outputs([y])
+    graph, _ = check_pass(graph, "cse")
+    assert ops(graph) == ["Mul", "Sub"]
