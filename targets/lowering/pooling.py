@@ -9,6 +9,9 @@ second reduction: the first kernel position (row-major) whose value equals the
 max, turned into a flat index of the input (storage_order 1: spatial dims
 column major). Global pools are the same reduction with the whole spatial
 extent as the window. Half floats compute in f32; MaxPool also takes integers.
+An f32 GlobalAveragePool/GlobalMaxPool whose plane holds at least one vector reads
+the plane flat instead: a few vector accumulators walk it, folded into one
+number per channel, the ragged end added as scalars.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ir.ops.window import Window
 from targets.lowering import LoweredKernel, LoweringError, lowering
 from targets.lowering.elementwise import Epilogue, epilogue_args
 from targets.lowering.generic import (
+    PARALLEL_MIN_WORK,
     Param,
     check_dtypes,
     lowest,
@@ -115,6 +119,10 @@ def flat_index(reader: WindowReader, out: Sequence[Any], ks: Sequence[Any], stor
 def lower_pool(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str) -> LoweredKernel:
     kind = GLOBAL.get(node.op, node.op)
     dtype = check_dtypes(node, FLOATS + INTEGERS if kind == "MaxPool" else FLOATS)
+    x_shape = node.operands[0].type.shape  # type: ignore[union-attr]
+    plane = math.prod(x_shape[2:])
+    if node.op in GLOBAL and kind != "LpPool" and dtype == "float32" and plane >= target.vector_lanes_f32:
+        return lower_global_vector(node, target, epilogue, kind)
     x_v = node.operands[0]
     assert x_v is not None
     attrs = node.attrs
@@ -215,3 +223,59 @@ def indices_compute(
         return base + flat_index(reader, o, pos[::-1], storage_order)
 
     return te.compute(tuple(out_shape), index, name="indices")
+
+
+def lower_global_vector(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], kind: str
+) -> LoweredKernel:
+    """f32 global average/max pool over the flattened plane with `width` vector accumulators per channel."""
+    x_v, result = node.operands[0], node.results[0]
+    assert x_v is not None
+    n, c, *spatial = (int(d) for d in x_v.type.shape)
+    plane, lanes = math.prod(spatial), target.vector_lanes_f32
+    width = next(k * lanes for k in (4, 2, 1) if plane >= k * lanes)
+    steps = plane // width
+    x_param = operand_param(x_v, "x", shape=(n, c, plane), role="input")
+    x = x_param.tensor
+    j = te.reduce_axis((0, steps), "j")
+    fold = te.max if kind == "MaxPool" else te.sum
+
+    part = te.compute((n, c, width), lambda a, b, lane: fold(x[a, b, j * width + lane], axis=j), name="part")
+    k = te.reduce_axis((0, width), "k")
+    acc = te.compute((n, c), lambda a, b: fold(part[a, b, k], axis=k), name="acc")
+    chain = Epilogue.build(result, epilogue)
+
+    def finish(a: Any, b: Any, *o: Any) -> Any:
+        value = acc[a, b]
+        for t in range(steps * width, plane):
+            value = te.max(value, x[a, b, t]) if kind == "MaxPool" else value + x[a, b, t]
+        if kind == "AveragePool":
+            value = value / te.const(plane, "float32")
+        return chain.apply(value, (a, b, *o))
+
+    out = te.compute(tuple(result.type.shape), finish, name="out")
+    extra, extra_args = epilogue_args(chain)
+    params = [x_param, *(Param(t, a) for t, a in zip(extra, extra_args))]
+    params.append(output_param(out, chain.result or result))
+    workload = {
+        "op": "global_pool", "kind": kind, "x": list(x_v.type.shape), "width": width, "lanes": lanes,
+        "epilogue": chain.describe(),
+    }
+
+    def schedule(sch: Any) -> None:
+        block = sch.get_sblock("part")
+        a, b, lane, jj = sch.get_loops(block)
+        channels = sch.fuse(a, b)
+        sch.reorder(channels, jj, lane)
+        vectors, vector_lane = sch.split(lane, [None, lanes])
+        sch.unroll(vectors)
+        sch.vectorize(vector_lane)
+        sch.set_scope(block, 0, "local")
+        sch.reverse_compute_at(sch.get_sblock("acc"), channels)
+        sch.reverse_compute_at(sch.get_sblock("out"), channels)
+        if n * c * plane >= 16 * PARALLEL_MIN_WORK and n * c > 1:  # adds stream fast: stay serial longer
+            sch.parallel(channels)
+        sch.decompose_reduction(block, jj)
+
+    flops = n * c * plane + chain.flops(math.prod(result.type.shape))
+    return make_kernel(node, "pool", workload, params, flops, schedule, epilogue=epilogue)
