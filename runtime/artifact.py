@@ -13,11 +13,13 @@ An artifact is a directory of plain files, all named in `manifest.json`:
 The manifest's `files` maps every file but itself to its sha256. The execution
 plan is static: each step calls one kernel symbol on argument slots, and each slot
 is a typed view (byte offset, shape, dtype) into the arena, into `weights.bin`, or
-into a graph input's or output's place in the arena (named by the binding). Every
-slot offset is a multiple of 64 (vectorised kernels do aligned loads unchecked).
-When `plan.entry` names a function of the cpu library, one call `entry(arena, weights)` (two 1-D
-uint8 tensors) runs the whole plan and the steps are kept for provenance and
-profiling. Dtypes are numpy names (`float32`, `int8`, `bfloat16` via ml_dtypes).
+into a graph input's buffer or an output's place in the arena (named by the
+binding). Graph inputs live outside the arena (binding offset null): input slots
+view the caller's array itself. Every slot offset is a multiple of 64 (vectorised
+kernels do aligned loads unchecked). When `plan.entry` names a function of the cpu
+library, one call `entry(arena, weights, input_0, ...)` (1-D uint8 tensors, the
+inputs in manifest order) runs the whole plan and the steps are kept for
+provenance and profiling. Dtypes are numpy names (`float32`, `int8`, `bfloat16` via ml_dtypes).
 
 The writer is `targets/artifact.py`; this module only reads, so the runtime can
 ship alone. It imports the standard library and numpy, nothing of ours but
@@ -37,7 +39,7 @@ import numpy as np
 
 from runtime.errors import ArtifactError, ArtifactIntegrityError, ArtifactVersionError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.bin"
 HIR_FILE = "model.hir"
@@ -74,12 +76,12 @@ def nbytes_of(shape: tuple[int, ...], dtype: str) -> int:
 
 @dataclass(frozen=True)
 class TensorBinding:
-    """A graph input or output: name, shape, dtype and where it lives in the arena."""
+    """A graph input or output: name, shape, dtype and where it lives in the arena (None: outside it)."""
 
     name: str
     shape: tuple[int, ...]
     dtype: str
-    offset: int
+    offset: int | None = None
 
     @property
     def nbytes(self) -> int:
@@ -287,8 +289,14 @@ def validate(manifest: Manifest, source: str) -> None:
     bindings = {b.name: b for b in manifest.inputs + manifest.outputs}
     if len(bindings) != len(manifest.inputs) + len(manifest.outputs):
         fail("graph input and output names are not unique")
-    for b in manifest.inputs + manifest.outputs:
-        check_range(f"binding {b.name!r}", b.offset, b.nbytes, arena, "arena")
+    for b in manifest.inputs:
+        if b.offset is not None:
+            fail(f"input {b.name!r} has arena offset {b.offset}; inputs are the caller's buffers (null)")
+    for b in manifest.outputs:
+        if b.offset is None:
+            fail(f"output {b.name!r} has no arena offset")
+        else:
+            check_range(f"binding {b.name!r}", b.offset, b.nbytes, arena, "arena")
     for w in manifest.weights:
         check_range(f"weight {w.name!r}", w.offset, w.nbytes, manifest.weights_size, "weights file")
     for index, step in enumerate(manifest.plan.steps):

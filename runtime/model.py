@@ -6,9 +6,11 @@ feature the kernels need (an error naming them, never SIGILL), maps `weights.bin
 copy-on-write (a read-only mapping cannot be handed to tvm_ffi), allocates one
 64-byte-aligned arena through the HAI CPU device, loads `libtvm_runtime.so` and
 the kernel library, looks every kernel up and builds a tvm_ffi tensor for every
-argument slot. `run` then only copies the inputs into the arena, makes one call
-per step (or the one `entry(arena, weights)` call when the plan names an entry),
-and copies the outputs out.
+arena or weights slot. `run` then binds the inputs (the caller's arrays
+themselves when C-contiguous, writable and 64-byte aligned, else one aligned
+copy; inputs live outside the arena), makes one call per step (or the one
+`entry(arena, weights, inputs...)` call when the plan names an entry), and
+copies the outputs out.
 
 Threads: one `Model` may be shared by several threads, but runs never overlap:
 the arena holds every intermediate tensor, so `run` takes a lock and concurrent
@@ -30,7 +32,16 @@ from typing import Any
 
 import numpy as np
 
-from runtime.artifact import WEIGHTS_FILE, Manifest, Slot, Step, TensorBinding, numpy_dtype, read_manifest
+from runtime.artifact import (
+    ALIGNMENT,
+    WEIGHTS_FILE,
+    Manifest,
+    Slot,
+    Step,
+    TensorBinding,
+    numpy_dtype,
+    read_manifest,
+)
 from runtime.cpu_features import missing_features
 from runtime.errors import KernelError, ModelInputError, UnsupportedCpuError, UnsupportedError
 from runtime.hai import Capabilities, Device, open_device
@@ -99,7 +110,6 @@ class Model:
         self.weights, self._weights_mapping = map_weights(directory / WEIGHTS_FILE, manifest.weights_size)
         self._bindings = {b.name: b for b in manifest.inputs + manifest.outputs}
         self._tensors: dict[tuple[Any, ...], Any] = {}
-        self._inputs = [(b, self._binding_view(b)) for b in manifest.inputs]
         self._outputs = [(b, self._binding_view(b)) for b in manifest.outputs]
         self._input_names = frozenset(b.name for b in manifest.inputs)
         self._steps, self._calls = self._prepare_calls()
@@ -122,8 +132,7 @@ class Model:
         Thread-safe: concurrent calls wait for each other.
         """
         with self._lock:
-            self._copy_inputs(feeds)
-            self._execute()
+            self._execute(self._bind_inputs(feeds))
             return {b.name: view.copy() for b, view in self._outputs}
 
     def __repr__(self) -> str:
@@ -132,18 +141,26 @@ class Model:
     # -- load-time preparation -------------------------------------------------------------------------
 
     def _binding_view(self, binding: TensorBinding) -> np.ndarray:
+        assert binding.offset is not None  # outputs live in the arena (validated)
         return typed_view(self.arena, binding.offset, binding.shape, binding.dtype)
 
     def _slot_location(self, slot: Slot) -> tuple[np.ndarray, int]:
-        """(base array, absolute byte offset) of a slot; input/output slots resolve to their binding."""
+        """(base array, absolute byte offset) of an arena, weight or output slot (outputs: their binding)."""
         if slot.kind == "weight":
             return self.weights, slot.offset
         if slot.kind == "arena":
             return self.arena, slot.offset
-        return self.arena, self._bindings[slot.name].offset + slot.offset
+        offset = self._bindings[slot.name].offset
+        assert offset is not None
+        return self.arena, offset + slot.offset
 
     def _slot_tensor(self, slot: Slot, position: int, kernel: str) -> Any:
-        """The tvm_ffi tensor for `slot`, built once and shared by every step that names the same view."""
+        """The tvm_ffi tensor for `slot`, built once and shared by every step that names the same view.
+
+        An input slot stays a Slot: it is bound to the caller's array on every run.
+        """
+        if slot.kind == "input":
+            return slot
         base, offset = self._slot_location(slot)
         key = (base is self.weights, offset, slot.shape, slot.dtype)
         if key not in self._tensors:
@@ -163,8 +180,9 @@ class Model:
             entry = kernel_function(module, path, manifest.plan.entry)
             arena = kernel_tensor(self.arena, 0, manifest.plan.entry)
             weights = kernel_tensor(self.weights, 1, manifest.plan.entry)
+            inputs = tuple(Slot("input", (b.nbytes,), "uint8", 0, b.name) for b in manifest.inputs)
             entry_step = Step(manifest.plan.entry, (), ("<all steps>",))
-            return [entry_step], [(entry, (arena, weights))]
+            return [entry_step], [(entry, (arena, weights, *inputs))]
         functions: dict[tuple[str, str], Any] = {}
         calls = []
         for step in manifest.plan.steps:
@@ -177,20 +195,39 @@ class Model:
 
     # -- per inference ---------------------------------------------------------------------------------
 
-    def _copy_inputs(self, feeds: Mapping[str, np.ndarray]) -> None:
+    def _bind_inputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each input's bytes as flat uint8: the caller's array when kernels may read it, else a copy."""
         if feeds.keys() != self._input_names:
             raise ModelInputError(self._name_mismatch(feeds))
-        for binding, view in self._inputs:
+        bound = {}
+        for binding in self.manifest.inputs:
             value = feeds[binding.name]
-            if not isinstance(value, np.ndarray) or value.shape != view.shape or value.dtype != view.dtype:
+            dtype = numpy_dtype(binding.dtype)
+            if not isinstance(value, np.ndarray) or value.shape != binding.shape or value.dtype != dtype:
                 raise ModelInputError(self._value_mismatch(binding, value))
-            np.copyto(view, value)
+            usable = value.flags.c_contiguous and value.flags.writeable
+            if not usable or (value.size and value.ctypes.data % ALIGNMENT):
+                copy = aligned_empty(binding.shape, dtype)
+                np.copyto(copy, value)
+                value = copy
+            bound[binding.name] = value.reshape(-1).view(np.uint8)
+        return bound
 
-    def _execute(self) -> None:
+    def _bound(self, args: tuple[Any, ...], bound: Mapping[str, np.ndarray], kernel: str) -> tuple[Any, ...]:
+        """`args` with every input slot made a tensor over the bound input's bytes."""
+        if not any(isinstance(arg, Slot) for arg in args):
+            return args
+        return tuple(
+            kernel_tensor(typed_view(bound[arg.name], arg.offset, arg.shape, arg.dtype), position, kernel)
+            if isinstance(arg, Slot) else arg
+            for position, arg in enumerate(args)
+        )  # fmt: skip
+
+    def _execute(self, bound: Mapping[str, np.ndarray]) -> None:
         index = 0
         try:
             for index, (function, args) in enumerate(self._calls):  # noqa: B007  (index names the failure)
-                function(*args)
+                function(*self._bound(args, bound, self._steps[index].kernel))
         except Exception as exc:  # tvm_ffi raises its own error types from kernels
             step = self._steps[index]
             raise KernelError(

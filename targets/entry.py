@@ -1,10 +1,11 @@
-"""One exported entry function per model: `hai_entry(arena, weights)` calls every kernel of the plan.
+"""One exported entry function per model: `hai_entry(arena, weights, inputs...)` calls every kernel.
 
 Rule: each distinct kernel is also compiled, alone and cached like the kernel
 itself, as a *subroutine*: an exported C function `<kernel>_sub(pointers...)`
 returning int32 (0: success), its buffers declared over pointer parameters. The
-entry function takes the arena and `weights.bin` as two 1-D uint8 buffers and
-calls the subroutines in plan order (`call_extern`) at their arguments'
+entry function takes the arena, `weights.bin` and each graph input (the
+caller's buffer, outside the arena) as 1-D uint8 buffers and calls the
+subroutines in plan order (`call_extern`) at their arguments'
 absolute byte offsets, throwing TVM's last error when one returns non-zero.
 Subroutines live in objects of their own, never in the entry's: LLVM must not
 inline them into one function, because TVM tags each buffer's accesses with its
@@ -32,7 +33,7 @@ from targets.target import TargetDescription
 ENTRY_SYMBOL = "hai_entry"
 SUBROUTINE_SUFFIX = "_sub"
 PIPELINE = "hai_subroutine_s_tir"
-GENERATOR_VERSION = 1  # bump whenever this module changes the code it generates (cache keys hold it)
+GENERATOR_VERSION = 2  # bump whenever this module changes the code it generates (cache keys hold it)
 C_CALLING_CONV = 1  # CallingConv::kCPackedFunc: MakePackedAPI leaves the C signature as it is
 KDL_CPU = 1
 ARENA, WEIGHTS = "arena", "weights"
@@ -42,10 +43,24 @@ PACKED_CALLS = ("call_packed", "call_cpacked", "tvm_call_packed", "tvm_call_cpac
 
 @dataclass(frozen=True)
 class EntryCall:
-    """One kernel call of the entry: each argument as (ARENA or WEIGHTS, absolute byte offset)."""
+    """One kernel call of the entry: each argument as (ARENA, WEIGHTS or `input_place(i)`, byte offset)."""
 
     kernel: LoweredKernel
     offsets: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class BufferSizes:
+    """The byte sizes of the entry's buffer parameters: arena, weights, each graph input in order."""
+
+    arena: int
+    weights: int
+    inputs: tuple[int, ...] = ()
+
+
+def input_place(index: int) -> str:
+    """The EntryCall base naming graph input `index`'s buffer parameter."""
+    return f"input{index}"
 
 
 def subroutine_symbol(kernel: LoweredKernel) -> str:
@@ -164,14 +179,15 @@ def subroutine_object(kernel: LoweredKernel, desc: TargetDescription) -> Path:
 # -- the entry function --------------------------------------------------------------------------------
 
 
-def entry_function(calls: Sequence[EntryCall], arena_size: int, weights_size: int) -> Any:
-    """`hai_entry(arena: u8[arena_size], weights: u8[weights_size])` calling every subroutine in order."""
+def entry_function(calls: Sequence[EntryCall], sizes: BufferSizes) -> Any:
+    """`hai_entry(arena, weights, input0, ...)` (1-D uint8 buffers) calling every subroutine in order."""
     import tvm
     from tvm import tirx
 
-    arena = tirx.decl_buffer((arena_size,), "uint8", name="arena")
-    weights = tirx.decl_buffer((weights_size,), "uint8", name="weights")
-    bases = {ARENA: arena, WEIGHTS: weights}
+    arena = tirx.decl_buffer((sizes.arena,), "uint8", name="arena")
+    weights = tirx.decl_buffer((sizes.weights,), "uint8", name="weights")
+    inputs = [tirx.decl_buffer((n,), "uint8", name=input_place(i)) for i, n in enumerate(sizes.inputs)]
+    bases = {ARENA: arena, WEIGHTS: weights, **{input_place(i): b for i, b in enumerate(inputs)}}
     stmts = []
     for call in calls:
         args = [tirx.address_of(tirx.BufferLoad(bases[base], [tirx.const(offset, "int64")]))
@@ -179,37 +195,32 @@ def entry_function(calls: Sequence[EntryCall], arena_size: int, weights_size: in
         code = tirx.call_extern("int32", subroutine_symbol(call.kernel), *args)
         stmts.append(tirx.IfThenElse(code != 0, tirx.Evaluate(tirx.tvm_throw_last_error()), None))
     stmts.append(tirx.Return(tirx.const(0, "int32")))
-    func = tirx.PrimFunc([arena, weights], tirx.SeqStmt(stmts), ret_type=tvm.ir.PrimType("int32"))
+    func = tirx.PrimFunc([arena, weights, *inputs], tirx.SeqStmt(stmts), ret_type=tvm.ir.PrimType("int32"))
     return func.with_attr("global_symbol", ENTRY_SYMBOL)
 
 
-def compile_entry(calls: Sequence[EntryCall], arena_size: int, weights_size: int, target_json: dict,
-                  path: Path) -> None:  # fmt: skip
+def compile_entry(calls: Sequence[EntryCall], sizes: BufferSizes, target_json: dict, path: Path) -> None:
     import tvm
 
-    module = tvm.IRModule({ENTRY_SYMBOL: entry_function(calls, arena_size, weights_size)})
+    module = tvm.IRModule({ENTRY_SYMBOL: entry_function(calls, sizes)})
     lib = tvm.compile(module, target=tvm.target.Target(target_json))
     lib.mod.write_to_file(str(path))
 
 
-def entry_key(calls: Sequence[EntryCall], arena_size: int, weights_size: int) -> dict[str, Any]:
+def entry_key(calls: Sequence[EntryCall], sizes: BufferSizes) -> dict[str, Any]:
     """What decides the entry object: the calls (subroutine, argument offsets) and the buffer sizes."""
     order = [[subroutine_symbol(c.kernel), [list(o) for o in c.offsets]] for c in calls]
     return {"entry": ENTRY_SYMBOL, "generator": GENERATOR_VERSION, "calls": order,
-            "arena": arena_size, "weights": weights_size}  # fmt: skip
+            "arena": sizes.arena, "weights": sizes.weights, "inputs": list(sizes.inputs)}  # fmt: skip
 
 
-def build_entry_library(
-    calls: Sequence[EntryCall], arena_size: int, weights_size: int, desc: TargetDescription
-) -> Path:
+def build_entry_library(calls: Sequence[EntryCall], sizes: BufferSizes, desc: TargetDescription) -> Path:
     """A shared library exporting ENTRY_SYMBOL and every kernel of `calls` under its name (cached)."""
     from tvm.support import cc
 
     target_json = tvm_target_of(desc)
-    key = cache_key(entry_key(calls, arena_size, weights_size), target_json)
-    entry, _ = cached_file(
-        key, ".o", lambda tmp: compile_entry(calls, arena_size, weights_size, target_json, tmp)
-    )
+    key = cache_key(entry_key(calls, sizes), target_json)
+    entry, _ = cached_file(key, ".o", lambda tmp: compile_entry(calls, sizes, target_json, tmp))
     kernels = unique_kernels([c.kernel for c in calls])
     objects = [
         entry,

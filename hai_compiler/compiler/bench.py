@@ -126,7 +126,7 @@ def peak_rss(child: str, model_path: str | Path, inputs: Mapping[str, np.ndarray
         np.savez(feeds, **{f"i{k}": a for k, a in enumerate(inputs.values())})
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
         done = subprocess.run(
-            [sys.executable, "-c", child, str(model_path), str(feeds), str(threads)],
+            [sys.executable, "-c", child, str(Path(model_path).resolve()), str(feeds), str(threads)],
             capture_output=True, text=True, env=env, cwd=tmp,
         )  # fmt: skip
     if done.returncode != 0:
@@ -152,20 +152,24 @@ class StepTime:
     median_us: float
 
 
-def step_calls(model: Any) -> list[tuple[Any, tuple[Any, ...]]]:
-    """(kernel function, tensor arguments) of every step, over the loaded model's arena and weights."""
-    from runtime.kernel_library import kernel_function, kernel_tensor, load_kernel_module
+def step_calls(model: Any, inputs: Mapping[str, np.ndarray]) -> list[tuple[Any, tuple[Any, ...]]]:
+    """(kernel function, tensor arguments) of every step, over the model's arena, weights and `inputs`."""
+    from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
     from runtime.model import typed_view
 
     manifest = model.manifest
     bindings = {b.name: b for b in manifest.inputs + manifest.outputs}
+    bound = {}
+    for name, array in inputs.items():
+        bound[name] = aligned_empty((array.nbytes,), "u1")
+        bound[name][:] = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
     modules = {d: load_kernel_module(model.directory / f) for d, f in manifest.kernel_libraries.items()}
     calls = []
     for step in manifest.plan.steps:
         args = []
         for position, slot in enumerate(step.args):
-            base = model.weights if slot.kind == "weight" else model.arena
-            offset = slot.offset + (bindings[slot.name].offset if slot.kind in ("input", "output") else 0)
+            base = {"weight": model.weights, "input": bound.get(slot.name)}.get(slot.kind, model.arena)
+            offset = slot.offset + (bindings[slot.name].offset or 0 if slot.kind == "output" else 0)
             args.append(
                 kernel_tensor(typed_view(base, offset, slot.shape, slot.dtype), position, step.kernel)
             )
@@ -178,7 +182,8 @@ def profile_steps(model: Any, inputs: Mapping[str, np.ndarray], runs: int) -> li
     """Each step's median time over `runs` calls, after one inference fills the arena with real data."""
     model.run(inputs)
     times = []
-    for index, (step, (function, args)) in enumerate(zip(model.manifest.plan.steps, step_calls(model))):
+    calls = step_calls(model, inputs)
+    for index, (step, (function, args)) in enumerate(zip(model.manifest.plan.steps, calls)):
         function(*args)
         seconds = []
         for _ in range(runs):
@@ -195,7 +200,7 @@ def python_overhead_us(model: Any, inputs: Mapping[str, np.ndarray], runs: int) 
     The two are timed alternately, so drift hits both, and compared by their minimum, which
     jitter only ever raises.
     """
-    calls = step_calls(model)
+    calls = step_calls(model, inputs)
     model.run(inputs)
     whole, bare = [], []
     for _ in range(runs):

@@ -2,7 +2,7 @@
 
 Rule: `compile_model` does the steps in this order and nothing else: load the
 model (input shapes), run the pipeline (the user's passes, `fuse` when that pass
-is registered, then `plan-memory` with graph inputs in the arena) with the
+is registered, then `plan-memory` with graph inputs outside the arena) with the
 target's facts in the pass context, lower every kernel group, build the static
 plan (checked for hazards), compile the kernels (cached; `progress` hears of
 each), and write the artifact. Nothing time- or path-dependent reaches the

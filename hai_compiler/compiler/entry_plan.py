@@ -6,9 +6,9 @@ keeps the steps, `on` makes a kernel that cannot an error naming it, `off` never
 builds one. Should the entry fail to compile all the same, `auto` warns
 (EntryFallbackWarning) and keeps the steps, and `on` fails. Its calls take
 every argument at the absolute byte offset the artifact will have: arena
-slots at their offset, graph inputs and outputs at their binding's place in the
-arena, weights where `write_artifact` lays them out (the same
-`layout_weights`, so the offsets agree). The steps stay in the
+slots at their offset, graph outputs at their binding's place in the arena,
+graph inputs in their own pointer parameter (`input_place`), weights where
+`write_artifact` lays them out (the same `layout_weights`, so the offsets agree). The steps stay in the
 manifest for provenance and profiling; the library exports their kernels too.
 """
 
@@ -34,11 +34,12 @@ class EntryFallbackWarning(UserWarning):
 def entry_calls(static: StaticPlan) -> list[Any]:
     """The EntryCall of every step, each argument at its absolute offset in the arena or `weights.bin`."""
     from targets.artifact import layout_weights, resolve_weight_slots
-    from targets.entry import ARENA, WEIGHTS, EntryCall
+    from targets.entry import ARENA, WEIGHTS, EntryCall, input_place
 
     layout, _ = layout_weights(static.weights)
     plan = resolve_weight_slots(static.plan, layout)
-    bindings = {b.name: b.offset for b in (*static.inputs, *static.outputs)}
+    outputs = {b.name: b.offset or 0 for b in static.outputs}
+    inputs = {b.name: index for index, b in enumerate(static.inputs)}
     calls = []
     for step, kernel in zip(plan.steps, static.kernels, strict=True):
         offsets = []
@@ -47,8 +48,10 @@ def entry_calls(static: StaticPlan) -> list[Any]:
                 offsets.append((WEIGHTS, slot.offset))
             elif slot.kind == "arena":
                 offsets.append((ARENA, slot.offset))
+            elif slot.kind == "input":
+                offsets.append((input_place(inputs[slot.name]), slot.offset))
             else:
-                offsets.append((ARENA, bindings[slot.name] + slot.offset))
+                offsets.append((ARENA, outputs[slot.name] + slot.offset))
         calls.append(EntryCall(kernel, tuple(offsets)))
     return calls
 
@@ -56,7 +59,7 @@ def entry_calls(static: StaticPlan) -> list[Any]:
 def with_entry(static: StaticPlan, mode: str, target: Any) -> tuple[StaticPlan, Path | None]:
     """(the plan naming the entry, its library) when `mode` and the kernels allow one, else (static, None)."""
     from targets.artifact import layout_weights
-    from targets.entry import ENTRY_SYMBOL, build_entry_library, subroutine_refusal
+    from targets.entry import ENTRY_SYMBOL, BufferSizes, build_entry_library, subroutine_refusal
 
     if mode == "off" or not static.kernels:
         return static, None
@@ -72,7 +75,8 @@ def with_entry(static: StaticPlan, mode: str, target: Any) -> tuple[StaticPlan, 
         return static, None
     _, weights_size = layout_weights(static.weights)
     try:
-        library = build_entry_library(entry_calls(static), static.plan.arena_size, weights_size, target)
+        sizes = BufferSizes(static.plan.arena_size, weights_size, tuple(b.nbytes for b in static.inputs))
+        library = build_entry_library(entry_calls(static), sizes, target)
     except Exception as exc:  # TVM raises its own error types; a failed entry must not fail `auto`
         if mode == "on":
             raise EntryFunctionError(f"entry=on, but the entry function failed to compile: {exc}") from exc

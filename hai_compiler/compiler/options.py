@@ -18,8 +18,8 @@ from typing import Any
 from ir import Graph, HaiError
 
 DEFAULT_PASSES = "default"
-PLAN_MEMORY = "plan-memory{arena-inputs=true}"
-"""Graph inputs live in the arena: the runtime copies them in, and views of them need no copy."""
+PLAN_MEMORY = "plan-memory{arena-inputs=false}"
+"""Graph inputs stay outside the arena: kernels read the caller's buffers through input slots."""
 ENTRY_MODES = ("auto", "on", "off")
 """One exported entry function calling every kernel: when all allow it, always (else an error), never."""
 

@@ -2,12 +2,14 @@
 
 Rule: every kernel argument becomes a slot with the kernel's view shape and
 dtype over the bytes of its IR value: a graph input or output binding when it is
-that value whole, an arena slot at the value's planned offset otherwise (a view
-has its source's offset), a weight slot when the value is a constant or a view
-of one. Weights are packed by each kernel's `pack_weights` and stored once per
+that value whole (a graph input binding for a view of one too: inputs are the
+caller's buffers, outside the arena), an arena slot at the value's planned
+offset otherwise (a view has its source's offset), a weight slot when the value
+is a constant or a view of one. Weights are packed by each kernel's `pack_weights` and stored once per
 distinct content, whatever the number of kernels reading them. A graph output
-whose bytes are not in the arena (a constant) gets an arena place past the
-planned arena and a copy step. Everything is laid out in step order, so the
+whose bytes are not in the arena (a constant, a view of an input) gets an arena
+place past the planned arena and a copy step. The hazard check sees each input
+at a place of its own past the arena. Everything is laid out in step order, so the
 plan is a pure function of the graph and the kernels.
 """
 
@@ -89,12 +91,22 @@ class PlanBuilder:
             self._add_output(value)
         self.bindings = {b.name: b for b in (*self.inputs, *self.outputs)}
 
+        self.input_places = self._input_places()
+
     def _input_binding(self, value: Value) -> TensorBinding:
-        if value.type.offset is None:
+        if value.type.offset is not None:
             raise PlanBuildError(
-                f"graph input %{value.name} has no arena offset: run plan-memory with arena-inputs=true"
+                f"graph input %{value.name} has an arena offset: run plan-memory with arena-inputs=false"
             )
-        return TensorBinding(value.name, value.type.shape, dtype_name(value), value.type.offset)
+        return TensorBinding(value.name, value.type.shape, dtype_name(value))
+
+    def _input_places(self) -> dict[str, int]:
+        """A distinct place past the arena for each input, for the hazard check only."""
+        places, end = {}, align_up(self.arena_size, ALIGNMENT)
+        for binding in self.inputs:
+            places[binding.name] = end
+            end = align_up(end + binding.nbytes, ALIGNMENT)
+        return places
 
     def _add_output(self, value: Value) -> None:
         if value.name in (b.name for b in (*self.inputs, *self.outputs)):
@@ -103,9 +115,9 @@ class PlanBuilder:
                 "inputs and outputs need distinct names (keep an Identity node before the output)"
             )
         offset = value.type.offset
-        if offset is None and constant_source(value) is None:
+        if offset is None and constant_source(value) is None and not data_root(value).is_graph_input:
             offset = self._arena_offset_of(value)
-        if offset is None:  # a constant output: a place past the planned arena, filled by a copy step
+        if offset is None:  # a constant or input view: a place past the planned arena, filled by a copy step
             offset = align_up(self.arena_size, ALIGNMENT)
             self.arena_size = align_up(offset + value.type.nbytes, ALIGNMENT)
             self.copies.append((value, value))
@@ -133,15 +145,22 @@ class PlanBuilder:
                 array = source.constant_array().reshape(value.type.shape)
             name = self.weights.add(value.name, array)
             return Slot("weight", shape, dtype, 0, name)
-        binding = self.bindings.get(value.name)
-        if binding is not None:
-            kind = "input" if value.is_graph_input else "output"
-            return Slot(kind, shape, dtype, 0, value.name)
+        root = data_root(value)
+        if not written and root.is_graph_input:
+            return Slot("input", shape, dtype, 0, root.name)
+        if value.name in self.bindings:
+            return Slot("output", shape, dtype, 0, value.name)
         offset = value.type.offset if value.type.offset is not None else self._arena_offset_of(value)
         return Slot("arena", shape, dtype, offset)
 
     def absolute_offset(self, slot: Slot) -> int:
-        return slot.offset if slot.kind == "arena" else self.bindings[slot.name].offset + slot.offset
+        if slot.kind == "arena":
+            return slot.offset
+        if slot.kind == "input":
+            return self.input_places[slot.name] + slot.offset
+        offset = self.bindings[slot.name].offset
+        assert offset is not None  # outputs live in the arena
+        return offset + slot.offset
 
     def step(self, kernel: Any, group: Any) -> tuple[Step, StepAccesses]:
         """The plan step of one kernel and what it reads and writes in the arena."""
@@ -179,10 +198,12 @@ class PlanBuilder:
             steps.append(step)
             accesses.append(access)
             step_kernels.append(kernel)
-        check_plan(
-            [Access(v, b.offset, b.nbytes) for v, b in zip(self.graph.inputs, self.inputs, strict=True)],
+        check_plan(  # fmt: skip
+            [Access(v, self.input_places[b.name], b.nbytes)
+             for v, b in zip(self.graph.inputs, self.inputs, strict=True)],
             accesses,
-            [Access(v, b.offset, b.nbytes) for v, b in zip(self.output_values, self.outputs, strict=True)],
+            [Access(v, b.offset or 0, b.nbytes)
+             for v, b in zip(self.output_values, self.outputs, strict=True)],
         )
         return StaticPlan(
             self.inputs,

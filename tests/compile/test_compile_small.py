@@ -30,7 +30,7 @@ def test_outputs_match_onnxruntime(model: Path, feeds, tmp_path: Path) -> None:
     assert_matches_onnxruntime(result.path, model, feeds)
     ops = ["+".join(n.op for n in g.nodes) for g in result.groups]
     assert ops == ["Conv", "Relu+Add", "Gemm"]  # Flatten is a view: no kernel
-    assert len(result.plan.plan.steps) == 4  # and the constant output is copied
+    assert len(result.plan.plan.steps) == 5  # and the constant output and the input view are copied
     assert result.plan.plan.steps[1].nodes == ("relu", "add")
 
 

@@ -3,7 +3,7 @@
 `y = relu(x @ W + b)`: kernel `matmul(x, W, C)` (C in the arena) then `bias_relu(C, b, y)`
 (parallel, vectorised, so libtvm_runtime's thread pool is exercised). `numpy_reference`
 computes the same thing independently. `write_entry_artifact` builds one whose plan is a
-single exported `run_all(arena, weights)` (u8 add), to test the one-call path.
+single exported `run_all(arena, weights, a)` (u8 add), to test the one-call path.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from runtime.cpu_features import host_cpu
 from targets.artifact import ManifestParts, write_artifact
 
 M, K, N = 4, 16, 8
-X_OFFSET, C_OFFSET, Y_OFFSET, ARENA = 0, 256, 384, 512
+C_OFFSET, Y_OFFSET, ARENA = 256, 384, 512
 
 
 def host_target(features: tuple[str, ...] | None = None) -> TargetInfo:
@@ -86,7 +86,7 @@ def tiny_parts(features: tuple[str, ...] | None = None) -> ManifestParts:
         name="tiny",
         compiler=CompilerInfo("0.1.0", "0.27.0.post1", {"target": "x86", "passes": "default"}),
         target=host_target(features),
-        inputs=(TensorBinding("x", (M, K), f32, X_OFFSET),),
+        inputs=(TensorBinding("x", (M, K), f32),),
         outputs=(TensorBinding("y", (M, N), f32, Y_OFFSET),),
         plan=ExecutionPlan(ARENA, steps),
     )
@@ -106,15 +106,19 @@ ENTRY_ARENA, ENTRY_BYTES = 128, 16
 
 
 def build_entry_kernels(path: Path) -> Path:
-    """`run_all(arena u8[128], weights u8[16])`: arena[64:80] = arena[0:16] + weights (wrapping u8 add)."""
+    """`run_all(arena u8[128], weights u8[16], a u8[16])`: arena[64:80] = a + weights (wrapping u8 add)."""
     import tvm
     from tvm.script import tirx as T
 
     @T.prim_func
-    def run_all(arena: T.Buffer((ENTRY_ARENA,), "uint8"), weights: T.Buffer((ENTRY_BYTES,), "uint8")):
+    def run_all(
+        arena: T.Buffer((ENTRY_ARENA,), "uint8"),
+        weights: T.Buffer((ENTRY_BYTES,), "uint8"),
+        a: T.Buffer((ENTRY_BYTES,), "uint8"),
+    ):
         T.func_attr({"global_symbol": "run_all"})
         for i in range(ENTRY_BYTES):
-            arena[64 + i] = arena[i] + weights[i]
+            arena[64 + i] = a[i] + weights[i]
 
     tvm.compile(tvm.IRModule({"run_all": run_all}), target=llvm_target()).export_library(str(path))
     return path
@@ -126,7 +130,7 @@ def write_entry_artifact(out: Path, kernels: Path, offset: np.ndarray) -> Path:
         name="entry",
         compiler=CompilerInfo("0.1.0", "0.27.0.post1", {}),
         target=host_target(()),
-        inputs=(TensorBinding("a", (ENTRY_BYTES,), u8, 0),),
+        inputs=(TensorBinding("a", (ENTRY_BYTES,), u8),),
         outputs=(TensorBinding("sum", (ENTRY_BYTES,), u8, 64),),
         plan=ExecutionPlan(ENTRY_ARENA, (), entry="run_all"),
     )

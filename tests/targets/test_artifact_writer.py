@@ -30,7 +30,7 @@ def parts(steps: tuple[Step, ...], entry: str | None = None) -> ManifestParts:
         name="m",
         compiler=CompilerInfo("0.1.0", "0.27.0.post1", {"passes": "default", "cpu": "x86-64-v3"}),
         target=TargetInfo("x86", "x86_64", "x86-64-v3", ("avx2", "fma")),
-        inputs=(TensorBinding("x", (3,), F32, 0),),
+        inputs=(TensorBinding("x", (3,), F32),),
         outputs=(TensorBinding("y", (3,), F32, 64),),
         plan=ExecutionPlan(128, steps, entry),
     )
