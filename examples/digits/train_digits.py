@@ -83,7 +83,20 @@ def main() -> None:
         optimize=False,
         external_data=False,
     )
+    strip_stack_traces(OUT / "digits_cnn.onnx")
     np.savez_compressed(OUT / "digits_test.npz", x=x_test, y=y_test)
+
+
+def strip_stack_traces(path: Path) -> None:
+    """Drop the exporter's per-node stack traces: they name paths of the machine that trained."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        kept = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+    onnx.save(model, str(path))
 
 
 if __name__ == "__main__":

@@ -376,14 +376,11 @@ def test_hir_without_weights_file_keeps_placeholders(tmp_path: Path):
 
 
 # -- a real model ---------------------------------------------------------------------
-ORIENTATION = Path("/work/main/.cache/models/orientation.onnx")
-
-
-@pytest.mark.skipif(not ORIENTATION.exists(), reason="orientation.onnx is not cached")
 def test_real_model_round_trips_with_its_weights(tmp_path: Path):
+    from hai_compiler import real_models
     from hai_compiler.onnx_import import import_onnx
 
-    g = import_onnx(ORIENTATION, input_shapes={"x": (1, 3, 224, 224)})
+    g = import_onnx(real_models.fetch("orientation"), input_shapes={"x": (1, 3, 224, 224)})
     loaded = read_hir(write_hir(g, tmp_path / "orientation.hir", save_weights=True))
     verify(loaded)
     assert print_graph(loaded) == print_graph(g)
