@@ -26,7 +26,7 @@ from targets.lowering.conv_geometry import (
     padded_input,
     schedule_pad,
 )
-from targets.lowering.elementwise import epilogue_args
+from targets.lowering.elementwise import epilogue_signature
 from targets.lowering.matmul import arg
 from targets.lowering.tiling import padded
 from targets.target import TargetDescription
@@ -144,26 +144,12 @@ def lower_depthwise(
         return chain.apply(value, (n, c, y, xx))
 
     out = te.compute(g.out_shape(layout), finish, name="out")
-    extra, extra_args = epilogue_args(chain)
-    inputs = [(t, a) for t, a in zip(extra, extra_args) if a.role == "input"]
-    weights = [(t, a) for t, a in zip(extra, extra_args) if a.role == "weight"]
-    params = [
-        x,
-        *[t for t, _ in inputs],
-        w,
-        *([bias] if bias is not None else []),
-        *[t for t, _ in weights],
-        out,
-    ]
     result = chain.result or node.results[0]
-    args = [
-        arg(x_v, "input", g.in_shape(layout)),
-        *[a for _, a in inputs],
-        arg(w_v, "weight", w_shape),
-        *([arg(b_v, "weight", bias.shape)] if b_v is not None else []),
-        *[a for _, a in weights],
-        KernelArg(result.name, "output", g.out_shape(layout), "float32"),
-    ]
+    anchor = [(x, arg(x_v, "input", g.in_shape(layout))), (w, arg(w_v, "weight", w_shape))]
+    if b_v is not None:
+        anchor.append((bias, arg(b_v, "weight", bias.shape)))
+    output = KernelArg(result.name, "output", g.out_shape(layout), "float32")
+    params, args = epilogue_signature(anchor, chain, out, output)
     lanes = target.vector_lanes_f32
     workload = {
         "op": "depthwise2d",

@@ -26,7 +26,7 @@ from ir.graph import Node
 from targets.lowering import KernelArg, LoweredKernel, lowering
 from targets.lowering.conv_general import lower_general_conv
 from targets.lowering.conv_geometry import bias_and_epilogue, finish_kernel
-from targets.lowering.elementwise import epilogue_args
+from targets.lowering.elementwise import epilogue_signature
 from targets.lowering.matmul import arg
 from targets.lowering.tiling import GemmKnobs, choose_knobs, schedule_gemm
 from targets.target import TargetDescription
@@ -97,26 +97,12 @@ def lower_block_transpose(
 
     out_shape = (n, outs, h, kh, width, kw)
     out = te.compute(out_shape, finish, name="out")
-    extra, extra_args = epilogue_args(chain)
-    inputs = [(t, a) for t, a in zip(extra, extra_args) if a.role == "input"]
-    weights = [(t, a) for t, a in zip(extra, extra_args) if a.role == "weight"]
-    params = [
-        x,
-        *[t for t, _ in inputs],
-        wp,
-        *([bias] if bias is not None else []),
-        *[t for t, _ in weights],
-        out,
-    ]
     result = chain.result or node.results[0]
-    args = [
-        arg(x_v, "input", x.shape),
-        *[a for _, a in inputs],
-        arg(w_v, "weight", wp.shape),
-        *([arg(b_v, "weight", bias.shape)] if b_v is not None else []),
-        *[a for _, a in weights],
-        KernelArg(result.name, "output", out_shape, "float32"),
-    ]
+    anchor = [(x, arg(x_v, "input", x.shape)), (wp, arg(w_v, "weight", wp.shape))]
+    if b_v is not None:
+        anchor.append((bias, arg(b_v, "weight", bias.shape)))
+    output = KernelArg(result.name, "output", out_shape, "float32")
+    params, args = epilogue_signature(anchor, chain, out, output)
     workload = {
         "op": "conv_transpose_block",
         "x": [n, c, h, width],

@@ -200,6 +200,16 @@ def epilogue_args(epi: Epilogue) -> tuple[list[Any], list[KernelArg]]:
     return operand_args(epi.placeholders())
 
 
+def epilogue_signature(
+    anchor: Sequence[tuple[Any, KernelArg]], chain: Epilogue, out: Any, out_arg: KernelArg
+) -> tuple[list[Any], list[KernelArg]]:
+    """Parameters and KernelArgs of an anchor kernel with `chain` fused in: the anchor's and the
+    epilogue's operands grouped by role (inputs, then weights; stable), then the output."""
+    extra, extra_args = epilogue_args(chain)
+    pairs = sorted([*anchor, *zip(extra, extra_args)], key=lambda pair: pair[1].role != "input")
+    return [t for t, _ in pairs] + [out], [a for _, a in pairs] + [out_arg]
+
+
 def output_arg(value: Value) -> KernelArg:
     return KernelArg(value.name, "output", tuple(value.type.shape), storage_dtype(value.type.dtype))
 

@@ -22,7 +22,7 @@ from tvm import te
 
 from ir.graph import Node, Value
 from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name, lowering
-from targets.lowering.elementwise import Epilogue, Operand, epilogue_args
+from targets.lowering.elementwise import Epilogue, Operand, epilogue_args, epilogue_signature
 from targets.lowering.matmul_general import general_product
 from targets.lowering.tiling import GemmKnobs, choose_knobs, padded, schedule_gemm
 from targets.target import TargetDescription
@@ -99,24 +99,11 @@ def packed_gemm(
         return chain.apply(value, index)
 
     out = te.compute((m_dim, n_dim), finish, name="out")
-    extra, extra_args = epilogue_args(chain)
-    c_tensors = [bias.tensor] if bias is not None else []
-    c_args = [arg(c, "weight" if c.is_constant else "input", c.type.shape)] if c is not None else []
-    params = [
-        a_t,
-        *[t for t, x in zip(c_tensors + extra, c_args + extra_args) if x.role == "input"],
-        b_t,
-        *[t for t, x in zip(c_tensors + extra, c_args + extra_args) if x.role == "weight"],
-        out,
-    ]
-    all_extra = c_args + extra_args
-    args = (
-        arg(a, "input", a_shape),
-        *[x for x in all_extra if x.role == "input"],
-        arg(b, "weight", b_t.shape),
-        *[x for x in all_extra if x.role == "weight"],
-        KernelArg((chain.result or result).name, "output", (m_dim, n_dim), "float32"),
-    )
+    anchor = [(a_t, arg(a, "input", a_shape)), (b_t, arg(b, "weight", b_t.shape))]
+    if bias is not None and c is not None:
+        anchor.append((bias.tensor, arg(c, "weight" if c.is_constant else "input", c.type.shape)))
+    output = KernelArg((chain.result or result).name, "output", (m_dim, n_dim), "float32")
+    params, args = epilogue_signature(anchor, chain, out, output)
     workload = {
         "op": "gemm",
         "a": list(a.type.shape),
