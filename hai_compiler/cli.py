@@ -257,13 +257,17 @@ def interp_command(
                 f"note: input '{name}' is random {value_type} (seed {seed}); give --input {name}=FILE.npy\n"
             )
         outputs = driver.interpret(graph, inputs)
-        paths = driver.save_outputs(outputs, output_dir) if output_dir is not None else {}
-        for name, array in outputs.items():
-            dtype = str(next(v.type.dtype for v in graph.outputs if v.name == name))
-            line = f"{name}: {dtype}{list(array.shape)} {driver.array_stats(array)}"
-            if name in paths:
-                line += f" -> {paths[name]}"
-            typer.echo(line)
+        print_outputs(outputs, {v.name: str(v.type.dtype) for v in graph.outputs}, output_dir)
+
+
+def print_outputs(outputs: dict[str, Any], dtypes: dict[str, str], output_dir: Path | None) -> None:
+    """One line per output (name, IR dtype, shape, statistics), saving each as .npy into `output_dir`."""
+    paths = driver.save_outputs(outputs, output_dir) if output_dir is not None else {}
+    for name, array in outputs.items():
+        line = f"{name}: {dtypes[name]}{list(array.shape)} {driver.array_stats(array)}"
+        if name in paths:
+            line += f" -> {paths[name]}"
+        typer.echo(line)
 
 
 @app.command("demo")

@@ -18,8 +18,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from hai_compiler import driver
-from hai_compiler.cli import InputShapeOpt, ModelArg, _files, _shapes, app, reported_errors
+from hai_compiler.cli import InputShapeOpt, ModelArg, _files, _shapes, app, print_outputs, reported_errors
 from hai_compiler.input_spec import check_inputs, load_input_arrays, random_input
 
 ArtifactArg = Annotated[
@@ -156,13 +155,8 @@ def run_command(
                 note = f"input '{name}' is random {value_type} (seed {seed}); give --input {name}=FILE.npy"
                 sys.stderr.write(f"note: {note}\n")
         outputs = model.run({name: feeds[name] for name in expected})
-        paths = driver.save_outputs(outputs, output_dir) if output_dir is not None else {}
-        types = binding_types(model.outputs)
-        for name, array in outputs.items():
-            line = f"{name}: {types[name].dtype}{list(array.shape)} {driver.array_stats(array)}"
-            if name in paths:
-                line += f" -> {paths[name]}"
-            typer.echo(line)
+        dtypes = {name: str(t.dtype) for name, t in binding_types(model.outputs).items()}
+        print_outputs(outputs, dtypes, output_dir)
 
 
 @app.command("bench")

@@ -24,6 +24,7 @@ from ir.ops.window import Window, span
 from targets.lowering import LoweredKernel, LoweringError
 from targets.lowering.elementwise import Epilogue, epilogue_args
 from targets.lowering.generic import (
+    FLOATS,
     Param,
     check_dtypes,
     make_kernel,
@@ -35,8 +36,6 @@ from targets.lowering.generic import (
 )
 from targets.lowering.pointwise import narrow
 from targets.target import TargetDescription
-
-FLOATS = ("float32", "float16", "bfloat16", "float64")
 
 
 def padded_source(x: Any, window: Window, spatial: Sequence[int], work: str) -> tuple[Any, list[int]]:

@@ -29,6 +29,9 @@ from ir.graph import Node, Value
 from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name
 from targets.lowering.pointwise import storage_dtype, widen
 
+FLOATS = ("float32", "float16", "bfloat16", "float64")
+"""Storage dtypes of the float tensors the generic templates take (bf16 reaches kernels as uint16 bits)."""
+
 PARALLEL_MIN_WORK = 1 << 14  # multiply-adds (or elements) below which a parallel launch does not pay
 ROLE_ORDER = {"input": 0, "weight": 1, "output": 2}
 HALF = ("float16", "bfloat16")

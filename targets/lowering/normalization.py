@@ -23,6 +23,7 @@ from ir.graph import Node, Value
 from targets.lowering import LoweredKernel, lowering
 from targets.lowering.elementwise import Epilogue, broadcast_index, epilogue_args
 from targets.lowering.generic import (
+    FLOATS,
     Param,
     check_dtypes,
     make_kernel,
@@ -36,7 +37,6 @@ from targets.lowering.matmul import unravel
 from targets.lowering.pointwise import narrow
 from targets.target import TargetDescription
 
-FLOATS = ("float32", "float16", "bfloat16", "float64")
 Index = Sequence[Any]
 
 

@@ -27,6 +27,7 @@ from ir.ops.window import Window
 from targets.lowering import LoweredKernel, LoweringError, lowering
 from targets.lowering.elementwise import Epilogue, epilogue_args
 from targets.lowering.generic import (
+    FLOATS,
     PARALLEL_MIN_WORK,
     Param,
     check_dtypes,
@@ -41,7 +42,6 @@ from targets.lowering.generic import (
 from targets.lowering.pointwise import narrow
 from targets.target import TargetDescription
 
-FLOATS = ("float32", "float16", "bfloat16", "float64")
 INTEGERS = ("int8", "uint8", "int16", "int32", "int64")
 GLOBAL = {"GlobalAveragePool": "AveragePool", "GlobalMaxPool": "MaxPool", "GlobalLpPool": "LpPool"}
 
