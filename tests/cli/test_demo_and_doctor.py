@@ -17,7 +17,7 @@ def test_demo_compiled_accuracy_matches_onnxruntime() -> None:
     assert result.hai.accuracy >= 0.97
     assert result.onnxruntime is not None
     assert abs(result.hai.accuracy - result.onnxruntime.accuracy) <= 1 / len(load_heldout_digits()[1])
-    assert result.kernels < result.nodes_imported  # BatchNormalization folded, epilogues fused
+    assert result.kernels < result.onnx_nodes  # BatchNormalization folded, epilogues fused
     assert result.hai.peak_rss_bytes > 0 and result.hai.p50_ms > 0
 
 
