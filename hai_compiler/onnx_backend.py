@@ -22,8 +22,8 @@ import onnx
 from onnx.backend.base import Backend, BackendRep
 
 from hai_compiler.onnx_import import import_onnx
-from hai_compiler.onnx_import.converter import StaticOperandError
-from ir import Graph, HaiError, Interpreter
+from hai_compiler.onnx_import.converter import StaticOperandError, SymbolicShapeError
+from ir import Graph, Interpreter
 
 
 class HaiInterpreterRep(BackendRep):
@@ -36,11 +36,7 @@ class HaiInterpreterRep(BackendRep):
         self.graph: Graph | None
         try:
             self.graph = import_onnx(model)
-        except StaticOperandError:
-            self.graph = None
-        except HaiError as exc:
-            if "symbolic dimensions" not in str(exc):
-                raise
+        except (StaticOperandError, SymbolicShapeError):  # known only at run(), from the inputs
             self.graph = None
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:

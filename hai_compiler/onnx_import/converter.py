@@ -28,6 +28,10 @@ class ConversionError(HaiError):
     """One node could not be converted; the message names the node and op."""
 
 
+class SymbolicShapeError(HaiError):
+    """A model input has symbolic dimensions and no static shape was given for it."""
+
+
 class StaticOperandError(ConversionError):
     """An operand that decides a result's shape is computed at run time, not known when compiling."""
 

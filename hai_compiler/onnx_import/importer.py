@@ -21,6 +21,7 @@ from hai_compiler.onnx_import.converter import (
     ONNX_DOMAINS,
     ConversionContext,
     ConversionError,
+    SymbolicShapeError,
     UnsupportedModelError,
     default_converter,
     find_converter,
@@ -163,7 +164,7 @@ class _Importer:
         symbolic = [d for d in declared if not isinstance(d, int)]
         if symbolic or not vi.type.tensor_type.HasField("shape"):
             example = ",".join(str(d) if isinstance(d, int) else "1" for d in declared)
-            raise HaiError(
+            raise SymbolicShapeError(
                 f"input '{vi.name}' has symbolic dimensions {declared}; give a static shape, "
                 f"e.g. --input-shape {vi.name}={example}"
             )
