@@ -1,16 +1,20 @@
-"""Loading TVM-compiled kernel libraries with tvm_ffi alone, and turning numpy arrays into kernel arguments.
+"""Loading TVM-compiled kernel libraries through TVM-FFI's C ABI; numpy arrays as kernel arguments.
 
-A library from `export_library` needs `libtvm_runtime.so` loaded first with
-RTLD_GLOBAL (it fills the kernel's parallel-launch and workspace slots; without
-it a parallel kernel segfaults); when one is already loaded (`import tvm` loads its own) it is
-reused, since a second copy aborts the process. Otherwise it is looked for, in order: `$HAI_TVM_RUNTIME`,
-beside the kernel library (artifacts ship it), then inside an installed `tvm`
-package, located with `find_spec` and never imported. Vectorised kernels use
-aligned loads without checking, so every array argument must be C-contiguous,
-writeable and 64-byte aligned: `kernel_tensor` refuses the others instead of
-letting the process crash. Kernels declare bf16 buffers as uint16 and i4 as
-uint8 (targets/lowering/pointwise.py `storage_dtype`), so `kernel_tensor`
-hands such arrays over in that view. `tvm_ffi` is imported lazily, only when a kernel is used.
+A library from `export_library` calls TVM's backend (parallel launch,
+workspace) through pointer slots that its loader must fill, so
+`libtvm_runtime.so` is loaded first (RTLD_GLOBAL) and `KernelModule` points the
+slots at its functions (an unfilled slot segfaults the first parallel kernel).
+When a TVM runtime is already in the process (`import tvm` loads its own) it is
+reused, since a second copy aborts the process. Otherwise it is looked for, in
+order: `$HAI_TVM_RUNTIME`, beside the kernel library (artifacts ship it), then
+inside an installed `tvm` package, located with `find_spec` and never imported.
+Kernels are called through runtime/ffi_abi.py; the `tvm_ffi` Python package is
+never imported. Vectorised kernels use aligned loads without checking, so every
+array argument must be C-contiguous, writeable and 64-byte aligned:
+`kernel_tensor` refuses the others instead of letting the process crash.
+Kernels declare bf16 buffers as uint16 and i4 as uint8
+(targets/lowering/pointwise.py `storage_dtype`), so `kernel_tensor` hands such
+arrays over in that view.
 """
 
 from __future__ import annotations
@@ -18,38 +22,29 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from runtime.errors import KernelError
-
-TORCH_WARNING = (
-    "torch is installed in this Python environment: importing tvm_ffi imports it too "
-    "(about +185 MB resident and +0.9 s per process). Run HAI artifacts from an "
-    "environment without torch (the `hai pack` bundle or the `runtime` extra)."
+from runtime.ffi_abi import (
+    KTVMFFI_NONE,
+    SAFE_CALL,
+    FfiAny,
+    FfiLibraryNotFound,
+    dl_tensor,
+    ffi_arguments,
+    ffi_library,
+    global_function_exists,
+    raised_error,
 )
 
 RUNTIME_LIBRARY = "libtvm_runtime.so"
 KERNEL_ALIGNMENT = 64
+BACKEND_SLOTS = ("TVMBackendAllocWorkspace", "TVMBackendFreeWorkspace", "TVMBackendParallelLaunch")
+"""libtvm_runtime functions a kernel library reaches through `__NAME` slots that its loader fills."""
 _loaded_runtime: list[ctypes.CDLL] = []  # kept alive for the life of the process
-
-
-def import_tvm_ffi() -> Any:
-    """Import tvm_ffi, warning once (TorchInEnvironmentWarning) when torch would come with it."""
-    import sys
-    import warnings
-
-    if "tvm_ffi" not in sys.modules and importlib.util.find_spec("torch") is not None:
-        warnings.warn(TORCH_WARNING, TorchInEnvironmentWarning, stacklevel=3)
-    import tvm_ffi
-
-    return tvm_ffi
-
-
-class TorchInEnvironmentWarning(UserWarning):
-    """torch is importable where the runtime runs, so tvm_ffi drags it into the process."""
 
 
 def tvm_runtime_candidates(kernel_path: Path) -> list[Path]:
@@ -70,22 +65,24 @@ def tvm_runtime_already_loaded() -> bool:
     A second copy loaded from another path would register TVM's global functions twice and abort
     the process, so an artifact's own copy is used only where no TVM runtime is present yet.
     """
-    tvm_ffi = import_tvm_ffi()
-
-    return tvm_ffi.get_global_func("runtime.NumThreads", allow_missing=True) is not None
+    return global_function_exists("runtime.NumThreads")
 
 
-def ensure_tvm_runtime(kernel_path: Path) -> Path | None:
-    """Load `libtvm_runtime.so` once per process (RTLD_GLOBAL); the path loaded, None if already done."""
-    if _loaded_runtime or tvm_runtime_already_loaded():
-        return None
+def ensure_tvm_runtime(kernel_path: Path) -> ctypes.CDLL:
+    """The library with TVM's backend functions; loads `libtvm_runtime.so` (RTLD_GLOBAL) if none is."""
+    try:
+        ffi_library()  # libtvm_ffi must be loaded before libtvm_runtime
+    except FfiLibraryNotFound as exc:
+        raise KernelError(f"cannot load kernel library {kernel_path}: {exc}") from exc
+    if _loaded_runtime:
+        return _loaded_runtime[0]
+    if tvm_runtime_already_loaded():
+        return ctypes.CDLL(None)  # the process's global symbols (`import tvm` loads them RTLD_GLOBAL)
     candidates = tvm_runtime_candidates(kernel_path)
     for candidate in candidates:
         if candidate.is_file():
-            import_tvm_ffi()  # libtvm_ffi must be loaded before libtvm_runtime
-
             _loaded_runtime.append(ctypes.CDLL(str(candidate), mode=ctypes.RTLD_GLOBAL))
-            return candidate
+            return _loaded_runtime[0]
     tried = ", ".join(str(c) for c in candidates)
     raise KernelError(
         f"cannot load kernel library {kernel_path}: {RUNTIME_LIBRARY} not found (tried {tried}); "
@@ -93,21 +90,84 @@ def ensure_tvm_runtime(kernel_path: Path) -> Path | None:
     )
 
 
-def load_kernel_module(path: str | os.PathLike[str]) -> Any:
-    """A `tvm_ffi.Module` for the shared library at `path`, with the TVM runtime loaded first."""
+class KernelTensor:
+    """A numpy array as a kernel argument: the array (kept alive) and a DLTensor over its memory."""
+
+    __slots__ = ("array", "header")
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+        self.header = dl_tensor(array)
+
+    def point_at(self, array: np.ndarray) -> None:
+        """Re-point this argument at `array`, which must have the same shape and dtype (a bound input)."""
+        self.array = array
+        self.header.data = array.ctypes.data
+
+
+class KernelFunction:
+    """One exported kernel (`__tvm_ffi_NAME`) of a loaded library; call it with KernelTensors."""
+
+    def __init__(self, module: KernelModule, name: str) -> None:
+        self.module = module  # keeps the library loaded
+        self.name = name
+        self._call = SAFE_CALL((f"__tvm_ffi_{name}", module.library))
+
+    def __call__(self, *args: KernelTensor | bool | int | float) -> None:
+        self.bind(args)()
+
+    def bind(self, tensors: Sequence[KernelTensor | bool | int | float]) -> Callable[[], None]:
+        """A call of this kernel on `tensors` (and scalars), its argument array built once.
+
+        A KernelTensor among them may be re-pointed (`point_at`) between calls.
+        """
+        args = ffi_arguments([t.header if isinstance(t, KernelTensor) else t for t in tensors])
+        result = FfiAny()
+        count = len(tensors)
+        call = self._call
+
+        def bound() -> None:
+            result.type_index = KTVMFFI_NONE
+            if call(None, args, count, ctypes.byref(result)) != 0:
+                raise KernelError(f"kernel {self.name!r} failed: {raised_error()}")
+
+        bound.tensors = tuple(tensors)  # type: ignore[attr-defined]  # kept alive with the call
+        return bound
+
+
+class KernelModule:
+    """A kernel library loaded with ctypes, its backend slots pointed at TVM's runtime functions."""
+
+    def __init__(self, path: Path, runtime_library: ctypes.CDLL) -> None:
+        self.path = path
+        self.library = ctypes.CDLL(str(path))
+        for name in BACKEND_SLOTS:
+            try:
+                slot = ctypes.c_void_p.in_dll(self.library, f"__{name}")
+            except ValueError:
+                continue  # a library whose kernels never call this function has no slot for it
+            slot.value = ctypes.cast(getattr(runtime_library, name), ctypes.c_void_p).value
+
+    def implements_function(self, name: str) -> bool:
+        return hasattr(self.library, f"__tvm_ffi_{name}")
+
+    def __getitem__(self, name: str) -> KernelFunction:
+        return KernelFunction(self, name)
+
+
+def load_kernel_module(path: str | os.PathLike[str]) -> KernelModule:
+    """The kernel library at `path`, with the TVM runtime loaded first."""
     kernel_path = Path(path)
     if not kernel_path.is_file():
         raise KernelError(f"kernel library {kernel_path} does not exist")
-    ensure_tvm_runtime(kernel_path)
-    tvm_ffi = import_tvm_ffi()
-
+    runtime_library = ensure_tvm_runtime(kernel_path)
     try:
-        return tvm_ffi.load_module(str(kernel_path))
-    except Exception as exc:  # tvm_ffi raises its own error types for bad libraries
+        return KernelModule(kernel_path, runtime_library)
+    except OSError as exc:
         raise KernelError(f"kernel library {kernel_path} failed to load: {exc}") from exc
 
 
-def kernel_function(module: Any, path: str, entry: str) -> Any:
+def kernel_function(module: KernelModule, path: str, entry: str) -> KernelFunction:
     """The function `entry` of a loaded kernel module, or a `KernelError` naming the library."""
     if not module.implements_function(entry):
         raise KernelError(f"kernel library {path} has no kernel named {entry!r}")
@@ -140,12 +200,10 @@ def kernel_view(array: np.ndarray) -> np.ndarray:
     return array if view is None else array.view(dtype=view)
 
 
-def kernel_tensor(array: np.ndarray, position: int, entry: str) -> Any:
-    """A `tvm_ffi.Tensor` sharing `array`'s memory (in its `kernel_view`), after `check_kernel_array`."""
+def kernel_tensor(array: np.ndarray, position: int, entry: str) -> KernelTensor:
+    """A `KernelTensor` sharing `array`'s memory (in its `kernel_view`), after `check_kernel_array`."""
     check_kernel_array(array, position, entry)
-    tvm_ffi = import_tvm_ffi()
-
-    return tvm_ffi.from_dlpack(kernel_view(array))
+    return KernelTensor(kernel_view(array))
 
 
 def aligned_empty(

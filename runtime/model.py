@@ -3,13 +3,13 @@
 `load` does all the work once: it reads and checks the manifest (format version,
 sizes, sha256 of every file), refuses a CPU that lacks the architecture or an ISA
 feature the kernels need (an error naming them, never SIGILL), maps `weights.bin`
-copy-on-write (a read-only mapping cannot be handed to tvm_ffi), allocates one
-64-byte-aligned arena through the HAI CPU device, loads `libtvm_runtime.so` and
-the kernel library, looks every kernel up and builds a tvm_ffi tensor for every
-arena or weights slot. `run` then binds the inputs (the caller's arrays
-themselves when C-contiguous, writable and 64-byte aligned, else one aligned
-copy; inputs live outside the arena), makes one call per step (or the one
-`entry(arena, weights, inputs...)` call when the plan names an entry), and
+copy-on-write (kernels take writable memory), allocates one 64-byte-aligned
+arena through the HAI CPU device, loads `libtvm_runtime.so` and the kernel
+library, looks every kernel up and builds every call's argument array once.
+`run` then binds the inputs (the caller's arrays themselves when C-contiguous,
+writable and 64-byte aligned, else one aligned copy; inputs live outside the
+arena) by re-pointing their argument headers, makes one call per step (or the
+one `entry(arena, weights, inputs...)` call when the plan names an entry), and
 copies the outputs out.
 
 Threads: one `Model` may be shared by several threads, but runs never overlap:
@@ -19,14 +19,14 @@ callers wait their turn. For parallel inference, load the model once per thread
 themselves run on TVM's thread pool, `threads` wide (TVM_NUM_THREADS, read when a
 calling thread first launches a parallel kernel, so the first value in a process wins).
 
-Imports numpy, tvm_ffi (through runtime.kernel_library) and the standard library only.
+Imports numpy and the standard library only; kernels run through libtvm_ffi's C ABI (runtime/ffi_abi.py).
 """
 
 from __future__ import annotations
 
 import mmap
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,18 @@ from runtime.artifact import (
 from runtime.cpu_features import missing_features
 from runtime.errors import KernelError, ModelInputError, UnsupportedCpuError, UnsupportedError
 from runtime.hai import Capabilities, Device, open_device
-from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
+from runtime.kernel_library import (
+    KernelTensor,
+    aligned_empty,
+    check_kernel_array,
+    kernel_function,
+    kernel_tensor,
+    kernel_view,
+    load_kernel_module,
+)
 
-Call = tuple[Any, tuple[Any, ...]]  # (kernel function, its pre-built tensor arguments)
+InputArgument = tuple[KernelTensor, Slot, int]  # an input's argument header, its slot, its position
+Call = tuple[Callable[[], None], tuple[InputArgument, ...]]  # a bound kernel call and the inputs to re-point
 
 
 def load(path: str | Path, threads: int | None = None, verify: bool = True) -> Model:
@@ -135,6 +144,14 @@ class Model:
             self._execute(self._bind_inputs(feeds))
             return {b.name: view.copy() for b, view in self._outputs}
 
+    def bind(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], None]:
+        """The compiled part of `run` on `feeds`: checks and binds them once; calling it runs the kernels.
+
+        For measuring: `run` minus this is the per-inference Python overhead. Not thread-safe.
+        """
+        bound = self._bind_inputs(feeds)
+        return lambda: self._execute(bound)
+
     def __repr__(self) -> str:
         return f"<hai Model {self.manifest.name!r} from {self.directory}: {len(self._steps)} steps>"
 
@@ -154,13 +171,14 @@ class Model:
         assert offset is not None
         return self.arena, offset + slot.offset
 
-    def _slot_tensor(self, slot: Slot, position: int, kernel: str) -> Any:
-        """The tvm_ffi tensor for `slot`, built once and shared by every step that names the same view.
+    def _slot_tensor(self, slot: Slot, position: int, kernel: str) -> KernelTensor:
+        """The argument for `slot`, built once and shared by every step that names the same view.
 
-        An input slot stays a Slot: it is bound to the caller's array on every run.
+        An input slot gets a header without data: `run` points it at the caller's array.
         """
         if slot.kind == "input":
-            return slot
+            placeholder = np.broadcast_to(np.zeros((), numpy_dtype(slot.dtype)), slot.shape)
+            return KernelTensor(kernel_view(placeholder))
         base, offset = self._slot_location(slot)
         key = (base is self.weights, offset, slot.shape, slot.dtype)
         if key not in self._tensors:
@@ -169,29 +187,29 @@ class Model:
         return self._tensors[key]
 
     def _prepare_calls(self) -> tuple[list[Step], list[Call]]:
-        """Look up every kernel once and pre-build its arguments; one call when the plan has an entry."""
+        """Look up every kernel once and bind its arguments; one call when the plan has an entry."""
         manifest = self.manifest
         libraries = {
             device: (str(self.directory / name), load_kernel_module(self.directory / name))
             for device, name in sorted(manifest.kernel_libraries.items())
         }
         if manifest.plan.entry is not None:
-            path, module = libraries["cpu"]
-            entry = kernel_function(module, path, manifest.plan.entry)
-            arena = kernel_tensor(self.arena, 0, manifest.plan.entry)
-            weights = kernel_tensor(self.weights, 1, manifest.plan.entry)
             inputs = tuple(Slot("input", (b.nbytes,), "uint8", 0, b.name) for b in manifest.inputs)
-            entry_step = Step(manifest.plan.entry, (), ("<all steps>",))
-            return [entry_step], [(entry, (arena, weights, *inputs))]
+            arena = Slot("arena", (manifest.plan.arena_size,), "uint8")
+            weights = Slot("weight", (manifest.weights_size,), "uint8")
+            steps = [Step(manifest.plan.entry, (arena, weights, *inputs), ("<all steps>",))]
+        else:
+            steps = list(manifest.plan.steps)
         functions: dict[tuple[str, str], Any] = {}
-        calls = []
-        for step in manifest.plan.steps:
+        calls: list[Call] = []
+        for step in steps:
             path, module = libraries[step.device]
             if (step.device, step.kernel) not in functions:
                 functions[step.device, step.kernel] = kernel_function(module, path, step.kernel)
-            args = tuple(self._slot_tensor(slot, i, step.kernel) for i, slot in enumerate(step.args))
-            calls.append((functions[step.device, step.kernel], args))
-        return list(manifest.plan.steps), calls
+            args = [self._slot_tensor(slot, i, step.kernel) for i, slot in enumerate(step.args)]
+            fed = tuple((a, s, i) for i, (a, s) in enumerate(zip(args, step.args)) if s.kind == "input")
+            calls.append((functions[step.device, step.kernel].bind(args), fed))
+        return steps, calls
 
     # -- per inference ---------------------------------------------------------------------------------
 
@@ -213,22 +231,16 @@ class Model:
             bound[binding.name] = value.reshape(-1).view(np.uint8)
         return bound
 
-    def _bound(self, args: tuple[Any, ...], bound: Mapping[str, np.ndarray], kernel: str) -> tuple[Any, ...]:
-        """`args` with every input slot made a tensor over the bound input's bytes."""
-        if not any(isinstance(arg, Slot) for arg in args):
-            return args
-        return tuple(
-            kernel_tensor(typed_view(bound[arg.name], arg.offset, arg.shape, arg.dtype), position, kernel)
-            if isinstance(arg, Slot) else arg
-            for position, arg in enumerate(args)
-        )  # fmt: skip
-
     def _execute(self, bound: Mapping[str, np.ndarray]) -> None:
         index = 0
         try:
-            for index, (function, args) in enumerate(self._calls):  # noqa: B007  (index names the failure)
-                function(*self._bound(args, bound, self._steps[index].kernel))
-        except Exception as exc:  # tvm_ffi raises its own error types from kernels
+            for index, (call, inputs) in enumerate(self._calls):  # noqa: B007  (index names the failure)
+                for tensor, slot, position in inputs:
+                    view = typed_view(bound[slot.name], slot.offset, slot.shape, slot.dtype)
+                    check_kernel_array(view, position, self._steps[index].kernel)
+                    tensor.point_at(kernel_view(view))
+                call()
+        except KernelError as exc:
             step = self._steps[index]
             raise KernelError(
                 f"step {index} of {self.directory}: kernel {step.kernel!r} (from {', '.join(step.nodes)}) "

@@ -152,8 +152,8 @@ class StepTime:
     median_us: float
 
 
-def step_calls(model: Any, inputs: Mapping[str, np.ndarray]) -> list[tuple[Any, tuple[Any, ...]]]:
-    """(kernel function, tensor arguments) of every step, over the model's arena, weights and `inputs`."""
+def step_calls(model: Any, inputs: Mapping[str, np.ndarray]) -> list[Callable[[], None]]:
+    """Every step's kernel bound to its arguments, over the model's arena, weights and `inputs`."""
     from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
     from runtime.model import typed_view
 
@@ -174,7 +174,7 @@ def step_calls(model: Any, inputs: Mapping[str, np.ndarray]) -> list[tuple[Any, 
                 kernel_tensor(typed_view(base, offset, slot.shape, slot.dtype), position, step.kernel)
             )
         module = modules[step.device]
-        calls.append((kernel_function(module, str(model.directory), step.kernel), tuple(args)))
+        calls.append(kernel_function(module, str(model.directory), step.kernel).bind(args))
     return calls
 
 
@@ -183,32 +183,31 @@ def profile_steps(model: Any, inputs: Mapping[str, np.ndarray], runs: int) -> li
     model.run(inputs)
     times = []
     calls = step_calls(model, inputs)
-    for index, (step, (function, args)) in enumerate(zip(model.manifest.plan.steps, calls)):
-        function(*args)
+    for index, (step, call) in enumerate(zip(model.manifest.plan.steps, calls)):
+        call()
         seconds = []
         for _ in range(runs):
             start = time.perf_counter()
-            function(*args)
+            call()
             seconds.append(time.perf_counter() - start)
         times.append(StepTime(index, step.kernel, tuple(step.nodes), float(np.median(seconds)) * 1e6))
     return times
 
 
 def python_overhead_us(model: Any, inputs: Mapping[str, np.ndarray], runs: int) -> float:
-    """Fastest `model.run` minus the fastest pass of every step's kernel called back to back (µs).
+    """Fastest `model.run` minus the fastest run of its compiled part alone (`model.bind`), in µs.
 
     The two are timed alternately, so drift hits both, and compared by their minimum, which
     jitter only ever raises.
     """
-    calls = step_calls(model, inputs)
+    compiled = model.bind(inputs)
     model.run(inputs)
     whole, bare = [], []
     for _ in range(runs):
         start = time.perf_counter()
         model.run(inputs)
         middle = time.perf_counter()
-        for function, args in calls:
-            function(*args)
+        compiled()
         whole.append(middle - start)
         bare.append(time.perf_counter() - middle)
     return (min(whole) - min(bare)) * 1e6

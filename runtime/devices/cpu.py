@@ -9,6 +9,7 @@ libraries run through tvm_ffi (see runtime/kernel_library.py). Facts come from
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 from collections.abc import Sequence
@@ -216,7 +217,7 @@ class CpuDevice(Device):
         start = time.perf_counter() if self._profiling else 0.0
         try:
             function(*values)
-        except (TypeError, ValueError, RuntimeError) as exc:
+        except (TypeError, ValueError, ctypes.ArgumentError) as exc:
             raise KernelError(f"kernel {entry!r} of {executable.path} refused its arguments: {exc}") from exc
         if self._profiling:
             self._counters["launch_seconds"] += time.perf_counter() - start

@@ -191,7 +191,7 @@ def test_launch_refuses_what_would_crash(cpu: CpuDevice, kernels: Path) -> None:
         cpu.launch(exe, "scale", [readonly, good])
     with pytest.raises(KernelError, match="no kernel named 'nope'"):
         cpu.launch(exe, "nope", [good, good])
-    with pytest.raises(KernelError, match="refused its arguments"):
+    with pytest.raises(KernelError, match=r"kernel 'scale' failed: .*shape"):
         cpu.launch(exe, "scale", [aligned_empty((N // 2,), np.float32), good])
     with pytest.raises(KernelError, match="does not exist"):
         cpu.load_executable(str(kernels.with_name("missing.so")))

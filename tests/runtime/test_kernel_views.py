@@ -9,6 +9,9 @@ import pytest
 
 from runtime.kernel_library import aligned_empty, kernel_tensor, kernel_view
 
+DLPACK = {"uint16": (1, 16, 1), "uint8": (1, 8, 1), "float32": (2, 32, 1), "bool": (6, 8, 1)}
+"""(type code, bits, lanes) DLPack gives each numpy dtype, as numpy's own __dlpack__ does."""
+
 
 @pytest.mark.parametrize(
     ("dtype", "view"),
@@ -20,6 +23,8 @@ def test_kernel_tensor_views_extended_dtypes(dtype, view) -> None:  # type: igno
     assert kernel_view(array).dtype == np.dtype(view)
     np.testing.assert_array_equal(kernel_view(array), array.view(view))
     tensor = kernel_tensor(array, 0, "k")
-    assert str(tensor.dtype) == np.dtype(view).name
-    assert tensor.data_ptr() == array.ctypes.data
-    assert tuple(tensor.shape) == (3, 4)
+    header = tensor.header  # the DLTensor the kernel receives
+    assert tensor.array.dtype == np.dtype(view)
+    assert (header.dtype.code, header.dtype.bits, header.dtype.lanes) == DLPACK[np.dtype(view).name]
+    assert header.data == array.ctypes.data
+    assert (header.ndim, header.shape[0], header.shape[1]) == (2, 3, 4)
