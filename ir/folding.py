@@ -12,7 +12,9 @@ from ir.ops.registry import get_schema
 
 
 def is_foldable(node: Node, max_elements: int | None = None) -> bool:
-    """All operands are loaded constants and the results fit in `max_elements`."""
+    """A foldable op (OpSchema.foldable), all operands loaded constants, results within `max_elements`."""
+    if not get_schema(node.op).foldable:
+        return False
     if any(o is not None and not o.is_constant for o in node.operands):
         return False
     if any(o is not None and not hasattr(o.const, "shape") for o in node.operands):
@@ -25,7 +27,8 @@ def is_foldable(node: Node, max_elements: int | None = None) -> bool:
 def fold_node(graph: Graph, node: Node) -> None:
     """Evaluate `node` with its reference semantics and replace it by constants."""
     args = [o.constant_array() if o is not None else None for o in node.operands]
-    arrays = get_schema(node.op).compute(args, node.attrs)
+    types = [o.type if o is not None else None for o in node.operands]
+    arrays = get_schema(node.op).evaluate(args, node.attrs, types)
     replacements = []
     for result, array in zip(node.results, arrays, strict=True):
         const = graph.add_constant(graph.unique_name(result.name + ".folded"), array, result.type)

@@ -47,7 +47,8 @@ class Interpreter:
 
     def run_node(self, node: Node, args: list[np.ndarray | None]) -> list[np.ndarray]:
         """Compute one node's results from its operand arrays (the hook to override)."""
-        return get_schema(node.op).compute(args, node.attrs)
+        types = [o.type if o is not None else None for o in node.operands]
+        return get_schema(node.op).evaluate(args, node.attrs, types)
 
     def _read(self, env: Mapping[Value, np.ndarray], value: Value) -> np.ndarray:
         if value.is_constant:

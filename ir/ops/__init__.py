@@ -17,6 +17,7 @@ FAMILIES = (
     "indexing",
     "generate",
     "image",
+    "quantized",
 )
 
 for _family in FAMILIES:

@@ -63,6 +63,10 @@ class Operand:
 
 InferFn = Callable[[Sequence[TensorType | None], Mapping[str, Any]], list[TensorType]]
 ComputeFn = Callable[[Sequence[np.ndarray | None], Mapping[str, Any]], list[np.ndarray]]
+TypedComputeFn = Callable[
+    [Sequence[np.ndarray | None], Mapping[str, Any], Sequence[TensorType | None]], list[np.ndarray]
+]
+"""A reference that also reads its operands' types (quantized ops: the scales live in the types)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +78,18 @@ class OpSchema:
     operands: tuple[Operand, ...]
     attributes: Mapping[str, Attr]
     infer: InferFn
-    compute: ComputeFn
+    compute: ComputeFn | TypedComputeFn
     doc: str = ""
+    typed: bool = False  # compute takes the operand types as a third argument
+    foldable: bool = True  # fold-constants may evaluate it over constant operands
+
+    def evaluate(
+        self, args: Sequence[np.ndarray | None], attrs: Mapping[str, Any], types: Sequence[TensorType | None]
+    ) -> list[np.ndarray]:
+        """The op's results by its reference implementation (what the interpreter and folding call)."""
+        if self.typed:
+            return self.compute(args, attrs, types)  # type: ignore[call-arg]
+        return self.compute(args, attrs)  # type: ignore[call-arg]
 
     def check_operands(self, count: int, present: Sequence[bool], where: str) -> None:
         """Raise an IRError naming `where` unless `count` operands fit this schema."""
@@ -149,16 +163,18 @@ def define_op(
     operands: Sequence[str],
     attrs: Mapping[str, Attr] | None = None,
     infer: InferFn,
-    compute: ComputeFn,
+    compute: ComputeFn | TypedComputeFn,
     doc: str = "",
+    typed: bool = False,
+    foldable: bool = True,
 ) -> OpSchema:
-    """Declare an IR op; each op name may be declared once."""
+    """Declare an IR op; each op name may be declared once (`typed`, `foldable`: see OpSchema)."""
     if name in _REGISTRY:
         raise ValueError(f"op {name} is declared twice")
     parsed = tuple(Operand.parse(s) for s in operands)
     if any(o.variadic for o in parsed[:-1]):
         raise ValueError(f"op {name}: only the last operand may be variadic")
-    schema = OpSchema(name, family, parsed, dict(attrs or {}), infer, compute, doc)
+    schema = OpSchema(name, family, parsed, dict(attrs or {}), infer, compute, doc, typed, foldable)
     _REGISTRY[name] = schema
     return schema
 
