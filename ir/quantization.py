@@ -131,3 +131,21 @@ def params_for_range(lo: float, hi: float, dtype: DType, *, symmetric: bool) -> 
     scale = (hi - lo) / (qmax - qmin) if hi > lo else 1.0
     zero_point = int(np.clip(round(qmin - lo / scale), qmin, qmax))
     return scale, zero_point
+
+
+RANGE_PREFIX = "calibration.range."
+"""Graph metadata key prefix of a value's calibrated range: `calibration.range.NAME` = "lo hi"."""
+
+
+def record_range(metadata: dict[str, str], name: str, lo: float, hi: float) -> None:
+    """Store the calibrated range of the value `name` in a graph's metadata (printed in `.hir`)."""
+    metadata[RANGE_PREFIX + name] = f"{float(lo)!r} {float(hi)!r}"
+
+
+def recorded_range(metadata: dict[str, str], name: str) -> tuple[float, float] | None:
+    """The calibrated range of the value `name`, or None when calibration did not see it."""
+    text = metadata.get(RANGE_PREFIX + name)
+    if text is None:
+        return None
+    lo, hi = (float(part) for part in text.split())
+    return lo, hi

@@ -1,0 +1,225 @@
+"""The `quantize` pass: give every layer the precision chosen for it (INT8, INT4 weight-only, FP16, FP32).
+
+A *layer* is a Conv, a MatMul or a Gemm whose weight is a constant. Its
+precision is its node's `precision` annotation (set by a mixed-precision
+chooser, or by hand in a `.hir`), else the pass's `precision` option:
+
+- `int8`: X -> QuantizeLinear (u8, asymmetric, from X's calibrated range in
+  the graph metadata, ir/quantization.py `recorded_range`), W -> i8 symmetric
+  per output channel (clipping searched: passes/weight_quantization.py), B ->
+  i32 in accumulator scale; ConvInteger / MatMulInteger, then DequantizeLinear
+  back to f32 for whatever follows. A value feeding several INT8 layers is
+  quantized once. Fusion later folds the DequantizeLinear, the float epilogue
+  and the next layer's QuantizeLinear into one kernel.
+- `int4`: W -> i4 symmetric, one scale per `group-size` input channels; the
+  layer reads DequantizeLinear(W) (never folded), activations stay float.
+- `fp16`: W stored f16, read through DequantizeLinear.
+- `fp32`: untouched.
+
+A Gemm is INT8-quantized when it is a plain `X @ W (+ bias)` (no transA, alpha
+and beta 1, bias 1-D); otherwise it keeps FP32 and the pass notes it. An INT8
+layer whose input was not calibrated is an error naming the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ir import Builder, DType, Graph, HaiError, Node, TensorType, Value
+from ir.quantization import params_for_range, recorded_range
+from passes.cleanup import drop_unused_constants
+from passes.manager import Pass, PassContext
+from passes.weight_quantization import QuantizedWeight, quantize_groupwise, quantize_per_channel
+
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
+PRECISION_KEY = "precision"
+LAYER_OPS = ("Conv", "MatMul", "Gemm")
+ACTIVATION_DTYPE = DType.U8
+
+
+class QuantizationError(HaiError):
+    """The graph cannot be quantized as asked (no calibrated range, unknown precision)."""
+
+
+def layer_weight(node: Node) -> Value | None:
+    """The constant weight operand of a layer node, or None when `node` is no layer."""
+    if node.op not in LAYER_OPS or len(node.operands) < 2:
+        return None
+    weight = node.operands[1]
+    if weight is None or not weight.is_constant or weight.type.dtype is not DType.F32:
+        return None
+    if node.op == "MatMul" and weight.type.rank != 2:
+        return None
+    return weight
+
+
+def layers(graph: Graph) -> list[Node]:
+    """Every layer of the graph, in node order."""
+    return [node for node in graph.nodes if layer_weight(node) is not None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantize(Pass):
+    """Quantize every Conv/MatMul/Gemm layer to its `precision` annotation or the default precision."""
+
+    name = "quantize"
+    precision: str = dataclasses.field(
+        default="int8", metadata={"help": "precision of layers without a `precision` annotation"}
+    )
+    group_size: int = dataclasses.field(
+        default=32, metadata={"help": "INT4: input channels sharing one weight scale"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.group_size < 1:
+            raise ValueError(f"group-size must be >= 1, got {self.group_size}")
+
+    def run(self, graph: Graph, ctx: PassContext) -> Graph:
+        quantized_inputs: dict[Value, Value] = {}
+        for node in layers(graph):
+            precision = str(node.annotations.get(PRECISION_KEY, self.precision))
+            if precision not in PRECISIONS:
+                raise QuantizationError(
+                    f"{node.label()}: precision {precision!r} is not one of {', '.join(PRECISIONS)}"
+                )
+            done = self._rewrite(graph, node, precision, quantized_inputs, ctx)
+            ctx.count(self.name, done)
+        return graph
+
+    def _rewrite(
+        self, graph: Graph, node: Node, precision: str, quantized_inputs: dict[Value, Value], ctx: PassContext
+    ) -> str:
+        if precision == "int8":
+            if node.op == "Gemm" and not plain_gemm(node):
+                ctx.note(self.name, f"{node.label()}: a Gemm with transA/alpha/beta/2-D bias stays fp32")
+                return "fp32"
+            quantize_int8(graph, node, quantized_inputs)
+        elif precision in ("int4", "fp16"):
+            stored = weight_only(node, precision, self.group_size)
+            read_through_dequantize(graph, node, stored)
+        return precision
+
+
+def plain_gemm(node: Node) -> bool:
+    """A Gemm that is X @ W' + bias: no transA, alpha = beta = 1, a 1-D bias or none."""
+    bias = node.operands[2] if len(node.operands) > 2 else None
+    attrs = node.attrs
+    return (
+        not attrs.get("transA", 0)
+        and attrs.get("alpha", 1.0) == 1.0
+        and attrs.get("beta", 1.0) == 1.0
+        and (bias is None or (bias.is_constant and bias.type.rank == 1))
+    )
+
+
+# -- weight-only -----------------------------------------------------------------------------------------
+
+
+def weight_only(node: Node, precision: str, group_size: int) -> tuple[np.ndarray, TensorType]:
+    """The stored weight of an INT4 or FP16 weight-only layer and its type."""
+    weight = layer_weight(node)
+    assert weight is not None
+    array = weight.constant_array()
+    if precision == "fp16":
+        return array.astype(np.float16), TensorType(DType.F16, weight.type.shape)
+    axis = reduction_axis(node)
+    q = quantize_groupwise(array, axis, min(group_size, array.shape[axis]))
+    return q.values, TensorType(q.dtype, weight.type.shape, quant=q.params)
+
+
+def reduction_axis(node: Node) -> int:
+    """The weight axis a layer sums over: Conv W (M, C, k...) 1, MatMul W (K, N) 0, Gemm B 1 if transB."""
+    if node.op == "Conv":
+        return 1
+    if node.op == "Gemm" and node.attrs.get("transB", 0):
+        return 1
+    return 0
+
+
+def read_through_dequantize(graph: Graph, node: Node, stored: tuple[np.ndarray, TensorType]) -> None:
+    weight = node.operands[1]
+    assert weight is not None
+    array, type_ = stored
+    constant = graph.add_constant(weight.name + ".q", array, type_)
+    (real,) = Builder(graph, insert_before=node).op("DequantizeLinear", [constant], name=weight.name + ".dq")
+    node.set_operand(1, real)
+    drop_unused_constants(graph, [weight])
+
+
+# -- INT8 ------------------------------------------------------------------------------------------------
+
+
+def quantize_int8(graph: Graph, node: Node, quantized_inputs: dict[Value, Value]) -> None:
+    """Replace the layer by QuantizeLinear(X) -> ConvInteger/MatMulInteger -> DequantizeLinear."""
+    x, weight = node.operands[0], node.operands[1]
+    assert x is not None and weight is not None
+    builder = Builder(graph, insert_before=node)
+    xq = quantized_inputs.get(x)
+    if xq is None:
+        xq = quantized_inputs[x] = quantize_activation(graph, builder, x, node)
+    matrix, channel_axis = integer_weight(node)
+    w = quantize_per_channel(matrix, channel_axis)
+    w_value = graph.add_constant(
+        weight.name + ".q", w.values, TensorType(w.dtype, matrix.shape, quant=w.params)
+    )
+    bias = integer_bias(graph, node, xq, w)
+    op = "ConvInteger" if node.op == "Conv" else "MatMulInteger"
+    attrs = dict(node.attrs) if node.op == "Conv" else {}
+    (acc,) = builder.op(
+        op, [xq, w_value, bias], attrs, name=node.name, result_names=[node.results[0].name + ".acc"]
+    )
+    (real,) = builder.op("DequantizeLinear", [acc], name=acc.name + ".dq")
+    copy_annotations(node, acc.producer)
+    graph.replace_value(node.results[0], real)
+    operands = list(node.operands)
+    graph.remove_node(node)
+    drop_unused_constants(graph, operands)
+
+
+def copy_annotations(source: Node, target: Node | None) -> None:
+    assert target is not None
+    target.annotations.update({k: v for k, v in source.annotations.items() if k != PRECISION_KEY})
+    target.annotations[PRECISION_KEY] = "int8"
+
+
+def quantize_activation(graph: Graph, builder: Builder, x: Value, node: Node) -> Value:
+    """QuantizeLinear of `x` to u8 over its calibrated range."""
+    observed = recorded_range(graph.metadata, x.name)
+    if observed is None:
+        raise QuantizationError(
+            f"{node.label()}: its input %{x.name} has no calibrated range; calibrate the model on "
+            f"representative inputs first (hai quantize --calibration-data ...)"
+        )
+    scale, zero_point = params_for_range(*observed, ACTIVATION_DTYPE, symmetric=False)
+    attrs = {"dtype": ACTIVATION_DTYPE, "scale": (scale,), "zero_point": (zero_point,)}
+    (q,) = builder.op("QuantizeLinear", [x], attrs, name=x.name + ".q")
+    return q
+
+
+def integer_weight(node: Node) -> tuple[np.ndarray, int]:
+    """The float weight as the integer op wants it and its output-channel axis: Conv (M, C, k...) axis 0,
+    MatMul/Gemm (K, N) axis 1."""
+    weight = node.operands[1]
+    assert weight is not None
+    array = weight.constant_array().astype(np.float32)
+    if node.op == "Conv":
+        return array, 0
+    if node.op == "Gemm" and node.attrs.get("transB", 0):
+        array = np.ascontiguousarray(array.T)
+    return array, 1
+
+
+def integer_bias(graph: Graph, node: Node, xq: Value, w: QuantizedWeight) -> Value | None:
+    """The layer's float bias as int32 in accumulator scale (x_scale * w_scale), or None."""
+    bias = node.operands[2] if len(node.operands) > 2 and node.op != "MatMul" else None
+    if bias is None:
+        return None
+    assert xq.type.quant is not None and bias.is_constant
+    scale = xq.type.quant.scale[0] * np.asarray(w.params.scale, np.float64)
+    values = np.rint(bias.constant_array().astype(np.float64).reshape(-1) / scale)
+    limit = 2**31 - 1
+    return graph.add_constant(bias.name + ".q", np.clip(values, -limit, limit).astype(np.int32))
