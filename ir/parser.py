@@ -234,15 +234,18 @@ def _make_type(head: lark.Token, facts: list[tuple[Located, Located]]) -> Tensor
             raise key.problem(f"type fact '{key.text}' is given twice")
         if key.text == "quant":
             extra["quant"] = _make_quant(value)
-        elif key.text == "device":
+        elif key.text in ("device", "layout"):
             if not isinstance(value.text, str) or isinstance(value.text, BareName):
-                raise value.problem("device must be a quoted string")
-            extra["device"] = value.text
+                raise value.problem(f"{key.text} must be a quoted string")
+            extra[key.text] = value.text
         elif key.text in ("offset", "page"):
             extra[key.text] = _as_int(value, key.text)
         else:
-            raise key.problem(f"unknown type fact '{key.text}' (known: quant, device, offset, page)")
-    return TensorType(dtype, shape, **extra)
+            raise key.problem(f"unknown type fact '{key.text}' (known: quant, device, layout, offset, page)")
+    try:
+        return TensorType(dtype, shape, **extra)
+    except ValueError as exc:
+        raise SyntaxProblem(head.line or 0, head.column or 0, str(exc)) from None
 
 
 def _record_position(items: list) -> tuple[int, int]:

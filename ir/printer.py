@@ -22,7 +22,7 @@ graph, and the parser rebuilds every fact. The format (grammar in `ir/hir.lark`)
   otherwise quoted with JSON escapes (`%"/conv1/Conv_output_0"`).
 - Types: `dtype[d0,d1,...]` (`f32[]` is a scalar), then the facts that are set,
   in this order: `{quant = (scale = [0.1], zero_point = [0], axis = 0,
-  group_size = 32), device = "cpu", offset = 1024, page = 3}`; `axis` and
+  group_size = 32), device = "cpu", layout = "NHWC", offset = 1024, page = 3}`; `axis` and
   `group_size` are printed only when set.
 - Constants come first; `sha256:` is the hash of the data's bytes in C order.
   Dense values are flat in C order: floats in the shortest form that reads back
@@ -131,6 +131,8 @@ def format_type(t: TensorType) -> str:
         facts.append(f"quant = ({', '.join(fields)})")
     if t.device is not None:
         facts.append(f"device = {quote(t.device)}")
+    if t.layout is not None:
+        facts.append(f"layout = {quote(t.layout)}")
     if t.offset is not None:
         facts.append(f"offset = {t.offset}")
     if t.page is not None:

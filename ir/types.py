@@ -1,8 +1,12 @@
 """Tensor types: static shape, dtype, and the facts later stages attach.
 
 A `TensorType` is immutable and compared by value. Besides shape and dtype it
-carries optional quantization parameters, a device placement and memory-plan
-facts (arena offset, page id); passes derive new types with `with_(...)`.
+carries optional quantization parameters, a device placement, a physical
+storage `layout` and memory-plan facts (arena offset, page id); passes derive
+new types with `with_(...)`. The shape is always the logical one: a layout only
+says in which order the same elements are stored (`"NHWC"`: a rank-4 logical
+NCHW tensor stored channels-last), so inference, the interpreter and byte sizes
+never look at it.
 Imports numpy only (through dtypes).
 """
 
@@ -35,6 +39,10 @@ class QuantParams:
             raise ValueError("per-channel quantization needs an axis")
 
 
+LAYOUTS: dict[str, tuple[int, ...]] = {"NHWC": (0, 2, 3, 1)}
+"""Physical storage orders besides the logical one: the permutation of the logical axes as stored."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TensorType:
     """A tensor's static type and the placement/memory facts attached to it."""
@@ -45,10 +53,17 @@ class TensorType:
     device: str | None = None
     offset: int | None = None
     page: int | None = None
+    layout: str | None = None  # None: stored in the logical order of `shape`; else a key of LAYOUTS
 
     def __post_init__(self) -> None:
         if any((not isinstance(d, int)) or d < 0 for d in self.shape):
             raise ValueError(f"tensor shape {self.shape} must be non-negative integers")
+        if self.layout is not None:
+            perm = LAYOUTS.get(self.layout)
+            if perm is None:
+                raise ValueError(f"unknown layout {self.layout!r} (known: {', '.join(LAYOUTS)})")
+            if len(perm) != len(self.shape):
+                raise ValueError(f"layout {self.layout} needs rank {len(perm)}, not shape {self.shape}")
 
     @property
     def rank(self) -> int:
@@ -64,11 +79,18 @@ class TensorType:
         as numpy/ml_dtypes and the kernels hold it; packed INT4 weights get their own type)."""
         return self.size * max(self.dtype.bits, 8) // 8
 
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        """The shape in storage order: `shape` permuted by the layout (`shape` itself without one)."""
+        if self.layout is None:
+            return self.shape
+        return tuple(self.shape[axis] for axis in LAYOUTS[self.layout])
+
     def with_(self, **changes: Any) -> TensorType:
         return dataclasses.replace(self, **changes)
 
     def same_tensor(self, other: TensorType) -> bool:
-        """Equal dtype and shape (ignoring placement and memory-plan facts)."""
+        """Equal dtype and shape (ignoring placement, layout and memory-plan facts)."""
         return self.dtype == other.dtype and self.shape == other.shape
 
     def __str__(self) -> str:

@@ -10,7 +10,9 @@ result, the chain grows one node at a time while the running value
   compile driver fills from the target's epilogue tables; `DEFAULT_FUSABLE_OPS`
   when absent) with one result of the anchor's result shape and dtype (a float),
   reading the running value once; its other operand, if any, is of that dtype and
-  is a constant or a value computed before the anchor (a residual), broadcast.
+  is a constant or a value computed before the anchor (a residual), broadcast;
+- and that node's result is stored in the anchor result's layout (TensorType.layout,
+  set by the `layout` pass): one kernel writes one layout.
 
 A group of at least two nodes is recorded in annotations (passes/fusion.py
 states the format and what a group means) and its epilogue nodes are moved to
@@ -108,7 +110,7 @@ def _chain(anchor: Node, rules: _Rules, position: dict[Node, int]) -> list[Node]
         result = node.results[0] if node.results else None
         if not rules.is_elementwise(node) or node.operands.count(running) != 1 or result is None:
             break
-        if not result.type.same_tensor(anchor.results[0].type):
+        if not _same_storage(result, anchor.results[0]):
             break
         others = [o for o in node.operands if o is not running]
         if not all(_exists_before(o, anchor, position) for o in others):
@@ -116,6 +118,11 @@ def _chain(anchor: Node, rules: _Rules, position: dict[Node, int]) -> list[Node]
         chain.append(node)
         running = result
     return chain
+
+
+def _same_storage(value: Value, anchor_result: Value) -> bool:
+    """Same dtype, shape and storage layout: a kernel writes one layout (never fuse across a Relayout)."""
+    return value.type.same_tensor(anchor_result.type) and value.type.layout == anchor_result.type.layout
 
 
 def _exists_before(value: Value | None, anchor: Node, position: dict[Node, int]) -> bool:

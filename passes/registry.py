@@ -21,6 +21,7 @@ from passes.fold_channel_affine import FoldChannelAffine
 from passes.fold_constants import FoldConstants
 from passes.fuse import Fuse
 from passes.infer_shapes import InferShapes
+from passes.layout import Layout
 from passes.manager import Pass
 from passes.plan_memory import PlanMemory
 
@@ -34,6 +35,7 @@ BUILTIN_PASSES: tuple[type[Pass], ...] = (
     FoldBatchNorm,
     FoldChannelAffine,
     EliminateCommonSubexpressions,
+    Layout,
     Fuse,
     PlanMemory,
 )

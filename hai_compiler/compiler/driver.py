@@ -1,8 +1,8 @@
 """The end-to-end compile: model -> passes -> kernels -> static plan -> one kernel library -> `NAME.hai/`.
 
 Rule: `compile_model` does the steps in this order and nothing else: load the
-model (input shapes), run the pipeline (the user's passes, `fuse` when that pass
-is registered, then `plan-memory` with graph inputs outside the arena) with the
+model (input shapes), run the pipeline (the user's passes, `layout` then `fuse`
+when those passes are registered, then `plan-memory` with graph inputs outside the arena) with the
 target's facts in the pass context, lower every kernel group, build the static
 plan (checked for hazards), compile the kernels (cached; `progress` hears of
 each), and write the artifact. Nothing time- or path-dependent reaches the
@@ -68,10 +68,14 @@ def tvm_version() -> str:
     return str(tvm.__version__)
 
 
-def fuse_registered() -> bool:
+def registered(pass_name: str) -> bool:
     from passes.registry import available_passes
 
-    return "fuse" in available_passes()
+    return pass_name in available_passes()
+
+
+def fuse_registered() -> bool:
+    return registered("fuse")
 
 
 def run_passes(graph: Graph, options: CompileOptions, target: Any) -> Graph:
@@ -82,7 +86,7 @@ def run_passes(graph: Graph, options: CompileOptions, target: Any) -> Graph:
     instruments = make_instruments(
         InstrumentOptions(dump_dir=Path(options.dump_ir) if options.dump_ir else None)
     )
-    pipeline = options.pipeline(fuse_registered())
+    pipeline = options.pipeline(fuse_registered(), registered("layout"))
     return run_pipeline(graph, pipeline, instruments, verify_each=options.verify_each, ctx=ctx)
 
 

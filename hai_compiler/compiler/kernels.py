@@ -17,7 +17,6 @@ from typing import Any
 from ir import Graph, HaiError
 from passes.fusion import FusionGroup, kernels
 
-LAYOUT_KEY = "layout"
 SHOWN_NODES = 3  # node names listed per unsupported op
 
 
@@ -31,8 +30,9 @@ def kernel_groups(graph: Graph) -> list[FusionGroup]:
 
 
 def layout_of(group: FusionGroup) -> str:
-    """The activation layout a layout pass asked for in the anchor's annotations (NCHW by default)."""
-    return str(group.anchor.annotations.get(LAYOUT_KEY, "NCHW"))
+    """The activation layout of the group's kernel: how its anchor's result is stored
+    (`TensorType.layout`, which the `layout` pass sets; NCHW, the IR's order, without one)."""
+    return group.anchor.results[0].type.layout or "NCHW"
 
 
 def lower_groups(

@@ -20,6 +20,10 @@ from ir import Graph, HaiError
 DEFAULT_PASSES = "default"
 PLAN_MEMORY = "plan-memory{arena-inputs=false}"
 """Graph inputs stay outside the arena: kernels read the caller's buffers through input slots."""
+LAYOUT_PREFERENCES = ("auto", "NHWC", "NCHW")
+"""The `layout` pass's `prefer`: NHWC regions where its cost rule gains, everywhere it can, nowhere."""
+LAYOUT_TARGETS = ("x86",)
+"""Targets whose templates store conv regions channels-last (the `layout` pass runs before `fuse`)."""
 ENTRY_MODES = ("auto", "on", "off")
 """One exported entry function calling every kernel: when all allow it, always (else an error), never."""
 
@@ -40,10 +44,15 @@ class CompileOptions:
     dump_ir: str | Path | None = None
     verify_each: bool = False
     entry: str = "auto"  # one-call entry function: auto (when every kernel allows), on (required), off
+    layout: str = "auto"  # the layout pass's `prefer`: auto (its cost rule), NHWC, NCHW (pass off)
 
     def __post_init__(self) -> None:
         if self.entry not in ENTRY_MODES:
             raise CompileOptionError(f"option entry={self.entry!r}: expected one of {', '.join(ENTRY_MODES)}")
+        if self.layout not in LAYOUT_PREFERENCES:
+            raise CompileOptionError(
+                f"option layout={self.layout!r}: expected one of {', '.join(LAYOUT_PREFERENCES)}"
+            )
 
     @classmethod
     def from_keywords(cls, target: str, input_shapes: Any, options: Mapping[str, Any]) -> CompileOptions:
@@ -56,11 +65,18 @@ class CompileOptions:
             )
         return cls(target=target, input_shapes=input_shapes, **options)
 
-    def pipeline(self, has_fuse: bool) -> str:
-        """The pass pipeline to run: the user's passes, then `fuse` (if registered), then plan-memory."""
+    def pipeline(self, has_fuse: bool, has_layout: bool = False) -> str:
+        """The pass pipeline to run: the user's passes, then `layout` (if registered, for a target in
+        LAYOUT_TARGETS, unless the user's passes name it; with `prefer` = the `layout` option), then
+        `fuse` (if registered), then plan-memory. `layout` goes before a `fuse` the user named."""
         parts = [p for p in (self.passes or "").split(",") if p.strip()] if self.passes != "none" else []
+        names = [p.split("{")[0].strip() for p in parts]
+        if has_layout and self.target in LAYOUT_TARGETS and "layout" not in names:
+            step = "layout" if self.layout == "auto" else f"layout{{prefer={self.layout}}}"
+            at = names.index("fuse") if "fuse" in names else len(parts)
+            parts.insert(at, step)
+            names.insert(at, "layout")
         text = ",".join(parts) if parts else ""
-        names = {p.split("{")[0].strip() for p in parts}
         if has_fuse and "fuse" not in names:
             text += ",fuse" if text else "fuse"
         if "plan-memory" not in names:
@@ -75,6 +91,8 @@ class CompileOptions:
             recorded["cpu"] = self.cpu
         if self.entry != "auto":
             recorded["entry"] = self.entry
+        if self.layout != "auto":
+            recorded["layout"] = self.layout
         if profile_target is not None:
             recorded["hardware_profile"] = dict(profile_target)
         return recorded

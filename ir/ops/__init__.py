@@ -17,6 +17,7 @@ FAMILIES = (
     "indexing",
     "generate",
     "image",
+    "layout",
     "quantized",
 )
 

@@ -8,8 +8,12 @@ output's logical (IR-layout) index, reading extra operands (bias, residual)
 with numpy broadcasting; size-1 constants become literals. Standalone
 elementwise kernels use the same machinery with the head node's operands all
 read from buffers: one flat loop, vectorised by the target's lanes, parallel
-when large. bf16 buffers are viewed as uint16 (their bits), i4 as uint8: a
-KernelArg's dtype is the kernel's view, `storage_dtype`.
+when large. In an "NHWC" kernel (rank-4 result) the output and every rank-4
+run-time operand are stored channels-last; constants and lower-rank operands
+are stored in their own logical order (a (C, 1, 1) bias broadcasts as in
+numpy), so their bytes never depend on the kernel's layout. bf16 buffers are
+viewed as uint16 (their bits), i4 as uint8: a KernelArg's dtype is the
+kernel's view, `storage_dtype`.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ class Operand:
     value: Value
     tensor: Any = None
     scalar: float | int | bool | None = None
-    channels_last: bool = False  # a 4-D operand of an NHWC kernel: stored (N, H, W, C)
+    channels_last: bool = False  # a 4-D run-time operand of an NHWC kernel: stored (N, H, W, C)
     slot: int | None = None  # which distinct value of its kernel it is (first-read order), see operand_of
 
     def read(self, index: Sequence[Expr], dtype: str | None = None) -> Expr:
@@ -96,7 +100,8 @@ class Epilogue:
     ) -> Epilogue:
         """The chain of `nodes` after `anchor_result`; every step must keep `shape` (default: the anchor's).
 
-        With `layout` "NHWC", 4-D extra operands (a residual) are channels-last like the kernel's output.
+        With `layout` "NHWC", 4-D run-time extra operands (a residual) are channels-last like the
+        kernel's output; constants keep their logical order.
         `known` shares operands (by value) with the caller, so a value read twice is one argument.
         """
         epi = cls(tuple(nodes))
@@ -158,10 +163,10 @@ def operand_of(value: Value, name: str, nhwc: bool = False, known: Operands | No
         first = np.asarray(value.constant_array()).reshape(-1)[:1]
         op = Operand(value, scalar=first.view(storage_dtype(value.type.dtype)).item())
     else:
-        channels_last = nhwc and value.type.rank == 4
+        channels_last = nhwc and value.type.rank == 4 and not value.is_constant
         shape = tuple(value.type.shape)
         if channels_last:
-            shape = (shape[0], shape[2], shape[3], shape[1])
+            shape = nhwc_shape(shape)
         tensor = te.placeholder(shape, storage_dtype(value.type.dtype), name=name)
         op = Operand(value, tensor=tensor, channels_last=channels_last)
     if known is not None:
@@ -249,15 +254,20 @@ def lower_elementwise(
     if any(v is None for v in node.operands) or len(node.results) != 1:
         raise LoweringError(f"node {node.name!r}: {node.op} needs all its operands and one result")
     result = node.results[0]
+    nhwc = layout == "NHWC"
+    if nhwc and result.type.rank != 4:
+        raise LoweringError(f"node {node.name!r}: an NHWC {node.op} kernel needs a rank-4 result")
     known: Operands = {}
-    head = {i: operand_of(v, f"in{i}", known=known) for i, v in enumerate(node.operands)}  # type: ignore[arg-type]
-    chain = Epilogue.build(result, epilogue, known=known)
+    head = {i: operand_of(v, f"in{i}", nhwc, known) for i, v in enumerate(node.operands)}  # type: ignore[arg-type]
+    chain = Epilogue.build(result, epilogue, layout=layout, known=known)
     out_value = chain.result or result
-    out = te.compute(
-        out_value.type.shape,
-        lambda *i: chain.apply(node_expr(node, [head[k].read(i) for k in range(len(head))]), i),
-        name="out",
-    )
+    stored = nhwc_shape(out_value.type.shape) if nhwc else out_value.type.shape
+
+    def element(*i: Expr) -> Expr:
+        index = (i[0], i[3], i[1], i[2]) if nhwc else i  # the logical (NCHW) index of a stored element
+        return chain.apply(node_expr(node, [head[k].read(index) for k in range(len(head))]), index)
+
+    out = te.compute(stored, element, name="out")
     tensors, in_args = operand_args(list(known.values()))
     vector = all(vectorizable(n) for n in (node, *chain.nodes))
     lanes = vector_lanes(target, [str(t.dtype) for t in (*tensors, out)]) if vector else 1
@@ -267,6 +277,7 @@ def lower_elementwise(
         "out": [list(out_value.type.shape), str(out_value.type.dtype)],
         "epilogue": chain.describe(),
         "lanes": lanes,
+        **({"layout": layout} if nhwc else {}),
     }
     name = kernel_name("ew", workload)
     sch = s_tir.Schedule(te.create_prim_func([*tensors, out]).with_attr("global_symbol", name))
@@ -274,9 +285,15 @@ def lower_elementwise(
     return LoweredKernel(
         name,
         sch.mod["main"].with_attr("global_symbol", name),
-        (*in_args, output_arg(out_value)),
+        (*in_args, KernelArg(out_value.name, "output", stored, storage_dtype(out_value.type.dtype))),
         (1 + len(chain.nodes)) * out_value.type.size,
         (node.name, *(n.name for n in chain.nodes)),
         workload,
-        layout="any",
+        layout=layout if nhwc else "any",
     )
+
+
+def nhwc_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """A logical (N, C, H, W) shape in channels-last storage order."""
+    n, c, h, w = shape
+    return (n, h, w, c)

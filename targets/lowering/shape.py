@@ -6,6 +6,8 @@ Squeeze, Unsqueeze, Identity) get a plain copy over the result's shape, for
 the cases where the driver needs one (a view of a graph input or constant that
 is a graph output). Transpose merges axes that stay adjacent first, so equal
 data movement shares one kernel and the innermost loop is as long as it can be.
+Relayout (the layout pass's NCHW <-> NHWC) is the same transpose of its stored
+elements: (N, C, H*W) <-> (N, H*W, C).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from tvm import te, tirx
 
 from ir.graph import Node
+from ir.types import LAYOUTS
 from targets.lowering import LoweredKernel, lowering
 from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS
 from targets.lowering.movement import KernelBuilder, clamp, literal
@@ -57,10 +60,27 @@ def collapse_transpose(shape: Sequence[int], perm: Sequence[int]) -> tuple[tuple
 def lower_transpose(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
-    k = KernelBuilder(node, target, epilogue)
     src = node.operands[0]
     assert src is not None
-    shape, perm = collapse_transpose(src.type.shape, node.attrs["perm"])
+    return transpose_kernel(KernelBuilder(node, target, epilogue), src.type.shape, node.attrs["perm"])
+
+
+@lowering("Relayout")
+def lower_relayout(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
+    """The operand's elements permuted from its storage order into the result's (a tiled transpose)."""
+    src, dst = node.operands[0], node.results[0]
+    assert src is not None
+    source_order = LAYOUTS.get(src.type.layout or "", tuple(range(src.type.rank)))
+    dest_order = LAYOUTS.get(dst.type.layout or "", tuple(range(dst.type.rank)))
+    perm = [source_order.index(axis) for axis in dest_order]
+    return transpose_kernel(KernelBuilder(node, target, epilogue), src.type.stored_shape, perm)
+
+
+def transpose_kernel(k: KernelBuilder, source: Sequence[int], perm: Sequence[int]) -> LoweredKernel:
+    """The kernel writing operand 0 (stored as `source`) transposed by `perm`."""
+    shape, perm = collapse_transpose(source, perm)
     if not shape:
         shape, perm = (1,), (0,)
     x = k.operand(0, shape)
