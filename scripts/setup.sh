@@ -8,9 +8,9 @@ PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || { echo "HAI needs Python 3.11 or newer ($PYTHON is $("$PYTHON" --version))" >&2; exit 1; }
 
-# Debian packages the project uses (none of them is needed for the front half yet;
-# later targets add OpenCL's pocl-opencl-icd here).
-DEB_PACKAGES=()
+# Debian packages the project uses: DejaVu fonts render the text lines of the
+# quantization bench and tests (Pillow's built-in font is the fallback).
+DEB_PACKAGES=(fonts-dejavu-core)
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -25,6 +25,6 @@ fi
 stamp=.venv/.hai-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[test]'
+  .venv/bin/python -m pip install --quiet -e '.[test,bench]'
   touch "$stamp"
 fi
