@@ -6,6 +6,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+__all__ = ["DynamicQuantizer", "QuantizedModel", "compile"]
+
+
+def __getattr__(name: str) -> Any:
+    """`DynamicQuantizer` and `QuantizedModel`, imported on first use (keeps `import hai_compiler` light)."""
+    if name in ("DynamicQuantizer", "QuantizedModel"):
+        from hai_compiler.quantize import quantizer
+
+        return getattr(quantizer, name)
+    raise AttributeError(f"module 'hai_compiler' has no attribute {name!r}")
+
 
 def compile(  # noqa: A001  (the API the design names: hai_compiler.compile)
     model: Any,

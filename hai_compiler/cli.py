@@ -309,7 +309,7 @@ def doctor_command(
             doctor.render_table(profile, Console(highlight=False))
 
 
-from hai_compiler import compile_commands  # noqa: E402, F401  (registers compile, run, bench)
+from hai_compiler import compile_commands, quantize_commands  # noqa: E402, F401  (register their commands)
 
 
 def main() -> None:

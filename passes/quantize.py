@@ -12,7 +12,9 @@ chooser, or by hand in a `.hir`), else the pass's `precision` option:
   quantized once. Fusion later folds the DequantizeLinear, the float epilogue
   and the next layer's QuantizeLinear into one kernel.
 - `int4`: W -> i4 symmetric, one scale per `group-size` input channels; the
-  layer reads DequantizeLinear(W) (never folded), activations stay float.
+  layer reads DequantizeLinear(W) (never folded), activations stay float. A
+  layer whose reduction axis is shorter than MIN_INT4_AXIS (a depthwise Conv)
+  takes INT8 when its input was calibrated, else FP16 (`effective_precision`).
 - `fp16`: W stored f16, read through DequantizeLinear.
 - `fp32`: untouched.
 
@@ -34,6 +36,8 @@ from passes.manager import Pass, PassContext
 from passes.weight_quantization import QuantizedWeight, quantize_groupwise, quantize_per_channel
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
+MIN_INT4_AXIS = 8
+"""INT4 needs a reduction axis this long: shorter ones (depthwise, RGB input) would store a scale a weight."""
 PRECISION_KEY = "precision"
 LAYER_OPS = ("Conv", "MatMul", "Gemm")
 ACTIVATION_DTYPE = DType.U8
@@ -86,7 +90,9 @@ class Quantize(Pass):
                 raise QuantizationError(
                     f"{node.label()}: precision {precision!r} is not one of {', '.join(PRECISIONS)}"
                 )
-            done = self._rewrite(graph, node, precision, quantized_inputs, ctx)
+            done = self._rewrite(
+                graph, node, effective_precision(graph, node, precision), quantized_inputs, ctx
+            )
             ctx.count(self.name, done)
         return graph
 
@@ -101,7 +107,21 @@ class Quantize(Pass):
         elif precision in ("int4", "fp16"):
             stored = weight_only(node, precision, self.group_size)
             read_through_dequantize(graph, node, stored)
+            node.annotations[PRECISION_KEY] = precision
         return precision
+
+
+def effective_precision(graph: Graph, node: Node, precision: str) -> str:
+    """`precision`, or for INT4 on a layer whose reduction axis is shorter than MIN_INT4_AXIS the next
+    better precision that fits: INT8 when its input has a calibrated range, else FP16."""
+    if precision != "int4":
+        return precision
+    weight = layer_weight(node)
+    assert weight is not None
+    if weight.type.shape[reduction_axis(node)] >= MIN_INT4_AXIS:
+        return precision
+    x = node.operands[0]
+    return "int8" if x is not None and recorded_range(graph.metadata, x.name) is not None else "fp16"
 
 
 def plain_gemm(node: Node) -> bool:

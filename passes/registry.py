@@ -24,6 +24,7 @@ from passes.infer_shapes import InferShapes
 from passes.layout import Layout
 from passes.manager import Pass
 from passes.plan_memory import PlanMemory
+from passes.quantize import Quantize
 
 ENTRY_POINT_GROUP = "hai.passes"
 
@@ -35,6 +36,7 @@ BUILTIN_PASSES: tuple[type[Pass], ...] = (
     FoldBatchNorm,
     FoldChannelAffine,
     EliminateCommonSubexpressions,
+    Quantize,
     Layout,
     Fuse,
     PlanMemory,

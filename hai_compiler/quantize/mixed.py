@@ -11,9 +11,10 @@ Rules:
 - *Noise model*: layers add independent noise, so the predicted output SQNR is
   -10·log10(Σ 10^(-sensitivity/10)) over the layers' chosen precisions.
 - *Choice*: every layer starts at its cheapest allowed precision (the first
-  and last layers never below `keep_ends`, INT8 by default; overrides by name
-  fixed). Upgrades (int4 → int8 → fp16) are then taken greedily, largest
-  predicted noise reduction per extra byte first, until the budget holds:
+  and last layers never below `keep_ends`, INT8 by default; INT4 only where it
+  fits, passes/quantize.py `effective_precision`; overrides by name fixed).
+  Upgrades (int4 → int8 → fp16) are then taken greedily, largest predicted
+  noise reduction per extra byte first, until the budget holds:
   `min_sqnr` (predicted, then verified on the samples: a miss raises the
   predicted target by the shortfall and repeats), `max_disagreement` (top-1
   disagreement with fp32 along the last output axis, verified the same way), or
@@ -36,7 +37,7 @@ from ir import Graph, HaiError, Node
 from ir.clone import clone_graph
 from passes.fusion import anchor_label
 from passes.manager import PassContext
-from passes.quantize import PRECISION_KEY, PRECISIONS, Quantize, layer_weight, layers
+from passes.quantize import PRECISION_KEY, PRECISIONS, Quantize, effective_precision, layer_weight, layers
 
 LADDER = ("int4", "int8", "fp16")
 """Precisions mixed precision chooses among, cheapest first."""
@@ -141,7 +142,8 @@ class MixedPrecision:
         if name in overrides:
             allowed: tuple[str, ...] = (overrides[name],)
         else:
-            allowed = LADDER[LADDER.index(floor) :] if floor in LADDER else LADDER
+            ladder = LADDER[LADDER.index(floor) :] if floor in LADDER else LADDER
+            allowed = tuple(p for p in ladder if effective_precision(self.graph, node, p) == p)
         sensitivity = {p: self.score({name: p})[0] for p in allowed if p != "fp32"}
         sizes = {p: weight_bytes(node, p, self.group_size) for p in (*LADDER, "fp32")}
         return LayerChoice(name, node.op, allowed, allowed[0], sensitivity, sizes)
