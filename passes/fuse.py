@@ -14,6 +14,19 @@ result, the chain grows one node at a time while the running value
 - and that node's result is stored in the anchor result's layout (TensorType.layout,
   set by the `layout` pass): one kernel writes one layout.
 
+Quantize steps (`QUANTIZE_STEP_OPS`, when the target lists them): a
+QuantizeLinear or DequantizeLinear of a run-time value may change the running
+dtype (so may follow an integer anchor, ConvInteger/MatMulInteger, whose result
+is int32, or quantize a float anchor's result); the steps after it keep its
+dtype, and every step keeps the anchor's shape and layout. A quantize step also
+starts a standalone chain.
+
+A Conv/MatMul/Gemm anchor also takes its *weight prologue* (`weight_prologue`):
+a DequantizeLinear of a constant stored as INT4 (symmetric, group-wise along
+the anchor's reduction axis) or FP16, whose result only the anchor's weight
+operand reads. It is moved to right before the anchor; the kernel reads the
+stored weight and dequantises it inside, so no f32 copy of the weight exists.
+
 A group of at least two nodes is recorded in annotations (passes/fusion.py
 states the format and what a group means) and its epilogue nodes are moved to
 right after the anchor — legal, since each reads only the previous node's result
@@ -28,10 +41,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection
 
-from ir import Graph, Node, Value
+from ir import DType, Graph, Node, Value
 from passes.aliasing import VIEW_OPS
-from passes.fusion import FUSED_INTO_KEY, GROUP_KEY, anchor_label
+from passes.fusion import FUSED_INTO_KEY, GROUP_KEY, PROLOGUE_KEY, WEIGHT_OPERAND, anchor_label
 from passes.manager import Pass, PassContext
+from passes.quantize import reduction_axis
 
 DEFAULT_FUSABLE_OPS = tuple(
     "Abs Acos Acosh Add Asin Asinh Atan Atanh Ceil Celu Clip Cos Cosh Div Elu Erf Exp Floor Gelu "
@@ -40,8 +54,17 @@ DEFAULT_FUSABLE_OPS = tuple(
 )
 """Float ops the x86 templates apply as epilogues (targets/lowering/elementwise.py's UNARY and BINARY)."""
 
-DEFAULT_ANCHOR_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+INTEGER_ANCHOR_OPS = ("ConvInteger", "MatMulInteger")
+"""Anchors with an int32 accumulator: their epilogue starts with a quantize step (DequantizeLinear)."""
+
+QUANTIZE_STEP_OPS = ("QuantizeLinear", "DequantizeLinear")
+"""Pointwise steps that change the dtype; fused when the target lists them in `fusable_ops`."""
+
+DEFAULT_ANCHOR_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", *INTEGER_ANCHOR_OPS)
 """Ops whose kernels take an epilogue; `ctx.target["fusion_anchors"]` overrides them."""
+
+WEIGHT_PROLOGUE_ANCHORS = ("Conv", "Gemm", "MatMul")
+"""Anchor ops whose kernels dequantise a stored (INT4 group-wise or FP16) weight inside (weight_prologue)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,9 +79,22 @@ class _Rules:
         present = [o for o in node.operands if o is not None and o.type.dtype is dtype]
         return len(present) == len(node.operands) in (1, 2) and dtype.is_float
 
+    def is_quantize_step(self, node: Node) -> bool:
+        """A Quantize/DequantizeLinear of a run-time value (a constant's DequantizeLinear is a weight
+        prologue, not an epilogue step)."""
+        if node.op not in QUANTIZE_STEP_OPS or node.op not in self.fusable or len(node.results) != 1:
+            return False
+        return len(node.operands) == 1 and node.operands[0] is not None and not node.operands[0].is_constant
+
+    def is_step(self, node: Node) -> bool:
+        return self.is_elementwise(node) or self.is_quantize_step(node)
+
     def is_anchor(self, node: Node) -> bool:
         if node.op in self.anchors:
-            return len(node.results) == 1 and node.results[0].type.dtype.is_float
+            integer = node.op in INTEGER_ANCHOR_OPS
+            return len(node.results) == 1 and (integer or node.results[0].type.dtype.is_float)
+        if self.is_quantize_step(node):
+            return True
         head = node.operands[0] if node.operands else None
         return self.is_elementwise(node) and head is not None and node.operands.count(head) == 1
 
@@ -81,9 +117,11 @@ class Fuse(Pass):
         for node in graph.nodes:
             node.annotations.pop(GROUP_KEY, None)
             node.annotations.pop(FUSED_INTO_KEY, None)
+            node.annotations.pop(PROLOGUE_KEY, None)
         order = list(graph.nodes)
         position = {node: i for i, node in enumerate(order)}
-        taken: set[Node] = set()
+        prologues = {a: p for a in order if a.op in rules.anchors and (p := weight_prologue(a)) is not None}
+        taken: set[Node] = set(prologues.values())
         groups = 0
         for anchor in order:
             if anchor in taken or not rules.is_anchor(anchor):
@@ -91,14 +129,44 @@ class Fuse(Pass):
             if anchor.op not in rules.anchors and not self.standalone_chains:
                 continue
             chain = _chain(anchor, rules, position)
-            if not chain:
+            prologue = prologues.get(anchor)
+            if not chain and prologue is None:
                 continue
             _record(graph, groups, anchor, chain)
+            if prologue is not None:
+                _record_prologue(graph, groups, anchor, prologue)
+                ctx.count(self.name, "weight-prologues")
             taken.update(chain)
             groups += 1
             ctx.count(self.name, "nodes-fused", len(chain))
         ctx.count(self.name, "groups", groups)
         return graph
+
+
+def weight_prologue(anchor: Node) -> Node | None:
+    """The DequantizeLinear of a stored weight that `anchor`'s kernel can dequantise inside, else None:
+    its weight operand, read by nothing else, is DequantizeLinear(constant) to f32 of an f16 constant,
+    or of an i4 constant quantized symmetrically in groups along the anchor's reduction axis."""
+    if anchor.op not in WEIGHT_PROLOGUE_ANCHORS or len(anchor.operands) <= WEIGHT_OPERAND:
+        return None
+    weight = anchor.operands[WEIGHT_OPERAND]
+    node = weight.producer if weight is not None else None
+    if node is None or node.op != "DequantizeLinear" or len(node.results) != 1:
+        return None
+    stored = node.operands[0]
+    if stored is None or not stored.is_constant or weight.type.dtype is not DType.F32:  # type: ignore[union-attr]
+        return None
+    if weight.is_graph_output or weight.uses() != [(anchor, WEIGHT_OPERAND)]:  # type: ignore[union-attr]
+        return None
+    if anchor.op != "Conv" and weight.type.rank != 2:  # type: ignore[union-attr]
+        return None
+    quant = stored.type.quant
+    if stored.type.dtype is DType.F16:
+        return node if quant is None else None
+    grouped = quant is not None and quant.group_size is not None and not any(quant.zero_point)
+    if stored.type.dtype is not DType.I4 or not grouped:
+        return None
+    return node if quant.axis == reduction_axis(anchor) else None  # type: ignore[union-attr]
 
 
 def _chain(anchor: Node, rules: _Rules, position: dict[Node, int]) -> list[Node]:
@@ -108,9 +176,9 @@ def _chain(anchor: Node, rules: _Rules, position: dict[Node, int]) -> list[Node]
     while len(running.uses()) == 1 and not running.is_graph_output:
         node, _ = running.uses()[0]
         result = node.results[0] if node.results else None
-        if not rules.is_elementwise(node) or node.operands.count(running) != 1 or result is None:
+        if not rules.is_step(node) or node.operands.count(running) != 1 or result is None:
             break
-        if not _same_storage(result, anchor.results[0]):
+        if not _step_fits(result, running, anchor.results[0], rules.is_quantize_step(node)):
             break
         others = [o for o in node.operands if o is not running]
         if not all(_exists_before(o, anchor, position) for o in others):
@@ -125,11 +193,30 @@ def _same_storage(value: Value, anchor_result: Value) -> bool:
     return value.type.same_tensor(anchor_result.type) and value.type.layout == anchor_result.type.layout
 
 
+def _step_fits(result: Value, running: Value, anchor_result: Value, quantize_step: bool) -> bool:
+    """`_same_storage` as the anchor's result, except that a quantize step changes the dtype (and the
+    steps after it keep the running value's): shape and storage layout still those of the anchor."""
+    if _same_storage(result, anchor_result):
+        return True
+    same_place = (
+        result.type.shape == anchor_result.type.shape and result.type.layout == anchor_result.type.layout
+    )
+    return same_place and (quantize_step or result.type.dtype is running.type.dtype)
+
+
 def _exists_before(value: Value | None, anchor: Node, position: dict[Node, int]) -> bool:
     """A constant, a graph input, or the result of a node that runs before `anchor`."""
     if value is None or value.producer is None:
         return True
     return position.get(value.producer, len(position)) < position[anchor]
+
+
+def _record_prologue(graph: Graph, group_id: int, anchor: Node, prologue: Node) -> None:
+    """Annotate the weight prologue and move it to right before the anchor (it reads only a constant)."""
+    prologue.annotations[GROUP_KEY] = group_id
+    prologue.annotations[PROLOGUE_KEY] = anchor_label(anchor)
+    graph.nodes.unlink(prologue)
+    graph.nodes.insert_before(anchor, prologue)
 
 
 def _record(graph: Graph, group_id: int, anchor: Node, chain: list[Node]) -> None:

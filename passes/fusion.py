@@ -14,6 +14,13 @@ output either). The group runs as one kernel at one step of the schedule: the
 results of every node but the last (the *fused intermediates*) never exist in
 memory; only the last node's result is materialised. `read_fusion` trusts none
 of this and raises a `FusionError` naming the group when a later change broke it.
+
+A group may also have a *weight prologue*: a DequantizeLinear of a constant
+(an INT4 or FP16 stored weight) right before the anchor, whose result only the
+anchor reads, as its weight operand (operand 1). It carries `fusion_group = N`
+and `weight_prologue_of = "<anchor label>"` (never `fused_into`); the kernel
+reads the stored constant and dequantises it inside, so the prologue's result
+is a fused intermediate too. A group needs an epilogue or a prologue.
 Imports only `ir` and this package.
 """
 
@@ -26,6 +33,8 @@ from passes.aliasing import in_place_operands, is_pointwise, is_view
 
 GROUP_KEY = "fusion_group"
 FUSED_INTO_KEY = "fused_into"
+PROLOGUE_KEY = "weight_prologue_of"
+WEIGHT_OPERAND = 1  # the operand of a Conv/MatMul/Gemm anchor a weight prologue feeds
 
 
 class FusionError(HaiError):
@@ -56,15 +65,17 @@ def anchor_label(node: Node) -> str:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class FusionGroup:
-    """One kernel: an anchor node and the elementwise nodes fused after it, in order."""
+    """One kernel: an anchor node, the elementwise nodes fused after it, in order, and the weight
+    prologue (a DequantizeLinear of a stored weight) fused before it, if any."""
 
     id: int
     anchor: Node
     epilogue: tuple[Node, ...]
+    prologue: tuple[Node, ...] = ()
 
     @property
     def nodes(self) -> tuple[Node, ...]:
-        return (self.anchor, *self.epilogue)
+        return (*self.prologue, self.anchor, *self.epilogue)
 
     @property
     def result(self) -> Value:
@@ -134,8 +145,13 @@ def read_fusion(graph: Graph) -> Fusion:
     groups: list[FusionGroup] = []
     group_of: dict[Node, FusionGroup] = {}
     for group_id, nodes in members.items():
-        group = FusionGroup(group_id, nodes[0], tuple(nodes[1:]))
+        prologue = tuple(n for n in nodes if PROLOGUE_KEY in n.annotations)
+        body = [n for n in nodes if PROLOGUE_KEY not in n.annotations]
+        if not body:
+            raise FusionError(f"fusion group {group_id} has only weight prologue nodes; run fuse again")
+        group = FusionGroup(group_id, body[0], tuple(body[1:]), prologue)
         _check_group(group, position)
+        _check_prologue(group, position)
         groups.append(group)
         for node in nodes:
             group_of[node] = group
@@ -145,8 +161,8 @@ def read_fusion(graph: Graph) -> Fusion:
 
 def _check_group(group: FusionGroup, position: dict[Node, int]) -> None:
     where = f"fusion group {group.id} (anchor {group.anchor.label()})"
-    if not group.epilogue:
-        raise FusionError(f"{where} has no epilogue node; run fuse again")
+    if not group.epilogue and not group.prologue:
+        raise FusionError(f"{where} has no epilogue or prologue node; run fuse again")
     if group.anchor.annotations.get(FUSED_INTO_KEY) is not None:
         raise FusionError(f"{where}: its first node is marked {FUSED_INTO_KEY}, so the anchor is gone")
     start = position[group.anchor]
@@ -167,6 +183,25 @@ def _check_group(group: FusionGroup, position: dict[Node, int]) -> None:
         if problem:
             raise FusionError(f"{where}: {node.label()} {problem}; the graph changed after fuse: rerun it")
         previous = node
+
+
+def _check_prologue(group: FusionGroup, position: dict[Node, int]) -> None:
+    """The weight prologue is right before the anchor, dequantises a constant, and only the anchor's
+    weight operand reads its result."""
+    where = f"fusion group {group.id} (anchor {group.anchor.label()})"
+    for offset, node in enumerate(reversed(group.prologue), start=1):
+        result = node.results[0] if len(node.results) == 1 else None
+        problem = None
+        if position[node] != position[group.anchor] - offset:
+            problem = "is not right before the anchor"
+        elif node.annotations.get(PROLOGUE_KEY) != anchor_label(group.anchor):
+            problem = f"has {PROLOGUE_KEY} = {node.annotations.get(PROLOGUE_KEY)!r}"
+        elif node.op != "DequantizeLinear" or not all(o is not None and o.is_constant for o in node.operands):
+            problem = "is no DequantizeLinear of a constant"
+        elif result is None or result.is_graph_output or result.uses() != [(group.anchor, WEIGHT_OPERAND)]:
+            problem = "has a result that something besides the anchor's weight operand reads"
+        if problem:
+            raise FusionError(f"{where}: weight prologue {node.label()} {problem}; rerun fuse")
 
 
 def kernels(graph: Graph) -> list[FusionGroup]:

@@ -76,6 +76,7 @@ class TargetDescription:
     def to_pass_context(self) -> dict[str, Any]:
         """Plain data for passes' `ctx.target` (JSON-friendly, no TVM objects)."""
         from targets.lowering.pointwise import POINTWISE_OPS
+        from targets.lowering.quantized import QUANT_OPS
 
         return {
             "name": self.name,
@@ -85,7 +86,7 @@ class TargetDescription:
             "supported_precisions": list(self.supported_precisions),
             "preferred_precisions": list(self.preferred_precisions),
             "devices": [{"kind": "cpu", "name": self.cpu}],
-            "fusable_ops": sorted(POINTWISE_OPS),  # what kernel epilogues can compute (the `fuse` pass)
+            "fusable_ops": sorted({*POINTWISE_OPS, *QUANT_OPS}),  # what epilogues compute (the `fuse` pass)
         }
 
     def with_features(self, features: frozenset[str]) -> TargetDescription:

@@ -135,15 +135,23 @@ class PlanBuilder:
     # -- slots -------------------------------------------------------------------------------------------
 
     def slot(
-        self, value: Value, shape: tuple[int, ...], dtype: str, packed: dict[str, np.ndarray], written: bool
+        self,
+        value: Value,
+        shape: tuple[int, ...],
+        dtype: str,
+        packed: dict[str, np.ndarray],
+        written: bool,
+        key: str | None = None,
     ) -> Slot:
-        """The slot viewing `value`'s bytes as `shape`/`dtype` (weights stored on the way)."""
+        """The slot viewing `value`'s bytes as `shape`/`dtype` (weights stored on the way); a weight
+        is the kernel's packed array `key` (a KernelArg's key: the value's name, or `value:part`)."""
         source = None if written else constant_source(value)
         if source is not None:
-            array = packed.get(value.name)
+            key = key or value.name
+            array = packed.get(key)
             if array is None:
                 array = source.constant_array().reshape(value.type.shape)
-            name = self.weights.add(value.name, array)
+            name = self.weights.add(key, array)
             return Slot("weight", shape, dtype, 0, name)
         root = data_root(value)
         if not written and root.is_graph_input:
@@ -174,8 +182,9 @@ class PlanBuilder:
         slots, reads, writes = [], [], []
         for position, arg in enumerate(kernel.args):
             value = self.graph.value(arg.value)
-            slot = self.slot(value, tuple(arg.shape), arg.dtype, packed, arg.role == "output")
-            if slot.nbytes != value.type.nbytes and not (slot.kind == "weight" and arg.value in packed):
+            key = getattr(arg, "key", arg.value)
+            slot = self.slot(value, tuple(arg.shape), arg.dtype, packed, arg.role == "output", key)
+            if slot.nbytes != value.type.nbytes and not (slot.kind == "weight" and key in packed):
                 raise PlanBuildError(
                     f"kernel {kernel.name} views argument #{position} %{value.name} ({value.type}) as "
                     f"{list(arg.shape)} {arg.dtype}: {slot.nbytes} bytes for {value.type.nbytes}"

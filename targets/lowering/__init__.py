@@ -36,12 +36,21 @@ class LoweringError(HaiError):
 
 @dataclass(frozen=True)
 class KernelArg:
-    """One kernel argument: the IR value it binds, its role, and the kernel's view of it."""
+    """One kernel argument: the IR value it binds, its role, and the kernel's view of it.
+
+    `part` names a second array a weight constant is stored as (e.g. "scales": the group scales
+    of an INT4 weight, targets/lowering/weight_only.py); `pack_weights` returns it under `key`."""
 
     value: str  # IR value name
     role: str  # "input" | "weight" | "output"
     shape: tuple[int, ...]
     dtype: str  # numpy dtype name, e.g. "float32"
+    part: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The name `pack_weights` gives this argument's array: the value's, or `value:part`."""
+        return self.value if self.part is None else f"{self.value}:{self.part}"
 
 
 def identity_pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -54,7 +63,7 @@ class LoweredKernel:
 
     `func` is the PrimFunc whose `global_symbol` is `name`; `args` lists its
     parameters in order; `pack_weights` maps the weight constants (by IR value
-    name, in the IR's layout) to the arrays the kernel wants (by the same names);
+    name, in the IR's layout) to the arrays the kernel wants (by each weight arg's `key`);
     `flops` counts multiply-adds as two; `sources` are the IR node names fused in.
     """
 
@@ -114,11 +123,13 @@ def lowering(*ops: str) -> Callable[[LowerFn], LowerFn]:
 def _load_families() -> None:
     from targets.lowering import (  # noqa: F401
         conv,
+        conv_integer,
         elementwise,
         generate,
         image,
         indexing,
         matmul,
+        matmul_integer,
         normalization,
         pooling,
         reduce,

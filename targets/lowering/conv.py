@@ -53,6 +53,7 @@ from targets.lowering.conv_geometry import (
 from targets.lowering.elementwise import epilogue_signature
 from targets.lowering.matmul import arg
 from targets.lowering.tiling import ROW_PREFERENCE, choose_knobs, padded, schedule_gemm
+from targets.lowering.weight_only import decode_at_use, has_packable_weight, weight_source
 from targets.target import TargetDescription
 
 
@@ -74,18 +75,18 @@ def pack_conv_weights(w: np.ndarray, panel: int) -> np.ndarray:
     """(M, C, KH, KW) -> (ceil(M/panel), KH, KW, C, panel), zero-padded output channels."""
     m, c, kh, kw = w.shape
     mp = padded(m, panel)
-    full = np.zeros((mp, c, kh, kw), np.float32)
+    full = np.zeros((mp, c, kh, kw), w.dtype)
     full[:m] = w
     return np.ascontiguousarray(full.reshape(mp // panel, panel, c, kh, kw).transpose(0, 3, 4, 2, 1))
 
 
-def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, mp: int) -> tuple[Any, ...]:
-    """(acc compute, its reader acc_at(n, o, y, xx, p), weight placeholder, pad stage or None).
+def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, wp: Any) -> tuple[Any, ...]:
+    """(acc compute, its reader acc_at(n, o, y, xx, p), pad stage or None) over the packed weight `wp`.
 
     acc's loops are (outer..., m, n, reduce...) as schedule_gemm wants: for "spatial"
     m = output channels and n = columns or positions; otherwise m = positions, n = channels.
     """
-    wp = te.placeholder((mp // panel, g.kh, g.kw, g.c, panel), "float32", name="Wp")
+    mp = int(wp.shape[0]) * panel
     rkh, rkw, rc = (
         te.reduce_axis((0, g.kh), "kh"),
         te.reduce_axis((0, g.kw), "kw"),
@@ -113,18 +114,18 @@ def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, mp: int) 
     positions = g.oh * g.ow
     if kind == "spatial" and g.pointwise:
         acc = te.compute((g.n, mp, positions), lambda n, o, p: pointwise(n, p, o), name="acc")
-        return acc, (lambda n, o, y, xx, p: acc[n, o, p]), wp, pad
+        return acc, (lambda n, o, y, xx, p: acc[n, o, p]), pad
     if kind == "spatial":
         acc = te.compute((g.n, g.oh, mp, g.ow), lambda n, y, o, xx: window(n, y, xx, o), name="acc")
-        return acc, (lambda n, o, y, xx, p: acc[n, y, o, xx]), wp, pad
+        return acc, (lambda n, o, y, xx, p: acc[n, y, o, xx]), pad
     if kind == "pointwise":
         acc = te.compute((g.n, positions, mp), pointwise, name="acc")
     elif kind == "flat":
         acc = te.compute((g.n, positions, mp), lambda n, p, o: window(n, p // g.ow, p % g.ow, o), name="acc")
     else:
         acc = te.compute((g.n, g.oh, g.ow, mp), window, name="acc")
-        return acc, (lambda n, o, y, xx, p: acc[n, y, xx, o]), wp, pad
-    return acc, (lambda n, o, y, xx, p: acc[n, p, o]), wp, pad
+        return acc, (lambda n, o, y, xx, p: acc[n, y, xx, o]), pad
+    return acc, (lambda n, o, y, xx, p: acc[n, p, o]), pad
 
 
 def lower_dense_conv(
@@ -133,7 +134,7 @@ def lower_dense_conv(
     g = Geometry(node)
     x_v, w_v = node.operands[0], node.operands[1]
     assert x_v is not None and w_v is not None
-    if not w_v.is_constant:
+    if not has_packable_weight(node):
         raise LoweringError(f"node {node.name!r}: Conv weights must be constants to be packed")
     kind = tile_kind(g, layout, target.vector_lanes_f32)
     positions = g.oh * g.ow
@@ -147,7 +148,15 @@ def lower_dense_conv(
     x_shape = g.flat_in_shape(layout) if g.pointwise else g.in_shape(layout)
     out_shape = g.flat_out_shape(layout) if flat_out else g.out_shape(layout)
     x = te.placeholder(x_shape, "float32", name="x")
-    acc, acc_at, wp, pad = dense_acc(g, x, layout, kind, panel, mp)
+    w_src = weight_source(
+        node,
+        (mp // panel, g.kh, g.kw, g.c, panel),
+        lambda w: pack_conv_weights(w, panel),
+        3,
+        "Wp",
+        inline=decode_at_use(g.n * positions, vector_along_panel=kind != "spatial"),
+    )
+    acc, acc_at, pad = dense_acc(g, x, layout, kind, panel, w_src.tensor)
     b_v, bias, chain = bias_and_epilogue(node, epilogue, layout)
 
     def finish(*i: Any) -> Any:
@@ -164,10 +173,10 @@ def lower_dense_conv(
 
     out = te.compute(out_shape, finish, name="out")
     result = chain.result or node.results[0]
-    anchor = [(x, arg(x_v, "input", x_shape)), (wp, arg(w_v, "weight", wp.shape))]
+    anchor = [(x, arg(x_v, "input", x_shape)), *w_src.params]
     if b_v is not None:
         anchor.append((bias, arg(b_v, "weight", bias.shape)))
-    output = KernelArg(result.name, "output", out_shape, "float32")
+    output = KernelArg(result.name, "output", out_shape, str(out.dtype))  # a quantize epilogue: u8/i8
     params, args = epilogue_signature(anchor, chain, out, output)
     workload = {
         "op": "conv2d",
@@ -178,9 +187,11 @@ def lower_dense_conv(
         "epilogue": chain.describe(),
         "knobs": knobs.to_json(),
     }
+    w_src.add_to(workload)
     vector_out = kind == "spatial" or (layout == "NHWC" and g.m % knobs.nb == 0)
 
     def schedule(sch: Any) -> None:
+        w_src.schedule(sch, knobs.lanes)
         if pad is not None and len(pad.shape) == 5:  # phase-split rows: parallel rows, whole vectors
             n, c, y, _, q = sch.get_loops(sch.get_sblock("pad"))
             sch.parallel(sch.fuse(n, c, y))
@@ -189,11 +200,9 @@ def lower_dense_conv(
             schedule_pad(sch, knobs.lanes)
         schedule_gemm(sch, "acc", "out", knobs, vector_out=vector_out)
 
-    w_name = w_v.name
-
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
-        packed[w_name] = pack_conv_weights(np.asarray(arrays[w_name], np.float32), panel)
+        packed.update(w_src.pack(arrays))
         return packed
 
     flops = 2 * g.n * g.m * g.oh * g.ow * g.c * g.kh * g.kw + chain.flops(result.type.size)
@@ -206,7 +215,7 @@ def lower_conv(node: Node, target: TargetDescription, epilogue: Sequence[Node], 
     assert x is not None
     w = node.operands[1]
     fast = node.results[0].type.dtype.numpy.name == "float32" and x.type.rank == 4
-    if fast and w is not None and w.is_constant:
+    if fast and w is not None and has_packable_weight(node):
         g = Geometry(node)
         if g.group == 1:
             return lower_dense_conv(node, target, epilogue, layout)

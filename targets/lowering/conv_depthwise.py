@@ -29,6 +29,7 @@ from targets.lowering.conv_geometry import (
 from targets.lowering.elementwise import epilogue_signature
 from targets.lowering.matmul import arg
 from targets.lowering.tiling import padded
+from targets.lowering.weight_only import weight_source
 from targets.target import TargetDescription
 
 
@@ -121,7 +122,13 @@ def lower_depthwise(
     owp = row_vector(g.ow, target.vector_lanes_f32)[1] if layout == "NCHW" else g.ow
     xp, pad = phased_input(x, g, owp) if layout == "NCHW" else padded_input(x, g, layout)
     w_shape = (g.c, g.kh, g.kw) if layout == "NCHW" else (g.kh, g.kw, g.c)
-    w = te.placeholder(w_shape, "float32", name="w")
+
+    def weight_layout(weight: np.ndarray) -> np.ndarray:
+        planes = weight.reshape(g.c, g.kh, g.kw)
+        return np.ascontiguousarray(planes if layout == "NCHW" else planes.transpose(1, 2, 0))
+
+    w_src = weight_source(node, w_shape, weight_layout, None, "w")
+    w = w_src.tensor
     rkh, rkw = te.reduce_axis((0, g.kh), "kh"), te.reduce_axis((0, g.kw), "kw")
     (sh, sw), (dh, dw) = g.stride, g.dilation
 
@@ -145,10 +152,10 @@ def lower_depthwise(
 
     out = te.compute(g.out_shape(layout), finish, name="out")
     result = chain.result or node.results[0]
-    anchor = [(x, arg(x_v, "input", g.in_shape(layout))), (w, arg(w_v, "weight", w_shape))]
+    anchor = [(x, arg(x_v, "input", g.in_shape(layout))), *w_src.params]
     if b_v is not None:
         anchor.append((bias, arg(b_v, "weight", bias.shape)))
-    output = KernelArg(result.name, "output", g.out_shape(layout), "float32")
+    output = KernelArg(result.name, "output", g.out_shape(layout), str(out.dtype))
     params, args = epilogue_signature(anchor, chain, out, output)
     lanes = target.vector_lanes_f32
     workload = {
@@ -160,8 +167,10 @@ def lower_depthwise(
         "epilogue": chain.describe(),
         "lanes": lanes,
     }
+    w_src.add_to(workload)
 
     def schedule(sch: Any) -> None:
+        w_src.schedule(sch, lanes)
         if layout == "NCHW":
             schedule_depthwise_rows(sch, g, lanes, pad is not None)
             return
@@ -186,12 +195,9 @@ def lower_depthwise(
         del row
         sch.decompose_reduction(block, kh)
 
-    w_name = w_v.name
-
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
-        weight = np.asarray(arrays[w_name], np.float32).reshape(g.c, g.kh, g.kw)
-        packed[w_name] = np.ascontiguousarray(weight if layout == "NCHW" else weight.transpose(1, 2, 0))
+        packed.update(w_src.pack(arrays))
         return packed
 
     flops = 2 * g.n * g.c * g.oh * g.ow * g.kh * g.kw + chain.flops(result.type.size)

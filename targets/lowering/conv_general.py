@@ -35,6 +35,7 @@ from targets.lowering.generic import (
     work_dtype,
 )
 from targets.lowering.pointwise import narrow
+from targets.lowering.weight_only import weight_params
 from targets.target import TargetDescription
 
 
@@ -96,7 +97,8 @@ def lower_general_conv(
     c_per, m_per = channels // group, m_total // group
     x_param = operand_param(x_v, "x", role="input")
     x = x_param.tensor
-    w = operand_param(w_v, "w")
+    stored = weight_params(node, "w") if not transposed else None
+    w, *w_parts = stored[1] if stored is not None else [operand_param(w_v, "w")]
     bias = operand_param(b_v, "bias") if b_v is not None else None
     if transposed:
         src, _ = upsampled_source(x, window, spatial, out_shape[2:], work)
@@ -132,6 +134,7 @@ def lower_general_conv(
     params = [
         x_param,
         w,
+        *w_parts,
         *([bias] if bias is not None else []),
         *[Param(t, a) for t, a in zip(extra, extra_args)],
         output_param(out, chain.result or result),
@@ -151,10 +154,13 @@ def lower_general_conv(
         "epilogue": chain.describe(),
         "lanes": lanes,
     }
+    if stored is not None:
+        stored[0].add_to(workload)
 
     def schedule(sch: Any) -> None:
         schedule_injective(sch, "src", lanes, macs)
         schedule_reduce(sch, "acc", lanes, macs, consumers=["out"])
 
     flops = 2 * macs + chain.flops(math.prod(out_shape))
-    return make_kernel(node, "convg", workload, params, flops, schedule, epilogue=epilogue)
+    pack = stored[0].pack_all if stored is not None else None
+    return make_kernel(node, "convg", workload, params, flops, schedule, epilogue=epilogue, pack=pack)

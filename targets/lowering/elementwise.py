@@ -38,6 +38,7 @@ from targets.lowering.pointwise import (
     storage_dtype,
     vectorizable,
 )
+from targets.lowering.quantized import QUANT_OPS, LiteralTables, Tables, is_quant_step, quant_expr, quant_key
 from targets.target import TargetDescription
 
 __all__ = ["BINARY", "UNARY", "VARIADIC", "Epilogue", "Operand", "dtype_of", "epilogue_args", "fusable"]
@@ -46,7 +47,10 @@ PARALLEL_MIN_ELEMENTS = 1 << 15  # below this a parallel launch costs more than 
 
 
 def fusable(node: Node) -> bool:
-    """Whether `node` can be an epilogue step: a pointwise op whose operands and result share one dtype."""
+    """Whether `node` can be an epilogue step: a pointwise op whose operands and result share one dtype,
+    or a quantize step (targets/lowering/quantized.py) of a run-time value."""
+    if is_quant_step(node):
+        return True
     if node.op not in POINTWISE_OPS or len(node.results) != 1:
         return False
     dtype = node.results[0].type.dtype
@@ -88,6 +92,7 @@ class Epilogue:
     nodes: tuple[Node, ...] = ()
     chain: list[int] = field(default_factory=list)  # which operand of each node is the running value
     operands: list[dict[int, Operand]] = field(default_factory=list)
+    tables: Tables = field(default_factory=LiteralTables)  # where quantize steps read per-channel constants
 
     @classmethod
     def build(
@@ -137,18 +142,24 @@ class Epilogue:
     def apply(self, value: Expr, index: Sequence[Expr]) -> Expr:
         for node, chain, extras in zip(self.nodes, self.chain, self.operands, strict=True):
             reads = [value if i == chain else extras[i].read(index) for i in range(len(node.operands))]
-            value = node_expr(node, reads)
+            value = step_expr(node, reads, index, self.tables)
         return value
 
     def describe(self) -> list[Any]:
         """The epilogue's part of a workload key: ops, attrs, extra operand shapes and kinds."""
         return [
             [n.op, dict(sorted(n.attrs.items())), c, {str(i): operand_key(o) for i, o in extras.items()}]
+            + ([quant_key(n)] if n.op in QUANT_OPS else [])
             for n, c, extras in zip(self.nodes, self.chain, self.operands, strict=True)
         ]
 
     def flops(self, elements: int) -> int:
         return elements * len(self.nodes)
+
+
+def step_expr(node: Node, reads: Sequence[Expr], index: Sequence[Expr], tables: Tables) -> Expr:
+    """One pointwise or quantize step's element at the output's logical `index`."""
+    return quant_expr(node, reads[0], index, tables) if node.op in QUANT_OPS else node_expr(node, reads)
 
 
 def operand_of(value: Value, name: str, nhwc: bool = False, known: Operands | None = None) -> Operand:
@@ -241,10 +252,11 @@ def schedule_flat(sch: Any, block: Any, lanes: int, elements: int) -> None:
 
 
 def head_key(node: Node, operands: Mapping[int, Operand]) -> list[Any]:
-    return [node.op, dict(sorted(node.attrs.items())), {str(i): operand_key(o) for i, o in operands.items()}]
+    key = [node.op, dict(sorted(node.attrs.items())), {str(i): operand_key(o) for i, o in operands.items()}]
+    return key + ([quant_key(node)] if node.op in QUANT_OPS else [])
 
 
-@lowering(*POINTWISE_OPS)
+@lowering(*POINTWISE_OPS, *QUANT_OPS)
 def lower_elementwise(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
@@ -253,6 +265,10 @@ def lower_elementwise(
 
     if any(v is None for v in node.operands) or len(node.results) != 1:
         raise LoweringError(f"node {node.name!r}: {node.op} needs all its operands and one result")
+    if node.op in QUANT_OPS and not is_quant_step(node):
+        raise LoweringError(
+            f"node {node.name!r}: no x86 template for this {node.op} (group-wise or constant)"
+        )
     result = node.results[0]
     nhwc = layout == "NHWC"
     if nhwc and result.type.rank != 4:
@@ -265,7 +281,8 @@ def lower_elementwise(
 
     def element(*i: Expr) -> Expr:
         index = (i[0], i[3], i[1], i[2]) if nhwc else i  # the logical (NCHW) index of a stored element
-        return chain.apply(node_expr(node, [head[k].read(index) for k in range(len(head))]), index)
+        head_value = step_expr(node, [head[k].read(index) for k in range(len(head))], index, chain.tables)
+        return chain.apply(head_value, index)
 
     out = te.compute(stored, element, name="out")
     tensors, in_args = operand_args(list(known.values()))

@@ -25,6 +25,7 @@ from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_nam
 from targets.lowering.elementwise import Epilogue, Operand, epilogue_args, epilogue_signature
 from targets.lowering.matmul_general import general_product
 from targets.lowering.tiling import GemmKnobs, choose_knobs, padded, schedule_gemm
+from targets.lowering.weight_only import decode_at_use, has_packable_weight, weight_source
 from targets.target import TargetDescription
 
 
@@ -75,9 +76,15 @@ def packed_gemm(
     np_ = padded(n_dim, knobs.nb)
     a_shape = a.type.shape if trans_a else (m_dim, k_dim)
     a_t = te.placeholder(a_shape, "float32", name="A")
-    b_t = te.placeholder((np_ // knobs.nb, k_dim, knobs.nb), "float32", name="Bp")
-    k = te.reduce_axis((0, k_dim), name="k")
     nb = knobs.nb
+
+    def panels(weight: np.ndarray) -> np.ndarray:
+        matrix = weight.reshape(weight.shape[-2:])
+        return pack_panels(matrix.T if trans_b else matrix, nb)
+
+    b_src = weight_source(node, (np_ // nb, k_dim, nb), panels, 1, "Bp", inline=decode_at_use(m_dim))
+    b_t = b_src.tensor
+    k = te.reduce_axis((0, k_dim), name="k")
 
     def a_at(i: Any, kk: Any) -> Any:
         return a_t[kk, i] if trans_a else a_t[i, kk]
@@ -99,10 +106,10 @@ def packed_gemm(
         return chain.apply(value, index)
 
     out = te.compute((m_dim, n_dim), finish, name="out")
-    anchor = [(a_t, arg(a, "input", a_shape)), (b_t, arg(b, "weight", b_t.shape))]
+    anchor = [(a_t, arg(a, "input", a_shape)), *b_src.params]
     if bias is not None and c is not None:
         anchor.append((bias.tensor, arg(c, "weight" if c.is_constant else "input", c.type.shape)))
-    output = KernelArg((chain.result or result).name, "output", (m_dim, n_dim), "float32")
+    output = KernelArg((chain.result or result).name, "output", (m_dim, n_dim), str(out.dtype))
     params, args = epilogue_signature(anchor, chain, out, output)
     workload = {
         "op": "gemm",
@@ -118,16 +125,14 @@ def packed_gemm(
         "epilogue": chain.describe(),
         "knobs": knobs.to_json(),
     }
-    name = kernel_name("gemm", workload)
+    name = kernel_name("gemm", b_src.add_to(workload))
     sch = s_tir.Schedule(te.create_prim_func(params))
+    b_src.schedule(sch, knobs.lanes)
     schedule_gemm(sch, "acc", "out", knobs, vector_out=n_dim % knobs.nb == 0)
-    b_name = b.name
 
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
-        weight = np.asarray(arrays[b_name], dtype=np.float32)
-        weight = weight.reshape(weight.shape[-2:])
-        packed[b_name] = pack_panels(weight.T if trans_b else weight, nb)
+        packed.update(b_src.pack(arrays))
         return packed
 
     flops = 2 * m_dim * n_dim * k_dim + chain.flops(m_dim * n_dim)
@@ -241,7 +246,7 @@ def lower_matmul(
 ) -> LoweredKernel:
     a, b = node.operands[0], node.operands[1]
     assert a is not None and b is not None
-    one_weight_matrix = b.is_constant and b.type.rank >= 2 and math.prod(b.type.shape[:-2]) == 1
+    one_weight_matrix = has_packable_weight(node) and b.type.rank >= 2 and math.prod(b.type.shape[:-2]) == 1
     if fp32(node) and one_weight_matrix and a.type.rank >= 2:
         return packed_gemm(
             node, target, epilogue, a=a, b=b, trans_a=False, trans_b=False, alpha=1.0, c=None, beta=0.0
@@ -263,6 +268,6 @@ def lower_gemm(node: Node, target: TargetDescription, epilogue: Sequence[Node], 
         "c": c,
         "beta": float(attrs["beta"]),
     }
-    if fp32(node) and b.is_constant:
+    if fp32(node) and has_packable_weight(node):
         return packed_gemm(node, target, epilogue, a=a, b=b, **options)
     return general_product(node, target, epilogue, **options)

@@ -32,6 +32,7 @@ from targets.lowering.generic import (
     work_dtype,
 )
 from targets.lowering.pointwise import narrow
+from targets.lowering.weight_only import weight_params
 from targets.target import TargetDescription
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int8", "uint8", "int16", "int32", "int64")
@@ -74,7 +75,8 @@ def general_product(
     batch = tuple(result.type.shape[: result.type.rank - (len(a_shape) > 1) - (len(b_shape) > 1)])
     out_shape = (*batch, m_dim, n_dim)
     a = operand_param(a_v, "A", a2)
-    b = operand_param(b_v, "B", b2)
+    stored = weight_params(node, "B")
+    b, *b_parts = stored[1] if stored is not None else [operand_param(b_v, "B", b2)]
     k = te.reduce_axis((0, k_dim), "k")
 
     def read(p: Param, index: Sequence[Any], row: Any, col: Any, trans: bool) -> Any:
@@ -104,6 +106,7 @@ def general_product(
     params = [
         a,
         b,
+        *b_parts,
         *([bias] if bias is not None else []),
         *[Param(t, x) for t, x in zip(extra, extra_args)],
         output_param(out, chain.result or result),
@@ -122,12 +125,15 @@ def general_product(
         "epilogue": chain.describe(),
         "lanes": lanes,
     }
+    if stored is not None:
+        stored[0].add_to(workload)
 
     def schedule(sch: Any) -> None:
         schedule_reduce(sch, "acc", lanes, macs, consumers=["out"])
 
     flops = 2 * macs + chain.flops(math.prod(out_shape))
-    return make_kernel(node, "mmg", workload, params, flops, schedule, epilogue=epilogue)
+    pack = stored[0].pack_all if stored is not None else None
+    return make_kernel(node, "mmg", workload, params, flops, schedule, epilogue=epilogue, pack=pack)
 
 
 def ir_index(index: Sequence[Any], a_rank: int, b_rank: int) -> list[Any]:

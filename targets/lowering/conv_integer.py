@@ -1,0 +1,254 @@
+"""ConvInteger (2-D): dense ones as the integer GEMM core over an NHWC u8 copy of the input; grouped plain.
+
+Rule: a dense (group 1) ConvInteger with constant weights is an implicit GEMM
+(targets/lowering/integer_gemm.py): a "pad" stage copies the input into a
+channels-last u8 buffer xq[n, hp, wp, Cp] (an i8 input shifted by +128; padding
+and the channels past C filled with the u8 zero point zx, so padding adds
+nothing once the corrected bias subtracts zx * sum W), the reduction runs over
+(kh, kw, c4, ci) against Wp packed in that order, and each tile adds ctab row 0
+(the corrected bias) and runs the fused epilogue (DequantizeLinear, float ops,
+the next layer's QuantizeLinear) before it is stored. Output (n, M, P) for NCHW
+(or (n, P, M) for NHWC), the IR bytes in either case. Grouped and depthwise
+ConvIntegers get a plain int32 TE template over unpacked weights, their
+per-channel constants in a table after each channel's weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from tvm import te
+
+from ir.dtypes import DType
+from ir.graph import Node, Value
+from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name, lowering
+from targets.lowering.conv_geometry import Geometry
+from targets.lowering.elementwise import Epilogue, epilogue_signature, output_arg
+from targets.lowering.integer_gemm import (
+    DEPTH,
+    choose_int_knobs,
+    corrected_bias,
+    fused_tables,
+    pack_integer_weights,
+    packed_table_stage,
+    schedule_integer_gemm,
+    table_bytes,
+    table_stage,
+    weight_at,
+    weight_placeholder,
+)
+from targets.lowering.matmul import arg
+from targets.lowering.tiling import padded
+from targets.target import TargetDescription
+
+
+def activation_zero(x: Value) -> tuple[int, int]:
+    """(shift into u8, the u8 zero point): an i8 activation is shifted by +128."""
+    assert x.type.quant is not None
+    shift = 128 if x.type.dtype is DType.I8 else 0
+    return shift, int(x.type.quant.zero_point[0]) + shift
+
+
+def bias_array(node: Node) -> np.ndarray | None:
+    b = node.operands[2] if len(node.operands) > 2 else None
+    if b is None:
+        return None
+    if not b.is_constant:
+        raise LoweringError(f"node {node.name!r}: {node.op} bias must be a constant")
+    return np.asarray(b.constant_array()).reshape(-1)
+
+
+def as_u8(read: Any, shift: int) -> Any:
+    return read.astype("uint8") if shift == 0 else (read.astype("int32") + shift).astype("uint8")
+
+
+def nhwc_input(x: Any, g: Geometry, layout: str, cp: int, shift: int, zero: int) -> Any:
+    """The "pad" stage: xq[n, hp, wp, cp] u8, zero point outside the input (bounds tested only where
+    there is padding: an unpadded, whole-channel copy is a plain transpose)."""
+    top, left = g.pads[0], g.pads[1]
+
+    def fill(n: Any, y: Any, xx: Any, c: Any) -> Any:
+        bounds = [(y - top, g.h, top, g.pads[2]), (xx - left, g.w, left, g.pads[3]), (c, g.c, 0, cp - g.c)]
+        index, checks = [], []
+        for at, size, before, after in bounds:
+            index.append(te.min(te.max(at, 0), size - 1) if before or after else at)
+            checks += [at >= 0] * bool(before) + [at < size] * bool(after)
+        yy, xc, cc = index
+        read = as_u8(x[n, cc, yy, xc] if layout == "NCHW" else x[n, yy, xc, cc], shift)
+        return te.if_then_else(te.all(*checks), read, te.const(zero, "uint8")) if checks else read
+
+    return te.compute((g.n, g.hp, g.wp, cp), fill, name="pad")
+
+
+def conv_epilogue(node: Node, epilogue: Sequence[Node], layout: str) -> Epilogue:
+    if not node.operands[1].is_constant:  # type: ignore[union-attr]
+        raise LoweringError(f"node {node.name!r}: ConvInteger weights must be constants to be packed")
+    return Epilogue.build(node.results[0], epilogue, layout=layout)
+
+
+def lower_dense(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
+    g = Geometry(node)
+    x_v, w_v = node.operands[0], node.operands[1]
+    assert x_v is not None and w_v is not None
+    shift, zero = activation_zero(x_v)
+    chain = conv_epilogue(node, epilogue, layout)
+    chain.tables = tables = fused_tables(chain.nodes, 1)
+    cp = padded(g.c, DEPTH)
+    k, positions = g.kh * g.kw * cp, g.oh * g.ow
+    knobs = choose_int_knobs(target, positions, g.m)
+    x = te.placeholder(g.in_shape(layout), x_v.type.dtype.numpy.name, name="x")
+    xq = nhwc_input(x, g, layout, cp, shift, zero)
+    wp = weight_placeholder(k, g.m, 1 + len(tables.rows))
+    tables.ctab = ctab = packed_table_stage(wp, k, 1 + len(tables.rows))
+    rkh, rkw = te.reduce_axis((0, g.kh), "kh"), te.reduce_axis((0, g.kw), "kw")
+    rc4, rci = te.reduce_axis((0, cp // DEPTH), "c4"), te.reduce_axis((0, DEPTH), "ci")
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+
+    def window(n: Any, p: Any, o: Any) -> Any:
+        read = xq[n, (p // g.ow) * sh + rkh * dh, (p % g.ow) * sw + rkw * dw, rc4 * DEPTH + rci]
+        block = (rkh * g.kw + rkw) * (cp // DEPTH) + rc4
+        product = read.astype("int32") * weight_at(wp, o, block, rci).astype("int32")
+        return te.sum(product, axis=[rkh, rkw, rc4, rci])
+
+    acc = te.compute((g.n, positions, wp.shape[0] * wp.shape[2]), window, name="acc")
+    nchw = layout == "NCHW"
+    out_shape = (g.n, g.m, positions) if nchw else (g.n, positions, g.m)
+    result = chain.result or node.results[0]
+
+    def finish(*i: Any) -> Any:
+        n, o, p = i if nchw else (i[0], i[2], i[1])
+        return chain.apply(ctab[0, o] + acc[n, p, o], (n, o, p // g.ow, p % g.ow))
+
+    out = te.compute(out_shape, finish, name="out")
+    anchor = [
+        (x, arg(x_v, "input", x.shape)),
+        (wp, KernelArg(w_v.name, "weight", tuple(int(d) for d in wp.shape), "int8")),
+    ]
+    output = KernelArg(result.name, "output", out_shape, output_arg(result).dtype)
+    params, args = epilogue_signature(anchor, chain, out, output)
+    bias = bias_array(node)
+    w_name, rows = w_v.name, list(tables.rows)
+
+    def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        packed = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+        w = np.zeros((g.m, cp, g.kh, g.kw), np.int8)
+        w[:, : g.c] = arrays[w_name]
+        w_ko = w.transpose(2, 3, 1, 0).reshape(k, g.m)
+        packed[w_name] = pack_integer_weights(w_ko, [corrected_bias(w_ko, bias, zero), *rows])
+        return packed
+
+    workload = {
+        "op": "conv_integer",
+        "geometry": g.to_json(),
+        "layout": layout,
+        "x": [str(x_v.type.dtype), zero],
+        "tables": len(rows),
+        "epilogue": chain.describe(),
+        "knobs": knobs.to_json(),
+    }
+    flops = 2 * g.n * g.m * positions * g.c * g.kh * g.kw + chain.flops(result.type.size)
+    return make_kernel(node, epilogue, "convint", workload, params, args, flops, layout, pack,
+                  lambda sch: schedule_integer_gemm(sch, knobs, ["pad"], not nchw, g.m))  # fmt: skip
+
+
+def lower_grouped(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
+    """Any group count, NCHW: plain int32 sums of (x - zx) * w; tables after each channel's weights."""
+    if layout != "NCHW":
+        raise LoweringError(f"node {node.name!r}: grouped ConvInteger is lowered NCHW only")
+    g = Geometry(node)
+    x_v, w_v = node.operands[0], node.operands[1]
+    assert x_v is not None and w_v is not None
+    shift, zero = activation_zero(x_v)
+    chain = conv_epilogue(node, epilogue, layout)
+    chain.tables = tables = fused_tables(chain.nodes, 1)
+    cg, mg = g.c // g.group, g.m // g.group
+    k, count = cg * g.kh * g.kw, 1 + len(tables.rows)
+    x = te.placeholder(g.in_shape(layout), x_v.type.dtype.numpy.name, name="x")
+    xq = nhwc_input(x, g, layout, cg * g.group, shift, zero)
+    wg = te.placeholder((g.m, k + DEPTH * count), "int8", name="Wg")
+    tables.ctab = ctab = table_stage(lambda t, o, b: wg[o, k + DEPTH * t + b], count, g.m)
+    rc, rkh, rkw = (
+        te.reduce_axis((0, cg), "c"),
+        te.reduce_axis((0, g.kh), "kh"),
+        te.reduce_axis((0, g.kw), "kw"),
+    )
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+
+    def window(n: Any, o: Any, y: Any, xx: Any) -> Any:
+        read = xq[n, y * sh + rkh * dh, xx * sw + rkw * dw, (o // mg) * cg + rc].astype("int32")
+        weight = wg[o, (rc * g.kh + rkh) * g.kw + rkw].astype("int32")
+        return te.sum(read * weight, axis=[rc, rkh, rkw])
+
+    acc = te.compute(g.out_shape("NCHW"), window, name="acc")
+    out = te.compute(
+        g.out_shape("NCHW"),
+        lambda n, o, y, xx: chain.apply(ctab[0, o] + acc[n, o, y, xx], (n, o, y, xx)),
+        name="out",
+    )
+    result = chain.result or node.results[0]
+    anchor = [
+        (x, arg(x_v, "input", x.shape)),
+        (wg, KernelArg(w_v.name, "weight", tuple(int(d) for d in wg.shape), "int8")),
+    ]
+    params, args = epilogue_signature(anchor, chain, out, output_arg(result))
+    bias, w_name, rows = bias_array(node), w_v.name, list(tables.rows)
+
+    def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        packed = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+        w = np.asarray(arrays[w_name], np.int8).reshape(g.m, k)
+        corrected = corrected_bias(w.T, bias, zero)
+        packed[w_name] = np.ascontiguousarray(
+            np.concatenate([w, table_bytes([corrected, *rows], g.m)], axis=1)
+        )
+        return packed
+
+    workload = {"op": "conv_integer_grouped", "geometry": g.to_json(), "x": [str(x_v.type.dtype), zero],
+                "tables": len(rows), "epilogue": chain.describe()}  # fmt: skip
+    flops = 2 * g.n * g.m * g.oh * g.ow * cg * g.kh * g.kw + chain.flops(result.type.size)
+
+    def schedule(sch: Any) -> None:
+        pad_loops = sch.get_loops(sch.get_sblock("pad"))
+        sch.parallel(sch.fuse(*pad_loops[:2]))
+        n, o, *_ = sch.get_loops(sch.get_sblock("out"))
+        tile = sch.fuse(n, o)
+        sch.compute_at(sch.get_sblock("acc"), tile)
+        sch.parallel(tile)
+
+    return make_kernel(node, epilogue, "convintg", workload, params, args, flops, layout, pack, schedule)
+
+
+def make_kernel(
+    node: Node,
+    epilogue: Sequence[Node],
+    op: str,
+    workload: dict[str, Any],
+    params: list[Any],
+    args: list[KernelArg],
+    flops: int,
+    layout: str,
+    pack: Any,
+    schedule: Any,
+) -> LoweredKernel:
+    """The LoweredKernel of an integer anchor: its PrimFunc scheduled by `schedule`, named by `workload`."""
+    import tvm.s_tir as s_tir
+
+    name = kernel_name(op, workload)
+    sch = s_tir.Schedule(te.create_prim_func(params))
+    schedule(sch)
+    func = sch.mod["main"].with_attr("global_symbol", name)
+    sources = (node.name, *(n.name for n in epilogue))
+    return LoweredKernel(name, func, tuple(args), flops, sources, workload, layout=layout, pack_weights=pack)
+
+
+@lowering("ConvInteger")
+def lower_conv_integer(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
+    g = Geometry(node)
+    return (lower_dense if g.group == 1 else lower_grouped)(node, target, epilogue, layout)

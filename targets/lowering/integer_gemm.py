@@ -1,0 +1,209 @@
+"""The u8 x i8 -> i32 GEMM core of the integer anchors (ConvInteger, MatMulInteger), VNNI or plain.
+
+Rule: an integer anchor computes acc[n, p, o] = sum over k of A[n, p, k] * W[k, o]
+with A unsigned bytes (an i8 activation is shifted by +128 into u8, its zero
+point with it) and W signed bytes packed at compile time as
+Wp[Mp/16, K4 + T, 16, 4]: panel o//16, reduction block k//4, lane o%16, byte
+k%4 (K padded to a multiple of 4, output channels to a multiple of 16 with
+zeros). The T rows after the K4 reduction blocks are per-channel tables of
+32-bit words (little-endian bytes of int32 or float32), a `ctab` stage inlined
+into the epilogue (TVM's reverse_compute_at wants every producer of the output
+under the tile, compute_at every consumer: a per-tile table stage cannot be
+placed, so the epilogue assembles the words from the bytes): row 0 is the
+corrected bias B[o] - zx * sum_k W[k, o] (zx the activation's u8 zero point: padding is filled with zx, so
+sum (x - zx) w = sum x w - zx sum w), the other rows the per-channel constants
+of the fused quantize steps (`PackedTables`). The reduction's last two loops
+are (c4, ci) over 4 consecutive bytes; with avx512_vnni the 16 x 4 inner step is
+tensorized into one `vpdpbusd` (targets/lowering/vnni.py), else it is a plain
+int32 TE reduction vectorised over the 16 lanes. The schedule follows
+/work/shared/TVM-0.27.md: tile `rows` positions x `vectors` panels in
+registers, panels outermost, tiles parallel, the epilogue written per tile,
+decompose_reduction before tensorize.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from tvm import te, tirx
+
+from targets.lowering.pointwise import Expr
+from targets.lowering.quantized import QUANT_OPS, LiteralTables, channel_axis, step_constants, uniform
+from targets.lowering.tiling import ROW_PREFERENCE, padded
+from targets.lowering.vnni import DEPTH, LANES, register_vnni
+from targets.target import TargetDescription
+
+VNNI_FEATURES = frozenset({"avx512_vnni", "avx512f", "avx512bw"})
+
+
+@dataclass(frozen=True)
+class IntKnobs:
+    """Tile knobs: `rows` output positions x `vectors` panels of 16 channels; `vnni` picks the step."""
+
+    rows: int
+    vectors: int
+    vnni: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def has_vnni(target: TargetDescription) -> bool:
+    return VNNI_FEATURES <= target.features
+
+
+def choose_int_knobs(target: TargetDescription, positions: int, channels: int) -> IntKnobs:
+    """Up to 4 panels dividing the padded channels, then the most rows (ROW_PREFERENCE) that fit the
+    registers (one accumulator vector per row and panel, one per panel's weights, one broadcast)."""
+    vnni = has_vnni(target)
+    registers = 32 if "avx512f" in target.features else 8  # an AVX2 target needs two ymm per 16 lanes
+    panels = padded(channels, LANES) // LANES
+    vectors = next(v for v in (4, 3, 2, 1) if panels % v == 0 and 2 * v + 1 <= registers)
+    fits = [r for r in ROW_PREFERENCE if r * vectors + vectors + 1 <= registers]
+    rows = next((r for r in fits if positions % r == 0), 1)
+    return IntKnobs(rows=rows, vectors=vectors, vnni=vnni)
+
+
+def reduction_blocks(k: int) -> int:
+    return -(-k // DEPTH)
+
+
+def pack_integer_weights(w_ko: np.ndarray, tables: Sequence[np.ndarray]) -> np.ndarray:
+    """(K, M) int8 weights in reduction order and 1-D (M,) 32-bit tables -> Wp[Mp/16, K4 + T, 16, 4]."""
+    k, m = w_ko.shape
+    kp, mp = reduction_blocks(k) * DEPTH, padded(m, LANES)
+    full = np.zeros((kp, mp), np.int8)
+    full[:k, :m] = w_ko
+    blocks = full.reshape(kp // DEPTH, DEPTH, mp // LANES, LANES).transpose(2, 0, 3, 1)
+    words = np.zeros((mp, DEPTH * len(tables)), np.int8)
+    words[:m] = table_bytes(tables, m)
+    rows = words.reshape(mp // LANES, LANES, len(tables), DEPTH).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(np.concatenate([blocks, rows], axis=1))
+
+
+def corrected_bias(w_ko: np.ndarray, bias: np.ndarray | None, zero: int) -> np.ndarray:
+    """B[o] - zero * sum_k W[k, o] as int32 (a ValueError when it does not fit)."""
+    total = -int(zero) * w_ko.astype(np.int64).sum(axis=0)
+    if bias is not None:
+        total = total + bias.astype(np.int64)
+    if total.size and (total.min() < -(2**31) or total.max() >= 2**31):
+        raise ValueError("the corrected int32 bias overflows")
+    return total.astype(np.int32)
+
+
+def weight_placeholder(k: int, channels: int, tables: int) -> Any:
+    return te.placeholder(
+        (padded(channels, LANES) // LANES, reduction_blocks(k) + tables, LANES, DEPTH), "int8", name="Wp"
+    )
+
+
+def weight_at(wp: Any, o: Expr, block: Expr, byte: Expr) -> Expr:
+    return wp[o // LANES, block, o % LANES, byte]
+
+
+def table_stage(byte_at: Any, tables: int, channels: int) -> Any:
+    """ctab[t, o]: the 32-bit word of table row t for channel o, from its 4 little-endian bytes
+    `byte_at(t, o, b)` (int8 expressions)."""
+
+    def word(t: Expr, o: Expr) -> Expr:
+        parts = [
+            byte_at(t, o, b).astype("uint8").astype("uint32") << te.const(8 * b, "uint32")
+            for b in range(DEPTH)
+        ]
+        return tirx.reinterpret("int32", parts[0] | parts[1] | parts[2] | parts[3])
+
+    return te.compute((tables, channels), word, name="ctab")
+
+
+def packed_table_stage(wp: Any, k: int, tables: int) -> Any:
+    """The `ctab` stage over the table rows of a VNNI-packed weight Wp (after its K4 blocks)."""
+    first = reduction_blocks(k)
+    return table_stage(lambda t, o, b: weight_at(wp, o, first + t, b), tables, wp.shape[0] * LANES)
+
+
+def table_bytes(tables: Sequence[np.ndarray], channels: int) -> np.ndarray:
+    """(channels, 4 * len(tables)) int8: each channel's table words, little-endian."""
+    words = np.stack([np.asarray(t).astype(t.dtype.newbyteorder("<")).view(np.int32) for t in tables], axis=1)
+    return words.reshape(channels, len(tables)).copy().view(np.int8)
+
+
+class PackedTables:
+    """Per-channel constants of the fused steps along the anchor's channel axis, as `ctab` rows 1..;
+    constants along another axis fall back to literals. `collect` first, then build the stage."""
+
+    def __init__(self, channel_axis: int) -> None:
+        self.channel_axis = channel_axis
+        self.rows: list[np.ndarray] = []
+        self.ctab: Any = None
+        self.fallback = LiteralTables()
+
+    def collect(self, values: np.ndarray, axis: int) -> None:
+        if axis == self.channel_axis and self._row(values) is None:
+            self.rows.append(values)
+
+    def _row(self, values: np.ndarray) -> int | None:
+        for i, row in enumerate(self.rows):
+            if row.dtype == values.dtype and np.array_equal(row, values):
+                return 1 + i
+        return None
+
+    def read(self, values: np.ndarray, axis: int, index: Sequence[Expr]) -> Expr:
+        row = self._row(values) if axis == self.channel_axis else None
+        if row is None:
+            return self.fallback.read(values, axis, index)
+        word = self.ctab[row, index[axis]]
+        return word if values.dtype == np.int32 else tirx.reinterpret(str(values.dtype), word)
+
+
+def fused_tables(nodes: Sequence[Any], axis: int) -> PackedTables:
+    """PackedTables holding the per-channel constants (along `axis`) of an epilogue's quantize steps."""
+    tables = PackedTables(axis)
+    for node in nodes:
+        if node.op in QUANT_OPS and channel_axis(node) == axis:
+            for values in step_constants(node).values():
+                if not uniform(values):
+                    tables.collect(values, axis)
+    return tables
+
+
+def schedule_integer_gemm(
+    sch: Any, knobs: IntKnobs, stages: Sequence[str], vector_out: bool, channels: int
+) -> None:
+    """Schedule block "acc" (loops n, p, o, reduce..., c4, ci), "ctab" and "out" (see the module rule).
+
+    `stages` are input stages ("pad") computed whole before the GEMM, in parallel over their
+    first two loops; `vector_out`: the output's innermost loop runs over channels.
+    """
+    for name in stages:
+        loops = sch.get_loops(sch.get_sblock(name))
+        sch.parallel(sch.fuse(*loops[:2]) if len(loops) > 2 else loops[0])
+    block = sch.get_sblock("acc")
+    n, p, o, *reduce = sch.get_loops(block)
+    *outer_reduce, ci = reduce
+    po, pi = sch.split(p, [None, knobs.rows])
+    oo, ov, oi = sch.split(o, [None, knobs.vectors, LANES])
+    inner = [pi, ov, oi, ci] if knobs.vnni else [pi, ov, ci, oi]
+    sch.reorder(oo, n, po, *outer_reduce, *inner)
+    tile = sch.fuse(oo, n, po)
+    sch.set_scope(block, 0, "local")
+    sch.compute_inline(sch.get_sblock("ctab"))  # a tile's epilogue reads the table bytes in place
+    out = sch.get_sblock("out")
+    sch.reverse_compute_at(out, tile)
+    sch.parallel(tile)
+    sch.unroll(pi)
+    sch.unroll(ov)
+    out_loops = sch.get_loops(out)[1:]  # under the tile
+    if not vector_out and len(out_loops) >= 2:  # NCHW: channels innermost, so the epilogue runs on vectors
+        sch.reorder(out_loops[-1], out_loops[-2])
+        out_loops = sch.get_loops(out)[1:]
+    if channels % LANES == 0 and out_loops:
+        sch.vectorize(sch.split(out_loops[-1], [None, LANES])[1])
+    if not knobs.vnni:
+        sch.unroll(ci)
+        sch.vectorize(oi)
+    sch.decompose_reduction(block, outer_reduce[0])
+    if knobs.vnni:
+        sch.tensorize(oi, register_vnni())

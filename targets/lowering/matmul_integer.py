@@ -1,0 +1,106 @@
+"""MatMulInteger with a constant (K, N) weight as the integer GEMM core (targets/lowering/integer_gemm.py).
+
+Rule: X (..., K) is viewed as rows (P, K) (P the product of its leading dims)
+and the result (..., N) as (P, N), the IR bytes in both. A u8 X whose K is a
+multiple of 4 is read in place; otherwise a "pad" stage copies it into
+xq[P, Kp] u8 (i8 shifted by +128, the tail filled with the u8 zero point).
+Each tile adds the corrected bias (ctab row 0) and runs the fused epilogue at
+the result's logical index, channels (N) innermost and vectorised.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from tvm import te
+
+from ir.graph import Node
+from targets.lowering import KernelArg, LoweredKernel, LoweringError, lowering
+from targets.lowering.conv_integer import activation_zero, as_u8, bias_array, make_kernel
+from targets.lowering.elementwise import Epilogue, epilogue_signature, output_arg
+from targets.lowering.integer_gemm import (
+    DEPTH,
+    choose_int_knobs,
+    corrected_bias,
+    fused_tables,
+    pack_integer_weights,
+    packed_table_stage,
+    schedule_integer_gemm,
+    weight_at,
+    weight_placeholder,
+)
+from targets.lowering.matmul import arg, unravel
+from targets.lowering.tiling import padded
+from targets.target import TargetDescription
+
+
+@lowering("MatMulInteger")
+def lower_matmul_integer(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
+    x_v, w_v = node.operands[0], node.operands[1]
+    assert x_v is not None and w_v is not None
+    if not w_v.is_constant:
+        raise LoweringError(f"node {node.name!r}: MatMulInteger weights must be constants to be packed")
+    shift, zero = activation_zero(x_v)
+    k, n = w_v.type.shape
+    result_shape = node.results[0].type.shape
+    rows = math.prod(x_v.type.shape[:-1])
+    chain = Epilogue.build(node.results[0], epilogue)
+    chain.tables = tables = fused_tables(chain.nodes, len(result_shape) - 1)
+    knobs = choose_int_knobs(target, rows, n)
+    kp = padded(k, DEPTH)
+    x = te.placeholder((rows, k), x_v.type.dtype.numpy.name, name="x")
+    in_place = shift == 0 and kp == k
+    if in_place:
+        xq = x
+    else:
+        xq = te.compute((rows, kp), lambda p, c: te.if_then_else(
+            c < k, as_u8(x[p, te.min(c, k - 1)], shift), te.const(zero, "uint8")), name="pad")  # fmt: skip
+    wp = weight_placeholder(kp, n, 1 + len(tables.rows))
+    tables.ctab = ctab = packed_table_stage(wp, kp, 1 + len(tables.rows))
+    rc4, rci = te.reduce_axis((0, kp // DEPTH), "c4"), te.reduce_axis((0, DEPTH), "ci")
+
+    def dot(_: Any, p: Any, o: Any) -> Any:
+        product = xq[p, rc4 * DEPTH + rci].astype("int32") * weight_at(wp, o, rc4, rci).astype("int32")
+        return te.sum(product, axis=[rc4, rci])
+
+    acc = te.compute((1, rows, wp.shape[0] * wp.shape[2]), dot, name="acc")
+    result = chain.result or node.results[0]
+
+    def finish(p: Any, o: Any) -> Any:
+        return chain.apply(ctab[0, o] + acc[0, p, o], (*unravel(p, result_shape[:-1]), o))
+
+    out = te.compute((rows, n), finish, name="out")
+    anchor = [
+        (x, arg(x_v, "input", x.shape)),
+        (wp, KernelArg(w_v.name, "weight", tuple(int(d) for d in wp.shape), "int8")),
+    ]
+    output = KernelArg(result.name, "output", (rows, n), output_arg(result).dtype)
+    params, args = epilogue_signature(anchor, chain, out, output)
+    bias, w_name, table_rows = bias_array(node), w_v.name, list(tables.rows)
+
+    def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        packed = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+        w_ko = np.asarray(arrays[w_name], np.int8).reshape(k, n)
+        packed[w_name] = pack_integer_weights(w_ko, [corrected_bias(w_ko, bias, zero), *table_rows])
+        return packed
+
+    workload = {
+        "op": "matmul_integer",
+        "rows": rows,
+        "k": k,
+        "n": n,
+        "result": list(result_shape),
+        "x": [str(x_v.type.dtype), zero],
+        "tables": len(table_rows),
+        "epilogue": chain.describe(),
+        "knobs": knobs.to_json(),
+    }
+    flops = 2 * rows * k * n + chain.flops(result.type.size)
+    stages = [] if in_place else ["pad"]
+    return make_kernel(node, epilogue, "matmulint", workload, params, args, flops, "any", pack,
+                       lambda sch: schedule_integer_gemm(sch, knobs, stages, True, n))  # fmt: skip

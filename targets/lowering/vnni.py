@@ -1,0 +1,65 @@
+# mypy: disable-error-code="valid-type"
+"""The AVX-512 VNNI `vpdpbusd` tensor intrinsic, registered the way LLVM 22 accepts it.
+
+Rule: one `dot_16x4` step adds to 16 int32 accumulators C[j] the dot product
+of 4 unsigned bytes A[0:4] (broadcast) with 4 signed bytes B[j, 0:4]:
+C[j] += sum_k u8(A[k]) * i8(B[j, k]). TVM's shipped `dot_16x4_vnni` fails under
+LLVM 22 (`vpdpbusd.512` now takes `(<16 x i32>, <64 x i8>, <64 x i8>)`), so this
+copy passes the broadcast A and B as byte vectors (/work/shared/TVM-0.27.md).
+Its C buffer is register ("local") scope: the accumulator tile of
+targets/lowering/integer_gemm.py lives in registers. Registered once, on first use.
+"""
+
+from __future__ import annotations
+
+VNNI_DOT_16X4 = "hai_dot_16x4_vnni_local"
+LANES = 16  # int32 accumulators of one 512-bit vector
+DEPTH = 4  # bytes one accumulator lane takes per step
+
+
+def register_vnni() -> str:
+    """Register the intrinsic (idempotent) and return its name for `sch.tensorize`."""
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    try:
+        TensorIntrin.get(VNNI_DOT_16X4)
+        return VNNI_DOT_16X4
+    except Exception:  # noqa: BLE001 - TVM raises a plain error for an unknown name
+        pass
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        A: T.Buffer((4,), "uint8", offset_factor=1),
+        B: T.Buffer((16, 4), "int8", offset_factor=1),
+        C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+            T.writes(C[0:16])
+            for i in T.serial(0, 16):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        A: T.Buffer((4,), "uint8", offset_factor=1),
+        B: T.Buffer((16, 4), "int8", offset_factor=1),
+        C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+            T.writes(C[0:16])
+            a_i32 = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+                C.vload([0], dtype="int32x16"),
+                T.reinterpret(T.broadcast(a_i32, 16), dtype="uint8x64"),
+                B.vload([0, 0], dtype="int8x64"),
+                dtype="int32x16",
+            )
+
+    TensorIntrin.register(VNNI_DOT_16X4, desc, impl)
+    return VNNI_DOT_16X4
