@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import math
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,47 @@ def baseline_rows(data: QuantDataset, threads: int) -> list[Candidate]:
     ]
 
 
-def hai_rows(data: QuantDataset, threads: int) -> list[Candidate]:
-    """HAI INT8, INT4 and mixed of the case's model, calibrated on `data.calibration_feeds()`.
+MIXED_SIZE_FRACTION = 0.20
+"""Mixed precision's budget here: layer weights in at most this fraction of their fp32 bytes (≥ 78% off)."""
+WORKDIR = tempfile.TemporaryDirectory(prefix="hai-quant-bench-")
 
-    Empty until HAI's quantizer lands: fill it with one Candidate per precision
-    (weights bytes of the artifact, `runtime.load(...).run` as predict, bench.hai_latency).
-    """
-    return []
+
+def hai_rows(data: QuantDataset, threads: int) -> list[Candidate]:
+    """HAI INT8, INT4 and mixed of the case's model, calibrated once on `data.calibration_feeds()`,
+    each compiled for this host and run by the runtime."""
+    from hai_compiler import DynamicQuantizer
+    from hai_compiler.quantize import prepare_graph
+    from hai_compiler.quantize.mixed import weight_bytes
+    from passes.quantize import layers
+
+    shapes = {data.input_name: tuple(data.calibration.shape[1:])}
+    feeds = list(data.calibration_feeds())
+    int8 = DynamicQuantizer(precision_profile="int8", progress=False).fit(
+        data.model, feeds, input_shapes=shapes
+    )
+    int4 = DynamicQuantizer(precision_profile="int4", progress=False).fit(data.model, input_shapes=shapes)
+    fp32_layer_bytes = sum(weight_bytes(n, "fp32", 32) for n in layers(prepare_graph(data.model, shapes)))
+    mixed = DynamicQuantizer(
+        precision_profile="mixed", target_size=int(fp32_layer_bytes * MIXED_SIZE_FRACTION), progress=False
+    ).fit(data.model, feeds, input_shapes=shapes, stats=int8.stats)
+    return [hai_candidate(f"HAI {name}", q.graph, data, threads) for name, q in
+            (("INT8", int8), ("INT4", int4), ("mixed", mixed))]  # fmt: skip
+
+
+def hai_candidate(engine: str, graph: Any, data: QuantDataset, threads: int) -> Candidate:
+    import runtime
+    from hai_compiler.compiler import CompileOptions, compile_model
+
+    shapes = {data.input_name: tuple(data.calibration.shape[1:])}
+    path = Path(WORKDIR.name) / f"{data.case}-{engine.split()[-1].lower()}.hai"
+    compiled = compile_model(graph, path, CompileOptions(input_shapes=shapes))
+    model = runtime.load(compiled.path, threads=threads)
+    first = model.outputs[0].name
+    return Candidate(
+        engine, (compiled.path / "weights.bin").stat().st_size,
+        lambda feed: model.run(feed)[first],
+        lambda feed, runs: bench.hai_latency(model, feed, runs),
+    )  # fmt: skip
 
 
 def measure(

@@ -20,6 +20,18 @@ from rich.console import Console
 
 from hai_compiler.cli import InputShapeOpt, ModelArg, _files, _shapes, app, print_outputs, reported_errors
 from hai_compiler.input_spec import check_inputs, load_input_arrays, random_input
+from hai_compiler.quantize_commands import (
+    CalibrationOpt,
+    LayerPrecisionOpt,
+    MaxDisagreementOpt,
+    MinSqnrOpt,
+    ObserverOpt,
+    PrecisionOpt,
+    QuantizeOptions,
+    StatsOpt,
+    TargetSizeOpt,
+    print_quantization,
+)
 
 ArtifactArg = Annotated[
     Path, typer.Argument(metavar="ARTIFACT", help="A compiled NAME.hai directory.", show_default=False)
@@ -102,18 +114,39 @@ def compile_command(
             "--entry", metavar="auto|on|off", help="One exported call runs every kernel (auto: when all can)."
         ),
     ] = "auto",
+    precision: PrecisionOpt = None,
+    calibration_data: CalibrationOpt = None,
+    observer: ObserverOpt = "percentile",
+    min_sqnr: MinSqnrOpt = None,
+    max_disagreement: MaxDisagreementOpt = None,
+    target_size: TargetSizeOpt = None,
+    layer_precision: LayerPrecisionOpt = None,
+    stats: StatsOpt = None,
 ) -> None:
-    """Compile a model into an artifact directory that `hai run` and `runtime.load` execute."""
+    """Compile a model into an artifact directory that `hai run` and `runtime.load` execute.
+
+    With --precision, the model is quantized first (as `hai quantize` does) and the sizes are reported.
+    """
     from hai_compiler.compiler import CompileOptions, compile_model
     from hai_compiler.compiler.report import render_report
 
     shapes = _shapes(input_shape)
+    console = Console(highlight=False)
     with reported_errors():
         options = CompileOptions(target, cpu, hardware_profile, shapes or None, passes, dump_ir, entry=entry)
+        quantized = None
+        if precision is not None:
+            quantize = QuantizeOptions(
+                precision, calibration_data, observer, min_sqnr, max_disagreement, target_size,
+                layer_precision, stats,
+            )  # fmt: skip
+            quantized = quantize.fit(model, shapes, str(hardware_profile or target))
         with ProgressBar() as bar:
-            result = compile_model(model, output, options, progress=bar)
+            result = compile_model(quantized.graph if quantized else model, output, options, progress=bar)
+        if quantized is not None:
+            print_quantization(console, model, quantized, (result.path / "weights.bin").stat().st_size)
         if report:
-            render_report(result, Console(highlight=False))
+            render_report(result, console)
         sys.stderr.write(
             f"compiled {model} for {result.target.name} ({result.target.cpu}): {len(result.plan.kernels)} "
             f"steps{' in one entry call' if result.plan.plan.entry else ''}, "

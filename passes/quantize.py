@@ -182,7 +182,7 @@ def quantize_int8(graph: Graph, node: Node, quantized_inputs: dict[Value, Value]
     if xq is None:
         xq = quantized_inputs[x] = quantize_activation(graph, builder, x, node)
     matrix, channel_axis = integer_weight(node)
-    w = quantize_per_channel(matrix, channel_axis)
+    w = quantize_per_channel(matrix, channel_axis, min_scale=bias_safe_scale(node, xq))
     w_value = graph.add_constant(
         weight.name + ".q", w.values, TensorType(w.dtype, matrix.shape, quant=w.params)
     )
@@ -194,9 +194,13 @@ def quantize_int8(graph: Graph, node: Node, quantized_inputs: dict[Value, Value]
     )
     (real,) = builder.op("DequantizeLinear", [acc], name=acc.name + ".dq")
     copy_annotations(node, acc.producer)
-    graph.replace_value(node.results[0], real)
+    original = node.results[0]
+    name = original.name
+    graph.replace_value(original, real)
     operands = list(node.operands)
     graph.remove_node(node)
+    if real.name != name:  # the layer's output keeps its name (and its calibrated range)
+        graph.rename(real, name)
     drop_unused_constants(graph, operands)
 
 
@@ -233,9 +237,28 @@ def integer_weight(node: Node) -> tuple[np.ndarray, int]:
     return array, 1
 
 
+BIAS_HEADROOM = 2**24
+"""A bias in accumulator scale stays within ±2^24, leaving the rest of int32 to the products."""
+
+
+def layer_bias(node: Node) -> Value | None:
+    return node.operands[2] if len(node.operands) > 2 and node.op != "MatMul" else None
+
+
+def bias_safe_scale(node: Node, xq: Value) -> np.ndarray | float:
+    """The smallest weight scale per output channel that keeps the bias within BIAS_HEADROOM."""
+    bias = layer_bias(node)
+    if bias is None:
+        return 0.0
+    assert xq.type.quant is not None
+    return np.abs(bias.constant_array().astype(np.float64).reshape(-1)) / (
+        xq.type.quant.scale[0] * BIAS_HEADROOM
+    )
+
+
 def integer_bias(graph: Graph, node: Node, xq: Value, w: QuantizedWeight) -> Value | None:
     """The layer's float bias as int32 in accumulator scale (x_scale * w_scale), or None."""
-    bias = node.operands[2] if len(node.operands) > 2 and node.op != "MatMul" else None
+    bias = layer_bias(node)
     if bias is None:
         return None
     assert xq.type.quant is not None and bias.is_constant

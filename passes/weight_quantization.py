@@ -1,11 +1,15 @@
-"""Choosing weight scales: symmetric per-channel INT8 and group-wise INT4, each clipped where it pays.
+"""Choosing weight scales: per-channel INT8 at full range, group-wise INT4 clipped where it pays.
 
 Rule: weights are quantized symmetrically (zero point 0) with ir/quantization.py's
-rule. Rather than always scaling the largest magnitude to the top code, every
-channel (INT8) or group (INT4) tries `CLIP_STEPS` clipping thresholds between
-`MIN_CLIP` and 1.0 of its largest magnitude and keeps the one with the least
-squared rounding-plus-clipping error (the weight half of "clipping-range
-search"); ties go to the widest range. Imports numpy and ir only.
+rule. An INT8 channel scales its largest magnitude to the top code: clipping
+INT8 weights lowered the model-level SQNR of PP-OCR rec (12.8 -> 12.3 dB) and of
+the orientation model (21.2 -> 20.9 dB) although it lowers each channel's own
+error. An INT4 group, where rounding dominates, tries `CLIP_STEPS` clipping
+thresholds between `MIN_CLIP` and 1.0 of its largest magnitude and keeps the one
+with the least squared rounding-plus-clipping error; ties go to the widest
+range. No scale falls below MIN_RELATIVE_SCALE of the tensor's largest (a
+channel of near-zero weights would otherwise blow up its bias in accumulator
+scale). Imports numpy and ir only.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from ir.quantization import dequantize, group_count, quant_range, quantize
 
 MIN_CLIP = 0.5
 CLIP_STEPS = 26
+MIN_RELATIVE_SCALE = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,15 +38,20 @@ class QuantizedWeight:
         return dequantize(self.values, self.params)
 
 
-def best_scales(rows: np.ndarray, dtype: DType) -> np.ndarray:
-    """Per row of `rows` (float64, one row per channel or group), the scale of least squared error."""
+def best_scales(
+    rows: np.ndarray, dtype: DType, min_scale: np.ndarray | float = 0.0, search: bool = True
+) -> np.ndarray:
+    """Per row of `rows` (float64, one row per channel or group), the scale of least squared error
+    (`search`) or of the largest magnitude, never below `min_scale` nor MIN_RELATIVE_SCALE's floor."""
     top = quant_range(dtype)[1]
     lo = -top - 1
     peak = np.abs(rows).max(axis=1)
+    floor = np.maximum(np.asarray(min_scale, np.float64), peak.max(initial=0.0) * MIN_RELATIVE_SCALE) * top
+    peak = np.maximum(peak, floor)
     peak = np.where(peak > 0, peak, 1.0)
     best_error = np.full(len(rows), np.inf)
     best = peak / top
-    for fraction in np.linspace(1.0, MIN_CLIP, CLIP_STEPS):
+    for fraction in np.linspace(1.0, MIN_CLIP, CLIP_STEPS if search else 1):
         scale = (peak * fraction / top).astype(np.float32).astype(np.float64)
         q = np.clip(np.rint(rows.astype(np.float32) * (1 / scale[:, None]).astype(np.float32)), lo, top)
         error = ((q * scale[:, None] - rows) ** 2).sum(axis=1)
@@ -51,10 +61,12 @@ def best_scales(rows: np.ndarray, dtype: DType) -> np.ndarray:
     return best
 
 
-def quantize_per_channel(weights: np.ndarray, axis: int, dtype: DType = DType.I8) -> QuantizedWeight:
-    """Symmetric, one scale per index of `axis` (the output channel)."""
+def quantize_per_channel(
+    weights: np.ndarray, axis: int, dtype: DType = DType.I8, min_scale: np.ndarray | float = 0.0
+) -> QuantizedWeight:
+    """Symmetric, one scale per index of `axis` (the output channel), each at least `min_scale`."""
     moved = np.moveaxis(weights.astype(np.float64), axis, 0)
-    scales = best_scales(moved.reshape(moved.shape[0], -1), dtype)
+    scales = best_scales(moved.reshape(moved.shape[0], -1), dtype, min_scale, search=False)
     params = QuantParams(tuple(float(s) for s in scales), (0,) * len(scales), axis)
     return QuantizedWeight(quantize(weights.astype(np.float32), params, dtype), dtype, params)
 

@@ -135,16 +135,18 @@ def test_quantized_graph_round_trips_hir_with_its_weights(precision, ranges, dig
     )
 
 
-def test_clipping_search_never_loses_to_max_scaling() -> None:
+def test_int4_clipping_search_never_loses_to_max_scaling_and_int8_uses_the_full_range() -> None:
     rng = np.random.default_rng(5)
-    weights = rng.standard_t(2, (8, 64, 3, 3)).astype(np.float32)  # heavy tails, wide channels: clipping pays
-    chosen = quantize_per_channel(weights, 0)
+    weights = rng.standard_t(2, (8, 64, 3, 3)).astype(np.float32)  # heavy tails: clipping pays at 4 bits
+    chosen = quantize_groupwise(weights, axis=1, group_size=64)
     error = ((chosen.dequantized() - weights) ** 2).reshape(8, -1).sum(1)
-    peak = np.abs(weights).reshape(8, -1).max(1) / 127
-    max_params = QuantParams(tuple(float(s) for s in peak), (0,) * 8, 0)
-    naive = dequantize(quantize(weights, max_params, DType.I8), max_params)
-    assert np.all(error <= ((naive - weights) ** 2).reshape(8, -1).sum(1) + 1e-9)
-    assert np.any(error < ((naive - weights) ** 2).reshape(8, -1).sum(1) * 0.99)
+    peak = np.abs(weights).max(axis=1, keepdims=True) / 7
+    max_params = QuantParams(tuple(float(s) for s in peak.ravel()), (0,) * peak.size, 1, 64)
+    naive = dequantize(quantize(weights, max_params, DType.I4), max_params)
+    naive_error = ((naive - weights) ** 2).reshape(8, -1).sum(1)
+    assert np.all(error <= naive_error + 1e-9) and np.any(error < naive_error * 0.99)
+    int8 = quantize_per_channel(weights, 0)
+    np.testing.assert_allclose(int8.params.scale, np.abs(weights).reshape(8, -1).max(1) / 127, rtol=1e-6)
 
 
 def test_groupwise_int4_has_one_scale_per_group() -> None:
