@@ -3,7 +3,8 @@
 Rule: `fit` loads the model and runs the `default` passes (`prepare_graph`),
 calibrates activations when some layer may be INT8 (every profile but `fp16`
 and `int4`, which are weight-only), records the ranges in the graph metadata,
-then quantizes: one precision for every layer (`fp16`, `int8`, `int4`; a layer
+picking among observers and refined ranges by the whole model's INT8 error
+(range_selection.py), then quantizes: one precision for every layer (`fp16`, `int8`, `int4`; a layer
 that cannot take it keeps the next better one, see passes/quantize.py), or
 `mixed`, where hai_compiler/quantize/mixed.py picks each layer's precision
 under the budget. Per-layer overrides (`layer_precision={name: precision}`)
@@ -21,6 +22,7 @@ from typing import Any
 from hai_compiler.quantize.calibrate import calibrate, prepare_graph
 from hai_compiler.quantize.calibration_data import CalibrationSource, load_calibration_data
 from hai_compiler.quantize.mixed import Budget, LayerChoice, MixedPrecision, configured, layer_name
+from hai_compiler.quantize.range_selection import AUTO_OBSERVERS, RangeChoice, select_ranges
 from hai_compiler.quantize.statistics import CalibrationStats
 from ir import Graph, HaiError
 from ir.printer import write_hir
@@ -30,7 +32,7 @@ from passes.quantize import PRECISION_KEY, Quantize, effective_precision, layers
 
 PROFILES = ("fp16", "int8", "int4", "mixed")
 WEIGHT_ONLY = ("fp16", "int4")
-DEFAULT_OBSERVER = "percentile"  # measured on the orientation model: +2.4 dB over minmax, +2.4 over mse
+DEFAULT_OBSERVER = "auto"  # range_selection.py: the observers of AUTO_OBSERVERS, judged on the whole model
 
 
 class QuantizerError(HaiError):
@@ -45,6 +47,7 @@ class QuantizedModel:
     precisions: dict[str, str]
     layers: list[LayerChoice] | None = None
     stats: CalibrationStats | None = None
+    ranges: RangeChoice | None = None  # which activation ranges were chosen, and why
 
     def save(self, path: str | Path) -> Path:
         """Write the graph as `.hir` with its weights file beside it; returns the `.hir` path."""
@@ -69,6 +72,7 @@ class DynamicQuantizer:
     layer_precision: Mapping[str, str] | None = None
     max_samples: int | None = 256
     sensitivity_samples: int = 8
+    refine: bool = True  # also try layer-wise clipping-range search (range_refinement.py)
     group_size: int = 32
     seed: int = 0
     progress: bool = True
@@ -94,41 +98,57 @@ class DynamicQuantizer:
         overrides = dict(self.layer_precision or {})
         if self.precision_profile in WEIGHT_ONLY and "int8" not in overrides.values():
             return self._uniform(graph, overrides, None)
-        calibration = self._statistics(graph, calibration_data, stats)
-        for name, (lo, hi) in calibration.ranges.items():
+        choice = self._ranges(graph, calibration_data, stats)
+        for name, (lo, hi) in choice.ranges.items():
             record_range(graph.metadata, name, lo, hi)
         if self.precision_profile != "mixed":
-            return self._uniform(graph, overrides, calibration)
+            return self._uniform(graph, overrides, choice)
         if calibration_data is None:
             raise QuantizerError("mixed precision measures sensitivities on calibration data: pass some")
-        data = load_calibration_data(
-            calibration_data, graph, max_samples=self.sensitivity_samples, seed=self.seed
+        chooser = MixedPrecision(
+            graph, self._samples(graph, calibration_data), overrides=overrides, group_size=self.group_size
         )
-        chooser = MixedPrecision(graph, list(data), overrides=overrides, group_size=self.group_size)
         precisions = chooser.choose(self.budget)
         quantized = configured(graph, precisions, self.group_size)
-        return QuantizedModel(quantized, precisions, chooser.layers, calibration)
+        return QuantizedModel(quantized, precisions, chooser.layers, choice.stats, choice)
 
-    def _statistics(
+    def _samples(self, graph: Graph, data: CalibrationSource | None) -> list[dict[str, Any]]:
+        """The first `sensitivity_samples` of the calibration data (seeded): selection and sensitivity."""
+        if data is None:
+            return []
+        return list(load_calibration_data(data, graph, max_samples=self.sensitivity_samples, seed=self.seed))
+
+    def _ranges(
         self, graph: Graph, data: CalibrationSource | None, stats: CalibrationStats | str | Path | None
-    ) -> CalibrationStats:
+    ) -> RangeChoice:
+        """The activation ranges: from saved `stats`, or calibrated (range_selection.py picks)."""
         if stats is not None:
             loaded = stats if isinstance(stats, CalibrationStats) else CalibrationStats.load(stats)
             loaded.check_graph(graph)
-            return loaded
-        if data is None:
+            calibrations = {loaded.observer: loaded}
+        elif data is None:
             raise QuantizerError(
                 f"precision {self.precision_profile} quantizes activations: give calibration data "
                 "(an .npz named after the model inputs, a directory of them, or feed dicts) or saved stats"
             )
-        return calibrate(
-            graph, data, self.observer, options=self.observer_options, max_samples=self.max_samples,
-            seed=self.seed, progress=self.progress,
-        )  # fmt: skip
+        else:
+            observers = AUTO_OBSERVERS if self.observer == "auto" else (self.observer,)
+            calibrations = {
+                name: calibrate(
+                    graph,
+                    data,
+                    name,
+                    options=self.observer_options if name == self.observer else None,
+                    max_samples=self.max_samples,
+                    seed=self.seed,
+                    progress=self.progress,
+                )  # fmt: skip
+                for name in observers
+            }
+        samples = self._samples(graph, data)
+        return select_ranges(graph, calibrations, samples, self.refine)
 
-    def _uniform(
-        self, graph: Graph, overrides: dict[str, str], stats: CalibrationStats | None
-    ) -> QuantizedModel:
+    def _uniform(self, graph: Graph, overrides: dict[str, str], choice: RangeChoice | None) -> QuantizedModel:
         for node in layers(graph):
             if layer_name(node) in overrides:
                 node.annotations[PRECISION_KEY] = overrides.pop(layer_name(node))
@@ -141,7 +161,7 @@ class DynamicQuantizer:
             for n in layers(graph)
         }
         Quantize(precision=self.precision_profile, group_size=self.group_size).run(graph, PassContext())
-        return QuantizedModel(graph, chosen, None, stats)
+        return QuantizedModel(graph, chosen, None, choice.stats if choice else None, choice)
 
 
 def resolve_device(device: str) -> Any:
