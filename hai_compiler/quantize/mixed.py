@@ -18,7 +18,7 @@ Rules:
   `min_sqnr` (predicted, then verified on the samples: a miss raises the
   predicted target by the shortfall and repeats), `max_disagreement` (top-1
   disagreement with fp32 along the last output axis, verified the same way), or
-  `target_size` (upgrades continue while the weights still fit). A budget no
+  `target_size` (the best upgrade that still fits, until none does). A budget no
   choice meets is a `QuantizationBudgetError` that says what the best choice
   reaches.
 """
@@ -122,10 +122,11 @@ class MixedPrecision:
         overrides: Mapping[str, str] | None = None,
         keep_ends: str = "int8",
         group_size: int = 32,
+        evaluator: IncrementalEvaluator | None = None,
     ) -> None:
         self.graph = graph
         self.group_size = group_size
-        self.evaluator = IncrementalEvaluator(graph, samples)
+        self.evaluator = evaluator or IncrementalEvaluator(graph, samples)
         self.reference = stacked(self.evaluator.reference)
         nodes = layers(graph)
         self._check_overrides(nodes, dict(overrides or {}))
@@ -180,7 +181,8 @@ class MixedPrecision:
         noise = sum(10 ** (-layer.sensitivity.get(layer.precision, math.inf) / 10) for layer in self.layers)
         return math.inf if noise == 0 else -10 * math.log10(noise)
 
-    def _next_upgrade(self) -> LayerChoice | None:
+    def _next_upgrade(self, room: float = math.inf) -> LayerChoice | None:
+        """The upgrade of most predicted noise reduction per extra byte among those within `room` bytes."""
         best, best_gain = None, 0.0
         for layer in self.layers:
             index = layer.allowed.index(layer.precision)
@@ -191,7 +193,7 @@ class MixedPrecision:
                 -layer.sensitivity[higher] / 10
             )
             extra = max(layer.bytes[higher] - layer.bytes[layer.precision], 1)
-            if reduction / extra > best_gain:
+            if extra <= room and reduction / extra > best_gain:
                 best, best_gain = layer, reduction / extra
         return best
 
@@ -245,11 +247,7 @@ class MixedPrecision:
                 f"--target-size {target_size} bytes is unreachable: the smallest choice takes {self.size()} "
                 f"bytes of layer weights; allow more or let the first/last layers go below int8"
             )
-        while (layer := self._next_upgrade()) is not None:
-            index = layer.allowed.index(layer.precision)
-            extra = layer.bytes[layer.allowed[index + 1]] - layer.bytes[layer.precision]
-            if self.size() + extra > target_size:
-                break
+        while (layer := self._next_upgrade(room=target_size - self.size())) is not None:
             self._upgrade(layer)
         return self.precisions()
 

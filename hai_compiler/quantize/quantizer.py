@@ -4,7 +4,8 @@ Rule: `fit` loads the model and runs the `default` passes (`prepare_graph`),
 calibrates activations when some layer may be INT8 (every profile but `fp16`
 and `int4`, which are weight-only), records the ranges in the graph metadata,
 picking among observers and refined ranges by the whole model's INT8 error
-(range_selection.py), then quantizes: one precision for every layer (`fp16`, `int8`, `int4`; a layer
+(range_selection.py), then quantizes, and with calibration data corrects each
+quantized layer's bias (bias_correction.py): one precision for every layer (`fp16`, `int8`, `int4`; a layer
 that cannot take it keeps the next better one, see passes/quantize.py), or
 `mixed`, where hai_compiler/quantize/mixed.py picks each layer's precision
 under the budget. Per-layer overrides (`layer_precision={name: precision}`)
@@ -19,12 +20,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hai_compiler.quantize.bias_correction import correct_biases
 from hai_compiler.quantize.calibrate import calibrate, prepare_graph
 from hai_compiler.quantize.calibration_data import CalibrationSource, load_calibration_data
+from hai_compiler.quantize.incremental import IncrementalEvaluator
 from hai_compiler.quantize.mixed import Budget, LayerChoice, MixedPrecision, configured, layer_name
 from hai_compiler.quantize.range_selection import AUTO_OBSERVERS, RangeChoice, select_ranges
 from hai_compiler.quantize.statistics import CalibrationStats
 from ir import Graph, HaiError
+from ir.clone import clone_graph
 from ir.printer import write_hir
 from ir.quantization import record_range
 from passes.manager import PassContext
@@ -73,6 +77,7 @@ class DynamicQuantizer:
     max_samples: int | None = 256
     sensitivity_samples: int = 8
     refine: bool = True  # also try layer-wise clipping-range search (range_refinement.py)
+    bias_correction: bool = True  # cancel the mean shift of rounded weights (bias_correction.py)
     group_size: int = 32
     seed: int = 0
     progress: bool = True
@@ -96,21 +101,28 @@ class DynamicQuantizer:
         """Quantize `model` (.onnx/.hir path or Graph), calibrating on `calibration_data` or with `stats`."""
         graph = prepare_graph(model, input_shapes)
         overrides = dict(self.layer_precision or {})
-        if self.precision_profile in WEIGHT_ONLY and "int8" not in overrides.values():
-            return self._uniform(graph, overrides, None)
-        choice = self._ranges(graph, calibration_data, stats)
-        for name, (lo, hi) in choice.ranges.items():
-            record_range(graph.metadata, name, lo, hi)
-        if self.precision_profile != "mixed":
-            return self._uniform(graph, overrides, choice)
-        if calibration_data is None:
-            raise QuantizerError("mixed precision measures sensitivities on calibration data: pass some")
-        chooser = MixedPrecision(
-            graph, self._samples(graph, calibration_data), overrides=overrides, group_size=self.group_size
-        )
-        precisions = chooser.choose(self.budget)
-        quantized = configured(graph, precisions, self.group_size)
-        return QuantizedModel(quantized, precisions, chooser.layers, choice.stats, choice)
+        choice = None
+        if self.precision_profile not in WEIGHT_ONLY or "int8" in overrides.values():
+            choice = self._ranges(graph, calibration_data, stats)
+            for name, (lo, hi) in choice.ranges.items():
+                record_range(graph.metadata, name, lo, hi)
+        samples = self._samples(graph, calibration_data)
+        evaluator = IncrementalEvaluator(graph, samples)
+        chooser = None
+        if self.precision_profile == "mixed":
+            if not samples:
+                raise QuantizerError("mixed precision measures sensitivities on calibration data: pass some")
+            chooser = MixedPrecision(
+                graph, samples, overrides=overrides, group_size=self.group_size, evaluator=evaluator
+            )
+            precisions = chooser.choose(self.budget)
+            quantized = configured(graph, precisions, self.group_size)
+        else:
+            quantized, precisions = self._uniform(clone_graph(graph), overrides)
+        if self.bias_correction and samples:
+            correct_biases(graph, quantized, evaluator.cached)
+        layers_chosen = chooser.layers if chooser is not None else None
+        return QuantizedModel(quantized, precisions, layers_chosen, choice.stats if choice else None, choice)
 
     def _samples(self, graph: Graph, data: CalibrationSource | None) -> list[dict[str, Any]]:
         """The first `sensitivity_samples` of the calibration data (seeded): selection and sensitivity."""
@@ -148,7 +160,8 @@ class DynamicQuantizer:
         samples = self._samples(graph, data)
         return select_ranges(graph, calibrations, samples, self.refine)
 
-    def _uniform(self, graph: Graph, overrides: dict[str, str], choice: RangeChoice | None) -> QuantizedModel:
+    def _uniform(self, graph: Graph, overrides: dict[str, str]) -> tuple[Graph, dict[str, str]]:
+        """`graph` with every layer at the profile's precision (overrides win), and the precisions."""
         for node in layers(graph):
             if layer_name(node) in overrides:
                 node.annotations[PRECISION_KEY] = overrides.pop(layer_name(node))
@@ -161,7 +174,7 @@ class DynamicQuantizer:
             for n in layers(graph)
         }
         Quantize(precision=self.precision_profile, group_size=self.group_size).run(graph, PassContext())
-        return QuantizedModel(graph, chosen, None, choice.stats if choice else None, choice)
+        return graph, chosen
 
 
 def resolve_device(device: str) -> Any:

@@ -12,6 +12,7 @@ from hai_compiler import DynamicQuantizer
 from hai_compiler.demo import EMBEDDED_MODEL, load_heldout_digits
 from hai_compiler.quantize import calibrate, prepare_graph
 from hai_compiler.quantize.incremental import IncrementalEvaluator
+from hai_compiler.quantize.metrics import sqnr_db
 from hai_compiler.quantize.mixed import Budget, MixedPrecision, QuantizationBudgetError, configured
 from hai_compiler.quantize.quantizer import QuantizerError
 from ir import Graph, run_graph
@@ -108,3 +109,18 @@ def test_dynamic_quantizer_is_deterministic_and_clear_about_bad_input() -> None:
         DynamicQuantizer(precision_profile="int8", progress=False).fit(EMBEDDED_MODEL, input_shapes=SHAPES)
     with pytest.raises(QuantizerError, match="unknown precision 'int3'"):
         DynamicQuantizer(precision_profile="int3")
+
+
+def test_bias_correction_brings_quantized_outputs_closer_to_fp32() -> None:
+    data, held_out = feeds(0, 48), feeds(200, 260)
+    reference = np.concatenate(
+        [run_graph(prepare_graph(EMBEDDED_MODEL, SHAPES), f)["logits"] for f in held_out]
+    )
+    for profile in ("int4", "int8"):
+        scores = []
+        for correct in (False, True):
+            quantizer = DynamicQuantizer(precision_profile=profile, bias_correction=correct, progress=False)
+            graph = quantizer.fit(EMBEDDED_MODEL, data, input_shapes=SHAPES).graph
+            result = np.concatenate([run_graph(graph, f)["logits"] for f in held_out])
+            scores.append(sqnr_db(result, reference))
+        assert scores[1] > scores[0], (profile, scores)
