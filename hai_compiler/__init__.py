@@ -26,7 +26,8 @@ def compile(  # noqa: A001  (the API the design names: hai_compiler.compile)
     output: str | Path | None = None,
     **options: Any,
 ) -> Path:
-    """Compile `model` (.onnx/.hir path, onnx.ModelProto or ir.Graph) for `target` into an artifact.
+    """Compile `model` (.onnx/.hir path, onnx.ModelProto, ir.Graph or a `DynamicQuantizer`'s
+    QuantizedModel) for `target` into an artifact.
 
     Mirrors `hai compile`: `cpu=`, `hardware_profile=`, `passes=`, `dump_ir=`, `verify_each=`,
     `entry=` (auto|on|off) are the other options. `output` defaults to the model file's name with
@@ -39,4 +40,5 @@ def compile(  # noqa: A001  (the API the design names: hai_compiler.compile)
             raise CompileOptionError("give output=... (the artifact directory) when the model is not a file")
         output = Path(model).with_suffix(".hai").name
     compile_options = CompileOptions.from_keywords(target, input_shapes, options)
-    return compile_model(model, output, compile_options).path
+    graph = getattr(model, "graph", None)  # a QuantizedModel compiles as its quantized graph
+    return compile_model(model if graph is None else graph, output, compile_options).path

@@ -144,7 +144,8 @@ def compile_command(
         with ProgressBar() as bar:
             result = compile_model(quantized.graph if quantized else model, output, options, progress=bar)
         if quantized is not None:
-            print_quantization(console, model, quantized, (result.path / "weights.bin").stat().st_size)
+            weights = (result.path / "weights.bin").stat().st_size
+            print_quantization(console, model, quantized, weights, quantize.quality(model, shapes, quantized))
         if report:
             render_report(result, console)
         sys.stderr.write(

@@ -83,6 +83,29 @@ class QuantizeOptions:
             progress=sys.stderr.isatty(),
         )  # fmt: skip
 
+    def quality(
+        self, model: Path, shapes: dict[str, tuple[int, ...]], quantized: Any, data: Path | None = None,
+        labels: Path | None = None,
+    ) -> Any:  # fmt: skip
+        """The QualityReport against fp32 on `data` (all of it, `labels` giving accuracy), else on the
+        first calibration samples mixed precision measures on; None without either."""
+        from hai_compiler.quantize.calibrate import prepare_graph
+        from hai_compiler.quantize.calibration_data import load_calibration_data
+        from hai_compiler.quantize.report import quality
+
+        source = data if data is not None else self.calibration_data
+        if source is None:
+            return None
+        reference = prepare_graph(model, shapes or None)
+        cap = None if data is not None else self.quantizer("x86").sensitivity_samples
+        feeds = list(load_calibration_data(source, reference, max_samples=cap, seed=None))
+        source_name = (
+            "evaluation samples" if data is not None else "calibration samples (--eval-data for more)"
+        )
+        return quality(
+            reference, quantized.graph, feeds, np.load(labels) if labels is not None else None, source_name
+        )
+
     def fit(self, model: Path, shapes: dict[str, tuple[int, ...]], target_device: str) -> Any:
         """The QuantizedModel of `model` under these options."""
         return self.quantizer(target_device).fit(
@@ -150,19 +173,6 @@ def quantize_command(
         written = quantized.save(output)
         if save_stats is not None and quantized.stats is not None:
             quantized.stats.save(save_stats)
-        measured = None if eval_data is None else eval_quality(model, shapes, quantized, eval_data, labels)
+        measured = options.quality(model, shapes, quantized, eval_data, labels)
         print_quantization(console, model, quantized, None, measured)
         console.print(f"wrote {written}")
-
-
-def eval_quality(
-    model: Path, shapes: dict[str, tuple[int, ...]], quantized: Any, data: Path, labels: Path | None
-) -> Any:
-    """The QualityReport of `quantized` against the fp32 model on the samples of `data`."""
-    from hai_compiler.quantize.calibrate import prepare_graph
-    from hai_compiler.quantize.calibration_data import load_calibration_data
-    from hai_compiler.quantize.report import quality
-
-    reference = prepare_graph(model, shapes or None)
-    feeds = list(load_calibration_data(data, reference, seed=None))
-    return quality(reference, quantized.graph, feeds, np.load(labels) if labels is not None else None)

@@ -2,7 +2,8 @@
 
 A *layer* is a Conv, a MatMul or a Gemm whose weight is a constant. Its
 precision is its node's `precision` annotation (set by a mixed-precision
-chooser, or by hand in a `.hir`), else the pass's `precision` option:
+chooser, or by hand in a `.hir`), else the pass's `precision` option
+(`mixed`: every layer must be annotated):
 
 - `int8`: X -> QuantizeLinear (u8, asymmetric, from X's calibrated range in
   the graph metadata, ir/quantization.py `recorded_range`), W -> i8 symmetric
@@ -36,6 +37,8 @@ from passes.manager import Pass, PassContext
 from passes.weight_quantization import QuantizedWeight, quantize_groupwise, quantize_per_channel
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
+MIXED = "mixed"
+"""The pass option that takes every layer's precision from its annotation (a mixed-precision choice)."""
 MIN_INT4_AXIS = 8
 """INT4 needs a reduction axis this long: shorter ones (depthwise, RGB input) would store a scale a weight."""
 PRECISION_KEY = "precision"
@@ -77,8 +80,10 @@ class Quantize(Pass):
     )
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision not in (*PRECISIONS, MIXED):
+            raise ValueError(
+                f"precision must be one of {', '.join((*PRECISIONS, MIXED))}, got {self.precision!r}"
+            )
         if self.group_size < 1:
             raise ValueError(f"group-size must be >= 1, got {self.group_size}")
 
@@ -86,6 +91,11 @@ class Quantize(Pass):
         quantized_inputs: dict[Value, Value] = {}
         for node in layers(graph):
             precision = str(node.annotations.get(PRECISION_KEY, self.precision))
+            if precision == MIXED:
+                raise QuantizationError(
+                    f"{node.label()}: precision=mixed needs a `precision` annotation on every layer "
+                    "(hai quantize --precision mixed chooses them)"
+                )
             if precision not in PRECISIONS:
                 raise QuantizationError(
                     f"{node.label()}: precision {precision!r} is not one of {', '.join(PRECISIONS)}"

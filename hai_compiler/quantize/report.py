@@ -40,6 +40,7 @@ class QualityReport:
     agreement: float
     accuracy: float | None = None
     fp32_accuracy: float | None = None
+    source: str = "evaluation samples"
 
 
 @dataclasses.dataclass
@@ -79,12 +80,13 @@ def quality(
     quantized: Graph,
     feeds: Sequence[Mapping[str, np.ndarray]],
     labels: np.ndarray | None = None,
+    source: str = "evaluation samples",
 ) -> QualityReport:
     """SQNR and top-1 agreement of `quantized` against `reference` (both interpreted) on `feeds`."""
     name = reference.outputs[0].name
     ref = np.stack([run_graph(reference, feed)[name] for feed in feeds])
     out = np.stack([run_graph(quantized, feed)[quantized.outputs[0].name] for feed in feeds])
-    report = QualityReport(len(feeds), sqnr_db(out, ref), top1_agreement(out, ref))
+    report = QualityReport(len(feeds), sqnr_db(out, ref), top1_agreement(out, ref), source=source)
     if labels is not None:
         flat = labels.reshape(len(feeds), *labels.shape[1:])
         report.accuracy = accuracy(out.reshape(len(feeds), -1), flat)
@@ -116,7 +118,9 @@ def render_summary(console: Console, size: SizeReport, quality_report: QualityRe
     if quality_report is None:
         return
     q = quality_report
-    line = f"against fp32 on {q.samples} samples: SQNR {q.sqnr_db:.2f} dB, top-1 agreement {q.agreement:.4f}"
+    line = (
+        f"against fp32 on {q.samples} {q.source}: SQNR {q.sqnr_db:.2f} dB, top-1 agreement {q.agreement:.4f}"
+    )
     if q.accuracy is not None:
         line += f", accuracy {q.accuracy:.4f} (fp32 {q.fp32_accuracy:.4f})"
     console.print(line)
