@@ -91,3 +91,5 @@ def check_types_agree(where: str, declared: list[TensorType], inferred: list[Ten
     for i, (d, t) in enumerate(zip(declared, inferred)):
         if not d.same_tensor(t):
             raise IRError(f"{where}: result {i} is declared {d} but the op gives {t}")
+        if t.quant is not None and d.quant != t.quant:  # ops that decide quantization (ir/ops/quantized.py)
+            raise IRError(f"{where}: result {i} is declared with quant {d.quant} but the op gives {t.quant}")

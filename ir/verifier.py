@@ -2,8 +2,10 @@
 
 Checked: every value is defined once (SSA); each operand is defined before its
 use (topological order); use lists match operands exactly (no dangling use);
-attributes fit the op's schema; result types agree with the op's inference;
-graph outputs are defined values of this graph.
+attributes fit the op's schema; result types agree with the op's inference
+(quantization parameters included); every quantized type's parameters fit its
+shape and dtype (ir/quantization.py `check_params`); graph outputs are defined
+values of this graph.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from ir.builder import check_types_agree, infer_types
 from ir.errors import IRError, VerificationError
 from ir.graph import Graph, Node, Value
 from ir.ops.registry import get_schema
+from ir.quantization import check_params, quant_range
 
 
 def verify(graph: Graph) -> None:
@@ -35,6 +38,9 @@ def _verify(graph: Graph) -> None:
             raise VerificationError(f"{where}: value %{value.name} does not belong to this graph")
         names.add(value.name)
         defined.add(id(value))
+        if value.type.quant is not None:
+            quant_range(value.type.dtype)
+            check_params(value.type.shape, value.type.quant, f"{where} %{value.name}")
 
     for value in graph.inputs:
         define(value, "graph input")

@@ -113,7 +113,7 @@ def test_metadata_round_trips_with_escapes():
         TensorType(DType.F32, (1, 16, 8, 8), device="cpu", offset=1024),
         TensorType(DType.I8, (64,), quant=QuantParams((0.1,), (0,))),
         TensorType(DType.I8, (4, 2), quant=QuantParams((0.5, 0.25, 1e-3, 2.0), (0, 1, -1, 3), axis=0)),
-        TensorType(DType.I4, (4, 64), quant=QuantParams((0.1, 0.2), (0, 0), axis=1, group_size=32), page=7),
+        TensorType(DType.I4, (4, 64), quant=QuantParams((0.1, 0.2) * 4, (0,) * 8, 1, 32), page=7),
         TensorType(DType.BOOL, (3,), device='gpu:"0"', offset=0, page=0),
     ],
     ids=str,

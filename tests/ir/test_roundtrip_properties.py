@@ -23,6 +23,7 @@ from ir.builder import infer_types
 from ir.ops.registry import get_schema, has_op
 from ir.parser import parse_hir, read_hir
 from ir.printer import is_inline, print_graph, write_hir
+from ir.quantization import QUANT_RANGES, param_count
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -60,21 +61,25 @@ SHAPES = st.lists(st.integers(1, 4), min_size=0, max_size=3).map(tuple)
 
 
 @st.composite
-def quant_params(draw) -> QuantParams:
-    n = draw(st.integers(1, 3))
-    scale = tuple(draw(st.lists(st.floats(allow_nan=False), min_size=n, max_size=n)))
-    zero = tuple(draw(st.lists(st.integers(-128, 255), min_size=n, max_size=n)))
-    axis = draw(st.integers(0, 3)) if n > 1 or draw(st.booleans()) else None
-    group = draw(st.none() | st.integers(1, 64))
+def quant_params(draw, dtype: DType, shape: tuple[int, ...]) -> QuantParams | None:
+    """Parameters that fit a `dtype` tensor of `shape` (the verifier checks them), or None."""
+    if dtype not in QUANT_RANGES:
+        return None
+    axis = draw(st.none() | st.integers(0, len(shape) - 1)) if shape else None
+    group = draw(st.none() | st.integers(1, 64)) if axis is not None else None
+    n = param_count(shape, QuantParams((1.0,), (0,), axis, group)) if axis is not None else 1
+    scale = tuple(draw(st.lists(st.floats(1e-6, 1e6), min_size=n, max_size=n)))
+    lo, hi = QUANT_RANGES[dtype]
+    zero = tuple(draw(st.lists(st.integers(lo, hi), min_size=n, max_size=n)))
     return QuantParams(scale, zero, axis, group)
 
 
 @st.composite
-def type_facts(draw) -> dict:
+def type_facts(draw, dtype: DType, shape: tuple[int, ...]) -> dict:
     if draw(st.integers(0, 2)) == 0:
         return {}
     return {
-        "quant": draw(st.none() | quant_params()),
+        "quant": draw(st.none() | quant_params(dtype, shape)),
         "device": draw(st.none() | NAMES),
         "offset": draw(st.none() | st.integers(0, 2**40)),
         "page": draw(st.none() | st.integers(0, 1000)),
@@ -113,7 +118,7 @@ class GraphMaker:
     def type(self, dtype: DType | None = None, shape: tuple[int, ...] | None = None) -> TensorType:
         dtype = dtype or self.draw(st.sampled_from(DTYPES))
         shape = shape if shape is not None else self.draw(SHAPES)
-        return TensorType(dtype, shape, **self.draw(type_facts()))
+        return TensorType(dtype, shape, **self.draw(type_facts(dtype, shape)))
 
     def add_input(self) -> None:
         self.pool.append(self.graph.add_input(self.name(), self.type()))
@@ -154,7 +159,7 @@ class GraphMaker:
             op, operands, attrs, name=self.draw(st.just("") | NAMES), result_names=names
         )
         for result in results:
-            result.type = result.type.with_(**self.draw(type_facts()))
+            result.type = result.type.with_(**self.draw(type_facts(result.type.dtype, result.type.shape)))
         results[0].producer.annotations.update(self.draw(ANNOTATIONS))
         self.pool.extend(results)
 

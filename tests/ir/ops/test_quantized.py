@@ -174,3 +174,22 @@ def test_params_for_range() -> None:
     assert params_for_range(-1.0, 3.0, DType.U8, symmetric=False) == pytest.approx((4 / 255, 64))
     scale, zero = params_for_range(-2.0, 1.0, DType.I8, symmetric=True)
     assert zero == 0 and scale == pytest.approx(2 / 127.5)
+
+
+def test_verifier_checks_quantization_parameters() -> None:
+    from ir import VerificationError, verify
+
+    graph = Graph("v")
+    x = graph.add_input("x", TensorType(DType.F32, (2, 3)))
+    bad = TensorType(DType.I8, (3, 4), quant=QuantParams((0.1, 0.2), (0, 0), 0))  # 2 scales for 3 channels
+    graph.add_constant("w", np.zeros((3, 4), np.int8), bad)
+    graph.set_outputs([x])
+    with pytest.raises(VerificationError, match=r"%w: 2 scale\(s\) for shape \[3, 4\], expected 3"):
+        verify(graph)
+    graph = quantize_graph(
+        np.zeros((2, 3), np.float32), {"dtype": DType.I8, "scale": (0.1,), "zero_point": (0,)}
+    )
+    node = next(iter(graph.nodes))
+    node.results[0].type = node.results[0].type.with_(quant=QuantParams((0.5,), (0,)))
+    with pytest.raises(VerificationError, match="declared with quant"):
+        verify(graph)
