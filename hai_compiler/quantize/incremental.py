@@ -79,3 +79,16 @@ class IncrementalEvaluator:
 def stacked(outputs: list[list[np.ndarray]]) -> list[np.ndarray]:
     """Per output, the samples' arrays stacked on a new leading axis."""
     return [np.stack([sample[i] for sample in outputs]) for i in range(len(outputs[0]))]
+
+
+def flat(outputs: list[np.ndarray]) -> np.ndarray:
+    """All outputs of all samples as one vector (what whole-model SQNR is computed over)."""
+    return np.concatenate([o.ravel() for o in outputs])
+
+
+def closeness(evaluator: IncrementalEvaluator, graph: Graph) -> tuple[float, float]:
+    """(output SQNR dB over every output, top-1 disagreement of the first) of `graph` against fp32."""
+    from hai_compiler.quantize.metrics import sqnr_db, top1_agreement
+
+    outputs, reference = stacked(evaluator.outputs(graph)), stacked(evaluator.reference)
+    return sqnr_db(flat(outputs), flat(reference)), 1.0 - top1_agreement(outputs[0], reference[0])

@@ -31,8 +31,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from hai_compiler.quantize.incremental import IncrementalEvaluator, stacked
-from hai_compiler.quantize.metrics import sqnr_db, top1_agreement
+from hai_compiler.quantize.incremental import IncrementalEvaluator, closeness
 from ir import Graph, HaiError, Node
 from ir.clone import clone_graph
 from passes.fusion import anchor_label
@@ -127,7 +126,6 @@ class MixedPrecision:
         self.graph = graph
         self.group_size = group_size
         self.evaluator = evaluator or IncrementalEvaluator(graph, samples)
-        self.reference = stacked(self.evaluator.reference)
         nodes = layers(graph)
         self._check_overrides(nodes, dict(overrides or {}))
         ends = {layer_name(nodes[0]), layer_name(nodes[-1])} if nodes else set()
@@ -151,11 +149,7 @@ class MixedPrecision:
 
     def score(self, precisions: Mapping[str, str]) -> tuple[float, float]:
         """(output SQNR dB, top-1 disagreement) of the model with `precisions` against fp32."""
-        outputs = stacked(self.evaluator.outputs(configured(self.graph, precisions, self.group_size)))
-        sqnr = sqnr_db(
-            np.concatenate([o.ravel() for o in outputs]), np.concatenate([r.ravel() for r in self.reference])
-        )
-        return sqnr, 1.0 - top1_agreement(outputs[0], self.reference[0])
+        return closeness(self.evaluator, configured(self.graph, precisions, self.group_size))
 
     def _check_overrides(self, nodes: Sequence[Node], overrides: Mapping[str, str]) -> None:
         names = {layer_name(n) for n in nodes}

@@ -17,8 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from hai_compiler.quantize.incremental import IncrementalEvaluator, stacked
-from hai_compiler.quantize.metrics import sqnr_db
+from hai_compiler.quantize.incremental import IncrementalEvaluator, closeness
 from hai_compiler.quantize.range_refinement import Range, refine_ranges
 from hai_compiler.quantize.statistics import CalibrationStats
 from ir import Graph
@@ -52,9 +51,7 @@ def with_ranges(graph: Graph, ranges: Mapping[str, Range]) -> Graph:
 def int8_sqnr(graph: Graph, ranges: Mapping[str, Range], evaluator: IncrementalEvaluator) -> float:
     """Output SQNR against fp32 of `graph` with every layer INT8 over `ranges`."""
     quantized = Quantize(precision="int8").run(with_ranges(graph, ranges), PassContext())
-    outputs = stacked(evaluator.outputs(quantized))
-    flat = np.concatenate([o.ravel() for o in outputs])
-    return sqnr_db(flat, np.concatenate([r.ravel() for r in stacked(evaluator.reference)]))
+    return closeness(evaluator, quantized)[0]
 
 
 def select_ranges(
