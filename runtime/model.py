@@ -121,6 +121,7 @@ class Model:
         self._tensors: dict[tuple[Any, ...], Any] = {}
         self._outputs = [(b, self._binding_view(b)) for b in manifest.outputs]
         self._input_names = frozenset(b.name for b in manifest.inputs)
+        self._input_dtypes = [(b, numpy_dtype(b.dtype)) for b in manifest.inputs]
         self._steps, self._calls = self._prepare_calls()
         self._lock = threading.Lock()
 
@@ -214,21 +215,21 @@ class Model:
     # -- per inference ---------------------------------------------------------------------------------
 
     def _bind_inputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Each input's bytes as flat uint8: the caller's array when kernels may read it, else a copy."""
+        """Each input as kernels may read it: the caller's array when C-contiguous, writable and
+        aligned, else one aligned copy (checked against the binding's shape and dtype)."""
         if feeds.keys() != self._input_names:
             raise ModelInputError(self._name_mismatch(feeds))
         bound = {}
-        for binding in self.manifest.inputs:
+        for binding, dtype in self._input_dtypes:
             value = feeds[binding.name]
-            dtype = numpy_dtype(binding.dtype)
             if not isinstance(value, np.ndarray) or value.shape != binding.shape or value.dtype != dtype:
                 raise ModelInputError(self._value_mismatch(binding, value))
-            usable = value.flags.c_contiguous and value.flags.writeable
-            if not usable or (value.size and value.ctypes.data % ALIGNMENT):
+            flags = value.flags
+            if not (flags.c_contiguous and flags.writeable) or (value.size and value.ctypes.data % ALIGNMENT):
                 copy = aligned_empty(binding.shape, dtype)
                 np.copyto(copy, value)
                 value = copy
-            bound[binding.name] = value.reshape(-1).view(np.uint8)
+            bound[binding.name] = value
         return bound
 
     def _execute(self, bound: Mapping[str, np.ndarray]) -> None:
@@ -236,9 +237,7 @@ class Model:
         try:
             for index, (call, inputs) in enumerate(self._calls):  # noqa: B007  (index names the failure)
                 for tensor, slot, position in inputs:
-                    view = typed_view(bound[slot.name], slot.offset, slot.shape, slot.dtype)
-                    check_kernel_array(view, position, self._steps[index].kernel)
-                    tensor.point_at(kernel_view(view))
+                    self._point(tensor, slot, position, bound[slot.name], index)
                 call()
         except KernelError as exc:
             step = self._steps[index]
@@ -246,6 +245,16 @@ class Model:
                 f"step {index} of {self.directory}: kernel {step.kernel!r} (from {', '.join(step.nodes)}) "
                 f"failed: {exc}"
             ) from exc
+
+    def _point(self, tensor: KernelTensor, slot: Slot, position: int, array: np.ndarray, index: int) -> None:
+        """Point an input argument at its bound array: its address when the slot is the whole input
+        (the entry call's case), else a checked typed view of its bytes."""
+        if slot.offset == 0 and slot.nbytes == array.nbytes:
+            tensor.header.data = array.ctypes.data  # `bound` keeps the array alive through the call
+            return
+        view = typed_view(array.reshape(-1).view(np.uint8), slot.offset, slot.shape, slot.dtype)
+        check_kernel_array(view, position, self._steps[index].kernel)
+        tensor.point_at(kernel_view(view))
 
     def _name_mismatch(self, feeds: Mapping[str, Any]) -> str:
         given = {str(k) for k in feeds}
