@@ -88,3 +88,17 @@ def test_float_conv_takes_a_quantize_epilogue(tmp_path: Path) -> None:
     want = run_graph(graph, feed)[q.name]
     assert got.dtype == np.uint8
     assert np.abs(got.astype(int) - want).max() <= 1  # the float conv sums in another order: a tie may flip
+
+
+def test_compile_api_takes_a_quantized_model(digits: np.ndarray, tmp_path: Path) -> None:
+    """DynamicQuantizer(...).fit(...) then hai_compiler.compile(qmodel, ...), as the issue's API reads."""
+    from hai_compiler import DynamicQuantizer, compile
+
+    feeds = [{"image": digits[i : i + 1]} for i in range(16)]
+    qmodel = DynamicQuantizer(
+        target_device="x86", precision_profile="mixed", min_sqnr=30.0, progress=False
+    ).fit(EMBEDDED_MODEL, calibration_data=feeds, input_shapes=SHAPES)
+    model = runtime.load(compile(qmodel, target="x86", output=tmp_path / "q.hai"), threads=1)
+    x = digits[100:101]
+    expected = run_graph(qmodel.graph, {"image": x})["logits"]
+    np.testing.assert_allclose(model.run({"image": x})["logits"], expected, rtol=1e-4, atol=1e-5)
