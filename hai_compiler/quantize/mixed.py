@@ -39,7 +39,15 @@ from passes.manager import PassContext
 from passes.quantize import PRECISION_KEY, PRECISIONS, Quantize, effective_precision, layer_weight, layers
 
 LADDER = ("int4", "int8", "fp16")
-"""Precisions mixed precision chooses among, cheapest first."""
+"""Precisions mixed precision chooses among, cheapest first (`ladder_for` adapts it to a target)."""
+
+
+def ladder_for(target: object) -> tuple[str, ...]:
+    """LADDER for a TargetDescription: its top rung is FP32 where the target has no f16 support."""
+    supported = getattr(target, "supported_precisions", ("f16",))
+    return LADDER if "f16" in supported else ("int4", "int8", "fp32")
+
+
 BYTES_PER_ELEMENT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
 SCALE_BYTES = 4
 VERIFY_ROUNDS = 6
@@ -122,9 +130,11 @@ class MixedPrecision:
         keep_ends: str = "int8",
         group_size: int = 32,
         evaluator: IncrementalEvaluator | None = None,
+        ladder: tuple[str, ...] = LADDER,
     ) -> None:
         self.graph = graph
         self.group_size = group_size
+        self.ladder = ladder
         self.evaluator = evaluator or IncrementalEvaluator(graph, samples)
         nodes = layers(graph)
         self._check_overrides(nodes, dict(overrides or {}))
@@ -141,7 +151,7 @@ class MixedPrecision:
         if name in overrides:
             allowed: tuple[str, ...] = (overrides[name],)
         else:
-            ladder = LADDER[LADDER.index(floor) :] if floor in LADDER else LADDER
+            ladder = self.ladder[self.ladder.index(floor) :] if floor in self.ladder else self.ladder
             allowed = tuple(p for p in ladder if effective_precision(self.graph, node, p) == p)
         sensitivity = {p: self.score({name: p})[0] for p in allowed if p != "fp32"}
         sizes = {p: weight_bytes(node, p, self.group_size) for p in (*LADDER, "fp32")}

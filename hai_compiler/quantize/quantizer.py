@@ -25,7 +25,14 @@ from hai_compiler.quantize.bias_correction import correct_biases
 from hai_compiler.quantize.calibrate import calibrate, prepare_graph
 from hai_compiler.quantize.calibration_data import CalibrationSource, load_calibration_data
 from hai_compiler.quantize.incremental import IncrementalEvaluator, closeness
-from hai_compiler.quantize.mixed import Budget, LayerChoice, MixedPrecision, configured, layer_name
+from hai_compiler.quantize.mixed import (
+    Budget,
+    LayerChoice,
+    MixedPrecision,
+    configured,
+    ladder_for,
+    layer_name,
+)
 from hai_compiler.quantize.range_selection import AUTO_OBSERVERS, RangeChoice, select_ranges
 from hai_compiler.quantize.statistics import CalibrationStats
 from ir import Graph, HaiError
@@ -67,7 +74,7 @@ class DynamicQuantizer:
     budget is one of `min_sqnr` (dB), `max_disagreement` (top-1 fraction), `target_size` (bytes).
     """
 
-    target_device: str = "x86"
+    target_device: Any = "x86"  # a target name, a `hai doctor --scan` profile path, or a TargetDescription
     precision_profile: str = "mixed"
     observer: str = DEFAULT_OBSERVER
     observer_options: Mapping[str, Any] | None = None
@@ -89,7 +96,14 @@ class DynamicQuantizer:
                 f"unknown precision {self.precision_profile!r}: choose one of {', '.join(PROFILES)}"
             )
         self.budget = Budget(self.min_sqnr, self.max_disagreement, self.target_size)
-        self.target = resolve_device(self.target_device)
+        self.target = (
+            resolve_device(self.target_device) if isinstance(self.target_device, str) else self.target_device
+        )
+        if self.precision_profile == "fp16" and "f16" not in self.target.supported_precisions:
+            raise QuantizerError(
+                f"target {self.target_device!r} ({self.target.cpu}) has no f16 support; "
+                "choose int8, int4 or mixed"
+            )
 
     def fit(
         self,
@@ -114,8 +128,9 @@ class DynamicQuantizer:
             if not samples:
                 raise QuantizerError("mixed precision measures sensitivities on calibration data: pass some")
             chooser = MixedPrecision(
-                graph, samples, overrides=overrides, group_size=self.group_size, evaluator=evaluator
-            )
+                graph, samples, overrides=overrides, group_size=self.group_size, evaluator=evaluator,
+                ladder=ladder_for(self.target),
+            )  # fmt: skip
             precisions = chooser.choose(self.budget)
             quantized = configured(graph, precisions, self.group_size)
         else:

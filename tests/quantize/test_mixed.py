@@ -124,3 +124,14 @@ def test_bias_correction_brings_quantized_outputs_closer_to_fp32() -> None:
             result = np.concatenate([run_graph(graph, f)["logits"] for f in held_out])
             scores.append(sqnr_db(result, reference))
         assert scores[1] > scores[0], (profile, scores)
+
+
+def test_the_target_decides_whether_fp16_is_offered() -> None:
+    from hai_compiler.quantize.mixed import ladder_for
+    from targets.registry import resolve_target
+
+    v2, v3 = resolve_target("x86", cpu="x86-64-v2"), resolve_target("x86", cpu="x86-64-v3")
+    assert ladder_for(v3)[-1] == "fp16"  # F16C: fp16 weights convert at load speed
+    assert ladder_for(v2)[-1] == "fp32"  # no F16C: the top rung stays fp32
+    with pytest.raises(QuantizerError, match="no f16 support"):
+        DynamicQuantizer(target_device=v2, precision_profile="fp16")
