@@ -101,7 +101,7 @@ class DynamicQuantizer:
         )
         if self.precision_profile == "fp16" and "f16" not in self.target.supported_precisions:
             raise QuantizerError(
-                f"target {self.target_device!r} ({self.target.cpu}) has no f16 support; "
+                f"target {self.target.name} (cpu {self.target.cpu}) has no f16 support; "
                 "choose int8, int4 or mixed"
             )
 
