@@ -116,7 +116,7 @@ def compile_command(
     ] = "auto",
     precision: PrecisionOpt = None,
     calibration_data: CalibrationOpt = None,
-    observer: ObserverOpt = "percentile",
+    observer: ObserverOpt = "auto",
     min_sqnr: MinSqnrOpt = None,
     max_disagreement: MaxDisagreementOpt = None,
     target_size: TargetSizeOpt = None,

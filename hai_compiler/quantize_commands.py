@@ -31,7 +31,10 @@ CalibrationOpt = Annotated[
     ),
 ]
 ObserverOpt = Annotated[
-    str, typer.Option("--observer", help="Activation range observer: minmax, percentile, mse, entropy.")
+    str,
+    typer.Option(
+        "--observer", help="Activation ranges: auto (the best of minmax and percentile), or one observer."
+    ),
 ]
 MinSqnrOpt = Annotated[
     float | None, typer.Option("--min-sqnr", metavar="DB", help="Mixed: keep output SQNR vs fp32 above DB.")
@@ -61,7 +64,7 @@ class QuantizeOptions:
 
     precision: str
     calibration_data: Path | None = None
-    observer: str = "percentile"
+    observer: str = "auto"
     min_sqnr: float | None = None
     max_disagreement: float | None = None
     target_size: int | None = None
@@ -141,7 +144,7 @@ def quantize_command(
         ),
     ] = "mixed",
     calibration_data: CalibrationOpt = None,
-    observer: ObserverOpt = "percentile",
+    observer: ObserverOpt = "auto",
     min_sqnr: MinSqnrOpt = None,
     max_disagreement: MaxDisagreementOpt = None,
     target_size: TargetSizeOpt = None,

@@ -17,6 +17,20 @@ import numpy as np
 DEFAULT_BINS = 2048
 
 
+def finite_values(values: np.ndarray) -> tuple[np.ndarray, float, float] | None:
+    """The finite values of `values` flattened, with their min and max; None when there are none."""
+    flat = np.asarray(values).reshape(-1)
+    if flat.size == 0:
+        return None
+    low, high = float(flat.min()), float(flat.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        flat = flat[np.isfinite(flat)]
+        if flat.size == 0:
+            return None
+        low, high = float(flat.min()), float(flat.max())
+    return flat, low, high
+
+
 class Histogram:
     """Counts in `bins` equal bins over [lo, lo + bins * width], plus the exact min and max seen."""
 
@@ -49,15 +63,10 @@ class Histogram:
 
     def add(self, values: np.ndarray) -> None:
         """Count finite `values` (any shape); the range grows to hold them."""
-        flat = np.asarray(values).reshape(-1)
-        if flat.size == 0:
+        found = finite_values(values)
+        if found is None:
             return
-        low, high = float(flat.min()), float(flat.max())
-        if not (math.isfinite(low) and math.isfinite(high)):
-            flat = flat[np.isfinite(flat)]
-            if flat.size == 0:
-                return
-            low, high = float(flat.min()), float(flat.max())
+        flat, low, high = found
         if self.empty:
             self._start(low, high)
         else:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from hai_compiler.quantize.histogram import DEFAULT_BINS, Histogram
+from hai_compiler.quantize.histogram import DEFAULT_BINS, Histogram, finite_values
 from ir import HaiError
 
 
@@ -124,15 +124,10 @@ class MinMaxObserver(Observer):
         self.max = -math.inf
 
     def update(self, array: np.ndarray) -> None:
-        flat = as_float(array).reshape(-1)
-        if flat.size == 0:
+        found = finite_values(as_float(array))
+        if found is None:
             return
-        low, high = float(flat.min()), float(flat.max())
-        if not (math.isfinite(low) and math.isfinite(high)):
-            flat = flat[np.isfinite(flat)]
-            if flat.size == 0:
-                return
-            low, high = float(flat.min()), float(flat.max())
+        _, low, high = found
         self.min, self.max = min(self.min, low), max(self.max, high)
 
     def range(self) -> tuple[float, float]:
