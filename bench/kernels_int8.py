@@ -25,11 +25,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from kernels import timed  # noqa: E402
 
-# name -> (x shape, w shape, pad)
+# name -> (x shape, w shape, pad, stride, group)
 CASES = {
-    "conv3x3_64_64_56": ((1, 64, 56, 56), (64, 64, 3, 3), 1),
-    "conv1x1_256_256_14": ((1, 256, 14, 14), (256, 256, 1, 1), 0),
-    "conv3x3_32_64_28": ((1, 32, 28, 28), (64, 32, 3, 3), 1),
+    "conv3x3_64_64_56": ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1),
+    "conv1x1_256_256_14": ((1, 256, 14, 14), (256, 256, 1, 1), 0, 1, 1),
+    "conv3x3_32_64_28": ((1, 32, 28, 28), (64, 32, 3, 3), 1, 1, 1),
+    "conv1x1_16_32_112": ((1, 16, 112, 112), (32, 16, 1, 1), 0, 1, 1),  # orientation's Conv.2
+    "dw3x3_16_112": ((1, 16, 112, 112), (16, 1, 3, 3), 1, 1, 16),  # orientation's Conv.1
+    "dw3x3s2_32_112": ((1, 32, 112, 112), (32, 1, 3, 3), 1, 2, 32),
+    "dw5x5_256_14": ((1, 256, 14, 14), (256, 1, 5, 5), 2, 1, 256),
 }
 X_SCALE, X_ZERO, Y_SCALE, Y_ZERO = 0.02, 5, 0.05, 3
 
@@ -40,7 +44,7 @@ def graph_nodes(case: str, requantise: bool):
     from ir.graph import Graph
     from ir.types import QuantParams, TensorType
 
-    xs, ws, pad = CASES[case]
+    xs, ws, pad, stride, group = CASES[case]
     rng = np.random.default_rng(0)
     graph = Graph(case)
     x = graph.add_input("x", TensorType(DType.U8, xs, quant=QuantParams((X_SCALE,), (X_ZERO,))))
@@ -49,7 +53,7 @@ def graph_nodes(case: str, requantise: bool):
     w.type = TensorType(DType.I8, ws, quant=QuantParams(tuple(map(float, w_scales)), (0,) * ws[0], 0))
     b = graph.add_constant("b", rng.integers(-2000, 2000, ws[0]).astype(np.int32))
     builder = Builder(graph)
-    attrs = {"pads": [pad] * 4, "strides": [1, 1], "dilations": [1, 1], "group": 1}
+    attrs = {"pads": [pad] * 4, "strides": [stride] * 2, "dilations": [1, 1], "group": group}
     operands = [x, w, b] if requantise else [x, w]  # onnxruntime's ConvInteger takes no bias
     (acc,) = builder.op("ConvInteger", operands, attrs, name="conv")
     nodes = [acc.producer]
@@ -66,9 +70,9 @@ def graph_nodes(case: str, requantise: bool):
 def onnx_model(case: str, graph, w_scales: np.ndarray, op: str) -> bytes:
     from onnx import TensorProto, helper, numpy_helper
 
-    xs, ws, pad = CASES[case]
+    xs, ws, pad, stride, group = CASES[case]
     w, b = graph.constants["w"].constant_array(), graph.constants["b"].constant_array()
-    out = [1, ws[0], xs[2] + 2 * pad - ws[2] + 1, xs[3] + 2 * pad - ws[3] + 1]
+    out = [1, ws[0], (xs[2] + 2 * pad - ws[2]) // stride + 1, (xs[3] + 2 * pad - ws[3]) // stride + 1]
     inits = [numpy_helper.from_array(w, "w")]
     if op == "QLinearConv":
         inits += [
@@ -84,7 +88,9 @@ def onnx_model(case: str, graph, w_scales: np.ndarray, op: str) -> bytes:
     else:
         inits.append(numpy_helper.from_array(np.uint8(X_ZERO), "xz"))
         names, out_type = ["x", "w", "xz"], TensorProto.INT32
-    node = helper.make_node(op, names, ["y"], pads=[pad] * 4, kernel_shape=list(ws[2:]))
+    node = helper.make_node(
+        op, names, ["y"], pads=[pad] * 4, kernel_shape=list(ws[2:]), strides=[stride] * 2, group=group
+    )
     graph_proto = helper.make_graph(
         [node], case, [helper.make_tensor_value_info("x", TensorProto.UINT8, list(xs))],
         [helper.make_tensor_value_info("y", out_type, out)], inits,

@@ -10,7 +10,10 @@ nothing once the corrected bias subtracts zx * sum W), the reduction runs over
 the next layer's QuantizeLinear) before it is stored. Output (n, M, P) for NCHW
 (or (n, P, M) for NHWC), the IR bytes in either case. Grouped and depthwise
 ConvIntegers get a plain int32 TE template over unpacked weights, their
-per-channel constants in a table after each channel's weights.
+per-channel constants in a table after each channel's weights: one tile per
+output channel copies its group's planes padded (NCHW u8) in cache and sums
+whole 16-lane vectors along each output row (`lower_grouped`). Kernels below
+PARALLEL_MIN_MACS multiply-adds run serial (a launch costs more than it saves).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from targets.lowering.conv_geometry import Geometry
 from targets.lowering.elementwise import Epilogue, epilogue_signature, output_arg
 from targets.lowering.integer_gemm import (
     DEPTH,
+    PARALLEL_MIN_MACS,
     choose_int_knobs,
     corrected_bias,
     fused_tables,
@@ -41,6 +45,7 @@ from targets.lowering.integer_gemm import (
 )
 from targets.lowering.matmul import arg
 from targets.lowering.tiling import padded
+from targets.lowering.vnni import LANES
 from targets.target import TargetDescription
 
 
@@ -64,13 +69,18 @@ def as_u8(read: Any, shift: int) -> Any:
     return read.astype("uint8") if shift == 0 else (read.astype("int32") + shift).astype("uint8")
 
 
-def nhwc_input(x: Any, g: Geometry, layout: str, cp: int, shift: int, zero: int) -> Any:
-    """The "pad" stage: xq[n, hp, wp, cp] u8, zero point outside the input (bounds tested only where
-    there is padding: an unpadded, whole-channel copy is a plain transpose)."""
+def u8_input(
+    x: Any, g: Geometry, layout: str, cp: int, shift: int, zero: int, channels_last: bool, width: int = 0
+) -> Any:
+    """The "pad" stage: the input as u8, zero point outside it, xq[n, hp, wp, cp] when `channels_last`
+    else xq[n, cp, hp, wp] (wp: `width` when given, at least the padded width; bounds tested only
+    where there is padding: an unpadded, whole-channel copy is a plain transpose or copy)."""
     top, left = g.pads[0], g.pads[1]
+    width = max(width, g.wp)
 
     def fill(n: Any, y: Any, xx: Any, c: Any) -> Any:
-        bounds = [(y - top, g.h, top, g.pads[2]), (xx - left, g.w, left, g.pads[3]), (c, g.c, 0, cp - g.c)]
+        right = g.pads[3] + width - g.wp
+        bounds = [(y - top, g.h, top, g.pads[2]), (xx - left, g.w, left, right), (c, g.c, 0, cp - g.c)]
         index, checks = [], []
         for at, size, before, after in bounds:
             index.append(te.min(te.max(at, 0), size - 1) if before or after else at)
@@ -79,7 +89,9 @@ def nhwc_input(x: Any, g: Geometry, layout: str, cp: int, shift: int, zero: int)
         read = as_u8(x[n, cc, yy, xc] if layout == "NCHW" else x[n, yy, xc, cc], shift)
         return te.if_then_else(te.all(*checks), read, te.const(zero, "uint8")) if checks else read
 
-    return te.compute((g.n, g.hp, g.wp, cp), fill, name="pad")
+    if channels_last:
+        return te.compute((g.n, g.hp, width, cp), fill, name="pad")
+    return te.compute((g.n, cp, g.hp, width), lambda n, c, y, xx: fill(n, y, xx, c), name="pad")
 
 
 def conv_epilogue(node: Node, epilogue: Sequence[Node], layout: str) -> Epilogue:
@@ -99,9 +111,9 @@ def lower_dense(
     chain.tables = tables = fused_tables(chain.nodes, 1)
     cp = padded(g.c, DEPTH)
     k, positions = g.kh * g.kw * cp, g.oh * g.ow
-    knobs = choose_int_knobs(target, positions, g.m)
+    knobs = choose_int_knobs(target, positions, g.m, g.n * g.m * positions * g.c * g.kh * g.kw)
     x = te.placeholder(g.in_shape(layout), x_v.type.dtype.numpy.name, name="x")
-    xq = nhwc_input(x, g, layout, cp, shift, zero)
+    xq = u8_input(x, g, layout, cp, shift, zero, channels_last=True)
     wp = weight_placeholder(k, g.m, 1 + len(tables.rows))
     tables.ctab = ctab = packed_table_stage(wp, k, 1 + len(tables.rows))
     rkh, rkw = te.reduce_axis((0, g.kh), "kh"), te.reduce_axis((0, g.kw), "kw")
@@ -158,7 +170,13 @@ def lower_dense(
 def lower_grouped(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
-    """Any group count, NCHW: plain int32 sums of (x - zx) * w; tables after each channel's weights."""
+    """Any group count, NCHW: plain int32 sums of (x - zx) * w; tables after each channel's weights.
+
+    One tile per (n, output channel): its group's input planes are copied padded into a u8
+    NCHW "pad" stage inside the tile (contiguous rows, in cache), the int32 sums of one output
+    row run vectorised along it (over whole vectors: rows of 16 or more outputs are summed
+    `row_vectors` wide, the pad stage wide enough, the extra sums never stored), then the
+    epilogue; tiles run in parallel above PARALLEL_MIN_MACS."""
     if layout != "NCHW":
         raise LoweringError(f"node {node.name!r}: grouped ConvInteger is lowered NCHW only")
     g = Geometry(node)
@@ -170,7 +188,9 @@ def lower_grouped(
     cg, mg = g.c // g.group, g.m // g.group
     k, count = cg * g.kh * g.kw, 1 + len(tables.rows)
     x = te.placeholder(g.in_shape(layout), x_v.type.dtype.numpy.name, name="x")
-    xq = nhwc_input(x, g, layout, cg * g.group, shift, zero)
+    sums = padded(g.ow, LANES) if g.ow >= LANES else g.ow
+    width = (sums - 1) * g.stride[1] + (g.kw - 1) * g.dilation[1] + 1
+    xq = u8_input(x, g, layout, g.c, shift, zero, channels_last=False, width=width)
     wg = te.placeholder((g.m, k + DEPTH * count), "int8", name="Wg")
     tables.ctab = ctab = table_stage(lambda t, o, b: wg[o, k + DEPTH * t + b], count, g.m)
     rc, rkh, rkw = (
@@ -181,11 +201,11 @@ def lower_grouped(
     (sh, sw), (dh, dw) = g.stride, g.dilation
 
     def window(n: Any, o: Any, y: Any, xx: Any) -> Any:
-        read = xq[n, y * sh + rkh * dh, xx * sw + rkw * dw, (o // mg) * cg + rc].astype("int32")
+        read = xq[n, (o // mg) * cg + rc, y * sh + rkh * dh, xx * sw + rkw * dw].astype("int32")
         weight = wg[o, (rc * g.kh + rkh) * g.kw + rkw].astype("int32")
         return te.sum(read * weight, axis=[rc, rkh, rkw])
 
-    acc = te.compute(g.out_shape("NCHW"), window, name="acc")
+    acc = te.compute((g.n, g.m, g.oh, sums), window, name="acc")
     out = te.compute(
         g.out_shape("NCHW"),
         lambda n, o, y, xx: chain.apply(ctab[0, o] + acc[n, o, y, xx], (n, o, y, xx)),
@@ -208,19 +228,33 @@ def lower_grouped(
         )
         return packed
 
+    macs = g.n * g.m * g.oh * g.ow * cg * g.kh * g.kw
+    parallel = macs >= PARALLEL_MIN_MACS
     workload = {"op": "conv_integer_grouped", "geometry": g.to_json(), "x": [str(x_v.type.dtype), zero],
-                "tables": len(rows), "epilogue": chain.describe()}  # fmt: skip
-    flops = 2 * g.n * g.m * g.oh * g.ow * cg * g.kh * g.kw + chain.flops(result.type.size)
+                "tables": len(rows), "epilogue": chain.describe(), "schedule": [2, parallel]}  # fmt: skip
+    flops = 2 * macs + chain.flops(result.type.size)
+    return make_kernel(node, epilogue, "convintg", workload, params, args, flops, layout, pack,
+                       lambda sch: schedule_grouped(sch, g.ow, sums, parallel))  # fmt: skip
 
-    def schedule(sch: Any) -> None:
-        pad_loops = sch.get_loops(sch.get_sblock("pad"))
-        sch.parallel(sch.fuse(*pad_loops[:2]))
-        n, o, *_ = sch.get_loops(sch.get_sblock("out"))
-        tile = sch.fuse(n, o)
-        sch.compute_at(sch.get_sblock("acc"), tile)
+
+def schedule_grouped(sch: Any, row: int, sums: int, parallel: bool) -> None:
+    """Tiles over (n, o), pad and sums inside each tile, rows vectorised (see lower_grouped)."""
+    acc, out = sch.get_sblock("acc"), sch.get_sblock("out")
+    n, o, y, ax, *reduce = sch.get_loops(acc)
+    tile = sch.fuse(n, o)
+    sch.compute_inline(sch.get_sblock("ctab"))  # reverse_compute_at wants out's producers under the tile
+    sch.reverse_compute_at(out, y)
+    sch.compute_at(sch.get_sblock("pad"), tile)
+    if parallel:  # before decompose_reduction, which leaves blocks parallel refuses
         sch.parallel(tile)
-
-    return make_kernel(node, epilogue, "convintg", workload, params, args, flops, layout, pack, schedule)
+    if sums % LANES == 0:
+        xo, xi = sch.split(ax, [None, LANES])
+        sch.reorder(xo, *reduce, xi)
+        sch.vectorize(xi)
+        init = sch.decompose_reduction(acc, reduce[0])
+        sch.vectorize(sch.get_loops(init)[-1])
+    if row % LANES == 0:
+        sch.vectorize(sch.split(sch.get_loops(out)[-1], [None, LANES])[1])
 
 
 def make_kernel(

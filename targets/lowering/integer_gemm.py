@@ -37,15 +37,20 @@ from targets.lowering.vnni import DEPTH, LANES, register_vnni
 from targets.target import TargetDescription
 
 VNNI_FEATURES = frozenset({"avx512_vnni", "avx512f", "avx512bw"})
+PARALLEL_MIN_MACS = 1 << 19
+"""Multiply-adds below which an integer kernel runs serial: VNNI does ~200 G of them a second on one
+core, so this is ~2.5 µs of work, about what a parallel launch (and the pad stage's own) costs."""
 
 
 @dataclass(frozen=True)
 class IntKnobs:
-    """Tile knobs: `rows` output positions x `vectors` panels of 16 channels; `vnni` picks the step."""
+    """Tile knobs: `rows` output positions x `vectors` panels of 16 channels; `vnni` picks the step;
+    `parallel`: tiles (and input stages) run on the thread pool (PARALLEL_MIN_MACS)."""
 
     rows: int
     vectors: int
     vnni: bool
+    parallel: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,16 +60,17 @@ def has_vnni(target: TargetDescription) -> bool:
     return VNNI_FEATURES <= target.features
 
 
-def choose_int_knobs(target: TargetDescription, positions: int, channels: int) -> IntKnobs:
+def choose_int_knobs(target: TargetDescription, positions: int, channels: int, macs: int) -> IntKnobs:
     """Up to 4 panels dividing the padded channels, then the most rows (ROW_PREFERENCE) that fit the
-    registers (one accumulator vector per row and panel, one per panel's weights, one broadcast)."""
+    registers (one accumulator vector per row and panel, one per panel's weights, one broadcast);
+    parallel from `macs` multiply-adds."""
     vnni = has_vnni(target)
     registers = 32 if "avx512f" in target.features else 8  # an AVX2 target needs two ymm per 16 lanes
     panels = padded(channels, LANES) // LANES
     vectors = next(v for v in (4, 3, 2, 1) if panels % v == 0 and 2 * v + 1 <= registers)
     fits = [r for r in ROW_PREFERENCE if r * vectors + vectors + 1 <= registers]
     rows = next((r for r in fits if positions % r == 0), 1)
-    return IntKnobs(rows=rows, vectors=vectors, vnni=vnni)
+    return IntKnobs(rows=rows, vectors=vectors, vnni=vnni, parallel=macs >= PARALLEL_MIN_MACS)
 
 
 def reduction_blocks(k: int) -> int:
@@ -175,11 +181,13 @@ def schedule_integer_gemm(
     """Schedule block "acc" (loops n, p, o, reduce..., c4, ci), "ctab" and "out" (see the module rule).
 
     `stages` are input stages ("pad") computed whole before the GEMM, in parallel over their
-    first two loops; `vector_out`: the output's innermost loop runs over channels.
+    first two loops (when `knobs.parallel`); `vector_out`: the output's innermost loop runs over channels.
     """
+    parallel = knobs.parallel
     for name in stages:
         loops = sch.get_loops(sch.get_sblock(name))
-        sch.parallel(sch.fuse(*loops[:2]) if len(loops) > 2 else loops[0])
+        if parallel:
+            sch.parallel(sch.fuse(*loops[:2]) if len(loops) > 2 else loops[0])
     block = sch.get_sblock("acc")
     n, p, o, *reduce = sch.get_loops(block)
     *outer_reduce, ci = reduce
@@ -192,7 +200,8 @@ def schedule_integer_gemm(
     sch.compute_inline(sch.get_sblock("ctab"))  # a tile's epilogue reads the table bytes in place
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, tile)
-    sch.parallel(tile)
+    if parallel:
+        sch.parallel(tile)
     sch.unroll(pi)
     sch.unroll(ov)
     out_loops = sch.get_loops(out)[1:]  # under the tile

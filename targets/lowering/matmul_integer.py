@@ -51,7 +51,7 @@ def lower_matmul_integer(
     rows = math.prod(x_v.type.shape[:-1])
     chain = Epilogue.build(node.results[0], epilogue)
     chain.tables = tables = fused_tables(chain.nodes, len(result_shape) - 1)
-    knobs = choose_int_knobs(target, rows, n)
+    knobs = choose_int_knobs(target, rows, n, rows * k * n)
     kp = padded(k, DEPTH)
     x = te.placeholder((rows, k), x_v.type.dtype.numpy.name, name="x")
     in_place = shift == 0 and kp == k

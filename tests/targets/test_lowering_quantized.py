@@ -91,6 +91,12 @@ CONVS = [  # x shape, w shape, pads, stride, group, x dtype, x zero point
     ((1, 16, 7, 7), (32, 16, 1, 1), [0, 0, 0, 0], 1, 1, DType.I8, -3),
     ((1, 8, 6, 6), (8, 1, 3, 3), [1, 1, 1, 1], 1, 8, DType.U8, 5),
     ((1, 8, 6, 6), (12, 4, 3, 3), [0, 0, 0, 0], 1, 2, DType.I8, 2),
+    # grouped rows of at least 16 outputs are vectorised along the row (whole and partial vectors)
+    ((1, 16, 5, 34), (16, 1, 3, 3), [1, 1, 1, 1], 1, 16, DType.U8, 9),
+    ((1, 16, 7, 33), (16, 1, 3, 3), [1, 1, 1, 1], 2, 16, DType.I8, -4),
+    ((1, 8, 6, 32), (8, 1, 5, 5), [2, 2, 2, 2], 1, 8, DType.U8, 3),
+    ((1, 8, 4, 16), (12, 4, 3, 3), [1, 1, 1, 1], 1, 2, DType.U8, 1),
+    ((1, 64, 40, 40), (64, 1, 5, 5), [2, 2, 2, 2], 1, 64, DType.U8, 4),  # parallel tiles
 ]
 
 
