@@ -2,12 +2,13 @@
 
 For each model of hai_compiler/real_models.py (batch 1, its sample inputs):
 compile it for this host (compile time, with how many kernels came from the
-kernel cache), then with the same threads and inputs: p50 latency of HAI's
-runtime and of onnxruntime and their ratio (< 1: HAI faster), the peak RSS of
-a fresh process that loads the model and runs one inference (each its own
-process; HAI's imports only the runtime), the arena against the naive sum of
-tensor sizes, and the per-inference Python overhead (`model.run` minus the
-kernels called back to back). Prints a table and the geometric means.
+kernel cache), then with the same threads and inputs, each engine in a fresh
+process of its own (two runtimes in one process slow each other down): the
+peak RSS after loading the model and running one inference (HAI's process
+imports only the runtime), then the p50 latency of further runs, and the
+HAI/onnxruntime ratio (< 1: HAI faster); the arena against the naive sum of
+tensor sizes, and the per-inference Python overhead (`model.run` minus its
+compiled part, `Model.bind`). Prints a table and the geometric means.
 
     .venv/bin/python bench/models.py [--threads 2] [--runs 50] [--model ppocr_cls ...] [--json out.json]
 """
@@ -42,18 +43,17 @@ def measure(name: str, threads: int, runs: int, workdir: Path) -> dict[str, Any]
     result = compile_model(onnx_path, workdir / f"{name}.hai", CompileOptions(input_shapes=spec.input_shapes))
     compile_s = time.perf_counter() - start
     inputs = spec.sample_inputs()
-    model = runtime.load(result.path, threads=threads)
-    hai = bench.hai_latency(model, inputs, runs)
-    overhead = bench.python_overhead_us(model, inputs, runs)
-    session = bench.onnxruntime_session(onnx_path, threads)
-    ort = bench.onnxruntime_latency(session, inputs, runs)
+    hai = bench.hai_isolated(result.path, inputs, threads, runs)
+    ort = bench.onnxruntime_isolated(onnx_path, inputs, threads, runs)
+    assert hai.latency is not None and ort.latency is not None
+    overhead = bench.python_overhead_us(runtime.load(result.path, threads=threads), inputs, runs)
     return {
         "model": name,
-        "hai_ms": hai.p50_ms,
-        "ort_ms": ort.p50_ms,
-        "ratio": hai.p50_ms / ort.p50_ms,
-        "hai_rss_mib": bench.hai_peak_rss(result.path, inputs, threads) / 2**20,
-        "ort_rss_mib": bench.onnxruntime_peak_rss(onnx_path, inputs, threads) / 2**20,
+        "hai_ms": hai.latency.p50_ms,
+        "ort_ms": ort.latency.p50_ms,
+        "ratio": hai.latency.p50_ms / ort.latency.p50_ms,
+        "hai_rss_mib": hai.peak_rss_bytes / 2**20,
+        "ort_rss_mib": ort.peak_rss_bytes / 2**20,
         "compile_s": compile_s,
         "kernels": len({k.name for k in result.plan.kernels}),
         "cached_kernels": result.cache_hits,

@@ -10,7 +10,8 @@ set), then HAI's rows from `hai_rows` (INT8, INT4, mixed). Columns: weight bytes
 (ONNX initializers + Constant nodes; HAI: its weights), compression against
 fp32, accuracy against the labels (rec: exact line text after greedy CTC
 decoding), top-1 agreement with fp32 (rec: per timestep), SQNR of the outputs
-against fp32 over the whole evaluation set, p50 latency at batch 1.
+against fp32 over the whole evaluation set, p50 latency at batch 1 (each engine timed in a
+fresh process of its own: two runtimes in one process slow each other down).
 
     .venv/bin/python bench/quantization.py [--case digits|orientation|rec ...] [--threads 2] [--runs 50]
         [--eval-samples N] [--calibration-samples N] [--seed 0] [--json out.json]
@@ -60,8 +61,14 @@ def onnxruntime_candidate(engine: str, model: Path, threads: int) -> Candidate:
     return Candidate(
         engine, metrics.onnx_weight_bytes(model),
         lambda feed: session.run(None, feed)[0],
-        lambda feed, runs: bench.onnxruntime_latency(session, feed, runs),
+        lambda feed, runs: isolated_latency(bench.onnxruntime_isolated(model, feed, threads, runs)),
     )  # fmt: skip
+
+
+def isolated_latency(measured: bench.Isolated) -> bench.Latency:
+    """The latency a fresh process measured (each engine alone: module doc)."""
+    assert measured.latency is not None
+    return measured.latency
 
 
 def baseline_rows(data: QuantDataset, threads: int) -> list[Candidate]:
@@ -119,7 +126,7 @@ def hai_candidate(engine: str, graph: Any, data: QuantDataset, threads: int) -> 
     return Candidate(
         engine, (compiled.path / "weights.bin").stat().st_size,
         lambda feed: model.run(feed)[first],
-        lambda feed, runs: bench.hai_latency(model, feed, runs),
+        lambda feed, runs: isolated_latency(bench.hai_isolated(compiled.path, feed, threads, runs)),
     )  # fmt: skip
 
 

@@ -217,17 +217,15 @@ def bench_command(
         model = runtime.load(artifact, threads=threads)
         inputs = bench.sample_inputs(model.inputs, seed)
         results: dict[str, Any] = {"artifact": str(artifact), "threads": threads, "runs": runs}
+        hai = bench.hai_isolated(artifact, inputs, threads, runs)  # each engine in a process of its own
         results["hai"] = {
-            "latency": bench.hai_latency(model, inputs, runs),
-            "peak_rss_bytes": bench.hai_peak_rss(artifact, inputs, threads),
+            "latency": hai.latency,
+            "peak_rss_bytes": hai.peak_rss_bytes,
             "python_overhead_us": bench.python_overhead_us(model, inputs, runs),
         }
         if onnx is not None:
-            session = bench.onnxruntime_session(onnx, threads)
-            results["onnxruntime"] = {
-                "latency": bench.onnxruntime_latency(session, inputs, runs),
-                "peak_rss_bytes": bench.onnxruntime_peak_rss(onnx, inputs, threads),
-            }
+            ort = bench.onnxruntime_isolated(onnx, inputs, threads, runs)
+            results["onnxruntime"] = {"latency": ort.latency, "peak_rss_bytes": ort.peak_rss_bytes}
         if profile:
             results["steps"] = bench.profile_steps(model, inputs, max(3, runs // 10))
         render_bench(results, Console(highlight=False))

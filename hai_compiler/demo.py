@@ -98,30 +98,26 @@ def _accuracy(predict, x: np.ndarray, y: np.ndarray) -> float:  # type: ignore[n
 
 def _measure_hai(artifact: Path, x: np.ndarray, y: np.ndarray, threads: int, runs: int) -> Measured:
     import runtime
-    from hai_compiler.compiler.bench import hai_latency, hai_peak_rss
+    from hai_compiler.compiler.bench import hai_isolated
 
     model = runtime.load(artifact, threads=threads)
     accuracy = _accuracy(lambda batch: model.run({INPUT: batch})["logits"], x, y)
-    sample = {INPUT: x[:1]}
-    latency = hai_latency(model, sample, runs)
-    return Measured(accuracy, latency.p50_ms, hai_peak_rss(artifact, sample, threads))
+    measured = hai_isolated(artifact, {INPUT: x[:1]}, threads, runs)
+    assert measured.latency is not None
+    return Measured(accuracy, measured.latency.p50_ms, measured.peak_rss_bytes)
 
 
 def _measure_onnxruntime(x: np.ndarray, y: np.ndarray, threads: int, runs: int) -> Measured | None:
     try:
-        from hai_compiler.compiler.bench import (
-            onnxruntime_latency,
-            onnxruntime_peak_rss,
-            onnxruntime_session,
-        )
+        from hai_compiler.compiler.bench import onnxruntime_isolated, onnxruntime_session
 
         session = onnxruntime_session(EMBEDDED_MODEL, threads)
     except ImportError:
         return None
     accuracy = _accuracy(lambda batch: session.run(None, {INPUT: batch})[0], x, y)
-    sample = {INPUT: x[:1]}
-    latency = onnxruntime_latency(session, sample, runs)
-    return Measured(accuracy, latency.p50_ms, onnxruntime_peak_rss(EMBEDDED_MODEL, sample, threads))
+    measured = onnxruntime_isolated(EMBEDDED_MODEL, {INPUT: x[:1]}, threads, runs)
+    assert measured.latency is not None
+    return Measured(accuracy, measured.latency.p50_ms, measured.peak_rss_bytes)
 
 
 def _print_table(console: Console, result: DemoResult) -> None:

@@ -1,13 +1,13 @@
 """Measuring a compiled artifact: latency percentiles, peak RSS in a fresh process, per-step times,
 Python overhead per inference, and the same numbers for onnxruntime on the same inputs and threads.
 
-Rule: benchmarks measure, tests never assert on them. Latency is timed in this
-process after one warm-up run; peak RSS is the maximum resident set of a fresh
-Python process that only loads the model and runs one inference (HAI's child
-imports the runtime alone, never the compiler), read from /proc's VmHWM
-(`ru_maxrss` would keep the parent's peak across fork and exec). Step
-times come from calling each kernel of the plan again from Python, over the
-loaded model's own arena and weights.
+Rule: benchmarks measure, tests never assert on them. Each engine is measured
+in a fresh Python process of its own (`isolated`): peak RSS after loading the
+model and running one inference (HAI's child imports the runtime alone, never
+the compiler), read from /proc's VmHWM (`ru_maxrss` would keep the parent's
+peak across fork and exec), then latency percentiles over timed runs after one
+warm-up. Step times and the Python overhead come from calling the loaded
+model's kernels again from this process, over its own arena and weights.
 """
 
 from __future__ import annotations
@@ -28,9 +28,22 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 PEAK_RSS = """
+import time
+
 def peak_rss_kib():
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+def report(call, runs):
+    call()
+    print(peak_rss_kib())  # load + one inference
+    call()  # warm-up of the timed runs
+    seconds = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - start)
+    print(*seconds)
 """
 
 HAI_RSS_CHILD = (
@@ -41,8 +54,7 @@ import runtime
 model = runtime.load(sys.argv[1], threads=int(sys.argv[3]))
 with np.load(sys.argv[2]) as data:
     feeds = {b.name: data[f"i{k}"] for k, b in enumerate(model.inputs)}
-model.run(feeds)
-print(peak_rss_kib())
+report(lambda: model.run(feeds), int(sys.argv[4]))
 """
 )
 
@@ -57,8 +69,7 @@ options.inter_op_num_threads = 1
 session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
 with np.load(sys.argv[2]) as data:
     feeds = {i.name: data[f"i{k}"] for k, i in enumerate(session.get_inputs())}
-session.run(None, feeds)
-print(peak_rss_kib())
+report(lambda: session.run(None, feeds), int(sys.argv[4]))
 """
 )
 
@@ -91,20 +102,6 @@ def sample_inputs(bindings: Any, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def time_calls(call: Callable[[], Any], runs: int) -> Latency:
-    call()  # warm-up: first-touch pages, thread pool start
-    seconds = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - start)
-    return Latency.of(seconds)
-
-
-def hai_latency(model: Any, inputs: Mapping[str, np.ndarray], runs: int) -> Latency:
-    return time_calls(lambda: model.run(inputs), runs)
-
-
 def onnxruntime_session(onnx_path: str | Path, threads: int) -> Any:
     import onnxruntime as ort
 
@@ -114,32 +111,46 @@ def onnxruntime_session(onnx_path: str | Path, threads: int) -> Any:
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
-def onnxruntime_latency(session: Any, inputs: Mapping[str, np.ndarray], runs: int) -> Latency:
-    feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
-    return time_calls(lambda: session.run(None, feeds), runs)
+@dataclasses.dataclass(frozen=True)
+class Isolated:
+    """What a fresh process measured: peak RSS in bytes after load + one inference, then latency."""
+
+    peak_rss_bytes: int
+    latency: Latency | None
 
 
-def peak_rss(child: str, model_path: str | Path, inputs: Mapping[str, np.ndarray], threads: int) -> int:
-    """Peak RSS in bytes of a fresh process that loads `model_path` and runs one inference."""
+def isolated(
+    child: str, model_path: str | Path, inputs: Mapping[str, np.ndarray], threads: int, runs: int = 0
+) -> Isolated:
+    """Run `child` in a fresh process on `model_path`: its peak RSS, and `runs` timed inferences.
+
+    Each engine is measured alone: two runtimes in one process disturb each other (their thread
+    pools keep spinning), which once doubled onnxruntime's time on PP-OCR rec after HAI had run.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         feeds = Path(tmp) / "inputs.npz"
         np.savez(feeds, **{f"i{k}": a for k, a in enumerate(inputs.values())})
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+        arguments = [str(Path(model_path).resolve()), str(feeds), str(threads), str(runs)]
         done = subprocess.run(
-            [sys.executable, "-c", child, str(Path(model_path).resolve()), str(feeds), str(threads)],
-            capture_output=True, text=True, env=env, cwd=tmp,
-        )  # fmt: skip
+            [sys.executable, "-c", child, *arguments], capture_output=True, text=True, env=env, cwd=tmp
+        )
     if done.returncode != 0:
-        raise RuntimeError(f"peak-RSS child for {model_path} failed: {done.stderr.strip()[-800:]}")
-    return int(done.stdout.split()[-1]) * 1024
+        raise RuntimeError(f"measuring child for {model_path} failed: {done.stderr.strip()[-800:]}")
+    lines = done.stdout.strip().splitlines()
+    peak, timings = lines[-2], lines[-1].split()
+    latency = Latency.of([float(t) for t in timings]) if timings else None
+    return Isolated(int(peak) * 1024, latency)
 
 
-def hai_peak_rss(artifact: str | Path, inputs: Mapping[str, np.ndarray], threads: int) -> int:
-    return peak_rss(HAI_RSS_CHILD, artifact, inputs, threads)
+def hai_isolated(artifact: str | Path, inputs: Mapping[str, np.ndarray], threads: int, runs: int) -> Isolated:
+    return isolated(HAI_RSS_CHILD, artifact, inputs, threads, runs)
 
 
-def onnxruntime_peak_rss(onnx_path: str | Path, inputs: Mapping[str, np.ndarray], threads: int) -> int:
-    return peak_rss(ORT_RSS_CHILD, onnx_path, inputs, threads)
+def onnxruntime_isolated(
+    onnx_path: str | Path, inputs: Mapping[str, np.ndarray], threads: int, runs: int
+) -> Isolated:
+    return isolated(ORT_RSS_CHILD, onnx_path, inputs, threads, runs)
 
 
 @dataclasses.dataclass(frozen=True)
