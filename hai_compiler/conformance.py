@@ -81,14 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failures", action="store_true", help="print each failing case")
     parser.add_argument("-k", default="", help="only cases whose name contains this")
     args = parser.parse_args(argv)
-    from hai_compiler.onnx_import.converter import find_converter
-    from ir.ops.registry import has_op
+    from hai_compiler.onnx_import.converter import imports
 
     cases = [c for c in node_cases() if args.k in c.name]
     if args.op:
         cases = [c for c in cases if set(args.op) & set(case_op_types(c))]
     else:
-        cases = [c for c in cases if all(has_op(o) or find_converter(o) for o in case_op_types(c))]
+        cases = [c for c in cases if all(imports(o) for o in case_op_types(c))]
     results = [run_case(c) for c in cases]
     failed = [r for r in results if r.error]
     if args.failures:

@@ -19,6 +19,7 @@ def clone_graph(graph: Graph) -> Graph:
     for value in graph.inputs:
         mapped[value] = copy.add_input(value.name, value.type)
     for value in graph.constants.values():
+        assert value.const is not None  # a constant always holds data (or an elided reference)
         mapped[value] = copy.add_constant(value.name, value.const, value.type)
     for node in graph.nodes:
         operands = [mapped[o] if o is not None else None for o in node.operands]

@@ -78,7 +78,7 @@ def check_params(shape: tuple[int, ...], params: QuantParams, what: str) -> None
 def expand(values: tuple[float, ...] | tuple[int, ...] | np.ndarray, shape: tuple[int, ...],
            params: QuantParams, dtype: type) -> np.ndarray:  # fmt: skip
     """Per-tensor, per-channel or per-group values broadcast to every element of a `shape` tensor."""
-    array = np.asarray(values, dtype=dtype)
+    array: np.ndarray = np.asarray(values, dtype=dtype)
     if params.axis is None:
         return array.reshape(())
     axis = params.axis

@@ -18,6 +18,7 @@ import onnx
 
 from ir import Builder, Graph, HaiError, Value
 from ir.dtypes import DType
+from ir.ops.registry import get_schema, has_op
 
 
 class UnsupportedModelError(HaiError):
@@ -58,6 +59,19 @@ def converter(*op_types: str) -> Callable[[ConverterFn], ConverterFn]:
 
 def find_converter(op_type: str) -> ConverterFn | None:
     return _CONVERTERS.get(op_type)
+
+
+HAI_FORM_FAMILIES = frozenset({"quantized", "layout"})
+"""IR op families whose form is HAI's own (quantization parameters in types, storage layouts): an ONNX
+op of the same name (QuantizeLinear takes scale and zero point as inputs) is no IR op of that form."""
+
+
+def imports(op_type: str) -> bool:
+    """Whether the importer converts ONNX `op_type`: by a registered converter, or as the IR op of the
+    same name and form (`default_converter`)."""
+    if op_type in _CONVERTERS:
+        return True
+    return has_op(op_type) and get_schema(op_type).family not in HAI_FORM_FAMILIES
 
 
 def registered_op_types() -> list[str]:
@@ -101,9 +115,7 @@ class ConversionContext:
         self.inputs = inputs
         self.opset = opset
         self.where = f"node '{node.name or node.output[0]}' ({node.op_type})"
-        self.attrs: dict[str, Any] = {
-            a.name: attribute_value(a, self.where) for a in node.attribute
-        }
+        self.attrs: dict[str, Any] = {a.name: attribute_value(a, self.where) for a in node.attribute}
         self._emitted = 0
 
     @property

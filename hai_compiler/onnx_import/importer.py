@@ -25,12 +25,12 @@ from hai_compiler.onnx_import.converter import (
     UnsupportedModelError,
     default_converter,
     find_converter,
+    imports,
     onnx_dtype,
 )
 from hai_compiler.onnx_import.loader import load_model
 from ir import Builder, Graph, HaiError, IRError, TensorType, Value
 from ir.folding import fold_node, is_foldable
-from ir.ops.registry import has_op
 
 FOLD_LIMIT = 4096
 """Results up to this many elements fold while importing (shape arithmetic, small tables)."""
@@ -71,7 +71,7 @@ def check_supported(model: onnx.ModelProto, opset: int) -> None:
     """Raise one UnsupportedModelError listing every node HAI cannot import."""
     problems: dict[tuple[str, str], list[str]] = {}
     for node in model.graph.node:
-        if node.domain in ONNX_DOMAINS and (find_converter(node.op_type) or has_op(node.op_type)):
+        if node.domain in ONNX_DOMAINS and imports(node.op_type):
             if node.op_type not in CONTROL_FLOW:
                 continue
         key = (node.domain or "ai.onnx", node.op_type)
@@ -131,9 +131,7 @@ class _Importer:
         inputs = {vi.name for vi in onnx_graph.input}
         for name in set(self.input_shapes) | set(self.bind_inputs):
             if name not in inputs or name in initializers:
-                raise HaiError(
-                    f"model has no input named '{name}' (inputs: {sorted(inputs - initializers)})"
-                )
+                raise HaiError(f"model has no input named '{name}' (inputs: {sorted(inputs - initializers)})")
 
     def _add_input(self, vi: onnx.ValueInfoProto) -> None:
         where = f"input '{vi.name}'"

@@ -25,9 +25,8 @@ from onnx import TensorProto
 
 from hai_compiler.conformance import case_op_types, node_cases
 from hai_compiler.onnx_backend import HaiBackend
-from hai_compiler.onnx_import.converter import ONNX_DOMAINS, find_converter
+from hai_compiler.onnx_import.converter import ONNX_DOMAINS, imports
 from hai_compiler.onnx_import.importer import MIN_OPSET
-from ir.ops.registry import has_op
 
 IR_DTYPES = {
     TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE, TensorProto.INT4,
@@ -74,7 +73,7 @@ def skip_reason(case) -> str | None:  # type: ignore[no-untyped-def]
 def imports_every_op(case) -> bool:  # type: ignore[no-untyped-def]
     nodes = case.model.graph.node
     domains_ok = all(n.domain in ONNX_DOMAINS for n in nodes)
-    return domains_ok and all(has_op(op) or find_converter(op) for op in case_op_types(case))
+    return domains_ok and all(imports(op) for op in case_op_types(case))
 
 
 def fast_selection(cases: list) -> set[str]:  # type: ignore[type-arg]
