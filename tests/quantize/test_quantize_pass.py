@@ -154,3 +154,13 @@ def test_groupwise_int4_has_one_scale_per_group() -> None:
     grouped = quantize_groupwise(weights, axis=1, group_size=3)  # groups of input channels: 3 + 1
     assert grouped.values.dtype == DType.I4.numpy and len(grouped.params.scale) == 8 * 2 * 3 * 3
     assert np.abs(grouped.dequantized() - weights).max() <= max(grouped.params.scale) / 2 + 1e-6
+
+
+def test_fp16_needs_a_target_with_f16(ranges) -> None:  # type: ignore[no-untyped-def]
+    from targets.registry import resolve_target
+
+    graph = calibrated_graph(ranges)
+    ctx = PassContext(target=resolve_target("x86", cpu="x86-64-v2").to_pass_context())
+    Quantize(precision="fp16").run(graph, ctx)
+    assert layers(graph) and not any(n.op == "DequantizeLinear" for n in graph.nodes)
+    assert any("no f16 support" in d.message for d in ctx.diagnostics)
