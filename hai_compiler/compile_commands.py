@@ -114,6 +114,15 @@ def compile_command(
             "--entry", metavar="auto|on|off", help="One exported call runs every kernel (auto: when all can)."
         ),
     ] = "auto",
+    memory_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-budget",
+            metavar="SIZE",
+            help="Fail unless the planned peak memory (arena + weights + kernels + inputs/outputs + the "
+            "runtime's baseline) fits SIZE: 512MB, 1.5GiB, bytes (MB = MiB = 2^20).",
+        ),
+    ] = None,
     precision: PrecisionOpt = None,
     calibration_data: CalibrationOpt = None,
     observer: ObserverOpt = "auto",
@@ -133,7 +142,8 @@ def compile_command(
     shapes = _shapes(input_shape)
     console = Console(highlight=False)
     with reported_errors():
-        options = CompileOptions(target, cpu, hardware_profile, shapes or None, passes, dump_ir, entry=entry)
+        options = CompileOptions(target, cpu, hardware_profile, shapes or None, passes, dump_ir, entry=entry,
+                                 memory_budget=memory_budget)  # fmt: skip
         quantized = None
         if precision is not None:
             quantize = QuantizeOptions(
@@ -151,8 +161,17 @@ def compile_command(
         sys.stderr.write(
             f"compiled {model} for {result.target.name} ({result.target.cpu}): {len(result.plan.kernels)} "
             f"steps{' in one entry call' if result.plan.plan.entry else ''}, "
-            f"arena {result.plan.plan.arena_size} bytes, {result.seconds:.2f} s -> {result.path}\n"
+            f"arena {result.plan.plan.arena_size} bytes, planned peak {planned_peak(result)}, "
+            f"{result.seconds:.2f} s -> {result.path}\n"
         )
+
+
+def planned_peak(result: Any) -> str:
+    """`37.56 MiB` (`of budget 512 MiB` when one was given): the plan's memory, for the summary line."""
+    from ir.units import format_size
+
+    peak = format_size(result.plan.plan.planned_peak_bytes or 0)
+    return f"{peak} of budget {format_size(result.memory_budget)}" if result.memory_budget else peak
 
 
 def binding_types(bindings: Any) -> dict[str, Any]:

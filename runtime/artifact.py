@@ -133,11 +133,16 @@ class Step:
 
 @dataclass(frozen=True)
 class ExecutionPlan:
-    """The static schedule: steps in order over one arena of `arena_size` bytes; optional one-call entry."""
+    """The static schedule: steps in order over one arena of `arena_size` bytes; optional one-call entry.
+
+    `planned_peak_bytes` (optional; None in artifacts that predate it) is the compiler's bound on the
+    process's resident memory while running the plan: `load` refuses a machine with less available.
+    """
 
     arena_size: int
     steps: tuple[Step, ...]
     entry: str | None = None
+    planned_peak_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -286,6 +291,9 @@ def validate(manifest: Manifest, source: str) -> None:
     arena = manifest.plan.arena_size
     if not isinstance(arena, int) or arena < 0:
         fail(f"arena size {arena!r} is not a non-negative int")
+    peak = manifest.plan.planned_peak_bytes
+    if peak is not None and (not isinstance(peak, int) or peak < 0):
+        fail(f"planned peak {peak!r} is not a non-negative int")
     bindings = {b.name: b for b in manifest.inputs + manifest.outputs}
     if len(bindings) != len(manifest.inputs) + len(manifest.outputs):
         fail("graph input and output names are not unique")

@@ -46,3 +46,7 @@ class UnsupportedCpuError(UnsupportedError):
 
 class ModelInputError(HaiRuntimeError):
     """`Model.run` got inputs with wrong names, shapes or dtypes."""
+
+
+class InsufficientMemoryError(HaiRuntimeError):
+    """The machine has less memory available than the artifact's plan needs (checked before running)."""

@@ -1,7 +1,8 @@
 """Loading an artifact and running its static plan: `load(path, threads=N)` -> `Model`, `model.run(feeds)`.
 
 `load` does all the work once: it reads and checks the manifest (format version,
-sizes, sha256 of every file), refuses a CPU that lacks the architecture or an ISA
+sizes, sha256 of every file), refuses a machine with less memory available than
+the plan's peak (runtime/available_memory.py), refuses a CPU that lacks the architecture or an ISA
 feature the kernels need (an error naming them, never SIGILL), maps `weights.bin`
 copy-on-write (kernels take writable memory), allocates one 64-byte-aligned
 arena through the HAI CPU device, loads `libtvm_runtime.so` and the kernel
@@ -42,6 +43,7 @@ from runtime.artifact import (
     numpy_dtype,
     read_manifest,
 )
+from runtime.available_memory import check_available_memory
 from runtime.cpu_features import missing_features
 from runtime.errors import KernelError, ModelInputError, UnsupportedCpuError, UnsupportedError
 from runtime.hai import Capabilities, Device, open_device
@@ -59,10 +61,17 @@ InputArgument = tuple[KernelTensor, Slot, int]  # an input's argument header, it
 Call = tuple[Callable[[], None], tuple[InputArgument, ...]]  # a bound kernel call and the inputs to re-point
 
 
-def load(path: str | Path, threads: int | None = None, verify: bool = True) -> Model:
-    """Load the artifact directory `path`; `verify=False` skips the sha256 of every file (not the sizes)."""
+def load(
+    path: str | Path, threads: int | None = None, verify: bool = True, system_root: str | Path = "/"
+) -> Model:
+    """Load the artifact directory `path`; `verify=False` skips the sha256 of every file (not the sizes).
+
+    Refuses, before allocating anything, a machine with less memory available than the plan's
+    peak (runtime/available_memory.py, read under `system_root`: tests give a fake /proc and /sys).
+    """
     directory = Path(path)
     manifest = read_manifest(directory, verify=verify)
+    check_available_memory(manifest.plan.planned_peak_bytes, directory, system_root)
     device = open_device("cpu", threads=threads)
     check_cpu(manifest, device.capabilities(), directory)
     return Model(directory, manifest, device)

@@ -25,6 +25,12 @@ X86_LEVEL_FEATURES: dict[str, tuple[str, ...]] = {
 }
 PORTABLE_X86_CPUS = tuple(X86_LEVEL_FEATURES)  # "x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"
 TARGET_OF_ARCH = {"x86_64": "x86", "amd64": "x86", "aarch64": "arm64", "arm64": "arm64"}
+# 37.33 MiB, measured by bench/runtime_baseline.py on 2026-11-25 (x86-64 dev host, AMD EPYC, 2 threads).
+RUNTIME_BASELINE_BYTES = 39_145_824
+"""The runtime's own resident memory beside an artifact's arena, weights, kernels and inputs/outputs:
+peak RSS (VmHWM) of a fresh process that imports `runtime`, loads a trivial artifact and runs it once,
+minus those terms. Measured by bench/runtime_baseline.py (never at compile time: artifacts stay
+deterministic); --memory-budget plans add it (hai_compiler/compiler/memory_budget.py)."""
 
 
 class TargetError(HaiError):
@@ -68,6 +74,7 @@ class TargetDescription:
     preferred_precisions: tuple[str, ...] = ("f32",)
     triple: str | None = None  # None: LLVM's default for the host
     source: str = ""  # how it was made: "host", "--cpu znver4", "hardware profile"
+    runtime_baseline_bytes: int = RUNTIME_BASELINE_BYTES  # the runtime's own resident memory
 
     @property
     def vector_lanes_f32(self) -> int:
@@ -87,6 +94,7 @@ class TargetDescription:
             "preferred_precisions": list(self.preferred_precisions),
             "devices": [{"kind": "cpu", "name": self.cpu}],
             "fusable_ops": sorted({*POINTWISE_OPS, *QUANT_OPS}),  # what epilogues compute (the `fuse` pass)
+            "runtime_baseline_bytes": self.runtime_baseline_bytes,  # memory budgets (plan-memory)
         }
 
     def with_features(self, features: frozenset[str]) -> TargetDescription:

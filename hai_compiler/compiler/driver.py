@@ -5,7 +5,8 @@ model (input shapes), run the pipeline (the user's passes, `layout` then `fuse`
 when those passes are registered, then `plan-memory` with graph inputs outside the arena) with the
 target's facts in the pass context, lower every kernel group, build the static
 plan (checked for hazards), compile the kernels (cached; `progress` hears of
-each), and write the artifact. Nothing time- or path-dependent reaches the
+each), account for the plan's memory against the budget (memory_budget.py: the
+planned peak goes into the plan) and write the artifact. Nothing time- or path-dependent reaches the
 artifact, so the same model and options give the same bytes.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 from hai_compiler.compiler.copy_kernel import copy_kernel
 from hai_compiler.compiler.entry_plan import with_entry
 from hai_compiler.compiler.kernels import kernel_groups, lower_groups
+from hai_compiler.compiler.memory_budget import MemoryAccount, account, check_budget
 from hai_compiler.compiler.options import (
     CompileOptions,
     load_graph,
@@ -29,6 +31,7 @@ from hai_compiler.compiler.options import (
 )
 from hai_compiler.compiler.plan import PlanBuilder, StaticPlan
 from ir import Graph
+from runtime.artifact import ExecutionPlan
 
 TARGET_ARCH = {"x86": "x86_64", "arm64": "aarch64"}
 Progress = Callable[[str, int, int], None]  # (kernel name, done, total)
@@ -45,6 +48,8 @@ class CompileResult:
     target: Any  # TargetDescription
     seconds: float
     cache_hits: int = 0
+    memory_account: MemoryAccount | None = None  # the planned peak's terms (memory_budget.py)
+    memory_budget: int | None = None  # the budget checked against, in bytes
 
     @property
     def memory(self) -> dict[str, int]:
@@ -128,6 +133,7 @@ def compile_model(
     library, hits = build_library(static.kernels, target, progress)
     static, entry_library = with_entry(static, options.entry, target)
     library = entry_library or library
+    memory, static.plan = budgeted_plan(static, library, target, options.budget_bytes, name)
     parts = ManifestParts(
         name=name,
         compiler=CompilerInfo(hai_version(), tvm_version(), options.manifest_options(profile)),
@@ -142,4 +148,20 @@ def compile_model(
 
     libraries = {"cpu": library} if library is not None else {}
     path = write_artifact(output, parts, static.weights, libraries, graph_text(graph))
-    return CompileResult(path, graph, static, groups, target, time.perf_counter() - start, hits)
+    seconds = time.perf_counter() - start
+    return CompileResult(path, graph, static, groups, target, seconds, hits, memory, options.budget_bytes)
+
+
+def budgeted_plan(
+    static: StaticPlan, library: Path | None, target: Any, budget: int | None, name: str
+) -> tuple[MemoryAccount, ExecutionPlan]:
+    """The plan's memory account, checked against `budget` (a MemoryBudgetError when it does not fit),
+    and the plan with its planned peak recorded."""
+    from targets.artifact import layout_weights
+
+    layout, size = layout_weights(static.weights)
+    kernels = library.stat().st_size if library is not None else 0
+    baseline = target.runtime_baseline_bytes
+    memory = account(static.plan, layout, size, static.inputs, static.outputs, kernels, baseline)
+    check_budget(memory, budget, name)
+    return memory, dataclasses.replace(static.plan, planned_peak_bytes=memory.planned_peak)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ir import Graph, HaiError
+from ir.units import parse_size
 
 DEFAULT_PASSES = "default"
 PLAN_MEMORY = "plan-memory{arena-inputs=false}"
@@ -45,14 +46,23 @@ class CompileOptions:
     verify_each: bool = False
     entry: str = "auto"  # one-call entry function: auto (when every kernel allows), on (required), off
     layout: str = "auto"  # the layout pass's `prefer`: auto (its cost rule), NHWC, NCHW (pass off)
+    memory_budget: str | int | None = None  # `512MB` (ir/units.py); None: no budget checked
 
     def __post_init__(self) -> None:
+        _ = self.budget_bytes  # a malformed size fails here, naming the option
         if self.entry not in ENTRY_MODES:
             raise CompileOptionError(f"option entry={self.entry!r}: expected one of {', '.join(ENTRY_MODES)}")
         if self.layout not in LAYOUT_PREFERENCES:
             raise CompileOptionError(
                 f"option layout={self.layout!r}: expected one of {', '.join(LAYOUT_PREFERENCES)}"
             )
+
+    @property
+    def budget_bytes(self) -> int | None:
+        """The memory budget in bytes (hai_compiler/compiler/memory_budget.py checks it), or None."""
+        if self.memory_budget is None:
+            return None
+        return parse_size(self.memory_budget, "--memory-budget")
 
     @classmethod
     def from_keywords(cls, target: str, input_shapes: Any, options: Mapping[str, Any]) -> CompileOptions:
@@ -93,6 +103,8 @@ class CompileOptions:
             recorded["entry"] = self.entry
         if self.layout != "auto":
             recorded["layout"] = self.layout
+        if self.memory_budget is not None:
+            recorded["memory_budget"] = self.budget_bytes
         if profile_target is not None:
             recorded["hardware_profile"] = dict(profile_target)
         return recorded

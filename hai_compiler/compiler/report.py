@@ -1,8 +1,10 @@
-"""`hai compile --report`: what each kernel of an artifact does, and the arena against the naive sum.
+"""`hai compile --report`: what each kernel of an artifact does, the arena against the naive sum, and
+the planned peak memory term by term against the `--memory-budget`.
 
 Rule: the report is read from a `CompileResult` (kernels as lowered, memory
-facts recomputed from the final graph's offsets by passes.memory_check), never
-from timings, so it is the same on every machine.
+facts recomputed from the final graph's offsets by passes.memory_check, the
+memory account of memory_budget.py), never from timings, so it is the same on
+every machine.
 """
 
 from __future__ import annotations
@@ -55,3 +57,29 @@ def render_report(result: CompileResult, console: Any) -> None:
         f"{len({k.name for k in result.plan.kernels})} distinct kernels "
         f"({result.cache_hits} from the cache); {result.seconds:.2f} s"
     )
+    render_budget(result, console)
+
+
+def render_budget(result: CompileResult, console: Any) -> None:
+    """Each term of the planned peak, its share of the budget, and the total against it."""
+    from rich.table import Table
+
+    from ir.units import format_size
+
+    memory, budget = result.memory_account, result.memory_budget
+    if memory is None:
+        return
+    against = f"budget {format_size(budget)}" if budget is not None else "no --memory-budget"
+    table = Table(title=f"planned peak memory vs {against}", show_edge=False)
+    for column in ("term", "bytes", "size", "% of budget"):
+        table.add_column(column, justify="left" if column == "term" else "right")
+    rows = [*memory.terms.items(), ("planned peak", memory.planned_peak)]
+    for term, nbytes in rows:
+        share = f"{100 * nbytes / budget:.1f}" if budget else "-"
+        table.add_row(term, str(nbytes), format_size(nbytes), share)
+    console.print(table)
+    if budget is not None:
+        console.print(
+            f"fits: planned peak {format_size(memory.planned_peak)} <= budget {format_size(budget)} "
+            f"({format_size(budget - memory.planned_peak)} to spare); weights stay resident"
+        )

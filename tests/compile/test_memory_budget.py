@@ -1,0 +1,118 @@
+"""`hai compile --memory-budget`: the planned peak recorded and checked, as a user runs it.
+
+Expected sizes are summed here from the written artifact's files and manifest (arena, weights.bin,
+kernels.cpu.so, the bindings) and the target's baseline constant, not from the compiler's account."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hai_compiler.cli import app
+from hai_compiler.compiler.memory_budget import MemoryAccount, MemoryBudgetError, check_budget
+from ir.units import format_size
+from runtime.artifact import MANIFEST_FILE, nbytes_of
+from targets.target import RUNTIME_BASELINE_BYTES
+
+MIB = 2**20
+DIGITS = Path(__file__).resolve().parents[2] / "hai_compiler/models/digits_cnn.onnx"
+
+
+def hai(*args: object):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def compile_digits(output: Path, budget: str) -> object:
+    return hai("compile", DIGITS, "--input-shape", "image=1,1,8,8", "-o", output, "--memory-budget", budget)
+
+
+def peak_of_files(artifact: Path) -> int:
+    """arena + weights.bin + kernel library + inputs (twice) and outputs + the runtime baseline."""
+    manifest = json.loads((artifact / MANIFEST_FILE).read_text())
+    inputs, outputs = (
+        [nbytes_of(tuple(b["shape"]), b["dtype"]) for b in manifest[k]] for k in ("inputs", "outputs")
+    )
+    io = 2 * sum(inputs) + sum(outputs)  # an input may be copied once to align it
+    files = (artifact / "weights.bin").stat().st_size + (artifact / "kernels.cpu.so").stat().st_size
+    return manifest["plan"]["arena_size"] + files + io + RUNTIME_BASELINE_BYTES
+
+
+def test_digits_fits_512mb_and_records_budget_and_peak(tmp_path: Path) -> None:
+    artifact = tmp_path / "digits.hai"
+    done = hai("compile", DIGITS, "--input-shape", "image=1,1,8,8", "-o", artifact,
+               "--memory-budget", "512MB", "--report")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    manifest = json.loads((artifact / MANIFEST_FILE).read_text())
+    assert manifest["compiler"]["options"]["memory_budget"] == 512 * MIB
+    peak = peak_of_files(artifact)
+    assert manifest["plan"]["planned_peak_bytes"] == peak
+    assert "planned peak memory vs budget 512 MiB" in done.output
+    assert re.search(rf"runtime baseline\s*│\s*{RUNTIME_BASELINE_BYTES}\s*│", done.output)
+    assert f"planned peak {format_size(peak)} of budget 512 MiB" in done.output
+
+    too_small = compile_digits(tmp_path / "small.hai", "30MB")
+    assert too_small.exit_code == 1 and not (tmp_path / "small.hai").exists()
+    first_line = too_small.output.strip().splitlines()[0]
+    assert first_line.startswith(
+        f"error: --memory-budget 30 MiB (31457280 bytes) is too small for model 'digits_cnn': the smallest "
+        f"budget that can work is {format_size(peak)} ({peak} bytes), with weights resident (arena "
+    ), first_line
+    assert first_line.endswith(f"+ runtime baseline {format_size(RUNTIME_BASELINE_BYTES)})")
+    assert compile_digits(tmp_path / "exact.hai", str(peak)).exit_code == 0  # the named minimum works
+
+
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [
+        ("512XB", "unknown unit 'XB' in '512XB'"),
+        ("lots", "malformed size 'lots'"),
+        ("1.5", "'1.5' is a fraction of a byte"),
+    ],
+)
+def test_malformed_budget_is_one_line_error(tmp_path: Path, budget: str, message: str) -> None:
+    done = compile_digits(tmp_path / "bad.hai", budget)
+    assert done.exit_code == 1
+    assert done.output.startswith(f"error: --memory-budget: {message}"), done.output
+
+
+def test_large_mlp_under_128mb_needs_paging_which_is_not_implemented(tmp_path: Path) -> None:
+    from hai_compiler.large_models import large_mlp
+
+    model = large_mlp("200MB")  # 12 blocks of W[2048, 2048] (16 MiB) + b[2048] (8 KiB)
+    done = hai("compile", model, "-o", tmp_path / "mlp.hai", "--memory-budget", "128MB")
+    assert done.exit_code == 1 and not (tmp_path / "mlp.hai").exists()
+    text = done.output.strip()
+    # a step reads one W (4 pages of 4 MiB) and its bias (a fifth page): the pool is 5 pages
+    found = re.fullmatch(
+        r"error: model 'large_mlp-w2048-l12-b1-s0' needs (.+) \((\d+) bytes\) with its weights resident "
+        r"\(arena .+ \+ weights 192\.09 MiB \+ kernels .+ \+ inputs/outputs 24 KiB \+ runtime baseline .+\), "
+        r"over --memory-budget 128 MiB \(134217728 bytes\): its weights must be paged, and paging execution "
+        r"is not implemented yet; smallest budget that paging needs: (.+) \((\d+) bytes\) \(arena .+ \+ "
+        r"page pool 20 MiB \(5 pages of 4 MiB\) \+ kernels .+\)",
+        text,
+    )
+    assert found, text
+    resident, paged = int(found[2]), int(found[4])
+    weights = 12 * 2048 * 4 * (2048 + 1)  # 4096-aligned W and b: no padding in weights.bin
+    assert resident - paged == weights - 20 * MIB
+    others = paged - 20 * MIB - RUNTIME_BASELINE_BYTES - 3 * 2048 * 4  # arena + kernels
+    assert 0 < others < 4 * MIB
+
+
+def test_budget_below_paging_minimum_names_paging_and_resident_sizes() -> None:
+    memory = MemoryAccount(arena=MIB, weights=300 * MIB, kernels=MIB, io=0, baseline=38 * MIB,
+                           paged_weights=20 * MIB, page_size=4 * MIB)  # fmt: skip
+    check_budget(memory, 340 * MIB, "m")  # 1 + 300 + 1 + 38: fits exactly
+    with pytest.raises(MemoryBudgetError) as caught:
+        check_budget(memory, 50 * MIB, "m")
+    assert str(caught.value) == (
+        "--memory-budget 50 MiB (52428800 bytes) is too small for model 'm': the smallest budget that can "
+        "work is 60 MiB (62914560 bytes), with paged weights once paging execution is implemented (arena "
+        "1 MiB + page pool 20 MiB (5 pages of 4 MiB) + kernels 1 MiB + inputs/outputs 0 B + runtime baseline "
+        "38 MiB); today it needs 340 MiB (356515840 bytes) with its weights resident (arena 1 MiB + weights "
+        "300 MiB + kernels 1 MiB + inputs/outputs 0 B + runtime baseline 38 MiB)"
+    )
