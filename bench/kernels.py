@@ -2,7 +2,7 @@
 
 Each case is one op (weights random, fixed seed): HAI lowers it with
 targets.lowering, builds it through the kernel cache and calls it through
-tvm_ffi (as the runtime will); onnxruntime runs a one-node ONNX model with
+libtvm_ffi's C ABI (as the runtime does); onnxruntime runs a one-node ONNX model with
 `intra_op_num_threads` equal to HAI's TVM_NUM_THREADS. Each thread count runs
 in its own subprocess (the TVM thread pool reads TVM_NUM_THREADS once).
 Prints a table of GFLOP/s and the HAI / onnxruntime ratio (> 1: HAI faster).
@@ -127,30 +127,37 @@ def timed(fn, min_seconds: float = 0.3) -> float:
     return statistics.median(rounds)
 
 
-def measure(case: str, threads: int) -> dict:
-    """GFLOP/s of HAI and onnxruntime for one case at `threads` (TVM_NUM_THREADS already set)."""
-    import onnxruntime as ort
-
+def bound_kernel(node, epilogue, feeds: dict, consts: dict):  # type: ignore[no-untyped-def]
+    """Lower `node` (with `epilogue`) for this host, build it (kernel cache), and bind it to aligned
+    buffers holding `feeds` and its packed `consts`: (call running it once, its buffers, the kernel)."""
     from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
     from targets.build import build_kernels
     from targets.lowering import lower_node
     from targets.registry import resolve_target
 
     target = resolve_target("x86")
-    _, node, feeds, consts = ir_node(case)
-    kernel = lower_node(node, target)
+    kernel = lower_node(node, target, epilogue)
     library = build_kernels([kernel], target)
     fn = kernel_function(load_kernel_module(library), str(library), kernel.name)
     packed = kernel.pack_weights({a.value: consts[a.value] for a in kernel.weights})
     arrays = []
     for a in kernel.args:
         buf = aligned_empty(a.shape, a.dtype)
-        source = feeds.get(a.value, packed.get(a.value))
+        source = feeds.get(a.value, packed.get(a.key))
         if source is not None:
             buf[...] = source.reshape(a.shape)
         arrays.append(buf)
     tensors = [kernel_tensor(x, i, kernel.name) for i, x in enumerate(arrays)]
-    hai_s = timed(lambda: fn(*tensors))
+    return (lambda: fn(*tensors)), arrays, kernel
+
+
+def measure(case: str, threads: int) -> dict:
+    """GFLOP/s of HAI and onnxruntime for one case at `threads` (TVM_NUM_THREADS already set)."""
+    import onnxruntime as ort
+
+    _, node, feeds, consts = ir_node(case)
+    call, arrays, kernel = bound_kernel(node, (), feeds, consts)
+    hai_s = timed(call)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from kernels import timed  # noqa: E402
+from kernels import bound_kernel, timed  # noqa: E402
 
 # name -> (x shape, w shape, pad, stride, group)
 CASES = {
@@ -99,26 +99,9 @@ def onnx_model(case: str, graph, w_scales: np.ndarray, op: str) -> bytes:
 
 
 def hai_seconds(graph, nodes, feeds) -> tuple[float, np.ndarray, object]:
-    from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
-    from targets.build import build_kernels
-    from targets.lowering import lower_node
-    from targets.registry import resolve_target
-
-    target = resolve_target("x86")
-    kernel = lower_node(nodes[0], target, nodes[1:])
-    library = build_kernels([kernel], target)
-    fn = kernel_function(load_kernel_module(library), str(library), kernel.name)
     consts = {k: v.constant_array() for k, v in graph.constants.items()}
-    packed = kernel.pack_weights({a.value: consts[a.value] for a in kernel.weights})
-    arrays = []
-    for a in kernel.args:
-        buf = aligned_empty(a.shape, a.dtype)
-        source = feeds.get(a.value, packed.get(a.value))
-        if source is not None:
-            buf[...] = source.reshape(a.shape)
-        arrays.append(buf)
-    tensors = [kernel_tensor(x, i, kernel.name) for i, x in enumerate(arrays)]
-    return timed(lambda: fn(*tensors)), arrays[-1], kernel
+    call, arrays, kernel = bound_kernel(nodes[0], nodes[1:], feeds, consts)
+    return timed(call), arrays[-1], kernel
 
 
 def measure(case: str, threads: int) -> list[dict]:
