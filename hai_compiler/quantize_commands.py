@@ -94,13 +94,14 @@ class QuantizeOptions:
         first calibration samples mixed precision measures on; None without either."""
         from hai_compiler.quantize.calibrate import prepare_graph
         from hai_compiler.quantize.calibration_data import load_calibration_data
+        from hai_compiler.quantize.quantizer import SENSITIVITY_SAMPLES
         from hai_compiler.quantize.report import quality
 
         source = data if data is not None else self.calibration_data
         if source is None:
             return None
         reference = prepare_graph(model, shapes or None)
-        cap = None if data is not None else self.quantizer("x86").sensitivity_samples
+        cap = None if data is not None else SENSITIVITY_SAMPLES
         feeds = list(load_calibration_data(source, reference, max_samples=cap, seed=None))
         source_name = (
             "evaluation samples" if data is not None else "calibration samples (--eval-data for more)"

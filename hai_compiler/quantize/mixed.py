@@ -36,7 +36,15 @@ from ir import Graph, HaiError, Node
 from ir.clone import clone_graph
 from passes.fusion import anchor_label
 from passes.manager import PassContext
-from passes.quantize import PRECISION_KEY, PRECISIONS, Quantize, effective_precision, layer_weight, layers
+from passes.quantize import (
+    PRECISION_KEY,
+    PRECISIONS,
+    Quantize,
+    effective_precision,
+    layer_weight,
+    layers,
+    reduction_axis,
+)
 
 LADDER = ("int4", "int8", "fp16")
 """Precisions mixed precision chooses among, cheapest first (`ladder_for` adapts it to a target)."""
@@ -101,10 +109,11 @@ def weight_bytes(node: Node, precision: str, group_size: int) -> int:
     assert weight is not None
     elements = weight.type.size
     stored = math.ceil(elements * BYTES_PER_ELEMENT[precision])
-    if precision == "int8":
-        return stored + SCALE_BYTES * weight.type.shape[0 if node.op == "Conv" else -1]
+    axis = reduction_axis(node)
+    if precision == "int8":  # one scale per output channel: Conv axis 0, a 2-D weight's other axis
+        return stored + SCALE_BYTES * weight.type.shape[0 if node.op == "Conv" else 1 - axis]
     if precision == "int4":
-        axis_length = weight.type.shape[1 if node.op == "Conv" else 0]
+        axis_length = weight.type.shape[axis]
         groups = elements // axis_length * math.ceil(axis_length / min(group_size, axis_length))
         return stored + SCALE_BYTES * groups
     return stored

@@ -43,6 +43,8 @@ from passes.manager import PassContext
 from passes.quantize import PRECISION_KEY, Quantize, effective_precision, layers
 
 PROFILES = ("fp16", "int8", "int4", "mixed")
+SENSITIVITY_SAMPLES = 8
+"""Calibration samples that range selection, sensitivity and bias correction evaluate on."""
 WEIGHT_ONLY = ("fp16", "int4")
 DEFAULT_OBSERVER = "auto"  # range_selection.py: the observers of AUTO_OBSERVERS, judged on the whole model
 
@@ -83,7 +85,7 @@ class DynamicQuantizer:
     target_size: int | None = None
     layer_precision: Mapping[str, str] | None = None
     max_samples: int | None = 256
-    sensitivity_samples: int = 8
+    sensitivity_samples: int = SENSITIVITY_SAMPLES
     refine: bool = True  # also try layer-wise clipping-range search (range_refinement.py)
     bias_correction: bool = True  # cancel the mean shift of rounded weights (bias_correction.py)
     group_size: int = 32
