@@ -63,7 +63,8 @@ def find_converter(op_type: str) -> ConverterFn | None:
 
 HAI_FORM_FAMILIES = frozenset({"quantized", "layout"})
 """IR op families whose form is HAI's own (quantization parameters in types, storage layouts): an ONNX
-op of the same name (QuantizeLinear takes scale and zero point as inputs) is no IR op of that form."""
+op of the same name (QuantizeLinear takes scale and zero point as inputs) is no IR op of that form, so
+it imports only through a registered converter (converters/quantized.py), never `default_converter`."""
 
 
 def imports(op_type: str) -> bool:

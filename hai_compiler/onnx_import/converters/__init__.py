@@ -6,6 +6,6 @@ import importlib
 
 for _family in (
     "elementwise", "activation", "reduce", "conv", "matmul", "normalization",
-    "pooling", "rnn", "shape", "indexing", "generate", "image",
+    "pooling", "rnn", "shape", "indexing", "generate", "image", "quantized",
 ):
     importlib.import_module(f"hai_compiler.onnx_import.converters.{_family}")

@@ -1,0 +1,266 @@
+"""ONNX converters: quantized family (QuantizeLinear, DequantizeLinear, ConvInteger, MatMulInteger,
+QLinearConv, QLinearMatMul), opsets 10–21.
+
+Rule: ONNX passes scales and zero points as operands; the IR keeps them in
+tensor types (`TensorType.quant`). So every scale and zero point must be known
+at compile time (a StaticOperandError naming the node otherwise), and an integer
+operand gets its quant parameters in its type before an IR op reads it:
+
+- a constant (a weight initializer) is re-added as a constant of that type;
+- a value already of that type (made by a QuantizeLinear) is used as it is;
+- a run-time 4/8/16-bit integer of scale 1 (ConvInteger's X, a graph input) is
+  tagged by the exact chain Cast(f32) → Sub(zero point) → QuantizeLinear{scale 1};
+- anything else is a ConversionError naming the node.
+
+ConvInteger/MatMulInteger give X and W scale 1 (the integer semantics);
+QLinearConv/QLinearMatMul become the integer product at the real scales
+followed by a requantizing QuantizeLinear to Y's parameters (where X had to be
+tagged with scale 1, its scale moves into W's). A constant weight with non-zero
+zero points becomes `w - zero_point` in i8 (the IR's symmetric weight) when
+every value fits.
+
+Rounding: ONNX QuantizeLinear divides by the scale; the IR rule
+(ir/quantization.py) multiplies by float32(1 / scale). The two can differ by
+1 LSB where x / scale lies exactly on a .5 tie.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hai_compiler.onnx_import.converter import ConversionContext, converter, onnx_dtype
+from hai_compiler.onnx_import.converters.window import kernel_attr, spatial_input, window_attrs
+from ir import Value
+from ir.dtypes import DType
+from ir.quantization import expand
+from ir.types import QuantParams, TensorType
+
+TAGGABLE = (DType.U8, DType.I8, DType.I16, DType.I4)
+"""Run-time integer dtypes that Cast → Sub → QuantizeLinear{scale 1} reproduces exactly (exact in f32)."""
+
+
+# -- scales and zero points ------------------------------------------------------------------------------
+
+
+def _required(ctx: ConversionContext, index: int, what: str) -> Value:
+    value = ctx.input(index)
+    if value is None:
+        raise ctx.fail(f"input {index} ({what}) is required")
+    return value
+
+
+def _scale(ctx: ConversionContext, index: int, what: str) -> np.ndarray:
+    scale = ctx.static_input(index, what)
+    if scale is None:
+        raise ctx.fail(f"input {index} ({what}) is required")
+    return scale
+
+
+def _zero_point_dtype(ctx: ConversionContext, index: int, default: DType) -> DType:
+    """The quantized dtype: the zero point's type, else opset 21's output_dtype, else `default`."""
+    zero = ctx.input(index)
+    if zero is not None:
+        return zero.type.dtype
+    if ctx.attrs.get("output_dtype"):
+        return onnx_dtype(int(ctx.attrs["output_dtype"]), ctx.where)
+    return default
+
+
+def _params(
+    ctx: ConversionContext, shape: tuple[int, ...], scale_index: int, zero_index: int, axis: int | None
+) -> QuantParams:
+    """QuantParams of a tensor of `shape`: per tensor, per `axis` (ONNX's `axis`), or blocked
+    (`block_size`); `axis` None means per tensor only (QLinear* activations)."""
+    scale = _scale(ctx, scale_index, "scale").astype(np.float64)
+    zero = ctx.static_input(zero_index, "zero point")
+    zero = np.zeros(scale.shape, np.int64) if zero is None else zero.astype(np.int64)
+    if zero.shape != scale.shape and zero.size != scale.size:
+        raise ctx.fail(f"zero point shape {list(zero.shape)} differs from scale shape {list(scale.shape)}")
+    block = int(ctx.attrs.get("block_size", 0) or 0)
+    scales = tuple(float(s) for s in scale.ravel())
+    zeros = tuple(int(z) for z in zero.ravel())
+    if scale.size == 1 and not block:
+        return QuantParams(scales, zeros)
+    if axis is None:
+        raise ctx.fail(f"{list(scale.shape)} scales: only per-tensor quantization is supported here")
+    axis = axis % len(shape) if shape else 0
+    if block:
+        expected = [math.ceil(d / block) if i == axis else d for i, d in enumerate(shape)]
+        if list(scale.shape) != expected:
+            raise ctx.fail(f"blocked scale shape {list(scale.shape)} must be {expected}")
+        return QuantParams(scales, zeros, axis, block)
+    if scale.ndim != 1 or scale.size != shape[axis]:
+        raise ctx.fail(f"per-axis scale shape {list(scale.shape)} must be [{shape[axis]}] (axis {axis})")
+    return QuantParams(scales, zeros, axis)
+
+
+def _onnx_axis(ctx: ConversionContext) -> int:
+    return int(ctx.attrs.get("axis", 1))
+
+
+# -- giving integer operands their quant types -----------------------------------------------------------
+
+
+def _quantized(ctx: ConversionContext, value: Value, params: QuantParams, what: str) -> Value:
+    """`value` as a tensor whose type carries `params` (see the module rule)."""
+    t = value.type
+    if t.quant == params:
+        return value
+    if t.quant is not None:
+        raise ctx.fail(f"{what} %{value.name} is quantized with {t.quant}, not the node's {params}")
+    if value.is_constant:
+        typed = TensorType(t.dtype, t.shape, quant=params)
+        return ctx.graph.add_constant(f"{value.name}.q", value.constant_array(), typed)
+    if t.dtype in TAGGABLE and all(s == 1.0 for s in params.scale):
+        real = ctx.emit("Cast", [value], {"to": DType.F32})[0]
+        zero = expand(params.zero_point, t.shape, params, np.float32)
+        centred = ctx.emit("Sub", [real, ctx.constant(zero, "zero_point")])[0]
+        return ctx.emit("QuantizeLinear", [centred], _quantize_attrs(t.dtype, params))[0]
+    raise ctx.fail(
+        f"{what} %{value.name} is a run-time {t.dtype.value} tensor that no QuantizeLinear of these "
+        "parameters produced; HAI cannot give it quantization parameters yet"
+    )
+
+
+def _activation(ctx: ConversionContext, x: Value, scale: float, zero: int) -> tuple[Value, float]:
+    """(X typed per tensor, the factor W's scales take on): X at its scale where possible, else at
+    scale 1 with `scale` moved into W, which leaves the accumulator's scale unchanged."""
+    params = QuantParams((scale,), (zero,))
+    if x.type.quant == params or x.is_constant:
+        return _quantized(ctx, x, params, "X"), 1.0
+    return _quantized(ctx, x, QuantParams((1.0,), (zero,)), "X"), scale
+
+
+def _weight(
+    ctx: ConversionContext, w_index: int, scales: np.ndarray, zeros: np.ndarray | None, axis: int
+) -> Value:
+    """Input `w_index` as the IR's symmetric i8 weight, per tensor or per channel along `axis`; other
+    weights must be constants (a StaticOperandError otherwise), re-centred on zero point 0."""
+    w = _required(ctx, w_index, "W")
+    zeros = np.zeros(scales.shape, np.int64) if zeros is None else zeros.astype(np.int64).ravel()
+    count = scales.size
+    if count not in (1, w.type.shape[axis]) or zeros.size not in (1, count):
+        raise ctx.fail(f"{count} W scale(s) must be one per tensor or per channel ({w.type.shape[axis]})")
+    channel = axis if count > 1 else None
+    params = QuantParams(tuple(float(s) for s in scales.ravel()), (0,) * count, channel)
+    if w.type.dtype is DType.I8 and not zeros.any():
+        return _quantized(ctx, w, params, "W")
+    shape = [1] * w.type.rank
+    shape[axis] = -1 if zeros.size > 1 else 1
+    weights = ctx.static_input(w_index, "W (re-centred on zero point 0 for the IR's symmetric i8)")
+    assert weights is not None
+    centred = weights.astype(np.int64) - zeros.reshape(shape)
+    if centred.size and (centred.min() < -128 or centred.max() > 127):
+        raise ctx.fail("W less its zero points does not fit i8; HAI's integer weights are symmetric i8")
+    typed = TensorType(DType.I8, w.type.shape, quant=params)
+    return ctx.graph.add_constant(f"{w.name}.q", centred.astype(np.int8), typed)
+
+
+def _per_tensor(ctx: ConversionContext, index: int, what: str, default: float | None = None) -> float:
+    array = ctx.static_input(index, what)
+    if array is None:
+        if default is None:
+            raise ctx.fail(f"input {index} ({what}) is required")
+        return default
+    if array.size != 1:
+        raise ctx.fail(f"{what} must be one value per tensor, got shape {list(array.shape)}")
+    return float(array.ravel()[0])
+
+
+# -- QuantizeLinear / DequantizeLinear -------------------------------------------------------------------
+
+
+def _quantize_attrs(dtype: DType, params: QuantParams) -> dict[str, object]:
+    attrs: dict[str, object] = {"dtype": dtype, "scale": params.scale, "zero_point": params.zero_point}
+    if params.axis is not None:
+        attrs["axis"] = params.axis
+    if params.group_size is not None:
+        attrs["group_size"] = params.group_size
+    return attrs
+
+
+@converter("QuantizeLinear")
+def quantize_linear(ctx: ConversionContext) -> list[Value]:
+    """ONNX QuantizeLinear → IR QuantizeLinear{dtype, scale, zero_point, axis?, group_size?}.
+
+    ONNX divides by the scale, the IR multiplies by float32(1 / scale): results may differ by 1 LSB
+    where x / scale is exactly a .5 tie.
+    """
+    x = _required(ctx, 0, "x")
+    if not x.type.dtype.is_float:
+        raise ctx.fail(f"x {x.type} must be a float tensor")
+    params = _params(ctx, x.type.shape, 1, 2, _onnx_axis(ctx))
+    dtype = _zero_point_dtype(ctx, 2, DType.U8)
+    return ctx.emit("QuantizeLinear", [x], _quantize_attrs(dtype, params))
+
+
+@converter("DequantizeLinear")
+def dequantize_linear(ctx: ConversionContext) -> list[Value]:
+    """ONNX DequantizeLinear → IR DequantizeLinear of x typed with the node's parameters; a run-time
+    integer that no QuantizeLinear made is dequantized by the same rule in float ops:
+    float32(x - zero_point) * float32(scale)."""
+    x = _required(ctx, 0, "x")
+    params = _params(ctx, x.type.shape, 1, 2, _onnx_axis(ctx))
+    out = DType.from_numpy(_scale(ctx, 1, "scale").dtype)
+    if x.is_constant or x.type.quant is not None:
+        return ctx.emit("DequantizeLinear", [_quantized(ctx, x, params, "x")], {"dtype": out})
+    if x.type.dtype not in TAGGABLE:
+        raise ctx.fail(f"x {x.type} must be a u8, i8, i16 or i4 tensor (or a constant) to dequantize")
+    real = ctx.emit("Cast", [x], {"to": DType.F32})[0]
+    zero = ctx.constant(expand(params.zero_point, x.type.shape, params, np.float32), "zero_point")
+    scale = ctx.constant(expand(params.scale, x.type.shape, params, np.float32), "scale")
+    result = ctx.emit("Mul", [ctx.emit("Sub", [real, zero])[0], scale])
+    return result if out is DType.F32 else ctx.emit("Cast", result, {"to": out})
+
+
+# -- integer products ------------------------------------------------------------------------------------
+
+
+def _conv_attrs(ctx: ConversionContext, x: Value, w: Value) -> dict[str, object]:
+    if w.type.rank != x.type.rank:
+        raise ctx.fail(f"W {w.type} must have the rank of X {x.type}")
+    kernel = kernel_attr(ctx, x, w.type.shape[2:])
+    return {**window_attrs(ctx, x, kernel), "group": int(ctx.attrs.get("group", 1))}
+
+
+def _matmul_weight_axis(ctx: ConversionContext, w: Value) -> int:
+    if w.type.rank != 2:
+        raise ctx.fail(f"B {w.type} must be a 2-D (K, N) matrix (HAI's MatMulInteger)")
+    return 1
+
+
+@converter("ConvInteger", "MatMulInteger")
+def integer_product(ctx: ConversionContext) -> list[Value]:
+    """ConvInteger / MatMulInteger: X and W at scale 1, so the IR op's int32 result is ONNX's."""
+    is_conv = ctx.op_type == "ConvInteger"
+    x = spatial_input(ctx) if is_conv else _required(ctx, 0, "A")
+    w = _required(ctx, 1, "W")
+    axis = 0 if is_conv else _matmul_weight_axis(ctx, w)
+    zero = int(_per_tensor(ctx, 2, "x zero point", 0.0))
+    x_q = _quantized(ctx, x, QuantParams((1.0,), (zero,)), "X")
+    w_zero = ctx.static_input(3, "w zero point")
+    count = w_zero.size if w_zero is not None and w_zero.size > 1 else 1
+    w_q = _weight(ctx, 1, np.ones(count), w_zero, axis)
+    attrs = _conv_attrs(ctx, x, w) if is_conv else {}
+    return ctx.emit(ctx.op_type, [x_q, w_q], attrs)
+
+
+@converter("QLinearConv", "QLinearMatMul")
+def qlinear_product(ctx: ConversionContext) -> list[Value]:
+    """QLinearConv / QLinearMatMul → ConvInteger / MatMulInteger (+ int32 B) → QuantizeLinear to y."""
+    is_conv = ctx.op_type == "QLinearConv"
+    x = spatial_input(ctx) if is_conv else _required(ctx, 0, "a")
+    w = _required(ctx, 3, "w")
+    axis = 0 if is_conv else _matmul_weight_axis(ctx, w)
+    x_scale = _per_tensor(ctx, 1, "x scale")
+    x_q, factor = _activation(ctx, x, x_scale, int(_per_tensor(ctx, 2, "x zero point", 0.0)))
+    w_scale = _scale(ctx, 4, "w scale").astype(np.float64) * factor
+    w_q = _weight(ctx, 3, w_scale, ctx.static_input(5, "w zero point"), axis)
+    y_params = _params(ctx, (), 6, 7, None)
+    y_dtype = _zero_point_dtype(ctx, 7, x.type.dtype)
+    bias = ctx.input(8) if is_conv else None
+    attrs = _conv_attrs(ctx, x, w) if is_conv else {}
+    (acc,) = ctx.emit("ConvInteger" if is_conv else "MatMulInteger", [x_q, w_q, bias], attrs)
+    return ctx.emit("QuantizeLinear", [acc], _quantize_attrs(y_dtype, y_params))
