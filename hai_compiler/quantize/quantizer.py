@@ -118,13 +118,13 @@ class DynamicQuantizer:
         """Quantize `model` (.onnx/.hir path or Graph), calibrating on `calibration_data` or with `stats`."""
         graph = prepare_graph(model, input_shapes)
         overrides = dict(self.layer_precision or {})
+        samples = self._samples(graph, calibration_data)
+        evaluator = IncrementalEvaluator(graph, samples)  # the fp32 run every later step compares with
         choice = None
         if self.precision_profile not in WEIGHT_ONLY or "int8" in overrides.values():
-            choice = self._ranges(graph, calibration_data, stats)
+            choice = self._ranges(graph, calibration_data, stats, evaluator)
             for name, (lo, hi) in choice.ranges.items():
                 record_range(graph.metadata, name, lo, hi)
-        samples = self._samples(graph, calibration_data)
-        evaluator = IncrementalEvaluator(graph, samples)
         chooser = None
         if self.precision_profile == "mixed":
             if not samples:
@@ -162,7 +162,11 @@ class DynamicQuantizer:
         return list(load_calibration_data(data, graph, max_samples=self.sensitivity_samples, seed=self.seed))
 
     def _ranges(
-        self, graph: Graph, data: CalibrationSource | None, stats: CalibrationStats | str | Path | None
+        self,
+        graph: Graph,
+        data: CalibrationSource | None,
+        stats: CalibrationStats | str | Path | None,
+        evaluator: IncrementalEvaluator,
     ) -> RangeChoice:
         """The activation ranges: from saved `stats`, or calibrated (range_selection.py picks)."""
         if stats is not None:
@@ -188,8 +192,7 @@ class DynamicQuantizer:
                 )  # fmt: skip
                 for name in observers
             }
-        samples = self._samples(graph, data)
-        return select_ranges(graph, calibrations, samples, self.refine)
+        return select_ranges(graph, calibrations, evaluator, self.refine)
 
     def _uniform(self, graph: Graph, overrides: dict[str, str]) -> tuple[Graph, dict[str, str]]:
         """`graph` with every layer at the profile's precision (overrides win), and the precisions."""

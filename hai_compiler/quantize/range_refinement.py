@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from hai_compiler.quantize.incremental import RecordingInterpreter
 from ir import DType, Graph, Node, QuantParams
 from ir.ops.registry import get_schema
 from ir.quantization import dequantize, params_for_range, quantize
@@ -67,14 +66,10 @@ def candidates(values: Sequence[np.ndarray], observed: Range | None) -> list[Ran
 
 
 def refine_ranges(
-    graph: Graph, ranges: Mapping[str, Range], samples: Sequence[Mapping[str, np.ndarray]]
+    graph: Graph, ranges: Mapping[str, Range], recorded: Sequence[Mapping[str, np.ndarray]]
 ) -> dict[str, Range]:
-    """`ranges` with every layer input's range replaced by the best candidate on `samples`."""
-    recorded: list[dict[str, np.ndarray]] = []
-    for feed in samples:
-        interpreter = RecordingInterpreter(graph)
-        interpreter.run(feed)
-        recorded.append({**interpreter.values, **feed})
+    """`ranges` with every layer input's range replaced by the best candidate on the samples whose
+    fp32 values (graph inputs and node results by name) are `recorded` (IncrementalEvaluator.cached)."""
     readers: dict[str, list[Node]] = {}
     for node in layers(graph):
         x = node.operands[0]

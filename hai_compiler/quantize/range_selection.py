@@ -13,7 +13,7 @@ minmax on the orientation model (21.2 vs 17.1 dB) and loses on PP-OCR rec
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -27,7 +27,6 @@ from passes.manager import PassContext
 from passes.quantize import Quantize
 
 AUTO_OBSERVERS = ("minmax", "percentile")
-REFINE_SAMPLES = 4  # refinement evaluates every layer once per candidate range and sample
 
 
 @dataclasses.dataclass
@@ -55,22 +54,18 @@ def int8_sqnr(graph: Graph, ranges: Mapping[str, Range], evaluator: IncrementalE
 
 
 def select_ranges(
-    graph: Graph,
-    calibrations: Mapping[str, CalibrationStats],
-    samples: Sequence[Mapping[str, np.ndarray]],
-    refine: bool,
+    graph: Graph, calibrations: Mapping[str, CalibrationStats], evaluator: IncrementalEvaluator, refine: bool
 ) -> RangeChoice:
-    """The best candidate (module doc) among the calibrations, refined too when `refine`."""
+    """The best candidate (module doc) among the calibrations, refined too when `refine`, judged on
+    the samples of `evaluator` (its recorded fp32 values also serve the refinement)."""
     choices = []
     for observer, stats in calibrations.items():
         choices.append(RangeChoice(observer, stats, dict(stats.ranges)))
-        if refine and samples:
-            choices.append(
-                RangeChoice(f"{observer}+refined", stats, refine_ranges(graph, stats.ranges, samples))
-            )
-    if len(choices) == 1 or not samples:
+        if refine and evaluator.cached:
+            refined = refine_ranges(graph, stats.ranges, evaluator.cached)
+            choices.append(RangeChoice(f"{observer}+refined", stats, refined))
+    if len(choices) == 1 or not evaluator.cached:
         return choices[0]
-    evaluator = IncrementalEvaluator(graph, samples)
     for choice in choices:
         choice.sqnr_db = int8_sqnr(graph, choice.ranges, evaluator)
     return max(choices, key=lambda c: c.sqnr_db if c.sqnr_db is not None else -np.inf)

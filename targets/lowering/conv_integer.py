@@ -19,6 +19,7 @@ PARALLEL_MIN_MACS multiply-adds run serial (a launch costs more than it saves).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,8 @@ from tvm import te
 
 from ir.dtypes import DType
 from ir.graph import Node, Value
-from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name, lowering
-from targets.lowering.conv_geometry import Geometry
+from targets.lowering import KernelArg, LoweredKernel, LoweringError, lowering
+from targets.lowering.conv_geometry import Geometry, finish_kernel
 from targets.lowering.elementwise import Epilogue, epilogue_signature, output_arg
 from targets.lowering.integer_gemm import (
     DEPTH,
@@ -163,8 +164,8 @@ def lower_dense(
         "knobs": knobs.to_json(),
     }
     flops = 2 * g.n * g.m * positions * g.c * g.kh * g.kw + chain.flops(result.type.size)
-    return make_kernel(node, epilogue, "convint", workload, params, args, flops, layout, pack,
-                  lambda sch: schedule_integer_gemm(sch, knobs, ["pad"], not nchw, g.m))  # fmt: skip
+    schedule = partial(schedule_integer_gemm, knobs=knobs, stages=["pad"], vector_out=not nchw, channels=g.m)
+    return finish_kernel(node, epilogue, "convint", workload, schedule, params, args, flops, layout, pack)
 
 
 def lower_grouped(
@@ -233,8 +234,8 @@ def lower_grouped(
     workload = {"op": "conv_integer_grouped", "geometry": g.to_json(), "x": [str(x_v.type.dtype), zero],
                 "tables": len(rows), "epilogue": chain.describe(), "schedule": [2, parallel]}  # fmt: skip
     flops = 2 * macs + chain.flops(result.type.size)
-    return make_kernel(node, epilogue, "convintg", workload, params, args, flops, layout, pack,
-                       lambda sch: schedule_grouped(sch, g.ow, sums, parallel))  # fmt: skip
+    schedule = partial(schedule_grouped, row=g.ow, sums=sums, parallel=parallel)
+    return finish_kernel(node, epilogue, "convintg", workload, schedule, params, args, flops, layout, pack)
 
 
 def schedule_grouped(sch: Any, row: int, sums: int, parallel: bool) -> None:
@@ -255,29 +256,6 @@ def schedule_grouped(sch: Any, row: int, sums: int, parallel: bool) -> None:
         sch.vectorize(sch.get_loops(init)[-1])
     if row % LANES == 0:
         sch.vectorize(sch.split(sch.get_loops(out)[-1], [None, LANES])[1])
-
-
-def make_kernel(
-    node: Node,
-    epilogue: Sequence[Node],
-    op: str,
-    workload: dict[str, Any],
-    params: list[Any],
-    args: list[KernelArg],
-    flops: int,
-    layout: str,
-    pack: Any,
-    schedule: Any,
-) -> LoweredKernel:
-    """The LoweredKernel of an integer anchor: its PrimFunc scheduled by `schedule`, named by `workload`."""
-    import tvm.s_tir as s_tir
-
-    name = kernel_name(op, workload)
-    sch = s_tir.Schedule(te.create_prim_func(params))
-    schedule(sch)
-    func = sch.mod["main"].with_attr("global_symbol", name)
-    sources = (node.name, *(n.name for n in epilogue))
-    return LoweredKernel(name, func, tuple(args), flops, sources, workload, layout=layout, pack_weights=pack)
 
 
 @lowering("ConvInteger")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,8 @@ from tvm import te
 
 from ir.graph import Node
 from targets.lowering import KernelArg, LoweredKernel, LoweringError, lowering
-from targets.lowering.conv_integer import activation_zero, as_u8, bias_array, make_kernel
+from targets.lowering.conv_geometry import finish_kernel
+from targets.lowering.conv_integer import activation_zero, as_u8, bias_array
 from targets.lowering.elementwise import Epilogue, epilogue_signature, output_arg
 from targets.lowering.integer_gemm import (
     DEPTH,
@@ -102,5 +104,5 @@ def lower_matmul_integer(
     }
     flops = 2 * rows * k * n + chain.flops(result.type.size)
     stages = [] if in_place else ["pad"]
-    return make_kernel(node, epilogue, "matmulint", workload, params, args, flops, "any", pack,
-                       lambda sch: schedule_integer_gemm(sch, knobs, stages, True, n))  # fmt: skip
+    schedule = partial(schedule_integer_gemm, knobs=knobs, stages=stages, vector_out=True, channels=n)
+    return finish_kernel(node, epilogue, "matmulint", workload, schedule, params, args, flops, "any", pack)
