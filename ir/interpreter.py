@@ -34,8 +34,7 @@ class Interpreter:
         keep = set(self.graph.outputs)
         for node in self.graph.nodes:
             args = [self._read(env, v) if v is not None else None for v in node.operands]
-            results = self.run_node(node, args)
-            self._check_results(node, results)
+            results = self.evaluate(node, args)
             for value, array in zip(node.results, results):
                 env[value] = array
             for v in node.operands:
@@ -44,6 +43,15 @@ class Interpreter:
                     if remaining[v] == 0 and v not in keep:
                         del env[v]
         return {v.name: self._read(env, v) for v in self.graph.outputs}
+
+    def evaluate(self, node: Node, args: list[np.ndarray | None]) -> list[np.ndarray]:
+        """`run_node`, with a reference's IRError naming the node, and its results checked."""
+        try:
+            results = self.run_node(node, args)
+        except IRError as exc:
+            raise type(exc)(f"{node.label()}: {exc}") from None
+        self._check_results(node, results)
+        return results
 
     def run_node(self, node: Node, args: list[np.ndarray | None]) -> list[np.ndarray]:
         """Compute one node's results from its operand arrays (the hook to override)."""

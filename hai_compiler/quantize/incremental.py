@@ -61,7 +61,7 @@ class IncrementalEvaluator:
             if all(n in cache for n in names) and not any(o in dirty for o in operands if o is not None):
                 continue  # unchanged: its results are the fp32 run's
             args = [self._read(graph, name, env, cache) if name is not None else None for name in operands]
-            for name, array in zip(names, interpreter.run_node(node, args)):
+            for name, array in zip(names, interpreter.evaluate(node, args)):
                 env[name] = array
                 dirty.add(name)
         return [env[name] if name in env else cache[name] for name in self.output_names]

@@ -193,3 +193,15 @@ def test_verifier_checks_quantization_parameters() -> None:
     node.results[0].type = node.results[0].type.with_(quant=QuantParams((0.5,), (0,)))
     with pytest.raises(VerificationError, match="declared with quant"):
         verify(graph)
+
+
+def test_accumulator_overflow_names_the_node() -> None:
+    graph = Graph("o")
+    x = graph.add_input("x", TensorType(DType.U8, (1, 1), quant=QuantParams((1.0,), (0,))))
+    w_type = TensorType(DType.I8, (1, 1), quant=QuantParams((1.0,), (0,), 1))
+    w = graph.add_constant("w", np.ones((1, 1), np.int8), w_type)
+    b = graph.add_constant("b", np.array([2**31 - 1], np.int32))
+    (y,) = Builder(graph).op("MatMulInteger", [x, w, b], name="mm")
+    graph.set_outputs([y])
+    with pytest.raises(IRError, match="MatMulInteger node 'mm': the int32 accumulator overflows"):
+        run_graph(graph, {"x": np.array([[200]], np.uint8)})
