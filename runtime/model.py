@@ -57,7 +57,8 @@ from runtime.kernel_library import (
     load_kernel_module,
 )
 
-InputArgument = tuple[KernelTensor, Slot, int]  # an input's argument header, its slot, its position
+InputArgument = tuple[KernelTensor, Slot, int, bool]
+"""An input's argument header, its slot, its position, and whether the slot is the whole input."""
 Call = tuple[Callable[[], None], tuple[InputArgument, ...]]  # a bound kernel call and the inputs to re-point
 
 
@@ -217,7 +218,11 @@ class Model:
             if (step.device, step.kernel) not in functions:
                 functions[step.device, step.kernel] = kernel_function(module, path, step.kernel)
             args = [self._slot_tensor(slot, i, step.kernel) for i, slot in enumerate(step.args)]
-            fed = tuple((a, s, i) for i, (a, s) in enumerate(zip(args, step.args)) if s.kind == "input")
+            fed = tuple(
+                (a, s, i, s.offset == 0 and s.nbytes == self._bindings[s.name].nbytes)
+                for i, (a, s) in enumerate(zip(args, step.args))
+                if s.kind == "input"
+            )
             calls.append((functions[step.device, step.kernel].bind(args), fed))
         return steps, calls
 
@@ -245,8 +250,11 @@ class Model:
         index = 0
         try:
             for index, (call, inputs) in enumerate(self._calls):  # noqa: B007  (index names the failure)
-                for tensor, slot, position in inputs:
-                    self._point(tensor, slot, position, bound[slot.name], index)
+                for tensor, slot, position, whole in inputs:
+                    if whole:  # the entry call's case: the address alone (`bound` keeps the array alive)
+                        tensor.header.data = bound[slot.name].ctypes.data
+                    else:
+                        self._point_view(tensor, slot, position, bound[slot.name], index)
                 call()
         except KernelError as exc:
             step = self._steps[index]
@@ -255,12 +263,10 @@ class Model:
                 f"failed: {exc}"
             ) from exc
 
-    def _point(self, tensor: KernelTensor, slot: Slot, position: int, array: np.ndarray, index: int) -> None:
-        """Point an input argument at its bound array: its address when the slot is the whole input
-        (the entry call's case), else a checked typed view of its bytes."""
-        if slot.offset == 0 and slot.nbytes == array.nbytes:
-            tensor.header.data = array.ctypes.data  # `bound` keeps the array alive through the call
-            return
+    def _point_view(
+        self, tensor: KernelTensor, slot: Slot, position: int, array: np.ndarray, index: int
+    ) -> None:
+        """Point an input argument at a checked typed view of part of its bound array's bytes."""
         view = typed_view(array.reshape(-1).view(np.uint8), slot.offset, slot.shape, slot.dtype)
         check_kernel_array(view, position, self._steps[index].kernel)
         tensor.point_at(kernel_view(view))
