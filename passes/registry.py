@@ -25,6 +25,7 @@ from passes.layout import Layout
 from passes.manager import Pass
 from passes.plan_memory import PlanMemory
 from passes.quantize import Quantize
+from passes.split_weights import SplitWeights
 
 ENTRY_POINT_GROUP = "hai.passes"
 
@@ -37,6 +38,7 @@ BUILTIN_PASSES: tuple[type[Pass], ...] = (
     FoldChannelAffine,
     EliminateCommonSubexpressions,
     Quantize,
+    SplitWeights,
     Layout,
     Fuse,
     PlanMemory,
