@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from hai_compiler.cli import InputShapeOpt, ModelArg, _files, _shapes, app, print_outputs, reported_errors
+from hai_compiler.compiler.memory_budget import DEFAULT_BUDGET
 from hai_compiler.input_spec import check_inputs, load_input_arrays, random_input
 from hai_compiler.quantize_commands import (
     CalibrationOpt,
@@ -119,10 +120,16 @@ def compile_command(
         typer.Option(
             "--memory-budget",
             metavar="SIZE",
-            help="Fail unless the planned peak memory (arena + weights + kernels + inputs/outputs + the "
-            "runtime's baseline) fits SIZE: 512MB, 1.5GiB, bytes (MB = MiB = 2^20).",
+            help="Plan the peak memory (arena + weights + kernels + inputs/outputs + the runtime's "
+            "baseline) under SIZE, paging the weights from weights.bin when they do not fit beside the "
+            "rest; fail, naming the smallest that works, when nothing fits. 512MB, 1.5GiB, bytes "
+            "(MB = MiB = 2^20), or none.",
         ),
-    ] = None,
+    ] = DEFAULT_BUDGET,
+    page_size: Annotated[
+        str,
+        typer.Option("--page-size", metavar="SIZE", help="Bytes of one weight page when the plan pages."),
+    ] = "4MiB",
     precision: PrecisionOpt = None,
     calibration_data: CalibrationOpt = None,
     observer: ObserverOpt = "auto",
@@ -143,7 +150,7 @@ def compile_command(
     console = Console(highlight=False)
     with reported_errors():
         options = CompileOptions(target, cpu, hardware_profile, shapes or None, passes, dump_ir, entry=entry,
-                                 memory_budget=memory_budget)  # fmt: skip
+                                 memory_budget=memory_budget, page_size=page_size)  # fmt: skip
         quantized = None
         if precision is not None:
             quantize = QuantizeOptions(

@@ -19,7 +19,16 @@ view the caller's array itself. Every slot offset is a multiple of 64 (vectorise
 kernels do aligned loads unchecked). When `plan.entry` names a function of the cpu
 library, one call `entry(arena, weights, input_0, ...)` (1-D uint8 tensors, the
 inputs in manifest order) runs the whole plan and the steps are kept for
-provenance and profiling. Dtypes are numpy names (`float32`, `int8`, `bfloat16` via ml_dtypes).
+provenance and profiling. When `plan.paging` is set, the weights do not stay
+resident: `weights.bin` is laid out in pages (page `p` at byte `p * page_size`),
+the runtime reads them into a pool of `frames` page frames by the static
+schedule (one `PageStep` per plan step: pages evicted, then `(page, frame)`
+loads issued, then the pages the step needs), and a weight slot, whose offset
+still names its bytes in `weights.bin`, lies at `frame * page_size + offset %
+page_size` of the pool while its page is resident. `plan.segments` then
+replaces the entry: each segment calls `symbol(arena, pool, input_0, ...)`
+for steps `[start, stop)`, which wait for no page once the first has its
+pages. Dtypes are numpy names (`float32`, `int8`, `bfloat16` via ml_dtypes).
 
 The writer is `targets/artifact.py`; this module only reads, so the runtime can
 ship alone. It imports the standard library and numpy, nothing of ours but
@@ -30,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -132,8 +141,49 @@ class Step:
 
 
 @dataclass(frozen=True)
+class PageStep:
+    """What happens before one step of a paged plan: pages evicted, then `(page, frame)` loads issued
+    (some for later steps: prefetch); `needs` are the pages the step reads, resident when it runs."""
+
+    needs: tuple[int, ...]
+    evictions: tuple[int, ...] = ()
+    loads: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Paging:
+    """Weights paged from `weights.bin` into `frames` frames of `page_size` bytes (module doc)."""
+
+    page_size: int
+    frames: int
+    page_bytes: tuple[int, ...]  # the bytes of page p, at p * page_size in weights.bin
+    schedule: tuple[PageStep, ...]  # one per plan step
+
+    def placements(self) -> list[dict[int, int]]:
+        """For each step, the frame of every page resident when it runs."""
+        frame_of: dict[int, int] = {}
+        result = []
+        for step in self.schedule:
+            for page in step.evictions:
+                frame_of.pop(page, None)
+            frame_of.update(step.loads)
+            result.append(dict(frame_of))
+        return result
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Steps `[start, stop)` of a paged plan, run by one call of `symbol(arena, pool, inputs...)`."""
+
+    symbol: str
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
 class ExecutionPlan:
-    """The static schedule: steps in order over one arena of `arena_size` bytes; optional one-call entry.
+    """The static schedule: steps in order over one arena of `arena_size` bytes; optional one-call entry,
+    or paged weights (`paging`) with the steps called in `segments` (module doc).
 
     `planned_peak_bytes` (optional; None in artifacts that predate it) is the compiler's bound on the
     process's resident memory while running the plan: `load` refuses a machine with less available.
@@ -143,6 +193,8 @@ class ExecutionPlan:
     steps: tuple[Step, ...]
     entry: str | None = None
     planned_peak_bytes: int | None = None
+    paging: Paging | None = None
+    segments: tuple[Segment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -244,13 +296,18 @@ def from_plain(cls: type, data: Any) -> Any:
         nested = NESTED.get(f"{cls.__name__}.{f.name}")
         if nested is not None and isinstance(raw, list):
             values[f.name] = tuple(from_plain(nested, item) for item in raw)
-        elif nested is not None:
+        elif nested is not None and raw is not None:
             values[f.name] = from_plain(nested, raw)
         elif isinstance(raw, list):
-            values[f.name] = tuple(raw)
+            values[f.name] = as_tuples(raw)
         else:
             values[f.name] = raw
     return cls(**values)
+
+
+def as_tuples(items: list) -> tuple:
+    """A JSON list as a tuple, its nested lists too."""
+    return tuple(as_tuples(item) if isinstance(item, list) else item for item in items)
 
 
 NESTED.update(
@@ -262,6 +319,9 @@ NESTED.update(
         "Manifest.plan": ExecutionPlan,
         "Manifest.weights": WeightEntry,
         "ExecutionPlan.steps": Step,
+        "ExecutionPlan.paging": Paging,
+        "ExecutionPlan.segments": Segment,
+        "Paging.schedule": PageStep,
         "Step.args": Slot,
     }
 )
@@ -322,11 +382,45 @@ def validate(manifest: Manifest, source: str) -> None:
                 fail(f"{what} names graph {slot.kind} {slot.name!r}, which the manifest does not list")
             else:
                 check_range(what, slot.offset, slot.nbytes, bindings[slot.name].nbytes, slot.kind)
+    if manifest.plan.paging is not None:
+        validate_paging(manifest, fail)
     if manifest.plan.entry is not None and "cpu" not in manifest.kernel_libraries:
         fail(f"entry function {manifest.plan.entry!r} needs a cpu kernel library, and there is none")
     for device, filename in manifest.kernel_libraries.items():
         if filename not in manifest.files:
             fail(f"kernel library {filename!r} of device {device!r} has no checksum in 'files'")
+
+
+def validate_paging(manifest: Manifest, fail: Callable[[str], None]) -> None:
+    """A paged plan: pages inside `weights.bin` and a frame, one schedule entry per step, every step's
+    weights on pages it needs and resident in frames, segments covering the steps in order."""
+    plan = manifest.plan
+    paging = plan.paging
+    assert paging is not None
+    size = paging.page_size
+    if not isinstance(size, int) or size <= 0 or size % ALIGNMENT or paging.frames < 0:
+        fail(f"paging has page size {size!r} and {paging.frames!r} frames")
+    for page, nbytes in enumerate(paging.page_bytes):
+        if not 0 <= nbytes <= size or page * size + nbytes > manifest.weights_size:
+            fail(f"page {page} ({nbytes} bytes at {page * size}) overruns its frame or the weights file")
+    if len(paging.schedule) != len(plan.steps):
+        fail(f"the page schedule has {len(paging.schedule)} entries for {len(plan.steps)} steps")
+    for index, (step, frames) in enumerate(zip(plan.steps, paging.placements(), strict=True)):
+        for page, frame in paging.schedule[index].loads:
+            if not (0 <= page < len(paging.page_bytes) and 0 <= frame < paging.frames):
+                fail(f"step {index} loads page {page} into frame {frame}: no such page or frame")
+        for position, slot in enumerate(step.args):
+            if slot.kind != "weight":
+                continue
+            page = slot.offset // size
+            if (slot.offset + slot.nbytes - 1) // size != page and slot.nbytes:
+                fail(f"argument #{position} of step {index} ({step.kernel}) spans pages")
+            if page not in paging.schedule[index].needs or page not in frames:
+                fail(f"argument #{position} of step {index} ({step.kernel}) is on page {page}, "
+                     "which the schedule does not make resident for it")  # fmt: skip
+    covered = [i for segment in plan.segments for i in range(segment.start, segment.stop)]
+    if plan.segments and covered != list(range(len(plan.steps))):
+        fail("the segments do not cover the steps once, in order")
 
 
 # -- reading an artifact directory ----------------------------------------------------------------------

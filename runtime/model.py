@@ -13,6 +13,14 @@ arena) by re-pointing their argument headers, makes one call per step (or the
 one `entry(arena, weights, inputs...)` call when the plan names an entry), and
 copies the outputs out.
 
+A paged plan (manifest `plan.paging`) never maps `weights.bin`: a `Pager`
+(runtime/pager.py) reads its pages into a pool of frames allocated once, by
+the static schedule, and before each step (or each segment: one call of
+`segment(arena, pool, inputs...)` for several steps) `run` has it evict, issue
+loads and wait for the step's pages. Every weight argument is bound at load
+time to the place its page has in the pool while that step runs (the schedule
+is static, so the place is too). `page_counters()` reports the pager's counts.
+
 Threads: one `Model` may be shared by several threads, but runs never overlap:
 the arena holds every intermediate tensor, so `run` takes a lock and concurrent
 callers wait their turn. For parallel inference, load the model once per thread
@@ -56,10 +64,12 @@ from runtime.kernel_library import (
     kernel_view,
     load_kernel_module,
 )
+from runtime.pager import PagePlan, Pager
 
 InputArgument = tuple[KernelTensor, Slot, int, bool]
 """An input's argument header, its slot, its position, and whether the slot is the whole input."""
-Call = tuple[Callable[[], None], tuple[InputArgument, ...]]  # a bound kernel call and the inputs to re-point
+Call = tuple[Callable[[], None], tuple[InputArgument, ...], range]
+"""A bound kernel call, the inputs to re-point, and the plan steps it runs (their pages come first)."""
 
 
 def load(
@@ -126,7 +136,13 @@ class Model:
             )
         self._arena_buffer = device.allocate(manifest.plan.arena_size, label="arena")
         self.arena: np.ndarray = device.map(self._arena_buffer)
-        self.weights, self._weights_mapping = map_weights(directory / WEIGHTS_FILE, manifest.weights_size)
+        paging = manifest.plan.paging
+        self.pager = Pager(PagePlan.of(paging), directory / WEIGHTS_FILE) if paging is not None else None
+        if self.pager is not None:
+            self.weights, self._weights_mapping = self.pager.pool, None
+        else:
+            self.weights, self._weights_mapping = map_weights(directory / WEIGHTS_FILE, manifest.weights_size)
+        self._placements = paging.placements() if paging is not None else []
         self._bindings = {b.name: b for b in manifest.inputs + manifest.outputs}
         self._tensors: dict[tuple[Any, ...], Any] = {}
         self._outputs = [(b, self._binding_view(b)) for b in manifest.outputs]
@@ -155,6 +171,15 @@ class Model:
             self._execute(self._bind_inputs(feeds))
             return {b.name: view.copy() for b, view in self._outputs}
 
+    def page_counters(self) -> dict[str, float]:
+        """The pager's counters (runtime/pager.py: loads, hits, bytes read, stall time...); {} unpaged."""
+        return self.pager.counters() if self.pager is not None else {}
+
+    def close(self) -> None:
+        """Stop the pager's prefetch thread and close `weights.bin` (a paged plan); nothing otherwise."""
+        if self.pager is not None:
+            self.pager.close()
+
     def bind(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], None]:
         """The compiled part of `run` on `feeds`: checks and binds them once; calling it runs the kernels.
 
@@ -172,8 +197,14 @@ class Model:
         assert binding.offset is not None  # outputs live in the arena (validated)
         return typed_view(self.arena, binding.offset, binding.shape, binding.dtype)
 
-    def _slot_location(self, slot: Slot) -> tuple[np.ndarray, int]:
-        """(base array, absolute byte offset) of an arena, weight or output slot (outputs: their binding)."""
+    def _slot_location(self, slot: Slot, step: int | None) -> tuple[np.ndarray, int]:
+        """(base array, absolute byte offset) of an arena, weight or output slot (outputs: their binding).
+
+        A weight of a paged plan lies in the pool where the schedule puts its page for `step` (None:
+        the whole pool, an entry's argument)."""
+        if slot.kind == "weight" and self.pager is not None and step is not None:
+            size = self.pager.plan.page_size
+            return self.weights, self._placements[step][slot.offset // size] * size + slot.offset % size
         if slot.kind == "weight":
             return self.weights, slot.offset
         if slot.kind == "arena":
@@ -182,7 +213,7 @@ class Model:
         assert offset is not None
         return self.arena, offset + slot.offset
 
-    def _slot_tensor(self, slot: Slot, position: int, kernel: str) -> KernelTensor:
+    def _slot_tensor(self, slot: Slot, position: int, kernel: str, step: int | None) -> KernelTensor:
         """The argument for `slot`, built once and shared by every step that names the same view.
 
         An input slot gets a header without data: `run` points it at the caller's array.
@@ -190,7 +221,7 @@ class Model:
         if slot.kind == "input":
             placeholder = np.broadcast_to(np.zeros((), numpy_dtype(slot.dtype)), slot.shape)
             return KernelTensor(kernel_view(placeholder))
-        base, offset = self._slot_location(slot)
+        base, offset = self._slot_location(slot, step)
         key = (base is self.weights, offset, slot.shape, slot.dtype)
         if key not in self._tensors:
             view = typed_view(base, offset, slot.shape, slot.dtype)
@@ -204,27 +235,40 @@ class Model:
             device: (str(self.directory / name), load_kernel_module(self.directory / name))
             for device, name in sorted(manifest.kernel_libraries.items())
         }
-        if manifest.plan.entry is not None:
-            inputs = tuple(Slot("input", (b.nbytes,), "uint8", 0, b.name) for b in manifest.inputs)
-            arena = Slot("arena", (manifest.plan.arena_size,), "uint8")
-            weights = Slot("weight", (manifest.weights_size,), "uint8")
-            steps = [Step(manifest.plan.entry, (arena, weights, *inputs), ("<all steps>",))]
-        else:
-            steps = list(manifest.plan.steps)
         functions: dict[tuple[str, str], Any] = {}
         calls: list[Call] = []
-        for step in steps:
+        steps = []
+        for step, runs, own_step in self._call_steps():
+            steps.append(step)
             path, module = libraries[step.device]
             if (step.device, step.kernel) not in functions:
                 functions[step.device, step.kernel] = kernel_function(module, path, step.kernel)
-            args = [self._slot_tensor(slot, i, step.kernel) for i, slot in enumerate(step.args)]
+            args = [self._slot_tensor(slot, i, step.kernel, own_step) for i, slot in enumerate(step.args)]
             fed = tuple(
                 (a, s, i, s.offset == 0 and s.nbytes == self._bindings[s.name].nbytes)
                 for i, (a, s) in enumerate(zip(args, step.args))
                 if s.kind == "input"
             )
-            calls.append((functions[step.device, step.kernel].bind(args), fed))
+            calls.append((functions[step.device, step.kernel].bind(args), fed, runs))
         return steps, calls
+
+    def _call_steps(self) -> list[tuple[Step, range, int | None]]:
+        """Each call to make: its step, the plan steps it runs, and the step whose weights it binds
+        (None for an entry or segment, which takes all of `weights.bin` or the pool)."""
+        plan = self.manifest.plan
+        whole = (
+            Slot("arena", (plan.arena_size,), "uint8"),
+            Slot("weight", (len(self.weights),), "uint8"),
+            *(Slot("input", (b.nbytes,), "uint8", 0, b.name) for b in self.manifest.inputs),
+        )
+        if plan.segments:
+            return [
+                (Step(s.symbol, whole, (f"<steps {s.start} to {s.stop - 1}>",)), range(s.start, s.stop), None)
+                for s in plan.segments
+            ]
+        if plan.entry is not None:
+            return [(Step(plan.entry, whole, ("<all steps>",)), range(len(plan.steps)), None)]
+        return [(step, range(index, index + 1), index) for index, step in enumerate(plan.steps)]
 
     # -- per inference ---------------------------------------------------------------------------------
 
@@ -248,8 +292,12 @@ class Model:
 
     def _execute(self, bound: Mapping[str, np.ndarray]) -> None:
         index = 0
+        pager = self.pager
         try:
-            for index, (call, inputs) in enumerate(self._calls):  # noqa: B007  (index names the failure)
+            for index, (call, inputs, runs) in enumerate(self._calls):  # noqa: B007  (names the failure)
+                if pager is not None:
+                    for step in runs:
+                        pager.before_step(step)
                 for tensor, slot, position, whole in inputs:
                     if whole:  # the entry call's case: the address alone (`bound` keeps the array alive)
                         tensor.header.data = bound[slot.name].ctypes.data

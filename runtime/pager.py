@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.artifact import PageStep, Paging
 from runtime.errors import ArtifactError
 from runtime.kernel_library import aligned_empty
 from runtime.page_reader import PageReader, WeightsFileReader
@@ -50,28 +51,25 @@ COUNTERS = {
 
 
 @dataclasses.dataclass(frozen=True)
-class PagedStep:
-    """What happens before one step: pages evicted, then (page, frame) loads issued; the pages it needs."""
-
-    needs: tuple[int, ...]
-    evictions: tuple[int, ...] = ()
-    loads: tuple[tuple[int, int], ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
 class PagePlan:
     """A page schedule as the manifest holds it, with each page's (offset, nbytes) in `weights.bin`."""
 
     frames: int
     page_size: int
     extents: tuple[tuple[int, int], ...]
-    steps: tuple[PagedStep, ...]
+    steps: tuple[PageStep, ...]
+
+    @classmethod
+    def of(cls, paging: Paging) -> PagePlan:
+        """The plan of a manifest's `plan.paging` (page p at byte p * page_size of `weights.bin`)."""
+        extents = tuple((page * paging.page_size, n) for page, n in enumerate(paging.page_bytes))
+        return cls(paging.frames, paging.page_size, extents, paging.schedule)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], extents: Sequence[tuple[int, int]] | None = None) -> PagePlan:
         """Read `passes/page_schedule.py`'s `PageSchedule.to_dict()` (extents given or under "extents")."""
         steps = tuple(
-            PagedStep(
+            PageStep(
                 tuple(s["needs"]), tuple(s["evictions"]), tuple((int(p), int(f)) for p, f in s["loads"])
             )
             for s in data["steps"]
@@ -211,7 +209,7 @@ class Pager:
 
     # -- under the lock --------------------------------------------------------------------------------
 
-    def _begin_run(self, first: PagedStep) -> None:
+    def _begin_run(self, first: PageStep) -> None:
         """Keep frames that already hold what step 0 loads into them; free every other frame."""
         self._cond.wait_for(lambda: self._in_flight == 0)
         wanted = dict((frame, page) for page, frame in first.loads)

@@ -99,12 +99,24 @@ def resolve_weight_slots(plan: ExecutionPlan, layout: tuple[WeightEntry, ...]) -
     return dataclasses.replace(plan, steps=tuple(steps))
 
 
-def weights_bytes(weights: Mapping[str, np.ndarray], layout: tuple[WeightEntry, ...], size: int) -> bytes:
-    """The content of `weights.bin`: each weight's C-order bytes at its offset, zeros between."""
-    blob = bytearray(size)
-    for entry, array in zip(layout, weights.values()):
-        blob[entry.offset : entry.offset + entry.nbytes] = np.ascontiguousarray(array).tobytes()
-    return bytes(blob)
+def write_weights(
+    path: Path, weights: Mapping[str, np.ndarray], layout: tuple[WeightEntry, ...], size: int
+) -> str:
+    """Write `weights.bin` (each weight's C-order bytes at its offset, zeros between) one weight at a
+    time, so no second copy of the weights is made; returns its sha256."""
+    digest = hashlib.sha256()
+    end = 0
+    with path.open("wb") as out:
+        for entry in sorted(layout, key=lambda e: e.offset):
+            data = np.ascontiguousarray(weights[entry.name]).reshape(-1).view(np.uint8)
+            for chunk in (bytes(entry.offset - end), data):
+                out.write(chunk)
+                digest.update(chunk)
+            end = entry.offset + entry.nbytes
+        tail = bytes(size - end)
+        out.write(tail)
+        digest.update(tail)
+    return digest.hexdigest()
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -129,12 +141,14 @@ def write_artifact(
     kernel_libraries: Mapping[str, str | os.PathLike[str]],
     hir_text: str,
     tvm_runtime: str | os.PathLike[str] | None = None,
+    layout: tuple[tuple[WeightEntry, ...], int] | None = None,
 ) -> Path:
     """Write the artifact directory `out_dir` (conventionally `NAME.hai`) and return its path.
 
     `kernel_libraries` maps a device name to its compiled library; `tvm_runtime` defaults to the
-    installed TVM's `libtvm_runtime.so`. An existing artifact at `out_dir` is replaced; any other
-    existing non-empty directory is refused.
+    installed TVM's `libtvm_runtime.so`; `layout` (the entries and the file size) defaults to
+    `layout_weights(weights)`, a paged plan gives its page layout. An existing artifact at `out_dir`
+    is replaced; any other existing non-empty directory is refused.
     """
     out = Path(out_dir)
     libraries = {device: Path(path) for device, path in sorted(kernel_libraries.items())}
@@ -143,15 +157,14 @@ def write_artifact(
             raise ArtifactWriteError(f"kernel library {path} of device {device!r} does not exist")
     runtime_library = Path(tvm_runtime) if tvm_runtime is not None else find_tvm_runtime(libraries)
 
-    layout, size = layout_weights(weights)
-    contents: dict[str, bytes] = {
-        WEIGHTS_FILE: weights_bytes(weights, layout, size),
-        HIR_FILE: hir_text.encode("utf-8"),
-    }
+    entries, size = layout if layout is not None else layout_weights(weights)
+    contents: dict[str, bytes] = {HIR_FILE: hir_text.encode("utf-8")}
     copies = {kernel_library_file(device): path for device, path in libraries.items()}
     copies[TVM_RUNTIME_FILE] = runtime_library
     files = {name: sha256_bytes(data) for name, data in contents.items()}
     files.update({name: sha256_bytes(path.read_bytes()) for name, path in copies.items()})
+    staging = staging_directory(out)
+    files[WEIGHTS_FILE] = write_weights(staging / WEIGHTS_FILE, weights, entries, size)
 
     manifest = Manifest(
         name=manifest_parts.name,
@@ -159,8 +172,8 @@ def write_artifact(
         target=manifest_parts.target,
         inputs=tuple(manifest_parts.inputs),
         outputs=tuple(manifest_parts.outputs),
-        plan=resolve_weight_slots(manifest_parts.plan, layout),
-        weights=layout,
+        plan=resolve_weight_slots(manifest_parts.plan, entries),
+        weights=entries,
         weights_size=size,
         kernel_libraries={device: kernel_library_file(device) for device in libraries},
         files=dict(sorted(files.items())),
@@ -168,19 +181,27 @@ def write_artifact(
     try:
         validate(manifest, f"artifact {out}")
     except Exception as exc:
+        shutil.rmtree(staging, ignore_errors=True)
         raise ArtifactWriteError(f"the compiled plan is not a valid artifact: {exc}") from exc
     contents[MANIFEST_FILE] = manifest.to_json().encode("utf-8")
-    return publish(out, contents, copies)
+    return publish(out, staging, contents, copies)
 
 
-def publish(out: Path, contents: Mapping[str, bytes], copies: Mapping[str, Path]) -> Path:
-    """Write the files into a sibling temporary directory, then put it in place of `out`."""
+def staging_directory(out: Path) -> Path:
+    """A fresh sibling directory of `out` to build the artifact in (refusing to replace a non-artifact)."""
     if out.exists() and not is_replaceable(out):
         raise ArtifactWriteError(f"{out} exists and is not a HAI artifact; refusing to overwrite it")
-    out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    try:
+        staging.mkdir(parents=True)
+    except OSError as exc:
+        raise ArtifactWriteError(f"cannot write artifact {out}: {exc}") from exc
+    return staging
+
+
+def publish(out: Path, staging: Path, contents: Mapping[str, bytes], copies: Mapping[str, Path]) -> Path:
+    """Write the files into `staging` (a sibling of `out`), then put it in place of `out`."""
     try:
         for name, data in sorted(contents.items()):
             (staging / name).write_bytes(data)

@@ -15,6 +15,9 @@ allocates scratch memory gets the CPU device attributes the exported kernels get
 from MakePackedAPI (wrapping its body before the `return 0`, so the workspace
 is freed before returning). The library links the entry, the subroutines and
 the kernels' own objects (still exported, for profiling). Same calls, same bytes.
+
+A paged plan has several such functions in one object, one per segment of
+steps (`hai_segment_<k>`), each taking the page pool in place of `weights.bin`.
 """
 
 from __future__ import annotations
@@ -179,8 +182,16 @@ def subroutine_object(kernel: LoweredKernel, desc: TargetDescription) -> Path:
 # -- the entry function --------------------------------------------------------------------------------
 
 
-def entry_function(calls: Sequence[EntryCall], sizes: BufferSizes) -> Any:
-    """`hai_entry(arena, weights, input0, ...)` (1-D uint8 buffers) calling every subroutine in order."""
+EntryFunctions = Sequence[tuple[str, Sequence[EntryCall]]]
+"""Entry functions to build into one object: (exported symbol, its calls in order) each."""
+
+
+def segment_symbol(index: int) -> str:
+    return f"hai_segment_{index}"
+
+
+def entry_function(calls: Sequence[EntryCall], sizes: BufferSizes, symbol: str = ENTRY_SYMBOL) -> Any:
+    """`symbol(arena, weights, input0, ...)` (1-D uint8 buffers) calling every subroutine in order."""
     import tvm
     from tvm import tirx
 
@@ -196,32 +207,33 @@ def entry_function(calls: Sequence[EntryCall], sizes: BufferSizes) -> Any:
         stmts.append(tirx.IfThenElse(code != 0, tirx.Evaluate(tirx.tvm_throw_last_error()), None))
     stmts.append(tirx.Return(tirx.const(0, "int32")))
     func = tirx.PrimFunc([arena, weights, *inputs], tirx.SeqStmt(stmts), ret_type=tvm.ir.PrimType("int32"))
-    return func.with_attr("global_symbol", ENTRY_SYMBOL)
+    return func.with_attr("global_symbol", symbol)
 
 
-def compile_entry(calls: Sequence[EntryCall], sizes: BufferSizes, target_json: dict, path: Path) -> None:
+def compile_entry(functions: EntryFunctions, sizes: BufferSizes, target_json: dict, path: Path) -> None:
     import tvm
 
-    module = tvm.IRModule({ENTRY_SYMBOL: entry_function(calls, sizes)})
+    module = tvm.IRModule({symbol: entry_function(calls, sizes, symbol) for symbol, calls in functions})
     lib = tvm.compile(module, target=tvm.target.Target(target_json))
     lib.mod.write_to_file(str(path))
 
 
-def entry_key(calls: Sequence[EntryCall], sizes: BufferSizes) -> dict[str, Any]:
-    """What decides the entry object: the calls (subroutine, argument offsets) and the buffer sizes."""
-    order = [[subroutine_symbol(c.kernel), [list(o) for o in c.offsets]] for c in calls]
-    return {"entry": ENTRY_SYMBOL, "generator": GENERATOR_VERSION, "calls": order,
+def entry_key(functions: EntryFunctions, sizes: BufferSizes) -> dict[str, Any]:
+    """What decides the entry object: each function's calls (subroutine, argument offsets), the sizes."""
+    order = {symbol: [[subroutine_symbol(c.kernel), [list(o) for o in c.offsets]] for c in calls]
+             for symbol, calls in functions}  # fmt: skip
+    return {"entries": order, "generator": GENERATOR_VERSION,
             "arena": sizes.arena, "weights": sizes.weights, "inputs": list(sizes.inputs)}  # fmt: skip
 
 
-def build_entry_library(calls: Sequence[EntryCall], sizes: BufferSizes, desc: TargetDescription) -> Path:
-    """A shared library exporting ENTRY_SYMBOL and every kernel of `calls` under its name (cached)."""
+def build_entry_library(functions: EntryFunctions, sizes: BufferSizes, desc: TargetDescription) -> Path:
+    """A shared library exporting every function of `functions` and each kernel they call (cached)."""
     from tvm.support import cc
 
     target_json = tvm_target_of(desc)
-    key = cache_key(entry_key(calls, sizes), target_json)
-    entry, _ = cached_file(key, ".o", lambda tmp: compile_entry(calls, sizes, target_json, tmp))
-    kernels = unique_kernels([c.kernel for c in calls])
+    key = cache_key(entry_key(functions, sizes), target_json)
+    entry, _ = cached_file(key, ".o", lambda tmp: compile_entry(functions, sizes, target_json, tmp))
+    kernels = unique_kernels([c.kernel for _, calls in functions for c in calls])
     objects = [
         entry,
         *(subroutine_object(k, desc) for k in kernels),

@@ -6,8 +6,12 @@ when those passes are registered, then `plan-memory` with graph inputs outside t
 target's facts in the pass context, lower every kernel group, build the static
 plan (checked for hazards), compile the kernels (cached; `progress` hears of
 each), account for the plan's memory against the budget (memory_budget.py: the
-planned peak goes into the plan) and write the artifact. Nothing time- or path-dependent reaches the
-artifact, so the same model and options give the same bytes.
+planned peak goes into the plan) and write the artifact. When the plan with its
+weights resident does not fit the budget (or its weights alone cannot), the
+graph is compiled again from the start with weights split to pages
+(`split-weights`) and planned paged (paging.py) in the most frames the budget
+leaves. Nothing time- or path-dependent reaches the artifact, so the same model
+and options give the same bytes.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 from hai_compiler.compiler.copy_kernel import copy_kernel
 from hai_compiler.compiler.entry_plan import with_entry
 from hai_compiler.compiler.kernels import kernel_groups, lower_groups
-from hai_compiler.compiler.memory_budget import MemoryAccount, account, check_budget
+from hai_compiler.compiler.memory_budget import MemoryAccount, account, frames_within, too_small
 from hai_compiler.compiler.options import (
     CompileOptions,
     load_graph,
@@ -29,9 +33,9 @@ from hai_compiler.compiler.options import (
     profile_target_of,
     resolve_compile_target,
 )
+from hai_compiler.compiler.paging import WeightLayout, cut_weights, paging_of, with_paging
 from hai_compiler.compiler.plan import PlanBuilder, StaticPlan
 from ir import Graph
-from runtime.artifact import ExecutionPlan
 
 TARGET_ARCH = {"x86": "x86_64", "arm64": "aarch64"}
 Progress = Callable[[str, int, int], None]  # (kernel name, done, total)
@@ -83,7 +87,8 @@ def fuse_registered() -> bool:
     return registered("fuse")
 
 
-def run_passes(graph: Graph, options: CompileOptions, target: Any) -> Graph:
+def run_passes(graph: Graph, options: CompileOptions, target: Any, page_size: int | None = None) -> Graph:
+    """The compile pipeline (CompileOptions.pipeline); `page_size`: split weights larger than a page."""
     from hai_compiler.driver import InstrumentOptions, make_instruments, run_pipeline
     from passes.manager import PassContext
 
@@ -91,7 +96,7 @@ def run_passes(graph: Graph, options: CompileOptions, target: Any) -> Graph:
     instruments = make_instruments(
         InstrumentOptions(dump_dir=Path(options.dump_ir) if options.dump_ir else None)
     )
-    pipeline = options.pipeline(fuse_registered(), registered("layout"))
+    pipeline = options.pipeline(fuse_registered(), registered("layout"), page_size)
     return run_pipeline(graph, pipeline, instruments, verify_each=options.verify_each, ctx=ctx)
 
 
@@ -114,10 +119,25 @@ def build_library(kernels: list[Any], target: Any, progress: Progress | None) ->
     return build_kernels(kernels, target), hits
 
 
+@dataclasses.dataclass
+class BuiltPlan:
+    """A graph lowered and planned: its kernel groups, the static plan, the library, the weights' layout
+    in `weights.bin` and the memory account (its planned peak already in `static.plan`)."""
+
+    graph: Graph
+    groups: list[Any]
+    static: StaticPlan
+    library: Path | None
+    layout: WeightLayout
+    memory: MemoryAccount
+    hits: int
+
+
 def compile_model(
     model: Any, output: str | Path, options: CompileOptions, progress: Progress | None = None
 ) -> CompileResult:
     """Compile `model` (.onnx/.hir path, ModelProto or Graph) into the artifact directory `output`."""
+    from hai_compiler.driver import graph_text
     from runtime.artifact import CompilerInfo, TargetInfo
     from targets.artifact import ManifestParts, write_artifact
 
@@ -126,14 +146,8 @@ def compile_model(
     name = model_name(model, graph)
     profile = profile_target_of(options)
     target = resolve_compile_target(options, profile)
-    graph = run_passes(graph, options, target)
-    groups = kernel_groups(graph)
-    kernels = lower_groups(groups, target)
-    static = PlanBuilder(graph, lambda source, dest: copy_kernel(source, dest, target)).build(kernels, groups)
-    library, hits = build_library(static.kernels, target, progress)
-    static, entry_library = with_entry(static, options.entry, target)
-    library = entry_library or library
-    memory, static.plan = budgeted_plan(static, library, target, options.budget_bytes, name)
+    built = build_within_budget(graph, name, options, target, progress)
+    static = built.static
     parts = ManifestParts(
         name=name,
         compiler=CompilerInfo(hai_version(), tvm_version(), options.manifest_options(profile)),
@@ -144,24 +158,100 @@ def compile_model(
         outputs=static.outputs,
         plan=static.plan,
     )
-    from hai_compiler.driver import graph_text
-
-    libraries = {"cpu": library} if library is not None else {}
-    path = write_artifact(output, parts, static.weights, libraries, graph_text(graph))
+    libraries = {"cpu": built.library} if built.library is not None else {}
+    path = write_artifact(
+        output, parts, static.weights, libraries, graph_text(built.graph), layout=built.layout
+    )
     seconds = time.perf_counter() - start
-    return CompileResult(path, graph, static, groups, target, seconds, hits, memory, options.budget_bytes)
+    budget = options.budget_bytes
+    return CompileResult(
+        path, built.graph, static, built.groups, target, seconds, built.hits, built.memory, budget
+    )
 
 
-def budgeted_plan(
-    static: StaticPlan, library: Path | None, target: Any, budget: int | None, name: str
-) -> tuple[MemoryAccount, ExecutionPlan]:
-    """The plan's memory account, checked against `budget` (a MemoryBudgetError when it does not fit),
-    and the plan with its planned peak recorded."""
+def build_within_budget(
+    graph: Graph, name: str, options: CompileOptions, target: Any, progress: Progress | None
+) -> BuiltPlan:
+    """The resident plan when it fits the budget (or there is none), else the paged plan; a graph whose
+    weights alone exceed the budget is planned paged at once. When neither fits, a `MemoryBudgetError`
+    names the least of the two peaks (the resident plan is then built to know its peak exactly)."""
+    from ir.clone import clone_graph
+
+    budget = options.budget_bytes
+    if budget is None:
+        return build_resident(graph, options, target, progress)
+    weights = sum(value.type.nbytes for value in graph.constants.values())
+    resident = None
+    if weights + target.runtime_baseline_bytes <= budget:
+        resident = build_resident(clone_graph(graph), options, target, progress)
+        if resident.memory.planned_peak <= budget:
+            return resident
+    paged = build_paged(clone_graph(graph), options, target, progress)
+    if isinstance(paged, BuiltPlan):
+        return paged
+    if resident is None:
+        resident = build_resident(graph, options, target, progress)
+    least = min(paged, resident.memory, key=lambda m: m.planned_peak)
+    raise too_small(budget, least, name, resident.memory)
+
+
+def lower_and_plan(
+    graph: Graph, options: CompileOptions, target: Any, progress: Progress | None, page_size: int | None
+) -> tuple[Graph, list[Any], StaticPlan, Path | None, int]:
+    """Passes (weights over `page_size` split), kernels, the static plan and the steps' library."""
+    graph = run_passes(graph, options, target, page_size)
+    groups = kernel_groups(graph)
+    kernels = lower_groups(groups, target)
+    static = PlanBuilder(graph, lambda source, dest: copy_kernel(source, dest, target)).build(kernels, groups)
+    library, hits = build_library(static.kernels, target, progress)
+    return graph, groups, static, library, hits
+
+
+def build_resident(
+    graph: Graph, options: CompileOptions, target: Any, progress: Progress | None
+) -> BuiltPlan:
+    """The plan with every weight resident in `weights.bin`, with its one-call entry when it can."""
     from targets.artifact import layout_weights
 
-    layout, size = layout_weights(static.weights)
+    graph, groups, static, library, hits = lower_and_plan(graph, options, target, progress, None)
+    layout = layout_weights(static.weights)
+    static, entry_library = with_entry(static, options.entry, target, layout)
+    library = entry_library or library
+    memory = plan_account(static, library, layout[1], target)
+    static.plan = dataclasses.replace(static.plan, planned_peak_bytes=memory.planned_peak)
+    return BuiltPlan(graph, groups, static, library, layout, memory, hits)
+
+
+def build_paged(
+    graph: Graph, options: CompileOptions, target: Any, progress: Progress | None
+) -> BuiltPlan | MemoryAccount:
+    """The plan with weights paged through the most frames the budget leaves (hai_compiler/compiler/
+    paging.py), fewer when its segment library turns out larger; when even the fewest frames any
+    schedule needs do not fit, the account of that smallest paged plan instead."""
+    from targets.artifact import layout_weights
+
+    budget = options.budget_bytes
+    page_size = options.page_bytes
+    assert budget is not None
+    graph, groups, static, steps_library, hits = lower_and_plan(graph, options, target, progress, page_size)
+    pages = cut_weights(static.plan.steps, layout_weights(static.weights)[0], page_size)
+    base = plan_account(static, steps_library, 0, target)
+    frames = min(pages.pages.pages, frames_within(budget, base, page_size))
+    while frames >= pages.smallest_frames:
+        paged = dataclasses.replace(static, plan=with_paging(static.plan, paging_of(pages, frames)))
+        paged, entry_library = with_entry(paged, options.entry, target, pages.layout)
+        library = entry_library or steps_library
+        memory = plan_account(paged, library, 0, target)
+        if memory.planned_peak <= budget:
+            paged.plan = dataclasses.replace(paged.plan, planned_peak_bytes=memory.planned_peak)
+            return BuiltPlan(graph, groups, paged, library, pages.layout, memory, hits)
+        frames -= -(-(memory.planned_peak - budget) // page_size)
+    return base.with_pool(pages.smallest_frames, page_size)
+
+
+def plan_account(static: StaticPlan, library: Path | None, weights_size: int, target: Any) -> MemoryAccount:
+    """The memory account of `static` with this library and `weights.bin` size (memory_budget.py)."""
     kernels = library.stat().st_size if library is not None else 0
-    baseline = target.runtime_baseline_bytes
-    memory = account(static.plan, layout, size, static.inputs, static.outputs, kernels, baseline)
-    check_budget(memory, budget, name)
-    return memory, dataclasses.replace(static.plan, planned_peak_bytes=memory.planned_peak)
+    return account(
+        static.plan, weights_size, static.inputs, static.outputs, kernels, target.runtime_baseline_bytes
+    )

@@ -8,8 +8,12 @@ builds one. Should the entry fail to compile all the same, `auto` warns
 every argument at the absolute byte offset the artifact will have: arena
 slots at their offset, graph outputs at their binding's place in the arena,
 graph inputs in their own pointer parameter (`input_place`), weights where
-`write_artifact` lays them out (the same `layout_weights`, so the offsets agree). The steps stay in the
+`write_artifact` lays them out (the layout it is given, so the offsets agree). The steps stay in the
 manifest for provenance and profiling; the library exports their kernels too.
+
+A paged plan gets one function per segment (paging.py `segment_bounds`) instead,
+each taking the page pool in place of `weights.bin`, every weight at the place
+its page has in the pool while that step runs (paging.py `pool_offset`).
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from hai_compiler.compiler.paging import WeightLayout, pool_offset, segment_bounds
 from hai_compiler.compiler.plan import StaticPlan
 from ir import HaiError
+from runtime.artifact import ExecutionPlan, Segment
 
 
 class EntryFunctionError(HaiError):
@@ -31,20 +37,24 @@ class EntryFallbackWarning(UserWarning):
     """`entry=auto` kept step-by-step calls because the entry function failed to compile (a compiler bug)."""
 
 
-def entry_calls(static: StaticPlan) -> list[Any]:
-    """The EntryCall of every step, each argument at its absolute offset in the arena or `weights.bin`."""
-    from targets.artifact import layout_weights, resolve_weight_slots
+def entry_calls(static: StaticPlan, layout: WeightLayout) -> list[Any]:
+    """The EntryCall of every step, each argument at its absolute offset in the arena or `weights.bin`
+    (in the page pool for a paged plan)."""
+    from targets.artifact import resolve_weight_slots
     from targets.entry import ARENA, WEIGHTS, EntryCall, input_place
 
-    layout, _ = layout_weights(static.weights)
-    plan = resolve_weight_slots(static.plan, layout)
+    plan = resolve_weight_slots(static.plan, layout[0])
+    paging = plan.paging
+    placements = paging.placements() if paging is not None else []
     outputs = {b.name: b.offset or 0 for b in static.outputs}
     inputs = {b.name: index for index, b in enumerate(static.inputs)}
     calls = []
-    for step, kernel in zip(plan.steps, static.kernels, strict=True):
+    for index, (step, kernel) in enumerate(zip(plan.steps, static.kernels, strict=True)):
         offsets = []
         for slot in step.args:
-            if slot.kind == "weight":
+            if slot.kind == "weight" and paging is not None:
+                offsets.append((WEIGHTS, pool_offset(paging, index, slot.offset, placements)))
+            elif slot.kind == "weight":
                 offsets.append((WEIGHTS, slot.offset))
             elif slot.kind == "arena":
                 offsets.append((ARENA, slot.offset))
@@ -56,10 +66,12 @@ def entry_calls(static: StaticPlan) -> list[Any]:
     return calls
 
 
-def with_entry(static: StaticPlan, mode: str, target: Any) -> tuple[StaticPlan, Path | None]:
-    """(the plan naming the entry, its library) when `mode` and the kernels allow one, else (static, None)."""
-    from targets.artifact import layout_weights
-    from targets.entry import ENTRY_SYMBOL, BufferSizes, build_entry_library, subroutine_refusal
+def with_entry(
+    static: StaticPlan, mode: str, target: Any, layout: WeightLayout
+) -> tuple[StaticPlan, Path | None]:
+    """(the plan naming the entry or its segments, their library) when `mode` and the kernels allow,
+    else (static, None). `layout`: the weights' entries in `weights.bin` and its size."""
+    from targets.entry import subroutine_refusal
 
     if mode == "off" or not static.kernels:
         return static, None
@@ -73,15 +85,30 @@ def with_entry(static: StaticPlan, mode: str, target: Any) -> tuple[StaticPlan, 
                 + "\nuse entry=auto to keep step-by-step calls for such models"
             )
         return static, None
-    _, weights_size = layout_weights(static.weights)
     try:
-        sizes = BufferSizes(static.plan.arena_size, weights_size, tuple(b.nbytes for b in static.inputs))
-        library = build_entry_library(entry_calls(static), sizes, target)
+        plan, library = entry_library(static, layout, target)
     except Exception as exc:  # TVM raises its own error types; a failed entry must not fail `auto`
         if mode == "on":
             raise EntryFunctionError(f"entry=on, but the entry function failed to compile: {exc}") from exc
         warnings.warn(EntryFallbackWarning(f"entry function not built, calling kernels one by one: {exc}"),
                       stacklevel=2)  # fmt: skip
         return static, None
-    plan = dataclasses.replace(static.plan, entry=ENTRY_SYMBOL)
     return dataclasses.replace(static, plan=plan), library
+
+
+def entry_library(static: StaticPlan, layout: WeightLayout, target: Any) -> tuple[ExecutionPlan, Path]:
+    """The plan naming its entry (or segments) and the library exporting them."""
+    from targets.entry import ENTRY_SYMBOL, BufferSizes, build_entry_library, segment_symbol
+
+    calls = entry_calls(static, layout)
+    paging = static.plan.paging
+    inputs = tuple(b.nbytes for b in static.inputs)
+    if paging is None:
+        sizes = BufferSizes(static.plan.arena_size, layout[1], inputs)
+        library = build_entry_library([(ENTRY_SYMBOL, calls)], sizes, target)
+        return dataclasses.replace(static.plan, entry=ENTRY_SYMBOL), library
+    segments = tuple(Segment(segment_symbol(k), start, stop)
+                     for k, (start, stop) in enumerate(segment_bounds(paging)))  # fmt: skip
+    sizes = BufferSizes(static.plan.arena_size, paging.frames * paging.page_size, inputs)
+    functions = [(s.symbol, calls[s.start : s.stop]) for s in segments]
+    return dataclasses.replace(static.plan, segments=segments), build_entry_library(functions, sizes, target)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hai_compiler.compiler.memory_budget import DEFAULT_BUDGET, DEFAULT_PAGE_SIZE
 from ir import Graph, HaiError
 from ir.units import parse_size
 
@@ -46,10 +47,11 @@ class CompileOptions:
     verify_each: bool = False
     entry: str = "auto"  # one-call entry function: auto (when every kernel allows), on (required), off
     layout: str = "auto"  # the layout pass's `prefer`: auto (its cost rule), NHWC, NCHW (pass off)
-    memory_budget: str | int | None = None  # `512MB` (ir/units.py); None: no budget checked
+    memory_budget: str | int | None = DEFAULT_BUDGET  # `512MB` (ir/units.py); None or "none": no budget
+    page_size: str | int = DEFAULT_PAGE_SIZE  # bytes of a weight page when the plan pages
 
     def __post_init__(self) -> None:
-        _ = self.budget_bytes  # a malformed size fails here, naming the option
+        _ = self.budget_bytes, self.page_bytes  # a malformed size fails here, naming the option
         if self.entry not in ENTRY_MODES:
             raise CompileOptionError(f"option entry={self.entry!r}: expected one of {', '.join(ENTRY_MODES)}")
         if self.layout not in LAYOUT_PREFERENCES:
@@ -60,9 +62,17 @@ class CompileOptions:
     @property
     def budget_bytes(self) -> int | None:
         """The memory budget in bytes (hai_compiler/compiler/memory_budget.py checks it), or None."""
-        if self.memory_budget is None:
+        if self.memory_budget is None or str(self.memory_budget).lower() == "none":
             return None
         return parse_size(self.memory_budget, "--memory-budget")
+
+    @property
+    def page_bytes(self) -> int:
+        """The page size in bytes: a positive multiple of 64 (the weights' alignment)."""
+        size = parse_size(self.page_size, "--page-size")
+        if size <= 0 or size % 64:
+            raise CompileOptionError(f"--page-size {self.page_size}: must be a positive multiple of 64 bytes")
+        return size
 
     @classmethod
     def from_keywords(cls, target: str, input_shapes: Any, options: Mapping[str, Any]) -> CompileOptions:
@@ -75,12 +85,17 @@ class CompileOptions:
             )
         return cls(target=target, input_shapes=input_shapes, **options)
 
-    def pipeline(self, has_fuse: bool, has_layout: bool = False) -> str:
-        """The pass pipeline to run: the user's passes, then `layout` (if registered, for a target in
-        LAYOUT_TARGETS, unless the user's passes name it; with `prefer` = the `layout` option), then
-        `fuse` (if registered), then plan-memory. `layout` goes before a `fuse` the user named."""
+    def pipeline(self, has_fuse: bool, has_layout: bool = False, split_bytes: int | None = None) -> str:
+        """The pass pipeline to run: the user's passes, then `split-weights{max-bytes=split_bytes}`
+        (when given), then `layout` (if registered, for a target in LAYOUT_TARGETS, unless the user's
+        passes name it; with `prefer` = the `layout` option), then `fuse` (if registered), then
+        plan-memory. `split-weights` and `layout` go before a `fuse` the user named."""
         parts = [p for p in (self.passes or "").split(",") if p.strip()] if self.passes != "none" else []
         names = [p.split("{")[0].strip() for p in parts]
+        if split_bytes is not None:
+            at = names.index("fuse") if "fuse" in names else len(parts)
+            parts.insert(at, f"split-weights{{max-bytes={split_bytes}}}")
+            names.insert(at, "split-weights")
         if has_layout and self.target in LAYOUT_TARGETS and "layout" not in names:
             step = "layout" if self.layout == "auto" else f"layout{{prefer={self.layout}}}"
             at = names.index("fuse") if "fuse" in names else len(parts)
@@ -103,8 +118,9 @@ class CompileOptions:
             recorded["entry"] = self.entry
         if self.layout != "auto":
             recorded["layout"] = self.layout
-        if self.memory_budget is not None:
-            recorded["memory_budget"] = self.budget_bytes
+        recorded["memory_budget"] = self.budget_bytes
+        if self.page_bytes != DEFAULT_PAGE_SIZE:
+            recorded["page_size"] = self.page_bytes
         if profile_target is not None:
             recorded["hardware_profile"] = dict(profile_target)
         return recorded

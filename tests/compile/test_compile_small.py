@@ -40,7 +40,8 @@ def test_manifest_records_target_options_and_provenance(model: Path, tmp_path: P
     assert manifest["target"]["cpu"] == "x86-64-v3"
     assert "avx2" in manifest["target"]["features"] and "avx512f" not in manifest["target"]["features"]
     assert manifest["compiler"]["options"] == {
-        "target": "x86", "cpu": "x86-64-v3", "passes": "default", "input_shapes": {}
+        "target": "x86", "cpu": "x86-64-v3", "passes": "default", "input_shapes": {},
+        "memory_budget": 512 * 2**20,  # the default budget
     }  # fmt: skip
     assert [s["nodes"] for s in manifest["plan"]["steps"]][:3] == [["conv"], ["relu", "add"], ["fc"]]
     assert str(tmp_path) not in (path / "manifest.json").read_text()

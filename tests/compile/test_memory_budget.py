@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hai_compiler.cli import app
-from hai_compiler.compiler.memory_budget import MemoryAccount, MemoryBudgetError, check_budget
+from hai_compiler.compiler.memory_budget import MemoryAccount, too_small
 from ir.units import format_size
 from runtime.artifact import MANIFEST_FILE, nbytes_of
 from targets.target import RUNTIME_BASELINE_BYTES
@@ -79,40 +79,24 @@ def test_malformed_budget_is_one_line_error(tmp_path: Path, budget: str, message
     assert done.output.startswith(f"error: --memory-budget: {message}"), done.output
 
 
-def test_large_mlp_under_128mb_needs_paging_which_is_not_implemented(tmp_path: Path) -> None:
-    from hai_compiler.large_models import large_mlp
-
-    model = large_mlp("200MB")  # 12 blocks of W[2048, 2048] (16 MiB) + b[2048] (8 KiB)
-    done = hai("compile", model, "-o", tmp_path / "mlp.hai", "--memory-budget", "128MB")
-    assert done.exit_code == 1 and not (tmp_path / "mlp.hai").exists()
-    text = done.output.strip()
-    # a step reads one W (4 pages of 4 MiB) and its bias (a fifth page): the pool is 5 pages
-    found = re.fullmatch(
-        r"error: model 'large_mlp-w2048-l12-b1-s0' needs (.+) \((\d+) bytes\) with its weights resident "
-        r"\(arena .+ \+ weights 192\.09 MiB \+ kernels .+ \+ inputs/outputs 24 KiB \+ runtime baseline .+\), "
-        r"over --memory-budget 128 MiB \(134217728 bytes\): its weights must be paged, and paging execution "
-        r"is not implemented yet; smallest budget that paging needs: (.+) \((\d+) bytes\) \(arena .+ \+ "
-        r"page pool 20 MiB \(5 pages of 4 MiB\) \+ kernels .+\)",
-        text,
-    )
-    assert found, text
-    resident, paged = int(found[2]), int(found[4])
-    weights = 12 * 2048 * 4 * (2048 + 1)  # 4096-aligned W and b: no padding in weights.bin
-    assert resident - paged == weights - 20 * MIB
-    others = paged - 20 * MIB - RUNTIME_BASELINE_BYTES - 3 * 2048 * 4  # arena + kernels
-    assert 0 < others < 4 * MIB
-
-
-def test_budget_below_paging_minimum_names_paging_and_resident_sizes() -> None:
-    memory = MemoryAccount(arena=MIB, weights=300 * MIB, kernels=MIB, io=0, baseline=38 * MIB,
-                           paged_weights=20 * MIB, page_size=4 * MIB)  # fmt: skip
-    check_budget(memory, 340 * MIB, "m")  # 1 + 300 + 1 + 38: fits exactly
-    with pytest.raises(MemoryBudgetError) as caught:
-        check_budget(memory, 50 * MIB, "m")
-    assert str(caught.value) == (
+def test_budget_below_paging_minimum_names_paged_and_resident_sizes() -> None:
+    resident = MemoryAccount(arena=MIB, weights=300 * MIB, kernels=MIB, io=0, baseline=38 * MIB)
+    paged = resident.with_pool(frames=5, page_size=4 * MIB)
+    assert (resident.planned_peak, paged.planned_peak) == (340 * MIB, 60 * MIB)
+    assert str(too_small(50 * MIB, paged, "m", resident)) == (
         "--memory-budget 50 MiB (52428800 bytes) is too small for model 'm': the smallest budget that can "
-        "work is 60 MiB (62914560 bytes), with paged weights once paging execution is implemented (arena "
-        "1 MiB + page pool 20 MiB (5 pages of 4 MiB) + kernels 1 MiB + inputs/outputs 0 B + runtime baseline "
-        "38 MiB); today it needs 340 MiB (356515840 bytes) with its weights resident (arena 1 MiB + weights "
-        "300 MiB + kernels 1 MiB + inputs/outputs 0 B + runtime baseline 38 MiB)"
+        "work is 60 MiB (62914560 bytes), with paged weights (arena 1 MiB + page pool 20 MiB (5 pages of "
+        "4 MiB) + kernels 1 MiB + inputs/outputs 0 B + runtime baseline 38 MiB); with its weights resident "
+        "it needs 340 MiB (356515840 bytes) (arena 1 MiB + weights 300 MiB + kernels 1 MiB + "
+        "inputs/outputs 0 B + runtime baseline 38 MiB)"
+    )
+
+
+def test_page_size_must_be_aligned(tmp_path: Path) -> None:
+    done = hai(
+        "compile", DIGITS, "--input-shape", "image=1,1,8,8", "-o", tmp_path / "d.hai", "--page-size", "100"
+    )
+    assert done.exit_code == 1
+    assert done.output.startswith("error: --page-size 100: must be a positive multiple of 64 bytes"), (
+        done.output
     )

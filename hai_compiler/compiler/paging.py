@@ -1,0 +1,91 @@
+"""Paging a static plan's weights: their page layout in `weights.bin`, the page schedule, the segments.
+
+Rule: the weights are placed in order of first use into pages of one fixed
+size (passes/weight_pages.py; a weight must fit one page whole, since a kernel
+reads it contiguously: the `split-weights` pass cuts larger MatMul, Gemm and
+Conv weights first), page `p` at byte `p * page_size` of `weights.bin`. Each
+step needs the pages of the weights it reads; passes/page_schedule.py
+schedules them over the frames the budget leaves (Belady's MIN, prefetch).
+While step `i` runs, its weight at file offset `o` lies at byte
+`frame * page_size + o % page_size` of the pool, `frame` being where the
+schedule put page `o // page_size` for that step. The steps are grouped into
+segments, each called at once: a new segment starts at every step that waits
+for a page (one it needs that is not resident and already waited for) or that
+evicts one, so a segment never waits once started and never evicts what its
+own steps still read. Imports the compiler's passes and the artifact format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from passes.page_schedule import schedule_pages, smallest_pool
+from passes.weight_pages import PageLayout, WeightTensor, cut_into_pages, step_pages
+from runtime.artifact import ExecutionPlan, PageStep, Paging, Step, WeightEntry
+
+WeightLayout = tuple[tuple[WeightEntry, ...], int]  # the entries of weights.bin and its size
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightPages:
+    """The weights of one plan cut into pages: the layout, the pages each step needs, the file layout."""
+
+    pages: PageLayout
+    needs: list[frozenset[int]]
+    layout: WeightLayout
+
+    @property
+    def smallest_frames(self) -> int:
+        """The fewest frames any schedule can run the steps with (the largest step's pages)."""
+        return smallest_pool(self.needs)
+
+    @property
+    def page_size(self) -> int:
+        return self.pages.page_size
+
+
+def cut_weights(steps: Sequence[Step], weights: Sequence[WeightEntry], page_size: int) -> WeightPages:
+    """The page layout of `weights` (shapes and dtypes as stored; offsets ignored) read by `steps`."""
+    by_name = {w.name: w for w in weights}
+    reads = [[s.name for s in step.args if s.kind == "weight"] for step in steps]
+    order = list(dict.fromkeys(name for names in reads for name in names))
+    order += [name for name in by_name if name not in order]  # stored but read by no step: last
+    pages = cut_into_pages([WeightTensor(name, by_name[name].nbytes) for name in order], page_size)
+    entries = tuple(
+        dataclasses.replace(by_name[piece.tensor], offset=pages.file_offset(piece.page) + piece.page_offset)
+        for piece in pages.pieces
+    )
+    end = pages.file_offset(pages.pages - 1) + pages.page_bytes[-1] if pages.pages else 0
+    return WeightPages(pages, step_pages(pages, reads), (entries, end))
+
+
+def paging_of(weight_pages: WeightPages, frames: int) -> Paging:
+    """The manifest's paging facts: the MIN schedule with prefetch over `frames` frames."""
+    schedule = schedule_pages(weight_pages.needs, frames, weight_pages.page_size)
+    steps = tuple(
+        PageStep(needs, evictions, tuple((load.page, load.frame) for load in loads))
+        for needs, evictions, loads in zip(schedule.needs, schedule.evictions, schedule.loads, strict=True)
+    )
+    return Paging(weight_pages.page_size, frames, weight_pages.pages.page_bytes, steps)
+
+
+def pool_offset(paging: Paging, step: int, file_offset: int, placements: Sequence[dict[int, int]]) -> int:
+    """Where the weight byte at `file_offset` of `weights.bin` lies in the pool while `step` runs."""
+    size = paging.page_size
+    return placements[step][file_offset // size] * size + file_offset % size
+
+
+def segment_bounds(paging: Paging) -> list[tuple[int, int]]:
+    """The `[start, stop)` step ranges of the segments (module doc: where one starts)."""
+    starts, awaited = [], set()
+    for index, step in enumerate(paging.schedule):
+        awaited -= set(step.evictions)
+        if index == 0 or step.evictions or not awaited.issuperset(step.needs):
+            starts.append(index)
+        awaited |= set(step.needs)
+    return list(zip(starts, [*starts[1:], len(paging.schedule)], strict=True))
+
+
+def with_paging(plan: ExecutionPlan, paging: Paging) -> ExecutionPlan:
+    return dataclasses.replace(plan, paging=paging, entry=None, segments=())
