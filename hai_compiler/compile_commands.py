@@ -167,10 +167,18 @@ def compile_command(
             render_report(result, console)
         sys.stderr.write(
             f"compiled {model} for {result.target.name} ({result.target.cpu}): {len(result.plan.kernels)} "
-            f"steps{' in one entry call' if result.plan.plan.entry else ''}, "
+            f"steps{steps_how(result.plan.plan)}, "
             f"arena {result.plan.plan.arena_size} bytes, planned peak {planned_peak(result)}, "
             f"{result.seconds:.2f} s -> {result.path}\n"
         )
+
+
+def steps_how(plan: Any) -> str:
+    """How the steps are called: ` in one entry call`, ` in N segments, weights paged (F frames)`, or ``."""
+    if plan.paging is not None:
+        calls = f"{len(plan.segments)} segments" if plan.segments else "step-by-step calls"
+        return f" in {calls}, weights paged through {plan.paging.frames} frames"
+    return " in one entry call" if plan.entry else ""
 
 
 def planned_peak(result: Any) -> str:
@@ -234,11 +242,26 @@ def bench_command(
         Path | None, typer.Option("--json", metavar="FILE", help="Also write the numbers as JSON.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
+    memory: Annotated[
+        bool,
+        typer.Option(
+            "--memory",
+            help="Run each inference in a fresh process (--runs processes) and report the peak RSS the OS "
+            "measured beside the planned peak and budget (and the pager's counters when paged).",
+        ),
+    ] = False,
 ) -> None:
     """Time an artifact (p50/p99 latency, peak RSS), beside onnxruntime with --onnx."""
     import runtime
     from hai_compiler.compiler import bench
 
+    if memory:
+        with reported_runtime_errors():
+            results = bench.memory_bench(artifact, onnx, threads, runs, seed)
+            render_bench_memory(results, Console(highlight=False))
+            if json_path is not None:
+                bench.write_json(results, json_path)
+        return
     with reported_runtime_errors():
         model = runtime.load(artifact, threads=threads)
         inputs = bench.sample_inputs(model.inputs, seed)
@@ -288,6 +311,42 @@ def render_bench(results: dict[str, Any], console: Console) -> None:
             share = f"{100 * s.median_us / total:.1f}"
             steps.add_row(str(s.index), f"{s.median_us:.1f}", share, s.kernel, ", ".join(s.nodes))
         console.print(steps)
+
+
+def render_bench_memory(results: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+
+    planned = results["planned"]
+    title = f"{results['artifact']}: peak RSS of {results['processes']} fresh processes ({results['threads']} threads)"
+    table = Table(title=title)
+    for column in ("", "peak RSS MiB (median)", "max", "planned", "max / planned", "budget", "p50 ms"):
+        table.add_column(column, justify="right" if column else "left")
+    budget = mib_text(planned.budget_bytes) if planned.budget_bytes is not None else "unbounded"
+    for who in ("hai", "onnxruntime"):
+        if who in results:
+            runs = results[who]
+            plan = planned.planned_peak_bytes if who == "hai" else None
+            ratio = f"{runs.max_peak_bytes / plan:.3f}" if plan else "-"
+            table.add_row(
+                who, mib_text(runs.median_peak_bytes), mib_text(runs.max_peak_bytes),
+                mib_text(plan), ratio, budget if who == "hai" else "-", f"{runs.latency.p50_ms:.3f}",
+            )  # fmt: skip
+    console.print(table)
+    if not planned.paged:
+        console.print("weights resident (not paged)")
+        return
+    pool = f"paged: {planned.frames} frames x {mib_text(planned.page_size)} MiB"
+    counters = results["hai"].page_counters or {}
+    console.print(
+        f"{pool}; per inference (median): {counters.get('loads', 0):.0f} page loads, "
+        f"{mib_text(int(counters.get('bytes_read', 0)))} MiB read in {1e3 * counters.get('read_seconds', 0):.1f} ms, "
+        f"stalled {1e3 * counters.get('stall_seconds', 0):.1f} ms, {counters.get('hits', 0):.0f} hits, "
+        f"{counters.get('misses', 0):.0f} misses, {counters.get('reused', 0):.0f} reused"
+    )
+
+
+def mib_text(nbytes: int | None) -> str:
+    return "-" if nbytes is None else f"{nbytes / 2**20:.1f}"
 
 
 @app.command("pack")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from hai_compiler.compiler.driver import CompileResult
+from ir.units import format_size
 
 
 def human_bytes(n: int) -> str:
@@ -64,8 +65,6 @@ def render_budget(result: CompileResult, console: Any) -> None:
     """Each term of the planned peak, its share of the budget, and the total against it."""
     from rich.table import Table
 
-    from ir.units import format_size
-
     memory, budget = result.memory_account, result.memory_budget
     if memory is None:
         return
@@ -81,5 +80,17 @@ def render_budget(result: CompileResult, console: Any) -> None:
     if budget is not None:
         console.print(
             f"fits: planned peak {format_size(memory.planned_peak)} <= budget {format_size(budget)} "
-            f"({format_size(budget - memory.planned_peak)} to spare); weights stay resident"
+            f"({format_size(budget - memory.planned_peak)} to spare); {weights_residency(result)}"
         )
+
+
+def weights_residency(result: CompileResult) -> str:
+    """`weights stay resident`, or how a paged plan pages them."""
+    paging = result.plan.plan.paging
+    if paging is None:
+        return "weights stay resident"
+    loads = sum(len(step.loads) for step in paging.schedule)
+    return (
+        f"weights paged: {len(paging.page_bytes)} pages of {format_size(paging.page_size)} through "
+        f"{paging.frames} frames, {loads} page loads per inference, {len(result.plan.plan.segments)} segments"
+    )
