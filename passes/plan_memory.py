@@ -5,9 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 from ir import Graph
+from ir.units import format_size, parse_size
 from passes.manager import Pass, PassContext
 from passes.memory_check import ALIGNMENT_KEY, ARENA_KEY
 from passes.memory_plan import plan_memory
+
+BUDGET_KEY = "memory.budget_bytes"
+PAGE_SIZE_KEY = "memory.page_bytes"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +26,14 @@ class PlanMemory(Pass):
     a value outside the arena has no offset: it is that value's bytes. Offsets
     already in the graph are replaced. Records `memory.arena_bytes` and
     `memory.alignment` in the graph's metadata and the counts in the statistics.
+
+    With `budget`, the plan is for a process that must stay under it: the
+    budget and `page-size` are recorded (`memory.budget_bytes`,
+    `memory.page_bytes`) for the compiler, which keeps weights resident when
+    they fit beside the rest and otherwise pages them in pages of that size
+    (hai_compiler/compiler/memory_budget.py); and since nothing pages the
+    arena, an arena that with the runtime's own baseline (the target fact
+    `runtime_baseline_bytes`) exceeds the budget is warned of here.
     """
 
     name = "plan-memory"
@@ -32,10 +44,28 @@ class PlanMemory(Pass):
     arena_inputs: bool = dataclasses.field(
         default=False, metadata={"help": "place graph inputs in the arena too (copied in by the runtime)"}
     )
+    budget: str = dataclasses.field(
+        default="", metadata={"help": "memory budget of the running process (512MB); empty: none"}
+    )
+    page_size: str = dataclasses.field(
+        default="4MiB", metadata={"help": "bytes of one weight page when weights are paged"}
+    )
 
     def __post_init__(self) -> None:
         if self.alignment < 1 or self.alignment & (self.alignment - 1):
             raise ValueError(f"alignment must be a power of two, got {self.alignment}")
+        _ = self.budget_bytes, self.page_bytes  # malformed sizes fail here, naming the option
+
+    @property
+    def budget_bytes(self) -> int | None:
+        return parse_size(self.budget, "budget") if self.budget.strip() else None
+
+    @property
+    def page_bytes(self) -> int:
+        size = parse_size(self.page_size, "page-size")
+        if size <= 0 or size % self.alignment:
+            raise ValueError(f"page-size {self.page_size} must be a positive multiple of {self.alignment}")
+        return size
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         for value in graph.values():
@@ -49,6 +79,7 @@ class PlanMemory(Pass):
                 value.type = value.type.with_(offset=buffer.offset)
         graph.metadata[ARENA_KEY] = str(plan.arena_bytes)
         graph.metadata[ALIGNMENT_KEY] = str(self.alignment)
+        self._record_budget(graph, ctx, plan.arena_bytes)
         ctx.statistics[self.name] = {  # the last plan's numbers, not a sum over runs
             "arena-bytes": plan.arena_bytes,
             "naive-bytes": plan.naive_bytes,
@@ -58,3 +89,20 @@ class PlanMemory(Pass):
             "fused": plan.fused,
         }
         return graph
+
+    def _record_budget(self, graph: Graph, ctx: PassContext, arena: int) -> None:
+        budget = self.budget_bytes
+        baseline = int(ctx.target.get("runtime_baseline_bytes", 0))
+        graph.metadata.pop(BUDGET_KEY, None)
+        graph.metadata.pop(PAGE_SIZE_KEY, None)
+        if budget is None:
+            return
+        if arena + baseline > budget:
+            ctx.warn(
+                self.name,
+                f"budget {format_size(budget)}: the arena ({format_size(arena)}) and the runtime's baseline "
+                f"({format_size(baseline)}) alone need {format_size(arena + baseline)}; weights can be "
+                "paged, the arena cannot",
+            )
+        graph.metadata[BUDGET_KEY] = str(budget)
+        graph.metadata[PAGE_SIZE_KEY] = str(self.page_bytes)

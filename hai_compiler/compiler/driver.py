@@ -146,7 +146,8 @@ def compile_model(
     name = model_name(model, graph)
     profile = profile_target_of(options)
     target = resolve_compile_target(options, profile)
-    built = build_within_budget(graph, name, options, target, progress)
+    memory_plan = options.memory_plan()
+    built = build_within_budget(graph, name, options, target, progress, memory_plan)
     static = built.static
     parts = ManifestParts(
         name=name,
@@ -163,21 +164,26 @@ def compile_model(
         output, parts, static.weights, libraries, graph_text(built.graph), layout=built.layout
     )
     seconds = time.perf_counter() - start
-    budget = options.budget_bytes
     return CompileResult(
-        path, built.graph, static, built.groups, target, seconds, built.hits, built.memory, budget
+        path, built.graph, static, built.groups, target, seconds, built.hits, built.memory, memory_plan[0]
     )
 
 
 def build_within_budget(
-    graph: Graph, name: str, options: CompileOptions, target: Any, progress: Progress | None
+    graph: Graph,
+    name: str,
+    options: CompileOptions,
+    target: Any,
+    progress: Progress | None,
+    memory_plan: tuple[int | None, int],
 ) -> BuiltPlan:
     """The resident plan when it fits the budget (or there is none), else the paged plan; a graph whose
     weights alone exceed the budget is planned paged at once. When neither fits, a `MemoryBudgetError`
-    names the least of the two peaks (the resident plan is then built to know its peak exactly)."""
+    names the least of the two peaks (the resident plan is then built to know its peak exactly).
+    `memory_plan`: the budget (None: unbounded) and page size of the pipeline's plan-memory pass."""
     from ir.clone import clone_graph
 
-    budget = options.budget_bytes
+    budget, page_size = memory_plan
     if budget is None:
         return build_resident(graph, options, target, progress)
     weights = sum(value.type.nbytes for value in graph.constants.values())
@@ -186,7 +192,7 @@ def build_within_budget(
         resident = build_resident(clone_graph(graph), options, target, progress)
         if resident.memory.planned_peak <= budget:
             return resident
-    paged = build_paged(clone_graph(graph), options, target, progress)
+    paged = build_paged(clone_graph(graph), options, target, progress, budget, page_size)
     if isinstance(paged, BuiltPlan):
         return paged
     if resident is None:
@@ -223,16 +229,13 @@ def build_resident(
 
 
 def build_paged(
-    graph: Graph, options: CompileOptions, target: Any, progress: Progress | None
+    graph: Graph, options: CompileOptions, target: Any, progress: Progress | None, budget: int, page_size: int
 ) -> BuiltPlan | MemoryAccount:
     """The plan with weights paged through the most frames the budget leaves (hai_compiler/compiler/
     paging.py), fewer when its segment library turns out larger; when even the fewest frames any
     schedule needs do not fit, the account of that smallest paged plan instead."""
     from targets.artifact import layout_weights
 
-    budget = options.budget_bytes
-    page_size = options.page_bytes
-    assert budget is not None
     graph, groups, static, steps_library, hits = lower_and_plan(graph, options, target, progress, page_size)
     pages = cut_weights(static.plan.steps, layout_weights(static.weights)[0], page_size)
     base = plan_account(static, steps_library, 0, target)

@@ -88,25 +88,44 @@ class CompileOptions:
     def pipeline(self, has_fuse: bool, has_layout: bool = False, split_bytes: int | None = None) -> str:
         """The pass pipeline to run: the user's passes, then `split-weights{max-bytes=split_bytes}`
         (when given), then `layout` (if registered, for a target in LAYOUT_TARGETS, unless the user's
-        passes name it; with `prefer` = the `layout` option), then `fuse` (if registered), then
-        plan-memory. `split-weights` and `layout` go before a `fuse` the user named."""
+        passes name it; with `prefer` = the `layout` option), then `fuse` (if registered and not
+        named), then plan-memory (with the budget and page size, unless named). What is added goes
+        before a `fuse` or `plan-memory` the user named (fuse, before their plan-memory)."""
         parts = [p for p in (self.passes or "").split(",") if p.strip()] if self.passes != "none" else []
         names = [p.split("{")[0].strip() for p in parts]
-        if split_bytes is not None:
-            at = names.index("fuse") if "fuse" in names else len(parts)
-            parts.insert(at, f"split-weights{{max-bytes={split_bytes}}}")
-            names.insert(at, "split-weights")
-        if has_layout and self.target in LAYOUT_TARGETS and "layout" not in names:
-            step = "layout" if self.layout == "auto" else f"layout{{prefer={self.layout}}}"
-            at = names.index("fuse") if "fuse" in names else len(parts)
+
+        def add(step: str, before: tuple[str, ...]) -> None:
+            at = min([names.index(name) for name in before if name in names], default=len(parts))
             parts.insert(at, step)
-            names.insert(at, "layout")
-        text = ",".join(parts) if parts else ""
+            names.insert(at, step.split("{")[0])
+
+        if split_bytes is not None:
+            add(f"split-weights{{max-bytes={split_bytes}}}", ("fuse", "plan-memory"))
+        if has_layout and self.target in LAYOUT_TARGETS and "layout" not in names:
+            add(
+                "layout" if self.layout == "auto" else f"layout{{prefer={self.layout}}}",
+                ("fuse", "plan-memory"),
+            )
         if has_fuse and "fuse" not in names:
-            text += ",fuse" if text else "fuse"
+            add("fuse", ("plan-memory",))
         if "plan-memory" not in names:
-            text += f",{PLAN_MEMORY}" if text else PLAN_MEMORY
-        return text
+            add(PLAN_MEMORY if self.budget_bytes is None else (
+                f"plan-memory{{arena-inputs=false budget={self.budget_bytes} page-size={self.page_bytes}}}"
+            ), ())  # fmt: skip
+        return ",".join(parts)
+
+    def memory_plan(self) -> tuple[int | None, int]:
+        """(budget, page size) in bytes as the pipeline's `plan-memory` pass has them: the user's own
+        `plan-memory{budget=.. page-size=..}` when `passes` names it, else `memory_budget`, `page_size`."""
+        from passes.pipeline import parse_pipeline
+        from passes.plan_memory import PlanMemory
+
+        planners = [p for p in parse_pipeline(self.pipeline(False)) if isinstance(p, PlanMemory)]
+        return (
+            (planners[-1].budget_bytes, planners[-1].page_bytes)
+            if planners
+            else (self.budget_bytes, self.page_bytes)
+        )
 
     def manifest_options(self, profile_target: Mapping[str, Any] | None) -> dict[str, Any]:
         """The options as the manifest records them (no paths; the profile as its recommended target)."""

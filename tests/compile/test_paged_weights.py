@@ -179,3 +179,17 @@ def test_1_2gb_mlp_runs_under_512mb(tmp_path: Path) -> None:
     resident = compile_model(model, tmp_path / "resident.hai", CompileOptions(memory_budget=None)).path
     y_resident, _ = run_fresh(resident, x, tmp_path)
     assert relative_error(y_paged, y_resident) <= 1e-5
+
+
+def test_plan_memory_budget_in_the_users_pipeline_decides(mlp: Path, x: np.ndarray, tmp_path: Path) -> None:
+    passes = "default,plan-memory{arena-inputs=false budget=100MB page-size=8MiB}"
+    result = compile_model(mlp, tmp_path / "m.hai", CompileOptions(passes=passes, memory_budget=None))
+    paging = result.plan.plan.paging
+    assert result.memory_budget == 100 * MIB and paging is not None and paging.page_size == 8 * MIB
+    model = runtime.load(result.path)
+    try:
+        y = model.run({"x": x})["y"]
+    finally:
+        model.close()
+    (want,) = ort.InferenceSession(str(mlp), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert relative_error(y, want) <= 1e-4

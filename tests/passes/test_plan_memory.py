@@ -11,11 +11,12 @@ import pytest
 from arena_helpers import run_in_arena
 from pass_helpers import check_pass, random_inputs
 
-from ir import Graph, run_graph
+from ir import Graph, HaiError, run_graph
 from ir.parser import parse_hir
 from ir.printer import print_graph
 from passes import PassContext, PassManager, parse_pipeline
-from passes.memory_check import MemoryPlanError, check_memory_plan, memory_report
+from passes.memory_check import ARENA_KEY, MemoryPlanError, check_memory_plan, memory_report
+from passes.plan_memory import BUDGET_KEY, PAGE_SIZE_KEY
 
 
 def hir(body: str, signature: str = "(%x: f32[10]) -> (%y)") -> Graph:
@@ -239,3 +240,32 @@ def test_in_place_over_an_arena_input_is_rejected() -> None:
 def test_bad_alignment_option_is_refused() -> None:
     with pytest.raises(Exception, match="power of two"):
         parse_pipeline("plan-memory{alignment=48}")
+
+
+def test_budget_and_page_size_are_recorded_for_the_compiler() -> None:
+    graph, _ = planned(hir(CHAIN), "plan-memory{budget=512MB page-size=1MiB}")
+    assert graph.metadata[BUDGET_KEY] == str(512 * 2**20) and graph.metadata[PAGE_SIZE_KEY] == str(2**20)
+    graph, _ = planned(graph, "plan-memory")  # no budget: none recorded, an old one dropped
+    assert BUDGET_KEY not in graph.metadata and PAGE_SIZE_KEY not in graph.metadata
+
+
+def test_budget_under_arena_and_baseline_is_warned_of() -> None:
+    ctx = PassContext(target={"runtime_baseline_bytes": 1000})
+    graph = PassManager(parse_pipeline("plan-memory{budget=1KiB in-place=false}")).run(hir(CHAIN), ctx)
+    assert graph.metadata[ARENA_KEY] == "128"  # two 40-byte buffers at 64-byte alignment
+    (warning,) = ctx.diagnostics
+    assert "budget 1 KiB: the arena (128 B) and the runtime's baseline (1000 B) alone need 1.1 KiB" in str(
+        warning.message
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ("budget=12XB", "unknown unit 'XB'"),
+        ("page-size=100", "page-size 100 must be a positive multiple of 64"),
+    ],
+)
+def test_malformed_budget_options_name_the_option(options: str, message: str) -> None:
+    with pytest.raises(HaiError, match=message):
+        parse_pipeline(f"plan-memory{{{options}}}")
