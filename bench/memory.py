@@ -10,12 +10,18 @@ against the budget, and the measured peak RSS (hai_compiler/compiler/bench.py
 measured / planned (<= 1: the plan bounds the process).
 
 Part 2, generated deep MLPs (hai_compiler/large_models.py `large_mlp`, 200 MB
-and every `--large SIZE`): onnxruntime's peak RSS and p50 latency beside HAI's
-fully resident run, then one compile per budget (`--budget`, default 128MB,
-256MB, 512MB), checked against the resident plan's account as `hai compile
---memory-budget` checks it (the plan does not depend on the budget): one it
-fits is that same run; one that needs paging is marked "not implemented yet"
-with the smallest budget paging would need.
+and every `--large SIZE`): onnxruntime's peak RSS and p50 latency in a fresh
+process of its own, then HAI compiled once per budget (`--budget`, default
+256MB, 512MB and none: unbounded, weights resident; the unbounded run is
+always measured, as the reference), each run in a fresh process: planned
+peak, measured peak RSS and their ratio, whether the weights are paged
+(frames x page size), p50 latency and its ratio to onnxruntime's, the
+pager's reads and stall per inference (steady state: after the first), and
+the relative error (max |a - b| / max |b|) of the output against the
+unbounded HAI run (paging promises <= 1e-5; it is bit-identical by design)
+and against onnxruntime. A budget under the model's smallest workable is a
+row naming that smallest budget (from the `MemoryBudgetError`). Latencies
+are medians (p50) of `--runs` timed runs.
 
     .venv/bin/python bench/memory.py [--threads 2] [--runs 10] [--model NAME ...] [--large 1.2GB]
                                      [--budget 256MB ...] [--skip-real] [--json out.json]
@@ -24,6 +30,9 @@ with the smallest budget paging would need.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -36,20 +45,17 @@ sys.path.insert(0, str(ROOT))
 
 from hai_compiler import real_models  # noqa: E402
 from hai_compiler.compiler import CompileOptions, bench, compile_model  # noqa: E402
-from hai_compiler.compiler.memory_budget import (  # noqa: E402
-    MemoryBudgetError,
-    PagingNotImplementedError,
-    check_budget,
-)
+from hai_compiler.compiler.memory_budget import MemoryBudgetError  # noqa: E402
 from hai_compiler.large_models import DEFAULT_WIDTH, large_mlp  # noqa: E402
 from ir.units import format_size, parse_size  # noqa: E402
 from targets.target import RUNTIME_BASELINE_BYTES  # noqa: E402
 
 BUDGET = "512MB"
-PAGED_BUDGETS = ("128MB", "256MB", "512MB")
+PAGED_BUDGETS = ("256MB", "512MB", "none")
+UNBOUNDED = "none"
 
 
-def mib(nbytes: int | None) -> str:
+def mib(nbytes: float | None) -> str:
     return "-" if nbytes is None else f"{nbytes / 2**20:.1f}"
 
 
@@ -73,44 +79,85 @@ def real_row(name: str, threads: int, runs: int, workdir: Path) -> dict[str, Any
 
 
 def large_rows(size: str, threads: int, runs: int, budgets: list[str], workdir: Path) -> list[dict[str, Any]]:
-    """onnxruntime, HAI resident, and HAI at each budget, on the deep MLP of `size`."""
+    """onnxruntime, then HAI at each budget (the unbounded one always), on the deep MLP of `size`."""
     model = large_mlp(size)
     inputs = {"x": np.random.default_rng(0).standard_normal((1, DEFAULT_WIDTH)).astype(np.float32)}
     label = f"large_mlp {size}"
     ort = bench.onnxruntime_isolated(model, inputs, threads, runs)
-    rows = [engine_row(label, "onnxruntime", None, ort.peak_rss_bytes, ort.latency)]
-    resident = compile_model(model, workdir / "mlp.hai", CompileOptions())
-    memory = resident.memory_account
+    print(f"{label}: onnxruntime measured", file=sys.stderr)
+    rows = [{**measured_row(label, "onnxruntime", ort), "outputs": ort.outputs}]
+    order = [UNBOUNDED, *(b for b in budgets if not unbounded(b))]  # the reference first
+    hai = {budget: budget_row(label, model, budget, inputs, threads, runs, workdir) for budget in order}
+    reference = hai[UNBOUNDED].get("outputs")
+    for budget in [*budgets, *([] if any(map(unbounded, budgets)) else [UNBOUNDED])]:
+        row = hai[UNBOUNDED if unbounded(budget) else budget]
+        if "outputs" in row:
+            row["over_onnxruntime_p50"] = row["p50_ms"] / rows[0]["p50_ms"]
+            row["error_vs_unbounded"] = bench.relative_error(row["outputs"], reference) if reference else None
+            row["error_vs_onnxruntime"] = bench.relative_error(row["outputs"], ort.outputs)
+        rows.append(row)
+    return [{k: v for k, v in row.items() if k != "outputs"} for row in rows]
+
+
+def unbounded(budget: str) -> bool:
+    return budget.lower() == UNBOUNDED
+
+
+def budget_row(
+    label: str,
+    model: Path,
+    budget: str,
+    inputs: dict[str, np.ndarray],
+    threads: int,
+    runs: int,
+    workdir: Path,
+) -> dict[str, Any]:
+    """HAI compiled under `budget` and measured in a fresh process (its artifact removed after)."""
+    engine = "HAI unbounded" if unbounded(budget) else f"HAI --memory-budget {budget}"
+    artifact = workdir / f"mlp-{budget}.hai"
+    try:
+        result = compile_model(model, artifact, CompileOptions(memory_budget=budget))
+    except MemoryBudgetError as error:
+        smallest = SMALLEST.search(str(error))
+        note = f"too small: the smallest workable is {smallest.group(1) if smallest else '?'}"
+        return {"model": label, "engine": engine, "status": "too small", "note": note, "error": str(error)}
+    print(f"{label}: {engine} compiled in {result.seconds:.0f} s", file=sys.stderr)
+    try:
+        measured = bench.hai_isolated(result.path, inputs, threads, runs)
+    finally:
+        shutil.rmtree(artifact, ignore_errors=True)
+    memory = result.memory_account
     assert memory is not None
-    hai = bench.hai_isolated(resident.path, inputs, threads, runs)
-    rows.append(
-        engine_row(label, "HAI resident (no budget)", memory.planned_peak, hai.peak_rss_bytes, hai.latency)
-    )
-    for budget in budgets:  # the plan does not depend on the budget: check it as `compile` would
-        what = f"HAI --memory-budget {budget}"
-        try:
-            check_budget(memory, parse_size(budget, "--budget"), model.stem)
-        except PagingNotImplementedError:
-            note = f"paging: not implemented yet (paging needs {format_size(memory.paged_peak)})"
-            rows.append({"model": label, "engine": what, "status": "not implemented yet", "note": note,
-                         "smallest_paged_budget_bytes": memory.paged_peak})  # fmt: skip
-            continue
-        except MemoryBudgetError:
-            note = f"too small: the smallest budget that can work is {format_size(memory.smallest_budget)}"
-            rows.append({"model": label, "engine": what, "status": "infeasible", "note": note})
-            continue
-        rows.append({**rows[1], "engine": what, "note": "fits: weights resident (the run above)"})
-    return rows
+    planned = bench.PlannedMemory(memory.planned_peak, result.memory_budget)
+    paging = result.plan.plan.paging
+    if paging is not None:
+        planned = dataclasses.replace(planned, frames=paging.frames, page_size=paging.page_size)
+    counters = measured.page_counters or {}
+    return {
+        **measured_row(label, engine, measured),
+        "planned": planned,
+        "planned_peak_bytes": memory.planned_peak,
+        "terms": memory.terms,
+        "measured_over_planned": measured.peak_rss_bytes / memory.planned_peak,
+        "peak_rss_end_bytes": measured.facts.get("peak_rss_end_kib", 0) * 1024,
+        "page_counters_per_inference": measured.page_counters,
+        "bytes_read_per_inference": counters.get("bytes_read"),
+        "stall_seconds_per_inference": counters.get("stall_seconds"),
+        "compile_seconds": result.seconds,
+        "outputs": measured.outputs,
+    }
 
 
-def engine_row(label: str, engine: str, planned: int | None, peak: int, latency: Any) -> dict[str, Any]:
+SMALLEST = re.compile(r"the smallest budget that can work is ([^,]+)")
+
+
+def measured_row(label: str, engine: str, measured: bench.Isolated) -> dict[str, Any]:
     return {
         "model": label,
         "engine": engine,
         "status": "measured",
-        "planned_peak_bytes": planned,
-        "measured_peak_rss_bytes": peak,
-        "p50_ms": latency.p50_ms if latency else None,
+        "measured_peak_rss_bytes": measured.peak_rss_bytes,
+        "p50_ms": measured.latency.p50_ms if measured.latency else None,
     }
 
 
@@ -135,19 +182,33 @@ def render_real(rows: list[dict[str, Any]], console: Any) -> None:
 def render_large(rows: list[dict[str, Any]], console: Any) -> None:
     from rich.table import Table
 
-    table = Table(title="deep MLPs: onnxruntime vs HAI (peak RSS of a fresh process, p50 latency)")
-    for column in ("model", "engine", "planned MiB", "peak RSS MiB", "p50 ms", "note"):
-        table.add_column(column, justify="left" if column in ("model", "engine", "note") else "right")
+    table = Table(title="deep MLPs: onnxruntime vs HAI per budget (fresh process each; p50 over the runs)")
+    columns = ("model", "engine", "planned MiB", "peak RSS MiB", "RSS/plan", "weights", "p50 ms", "x ORT",
+               "read MiB/inf", "stall ms/inf", "err vs unbounded", "err vs ORT")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("model", "engine", "weights") else "right")
     for r in rows:
-        if r.get("status") in ("not implemented yet", "infeasible"):
-            table.add_row(r["model"], r["engine"], "-", "-", "-", r["note"])
+        if r["status"] != "measured":
+            table.add_row(r["model"], r["engine"], *["-"] * 3, r["note"], *["-"] * 6)
             continue
-        p50 = f"{r['p50_ms']:.2f}" if r.get("p50_ms") is not None else "-"
         table.add_row(
-            r["model"], r["engine"], mib(r.get("planned_peak_bytes")), mib(r.get("measured_peak_rss_bytes")),
-            p50, r.get("note", ""),
+            r["model"], r["engine"], mib(r.get("planned_peak_bytes")), mib(r["measured_peak_rss_bytes"]),
+            number(r.get("measured_over_planned"), ".3f"), weights_text(r.get("planned")),
+            number(r["p50_ms"], ".2f"), number(r.get("over_onnxruntime_p50"), ".2f"),
+            mib(r.get("bytes_read_per_inference")), number(r.get("stall_seconds_per_inference"), ".1f", 1e3),
+            number(r.get("error_vs_unbounded"), ".1e"), number(r.get("error_vs_onnxruntime"), ".1e"),
         )  # fmt: skip
     console.print(table)
+
+
+def weights_text(planned: bench.PlannedMemory | None) -> str:
+    if planned is None:
+        return "-"
+    return f"paged {planned.frames} x {format_size(planned.page_size)}" if planned.paged else "resident"
+
+
+def number(value: float | None, spec: str, scale: float = 1.0) -> str:
+    return "-" if value is None else format(value * scale, spec)
 
 
 def main() -> None:
@@ -156,7 +217,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--model", action="append", choices=sorted(real_models.MODELS), help="repeatable")
     parser.add_argument("--large", action="append", default=[], help="another MLP size, e.g. 1.2GB")
-    parser.add_argument("--budget", action="append", help=f"budgets for the MLPs (default {PAGED_BUDGETS})")
+    parser.add_argument(
+        "--budget", action="append", help=f"budgets for the MLPs, none: unbounded (default {PAGED_BUDGETS})"
+    )
     parser.add_argument("--skip-real", action="store_true", help="only the generated MLPs")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args()

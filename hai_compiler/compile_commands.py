@@ -317,8 +317,8 @@ def render_bench_memory(results: dict[str, Any], console: Console) -> None:
     from rich.table import Table
 
     planned = results["planned"]
-    title = f"{results['artifact']}: peak RSS of {results['processes']} fresh processes ({results['threads']} threads)"
-    table = Table(title=title)
+    fresh = f"{results['processes']} fresh processes ({results['threads']} threads)"
+    table = Table(title=f"{results['artifact']}: peak RSS of {fresh}")
     for column in ("", "peak RSS MiB (median)", "max", "planned", "max / planned", "budget", "p50 ms"):
         table.add_column(column, justify="right" if column else "left")
     budget = mib_text(planned.budget_bytes) if planned.budget_bytes is not None else "unbounded"
@@ -336,12 +336,15 @@ def render_bench_memory(results: dict[str, Any], console: Console) -> None:
         console.print("weights resident (not paged)")
         return
     pool = f"paged: {planned.frames} frames x {mib_text(planned.page_size)} MiB"
-    counters = results["hai"].page_counters or {}
+    count = dict.fromkeys(
+        ("loads", "bytes_read", "read_seconds", "stall_seconds", "hits", "misses", "reused"), 0.0
+    )
+    count.update(results["hai"].page_counters or {})
     console.print(
-        f"{pool}; per inference (median): {counters.get('loads', 0):.0f} page loads, "
-        f"{mib_text(int(counters.get('bytes_read', 0)))} MiB read in {1e3 * counters.get('read_seconds', 0):.1f} ms, "
-        f"stalled {1e3 * counters.get('stall_seconds', 0):.1f} ms, {counters.get('hits', 0):.0f} hits, "
-        f"{counters.get('misses', 0):.0f} misses, {counters.get('reused', 0):.0f} reused"
+        f"{pool}; per inference (median): {count['loads']:.0f} page loads, "
+        f"{mib_text(int(count['bytes_read']))} MiB read in {1e3 * count['read_seconds']:.1f} ms, "
+        f"stalled {1e3 * count['stall_seconds']:.1f} ms, {count['hits']:.0f} hits, "
+        f"{count['misses']:.0f} misses, {count['reused']:.0f} reused"
     )
 
 

@@ -5,13 +5,15 @@ small weights of one step share pages), each piece at an `alignment`-aligned
 offset of its page (page frames are aligned, so every piece's address is too).
 
 - A tensor of at most `page_size` bytes is never split. It goes at the next
-  aligned offset of the open page when it fits there, else at offset 0 of a
-  new page, which becomes the open page (next-fit packing).
+  aligned offset of the first page (in page order) with room for it, else at
+  offset 0 of a new page (first-fit packing: the small weights of many steps,
+  such as biases beside page-sized matrices, share pages instead of each
+  taking one).
 - A larger tensor is split along its outermost axis into pieces of as many
   whole rows (`row_bytes` each: one slice along that axis) as a page holds;
   each piece starts a new page, so a kernel can consume the tensor one page
   at a time (a MatMul's weight rows: partial products summed; an embedding
-  table: the rows it gathers). Its last page stays open for what follows.
+  table: the rows it gathers). Its last page has room for what follows.
 - A tensor larger than a page that cannot be split (`row_bytes` None), or
   whose single row exceeds a page, is a `PageSizeError` naming the tensor and
   the smallest page size that would hold it.
@@ -88,15 +90,16 @@ def cut_into_pages(
     if page_size <= 0 or page_size % alignment:
         raise PageSizeError(f"page size {page_size} must be a positive multiple of {alignment} bytes")
     pieces: list[PagePiece] = []
-    used: list[int] = []  # bytes used in each page; the last page is the open one
+    used: list[int] = []  # bytes used in each page
     for tensor in tensors:
         if tensor.nbytes <= page_size:
-            start = _align(used[-1], alignment) if used else 0
-            if not used or start + tensor.nbytes > page_size:
+            page = next((p for p, n in enumerate(used) if _align(n, alignment) + tensor.nbytes <= page_size),
+                        len(used))  # fmt: skip
+            if page == len(used):
                 used.append(0)
-                start = 0
-            pieces.append(PagePiece(tensor.name, len(used) - 1, start, 0, tensor.nbytes))
-            used[-1] = start + tensor.nbytes
+            start = _align(used[page], alignment)
+            pieces.append(PagePiece(tensor.name, page, start, 0, tensor.nbytes))
+            used[page] = start + tensor.nbytes
             continue
         for offset, nbytes in _row_pieces(tensor, page_size, alignment):
             used.append(nbytes)

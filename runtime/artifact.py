@@ -48,7 +48,7 @@ import numpy as np
 
 from runtime.errors import ArtifactError, ArtifactIntegrityError, ArtifactVersionError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.bin"
 HIR_FILE = "model.hir"

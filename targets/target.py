@@ -25,12 +25,19 @@ X86_LEVEL_FEATURES: dict[str, tuple[str, ...]] = {
 }
 PORTABLE_X86_CPUS = tuple(X86_LEVEL_FEATURES)  # "x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"
 TARGET_OF_ARCH = {"x86_64": "x86", "amd64": "x86", "aarch64": "arm64", "arm64": "arm64"}
-# 37.33 MiB, measured by bench/runtime_baseline.py on 2026-11-25 (x86-64 dev host, AMD EPYC, 2 threads).
-RUNTIME_BASELINE_BYTES = 39_145_824
+# 37.85 MiB (the largest of 5 runs, 37.38 MiB, plus 0.5 MiB headroom), measured by
+# bench/runtime_baseline.py on 2026-11-25 (x86-64 dev host, AMD EPYC, 2 threads).
+RUNTIME_BASELINE_BYTES = 39_690_528
 """The runtime's own resident memory beside an artifact's arena, weights, kernels and inputs/outputs:
 peak RSS (VmHWM) of a fresh process that imports `runtime`, loads a trivial artifact and runs it once,
 minus those terms. Measured by bench/runtime_baseline.py (never at compile time: artifacts stay
 deterministic); --memory-budget plans add it (hai_compiler/compiler/memory_budget.py)."""
+# Measured by bench/runtime_baseline.py on 2026-11-25 (same host): 4235 bytes per one-call step,
+# 4411 per step or page of a paged plan.
+RUNTIME_BYTES_PER_CALL = 4_411
+"""The runtime's state per plan step and per weight page (parsed manifest, argument headers, page
+bookkeeping), measured by bench/runtime_baseline.py (a chain of one-call steps); memory plans count
+it for every step and page (hai_compiler/compiler/memory_budget.py)."""
 
 
 class TargetError(HaiError):
@@ -75,6 +82,7 @@ class TargetDescription:
     triple: str | None = None  # None: LLVM's default for the host
     source: str = ""  # how it was made: "host", "--cpu znver4", "hardware profile"
     runtime_baseline_bytes: int = RUNTIME_BASELINE_BYTES  # the runtime's own resident memory
+    runtime_bytes_per_call: int = RUNTIME_BYTES_PER_CALL  # its state per plan step and weight page
 
     @property
     def vector_lanes_f32(self) -> int:

@@ -6,7 +6,12 @@ in a fresh Python process of its own (`isolated`): peak RSS after loading the
 model and running one inference (HAI's child imports the runtime alone, never
 the compiler), read from /proc's VmHWM (`ru_maxrss` would keep the parent's
 peak across fork and exec), then latency percentiles over timed runs after one
-warm-up. Step times and the Python overhead come from calling the loaded
+warm-up. Only after measuring does the child compile and run `SAVE_FACTS`,
+which saves its first inference's outputs and a paged model's pager counters
+(after the first inference and at the end) for the parent. `memory_runs`
+(`hai bench --memory`) repeats the fresh process to report the peak RSS's
+median and maximum beside the manifest's planned peak (`PlannedMemory`).
+Step times and the Python overhead come from calling the loaded
 model's kernels again from this process, over its own arena and weights.
 """
 
@@ -19,13 +24,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+FACTS_JSON = "facts.json"
+FACTS_OUTPUTS = "outputs.npz"
 
 PEAK_RSS = """
 import time
@@ -34,9 +42,10 @@ def peak_rss_kib():
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
-def report(call, runs):
-    call()
+def report(call, runs, counters=dict):
+    outputs = call()
     print(peak_rss_kib())  # load + one inference
+    first = counters()
     call()  # warm-up of the timed runs
     seconds = []
     for _ in range(runs):
@@ -44,17 +53,30 @@ def report(call, runs):
         call()
         seconds.append(time.perf_counter() - start)
     print(*seconds)
+    exec(SAVE_FACTS)  # compiled only now: the measured process never held its code
 """
+
+SAVE_FACTS = f"""
+import json
+values = outputs.values() if isinstance(outputs, dict) else outputs
+np.savez({FACTS_OUTPUTS!r}, **{{f"o{{k}}": np.asarray(v) for k, v in enumerate(values)}})
+facts = {{"first": first, "last": counters(), "calls": runs + 2, "peak_rss_end_kib": peak_rss_kib()}}
+with open({FACTS_JSON!r}, "w") as out:
+    json.dump(facts, out)
+"""
+"""What a measuring child runs after its measurements, in its cwd (argv[5]): saves the first
+inference's outputs and its facts (`Isolated.facts`), read back by `child_facts`."""
 
 HAI_RSS_CHILD = (
     PEAK_RSS
     + """
 import sys, numpy as np
+SAVE_FACTS = sys.argv[5]
 import runtime
 model = runtime.load(sys.argv[1], threads=int(sys.argv[3]))
 with np.load(sys.argv[2]) as data:
     feeds = {b.name: data[f"i{k}"] for k, b in enumerate(model.inputs)}
-report(lambda: model.run(feeds), int(sys.argv[4]))
+report(lambda: model.run(feeds), int(sys.argv[4]), model.page_counters)
 """
 )
 
@@ -62,6 +84,7 @@ ORT_RSS_CHILD = (
     PEAK_RSS
     + """
 import sys, numpy as np
+SAVE_FACTS = sys.argv[5]
 import onnxruntime as ort
 options = ort.SessionOptions()
 options.intra_op_num_threads = int(sys.argv[3])
@@ -113,10 +136,23 @@ def onnxruntime_session(onnx_path: str | Path, threads: int) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Isolated:
-    """What a fresh process measured: peak RSS in bytes after load + one inference, then latency."""
+    """What a fresh process measured: peak RSS in bytes after load + one inference, then latency; the
+    outputs of that first inference and the child's facts (`first`/`last`: a paged model's pager
+    counters after the first inference and at the end, over `calls` inferences; `peak_rss_end_kib`)."""
 
     peak_rss_bytes: int
     latency: Latency | None
+    outputs: tuple[np.ndarray, ...] = ()
+    facts: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def page_counters(self) -> dict[str, float] | None:
+        """The pager's counters per inference after the first (steady state; None: not paged)."""
+        first, last = self.facts.get("first"), self.facts.get("last")
+        if not first or not last:
+            return None
+        later = max(1, self.facts["calls"] - 1)
+        return {name: (last[name] - first[name]) / later for name in last}
 
 
 def isolated(
@@ -131,16 +167,26 @@ def isolated(
         feeds = Path(tmp) / "inputs.npz"
         np.savez(feeds, **{f"i{k}": a for k, a in enumerate(inputs.values())})
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-        arguments = [str(Path(model_path).resolve()), str(feeds), str(threads), str(runs)]
+        arguments = [str(Path(model_path).resolve()), str(feeds), str(threads), str(runs), SAVE_FACTS]
         done = subprocess.run(
             [sys.executable, "-c", child, *arguments], capture_output=True, text=True, env=env, cwd=tmp
         )
-    if done.returncode != 0:
-        raise RuntimeError(f"measuring child for {model_path} failed: {done.stderr.strip()[-800:]}")
+        if done.returncode != 0:
+            raise RuntimeError(f"measuring child for {model_path} failed: {done.stderr.strip()[-800:]}")
+        outputs, facts = child_facts(Path(tmp))
     lines = done.stdout.strip().splitlines()
     peak, timings = lines[-2], lines[-1].split()
     latency = Latency.of([float(t) for t in timings]) if timings else None
-    return Isolated(int(peak) * 1024, latency)
+    return Isolated(int(peak) * 1024, latency, outputs, facts)
+
+
+def child_facts(directory: Path) -> tuple[tuple[np.ndarray, ...], dict[str, Any]]:
+    """The outputs and facts a measuring child saved in `directory` (none when it saved none)."""
+    if not (directory / FACTS_JSON).is_file():
+        return (), {}
+    with np.load(directory / FACTS_OUTPUTS) as saved:
+        outputs = tuple(saved[f"o{k}"] for k in range(len(saved.files)))
+    return outputs, json.loads((directory / FACTS_JSON).read_text(encoding="utf-8"))
 
 
 def hai_isolated(artifact: str | Path, inputs: Mapping[str, np.ndarray], threads: int, runs: int) -> Isolated:
@@ -151,6 +197,83 @@ def onnxruntime_isolated(
     onnx_path: str | Path, inputs: Mapping[str, np.ndarray], threads: int, runs: int
 ) -> Isolated:
     return isolated(ORT_RSS_CHILD, onnx_path, inputs, threads, runs)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedMemory:
+    """What an artifact's manifest promises about memory: the planned peak, the budget it was compiled
+    for (None: unbounded) and, for paged weights, the page pool (`frames` x `page_size`)."""
+
+    planned_peak_bytes: int | None
+    budget_bytes: int | None
+    frames: int = 0
+    page_size: int = 0
+
+    @classmethod
+    def of(cls, artifact: str | Path) -> PlannedMemory:
+        from runtime.artifact import read_manifest
+
+        manifest = read_manifest(Path(artifact), verify=False)
+        paging = manifest.plan.paging
+        pool = (paging.frames, paging.page_size) if paging is not None else (0, 0)
+        budget = manifest.compiler.options.get("memory_budget")
+        return cls(manifest.plan.planned_peak_bytes, budget, *pool)
+
+    @property
+    def paged(self) -> bool:
+        return self.frames > 0
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryRuns:
+    """Fresh processes each loading a model and running it (`isolated` with one timed run): every
+    process's peak RSS, the latency over their timed runs, the median pager counters per inference."""
+
+    peaks: tuple[int, ...]
+    latency: Latency
+    page_counters: dict[str, float] | None
+    median_peak_bytes: int
+    max_peak_bytes: int
+
+
+def memory_runs(measure: Callable[[int], Isolated], processes: int) -> MemoryRuns:
+    """`processes` fresh processes of `measure(runs)` (hai_isolated or onnxruntime_isolated, bound to
+    a model, inputs and threads), each timing one inference after its warm-up."""
+    runs = [measure(1) for _ in range(processes)]
+    seconds = [r.latency.p50_ms / 1e3 for r in runs if r.latency is not None]
+    counters = [r.page_counters for r in runs if r.page_counters is not None]
+    median = (
+        {name: float(np.median([c[name] for c in counters])) for name in counters[0]} if counters else None
+    )
+    peaks = [r.peak_rss_bytes for r in runs]
+    return MemoryRuns(tuple(peaks), Latency.of(seconds), median, int(np.median(peaks)), max(peaks))
+
+
+def memory_bench(
+    artifact: str | Path, onnx_path: str | Path | None, threads: int, processes: int, seed: int = 0
+) -> dict[str, Any]:
+    """`hai bench --memory`: the artifact's planned memory, then `processes` fresh processes of HAI (and
+    of onnxruntime on `onnx_path`) on seeded random inputs. The parent loads nothing but the manifest."""
+    from runtime.artifact import read_manifest
+
+    inputs = sample_inputs(read_manifest(Path(artifact)).inputs, seed)
+    results: dict[str, Any] = {"artifact": str(artifact), "threads": threads, "processes": processes}
+    results["planned"] = PlannedMemory.of(artifact)
+    results["hai"] = memory_runs(lambda runs: hai_isolated(artifact, inputs, threads, runs), processes)
+    if onnx_path is not None:
+        measure = lambda runs: onnxruntime_isolated(onnx_path, inputs, threads, runs)  # noqa: E731
+        results["onnxruntime"] = memory_runs(measure, processes)
+    return results
+
+
+def relative_error(actual: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> float:
+    """max |actual - expected| / max |expected| over all outputs (in float64)."""
+    pairs = [
+        (np.asarray(a, np.float64), np.asarray(e, np.float64)) for a, e in zip(actual, expected, strict=True)
+    ]
+    difference = max((float(np.max(np.abs(a - e), initial=0.0)) for a, e in pairs), default=0.0)
+    scale = max((float(np.max(np.abs(e), initial=0.0)) for _, e in pairs), default=0.0)
+    return difference / scale if scale else difference
 
 
 @dataclasses.dataclass(frozen=True)

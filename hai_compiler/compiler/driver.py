@@ -238,8 +238,10 @@ def build_paged(
 
     graph, groups, static, steps_library, hits = lower_and_plan(graph, options, target, progress, page_size)
     pages = cut_weights(static.plan.steps, layout_weights(static.weights)[0], page_size)
-    base = plan_account(static, steps_library, 0, target)
+    base = plan_account(static, steps_library, 0, target)  # no pool yet: count the pages' state
+    base = dataclasses.replace(base, state=base.state + target.runtime_bytes_per_call * pages.pages.pages)
     frames = min(pages.pages.pages, frames_within(budget, base, page_size))
+    memory = base
     while frames >= pages.smallest_frames:
         paged = dataclasses.replace(static, plan=with_paging(static.plan, paging_of(pages, frames)))
         paged, entry_library = with_entry(paged, options.entry, target, pages.layout)
@@ -249,12 +251,13 @@ def build_paged(
             paged.plan = dataclasses.replace(paged.plan, planned_peak_bytes=memory.planned_peak)
             return BuiltPlan(graph, groups, paged, library, pages.layout, memory, hits)
         frames -= -(-(memory.planned_peak - budget) // page_size)
-    return base.with_pool(pages.smallest_frames, page_size)
+    return memory.with_pool(pages.smallest_frames, page_size)  # with the last library tried
 
 
 def plan_account(static: StaticPlan, library: Path | None, weights_size: int, target: Any) -> MemoryAccount:
     """The memory account of `static` with this library and `weights.bin` size (memory_budget.py)."""
     kernels = library.stat().st_size if library is not None else 0
     return account(
-        static.plan, weights_size, static.inputs, static.outputs, kernels, target.runtime_baseline_bytes
-    )
+        static.plan, weights_size, static.inputs, static.outputs, kernels,
+        target.runtime_baseline_bytes, target.runtime_bytes_per_call,
+    )  # fmt: skip

@@ -13,7 +13,10 @@ manifest for provenance and profiling; the library exports their kernels too.
 
 A paged plan gets one function per segment (paging.py `segment_bounds`) instead,
 each taking the page pool in place of `weights.bin`, every weight at the place
-its page has in the pool while that step runs (paging.py `pool_offset`).
+its page has in the pool while that step runs (paging.py `pool_offset`). Under
+`auto` only when segments hold 2 steps or more on average: a segment function
+costs about 6.6 KiB of library (measured on a chain of one-step segments), more
+than the Python call it saves is worth where pages are read between steps.
 """
 
 from __future__ import annotations
@@ -75,6 +78,9 @@ def with_entry(
 
     if mode == "off" or not static.kernels:
         return static, None
+    paging = static.plan.paging
+    if mode == "auto" and paging is not None and len(segment_bounds(paging)) * 2 > len(static.plan.steps):
+        return static, None  # segments of under 2 steps on average: each costs more library than it saves
     refusals = [f"{k.name} ({', '.join(k.sources) or 'copy'}): {why}"
                 for k in static.kernels if (why := subroutine_refusal(k)) is not None]  # fmt: skip
     if refusals:

@@ -1,15 +1,17 @@
 """`--memory-budget`: what a compiled plan will hold in memory, term by term, against the user's budget.
 
-Rule: the planned peak of a process running an artifact is the sum of five
+Rule: the planned peak of a process running an artifact is the sum of six
 terms, all known at compile time: the arena; the weights (`weights.bin`,
 mapped and all touched by one inference, or, for a paged plan, its page pool
 of `frames x page size`, allocated once and filled from the file); the kernel
 libraries (their file size: mapped by the loader, an upper bound on what
 becomes resident); the graph inputs twice and the outputs once (the caller's
 arrays, the aligned copy `run` makes of an input that is not 64-byte aligned,
-the copies `run` returns); and the runtime's own baseline (a constant of the
-target description, measured by bench/runtime_baseline.py; never measured
-while compiling, so artifacts stay deterministic). It is recorded as the
+the copies `run` returns); the runtime's state for the plan (its parsed
+steps, argument headers and page bookkeeping: a constant per step and per
+page); and the runtime's own baseline. Both constants belong to the target
+description, measured by bench/runtime_baseline.py (never while compiling,
+so artifacts stay deterministic). It is recorded as the
 plan's `planned_peak_bytes`. Not yet counted: the scratch memory kernels
 allocate while they run (TVM workspaces, e.g. a convolution's padded input),
 which bench/memory.py shows as the gap between planned and measured peak RSS.
@@ -34,7 +36,7 @@ DEFAULT_BUDGET = "512MB"
 """The budget `hai compile` plans for unless told otherwise (`--memory-budget none`: no budget)."""
 DEFAULT_PAGE_SIZE = 4 * 2**20
 """Bytes of one weight page when the plan pages (4 MiB: one read each, few enough pages to schedule)."""
-TERMS = ("arena", "weights", "kernels", "inputs/outputs", "runtime baseline")
+TERMS = ("arena", "weights", "kernels", "inputs/outputs", "runtime state", "runtime baseline")
 
 
 class MemoryBudgetError(HaiError):
@@ -50,6 +52,7 @@ class MemoryAccount:
     weights: int
     kernels: int
     io: int
+    state: int
     baseline: int
     page_size: int = 0
 
@@ -59,7 +62,7 @@ class MemoryAccount:
 
     @property
     def terms(self) -> dict[str, int]:
-        values = (self.arena, self.weights, self.kernels, self.io, self.baseline)
+        values = (self.arena, self.weights, self.kernels, self.io, self.state, self.baseline)
         names = ("arena", "page pool", *TERMS[2:]) if self.paged else TERMS
         return dict(zip(names, values, strict=True))
 
@@ -86,22 +89,29 @@ def account(
     outputs: Iterable[TensorBinding],
     kernel_bytes: int,
     baseline: int,
+    per_call: int,
 ) -> MemoryAccount:
-    """The memory account of `plan` with a `weights.bin` of `weights_size` bytes (or its page pool)."""
+    """The memory account of `plan` with a `weights.bin` of `weights_size` bytes (or its page pool);
+    `baseline` and `per_call` are the target's runtime constants."""
+    pages = len(plan.paging.page_bytes) if plan.paging is not None else 0
     memory = MemoryAccount(
         arena=plan.arena_size,
         weights=weights_size,
         kernels=kernel_bytes,
         io=2 * sum(b.nbytes for b in inputs) + sum(b.nbytes for b in outputs),
+        state=per_call * (len(plan.steps) + pages),
         baseline=baseline,
     )
     paging = plan.paging
     return memory if paging is None else memory.with_pool(paging.frames, paging.page_size)
 
 
-def artifact_account(directory: str | Path, baseline: int | None = None) -> MemoryAccount:
-    """The account of a written artifact (for benches); `baseline` defaults to the target constant."""
-    from targets.target import RUNTIME_BASELINE_BYTES
+def artifact_account(
+    directory: str | Path, baseline: int | None = None, per_call: int | None = None
+) -> MemoryAccount:
+    """The account of a written artifact (for benches); `baseline` and `per_call` default to the
+    target's constants."""
+    from targets.target import RUNTIME_BASELINE_BYTES, RUNTIME_BYTES_PER_CALL
 
     directory = Path(directory)
     manifest: Manifest = read_manifest(directory, verify=False)
@@ -109,6 +119,7 @@ def artifact_account(directory: str | Path, baseline: int | None = None) -> Memo
     return account(
         manifest.plan, manifest.weights_size, manifest.inputs, manifest.outputs,
         kernels, RUNTIME_BASELINE_BYTES if baseline is None else baseline,
+        RUNTIME_BYTES_PER_CALL if per_call is None else per_call,
     )  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from hai_compiler.cli import app
 from hai_compiler.compiler.memory_budget import MemoryAccount, too_small
 from ir.units import format_size
 from runtime.artifact import MANIFEST_FILE, nbytes_of
-from targets.target import RUNTIME_BASELINE_BYTES
+from targets.target import RUNTIME_BASELINE_BYTES, RUNTIME_BYTES_PER_CALL
 
 MIB = 2**20
 DIGITS = Path(__file__).resolve().parents[2] / "hai_compiler/models/digits_cnn.onnx"
@@ -31,14 +31,16 @@ def compile_digits(output: Path, budget: str) -> object:
 
 
 def peak_of_files(artifact: Path) -> int:
-    """arena + weights.bin + kernel library + inputs (twice) and outputs + the runtime baseline."""
+    """arena + weights.bin + kernel library + inputs (twice) and outputs + the runtime's state per step
+    + the runtime baseline."""
     manifest = json.loads((artifact / MANIFEST_FILE).read_text())
     inputs, outputs = (
         [nbytes_of(tuple(b["shape"]), b["dtype"]) for b in manifest[k]] for k in ("inputs", "outputs")
     )
     io = 2 * sum(inputs) + sum(outputs)  # an input may be copied once to align it
     files = (artifact / "weights.bin").stat().st_size + (artifact / "kernels.cpu.so").stat().st_size
-    return manifest["plan"]["arena_size"] + files + io + RUNTIME_BASELINE_BYTES
+    state = len(manifest["plan"]["steps"]) * RUNTIME_BYTES_PER_CALL
+    return manifest["plan"]["arena_size"] + files + io + state + RUNTIME_BASELINE_BYTES
 
 
 def test_digits_fits_512mb_and_records_budget_and_peak(tmp_path: Path) -> None:
@@ -80,15 +82,15 @@ def test_malformed_budget_is_one_line_error(tmp_path: Path, budget: str, message
 
 
 def test_budget_below_paging_minimum_names_paged_and_resident_sizes() -> None:
-    resident = MemoryAccount(arena=MIB, weights=300 * MIB, kernels=MIB, io=0, baseline=38 * MIB)
+    resident = MemoryAccount(arena=MIB, weights=300 * MIB, kernels=MIB, io=0, state=MIB, baseline=37 * MIB)
     paged = resident.with_pool(frames=5, page_size=4 * MIB)
     assert (resident.planned_peak, paged.planned_peak) == (340 * MIB, 60 * MIB)
     assert str(too_small(50 * MIB, paged, "m", resident)) == (
         "--memory-budget 50 MiB (52428800 bytes) is too small for model 'm': the smallest budget that can "
         "work is 60 MiB (62914560 bytes), with paged weights (arena 1 MiB + page pool 20 MiB (5 pages of "
-        "4 MiB) + kernels 1 MiB + inputs/outputs 0 B + runtime baseline 38 MiB); with its weights resident "
-        "it needs 340 MiB (356515840 bytes) (arena 1 MiB + weights 300 MiB + kernels 1 MiB + "
-        "inputs/outputs 0 B + runtime baseline 38 MiB)"
+        "4 MiB) + kernels 1 MiB + inputs/outputs 0 B + runtime state 1 MiB + runtime baseline 37 MiB); with "
+        "its weights resident it needs 340 MiB (356515840 bytes) (arena 1 MiB + weights 300 MiB + kernels "
+        "1 MiB + inputs/outputs 0 B + runtime state 1 MiB + runtime baseline 37 MiB)"
     )
 
 

@@ -104,7 +104,7 @@ def test_refuses_damaged_artifacts(artifact: Path) -> None:
     manifest.write_text(good[: len(good) // 2])
     with pytest.raises(ArtifactError, match="not valid JSON"):
         runtime.load(artifact)
-    manifest.write_text(good.replace('"format_version": 2', '"format_version": 99'))
+    manifest.write_text(good.replace('"format_version": 3', '"format_version": 99'))
     with pytest.raises(ArtifactVersionError, match="format version 99"):
         runtime.load(artifact)
     manifest.write_text(good)
