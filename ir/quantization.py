@@ -133,6 +133,10 @@ def params_for_range(lo: float, hi: float, dtype: DType, *, symmetric: bool) -> 
     return scale, zero_point
 
 
+PRECISION_SOURCE_KEY = "precision_source"
+"""Node annotation: where a quantized layer's precision came from, `imported` (the model came quantized)
+or `hai` (HAI's quantize pass chose it); hai_compiler/compiler/layer_precision.py reports it."""
+
 RANGE_PREFIX = "calibration.range."
 """Graph metadata key prefix of a value's calibrated range: `calibration.range.NAME` = "lo hi"."""
 

@@ -33,7 +33,7 @@ import dataclasses
 import numpy as np
 
 from ir import Builder, DType, Graph, HaiError, Node, TensorType, Value
-from ir.quantization import params_for_range, recorded_range
+from ir.quantization import PRECISION_SOURCE_KEY, params_for_range, recorded_range
 from passes.cleanup import drop_unused_constants
 from passes.manager import Pass, PassContext
 from passes.weight_quantization import QuantizedWeight, quantize_groupwise, quantize_per_channel
@@ -124,6 +124,7 @@ class Quantize(Pass):
             stored = weight_only(node, precision, self.group_size)
             read_through_dequantize(graph, node, stored)
             node.annotations[PRECISION_KEY] = precision
+            node.annotations[PRECISION_SOURCE_KEY] = "hai"
         return precision
 
 
@@ -224,6 +225,7 @@ def copy_annotations(source: Node, target: Node | None) -> None:
     assert target is not None
     target.annotations.update({k: v for k, v in source.annotations.items() if k != PRECISION_KEY})
     target.annotations[PRECISION_KEY] = "int8"
+    target.annotations[PRECISION_SOURCE_KEY] = "hai"
 
 
 def quantize_activation(graph: Graph, builder: Builder, x: Value, node: Node) -> Value:

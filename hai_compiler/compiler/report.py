@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from hai_compiler.compiler.driver import CompileResult
+from hai_compiler.compiler.layer_precision import layer_precisions, summary
 from ir.units import format_size
 
 
@@ -58,7 +59,24 @@ def render_report(result: CompileResult, console: Any) -> None:
         f"{len({k.name for k in result.plan.kernels})} distinct kernels "
         f"({result.cache_hits} from the cache); {result.seconds:.2f} s"
     )
+    render_layers(result, console)
     render_budget(result, console)
+
+
+def render_layers(result: CompileResult, console: Any) -> None:
+    """Each layer's precision and where it came from (layer_precision.py), then a one-line summary."""
+    from rich.table import Table
+
+    rows = layer_precisions(result.groups, result.plan.kernels)
+    if not rows:
+        return
+    table = Table(title="layers: precision and where it came from", show_edge=False)
+    for column in ("kernel", "nodes", "op", "precision", "source"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.kernel, row.nodes, row.op, row.precision, row.source)
+    console.print(table)
+    console.print(summary(rows))
 
 
 def render_budget(result: CompileResult, console: Any) -> None:

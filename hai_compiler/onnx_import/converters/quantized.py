@@ -15,7 +15,8 @@ operand gets its quant parameters in its type before an IR op reads it:
 ConvInteger/MatMulInteger give X and W scale 1 (the integer semantics);
 QLinearConv/QLinearMatMul become the integer product at the real scales
 followed by a requantizing QuantizeLinear to Y's parameters (where X had to be
-tagged with scale 1, its scale moves into W's). A constant weight with non-zero
+tagged with scale 1, its scale moves into W's). Their integer nodes are marked
+`precision_source = imported` (the report's per-layer provenance). A constant weight with non-zero
 zero points becomes `w - zero_point` in i8 (the IR's symmetric weight) when
 every value fits.
 
@@ -34,7 +35,7 @@ from hai_compiler.onnx_import.converter import ConversionContext, converter, onn
 from hai_compiler.onnx_import.converters.window import kernel_attr, spatial_input, window_attrs
 from ir import Value
 from ir.dtypes import DType
-from ir.quantization import expand
+from ir.quantization import PRECISION_SOURCE_KEY, expand
 from ir.types import QuantParams, TensorType
 
 TAGGABLE = (DType.U8, DType.I8, DType.I16, DType.I4)
@@ -244,7 +245,7 @@ def integer_product(ctx: ConversionContext) -> list[Value]:
     count = w_zero.size if w_zero is not None and w_zero.size > 1 else 1
     w_q = _weight(ctx, 1, np.ones(count), w_zero, axis)
     attrs = _conv_attrs(ctx, x, w) if is_conv else {}
-    return ctx.emit(ctx.op_type, [x_q, w_q], attrs)
+    return imported(ctx.emit(ctx.op_type, [x_q, w_q], attrs))
 
 
 @converter("QLinearConv", "QLinearMatMul")
@@ -262,5 +263,13 @@ def qlinear_product(ctx: ConversionContext) -> list[Value]:
     y_dtype = _zero_point_dtype(ctx, 7, x.type.dtype)
     bias = ctx.input(8) if is_conv else None
     attrs = _conv_attrs(ctx, x, w) if is_conv else {}
-    (acc,) = ctx.emit("ConvInteger" if is_conv else "MatMulInteger", [x_q, w_q, bias], attrs)
+    (acc,) = imported(ctx.emit("ConvInteger" if is_conv else "MatMulInteger", [x_q, w_q, bias], attrs))
     return ctx.emit("QuantizeLinear", [acc], _quantize_attrs(y_dtype, y_params))
+
+
+def imported(results: list[Value]) -> list[Value]:
+    """`results`, their producer marked as a layer whose precision came with the model."""
+    producer = results[0].producer
+    assert producer is not None
+    producer.annotations[PRECISION_SOURCE_KEY] = "imported"
+    return results
