@@ -43,21 +43,29 @@ _CONVERTERS: dict[str, ConverterFn] = {}
 
 ONNX_DOMAINS = ("", "ai.onnx")
 
+_DOMAIN_CONVERTERS: dict[tuple[str, str], ConverterFn] = {}
+"""Converters of ops in other domains (onnxruntime's `com.microsoft`), keyed by (domain, op type)."""
 
-def converter(*op_types: str) -> Callable[[ConverterFn], ConverterFn]:
-    """Register the decorated function as the converter of these ONNX op types."""
+
+def converter(*op_types: str, domain: str = "") -> Callable[[ConverterFn], ConverterFn]:
+    """Register the decorated function as the converter of these ONNX op types (of `domain`; the
+    default is the ONNX domain)."""
 
     def register(fn: ConverterFn) -> ConverterFn:
         for op_type in op_types:
-            if op_type in _CONVERTERS:
-                raise ValueError(f"ONNX op {op_type} has two converters")
-            _CONVERTERS[op_type] = fn
+            table: dict[Any, ConverterFn] = _CONVERTERS if domain in ONNX_DOMAINS else _DOMAIN_CONVERTERS
+            key = op_type if domain in ONNX_DOMAINS else (domain, op_type)
+            if key in table:
+                raise ValueError(f"ONNX op {domain or 'ai.onnx'}::{op_type} has two converters")
+            table[key] = fn
         return fn
 
     return register
 
 
-def find_converter(op_type: str) -> ConverterFn | None:
+def find_converter(op_type: str, domain: str = "") -> ConverterFn | None:
+    if domain not in ONNX_DOMAINS:
+        return _DOMAIN_CONVERTERS.get((domain, op_type))
     return _CONVERTERS.get(op_type)
 
 
@@ -67,9 +75,11 @@ op of the same name (QuantizeLinear takes scale and zero point as inputs) is no 
 it imports only through a registered converter (converters/quantized.py), never `default_converter`."""
 
 
-def imports(op_type: str) -> bool:
-    """Whether the importer converts ONNX `op_type`: by a registered converter, or as the IR op of the
-    same name and form (`default_converter`)."""
+def imports(op_type: str, domain: str = "") -> bool:
+    """Whether the importer converts ONNX `op_type` (of `domain`): by a registered converter, or as
+    the IR op of the same name and form (`default_converter`, ONNX domain only)."""
+    if domain not in ONNX_DOMAINS:
+        return (domain, op_type) in _DOMAIN_CONVERTERS
     if op_type in _CONVERTERS:
         return True
     return has_op(op_type) and get_schema(op_type).family not in HAI_FORM_FAMILIES

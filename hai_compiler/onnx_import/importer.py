@@ -10,6 +10,7 @@ IR values keep their ONNX names.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 
@@ -71,7 +72,7 @@ def check_supported(model: onnx.ModelProto, opset: int) -> None:
     """Raise one UnsupportedModelError listing every node HAI cannot import."""
     problems: dict[tuple[str, str], list[str]] = {}
     for node in model.graph.node:
-        if node.domain in ONNX_DOMAINS and imports(node.op_type):
+        if imports(node.op_type, node.domain):
             if node.op_type not in CONTROL_FLOW:
                 continue
         key = (node.domain or "ai.onnx", node.op_type)
@@ -182,13 +183,15 @@ class _Importer:
                 )
         ctx = ConversionContext(self.graph, node, inputs, self.opset)
         anchor = self.graph.nodes.last
-        convert = find_converter(node.op_type) or default_converter
+        convert = find_converter(node.op_type, node.domain) or default_converter
         try:
             outputs = list(convert(ctx))
         except IRError as exc:
             raise ConversionError(f"{ctx.where}: {exc}") from None
         folded = self._fold_new_nodes(anchor)
-        self._bind_outputs(ctx, [folded.get(v, v) if v is not None else None for v in outputs])
+        outputs = [folded.get(v, v) if v is not None else None for v in outputs]
+        _keep_view_quant(ctx, outputs)
+        self._bind_outputs(ctx, outputs)
 
     def _fold_new_nodes(self, anchor) -> dict[Value, Value]:  # type: ignore[no-untyped-def]
         """Fold the converter's new constant-only nodes; maps each folded result to its constant."""
@@ -224,6 +227,27 @@ class _Importer:
                 )
             outputs.append(value)
         self.graph.set_outputs(outputs)
+
+
+QUANT_VIEWS = frozenset(
+    {"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "MaxPool", "Slice", "Expand"}
+)
+"""ONNX ops whose first result holds (a selection of) their first input's integers unchanged."""
+
+
+def _keep_view_quant(ctx: ConversionContext, outputs: list[Value | None]) -> None:
+    """A view or selection of a per-tensor quantized value (a QOperator model's Reshape of a
+    QLinearConv's u8 output) is quantized alike: ONNX carries the parameters on the next op, the IR
+    in the type, so the first result takes its input's parameters."""
+    source = ctx.input(0)
+    result = outputs[0] if outputs else None
+    if ctx.op_type not in QUANT_VIEWS or source is None or result is None or result.producer is None:
+        return
+    quant = source.type.quant
+    if quant is None or quant.axis is not None or result.type.quant is not None:
+        return
+    if result.type.dtype is source.type.dtype:
+        result.type = dataclasses.replace(result.type, quant=quant)
 
 
 def _tensor_array(tensor: onnx.TensorProto) -> np.ndarray:

@@ -177,7 +177,7 @@ def test_unsupported_quantized_ops_are_reported_by_name() -> None:
     assert imports("QuantizeLinear") and imports("QLinearConv") and not imports("DynamicQuantizeLinear")
     nodes = [
         helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"], name="dynq"),
-        helper.make_node("QLinearAdd", ["q", "s", "z", "q", "s", "z", "s", "z"], ["y"], name="qadd",
+        helper.make_node("QLinearWhere", ["q", "s", "z", "q", "s", "z", "s", "z"], ["y"], name="qwhere",
                          domain="com.microsoft"),
     ]  # fmt: skip
     graph = helper.make_graph(
@@ -187,5 +187,5 @@ def test_unsupported_quantized_ops_are_reported_by_name() -> None:
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 19), helper.make_opsetid("com.microsoft", 1)]
     )
-    with pytest.raises(UnsupportedModelError, match=r"(?s)DynamicQuantizeLinear.*dynq.*QLinearAdd.*qadd"):
+    with pytest.raises(UnsupportedModelError, match=r"(?s)DynamicQuantizeLinear.*dynq.*QLinearWhere.*qwhere"):
         import_onnx(model)

@@ -28,6 +28,7 @@ Rounding: ONNX QuantizeLinear divides by the scale; the IR rule
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -268,8 +269,13 @@ def qlinear_product(ctx: ConversionContext) -> list[Value]:
 
 
 def imported(results: list[Value]) -> list[Value]:
-    """`results`, their producer marked as a layer whose precision came with the model."""
-    producer = results[0].producer
-    assert producer is not None
-    producer.annotations[PRECISION_SOURCE_KEY] = "imported"
+    """`results`, their producers marked as quantized by the imported model (`mark_imported`)."""
+    mark_imported(results)
     return results
+
+
+def mark_imported(values: Sequence[Value | None]) -> None:
+    """Annotate the nodes that made `values` as quantized by the imported model (PRECISION_SOURCE_KEY)."""
+    for value in values:
+        if value is not None and value.producer is not None:
+            value.producer.annotations[PRECISION_SOURCE_KEY] = "imported"
