@@ -6,6 +6,11 @@ reads it contiguously: the `split-weights` pass cuts larger MatMul, Gemm and
 Conv weights first), page `p` at byte `p * page_size` of `weights.bin`. Each
 step needs the pages of the weights it reads; passes/page_schedule.py
 schedules them over the frames the budget leaves (Belady's MIN, prefetch).
+The schedule is for one run, and a run reuses only what the previous one left
+where its first step loads: so when the pages outnumber the frames, the most
+used pages (then the first used) are pinned, resident from the first run on,
+in all frames but the largest step's pages and PREFETCH_FRAMES, and every
+later run reads only the others.
 While step `i` runs, its weight at file offset `o` lies at byte
 `frame * page_size + o % page_size` of the pool, `frame` being where the
 schedule put page `o // page_size` for that step. The steps are grouped into
@@ -18,6 +23,7 @@ own steps still read. Imports the compiler's passes and the artifact format.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Sequence
 
 from passes.page_schedule import schedule_pages, smallest_pool
@@ -25,6 +31,9 @@ from passes.weight_pages import PageLayout, WeightTensor, cut_into_pages, step_p
 from runtime.artifact import ExecutionPlan, PageStep, Paging, Step, WeightEntry
 
 WeightLayout = tuple[tuple[WeightEntry, ...], int]  # the entries of weights.bin and its size
+PREFETCH_FRAMES = 2
+"""Frames beyond the largest step's pages left to the schedule when pages are pinned, so the reads for
+the next steps overlap the running one."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,13 +70,29 @@ def cut_weights(steps: Sequence[Step], weights: Sequence[WeightEntry], page_size
 
 
 def paging_of(weight_pages: WeightPages, frames: int) -> Paging:
-    """The manifest's paging facts: the MIN schedule with prefetch over `frames` frames."""
-    schedule = schedule_pages(weight_pages.needs, frames, weight_pages.page_size)
+    """The manifest's paging facts: the MIN schedule with prefetch over `frames` frames, the pages of
+    `pinned_pages` resident throughout."""
+    needs = weight_pages.needs
+    pinned = pinned_pages(needs, frames)
+    schedule = schedule_pages(needs, frames, weight_pages.page_size, pinned)
     steps = tuple(
         PageStep(needs, evictions, tuple((load.page, load.frame) for load in loads))
         for needs, evictions, loads in zip(schedule.needs, schedule.evictions, schedule.loads, strict=True)
     )
     return Paging(weight_pages.page_size, frames, weight_pages.pages.page_bytes, steps)
+
+
+def pinned_pages(needs: Sequence[frozenset[int]], frames: int) -> tuple[int, ...]:
+    """The pages to keep resident from one run to the next (module doc), most used first."""
+    uses = Counter(page for need in needs for page in need)
+    room = frames - max((len(need) for need in needs), default=0) - PREFETCH_FRAMES
+    if len(uses) <= frames or room <= 0:
+        return ()
+    first = {}
+    for index, need in enumerate(needs):
+        for page in need:
+            first.setdefault(page, index)
+    return tuple(sorted(sorted(uses, key=lambda p: (-uses[p], first[p], p))[:room]))
 
 
 def pool_offset(paging: Paging, step: int, file_offset: int, placements: Sequence[dict[int, int]]) -> int:

@@ -125,9 +125,13 @@ def test_segments_wait_only_at_their_start(mlp: Path, x: np.ndarray, tmp_path: P
 def test_step_by_step_paged_run_and_its_counters(mlp: Path, x: np.ndarray, tmp_path: Path) -> None:
     options = CompileOptions(memory_budget="100MB", entry="off")
     artifact = compile_model(mlp, tmp_path / "steps.hai", options).path
+    paging = Manifest.from_json((artifact / MANIFEST_FILE).read_text()).plan.paging
+    assert paging is not None
+    pinned = paging.schedule[0].loads[: paging.frames]  # pinned pages load first, into frames 0..k-1
     model = runtime.load(artifact, threads=2)
     try:
         first = model.run({"x": x})["y"]
+        after_first = model.page_counters()
         again = model.run({"x": x})["y"]
         counts = model.page_counters()
     finally:
@@ -135,9 +139,13 @@ def test_step_by_step_paged_run_and_its_counters(mlp: Path, x: np.ndarray, tmp_p
     np.testing.assert_array_equal(first, again)
     (want,) = ort.InferenceSession(str(mlp), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     assert relative_error(first, want) <= 1e-4
-    weights = (artifact / WEIGHTS_FILE).stat().st_size
-    assert counts["bytes_read"] >= 2 * 192 * MIB and counts["bytes_read"] <= 2 * weights
-    assert counts["loads"] > 0 and counts["misses"] + counts["hits"] > 0
+    assert after_first["bytes_read"] == sum(paging.page_bytes)  # every page read once
+    assert after_first["loads"] == len(paging.page_bytes) and after_first["reused"] == 0
+    # the second run keeps what the first left where its first step loads (the pinned pages)
+    kept = counts["reused"]
+    assert 0 < kept <= len(pinned) and counts["loads"] == 2 * len(paging.page_bytes) - kept
+    assert counts["bytes_read"] < 2 * after_first["bytes_read"]
+    assert counts["misses"] + counts["hits"] > 0
 
 
 def test_budget_below_the_smallest_page_pool_names_it(mlp: Path, tmp_path: Path) -> None:
