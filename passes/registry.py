@@ -19,6 +19,7 @@ from passes.eliminate_identity import EliminateIdentity
 from passes.fold_batchnorm import FoldBatchNorm
 from passes.fold_channel_affine import FoldChannelAffine
 from passes.fold_constants import FoldConstants
+from passes.fold_qdq import FoldQdq
 from passes.fuse import Fuse
 from passes.infer_shapes import InferShapes
 from passes.layout import Layout
@@ -32,6 +33,7 @@ ENTRY_POINT_GROUP = "hai.passes"
 BUILTIN_PASSES: tuple[type[Pass], ...] = (
     InferShapes,
     FoldConstants,
+    FoldQdq,
     EliminateDeadCode,
     EliminateIdentity,
     FoldBatchNorm,

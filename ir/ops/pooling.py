@@ -6,7 +6,8 @@ Padded positions never win a max and never count in an average unless
 count_include_pad says so (positions that only ceil_mode adds never count).
 References reduce one strided slice per kernel position, so they stay
 vectorised. MaxPool gives its Indices result (flat over the unpadded input,
-N and C included) only when `return_indices` is 1.
+N and C included) only when `return_indices` is 1. MaxPool of an integer tensor
+quantized per tensor keeps its quant parameters (a max commutes with them).
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def _float_pool_infer(types: Sequence[TensorType | None], attrs: Mapping[str, An
 
 def _max_pool_infer(types: Sequence[TensorType | None], attrs: Mapping[str, Any]) -> list[TensorType]:
     y = _pooled_type(types, attrs)
+    quant = _input(types).quant
+    if quant is not None and quant.axis is None:  # a max of per-tensor quantized integers keeps their scale
+        y = TensorType(y.dtype, y.shape, quant=quant)
     if y.dtype is DType.BOOL:
         raise IRError("MaxPool does not take bool tensors")
     if attrs["storage_order"] not in (0, 1):
