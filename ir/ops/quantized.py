@@ -155,6 +155,21 @@ def _integer_operands(types: Sequence[TensorType | None], channel_axis: int) -> 
     return x, w
 
 
+def _check_accumulator(x: TensorType, w: TensorType, terms: int) -> None:
+    """Refuse a reduction of `terms` products that could overflow int32 in the worst case: the kernels
+    accumulate in int32 with no check (|X - zero point| and |W| at their dtypes' extremes)."""
+    xq = _quant_of(x, "X")
+    lo, hi = quant_range(x.dtype)
+    w_lo, w_hi = quant_range(w.dtype)
+    largest = max(xq.zero_point[0] - lo, hi - xq.zero_point[0]) * max(-w_lo, w_hi)
+    limit = quant_range(DType.I32)[1]
+    if terms * largest > limit:
+        raise IRError(
+            f"a reduction over {terms} products of up to {largest} each can overflow the int32 accumulator "
+            f"(at most {limit // largest} fit); split the layer's reduction or keep it in float"
+        )
+
+
 def _accumulator_type(x: TensorType, w: TensorType, shape: tuple[int, ...], axis: int) -> TensorType:
     """int32 with scale x_scale * w_scale[channel] along `axis` of the result, zero point 0."""
     xq, wq = _quant_of(x, "X"), _quant_of(w, "W")
@@ -185,6 +200,7 @@ def _int32(acc: np.ndarray, bias: np.ndarray | None, channel_axis: int) -> np.nd
 
 def _conv_integer_infer(types: Sequence[TensorType | None], attrs: Mapping[str, Any]) -> list[TensorType]:
     x, w = _integer_operands(types, 0)
+    _check_accumulator(x, w, int(np.prod(w.shape[1:])))
     as_float = [TensorType(DType.F32, x.shape), TensorType(DType.F32, w.shape)]
     (result,) = get_schema("Conv").infer(as_float, attrs)
     b = types[2] if len(types) > 2 else None
@@ -204,6 +220,7 @@ def _matmul_integer_infer(types: Sequence[TensorType | None], attrs: Mapping[str
     x, w = _integer_operands(types, -1)
     if w.rank != 2:
         raise IRError(f"W {w} must be a 2-D (K, N) matrix")
+    _check_accumulator(x, w, w.shape[0])
     shape = matmul_shape(x.shape, w.shape)
     b = types[2] if len(types) > 2 else None
     if b is not None and b.shape != (w.shape[1],):

@@ -205,3 +205,22 @@ def test_accumulator_overflow_names_the_node() -> None:
     graph.set_outputs([y])
     with pytest.raises(IRError, match="MatMulInteger node 'mm': the int32 accumulator overflows"):
         run_graph(graph, {"x": np.array([[200]], np.uint8)})
+
+
+@pytest.mark.parametrize(("op", "w_shape", "terms"), [("MatMulInteger", (65794, 2), 65794),
+                                                      ("ConvInteger", (2, 7311, 3, 3), 65799)])  # fmt: skip
+def test_a_reduction_that_can_overflow_int32_is_refused(
+    op: str, w_shape: tuple[int, ...], terms: int
+) -> None:
+    # u8 X with zero point 0: |X| <= 255; i8 W: |W| <= 128; 65793 * 32640 < 2^31 <= 65794 * 32640
+    graph = Graph("o")
+    x_shape = (1, w_shape[0]) if op == "MatMulInteger" else (1, w_shape[1], 3, 3)
+    x = graph.add_input("x", TensorType(DType.U8, x_shape, quant=QuantParams((1.0,), (0,))))
+    w_type = TensorType(DType.I8, w_shape, quant=QuantParams((1.0,), (0,)))
+    w = graph.add_constant("w", np.zeros(w_shape, np.int8), w_type)
+    with pytest.raises(IRError, match=f"reduction over {terms} products of up to 32640 each can overflow"):
+        attrs = {"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "group": 1}
+        Builder(graph).op(op, [x, w], attrs if op == "ConvInteger" else {})
+    fits = TensorType(DType.I8, (65793, 2), quant=QuantParams((1.0,), (0,)))
+    y = graph.add_input("y", TensorType(DType.U8, (1, 65793), quant=QuantParams((1.0,), (0,))))
+    Builder(graph).op("MatMulInteger", [y, graph.add_constant("v", np.zeros((65793, 2), np.int8), fits)])
