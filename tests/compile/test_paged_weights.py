@@ -59,6 +59,16 @@ def relative_error(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.linalg.norm(got - want) / np.linalg.norm(want))
 
 
+def assert_runs_like_onnxruntime(artifact: Path, model: Path, x: np.ndarray) -> None:
+    loaded = runtime.load(artifact)
+    try:
+        y = loaded.run({"x": x})["y"]
+    finally:
+        loaded.close()
+    (want,) = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert relative_error(y, want) <= 1e-4
+
+
 @pytest.fixture(scope="module")
 def mlp() -> Path:
     return large_mlp("200MB")  # 12 blocks of W[2048, 2048] f32 (16 MiB each) + b[2048]
@@ -102,13 +112,7 @@ def test_segments_wait_only_at_their_start(mlp: Path, x: np.ndarray, tmp_path: P
     artifact = compile_model(
         mlp, tmp_path / "segments.hai", CompileOptions(memory_budget="100MB", entry="on")
     ).path
-    model = runtime.load(artifact)
-    try:
-        y = model.run({"x": x})["y"]
-    finally:
-        model.close()
-    (want,) = ort.InferenceSession(str(mlp), providers=["CPUExecutionProvider"]).run(None, {"x": x})
-    assert relative_error(y, want) <= 1e-4
+    assert_runs_like_onnxruntime(artifact, mlp, x)
     plan = Manifest.from_json((artifact / MANIFEST_FILE).read_text()).plan
     assert plan.paging is not None and plan.entry is None
     bounds = [(s.start, s.stop) for s in plan.segments]
@@ -203,10 +207,4 @@ def test_plan_memory_budget_in_the_users_pipeline_decides(mlp: Path, x: np.ndarr
     result = compile_model(mlp, tmp_path / "m.hai", CompileOptions(passes=passes, memory_budget=None))
     paging = result.plan.plan.paging
     assert result.memory_budget == 100 * MIB and paging is not None and paging.page_size == 8 * MIB
-    model = runtime.load(result.path)
-    try:
-        y = model.run({"x": x})["y"]
-    finally:
-        model.close()
-    (want,) = ort.InferenceSession(str(mlp), providers=["CPUExecutionProvider"]).run(None, {"x": x})
-    assert relative_error(y, want) <= 1e-4
+    assert_runs_like_onnxruntime(result.path, mlp, x)
