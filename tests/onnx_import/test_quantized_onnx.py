@@ -174,9 +174,9 @@ def test_run_time_scale_is_a_conversion_error_naming_the_node() -> None:
 
 
 def test_unsupported_quantized_ops_are_reported_by_name() -> None:
-    assert imports("QuantizeLinear") and imports("QLinearConv") and not imports("DynamicQuantizeLinear")
+    assert imports("QuantizeLinear") and imports("QLinearConv") and not imports("QAttention", "com.microsoft")
     nodes = [
-        helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"], name="dynq"),
+        helper.make_node("QAttention", ["x"], ["q", "s", "z"], name="dynq", domain="com.microsoft"),
         helper.make_node("QLinearWhere", ["q", "s", "z", "q", "s", "z", "s", "z"], ["y"], name="qwhere",
                          domain="com.microsoft"),
     ]  # fmt: skip
@@ -187,5 +187,5 @@ def test_unsupported_quantized_ops_are_reported_by_name() -> None:
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 19), helper.make_opsetid("com.microsoft", 1)]
     )
-    with pytest.raises(UnsupportedModelError, match=r"(?s)DynamicQuantizeLinear.*dynq.*QLinearWhere.*qwhere"):
+    with pytest.raises(UnsupportedModelError, match=r"(?s)QAttention.*dynq.*QLinearWhere.*qwhere"):
         import_onnx(model)

@@ -235,7 +235,13 @@ def _matmul_weight_axis(ctx: ConversionContext, w: Value) -> int:
 
 @converter("ConvInteger", "MatMulInteger")
 def integer_product(ctx: ConversionContext) -> list[Value]:
-    """ConvInteger / MatMulInteger: X and W at scale 1, so the IR op's int32 result is ONNX's."""
+    """ConvInteger / MatMulInteger: X and W at scale 1, so the IR op's int32 result is ONNX's; a run-time
+    X zero point (DynamicQuantizeLinear's) goes to converters/dynamic_quantized.py."""
+    x_zero = ctx.input(2)
+    if x_zero is not None and not x_zero.is_constant:  # onnxruntime's dynamic quantization
+        from hai_compiler.onnx_import.converters.dynamic_quantized import runtime_zero_point_product
+
+        return runtime_zero_point_product(ctx)
     is_conv = ctx.op_type == "ConvInteger"
     x = spatial_input(ctx) if is_conv else _required(ctx, 0, "A")
     w = _required(ctx, 1, "W")

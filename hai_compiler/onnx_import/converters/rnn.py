@@ -22,9 +22,16 @@ _BY_LOWER_NAME = {name.lower(): name for name in ACTIVATIONS}
 
 @converter("LSTM", "GRU", "RNN")
 def convert_recurrent(ctx: ConversionContext) -> Sequence[Value | None]:
-    op = next(o for o in RECURRENT_OPS if o.name == ctx.op_type)
+    return emit_recurrent(ctx, ctx.op_type, ctx.inputs)
+
+
+def emit_recurrent(
+    ctx: ConversionContext, op_type: str, inputs: list[Value | None]
+) -> Sequence[Value | None]:
+    """The IR `op_type` node (LSTM, GRU or RNN) of the node's attributes over ONNX-ordered `inputs`."""
+    op = next(o for o in RECURRENT_OPS if o.name == op_type)
     attrs = dict(ctx.attrs)
-    r = ctx.input(2)
+    r = inputs[2] if len(inputs) > 2 else None
     if r is None or r.type.rank != 3:
         raise ctx.fail("R must be a rank-3 tensor [num_directions, gates*hidden, hidden]")
     hidden = r.type.shape[2]
@@ -35,7 +42,7 @@ def convert_recurrent(ctx: ConversionContext) -> Sequence[Value | None]:
     if direction not in DIRECTIONS:
         raise ctx.fail(f"direction '{direction}' is not one of {', '.join(DIRECTIONS)}")
     attrs.update(_activation_attrs(ctx, attrs, op.default_activations, DIRECTIONS[direction]))
-    return ctx.emit(op.name, ctx.inputs, attrs)
+    return ctx.emit(op.name, inputs, attrs)
 
 
 def _activation_attrs(

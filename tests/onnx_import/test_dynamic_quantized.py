@@ -1,0 +1,250 @@
+"""Models quantized by onnxruntime's `quantize_dynamic` compile and match onnxruntime on the same model.
+
+quantize_dynamic (onnxruntime 1.32) writes MatMul/Gemm/Conv as DynamicQuantizeLinear(x) ->
+MatMulInteger/ConvInteger(x_q, W_q, x_zp, w_zp) -> Cast -> Mul(x_scale * w_scale) (-> Add bias), and
+an LSTM as com.microsoft DynamicQuantizeLSTM (converters/dynamic_quantized*.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import runtime
+from hai_compiler import real_models
+from hai_compiler.compiler import CompileOptions, compile_model
+from hai_compiler.compiler.bench import relative_error
+from hai_compiler.onnx_import import UnsupportedModelError, import_onnx
+
+ort = pytest.importorskip("onnxruntime")
+quantization = pytest.importorskip("onnxruntime.quantization")
+
+LSTM_SEQ, LSTM_BATCH, LSTM_INPUT, LSTM_HIDDEN = 16, 1, 32, 64
+LSTM_TOLERANCE = 1e-2
+"""max |HAI - onnxruntime| / max |onnxruntime| over Y, Y_h and Y_c (bench.relative_error); measured 9.2e-3
+per tensor, 9.6e-3 per channel (Y alone: 1.5e-2, 1.3e-2): onnxruntime quantizes each step's input and
+hidden state to u8, HAI computes the gates in f32 from the same 8-bit weights
+(converters/dynamic_quantized_lstm.py)."""
+
+
+def quantized(model: onnx.ModelProto, tag: str, **options: object) -> Path:
+    """`model` quantized by quantize_dynamic(**options), cached by a hash of the model and options."""
+    key = hashlib.sha256(model.SerializeToString() + repr(sorted(options.items())).encode()).hexdigest()[:16]
+    path = real_models.cache_dir() / "dynamic_quantized" / f"{tag}-{key}.onnx"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        source = path.with_suffix(".float.onnx")
+        onnx.save(model, source)
+        quantization.quantize_dynamic(str(source), str(path), **options)
+    return path
+
+
+def run_both(path: Path, feeds: dict[str, np.ndarray], out: Path) -> tuple[list, list, list[str]]:
+    """(onnxruntime's outputs, HAI's, each kernel's ops joined by '+') on the same quantized model."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    expected = session.run(None, feeds)
+    shapes = {name: array.shape for name, array in feeds.items()}
+    result = compile_model(str(path), out / "m.hai", CompileOptions(input_shapes=shapes))
+    got = runtime.load(result.path, threads=2).run(feeds)
+    actual = [got[o.name] for o in session.get_outputs()]
+    return expected, actual, ["+".join(n.op for n in g.nodes) for g in result.groups]
+
+
+def matmul_gemm_model() -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    weights = {
+        "w1": rng.normal(0, 0.2, (32, 48)).astype(np.float32),
+        "w2": rng.normal(0, 0.2, (16, 48)).astype(np.float32),
+        "b2": rng.normal(0, 0.5, 16).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 16])],
+        [numpy_helper.from_array(a, n) for n, a in weights.items()],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
+@pytest.mark.parametrize("weight_type", ["QInt8", "QUInt8"])
+def test_matmul_and_gemm_run_as_integer_kernels(tmp_path, weight_type, per_channel) -> None:  # type: ignore[no-untyped-def]
+    path = quantized(
+        matmul_gemm_model(), "mlp", weight_type=getattr(quantization.QuantType, weight_type),
+        per_channel=per_channel,
+    )  # fmt: skip
+    assert {n.op_type for n in onnx.load(str(path)).graph.node} >= {"DynamicQuantizeLinear", "MatMulInteger"}
+    x = np.random.default_rng(1).normal(0, 1, (4, 32)).astype(np.float32)
+    expected, actual, kernels = run_both(path, {"x": x}, tmp_path)
+    assert relative_error(actual, expected) <= 1e-5  # exact integers; only f32 roundings differ
+    assert sum(k.startswith("MatMulInteger") for k in kernels) == 2, kernels
+    assert "MatMul" not in {op for k in kernels for op in k.split("+")}
+
+
+def test_dynamic_quantize_linear_follows_the_spec(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """y, scale and zero point against onnx.reference, on a tensor with ties and an all-positive one."""
+    from onnx.reference import ReferenceEvaluator
+
+    node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "scale", "zp"])
+    graph = helper.make_graph(
+        [node], "dql", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 50])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [3, 50]),
+         helper.make_tensor_value_info("scale", TensorProto.FLOAT, []),
+         helper.make_tensor_value_info("zp", TensorProto.UINT8, [])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    result = compile_model(model, tmp_path / "m.hai", CompileOptions(input_shapes={"x": (3, 50)}))
+    compiled = runtime.load(result.path)
+    rng = np.random.default_rng(2)
+    for x in (rng.normal(0, 3, (3, 50)), rng.uniform(0.5, 4, (3, 50)), np.zeros((3, 50))):
+        feeds = {"x": x.astype(np.float32)}
+        y, scale, zero = ReferenceEvaluator(model).run(None, feeds)
+        got = compiled.run(feeds)
+        np.testing.assert_allclose(got["scale"], scale, rtol=1e-7)
+        assert got["zp"] == zero
+        assert np.abs(got["y"].astype(int) - y.astype(int)).max() <= 1  # 1 LSB at a .5 tie at most
+
+
+def lstm_model() -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    hidden = LSTM_HIDDEN
+    weights = {
+        "W": rng.normal(0, 0.2, (1, 4 * hidden, LSTM_INPUT)).astype(np.float32),
+        "R": rng.normal(0, 0.2, (1, 4 * hidden, hidden)).astype(np.float32),
+        "B": rng.normal(0, 0.1, (1, 8 * hidden)).astype(np.float32),
+    }
+    node = helper.make_node("LSTM", ["x", "W", "R", "B"], ["Y", "Y_h", "Y_c"], hidden_size=hidden)
+    graph = helper.make_graph(
+        [node], "lstm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [LSTM_SEQ, LSTM_BATCH, LSTM_INPUT])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [LSTM_SEQ, 1, LSTM_BATCH, hidden]),
+         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, LSTM_BATCH, hidden]),
+         helper.make_tensor_value_info("Y_c", TensorProto.FLOAT, [1, LSTM_BATCH, hidden])],
+        [numpy_helper.from_array(a, n) for n, a in weights.items()],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
+def test_lstm_runs_from_8_bit_weights_near_onnxruntime(tmp_path, per_channel) -> None:  # type: ignore[no-untyped-def]
+    path = quantized(lstm_model(), "lstm", weight_type=quantization.QuantType.QInt8, per_channel=per_channel)
+    assert [n.op_type for n in onnx.load(str(path)).graph.node] == ["DynamicQuantizeLSTM"]
+    x = np.random.default_rng(1).normal(0, 1, (LSTM_SEQ, LSTM_BATCH, LSTM_INPUT)).astype(np.float32)
+    expected, actual, kernels = run_both(path, {"x": x}, tmp_path)
+    assert "LSTM" in kernels
+    assert relative_error(actual, expected) <= LSTM_TOLERANCE
+
+
+def test_lstm_weights_stay_8_bit_in_the_import(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The imported LSTM reads W and R through DequantizeLinear of stored i8 constants, marked imported."""
+    path = quantized(lstm_model(), "lstm", weight_type=quantization.QuantType.QInt8, per_channel=True)
+    graph = import_onnx(onnx.load(str(path)), {"x": (LSTM_SEQ, LSTM_BATCH, LSTM_INPUT)})
+    (lstm,) = [n for n in graph.nodes if n.op == "LSTM"]
+    for weight in lstm.operands[1:3]:
+        assert weight is not None and weight.producer is not None
+        dequantize = weight.producer
+        assert (
+            dequantize.op == "DequantizeLinear" and dequantize.annotations["precision_source"] == "imported"
+        )
+        stored = dequantize.operands[0]
+        assert stored is not None and stored.is_constant and stored.type.dtype.value == "i8"
+
+
+def test_unsupported_dynamic_ops_are_listed_in_one_error() -> None:
+    """Every node of an op HAI cannot import is named in one error."""
+    nodes = [
+        helper.make_node("DynamicQuantizeGRU", ["x", "w", "r"], ["g"], name="gru_a", domain="com.microsoft"),
+        helper.make_node("DynamicQuantizeGRU", ["x", "w", "r"], ["h"], name="gru_b", domain="com.microsoft"),
+        helper.make_node("QAttention", ["x", "w"], ["a"], name="attention", domain="com.microsoft"),
+    ]
+    graph = helper.make_graph(
+        nodes, "unsupported", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("g", "h", "a")],
+    )  # fmt: skip
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    with pytest.raises(UnsupportedModelError) as error:
+        import_onnx(model, {"x": (2, 4)})
+    message = str(error.value)
+    for name in ("DynamicQuantizeGRU", "QAttention", "gru_a", "gru_b", "attention"):
+        assert name in message
+
+
+@pytest.mark.slow
+def test_magika_quantized_dynamic_matches_onnxruntime(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """magika (2 MatMuls, 1 Conv) via quantize_dynamic: its sample and 20 perturbed byte inputs."""
+    spec = real_models.MODELS["magika"]
+    path = quantized(onnx.load(str(real_models.fetch("magika"))), "magika",
+                     weight_type=quantization.QuantType.QInt8)  # fmt: skip
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    result = compile_model(str(path), tmp_path / "m.hai", CompileOptions(input_shapes=spec.input_shapes))
+    kernels = ["+".join(n.op for n in g.nodes) for g in result.groups]
+    assert sum(k.startswith(("MatMulInteger", "ConvInteger")) for k in kernels) == 3, kernels
+    compiled = runtime.load(result.path, threads=2)
+    ((name, sample),) = spec.sample_inputs().items()
+    rng = np.random.default_rng(0)
+    agree, errors = 0, []
+    for i in range(21):
+        x = sample.copy()
+        if i:
+            x.reshape(-1)[rng.choice(x.size, 64, replace=False)] = rng.integers(0, 256, 64)
+        expected = session.run(None, {name: x})
+        actual = [compiled.run({name: x})[o.name] for o in session.get_outputs()]
+        errors.append(relative_error(actual, expected))
+        agree += int(np.argmax(actual[0]) == np.argmax(expected[0]))
+    assert max(errors) <= 1e-2
+    assert agree / 21 >= 0.99
+
+
+def test_onnxruntime_fused_dynamic_matmuls_match_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """com.microsoft DynamicQuantizeMatMul (u8 weights, per-column zero points) feeding
+    MatMulIntegerToFloat of a u8 graph input (i8 weights), each with a bias."""
+    rng = np.random.default_rng(3)
+    arrays = {
+        "b1": rng.integers(0, 256, (32, 24)).astype(np.uint8),
+        "s1": rng.uniform(0.01, 0.02, 24).astype(np.float32),
+        "z1": rng.integers(100, 160, 24).astype(np.uint8),
+        "bias1": rng.normal(0, 1, 24).astype(np.float32),
+        "b2": rng.integers(-128, 128, (16, 8)).astype(np.int8),
+        "a_scale": np.array(0.05, np.float32),
+        "a_zero": np.array(7, np.uint8),
+        "s2": np.array(0.03, np.float32),
+        "bias2": rng.normal(0, 1, 8).astype(np.float32),
+    }
+    ms = "com.microsoft"
+    nodes = [
+        helper.make_node("DynamicQuantizeMatMul", ["x", "b1", "s1", "z1", "bias1"], ["y"], domain=ms),
+        helper.make_node(
+            "MatMulIntegerToFloat", ["q", "b2", "a_scale", "s2", "a_zero", "", "bias2"], ["z"], domain=ms
+        ),
+    ]
+    graph = helper.make_graph(
+        nodes, "fused",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 32]),
+         helper.make_tensor_value_info("q", TensorProto.UINT8, [3, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 24]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, [3, 8])],
+        [numpy_helper.from_array(a, n) for n, a in arrays.items()],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(ms, 1)])
+    path = tmp_path / "fused.onnx"
+    onnx.save(model, path)
+    feeds = {
+        "x": rng.normal(0, 1, (3, 32)).astype(np.float32),
+        "q": rng.integers(0, 256, (3, 16)).astype(np.uint8),
+    }
+    expected, actual, kernels = run_both(path, feeds, tmp_path)
+    for e, a in zip(expected, actual, strict=True):
+        assert relative_error([a], [e]) <= 1e-5
+    assert sum(k.startswith("MatMulInteger") for k in kernels) == 2, kernels
