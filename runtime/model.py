@@ -296,8 +296,8 @@ class Model:
         try:
             for index, (call, inputs, runs) in enumerate(self._calls):  # noqa: B007  (names the failure)
                 if pager is not None:
-                    for step in runs:
-                        pager.before_step(step)
+                    for planned in runs:
+                        pager.before_step(planned)
                 for tensor, slot, position, whole in inputs:
                     if whole:  # the entry call's case: the address alone (`bound` keeps the array alive)
                         tensor.header.data = bound[slot.name].ctypes.data
