@@ -9,7 +9,9 @@ artifact's own terms of the memory account (arena, weights, kernel library,
 inputs and outputs: hai_compiler/compiler/memory_budget.py). The largest of
 the repeats plus HEADROOM (peaks of identical runs spread by up to about 1 MiB) is
 the baseline: a budget must hold on every run. Commit it as
-`RUNTIME_BASELINE_BYTES`, with the date and the machine.
+`RUNTIME_BASELINE_BYTES`, with the date and the machine. Measure in a freshly
+made venv (a fresh clone's `scripts/setup.sh`), as CI and a new install run:
+the shared libraries of a fresh install map about 6 MiB more resident pages.
 
 Then the same for a chain of `--calls` small MatMul layers, compiled twice:
 with `entry=off` (one kernel call each) and paged (a budget 1 MiB under its
