@@ -121,8 +121,7 @@ class _Importer:
         for vi in onnx_graph.input:
             if vi.name not in initializers:
                 self._add_input(vi)
-        for node in onnx_graph.node:
-            self._convert(node)
+        self._convert_all(onnx_graph.node)
         self._set_outputs(onnx_graph)
         for prop in self.model.metadata_props:
             self.graph.metadata[prop.key] = prop.value
@@ -168,6 +167,27 @@ class _Importer:
                 f"e.g. --input-shape {vi.name}={example}"
             )
         return tuple(int(d) for d in declared)
+
+    def _convert_all(self, nodes: Sequence[onnx.NodeProto]) -> None:
+        """Convert every node; one ConversionError lists every node that failed (e.g. each quantized
+        layer of an unsupported scheme), none of those that only read what a failed node makes."""
+        failures: list[ConversionError] = []
+        failed: set[str] = set()  # ONNX values a failed node, or one downstream of it, would make
+        for node in nodes:
+            if not any(name in failed for name in node.input):
+                try:
+                    self._convert(node)
+                    continue
+                except ConversionError as exc:
+                    failures.append(exc)
+            failed.update(name for name in node.output if name)
+        if len(failures) == 1:
+            raise failures[0]
+        if failures:
+            kinds = {type(exc) for exc in failures}
+            kind = kinds.pop() if len(kinds) == 1 else ConversionError
+            listed = "\n  - ".join(map(str, failures))
+            raise kind(f"{len(failures)} nodes cannot be converted:\n  - {listed}")
 
     def _convert(self, node: onnx.NodeProto) -> None:
         inputs = []

@@ -173,6 +173,26 @@ def test_run_time_scale_is_a_conversion_error_naming_the_node() -> None:
         import_onnx(model)
 
 
+def test_every_node_of_an_unsupported_scheme_is_listed_in_one_error() -> None:
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s"], ["q"], name="quant_a"),
+        helper.make_node("DequantizeLinear", ["q", "s"], ["d"], name="after_a"),  # downstream: not listed
+        helper.make_node("QuantizeLinear", ["x", "t"], ["r"], name="quant_b"),
+    ]
+    scalar = [helper.make_tensor_value_info(name, TensorProto.FLOAT, []) for name in ("s", "t")]
+    model = make_model(
+        nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3]), *scalar],
+        [helper.make_tensor_value_info("d", TensorProto.FLOAT, [3]),
+         helper.make_tensor_value_info("r", TensorProto.UINT8, [3])], [],
+    )  # fmt: skip
+    with pytest.raises(ConversionError) as caught:
+        import_onnx(model)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "2 nodes cannot be converted:"
+    assert "'quant_a' (QuantizeLinear)" in lines[1] and "'quant_b' (QuantizeLinear)" in lines[2]
+    assert len(lines) == 3
+
+
 def test_unsupported_quantized_ops_are_reported_by_name() -> None:
     assert imports("QuantizeLinear") and imports("QLinearConv") and not imports("QAttention", "com.microsoft")
     nodes = [
