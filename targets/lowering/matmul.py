@@ -208,7 +208,7 @@ def batched_matmul(node: Node, target: TargetDescription, epilogue: Sequence[Nod
         arg(a, "input", views[0]),
         arg(b, "input", views[1]),
         *extra_args,
-        KernelArg((chain.result or result).name, "output", (total, m_dim, n_dim), "float32"),
+        KernelArg((chain.result or result).name, "output", (total, m_dim, n_dim), str(out.dtype)),
     )
     flops = 2 * total * m_dim * n_dim * k_dim + chain.flops(result.type.size)
     return LoweredKernel(

@@ -41,7 +41,6 @@ EXCLUDED: dict[str, str] = {
     "IR multiplies by float32(1 / scale) where ONNX divides, 1 LSB apart (ir/quantization.py)",
     r"qlinear(conv|matmul_2D)": "W's non-zero zero point: w - zero_point leaves i8, and the IR's integer "
     "weights are symmetric i8",
-    r"qlinearmatmul_3D": "a 3-D B (batched weights): the IR's MatMulInteger takes a 2-D (K, N) weight",
 }
 
 

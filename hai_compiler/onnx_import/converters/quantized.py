@@ -233,6 +233,18 @@ def _matmul_weight_axis(ctx: ConversionContext, w: Value) -> int:
     return 1
 
 
+def _runtime_b(ctx: ConversionContext, index: int) -> bool:
+    """Whether a MatMul's B (input `index`) is not a constant 2-D matrix (converters/activation_matmul.py)."""
+    b = ctx.input(index)
+    return b is not None and (not b.is_constant or b.type.rank != 2)
+
+
+def _activation_product(ctx: ConversionContext) -> list[Value]:
+    from hai_compiler.onnx_import.converters.activation_matmul import activation_product
+
+    return activation_product(ctx)
+
+
 @converter("ConvInteger", "MatMulInteger")
 def integer_product(ctx: ConversionContext) -> list[Value]:
     """ConvInteger / MatMulInteger: X and W at scale 1, so the IR op's int32 result is ONNX's; a run-time
@@ -243,6 +255,8 @@ def integer_product(ctx: ConversionContext) -> list[Value]:
 
         return runtime_zero_point_product(ctx)
     is_conv = ctx.op_type == "ConvInteger"
+    if not is_conv and _runtime_b(ctx, 1):
+        return _activation_product(ctx)
     x = spatial_input(ctx) if is_conv else _required(ctx, 0, "A")
     w = _required(ctx, 1, "W")
     axis = 0 if is_conv else _matmul_weight_axis(ctx, w)
@@ -259,6 +273,8 @@ def integer_product(ctx: ConversionContext) -> list[Value]:
 def qlinear_product(ctx: ConversionContext) -> list[Value]:
     """QLinearConv / QLinearMatMul → ConvInteger / MatMulInteger (+ int32 B) → QuantizeLinear to y."""
     is_conv = ctx.op_type == "QLinearConv"
+    if not is_conv and _runtime_b(ctx, 3):
+        return _activation_product(ctx)
     x = spatial_input(ctx) if is_conv else _required(ctx, 0, "a")
     w = _required(ctx, 3, "w")
     axis = 0 if is_conv else _matmul_weight_axis(ctx, w)
