@@ -194,6 +194,7 @@ class ExecutionPlan:
     entry: str | None = None
     planned_peak_bytes: int | None = None
     paging: Paging | None = None
+    scratch_bytes: int = 0  # the most any one kernel allocates while it runs (targets/scratch.py)
     segments: tuple[Segment, ...] = ()
 
 
@@ -354,6 +355,9 @@ def validate(manifest: Manifest, source: str) -> None:
     peak = manifest.plan.planned_peak_bytes
     if peak is not None and (not isinstance(peak, int) or peak < 0):
         fail(f"planned peak {peak!r} is not a non-negative int")
+    scratch = manifest.plan.scratch_bytes
+    if not isinstance(scratch, int) or scratch < 0:
+        fail(f"kernel scratch {scratch!r} is not a non-negative int")
     bindings = {b.name: b for b in manifest.inputs + manifest.outputs}
     if len(bindings) != len(manifest.inputs) + len(manifest.outputs):
         fail("graph input and output names are not unique")

@@ -1,20 +1,20 @@
 """`--memory-budget`: what a compiled plan will hold in memory, term by term, against the user's budget.
 
-Rule: the planned peak of a process running an artifact is the sum of six
+Rule: the planned peak of a process running an artifact is the sum of seven
 terms, all known at compile time: the arena; the weights (`weights.bin`,
 mapped and all touched by one inference, or, for a paged plan, its page pool
 of `frames x page size`, allocated once and filled from the file); the kernel
 libraries (their file size: mapped by the loader, an upper bound on what
-becomes resident); the graph inputs twice and the outputs once (the caller's
+becomes resident); the kernel scratch (the most one kernel allocates while it
+runs, e.g. a padded input: an upper bound from its schedule, targets/scratch.py);
+the graph inputs twice and the outputs once (the caller's
 arrays, the aligned copy `run` makes of an input that is not 64-byte aligned,
 the copies `run` returns); the runtime's state for the plan (its parsed
 steps, argument headers and page bookkeeping: a constant per step and per
 page); and the runtime's own baseline. Both constants belong to the target
 description, measured by bench/runtime_baseline.py (never while compiling,
 so artifacts stay deterministic). It is recorded as the
-plan's `planned_peak_bytes`. Not yet counted: the scratch memory kernels
-allocate while they run (TVM workspaces, e.g. a convolution's padded input),
-which bench/memory.py shows as the gap between planned and measured peak RSS.
+plan's `planned_peak_bytes`.
 
 A plan fits a budget when its planned peak does. The smallest budget a model
 can work with is the smaller of its resident peak and its peak paged with
@@ -36,7 +36,15 @@ DEFAULT_BUDGET = "512MB"
 """The budget `hai compile` plans for unless told otherwise (`--memory-budget none`: no budget)."""
 DEFAULT_PAGE_SIZE = 4 * 2**20
 """Bytes of one weight page when the plan pages (4 MiB: one read each, few enough pages to schedule)."""
-TERMS = ("arena", "weights", "kernels", "inputs/outputs", "runtime state", "runtime baseline")
+TERMS = (
+    "arena",
+    "weights",
+    "kernels",
+    "kernel scratch",
+    "inputs/outputs",
+    "runtime state",
+    "runtime baseline",
+)
 
 
 class MemoryBudgetError(HaiError):
@@ -54,6 +62,7 @@ class MemoryAccount:
     io: int
     state: int
     baseline: int
+    scratch: int = 0
     page_size: int = 0
 
     @property
@@ -62,7 +71,7 @@ class MemoryAccount:
 
     @property
     def terms(self) -> dict[str, int]:
-        values = (self.arena, self.weights, self.kernels, self.io, self.state, self.baseline)
+        values = (self.arena, self.weights, self.kernels, self.scratch, self.io, self.state, self.baseline)
         names = ("arena", "page pool", *TERMS[2:]) if self.paged else TERMS
         return dict(zip(names, values, strict=True))
 
@@ -101,6 +110,7 @@ def account(
         io=2 * sum(b.nbytes for b in inputs) + sum(b.nbytes for b in outputs),
         state=per_call * (len(plan.steps) + pages),
         baseline=baseline,
+        scratch=plan.scratch_bytes,
     )
     paging = plan.paging
     return memory if paging is None else memory.with_pool(paging.frames, paging.page_size)

@@ -27,6 +27,7 @@ from ir import Graph, HaiError, Value
 from passes.memory_check import ARENA_KEY
 from passes.memory_plan import align_up
 from runtime.artifact import ALIGNMENT, ExecutionPlan, Slot, Step, TensorBinding
+from targets.scratch import scratch_bytes
 
 
 class PlanBuildError(HaiError):
@@ -214,10 +215,11 @@ class PlanBuilder:
             [Access(v, b.offset or 0, b.nbytes)
              for v, b in zip(self.output_values, self.outputs, strict=True)],
         )
+        scratch = max((scratch_bytes(k.func) for k in step_kernels), default=0)
         return StaticPlan(
             self.inputs,
             tuple(self.outputs),
-            ExecutionPlan(self.arena_size, tuple(steps)),
+            ExecutionPlan(self.arena_size, tuple(steps), scratch_bytes=scratch),
             self.weights.arrays,
             step_kernels,
         )

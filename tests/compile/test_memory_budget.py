@@ -40,7 +40,8 @@ def peak_of_files(artifact: Path) -> int:
     io = 2 * sum(inputs) + sum(outputs)  # an input may be copied once to align it
     files = (artifact / "weights.bin").stat().st_size + (artifact / "kernels.cpu.so").stat().st_size
     state = len(manifest["plan"]["steps"]) * RUNTIME_BYTES_PER_CALL
-    return manifest["plan"]["arena_size"] + files + io + state + RUNTIME_BASELINE_BYTES
+    scratch = manifest["plan"]["scratch_bytes"]  # the largest kernel's (tests/targets/test_scratch.py)
+    return manifest["plan"]["arena_size"] + files + scratch + io + state + RUNTIME_BASELINE_BYTES
 
 
 def test_digits_fits_512mb_and_records_budget_and_peak(tmp_path: Path) -> None:
@@ -88,9 +89,10 @@ def test_budget_below_paging_minimum_names_paged_and_resident_sizes() -> None:
     assert str(too_small(50 * MIB, paged, "m", resident)) == (
         "--memory-budget 50 MiB (52428800 bytes) is too small for model 'm': the smallest budget that can "
         "work is 60 MiB (62914560 bytes), with paged weights (arena 1 MiB + page pool 20 MiB (5 pages of "
-        "4 MiB) + kernels 1 MiB + inputs/outputs 0 B + runtime state 1 MiB + runtime baseline 37 MiB); with "
-        "its weights resident it needs 340 MiB (356515840 bytes) (arena 1 MiB + weights 300 MiB + kernels "
-        "1 MiB + inputs/outputs 0 B + runtime state 1 MiB + runtime baseline 37 MiB)"
+        "4 MiB) + kernels 1 MiB + kernel scratch 0 B + inputs/outputs 0 B + runtime state 1 MiB + runtime "
+        "baseline 37 MiB); with its weights resident it needs 340 MiB (356515840 bytes) (arena 1 MiB + "
+        "weights 300 MiB + kernels 1 MiB + kernel scratch 0 B + inputs/outputs 0 B + runtime state 1 MiB + "
+        "runtime baseline 37 MiB)"
     )
 
 
