@@ -1,16 +1,25 @@
 """The project's one quantization rule, and the numpy functions every stage uses to apply it.
 
-Rule (quantize and requantize alike):
+Rule. A float `x` quantizes as ONNX's QuantizeLinear defines it:
 
-    q = saturate(round_half_to_even(float32(x) * float32(m)) + zero_point)
+    q = saturate(round_half_to_even(float32(x) / float32(scale)) + zero_point)
 
-where `x` is the value as stored — a float, or the integer of an already
-quantized tensor (e.g. an int32 accumulator) — and the multiplier `m` is the
-float32 of `in_scale / out_scale` (`in_scale` is 1 for a float `x`), computed
-in float64 once, at compile time. One float32 multiplication, then rounding
-half to even, then the zero point, then saturation to the dtype's range: the
-reference interpreter and the compiled kernels apply exactly these operations
-in this order, so integer paths agree bit for bit.
+and the integer `x` of an already quantized tensor (e.g. an int32
+accumulator) requantizes by one multiplication:
+
+    q = saturate(round_half_to_even(float32(x) * m) + zero_point)
+
+where the multiplier `m = float32(in_scale) / float32(out_scale)` is computed
+once, at compile time: each scale rounded to float32 first (an accumulator's
+scale x_scale * w_scale is its float32 product), then one float32 division.
+Both are the arithmetic onnxruntime uses (its QuantizeLinear divides; its
+QLinearConv / QLinearMatMul / QGemm multiply the accumulator by scales taken
+in this order), so models quantized elsewhere round here as they do there: a
+reciprocal multiplication or a quotient taken in float64 differs in the last
+bit now and then, and that flips a value at a .5 tie by 1 LSB. Rounding is half
+to even, then the zero point is added, then saturation to the dtype's range:
+the reference interpreter and the compiled kernels apply exactly these
+operations in this order, so integer paths agree bit for bit.
 
 Dequantization is `float32(q - zero_point) * float32(scale)`.
 
@@ -90,14 +99,18 @@ def expand(values: tuple[float, ...] | tuple[int, ...] | np.ndarray, shape: tupl
 
 
 def multiplier(in_scale: np.ndarray | float, out_scale: np.ndarray | float) -> np.ndarray:
-    """float32(in_scale / out_scale), the division done in float64."""
-    return (np.asarray(in_scale, np.float64) / np.asarray(out_scale, np.float64)).astype(np.float32)
+    """float32(in_scale) / float32(out_scale), divided in float32 (the module rule)."""
+    return np.asarray(in_scale, np.float32) / np.asarray(out_scale, np.float32)
 
 
 def saturate_round(x: np.ndarray, m: np.ndarray, zero_point: np.ndarray, dtype: DType) -> np.ndarray:
-    """The rule: saturate(round_half_to_even(float32(x) * m) + zero_point) as `dtype`."""
+    """Requantization: saturate(round_half_to_even(float32(x) * m) + zero_point) as `dtype`."""
+    return saturate(np.asarray(x).astype(np.float32) * m.astype(np.float32), zero_point, dtype)
+
+
+def saturate(scaled: np.ndarray, zero_point: np.ndarray, dtype: DType) -> np.ndarray:
+    """saturate(round_half_to_even(scaled) + zero_point) as `dtype`."""
     lo, hi = quant_range(dtype)
-    scaled = np.asarray(x).astype(np.float32) * m.astype(np.float32)
     rounded = np.rint(scaled).astype(np.int64) + zero_point.astype(np.int64)
     return np.clip(rounded, lo, hi).astype(dtype.numpy)
 
@@ -106,9 +119,11 @@ def quantize(
     x: np.ndarray, params: QuantParams, dtype: DType, in_scale: np.ndarray | None = None
 ) -> np.ndarray:
     """`x` (a float, or integers of scale `in_scale` broadcastable to it) quantized with `params`."""
-    scale = expand(params.scale, x.shape, params, np.float64)
     zero_point = expand(params.zero_point, x.shape, params, np.int64)
-    m = multiplier(1.0 if in_scale is None else in_scale, scale)
+    if in_scale is None:
+        scale = expand(params.scale, x.shape, params, np.float32)
+        return saturate(np.asarray(x).astype(np.float32) / scale, zero_point, dtype)
+    m = multiplier(in_scale, expand(params.scale, x.shape, params, np.float64))
     return saturate_round(x, m, zero_point, dtype)
 
 

@@ -15,9 +15,9 @@ float ops between QuantizeLinear/DequantizeLinear pairs. Rule, in node order:
   fits i8; a Gemm with transB reads the transposed constant. The bias is
   DequantizeLinear of an i32 constant whose scales are a_scale * w_scale (its
   integers are kept), or a float constant, quantized to i32 in accumulator
-  scale exactly as passes/quantize.py does. Only a plain Gemm `X @ B (+ bias)`
-  folds (no transA, alpha = beta = 1, 1-D bias). A layer that matches the
-  pattern but cannot fold (a 16-bit activation, a weight that does not fit i8
+  scale as onnxruntime quantizes it (float32 steps, `onnxruntime_bias`).
+  Only a plain Gemm `X @ B (+ bias)` folds (no transA, alpha = beta = 1, 1-D
+  bias). A layer that matches the pattern but cannot fold (a 16-bit activation, a weight that does not fit i8
   after re-centring, a bias at another scale, a run-time weight) is left
   alone and the pass notes why; so is everything that does not match (it
   stays float, as imported).
@@ -28,8 +28,14 @@ float ops between QuantizeLinear/DequantizeLinear pairs. Rule, in node order:
   between their quantize steps.
 - *No-op pairs.* QuantizeLinear(DequantizeLinear(x)) with x's own dtype and
   parameters is x.
+- *onnxruntime's fused forms* (passes/qlinear_forms.py). A layer's
+  DequantizeLinear -> QuantizeLinear is one requantization of the int32
+  accumulator, and QuantizeLinear(Add(DequantizeLinear, DequantizeLinear)),
+  8-bit per tensor, computes as onnxruntime's QLinearAdd does, so imported
+  models round as onnxruntime's fused kernels do.
 - *Quantized constants.* A DequantizeLinear of an integer constant that no
-  layer reads as its weight (a BatchNormalization's scale, an unfolded bias)
+  layer reads as its weight, nor an LSTM/GRU/RNN as an 8-bit W or R its
+  kernel reads stored (a BatchNormalization's scale, an unfolded bias)
   becomes its f32 value, computed by the IR's rule: it is exact, and no kernel
   reads stored integers outside a layer.
 
@@ -48,9 +54,11 @@ from ir import Builder, DType, Graph, Node, TensorType, Value
 from ir.quantization import PRECISION_SOURCE_KEY, dequantize, expand
 from ir.types import QuantParams
 from passes.cleanup import drop_unused_constants
-from passes.fusion import record_folded
+from passes.fuse import recurrent_prologue
+from passes.fusion import RECURRENT_OPS, record_folded
 from passes.manager import Pass, PassContext
-from passes.quantize import LAYER_OPS, copy_annotations, integer_bias
+from passes.qlinear_forms import fold_quantized_add, fold_requantize
+from passes.quantize import LAYER_OPS, copy_annotations
 from passes.weight_quantization import QuantizedWeight
 
 IMPORTED = "imported"
@@ -80,6 +88,10 @@ class FoldQdq(Pass):
                 ctx.count(self.name, f"integer-{node.op}")
             elif node.op == "QuantizeLinear" and fold_noop_pair(graph, node):
                 ctx.count(self.name, "no-op-pair")
+            elif node.op == "QuantizeLinear" and fold_requantize(graph, node):
+                ctx.count(self.name, "requantize")
+            elif node.op == "QuantizeLinear" and fold_quantized_add(graph, node):
+                ctx.count(self.name, "onnxruntime-add")
         ctx.count(self.name, "constant-dequantized", materialize_constants(graph))
         return graph
 
@@ -197,7 +209,7 @@ def integer_weight(node: Node, w_q: Value) -> QuantizedWeight:
 
 def integer_layer_bias(graph: Graph, node: Node, a_q: Value, weight: QuantizedWeight) -> Value | None:
     """The bias as int32 in accumulator scale: a dequantized i32 constant at that scale as it is, a float
-    constant quantized as passes/quantize.py does; anything else is NotFoldable."""
+    constant quantized as onnxruntime does (`onnxruntime_bias`); anything else is NotFoldable."""
     bias = node.operands[2] if node.op != "MatMul" and len(node.operands) > 2 else None
     if bias is None:
         return None
@@ -205,7 +217,7 @@ def integer_layer_bias(graph: Graph, node: Node, a_q: Value, weight: QuantizedWe
     if bias.type.shape != (channels,):
         raise NotFoldable(f"its bias %{bias.name} {bias.type} is not one value per output channel")
     if bias.is_constant and bias.type.dtype.is_float:
-        return integer_bias(graph, node, a_q, weight)
+        return onnxruntime_bias(graph, bias, a_q, weight)
     b_q = dequantized_operand(node, 2)
     if b_q is None or not b_q.is_constant or b_q.type.dtype is not DType.I32:
         raise NotFoldable(f"its bias %{bias.name} is neither a float constant nor a dequantized i32 constant")
@@ -216,6 +228,16 @@ def integer_layer_bias(graph: Graph, node: Node, a_q: Value, weight: QuantizedWe
     if any(quant.zero_point) or not np.allclose(scales, expected, rtol=BIAS_SCALE_RTOL, atol=0.0):
         raise NotFoldable(f"its bias %{b_q.name} is not quantized at a_scale * w_scale with zero point 0")
     return graph.add_constant(b_q.name + ".acc", b_q.constant_array().astype(np.int32).reshape(-1))
+
+
+def onnxruntime_bias(graph: Graph, bias: Value, a_q: Value, weight: QuantizedWeight) -> Value:
+    """A float bias in accumulator scale as onnxruntime quantizes it (its BiasQuantization transformer):
+    round_half_even(float32(bias) / float32(a_scale * w_scale)), every step in float32."""
+    assert a_q.type.quant is not None
+    scale = np.float32(a_q.type.quant.scale[0]) * np.asarray(weight.params.scale, np.float32)
+    values = np.rint(bias.constant_array().astype(np.float32).reshape(-1) / scale).astype(np.float64)
+    limit = 2**31 - 1
+    return graph.add_constant(bias.name + ".q", np.clip(values, -limit, limit).astype(np.int32))
 
 
 def remove_unused_dequantizers(graph: Graph, values: list[Value | None]) -> None:
@@ -284,6 +306,14 @@ def same_quantization(quantizer: Node, x_q: Value) -> bool:
     return result is not None and result == x_q.type.quant
 
 
+def _reads_as_weight(user: Node, index: int) -> bool:
+    """A layer's weight operand, or a recurrent node's W or R that its kernel reads stored (fuse's
+    `recurrent_prologue`)."""
+    if user.op in RECURRENT_OPS:
+        return recurrent_prologue(user, index) is not None
+    return user.op in LAYER_OPS and index == 1
+
+
 def materialize_constants(graph: Graph) -> int:
     """Replace each DequantizeLinear of an integer constant that no layer reads as its weight by its f32
     value (the IR's rule, computed now); how many."""
@@ -296,7 +326,7 @@ def materialize_constants(graph: Graph) -> int:
         if (
             result.is_graph_output
             or result.type.dtype is not DType.F32
-            or any(user.op in LAYER_OPS and index == 1 for user, index in result.uses())
+            or any(_reads_as_weight(user, index) for user, index in result.uses())
         ):
             continue
         real = dequantize(source.constant_array(), source.type.quant).astype(np.float32)

@@ -24,8 +24,13 @@ starts a standalone chain.
 A Conv/MatMul/Gemm anchor also takes its *weight prologue* (`weight_prologue`):
 a DequantizeLinear of a constant stored as INT4 (symmetric, group-wise along
 the anchor's reduction axis) or FP16, whose result only the anchor's weight
-operand reads. It is moved to right before the anchor; the kernel reads the
-stored weight and dequantises it inside, so no f32 copy of the weight exists.
+operand reads. A recurrent LSTM/GRU/RNN node (never an epilogue anchor) takes
+one for W and one for R (`recurrent_prologue`): a DequantizeLinear to f32 of an
+8-bit constant [dirs, gates*H, k] quantized per tensor, per direction (axis 0)
+or per gate row (axis 1), read only as that operand; such a node forms a group
+of its prologues alone. A prologue is moved to right before the anchor; the
+kernel reads the stored weight and dequantises it inside, so no f32 copy of the
+weight exists.
 
 A group of at least two nodes is recorded in annotations (passes/fusion.py
 states the format and what a group means) and its epilogue nodes are moved to
@@ -43,7 +48,15 @@ from collections.abc import Collection
 
 from ir import DType, Graph, Node, Value
 from passes.aliasing import VIEW_OPS
-from passes.fusion import FUSED_INTO_KEY, GROUP_KEY, PROLOGUE_KEY, WEIGHT_OPERAND, anchor_label
+from passes.fusion import (
+    FUSED_INTO_KEY,
+    GROUP_KEY,
+    PROLOGUE_KEY,
+    RECURRENT_OPS,
+    RECURRENT_WEIGHT_OPERANDS,
+    WEIGHT_OPERAND,
+    anchor_label,
+)
 from passes.manager import Pass, PassContext
 from passes.quantize import reduction_axis
 
@@ -120,21 +133,22 @@ class Fuse(Pass):
             node.annotations.pop(PROLOGUE_KEY, None)
         order = list(graph.nodes)
         position = {node: i for i, node in enumerate(order)}
-        prologues = {a: p for a in order if a.op in rules.anchors and (p := weight_prologue(a)) is not None}
-        taken: set[Node] = set(prologues.values())
+        prologues = {a: p for a in order if (p := weight_prologues(a, rules.anchors))}
+        taken: set[Node] = {p for found in prologues.values() for p in found}
         groups = 0
         for anchor in order:
-            if anchor in taken or not rules.is_anchor(anchor):
+            recurrent = anchor.op in RECURRENT_OPS and anchor in prologues
+            if anchor in taken or not (recurrent or rules.is_anchor(anchor)):
                 continue
-            if anchor.op not in rules.anchors and not self.standalone_chains:
+            if anchor.op not in rules.anchors and not (recurrent or self.standalone_chains):
                 continue
-            chain = _chain(anchor, rules, position)
-            prologue = prologues.get(anchor)
-            if not chain and prologue is None:
+            chain = [] if recurrent else _chain(anchor, rules, position)
+            prologue = prologues.get(anchor, [])
+            if not chain and not prologue:
                 continue
             _record(graph, groups, anchor, chain)
-            if prologue is not None:
-                _record_prologue(graph, groups, anchor, prologue)
+            for node in prologue:
+                _record_prologue(graph, groups, anchor, node)
                 ctx.count(self.name, "weight-prologues")
             taken.update(chain)
             groups += 1
@@ -143,23 +157,53 @@ class Fuse(Pass):
         return graph
 
 
+def weight_prologues(anchor: Node, anchors: Collection[str]) -> list[Node]:
+    """The weight prologues `anchor`'s kernel can take (module rule), in operand order."""
+    if anchor.op in RECURRENT_OPS:
+        found = [recurrent_prologue(anchor, index) for index in RECURRENT_WEIGHT_OPERANDS]
+        return [node for node in found if node is not None]
+    prologue = weight_prologue(anchor) if anchor.op in anchors else None
+    return [] if prologue is None else [prologue]
+
+
+def _dequantized_constant(anchor: Node, index: int) -> Node | None:
+    """The DequantizeLinear to f32 of a constant that feeds only operand `index` of `anchor`."""
+    weight = anchor.operands[index] if len(anchor.operands) > index else None
+    node = weight.producer if weight is not None else None
+    if weight is None or node is None or node.op != "DequantizeLinear" or len(node.results) != 1:
+        return None
+    stored = node.operands[0]
+    if stored is None or not stored.is_constant or weight.type.dtype is not DType.F32:
+        return None
+    if weight.is_graph_output or weight.uses() != [(anchor, index)]:
+        return None
+    return node
+
+
+def recurrent_prologue(anchor: Node, index: int) -> Node | None:
+    """The DequantizeLinear of an 8-bit constant [dirs, gates*H, k] feeding W (1) or R (2) of a
+    recurrent `anchor`, quantized per tensor, per direction (axis 0) or per gate row (axis 1)."""
+    node = _dequantized_constant(anchor, index)
+    stored = node.operands[0] if node is not None else None
+    if stored is None or stored.type.dtype not in (DType.I8, DType.U8) or stored.type.rank != 3:
+        return None
+    quant = stored.type.quant
+    if quant is None or quant.group_size is not None or quant.axis not in (None, 0, 1):
+        return None
+    return node
+
+
 def weight_prologue(anchor: Node) -> Node | None:
     """The DequantizeLinear of a stored weight that `anchor`'s kernel can dequantise inside, else None:
     its weight operand, read by nothing else, is DequantizeLinear(constant) to f32 of an f16 constant,
     or of an i4 constant quantized symmetrically in groups along the anchor's reduction axis."""
-    if anchor.op not in WEIGHT_PROLOGUE_ANCHORS or len(anchor.operands) <= WEIGHT_OPERAND:
+    if anchor.op not in WEIGHT_PROLOGUE_ANCHORS:
         return None
-    weight = anchor.operands[WEIGHT_OPERAND]
-    node = weight.producer if weight is not None else None
-    if node is None or node.op != "DequantizeLinear" or len(node.results) != 1:
+    node = _dequantized_constant(anchor, WEIGHT_OPERAND)
+    if node is None or (anchor.op != "Conv" and node.results[0].type.rank != 2):
         return None
     stored = node.operands[0]
-    if stored is None or not stored.is_constant or weight.type.dtype is not DType.F32:  # type: ignore[union-attr]
-        return None
-    if weight.is_graph_output or weight.uses() != [(anchor, WEIGHT_OPERAND)]:  # type: ignore[union-attr]
-        return None
-    if anchor.op != "Conv" and weight.type.rank != 2:  # type: ignore[union-attr]
-        return None
+    assert stored is not None
     quant = stored.type.quant
     if stored.type.dtype is DType.F16:
         return node if quant is None else None

@@ -15,12 +15,14 @@ results of every node but the last (the *fused intermediates*) never exist in
 memory; only the last node's result is materialised. `read_fusion` trusts none
 of this and raises a `FusionError` naming the group when a later change broke it.
 
-A group may also have a *weight prologue*: a DequantizeLinear of a constant
-(an INT4 or FP16 stored weight) right before the anchor, whose result only the
-anchor reads, as its weight operand (operand 1). It carries `fusion_group = N`
-and `weight_prologue_of = "<anchor label>"` (never `fused_into`); the kernel
-reads the stored constant and dequantises it inside, so the prologue's result
-is a fused intermediate too. A group needs an epilogue or a prologue.
+A group may also have *weight prologues*: DequantizeLinears of constants
+(stored INT4, INT8 or FP16 weights) right before the anchor, each read only by
+the anchor, as one of its weight operands (`prologue_operands`: operand 1 of a
+Conv/MatMul/Gemm; W and R, operands 1 and 2, of a recurrent LSTM/GRU/RNN). Each
+carries `fusion_group = N` and `weight_prologue_of = "<anchor label>"` (never
+`fused_into`); the kernel reads the stored constant and dequantises it inside,
+so a prologue's result is a fused intermediate too. A group needs an epilogue
+or a prologue.
 Imports only `ir` and this package.
 """
 
@@ -35,6 +37,13 @@ GROUP_KEY = "fusion_group"
 FUSED_INTO_KEY = "fused_into"
 PROLOGUE_KEY = "weight_prologue_of"
 WEIGHT_OPERAND = 1  # the operand of a Conv/MatMul/Gemm anchor a weight prologue feeds
+RECURRENT_OPS = ("LSTM", "GRU", "RNN")
+RECURRENT_WEIGHT_OPERANDS = (1, 2)  # W and R of a recurrent anchor
+
+
+def prologue_operands(anchor: Node) -> tuple[int, ...]:
+    """The operands of `anchor` a weight prologue may feed (module rule)."""
+    return RECURRENT_WEIGHT_OPERANDS if anchor.op in RECURRENT_OPS else (WEIGHT_OPERAND,)
 
 
 class FusionError(HaiError):
@@ -186,8 +195,8 @@ def _check_group(group: FusionGroup, position: dict[Node, int]) -> None:
 
 
 def _check_prologue(group: FusionGroup, position: dict[Node, int]) -> None:
-    """The weight prologue is right before the anchor, dequantises a constant, and only the anchor's
-    weight operand reads its result."""
+    """The weight prologues are right before the anchor, dequantise constants, and only a weight
+    operand of the anchor (`prologue_operands`) reads each result."""
     where = f"fusion group {group.id} (anchor {group.anchor.label()})"
     for offset, node in enumerate(reversed(group.prologue), start=1):
         result = node.results[0] if len(node.results) == 1 else None
@@ -198,10 +207,15 @@ def _check_prologue(group: FusionGroup, position: dict[Node, int]) -> None:
             problem = f"has {PROLOGUE_KEY} = {node.annotations.get(PROLOGUE_KEY)!r}"
         elif node.op != "DequantizeLinear" or not all(o is not None and o.is_constant for o in node.operands):
             problem = "is no DequantizeLinear of a constant"
-        elif result is None or result.is_graph_output or result.uses() != [(group.anchor, WEIGHT_OPERAND)]:
+        elif result is None or result.is_graph_output or not _feeds_weight(result, group.anchor):
             problem = "has a result that something besides the anchor's weight operand reads"
         if problem:
             raise FusionError(f"{where}: weight prologue {node.label()} {problem}; rerun fuse")
+
+
+def _feeds_weight(result: Value, anchor: Node) -> bool:
+    uses = result.uses()
+    return len(uses) == 1 and uses[0][0] is anchor and uses[0][1] in prologue_operands(anchor)
 
 
 def kernels(graph: Graph) -> list[FusionGroup]:

@@ -5,7 +5,10 @@ LSTM, GRU or RNN, or their integer forms ConvInteger and MatMulInteger. Its
 precision is read from the kernel's nodes, never from names: `int8` for an
 integer op (with its activation and weight dtypes, `u8 x i8`); `int4`,
 `int8` or `fp16` *weight-only* when its weight is a DequantizeLinear of a
-stored constant of that dtype (the prologue fused into the kernel); else
+stored constant of that dtype (the prologue fused into the kernel), or
+`int8 (u8 x i8, dynamic)` when the kernel also quantizes its activations at
+run time (an LSTM of onnxruntime's DynamicQuantizeLSTM,
+targets/lowering/rnn_quantized.py); else
 the dtype it computes in (`fp32`). Its source is the `precision_source`
 annotation of the anchor or its weight prologue (ir/quantization.py
 PRECISION_SOURCE_KEY): `imported` when the model came quantized, `hai` when
@@ -22,6 +25,7 @@ from typing import Any
 
 from ir import DType, Node, Value
 from ir.quantization import PRECISION_SOURCE_KEY
+from targets.lowering.rnn_quantized import DYNAMIC_QUANTIZATION_KEY
 
 LAYER_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "RNN"})
 INTEGER_OPS = frozenset({"ConvInteger", "MatMulInteger"})
@@ -63,6 +67,8 @@ def precision_of(anchor: Node, prologue: Sequence[Node]) -> tuple[str, tuple[Nod
     weight = stored_weight(anchor, prologue)
     if weight is not None:
         name = PRECISION_OF.get(weight.type.dtype, weight.type.dtype.value)
+        if anchor.annotations.get(DYNAMIC_QUANTIZATION_KEY) == "u8":
+            return f"{name} (u8 x {weight.type.dtype.value}, dynamic)", (*prologue, anchor)
         return f"{name} weight-only", (*prologue, anchor)
     result = anchor.results[0].type.dtype
     return PRECISION_OF.get(result, result.value), (anchor,)

@@ -2,11 +2,15 @@
 
 Rule: a quantize step computes, per element,
 
+    q = narrow(clamp(round_half_even(float32(x) / float32(scale)) + zero_point, lo, hi))
+
+for a float operand x (one division, as ONNX defines it), and
+
     q = narrow(clamp(round_half_even(float32(x') * m) + zero_point, lo, hi))
 
-where x' is the float operand, or the integer operand less its zero point
-(int32: an accumulator), m = float32(in_scale / out_scale) (numpy's float64
-division, done here at compile time: `ir.quantization.multiplier`), rounding is
+for an integer operand less its zero point x' (int32: an accumulator), with
+m = float32(in_scale) / float32(out_scale) (done here at compile time:
+`ir.quantization.multiplier`); rounding is
 `tirx.round` (nearbyint, halves to even), and the clamp comes BEFORE the
 narrowing cast (x86 `vpmovdb` truncates). For 8- and 16-bit results the zero
 point is added and the clamp done in float32, exact since |round(..)| < 2**24
@@ -89,10 +93,10 @@ def step_constants(node: Node) -> dict[str, np.ndarray]:
             return {}
         return {"scale": _f32(in_q.scale), "zero": _i32(in_q.zero_point)}
     assert out_q is not None
-    in_scale = np.asarray(in_q.scale if in_q is not None else (1.0,), np.float64)
-    m = multiplier(in_scale, np.asarray(out_q.scale, np.float64))
-    in_zero = _i32(in_q.zero_point if in_q is not None else (0,))
-    return {"multiplier": m, "in_zero": in_zero, "zero": _i32(out_q.zero_point)}
+    if in_q is None:  # a float: divided by the scale
+        return {"divisor": _f32(out_q.scale), "zero": _i32(out_q.zero_point)}
+    m = multiplier(np.asarray(in_q.scale, np.float64), np.asarray(out_q.scale, np.float64))
+    return {"multiplier": m, "in_zero": _i32(in_q.zero_point), "zero": _i32(out_q.zero_point)}
 
 
 def _f32(values: Sequence[float]) -> np.ndarray:
@@ -127,9 +131,9 @@ def quant_expr(node: Node, x: Expr, index: Sequence[Expr], tables: Tables) -> Ex
     if node.op == "DequantizeLinear":
         return narrow(dequantize_expr(widen(x, source.dtype), source.dtype, source.quant, read), result.dtype)
     if source.quant is None:
-        value = widen(x, source.dtype).astype("float32")
-    else:
-        value = centred(widen(x, source.dtype), source.dtype, read("in_zero")).astype("float32")
+        real = widen(x, source.dtype).astype("float32")
+        return requantize_expr(real / read("divisor"), read("zero"), result.dtype)
+    value = centred(widen(x, source.dtype), source.dtype, read("in_zero")).astype("float32")
     return requantize_expr(value * read("multiplier"), read("zero"), result.dtype)
 
 

@@ -9,7 +9,9 @@ step computes its gates as `x_t·Wᵀ + Wb + h·Rᵀ + Rb` and applies the cell 
 as `ir/ops/rnn.py` writes it (clip before every activation, LSTM peepholes and
 input_forget, GRU linear_before_reset); Y rows of steps past a row's length
 stay 0 and the final states of an empty row are 0. Both layouts are read and
-written in place. No epilogue fuses into a recurrent kernel.
+written in place. No epilogue fuses into a recurrent kernel; 8-bit W and R
+fused as weight prologues are read stored, weight-only or with onnxruntime's
+dynamic u8 activations (targets/lowering/rnn_quantized.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ from ir.graph import Node, Value
 from ir.ops.recurrence import ACTIVATIONS
 from targets.lowering import KernelArg, LoweredKernel, LoweringError, lowering
 from targets.lowering.generic import ROLE_ORDER, Param, check_dtypes, dtype_name, make_kernel, work_dtype
+from targets.lowering.rnn_quantized import (
+    DynamicU8,
+    dequantized,
+    is_dynamic,
+    pack_stored,
+    stored_args,
+    stored_weights,
+)
 from targets.target import TargetDescription
 
 FLOATS = ("float32", "float16", "float64")
@@ -87,6 +97,8 @@ class Recurrence:
         self.inputs = shape[2]
         self.clip = attrs.get("clip")
         self.acts = gate_activations(node, self.work)
+        self.stored = stored_weights(node)  # W / R read as stored 8-bit constants
+        self.dynamic = is_dynamic(node, self.stored, self.dtype)
         self.buffers: dict[str, Any] = {}
 
     def operand(self, index: int) -> Value | None:
@@ -97,7 +109,9 @@ class Recurrence:
         pairs = []
         for index, name in enumerate(OPERANDS):
             value = self.operand(index)
-            if value is not None:
+            if name in self.stored:
+                pairs += stored_args(name, self.stored[name])
+            elif value is not None:
                 role = "weight" if value.is_constant else "input"
                 pairs.append((name, KernelArg(value.name, role, tuple(value.type.shape), dtype_name(value))))
         for name, value in zip(("Y", "Y_h", "Y_c"), self.node.results, strict=False):
@@ -107,6 +121,12 @@ class Recurrence:
     # --- reads and writes in the op's layout, in the working dtype -------------------------------
     def read(self, name: str, *index: Expr) -> Expr:
         return self.buffers[name][index].astype(self.work)
+
+    def weight(self, name: str, d: int, j: Expr, k: Expr) -> Expr:
+        """W or R at [d, j, k] in the working dtype, dequantised when stored."""
+        if name in self.stored:
+            return dequantized(self.buffers, name, d, j, k).astype(self.work)
+        return self.read(name, d, j, k)
 
     def x_at(self, t: Expr, b: Expr, k: Expr) -> Expr:
         return self.read("X", t, b, k) if self.layout == 0 else self.read("X", b, t, k)
@@ -161,12 +181,16 @@ def build_func(rec: Recurrence, pairs: Sequence[tuple[str, KernelArg]]) -> Any:
                 """(x_t·W[j] + Wb[j], hval·R[j] + Rb[j]): sums into scratch, read back by the caller."""
                 store(acc, zero, 0)
                 with T.serial(0, rec.inputs) as k:
-                    store(acc, acc[0] + rec.x_at(t, b, k) * rec.read("W", d, j, k), 0)
+                    store(acc, acc[0] + rec.x_at(t, b, k) * rec.weight("W", d, j, k), 0)
                 store(acc, zero, 1)
                 with T.serial(0, hidden) as k:
-                    store(acc, acc[1] + hval(k) * rec.read("R", d, j, k), 1)
+                    store(acc, acc[1] + hval(k) * rec.weight("R", d, j, k), 1)
                 return acc[0] + rec.bias(d, j, False), acc[1] + rec.bias(d, j, True)
 
+            dynamic = DynamicU8(rec, store) if rec.dynamic else None
+            if dynamic is not None:
+                dynamic.measure_input()
+                dot = dynamic.dot
             for d in range(rec.dirs):
                 reverse = rec.direction == "reverse" or d == 1
                 with T.serial(0, rec.batch) as b:
@@ -184,6 +208,8 @@ def build_func(rec: Recurrence, pairs: Sequence[tuple[str, KernelArg]]) -> Any:
                         with T.If(step < length):
                             with T.Then():
                                 t = length - 1 - step if reverse else step
+                                if dynamic is not None:
+                                    dynamic.prepare_step(b, t, h)
                                 CELLS[rec.node.op](rec, d, b, t, h, c, gates, dot, store)
                     for buf, name in ((h, "Y_h"), (c, "Y_c")):
                         if name in rec.buffers:
@@ -197,8 +223,9 @@ def emit_y(rec: Recurrence, store: Any, d: int, b: Expr, t: Expr, j: Expr, value
     store(rec.buffers["Y"], value.astype(rec.dtype), *rec.y_index(t, d, b, j))
 
 
-def rnn_cell(rec: Recurrence, d: int, b: Expr, t: Expr, h: Any, c: Any, gates: Any, dot: Any, store: Any
-             ) -> None:
+def rnn_cell(
+    rec: Recurrence, d: int, b: Expr, t: Expr, h: Any, c: Any, gates: Any, dot: Any, store: Any
+) -> None:
     from tvm.script.ir_builder import tirx as T
 
     with T.serial(0, rec.hidden) as j:
@@ -209,8 +236,9 @@ def rnn_cell(rec: Recurrence, d: int, b: Expr, t: Expr, h: Any, c: Any, gates: A
         emit_y(rec, store, d, b, t, j, gates[j])
 
 
-def gru_cell(rec: Recurrence, d: int, b: Expr, t: Expr, h: Any, c: Any, gates: Any, dot: Any, store: Any
-             ) -> None:
+def gru_cell(
+    rec: Recurrence, d: int, b: Expr, t: Expr, h: Any, c: Any, gates: Any, dot: Any, store: Any
+) -> None:
     """Gates z, r, h: z and reset first (activated), then the candidate, then the new state."""
     from tvm import tirx
     from tvm.script.ir_builder import tirx as T
@@ -231,8 +259,9 @@ def gru_cell(rec: Recurrence, d: int, b: Expr, t: Expr, h: Any, c: Any, gates: A
         emit_y(rec, store, d, b, t, j, h[j])
 
 
-def lstm_cell(rec: Recurrence, d: int, b: Expr, t: Expr, h: Any, c: Any, gates: Any, dot: Any, store: Any
-              ) -> None:
+def lstm_cell(
+    rec: Recurrence, d: int, b: Expr, t: Expr, h: Any, c: Any, gates: Any, dot: Any, store: Any
+) -> None:
     """Gates i, o, f, c (raw first), then per unit: i, f (or 1 - i), the new C, o, the new H."""
     from tvm import tirx
     from tvm.script.ir_builder import tirx as T
@@ -265,8 +294,9 @@ CELLS = {"RNN": rnn_cell, "GRU": gru_cell, "LSTM": lstm_cell}
 
 
 @lowering("LSTM", "GRU", "RNN")
-def lower_recurrent(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
-                    ) -> LoweredKernel:
+def lower_recurrent(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
     if epilogue:
         raise LoweringError(f"node {node.name!r}: no epilogue fuses into a recurrent {node.op} kernel")
     rec = Recurrence(node)
@@ -278,6 +308,11 @@ def lower_recurrent(node: Node, target: TargetDescription, epilogue: Sequence[No
         "attrs": attrs,
         "args": [[name, a.role, list(a.shape), a.dtype] for name, a in pairs],
     }
+    if rec.dynamic:
+        workload["activations"] = "dynamic-u8"
     macs = rec.dirs * rec.seq * rec.batch * rec.gates * rec.hidden * (rec.inputs + rec.hidden)
     params = [Param(None, a) for _, a in pairs]
-    return make_kernel(node, node.op.lower(), workload, params, 2 * macs, lambda sch: None, func=func)
+    pack = pack_stored(rec.stored) if rec.stored else None
+    return make_kernel(
+        node, node.op.lower(), workload, params, 2 * macs, lambda sch: None, func=func, pack=pack
+    )

@@ -54,10 +54,11 @@ def identity_layout(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def fused_weight_prologue(anchor: Node) -> Node | None:
-    """The DequantizeLinear producing `anchor`'s weight operand when the `fuse` pass made it the weight
-    prologue of the anchor's group (passes/fusion.py), else None."""
-    weight = anchor.operands[WEIGHT_OPERAND] if len(anchor.operands) > WEIGHT_OPERAND else None
+def fused_weight_prologue(anchor: Node, operand: int = WEIGHT_OPERAND) -> Node | None:
+    """The DequantizeLinear producing `anchor`'s weight operand (or operand `operand`: a recurrent
+    node's W or R) when the `fuse` pass made it a weight prologue of the anchor's group
+    (passes/fusion.py), else None."""
+    weight = anchor.operands[operand] if len(anchor.operands) > operand else None
     producer = weight.producer if weight is not None else None
     label = anchor.name or anchor.results[0].name
     if producer is None or producer.annotations.get(PROLOGUE_KEY) != label:

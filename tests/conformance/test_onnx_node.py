@@ -37,8 +37,6 @@ IR_DTYPES = {
 EXCLUDED: dict[str, str] = {
     # regex searched in the case name (without the `_cpu` suffix) → why the case is not expected to pass
     r"training": "training mode (dropout masks, batch statistics) is not compiled",
-    r"dynamicquantizelinear_expanded$": "QuantizeLinear at an exact .5 tie (0.5 / (2 / 102) = 25.5): the "
-    "IR multiplies by float32(1 / scale) where ONNX divides, 1 LSB apart (ir/quantization.py)",
     r"qlinear(conv|matmul_2D)": "W's non-zero zero point: w - zero_point leaves i8, and the IR's integer "
     "weights are symmetric i8",
 }

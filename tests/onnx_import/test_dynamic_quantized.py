@@ -8,6 +8,7 @@ an LSTM as com.microsoft DynamicQuantizeLSTM (converters/dynamic_quantized*.py).
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +20,18 @@ import runtime
 from hai_compiler import real_models
 from hai_compiler.compiler import CompileOptions, compile_model
 from hai_compiler.compiler.bench import relative_error
+from hai_compiler.compiler.layer_precision import layer_precisions
 from hai_compiler.onnx_import import UnsupportedModelError, import_onnx
 
 ort = pytest.importorskip("onnxruntime")
 quantization = pytest.importorskip("onnxruntime.quantization")
 
 LSTM_SEQ, LSTM_BATCH, LSTM_INPUT, LSTM_HIDDEN = 16, 1, 32, 64
-LSTM_TOLERANCE = 1e-2
-"""max |HAI - onnxruntime| / max |onnxruntime| over Y, Y_h and Y_c (bench.relative_error); measured 9.2e-3
-per tensor, 9.6e-3 per channel (Y alone: 1.5e-2, 1.3e-2): onnxruntime quantizes each step's input and
-hidden state to u8, HAI computes the gates in f32 from the same 8-bit weights
-(converters/dynamic_quantized_lstm.py)."""
+LSTM_TOLERANCE = 1e-4
+"""max |HAI - onnxruntime| / max |onnxruntime| of each of Y, Y_h and Y_c (the issue's bar: 1e-2); measured
+at most 2.6e-7 (per tensor) and 1.8e-7 (per channel): the kernel quantizes X and each step's hidden
+state to u8 as onnxruntime does and multiplies integers (targets/lowering/rnn_quantized.py); only f32
+roundings and the activations' approximations differ."""
 
 
 def quantized(model: onnx.ModelProto, tag: str, **options: object) -> Path:
@@ -135,14 +137,100 @@ def lstm_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def weight_dtypes(artifact: Path) -> dict[str, str]:
+    """{weight name: dtype} the plan's steps read, from the artifact's manifest."""
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    return {
+        a["name"]: a["dtype"] for s in manifest["plan"]["steps"] for a in s["args"] if a["kind"] == "weight"
+    }
+
+
 @pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
-def test_lstm_runs_from_8_bit_weights_near_onnxruntime(tmp_path, per_channel) -> None:  # type: ignore[no-untyped-def]
+def test_lstm_matches_onnxruntime_on_stored_8_bit_weights(tmp_path, per_channel) -> None:  # type: ignore[no-untyped-def]
+    """Each output within LSTM_TOLERANCE of onnxruntime; W and R stay int8 in the artifact (weights.bin
+    well under the f32 bytes); the report row says int8 (u8 x i8, dynamic), imported."""
     path = quantized(lstm_model(), "lstm", weight_type=quantization.QuantType.QInt8, per_channel=per_channel)
     assert [n.op_type for n in onnx.load(str(path)).graph.node] == ["DynamicQuantizeLSTM"]
     x = np.random.default_rng(1).normal(0, 1, (LSTM_SEQ, LSTM_BATCH, LSTM_INPUT)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    result = compile_model(str(path), tmp_path / "m.hai", CompileOptions(input_shapes={"x": x.shape}))
+    got = runtime.load(result.path, threads=2).run({"x": x})
+    for output, expected in zip(session.get_outputs(), session.run(None, {"x": x}), strict=True):
+        assert relative_error([got[output.name]], [expected]) <= LSTM_TOLERANCE, output.name
+    assert ["+".join(n.op for n in g.nodes) for g in result.groups] == [
+        "DequantizeLinear+DequantizeLinear+LSTM"
+    ]
+    dtypes = weight_dtypes(Path(result.path))
+    assert dtypes["W_quantized.stored"] == dtypes["R_quantized.stored"] == "int8", dtypes
+    gate_weights = 4 * LSTM_HIDDEN * (LSTM_INPUT + LSTM_HIDDEN)
+    assert (Path(result.path) / "weights.bin").stat().st_size < 2 * gate_weights  # f32: 4 x gate_weights
+    (row,) = layer_precisions(result.groups, result.plan.kernels)
+    assert (row.op, row.precision, row.source) == ("LSTM", "int8 (u8 x i8, dynamic)", "imported")
+
+
+def test_lstm_dynamic_quantization_follows_sequence_lengths_and_directions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A bidirectional LSTM (one weight scale per direction) with sequence_lens and initial states."""
+    rng = np.random.default_rng(4)
+    hidden, inputs, seq, batch = 16, 8, 6, 1
+    weights = {
+        "W": rng.normal(0, 0.3, (2, 4 * hidden, inputs)).astype(np.float32),
+        "R": rng.normal(0, 0.3, (2, 4 * hidden, hidden)).astype(np.float32),
+        "B": rng.normal(0, 0.1, (2, 8 * hidden)).astype(np.float32),
+        "lens": np.array([4], np.int32),
+        "h0": rng.normal(0, 0.5, (2, batch, hidden)).astype(np.float32),
+        "c0": rng.normal(0, 0.5, (2, batch, hidden)).astype(np.float32),
+    }
+    node = helper.make_node(
+        "LSTM", ["x", "W", "R", "B", "lens", "h0", "c0"], ["Y", "Y_h", "Y_c"], hidden_size=hidden,
+        direction="bidirectional",
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [node], "bilstm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, batch, inputs])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [seq, 2, batch, hidden]),
+         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [2, batch, hidden]),
+         helper.make_tensor_value_info("Y_c", TensorProto.FLOAT, [2, batch, hidden])],
+        [numpy_helper.from_array(a, n) for n, a in weights.items()],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = quantized(model, "bilstm", weight_type=quantization.QuantType.QInt8)
+    x = rng.normal(0, 1, (seq, batch, inputs)).astype(np.float32)
     expected, actual, kernels = run_both(path, {"x": x}, tmp_path)
-    assert "LSTM" in kernels
-    assert relative_error(actual, expected) <= LSTM_TOLERANCE
+    assert kernels == ["DequantizeLinear+DequantizeLinear+LSTM"]
+    for e, a in zip(expected, actual, strict=True):
+        assert relative_error([a], [e]) <= LSTM_TOLERANCE
+
+
+def test_recurrent_weight_only_8_bit_matches_onnxruntime(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A GRU reading W and R through DequantizeLinear of i8 constants (per gate row; per tensor) keeps
+    them int8 in the artifact and computes in f32 from the dequantized values, as onnxruntime does."""
+    rng = np.random.default_rng(5)
+    hidden, inputs, seq = 16, 8, 5
+    w_q = rng.integers(-127, 128, (1, 3 * hidden, inputs)).astype(np.int8)
+    r_q = rng.integers(-127, 128, (1, 3 * hidden, hidden)).astype(np.int8)
+    arrays = {
+        "w_q": w_q, "w_scale": rng.uniform(0.002, 0.004, 3 * hidden).astype(np.float32),
+        "w_zero": np.zeros(3 * hidden, np.int8),
+        "r_q": r_q, "r_scale": np.array(0.003, np.float32), "r_zero": np.array(3, np.int8),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["W"], axis=1),
+        helper.make_node("DequantizeLinear", ["r_q", "r_scale", "r_zero"], ["R"]),
+        helper.make_node("GRU", ["x", "W", "R"], ["Y", "Y_h"], hidden_size=hidden, linear_before_reset=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "gru", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, 1, inputs])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [seq, 1, 1, hidden]),
+         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, 1, hidden])],
+        [numpy_helper.from_array(a, n) for n, a in arrays.items()],
+    )  # fmt: skip
+    path = tmp_path / "gru.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), path)
+    x = rng.normal(0, 1, (seq, 1, inputs)).astype(np.float32)
+    expected, actual, kernels = run_both(path, {"x": x}, tmp_path)
+    assert kernels == ["DequantizeLinear+DequantizeLinear+GRU"]
+    assert relative_error(actual, expected) <= 1e-5
+    stored = {name: dtype for name, dtype in weight_dtypes(tmp_path / "m.hai").items() if ":" not in name}
+    assert sorted(stored.values()) == ["int8", "int8"], stored  # W and R; their scales are parts
 
 
 def test_lstm_weights_stay_8_bit_in_the_import(tmp_path) -> None:  # type: ignore[no-untyped-def]

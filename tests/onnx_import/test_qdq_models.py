@@ -131,7 +131,7 @@ def test_digits_qdq_runs_on_integer_kernels_and_matches_onnxruntime(tmp_path: Pa
     result = compile_model(path, tmp_path / "digits.hai", CompileOptions(input_shapes={INPUT: (1, 1, 8, 8)}))
     assert_layers_run_integer(result, path)
     agreement = compare(result, path, [{INPUT: images[i : i + 1]} for i in range(len(images))])
-    assert agreement.hai_vs_onnxruntime <= 1e-2 and agreement.top1 >= 0.99, agreement
+    assert agreement.hai_vs_onnxruntime == 0.0, agreement  # bit-identical (issue 6's bar: 1e-2)
 
 
 def conv_pool_conv(path: Path) -> Path:
@@ -196,9 +196,8 @@ def test_real_qdq_model_runs_on_integer_kernels_and_matches_onnxruntime(tmp_path
     result = compile_model(path, tmp_path / f"{name}.hai", options)
     assert_layers_run_integer(result, path)
     agreement = compare(result, path, evaluation)
-    # Both models end in a u8 softmax: over 20-30 requantized layers, 1-LSB rounding differences grow
-    # to a few output LSBs, and onnxruntime's fused kernels sit 0.02-0.05 from its own literal run of
-    # the graph. HAI must be as close to one of the two as they are to each other (or within 1e-2).
-    spread = max(1e-2, agreement.onnxruntime_vs_reference)
-    assert min(agreement.hai_vs_onnxruntime, agreement.hai_vs_reference) <= spread, agreement
-    assert agreement.top1 >= 0.99, agreement
+    # Every layer rounds as onnxruntime's fused QLinear kernels do (ir/quantization.py,
+    # passes/qlinear_forms.py). What is left is its QLinearSoftmax, which scales by floor(1 / y_scale)
+    # (254 for ppocr_cls's 1/255) where the graph's QuantizeLinear divides by y_scale: the top class
+    # reads 1 LSB (1/255) higher here, relative error ~0.006 (orientation ~0.004).
+    assert agreement.hai_vs_onnxruntime <= 1e-2 and agreement.top1 >= 0.99, agreement

@@ -129,8 +129,7 @@ def test_digits_qoperator_runs_integer_kernels_and_matches_onnxruntime(tmp_path:
     groups, ours, theirs = compile_and_run(
         model, "image", [images[i : i + 1] for i in range(len(images))], tmp_path
     )
-    assert np.abs(ours - theirs).max() / np.abs(theirs).max() <= 1e-2
-    assert top1_agreement(ours, theirs) >= 0.99
+    np.testing.assert_array_equal(ours, theirs)  # bit-identical (issue 6's bar: 1e-2, top-1 99%)
     assert sum(g.startswith("ConvInteger") for g in groups) == 3
     assert any(g.startswith("MatMulInteger") for g in groups)
     assert not any(g.startswith(("Conv+", "Gemm", "MatMul+")) or g in ("Conv", "MatMul") for g in groups)
@@ -148,10 +147,10 @@ def test_ppocr_cls_qoperator_matches_onnxruntime(tmp_path: Path) -> None:
     inputs = [sample] + [(sample + rng.normal(0, 0.1, sample.shape)).astype(np.float32) for _ in range(20)]
     groups, ours, theirs = compile_and_run(model, "x", inputs, tmp_path)
     assert top1_agreement(ours, theirs) >= 0.99
-    # The output is a u8 softmax (step 1/256) after ~50 requantizations: HAI and onnxruntime round .5
-    # ties of their different float arithmetic differently, so a few inputs drift by a few steps.
-    steps = np.abs(ours - theirs).reshape(len(inputs), -1).max(-1) * 256
-    assert np.mean(steps == 0) >= 0.9 and steps.max() <= 4, steps
+    # The output is a u8 softmax (step 1/256) after ~50 requantizations, each rounded as onnxruntime's
+    # kernels round (ir/quantization.py, passes/qlinear_forms.py): within 1 LSB (measured: equal).
+    steps = np.round(np.abs(ours - theirs).reshape(len(inputs), -1).max(-1) * 256)
+    assert steps.max() <= 1, steps
     assert sum(g.startswith("ConvInteger") for g in groups) >= 50
     assert any(g.startswith("MatMulInteger") for g in groups)
 

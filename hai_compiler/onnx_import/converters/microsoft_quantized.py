@@ -10,9 +10,11 @@ to f32 when Y's scale is absent). Every other helper has no integer IR op: it
 becomes DequantizeLinear of each quantized input → the float op →
 QuantizeLinear to the output's static parameters. That is the op's exact
 semantics: the com.microsoft spec defines each of them as the float op on the
-dequantized inputs, requantized to Y's scale and zero point (onnxruntime
-computes them in float or by tables built the same way; results may differ by
-1 LSB where a value rounds at a .5 tie). Fusion then folds the DequantizeLinear
+dequantized inputs, requantized to Y's scale and zero point. onnxruntime's
+kernels round some of them their own way: the QLinearAdd form is rewritten by
+fold-qdq to its exact arithmetic (passes/qlinear_forms.py); its QLinearSoftmax
+scales by floor(1 / y_scale), 1 LSB off the spec when 1 / y_scale is not an
+integer (y_scale 1/255). Fusion then folds the DequantizeLinear
 + float op + QuantizeLinear into the epilogue of the integer kernels around
 them. Every quantized node made here is annotated `precision_source =
 imported`.

@@ -20,9 +20,8 @@ tagged with scale 1, its scale moves into W's). Their integer nodes are marked
 zero points becomes `w - zero_point` in i8 (the IR's symmetric weight) when
 every value fits.
 
-Rounding: ONNX QuantizeLinear divides by the scale; the IR rule
-(ir/quantization.py) multiplies by float32(1 / scale). The two can differ by
-1 LSB where x / scale lies exactly on a .5 tie.
+Rounding: the IR's QuantizeLinear of a float divides by the scale, as ONNX
+does (ir/quantization.py), so the two agree bit for bit.
 """
 
 from __future__ import annotations
@@ -187,8 +186,7 @@ def _quantize_attrs(dtype: DType, params: QuantParams) -> dict[str, object]:
 def quantize_linear(ctx: ConversionContext) -> list[Value]:
     """ONNX QuantizeLinear → IR QuantizeLinear{dtype, scale, zero_point, axis?, group_size?}.
 
-    ONNX divides by the scale, the IR multiplies by float32(1 / scale): results may differ by 1 LSB
-    where x / scale is exactly a .5 tie.
+    Both divide x by the scale and round half to even (ir/quantization.py), so they agree bit for bit.
     """
     x = _required(ctx, 0, "x")
     if not x.type.dtype.is_float:
