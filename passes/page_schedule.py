@@ -30,7 +30,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from ir.errors import HaiError
 from ir.units import format_size
@@ -102,19 +101,6 @@ class PageSchedule:
             frame_of.update((load.page, load.frame) for load in loaded)
             result.append(dict(frame_of))
         return result
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data for the manifest (runtime/pager.py `PagePlan.from_dict` reads it)."""
-        return {
-            "frames": self.frames,
-            "page_size": self.page_size,
-            "pinned": list(self.pinned),
-            "steps": [
-                {"needs": list(need), "evictions": list(evicted),
-                 "loads": [[load.page, load.frame] for load in loaded]}
-                for need, evicted, loaded in zip(self.needs, self.evictions, self.loads, strict=True)
-            ],
-        }  # fmt: skip
 
 
 def smallest_pool(needs: Sequence[Iterable[int]], pinned: Iterable[int] = ()) -> int:

@@ -28,7 +28,6 @@ import dataclasses
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,20 +63,6 @@ class PagePlan:
         """The plan of a manifest's `plan.paging` (page p at byte p * page_size of `weights.bin`)."""
         extents = tuple((page * paging.page_size, n) for page, n in enumerate(paging.page_bytes))
         return cls(paging.frames, paging.page_size, extents, paging.schedule)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], extents: Sequence[tuple[int, int]] | None = None) -> PagePlan:
-        """Read `passes/page_schedule.py`'s `PageSchedule.to_dict()` (extents given or under "extents")."""
-        steps = tuple(
-            PageStep(
-                tuple(s["needs"]), tuple(s["evictions"]), tuple((int(p), int(f)) for p, f in s["loads"])
-            )
-            for s in data["steps"]
-        )
-        spans = extents if extents is not None else data["extents"]
-        return cls(
-            int(data["frames"]), int(data["page_size"]), tuple((int(o), int(n)) for o, n in spans), steps
-        )
 
     def check(self) -> None:
         """Refuse a plan whose loads name unknown pages, frames outside the pool or pages over a frame."""

@@ -26,7 +26,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 
-from passes.page_schedule import schedule_pages, smallest_pool
+from passes.page_schedule import PageSchedule, schedule_pages, smallest_pool
 from passes.weight_pages import PageLayout, WeightTensor, cut_into_pages, step_pages
 from runtime.artifact import ExecutionPlan, PageStep, Paging, Step, WeightEntry
 
@@ -73,13 +73,16 @@ def paging_of(weight_pages: WeightPages, frames: int) -> Paging:
     """The manifest's paging facts: the MIN schedule with prefetch over `frames` frames, the pages of
     `pinned_pages` resident throughout."""
     needs = weight_pages.needs
-    pinned = pinned_pages(needs, frames)
-    schedule = schedule_pages(needs, frames, weight_pages.page_size, pinned)
-    steps = tuple(
+    schedule = schedule_pages(needs, frames, weight_pages.page_size, pinned_pages(needs, frames))
+    return Paging(weight_pages.page_size, frames, weight_pages.pages.page_bytes, page_steps(schedule))
+
+
+def page_steps(schedule: PageSchedule) -> tuple[PageStep, ...]:
+    """A page schedule as the manifest holds it: each step's needs, evictions and (page, frame) loads."""
+    return tuple(
         PageStep(needs, evictions, tuple((load.page, load.frame) for load in loads))
         for needs, evictions, loads in zip(schedule.needs, schedule.evictions, schedule.loads, strict=True)
     )
-    return Paging(weight_pages.page_size, frames, weight_pages.pages.page_bytes, steps)
 
 
 def pinned_pages(needs: Sequence[frozenset[int]], frames: int) -> tuple[int, ...]:

@@ -3,7 +3,8 @@ where segments start (each expectation worked out by hand from the module's rule
 
 from __future__ import annotations
 
-from hai_compiler.compiler.paging import PREFETCH_FRAMES, pinned_pages, segment_bounds
+from hai_compiler.compiler.paging import PREFETCH_FRAMES, page_steps, pinned_pages, segment_bounds
+from passes.page_schedule import schedule_pages
 from runtime.artifact import PageStep, Paging
 
 SWEEP = [
@@ -36,3 +37,9 @@ def test_segments_start_where_a_step_evicts_or_waits_for_a_new_page() -> None:
     )
     paging = Paging(page_size=64, frames=2, page_bytes=(64, 64, 64), schedule=schedule)
     assert segment_bounds(paging) == [(0, 3), (3, 4), (4, 5), (5, 6)]
+
+
+def test_the_manifest_form_of_a_schedule_lists_every_step() -> None:
+    schedule = schedule_pages([{0, 1}, {2}], frames=2, page_size=64)
+    # both pages are never used again: the tie goes to the larger id, page 1 in frame 1
+    assert page_steps(schedule) == (PageStep((0, 1), (), ((0, 0), (1, 1))), PageStep((2,), (1,), ((2, 1),)))

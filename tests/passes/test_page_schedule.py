@@ -161,10 +161,3 @@ def test_malformed_input_is_an_error() -> None:
         schedule_pages([{0}], 1, 0)
     with pytest.raises(PagePoolError, match="non-negative integers"):
         schedule_pages([{-1}], 1, PAGE)
-
-
-def test_manifest_form_lists_every_step() -> None:
-    data = schedule_pages([{0, 1}, {2}], frames=2, page_size=PAGE).to_dict()
-    assert data["frames"] == 2 and data["page_size"] == PAGE and len(data["steps"]) == 2
-    # both pages are never used again: the tie goes to the larger id, page 1 in frame 1
-    assert data["steps"][1] == {"needs": [2], "evictions": [1], "loads": [[2, 1]]}

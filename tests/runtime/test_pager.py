@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hai_compiler.compiler.paging import page_steps
 from passes.page_schedule import schedule_pages
+from runtime.artifact import PageStep
 from runtime.errors import ArtifactError, ArtifactIntegrityError
 from runtime.page_reader import WeightsFileReader
 from runtime.pager import COUNTERS, PagePlan, Pager
@@ -34,7 +36,7 @@ def random_case(seed: int, tmp_path: Path, pages: int = 12, steps: int = 20) -> 
     needs = [set(rng.choice(pages, int(rng.integers(1, 4)), replace=False).tolist()) for _ in range(steps)]
     frames = max(len(n) for n in needs) + int(rng.integers(0, 4))
     schedule = schedule_pages(needs, frames, PAGE)
-    return PagePlan.from_dict(schedule.to_dict(), extents), data, needs
+    return PagePlan(frames, PAGE, tuple(extents), page_steps(schedule)), data, needs
 
 
 def check_step_bytes(pager: Pager, plan: PagePlan, data: bytes, step: int) -> None:
@@ -91,7 +93,7 @@ def run_slow(tmp_path: Path, prefetch: bool) -> dict[str, float]:
     pages = 8
     (tmp_path / "weights.bin").write_bytes(os.urandom(pages * PAGE))
     schedule = schedule_pages([{page} for page in range(pages)], frames=4, page_size=PAGE)
-    plan = PagePlan.from_dict(schedule.to_dict(), [(p * PAGE, PAGE) for p in range(pages)])
+    plan = PagePlan(4, PAGE, tuple((p * PAGE, PAGE) for p in range(pages)), page_steps(schedule))
     with Pager(plan, SlowReader(tmp_path / "weights.bin", 0.02), prefetch=prefetch) as pager:
         for step in range(pages):
             pager.before_step(step)
@@ -146,12 +148,8 @@ def test_reads_are_dropped_from_the_page_cache(tmp_path: Path, monkeypatch: pyte
 
 def test_a_plan_loading_into_a_busy_frame_is_refused(tmp_path: Path) -> None:
     (tmp_path / "weights.bin").write_bytes(bytes(2 * PAGE))
-    plan = PagePlan.from_dict(
-        {"frames": 1, "page_size": PAGE, "steps": [
-            {"needs": [0], "evictions": [], "loads": [[0, 0]]},
-            {"needs": [1], "evictions": [], "loads": [[1, 0]]},
-        ]}, [(0, PAGE), (PAGE, PAGE)],
-    )  # fmt: skip
+    steps = (PageStep((0,), (), ((0, 0),)), PageStep((1,), (), ((1, 0),)))
+    plan = PagePlan(1, PAGE, ((0, PAGE), (PAGE, PAGE)), steps)
     with Pager(plan, tmp_path / "weights.bin") as pager:
         pager.before_step(0)
         with pytest.raises(
