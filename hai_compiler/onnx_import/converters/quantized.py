@@ -231,6 +231,18 @@ def _matmul_weight_axis(ctx: ConversionContext, w: Value) -> int:
     return 1
 
 
+def _product_operands(
+    ctx: ConversionContext, w_index: int, x_name: str, w_name: str
+) -> tuple[Value, Value, int, dict[str, object]]:
+    """(X, W, W's output-channel axis, the Conv attributes) of an integer Conv or MatMul node."""
+    is_conv = "Conv" in ctx.op_type
+    x = spatial_input(ctx) if is_conv else _required(ctx, 0, x_name)
+    w = _required(ctx, w_index, w_name)
+    if is_conv:
+        return x, w, 0, _conv_attrs(ctx, x, w)
+    return x, w, _matmul_weight_axis(ctx, w), {}
+
+
 def _runtime_b(ctx: ConversionContext, index: int) -> bool:
     """Whether a MatMul's B (input `index`) is not a constant 2-D matrix (converters/activation_matmul.py)."""
     b = ctx.input(index)
@@ -252,18 +264,14 @@ def integer_product(ctx: ConversionContext) -> list[Value]:
         from hai_compiler.onnx_import.converters.dynamic_quantized import runtime_zero_point_product
 
         return runtime_zero_point_product(ctx)
-    is_conv = ctx.op_type == "ConvInteger"
-    if not is_conv and _runtime_b(ctx, 1):
+    if ctx.op_type == "MatMulInteger" and _runtime_b(ctx, 1):
         return _activation_product(ctx)
-    x = spatial_input(ctx) if is_conv else _required(ctx, 0, "A")
-    w = _required(ctx, 1, "W")
-    axis = 0 if is_conv else _matmul_weight_axis(ctx, w)
+    x, w, axis, attrs = _product_operands(ctx, 1, "A", "W")
     zero = int(_per_tensor(ctx, 2, "x zero point", 0.0))
     x_q = _quantized(ctx, x, QuantParams((1.0,), (zero,)), "X")
     w_zero = ctx.static_input(3, "w zero point")
     count = w_zero.size if w_zero is not None and w_zero.size > 1 else 1
     w_q = _weight(ctx, 1, np.ones(count), w_zero, axis)
-    attrs = _conv_attrs(ctx, x, w) if is_conv else {}
     return imported(ctx.emit(ctx.op_type, [x_q, w_q], attrs))
 
 
@@ -273,9 +281,7 @@ def qlinear_product(ctx: ConversionContext) -> list[Value]:
     is_conv = ctx.op_type == "QLinearConv"
     if not is_conv and _runtime_b(ctx, 3):
         return _activation_product(ctx)
-    x = spatial_input(ctx) if is_conv else _required(ctx, 0, "a")
-    w = _required(ctx, 3, "w")
-    axis = 0 if is_conv else _matmul_weight_axis(ctx, w)
+    x, w, axis, attrs = _product_operands(ctx, 3, "a", "w")
     x_scale = _per_tensor(ctx, 1, "x scale")
     x_q, factor = _activation(ctx, x, x_scale, int(_per_tensor(ctx, 2, "x zero point", 0.0)))
     w_scale = _scale(ctx, 4, "w scale").astype(np.float64) * factor
@@ -283,7 +289,6 @@ def qlinear_product(ctx: ConversionContext) -> list[Value]:
     y_params = _params(ctx, (), 6, 7, None)
     y_dtype = _zero_point_dtype(ctx, 7, x.type.dtype)
     bias = ctx.input(8) if is_conv else None
-    attrs = _conv_attrs(ctx, x, w) if is_conv else {}
     (acc,) = imported(ctx.emit("ConvInteger" if is_conv else "MatMulInteger", [x_q, w_q, bias], attrs))
     return ctx.emit("QuantizeLinear", [acc], _quantize_attrs(y_dtype, y_params))
 
