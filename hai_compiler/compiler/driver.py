@@ -238,8 +238,8 @@ def build_paged(
 
     graph, groups, static, steps_library, hits = lower_and_plan(graph, options, target, progress, page_size)
     pages = cut_weights(static.plan.steps, layout_weights(static.weights)[0], page_size)
-    base = plan_account(static, steps_library, 0, target)  # no pool yet: count the pages' state
-    base = dataclasses.replace(base, state=base.state + target.runtime_bytes_per_call * pages.pages.pages)
+    fewest = with_paging(static.plan, paging_of(pages, pages.smallest_frames))
+    base = plan_account(dataclasses.replace(static, plan=fewest), steps_library, 0, target)  # all but frames
     frames = min(pages.pages.pages, frames_within(budget, base, page_size))
     memory = base
     while frames >= pages.smallest_frames:
