@@ -90,37 +90,33 @@ class QuantizeOptions:
         self, model: Path, shapes: dict[str, tuple[int, ...]], quantized: Any, data: Path | None = None,
         labels: Path | None = None,
     ) -> Any:  # fmt: skip
-        """The QualityReport against fp32 on `data` (all of it, `labels` giving accuracy), else on the
-        first calibration samples mixed precision measures on; None without either."""
+        """The QualityReport against fp32 on evaluation `data` (all of it, `labels` giving accuracy),
+        None without it (the fit's own report covers the calibration samples)."""
         from hai_compiler.quantize.calibrate import prepare_graph
-        from hai_compiler.quantize.calibration_data import load_calibration_data
-        from hai_compiler.quantize.quantizer import SENSITIVITY_SAMPLES
         from hai_compiler.quantize.report import quality
+        from hai_compiler.quantize.sample_checks import evaluation_feeds
 
-        source = data if data is not None else self.calibration_data
-        if source is None:
+        if data is None:
             return None
         reference = prepare_graph(model, shapes or None)
-        cap = None if data is not None else SENSITIVITY_SAMPLES
-        feeds = list(load_calibration_data(source, reference, max_samples=cap, seed=None))
-        source_name = (
-            "evaluation samples" if data is not None else "calibration samples (--eval-data for more)"
-        )
-        return quality(
-            reference, quantized.graph, feeds, np.load(labels) if labels is not None else None, source_name
-        )
+        feeds = evaluation_feeds(data, reference)
+        return quality(reference, quantized.graph, feeds, np.load(labels) if labels is not None else None)
 
     def fit(self, model: Path, shapes: dict[str, tuple[int, ...]], target_device: str) -> Any:
-        """The QuantizedModel of `model` under these options."""
-        return self.quantizer(target_device).fit(
-            model, self.calibration_data, input_shapes=shapes or None, stats=self.stats
-        )
+        """The QuantizedModel of `model` under these options (its warnings as `warning:` lines)."""
+        from hai_compiler.quantize.caveats import printed_warnings
+
+        with printed_warnings():
+            return self.quantizer(target_device).fit(
+                model, self.calibration_data, input_shapes=shapes or None, stats=self.stats
+            )
 
 
 def print_quantization(
     console: Console, model: Path, quantized: Any, after_bytes: int | None, quality_report: Any = None
 ) -> None:
     """The per-layer table, the size before/after and, when measured, the closeness to fp32."""
+    from hai_compiler.quantize.caveats import printed_warnings
     from hai_compiler.quantize.report import (
         SizeReport,
         graph_weight_bytes,
@@ -130,8 +126,10 @@ def print_quantization(
     )
 
     console.print(layer_table(quantized.layers, quantized.precisions))
-    size = SizeReport(model_weight_bytes(model), after_bytes or graph_weight_bytes(quantized.graph))
-    render_summary(console, size, quality_report)
+    weights = graph_weight_bytes(quantized.graph)
+    size = SizeReport(model_weight_bytes(model), after_bytes or weights)
+    with printed_warnings():
+        render_summary(console, size, quantized.verified, quality_report, quantized.budget, weights)
 
 
 @app.command("quantize")

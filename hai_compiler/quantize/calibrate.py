@@ -6,6 +6,7 @@ observes it through the interpreter's one hook, `run_node`, plus the graph
 inputs of each feed; constants (weights) are not observed, the quantize pass
 reads them directly. A rich progress bar on stderr counts the samples unless
 `progress=False`. Same data, observer and seed give the same statistics.
+A non-finite calibration value is an error before anything runs (sample_checks.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from hai_compiler.quantize.calibration_data import CalibrationData, CalibrationSource, load_calibration_data
 from hai_compiler.quantize.observers import Observer, check_options, make_observer
+from hai_compiler.quantize.sample_checks import check_values
 from hai_compiler.quantize.statistics import CalibrationStats, observed_values
 from ir import Graph, Interpreter, Node
 
@@ -99,6 +101,7 @@ def calibrate(
     options = dict(options or {})
     check_options(observer, options)
     samples: CalibrationData = load_calibration_data(data, graph, max_samples=max_samples, seed=seed)
+    check_values(samples, "calibration")
     observers = {value: make_observer(observer, **options) for value in observed_values(graph)}
     interpreter = ObservingInterpreter(graph, {v.name: o for v, o in observers.items()})
     with sample_progress(len(samples), progress) as advance, np.errstate(all="ignore"):

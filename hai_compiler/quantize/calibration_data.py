@@ -136,6 +136,9 @@ class NpzSamples:
                 for name, want in self.inputs.items()
             }
 
+    def sample_name(self, index: int) -> str:
+        return f"{self.path} sample {index}"
+
 
 class FeedSamples:
     """Samples given as feed dicts from Python, each checked and cast when it is read in."""
@@ -169,6 +172,10 @@ class FeedSamples:
     def feeds(self, indices: np.ndarray) -> Iterator[Feed]:
         return (self.samples[int(i)] for i in indices)
 
+    @staticmethod
+    def sample_name(index: int) -> str:
+        return f"sample {index}"
+
 
 Chunk = NpzSamples | FeedSamples
 
@@ -192,10 +199,14 @@ class CalibrationData:
         return len(self.selected)
 
     def __iter__(self) -> Iterator[Feed]:
+        return (feed for _, feed in self.named())
+
+    def named(self) -> Iterator[tuple[str, Feed]]:
+        """The samples with where each comes from (`cal.npz sample 3`, or `sample 3` of feed dicts)."""
         start = 0
         for chunk in self.chunks:
             local = self.selected[(self.selected >= start) & (self.selected < start + chunk.count)] - start
-            yield from chunk.feeds(local)
+            yield from zip((chunk.sample_name(int(i)) for i in local), chunk.feeds(local))
             start += chunk.count
 
     def subsample(self, max_samples: int | None, seed: int | None = 0) -> CalibrationData:

@@ -7,7 +7,8 @@ only when it is new (a result name the fp32 run did not produce) or reads a
 recomputed value or a constant the fp32 graph did not have; everything else is
 taken from the fp32 run. The results are
 exactly those of interpreting the copy from scratch, at the cost of the nodes
-downstream of the rewrite.
+downstream of the rewrite. With `incremental=False` only the feeds and the fp32
+outputs are kept (memory for many samples) and every node is recomputed.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ class RecordingInterpreter(Interpreter):
 class IncrementalEvaluator:
     """The fp32 values of `graph` on `samples`; `outputs(copy)` interprets a rewritten copy cheaply."""
 
-    def __init__(self, graph: Graph, samples: Sequence[Mapping[str, np.ndarray]]) -> None:
+    def __init__(
+        self, graph: Graph, samples: Sequence[Mapping[str, np.ndarray]], incremental: bool = True
+    ) -> None:
         self.output_names = [v.name for v in graph.outputs]
         self.constants = {name: value.const for name, value in graph.constants.items()}
         self.samples = list(samples)
@@ -44,7 +47,8 @@ class IncrementalEvaluator:
         for feed in self.samples:
             recorder = RecordingInterpreter(graph)
             outputs = recorder.run(feed)
-            self.cached.append({**recorder.values, **{k: np.asarray(v) for k, v in feed.items()}})
+            kept = recorder.values if incremental else {}
+            self.cached.append({**kept, **{k: np.asarray(v) for k, v in feed.items()}})
             self.reference.append([outputs[name] for name in self.output_names])
 
     def outputs(self, graph: Graph) -> list[list[np.ndarray]]:
@@ -88,7 +92,13 @@ def flat(outputs: list[np.ndarray]) -> np.ndarray:
 
 def closeness(evaluator: IncrementalEvaluator, graph: Graph) -> tuple[float, float]:
     """(output SQNR dB over every output, top-1 disagreement of the first) of `graph` against fp32."""
+    return compare(evaluator.outputs(graph), evaluator.reference)
+
+
+def compare(outputs: list[list[np.ndarray]], reference: list[list[np.ndarray]]) -> tuple[float, float]:
+    """(SQNR dB over every output, top-1 disagreement of the first) of per-sample `outputs` against
+    the per-sample `reference` outputs: the one definition the budget and the report use."""
     from hai_compiler.quantize.metrics import sqnr_db, top1_agreement
 
-    outputs, reference = stacked(evaluator.outputs(graph)), stacked(evaluator.reference)
-    return sqnr_db(flat(outputs), flat(reference)), 1.0 - top1_agreement(outputs[0], reference[0])
+    got, want = stacked(outputs), stacked(reference)
+    return sqnr_db(flat(got), flat(want)), 1.0 - top1_agreement(got[0], want[0])

@@ -7,7 +7,8 @@ identical outputs give +inf. Agreement and accuracy compare arg-max classes
 along the class axis (the last by default), so the same function gives
 per-sample top-1 agreement on [N, C] logits and per-timestep agreement on
 [N, T, C] sequences. Model size is the bytes of an ONNX model's weights:
-initializers plus Constant-node tensors, subgraphs included.
+initializers plus Constant-node tensors, subgraphs included; a graph's, its
+constants' bytes with INT4 two values a byte (how the kernels store them).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from hai_compiler.accuracy import relative_error
+from ir import DType, Graph
 
 _FOUR_BIT_TYPES = ("INT4", "UINT4", "FLOAT4E2M1")
 
@@ -60,6 +62,15 @@ def text_accuracy(sequences: np.ndarray, texts: Sequence[str], vocabulary: Seque
     """Fraction of lines whose greedy CTC decoding equals the text (spaces at the ends ignored)."""
     decoded = ctc_greedy_decode(sequences, vocabulary)
     return float(np.mean([d.strip() == t.strip() for d, t in zip(decoded, texts, strict=True)]))
+
+
+def graph_weight_bytes(graph: Graph) -> int:
+    """Bytes of the graph's constants as stored: INT4 two values a byte, everything else its nbytes."""
+    total = 0
+    for value in graph.constants.values():
+        t = value.type
+        total += math.ceil(t.size / 2) if t.dtype is DType.I4 else t.nbytes
+    return total
 
 
 def compression_percent(size_bytes: int, reference_bytes: int) -> float:

@@ -1,26 +1,32 @@
 """Mixed precision: measure each layer's sensitivity, then choose the cheapest precision per layer that
-keeps the model within a label-free budget.
+keeps the model within a label-free budget, and verify that it does.
 
 Rules:
 - *Sensitivity* of a layer at a precision is the SQNR (dB) of the model's
   outputs against fp32 when that layer alone is quantized, on the sensitivity
   samples (a capped subset of the calibration data), evaluated incrementally
-  (hai_compiler/quantize/incremental.py).
-- *Cost* is the bytes a layer's weights take at a precision: elements times
-  4 / 2 / 1 / 0.5 bytes for fp32 / fp16 / int8 / int4, plus 4 bytes a scale.
+  (hai_compiler/quantize/incremental.py). It only orders the choices.
+- *Cost* is the bytes of the quantized graph's constants, as the report counts
+  them (metrics.graph_weight_bytes): each layer's bytes at a precision are
+  measured on the graph with that layer alone quantized; layers add up, and
+  the rest (biases, other constants) is a fixed part.
 - *Noise model*: layers add independent noise, so the predicted output SQNR is
   -10·log10(Σ 10^(-sensitivity/10)) over the layers' chosen precisions.
-- *Choice*: every layer starts at its cheapest allowed precision (the first
+- *Greedy path*: every layer starts at its cheapest allowed precision (the first
   and last layers never below `keep_ends`, INT8 by default; INT4 only where it
   fits, passes/quantize.py `effective_precision`; overrides by name fixed).
-  Upgrades (int4 → int8 → fp16) are then taken greedily, largest predicted
-  noise reduction per extra byte first, until the budget holds:
-  `min_sqnr` (predicted, then verified on the samples: a miss raises the
-  predicted target by the shortfall and repeats), `max_disagreement` (top-1
-  disagreement with fp32 along the last output axis, verified the same way), or
-  `target_size` (the best upgrade that still fits, until none does). A budget no
-  choice meets is a `QuantizationBudgetError` that says what the best choice
-  reaches.
+  Upgrades (int4 → int8 → fp16) are then taken one at a time, largest predicted
+  noise reduction per extra byte first, up to every layer at its top rung.
+- *Choice*: `min_sqnr` and `max_disagreement` (top-1 disagreement with fp32
+  along the first output's last axis) are *measured*, on the verification
+  samples (all the calibration samples the quantizer uses): the choice is the
+  shortest prefix of the greedy path whose measured closeness meets the
+  budget, found by bisection (the first probe where the noise model predicts
+  the budget holds). `target_size` is met exactly: the best upgrades that still
+  fit, until none does. The chosen precisions always meet the budget on the
+  samples they were measured on (`reached`); a budget not even the most precise
+  choice (or, for a size, the smallest) meets is a `QuantizationBudgetError`
+  that names the budget and what that choice reaches.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from hai_compiler.quantize.incremental import IncrementalEvaluator, closeness
+from hai_compiler.quantize.metrics import graph_weight_bytes
 from ir import Graph, HaiError, Node
 from ir.clone import clone_graph
 from passes.fusion import anchor_label
@@ -43,7 +50,6 @@ from passes.quantize import (
     effective_precision,
     layer_weight,
     layers,
-    reduction_axis,
 )
 
 LADDER = ("int4", "int8", "fp16")
@@ -56,9 +62,8 @@ def ladder_for(target: object) -> tuple[str, ...]:
     return LADDER if "f16" in supported else ("int4", "int8", "fp32")
 
 
-BYTES_PER_ELEMENT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
-SCALE_BYTES = 4
-VERIFY_ROUNDS = 6
+DEFAULT_MIN_SQNR = 30.0
+"""The budget when none is given."""
 
 
 class QuantizationBudgetError(HaiError):
@@ -86,6 +91,28 @@ class Budget:
                 f"--target-size must be a positive byte count, got {self.target_size}"
             )
 
+    def __str__(self) -> str:
+        if self.max_disagreement is not None:
+            return f"--max-disagreement {self.max_disagreement:g}"
+        if self.target_size is not None:
+            return f"--target-size {self.target_size:,} bytes"
+        return f"--min-sqnr {self.sqnr:g} dB"
+
+    @property
+    def sqnr(self) -> float:
+        """The SQNR floor in dB (the default one when no budget is given, none beside another budget)."""
+        if self.min_sqnr is not None:
+            return self.min_sqnr
+        return DEFAULT_MIN_SQNR if self.max_disagreement is None and self.target_size is None else -math.inf
+
+    def holds(self, sqnr: float, disagreement: float, size: int) -> bool:
+        """Whether a model of this closeness to fp32 and this many weight bytes keeps the budget."""
+        if self.target_size is not None:
+            return size <= self.target_size
+        if self.max_disagreement is not None:
+            return disagreement <= self.max_disagreement
+        return sqnr >= self.sqnr
+
 
 @dataclasses.dataclass
 class LayerChoice:
@@ -103,22 +130,6 @@ def layer_name(node: Node) -> str:
     return anchor_label(node)
 
 
-def weight_bytes(node: Node, precision: str, group_size: int) -> int:
-    """Bytes the layer's weight takes at `precision`, scales included."""
-    weight = layer_weight(node)
-    assert weight is not None
-    elements = weight.type.size
-    stored = math.ceil(elements * BYTES_PER_ELEMENT[precision])
-    axis = reduction_axis(node)
-    if precision == "int8":  # one scale per output channel: Conv axis 0, a 2-D weight's other axis
-        return stored + SCALE_BYTES * weight.type.shape[0 if node.op == "Conv" else 1 - axis]
-    if precision == "int4":
-        axis_length = weight.type.shape[axis]
-        groups = elements // axis_length * math.ceil(axis_length / min(group_size, axis_length))
-        return stored + SCALE_BYTES * groups
-    return stored
-
-
 def configured(graph: Graph, precisions: Mapping[str, str], group_size: int) -> Graph:
     """A copy of the calibrated `graph` with each named layer at its precision (others fp32)."""
     copy = clone_graph(graph)
@@ -128,7 +139,10 @@ def configured(graph: Graph, precisions: Mapping[str, str], group_size: int) -> 
 
 
 class MixedPrecision:
-    """Sensitivities of every layer of a calibrated graph, and choices of precision under a budget."""
+    """Sensitivities of every layer of a calibrated graph, and choices of precision under a budget.
+
+    Sensitivities are measured on `samples` (or `evaluator`), budgets verified on `verifier` (by
+    default the same samples)."""
 
     def __init__(
         self,
@@ -139,19 +153,24 @@ class MixedPrecision:
         keep_ends: str = "int8",
         group_size: int = 32,
         evaluator: IncrementalEvaluator | None = None,
+        verifier: IncrementalEvaluator | None = None,
         ladder: tuple[str, ...] = LADDER,
     ) -> None:
         self.graph = graph
         self.group_size = group_size
         self.ladder = ladder
         self.evaluator = evaluator or IncrementalEvaluator(graph, samples)
+        self.verifier = verifier or self.evaluator
+        self.reached: tuple[float, float] | None = None  # (SQNR dB, disagreement) of the last choice
         nodes = layers(graph)
         self._check_overrides(nodes, dict(overrides or {}))
         ends = {layer_name(nodes[0]), layer_name(nodes[-1])} if nodes else set()
+        self._fp32_bytes = graph_weight_bytes(configured(graph, {}, group_size))
         self.layers = [
             self._layer(node, overrides or {}, keep_ends if layer_name(node) in ends else None)
             for node in nodes
         ]
+        self.fixed_bytes = self._fp32_bytes - sum(layer.bytes["fp32"] for layer in self.layers)
 
     # -- measuring -----------------------------------------------------------------------------------
 
@@ -162,13 +181,20 @@ class MixedPrecision:
         else:
             ladder = self.ladder[self.ladder.index(floor) :] if floor in self.ladder else self.ladder
             allowed = tuple(p for p in ladder if effective_precision(self.graph, node, p) == p)
-        sensitivity = {p: self.score({name: p})[0] for p in allowed if p != "fp32"}
-        sizes = {p: weight_bytes(node, p, self.group_size) for p in (*LADDER, "fp32")}
+        weight = layer_weight(node)
+        assert weight is not None
+        sizes, sensitivity = {"fp32": weight.type.nbytes}, {}
+        for precision in allowed:
+            if precision != "fp32":
+                alone = configured(self.graph, {name: precision}, self.group_size)
+                sensitivity[precision] = closeness(self.evaluator, alone)[0]
+                sizes[precision] = weight.type.nbytes + graph_weight_bytes(alone) - self._fp32_bytes
         return LayerChoice(name, node.op, allowed, allowed[0], sensitivity, sizes)
 
     def score(self, precisions: Mapping[str, str]) -> tuple[float, float]:
-        """(output SQNR dB, top-1 disagreement) of the model with `precisions` against fp32."""
-        return closeness(self.evaluator, configured(self.graph, precisions, self.group_size))
+        """(output SQNR dB, top-1 disagreement) against fp32 of the model with `precisions`, on the
+        verification samples."""
+        return closeness(self.verifier, configured(self.graph, precisions, self.group_size))
 
     def _check_overrides(self, nodes: Sequence[Node], overrides: Mapping[str, str]) -> None:
         names = {layer_name(n) for n in nodes}
@@ -188,26 +214,29 @@ class MixedPrecision:
         return {layer.name: layer.precision for layer in self.layers}
 
     def size(self) -> int:
-        return sum(layer.bytes[layer.precision] for layer in self.layers)
+        """Bytes of the quantized graph's constants with the current precisions (module doc: cost)."""
+        return self.fixed_bytes + sum(layer.bytes[layer.precision] for layer in self.layers)
 
     def predicted_sqnr(self) -> float:
         noise = sum(10 ** (-layer.sensitivity.get(layer.precision, math.inf) / 10) for layer in self.layers)
         return math.inf if noise == 0 else -10 * math.log10(noise)
 
-    def _next_upgrade(self, room: float = math.inf) -> LayerChoice | None:
-        """The upgrade of most predicted noise reduction per extra byte among those within `room` bytes."""
-        best, best_gain = None, 0.0
+    def _next_upgrade(self, room: float = math.inf, least_gain: float = -math.inf) -> LayerChoice | None:
+        """The upgrade of most predicted noise reduction per extra byte among those within `room` bytes
+        (more than `least_gain`; on the greedy path even one predicted to add noise, to reach the top)."""
+        best, best_gain = None, least_gain
         for layer in self.layers:
             index = layer.allowed.index(layer.precision)
             if index + 1 >= len(layer.allowed):
                 continue
             higher = layer.allowed[index + 1]
             reduction = 10 ** (-layer.sensitivity[layer.precision] / 10) - 10 ** (
-                -layer.sensitivity[higher] / 10
+                -layer.sensitivity.get(higher, math.inf) / 10
             )
-            extra = max(layer.bytes[higher] - layer.bytes[layer.precision], 1)
-            if extra <= room and reduction / extra > best_gain:
-                best, best_gain = layer, reduction / extra
+            extra = layer.bytes[higher] - layer.bytes[layer.precision]
+            gain = reduction / max(extra, 1)
+            if extra <= room and gain > best_gain:
+                best, best_gain = layer, gain
         return best
 
     def _upgrade(self, layer: LayerChoice) -> None:
@@ -217,61 +246,62 @@ class MixedPrecision:
         for layer in self.layers:
             layer.precision = layer.allowed[0]
 
-    def _upgrade_until(self, predicted_target: float) -> bool:
-        """Upgrade greedily until the predicted SQNR reaches the target; False when no upgrade is left."""
-        while self.predicted_sqnr() < predicted_target:
-            layer = self._next_upgrade()
-            if layer is None:
-                return False
+    def _set(self, precisions: Mapping[str, str]) -> None:
+        for layer in self.layers:
+            layer.precision = precisions[layer.name]
+
+    def greedy_path(self) -> list[dict[str, str]]:
+        """The choices from the cheapest, one greedy upgrade at a time, to the most precise."""
+        self._reset()
+        path = [self.precisions()]
+        while (layer := self._next_upgrade()) is not None:
             self._upgrade(layer)
-        return True
+            path.append(self.precisions())
+        return path
 
     def choose(self, budget: Budget) -> dict[str, str]:
         """Set and return each layer's precision for `budget` (module doc: the rules)."""
         if budget.target_size is not None:
-            return self._choose_for_size(budget.target_size)
-        target = budget.min_sqnr if budget.max_disagreement is None else 0.0
-        if budget.min_sqnr is None and budget.max_disagreement is None:
-            target = 30.0
-        predicted_target = target
-        for _ in range(VERIFY_ROUNDS):
-            self._reset()
-            exhausted = not self._upgrade_until(predicted_target)
-            sqnr, disagreement = self.score(self.precisions())
-            shortfall = self._shortfall(budget, target, sqnr, disagreement)
-            if shortfall <= 0:
-                return self.precisions()
-            if exhausted:
-                break
-            predicted_target = max(predicted_target, self.predicted_sqnr()) + shortfall
-        raise QuantizationBudgetError(self._unreachable(budget, sqnr, disagreement))
+            chosen = self._choose_for_size(budget.target_size)
+            self.reached = self.score(chosen)
+            return chosen
+        path = self.greedy_path()
+        measured: dict[int, tuple[float, float]] = {}
+        probe = next((k for k, p in enumerate(path) if self._predicted(p) >= budget.sqnr), len(path) // 2)
+        low, high = 0, len(path)  # the shortest prefix meeting the budget is in [low, high); high: none yet
+        while low < high:
+            k = probe if low <= probe < high else (low + high) // 2
+            measured[k] = self.score(path[k])
+            if budget.holds(*measured[k], 0):
+                high = k
+            else:
+                low = k + 1
+        if high == len(path):
+            raise QuantizationBudgetError(self._unreachable(budget, *measured[len(path) - 1]))
+        self._set(path[high])
+        self.reached = measured[high]
+        return self.precisions()
 
-    @staticmethod
-    def _shortfall(budget: Budget, target: float, sqnr: float, disagreement: float) -> float:
-        """dB still missing (≤ 0: the budget holds)."""
-        if budget.max_disagreement is not None:
-            return 0.0 if disagreement <= budget.max_disagreement else 1.5
-        return target - sqnr + (0.25 if sqnr < target else 0.0)
+    def _predicted(self, precisions: Mapping[str, str]) -> float:
+        self._set(precisions)
+        return self.predicted_sqnr()
 
     def _choose_for_size(self, target_size: int) -> dict[str, str]:
         self._reset()
         if self.size() > target_size:
             raise QuantizationBudgetError(
-                f"--target-size {target_size} bytes is unreachable: the smallest choice takes {self.size()} "
-                f"bytes of layer weights; allow more or let the first/last layers go below int8"
+                f"--target-size {target_size:,} bytes is unreachable: the smallest choice takes "
+                f"{self.size():,} bytes of weights; allow more or let the first/last layers go below int8"
             )
-        while (layer := self._next_upgrade(room=target_size - self.size())) is not None:
+        while (layer := self._next_upgrade(target_size - self.size(), least_gain=0.0)) is not None:
             self._upgrade(layer)
         return self.precisions()
 
     def _unreachable(self, budget: Budget, sqnr: float, disagreement: float) -> str:
-        asked = (
-            f"--max-disagreement {budget.max_disagreement}"
-            if budget.max_disagreement is not None
-            else f"--min-sqnr {budget.min_sqnr if budget.min_sqnr is not None else 30.0} dB"
-        )
+        samples = len(self.verifier.samples)
         return (
-            f"{asked} is unreachable with the allowed precisions: the most precise choice gives "
-            f"{sqnr:.1f} dB SQNR and {disagreement:.3f} top-1 disagreement on the sensitivity samples; "
-            f"relax the budget or override sensitive layers to fp32 (--layer-precision NAME=fp32)"
+            f"{budget} is unreachable with the allowed precisions: the most precise choice gives "
+            f"{sqnr:.2f} dB SQNR and {disagreement:.4f} top-1 disagreement against fp32 on the {samples} "
+            f"calibration samples it is verified on; relax the budget or keep sensitive layers at fp32 "
+            f"(--layer-precision NAME=fp32)"
         )

@@ -12,6 +12,14 @@ that cannot take it keeps the next better one, see passes/quantize.py), or
 under the budget. Per-layer overrides (`layer_precision={name: precision}`)
 win everywhere. The result is a `QuantizedModel` whose `graph` `compile`
 accepts and whose `save` writes a `.hir` with its weights file.
+
+Calibration data is loaded once (at most `max_samples`, seeded) and its values
+checked first (sample_checks.py: non-finite values are an error, degenerate
+data a warning). Its first `sensitivity_samples` (seeded) serve range
+selection, sensitivities and bias correction; all of it is what a budget is
+verified on and what `QuantizedModel.verified` reports: mixed precision's
+choice meets the budget there, and bias correction is kept only where it
+brings the model closer to fp32 there and the budget still holds.
 """
 
 from __future__ import annotations
@@ -23,17 +31,21 @@ from typing import Any
 
 from hai_compiler.quantize.bias_correction import correct_biases
 from hai_compiler.quantize.calibrate import calibrate, prepare_graph
-from hai_compiler.quantize.calibration_data import CalibrationSource, load_calibration_data
+from hai_compiler.quantize.calibration_data import CalibrationData, CalibrationSource, load_calibration_data
 from hai_compiler.quantize.incremental import IncrementalEvaluator, closeness
+from hai_compiler.quantize.metrics import graph_weight_bytes
 from hai_compiler.quantize.mixed import (
     Budget,
     LayerChoice,
     MixedPrecision,
+    QuantizationBudgetError,
     configured,
     ladder_for,
     layer_name,
 )
 from hai_compiler.quantize.range_selection import AUTO_OBSERVERS, RangeChoice, select_ranges
+from hai_compiler.quantize.report import QualityReport
+from hai_compiler.quantize.sample_checks import check_values
 from hai_compiler.quantize.statistics import CalibrationStats
 from ir import Graph, HaiError
 from ir.clone import clone_graph
@@ -62,6 +74,8 @@ class QuantizedModel:
     layers: list[LayerChoice] | None = None
     stats: CalibrationStats | None = None
     ranges: RangeChoice | None = None  # which activation ranges were chosen, and why
+    verified: QualityReport | None = None  # closeness to fp32 on the calibration samples (module doc)
+    budget: Budget | None = None  # what mixed precision kept: it holds on `verified`'s samples
 
     def save(self, path: str | Path) -> Path:
         """Write the graph as `.hir` with its weights file beside it; returns the `.hir` path."""
@@ -118,53 +132,71 @@ class DynamicQuantizer:
         """Quantize `model` (.onnx/.hir path or Graph), calibrating on `calibration_data` or with `stats`."""
         graph = prepare_graph(model, input_shapes)
         overrides = dict(self.layer_precision or {})
-        samples = self._samples(graph, calibration_data)
+        data = self._data(graph, calibration_data)
+        samples = list(data.subsample(self.sensitivity_samples, self.seed)) if data is not None else []
         evaluator = IncrementalEvaluator(graph, samples)  # the fp32 run every later step compares with
+        verifier = evaluator
+        if data is not None and len(data) > len(samples):
+            verifier = IncrementalEvaluator(graph, list(data), incremental=False)
         choice = None
         if self.precision_profile not in WEIGHT_ONLY or "int8" in overrides.values():
-            choice = self._ranges(graph, calibration_data, stats, evaluator)
+            choice = self._ranges(graph, data, stats, evaluator)
             for name, (lo, hi) in choice.ranges.items():
                 record_range(graph.metadata, name, lo, hi)
-        chooser = None
+        chooser, budget = None, None
         if self.precision_profile == "mixed":
             if not samples:
                 raise QuantizerError("mixed precision measures sensitivities on calibration data: pass some")
-            chooser = MixedPrecision(
+            chooser, budget = MixedPrecision(
                 graph, samples, overrides=overrides, group_size=self.group_size, evaluator=evaluator,
-                ladder=ladder_for(self.target),
-            )  # fmt: skip
-            precisions = chooser.choose(self.budget)
+                verifier=verifier, ladder=ladder_for(self.target),
+            ), self.budget  # fmt: skip
+            precisions = chooser.choose(budget)
             quantized = configured(graph, precisions, self.group_size)
         else:
             quantized, precisions = self._uniform(clone_graph(graph), overrides)
-        if self.bias_correction and samples:
-            quantized = self._bias_corrected(graph, quantized, evaluator)
+        verified = None
+        if samples:
+            quantized, verified = self._verified(graph, quantized, evaluator, verifier, budget)
         layers_chosen = chooser.layers if chooser is not None else None
-        return QuantizedModel(quantized, precisions, layers_chosen, choice.stats if choice else None, choice)
+        stats_used = choice.stats if choice else None
+        return QuantizedModel(quantized, precisions, layers_chosen, stats_used, choice, verified, budget)
 
-    @staticmethod
-    def _bias_corrected(graph: Graph, quantized: Graph, evaluator: IncrementalEvaluator) -> Graph:
-        """`quantized` with bias correction when that brings the whole model closer to fp32 on the
-        samples (it helps the digits CNN, +2.9 dB INT8, and hurts PP-OCR rec, -5 dB), else as it is."""
+    def _verified(
+        self, graph: Graph, quantized: Graph, evaluator: IncrementalEvaluator, verifier: IncrementalEvaluator,
+        budget: Budget | None,
+    ) -> tuple[Graph, QualityReport]:  # fmt: skip
+        """`quantized`, bias-corrected where that brings it closer to fp32 on the verification samples
+        and keeps the budget (it helps the digits CNN, +2.9 dB INT8, and hurts PP-OCR rec, -5 dB), and
+        its closeness there."""
+        best = (quantized, *closeness(verifier, quantized))
         corrected = clone_graph(quantized)
-        if not correct_biases(graph, corrected, evaluator.cached):
-            return quantized
-        return (
-            corrected
-            if closeness(evaluator, corrected)[0] > closeness(evaluator, quantized)[0]
-            else quantized
-        )
+        if self.bias_correction and correct_biases(graph, corrected, evaluator.cached):
+            candidate = (corrected, *closeness(verifier, corrected))
+            keeps = budget is None or budget.holds(*candidate[1:], graph_weight_bytes(corrected))
+            if candidate[1] > best[1] and keeps:
+                best = candidate
+        chosen, sqnr, disagreement = best
+        if budget is not None and not budget.holds(sqnr, disagreement, graph_weight_bytes(chosen)):
+            raise QuantizationBudgetError(
+                f"{budget} does not hold on the chosen precisions: SQNR {sqnr:.2f} dB, top-1 disagreement "
+                f"{disagreement:.4f}, {graph_weight_bytes(chosen):,} weight bytes; please report this"
+            )
+        report = QualityReport(len(verifier.samples), sqnr, 1.0 - disagreement, source="calibration samples")
+        return chosen, report
 
-    def _samples(self, graph: Graph, data: CalibrationSource | None) -> list[dict[str, Any]]:
-        """The first `sensitivity_samples` of the calibration data (seeded): selection and sensitivity."""
-        if data is None:
-            return []
-        return list(load_calibration_data(data, graph, max_samples=self.sensitivity_samples, seed=self.seed))
+    def _data(self, graph: Graph, source: CalibrationSource | None) -> CalibrationData | None:
+        """The calibration set (at most `max_samples`, seeded), its values checked (sample_checks.py)."""
+        if source is None:
+            return None
+        data = load_calibration_data(source, graph, max_samples=self.max_samples, seed=self.seed)
+        check_values(data, "calibration", min_samples=self.sensitivity_samples)
+        return data
 
     def _ranges(
         self,
         graph: Graph,
-        data: CalibrationSource | None,
+        data: CalibrationData | None,
         stats: CalibrationStats | str | Path | None,
         evaluator: IncrementalEvaluator,
     ) -> RangeChoice:

@@ -5,14 +5,18 @@ Rule: "before" is the ONNX model's fp32 weight bytes (initializers and Constant
 nodes: metrics.onnx_weight_bytes) or, for a `.hir`, its constants' bytes;
 "after" is the compiled artifact's `weights.bin` when there is one, else the
 quantized graph's constant bytes with INT4 counted two values a byte (how the
-kernels store them). Closeness is measured with the reference interpreter on
-the given evaluation feeds, the outputs of all samples together.
+kernels store them). Closeness is measured with the reference interpreter, the
+outputs of all samples together, as the budget is (incremental.compare: SQNR
+over every output, agreement of the first), and every figure names the data it
+was measured on: the calibration samples the quantizer verified its budget on
+(`QuantizedModel.verified`), and evaluation samples when given. A budget that
+holds on the calibration samples but not on the evaluation samples is a
+`QuantizationWarning` naming both figures.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,15 +24,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from hai_compiler.quantize.metrics import (
-    accuracy,
-    compression_percent,
-    onnx_weight_bytes,
-    sqnr_db,
-    top1_agreement,
-)
-from hai_compiler.quantize.mixed import LayerChoice
-from ir import DType, Graph, run_graph
+from hai_compiler.quantize.caveats import warn
+from hai_compiler.quantize.incremental import compare
+from hai_compiler.quantize.metrics import accuracy, compression_percent, graph_weight_bytes, onnx_weight_bytes
+from hai_compiler.quantize.mixed import Budget, LayerChoice
+from ir import Graph, run_graph
 
 
 @dataclasses.dataclass
@@ -53,15 +53,6 @@ class SizeReport:
         return compression_percent(self.after, self.before)
 
 
-def graph_weight_bytes(graph: Graph) -> int:
-    """Bytes of the graph's constants as stored: INT4 two values a byte, everything else its nbytes."""
-    total = 0
-    for value in graph.constants.values():
-        t = value.type
-        total += math.ceil(t.size / 2) if t.dtype is DType.I4 else t.nbytes
-    return total
-
-
 def model_weight_bytes(model: str | Path | Graph) -> int:
     """The fp32 weight bytes of the original model (module doc)."""
     if isinstance(model, Graph):
@@ -83,14 +74,14 @@ def quality(
     source: str = "evaluation samples",
 ) -> QualityReport:
     """SQNR and top-1 agreement of `quantized` against `reference` (both interpreted) on `feeds`."""
-    name = reference.outputs[0].name
-    ref = np.stack([run_graph(reference, feed)[name] for feed in feeds])
-    out = np.stack([run_graph(quantized, feed)[quantized.outputs[0].name] for feed in feeds])
-    report = QualityReport(len(feeds), sqnr_db(out, ref), top1_agreement(out, ref), source=source)
+    ref = [[run_graph(reference, feed)[v.name] for v in reference.outputs] for feed in feeds]
+    out = [[run_graph(quantized, feed)[v.name] for v in quantized.outputs] for feed in feeds]
+    sqnr, disagreement = compare(out, ref)
+    report = QualityReport(len(feeds), sqnr, 1.0 - disagreement, source=source)
     if labels is not None:
         flat = labels.reshape(len(feeds), *labels.shape[1:])
-        report.accuracy = accuracy(out.reshape(len(feeds), -1), flat)
-        report.fp32_accuracy = accuracy(ref.reshape(len(feeds), -1), flat)
+        report.accuracy = accuracy(np.stack([o[0] for o in out]).reshape(len(feeds), -1), flat)
+        report.fp32_accuracy = accuracy(np.stack([r[0] for r in ref]).reshape(len(feeds), -1), flat)
     return report
 
 
@@ -111,16 +102,39 @@ def layer_table(choices: Sequence[LayerChoice] | None, precisions: Mapping[str, 
     return table
 
 
-def render_summary(console: Console, size: SizeReport, quality_report: QualityReport | None) -> None:
+def render_summary(
+    console: Console,
+    size: SizeReport,
+    verified: QualityReport | None,
+    evaluated: QualityReport | None = None,
+    budget: Budget | None = None,
+    weight_bytes: int | None = None,
+) -> None:
+    """The size line, then closeness on the calibration samples (with whether `budget` holds there,
+    `weight_bytes` being what a size budget counts) and on the evaluation samples (module doc)."""
     console.print(
         f"model size: {size.before:,} -> {size.after:,} bytes ({size.compression:.1f}% smaller than fp32)"
     )
-    if quality_report is None:
-        return
-    q = quality_report
-    line = (
-        f"against fp32 on {q.samples} {q.source}: SQNR {q.sqnr_db:.2f} dB, top-1 agreement {q.agreement:.4f}"
-    )
+    if verified is not None:
+        line = closeness_line(verified)
+        if budget is not None:
+            sized = budget.target_size is not None
+            line += f"; {budget} holds" + (f" ({weight_bytes:,} bytes of weights)" if sized else " there")
+        console.print(line)
+    if evaluated is not None:
+        console.print(closeness_line(evaluated))
+        if budget is not None and verified is not None and not budget.holds(
+            evaluated.sqnr_db, 1.0 - evaluated.agreement, 0
+        ):
+            warn(
+                f"{budget} holds on the {verified.samples} {verified.source} it was verified on, not on the "
+                f"{evaluated.samples} {evaluated.source} (SQNR {evaluated.sqnr_db:.2f} dB, top-1 agreement "
+                f"{evaluated.agreement:.4f}): calibrate on more samples like the evaluation data"
+            )
+
+
+def closeness_line(q: QualityReport) -> str:
+    line = f"against fp32 on {q.samples} {q.source}: SQNR {q.sqnr_db:.2f} dB, top-1 agreement {q.agreement:.4f}"
     if q.accuracy is not None:
         line += f", accuracy {q.accuracy:.4f} (fp32 {q.fp32_accuracy:.4f})"
-    console.print(line)
+    return line

@@ -1,12 +1,16 @@
 """`hai quantize` on the embedded digits CNN: writes a .hir + weights that the interpreter runs, prints the
-per-layer table, the size before/after and closeness to fp32 on evaluation data; bad options are one
-clear error line."""
+per-layer table, the size before/after and closeness to fp32 on the calibration samples its budget holds on
+(recomputed here with onnxruntime) and on evaluation data; degenerate data warns; bad options and
+non-finite data are one clear error line."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
+import pytest
 from cli_helpers import assert_user_error, invoke
 
 from hai_compiler.demo import EMBEDDED_MODEL, load_heldout_digits
@@ -52,7 +56,68 @@ def test_quantize_bad_options_are_one_error_line(tmp_path: Path) -> None:
         invoke(*base, "--calibration-data", cal, "--layer-precision", "conv1"), "write NAME=PRECISION"
     )
     assert_user_error(
-        invoke(*base, "--calibration-data", cal, "--min-sqnr", "300"), "--min-sqnr 300.0 dB is unreachable"
+        invoke(*base, "--calibration-data", cal, "--min-sqnr", "300"), "--min-sqnr 300 dB is unreachable", "most precise choice gives"
     )
     np.savez(tmp_path / "wrong.npz", pixels=np.zeros((4, 1, 8, 8), np.float32))
     assert_user_error(invoke(*base, "--calibration-data", tmp_path / "wrong.npz"), "image")
+
+
+def reported(output: str, data: str) -> tuple[int, float]:
+    """(samples, SQNR dB) of the report's line on `data` (calibration / evaluation samples)."""
+    found = re.search(rf"against fp32 on (\d+) {data} samples: SQNR ([\d.]+) dB", " ".join(output.split()))
+    assert found is not None, output
+    return int(found[1]), float(found[2])
+
+
+def independent_sqnr(hir: Path, images: np.ndarray) -> float:
+    """SQNR (dB) of the quantized .hir (interpreted) against onnxruntime's fp32 digits CNN on `images`."""
+    session = onnxruntime.InferenceSession(str(EMBEDDED_MODEL), providers=["CPUExecutionProvider"])
+    graph = read_hir(hir)
+    reference = np.concatenate([session.run(None, {"image": x[None]})[0] for x in images]).astype(np.float64)
+    quantized = np.concatenate([run_graph(graph, {"image": x[None]})["logits"] for x in images])
+    return float(10 * np.log10((reference**2).sum() / ((reference - quantized) ** 2).sum()))
+
+
+@pytest.mark.parametrize("floor", [35.0, 40.0])
+def test_min_sqnr_holds_on_the_calibration_samples_the_report_names(floor: float, tmp_path: Path) -> None:
+    cal, evaluation, _ = digits_files(tmp_path)
+    out = tmp_path / "q.hir"
+    result = invoke(
+        "quantize", EMBEDDED_MODEL, "--input-shape", "image=1,1,8,8", "--calibration-data", cal,
+        "--min-sqnr", str(floor), "--eval-data", evaluation, "-o", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    samples, sqnr = reported(result.stdout, "calibration")
+    assert samples == 64 and f"--min-sqnr {floor:g} dB holds" in " ".join(result.stdout.split())
+    measured = independent_sqnr(out, np.load(cal)["image"])
+    assert measured >= floor and sqnr == pytest.approx(measured, abs=0.01)
+    evaluated = reported(result.stdout, "evaluation")
+    assert evaluated[0] == 64 and evaluated[1] == pytest.approx(
+        independent_sqnr(out, np.load(evaluation)["image"]), abs=0.01
+    )
+    assert (evaluated[1] < floor) == ("warning:" in result.stderr), result.stderr
+
+
+def test_degenerate_calibration_data_warns_and_bad_values_are_one_error_line(tmp_path: Path) -> None:
+    _, evaluation, _ = digits_files(tmp_path)
+    base = ["quantize", EMBEDDED_MODEL, "--input-shape", "image=1,1,8,8", "-o", tmp_path / "q.hir"]
+    np.savez(tmp_path / "zeros.npz", image=np.zeros((16, 1, 8, 8), np.float32))
+    result = invoke(*base, "--calibration-data", tmp_path / "zeros.npz", "--eval-data", evaluation)
+    assert result.exit_code == 0, result.output
+    assert "warning: input 'image' is 0 everywhere in all 16 calibration samples" in result.stderr
+    # the default budget holds on the all-zero samples only: said, with both figures
+    assert "warning: --min-sqnr 30 dB holds on the 16 calibration samples" in result.stderr
+    assert f"not on the 64 evaluation samples (SQNR {reported(result.stdout, 'evaluation')[1]:.2f}" in " ".join(
+        result.stderr.split()
+    )
+    images = np.load(evaluation)["image"]
+    images[3, 0, 2, 5] = np.nan
+    np.savez(tmp_path / "nan.npz", image=images)
+    assert_user_error(
+        invoke(*base, "--precision", "int8", "--calibration-data", tmp_path / "nan.npz"),
+        "calibration data", "nan.npz sample 3: input 'image' holds nan at index [0, 0, 2, 5]",
+    )  # fmt: skip
+    assert_user_error(
+        invoke(*base, "--precision", "fp16", "--eval-data", tmp_path / "nan.npz"),
+        "evaluation data", "nan.npz sample 3: input 'image' holds nan",
+    )  # fmt: skip
