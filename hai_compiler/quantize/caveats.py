@@ -25,7 +25,7 @@ def warn(message: str) -> None:
 
 @contextmanager
 def printed_warnings() -> Iterator[None]:
-    """Inside: every QuantizationWarning is one `warning: ...` line on stderr (others as Python shows them)."""
+    """Inside: each QuantizationWarning is one `warning: ...` line on stderr (others as Python shows them)."""
     with warnings.catch_warnings():
         warnings.simplefilter("always", QuantizationWarning)
         shown = warnings.showwarning

@@ -157,19 +157,20 @@ class DynamicQuantizer:
             quantized, precisions = self._uniform(clone_graph(graph), overrides)
         verified = None
         if samples:
-            quantized, verified = self._verified(graph, quantized, evaluator, verifier, budget)
+            known = chooser.reached if chooser is not None else None  # its choice, measured on `verifier`
+            quantized, verified = self._verified(graph, quantized, evaluator, verifier, budget, known)
         layers_chosen = chooser.layers if chooser is not None else None
         stats_used = choice.stats if choice else None
         return QuantizedModel(quantized, precisions, layers_chosen, stats_used, choice, verified, budget)
 
     def _verified(
         self, graph: Graph, quantized: Graph, evaluator: IncrementalEvaluator, verifier: IncrementalEvaluator,
-        budget: Budget | None,
+        budget: Budget | None, known: tuple[float, float] | None = None,
     ) -> tuple[Graph, QualityReport]:  # fmt: skip
         """`quantized`, bias-corrected where that brings it closer to fp32 on the verification samples
         and keeps the budget (it helps the digits CNN, +2.9 dB INT8, and hurts PP-OCR rec, -5 dB), and
-        its closeness there."""
-        best = (quantized, *closeness(verifier, quantized))
+        its closeness there (`known`: that of `quantized`, when measured already)."""
+        best = (quantized, *(known or closeness(verifier, quantized)))
         corrected = clone_graph(quantized)
         if self.bias_correction and correct_biases(graph, corrected, evaluator.cached):
             candidate = (corrected, *closeness(verifier, corrected))

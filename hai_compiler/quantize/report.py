@@ -123,8 +123,10 @@ def render_summary(
         console.print(line)
     if evaluated is not None:
         console.print(closeness_line(evaluated))
-        if budget is not None and verified is not None and not budget.holds(
-            evaluated.sqnr_db, 1.0 - evaluated.agreement, 0
+        if (
+            budget is not None
+            and verified is not None
+            and not budget.holds(evaluated.sqnr_db, 1.0 - evaluated.agreement, 0)
         ):
             warn(
                 f"{budget} holds on the {verified.samples} {verified.source} it was verified on, not on the "
@@ -134,7 +136,9 @@ def render_summary(
 
 
 def closeness_line(q: QualityReport) -> str:
-    line = f"against fp32 on {q.samples} {q.source}: SQNR {q.sqnr_db:.2f} dB, top-1 agreement {q.agreement:.4f}"
+    line = (
+        f"against fp32 on {q.samples} {q.source}: SQNR {q.sqnr_db:.2f} dB, top-1 agreement {q.agreement:.4f}"
+    )
     if q.accuracy is not None:
         line += f", accuracy {q.accuracy:.4f} (fp32 {q.fp32_accuracy:.4f})"
     return line

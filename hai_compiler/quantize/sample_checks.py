@@ -18,6 +18,8 @@ are not checked.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from hai_compiler.quantize.calibration_data import (
@@ -28,7 +30,7 @@ from hai_compiler.quantize.calibration_data import (
     load_calibration_data,
 )
 from hai_compiler.quantize.caveats import warn
-from ir import Graph
+from ir import Graph, TensorType
 
 
 def check_values(data: CalibrationData, role: str = "calibration", min_samples: int | None = None) -> None:
@@ -66,7 +68,7 @@ def warn_degenerate(
         if low == high:
             warn(
                 f"input '{name}' is {low:g} everywhere in all {count} {role} samples (a constant input): "
-                "activation ranges then fit that one value only; give samples like the data the model will see"
+                "activation ranges then fit that one value only; give samples like the data the model sees"
             )
         elif repeated and count > 1:
             warn(
@@ -76,11 +78,11 @@ def warn_degenerate(
     if count < min_samples:
         warn(
             f"only {count} {role} sample{'s' if count != 1 else ''}: range selection, sensitivities and "
-            f"bias correction are measured on {min_samples}; give at least {min_samples} representative samples"
+            f"bias correction are measured on {min_samples}; give {min_samples} or more representative ones"
         )
 
 
-def evaluation_feeds(source: CalibrationSource, graph: Graph) -> list[Feed]:
+def evaluation_feeds(source: CalibrationSource, graph: Graph | Mapping[str, TensorType]) -> list[Feed]:
     """Every sample of evaluation data (same formats as calibration data), its values checked finite."""
     data = load_calibration_data(source, graph, seed=None)
     check_values(data, "evaluation")

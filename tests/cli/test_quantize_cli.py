@@ -49,14 +49,23 @@ def test_quantize_writes_a_runnable_hir_and_reports(tmp_path: Path) -> None:
 
 def test_quantize_bad_options_are_one_error_line(tmp_path: Path) -> None:
     cal, _, _ = digits_files(tmp_path)
-    base = ["quantize", EMBEDDED_MODEL, "--input-shape", "image=1,1,8,8", "-o", tmp_path / "q.hir"]
+    base: list[str | Path] = [
+        "quantize",
+        EMBEDDED_MODEL,
+        "--input-shape",
+        "image=1,1,8,8",
+        "-o",
+        tmp_path / "q.hir",
+    ]
     assert_user_error(invoke(*base, "--precision", "int3"), "unknown precision 'int3'")
     assert_user_error(invoke(*base, "--precision", "int8"), "give calibration data")
     assert_user_error(
         invoke(*base, "--calibration-data", cal, "--layer-precision", "conv1"), "write NAME=PRECISION"
     )
     assert_user_error(
-        invoke(*base, "--calibration-data", cal, "--min-sqnr", "300"), "--min-sqnr 300 dB is unreachable", "most precise choice gives"
+        invoke(*base, "--calibration-data", cal, "--min-sqnr", "300"),
+        "--min-sqnr 300 dB is unreachable",
+        "most precise choice gives",
     )
     np.savez(tmp_path / "wrong.npz", pixels=np.zeros((4, 1, 8, 8), np.float32))
     assert_user_error(invoke(*base, "--calibration-data", tmp_path / "wrong.npz"), "image")
@@ -100,15 +109,23 @@ def test_min_sqnr_holds_on_the_calibration_samples_the_report_names(floor: float
 
 def test_degenerate_calibration_data_warns_and_bad_values_are_one_error_line(tmp_path: Path) -> None:
     _, evaluation, _ = digits_files(tmp_path)
-    base = ["quantize", EMBEDDED_MODEL, "--input-shape", "image=1,1,8,8", "-o", tmp_path / "q.hir"]
+    base: list[str | Path] = [
+        "quantize",
+        EMBEDDED_MODEL,
+        "--input-shape",
+        "image=1,1,8,8",
+        "-o",
+        tmp_path / "q.hir",
+    ]
     np.savez(tmp_path / "zeros.npz", image=np.zeros((16, 1, 8, 8), np.float32))
     result = invoke(*base, "--calibration-data", tmp_path / "zeros.npz", "--eval-data", evaluation)
     assert result.exit_code == 0, result.output
     assert "warning: input 'image' is 0 everywhere in all 16 calibration samples" in result.stderr
     # the default budget holds on the all-zero samples only: said, with both figures
     assert "warning: --min-sqnr 30 dB holds on the 16 calibration samples" in result.stderr
-    assert f"not on the 64 evaluation samples (SQNR {reported(result.stdout, 'evaluation')[1]:.2f}" in " ".join(
-        result.stderr.split()
+    assert (
+        f"not on the 64 evaluation samples (SQNR {reported(result.stdout, 'evaluation')[1]:.2f}"
+        in " ".join(result.stderr.split())
     )
     images = np.load(evaluation)["image"]
     images[3, 0, 2, 5] = np.nan
