@@ -79,9 +79,7 @@ def own(value: Expr, dtype: DType) -> Expr:
     return widen(narrow(value, dtype), dtype) if dtype in (DType.F16, DType.BF16) else value
 
 
-BF16_SUM = te.comm_reducer(
-    lambda a, b: own(a + b, DType.BF16), lambda t: _c(0, str(t)), name="bf16_sum"
-)
+BF16_SUM = te.comm_reducer(lambda a, b: own(a + b, DType.BF16), lambda t: _c(0, str(t)), name="bf16_sum")
 
 
 def exact_sum(value: Expr, axis: Any) -> Expr:

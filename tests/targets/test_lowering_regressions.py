@@ -70,8 +70,10 @@ def test_kernel_name_tells_shared_operands_apart() -> None:
 EMPTY_BOOL = np.zeros((2, 0, 4), bool)
 F16_VALUES = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
 EVERY_F16 = np.stack([F16_VALUES[np.isfinite(F16_VALUES)], np.zeros(63488, np.float16)], axis=1)
-"""Rows (v, 0) for every finite f16 v: Softmax takes exp of every non-positive f16 and log of sums in [1, 2]."""
-NEAR_F16_TIES = np.array([1 + 2.0**-11 + 2.0**-40, -1 - 2.0**-11 - 2.0**-40, 2.0**-25 + 2.0**-60, 65519.999999])
+"""Rows (v, 0) for every finite f16 v: Softmax takes exp of each non-positive f16, log of sums in [1, 2]."""
+NEAR_F16_TIES = np.array(
+    [1 + 2.0**-11 + 2.0**-40, -1 - 2.0**-11 - 2.0**-40, 2.0**-25 + 2.0**-60, 65519.999999]
+)
 """f64 values a nearest f32 rounds onto an f16 tie: rounding twice (f64 -> f32 -> f16) goes the wrong way."""
 CASES = [
     Case("scalar_result", "Add", [np.array(1.5, np.float32), np.array(2.25, np.float32)]),
