@@ -196,6 +196,8 @@ def render_table(profile: dict[str, Any], console: Any) -> None:
 
     cpu, memory, rec = profile["cpu"], profile["memory"], profile["recommended"]
     machine = Table(title="Machine", show_header=False)
+    machine.add_column()
+    machine.add_column(overflow="fold")  # the recommended flags must stay whole to be copied
     rows = [
         ("CPU", f"{cpu['model']} ({cpu['vendor']}, {cpu['arch']})"),
         ("LLVM cpu", cpu["llvm_cpu"] or f"unknown: {cpu['llvm_cpu_source']}"),

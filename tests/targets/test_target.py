@@ -117,3 +117,11 @@ def test_host_llvm_name_with_features_the_host_lacks_warns(monkeypatch: pytest.M
         CpuFeaturesWarning, match=r"has avx512_fp16, which this CPU lacks \(the artifact would not"
     ):
         resolve_target("x86", cpu="znver5", cpu_features="+avx512_fp16")
+
+
+def test_compile_options_carry_cpu_features_to_the_target_and_manifest() -> None:
+    from hai_compiler.compiler.options import CompileOptions, resolve_compile_target
+
+    options = CompileOptions(cpu="znver5", cpu_features="+avx512_fp16")
+    assert "avx512_fp16" in resolve_compile_target(options, None).features
+    assert options.manifest_options(None)["cpu_features"] == "+avx512_fp16"
