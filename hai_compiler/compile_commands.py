@@ -99,6 +99,15 @@ def compile_command(
         Path | None,
         typer.Option("--hardware-profile", metavar="FILE", help="Compile for a `hai doctor --scan` profile."),
     ] = None,
+    cpu_features: Annotated[
+        str | None,
+        typer.Option(
+            "--cpu-features",
+            metavar="+F,-F",
+            help="Add or drop ISA features (HAI names, e.g. +amx,+avx512_fp16,-avx512f) on top of the "
+            "host, --cpu or the profile; `hai doctor` prints the ones that make --cpu match this host.",
+        ),
+    ] = None,
     input_shape: InputShapeOpt = None,
     passes: Annotated[
         str, typer.Option("--passes", metavar="PIPELINE", help="Passes before fuse and plan-memory.")
@@ -150,7 +159,8 @@ def compile_command(
     console = Console(highlight=False)
     with reported_errors():
         options = CompileOptions(target, cpu, hardware_profile, shapes or None, passes, dump_ir, entry=entry,
-                                 memory_budget=memory_budget, page_size=page_size)  # fmt: skip
+                                 memory_budget=memory_budget, page_size=page_size,
+                                 cpu_features=cpu_features)  # fmt: skip
         quantized = None
         if precision is not None:
             quantize = QuantizeOptions(

@@ -40,11 +40,15 @@ def llvm_host_cpu() -> tuple[str | None, str]:
     return name, "tvm.target.codegen.llvm_get_system_cpu"
 
 
-def cpu_section(facts: dict[str, Any]) -> dict[str, Any]:
-    """The profile's `cpu` object from the CPU driver's probe facts and LLVM's cpu name."""
-    llvm_cpu, source = (
-        llvm_host_cpu() if facts["arch"] == platform.machine() else (None, "not this host's arch")
-    )
+def cpu_section(facts: dict[str, Any], this_host: bool = True) -> dict[str, Any]:
+    """The profile's `cpu` object from the CPU driver's probe facts and LLVM's cpu name (asked only
+    when the facts are this host's: a recorded /proc tree is another machine)."""
+    if not this_host:
+        llvm_cpu, source = None, "a recorded /proc, not this host"
+    elif facts["arch"] != platform.machine():
+        llvm_cpu, source = None, "not this host's arch"
+    else:
+        llvm_cpu, source = llvm_host_cpu()
     if llvm_cpu is None and facts.get("arm_cpu"):
         llvm_cpu, source = facts["arm_cpu"], "Arm part number in /proc/cpuinfo"
     keys = (
@@ -62,13 +66,40 @@ def cpu_section(facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def recommended_target(cpu: dict[str, Any]) -> dict[str, Any]:
-    """Target name and `--cpu` for this host: LLVM's cpu name, else the x86-64 level (portable)."""
+    """Target, `--cpu` and `--cpu-features` for this host: LLVM's cpu name, else the x86-64 level
+    (portable), with the feature edits that make that name's table the host's features."""
     target = TARGET_OF_ARCH.get(cpu["arch"])
     if target is None:
-        return {"target": None, "cpu": None, "features": [], "reason": f"no HAI target for {cpu['arch']}"}
+        return {"target": None, "cpu": None, "features": [], "cpu_features": [],
+                "reason": f"no HAI target for {cpu['arch']}"}  # fmt: skip
     chosen = cpu["llvm_cpu"] or cpu["isa_level"] or "generic"
     why = "the host CPU as LLVM names it" if cpu["llvm_cpu"] else "the host's ISA level (LLVM cpu unknown)"
-    return {"target": target, "cpu": chosen, "features": cpu["features"], "reason": why}
+    edits, table_why = cpu_feature_edits(target, chosen, cpu["features"])
+    return {"target": target, "cpu": chosen, "features": cpu["features"], "cpu_features": edits,
+            "reason": f"{why}; {table_why}"}  # fmt: skip
+
+
+def cpu_feature_edits(target: str, cpu: str, features: list[str]) -> tuple[list[str], str]:
+    """(`--cpu-features` edits from `cpu`'s feature table to `features`, what they are for)."""
+    from targets.feature_edits import edits_between
+    from targets.target import TargetError, cpu_table_features
+
+    try:
+        table = cpu_table_features(target, cpu)
+    except (TargetError, ImportError) as exc:  # not x86, an unknown name, or no TVM to ask
+        return [], f"no feature table to compare with ({exc})"
+    edits = edits_between(table, features)
+    return edits, (
+        f"--cpu-features adds what {cpu}'s table lacks and drops what this CPU lacks" if edits
+        else f"{cpu}'s feature table is this CPU's"
+    )  # fmt: skip
+
+
+def recommended_flags(recommended: dict[str, Any]) -> str:
+    """The `hai compile` flags that compile for the profiled machine, as doctor prints them."""
+    flags = f"--target {recommended['target']} --cpu {recommended['cpu']}"
+    edits = recommended.get("cpu_features") or []
+    return f"{flags} --cpu-features {','.join(edits)}" if edits else flags
 
 
 def other_devices() -> list[dict[str, Any]]:
@@ -90,7 +121,7 @@ def scan(root: str = "/") -> dict[str, Any]:
     """The hardware profile of this machine (`root` points the /proc and /sys readers elsewhere in tests)."""
     (cpu_info,) = CpuDriver(root).probe()
     facts = dict(cpu_info.properties)
-    cpu = cpu_section(facts)
+    cpu = cpu_section(facts, this_host=Path(root).resolve() == Path("/"))
     return {
         "schema_version": SCHEMA_VERSION,
         "host": {
@@ -165,6 +196,8 @@ def render_table(profile: dict[str, Any], console: Any) -> None:
 
     cpu, memory, rec = profile["cpu"], profile["memory"], profile["recommended"]
     machine = Table(title="Machine", show_header=False)
+    machine.add_column()
+    machine.add_column(overflow="fold")  # the recommended flags must stay whole to be copied
     rows = [
         ("CPU", f"{cpu['model']} ({cpu['vendor']}, {cpu['arch']})"),
         ("LLVM cpu", cpu["llvm_cpu"] or f"unknown: {cpu['llvm_cpu_source']}"),
@@ -177,7 +210,7 @@ def render_table(profile: dict[str, Any], console: Any) -> None:
         ),
         ("cgroup limit", human_bytes(memory["cgroup_limit_bytes"])),
         ("cpufreq governor", profile["cpufreq"]["governor"] or "-"),
-        ("Recommended", f"--target {rec['target']} --cpu {rec['cpu']}" if rec["target"] else rec["reason"]),
+        ("Recommended", recommended_flags(rec) if rec["target"] else rec["reason"]),
     ]
     for key, value in rows:
         machine.add_row(key, value)

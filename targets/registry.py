@@ -33,8 +33,11 @@ class TargetBackend(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def describe(self, cpu: str | None = None, profile: dict[str, Any] | None = None) -> TargetDescription:
-        """The description to compile for: this host, `--cpu NAME`, or a profile's `recommended` object."""
+    def describe(
+        self, cpu: str | None = None, profile: dict[str, Any] | None = None, cpu_features: str | None = None
+    ) -> TargetDescription:
+        """The description to compile for: this host, `--cpu NAME`, or a profile's `recommended` object,
+        with `--cpu-features` edits (targets/feature_edits.py) applied."""
 
     @abstractmethod
     def tvm_target(self, desc: TargetDescription) -> dict[str, Any]:
@@ -63,7 +66,13 @@ def get_target(name: str) -> TargetBackend:
 
 
 def resolve_target(
-    name: str = "x86", *, cpu: str | None = None, profile: dict[str, Any] | None = None
+    name: str = "x86",
+    *,
+    cpu: str | None = None,
+    profile: dict[str, Any] | None = None,
+    cpu_features: str | None = None,
 ) -> TargetDescription:
-    """The description for `--target NAME [--cpu CPU]` or a profile's `recommended` object."""
-    return get_target(name).describe(cpu=cpu, profile=profile)
+    """The description for `--target NAME [--cpu CPU] [--cpu-features EDITS]` or a profile's `recommended`."""
+    if cpu_features is None:  # plugins written before --cpu-features keep working
+        return get_target(name).describe(cpu=cpu, profile=profile)
+    return get_target(name).describe(cpu=cpu, profile=profile, cpu_features=cpu_features)

@@ -156,15 +156,20 @@ def host_target() -> TargetDescription:
     return describe(name, llvm_host_cpu(), frozenset(cpu.features), source="host")
 
 
-def cpu_target(name: str, cpu: str) -> TargetDescription:
-    """`--target NAME --cpu CPU`: a portable x86-64 level, or an LLVM cpu name with LLVM's features for it."""
+def cpu_table_features(name: str, cpu: str) -> frozenset[str]:
+    """The HAI features of `--cpu CPU` alone: a portable x86-64 level's, or LLVM's feature table for it."""
     if name == "x86" and cpu in X86_LEVEL_FEATURES:
-        return describe(name, cpu, frozenset(X86_LEVEL_FEATURES[cpu]), source=f"--cpu {cpu}")
+        return frozenset(X86_LEVEL_FEATURES[cpu])
     if name == "x86":
         from targets.x86 import llvm_cpu_features
 
-        return describe(name, cpu, llvm_cpu_features(cpu), source=f"--cpu {cpu}")
+        return llvm_cpu_features(cpu)
     raise TargetError(f"target {name!r} does not take --cpu {cpu!r} yet (known: x86)")
+
+
+def cpu_target(name: str, cpu: str) -> TargetDescription:
+    """`--target NAME --cpu CPU`: a portable x86-64 level, or an LLVM cpu name with LLVM's features for it."""
+    return describe(name, cpu, cpu_table_features(name, cpu), source=f"--cpu {cpu}")
 
 
 def profile_target(recommended: Mapping[str, Any]) -> TargetDescription:

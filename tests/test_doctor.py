@@ -105,6 +105,8 @@ def test_recommended_target_is_the_llvm_host_cpu(profile: dict[str, Any]) -> Non
         assert profile["cpu"]["llvm_cpu"] is None and rec["cpu"] == profile["cpu"]["isa_level"]
     else:
         assert rec["cpu"] == profile["cpu"]["llvm_cpu"] == codegen.llvm_get_system_cpu()
+        if rec["target"] == "x86":  # the recommended flags give this host's features, whatever LLVM calls it
+            assert compiled_features(rec) == set(profile["cpu"]["features"])
 
 
 def test_opencl_absent_is_reported_not_raised(
@@ -205,3 +207,60 @@ def test_arm_host_from_a_fake_root(tmp_path: Path) -> None:
     if platform.machine() != "aarch64":
         assert profile["recommended"]["cpu"] == "cortex-a76"
         assert profile["cpu"]["llvm_cpu_source"].startswith("Arm part number")
+
+
+# -- the recommendation reproduces the CPU's features (recorded /proc/cpuinfo, tests/data/cpuinfo) -----
+
+RECORDED = Path(__file__).resolve().parent / "data/cpuinfo"
+AMX_ON = ["+amx", "+amx_bf16", "+amx_int8"]
+
+
+def recorded_profile(tmp_path: Path, name: str) -> dict[str, Any]:
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/cpuinfo").write_text((RECORDED / name).read_text())
+    return doctor.scan(str(tmp_path))
+
+
+def compiled_features(rec: dict[str, Any]) -> frozenset[str]:
+    """The features `hai compile` gets from the recommended flags."""
+    from targets.registry import resolve_target
+
+    return resolve_target(
+        rec["target"], cpu=rec["cpu"], cpu_features=",".join(rec["cpu_features"]) or None
+    ).features
+
+
+@pytest.mark.parametrize("name", ["sapphire_rapids_vm.txt", "zen5_epyc.txt"])
+def test_recorded_cpu_recommendation_reproduces_its_features(tmp_path: Path, name: str) -> None:
+    pytest.importorskip("tvm")
+    from runtime.cpu_features import parse_cpuinfo
+
+    profile = recorded_profile(tmp_path, name)
+    validate(profile)
+    rec = profile["recommended"]
+    assert profile["cpu"]["llvm_cpu"] is None  # another machine's /proc: this host's LLVM is not asked
+    assert rec["cpu"] == "x86-64-v4"
+    assert compiled_features(rec) == set(parse_cpuinfo((RECORDED / name).read_text()).features)
+    console = Console(record=True, width=300)
+    doctor.render_table(profile, console)
+    assert doctor.recommended_flags(rec) in console.export_text()
+
+
+@pytest.mark.parametrize(
+    ("name", "llvm_cpu", "edits"),
+    [
+        ("sapphire_rapids_vm.txt", "rocketlake", ["+avx512_bf16", "+avx512_fp16", "+avx_vnni", *AMX_ON]),
+        ("zen5_epyc.txt", "znver5", []),
+        ("zen5_epyc.txt", "sapphirerapids", ["-avx512_fp16", "-amx", "-amx_bf16", "-amx_int8"]),
+    ],
+)  # fmt: skip
+def test_llvm_name_gets_the_edits_to_the_cpu(name: str, llvm_cpu: str, edits: list[str]) -> None:
+    """LLVM names this Sapphire Rapids VM (cpuid model 167) `rocketlake`, whose table has no AMX."""
+    pytest.importorskip("tvm")
+    from runtime.cpu_features import parse_cpuinfo
+
+    cpu = parse_cpuinfo((RECORDED / name).read_text())
+    rec = doctor.recommended_target({"arch": cpu.arch, "llvm_cpu": llvm_cpu, "isa_level": cpu.isa_level,
+                                     "features": list(cpu.features)})  # fmt: skip
+    assert (rec["cpu"], rec["cpu_features"]) == (llvm_cpu, edits)
+    assert compiled_features(rec) == set(cpu.features)

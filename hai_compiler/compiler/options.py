@@ -49,6 +49,7 @@ class CompileOptions:
     layout: str = "auto"  # the layout pass's `prefer`: auto (its cost rule), NHWC, NCHW (pass off)
     memory_budget: str | int | None = DEFAULT_BUDGET  # `512MB` (ir/units.py); None or "none": no budget
     page_size: str | int = DEFAULT_PAGE_SIZE  # bytes of a weight page when the plan pages
+    cpu_features: str | None = None  # `+amx,-avx512f`: ISA feature edits (targets/feature_edits.py)
 
     def __post_init__(self) -> None:
         _ = self.budget_bytes, self.page_bytes  # a malformed size fails here, naming the option
@@ -133,6 +134,8 @@ class CompileOptions:
         recorded: dict[str, Any] = {"target": self.target, "passes": self.passes, "input_shapes": shapes}
         if self.cpu is not None:
             recorded["cpu"] = self.cpu
+        if self.cpu_features:
+            recorded["cpu_features"] = self.cpu_features
         if self.entry != "auto":
             recorded["entry"] = self.entry
         if self.layout != "auto":
@@ -155,7 +158,8 @@ def profile_target_of(options: CompileOptions) -> dict[str, Any] | None:
 
 
 def resolve_compile_target(options: CompileOptions, profile_target: Mapping[str, Any] | None) -> Any:
-    """The TargetDescription to compile for: a hardware profile, `--cpu`, or this host."""
+    """The TargetDescription to compile for: a hardware profile, `--cpu`, or this host (then
+    `--cpu-features` edits)."""
     from targets.registry import resolve_target
 
     if profile_target is not None and options.cpu is not None:
@@ -165,7 +169,12 @@ def resolve_compile_target(options: CompileOptions, profile_target: Mapping[str,
             f"hardware profile recommends target {profile_target.get('target')!r}, "
             f"but --target is {options.target!r}"
         )
-    return resolve_target(options.target, cpu=options.cpu, profile=dict(profile_target or {}) or None)
+    return resolve_target(
+        options.target,
+        cpu=options.cpu,
+        profile=dict(profile_target or {}) or None,
+        cpu_features=options.cpu_features or None,
+    )
 
 
 def model_name(model: Any, graph: Graph) -> str:

@@ -185,14 +185,28 @@ def _axis_infer(types: Sequence[TensorType | None], attrs: Mapping[str, Any]) ->
     return [like(x)]
 
 
+def _rounded(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """`fn(x)` (exp or log) in x's dtype. numpy's own f16 exp and log vary with the CPU (on AVX-512 hosts
+    SIMD routines 1-3 ULP off the correctly rounded value), so f16 goes through f64 and rounds once."""
+    return fn(x.astype(np.float64)).astype(x.dtype) if x.dtype == np.float16 else fn(x)
+
+
+def _row_sum(x: np.ndarray, axis: int) -> np.ndarray:
+    """The sum along `axis` in x's dtype: f16 exactly (in f64; numpy's own f16 sum rounds in f32 in an
+    order of its own), rounded once; bf16 as ml_dtypes sums it, rounding every partial sum."""
+    if x.dtype == np.float16:
+        return np.sum(x, axis=axis, keepdims=True, dtype=np.float64).astype(x.dtype)
+    return np.sum(x, axis=axis, keepdims=True)
+
+
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    exp = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return exp / np.sum(exp, axis=axis, keepdims=True)
+    exp = _rounded(np.exp, x - np.max(x, axis=axis, keepdims=True))
+    return exp / _row_sum(exp, axis)
 
 
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
     shifted = x - np.max(x, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    return shifted - _rounded(np.log, _row_sum(_rounded(np.exp, shifted), axis))
 
 
 def _hardmax(x: np.ndarray, axis: int) -> np.ndarray:

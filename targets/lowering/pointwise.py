@@ -83,9 +83,22 @@ def narrow(x: Expr, dtype: DType) -> Expr:
         wide = float_to_int(x, "int32") if is_float(x) else x.astype("int32")
         return (wide & te.const(15, "int32")).astype("uint8")
     if dtype is DType.F16 and dtype_of(x) == "float64":
-        x = x.astype("float32")  # x86 has no direct f64 -> f16 conversion (it would be a libgcc call)
+        x = to_f32_odd(x)  # x86 has no direct f64 -> f16 conversion (it would be a libgcc call)
     target = storage_dtype(dtype)
     return x if dtype_of(x) == target else x.astype(target)
+
+
+def to_f32_odd(x: Expr) -> Expr:
+    """An f64 `x` as f32 rounded to odd (toward zero, then the last bit set when inexact), so that rounding
+    it on to f16 rounds `x` itself to nearest even, as numpy's direct f64 -> f16 cast does: f32 keeps
+    more than the 2 extra bits this needs, where a nearest f32 can land on an f16 tie and round twice."""
+    nearest = x.astype("float32")
+    back = nearest.astype("float64")
+    bits = tirx.reinterpret("uint32", nearest)
+    one = te.const(1, "uint32")
+    toward_zero = tirx.Select(tirx.abs(back) > tirx.abs(x), bits - one, bits)
+    odd = tirx.Select(tirx.NE(back, x), toward_zero | one, bits)  # NaN stays NaN (|1 keeps it quiet)
+    return tirx.reinterpret("float32", odd)
 
 
 # ---- shared pieces ----------------------------------------------------------------------------

@@ -33,7 +33,8 @@ from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS, schedule_flat, v
 from targets.lowering.pointwise import Expr, dtype_of, float_to_int, fmax, fmin, narrow, storage_dtype, widen
 from targets.target import TargetDescription
 
-TEMPLATE_VERSION = 3  # 2: bool computes in u8 (empty-set max/min); 3: f16 softmax rounds each step
+TEMPLATE_VERSION = 4  # 2: bool computes in u8 (empty-set max/min); 3: f16 softmax rounds each step;
+# 4: the f16 softmax sum is exact (f64), rounded once
 
 
 def _c(value: Any, dtype: str) -> Expr:
@@ -78,15 +79,19 @@ def own(value: Expr, dtype: DType) -> Expr:
     return widen(narrow(value, dtype), dtype) if dtype in (DType.F16, DType.BF16) else value
 
 
-BF16_SUM = te.comm_reducer(
-    lambda a, b: own(a + b, DType.BF16), lambda t: _c(0, str(t)), name="bf16_sum"
-)
+BF16_SUM = te.comm_reducer(lambda a, b: own(a + b, DType.BF16), lambda t: _c(0, str(t)), name="bf16_sum")
+
+
+def exact_sum(value: Expr, axis: Any) -> Expr:
+    """The sum of f16 steps (f32 holding f16 values) in f64, where it is exact: f16 values are multiples
+    of 2^-24 below 2^16, so any row under 2^29 elements sums without rounding, in any order."""
+    return te.sum(value.astype("float64"), axis=axis)
 
 
 def summed(dtype: DType) -> Any:
-    """The sum the reference takes of a `dtype` array: numpy sums f16 in f32 (rounded once, by `own`),
-    ml_dtypes sums bf16 element by element, rounding every partial sum."""
-    return BF16_SUM if dtype is DType.BF16 else te.sum
+    """The sum the reference takes of a `dtype` array (ir/ops/reduce.py): f16 exactly (rounded once, by
+    `own`), bf16 element by element as ml_dtypes does, rounding every partial sum."""
+    return {DType.F16: exact_sum, DType.BF16: BF16_SUM}.get(dtype, te.sum)
 
 
 def is_nan(x: Expr) -> Expr:

@@ -1,15 +1,17 @@
-"""ISA feature detection from /proc/cpuinfo text: fake cpuinfo for several CPUs, and this host checked
-against two independent readers of cpuid (numpy's dispatcher and glibc's loader)."""
+"""ISA feature detection from /proc/cpuinfo text: fake cpuinfo for several CPUs, recorded cpuinfo of a
+Sapphire Rapids and a Zen 5 (detection and the runtime's refusal of an artifact a CPU cannot run), and
+this host checked against two independent readers of cpuid (numpy's dispatcher and glibc's loader)."""
 
 from __future__ import annotations
 
 import platform
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from runtime.cpu_features import host_cpu, missing_features, parse_cpuinfo, x86_64_level
+from runtime.cpu_features import X86_FEATURES, host_cpu, missing_features, parse_cpuinfo, x86_64_level
 
 BASE = (
     "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 nx lm"
@@ -129,3 +131,52 @@ def test_host_level_agrees_with_glibc_loader() -> None:
     if "x86-64-v2 (" not in text:
         pytest.skip("this glibc does not report x86-64 levels")
     assert host_cpu().isa_level == (supported[-1] if supported else "x86-64")
+
+
+# -- recorded /proc/cpuinfo of CPUs this machine need not be (tests/data/cpuinfo) ---------------------
+
+RECORDED = Path(__file__).resolve().parents[1] / "data/cpuinfo"
+X86_ALL = set(X86_FEATURES)
+ZEN5 = X86_ALL - {"avx512_fp16", "amx", "amx_bf16", "amx_int8"}
+"""What AMD documents for Zen 5; Sapphire Rapids has every x86 feature HAI names."""
+
+
+def recorded_root(tmp_path: Path, name: str) -> Path:
+    """A fake root whose /proc/cpuinfo is the recorded file `name` (the rest of /proc and /sys absent)."""
+    (tmp_path / "proc").mkdir(parents=True)
+    (tmp_path / "proc/cpuinfo").write_text((RECORDED / name).read_text())
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("name", "vendor", "features"),
+    [("sapphire_rapids_vm.txt", "GenuineIntel", X86_ALL), ("zen5_epyc.txt", "AuthenticAMD", ZEN5)],
+)
+def test_recorded_cpus_features(name: str, vendor: str, features: set[str]) -> None:
+    cpu = parse_cpuinfo((RECORDED / name).read_text())
+    assert (cpu.arch, cpu.vendor, cpu.logical_cpus, cpu.isa_level) == ("x86_64", vendor, 2, "x86-64-v4")
+    assert set(cpu.features) == features
+
+
+def refusal(artifact_features: set[str], root: Path) -> str | None:
+    """The UnsupportedCpuError message for an artifact needing `artifact_features` on the CPU under `root`."""
+    from runtime.artifact import TargetInfo
+    from runtime.devices.cpu import CpuDriver
+    from runtime.errors import UnsupportedCpuError
+    from runtime.model import check_cpu
+
+    manifest = SimpleNamespace(target=TargetInfo("x86", "x86_64", "test", tuple(sorted(artifact_features))))
+    caps = CpuDriver(root).open().capabilities()
+    try:
+        check_cpu(manifest, caps, Path("model.hai"))  # type: ignore[arg-type]
+    except UnsupportedCpuError as exc:
+        return str(exc)
+    return None
+
+
+def test_recorded_cpus_refuse_what_they_lack(tmp_path: Path) -> None:
+    zen5 = recorded_root(tmp_path / "zen5", "zen5_epyc.txt")
+    spr = recorded_root(tmp_path / "spr", "sapphire_rapids_vm.txt")
+    message = refusal(X86_ALL, zen5)
+    assert message is not None and "needs CPU feature(s) amx, amx_bf16, amx_int8, avx512_fp16 " in message
+    assert refusal(ZEN5, zen5) is None and refusal(ZEN5, spr) is None and refusal(X86_ALL, spr) is None

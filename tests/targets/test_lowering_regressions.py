@@ -6,7 +6,8 @@ through the kernel cache and checked against the IR op's numpy reference (or the
 - 0-d and empty results have no loop to schedule; the max / min of an empty bool set is False / True;
 - i4 elementwise kernels (uint8 storage, one element per byte) and bf16 operands of the generic
   templates (uint16 storage, like every other template);
-- f16 / bf16 Softmax rounds every step to the operand's dtype, exactly as the reference.
+- f16 / bf16 Softmax rounds every step to the operand's dtype, exactly as the reference, on every CPU
+  (every f16 value through exp and log); f64 -> f16 rounds once, never through a nearest f32.
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ def test_kernel_name_tells_shared_operands_apart() -> None:
 # ---- kernels run against the reference ---------------------------------------------------------
 
 EMPTY_BOOL = np.zeros((2, 0, 4), bool)
+F16_VALUES = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+EVERY_F16 = np.stack([F16_VALUES[np.isfinite(F16_VALUES)], np.zeros(63488, np.float16)], axis=1)
+"""Rows (v, 0) for every finite f16 v: Softmax takes exp of each non-positive f16, log of sums in [1, 2]."""
+NEAR_F16_TIES = np.array(
+    [1 + 2.0**-11 + 2.0**-40, -1 - 2.0**-11 - 2.0**-40, 2.0**-25 + 2.0**-60, 65519.999999]
+)
+"""f64 values a nearest f32 rounds onto an f16 tie: rounding twice (f64 -> f32 -> f16) goes the wrong way."""
 CASES = [
     Case("scalar_result", "Add", [np.array(1.5, np.float32), np.array(2.25, np.float32)]),
     Case("empty_result", "Abs", [floats((2, 0, 3))]),
@@ -84,6 +92,9 @@ CASES = [
     Case("softmax_f16_exact", "Softmax", [floats((6, 24), np.float16)], {"axis": 1}, tolerance=0.0),
     Case("log_softmax_f16_exact", "LogSoftmax", [floats((6, 24), np.float16)], {"axis": 1}, tolerance=0.0),
     Case("softmax_bf16_exact", "Softmax", [floats((6, 24), BF16)], {"axis": 1}, tolerance=0.0),
+    Case("softmax_f16_every_value", "Softmax", [EVERY_F16], {"axis": 1}, tolerance=0.0),
+    Case("log_softmax_f16_every_value", "LogSoftmax", [EVERY_F16], {"axis": 1}, tolerance=0.0),
+    Case("cast_f64_to_f16_near_ties", "Cast", [NEAR_F16_TIES], {"to": DType.F16}, tolerance=0.0),
 ]  # fmt: skip
 
 
