@@ -36,6 +36,26 @@ app = typer.Typer(
 )
 
 
+def _print_version(show: bool) -> None:
+    if show:
+        from hai_compiler.distribution import version
+
+        sys.stdout.write(f"hai {version()}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print HAI's version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 @contextlib.contextmanager
 def reported_errors() -> Iterator[None]:
     """Turn a user error into `error: ...` on stderr and exit code 1."""

@@ -4,22 +4,23 @@ The bundle is a folder a device can use as it is:
 
     BUNDLE/model.hai/         the artifact (copied; its checksums still hold)
     BUNDLE/runtime/           HAI's runtime package (numpy + tvm_ffi + stdlib only)
-    BUNDLE/requirements.txt   numpy and apache-tvm-ffi, pinned as this compiler uses them
+    BUNDLE/requirements.txt   the `runtime` extra's ranges of numpy and apache-tvm-ffi
     BUNDLE/run_model.py       `python run_model.py --input x=x.npy --output-dir out/`
 
 `pip install -r requirements.txt` is the whole installation: no TVM compiler,
-no onnx, no lark, never torch.
+no onnx, no lark, never torch. The ranges are the installed distribution's
+(pyproject.toml's `runtime` extra): a device keeps the numpy it has when it fits.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import shutil
 from pathlib import Path
 
+from hai_compiler.distribution import extra_requirements
 from ir import HaiError
 
-RUNTIME_REQUIREMENTS = ("numpy", "apache-tvm-ffi")
+RUNTIME_EXTRA = "runtime"
 
 RUN_MODEL = '''"""Run the HAI artifact beside this script.
 
@@ -71,12 +72,11 @@ def pack(artifact: str | Path, bundle: str | Path) -> Path:
         raise PackError(f"{artifact}: not a HAI artifact (no manifest.json); make one with `hai compile`")
     if bundle.exists() and any(bundle.iterdir()):
         raise PackError(f"{bundle}: the bundle folder exists and is not empty")
+    requirements = extra_requirements(RUNTIME_EXTRA)
     bundle.mkdir(parents=True, exist_ok=True)
     shutil.copytree(artifact, bundle / "model.hai")
     shutil.copytree(_runtime_package(), bundle / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
-    (bundle / "requirements.txt").write_text(
-        "".join(f"{name}=={importlib.metadata.version(name)}\n" for name in RUNTIME_REQUIREMENTS)
-    )
+    (bundle / "requirements.txt").write_text("".join(f"{line}\n" for line in requirements))
     (bundle / "run_model.py").write_text(RUN_MODEL)
     return bundle
 

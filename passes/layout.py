@@ -140,7 +140,10 @@ class Layout(Pass):
 
 def _regions(graph: Graph, rules: _Rules, anchors_only: bool) -> list[_Region]:
     """Connected sets of NHWC-capable nodes (convs: only preferring ones when `anchors_only`),
-    each holding at least one conv, in node order."""
+    each holding at least one conv, in node order. Members link through the values they share
+    (all rank 4: every capable node has one rank-4 result)."""
+    import networkx  # ~0.3 s to import: only when the pass runs
+
     order = list(graph.nodes)
 
     def member(node: Node) -> bool:
@@ -148,31 +151,26 @@ def _regions(graph: Graph, rules: _Rules, anchors_only: bool) -> list[_Region]:
             return rules.prefers(node) if anchors_only else rules.conv_capable(node)
         return rules.pointwise_capable(node)
 
-    candidates = {node for node in order if member(node)}
+    members = {node for node in order if member(node)}
+    linked = networkx.Graph()
+    linked.add_nodes_from(members)
+    linked.add_edges_from(
+        (node, user)
+        for node in members
+        for result in node.results
+        for user in result.users()
+        if user in members
+    )
     seen: set[Node] = set()
     regions = []
     for start in order:
-        if start in seen or start not in candidates or start.op != "Conv":
+        if start in seen or start not in linked or start.op != "Conv":
             continue
-        nodes = _connected(start, candidates)
+        nodes = networkx.node_connected_component(linked, start)
         seen |= nodes
         ordered = [n for n in order if n in nodes]
         regions.append(_Region(ordered, _entering(ordered, nodes), _leaving(ordered, nodes)))
     return regions
-
-
-def _connected(start: Node, candidates: set[Node]) -> set[Node]:
-    """The candidates reachable from `start` through rank-4 values (producer or user edges)."""
-    found, todo = {start}, [start]
-    while todo:
-        node = todo.pop()
-        neighbours = [o.producer for o in node.operands if o is not None and o.type.rank == 4]
-        neighbours += [u for r in node.results for u in r.users()]
-        for other in neighbours:
-            if other is not None and other in candidates and other not in found:
-                found.add(other)
-                todo.append(other)
-    return found
 
 
 def _entering(nodes: list[Node], members: set[Node]) -> list[Value]:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create or reuse the project's virtual environment at .venv/ and install HAI
-# with its test tools. Idempotent; safe to run before every command.
+# with its test tools, at the exact versions of constraints.txt (pyproject.toml
+# holds only ranges). Idempotent; safe to run before every command; installs
+# again when pyproject.toml or constraints.txt changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,8 +25,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.hai-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[test,bench]'
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[test,bench]'
   touch "$stamp"
 fi

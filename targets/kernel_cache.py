@@ -35,14 +35,14 @@ def cache_dir() -> Path:
 @cache
 def toolchain_versions() -> dict[str, str]:
     """HAI, TVM and LLVM versions: a compiled kernel is only reused under the same three."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import tvm
     from tvm.target import codegen
 
     try:
-        from importlib.metadata import version
-
-        hai = version("hai")
-    except Exception:  # not installed as a distribution (running from the tree)
+        hai = version("hai-compiler")
+    except PackageNotFoundError:  # not installed as a distribution (running from the tree)
         hai = "dev"
     return {
         "hai": hai,

@@ -63,12 +63,9 @@ class CompileResult:
 
 
 def hai_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from hai_compiler.distribution import version
 
-    try:
-        return version("hai-compiler")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
-        return "0+unknown"
+    return version()
 
 
 def tvm_version() -> str:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 import venv
 from pathlib import Path
 
 import numpy as np
 import pytest
+from packaging.requirements import Requirement
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "runtime"))
 from tiny_artifact import K, M, build_kernels, numpy_reference, tiny_weights, write_tiny_artifact  # noqa: E402
 
 from hai_compiler.pack import PackError, pack  # noqa: E402
@@ -27,8 +30,25 @@ def runtime_only_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_bundle_runs_without_the_compiler(tmp_path: Path, runtime_only_python: Path) -> None:
     artifact = write_tiny_artifact(tmp_path / "tiny.hai", build_kernels(tmp_path / "k.so"))
     bundle = pack(artifact, tmp_path / "bundle")
-    requirements = str(bundle / "requirements.txt")
-    install = [str(runtime_only_python), "-m", "pip", "install", "-q", "-r", requirements]
+    requirements = bundle / "requirements.txt"
+    runtime_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][
+        "runtime"
+    ]
+    assert [Requirement(line) for line in requirements.read_text().splitlines()] == [
+        Requirement(text) for text in runtime_extra
+    ]  # ranges, so a device keeps the numpy it has when it fits
+    constraints = str(ROOT / "constraints.txt")  # the versions CI tests inside those ranges
+    install = [
+        str(runtime_only_python),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "-r",
+        str(requirements),
+        "-c",
+        constraints,
+    ]
     subprocess.run(install, check=True, capture_output=True, timeout=600)
     probe = (
         "import importlib.util as u; "
