@@ -87,8 +87,9 @@ class Value:
             return self.const
         if isinstance(self.const, ElidedConstant):
             raise IRError(
-                f"constant %{self.name} was read without its weights file "
-                f"(sha256 {self.const.sha256[:16]}…); pass the .hir's weights file"
+                f"constant %{self.name} (sha256 {self.const.sha256[:16]}…) has no data: its .hir was "
+                "written without a weights file; write it again with its weights beside it "
+                "(`hai ir MODEL -o OUT.hir` writes OUT.weights.npz; in Python write_hir(..., save_weights=True))"
             )
         raise IRError(f"value %{self.name} is not a constant")
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hai_compiler.progress import stage
 from hai_compiler.quantize.bias_correction import correct_biases
 from hai_compiler.quantize.calibrate import calibrate, prepare_graph
 from hai_compiler.quantize.calibration_data import CalibrationSource, load_calibration_data
@@ -116,10 +117,11 @@ class DynamicQuantizer:
         stats: CalibrationStats | str | Path | None = None,
     ) -> QuantizedModel:
         """Quantize `model` (.onnx/.hir path or Graph), calibrating on `calibration_data` or with `stats`."""
-        graph = prepare_graph(model, input_shapes)
-        overrides = dict(self.layer_precision or {})
-        samples = self._samples(graph, calibration_data)
-        evaluator = IncrementalEvaluator(graph, samples)  # the fp32 run every later step compares with
+        with stage("preparing the model"):
+            graph = prepare_graph(model, input_shapes)
+            overrides = dict(self.layer_precision or {})
+            samples = self._samples(graph, calibration_data)
+            evaluator = IncrementalEvaluator(graph, samples)  # the fp32 run every later step compares with
         choice = None
         if self.precision_profile not in WEIGHT_ONLY or "int8" in overrides.values():
             choice = self._ranges(graph, calibration_data, stats, evaluator)
@@ -133,12 +135,15 @@ class DynamicQuantizer:
                 graph, samples, overrides=overrides, group_size=self.group_size, evaluator=evaluator,
                 ladder=ladder_for(self.target),
             )  # fmt: skip
-            precisions = chooser.choose(self.budget)
-            quantized = configured(graph, precisions, self.group_size)
+            with stage("choosing each layer's precision"):
+                precisions = chooser.choose(self.budget)
+                quantized = configured(graph, precisions, self.group_size)
         else:
-            quantized, precisions = self._uniform(clone_graph(graph), overrides)
+            with stage(f"quantizing to {self.precision_profile}"):
+                quantized, precisions = self._uniform(clone_graph(graph), overrides)
         if self.bias_correction and samples:
-            quantized = self._bias_corrected(graph, quantized, evaluator)
+            with stage("correcting biases"):
+                quantized = self._bias_corrected(graph, quantized, evaluator)
         layers_chosen = chooser.layers if chooser is not None else None
         return QuantizedModel(quantized, precisions, layers_chosen, choice.stats if choice else None, choice)
 
@@ -192,7 +197,8 @@ class DynamicQuantizer:
                 )  # fmt: skip
                 for name in observers
             }
-        return select_ranges(graph, calibrations, evaluator, self.refine)
+        with stage("choosing activation ranges"):
+            return select_ranges(graph, calibrations, evaluator, self.refine)
 
     def _uniform(self, graph: Graph, overrides: dict[str, str]) -> tuple[Graph, dict[str, str]]:
         """`graph` with every layer at the profile's precision (overrides win), and the precisions."""
