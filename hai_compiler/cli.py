@@ -138,6 +138,21 @@ def size_option(name: str, help: str, none: bool = False) -> Any:
     return typer.Option(name, metavar="SIZE", help=f"{help} {grammar}.", callback=check)
 
 
+DEFAULT_RUNS = 100
+"""Timed runs of `hai bench` and `hai demo` unless --runs says otherwise."""
+RunsOpt = Annotated[int, typer.Option("--runs", min=1, help="Timed runs (after one warm-up).")]
+InputOpt = Annotated[
+    list[str] | None,
+    typer.Option("--input", metavar="NAME=FILE.npy", help="Input data from a .npy file; repeat per input."),
+]
+OutputDirOpt = Annotated[
+    Path | None,
+    typer.Option("--output-dir", metavar="DIR", help="Write one NAME.npy per output into DIR (created if needed)."),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random data for inputs not given.")]
+DumpIrOpt = Annotated[
+    Path | None, typer.Option("--dump-ir", metavar="DIR", help="Write one numbered .hir per pass into DIR.")
+]
 PassesOpt = Annotated[
     str | None,
     typer.Option(
@@ -165,9 +180,7 @@ def ir_command(
         list[str] | None,
         typer.Option(metavar="PASS|all", help="Print the IR (to stderr) after this pass; repeatable."),
     ] = None,
-    dump_ir: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="Write one numbered .hir per pass into DIR.")
-    ] = None,
+    dump_ir: DumpIrOpt = None,
     verify_each: Annotated[
         bool, typer.Option("--verify-each", help="Verify the IR after every pass.", show_default=False)
     ] = False,
@@ -215,6 +228,11 @@ def ir_command(
                 "note: no pass ran, so there is nothing to print, dump or time: "
                 "give --passes default or a pipeline (see `hai passes`)\n"
             )
+        ran = [p.name for p in pipeline]
+        for option, names in (("--print-ir-before", print_ir_before), ("--print-ir-after", print_ir_after)):
+            for name in names or ():
+                if pipeline and name != "all" and name not in ran:
+                    sys.stderr.write(f"note: {option} {name}: no such pass in the pipeline ({', '.join(ran)})\n")
         for line in driver.pipeline_report(instruments if pipeline else (), ctx):
             sys.stderr.write(line + "\n")
         if output is not None:
@@ -226,7 +244,7 @@ def ir_command(
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-@app.command("passes")
+@app.command("passes", epilog=example("hai passes"))
 def passes_command() -> None:
     """List every registered pass with its rule and options."""
     from rich.table import Table
@@ -286,20 +304,10 @@ def pass_options(pass_class: type) -> list[tuple[str, str, str, str]]:
 def interp_command(
     model: ModelArg,
     input_shape: InputShapeOpt = None,
-    input: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--input", metavar="NAME=FILE.npy", help="Input data from a .npy file; repeat per input."
-        ),
-    ] = None,
+    input: InputOpt = None,
     passes: PassesOpt = None,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(metavar="DIR", help="Write one NAME.npy per output into DIR (created if needed)."),
-    ] = None,
-    seed: Annotated[
-        int, typer.Option(help="Seed of the random data for inputs not given.", show_default=True)
-    ] = 0,
+    output_dir: OutputDirOpt = None,
+    seed: SeedOpt = 0,
 ) -> None:
     """Run a model with the reference interpreter and print each output's shape and statistics.
 
@@ -337,14 +345,16 @@ def print_outputs(outputs: dict[str, Any], dtypes: dict[str, str], output_dir: P
 @app.command("demo", epilog=example("hai demo --threads 2"))
 def demo_command(
     threads: ThreadsOpt = DEFAULT_THREADS,
-    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs for the latency.")] = 200,
+    runs: RunsOpt = DEFAULT_RUNS,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Keep the artifact here.")] = None,
 ) -> None:
     """The main job on the embedded digits CNN: compile for this host, run, and measure against
     onnxruntime (held-out accuracy, p50 latency, peak RSS)."""
     from hai_compiler.demo import run_demo
 
-    with reported_errors():
+    from hai_compiler.progress import reporting
+
+    with reported_errors(), reporting():
         run_demo(Console(highlight=False), threads=threads, runs=runs, output=output)
 
 

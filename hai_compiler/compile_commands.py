@@ -19,10 +19,16 @@ import typer
 from rich.console import Console
 
 from hai_compiler.cli import (
+    DEFAULT_RUNS,
     DEFAULT_THREADS,
+    DumpIrOpt,
     HardwareProfileOpt,
+    InputOpt,
     InputShapeOpt,
     ModelArg,
+    OutputDirOpt,
+    RunsOpt,
+    SeedOpt,
     TargetOpt,
     ThreadsOpt,
     _files,
@@ -40,10 +46,6 @@ from hai_compiler.quantize_commands import QuantizeOptions, print_quantization, 
 
 ArtifactArg = Annotated[
     Path, typer.Argument(metavar="ARTIFACT", help="A compiled NAME.hai directory.", show_default=False)
-]
-InputOpt = Annotated[
-    list[str] | None,
-    typer.Option("--input", metavar="NAME=FILE.npy", help="Input data from a .npy file; repeat per input."),
 ]
 
 
@@ -80,9 +82,7 @@ def compile_command(
     passes: Annotated[
         str, typer.Option("--passes", metavar="PIPELINE", help="Passes before fuse and plan-memory.")
     ] = "default",
-    dump_ir: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="Write one numbered .hir per pass into DIR.")
-    ] = None,
+    dump_ir: DumpIrOpt = None,
     report: Annotated[
         bool, typer.Option("--report", help="Print every kernel and the arena vs naive size.")
     ] = False,
@@ -169,11 +169,9 @@ def binding_types(bindings: Any) -> dict[str, Any]:
 def run_command(
     artifact: ArtifactArg,
     input: InputOpt = None,
-    output_dir: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="Write one NAME.npy per output into DIR.")
-    ] = None,
+    output_dir: OutputDirOpt = None,
     threads: ThreadsOpt = DEFAULT_THREADS,
-    seed: Annotated[int, typer.Option(help="Seed of the random data for inputs not given.")] = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Run a compiled artifact and print each output's shape and statistics (as `hai interp` does)."""
     import runtime
@@ -202,7 +200,7 @@ def bench_command(
         Path | None, typer.Option("--onnx", metavar="MODEL.onnx", help="Also run onnxruntime on this model.")
     ] = None,
     threads: ThreadsOpt = DEFAULT_THREADS,
-    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs (after one warm-up).")] = 100,
+    runs: RunsOpt = DEFAULT_RUNS,
     profile: Annotated[
         bool, typer.Option("--profile", help="Time every step next to its source nodes.")
     ] = False,
@@ -212,7 +210,7 @@ def bench_command(
             "--json", metavar="FILE", help="Also write the numbers as JSON (- : to stdout, the tables to stderr)."
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
+    seed: SeedOpt = 0,
     memory: Annotated[
         bool,
         typer.Option(
@@ -257,6 +255,8 @@ def bench_command(
 def render_bench(results: dict[str, Any], console: Console) -> None:
     from rich.table import Table
 
+    from hai_compiler.compiler.report import percent
+
     table = Table(title=f"{results['artifact']} ({results['threads']} threads, {results['runs']} runs)")
     for column in ("", "p50 ms", "p99 ms", "peak RSS MiB"):
         table.add_column(column, justify="right" if column else "left")
@@ -276,12 +276,14 @@ def render_bench(results: dict[str, Any], console: Console) -> None:
     console.print(f"Python overhead per inference: {results['hai']['python_overhead_us']:.1f} µs")
     if "steps" in results:
         steps = Table(title="time per step", show_edge=False)
-        for column in ("#", "µs", "%", "kernel", "nodes"):
-            steps.add_column(column, justify="right" if column in ("#", "µs", "%") else "left")
+        for column in ("#", "µs", "%"):
+            steps.add_column(column, justify="right")
+        steps.add_column("kernel", no_wrap=True)
+        steps.add_column("nodes", overflow="fold")
         total = sum(s.median_us for s in results["steps"]) or 1.0
         for s in results["steps"]:
-            share = f"{100 * s.median_us / total:.1f}"
-            steps.add_row(str(s.index), f"{s.median_us:.1f}", share, s.kernel, ", ".join(s.nodes))
+            share = percent(s.median_us, total)
+            steps.add_row(str(s.index), f"{s.median_us:.1f}", share, s.kernel, "\n".join(s.nodes))
         console.print(steps)
 
 
