@@ -83,6 +83,8 @@ InputShapeOpt = Annotated[
         help="Static shape of an input (needed for symbolic dims); repeat per input.",
     ),
 ]
+
+
 def example(command: str) -> str:
     """A command's `--help` epilog: one example, kept on its line."""
     return f"\b\nExample:\n  {command}"
@@ -116,7 +118,9 @@ TargetOpt = Annotated[
 HardwareProfileOpt = Annotated[
     Path | None,
     typer.Option(
-        "--hardware-profile", metavar="FILE", help="Target the machine a `hai doctor` profile (JSON) describes."
+        "--hardware-profile",
+        metavar="FILE",
+        help="Target the machine a `hai doctor` profile (JSON) describes.",
     ),
 ]
 
@@ -147,7 +151,9 @@ InputOpt = Annotated[
 ]
 OutputDirOpt = Annotated[
     Path | None,
-    typer.Option("--output-dir", metavar="DIR", help="Write one NAME.npy per output into DIR (created if needed)."),
+    typer.Option(
+        "--output-dir", metavar="DIR", help="Write one NAME.npy per output into DIR (created if needed)."
+    ),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random data for inputs not given.")]
 DumpIrOpt = Annotated[
@@ -232,7 +238,9 @@ def ir_command(
         for option, names in (("--print-ir-before", print_ir_before), ("--print-ir-after", print_ir_after)):
             for name in names or ():
                 if pipeline and name != "all" and name not in ran:
-                    sys.stderr.write(f"note: {option} {name}: no such pass in the pipeline ({', '.join(ran)})\n")
+                    sys.stderr.write(
+                        f"note: {option} {name}: no such pass in the pipeline ({', '.join(ran)})\n"
+                    )
         for line in driver.pipeline_report(instruments if pipeline else (), ctx):
             sys.stderr.write(line + "\n")
         if output is not None:
@@ -351,7 +359,6 @@ def demo_command(
     """The main job on the embedded digits CNN: compile for this host, run, and measure against
     onnxruntime (held-out accuracy, p50 latency, peak RSS)."""
     from hai_compiler.demo import run_demo
-
     from hai_compiler.progress import reporting
 
     with reported_errors(), reporting():

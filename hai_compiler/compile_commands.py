@@ -34,8 +34,8 @@ from hai_compiler.cli import (
     _files,
     _shapes,
     app,
-    print_outputs,
     example,
+    print_outputs,
     reported_errors,
     size_option,
 )
@@ -65,7 +65,9 @@ def reported_runtime_errors() -> Iterator[None]:
 
 @app.command(
     "compile",
-    epilog=example("hai compile model.onnx --input-shape x=1,3,224,224 --memory-budget 256MB --report -o model.hai"),
+    epilog=example(
+        "hai compile model.onnx --input-shape x=1,3,224,224 --memory-budget 256MB --report -o model.hai"
+    ),
 )
 @quantization_options
 def compile_command(
@@ -118,8 +120,8 @@ def compile_command(
     shapes = _shapes(input_shape)
     console = Console(highlight=False)
     with reported_errors():
-        options = CompileOptions(str(target), cpu, hardware_profile, shapes or None, passes, dump_ir, entry=entry,
-                                 memory_budget=memory_budget, page_size=page_size)  # fmt: skip
+        options = CompileOptions(str(target), cpu, hardware_profile, shapes or None, passes, dump_ir,
+                                 entry=entry, memory_budget=memory_budget, page_size=page_size)  # fmt: skip
         quantized = quality = None
         with reporting():
             if quantize.precision is not None:
@@ -207,7 +209,9 @@ def bench_command(
     json_path: Annotated[
         str | None,
         typer.Option(
-            "--json", metavar="FILE", help="Also write the numbers as JSON (- : to stdout, the tables to stderr)."
+            "--json",
+            metavar="FILE",
+            help="Also write the numbers as JSON (- : to stdout, the tables to stderr).",
         ),
     ] = None,
     seed: SeedOpt = 0,

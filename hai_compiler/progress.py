@@ -3,8 +3,9 @@ stage otherwise (a pipe, a CI log).
 
 Rule: library code marks each stage that may take a while with `with stage("building kernels", total=N)
 as advance:` and calls `advance(item)` after each of its N items; nothing shows unless a command opened
-`reporting()` around its work, so the Python API stays quiet. Compile, quantize and calibration all
-report through this one mechanism.
+`reporting()` around its work, so the Python API stays quiet. Off a terminal, a stage gets its line
+once it has run QUIET_SECONDS, so a short command (and its one `error:` line) prints nothing else.
+Compile, quantize and calibration all report through this one mechanism.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TextIO
 
+QUIET_SECONDS = 1.0
+"""How long a stage runs before LineStages prints its line."""
 Advance = Callable[[str], None]
 """Called after each item of a counted stage, with the item's name ('' when it has none)."""
 
@@ -58,11 +62,13 @@ def reporting(stream: TextIO | None = None) -> Iterator[None]:
 
 
 class LineStages:
-    """One line per stage as it starts: `[   3.2 s] building kernels (69)`, the time since the command began."""
+    """One line per stage that runs QUIET_SECONDS, with the time since the command began when the stage
+    started: `[    3.2 s] compiling kernels (69)`."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.started = time.perf_counter()
+        self.lock = threading.Lock()
 
     def __enter__(self) -> LineStages:
         return self
@@ -73,9 +79,23 @@ class LineStages:
     @contextlib.contextmanager
     def stage(self, name: str, total: int | None) -> Iterator[Advance]:
         count = f" ({total})" if total is not None else ""
-        self.stream.write(f"[{time.perf_counter() - self.started:7.1f} s] {name}{count}\n")
-        self.stream.flush()
-        yield _ignore
+        line = f"[{time.perf_counter() - self.started:7.1f} s] {name}{count}\n"
+        if QUIET_SECONDS <= 0:
+            self.write(line)
+            yield _ignore
+            return
+        timer = threading.Timer(QUIET_SECONDS, self.write, (line,))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield _ignore
+        finally:
+            timer.cancel()
+
+    def write(self, line: str) -> None:
+        with self.lock:
+            self.stream.write(line)
+            self.stream.flush()
 
 
 class RichStages:

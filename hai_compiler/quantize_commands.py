@@ -72,11 +72,14 @@ class QuantizeOptions:
         ),
     ] = Observer("auto")
     min_sqnr: Annotated[
-        float | None, typer.Option("--min-sqnr", metavar="DB", help="Mixed: keep output SQNR vs fp32 above DB.")
+        float | None,
+        typer.Option("--min-sqnr", metavar="DB", help="Mixed: keep output SQNR vs fp32 above DB."),
     ] = None
     max_disagreement: Annotated[
         float | None,
-        typer.Option("--max-disagreement", metavar="FRACTION", help="Mixed: top-1 disagreement with fp32 at most."),
+        typer.Option(
+            "--max-disagreement", metavar="FRACTION", help="Mixed: top-1 disagreement with fp32 at most."
+        ),
     ] = None
     target_size: Annotated[
         str | None, size_option("--target-size", "Mixed: fit the layer weights in SIZE.")
@@ -120,8 +123,9 @@ class QuantizeOptions:
             overrides[name] = precision
         target_size = parse_size(self.target_size, "--target-size") if self.target_size is not None else None
         return DynamicQuantizer(
-            target_device, str(self.precision or "mixed"), observer=str(self.observer), min_sqnr=self.min_sqnr,
-            max_disagreement=self.max_disagreement, target_size=target_size, layer_precision=overrides,
+            target_device, str(self.precision or "mixed"), observer=str(self.observer),
+            min_sqnr=self.min_sqnr, max_disagreement=self.max_disagreement, target_size=target_size,
+            layer_precision=overrides,
         )  # fmt: skip
 
     def quality(self, model: Path, shapes: dict[str, tuple[int, ...]], quantized: Any) -> Any:
@@ -139,7 +143,9 @@ class QuantizeOptions:
         cap = None if self.eval_data is not None else SENSITIVITY_SAMPLES
         feeds = list(load_calibration_data(source, reference, max_samples=cap, seed=None))
         source_name = (
-            "evaluation samples" if self.eval_data is not None else "calibration samples (--eval-data for more)"
+            "evaluation samples"
+            if self.eval_data is not None
+            else "calibration samples (--eval-data for more)"
         )
         labels = np.load(self.labels) if self.labels is not None else None
         return quality(reference, quantized.graph, feeds, labels, source_name)
@@ -148,9 +154,7 @@ class QuantizeOptions:
         """The QuantizedModel of `model` under these options (its statistics saved with --save-stats)."""
         with stage("describing the target"):
             quantizer = self.quantizer(target_device)
-        quantized = quantizer.fit(
-            model, self.calibration_data, input_shapes=shapes or None, stats=self.stats
-        )
+        quantized = quantizer.fit(model, self.calibration_data, input_shapes=shapes or None, stats=self.stats)
         if self.save_stats is not None and quantized.stats is not None:
             quantized.stats.save(self.save_stats)
         return quantized

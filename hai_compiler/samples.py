@@ -29,7 +29,11 @@ def write_samples(directory: Path) -> dict[Path, str]:
     """Write SAMPLE_FILES into `directory` (created if needed); each path with what it is."""
     directory.mkdir(parents=True, exist_ok=True)
     x, y = load_heldout_digits()
-    calibration, evaluation, labels = x[:CALIBRATION_SAMPLES], x[CALIBRATION_SAMPLES:], y[CALIBRATION_SAMPLES:]
+    calibration, evaluation, labels = (
+        x[:CALIBRATION_SAMPLES],
+        x[CALIBRATION_SAMPLES:],
+        y[CALIBRATION_SAMPLES:],
+    )
     shutil.copyfile(EMBEDDED_MODEL, directory / "digits.onnx")
     np.save(directory / "image.npy", evaluation[:1], allow_pickle=False)
     np.savez(directory / "calibration.npz", **{INPUT: calibration})

@@ -133,9 +133,7 @@ class BuiltPlan:
     hits: int
 
 
-def compile_model(
-    model: Any, output: str | Path, options: CompileOptions
-) -> CompileResult:
+def compile_model(model: Any, output: str | Path, options: CompileOptions) -> CompileResult:
     """Compile `model` (.onnx/.hir path, ModelProto or Graph) into the artifact directory `output`."""
     from hai_compiler.driver import graph_text
     from runtime.artifact import CompilerInfo, TargetInfo
@@ -218,9 +216,7 @@ def lower_and_plan(
     return graph, groups, static, library, hits
 
 
-def build_resident(
-    graph: Graph, options: CompileOptions, target: Any
-) -> BuiltPlan:
+def build_resident(graph: Graph, options: CompileOptions, target: Any) -> BuiltPlan:
     """The plan with every weight resident in `weights.bin`, with its one-call entry when it can."""
     from targets.artifact import layout_weights
 

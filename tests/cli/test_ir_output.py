@@ -39,7 +39,9 @@ def test_ir_output_writes_weights_that_interp_reads(tmp_path: Path) -> None:
     assert (tmp_path / "digits.weights.npz").is_file()
     image = load_heldout_digits()[0][:1]
     np.save(tmp_path / "image.npy", image)
-    ran = invoke("interp", hir, "--input", f"image={tmp_path / 'image.npy'}", "--output-dir", tmp_path / "out")
+    ran = invoke(
+        "interp", hir, "--input", f"image={tmp_path / 'image.npy'}", "--output-dir", tmp_path / "out"
+    )
     assert ran.exit_code == 0, ran.output
     np.testing.assert_allclose(np.load(tmp_path / "out" / "logits.npy"), onnxruntime_logits(image), atol=1e-4)
 

@@ -39,7 +39,9 @@ def test_an_option_shared_by_commands_is_one_definition() -> None:
 
 def test_the_quantize_options_are_in_compile_and_quantize_alike() -> None:
     for command in ("compile", "quantize"):
-        assert {"--target", "--hardware-profile", "--eval-data", "--labels", "--save-stats"} <= options(command).keys()
+        assert {"--target", "--hardware-profile", "--eval-data", "--labels", "--save-stats"} <= options(
+            command
+        ).keys()
     assert "--target-device" not in options("quantize")
 
 
@@ -69,7 +71,9 @@ def test_help_lists_the_choices_and_an_example() -> None:
     assert "|".join(PROFILES) in text
     assert "|".join(["auto", *sorted(OBSERVERS)]) in text
     assert f"--target <{'|'.join(available_targets())}>" in text
-    assert_user_error(invoke("compile", EMBEDDED_MODEL, "-o", "m.hai", "--observer", "median"), "--observer", code=2)
+    assert_user_error(
+        invoke("compile", EMBEDDED_MODEL, "-o", "m.hai", "--observer", "median"), "--observer", code=2
+    )
 
 
 def test_compile_quantized_takes_eval_data_and_save_stats(tmp_path: Path) -> None:

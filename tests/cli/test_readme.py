@@ -25,7 +25,9 @@ def readme_commands(readme: Path = ROOT / "README.md") -> list[str]:
     block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
     assert block is not None, f"no ```sh block under {SECTION!r}"
     joined = block[1].replace("\\\n", " ")
-    return [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def test_readme_block_is_parsed() -> None:
