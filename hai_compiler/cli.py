@@ -1,5 +1,6 @@
-"""The `hai` command line: `hai ir`, `hai passes`, `hai interp`, `hai demo`, `hai doctor`, and
-`hai compile`, `hai run`, `hai bench` (hai_compiler/compile_commands.py).
+"""The `hai` command line: `hai ir`, `hai passes`, `hai interp`, `hai demo`, `hai samples`, `hai doctor`,
+and `hai compile`, `hai run`, `hai bench`, `hai pack` (compile_commands.py), `hai quantize`
+(quantize_commands.py).
 
 Rule: commands parse options and print; the work is done by `driver.py`. A
 `HaiError` (bad model, bad option value, bad input file) becomes one
@@ -25,6 +26,7 @@ from hai_compiler import driver
 from hai_compiler.input_spec import InputSpecError, load_input_arrays, parse_input_files, parse_input_shapes
 from hai_compiler.summary import render_summary
 from ir import HaiError
+from ir.units import EXAMPLES, parse_size
 
 app = typer.Typer(
     name="hai",
@@ -101,6 +103,82 @@ InputShapeOpt = Annotated[
         help="Static shape of an input (needed for symbolic dims); repeat per input.",
     ),
 ]
+
+
+def example(command: str) -> str:
+    """A command's `--help` epilog: one example, kept on its line."""
+    return f"\b\nExample:\n  {command}"
+
+
+DEFAULT_THREADS = 2
+"""Kernel threads of `hai run`, `hai bench` and `hai demo` unless --threads says otherwise."""
+ThreadsOpt = Annotated[
+    int, typer.Option("--threads", min=1, help="Kernel threads (TVM_NUM_THREADS; onnxruntime's too).")
+]
+
+
+def _choices(name: str, values: Any) -> Any:
+    """A str enum of `values`, so that `--help` lists them and typer refuses others."""
+    return enum.StrEnum(name, {value: value for value in values})
+
+
+def _target_names() -> list[str]:
+    from targets.registry import available_targets
+
+    return available_targets()
+
+
+Target = _choices("Target", _target_names())
+TargetOpt = Annotated[
+    Target,
+    typer.Option(
+        "--target", help="Target family (of this host, unless --cpu or --hardware-profile names another CPU)."
+    ),
+]
+HardwareProfileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--hardware-profile",
+        metavar="FILE",
+        help="Target the machine a `hai doctor` profile (JSON) describes.",
+    ),
+]
+
+
+def size_option(name: str, help: str, none: bool = False) -> Any:
+    """A typer option holding a byte size in ir/units.py's grammar (checked, kept as written);
+    `none`: the word `none` is accepted too."""
+
+    def check(value: str | None) -> str | None:
+        if value is None or (none and value.strip().lower() == "none"):
+            return value
+        try:
+            parse_size(value, name)
+        except HaiError as exc:
+            raise typer.BadParameter(str(exc).removeprefix(f"{name}: ")) from None
+        return value
+
+    grammar = f"SIZE: {EXAMPLES}" + (", or none" if none else "")
+    return typer.Option(name, metavar="SIZE", help=f"{help} {grammar}.", callback=check)
+
+
+DEFAULT_RUNS = 100
+"""Timed runs of `hai bench` and `hai demo` unless --runs says otherwise."""
+RunsOpt = Annotated[int, typer.Option("--runs", min=1, help="Timed runs (after one warm-up).")]
+InputOpt = Annotated[
+    list[str] | None,
+    typer.Option("--input", metavar="NAME=FILE.npy", help="Input data from a .npy file; repeat per input."),
+]
+OutputDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output-dir", metavar="DIR", help="Write one NAME.npy per output into DIR (created if needed)."
+    ),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random data for inputs not given.")]
+DumpIrOpt = Annotated[
+    Path | None, typer.Option("--dump-ir", metavar="DIR", help="Write one numbered .hir per pass into DIR.")
+]
 PassesOpt = Annotated[
     str | None,
     typer.Option(
@@ -115,7 +193,7 @@ def _load(model: Path, input_shape: list[str] | None) -> Any:
     return driver.load_model_any(model, _shapes(input_shape))
 
 
-@app.command("ir")
+@app.command("ir", epilog=example("hai ir model.onnx --passes default -o model.hir"))
 def ir_command(
     model: ModelArg,
     input_shape: InputShapeOpt = None,
@@ -128,9 +206,7 @@ def ir_command(
         list[str] | None,
         typer.Option(metavar="PASS|all", help="Print the IR (to stderr) after this pass; repeatable."),
     ] = None,
-    dump_ir: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="Write one numbered .hir per pass into DIR.")
-    ] = None,
+    dump_ir: DumpIrOpt = None,
     verify_each: Annotated[
         bool, typer.Option("--verify-each", help="Verify the IR after every pass.", show_default=False)
     ] = False,
@@ -138,13 +214,14 @@ def ir_command(
         bool, typer.Option("--timing", help="Print a per-pass timing table (stderr).", show_default=False)
     ] = False,
     save_weights: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--save-weights",
-            help="With -o (and --dump-ir), also write the weights file next to each .hir.",
+            "--save-weights/--no-save-weights",
+            help="Write the weights file (OUT.weights.npz) next to each .hir; the default with -o, "
+            "not with --dump-ir alone.",
             show_default=False,
         ),
-    ] = False,
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("-o", "--output", metavar="OUT.hir", help="Write the IR here, not to stdout."),
@@ -158,7 +235,7 @@ def ir_command(
         ),
     ] = False,
 ) -> None:
-    """Import a model, run a pass pipeline over it and print its .hir text."""
+    """Import a model, run a pass pipeline over it and print its .hir text (or write it with -o)."""
     if save_weights and output is None and dump_ir is None:
         raise typer.BadParameter(
             "needs -o OUT.hir or --dump-ir DIR (weights go next to the .hir)", param_hint="--save-weights"
@@ -166,15 +243,28 @@ def ir_command(
     with reported_errors():
         graph = _load(model, input_shape)
         options = driver.InstrumentOptions(
-            print_ir_before or (), print_ir_after or (), dump_ir, save_weights, timing
+            print_ir_before or (), print_ir_after or (), dump_ir, bool(save_weights), timing
         )
         instruments = driver.make_instruments(options)
         ctx = driver.new_context()
-        graph = driver.run_pipeline(graph, passes, instruments, verify_each=verify_each, ctx=ctx)
-        for line in driver.pipeline_report(instruments, ctx):
+        pipeline = driver.build_pipeline(passes)
+        graph = driver.run_pipeline(graph, pipeline, instruments, verify_each=verify_each, ctx=ctx)
+        if instruments and not pipeline:
+            sys.stderr.write(
+                "note: no pass ran, so there is nothing to print, dump or time: "
+                "give --passes default or a pipeline (see `hai passes`)\n"
+            )
+        ran = [p.name for p in pipeline]
+        for option, names in (("--print-ir-before", print_ir_before), ("--print-ir-after", print_ir_after)):
+            for name in names or ():
+                if pipeline and name != "all" and name not in ran:
+                    sys.stderr.write(
+                        f"note: {option} {name}: no such pass in the pipeline ({', '.join(ran)})\n"
+                    )
+        for line in driver.pipeline_report(instruments if pipeline else (), ctx):
             sys.stderr.write(line + "\n")
         if output is not None:
-            driver.write_ir(graph, output, save_weights=save_weights)
+            driver.write_ir(graph, output, save_weights=save_weights is not False)
         if summary:
             render_summary(graph, Console(highlight=False))
         elif output is None:
@@ -182,7 +272,7 @@ def ir_command(
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-@app.command("passes")
+@app.command("passes", epilog=example("hai passes"))
 def passes_command() -> None:
     """List every registered pass with its rule and options."""
     from rich.table import Table
@@ -238,24 +328,14 @@ def pass_options(pass_class: type) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-@app.command("interp")
+@app.command("interp", epilog=example("hai interp model.onnx --input image=image.npy --output-dir out/"))
 def interp_command(
     model: ModelArg,
     input_shape: InputShapeOpt = None,
-    input: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--input", metavar="NAME=FILE.npy", help="Input data from a .npy file; repeat per input."
-        ),
-    ] = None,
+    input: InputOpt = None,
     passes: PassesOpt = None,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(metavar="DIR", help="Write one NAME.npy per output into DIR (created if needed)."),
-    ] = None,
-    seed: Annotated[
-        int, typer.Option(help="Seed of the random data for inputs not given.", show_default=True)
-    ] = 0,
+    output_dir: OutputDirOpt = None,
+    seed: SeedOpt = 0,
 ) -> None:
     """Run a model with the reference interpreter and print each output's shape and statistics.
 
@@ -290,18 +370,35 @@ def print_outputs(outputs: dict[str, Any], dtypes: dict[str, str], output_dir: P
         typer.echo(line)
 
 
-@app.command("demo")
+@app.command("demo", epilog=example("hai demo --threads 2"))
 def demo_command(
-    threads: Annotated[int, typer.Option("--threads", min=1, help="Threads for HAI and onnxruntime.")] = 2,
-    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs for the latency.")] = 200,
+    threads: ThreadsOpt = DEFAULT_THREADS,
+    runs: RunsOpt = DEFAULT_RUNS,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Keep the artifact here.")] = None,
 ) -> None:
     """The main job on the embedded digits CNN: compile for this host, run, and measure against
     onnxruntime (held-out accuracy, p50 latency, peak RSS)."""
     from hai_compiler.demo import run_demo
+    from hai_compiler.progress import reporting
+
+    with reported_errors(), reporting():
+        run_demo(Console(highlight=False), threads=threads, runs=runs, output=output)
+
+
+@app.command("samples", epilog=example("hai samples ."))
+def samples_command(
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Where to write the files (created if needed).")
+    ] = Path("."),
+) -> None:
+    """Write the embedded digits CNN and sample data into DIR: digits.onnx, an input image.npy,
+    calibration.npz, eval.npz and labels.npy, the files README's "Using it" runs on."""
+    from hai_compiler.samples import write_samples
 
     with reported_errors():
-        run_demo(Console(highlight=False), threads=threads, runs=runs, output=output)
+        written = write_samples(directory)
+    for path, what in written.items():
+        typer.echo(f"{path}: {what}")
 
 
 class ProfileFormat(enum.StrEnum):
@@ -309,18 +406,21 @@ class ProfileFormat(enum.StrEnum):
     table = "table"
 
 
-@app.command("doctor")
+@app.command("doctor", epilog=example("hai doctor > hardware_profile.json"))
 def doctor_command(
-    scan: Annotated[bool, typer.Option("--scan", help="Probe this machine's hardware.")] = False,
+    scan: Annotated[
+        bool, typer.Option("--scan", help="Probe this machine's hardware (what bare `hai doctor` does).")
+    ] = True,
     output_format: Annotated[
-        ProfileFormat, typer.Option("--format", help="json (default; `> hardware_profile.json`) or table.")
+        ProfileFormat, typer.Option("--format", help="json (`> hardware_profile.json`) or table.")
     ] = ProfileFormat.json,
 ) -> None:
-    """Report this machine's hardware: CPU, ISA features, caches, memory, OpenCL devices, target."""
+    """Probe this machine's hardware: CPU, ISA features, caches, memory, OpenCL devices, target.
+
+    The JSON profile is what `--hardware-profile FILE` of `hai compile` and `hai quantize` reads.
+    """
     from hai_compiler import doctor
 
-    if not scan:
-        raise typer.BadParameter("say what to do: --scan probes this machine", param_hint="--scan")
     with reported_errors():
         profile = doctor.scan()
         if output_format is ProfileFormat.json:

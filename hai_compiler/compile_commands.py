@@ -2,8 +2,8 @@
 
 Rule: as in cli.py, commands parse options and print; `hai_compiler.compiler`
 compiles, the runtime runs, `hai_compiler.compiler.bench` measures. A `HaiError`
-becomes one `error: ...` line and exit code 1. Progress and notes go to stderr,
-results to stdout.
+becomes one `error: ...` line and exit code 1. Progress (hai_compiler/progress.py)
+and notes go to stderr, results to stdout.
 """
 
 from __future__ import annotations
@@ -18,30 +18,35 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from hai_compiler.cli import InputShapeOpt, ModelArg, _files, _shapes, app, print_outputs, reported_errors
+from hai_compiler.cli import (
+    DEFAULT_RUNS,
+    DEFAULT_THREADS,
+    DumpIrOpt,
+    HardwareProfileOpt,
+    InputOpt,
+    InputShapeOpt,
+    ModelArg,
+    OutputDirOpt,
+    RunsOpt,
+    SeedOpt,
+    TargetOpt,
+    ThreadsOpt,
+    _files,
+    _shapes,
+    app,
+    example,
+    print_outputs,
+    reported_errors,
+    size_option,
+)
 from hai_compiler.compiler.memory_budget import DEFAULT_BUDGET
 from hai_compiler.input_spec import check_inputs, load_input_arrays, random_input
-from hai_compiler.quantize_commands import (
-    CalibrationOpt,
-    LayerPrecisionOpt,
-    MaxDisagreementOpt,
-    MinSqnrOpt,
-    ObserverOpt,
-    PrecisionOpt,
-    QuantizeOptions,
-    StatsOpt,
-    TargetSizeOpt,
-    print_quantization,
-)
+from hai_compiler.progress import reporting, stage
+from hai_compiler.quantize_commands import QuantizeOptions, print_quantization, quantization_options
 
 ArtifactArg = Annotated[
     Path, typer.Argument(metavar="ARTIFACT", help="A compiled NAME.hai directory.", show_default=False)
 ]
-InputOpt = Annotated[
-    list[str] | None,
-    typer.Option("--input", metavar="NAME=FILE.npy", help="Input data from a .npy file; repeat per input."),
-]
-ThreadsOpt = Annotated[int, typer.Option("--threads", min=1, help="Kernel threads (TVM_NUM_THREADS).")]
 
 
 @contextlib.contextmanager
@@ -58,47 +63,23 @@ def reported_runtime_errors() -> Iterator[None]:
             raise typer.Exit(1) from None
 
 
-class ProgressBar:
-    """A rich progress bar over the kernels being built (on stderr; silent when nothing compiles)."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("building kernels"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.description}"), console=Console(stderr=True), transient=True,
-        )  # fmt: skip
-        self.task: Any = None
-
-    def __enter__(self) -> ProgressBar:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def __call__(self, kernel: str, done: int, total: int) -> None:
-        if self.task is None:
-            self.task = self.progress.add_task("", total=total)
-        self.progress.update(self.task, completed=done, description=kernel)
-
-
-@app.command("compile")
+@app.command(
+    "compile",
+    epilog=example(
+        "hai compile model.onnx --input-shape x=1,3,224,224 --memory-budget 256MB --report -o model.hai"
+    ),
+)
+@quantization_options
 def compile_command(
     model: ModelArg,
     output: Annotated[
         Path, typer.Option("-o", "--output", metavar="OUT.hai", help="The artifact directory.")
     ],
-    target: Annotated[
-        str, typer.Option("--target", help="Target family: x86 (this host unless --cpu).")
-    ] = "x86",
+    target: TargetOpt = "x86",  # type: ignore[assignment]
     cpu: Annotated[
         str | None, typer.Option("--cpu", help="CPU to compile for: an LLVM name or x86-64-v2/v3/v4.")
     ] = None,
-    hardware_profile: Annotated[
-        Path | None,
-        typer.Option("--hardware-profile", metavar="FILE", help="Compile for a `hai doctor --scan` profile."),
-    ] = None,
+    hardware_profile: HardwareProfileOpt = None,
     cpu_features: Annotated[
         str | None,
         typer.Option(
@@ -112,9 +93,7 @@ def compile_command(
     passes: Annotated[
         str, typer.Option("--passes", metavar="PIPELINE", help="Passes before fuse and plan-memory.")
     ] = "default",
-    dump_ir: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="Write one numbered .hir per pass into DIR.")
-    ] = None,
+    dump_ir: DumpIrOpt = None,
     report: Annotated[
         bool, typer.Option("--report", help="Print every kernel and the arena vs naive size.")
     ] = False,
@@ -125,28 +104,20 @@ def compile_command(
         ),
     ] = "auto",
     memory_budget: Annotated[
-        str | None,
-        typer.Option(
+        str,
+        size_option(
             "--memory-budget",
-            metavar="SIZE",
-            help="Plan the peak memory (arena + weights + kernels + inputs/outputs + the runtime's "
+            "Plan the peak memory (arena + weights + kernels + inputs/outputs + the runtime's "
             "baseline) under SIZE, paging the weights from weights.bin when they do not fit beside the "
-            "rest; fail, naming the smallest that works, when nothing fits. 512MB, 1.5GiB, bytes "
-            "(MB = MiB = 2^20), or none.",
+            "rest; fail, naming the smallest that works, when nothing fits.",
+            none=True,
         ),
     ] = DEFAULT_BUDGET,
     page_size: Annotated[
-        str,
-        typer.Option("--page-size", metavar="SIZE", help="Bytes of one weight page when the plan pages."),
+        str, size_option("--page-size", "Bytes of one weight page when the plan pages.")
     ] = "4MiB",
-    precision: PrecisionOpt = None,
-    calibration_data: CalibrationOpt = None,
-    observer: ObserverOpt = "auto",
-    min_sqnr: MinSqnrOpt = None,
-    max_disagreement: MaxDisagreementOpt = None,
-    target_size: TargetSizeOpt = None,
-    layer_precision: LayerPrecisionOpt = None,
-    stats: StatsOpt = None,
+    *,
+    quantize: QuantizeOptions,
 ) -> None:
     """Compile a model into an artifact directory that `hai run` and `runtime.load` execute.
 
@@ -158,21 +129,20 @@ def compile_command(
     shapes = _shapes(input_shape)
     console = Console(highlight=False)
     with reported_errors():
-        options = CompileOptions(target, cpu, hardware_profile, shapes or None, passes, dump_ir, entry=entry,
-                                 memory_budget=memory_budget, page_size=page_size,
+        options = CompileOptions(str(target), cpu, hardware_profile, shapes or None, passes, dump_ir,
+                                 entry=entry, memory_budget=memory_budget, page_size=page_size,
                                  cpu_features=cpu_features)  # fmt: skip
-        quantized = None
-        if precision is not None:
-            quantize = QuantizeOptions(
-                precision, calibration_data, observer, min_sqnr, max_disagreement, target_size,
-                layer_precision, stats,
-            )  # fmt: skip
-            quantized = quantize.fit(model, shapes, str(hardware_profile or target))
-        with ProgressBar() as bar:
-            result = compile_model(quantized.graph if quantized else model, output, options, progress=bar)
+        quantized = quality = None
+        with reporting():
+            if quantize.precision is not None:
+                quantized = quantize.fit(model, shapes, str(hardware_profile or target))
+            result = compile_model(quantized.graph if quantized else model, output, options)
+            if quantized is not None:
+                with stage("measuring against fp32"):
+                    quality = quantize.quality(model, shapes, quantized)
         if quantized is not None:
             weights = (result.path / "weights.bin").stat().st_size
-            print_quantization(console, model, quantized, weights, quantize.quality(model, shapes, quantized))
+            print_quantization(console, model, quantized, weights, quality)
         if report:
             render_report(result, console)
         sys.stderr.write(
@@ -207,15 +177,13 @@ def binding_types(bindings: Any) -> dict[str, Any]:
     return {b.name: TensorType(DType.from_numpy(numpy_dtype(b.dtype)), tuple(b.shape)) for b in bindings}
 
 
-@app.command("run")
+@app.command("run", epilog=example("hai run model.hai --input x=x.npy --output-dir out/"))
 def run_command(
     artifact: ArtifactArg,
     input: InputOpt = None,
-    output_dir: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="Write one NAME.npy per output into DIR.")
-    ] = None,
-    threads: ThreadsOpt = 1,
-    seed: Annotated[int, typer.Option(help="Seed of the random data for inputs not given.")] = 0,
+    output_dir: OutputDirOpt = None,
+    threads: ThreadsOpt = DEFAULT_THREADS,
+    seed: SeedOpt = 0,
 ) -> None:
     """Run a compiled artifact and print each output's shape and statistics (as `hai interp` does)."""
     import runtime
@@ -237,21 +205,26 @@ def run_command(
         print_outputs(outputs, dtypes, output_dir)
 
 
-@app.command("bench")
+@app.command("bench", epilog=example("hai bench model.hai --onnx model.onnx --profile --json -"))
 def bench_command(
     artifact: ArtifactArg,
     onnx: Annotated[
         Path | None, typer.Option("--onnx", metavar="MODEL.onnx", help="Also run onnxruntime on this model.")
     ] = None,
-    threads: ThreadsOpt = 1,
-    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs (after one warm-up).")] = 100,
+    threads: ThreadsOpt = DEFAULT_THREADS,
+    runs: RunsOpt = DEFAULT_RUNS,
     profile: Annotated[
         bool, typer.Option("--profile", help="Time every step next to its source nodes.")
     ] = False,
     json_path: Annotated[
-        Path | None, typer.Option("--json", metavar="FILE", help="Also write the numbers as JSON.")
+        str | None,
+        typer.Option(
+            "--json",
+            metavar="FILE",
+            help="Also write the numbers as JSON (- : to stdout, the tables to stderr).",
+        ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
+    seed: SeedOpt = 0,
     memory: Annotated[
         bool,
         typer.Option(
@@ -265,10 +238,11 @@ def bench_command(
     import runtime
     from hai_compiler.compiler import bench
 
+    console = Console(highlight=False, stderr=json_path == "-")
     if memory:
         with reported_runtime_errors():
             results = bench.memory_bench(artifact, onnx, threads, runs, seed)
-            render_bench_memory(results, Console(highlight=False))
+            render_bench_memory(results, console)
             if json_path is not None:
                 bench.write_json(results, json_path)
         return
@@ -287,13 +261,15 @@ def bench_command(
             results["onnxruntime"] = {"latency": ort.latency, "peak_rss_bytes": ort.peak_rss_bytes}
         if profile:
             results["steps"] = bench.profile_steps(model, inputs, max(3, runs // 10))
-        render_bench(results, Console(highlight=False))
+        render_bench(results, console)
         if json_path is not None:
             bench.write_json(results, json_path)
 
 
 def render_bench(results: dict[str, Any], console: Console) -> None:
     from rich.table import Table
+
+    from hai_compiler.compiler.report import percent
 
     table = Table(title=f"{results['artifact']} ({results['threads']} threads, {results['runs']} runs)")
     for column in ("", "p50 ms", "p99 ms", "peak RSS MiB"):
@@ -314,12 +290,14 @@ def render_bench(results: dict[str, Any], console: Console) -> None:
     console.print(f"Python overhead per inference: {results['hai']['python_overhead_us']:.1f} µs")
     if "steps" in results:
         steps = Table(title="time per step", show_edge=False)
-        for column in ("#", "µs", "%", "kernel", "nodes"):
-            steps.add_column(column, justify="right" if column in ("#", "µs", "%") else "left")
+        for column in ("#", "µs", "%"):
+            steps.add_column(column, justify="right")
+        steps.add_column("kernel", no_wrap=True)
+        steps.add_column("nodes", overflow="fold")
         total = sum(s.median_us for s in results["steps"]) or 1.0
         for s in results["steps"]:
-            share = f"{100 * s.median_us / total:.1f}"
-            steps.add_row(str(s.index), f"{s.median_us:.1f}", share, s.kernel, ", ".join(s.nodes))
+            share = percent(s.median_us, total)
+            steps.add_row(str(s.index), f"{s.median_us:.1f}", share, s.kernel, "\n".join(s.nodes))
         console.print(steps)
 
 
@@ -362,7 +340,7 @@ def mib_text(nbytes: int | None) -> str:
     return "-" if nbytes is None else f"{nbytes / 2**20:.1f}"
 
 
-@app.command("pack")
+@app.command("pack", epilog=example("hai pack model.hai -o bundle/"))
 def pack_command(
     artifact: ArtifactArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="The bundle folder to write.")],

@@ -49,7 +49,7 @@ class DemoResult:
     compile_seconds: float
 
 
-def run_demo(console: Console, threads: int = 2, runs: int = 200, output: Path | None = None) -> DemoResult:
+def run_demo(console: Console, threads: int = 2, runs: int = 100, output: Path | None = None) -> DemoResult:
     """Compile, run and measure the embedded model, printing as it goes."""
     x, y = load_heldout_digits()
     title = f"[bold]HAI demo[/bold]: {EMBEDDED_MODEL.name}, {len(y)} held-out digits, {threads} threads"

@@ -158,7 +158,7 @@ def read_profile(path: str | Path) -> dict[str, Any]:
     if not isinstance(profile, dict) or profile.get("schema_version") != SCHEMA_VERSION:
         raise HardwareProfileError(
             f"hardware profile {path}: expected schema_version {SCHEMA_VERSION}; regenerate it with "
-            f"`hai doctor --scan > {Path(path).name}` on the target machine"
+            f"`hai doctor > {Path(path).name}` on the target machine"
         )
     recommended = profile.get("recommended")
     if not isinstance(recommended, dict) or not recommended.get("target"):

@@ -8,7 +8,10 @@ they are declared once. A `HaiError` becomes one `error: ...` line, exit code 1.
 from __future__ import annotations
 
 import dataclasses
-import sys
+import functools
+import inspect
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,63 +19,101 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from hai_compiler.cli import InputShapeOpt, ModelArg, _shapes, app, reported_errors
+from hai_compiler.cli import (
+    HardwareProfileOpt,
+    InputShapeOpt,
+    ModelArg,
+    TargetOpt,
+    _choices,
+    _shapes,
+    app,
+    example,
+    reported_errors,
+    size_option,
+)
+from hai_compiler.progress import reporting, stage
+from hai_compiler.quantize.observers import OBSERVERS
+from hai_compiler.quantize.quantizer import PROFILES
+from hai_compiler.quantize.range_selection import AUTO_OBSERVERS
 
-PrecisionOpt = Annotated[
-    str | None,
-    typer.Option("--precision", metavar="fp16|int8|int4|mixed", help="Quantize the model before compiling."),
-]
-CalibrationOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--calibration-data",
-        metavar="D",
-        help="An .npz named after the model inputs (samples stacked or batch-concatenated), or a directory.",
-    ),
-]
-ObserverOpt = Annotated[
-    str,
-    typer.Option(
-        "--observer", help="Activation ranges: auto (the best of minmax and percentile), or one observer."
-    ),
-]
-MinSqnrOpt = Annotated[
-    float | None, typer.Option("--min-sqnr", metavar="DB", help="Mixed: keep output SQNR vs fp32 above DB.")
-]
-MaxDisagreementOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--max-disagreement", metavar="FRACTION", help="Mixed: top-1 disagreement with fp32 at most."
-    ),
-]
-TargetSizeOpt = Annotated[
-    int | None, typer.Option("--target-size", metavar="BYTES", help="Mixed: fit the layer weights in BYTES.")
-]
-LayerPrecisionOpt = Annotated[
-    list[str] | None,
-    typer.Option("--layer-precision", metavar="NAME=PRECISION", help="Force one layer's precision; repeat."),
-]
-StatsOpt = Annotated[
-    Path | None,
-    typer.Option("--stats", metavar="FILE", help="Reuse calibration statistics saved with --save-stats."),
-]
+Precision = _choices("Precision", PROFILES)
+Observer = _choices("Observer", ["auto", *sorted(OBSERVERS)])
 
 
 @dataclasses.dataclass
 class QuantizeOptions:
-    """The quantization options of `hai quantize` and `hai compile --precision`."""
+    """The quantization options of `hai quantize` and `hai compile --precision`, declared once: each
+    field's annotation is its typer option, and `quantization_options` adds them to a command."""
 
-    precision: str
-    calibration_data: Path | None = None
-    observer: str = "auto"
-    min_sqnr: float | None = None
-    max_disagreement: float | None = None
-    target_size: int | None = None
-    layer_precision: list[str] | None = None
-    stats: Path | None = None
+    precision: Annotated[
+        Precision | None,
+        typer.Option(
+            "--precision",
+            help="Every layer at fp16, int8 or int4, or mixed: each layer's precision chosen under "
+            "--min-sqnr, --max-disagreement or --target-size (`hai quantize` defaults to mixed; "
+            "`hai compile` quantizes only when this is given).",
+            show_default=False,
+        ),
+    ] = None
+    calibration_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibration-data",
+            metavar="D.npz",
+            help="An .npz named after the model inputs (samples stacked or batch-concatenated), "
+            "or a directory of them.",
+        ),
+    ] = None
+    observer: Annotated[
+        Observer,
+        typer.Option(
+            "--observer",
+            help=f"Activation ranges: auto (the best of {' and '.join(AUTO_OBSERVERS)}), or one observer.",
+        ),
+    ] = Observer("auto")
+    min_sqnr: Annotated[
+        float | None,
+        typer.Option("--min-sqnr", metavar="DB", help="Mixed: keep output SQNR vs fp32 above DB."),
+    ] = None
+    max_disagreement: Annotated[
+        float | None,
+        typer.Option(
+            "--max-disagreement", metavar="FRACTION", help="Mixed: top-1 disagreement with fp32 at most."
+        ),
+    ] = None
+    target_size: Annotated[
+        str | None, size_option("--target-size", "Mixed: fit the layer weights in SIZE.")
+    ] = None
+    layer_precision: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--layer-precision", metavar="NAME=PRECISION", help="Force one layer's precision; repeat."
+        ),
+    ] = None
+    stats: Annotated[
+        Path | None,
+        typer.Option("--stats", metavar="FILE", help="Reuse calibration statistics saved with --save-stats."),
+    ] = None
+    save_stats: Annotated[
+        Path | None,
+        typer.Option("--save-stats", metavar="FILE", help="Save the calibration statistics for --stats."),
+    ] = None
+    eval_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--eval-data",
+            metavar="D.npz",
+            help="Held-out samples to compare with fp32 on (the report always gives the calibration ones).",
+        ),
+    ] = None
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", metavar="L.npy", help="Class labels of --eval-data: prints accuracy."),
+    ] = None
 
     def quantizer(self, target_device: str) -> Any:
         from hai_compiler.quantize.quantizer import DynamicQuantizer, QuantizerError
+        from ir.units import parse_size
 
         overrides = {}
         for item in self.layer_precision or []:
@@ -80,36 +121,64 @@ class QuantizeOptions:
             if not sep or not name:
                 raise QuantizerError(f"--layer-precision {item!r}: write NAME=PRECISION, e.g. conv1=int8")
             overrides[name] = precision
+        target_size = parse_size(self.target_size, "--target-size") if self.target_size is not None else None
         return DynamicQuantizer(
-            target_device, self.precision, observer=self.observer, min_sqnr=self.min_sqnr,
-            max_disagreement=self.max_disagreement, target_size=self.target_size, layer_precision=overrides,
-            progress=sys.stderr.isatty(),
+            target_device, str(self.precision or "mixed"), observer=str(self.observer),
+            min_sqnr=self.min_sqnr, max_disagreement=self.max_disagreement, target_size=target_size,
+            layer_precision=overrides,
         )  # fmt: skip
 
-    def quality(
-        self, model: Path, shapes: dict[str, tuple[int, ...]], quantized: Any, data: Path | None = None,
-        labels: Path | None = None,
-    ) -> Any:  # fmt: skip
-        """The QualityReport against fp32 on evaluation `data` (all of it, `labels` giving accuracy),
-        None without it (the fit's own report covers the calibration samples)."""
+    def quality(self, model: Path, shapes: dict[str, tuple[int, ...]], quantized: Any) -> Any:
+        """The QualityReport against fp32 on --eval-data (all of it, --labels giving accuracy), None
+        without it (the fit's own report covers the calibration samples)."""
         from hai_compiler.quantize.calibrate import prepare_graph
         from hai_compiler.quantize.report import quality
         from hai_compiler.quantize.sample_checks import evaluation_feeds
 
-        if data is None:
+        if self.eval_data is None:
             return None
         reference = prepare_graph(model, shapes or None)
-        feeds = evaluation_feeds(data, reference)
-        return quality(reference, quantized.graph, feeds, np.load(labels) if labels is not None else None)
+        feeds = evaluation_feeds(self.eval_data, reference)
+        labels = np.load(self.labels) if self.labels is not None else None
+        return quality(reference, quantized.graph, feeds, labels)
 
     def fit(self, model: Path, shapes: dict[str, tuple[int, ...]], target_device: str) -> Any:
-        """The QuantizedModel of `model` under these options (its warnings as `warning:` lines)."""
+        """The QuantizedModel of `model` under these options (its warnings as `warning:` lines, its
+        statistics saved with --save-stats)."""
         from hai_compiler.quantize.caveats import printed_warnings
 
+        with stage("describing the target"):
+            quantizer = self.quantizer(target_device)
         with printed_warnings():
-            return self.quantizer(target_device).fit(
+            quantized = quantizer.fit(
                 model, self.calibration_data, input_shapes=shapes or None, stats=self.stats
             )
+        if self.save_stats is not None and quantized.stats is not None:
+            quantized.stats.save(self.save_stats)
+        return quantized
+
+
+def quantization_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with QuantizeOptions' fields as options after its own; it gets them as one
+    `quantize: QuantizeOptions` argument."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "quantize"]
+    hints = typing.get_type_hints(QuantizeOptions, include_extras=True)
+    fields = dataclasses.fields(QuantizeOptions)
+    added = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name], default=f.default)
+        for f in fields
+    ]
+
+    @functools.wraps(command)
+    def with_options(**values: Any) -> None:
+        quantize = QuantizeOptions(**{f.name: values.pop(f.name) for f in fields})
+        command(**values, quantize=quantize)
+
+    parameters = own + added
+    with_options.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    with_options.__annotations__ = {p.name: p.annotation for p in parameters}
+    return with_options
 
 
 def print_quantization(
@@ -132,49 +201,28 @@ def print_quantization(
         render_summary(console, size, quantized.verified, quality_report, quantized.budget, weights)
 
 
-@app.command("quantize")
+@app.command(
+    "quantize",
+    epilog=example("hai quantize model.onnx --calibration-data cal.npz --min-sqnr 35 -o q.hir"),
+)
+@quantization_options
 def quantize_command(
     model: ModelArg,
     output: Annotated[Path, typer.Option("-o", "--output", metavar="Q.hir", help="The quantized .hir.")],
-    precision: Annotated[
-        str,
-        typer.Option(
-            "--precision", metavar="fp16|int8|int4|mixed", help="Precision of every layer, or mixed."
-        ),
-    ] = "mixed",
-    calibration_data: CalibrationOpt = None,
-    observer: ObserverOpt = "auto",
-    min_sqnr: MinSqnrOpt = None,
-    max_disagreement: MaxDisagreementOpt = None,
-    target_size: TargetSizeOpt = None,
-    layer_precision: LayerPrecisionOpt = None,
-    stats: StatsOpt = None,
-    save_stats: Annotated[
-        Path | None, typer.Option("--save-stats", metavar="FILE", help="Save the calibration statistics.")
-    ] = None,
-    target_device: Annotated[
-        str, typer.Option("--target-device", help="A target name or a `hai doctor --scan` profile.")
-    ] = "x86",
+    target: TargetOpt = "x86",  # type: ignore[assignment]
+    hardware_profile: HardwareProfileOpt = None,
     input_shape: InputShapeOpt = None,
-    eval_data: Annotated[
-        Path | None, typer.Option("--eval-data", metavar="D.npz", help="Samples to compare with fp32 on.")
-    ] = None,
-    labels: Annotated[
-        Path | None,
-        typer.Option("--labels", metavar="L.npy", help="Class labels of --eval-data: prints accuracy."),
-    ] = None,
+    *,
+    quantize: QuantizeOptions,
 ) -> None:
     """Quantize a model per layer (FP16 / INT8 / INT4, or mixed under a budget) into a .hir + weights file."""
-    options = QuantizeOptions(
-        precision, calibration_data, observer, min_sqnr, max_disagreement, target_size, layer_precision, stats
-    )
     console = Console(highlight=False)
     with reported_errors():
         shapes = _shapes(input_shape)
-        quantized = options.fit(model, shapes, target_device)
-        written = quantized.save(output)
-        if save_stats is not None and quantized.stats is not None:
-            quantized.stats.save(save_stats)
-        measured = options.quality(model, shapes, quantized, eval_data, labels)
-        print_quantization(console, model, quantized, None, measured)
+        with reporting():
+            quantized = quantize.fit(model, shapes, str(hardware_profile or target))
+            written = quantized.save(output)
+            with stage("measuring against fp32"):
+                quality = quantize.quality(model, shapes, quantized)
+        print_quantization(console, model, quantized, None, quality)
         console.print(f"wrote {written}")

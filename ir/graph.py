@@ -87,8 +87,10 @@ class Value:
             return self.const
         if isinstance(self.const, ElidedConstant):
             raise IRError(
-                f"constant %{self.name} was read without its weights file "
-                f"(sha256 {self.const.sha256[:16]}…); pass the .hir's weights file"
+                f"constant %{self.name} (sha256 {self.const.sha256[:16]}…) has no data: its .hir was "
+                "written without a weights file; write it again with its weights beside it "
+                "(`hai ir MODEL -o OUT.hir` writes OUT.weights.npz; "
+                "in Python write_hir(..., save_weights=True))"
             )
         raise IRError(f"value %{self.name} is not a constant")
 
@@ -120,7 +122,16 @@ class Node:
     """
 
     __slots__ = (
-        "op", "name", "attrs", "annotations", "_operands", "results", "graph", "_prev", "_next", "_erased"
+        "op",
+        "name",
+        "attrs",
+        "annotations",
+        "_operands",
+        "results",
+        "graph",
+        "_prev",
+        "_next",
+        "_erased",
     )
 
     def __init__(
@@ -290,9 +301,7 @@ class Graph:
             raise IRError(f"cannot rename %{value.name}: %{new_name} already exists")
         del self._values[value.name]
         if value.is_constant:
-            self.constants = {
-                (new_name if k == value.name else k): v for k, v in self.constants.items()
-            }
+            self.constants = {(new_name if k == value.name else k): v for k, v in self.constants.items()}
         value._name = new_name
         self._values[new_name] = value
 

@@ -348,7 +348,12 @@ def python_overhead_us(model: Any, inputs: Mapping[str, np.ndarray], runs: int) 
 
 
 def write_json(data: Any, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True, default=_plain) + "\n", encoding="utf-8")
+    """`data` as JSON into the file `path`, or onto stdout when `path` is `-`."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=_plain) + "\n"
+    if str(path) == "-":
+        sys.stdout.write(text)
+    else:
+        Path(path).write_text(text, encoding="utf-8")
 
 
 def _plain(value: Any) -> Any:

@@ -4,8 +4,8 @@ Rule: `compile_model` does the steps in this order and nothing else: load the
 model (input shapes), run the pipeline (the user's passes, `layout` then `fuse`
 when those passes are registered, then `plan-memory` with graph inputs outside the arena) with the
 target's facts in the pass context, lower every kernel group, build the static
-plan (checked for hazards), compile the kernels (cached; `progress` hears of
-each), account for the plan's memory against the budget (memory_budget.py: the
+plan (checked for hazards), compile the kernels (cached; hai_compiler/progress.py
+shows each stage), account for the plan's memory against the budget (memory_budget.py: the
 planned peak goes into the plan) and write the artifact. When the plan with its
 weights resident does not fit the budget (or its weights alone cannot), the
 graph is compiled again from the start with weights split to pages
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +34,10 @@ from hai_compiler.compiler.options import (
 )
 from hai_compiler.compiler.paging import WeightLayout, cut_weights, paging_of, with_paging
 from hai_compiler.compiler.plan import PlanBuilder, StaticPlan
+from hai_compiler.progress import stage
 from ir import Graph
 
 TARGET_ARCH = {"x86": "x86_64", "arm64": "aarch64"}
-Progress = Callable[[str, int, int], None]  # (kernel name, done, total)
 
 
 @dataclasses.dataclass
@@ -97,7 +96,7 @@ def run_passes(graph: Graph, options: CompileOptions, target: Any, page_size: in
     return run_pipeline(graph, pipeline, instruments, verify_each=options.verify_each, ctx=ctx)
 
 
-def build_library(kernels: list[Any], target: Any, progress: Progress | None) -> tuple[Path | None, int]:
+def build_library(kernels: list[Any], target: Any) -> tuple[Path | None, int]:
     """The kernel library (compiled kernel by kernel through the cache, reporting progress) and cache hits.
 
     A plan without steps (every output a view of an input) needs no library: None.
@@ -108,12 +107,13 @@ def build_library(kernels: list[Any], target: Any, progress: Progress | None) ->
         return None, 0
     chosen = unique_kernels(kernels)
     hits = 0
-    for done, kernel in enumerate(chosen, 1):
-        _, hit = kernel_object(kernel, target)
-        hits += int(hit)
-        if progress is not None:
-            progress(kernel.name, done, len(chosen))
-    return build_kernels(kernels, target), hits
+    with stage("compiling kernels", total=len(chosen)) as advance:
+        for kernel in chosen:
+            _, hit = kernel_object(kernel, target)
+            hits += int(hit)
+            advance(kernel.name)
+    with stage("linking the kernel library"):
+        return build_kernels(kernels, target), hits
 
 
 @dataclasses.dataclass
@@ -130,21 +130,21 @@ class BuiltPlan:
     hits: int
 
 
-def compile_model(
-    model: Any, output: str | Path, options: CompileOptions, progress: Progress | None = None
-) -> CompileResult:
+def compile_model(model: Any, output: str | Path, options: CompileOptions) -> CompileResult:
     """Compile `model` (.onnx/.hir path, ModelProto or Graph) into the artifact directory `output`."""
     from hai_compiler.driver import graph_text
     from runtime.artifact import CompilerInfo, TargetInfo
     from targets.artifact import ManifestParts, write_artifact
 
     start = time.perf_counter()
-    graph = load_graph(model, options)
+    with stage("loading the model"):
+        graph = load_graph(model, options)
     name = model_name(model, graph)
-    profile = profile_target_of(options)
-    target = resolve_compile_target(options, profile)
+    with stage("describing the target"):
+        profile = profile_target_of(options)
+        target = resolve_compile_target(options, profile)
     memory_plan = options.memory_plan()
-    built = build_within_budget(graph, name, options, target, progress, memory_plan)
+    built = build_within_budget(graph, name, options, target, memory_plan)
     static = built.static
     parts = ManifestParts(
         name=name,
@@ -157,9 +157,10 @@ def compile_model(
         plan=static.plan,
     )
     libraries = {"cpu": built.library} if built.library is not None else {}
-    path = write_artifact(
-        output, parts, static.weights, libraries, graph_text(built.graph), layout=built.layout
-    )
+    with stage("writing the artifact"):
+        path = write_artifact(
+            output, parts, static.weights, libraries, graph_text(built.graph), layout=built.layout
+        )
     seconds = time.perf_counter() - start
     return CompileResult(
         path, built.graph, static, built.groups, target, seconds, built.hits, built.memory, memory_plan[0]
@@ -171,7 +172,6 @@ def build_within_budget(
     name: str,
     options: CompileOptions,
     target: Any,
-    progress: Progress | None,
     memory_plan: tuple[int | None, int],
 ) -> BuiltPlan:
     """The resident plan when it fits the budget (or there is none), else the paged plan; a graph whose
@@ -182,43 +182,45 @@ def build_within_budget(
 
     budget, page_size = memory_plan
     if budget is None:
-        return build_resident(graph, options, target, progress)
+        return build_resident(graph, options, target)
     weights = sum(value.type.nbytes for value in graph.constants.values())
     resident = None
     if weights + target.runtime_baseline_bytes <= budget:
-        resident = build_resident(clone_graph(graph), options, target, progress)
+        resident = build_resident(clone_graph(graph), options, target)
         if resident.memory.planned_peak <= budget:
             return resident
-    paged = build_paged(clone_graph(graph), options, target, progress, budget, page_size)
+    paged = build_paged(clone_graph(graph), options, target, budget, page_size)
     if isinstance(paged, BuiltPlan):
         return paged
     if resident is None:
-        resident = build_resident(graph, options, target, progress)
+        resident = build_resident(graph, options, target)
     least = min(paged, resident.memory, key=lambda m: m.planned_peak)
     raise too_small(budget, least, name, resident.memory)
 
 
 def lower_and_plan(
-    graph: Graph, options: CompileOptions, target: Any, progress: Progress | None, page_size: int | None
+    graph: Graph, options: CompileOptions, target: Any, page_size: int | None
 ) -> tuple[Graph, list[Any], StaticPlan, Path | None, int]:
     """Passes (weights over `page_size` split), kernels, the static plan and the steps' library."""
-    graph = run_passes(graph, options, target, page_size)
-    groups = kernel_groups(graph)
-    kernels = lower_groups(groups, target)
-    static = PlanBuilder(graph, lambda source, dest: copy_kernel(source, dest, target)).build(kernels, groups)
-    library, hits = build_library(static.kernels, target, progress)
+    with stage("running passes"):
+        graph = run_passes(graph, options, target, page_size)
+    with stage("lowering kernels"):
+        groups = kernel_groups(graph)
+        kernels = lower_groups(groups, target)
+        builder = PlanBuilder(graph, lambda source, dest: copy_kernel(source, dest, target))
+        static = builder.build(kernels, groups)
+    library, hits = build_library(static.kernels, target)
     return graph, groups, static, library, hits
 
 
-def build_resident(
-    graph: Graph, options: CompileOptions, target: Any, progress: Progress | None
-) -> BuiltPlan:
+def build_resident(graph: Graph, options: CompileOptions, target: Any) -> BuiltPlan:
     """The plan with every weight resident in `weights.bin`, with its one-call entry when it can."""
     from targets.artifact import layout_weights
 
-    graph, groups, static, library, hits = lower_and_plan(graph, options, target, progress, None)
+    graph, groups, static, library, hits = lower_and_plan(graph, options, target, None)
     layout = layout_weights(static.weights)
-    static, entry_library = with_entry(static, options.entry, target, layout)
+    with stage("building the entry call"):
+        static, entry_library = with_entry(static, options.entry, target, layout)
     library = entry_library or library
     memory = plan_account(static, library, layout[1], target)
     static.plan = dataclasses.replace(static.plan, planned_peak_bytes=memory.planned_peak)
@@ -226,14 +228,14 @@ def build_resident(
 
 
 def build_paged(
-    graph: Graph, options: CompileOptions, target: Any, progress: Progress | None, budget: int, page_size: int
+    graph: Graph, options: CompileOptions, target: Any, budget: int, page_size: int
 ) -> BuiltPlan | MemoryAccount:
     """The plan with weights paged through the most frames the budget leaves (hai_compiler/compiler/
     paging.py), fewer when its segment library turns out larger; when even the fewest frames any
     schedule needs do not fit, the account of that smallest paged plan instead."""
     from targets.artifact import layout_weights
 
-    graph, groups, static, steps_library, hits = lower_and_plan(graph, options, target, progress, page_size)
+    graph, groups, static, steps_library, hits = lower_and_plan(graph, options, target, page_size)
     pages = cut_weights(static.plan.steps, layout_weights(static.weights)[0], page_size)
     fewest = with_paging(static.plan, paging_of(pages, pages.smallest_frames))
     base = plan_account(dataclasses.replace(static, plan=fewest), steps_library, 0, target)  # all but frames
@@ -241,7 +243,8 @@ def build_paged(
     memory = base
     while frames >= pages.smallest_frames:
         paged = dataclasses.replace(static, plan=with_paging(static.plan, paging_of(pages, frames)))
-        paged, entry_library = with_entry(paged, options.entry, target, pages.layout)
+        with stage(f"building the entry calls ({frames} page frames)"):
+            paged, entry_library = with_entry(paged, options.entry, target, pages.layout)
         library = entry_library or steps_library
         memory = plan_account(paged, library, 0, target)
         if memory.planned_peak <= budget:

@@ -25,6 +25,17 @@ def human_bytes(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+def percent(part: float, whole: float) -> str:
+    """`part` as a percentage of `whole`: one decimal from 1 % (`8.7`), two significant digits below
+    (`0.018`), so that small shares do not show as 0.0; `<0.001` below that, `0` for nothing."""
+    share = 100 * part / whole
+    if share == 0:
+        return "0"
+    if share >= 1:
+        return f"{share:.1f}"
+    return f"{share:.2g}" if share >= 0.001 else "<0.001"
+
+
 def kernel_rows(result: CompileResult) -> list[tuple[str, str, str, int]]:
     """(kernel name, ops, source node names, FLOPs) for every step, in plan order."""
     rows = []
@@ -41,11 +52,13 @@ def render_report(result: CompileResult, console: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"{result.path.name}: {len(result.plan.kernels)} steps", show_edge=False)
-    for column, justify in (("#", "right"), ("kernel", "left"), ("ops", "left"), ("nodes", "left"),
-                            ("MFLOP", "right")):  # fmt: skip
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table.add_column("#", justify="right")
+    table.add_column("kernel", no_wrap=True)
+    table.add_column("ops", overflow="fold")
+    table.add_column("nodes", overflow="fold")
+    table.add_column("MFLOP", justify="right")
     for index, (name, ops, sources, flops) in enumerate(kernel_rows(result)):
-        table.add_row(str(index), name, ops, sources, f"{flops / 1e6:.3f}")
+        table.add_row(str(index), name, ops, sources.replace(", ", "\n"), f"{flops / 1e6:.3f}")
     console.print(table)
     memory = result.memory
     arena, naive = result.plan.plan.arena_size, memory["naive_bytes"]
@@ -71,10 +84,12 @@ def render_layers(result: CompileResult, console: Any) -> None:
     if not rows:
         return
     table = Table(title="layers: precision and where it came from", show_edge=False)
-    for column in ("kernel", "nodes", "op", "precision", "source"):
-        table.add_column(column)
+    table.add_column("kernel", no_wrap=True)
+    table.add_column("nodes", overflow="fold")
+    for column in ("op", "precision", "source"):
+        table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(row.kernel, row.nodes, row.op, row.precision, row.source)
+        table.add_row(row.kernel, row.nodes.replace(", ", "\n"), row.op, row.precision, row.source)
     console.print(table)
     console.print(summary(rows))
 
@@ -92,7 +107,7 @@ def render_budget(result: CompileResult, console: Any) -> None:
         table.add_column(column, justify="left" if column == "term" else "right")
     rows = [*memory.terms.items(), ("planned peak", memory.planned_peak)]
     for term, nbytes in rows:
-        share = f"{100 * nbytes / budget:.1f}" if budget else "-"
+        share = percent(nbytes, budget) if budget else "-"
         table.add_row(term, str(nbytes), format_size(nbytes), share)
     console.print(table)
     if budget is not None:

@@ -4,20 +4,21 @@ Rule: calibration runs the reference interpreter on the graph the quantize pass
 will see — the model after the `default` pipeline (`prepare_graph`) — and
 observes it through the interpreter's one hook, `run_node`, plus the graph
 inputs of each feed; constants (weights) are not observed, the quantize pass
-reads them directly. A rich progress bar on stderr counts the samples unless
-`progress=False`. Same data, observer and seed give the same statistics.
+reads them directly. The samples are counted as a progress stage
+(hai_compiler/progress.py) unless `progress=False`. Same data, observer and seed give the same statistics.
 A non-finite calibration value is an error before anything runs (sample_checks.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hai_compiler.progress import stage
 from hai_compiler.quantize.calibration_data import CalibrationData, CalibrationSource, load_calibration_data
 from hai_compiler.quantize.observers import Observer, check_options, make_observer
 from hai_compiler.quantize.sample_checks import check_values
@@ -65,22 +66,9 @@ def prepare_graph(
     return run_pipeline(graph, pipeline)
 
 
-@contextmanager
-def sample_progress(total: int, enabled: bool) -> Iterator[Any]:
-    """A callable advancing a rich progress bar over `total` samples (a no-op when disabled)."""
-    if not enabled:
-        yield lambda: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(
-        TextColumn("calibrating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), transient=True,
-    )  # fmt: skip
-    with bar:
-        task = bar.add_task("", total=total)
-        yield lambda: bar.advance(task)
+def sample_progress(observer: str, total: int, enabled: bool) -> AbstractContextManager[Any]:
+    """The progress stage counting `total` calibration samples (hai_compiler/progress.py), unless disabled."""
+    return stage(f"calibrating with {observer}", total) if enabled else nullcontext(lambda item="": None)
 
 
 def calibrate(
@@ -104,8 +92,8 @@ def calibrate(
     check_values(samples, "calibration")
     observers = {value: make_observer(observer, **options) for value in observed_values(graph)}
     interpreter = ObservingInterpreter(graph, {v.name: o for v, o in observers.items()})
-    with sample_progress(len(samples), progress) as advance, np.errstate(all="ignore"):
+    with sample_progress(observer, len(samples), progress) as advance, np.errstate(all="ignore"):
         for feed in samples:
             interpreter.run(feed)
-            advance()
+            advance("")
     return CalibrationStats.from_observers(observer, options, len(samples), observers)

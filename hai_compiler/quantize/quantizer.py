@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hai_compiler.progress import stage
 from hai_compiler.quantize.bias_correction import correct_biases
 from hai_compiler.quantize.calibrate import calibrate, prepare_graph
 from hai_compiler.quantize.calibration_data import CalibrationData, CalibrationSource, load_calibration_data
@@ -130,14 +131,15 @@ class DynamicQuantizer:
         stats: CalibrationStats | str | Path | None = None,
     ) -> QuantizedModel:
         """Quantize `model` (.onnx/.hir path or Graph), calibrating on `calibration_data` or with `stats`."""
-        graph = prepare_graph(model, input_shapes)
-        overrides = dict(self.layer_precision or {})
-        data = self._data(graph, calibration_data)
-        samples = list(data.subsample(self.sensitivity_samples, self.seed)) if data is not None else []
-        evaluator = IncrementalEvaluator(graph, samples)  # the fp32 run every later step compares with
-        verifier = evaluator
-        if data is not None and len(data) > len(samples):
-            verifier = IncrementalEvaluator(graph, list(data), incremental=False)
+        with stage("preparing the model"):
+            graph = prepare_graph(model, input_shapes)
+            overrides = dict(self.layer_precision or {})
+            data = self._data(graph, calibration_data)
+            samples = list(data.subsample(self.sensitivity_samples, self.seed)) if data is not None else []
+            evaluator = IncrementalEvaluator(graph, samples)  # the fp32 run every later step compares with
+            verifier = evaluator
+            if data is not None and len(data) > len(samples):
+                verifier = IncrementalEvaluator(graph, list(data), incremental=False)
         choice = None
         if self.precision_profile not in WEIGHT_ONLY or "int8" in overrides.values():
             choice = self._ranges(graph, data, stats, evaluator)
@@ -151,14 +153,17 @@ class DynamicQuantizer:
                 graph, samples, overrides=overrides, group_size=self.group_size, evaluator=evaluator,
                 verifier=verifier, ladder=ladder_for(self.target),
             ), self.budget  # fmt: skip
-            precisions = chooser.choose(budget)
-            quantized = configured(graph, precisions, self.group_size)
+            with stage("choosing each layer's precision"):
+                precisions = chooser.choose(budget)
+                quantized = configured(graph, precisions, self.group_size)
         else:
-            quantized, precisions = self._uniform(clone_graph(graph), overrides)
+            with stage(f"quantizing to {self.precision_profile}"):
+                quantized, precisions = self._uniform(clone_graph(graph), overrides)
         verified = None
         if samples:
             known = chooser.reached if chooser is not None else None  # its choice, measured on `verifier`
-            quantized, verified = self._verified(graph, quantized, evaluator, verifier, budget, known)
+            with stage("correcting biases and measuring against fp32"):
+                quantized, verified = self._verified(graph, quantized, evaluator, verifier, budget, known)
         layers_chosen = chooser.layers if chooser is not None else None
         stats_used = choice.stats if choice else None
         return QuantizedModel(quantized, precisions, layers_chosen, stats_used, choice, verified, budget)
@@ -225,7 +230,8 @@ class DynamicQuantizer:
                 )  # fmt: skip
                 for name in observers
             }
-        return select_ranges(graph, calibrations, evaluator, self.refine)
+        with stage("choosing activation ranges"):
+            return select_ranges(graph, calibrations, evaluator, self.refine)
 
     def _uniform(self, graph: Graph, overrides: dict[str, str]) -> tuple[Graph, dict[str, str]]:
         """`graph` with every layer at the profile's precision (overrides win), and the precisions."""

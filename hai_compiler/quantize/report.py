@@ -88,8 +88,9 @@ def quality(
 def layer_table(choices: Sequence[LayerChoice] | None, precisions: Mapping[str, str]) -> Table:
     """One row per layer: name, op, chosen precision, sensitivity at it (dB), bytes at it and at fp32."""
     table = Table(title="per-layer precision", title_justify="left")
-    for column in ("layer", "op", "precision", "sensitivity dB", "bytes", "fp32 bytes"):
-        table.add_column(column, justify="left" if column in ("layer", "op", "precision") else "right")
+    table.add_column("layer", overflow="fold")
+    for column in ("op", "precision", "sensitivity dB", "bytes", "fp32 bytes"):
+        table.add_column(column, justify="left" if column in ("op", "precision") else "right")
     if choices is None:
         for name, precision in precisions.items():
             table.add_row(name, "", precision, "", "", "")

@@ -157,4 +157,4 @@ def test_input_file_of_wrong_dtype_kind(add_relu: Path, tmp_path: Path) -> None:
 def test_unwritable_output(add_relu: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert_user_error(invoke("ir", add_relu, "-o", blocker / "out.hir"), "out.hir")
+    assert_user_error(invoke("ir", add_relu, "-o", blocker / "out.hir"), "file/out.", "Not a directory")

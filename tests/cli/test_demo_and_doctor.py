@@ -35,6 +35,8 @@ def test_doctor_scan_json_describes_this_machine() -> None:
     assert profile["recommended"]["target"] in {"x86", "arm64"}
 
 
-def test_doctor_table_and_missing_scan_flag() -> None:
-    assert "Recommended" in invoke("doctor", "--scan", "--format", "table").stdout
-    assert invoke("doctor").exit_code == 2
+def test_doctor_table_and_bare_doctor_scans() -> None:
+    assert "Recommended" in invoke("doctor", "--format", "table").stdout
+    bare = invoke("doctor")
+    assert bare.exit_code == 0, bare.output
+    assert json.loads(bare.stdout)["cpu"]["threads"] == os.cpu_count()

@@ -24,7 +24,9 @@ def test_compile_report_run_and_bench(tmp_path: Path) -> None:
         "compile", model, "--target", "x86", "-o", artifact, "--report", "--dump-ir", tmp_path / "ir"
     )
     assert compiled.exit_code == 0, compiled.output
-    assert "Relu+Add" in compiled.output and "relu, add" in compiled.output
+    rows = [line.split("│") for line in compiled.stdout.splitlines() if "│" in line]
+    fused = next(i for i, row in enumerate(rows) if "Relu+Add" in row[2])
+    assert [rows[fused][3].strip(), rows[fused + 1][3].strip()] == ["relu", "add"]  # one node a line
     assert "arena" in compiled.output and "naive" in compiled.output
     assert sorted(p.name for p in (tmp_path / "ir").iterdir())  # one .hir per pass
 
