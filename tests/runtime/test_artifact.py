@@ -10,14 +10,8 @@ import numpy as np
 import pytest
 from tiny_artifact import tiny_parts, tiny_weights
 
-from runtime.artifact import (
-    FORMAT_VERSION,
-    MANIFEST_FILE,
-    WEIGHTS_FILE,
-    Manifest,
-    read_manifest,
-    sha256_of,
-)
+from runtime.artifact import FORMAT_VERSION, MANIFEST_FILE, WEIGHTS_FILE, Manifest
+from runtime.artifact_files import read_manifest, sha256_of
 from runtime.errors import ArtifactError, ArtifactIntegrityError, ArtifactVersionError
 from targets.artifact import write_artifact
 
@@ -53,8 +47,9 @@ def test_every_file_has_its_sha256(artifact: Path) -> None:
     manifest = read_manifest(artifact)
     on_disk = sorted(p.name for p in artifact.iterdir() if p.name != MANIFEST_FILE)
     assert sorted(manifest.files) == on_disk
-    for name, digest in manifest.files.items():
-        assert sha256_of(artifact / name) == digest
+    for name, entry in manifest.files.items():
+        assert sha256_of(artifact / name) == entry.sha256
+        assert (artifact / name).stat().st_size == entry.size
 
 
 def test_weights_are_aligned_and_exact(artifact: Path) -> None:

@@ -104,12 +104,14 @@ def test_refuses_damaged_artifacts(artifact: Path) -> None:
     manifest.write_text(good[: len(good) // 2])
     with pytest.raises(ArtifactError, match="not valid JSON"):
         runtime.load(artifact)
-    manifest.write_text(good.replace('"format_version": 3', '"format_version": 99'))
+    manifest.write_text(good.replace('"format_version": 4', '"format_version": 99'))
     with pytest.raises(ArtifactVersionError, match="format version 99"):
         runtime.load(artifact)
     manifest.write_text(good)
     library = artifact / "kernels.cpu.so"
-    library.write_bytes(library.read_bytes() + b"\0")
+    data = bytearray(library.read_bytes())
+    data[-1] ^= 0xFF
+    library.write_bytes(bytes(data))
     with pytest.raises(ArtifactIntegrityError, match="kernels.cpu.so does not match its checksum"):
         runtime.load(artifact)
 
