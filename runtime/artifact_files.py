@@ -29,7 +29,9 @@ def open_plain(path: Path) -> int:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise ArtifactError(f"artifact {path.parent} is missing {path.name}, which its manifest lists") from None
+        raise ArtifactError(
+            f"artifact {path.parent} is missing {path.name}, which its manifest lists"
+        ) from None
     except OSError as exc:
         reason = "it is a link; artifacts hold plain files only" if path.is_symlink() else exc.strerror
         raise ArtifactError(f"cannot open {path}: {reason}") from None

@@ -14,6 +14,7 @@ path does none of this work. Imports numpy-free standard library code and `runti
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Callable
 from typing import NoReturn
@@ -195,11 +196,12 @@ def check_dataflow(manifest: Manifest, fail: Fail) -> None:
             if not writes and not written.covers(start, end):
                 fail(f"argument #{position} of {where} reads arena bytes [{start}, {end}), which no earlier "
                      "step writes")  # fmt: skip
-        for position, start, end, writes in ranges:
-            for other, o_start, o_end, o_writes in ranges:
-                if writes and not o_writes and start < o_end and o_start < end and (start, end) != (o_start, o_end):
-                    fail(f"argument #{position} of {where} writes arena bytes [{start}, {end}) over part of "
-                         f"argument #{other} [{o_start}, {o_end}), which it reads")  # fmt: skip
+        written_ranges = [(p, s, e) for p, s, e, writes in ranges if writes]
+        read_ranges = [(p, s, e) for p, s, e, writes in ranges if not writes]
+        for (position, start, end), (other, o_start, o_end) in itertools.product(written_ranges, read_ranges):
+            if start < o_end and o_start < end and (start, end) != (o_start, o_end):
+                fail(f"argument #{position} of {where} writes arena bytes [{start}, {end}) over part of "
+                     f"argument #{other} [{o_start}, {o_end}), which it reads")  # fmt: skip
         for _, start, end, writes in ranges:
             if writes:
                 written.add(start, end)

@@ -96,7 +96,8 @@ def verify_signature(
     """Accept `signature` of `manifest` only when one of `trusted_keys` verifies it (module doc)."""
     if isinstance(trusted_keys, str | bytes | os.PathLike) or not isinstance(trusted_keys, Sequence):
         raise InvalidArgumentError(
-            f"trusted_keys must be a list of public key files or their bytes, got {type(trusted_keys).__name__}"
+            "trusted_keys must be a list of public key files or their bytes, "
+            f"got a {type(trusted_keys).__name__}"
         )
     if not trusted_keys:
         raise InvalidArgumentError("trusted_keys is empty: give at least one public key, or None to skip")

@@ -118,7 +118,9 @@ def test_unknown_weight_and_overrunning_view(tmp_path: Path, libraries: dict[str
 
 
 def test_invalid_plan_is_refused(tmp_path: Path, libraries: dict[str, Path]) -> None:
-    step = Step("copy", (Slot("arena", (3,), F32, offset=8), Slot("output", (3,), F32, name="y", writes=True)))
+    step = Step(
+        "copy", (Slot("arena", (3,), F32, offset=8), Slot("output", (3,), F32, name="y", writes=True))
+    )
     with pytest.raises(ArtifactWriteError, match=r"argument #0 of step 0 \(copy\) has offset 8"):
         write(tmp_path / "m.hai", libraries, (step,))
 
