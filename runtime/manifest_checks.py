@@ -21,6 +21,7 @@ from typing import NoReturn
 
 from runtime.artifact import (
     ALIGNMENT,
+    DTYPES,
     MANIFEST_FILE,
     SIGNATURE_FILE,
     TVM_RUNTIME_FILE,
@@ -54,11 +55,18 @@ def validate(manifest: Manifest, source: str) -> None:
 
 def check_types(manifest: Manifest, fail: Fail) -> None:
     """Shapes of non-negative ints, dtypes among `DTYPES`."""
-    typed: list[TensorBinding | WeightEntry | Slot] = [*manifest.inputs, *manifest.outputs, *manifest.weights]
-    typed += [slot for step in manifest.plan.steps for slot in step.args]
-    for item in typed:
+    typed: list[tuple[str, TensorBinding | WeightEntry | Slot]] = [
+        *((f"input {b.name!r}", b) for b in manifest.inputs),
+        *((f"output {b.name!r}", b) for b in manifest.outputs),
+        *((f"weight {w.name!r}", w) for w in manifest.weights),
+        *((f"argument #{position} of step {index} ({step.kernel})", slot)
+          for index, step in enumerate(manifest.plan.steps) for position, slot in enumerate(step.args)),
+    ]  # fmt: skip
+    for what, item in typed:
         if any(d < 0 for d in item.shape):
-            fail(f"{item.name or type(item).__name__} has shape {list(item.shape)}, not non-negative ints")
+            fail(f"{what} has shape {list(item.shape)}, not non-negative ints")
+        if item.dtype not in DTYPES:
+            fail(f"{what} has dtype {item.dtype!r}; expected one of {', '.join(DTYPES)}")
         numpy_dtype(item.dtype)
 
 
@@ -110,6 +118,7 @@ def check_ranges(manifest: Manifest, fail: Fail) -> None:
         check_range(f"output {b.name!r}", b.offset, b.nbytes, arena, "arena", fail)
     for w in manifest.weights:
         check_range(f"weight {w.name!r}", w.offset, w.nbytes, manifest.weights_size, "weights file", fail)
+    weights = {w.name: w for w in manifest.weights}
     for index, step in enumerate(manifest.plan.steps):
         if step.device not in manifest.kernel_libraries:
             fail(f"step {index} ({step.kernel}) runs on device {step.device!r}, which has no kernel library")
@@ -119,6 +128,7 @@ def check_ranges(manifest: Manifest, fail: Fail) -> None:
                 check_range(what, slot.offset, slot.nbytes, arena, "arena", fail)
             elif slot.kind == "weight":
                 check_range(what, slot.offset, slot.nbytes, manifest.weights_size, "weights file", fail)
+                check_weight_view(what, slot, weights.get(slot.name), fail)
             elif slot.name not in bindings or (slot.kind == "input") != (bindings[slot.name].offset is None):
                 fail(f"{what} names graph {slot.kind} {slot.name!r}, which the manifest does not list")
             else:
@@ -127,6 +137,17 @@ def check_ranges(manifest: Manifest, fail: Fail) -> None:
                 fail(f"{what} writes a {slot.kind}; kernels write only the arena and outputs")
     if manifest.plan.entry is not None and "cpu" not in manifest.kernel_libraries:
         fail(f"entry function {manifest.plan.entry!r} needs a cpu kernel library, and there is none")
+
+
+def check_weight_view(what: str, slot: Slot, weight: WeightEntry | None, fail: Fail) -> None:
+    """A weight slot views bytes of the weight it names, never a neighbour's."""
+    if weight is None:
+        fail(f"{what} names weight {slot.name!r}, which the manifest does not list")
+    if not weight.offset <= slot.offset <= slot.offset + slot.nbytes <= weight.offset + weight.nbytes:
+        fail(
+            f"{what} views bytes [{slot.offset}, {slot.offset + slot.nbytes}) of weights.bin, outside weight "
+            f"{slot.name!r} at [{weight.offset}, {weight.offset + weight.nbytes})"
+        )
 
 
 def check_paging(manifest: Manifest, fail: Fail) -> None:

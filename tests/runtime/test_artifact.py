@@ -174,8 +174,8 @@ def nested(depth: int) -> str:
     ("change", "message"),
     [
         (set_output(dtype="float64"), r"output 'y' \(2.* bytes at offset 384\) overruns the arena"),
-        (set_output(dtype="U4"), "unknown dtype 'U4' in manifest"),
-        (set_output(dtype="object"), "unknown dtype 'object' in manifest"),
+        (set_output(dtype="U4"), "output 'y' has dtype 'U4'; expected one of float32"),
+        (set_output(dtype="object"), "output 'y' has dtype 'object'"),
         (set_output(shape=[True, 8]), r"TensorBinding.shape\[0\] must be a int, got True"),
         (set_output(offset=True), "TensorBinding.offset must be a int, got True"),
         (set_output(offset=1.5e3), "TensorBinding.offset must be a int, got 1500.0"),
