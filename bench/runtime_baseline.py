@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from hai_compiler.compiler import CompileOptions, bench, compile_model  # noqa: E402
 from hai_compiler.compiler.memory_budget import artifact_account  # noqa: E402
-from runtime.artifact import read_manifest  # noqa: E402
+from runtime.artifact_files import read_manifest  # noqa: E402
 
 HEADROOM = 2**20
 """Added to the largest measured baseline: peaks of identical fresh processes spread by ~0.1 MiB on

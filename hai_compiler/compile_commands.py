@@ -1,4 +1,4 @@
-"""The `hai compile`, `hai run`, `hai bench` and `hai pack` commands (registered on cli.py's `app`).
+"""The `hai compile`, `hai run`, `hai bench`, `hai pack` and `hai keygen` commands (on cli.py's `app`).
 
 Rule: as in cli.py, commands parse options and print; `hai_compiler.compiler`
 compiles, the runtime runs, `hai_compiler.compiler.bench` measures. A `HaiError`
@@ -46,6 +46,15 @@ from hai_compiler.quantize_commands import QuantizeOptions, print_quantization, 
 
 ArtifactArg = Annotated[
     Path, typer.Argument(metavar="ARTIFACT", help="A compiled NAME.hai directory.", show_default=False)
+]
+TrustedKeyOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--trusted-key",
+        metavar="KEY.pub",
+        help="Refuse the artifact unless its manifest.sig verifies with this public key (from `hai keygen`; "
+        "repeat for several). Needs pip install 'hai-compiler[signing]'.",
+    ),
 ]
 
 
@@ -116,6 +125,14 @@ def compile_command(
     page_size: Annotated[
         str, size_option("--page-size", "Bytes of one weight page when the plan pages.")
     ] = "4MiB",
+    sign: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign",
+            metavar="KEY",
+            help="Sign the artifact (manifest.sig) with this Ed25519 private key from `hai keygen`.",
+        ),
+    ] = None,
     *,
     quantize: QuantizeOptions,
 ) -> None:
@@ -140,6 +157,10 @@ def compile_command(
             if quantized is not None:
                 with stage("measuring against fp32"):
                     quality = quantize.quality(model, shapes, quantized)
+        if sign is not None:
+            from targets.artifact import sign_artifact
+
+            sign_artifact(result.path, sign)
         if quantized is not None:
             weights = (result.path / "weights.bin").stat().st_size
             print_quantization(console, model, quantized, weights, quality)
@@ -184,6 +205,7 @@ def run_command(
     output_dir: OutputDirOpt = None,
     threads: ThreadsOpt = DEFAULT_THREADS,
     seed: SeedOpt = 0,
+    trusted_key: TrustedKeyOpt = None,
 ) -> None:
     """Run a compiled artifact and print each output's shape and statistics (as `hai interp` does)."""
     import runtime
@@ -191,7 +213,7 @@ def run_command(
     files = _files(input)
     with reported_runtime_errors():
         given = load_input_arrays(files)
-        model = runtime.load(artifact, threads=threads)
+        model = runtime.load(artifact, threads=threads, trusted_keys=trusted_key or None)
         expected = binding_types(model.inputs)
         feeds = check_inputs(given, expected)
         rng = np.random.default_rng(seed)
@@ -225,6 +247,7 @@ def bench_command(
         ),
     ] = None,
     seed: SeedOpt = 0,
+    trusted_key: TrustedKeyOpt = None,
     memory: Annotated[
         bool,
         typer.Option(
@@ -234,11 +257,18 @@ def bench_command(
         ),
     ] = False,
 ) -> None:
-    """Time an artifact (p50/p99 latency, peak RSS), beside onnxruntime with --onnx."""
+    """Time an artifact (p50/p99 latency, peak RSS), beside onnxruntime with --onnx.
+
+    With --trusted-key the artifact's signature is checked once, before anything runs."""
     import runtime
     from hai_compiler.compiler import bench
 
     console = Console(highlight=False, stderr=json_path == "-")
+    if trusted_key:
+        from runtime.artifact_files import read_manifest
+
+        with reported_runtime_errors():
+            read_manifest(artifact, trusted_keys=trusted_key)
     if memory:
         with reported_runtime_errors():
             results = bench.memory_bench(artifact, onnx, threads, runs, seed)
@@ -352,3 +382,19 @@ def pack_command(
     with reported_errors():
         bundle = pack(artifact, output)
     typer.echo(f"{bundle}: pip install -r {bundle / 'requirements.txt'}; python {bundle / 'run_model.py'}")
+
+
+@app.command("keygen")
+def keygen_command(
+    stem: Annotated[
+        Path, typer.Argument(metavar="NAME", help="Writes NAME.key (private, mode 0600) and NAME.pub.")
+    ],
+) -> None:
+    """Make an Ed25519 key pair for signed artifacts: `hai compile --sign NAME.key`, then
+    `hai run --trusted-key NAME.pub` (or runtime.load(..., trusted_keys=[...])) refuses anything else."""
+    from runtime.signing import generate_key_files
+
+    with reported_runtime_errors():
+        private, public = generate_key_files(stem)
+    typer.echo(f"{private}: private key, keep it secret (hai compile --sign {private})")
+    typer.echo(f"{public}: public key, give it to whoever runs the artifacts (--trusted-key {public})")

@@ -2,7 +2,7 @@
 
 The bundle is a folder a device can use as it is:
 
-    BUNDLE/model.hai/         the artifact (copied; its checksums still hold)
+    BUNDLE/model.hai/         the artifact: its manifest, signature and listed files, checked first
     BUNDLE/runtime/           HAI's runtime package (numpy + tvm_ffi + stdlib only)
     BUNDLE/requirements.txt   the `runtime` extra's ranges of numpy and apache-tvm-ffi
     BUNDLE/run_model.py       `python run_model.py --input x=x.npy --output-dir out/`
@@ -10,6 +10,9 @@ The bundle is a folder a device can use as it is:
 `pip install -r requirements.txt` is the whole installation: no TVM compiler,
 no onnx, no lark, never torch. The ranges are the installed distribution's
 (pyproject.toml's `runtime` extra): a device keeps the numpy it has when it fits.
+The artifact is read and verified before it is copied (runtime/artifact_files.py);
+only the files its manifest lists, the manifest and its signature (`manifest.sig`,
+when signed) are copied. The bundle folder may not lie inside the artifact.
 """
 
 from __future__ import annotations
@@ -43,8 +46,13 @@ def main() -> None:
     parser.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
     parser.add_argument("--output-dir", type=Path, default=Path("."))
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--trusted-key", action="append", metavar="KEY.pub",
+                        help="refuse the model unless signed by this key (needs the cryptography package)")
     args = parser.parse_args()
-    model = runtime.load(HERE / "model.hai", threads=args.threads)
+    try:
+        model = runtime.load(HERE / "model.hai", threads=args.threads, trusted_keys=args.trusted_key)
+    except runtime.HaiRuntimeError as exc:
+        raise SystemExit(f"error: {exc}") from None
     feeds = {}
     for item in args.input:
         name, _, path = item.partition("=")
@@ -67,14 +75,27 @@ class PackError(HaiError):
 
 def pack(artifact: str | Path, bundle: str | Path) -> Path:
     """Write the bundle folder for `artifact` (an existing NAME.hai directory); returns its path."""
+    from runtime.artifact import MANIFEST_FILE, SIGNATURE_FILE
+    from runtime.artifact_files import read_manifest
+    from runtime.errors import HaiRuntimeError
+
     artifact, bundle = Path(artifact), Path(bundle)
-    if not (artifact / "manifest.json").is_file():
+    if not (artifact / MANIFEST_FILE).is_file():
         raise PackError(f"{artifact}: not a HAI artifact (no manifest.json); make one with `hai compile`")
-    if bundle.exists() and any(bundle.iterdir()):
+    if bundle.resolve().is_relative_to(artifact.resolve()):
+        raise PackError(f"{bundle}: the bundle folder lies inside the artifact {artifact}; choose another")
+    if bundle.exists() and (not bundle.is_dir() or any(bundle.iterdir())):
         raise PackError(f"{bundle}: the bundle folder exists and is not empty")
     requirements = extra_requirements(RUNTIME_EXTRA)
-    bundle.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(artifact, bundle / "model.hai")
+    try:
+        manifest = read_manifest(artifact)
+    except HaiRuntimeError as exc:
+        raise PackError(f"{artifact}: cannot pack a damaged artifact: {exc}") from None
+    names = [MANIFEST_FILE, *sorted(manifest.files)]
+    names += [SIGNATURE_FILE] if (artifact / SIGNATURE_FILE).is_file() else []
+    (bundle / "model.hai").mkdir(parents=True)
+    for name in names:
+        shutil.copyfile(artifact / name, bundle / "model.hai" / name, follow_symlinks=False)
     shutil.copytree(_runtime_package(), bundle / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
     (bundle / "requirements.txt").write_text("".join(f"{line}\n" for line in requirements))
     (bundle / "run_model.py").write_text(RUN_MODEL)

@@ -37,7 +37,7 @@ from ir.hir_syntax import (
 )
 from ir.printer import FORMAT_VERSION
 from ir.types import QuantParams, TensorType
-from ir.weights_file import read_weights
+from ir.weights_file import confined_weights_path, read_weights
 
 __all__ = ["HirParseError", "parse_hir", "read_hir"]
 
@@ -56,7 +56,8 @@ def parse_hir(
 
 
 def read_hir(path: str | Path) -> Graph:
-    """Read a `.hir` file and the weights file its header names (relative to the `.hir`)."""
+    """Read a `.hir` file and the weights file its header names (relative to the `.hir`, inside its
+    directory)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -66,7 +67,8 @@ def read_hir(path: str | Path) -> Graph:
     weights: dict[str, np.ndarray] = {}
     if decl.weights_file is not None:
         assert decl.weights_sha256 is not None
-        weights = read_weights(path.parent / decl.weights_file, decl.weights_sha256, str(path))
+        weights_path = confined_weights_path(path, decl.weights_file)
+        weights = read_weights(weights_path, decl.weights_sha256, str(path))
     return _build(decl, text, str(path), weights)
 
 

@@ -41,6 +41,20 @@ def weights_path_for(hir_path: Path) -> Path:
     )
 
 
+def confined_weights_path(hir_path: Path, name: str) -> Path:
+    """The weights file a `.hir` header names: a path relative to the `.hir`'s directory that stays inside
+    it (no absolute path, no `..` or link out of it), or a `WeightsFileError`."""
+    directory = hir_path.parent
+    path = directory / name
+    inside = not Path(name).is_absolute() and path.resolve().is_relative_to(directory.resolve())
+    if not inside:
+        raise WeightsFileError(
+            f"{hir_path} names weights file {name!r}, which is outside the .hir's directory: a weights "
+            "file must sit beside its .hir (or below it)"
+        )
+    return path
+
+
 def write_weights(path: Path, constants: Iterable[Value]) -> str:
     """Write the constants' data to `path`; returns the sha256 of the file's bytes."""
     members: dict[str, np.ndarray] = {}
@@ -72,8 +86,8 @@ def read_weights(path: Path, expected_sha256: str, hir_name: str) -> dict[str, n
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected_sha256:
         raise WeightsFileError(
-            f"weights file {path} has sha256 {actual[:16]}…, but {hir_name} expects "
-            f"{expected_sha256[:16]}…: the weights do not belong to this .hir"
+            f"weights file {path} does not have the sha256 {expected_sha256[:16]}… that {hir_name} "
+            "expects: the weights do not belong to this .hir"
         )
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:

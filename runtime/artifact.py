@@ -1,6 +1,6 @@
-"""The artifact format: what `NAME.hai/` holds and the manifest schema, read and checked here.
+"""The artifact format: what `NAME.hai/` holds and the manifest schema (dataclasses <-> JSON).
 
-An artifact is a directory of plain files, all named in `manifest.json`:
+An artifact is a directory of plain files (never links), all named in `manifest.json`:
 
 | file                     | what it is                                                            |
 | ------------------------ | --------------------------------------------------------------------- |
@@ -9,12 +9,15 @@ An artifact is a directory of plain files, all named in `manifest.json`:
 | `kernels.<device>.so`    | the kernel library of each device (`kernels.cpu.so`)                  |
 | `libtvm_runtime.so`      | the TVM runtime those libraries need (loaded first, RTLD_GLOBAL)      |
 | `model.hir`              | the final IR, for people and tools; the runtime never reads it        |
+| `manifest.sig`           | optional: the Ed25519 signature of `manifest.json`'s bytes (not in `files`) |
 
-The manifest's `files` maps every file but itself to its sha256. The execution
+The manifest's `files` maps every file but itself and the signature to its sha256
+and size in bytes. The execution
 plan is static: each step calls one kernel symbol on argument slots, and each slot
 is a typed view (byte offset, shape, dtype) into the arena, into `weights.bin`, or
 into a graph input's buffer or an output's place in the arena (named by the
-binding). Graph inputs live outside the arena (binding offset null): input slots
+binding); `writes` marks the slots a step writes (the others it only reads).
+Graph inputs live outside the arena (binding offset null): input slots
 view the caller's array itself. Every slot offset is a multiple of 64 (vectorised
 kernels do aligned loads unchecked). When `plan.entry` names a function of the cpu
 library, one call `entry(arena, weights, input_0, ...)` (1-D uint8 tensors, the
@@ -28,34 +31,44 @@ still names its bytes in `weights.bin`, lies at `frame * page_size + offset %
 page_size` of the pool while its page is resident. `plan.segments` then
 replaces the entry: each segment calls `symbol(arena, pool, input_0, ...)`
 for steps `[start, stop)`, which wait for no page once the first has its
-pages. Dtypes are numpy names (`float32`, `int8`, `bfloat16` via ml_dtypes).
+pages. Dtypes are numpy names from `DTYPES` (the HAI IR's element types and
+the kernels' uint16 view of bfloat16; `bfloat16` and `int4` via ml_dtypes).
 
-The writer is `targets/artifact.py`; this module only reads, so the runtime can
-ship alone. It imports the standard library and numpy, nothing of ours but
-`runtime.errors`.
+Format history: version 4 added file sizes to `files` and `writes` to slots
+(older artifacts are refused with a "recompile" message).
+
+The writer is `targets/artifact.py`; the plan's invariants are checked by
+`runtime/manifest_checks.py` and an artifact directory is read by
+`runtime/artifact_files.py`. This module imports the standard library and numpy,
+nothing of ours but `runtime.errors`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any, Literal
+import math
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 
-from runtime.errors import ArtifactError, ArtifactIntegrityError, ArtifactVersionError
+from runtime.errors import ArtifactError, ArtifactVersionError
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.bin"
 HIR_FILE = "model.hir"
 TVM_RUNTIME_FILE = "libtvm_runtime.so"
+SIGNATURE_FILE = "manifest.sig"
 ALIGNMENT = 64
 SlotKind = Literal["arena", "weight", "input", "output"]
 SLOT_KINDS = ("arena", "weight", "input", "output")
+DTYPES = ("float32", "float16", "bfloat16", "float64", "int4", "int8", "uint8", "int16", "uint16", "int32",
+          "int64", "bool")  # fmt: skip
+"""The dtype names a manifest may use: the numpy names of HAI IR's element types (ir/dtypes.py), and
+uint16, the view kernels take of bfloat16 (targets/lowering/pointwise.py `storage_dtype`)."""
 
 
 def kernel_library_file(device: str) -> str:
@@ -64,23 +77,27 @@ def kernel_library_file(device: str) -> str:
 
 
 def numpy_dtype(name: str) -> np.dtype:
-    """The numpy dtype a manifest names; `bfloat16` and other extended types need ml_dtypes."""
-    try:
-        return np.dtype(name)
-    except TypeError:
-        pass
+    """The numpy dtype a manifest names (one of `DTYPES`); `bfloat16` and `int4` need ml_dtypes."""
+    known = _NUMPY_DTYPES.get(name) if isinstance(name, str) else None
+    if known is not None:
+        return known
+    if name not in DTYPES:
+        raise ArtifactError(f"unknown dtype {name!r} in manifest (expected one of {', '.join(DTYPES)})")
+    if hasattr(np, name):
+        return _NUMPY_DTYPES.setdefault(name, np.dtype(name))
     try:
         import ml_dtypes
     except ImportError as exc:
         raise ArtifactError(f"dtype {name!r} needs the ml_dtypes package, which is not installed") from exc
-    try:
-        return np.dtype(getattr(ml_dtypes, name))
-    except (AttributeError, TypeError) as exc:
-        raise ArtifactError(f"unknown dtype {name!r} in manifest") from exc
+    return _NUMPY_DTYPES.setdefault(name, np.dtype(getattr(ml_dtypes, name)))
+
+
+_NUMPY_DTYPES: dict[str, np.dtype] = {}
 
 
 def nbytes_of(shape: tuple[int, ...], dtype: str) -> int:
-    return int(np.prod(shape, dtype=np.int64)) * numpy_dtype(dtype).itemsize
+    """Bytes of a `shape` array of `dtype`, exact (Python ints: a huge shape cannot wrap around)."""
+    return math.prod(shape) * numpy_dtype(dtype).itemsize
 
 
 @dataclass(frozen=True)
@@ -116,7 +133,8 @@ class Slot:
     """One kernel argument: a typed view at byte `offset` of the arena or of `weights.bin`, or of a binding.
 
     `name` is the weight's name for weight slots (for people), the binding's name for input and
-    output slots (there `offset` is relative to the binding's own place in the arena).
+    output slots (there `offset` is relative to the binding's own place in the arena). `writes`:
+    the step writes this slot (else it only reads it).
     """
 
     kind: SlotKind
@@ -124,6 +142,7 @@ class Slot:
     dtype: str
     offset: int = 0
     name: str = ""
+    writes: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -218,6 +237,14 @@ class TargetInfo:
 
 
 @dataclass(frozen=True)
+class FileEntry:
+    """One file of the artifact: its sha256 (hex) and its size in bytes."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything `manifest.json` says; `to_json`/`from_json` round-trip exactly."""
 
@@ -230,7 +257,7 @@ class Manifest:
     weights: tuple[WeightEntry, ...]
     weights_size: int
     kernel_libraries: Mapping[str, str]  # device -> file name
-    files: Mapping[str, str]  # file name -> sha256 hex, every file but the manifest
+    files: Mapping[str, FileEntry]  # every file but the manifest and its signature
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -238,29 +265,35 @@ class Manifest:
         return json.dumps(to_plain(self), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
-    def from_json(cls, text: str, source: str = MANIFEST_FILE) -> Manifest:
-        """Parse and check a manifest; any schema problem is an `ArtifactError` naming `source`."""
+    def from_json(cls, text: str | bytes, source: str = MANIFEST_FILE) -> Manifest:
+        """Parse and check a manifest (`runtime/manifest_checks.py`); any problem is an `ArtifactError`
+        naming `source` and what is wrong."""
+        from runtime.manifest_checks import validate  # it reads this module's types
+
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ArtifactError(f"{source} is not valid JSON ({exc}); the artifact is corrupt") from exc
+        except (ValueError, RecursionError) as exc:  # bad JSON, an integer of > 4300 digits, deep nesting
+            reason = "it nests too deeply" if isinstance(exc, RecursionError) else exc
+            raise ArtifactError(f"{source} is not valid JSON ({reason}); the artifact is corrupt") from None
         if not isinstance(data, dict):
             raise ArtifactError(f"{source} is not a JSON object; the artifact is corrupt")
         check_format_version(data.get("format_version"), source)
         try:
             manifest = from_plain(cls, data)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ArtifactError(f"{source} does not follow the manifest schema: {exc}") from exc
+            raise ArtifactError(f"{source} does not follow the manifest schema: {exc}") from None
         validate(manifest, source)
         return manifest
 
 
 def check_format_version(version: object, source: str) -> None:
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
+        older = type(version) is int and 0 < version < FORMAT_VERSION
         raise ArtifactVersionError(
             f"{source} has format version {version!r}; this runtime reads version {FORMAT_VERSION}: "
-            f"recompile the model with a matching HAI or use the runtime that built it"
-        )
+            + ("recompile the model with this HAI" if older else
+               "recompile the model with a matching HAI or use the runtime that built it")
+        )  # fmt: skip
 
 
 # -- dataclasses <-> plain JSON data --------------------------------------------------------------------
@@ -277,212 +310,54 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-# field name -> dataclass of its items (tuple fields) or of its value (nested fields)
-NESTED: dict[str, type] = {}
-
-
 def from_plain(cls: type, data: Any) -> Any:
-    """Build dataclass `cls` from JSON data, checking keys; lists become tuples."""
+    """Build dataclass `cls` from JSON data, checking keys and every value against the field's type
+    (an int is never a bool or a float; lists become tuples); a `TypeError` names the field."""
     if not isinstance(data, dict):
         raise TypeError(f"{cls.__name__} must be an object, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = set(data) - known
+    hints = get_type_hints(cls)
+    unknown = set(data) - set(hints)
     if unknown:
-        raise KeyError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
-    values = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue  # a missing required field is a TypeError from the constructor
-        raw = data[f.name]
-        nested = NESTED.get(f"{cls.__name__}.{f.name}")
-        if nested is not None and isinstance(raw, list):
-            values[f.name] = tuple(from_plain(nested, item) for item in raw)
-        elif nested is not None and raw is not None:
-            values[f.name] = from_plain(nested, raw)
-        elif isinstance(raw, list):
-            values[f.name] = as_tuples(raw)
-        else:
-            values[f.name] = raw
-    return cls(**values)
+        raise KeyError(f"{cls.__name__} has no field(s) {sorted(map(str, unknown))}")
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise TypeError(f"{cls.__name__} lacks field(s) {missing}")
+    return cls(**{name: typed(raw, hints[name], f"{cls.__name__}.{name}") for name, raw in data.items()})
 
 
-def as_tuples(items: list) -> tuple:
-    """A JSON list as a tuple, its nested lists too."""
-    return tuple(as_tuples(item) if isinstance(item, list) else item for item in items)
+def typed(raw: Any, hint: Any, where: str) -> Any:
+    """`raw` (JSON data) as a value of type `hint`, or a `TypeError` naming `where`."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return raw
+    if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
+        return from_plain(hint, raw)
+    if origin in (UnionType, Union):
+        if raw is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return typed(raw, inner, where)
+    if origin is Literal:
+        if raw not in args:
+            raise TypeError(f"{where} is {short(raw)}; expected one of {', '.join(map(str, args))}")
+        return raw
+    if origin is tuple:
+        if not isinstance(raw, list) or (args[-1] is not Ellipsis and len(raw) != len(args)):
+            raise TypeError(f"{where} must be a list of {len(args) if args[-1] is not Ellipsis else 'any'} "
+                            f"item(s), got {short(raw)}")  # fmt: skip
+        kinds = [args[0]] * len(raw) if args[-1] is Ellipsis else list(args)
+        return tuple(typed(item, kind, f"{where}[{i}]") for i, (item, kind) in enumerate(zip(raw, kinds)))
+    if origin is Mapping:
+        if not isinstance(raw, dict):
+            raise TypeError(f"{where} must be an object, got {short(raw)}")
+        return {key: typed(value, args[1], f"{where}[{key!r}]") for key, value in raw.items()}
+    if type(raw) is not hint:
+        raise TypeError(f"{where} must be a {hint.__name__}, got {short(raw)}")
+    return raw
 
 
-NESTED.update(
-    {
-        "Manifest.compiler": CompilerInfo,
-        "Manifest.target": TargetInfo,
-        "Manifest.inputs": TensorBinding,
-        "Manifest.outputs": TensorBinding,
-        "Manifest.plan": ExecutionPlan,
-        "Manifest.weights": WeightEntry,
-        "ExecutionPlan.steps": Step,
-        "ExecutionPlan.paging": Paging,
-        "ExecutionPlan.segments": Segment,
-        "Paging.schedule": PageStep,
-        "Step.args": Slot,
-    }
-)
-
-
-# -- semantic checks ------------------------------------------------------------------------------------
-
-
-def validate(manifest: Manifest, source: str) -> None:
-    """Check that every offset is aligned and every view fits; an `ArtifactError` names the first misfit."""
-
-    def fail(message: str) -> None:
-        raise ArtifactError(f"{source}: {message}; the artifact is corrupt")
-
-    def check_range(what: str, offset: int, nbytes: int, limit: int, space: str) -> None:
-        if not isinstance(offset, int) or offset < 0 or offset % ALIGNMENT:
-            fail(f"{what} has offset {offset!r}, not a non-negative multiple of {ALIGNMENT}")
-        if offset + nbytes > limit:
-            fail(f"{what} ({nbytes} bytes at offset {offset}) overruns the {space} of {limit} bytes")
-
-    typed: list[TensorBinding | WeightEntry | Slot] = [*manifest.inputs, *manifest.outputs, *manifest.weights]
-    typed += [slot for step in manifest.plan.steps for slot in step.args]
-    for item in typed:
-        if not all(isinstance(d, int) and d >= 0 for d in item.shape):
-            fail(f"{item.name or type(item).__name__} has shape {list(item.shape)}, not non-negative ints")
-        numpy_dtype(item.dtype)
-    arena = manifest.plan.arena_size
-    if not isinstance(arena, int) or arena < 0:
-        fail(f"arena size {arena!r} is not a non-negative int")
-    peak = manifest.plan.planned_peak_bytes
-    if peak is not None and (not isinstance(peak, int) or peak < 0):
-        fail(f"planned peak {peak!r} is not a non-negative int")
-    scratch = manifest.plan.scratch_bytes
-    if not isinstance(scratch, int) or scratch < 0:
-        fail(f"kernel scratch {scratch!r} is not a non-negative int")
-    bindings = {b.name: b for b in manifest.inputs + manifest.outputs}
-    if len(bindings) != len(manifest.inputs) + len(manifest.outputs):
-        fail("graph input and output names are not unique")
-    for b in manifest.inputs:
-        if b.offset is not None:
-            fail(f"input {b.name!r} has arena offset {b.offset}; inputs are the caller's buffers (null)")
-    for b in manifest.outputs:
-        if b.offset is None:
-            fail(f"output {b.name!r} has no arena offset")
-        else:
-            check_range(f"binding {b.name!r}", b.offset, b.nbytes, arena, "arena")
-    for w in manifest.weights:
-        check_range(f"weight {w.name!r}", w.offset, w.nbytes, manifest.weights_size, "weights file")
-    for index, step in enumerate(manifest.plan.steps):
-        if step.device not in manifest.kernel_libraries:
-            fail(f"step {index} ({step.kernel}) runs on device {step.device!r}, which has no kernel library")
-        for position, slot in enumerate(step.args):
-            what = f"argument #{position} of step {index} ({step.kernel})"
-            if slot.kind not in SLOT_KINDS:
-                fail(f"{what} has slot kind {slot.kind!r}; expected one of {', '.join(SLOT_KINDS)}")
-            if slot.kind == "arena":
-                check_range(what, slot.offset, slot.nbytes, arena, "arena")
-            elif slot.kind == "weight":
-                check_range(what, slot.offset, slot.nbytes, manifest.weights_size, "weights file")
-            elif slot.name not in bindings:
-                fail(f"{what} names graph {slot.kind} {slot.name!r}, which the manifest does not list")
-            else:
-                check_range(what, slot.offset, slot.nbytes, bindings[slot.name].nbytes, slot.kind)
-    if manifest.plan.paging is not None:
-        validate_paging(manifest, fail)
-    if manifest.plan.entry is not None and "cpu" not in manifest.kernel_libraries:
-        fail(f"entry function {manifest.plan.entry!r} needs a cpu kernel library, and there is none")
-    for device, filename in manifest.kernel_libraries.items():
-        if filename not in manifest.files:
-            fail(f"kernel library {filename!r} of device {device!r} has no checksum in 'files'")
-
-
-def validate_paging(manifest: Manifest, fail: Callable[[str], None]) -> None:
-    """A paged plan: pages inside `weights.bin` and a frame, one schedule entry per step, every step's
-    weights on pages it needs and resident in frames, segments covering the steps in order."""
-    plan = manifest.plan
-    paging = plan.paging
-    assert paging is not None
-    size = paging.page_size
-    if not isinstance(size, int) or size <= 0 or size % ALIGNMENT or paging.frames < 0:
-        fail(f"paging has page size {size!r} and {paging.frames!r} frames")
-    for page, nbytes in enumerate(paging.page_bytes):
-        if not 0 <= nbytes <= size or page * size + nbytes > manifest.weights_size:
-            fail(f"page {page} ({nbytes} bytes at {page * size}) overruns its frame or the weights file")
-    if len(paging.schedule) != len(plan.steps):
-        fail(f"the page schedule has {len(paging.schedule)} entries for {len(plan.steps)} steps")
-    for index, (step, frames) in enumerate(zip(plan.steps, paging.placements(), strict=True)):
-        for page, frame in paging.schedule[index].loads:
-            if not (0 <= page < len(paging.page_bytes) and 0 <= frame < paging.frames):
-                fail(f"step {index} loads page {page} into frame {frame}: no such page or frame")
-        for position, slot in enumerate(step.args):
-            if slot.kind != "weight":
-                continue
-            page = slot.offset // size
-            if (slot.offset + slot.nbytes - 1) // size != page and slot.nbytes:
-                fail(f"argument #{position} of step {index} ({step.kernel}) spans pages")
-            if page not in paging.schedule[index].needs or page not in frames:
-                fail(f"argument #{position} of step {index} ({step.kernel}) is on page {page}, "
-                     "which the schedule does not make resident for it")  # fmt: skip
-    covered = [i for segment in plan.segments for i in range(segment.start, segment.stop)]
-    if plan.segments and covered != list(range(len(plan.steps))):
-        fail("the segments do not cover the steps once, in order")
-
-
-# -- reading an artifact directory ----------------------------------------------------------------------
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
-    """The manifest of the artifact at `directory`, after checking it and (with `verify`) every file's sha256.
-
-    Refuses, with an `ArtifactError` naming the file: a missing directory or manifest, a corrupt
-    manifest, a wrong format version (`ArtifactVersionError`), a missing file, a truncated
-    `weights.bin` or a file whose sha256 differs (`ArtifactIntegrityError`).
-    """
-    directory = Path(directory)
-    path = directory / MANIFEST_FILE
-    if not directory.is_dir():
-        raise ArtifactError(f"artifact {directory} does not exist or is not a directory")
-    if not path.is_file():
-        raise ArtifactError(f"{directory} is not a HAI artifact: it has no {MANIFEST_FILE}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"cannot read {path}: {exc}") from exc
-    manifest = Manifest.from_json(text, str(path))
-    check_files(directory, manifest, verify)
-    return manifest
-
-
-def check_files(directory: Path, manifest: Manifest, verify: bool) -> None:
-    """Every listed file exists, `weights.bin` has its full size, and (with `verify`) every sha256 matches."""
-    for filename in sorted(manifest.files):
-        if Path(filename).name != filename or filename == MANIFEST_FILE:
-            raise ArtifactError(f"{directory / MANIFEST_FILE}: bad file name {filename!r} in 'files'")
-        if not (directory / filename).is_file():
-            raise ArtifactError(f"artifact {directory} is missing {filename}, which its manifest lists")
-    weights = directory / WEIGHTS_FILE
-    if WEIGHTS_FILE in manifest.files:
-        size = weights.stat().st_size
-        if size != manifest.weights_size:
-            raise ArtifactIntegrityError(
-                f"{weights} has {size} bytes but the manifest says {manifest.weights_size}: "
-                f"the file is {'truncated' if size < manifest.weights_size else 'too long'}"
-            )
-    elif manifest.weights_size:
-        raise ArtifactError(f"{directory / MANIFEST_FILE} lists weights but no {WEIGHTS_FILE}")
-    if not verify:
-        return
-    for filename, expected in sorted(manifest.files.items()):
-        actual = sha256_of(directory / filename)
-        if actual != expected:
-            raise ArtifactIntegrityError(
-                f"{directory / filename} does not match its checksum in the manifest "
-                f"(sha256 {actual[:16]}…, expected {expected[:16]}…): the file was changed or corrupted"
-            )
+def short(value: Any) -> str:
+    """A value for a message, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -40,8 +40,16 @@ class ArtifactIntegrityError(ArtifactError):
     """A file of the artifact is truncated or its sha256 differs from the manifest's."""
 
 
+class ArtifactSignatureError(ArtifactError):
+    """Trusted keys were given and the artifact is unsigned, or its signature verifies with none of them."""
+
+
 class UnsupportedCpuError(UnsupportedError):
     """The artifact's kernels need an architecture or ISA features this CPU lacks."""
+
+
+class InvalidArgumentError(HaiRuntimeError):
+    """A runtime call got an argument of the wrong type or value (`load(path, threads="2")`)."""
 
 
 class ModelInputError(HaiRuntimeError):

@@ -4,10 +4,18 @@ A library from `export_library` calls TVM's backend (parallel launch,
 workspace) through pointer slots that its loader must fill, so
 `libtvm_runtime.so` is loaded first (RTLD_GLOBAL) and `KernelModule` points the
 slots at its functions (an unfilled slot segfaults the first parallel kernel).
-When a TVM runtime is already in the process (`import tvm` loads its own) it is
-reused, since a second copy aborts the process. Otherwise it is looked for, in
-order: `$HAI_TVM_RUNTIME`, beside the kernel library (artifacts ship it), then
-inside an installed `tvm` package, located with `find_spec` and never imported.
+
+Which shared libraries the runtime loads from outside an artifact: `libtvm_ffi.so`
+of the installed apache-tvm-ffi package (runtime/ffi_abi.py), and a TVM runtime
+only (1) when one is already in the process (`import tvm` loads its own; a second
+copy would abort the process), or (2) the file `$HAI_TVM_RUNTIME` names, an
+explicit opt-in of whoever sets the environment. Otherwise an artifact's kernels
+get the artifact's own `libtvm_runtime.so`, which the manifest lists and
+runtime/artifact_files.py verified (`load_kernel_module(path, bundled)`). A
+library loaded through the device API (`Device.load_executable(path)`, no
+manifest) is the caller's choice, and so is its TVM runtime: after (1) and (2),
+the one beside it, then the installed `tvm` package's (found with `find_spec`,
+never imported).
 Kernels are called through runtime/ffi_abi.py; the `tvm_ffi` Python package is
 never imported. Vectorised kernels use aligned loads without checking, so every
 array argument must be C-contiguous, writeable and 64-byte aligned:
@@ -47,11 +55,15 @@ BACKEND_SLOTS = ("TVMBackendAllocWorkspace", "TVMBackendFreeWorkspace", "TVMBack
 _loaded_runtime: list[ctypes.CDLL] = []  # kept alive for the life of the process
 
 
-def tvm_runtime_candidates(kernel_path: Path) -> list[Path]:
-    """Where `libtvm_runtime.so` may be, in the order they are tried."""
+def tvm_runtime_candidates(kernel_path: Path, bundled: Path | None = None) -> list[Path]:
+    """Where `libtvm_runtime.so` may be, in the order they are tried (module doc): `$HAI_TVM_RUNTIME`,
+    then an artifact's verified `bundled` copy and nothing else, or, without one, beside the kernel
+    library and in the installed `tvm` package."""
     candidates = []
     if os.environ.get("HAI_TVM_RUNTIME"):
         candidates.append(Path(os.environ["HAI_TVM_RUNTIME"]))
+    if bundled is not None:
+        return [*candidates, bundled]
     candidates.append(kernel_path.parent / RUNTIME_LIBRARY)
     spec = importlib.util.find_spec("tvm")  # finds the package without importing the compiler
     if spec is not None and spec.submodule_search_locations:
@@ -68,8 +80,9 @@ def tvm_runtime_already_loaded() -> bool:
     return global_function_exists("runtime.NumThreads")
 
 
-def ensure_tvm_runtime(kernel_path: Path) -> ctypes.CDLL:
-    """The library with TVM's backend functions; loads `libtvm_runtime.so` (RTLD_GLOBAL) if none is."""
+def ensure_tvm_runtime(kernel_path: Path, bundled: Path | None = None) -> ctypes.CDLL:
+    """The library with TVM's backend functions; loads `libtvm_runtime.so` (RTLD_GLOBAL) if none is,
+    from `tvm_runtime_candidates(kernel_path, bundled)`."""
     try:
         ffi_library()  # libtvm_ffi must be loaded before libtvm_runtime
     except FfiLibraryNotFound as exc:
@@ -78,10 +91,13 @@ def ensure_tvm_runtime(kernel_path: Path) -> ctypes.CDLL:
         return _loaded_runtime[0]
     if tvm_runtime_already_loaded():
         return ctypes.CDLL(None)  # the process's global symbols (`import tvm` loads them RTLD_GLOBAL)
-    candidates = tvm_runtime_candidates(kernel_path)
+    candidates = tvm_runtime_candidates(kernel_path, bundled)
     for candidate in candidates:
         if candidate.is_file():
-            _loaded_runtime.append(ctypes.CDLL(str(candidate), mode=ctypes.RTLD_GLOBAL))
+            try:
+                _loaded_runtime.append(ctypes.CDLL(str(candidate), mode=ctypes.RTLD_GLOBAL))
+            except OSError as exc:
+                raise KernelError(f"{RUNTIME_LIBRARY} {candidate} failed to load: {exc}") from None
             return _loaded_runtime[0]
     tried = ", ".join(str(c) for c in candidates)
     raise KernelError(
@@ -155,12 +171,13 @@ class KernelModule:
         return KernelFunction(self, name)
 
 
-def load_kernel_module(path: str | os.PathLike[str]) -> KernelModule:
-    """The kernel library at `path`, with the TVM runtime loaded first."""
+def load_kernel_module(path: str | os.PathLike[str], bundled: Path | None = None) -> KernelModule:
+    """The kernel library at `path`, with the TVM runtime loaded first (`bundled`: an artifact's
+    verified `libtvm_runtime.so`, the only one tried besides `$HAI_TVM_RUNTIME`; module doc)."""
     kernel_path = Path(path)
     if not kernel_path.is_file():
         raise KernelError(f"kernel library {kernel_path} does not exist")
-    runtime_library = ensure_tvm_runtime(kernel_path)
+    runtime_library = ensure_tvm_runtime(kernel_path, bundled)
     try:
         return KernelModule(kernel_path, runtime_library)
     except OSError as exc:

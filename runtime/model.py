@@ -1,12 +1,13 @@
 """Loading an artifact and running its static plan: `load(path, threads=N)` -> `Model`, `model.run(feeds)`.
 
-`load` does all the work once: it reads and checks the manifest (format version,
-sizes, sha256 of every file), refuses a machine with less memory available than
+`load` does all the work once: it reads and checks the artifact (runtime/artifact_files.py:
+signature against trusted keys, format version, the plan's invariants, size and sha256 of every
+file, no links), refuses a machine with less memory available than
 the plan's peak (runtime/available_memory.py), refuses a CPU that lacks the architecture or an ISA
 feature the kernels need (an error naming them, never SIGILL), maps `weights.bin`
 copy-on-write (kernels take writable memory), allocates one 64-byte-aligned
-arena through the HAI CPU device, loads `libtvm_runtime.so` and the kernel
-library, looks every kernel up and builds every call's argument array once.
+arena through the HAI CPU device, loads the kernel library after the TVM runtime
+(runtime/kernel_library.py says which one), looks every kernel up and builds every call's argument array once.
 `run` then binds the inputs (the caller's arrays themselves when C-contiguous,
 writable and 64-byte aligned, else one aligned copy; inputs live outside the
 arena) by re-pointing their argument headers, makes one call per step (or the
@@ -34,6 +35,7 @@ Imports numpy and the standard library only; kernels run through libtvm_ffi's C 
 from __future__ import annotations
 
 import mmap
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -43,17 +45,24 @@ import numpy as np
 
 from runtime.artifact import (
     ALIGNMENT,
+    TVM_RUNTIME_FILE,
     WEIGHTS_FILE,
     Manifest,
     Slot,
     Step,
     TensorBinding,
     numpy_dtype,
-    read_manifest,
 )
+from runtime.artifact_files import read_manifest
 from runtime.available_memory import check_available_memory
 from runtime.cpu_features import missing_features
-from runtime.errors import KernelError, ModelInputError, UnsupportedCpuError, UnsupportedError
+from runtime.errors import (
+    InvalidArgumentError,
+    KernelError,
+    ModelInputError,
+    UnsupportedCpuError,
+    UnsupportedError,
+)
 from runtime.hai import Capabilities, Device, open_device
 from runtime.kernel_library import (
     KernelTensor,
@@ -64,7 +73,9 @@ from runtime.kernel_library import (
     kernel_view,
     load_kernel_module,
 )
+from runtime.manifest_checks import allocated_bytes
 from runtime.pager import PagePlan, Pager
+from runtime.signing import TrustedKey
 
 InputArgument = tuple[KernelTensor, Slot, int, bool]
 """An input's argument header, its slot, its position, and whether the slot is the whole input."""
@@ -73,19 +84,37 @@ Call = tuple[Callable[[], None], tuple[InputArgument, ...], range]
 
 
 def load(
-    path: str | Path, threads: int | None = None, verify: bool = True, system_root: str | Path = "/"
+    path: str | Path,
+    threads: int | None = None,
+    verify: bool = True,
+    system_root: str | Path = "/",
+    trusted_keys: Sequence[TrustedKey] | None = None,
 ) -> Model:
     """Load the artifact directory `path`; `verify=False` skips the sha256 of every file (not the sizes).
 
+    With `trusted_keys` (public key files or their bytes; needs the `signing` extra), an artifact whose
+    `manifest.sig` verifies with none of them is refused before anything else is read (runtime/signing.py).
     Refuses, before allocating anything, a machine with less memory available than the plan's
     peak (runtime/available_memory.py, read under `system_root`: tests give a fake /proc and /sys).
     """
+    check_load_arguments(path, threads, verify)
     directory = Path(path)
-    manifest = read_manifest(directory, verify=verify)
-    check_available_memory(manifest.plan.planned_peak_bytes, directory, system_root)
+    manifest = read_manifest(directory, verify=verify, trusted_keys=trusted_keys)
+    peak = manifest.plan.planned_peak_bytes
+    check_available_memory(allocated_bytes(manifest) if peak is None else peak, directory, system_root)
     device = open_device("cpu", threads=threads)
     check_cpu(manifest, device.capabilities(), directory)
     return Model(directory, manifest, device)
+
+
+def check_load_arguments(path: object, threads: object, verify: object) -> None:
+    """`load`'s arguments have the types it documents (an `InvalidArgumentError` names the wrong one)."""
+    if not isinstance(path, str | os.PathLike):
+        raise InvalidArgumentError(f"load: path must be a str or a Path, got {type(path).__name__}")
+    if threads is not None and (type(threads) is not int or threads < 1):
+        raise InvalidArgumentError(f"load: threads must be an int >= 1 or None, got {threads!r}")
+    if type(verify) is not bool:
+        raise InvalidArgumentError(f"load: verify must be True or False, got {verify!r}")
 
 
 def check_cpu(manifest: Manifest, caps: Capabilities, directory: Path) -> None:
@@ -231,8 +260,9 @@ class Model:
     def _prepare_calls(self) -> tuple[list[Step], list[Call]]:
         """Look up every kernel once and bind its arguments; one call when the plan has an entry."""
         manifest = self.manifest
+        bundled = self.directory / TVM_RUNTIME_FILE  # listed and verified (manifest_checks, artifact_files)
         libraries = {
-            device: (str(self.directory / name), load_kernel_module(self.directory / name))
+            device: (str(self.directory / name), load_kernel_module(self.directory / name, bundled))
             for device, name in sorted(manifest.kernel_libraries.items())
         }
         functions: dict[tuple[str, str], Any] = {}
@@ -275,7 +305,11 @@ class Model:
     def _bind_inputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Each input as kernels may read it: the caller's array when C-contiguous, writable and
         aligned, else one aligned copy (checked against the binding's shape and dtype)."""
-        if feeds.keys() != self._input_names:
+        try:
+            names = feeds.keys()
+        except AttributeError:
+            raise ModelInputError(self._not_a_mapping(feeds)) from None
+        if names != self._input_names:
             raise ModelInputError(self._name_mismatch(feeds))
         bound = {}
         for binding, dtype in self._input_dtypes:
@@ -318,6 +352,10 @@ class Model:
         view = typed_view(array.reshape(-1).view(np.uint8), slot.offset, slot.shape, slot.dtype)
         check_kernel_array(view, position, self._steps[index].kernel)
         tensor.point_at(kernel_view(view))
+
+    def _not_a_mapping(self, feeds: object) -> str:
+        expected = ", ".join(f"{b.name!r}: array" for b in self.inputs)
+        return f"model {self.manifest.name!r}: run takes a dict {{{expected}}}, got a {type(feeds).__name__}"
 
     def _name_mismatch(self, feeds: Mapping[str, Any]) -> str:
         given = {str(k) for k in feeds}

@@ -25,18 +25,23 @@ from runtime.artifact import (
     ALIGNMENT,
     HIR_FILE,
     MANIFEST_FILE,
+    SIGNATURE_FILE,
     TVM_RUNTIME_FILE,
     WEIGHTS_FILE,
     CompilerInfo,
     ExecutionPlan,
+    FileEntry,
     Manifest,
     TargetInfo,
     TensorBinding,
     WeightEntry,
     kernel_library_file,
-    validate,
 )
+from runtime.artifact_files import read_plain
+from runtime.errors import HaiRuntimeError
 from runtime.kernel_library import tvm_runtime_candidates
+from runtime.manifest_checks import validate
+from runtime.signing import sign
 
 
 class ArtifactWriteError(HaiError):
@@ -119,8 +124,8 @@ def write_weights(
     return digest.hexdigest()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def file_entry(data: bytes) -> FileEntry:
+    return FileEntry(hashlib.sha256(data).hexdigest(), len(data))
 
 
 def find_tvm_runtime(kernel_libraries: Mapping[str, Path]) -> Path:
@@ -161,10 +166,10 @@ def write_artifact(
     contents: dict[str, bytes] = {HIR_FILE: hir_text.encode("utf-8")}
     copies = {kernel_library_file(device): path for device, path in libraries.items()}
     copies[TVM_RUNTIME_FILE] = runtime_library
-    files = {name: sha256_bytes(data) for name, data in contents.items()}
-    files.update({name: sha256_bytes(path.read_bytes()) for name, path in copies.items()})
+    files = {name: file_entry(data) for name, data in contents.items()}
+    files.update({name: file_entry(path.read_bytes()) for name, path in copies.items()})
     staging = staging_directory(out)
-    files[WEIGHTS_FILE] = write_weights(staging / WEIGHTS_FILE, weights, entries, size)
+    files[WEIGHTS_FILE] = FileEntry(write_weights(staging / WEIGHTS_FILE, weights, entries, size), size)
 
     manifest = Manifest(
         name=manifest_parts.name,
@@ -219,3 +224,20 @@ def publish(out: Path, staging: Path, contents: Mapping[str, bytes], copies: Map
 def is_replaceable(path: Path) -> bool:
     """An existing artifact directory or an empty directory may be replaced."""
     return path.is_dir() and ((path / MANIFEST_FILE).is_file() or not any(path.iterdir()))
+
+
+def sign_artifact(directory: str | os.PathLike[str], private_key: str | os.PathLike[str]) -> Path:
+    """Sign the artifact at `directory` with the Ed25519 key file `private_key`: write `manifest.sig`,
+    the signature of `manifest.json`'s bytes (runtime/signing.py). Nothing else changes."""
+    directory = Path(directory)
+    try:
+        signature = sign(read_plain(directory / MANIFEST_FILE, 1 << 30), private_key)
+        path = directory / SIGNATURE_FILE
+        staging = directory / f".{SIGNATURE_FILE}.tmp-{os.getpid()}"
+        staging.write_bytes(signature)
+        staging.replace(path)
+    except HaiRuntimeError as exc:
+        raise ArtifactWriteError(f"cannot sign {directory}: {exc}") from None
+    except OSError as exc:
+        raise ArtifactWriteError(f"cannot sign {directory}: {exc}") from None
+    return path

@@ -211,7 +211,7 @@ class PlannedMemory:
 
     @classmethod
     def of(cls, artifact: str | Path) -> PlannedMemory:
-        from runtime.artifact import read_manifest
+        from runtime.artifact_files import read_manifest
 
         manifest = read_manifest(Path(artifact), verify=False)
         paging = manifest.plan.paging
@@ -254,7 +254,7 @@ def memory_bench(
 ) -> dict[str, Any]:
     """`hai bench --memory`: the artifact's planned memory, then `processes` fresh processes of HAI (and
     of onnxruntime on `onnx_path`) on seeded random inputs. The parent loads nothing but the manifest."""
-    from runtime.artifact import read_manifest
+    from runtime.artifact_files import read_manifest
 
     inputs = sample_inputs(read_manifest(Path(artifact)).inputs, seed)
     results: dict[str, Any] = {"artifact": str(artifact), "threads": threads, "processes": processes}

@@ -30,7 +30,8 @@ from pathlib import Path
 
 from ir import HaiError
 from ir.units import format_size
-from runtime.artifact import ExecutionPlan, Manifest, TensorBinding, read_manifest
+from runtime.artifact import ExecutionPlan, Manifest, TensorBinding
+from runtime.artifact_files import read_manifest
 
 DEFAULT_BUDGET = "512MB"
 """The budget `hai compile` plans for unless told otherwise (`--memory-budget none`: no budget)."""

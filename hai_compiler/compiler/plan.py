@@ -158,9 +158,9 @@ class PlanBuilder:
         if not written and root.is_graph_input:
             return Slot("input", shape, dtype, 0, root.name)
         if value.name in self.bindings:
-            return Slot("output", shape, dtype, 0, value.name)
+            return Slot("output", shape, dtype, 0, value.name, writes=written)
         offset = value.type.offset if value.type.offset is not None else self._arena_offset_of(value)
-        return Slot("arena", shape, dtype, offset)
+        return Slot("arena", shape, dtype, offset, writes=written)
 
     def absolute_offset(self, slot: Slot) -> int:
         if slot.kind == "arena":

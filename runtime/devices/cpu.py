@@ -20,7 +20,7 @@ import numpy as np
 
 from runtime import host_probe
 from runtime.cpu_features import CpuIdentity, host_cpu
-from runtime.errors import DeviceBufferError, KernelError, UnsupportedError
+from runtime.errors import DeviceBufferError, InsufficientMemoryError, KernelError, UnsupportedError
 from runtime.hai import (
     Buffer,
     BufferView,
@@ -97,8 +97,8 @@ class CpuDevice(Device):
         super().__init__(info)
         self.root = root
         if threads is not None:
-            if threads < 1:
-                raise UnsupportedError(f"cpu device: threads must be >= 1, got {threads}")
+            if type(threads) is not int or threads < 1:
+                raise UnsupportedError(f"cpu device: threads must be an int >= 1, got {threads!r}")
             os.environ["TVM_NUM_THREADS"] = str(threads)
         self.threads = threads
         self._live: dict[int, Buffer] = {}
@@ -145,7 +145,14 @@ class CpuDevice(Device):
                 f"cpu device cannot allocate {nbytes} bytes aligned to {alignment} "
                 f"(size must be >= 0, alignment a power of two)"
             )
-        buffer = Buffer("cpu", nbytes, alignment, aligned_empty((nbytes,), "u1", alignment), label)
+        try:
+            memory = aligned_empty((nbytes,), "u1", alignment)
+        except MemoryError:
+            raise InsufficientMemoryError(
+                f"cpu device cannot allocate {nbytes} bytes{f' for the {label}' if label else ''}: "
+                "out of memory"
+            ) from None
+        buffer = Buffer("cpu", nbytes, alignment, memory, label)
         self._live[id(buffer)] = buffer
         self._allocated += nbytes
         self._peak = max(self._peak, self._allocated)

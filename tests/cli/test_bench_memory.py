@@ -14,7 +14,7 @@ import pytest
 from cli_helpers import ROOT, invoke
 
 from hai_compiler.large_models import large_mlp
-from runtime.artifact import read_manifest
+from runtime.artifact_files import read_manifest
 
 DIGITS = ROOT / "hai_compiler" / "models" / "digits_cnn.onnx"
 PROCESSES = 3

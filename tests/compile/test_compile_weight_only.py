@@ -23,7 +23,8 @@ from hai_compiler.quantize.calibrate import prepare_graph
 from ir import DType, Graph, run_graph
 from passes.manager import PassContext
 from passes.quantize import Quantize
-from runtime.artifact import WEIGHTS_FILE, read_manifest
+from runtime.artifact import WEIGHTS_FILE
+from runtime.artifact_files import read_manifest
 
 TOLERANCE = 1e-4
 SHAPES = {"image": (1, 1, 8, 8)}

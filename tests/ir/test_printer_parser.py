@@ -7,6 +7,7 @@ never text saved from an earlier run.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -363,6 +364,21 @@ def test_missing_or_altered_weights_file_is_a_clear_error(tmp_path: Path):
     weights.unlink()
     with pytest.raises(WeightsFileError, match="m.weights.npz, which does not exist"):
         read_hir(path)
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../outside.weights.npz", "link.weights.npz"])
+def test_weights_file_outside_the_hir_directory_is_refused_unread(tmp_path: Path, name: str):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    path = write_hir(weighted_graph(), folder / "m.hir", save_weights=True)
+    outside = tmp_path / "outside.weights.npz"
+    outside.write_bytes((folder / "m.weights.npz").read_bytes())
+    (folder / "link.weights.npz").symlink_to(outside)
+    text = path.read_text()
+    path.write_text(text.replace('"m.weights.npz"', json.dumps(name)))
+    with pytest.raises(WeightsFileError, match="outside the .hir's directory") as caught:
+        read_hir(path)
+    assert "sha256" not in str(caught.value)  # nothing about a file the user did not name
 
 
 def test_hir_without_weights_file_keeps_placeholders(tmp_path: Path):

@@ -84,3 +84,39 @@ def test_pack_command(tmp_path: Path) -> None:
     assert (tmp_path / "bundle" / "run_model.py").is_file()
     refused = CliRunner().invoke(app, ["pack", str(tmp_path), "-o", str(tmp_path / "b2")])
     assert refused.exit_code == 1 and "not a HAI artifact" in refused.output
+
+
+def test_pack_refuses_a_bundle_inside_the_artifact(tmp_path: Path) -> None:
+    artifact = write_tiny_artifact(tmp_path / "tiny.hai", build_kernels(tmp_path / "k.so"))
+    before = sorted(p.name for p in artifact.iterdir())
+    with pytest.raises(PackError, match="lies inside the artifact"):
+        pack(artifact, artifact / "bundle")
+    with pytest.raises(PackError, match="lies inside the artifact"):
+        pack(artifact, artifact)
+    assert sorted(p.name for p in artifact.iterdir()) == before
+
+
+def test_pack_copies_only_what_the_manifest_lists_and_the_signature(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")
+    from runtime.artifact import SIGNATURE_FILE
+    from runtime.artifact_files import read_manifest
+    from runtime.signing import generate_key_files
+    from targets.artifact import sign_artifact
+
+    artifact = write_tiny_artifact(tmp_path / "tiny.hai", build_kernels(tmp_path / "k.so"))
+    private, public = generate_key_files(tmp_path / "key")
+    sign_artifact(artifact, private)
+    (artifact / "notes.txt").write_text("not part of the artifact")
+    bundle = pack(artifact, tmp_path / "bundle")
+    copied = sorted(p.name for p in (bundle / "model.hai").iterdir())
+    assert copied == sorted([*read_manifest(artifact).files, "manifest.json", SIGNATURE_FILE])
+    read_manifest(bundle / "model.hai", trusted_keys=[public])  # the copy verifies with the signer's key
+
+
+def test_pack_refuses_a_damaged_artifact(tmp_path: Path) -> None:
+    artifact = write_tiny_artifact(tmp_path / "tiny.hai", build_kernels(tmp_path / "k.so"))
+    weights = artifact / "weights.bin"
+    weights.write_bytes(weights.read_bytes()[:-4])
+    with pytest.raises(PackError, match="cannot pack a damaged artifact: .*weights.bin .* truncated"):
+        pack(artifact, tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()

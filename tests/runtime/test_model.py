@@ -34,6 +34,7 @@ from runtime.errors import (
     ArtifactError,
     ArtifactIntegrityError,
     ArtifactVersionError,
+    InvalidArgumentError,
     ModelInputError,
     UnsupportedCpuError,
 )
@@ -109,12 +110,14 @@ def test_refuses_damaged_artifacts(artifact: Path) -> None:
     manifest.write_text(good[: len(good) // 2])
     with pytest.raises(ArtifactError, match="not valid JSON"):
         runtime.load(artifact)
-    manifest.write_text(good.replace('"format_version": 3', '"format_version": 99'))
+    manifest.write_text(good.replace('"format_version": 4', '"format_version": 99'))
     with pytest.raises(ArtifactVersionError, match="format version 99"):
         runtime.load(artifact)
     manifest.write_text(good)
     library = artifact / "kernels.cpu.so"
-    library.write_bytes(library.read_bytes() + b"\0")
+    data = bytearray(library.read_bytes())
+    data[-1] ^= 0xFF
+    library.write_bytes(bytes(data))
     with pytest.raises(ArtifactIntegrityError, match="kernels.cpu.so does not match its checksum"):
         runtime.load(artifact)
 
@@ -146,6 +149,29 @@ def test_wrong_inputs(artifact: Path, feeds: dict, message: str) -> None:
     model = runtime.load(artifact, verify=False)
     with pytest.raises(ModelInputError, match=message):
         model.run(feeds)
+
+
+@pytest.mark.parametrize(
+    ("feeds", "message"), [([np.zeros((M, K), np.float32)], "got a list"), (None, "got a NoneType")]
+)
+def test_feeds_that_are_not_a_dict(artifact: Path, feeds: object, message: str) -> None:
+    model = runtime.load(artifact, verify=False)
+    with pytest.raises(ModelInputError, match=rf"run takes a dict \{{'x': array\}}, {message}"):
+        model.run(feeds)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"threads": "2"}, "threads must be an int >= 1 or None, got '2'"),
+        ({"threads": 0}, "threads must be an int >= 1"),
+        ({"threads": True}, "threads must be an int >= 1"),
+        ({"verify": "no"}, "verify must be True or False"),
+    ],
+)
+def test_wrong_load_arguments(artifact: Path, arguments: dict, message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        runtime.load(artifact, **arguments)
 
 
 def test_non_contiguous_input_is_accepted(artifact: Path) -> None:

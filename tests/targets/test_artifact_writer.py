@@ -1,6 +1,6 @@
 """The artifact writer: byte-identical output for the same inputs, 64-byte aligned weights in the order
 given, weight slots made absolute, and refusals that name the step, weight or directory. Kernel libraries
-are stand-in bytes (the runtime tests run real ones); `runtime.artifact.read_manifest` reads back."""
+are stand-in bytes (the runtime tests run real ones); `runtime.artifact_files.read_manifest` reads back."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from runtime.artifact import (
     Step,
     TargetInfo,
     TensorBinding,
-    read_manifest,
 )
+from runtime.artifact_files import read_manifest
 from targets.artifact import ArtifactWriteError, ManifestParts, write_artifact
 
 F32 = "float32"
@@ -38,7 +38,9 @@ def parts(steps: tuple[Step, ...], entry: str | None = None) -> ManifestParts:
 
 def add_step(weight_slot: Slot) -> Step:
     return Step(
-        "add", (Slot("input", (3,), F32, name="x"), weight_slot, Slot("output", (3,), F32, name="y")), ("n1",)
+        "add",
+        (Slot("input", (3,), F32, name="x"), weight_slot, Slot("output", (3,), F32, name="y", writes=True)),
+        ("n1",),
     )
 
 
@@ -116,7 +118,9 @@ def test_unknown_weight_and_overrunning_view(tmp_path: Path, libraries: dict[str
 
 
 def test_invalid_plan_is_refused(tmp_path: Path, libraries: dict[str, Path]) -> None:
-    step = Step("copy", (Slot("arena", (3,), F32, offset=8), Slot("output", (3,), F32, name="y")))
+    step = Step(
+        "copy", (Slot("arena", (3,), F32, offset=8), Slot("output", (3,), F32, name="y", writes=True))
+    )
     with pytest.raises(ArtifactWriteError, match=r"argument #0 of step 0 \(copy\) has offset 8"):
         write(tmp_path / "m.hai", libraries, (step,))
 
