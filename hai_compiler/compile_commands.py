@@ -384,7 +384,9 @@ def pack_command(
     typer.echo(f"{bundle}: pip install -r {bundle / 'requirements.txt'}; python {bundle / 'run_model.py'}")
 
 
-@app.command("keygen")
+@app.command(
+    "keygen", epilog=example("hai keygen release && hai compile model.onnx --sign release.key -o m.hai")
+)
 def keygen_command(
     stem: Annotated[
         Path, typer.Argument(metavar="NAME", help="Writes NAME.key (private, mode 0600) and NAME.pub.")

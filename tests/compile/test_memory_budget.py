@@ -78,8 +78,9 @@ def test_digits_fits_512mb_and_records_budget_and_peak(tmp_path: Path) -> None:
 )
 def test_malformed_budget_is_one_line_error(tmp_path: Path, budget: str, message: str) -> None:
     done = compile_digits(tmp_path / "bad.hai", budget)
-    assert done.exit_code == 1
-    assert done.output.startswith(f"error: --memory-budget: {message}"), done.output
+    assert done.exit_code == 2  # a malformed option is a usage error
+    assert f"Invalid value for '--memory-budget': {message}" in done.output, done.output
+    assert not (tmp_path / "bad.hai").exists()
 
 
 def test_budget_below_paging_minimum_names_paged_and_resident_sizes() -> None:
