@@ -4,7 +4,8 @@ The bundle is a folder a device can use as it is:
 
     BUNDLE/model.hai/         the artifact: its manifest, signature and listed files, checked first
     BUNDLE/runtime/           HAI's runtime package (numpy + tvm_ffi + stdlib only)
-    BUNDLE/requirements.txt   the `runtime` extra's ranges of numpy and apache-tvm-ffi
+    BUNDLE/requirements.txt   the `runtime` extra's ranges of numpy and apache-tvm-ffi (+ `signing`'s
+                              cryptography when the artifact is signed)
     BUNDLE/run_model.py       `python run_model.py --input x=x.npy --output-dir out/`
 
 `pip install -r requirements.txt` is the whole installation: no TVM compiler,
@@ -24,6 +25,7 @@ from hai_compiler.distribution import extra_requirements
 from ir import HaiError
 
 RUNTIME_EXTRA = "runtime"
+SIGNING_EXTRA = "signing"
 
 RUN_MODEL = '''"""Run the HAI artifact beside this script.
 
@@ -86,13 +88,14 @@ def pack(artifact: str | Path, bundle: str | Path) -> Path:
         raise PackError(f"{bundle}: the bundle folder lies inside the artifact {artifact}; choose another")
     if bundle.exists() and (not bundle.is_dir() or any(bundle.iterdir())):
         raise PackError(f"{bundle}: the bundle folder exists and is not empty")
-    requirements = extra_requirements(RUNTIME_EXTRA)
     try:
         manifest = read_manifest(artifact)
     except HaiRuntimeError as exc:
         raise PackError(f"{artifact}: cannot pack a damaged artifact: {exc}") from None
     names = [MANIFEST_FILE, *sorted(manifest.files)]
-    names += [SIGNATURE_FILE] if (artifact / SIGNATURE_FILE).is_file() else []
+    signed = (artifact / SIGNATURE_FILE).is_file()
+    names += [SIGNATURE_FILE] if signed else []
+    requirements = extra_requirements(RUNTIME_EXTRA) + (extra_requirements(SIGNING_EXTRA) if signed else [])
     (bundle / "model.hai").mkdir(parents=True)
     for name in names:
         shutil.copyfile(artifact / name, bundle / "model.hai" / name, follow_symlinks=False)

@@ -111,6 +111,8 @@ def test_pack_copies_only_what_the_manifest_lists_and_the_signature(tmp_path: Pa
     copied = sorted(p.name for p in (bundle / "model.hai").iterdir())
     assert copied == sorted([*read_manifest(artifact).files, "manifest.json", SIGNATURE_FILE])
     read_manifest(bundle / "model.hai", trusted_keys=[public])  # the copy verifies with the signer's key
+    needs = {Requirement(line).name for line in (bundle / "requirements.txt").read_text().splitlines()}
+    assert needs == {"numpy", "apache-tvm-ffi", "cryptography"}  # a signed bundle can check its signature
 
 
 def test_pack_refuses_a_damaged_artifact(tmp_path: Path) -> None:
