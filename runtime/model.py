@@ -7,7 +7,8 @@ the plan's peak (runtime/available_memory.py), refuses a CPU that lacks the arch
 feature the kernels need (an error naming them, never SIGILL), maps `weights.bin`
 copy-on-write (kernels take writable memory), allocates one 64-byte-aligned
 arena through the HAI CPU device, loads the kernel library after the TVM runtime
-(runtime/kernel_library.py says which one), looks every kernel up and builds every call's argument array once.
+(runtime/kernel_library.py says which one), refuses a library compiled for another plan than the
+manifest's (runtime/plan_digest.py), looks every kernel up and builds every call's argument array once.
 `run` then binds the inputs (the caller's arrays themselves when C-contiguous,
 writable and 64-byte aligned, else one aligned copy; inputs live outside the
 arena) by re-pointing their argument headers, makes one call per step (or the
@@ -75,6 +76,7 @@ from runtime.kernel_library import (
 )
 from runtime.manifest_checks import allocated_bytes
 from runtime.pager import PagePlan, Pager
+from runtime.plan_digest import check_plan_digest
 from runtime.signing import TrustedKey
 
 InputArgument = tuple[KernelTensor, Slot, int, bool]
@@ -265,6 +267,8 @@ class Model:
             device: (str(self.directory / name), load_kernel_module(self.directory / name, bundled))
             for device, name in sorted(manifest.kernel_libraries.items())
         }
+        for path, module in libraries.values():  # before any kernel runs: its plan is the manifest's
+            check_plan_digest(manifest, module, Path(path))
         functions: dict[tuple[str, str], Any] = {}
         calls: list[Call] = []
         steps = []

@@ -4,8 +4,10 @@ Rule: each distinct kernel (by name, which is derived from its workload) is
 compiled alone by `tvm.compile` into an object file cached under its key; the
 library is those objects linked in name order, cached under the key of the
 whole set. Identical workloads therefore compile once, across models and runs,
-and the same kernel set gives a byte-identical library. The result loads with
-tvm_ffi alone (runtime/kernel_library.py) once libtvm_runtime.so is loaded.
+and the same kernel set gives a byte-identical library. A library for an artifact
+also links the object of its plan's digest (targets/digest_function.py), which is
+then part of that key. The result loads with tvm_ffi alone
+(runtime/kernel_library.py) once libtvm_runtime.so is loaded.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
+from targets.digest_function import digest_object
 from targets.kernel_cache import cache_key, cached_file
 from targets.lowering import LoweredKernel
 from targets.target import TargetDescription
@@ -51,12 +54,26 @@ def unique_kernels(kernels: Sequence[LoweredKernel]) -> list[LoweredKernel]:
     return [k for _, k in sorted({k.name: k for k in kernels}.items())]
 
 
-def build_kernels(kernels: Sequence[LoweredKernel], desc: TargetDescription) -> Path:
-    """Path of a shared library exporting every kernel in `kernels` under its name (cached)."""
+def kernel_objects(kernels: Sequence[LoweredKernel], desc: TargetDescription) -> list[Path]:
+    """The cached object file of every distinct kernel of `kernels`, in name order."""
+    return [kernel_object(k, desc)[0] for k in unique_kernels(kernels)]
+
+
+def link_library(objects: Sequence[Path], desc: TargetDescription, digest: bytes | None = None) -> Path:
+    """Path of the shared library linking `objects` and, given a plan `digest`, its `hai_plan_digest`
+    object (cached under the key of the whole set)."""
     from tvm.support import cc
 
-    chosen = unique_kernels(kernels)
-    objects = [kernel_object(k, desc)[0] for k in chosen]
-    key = cache_key({"library": [o.stem for o in objects]}, tvm_target_of(desc))
+    target_json = tvm_target_of(desc)
+    objects = [*objects, *([digest_object(digest, target_json)] if digest is not None else [])]
+    key = cache_key({"library": [o.stem for o in objects]}, target_json)
     path, _ = cached_file(key, ".so", lambda tmp: cc.create_shared(str(tmp), [str(o) for o in objects]))
     return path
+
+
+def build_kernels(
+    kernels: Sequence[LoweredKernel], desc: TargetDescription, digest: bytes | None = None
+) -> Path:
+    """Path of a shared library exporting every kernel in `kernels` under its name (cached), and the
+    plan `digest` when given (an artifact's library needs it; runtime/plan_digest.py)."""
+    return link_library(kernel_objects(kernels, desc), desc, digest)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from targets.build import kernel_object, tvm_target_of, unique_kernels
+from targets.build import kernel_objects, link_library, tvm_target_of, unique_kernels
 from targets.kernel_cache import cache_key, cached_file
 from targets.lowering import LoweredKernel
 from targets.target import TargetDescription
@@ -226,21 +226,18 @@ def entry_key(functions: EntryFunctions, sizes: BufferSizes) -> dict[str, Any]:
             "arena": sizes.arena, "weights": sizes.weights, "inputs": list(sizes.inputs)}  # fmt: skip
 
 
-def build_entry_library(functions: EntryFunctions, sizes: BufferSizes, desc: TargetDescription) -> Path:
-    """A shared library exporting every function of `functions` and each kernel they call (cached)."""
-    from tvm.support import cc
-
+def entry_objects(functions: EntryFunctions, sizes: BufferSizes, desc: TargetDescription) -> list[Path]:
+    """The object files of a library exporting every function of `functions` and each kernel they
+    call: the entry object, each kernel's subroutine and the kernel itself (all cached)."""
     target_json = tvm_target_of(desc)
     key = cache_key(entry_key(functions, sizes), target_json)
     entry, _ = cached_file(key, ".o", lambda tmp: compile_entry(functions, sizes, target_json, tmp))
     kernels = unique_kernels([c.kernel for _, calls in functions for c in calls])
-    objects = [
-        entry,
-        *(subroutine_object(k, desc) for k in kernels),
-        *(kernel_object(k, desc)[0] for k in kernels),
-    ]
-    library_key = cache_key({"library": [o.stem for o in objects]}, target_json)
-    path, _ = cached_file(
-        library_key, ".so", lambda tmp: cc.create_shared(str(tmp), [str(o) for o in objects])
-    )
-    return path
+    return [entry, *(subroutine_object(k, desc) for k in kernels), *kernel_objects(kernels, desc)]
+
+
+def build_entry_library(
+    functions: EntryFunctions, sizes: BufferSizes, desc: TargetDescription, digest: bytes | None = None
+) -> Path:
+    """A shared library of `entry_objects` (cached), with the plan `digest` when given."""
+    return link_library(entry_objects(functions, sizes, desc), desc, digest)

@@ -96,24 +96,36 @@ def run_passes(graph: Graph, options: CompileOptions, target: Any, page_size: in
     return run_pipeline(graph, pipeline, instruments, verify_each=options.verify_each, ctx=ctx)
 
 
-def build_library(kernels: list[Any], target: Any) -> tuple[Path | None, int]:
-    """The kernel library (compiled kernel by kernel through the cache, reporting progress) and cache hits.
+def compile_kernels(kernels: list[Any], target: Any) -> tuple[list[Path], int]:
+    """The object file of every distinct kernel (compiled one by one through the cache, reporting
+    progress) and the cache hits."""
+    from targets.build import kernel_object, unique_kernels
 
-    A plan without steps (every output a view of an input) needs no library: None.
-    """
-    from targets.build import build_kernels, kernel_object, unique_kernels
-
-    if not kernels:
-        return None, 0
     chosen = unique_kernels(kernels)
-    hits = 0
+    objects, hits = [], 0
     with stage("compiling kernels", total=len(chosen)) as advance:
         for kernel in chosen:
-            _, hit = kernel_object(kernel, target)
+            path, hit = kernel_object(kernel, target)
+            objects.append(path)
             hits += int(hit)
             advance(kernel.name)
+    return objects, hits
+
+
+def link_plan(objects: list[Path], static: StaticPlan, layout: WeightLayout, target: Any) -> Path | None:
+    """The kernel library of `static`: `objects` linked with the digest of its plan as the artifact will
+    hold it, weights where `layout` puts them (runtime/plan_digest.py; `planned_peak_bytes`, set from
+    this library's size afterwards, is not covered). A plan without steps (every output a view of an
+    input) needs no library: None."""
+    from runtime.plan_digest import plan_digest
+    from targets.artifact import resolve_weight_slots
+    from targets.build import link_library
+
+    if not objects:
+        return None
+    digest = plan_digest(resolve_weight_slots(static.plan, layout[0]), static.inputs, static.outputs)
     with stage("linking the kernel library"):
-        return build_kernels(kernels, target), hits
+        return link_library(objects, target, digest)
 
 
 @dataclasses.dataclass
@@ -124,7 +136,7 @@ class BuiltPlan:
     graph: Graph
     groups: list[Any]
     static: StaticPlan
-    library: Path | None
+    library: Path | None  # linked with the plan's digest (link_plan)
     layout: WeightLayout
     memory: MemoryAccount
     hits: int
@@ -200,8 +212,8 @@ def build_within_budget(
 
 def lower_and_plan(
     graph: Graph, options: CompileOptions, target: Any, page_size: int | None
-) -> tuple[Graph, list[Any], StaticPlan, Path | None, int]:
-    """Passes (weights over `page_size` split), kernels, the static plan and the steps' library."""
+) -> tuple[Graph, list[Any], StaticPlan, list[Path], int]:
+    """Passes (weights over `page_size` split), kernels, the static plan and the steps' kernel objects."""
     with stage("running passes"):
         graph = run_passes(graph, options, target, page_size)
     with stage("lowering kernels"):
@@ -209,19 +221,19 @@ def lower_and_plan(
         kernels = lower_groups(groups, target)
         builder = PlanBuilder(graph, lambda source, dest: copy_kernel(source, dest, target))
         static = builder.build(kernels, groups)
-    library, hits = build_library(static.kernels, target)
-    return graph, groups, static, library, hits
+    objects, hits = compile_kernels(static.kernels, target)
+    return graph, groups, static, objects, hits
 
 
 def build_resident(graph: Graph, options: CompileOptions, target: Any) -> BuiltPlan:
     """The plan with every weight resident in `weights.bin`, with its one-call entry when it can."""
     from targets.artifact import layout_weights
 
-    graph, groups, static, library, hits = lower_and_plan(graph, options, target, None)
+    graph, groups, static, objects, hits = lower_and_plan(graph, options, target, None)
     layout = layout_weights(static.weights)
     with stage("building the entry call"):
-        static, entry_library = with_entry(static, options.entry, target, layout)
-    library = entry_library or library
+        static, entry_objects = with_entry(static, options.entry, target, layout)
+    library = link_plan(entry_objects or objects, static, layout, target)
     memory = plan_account(static, library, layout[1], target)
     static.plan = dataclasses.replace(static.plan, planned_peak_bytes=memory.planned_peak)
     return BuiltPlan(graph, groups, static, library, layout, memory, hits)
@@ -235,17 +247,20 @@ def build_paged(
     schedule needs do not fit, the account of that smallest paged plan instead."""
     from targets.artifact import layout_weights
 
-    graph, groups, static, steps_library, hits = lower_and_plan(graph, options, target, page_size)
+    graph, groups, static, steps_objects, hits = lower_and_plan(graph, options, target, page_size)
     pages = cut_weights(static.plan.steps, layout_weights(static.weights)[0], page_size)
-    fewest = with_paging(static.plan, paging_of(pages, pages.smallest_frames))
-    base = plan_account(dataclasses.replace(static, plan=fewest), steps_library, 0, target)  # all but frames
+    fewest = dataclasses.replace(
+        static, plan=with_paging(static.plan, paging_of(pages, pages.smallest_frames))
+    )
+    fewest_library = link_plan(steps_objects, fewest, pages.layout, target)
+    base = plan_account(fewest, fewest_library, 0, target)  # all but frames
     frames = min(pages.pages.pages, frames_within(budget, base, page_size))
     memory = base
     while frames >= pages.smallest_frames:
         paged = dataclasses.replace(static, plan=with_paging(static.plan, paging_of(pages, frames)))
         with stage(f"building the entry calls ({frames} page frames)"):
-            paged, entry_library = with_entry(paged, options.entry, target, pages.layout)
-        library = entry_library or steps_library
+            paged, entry_objects = with_entry(paged, options.entry, target, pages.layout)
+        library = link_plan(entry_objects or steps_objects, paged, pages.layout, target)
         memory = plan_account(paged, library, 0, target)
         if memory.planned_peak <= budget:
             paged.plan = dataclasses.replace(paged.plan, planned_peak_bytes=memory.planned_peak)

@@ -71,9 +71,10 @@ def entry_calls(static: StaticPlan, layout: WeightLayout) -> list[Any]:
 
 def with_entry(
     static: StaticPlan, mode: str, target: Any, layout: WeightLayout
-) -> tuple[StaticPlan, Path | None]:
-    """(the plan naming the entry or its segments, their library) when `mode` and the kernels allow,
-    else (static, None). `layout`: the weights' entries in `weights.bin` and its size."""
+) -> tuple[StaticPlan, list[Path] | None]:
+    """(the plan naming the entry or its segments, the object files of their library) when `mode` and
+    the kernels allow, else (static, None). `layout`: the weights' entries in `weights.bin` and its size.
+    The driver links the objects with the final plan's digest (runtime/plan_digest.py)."""
     from targets.entry import subroutine_refusal
 
     if mode == "off" or not static.kernels:
@@ -92,29 +93,31 @@ def with_entry(
             )
         return static, None
     try:
-        plan, library = entry_library(static, layout, target)
+        plan, objects = entry_plan_objects(static, layout, target)
     except Exception as exc:  # TVM raises its own error types; a failed entry must not fail `auto`
         if mode == "on":
             raise EntryFunctionError(f"entry=on, but the entry function failed to compile: {exc}") from exc
         warnings.warn(EntryFallbackWarning(f"entry function not built, calling kernels one by one: {exc}"),
                       stacklevel=2)  # fmt: skip
         return static, None
-    return dataclasses.replace(static, plan=plan), library
+    return dataclasses.replace(static, plan=plan), objects
 
 
-def entry_library(static: StaticPlan, layout: WeightLayout, target: Any) -> tuple[ExecutionPlan, Path]:
-    """The plan naming its entry (or segments) and the library exporting them."""
-    from targets.entry import ENTRY_SYMBOL, BufferSizes, build_entry_library, segment_symbol
+def entry_plan_objects(
+    static: StaticPlan, layout: WeightLayout, target: Any
+) -> tuple[ExecutionPlan, list[Path]]:
+    """The plan naming its entry (or segments) and the object files of the library exporting them."""
+    from targets.entry import ENTRY_SYMBOL, BufferSizes, entry_objects, segment_symbol
 
     calls = entry_calls(static, layout)
     paging = static.plan.paging
     inputs = tuple(b.nbytes for b in static.inputs)
     if paging is None:
         sizes = BufferSizes(static.plan.arena_size, layout[1], inputs)
-        library = build_entry_library([(ENTRY_SYMBOL, calls)], sizes, target)
-        return dataclasses.replace(static.plan, entry=ENTRY_SYMBOL), library
+        objects = entry_objects([(ENTRY_SYMBOL, calls)], sizes, target)
+        return dataclasses.replace(static.plan, entry=ENTRY_SYMBOL), objects
     segments = tuple(Segment(segment_symbol(k), start, stop)
                      for k, (start, stop) in enumerate(segment_bounds(paging)))  # fmt: skip
     sizes = BufferSizes(static.plan.arena_size, paging.frames * paging.page_size, inputs)
     functions = [(s.symbol, calls[s.start : s.stop]) for s in segments]
-    return dataclasses.replace(static.plan, segments=segments), build_entry_library(functions, sizes, target)
+    return dataclasses.replace(static.plan, segments=segments), entry_objects(functions, sizes, target)

@@ -1,8 +1,10 @@
-"""Helpers of the compile tests: a small ONNX model that exercises the plan's corner cases, and
-comparing a compiled artifact with onnxruntime on the same inputs."""
+"""Helpers of the compile tests: a small ONNX model that exercises the plan's corner cases,
+comparing a compiled artifact with onnxruntime on the same inputs, and a plan edit no check sees."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -68,3 +70,36 @@ def assert_matches_onnxruntime(artifact: Path, model: Path, feeds: Mapping[str, 
 
 def artifact_files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def output_moved_to_written_bytes(artifact: Path) -> dict:
+    """The artifact's manifest data with its first output moved to arena bytes another step writes, an
+    edit every plan check accepts (each such offset is tried until `Manifest.from_json` takes one)."""
+    from runtime.artifact import MANIFEST_FILE, Manifest
+    from runtime.errors import ArtifactError
+
+    data = json.loads((artifact / MANIFEST_FILE).read_text())
+    output = data["outputs"][0]
+    written = sorted({arg["offset"] for step in data["plan"]["steps"] for arg in step["args"]
+                      if arg["kind"] == "arena" and arg["writes"]} - {output["offset"]})  # fmt: skip
+    for offset in written:
+        output["offset"] = offset
+        try:
+            Manifest.from_json(json.dumps(data))
+        except ArtifactError:
+            continue
+        return data
+    raise AssertionError(f"no written arena offset of {artifact} takes output {output['name']!r}")
+
+
+def with_manifest(artifact: Path, copy: Path, data: dict) -> Path:
+    """A copy of `artifact` at `copy` with `data` as its manifest; the other files are hard links to the
+    originals (cheap), unchanged, so their sha256 in `files` still holds."""
+    from runtime.artifact import MANIFEST_FILE
+
+    copy.mkdir()
+    for path in artifact.iterdir():
+        if path.name != MANIFEST_FILE:
+            os.link(path, copy / path.name)
+    (copy / MANIFEST_FILE).write_text(json.dumps(data))
+    return copy

@@ -111,7 +111,7 @@ def test_entry_that_fails_to_compile_warns_and_keeps_steps(
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("LLVM said no")
 
-    monkeypatch.setattr(target_entry, "build_entry_library", broken)
+    monkeypatch.setattr(target_entry, "entry_objects", broken)
     with pytest.warns(EntryFallbackWarning, match="LLVM said no"):
         result = compile_model(model, tmp_path / "auto.hai", CompileOptions())
     assert runtime.load(result.path).manifest.plan.entry is None

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from compile_helpers import output_moved_to_written_bytes, with_manifest
 
 import runtime
 from hai_compiler.compiler import CompileOptions, compile_model
@@ -24,6 +25,7 @@ from hai_compiler.compiler.memory_budget import MemoryBudgetError
 from hai_compiler.compiler.paging import segment_bounds
 from hai_compiler.large_models import large_mlp
 from runtime.artifact import MANIFEST_FILE, WEIGHTS_FILE, Manifest
+from runtime.artifact_files import read_manifest
 from runtime.errors import ArtifactError, ArtifactIntegrityError
 
 MIB = 2**20
@@ -188,6 +190,14 @@ def test_manifest_with_a_schedule_that_leaves_a_weight_out_is_refused(paged: Pat
     data["plan"]["paging"]["schedule"].pop()
     with pytest.raises(ArtifactError, match="the page schedule has .* entries for .* steps"):
         Manifest.from_json(json.dumps(data))
+
+
+def test_paged_plan_edited_after_compiling_is_refused(paged: Path, tmp_path: Path) -> None:
+    """An output moved to bytes another step writes passes every plan check, not the plan digest."""
+    edited = with_manifest(paged, tmp_path / "edited.hai", output_moved_to_written_bytes(paged))
+    read_manifest(edited, verify=False)
+    with pytest.raises(ArtifactError, match="the manifest's plan does not match the compiled kernels"):
+        runtime.load(edited, verify=False)
 
 
 @pytest.mark.slow

@@ -3,7 +3,9 @@
 `y = relu(x @ W + b)`: kernel `matmul(x, W, C)` (C in the arena) then `bias_relu(C, b, y)`
 (parallel, vectorised, so libtvm_runtime's thread pool is exercised). `numpy_reference`
 computes the same thing independently. `write_entry_artifact` builds one whose plan is a
-single exported `run_all(arena, weights, a)` (u8 add), to test the one-call path.
+single exported `run_all(arena, weights, a)` (u8 add), to test the one-call path. Each library
+also exports `hai_plan_digest` for the plan written beside it, built by the compiler's own
+`targets/digest_function.py` from runtime/plan_digest.py's digest of that plan, as `load` requires.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import numpy as np
 
 from runtime.artifact import CompilerInfo, ExecutionPlan, Slot, Step, TargetInfo, TensorBinding
 from runtime.cpu_features import host_cpu
-from targets.artifact import ManifestParts, write_artifact
+from runtime.plan_digest import PLAN_DIGEST_SYMBOL, plan_digest
+from targets.artifact import ManifestParts, layout_weights, resolve_weight_slots, write_artifact
 
 M, K, N = 4, 16, 8
 C_OFFSET, Y_OFFSET, ARENA = 256, 384, 512
@@ -31,8 +34,22 @@ def llvm_target():  # type: ignore[no-untyped-def]
     return tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu()})
 
 
-def build_kernels(path: Path) -> Path:
-    """Compile `matmul` and `bias_relu` with TVM into the shared library `path`."""
+def parts_digest(parts: ManifestParts, weights: dict[str, np.ndarray]) -> bytes:
+    """The plan digest of the artifact `write_artifact(parts, weights)` writes (weights laid out by it)."""
+    plan = resolve_weight_slots(parts.plan, layout_weights(weights)[0])
+    return plan_digest(plan, parts.inputs, parts.outputs)
+
+
+def digest_entry(parts: ManifestParts, weights: dict[str, np.ndarray]) -> dict:
+    """The IRModule entry exporting `hai_plan_digest` for that artifact's plan."""
+    from targets.digest_function import digest_function
+
+    return {PLAN_DIGEST_SYMBOL: digest_function(parts_digest(parts, weights))}
+
+
+def build_kernels(path: Path, digest: bool = True) -> Path:
+    """Compile `matmul` and `bias_relu` (and, with `digest`, the plan digest of `tiny_parts`) into the
+    library `path`."""
     import tvm
     from tvm import te
 
@@ -47,6 +64,7 @@ def build_kernels(path: Path) -> Path:
         {
             "matmul": te.create_prim_func([x, w, c]).with_attr("global_symbol", "matmul"),
             "bias_relu": te.create_prim_func([c_in, b, y]).with_attr("global_symbol", "bias_relu"),
+            **(digest_entry(tiny_parts(), tiny_weights()) if digest else {}),
         }
     )
     sch = tvm.s_tir.Schedule(mod)
@@ -106,7 +124,8 @@ ENTRY_ARENA, ENTRY_BYTES = 128, 16
 
 
 def build_entry_kernels(path: Path) -> Path:
-    """`run_all(arena u8[128], weights u8[16], a u8[16])`: arena[64:80] = a + weights (wrapping u8 add)."""
+    """`run_all(arena u8[128], weights u8[16], a u8[16])`: arena[64:80] = a + weights (wrapping u8 add),
+    and the plan digest of `entry_parts`."""
     import tvm
     from tvm.script import tirx as T
 
@@ -120,18 +139,20 @@ def build_entry_kernels(path: Path) -> Path:
         for i in range(ENTRY_BYTES):
             arena[64 + i] = a[i] + weights[i]
 
-    tvm.compile(tvm.IRModule({"run_all": run_all}), target=llvm_target()).export_library(str(path))
+    digest = digest_entry(entry_parts(), {"offset": np.zeros(ENTRY_BYTES, np.uint8)})
+    module = tvm.IRModule({"run_all": run_all, **digest})
+    tvm.compile(module, target=llvm_target()).export_library(str(path))
     return path
 
 
-def write_entry_artifact(out: Path, kernels: Path, offset: np.ndarray) -> Path:
+def entry_parts() -> ManifestParts:
     u8 = "uint8"
     provenance = Step(  # what `run_all` does, for people: the runtime calls only the entry
         "add",
         (Slot("input", (ENTRY_BYTES,), u8, name="a"), Slot("weight", (ENTRY_BYTES,), u8, name="offset"),
          Slot("output", (ENTRY_BYTES,), u8, name="sum", writes=True)),
     )  # fmt: skip
-    parts = ManifestParts(
+    return ManifestParts(
         name="entry",
         compiler=CompilerInfo("0.1.0", "0.27.0.post1", {}),
         target=host_target(()),
@@ -139,4 +160,7 @@ def write_entry_artifact(out: Path, kernels: Path, offset: np.ndarray) -> Path:
         outputs=(TensorBinding("sum", (ENTRY_BYTES,), u8, 64),),
         plan=ExecutionPlan(ENTRY_ARENA, (provenance,), entry="run_all"),
     )
-    return write_artifact(out, parts, {"offset": offset}, {"cpu": kernels}, "// entry model\n")
+
+
+def write_entry_artifact(out: Path, kernels: Path, offset: np.ndarray) -> Path:
+    return write_artifact(out, entry_parts(), {"offset": offset}, {"cpu": kernels}, "// entry model\n")
