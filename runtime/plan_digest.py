@@ -22,7 +22,6 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 
 from runtime.artifact import ExecutionPlan, Manifest, TensorBinding, to_plain
 from runtime.errors import ArtifactError, KernelError
@@ -66,7 +65,7 @@ def compiled_digest(module: KernelModule, path: Path) -> bytes:
             f"{path} exports no {PLAN_DIGEST_SYMBOL}, so its kernels cannot be matched to the manifest's "
             f"plan: the artifact predates plan digests or was not built by HAI; recompile the model"
         )
-    out = aligned_empty((DIGEST_BYTES,), np.uint8)
+    out = aligned_empty((DIGEST_BYTES,), "u1")
     try:
         module[PLAN_DIGEST_SYMBOL](KernelTensor(out))
     except KernelError as exc:
