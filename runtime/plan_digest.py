@@ -22,7 +22,6 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-
 from runtime.artifact import ExecutionPlan, Manifest, TensorBinding, to_plain
 from runtime.errors import ArtifactError, KernelError
 from runtime.kernel_library import KernelModule, KernelTensor, aligned_empty
