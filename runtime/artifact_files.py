@@ -1,12 +1,15 @@
 """Reading an artifact directory: the manifest, its signature, and every file it lists, before any is used.
 
 Rule: the runtime opens no file of an artifact that the manifest does not list, and none that is a
-link or not a regular file (nothing outside the directory is reached). `read_manifest` checks, in
+link or not a regular file (nothing outside the directory is reached). `open_artifact` checks, in
 this order and before anything is loaded: the manifest is a plain file; with trusted keys, its
 signature (`manifest.sig`, runtime/signing.py) verifies with one of them; it parses and its plan
 holds (runtime/manifest_checks.py); every listed file is a plain file of the listed size (always,
-so a truncated library never crashes a mapping); with `verify`, every sha256 matches. Files the
-manifest does not list are ignored, never opened. Imports the standard library and `runtime` only.
+so a truncated library never crashes a mapping); with `verify`, every sha256 matches. Each file is
+opened once (O_NOFOLLOW) and its size and hash are read through that descriptor, which it hands on:
+the runtime maps, reads and loads (runtime/fd_library.py) the very files checked, never a path
+again, so a file swapped after the check is never used. Files the manifest does not list are
+ignored, never opened. Imports the standard library and `runtime` only.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from runtime.artifact import MANIFEST_FILE, SIGNATURE_FILE, Manifest
 from runtime.errors import ArtifactError, ArtifactIntegrityError
+from runtime.fd_library import OpenFile
 from runtime.signing import TrustedKey, verify_signature
 
 MAX_MANIFEST_BYTES = 64 << 20  # far above any real plan; a bigger file is refused unread
@@ -51,19 +55,74 @@ def read_plain(path: Path, limit: int) -> bytes:
     return data
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+def sha256_of(path: Path) -> str:
     """The sha256 of the plain file `path` (`open_plain`: never through a link)."""
+    fd = open_plain(path)
+    try:
+        return sha256_of_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_of_fd(fd: int, chunk: int = 1 << 20) -> str:
+    """The sha256 of the whole file open on `fd`, read by position (the descriptor's offset is not used)."""
     digest = hashlib.sha256()
-    with os.fdopen(open_plain(path), "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
+    offset = 0
+    while block := os.pread(fd, chunk, offset):
+        digest.update(block)
+        offset += len(block)
     return digest.hexdigest()
+
+
+class ArtifactFiles:
+    """A checked artifact: its manifest and a read-only descriptor of every listed file, opened once.
+
+    Each file was opened (`open_plain`), size-checked and hashed through the descriptor it keeps, so
+    what the runtime later reads, maps or loads from `fd(name)` is the file that was checked, whatever
+    happens to the directory meanwhile (runtime/fd_library.py loads libraries this way). `close()`
+    closes them all (also on leaving a `with` block); a user of a descriptor past that dups it.
+    """
+
+    def __init__(self, directory: Path, manifest: Manifest, descriptors: dict[str, int]) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self._descriptors = descriptors
+
+    def path(self, name: str) -> Path:
+        return self.directory / name
+
+    def fd(self, name: str) -> int:
+        """The descriptor of listed file `name` (a `KeyError` for a file the manifest does not list)."""
+        return self._descriptors[name]
+
+    def open_file(self, name: str) -> OpenFile:
+        return OpenFile(self.path(name), self.fd(name))
+
+    def close(self) -> None:
+        for fd in self._descriptors.values():
+            os.close(fd)
+        self._descriptors = {}
+
+    def __enter__(self) -> ArtifactFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_manifest(
     directory: str | Path, verify: bool = True, trusted_keys: Sequence[TrustedKey] | None = None
 ) -> Manifest:
-    """The manifest of the artifact at `directory`, after every check of the module doc.
+    """The manifest of the artifact at `directory`, after every check of the module doc (`open_artifact`,
+    its descriptors closed again)."""
+    with open_artifact(directory, verify, trusted_keys) as files:
+        return files.manifest
+
+
+def open_artifact(
+    directory: str | Path, verify: bool = True, trusted_keys: Sequence[TrustedKey] | None = None
+) -> ArtifactFiles:
+    """The artifact at `directory` with every listed file open, after every check of the module doc.
 
     Refuses, with an `ArtifactError` naming the file: a missing directory or manifest, a link, a
     corrupt manifest or plan, a wrong format version (`ArtifactVersionError`), an unsigned or wrongly
@@ -82,28 +141,34 @@ def read_manifest(
         exists = signature.exists() or signature.is_symlink()
         verify_signature(text, read_plain(signature, 1024) if exists else None, trusted_keys, str(directory))
     manifest = Manifest.from_json(text, str(path))
-    check_files(directory, manifest, verify)
-    return manifest
+    files = ArtifactFiles(directory, manifest, {})
+    try:
+        for filename in sorted(manifest.files):
+            files._descriptors[filename] = open_plain(directory / filename)
+        check_files(files, verify)
+    except BaseException:
+        files.close()
+        raise
+    return files
 
 
-def check_files(directory: Path, manifest: Manifest, verify: bool) -> None:
-    """Every listed file is a plain file of its listed size, and (with `verify`) its sha256 matches."""
-    for filename, entry in sorted(manifest.files.items()):
-        path = directory / filename
-        fd = open_plain(path)
-        size = os.fstat(fd).st_size
-        os.close(fd)
+def check_files(files: ArtifactFiles, verify: bool) -> None:
+    """Every listed file is of its listed size, and (with `verify`) its sha256 matches; both through
+    the descriptor `files` keeps of it."""
+    listed = sorted(files.manifest.files.items())
+    for filename, entry in listed:
+        size = os.fstat(files.fd(filename)).st_size
         if size != entry.size:
             raise ArtifactIntegrityError(
-                f"{path} has {size} bytes but the manifest says {entry.size}: the file is "
+                f"{files.path(filename)} has {size} bytes but the manifest says {entry.size}: the file is "
                 f"{'truncated' if size < entry.size else 'too long'}"
             )
     if not verify:
         return
-    for filename, entry in sorted(manifest.files.items()):
-        actual = sha256_of(directory / filename)
+    for filename, entry in listed:
+        actual = sha256_of_fd(files.fd(filename))
         if actual != entry.sha256:
             raise ArtifactIntegrityError(
-                f"{directory / filename} does not match its checksum in the manifest "
+                f"{files.path(filename)} does not match its checksum in the manifest "
                 f"(sha256 {actual[:16]}…, expected {entry.sha256[:16]}…): the file was changed or corrupted"
             )

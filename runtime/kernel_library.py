@@ -15,7 +15,8 @@ runtime/artifact_files.py verified (`load_kernel_module(path, bundled)`). A
 library loaded through the device API (`Device.load_executable(path)`, no
 manifest) is the caller's choice, and so is its TVM runtime: after (1) and (2),
 the one beside it, then the installed `tvm` package's (found with `find_spec`,
-never imported).
+never imported). An artifact's files are loaded through the descriptors they were verified through
+(runtime/fd_library.py), never by their path again.
 Kernels are called through runtime/ffi_abi.py; the `tvm_ffi` Python package is
 never imported. Vectorised kernels use aligned loads without checking, so every
 array argument must be C-contiguous, writeable and 64-byte aligned:
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import KernelError
+from runtime.fd_library import OpenFile, load_library
 from runtime.ffi_abi import (
     KTVMFFI_NONE,
     SAFE_CALL,
@@ -80,9 +82,9 @@ def tvm_runtime_already_loaded() -> bool:
     return global_function_exists("runtime.NumThreads")
 
 
-def ensure_tvm_runtime(kernel_path: Path, bundled: Path | None = None) -> ctypes.CDLL:
+def ensure_tvm_runtime(kernel_path: Path, bundled: OpenFile | None = None) -> ctypes.CDLL:
     """The library with TVM's backend functions; loads `libtvm_runtime.so` (RTLD_GLOBAL) if none is,
-    from `tvm_runtime_candidates(kernel_path, bundled)`."""
+    from `tvm_runtime_candidates(kernel_path, bundled)` (`bundled` through its open descriptor)."""
     try:
         ffi_library()  # libtvm_ffi must be loaded before libtvm_runtime
     except FfiLibraryNotFound as exc:
@@ -91,11 +93,12 @@ def ensure_tvm_runtime(kernel_path: Path, bundled: Path | None = None) -> ctypes
         return _loaded_runtime[0]
     if tvm_runtime_already_loaded():
         return ctypes.CDLL(None)  # the process's global symbols (`import tvm` loads them RTLD_GLOBAL)
-    candidates = tvm_runtime_candidates(kernel_path, bundled)
+    bundled_path = bundled.path if bundled is not None else None
+    candidates = tvm_runtime_candidates(kernel_path, bundled_path)
     for candidate in candidates:
-        if candidate.is_file():
+        if candidate == bundled_path or candidate.is_file():
             try:
-                _loaded_runtime.append(ctypes.CDLL(str(candidate), mode=ctypes.RTLD_GLOBAL))
+                _loaded_runtime.append(open_tvm_runtime(candidate, bundled))
             except OSError as exc:
                 raise KernelError(f"{RUNTIME_LIBRARY} {candidate} failed to load: {exc}") from None
             return _loaded_runtime[0]
@@ -104,6 +107,13 @@ def ensure_tvm_runtime(kernel_path: Path, bundled: Path | None = None) -> ctypes
         f"cannot load kernel library {kernel_path}: {RUNTIME_LIBRARY} not found (tried {tried}); "
         f"set HAI_TVM_RUNTIME to its path or place it beside the kernel library"
     )
+
+
+def open_tvm_runtime(candidate: Path, bundled: OpenFile | None) -> ctypes.CDLL:
+    """`candidate` loaded RTLD_GLOBAL; through its descriptor when it is the artifact's verified copy."""
+    if bundled is not None and candidate == bundled.path:
+        return load_library(bundled.fd, bundled.path, ctypes.RTLD_GLOBAL)
+    return ctypes.CDLL(str(candidate), mode=ctypes.RTLD_GLOBAL)
 
 
 class KernelTensor:
@@ -154,9 +164,9 @@ class KernelFunction:
 class KernelModule:
     """A kernel library loaded with ctypes, its backend slots pointed at TVM's runtime functions."""
 
-    def __init__(self, path: Path, runtime_library: ctypes.CDLL) -> None:
+    def __init__(self, path: Path, library: ctypes.CDLL, runtime_library: ctypes.CDLL) -> None:
         self.path = path
-        self.library = ctypes.CDLL(str(path))
+        self.library = library
         for name in BACKEND_SLOTS:
             try:
                 slot = ctypes.c_void_p.in_dll(self.library, f"__{name}")
@@ -171,15 +181,19 @@ class KernelModule:
         return KernelFunction(self, name)
 
 
-def load_kernel_module(path: str | os.PathLike[str], bundled: Path | None = None) -> KernelModule:
+def load_kernel_module(
+    path: str | os.PathLike[str], bundled: OpenFile | None = None, fd: int | None = None
+) -> KernelModule:
     """The kernel library at `path`, with the TVM runtime loaded first (`bundled`: an artifact's
-    verified `libtvm_runtime.so`, the only one tried besides `$HAI_TVM_RUNTIME`; module doc)."""
+    verified `libtvm_runtime.so`, the only one tried besides `$HAI_TVM_RUNTIME`; module doc). With
+    `fd`, the descriptor `path` was verified through, the library is loaded through it."""
     kernel_path = Path(path)
-    if not kernel_path.is_file():
+    if fd is None and not kernel_path.is_file():
         raise KernelError(f"kernel library {kernel_path} does not exist")
     runtime_library = ensure_tvm_runtime(kernel_path, bundled)
     try:
-        return KernelModule(kernel_path, runtime_library)
+        library = ctypes.CDLL(str(kernel_path)) if fd is None else load_library(fd, kernel_path)
+        return KernelModule(kernel_path, library, runtime_library)
     except OSError as exc:
         raise KernelError(f"kernel library {kernel_path} failed to load: {exc}") from exc
 

@@ -54,7 +54,7 @@ from runtime.artifact import (
     TensorBinding,
     numpy_dtype,
 )
-from runtime.artifact_files import read_manifest
+from runtime.artifact_files import ArtifactFiles, open_artifact
 from runtime.available_memory import check_available_memory
 from runtime.cpu_features import missing_features
 from runtime.errors import (
@@ -66,6 +66,7 @@ from runtime.errors import (
 )
 from runtime.hai import Capabilities, Device, open_device
 from runtime.kernel_library import (
+    KernelModule,
     KernelTensor,
     aligned_empty,
     check_kernel_array,
@@ -75,6 +76,7 @@ from runtime.kernel_library import (
     load_kernel_module,
 )
 from runtime.manifest_checks import allocated_bytes
+from runtime.page_reader import WeightsFileReader
 from runtime.pager import PagePlan, Pager
 from runtime.plan_digest import check_plan_digest
 from runtime.signing import TrustedKey
@@ -101,12 +103,13 @@ def load(
     """
     check_load_arguments(path, threads, verify)
     directory = Path(path)
-    manifest = read_manifest(directory, verify=verify, trusted_keys=trusted_keys)
-    peak = manifest.plan.planned_peak_bytes
-    check_available_memory(allocated_bytes(manifest) if peak is None else peak, directory, system_root)
-    device = open_device("cpu", threads=threads)
-    check_cpu(manifest, device.capabilities(), directory)
-    return Model(directory, manifest, device)
+    with open_artifact(directory, verify=verify, trusted_keys=trusted_keys) as files:
+        manifest = files.manifest
+        peak = manifest.plan.planned_peak_bytes
+        check_available_memory(allocated_bytes(manifest) if peak is None else peak, directory, system_root)
+        device = open_device("cpu", threads=threads)
+        check_cpu(manifest, device.capabilities(), directory)
+        return Model(files, device)
 
 
 def check_load_arguments(path: object, threads: object, verify: object) -> None:
@@ -136,12 +139,12 @@ def check_cpu(manifest: Manifest, caps: Capabilities, directory: Path) -> None:
         )
 
 
-def map_weights(path: Path, size: int) -> tuple[np.ndarray, mmap.mmap | None]:
-    """`weights.bin` as a writable uint8 array backed by a copy-on-write mapping (page-aligned)."""
+def map_weights(fd: int, size: int) -> tuple[np.ndarray, mmap.mmap | None]:
+    """`weights.bin` (open on `fd`) as a writable uint8 array backed by a copy-on-write mapping
+    (page-aligned; the mapping outlives the descriptor)."""
     if size == 0:
         return aligned_empty((0,), "u1"), None
-    with path.open("rb") as f:
-        mapping = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+    mapping = mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
     return np.frombuffer(mapping, np.uint8, count=size), mapping
 
 
@@ -155,9 +158,11 @@ def typed_view(base: np.ndarray, offset: int, shape: Sequence[int], dtype: str) 
 class Model:
     """A loaded artifact, ready to run; build it with `load`. `run` is serialised by a lock (module doc)."""
 
-    def __init__(self, directory: Path, manifest: Manifest, device: Device) -> None:
-        self.directory = directory
-        self.manifest = manifest
+    def __init__(self, files: ArtifactFiles, device: Device) -> None:
+        """Build the model from a checked artifact (`open_artifact`), reading its files through the
+        descriptors it was checked through; `files` may be closed once this returns."""
+        self.directory = directory = files.directory
+        self.manifest = manifest = files.manifest
         self.device = device
         unsupported = set(manifest.kernel_libraries) - {"cpu"}
         if unsupported:
@@ -168,17 +173,23 @@ class Model:
         self._arena_buffer = device.allocate(manifest.plan.arena_size, label="arena")
         self.arena: np.ndarray = device.map(self._arena_buffer)
         paging = manifest.plan.paging
-        self.pager = Pager(PagePlan.of(paging), directory / WEIGHTS_FILE) if paging is not None else None
-        if self.pager is not None:
+        weights = files.open_file(WEIGHTS_FILE) if WEIGHTS_FILE in manifest.files else None
+        self.pager = None
+        if paging is not None:
+            assert weights is not None  # a paged plan has pages in weights.bin (manifest_checks)
+            self.pager = Pager(PagePlan.of(paging), WeightsFileReader(weights.path, weights.fd))
             self.weights, self._weights_mapping = self.pager.pool, None
+        elif weights is not None:
+            self.weights, self._weights_mapping = map_weights(weights.fd, manifest.weights_size)
         else:
-            self.weights, self._weights_mapping = map_weights(directory / WEIGHTS_FILE, manifest.weights_size)
+            self.weights, self._weights_mapping = aligned_empty((0,), "u1"), None
         self._placements = paging.placements() if paging is not None else []
         self._bindings = {b.name: b for b in manifest.inputs + manifest.outputs}
         self._tensors: dict[tuple[Any, ...], Any] = {}
         self._outputs = [(b, self._binding_view(b)) for b in manifest.outputs]
         self._input_names = frozenset(b.name for b in manifest.inputs)
         self._input_dtypes = [(b, numpy_dtype(b.dtype)) for b in manifest.inputs]
+        self.kernel_modules = self._load_libraries(files)
         self._steps, self._calls = self._prepare_calls()
         self._lock = threading.Lock()
 
@@ -259,24 +270,27 @@ class Model:
             self._tensors[key] = kernel_tensor(view, position, kernel)
         return self._tensors[key]
 
+    def _load_libraries(self, files: ArtifactFiles) -> dict[str, KernelModule]:
+        """Each device's kernel library, loaded through its verified descriptor after the artifact's own
+        TVM runtime (both listed and verified: manifest_checks, artifact_files), and refused unless it
+        was compiled for this manifest's plan (runtime/plan_digest.py), before any kernel runs."""
+        modules = {}
+        for device, name in sorted(self.manifest.kernel_libraries.items()):
+            bundled = files.open_file(TVM_RUNTIME_FILE)
+            module = modules[device] = load_kernel_module(files.path(name), bundled, files.fd(name))
+            check_plan_digest(self.manifest, module, files.path(name))
+        return modules
+
     def _prepare_calls(self) -> tuple[list[Step], list[Call]]:
         """Look up every kernel once and bind its arguments; one call when the plan has an entry."""
-        manifest = self.manifest
-        bundled = self.directory / TVM_RUNTIME_FILE  # listed and verified (manifest_checks, artifact_files)
-        libraries = {
-            device: (str(self.directory / name), load_kernel_module(self.directory / name, bundled))
-            for device, name in sorted(manifest.kernel_libraries.items())
-        }
-        for path, module in libraries.values():  # before any kernel runs: its plan is the manifest's
-            check_plan_digest(manifest, module, Path(path))
         functions: dict[tuple[str, str], Any] = {}
         calls: list[Call] = []
         steps = []
         for step, runs, own_step in self._call_steps():
             steps.append(step)
-            path, module = libraries[step.device]
+            module = self.kernel_modules[step.device]
             if (step.device, step.kernel) not in functions:
-                functions[step.device, step.kernel] = kernel_function(module, path, step.kernel)
+                functions[step.device, step.kernel] = kernel_function(module, str(module.path), step.kernel)
             args = [self._slot_tensor(slot, i, step.kernel, own_step) for i, slot in enumerate(step.args)]
             fed = tuple(
                 (a, s, i, s.offset == 0 and s.nbytes == self._bindings[s.name].nbytes)

@@ -28,11 +28,12 @@ class PageReader(Protocol):
 class WeightsFileReader:
     """`PageReader` over one file (module doc: the rule). Thread-safe: reads are positional."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, fd: int | None = None) -> None:
+        """Reads `path`, or with `fd` (a descriptor of `path` already verified) a duplicate of `fd`."""
         self.path = Path(path)
         self._fd = -1
         try:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            self._fd = os.dup(fd) if fd is not None else os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             raise ArtifactIntegrityError(f"cannot open weights file {self.path}: {exc.strerror}") from exc
         self.size = os.fstat(self._fd).st_size

@@ -288,7 +288,7 @@ class StepTime:
 
 def step_calls(model: Any, inputs: Mapping[str, np.ndarray]) -> list[Callable[[], None]]:
     """Every step's kernel bound to its arguments, over the model's arena, weights and `inputs`."""
-    from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
+    from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor
     from runtime.model import typed_view
 
     manifest = model.manifest
@@ -297,7 +297,7 @@ def step_calls(model: Any, inputs: Mapping[str, np.ndarray]) -> list[Callable[[]
     for name, array in inputs.items():
         bound[name] = aligned_empty((array.nbytes,), "u1")
         bound[name][:] = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
-    modules = {d: load_kernel_module(model.directory / f) for d, f in manifest.kernel_libraries.items()}
+    modules = model.kernel_modules  # the libraries `load` verified and loaded, never reopened by path
     calls = []
     for step in manifest.plan.steps:
         args = []
