@@ -6,7 +6,7 @@ An artifact is a directory of plain files (never links), all named in `manifest.
 | ------------------------ | --------------------------------------------------------------------- |
 | `manifest.json`          | this schema as JSON (sorted keys, two-space indent, trailing newline) |
 | `weights.bin`            | every weight at a 64-byte aligned offset, zero padding between        |
-| `kernels.<device>.so`    | the kernel library of each device (`kernels.cpu.so`)                  |
+| `kernels.<device>.so`    | the kernel library of each device (`kernels.cpu.so`), with its plan digest |
 | `libtvm_runtime.so`      | the TVM runtime those libraries need (loaded first, RTLD_GLOBAL)      |
 | `model.hir`              | the final IR, for people and tools; the runtime never reads it        |
 | `manifest.sig`           | optional: the Ed25519 signature of `manifest.json`'s bytes (not in `files`) |
@@ -34,8 +34,17 @@ for steps `[start, stop)`, which wait for no page once the first has its
 pages. Dtypes are numpy names from `DTYPES` (the HAI IR's element types and
 the kernels' uint16 view of bfloat16; `bfloat16` and `int4` via ml_dtypes).
 
-Format history: version 4 added file sizes to `files` and `writes` to slots
-(older artifacts are refused with a "recompile" message).
+The compiled code bakes the plan in (an entry's offsets, sizes and calls), so
+the cpu library also exports `hai_plan_digest`, which writes the sha256 of the
+plan it was compiled for (every plan field but `planned_peak_bytes`, and the
+inputs and outputs: runtime/plan_digest.py); `load` refuses a manifest whose
+plan gives another digest, signed or not, before any kernel runs. The runtime
+reads, maps and loads each file through the descriptor it was checked through
+(runtime/artifact_files.py, runtime/fd_library.py), never by its path again.
+
+Format history: version 4 added file sizes to `files` and `writes` to slots;
+version 5, the plan digest in the kernel library (older artifacts are refused
+with a "recompile" message).
 
 The writer is `targets/artifact.py`; the plan's invariants are checked by
 `runtime/manifest_checks.py` and an artifact directory is read by
@@ -56,7 +65,7 @@ import numpy as np
 
 from runtime.errors import ArtifactError, ArtifactVersionError
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.bin"
 HIR_FILE = "model.hir"

@@ -28,7 +28,7 @@ from tiny_artifact import (
 )
 
 import runtime
-from runtime.artifact import MANIFEST_FILE, WEIGHTS_FILE
+from runtime.artifact import FORMAT_VERSION, MANIFEST_FILE, WEIGHTS_FILE
 from runtime.cpu_features import ARM_FEATURES, X86_FEATURES, host_cpu
 from runtime.errors import (
     ArtifactError,
@@ -110,7 +110,7 @@ def test_refuses_damaged_artifacts(artifact: Path) -> None:
     manifest.write_text(good[: len(good) // 2])
     with pytest.raises(ArtifactError, match="not valid JSON"):
         runtime.load(artifact)
-    manifest.write_text(good.replace('"format_version": 4', '"format_version": 99'))
+    manifest.write_text(good.replace(f'"format_version": {FORMAT_VERSION}', '"format_version": 99'))
     with pytest.raises(ArtifactVersionError, match="format version 99"):
         runtime.load(artifact)
     manifest.write_text(good)
