@@ -14,7 +14,9 @@ arena bytes) would then look unrelated and be reordered. A subroutine that
 allocates scratch memory gets the CPU device attributes the exported kernels get
 from MakePackedAPI (wrapping its body before the `return 0`, so the workspace
 is freed before returning). The library links the entry, the subroutines and
-the kernels' own objects (still exported, for profiling). Same calls, same bytes.
+the kernels' own objects (still exported, for profiling), and the object of the
+final plan's digest (targets/digest_function.py; the driver links it once the
+plan is final). Same calls, same bytes.
 
 A paged plan has several such functions in one object, one per segment of
 steps (`hai_segment_<k>`), each taking the page pool in place of `weights.bin`.

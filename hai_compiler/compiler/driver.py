@@ -5,7 +5,8 @@ model (input shapes), run the pipeline (the user's passes, `layout` then `fuse`
 when those passes are registered, then `plan-memory` with graph inputs outside the arena) with the
 target's facts in the pass context, lower every kernel group, build the static
 plan (checked for hazards), compile the kernels (cached; hai_compiler/progress.py
-shows each stage), account for the plan's memory against the budget (memory_budget.py: the
+shows each stage), link them (or the entry's objects) with the final plan's digest
+(runtime/plan_digest.py), account for the plan's memory against the budget (memory_budget.py: the
 planned peak goes into the plan) and write the artifact. When the plan with its
 weights resident does not fit the budget (or its weights alone cannot), the
 graph is compiled again from the start with weights split to pages
