@@ -3,7 +3,8 @@
 Rule: this is what the `hai` CLI calls and what a Python user calls; it knows
 no command-line syntax (that is `cli.py`) and raises only `HaiError`s for bad
 input. `.onnx` files go through the ONNX importer, `.hir` files through the IR
-parser; both give the same verified `Graph`.
+parser; both give the same verified `Graph`, whose inputs hold at least one
+element each.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ def load_model_any(path: str | Path, input_shapes: Mapping[str, Sequence[int]] |
     else:
         raise ModelPathError(f"{path}: unknown model format '{suffix}' (HAI reads .onnx and .hir)")
     verify(graph)
+    for value in graph.inputs:
+        if value.type.size == 0:  # nothing to compute; the kernels index non-empty tensors
+            raise HaiError(
+                f"{path}: input '{value.name}' {value.type} has no elements: give every dimension at least 1"
+            )
     return graph
 
 

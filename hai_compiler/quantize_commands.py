@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 
 from hai_compiler.cli import InputShapeOpt, ModelArg, _shapes, app, reported_errors
+from hai_compiler.input_spec import load_array
 
 PrecisionOpt = Annotated[
     str | None,
@@ -106,9 +106,8 @@ class QuantizeOptions:
         source_name = (
             "evaluation samples" if data is not None else "calibration samples (--eval-data for more)"
         )
-        return quality(
-            reference, quantized.graph, feeds, np.load(labels) if labels is not None else None, source_name
-        )
+        truth = load_array(labels, "--labels") if labels is not None else None
+        return quality(reference, quantized.graph, feeds, truth, source_name)
 
     def fit(self, model: Path, shapes: dict[str, tuple[int, ...]], target_device: str) -> Any:
         """The QuantizedModel of `model` under these options."""

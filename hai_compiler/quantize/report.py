@@ -28,7 +28,7 @@ from hai_compiler.quantize.metrics import (
     top1_agreement,
 )
 from hai_compiler.quantize.mixed import LayerChoice
-from ir import DType, Graph, run_graph
+from ir import DType, Graph, HaiError, run_graph
 
 
 @dataclasses.dataclass
@@ -88,10 +88,21 @@ def quality(
     out = np.stack([run_graph(quantized, feed)[quantized.outputs[0].name] for feed in feeds])
     report = QualityReport(len(feeds), sqnr_db(out, ref), top1_agreement(out, ref), source=source)
     if labels is not None:
+        check_labels(labels, len(feeds))
         flat = labels.reshape(len(feeds), *labels.shape[1:])
         report.accuracy = accuracy(out.reshape(len(feeds), -1), flat)
         report.fp32_accuracy = accuracy(ref.reshape(len(feeds), -1), flat)
     return report
+
+
+def check_labels(labels: np.ndarray, samples: int) -> None:
+    """Labels are class indices, one per evaluation sample; a `HaiError` says what is wrong."""
+    if labels.dtype.kind not in "iu":
+        raise HaiError(f"labels are {labels.dtype}: give integer class indices, one per evaluation sample")
+    if labels.ndim != 1 or len(labels) != samples:
+        raise HaiError(
+            f"labels have shape {list(labels.shape)}: give one class index per evaluation sample ({samples})"
+        )
 
 
 def layer_table(choices: Sequence[LayerChoice] | None, precisions: Mapping[str, str]) -> Table:
