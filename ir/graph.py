@@ -120,7 +120,16 @@ class Node:
     """
 
     __slots__ = (
-        "op", "name", "attrs", "annotations", "_operands", "results", "graph", "_prev", "_next", "_erased"
+        "op",
+        "name",
+        "attrs",
+        "annotations",
+        "_operands",
+        "results",
+        "graph",
+        "_prev",
+        "_next",
+        "_erased",
     )
 
     def __init__(
@@ -290,9 +299,7 @@ class Graph:
             raise IRError(f"cannot rename %{value.name}: %{new_name} already exists")
         del self._values[value.name]
         if value.is_constant:
-            self.constants = {
-                (new_name if k == value.name else k): v for k, v in self.constants.items()
-            }
+            self.constants = {(new_name if k == value.name else k): v for k, v in self.constants.items()}
         value._name = new_name
         self._values[new_name] = value
 
@@ -316,7 +323,11 @@ class Graph:
         if type is None:
             if not isinstance(data, np.ndarray):
                 raise IRError(f"constant %{name} needs a type when its data is elided")
-            type = TensorType(DType.from_numpy(data.dtype), tuple(int(d) for d in data.shape))
+            try:
+                dtype = DType.from_numpy(data.dtype)
+            except ValueError as exc:
+                raise IRError(f"constant %{name}: {exc}") from None
+            type = TensorType(dtype, tuple(int(d) for d in data.shape))
         value = Value(self.unique_name(name), type)
         value.const = data
         self._own(value)
