@@ -70,7 +70,10 @@ PROBLEM = {
 @pytest.mark.parametrize("command", ["ir", "interp", "compile", "quantize"])
 def test_bad_external_data_is_one_error_per_command(tmp_path: Path, command: str) -> None:
     variants = external_variants(tmp_path)
-    extra = {"compile": ["-o", tmp_path / "out.hai"], "quantize": ["-o", tmp_path / "q.hir"]}
+    extra: dict[str, list[str | Path]] = {
+        "compile": ["-o", tmp_path / "out.hai"],
+        "quantize": ["-o", tmp_path / "q.hir"],
+    }
     for kind, path in variants.items():
         with pytest.raises(Exception):  # noqa: B017  onnxruntime refuses each as well
             ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

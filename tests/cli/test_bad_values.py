@@ -18,7 +18,7 @@ HUGE = "9" * 5000
 
 @pytest.mark.parametrize("command", ["ir", "interp", "compile"])
 def test_empty_input_shape(tmp_path: Path, command: str) -> None:
-    extra = ["-o", tmp_path / "out.hai"] if command == "compile" else []
+    extra: list[str | Path] = ["-o", tmp_path / "out.hai"] if command == "compile" else []
     result = invoke(command, EMBEDDED_MODEL, "--input-shape", "image=0,1,8,8", *extra)
     assert_user_error(result, "'image'", "f32[0,1,8,8]", "no elements")
 
