@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from hypothesis import HealthCheck, settings
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner, Result
 
@@ -22,6 +23,15 @@ from hai_compiler.cli import app
 ROOT = Path(__file__).resolve().parents[2]
 RTOL = 1e-4  # DESIGN.md: fp32 relative error to onnxruntime
 F32 = TensorProto.FLOAT
+
+
+def fuzz_settings(examples: int, *, slow: bool = False) -> settings:
+    """Hypothesis settings of a fuzzer: the fast tier's cases are the same on every run (derandomized,
+    so CI is reproducible); the slow tier draws new ones each run."""
+    return settings(
+        max_examples=examples, derandomize=not slow, deadline=None, database=None,
+        suppress_health_check=list(HealthCheck),
+    )  # fmt: skip
 
 
 def invoke(*args: str | os.PathLike[str]) -> Result:

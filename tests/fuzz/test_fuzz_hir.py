@@ -10,8 +10,8 @@ from pathlib import Path
 
 import onnx
 import pytest
-from fuzz_oracle import assert_clean_result, invoke, seed_models
-from hypothesis import HealthCheck, given, settings
+from fuzz_oracle import assert_clean_result, fuzz_settings, invoke, seed_models
+from hypothesis import given
 from hypothesis import strategies as st
 
 TOKEN = re.compile(r"%?[A-Za-z_][A-Za-z0-9_.]*|-?\d+(?:\.\d+)?(?:e-?\d+)?|\S")
@@ -72,8 +72,8 @@ def check(printed: dict[str, tuple[str, Path]], name: str, data: st.DataObject) 
             assert_clean_result(invoke(*args), (command, mutated[:4000]))
 
 
-FAST = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-SLOW = settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+FAST = fuzz_settings(200)
+SLOW = fuzz_settings(2000, slow=True)
 
 
 @FAST

@@ -10,8 +10,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from fuzz_oracle import assert_clean_result, assert_matches, invoke, onnxruntime_outputs, seed_models
-from hypothesis import HealthCheck, given, settings
+from fuzz_oracle import (
+    assert_clean_result,
+    assert_matches,
+    fuzz_settings,
+    invoke,
+    onnxruntime_outputs,
+    seed_models,
+)
+from hypothesis import given
 from hypothesis import strategies as st
 
 DTYPES = ["float32", "float64", "float16", "int64", "int8", "uint8", "bool", "complex64", "<U3", "object",
@@ -83,8 +90,8 @@ def check_array(model: Path, command: str, array: np.ndarray, form: str) -> None
         assert_matches(np.load(root / "o" / "z.npy"), expected["z"], (command, array))
 
 
-FAST = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-SLOW = settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+FAST = fuzz_settings(100)
+SLOW = fuzz_settings(1000, slow=True)
 
 
 @FAST

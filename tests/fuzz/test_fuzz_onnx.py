@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from fuzz_oracle import assert_clean, check_model_file, run_process, seed_models
-from hypothesis import HealthCheck, given, settings
+from fuzz_oracle import assert_clean, check_model_file, fuzz_settings, run_process, seed_models
+from hypothesis import given
 from hypothesis import strategies as st
 
 SEEDS = seed_models()
@@ -114,8 +114,8 @@ def _raw(seed: str, data: st.DataObject) -> None:
     check_bytes(bytes(raw[:cut]), (seed, "raw mutation"))
 
 
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-SLOW = settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+FAST = fuzz_settings(300)
+SLOW = fuzz_settings(3000, slow=True)
 
 
 @FAST
@@ -138,7 +138,7 @@ def test_mutated_models_slow(seed: str, data: st.DataObject) -> None:
 
 
 @pytest.mark.slow
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@fuzz_settings(60, slow=True)
 @given(seed=st.sampled_from(sorted(SEEDS)), data=st.data())
 def test_mutated_models_compiled_slow(seed: str, data: st.DataObject) -> None:
     _structured(seed, data, compiled=True)

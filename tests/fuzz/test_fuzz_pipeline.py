@@ -9,8 +9,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from fuzz_oracle import assert_clean_result, assert_matches, invoke, onnxruntime_outputs, seed_models
-from hypothesis import HealthCheck, given, settings
+from fuzz_oracle import (
+    assert_clean_result,
+    assert_matches,
+    fuzz_settings,
+    invoke,
+    onnxruntime_outputs,
+    seed_models,
+)
+from hypothesis import given
 from hypothesis import strategies as st
 
 from passes.registry import available_passes
@@ -74,8 +81,8 @@ def check(
     assert_matches(np.load(work / "out" / "y.npy"), expected["y"], pipeline)
 
 
-FAST = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-SLOW = settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+FAST = fuzz_settings(200)
+SLOW = fuzz_settings(2000, slow=True)
 
 
 @FAST
