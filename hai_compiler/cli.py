@@ -67,6 +67,10 @@ def reported_errors() -> Iterator[None]:
         sys.stdout.flush()
         sys.stderr.write(f"error: {exc}\n")
         raise typer.Exit(1) from None
+    except MemoryError as exc:  # a shape the user gave that this machine cannot hold
+        sys.stdout.flush()
+        sys.stderr.write(f"error: out of memory: {exc or 'give smaller shapes'}\n")
+        raise typer.Exit(1) from None
     except OSError as exc:  # an unwritable output path, a full disk
         sys.stdout.flush()
         where = f"{exc.filename}: " if exc.filename else ""

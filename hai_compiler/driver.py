@@ -3,7 +3,8 @@
 Rule: this is what the `hai` CLI calls and what a Python user calls; it knows
 no command-line syntax (that is `cli.py`) and raises only `HaiError`s for bad
 input. `.onnx` files go through the ONNX importer, `.hir` files through the IR
-parser; both give the same verified `Graph`.
+parser; both give the same verified `Graph`, whose inputs hold at least one
+element each.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ def load_model_any(path: str | Path, input_shapes: Mapping[str, Sequence[int]] |
     else:
         raise ModelPathError(f"{path}: unknown model format '{suffix}' (HAI reads .onnx and .hir)")
     verify(graph)
+    for value in graph.inputs:
+        if value.type.size == 0:  # nothing to compute; the kernels index non-empty tensors
+            raise HaiError(
+                f"{path}: input '{value.name}' {value.type} has no elements: give every dimension at least 1"
+            )
     return graph
 
 
@@ -154,6 +160,7 @@ def make_inputs(
     graph: Graph, given: Mapping[str, np.ndarray], seed: int
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """The given arrays (checked) plus seeded random ones for the rest; also the random names."""
+    check_interpreter_memory(graph)
     expected = {v.name: v.type for v in graph.inputs}
     inputs = check_inputs(given, expected)
     rng = np.random.default_rng(seed)
@@ -161,6 +168,26 @@ def make_inputs(
     for name in randomized:
         inputs[name] = random_input(expected[name], rng)
     return {name: inputs[name] for name in expected}, randomized
+
+
+def check_interpreter_memory(graph: Graph) -> None:
+    """Refuse a graph the interpreter cannot hold in this machine's available memory (rather than be
+    killed by the OOM killer): the inputs (drawn as float64 when random), then its largest tensor
+    beside an operand as large, is a lower bound of the interpreter's peak."""
+    from ir.units import format_size
+    from runtime.available_memory import available_memory
+
+    available = available_memory()
+    largest = max(graph.values(), key=lambda v: v.type.nbytes, default=None)
+    if available is None or largest is None:
+        return
+    need = sum(8 * v.type.size for v in graph.inputs) + 2 * largest.type.nbytes
+    if need > available.nbytes:
+        raise HaiError(
+            f"interpreting '{graph.name}' needs more than {format_size(need)} (its largest tensor is "
+            f"%{largest.name} {largest.type}); this machine has {format_size(available.nbytes)} "
+            f"available ({available.source}): give smaller shapes"
+        )
 
 
 def interpret(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -70,27 +70,27 @@ def parse_input_files(texts: Iterable[str]) -> dict[str, Path]:
     return files
 
 
-def load_array(name: str, path: Path) -> np.ndarray:
-    """Read one `.npy` file (or the single array of an `.npz`) for input `name`."""
+def load_array(path: Path, what: str) -> np.ndarray:
+    """Read one `.npy` file (or the single array of an `.npz`); `what` names the option in errors
+    (`--input image`, `--labels`). Object arrays are refused alike in both (they would need pickle)."""
     if not path.is_file():
-        raise InputSpecError(f"--input {name}: no such file {path}")
+        raise InputSpecError(f"{what}: no such file {path}")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputSpecError(f"--input {name}: {path} is not a readable .npy file: {exc}") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return loaded
         with loaded:
             if len(loaded.files) != 1:
                 raise InputSpecError(
-                    f"--input {name}: {path} holds {len(loaded.files)} arrays; "
-                    "give a .npy or a one-array .npz"
+                    f"{what}: {path} holds {len(loaded.files)} arrays; give a .npy or a one-array .npz"
                 )
             return loaded[loaded.files[0]]
-    return loaded
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputSpecError(f"{what}: {path} is not a readable .npy or .npz file: {exc}") from None
 
 
 def load_input_arrays(files: Mapping[str, Path]) -> dict[str, np.ndarray]:
-    return {name: load_array(name, path) for name, path in files.items()}
+    return {name: load_array(path, f"--input {name}") for name, path in files.items()}
 
 
 def check_inputs(

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 
@@ -31,6 +30,7 @@ from hai_compiler.cli import (
     reported_errors,
     size_option,
 )
+from hai_compiler.input_spec import load_array
 from hai_compiler.progress import reporting, stage
 from hai_compiler.quantize.observers import OBSERVERS
 from hai_compiler.quantize.quantizer import PROFILES
@@ -139,7 +139,7 @@ class QuantizeOptions:
             return None
         reference = prepare_graph(model, shapes or None)
         feeds = evaluation_feeds(self.eval_data, reference)
-        labels = np.load(self.labels) if self.labels is not None else None
+        labels = load_array(self.labels, "--labels") if self.labels is not None else None
         return quality(reference, quantized.graph, feeds, labels)
 
     def fit(self, model: Path, shapes: dict[str, tuple[int, ...]], target_device: str) -> Any:

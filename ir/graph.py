@@ -325,7 +325,11 @@ class Graph:
         if type is None:
             if not isinstance(data, np.ndarray):
                 raise IRError(f"constant %{name} needs a type when its data is elided")
-            type = TensorType(DType.from_numpy(data.dtype), tuple(int(d) for d in data.shape))
+            try:
+                dtype = DType.from_numpy(data.dtype)
+            except ValueError as exc:
+                raise IRError(f"constant %{name}: {exc}") from None
+            type = TensorType(dtype, tuple(int(d) for d in data.shape))
         value = Value(self.unique_name(name), type)
         value.const = data
         self._own(value)

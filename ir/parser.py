@@ -5,7 +5,7 @@ declarations (`ir.hir_syntax`) as it parses; `ir.hir_build` then builds the grap
 through `ir.builder.Builder`, so a parsed node is checked exactly like a node a
 pass makes. Every problem — a syntax error, an unknown op or attribute, an
 undefined or twice-defined value, a type that disagrees with inference — is a
-`HirParseError`. The format itself is described in `ir/printer.py`.
+`HirParseError`; integers fit 64 bits. The format itself is described in `ir/printer.py`.
 Imports lark, numpy and `ir` only.
 """
 
@@ -113,7 +113,7 @@ def _build(decl: GraphDecl, text: str, filename: str, weights: Mapping[str, np.n
 def _check_version(text: str, filename: str) -> None:
     for number, line in enumerate(text[:2000].split("\n")[:5], start=1):
         match = _VERSION_LINE.match(line)
-        if match and int(match.group(1)) > FORMAT_VERSION:
+        if match and (len(match.group(1)) > 9 or int(match.group(1)) > FORMAT_VERSION):
             raise HirParseError.at(
                 text,
                 filename,
@@ -222,6 +222,17 @@ def _make_quant(record: Located) -> QuantParams:
         raise record.problem(f"bad quantization parameters: {exc}") from None
 
 
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _integer(text: str, token: lark.Token) -> int:
+    """An integer literal, which must fit 64 bits (checked before `int()`, which refuses 4300+ digits)."""
+    if len(text.lstrip("+-0")) > 19 or not INT64[0] <= int(text) <= INT64[1]:
+        shown = text if len(text) <= 40 else f"{text[:40]}… ({len(text)} digits)"
+        raise SyntaxProblem(token.line or 0, token.column or 0, f"integer {shown} is out of the 64-bit range")
+    return int(text)
+
+
 def _make_type(head: lark.Token, facts: list[tuple[Located, Located]]) -> TensorType:
     """A type from its `dtype[d0,d1]` token and its facts."""
     dtype_text, _, dims = head.value.partition("[")
@@ -229,7 +240,7 @@ def _make_type(head: lark.Token, facts: list[tuple[Located, Located]]) -> Tensor
         dtype = DType.parse(dtype_text)
     except ValueError as exc:
         raise SyntaxProblem(head.line or 0, head.column or 0, str(exc)) from None
-    shape = tuple(int(d) for d in dims[:-1].replace(",", " ").split())
+    shape = tuple(_integer(d, head) for d in dims[:-1].replace(",", " ").split())
     extra: dict[str, Any] = {}
     for key, value in facts:
         if key.text in extra:
@@ -368,7 +379,7 @@ class _ToDeclarations(lark.Transformer):
         return list(facts)
 
     def int_number(self, token: lark.Token) -> Located:
-        return _located(token, int(token.value))
+        return _located(token, _integer(token.value, token))
 
     def float_number(self, token: lark.Token) -> Located:
         return _located(token, float(token.value))
@@ -387,7 +398,7 @@ class _ToDeclarations(lark.Transformer):
 
     def int_list(self, token: lark.Token) -> Located:
         numbers = token.value[1:-1].replace(",", " ").split()
-        return _located(token, [_located(token, int(n)) for n in numbers])
+        return _located(token, [_located(token, _integer(n, token)) for n in numbers])
 
     def list(self, *items: Located) -> Located:
         line, col = _record_position(list(items))

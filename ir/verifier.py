@@ -5,7 +5,8 @@ use (topological order); use lists match operands exactly (no dangling use);
 attributes fit the op's schema; result types agree with the op's inference
 (quantization parameters included); every quantized type's parameters fit its
 shape and dtype (ir/quantization.py `check_params`); graph outputs are defined
-values of this graph.
+values of this graph; every tensor fits in memory (at most `MAX_TENSOR_BYTES`
+bytes, numpy's limit).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from ir.errors import IRError, VerificationError
 from ir.graph import Graph, Node, Value
 from ir.ops.registry import get_schema
 from ir.quantization import check_params, quant_range
+
+MAX_TENSOR_BYTES = 2**63 - 1
+"""The most bytes a tensor may take: numpy's (and a 64-bit address space's) limit."""
 
 
 def verify(graph: Graph) -> None:
@@ -38,6 +42,11 @@ def _verify(graph: Graph) -> None:
             raise VerificationError(f"{where}: value %{value.name} does not belong to this graph")
         names.add(value.name)
         defined.add(id(value))
+        if value.type.nbytes > MAX_TENSOR_BYTES:
+            raise VerificationError(
+                f"{where}: value %{value.name} {value.type} needs {value.type.nbytes} bytes, more than any "
+                f"tensor can hold (at most 2^63 - 1): give smaller dimensions"
+            )
         if value.type.quant is not None:
             quant_range(value.type.dtype)
             check_params(value.type.shape, value.type.quant, f"{where} %{value.name}")
@@ -69,9 +78,7 @@ def _verify_node(node: Node, defined: set[int]) -> None:
         if operand is None:
             continue
         if id(operand) not in defined:
-            raise VerificationError(
-                f"{where}: operand {index} %{operand.name} is used before it is defined"
-            )
+            raise VerificationError(f"{where}: operand {index} %{operand.name} is used before it is defined")
         if (node, index) not in operand._uses:
             raise VerificationError(f"{where}: operand {index} is missing from %{operand.name}'s uses")
     for index, result in enumerate(node.results):

@@ -4,13 +4,17 @@ Rule: the grammar (passes/pipeline.lark) only splits the text into passes and
 `key=value` options; this module then finds each pass in the registry, maps
 option spellings (`max-size`) to dataclass fields (`max_size`) and converts
 every value to its field's annotated type. `default` stands for the canonical
-pipeline `DEFAULT_PIPELINE`. Every problem is a `PipelineError` that shows the
-text with a caret under the offending column. Imports only `ir` and this package.
+pipeline `DEFAULT_PIPELINE`. Numbers are ASCII decimals: an int fits 64 bits, a
+float is finite (no `nan`, `inf`, `1_0` or other scripts' digits, which Python's
+`int`/`float` would take); lists nest at most `MAX_NESTING` deep. Every problem
+is a `PipelineError` that shows the text with a caret under the offending
+column. Imports only `ir` and this package.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -36,6 +40,13 @@ DEFAULT_PIPELINE = (
     "eliminate-dead-code",  # last: removes what the passes above left unused
 )
 """The canonical pipeline, spelled `default` in pipeline strings; each step's reason is beside it."""
+
+
+MAX_NESTING = 8
+"""The deepest list nesting an option value may have (options take lists of scalars)."""
+INT_RANGE = (-(2**63), 2**63 - 1)
+QUOTED = 40
+"""Values are quoted in messages up to this many characters."""
 
 
 class PipelineError(HaiError):
@@ -66,8 +77,13 @@ def _parser() -> lark.Lark:
 
 
 def caret(text: str, column: int) -> str:
-    """The pipeline text and a caret under 1-based `column`, indented for an error message."""
-    return f"  {text}\n  {' ' * (column - 1)}^"
+    """The pipeline text and a caret under 1-based `column`, indented for an error message; a long
+    text is cut to the `2 * QUOTED` characters around the column, with `…` where it was cut."""
+    start = max(0, min(column - 1 - QUOTED, len(text) - 2 * QUOTED))
+    shown = text[start : start + 2 * QUOTED]
+    before = "…" if start else ""
+    after = "…" if start + 2 * QUOTED < len(text) else ""
+    return f"  {before}{shown}{after}\n  {' ' * (len(before) + column - 1 - start)}^"
 
 
 def _error(text: str, column: int, message: str) -> PipelineError:
@@ -78,6 +94,7 @@ def parse_specs(text: str) -> list[PassSpec]:
     """Split a pipeline string into pass specs (syntax only; no registry lookup)."""
     if not text.strip():
         return []
+    _check_nesting(text)
     try:
         tree = _parser().parse(text)
     except lark.UnexpectedInput as exc:
@@ -86,6 +103,22 @@ def parse_specs(text: str) -> list[PassSpec]:
         column = len(text) + 1 if at_end else max(exc.column, 1)
         raise _error(text, column, _syntax_message(exc)) from None
     return _SpecBuilder().transform(tree)
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse lists nested deeper than MAX_NESTING before the (recursive) parser sees them."""
+    depth, quoted, escaped = 0, False, False
+    for column, char in enumerate(text, 1):
+        if escaped:
+            escaped = False
+        elif quoted:
+            quoted, escaped = char != '"', char == "\\"
+        elif char == '"':
+            quoted = True
+        elif char in "[]":
+            depth += 1 if char == "[" else -1
+            if depth > MAX_NESTING:
+                raise _error(text, column, f"lists nest more than {MAX_NESTING} deep")
 
 
 class _SpecBuilder(lark.Transformer):
@@ -131,9 +164,17 @@ def _syntax_message(exc: lark.UnexpectedInput) -> str:
 
 
 _TOKEN_WORDS = {
-    "COMMA": "','", "LBRACE": "'{'", "RBRACE": "'}'", "LSQB": "'['", "RSQB": "']'", "EQUAL": "'='",
-    "PASS_NAME": "a pass name", "OPTION_NAME": "an option name", "WORD": "a value",
-    "ESCAPED_STRING": "a quoted string", "$END": "the end",
+    "COMMA": "','",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "EQUAL": "'='",
+    "PASS_NAME": "a pass name",
+    "OPTION_NAME": "an option name",
+    "WORD": "a value",
+    "ESCAPED_STRING": "a quoted string",
+    "$END": "the end",
 }
 
 
@@ -182,6 +223,8 @@ def _instantiate(cls: type[Pass], spec: PassSpec, text: str) -> Pass:
 def _show(raw: RawValue) -> str:
     if raw.kind == "list":
         return "a list"
+    if len(raw.value) > QUOTED:
+        return repr(raw.value[:QUOTED]) + f"… ({len(raw.value)} characters)"
     return repr(raw.value)
 
 
@@ -191,7 +234,8 @@ class _BadValue(Exception):
         self.got = got
 
 
-_INT = re.compile(r"[+-]?\d+")
+_INT = re.compile(r"[+-]?\d+", re.ASCII)
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,4})?", re.ASCII)
 
 
 def convert_option(raw: RawValue, annotation: Any) -> Any:
@@ -239,12 +283,13 @@ def _convert_scalar(raw: RawValue, annotation: Any) -> Any:
             return text == "true"
     elif annotation is int:
         if _INT.fullmatch(text):
-            return int(text)
+            # no int() of 4300+ digits (Python refuses it): 20 digits are already out of range
+            if len(text.lstrip("+-0")) < 20 and INT_RANGE[0] <= int(text) <= INT_RANGE[1]:
+                return int(text)
+            raise _BadValue("an integer within 64 bits")
     elif annotation is float:
-        try:
+        if _FLOAT.fullmatch(text) and math.isfinite(float(text)):
             return float(text)
-        except ValueError:
-            pass
     else:
         raise TypeError(f"pass option type {annotation!r} is not supported by the pipeline parser")
     raise _BadValue(_describe(annotation))
@@ -257,6 +302,9 @@ def _describe(annotation: Any) -> str:
     if origin in (tuple, list):
         args = typing.get_args(annotation)
         return f"a list like [x,y] of which each is {_describe(args[0]) if args else 'a value'}"
-    return {bool: "a bool (true or false)", int: "an integer", float: "a number", str: "a string"}.get(
-        annotation, str(annotation)
-    )
+    return {
+        bool: "a bool (true or false)",
+        int: "an integer",
+        float: "a finite number",
+        str: "a string",
+    }.get(annotation, str(annotation))

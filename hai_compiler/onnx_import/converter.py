@@ -94,7 +94,8 @@ def onnx_dtype(elem_type: int, where: str) -> DType:
     try:
         return DType.from_numpy(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
     except (KeyError, ValueError, TypeError):
-        name = onnx.TensorProto.DataType.Name(elem_type) if elem_type else "undefined"
+        known = elem_type in onnx.TensorProto.DataType.values()
+        name = onnx.TensorProto.DataType.Name(elem_type) if known else f"{elem_type} (unknown)"
         raise ConversionError(f"{where}: element type {name} is not supported") from None
 
 

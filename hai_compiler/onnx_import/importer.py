@@ -1,6 +1,7 @@
 """ONNX model → HAI IR graph.
 
-Rules: input shapes must be static (symbolic dimensions come from
+Rules: a model passes the ONNX checker (loader.py) once its ops are known to
+be ones HAI imports; input shapes must be static (symbolic dimensions come from
 `input_shapes` or the import fails naming them); initializers and Constant
 nodes become IR constants; small computations on constants (the
 Shape→Gather→Concat→Reshape chains) fold while importing, so shape operands
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -29,7 +31,7 @@ from hai_compiler.onnx_import.converter import (
     imports,
     onnx_dtype,
 )
-from hai_compiler.onnx_import.loader import load_model
+from hai_compiler.onnx_import.loader import check_onnx, load_model
 from ir import Builder, Graph, HaiError, IRError, TensorType, Value
 from ir.folding import fold_node, is_foldable
 
@@ -50,19 +52,23 @@ def import_onnx(
     `input_shapes` fixes the shapes of inputs (required for symbolic dims);
     `bind_inputs` turns the named inputs into constants with the given values.
     """
+    path = None
     if not isinstance(model, onnx.ModelProto):
-        model = load_model(model)
+        path = Path(model)
+        model = load_model(path)
     opset = _default_opset(model)
     check_supported(model, opset)
+    check_onnx(model, path)
     return _Importer(model, opset, dict(input_shapes or {}), dict(bind_inputs or {})).run()
 
 
 def _default_opset(model: onnx.ModelProto) -> int:
     for entry in model.opset_import:
         if entry.domain in ONNX_DOMAINS:
-            if entry.version < MIN_OPSET:
+            newest = onnx.defs.onnx_opset_version()
+            if not MIN_OPSET <= entry.version <= newest:
                 raise UnsupportedModelError(
-                    f"model uses ONNX opset {entry.version}; HAI imports opset {MIN_OPSET} and newer"
+                    f"model uses ONNX opset {entry.version}; HAI imports opsets {MIN_OPSET} to {newest}"
                 )
             return int(entry.version)
     raise UnsupportedModelError("model declares no default ONNX opset (ai.onnx)")

@@ -28,7 +28,7 @@ from hai_compiler.quantize.caveats import warn
 from hai_compiler.quantize.incremental import compare
 from hai_compiler.quantize.metrics import accuracy, compression_percent, graph_weight_bytes, onnx_weight_bytes
 from hai_compiler.quantize.mixed import Budget, LayerChoice
-from ir import Graph, run_graph
+from ir import Graph, HaiError, run_graph
 
 
 @dataclasses.dataclass
@@ -79,10 +79,21 @@ def quality(
     sqnr, disagreement = compare(out, ref)
     report = QualityReport(len(feeds), sqnr, 1.0 - disagreement, source=source)
     if labels is not None:
+        check_labels(labels, len(feeds))
         flat = labels.reshape(len(feeds), *labels.shape[1:])
         report.accuracy = accuracy(np.stack([o[0] for o in out]).reshape(len(feeds), -1), flat)
         report.fp32_accuracy = accuracy(np.stack([r[0] for r in ref]).reshape(len(feeds), -1), flat)
     return report
+
+
+def check_labels(labels: np.ndarray, samples: int) -> None:
+    """Labels are class indices, one per evaluation sample; a `HaiError` says what is wrong."""
+    if labels.dtype.kind not in "iu":
+        raise HaiError(f"labels are {labels.dtype}: give integer class indices, one per evaluation sample")
+    if labels.ndim != 1 or len(labels) != samples:
+        raise HaiError(
+            f"labels have shape {list(labels.shape)}: give one class index per evaluation sample ({samples})"
+        )
 
 
 def layer_table(choices: Sequence[LayerChoice] | None, precisions: Mapping[str, str]) -> Table:

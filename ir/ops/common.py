@@ -18,10 +18,14 @@ from ir.types import TensorType
 
 def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
     """Numpy (multidirectional) broadcasting of static shapes."""
-    try:
-        return tuple(int(d) for d in np.broadcast_shapes(*(tuple(s) for s in shapes)))
-    except ValueError:
-        raise IRError(f"shapes {' and '.join(str(list(s)) for s in shapes)} do not broadcast") from None
+    rank = max((len(s) for s in shapes), default=0)
+    result = []
+    for axis in range(rank):  # counted from the right, without arrays (any dims, even beyond memory)
+        dims = {int(s[len(s) - rank + axis]) for s in shapes if len(s) - rank + axis >= 0} - {1}
+        if len(dims) > 1:
+            raise IRError(f"shapes {' and '.join(str(list(s)) for s in shapes)} do not broadcast")
+        result.append(dims.pop() if dims else 1)
+    return tuple(result)
 
 
 def broadcasts_to(shape: Sequence[int], target: Sequence[int]) -> bool:

@@ -10,7 +10,9 @@ output, each with the IR value it binds and the shape the kernel views it as
 laid out: "NCHW" (the IR's) unless the caller asked for "NHWC", which needs a
 layout pass around the kernel. The kernel name is derived from the workload, so
 identical workloads share one compiled kernel (build_kernels dedups by name).
-Templates live in one module per op family and register with `@lowering("Op", ...)`.
+TVM indexes buffers with int32, so no tensor a kernel reads or writes may hold
+more than `MAX_KERNEL_ELEMENTS` elements. Templates live in one module per op
+family and register with `@lowering("Op", ...)`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from ir.graph import Node
 from targets.target import TargetDescription
 
 PackFn = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+MAX_KERNEL_ELEMENTS = 2**31 - 1
+"""The most elements of one kernel buffer: TVM's int32 index range."""
 
 
 class LoweringError(HaiError):
@@ -153,4 +159,15 @@ def lower_node(
         raise LoweringError(f"node {node.name or node.op!r}: no x86 template for op {node.op}")
     if layout not in ("NCHW", "NHWC"):
         raise LoweringError(f"node {node.name!r}: unknown activation layout {layout!r}")
+    _check_extents(node, epilogue)
     return fn(node, target, tuple(epilogue), layout)
+
+
+def _check_extents(node: Node, epilogue: Sequence[Node]) -> None:
+    for each in (node, *epilogue):
+        for value in (*each.operands, *each.results):
+            if value is not None and value.type.size > MAX_KERNEL_ELEMENTS:
+                raise LoweringError(
+                    f"node {each.name or each.op!r} ({each.op}): %{value.name} {value.type} holds "
+                    f"{value.type.size} elements; a kernel buffer holds at most 2^31 - 1 (int32 indices)"
+                )

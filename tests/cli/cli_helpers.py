@@ -70,7 +70,7 @@ def assert_user_error(result: Result, *fragments: str, code: int = 1) -> str:
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
     assert result.exit_code == code, (result.exit_code, result.output)
     assert "Traceback" not in result.output
-    message = result.stderr
+    message = result.stderr.lstrip("\n")  # a progress bar that stopped leaves an empty line
     if code == 1:
         assert message.startswith("error: "), message
     for fragment in fragments:

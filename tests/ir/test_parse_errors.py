@@ -104,6 +104,22 @@ def test_out_of_range_integer_constant():
         parse_hir(text)
 
 
+@pytest.mark.parametrize(
+    ("where", "column"),
+    [
+        ("f32[3]) -> (%y) {\n  %y = Flatten(%x) {axis = N}", 27),
+        ("f32[N]) -> (%y) {\n  %y = Flatten(%x) {axis = 0}", 14),
+    ],
+)
+def test_integers_past_64_bits(where: str, column: int) -> None:
+    """Python's int() refuses 4300+ digits: the parser names the literal first, cut short."""
+    text = f"graph @g(%x: {where.replace('N', '9' * 5000)} : f32[1,3]\n  return %y\n}}\n"
+    with pytest.raises(
+        HirParseError, match=r":\d+:\d+: integer 9{40}… \(5000 digits\) is out of the 64-bit range"
+    ):
+        parse_hir(text)
+
+
 def test_error_in_empty_text():
     with pytest.raises(
         HirParseError, match="empty.hir:1:1: expected one of .graph., .weights., got the end of the text"

@@ -256,7 +256,7 @@ def test_unsupported_dynamic_ops_are_listed_in_one_error() -> None:
         helper.make_node("QAttention", ["x", "w"], ["a"], name="attention", domain="com.microsoft"),
     ]
     graph = helper.make_graph(
-        nodes, "unsupported", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        nodes, "unsupported", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 4]) for n in "xwr"],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("g", "h", "a")],
     )  # fmt: skip
     model = helper.make_model(

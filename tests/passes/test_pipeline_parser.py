@@ -86,7 +86,7 @@ def test_empty_pipeline() -> None:
         ("fold-constants{size=3}", r"'fold-constants' has no option 'size' \(its options: max-size\)", 16),
         ("fold-constants{max-size=big}", r"option 'max-size' of pass 'fold-constants' expects an integer, got 'big'", 16),  # noqa: E501
         ("knobs{enabled=yes}", r"expects a bool \(true or false\), got 'yes'", 7),
-        ("knobs{ratio=fast}", r"expects a number", 7),
+        ("knobs{ratio=fast}", r"expects a finite number", 7),
         ("knobs{precision=int4}", r"expects one of fp16, int8, mixed", 7),
         ("knobs{sizes=[1,x]}", r"expects a list like \[x,y\] of which each is an integer, got 'x' as element 2", 7),  # noqa: E501
         ("knobs{count=[1]}", r"expects an integer, got a list", 7),

@@ -19,9 +19,14 @@ from ir.ops.common import broadcast_shapes, normalize_axes, normalize_axis
 
 
 def static_ints(ctx: ConversionContext, index: int, what: str) -> list[int] | None:
-    """A compile-time input as a list of ints (None when the input is absent)."""
+    """A compile-time input of integers as a list of ints (None when the input is absent)."""
     array = ctx.static_input(index, what)
-    return None if array is None else [int(v) for v in np.asarray(array).reshape(-1)]
+    if array is None:
+        return None
+    array = np.asarray(array)
+    if array.dtype.kind not in "iu":
+        raise ctx.fail(f"{what} must be an integer tensor, got {array.dtype}")
+    return [int(v) for v in array.reshape(-1)]
 
 
 def attr_or_input(ctx: ConversionContext, name: str, index: int, since: int) -> list[int] | None:
