@@ -67,6 +67,9 @@ def check_onnx(model: onnx.ModelProto, path: Path | None = None) -> None:
     except onnx.checker.ValidationError as exc:
         reason = str(exc).strip().splitlines()[0]
         raise ModelFileError(f"{where}not a valid ONNX model: {reason}") from None
+    except UnicodeDecodeError as exc:  # the checker's message quotes a name that is not UTF-8 text
+        reason = exc.object.decode("utf-8", "replace").strip().splitlines()[0]
+        raise ModelFileError(f"{where}not a valid ONNX model (a name is not UTF-8 text): {reason}") from None
 
 
 def _checkable(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -153,3 +153,21 @@ def test_outputs_without_shape_still_import(tmp_path: Path) -> None:
     )
     result = invoke("ir", path)
     assert result.exit_code == 0, result.output
+
+
+def test_a_name_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    """Found by fuzzing: a node input named by bytes that are not UTF-8 made the checker's own message
+    undecodable (a UnicodeDecodeError). onnxruntime refuses the model too."""
+    relu = helper.make_node("Relu", ["QQ"], ["y"], name="relu")
+    graph = helper.make_graph(
+        [relu],
+        "g",
+        [helper.make_tensor_value_info("x", F32, [2])],
+        [helper.make_tensor_value_info("y", F32, [2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "bad_name.onnx"
+    path.write_bytes(model.SerializeToString().replace(b"QQ", b"\x80Q"))
+    with pytest.raises(Exception):  # noqa: B017  (onnxruntime's own error type varies)
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert_user_error(invoke("interp", path), str(path), "not a valid ONNX model", "not UTF-8")

@@ -25,11 +25,15 @@ RTOL = 1e-4  # DESIGN.md: fp32 relative error to onnxruntime
 F32 = TensorProto.FLOAT
 
 
-def fuzz_settings(examples: int, *, slow: bool = False) -> settings:
-    """Hypothesis settings of a fuzzer: the fast tier's cases are the same on every run (derandomized,
-    so CI is reproducible); the slow tier draws new ones each run."""
+EXPLORE = os.environ.get("HAI_FUZZ_EXPLORE") == "1"
+"""`HAI_FUZZ_EXPLORE=1 pytest -m slow tests/fuzz` draws new cases on every run, to hunt for new bugs."""
+
+
+def fuzz_settings(examples: int) -> settings:
+    """Hypothesis settings of a fuzzer: the cases are the same on every run (derandomized, so CI is
+    reproducible: the slow tier draws its own, larger set) unless HAI_FUZZ_EXPLORE=1."""
     return settings(
-        max_examples=examples, derandomize=not slow, deadline=None, database=None,
+        max_examples=examples, derandomize=not EXPLORE, deadline=None, database=None,
         suppress_health_check=list(HealthCheck),
     )  # fmt: skip
 

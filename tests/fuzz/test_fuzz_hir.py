@@ -73,7 +73,7 @@ def check(printed: dict[str, tuple[str, Path]], name: str, data: st.DataObject) 
 
 
 FAST = fuzz_settings(200)
-SLOW = fuzz_settings(2000, slow=True)
+SLOW = fuzz_settings(2000)
 
 
 @FAST

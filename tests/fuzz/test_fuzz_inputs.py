@@ -91,7 +91,7 @@ def check_array(model: Path, command: str, array: np.ndarray, form: str) -> None
 
 
 FAST = fuzz_settings(100)
-SLOW = fuzz_settings(1000, slow=True)
+SLOW = fuzz_settings(1000)
 
 
 @FAST

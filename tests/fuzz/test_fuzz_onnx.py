@@ -115,7 +115,7 @@ def _raw(seed: str, data: st.DataObject) -> None:
 
 
 FAST = fuzz_settings(300)
-SLOW = fuzz_settings(3000, slow=True)
+SLOW = fuzz_settings(3000)
 
 
 @FAST
@@ -138,7 +138,7 @@ def test_mutated_models_slow(seed: str, data: st.DataObject) -> None:
 
 
 @pytest.mark.slow
-@fuzz_settings(60, slow=True)
+@fuzz_settings(60)
 @given(seed=st.sampled_from(sorted(SEEDS)), data=st.data())
 def test_mutated_models_compiled_slow(seed: str, data: st.DataObject) -> None:
     _structured(seed, data, compiled=True)

@@ -82,7 +82,7 @@ def check(
 
 
 FAST = fuzz_settings(200)
-SLOW = fuzz_settings(2000, slow=True)
+SLOW = fuzz_settings(2000)
 
 
 @FAST
