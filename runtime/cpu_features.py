@@ -4,15 +4,19 @@ HAI feature names (manifest, hardware profile, `Capabilities.features`) are the
 issue's spelling: `sse4.2 avx avx2 fma f16c avx512f avx512bw avx512vl avx512dq
 avx512cd avx512_vnni avx512_bf16 avx512_fp16 avx_vnni amx amx_bf16 amx_int8` on
 x86 and `neon fp16 dotprod i8mm bf16 sve sve2` on Arm. The x86-64 micro-architecture
-level (psABI v2/v3/v4) is computed from the kernel's flags. Pure functions over
-text, so tests feed fake cpuinfo; imports only the standard library.
+level (psABI v2/v3/v4) is computed from the kernel's flags. On aarch64 the live
+CPU's features come from the kernel's HWCAP bits (runtime/arm_hwcaps.py), which
+qemu-user emulates, where /proc/cpuinfo shows the host's. Pure functions over
+text and bits, so tests feed fake cpuinfo; imports only the standard library.
 """
 
 from __future__ import annotations
 
 import platform
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from runtime.arm_hwcaps import auxv_hwcaps, hwcap_words
 
 # HAI name -> /proc/cpuinfo flag (x86 "flags" line).
 X86_FEATURES: dict[str, str] = {
@@ -178,11 +182,32 @@ def parse_cpuinfo(text: str, arch: str | None = None) -> CpuIdentity:
     )
 
 
-def host_cpu(cpuinfo_path: str = "/proc/cpuinfo") -> CpuIdentity:
-    """Identify this machine's CPU; an unreadable cpuinfo gives an identity with no features."""
+LIVE_CPUINFO = "/proc/cpuinfo"
+
+
+def host_cpu(cpuinfo_path: str = LIVE_CPUINFO) -> CpuIdentity:
+    """Identify this machine's CPU; an unreadable cpuinfo gives an identity with no features.
+
+    On aarch64 the live machine's features come from the kernel's HWCAP bits instead
+    (`aarch64_identity`): under qemu-user /proc/cpuinfo describes the x86 host.
+    """
     try:
         with open(cpuinfo_path, encoding="utf-8", errors="replace") as f:
             text = f.read()
     except OSError:
         text = ""
+    hwcaps = auxv_hwcaps() if cpuinfo_path == LIVE_CPUINFO and platform.machine() == "aarch64" else None
+    if hwcaps is not None:
+        return aarch64_identity(text, *hwcaps)
     return parse_cpuinfo(text, arch=platform.machine() if not text else None)
+
+
+def aarch64_identity(cpuinfo_text: str, hwcap: int, hwcap2: int) -> CpuIdentity:
+    """An aarch64 CPU whose features are its HWCAP bits; vendor, model and Arm cpu name come from the
+    cpuinfo text only when that describes an Arm CPU (under qemu-user it is the host's: "unknown")."""
+    words = hwcap_words(hwcap, hwcap2)
+    records = cpuinfo_records(cpuinfo_text)
+    cpu = parse_cpuinfo(cpuinfo_text, arch="aarch64")
+    if not records or infer_arch(records[0]) != "aarch64":
+        cpu = replace(cpu, vendor="unknown", model="unknown", arm_cpu=None)
+    return replace(cpu, features=hai_features(words, "aarch64"), flags=words)
