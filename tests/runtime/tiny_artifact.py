@@ -28,10 +28,19 @@ def host_target(features: tuple[str, ...] | None = None) -> TargetInfo:
     return TargetInfo("x86", cpu.arch, "host", tuple(cpu.features if features is None else features))
 
 
-def llvm_target():  # type: ignore[no-untyped-def]
+def llvm_target(target: dict | None = None):  # type: ignore[no-untyped-def]
+    """The TVM target `target` (a Target's JSON), by default this host's CPU."""
     import tvm
 
-    return tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu()})
+    return tvm.target.Target(target or {"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu()})
+
+
+def export(lib, path: Path, cross_compiler: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Link the compiled `lib` into the shared library `path`, with `cross_compiler` (a gcc) if given."""
+    import tvm
+
+    fcompile = tvm.support.cc.cross_compiler(cross_compiler) if cross_compiler else None
+    lib.export_library(str(path), **({"fcompile": fcompile} if fcompile else {}))
 
 
 def parts_digest(parts: ManifestParts, weights: dict[str, np.ndarray]) -> bytes:
@@ -47,9 +56,11 @@ def digest_entry(parts: ManifestParts, weights: dict[str, np.ndarray]) -> dict:
     return {PLAN_DIGEST_SYMBOL: digest_function(parts_digest(parts, weights))}
 
 
-def build_kernels(path: Path, digest: bool = True) -> Path:
+def build_kernels(
+    path: Path, digest: bool = True, target: dict | None = None, cross_compiler: str | None = None
+) -> Path:
     """Compile `matmul` and `bias_relu` (and, with `digest`, the plan digest of `tiny_parts`) into the
-    library `path`."""
+    library `path`, for `target` (default: this host), linked by `cross_compiler` when given."""
     import tvm
     from tvm import te
 
@@ -72,7 +83,7 @@ def build_kernels(path: Path, digest: bool = True) -> Path:
     rows, cols = sch.get_loops(sch.get_sblock("y"))
     sch.parallel(rows)
     sch.vectorize(cols)
-    tvm.compile(sch.mod, target=llvm_target()).export_library(str(path))
+    export(tvm.compile(sch.mod, target=llvm_target(target)), path, cross_compiler)
     return path
 
 
@@ -84,7 +95,8 @@ def tiny_weights(seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def tiny_parts(features: tuple[str, ...] | None = None) -> ManifestParts:
+def tiny_parts(features: tuple[str, ...] | None = None, target: TargetInfo | None = None) -> ManifestParts:
+    """The tiny plan, for this host (its features, or `features`) unless `target` names another."""
     f32 = "float32"
     steps = (
         Step(
@@ -103,15 +115,23 @@ def tiny_parts(features: tuple[str, ...] | None = None) -> ManifestParts:
     return ManifestParts(
         name="tiny",
         compiler=CompilerInfo("0.1.0", "0.27.0.post1", {"target": "x86", "passes": "default"}),
-        target=host_target(features),
+        target=target or host_target(features),
         inputs=(TensorBinding("x", (M, K), f32),),
         outputs=(TensorBinding("y", (M, N), f32, Y_OFFSET),),
         plan=ExecutionPlan(ARENA, steps),
     )
 
 
-def write_tiny_artifact(out: Path, kernels: Path, features: tuple[str, ...] | None = None) -> Path:
-    return write_artifact(out, tiny_parts(features), tiny_weights(), {"cpu": kernels}, "// tiny model\n")
+def write_tiny_artifact(
+    out: Path,
+    kernels: Path,
+    features: tuple[str, ...] | None = None,
+    target: TargetInfo | None = None,
+    tvm_runtime: Path | None = None,
+) -> Path:
+    """The tiny artifact of `kernels`; `target` and its `tvm_runtime` for another machine than this one."""
+    parts = tiny_parts(features, target)
+    return write_artifact(out, parts, tiny_weights(), {"cpu": kernels}, "// tiny model\n", tvm_runtime)
 
 
 def numpy_reference(x: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
