@@ -1,5 +1,5 @@
-"""The cached arm64 environment: an aarch64 Python with constraints.txt's numpy, and the pinned
-aarch64 libtvm_runtime.so, whose sha256 is checked on every use."""
+"""The cached arm64 environment: an aarch64 Python with constraints.txt's numpy, the pinned aarch64
+libtvm_runtime.so, whose sha256 is checked on every use, and one clear error where a step cannot run."""
 
 from __future__ import annotations
 
@@ -7,8 +7,17 @@ from pathlib import Path
 
 import pytest
 
+import hai_compiler.arm64_env as arm64_env_module
 from hai_compiler.aarch64_tvm_runtime import TVM_REQUIREMENT, aarch64_tvm_runtime
-from hai_compiler.arm64_env import CONSTRAINTS, Arm64Env, pinned_wheels
+from hai_compiler.arm64_env import (
+    CONSTRAINTS,
+    QEMU,
+    Arm64Env,
+    Arm64EnvError,
+    ensure_arm64_architecture,
+    ensure_env,
+    pinned_wheels,
+)
 from ir import HaiError
 
 EM_AARCH64 = 183  # ELF e_machine of AArch64
@@ -47,3 +56,18 @@ def test_changed_runtime_library_is_refused(
         HaiError, match=f"{copy.name} has sha256 .* but the aarch64 runtime of {TVM_REQUIREMENT}"
     ):
         aarch64_tvm_runtime()
+
+
+def test_missing_qemu_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arm64_env_module.shutil, "which", lambda tool: None if tool == QEMU else "/bin/true")
+    with pytest.raises(Arm64EnvError, match="qemu-aarch64 is not installed; install qemu-user"):
+        ensure_env()
+
+
+def test_unknown_arm64_architecture_without_root_says_what_to_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arm64_env_module, "run", lambda cmd, what: "i386\n")
+    monkeypatch.setattr(arm64_env_module.os, "geteuid", lambda: 1000)
+    with pytest.raises(
+        Arm64EnvError, match=r"run `sudo dpkg --add-architecture arm64 && sudo apt-get update`"
+    ):
+        ensure_arm64_architecture()
