@@ -43,6 +43,8 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 CONSTRAINTS = REPOSITORY / "constraints.txt"
 STAMP_FORMAT = 1
 QEMU = "qemu-aarch64"
+TOOLS = {QEMU: "qemu-user", "dpkg-deb": "dpkg", "apt-get": "apt"}
+"""Host commands the build runs, and the Debian package of each."""
 
 
 class Arm64EnvError(HaiError):
@@ -51,6 +53,10 @@ class Arm64EnvError(HaiError):
 
 class RegistryUnreachable(Arm64EnvError):
     """apt or pip could not download a package (no registry reachable from here)."""
+
+
+class HostNotReady(Arm64EnvError):
+    """The host lacks a tool, or dpkg the arm64 architecture, and this process cannot add it."""
 
 
 @dataclass(frozen=True)
@@ -104,9 +110,12 @@ def expected_stamp() -> dict:
 
 def ensure_env() -> Arm64Env:
     """The cached environment, built first if missing or made from other inputs (module doc)."""
-    for tool in (QEMU, "dpkg-deb", "apt-get"):
+    for tool, package in TOOLS.items():
         if shutil.which(tool) is None:
-            raise Arm64EnvError(f"{tool} is not installed; install qemu-user (scripts/setup.sh installs it)")
+            raise HostNotReady(
+                f"{tool} is not installed; the arm64 environment needs a Debian host with {package} "
+                f"(scripts/setup.sh installs it)"
+            )
     home = env_dir()
     home.mkdir(parents=True, exist_ok=True)
     root, site = home / "root", home / "site"
@@ -152,7 +161,7 @@ def ensure_arm64_architecture() -> None:
     if "arm64" in foreign.split():
         return
     if os.geteuid() != 0:
-        raise Arm64EnvError(
+        raise HostNotReady(
             "dpkg does not know the arm64 architecture; run `sudo dpkg --add-architecture arm64 && "
             "sudo apt-get update` once (package lists only: nothing arm64 gets installed)"
         )

@@ -13,7 +13,7 @@ from hai_compiler.arm64_env import (
     CONSTRAINTS,
     QEMU,
     Arm64Env,
-    Arm64EnvError,
+    HostNotReady,
     ensure_arm64_architecture,
     ensure_env,
     pinned_wheels,
@@ -60,7 +60,10 @@ def test_changed_runtime_library_is_refused(
 
 def test_missing_qemu_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(arm64_env_module.shutil, "which", lambda tool: None if tool == QEMU else "/bin/true")
-    with pytest.raises(Arm64EnvError, match="qemu-aarch64 is not installed; install qemu-user"):
+    with pytest.raises(
+        HostNotReady,
+        match="qemu-aarch64 is not installed; the arm64 environment needs a Debian host with qemu-user",
+    ):
         ensure_env()
 
 
@@ -68,6 +71,6 @@ def test_unknown_arm64_architecture_without_root_says_what_to_run(monkeypatch: p
     monkeypatch.setattr(arm64_env_module, "run", lambda cmd, what: "i386\n")
     monkeypatch.setattr(arm64_env_module.os, "geteuid", lambda: 1000)
     with pytest.raises(
-        Arm64EnvError, match=r"run `sudo dpkg --add-architecture arm64 && sudo apt-get update`"
+        HostNotReady, match=r"run `sudo dpkg --add-architecture arm64 && sudo apt-get update`"
     ):
         ensure_arm64_architecture()
