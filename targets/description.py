@@ -63,7 +63,7 @@ class TargetDescription:
     arch: str = ""  # machine arch the manifest records ("x86_64", "aarch64")
     triple: str | None = None  # None: LLVM's default for the host
     source: str = ""  # how it was made: "host", "--cpu znver4", "hardware profile"
-    fusable_ops: frozenset[str] | None = field(default=None, repr=False)  # what its epilogues compute (`fuse`)
+    fusable_ops: frozenset[str] | None = field(default=None, repr=False)  # epilogue ops (`fuse` pass)
     runtime_baseline_bytes: int = RUNTIME_BASELINE_BYTES  # the runtime's own resident memory
     runtime_bytes_per_call: int = RUNTIME_BYTES_PER_CALL  # its state per plan step and weight page
 
