@@ -10,8 +10,9 @@ A target module is one `TargetBackend` subclass and answers, for its device fami
 - how its kernels are scheduled: `schedules`, the knob table per op family
   (targets/schedules.py), and whether conv regions go channels-last (`channels_last`);
 - how kernels are built: `kernel_format` ("llvm": LLVM objects linked into one shared
-  library, `build`; later "opencl-c": source the device driver builds), `tvm_target`
-  (the TVM target JSON), and `tvm_runtime` (the libtvm_runtime.so the artifact carries).
+  library, `build`, natively or by a cross `linker`; later "opencl-c": source the device
+  driver builds), `tvm_target` (the TVM target JSON), and `tvm_runtime` (the
+  libtvm_runtime.so the artifact carries).
 Targets are found by name: built-ins first (`x86`), then entry points of group `hai.targets`
 whose value is a `TargetBackend` subclass; a broken entry point is reported when it is asked
 for, never while listing the others.
@@ -181,6 +182,11 @@ class TargetBackend(ABC):
         from targets.build import build_kernels
 
         return build_kernels(kernels, desc)
+
+    def linker(self, desc: TargetDescription) -> str | None:
+        """The C compiler that links the kernel library: None natively (the host's `cc`); for another
+        arch (`desc.triple` set) Debian's cross compiler of the triple, e.g. `aarch64-linux-gnu-gcc`."""
+        return None if desc.triple is None else f"{desc.triple}-gcc"
 
     def tvm_runtime(self, desc: TargetDescription) -> Path | None:
         """The libtvm_runtime.so the artifact carries; None: the installed TVM's (a native build)."""

@@ -5,6 +5,7 @@ and `hai targets`."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +128,19 @@ def test_hai_targets_lists_cpus_and_features() -> None:
         assert set(row.split()) >= set(backend.cpu_features(cpu))
     (v3,) = [line.split() for line in lines if line.startswith("x86-64-v3 ")]
     assert "avx2" in v3 and "avx512f" not in v3
+
+
+@pytest.mark.skipif(shutil.which("x86_64-linux-gnu-gcc") is None, reason="no x86_64-linux-gnu-gcc")
+def test_a_description_for_another_arch_links_with_the_triples_cross_compiler() -> None:
+    from targets.build import build_kernels, linker_of
+
+    native = resolve_target("x86", cpu="x86-64-v3")
+    cross = dataclasses.replace(native, triple="x86_64-linux-gnu")  # as an aarch64 host describes x86
+    assert linker_of(native) is None and linker_of(cross) == "x86_64-linux-gnu-gcc"
+    graph = Graph("g")
+    x = graph.add_input("x", TensorType(DType.F32, (2, 8)))
+    (y,) = Builder(graph).op("Relu", [x], {}, name="relu")
+    assert y.producer is not None
+    library = build_kernels([lower_node(y.producer, cross)], cross)
+    header = library.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and header[16] == 3 and int.from_bytes(header[18:20], "little") == 62
