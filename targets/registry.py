@@ -1,8 +1,9 @@
 """HAI, compile-time half: the interface a target module implements, and how targets are found.
 
 A target module is one `TargetBackend` subclass and answers, for its device family:
-- which machine: its `name`, the machine `arches` it compiles for (the one arch <-> target
-  map, `target_of_arch` / `arch_of_target`), its default LLVM `triple`, the named CPUs
+- which machine: its `name`, the machine arch it compiles for (the one arch <-> target map:
+  ARCH_TARGETS and a plugin's `arches`, asked through `target_of_arch` / `arch_of_target`),
+  its LLVM `triple` when cross-compiling, the named CPUs
   and ISA levels it takes (`cpus`), the features a cpu model has (`cpu_features`), and
   the facts a feature set gives (`isa`: vector width, vector registers, precisions);
   `describe` builds the `TargetDescription` from this host, `--cpu`, or a `hai doctor`

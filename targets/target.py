@@ -61,4 +61,3 @@ def cpu_target(name: str, cpu: str) -> TargetDescription:
     """`--target NAME --cpu CPU`: the description with the features of `cpu`'s table."""
     backend = get_target(name)
     return backend.description(cpu, backend.cpu_features(cpu), source=f"--cpu {cpu}")
-

@@ -165,9 +165,9 @@ def lower_dense(
         "knobs": knobs.to_json(),
     }
     flops = 2 * g.n * g.m * positions * g.c * g.kh * g.kw + chain.flops(result.type.size)
+    step = dot_step(target, knobs)
     schedule = partial(
-        schedule_integer_gemm, knobs=knobs, stages=["pad"], vector_out=not nchw, channels=g.m,
-        dot=dot_step(target, knobs),
+        schedule_integer_gemm, knobs=knobs, stages=["pad"], vector_out=not nchw, channels=g.m, dot=step
     )
     return finish_kernel(node, epilogue, "convint", workload, schedule, params, args, flops, layout, pack)
 

@@ -58,4 +58,3 @@ def tvm_target_json(desc: TargetDescription) -> dict[str, Any]:
     if desc.triple:
         target["mtriple"] = desc.triple
     return target
-
