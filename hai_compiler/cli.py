@@ -1,5 +1,5 @@
-"""The `hai` command line: `hai ir`, `hai passes`, `hai interp`, `hai demo`, `hai samples`, `hai doctor`,
-and `hai compile`, `hai run`, `hai bench`, `hai pack` (compile_commands.py), `hai quantize`
+"""The `hai` command line: `hai ir`, `hai passes`, `hai targets`, `hai interp`, `hai demo`, `hai samples`,
+`hai doctor`, and `hai compile`, `hai run`, `hai bench`, `hai pack` (compile_commands.py), `hai quantize`
 (quantize_commands.py).
 
 Rule: commands parse options and print; the work is done by `driver.py`. A
@@ -299,6 +299,35 @@ def passes_command() -> None:
                 for row in options:
                     table.add_row(*(Text(cell) for cell in row))
                 console.print(table)
+            console.print()
+
+
+@app.command("targets", epilog=example("hai targets"))
+def targets_command() -> None:
+    """List every registered target: the machine arch it compiles for, its CPUs and features."""
+    from rich.table import Table
+    from rich.text import Text
+
+    with reported_errors():
+        from targets.registry import arch_of_target, available_targets, get_target
+
+        console = Console(highlight=False)
+        for name in available_targets():
+            try:
+                backend = get_target(name)
+            except HaiError as exc:  # a broken plugin is reported, the others still listed
+                console.print(Text(f"{name}: {exc}", style="bold"))
+                continue
+            console.print(Text(name, style="bold"), Text(f"({arch_of_target(name)}, {backend.triple})"))
+            console.print(Text(_dedent_doc(type(backend).__doc__)))
+            table = Table(show_edge=False, pad_edge=False, box=None, padding=(0, 2, 0, 2))
+            for column in ("--cpu", "", "features"):
+                table.add_column(column, style="bold" if column == "--cpu" else None)
+            for cpu, note in backend.cpus().items():
+                table.add_row(Text(cpu), Text(note), Text(" ".join(sorted(backend.cpu_features(cpu))) or "-"))
+            console.print(table)
+            features = " ".join(backend.known_features())
+            console.print(Text(f"  or any {name} cpu LLVM knows; --cpu-features edits any of: {features}"))
             console.print()
 
 

@@ -21,7 +21,6 @@ from runtime.hai import available_drivers, get_driver
 from runtime.opencl_probe import opencl_inventory
 
 SCHEMA_VERSION = 1
-TARGET_OF_ARCH = {"x86_64": "x86", "amd64": "x86", "aarch64": "arm64", "arm64": "arm64"}
 
 
 class HardwareProfileError(HaiError):
@@ -68,7 +67,9 @@ def cpu_section(facts: dict[str, Any], this_host: bool = True) -> dict[str, Any]
 def recommended_target(cpu: dict[str, Any]) -> dict[str, Any]:
     """Target, `--cpu` and `--cpu-features` for this host: LLVM's cpu name, else the x86-64 level
     (portable), with the feature edits that make that name's table the host's features."""
-    target = TARGET_OF_ARCH.get(cpu["arch"])
+    from targets.registry import target_of_arch
+
+    target = target_of_arch(cpu["arch"])
     if target is None:
         return {"target": None, "cpu": None, "features": [], "cpu_features": [],
                 "reason": f"no HAI target for {cpu['arch']}"}  # fmt: skip
@@ -86,7 +87,7 @@ def cpu_feature_edits(target: str, cpu: str, features: list[str]) -> tuple[list[
 
     try:
         table = cpu_table_features(target, cpu)
-    except (TargetError, ImportError) as exc:  # not x86, an unknown name, or no TVM to ask
+    except (TargetError, ImportError) as exc:  # no such target, an unknown name, or no TVM to ask
         return [], f"no feature table to compare with ({exc})"
     edits = edits_between(table, features)
     return edits, (

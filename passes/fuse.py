@@ -6,7 +6,7 @@ elementwise node not already taken by an earlier group. From the anchor's
 result, the chain grows one node at a time while the running value
 
 - has exactly one use and is no graph output,
-- and that use is a node of a fusable op (`ctx.target["fusable_ops"]`, which the
+- and that use is a node of a fusable op (`ctx.target.fusable_ops`, which the
   compile driver fills from the target's epilogue tables; `DEFAULT_FUSABLE_OPS`
   when absent) with one result of the anchor's result shape and dtype (a float),
   reading the running value once; its other operand, if any, is of that dtype and
@@ -74,7 +74,7 @@ QUANTIZE_STEP_OPS = ("QuantizeLinear", "DequantizeLinear")
 """Pointwise steps that change the dtype; fused when the target lists them in `fusable_ops`."""
 
 DEFAULT_ANCHOR_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", *INTEGER_ANCHOR_OPS)
-"""Ops whose kernels take an epilogue; `ctx.target["fusion_anchors"]` overrides them."""
+"""Ops whose kernels take an epilogue; `ctx.target.fusion_anchors` overrides them."""
 
 WEIGHT_PROLOGUE_ANCHORS = ("Conv", "Gemm", "MatMul")
 """Anchor ops whose kernels dequantise a stored (INT4 group-wise or FP16) weight inside (weight_prologue)."""
@@ -124,8 +124,8 @@ class Fuse(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         rules = _Rules(
-            frozenset(ctx.target.get("fusable_ops", DEFAULT_FUSABLE_OPS)),
-            frozenset(ctx.target.get("fusion_anchors", DEFAULT_ANCHOR_OPS)),
+            frozenset(DEFAULT_FUSABLE_OPS if ctx.target.fusable_ops is None else ctx.target.fusable_ops),
+            frozenset(DEFAULT_ANCHOR_OPS if ctx.target.fusion_anchors is None else ctx.target.fusion_anchors),
         )
         for node in graph.nodes:
             node.annotations.pop(GROUP_KEY, None)

@@ -122,10 +122,9 @@ class Layout(Pass):
         if any(node.op == "Relayout" for node in graph.nodes):
             ctx.note(self.name, "the graph already has Relayout nodes; layout runs once, nothing changed")
             return graph
-        vector_bytes = int(ctx.target.get("vector_bytes", DEFAULT_VECTOR_BYTES))
-        rules = _Rules(
-            frozenset(ctx.target.get("fusable_ops", DEFAULT_FUSABLE_OPS)), max(vector_bytes // 4, 1)
-        )
+        vector_bytes = ctx.target.vector_bytes or DEFAULT_VECTOR_BYTES
+        fusable = DEFAULT_FUSABLE_OPS if ctx.target.fusable_ops is None else ctx.target.fusable_ops
+        rules = _Rules(frozenset(fusable), max(vector_bytes // 4, 1))
         for region in _regions(graph, rules, anchors_only=self.prefer == "auto"):
             gain, cost = region.gain(rules), region.cost()
             if self.prefer == "auto" and gain < self.min_gain * cost:

@@ -11,10 +11,11 @@ Imports only `ir` and this package.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ir import Graph, HaiError, verify
+from ir.target_facts import TargetFacts
 from passes.conditions import check_condition
 
 
@@ -45,12 +46,13 @@ class Diagnostic:
 class PassContext:
     """What passes share besides the graph: target facts (plain data), diagnostics, statistics.
 
-    `target` is filled by the driver from `targets/` (ISA features, vector width,
-    precisions, devices and costs); passes read it and never import `targets/`.
+    `target` (ir/target_facts.py) is filled by the driver from `targets/` (ISA features, vector
+    width, precisions, devices and costs); passes read it and never import `targets/`;
+    `TargetFacts()` (the default) knows no target.
     `statistics[pass_name][counter]` counts what each pass did.
     """
 
-    target: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    target: TargetFacts = dataclasses.field(default_factory=TargetFacts)
     diagnostics: list[Diagnostic] = dataclasses.field(default_factory=list)
     statistics: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 

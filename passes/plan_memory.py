@@ -92,7 +92,7 @@ class PlanMemory(Pass):
 
     def _record_budget(self, graph: Graph, ctx: PassContext, arena: int) -> None:
         budget = self.budget_bytes
-        baseline = int(ctx.target.get("runtime_baseline_bytes", 0))
+        baseline = ctx.target.runtime_baseline_bytes
         graph.metadata.pop(BUDGET_KEY, None)
         graph.metadata.pop(PAGE_SIZE_KEY, None)
         if budget is None:

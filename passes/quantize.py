@@ -17,7 +17,7 @@ chooser, or by hand in a `.hir`), else the pass's `precision` option
   layer whose reduction axis is shorter than MIN_INT4_AXIS (a depthwise Conv)
   takes INT8 when its input was calibrated, else FP16 (`effective_precision`).
 - `fp16`: W stored f16, read through DequantizeLinear, where the target
-  (`ctx.target["supported_precisions"]`, when the driver gives one) has f16;
+  (`ctx.target.supported_precisions`, when the driver gives one) has f16;
   elsewhere the layer stays fp32 and the pass notes it.
 - `fp32`: untouched.
 
@@ -111,8 +111,7 @@ class Quantize(Pass):
     def _rewrite(
         self, graph: Graph, node: Node, precision: str, quantized_inputs: dict[Value, Value], ctx: PassContext
     ) -> str:
-        supported = ctx.target.get("supported_precisions")
-        if precision == "fp16" and supported is not None and "f16" not in supported:
+        if precision == "fp16" and not ctx.target.supports("f16"):
             ctx.note(self.name, f"{node.label()}: the target has no f16 support; the layer stays fp32")
             return "fp32"
         if precision == "int8":

@@ -28,6 +28,12 @@ def tvm_target_of(desc: TargetDescription) -> dict:
     return get_target(desc.name).tvm_target(desc)
 
 
+def linker_of(desc: TargetDescription) -> str | None:
+    from targets.registry import get_target
+
+    return get_target(desc.name).linker(desc)
+
+
 def compile_object(kernel: LoweredKernel, target_json: dict, path: Path) -> None:
     """LLVM-compile one kernel into an object file at `path`."""
     import tvm
@@ -67,7 +73,10 @@ def link_library(objects: Sequence[Path], desc: TargetDescription, digest: bytes
     target_json = tvm_target_of(desc)
     objects = [*objects, *([digest_object(digest, target_json)] if digest is not None else [])]
     key = cache_key({"library": [o.stem for o in objects]}, target_json)
-    path, _ = cached_file(key, ".so", lambda tmp: cc.create_shared(str(tmp), [str(o) for o in objects]))
+    linker = linker_of(desc)
+    path, _ = cached_file(
+        key, ".so", lambda tmp: cc.create_shared(str(tmp), [str(o) for o in objects], cc=linker)
+    )
     return path
 
 

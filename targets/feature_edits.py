@@ -4,7 +4,7 @@ Rule: an edit list is `+name` / `-name` words in HAI's feature spelling
 (runtime/cpu_features.py), comma separated, applied in order on top of what
 the target has without them (this host, `--cpu NAME`'s LLVM table or a
 hardware profile). Because the TVM target pins every HAI feature on or off
-(targets/x86.py), `--cpu NAME --cpu-features EDITS` reproduces any feature
+(targets/x86/llvm.py), `--cpu NAME --cpu-features EDITS` reproduces any feature
 set: `edits_between` gives the edits from a name's table to a CPU's features,
 which is what `hai doctor` recommends. `--cpu` with this host's own LLVM cpu
 name warns where that name's table differs from the host (LLVM's names lag
@@ -14,12 +14,11 @@ whose table has no AMX or AVX512-FP16).
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Iterable
 
 from runtime.cpu_features import ARM_FEATURES, X86_FEATURES
-from targets.target import TargetDescription, TargetError
+from targets.description import TargetDescription, TargetError
 
 KNOWN_FEATURES = (*X86_FEATURES, *ARM_FEATURES)
 """Every HAI feature name, in the fixed order edits are written in."""
@@ -60,12 +59,6 @@ def edits_between(table: Iterable[str], wanted: Iterable[str]) -> list[str]:
     return [
         ("+" if name in want else "-") + name for name in KNOWN_FEATURES if (name in want) != (name in have)
     ]
-
-
-def with_edits(desc: TargetDescription, text: str) -> TargetDescription:
-    """`desc` with `--cpu-features text` applied; its source says so."""
-    edited = desc.with_features(apply_edits(desc.features, text))
-    return dataclasses.replace(edited, source=f"{desc.source} --cpu-features {text}".strip())
 
 
 def warn_unlike_host(desc: TargetDescription, host_cpu: str, host_features: Iterable[str]) -> None:

@@ -38,8 +38,6 @@ from hai_compiler.compiler.plan import PlanBuilder, StaticPlan
 from hai_compiler.progress import stage
 from ir import Graph
 
-TARGET_ARCH = {"x86": "x86_64", "arm64": "aarch64"}
-
 
 @dataclasses.dataclass
 class CompileResult:
@@ -88,8 +86,9 @@ def run_passes(graph: Graph, options: CompileOptions, target: Any, page_size: in
     """The compile pipeline (CompileOptions.pipeline); `page_size`: split weights larger than a page."""
     from hai_compiler.driver import InstrumentOptions, make_instruments, run_pipeline
     from passes.manager import PassContext
+    from targets.registry import get_target
 
-    ctx = PassContext(target=target.to_pass_context())
+    ctx = PassContext(target=get_target(target.name).facts(target))
     instruments = make_instruments(
         InstrumentOptions(dump_dir=Path(options.dump_ir) if options.dump_ir else None)
     )
@@ -148,6 +147,7 @@ def compile_model(model: Any, output: str | Path, options: CompileOptions) -> Co
     from hai_compiler.driver import graph_text
     from runtime.artifact import CompilerInfo, TargetInfo
     from targets.artifact import ManifestParts, write_artifact
+    from targets.registry import get_target
 
     start = time.perf_counter()
     with stage("loading the model"):
@@ -162,9 +162,7 @@ def compile_model(model: Any, output: str | Path, options: CompileOptions) -> Co
     parts = ManifestParts(
         name=name,
         compiler=CompilerInfo(hai_version(), tvm_version(), options.manifest_options(profile)),
-        target=TargetInfo(
-            target.name, TARGET_ARCH.get(target.name, target.name), target.cpu, tuple(sorted(target.features))
-        ),
+        target=TargetInfo(target.name, target.arch, target.cpu, tuple(sorted(target.features))),
         inputs=static.inputs,
         outputs=static.outputs,
         plan=static.plan,
@@ -172,8 +170,9 @@ def compile_model(model: Any, output: str | Path, options: CompileOptions) -> Co
     libraries = {"cpu": built.library} if built.library is not None else {}
     with stage("writing the artifact"):
         path = write_artifact(
-            output, parts, static.weights, libraries, graph_text(built.graph), layout=built.layout
-        )
+            output, parts, static.weights, libraries, graph_text(built.graph),
+            tvm_runtime=get_target(target.name).tvm_runtime(target), layout=built.layout,
+        )  # fmt: skip
     seconds = time.perf_counter() - start
     return CompileResult(
         path, built.graph, static, built.groups, target, seconds, built.hits, built.memory, memory_plan[0]

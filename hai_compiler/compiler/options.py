@@ -24,8 +24,6 @@ PLAN_MEMORY = "plan-memory{arena-inputs=false}"
 """Graph inputs stay outside the arena: kernels read the caller's buffers through input slots."""
 LAYOUT_PREFERENCES = ("auto", "NHWC", "NCHW")
 """The `layout` pass's `prefer`: NHWC regions where its cost rule gains, everywhere it can, nowhere."""
-LAYOUT_TARGETS = ("x86",)
-"""Targets whose templates store conv regions channels-last (the `layout` pass runs before `fuse`)."""
 ENTRY_MODES = ("auto", "on", "off")
 """One exported entry function calling every kernel: when all allow it, always (else an error), never."""
 
@@ -88,10 +86,11 @@ class CompileOptions:
 
     def pipeline(self, has_fuse: bool, has_layout: bool = False, split_bytes: int | None = None) -> str:
         """The pass pipeline to run: the user's passes, then `split-weights{max-bytes=split_bytes}`
-        (when given), then `layout` (if registered, for a target in LAYOUT_TARGETS, unless the user's
-        passes name it; with `prefer` = the `layout` option), then `fuse` (if registered and not
-        named), then plan-memory (with the budget and page size, unless named). What is added goes
-        before a `fuse` or `plan-memory` the user named (fuse, before their plan-memory)."""
+        (when given), then `layout` (if registered, for a target whose templates store conv regions
+        channels-last, unless the user's passes name it; with `prefer` = the `layout` option), then
+        `fuse` (if registered and not named), then plan-memory (with the budget and page size, unless
+        named). What is added goes before a `fuse` or `plan-memory` the user named (fuse, before
+        their plan-memory)."""
         parts = [p for p in (self.passes or "").split(",") if p.strip()] if self.passes != "none" else []
         names = [p.split("{")[0].strip() for p in parts]
 
@@ -102,7 +101,7 @@ class CompileOptions:
 
         if split_bytes is not None:
             add(f"split-weights{{max-bytes={split_bytes}}}", ("fuse", "plan-memory"))
-        if has_layout and self.target in LAYOUT_TARGETS and "layout" not in names:
+        if has_layout and "layout" not in names and channels_last(self.target):
             add(
                 "layout" if self.layout == "auto" else f"layout{{prefer={self.layout}}}",
                 ("fuse", "plan-memory"),
@@ -155,6 +154,13 @@ def profile_target_of(options: CompileOptions) -> dict[str, Any] | None:
     from hai_compiler.doctor import profile_compile_target, read_profile
 
     return profile_compile_target(read_profile(options.hardware_profile))
+
+
+def channels_last(target: str) -> bool:
+    """Whether target `target`'s templates store conv regions NHWC (the `layout` pass runs before `fuse`)."""
+    from targets.registry import get_target
+
+    return get_target(target).channels_last
 
 
 def resolve_compile_target(options: CompileOptions, profile_target: Mapping[str, Any] | None) -> Any:

@@ -37,7 +37,7 @@ MAX_KERNEL_ELEMENTS = 2**31 - 1
 
 
 class LoweringError(HaiError):
-    """An IR node the x86 templates cannot lower (unsupported op, dtype or attribute)."""
+    """An IR node the target's templates cannot lower (unsupported op, dtype or attribute)."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def lower_node(
     _load_families()
     fn = _LOWERINGS.get(node.op)
     if fn is None:
-        raise LoweringError(f"node {node.name or node.op!r}: no x86 template for op {node.op}")
+        raise LoweringError(f"node {node.name or node.op!r}: no {target.name} template for op {node.op}")
     if layout not in ("NCHW", "NHWC"):
         raise LoweringError(f"node {node.name!r}: unknown activation layout {layout!r}")
     _check_extents(node, epilogue)

@@ -52,8 +52,9 @@ from targets.lowering.conv_geometry import (
 )
 from targets.lowering.elementwise import epilogue_signature
 from targets.lowering.matmul import arg
-from targets.lowering.tiling import ROW_PREFERENCE, choose_knobs, padded, schedule_gemm
+from targets.lowering.tiling import choose_knobs, padded, schedule_gemm
 from targets.lowering.weight_only import decode_at_use, has_packable_weight, weight_source
+from targets.schedules import ROW_PREFERENCE
 from targets.target import TargetDescription
 
 

@@ -30,6 +30,7 @@ from targets.lowering.elementwise import epilogue_signature
 from targets.lowering.matmul import arg
 from targets.lowering.tiling import padded
 from targets.lowering.weight_only import weight_source
+from targets.schedules import schedules_of
 from targets.target import TargetDescription
 
 
@@ -119,7 +120,8 @@ def lower_depthwise(
     x_v, w_v = node.operands[0], node.operands[1]
     assert x_v is not None and w_v is not None
     x = te.placeholder(g.in_shape(layout), "float32", name="x")
-    owp = row_vector(g.ow, target.vector_lanes_f32)[1] if layout == "NCHW" else g.ow
+    lanes = schedules_of(target).depthwise(target).lanes
+    owp = row_vector(g.ow, lanes)[1] if layout == "NCHW" else g.ow
     xp, pad = phased_input(x, g, owp) if layout == "NCHW" else padded_input(x, g, layout)
     w_shape = (g.c, g.kh, g.kw) if layout == "NCHW" else (g.kh, g.kw, g.c)
 
@@ -157,7 +159,6 @@ def lower_depthwise(
         anchor.append((bias, arg(b_v, "weight", bias.shape)))
     output = KernelArg(result.name, "output", g.out_shape(layout), str(out.dtype))
     params, args = epilogue_signature(anchor, chain, out, output)
-    lanes = target.vector_lanes_f32
     workload = {
         "op": "depthwise2d",
         "schedule": "padded-phased-rows" if layout == "NCHW" else "channels",

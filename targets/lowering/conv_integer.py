@@ -32,9 +32,11 @@ from targets.lowering.conv_geometry import Geometry, finish_kernel
 from targets.lowering.elementwise import Epilogue, epilogue_signature, output_arg
 from targets.lowering.integer_gemm import (
     DEPTH,
+    LANES,
     PARALLEL_MIN_MACS,
     choose_int_knobs,
     corrected_bias,
+    dot_step,
     fused_tables,
     pack_integer_weights,
     packed_table_stage,
@@ -46,7 +48,6 @@ from targets.lowering.integer_gemm import (
 )
 from targets.lowering.matmul import arg
 from targets.lowering.tiling import padded
-from targets.lowering.vnni import LANES
 from targets.target import TargetDescription
 
 
@@ -164,7 +165,10 @@ def lower_dense(
         "knobs": knobs.to_json(),
     }
     flops = 2 * g.n * g.m * positions * g.c * g.kh * g.kw + chain.flops(result.type.size)
-    schedule = partial(schedule_integer_gemm, knobs=knobs, stages=["pad"], vector_out=not nchw, channels=g.m)
+    step = dot_step(target, knobs)
+    schedule = partial(
+        schedule_integer_gemm, knobs=knobs, stages=["pad"], vector_out=not nchw, channels=g.m, dot=step
+    )
     return finish_kernel(node, epilogue, "convint", workload, schedule, params, args, flops, layout, pack)
 
 

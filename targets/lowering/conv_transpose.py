@@ -28,7 +28,8 @@ from targets.lowering.conv_general import lower_general_conv
 from targets.lowering.conv_geometry import bias_and_epilogue, finish_kernel
 from targets.lowering.elementwise import epilogue_signature
 from targets.lowering.matmul import arg
-from targets.lowering.tiling import GemmKnobs, choose_knobs, schedule_gemm
+from targets.lowering.tiling import choose_knobs, schedule_gemm
+from targets.schedules import GemmKnobs
 from targets.target import TargetDescription
 
 MAX_ROWS = 8  # accumulator rows of one tile

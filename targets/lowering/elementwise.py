@@ -39,6 +39,7 @@ from targets.lowering.pointwise import (
     vectorizable,
 )
 from targets.lowering.quantized import QUANT_OPS, LiteralTables, Tables, is_quant_step, quant_expr, quant_key
+from targets.schedules import schedules_of
 from targets.target import TargetDescription
 
 __all__ = ["BINARY", "UNARY", "VARIADIC", "Epilogue", "Operand", "dtype_of", "epilogue_args", "fusable"]
@@ -233,7 +234,7 @@ def output_arg(value: Value) -> KernelArg:
 def vector_lanes(target: TargetDescription, dtypes: Sequence[str]) -> int:
     """Lanes of one vector for the widest of `dtypes` (32-bit lanes at least: narrow types compute in f32)."""
     widest = max([4, *(np.dtype(d).itemsize for d in dtypes)])
-    return max(target.vector_bytes // widest, 1)
+    return schedules_of(target).vector(target, widest).lanes
 
 
 def schedule_flat(sch: Any, block: Any, lanes: int, elements: int) -> None:
@@ -267,7 +268,7 @@ def lower_elementwise(
         raise LoweringError(f"node {node.name!r}: {node.op} needs all its operands and one result")
     if node.op in QUANT_OPS and not is_quant_step(node):
         raise LoweringError(
-            f"node {node.name!r}: no x86 template for this {node.op} (group-wise or constant)"
+            f"node {node.name!r}: no {target.name} template for this {node.op} (group-wise or constant)"
         )
     result = node.results[0]
     nhwc = layout == "NHWC"

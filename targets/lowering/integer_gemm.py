@@ -13,18 +13,19 @@ placed, so the epilogue assembles the words from the bytes): row 0 is the
 corrected bias B[o] - zx * sum_k W[k, o] (zx the activation's u8 zero point: padding is filled with zx, so
 sum (x - zx) w = sum x w - zx sum w), the other rows the per-channel constants
 of the fused quantize steps (`PackedTables`). The reduction's last two loops
-are (c4, ci) over 4 consecutive bytes; with avx512_vnni the 16 x 4 inner step is
-tensorized into one `vpdpbusd` (targets/lowering/vnni.py), else it is a plain
+are (c4, ci) over 4 consecutive bytes; where the target has a dot instruction for
+it (x86 avx512_vnni: `vpdpbusd`, targets/x86/vnni.py) the 16 x 4 inner step is
+tensorized into it (the schedule table's `dot_intrinsic`), else it is a plain
 int32 TE reduction vectorised over the 16 lanes. The schedule follows
-/work/shared/TVM-0.27.md: tile `rows` positions x `vectors` panels in
-registers, panels outermost, tiles parallel, the epilogue written per tile,
+/work/shared/TVM-0.27.md: tile `rows` positions x `vectors` panels (IntKnobs,
+chosen by the target's schedule table, targets/schedules.py) in registers,
+panels outermost, tiles parallel, the epilogue written per tile,
 decompose_reduction before tensorize.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -32,45 +33,32 @@ from tvm import te, tirx
 
 from targets.lowering.pointwise import Expr
 from targets.lowering.quantized import QUANT_OPS, LiteralTables, channel_axis, step_constants, uniform
-from targets.lowering.tiling import ROW_PREFERENCE, padded
-from targets.lowering.vnni import DEPTH, LANES, register_vnni
+from targets.lowering.tiling import padded
+from targets.schedules import IntKnobs, schedules_of
 from targets.target import TargetDescription
 
-VNNI_FEATURES = frozenset({"avx512_vnni", "avx512f", "avx512bw"})
 PARALLEL_MIN_MACS = 1 << 19
 """Multiply-adds below which an integer kernel runs serial: VNNI does ~200 G of them a second on one
 core, so this is ~2.5 µs of work, about what a parallel launch (and the pad stage's own) costs."""
-
-
-@dataclass(frozen=True)
-class IntKnobs:
-    """Tile knobs: `rows` output positions x `vectors` panels of 16 channels; `vnni` picks the step;
-    `parallel`: tiles (and input stages) run on the thread pool (PARALLEL_MIN_MACS)."""
-
-    rows: int
-    vectors: int
-    vnni: bool
-    parallel: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+LANES = 16
+"""int32 accumulators of one weight panel (one 512-bit vector)."""
+DEPTH = 4
+"""Bytes one accumulator lane takes per reduction step."""
 
 
 def has_vnni(target: TargetDescription) -> bool:
-    return VNNI_FEATURES <= target.features
+    """Whether the 16 x 4 byte step is one dot instruction on `target` (x86: vpdpbusd)."""
+    return schedules_of(target).integer_dot(target)
 
 
 def choose_int_knobs(target: TargetDescription, positions: int, channels: int, macs: int) -> IntKnobs:
-    """Up to 4 panels dividing the padded channels, then the most rows (ROW_PREFERENCE) that fit the
-    registers (one accumulator vector per row and panel, one per panel's weights, one broadcast);
-    parallel from `macs` multiply-adds."""
-    vnni = has_vnni(target)
-    registers = 32 if "avx512f" in target.features else 8  # an AVX2 target needs two ymm per 16 lanes
-    panels = padded(channels, LANES) // LANES
-    vectors = next(v for v in (4, 3, 2, 1) if panels % v == 0 and 2 * v + 1 <= registers)
-    fits = [r for r in ROW_PREFERENCE if r * vectors + vectors + 1 <= registers]
-    rows = next((r for r in fits if positions % r == 0), 1)
-    return IntKnobs(rows=rows, vectors=vectors, vnni=vnni, parallel=macs >= PARALLEL_MIN_MACS)
+    """The target family's knobs for `positions` x `channels` outputs of `macs` multiply-adds."""
+    return schedules_of(target).integer_gemm(target, positions, channels, macs)
+
+
+def dot_step(target: TargetDescription, knobs: IntKnobs) -> str | None:
+    """The registered tensor intrinsic of the 16 x 4 step when `knobs` tensorize it, else None."""
+    return schedules_of(target).dot_intrinsic() if knobs.vnni else None
 
 
 def reduction_blocks(k: int) -> int:
@@ -176,12 +164,13 @@ def fused_tables(nodes: Sequence[Any], axis: int) -> PackedTables:
 
 
 def schedule_integer_gemm(
-    sch: Any, knobs: IntKnobs, stages: Sequence[str], vector_out: bool, channels: int
+    sch: Any, knobs: IntKnobs, stages: Sequence[str], vector_out: bool, channels: int, dot: str | None
 ) -> None:
     """Schedule block "acc" (loops n, p, o, reduce..., c4, ci), "ctab" and "out" (see the module rule).
 
-    `stages` are input stages ("pad") computed whole before the GEMM, in parallel over their
-    first two loops (when `knobs.parallel`); `vector_out`: the output's innermost loop runs over channels.
+    `dot`: the registered tensor intrinsic of the 16 x 4 step when `knobs.vnni`. `stages` are input
+    stages ("pad") computed whole before the GEMM, in parallel over their first two loops (when
+    `knobs.parallel`); `vector_out`: the output's innermost loop runs over channels.
     """
     parallel = knobs.parallel
     for name in stages:
@@ -215,4 +204,5 @@ def schedule_integer_gemm(
         sch.vectorize(oi)
     sch.decompose_reduction(block, outer_reduce[0])
     if knobs.vnni:
-        sch.tensorize(oi, register_vnni())
+        assert dot is not None, "a vnni schedule needs the dot intrinsic"
+        sch.tensorize(oi, dot)

@@ -27,6 +27,7 @@ from targets.lowering.integer_gemm import (
     DEPTH,
     choose_int_knobs,
     corrected_bias,
+    dot_step,
     fused_tables,
     pack_integer_weights,
     packed_table_stage,
@@ -104,5 +105,8 @@ def lower_matmul_integer(
     }
     flops = 2 * rows * k * n + chain.flops(result.type.size)
     stages = [] if in_place else ["pad"]
-    schedule = partial(schedule_integer_gemm, knobs=knobs, stages=stages, vector_out=True, channels=n)
+    step = dot_step(target, knobs)
+    schedule = partial(
+        schedule_integer_gemm, knobs=knobs, stages=stages, vector_out=True, channels=n, dot=step
+    )
     return finish_kernel(node, epilogue, "matmulint", workload, schedule, params, args, flops, "any", pack)

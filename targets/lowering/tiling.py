@@ -6,50 +6,22 @@ rows that broadcast one scalar each per k. The schedule keeps an `mi x nb`
 accumulator tile in registers (`nb` = a few SIMD vectors), walks every panel
 outermost so it stays in cache, runs tiles in parallel, computes the output
 (epilogue) block right after each tile, and decomposes the reduction last
-(TVM 0.27 refuses vectorize after `decompose_reduction`). Knobs are chosen
-from the target's vector width and register count, and go into the workload key.
+(TVM 0.27 refuses vectorize after `decompose_reduction`). The knobs (GemmKnobs,
+targets/schedules.py) are chosen by the target family's schedule table from its
+vector width and register count, and go into the workload key.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from targets.schedules import GemmKnobs, schedules_of
 from targets.target import TargetDescription
-
-ROW_PREFERENCE = (4, 6, 8, 3, 5, 2, 7, 1)
-
-
-@dataclass(frozen=True)
-class GemmKnobs:
-    """Tile knobs: `mi` rows x `nb` columns (= `vectors` x `lanes`) of accumulators."""
-
-    mi: int
-    nb: int
-    lanes: int
-
-    @property
-    def vectors(self) -> int:
-        return self.nb // self.lanes
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def choose_knobs(target: TargetDescription, m: int, n: int, rows: int | None = None) -> GemmKnobs:
-    """Rows dividing `m` (or given `rows`), then as many column vectors as the registers hold (at most 4)."""
-    lanes = target.vector_lanes_f32
-    registers = 32 if "avx512f" in target.features else 16
-    mi = rows if rows is not None else next(r for r in ROW_PREFERENCE if m % r == 0)
-    vectors = 4
-    while vectors > 1 and mi * vectors + vectors + 1 > registers:
-        vectors -= 1
-    vectors = max(1, min(vectors, -(-n // lanes)))
-    for v in range(vectors, 0, -1):  # prefer a panel width that divides n (no padded tail tile)
-        if n % (v * lanes) == 0:
-            vectors = v
-            break
-    return GemmKnobs(mi=mi, nb=vectors * lanes, lanes=lanes)
+    """The target family's GEMM knobs (targets/schedules.py) for `m` rows (or a tile of `rows`) by `n`."""
+    return schedules_of(target).gemm(target, m, n, rows)
 
 
 def padded(n: int, nb: int) -> int:

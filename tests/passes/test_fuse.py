@@ -18,6 +18,7 @@ from ir import Graph, Value, run_graph
 from ir.ops.registry import get_schema
 from ir.parser import parse_hir
 from ir.printer import print_graph
+from ir.target_facts import TargetFacts
 from passes import PassContext, PassManager, parse_pipeline
 from passes.aliasing import is_view
 from passes.fuse import DEFAULT_FUSABLE_OPS
@@ -151,10 +152,10 @@ def test_non_fusable_ops_stay_alone() -> None:
 
 
 def test_fusable_ops_come_from_the_target() -> None:
-    ctx = PassContext(target={"fusable_ops": ["Relu"]})
+    ctx = PassContext(target=TargetFacts(fusable_ops=frozenset({"Relu"})))
     graph = PassManager(parse_pipeline("fuse")).run(hir(CONV_BIAS_RELU), ctx)
     assert groups(graph) == []  # the bias Add is not fusable for this target: the chain never starts
-    ctx = PassContext(target={"fusable_ops": ["Add"], "fusion_anchors": []})
+    ctx = PassContext(target=TargetFacts(fusable_ops=frozenset({"Add"}), fusion_anchors=frozenset()))
     graph = PassManager(parse_pipeline("fuse")).run(hir(CONV_BIAS_RELU), ctx)
     assert groups(graph) == []  # no anchors, and Add(conv, b)'s result is read by a non-fusable Relu
     graph = PassManager(parse_pipeline("fuse{standalone-chains=false}")).run(

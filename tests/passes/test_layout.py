@@ -12,11 +12,12 @@ from hai_compiler.onnx_import import import_onnx
 from ir import run_graph, verify
 from ir.parser import parse_hir
 from ir.printer import print_graph
+from ir.target_facts import TargetFacts
 from passes import PassContext, PassManager, parse_pipeline
 from passes.fusion import kernels
 
 ort = pytest.importorskip("onnxruntime")
-AVX512 = {"vector_bytes": 64}
+AVX512 = TargetFacts(vector_bytes=64)
 
 
 def run_layout(model, pipeline: str, target=AVX512):  # type: ignore[no-untyped-def]

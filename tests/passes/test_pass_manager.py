@@ -9,6 +9,7 @@ import pytest
 from pass_helpers import f32, ops
 
 from ir import Builder, Graph, HaiError
+from ir.target_facts import TargetFacts
 from passes import Pass, PassContext, PassFailedError, PassManager, parse_pipeline
 from passes.eliminate_dead_code import EliminateDeadCode
 
@@ -85,12 +86,12 @@ class NeedsTypes(Pass):
 
 
 def test_passes_run_in_order_and_share_the_context() -> None:
-    ctx = PassContext(target={"vector_bits": 256})
+    ctx = PassContext(target=TargetFacts(vector_bytes=32))
     graph = PassManager([Record(tag="a"), Record(tag="b"), EliminateDeadCode()]).run(small_graph(), ctx)
     assert graph.metadata["order"] == "ab"
     assert ops(graph) == ["Relu"]
     assert ctx.statistics["record"] == {"runs": 2}
-    assert ctx.target["vector_bits"] == 256
+    assert ctx.target.vector_bytes == 32
 
 
 def test_a_raising_pass_is_named_with_the_passes_before_it() -> None:

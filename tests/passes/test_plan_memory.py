@@ -14,6 +14,7 @@ from pass_helpers import check_pass, random_inputs
 from ir import Graph, HaiError, run_graph
 from ir.parser import parse_hir
 from ir.printer import print_graph
+from ir.target_facts import TargetFacts
 from passes import PassContext, PassManager, parse_pipeline
 from passes.memory_check import ARENA_KEY, MemoryPlanError, check_memory_plan, memory_report
 from passes.plan_memory import BUDGET_KEY, PAGE_SIZE_KEY
@@ -250,7 +251,7 @@ def test_budget_and_page_size_are_recorded_for_the_compiler() -> None:
 
 
 def test_budget_under_arena_and_baseline_is_warned_of() -> None:
-    ctx = PassContext(target={"runtime_baseline_bytes": 1000})
+    ctx = PassContext(target=TargetFacts(runtime_baseline_bytes=1000))
     graph = PassManager(parse_pipeline("plan-memory{budget=1KiB in-place=false}")).run(hir(CHAIN), ctx)
     assert graph.metadata[ARENA_KEY] == "128"  # two 40-byte buffers at 64-byte alignment
     (warning,) = ctx.diagnostics

@@ -22,8 +22,9 @@ def test_host_target_uses_llvm_cpu_name_never_native() -> None:
     desc = resolve_target("x86")
     assert desc.cpu not in ("native", "generic", "")
     assert desc.features == frozenset(host_cpu().features)
-    ctx = desc.to_pass_context()
-    assert ctx["vector_bytes"] in (16, 32, 64) and "f32" in ctx["supported_precisions"]
+    facts = desc.to_pass_context()
+    assert facts.vector_bytes in (16, 32, 64) and facts.supports("f32")
+    assert facts.vector_registers == (32 if "avx512f" in desc.features else 16)
 
 
 @pytest.mark.parametrize(

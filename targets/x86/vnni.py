@@ -7,14 +7,13 @@ C[j] += sum_k u8(A[k]) * i8(B[j, k]). TVM's shipped `dot_16x4_vnni` fails under
 LLVM 22 (`vpdpbusd.512` now takes `(<16 x i32>, <64 x i8>, <64 x i8>)`), so this
 copy passes the broadcast A and B as byte vectors (/work/shared/TVM-0.27.md).
 Its C buffer is register ("local") scope: the accumulator tile of
-targets/lowering/integer_gemm.py lives in registers. Registered once, on first use.
+targets/lowering/integer_gemm.py (whose 16 x 4 packing this step reads) lives in
+registers. Registered once, on first use.
 """
 
 from __future__ import annotations
 
 VNNI_DOT_16X4 = "hai_dot_16x4_vnni_local"
-LANES = 16  # int32 accumulators of one 512-bit vector
-DEPTH = 4  # bytes one accumulator lane takes per step
 
 
 def register_vnni() -> str:

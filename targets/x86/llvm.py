@@ -1,4 +1,4 @@
-"""The x86 target: HAI feature names to LLVM attributes, and the TVM target JSON for a description.
+"""x86 through LLVM: HAI feature names to LLVM attributes, and the TVM target JSON for a description.
 
 Rule: TVM 0.27 takes targets as JSON dicts (`{"kind": "llvm", "mcpu": ..., "mattr": [...]}`;
 strings are rejected) and `"mcpu": "native"` silently means generic x86-64, so the
@@ -11,18 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.cpu_features import host_cpu
-from targets.feature_edits import warn_unlike_host, with_edits
-from targets.registry import TargetBackend
-from targets.target import (
-    TARGET_OF_ARCH,
-    TargetDescription,
-    TargetError,
-    cpu_target,
-    host_target,
-    llvm_host_cpu,
-    profile_target,
-)
+from targets.description import TargetDescription, TargetError
 
 # HAI feature name -> LLVM subtarget feature.
 LLVM_FEATURES: dict[str, str] = {
@@ -63,47 +52,9 @@ def mattr(features: frozenset[str]) -> list[str]:
     return [("+" if hai in features else "-") + name for hai, name in LLVM_FEATURES.items()]
 
 
-def warn_if_host_name(desc: TargetDescription) -> None:
-    """Warn when `--cpu` names this x86 host's own LLVM cpu but gives other features than the host has."""
-    host = host_cpu()
-    if TARGET_OF_ARCH.get(host.arch) != X86Target.name:
-        return
-    try:
-        name = llvm_host_cpu()
-    except TargetError:
-        return
-    warn_unlike_host(desc, name, host.features)
-
-
 def tvm_target_json(desc: TargetDescription) -> dict[str, Any]:
     """The TVM target dict for `desc`: kind llvm, its cpu, every known feature pinned on or off."""
     target: dict[str, Any] = {"kind": "llvm", "mcpu": desc.cpu, "mattr": mattr(desc.features)}
     if desc.triple:
         target["mtriple"] = desc.triple
     return target
-
-
-class X86Target(TargetBackend):
-    """x86-64 CPUs through LLVM: SSE4.2 to AVX-512, kernels in one shared library."""
-
-    name = "x86"
-
-    def describe(
-        self, cpu: str | None = None, profile: dict[str, Any] | None = None, cpu_features: str | None = None
-    ) -> TargetDescription:
-        if profile is not None:
-            desc = profile_target(profile)
-        elif cpu is None:
-            desc = host_target()
-            if desc.name != self.name:
-                raise TargetError(f"this host is {desc.name}, not x86; pass --cpu to cross-compile")
-        else:
-            desc = cpu_target(self.name, cpu)
-        if cpu_features:
-            desc = with_edits(desc, cpu_features)
-        if cpu is not None:
-            warn_if_host_name(desc)
-        return desc
-
-    def tvm_target(self, desc: TargetDescription) -> dict[str, Any]:
-        return tvm_target_json(desc)

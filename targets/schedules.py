@@ -1,0 +1,100 @@
+"""Schedule knobs: what each main template's schedule may vary, declared once, chosen per target family.
+
+Rule: the computes (TE) in targets/lowering/ are written once for every target;
+how a compute is scheduled is steered by a small frozen knob dataclass per
+template family, declared here. A target module's `ScheduleTable`
+(`TargetBackend.schedules()`) holds the functions that choose each family's knob
+values from the target's facts (vector width and register count, features) and
+the workload's shape: x86's are targets/x86/schedules.py. Knobs go into the
+kernel's workload (`to_json`), so a kernel built with other knobs is another
+kernel. A later tuner searches these fields; nothing here tunes.
+
+Families and their knobs:
+- `gemm` (Conv, ConvTranspose, MatMul, Gemm; targets/lowering/tiling.py): an `mi` x `nb`
+  register tile of `lanes`-wide vectors; tiles run in parallel over the fused outer axis.
+- `integer_gemm` (ConvInteger, MatMulInteger; targets/lowering/integer_gemm.py): `rows` x
+  `vectors` panels of 16 int32 lanes, `vnni` (the 16 x 4 byte step is one dot instruction,
+  `dot_intrinsic`), `parallel`.
+- `depthwise` (depthwise Conv) and `vector` (pointwise/elementwise, reductions, movement):
+  `lanes`, the vector width in elements.
+- layout: `TargetBackend.channels_last` (conv regions NHWC through the `layout` pass).
+Slots: AMX tiles (x86 `amx_int8`/`amx_bf16`: a `tile` knob family beside `integer_gemm`),
+aarch64 NEON (targets/arm64/schedules.py: 16-byte vectors, 32 registers, sdot/smmla as
+`dot_intrinsic`) and OpenCL (work-group sizes) add a table or a family here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from targets.description import TargetDescription
+
+
+ROW_PREFERENCE = (4, 6, 8, 3, 5, 2, 7, 1)
+"""Register-tile row counts, tried in this order (the first dividing the rows wins)."""
+
+
+@dataclass(frozen=True)
+class GemmKnobs:
+    """Tile knobs: `mi` rows x `nb` columns (= `vectors` x `lanes`) of accumulators."""
+
+    mi: int
+    nb: int
+    lanes: int
+
+    @property
+    def vectors(self) -> int:
+        return self.nb // self.lanes
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class IntKnobs:
+    """Tile knobs: `rows` output positions x `vectors` panels of 16 channels; `vnni` picks the step;
+    `parallel`: tiles (and input stages) run on the thread pool."""
+
+    rows: int
+    vectors: int
+    vnni: bool
+    parallel: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class VectorKnobs:
+    """`lanes`: elements of one vector (depthwise rows/channels, elementwise and reduction loops)."""
+
+    lanes: int
+
+
+@dataclass(frozen=True)
+class ScheduleTable:
+    """A target family's knob choices, one function per template family (see the module rule).
+
+    - `gemm(target, m, n, rows)`: rows dividing `m` (or `rows` given) by columns of `n`.
+    - `integer_gemm(target, positions, channels, macs)`.
+    - `integer_dot(target)`: whether the 16 x 4 u8 x i8 step is one instruction there;
+      `dot_intrinsic()` registers that instruction's tensor intrinsic and names it.
+    - `depthwise(target)`, `vector(target, itemsize)`: the vector width for f32 / `itemsize` bytes.
+    """
+
+    gemm: Callable[[TargetDescription, int, int, int | None], GemmKnobs]
+    integer_gemm: Callable[[TargetDescription, int, int, int], IntKnobs]
+    integer_dot: Callable[[TargetDescription], bool]
+    dot_intrinsic: Callable[[], str]
+    depthwise: Callable[[TargetDescription], VectorKnobs]
+    vector: Callable[[TargetDescription, int], VectorKnobs]
+
+
+def schedules_of(target: TargetDescription) -> ScheduleTable:
+    """The schedule table of `target`'s family (its target module's)."""
+    from targets.registry import get_target
+
+    return get_target(target.name).schedules()
