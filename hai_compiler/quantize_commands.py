@@ -143,16 +143,10 @@ class QuantizeOptions:
         return quality(reference, quantized.graph, feeds, labels)
 
     def fit(self, model: Path, shapes: dict[str, tuple[int, ...]], target_device: str) -> Any:
-        """The QuantizedModel of `model` under these options (its warnings as `warning:` lines, its
-        statistics saved with --save-stats)."""
-        from hai_compiler.quantize.caveats import printed_warnings
-
+        """The QuantizedModel of `model` under these options (its statistics saved with --save-stats)."""
         with stage("describing the target"):
             quantizer = self.quantizer(target_device)
-        with printed_warnings():
-            quantized = quantizer.fit(
-                model, self.calibration_data, input_shapes=shapes or None, stats=self.stats
-            )
+        quantized = quantizer.fit(model, self.calibration_data, input_shapes=shapes or None, stats=self.stats)
         if self.save_stats is not None and quantized.stats is not None:
             quantized.stats.save(self.save_stats)
         return quantized
@@ -185,7 +179,6 @@ def print_quantization(
     console: Console, model: Path, quantized: Any, after_bytes: int | None, quality_report: Any = None
 ) -> None:
     """The per-layer table, the size before/after and, when measured, the closeness to fp32."""
-    from hai_compiler.quantize.caveats import printed_warnings
     from hai_compiler.quantize.report import (
         SizeReport,
         graph_weight_bytes,
@@ -197,8 +190,7 @@ def print_quantization(
     console.print(layer_table(quantized.layers, quantized.precisions))
     weights = graph_weight_bytes(quantized.graph)
     size = SizeReport(model_weight_bytes(model), after_bytes or weights)
-    with printed_warnings():
-        render_summary(console, size, quantized.verified, quality_report, quantized.budget, weights)
+    render_summary(console, size, quantized.verified, quality_report, quantized.budget, weights)
 
 
 @app.command(

@@ -18,6 +18,7 @@ import dataclasses
 import warnings
 from collections.abc import Iterable
 
+from ir.errors import HaiWarning
 from runtime.cpu_features import ARM_FEATURES, X86_FEATURES
 from targets.target import TargetDescription, TargetError
 
@@ -25,7 +26,7 @@ KNOWN_FEATURES = (*X86_FEATURES, *ARM_FEATURES)
 """Every HAI feature name, in the fixed order edits are written in."""
 
 
-class CpuFeaturesWarning(UserWarning):
+class CpuFeaturesWarning(HaiWarning):
     """`--cpu NAME` names this host's CPU, but LLVM's table for NAME has other features than the host."""
 
 
