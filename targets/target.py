@@ -173,7 +173,7 @@ def cpu_target(name: str, cpu: str) -> TargetDescription:
 
 
 def profile_target(recommended: Mapping[str, Any]) -> TargetDescription:
-    """From a `hai doctor --scan` profile's `recommended` object (`{"target", "cpu", "features"}`)."""
+    """From a `hai doctor` profile's `recommended` object (`{"target", "cpu", "features"}`)."""
     try:
         name, cpu, features = recommended["target"], recommended["cpu"], recommended["features"]
     except (KeyError, TypeError) as exc:

@@ -87,11 +87,11 @@ class QuantizedModel:
 class DynamicQuantizer:
     """Per-layer precision for a target device; `fit` quantizes a model (module doc: the rules).
 
-    `target_device` is a target name (`x86`) or a `hai doctor --scan` profile path; the
+    `target_device` is a target name (`x86`) or a `hai doctor` profile path; the
     budget is one of `min_sqnr` (dB), `max_disagreement` (top-1 fraction), `target_size` (bytes).
     """
 
-    target_device: Any = "x86"  # a target name, a `hai doctor --scan` profile path, or a TargetDescription
+    target_device: Any = "x86"  # a target name, a `hai doctor` profile path, or a TargetDescription
     precision_profile: str = "mixed"
     observer: str = DEFAULT_OBSERVER
     observer_options: Mapping[str, Any] | None = None
@@ -251,7 +251,7 @@ class DynamicQuantizer:
 
 
 def resolve_device(device: str) -> Any:
-    """The TargetDescription of a target name or of a `hai doctor --scan` profile file."""
+    """The TargetDescription of a target name or of a `hai doctor` profile file."""
     from hai_compiler.doctor import profile_compile_target, read_profile
     from targets.registry import resolve_target
 
