@@ -187,7 +187,7 @@ def print_quantization(
         render_summary,
     )
 
-    console.print(layer_table(quantized.layers, quantized.precisions))
+    console.print(layer_table(quantized.layers))
     weights = graph_weight_bytes(quantized.graph)
     size = SizeReport(model_weight_bytes(model), after_bytes or weights)
     render_summary(console, size, quantized.verified, quality_report, quantized.budget, weights)

@@ -34,7 +34,7 @@ from hai_compiler.quantize.bias_correction import correct_biases
 from hai_compiler.quantize.calibrate import calibrate, prepare_graph
 from hai_compiler.quantize.calibration_data import CalibrationData, CalibrationSource, load_calibration_data
 from hai_compiler.quantize.incremental import IncrementalEvaluator, closeness
-from hai_compiler.quantize.metrics import graph_weight_bytes
+from hai_compiler.quantize.metrics import graph_weight_bytes, stored_bytes
 from hai_compiler.quantize.mixed import (
     Budget,
     LayerChoice,
@@ -53,7 +53,7 @@ from ir.clone import clone_graph
 from ir.printer import write_hir
 from ir.quantization import record_range
 from passes.manager import PassContext
-from passes.quantize import PRECISION_KEY, Quantize, effective_precision, layers
+from passes.quantize import PRECISION_KEY, Quantize, effective_precision, layer_weight, layers, stored_weight
 
 PROFILES = ("fp16", "int8", "int4", "mixed")
 SENSITIVITY_SAMPLES = 8
@@ -72,7 +72,7 @@ class QuantizedModel:
 
     graph: Graph
     precisions: dict[str, str]
-    layers: list[LayerChoice] | None = None
+    layers: list[LayerChoice] = dataclasses.field(default_factory=list)  # sensitivities: mixed only
     stats: CalibrationStats | None = None
     ranges: RangeChoice | None = None  # which activation ranges were chosen, and why
     verified: QualityReport | None = None  # closeness to fp32 on the calibration samples (module doc)
@@ -164,9 +164,9 @@ class DynamicQuantizer:
             known = chooser.reached if chooser is not None else None  # its choice, measured on `verifier`
             with stage("correcting biases and measuring against fp32"):
                 quantized, verified = self._verified(graph, quantized, evaluator, verifier, budget, known)
-        layers_chosen = chooser.layers if chooser is not None else None
+        chosen = chooser.layers if chooser is not None else uniform_layers(graph, quantized, precisions)
         stats_used = choice.stats if choice else None
-        return QuantizedModel(quantized, precisions, layers_chosen, stats_used, choice, verified, budget)
+        return QuantizedModel(quantized, precisions, chosen, stats_used, choice, verified, budget)
 
     def _verified(
         self, graph: Graph, quantized: Graph, evaluator: IncrementalEvaluator, verifier: IncrementalEvaluator,
@@ -248,6 +248,22 @@ class DynamicQuantizer:
         }
         Quantize(precision=self.precision_profile, group_size=self.group_size).run(graph, PassContext())
         return graph, chosen
+
+
+def uniform_layers(graph: Graph, quantized: Graph, precisions: Mapping[str, str]) -> list[LayerChoice]:
+    """Each layer of the float `graph` at its uniform precision: its op and its weight's bytes as stored in
+    `quantized` and at fp32 (no sensitivity: a uniform precision measures none)."""
+    chosen = []
+    for node in layers(graph):
+        name, weight = layer_name(node), layer_weight(node)
+        assert weight is not None
+        precision = precisions[name]
+        sizes = {"fp32": weight.type.nbytes}
+        stored = stored_weight(quantized, weight.name)
+        if stored is not None:
+            sizes[precision] = stored_bytes(stored.type)
+        chosen.append(LayerChoice(name, node.op, (precision,), precision, {}, sizes))
+    return chosen
 
 
 def resolve_device(device: str) -> Any:
