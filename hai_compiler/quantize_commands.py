@@ -111,7 +111,7 @@ class QuantizeOptions:
         typer.Option("--labels", metavar="L.npy", help="Class labels of --eval-data: prints accuracy."),
     ] = None
 
-    def quantizer(self, target_device: str) -> Any:
+    def quantizer(self, target: str) -> Any:
         from hai_compiler.quantize.quantizer import DynamicQuantizer, QuantizerError
         from ir.units import parse_size
 
@@ -123,7 +123,7 @@ class QuantizeOptions:
             overrides[name] = precision
         target_size = parse_size(self.target_size, "--target-size") if self.target_size is not None else None
         return DynamicQuantizer(
-            target_device, str(self.precision or "mixed"), observer=str(self.observer),
+            target, str(self.precision or "mixed"), observer=str(self.observer),
             min_sqnr=self.min_sqnr, max_disagreement=self.max_disagreement, target_size=target_size,
             layer_precision=overrides,
         )  # fmt: skip
@@ -142,10 +142,10 @@ class QuantizeOptions:
         labels = load_array(self.labels, "--labels") if self.labels is not None else None
         return quality(reference, quantized.graph, feeds, labels)
 
-    def fit(self, model: Path, shapes: dict[str, tuple[int, ...]], target_device: str) -> Any:
+    def fit(self, model: Path, shapes: dict[str, tuple[int, ...]], target: str) -> Any:
         """The QuantizedModel of `model` under these options (its statistics saved with --save-stats)."""
         with stage("describing the target"):
-            quantizer = self.quantizer(target_device)
+            quantizer = self.quantizer(target)
         quantized = quantizer.fit(model, self.calibration_data, input_shapes=shapes or None, stats=self.stats)
         if self.save_stats is not None and quantized.stats is not None:
             quantized.stats.save(self.save_stats)
