@@ -5,7 +5,9 @@
 Rule: commands parse options and print; the work is done by `driver.py`. A
 `HaiError` (bad model, bad option value, bad input file) becomes one
 `error: ...` message on stderr and exit code 1; malformed options are usage
-errors (exit 2). A traceback means a bug in HAI, never bad input.
+errors (exit 2). A traceback means a bug in HAI, never bad input. A `HaiWarning`
+raised while any command runs is one `warning: ...` line on stderr
+(warning_lines.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rich.console import Console
 from hai_compiler import driver
 from hai_compiler.input_spec import InputSpecError, load_input_arrays, parse_input_files, parse_input_shapes
 from hai_compiler.summary import render_summary
+from hai_compiler.warning_lines import printed_warnings
 from ir import HaiError
 from ir.units import EXAMPLES, parse_size
 
@@ -48,6 +51,7 @@ def _print_version(show: bool) -> None:
 
 @app.callback()
 def _options(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -55,7 +59,7 @@ def _options(
         ),
     ] = False,
 ) -> None:
-    pass
+    ctx.with_resource(printed_warnings())  # every command: each HaiWarning one `warning:` line
 
 
 @contextlib.contextmanager

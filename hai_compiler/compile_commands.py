@@ -142,10 +142,12 @@ def compile_command(
     """
     from hai_compiler.compiler import CompileOptions, compile_model
     from hai_compiler.compiler.report import render_report
+    from targets.artifact import sign_artifact, signing_key
 
     shapes = _shapes(input_shape)
     console = Console(highlight=False)
     with reported_errors():
+        key = signing_key(sign) if sign is not None else None  # a bad key fails before compiling
         options = CompileOptions(str(target), cpu, hardware_profile, shapes or None, passes, dump_ir,
                                  entry=entry, memory_budget=memory_budget, page_size=page_size,
                                  cpu_features=cpu_features)  # fmt: skip
@@ -157,10 +159,8 @@ def compile_command(
             if quantized is not None:
                 with stage("measuring against fp32"):
                     quality = quantize.quality(model, shapes, quantized)
-        if sign is not None:
-            from targets.artifact import sign_artifact
-
-            sign_artifact(result.path, sign)
+        if key is not None:
+            sign_artifact(result.path, key)
         if quantized is not None:
             weights = (result.path / "weights.bin").stat().st_size
             print_quantization(console, model, quantized, weights, quality)

@@ -1,4 +1,4 @@
-"""`hai doctor --scan`: the hardware profile of this machine, as JSON or as a table.
+"""`hai doctor`: the hardware profile of this machine, as JSON or as a table.
 
 The JSON follows docs/hardware_profile.schema.json. The profile joins what the
 runtime probes (CPU identity, ISA features, topology, caches, memory, thermal
@@ -145,13 +145,13 @@ def scan(root: str = "/") -> dict[str, Any]:
 
 
 def write_json(profile: dict[str, Any], stream: IO[str]) -> None:
-    """The profile as indented JSON, one trailing newline (what `hai doctor --scan > file` writes)."""
+    """The profile as indented JSON, one trailing newline (what `hai doctor > file` writes)."""
     json.dump(profile, stream, indent=2)
     stream.write("\n")
 
 
 def read_profile(path: str | Path) -> dict[str, Any]:
-    """A hardware profile written by `hai doctor --scan`, checked for what compiling needs."""
+    """A hardware profile written by `hai doctor`, checked for what compiling needs."""
     try:
         profile = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

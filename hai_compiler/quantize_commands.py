@@ -111,7 +111,7 @@ class QuantizeOptions:
         typer.Option("--labels", metavar="L.npy", help="Class labels of --eval-data: prints accuracy."),
     ] = None
 
-    def quantizer(self, target_device: str) -> Any:
+    def quantizer(self, target: str) -> Any:
         from hai_compiler.quantize.quantizer import DynamicQuantizer, QuantizerError
         from ir.units import parse_size
 
@@ -123,7 +123,7 @@ class QuantizeOptions:
             overrides[name] = precision
         target_size = parse_size(self.target_size, "--target-size") if self.target_size is not None else None
         return DynamicQuantizer(
-            target_device, str(self.precision or "mixed"), observer=str(self.observer),
+            target, str(self.precision or "mixed"), observer=str(self.observer),
             min_sqnr=self.min_sqnr, max_disagreement=self.max_disagreement, target_size=target_size,
             layer_precision=overrides,
         )  # fmt: skip
@@ -142,17 +142,11 @@ class QuantizeOptions:
         labels = load_array(self.labels, "--labels") if self.labels is not None else None
         return quality(reference, quantized.graph, feeds, labels)
 
-    def fit(self, model: Path, shapes: dict[str, tuple[int, ...]], target_device: str) -> Any:
-        """The QuantizedModel of `model` under these options (its warnings as `warning:` lines, its
-        statistics saved with --save-stats)."""
-        from hai_compiler.quantize.caveats import printed_warnings
-
+    def fit(self, model: Path, shapes: dict[str, tuple[int, ...]], target: str) -> Any:
+        """The QuantizedModel of `model` under these options (its statistics saved with --save-stats)."""
         with stage("describing the target"):
-            quantizer = self.quantizer(target_device)
-        with printed_warnings():
-            quantized = quantizer.fit(
-                model, self.calibration_data, input_shapes=shapes or None, stats=self.stats
-            )
+            quantizer = self.quantizer(target)
+        quantized = quantizer.fit(model, self.calibration_data, input_shapes=shapes or None, stats=self.stats)
         if self.save_stats is not None and quantized.stats is not None:
             quantized.stats.save(self.save_stats)
         return quantized
@@ -185,7 +179,6 @@ def print_quantization(
     console: Console, model: Path, quantized: Any, after_bytes: int | None, quality_report: Any = None
 ) -> None:
     """The per-layer table, the size before/after and, when measured, the closeness to fp32."""
-    from hai_compiler.quantize.caveats import printed_warnings
     from hai_compiler.quantize.report import (
         SizeReport,
         graph_weight_bytes,
@@ -194,11 +187,10 @@ def print_quantization(
         render_summary,
     )
 
-    console.print(layer_table(quantized.layers, quantized.precisions))
+    console.print(layer_table(quantized.layers))
     weights = graph_weight_bytes(quantized.graph)
     size = SizeReport(model_weight_bytes(model), after_bytes or weights)
-    with printed_warnings():
-        render_summary(console, size, quantized.verified, quality_report, quantized.budget, weights)
+    render_summary(console, size, quantized.verified, quality_report, quantized.budget, weights)
 
 
 @app.command(

@@ -25,6 +25,8 @@ from ir.dtypes import DType
 from ir.graph import Graph
 from ir.hir_build import build_graph
 from ir.hir_syntax import (
+    ELLIPSIS,
+    SHOWN_TOKEN,
     AnnotationsDecl,
     BareName,
     ConstantDecl,
@@ -82,7 +84,9 @@ def parse_declarations(text: str, filename: str = "<string>") -> GraphDecl:
     except SyntaxProblem as problem:
         raise HirParseError.at(text, filename, problem.line, problem.col, problem.message) from None
     except lark.exceptions.UnexpectedToken as exc:
-        got = "the end of the text" if exc.token.type == "$END" else f"{exc.token.value!r}"
+        value = str(exc.token.value)
+        value = value if len(value) <= SHOWN_TOKEN else value[:SHOWN_TOKEN] + ELLIPSIS
+        got = "the end of the text" if exc.token.type == "$END" else repr(value)
         raise HirParseError.at(
             text, filename, exc.line, exc.column, f"expected {_describe(exc.expected)}, got {got}"
         ) from None

@@ -44,6 +44,8 @@ MIXED = "mixed"
 MIN_INT4_AXIS = 8
 """INT4 needs a reduction axis this long: shorter ones (depthwise, RGB input) would store a scale a weight."""
 PRECISION_KEY = "precision"
+STORED_SUFFIX = ".q"
+"""A quantized layer's weight is stored as the constant `WEIGHT.q` (`stored_weight` finds it)."""
 LAYER_OPS = ("Conv", "MatMul", "Gemm")
 ACTIVATION_DTYPE = DType.U8
 
@@ -67,6 +69,12 @@ def layer_weight(node: Node) -> Value | None:
 def layers(graph: Graph) -> list[Node]:
     """Every layer of the graph, in node order."""
     return [node for node in graph.nodes if layer_weight(node) is not None]
+
+
+def stored_weight(graph: Graph, weight: str) -> Value | None:
+    """The constant that holds the layer weight named `weight` (before this pass) in `graph` after it:
+    `WEIGHT.q` when the layer was quantized, the weight itself when it kept fp32; None when neither."""
+    return graph.constants.get(weight + STORED_SUFFIX) or graph.constants.get(weight)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +188,7 @@ def read_through_dequantize(graph: Graph, node: Node, stored: tuple[np.ndarray, 
     weight = node.operands[1]
     assert weight is not None
     array, type_ = stored
-    constant = graph.add_constant(weight.name + ".q", array, type_)
+    constant = graph.add_constant(weight.name + STORED_SUFFIX, array, type_)
     (real,) = Builder(graph, insert_before=node).op("DequantizeLinear", [constant], name=weight.name + ".dq")
     node.set_operand(1, real)
     drop_unused_constants(graph, [weight])
@@ -200,7 +208,7 @@ def quantize_int8(graph: Graph, node: Node, quantized_inputs: dict[Value, Value]
     matrix, channel_axis = integer_weight(node)
     w = quantize_per_channel(matrix, channel_axis, min_scale=bias_safe_scale(node, xq))
     w_value = graph.add_constant(
-        weight.name + ".q", w.values, TensorType(w.dtype, matrix.shape, quant=w.params)
+        weight.name + STORED_SUFFIX, w.values, TensorType(w.dtype, matrix.shape, quant=w.params)
     )
     bias = integer_bias(graph, node, xq, w)
     op = "ConvInteger" if node.op == "Conv" else "MatMulInteger"

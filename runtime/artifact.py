@@ -36,15 +36,17 @@ the kernels' uint16 view of bfloat16; `bfloat16` and `int4` via ml_dtypes).
 
 The compiled code bakes the plan in (an entry's offsets, sizes and calls), so
 the cpu library also exports `hai_plan_digest`, which writes the sha256 of the
-plan it was compiled for (every plan field but `planned_peak_bytes`, and the
-inputs and outputs: runtime/plan_digest.py); `load` refuses a manifest whose
-plan gives another digest, signed or not, before any kernel runs. The runtime
+facts it was compiled for (the target, every plan field but `planned_peak_bytes`,
+the inputs and outputs, the weights' table and size: runtime/plan_digest.py);
+`load` refuses a manifest that gives another digest, signed or not, before any
+kernel runs. The runtime
 reads, maps and loads each file through the descriptor it was checked through
 (runtime/artifact_files.py, runtime/fd_library.py), never by its path again.
 
 Format history: version 4 added file sizes to `files` and `writes` to slots;
-version 5, the plan digest in the kernel library (older artifacts are refused
-with a "recompile" message).
+version 5, the plan digest in the kernel library; version 6, the digest covers
+the target and the weights' table too (older artifacts are refused with a
+"recompile" message).
 
 The writer is `targets/artifact.py`; the plan's invariants are checked by
 `runtime/manifest_checks.py` and an artifact directory is read by
@@ -65,7 +67,7 @@ import numpy as np
 
 from runtime.errors import ArtifactError, ArtifactVersionError
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.bin"
 HIR_FILE = "model.hir"

@@ -1,6 +1,6 @@
 """OpenCL platforms and devices as plain data, through pyopencl when it is installed.
 
-Used by `hai doctor --scan` and, later, by the OpenCL driver's probe. pyopencl
+Used by `hai doctor` and, later, by the OpenCL driver's probe. pyopencl
 is optional: without it (or without an ICD loader) the answer says so and why,
 it never raises. Imports pyopencl lazily and nothing of ours but the runtime.
 """

@@ -1,18 +1,24 @@
-"""The plan digest: a sha256 of the plan facts a kernel library was compiled for, checked once at load.
+"""The plan digest: a sha256 of the facts a kernel library was compiled for, checked once at load.
 
-Rule: the compiler computes `plan_digest(plan, inputs, outputs)` over the plan exactly as the manifest
-will hold it and compiles it into the cpu kernel library as the exported function
+Rule: the compiler computes `plan_digest(target, plan, inputs, outputs, weights, weights_size)` over
+those facts exactly as the manifest will hold them and compiles it into the cpu kernel library as the
+exported function
 `hai_plan_digest(out: uint8[32])` (targets/digest_function.py), beside the kernels; `load` calls it
 once, before any kernel runs, and refuses an artifact whose manifest gives another digest. So an
 edit of the plan that passes runtime/manifest_checks.py (an output moved to bytes another step
 writes, a slot, size or entry symbol changed) cannot run kernels whose offsets, baked into the
-compiled entry, no longer match it; signed or not.
+compiled entry, no longer match it; nor can a target whose features were edited away pass `load`'s
+CPU check on a CPU the code would stop on (SIGILL); signed or not.
 
-The digest covers every field of `plan` but `planned_peak_bytes` (a bound `load` checks memory
-against, computed from the library's own size, never a fact of the code), and the graph inputs and
-outputs (their shapes, dtypes and arena offsets): canonical JSON, sorted keys, no spaces, ASCII.
-Not covered: `files`, the compiler's versions and options, the target (checked against the CPU by
-`load` itself), the weights' table. Imports the standard library and `runtime` only.
+The digest covers everything the compiled code or `load`'s CPU check depends on: the target (name,
+arch, cpu, features), every field of `plan` but `planned_peak_bytes` (a bound `load` checks memory
+against, computed from the library's own size, never a fact of the code), the graph inputs and
+outputs (their shapes, dtypes and arena offsets), and the weights' table and `weights_size`:
+canonical JSON, sorted keys, no spaces, ASCII. Not covered: `files` (each file's own hash covers
+it), the model's name, the compiler's versions and options. `load` checks the CPU before it loads
+the library, so a target the CPU lacks is refused by name before the digest is read; the digest
+then refuses a target that is not the one compiled for. Imports the standard library and `runtime`
+only.
 """
 
 from __future__ import annotations
@@ -22,39 +28,54 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from runtime.artifact import ExecutionPlan, Manifest, TensorBinding, to_plain
+from runtime.artifact import ExecutionPlan, Manifest, TargetInfo, TensorBinding, WeightEntry, to_plain
 from runtime.errors import ArtifactError, KernelError
 from runtime.kernel_library import KernelModule, KernelTensor, aligned_empty
 
 PLAN_DIGEST_SYMBOL = "hai_plan_digest"
 DIGEST_BYTES = 32
-DIGEST_VERSION = 1  # bump when the facts covered change
+DIGEST_VERSION = 2  # bump when the facts covered change
 NOT_IN_CODE = ("planned_peak_bytes",)
 
 
 def plan_facts(
-    plan: ExecutionPlan, inputs: Sequence[TensorBinding], outputs: Sequence[TensorBinding]
+    target: TargetInfo,
+    plan: ExecutionPlan,
+    inputs: Sequence[TensorBinding],
+    outputs: Sequence[TensorBinding],
+    weights: Sequence[WeightEntry],
+    weights_size: int,
 ) -> dict:
     """The facts the digest covers (module doc) as plain JSON data."""
     facts = {k: v for k, v in to_plain(plan).items() if k not in NOT_IN_CODE}
     return {
         "version": DIGEST_VERSION,
+        "target": to_plain(target),
         "plan": facts,
         "inputs": to_plain(inputs),
         "outputs": to_plain(outputs),
+        "weights": to_plain(weights),
+        "weights_size": weights_size,
     }
 
 
 def plan_digest(
-    plan: ExecutionPlan, inputs: Sequence[TensorBinding], outputs: Sequence[TensorBinding]
+    target: TargetInfo,
+    plan: ExecutionPlan,
+    inputs: Sequence[TensorBinding],
+    outputs: Sequence[TensorBinding],
+    weights: Sequence[WeightEntry],
+    weights_size: int,
 ) -> bytes:
     """The 32-byte sha256 of the canonical JSON of `plan_facts`."""
-    text = json.dumps(plan_facts(plan, inputs, outputs), sort_keys=True, separators=(",", ":"))
+    facts = plan_facts(target, plan, inputs, outputs, weights, weights_size)
+    text = json.dumps(facts, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("ascii")).digest()
 
 
 def manifest_digest(manifest: Manifest) -> bytes:
-    return plan_digest(manifest.plan, manifest.inputs, manifest.outputs)
+    m = manifest
+    return plan_digest(m.target, m.plan, m.inputs, m.outputs, m.weights, m.weights_size)
 
 
 def compiled_digest(module: KernelModule, path: Path) -> bytes:
@@ -73,11 +94,12 @@ def compiled_digest(module: KernelModule, path: Path) -> bytes:
 
 
 def check_plan_digest(manifest: Manifest, module: KernelModule, path: Path) -> None:
-    """Refuse a manifest whose plan is not the one `module` (the cpu library at `path`) was compiled for."""
+    """Refuse a manifest whose plan, target or weights' table is not the one `module` (the cpu library
+    at `path`) was compiled for."""
     expected, compiled = manifest_digest(manifest), compiled_digest(module, path)
     if compiled != expected:
         raise ArtifactError(
-            f"the manifest's plan does not match the compiled kernels in {path} (plan digest "
-            f"{expected.hex()[:16]}…, compiled for {compiled.hex()[:16]}…); the manifest was edited "
-            f"after compiling: recompile the model"
+            f"the manifest's plan, target or weights' table does not match the compiled kernels in "
+            f"{path} (plan digest {expected.hex()[:16]}…, compiled for {compiled.hex()[:16]}…); the "
+            f"manifest was edited after compiling: recompile the model"
         )

@@ -51,11 +51,31 @@ def load_pem(key: TrustedKey, private: bool) -> Any:
             else serialization.load_pem_public_key(data)
         )
     except (ValueError, TypeError) as exc:
+        if private and is_public_pem(data):
+            raise ArtifactSignatureError(
+                f"private key {name} is a public key; sign with the private key (NAME.key of `hai keygen`)"
+            ) from None
         raise ArtifactSignatureError(f"{kind} key {name} is not a PEM key ({exc})") from None
     expected = module.Ed25519PrivateKey if private else module.Ed25519PublicKey
     if not isinstance(loaded, expected):
         raise ArtifactSignatureError(f"{kind} key {name} is not an Ed25519 key; make one with `hai keygen`")
     return loaded
+
+
+def is_public_pem(data: bytes) -> bool:
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        serialization.load_pem_public_key(data)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def private_key(key: TrustedKey) -> Any:
+    """The Ed25519 private key in `key` (a PEM file's path or bytes), checked now: load it before the
+    work that ends in signing (`hai compile --sign`), so a missing or wrong key fails first."""
+    return load_pem(key, private=True)
 
 
 def generate_key_files(stem: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -84,9 +104,10 @@ def generate_key_files(stem: str | os.PathLike[str]) -> tuple[Path, Path]:
     return private_path, public_path
 
 
-def sign(data: bytes, private_key: TrustedKey) -> bytes:
-    """The Ed25519 signature of `data` with the private key file `private_key`."""
-    signature: bytes = load_pem(private_key, private=True).sign(data)
+def sign(data: bytes, key: Any) -> bytes:
+    """The Ed25519 signature of `data` with `key`: a key from `private_key`, or a PEM file's path or bytes."""
+    loaded = private_key(key) if isinstance(key, str | bytes | os.PathLike) else key
+    signature: bytes = loaded.sign(data)
     return signature
 
 

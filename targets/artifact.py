@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ from runtime.artifact_files import read_plain
 from runtime.errors import HaiRuntimeError
 from runtime.kernel_library import tvm_runtime_candidates
 from runtime.manifest_checks import validate
-from runtime.signing import sign
+from runtime.signing import TrustedKey, private_key, sign
 
 
 class ArtifactWriteError(HaiError):
@@ -226,12 +227,21 @@ def is_replaceable(path: Path) -> bool:
     return path.is_dir() and ((path / MANIFEST_FILE).is_file() or not any(path.iterdir()))
 
 
-def sign_artifact(directory: str | os.PathLike[str], private_key: str | os.PathLike[str]) -> Path:
-    """Sign the artifact at `directory` with the Ed25519 key file `private_key`: write `manifest.sig`,
-    the signature of `manifest.json`'s bytes (runtime/signing.py). Nothing else changes."""
+def signing_key(key: TrustedKey) -> Any:
+    """The Ed25519 private key file (or PEM bytes) `key`, loaded and checked for `sign_artifact`: load it
+    before compiling, so a missing, unreadable or wrong key fails before the long work, naming the file."""
+    try:
+        return private_key(key)
+    except HaiRuntimeError as exc:
+        raise ArtifactWriteError(f"cannot sign the artifact: {exc}") from None
+
+
+def sign_artifact(directory: str | os.PathLike[str], key: Any) -> Path:
+    """Sign the artifact at `directory` with `key` (from `signing_key`, or a private key file): write
+    `manifest.sig`, the signature of `manifest.json`'s bytes (runtime/signing.py). Nothing else changes."""
     directory = Path(directory)
     try:
-        signature = sign(read_plain(directory / MANIFEST_FILE, 1 << 30), private_key)
+        signature = sign(read_plain(directory / MANIFEST_FILE, 1 << 30), key)
         path = directory / SIGNATURE_FILE
         staging = directory / f".{SIGNATURE_FILE}.tmp-{os.getpid()}"
         staging.write_bytes(signature)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 
+from ir.errors import HaiWarning
 from runtime.cpu_features import ARM_FEATURES, X86_FEATURES
 from targets.description import TargetDescription, TargetError
 
@@ -24,7 +25,7 @@ KNOWN_FEATURES = (*X86_FEATURES, *ARM_FEATURES)
 """Every HAI feature name, in the fixed order edits are written in."""
 
 
-class CpuFeaturesWarning(UserWarning):
+class CpuFeaturesWarning(HaiWarning):
     """`--cpu NAME` names this host's CPU, but LLVM's table for NAME has other features than the host."""
 
 

@@ -1,4 +1,4 @@
-"""`hai doctor --scan`: a real scan of this machine matches docs/hardware_profile.schema.json (with
+"""`hai doctor`: a real scan of this machine matches docs/hardware_profile.schema.json (with
 `jsonschema` when installed, else a small validator of the keywords the schema uses), facts agree
 with the operating system, and the profile reads back for `hai compile --hardware-profile`."""
 

@@ -37,6 +37,7 @@ from hai_compiler.compiler.paging import WeightLayout, cut_weights, paging_of, w
 from hai_compiler.compiler.plan import PlanBuilder, StaticPlan
 from hai_compiler.progress import stage
 from ir import Graph
+from runtime.artifact import TargetInfo
 
 
 @dataclasses.dataclass
@@ -58,6 +59,11 @@ class CompileResult:
         from passes.memory_check import memory_report
 
         return memory_report(self.graph)
+
+
+def target_info(target: Any) -> TargetInfo:
+    """The manifest's `TargetInfo` of the TargetDescription `target` (what the plan digest covers)."""
+    return TargetInfo(target.name, target.arch, target.cpu, tuple(sorted(target.features)))
 
 
 def hai_version() -> str:
@@ -113,17 +119,18 @@ def compile_kernels(kernels: list[Any], target: Any) -> tuple[list[Path], int]:
 
 
 def link_plan(objects: list[Path], static: StaticPlan, layout: WeightLayout, target: Any) -> Path | None:
-    """The kernel library of `static`: `objects` linked with the digest of its plan as the artifact will
-    hold it, weights where `layout` puts them (runtime/plan_digest.py; `planned_peak_bytes`, set from
-    this library's size afterwards, is not covered). A plan without steps (every output a view of an
-    input) needs no library: None."""
+    """The kernel library of `static`: `objects` linked with the digest of its target, plan and weights'
+    table as the artifact will hold them, weights where `layout` puts them (runtime/plan_digest.py;
+    `planned_peak_bytes`, set from this library's size afterwards, is not covered). A plan without
+    steps (every output a view of an input) needs no library: None."""
     from runtime.plan_digest import plan_digest
     from targets.artifact import resolve_weight_slots
     from targets.build import link_library
 
     if not objects:
         return None
-    digest = plan_digest(resolve_weight_slots(static.plan, layout[0]), static.inputs, static.outputs)
+    plan = resolve_weight_slots(static.plan, layout[0])
+    digest = plan_digest(target_info(target), plan, static.inputs, static.outputs, *layout)
     with stage("linking the kernel library"):
         return link_library(objects, target, digest)
 
@@ -145,7 +152,7 @@ class BuiltPlan:
 def compile_model(model: Any, output: str | Path, options: CompileOptions) -> CompileResult:
     """Compile `model` (.onnx/.hir path, ModelProto or Graph) into the artifact directory `output`."""
     from hai_compiler.driver import graph_text
-    from runtime.artifact import CompilerInfo, TargetInfo
+    from runtime.artifact import CompilerInfo
     from targets.artifact import ManifestParts, write_artifact
     from targets.registry import get_target
 
@@ -162,7 +169,7 @@ def compile_model(model: Any, output: str | Path, options: CompileOptions) -> Co
     parts = ManifestParts(
         name=name,
         compiler=CompilerInfo(hai_version(), tvm_version(), options.manifest_options(profile)),
-        target=TargetInfo(target.name, target.arch, target.cpu, tuple(sorted(target.features))),
+        target=target_info(target),
         inputs=static.inputs,
         outputs=static.outputs,
         plan=static.plan,

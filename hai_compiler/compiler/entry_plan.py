@@ -29,6 +29,7 @@ from typing import Any
 from hai_compiler.compiler.paging import WeightLayout, pool_offset, segment_bounds
 from hai_compiler.compiler.plan import StaticPlan
 from ir import HaiError
+from ir.errors import HaiWarning
 from runtime.artifact import ExecutionPlan, Segment
 
 
@@ -36,7 +37,7 @@ class EntryFunctionError(HaiError):
     """`entry=on` was asked for a plan whose kernels cannot all be called from one entry function."""
 
 
-class EntryFallbackWarning(UserWarning):
+class EntryFallbackWarning(HaiWarning):
     """`entry=auto` kept step-by-step calls because the entry function failed to compile (a compiler bug)."""
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from hai_compiler.accuracy import relative_error
-from ir import DType, Graph
+from ir import DType, Graph, TensorType
 
 _FOUR_BIT_TYPES = ("INT4", "UINT4", "FLOAT4E2M1")
 
@@ -64,13 +64,14 @@ def text_accuracy(sequences: np.ndarray, texts: Sequence[str], vocabulary: Seque
     return float(np.mean([d.strip() == t.strip() for d, t in zip(decoded, texts, strict=True)]))
 
 
+def stored_bytes(t: TensorType) -> int:
+    """Bytes of a constant of type `t` as stored: INT4 two values a byte, everything else its nbytes."""
+    return math.ceil(t.size / 2) if t.dtype is DType.I4 else t.nbytes
+
+
 def graph_weight_bytes(graph: Graph) -> int:
-    """Bytes of the graph's constants as stored: INT4 two values a byte, everything else its nbytes."""
-    total = 0
-    for value in graph.constants.values():
-        t = value.type
-        total += math.ceil(t.size / 2) if t.dtype is DType.I4 else t.nbytes
-    return total
+    """Bytes of the graph's constants as stored (`stored_bytes`)."""
+    return sum(stored_bytes(value.type) for value in graph.constants.values())
 
 
 def compression_percent(size_bytes: int, reference_bytes: int) -> float:

@@ -1,4 +1,4 @@
-"""The quantization API: `DynamicQuantizer(target_device, precision_profile).fit(model, calibration_data)`.
+"""The quantization API: `DynamicQuantizer(target, precision_profile).fit(model, calibration_data)`.
 
 Rule: `fit` loads the model and runs the `default` passes (`prepare_graph`),
 calibrates activations when some layer may be INT8 (every profile but `fp16`
@@ -25,6 +25,7 @@ brings the model closer to fp32 there and the budget still holds.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from hai_compiler.quantize.bias_correction import correct_biases
 from hai_compiler.quantize.calibrate import calibrate, prepare_graph
 from hai_compiler.quantize.calibration_data import CalibrationData, CalibrationSource, load_calibration_data
 from hai_compiler.quantize.incremental import IncrementalEvaluator, closeness
-from hai_compiler.quantize.metrics import graph_weight_bytes
+from hai_compiler.quantize.metrics import graph_weight_bytes, stored_bytes
 from hai_compiler.quantize.mixed import (
     Budget,
     LayerChoice,
@@ -53,7 +54,7 @@ from ir.clone import clone_graph
 from ir.printer import write_hir
 from ir.quantization import record_range
 from passes.manager import PassContext
-from passes.quantize import PRECISION_KEY, Quantize, effective_precision, layers
+from passes.quantize import PRECISION_KEY, Quantize, effective_precision, layer_weight, layers, stored_weight
 
 PROFILES = ("fp16", "int8", "int4", "mixed")
 SENSITIVITY_SAMPLES = 8
@@ -72,7 +73,7 @@ class QuantizedModel:
 
     graph: Graph
     precisions: dict[str, str]
-    layers: list[LayerChoice] | None = None
+    layers: list[LayerChoice] = dataclasses.field(default_factory=list)  # sensitivities: mixed only
     stats: CalibrationStats | None = None
     ranges: RangeChoice | None = None  # which activation ranges were chosen, and why
     verified: QualityReport | None = None  # closeness to fp32 on the calibration samples (module doc)
@@ -87,11 +88,13 @@ class QuantizedModel:
 class DynamicQuantizer:
     """Per-layer precision for a target device; `fit` quantizes a model (module doc: the rules).
 
-    `target_device` is a target name (`x86`) or a `hai doctor --scan` profile path; the
-    budget is one of `min_sqnr` (dB), `max_disagreement` (top-1 fraction), `target_size` (bytes).
+    `target` is a target name (`x86`, as `--target` of the CLI) or a `hai doctor` profile path (or a
+    TargetDescription); the budget is one of `min_sqnr` (dB), `max_disagreement` (top-1 fraction),
+    `target_size` (bytes). `target_device=` is the old spelling of `target=`: it still works, with a
+    DeprecationWarning.
     """
 
-    target_device: Any = "x86"  # a target name, a `hai doctor --scan` profile path, or a TargetDescription
+    target: Any = "x86"  # a target name, a `hai doctor` profile path, or a TargetDescription
     precision_profile: str = "mixed"
     observer: str = DEFAULT_OBSERVER
     observer_options: Mapping[str, Any] | None = None
@@ -106,19 +109,21 @@ class DynamicQuantizer:
     group_size: int = 32
     seed: int = 0
     progress: bool = True
+    target_device: dataclasses.InitVar[Any] = None  # deprecated: `target`
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, target_device: Any) -> None:
+        if target_device is not None:
+            self.target = renamed_target(self.target, target_device)
         if self.precision_profile not in PROFILES:
             raise QuantizerError(
                 f"unknown precision {self.precision_profile!r}: choose one of {', '.join(PROFILES)}"
             )
         self.budget = Budget(self.min_sqnr, self.max_disagreement, self.target_size)
-        self.target = (
-            resolve_device(self.target_device) if isinstance(self.target_device, str) else self.target_device
-        )
-        if self.precision_profile == "fp16" and "f16" not in self.target.supported_precisions:
+        self.target_description = resolve_device(self.target) if isinstance(self.target, str) else self.target
+        described = self.target_description
+        if self.precision_profile == "fp16" and "f16" not in described.supported_precisions:
             raise QuantizerError(
-                f"target {self.target.name} (cpu {self.target.cpu}) has no f16 support; "
+                f"target {described.name} (cpu {described.cpu}) has no f16 support; "
                 "choose int8, int4 or mixed"
             )
 
@@ -151,7 +156,7 @@ class DynamicQuantizer:
                 raise QuantizerError("mixed precision measures sensitivities on calibration data: pass some")
             chooser, budget = MixedPrecision(
                 graph, samples, overrides=overrides, group_size=self.group_size, evaluator=evaluator,
-                verifier=verifier, ladder=ladder_for(self.target),
+                verifier=verifier, ladder=ladder_for(self.target_description),
             ), self.budget  # fmt: skip
             with stage("choosing each layer's precision"):
                 precisions = chooser.choose(budget)
@@ -164,9 +169,9 @@ class DynamicQuantizer:
             known = chooser.reached if chooser is not None else None  # its choice, measured on `verifier`
             with stage("correcting biases and measuring against fp32"):
                 quantized, verified = self._verified(graph, quantized, evaluator, verifier, budget, known)
-        layers_chosen = chooser.layers if chooser is not None else None
+        chosen = chooser.layers if chooser is not None else uniform_layers(graph, quantized, precisions)
         stats_used = choice.stats if choice else None
-        return QuantizedModel(quantized, precisions, layers_chosen, stats_used, choice, verified, budget)
+        return QuantizedModel(quantized, precisions, chosen, stats_used, choice, verified, budget)
 
     def _verified(
         self, graph: Graph, quantized: Graph, evaluator: IncrementalEvaluator, verifier: IncrementalEvaluator,
@@ -250,8 +255,38 @@ class DynamicQuantizer:
         return graph, chosen
 
 
+def uniform_layers(graph: Graph, quantized: Graph, precisions: Mapping[str, str]) -> list[LayerChoice]:
+    """Each layer of the float `graph` at its uniform precision: its op and its weight's bytes as stored in
+    `quantized` and at fp32 (no sensitivity: a uniform precision measures none)."""
+    chosen = []
+    for node in layers(graph):
+        name, weight = layer_name(node), layer_weight(node)
+        assert weight is not None
+        precision = precisions[name]
+        sizes = {"fp32": weight.type.nbytes}
+        stored = stored_weight(quantized, weight.name)
+        if stored is not None:
+            sizes[precision] = stored_bytes(stored.type)
+        chosen.append(LayerChoice(name, node.op, (precision,), precision, {}, sizes))
+    return chosen
+
+
+def renamed_target(target: Any, target_device: Any) -> Any:
+    """The target given by the old keyword `target_device` (a DeprecationWarning says to write `target`)."""
+    warnings.warn(
+        "DynamicQuantizer(target_device=...) is now DynamicQuantizer(target=...), as `--target` of the CLI",
+        DeprecationWarning,
+        stacklevel=4,
+    )
+    if target != "x86" and target != target_device:
+        raise QuantizerError(
+            f"give the target once: target={target!r} or the old target_device={target_device!r}"
+        )
+    return target_device
+
+
 def resolve_device(device: str) -> Any:
-    """The TargetDescription of a target name or of a `hai doctor --scan` profile file."""
+    """The TargetDescription of a target name or of a `hai doctor` profile file."""
     from hai_compiler.doctor import profile_compile_target, read_profile
     from targets.registry import resolve_target
 

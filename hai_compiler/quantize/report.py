@@ -96,20 +96,17 @@ def check_labels(labels: np.ndarray, samples: int) -> None:
         )
 
 
-def layer_table(choices: Sequence[LayerChoice] | None, precisions: Mapping[str, str]) -> Table:
-    """One row per layer: name, op, chosen precision, sensitivity at it (dB), bytes at it and at fp32."""
+def layer_table(choices: Sequence[LayerChoice]) -> Table:
+    """One row per layer: name, op, chosen precision, sensitivity at it (dB; empty where not measured, as
+    for a uniform precision), bytes at it and at fp32."""
     table = Table(title="per-layer precision", title_justify="left")
     table.add_column("layer", overflow="fold")
     for column in ("op", "precision", "sensitivity dB", "bytes", "fp32 bytes"):
         table.add_column(column, justify="left" if column in ("op", "precision") else "right")
-    if choices is None:
-        for name, precision in precisions.items():
-            table.add_row(name, "", precision, "", "", "")
-        return table
     for layer in choices:
-        sensitivity = layer.sensitivity.get(layer.precision)
+        sensitivity, stored = layer.sensitivity.get(layer.precision), layer.bytes.get(layer.precision)
         shown = "" if sensitivity is None else f"{sensitivity:.1f}"
-        table.add_row(layer.name, layer.op, layer.precision, shown, f"{layer.bytes[layer.precision]:,}",
+        table.add_row(layer.name, layer.op, layer.precision, shown, "" if stored is None else f"{stored:,}",
                       f"{layer.bytes['fp32']:,}")  # fmt: skip
     return table
 

@@ -131,3 +131,36 @@ def test_degenerate_calibration_data_warns_and_bad_values_are_one_error_line(tmp
         invoke(*base, "--precision", "fp16", "--eval-data", tmp_path / "nan.npz"),
         "evaluation data", "nan.npz sample 3: input 'image' holds nan",
     )  # fmt: skip
+
+
+def table_rows(output: str) -> dict[str, list[str]]:
+    """The per-layer table's rows by layer name: [op, precision, sensitivity, bytes, fp32 bytes]."""
+    rows = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == 6 and cells[0].startswith("node_"):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_uniform_precision_table_shows_op_and_bytes(tmp_path: Path, precision: str) -> None:
+    """`hai compile --precision int8|fp16`: every layer's op and bytes (stored and fp32) are shown, counted
+    here from the ONNX model's own weights; only the sensitivity (not measured) is empty."""
+    import onnx
+
+    cal, _, _ = digits_files(tmp_path)
+    result = invoke(
+        "compile", EMBEDDED_MODEL, "--input-shape", "image=1,1,8,8", "--precision", precision,
+        "--calibration-data", cal, "-o", tmp_path / "q.hai",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    model = onnx.load(str(EMBEDDED_MODEL))
+    sizes = {i.name: int(np.prod(i.dims)) for i in model.graph.initializer}
+    layers = {
+        n.name: (n.op_type, sizes[n.input[1]]) for n in model.graph.node if n.op_type in ("Conv", "Gemm")
+    }
+    itemsize = {"int8": 1, "fp16": 2}[precision]
+    expected = {name: [op, precision, "", f"{count * itemsize:,}", f"{count * 4:,}"]
+                for name, (op, count) in layers.items()}  # fmt: skip
+    assert table_rows(result.stdout) == expected, result.stdout

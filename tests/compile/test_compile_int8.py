@@ -95,9 +95,9 @@ def test_compile_api_takes_a_quantized_model(digits: np.ndarray, tmp_path: Path)
     from hai_compiler import DynamicQuantizer, compile
 
     feeds = [{"image": digits[i : i + 1]} for i in range(16)]
-    qmodel = DynamicQuantizer(
-        target_device="x86", precision_profile="mixed", min_sqnr=30.0, progress=False
-    ).fit(EMBEDDED_MODEL, calibration_data=feeds, input_shapes=SHAPES)
+    qmodel = DynamicQuantizer(target="x86", precision_profile="mixed", min_sqnr=30.0, progress=False).fit(
+        EMBEDDED_MODEL, calibration_data=feeds, input_shapes=SHAPES
+    )
     model = runtime.load(compile(qmodel, target="x86", output=tmp_path / "q.hai"), threads=1)
     x = digits[100:101]
     expected = run_graph(qmodel.graph, {"image": x})["logits"]

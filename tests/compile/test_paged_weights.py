@@ -196,7 +196,7 @@ def test_paged_plan_edited_after_compiling_is_refused(paged: Path, tmp_path: Pat
     """An output moved to bytes another step writes passes every plan check, not the plan digest."""
     edited = with_manifest(paged, tmp_path / "edited.hai", output_moved_to_written_bytes(paged))
     read_manifest(edited, verify=False)
-    with pytest.raises(ArtifactError, match="the manifest's plan does not match the compiled kernels"):
+    with pytest.raises(ArtifactError, match="does not match the compiled kernels"):
         runtime.load(edited, verify=False)
 
 

@@ -1,5 +1,6 @@
-"""The plan digest (runtime/plan_digest.py): a manifest whose plan was edited after compiling is refused at
-load, before any kernel runs, though every plan check accepts the edit and every file's sha256 still matches.
+"""The plan digest (runtime/plan_digest.py): a manifest whose plan, target or weights' table was edited after
+compiling is refused at load, before any kernel runs, though every plan check and the CPU check accept the
+edit and every file's sha256 still matches.
 
 The digits model is compiled once with its one-call entry and once step by step; the untouched artifacts
 load and match onnxruntime. Each edit below passes `read_manifest` (format, plan invariants, hashes):
@@ -26,7 +27,9 @@ from hai_compiler.demo import EMBEDDED_MODEL, INPUT
 from runtime.artifact import MANIFEST_FILE, kernel_library_file
 from runtime.artifact_files import read_manifest
 from runtime.errors import ArtifactError
+from runtime.hai import open_device
 from runtime.kernel_library import load_kernel_module
+from runtime.model import check_cpu
 from runtime.plan_digest import compiled_digest, manifest_digest
 
 SHAPES = {INPUT: (1, 1, 8, 8)}
@@ -58,15 +61,35 @@ def entry_changed(data: dict) -> None:
     data["plan"]["entry"] = None if data["plan"]["entry"] else data["plan"]["steps"][0]["kernel"]
 
 
-@pytest.mark.parametrize("edit", ["output moved", "entry changed"])
+def feature_dropped(data: dict) -> None:
+    """One of the features the kernels were compiled for removed: the CPU check then asks for less."""
+    features = data["target"]["features"]
+    if not features:
+        pytest.skip("the artifact's target lists no features to drop")
+    features.pop(len(features) // 2)
+
+
+def weight_retyped(data: dict) -> None:
+    """The first weight's dtype changed to another of the same size (its bytes and every slot still fit)."""
+    weight = data["weights"][0]
+    size = np.dtype(weight["dtype"]).itemsize
+    weight["dtype"] = next(d for d in ("int32", "float32", "int16", "int8", "uint8")
+                           if np.dtype(d).itemsize == size and d != weight["dtype"])  # fmt: skip
+
+
+EDITS = {"entry changed": entry_changed, "feature dropped": feature_dropped, "weight retyped": weight_retyped}
+
+
+@pytest.mark.parametrize("edit", ["output moved", *EDITS])
 def test_edited_plan_is_refused_naming_the_plan_digest(artifact: Path, tmp_path: Path, edit: str) -> None:
     if edit == "output moved":
         data = output_moved_to_written_bytes(artifact)
     else:
         data = json.loads((artifact / MANIFEST_FILE).read_text())
-        entry_changed(data)
+        EDITS[edit](data)
     edited = with_manifest(artifact, tmp_path / "edited.hai", data)
-    read_manifest(edited)  # every plan check and every sha256 accept the edit
+    manifest = read_manifest(edited)  # every plan check and every sha256 accept the edit
+    check_cpu(manifest, open_device("cpu").capabilities(), edited)  # and so does the CPU check
     with pytest.raises(ArtifactError, match=r"does not match the compiled kernels in .*kernels\.cpu\.so "
                        r"\(plan digest [0-9a-f]{16}…, compiled for [0-9a-f]{16}…\).*recompile"):  # fmt: skip
         runtime.load(edited)

@@ -1,4 +1,5 @@
-"""Every `.hir` error is a HirParseError at `file:line:col`, followed by the source line and a caret."""
+"""Every `.hir` error is a HirParseError at `file:line:col`, followed by the source line (a window of a
+long one) and a caret."""
 
 from __future__ import annotations
 
@@ -132,3 +133,30 @@ def test_caret_keeps_tabs_aligned():
     with pytest.raises(HirParseError) as info:
         parse_hir(text)
     assert str(info.value).splitlines()[2] == "  \t     ^"
+
+
+@pytest.mark.parametrize("bad_at", [3, 1000, 1999], ids=["start", "middle", "end"])
+def test_long_line_shows_a_window_around_the_column(bad_at: int) -> None:
+    """A 10,000-character dense line: at most ~120 characters of it, `…` where cut, the caret under the
+    offending value (a `true` among numbers)."""
+    values = ["1.0"] * 2000
+    values[bad_at] = "true"
+    text = GOOD.replace("f32[3] dense<[1.0, 2.0, 3.0]>", f"f32[2000] dense<[{', '.join(values)}]>")
+    text = text.replace("%c = constant", "%k = constant").replace(", %c)", ", %x)")
+    source = text.splitlines()[1]
+    with pytest.raises(HirParseError) as info:
+        parse_hir(text, filename="long.hir")
+    head, shown, caret = str(info.value).split("\n")
+    col = int(re.match(r"long\.hir:2:(\d+): ", head).group(1))  # type: ignore[union-attr]
+    assert source[col - 1 :].startswith("true"), head
+    assert len(shown) <= 122 and len(caret) <= 122 and len(head) <= 200
+    assert caret.strip() == "^" and shown[len(caret) - 1 :].startswith("true")
+    assert shown.startswith("  …") == (bad_at != 3) and shown.endswith("…") == (bad_at != 1999)
+
+
+def test_long_unexpected_token_is_quoted_cut_short() -> None:
+    text = GOOD.replace('loc("add")', '"' + "A" * 3000 + '"')
+    with pytest.raises(HirParseError) as info:
+        parse_hir(text)
+    head, shown, _ = str(info.value).split("\n")
+    assert head.endswith(", got '\"" + "A" * 39 + "…'") and len(shown) <= 122

@@ -5,6 +5,8 @@ the `DynamicQuantizer` API end to end, deterministic for a seed."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -93,9 +95,7 @@ def test_overrides_are_fixed_and_checked(calibrated: Graph) -> None:
 
 def test_dynamic_quantizer_is_deterministic_and_clear_about_bad_input() -> None:
     data = feeds(0, 48)
-    quantizer = DynamicQuantizer(
-        target_device="x86", precision_profile="mixed", min_sqnr=30.0, progress=False
-    )
+    quantizer = DynamicQuantizer(target="x86", precision_profile="mixed", min_sqnr=30.0, progress=False)
     first = quantizer.fit(EMBEDDED_MODEL, data, input_shapes=SHAPES)
     again = quantizer.fit(EMBEDDED_MODEL, data, input_shapes=SHAPES)
     assert first.precisions == again.precisions
@@ -134,4 +134,21 @@ def test_the_target_decides_whether_fp16_is_offered() -> None:
     assert ladder_for(v3)[-1] == "fp16"  # F16C: fp16 weights convert at load speed
     assert ladder_for(v2)[-1] == "fp32"  # no F16C: the top rung stays fp32
     with pytest.raises(QuantizerError, match="no f16 support"):
-        DynamicQuantizer(target_device=v2, precision_profile="fp16")
+        DynamicQuantizer(target=v2, precision_profile="fp16")
+
+
+def test_the_target_is_spelled_target_as_in_the_cli() -> None:
+    """`target=` (the CLI's `--target`); the old `target_device=` still works, with a DeprecationWarning."""
+    from targets.registry import resolve_target
+
+    v3 = resolve_target("x86", cpu="x86-64-v3")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert DynamicQuantizer(target=v3, precision_profile="fp16").target_description == v3
+        assert DynamicQuantizer(v3, "fp16").target_description == v3
+    with pytest.warns(DeprecationWarning, match=r"target_device=\.\.\.\) is now DynamicQuantizer\(target="):
+        old = DynamicQuantizer(target_device=v3, precision_profile="fp16")
+    assert old.target == old.target_description == v3
+    v2 = resolve_target("x86", cpu="x86-64-v2")
+    with pytest.warns(DeprecationWarning), pytest.raises(QuantizerError, match="give the target once"):
+        DynamicQuantizer(target=v2, target_device=v3)

@@ -126,9 +126,7 @@ def test_refuses_kernels_compiled_for_another_plan(tmp_path: Path) -> None:
     """A library whose `hai_plan_digest` is another plan's (here the entry model's), or that has none."""
     pytest.importorskip("tvm")
     other = write_tiny_artifact(tmp_path / "other.hai", build_entry_kernels(tmp_path / "entry.so"))
-    with pytest.raises(
-        ArtifactError, match=r"plan does not match the compiled kernels in .*kernels\.cpu\.so"
-    ):
+    with pytest.raises(ArtifactError, match=r"does not match the compiled kernels in .*kernels\.cpu\.so"):
         runtime.load(other)
     bare = write_tiny_artifact(tmp_path / "bare.hai", build_kernels(tmp_path / "bare.so", digest=False))
     with pytest.raises(ArtifactError, match=r"kernels\.cpu\.so exports no hai_plan_digest.*recompile"):

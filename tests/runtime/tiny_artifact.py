@@ -6,6 +6,9 @@ computes the same thing independently. `write_entry_artifact` builds one whose p
 single exported `run_all(arena, weights, a)` (u8 add), to test the one-call path. Each library
 also exports `hai_plan_digest` for the plan written beside it, built by the compiler's own
 `targets/digest_function.py` from runtime/plan_digest.py's digest of that plan, as `load` requires.
+The digest covers the target: the tiny library is built for the host's features, so an artifact
+written with other `features` (`write_tiny_artifact(..., features=)`) loads only as far as the CPU
+check, which refuses a feature the host lacks before the digest is read.
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ def export(lib, path: Path, cross_compiler: str | None) -> None:  # type: ignore
 
 def parts_digest(parts: ManifestParts, weights: dict[str, np.ndarray]) -> bytes:
     """The plan digest of the artifact `write_artifact(parts, weights)` writes (weights laid out by it)."""
-    plan = resolve_weight_slots(parts.plan, layout_weights(weights)[0])
-    return plan_digest(plan, parts.inputs, parts.outputs)
+    layout = layout_weights(weights)
+    plan = resolve_weight_slots(parts.plan, layout[0])
+    return plan_digest(parts.target, plan, parts.inputs, parts.outputs, *layout)
 
 
 def digest_entry(parts: ManifestParts, weights: dict[str, np.ndarray]) -> dict:
