@@ -39,10 +39,10 @@ from hai_compiler.cli import (
     reported_errors,
     size_option,
 )
-from hai_compiler.compiler.memory_budget import DEFAULT_BUDGET
 from hai_compiler.input_spec import check_inputs, load_input_arrays, random_input
 from hai_compiler.progress import reporting, stage
 from hai_compiler.quantize_commands import QuantizeOptions, print_quantization, quantization_options
+from targets.plan.memory_budget import DEFAULT_BUDGET
 
 ArtifactArg = Annotated[
     Path, typer.Argument(metavar="ARTIFACT", help="A compiled NAME.hai directory.", show_default=False)

@@ -32,7 +32,7 @@ from collections.abc import Collection
 from ir import Graph, Node, Value
 from ir.builder import Builder
 from ir.dtypes import DType
-from passes.fuse import DEFAULT_FUSABLE_OPS
+from ir.fusion import epilogue_ops
 from passes.manager import Pass, PassContext
 
 NHWC = "NHWC"
@@ -124,7 +124,7 @@ class Layout(Pass):
             return graph
         vector_bytes = int(ctx.target.get("vector_bytes", DEFAULT_VECTOR_BYTES))
         rules = _Rules(
-            frozenset(ctx.target.get("fusable_ops", DEFAULT_FUSABLE_OPS)), max(vector_bytes // 4, 1)
+            frozenset(ctx.target.get("fusable_ops", epilogue_ops())), max(vector_bytes // 4, 1)
         )
         for region in _regions(graph, rules, anchors_only=self.prefer == "auto"):
             gain, cost = region.gain(rules), region.cost()

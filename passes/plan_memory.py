@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from ir import Graph
+from ir.memory import ALIGNMENT_KEY, ARENA_KEY
 from ir.units import format_size, parse_size
 from passes.manager import Pass, PassContext
-from passes.memory_check import ALIGNMENT_KEY, ARENA_KEY
 from passes.memory_plan import plan_memory
 
 BUDGET_KEY = "memory.budget_bytes"
@@ -31,7 +31,7 @@ class PlanMemory(Pass):
     budget and `page-size` are recorded (`memory.budget_bytes`,
     `memory.page_bytes`) for the compiler, which keeps weights resident when
     they fit beside the rest and otherwise pages them in pages of that size
-    (hai_compiler/compiler/memory_budget.py); and since nothing pages the
+    (targets/plan/memory_budget.py); and since nothing pages the
     arena, an arena that with the runtime's own baseline (the target fact
     `runtime_baseline_bytes`) exceeds the budget is warned of here.
     """

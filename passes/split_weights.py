@@ -34,9 +34,9 @@ from typing import ClassVar
 import numpy as np
 
 from ir import Builder, DType, Graph, HaiError, Node, Value
+from ir.fusion import FUSED_INTO_KEY, GROUP_KEY, PROLOGUE_KEY, anchor_label, record_folded
 from ir.units import ByteSizeError, format_size, parse_size
 from passes.fold_batchnorm import replace_node
-from passes.fusion import FUSED_INTO_KEY, GROUP_KEY, PROLOGUE_KEY, anchor_label, record_folded
 from passes.manager import Pass, PassContext
 
 SPLIT_DTYPES = (DType.F32, DType.F16)

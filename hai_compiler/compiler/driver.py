@@ -23,9 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from hai_compiler.compiler.copy_kernel import copy_kernel
-from hai_compiler.compiler.entry_plan import with_entry
-from hai_compiler.compiler.kernels import kernel_groups, lower_groups
-from hai_compiler.compiler.memory_budget import MemoryAccount, account, frames_within, too_small
 from hai_compiler.compiler.options import (
     CompileOptions,
     load_graph,
@@ -33,10 +30,13 @@ from hai_compiler.compiler.options import (
     profile_target_of,
     resolve_compile_target,
 )
-from hai_compiler.compiler.paging import WeightLayout, cut_weights, paging_of, with_paging
-from hai_compiler.compiler.plan import PlanBuilder, StaticPlan
 from hai_compiler.progress import stage
 from ir import Graph
+from targets.plan.entry_plan import with_entry
+from targets.plan.kernels import kernel_groups, lower_groups
+from targets.plan.memory_budget import MemoryAccount, account, frames_within, too_small
+from targets.plan.paging import WeightLayout, cut_weights, paging_of, with_paging
+from targets.plan.static_plan import PlanBuilder, StaticPlan
 
 TARGET_ARCH = {"x86": "x86_64", "arm64": "aarch64"}
 
@@ -48,7 +48,7 @@ class CompileResult:
     path: Path
     graph: Graph
     plan: StaticPlan
-    groups: list[Any]  # passes.fusion.FusionGroup of each kernel step
+    groups: list[Any]  # ir.fusion.FusionGroup of each kernel step
     target: Any  # TargetDescription
     seconds: float
     cache_hits: int = 0

@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hai_compiler.compiler.memory_budget import DEFAULT_BUDGET, DEFAULT_PAGE_SIZE
 from ir import Graph, HaiError
 from ir.units import parse_size
+from targets.plan.memory_budget import DEFAULT_BUDGET, DEFAULT_PAGE_SIZE
 
 DEFAULT_PASSES = "default"
 PLAN_MEMORY = "plan-memory{arena-inputs=false}"
@@ -62,7 +62,7 @@ class CompileOptions:
 
     @property
     def budget_bytes(self) -> int | None:
-        """The memory budget in bytes (hai_compiler/compiler/memory_budget.py checks it), or None."""
+        """The memory budget in bytes (targets/plan/memory_budget.py checks it), or None."""
         if self.memory_budget is None or str(self.memory_budget).lower() == "none":
             return None
         return parse_size(self.memory_budget, "--memory-budget")

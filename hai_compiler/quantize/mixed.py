@@ -41,7 +41,7 @@ from hai_compiler.quantize.incremental import IncrementalEvaluator, closeness
 from hai_compiler.quantize.metrics import graph_weight_bytes
 from ir import Graph, HaiError, Node
 from ir.clone import clone_graph
-from passes.fusion import anchor_label
+from ir.fusion import anchor_label
 from passes.manager import PassContext
 from passes.quantize import (
     PRECISION_KEY,

@@ -9,9 +9,9 @@ import pytest
 from compile_helpers import small_model
 
 from hai_compiler.compiler import CompileOptions, UnsupportedOpsError, compile_model
-from hai_compiler.compiler.hazards import Access, PlanHazardError, StepAccesses, check_plan
 from ir import DType, Graph, TensorType
 from targets import lowering
+from targets.plan.hazards import Access, PlanHazardError, StepAccesses, check_plan
 from targets.target import TargetError
 
 

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hai_compiler.cli import app
-from hai_compiler.compiler.memory_budget import MemoryAccount, too_small
 from ir.units import format_size
 from runtime.artifact import MANIFEST_FILE, nbytes_of
+from targets.plan.memory_budget import MemoryAccount, too_small
 from targets.target import RUNTIME_BASELINE_BYTES, RUNTIME_BYTES_PER_CALL
 
 MIB = 2**20

@@ -21,8 +21,8 @@ from pass_helpers import check_pass, ops
 from hai_compiler.accuracy import relative_error
 from hai_compiler.onnx_import.importer import import_onnx
 from ir import Builder, DType, Graph, TensorType, run_graph
+from ir.fusion import FOLDED_FROM
 from passes import PassContext, parse_pipeline
-from passes.fusion import FOLDED_FROM
 from passes.split_weights import SplitWeights, WeightSplitError
 
 RNG = np.random.default_rng(11)

@@ -18,8 +18,8 @@ import pytest
 from target_helpers import OneOp, relative_error
 
 from ir import DType, TensorType, run_graph
+from ir.fusion import GROUP_KEY, PROLOGUE_KEY, kernels
 from passes.fuse import Fuse
-from passes.fusion import GROUP_KEY, PROLOGUE_KEY, kernels
 from passes.manager import PassContext
 from passes.quantize import Quantize, layers, read_through_dequantize, reduction_axis
 from passes.weight_quantization import quantize_groupwise
