@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hai_compiler.compiler.copy_kernel import copy_kernel
 from hai_compiler.compiler.options import (
     CompileOptions,
     load_graph,
@@ -32,6 +31,7 @@ from hai_compiler.compiler.options import (
 )
 from hai_compiler.progress import stage
 from ir import Graph
+from targets.lowering.copy import copy_kernel
 from targets.plan.entry_plan import with_entry
 from targets.plan.kernels import kernel_groups, lower_groups
 from targets.plan.memory_budget import MemoryAccount, account, frames_within, too_small
