@@ -152,7 +152,8 @@ def compile_command(
         quantized = quality = None
         with reporting():
             if quantize.precision is not None:
-                quantized = quantize.fit(model, shapes, str(hardware_profile or target))
+                quantize_dump = Path(dump_ir) / "quantize" if dump_ir else None
+                quantized = quantize.fit(model, shapes, str(hardware_profile or target), quantize_dump)
             result = compile_model(quantized.graph if quantized else model, output, options)
             if quantized is not None:
                 with stage("measuring against fp32"):

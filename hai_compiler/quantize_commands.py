@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -111,7 +111,8 @@ class QuantizeOptions:
         typer.Option("--labels", metavar="L.npy", help="Class labels of --eval-data: prints accuracy."),
     ] = None
 
-    def quantizer(self, target_device: str) -> Any:
+    def quantizer(self, target_device: str, instruments: Sequence[Any] = ()) -> Any:
+        """The DynamicQuantizer of these options; `instruments`: for its `quantize` pass."""
         from hai_compiler.quantize.quantizer import DynamicQuantizer, QuantizerError
         from ir.units import parse_size
 
@@ -125,7 +126,7 @@ class QuantizeOptions:
         return DynamicQuantizer(
             target_device, str(self.precision or "mixed"), observer=str(self.observer),
             min_sqnr=self.min_sqnr, max_disagreement=self.max_disagreement, target_size=target_size,
-            layer_precision=overrides,
+            layer_precision=overrides, instruments=instruments,
         )  # fmt: skip
 
     def quality(self, model: Path, shapes: dict[str, tuple[int, ...]], quantized: Any) -> Any:
@@ -142,13 +143,16 @@ class QuantizeOptions:
         labels = load_array(self.labels, "--labels") if self.labels is not None else None
         return quality(reference, quantized.graph, feeds, labels)
 
-    def fit(self, model: Path, shapes: dict[str, tuple[int, ...]], target_device: str) -> Any:
+    def fit(
+        self, model: Path, shapes: dict[str, tuple[int, ...]], target_device: str, dump_ir: Path | None = None
+    ) -> Any:
         """The QuantizedModel of `model` under these options (its warnings as `warning:` lines, its
-        statistics saved with --save-stats)."""
+        statistics saved with --save-stats); `dump_ir`: the `quantize` pass's IR goes there."""
+        from hai_compiler.driver import InstrumentOptions, make_instruments
         from hai_compiler.quantize.caveats import printed_warnings
 
         with stage("describing the target"):
-            quantizer = self.quantizer(target_device)
+            quantizer = self.quantizer(target_device, make_instruments(InstrumentOptions(dump_dir=dump_ir)))
         with printed_warnings():
             quantized = quantizer.fit(
                 model, self.calibration_data, input_shapes=shapes or None, stats=self.stats

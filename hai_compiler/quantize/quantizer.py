@@ -44,6 +44,7 @@ from hai_compiler.quantize.mixed import (
     ladder_for,
     layer_name,
 )
+from hai_compiler.quantize.quantize_pass import QuantizeRunner
 from hai_compiler.quantize.range_selection import AUTO_OBSERVERS, RangeChoice, select_ranges
 from hai_compiler.quantize.report import QualityReport
 from hai_compiler.quantize.sample_checks import check_values
@@ -52,8 +53,7 @@ from ir import Graph, HaiError
 from ir.clone import clone_graph
 from ir.printer import write_hir
 from ir.quantization import record_range
-from passes.manager import PassContext
-from passes.quantize import PRECISION_KEY, Quantize, effective_precision, layers
+from passes.quantize import PRECISION_KEY, effective_precision, layers
 
 PROFILES = ("fp16", "int8", "int4", "mixed")
 SENSITIVITY_SAMPLES = 8
@@ -104,6 +104,8 @@ class DynamicQuantizer:
     refine: bool = True  # also try layer-wise clipping-range search (range_refinement.py)
     bias_correction: bool = True  # cancel the mean shift of rounded weights (bias_correction.py)
     group_size: int = 32
+    instruments: Sequence[Any] = ()  # what the `quantize` pass's final run gets (quantize_pass.py)
+    verify_each: bool = False
     seed: int = 0
     progress: bool = True
 
@@ -121,6 +123,8 @@ class DynamicQuantizer:
                 f"target {self.target.name} (cpu {self.target.cpu}) has no f16 support; "
                 "choose int8, int4 or mixed"
             )
+        facts = self.target.to_pass_context()
+        self.runner = QuantizeRunner(facts, self.group_size, self.instruments, self.verify_each)
 
     def fit(
         self,
@@ -150,12 +154,12 @@ class DynamicQuantizer:
             if not samples:
                 raise QuantizerError("mixed precision measures sensitivities on calibration data: pass some")
             chooser, budget = MixedPrecision(
-                graph, samples, overrides=overrides, group_size=self.group_size, evaluator=evaluator,
+                graph, samples, overrides=overrides, runner=self.runner, evaluator=evaluator,
                 verifier=verifier, ladder=ladder_for(self.target),
             ), self.budget  # fmt: skip
             with stage("choosing each layer's precision"):
                 precisions = chooser.choose(budget)
-                quantized = configured(graph, precisions, self.group_size)
+                quantized = configured(graph, precisions, self.runner, final=True)
         else:
             with stage(f"quantizing to {self.precision_profile}"):
                 quantized, precisions = self._uniform(clone_graph(graph), overrides)
@@ -231,7 +235,7 @@ class DynamicQuantizer:
                 for name in observers
             }
         with stage("choosing activation ranges"):
-            return select_ranges(graph, calibrations, evaluator, self.refine)
+            return select_ranges(graph, calibrations, evaluator, self.refine, self.runner)
 
     def _uniform(self, graph: Graph, overrides: dict[str, str]) -> tuple[Graph, dict[str, str]]:
         """`graph` with every layer at the profile's precision (overrides win), and the precisions."""
@@ -246,8 +250,7 @@ class DynamicQuantizer:
             )
             for n in layers(graph)
         }
-        Quantize(precision=self.precision_profile, group_size=self.group_size).run(graph, PassContext())
-        return graph, chosen
+        return self.runner.run(graph, self.precision_profile, final=True), chosen
 
 
 def resolve_device(device: str) -> Any:

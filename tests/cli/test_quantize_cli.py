@@ -131,3 +131,18 @@ def test_degenerate_calibration_data_warns_and_bad_values_are_one_error_line(tmp
         invoke(*base, "--precision", "fp16", "--eval-data", tmp_path / "nan.npz"),
         "evaluation data", "nan.npz sample 3: input 'image' holds nan",
     )  # fmt: skip
+
+
+def test_compile_dumps_the_quantize_pass_it_compiles(tmp_path: Path) -> None:
+    cal, _, _ = digits_files(tmp_path)
+    dump = tmp_path / "dump"
+    result = invoke(
+        "compile", EMBEDDED_MODEL, "--input-shape", "image=1,1,8,8", "--precision", "int8",
+        "--calibration-data", cal, "--dump-ir", dump, "-o", tmp_path / "digits.hai",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    before, after = (read_hir(dump / "quantize" / name) for name in ("00-input.hir", "01-quantize.hir"))
+    assert "QuantizeLinear" not in {n.op for n in before.nodes}
+    assert "QuantizeLinear" in {n.op for n in after.nodes}
+    compiled = read_hir(dump / "00-input.hir")  # bias correction may change constants after the pass
+    assert [n.op for n in compiled.nodes] == [n.op for n in after.nodes]
