@@ -1,6 +1,6 @@
-"""The `hai compile`, `hai run`, `hai bench`, `hai pack` and `hai keygen` commands (on cli.py's `app`).
+"""The `hai compile`, `hai run`, `hai bench`, `hai pack` and `hai keygen` commands (on cli_app.py's `app`).
 
-Rule: as in cli.py, commands parse options and print; `hai_compiler.compiler`
+Rule: as in model_commands.py, commands parse options and print; `hai_compiler.compiler`
 compiles, the runtime runs, `hai_compiler.compiler.bench` measures. A `HaiError`
 becomes one `error: ...` line and exit code 1. Progress (hai_compiler/progress.py)
 and notes go to stderr, results to stdout.
@@ -18,7 +18,8 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from hai_compiler.cli import (
+from hai_compiler.cli_app import app, example, print_outputs, reported_errors
+from hai_compiler.cli_options import (
     DEFAULT_RUNS,
     DEFAULT_THREADS,
     DumpIrOpt,
@@ -31,12 +32,8 @@ from hai_compiler.cli import (
     SeedOpt,
     TargetOpt,
     ThreadsOpt,
-    _files,
-    _shapes,
-    app,
-    example,
-    print_outputs,
-    reported_errors,
+    input_files,
+    input_shapes,
     size_option,
 )
 from hai_compiler.input_spec import check_inputs, load_input_arrays, random_input
@@ -143,7 +140,7 @@ def compile_command(
     from hai_compiler.compiler import CompileOptions, compile_model
     from hai_compiler.compiler.report import render_report
 
-    shapes = _shapes(input_shape)
+    shapes = input_shapes(input_shape)
     console = Console(highlight=False)
     with reported_errors():
         options = CompileOptions(str(target), cpu, hardware_profile, shapes or None, passes, dump_ir,
@@ -211,7 +208,7 @@ def run_command(
     """Run a compiled artifact and print each output's shape and statistics (as `hai interp` does)."""
     import runtime
 
-    files = _files(input)
+    files = input_files(input)
     with reported_runtime_errors():
         given = load_input_arrays(files)
         model = runtime.load(artifact, threads=threads, trusted_keys=trusted_key or None)

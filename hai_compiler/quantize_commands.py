@@ -1,6 +1,6 @@
 """The `hai quantize` command, and the quantization options `hai compile --precision` shares with it.
 
-Rule: as in cli.py, commands parse options and print; hai_compiler/quantize/
+Rule: as in model_commands.py, commands parse options and print; hai_compiler/quantize/
 does the work. `QuantizeOptions` gathers the options both commands take, so
 they are declared once. A `HaiError` becomes one `error: ...` line, exit code 1.
 """
@@ -18,16 +18,14 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from hai_compiler.cli import (
+from hai_compiler.cli_app import app, example, reported_errors
+from hai_compiler.cli_options import (
     HardwareProfileOpt,
     InputShapeOpt,
     ModelArg,
     TargetOpt,
-    _choices,
-    _shapes,
-    app,
-    example,
-    reported_errors,
+    choices,
+    input_shapes,
     size_option,
 )
 from hai_compiler.input_spec import load_array
@@ -36,8 +34,8 @@ from hai_compiler.quantize.observers import OBSERVERS
 from hai_compiler.quantize.quantizer import PROFILES
 from hai_compiler.quantize.range_selection import AUTO_OBSERVERS
 
-Precision = _choices("Precision", PROFILES)
-Observer = _choices("Observer", ["auto", *sorted(OBSERVERS)])
+Precision = choices("Precision", PROFILES)
+Observer = choices("Observer", ["auto", *sorted(OBSERVERS)])
 
 
 @dataclasses.dataclass
@@ -222,7 +220,7 @@ def quantize_command(
     """Quantize a model per layer (FP16 / INT8 / INT4, or mixed under a budget) into a .hir + weights file."""
     console = Console(highlight=False)
     with reported_errors():
-        shapes = _shapes(input_shape)
+        shapes = input_shapes(input_shape)
         with reporting():
             quantized = quantize.fit(model, shapes, str(hardware_profile or target))
             written = quantized.save(output)

@@ -21,7 +21,7 @@ from runtime.plugins import load_plugin, plugin_sources
 from targets.target import TargetDescription, TargetError
 
 if TYPE_CHECKING:
-    from targets.lowering import LoweredKernel
+    from targets.lowering.kernel import LoweredKernel
 
 ENTRY_POINT_GROUP = "hai.targets"
 BUILTIN_TARGETS: dict[str, str] = {"x86": "targets.x86:X86Target"}

@@ -15,8 +15,9 @@ from tvm import te, tirx
 
 from ir.dtypes import DType
 from ir.graph import Node
-from targets.lowering import LoweredKernel, lowering
+from targets.lowering.kernel import LoweredKernel
 from targets.lowering.movement import KernelBuilder, encode, literal, rounded
+from targets.lowering.registry import lowering
 from targets.target import TargetDescription
 
 

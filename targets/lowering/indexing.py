@@ -17,8 +17,9 @@ from tvm import te, tirx
 
 from ir.dtypes import DType
 from ir.graph import Node
-from targets.lowering import LoweredKernel, LoweringError, lowering
+from targets.lowering.kernel import LoweredKernel, LoweringError
 from targets.lowering.movement import KernelBuilder, decode, index_value, literal, storage_dtype
+from targets.lowering.registry import lowering
 from targets.target import TargetDescription
 
 

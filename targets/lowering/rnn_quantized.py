@@ -40,7 +40,8 @@ from ir.dtypes import DType
 from ir.graph import Node, Value
 from ir.ops.rnn import DYNAMIC_QUANTIZATION
 from ir.quantization import expand
-from targets.lowering import KernelArg, LoweringError
+from targets.lowering.kernel import KernelArg, LoweringError
+from targets.lowering.weight_only import fused_weight_prologue
 
 STORED_OPERANDS = {"W": 1, "R": 2}
 PARTS = (("scales", "float32"), ("zero_points", "int32"))
@@ -50,8 +51,6 @@ Expr = Any
 
 def stored_weights(node: Node) -> dict[str, Value]:
     """{"W"/"R": the 8-bit constant its fused weight prologue dequantises} for `node`."""
-    from targets.lowering.weight_only import fused_weight_prologue
-
     found = {}
     for name, index in STORED_OPERANDS.items():
         prologue = fused_weight_prologue(node, index)

@@ -19,9 +19,10 @@ from tvm import te, tirx
 
 from ir.graph import Node
 from ir.types import LAYOUTS
-from targets.lowering import LoweredKernel, lowering
 from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS
+from targets.lowering.kernel import LoweredKernel
 from targets.lowering.movement import KernelBuilder, clamp, literal
+from targets.lowering.registry import lowering
 from targets.target import TargetDescription
 
 

@@ -40,7 +40,7 @@ from tvm import te, tirx
 from ir.dtypes import DType
 from ir.graph import Node, Value
 from ir.quantization import group_count
-from targets.lowering import KernelArg, LoweringError
+from targets.lowering.kernel import KernelArg, LoweringError
 
 Layout = Callable[[np.ndarray], np.ndarray]
 GROUP_KEY, PROLOGUE_KEY = "fusion_group", "weight_prologue_of"  # ir/fusion.py's annotations

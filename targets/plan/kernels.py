@@ -39,7 +39,8 @@ def lower_groups(
     groups: Sequence[FusionGroup], target: object, on_lowered: Callable[[FusionGroup], None] | None = None
 ) -> list[object]:
     """The LoweredKernel of every group, in order; an UnsupportedOpsError lists all that fail."""
-    from targets.lowering import LoweringError, lower_node, supported_ops
+    from targets.lowering.dispatch import lower_node, supported_ops
+    from targets.lowering.kernel import LoweringError
 
     supported = set(supported_ops())
     missing: dict[str, list[str]] = {}

@@ -32,8 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from hai_compiler.onnx_import.converter import ConversionContext, converter
-from hai_compiler.onnx_import.converters.microsoft_quantized import MICROSOFT
-from hai_compiler.onnx_import.converters.quantized import mark_imported
+from hai_compiler.onnx_import.converters.quantized_operands import MICROSOFT, mark_imported
 from hai_compiler.onnx_import.converters.rnn import emit_recurrent
 from ir import Value
 from ir.dtypes import DType
