@@ -6,11 +6,12 @@ when those passes are registered, then `plan-memory` with graph inputs outside t
 target's facts in the pass context, lower every kernel group, build the static
 plan (checked for hazards), compile the kernels (cached; hai_compiler/progress.py
 shows each stage), link them (or the entry's objects) with the final plan's digest
-(runtime/plan_digest.py), account for the plan's memory against the budget (memory_budget.py: the
-planned peak goes into the plan) and write the artifact. When the plan with its
+(runtime/plan_digest.py), account for the plan's memory against the budget
+(targets/plan/memory_budget.py: the planned peak goes into the plan) and write
+the artifact. The static plan is targets/plan/'s; this module only orders. When the plan with its
 weights resident does not fit the budget (or its weights alone cannot), the
 graph is compiled again from the start with weights split to pages
-(`split-weights`) and planned paged (paging.py) in the most frames the budget
+(`split-weights`) and planned paged (targets/plan/paging.py) in the most frames the budget
 leaves. Nothing time- or path-dependent reaches the artifact, so the same model
 and options give the same bytes.
 """
@@ -243,7 +244,7 @@ def build_resident(graph: Graph, options: CompileOptions, target: Any) -> BuiltP
 def build_paged(
     graph: Graph, options: CompileOptions, target: Any, budget: int, page_size: int
 ) -> BuiltPlan | MemoryAccount:
-    """The plan with weights paged through the most frames the budget leaves (hai_compiler/compiler/
+    """The plan with weights paged through the most frames the budget leaves (targets/plan/
     paging.py), fewer when its segment library turns out larger; when even the fewest frames any
     schedule needs do not fit, the account of that smallest paged plan instead."""
     from targets.artifact import layout_weights
