@@ -132,7 +132,7 @@ def bound_kernel(node, epilogue, feeds: dict, consts: dict):  # type: ignore[no-
     buffers holding `feeds` and its packed `consts`: (call running it once, its buffers, the kernel)."""
     from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
     from targets.build import build_kernels
-    from targets.lowering import lower_node
+    from targets.lowering.dispatch import lower_node
     from targets.registry import resolve_target
 
     target = resolve_target("x86")

@@ -1,4 +1,4 @@
-"""Planned against measured memory: each model's planned peak (hai_compiler/compiler/memory_budget.py)
+"""Planned against measured memory: each model's planned peak (targets/plan/memory_budget.py)
 beside the peak RSS the OS reports for a fresh process that loads it and runs one inference.
 
 Part 1, the five real models (batch 1, their sample inputs), compiled with
@@ -45,9 +45,9 @@ sys.path.insert(0, str(ROOT))
 
 from hai_compiler import real_models  # noqa: E402
 from hai_compiler.compiler import CompileOptions, bench, compile_model  # noqa: E402
-from hai_compiler.compiler.memory_budget import MemoryBudgetError  # noqa: E402
 from hai_compiler.large_models import DEFAULT_WIDTH, large_mlp  # noqa: E402
 from ir.units import format_size, parse_size  # noqa: E402
+from targets.plan.memory_budget import MemoryBudgetError  # noqa: E402
 from targets.target import RUNTIME_BASELINE_BYTES  # noqa: E402
 
 BUDGET = "512MB"

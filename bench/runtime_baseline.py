@@ -6,7 +6,7 @@ weights), then, `--repeat` times, runs it in a fresh process that imports only
 `runtime` (and numpy), loads it and runs it (hai_compiler/compiler/bench.py
 `hai_isolated`), reads that process's peak RSS (VmHWM) and subtracts the
 artifact's own terms of the memory account (arena, weights, kernel library,
-inputs and outputs: hai_compiler/compiler/memory_budget.py). The largest of
+inputs and outputs: targets/plan/memory_budget.py). The largest of
 the repeats plus HEADROOM (peaks of identical runs spread by up to about 1 MiB) is
 the baseline: a budget must hold on every run. Commit it as
 `RUNTIME_BASELINE_BYTES`, with the date and the machine. Measure in a freshly
@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hai_compiler.compiler import CompileOptions, bench, compile_model  # noqa: E402
-from hai_compiler.compiler.memory_budget import artifact_account  # noqa: E402
 from runtime.artifact_files import read_manifest  # noqa: E402
+from targets.plan.memory_budget import artifact_account  # noqa: E402
 
 HEADROOM = 2**20
 """Added to the largest measured baseline: peaks of identical fresh processes spread by ~0.1 MiB on

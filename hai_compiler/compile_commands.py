@@ -1,6 +1,6 @@
-"""The `hai compile`, `hai run`, `hai bench`, `hai pack` and `hai keygen` commands (on cli.py's `app`).
+"""The `hai compile`, `hai run`, `hai bench`, `hai pack` and `hai keygen` commands (on cli_app.py's `app`).
 
-Rule: as in cli.py, commands parse options and print; `hai_compiler.compiler`
+Rule: as in model_commands.py, commands parse options and print; `hai_compiler.compiler`
 compiles, the runtime runs, `hai_compiler.compiler.bench` measures. A `HaiError`
 becomes one `error: ...` line and exit code 1. Progress (hai_compiler/progress.py)
 and notes go to stderr, results to stdout.
@@ -18,7 +18,8 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from hai_compiler.cli import (
+from hai_compiler.cli_app import app, example, print_outputs, reported_errors
+from hai_compiler.cli_options import (
     DEFAULT_RUNS,
     DEFAULT_THREADS,
     DumpIrOpt,
@@ -31,18 +32,14 @@ from hai_compiler.cli import (
     SeedOpt,
     TargetOpt,
     ThreadsOpt,
-    _files,
-    _shapes,
-    app,
-    example,
-    print_outputs,
-    reported_errors,
+    input_files,
+    input_shapes,
     size_option,
 )
-from hai_compiler.compiler.memory_budget import DEFAULT_BUDGET
 from hai_compiler.input_spec import check_inputs, load_input_arrays, random_input
 from hai_compiler.progress import reporting, stage
 from hai_compiler.quantize_commands import QuantizeOptions, print_quantization, quantization_options
+from targets.plan.memory_budget import DEFAULT_BUDGET
 
 ArtifactArg = Annotated[
     Path, typer.Argument(metavar="ARTIFACT", help="A compiled NAME.hai directory.", show_default=False)
@@ -144,7 +141,7 @@ def compile_command(
     from hai_compiler.compiler.report import render_report
     from targets.artifact import sign_artifact, signing_key
 
-    shapes = _shapes(input_shape)
+    shapes = input_shapes(input_shape)
     console = Console(highlight=False)
     with reported_errors():
         key = signing_key(sign) if sign is not None else None  # a bad key fails before compiling
@@ -154,7 +151,8 @@ def compile_command(
         quantized = quality = None
         with reporting():
             if quantize.precision is not None:
-                quantized = quantize.fit(model, shapes, str(hardware_profile or target))
+                quantize_dump = Path(dump_ir) / "quantize" if dump_ir else None
+                quantized = quantize.fit(model, shapes, str(hardware_profile or target), quantize_dump)
             result = compile_model(quantized.graph if quantized else model, output, options)
             if quantized is not None:
                 with stage("measuring against fp32"):
@@ -210,7 +208,7 @@ def run_command(
     """Run a compiled artifact and print each output's shape and statistics (as `hai interp` does)."""
     import runtime
 
-    files = _files(input)
+    files = input_files(input)
     with reported_runtime_errors():
         given = load_input_arrays(files)
         model = runtime.load(artifact, threads=threads, trusted_keys=trusted_key or None)

@@ -1,8 +1,8 @@
 """The driver's Python API: load a model, run a pass pipeline, interpret, summarise.
 
 Rule: this is what the `hai` CLI calls and what a Python user calls; it knows
-no command-line syntax (that is `cli.py`) and raises only `HaiError`s for bad
-input. `.onnx` files go through the ONNX importer, `.hir` files through the IR
+no command-line syntax (that is `cli.py` and its command modules) and raises
+only `HaiError`s for bad input. `.onnx` files go through the ONNX importer, `.hir` files through the IR
 parser; both give the same verified `Graph`, whose inputs hold at least one
 element each.
 """

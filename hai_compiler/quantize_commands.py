@@ -1,6 +1,6 @@
 """The `hai quantize` command, and the quantization options `hai compile --precision` shares with it.
 
-Rule: as in cli.py, commands parse options and print; hai_compiler/quantize/
+Rule: as in model_commands.py, commands parse options and print; hai_compiler/quantize/
 does the work. `QuantizeOptions` gathers the options both commands take, so
 they are declared once. A `HaiError` becomes one `error: ...` line, exit code 1.
 """
@@ -11,23 +11,21 @@ import dataclasses
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from hai_compiler.cli import (
+from hai_compiler.cli_app import app, example, reported_errors
+from hai_compiler.cli_options import (
     HardwareProfileOpt,
     InputShapeOpt,
     ModelArg,
     TargetOpt,
-    _choices,
-    _shapes,
-    app,
-    example,
-    reported_errors,
+    choices,
+    input_shapes,
     size_option,
 )
 from hai_compiler.input_spec import load_array
@@ -36,8 +34,8 @@ from hai_compiler.quantize.observers import OBSERVERS
 from hai_compiler.quantize.quantizer import PROFILES
 from hai_compiler.quantize.range_selection import AUTO_OBSERVERS
 
-Precision = _choices("Precision", PROFILES)
-Observer = _choices("Observer", ["auto", *sorted(OBSERVERS)])
+Precision = choices("Precision", PROFILES)
+Observer = choices("Observer", ["auto", *sorted(OBSERVERS)])
 
 
 @dataclasses.dataclass
@@ -111,7 +109,8 @@ class QuantizeOptions:
         typer.Option("--labels", metavar="L.npy", help="Class labels of --eval-data: prints accuracy."),
     ] = None
 
-    def quantizer(self, target: str) -> Any:
+    def quantizer(self, target: str, instruments: Sequence[Any] = ()) -> Any:
+        """The DynamicQuantizer of these options; `instruments`: for its `quantize` pass."""
         from hai_compiler.quantize.quantizer import DynamicQuantizer, QuantizerError
         from ir.units import parse_size
 
@@ -125,7 +124,7 @@ class QuantizeOptions:
         return DynamicQuantizer(
             target, str(self.precision or "mixed"), observer=str(self.observer),
             min_sqnr=self.min_sqnr, max_disagreement=self.max_disagreement, target_size=target_size,
-            layer_precision=overrides,
+            layer_precision=overrides, instruments=instruments,
         )  # fmt: skip
 
     def quality(self, model: Path, shapes: dict[str, tuple[int, ...]], quantized: Any) -> Any:
@@ -142,10 +141,15 @@ class QuantizeOptions:
         labels = load_array(self.labels, "--labels") if self.labels is not None else None
         return quality(reference, quantized.graph, feeds, labels)
 
-    def fit(self, model: Path, shapes: dict[str, tuple[int, ...]], target: str) -> Any:
-        """The QuantizedModel of `model` under these options (its statistics saved with --save-stats)."""
+    def fit(
+        self, model: Path, shapes: dict[str, tuple[int, ...]], target: str, dump_ir: Path | None = None
+    ) -> Any:
+        """The QuantizedModel of `model` under these options (its statistics saved with --save-stats);
+        `dump_ir`: the `quantize` pass's IR goes there."""
+        from hai_compiler.driver import InstrumentOptions, make_instruments
+
         with stage("describing the target"):
-            quantizer = self.quantizer(target)
+            quantizer = self.quantizer(target, make_instruments(InstrumentOptions(dump_dir=dump_ir)))
         quantized = quantizer.fit(model, self.calibration_data, input_shapes=shapes or None, stats=self.stats)
         if self.save_stats is not None and quantized.stats is not None:
             quantized.stats.save(self.save_stats)
@@ -210,7 +214,7 @@ def quantize_command(
     """Quantize a model per layer (FP16 / INT8 / INT4, or mixed under a budget) into a .hir + weights file."""
     console = Console(highlight=False)
     with reported_errors():
-        shapes = _shapes(input_shape)
+        shapes = input_shapes(input_shape)
         with reporting():
             quantized = quantize.fit(model, shapes, str(hardware_profile or target))
             written = quantized.save(output)

@@ -29,6 +29,21 @@ QUOTED = 40
 EXAMPLES = "512MB, 256 MiB, 1.5GiB or plain bytes (MB and MiB both mean 2^20 bytes)"
 
 
+class ByteSize(int):
+    """A byte count that an option holds (a pass's `budget`, `page-size`): the pipeline parser reads
+    it in this module's grammar, and `repr` (what pipeline text shows) spells it in it (`4MiB`, else
+    plain bytes), so it reads back; `str` is the plain byte count, as for any int."""
+
+    def __str__(self) -> str:
+        return int.__repr__(self)
+
+    def __repr__(self) -> str:
+        for name, size in SHOWN_UNITS:
+            if self >= size and self % size == 0:
+                return f"{self // size}{name}"
+        return str(int(self))
+
+
 class ByteSizeError(HaiError):
     """A size that is not a non-negative number with an optional unit of DESIGN.md's list."""
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ir import Builder, Graph, Node, Value
+from ir.fusion import record_folded
 from passes.cleanup import drop_unused_constants
-from passes.fusion import record_folded
 from passes.manager import Pass, PassContext
 
 

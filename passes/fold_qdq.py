@@ -51,11 +51,11 @@ import dataclasses
 import numpy as np
 
 from ir import Builder, DType, Graph, Node, TensorType, Value
+from ir.fusion import RECURRENT_OPS, record_folded
 from ir.quantization import PRECISION_SOURCE_KEY, dequantize, expand
 from ir.types import QuantParams
 from passes.cleanup import drop_unused_constants
 from passes.fuse import recurrent_prologue
-from passes.fusion import RECURRENT_OPS, record_folded
 from passes.manager import Pass, PassContext
 from passes.qlinear_forms import fold_quantized_add, fold_requantize
 from passes.quantize import LAYER_OPS, copy_annotations

@@ -7,8 +7,9 @@ result, the chain grows one node at a time while the running value
 
 - has exactly one use and is no graph output,
 - and that use is a node of a fusable op (`ctx.target.fusable_ops`, which the
-  compile driver fills from the target's epilogue tables; `DEFAULT_FUSABLE_OPS`
-  when absent) with one result of the anchor's result shape and dtype (a float),
+  compile driver fills from the target's epilogue tables; when absent, the ops
+  whose schema says `epilogue`, `ir.fusion.epilogue_ops`) with one result of the
+  anchor's result shape and dtype (a float),
   reading the running value once; its other operand, if any, is of that dtype and
   is a constant or a value computed before the anchor (a residual), broadcast;
 - and that node's result is stored in the anchor result's layout (TensorType.layout,
@@ -32,11 +33,11 @@ of its prologues alone. A prologue is moved to right before the anchor; the
 kernel reads the stored weight and dequantises it inside, so no f32 copy of the
 weight exists.
 
-A group of at least two nodes is recorded in annotations (passes/fusion.py
+A group of at least two nodes is recorded in annotations (ir/fusion.py
 states the format and what a group means) and its epilogue nodes are moved to
 right after the anchor — legal, since each reads only the previous node's result
 and values that exist before the anchor. Nothing else changes: annotations carry
-no semantics, so the interpreter computes the same. Views (passes/aliasing.py)
+no semantics, so the interpreter computes the same. Views (ir/aliasing.py)
 are never fused: they cost no kernel. Old fusion annotations are dropped first.
 Imports only `ir` and this package.
 """
@@ -47,8 +48,8 @@ import dataclasses
 from collections.abc import Collection
 
 from ir import DType, Graph, Node, Value
-from passes.aliasing import VIEW_OPS
-from passes.fusion import (
+from ir.aliasing import is_view_op
+from ir.fusion import (
     FUSED_INTO_KEY,
     GROUP_KEY,
     PROLOGUE_KEY,
@@ -56,16 +57,10 @@ from passes.fusion import (
     RECURRENT_WEIGHT_OPERANDS,
     WEIGHT_OPERAND,
     anchor_label,
+    epilogue_ops,
 )
 from passes.manager import Pass, PassContext
 from passes.quantize import reduction_axis
-
-DEFAULT_FUSABLE_OPS = tuple(
-    "Abs Acos Acosh Add Asin Asinh Atan Atanh Ceil Celu Clip Cos Cosh Div Elu Erf Exp Floor Gelu "
-    "HardSigmoid HardSwish LeakyRelu Log Max Min Mish Mod Mul Neg Pow PRelu Reciprocal Relu Round Selu "
-    "Sigmoid Sign Sin Sinh Softplus Softsign Sqrt Sub Swish Tan Tanh ThresholdedRelu".split()
-)
-"""Float ops the x86 templates apply as epilogues (targets/lowering/elementwise.py's UNARY and BINARY)."""
 
 INTEGER_ANCHOR_OPS = ("ConvInteger", "MatMulInteger")
 """Anchors with an int32 accumulator: their epilogue starts with a quantize step (DequantizeLinear)."""
@@ -86,7 +81,7 @@ class _Rules:
     anchors: Collection[str]
 
     def is_elementwise(self, node: Node) -> bool:
-        if node.op not in self.fusable or node.op in VIEW_OPS or len(node.results) != 1:
+        if node.op not in self.fusable or is_view_op(node.op) or len(node.results) != 1:
             return False
         dtype = node.results[0].type.dtype
         present = [o for o in node.operands if o is not None and o.type.dtype is dtype]
@@ -124,7 +119,7 @@ class Fuse(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         rules = _Rules(
-            frozenset(DEFAULT_FUSABLE_OPS if ctx.target.fusable_ops is None else ctx.target.fusable_ops),
+            frozenset(epilogue_ops() if ctx.target.fusable_ops is None else ctx.target.fusable_ops),
             frozenset(DEFAULT_ANCHOR_OPS if ctx.target.fusion_anchors is None else ctx.target.fusion_anchors),
         )
         for node in graph.nodes:

@@ -32,7 +32,7 @@ from collections.abc import Collection
 from ir import Graph, Node, Value
 from ir.builder import Builder
 from ir.dtypes import DType
-from passes.fuse import DEFAULT_FUSABLE_OPS
+from ir.fusion import epilogue_ops
 from passes.manager import Pass, PassContext
 
 NHWC = "NHWC"
@@ -123,7 +123,7 @@ class Layout(Pass):
             ctx.note(self.name, "the graph already has Relayout nodes; layout runs once, nothing changed")
             return graph
         vector_bytes = ctx.target.vector_bytes or DEFAULT_VECTOR_BYTES
-        fusable = DEFAULT_FUSABLE_OPS if ctx.target.fusable_ops is None else ctx.target.fusable_ops
+        fusable = epilogue_ops() if ctx.target.fusable_ops is None else ctx.target.fusable_ops
         rules = _Rules(frozenset(fusable), max(vector_bytes // 4, 1))
         for region in _regions(graph, rules, anchors_only=self.prefer == "auto"):
             gain, cost = region.gain(rules), region.cost()

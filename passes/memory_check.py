@@ -5,11 +5,11 @@ Rule: the check trusts nothing the planner computed. It recomputes liveness
 into one *family* (the same bytes, the same data), and then requires, for every
 two families whose byte ranges overlap while both are live, that they be an
 allowed in-place pair: family A's last step is the step that produces family B
-by a pointwise op (passes/aliasing.py) writing over an operand of A with exactly
+by a pointwise op (ir/aliasing.py) writing over an operand of A with exactly
 A's offset, dtype and shape, and A holds no graph input. Every node result must
 have an offset unless it is a view of a value outside the arena; offsets are
 multiples of the graph's recorded alignment (metadata `memory.alignment`).
-Fusion groups (passes/fusion.py) run at their anchor's step; their intermediates
+Fusion groups (ir/fusion.py) run at their anchor's step; their intermediates
 must have no offset, and their last result may be in place only over what the
 group allows.
 Imports only `ir` and this package.
@@ -20,12 +20,10 @@ from __future__ import annotations
 import dataclasses
 
 from ir import Graph, HaiError, Value
-from passes.aliasing import is_view
-from passes.fusion import Fusion, read_fusion
-from passes.memory_plan import align_up, last_uses
-
-ALIGNMENT_KEY = "memory.alignment"
-ARENA_KEY = "memory.arena_bytes"
+from ir.aliasing import is_view
+from ir.fusion import Fusion, read_fusion
+from ir.memory import ALIGNMENT_KEY, align_up
+from passes.memory_plan import last_uses
 
 
 class MemoryPlanError(HaiError):

@@ -9,7 +9,7 @@ weights, never in the arena.
 Values are first grouped into *buffers* (runs of values that share bytes),
 walking the nodes in order:
 
-- a view's result (passes/aliasing.py) joins its operand's buffer, which then
+- a view's result (ir/aliasing.py) joins its operand's buffer, which then
   lives until the view's last reader; a view of a value outside the arena (a
   graph input not placed in it, a constant) stays outside too and gets no offset:
   it is that value's bytes;
@@ -29,7 +29,7 @@ lifetime first; earliest start first), and the smallest arena wins; ties go to
 the order listed, so the plan is deterministic. The arena size is the end of
 the last buffer, rounded up to the alignment.
 
-Fusion groups (passes/fusion.py) run as one kernel at one step: every node of a
+Fusion groups (ir/fusion.py) run as one kernel at one step: every node of a
 group counts as running at its anchor's step, and the results fused into a later
 node of the group (the intermediates) never materialise: they get no buffer. The
 group's last result may be written in place only over what the group's
@@ -42,8 +42,9 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 from ir import Graph, Value
-from passes.aliasing import is_view
-from passes.fusion import Fusion, read_fusion
+from ir.aliasing import is_view
+from ir.fusion import Fusion, read_fusion
+from ir.memory import align_up
 
 
 @dataclasses.dataclass(eq=False)
@@ -77,10 +78,6 @@ class MemoryPlan:
     in_place: int
     outside: list[Value]  # views of values outside the arena: no offset, the source's bytes
     fused: int = 0  # results computed inside a fused kernel: never materialised
-
-
-def align_up(value: int, alignment: int) -> int:
-    return -(-value // alignment) * alignment
 
 
 def last_uses(graph: Graph, fusion: Fusion | None = None) -> dict[Value, int]:

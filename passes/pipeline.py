@@ -6,9 +6,10 @@ option spellings (`max-size`) to dataclass fields (`max_size`) and converts
 every value to its field's annotated type. `default` stands for the canonical
 pipeline `DEFAULT_PIPELINE`. Numbers are ASCII decimals: an int fits 64 bits, a
 float is finite (no `nan`, `inf`, `1_0` or other scripts' digits, which Python's
-`int`/`float` would take); lists nest at most `MAX_NESTING` deep. Every problem
-is a `PipelineError` that shows the text with a caret under the offending
-column. Imports only `ir` and this package.
+`int`/`float` would take); a `ByteSize` is a size in ir/units.py's grammar;
+lists nest at most `MAX_NESTING` deep. Every problem is a `PipelineError` that
+shows the text with a caret under the offending column. Imports only `ir` and
+this package.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import lark
 
 from ir import HaiError
+from ir.units import EXAMPLES, ByteSize, ByteSizeError, parse_size
 from passes.manager import Pass
 from passes.registry import available_passes, find_pass
 
@@ -246,13 +248,14 @@ def convert_option(raw: RawValue, annotation: Any) -> Any:
         if type(None) in args and raw.kind == "word" and raw.value == "none":
             return None
         members = [a for a in args if a is not type(None)]
+        got = None
         for member in members:
             try:
                 return convert_option(raw, member)
-            except _BadValue:
-                continue
+            except _BadValue as bad:
+                got = bad.got if len(members) == 1 else None  # one member: its own reason stands
         optional = " or none" if len(members) < len(args) else ""
-        raise _BadValue(" or ".join(_describe(m) for m in members) + optional)
+        raise _BadValue(" or ".join(_describe(m) for m in members) + optional, got)
     if origin in (tuple, list):
         element = args[0] if args else str
         items = raw.value if raw.kind == "list" else (raw,)
@@ -290,6 +293,11 @@ def _convert_scalar(raw: RawValue, annotation: Any) -> Any:
     elif annotation is float:
         if _FLOAT.fullmatch(text) and math.isfinite(float(text)):
             return float(text)
+    elif annotation is ByteSize:
+        try:
+            return ByteSize(parse_size(text, "size"))
+        except ByteSizeError as exc:
+            raise _BadValue(_describe(annotation), str(exc).removeprefix("size: ")) from None
     else:
         raise TypeError(f"pass option type {annotation!r} is not supported by the pipeline parser")
     raise _BadValue(_describe(annotation))
@@ -307,4 +315,5 @@ def _describe(annotation: Any) -> str:
         int: "an integer",
         float: "a finite number",
         str: "a string",
+        ByteSize: f"a size ({EXAMPLES})",
     }.get(annotation, str(annotation))

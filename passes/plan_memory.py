@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from ir import Graph
-from ir.units import format_size, parse_size
+from ir.memory import ALIGNMENT_KEY, ARENA_KEY
+from ir.units import ByteSize, format_size
 from passes.manager import Pass, PassContext
-from passes.memory_check import ALIGNMENT_KEY, ARENA_KEY
 from passes.memory_plan import plan_memory
 
 BUDGET_KEY = "memory.budget_bytes"
@@ -31,7 +31,7 @@ class PlanMemory(Pass):
     budget and `page-size` are recorded (`memory.budget_bytes`,
     `memory.page_bytes`) for the compiler, which keeps weights resident when
     they fit beside the rest and otherwise pages them in pages of that size
-    (hai_compiler/compiler/memory_budget.py); and since nothing pages the
+    (targets/plan/memory_budget.py); and since nothing pages the
     arena, an arena that with the runtime's own baseline (the target fact
     `runtime_baseline_bytes`) exceeds the budget is warned of here.
     """
@@ -44,28 +44,18 @@ class PlanMemory(Pass):
     arena_inputs: bool = dataclasses.field(
         default=False, metadata={"help": "place graph inputs in the arena too (copied in by the runtime)"}
     )
-    budget: str = dataclasses.field(
-        default="", metadata={"help": "memory budget of the running process (512MB); empty: none"}
+    budget: ByteSize | None = dataclasses.field(
+        default=None, metadata={"help": "memory budget of the running process (512MB); none: no budget"}
     )
-    page_size: str = dataclasses.field(
-        default="4MiB", metadata={"help": "bytes of one weight page when weights are paged"}
+    page_size: ByteSize = dataclasses.field(
+        default=ByteSize(4 * 2**20), metadata={"help": "bytes of one weight page when weights are paged"}
     )
 
     def __post_init__(self) -> None:
         if self.alignment < 1 or self.alignment & (self.alignment - 1):
             raise ValueError(f"alignment must be a power of two, got {self.alignment}")
-        _ = self.budget_bytes, self.page_bytes  # malformed sizes fail here, naming the option
-
-    @property
-    def budget_bytes(self) -> int | None:
-        return parse_size(self.budget, "budget") if self.budget.strip() else None
-
-    @property
-    def page_bytes(self) -> int:
-        size = parse_size(self.page_size, "page-size")
-        if size <= 0 or size % self.alignment:
+        if self.page_size <= 0 or self.page_size % self.alignment:
             raise ValueError(f"page-size {self.page_size} must be a positive multiple of {self.alignment}")
-        return size
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         for value in graph.values():
@@ -91,7 +81,7 @@ class PlanMemory(Pass):
         return graph
 
     def _record_budget(self, graph: Graph, ctx: PassContext, arena: int) -> None:
-        budget = self.budget_bytes
+        budget = self.budget
         baseline = ctx.target.runtime_baseline_bytes
         graph.metadata.pop(BUDGET_KEY, None)
         graph.metadata.pop(PAGE_SIZE_KEY, None)
@@ -104,5 +94,5 @@ class PlanMemory(Pass):
                 f"({format_size(baseline)}) alone need {format_size(arena + baseline)}; weights can be "
                 "paged, the arena cannot",
             )
-        graph.metadata[BUDGET_KEY] = str(budget)
-        graph.metadata[PAGE_SIZE_KEY] = str(self.page_bytes)
+        graph.metadata[BUDGET_KEY] = str(int(budget))
+        graph.metadata[PAGE_SIZE_KEY] = str(int(self.page_size))

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import ClassVar
 
 import numpy as np
 
 from ir import Builder, DType, Graph, HaiError, Node, Value
-from ir.units import ByteSizeError, format_size, parse_size
+from ir.fusion import FUSED_INTO_KEY, GROUP_KEY, PROLOGUE_KEY, anchor_label, record_folded
+from ir.units import ByteSize, format_size
 from passes.fold_batchnorm import replace_node
-from passes.fusion import FUSED_INTO_KEY, GROUP_KEY, PROLOGUE_KEY, anchor_label, record_folded
 from passes.manager import Pass, PassContext
 
 SPLIT_DTYPES = (DType.F32, DType.F16)
@@ -167,32 +166,25 @@ class SplitWeights(Pass):
 
     name = "split-weights"
     requires = ("constants-loaded",)
-    max_bytes: str = dataclasses.field(
-        default="4MiB",
+    max_bytes: ByteSize = dataclasses.field(
+        default=ByteSize(4 * 2**20),
         metadata={"help": "largest weight, in bytes or a size like 4MiB, that stays whole (one page)"},
     )
 
-    _limit: ClassVar[int]  # max-bytes in bytes, set on each instance by __post_init__ (not an option)
-
     def __post_init__(self) -> None:
-        try:
-            limit = parse_size(self.max_bytes, "split-weights option max-bytes")
-        except ByteSizeError as exc:
-            raise ValueError(str(exc)) from None
-        if limit < 1:
+        if self.max_bytes < 1:
             raise ValueError(f"split-weights option max-bytes must be 1 byte or more, got {self.max_bytes!r}")
-        object.__setattr__(self, "_limit", limit)
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         for node in graph.nodes:
-            found = splittable_weight(node, self._limit)
+            found = splittable_weight(node, self.max_bytes)
             if found is None:
                 continue
             weight, cut = found
             axis = cut.operand_axes[WEIGHT_OPERAND]
             assert axis is not None
-            slice_bytes = check_slice_fits(node, weight, cut, self._limit)
-            pieces = piece_bounds(weight.type.shape[axis], slice_bytes, self._limit)
+            slice_bytes = check_slice_fits(node, weight, cut, self.max_bytes)
+            pieces = piece_bounds(weight.type.shape[axis], slice_bytes, self.max_bytes)
             split_node(graph, node, cut, pieces)
             ctx.count(self.name, f"split-{node.op.lower()}")
             ctx.count(self.name, "pieces", len(pieces))

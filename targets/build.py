@@ -18,7 +18,7 @@ from pathlib import Path
 
 from targets.digest_function import digest_object
 from targets.kernel_cache import cache_key, cached_file
-from targets.lowering import LoweredKernel
+from targets.lowering.kernel import LoweredKernel
 from targets.target import TargetDescription
 
 

@@ -25,13 +25,13 @@ RUNTIME_BASELINE_BYTES = 46_592_288
 """The runtime's own resident memory beside an artifact's arena, weights, kernels and inputs/outputs:
 peak RSS (VmHWM) of a fresh process that imports `runtime`, loads a trivial artifact and runs it once,
 minus those terms. Measured by bench/runtime_baseline.py (never at compile time: artifacts stay
-deterministic); --memory-budget plans add it (hai_compiler/compiler/memory_budget.py)."""
+deterministic); --memory-budget plans add it (targets/plan/memory_budget.py)."""
 # Measured by bench/runtime_baseline.py on 2026-11-25 (same host, fresh venv): 2945 bytes per one-call
 # step, 6208 per step or page of a paged plan.
 RUNTIME_BYTES_PER_CALL = 6_208
 """The runtime's state per plan step and per weight page (parsed manifest, argument headers, page
 bookkeeping), measured by bench/runtime_baseline.py (a chain of one-call steps); memory plans count
-it for every step and page (hai_compiler/compiler/memory_budget.py)."""
+it for every step and page (targets/plan/memory_budget.py)."""
 
 
 class TargetError(HaiError):

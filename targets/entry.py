@@ -32,7 +32,7 @@ from typing import Any
 
 from targets.build import kernel_objects, link_library, tvm_target_of, unique_kernels
 from targets.kernel_cache import cache_key, cached_file
-from targets.lowering import LoweredKernel
+from targets.lowering.kernel import LoweredKernel
 from targets.target import TargetDescription
 
 ENTRY_SYMBOL = "hai_entry"

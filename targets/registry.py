@@ -35,7 +35,7 @@ from targets.description import IsaFacts, TargetDescription, TargetError
 from targets.feature_edits import apply_edits, warn_unlike_host
 
 if TYPE_CHECKING:
-    from targets.lowering import LoweredKernel
+    from targets.lowering.kernel import LoweredKernel
     from targets.schedules import ScheduleTable
 
 ENTRY_POINT_GROUP = "hai.targets"
@@ -145,7 +145,7 @@ class TargetBackend(ABC):
         return self.description(self.host_cpu_name(), frozenset(cpu.features), source="host")
 
     def from_profile(self, recommended: Mapping[str, Any]) -> TargetDescription:
-        """From a `hai doctor --scan` profile's `recommended` object (`{"target", "cpu", "features"}`)."""
+        """From a `hai doctor` profile's `recommended` object (`{"target", "cpu", "features"}`)."""
         try:
             name, cpu, features = recommended["target"], recommended["cpu"], recommended["features"]
         except (KeyError, TypeError) as exc:

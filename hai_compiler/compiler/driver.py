@@ -6,11 +6,12 @@ when those passes are registered, then `plan-memory` with graph inputs outside t
 target's facts in the pass context, lower every kernel group, build the static
 plan (checked for hazards), compile the kernels (cached; hai_compiler/progress.py
 shows each stage), link them (or the entry's objects) with the final plan's digest
-(runtime/plan_digest.py), account for the plan's memory against the budget (memory_budget.py: the
-planned peak goes into the plan) and write the artifact. When the plan with its
+(runtime/plan_digest.py), account for the plan's memory against the budget
+(targets/plan/memory_budget.py: the planned peak goes into the plan) and write
+the artifact. The static plan is targets/plan/'s; this module only orders. When the plan with its
 weights resident does not fit the budget (or its weights alone cannot), the
 graph is compiled again from the start with weights split to pages
-(`split-weights`) and planned paged (paging.py) in the most frames the budget
+(`split-weights`) and planned paged (targets/plan/paging.py) in the most frames the budget
 leaves. Nothing time- or path-dependent reaches the artifact, so the same model
 and options give the same bytes.
 """
@@ -22,10 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hai_compiler.compiler.copy_kernel import copy_kernel
-from hai_compiler.compiler.entry_plan import with_entry
-from hai_compiler.compiler.kernels import kernel_groups, lower_groups
-from hai_compiler.compiler.memory_budget import MemoryAccount, account, frames_within, too_small
 from hai_compiler.compiler.options import (
     CompileOptions,
     load_graph,
@@ -33,11 +30,15 @@ from hai_compiler.compiler.options import (
     profile_target_of,
     resolve_compile_target,
 )
-from hai_compiler.compiler.paging import WeightLayout, cut_weights, paging_of, with_paging
-from hai_compiler.compiler.plan import PlanBuilder, StaticPlan
 from hai_compiler.progress import stage
 from ir import Graph
 from runtime.artifact import TargetInfo
+from targets.lowering.copy import copy_kernel
+from targets.plan.entry_plan import with_entry
+from targets.plan.kernels import kernel_groups, lower_groups
+from targets.plan.memory_budget import MemoryAccount, account, frames_within, too_small
+from targets.plan.paging import WeightLayout, cut_weights, paging_of, with_paging
+from targets.plan.static_plan import PlanBuilder, StaticPlan
 
 
 @dataclasses.dataclass
@@ -47,7 +48,7 @@ class CompileResult:
     path: Path
     graph: Graph
     plan: StaticPlan
-    groups: list[Any]  # passes.fusion.FusionGroup of each kernel step
+    groups: list[Any]  # ir.fusion.FusionGroup of each kernel step
     target: Any  # TargetDescription
     seconds: float
     cache_hits: int = 0
@@ -249,7 +250,7 @@ def build_resident(graph: Graph, options: CompileOptions, target: Any) -> BuiltP
 def build_paged(
     graph: Graph, options: CompileOptions, target: Any, budget: int, page_size: int
 ) -> BuiltPlan | MemoryAccount:
-    """The plan with weights paged through the most frames the budget leaves (hai_compiler/compiler/
+    """The plan with weights paged through the most frames the budget leaves (targets/plan/
     paging.py), fewer when its segment library turns out larger; when even the fewest frames any
     schedule needs do not fit, the account of that smallest paged plan instead."""
     from targets.artifact import layout_weights

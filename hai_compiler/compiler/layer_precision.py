@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ir import DType, Node, Value
+from ir.ops.rnn import DYNAMIC_QUANTIZATION
 from ir.quantization import PRECISION_SOURCE_KEY
-from targets.lowering.rnn_quantized import DYNAMIC_QUANTIZATION_KEY
 
 LAYER_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "RNN"})
 INTEGER_OPS = frozenset({"ConvInteger", "MatMulInteger"})
@@ -67,7 +67,7 @@ def precision_of(anchor: Node, prologue: Sequence[Node]) -> tuple[str, tuple[Nod
     weight = stored_weight(anchor, prologue)
     if weight is not None:
         name = PRECISION_OF.get(weight.type.dtype, weight.type.dtype.value)
-        if anchor.annotations.get(DYNAMIC_QUANTIZATION_KEY) == "u8":
+        if anchor.attrs.get(DYNAMIC_QUANTIZATION) == "u8":
             return f"{name} (u8 x {weight.type.dtype.value}, dynamic)", (*prologue, anchor)
         return f"{name} weight-only", (*prologue, anchor)
     result = anchor.results[0].type.dtype

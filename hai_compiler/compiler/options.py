@@ -15,13 +15,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hai_compiler.compiler.memory_budget import DEFAULT_BUDGET, DEFAULT_PAGE_SIZE
 from ir import Graph, HaiError
-from ir.units import parse_size
+from ir.units import ByteSize, parse_size
+from passes.plan_memory import PlanMemory
+from targets.plan.memory_budget import DEFAULT_BUDGET, DEFAULT_PAGE_SIZE
 
 DEFAULT_PASSES = "default"
-PLAN_MEMORY = "plan-memory{arena-inputs=false}"
-"""Graph inputs stay outside the arena: kernels read the caller's buffers through input slots."""
 LAYOUT_PREFERENCES = ("auto", "NHWC", "NCHW")
 """The `layout` pass's `prefer`: NHWC regions where its cost rule gains, everywhere it can, nowhere."""
 ENTRY_MODES = ("auto", "on", "off")
@@ -60,7 +59,7 @@ class CompileOptions:
 
     @property
     def budget_bytes(self) -> int | None:
-        """The memory budget in bytes (hai_compiler/compiler/memory_budget.py checks it), or None."""
+        """The memory budget in bytes (targets/plan/memory_budget.py checks it), or None."""
         if self.memory_budget is None or str(self.memory_budget).lower() == "none":
             return None
         return parse_size(self.memory_budget, "--memory-budget")
@@ -84,48 +83,41 @@ class CompileOptions:
             )
         return cls(target=target, input_shapes=input_shapes, **options)
 
-    def pipeline(self, has_fuse: bool, has_layout: bool = False, split_bytes: int | None = None) -> str:
-        """The pass pipeline to run: the user's passes, then `split-weights{max-bytes=split_bytes}`
-        (when given), then `layout` (if registered, for a target whose templates store conv regions
-        channels-last, unless the user's passes name it; with `prefer` = the `layout` option), then
-        `fuse` (if registered and not named), then plan-memory (with the budget and page size, unless
-        named). What is added goes before a `fuse` or `plan-memory` the user named (fuse, before
-        their plan-memory)."""
-        parts = [p for p in (self.passes or "").split(",") if p.strip()] if self.passes != "none" else []
-        names = [p.split("{")[0].strip() for p in parts]
+    def pipeline(self, has_fuse: bool, has_layout: bool = False, split_bytes: int | None = None) -> list[Any]:
+        """The passes to run, as configured pass objects: the user's passes, then `split-weights` of
+        `split_bytes` (when given), then `layout` (if registered, for a target whose templates store
+        conv regions channels-last, unless the user's passes name it; with `prefer` = the `layout`
+        option), then `fuse` (if registered and not named), then `plan-memory` with graph inputs
+        outside the arena and the budget and page size (unless named). What is added goes before a
+        `fuse` or `plan-memory` the user named (fuse, before their plan-memory)."""
+        from passes.fuse import Fuse
+        from passes.layout import Layout
+        from passes.pipeline import parse_pipeline
+        from passes.split_weights import SplitWeights
 
-        def add(step: str, before: tuple[str, ...]) -> None:
-            at = min([names.index(name) for name in before if name in names], default=len(parts))
-            parts.insert(at, step)
-            names.insert(at, step.split("{")[0])
+        passes = list(parse_pipeline(self.passes)) if self.passes and self.passes != "none" else []
+
+        def add(step: Any, before: tuple[str, ...]) -> None:
+            names = [p.name for p in passes]
+            at = min([names.index(name) for name in before if name in names], default=len(passes))
+            passes.insert(at, step)
 
         if split_bytes is not None:
-            add(f"split-weights{{max-bytes={split_bytes}}}", ("fuse", "plan-memory"))
-        if has_layout and "layout" not in names and channels_last(self.target):
-            add(
-                "layout" if self.layout == "auto" else f"layout{{prefer={self.layout}}}",
-                ("fuse", "plan-memory"),
-            )
-        if has_fuse and "fuse" not in names:
-            add("fuse", ("plan-memory",))
-        if "plan-memory" not in names:
-            add(PLAN_MEMORY if self.budget_bytes is None else (
-                f"plan-memory{{arena-inputs=false budget={self.budget_bytes} page-size={self.page_bytes}}}"
-            ), ())  # fmt: skip
-        return ",".join(parts)
+            add(SplitWeights(max_bytes=ByteSize(split_bytes)), ("fuse", "plan-memory"))
+        if has_layout and all(p.name != "layout" for p in passes) and channels_last(self.target):
+            add(Layout(prefer=self.layout), ("fuse", "plan-memory"))
+        if has_fuse and all(p.name != "fuse" for p in passes):
+            add(Fuse(), ("plan-memory",))
+        if all(not isinstance(p, PlanMemory) for p in passes):
+            budget = None if self.budget_bytes is None else ByteSize(self.budget_bytes)
+            add(PlanMemory(arena_inputs=False, budget=budget, page_size=ByteSize(self.page_bytes)), ())
+        return passes
 
     def memory_plan(self) -> tuple[int | None, int]:
-        """(budget, page size) in bytes as the pipeline's `plan-memory` pass has them: the user's own
+        """(budget, page size) in bytes as the pipeline's last `plan-memory` pass has them: the user's own
         `plan-memory{budget=.. page-size=..}` when `passes` names it, else `memory_budget`, `page_size`."""
-        from passes.pipeline import parse_pipeline
-        from passes.plan_memory import PlanMemory
-
-        planners = [p for p in parse_pipeline(self.pipeline(False)) if isinstance(p, PlanMemory)]
-        return (
-            (planners[-1].budget_bytes, planners[-1].page_bytes)
-            if planners
-            else (self.budget_bytes, self.page_bytes)
-        )
+        planner = [p for p in self.pipeline(False) if isinstance(p, PlanMemory)][-1]
+        return (None if planner.budget is None else int(planner.budget)), int(planner.page_size)
 
     def manifest_options(self, profile_target: Mapping[str, Any] | None) -> dict[str, Any]:
         """The options as the manifest records them (no paths; the profile as its recommended target)."""

@@ -39,14 +39,13 @@ import numpy as np
 
 from hai_compiler.quantize.incremental import IncrementalEvaluator, closeness
 from hai_compiler.quantize.metrics import graph_weight_bytes
+from hai_compiler.quantize.quantize_pass import QuantizeRunner
 from ir import Graph, HaiError, Node
 from ir.clone import clone_graph
-from passes.fusion import anchor_label
-from passes.manager import PassContext
+from ir.fusion import anchor_label
 from passes.quantize import (
     PRECISION_KEY,
     PRECISIONS,
-    Quantize,
     effective_precision,
     layer_weight,
     layers,
@@ -130,12 +129,15 @@ def layer_name(node: Node) -> str:
     return anchor_label(node)
 
 
-def configured(graph: Graph, precisions: Mapping[str, str], group_size: int) -> Graph:
-    """A copy of the calibrated `graph` with each named layer at its precision (others fp32)."""
+def configured(
+    graph: Graph, precisions: Mapping[str, str], runner: QuantizeRunner, final: bool = False
+) -> Graph:
+    """A copy of the calibrated `graph` with each named layer at its precision (others fp32); `final`:
+    the result the user gets (quantize_pass.py)."""
     copy = clone_graph(graph)
     for node in layers(copy):
         node.annotations[PRECISION_KEY] = precisions.get(layer_name(node), "fp32")
-    return Quantize(precision="fp32", group_size=group_size).run(copy, PassContext())
+    return runner.run(copy, "fp32", final=final)
 
 
 class MixedPrecision:
@@ -151,13 +153,13 @@ class MixedPrecision:
         *,
         overrides: Mapping[str, str] | None = None,
         keep_ends: str = "int8",
-        group_size: int = 32,
+        runner: QuantizeRunner | None = None,
         evaluator: IncrementalEvaluator | None = None,
         verifier: IncrementalEvaluator | None = None,
         ladder: tuple[str, ...] = LADDER,
     ) -> None:
         self.graph = graph
-        self.group_size = group_size
+        self.runner = runner or QuantizeRunner()
         self.ladder = ladder
         self.evaluator = evaluator or IncrementalEvaluator(graph, samples)
         self.verifier = verifier or self.evaluator
@@ -165,7 +167,7 @@ class MixedPrecision:
         nodes = layers(graph)
         self._check_overrides(nodes, dict(overrides or {}))
         ends = {layer_name(nodes[0]), layer_name(nodes[-1])} if nodes else set()
-        self._fp32_bytes = graph_weight_bytes(configured(graph, {}, group_size))
+        self._fp32_bytes = graph_weight_bytes(configured(graph, {}, self.runner))
         self.layers = [
             self._layer(node, overrides or {}, keep_ends if layer_name(node) in ends else None)
             for node in nodes
@@ -186,7 +188,7 @@ class MixedPrecision:
         sizes, sensitivity = {"fp32": weight.type.nbytes}, {}
         for precision in allowed:
             if precision != "fp32":
-                alone = configured(self.graph, {name: precision}, self.group_size)
+                alone = configured(self.graph, {name: precision}, self.runner)
                 sensitivity[precision] = closeness(self.evaluator, alone)[0]
                 sizes[precision] = weight.type.nbytes + graph_weight_bytes(alone) - self._fp32_bytes
         return LayerChoice(name, node.op, allowed, allowed[0], sensitivity, sizes)
@@ -194,7 +196,7 @@ class MixedPrecision:
     def score(self, precisions: Mapping[str, str]) -> tuple[float, float]:
         """(output SQNR dB, top-1 disagreement) against fp32 of the model with `precisions`, on the
         verification samples."""
-        return closeness(self.verifier, configured(self.graph, precisions, self.group_size))
+        return closeness(self.verifier, configured(self.graph, precisions, self.runner))
 
     def _check_overrides(self, nodes: Sequence[Node], overrides: Mapping[str, str]) -> None:
         names = {layer_name(n) for n in nodes}

@@ -45,6 +45,7 @@ from hai_compiler.quantize.mixed import (
     ladder_for,
     layer_name,
 )
+from hai_compiler.quantize.quantize_pass import QuantizeRunner
 from hai_compiler.quantize.range_selection import AUTO_OBSERVERS, RangeChoice, select_ranges
 from hai_compiler.quantize.report import QualityReport
 from hai_compiler.quantize.sample_checks import check_values
@@ -53,8 +54,7 @@ from ir import Graph, HaiError
 from ir.clone import clone_graph
 from ir.printer import write_hir
 from ir.quantization import record_range
-from passes.manager import PassContext
-from passes.quantize import PRECISION_KEY, Quantize, effective_precision, layer_weight, layers, stored_weight
+from passes.quantize import PRECISION_KEY, effective_precision, layer_weight, layers, stored_weight
 
 PROFILES = ("fp16", "int8", "int4", "mixed")
 SENSITIVITY_SAMPLES = 8
@@ -107,6 +107,8 @@ class DynamicQuantizer:
     refine: bool = True  # also try layer-wise clipping-range search (range_refinement.py)
     bias_correction: bool = True  # cancel the mean shift of rounded weights (bias_correction.py)
     group_size: int = 32
+    instruments: Sequence[Any] = ()  # what the `quantize` pass's final run gets (quantize_pass.py)
+    verify_each: bool = False
     seed: int = 0
     progress: bool = True
     target_device: dataclasses.InitVar[Any] = None  # deprecated: `target`
@@ -126,6 +128,10 @@ class DynamicQuantizer:
                 f"target {described.name} (cpu {described.cpu}) has no f16 support; "
                 "choose int8, int4 or mixed"
             )
+        from targets.registry import get_target
+
+        facts = get_target(described.name).facts(described)
+        self.runner = QuantizeRunner(facts, self.group_size, self.instruments, self.verify_each)
 
     def fit(
         self,
@@ -155,12 +161,12 @@ class DynamicQuantizer:
             if not samples:
                 raise QuantizerError("mixed precision measures sensitivities on calibration data: pass some")
             chooser, budget = MixedPrecision(
-                graph, samples, overrides=overrides, group_size=self.group_size, evaluator=evaluator,
+                graph, samples, overrides=overrides, runner=self.runner, evaluator=evaluator,
                 verifier=verifier, ladder=ladder_for(self.target_description),
             ), self.budget  # fmt: skip
             with stage("choosing each layer's precision"):
                 precisions = chooser.choose(budget)
-                quantized = configured(graph, precisions, self.group_size)
+                quantized = configured(graph, precisions, self.runner, final=True)
         else:
             with stage(f"quantizing to {self.precision_profile}"):
                 quantized, precisions = self._uniform(clone_graph(graph), overrides)
@@ -236,7 +242,7 @@ class DynamicQuantizer:
                 for name in observers
             }
         with stage("choosing activation ranges"):
-            return select_ranges(graph, calibrations, evaluator, self.refine)
+            return select_ranges(graph, calibrations, evaluator, self.refine, self.runner)
 
     def _uniform(self, graph: Graph, overrides: dict[str, str]) -> tuple[Graph, dict[str, str]]:
         """`graph` with every layer at the profile's precision (overrides win), and the precisions."""
@@ -251,8 +257,7 @@ class DynamicQuantizer:
             )
             for n in layers(graph)
         }
-        Quantize(precision=self.precision_profile, group_size=self.group_size).run(graph, PassContext())
-        return graph, chosen
+        return self.runner.run(graph, self.precision_profile, final=True), chosen
 
 
 def uniform_layers(graph: Graph, quantized: Graph, precisions: Mapping[str, str]) -> list[LayerChoice]:

@@ -18,13 +18,12 @@ from collections.abc import Mapping
 import numpy as np
 
 from hai_compiler.quantize.incremental import IncrementalEvaluator, closeness
+from hai_compiler.quantize.quantize_pass import QuantizeRunner
 from hai_compiler.quantize.range_refinement import Range, refine_ranges
 from hai_compiler.quantize.statistics import CalibrationStats
 from ir import Graph
 from ir.clone import clone_graph
 from ir.quantization import record_range
-from passes.manager import PassContext
-from passes.quantize import Quantize
 
 AUTO_OBSERVERS = ("minmax", "percentile")
 
@@ -47,14 +46,20 @@ def with_ranges(graph: Graph, ranges: Mapping[str, Range]) -> Graph:
     return copy
 
 
-def int8_sqnr(graph: Graph, ranges: Mapping[str, Range], evaluator: IncrementalEvaluator) -> float:
+def int8_sqnr(
+    graph: Graph, ranges: Mapping[str, Range], evaluator: IncrementalEvaluator, runner: QuantizeRunner
+) -> float:
     """Output SQNR against fp32 of `graph` with every layer INT8 over `ranges`."""
-    quantized = Quantize(precision="int8").run(with_ranges(graph, ranges), PassContext())
+    quantized = runner.run(with_ranges(graph, ranges), "int8")
     return closeness(evaluator, quantized)[0]
 
 
 def select_ranges(
-    graph: Graph, calibrations: Mapping[str, CalibrationStats], evaluator: IncrementalEvaluator, refine: bool
+    graph: Graph,
+    calibrations: Mapping[str, CalibrationStats],
+    evaluator: IncrementalEvaluator,
+    refine: bool,
+    runner: QuantizeRunner,
 ) -> RangeChoice:
     """The best candidate (module doc) among the calibrations, refined too when `refine`, judged on
     the samples of `evaluator` (its recorded fp32 values also serve the refinement)."""
@@ -67,5 +72,5 @@ def select_ranges(
     if len(choices) == 1 or not evaluator.cached:
         return choices[0]
     for choice in choices:
-        choice.sqnr_db = int8_sqnr(graph, choice.ranges, evaluator)
+        choice.sqnr_db = int8_sqnr(graph, choice.ranges, evaluator, runner)
     return max(choices, key=lambda c: c.sqnr_db if c.sqnr_db is not None else -np.inf)

@@ -147,4 +147,6 @@ define_op(
     infer=_prelu_infer,
     compute=_prelu,
     doc="X, or slope * X where X < 0 (slope broadcasts onto X).",
+    pointwise=True,
+    epilogue=True,
 )

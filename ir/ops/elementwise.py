@@ -55,8 +55,8 @@ binary(
 binary("Pow", _power, "A ** B; B may have another dtype, the result has A's.", mixed=True)
 
 variadic("Sum", np.add, "Sum of one or more operands.")
-variadic("Max", np.maximum, "Elementwise maximum of one or more operands (NaN propagates).")
-variadic("Min", np.minimum, "Elementwise minimum of one or more operands (NaN propagates).")
+variadic("Max", np.maximum, "Elementwise maximum of one or more operands (NaN propagates).", epilogue=True)
+variadic("Min", np.minimum, "Elementwise minimum of one or more operands (NaN propagates).", epilogue=True)
 variadic(
     "Mean", np.add, "Mean of one or more float operands.", accepts="float", finish=lambda total, n: total / n
 )
@@ -170,6 +170,7 @@ define_op(
     infer=_where_infer,
     compute=_where,
     doc="X where condition holds, else Y (broadcasting all three).",
+    pointwise=True,
 )
 
 
@@ -192,6 +193,7 @@ define_op(
     infer=_cast_infer,
     compute=_cast,
     doc="The operand converted to dtype `to` (floats to integers truncate; nonzero is true).",
+    pointwise=True,
 )
 
 define_op(
@@ -201,4 +203,5 @@ define_op(
     infer=same_as_first,
     compute=lambda args, attrs: required(args),
     doc="The operand itself.",
+    view=True,
 )

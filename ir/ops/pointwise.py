@@ -6,6 +6,10 @@ comparisons). Each helper checks the dtype class the op accepts, so a bad
 operand is an IRError naming the operand. References compute half and
 sub-byte types in a wider numpy type (f16/bf16 in f32, i4 in i8) and round the
 result back, which is what one correctly rounded op on the narrow type gives.
+Every op declared here is `pointwise` (ir/ops/registry.py); a unary or binary
+one that accepts numbers and keeps their dtype is also an `epilogue` op, which a
+kernel may apply to its result, unless its declaration says `epilogue=False`
+(a variadic one only where it says `epilogue=True`).
 This module declares no op itself.
 """
 
@@ -113,6 +117,11 @@ def result_dtype(arrays: Sequence[np.ndarray], result: DType | None) -> DType:
     return result or DType.from_numpy(arrays[0].dtype)
 
 
+def keeps_numbers(*accepts: Accepts, result: DType | None = None) -> bool:
+    """Whether an op over operands of the classes `accepts` computes numbers of their dtype."""
+    return result is None and all(a not in ("bool", "any") for a in accepts)
+
+
 def unary(
     name: str,
     fn: Callable[..., Any],
@@ -123,6 +132,7 @@ def unary(
     attrs: Mapping[str, Attr] | None = None,
     result: DType | None = None,
     check: AttrCheck | None = None,
+    epilogue: bool = True,
 ) -> None:
     """Declare a one-operand op computing `fn(X, **attrs)` elementwise."""
 
@@ -138,6 +148,8 @@ def unary(
         infer=pointwise_infer(["X"], [accepts], result, check=check),
         compute=compute,
         doc=doc,
+        pointwise=True,
+        epilogue=epilogue and keeps_numbers(accepts, result=result),
     )
 
 
@@ -151,6 +163,7 @@ def binary(
     attrs: Mapping[str, Attr] | None = None,
     result: DType | None = None,
     mixed: bool = False,
+    epilogue: bool = True,
 ) -> None:
     """Declare a broadcasting two-operand op computing `fn(A, B, **attrs)`.
 
@@ -170,6 +183,8 @@ def binary(
         infer=pointwise_infer(["A", "B"], pair, result, mixed),
         compute=compute,
         doc=doc,
+        pointwise=True,
+        epilogue=epilogue and keeps_numbers(*pair, result=result),
     )
 
 
@@ -180,6 +195,7 @@ def variadic(
     *,
     accepts: Accepts = "number",
     finish: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    epilogue: bool = False,
 ) -> None:
     """Declare an op folding `fn` over one or more broadcasting operands (then `finish(total, n)`)."""
 
@@ -199,4 +215,6 @@ def variadic(
         infer=pointwise_infer(["inputs"], [accepts], None),
         compute=compute,
         doc=doc,
+        pointwise=True,
+        epilogue=epilogue,
     )

@@ -82,6 +82,9 @@ class OpSchema:
     doc: str = ""
     typed: bool = False  # compute takes the operand types as a third argument
     foldable: bool = True  # fold-constants may evaluate it over constant operands
+    view: bool = False  # its one result is operand 0's bytes under another shape: no kernel, no copy
+    pointwise: bool = False  # each result element comes from the operand elements at its index
+    epilogue: bool = False  # a float pointwise op a kernel may apply to its result (the `fuse` pass)
 
     def evaluate(
         self, args: Sequence[np.ndarray | None], attrs: Mapping[str, Any], types: Sequence[TensorType | None]
@@ -167,14 +170,20 @@ def define_op(
     doc: str = "",
     typed: bool = False,
     foldable: bool = True,
+    view: bool = False,
+    pointwise: bool = False,
+    epilogue: bool = False,
 ) -> OpSchema:
-    """Declare an IR op; each op name may be declared once (`typed`, `foldable`: see OpSchema)."""
+    """Declare an IR op; each op name may be declared once (the flags: see OpSchema)."""
     if name in _REGISTRY:
         raise ValueError(f"op {name} is declared twice")
     parsed = tuple(Operand.parse(s) for s in operands)
     if any(o.variadic for o in parsed[:-1]):
         raise ValueError(f"op {name}: only the last operand may be variadic")
-    schema = OpSchema(name, family, parsed, dict(attrs or {}), infer, compute, doc, typed, foldable)
+    if epilogue and not pointwise:
+        raise ValueError(f"op {name}: an epilogue op must be pointwise")
+    flags = {"typed": typed, "foldable": foldable, "view": view, "pointwise": pointwise, "epilogue": epilogue}
+    schema = OpSchema(name, family, parsed, dict(attrs or {}), infer, compute, doc, **flags)
     _REGISTRY[name] = schema
     return schema
 

@@ -7,6 +7,8 @@ and `activation_alpha`/`activation_beta`, when present, one value per
 activation (the converter resolves ONNX's sequential lists and defaults).
 Results are always (Y, Y_h) and for LSTM also Y_c; unused ones have no uses.
 The per-step gate math lives here, the shared time loop in `ir.ops.recurrence`.
+An LSTM may say how its kernel computes (`DYNAMIC_QUANTIZATION`); the reference
+computes in the operands' float type whatever it says.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ from ir.ops.registry import Attr, AttrKind, ComputeFn, InferFn, define_op
 from ir.types import TensorType
 
 DIRECTIONS = {"forward": 1, "reverse": 1, "bidirectional": 2}
+
+DYNAMIC_QUANTIZATION = "dynamic_quantization"
+"""LSTM attribute: "u8" quantizes X and each step's hidden state to u8 at run time and multiplies them
+with the 8-bit stored W and R (onnxruntime's DynamicQuantizeLSTM; targets/lowering/rnn_quantized.py)."""
+DYNAMIC_QUANTIZATION_MODES = ("u8",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +127,10 @@ def _infer(op: RecurrentOp) -> InferFn:
             raise IRError(f"direction '{direction}' is not one of {', '.join(DIRECTIONS)}")
         if layout not in (0, 1):
             raise IRError(f"layout must be 0 or 1, got {layout}")
+        mode = attrs.get(DYNAMIC_QUANTIZATION)
+        if mode is not None and mode not in DYNAMIC_QUANTIZATION_MODES:
+            modes = ", ".join(DYNAMIC_QUANTIZATION_MODES)
+            raise IRError(f"{DYNAMIC_QUANTIZATION} '{mode}' is not one of {modes}")
         dirs = DIRECTIONS[direction]
         if x.rank != 3:
             raise IRError(f"X must have rank 3, got {x}")
@@ -179,7 +190,7 @@ def define_recurrent(op: RecurrentOp) -> None:
 
 RECURRENT_OPS = (
     RecurrentOp("LSTM", 4, ("Sigmoid", "Tanh", "Tanh"), 2, _lstm_cells, ("initial_c", "P"),
-                {"input_forget": Attr(AttrKind.INT, 0)}),
+                {"input_forget": Attr(AttrKind.INT, 0), DYNAMIC_QUANTIZATION: Attr(AttrKind.STR, None)}),
     RecurrentOp("GRU", 3, ("Sigmoid", "Tanh"), 1, _gru_cells,
                 extra_attrs={"linear_before_reset": Attr(AttrKind.INT, 0)}),
     RecurrentOp("RNN", 1, ("Tanh",), 1, _rnn_cells),

@@ -62,6 +62,7 @@ define_op(
     infer=_reshape_infer,
     compute=lambda args, attrs: [arg(args).reshape(attrs["shape"])],
     doc="The data with the explicit final `shape` (same element count, C order).",
+    view=True,
 )
 
 
@@ -84,6 +85,7 @@ define_op(
     infer=_flatten_infer,
     compute=lambda args, attrs: [arg(args).reshape(_flatten_shape(arg(args).shape, attrs["axis"]))],
     doc="A 2-D view: dims before `axis` multiplied into rows, the rest into columns.",
+    view=True,
 )
 
 
@@ -128,6 +130,7 @@ define_op(
     infer=_squeeze_infer,
     compute=_squeeze,
     doc="Removes the listed size-1 axes.",
+    view=True,
 )
 
 
@@ -149,6 +152,7 @@ define_op(
     ],
     compute=lambda args, attrs: [arg(args).reshape(unsqueezed_shape(arg(args).shape, attrs["axes"]))],
     doc="Inserts size-1 axes at `axes` (positions in the result).",
+    view=True,
 )
 
 

@@ -1,173 +1,35 @@
-"""Lowering IR nodes to scheduled TVM PrimFuncs: the `LoweredKernel` contract and the op dispatch.
+"""Lowering IR nodes to scheduled TVM PrimFuncs: the kernel contract, the registry and the dispatch.
 
-Rule: `lower_node(node, target, epilogue=...)` turns one anchor node (Conv, Gemm,
-MatMul, an elementwise op, ...) and the elementwise nodes fused after it into one
-`LoweredKernel`. A kernel's arguments are its inputs, then its weights, then its
-output, each with the IR value it binds and the shape the kernel views it as
-(same bytes in C order as the IR value; e.g. MatMul views (1, 40, 120) as
-(40, 120)). Weights the template wants in another layout come with a pure numpy
-`pack_weights`, applied once at compile time. `layout` says how activations are
-laid out: "NCHW" (the IR's) unless the caller asked for "NHWC", which needs a
-layout pass around the kernel. The kernel name is derived from the workload, so
-identical workloads share one compiled kernel (build_kernels dedups by name).
-TVM indexes buffers with int32, so no tensor a kernel reads or writes may hold
-more than `MAX_KERNEL_ELEMENTS` elements. Templates live in one module per op
-family and register with `@lowering("Op", ...)`.
+Rule: kernel.py states the `LoweredKernel` contract, registry.py is where
+templates register (`@lowering("Op", ...)`), dispatch.py lowers a node
+(`lower_node`, `supported_ops`) and is the only module that imports every
+template family. Templates live in one module per op family and import
+kernel.py and registry.py, never this package's `__init__`, which only
+re-exports the contract and the registry (without TVM): `from
+targets.lowering.dispatch import lower_node` loads the templates.
 """
 
-from __future__ import annotations
+from targets.lowering.kernel import (
+    MAX_KERNEL_ELEMENTS,
+    KernelArg,
+    LoweredKernel,
+    LoweringError,
+    PackFn,
+    identity_pack,
+    kernel_name,
+    workload_hash,
+)
+from targets.lowering.registry import LowerFn, lowering
 
-import hashlib
-import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
-
-from ir.errors import HaiError
-from ir.graph import Node
-from targets.target import TargetDescription
-
-PackFn = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
-
-
-MAX_KERNEL_ELEMENTS = 2**31 - 1
-"""The most elements of one kernel buffer: TVM's int32 index range."""
-
-
-class LoweringError(HaiError):
-    """An IR node the target's templates cannot lower (unsupported op, dtype or attribute)."""
-
-
-@dataclass(frozen=True)
-class KernelArg:
-    """One kernel argument: the IR value it binds, its role, and the kernel's view of it.
-
-    `part` names a second array a weight constant is stored as (e.g. "scales": the group scales
-    of an INT4 weight, targets/lowering/weight_only.py); `pack_weights` returns it under `key`."""
-
-    value: str  # IR value name
-    role: str  # "input" | "weight" | "output"
-    shape: tuple[int, ...]
-    dtype: str  # numpy dtype name, e.g. "float32"
-    part: str | None = None
-
-    @property
-    def key(self) -> str:
-        """The name `pack_weights` gives this argument's array: the value's, or `value:part`."""
-        return self.value if self.part is None else f"{self.value}:{self.part}"
-
-
-def identity_pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {name: np.ascontiguousarray(a) for name, a in arrays.items()}
-
-
-@dataclass
-class LoweredKernel:
-    """A scheduled TVM PrimFunc for one node (and its fused epilogue), with everything a driver needs.
-
-    `func` is the PrimFunc whose `global_symbol` is `name`; `args` lists its
-    parameters in order; `pack_weights` maps the weight constants (by IR value
-    name, in the IR's layout) to the arrays the kernel wants (by each weight arg's `key`);
-    `flops` counts multiply-adds as two; `sources` are the IR node names fused in.
-    """
-
-    name: str
-    func: Any
-    args: tuple[KernelArg, ...]
-    flops: int
-    sources: tuple[str, ...]
-    workload: dict[str, Any]
-    layout: str = "NCHW"
-    pack_weights: PackFn = identity_pack
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def inputs(self) -> tuple[KernelArg, ...]:
-        return tuple(a for a in self.args if a.role == "input")
-
-    @property
-    def weights(self) -> tuple[KernelArg, ...]:
-        return tuple(a for a in self.args if a.role == "weight")
-
-    @property
-    def outputs(self) -> tuple[KernelArg, ...]:
-        return tuple(a for a in self.args if a.role == "output")
-
-    @property
-    def key(self) -> str:
-        return workload_hash(self.workload)
-
-
-def workload_hash(workload: Mapping[str, Any]) -> str:
-    """sha256 of the workload's canonical JSON (sorted keys, no whitespace)."""
-    text = json.dumps(workload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def kernel_name(op: str, workload: Mapping[str, Any]) -> str:
-    """A C identifier naming the workload: `conv_3f9a0c...` (identical workloads, identical names)."""
-    return f"hai_{op.lower()}_{workload_hash(workload)[:16]}"
-
-
-LowerFn = Callable[[Node, TargetDescription, Sequence[Node], str], LoweredKernel]
-_LOWERINGS: dict[str, LowerFn] = {}
-
-
-def lowering(*ops: str) -> Callable[[LowerFn], LowerFn]:
-    """Register a template function for `ops`: fn(node, target, epilogue, layout) -> LoweredKernel."""
-
-    def register(fn: LowerFn) -> LowerFn:
-        for op in ops:
-            _LOWERINGS[op] = fn
-        return fn
-
-    return register
-
-
-def _load_families() -> None:
-    from targets.lowering import (  # noqa: F401
-        conv,
-        conv_integer,
-        elementwise,
-        generate,
-        image,
-        indexing,
-        matmul,
-        matmul_integer,
-        normalization,
-        pooling,
-        reduce,
-        rnn,
-        shape,
-    )
-
-
-def supported_ops() -> list[str]:
-    _load_families()
-    return sorted(_LOWERINGS)
-
-
-def lower_node(
-    node: Node, target: TargetDescription, epilogue: Sequence[Node] = (), layout: str = "NCHW"
-) -> LoweredKernel:
-    """Lower `node` with the elementwise `epilogue` nodes (each reads the previous result) fused in."""
-    _load_families()
-    fn = _LOWERINGS.get(node.op)
-    if fn is None:
-        raise LoweringError(f"node {node.name or node.op!r}: no {target.name} template for op {node.op}")
-    if layout not in ("NCHW", "NHWC"):
-        raise LoweringError(f"node {node.name!r}: unknown activation layout {layout!r}")
-    _check_extents(node, epilogue)
-    return fn(node, target, tuple(epilogue), layout)
-
-
-def _check_extents(node: Node, epilogue: Sequence[Node]) -> None:
-    for each in (node, *epilogue):
-        for value in (*each.operands, *each.results):
-            if value is not None and value.type.size > MAX_KERNEL_ELEMENTS:
-                raise LoweringError(
-                    f"node {each.name or each.op!r} ({each.op}): %{value.name} {value.type} holds "
-                    f"{value.type.size} elements; a kernel buffer holds at most 2^31 - 1 (int32 indices)"
-                )
+__all__ = [
+    "MAX_KERNEL_ELEMENTS",
+    "KernelArg",
+    "LowerFn",
+    "LoweredKernel",
+    "LoweringError",
+    "PackFn",
+    "identity_pack",
+    "kernel_name",
+    "lowering",
+    "workload_hash",
+]

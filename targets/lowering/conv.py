@@ -33,13 +33,6 @@ import numpy as np
 from tvm import te
 
 from ir.graph import Node
-from targets.lowering import (
-    KernelArg,
-    LoweredKernel,
-    LoweringError,
-    conv_transpose,  # noqa: F401  (registers ConvTranspose)
-    lowering,
-)
 from targets.lowering.conv_depthwise import lower_depthwise, phased_input
 from targets.lowering.conv_general import lower_general_conv
 from targets.lowering.conv_geometry import (
@@ -51,7 +44,9 @@ from targets.lowering.conv_geometry import (
     schedule_pad,
 )
 from targets.lowering.elementwise import epilogue_signature
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError
 from targets.lowering.matmul import arg
+from targets.lowering.registry import lowering
 from targets.lowering.tiling import choose_knobs, padded, schedule_gemm
 from targets.lowering.weight_only import decode_at_use, has_packable_weight, weight_source
 from targets.schedules import ROW_PREFERENCE

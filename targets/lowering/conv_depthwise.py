@@ -17,7 +17,6 @@ import numpy as np
 from tvm import te
 
 from ir.graph import Node
-from targets.lowering import KernelArg, LoweredKernel
 from targets.lowering.conv_geometry import (
     Geometry,
     bias_and_epilogue,
@@ -27,6 +26,7 @@ from targets.lowering.conv_geometry import (
     schedule_pad,
 )
 from targets.lowering.elementwise import epilogue_signature
+from targets.lowering.kernel import KernelArg, LoweredKernel
 from targets.lowering.matmul import arg
 from targets.lowering.tiling import padded
 from targets.lowering.weight_only import weight_source

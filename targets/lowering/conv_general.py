@@ -21,7 +21,6 @@ from tvm import te
 
 from ir.graph import Node
 from ir.ops.window import Window, span
-from targets.lowering import LoweredKernel, LoweringError
 from targets.lowering.elementwise import Epilogue, epilogue_args
 from targets.lowering.generic import (
     FLOATS,
@@ -34,6 +33,7 @@ from targets.lowering.generic import (
     schedule_reduce,
     work_dtype,
 )
+from targets.lowering.kernel import LoweredKernel, LoweringError
 from targets.lowering.pointwise import narrow
 from targets.lowering.weight_only import weight_params
 from targets.target import TargetDescription

@@ -13,8 +13,8 @@ from typing import Any
 from tvm import te
 
 from ir.graph import Node, Value
-from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name
 from targets.lowering.elementwise import Epilogue
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name
 
 
 class Geometry:

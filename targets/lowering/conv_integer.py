@@ -27,7 +27,6 @@ from tvm import te
 
 from ir.dtypes import DType
 from ir.graph import Node, Value
-from targets.lowering import KernelArg, LoweredKernel, LoweringError, lowering
 from targets.lowering.conv_geometry import Geometry, finish_kernel
 from targets.lowering.elementwise import Epilogue, epilogue_signature, output_arg
 from targets.lowering.integer_gemm import (
@@ -46,7 +45,9 @@ from targets.lowering.integer_gemm import (
     weight_at,
     weight_placeholder,
 )
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError
 from targets.lowering.matmul import arg
+from targets.lowering.registry import lowering
 from targets.lowering.tiling import padded
 from targets.target import TargetDescription
 

@@ -26,7 +26,7 @@ import numpy as np
 from tvm import te
 
 from ir.graph import Node, Value
-from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name, lowering
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name
 from targets.lowering.pointwise import (
     BINARY,
     POINTWISE_OPS,
@@ -39,6 +39,7 @@ from targets.lowering.pointwise import (
     vectorizable,
 )
 from targets.lowering.quantized import QUANT_OPS, LiteralTables, Tables, is_quant_step, quant_expr, quant_key
+from targets.lowering.registry import lowering
 from targets.schedules import schedules_of
 from targets.target import TargetDescription
 

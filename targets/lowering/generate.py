@@ -1,4 +1,4 @@
-"""x86 templates of the generate family: ConstantOfShape and Range, kernels with no operands.
+"""Templates of the generate family: ConstantOfShape and Range, kernels with no operands.
 
 Rule: these nodes are normally folded to constants at import; when one stays,
 its kernel writes the result from attributes alone. ConstantOfShape's fill is
@@ -15,8 +15,9 @@ from tvm import te, tirx
 
 from ir.dtypes import DType
 from ir.graph import Node
-from targets.lowering import LoweredKernel, lowering
+from targets.lowering.kernel import LoweredKernel
 from targets.lowering.movement import KernelBuilder, encode, literal, rounded
+from targets.lowering.registry import lowering
 from targets.target import TargetDescription
 
 

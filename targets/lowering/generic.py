@@ -26,7 +26,7 @@ from tvm import te
 
 from ir.dtypes import DType
 from ir.graph import Node, Value
-from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name
 from targets.lowering.pointwise import storage_dtype, widen
 
 FLOATS = ("float32", "float16", "bfloat16", "float64")

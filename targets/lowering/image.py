@@ -1,4 +1,4 @@
-"""x86 templates of the image family: DepthToSpace, SpaceToDepth and Resize.
+"""Templates of the image family: DepthToSpace, SpaceToDepth and Resize.
 
 Rule: Resize follows `ir.ops.resampling` operation for operation. Nearest
 picks one source index per changed axis: when the reference's index table for
@@ -25,9 +25,10 @@ from tvm import te, tirx
 from ir.dtypes import DType
 from ir.graph import Node
 from ir.ops.resampling import KERNELS, is_identity, nearest_indices, saturate, source_coordinates
-from targets.lowering import LoweredKernel, LoweringError, lowering
 from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS
+from targets.lowering.kernel import LoweredKernel, LoweringError
 from targets.lowering.movement import KernelBuilder, clamp, decode, encode, literal, rounded
+from targets.lowering.registry import lowering
 from targets.target import TargetDescription
 
 Expr = Any

@@ -1,4 +1,4 @@
-"""x86 templates of the indexing family: Slice, Gather, GatherElements, GatherND, ScatterND, Trilu, OneHot.
+"""Templates of the indexing family: Slice, Gather, GatherElements, GatherND, ScatterND, Trilu, OneHot.
 
 Rule: index tensors are read, wrapped (negative counts from the end, as the
 reference does) and clamped into the axis by `movement.index_value`, so a bad
@@ -17,8 +17,9 @@ from tvm import te, tirx
 
 from ir.dtypes import DType
 from ir.graph import Node
-from targets.lowering import LoweredKernel, LoweringError, lowering
+from targets.lowering.kernel import LoweredKernel, LoweringError
 from targets.lowering.movement import KernelBuilder, decode, index_value, literal, storage_dtype
+from targets.lowering.registry import lowering
 from targets.target import TargetDescription
 
 

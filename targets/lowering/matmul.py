@@ -21,9 +21,10 @@ import numpy as np
 from tvm import te
 
 from ir.graph import Node, Value
-from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name, lowering
 from targets.lowering.elementwise import Epilogue, Operand, epilogue_args, epilogue_signature
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name
 from targets.lowering.matmul_general import general_product
+from targets.lowering.registry import lowering
 from targets.lowering.tiling import choose_knobs, padded, schedule_gemm
 from targets.lowering.weight_only import decode_at_use, has_packable_weight, weight_source
 from targets.schedules import GemmKnobs

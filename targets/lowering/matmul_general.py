@@ -20,7 +20,6 @@ from typing import Any
 from tvm import te
 
 from ir.graph import Node, Value
-from targets.lowering import LoweredKernel
 from targets.lowering.elementwise import Epilogue, broadcast_index, epilogue_args
 from targets.lowering.generic import (
     Param,
@@ -31,6 +30,7 @@ from targets.lowering.generic import (
     schedule_reduce,
     work_dtype,
 )
+from targets.lowering.kernel import LoweredKernel
 from targets.lowering.pointwise import narrow
 from targets.lowering.weight_only import weight_params
 from targets.target import TargetDescription

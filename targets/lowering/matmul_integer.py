@@ -19,7 +19,6 @@ import numpy as np
 from tvm import te
 
 from ir.graph import Node
-from targets.lowering import KernelArg, LoweredKernel, LoweringError, lowering
 from targets.lowering.conv_geometry import finish_kernel
 from targets.lowering.conv_integer import activation_zero, as_u8, bias_array
 from targets.lowering.elementwise import Epilogue, epilogue_signature, output_arg
@@ -35,7 +34,9 @@ from targets.lowering.integer_gemm import (
     weight_at,
     weight_placeholder,
 )
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError
 from targets.lowering.matmul import arg, unravel
+from targets.lowering.registry import lowering
 from targets.lowering.tiling import padded
 from targets.target import TargetDescription
 

@@ -28,8 +28,8 @@ from tvm import te, tirx
 
 from ir.dtypes import DType
 from ir.graph import Node, Value
-from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name
 from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name
 from targets.lowering.pointwise import storage_dtype  # the project-wide kernel view of IR dtypes
 from targets.target import TargetDescription
 

@@ -20,7 +20,6 @@ from typing import Any
 from tvm import te
 
 from ir.graph import Node, Value
-from targets.lowering import LoweredKernel, lowering
 from targets.lowering.elementwise import Epilogue, broadcast_index, epilogue_args
 from targets.lowering.generic import (
     FLOATS,
@@ -33,8 +32,10 @@ from targets.lowering.generic import (
     schedule_reduce,
     work_dtype,
 )
+from targets.lowering.kernel import LoweredKernel
 from targets.lowering.matmul import unravel
 from targets.lowering.pointwise import narrow
+from targets.lowering.registry import lowering
 from targets.target import TargetDescription
 
 Index = Sequence[Any]

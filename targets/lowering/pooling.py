@@ -24,7 +24,6 @@ from tvm import te
 
 from ir.graph import Node
 from ir.ops.window import Window
-from targets.lowering import LoweredKernel, LoweringError, lowering
 from targets.lowering.elementwise import Epilogue, epilogue_args
 from targets.lowering.generic import (
     FLOATS,
@@ -39,7 +38,9 @@ from targets.lowering.generic import (
     schedule_reduce,
     work_dtype,
 )
+from targets.lowering.kernel import LoweredKernel, LoweringError
 from targets.lowering.pointwise import narrow
+from targets.lowering.registry import lowering
 from targets.target import TargetDescription
 
 INTEGERS = ("int8", "uint8", "int16", "int32", "int64")

@@ -28,9 +28,10 @@ from tvm import te, tirx
 
 from ir.dtypes import DType
 from ir.graph import Node
-from targets.lowering import KernelArg, LoweredKernel, LoweringError, kernel_name, lowering
 from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS, schedule_flat, vector_lanes
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name
 from targets.lowering.pointwise import Expr, dtype_of, float_to_int, fmax, fmin, narrow, storage_dtype, widen
+from targets.lowering.registry import lowering
 from targets.target import TargetDescription
 
 TEMPLATE_VERSION = 4  # 2: bool computes in u8 (empty-set max/min); 3: f16 softmax rounds each step;

@@ -21,8 +21,9 @@ from typing import Any
 
 from ir.graph import Node, Value
 from ir.ops.recurrence import ACTIVATIONS
-from targets.lowering import KernelArg, LoweredKernel, LoweringError, lowering
 from targets.lowering.generic import ROLE_ORDER, Param, check_dtypes, dtype_name, make_kernel, work_dtype
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError
+from targets.lowering.registry import lowering
 from targets.lowering.rnn_quantized import (
     DynamicU8,
     dequantized,

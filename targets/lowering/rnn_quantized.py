@@ -9,7 +9,7 @@ arguments of that value, parts `scales` (f32) and `zero_points` (int32), each
 - *Weight-only* (the default): the gate sums read each weight as
   float32(q - zero_point) * scale, exactly ir/quantization.py's `dequantize`,
   and compute in f32 as they do for a float weight.
-- *Dynamic u8* (`DYNAMIC_QUANTIZATION_KEY` = "u8" on an LSTM whose W and R are
+- *Dynamic u8* (LSTM attribute `dynamic_quantization` = "u8", W and R
   both stored; the converter of onnxruntime's com.microsoft DynamicQuantizeLSTM
   sets it): onnxruntime's arithmetic (its DynamicQuantizeLSTM runs the deep-CPU
   LSTM with integer GEMMs). X, over every step below the longest sequence
@@ -38,11 +38,10 @@ import numpy as np
 
 from ir.dtypes import DType
 from ir.graph import Node, Value
+from ir.ops.rnn import DYNAMIC_QUANTIZATION
 from ir.quantization import expand
-from targets.lowering import KernelArg, LoweringError
-
-DYNAMIC_QUANTIZATION_KEY = "dynamic_quantization"
-"""Node annotation: "u8" runs the recurrent kernel's activations through dynamic u8 quantization."""
+from targets.lowering.kernel import KernelArg, LoweringError
+from targets.lowering.weight_only import fused_weight_prologue
 
 STORED_OPERANDS = {"W": 1, "R": 2}
 PARTS = (("scales", "float32"), ("zero_points", "int32"))
@@ -52,8 +51,6 @@ Expr = Any
 
 def stored_weights(node: Node) -> dict[str, Value]:
     """{"W"/"R": the 8-bit constant its fused weight prologue dequantises} for `node`."""
-    from targets.lowering.weight_only import fused_weight_prologue  # imports tvm: the converter reads the key
-
     found = {}
     for name, index in STORED_OPERANDS.items():
         prologue = fused_weight_prologue(node, index)
@@ -71,12 +68,12 @@ def stored_weights(node: Node) -> dict[str, Value]:
 
 def is_dynamic(node: Node, stored: Mapping[str, Value], dtype: str) -> bool:
     """Whether `node` runs in the dynamic u8 mode (module rule); a LoweringError where it cannot."""
-    mode = node.annotations.get(DYNAMIC_QUANTIZATION_KEY)
+    mode = node.attrs.get(DYNAMIC_QUANTIZATION)
     if mode is None:
         return False
     if mode != "u8" or node.op != "LSTM" or set(stored) != set(STORED_OPERANDS) or dtype != "float32":
         raise LoweringError(
-            f"node {node.name!r}: {DYNAMIC_QUANTIZATION_KEY} = {mode!r} needs an f32 LSTM whose W and R are "
+            f"node {node.name!r}: {DYNAMIC_QUANTIZATION} = {mode!r} needs an f32 LSTM whose W and R are "
             f"8-bit weight prologues (has {node.op} {dtype}, stored {sorted(stored)})"
         )
     return True

@@ -1,4 +1,4 @@
-"""x86 templates of the shape family: copies of views, Transpose, Concat, Split, Pad, Expand, Tile.
+"""Templates of the shape family: copies of views, Transpose, Concat, Split, Pad, Expand, Tile.
 
 Rule: each op is one TE compute per result that reads its operand at a
 clamped, explicitly computed index (see `movement`). Views (Reshape, Flatten,
@@ -19,9 +19,10 @@ from tvm import te, tirx
 
 from ir.graph import Node
 from ir.types import LAYOUTS
-from targets.lowering import LoweredKernel, lowering
 from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS
+from targets.lowering.kernel import LoweredKernel
 from targets.lowering.movement import KernelBuilder, clamp, literal
+from targets.lowering.registry import lowering
 from targets.target import TargetDescription
 
 

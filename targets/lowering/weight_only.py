@@ -6,7 +6,7 @@ indexes, in its own packed layout (`layout`, a pure numpy reshape / transpose /
 zero-padding of the IR-shaped weight that keeps the reduction axis as one dim,
 `reduce_dim`, of the packed shape, or drops it when its length is 1). When the
 anchor's weight operand comes from a DequantizeLinear fused as its weight
-prologue (passes/fusion.py), the kernel reads the stored constant instead:
+prologue (ir/fusion.py), the kernel reads the stored constant instead:
 
 - i4: the values laid out by `layout`, two per byte along `reduce_dim` (element
   2k in the low nibble, 2k+1 in the high one, an odd tail padded with 0), as a
@@ -24,7 +24,7 @@ positions), or inlined into the accumulator so each weight is decoded where it
 is used (`inline=True`: M = 1 matmuls and 1x1-spatial convs, where the weight
 stream dominates). Without a prologue the weight is the f32 constant laid out
 by `layout`, as before. Imports ir and targets.lowering only (targets never import passes,
-so the prologue annotation passes/fusion.py writes is read here by its key).
+so the prologue annotation ir/fusion.py writes is read here by its key).
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from tvm import te, tirx
 from ir.dtypes import DType
 from ir.graph import Node, Value
 from ir.quantization import group_count
-from targets.lowering import KernelArg, LoweringError
+from targets.lowering.kernel import KernelArg, LoweringError
 
 Layout = Callable[[np.ndarray], np.ndarray]
-GROUP_KEY, PROLOGUE_KEY = "fusion_group", "weight_prologue_of"  # passes/fusion.py's annotations
+GROUP_KEY, PROLOGUE_KEY = "fusion_group", "weight_prologue_of"  # ir/fusion.py's annotations
 WEIGHT_OPERAND = 1
 SCALES = "scales"
 INLINE_MAX_REUSE = 4
@@ -57,7 +57,7 @@ def identity_layout(array: np.ndarray) -> np.ndarray:
 def fused_weight_prologue(anchor: Node, operand: int = WEIGHT_OPERAND) -> Node | None:
     """The DequantizeLinear producing `anchor`'s weight operand (or operand `operand`: a recurrent
     node's W or R) when the `fuse` pass made it a weight prologue of the anchor's group
-    (passes/fusion.py), else None."""
+    (ir/fusion.py), else None."""
     weight = anchor.operands[operand] if len(anchor.operands) > operand else None
     producer = weight.producer if weight is not None else None
     label = anchor.name or anchor.results[0].name

@@ -36,8 +36,8 @@ np.save(sys.argv[3], model.run({"x": np.load(sys.argv[2])})["y"])
 @pytest.fixture(scope="module")
 def dotprod_artifact(tmp_path_factory: pytest.TempPathFactory, arm64_env: Arm64Env, cross_gcc: str) -> Path:
     folder = tmp_path_factory.mktemp("arm64")
-    kernels = build_kernels(folder / "tiny.so", target=AARCH64, cross_compiler=cross_gcc)
     target = TargetInfo("arm64", "aarch64", "cortex-a72", ("dotprod", "neon"))
+    kernels = build_kernels(folder / "tiny.so", target=AARCH64, cross_compiler=cross_gcc, info=target)
     return write_tiny_artifact(folder / "tiny.hai", kernels, target=target, tvm_runtime=arm64_env.tvm_runtime)
 
 

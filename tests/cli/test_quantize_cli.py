@@ -164,3 +164,18 @@ def test_uniform_precision_table_shows_op_and_bytes(tmp_path: Path, precision: s
     expected = {name: [op, precision, "", f"{count * itemsize:,}", f"{count * 4:,}"]
                 for name, (op, count) in layers.items()}  # fmt: skip
     assert table_rows(result.stdout) == expected, result.stdout
+
+
+def test_compile_dumps_the_quantize_pass_it_compiles(tmp_path: Path) -> None:
+    cal, _, _ = digits_files(tmp_path)
+    dump = tmp_path / "dump"
+    result = invoke(
+        "compile", EMBEDDED_MODEL, "--input-shape", "image=1,1,8,8", "--precision", "int8",
+        "--calibration-data", cal, "--dump-ir", dump, "-o", tmp_path / "digits.hai",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    before, after = (read_hir(dump / "quantize" / name) for name in ("00-input.hir", "01-quantize.hir"))
+    assert "QuantizeLinear" not in {n.op for n in before.nodes}
+    assert "QuantizeLinear" in {n.op for n in after.nodes}
+    compiled = read_hir(dump / "00-input.hir")  # bias correction may change constants after the pass
+    assert [n.op for n in compiled.nodes] == [n.op for n in after.nodes]

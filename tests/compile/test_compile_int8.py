@@ -14,9 +14,9 @@ from hai_compiler.demo import EMBEDDED_MODEL, load_heldout_digits
 from hai_compiler.quantize.calibrate import calibrate, prepare_graph
 from ir import DType, Graph, TensorType, run_graph
 from ir.builder import Builder
+from ir.fusion import kernels
 from ir.quantization import record_range
 from passes.fuse import Fuse
-from passes.fusion import kernels
 from passes.manager import PassContext
 from passes.quantize import Quantize
 from targets.target import host_target

@@ -13,7 +13,7 @@ from compile_helpers import assert_matches_onnxruntime
 
 from hai_compiler import real_models
 from hai_compiler.compiler import CompileOptions, compile_model
-from hai_compiler.compiler.kernels import layout_of
+from targets.plan.kernels import layout_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "passes"))
 from layout_models import se_block  # noqa: E402

@@ -22,10 +22,10 @@ from hai_compiler import real_models
 from hai_compiler.accuracy import relative_error
 from hai_compiler.compiler import CompileOptionError, CompileOptions, compile_model
 from hai_compiler.compiler.bench import sample_inputs
-from hai_compiler.compiler.entry_plan import EntryFallbackWarning, EntryFunctionError
 from hai_compiler.demo import EMBEDDED_MODEL
 from targets import entry as target_entry
 from targets.entry import ENTRY_SYMBOL
+from targets.plan.entry_plan import EntryFallbackWarning, EntryFunctionError
 
 DIGITS_SHAPES = {"image": (1, 1, 8, 8)}
 PAD_BYTES = 4 * 18 * 18 * 4  # the padded input the conv template allocates as scratch

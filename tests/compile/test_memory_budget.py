@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hai_compiler.cli import app
-from hai_compiler.compiler.memory_budget import MemoryAccount, too_small
 from ir.units import format_size
 from runtime.artifact import MANIFEST_FILE, nbytes_of
+from targets.plan.memory_budget import MemoryAccount, too_small
 from targets.target import RUNTIME_BASELINE_BYTES, RUNTIME_BYTES_PER_CALL
 
 MIB = 2**20
@@ -105,3 +105,26 @@ def test_page_size_must_be_aligned(tmp_path: Path) -> None:
     assert done.output.startswith("error: --page-size 100: must be a positive multiple of 64 bytes"), (
         done.output
     )
+
+
+def test_budget_and_page_size_reach_plan_memory_as_numbers() -> None:
+    """--memory-budget and --page-size reach the pipeline's plan-memory as byte counts (no pipeline text
+    in between), after the user's passes and an added fuse; a plan-memory the user names decides."""
+    from hai_compiler.compiler import CompileOptions
+    from passes.plan_memory import PlanMemory
+
+    options = CompileOptions(passes="fold-constants", memory_budget="100MB", page_size="8MiB")
+    passes = options.pipeline(True)
+    assert [p.name for p in passes] == ["fold-constants", "fuse", "plan-memory"]
+    planner = passes[-1]
+    assert isinstance(planner, PlanMemory) and not planner.arena_inputs
+    assert (planner.budget, planner.page_size) == (100 * 2**20, 8 * 2**20)
+    assert options.memory_plan() == (100 * 2**20, 8 * 2**20)
+    assert CompileOptions(memory_budget="none").memory_plan() == (None, 4 * MIB)
+    named = CompileOptions(passes="plan-memory{budget=1GB page-size=1MiB}", memory_budget="100MB")
+    assert named.memory_plan() == (2**30, 2**20)
+    assert [p.name for p in named.pipeline(True, split_bytes=2**20)] == [
+        "split-weights",
+        "fuse",
+        "plan-memory",
+    ]

@@ -21,12 +21,12 @@ from compile_helpers import output_moved_to_written_bytes, with_manifest
 
 import runtime
 from hai_compiler.compiler import CompileOptions, compile_model
-from hai_compiler.compiler.memory_budget import MemoryBudgetError
-from hai_compiler.compiler.paging import segment_bounds
 from hai_compiler.large_models import large_mlp
 from runtime.artifact import MANIFEST_FILE, WEIGHTS_FILE, Manifest
 from runtime.artifact_files import read_manifest
 from runtime.errors import ArtifactError, ArtifactIntegrityError
+from targets.plan.memory_budget import MemoryBudgetError
+from targets.plan.paging import segment_bounds
 
 MIB = 2**20
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,11 +1,11 @@
-"""hai_compiler/compiler/paging.py on small hand-made schedules: which pages are pinned across runs and
+"""targets/plan/paging.py on small hand-made schedules: which pages are pinned across runs and
 where segments start (each expectation worked out by hand from the module's rule)."""
 
 from __future__ import annotations
 
-from hai_compiler.compiler.paging import PREFETCH_FRAMES, page_steps, pinned_pages, segment_bounds
-from passes.page_schedule import schedule_pages
 from runtime.artifact import PageStep, Paging
+from targets.plan.page_schedule import schedule_pages
+from targets.plan.paging import PREFETCH_FRAMES, page_steps, pinned_pages, segment_bounds
 
 SWEEP = [
     frozenset({0, 9}),

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from ir import Graph, Value
+from ir.aliasing import is_view
 from ir.ops.registry import get_schema
-from passes.aliasing import is_view
 from passes.memory_check import memory_report
 
 

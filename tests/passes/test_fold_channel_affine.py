@@ -82,7 +82,7 @@ def test_gemm_scale_folds_but_a_shift_after_a_bare_matmul_stays() -> None:
 
 
 def test_folded_nodes_stay_in_the_kernels_provenance() -> None:
-    from passes.fusion import kernels
+    from ir.fusion import kernels
 
     chain = [("Mul", (1, C, 1, 1), False), ("Add", (C, 1, 1), False)]
     graph, _ = check_pass(conv_graph(chain), FoldChannelAffine())

@@ -15,14 +15,13 @@ import pytest
 from pass_helpers import check_pass, random_inputs
 
 from ir import Graph, Value, run_graph
+from ir.aliasing import is_view
+from ir.fusion import FusionError, epilogue_ops, kernels, read_fusion
 from ir.ops.registry import get_schema
 from ir.parser import parse_hir
 from ir.printer import print_graph
 from ir.target_facts import TargetFacts
 from passes import PassContext, PassManager, parse_pipeline
-from passes.aliasing import is_view
-from passes.fuse import DEFAULT_FUSABLE_OPS
-from passes.fusion import FusionError, kernels, read_fusion
 from passes.memory_check import MemoryPlanError, check_memory_plan
 
 X4 = "(%x: f32[1,2,4,4]) -> (%y)"
@@ -184,7 +183,7 @@ def test_default_fusable_ops_are_the_x86_epilogue_ops() -> None:
     pytest.importorskip("tvm")
     from targets.lowering.elementwise import BINARY, UNARY
 
-    assert set(DEFAULT_FUSABLE_OPS) <= set(UNARY) | set(BINARY)
+    assert set(epilogue_ops()) <= set(UNARY) | set(BINARY)
 
 
 def test_annotations_round_trip_through_hir() -> None:

@@ -10,11 +10,11 @@ from layout_models import se_block
 from hai_compiler.accuracy import relative_error
 from hai_compiler.onnx_import import import_onnx
 from ir import run_graph, verify
+from ir.fusion import kernels
 from ir.parser import parse_hir
 from ir.printer import print_graph
 from ir.target_facts import TargetFacts
 from passes import PassContext, PassManager, parse_pipeline
-from passes.fusion import kernels
 
 ort = pytest.importorskip("onnxruntime")
 AVX512 = TargetFacts(vector_bytes=64)

@@ -12,11 +12,12 @@ from arena_helpers import run_in_arena
 from pass_helpers import check_pass, random_inputs
 
 from ir import Graph, HaiError, run_graph
+from ir.memory import ARENA_KEY
 from ir.parser import parse_hir
 from ir.printer import print_graph
 from ir.target_facts import TargetFacts
 from passes import PassContext, PassManager, parse_pipeline
-from passes.memory_check import ARENA_KEY, MemoryPlanError, check_memory_plan, memory_report
+from passes.memory_check import MemoryPlanError, check_memory_plan, memory_report
 from passes.plan_memory import BUDGET_KEY, PAGE_SIZE_KEY
 
 

@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from pass_helpers import f32, random_inputs
 
 from ir import Builder, Graph, Value, run_graph, verify
+from ir.memory import align_up
 from ir.parser import parse_hir
 from passes import PassContext, PassManager, parse_pipeline
 from passes.memory_check import MemoryPlanError, check_memory_plan, memory_report
-from passes.memory_plan import align_up
 
 UNARY = ("Relu", "Sigmoid", "Neg", "Abs")
 BINARY = ("Add", "Mul", "Sub")

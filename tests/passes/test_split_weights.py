@@ -20,9 +20,10 @@ from pass_helpers import check_pass, ops
 
 from hai_compiler.accuracy import relative_error
 from hai_compiler.onnx_import.importer import import_onnx
-from ir import Builder, DType, Graph, TensorType, run_graph
+from ir import Builder, DType, Graph, HaiError, TensorType, run_graph
+from ir.fusion import FOLDED_FROM
+from ir.units import ByteSize
 from passes import PassContext, parse_pipeline
-from passes.fusion import FOLDED_FROM
 from passes.split_weights import SplitWeights, WeightSplitError
 
 RNG = np.random.default_rng(11)
@@ -66,13 +67,15 @@ def split_and_compare(proto: onnx.ModelProto, max_bytes: int) -> tuple[Graph, Pa
 
 
 def test_option_is_a_size_in_units_and_a_bad_one_names_the_option() -> None:
-    assert SplitWeights()._limit == 4 * 2**20
+    assert SplitWeights().max_bytes == 4 * 2**20
     for text in ("4MB", "4MiB", "4194304"):
-        assert parse_pipeline(f"split-weights{{max-bytes={text}}}")[0]._limit == 4 * 2**20
-    with pytest.raises(ValueError, match="max-bytes"):
-        SplitWeights(max_bytes="4 pages")
-    with pytest.raises(ValueError, match="max-bytes"):
-        SplitWeights(max_bytes="0")
+        (split,) = parse_pipeline(f"split-weights{{max-bytes={text}}}")
+        assert split.max_bytes == 4 * 2**20 and split.pipeline_text() == "split-weights"
+    assert parse_pipeline("split-weights{max-bytes=96}")[0].pipeline_text() == "split-weights{max-bytes=96}"
+    with pytest.raises(HaiError, match="option 'max-bytes' of pass 'split-weights' expects a size"):
+        parse_pipeline("split-weights{max-bytes=4pages}")
+    with pytest.raises(HaiError, match="max-bytes"):
+        parse_pipeline("split-weights{max-bytes=0}")
 
 
 @pytest.mark.parametrize("x_shape", [(4, 8), (2, 3, 8)])
@@ -167,11 +170,11 @@ def test_f16_weights_split_and_bf16_ones_are_left_alone(dtype: DType, pieces: in
 def test_a_column_larger_than_max_bytes_is_an_error_naming_node_weight_and_size() -> None:
     proto = matmul_model((4, 8))
     with pytest.raises(WeightSplitError) as caught:
-        SplitWeights(max_bytes="31").run(import_onnx(proto), PassContext())
+        SplitWeights(max_bytes=ByteSize(31)).run(import_onnx(proto), PassContext())
     message = str(caught.value)
     assert "MatMul node 'mm'" in message and "%w f32[8,10]" in message and "(320 B)" in message
     assert "one column alone takes 32 bytes; give max-bytes=32 or more" in message
-    SplitWeights(max_bytes="32").run(import_onnx(proto), PassContext())  # the size it names works
+    SplitWeights(max_bytes=ByteSize(32)).run(import_onnx(proto), PassContext())  # the size it names works
 
 
 def test_mlp_split_then_compiled_matches_onnxruntime(tmp_path: Path) -> None:

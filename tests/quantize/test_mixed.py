@@ -16,6 +16,7 @@ from hai_compiler.quantize import calibrate, prepare_graph
 from hai_compiler.quantize.incremental import IncrementalEvaluator
 from hai_compiler.quantize.metrics import sqnr_db
 from hai_compiler.quantize.mixed import Budget, MixedPrecision, QuantizationBudgetError, configured
+from hai_compiler.quantize.quantize_pass import QuantizeRunner
 from hai_compiler.quantize.quantizer import QuantizerError
 from ir import Graph, run_graph
 from ir.quantization import record_range
@@ -46,7 +47,7 @@ def test_incremental_evaluation_equals_interpreting_from_scratch(calibrated: Gra
     samples = feeds(100, 103)
     evaluator = IncrementalEvaluator(calibrated, samples)
     names = [layer.name for layer in MixedPrecision(calibrated, samples[:1]).layers]
-    copy = configured(calibrated, {names[1]: "int8", names[2]: "int4"}, 32)
+    copy = configured(calibrated, {names[1]: "int8", names[2]: "int4"}, QuantizeRunner())
     for outputs, feed in zip(evaluator.outputs(copy), samples):
         np.testing.assert_array_equal(outputs[0], run_graph(copy, feed)["logits"])
 

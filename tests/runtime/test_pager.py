@@ -1,4 +1,4 @@
-"""The runtime pager on a temp `weights.bin` of random bytes, driven by passes/page_schedule.py schedules.
+"""The runtime pager on a temp `weights.bin` of random bytes, driven by targets/plan/page_schedule.py.
 
 The reference is the file itself: after `before_step(i)` (and again at the
 end of the step, after the prefetch thread had time to run), each page the
@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hai_compiler.compiler.paging import page_steps
-from passes.page_schedule import schedule_pages
 from runtime.artifact import PageStep
 from runtime.errors import ArtifactError, ArtifactIntegrityError
 from runtime.page_reader import WeightsFileReader
 from runtime.pager import COUNTERS, PagePlan, Pager
+from targets.plan.page_schedule import schedule_pages
+from targets.plan.paging import page_steps
 
 PAGE = 256
 

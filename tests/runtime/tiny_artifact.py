@@ -61,10 +61,14 @@ def digest_entry(parts: ManifestParts, weights: dict[str, np.ndarray]) -> dict:
 
 
 def build_kernels(
-    path: Path, digest: bool = True, target: dict | None = None, cross_compiler: str | None = None
+    path: Path,
+    digest: bool = True,
+    target: dict | None = None,
+    cross_compiler: str | None = None,
+    info: TargetInfo | None = None,
 ) -> Path:
-    """Compile `matmul` and `bias_relu` (and, with `digest`, the plan digest of `tiny_parts`) into the
-    library `path`, for `target` (default: this host), linked by `cross_compiler` when given."""
+    """Compile `matmul` and `bias_relu` (and, with `digest`, the plan digest of `tiny_parts(target=info)`)
+    into the library `path`, for `target` (default: this host), linked by `cross_compiler` when given."""
     import tvm
     from tvm import te
 
@@ -79,7 +83,7 @@ def build_kernels(
         {
             "matmul": te.create_prim_func([x, w, c]).with_attr("global_symbol", "matmul"),
             "bias_relu": te.create_prim_func([c_in, b, y]).with_attr("global_symbol", "bias_relu"),
-            **(digest_entry(tiny_parts(), tiny_weights()) if digest else {}),
+            **(digest_entry(tiny_parts(target=info), tiny_weights()) if digest else {}),
         }
     )
     sch = tvm.s_tir.Schedule(mod)

@@ -23,7 +23,8 @@ from ir.ops.registry import get_schema
 from ir.types import TensorType
 from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
 from targets.build import build_kernels
-from targets.lowering import LoweredKernel, lower_node
+from targets.lowering.dispatch import lower_node
+from targets.lowering.kernel import LoweredKernel
 from targets.lowering.movement import as_storage, storage_dtype
 
 

@@ -20,7 +20,7 @@ from ir.ops.registry import get_schema
 from ir.types import TensorType
 from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
 from targets.build import build_kernels
-from targets.lowering import LoweredKernel
+from targets.lowering.kernel import LoweredKernel
 
 
 def relative_error(got: np.ndarray, want: np.ndarray) -> float:

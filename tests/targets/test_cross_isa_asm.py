@@ -17,7 +17,7 @@ from ir.builder import Builder
 from ir.dtypes import DType
 from ir.graph import Graph, Node
 from ir.types import QuantParams, TensorType
-from targets.lowering import lower_node
+from targets.lowering.dispatch import lower_node
 from targets.registry import resolve_target
 from targets.x86 import tvm_target_json
 

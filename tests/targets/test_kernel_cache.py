@@ -9,7 +9,7 @@ from target_helpers import OneOp
 
 from targets.build import build_kernels, kernel_object
 from targets.kernel_cache import cache_key, cached_file, write_atomically
-from targets.lowering import lower_node
+from targets.lowering.dispatch import lower_node
 from targets.registry import resolve_target
 
 

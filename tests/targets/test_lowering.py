@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from target_helpers import OneOp, relative_error, run_kernel
 
-from targets.lowering import LoweringError, lower_node
+from targets.lowering.dispatch import lower_node
+from targets.lowering.kernel import LoweringError
 from targets.registry import resolve_target
 
 TOLERANCE = 1e-5

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 from lowering_cases import Built, Case, families_ops
 
-from targets.lowering import supported_ops
+from targets.lowering.dispatch import supported_ops
 from targets.registry import resolve_target
 
 

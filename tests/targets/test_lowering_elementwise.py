@@ -13,7 +13,7 @@ import pytest
 from kernel_batch import Case, assert_matches, run_cases
 
 from ir.ops.registry import all_schemas
-from targets.lowering import lower_node, supported_ops
+from targets.lowering.dispatch import lower_node, supported_ops
 from targets.registry import resolve_target
 
 RNG = np.random.default_rng(7)

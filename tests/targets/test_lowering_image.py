@@ -14,7 +14,7 @@ import pytest
 from movement_helpers import Case, assert_exact, build_cases, run_case, sample
 
 from ir.ops.registry import all_schemas
-from targets.lowering import supported_ops
+from targets.lowering.dispatch import supported_ops
 from targets.registry import resolve_target
 
 BF16, I4 = ml_dtypes.bfloat16, ml_dtypes.int4
@@ -186,7 +186,7 @@ def test_every_image_op_has_a_lowering_and_a_case(op: str) -> None:
 
 
 def test_ppocr_upsample_uses_integer_indices() -> None:
-    from targets.lowering import lower_node
+    from targets.lowering.dispatch import lower_node
 
     case = CASES[0]
     kernel = lower_node(case.make_node(), resolve_target("x86"))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from lowering_cases import Built, Case, families_ops
 
-from targets.lowering import supported_ops
+from targets.lowering.dispatch import supported_ops
 from targets.registry import resolve_target
 
 

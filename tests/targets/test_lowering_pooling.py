@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from lowering_cases import Built, Case, families_ops
 
-from targets.lowering import supported_ops
+from targets.lowering.dispatch import supported_ops
 from targets.registry import resolve_target
 
 WINDOW = {"strides": [2, 2], "pads": [1, 1, 1, 1], "dilations": [1, 1]}

@@ -15,7 +15,7 @@ from ir.builder import Builder
 from ir.dtypes import DType
 from ir.graph import Graph, Node
 from ir.types import QuantParams, TensorType
-from targets.lowering import lower_node
+from targets.lowering.dispatch import lower_node
 from targets.lowering.integer_gemm import has_vnni
 from targets.target import cpu_target, host_target
 

@@ -11,7 +11,7 @@ import pytest
 from kernel_batch import Case, assert_matches, run_cases
 
 from ir.ops.registry import all_schemas
-from targets.lowering import supported_ops
+from targets.lowering.dispatch import supported_ops
 from targets.registry import resolve_target
 
 RNG = np.random.default_rng(3)

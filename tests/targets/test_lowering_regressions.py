@@ -21,7 +21,7 @@ from ir.builder import Builder
 from ir.dtypes import DType
 from ir.graph import Graph
 from ir.types import TensorType
-from targets.lowering import lower_node
+from targets.lowering.dispatch import lower_node
 from targets.registry import resolve_target
 
 RNG = np.random.default_rng(11)

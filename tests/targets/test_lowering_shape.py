@@ -14,7 +14,8 @@ from movement_helpers import Case, assert_exact, build_cases, run_case, sample
 
 from ir.dtypes import DType
 from ir.ops.registry import all_schemas
-from targets.lowering import LoweringError, lower_node, supported_ops
+from targets.lowering.dispatch import lower_node, supported_ops
+from targets.lowering.kernel import LoweringError
 from targets.registry import resolve_target
 
 FAMILIES = ("shape", "indexing", "generate")

@@ -18,14 +18,16 @@ import pytest
 from target_helpers import OneOp, relative_error
 
 from ir import DType, TensorType, run_graph
+from ir.fusion import GROUP_KEY, PROLOGUE_KEY, kernels
 from passes.fuse import Fuse
-from passes.fusion import GROUP_KEY, PROLOGUE_KEY, kernels
 from passes.manager import PassContext
 from passes.quantize import Quantize, layers, read_through_dequantize, reduction_axis
 from passes.weight_quantization import quantize_groupwise
 from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
 from targets.build import build_kernels
-from targets.lowering import LoweredKernel, lower_node, weight_only
+from targets.lowering import weight_only
+from targets.lowering.dispatch import lower_node
+from targets.lowering.kernel import LoweredKernel
 from targets.lowering.weight_only import two_per_byte
 from targets.registry import resolve_target
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ir import DType, Graph, TensorType
 from ir.builder import Builder
-from targets.lowering import lower_node
+from targets.lowering.dispatch import lower_node
 from targets.scratch import scratch_bytes
 from targets.target import host_target
 

@@ -14,8 +14,8 @@ import pytest
 
 from ir import Builder, DType, Graph, TensorType
 from ir.target_facts import TargetFacts
-from targets import lowering
-from targets.lowering import LoweringError, lower_node
+from targets.lowering import LoweringError
+from targets.lowering.dispatch import lower_node, supported_ops
 from targets.registry import arch_of_target, available_targets, get_target, resolve_target, target_of_arch
 from targets.schedules import schedules_of
 
@@ -101,8 +101,10 @@ def test_fewer_registers_give_smaller_integer_tiles() -> None:
 
 
 def test_lowering_errors_name_the_target(monkeypatch: pytest.MonkeyPatch) -> None:
-    lowering.supported_ops()  # load the template families, then hide Relu's
-    monkeypatch.delitem(lowering._LOWERINGS, "Relu")
+    from targets.lowering.registry import LOWERINGS
+
+    supported_ops()  # load the template families, then hide Relu's
+    monkeypatch.delitem(LOWERINGS, "Relu")
     graph = Graph("g")
     x = graph.add_input("x", TensorType(DType.F32, (2,)))
     (y,) = Builder(graph).op("Relu", [x], {}, name="relu")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from hai_compiler.onnx_import.converter import ConversionContext
-from hai_compiler.onnx_import.converters.quantized import (
+from hai_compiler.onnx_import.converters.quantized_operands import (
     _params,
     _per_tensor,
     _quantize_attrs,

@@ -35,8 +35,8 @@ from __future__ import annotations
 import numpy as np
 
 from hai_compiler.onnx_import.converter import ConversionContext, converter
-from hai_compiler.onnx_import.converters.microsoft_quantized import MICROSOFT
-from hai_compiler.onnx_import.converters.quantized import (
+from hai_compiler.onnx_import.converters.quantized_operands import (
+    MICROSOFT,
     _conv_attrs,
     _quantized,
     _required,

@@ -9,7 +9,7 @@ imported) by the IR's float LSTM, whose other operands and attributes are the
 node's own. Per-column scales are supported for one direction (the IR's
 quantization has one channel axis); two directions take one scale each.
 
-Precision: the LSTM carries `DYNAMIC_QUANTIZATION_KEY` = "u8" (and is marked
+Precision: the LSTM's attribute `dynamic_quantization` is "u8" (and it is marked
 imported), so the x86 kernel does onnxruntime's arithmetic
 (targets/lowering/rnn_quantized.py): X and each step's hidden state quantized
 to u8 at run time, integer products with the stored 8-bit W and R, scaled by
@@ -32,13 +32,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from hai_compiler.onnx_import.converter import ConversionContext, converter
-from hai_compiler.onnx_import.converters.microsoft_quantized import MICROSOFT
-from hai_compiler.onnx_import.converters.quantized import mark_imported
+from hai_compiler.onnx_import.converters.quantized_operands import MICROSOFT, mark_imported
 from hai_compiler.onnx_import.converters.rnn import emit_recurrent
 from ir import Value
 from ir.dtypes import DType
+from ir.ops.rnn import DYNAMIC_QUANTIZATION
 from ir.types import QuantParams, TensorType
-from targets.lowering.rnn_quantized import DYNAMIC_QUANTIZATION_KEY
 
 W_SCALE, R_SCALE = 8, 10  # input indices of W's and R's scales; each zero point follows its scale
 
@@ -85,9 +84,6 @@ def dynamic_quantize_lstm(ctx: ConversionContext) -> Sequence[Value | None]:
     w = _stored_weight(ctx, 1, W_SCALE, "W")
     r = _stored_weight(ctx, 2, R_SCALE, "R")
     rest = [ctx.input(i) for i in range(3, 8)]
-    results = emit_recurrent(ctx, "LSTM", [ctx.input(0), w, r, *rest])
-    lstm = results[0].producer if results[0] is not None else None
-    assert lstm is not None
-    lstm.annotations[DYNAMIC_QUANTIZATION_KEY] = "u8"
+    results = emit_recurrent(ctx, "LSTM", [ctx.input(0), w, r, *rest], **{DYNAMIC_QUANTIZATION: "u8"})
     mark_imported([results[0]])
     return results

@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 
 from hai_compiler.onnx_import.converter import ConversionContext, converter
-from hai_compiler.onnx_import.converters.quantized import (
+from hai_compiler.onnx_import.converters.quantized import dequantize_linear, quantize_linear
+from hai_compiler.onnx_import.converters.quantized_operands import (
+    MICROSOFT,
     _activation,
     _params,
     _per_tensor,
@@ -38,16 +40,12 @@ from hai_compiler.onnx_import.converters.quantized import (
     _scale,
     _weight,
     _zero_point_dtype,
-    dequantize_linear,
     mark_imported,
-    quantize_linear,
 )
 from hai_compiler.onnx_import.converters.window import kernel_attr, pool_window_attrs, spatial_input
 from ir import Value
 from ir.dtypes import DType
 from ir.types import QuantParams
-
-MICROSOFT = "com.microsoft"
 
 converter("QuantizeLinear", domain=MICROSOFT)(quantize_linear)
 converter("DequantizeLinear", domain=MICROSOFT)(dequantize_linear)

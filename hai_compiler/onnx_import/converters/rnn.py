@@ -26,11 +26,12 @@ def convert_recurrent(ctx: ConversionContext) -> Sequence[Value | None]:
 
 
 def emit_recurrent(
-    ctx: ConversionContext, op_type: str, inputs: list[Value | None]
+    ctx: ConversionContext, op_type: str, inputs: list[Value | None], **extra: Any
 ) -> Sequence[Value | None]:
-    """The IR `op_type` node (LSTM, GRU or RNN) of the node's attributes over ONNX-ordered `inputs`."""
+    """The IR `op_type` node (LSTM, GRU or RNN) of the node's attributes and the IR-only `extra` ones
+    over ONNX-ordered `inputs`."""
     op = next(o for o in RECURRENT_OPS if o.name == op_type)
-    attrs = dict(ctx.attrs)
+    attrs = {**ctx.attrs, **extra}
     r = inputs[2] if len(inputs) > 2 else None
     if r is None or r.type.rank != 3:
         raise ctx.fail("R must be a rank-3 tensor [num_directions, gates*hidden, hidden]")

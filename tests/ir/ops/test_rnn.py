@@ -152,3 +152,20 @@ def test_bad_attributes_are_user_errors(attrs, message) -> None:  # type: ignore
     model = one_node_model("LSTM", pairs, ["Y"], 22, **attrs)
     with pytest.raises(HaiError, match=message):
         import_onnx(model)
+
+
+def test_dynamic_quantization_is_an_lstm_attribute_with_one_mode() -> None:
+    from ir.dtypes import DType
+    from ir.errors import IRError
+    from ir.ops.registry import get_schema
+    from ir.ops.rnn import DYNAMIC_QUANTIZATION
+    from ir.types import TensorType
+
+    lstm = get_schema("LSTM")
+    types = [TensorType(DType.F32, s) for s in ((5, 1, 3), (1, 8, 3), (1, 8, 2))]
+    attrs = lstm.normalize_attrs({"hidden_size": 2, DYNAMIC_QUANTIZATION: "u8"}, "lstm")
+    assert [t.shape for t in lstm.infer(types, attrs)] == [(5, 1, 1, 2), (1, 1, 2), (1, 1, 2)]
+    with pytest.raises(IRError, match="dynamic_quantization 's8' is not one of u8"):
+        lstm.infer(types, {**attrs, DYNAMIC_QUANTIZATION: "s8"})
+    with pytest.raises(IRError, match="GRU has no attribute"):
+        get_schema("GRU").normalize_attrs({"hidden_size": 2, DYNAMIC_QUANTIZATION: "u8"}, "gru")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from passes.weight_pages import PageSizeError, WeightTensor, cut_into_pages, step_pages
+from targets.plan.weight_pages import PageSizeError, WeightTensor, cut_into_pages, step_pages
 
 ALIGN = 64
 

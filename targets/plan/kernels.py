@@ -1,8 +1,8 @@
 """Which kernels a planned graph needs, and lowering them: `FusionGroup`, `kernel_groups`, `lower_groups`.
 
 Rule: kernels run in the graph's node order, one per group. A view
-(passes/aliasing.py) gets no kernel: its result is its operand's bytes. A node
-the `fuse` pass put in a fusion group (passes/fusion.py) is lowered with the
+(ir/aliasing.py) gets no kernel: its result is its operand's bytes. A node
+the `fuse` pass put in a fusion group (ir/fusion.py) is lowered with the
 group's anchor (`targets.lowering.lower_node(anchor, epilogue=...)`); every other
 node is a group of its own. Lowering never stops at the first failure: every
 node that cannot be lowered is collected, and one `UnsupportedOpsError` lists
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ir import Graph, HaiError
-from passes.fusion import FusionGroup, kernels
+from ir.fusion import FusionGroup, kernels
 
 SHOWN_NODES = 3  # node names listed per unsupported op
 
@@ -25,7 +25,7 @@ class UnsupportedOpsError(HaiError):
 
 
 def kernel_groups(graph: Graph) -> list[FusionGroup]:
-    """The graph's kernels in execution order: views skipped, fusion groups (passes/fusion.py) whole."""
+    """The graph's kernels in execution order: views skipped, fusion groups (ir/fusion.py) whole."""
     return kernels(graph)
 
 
@@ -39,7 +39,8 @@ def lower_groups(
     groups: Sequence[FusionGroup], target: object, on_lowered: Callable[[FusionGroup], None] | None = None
 ) -> list[object]:
     """The LoweredKernel of every group, in order; an UnsupportedOpsError lists all that fail."""
-    from targets.lowering import LoweringError, lower_node, supported_ops
+    from targets.lowering.dispatch import lower_node, supported_ops
+    from targets.lowering.kernel import LoweringError
 
     supported = set(supported_ops())
     missing: dict[str, list[str]] = {}

@@ -23,15 +23,18 @@ carries `fusion_group = N` and `weight_prologue_of = "<anchor label>"` (never
 `fused_into`); the kernel reads the stored constant and dequantises it inside,
 so a prologue's result is a fused intermediate too. A group needs an epilogue
 or a prologue.
-Imports only `ir` and this package.
+The `fuse` pass writes these annotations; the memory planner and the static plan
+(targets/plan/) read them back here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from ir import Graph, HaiError, Node, Value
-from passes.aliasing import in_place_operands, is_pointwise, is_view
+from ir.aliasing import in_place_operands, is_pointwise, is_view
+from ir.errors import HaiError
+from ir.graph import Graph, Node, Value
+from ir.ops.registry import all_schemas
 
 GROUP_KEY = "fusion_group"
 FUSED_INTO_KEY = "fused_into"
@@ -39,6 +42,11 @@ PROLOGUE_KEY = "weight_prologue_of"
 WEIGHT_OPERAND = 1  # the operand of a Conv/MatMul/Gemm anchor a weight prologue feeds
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 RECURRENT_WEIGHT_OPERANDS = (1, 2)  # W and R of a recurrent anchor
+
+
+def epilogue_ops() -> tuple[str, ...]:
+    """The ops whose schema says a kernel may apply them to its result (what `fuse` chains by default)."""
+    return tuple(schema.name for schema in all_schemas() if schema.epilogue)
 
 
 def prologue_operands(anchor: Node) -> tuple[int, ...]:

@@ -22,11 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from hai_compiler.compiler.hazards import Access, StepAccesses, check_plan, data_root
 from ir import Graph, HaiError, Value
-from passes.memory_check import ARENA_KEY
-from passes.memory_plan import align_up
+from ir.memory import ARENA_KEY, align_up
 from runtime.artifact import ALIGNMENT, ExecutionPlan, Slot, Step, TensorBinding
+from targets.plan.hazards import Access, StepAccesses, check_plan, data_root
 from targets.scratch import scratch_bytes
 
 
@@ -209,11 +208,15 @@ class PlanBuilder:
             accesses.append(access)
             step_kernels.append(kernel)
         check_plan(  # fmt: skip
-            [Access(v, self.input_places[b.name], b.nbytes)
-             for v, b in zip(self.graph.inputs, self.inputs, strict=True)],
+            [
+                Access(v, self.input_places[b.name], b.nbytes)
+                for v, b in zip(self.graph.inputs, self.inputs, strict=True)
+            ],
             accesses,
-            [Access(v, b.offset or 0, b.nbytes)
-             for v, b in zip(self.output_values, self.outputs, strict=True)],
+            [
+                Access(v, b.offset or 0, b.nbytes)
+                for v, b in zip(self.output_values, self.outputs, strict=True)
+            ],
         )
         scratch = max((scratch_bytes(k.func) for k in step_kernels), default=0)
         return StaticPlan(

@@ -1,10 +1,10 @@
 """Paging a static plan's weights: their page layout in `weights.bin`, the page schedule, the segments.
 
 Rule: the weights are placed in order of first use into pages of one fixed
-size (passes/weight_pages.py; a weight must fit one page whole, since a kernel
+size (targets/plan/weight_pages.py; a weight must fit one page whole, since a kernel
 reads it contiguously: the `split-weights` pass cuts larger MatMul, Gemm and
 Conv weights first), page `p` at byte `p * page_size` of `weights.bin`. Each
-step needs the pages of the weights it reads; passes/page_schedule.py
+step needs the pages of the weights it reads; targets/plan/page_schedule.py
 schedules them over the frames the budget leaves (Belady's MIN, prefetch).
 The schedule is for one run, and a run reuses only what the previous one left
 where its first step loads: so when the pages outnumber the frames, the most
@@ -26,9 +26,9 @@ import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 
-from passes.page_schedule import PageSchedule, schedule_pages, smallest_pool
-from passes.weight_pages import PageLayout, WeightTensor, cut_into_pages, step_pages
 from runtime.artifact import ExecutionPlan, PageStep, Paging, Step, WeightEntry
+from targets.plan.page_schedule import PageSchedule, schedule_pages, smallest_pool
+from targets.plan.weight_pages import PageLayout, WeightTensor, cut_into_pages, step_pages
 
 WeightLayout = tuple[tuple[WeightEntry, ...], int]  # the entries of weights.bin and its size
 PREFETCH_FRAMES = 2

@@ -26,11 +26,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from hai_compiler.compiler.paging import WeightLayout, pool_offset, segment_bounds
-from hai_compiler.compiler.plan import StaticPlan
 from ir import HaiError
 from ir.errors import HaiWarning
 from runtime.artifact import ExecutionPlan, Segment
+from targets.plan.paging import WeightLayout, pool_offset, segment_bounds
+from targets.plan.static_plan import StaticPlan
 
 
 class EntryFunctionError(HaiError):

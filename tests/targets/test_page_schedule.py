@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from passes.page_schedule import PageLoad, PagePoolError, PageSchedule, schedule_pages, smallest_pool
+from targets.plan.page_schedule import PageLoad, PagePoolError, PageSchedule, schedule_pages, smallest_pool
 
 PAGE = 4096
 

@@ -5,7 +5,7 @@ replays the plan over the arena, remembering which tensor's data each byte range
 holds (a view's data is its source's). Graph inputs are there before the first
 step. Each step must find every arena operand's bytes holding that operand's
 data; its output may share bytes with an operand only in place: the very same
-range, read by a pointwise node of the kernel (passes/aliasing.py). After the
+range, read by a pointwise node of the kernel (ir/aliasing.py). After the
 last step every graph output's bytes must hold its data. A failure is a
 `PlanHazardError` naming the step, the kernel and the tensors: a compiler bug,
 never a user error, caught before an artifact with wrong numbers is written.
@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from ir import HaiError, Value
-from passes.aliasing import is_view
+from ir.aliasing import is_view
 
 
 class PlanHazardError(HaiError):

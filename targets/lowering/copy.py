@@ -10,7 +10,7 @@ arena place by a step of the plan.
 from __future__ import annotations
 
 from ir.graph import Value
-from targets.lowering import KernelArg, LoweredKernel, kernel_name
+from targets.lowering.kernel import KernelArg, LoweredKernel, kernel_name
 from targets.target import TargetDescription
 
 
