@@ -125,7 +125,16 @@ def _cast(name: str, array: np.ndarray, dtype: DType) -> np.ndarray:
     )
     if not same_kind:
         raise InputSpecError(f"--input {name}: the array is {array.dtype}, the model expects {dtype}")
-    return array.astype(dtype.numpy)
+    with np.errstate(over="ignore"):
+        cast = array.astype(dtype.numpy)
+    lost = (cast != array) if array.dtype.kind in "iu" else (np.isinf(cast) & np.isfinite(array))
+    if np.any(lost):
+        index = tuple(int(i) for i in np.argwhere(lost)[0])
+        raise InputSpecError(
+            f"--input {name}: the value {array[index]!r} at index {list(index)} does not fit the model's "
+            f"{dtype} (the array is {array.dtype}): give values in {dtype}'s range"
+        )
+    return cast
 
 
 def random_input(value_type: TensorType, rng: np.random.Generator) -> np.ndarray:

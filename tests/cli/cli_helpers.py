@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -65,12 +66,17 @@ def run_process(args: Sequence[str | os.PathLike[str]]) -> subprocess.CompletedP
     )
 
 
+PROGRESS_LINE = re.compile(r"^(\[ *\d+\.\d s\] .*|warning: .*)?\n", re.MULTILINE)
+"""A stage's progress line (hai_compiler/progress.py), a warning or an empty line: what may stand
+before a command's one `error:` line."""
+
+
 def assert_user_error(result: Result, *fragments: str, code: int = 1) -> str:
     """The command failed with `code`, an `error:` message naming every fragment, and no traceback."""
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
     assert result.exit_code == code, (result.exit_code, result.output)
     assert "Traceback" not in result.output
-    message = result.stderr.lstrip("\n")  # a progress bar that stopped leaves an empty line
+    message = PROGRESS_LINE.sub("", result.stderr)  # stages that ran 1 s on a loaded machine print a line
     if code == 1:
         assert message.startswith("error: "), message
     for fragment in fragments:

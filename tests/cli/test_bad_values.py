@@ -95,3 +95,31 @@ def test_bad_labels(tmp_path: Path, labels: np.ndarray, fragments: list[str]) ->
         "--labels", tmp_path / "labels.npz", "-o", tmp_path / "q.hir",
     )  # fmt: skip
     assert_user_error(result, *fragments)
+
+
+@pytest.mark.parametrize(
+    ("model_dtype", "array", "fragments"),
+    [
+        ("int32", np.array([2**40, 1], dtype=np.int64), ["--input x", "1099511627776", "[0]", "i32"]),
+        ("float32", np.array([1.0, 1e300]), ["--input x", "1e+300", "[1]", "f32"]),
+    ],
+)
+def test_input_values_that_do_not_fit_the_models_dtype(
+    tmp_path: Path, model_dtype: str, array: np.ndarray, fragments: list[str]
+) -> None:
+    """An int64 or float64 file is cast to the model's dtype; a value the cast would wrap around or turn
+    into inf is an error, not a silently different input."""
+    from cli_helpers import save_model
+    from onnx import helper
+
+    element = helper.np_dtype_to_tensor_dtype(np.dtype(model_dtype))
+    model = save_model(
+        tmp_path / "m.onnx",
+        [helper.make_node("Identity", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", element, [2])],
+        [helper.make_tensor_value_info("y", element, [2])],
+    )
+    np.save(tmp_path / "x.npy", array)
+    assert_user_error(invoke("interp", model, "--input", f"x={tmp_path / 'x.npy'}"), *fragments)
+    np.save(tmp_path / "fits.npy", np.where(np.abs(array) > 2**20, 7, array))  # the same dtype, in range
+    assert invoke("interp", model, "--input", f"x={tmp_path / 'fits.npy'}").exit_code == 0

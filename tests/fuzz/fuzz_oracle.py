@@ -6,6 +6,7 @@ process."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,15 @@ def run_process(args: Sequence[str | os.PathLike[str]]) -> subprocess.CompletedP
     )  # fmt: skip
 
 
+PROGRESS_LINE = re.compile(r"^(\[ *\d+\.\d s\] .*|warning: .*)?\n", re.MULTILINE)
+"""A stage's progress line (hai_compiler/progress.py: a stage that ran 1 s, as on a loaded machine), a
+warning, or an empty line: what may stand before a command's one `error:` line."""
+
+
+def without_progress(stderr: str) -> str:
+    return PROGRESS_LINE.sub("", stderr)
+
+
 def assert_clean(code: int, stdout: str, stderr: str, context: object = "") -> bool:
     """Exit 0, or exit 1/2 with one `error:` line (exit 2: click's usage error); never a traceback.
     Returns whether the command succeeded."""
@@ -60,7 +70,7 @@ def assert_clean(code: int, stdout: str, stderr: str, context: object = "") -> b
     assert code in (1, 2), (context, code, stderr[-3000:])
     if code == 1:
         lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
-        assert len(lines) == 1 and stderr.lstrip("\n").startswith("error: "), (context, stderr[-3000:])
+        assert len(lines) == 1 and without_progress(stderr).startswith("error: "), (context, stderr[-3000:])
         assert len(lines[0]) > len("error: ") + 10, (context, stderr)  # it names the problem
     else:
         assert "Error" in stderr or "error" in stderr, (context, stderr[-3000:])
