@@ -5,7 +5,7 @@ libraries it and the TVM runtime need (`DEB_PACKAGES`) are fetched with `apt-get
 unpacked with `dpkg-deb -x` into `root/`, never installed (`python3:arm64` through multiarch
 would replace the host's interpreter); numpy and apache-tvm-ffi come from their cp311 aarch64
 wheels at constraints.txt's versions, unzipped into `site/`; the aarch64 `libtvm_runtime.so` is
-the pinned one of hai_compiler/aarch64_tvm_runtime.py. Everything lives under
+the pinned one of targets/arm64/tvm_runtime.py. Everything lives under
 `$HAI_CACHE_DIR/arm64-python/`. `ensure_env()` builds under a file lock (parallel test workers
 wait for one build) and writes `stamp.json` last, naming what the build came from; while the
 stamp matches, a call only checks the runtime library's sha256. The one host change is dpkg's
@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hai_compiler.aarch64_tvm_runtime import SHA256, TVM_REQUIREMENT, aarch64_tvm_runtime
 from hai_compiler.real_models import cache_dir
-from hai_compiler.wheels import AARCH64_CP311, WheelDownloadError, cached_wheel
 from ir import HaiError
+from targets.arm64.tvm_runtime import SHA256, TVM_REQUIREMENT, aarch64_tvm_runtime
+from targets.wheels import AARCH64_CP311, WheelDownloadError, cached_wheel
 
 DEB_PACKAGES = (
     "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libc6", "libexpat1",
