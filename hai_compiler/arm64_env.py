@@ -71,17 +71,23 @@ class Arm64Env:
         self, cpu: str = "max", pythonpath: Sequence[str | os.PathLike[str]] = (REPOSITORY,)
     ) -> list[str]:
         """The command prefix running this arm64 Python as `qemu-aarch64 -cpu CPU`, with `pythonpath`
-        (by default this repository's root), then the wheels, as its PYTHONPATH; append `-c CODE`
-        or a script and its arguments."""
+        (by default this repository's root), then the wheels, as its PYTHONPATH (and neither the
+        user site nor the working folder: `-s -P`); append `-c CODE` or a script and its arguments."""
         path = os.pathsep.join(str(p) for p in [*pythonpath, self.site])
         return [QEMU, "-L", str(self.root), "-cpu", cpu, "-E", f"PYTHONPATH={path}",
-                str(self.root / "usr/bin/python3.11"), "-s"]  # fmt: skip
+                str(self.root / "usr/bin/python3.11"), "-s", "-P"]  # fmt: skip
 
-    def run(self, code: str, *args: str | os.PathLike[str], cpu: str = "max") -> subprocess.CompletedProcess:
-        """Run Python `code` (`sys.argv[1:]` = `args`) as `python(cpu)` does and return the finished
-        process, its output as text. The host's HAI_TVM_RUNTIME (an x86 library) is not passed on."""
+    def run(
+        self,
+        code: str,
+        *args: str | os.PathLike[str],
+        cpu: str = "max",
+        pythonpath: Sequence[str | os.PathLike[str]] = (REPOSITORY,),
+    ) -> subprocess.CompletedProcess:
+        """Run Python `code` (`sys.argv[1:]` = `args`) as `python(cpu, pythonpath)` does and return the
+        finished process, its output as text. The host's HAI_TVM_RUNTIME (an x86 library) is not passed on."""
         env = {name: value for name, value in os.environ.items() if name != "HAI_TVM_RUNTIME"}
-        cmd = [*self.python(cpu), "-c", code, *map(str, args)]
+        cmd = [*self.python(cpu, pythonpath), "-c", code, *map(str, args)]
         return subprocess.run(cmd, capture_output=True, text=True, env=env)
 
 

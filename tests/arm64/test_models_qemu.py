@@ -93,6 +93,29 @@ def test_real_models_match_onnxruntime_under_qemu(
         assert_matches(name, got, reference)
 
 
+def test_packed_bundle_runs_under_qemu(fast_runs: dict, arm64_env: Arm64Env, tmp_path: Path) -> None:
+    """`hai pack` of an arm64 artifact: the bundle's own runtime (pure Python) and run_model.py run in the
+    arm64 Python with only its numpy and tvm-ffi, as on a board after `pip install -r requirements.txt`."""
+    from hai_compiler.pack import pack
+
+    artifact, got, _ = fast_runs["digits"]
+    bundle = pack(artifact, tmp_path / "bundle")
+    assert not [p for p in (bundle / "runtime").rglob("*") if p.suffix in {".so", ".pyd", ".c"}]
+    (x,) = digits_case()[2].values()
+    np.save(tmp_path / "x.npy", x)
+    script = (
+        "import runpy, sys, runtime; print(runtime.__file__); sys.argv = sys.argv[1:]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    out = tmp_path / "out"
+    args = (bundle / "run_model.py", "--input", f"image={tmp_path / 'x.npy'}", "--output-dir", out)
+    done = arm64_env.run(script, *args, cpu=CPU, pythonpath=[bundle])
+    assert done.returncode == 0, done.stdout + done.stderr[-4000:]
+    assert Path(done.stdout.splitlines()[0]).is_relative_to(bundle), done.stdout
+    ((name, expected),) = got.items()
+    np.testing.assert_array_equal(np.load(out / f"{name}.npy"), expected)
+
+
 def elf_machine(path: Path) -> int:
     return int.from_bytes(path.read_bytes()[18:20], "little")
 
