@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,8 @@ def run_under_qemu(
     """The outputs of each (artifact, inputs) of `jobs`, run by one `qemu-aarch64 -cpu CPU` Python."""
     plan = []
     for index, (artifact, inputs) in enumerate(jobs):
-        np.savez(folder / f"in{index}.npz", **inputs)
+        arrays: dict[str, Any] = dict(inputs)
+        np.savez(folder / f"in{index}.npz", **arrays)
         plan.append([str(artifact), str(folder / f"in{index}.npz"), str(folder / f"out{index}.npz")])
     done = env.run(RUN_MANY, json.dumps(plan), cpu=cpu)
     assert done.returncode == 0, done.stdout + done.stderr[-4000:]
