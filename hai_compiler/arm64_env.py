@@ -5,7 +5,7 @@ libraries it and the TVM runtime need (`DEB_PACKAGES`) are fetched with `apt-get
 unpacked with `dpkg-deb -x` into `root/`, never installed (`python3:arm64` through multiarch
 would replace the host's interpreter); numpy and apache-tvm-ffi come from their cp311 aarch64
 wheels at constraints.txt's versions, unzipped into `site/`; the aarch64 `libtvm_runtime.so` is
-the pinned one of hai_compiler/aarch64_tvm_runtime.py. Everything lives under
+the pinned one of targets/arm64/tvm_runtime.py. Everything lives under
 `$HAI_CACHE_DIR/arm64-python/`. `ensure_env()` builds under a file lock (parallel test workers
 wait for one build) and writes `stamp.json` last, naming what the build came from; while the
 stamp matches, a call only checks the runtime library's sha256. The one host change is dpkg's
@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hai_compiler.aarch64_tvm_runtime import SHA256, TVM_REQUIREMENT, aarch64_tvm_runtime
 from hai_compiler.real_models import cache_dir
-from hai_compiler.wheels import AARCH64_CP311, WheelDownloadError, cached_wheel
 from ir import HaiError
+from targets.arm64.tvm_runtime import SHA256, TVM_REQUIREMENT, aarch64_tvm_runtime
+from targets.wheels import AARCH64_CP311, WheelDownloadError, cached_wheel
 
 DEB_PACKAGES = (
     "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libc6", "libexpat1",
@@ -71,17 +71,23 @@ class Arm64Env:
         self, cpu: str = "max", pythonpath: Sequence[str | os.PathLike[str]] = (REPOSITORY,)
     ) -> list[str]:
         """The command prefix running this arm64 Python as `qemu-aarch64 -cpu CPU`, with `pythonpath`
-        (by default this repository's root), then the wheels, as its PYTHONPATH; append `-c CODE`
-        or a script and its arguments."""
+        (by default this repository's root), then the wheels, as its PYTHONPATH (and neither the
+        user site nor the working folder: `-s -P`); append `-c CODE` or a script and its arguments."""
         path = os.pathsep.join(str(p) for p in [*pythonpath, self.site])
         return [QEMU, "-L", str(self.root), "-cpu", cpu, "-E", f"PYTHONPATH={path}",
-                str(self.root / "usr/bin/python3.11"), "-s"]  # fmt: skip
+                str(self.root / "usr/bin/python3.11"), "-s", "-P"]  # fmt: skip
 
-    def run(self, code: str, *args: str | os.PathLike[str], cpu: str = "max") -> subprocess.CompletedProcess:
-        """Run Python `code` (`sys.argv[1:]` = `args`) as `python(cpu)` does and return the finished
-        process, its output as text. The host's HAI_TVM_RUNTIME (an x86 library) is not passed on."""
+    def run(
+        self,
+        code: str,
+        *args: str | os.PathLike[str],
+        cpu: str = "max",
+        pythonpath: Sequence[str | os.PathLike[str]] = (REPOSITORY,),
+    ) -> subprocess.CompletedProcess:
+        """Run Python `code` (`sys.argv[1:]` = `args`) as `python(cpu, pythonpath)` does and return the
+        finished process, its output as text. The host's HAI_TVM_RUNTIME (an x86 library) is not passed on."""
         env = {name: value for name, value in os.environ.items() if name != "HAI_TVM_RUNTIME"}
-        cmd = [*self.python(cpu), "-c", code, *map(str, args)]
+        cmd = [*self.python(cpu, pythonpath), "-c", code, *map(str, args)]
         return subprocess.run(cmd, capture_output=True, text=True, env=env)
 
 

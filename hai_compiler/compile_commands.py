@@ -138,6 +138,7 @@ def compile_command(
     With --precision, the model is quantized first (as `hai quantize` does) and the sizes are reported.
     """
     from hai_compiler.compiler import CompileOptions, compile_model
+    from hai_compiler.compiler.options import profile_target_of, resolve_compile_target
     from hai_compiler.compiler.report import render_report
     from targets.artifact import sign_artifact, signing_key
 
@@ -152,7 +153,8 @@ def compile_command(
         with reporting():
             if quantize.precision is not None:
                 quantize_dump = Path(dump_ir) / "quantize" if dump_ir else None
-                quantized = quantize.fit(model, shapes, str(hardware_profile or target), quantize_dump)
+                described = resolve_compile_target(options, profile_target_of(options))  # --cpu too
+                quantized = quantize.fit(model, shapes, described, quantize_dump)
             result = compile_model(quantized.graph if quantized else model, output, options)
             if quantized is not None:
                 with stage("measuring against fp32"):

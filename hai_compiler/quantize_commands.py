@@ -109,8 +109,9 @@ class QuantizeOptions:
         typer.Option("--labels", metavar="L.npy", help="Class labels of --eval-data: prints accuracy."),
     ] = None
 
-    def quantizer(self, target: str, instruments: Sequence[Any] = ()) -> Any:
-        """The DynamicQuantizer of these options; `instruments`: for its `quantize` pass."""
+    def quantizer(self, target: Any, instruments: Sequence[Any] = ()) -> Any:
+        """The DynamicQuantizer of these options for `target` (a target name, a profile file or a
+        TargetDescription); `instruments`: for its `quantize` pass."""
         from hai_compiler.quantize.quantizer import DynamicQuantizer, QuantizerError
         from ir.units import parse_size
 
@@ -142,7 +143,7 @@ class QuantizeOptions:
         return quality(reference, quantized.graph, feeds, labels)
 
     def fit(
-        self, model: Path, shapes: dict[str, tuple[int, ...]], target: str, dump_ir: Path | None = None
+        self, model: Path, shapes: dict[str, tuple[int, ...]], target: Any, dump_ir: Path | None = None
     ) -> Any:
         """The QuantizedModel of `model` under these options (its statistics saved with --save-stats);
         `dump_ir`: the `quantize` pass's IR goes there."""

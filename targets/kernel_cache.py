@@ -24,10 +24,14 @@ HAI_CACHE_ENV = "HAI_CACHE_DIR"
 CACHE_FORMAT = 1
 
 
+def cache_root() -> Path:
+    """`$HAI_CACHE_DIR`, or `~/.cache/hai`: the folder of HAI's caches (kernels, models, wheels)."""
+    return Path(os.environ.get(HAI_CACHE_ENV) or Path.home() / ".cache" / "hai")
+
+
 def cache_dir() -> Path:
     """`$HAI_CACHE_DIR/kernels`, or `~/.cache/hai/kernels`; created on first use."""
-    root = Path(os.environ.get(HAI_CACHE_ENV) or Path.home() / ".cache" / "hai")
-    path = root / "kernels"
+    path = cache_root() / "kernels"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from targets.schedules import ScheduleTable
 
 ENTRY_POINT_GROUP = "hai.targets"
-BUILTIN_TARGETS: dict[str, str] = {"x86": "targets.x86:X86Target"}
+BUILTIN_TARGETS: dict[str, str] = {"x86": "targets.x86:X86Target", "arm64": "targets.arm64:Arm64Target"}
 ARCH_TARGETS: dict[str, str] = {"x86_64": "x86", "amd64": "x86", "aarch64": "arm64", "arm64": "arm64"}
 """Machine arch (`uname -m`) -> the HAI target that compiles for it, for the built-in families (the
 first arch of a target is what manifests record); a plugin target names its own in `arches`."""

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 ROW_PREFERENCE = (4, 6, 8, 3, 5, 2, 7, 1)
 """Register-tile row counts, tried in this order (the first dividing the rows wins)."""
+MAX_GEMM_VECTORS = 4
+"""Column vectors of one GEMM tile at most."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,34 @@ class ScheduleTable:
     dot_intrinsic: Callable[[], str]
     depthwise: Callable[[TargetDescription], VectorKnobs]
     vector: Callable[[TargetDescription, int], VectorKnobs]
+
+
+def register_gemm_knobs(target: TargetDescription, m: int, n: int, rows: int | None = None) -> GemmKnobs:
+    """The register-budget GEMM rule every CPU table shares: rows dividing `m` (or given `rows`), then
+    as many column vectors as the registers hold (at most 4): `mi * vectors` accumulators, `vectors`
+    weight loads and one broadcast; a panel width dividing `n` preferred (no padded tail tile)."""
+    lanes = target.vector_lanes_f32
+    registers = target.vector_registers
+    mi = rows if rows is not None else next(r for r in ROW_PREFERENCE if m % r == 0)
+    vectors = MAX_GEMM_VECTORS
+    while vectors > 1 and mi * vectors + vectors + 1 > registers:
+        vectors -= 1
+    vectors = max(1, min(vectors, -(-n // lanes)))
+    for v in range(vectors, 0, -1):
+        if n % (v * lanes) == 0:
+            vectors = v
+            break
+    return GemmKnobs(mi=mi, nb=vectors * lanes, lanes=lanes)
+
+
+def full_vector_knobs(target: TargetDescription, itemsize: int) -> VectorKnobs:
+    """One whole vector register of `itemsize`-byte elements."""
+    return VectorKnobs(lanes=max(target.vector_bytes // itemsize, 1))
+
+
+def f32_vector_knobs(target: TargetDescription) -> VectorKnobs:
+    """One whole vector register of f32 (the depthwise templates' rows and channels)."""
+    return VectorKnobs(lanes=target.vector_lanes_f32)
 
 
 def schedules_of(target: TargetDescription) -> ScheduleTable:

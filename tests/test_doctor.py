@@ -247,11 +247,36 @@ def test_recorded_cpu_recommendation_reproduces_its_features(tmp_path: Path, nam
 
 
 @pytest.mark.parametrize(
+    ("name", "cpu", "features"),
+    [
+        ("graviton3_neoverse_v1.txt", "neoverse-v1", ["bf16", "dotprod", "fp16", "i8mm", "neon", "sve"]),
+        ("raspberry_pi4_cortex_a72.txt", "cortex-a72", ["neon"]),
+    ],
+)  # fmt: skip
+def test_recorded_aarch64_cpu_recommends_arm64(
+    tmp_path: Path, name: str, cpu: str, features: list[str]
+) -> None:
+    """On aarch64 the recommendation is `--target arm64` with the cpu its Arm part number names and the
+    features of its `Features` line, which that cpu's LLVM table reproduces (no edits)."""
+    pytest.importorskip("tvm")
+    profile = recorded_profile(tmp_path, name)
+    validate(profile)
+    rec = profile["recommended"]
+    assert (rec["target"], rec["cpu"], rec["features"], rec["cpu_features"]) == ("arm64", cpu, features, [])
+    assert compiled_features(rec) == set(features)
+    console = Console(record=True, width=300)
+    doctor.render_table(profile, console)
+    assert f"--target arm64 --cpu {cpu}" in console.export_text()
+
+
+@pytest.mark.parametrize(
     ("name", "llvm_cpu", "edits"),
     [
         ("sapphire_rapids_vm.txt", "rocketlake", ["+avx512_bf16", "+avx512_fp16", "+avx_vnni", *AMX_ON]),
         ("zen5_epyc.txt", "znver5", []),
         ("zen5_epyc.txt", "sapphirerapids", ["-avx512_fp16", "-amx", "-amx_bf16", "-amx_int8"]),
+        ("graviton3_neoverse_v1.txt", "neoverse-n1", ["+i8mm", "+bf16", "+sve"]),
+        ("raspberry_pi4_cortex_a72.txt", "cortex-a76", ["-fp16", "-dotprod"]),
     ],
 )  # fmt: skip
 def test_llvm_name_gets_the_edits_to_the_cpu(name: str, llvm_cpu: str, edits: list[str]) -> None:

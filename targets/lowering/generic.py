@@ -57,7 +57,7 @@ def check_dtypes(node: Node, allowed: Sequence[str]) -> str:
     """The result dtype of `node`, or a LoweringError naming it when no template handles it."""
     dtype = dtype_name(node.results[0])
     if dtype not in allowed:
-        raise LoweringError(f"node {node.name!r}: the x86 {node.op} template does not take {dtype}")
+        raise LoweringError(f"node {node.name!r}: the CPU {node.op} template does not take {dtype}")
     return dtype
 
 

@@ -34,7 +34,7 @@ from tvm import te, tirx
 from targets.lowering.pointwise import Expr
 from targets.lowering.quantized import QUANT_OPS, LiteralTables, channel_axis, step_constants, uniform
 from targets.lowering.tiling import padded
-from targets.schedules import IntKnobs, schedules_of
+from targets.schedules import ROW_PREFERENCE, IntKnobs, schedules_of
 from targets.target import TargetDescription
 
 PARALLEL_MIN_MACS = 1 << 19
@@ -44,6 +44,20 @@ LANES = 16
 """int32 accumulators of one weight panel (one 512-bit vector)."""
 DEPTH = 4
 """Bytes one accumulator lane takes per reduction step."""
+
+
+def register_int_knobs(
+    panel_registers: int, positions: int, channels: int, macs: int, *, dot: bool
+) -> IntKnobs:
+    """The register-budget rule every CPU table shares, given how many 16-lane int32 panels the vector
+    registers hold (`panel_registers`): up to 4 panels dividing the padded channels, then the most rows
+    (ROW_PREFERENCE) that fit (one accumulator panel per row and panel, one per panel's weights, one
+    broadcast); parallel from `macs` multiply-adds; `dot`: the 16 x 4 step is one instruction."""
+    panels = -(-channels // LANES)
+    vectors = next((v for v in (4, 3, 2, 1) if panels % v == 0 and 2 * v + 1 <= panel_registers), 1)
+    fits = [r for r in ROW_PREFERENCE if r * vectors + vectors + 1 <= panel_registers]
+    rows = next((r for r in fits if positions % r == 0), 1)
+    return IntKnobs(rows=rows, vectors=vectors, vnni=dot, parallel=macs >= PARALLEL_MIN_MACS)
 
 
 def has_vnni(target: TargetDescription) -> bool:

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 import hai_compiler.arm64_env as arm64_env_module
-from hai_compiler.aarch64_tvm_runtime import TVM_REQUIREMENT, aarch64_tvm_runtime
 from hai_compiler.arm64_env import (
     CONSTRAINTS,
     QEMU,
@@ -19,6 +18,7 @@ from hai_compiler.arm64_env import (
     pinned_wheels,
 )
 from ir import HaiError
+from targets.arm64.tvm_runtime import TVM_REQUIREMENT, aarch64_tvm_runtime
 
 EM_AARCH64 = 183  # ELF e_machine of AArch64
 

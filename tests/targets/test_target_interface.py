@@ -114,7 +114,8 @@ def test_lowering_errors_name_the_target(monkeypatch: pytest.MonkeyPatch) -> Non
         lower_node(y.producer, desc)
 
 
-def test_hai_targets_lists_cpus_and_features() -> None:
+@pytest.mark.parametrize(("name", "arch"), [("x86", "x86_64"), ("arm64", "aarch64")])
+def test_hai_targets_lists_cpus_and_features(name: str, arch: str) -> None:
     from typer.testing import CliRunner
 
     from hai_compiler.cli import app
@@ -122,13 +123,23 @@ def test_hai_targets_lists_cpus_and_features() -> None:
     result = CliRunner().invoke(app, ["targets"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].startswith("x86 (x86_64")
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{name} ({arch}"))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].strip()), len(lines))
+    lines = lines[start:end]
     lines = lines[next(i for i, line in enumerate(lines) if line.startswith("--cpu")) + 1 :]
-    backend = get_target("x86")
+    backend = get_target(name)
     for cpu in backend.cpus():
         (row,) = [line for line in lines if line.split()[:1] == [cpu]]
         assert set(row.split()) >= set(backend.cpu_features(cpu))
-    (v3,) = [line.split() for line in lines if line.startswith("x86-64-v3 ")]
+
+
+def test_hai_targets_lists_the_x86_levels() -> None:
+    from typer.testing import CliRunner
+
+    from hai_compiler.cli import app
+
+    result = CliRunner().invoke(app, ["targets"], env={"COLUMNS": "200"})
+    (v3,) = [line.split() for line in result.output.splitlines() if line.startswith("x86-64-v3 ")]
     assert "avx2" in v3 and "avx512f" not in v3
 
 

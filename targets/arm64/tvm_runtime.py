@@ -14,9 +14,9 @@ import os
 import zipfile
 from pathlib import Path
 
-from hai_compiler.real_models import cache_dir
-from hai_compiler.wheels import AARCH64_CP311, cached_wheel
 from ir import HaiError
+from targets.kernel_cache import cache_root
+from targets.wheels import AARCH64_CP311, cached_wheel
 
 TVM_REQUIREMENT = "apache-tvm==0.27.0.post1"
 MEMBER = "tvm/lib/libtvm_runtime.so"
@@ -25,7 +25,7 @@ SHA256 = "ba06950fac134b8d71549111fad2c6605cd6f738061fe0482f217c37ccbdff05"
 
 def aarch64_tvm_runtime() -> Path:
     """The cached, sha256-verified aarch64 `libtvm_runtime.so` (extracted from its wheel the first time)."""
-    target = cache_dir() / "aarch64" / TVM_REQUIREMENT.replace("==", "-") / "libtvm_runtime.so"
+    target = cache_root() / "aarch64" / TVM_REQUIREMENT.replace("==", "-") / "libtvm_runtime.so"
     if not target.is_file():
         extract(target)
     digest = hashlib.sha256(target.read_bytes()).hexdigest()

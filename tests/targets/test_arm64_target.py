@@ -1,0 +1,88 @@
+"""The arm64 target module without an emulator: features from LLVM's aarch64 cpu tables in HAI's names,
+NEON facts (32 x 16 bytes) and precisions, cortex-a72 when cross-compiling without --cpu, a profile and
+--cpu-features, the TVM target JSON, the cross linker, and NEON knobs within 32 registers."""
+
+from __future__ import annotations
+
+import platform
+
+import pytest
+
+from ir import HaiError
+from targets.arm64 import DEFAULT_CPU, LLVM_FEATURES
+from targets.lowering.integer_gemm import LANES
+from targets.registry import get_target, resolve_target
+from targets.schedules import schedules_of
+
+pytest.importorskip("tvm")
+
+CROSS = platform.machine() != "aarch64"
+
+
+@pytest.mark.parametrize(
+    ("cpu", "features", "supported", "preferred"),
+    [
+        ("cortex-a53", {"neon"}, ("f32", "i8"), ("f32",)),
+        ("cortex-a72", {"neon"}, ("f32", "i8"), ("f32",)),
+        ("neoverse-n1", {"neon", "fp16", "dotprod"}, ("f32", "i8", "f16"), ("f32", "i8")),
+        ("neoverse-v1", {"neon", "fp16", "dotprod", "i8mm", "bf16", "sve"}, ("f32", "i8", "f16", "bf16"),
+         ("f32", "i8")),
+    ],
+)  # fmt: skip
+def test_cpu_models_give_features_and_precisions(
+    cpu: str, features: set[str], supported: tuple[str, ...], preferred: tuple[str, ...]
+) -> None:
+    desc = resolve_target("arm64", cpu=cpu)
+    assert desc.features == features
+    assert (desc.supported_precisions, desc.preferred_precisions) == (supported, preferred)
+    assert (desc.name, desc.arch, desc.vector_bytes, desc.vector_registers) == ("arm64", "aarch64", 16, 32)
+    facts = get_target("arm64").facts(desc)
+    assert facts.supports("f16") == ("fp16" in features)
+
+
+def test_an_unknown_cpu_is_a_user_error() -> None:
+    with pytest.raises(HaiError, match="LLVM does not know the aarch64 cpu 'cortex-z9'"):
+        resolve_target("arm64", cpu="cortex-z9")
+
+
+@pytest.mark.skipif(not CROSS, reason="on an aarch64 host --target arm64 describes the host")
+def test_cross_compiling_without_cpu_takes_the_default() -> None:
+    desc = resolve_target("arm64")
+    assert (desc.cpu, desc.features, desc.triple) == (DEFAULT_CPU, {"neon"}, "aarch64-linux-gnu")
+    assert "default" in desc.source
+
+
+def test_profile_and_feature_edits() -> None:
+    recommended = {"target": "arm64", "cpu": "cortex-a72", "features": ["neon", "dotprod"]}
+    from_profile = resolve_target("arm64", profile=recommended)
+    edited = resolve_target("arm64", cpu="cortex-a72", cpu_features="+dotprod")
+    assert from_profile.features == edited.features == {"neon", "dotprod"}
+    assert "i8" in edited.preferred_precisions
+
+
+def test_tvm_target_pins_every_feature_for_the_triple() -> None:
+    desc = resolve_target("arm64", cpu="neoverse-n1", cpu_features="-fp16")
+    target = get_target("arm64").tvm_target(desc)
+    assert target["mcpu"] == "neoverse-n1" and target["kind"] == "llvm"
+    assert set(target["mattr"]) == {"+neon", "-fullfp16", "+dotprod", "-i8mm", "-bf16", "-sve", "-sve2"}
+    assert len(target["mattr"]) == len(LLVM_FEATURES)
+    if CROSS:
+        assert target["mtriple"] == "aarch64-linux-gnu"
+        assert get_target("arm64").linker(desc) == "aarch64-linux-gnu-gcc"
+
+
+@pytest.mark.parametrize(("m", "n"), [(4, 64), (6, 256), (49, 512), (3, 10)])
+def test_neon_gemm_tiles_fit_32_registers(m: int, n: int) -> None:
+    desc = resolve_target("arm64", cpu="cortex-a72")
+    knobs = schedules_of(desc).gemm(desc, m, n, None)
+    assert knobs.lanes == 4 and knobs.nb % 4 == 0 and m % knobs.mi == 0
+    assert knobs.mi * knobs.vectors + knobs.vectors + 1 <= 32
+
+
+def test_neon_integer_tiles_fit_the_panels_and_take_the_plain_step() -> None:
+    desc = resolve_target("arm64", cpu="neoverse-n1")
+    table = schedules_of(desc)
+    knobs = table.integer_gemm(desc, 64, 256, 1 << 20)
+    panels = 32 * 16 // (4 * LANES)  # a 16-lane int32 panel is four q registers
+    assert knobs.rows * knobs.vectors + knobs.vectors + 1 <= panels
+    assert not knobs.vnni and not table.integer_dot(desc)
