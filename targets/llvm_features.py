@@ -16,14 +16,16 @@ from typing import Any
 from targets.description import TargetDescription, TargetError
 
 
-def llvm_cpu_features(triple: str, cpu: str, table: Mapping[str, str], hint: str) -> frozenset[str]:
+def llvm_cpu_features(
+    target: str, triple: str, cpu: str, table: Mapping[str, str], hint: str
+) -> frozenset[str]:
     """The HAI features (keys of `table`) LLVM enables for cpu `cpu` of `triple`; a TargetError naming
-    `hint` (a few good names) for a cpu LLVM does not know there."""
+    the target and `hint` (a few good names) for a cpu LLVM does not know there."""
     import tvm
     from tvm.target import codegen
 
     if not codegen.llvm_is_valid_cpu(cpu, triple):
-        raise TargetError(f"LLVM does not know the {triple.split('-')[0]} cpu {cpu!r} (try {hint})")
+        raise TargetError(f"LLVM does not know the {target} cpu {cpu!r} (try {hint})")
     target = tvm.target.Target({"kind": "llvm", "mtriple": triple, "mcpu": cpu})
     llvm = set(codegen.llvm_get_cpu_features(target))
     return frozenset(hai for hai, name in table.items() if name in llvm)

@@ -61,7 +61,7 @@ class Arm64Target(TargetBackend):
 
     def cpu_features(self, cpu: str) -> frozenset[str]:
         hint = "cortex-a72, cortex-a76, neoverse-n1"
-        return llvm_features.llvm_cpu_features(TRIPLE, cpu, LLVM_FEATURES, hint)
+        return llvm_features.llvm_cpu_features("arm64", TRIPLE, cpu, LLVM_FEATURES, hint)
 
     def known_features(self) -> tuple[str, ...]:
         assert set(LLVM_FEATURES) == set(ARM_FEATURES), "each Arm feature the runtime reads is a target's"

@@ -36,7 +36,9 @@ LLVM_FEATURES: dict[str, str] = {
 
 def llvm_cpu_features(cpu: str) -> frozenset[str]:
     """The HAI features LLVM enables for cpu name `cpu`; a TargetError for a name LLVM does not know."""
-    return llvm_features.llvm_cpu_features(TRIPLE, cpu, LLVM_FEATURES, "znver4, skylake-avx512, x86-64-v3")
+    return llvm_features.llvm_cpu_features(
+        "x86", TRIPLE, cpu, LLVM_FEATURES, "znver4, skylake-avx512, x86-64-v3"
+    )
 
 
 def mattr(features: frozenset[str]) -> list[str]:

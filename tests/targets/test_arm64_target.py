@@ -41,7 +41,7 @@ def test_cpu_models_give_features_and_precisions(
 
 
 def test_an_unknown_cpu_is_a_user_error() -> None:
-    with pytest.raises(HaiError, match="LLVM does not know the aarch64 cpu 'cortex-z9'"):
+    with pytest.raises(HaiError, match="LLVM does not know the arm64 cpu 'cortex-z9'"):
         resolve_target("arm64", cpu="cortex-z9")
 
 
