@@ -13,14 +13,14 @@ Families and their knobs:
 - `gemm` (Conv, ConvTranspose, MatMul, Gemm; targets/lowering/tiling.py): an `mi` x `nb`
   register tile of `lanes`-wide vectors; tiles run in parallel over the fused outer axis.
 - `integer_gemm` (ConvInteger, MatMulInteger; targets/lowering/integer_gemm.py): `rows` x
-  `vectors` panels of 16 int32 lanes, `vnni` (the 16 x 4 byte step is one dot instruction,
-  `dot_intrinsic`), `parallel`.
+  `vectors` panels of 16 int32 lanes, `dot` (the instruction the 16 x 4 byte step is, e.g. x86
+  `vpdpbusd`, arm64 `usdot`/`sdot`; "" for the plain int32 reduction; `dot_intrinsic`), `parallel`.
 - `depthwise` (depthwise Conv) and `vector` (pointwise/elementwise, reductions, movement):
   `lanes`, the vector width in elements.
 - layout: `TargetBackend.channels_last` (conv regions NHWC through the `layout` pass).
 Slots: AMX tiles (x86 `amx_int8`/`amx_bf16`: a `tile` knob family beside `integer_gemm`),
-aarch64 NEON (targets/arm64/schedules.py: 16-byte vectors, 32 registers, sdot/smmla as
-`dot_intrinsic`) and OpenCL (work-group sizes) add a table or a family here.
+aarch64 `smmla`/`ummla` (a 2 x 8 step of its own: another `dot` and packing) and OpenCL
+(work-group sizes) add a table or a family here.
 """
 
 from __future__ import annotations
@@ -57,16 +57,27 @@ class GemmKnobs:
 
 @dataclass(frozen=True)
 class IntKnobs:
-    """Tile knobs: `rows` output positions x `vectors` panels of 16 channels; `vnni` picks the step;
-    `parallel`: tiles (and input stages) run on the thread pool."""
+    """Tile knobs: `rows` output positions x `vectors` panels of 16 channels; `dot` names the
+    instruction of the 16 x 4 step ("": the plain int32 reduction); `parallel`: tiles (and input
+    stages) run on the thread pool."""
 
     rows: int
     vectors: int
-    vnni: bool
+    dot: str
     parallel: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class DotStep:
+    """A registered tensor intrinsic of the integer GEMM's 16 x 4 step: its name, and `shift`, what
+    the step adds to each u8 activation byte before multiplying (arm64 `sdot` reads them as i8, so
+    -128); the packer folds `-shift * sum_k W[k, o]` into the corrected bias."""
+
+    intrinsic: str
+    shift: int = 0
 
 
 @dataclass(frozen=True)
@@ -82,15 +93,15 @@ class ScheduleTable:
 
     - `gemm(target, m, n, rows)`: rows dividing `m` (or `rows` given) by columns of `n`.
     - `integer_gemm(target, positions, channels, macs)`.
-    - `integer_dot(target)`: whether the 16 x 4 u8 x i8 step is one instruction there;
-      `dot_intrinsic()` registers that instruction's tensor intrinsic and names it.
+    - `integer_dot(target)`: the instruction the 16 x 4 u8 x i8 step is there ("" if none);
+      `dot_intrinsic(dot)` registers that instruction's tensor intrinsic and returns its `DotStep`.
     - `depthwise(target)`, `vector(target, itemsize)`: the vector width for f32 / `itemsize` bytes.
     """
 
     gemm: Callable[[TargetDescription, int, int, int | None], GemmKnobs]
     integer_gemm: Callable[[TargetDescription, int, int, int], IntKnobs]
-    integer_dot: Callable[[TargetDescription], bool]
-    dot_intrinsic: Callable[[], str]
+    integer_dot: Callable[[TargetDescription], str]
+    dot_intrinsic: Callable[[str], DotStep]
     depthwise: Callable[[TargetDescription], VectorKnobs]
     vector: Callable[[TargetDescription, int], VectorKnobs]
 

@@ -148,12 +148,14 @@ def lower_dense(
     bias = bias_array(node)
     w_name, rows = w_v.name, list(tables.rows)
 
+    step = dot_step(target, knobs)
+
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
         w = np.zeros((g.m, cp, g.kh, g.kw), np.int8)
         w[:, : g.c] = arrays[w_name]
         w_ko = w.transpose(2, 3, 1, 0).reshape(k, g.m)
-        packed[w_name] = pack_integer_weights(w_ko, [corrected_bias(w_ko, bias, zero), *rows])
+        packed[w_name] = pack_integer_weights(w_ko, [corrected_bias(w_ko, bias, zero + step.shift), *rows])
         return packed
 
     workload = {
@@ -166,7 +168,6 @@ def lower_dense(
         "knobs": knobs.to_json(),
     }
     flops = 2 * g.n * g.m * positions * g.c * g.kh * g.kw + chain.flops(result.type.size)
-    step = dot_step(target, knobs)
     schedule = partial(
         schedule_integer_gemm, knobs=knobs, stages=["pad"], vector_out=not nchw, channels=g.m, dot=step
     )

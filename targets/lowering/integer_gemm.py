@@ -14,8 +14,10 @@ corrected bias B[o] - zx * sum_k W[k, o] (zx the activation's u8 zero point: pad
 sum (x - zx) w = sum x w - zx sum w), the other rows the per-channel constants
 of the fused quantize steps (`PackedTables`). The reduction's last two loops
 are (c4, ci) over 4 consecutive bytes; where the target has a dot instruction for
-it (x86 avx512_vnni: `vpdpbusd`, targets/x86/vnni.py) the 16 x 4 inner step is
-tensorized into it (the schedule table's `dot_intrinsic`), else it is a plain
+it (x86 avx512_vnni: `vpdpbusd`, targets/x86/vnni.py; arm64 i8mm `usdot`, dotprod
+`sdot`, targets/arm64/dot.py) the 16 x 4 inner step is tensorized into it (the schedule
+table's `dot_intrinsic`; a step that shifts the activations, `DotStep.shift`, has its
+correction folded into the corrected bias at pack time), else it is a plain
 int32 TE reduction vectorised over the 16 lanes. The schedule follows
 /work/shared/TVM-0.27.md: tile `rows` positions x `vectors` panels (IntKnobs,
 chosen by the target's schedule table, targets/schedules.py) in registers,
@@ -34,7 +36,7 @@ from tvm import te, tirx
 from targets.lowering.pointwise import Expr
 from targets.lowering.quantized import QUANT_OPS, LiteralTables, channel_axis, step_constants, uniform
 from targets.lowering.tiling import padded
-from targets.schedules import ROW_PREFERENCE, IntKnobs, schedules_of
+from targets.schedules import ROW_PREFERENCE, DotStep, IntKnobs, schedules_of
 from targets.target import TargetDescription
 
 PARALLEL_MIN_MACS = 1 << 19
@@ -44,24 +46,26 @@ LANES = 16
 """int32 accumulators of one weight panel (one 512-bit vector)."""
 DEPTH = 4
 """Bytes one accumulator lane takes per reduction step."""
+PLAIN_STEP = DotStep("")
+"""The untensorized step: a plain int32 reduction, activations as they are."""
 
 
 def register_int_knobs(
-    panel_registers: int, positions: int, channels: int, macs: int, *, dot: bool
+    panel_registers: int, positions: int, channels: int, macs: int, *, dot: str
 ) -> IntKnobs:
     """The register-budget rule every CPU table shares, given how many 16-lane int32 panels the vector
     registers hold (`panel_registers`): up to 4 panels dividing the padded channels, then the most rows
     (ROW_PREFERENCE) that fit (one accumulator panel per row and panel, one per panel's weights, one
-    broadcast); parallel from `macs` multiply-adds; `dot`: the 16 x 4 step is one instruction."""
+    broadcast); parallel from `macs` multiply-adds; `dot`: the instruction of the 16 x 4 step ("" if none)."""
     panels = -(-channels // LANES)
     vectors = next((v for v in (4, 3, 2, 1) if panels % v == 0 and 2 * v + 1 <= panel_registers), 1)
     fits = [r for r in ROW_PREFERENCE if r * vectors + vectors + 1 <= panel_registers]
     rows = next((r for r in fits if positions % r == 0), 1)
-    return IntKnobs(rows=rows, vectors=vectors, vnni=dot, parallel=macs >= PARALLEL_MIN_MACS)
+    return IntKnobs(rows=rows, vectors=vectors, dot=dot, parallel=macs >= PARALLEL_MIN_MACS)
 
 
-def has_vnni(target: TargetDescription) -> bool:
-    """Whether the 16 x 4 byte step is one dot instruction on `target` (x86: vpdpbusd)."""
+def dot_instruction(target: TargetDescription) -> str:
+    """The instruction the 16 x 4 byte step is on `target` (x86 vpdpbusd, arm64 usdot/sdot), "" if none."""
     return schedules_of(target).integer_dot(target)
 
 
@@ -70,9 +74,9 @@ def choose_int_knobs(target: TargetDescription, positions: int, channels: int, m
     return schedules_of(target).integer_gemm(target, positions, channels, macs)
 
 
-def dot_step(target: TargetDescription, knobs: IntKnobs) -> str | None:
-    """The registered tensor intrinsic of the 16 x 4 step when `knobs` tensorize it, else None."""
-    return schedules_of(target).dot_intrinsic() if knobs.vnni else None
+def dot_step(target: TargetDescription, knobs: IntKnobs) -> DotStep:
+    """The registered tensor intrinsic of the 16 x 4 step when `knobs` tensorize it, else the plain step."""
+    return schedules_of(target).dot_intrinsic(knobs.dot) if knobs.dot else PLAIN_STEP
 
 
 def reduction_blocks(k: int) -> int:
@@ -178,11 +182,11 @@ def fused_tables(nodes: Sequence[Any], axis: int) -> PackedTables:
 
 
 def schedule_integer_gemm(
-    sch: Any, knobs: IntKnobs, stages: Sequence[str], vector_out: bool, channels: int, dot: str | None
+    sch: Any, knobs: IntKnobs, stages: Sequence[str], vector_out: bool, channels: int, dot: DotStep
 ) -> None:
     """Schedule block "acc" (loops n, p, o, reduce..., c4, ci), "ctab" and "out" (see the module rule).
 
-    `dot`: the registered tensor intrinsic of the 16 x 4 step when `knobs.vnni`. `stages` are input
+    `dot`: the registered tensor intrinsic of the 16 x 4 step when `knobs.dot`. `stages` are input
     stages ("pad") computed whole before the GEMM, in parallel over their first two loops (when
     `knobs.parallel`); `vector_out`: the output's innermost loop runs over channels.
     """
@@ -196,7 +200,7 @@ def schedule_integer_gemm(
     *outer_reduce, ci = reduce
     po, pi = sch.split(p, [None, knobs.rows])
     oo, ov, oi = sch.split(o, [None, knobs.vectors, LANES])
-    inner = [pi, ov, oi, ci] if knobs.vnni else [pi, ov, ci, oi]
+    inner = [pi, ov, oi, ci] if knobs.dot else [pi, ov, ci, oi]
     sch.reorder(oo, n, po, *outer_reduce, *inner)
     tile = sch.fuse(oo, n, po)
     sch.set_scope(block, 0, "local")
@@ -213,10 +217,10 @@ def schedule_integer_gemm(
         out_loops = sch.get_loops(out)[1:]
     if channels % LANES == 0 and out_loops:
         sch.vectorize(sch.split(out_loops[-1], [None, LANES])[1])
-    if not knobs.vnni:
+    if not knobs.dot:
         sch.unroll(ci)
         sch.vectorize(oi)
     sch.decompose_reduction(block, outer_reduce[0])
-    if knobs.vnni:
-        assert dot is not None, "a vnni schedule needs the dot intrinsic"
-        sch.tensorize(oi, dot)
+    if knobs.dot:
+        assert dot.intrinsic, "a dot schedule needs the dot intrinsic"
+        sch.tensorize(oi, dot.intrinsic)

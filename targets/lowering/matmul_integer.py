@@ -87,10 +87,14 @@ def lower_matmul_integer(
     params, args = epilogue_signature(anchor, chain, out, output)
     bias, w_name, table_rows = bias_array(node), w_v.name, list(tables.rows)
 
+    step = dot_step(target, knobs)
+
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
         w_ko = np.asarray(arrays[w_name], np.int8).reshape(k, n)
-        packed[w_name] = pack_integer_weights(w_ko, [corrected_bias(w_ko, bias, zero), *table_rows])
+        packed[w_name] = pack_integer_weights(
+            w_ko, [corrected_bias(w_ko, bias, zero + step.shift), *table_rows]
+        )
         return packed
 
     workload = {
@@ -106,7 +110,6 @@ def lower_matmul_integer(
     }
     flops = 2 * rows * k * n + chain.flops(result.type.size)
     stages = [] if in_place else ["pad"]
-    step = dot_step(target, knobs)
     schedule = partial(
         schedule_integer_gemm, knobs=knobs, stages=stages, vector_out=True, channels=n, dot=step
     )

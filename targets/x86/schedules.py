@@ -20,13 +20,13 @@ from targets.schedules import (
     full_vector_knobs,
     register_gemm_knobs,
 )
-from targets.x86.vnni import register_vnni
+from targets.x86.vnni import VPDPBUSD, register_vnni
 
 VNNI_FEATURES = frozenset({"avx512_vnni", "avx512f", "avx512bw"})
 
 
-def has_vnni(target: TargetDescription) -> bool:
-    return VNNI_FEATURES <= target.features
+def dot_instruction(target: TargetDescription) -> str:
+    return VPDPBUSD if VNNI_FEATURES <= target.features else ""
 
 
 def panel_registers(target: TargetDescription) -> int:
@@ -36,13 +36,13 @@ def panel_registers(target: TargetDescription) -> int:
 
 
 def integer_gemm_knobs(target: TargetDescription, positions: int, channels: int, macs: int) -> IntKnobs:
-    return register_int_knobs(panel_registers(target), positions, channels, macs, dot=has_vnni(target))
+    return register_int_knobs(panel_registers(target), positions, channels, macs, dot=dot_instruction(target))
 
 
 X86_SCHEDULES = ScheduleTable(
     gemm=register_gemm_knobs,
     integer_gemm=integer_gemm_knobs,
-    integer_dot=has_vnni,
+    integer_dot=dot_instruction,
     dot_intrinsic=register_vnni,
     depthwise=f32_vector_knobs,
     vector=full_vector_knobs,

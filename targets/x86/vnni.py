@@ -13,17 +13,21 @@ registers. Registered once, on first use.
 
 from __future__ import annotations
 
+from targets.schedules import DotStep
+
+VPDPBUSD = "vpdpbusd"
 VNNI_DOT_16X4 = "hai_dot_16x4_vnni_local"
 
 
-def register_vnni() -> str:
-    """Register the intrinsic (idempotent) and return its name for `sch.tensorize`."""
+def register_vnni(instruction: str = VPDPBUSD) -> DotStep:
+    """Register the intrinsic (idempotent) and return its step (its name for `sch.tensorize`)."""
+    assert instruction == VPDPBUSD, f"no x86 dot intrinsic {instruction!r}"
     from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
 
     try:
         TensorIntrin.get(VNNI_DOT_16X4)
-        return VNNI_DOT_16X4
+        return DotStep(VNNI_DOT_16X4)
     except Exception:  # noqa: BLE001 - TVM raises a plain error for an unknown name
         pass
 
@@ -61,4 +65,4 @@ def register_vnni() -> str:
             )
 
     TensorIntrin.register(VNNI_DOT_16X4, desc, impl)
-    return VNNI_DOT_16X4
+    return DotStep(VNNI_DOT_16X4)

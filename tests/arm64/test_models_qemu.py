@@ -7,8 +7,6 @@ libtvm_runtime.so) and its hot fp32 kernels use NEON vector FMAs (`fmla v*.4s`).
 from __future__ import annotations
 
 import hashlib
-import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from runtime.artifact import MANIFEST_FILE, TVM_RUNTIME_FILE, Manifest, kernel_l
 from targets.arm64.tvm_runtime import SHA256
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from qemu_models import compile_arm64, run_under_qemu  # noqa: E402
+from qemu_models import compile_arm64, instruction_counts, run_under_qemu  # noqa: E402
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -31,7 +29,6 @@ CPU = "cortex-a72"
 FAST_REAL = ("ppocr_cls",)
 SLOW_REAL = ("ppocr_rec", "magika", "orientation")
 EM_AARCH64 = 183
-OBJDUMP = "aarch64-linux-gnu-objdump"
 
 
 def onnxruntime_outputs(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -129,23 +126,8 @@ def test_artifact_is_aarch64(fast_runs: dict) -> None:
     assert hashlib.sha256(runtime_library).hexdigest() == SHA256
 
 
-def fmla_counts(library: Path) -> dict[str, int]:
-    """Kernel symbol -> how many `fmla vN.4s` instructions its code holds (aarch64 objdump)."""
-    listing = subprocess.run([OBJDUMP, "-d", str(library)], capture_output=True, text=True, check=True).stdout
-    counts: dict[str, int] = {}
-    symbol = ""
-    for line in listing.splitlines():
-        if found := re.match(r"^[0-9a-f]+ <(.+)>:$", line):
-            symbol = found.group(1)
-        elif re.search(r"\bfmla\s+v\d+\.4s", line):
-            counts[symbol] = counts.get(symbol, 0) + 1
-    return counts
-
-
 @pytest.mark.parametrize(("name", "family"), [("digits", "conv"), ("digits", "gemm"), ("ppocr_cls", "conv")])
 def test_fp32_kernels_use_neon_vector_fma(fast_runs: dict, name: str, family: str) -> None:
-    if subprocess.run(["which", OBJDUMP], capture_output=True).returncode != 0:
-        pytest.skip(f"{OBJDUMP} is not installed (Debian binutils-aarch64-linux-gnu)")
-    counts = fmla_counts(fast_runs[name][0] / kernel_library_file("cpu"))
+    counts = instruction_counts(fast_runs[name][0] / kernel_library_file("cpu"), r"\bfmla\s+v\d+\.4s")
     kernels = {s for s in counts if s.startswith(f"hai_{family}_")}
     assert kernels, f"no {family} kernel of {name} has an fmla v*.4s: {counts}"

@@ -79,10 +79,18 @@ def test_neon_gemm_tiles_fit_32_registers(m: int, n: int) -> None:
     assert knobs.mi * knobs.vectors + knobs.vectors + 1 <= 32
 
 
-def test_neon_integer_tiles_fit_the_panels_and_take_the_plain_step() -> None:
-    desc = resolve_target("arm64", cpu="neoverse-n1")
+@pytest.mark.parametrize(
+    ("cpu", "dot"), [("neoverse-n1", "sdot"), ("neoverse-v1", "usdot"), ("cortex-a72", "")]
+)
+def test_neon_integer_tiles_fit_the_panels_and_take_the_cpus_dot_step(cpu: str, dot: str) -> None:
+    desc = resolve_target("arm64", cpu=cpu)
     table = schedules_of(desc)
     knobs = table.integer_gemm(desc, 64, 256, 1 << 20)
     panels = 32 * 16 // (4 * LANES)  # a 16-lane int32 panel is four q registers
     assert knobs.rows * knobs.vectors + knobs.vectors + 1 <= panels
-    assert not knobs.vnni and not table.integer_dot(desc)
+    assert knobs.dot == table.integer_dot(desc) == dot
+
+
+def test_i8mm_added_by_cpu_features_picks_usdot() -> None:
+    desc = resolve_target("arm64", cpu="neoverse-n1", cpu_features="+i8mm")
+    assert schedules_of(desc).integer_dot(desc) == "usdot"
