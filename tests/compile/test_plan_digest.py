@@ -53,6 +53,9 @@ def test_untouched_artifact_loads_and_matches_onnxruntime(artifact: Path) -> Non
     cpu = open_device("cpu")
     library = cpu.load_executable(str(artifact / kernel_library_file("cpu")))
     assert compiled_digest(cpu, library) == manifest_digest(model.manifest)
+    plan, executable = model.manifest.plan, kernel_library_file("cpu")  # the x86 target's device: the cpu
+    assert {(step.device, step.executable) for step in plan.steps} == {("cpu", executable)}
+    assert plan.entry_executable == (executable if plan.entry is not None else None)
     assert_matches_onnxruntime(artifact, EMBEDDED_MODEL, feeds())
 
 
