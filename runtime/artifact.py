@@ -6,7 +6,7 @@ An artifact is a directory of plain files (never links), all named in `manifest.
 | ------------------------ | --------------------------------------------------------------------- |
 | `manifest.json`          | this schema as JSON (sorted keys, two-space indent, trailing newline) |
 | `weights.bin`            | every weight at a 64-byte aligned offset, zero padding between        |
-| `kernels.<device>.so`    | the kernel library of each device (`kernels.cpu.so`), with its plan digest |
+| `kernels.<device>.so`    | each device's kernel library: the executable its steps run from   |
 | `libtvm_runtime.so`      | the TVM runtime those libraries need (loaded first, RTLD_GLOBAL)      |
 | `model.hir`              | the final IR, for people and tools; the runtime never reads it        |
 | `manifest.sig`           | optional: the Ed25519 signature of `manifest.json`'s bytes (not in `files`) |
@@ -17,10 +17,15 @@ plan is static: each step calls one kernel symbol on argument slots, and each sl
 is a typed view (byte offset, shape, dtype) into the arena, into `weights.bin`, or
 into a graph input's buffer or an output's place in the arena (named by the
 binding); `writes` marks the slots a step writes (the others it only reads).
+Each step names the device it runs on and the executable it runs from (the
+file of that device's kernel library, `kernel_libraries[device]`); the runtime
+loads each executable through its device's HAI driver and launches every call
+through it (runtime/hai.py, runtime/model.py).
 Graph inputs live outside the arena (binding offset null): input slots
 view the caller's array itself. Every slot offset is a multiple of 64 (vectorised
-kernels do aligned loads unchecked). When `plan.entry` names a function of the cpu
-library, one call `entry(arena, weights, input_0, ...)` (1-D uint8 tensors, the
+kernels do aligned loads unchecked). When `plan.entry` names a function of the
+executable `plan.entry_executable` (the cpu library today), one call
+`entry(arena, weights, input_0, ...)` (1-D uint8 tensors, the
 inputs in manifest order) runs the whole plan and the steps are kept for
 provenance and profiling. When `plan.paging` is set, the weights do not stay
 resident: `weights.bin` is laid out in pages (page `p` at byte `p * page_size`),
@@ -29,8 +34,8 @@ schedule (one `PageStep` per plan step: pages evicted, then `(page, frame)`
 loads issued, then the pages the step needs), and a weight slot, whose offset
 still names its bytes in `weights.bin`, lies at `frame * page_size + offset %
 page_size` of the pool while its page is resident. `plan.segments` then
-replaces the entry: each segment calls `symbol(arena, pool, input_0, ...)`
-for steps `[start, stop)`, which wait for no page once the first has its
+replaces the entry: each segment calls `symbol(arena, pool, input_0, ...)` of its
+`executable` for steps `[start, stop)`, which wait for no page once the first has its
 pages. Dtypes are numpy names from `DTYPES` (the HAI IR's element types and
 the kernels' uint16 view of bfloat16; `bfloat16` and `int4` via ml_dtypes).
 
@@ -45,8 +50,8 @@ reads, maps and loads each file through the descriptor it was checked through
 
 Format history: version 4 added file sizes to `files` and `writes` to slots;
 version 5, the plan digest in the kernel library; version 6, the digest covers
-the target and the weights' table too (older artifacts are refused with a
-"recompile" message).
+the target and the weights' table too; version 7, the executable each step, the entry and each
+segment runs from (older artifacts are refused with a "recompile" message).
 
 The writer is `targets/artifact.py`; the plan's invariants are checked by
 `runtime/manifest_checks.py` and an artifact directory is read by
@@ -67,7 +72,7 @@ import numpy as np
 
 from runtime.errors import ArtifactError, ArtifactVersionError
 
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.bin"
 HIR_FILE = "model.hir"
@@ -160,14 +165,19 @@ class Slot:
         return nbytes_of(self.shape, self.dtype)
 
 
+CPU_EXECUTABLE = kernel_library_file("cpu")
+
+
 @dataclass(frozen=True)
 class Step:
-    """One kernel call of the plan, with the IR/ONNX node names it was compiled from."""
+    """One kernel call of the plan, with the IR/ONNX node names it was compiled from; it runs on `device`
+    from `executable`, that device's kernel library file."""
 
     kernel: str
     args: tuple[Slot, ...]
     nodes: tuple[str, ...] = ()
     device: str = "cpu"
+    executable: str = CPU_EXECUTABLE
 
 
 @dataclass(frozen=True)
@@ -203,17 +213,20 @@ class Paging:
 
 @dataclass(frozen=True)
 class Segment:
-    """Steps `[start, stop)` of a paged plan, run by one call of `symbol(arena, pool, inputs...)`."""
+    """Steps `[start, stop)` of a paged plan, run by one call of `symbol(arena, pool, inputs...)` of the
+    kernel library file `executable`."""
 
     symbol: str
     start: int
     stop: int
+    executable: str
 
 
 @dataclass(frozen=True)
 class ExecutionPlan:
-    """The static schedule: steps in order over one arena of `arena_size` bytes; optional one-call entry,
-    or paged weights (`paging`) with the steps called in `segments` (module doc).
+    """The static schedule: steps in order over one arena of `arena_size` bytes; optional one-call entry
+    (a function of the kernel library file `entry_executable`), or paged weights (`paging`) with the
+    steps called in `segments` (module doc).
 
     `planned_peak_bytes` (optional; None in artifacts that predate it) is the compiler's bound on the
     process's resident memory while running the plan: `load` refuses a machine with less available.
@@ -226,6 +239,7 @@ class ExecutionPlan:
     paging: Paging | None = None
     scratch_bytes: int = 0  # the most any one kernel allocates while it runs (targets/scratch.py)
     segments: tuple[Segment, ...] = ()
+    entry_executable: str | None = None
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,16 @@ semaphores), cut down to what a runtime executing a static plan needs:
 | 7  | `Device.copy_out(buffer, offset, shape, dtype)`    | `device_queue_read` (device -> host)     |
 | 8  | `Device.map(buffer, offset, shape, dtype)`         | `buffer_map_range`                       |
 | 9  | `Device.unmap(view)`                               | `buffer_unmap_range`                     |
-| 10 | `Device.load_executable(path) -> Executable`       | `executable_cache_prepare_executable`    |
-| 11 | `Device.launch(executable, entry, args)`           | `command_buffer_dispatch` + execute      |
+| 10 | `Device.load_executable(source) -> Executable`     | `executable_cache_prepare_executable`    |
+| 11 | `Device.record(executable, entry, args) -> Launch` | `command_buffer_dispatch` (recorded once)|
 | 12 | `Device.synchronize()`                             | `semaphore_wait` / wait idle             |
+
+A recorded `Launch` is run by `launch.run()` (IREE: `device_queue_execute` of the recorded command
+buffer), as often as wanted: the arguments are converted once, when recorded, so a model's
+inference pays only the kernel calls. Arguments recorded `Unbound` are given each run
+(`launch.bind`): a model's inputs. `Device.launch(executable, entry, args)` is the one-off form,
+`record(...).run()`. `load_executable` takes a path, or an artifact's verified file as an `OpenFile`
+(runtime/fd_library.py), which the driver loads through its descriptor, never by its path again.
 
 Lifecycle is not a hardware call: `Driver.open(index, **options)` builds a
 `Device`, `Device.close()` releases it (devices are context managers).
@@ -39,14 +46,16 @@ point is reported when it is asked for, never while listing the others.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from runtime.errors import DeviceNotFoundError, HaiRuntimeError
+from runtime.fd_library import OpenFile
 from runtime.plugins import load_plugin, plugin_sources
 
 DeviceKind = Literal["cpu", "gpu", "accelerator"]
@@ -133,7 +142,33 @@ class Executable:
     entries: dict[str, Any] = field(default_factory=dict)
 
 
-KernelArg = np.ndarray | BufferView | int | float
+@dataclass(frozen=True)
+class Unbound:
+    """A recorded launch argument without memory yet: a host array of `shape` and `dtype` the caller
+    gives before each run (`Launch.bind`)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+KernelArg = np.ndarray | BufferView | Unbound | int | float
+
+
+class Launch(Protocol):
+    """A kernel launch recorded once (`Device.record`), run again and again on the same arguments."""
+
+    run: Callable[[], None]
+    """Launch the kernel (may return before it finishes: `Device.synchronize`). An attribute, not a
+    method, so that a driver can hand out its bound call itself: it runs on every inference."""
+
+    def bind(self, position: int, array: np.ndarray) -> None:
+        """Give argument `position` (recorded `Unbound`) the host `array` for the following runs.
+
+        `array` has the recorded shape and dtype, is C-contiguous, writable and aligned to the
+        device's `capabilities().alignment`, and stays alive while the launch runs: the caller
+        checks this once (it is on the per-inference path, so drivers need not check it again).
+        """
+        ...
 
 
 @dataclass(frozen=True)
@@ -193,12 +228,22 @@ class Device(ABC):
         """Call 9. End a mapping; writes through it reach the device by the next launch."""
 
     @abstractmethod
-    def load_executable(self, path: str) -> Executable:
-        """Call 10. Load a kernel library built by this device's target module."""
+    def load_executable(
+        self, source: str | os.PathLike[str] | OpenFile, runtime: OpenFile | None = None
+    ) -> Executable:
+        """Call 10. Load a kernel library built by this device's target module, from a path or, an
+        artifact's, through the descriptor it was verified through (`OpenFile`; never reopened by
+        path). `runtime`: the verified runtime library the artifact carries for it (the cpu's
+        `libtvm_runtime.so`), loaded first; None for a device that needs none."""
 
     @abstractmethod
+    def record(self, executable: Executable, entry: str, args: Sequence[KernelArg]) -> Launch:
+        """Call 11. Kernel `entry` on `args` (arrays, buffer views, scalars, `Unbound` inputs), its
+        arguments checked and converted now; `run()` of the result launches it."""
+
     def launch(self, executable: Executable, entry: str, args: Sequence[KernelArg]) -> None:
-        """Call 11. Run kernel `entry` on `args` (arrays, buffer views, scalars); may return early."""
+        """Call 11, once: run kernel `entry` on `args` (no `Unbound` among them); may return early."""
+        self.record(executable, entry, args).run()
 
     @abstractmethod
     def synchronize(self) -> None:

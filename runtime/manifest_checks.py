@@ -104,7 +104,8 @@ def check_range(what: str, offset: int, nbytes: int, limit: int, space: str, fai
 
 
 def check_ranges(manifest: Manifest, fail: Fail) -> None:
-    """Every binding, weight and slot inside its space; bindings unique; steps on a listed device."""
+    """Every binding, weight and slot inside its space; bindings unique; every call from a listed
+    kernel library (a step's, that of its device)."""
     arena = manifest.plan.arena_size
     bindings = {b.name: b for b in manifest.inputs + manifest.outputs}
     if len(bindings) != len(manifest.inputs) + len(manifest.outputs):
@@ -120,8 +121,7 @@ def check_ranges(manifest: Manifest, fail: Fail) -> None:
         check_range(f"weight {w.name!r}", w.offset, w.nbytes, manifest.weights_size, "weights file", fail)
     weights = {w.name: w for w in manifest.weights}
     for index, step in enumerate(manifest.plan.steps):
-        if step.device not in manifest.kernel_libraries:
-            fail(f"step {index} ({step.kernel}) runs on device {step.device!r}, which has no kernel library")
+        check_step_executable(manifest, index, fail)
         for position, slot in enumerate(step.args):
             what = f"argument #{position} of step {index} ({step.kernel})"
             if slot.kind == "arena":
@@ -135,8 +135,33 @@ def check_ranges(manifest: Manifest, fail: Fail) -> None:
                 check_range(what, slot.offset, slot.nbytes, bindings[slot.name].nbytes, slot.kind, fail)
             if slot.writes and slot.kind in ("weight", "input"):
                 fail(f"{what} writes a {slot.kind}; kernels write only the arena and outputs")
-    if manifest.plan.entry is not None and "cpu" not in manifest.kernel_libraries:
-        fail(f"entry function {manifest.plan.entry!r} needs a cpu kernel library, and there is none")
+    check_call_executables(manifest, fail)
+
+
+def check_step_executable(manifest: Manifest, index: int, fail: Fail) -> None:
+    """Step `index` runs on a device with a kernel library, from that very library."""
+    step = manifest.plan.steps[index]
+    library = manifest.kernel_libraries.get(step.device)
+    if library is None:
+        fail(f"step {index} ({step.kernel}) runs on device {step.device!r}, which has no kernel library")
+    if step.executable != library:
+        fail(f"step {index} ({step.kernel}) runs on device {step.device!r} from {step.executable!r}, "
+             f"not from that device's kernel library {library!r}")  # fmt: skip
+
+
+def check_call_executables(manifest: Manifest, fail: Fail) -> None:
+    """The entry and every segment name the kernel library they are a function of (an entry only with
+    its executable, and an executable only with an entry)."""
+    plan = manifest.plan
+    libraries = set(manifest.kernel_libraries.values())
+    if (plan.entry is None) != (plan.entry_executable is None):
+        fail(f"the plan has entry {plan.entry!r} and entry executable {plan.entry_executable!r}; "
+             "an entry function names the kernel library it is in, and only an entry does")  # fmt: skip
+    calls = [(f"entry function {plan.entry!r}", plan.entry_executable)] if plan.entry is not None else []
+    calls += [(f"segment {s.symbol!r}", s.executable) for s in plan.segments]
+    for what, executable in calls:
+        if executable not in libraries:
+            fail(f"{what} is in {executable!r}, which is not a kernel library of the manifest")
 
 
 def check_weight_view(what: str, slot: Slot, weight: WeightEntry | None, fail: Fail) -> None:

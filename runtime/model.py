@@ -6,14 +6,15 @@ file, no links), refuses a machine with less memory available than
 the plan's peak (runtime/available_memory.py), refuses a CPU that lacks the architecture or an ISA
 feature the kernels need (an error naming them, never SIGILL), maps `weights.bin`
 copy-on-write (kernels take writable memory), allocates one 64-byte-aligned
-arena through the HAI CPU device, loads the kernel library after the TVM runtime
-(runtime/kernel_library.py says which one), refuses a library compiled for another plan than the
-manifest's (runtime/plan_digest.py), looks every kernel up and builds every call's argument array once.
-`run` then binds the inputs (the caller's arrays themselves when C-contiguous,
-writable and 64-byte aligned, else one aligned copy; inputs live outside the
-arena) by re-pointing their argument headers, makes one call per step (or the
-one `entry(arena, weights, inputs...)` call when the plan names an entry), and
-copies the outputs out.
+arena through the HAI CPU device, opens the device of every kernel library through its HAI driver
+and loads the library on it (runtime/plan_devices.py: after the TVM runtime, refused when compiled
+for another plan than the manifest's), and records every call once on its device (`Device.record`:
+kernel looked up, arguments converted). `run` then binds the inputs (the caller's arrays themselves
+when C-contiguous, writable and 64-byte aligned, else one aligned copy; inputs live outside the
+arena) into the recorded launches (`Launch.bind`), runs one launch per step (or the one
+`entry(arena, weights, inputs...)` launch when the plan names an entry), synchronizes the devices
+and copies the outputs out. The cpu driver's recorded launch is the kernel's bound call itself, so
+going through HAI costs an inference nothing.
 
 A paged plan (manifest `plan.paging`) never maps `weights.bin`: a `Pager`
 (runtime/pager.py) reads its pages into a pool of frames allocated once, by
@@ -30,7 +31,8 @@ callers wait their turn. For parallel inference, load the model once per thread
 themselves run on TVM's thread pool, `threads` wide (TVM_NUM_THREADS, read when a
 calling thread first launches a parallel kernel, so the first value in a process wins).
 
-Imports numpy and the standard library only; kernels run through libtvm_ffi's C ABI (runtime/ffi_abi.py).
+Imports numpy and the standard library only; the cpu driver runs kernels through libtvm_ffi's C ABI
+(runtime/ffi_abi.py).
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ import numpy as np
 
 from runtime.artifact import (
     ALIGNMENT,
-    TVM_RUNTIME_FILE,
     WEIGHTS_FILE,
     Manifest,
     Slot,
@@ -57,34 +58,20 @@ from runtime.artifact import (
 from runtime.artifact_files import ArtifactFiles, open_artifact
 from runtime.available_memory import check_available_memory
 from runtime.cpu_features import missing_features
-from runtime.errors import (
-    InvalidArgumentError,
-    KernelError,
-    ModelInputError,
-    UnsupportedCpuError,
-    UnsupportedError,
-)
-from runtime.hai import Capabilities, Device, open_device
-from runtime.kernel_library import (
-    KernelModule,
-    KernelTensor,
-    aligned_empty,
-    check_kernel_array,
-    kernel_function,
-    kernel_tensor,
-    kernel_view,
-    load_kernel_module,
-)
+from runtime.errors import InvalidArgumentError, KernelError, ModelInputError, UnsupportedCpuError
+from runtime.hai import Capabilities, Device, KernelArg, Unbound
+from runtime.kernel_library import aligned_empty
 from runtime.manifest_checks import allocated_bytes
 from runtime.page_reader import WeightsFileReader
 from runtime.pager import PagePlan, Pager
-from runtime.plan_digest import check_plan_digest
+from runtime.plan_devices import HOST_DEVICE, load_executables, open_devices, plan_calls
 from runtime.signing import TrustedKey
 
-InputArgument = tuple[KernelTensor, Slot, int, bool]
-"""An input's argument header, its slot, its position, and whether the slot is the whole input."""
-Call = tuple[Callable[[], None], tuple[InputArgument, ...], range]
-"""A bound kernel call, the inputs to re-point, and the plan steps it runs (their pages come first)."""
+InputArgument = tuple[Callable[[int, np.ndarray], None], str, int, Slot | None]
+"""A launch's `bind`, the input's name, the argument's position, and its slot (None: the whole input)."""
+Call = tuple[Callable[[], None], tuple[InputArgument, ...], range, Callable[[], None] | None]
+"""A recorded launch's `run`, its inputs to bind, the plan steps it runs (their pages come first), and
+the `synchronize` of the previous call's device when that is another one (None: the same)."""
 
 
 def load(
@@ -107,9 +94,9 @@ def load(
         manifest = files.manifest
         peak = manifest.plan.planned_peak_bytes
         check_available_memory(allocated_bytes(manifest) if peak is None else peak, directory, system_root)
-        device = open_device("cpu", threads=threads)
-        check_cpu(manifest, device.capabilities(), directory)
-        return Model(files, device)
+        devices = open_devices(manifest, directory, threads)
+        check_cpu(manifest, devices[HOST_DEVICE].capabilities(), directory)
+        return Model(files, devices)
 
 
 def check_load_arguments(path: object, threads: object, verify: object) -> None:
@@ -158,18 +145,14 @@ def typed_view(base: np.ndarray, offset: int, shape: Sequence[int], dtype: str) 
 class Model:
     """A loaded artifact, ready to run; build it with `load`. `run` is serialised by a lock (module doc)."""
 
-    def __init__(self, files: ArtifactFiles, device: Device) -> None:
-        """Build the model from a checked artifact (`open_artifact`), reading its files through the
-        descriptors it was checked through; `files` may be closed once this returns."""
-        self.directory = directory = files.directory
+    def __init__(self, files: ArtifactFiles, devices: Mapping[str, Device]) -> None:
+        """Build the model from a checked artifact (`open_artifact`) and its devices by name (the host
+        `cpu` and one per kernel library: `plan_devices.open_devices`), reading its files through the
+        descriptors they were checked through; `files` may be closed once this returns."""
+        self.directory = files.directory
         self.manifest = manifest = files.manifest
-        self.device = device
-        unsupported = set(manifest.kernel_libraries) - {"cpu"}
-        if unsupported:
-            raise UnsupportedError(
-                f"artifact {directory} has kernels for device(s) {sorted(unsupported)}; "
-                f"this runtime drives only the cpu"
-            )
+        self.devices = dict(devices)
+        self.device = device = devices[HOST_DEVICE]  # the host: the arena and the weights live here
         self._arena_buffer = device.allocate(manifest.plan.arena_size, label="arena")
         self.arena: np.ndarray = device.map(self._arena_buffer)
         paging = manifest.plan.paging
@@ -185,12 +168,11 @@ class Model:
             self.weights, self._weights_mapping = aligned_empty((0,), "u1"), None
         self._placements = paging.placements() if paging is not None else []
         self._bindings = {b.name: b for b in manifest.inputs + manifest.outputs}
-        self._tensors: dict[tuple[Any, ...], Any] = {}
         self._outputs = [(b, self._binding_view(b)) for b in manifest.outputs]
         self._input_names = frozenset(b.name for b in manifest.inputs)
         self._input_dtypes = [(b, numpy_dtype(b.dtype)) for b in manifest.inputs]
-        self.kernel_modules = self._load_libraries(files)
-        self._steps, self._calls = self._prepare_calls()
+        self.executables = load_executables(files, self.devices)  # by file name
+        self._steps, self._calls, self._finish = self._prepare_calls()
         self._lock = threading.Lock()
 
     # -- public ----------------------------------------------------------------------------------------
@@ -255,68 +237,45 @@ class Model:
         assert offset is not None
         return self.arena, offset + slot.offset
 
-    def _slot_tensor(self, slot: Slot, position: int, kernel: str, step: int | None) -> KernelTensor:
-        """The argument for `slot`, built once and shared by every step that names the same view.
-
-        An input slot gets a header without data: `run` points it at the caller's array.
-        """
+    def _slot_argument(self, slot: Slot, step: int | None) -> KernelArg:
+        """The launch argument for `slot`: a typed view of the arena or the weights (of the pool where
+        the schedule puts its page for `step`), or, for an input, `Unbound` (`run` binds the caller's
+        array)."""
         if slot.kind == "input":
-            placeholder = np.broadcast_to(np.zeros((), numpy_dtype(slot.dtype)), slot.shape)
-            return KernelTensor(kernel_view(placeholder))
+            return Unbound(slot.shape, numpy_dtype(slot.dtype))
         base, offset = self._slot_location(slot, step)
-        key = (base is self.weights, offset, slot.shape, slot.dtype)
-        if key not in self._tensors:
-            view = typed_view(base, offset, slot.shape, slot.dtype)
-            self._tensors[key] = kernel_tensor(view, position, kernel)
-        return self._tensors[key]
+        return typed_view(base, offset, slot.shape, slot.dtype)
 
-    def _load_libraries(self, files: ArtifactFiles) -> dict[str, KernelModule]:
-        """Each device's kernel library, loaded through its verified descriptor after the artifact's own
-        TVM runtime (both listed and verified: manifest_checks, artifact_files), and refused unless it
-        was compiled for this manifest's plan (runtime/plan_digest.py), before any kernel runs."""
-        modules = {}
-        for device, name in sorted(self.manifest.kernel_libraries.items()):
-            bundled = files.open_file(TVM_RUNTIME_FILE)
-            module = modules[device] = load_kernel_module(files.path(name), bundled, files.fd(name))
-            check_plan_digest(self.manifest, module, files.path(name))
-        return modules
+    def _input_part(self, slot: Slot) -> Slot | None:
+        """None when input `slot` is its whole input, else the slot (`run` binds a view of the input)."""
+        return None if slot.offset == 0 and slot.nbytes == self._bindings[slot.name].nbytes else slot
 
-    def _prepare_calls(self) -> tuple[list[Step], list[Call]]:
-        """Look up every kernel once and bind its arguments; one call when the plan has an entry."""
-        functions: dict[tuple[str, str], Any] = {}
+    def _prepare_calls(self) -> tuple[list[Step], list[Call], tuple[Callable[[], None], ...]]:
+        """Record every call once on its device (kernel looked up, arguments converted); one call when
+        the plan has an entry, one per segment for a paged plan with segments. A call on another device
+        than the one before waits for that one first; the third result is the `synchronize` of every
+        device a run leaves busy."""
         calls: list[Call] = []
-        steps = []
-        for step, runs, own_step in self._call_steps():
-            steps.append(step)
-            module = self.kernel_modules[step.device]
-            if (step.device, step.kernel) not in functions:
-                functions[step.device, step.kernel] = kernel_function(module, str(module.path), step.kernel)
-            args = [self._slot_tensor(slot, i, step.kernel, own_step) for i, slot in enumerate(step.args)]
+        steps: list[Step] = []
+        busy: dict[str, None] = {}  # devices launched on since they were last synchronized, in order
+        for step, runs, own_step in plan_calls(self.manifest, len(self.weights)):
+            device = self.devices[step.device]
+            args = [self._slot_argument(slot, own_step) for slot in step.args]
+            launch = device.record(self.executables[step.executable], step.kernel, args)
             fed = tuple(
-                (a, s, i, s.offset == 0 and s.nbytes == self._bindings[s.name].nbytes)
-                for i, (a, s) in enumerate(zip(args, step.args))
+                (launch.bind, s.name, i, self._input_part(s))
+                for i, s in enumerate(step.args)
                 if s.kind == "input"
             )
-            calls.append((functions[step.device, step.kernel].bind(args), fed, runs))
-        return steps, calls
-
-    def _call_steps(self) -> list[tuple[Step, range, int | None]]:
-        """Each call to make: its step, the plan steps it runs, and the step whose weights it binds
-        (None for an entry or segment, which takes all of `weights.bin` or the pool)."""
-        plan = self.manifest.plan
-        whole = (
-            Slot("arena", (plan.arena_size,), "uint8"),
-            Slot("weight", (len(self.weights),), "uint8"),
-            *(Slot("input", (b.nbytes,), "uint8", 0, b.name) for b in self.manifest.inputs),
-        )
-        if plan.segments:
-            return [
-                (Step(s.symbol, whole, (f"<steps {s.start} to {s.stop - 1}>",)), range(s.start, s.stop), None)
-                for s in plan.segments
-            ]
-        if plan.entry is not None:
-            return [(Step(plan.entry, whole, ("<all steps>",)), range(len(plan.steps)), None)]
-        return [(step, range(index, index + 1), index) for index, step in enumerate(plan.steps)]
+            previous = steps[-1].device if steps else step.device
+            wait = None
+            if previous != step.device:
+                wait = self.devices[previous].synchronize
+                busy.pop(previous)
+            busy[step.device] = None
+            calls.append((launch.run, fed, runs, wait))
+            steps.append(step)
+        return steps, calls, tuple(self.devices[name].synchronize for name in busy)
 
     # -- per inference ---------------------------------------------------------------------------------
 
@@ -346,30 +305,27 @@ class Model:
         index = 0
         pager = self.pager
         try:
-            for index, (call, inputs, runs) in enumerate(self._calls):  # noqa: B007  (names the failure)
+            for index, (run, inputs, runs, wait) in enumerate(self._calls):  # noqa: B007  (names the failure)
+                if wait is not None:
+                    wait()
                 if pager is not None:
                     for planned in runs:
                         pager.before_step(planned)
-                for tensor, slot, position, whole in inputs:
-                    if whole:  # the entry call's case: the address alone (`bound` keeps the array alive)
-                        tensor.header.data = bound[slot.name].ctypes.data
-                    else:
-                        self._point_view(tensor, slot, position, bound[slot.name], index)
-                call()
+                for bind, name, position, slot in inputs:
+                    if slot is None:  # the whole input (`bound` keeps the array alive)
+                        bind(position, bound[name])
+                    else:  # aligned: slot offsets are multiples of 64 (manifest_checks)
+                        array = bound[name].reshape(-1).view(np.uint8)
+                        bind(position, typed_view(array, slot.offset, slot.shape, slot.dtype))
+                run()
+            for finish in self._finish:
+                finish()
         except KernelError as exc:
             step = self._steps[index]
             raise KernelError(
                 f"step {index} of {self.directory}: kernel {step.kernel!r} (from {', '.join(step.nodes)}) "
                 f"failed: {exc}"
             ) from exc
-
-    def _point_view(
-        self, tensor: KernelTensor, slot: Slot, position: int, array: np.ndarray, index: int
-    ) -> None:
-        """Point an input argument at a checked typed view of part of its bound array's bytes."""
-        view = typed_view(array.reshape(-1).view(np.uint8), slot.offset, slot.shape, slot.dtype)
-        check_kernel_array(view, position, self._steps[index].kernel)
-        tensor.point_at(kernel_view(view))
 
     def _not_a_mapping(self, feeds: object) -> str:
         expected = ", ".join(f"{b.name!r}: array" for b in self.inputs)

@@ -10,6 +10,8 @@ A target module is one `TargetBackend` subclass and answers, for its device fami
   profile, with `--cpu-features` edits; `facts` is what passes read (ir/target_facts.py);
 - how its kernels are scheduled: `schedules`, the knob table per op family
   (targets/schedules.py), and whether conv regions go channels-last (`channels_last`);
+- which HAI device runs its kernels: `device`, the name of the run-time driver (runtime/hai.py,
+  entry-point group `hai.devices`) each plan step names, with that device's kernel library;
 - how kernels are built: `kernel_format` ("llvm": LLVM objects linked into one shared
   library, `build`, natively or by a cross `linker`; later "opencl-c": source the device
   driver builds), `tvm_target` (the TVM target JSON), and `tvm_runtime` (the
@@ -54,6 +56,9 @@ class TargetBackend(ABC):
     targets are in ARCH_TARGETS."""
     triple: ClassVar[str]
     """The LLVM target triple of its kernels."""
+    device: ClassVar[str] = "cpu"
+    """The HAI device whose driver runs its kernels: every step names it, and its kernel library is
+    `kernels.<device>.so` (runtime/artifact.py); a new kind of device brings a driver of this name."""
     kernel_format: ClassVar[str] = "llvm"
     """How kernels are built: "llvm" (one shared library of LLVM objects); later "opencl-c"."""
     channels_last: ClassVar[bool] = False

@@ -287,8 +287,9 @@ class StepTime:
 
 
 def step_calls(model: Any, inputs: Mapping[str, np.ndarray]) -> list[Callable[[], None]]:
-    """Every step's kernel bound to its arguments, over the model's arena, weights and `inputs`."""
-    from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor
+    """Every step's kernel recorded on its device (runtime/hai.py `Device.record`), over the model's
+    arena, weights and `inputs`."""
+    from runtime.kernel_library import aligned_empty
     from runtime.model import typed_view
 
     manifest = model.manifest
@@ -297,18 +298,15 @@ def step_calls(model: Any, inputs: Mapping[str, np.ndarray]) -> list[Callable[[]
     for name, array in inputs.items():
         bound[name] = aligned_empty((array.nbytes,), "u1")
         bound[name][:] = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
-    modules = model.kernel_modules  # the libraries `load` verified and loaded, never reopened by path
     calls = []
     for step in manifest.plan.steps:
         args = []
-        for position, slot in enumerate(step.args):
+        for slot in step.args:
             base = {"weight": model.weights, "input": bound.get(slot.name)}.get(slot.kind, model.arena)
             offset = slot.offset + (bindings[slot.name].offset or 0 if slot.kind == "output" else 0)
-            args.append(
-                kernel_tensor(typed_view(base, offset, slot.shape, slot.dtype), position, step.kernel)
-            )
-        module = modules[step.device]
-        calls.append(kernel_function(module, str(model.directory), step.kernel).bind(args))
+            args.append(typed_view(base, offset, slot.shape, slot.dtype))
+        executable = model.executables[step.executable]  # loaded and verified by `load`, never reopened
+        calls.append(model.devices[step.device].record(executable, step.kernel, args).run)
     return calls
 
 

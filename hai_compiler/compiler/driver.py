@@ -175,7 +175,7 @@ def compile_model(model: Any, output: str | Path, options: CompileOptions) -> Co
         outputs=static.outputs,
         plan=static.plan,
     )
-    libraries = {"cpu": built.library} if built.library is not None else {}
+    libraries = {get_target(target.name).device: built.library} if built.library is not None else {}
     with stage("writing the artifact"):
         path = write_artifact(
             output, parts, static.weights, libraries, graph_text(built.graph),
@@ -221,13 +221,17 @@ def build_within_budget(
 def lower_and_plan(
     graph: Graph, options: CompileOptions, target: Any, page_size: int | None
 ) -> tuple[Graph, list[Any], StaticPlan, list[Path], int]:
-    """Passes (weights over `page_size` split), kernels, the static plan and the steps' kernel objects."""
+    """Passes (weights over `page_size` split), kernels, the static plan (every step on the target's
+    device) and the steps' kernel objects."""
+    from targets.registry import get_target
+
     with stage("running passes"):
         graph = run_passes(graph, options, target, page_size)
     with stage("lowering kernels"):
         groups = kernel_groups(graph)
         kernels = lower_groups(groups, target)
-        builder = PlanBuilder(graph, lambda source, dest: copy_kernel(source, dest, target))
+        device = get_target(target.name).device
+        builder = PlanBuilder(graph, lambda source, dest: copy_kernel(source, dest, target), device)
         static = builder.build(kernels, groups)
     objects, hits = compile_kernels(static.kernels, target)
     return graph, groups, static, objects, hits

@@ -2,7 +2,9 @@
 
 Device memory is host memory: a buffer is a 64-byte-aligned numpy byte array,
 map/unmap are the identity, copies are memcpy and synchronize has nothing to wait
-for (kernels run to completion inside `launch`). Kernels are TVM-compiled shared
+for (kernels run to completion inside `run`). A recorded launch's `run` is the kernel's bound call
+itself, with nothing around it: the profiling counters count `launch` calls, not the runs of a
+recorded launch (a model's inferences), which stay as fast as a direct call. Kernels are TVM-compiled shared
 libraries run through tvm_ffi (see runtime/kernel_library.py). Facts come from
 /proc and /sys under `root`, so tests can point the driver at a fake tree.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import ctypes
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import numpy as np
 from runtime import host_probe
 from runtime.cpu_features import CpuIdentity, host_cpu
 from runtime.errors import DeviceBufferError, InsufficientMemoryError, KernelError, UnsupportedError
+from runtime.fd_library import OpenFile
 from runtime.hai import (
     Buffer,
     BufferView,
@@ -32,14 +35,17 @@ from runtime.hai import (
     KernelArg,
     MemoryInfo,
     ThermalReading,
+    Unbound,
     extensions_of,
     probed_device,
 )
 from runtime.kernel_library import (
     KERNEL_ALIGNMENT,
+    KernelTensor,
     aligned_empty,
     kernel_function,
     kernel_tensor,
+    kernel_view,
     load_kernel_module,
 )
 
@@ -59,6 +65,21 @@ def host_facts(root: Path, cpu: CpuIdentity) -> dict[str, Any]:
         "thermal_zones": host_probe.thermal_zones(root),
         "cpufreq": host_probe.cpufreq(root),
     }
+
+
+class CpuLaunch:
+    """A recorded launch: `run` is the kernel's bound call itself (runtime/kernel_library.py), so running
+    it costs what calling the kernel from Python costs, nothing more; `bind` re-points an input's
+    argument header at the caller's array (the conditions of `runtime.hai.Launch.bind`, unchecked)."""
+
+    __slots__ = ("run", "_headers")
+
+    def __init__(self, run: Callable[[], None], values: Sequence[Any]) -> None:
+        self.run = run
+        self._headers = [v.header if isinstance(v, KernelTensor) else None for v in values]
+
+    def bind(self, position: int, array: np.ndarray) -> None:
+        self._headers[position].data = array.ctypes.data  # type: ignore[union-attr]
 
 
 class CpuDriver(Driver):
@@ -213,19 +234,31 @@ class CpuDevice(Device):
 
     # -- 10-12: kernels -----------------------------------------------------------------------------
 
-    def load_executable(self, path: str) -> Executable:
-        return Executable("cpu", str(path), load_kernel_module(path))
+    def load_executable(
+        self, source: str | os.PathLike[str] | OpenFile, runtime: OpenFile | None = None
+    ) -> Executable:
+        if isinstance(source, OpenFile):
+            module = load_kernel_module(source.path, runtime, source.fd)
+        else:
+            module = load_kernel_module(source, runtime)
+        return Executable("cpu", str(module.path), module)
 
-    def launch(self, executable: Executable, entry: str, args: Sequence[KernelArg]) -> None:
+    def record(self, executable: Executable, entry: str, args: Sequence[KernelArg]) -> CpuLaunch:
         function = executable.entries.get(entry)
         if function is None:
             function = executable.entries[entry] = kernel_function(executable.handle, executable.path, entry)
         values = [self._kernel_arg(arg, i, entry) for i, arg in enumerate(args)]
-        start = time.perf_counter() if self._profiling else 0.0
         try:
-            function(*values)
+            return CpuLaunch(function.bind(values), values)
         except (TypeError, ValueError, ctypes.ArgumentError) as exc:
             raise KernelError(f"kernel {entry!r} of {executable.path} refused its arguments: {exc}") from exc
+
+    def launch(self, executable: Executable, entry: str, args: Sequence[KernelArg]) -> None:
+        if any(isinstance(arg, Unbound) for arg in args):
+            raise KernelError(f"kernel {entry!r}: launch takes arrays; record it to bind inputs later")
+        run = self.record(executable, entry, args).run
+        start = time.perf_counter() if self._profiling else 0.0
+        run()
         if self._profiling:
             self._counters["launch_seconds"] += time.perf_counter() - start
         self._counters["launches"] += 1
@@ -235,11 +268,13 @@ class CpuDevice(Device):
             arg = self.map(arg.buffer, arg.offset, arg.shape, arg.dtype)
         if isinstance(arg, np.ndarray):
             return kernel_tensor(arg, position, entry)
+        if isinstance(arg, Unbound):  # a header without data: `CpuLaunch.bind` points it at each input
+            return KernelTensor(kernel_view(np.broadcast_to(np.zeros((), arg.dtype), arg.shape)))
         if isinstance(arg, bool | int | float | np.integer | np.floating):
             return arg
         raise KernelError(
             f"argument #{position} of kernel {entry!r} is a {type(arg).__name__}; "
-            f"pass an array, a BufferView or a scalar"
+            f"pass an array, a BufferView, an Unbound input or a scalar"
         )
 
     def synchronize(self) -> None:

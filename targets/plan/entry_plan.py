@@ -9,7 +9,8 @@ every argument at the absolute byte offset the artifact will have: arena
 slots at their offset, graph outputs at their binding's place in the arena,
 graph inputs in their own pointer parameter (`input_place`), weights where
 `write_artifact` lays them out (the layout it is given, so the offsets agree). The steps stay in the
-manifest for provenance and profiling; the library exports their kernels too.
+manifest for provenance and profiling; the library exports their kernels too, and the
+entry (or each segment) names it as its executable.
 
 A paged plan gets one function per segment (paging.py `segment_bounds`) instead,
 each taking the page pool in place of `weights.bin`, every weight at the place
@@ -112,12 +113,13 @@ def entry_plan_objects(
 
     calls = entry_calls(static, layout)
     paging = static.plan.paging
+    executable = static.plan.steps[0].executable  # the entry's library is its kernels' (one device)
     inputs = tuple(b.nbytes for b in static.inputs)
     if paging is None:
         sizes = BufferSizes(static.plan.arena_size, layout[1], inputs)
         objects = entry_objects([(ENTRY_SYMBOL, calls)], sizes, target)
-        return dataclasses.replace(static.plan, entry=ENTRY_SYMBOL), objects
-    segments = tuple(Segment(segment_symbol(k), start, stop)
+        return dataclasses.replace(static.plan, entry=ENTRY_SYMBOL, entry_executable=executable), objects
+    segments = tuple(Segment(segment_symbol(k), start, stop, executable)
                      for k, (start, stop) in enumerate(segment_bounds(paging)))  # fmt: skip
     sizes = BufferSizes(static.plan.arena_size, paging.frames * paging.page_size, inputs)
     functions = [(s.symbol, calls[s.start : s.stop]) for s in segments]

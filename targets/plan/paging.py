@@ -116,4 +116,4 @@ def segment_bounds(paging: Paging) -> list[tuple[int, int]]:
 
 
 def with_paging(plan: ExecutionPlan, paging: Paging) -> ExecutionPlan:
-    return dataclasses.replace(plan, paging=paging, entry=None, segments=())
+    return dataclasses.replace(plan, paging=paging, entry=None, entry_executable=None, segments=())

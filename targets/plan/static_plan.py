@@ -24,7 +24,7 @@ import numpy as np
 
 from ir import Graph, HaiError, Value
 from ir.memory import ARENA_KEY, align_up
-from runtime.artifact import ALIGNMENT, ExecutionPlan, Slot, Step, TensorBinding
+from runtime.artifact import ALIGNMENT, ExecutionPlan, Slot, Step, TensorBinding, kernel_library_file
 from targets.plan.hazards import Access, StepAccesses, check_plan, data_root
 from targets.scratch import scratch_bytes
 
@@ -78,9 +78,10 @@ def constant_source(value: Value) -> Value | None:
 class PlanBuilder:
     """Builds the StaticPlan of one graph; `copy_kernel(source, destination)` makes output copies."""
 
-    def __init__(self, graph: Graph, copy_kernel: Callable[[Value, Value], Any]) -> None:
+    def __init__(self, graph: Graph, copy_kernel: Callable[[Value, Value], Any], device: str = "cpu") -> None:
         self.graph = graph
         self.copy_kernel = copy_kernel
+        self.device = device  # the HAI device every step runs on, from its kernel library
         self.weights = WeightStore()
         self.arena_size = int(graph.metadata.get(ARENA_KEY, "0"))
         self.inputs = tuple(self._input_binding(v) for v in graph.inputs)
@@ -193,7 +194,9 @@ class PlanBuilder:
             if slot.kind != "weight":
                 access = Access(value, self.absolute_offset(slot), slot.nbytes)
                 (writes if arg.role == "output" else reads).append(access)
-        step = Step(kernel.name, tuple(slots), tuple(kernel.sources))
+        step = Step(
+            kernel.name, tuple(slots), tuple(kernel.sources), self.device, kernel_library_file(self.device)
+        )
         in_place = tuple(group.in_place_operands()) if group is not None else ()
         return step, StepAccesses(kernel.name, tuple(reads), tuple(writes), step.nodes, in_place)
 

@@ -28,7 +28,6 @@ from runtime.artifact import MANIFEST_FILE, kernel_library_file
 from runtime.artifact_files import read_manifest
 from runtime.errors import ArtifactError
 from runtime.hai import open_device
-from runtime.kernel_library import load_kernel_module
 from runtime.model import check_cpu
 from runtime.plan_digest import compiled_digest, manifest_digest
 
@@ -51,14 +50,21 @@ def feeds() -> dict[str, np.ndarray]:
 
 def test_untouched_artifact_loads_and_matches_onnxruntime(artifact: Path) -> None:
     model = runtime.load(artifact)
-    library = artifact / kernel_library_file("cpu")
-    assert compiled_digest(load_kernel_module(library), library) == manifest_digest(model.manifest)
+    cpu = open_device("cpu")
+    library = cpu.load_executable(str(artifact / kernel_library_file("cpu")))
+    assert compiled_digest(cpu, library) == manifest_digest(model.manifest)
+    plan, executable = model.manifest.plan, kernel_library_file("cpu")  # the x86 target's device: the cpu
+    assert {(step.device, step.executable) for step in plan.steps} == {("cpu", executable)}
+    assert plan.entry_executable == (executable if plan.entry is not None else None)
     assert_matches_onnxruntime(artifact, EMBEDDED_MODEL, feeds())
 
 
 def entry_changed(data: dict) -> None:
     """An entry plan called step by step, or a step plan's first kernel called as its entry."""
-    data["plan"]["entry"] = None if data["plan"]["entry"] else data["plan"]["steps"][0]["kernel"]
+    plan, first = data["plan"], data["plan"]["steps"][0]
+    plan["entry"], plan["entry_executable"] = (
+        (None, None) if plan["entry"] else (first["kernel"], first["executable"])
+    )
 
 
 def feature_dropped(data: dict) -> None:
@@ -101,12 +107,12 @@ def test_without_the_digest_check_a_moved_output_is_garbage(
     artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The control: what the check prevents. Unchecked, the edited artifact runs and returns wrong logits."""
-    import runtime.model
+    import runtime.plan_devices
 
     if read_manifest(artifact).plan.entry is None:
         pytest.skip("called step by step, the step writing an output follows its binding: still right")
     edited = with_manifest(artifact, tmp_path / "edited.hai", output_moved_to_written_bytes(artifact))
-    monkeypatch.setattr(runtime.model, "check_plan_digest", lambda *args: None)
+    monkeypatch.setattr(runtime.plan_devices, "check_plan_digest", lambda *args: None)
     got = runtime.load(edited).run(feeds())["logits"]
     want = onnxruntime_outputs(EMBEDDED_MODEL, feeds())["logits"]
     assert not np.allclose(got, want, rtol=1e-2, atol=1e-2)

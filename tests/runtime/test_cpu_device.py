@@ -15,7 +15,8 @@ import pytest
 
 from runtime.devices.cpu import CpuDevice, CpuDriver
 from runtime.errors import DeviceBufferError, KernelError, UnsupportedError
-from runtime.hai import BufferView, Device, open_device
+from runtime.fd_library import OpenFile
+from runtime.hai import BufferView, Device, Unbound, open_device
 from runtime.kernel_library import aligned_empty
 
 N = 4096
@@ -195,6 +196,43 @@ def test_launch_refuses_what_would_crash(cpu: CpuDevice, kernels: Path) -> None:
         cpu.launch(exe, "scale", [aligned_empty((N // 2,), np.float32), good])
     with pytest.raises(KernelError, match="does not exist"):
         cpu.load_executable(str(kernels.with_name("missing.so")))
+
+
+def test_recorded_launch_runs_again_on_rebound_inputs(cpu: CpuDevice, kernels: Path) -> None:
+    """`record` converts the arguments once; each `run` launches again, an `Unbound` argument bound to
+    the array given before it (`bind`), as a model binds its inputs."""
+    exe = cpu.load_executable(str(kernels))
+    f32 = np.dtype(np.float32)
+    b, c = aligned_empty((N,), f32), aligned_empty((N,), f32)
+    b[:] = np.arange(N, dtype=np.float32)
+    launch = cpu.record(exe, "add", [Unbound((N,), f32), b, c])
+    for seed in range(3):
+        a = aligned_empty((N,), f32)
+        a[:] = np.random.default_rng(seed).standard_normal(N)
+        launch.bind(0, a)
+        launch.run()
+        np.testing.assert_array_equal(c, a + b)
+    with pytest.raises(KernelError, match="launch takes arrays; record it"):
+        cpu.launch(exe, "add", [Unbound((N,), f32), b, c])
+
+
+def test_executable_loads_through_its_verified_descriptor(
+    cpu: CpuDevice, kernels: Path, tmp_path: Path
+) -> None:
+    """Given an `OpenFile`, the driver loads the file open on the descriptor: the path may name another
+    file by then (here: none at all) without changing what is loaded."""
+    copy = tmp_path / "verified.so"
+    copy.write_bytes(kernels.read_bytes())
+    fd = os.open(copy, os.O_RDONLY)
+    try:
+        copy.unlink()
+        exe = cpu.load_executable(OpenFile(copy, fd))
+    finally:
+        os.close(fd)
+    a, d = aligned_empty((N,), np.float32), aligned_empty((N,), np.float32)
+    a[:] = 0.25
+    cpu.launch(exe, "scale", [a, d])
+    np.testing.assert_array_equal(d, a * 2)
 
 
 def test_runtime_runs_kernels_without_the_compiler(kernels: Path) -> None:

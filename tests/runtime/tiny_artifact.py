@@ -17,7 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.artifact import CompilerInfo, ExecutionPlan, Slot, Step, TargetInfo, TensorBinding
+from runtime.artifact import (
+    CPU_EXECUTABLE,
+    CompilerInfo,
+    ExecutionPlan,
+    Slot,
+    Step,
+    TargetInfo,
+    TensorBinding,
+    kernel_library_file,
+)
 from runtime.cpu_features import host_cpu
 from runtime.plan_digest import PLAN_DIGEST_SYMBOL, plan_digest
 from targets.artifact import ManifestParts, layout_weights, resolve_weight_slots, write_artifact
@@ -66,9 +75,11 @@ def build_kernels(
     target: dict | None = None,
     cross_compiler: str | None = None,
     info: TargetInfo | None = None,
+    devices: tuple[str, str] = ("cpu", "cpu"),
 ) -> Path:
-    """Compile `matmul` and `bias_relu` (and, with `digest`, the plan digest of `tiny_parts(target=info)`)
-    into the library `path`, for `target` (default: this host), linked by `cross_compiler` when given."""
+    """Compile `matmul` and `bias_relu` (and, with `digest`, the plan digest of
+    `tiny_parts(target=info, devices=devices)`) into the library `path`, for `target` (default: this
+    host), linked by `cross_compiler` when given."""
     import tvm
     from tvm import te
 
@@ -83,7 +94,7 @@ def build_kernels(
         {
             "matmul": te.create_prim_func([x, w, c]).with_attr("global_symbol", "matmul"),
             "bias_relu": te.create_prim_func([c_in, b, y]).with_attr("global_symbol", "bias_relu"),
-            **(digest_entry(tiny_parts(target=info), tiny_weights()) if digest else {}),
+            **(digest_entry(tiny_parts(target=info, devices=devices), tiny_weights()) if digest else {}),
         }
     )
     sch = tvm.s_tir.Schedule(mod)
@@ -103,21 +114,26 @@ def tiny_weights(seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def tiny_parts(features: tuple[str, ...] | None = None, target: TargetInfo | None = None) -> ManifestParts:
-    """The tiny plan, for this host (its features, or `features`) unless `target` names another."""
+def tiny_parts(
+    features: tuple[str, ...] | None = None,
+    target: TargetInfo | None = None,
+    devices: tuple[str, str] = ("cpu", "cpu"),
+) -> ManifestParts:
+    """The tiny plan, for this host (its features, or `features`) unless `target` names another; its two
+    steps run on `devices`, each from that device's kernel library."""
     f32 = "float32"
     steps = (
         Step(
             "matmul",
             (Slot("input", (M, K), f32, name="x"), Slot("weight", (K, N), f32, name="W"),
              Slot("arena", (M, N), f32, C_OFFSET, writes=True)),
-            ("/fc/MatMul",),
+            ("/fc/MatMul",), devices[0], kernel_library_file(devices[0]),
         ),
         Step(
             "bias_relu",
             (Slot("arena", (M, N), f32, C_OFFSET), Slot("weight", (N,), f32, name="b"),
              Slot("output", (M, N), f32, name="y", writes=True)),
-            ("/fc/Add", "/relu/Relu"),
+            ("/fc/Add", "/relu/Relu"), devices[1], kernel_library_file(devices[1]),
         ),
     )  # fmt: skip
     return ManifestParts(
@@ -136,10 +152,13 @@ def write_tiny_artifact(
     features: tuple[str, ...] | None = None,
     target: TargetInfo | None = None,
     tvm_runtime: Path | None = None,
+    devices: tuple[str, str] = ("cpu", "cpu"),
 ) -> Path:
-    """The tiny artifact of `kernels`; `target` and its `tvm_runtime` for another machine than this one."""
-    parts = tiny_parts(features, target)
-    return write_artifact(out, parts, tiny_weights(), {"cpu": kernels}, "// tiny model\n", tvm_runtime)
+    """The tiny artifact of `kernels`; `target` and its `tvm_runtime` for another machine than this one;
+    its steps on `devices`, `kernels` the library of each (built with the same `devices`)."""
+    parts = tiny_parts(features, target, devices)
+    libraries = dict.fromkeys(devices, kernels)
+    return write_artifact(out, parts, tiny_weights(), libraries, "// tiny model\n", tvm_runtime)
 
 
 def numpy_reference(x: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
@@ -186,7 +205,7 @@ def entry_parts() -> ManifestParts:
         target=host_target(()),
         inputs=(TensorBinding("a", (ENTRY_BYTES,), u8),),
         outputs=(TensorBinding("sum", (ENTRY_BYTES,), u8, 64),),
-        plan=ExecutionPlan(ENTRY_ARENA, (provenance,), entry="run_all"),
+        plan=ExecutionPlan(ENTRY_ARENA, (provenance,), entry="run_all", entry_executable=CPU_EXECUTABLE),
     )
 
 

@@ -1,0 +1,94 @@
+"""The devices an artifact's plan runs on and the calls it makes on them, settled once at load.
+
+Rule: every call of the plan (a step, or the entry or a segment that stands for several) runs on the
+device whose kernel library is its executable (`manifest.kernel_libraries`: device -> file), through
+that device's HAI driver (runtime/hai.py), found by the device's name among the built-in drivers and
+the `hai.devices` entry points. An artifact naming a device whose driver is not installed is refused
+at load, naming the device and how to get its driver. The host CPU is always opened: the arena and
+the weights are host memory, so another device must be host-visible (its memory the host's) to run
+on them. Each executable is loaded on its device through the descriptor it was verified through
+(runtime/artifact_files.py), after the artifact's own TVM runtime, and refused unless it was compiled
+for the manifest's plan (runtime/plan_digest.py), before any kernel runs. Imports numpy and
+`runtime` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from runtime.artifact import TVM_RUNTIME_FILE, Manifest, Slot, Step
+from runtime.artifact_files import ArtifactFiles
+from runtime.errors import DeviceNotFoundError, UnsupportedError
+from runtime.hai import ENTRY_POINT_GROUP, Device, Executable, available_drivers, open_device
+from runtime.plan_digest import check_plan_digest
+
+HOST_DEVICE = "cpu"
+PlanCall = tuple[Step, range, int | None]
+"""A call `run` makes: the step it launches, the plan steps it runs (their pages come first), and the
+step whose weight placement its arguments take (None for an entry or segment: all the weights)."""
+
+
+def open_devices(manifest: Manifest, directory: Path, threads: int | None) -> dict[str, Device]:
+    """The host CPU (`threads` wide) and every device the manifest has a kernel library for, by name."""
+    devices = {HOST_DEVICE: open_device(HOST_DEVICE, threads=threads)}
+    for name in sorted(set(manifest.kernel_libraries) - {HOST_DEVICE}):
+        devices[name] = open_step_device(name, directory)
+    return devices
+
+
+def open_step_device(name: str, directory: Path) -> Device:
+    """Device 0 of driver `name`, which must be installed and host-visible (module doc)."""
+    installed = available_drivers()
+    if name not in installed:
+        raise DeviceNotFoundError(
+            f"artifact {directory} runs steps on device {name!r}, whose HAI driver is not installed "
+            f"(installed drivers: {', '.join(installed)}); install the package that registers a driver "
+            f"named {name!r} in the entry-point group {ENTRY_POINT_GROUP!r}, or compile for the cpu"
+        )
+    device = open_device(name)
+    if not device.capabilities().host_visible:
+        device.close()
+        raise UnsupportedError(
+            f"artifact {directory} runs steps on device {name!r}, whose memory is not the host's; this "
+            f"runtime runs plans over host memory only (the arena and weights), so compile for the cpu"
+        )
+    return device
+
+
+def load_executables(files: ArtifactFiles, devices: Mapping[str, Device]) -> dict[str, Executable]:
+    """Each kernel library, by file name, loaded on its device through its verified descriptor and
+    checked against the plan digest (module doc)."""
+    manifest = files.manifest
+    executables = {}
+    for device_name, name in sorted(manifest.kernel_libraries.items()):
+        device = devices[device_name]
+        executable = device.load_executable(files.open_file(name), files.open_file(TVM_RUNTIME_FILE))
+        check_plan_digest(manifest, device, executable)
+        executables[name] = executable
+    return executables
+
+
+def plan_calls(manifest: Manifest, weights_bytes: int) -> list[PlanCall]:
+    """Each call to make, in order: the steps one by one, or the entry, or each segment; an entry or
+    segment as a step on its executable's device taking `(arena, weights, inputs...)` whole
+    (`weights_bytes`: the bytes of `weights.bin`, or of the page pool for a paged plan)."""
+    plan = manifest.plan
+    device_of = {name: device for device, name in manifest.kernel_libraries.items()}
+    whole = (
+        Slot("arena", (plan.arena_size,), "uint8"),
+        Slot("weight", (weights_bytes,), "uint8"),
+        *(Slot("input", (b.nbytes,), "uint8", 0, b.name) for b in manifest.inputs),
+    )
+    if plan.segments:
+        return [
+            (Step(s.symbol, whole, (f"<steps {s.start} to {s.stop - 1}>",), device_of[s.executable],
+                  s.executable), range(s.start, s.stop), None)
+            for s in plan.segments
+        ]  # fmt: skip
+    if plan.entry is not None:
+        assert plan.entry_executable is not None  # an entry names its executable (manifest_checks)
+        executable = plan.entry_executable
+        entry = Step(plan.entry, whole, ("<all steps>",), device_of[executable], executable)
+        return [(entry, range(len(plan.steps)), None)]
+    return [(step, range(index, index + 1), index) for index, step in enumerate(plan.steps)]
