@@ -17,6 +17,9 @@ LLVM 22 declares them. C is register ("local") scope, as for x86's vnni.py. Regi
 
 from __future__ import annotations
 
+from typing import Any
+
+from targets.lowering.dot_step import register_dot_step
 from targets.schedules import DotStep
 
 USDOT = "usdot"
@@ -27,35 +30,18 @@ SIGN_BITS = -0x7F7F7F80
 
 def register_dot(instruction: str) -> DotStep:
     """Register the intrinsic of `instruction` ("usdot" or "sdot"; idempotent) and return its step."""
-    from tvm.s_tir import TensorIntrin
+    assert instruction in (USDOT, SDOT), f"no arm64 dot intrinsic {instruction!r}"
+    step = DotStep(f"hai_dot_16x4_{instruction}_local", -128 if instruction == SDOT else 0)
+    return register_dot_step(step, lambda: dot_implementation(instruction))
+
+
+def dot_implementation(instruction: str) -> Any:
+    """The step as four by-lane dot instructions, one per q register of B (module rule)."""
     from tvm.script import tirx as T
 
-    name = f"hai_dot_16x4_{instruction}_local"
-    step = DotStep(name, -128 if instruction == SDOT else 0)
-    try:
-        TensorIntrin.get(name)
-        return step
-    except Exception:  # noqa: BLE001 - TVM raises a plain error for an unknown name
-        pass
-    assert instruction in (USDOT, SDOT), f"no arm64 dot intrinsic {instruction!r}"
     llvm_name = f"llvm.aarch64.neon.{instruction}.v4i32.v16i8"
     flip = T.int32(SIGN_BITS if instruction == SDOT else 0)
     a_type = "int8x16" if instruction == SDOT else "uint8x16"
-
-    @T.prim_func(s_tir=True)
-    def desc(
-        A: T.Buffer((4,), "uint8", offset_factor=1),
-        B: T.Buffer((16, 4), "int8", offset_factor=1),
-        C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-            T.writes(C[0:16])
-            for i in T.serial(0, 16):
-                for k in T.serial(0, 4):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
 
     @T.prim_func(s_tir=True)
     def impl(
@@ -76,5 +62,4 @@ def register_dot(instruction: str) -> DotStep:
                     dtype="int32x4",
                 )
 
-    TensorIntrin.register(name, desc, impl)
-    return step
+    return impl

@@ -13,6 +13,9 @@ registers. Registered once, on first use.
 
 from __future__ import annotations
 
+from typing import Any
+
+from targets.lowering.dot_step import register_dot_step
 from targets.schedules import DotStep
 
 VPDPBUSD = "vpdpbusd"
@@ -22,29 +25,12 @@ VNNI_DOT_16X4 = "hai_dot_16x4_vnni_local"
 def register_vnni(instruction: str = VPDPBUSD) -> DotStep:
     """Register the intrinsic (idempotent) and return its step (its name for `sch.tensorize`)."""
     assert instruction == VPDPBUSD, f"no x86 dot intrinsic {instruction!r}"
-    from tvm.s_tir import TensorIntrin
+    return register_dot_step(DotStep(VNNI_DOT_16X4), vpdpbusd_implementation)
+
+
+def vpdpbusd_implementation() -> Any:
+    """The step as one `vpdpbusd` over 16 lanes (targets/lowering/dot_step.py has its semantics)."""
     from tvm.script import tirx as T
-
-    try:
-        TensorIntrin.get(VNNI_DOT_16X4)
-        return DotStep(VNNI_DOT_16X4)
-    except Exception:  # noqa: BLE001 - TVM raises a plain error for an unknown name
-        pass
-
-    @T.prim_func(s_tir=True)
-    def desc(
-        A: T.Buffer((4,), "uint8", offset_factor=1),
-        B: T.Buffer((16, 4), "int8", offset_factor=1),
-        C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-            T.writes(C[0:16])
-            for i in T.serial(0, 16):
-                for k in T.serial(0, 4):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
 
     @T.prim_func(s_tir=True)
     def impl(
@@ -64,5 +50,4 @@ def register_vnni(instruction: str = VPDPBUSD) -> DotStep:
                 dtype="int32x16",
             )
 
-    TensorIntrin.register(VNNI_DOT_16X4, desc, impl)
-    return DotStep(VNNI_DOT_16X4)
+    return impl
