@@ -21,6 +21,7 @@ import typer
 from hai_compiler import driver
 from hai_compiler.warning_lines import printed_warnings
 from ir import HaiError
+from runtime.errors import HaiRuntimeError
 
 app = typer.Typer(
     name="hai",
@@ -55,10 +56,11 @@ def _options(
 
 @contextlib.contextmanager
 def reported_errors() -> Iterator[None]:
-    """Turn a user error into `error: ...` on stderr and exit code 1."""
+    """Turn a user error, the compiler's or the runtime's (bad artifact, bad input), into `error: ...`
+    on stderr and exit code 1."""
     try:
         yield
-    except HaiError as exc:
+    except (HaiError, HaiRuntimeError) as exc:
         sys.stdout.flush()
         sys.stderr.write(f"error: {exc}\n")
         raise typer.Exit(1) from None

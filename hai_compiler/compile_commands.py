@@ -8,9 +8,7 @@ and notes go to stderr, results to stdout.
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -53,20 +51,6 @@ TrustedKeyOpt = Annotated[
         "repeat for several). Needs pip install 'hai-compiler[signing]'.",
     ),
 ]
-
-
-@contextlib.contextmanager
-def reported_runtime_errors() -> Iterator[None]:
-    """`reported_errors`, and the runtime's own errors (bad artifact, bad input) as one line too."""
-    from runtime.errors import HaiRuntimeError
-
-    with reported_errors():
-        try:
-            yield
-        except HaiRuntimeError as exc:
-            sys.stdout.flush()
-            sys.stderr.write(f"error: {exc}\n")
-            raise typer.Exit(1) from None
 
 
 @app.command(
@@ -211,7 +195,7 @@ def run_command(
     import runtime
 
     files = input_files(input)
-    with reported_runtime_errors():
+    with reported_errors():
         given = load_input_arrays(files)
         model = runtime.load(artifact, threads=threads, trusted_keys=trusted_key or None)
         expected = binding_types(model.inputs)
@@ -267,16 +251,16 @@ def bench_command(
     if trusted_key:
         from runtime.artifact_files import read_manifest
 
-        with reported_runtime_errors():
+        with reported_errors():
             read_manifest(artifact, trusted_keys=trusted_key)
     if memory:
-        with reported_runtime_errors():
+        with reported_errors():
             results = bench.memory_bench(artifact, onnx, threads, runs, seed)
             render_bench_memory(results, console)
             if json_path is not None:
                 bench.write_json(results, json_path)
         return
-    with reported_runtime_errors():
+    with reported_errors():
         model = runtime.load(artifact, threads=threads)
         inputs = bench.sample_inputs(model.inputs, seed)
         results: dict[str, Any] = {"artifact": str(artifact), "threads": threads, "runs": runs}
@@ -396,7 +380,7 @@ def keygen_command(
     `hai run --trusted-key NAME.pub` (or runtime.load(..., trusted_keys=[...])) refuses anything else."""
     from runtime.signing import generate_key_files
 
-    with reported_runtime_errors():
+    with reported_errors():
         private, public = generate_key_files(stem)
     typer.echo(f"{private}: private key, keep it secret (hai compile --sign {private})")
     typer.echo(f"{public}: public key, give it to whoever runs the artifacts (--trusted-key {public})")
