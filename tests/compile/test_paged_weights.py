@@ -26,7 +26,7 @@ from runtime.artifact import MANIFEST_FILE, WEIGHTS_FILE, Manifest
 from runtime.artifact_files import read_manifest
 from runtime.errors import ArtifactError, ArtifactIntegrityError
 from targets.plan.memory_budget import MemoryBudgetError
-from targets.plan.paging import segment_bounds
+from targets.plan.paging import WidePagesWarning, segment_bounds
 
 MIB = 2**20
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,3 +220,27 @@ def test_plan_memory_budget_in_the_users_pipeline_decides(mlp: Path, x: np.ndarr
     paging = result.plan.plan.paging
     assert result.memory_budget == 100 * MIB and paging is not None and paging.page_size == 8 * MIB
     assert_runs_like_onnxruntime(result.path, mlp, x)
+
+
+def test_a_resident_plan_over_budget_is_paged_from_the_same_lowering(
+    x: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weights that fit beside the runtime but a plan that does not: the one pipeline run (weights
+    left whole, so pages widen to 16 MiB with a warning) is paged just under the resident peak."""
+    from hai_compiler.compiler import driver
+
+    small = large_mlp("40MB")
+    resident = compile_model(small, tmp_path / "resident.hai", CompileOptions(memory_budget=None))
+    peak = resident.plan.plan.planned_peak_bytes
+    assert peak is not None
+    runs = []
+    run_passes = driver.run_passes
+    monkeypatch.setattr(driver, "run_passes", lambda *args: runs.append(args) or run_passes(*args))
+    with pytest.warns(WidePagesWarning, match="'w0' \\(16 MiB\\) is larger than a page of 4 MiB"):
+        artifact = compile_model(small, tmp_path / "paged.hai", CompileOptions(memory_budget=peak - 1)).path
+    assert len(runs) == 1 and runs[0][3] is None  # one pipeline, without split-weights
+    manifest = Manifest.from_json((artifact / MANIFEST_FILE).read_text())
+    paging = manifest.plan.paging
+    assert paging is not None and paging.page_size == 16 * MIB  # widened to hold a whole 16 MiB weight
+    assert manifest.plan.planned_peak_bytes is not None and manifest.plan.planned_peak_bytes < peak
+    assert_runs_like_onnxruntime(artifact, small, x)
