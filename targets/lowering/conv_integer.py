@@ -149,6 +149,7 @@ def lower_dense(
     w_name, rows = w_v.name, list(tables.rows)
 
     step = dot_step(target, knobs)
+    assert (step.rows, step.depth) == (1, DEPTH), "a conv's positions take one-row steps only"
 
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
