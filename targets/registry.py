@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ir.target_facts import TargetFacts
+from ir.target_facts import DeviceFacts, TargetFacts
 from runtime.cpu_features import CpuIdentity, host_cpu
 from runtime.plugins import load_plugin, plugin_sources
 from targets.description import IsaFacts, TargetDescription, TargetError
@@ -121,6 +121,7 @@ class TargetBackend(ABC):
             triple=None if target_of_arch(platform.machine()) == self.name else self.triple,  # native: LLVM's
             source=source,
             fusable_ops=self.epilogue_ops(),
+            devices=(DeviceFacts(kind=self.device, name=cpu),),
         )
 
     def describe(
