@@ -19,8 +19,9 @@ lanes x 8 bytes, on weights packed 8 bytes deep, so each q register of B holds 2
 the 8 x 2 matrix the instruction reads, and the two positions' 8 bytes of A make its 2 x 8 matrix
 (u8 x i8 as the IR has it: no shift). Per channel pair q it adds the 2 x 2 block
 [C[0, 2q], C[0, 2q+1], C[1, 2q], C[1, 2q+1]] in one instruction
-(`llvm.aarch64.neon.usmmla.v4i32.v16i8`); the block is gathered from and scattered back to C's two
-rows around it. Twice the multiply-adds of a `usdot` per instruction.
+(`llvm.aarch64.neon.usmmla.v4i32.v16i8`); the accumulators are kept in those blocks
+(dot_step.py's `block_layout`), one q register each, so the loop is loads and `usmmla` only.
+Twice the multiply-adds of a `usdot` per instruction.
 """
 
 from __future__ import annotations
@@ -90,23 +91,20 @@ def mmla_implementation() -> Any:
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
         a_stride = T.int32()
-        c_stride = T.int32()
         A = T.match_buffer(a, (2, 8), "uint8", offset_factor=1, strides=[a_stride, 1])
         B = T.match_buffer(b, (16, 8), "int8", offset_factor=1)
-        C = T.match_buffer(c, (2, 16), "int32", offset_factor=1, strides=[c_stride, 1], scope="local")
+        C = T.match_buffer(c, (8, 2, 2), "int32", offset_factor=1, scope="local")
         with T.sblock("root"):
-            T.reads(C[0:2, 0:16], A[0:2, 0:8], B[0:16, 0:8])
-            T.writes(C[0:2, 0:16])
+            T.reads(C[0:8, 0:2, 0:2], A[0:2, 0:8], B[0:16, 0:8])
+            T.writes(C[0:8, 0:2, 0:2])
             rows = T.Shuffle([A.vload([0, 0], "uint8x8"), A.vload([1, 0], "uint8x8")], list(range(16)))
             for q in T.unroll(8):
-                block = T.call_llvm_pure_intrin(
+                C[q, 0, T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
                     T.llvm_lookup_intrinsic_id(llvm_name),
-                    T.Shuffle([C.vload([0, q * 2], "int32x2"), C.vload([1, q * 2], "int32x2")], [0, 1, 2, 3]),
+                    C.vload([q, 0, 0], dtype="int32x4"),
                     rows,
                     B.vload([q * 2, 0], dtype="int8x16"),
                     dtype="int32x4",
                 )
-                C[0, T.ramp(q * 2, 1, 2)] = T.Shuffle([block], [0, 1])
-                C[1, T.ramp(q * 2, 1, 2)] = T.Shuffle([block], [2, 3])
 
     return impl

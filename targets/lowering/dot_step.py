@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from targets.lowering.integer_gemm import LANES
+from targets.lowering.integer_gemm import BLOCK_LANES, LANES
 from targets.schedules import DotStep
 
 
@@ -50,25 +50,29 @@ def row_step_description(depth: int) -> Any:
 
 
 def rows_step_description(rows: int, depth: int) -> Any:
-    """`rows` positions: A (rows, depth) against B (16, depth) into C (rows, 16), A and C strided."""
+    """`rows` positions: A (rows, depth, strided) against B (16, depth) into the blocks of C
+    (16 / 2, rows, 2) (`block_layout`: C[i // 2, r, i % 2] is position r, lane i)."""
     from tvm.script import tirx as T
+
+    blocks = LANES // BLOCK_LANES
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
         a_stride = T.int32()
-        c_stride = T.int32()
         A = T.match_buffer(a, (rows, depth), "uint8", offset_factor=1, strides=[a_stride, 1])
         B = T.match_buffer(b, (LANES, depth), "int8", offset_factor=1)
-        C = T.match_buffer(c, (rows, LANES), "int32", offset_factor=1, strides=[c_stride, 1], scope="local")
+        C = T.match_buffer(c, (blocks, rows, BLOCK_LANES), "int32", offset_factor=1, scope="local")
         with T.sblock("root"):
-            T.reads(C[0:rows, 0:LANES], A[0:rows, 0:depth], B[0:LANES, 0:depth])
-            T.writes(C[0:rows, 0:LANES])
+            T.reads(C[0:blocks, 0:rows, 0:BLOCK_LANES], A[0:rows, 0:depth], B[0:LANES, 0:depth])
+            T.writes(C[0:blocks, 0:rows, 0:BLOCK_LANES])
             for r in T.serial(0, rows):
                 for i in T.serial(0, LANES):
                     for k in T.serial(0, depth):
                         with T.sblock("update"):
                             vr, vi, vk = T.axis.remap("SSR", [r, i, k])
-                            C[vr, vi] = C[vr, vi] + T.cast(A[vr, vk], "int32") * T.cast(B[vi, vk], "int32")
+                            C[vi // BLOCK_LANES, vr, vi % BLOCK_LANES] = C[
+                                vi // BLOCK_LANES, vr, vi % BLOCK_LANES
+                            ] + T.cast(A[vr, vk], "int32") * T.cast(B[vi, vk], "int32")
 
     return desc
 

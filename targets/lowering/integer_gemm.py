@@ -30,7 +30,7 @@ decompose_reduction before tensorize.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,8 @@ DEPTH = 4
 """Bytes one accumulator lane takes per reduction step."""
 WORD = 4
 """Bytes of one table word (int32 or float32)."""
+BLOCK_LANES = 2
+"""Lanes of one accumulator block of a multi-row step (a matrix instruction's rows x 2 output)."""
 PLAIN_STEP = DotStep("")
 """The untensorized step: a plain int32 reduction, activations as they are."""
 
@@ -88,6 +90,18 @@ def choose_int_knobs(
 def dot_step(target: TargetDescription, knobs: IntKnobs) -> DotStep:
     """The registered tensor intrinsic of the 16 x 4 step when `knobs` tensorize it, else the plain step."""
     return schedules_of(target).dot_intrinsic(knobs.dot) if knobs.dot else PLAIN_STEP
+
+
+def block_layout(rows: int) -> Callable[[Any, Any, Any], tuple[Any, ...]]:
+    """The index map of a multi-row step's accumulators acc[n, p, o]: blocks of `rows` positions x 2
+    lanes, [n, p // rows, panel o // 16, block o % 16 // 2, p % rows, o % 2], so that one block is
+    one vector register of the matrix instruction (the schedule's `transform_layout`; the step's
+    description, dot_step.py, writes C in it)."""
+
+    def layout(n: Any, p: Any, o: Any) -> tuple[Any, ...]:
+        return (n, p // rows, o // LANES, o % LANES // BLOCK_LANES, p % rows, o % BLOCK_LANES)
+
+    return layout
 
 
 def reduction_blocks(k: int, depth: int = DEPTH) -> int:
@@ -208,6 +222,8 @@ def schedule_integer_gemm(
         if parallel:
             sch.parallel(sch.fuse(*loops[:2]) if len(loops) > 2 else loops[0])
     block = sch.get_sblock("acc")
+    if dot.rows > 1:  # the accumulators in the step's register blocks (the epilogue reads them there)
+        sch.transform_layout(block, ("write", 0), block_layout(dot.rows))
     n, p, o, *reduce = sch.get_loops(block)
     *outer_reduce, ci = reduce
     po, pi = sch.split(p, [None, knobs.rows])
