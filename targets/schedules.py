@@ -14,8 +14,8 @@ Families and their knobs:
   register tile of `lanes`-wide vectors; tiles run in parallel over the fused outer axis.
 - `integer_gemm` (ConvInteger, MatMulInteger; targets/lowering/integer_gemm.py): `rows` x
   `vectors` panels of 16 int32 lanes, `dot` (the instruction the step is: the 16 x 4 byte step of x86
-  `vpdpbusd`, arm64 `usdot`/`sdot`, or arm64 i8mm's 2-row 16 x 8 `usmmla` step where the rows are
-  a matrix's; "" for the plain int32 reduction; `dot_intrinsic`), `parallel`.
+  `vpdpbusd`, arm64 `usdot`/`sdot`, or arm64 i8mm's 2-row 16 x 8 `usmmla` step where positions
+  pair up; "" for the plain int32 reduction; `dot_intrinsic`), `parallel`.
 - `depthwise` (depthwise Conv) and `vector` (pointwise/elementwise, reductions, movement):
   `lanes`, the vector width in elements.
 - layout: `TargetBackend.channels_last` (conv regions NHWC through the `layout` pass).
@@ -96,8 +96,9 @@ class ScheduleTable:
     """A target family's knob choices, one function per template family (see the module rule).
 
     - `gemm(target, m, n, rows)`: rows dividing `m` (or `rows` given) by columns of `n`.
-    - `integer_gemm(target, positions, channels, macs, paired_rows)`: `paired_rows`, the positions
-      are rows of one matrix (MatMulInteger), so a 2-row step can read two at once (a conv's cannot).
+    - `integer_gemm(target, positions, channels, macs, paired_rows)`: `paired_rows`, positions 2i
+      and 2i + 1 read one strided region of the input (a MatMulInteger's rows; a conv's neighbours
+      in an output row of even width at W stride 1), so a 2-row step can read them at once.
     - `integer_dot(target)`: the instruction the 16 x 4 u8 x i8 step is there ("" if none);
       `dot_intrinsic(dot)` registers the tensor intrinsic of a knob's `dot` and returns its `DotStep`.
     - `depthwise(target)`, `vector(target, itemsize)`: the vector width for f32 / `itemsize` bytes.

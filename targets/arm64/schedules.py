@@ -7,10 +7,10 @@ register-budget rules every CPU table shares (targets/schedules.py) with NEON's 
 four q registers, so 32 registers hold 8 panels; its 16 x 4 byte step is four `usdot` where
 the cpu has i8mm (u8 x i8, as the IR has it), four `sdot` where it has dotprod only (the
 activations shifted to i8, the shift folded into the bias: targets/arm64/dot.py), else the
-plain int32 reduction (ARMv8.0 NEON, e.g. cortex-a72). Where the positions are rows of one
-matrix (MatMulInteger) in pairs and the cpu has i8mm, the step is `usmmla`'s: 2 rows x 16 lanes
-x 8 bytes (weights packed 8 deep), twice a `usdot`'s multiply-adds per instruction; a conv's
-positions are not one strided region of its input, so convs keep `usdot`.
+plain int32 reduction (ARMv8.0 NEON, e.g. cortex-a72). Where the positions pair up
+(`paired_rows`: a MatMulInteger's rows, a stride-1 conv's output rows of even width) and the
+cpu has i8mm, the step is `usmmla`'s: 2 positions x 16 lanes x 8 bytes (weights packed 8 deep),
+twice a `usdot`'s multiply-adds per instruction; other convs keep `usdot`.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def choose_int_knobs(
     target: TargetDescription, positions: int, channels: int, macs: int, paired_rows: bool = False
 ) -> IntKnobs:
     """The target family's knobs for `positions` x `channels` outputs of `macs` multiply-adds;
-    `paired_rows`: the positions are rows of one matrix, so a 2-row step may read them."""
+    `paired_rows`: positions 2i and 2i + 1 read one strided region, so a 2-row step may take them."""
     return schedules_of(target).integer_gemm(target, positions, channels, macs, paired_rows)
 
 

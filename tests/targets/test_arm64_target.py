@@ -97,8 +97,8 @@ def test_neon_integer_tiles_fit_the_panels_and_take_the_cpus_dot_step(cpu: str, 
      ("neoverse-n1", 64, "sdot"), ("cortex-a72", 64, "")],
 )  # fmt: skip
 def test_rows_of_a_matrix_take_i8mms_two_row_step(cpu: str, positions: int, dot: str) -> None:
-    """A MatMulInteger's rows (paired_rows) in pairs take `usmmla`'s 2 x 16 x 8 step where the cpu has
-    i8mm: tile rows a multiple of 2 within the registers, weights packed 8 bytes deep."""
+    """Positions that pair up (paired_rows) take `usmmla`'s 2 x 16 x 8 step where the cpu has i8mm:
+    tile rows a multiple of 2 within the registers, weights packed 8 bytes deep."""
     desc = resolve_target("arm64", cpu=cpu)
     table = schedules_of(desc)
     knobs = table.integer_gemm(desc, positions, 256, 1 << 20, True)
