@@ -64,10 +64,13 @@ def register_int_knobs(
     registers hold (`panel_registers`): up to 4 panels dividing the padded channels, then the most rows
     (ROW_PREFERENCE) that fit (one accumulator panel per row and panel, one per panel's weights, one
     broadcast); parallel from `macs` multiply-adds; `dot`: the instruction of the step ("" if none),
-    which takes `step_rows` positions at once (rows are a multiple of it, and `positions` must be)."""
+    which takes `step_rows` positions at once (rows are a multiple of it, and `positions` must be). A
+    multi-row step reuses a weight register only across its tile's steps, so the panels leave room
+    for two of them (a one-row step's weights serve every row: room for one row is enough)."""
     assert positions % step_rows == 0, f"{positions} positions do not pair into steps of {step_rows}"
     panels = -(-channels // LANES)
-    fit = [v for v in (4, 3, 2, 1) if panels % v == 0 and (step_rows + 1) * v + 1 <= panel_registers]
+    least_rows = step_rows if step_rows == 1 else 2 * step_rows
+    fit = [v for v in (4, 3, 2, 1) if panels % v == 0 and (least_rows + 1) * v + 1 <= panel_registers]
     vectors = next(iter(fit), 1)
     fits = [r for r in ROW_PREFERENCE if r * vectors + vectors + 1 <= panel_registers and r % step_rows == 0]
     rows = next((r for r in fits if positions % r == 0), step_rows)
