@@ -20,7 +20,7 @@ the 8 x 2 matrix the instruction reads, and the two positions' 8 bytes of A make
 (u8 x i8 as the IR has it: no shift). Per channel pair q it adds the 2 x 2 block
 [C[0, 2q], C[0, 2q+1], C[1, 2q], C[1, 2q+1]] in one instruction
 (`llvm.aarch64.neon.usmmla.v4i32.v16i8`); the accumulators are kept in those blocks
-(dot_step.py's `block_layout`), one q register each, so the loop is loads and `usmmla` only.
+(integer_gemm.py's `block_layout`), one q register each, so the loop is loads and `usmmla` only.
 Twice the multiply-adds of a `usdot` per instruction.
 """
 
@@ -33,11 +33,9 @@ from targets.schedules import DotStep
 
 USDOT = "usdot"
 SDOT = "sdot"
+USMMLA = "usmmla"
 SIGN_BITS = -0x7F7F7F80
 """0x80808080 as int32: xor-ing 4 u8 bytes with it subtracts 128 from each, read as i8."""
-
-
-USMMLA = "usmmla"
 MMLA_ROWS, MMLA_DEPTH = 2, 8
 """The matrix step's positions and bytes: usmmla multiplies a 2 x 8 by an 8 x 2 byte matrix."""
 

@@ -5,8 +5,10 @@ Rule: a step of `rows` positions x 16 lanes x `depth` bytes (`DotStep`) adds to 
 accumulators C[r, j] the dot product of `depth` unsigned bytes A[r, 0:depth] of position r with
 `depth` signed bytes B[j, 0:depth] of the packing (integer_gemm.py, `depth` bytes deep):
 C[r, j] += sum_k u8(A[r, k]) * i8(B[j, k]). A one-row step (the 16 x 4 dot step) has A of shape
-(depth,) and C of (16,), broadcast A; a 2-row step (arm64 i8mm) has A (rows, depth) and C
-(rows, 16), each with its row stride. C is register ("local") scope. A target's implementation
+(depth,) and C of (16,), broadcast A; a multi-row step (arm64 i8mm's `usmmla`) has A (rows,
+depth) with its row stride and C in the blocks of rows x 2 lanes the matrix instruction writes,
+(16 / 2, rows, 2) (integer_gemm.py's `block_layout`, which the schedule gives the accumulators).
+C is register ("local") scope. A target's implementation
 (targets/x86/vnni.py, targets/arm64/dot.py) computes exactly this with its instructions;
 `register_dot_step` registers the pair once under the step's name.
 """
