@@ -56,9 +56,11 @@ def integer_graph(case: str, output: str) -> tuple[Graph, dict[str, np.ndarray]]
         w.type = TensorType(DType.I8, shape, quant=QuantParams(scales, (0,) * shape[axis], axis))
         return w
 
+    w_shape: tuple[int, ...]
+    attrs: dict[str, Any] = {}
     if case in MATMULS:
         x_shape, n, dtype, zero = MATMULS[case]
-        anchor, w_shape, axis, attrs = "MatMulInteger", (x_shape[-1], n), 1, {}
+        anchor, w_shape, axis = "MatMulInteger", (x_shape[-1], n), 1
     else:
         x_shape, w_shape, pads, stride, dilation, dtype, zero = CONVS[case]
         anchor, n, axis = "ConvInteger", w_shape[0], 0

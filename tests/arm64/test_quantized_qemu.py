@@ -30,7 +30,7 @@ INT8_CPUS = {"neoverse-v1": "max", "cortex-a72": "cortex-a72"}
 """Further arm64 cpus compiled at INT8 -> the qemu cpu that runs them."""
 BATCH = 4
 """The digits batch of the case whose Gemm's 4 rows pair into i8mm's 2-row `usmmla` steps."""
-STEPS = {
+STEPS: dict[tuple[str, int], dict[str, set[str]]] = {
     ("neoverse-n1", 1): {"convint": {"sdot"}, "matmulint": {"sdot"}},
     ("neoverse-v1", 1): {"convint": {"usmmla", "usdot"}, "matmulint": {"usdot"}},
     ("neoverse-v1", BATCH): {"convint": {"usmmla", "usdot"}, "matmulint": {"usmmla"}},

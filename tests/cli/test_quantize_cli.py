@@ -184,8 +184,8 @@ def test_compile_dumps_the_quantize_pass_it_compiles(tmp_path: Path) -> None:
 def test_quantize_takes_the_target_options_of_compile(tmp_path: Path) -> None:
     """--cpu and --cpu-features describe the target as for `hai compile`: FP16 layers are offered on
     cortex-a76 (ARMv8.2 with FP16 arithmetic) and refused on cortex-a72 (ARMv8.0, none) or with -fp16."""
-    base = ["quantize", EMBEDDED_MODEL, "--input-shape", "image=1,1,8,8", "--precision", "fp16",
-            "-o", tmp_path / "q.hir", "--target", "arm64"]  # fmt: skip
+    base: list[str | Path] = ["quantize", EMBEDDED_MODEL, "--input-shape", "image=1,1,8,8", "--precision",
+                              "fp16", "-o", tmp_path / "q.hir", "--target", "arm64"]  # fmt: skip
     result = invoke(*base, "--cpu", "cortex-a76")
     assert result.exit_code == 0, result.output
     assert {row[1] for row in table_rows(result.stdout).values()} == {"fp16"}, result.stdout
