@@ -74,6 +74,19 @@ TargetOpt = Annotated[
         "--target", help="Target family (of this host, unless --cpu or --hardware-profile names another CPU)."
     ),
 ]
+CpuOpt = Annotated[
+    str | None,
+    typer.Option("--cpu", help="CPU to target: an LLVM name (of the --target's arch) or x86-64-v2/v3/v4."),
+]
+CpuFeaturesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cpu-features",
+        metavar="+F,-F",
+        help="Add or drop ISA features (HAI names, e.g. +amx,+avx512_fp16,-avx512f) on top of the "
+        "host, --cpu or the profile; `hai doctor` prints the ones that make --cpu match this host.",
+    ),
+]
 HardwareProfileOpt = Annotated[
     Path | None,
     typer.Option(

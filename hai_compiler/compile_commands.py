@@ -20,6 +20,8 @@ from hai_compiler.cli_app import app, example, print_outputs, reported_errors
 from hai_compiler.cli_options import (
     DEFAULT_RUNS,
     DEFAULT_THREADS,
+    CpuFeaturesOpt,
+    CpuOpt,
     DumpIrOpt,
     HardwareProfileOpt,
     InputOpt,
@@ -66,19 +68,9 @@ def compile_command(
         Path, typer.Option("-o", "--output", metavar="OUT.hai", help="The artifact directory.")
     ],
     target: TargetOpt = "x86",  # type: ignore[assignment]
-    cpu: Annotated[
-        str | None, typer.Option("--cpu", help="CPU to compile for: an LLVM name or x86-64-v2/v3/v4.")
-    ] = None,
+    cpu: CpuOpt = None,
     hardware_profile: HardwareProfileOpt = None,
-    cpu_features: Annotated[
-        str | None,
-        typer.Option(
-            "--cpu-features",
-            metavar="+F,-F",
-            help="Add or drop ISA features (HAI names, e.g. +amx,+avx512_fp16,-avx512f) on top of the "
-            "host, --cpu or the profile; `hai doctor` prints the ones that make --cpu match this host.",
-        ),
-    ] = None,
+    cpu_features: CpuFeaturesOpt = None,
     input_shape: InputShapeOpt = None,
     passes: Annotated[
         str, typer.Option("--passes", metavar="PIPELINE", help="Passes before fuse and plan-memory.")

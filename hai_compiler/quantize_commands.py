@@ -20,6 +20,8 @@ from rich.console import Console
 
 from hai_compiler.cli_app import app, example, reported_errors
 from hai_compiler.cli_options import (
+    CpuFeaturesOpt,
+    CpuOpt,
     HardwareProfileOpt,
     InputShapeOpt,
     ModelArg,
@@ -207,17 +209,26 @@ def quantize_command(
     model: ModelArg,
     output: Annotated[Path, typer.Option("-o", "--output", metavar="Q.hir", help="The quantized .hir.")],
     target: TargetOpt = "x86",  # type: ignore[assignment]
+    cpu: CpuOpt = None,
     hardware_profile: HardwareProfileOpt = None,
+    cpu_features: CpuFeaturesOpt = None,
     input_shape: InputShapeOpt = None,
     *,
     quantize: QuantizeOptions,
 ) -> None:
-    """Quantize a model per layer (FP16 / INT8 / INT4, or mixed under a budget) into a .hir + weights file."""
+    """Quantize a model per layer (FP16 / INT8 / INT4, or mixed under a budget) into a .hir + weights file.
+
+    The precisions offered are the target's: --target, --cpu, --hardware-profile and --cpu-features
+    describe it as `hai compile` does."""
+    from hai_compiler.compiler.options import CompileOptions, profile_target_of, resolve_compile_target
+
     console = Console(highlight=False)
     with reported_errors():
         shapes = input_shapes(input_shape)
+        options = CompileOptions(str(target), cpu, hardware_profile, cpu_features=cpu_features)
         with reporting():
-            quantized = quantize.fit(model, shapes, str(hardware_profile or target))
+            described = resolve_compile_target(options, profile_target_of(options))
+            quantized = quantize.fit(model, shapes, described)
             written = quantized.save(output)
             with stage("measuring against fp32"):
                 quality = quantize.quality(model, shapes, quantized)

@@ -53,8 +53,8 @@ version 5, the plan digest in the kernel library; version 6, the digest covers
 the target and the weights' table too; version 7, the executable each step, the entry and each
 segment runs from (older artifacts are refused with a "recompile" message).
 
-The writer is `targets/artifact.py`; the plan's invariants are checked by
-`runtime/manifest_checks.py` and an artifact directory is read by
+The writer is `targets/artifact.py`; a manifest's text is parsed and its plan's invariants
+checked by `runtime/manifest_checks.py` (`parse_manifest`) and an artifact directory is read by
 `runtime/artifact_files.py`. This module imports the standard library and numpy,
 nothing of ours but `runtime.errors`.
 """
@@ -271,7 +271,8 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class Manifest:
-    """Everything `manifest.json` says; `to_json`/`from_json` round-trip exactly."""
+    """Everything `manifest.json` says; `to_json` and `runtime.manifest_checks.parse_manifest` round-trip
+    exactly."""
 
     name: str
     compiler: CompilerInfo
@@ -288,27 +289,6 @@ class Manifest:
     def to_json(self) -> str:
         """Stable text: sorted keys, two-space indent, trailing newline (equal manifests, equal bytes)."""
         return json.dumps(to_plain(self), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str | bytes, source: str = MANIFEST_FILE) -> Manifest:
-        """Parse and check a manifest (`runtime/manifest_checks.py`); any problem is an `ArtifactError`
-        naming `source` and what is wrong."""
-        from runtime.manifest_checks import validate  # it reads this module's types
-
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as exc:  # bad JSON, an integer of > 4300 digits, deep nesting
-            reason = "it nests too deeply" if isinstance(exc, RecursionError) else exc
-            raise ArtifactError(f"{source} is not valid JSON ({reason}); the artifact is corrupt") from None
-        if not isinstance(data, dict):
-            raise ArtifactError(f"{source} is not a JSON object; the artifact is corrupt")
-        check_format_version(data.get("format_version"), source)
-        try:
-            manifest = from_plain(cls, data)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ArtifactError(f"{source} does not follow the manifest schema: {exc}") from None
-        validate(manifest, source)
-        return manifest
 
 
 def check_format_version(version: object, source: str) -> None:

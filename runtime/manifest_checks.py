@@ -8,13 +8,16 @@ runtime beside it, `weights.bin` of the stated size). The steps are replayed ove
 a step reads only bytes an earlier step wrote, writes over the bytes it reads only in place (the very
 same range, as the compiler's hazard check allows), and after the last step every graph output's bytes
 have been written. A violation is an `ArtifactError` naming the field, step or argument. The per-inference
-path does none of this work. Imports numpy-free standard library code and `runtime.artifact`.
+path does none of this work. `parse_manifest` reads `manifest.json`'s text into a checked `Manifest`
+(the schema, runtime/artifact.py, imports nothing back). Imports the standard library and
+`runtime.artifact`.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import json
 import re
 from collections.abc import Callable
 from typing import NoReturn
@@ -30,12 +33,33 @@ from runtime.artifact import (
     Slot,
     TensorBinding,
     WeightEntry,
+    check_format_version,
+    from_plain,
     numpy_dtype,
 )
 from runtime.errors import ArtifactError
 
 Fail = Callable[[str], NoReturn]
 SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def parse_manifest(text: str | bytes, source: str = MANIFEST_FILE) -> Manifest:
+    """Parse `manifest.json`'s text and check it (schema, format version, then `validate`); any problem
+    is an `ArtifactError` naming `source` and what is wrong."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # bad JSON, an integer of > 4300 digits, deep nesting
+        reason = "it nests too deeply" if isinstance(exc, RecursionError) else exc
+        raise ArtifactError(f"{source} is not valid JSON ({reason}); the artifact is corrupt") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{source} is not a JSON object; the artifact is corrupt")
+    check_format_version(data.get("format_version"), source)
+    try:
+        manifest = from_plain(Manifest, data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{source} does not follow the manifest schema: {exc}") from None
+    validate(manifest, source)
+    return manifest
 
 
 def validate(manifest: Manifest, source: str) -> None:

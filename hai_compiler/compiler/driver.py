@@ -107,7 +107,8 @@ def run_passes(graph: Graph, options: CompileOptions, target: Any, page_size: in
 def compile_kernels(kernels: list[Any], target: Any) -> tuple[list[Path], int]:
     """The object file of every distinct kernel (compiled one by one through the cache, reporting
     progress) and the cache hits."""
-    from targets.build import kernel_object, unique_kernels
+    from targets.build import kernel_object
+    from targets.llvm_build import unique_kernels
 
     chosen = unique_kernels(kernels)
     objects, hits = [], 0

@@ -5,7 +5,9 @@ Rule: a dense (group 1) ConvInteger with constant weights is an implicit GEMM
 channels-last u8 buffer xq[n, hp, wp, Cp] (an i8 input shifted by +128; padding
 and the channels past C filled with the u8 zero point zx, so padding adds
 nothing once the corrected bias subtracts zx * sum W), the reduction runs over
-(kh, kw, c4, ci) against Wp packed in that order, and each tile adds ctab row 0
+(kh, kw, c4, ci) against Wp packed in that order (C padded to the step's depth), and
+where the W stride is 1 and the output width even, neighbouring positions pair up for a
+2-row step (`paired_rows`: their input bytes are one strided region). Each tile adds ctab row 0
 (the corrected bias) and runs the fused epilogue (DequantizeLinear, float ops,
 the next layer's QuantizeLinear) before it is stored. Output (n, M, P) for NCHW
 (or (n, P, M) for NHWC), the IR bytes in either case. Grouped and depthwise
@@ -112,20 +114,24 @@ def lower_dense(
     shift, zero = activation_zero(x_v)
     chain = conv_epilogue(node, epilogue, layout)
     chain.tables = tables = fused_tables(chain.nodes, 1)
-    cp = padded(g.c, DEPTH)
-    k, positions = g.kh * g.kw * cp, g.oh * g.ow
-    knobs = choose_int_knobs(target, positions, g.m, g.n * g.m * positions * g.c * g.kh * g.kw)
+    positions = g.oh * g.ow
+    pairs = g.stride[1] == 1 and g.ow % 2 == 0  # two neighbours of one output row: one strided region
+    knobs = choose_int_knobs(target, positions, g.m, g.n * g.m * positions * g.c * g.kh * g.kw, pairs)
+    step = dot_step(target, knobs)
+    depth = step.depth
+    cp = padded(g.c, depth)
+    k = g.kh * g.kw * cp
     x = te.placeholder(g.in_shape(layout), x_v.type.dtype.numpy.name, name="x")
     xq = u8_input(x, g, layout, cp, shift, zero, channels_last=True)
-    wp = weight_placeholder(k, g.m, 1 + len(tables.rows))
+    wp = weight_placeholder(k, g.m, 1 + len(tables.rows), depth)
     tables.ctab = ctab = packed_table_stage(wp, k, 1 + len(tables.rows))
     rkh, rkw = te.reduce_axis((0, g.kh), "kh"), te.reduce_axis((0, g.kw), "kw")
-    rc4, rci = te.reduce_axis((0, cp // DEPTH), "c4"), te.reduce_axis((0, DEPTH), "ci")
+    rc4, rci = te.reduce_axis((0, cp // depth), "c4"), te.reduce_axis((0, depth), "ci")
     (sh, sw), (dh, dw) = g.stride, g.dilation
 
     def window(n: Any, p: Any, o: Any) -> Any:
-        read = xq[n, (p // g.ow) * sh + rkh * dh, (p % g.ow) * sw + rkw * dw, rc4 * DEPTH + rci]
-        block = (rkh * g.kw + rkw) * (cp // DEPTH) + rc4
+        read = xq[n, (p // g.ow) * sh + rkh * dh, (p % g.ow) * sw + rkw * dw, rc4 * depth + rci]
+        block = (rkh * g.kw + rkw) * (cp // depth) + rc4
         product = read.astype("int32") * weight_at(wp, o, block, rci).astype("int32")
         return te.sum(product, axis=[rkh, rkw, rc4, rci])
 
@@ -148,14 +154,13 @@ def lower_dense(
     bias = bias_array(node)
     w_name, rows = w_v.name, list(tables.rows)
 
-    step = dot_step(target, knobs)
-
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
         w = np.zeros((g.m, cp, g.kh, g.kw), np.int8)
         w[:, : g.c] = arrays[w_name]
         w_ko = w.transpose(2, 3, 1, 0).reshape(k, g.m)
-        packed[w_name] = pack_integer_weights(w_ko, [corrected_bias(w_ko, bias, zero + step.shift), *rows])
+        words = [corrected_bias(w_ko, bias, zero + step.shift), *rows]
+        packed[w_name] = pack_integer_weights(w_ko, words, depth)
         return packed
 
     workload = {

@@ -35,7 +35,10 @@ def panel_registers(target: TargetDescription) -> int:
     return target.vector_registers if target.vector_bytes >= 4 * LANES else target.vector_registers // 2
 
 
-def integer_gemm_knobs(target: TargetDescription, positions: int, channels: int, macs: int) -> IntKnobs:
+def integer_gemm_knobs(
+    target: TargetDescription, positions: int, channels: int, macs: int, paired_rows: bool = False
+) -> IntKnobs:
+    """One-row steps (`paired_rows` does not matter: no x86 step takes two rows)."""
     return register_int_knobs(panel_registers(target), positions, channels, macs, dot=dot_instruction(target))
 
 

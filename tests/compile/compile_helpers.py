@@ -74,9 +74,10 @@ def artifact_files(directory: Path) -> dict[str, bytes]:
 
 def output_moved_to_written_bytes(artifact: Path) -> dict:
     """The artifact's manifest data with its first output moved to arena bytes another step writes, an
-    edit every plan check accepts (each such offset is tried until `Manifest.from_json` takes one)."""
-    from runtime.artifact import MANIFEST_FILE, Manifest
+    edit every plan check accepts (each such offset is tried until `parse_manifest` takes one)."""
+    from runtime.artifact import MANIFEST_FILE
     from runtime.errors import ArtifactError
+    from runtime.manifest_checks import parse_manifest
 
     data = json.loads((artifact / MANIFEST_FILE).read_text())
     output = data["outputs"][0]
@@ -85,7 +86,7 @@ def output_moved_to_written_bytes(artifact: Path) -> dict:
     for offset in written:
         output["offset"] = offset
         try:
-            Manifest.from_json(json.dumps(data))
+            parse_manifest(json.dumps(data))
         except ArtifactError:
             continue
         return data
