@@ -240,7 +240,7 @@ def test_a_resident_plan_over_budget_is_paged_from_the_same_lowering(
     with pytest.warns(WidePagesWarning, match="'w0' \\(16 MiB\\) is larger than a page of 4 MiB"):
         artifact = compile_model(small, tmp_path / "paged.hai", CompileOptions(memory_budget=peak - 1)).path
     assert len(runs) == 1 and runs[0][3] is None  # one pipeline, without split-weights
-    manifest = Manifest.from_json((artifact / MANIFEST_FILE).read_text())
+    manifest = parse_manifest((artifact / MANIFEST_FILE).read_text())
     paging = manifest.plan.paging
     assert paging is not None and paging.page_size == 16 * MIB  # widened to hold a whole 16 MiB weight
     assert manifest.plan.planned_peak_bytes is not None and manifest.plan.planned_peak_bytes < peak
