@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ir import ElidedConstant, Graph, HaiError
+from ir import ElidedConstant, Graph, HaiError, Node, Value
 from ir.builder import infer_types
 
 
@@ -18,7 +18,7 @@ def types_inferred(graph: Graph) -> str | None:
     """Every node result's dtype and shape is what its op's inference gives."""
     for node in graph.nodes:
         operand_types = [o.type if o else None for o in node.operands]
-        inferred = infer_types(node.op, operand_types, node.attrs, node.label())
+        inferred = infer_types(node.op, operand_types, node.attrs, node.label(), node.regions)
         for result, want in zip(node.results, inferred, strict=False):
             if not result.type.same_tensor(want):
                 return f"%{result.name} of {node.label()} is {result.type}, inference gives {want}"
@@ -45,10 +45,59 @@ def no_dead_code(graph: Graph) -> str | None:
     return None
 
 
+def no_control_flow(graph: Graph) -> str | None:
+    """No node owns regions: what `flatten-control-flow` could not flatten cannot be planned, since a
+    static plan runs no branch or iteration count chosen at run time."""
+    for node in graph.nodes:
+        if node.regions:
+            return control_flow_problem(node)
+    return None
+
+
+def control_flow_problem(node: Node) -> str:
+    """Why a control-flow node is left, naming it and the graph inputs it depends on."""
+    ident = node.name or node.results[0].name
+    decided_by = (
+        [v for v in node.operands[:1] if v is not None] if node.op == "If" else list(node.operands[:2])
+    )
+    inputs = sorted(_inputs_behind([v for v in decided_by if v is not None]))
+    if node.op == "If":
+        what = "condition depends on the input" + ("s " if len(inputs) > 1 else " ") + ", ".join(inputs)
+    elif inputs:
+        what = "iteration count depends on the input" + ("s " if len(inputs) > 1 else " ") + ", ".join(inputs)
+    else:
+        what = "unrolled copies would exceed flatten-control-flow's max-nodes"
+    bind = f"bind {', '.join(inputs)} to a value when importing, or " if inputs else ""
+    return (
+        f"{node.op} '{ident}': {what}; a static plan runs no branch or loop chosen at run time: "
+        f"{bind}export the model with that decision taken"
+    )
+
+
+def _inputs_behind(values: list[Value]) -> set[str]:
+    """The graph inputs (of any enclosing graph) that `values` are computed from."""
+    found: set[str] = set()
+    seen: set[int] = set()
+    stack = list(values)
+    while stack:
+        value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if value.producer is None:
+            if not value.is_constant and value.graph is not None and value.graph.parent is None:
+                found.add(value.name)
+            continue
+        stack.extend(v for v in value.producer.operands if v is not None)
+        stack.extend(value.producer.captures())
+    return found
+
+
 CONDITIONS: dict[str, Callable[[Graph], str | None]] = {
     "types-inferred": types_inferred,
     "constants-loaded": constants_loaded,
     "no-dead-code": no_dead_code,
+    "no-control-flow": no_control_flow,
 }
 
 

@@ -113,6 +113,7 @@ class Fuse(Pass):
     (`fusion_group`, `fused_into`) that name the IR/ONNX nodes every kernel came from."""
 
     name = "fuse"
+    requires = ("no-control-flow",)  # a static plan runs no branch chosen at run time
     standalone_chains: bool = dataclasses.field(
         default=True, metadata={"help": "also fuse chains that start at an elementwise node"}
     )

@@ -16,6 +16,7 @@ from ir import HaiError
 from passes.eliminate_common_subexpressions import EliminateCommonSubexpressions
 from passes.eliminate_dead_code import EliminateDeadCode
 from passes.eliminate_identity import EliminateIdentity
+from passes.flatten_control_flow import FlattenControlFlow
 from passes.fold_batchnorm import FoldBatchNorm
 from passes.fold_channel_affine import FoldChannelAffine
 from passes.fold_constants import FoldConstants
@@ -33,6 +34,7 @@ ENTRY_POINT_GROUP = "hai.passes"
 BUILTIN_PASSES: tuple[type[Pass], ...] = (
     InferShapes,
     FoldConstants,
+    FlattenControlFlow,
     FoldQdq,
     EliminateDeadCode,
     EliminateIdentity,
