@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ir import ElidedConstant, Graph, HaiError, Node, Value
+from ir import ElidedConstant, Graph, HaiError, Node
 from ir.builder import infer_types
+from ir.dependencies import inputs_behind
 
 
 def types_inferred(graph: Graph) -> str | None:
@@ -60,37 +61,18 @@ def control_flow_problem(node: Node) -> str:
     decided_by = (
         [v for v in node.operands[:1] if v is not None] if node.op == "If" else list(node.operands[:2])
     )
-    inputs = sorted(_inputs_behind([v for v in decided_by if v is not None]))
+    inputs = inputs_behind(v for v in decided_by if v is not None)
     if node.op == "If":
         what = "condition depends on the input" + ("s " if len(inputs) > 1 else " ") + ", ".join(inputs)
     elif inputs:
         what = "iteration count depends on the input" + ("s " if len(inputs) > 1 else " ") + ", ".join(inputs)
     else:
         what = "unrolled copies would exceed flatten-control-flow's max-nodes"
-    bind = f"bind {', '.join(inputs)} to a value when importing, or " if inputs else ""
+    bind = f"fix {', '.join(inputs)} to a value (--input-value), or " if inputs else ""
     return (
         f"{node.op} '{ident}': {what}; a static plan runs no branch or loop chosen at run time: "
         f"{bind}export the model with that decision taken"
     )
-
-
-def _inputs_behind(values: list[Value]) -> set[str]:
-    """The graph inputs (of any enclosing graph) that `values` are computed from."""
-    found: set[str] = set()
-    seen: set[int] = set()
-    stack = list(values)
-    while stack:
-        value = stack.pop()
-        if id(value) in seen:
-            continue
-        seen.add(id(value))
-        if value.producer is None:
-            if not value.is_constant and value.graph is not None and value.graph.parent is None:
-                found.add(value.name)
-            continue
-        stack.extend(v for v in value.producer.operands if v is not None)
-        stack.extend(value.producer.captures())
-    return found
 
 
 CONDITIONS: dict[str, Callable[[Graph], str | None]] = {

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ir import Graph, HaiError
 from ir.units import ByteSize, parse_size
 from passes.plan_memory import PlanMemory
@@ -47,6 +49,7 @@ class CompileOptions:
     memory_budget: str | int | None = DEFAULT_BUDGET  # `512MB` (ir/units.py); None or "none": no budget
     page_size: str | int = DEFAULT_PAGE_SIZE  # bytes of a weight page when the plan pages
     cpu_features: str | None = None  # `+amx,-avx512f`: ISA feature edits (targets/feature_edits.py)
+    input_values: Mapping[str, Any] | None = None  # inputs fixed to values when importing an .onnx
 
     def __post_init__(self) -> None:
         _ = self.budget_bytes, self.page_bytes  # a malformed size fails here, naming the option
@@ -127,6 +130,10 @@ class CompileOptions:
             recorded["cpu"] = self.cpu
         if self.cpu_features:
             recorded["cpu_features"] = self.cpu_features
+        if self.input_values:
+            recorded["input_values"] = {
+                k: np.asarray(v).tolist() for k, v in sorted(self.input_values.items())
+            }
         if self.entry != "auto":
             recorded["entry"] = self.entry
         if self.layout != "auto":
@@ -189,7 +196,7 @@ def load_graph(model: Any, options: CompileOptions) -> Graph:
     if isinstance(model, Graph):
         return model
     if isinstance(model, str | Path):
-        return load_model_any(model, options.input_shapes)
+        return load_model_any(model, options.input_shapes, options.input_values)
     try:
         import onnx
     except ImportError:  # pragma: no cover - onnx is a compiler dependency
@@ -198,7 +205,7 @@ def load_graph(model: Any, options: CompileOptions) -> Graph:
         from hai_compiler.onnx_import import import_onnx
         from ir import verify
 
-        graph = import_onnx(model, input_shapes=options.input_shapes)
+        graph = import_onnx(model, input_shapes=options.input_shapes, bind_inputs=options.input_values)
         verify(graph)
         return graph
     raise CompileOptionError(

@@ -168,10 +168,25 @@ class _Importer:
         dtype = onnx_dtype(vi.type.tensor_type.elem_type, where)
         if vi.name in self.bind_inputs:
             array = np.asarray(self.bind_inputs[vi.name]).astype(dtype.numpy, copy=False)
-            self.values[vi.name] = self.graph.add_constant(vi.name, array)
+            self.values[vi.name] = self.graph.add_constant(vi.name, self._bound_shape(vi, array))
             return
         shape = self._static_shape(vi)
         self.values[vi.name] = self.graph.add_input(vi.name, TensorType(dtype, shape))
+
+    @staticmethod
+    def _bound_shape(vi: onnx.ValueInfoProto, array: np.ndarray) -> np.ndarray:
+        """A bound value in its input's declared shape, when that is static and holds as many elements."""
+        dims = vi.type.tensor_type.shape.dim
+        if not vi.type.tensor_type.HasField("shape") or any(not d.HasField("dim_value") for d in dims):
+            return array
+        shape = tuple(d.dim_value for d in dims)
+        if array.shape != shape and array.size == int(np.prod(shape)):
+            return array.reshape(shape)
+        if array.shape != shape:
+            raise HaiError(
+                f"input '{vi.name}' is bound to a value of shape {list(array.shape)}; it is {list(shape)}"
+            )
+        return array
 
     def _static_shape(self, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
         dims = vi.type.tensor_type.shape.dim

@@ -83,7 +83,7 @@ def test_captured_values_are_used_by_the_region_nodes() -> None:
     assert x in node.captures()
     assert no_control_flow(graph) == (
         "If 'data_if': condition depends on the input x; a static plan runs no branch or loop chosen "
-        "at run time: bind x to a value when importing, or export the model with that decision taken"
+        "at run time: fix x to a value (--input-value), or export the model with that decision taken"
     )
 
 

@@ -23,6 +23,7 @@ import onnx
 
 from hai_compiler.onnx_import.converter import ConversionContext, StaticOperandError, converter
 from ir import Builder, HaiError, Value
+from ir.dependencies import inputs_behind
 from ir.flatten import stack, take
 from ir.ops.control import SCALAR_BOOL, SCALAR_I64, scan_layout
 
@@ -82,10 +83,11 @@ def convert_if(ctx: ConversionContext) -> Sequence[Value | None]:
 
 def _runtime_condition(ctx: ConversionContext, cond: Value, problem: str) -> StaticOperandError:
     """The error of an If that only a condition known when compiling could import."""
+    inputs = inputs_behind([cond])
+    fix = f"fix {', '.join(inputs)} to a value (--input-value NAME=VALUE)" if inputs else "fix its inputs"
     return StaticOperandError(
         f"{ctx.where}: condition (%{cond.name}) must be known at compile time: {problem}; a static plan "
-        "needs both branches to fit the static shapes with the same types (or bind the inputs the "
-        "condition depends on to values)"
+        f"needs both branches to fit the static shapes with the same types, or {fix}"
     )
 
 
