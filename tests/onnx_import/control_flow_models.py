@@ -91,10 +91,13 @@ def if_on_data(else_shape: tuple[int, ...] = (2, 3)) -> onnx.ModelProto:
     return model(graph)
 
 
-def loop(trip_count: int | None = 4, scan_output: bool = True, by_row: bool = True) -> onnx.ModelProto:
+def loop(
+    trip_count: int | None = 4, scan_output: bool = True, by_row: bool = True, stop_after: int | None = None
+) -> onnx.ModelProto:
     """acc = 0; for i in range(M): acc = acc * 0.5 + x[i] (a Slice by the iteration number; the mean
     row of x instead when not `by_row`), the running acc stacked as a scan output; M a constant, or
-    the graph input `m` when None."""
+    the graph input `m` when None; with `stop_after` the body's condition is i < stop_after (the loop
+    runs stop_after + 1 times)."""
     row = [
         _const("one_i", np.array([1], np.int64)),
         _const("zero_axis", np.array([0], np.int64)),
@@ -109,7 +112,14 @@ def loop(trip_count: int | None = 4, scan_output: bool = True, by_row: bool = Tr
         _const("half", np.array(0.5, np.float32)),
         helper.make_node("Mul", ["acc_in", "half"], ["scaled"]),
         helper.make_node("Add", ["scaled", "row"], ["acc_out"]),
-        helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        *(
+            [helper.make_node("Identity", ["cond_in"], ["cond_out"])]
+            if stop_after is None
+            else [
+                _const("stop", np.array(stop_after, np.int64)),
+                helper.make_node("Less", ["i", "stop"], ["cond_out"]),
+            ]
+        ),
         helper.make_node("Identity", ["acc_out"], ["acc_scan"]),
     ]
     outputs = [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),

@@ -160,3 +160,24 @@ def test_scan_over_the_unroll_limit_stays_a_region_and_flattens_in_the_pass(
     verify(graph)
     assert flatten(graph, max_nodes=10) == 1 and "Scan" not in ops(graph)
     assert_matches(graph, model, feeds)
+
+
+def test_flatten_unrolls_a_loop_whose_trip_count_became_constant() -> None:
+    model = loop(trip_count=None, scan_output=False, by_row=False)
+    graph = import_onnx(model)
+    m = graph.value("m")
+    graph.replace_value(m, graph.add_constant("three", np.array(3, np.int64)))
+    assert flatten(graph, max_nodes=4096) == 1 and "Loop" not in ops(graph)
+    verify(graph)
+    x = np.random.default_rng(5).standard_normal((6, 3)).astype(np.float32)
+    got = run_graph(graph, {"x": x, "m": np.array(0, np.int64)})["final"]
+    np.testing.assert_allclose(got, onnxruntime_outputs(model, {"x": x, "m": np.array(3)})[0], rtol=1e-6)
+
+
+def test_loop_stopped_by_its_condition_unrolls_the_iterations_it_runs() -> None:
+    model = loop(trip_count=6, scan_output=True, stop_after=2)
+    graph = import_onnx(model)
+    assert "Loop" not in ops(graph)
+    assert graph.outputs[1].type.shape == (3, 1, 3)  # i = 0, 1, 2: the condition i < 2 stops it after 3
+    x = np.random.default_rng(6).standard_normal((6, 3)).astype(np.float32)
+    assert_matches(graph, model, {"x": x})
