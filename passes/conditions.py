@@ -47,8 +47,8 @@ def no_dead_code(graph: Graph) -> str | None:
 
 
 def no_control_flow(graph: Graph) -> str | None:
-    """No node owns regions: what `flatten-control-flow` could not flatten cannot be planned, since a
-    static plan runs no branch or iteration count chosen at run time."""
+    """No node owns regions: a static plan holds an If only as guarded steps (`predicate-control-flow`,
+    which `hai compile` runs first) and no loop whose iterations are chosen at run time."""
     for node in graph.nodes:
         if node.regions:
             return control_flow_problem(node)
@@ -56,23 +56,19 @@ def no_control_flow(graph: Graph) -> str | None:
 
 
 def control_flow_problem(node: Node) -> str:
-    """Why a control-flow node is left, naming it and the graph inputs it depends on."""
+    """Why a control-flow node cannot be planned, naming it and the graph inputs it depends on."""
     ident = node.name or node.results[0].name
-    decided_by = (
-        [v for v in node.operands[:1] if v is not None] if node.op == "If" else list(node.operands[:2])
-    )
-    inputs = inputs_behind(v for v in decided_by if v is not None)
     if node.op == "If":
-        what = "condition depends on the input" + ("s " if len(inputs) > 1 else " ") + ", ".join(inputs)
-    elif inputs:
+        return f"If '{ident}' is left: run predicate-control-flow before this pass (hai compile does)"
+    inputs = inputs_behind(v for v in node.operands[:2] if v is not None)
+    if inputs:
         what = "iteration count depends on the input" + ("s " if len(inputs) > 1 else " ") + ", ".join(inputs)
+        fix = f"fix {', '.join(inputs)} to a value (--input-value), or export the model with it unrolled"
     else:
         what = "unrolled copies would exceed flatten-control-flow's max-nodes"
-    bind = f"fix {', '.join(inputs)} to a value (--input-value), or " if inputs else ""
-    return (
-        f"{node.op} '{ident}': {what}; a static plan runs no branch or loop chosen at run time: "
-        f"{bind}export the model with that decision taken"
-    )
+        fix = "raise flatten-control-flow{max-nodes=...}, or export the model with it unrolled"
+    static = "a static plan runs no loop whose iterations are chosen at run time"
+    return f"{node.op} '{ident}': {what}; {static}: {fix}"
 
 
 CONDITIONS: dict[str, Callable[[Graph], str | None]] = {

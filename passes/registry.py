@@ -26,6 +26,7 @@ from passes.infer_shapes import InferShapes
 from passes.layout import Layout
 from passes.manager import Pass
 from passes.plan_memory import PlanMemory
+from passes.predicate_control_flow import PredicateControlFlow
 from passes.quantize import Quantize
 from passes.split_weights import SplitWeights
 
@@ -35,6 +36,7 @@ BUILTIN_PASSES: tuple[type[Pass], ...] = (
     InferShapes,
     FoldConstants,
     FlattenControlFlow,
+    PredicateControlFlow,
     FoldQdq,
     EliminateDeadCode,
     EliminateIdentity,

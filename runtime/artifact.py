@@ -169,15 +169,25 @@ CPU_EXECUTABLE = kernel_library_file("cpu")
 
 
 @dataclass(frozen=True)
+class Guard:
+    """A condition a step runs under: the one bool at `slot` (an arena or input slot) equals `when`."""
+
+    slot: Slot
+    when: bool
+
+
+@dataclass(frozen=True)
 class Step:
     """One kernel call of the plan, with the IR/ONNX node names it was compiled from; it runs on `device`
-    from `executable`, that device's kernel library file."""
+    from `executable`, that device's kernel library file, and only when all its `guards` hold (a
+    branch of an If decided at run time: the step may be skipped, its results then unread)."""
 
     kernel: str
     args: tuple[Slot, ...]
     nodes: tuple[str, ...] = ()
     device: str = "cpu"
     executable: str = CPU_EXECUTABLE
+    guards: tuple[Guard, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,8 @@ class CompileOptions:
         return cls(target=target, input_shapes=input_shapes, **options)
 
     def pipeline(self, has_fuse: bool, has_layout: bool = False, split_bytes: int | None = None) -> list[Any]:
-        """The passes to run, as configured pass objects: the user's passes, then `split-weights` of
+        """The passes to run, as configured pass objects: the user's passes, then `predicate-control-flow`
+        (Ifs decided at run time become guarded steps; unless named), then `split-weights` of
         `split_bytes` (when given), then `layout` (if registered, for a target whose templates store
         conv regions channels-last, unless the user's passes name it; with `prefer` = the `layout`
         option), then `fuse` (if registered and not named), then `plan-memory` with graph inputs
@@ -96,6 +97,7 @@ class CompileOptions:
         from passes.fuse import Fuse
         from passes.layout import Layout
         from passes.pipeline import parse_pipeline
+        from passes.predicate_control_flow import PredicateControlFlow
         from passes.split_weights import SplitWeights
 
         passes = list(parse_pipeline(self.passes)) if self.passes and self.passes != "none" else []
@@ -105,6 +107,8 @@ class CompileOptions:
             at = min([names.index(name) for name in before if name in names], default=len(passes))
             passes.insert(at, step)
 
+        if all(p.name != "predicate-control-flow" for p in passes):
+            add(PredicateControlFlow(), ("split-weights", "layout", "fuse", "plan-memory"))
         if split_bytes is not None:
             add(SplitWeights(max_bytes=ByteSize(split_bytes)), ("fuse", "plan-memory"))
         if has_layout and all(p.name != "layout" for p in passes) and channels_last(self.target):

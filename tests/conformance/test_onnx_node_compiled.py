@@ -29,7 +29,6 @@ NOT_COMPILED: dict[str, str] = {
 COMPILED_EXCLUDED: dict[str, str] = {
     # regex searched in the case name -> why it fails through compile + runtime
     r"^test_quantizelinear_blocked": "no x86 template for a group-wise (blocked) QuantizeLinear yet",
-    r"^test_if$": "its condition is a graph input: a static plan takes no branch chosen at run time yet",
 }
 
 

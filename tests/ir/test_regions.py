@@ -110,3 +110,22 @@ def test_verifier_catches_a_region_reading_a_later_value() -> None:
     relu.set_operand(0, late)
     with pytest.raises(VerificationError, match=r"operand 0 %late is used before it is defined"):
         verify(graph)
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_predicated_if_gives_the_if_results(flag: bool) -> None:
+    from ir.predication import guards_of, predicate
+
+    graph = if_graph()
+    x = np.array([-1.5, 2.0], np.float32)
+    feeds = {"x": x, "c": np.array(flag)}
+    want = run_graph(graph, feeds)["choose"]
+    assert predicate(graph) == 1
+    verify(graph)
+    assert [(n.op, guards_of(n)) for n in graph.nodes] == [
+        ("Relu", [("c", True)]),
+        ("Neg", [("c", False)]),
+        ("Mul", [("c", False)]),
+        ("Where", []),
+    ]
+    np.testing.assert_array_equal(run_graph(graph, feeds)["choose"], want)
