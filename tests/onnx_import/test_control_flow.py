@@ -180,3 +180,21 @@ def test_loop_stopped_by_its_condition_unrolls_the_iterations_it_runs() -> None:
     assert graph.outputs[1].type.shape == (3, 1, 3)  # i = 0, 1, 2: the condition i < 2 stops it after 3
     x = np.random.default_rng(6).standard_normal((6, 3)).astype(np.float32)
     assert_matches(graph, model, {"x": x})
+
+
+def test_loop_whose_condition_starts_false_runs_no_iteration() -> None:
+    model = loop(trip_count=4, scan_output=True, by_row=False)
+    false = onnx.helper.make_node(
+        "Constant", [], ["never"], value=onnx.numpy_helper.from_array(np.array(False), "never")
+    )
+    model.graph.node.insert(0, false)
+    model.graph.node[-1].input[1] = "never"
+    graph = import_onnx(model)
+    verify(graph)
+    x = np.random.default_rng(7).standard_normal((6, 3)).astype(np.float32)
+    ours = run_graph(graph, {"x": x})
+    final, stacked = onnxruntime_outputs(model, {"x": x})
+    np.testing.assert_array_equal(ours["final"], final)  # the initial value, untouched
+    # no rows stacked (onnxruntime says [0, 0, 3], the reference evaluator fails: the per-iteration
+    # shape of an empty scan output is the body's, [1, 3])
+    assert ours["stacked"].shape == (0, 1, 3) and stacked.size == 0

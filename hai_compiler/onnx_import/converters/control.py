@@ -102,6 +102,8 @@ def convert_loop(ctx: ConversionContext) -> Sequence[Value | None]:
     trip_count = -1
     if limit is not None and limit.is_constant:
         trip_count = int(np.asarray(limit.constant_array()).reshape(-1)[0])
+    if _flag(cond) is False:
+        trip_count = 0  # a loop whose condition is false from the start runs no iteration
     unrolled = _unroll_loop(ctx, body, trip_count if limit is not None else None, _flag(cond), values)
     if unrolled is not None:
         return unrolled
