@@ -447,9 +447,5 @@ class Graph:
             for region in node.regions:
                 yield from region.walk()
 
-    def has_regions(self) -> bool:
-        """Whether any node owns a region (control flow left in the graph)."""
-        return any(node.regions for node in self.nodes)
-
     def __repr__(self) -> str:
         return f"<Graph {self.name}: {len(self.nodes)} nodes, {len(self.constants)} constants>"
