@@ -17,7 +17,7 @@ from hai_compiler.input_spec import InputSpecError, parse_input_values
 from ir import HaiError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "onnx_import"))
-from control_flow_models import if_on_data, loop  # noqa: E402
+from control_flow_models import if_on_data, if_with_convs, loop  # noqa: E402
 
 
 def saved(model: onnx.ModelProto, tmp_path: Path, name: str) -> Path:
@@ -96,3 +96,12 @@ def test_load_refuses_a_bad_guard(tmp_path: Path, edit, message: str) -> None:  
     edit(next(s for s in data["plan"]["steps"] if s["guards"])["guards"][0])
     with pytest.raises(ArtifactError, match=message):
         runtime.load(with_manifest(artifact, tmp_path / "edited.hai", data))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_if_with_conv_branches_matches_onnxruntime(tmp_path: Path, sign: float) -> None:
+    path = saved(if_with_convs(), tmp_path, "if_with_convs")
+    artifact = hai_compiler.compile(path, output=tmp_path / "convs.hai")
+    x = np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    x += sign * (np.abs(x.mean()) + 0.5)  # the mean's sign decides the branch
+    assert_matches_onnxruntime(artifact, path, {"x": x})

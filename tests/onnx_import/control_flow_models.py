@@ -169,3 +169,41 @@ def scan(length: int = 5, reverse: int = 0) -> onnx.ModelProto:
         [helper.make_tensor_value_info("s_final", F32, [3]), _out("steps", 2)],
     )
     return model(graph)
+
+
+def if_with_convs(seed: int = 0) -> onnx.ModelProto:
+    """y = relu(conv(x)) -> If(mean > 0) { conv, relu, add } else { conv, sigmoid, mul } -> + x:
+    branches of several kernels each (conv layouts, fused epilogues, reused arena bytes)."""
+    rng = np.random.default_rng(seed)
+
+    def weight(name: str, *shape: int) -> onnx.NodeProto:
+        return _const(name, (rng.standard_normal(shape) * 0.3).astype(np.float32))
+
+    def conv(x: str, w: str, y: str) -> onnx.NodeProto:
+        return helper.make_node("Conv", [x, w], [y], pads=[1, 1, 1, 1])
+
+    then_branch = helper.make_graph(
+        [weight("w_then", 4, 4, 3, 3), conv("h", "w_then", "t1"), helper.make_node("Relu", ["t1"], ["t2"]),
+         helper.make_node("Add", ["t2", "h"], ["t"])],
+        "then", [], [_out("t", 4)],
+    )  # fmt: skip
+    else_branch = helper.make_graph(
+        [weight("w_else", 4, 4, 3, 3), conv("h", "w_else", "e1"), helper.make_node("Sigmoid", ["e1"], ["e2"]),
+         helper.make_node("Mul", ["e2", "h"], ["e"])],
+        "else", [], [_out("e", 4)],
+    )  # fmt: skip
+    nodes = [
+        weight("w0", 4, 3, 3, 3),
+        conv("x", "w0", "c0"),
+        helper.make_node("Relu", ["c0"], ["h"]),
+        helper.make_node("ReduceMean", ["x"], ["m"], keepdims=0),
+        _const("zero", np.array(0, np.float32)),
+        helper.make_node("Greater", ["m", "zero"], ["positive"]),
+        helper.make_node("If", ["positive"], ["chosen"], name="branch", then_branch=then_branch,
+                         else_branch=else_branch),
+        helper.make_node("Neg", ["chosen"], ["y"]),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "if_with_convs", [helper.make_tensor_value_info("x", F32, [1, 3, 8, 8])], [_out("y", 4)]
+    )
+    return model(graph)
