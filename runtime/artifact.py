@@ -51,7 +51,8 @@ reads, maps and loads each file through the descriptor it was checked through
 Format history: version 4 added file sizes to `files` and `writes` to slots;
 version 5, the plan digest in the kernel library; version 6, the digest covers
 the target and the weights' table too; version 7, the executable each step, the entry and each
-segment runs from (older artifacts are refused with a "recompile" message).
+segment runs from; version 8, each step's guards (older artifacts are refused with a "recompile"
+message).
 
 The writer is `targets/artifact.py`; the plan's invariants are checked by
 `runtime/manifest_checks.py` and an artifact directory is read by
@@ -72,7 +73,7 @@ import numpy as np
 
 from runtime.errors import ArtifactError, ArtifactVersionError
 
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.bin"
 HIR_FILE = "model.hir"
