@@ -26,6 +26,7 @@ from hai_compiler.cli_options import (
     HardwareProfileOpt,
     InputOpt,
     InputShapeOpt,
+    InputValueOpt,
     ModelArg,
     OutputDirOpt,
     RunsOpt,
@@ -34,6 +35,7 @@ from hai_compiler.cli_options import (
     ThreadsOpt,
     input_files,
     input_shapes,
+    input_values,
     size_option,
 )
 from hai_compiler.input_spec import check_inputs, load_input_arrays, random_input
@@ -72,6 +74,7 @@ def compile_command(
     hardware_profile: HardwareProfileOpt = None,
     cpu_features: CpuFeaturesOpt = None,
     input_shape: InputShapeOpt = None,
+    input_value: InputValueOpt = None,
     passes: Annotated[
         str, typer.Option("--passes", metavar="PIPELINE", help="Passes before fuse and plan-memory.")
     ] = "default",
@@ -119,12 +122,13 @@ def compile_command(
     from targets.artifact import sign_artifact, signing_key
 
     shapes = input_shapes(input_shape)
+    fixed = input_values(input_value) or None
     console = Console(highlight=False)
     with reported_errors():
         key = signing_key(sign) if sign is not None else None  # a bad key fails before compiling
         options = CompileOptions(str(target), cpu, hardware_profile, shapes or None, passes, dump_ir,
                                  entry=entry, memory_budget=memory_budget, page_size=page_size,
-                                 cpu_features=cpu_features)  # fmt: skip
+                                 cpu_features=cpu_features, input_values=fixed)  # fmt: skip
         quantized = quality = None
         with reporting():
             if quantize.precision is not None:

@@ -59,6 +59,7 @@ from ir.fusion import (
     anchor_label,
     epilogue_ops,
 )
+from ir.predication import guards_of
 from passes.manager import Pass, PassContext
 from passes.quantize import reduction_axis
 
@@ -113,6 +114,7 @@ class Fuse(Pass):
     (`fusion_group`, `fused_into`) that name the IR/ONNX nodes every kernel came from."""
 
     name = "fuse"
+    requires = ("no-control-flow",)  # a static plan runs no branch chosen at run time
     standalone_chains: bool = dataclasses.field(
         default=True, metadata={"help": "also fuse chains that start at an elementwise node"}
     )
@@ -216,6 +218,8 @@ def _chain(anchor: Node, rules: _Rules, position: dict[Node, int]) -> list[Node]
         node, _ = running.uses()[0]
         result = node.results[0] if node.results else None
         if not rules.is_step(node) or node.operands.count(running) != 1 or result is None:
+            break
+        if guards_of(node) != guards_of(anchor):  # a kernel runs under its anchor's guards only
             break
         if not _step_fits(result, running, anchor.results[0], rules.is_quantize_step(node)):
             break

@@ -104,6 +104,7 @@ class Layout(Pass):
     Relayout nodes at every region boundary; graph inputs and outputs stay NCHW."""
 
     name = "layout"
+    requires = ("no-control-flow",)  # a static plan runs no branch chosen at run time
     prefer: str = dataclasses.field(
         default="auto",
         metadata={"help": "auto: convert regions where the cost rule gains; NHWC: every region; NCHW: none"},

@@ -51,7 +51,8 @@ reads, maps and loads each file through the descriptor it was checked through
 Format history: version 4 added file sizes to `files` and `writes` to slots;
 version 5, the plan digest in the kernel library; version 6, the digest covers
 the target and the weights' table too; version 7, the executable each step, the entry and each
-segment runs from (older artifacts are refused with a "recompile" message).
+segment runs from; version 8, each step's guards (older artifacts are refused with a "recompile"
+message).
 
 The writer is `targets/artifact.py`; a manifest's text is parsed and its plan's invariants
 checked by `runtime/manifest_checks.py` (`parse_manifest`) and an artifact directory is read by
@@ -72,7 +73,7 @@ import numpy as np
 
 from runtime.errors import ArtifactError, ArtifactVersionError
 
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.bin"
 HIR_FILE = "model.hir"
@@ -169,15 +170,25 @@ CPU_EXECUTABLE = kernel_library_file("cpu")
 
 
 @dataclass(frozen=True)
+class Guard:
+    """A condition a step runs under: the one bool at `slot` (an arena or input slot) equals `when`."""
+
+    slot: Slot
+    when: bool
+
+
+@dataclass(frozen=True)
 class Step:
     """One kernel call of the plan, with the IR/ONNX node names it was compiled from; it runs on `device`
-    from `executable`, that device's kernel library file."""
+    from `executable`, that device's kernel library file, and only when all its `guards` hold (a
+    branch of an If decided at run time: the step may be skipped, its results then unread)."""
 
     kernel: str
     args: tuple[Slot, ...]
     nodes: tuple[str, ...] = ()
     device: str = "cpu"
     executable: str = CPU_EXECUTABLE
+    guards: tuple[Guard, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,26 @@ def check_ranges(manifest: Manifest, fail: Fail) -> None:
                 check_range(what, slot.offset, slot.nbytes, bindings[slot.name].nbytes, slot.kind, fail)
             if slot.writes and slot.kind in ("weight", "input"):
                 fail(f"{what} writes a {slot.kind}; kernels write only the arena and outputs")
+        check_guards(manifest, index, bindings, fail)
     check_call_executables(manifest, fail)
+
+
+def check_guards(manifest: Manifest, index: int, bindings: dict[str, TensorBinding], fail: Fail) -> None:
+    """A step's guards are one bool each, in the arena or in a listed binding; none in an entry's plan."""
+    step = manifest.plan.steps[index]
+    for position, guard in enumerate(step.guards):
+        what = f"guard #{position} of step {index} ({step.kernel})"
+        slot = guard.slot
+        if slot.dtype != "bool" or slot.nbytes != 1 or slot.writes:
+            fail(f"{what} is {slot.dtype}{list(slot.shape)}; a guard reads one bool")
+        if slot.kind == "arena":
+            check_range(what, slot.offset, slot.nbytes, manifest.plan.arena_size, "arena", fail)
+        elif slot.kind == "weight" or slot.name not in bindings:
+            fail(f"{what} reads a {slot.kind} {slot.name!r}; a guard reads the arena or a listed binding")
+        else:
+            check_range(what, slot.offset, slot.nbytes, bindings[slot.name].nbytes, slot.kind, fail)
+    if step.guards and (manifest.plan.entry is not None or manifest.plan.segments):
+        fail(f"step {index} ({step.kernel}) is guarded, but the plan calls its steps through one entry")
 
 
 def check_step_executable(manifest: Manifest, index: int, fail: Fail) -> None:
@@ -257,7 +276,8 @@ def check_dataflow(manifest: Manifest, fail: Fail) -> None:
     written = Written()
     for index, step in enumerate(manifest.plan.steps):
         ranges = []
-        for position, slot in enumerate(step.args):
+        guard_slots = [g.slot for g in step.guards]  # read first: numbered after the arguments
+        for position, slot in enumerate((*step.args, *guard_slots)):
             if slot.kind in ("arena", "output") and slot.nbytes:
                 start = slot.offset + (outputs[slot.name] if slot.kind == "output" else 0)
                 ranges.append((position, start, start + slot.nbytes, slot.writes))

@@ -54,12 +54,18 @@ def onnxruntime_outputs(model: Path, feeds: Mapping[str, np.ndarray]) -> dict[st
     return dict(zip(names, session.run(None, dict(feeds)), strict=True))
 
 
-def assert_matches_onnxruntime(artifact: Path, model: Path, feeds: Mapping[str, np.ndarray]) -> None:
-    """Every output of the compiled artifact is within TOLERANCE of onnxruntime's (and not all zero)."""
+def assert_matches_onnxruntime(
+    artifact: Path,
+    model: Path,
+    feeds: Mapping[str, np.ndarray],
+    fixed: Mapping[str, np.ndarray] | None = None,
+) -> None:
+    """Every output of the compiled artifact is within TOLERANCE of onnxruntime's (and not all zero);
+    `fixed`: inputs compiled in (--input-value), fed to onnxruntime only."""
     import runtime
 
     got = runtime.load(artifact, threads=2).run(dict(feeds))
-    want = onnxruntime_outputs(model, feeds)
+    want = onnxruntime_outputs(model, {**feeds, **(fixed or {})})
     assert list(got) == list(want)
     for name, reference in want.items():
         assert got[name].shape == reference.shape, name
