@@ -47,7 +47,8 @@ class QuantizeOptions:
         Precision | None,
         typer.Option(
             "--precision",
-            help="Every layer at fp16, int8 or int4, or mixed: each layer's precision chosen under "
+            help="Every layer at fp16, bf16 (weights and activations bf16, f32 sums; needs a cpu with "
+            "avx512_bf16 or amx_bf16), int8 or int4, or mixed: each layer's precision chosen under "
             "--min-sqnr, --max-disagreement or --target-size (`hai quantize` defaults to mixed; "
             "`hai compile` quantizes only when this is given).",
             show_default=False,

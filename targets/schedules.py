@@ -72,12 +72,15 @@ class IntKnobs:
 
 @dataclass(frozen=True)
 class DotStep:
-    """A registered tensor intrinsic of the integer GEMM's 16 x 4 step: its name, and `shift`, what
-    the step adds to each u8 activation byte before multiplying (arm64 `sdot` reads them as i8, so
-    -128); the packer folds `-shift * sum_k W[k, o]` into the corrected bias."""
+    """A registered tensor intrinsic of a dot GEMM's step (integer 16 x 4, bf16 16 x 2): its name,
+    `shift`, what the step adds to each u8 activation byte before multiplying (arm64 `sdot` reads
+    them as i8, so -128; the packer folds `-shift * sum_k W[k, o]` into the corrected bias), and
+    `llvm_import`, LLVM IR the step's implementation calls (a function wrapping an intrinsic whose
+    operand types TIR cannot spell), imported once per kernel by the schedule."""
 
     intrinsic: str
     shift: int = 0
+    llvm_import: str = ""
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,9 @@ class ScheduleTable:
     - `gemm(target, m, n, rows)`: rows dividing `m` (or `rows` given) by columns of `n`.
     - `integer_gemm(target, positions, channels, macs)`.
     - `integer_dot(target)`: the instruction the 16 x 4 u8 x i8 step is there ("" if none);
-      `dot_intrinsic(dot)` registers that instruction's tensor intrinsic and returns its `DotStep`.
+      `bf16_dot(target)`: the instruction the 16 x 2 bf16 step is there ("" if none: a plain
+      float32 reduction of the widened values); `dot_intrinsic(dot)` registers either
+      instruction's tensor intrinsic and returns its `DotStep`.
     - `depthwise(target)`, `vector(target, itemsize)`: the vector width for f32 / `itemsize` bytes.
     """
 
@@ -104,6 +109,7 @@ class ScheduleTable:
     dot_intrinsic: Callable[[str], DotStep]
     depthwise: Callable[[TargetDescription], VectorKnobs]
     vector: Callable[[TargetDescription, int], VectorKnobs]
+    bf16_dot: Callable[[TargetDescription], str] = lambda _target: ""  # a family without one
 
 
 def register_gemm_knobs(target: TargetDescription, m: int, n: int, rows: int | None = None) -> GemmKnobs:

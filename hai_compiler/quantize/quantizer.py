@@ -2,11 +2,12 @@
 
 Rule: `fit` loads the model and runs the `default` passes (`prepare_graph`),
 calibrates activations when some layer may be INT8 (every profile but `fp16`
-and `int4`, which are weight-only), records the ranges in the graph metadata,
+and `int4`, which are weight-only, and `bf16`, which rounds activations without
+a range), records the ranges in the graph metadata,
 picking among observers and refined ranges by the whole model's INT8 error
 (range_selection.py), then quantizes, and with calibration data corrects each
 quantized layer's bias (bias_correction.py) when that brings the whole model
-closer to fp32 on the samples: one precision for every layer (`fp16`, `int8`, `int4`; a layer
+closer to fp32 on the samples: one precision for every layer (`fp16`, `bf16`, `int8`, `int4`; a layer
 that cannot take it keeps the next better one, see passes/quantize.py), or
 `mixed`, where hai_compiler/quantize/mixed.py picks each layer's precision
 under the budget. Per-layer overrides (`layer_precision={name: precision}`)
@@ -56,10 +57,11 @@ from ir.printer import write_hir
 from ir.quantization import record_range
 from passes.quantize import PRECISION_KEY, effective_precision, layer_weight, layers, stored_weight
 
-PROFILES = ("fp16", "int8", "int4", "mixed")
+PROFILES = ("fp16", "bf16", "int8", "int4", "mixed")
 SENSITIVITY_SAMPLES = 8
 """Calibration samples that range selection, sensitivity and bias correction evaluate on."""
-WEIGHT_ONLY = ("fp16", "int4")
+WEIGHT_ONLY = ("fp16", "bf16", "int4")
+"""Profiles that calibrate no activation range (bf16 rounds activations without one)."""
 DEFAULT_OBSERVER = "auto"  # range_selection.py: the observers of AUTO_OBSERVERS, judged on the whole model
 
 
@@ -123,11 +125,12 @@ class DynamicQuantizer:
         self.budget = Budget(self.min_sqnr, self.max_disagreement, self.target_size)
         self.target_description = resolve_device(self.target) if isinstance(self.target, str) else self.target
         described = self.target_description
-        if self.precision_profile == "fp16" and "f16" not in described.supported_precisions:
-            raise QuantizerError(
-                f"target {described.name} (cpu {described.cpu}) has no f16 support; "
-                "choose int8, int4 or mixed"
-            )
+        for profile, precision in (("fp16", "f16"), ("bf16", "bf16")):
+            if self.precision_profile == profile and precision not in described.supported_precisions:
+                raise QuantizerError(
+                    f"target {described.name} (cpu {described.cpu}) has no {precision} support "
+                    f"(bf16 needs avx512_bf16 or amx_bf16); choose another --precision"
+                )
         from targets.registry import get_target
 
         facts = get_target(described.name).facts(described)

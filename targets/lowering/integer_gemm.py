@@ -116,24 +116,32 @@ def weight_at(wp: Any, o: Expr, block: Expr, byte: Expr) -> Expr:
     return wp[o // LANES, block, o % LANES, byte]
 
 
-def table_stage(byte_at: Any, tables: int, channels: int) -> Any:
-    """ctab[t, o]: the 32-bit word of table row t for channel o, from its 4 little-endian bytes
-    `byte_at(t, o, b)` (int8 expressions)."""
+def table_stage(part_at: Any, tables: int, channels: int, depth: int = DEPTH) -> Any:
+    """ctab[t, o]: the 32-bit word of table row t for channel o, from its `depth` little-endian parts
+    `part_at(t, o, b)` (4 int8 bytes; 2 uint16 halves in the bf16 packing)."""
+    bits = 32 // depth
 
     def word(t: Expr, o: Expr) -> Expr:
         parts = [
-            byte_at(t, o, b).astype("uint8").astype("uint32") << te.const(8 * b, "uint32")
-            for b in range(DEPTH)
+            part_at(t, o, b).astype(f"uint{bits}").astype("uint32") << te.const(bits * b, "uint32")
+            for b in range(depth)
         ]
-        return tirx.reinterpret("int32", parts[0] | parts[1] | parts[2] | parts[3])
+        combined = parts[0]
+        for part in parts[1:]:
+            combined = combined | part
+        return tirx.reinterpret("int32", combined)
 
     return te.compute((tables, channels), word, name="ctab")
 
 
 def packed_table_stage(wp: Any, k: int, tables: int) -> Any:
-    """The `ctab` stage over the table rows of a VNNI-packed weight Wp (after its K4 blocks)."""
-    first = reduction_blocks(k)
-    return table_stage(lambda t, o, b: weight_at(wp, o, first + t, b), tables, wp.shape[0] * LANES)
+    """The `ctab` stage over the table rows of a dot-packed weight Wp[panels, blocks + tables, 16, depth]
+    (after the reduction blocks of `k`, padded to a multiple of its depth)."""
+    depth = int(wp.shape[3])
+    first = -(-k // depth)
+    return table_stage(
+        lambda t, o, b: wp[o // LANES, first + t, o % LANES, b], tables, wp.shape[0] * LANES, depth
+    )
 
 
 def table_bytes(tables: Sequence[np.ndarray], channels: int) -> np.ndarray:
@@ -184,9 +192,11 @@ def fused_tables(nodes: Sequence[Any], axis: int) -> PackedTables:
 def schedule_integer_gemm(
     sch: Any, knobs: IntKnobs, stages: Sequence[str], vector_out: bool, channels: int, dot: DotStep
 ) -> None:
-    """Schedule block "acc" (loops n, p, o, reduce..., c4, ci), "ctab" and "out" (see the module rule).
+    """Schedule block "acc" (loops n, p, o, reduce..., c4, ci), "ctab" and "out" (see the module rule);
+    the bf16 GEMM (bf16_gemm.py) shares it, its step 16 x 2.
 
-    `dot`: the registered tensor intrinsic of the 16 x 4 step when `knobs.dot`. `stages` are input
+    `dot`: the registered tensor intrinsic of the inner step when `knobs.dot` (its `llvm_import`
+    imported on the tile loop). `stages` are input
     stages ("pad") computed whole before the GEMM, in parallel over their first two loops (when
     `knobs.parallel`); `vector_out`: the output's innermost loop runs over channels.
     """
@@ -203,6 +213,8 @@ def schedule_integer_gemm(
     inner = [pi, ov, oi, ci] if knobs.dot else [pi, ov, ci, oi]
     sch.reorder(oo, n, po, *outer_reduce, *inner)
     tile = sch.fuse(oo, n, po)
+    if knobs.dot and dot.llvm_import:
+        sch.annotate(tile, "pragma_import_llvm", dot.llvm_import)
     sch.set_scope(block, 0, "local")
     sch.compute_inline(sch.get_sblock("ctab"))  # a tile's epilogue reads the table bytes in place
     out = sch.get_sblock("out")
