@@ -1,4 +1,4 @@
-"""`--precision bf16` end to end: every dense Conv / MatMul / Gemm multiplies bf16 values and sums in f32.
+"""`--precision bf16` and `auto` end to end: dense Convs, MatMuls and Gemms multiply bf16 values, sum in f32.
 
 Checked two ways: against the IR interpreter on the same bf16 graph (the kernels
 add only summation-order error; in a deep model that can flip an activation's
@@ -9,6 +9,12 @@ rounding error up to 2^-9, so a few layers stay well within 1e-2 and the
 deeper ppocr_cls, 53 layers, within 3e-2). A CPU without native bf16 is refused
 with an error that names it. Runs on any x86 host: without avx512_bf16 the same
 kernels run the emulated float32 step.
+
+`auto` is checked against onnxruntime on the very inputs it chose on (generated
+here): its choice keeps every output within the tolerance, takes bf16 for every
+layer when the tolerance is loose, none when it is below bf16's error, and,
+between the two layers' own bf16 errors, keeps bf16 only for the less sensitive
+one; a CPU without native bf16 keeps fp32 with a warning.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from hai_compiler import real_models
 from hai_compiler.accuracy import relative_error
 from hai_compiler.cli import app
 from hai_compiler.compiler import CompileOptions, compile_model
-from hai_compiler.quantize.quantizer import DynamicQuantizer
+from hai_compiler.quantize.caveats import QuantizationWarning
+from hai_compiler.quantize.quantizer import AUTO_SAMPLES, DynamicQuantizer, generated_samples
 from ir import run_graph
 from targets.registry import resolve_target
 
@@ -76,3 +83,67 @@ def test_ppocr_cls_in_bf16(tmp_path: Path) -> None:
     for name, reference in want.items():
         assert relative_error(got[name], interpreted[name]) <= KERNEL_TOLERANCE
         assert relative_error(got[name], reference) <= 3e-2
+
+
+# -- --precision auto ------------------------------------------------------------------------------------
+
+
+def auto(model: Path, tolerance: float, cpu: str | None = None):  # type: ignore[no-untyped-def]
+    target = resolve_target("x86", cpu=cpu) if cpu else resolve_target("x86")
+    return DynamicQuantizer(target, "auto", tolerance=tolerance, progress=False).fit(model)
+
+
+def worst_error(quantized, model: Path) -> float:  # type: ignore[no-untyped-def]
+    """The worst output's relative error against onnxruntime over the generated inputs auto checked
+    (each output's values of all the samples together)."""
+    feeds = generated_samples(quantized.graph, AUTO_SAMPLES, 0)
+    got = [run_graph(quantized.graph, feed) for feed in feeds]
+    want = [onnxruntime_outputs(model, feed) for feed in feeds]
+    return max(
+        relative_error(np.stack([g[name] for g in got]), np.stack([w[name] for w in want]))
+        for name in want[0]
+    )
+
+
+@pytest.mark.parametrize(("tolerance", "expected"), [(0.5, {"bf16"}), (1e-7, {"fp32"})])
+def test_auto_takes_bf16_only_within_the_tolerance(tmp_path: Path, tolerance, expected) -> None:  # type: ignore[no-untyped-def]
+    model = small_model(tmp_path / "small.onnx")
+    quantized = auto(model, tolerance)
+    assert set(quantized.precisions.values()) == expected
+    assert quantized.verified.source == "generated inputs"
+    assert worst_error(quantized, model) <= max(tolerance, 1e-6)
+
+
+def test_auto_falls_back_per_layer(tmp_path: Path) -> None:
+    """A tolerance between the two layers' own bf16 errors: the more sensitive layer goes back to fp32."""
+    model = small_model(tmp_path / "small.onnx")
+    alone = {
+        name: worst_error(DynamicQuantizer(resolve_target("x86"), "bf16", layer_precision={
+            other: "fp32" for other in ("conv", "fc") if other != name}, progress=False).fit(model), model)
+        for name in ("conv", "fc")
+    }  # fmt: skip
+    tolerance = (min(alone.values()) * max(alone.values())) ** 0.5
+    quantized = auto(model, tolerance)
+    kept = min(alone, key=alone.__getitem__)
+    assert quantized.precisions == {kept: "bf16", max(alone, key=alone.__getitem__): "fp32"}
+    assert worst_error(quantized, model) <= tolerance
+
+
+def test_auto_keeps_fp32_on_a_cpu_without_bf16(tmp_path: Path) -> None:
+    model = small_model(tmp_path / "small.onnx")
+    with pytest.warns(QuantizationWarning, match="no native bf16"):
+        quantized = auto(model, 0.5, cpu="skylake-avx512")
+    assert set(quantized.precisions.values()) == {"fp32"}
+
+
+def test_compile_precision_auto_says_what_it_checked(tmp_path: Path) -> None:
+    model = small_model(tmp_path / "small.onnx")
+    compiled = hai("compile", model, "-o", tmp_path / "a.hai", "--precision", "auto", "--tolerance", "0.05")
+    assert compiled.exit_code == 0, compiled.output
+    assert "generated inputs" in compiled.output and "--tolerance 0.05" in compiled.output
+    x = np.random.default_rng(3).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    np.savez(tmp_path / "cal.npz", x=np.repeat(x, 8, axis=0))
+    calibrated = hai("compile", model, "-o", tmp_path / "c.hai", "--precision", "auto",
+                     "--calibration-data", tmp_path / "cal.npz")  # fmt: skip
+    assert calibrated.exit_code == 0, calibrated.output
+    assert "8 calibration samples" in calibrated.output
