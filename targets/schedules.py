@@ -84,6 +84,19 @@ class DotStep:
 
 
 @dataclass(frozen=True)
+class TileGemm:
+    """A matrix unit's bf16 GEMM block (x86 AMX-BF16): `function`, defined in the LLVM IR `llvm_import`
+    the kernel imports, computes a `rows` x `columns` float32 block over `depth`-long steps of K;
+    its signature and operand layouts are targets/x86/amx.py's."""
+
+    function: str
+    llvm_import: str
+    rows: int
+    columns: int
+    depth: int
+
+
+@dataclass(frozen=True)
 class VectorKnobs:
     """`lanes`: elements of one vector (depthwise rows/channels, elementwise and reduction loops)."""
 
@@ -101,6 +114,7 @@ class ScheduleTable:
       float32 reduction of the widened values); `dot_intrinsic(dot)` registers either
       instruction's tensor intrinsic and returns its `DotStep`.
     - `depthwise(target)`, `vector(target, itemsize)`: the vector width for f32 / `itemsize` bytes.
+    - `bf16_tiles(target)`: the target's matrix-unit bf16 GEMM block (`TileGemm`), None without one.
     """
 
     gemm: Callable[[TargetDescription, int, int, int | None], GemmKnobs]
@@ -110,6 +124,7 @@ class ScheduleTable:
     depthwise: Callable[[TargetDescription], VectorKnobs]
     vector: Callable[[TargetDescription, int], VectorKnobs]
     bf16_dot: Callable[[TargetDescription], str] = lambda _target: ""  # a family without one
+    bf16_tiles: Callable[[TargetDescription], TileGemm | None] = lambda _target: None
 
 
 def register_gemm_knobs(target: TargetDescription, m: int, n: int, rows: int | None = None) -> GemmKnobs:

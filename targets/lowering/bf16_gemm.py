@@ -84,10 +84,13 @@ def bf16_bits(array: np.ndarray) -> np.ndarray:
     return values.astype(ml_dtypes.bfloat16).view(np.uint16)
 
 
-def pack_bf16_weights(w_ko: np.ndarray, tables: Sequence[np.ndarray]) -> np.ndarray:
-    """(K, M) bf16 bits in reduction order and 1-D (M,) 32-bit tables -> Wp[Mp/16, K2 + T, 16, 2]."""
+def pack_bf16_weights(
+    w_ko: np.ndarray, tables: Sequence[np.ndarray], k_step: int = DEPTH, m_step: int = LANES
+) -> np.ndarray:
+    """(K, M) bf16 bits in reduction order and 1-D (M,) 32-bit tables -> Wp[Mp/16, K2 + T, 16, 2],
+    K padded to a multiple of `k_step`, M of `m_step` (a tile GEMM's block)."""
     k, m = w_ko.shape
-    kp, mp = padded(k, DEPTH), padded(m, LANES)
+    kp, mp = padded(k, k_step), padded(m, m_step)
     full = np.zeros((kp, mp), np.uint16)
     full[:k, :m] = w_ko
     pairs = full.reshape(kp // DEPTH, DEPTH, mp // LANES, LANES).transpose(2, 0, 3, 1)
@@ -116,8 +119,8 @@ def as_bf16(read: Any) -> Any:
     return narrow(read, DType.BF16)
 
 
-def weight_placeholder(k: int, channels: int, tables: int) -> Any:
-    shape = (padded(channels, LANES) // LANES, padded(k, DEPTH) // DEPTH + tables, LANES, DEPTH)
+def weight_placeholder(k: int, channels: int, tables: int, k_step: int = DEPTH, m_step: int = LANES) -> Any:
+    shape = (padded(channels, m_step) // LANES, padded(k, k_step) // DEPTH + tables, LANES, DEPTH)
     return te.placeholder(shape, "uint16", name="Wp")
 
 

@@ -33,7 +33,8 @@ import numpy as np
 from tvm import te
 
 from ir.graph import Node
-from targets.lowering.bf16_gemm import bf16_weight, lower_bf16_conv
+from targets.lowering.bf16_gemm import bf16_weight
+from targets.lowering.bf16_tiles import lower_bf16_layer_conv
 from targets.lowering.conv_depthwise import lower_depthwise, phased_input
 from targets.lowering.conv_general import lower_general_conv
 from targets.lowering.conv_geometry import (
@@ -212,7 +213,7 @@ def lower_conv(node: Node, target: TargetDescription, epilogue: Sequence[Node], 
     w = node.operands[1]
     fast = node.results[0].type.dtype.numpy.name == "float32" and x.type.rank == 4
     if fast and bf16_weight(node) is not None and Geometry(node).group == 1:
-        return lower_bf16_conv(node, target, epilogue, layout)
+        return lower_bf16_layer_conv(node, target, epilogue, layout)
     if fast and w is not None and has_packable_weight(node):
         g = Geometry(node)
         if g.group == 1:

@@ -21,7 +21,8 @@ import numpy as np
 from tvm import te
 
 from ir.graph import Node, Value
-from targets.lowering.bf16_gemm import bf16_weight, lower_bf16_matmul
+from targets.lowering.bf16_gemm import bf16_weight
+from targets.lowering.bf16_tiles import lower_bf16_layer_matmul
 from targets.lowering.elementwise import Epilogue, Operand, epilogue_args, epilogue_signature
 from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg, kernel_name, unravel
 from targets.lowering.matmul_general import general_product
@@ -237,7 +238,7 @@ def lower_matmul(
     a, b = node.operands[0], node.operands[1]
     assert a is not None and b is not None
     if bf16_weight(node) is not None and a.type.rank >= 2:
-        return lower_bf16_matmul(node, target, epilogue)
+        return lower_bf16_layer_matmul(node, target, epilogue)
     one_weight_matrix = has_packable_weight(node) and b.type.rank >= 2 and math.prod(b.type.shape[:-2]) == 1
     if fp32(node) and one_weight_matrix and a.type.rank >= 2:
         return packed_gemm(
@@ -268,7 +269,7 @@ def lower_gemm(node: Node, target: TargetDescription, epilogue: Sequence[Node], 
         "beta": float(attrs["beta"]),
     }
     if bf16_weight(node) is not None and plain_gemm(options):
-        return lower_bf16_matmul(node, target, epilogue, trans_b=options["trans_b"])
+        return lower_bf16_layer_matmul(node, target, epilogue, trans_b=options["trans_b"])
     if fp32(node) and has_packable_weight(node):
         return packed_gemm(node, target, epilogue, a=a, b=b, **options)
     return general_product(node, target, epilogue, **options)

@@ -17,10 +17,12 @@ from targets.schedules import (
     DotStep,
     IntKnobs,
     ScheduleTable,
+    TileGemm,
     f32_vector_knobs,
     full_vector_knobs,
     register_gemm_knobs,
 )
+from targets.x86.amx import AMX_BF16, AMX_BF16_FEATURES
 from targets.x86.avx512_bf16 import VDPBF16PS, register_bf16_dot
 from targets.x86.vnni import VPDPBUSD, register_vnni
 
@@ -34,6 +36,11 @@ def dot_instruction(target: TargetDescription) -> str:
 
 def bf16_dot_instruction(target: TargetDescription) -> str:
     return VDPBF16PS if BF16_FEATURES <= target.features else ""
+
+
+def bf16_tiles(target: TargetDescription) -> TileGemm | None:
+    """AMX-BF16's 32 x 32 block where the target has the tiles."""
+    return AMX_BF16 if AMX_BF16_FEATURES <= target.features else None
 
 
 def dot_intrinsic(instruction: str) -> DotStep:
@@ -59,4 +66,5 @@ X86_SCHEDULES = ScheduleTable(
     depthwise=f32_vector_knobs,
     vector=full_vector_knobs,
     bf16_dot=bf16_dot_instruction,
+    bf16_tiles=bf16_tiles,
 )
