@@ -62,18 +62,13 @@ from passes.quantize import (
 LADDER = ("int4", "int8", "fp16")
 """Precisions mixed precision chooses among, cheapest first (`ladder_for` adapts it to a target)."""
 AUTO_LADDER = ("bf16", "fp32")
-"""What `--precision auto` chooses among where the target has native bf16 (`auto_ladder`)."""
+"""What `--precision auto` chooses among where the target's kernels have native bf16 (quantizer.py)."""
 
 
 def ladder_for(target: object) -> tuple[str, ...]:
     """LADDER for a TargetDescription: its top rung is FP32 where the target has no f16 support."""
     supported = getattr(target, "supported_precisions", ("f16",))
     return LADDER if "f16" in supported else ("int4", "int8", "fp32")
-
-
-def auto_ladder(target: object) -> tuple[str, ...]:
-    """AUTO_LADDER where the TargetDescription has native bf16, else FP32 only."""
-    return AUTO_LADDER if "bf16" in getattr(target, "supported_precisions", ()) else ("fp32",)
 
 
 DEFAULT_MIN_SQNR = 30.0

@@ -43,11 +43,11 @@ from hai_compiler.quantize.caveats import warn
 from hai_compiler.quantize.incremental import IncrementalEvaluator, closeness
 from hai_compiler.quantize.metrics import graph_weight_bytes, stored_bytes
 from hai_compiler.quantize.mixed import (
+    AUTO_LADDER,
     Budget,
     LayerChoice,
     MixedPrecision,
     QuantizationBudgetError,
-    auto_ladder,
     configured,
     ladder_for,
     layer_name,
@@ -204,9 +204,9 @@ class DynamicQuantizer:
         if not samples:
             samples, source = generated_samples(graph, AUTO_SAMPLES, self.seed), "generated inputs"
             evaluator = verifier = IncrementalEvaluator(graph, samples)
-        ladder = auto_ladder(self.target_description)
+        target = self.target_description
+        ladder = AUTO_LADDER if native_bf16(target) else ("fp32",)
         if "bf16" not in ladder:
-            target = self.target_description
             warn(f"target {target.name} (cpu {target.cpu}) has no native bf16: auto keeps every layer fp32")
         budget = Budget(max_relative_error=self.tolerance)
         chooser = MixedPrecision(
@@ -301,6 +301,15 @@ class DynamicQuantizer:
             for n in layers(graph)
         }
         return self.runner.run(graph, self.precision_profile, final=True), chosen
+
+
+def native_bf16(target: Any) -> bool:
+    """Whether the target's bf16 kernels run on bf16 instructions (x86 vdpbf16ps or AMX tiles), not on
+    the emulated float32 step (its schedule table, targets/schedules.py)."""
+    from targets.schedules import schedules_of
+
+    table = schedules_of(target)
+    return bool(table.bf16_dot(target)) or table.bf16_tiles(target) is not None
 
 
 def generated_samples(graph: Graph, count: int, seed: int) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ kernels run the emulated float32 step.
 here): its choice keeps every output within the tolerance, takes bf16 for every
 layer when the tolerance is loose, none when it is below bf16's error, and,
 between the two layers' own bf16 errors, keeps bf16 only for the less sensitive
-one; a CPU without native bf16 keeps fp32 with a warning.
+one; where the kernels have no native bf16 it keeps fp32 with a warning.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def test_ppocr_cls_in_bf16(tmp_path: Path) -> None:
 # -- --precision auto ------------------------------------------------------------------------------------
 
 
-def auto(model: Path, tolerance: float, cpu: str | None = None):  # type: ignore[no-untyped-def]
-    target = resolve_target("x86", cpu=cpu) if cpu else resolve_target("x86")
+def auto(model: Path, tolerance: float, cpu: str | None = None, arch: str = "x86"):  # type: ignore[no-untyped-def]
+    target = resolve_target(arch, cpu=cpu) if cpu else resolve_target(arch)
     return DynamicQuantizer(target, "auto", tolerance=tolerance, progress=False).fit(model)
 
 
@@ -129,10 +129,12 @@ def test_auto_falls_back_per_layer(tmp_path: Path) -> None:
     assert worst_error(quantized, model) <= tolerance
 
 
-def test_auto_keeps_fp32_on_a_cpu_without_bf16(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("arch", "cpu"), [("x86", "skylake-avx512"), ("arm64", "neoverse-v1")])
+def test_auto_keeps_fp32_where_the_kernels_have_no_native_bf16(tmp_path: Path, arch, cpu) -> None:  # type: ignore[no-untyped-def]
+    """skylake-avx512 has no bf16 at all; neoverse-v1 has, but HAI's arm64 bf16 kernels emulate it."""
     model = small_model(tmp_path / "small.onnx")
     with pytest.warns(QuantizationWarning, match="no native bf16"):
-        quantized = auto(model, 0.5, cpu="skylake-avx512")
+        quantized = auto(model, 0.5, cpu=cpu, arch=arch)
     assert set(quantized.precisions.values()) == {"fp32"}
 
 
