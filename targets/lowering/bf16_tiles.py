@@ -13,7 +13,9 @@ one intrinsic per K and panel shape, the call's pointers from its buffers);
 and the "out" stage,
 bias (ctab row 0) plus acc through the fused epilogue at the result's index.
 The tile function's LLVM IR is imported by the acc loop (`pragma_import_llvm`).
-Elsewhere the dot GEMM of bf16_gemm.py computes the layer.
+Elsewhere, and for layers too thin to fill the blocks at least half
+(`fills_tiles`: K under 32 or fewer than 16 channels), the dot GEMM of
+bf16_gemm.py computes the layer.
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ def lower_bf16_layer_matmul(
 ) -> LoweredKernel:
     """A bf16 MatMul / plain Gemm: on the target's tiles where it has them, else the dot GEMM."""
     tiles = schedules_of(target).bf16_tiles(target)
-    if tiles is None:
+    stored = bf16_weight(node)
+    assert stored is not None
+    n, k = stored.type.shape if trans_b else stored.type.shape[::-1]
+    if tiles is None or not fills_tiles(tiles, k, n):
         return lower_bf16_matmul(node, target, epilogue, trans_b=trans_b)
     return tiled_matmul(node, epilogue, tiles, trans_b)
 
@@ -65,9 +70,16 @@ def lower_bf16_layer_conv(
 ) -> LoweredKernel:
     """A bf16 dense Conv: on the target's tiles where it has them, else the dot GEMM."""
     tiles = schedules_of(target).bf16_tiles(target)
-    if tiles is None:
+    g = Geometry(node)
+    if tiles is None or not fills_tiles(tiles, g.c * g.kh * g.kw, g.m):
         return lower_bf16_conv(node, target, epilogue, layout)
     return tiled_conv(node, epilogue, layout, tiles)
+
+
+def fills_tiles(tiles: TileGemm, k: int, channels: int) -> bool:
+    """Whether a layer of reduction length `k` and `channels` outputs fills the tile blocks at least
+    half (the padding to 32 x 32 blocks at most doubles the work): a thinner one runs the dot GEMM."""
+    return k >= tiles.depth and 2 * channels >= tiles.columns and channels >= LANES
 
 
 def tile_description(tiles: TileGemm, k: int, panel_rows: int, channels: int) -> Any:

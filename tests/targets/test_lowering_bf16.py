@@ -154,3 +154,17 @@ def test_a_target_without_bf16_keeps_fp32_and_says_so() -> None:
     Quantize(precision="bf16").run(g.graph, ctx)
     assert [n.op for n in g.graph.nodes] == ["MatMul"]
     assert any("no bf16 support" in d.message for d in ctx.diagnostics if d.severity == "note")
+
+
+def test_layers_too_thin_for_the_tiles_take_the_dot_gemm(tiles) -> None:  # type: ignore[no-untyped-def]
+    """K under 32 or under 16 channels would fill a 32 x 32 block less than half."""
+    g = OneOp(seed=3)
+    matmul_layer((40, 16), (16, 64))(g)
+    g.graph.outputs.append(list(g.graph.nodes)[-1].results[0])
+    Quantize(precision="bf16").run(g.graph, PassContext())
+    Fuse().run(g.graph, PassContext())
+    _, kernel = layer_kernel(g, tiles)
+    assert "tiles" not in kernel.workload and "knobs" in kernel.workload
+    got = run(kernel, g, tiles)
+    want = run_graph(g.graph, g.feeds)[g.graph.outputs[0].name]
+    assert relative_error(got.reshape(want.shape), want) <= TOLERANCE
