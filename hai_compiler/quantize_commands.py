@@ -49,7 +49,9 @@ class QuantizeOptions:
         Precision | None,
         typer.Option(
             "--precision",
-            help="Every layer at fp16, int8 or int4, or mixed: each layer's precision chosen under "
+            help="Every layer at fp16, bf16 (weights and activations bf16, f32 sums; needs a cpu with "
+            "avx512_bf16 or amx_bf16), int8 or int4; auto: bf16 per layer where the cpu has it, every "
+            "output within --tolerance of fp32; or mixed: each layer's precision chosen under "
             "--min-sqnr, --max-disagreement or --target-size (`hai quantize` defaults to mixed; "
             "`hai compile` quantizes only when this is given).",
             show_default=False,
@@ -84,6 +86,15 @@ class QuantizeOptions:
     target_size: Annotated[
         str | None, size_option("--target-size", "Mixed: fit the layer weights in SIZE.")
     ] = None
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            "--tolerance",
+            metavar="REL",
+            help="Auto: every output's relative error against fp32 at most REL (on --calibration-data, "
+            "else on generated inputs).",
+        ),
+    ] = 1e-2
     layer_precision: Annotated[
         list[str] | None,
         typer.Option(
@@ -127,7 +138,7 @@ class QuantizeOptions:
         return DynamicQuantizer(
             target, str(self.precision or "mixed"), observer=str(self.observer),
             min_sqnr=self.min_sqnr, max_disagreement=self.max_disagreement, target_size=target_size,
-            layer_precision=overrides, instruments=instruments,
+            tolerance=self.tolerance, layer_precision=overrides, instruments=instruments,
         )  # fmt: skip
 
     def quality(self, model: Path, shapes: dict[str, tuple[int, ...]], quantized: Any) -> Any:

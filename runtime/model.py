@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.amx import check_tile_state
 from runtime.artifact import (
     ALIGNMENT,
     WEIGHTS_FILE,
@@ -104,6 +105,7 @@ def load(
         check_available_memory(allocated_bytes(manifest) if peak is None else peak, directory, system_root)
         devices = open_devices(manifest, directory, threads)
         check_cpu(manifest, devices[HOST_DEVICE].capabilities(), directory)
+        check_tile_state(manifest.target.features, directory)
         return Model(files, devices)
 
 

@@ -72,16 +72,33 @@ class IntKnobs:
 
 @dataclass(frozen=True)
 class DotStep:
-    """A registered tensor intrinsic of the integer GEMM's step: its name; `shift`, what the step adds
+    """A registered tensor intrinsic of a dot GEMM's step: its name; `shift`, what the step adds
     to each u8 activation byte before multiplying (arm64 `sdot` reads them as i8, so -128; the packer
     folds `-shift * sum_k W[k, o]` into the corrected bias); its shape, `rows` positions x 16 lanes x
-    `depth` bytes: 1 x 16 x 4 for the dot instructions (x86 `vpdpbusd`, arm64 `usdot`/`sdot`),
-    2 x 16 x 8 for arm64 i8mm's matrix step (`usmmla`). The weights are packed `depth` bytes deep."""
+    `depth` parts: 1 x 16 x 4 bytes for the dot instructions (x86 `vpdpbusd`, arm64 `usdot`/`sdot`),
+    2 x 16 x 8 bytes for arm64 i8mm's matrix step (`usmmla`), 1 x 16 x 2 bf16 halves for the bf16
+    step (x86 `vdpbf16ps`). The weights are packed `depth` parts deep. `llvm_import`: LLVM IR the
+    step's implementation calls (a function wrapping an intrinsic whose operand types TIR cannot
+    spell), imported once per kernel by the schedule."""
 
     intrinsic: str
     shift: int = 0
     rows: int = 1
     depth: int = 4
+    llvm_import: str = ""
+
+
+@dataclass(frozen=True)
+class TileGemm:
+    """A matrix unit's bf16 GEMM block (x86 AMX-BF16): `function`, defined in the LLVM IR `llvm_import`
+    the kernel imports, computes a `rows` x `columns` float32 block over `depth`-long steps of K;
+    its signature and operand layouts are targets/x86/amx.py's."""
+
+    function: str
+    llvm_import: str
+    rows: int
+    columns: int
+    depth: int
 
 
 @dataclass(frozen=True)
@@ -100,8 +117,11 @@ class ScheduleTable:
       and 2i + 1 read one strided region of the input (a MatMulInteger's rows; a conv's neighbours
       in an output row of even width at W stride 1), so a 2-row step can read them at once.
     - `integer_dot(target)`: the instruction the 16 x 4 u8 x i8 step is there ("" if none);
-      `dot_intrinsic(dot)` registers the tensor intrinsic of a knob's `dot` and returns its `DotStep`.
+      `bf16_dot(target)`: the instruction the 16 x 2 bf16 step is there ("" if none: a plain
+      float32 reduction of the widened values); `dot_intrinsic(dot)` registers the tensor intrinsic of a
+      knob's `dot` (integer or bf16) and returns its `DotStep`.
     - `depthwise(target)`, `vector(target, itemsize)`: the vector width for f32 / `itemsize` bytes.
+    - `bf16_tiles(target)`: the target's matrix-unit bf16 GEMM block (`TileGemm`), None without one.
     """
 
     gemm: Callable[[TargetDescription, int, int, int | None], GemmKnobs]
@@ -110,6 +130,8 @@ class ScheduleTable:
     dot_intrinsic: Callable[[str], DotStep]
     depthwise: Callable[[TargetDescription], VectorKnobs]
     vector: Callable[[TargetDescription, int], VectorKnobs]
+    bf16_dot: Callable[[TargetDescription], str] = lambda _target: ""  # a family without one
+    bf16_tiles: Callable[[TargetDescription], TileGemm | None] = lambda _target: None
 
 
 def register_gemm_knobs(target: TargetDescription, m: int, n: int, rows: int | None = None) -> GemmKnobs:

@@ -33,6 +33,8 @@ import numpy as np
 from tvm import te
 
 from ir.graph import Node
+from targets.lowering.bf16_gemm import bf16_weight
+from targets.lowering.bf16_tiles import lower_bf16_layer_conv
 from targets.lowering.conv_depthwise import lower_depthwise, phased_input
 from targets.lowering.conv_general import lower_general_conv
 from targets.lowering.conv_geometry import (
@@ -44,8 +46,7 @@ from targets.lowering.conv_geometry import (
     schedule_pad,
 )
 from targets.lowering.elementwise import epilogue_signature
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError
-from targets.lowering.matmul import arg
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg
 from targets.lowering.registry import lowering
 from targets.lowering.tiling import choose_knobs, padded, schedule_gemm
 from targets.lowering.weight_only import decode_at_use, has_packable_weight, weight_source
@@ -211,6 +212,8 @@ def lower_conv(node: Node, target: TargetDescription, epilogue: Sequence[Node], 
     assert x is not None
     w = node.operands[1]
     fast = node.results[0].type.dtype.numpy.name == "float32" and x.type.rank == 4
+    if fast and bf16_weight(node) is not None and Geometry(node).group == 1:
+        return lower_bf16_layer_conv(node, target, epilogue, layout)
     if fast and w is not None and has_packable_weight(node):
         g = Geometry(node)
         if g.group == 1:

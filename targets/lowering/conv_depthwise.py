@@ -26,8 +26,7 @@ from targets.lowering.conv_geometry import (
     schedule_pad,
 )
 from targets.lowering.elementwise import epilogue_signature
-from targets.lowering.kernel import KernelArg, LoweredKernel
-from targets.lowering.matmul import arg
+from targets.lowering.kernel import KernelArg, LoweredKernel, arg
 from targets.lowering.tiling import padded
 from targets.lowering.weight_only import weight_source
 from targets.schedules import schedules_of

@@ -47,8 +47,7 @@ from targets.lowering.integer_gemm import (
     weight_at,
     weight_placeholder,
 )
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError
-from targets.lowering.matmul import arg
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg
 from targets.lowering.registry import lowering
 from targets.lowering.tiling import padded
 from targets.target import TargetDescription
@@ -77,9 +76,18 @@ def as_u8(read: Any, shift: int) -> Any:
 def u8_input(
     x: Any, g: Geometry, layout: str, cp: int, shift: int, zero: int, channels_last: bool, width: int = 0
 ) -> Any:
-    """The "pad" stage: the input as u8, zero point outside it, xq[n, hp, wp, cp] when `channels_last`
-    else xq[n, cp, hp, wp] (wp: `width` when given, at least the padded width; bounds tested only
-    where there is padding: an unpadded, whole-channel copy is a plain transpose or copy)."""
+    """The "pad" stage of an integer conv: the input as u8, zero point outside it (`padded_input`)."""
+    convert = partial(as_u8, shift=shift)
+    return padded_input(x, g, layout, cp, convert, te.const(zero, "uint8"), channels_last, width)
+
+
+def padded_input(
+    x: Any, g: Geometry, layout: str, cp: int, convert: Any, outside: Any, channels_last: bool, width: int = 0
+) -> Any:
+    """The "pad" stage: each input element `convert`ed (to u8, to bf16 bits), `outside` beyond it,
+    xq[n, hp, wp, cp] when `channels_last` else xq[n, cp, hp, wp] (wp: `width` when given, at least
+    the padded width; bounds tested only where there is padding: an unpadded, whole-channel copy is
+    a plain transpose or copy)."""
     top, left = g.pads[0], g.pads[1]
     width = max(width, g.wp)
 
@@ -91,8 +99,8 @@ def u8_input(
             index.append(te.min(te.max(at, 0), size - 1) if before or after else at)
             checks += [at >= 0] * bool(before) + [at < size] * bool(after)
         yy, xc, cc = index
-        read = as_u8(x[n, cc, yy, xc] if layout == "NCHW" else x[n, yy, xc, cc], shift)
-        return te.if_then_else(te.all(*checks), read, te.const(zero, "uint8")) if checks else read
+        read = convert(x[n, cc, yy, xc] if layout == "NCHW" else x[n, yy, xc, cc])
+        return te.if_then_else(te.all(*checks), read, outside) if checks else read
 
     if channels_last:
         return te.compute((g.n, g.hp, width, cp), fill, name="pad")

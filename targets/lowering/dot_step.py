@@ -8,8 +8,12 @@ C[r, j] += sum_k u8(A[r, k]) * i8(B[j, k]). A one-row step (the 16 x 4 dot step)
 (depth,) and C of (16,), broadcast A; a multi-row step (arm64 i8mm's `usmmla`) has A (rows,
 depth) with its row stride and C in the blocks of rows x 2 lanes the matrix instruction writes,
 (16 / 2, rows, 2) (integer_gemm.py's `block_layout`, which the schedule gives the accumulators).
-C is register ("local") scope. A target's implementation
-(targets/x86/vnni.py, targets/arm64/dot.py) computes exactly this with its instructions;
+The bf16 step (1 x 16 x 2) adds to 16 float32 accumulators the dot product of 2 bf16 values
+A[0:2] (their uint16 bits, broadcast) with B[j, 0:2] of the 16 x 2 packing (bf16_gemm.py):
+C[j] += sum_k f32(A[k]) * f32(B[j, k]), a bf16 widened by putting its bits in the top half of a
+float32 (`widen_bf16`, the TE compute's own expression).
+C is register ("local") scope. A target's implementation (targets/x86/vnni.py,
+targets/x86/avx512_bf16.py, targets/arm64/dot.py) computes exactly this with its instructions;
 `register_dot_step` registers the pair once under the step's name.
 """
 
@@ -79,8 +83,40 @@ def rows_step_description(rows: int, depth: int) -> Any:
     return desc
 
 
-def register_dot_step(step: DotStep, implementation: Callable[[], Any]) -> DotStep:
-    """Register `step.intrinsic` with its shape's description and `implementation()` (idempotent)."""
+def widen_bf16(bits: Any) -> Any:
+    """A bf16 element (its uint16 bits) as the float32 it is exactly."""
+    from tvm import tirx
+
+    return tirx.reinterpret("float32", bits.astype("uint32") << tirx.const(16, "uint32"))
+
+
+def bf16_dot_16x2_description() -> Any:
+    """The bf16 step's semantics as TVMScript (what `sch.tensorize` matches)."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        A: T.Buffer((2,), "uint16", offset_factor=1),
+        B: T.Buffer((16, 2), "uint16", offset_factor=1),
+        C: T.Buffer((16,), "float32", offset_factor=1, scope="local"),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:2], B[0:16, 0:2])
+            T.writes(C[0:16])
+            for i in T.serial(0, 16):
+                for k in T.serial(0, 2):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + widen_bf16(A[vk]) * widen_bf16(B[vi, vk])
+
+    return desc
+
+
+def register_dot_step(
+    step: DotStep, implementation: Callable[[], Any], description: Callable[[], Any] | None = None
+) -> DotStep:
+    """Register `step.intrinsic` with its `description` (the integer step of its shape unless given)
+    and `implementation()` (idempotent)."""
     from tvm.s_tir import TensorIntrin
 
     try:
@@ -88,5 +124,9 @@ def register_dot_step(step: DotStep, implementation: Callable[[], Any]) -> DotSt
         return step
     except Exception:  # noqa: BLE001 - TVM raises a plain error for an unknown name
         pass
-    TensorIntrin.register(step.intrinsic, dot_step_description(step), implementation())
+    TensorIntrin.register(
+        step.intrinsic,
+        description() if description is not None else dot_step_description(step),
+        implementation(),
+    )
     return step

@@ -144,24 +144,30 @@ def weight_at(wp: Any, o: Expr, block: Expr, byte: Expr) -> Expr:
     return wp[o // LANES, block, o % LANES, byte]
 
 
-def table_stage(byte_at: Any, tables: int, channels: int) -> Any:
-    """ctab[t, o]: the 32-bit word of table row t for channel o, from its 4 little-endian bytes
-    `byte_at(t, o, b)` (int8 expressions)."""
+def table_stage(part_at: Any, tables: int, channels: int, parts: int = WORD) -> Any:
+    """ctab[t, o]: the 32-bit word of table row t for channel o, from its `parts` little-endian parts
+    `part_at(t, o, b)` (4 int8 bytes; 2 uint16 halves in the bf16 packing)."""
+    bits = 32 // parts
 
     def word(t: Expr, o: Expr) -> Expr:
-        parts = [
-            byte_at(t, o, b).astype("uint8").astype("uint32") << te.const(8 * b, "uint32")
-            for b in range(WORD)
+        pieces = [
+            part_at(t, o, b).astype(f"uint{bits}").astype("uint32") << te.const(bits * b, "uint32")
+            for b in range(parts)
         ]
-        return tirx.reinterpret("int32", parts[0] | parts[1] | parts[2] | parts[3])
+        combined = pieces[0]
+        for piece in pieces[1:]:
+            combined = combined | piece
+        return tirx.reinterpret("int32", combined)
 
     return te.compute((tables, channels), word, name="ctab")
 
 
 def packed_table_stage(wp: Any, k: int, tables: int) -> Any:
-    """The `ctab` stage over the table rows of a packed weight Wp (after its reduction blocks)."""
+    """The `ctab` stage over the table rows of a packed weight Wp[panels, blocks + tables, 16, depth]
+    (after its reduction blocks): 4 int8 parts of a word, or 2 uint16 in the bf16 packing."""
     first = reduction_blocks(k, int(wp.shape[3]))
-    return table_stage(lambda t, o, b: weight_at(wp, o, first + t, b), tables, wp.shape[0] * LANES)
+    parts = 2 if str(wp.dtype) == "uint16" else WORD
+    return table_stage(lambda t, o, b: weight_at(wp, o, first + t, b), tables, wp.shape[0] * LANES, parts)
 
 
 def table_bytes(tables: Sequence[np.ndarray], channels: int) -> np.ndarray:
@@ -212,10 +218,12 @@ def fused_tables(nodes: Sequence[Any], axis: int) -> PackedTables:
 def schedule_integer_gemm(
     sch: Any, knobs: IntKnobs, stages: Sequence[str], vector_out: bool, channels: int, dot: DotStep
 ) -> None:
-    """Schedule block "acc" (loops n, p, o, reduce..., c4, ci), "ctab" and "out" (see the module rule).
+    """Schedule block "acc" (loops n, p, o, reduce..., c4, ci), "ctab" and "out" (see the module rule);
+    the bf16 GEMM (bf16_gemm.py) shares it, its step 16 x 2.
 
     `dot`: the registered tensor intrinsic of the step when `knobs.dot` (a step of `dot.rows` positions
-    is tensorized at a loop over that many of the tile's rows). `stages` are input
+    is tensorized at a loop over that many of the tile's rows; its `llvm_import` is imported on the
+    tile loop). `stages` are input
     stages ("pad") computed whole before the GEMM, in parallel over their first two loops (when
     `knobs.parallel`); `vector_out`: the output's innermost loop runs over channels.
     """
@@ -237,6 +245,8 @@ def schedule_integer_gemm(
     inner = [pi, ov, *step_rows, oi, ci] if knobs.dot else [pi, ov, ci, oi]
     sch.reorder(oo, n, po, *outer_reduce, *inner)
     tile = sch.fuse(oo, n, po)
+    if knobs.dot and dot.llvm_import:
+        sch.annotate(tile, "pragma_import_llvm", dot.llvm_import)
     sch.set_scope(block, 0, "local")
     sch.compute_inline(sch.get_sblock("ctab"))  # a tile's epilogue reads the table bytes in place
     out = sch.get_sblock("out")

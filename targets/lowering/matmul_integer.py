@@ -34,8 +34,7 @@ from targets.lowering.integer_gemm import (
     weight_at,
     weight_placeholder,
 )
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError
-from targets.lowering.matmul import arg, unravel
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg, unravel
 from targets.lowering.registry import lowering
 from targets.lowering.tiling import padded
 from targets.target import TargetDescription
