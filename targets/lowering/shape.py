@@ -127,11 +127,17 @@ def _schedule_tiled(sch, block, inner: int, elements: int) -> None:  # noqa: ANN
 def lower_concat(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
+    """Along the stored axis: a channel Concat of an NHWC region joins along the last one."""
     k = KernelBuilder(node, target, epilogue)
-    axis = node.attrs["axis"]
-    parts = [(k.operand(i), v.type.shape[axis]) for i, v in enumerate(node.operands) if v is not None]
-    parts = [(t, n) for t, n in parts if n > 0] or parts[:1]
     out_type = node.results[0].type
+    order = LAYOUTS.get(out_type.layout or "", tuple(range(out_type.rank)))
+    axis = order.index(node.attrs["axis"])
+    parts = [
+        (k.operand(i, v.type.stored_shape), v.type.stored_shape[axis])
+        for i, v in enumerate(node.operands)
+        if v is not None
+    ]
+    parts = [(t, n) for t, n in parts if n > 0] or parts[:1]
 
     def read(*i):
         offsets = [sum(n for _, n in parts[:j]) for j in range(len(parts))]
@@ -143,7 +149,7 @@ def lower_concat(
             value = here if value is None else tirx.Select(i[axis] < start + size, here, value)
         return value
 
-    out = te.compute(out_type.shape, read, name="out")
+    out = te.compute(out_type.stored_shape, read, name="out")
     return k.finish([out], contiguous=axis != out_type.rank - 1)
 
 
