@@ -43,7 +43,6 @@ from targets.lowering.conv_geometry import (
     Geometry,
     bias_and_epilogue,
     finish_kernel,
-    out_index,
     padded_input,
     schedule_pad,
 )
@@ -82,8 +81,18 @@ def pack_conv_weights(w: np.ndarray, g: Geometry, panel: int) -> np.ndarray:
     return np.ascontiguousarray(full.reshape(panels, panel, c, g.kh, g.kw).transpose(0, 3, 4, 2, 1))
 
 
+def grouped_out_shape(g: Geometry, layout: str, flat: bool) -> tuple[int, ...]:
+    """The output as the kernel writes it (the same bytes as the IR's): the channel axis split into
+    (group, channel of the group), the plane flat or not, so each tile's output block is affine in
+    the accumulator's loops."""
+    plane = (g.oh * g.ow,) if flat else (g.oh, g.ow)
+    channels = (g.group, g.mg)
+    return (g.n, *channels, *plane) if layout == "NCHW" else (g.n, *plane, *channels)
+
+
 def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, wp: Any) -> tuple[Any, ...]:
-    """(acc compute, its reader acc_at(n, o, y, xx, p), pad stage or None) over the packed weight `wp`.
+    """(acc compute, its reader acc_at(n, group, channel, y, xx, p), pad stage or None) over the packed
+    weight `wp` (`channel`: of the group; `p`: the flat position, for flat accumulators).
 
     acc's loops are (outer..., group, m, n, reduce...) as schedule_gemm wants: for "spatial"
     m = a group's output channels and n = columns or positions; otherwise m = positions,
@@ -115,27 +124,24 @@ def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, wp: Any) 
         read = x[n, c, p] if layout == "NCHW" else x[n, p, c]
         return te.sum(read * w_at(gi, o, 0, 0, rc), axis=[rc])
 
-    def split(o: Any) -> tuple[Any, Any]:  # an output channel's (group, channel within the group)
-        return (o // g.mg, o % g.mg) if g.group > 1 else (0, o)
-
     positions, groups = g.oh * g.ow, g.group
     if kind == "spatial" and g.pointwise:
         shape = (g.n, groups, per_group, positions)
         acc = te.compute(shape, lambda n, gi, o, p: pointwise(n, gi, p, o), name="acc")
-        return acc, (lambda n, o, y, xx, p: acc[(n, *split(o), p)]), pad
+        return acc, (lambda n, gi, o, y, xx, p: acc[n, gi, o, p]), pad
     if kind == "spatial":
         shape = (g.n, g.oh, groups, per_group, g.ow)
         acc = te.compute(shape, lambda n, y, gi, o, xx: window(n, gi, y, xx, o), name="acc")
-        return acc, (lambda n, o, y, xx, p: acc[(n, y, *split(o), xx)]), pad
+        return acc, (lambda n, gi, o, y, xx, p: acc[n, y, gi, o, xx]), pad
     if kind == "rows":
         acc = te.compute((g.n, groups, g.oh, g.ow, per_group), window, name="acc")
-        return acc, (lambda n, o, y, xx, p: acc[(n, split(o)[0], y, xx, split(o)[1])]), pad
+        return acc, (lambda n, gi, o, y, xx, p: acc[n, gi, y, xx, o]), pad
     if kind == "pointwise":
         acc = te.compute((g.n, groups, positions, per_group), pointwise, name="acc")
     else:
         shape = (g.n, groups, positions, per_group)
         acc = te.compute(shape, lambda n, gi, p, o: window(n, gi, p // g.ow, p % g.ow, o), name="acc")
-    return acc, (lambda n, o, y, xx, p: acc[(n, split(o)[0], p, split(o)[1])]), pad
+    return acc, (lambda n, gi, o, y, xx, p: acc[n, gi, p, o]), pad
 
 
 def lower_dense_conv(
@@ -157,7 +163,7 @@ def lower_dense_conv(
         panel = knobs.nb
     panels = g.group * padded(g.mg, panel) // panel
     x_shape = g.flat_in_shape(layout) if g.pointwise else g.in_shape(layout)
-    out_shape = g.flat_out_shape(layout) if flat_out else g.out_shape(layout)
+    out_shape = grouped_out_shape(g, layout, flat_out)
     x = te.placeholder(x_shape, "float32", name="x")
     w_src = weight_source(
         node,
@@ -171,13 +177,11 @@ def lower_dense_conv(
     b_v, bias, chain = bias_and_epilogue(node, epilogue, layout)
 
     def finish(*i: Any) -> Any:
-        if flat_out:
-            n, o, p = i if layout == "NCHW" else (i[0], i[2], i[1])
-            y, xx = p // g.ow, p % g.ow
-        else:
-            n, o, y, xx = out_index(layout, i)
-            p = None
-        value = acc_at(n, o, y, xx, p)
+        n, gi, oc, *at = i if layout == "NCHW" else (i[0], *i[-2:], *i[1:-2])
+        p = at[0] if flat_out else None
+        y, xx = (p // g.ow, p % g.ow) if flat_out else at
+        value = acc_at(n, gi, oc, y, xx, p)
+        o = gi * g.mg + oc
         if bias is not None:
             value = value + bias[o]
         return chain.apply(value, g.logical(n, o, y, xx))

@@ -28,6 +28,11 @@ CONVS = {
     "dilated": ((1, 8, 16, 16), (16, 8, 3, 3), {"dilations": [2, 2], "pads": [2, 2, 2, 2]}),
     "grouped": ((1, 16, 12, 12), (32, 4, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}),
     "grouped_strided_rows": ((1, 12, 15, 15), (18, 4, 3, 3), {"group": 3, "strides": [2, 1]}),
+    "grouped_many_narrow": (
+        (1, 128, 28, 28),
+        (128, 4, 3, 3),
+        {"group": 32, "strides": [2, 2], "pads": [1] * 4},
+    ),
     "depthwise_multiplier": ((1, 8, 10, 10), (16, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}),
     "asymmetric_pads": ((1, 8, 14, 14), (16, 8, 3, 3), {"pads": [0, 1, 2, 0]}),
     "conv1d": ((1, 8, 50), (16, 8, 5), {"pads": [2, 1]}),
