@@ -15,8 +15,8 @@ Families and their knobs:
 - `integer_gemm` (ConvInteger, MatMulInteger; targets/lowering/integer_gemm.py): `rows` x
   `vectors` panels of 16 int32 lanes, `dot` (the instruction the 16 x 4 byte step is, e.g. x86
   `vpdpbusd`, arm64 `usdot`/`sdot`; "" for the plain int32 reduction; `dot_intrinsic`), `parallel`.
-- `depthwise` (depthwise Conv) and `vector` (pointwise/elementwise, reductions, movement):
-  `lanes`, the vector width in elements.
+- `depthwise` (depthwise Conv) and `vector` (pointwise/elementwise, reductions, movement,
+  window pools): `lanes`, the vector width in elements.
 - layout: `TargetBackend.channels_last` (conv regions NHWC through the `layout` pass).
 Slots: AMX tiles (x86 `amx_int8`/`amx_bf16`: a `tile` knob family beside `integer_gemm`),
 aarch64 `smmla`/`ummla` (a 2 x 8 step of its own: another `dot` and packing) and OpenCL
