@@ -126,12 +126,14 @@ def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, wp: Any) 
 
     positions, groups = g.oh * g.ow, g.group
     if kind == "spatial" and g.pointwise:
-        shape = (g.n, groups, per_group, positions)
-        acc = te.compute(shape, lambda n, gi, o, p: pointwise(n, gi, p, o), name="acc")
+        acc = te.compute(
+            (g.n, groups, per_group, positions), lambda n, gi, o, p: pointwise(n, gi, p, o), name="acc"
+        )
         return acc, (lambda n, gi, o, y, xx, p: acc[n, gi, o, p]), pad
     if kind == "spatial":
-        shape = (g.n, g.oh, groups, per_group, g.ow)
-        acc = te.compute(shape, lambda n, y, gi, o, xx: window(n, gi, y, xx, o), name="acc")
+        acc = te.compute(
+            (g.n, g.oh, groups, per_group, g.ow), lambda n, y, gi, o, xx: window(n, gi, y, xx, o), name="acc"
+        )
         return acc, (lambda n, gi, o, y, xx, p: acc[n, y, gi, o, xx]), pad
     if kind == "rows":
         acc = te.compute((g.n, groups, g.oh, g.ow, per_group), window, name="acc")
@@ -179,7 +181,7 @@ def lower_dense_conv(
     def finish(*i: Any) -> Any:
         n, gi, oc, *at = i if layout == "NCHW" else (i[0], *i[-2:], *i[1:-2])
         p = at[0] if flat_out else None
-        y, xx = (p // g.ow, p % g.ow) if flat_out else at
+        y, xx = (at[0] // g.ow, at[0] % g.ow) if flat_out else at
         value = acc_at(n, gi, oc, y, xx, p)
         o = gi * g.mg + oc
         if bias is not None:

@@ -12,6 +12,7 @@ workload `op` of each step's kernel), never the general conv or pool, for x86 an
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -22,8 +23,9 @@ from onnx import TensorProto, helper, numpy_helper
 from hai_compiler.compiler import CompileOptions, compile_model
 from targets.plan.kernels import layout_of
 
+Attrs = dict[str, Any]
 # name -> (x shape, w shape, attrs)
-CONVS = {
+CONVS: dict[str, tuple[tuple[int, ...], tuple[int, ...], Attrs]] = {
     "strided": ((1, 8, 17, 19), (16, 8, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
     "dilated": ((1, 8, 16, 16), (16, 8, 3, 3), {"dilations": [2, 2], "pads": [2, 2, 2, 2]}),
     "grouped": ((1, 16, 12, 12), (32, 4, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}),
@@ -40,8 +42,8 @@ CONVS = {
     "stft_like": ((1, 1, 4000), (258, 1, 256), {"strides": [64]}),
 }
 # name -> (op, x shape, attrs)
-WINDOW_3X3_S2 = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
-POOLS = {
+WINDOW_3X3_S2: Attrs = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
+POOLS: dict[str, tuple[str, tuple[int, ...], Attrs]] = {
     "max3x3s2_ceil": ("MaxPool", (1, 8, 15, 15), {**WINDOW_3X3_S2, "ceil_mode": 1}),
     "max2x2s2": ("MaxPool", (1, 16, 16, 16), {"kernel_shape": [2, 2], "strides": [2, 2]}),
     "avg_include_pad_asym": (
@@ -86,7 +88,7 @@ def pool_model() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     nodes = [helper.make_node(op, [f"x_{n}"], [n], name=n, **a) for n, (op, _, a) in POOLS.items()]
     inputs = {f"x_{n}": x for n, (_, x, _) in POOLS.items()}
     inputs["x_sppf"] = (1, 8, 20, 20)
-    window = {"kernel_shape": [5, 5], "strides": [1, 1], "pads": [2, 2, 2, 2]}
+    window: Attrs = {"kernel_shape": [5, 5], "strides": [1, 1], "pads": [2, 2, 2, 2]}
     nodes += [
         helper.make_node("Conv", ["x_sppf", "w_cv1"], ["cv1"], name="cv1"),
         helper.make_node("MaxPool", ["cv1"], ["p1"], name="p1", **window),
