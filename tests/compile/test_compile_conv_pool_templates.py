@@ -1,9 +1,9 @@
 """Every conv shape class and the window pools get a scheduled template, for x86 and arm64.
 
 One ONNX model per family holds a branch per shape class (strided, dilated, grouped,
-depthwise with a channel multiplier, asymmetric pads, 1-D, a strided STFT-like 1-D conv;
-MaxPool/AveragePool with strides, ceil_mode and pads, and a YOLO SPPF: a 1x1 conv, three
-5x5 stride-1 MaxPools and their Concat). Compiled for x86 they match onnxruntime
+depthwise with a channel multiplier, asymmetric pads, 1-D dense, grouped and depthwise, a
+strided STFT-like 1-D conv; MaxPool/AveragePool with strides, ceil_mode and pads, and a
+YOLO SPPF: a 1x1 conv, three 5x5 stride-1 MaxPools and their Concat). Compiled for x86 they match onnxruntime
 (fp32, relative error <= 1e-4); the plan's kernels are the scheduled templates (the
 workload `op` of each step's kernel), never the general conv or pool, for x86 and for
 `--target arm64` (compiled, not run: tests/arm64 runs artifacts under qemu).
@@ -38,6 +38,7 @@ CONVS: dict[str, tuple[tuple[int, ...], tuple[int, ...], Attrs]] = {
     "depthwise_multiplier": ((1, 8, 10, 10), (16, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}),
     "asymmetric_pads": ((1, 8, 14, 14), (16, 8, 3, 3), {"pads": [0, 1, 2, 0]}),
     "conv1d": ((1, 8, 50), (16, 8, 5), {"pads": [2, 1]}),
+    "depthwise1d_strided": ((1, 8, 40), (8, 1, 5), {"group": 8, "strides": [2], "pads": [2, 2]}),
     "conv1d_grouped_dilated": ((2, 8, 33), (8, 2, 3), {"group": 4, "dilations": [2], "pads": [1, 3]}),
     "stft_like": ((1, 1, 4000), (258, 1, 256), {"strides": [64]}),
 }
