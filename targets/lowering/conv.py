@@ -55,6 +55,11 @@ from targets.lowering.weight_only import decode_at_use, has_packable_weight, wei
 from targets.schedules import ROW_PREFERENCE
 from targets.target import TargetDescription
 
+MIN_TILE_ROWS = 3
+"""A "rows" tile of fewer output positions (the row width's best divisor) re-reads each weight panel
+too often: the row is computed padded to whole tiles of ROW_PREFERENCE[0] positions instead (an
+STFT conv's 247 columns: 4-position tiles, not 1)."""
+
 
 def row_rank(rows: int) -> int:
     """How good a register tile `rows` output positions allow (lower is better, ROW_PREFERENCE order)."""
@@ -90,9 +95,10 @@ def grouped_out_shape(g: Geometry, layout: str, flat: bool) -> tuple[int, ...]:
     return (g.n, *channels, *plane) if layout == "NCHW" else (g.n, *plane, *channels)
 
 
-def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, wp: Any) -> tuple[Any, ...]:
+def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, wp: Any, owp: int) -> tuple[Any, ...]:
     """(acc compute, its reader acc_at(n, group, channel, y, xx, p), pad stage or None) over the packed
-    weight `wp` (`channel`: of the group; `p`: the flat position, for flat accumulators).
+    weight `wp` (`channel`: of the group; `p`: the flat position, for flat accumulators). "rows"
+    accumulators compute `owp` >= ow columns (padded tiles: the extra ones read zeros, never stored).
 
     acc's loops are (outer..., group, m, n, reduce...) as schedule_gemm wants: for "spatial"
     m = a group's output channels and n = columns or positions; otherwise m = positions,
@@ -110,7 +116,7 @@ def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, wp: Any) 
     elif kind == "spatial" and g.stride[1] > 1:
         xp, pad = phased_input(x, g, g.ow)  # strided columns as contiguous loads
     else:
-        xp, pad = padded_input(x, g, layout)
+        xp, pad = padded_input(x, g, layout, (owp - 1) * sw + (g.kw - 1) * dw + 1)
 
     def w_at(gi: Any, o: Any, kh: Any, kw: Any, c: Any) -> Any:
         return wp[gi * (per_group // panel) + o // panel, kh, kw, c, o % panel]
@@ -136,7 +142,7 @@ def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, wp: Any) 
         )
         return acc, (lambda n, gi, o, y, xx, p: acc[n, y, gi, o, xx]), pad
     if kind == "rows":
-        acc = te.compute((g.n, groups, g.oh, g.ow, per_group), window, name="acc")
+        acc = te.compute((g.n, groups, g.oh, owp, per_group), window, name="acc")
         return acc, (lambda n, gi, o, y, xx, p: acc[n, gi, y, xx, o]), pad
     if kind == "pointwise":
         acc = te.compute((g.n, groups, positions, per_group), pointwise, name="acc")
@@ -155,13 +161,16 @@ def lower_dense_conv(
     if not has_packable_weight(node):
         raise LoweringError(f"node {node.name!r}: Conv weights must be constants to be packed")
     kind = tile_kind(g, layout, target.vector_lanes_f32)
-    positions = g.oh * g.ow
+    positions, owp = g.oh * g.ow, g.ow
     flat_out = kind in ("pointwise", "flat") or (kind == "spatial" and g.pointwise)
     if kind == "spatial":
         knobs = choose_knobs(target, g.mg, positions if g.pointwise else g.ow)
         panel = knobs.mi
     else:
         knobs = choose_knobs(target, positions if flat_out else g.ow, g.mg)
+        if kind == "rows" and knobs.mi < MIN_TILE_ROWS:  # pad the row to whole tiles of the best height
+            owp = padded(g.ow, ROW_PREFERENCE[0])
+            knobs = choose_knobs(target, owp, g.mg)
         panel = knobs.nb
     panels = g.group * padded(g.mg, panel) // panel
     x_shape = g.flat_in_shape(layout) if g.pointwise else g.in_shape(layout)
@@ -175,7 +184,7 @@ def lower_dense_conv(
         "Wp",
         inline=decode_at_use(g.n * positions, vector_along_panel=kind != "spatial"),
     )
-    acc, acc_at, pad = dense_acc(g, x, layout, kind, panel, w_src.tensor)
+    acc, acc_at, pad = dense_acc(g, x, layout, kind, panel, w_src.tensor, owp)
     b_v, bias, chain = bias_and_epilogue(node, epilogue, layout)
 
     def finish(*i: Any) -> Any:

@@ -86,13 +86,15 @@ class Geometry:
         return (self.n, self.m, self.oh, self.ow) if layout == "NCHW" else (self.n, self.oh, self.ow, self.m)
 
 
-def padded_input(x: Any, g: Geometry, layout: str) -> tuple[Any, Any]:
-    """(accessor xp(n, c, y, x) over the padded input, pad stage tensor or None)."""
+def padded_input(x: Any, g: Geometry, layout: str, width: int | None = None) -> tuple[Any, Any]:
+    """(accessor xp(n, c, y, x) over the padded input, pad stage tensor or None); `width`: columns
+    the stage holds when more than the padded input's (zeros on the right, for padded tiles)."""
     top, left = g.pads[0], g.pads[1]
-    if not any(g.pads):
+    wp = max(g.wp, width or 0)
+    if not any(g.pads) and wp == g.wp:
         src = x
     else:
-        shape = (g.n, g.c, g.hp, g.wp) if layout == "NCHW" else (g.n, g.hp, g.wp, g.c)
+        shape = (g.n, g.c, g.hp, wp) if layout == "NCHW" else (g.n, g.hp, wp, g.c)
 
         def fill(*i: Any) -> Any:
             n, c, y, xx = i if layout == "NCHW" else (i[0], i[3], i[1], i[2])
