@@ -3,6 +3,8 @@ the interpreter's outputs unchanged (checked against onnxruntime), and the cost 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from layout_models import se_block
@@ -104,7 +106,7 @@ def test_window_pools_and_concats_of_run_time_values_join_regions() -> None:
     """MaxPool/AveragePool (2-D, f32, no Indices) and a Concat of run-time values are NHWC in a
     region; a MaxPool with Indices, a Concat with a constant and an LpPool keep NCHW."""
     rng = np.random.default_rng(0)
-    window = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+    window: dict[str, Any] = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
     nodes = [
         helper.make_node("Conv", ["x", "W"], ["c"], name="conv"),
         helper.make_node("MaxPool", ["c"], ["mp"], name="mp", **window),
