@@ -84,9 +84,14 @@ def conv_model() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
 
 
 def pool_model() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
-    """The POOLS branches and a YOLO SPPF whose 1x1 convs make its region channels-last."""
+    """The POOLS branches, each behind a 1x1 conv (so `layout=NHWC` makes it a channels-last
+    region), and a YOLO SPPF whose 1x1 convs make its region channels-last under the cost rule."""
     rng = np.random.default_rng(1)
-    nodes = [helper.make_node(op, [f"x_{n}"], [n], name=n, **a) for n, (op, _, a) in POOLS.items()]
+    nodes, inits = [], []
+    for n, (op, x, a) in POOLS.items():
+        inits.append(weight(rng, f"w_pre_{n}", x[1], x[1], 1, 1))
+        nodes.append(helper.make_node("Conv", [f"x_{n}", f"w_pre_{n}"], [f"pre_{n}"], name=f"pre_{n}"))
+        nodes.append(helper.make_node(op, [f"pre_{n}"], [n], name=n, **a))
     inputs = {f"x_{n}": x for n, (_, x, _) in POOLS.items()}
     inputs["x_sppf"] = (1, 8, 20, 20)
     window: Attrs = {"kernel_shape": [5, 5], "strides": [1, 1], "pads": [2, 2, 2, 2]}
@@ -98,7 +103,7 @@ def pool_model() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
         helper.make_node("Concat", ["cv1", "p1", "p2", "p3"], ["cat"], name="cat", axis=1),
         helper.make_node("Conv", ["cat", "w_cv2"], ["sppf"], name="cv2"),
     ]
-    inits = [weight(rng, "w_cv1", 64, 8, 1, 1), weight(rng, "w_cv2", 16, 256, 1, 1)]
+    inits += [weight(rng, "w_cv1", 64, 8, 1, 1), weight(rng, "w_cv2", 16, 256, 1, 1)]
     return model(nodes, inputs, [*POOLS, "sppf"], inits), feeds(inputs)
 
 
@@ -123,7 +128,7 @@ def family(request, tmp_path_factory) -> tuple[str, Path, dict[str, np.ndarray],
     onnx_model, inputs = conv_model() if request.param == "conv" else pool_model()
     path = tmp_path_factory.mktemp(request.param) / f"{request.param}.onnx"
     onnx.save(onnx_model, str(path))
-    count = len(CONVS) if request.param == "conv" else len(POOLS) + 5
+    count = len(CONVS) if request.param == "conv" else 2 * len(POOLS) + 5
     return request.param, path, inputs, count
 
 
@@ -132,6 +137,9 @@ def test_templates_match_onnxruntime(family, layout: str, tmp_path: Path) -> Non
     name, path, inputs, count = family
     result = compile_model(path, tmp_path / f"{name}.hai", CompileOptions(layout=layout))
     assert_scheduled(result, count)
+    if name == "pool" and layout == "NHWC":
+        nhwc = {g.anchor.name for g in result.groups if layout_of(g) == "NHWC"}
+        assert set(POOLS) <= nhwc
     assert_matches_onnxruntime(result.path, path, inputs)
 
 
