@@ -98,8 +98,9 @@ def fold(kind: str, values: Sequence[Any]) -> Any:
     return functools.reduce(te.max if kind == "MaxPool" else (lambda a, b: a + b), values)
 
 
-def nchw_stages(x: Any, kind: str, dims: Sequence[WindowDim], oh: int, owp: int) -> tuple[Any, Any, Any]:
-    """(pad, rows, acc) of an NCHW pool computing `owp` (>= ow) columns of every output row."""
+def nchw_stages(x: Any, kind: str, dims: Sequence[WindowDim], oh: int, owp: int) -> Any:
+    """The "acc" stage (behind "rows" and "pad") of an NCHW pool computing `owp` (>= ow) columns of
+    every output row."""
     dy, dx = dims
     n, c = (int(s) for s in x.shape[:2])
     sw = dx.stride
@@ -129,13 +130,13 @@ def nchw_stages(x: Any, kind: str, dims: Sequence[WindowDim], oh: int, owp: int)
         ),
         name="acc",
     )
-    return pad, rows, acc
+    return acc
 
 
-def nhwc_stages(x: Any, kind: str, dims: Sequence[WindowDim], oh: int, ow: int) -> tuple[Any, Any]:
-    """(rows, acc) of an NHWC pool (x is (n, h, w, c)); no pad stage: a tap outside the input reads
-    the identity, a test uniform over a vector of channels (measured: a padded copy of the whole
-    input cost up to 2.5x the pool on 20x20x256)."""
+def nhwc_stages(x: Any, kind: str, dims: Sequence[WindowDim], oh: int, ow: int) -> Any:
+    """The "acc" stage (behind "rows") of an NHWC pool (x is (n, h, w, c)); no pad stage: a tap
+    outside the input reads the identity, a test uniform over a vector of channels (measured: a
+    padded copy of the whole input cost up to 2.5x the pool on 20x20x256)."""
     dy, dx = dims
 
     def read(nn: Any, y: Any, xx: Any, cc: Any) -> Any:
@@ -158,7 +159,7 @@ def nhwc_stages(x: Any, kind: str, dims: Sequence[WindowDim], oh: int, ow: int) 
         ),
         name="acc",
     )
-    return rows, acc
+    return acc
 
 
 def vectorize_inner(sch: Any, block: Any, lanes: int | None) -> None:
@@ -210,10 +211,10 @@ def lower_window_pool(
     x_param = operand_param(x_v, "x", shape=(n, h, w, c) if nhwc else None, role="input")
     if nhwc:
         vl, owp = lanes, ow
-        _, acc = nhwc_stages(x_param.tensor, kind, dims, oh, ow)
+        acc = nhwc_stages(x_param.tensor, kind, dims, oh, ow)
     else:
         vl, owp = row_vector(ow, lanes)
-        _, _, acc = nchw_stages(x_param.tensor, kind, dims, oh, owp)
+        acc = nchw_stages(x_param.tensor, kind, dims, oh, owp)
     chain = Epilogue.build(result, epilogue, layout=layout)
     include = bool(attrs.get("count_include_pad", 0))
 
