@@ -1,4 +1,4 @@
-"""f32 2-D MaxPool and AveragePool as separable, vectorised window reductions, NCHW or NHWC.
+"""f32 1-D and 2-D MaxPool and AveragePool as separable, vectorised window reductions, NCHW or NHWC.
 
 Rule: a 2-D window's max (or sum) is the max (sum) over its kernel rows of each
 row's max (sum) over the kernel columns, so a kh x kw window costs kh + kw
@@ -21,8 +21,8 @@ NCHW vectorises along the output row (padded to whole vectors as depthwise rows 
 `row_vector`; the extra columns are never written), one (n, c) plane per parallel
 task with its stages computed inside it (they stay in cache). NHWC (a region the
 `layout` pass made channels-last) vectorises along the channels, each stage parallel
-over its (n, row) pairs. Pools with indices, other dtypes or ranks, LpPool and global
-pools keep the general template (pooling.py).
+over its (n, row) pairs. A 1-D pool is the 2-D pool of height 1 (`planar`). Pools with
+indices, other dtypes or ranks, LpPool and global pools keep the general template (pooling.py).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def takes_window_template(node: Node) -> bool:
     return (
         node.op in ("MaxPool", "AveragePool")
         and x is not None
-        and x.type.rank == 4
+        and x.type.rank in (3, 4)
         and x.type.dtype.numpy.name == "float32"
         and len(node.results) == 1
         and max(node.attrs["kernel_shape"]) <= MAX_TAPS
@@ -196,19 +196,28 @@ def schedule_nhwc(sch: Any, lanes: int | None, parallel: bool) -> None:
             sch.parallel(rows)
 
 
+def planar(window: Window, x: Sequence[int], out: Sequence[int]) -> tuple[Window, list[int], list[int]]:
+    """A 1-D pool as the 2-D pool of height 1: (window, x shape, output shape), 2-D ones as they are."""
+    if window.rank == 2:
+        return window, list(x), list(out)
+    (k,), (s,), (d,), (begin, end) = window.kernel, window.strides, window.dilations, window.pads
+    flat = Window((1, k), (1, s), (0, begin, 0, end), (1, d), window.ceil_mode)
+    return flat, [*x[:2], 1, x[2]], [*out[:2], 1, out[2]]
+
+
 def lower_window_pool(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
     x_v, result = node.operands[0], node.results[0]
     assert x_v is not None
-    kind, attrs = node.op, node.attrs
-    window = Window.from_attrs(attrs)
-    n, c, h, w = (int(d) for d in x_v.type.shape)
+    kind, attrs, rank = node.op, node.attrs, x_v.type.rank
+    window, x_shape, out_shape = planar(Window.from_attrs(attrs), x_v.type.shape, result.type.shape)
+    n, c, h, w = x_shape
+    _, _, oh, ow = out_shape
     dims = window.dims((h, w))
-    _, _, oh, ow = (int(d) for d in result.type.shape)
     lanes = schedules_of(target).vector(target, 4).lanes
     nhwc = layout == "NHWC"
-    x_param = operand_param(x_v, "x", shape=(n, h, w, c) if nhwc else None, role="input")
+    x_param = operand_param(x_v, "x", shape=(n, h, w, c) if nhwc else (n, c, h, w), role="input")
     if nhwc:
         vl, owp = lanes, ow
         acc = nhwc_stages(x_param.tensor, kind, dims, oh, ow)
@@ -223,7 +232,7 @@ def lower_window_pool(
         value = acc[i]
         if kind == "AveragePool":
             value = value / valid_count(window, (h, w), (oy, ox), include).astype("float32")
-        return chain.apply(value, (nn, cc, oy, ox))
+        return chain.apply(value, (nn, cc, ox) if rank == 3 else (nn, cc, oy, ox))
 
     out = te.compute((n, oh, ow, c) if nhwc else (n, c, oh, ow), finish, name="out")
     extra, extra_args = epilogue_args(chain)

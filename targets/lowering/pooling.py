@@ -11,7 +11,7 @@ column major). Global pools are the same reduction with the whole spatial
 extent as the window. Half floats compute in f32; MaxPool also takes integers.
 An f32 GlobalAveragePool/GlobalMaxPool whose plane holds at least one vector reads
 the plane flat instead: a few vector accumulators walk it, folded into one
-number per channel, the ragged end added as scalars. f32 2-D MaxPool/AveragePool without
+number per channel, the ragged end added as scalars. f32 1-D/2-D MaxPool/AveragePool without
 Indices go to the separable vectorised template (pool_window.py), NCHW or NHWC.
 """
 
