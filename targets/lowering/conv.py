@@ -87,11 +87,11 @@ def pack_conv_weights(w: np.ndarray, g: Geometry, panel: int) -> np.ndarray:
 
 
 def grouped_out_shape(g: Geometry, layout: str, flat: bool) -> tuple[int, ...]:
-    """The output as the kernel writes it (the same bytes as the IR's): the channel axis split into
-    (group, channel of the group), the plane flat or not, so each tile's output block is affine in
-    the accumulator's loops."""
+    """The output as the kernel writes it (the same bytes as the IR's), the plane flat or not; a
+    grouped conv's channel axis split into (group, channel of the group), so each tile's output
+    block is affine in the accumulator's loops."""
     plane = (g.oh * g.ow,) if flat else (g.oh, g.ow)
-    channels = (g.group, g.mg)
+    channels = (g.group, g.mg) if g.group > 1 else (g.m,)
     return (g.n, *channels, *plane) if layout == "NCHW" else (g.n, *plane, *channels)
 
 
@@ -187,8 +187,11 @@ def lower_dense_conv(
     acc, acc_at, pad = dense_acc(g, x, layout, kind, panel, w_src.tensor, owp)
     b_v, bias, chain = bias_and_epilogue(node, epilogue, layout)
 
+    k = 2 if g.group > 1 else 1  # channel axes of the output (grouped_out_shape)
+
     def finish(*i: Any) -> Any:
-        n, gi, oc, *at = i if layout == "NCHW" else (i[0], *i[-2:], *i[1:-2])
+        n, channel, at = (i[0], i[1 : 1 + k], i[1 + k :]) if layout == "NCHW" else (i[0], i[-k:], i[1:-k])
+        gi, oc = channel if k == 2 else (0, channel[0])
         p = at[0] if flat_out else None
         y, xx = (at[0] // g.ow, at[0] % g.ow) if flat_out else at
         value = acc_at(n, gi, oc, y, xx, p)
