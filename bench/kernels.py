@@ -5,7 +5,8 @@ targets.lowering, builds it through the kernel cache and calls it through
 libtvm_ffi's C ABI (as the runtime does); onnxruntime runs a one-node ONNX model with
 `intra_op_num_threads` equal to HAI's TVM_NUM_THREADS. Each thread count runs
 in its own subprocess (the TVM thread pool reads TVM_NUM_THREADS once).
-Prints a table of GFLOP/s and the HAI / onnxruntime ratio (> 1: HAI faster).
+Prints a table of GFLOP/s, milliseconds, the HAI / onnxruntime ratio (> 1: HAI faster) and the
+template HAI chose (its workload `op`: conv_general / pool are the unscheduled fallbacks).
 
     .venv/bin/python bench/kernels.py [--threads 1 2] [--json out.json] [--case conv3x3_16_32_80]
 """
@@ -26,8 +27,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# name -> (op, x shape, w shape, attrs); Conv pads are "same" for odd kernels.
-CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...], dict]] = {
+# name -> (op, x shape, w shape, attrs); Conv pads are "same" for odd kernels unless given, 1-D
+# convs have 3-D shapes. Pools have no weight (None) and take their ONNX attributes.
+SPPF_WINDOW = {"kernel_shape": [5, 5], "strides": [1, 1], "pads": [2, 2, 2, 2]}
+CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...] | None, dict]] = {
     "gemm_512": ("MatMul", (512, 512), (512, 512), {}),
     "matmul_1x40x120x120": ("MatMul", (1, 40, 120), (120, 120), {}),
     "gemm_1x1280x1000": ("Gemm", (1, 1280), (1000, 1280), {"transB": 1}),
@@ -48,22 +51,45 @@ CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...], dict]] = {
     "det_conv3x3_96_24_80": ("Conv", (1, 96, 80, 80), (24, 96, 3, 3), {"stride": 1}),
     "det_convt2x2_24_24_160": ("ConvTranspose", (1, 24, 160, 160), (24, 24, 2, 2), {"stride": 2}),
     "det_convt2x2_24_1_320": ("ConvTranspose", (1, 24, 320, 320), (24, 1, 2, 2), {"stride": 2}),
-}
+    # issue 13's shape classes: grouped, dilated, asymmetric pads, 1-D and STFT-like strided 1-D convs
+    "grouped3x3_g4_64_64_28": ("Conv", (1, 64, 28, 28), (64, 16, 3, 3), {"stride": 1, "group": 4}),
+    "grouped3x3s2_g32_128_56": ("Conv", (1, 128, 56, 56), (128, 4, 3, 3), {"stride": 2, "group": 32}),
+    "dilated3x3_d2_64_40": ("Conv", (1, 64, 40, 40), (64, 64, 3, 3), {"stride": 1, "dilation": 2}),
+    "asympad3x3s2_32_64_80": ("Conv", (1, 32, 80, 80), (64, 32, 3, 3), {"stride": 2, "pads": [0, 0, 1, 1]}),
+    "conv1d_k5_64_64_400": ("Conv", (1, 64, 400), (64, 64, 5), {"stride": 1}),
+    "stft_conv1d_258_k256_s64": ("Conv", (1, 1, 16000), (258, 1, 256), {"stride": 64, "pads": [0, 0]}),
+    "stft_conv1d_258_k256_s128": ("Conv", (1, 1, 16000), (258, 1, 256), {"stride": 128, "pads": [0, 0]}),
+    # pools: YOLO SPPF's 5x5 stride-1 MaxPool, a ResNet stem MaxPool, an AveragePool
+    "sppf_maxpool5_256_20": ("MaxPool", (1, 256, 20, 20), None, SPPF_WINDOW),
+    "sppf_maxpool5_128_40": ("MaxPool", (1, 128, 40, 40), None, SPPF_WINDOW),
+    "maxpool3s2_64_112": ("MaxPool", (1, 64, 112, 112), None, {**SPPF_WINDOW, "kernel_shape": [3, 3],
+                                                               "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    "avgpool3_32_56": ("AveragePool", (1, 32, 56, 56), None, {**SPPF_WINDOW, "kernel_shape": [3, 3],
+                                                              "pads": [1, 1, 1, 1]}),
+}  # fmt: skip
 CONVS = ("Conv", "ConvTranspose")
+POOLS = ("MaxPool", "AveragePool")
 
 
 def conv_attrs(w: tuple[int, ...], attrs: dict) -> dict:
-    k, s = w[2], attrs["stride"]
-    p = k // 2
-    pads = attrs.get("pads", [p, p, p, p])
-    return {"strides": [s, s], "pads": pads, "dilations": [1, 1], "group": attrs.get("group", 1)}
+    rank, s, d = len(w) - 2, attrs["stride"], attrs.get("dilation", 1)
+    p = (w[2] // 2) * d
+    pads = attrs.get("pads", [p] * 2 * rank)
+    return {"strides": [s] * rank, "pads": pads, "dilations": [d] * rank, "group": attrs.get("group", 1)}
 
 
-def op_attrs(op: str, w: tuple[int, ...], attrs: dict) -> dict:
-    """The node attributes of a case (ConvTranspose: kernel == stride, unpadded)."""
+def op_attrs(op: str, w: tuple[int, ...] | None, attrs: dict, ir: bool = False) -> dict:
+    """The node attributes of a case (ConvTranspose: kernel == stride, unpadded); `ir`: with the
+    defaults the IR wants spelt out (a pool's dilations)."""
     if op == "ConvTranspose":
+        assert w is not None
         return {**conv_attrs(w, {**attrs, "pads": [0, 0, 0, 0]}), "output_padding": [0, 0]}
-    return conv_attrs(w, attrs) if op == "Conv" else dict(attrs)
+    if op == "Conv":
+        assert w is not None
+        return conv_attrs(w, attrs)
+    if op in POOLS and ir:
+        return {"dilations": [1] * len(attrs["kernel_shape"]), **attrs}
+    return dict(attrs)
 
 
 def bias_size(op: str, w: tuple[int, ...]) -> int:
@@ -81,11 +107,13 @@ def ir_node(case: str):
     rng = np.random.default_rng(0)
     graph = Graph(case)
     x = graph.add_input("x", TensorType(DType.F32, xs))
-    w = graph.add_constant("w", (rng.standard_normal(ws) * 0.1).astype(np.float32))
-    operands = [x, w]
+    operands = [x]
+    if ws is not None:
+        operands.append(graph.add_constant("w", (rng.standard_normal(ws) * 0.1).astype(np.float32)))
     if op in CONVS:
+        assert ws is not None
         operands.append(graph.add_constant("b", rng.standard_normal(bias_size(op, ws)).astype(np.float32)))
-    ir_attrs = op_attrs(op, ws, attrs)
+    ir_attrs = op_attrs(op, ws, attrs, ir=True)
     (y,) = Builder(graph).op(op, operands, ir_attrs, name=case)
     feeds = {"x": rng.standard_normal(xs).astype(np.float32)}
     return graph, y.producer, feeds, {k: v.constant_array() for k, v in graph.constants.items()}
@@ -96,7 +124,7 @@ def onnx_model(case: str, consts: dict[str, np.ndarray]) -> bytes:
 
     op, xs, ws, attrs = CASES[case]
     _, node, _, _ = ir_node(case)
-    names = ["x", "w"] + (["b"] if op in CONVS else [])
+    names = ["x"] + (["w"] if ws is not None else []) + (["b"] if op in CONVS else [])
     onnx_attrs = op_attrs(op, ws, attrs)
     out_shape = list(node.results[0].type.shape)
     graph = helper.make_graph(
@@ -173,9 +201,12 @@ def measure(case: str, threads: int) -> dict:
         "flops": flops,
         "hai_gflops": flops / hai_s / 1e9,
         "ort_gflops": flops / ort_s / 1e9,
+        "hai_ms": hai_s * 1e3,
+        "ort_ms": ort_s * 1e3,
         "ratio": ort_s / hai_s,
         "rel_error": error,
         "knobs": str(kernel.notes.get("knobs", kernel.workload.get("knobs", ""))),
+        "template": kernel.workload.get("op", kernel.name),
     }
 
 
@@ -204,11 +235,15 @@ def main() -> None:
             text=True,
         ).stdout
         rows += json.loads(out.strip().splitlines()[-1])
-    print(f"{'case':<24} {'thr':>3} {'HAI GFLOP/s':>12} {'ORT GFLOP/s':>12} {'HAI/ORT':>8} {'rel err':>9}")
+    print(
+        f"{'case':<26} {'thr':>3} {'HAI GFLOP/s':>12} {'ORT GFLOP/s':>12} {'HAI ms':>8} {'ORT ms':>8} "
+        f"{'HAI/ORT':>8} {'rel err':>9}  template"
+    )
     for r in rows:
         print(
-            f"{r['case']:<24} {r['threads']:>3} {r['hai_gflops']:>12.1f} {r['ort_gflops']:>12.1f} "
-            f"{r['ratio']:>8.2f} {r['rel_error']:>9.1e}"
+            f"{r['case']:<26} {r['threads']:>3} {r['hai_gflops']:>12.1f} {r['ort_gflops']:>12.1f} "
+            f"{r['hai_ms']:>8.3f} {r['ort_ms']:>8.3f} {r['ratio']:>8.2f} {r['rel_error']:>9.1e}  "
+            f"{r['template']}"
         )
     ratios = [r["ratio"] for r in rows]
     print(f"geometric mean HAI/ORT speed ratio: {float(np.exp(np.mean(np.log(ratios)))):.2f}")

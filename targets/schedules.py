@@ -16,8 +16,8 @@ Families and their knobs:
   `vectors` panels of 16 int32 lanes, `dot` (the instruction the step is: the 16 x 4 byte step of x86
   `vpdpbusd`, arm64 `usdot`/`sdot`, or arm64 i8mm's 2-row 16 x 8 `usmmla` step where positions
   pair up; "" for the plain int32 reduction; `dot_intrinsic`), `parallel`.
-- `depthwise` (depthwise Conv) and `vector` (pointwise/elementwise, reductions, movement):
-  `lanes`, the vector width in elements.
+- `depthwise` (depthwise Conv) and `vector` (pointwise/elementwise, reductions, movement,
+  window pools): `lanes`, the vector width in elements.
 - layout: `TargetBackend.channels_last` (conv regions NHWC through the `layout` pass).
 Slots: AMX tiles (x86 `amx_int8`/`amx_bf16`: a `tile` knob family beside `integer_gemm`) and OpenCL
 (work-group sizes) add a table or a family here.

@@ -281,5 +281,8 @@ def schedule_grouped(sch: Any, row: int, sums: int, parallel: bool) -> None:
 def lower_conv_integer(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
+    x = node.operands[0]
+    if x is None or x.type.rank != 4:
+        raise LoweringError(f"node {node.name!r}: only 2-D ConvInteger is lowered, got X {x and x.type}")
     g = Geometry(node)
     return (lower_dense if g.group == 1 else lower_grouped)(node, target, epilogue, layout)
