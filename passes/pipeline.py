@@ -36,6 +36,7 @@ DEFAULT_PIPELINE = (
     "fold-constants",  # evaluate what is already known
     "fold-qdq",  # an imported QDQ model's layers onto the integer ops, before anything reshapes them
     "eliminate-identity",  # drop no-op nodes so producers meet their BatchNormalization
+    "sink-views",  # pointwise work behind a Squeeze/Reshape moves up to its producer
     "fold-batchnorm",  # fold scale/shift into Conv/Gemm/MatMul weights
     "fold-channel-affine",  # and the per-channel Mul/Add/Sub/Div that exporters leave after them
     "eliminate-common-subexpressions",  # merge duplicate nodes and identical weights

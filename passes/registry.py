@@ -26,6 +26,7 @@ from passes.layout import Layout
 from passes.manager import Pass
 from passes.plan_memory import PlanMemory
 from passes.quantize import Quantize
+from passes.sink_views import SinkViews
 from passes.split_weights import SplitWeights
 
 ENTRY_POINT_GROUP = "hai.passes"
@@ -36,6 +37,7 @@ BUILTIN_PASSES: tuple[type[Pass], ...] = (
     FoldQdq,
     EliminateDeadCode,
     EliminateIdentity,
+    SinkViews,
     FoldBatchNorm,
     FoldChannelAffine,
     EliminateCommonSubexpressions,
