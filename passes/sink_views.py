@@ -99,7 +99,7 @@ def _sink(graph: Graph, node: Node) -> bool:
     if any(moved is None for moved in constants.values()):
         return False
     operands = [
-        _constant(graph, o, constants[i]) if i in constants else unit_view_source(o)
+        _constant(graph, o, constants[i]) if o is not None and i in constants else unit_view_source(o)
         for i, o in enumerate(node.operands)
     ]
     builder = Builder(graph, insert_before=node)
