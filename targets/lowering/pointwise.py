@@ -28,6 +28,7 @@ from tvm import te, tirx
 
 from ir.dtypes import DType
 from ir.graph import Node
+from targets.lowering.vector_math import exp
 
 Expr = Any
 
@@ -140,27 +141,27 @@ def _select(cond: Expr, a: Expr, b: Expr) -> Expr:
 
 
 def _sigmoid(x: Expr) -> Expr:
-    return _c(1, x) / (_c(1, x) + te.exp(-x))
+    return _c(1, x) / (_c(1, x) + exp(-x))
 
 
 def _softplus(x: Expr) -> Expr:
     """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
-    return te.max(x, _c(0, x)) + tirx.log1p(te.exp(-te.abs(x)))
+    return te.max(x, _c(0, x)) + tirx.log1p(exp(-te.abs(x)))
 
 
 def _expm1(x: Expr) -> Expr:
-    return te.exp(x) - _c(1, x)
+    return exp(x) - _c(1, x)
 
 
 def _sinh(x: Expr) -> Expr:
     """sinh without a scalar libm call (LLVM cannot vectorise tirx.sinh): a short series near 0."""
-    e = te.exp(x)
+    e = exp(x)
     series = x + x * x * x * (_c(1 / 6, x) + x * x * _c(1 / 120, x))
     return _select(te.abs(x) < _c(0.25, x), series, (e - _c(1, x) / e) * _c(0.5, x))
 
 
 def _cosh(x: Expr) -> Expr:
-    e = te.exp(x)
+    e = exp(x)
     return (e + _c(1, x) / e) * _c(0.5, x)
 
 
@@ -291,7 +292,7 @@ UNARY: dict[str, UnaryFn] = {
             "Floor": te.floor,
             "Ceil": te.ceil,
             "Round": te.round,  # nearbyint: halves to even
-            "Exp": te.exp,
+            "Exp": exp,
             "Log": te.log,
             "Sqrt": te.sqrt,
             "Erf": te.erf,

@@ -117,6 +117,8 @@ def test_a_yolo_block_runs_one_kernel_per_conv(tmp_path: Path) -> None:
     m = model(nodes, [1, 3, 32, 32], [1, 16, 16, 16], arrays)
     x = np.random.default_rng(5).normal(0, 1, (1, 3, 32, 32)).astype(np.float32)
     assert compiled_kernels(m, tmp_path, x) == ["Conv+Sigmoid+Mul"] * 3
+    # the sigmoid's exp is vector code (targets/lowering/vector_math.py), no libm call per lane
+    assert b"expf" not in (tmp_path / "m.hai" / "kernels.cpu.so").read_bytes()
 
 
 def test_magika_bias_behind_a_squeeze_folds_and_gelu_fuses(tmp_path: Path) -> None:
