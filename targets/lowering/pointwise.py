@@ -28,7 +28,7 @@ from tvm import te, tirx
 
 from ir.dtypes import DType
 from ir.graph import Node
-from targets.lowering.vector_math import exp
+from targets.lowering.vector_math import exp, tanh
 
 Expr = Any
 
@@ -172,7 +172,7 @@ def _hard_sigmoid(x: Expr, alpha: float, beta: float) -> Expr:
 def _gelu(x: Expr, approximate: str) -> Expr:
     if approximate == "tanh":
         inner = _c(math.sqrt(2 / math.pi), x) * (x + _c(0.044715, x) * x * x * x)
-        return _c(0.5, x) * x * (_c(1, x) + te.tanh(inner))
+        return _c(0.5, x) * x * (_c(1, x) + tanh(inner))
     return _c(0.5, x) * x * (_c(1, x) + te.erf(x * _c(1 / math.sqrt(2), x)))
 
 
@@ -285,7 +285,7 @@ UNARY: dict[str, UnaryFn] = {
     ),
     "ThresholdedRelu": lambda x, a: _select(x > _c(a["alpha"], x), x, _c(0, x)),
     "Swish": lambda x, a: x * _sigmoid(x * _c(a.get("alpha", 1.0), x)),
-    "Mish": lambda x, a: x * te.tanh(_softplus(x)),
+    "Mish": lambda x, a: x * tanh(_softplus(x)),
     **{
         name: _math(fn)
         for name, fn in {
@@ -296,7 +296,7 @@ UNARY: dict[str, UnaryFn] = {
             "Log": te.log,
             "Sqrt": te.sqrt,
             "Erf": te.erf,
-            "Tanh": te.tanh,
+            "Tanh": tanh,
             "Sin": te.sin,
             "Cos": te.cos,
             "Tan": te.tan,
