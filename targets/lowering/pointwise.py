@@ -28,7 +28,7 @@ from tvm import te, tirx
 
 from ir.dtypes import DType
 from ir.graph import Node
-from targets.lowering.vector_math import exp, tanh
+from targets.lowering.vector_math import erf, exp, tanh
 
 Expr = Any
 
@@ -173,7 +173,7 @@ def _gelu(x: Expr, approximate: str) -> Expr:
     if approximate == "tanh":
         inner = _c(math.sqrt(2 / math.pi), x) * (x + _c(0.044715, x) * x * x * x)
         return _c(0.5, x) * x * (_c(1, x) + tanh(inner))
-    return _c(0.5, x) * x * (_c(1, x) + te.erf(x * _c(1 / math.sqrt(2), x)))
+    return _c(0.5, x) * x * (_c(1, x) + erf(x * _c(1 / math.sqrt(2), x)))
 
 
 def _sign(x: Expr) -> Expr:
@@ -295,7 +295,7 @@ UNARY: dict[str, UnaryFn] = {
             "Exp": exp,
             "Log": te.log,
             "Sqrt": te.sqrt,
-            "Erf": te.erf,
+            "Erf": erf,
             "Tanh": tanh,
             "Sin": te.sin,
             "Cos": te.cos,

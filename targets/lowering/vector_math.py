@@ -1,5 +1,5 @@
-"""exp and tanh as expressions LLVM vectorises. TVM lowers `te.exp` to `llvm.exp` (and `te.tanh`
-to a formula of it), which LLVM's x86 codegen turns into one scalar libm `expf` call per lane; each
+"""exp, tanh and erf as expressions LLVM vectorises. TVM lowers `te.exp` to `llvm.exp`, `te.tanh`
+to a formula of it and `te.erf` to libm's erff, which LLVM's x86 codegen calls once per lane; each
 call clobbers every vector register, so a Sigmoid or SiLU epilogue fused into a conv tile cost more
 than running it as its own kernel. Other dtypes than f32 keep TVM's.
 
@@ -17,6 +17,11 @@ onnxruntime's MLAS uses) on x clamped to +-7.9053, where f32 tanh rounds to
 +-1; odd, and x itself where |x| < 0.0004 (x^3/3 is under half an ulp there),
 so small x keep their relative accuracy. Within 6 ulp (5.1 measured near
 |x| = 6, relative 3e-7). NaN stays NaN.
+
+erf, rule: onnxruntime MLAS's split. For |x| <= 0.921875, x * (1 + p(x^2));
+above, sign(x) * (1 - exp(-t)) with t = a + a * q(a), a = min(|x|, 3.925)
+(erf rounds to +-1 beyond), p and q MLAS's minimax polynomials and exp the
+one above. Within 4 ulp (1.01 measured, relative 1e-7). NaN stays NaN.
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ MAGNITUDE, INFINITY_BITS = 0x7FFFFFFF, 0x7F800000
 TANH_LIMIT, TANH_SMALL = 7.90531110763549805, 0.0004
 TANH_NUMERATOR = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
                   1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)  # fmt: skip
+ERF_SPLIT, ERF_LIMIT = 0.921875, 3.925
+ERF_SMALL = (-5.99104969e-4, 4.99339588e-3, -2.67667342e-2, 1.12818025e-1, -3.76124859e-1, 1.28379151e-1)
+ERF_BIG = (1.72948930e-5, -3.83208680e-4, 3.88393435e-3, -2.42545605e-2, 1.06777847e-1, 6.34846687e-1,
+           1.28717512e-1)  # fmt: skip
 TANH_DENOMINATOR = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
 
 
@@ -83,6 +92,17 @@ def tanh(x: Expr) -> Expr:
     rational = clamped * _horner(TANH_NUMERATOR, square) / _horner(TANH_DENOMINATOR, square)
     small = te.abs(x) < _f32(TANH_SMALL)  # tanh(x) rounds to x; denormal x would lose digits in p/q
     return tirx.Select(_is_nan(x) | small, x, rational)
+
+
+def erf(x: Expr) -> Expr:
+    """erf(x) (module rule)."""
+    if _dtype(x) != "float32":
+        return te.erf(x)
+    near = x + x * _horner(ERF_SMALL, x * x)
+    a = te.min(te.abs(x), _f32(ERF_LIMIT))
+    far = _f32(1.0) - exp(-(a + a * _horner(ERF_BIG, a)))
+    signed = tirx.Select(x < _f32(0.0), -far, far)
+    return tirx.Select(_is_nan(x), x, tirx.Select(te.abs(x) > _f32(ERF_SPLIT), signed, near))
 
 
 def _horner(coefficients: tuple[float, ...], x: Expr) -> Expr:
