@@ -8,11 +8,14 @@ annotations (`ir.graph.Node.annotations`, printed in `.hir` as `#{...}`):
 - every epilogue node also carries `fused_into = "<anchor's node name>"` (the
   anchor's result name when it has no node name), so the text says where it went.
 
-Its nodes are contiguous in the node order, anchor first, and each epilogue
-node reads the previous node's result, which nothing else reads (no graph
-output either). The group runs as one kernel at one step of the schedule: the
-results of every node but the last (the *fused intermediates*) never exist in
-memory; only the last node's result is materialised. `read_fusion` trusts none
+Its nodes are contiguous in the node order, anchor first. Each epilogue node
+has one result and reads at least one result of the group's earlier nodes
+(usually the previous node's; SiLU's Mul reads the anchor's result and the
+Sigmoid's); its other operands exist before the anchor. The results of every
+node but the last (the *fused intermediates*) are read only by the group's
+nodes and are no graph output. The group runs as one kernel at one step of
+the schedule: the fused intermediates never exist in memory; only the last
+node's result is materialised. `read_fusion` trusts none
 of this and raises a `FusionError` naming the group when a later change broke it.
 
 A group may also have *weight prologues*: DequantizeLinears of constants
@@ -186,23 +189,26 @@ def _check_group(group: FusionGroup, position: dict[Node, int]) -> None:
     if group.anchor.annotations.get(FUSED_INTO_KEY) is not None:
         raise FusionError(f"{where}: its first node is marked {FUSED_INTO_KEY}, so the anchor is gone")
     start = position[group.anchor]
-    previous = group.anchor
+    inside = set(group.anchor.results) if len(group.anchor.results) == 1 else set()
     for offset, node in enumerate(group.epilogue, start=1):
-        running = previous.results[0] if len(previous.results) == 1 else None
         problem = None
         if position[node] != start + offset:
             problem = "is not right after the previous node of the group"
-        elif running is None or len(running.uses()) != 1 or running.is_graph_output:
-            problem = "reads a value that is not the previous node's only result, read once"
-        elif running not in node.operands or len(node.results) != 1:
-            problem = f"does not read %{running.name}"
+        elif len(node.results) != 1 or not inside.intersection(node.operands):
+            problem = "reads no result of the group's earlier nodes"
         elif node.annotations.get(FUSED_INTO_KEY) != anchor_label(group.anchor):
             problem = f"has {FUSED_INTO_KEY} = {node.annotations.get(FUSED_INTO_KEY)!r}"
         elif is_view(node):
             problem = "is a view"
         if problem:
             raise FusionError(f"{where}: {node.label()} {problem}; the graph changed after fuse: rerun it")
-        previous = node
+        inside.add(node.results[0])
+    members = set(group.nodes)
+    for value in group.intermediates[len(group.prologue) :]:
+        if value.is_graph_output or any(user not in members for user in value.users()):
+            raise FusionError(
+                f"{where}: %{value.name} is read outside the group; the graph changed after fuse: rerun it"
+            )
 
 
 def _check_prologue(group: FusionGroup, position: dict[Node, int]) -> None:

@@ -3,17 +3,26 @@
 Rule: walking the node order, an *anchor* is a node of an anchor op (Conv,
 ConvTranspose, Gemm, MatMul) or, to start a standalone chain, a fusable
 elementwise node not already taken by an earlier group. From the anchor's
-result, the chain grows one node at a time while the running value
+result the epilogue grows one node at a time, in node order, by a *step*
+that reads a value of the group (the anchor's result or an epilogue node's)
+which something outside the group still reads:
 
-- has exactly one use and is no graph output,
-- and that use is a node of a fusable op (`ctx.target.fusable_ops`, which the
-  compile driver fills from the target's epilogue tables; when absent, the ops
-  whose schema says `epilogue`, `ir.fusion.epilogue_ops`) with one result of the
-  anchor's result shape and dtype (a float),
-  reading the running value once; its other operand, if any, is of that dtype and
-  is a constant or a value computed before the anchor (a residual), broadcast;
-- and that node's result is stored in the anchor result's layout (TensorType.layout,
-  set by the `layout` pass): one kernel writes one layout.
+- a node of a fusable op (`ctx.target.fusable_ops`, which the compile driver
+  fills from the target's epilogue tables; when absent, the ops whose schema
+  says `epilogue`, `ir.fusion.epilogue_ops`) with one result of the anchor's
+  result shape and dtype (a float), whose operands are of that dtype;
+- whose other operands are constants or values computed before the anchor
+  (a residual), broadcast;
+- whose result is stored in the anchor result's layout (TensorType.layout, set
+  by the `layout` pass): one kernel writes one layout.
+
+The epilogue kept is the longest grown prefix after which only its last
+node's result is read outside the group (and no other is a graph output): a
+chain (Conv → Relu → Add), and the multi-node activations whose nodes read
+the anchor's result more than once (SiLU's Sigmoid and Mul, the erf and tanh
+Gelu chains, Mish's Softplus → Tanh → Mul). Growth stops once more than
+MAX_OPEN values wait for readers outside the group, or MAX_UNCLOSED steps
+after the last prefix that could be kept.
 
 Quantize steps (`QUANTIZE_STEP_OPS`, when the target lists them): a
 QuantizeLinear or DequantizeLinear of a run-time value may change the running
@@ -39,8 +48,8 @@ weight exists.
 
 A group of at least two nodes is recorded in annotations (ir/fusion.py
 states the format and what a group means) and its epilogue nodes are moved to
-right after the anchor — legal, since each reads only the previous node's result
-and values that exist before the anchor. Nothing else changes: annotations carry
+right after the anchor — legal, since each reads only the group's earlier
+results and values that exist before the anchor. Nothing else changes: annotations carry
 no semantics, so the interpreter computes the same. Views (ir/aliasing.py)
 are never fused: they cost no kernel. Old fusion annotations are dropped first.
 Imports only `ir` and this package.
@@ -75,6 +84,9 @@ QUANTIZE_STEP_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 DEFAULT_ANCHOR_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", *INTEGER_ANCHOR_OPS)
 """Ops whose kernels take an epilogue; `ctx.target.fusion_anchors` overrides them."""
+
+MAX_OPEN, MAX_UNCLOSED = 4, 16
+"""Epilogue growth bounds (module rule): values waiting for outside readers; steps past a keepable prefix."""
 
 WEIGHT_PROLOGUE_ANCHORS = ("Conv", "Gemm", "MatMul")
 """Anchor ops whose kernels dequantise a stored (INT4 group-wise or FP16) weight inside (weight_prologue)."""
@@ -143,7 +155,7 @@ class Fuse(Pass):
                 continue
             if anchor.op not in rules.anchors and not (recurrent or self.standalone_chains):
                 continue
-            chain = [] if recurrent else _chain(anchor, rules, position)
+            chain = [] if recurrent else _epilogue(anchor, rules, position, taken)
             prologue = prologues.get(anchor, [])
             if not chain and not prologue:
                 continue
@@ -237,25 +249,51 @@ def weight_prologue(anchor: Node) -> Node | None:
     return node if quant.axis == reduction_axis(anchor) else None  # type: ignore[union-attr]
 
 
-def _chain(anchor: Node, rules: _Rules, position: dict[Node, int]) -> list[Node]:
-    """The epilogue nodes that can follow `anchor`, in order."""
-    chain: list[Node] = []
-    running = anchor.results[0]
-    while len(running.uses()) == 1 and not running.is_graph_output:
-        node, _ = running.uses()[0]
-        result = node.results[0] if node.results else None
-        if not rules.is_step(node) or node.operands.count(running) != 1 or result is None:
+def _epilogue(anchor: Node, rules: _Rules, position: dict[Node, int], taken: set[Node]) -> list[Node]:
+    """The epilogue nodes that can follow `anchor`, in order (module rule)."""
+    grown: list[Node] = []
+    members = {anchor}
+    open_values = [anchor.results[0]]  # group values something outside the group reads, in order
+    kept = 0
+    while len(open_values) <= MAX_OPEN and len(grown) - kept < MAX_UNCLOSED:
+        node = _next_step(anchor, open_values, members, rules, position, taken)
+        if node is None:
             break
+        grown.append(node)
+        members.add(node)
+        open_values = [v for v in [*open_values, node.results[0]] if _read_outside(v, members)]
+        if not open_values or open_values == [node.results[0]]:
+            kept = len(grown)
+    return grown[:kept]
+
+
+def _read_outside(value: Value, members: set[Node]) -> bool:
+    return value.is_graph_output or any(user not in members for user in value.users())
+
+
+def _next_step(
+    anchor: Node,
+    open_values: list[Value],
+    members: set[Node],
+    rules: _Rules,
+    position: dict[Node, int],
+    taken: set[Node],
+) -> Node | None:
+    """The first node (in node order) reading an open value that can join the epilogue (module rule)."""
+    readers = {u for v in open_values for u in v.users() if u not in members and u not in taken}
+    inside = {r for n in members for r in n.results}
+    for node in sorted(readers, key=position.__getitem__):
+        result = node.results[0] if len(node.results) == 1 else None
+        if result is None or not rules.is_step(node):
+            continue
         if guards_of(node) != guards_of(anchor):  # a kernel runs under its anchor's guards only
-            break
-        if not _step_fits(result, running, anchor.results[0], rules.is_quantize_step(node)):
-            break
-        others = [o for o in node.operands if o is not running]
-        if not all(_exists_before(o, anchor, position) for o in others):
-            break
-        chain.append(node)
-        running = result
-    return chain
+            continue
+        read = next(o for o in node.operands if o in inside)
+        if not _step_fits(result, read, anchor.results[0], rules.is_quantize_step(node)):
+            continue
+        if all(o in inside or _exists_before(o, anchor, position) for o in node.operands):
+            return node
+    return None
 
 
 def _same_storage(value: Value, anchor_result: Value) -> bool:

@@ -37,6 +37,7 @@ DEFAULT_PIPELINE = (
     "fold-qdq",  # an imported QDQ model's layers onto the integer ops, before anything reshapes them
     "flatten-control-flow",  # Ifs on what became known take their branch; small static loops unroll
     "eliminate-identity",  # drop no-op nodes so producers meet their BatchNormalization
+    "sink-views",  # pointwise work behind a Squeeze/Reshape moves up to its producer
     "fold-batchnorm",  # fold scale/shift into Conv/Gemm/MatMul weights
     "fold-channel-affine",  # and the per-channel Mul/Add/Sub/Div that exporters leave after them
     "eliminate-common-subexpressions",  # merge duplicate nodes and identical weights

@@ -28,6 +28,7 @@ from passes.manager import Pass
 from passes.plan_memory import PlanMemory
 from passes.predicate_control_flow import PredicateControlFlow
 from passes.quantize import Quantize
+from passes.sink_views import SinkViews
 from passes.split_weights import SplitWeights
 
 ENTRY_POINT_GROUP = "hai.passes"
@@ -40,6 +41,7 @@ BUILTIN_PASSES: tuple[type[Pass], ...] = (
     FoldQdq,
     EliminateDeadCode,
     EliminateIdentity,
+    SinkViews,
     FoldBatchNorm,
     FoldChannelAffine,
     EliminateCommonSubexpressions,

@@ -2,10 +2,12 @@
 
 Rule: every pointwise op's element is written once, in targets/lowering/pointwise.py
 (`UNARY`, `BINARY`, `VARIADIC`, Where, Cast: all elementwise and activation ops,
-every IR dtype). An `Epilogue` chains such ops after an anchor (GEMM,
+every IR dtype). An `Epilogue` applies such ops after an anchor (GEMM,
 conv): `apply(value, index)` rewrites the anchor's accumulator value at the
-output's logical (IR-layout) index, reading extra operands (bias, residual)
-with numpy broadcasting; size-1 constants become literals. Standalone
+output's logical (IR-layout) index. Each step reads values of the group
+(the anchor's result, an earlier step's: SiLU's Mul reads both the anchor's
+result and the Sigmoid's) and extra operands (bias, residual) with numpy
+broadcasting; size-1 constants become literals. Standalone
 elementwise kernels use the same machinery with the head node's operands all
 read from buffers: one flat loop, vectorised by the target's lanes, parallel
 when large. In an "NHWC" kernel (rank-4 result) the output and every rank-4
@@ -92,7 +94,8 @@ class Epilogue:
     """Elementwise nodes applied, in order, to an anchor's result; `operands` are their extra inputs."""
 
     nodes: tuple[Node, ...] = ()
-    chain: list[int] = field(default_factory=list)  # which operand of each node is the running value
+    reads: list[dict[int, int]] = field(default_factory=list)
+    """Per node: operand index → the group value it reads (0 the anchor's result, j node j-1's)."""
     operands: list[dict[int, Operand]] = field(default_factory=list)
     tables: Tables = field(default_factory=LiteralTables)  # where quantize steps read per-channel constants
 
@@ -114,24 +117,28 @@ class Epilogue:
         epi = cls(tuple(nodes))
         shape = tuple(anchor_result.type.shape if shape is None else shape)
         known = {} if known is None else known
-        current = anchor_result
+        inside = {anchor_result.name: 0}
         for node in nodes:
             if not fusable(node):
                 raise LoweringError(f"node {node.name!r} ({node.op}) cannot be fused as an epilogue")
-            positions = [i for i, v in enumerate(node.operands) if v is current]
-            if len(positions) != 1:
-                raise LoweringError(f"epilogue node {node.name!r} must read %{current.name} exactly once")
+            reads = {
+                i: inside[v.name] for i, v in enumerate(node.operands) if v is not None and v.name in inside
+            }
+            if not reads:
+                raise LoweringError(
+                    f"epilogue node {node.name!r} reads neither %{anchor_result.name} nor an earlier step"
+                )
             if node.results[0].type.shape != shape:
                 raise LoweringError(f"epilogue node {node.name!r} changes the shape; it cannot be fused")
-            epi.chain.append(positions[0])
+            epi.reads.append(reads)
             epi.operands.append(
                 {
                     i: operand_of(v, f"{node.name or node.op}_{i}", layout == "NHWC", known)
                     for i, v in enumerate(node.operands)
-                    if i != positions[0] and v is not None
+                    if i not in reads and v is not None
                 }
             )
-            current = node.results[0]
+            inside[node.results[0].name] = len(inside)
         return epi
 
     @property
@@ -142,21 +149,33 @@ class Epilogue:
         return [op for extras in self.operands for op in extras.values() if op.tensor is not None]
 
     def apply(self, value: Expr, index: Sequence[Expr]) -> Expr:
-        for node, chain, extras in zip(self.nodes, self.chain, self.operands, strict=True):
-            reads = [value if i == chain else extras[i].read(index) for i in range(len(node.operands))]
-            value = step_expr(node, reads, index, self.tables)
-        return value
+        values = [value]
+        for node, reads, extras in zip(self.nodes, self.reads, self.operands, strict=True):
+            args = [
+                values[reads[i]] if i in reads else extras[i].read(index) for i in range(len(node.operands))
+            ]
+            values.append(step_expr(node, args, index, self.tables))
+        return values[-1]
 
     def describe(self) -> list[Any]:
-        """The epilogue's part of a workload key: ops, attrs, extra operand shapes and kinds."""
+        """The epilogue's part of a workload key: ops, attrs, what each step reads of the group (the
+        operand index of a chain step reading only the previous value), extra operand shapes and kinds."""
         return [
-            [n.op, dict(sorted(n.attrs.items())), c, {str(i): operand_key(o) for i, o in extras.items()}]
+            [n.op, dict(sorted(n.attrs.items())), _reads_key(reads, step)]
+            + [{str(i): operand_key(o) for i, o in extras.items()}]
             + ([quant_key(n)] if n.op in QUANT_OPS else [])
-            for n, c, extras in zip(self.nodes, self.chain, self.operands, strict=True)
+            for step, (n, reads, extras) in enumerate(zip(self.nodes, self.reads, self.operands, strict=True))
         ]
 
     def flops(self, elements: int) -> int:
         return elements * len(self.nodes)
+
+
+def _reads_key(reads: dict[int, int], step: int) -> int | dict[str, int]:
+    """A chain step (one operand reading the previous value) keys as that operand's index, as before
+    epilogues could read earlier values; any other step as {operand: group value}."""
+    ((operand, value),) = reads.items() if len(reads) == 1 else ((-1, -1),)
+    return operand if value == step else {str(i): v for i, v in reads.items()}
 
 
 def step_expr(node: Node, reads: Sequence[Expr], index: Sequence[Expr], tables: Tables) -> Expr:

@@ -28,6 +28,7 @@ from tvm import te, tirx
 
 from ir.dtypes import DType
 from ir.graph import Node
+from targets.lowering.vector_math import erf, exp, tanh
 
 Expr = Any
 
@@ -140,27 +141,27 @@ def _select(cond: Expr, a: Expr, b: Expr) -> Expr:
 
 
 def _sigmoid(x: Expr) -> Expr:
-    return _c(1, x) / (_c(1, x) + te.exp(-x))
+    return _c(1, x) / (_c(1, x) + exp(-x))
 
 
 def _softplus(x: Expr) -> Expr:
     """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
-    return te.max(x, _c(0, x)) + tirx.log1p(te.exp(-te.abs(x)))
+    return te.max(x, _c(0, x)) + tirx.log1p(exp(-te.abs(x)))
 
 
 def _expm1(x: Expr) -> Expr:
-    return te.exp(x) - _c(1, x)
+    return exp(x) - _c(1, x)
 
 
 def _sinh(x: Expr) -> Expr:
     """sinh without a scalar libm call (LLVM cannot vectorise tirx.sinh): a short series near 0."""
-    e = te.exp(x)
+    e = exp(x)
     series = x + x * x * x * (_c(1 / 6, x) + x * x * _c(1 / 120, x))
     return _select(te.abs(x) < _c(0.25, x), series, (e - _c(1, x) / e) * _c(0.5, x))
 
 
 def _cosh(x: Expr) -> Expr:
-    e = te.exp(x)
+    e = exp(x)
     return (e + _c(1, x) / e) * _c(0.5, x)
 
 
@@ -171,8 +172,8 @@ def _hard_sigmoid(x: Expr, alpha: float, beta: float) -> Expr:
 def _gelu(x: Expr, approximate: str) -> Expr:
     if approximate == "tanh":
         inner = _c(math.sqrt(2 / math.pi), x) * (x + _c(0.044715, x) * x * x * x)
-        return _c(0.5, x) * x * (_c(1, x) + te.tanh(inner))
-    return _c(0.5, x) * x * (_c(1, x) + te.erf(x * _c(1 / math.sqrt(2), x)))
+        return _c(0.5, x) * x * (_c(1, x) + tanh(inner))
+    return _c(0.5, x) * x * (_c(1, x) + erf(x * _c(1 / math.sqrt(2), x)))
 
 
 def _sign(x: Expr) -> Expr:
@@ -284,18 +285,18 @@ UNARY: dict[str, UnaryFn] = {
     ),
     "ThresholdedRelu": lambda x, a: _select(x > _c(a["alpha"], x), x, _c(0, x)),
     "Swish": lambda x, a: x * _sigmoid(x * _c(a.get("alpha", 1.0), x)),
-    "Mish": lambda x, a: x * te.tanh(_softplus(x)),
+    "Mish": lambda x, a: x * tanh(_softplus(x)),
     **{
         name: _math(fn)
         for name, fn in {
             "Floor": te.floor,
             "Ceil": te.ceil,
             "Round": te.round,  # nearbyint: halves to even
-            "Exp": te.exp,
+            "Exp": exp,
             "Log": te.log,
             "Sqrt": te.sqrt,
-            "Erf": te.erf,
-            "Tanh": te.tanh,
+            "Erf": erf,
+            "Tanh": tanh,
             "Sin": te.sin,
             "Cos": te.cos,
             "Tan": te.tan,

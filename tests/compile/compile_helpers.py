@@ -18,8 +18,9 @@ TOLERANCE = 1e-4  # DESIGN.md: fp32 relative error against onnxruntime
 
 
 def small_model(path: Path, seed: int = 0) -> Path:
-    """Conv -> Relu+Add (fused, in place) -> Flatten (a view) -> Gemm, plus two outputs without a kernel
-    of their own: a constant (`k`, copied) and a view of the input (`xf`)."""
+    """Conv -> Transpose -> Relu+Add (fused, in place over the transpose; after the Conv it would be
+    the Conv's epilogue) -> Flatten (a view) -> Gemm, plus two outputs without a kernel of their own:
+    a constant (`k`, copied) and a view of the input (`xf`)."""
     rng = np.random.default_rng(seed)
 
     def weight(name: str, *shape: int, scale: float = 0.3) -> onnx.TensorProto:
@@ -27,8 +28,9 @@ def small_model(path: Path, seed: int = 0) -> Path:
 
     nodes = [
         helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1], name="conv"),
-        helper.make_node("Relu", ["c"], ["r"], name="relu"),
-        helper.make_node("Add", ["r", "c"], ["a"], name="add"),
+        helper.make_node("Transpose", ["c"], ["t"], perm=[0, 1, 3, 2], name="swap"),
+        helper.make_node("Relu", ["t"], ["r"], name="relu"),
+        helper.make_node("Add", ["r", "t"], ["a"], name="add"),
         helper.make_node("Flatten", ["a"], ["f"], axis=1, name="flat"),
         helper.make_node("Gemm", ["f", "G", "GB"], ["y"], transB=1, name="fc"),
         helper.make_node("Identity", ["K"], ["k"], name="const_out"),

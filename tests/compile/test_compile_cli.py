@@ -47,7 +47,7 @@ def test_compile_report_run_and_bench(tmp_path: Path) -> None:
     assert "p50" in bench.output and "onnxruntime" in bench.output and "conv" in bench.output
     numbers = json.loads(report.read_text())
     assert numbers["hai"]["peak_rss_bytes"] > 0 and numbers["onnxruntime"]["latency"]["p50_ms"] > 0
-    assert [s["nodes"] for s in numbers["steps"]][:2] == [["conv"], ["relu", "add"]]
+    assert [s["nodes"] for s in numbers["steps"]][:3] == [["conv"], ["swap"], ["relu", "add"]]
 
 
 def test_bad_cpu_and_missing_shape_are_one_line_errors(tmp_path: Path) -> None:

@@ -29,9 +29,9 @@ def test_outputs_match_onnxruntime(model: Path, feeds, tmp_path: Path) -> None:
     result = compile_model(model, tmp_path / "small.hai", CompileOptions())
     assert_matches_onnxruntime(result.path, model, feeds)
     ops = ["+".join(n.op for n in g.nodes) for g in result.groups]
-    assert ops == ["Conv", "Relu+Add", "Gemm"]  # Flatten is a view: no kernel
-    assert len(result.plan.plan.steps) == 5  # and the constant output and the input view are copied
-    assert result.plan.plan.steps[1].nodes == ("relu", "add")
+    assert ops == ["Conv", "Transpose", "Relu+Add", "Gemm"]  # Flatten is a view: no kernel
+    assert len(result.plan.plan.steps) == 6  # and the constant output and the input view are copied
+    assert result.plan.plan.steps[2].nodes == ("relu", "add")
 
 
 def test_manifest_records_target_options_and_provenance(model: Path, tmp_path: Path) -> None:
@@ -43,7 +43,8 @@ def test_manifest_records_target_options_and_provenance(model: Path, tmp_path: P
         "target": "x86", "cpu": "x86-64-v3", "passes": "default", "input_shapes": {},
         "memory_budget": 512 * 2**20,  # the default budget
     }  # fmt: skip
-    assert [s["nodes"] for s in manifest["plan"]["steps"]][:3] == [["conv"], ["relu", "add"], ["fc"]]
+    steps = [s["nodes"] for s in manifest["plan"]["steps"]][:4]
+    assert steps == [["conv"], ["swap"], ["relu", "add"], ["fc"]]
     assert str(tmp_path) not in (path / "manifest.json").read_text()
     assert "Gemm" in (path / "model.hir").read_text()
 

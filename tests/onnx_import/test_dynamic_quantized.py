@@ -93,6 +93,59 @@ def test_matmul_and_gemm_run_as_integer_kernels(tmp_path, weight_type, per_chann
     assert "MatMul" not in {op for k in kernels for op in k.split("+")}
 
 
+def crnn_model() -> onnx.ModelProto:
+    """A small text recogniser: a dilated conv, a grouped one (8 outputs per group), a strided depthwise
+    one with asymmetric pads, a 1x1 conv, then an LSTM over the columns."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "c1": rng.normal(0, 0.3, (8, 3, 3, 3)), "b1": rng.normal(0, 0.1, 8),
+        "c2": rng.normal(0.05, 0.2, (16, 4, 3, 3)),
+        "c3": rng.normal(0, 0.3, (16, 1, 3, 3)), "b3": rng.normal(0, 0.1, 16),
+        "c4": rng.normal(0, 0.2, (8, 16, 1, 1)),
+        "W": rng.normal(0, 0.2, (1, 48, 32)), "R": rng.normal(0, 0.2, (1, 48, 12)),
+    }  # fmt: skip
+    initializers = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in arrays.items()]
+    initializers.append(numpy_helper.from_array(np.array([0, 0, -1]), "columns"))
+    nodes = [
+        helper.make_node("Conv", ["x", "c1", "b1"], ["y1"], pads=[1, 2, 1, 2], dilations=[1, 2]),
+        helper.make_node("Relu", ["y1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "c2"], ["y2"], pads=[1, 1, 1, 1], group=2),
+        helper.make_node("Conv", ["y2", "c3", "b3"], ["y3"], pads=[1, 0, 1, 1], strides=[2, 1], group=16),
+        helper.make_node("Conv", ["y3", "c4"], ["y4"]),
+        helper.make_node("Transpose", ["y4"], ["t"], perm=[3, 0, 1, 2]),
+        helper.make_node("Reshape", ["t", "columns"], ["s"]),
+        helper.make_node("LSTM", ["s", "W", "R"], ["Y", "Y_h"], hidden_size=12),
+    ]
+    graph = helper.make_graph(
+        nodes, "crnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 16])],
+        [helper.make_tensor_value_info("y4", TensorProto.FLOAT, [1, 8, 4, 15]),
+         helper.make_tensor_value_info("Y", TensorProto.FLOAT, [15, 1, 1, 12])],
+        initializers,
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
+def test_convs_with_u8_weights_outside_i8_match_onnxruntime(tmp_path, per_channel) -> None:  # type: ignore[no-untyped-def]
+    """quantize_dynamic's asymmetric u8 conv weights (zero points far from 128, so W - w_zp leaves i8) run
+    as ConvInteger kernels giving onnxruntime's integers; the LSTM behind them as DynamicQuantizeLSTM."""
+    path = quantized(
+        crnn_model(), "crnn", weight_type=quantization.QuantType.QUInt8, per_channel=per_channel,
+        op_types_to_quantize=["Conv", "LSTM"],
+    )  # fmt: skip
+    model = onnx.load(str(path))
+    assert {n.op_type for n in model.graph.node} >= {"ConvInteger", "DynamicQuantizeLSTM"}
+    stored = {t.name: numpy_helper.to_array(t).astype(int) for t in model.graph.initializer}
+    centred = [stored[f"c{i}_quantized"] - stored[f"c{i}_zero_point"] for i in range(1, 5)]
+    assert sum(w.min() < -128 or w.max() > 127 for w in centred) >= 3  # the shift of 128 is needed
+    x = np.random.default_rng(1).normal(0, 1, (1, 3, 8, 16)).astype(np.float32)
+    expected, actual, kernels = run_both(path, {"x": x}, tmp_path)
+    assert relative_error(actual[:1], expected[:1]) <= 1e-6  # the same integers; f32 roundings differ
+    assert relative_error(actual[1:], expected[1:]) <= LSTM_TOLERANCE
+    assert sum(k.startswith("ConvInteger") for k in kernels) == 4, kernels
+    assert sum(k.endswith("LSTM") for k in kernels) == 1, kernels
+
+
 def test_dynamic_quantize_linear_follows_the_spec(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """y, scale and zero point against onnx.reference, on a tensor with ties and an all-positive one."""
     from onnx.reference import ReferenceEvaluator

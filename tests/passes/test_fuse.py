@@ -86,7 +86,7 @@ def test_matmul_bias_residual_sigmoid() -> None:
     assert [k.sources for k in kernels(graph)] == [("residual",), ("mm", "bias", "res", "sig")]
 
 
-def test_a_second_use_ends_the_chain() -> None:
+def test_a_value_read_twice_inside_the_group_fuses() -> None:
     graph = fused(
         hir(
             W
@@ -99,9 +99,45 @@ def test_a_second_use_ends_the_chain() -> None:
   return %y"""
         )
     )
-    # %r has two readers: conv1+relu1 stop there; exp1 starts a standalone chain that takes
-    # neg1 and mul1 (mul1's other operand %r exists before exp1).
-    assert groups(graph) == [["conv1", "relu1"], ["exp1", "neg1", "mul1"]]
+    # %r has two readers, both in the group: one kernel, as for SiLU's x * sigmoid(x)
+    assert groups(graph) == [["conv1", "relu1", "exp1", "neg1", "mul1"]]
+    assert [k.sources for k in kernels(graph)] == [("conv1", "relu1", "exp1", "neg1", "mul1")]
+
+
+SILU = """
+  %c = Conv(%x, %w) : f32[1,2,4,4] loc("conv1")
+  %s = Sigmoid(%c) : f32[1,2,4,4] loc("sigmoid1")
+  %y = Mul(%c, %s) : f32[1,2,4,4] loc("silu1")"""
+
+
+def test_silu_fuses_into_its_conv() -> None:
+    graph = fused(hir(W + SILU + "\n  return %y"))
+    assert groups(graph) == [["conv1", "sigmoid1", "silu1"]]
+
+
+def test_a_second_use_outside_the_group_ends_the_epilogue() -> None:
+    """The conv's result is also read by another conv: the conv stays alone; Sigmoid+Mul runs as a
+    standalone chain (its Mul reads the conv's result, which exists before the Sigmoid)."""
+    graph = fused(
+        hir(
+            W
+            + SILU
+            + """
+  %d = Conv(%c, %w) : f32[1,2,4,4] loc("conv2")
+  %z = Add(%y, %d) : f32[1,2,4,4] loc("sum")
+  return %z""",
+            "(%x: f32[1,2,4,4]) -> (%z)",
+        )
+    )
+    assert groups(graph) == [["sigmoid1", "silu1"], ["conv2", "sum"]]
+
+
+def test_an_intermediate_read_outside_is_reported() -> None:
+    text = print_graph(fused(hir(W + SILU + "\n  return %y")))
+    broken = text.replace("return %y", "%z = Neg(%s) : f32[1,2,4,4]\n  return %y, %z")
+    broken = broken.replace("-> (%y)", "-> (%y, %z)")
+    with pytest.raises(FusionError, match="is read outside the group"):
+        read_fusion(parse_hir(broken))
 
 
 def test_graph_output_ends_the_chain() -> None:
@@ -158,7 +194,7 @@ def test_fusable_ops_come_from_the_target() -> None:
     graph = PassManager(parse_pipeline("fuse")).run(hir(CONV_BIAS_RELU), ctx)
     assert groups(graph) == []  # no anchors, and Add(conv, b)'s result is read by a non-fusable Relu
     graph = PassManager(parse_pipeline("fuse{standalone-chains=false}")).run(
-        hir("%a = Exp(%x) : f32[1,2,4,4] loc(\"e\")\n  %y = Neg(%a) : f32[1,2,4,4]\n  return %y")
+        hir('%a = Exp(%x) : f32[1,2,4,4] loc("e")\n  %y = Neg(%a) : f32[1,2,4,4]\n  return %y')
     )
     assert groups(graph) == []
 

@@ -80,6 +80,9 @@ def unary_cases() -> list[Case]:
     cases += [
         Case("Gelu-exact-f32", "Gelu", [floats()]),
         Case("Exp-f16", "Exp", [floats(dtype=np.float16)]),
+        Case("Exp-special-f32", "Exp", [SPECIAL]),  # targets/lowering/vector_math.py: inf, 0, NaN
+        Case("Exp-range-f32", "Exp", [np.linspace(-87.3, 88.7, 48, dtype=np.float32).reshape(2, 3, 8)]),
+        Case("Sigmoid-special-f32", "Sigmoid", [SPECIAL]),
         Case("Sigmoid-bf16", "Sigmoid", [floats(dtype=BF16)]),
         Case("Erf-bf16", "Erf", [floats(dtype=BF16)]),
         Case("Elu-f16", "Elu", [floats(dtype=np.float16)], {"alpha": 0.5}),

@@ -19,10 +19,14 @@ float ops around a static integer product:
   column sums of W' (for ConvInteger: the sums of W' over each output's
   window, padding excluded), as onnxruntime's Σ(x - zp)(w - w_zp). Where W -
   w_zp does not fit i8 (onnxruntime's asymmetric u8 weights), W' = W - 128
-  and the constant shift c = 128 - w_zp adds c * (Σ_k x - K * zp) per row
-  (MatMul only). The result is f32 holding the exact integers while they stay
-  under 2^24 (|Σ| <= K * 255 * 128: K <= 513 always; larger K only when the
-  sums stay small, else within one f32 rounding); onnxruntime's next node,
+  and the constant shift c = 128 - w_zp adds c * Σ (x - zp) over what each
+  output reads: per row for MatMul (Σ_k x - K * zp); for ConvInteger per
+  group and output position, the window sum of x's channels in that group
+  less zp times the window's size (padding excluded: onnxruntime pads x with
+  its zero point), a depthwise Conv of ones on the channel sums. The result
+  is f32 holding the exact integers while they stay under 2^24 (|Σ| <= K *
+  255 * 128: K <= 513 always; larger K only when the sums stay small, else
+  within one f32 rounding); onnxruntime's next node,
   the Cast of its int32 to f32, is then a no-op (`eliminate-identity`).
 - DynamicQuantizeLSTM: converters/dynamic_quantized_lstm.py.
 
@@ -52,6 +56,8 @@ U8_MAX = 255.0
 UNIT = QuantParams((1.0,), (0,))
 COLUMNS, SMALL = 4096, 1 << 15
 """Most columns a whole-tensor min/max keeps in its first reduction; sizes under SMALL take one (`_whole`)."""
+Window = tuple[dict, tuple[int, ...]]
+"""A ConvInteger's (attributes, kernel shape)."""
 
 
 # -- DynamicQuantizeLinear -------------------------------------------------------------------------------
@@ -181,14 +187,13 @@ def _centred_product(ctx: ConversionContext, a: Value, zero_point: Value, w_inde
     if not is_conv and w_value.type.rank != 2:
         raise ctx.fail(f"B {w_value.type} must be a 2-D (K, N) matrix (HAI's MatMulInteger)")
     weights, shift = _shifted_weight(ctx, w_index, w_zero, 0 if is_conv else 1)
-    if is_conv and shift.any():
-        raise ctx.fail("u8 weights whose zero points leave them outside i8 are supported for MatMul only")
     attrs = _conv_attrs(ctx, a, w_value) if is_conv else {}
     a_q = _quantized(ctx, a, UNIT, "A")
     # the corrections first: the kernel's epilogue may read only values computed before it
     sums = _window_sums(ctx, a, weights, attrs)[0] if is_conv else weights.sum(axis=0)
     correction = _emit(ctx, "Mul", [zero_point, ctx.constant(sums.astype(np.float32), "weight_sums")])
-    shifted = _shift_term(ctx, a_q, zero_point, shift, weights.shape[0]) if shift.any() else None
+    window = (attrs, weights.shape[2:]) if is_conv else None
+    shifted = _shift_term(ctx, a_q, zero_point, shift, window) if shift.any() else None
     w_q = _weight_constant(ctx, weights, w_value.name)
     (acc,) = ctx.emit("ConvInteger" if is_conv else "MatMulInteger", [a_q, w_q], attrs)
     mark_imported([acc])
@@ -197,12 +202,52 @@ def _centred_product(ctx: ConversionContext, a: Value, zero_point: Value, w_inde
     return y if shifted is None else _emit(ctx, "Add", [y, shifted])
 
 
-def _shift_term(ctx: ConversionContext, a_q: Value, zero_point: Value, shift: np.ndarray, k: int) -> Value:
-    """c[n] * (Σ_k a - K * zero_point) per row: the part of W - w_zp that W' leaves out (module rule)."""
+def _shift_term(
+    ctx: ConversionContext, a_q: Value, zero_point: Value, shift: np.ndarray, conv: Window | None
+) -> Value:
+    """c[n] * Σ (a - zero_point) over what output n reads: the part of W - w_zp that W' leaves out
+    (module rule); `conv` is ConvInteger's (attributes, kernel), None for MatMul."""
     real = _emit(ctx, "DequantizeLinear", [a_q], {"dtype": DType.F32})
-    rows = _emit(ctx, "ReduceSum", [real], {"axes": (a_q.type.rank - 1,), "keepdims": 1})
-    centred = _emit(ctx, "Sub", [rows, _emit(ctx, "Mul", [zero_point, _scalar(ctx, float(k), "k")])])
-    return _emit(ctx, "Mul", [centred, ctx.constant(shift.astype(np.float32), "shift")])
+    sums, size = _read_sums(ctx, real) if conv is None else _window_input_sums(ctx, real, *conv)
+    centred = _emit(ctx, "Sub", [sums, _emit(ctx, "Mul", [zero_point, size])])
+    if conv is None:
+        return _emit(ctx, "Mul", [centred, ctx.constant(shift.astype(np.float32), "shift")])
+    return _per_output_channel(ctx, centred, shift)
+
+
+def _read_sums(ctx: ConversionContext, real: Value) -> tuple[Value, Value]:
+    """(Σ_k a per row, K): what each MatMul output reads."""
+    rows = _emit(ctx, "ReduceSum", [real], {"axes": (real.type.rank - 1,), "keepdims": 1})
+    return rows, _scalar(ctx, float(real.type.shape[-1]), "k")
+
+
+def _window_input_sums(
+    ctx: ConversionContext, real: Value, attrs: dict, kernel_shape: tuple[int, ...]
+) -> tuple[Value, Value]:
+    """(Σ of a over each group's channels and window (N, G, *out), how many values that is (1, *out),
+    padding excluded): what each ConvInteger output reads; a depthwise Conv of ones on the channel sums."""
+    n, channels, *spatial = real.type.shape
+    group = int(attrs["group"])
+    if channels != group:
+        grouped = _emit(ctx, "Reshape", [real], {"shape": (n, group, channels // group, *spatial)})
+        real = _emit(ctx, "ReduceSum", [grouped], {"axes": (2,), "keepdims": 0})
+    kernel = np.ones((group, 1, *kernel_shape), np.float32)
+    sums = _emit(ctx, "Conv", [real, ctx.constant(kernel, "window")], attrs)
+    one = np.ones((1, 1, *spatial), np.float64)
+    (size,) = get_schema("Conv").evaluate([one, kernel[:1].astype(np.float64)], {**attrs, "group": 1}, ())
+    return sums, ctx.constant((size[0] * (channels // group)).astype(np.float32), "window_size")
+
+
+def _per_output_channel(ctx: ConversionContext, centred: Value, shift: np.ndarray) -> Value:
+    """(N, G, *out) sums times c[m] of each output channel m of group m // (M / G): (N, M, *out)."""
+    n, group, *out = centred.type.shape
+    per_group = shift.size // group
+    factors = shift.astype(np.float32).reshape(group, per_group, *[1] * len(out))
+    if per_group == 1:
+        return _emit(ctx, "Mul", [centred, ctx.constant(factors[:, 0], "shift")])
+    spread = _emit(ctx, "Reshape", [centred], {"shape": (n, group, 1, *out)})
+    product = _emit(ctx, "Mul", [spread, ctx.constant(factors, "shift")])
+    return _emit(ctx, "Reshape", [product], {"shape": (n, shift.size, *out)})
 
 
 # -- onnxruntime's fused forms ---------------------------------------------------------------------------
