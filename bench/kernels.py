@@ -1,11 +1,12 @@
-"""GFLOP/s of HAI's x86 GEMM and conv templates next to onnxruntime running the same single op.
+"""GFLOP/s of HAI's x86 GEMM, conv and recurrent templates next to onnxruntime running the same single op.
 
 Each case is one op (weights random, fixed seed): HAI lowers it with
 targets.lowering, builds it through the kernel cache and calls it through
 libtvm_ffi's C ABI (as the runtime does); onnxruntime runs a one-node ONNX model with
 `intra_op_num_threads` equal to HAI's TVM_NUM_THREADS. Each thread count runs
 in its own subprocess (the TVM thread pool reads TVM_NUM_THREADS once).
-Prints a table of GFLOP/s and the HAI / onnxruntime ratio (> 1: HAI faster).
+Prints a table of GFLOP/s, milliseconds per call and the HAI / onnxruntime ratio (> 1: HAI
+faster); the error compares the first output.
 
     .venv/bin/python bench/kernels.py [--threads 1 2] [--json out.json] [--case conv3x3_16_32_80]
 """
@@ -48,8 +49,13 @@ CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...], dict]] = {
     "det_conv3x3_96_24_80": ("Conv", (1, 96, 80, 80), (24, 96, 3, 3), {"stride": 1}),
     "det_convt2x2_24_24_160": ("ConvTranspose", (1, 24, 160, 160), (24, 24, 2, 2), {"stride": 2}),
     "det_convt2x2_24_1_320": ("ConvTranspose", (1, 24, 320, 320), (24, 1, 2, 2), {"stride": 2}),
+    # recurrent layers (X [seq, batch, in], W [dirs, gates*hidden, in]): CRNN-like text recognisers
+    "lstm_bi_80x512x256": ("LSTM", (80, 1, 512), (2, 1024, 512), {"direction": "bidirectional"}),
+    "lstm_fw_40x256x128": ("LSTM", (40, 1, 256), (1, 512, 256), {"direction": "forward"}),
+    "gru_bi_64x384x192": ("GRU", (64, 1, 384), (2, 576, 384), {"direction": "bidirectional"}),
 }
 CONVS = ("Conv", "ConvTranspose")
+RECURRENT = {"LSTM": 4, "GRU": 3}
 
 
 def conv_attrs(w: tuple[int, ...], attrs: dict) -> dict:
@@ -61,6 +67,8 @@ def conv_attrs(w: tuple[int, ...], attrs: dict) -> dict:
 
 def op_attrs(op: str, w: tuple[int, ...], attrs: dict) -> dict:
     """The node attributes of a case (ConvTranspose: kernel == stride, unpadded)."""
+    if op in RECURRENT:
+        return {**attrs, "hidden_size": w[1] // RECURRENT[op]}
     if op == "ConvTranspose":
         return {**conv_attrs(w, {**attrs, "pads": [0, 0, 0, 0]}), "output_padding": [0, 0]}
     return conv_attrs(w, attrs) if op == "Conv" else dict(attrs)
@@ -68,6 +76,13 @@ def op_attrs(op: str, w: tuple[int, ...], attrs: dict) -> dict:
 
 def bias_size(op: str, w: tuple[int, ...]) -> int:
     return w[1] if op == "ConvTranspose" else w[0]
+
+
+def extra_weights(op: str, w: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of a case's weights beyond `w`: a conv's bias, a recurrent layer's R and B."""
+    if op in RECURRENT:
+        return {"r": (w[0], w[1], w[1] // RECURRENT[op]), "b": (w[0], 2 * w[1])}
+    return {"b": (bias_size(op, w),)} if op in CONVS else {}
 
 
 def ir_node(case: str):
@@ -83,10 +98,10 @@ def ir_node(case: str):
     x = graph.add_input("x", TensorType(DType.F32, xs))
     w = graph.add_constant("w", (rng.standard_normal(ws) * 0.1).astype(np.float32))
     operands = [x, w]
-    if op in CONVS:
-        operands.append(graph.add_constant("b", rng.standard_normal(bias_size(op, ws)).astype(np.float32)))
+    for name, shape in extra_weights(op, ws).items():
+        operands.append(graph.add_constant(name, (rng.standard_normal(shape) * 0.1).astype(np.float32)))
     ir_attrs = op_attrs(op, ws, attrs)
-    (y,) = Builder(graph).op(op, operands, ir_attrs, name=case)
+    y = Builder(graph).op(op, operands, ir_attrs, name=case)[0]
     feeds = {"x": rng.standard_normal(xs).astype(np.float32)}
     return graph, y.producer, feeds, {k: v.constant_array() for k, v in graph.constants.items()}
 
@@ -96,14 +111,17 @@ def onnx_model(case: str, consts: dict[str, np.ndarray]) -> bytes:
 
     op, xs, ws, attrs = CASES[case]
     _, node, _, _ = ir_node(case)
-    names = ["x", "w"] + (["b"] if op in CONVS else [])
+    names = ["x", "w", *extra_weights(op, ws)]
     onnx_attrs = op_attrs(op, ws, attrs)
-    out_shape = list(node.results[0].type.shape)
+    outputs = [f"y{i}" for i in range(len(node.results))]
     graph = helper.make_graph(
-        [helper.make_node(op, names, ["y"], **onnx_attrs)],
+        [helper.make_node(op, names, outputs, **onnx_attrs)],
         case,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(xs))],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+        [
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, list(value.type.shape))
+            for name, value in zip(outputs, node.results, strict=True)
+        ],
         [numpy_helper.from_array(consts[n], n) for n in names[1:]],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -162,12 +180,14 @@ def measure(case: str, threads: int) -> dict:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(onnx_model(case, consts), options, providers=["CPUExecutionProvider"])
-    (want,) = session.run(None, feeds)
-    got = arrays[-1].reshape(want.shape)
+    want = session.run(None, feeds)[0]
+    got = arrays[len(kernel.args) - len(kernel.outputs)].reshape(want.shape)
     error = float(np.linalg.norm(got - want) / np.linalg.norm(want))
     ort_s = timed(lambda: session.run(None, feeds))
     flops = kernel.flops
     return {
+        "hai_ms": hai_s * 1e3,
+        "ort_ms": ort_s * 1e3,
         "case": case,
         "threads": threads,
         "flops": flops,
@@ -204,11 +224,14 @@ def main() -> None:
             text=True,
         ).stdout
         rows += json.loads(out.strip().splitlines()[-1])
-    print(f"{'case':<24} {'thr':>3} {'HAI GFLOP/s':>12} {'ORT GFLOP/s':>12} {'HAI/ORT':>8} {'rel err':>9}")
+    print(
+        f"{'case':<24} {'thr':>3} {'HAI GFLOP/s':>12} {'ORT GFLOP/s':>12} {'HAI ms':>9} {'ORT ms':>9} "
+        f"{'HAI/ORT':>8} {'rel err':>9}"
+    )
     for r in rows:
         print(
             f"{r['case']:<24} {r['threads']:>3} {r['hai_gflops']:>12.1f} {r['ort_gflops']:>12.1f} "
-            f"{r['ratio']:>8.2f} {r['rel_error']:>9.1e}"
+            f"{r['hai_ms']:>9.3f} {r['ort_ms']:>9.3f} {r['ratio']:>8.2f} {r['rel_error']:>9.1e}"
         )
     ratios = [r["ratio"] for r in rows]
     print(f"geometric mean HAI/ORT speed ratio: {float(np.exp(np.mean(np.log(ratios)))):.2f}")

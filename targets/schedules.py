@@ -17,6 +17,9 @@ Families and their knobs:
   `vpdpbusd`, arm64 `usdot`/`sdot`; "" for the plain int32 reduction; `dot_intrinsic`), `parallel`.
 - `depthwise` (depthwise Conv) and `vector` (pointwise/elementwise, reductions, movement):
   `lanes`, the vector width in elements.
+- `recurrent` (LSTM, GRU, RNN steps; targets/lowering/rnn_step.py): a tile of `vectors` x `lanes`
+  hidden units whose gates accumulate in registers, `parallel` tiles per step. (Their input
+  projection is a `gemm`.)
 - layout: `TargetBackend.channels_last` (conv regions NHWC through the `layout` pass).
 Slots: AMX tiles (x86 `amx_int8`/`amx_bf16`: a `tile` knob family beside `integer_gemm`),
 aarch64 `smmla`/`ummla` (a 2 x 8 step of its own: another `dot` and packing) and OpenCL
@@ -88,6 +91,23 @@ class VectorKnobs:
 
 
 @dataclass(frozen=True)
+class RecurrentKnobs:
+    """A recurrent step's tile: `vectors` x `lanes` hidden units, each gate of the cell accumulating
+    in `vectors` registers of `lanes` floats; `parallel`: a step's tiles run on the thread pool."""
+
+    lanes: int
+    vectors: int
+    parallel: bool
+
+    @property
+    def units(self) -> int:
+        return self.vectors * self.lanes
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class ScheduleTable:
     """A target family's knob choices, one function per template family (see the module rule).
 
@@ -96,6 +116,7 @@ class ScheduleTable:
     - `integer_dot(target)`: the instruction the 16 x 4 u8 x i8 step is there ("" if none);
       `dot_intrinsic(dot)` registers that instruction's tensor intrinsic and returns its `DotStep`.
     - `depthwise(target)`, `vector(target, itemsize)`: the vector width for f32 / `itemsize` bytes.
+    - `recurrent(target, gates, hidden, step_macs)`: the step tile of a cell of `gates` gates.
     """
 
     gemm: Callable[[TargetDescription, int, int, int | None], GemmKnobs]
@@ -104,6 +125,7 @@ class ScheduleTable:
     dot_intrinsic: Callable[[str], DotStep]
     depthwise: Callable[[TargetDescription], VectorKnobs]
     vector: Callable[[TargetDescription, int], VectorKnobs]
+    recurrent: Callable[[TargetDescription, int, int, int], RecurrentKnobs]
 
 
 def register_gemm_knobs(target: TargetDescription, m: int, n: int, rows: int | None = None) -> GemmKnobs:
@@ -122,6 +144,26 @@ def register_gemm_knobs(target: TargetDescription, m: int, n: int, rows: int | N
             vectors = v
             break
     return GemmKnobs(mi=mi, nb=vectors * lanes, lanes=lanes)
+
+
+RECURRENT_ACCUMULATORS = 8
+"""Vector accumulators a recurrent step tile aims at (enough independent FMA chains to hide latency)."""
+RECURRENT_PARALLEL_MIN_MACS = 1 << 14
+"""Multiply-adds of one step below which its tiles run serially (a parallel launch does not pay)."""
+
+
+def register_recurrent_knobs(
+    target: TargetDescription, gates: int, hidden: int, step_macs: int
+) -> RecurrentKnobs:
+    """The recurrent-step rule every CPU table shares: `RECURRENT_ACCUMULATORS` // `gates` vectors per
+    gate (at least 1, no more than the hidden units fill), fewer while `gates * vectors` accumulators
+    and as many weight loads plus one broadcast exceed the registers; parallel above
+    `RECURRENT_PARALLEL_MIN_MACS` per step."""
+    lanes = target.vector_lanes_f32
+    vectors = max(1, min(RECURRENT_ACCUMULATORS // gates, -(-hidden // lanes)))
+    while vectors > 1 and 2 * gates * vectors + 1 > target.vector_registers:
+        vectors -= 1
+    return RecurrentKnobs(lanes=lanes, vectors=vectors, parallel=step_macs >= RECURRENT_PARALLEL_MIN_MACS)
 
 
 def full_vector_knobs(target: TargetDescription, itemsize: int) -> VectorKnobs:

@@ -21,6 +21,7 @@ from targets.schedules import (
     f32_vector_knobs,
     full_vector_knobs,
     register_gemm_knobs,
+    register_recurrent_knobs,
 )
 
 
@@ -47,4 +48,5 @@ ARM64_SCHEDULES = ScheduleTable(
     dot_intrinsic=register_dot,
     depthwise=f32_vector_knobs,
     vector=full_vector_knobs,
+    recurrent=register_recurrent_knobs,
 )

@@ -19,6 +19,7 @@ from targets.schedules import (
     f32_vector_knobs,
     full_vector_knobs,
     register_gemm_knobs,
+    register_recurrent_knobs,
 )
 from targets.x86.vnni import VPDPBUSD, register_vnni
 
@@ -46,4 +47,5 @@ X86_SCHEDULES = ScheduleTable(
     dot_intrinsic=register_vnni,
     depthwise=f32_vector_knobs,
     vector=full_vector_knobs,
+    recurrent=register_recurrent_knobs,
 )

@@ -1,0 +1,177 @@
+"""A recurrent layer's operands as the tiled kernel reads them, and its input projection as one GEMM.
+
+Rule: X·Wᵀ for every step, batch row and direction does not depend on the
+recurrence, so it is one GEMM of X viewed as (rows, inputs) (rows = seq*batch
+in X's own order) by Wᵀ in the tile order (targets/lowering/rnn_tiles.py), with
+the biases the step does not need apart (packed per column) added to its output block: Wb + Rb of
+every gate, but GRU's candidate gate under `linear_before_reset`, which adds Rb
+inside r * (h·Rᵀ + Rb) and so keeps its Rb for the step (`recurrent_bias`). The
+GEMM is the packed MatMul/Gemm template's compute and schedule
+(targets/lowering/tiling.py, the target's `gemm` knobs). Constant W and R are
+packed at compile time (W into the GEMM's panels, R into the step's per-tile
+panels, in the working dtype); W, R given at run time are gathered into the
+same layouts by stages inside the kernel. B, the states, sequence_lens and
+P are read as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from tvm import te, tirx
+
+from ir.graph import Value
+from targets.lowering.generic import Param, dtype_name
+from targets.lowering.kernel import KernelArg
+from targets.lowering.matmul import pack_panels
+from targets.lowering.rnn_layer import Recurrence
+from targets.lowering.rnn_tiles import TileOrder
+from targets.lowering.tiling import padded
+from targets.schedules import GemmKnobs
+
+Expr = Any
+Layout = Callable[[np.ndarray], np.ndarray]
+Gather = Callable[..., Expr]
+
+
+class Operands:
+    """The kernel's parameters as they are made (TE placeholders with the argument each binds) and the
+    compile-time packing of the constant ones."""
+
+    def __init__(self) -> None:
+        self.params: list[Param] = []
+        self.layouts: dict[str, tuple[str, Layout]] = {}  # argument key -> (value name, layout)
+        self.gathered: list[str] = []  # names of the stages gathering a run-time operand
+
+    def raw(self, value: Value, name: str, shape: tuple[int, ...] | None = None) -> Any:
+        """`value` as it is (or viewed as `shape`): a weight when constant, else a run-time input."""
+        found = next(
+            (p.tensor for p in self.params if p.arg.value == value.name and p.arg.part is None), None
+        )
+        if found is not None:
+            return found
+        view = tuple(int(d) for d in (value.type.shape if shape is None else shape))
+        role = "weight" if value.is_constant else "input"
+        tensor = te.placeholder(view, dtype_name(value), name=name)
+        self.params.append(Param(tensor, KernelArg(value.name, role, view, dtype_name(value))))
+        return tensor
+
+    def packed(
+        self,
+        value: Value,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: str,
+        layout: Layout,
+        gather: Gather,
+    ) -> Any:
+        """`value` in a packed layout: packed by `layout` at compile time when constant (argument part
+        `name`), else gathered in the kernel by `gather(raw tensor, *packed index)`."""
+        if not value.is_constant:
+            raw = self.raw(value, value.name)
+            self.gathered.append(f"{name}_gathered")
+            return te.compute(shape, lambda *i: gather(raw, *i), name=self.gathered[-1])
+        tensor = te.placeholder(shape, dtype, name=name)
+        arg = KernelArg(value.name, "weight", shape, dtype, part=name)
+        self.params.append(Param(tensor, arg))
+        self.layouts[arg.key] = (value.name, lambda a: np.ascontiguousarray(layout(a), dtype=dtype))
+        return tensor
+
+    def pack(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each weight argument's array (by its key) from the constants (by value name)."""
+        packed = {}
+        for p in self.params:
+            if p.arg.role == "weight":
+                value, layout = self.layouts.get(p.arg.key, (p.arg.value, np.ascontiguousarray))
+                packed[p.arg.key] = layout(arrays[value])
+        return packed
+
+
+def unfolded_gate(rec: Recurrence) -> int | None:
+    """The gate whose Rb stays out of the projection: GRU's candidate under linear_before_reset."""
+    return 2 if rec.node.op == "GRU" and rec.node.attrs["linear_before_reset"] else None
+
+
+def gate_bias(rec: Recurrence, order: TileOrder, ops: Operands, recurrent_only: bool) -> Any:
+    """B per column in tile order: Wb + Rb (Rb of the unfolded gate left out), or, `recurrent_only`,
+    the unfolded gate's Rb alone; 0 for padded units."""
+    b = rec.operand(3)
+    assert b is not None
+    rows, work, unfolded = rec.gates * rec.hidden, rec.work, unfolded_gate(rec)
+
+    def layout(array: np.ndarray) -> np.ndarray:
+        wb, rb = (
+            array[:, :rows].reshape(rec.dirs, rec.gates, -1),
+            array[:, rows:].reshape(rec.dirs, rec.gates, -1),
+        )
+        apart = np.zeros_like(rb)
+        if unfolded is not None:
+            apart[:, unfolded] = rb[:, unfolded]
+        total = apart if recurrent_only else wb + rb - apart
+        return order.rows(total.reshape(rec.dirs, rows))
+
+    def gather(raw: Any, col: Expr) -> Expr:
+        d, g, unit = order.source(col)
+        row, zero = g * rec.hidden + tirx.min(unit, rec.hidden - 1), tirx.const(0.0, work)
+        rb = raw[d, rows + row].astype(work)
+        if unfolded is not None:
+            apart = g == unfolded
+            rb = te.if_then_else(apart, rb, zero) if recurrent_only else te.if_then_else(apart, zero, rb)
+        elif recurrent_only:
+            rb = zero
+        total = rb if recurrent_only else raw[d, row].astype(work) + rb
+        return te.if_then_else(unit < rec.hidden, total, zero)
+
+    name = "rbias" if recurrent_only else "xbias"
+    return ops.packed(b, name, (order.columns,), work, layout, gather)
+
+
+def input_projection(rec: Recurrence, order: TileOrder, ops: Operands, knobs: GemmKnobs) -> Any:
+    """X·Wᵀ (+ the folded biases) for every row of X, columns in tile order (module rule)."""
+    m, k_dim, n, work, nb = rec.seq * rec.batch, rec.inputs, order.columns, rec.work, knobs.nb
+    w = rec.operand(1)
+    assert w is not None
+    x = ops.raw(rec.operand(0), "X", (m, k_dim))  # type: ignore[arg-type]
+
+    def gather(raw: Any, p: Expr, k: Expr, lane: Expr) -> Expr:
+        col = p * nb + lane
+        d, g, unit = order.source(tirx.min(col, n - 1))
+        valid = tirx.all(col < n, unit < rec.hidden)
+        return te.if_then_else(valid, raw[d, g * rec.hidden + unit, k].astype(work), tirx.const(0.0, work))
+
+    panels = (padded(n, nb) // nb, k_dim, nb)
+    wp = ops.packed(w, "Wp", panels, work, lambda a: pack_panels(order.rows(a).T, nb), gather)
+    k = te.reduce_axis((0, k_dim), name="k")
+    acc = te.compute(
+        (m, padded(n, nb)),
+        lambda i, j: te.sum(x[i, k].astype(work) * wp[j // nb, k, j % nb], axis=k),
+        name="acc",
+    )
+    b = rec.operand(3)
+    if b is None:
+        return te.compute((m, n), lambda i, j: acc[i, j], name="xw")
+    bias = gate_bias(rec, order, ops, recurrent_only=False)
+    return te.compute((m, n), lambda i, j: bias[j] + acc[i, j], name="xw")
+
+
+def recurrent_weights(rec: Recurrence, order: TileOrder, ops: Operands) -> Any:
+    """R as [dirs, tiles, H, G*U] (targets/lowering/rnn_tiles.py)."""
+    r, work, units = rec.operand(2), rec.work, order.units
+    assert r is not None
+
+    def gather(raw: Any, d: Expr, tile: Expr, k: Expr, lane: Expr) -> Expr:
+        g, unit = lane // units, tile * units + lane % units
+        row = g * rec.hidden + tirx.min(unit, rec.hidden - 1)
+        return te.if_then_else(unit < rec.hidden, raw[d, row, k].astype(work), tirx.const(0.0, work))
+
+    shape = (order.dirs, order.tiles, rec.hidden, order.gates * units)
+    return ops.packed(r, "Rp", shape, work, order.recurrent_panels, gather)
+
+
+def recurrent_bias(rec: Recurrence, order: TileOrder, ops: Operands) -> Any | None:
+    """The unfolded gate's Rb per column (None when every Rb is folded or there is no B)."""
+    if rec.operand(3) is None or unfolded_gate(rec) is None:
+        return None
+    return gate_bias(rec, order, ops, recurrent_only=True)
