@@ -51,6 +51,7 @@ CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...], dict]] = {
     "det_convt2x2_24_1_320": ("ConvTranspose", (1, 24, 320, 320), (24, 1, 2, 2), {"stride": 2}),
     # recurrent layers (X [seq, batch, in], W [dirs, gates*hidden, in]): CRNN-like text recognisers
     "lstm_bi_80x512x256": ("LSTM", (80, 1, 512), (2, 1024, 512), {"direction": "bidirectional"}),
+    "lstm_bi_32x512x512": ("LSTM", (32, 1, 512), (2, 2048, 512), {"direction": "bidirectional"}),  # ddddocr
     "lstm_fw_40x256x128": ("LSTM", (40, 1, 256), (1, 512, 256), {"direction": "forward"}),
     "gru_bi_64x384x192": ("GRU", (64, 1, 384), (2, 576, 384), {"direction": "bidirectional"}),
 }

@@ -93,11 +93,14 @@ class VectorKnobs:
 @dataclass(frozen=True)
 class RecurrentKnobs:
     """A recurrent step's tile: `vectors` x `lanes` hidden units, each gate of the cell accumulating
-    in `vectors` registers of `lanes` floats; `parallel`: a step's tiles run on the thread pool."""
+    in `vectors` registers of `lanes` floats; `parallel`: a step's tiles run on the thread pool;
+    `together`: a bidirectional layer's two directions step in the same parallel loops (else one
+    direction's whole sequence, then the other's)."""
 
     lanes: int
     vectors: int
     parallel: bool
+    together: bool = True
 
     @property
     def units(self) -> int:
@@ -116,7 +119,7 @@ class ScheduleTable:
     - `integer_dot(target)`: the instruction the 16 x 4 u8 x i8 step is there ("" if none);
       `dot_intrinsic(dot)` registers that instruction's tensor intrinsic and returns its `DotStep`.
     - `depthwise(target)`, `vector(target, itemsize)`: the vector width for f32 / `itemsize` bytes.
-    - `recurrent(target, gates, hidden, step_macs)`: the step tile of a cell of `gates` gates.
+    - `recurrent(target, gates, hidden, directions, batch)`: the step tiles of a layer of `gates` gates.
     """
 
     gemm: Callable[[TargetDescription, int, int, int | None], GemmKnobs]
@@ -125,7 +128,7 @@ class ScheduleTable:
     dot_intrinsic: Callable[[str], DotStep]
     depthwise: Callable[[TargetDescription], VectorKnobs]
     vector: Callable[[TargetDescription, int], VectorKnobs]
-    recurrent: Callable[[TargetDescription, int, int, int], RecurrentKnobs]
+    recurrent: Callable[[TargetDescription, int, int, int, int], RecurrentKnobs]
 
 
 def register_gemm_knobs(target: TargetDescription, m: int, n: int, rows: int | None = None) -> GemmKnobs:
@@ -150,20 +153,30 @@ RECURRENT_ACCUMULATORS = 8
 """Vector accumulators a recurrent step tile aims at (enough independent FMA chains to hide latency)."""
 RECURRENT_PARALLEL_MIN_MACS = 1 << 14
 """Multiply-adds of one step below which its tiles run serially (a parallel launch does not pay)."""
+RECURRENT_TOGETHER_BYTES = 2 << 20
+"""Bytes of R (f32, all directions) up to which both directions step together: measured on a 2 MiB-L2
+Xeon (2 threads), bidirectional LSTM hidden 256 (2 MiB of R) ran faster together, hidden 512 (8 MiB)
+faster one direction after the other (each thread then streams half of one direction's R)."""
 
 
 def register_recurrent_knobs(
-    target: TargetDescription, gates: int, hidden: int, step_macs: int
+    target: TargetDescription, gates: int, hidden: int, directions: int, batch: int
 ) -> RecurrentKnobs:
     """The recurrent-step rule every CPU table shares: `RECURRENT_ACCUMULATORS` // `gates` vectors per
     gate (at least 1, no more than the hidden units fill), fewer while `gates * vectors` accumulators
     and as many weight loads plus one broadcast exceed the registers; parallel above
-    `RECURRENT_PARALLEL_MIN_MACS` per step."""
+    `RECURRENT_PARALLEL_MIN_MACS` per step; directions together up to `RECURRENT_TOGETHER_BYTES` of R."""
     lanes = target.vector_lanes_f32
     vectors = max(1, min(RECURRENT_ACCUMULATORS // gates, -(-hidden // lanes)))
     while vectors > 1 and 2 * gates * vectors + 1 > target.vector_registers:
         vectors -= 1
-    return RecurrentKnobs(lanes=lanes, vectors=vectors, parallel=step_macs >= RECURRENT_PARALLEL_MIN_MACS)
+    r_bytes = 4 * directions * gates * hidden * hidden
+    return RecurrentKnobs(
+        lanes=lanes,
+        vectors=vectors,
+        parallel=directions * batch * gates * hidden * hidden >= RECURRENT_PARALLEL_MIN_MACS,
+        together=r_bytes <= RECURRENT_TOGETHER_BYTES,
+    )
 
 
 def full_vector_knobs(target: TargetDescription, itemsize: int) -> VectorKnobs:

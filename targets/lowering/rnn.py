@@ -38,8 +38,7 @@ STATE_OPERANDS = {4: "sequence_lens", 5: "initial_h", 6: "initial_c", 7: "P"}
 def tiled_kernel(rec: Recurrence, target: TargetDescription) -> LoweredKernel:
     """The projection GEMM and the tiled steps of `rec` in one kernel (module rule)."""
     node = rec.node
-    step_macs = rec.dirs * rec.batch * rec.gates * rec.hidden * rec.hidden
-    knobs = schedules_of(target).recurrent(target, rec.gates, rec.hidden, step_macs)
+    knobs = schedules_of(target).recurrent(target, rec.gates, rec.hidden, rec.dirs, rec.batch)
     order = TileOrder(rec.dirs, rec.gates, rec.hidden, knobs.units)
     gemm = choose_knobs(target, rec.seq * rec.batch, order.columns)
     ops = Operands()

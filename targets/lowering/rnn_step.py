@@ -3,8 +3,11 @@
 Rule: the input projection (targets/lowering/rnn_projection.py) has already
 given every step's X·Wᵀ + biases, columns in tile order
 (targets/lowering/rnn_tiles.py). Step s runs, for every direction, batch row
-and tile of U = `vectors` x `lanes` hidden units (in parallel over all three
-when the `recurrent` knobs say so: one thread pool launch per step and pass),
+and tile of U = `vectors` x `lanes` hidden units (in parallel when the
+`recurrent` knobs say so: one thread pool launch per step and pass; the
+directions of a bidirectional layer in the same launches when `together`, else
+the whole forward sequence first, so that each thread keeps only its share of
+one direction's R in its cache),
 h·Rᵀ of the tile's gates into `vectors` vector accumulators per gate, started
 from the projection (GRU's unfolded candidate from its Rb), reading R's tile
 panel row by row; then, on the same registers, the cell: clip, the gate
@@ -77,9 +80,13 @@ class Step:
 
     def emit(self) -> None:
         self.initial_states()
-        with T.serial(0, self.rec.seq) as step:
-            for p in passes(self.rec):
-                self.step_pass(step, p)
+        groups = (
+            [tuple(range(self.rec.dirs))] if self.knobs.together else [(d,) for d in range(self.rec.dirs)]
+        )
+        for directions in groups:
+            with T.serial(0, self.rec.seq) as step:
+                for p in passes(self.rec):
+                    self.step_pass(step, p, directions)
         self.final_states()
 
     # --- before and after the steps --------------------------------------------------------------
@@ -124,13 +131,17 @@ class Step:
         return self.buf["rbias"][column] if "rbias" in self.buf else self.zero()
 
     # --- one pass of one step ------------------------------------------------------------------
-    def step_pass(self, step: Expr, p: Pass) -> None:
+    def step_pass(self, step: Expr, p: Pass, directions: tuple[int, ...]) -> None:
+        """Pass `p` of `step` for every tile of `directions` and batch row (one parallel loop)."""
         rec, tiles = self.rec, self.order.tiles
         loop = T.parallel if self.knobs.parallel else T.serial
-        with loop(0, rec.dirs * rec.batch * tiles) as item:
+        with loop(0, len(directions) * rec.batch * tiles) as item:
             b, u = item // tiles % rec.batch, item % tiles
-            for d in range(rec.dirs):
-                with T.If(tirx.all(item // (rec.batch * tiles) == d, step < self.length[b])):
+            for index, d in enumerate(directions):
+                chosen = (
+                    item // (rec.batch * tiles) == index if len(directions) > 1 else tirx.const(True, "bool")
+                )
+                with T.If(tirx.all(chosen, step < self.length[b])):
                     with T.Then():
                         self.tile(d, b, u, step, p)
 

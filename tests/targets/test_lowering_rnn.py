@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from lowering_cases import Built, Case, families_ops
 
+from targets import schedules
 from targets.lowering.dispatch import supported_ops
 from targets.registry import resolve_target
 
@@ -98,3 +99,17 @@ def test_every_recurrent_op_is_lowered_and_tested(op: str) -> None:
 @pytest.mark.parametrize("name", [c.name for c in CASES])
 def test_recurrent_kernel_matches_reference(built: Built, name: str) -> None:
     built.check(name)
+
+
+def test_directions_one_after_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above `RECURRENT_TOGETHER_BYTES` of R a bidirectional layer runs its forward sequence, then its
+    reverse one (`together` off): the same results."""
+    monkeypatch.setattr(schedules, "RECURRENT_TOGETHER_BYTES", 0)
+    cases = [
+        recurrent("lstm_directions_apart", "LSTM", direction="bidirectional", lens=[5, 2, 0], initial=True),
+        recurrent("gru_directions_apart", "GRU", direction="bidirectional", hidden=40, lens=[1, 5, 3]),
+    ]
+    built = Built(cases, resolve_target("x86"))
+    for case in cases:
+        assert built.kernels[case.name].workload["knobs"]["recurrent"]["together"] is False
+        built.check(case.name)
