@@ -158,13 +158,17 @@ class Step:
             with self.tile_lanes() as slot:
                 store(acc, self.gate_start(row, base + g * units + slot, g), gi * units + slot)
         with T.serial(0, rec.hidden) as k:
-            state = self.h[src, d, b, k] if p.source == "h" else self.rh[d, b, k]
+            state = self.h[src, d, b, k] if p.source == "h" else self.gru_rh()[d, b, k]
             for gi, g in enumerate(p.gates):
                 with self.tile_lanes() as slot:
                     store(
                         acc, acc[gi * units + slot] + state * rp[d, u, k, g * units + slot], gi * units + slot
                     )
         self.cell_lanes(Slot(d, b, t, row, src, u * units, tirx.const(0, "int32"), base, acc), CELLS[p.cell])
+
+    def gru_rh(self) -> Any:
+        assert self.rh is not None
+        return self.rh
 
     @contextmanager
     def tile_lanes(self) -> Iterator[Expr]:
