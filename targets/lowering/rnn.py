@@ -1,16 +1,18 @@
 """LSTM, GRU and RNN: one kernel per node, the input projection as a GEMM and the steps as tiled GEMVs.
 
-Rule: a recurrent node with float W and R (f32, f16 or f64; constant or given
-at run time) becomes the tiled kernel: one packed GEMM computes X·Wᵀ and the
+Rule: a recurrent node (f32, f16 or f64; W and R constant, 8-bit stored or
+given at run time) becomes the tiled kernel: one packed GEMM computes X·Wᵀ and the
 biases for every step, batch row and direction at once
 (targets/lowering/rnn_projection.py, the target's `gemm` knobs), then each step
 runs every direction, batch row and tile of hidden units as a register-tiled
 GEMV of the previous state by R with the cell fused in
 (targets/lowering/rnn_step.py, the target's `recurrent` knobs); the tile order
 that lets a tile hold all of its units' gates is targets/lowering/rnn_tiles.py.
-W and R stored as 8-bit constants by fused weight prologues (weight-only or
-onnxruntime's dynamic u8) take the per-row kernel of
-targets/lowering/rnn_stored.py. No epilogue fuses into a recurrent kernel.
+W and R stored as 8-bit constants by fused weight prologues (weight-only) are
+read as 8-bit panels by the same kernel, their scales factored out of the sums
+(targets/lowering/rnn_projection.py `Panel`); an LSTM in onnxruntime's dynamic
+u8 mode takes the per-row kernel of targets/lowering/rnn_stored.py. No epilogue
+fuses into a recurrent kernel.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from targets.lowering.registry import lowering
 from targets.lowering.rnn_layer import Recurrence
 from targets.lowering.rnn_projection import Operands, input_projection, recurrent_bias, recurrent_weights
 from targets.lowering.rnn_step import recurrent_steps
-from targets.lowering.rnn_stored import stored_kernel
+from targets.lowering.rnn_stored import dynamic_kernel
 from targets.lowering.rnn_tiles import TileOrder
 from targets.lowering.tiling import choose_knobs, schedule_gemm
 from targets.schedules import schedules_of
@@ -42,7 +44,10 @@ def tiled_kernel(rec: Recurrence, target: TargetDescription) -> LoweredKernel:
     order = TileOrder(rec.dirs, rec.gates, rec.hidden, knobs.units)
     gemm = choose_knobs(target, rec.seq * rec.batch, order.columns)
     ops = Operands()
-    inputs = {"xw": input_projection(rec, order, ops, gemm), "Rp": recurrent_weights(rec, order, ops)}
+    r = recurrent_weights(rec, order, ops)
+    inputs = {"xw": input_projection(rec, order, ops, gemm), "Rp": r.values}
+    if r.zero is not None:
+        inputs.update(R_zero=r.zero, R_scale=r.scale)
     rbias = recurrent_bias(rec, order, ops)
     if rbias is not None:
         inputs["rbias"] = rbias
@@ -58,7 +63,7 @@ def tiled_kernel(rec: Recurrence, target: TargetDescription) -> LoweredKernel:
     attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(node.attrs.items())}
     workload = {
         "op": node.op,
-        "template": "tiled",
+        "template": "tiled-gemv",
         "attrs": attrs,
         "args": [[p.arg.role, list(p.arg.shape), p.arg.dtype] for p in [*ops.params, *results]],
         "knobs": {"gemm": gemm.to_json(), "recurrent": knobs.to_json()},
@@ -85,4 +90,4 @@ def lower_recurrent(
     if epilogue:
         raise LoweringError(f"node {node.name!r}: no epilogue fuses into a recurrent {node.op} kernel")
     rec = Recurrence(node)
-    return stored_kernel(rec) if rec.stored else tiled_kernel(rec, target)
+    return dynamic_kernel(rec) if rec.dynamic else tiled_kernel(rec, target)

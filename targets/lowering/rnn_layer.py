@@ -20,7 +20,7 @@ from ir.ops.recurrence import ACTIVATIONS
 from targets.lowering import fast_math
 from targets.lowering.generic import ROLE_ORDER, check_dtypes, dtype_name, work_dtype
 from targets.lowering.kernel import KernelArg
-from targets.lowering.rnn_quantized import dequantized, is_dynamic, stored_args, stored_weights
+from targets.lowering.rnn_quantized import is_dynamic, stored_args, stored_weights
 
 FLOATS = ("float32", "float16", "float64")
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -110,12 +110,6 @@ class Recurrence:
     # --- reads and writes in the op's layout, in the working dtype -------------------------------
     def read(self, name: str, *index: Expr) -> Expr:
         return self.buffers[name][index].astype(self.work)
-
-    def weight(self, name: str, d: int, j: Expr, k: Expr) -> Expr:
-        """W or R at [d, j, k] in the working dtype, dequantised when stored."""
-        if name in self.stored:
-            return dequantized(self.buffers, name, d, j, k).astype(self.work)
-        return self.read(name, d, j, k)
 
     def x_at(self, t: Expr, b: Expr, k: Expr) -> Expr:
         return self.read("X", t, b, k) if self.layout == 0 else self.read("X", b, t, k)

@@ -17,6 +17,7 @@ P are read as they are.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from targets.lowering.generic import Param, dtype_name
 from targets.lowering.kernel import KernelArg
 from targets.lowering.matmul import pack_panels
 from targets.lowering.rnn_layer import Recurrence
+from targets.lowering.rnn_quantized import row_parameters
 from targets.lowering.rnn_tiles import TileOrder
 from targets.lowering.tiling import padded
 from targets.schedules import GemmKnobs
@@ -128,11 +130,58 @@ def gate_bias(rec: Recurrence, order: TileOrder, ops: Operands, recurrent_only: 
     return ops.packed(b, name, (order.columns,), work, layout, gather)
 
 
+@dataclass(frozen=True)
+class Panel:
+    """A weight in its packed layout: float values, or a stored 8-bit weight's integers with its
+    zero points and scales per column (the GEMM and the GEMV factor the scale out of their sums)."""
+
+    values: Any
+    zero: Any = None
+    scale: Any = None
+
+    def read(self, index: tuple[Expr, ...], column: Expr, work: str) -> Expr:
+        value = self.values[index].astype(work)
+        return value if self.zero is None else value - self.zero[column]
+
+    def scaled(self, total: Expr, column: Expr) -> Expr:
+        return total if self.scale is None else total * self.scale[column]
+
+
+def panel(
+    rec: Recurrence,
+    order: TileOrder,
+    ops: Operands,
+    which: str,
+    shape: tuple[int, ...],
+    layout: Layout,
+    gather: Gather,
+    columns: int,
+) -> Panel:
+    """W or R (`which`) packed by `layout`; a stored 8-bit one with its row parameters per column in
+    tile order (zero past the last, `columns` long)."""
+    value = rec.stored.get(which) or rec.operand(1 if which == "W" else 2)
+    assert value is not None
+    name = f"{which}p"
+    if which not in rec.stored:
+        return Panel(ops.packed(value, name, shape, rec.work, layout, gather))
+    params = row_parameters(value)
+
+    def per_column(part: str) -> Layout:
+        def layout(_: np.ndarray) -> np.ndarray:
+            ordered = order.rows(params[part].astype(np.float32))
+            return np.pad(ordered, (0, columns - ordered.size))
+
+        return layout
+
+    values = ops.packed(value, name, shape, dtype_name(value), layout, gather)
+    zero = ops.packed(value, f"{which}_zero", (columns,), "float32", per_column("zero_points"), gather)
+    scale = ops.packed(value, f"{which}_scale", (columns,), "float32", per_column("scales"), gather)
+    return Panel(values, zero, scale)
+
+
 def input_projection(rec: Recurrence, order: TileOrder, ops: Operands, knobs: GemmKnobs) -> Any:
     """X·Wᵀ (+ the folded biases) for every row of X, columns in tile order (module rule)."""
     m, k_dim, n, work, nb = rec.seq * rec.batch, rec.inputs, order.columns, rec.work, knobs.nb
-    w = rec.operand(1)
-    assert w is not None
     x = ops.raw(rec.operand(0), "X", (m, k_dim))  # type: ignore[arg-type]
 
     def gather(raw: Any, p: Expr, k: Expr, lane: Expr) -> Expr:
@@ -141,25 +190,23 @@ def input_projection(rec: Recurrence, order: TileOrder, ops: Operands, knobs: Ge
         valid = tirx.all(col < n, unit < rec.hidden)
         return te.if_then_else(valid, raw[d, g * rec.hidden + unit, k].astype(work), tirx.const(0.0, work))
 
-    panels = (padded(n, nb) // nb, k_dim, nb)
-    wp = ops.packed(w, "Wp", panels, work, lambda a: pack_panels(order.rows(a).T, nb), gather)
+    shape = (padded(n, nb) // nb, k_dim, nb)
+    w = panel(rec, order, ops, "W", shape, lambda a: pack_panels(order.rows(a).T, nb), gather, padded(n, nb))
     k = te.reduce_axis((0, k_dim), name="k")
     acc = te.compute(
         (m, padded(n, nb)),
-        lambda i, j: te.sum(x[i, k].astype(work) * wp[j // nb, k, j % nb], axis=k),
+        lambda i, j: te.sum(x[i, k].astype(work) * w.read((j // nb, k, j % nb), j, work), axis=k),
         name="acc",
     )
-    b = rec.operand(3)
-    if b is None:
-        return te.compute((m, n), lambda i, j: acc[i, j], name="xw")
+    if rec.operand(3) is None:
+        return te.compute((m, n), lambda i, j: w.scaled(acc[i, j], j), name="xw")
     bias = gate_bias(rec, order, ops, recurrent_only=False)
-    return te.compute((m, n), lambda i, j: bias[j] + acc[i, j], name="xw")
+    return te.compute((m, n), lambda i, j: bias[j] + w.scaled(acc[i, j], j), name="xw")
 
 
-def recurrent_weights(rec: Recurrence, order: TileOrder, ops: Operands) -> Any:
+def recurrent_weights(rec: Recurrence, order: TileOrder, ops: Operands) -> Panel:
     """R as [dirs, tiles, H, G*U] (targets/lowering/rnn_tiles.py)."""
-    r, work, units = rec.operand(2), rec.work, order.units
-    assert r is not None
+    work, units = rec.work, order.units
 
     def gather(raw: Any, d: Expr, tile: Expr, k: Expr, lane: Expr) -> Expr:
         g, unit = lane // units, tile * units + lane % units
@@ -167,7 +214,7 @@ def recurrent_weights(rec: Recurrence, order: TileOrder, ops: Operands) -> Any:
         return te.if_then_else(unit < rec.hidden, raw[d, row, k].astype(work), tirx.const(0.0, work))
 
     shape = (order.dirs, order.tiles, rec.hidden, order.gates * units)
-    return ops.packed(r, "Rp", shape, work, order.recurrent_panels, gather)
+    return panel(rec, order, ops, "R", shape, order.recurrent_panels, gather, order.columns)
 
 
 def recurrent_bias(rec: Recurrence, order: TileOrder, ops: Operands) -> Any | None:

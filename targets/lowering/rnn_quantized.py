@@ -6,9 +6,11 @@ stored: the 8-bit constant [dirs, gates*H, k] as it is, plus two more weight
 arguments of that value, parts `scales` (f32) and `zero_points` (int32), each
 [dirs, gates*H]: its quant params broadcast to every gate row.
 
-- *Weight-only* (the default): the gate sums read each weight as
-  float32(q - zero_point) * scale, exactly ir/quantization.py's `dequantize`,
-  and compute in f32 as they do for a float weight.
+- *Weight-only* (the default): the tiled kernel reads W and R as 8-bit panels
+  with their zero points and scales per column (targets/lowering/rnn_projection.py
+  `Panel`, `row_parameters` here): each gate sum is
+  scale * sum(x * float32(q - zero_point)), ir/quantization.py's `dequantize`
+  with the scale factored out, in f32.
 - *Dynamic u8* (LSTM attribute `dynamic_quantization` = "u8", W and R
   both stored; the converter of onnxruntime's com.microsoft DynamicQuantizeLSTM
   sets it): onnxruntime's arithmetic (its DynamicQuantizeLSTM runs the deep-CPU
@@ -88,26 +90,29 @@ def stored_args(name: str, stored: Value) -> list[tuple[str, KernelArg]]:
     return pairs
 
 
+def row_parameters(stored: Value) -> dict[str, np.ndarray]:
+    """A stored weight's quant params per gate row: part name ("scales", "zero_points") -> [dirs, gates*H]."""
+    quant, shape = stored.type.quant, tuple(stored.type.shape)
+    assert quant is not None
+    rows = {}
+    for (part, dtype), values in zip(PARTS, (quant.scale, quant.zero_point), strict=True):
+        rows[part] = np.ascontiguousarray(
+            np.broadcast_to(expand(values, shape, quant, np.dtype(dtype).type), shape)[..., 0]
+        )
+    return rows
+
+
 def pack_stored(stored: Mapping[str, Value]) -> Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
     """The kernel's pack_weights: every weight as it is, plus each stored weight's row parameters."""
 
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
         for value in stored.values():
-            quant, shape = value.type.quant, tuple(value.type.shape)
-            assert quant is not None
-            for (part, dtype), values in zip(PARTS, (quant.scale, quant.zero_point), strict=True):
-                rows = np.broadcast_to(expand(values, shape, quant, np.dtype(dtype).type), shape)[..., 0]
-                packed[f"{value.name}:{part}"] = np.ascontiguousarray(rows)
+            for part, rows in row_parameters(value).items():
+                packed[f"{value.name}:{part}"] = rows
         return packed
 
     return pack
-
-
-def dequantized(buffers: Mapping[str, Any], name: str, d: int, j: Expr, k: Expr) -> Expr:
-    """float32(q - zero_point[j]) * scale[j] of a stored weight's element."""
-    q = buffers[name][d, j, k].astype("int32") - buffers[f"{name}_zero_points"][d, j]
-    return q.astype("float32") * buffers[f"{name}_scales"][d, j]
 
 
 class DynamicU8:

@@ -154,16 +154,25 @@ class Step:
         src, rp = step % 2, self.buf["Rp"]
         base = d * order.gates * order.padded + u * order.gates * units  # the tile's first column
         acc = T.alloc_buffer((len(p.gates) * units,), rec.work, scope="local")
+        stored = "R_scale" in self.buf  # 8-bit R: sum h * (q - zero point), then scale, then the start
         for gi, g in enumerate(p.gates):
             with self.tile_lanes() as slot:
-                store(acc, self.gate_start(row, base + g * units + slot, g), gi * units + slot)
+                start = self.zero() if stored else self.gate_start(row, base + g * units + slot, g)
+                store(acc, start, gi * units + slot)
         with T.serial(0, rec.hidden) as k:
             state = self.h[src, d, b, k] if p.source == "h" else self.gru_rh()[d, b, k]
             for gi, g in enumerate(p.gates):
                 with self.tile_lanes() as slot:
-                    store(
-                        acc, acc[gi * units + slot] + state * rp[d, u, k, g * units + slot], gi * units + slot
-                    )
+                    weight = rp[d, u, k, g * units + slot].astype(rec.work)
+                    if stored:
+                        weight = weight - self.buf["R_zero"][base + g * units + slot]
+                    store(acc, acc[gi * units + slot] + state * weight, gi * units + slot)
+        if stored:
+            for gi, g in enumerate(p.gates):
+                with self.tile_lanes() as slot:
+                    column = base + g * units + slot
+                    scaled = acc[gi * units + slot] * self.buf["R_scale"][column]
+                    store(acc, scaled + self.gate_start(row, column, g), gi * units + slot)
         self.cell_lanes(Slot(d, b, t, row, src, u * units, tirx.const(0, "int32"), base, acc), CELLS[p.cell])
 
     def gru_rh(self) -> Any:

@@ -1,22 +1,21 @@
-"""The per-row recurrent kernel: LSTM / GRU / RNN with 8-bit stored W and R, one serial time loop per row.
+"""The per-row kernel of an LSTM in onnxruntime's dynamic u8 mode, one serial time loop per batch row.
 
 Rule: a batch row's states depend only on that row, so the kernel runs, per
 direction and batch row, a serial loop over the row's valid steps
 (`sequence_lens`, clipped to [0, seq]; a reverse pass starts at its last valid
-step), keeping H (and C) and the step's gates in small scratch buffers in the
-working dtype. Each step computes its gates as `x_t·Wᵀ + Wb + h·Rᵀ + Rb` and
-applies the cell exactly as `ir/ops/rnn.py` writes it (clip before every
-activation, LSTM peepholes and input_forget, GRU linear_before_reset); Y rows of
-steps past a row's length stay 0 and the final states of an empty row are 0.
-Both layouts are read and written in place. W and R are the 8-bit constants of
-fused weight prologues, read stored: weight-only or with onnxruntime's dynamic
-u8 activations (targets/lowering/rnn_quantized.py). Float W and R take the
-tiled template (targets/lowering/rnn_step.py) instead.
+step), keeping H and C and the step's gates in small scratch buffers. Each step
+quantizes X's row and the hidden state to u8 and computes its gates with
+integer sums (targets/lowering/rnn_quantized.py `DynamicU8`), then applies the
+cell exactly as `ir/ops/rnn.py` writes it (clip before every activation,
+peepholes, input_forget); Y rows of steps past a row's length stay 0 and the
+final states of an empty row are 0. Both layouts are read and written in
+place. Every other recurrent node, float or weight-only 8-bit, takes the tiled
+template (targets/lowering/rnn_step.py). Slot: a tiled integer GEMV for this mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from targets.lowering import fast_math
@@ -42,26 +41,13 @@ def build_func(rec: Recurrence, pairs: Sequence[tuple[str, KernelArg]]) -> Any:
             h = T.alloc_buffer((hidden,), work)
             c = T.alloc_buffer((hidden,), work)
             gates = T.alloc_buffer((g_rows,), work)
-            acc = T.alloc_buffer((2,), work)
             zero = tirx.const(0.0, work)
 
             def store(buf: Any, value: Expr, *index: Expr) -> None:
                 T.buffer_store(buf, value, list(index))
 
-            def dot(j: Expr, t: Expr, b: Expr, d: int, hval: Callable[[Expr], Expr]) -> tuple[Expr, Expr]:
-                """(x_t·W[j] + Wb[j], hval·R[j] + Rb[j]): sums into scratch, read back by the caller."""
-                store(acc, zero, 0)
-                with T.serial(0, rec.inputs) as k:
-                    store(acc, acc[0] + rec.x_at(t, b, k) * rec.weight("W", d, j, k), 0)
-                store(acc, zero, 1)
-                with T.serial(0, hidden) as k:
-                    store(acc, acc[1] + hval(k) * rec.weight("R", d, j, k), 1)
-                return acc[0] + rec.bias(d, j, False), acc[1] + rec.bias(d, j, True)
-
-            dynamic = DynamicU8(rec, store) if rec.dynamic else None
-            if dynamic is not None:
-                dynamic.measure_input()
-                dot = dynamic.dot
+            dynamic = DynamicU8(rec, store)
+            dynamic.measure_input()
             for d in range(rec.dirs):
                 reverse = rec.direction == "reverse" or d == 1
                 with T.serial(0, rec.batch) as b:
@@ -79,9 +65,8 @@ def build_func(rec: Recurrence, pairs: Sequence[tuple[str, KernelArg]]) -> Any:
                         with T.If(step < length):
                             with T.Then():
                                 t = length - 1 - step if reverse else step
-                                if dynamic is not None:
-                                    dynamic.prepare_step(b, t, h)
-                                CELLS[rec.node.op](rec, d, b, t, h, c, gates, dot, store)
+                                dynamic.prepare_step(b, t, h)
+                                lstm_cell(rec, d, b, t, h, c, gates, dynamic.dot, store)
                     for buf, name in ((h, "Y_h"), (c, "Y_c")):
                         if name in rec.buffers:
                             with T.serial(0, hidden) as j:
@@ -92,42 +77,6 @@ def build_func(rec: Recurrence, pairs: Sequence[tuple[str, KernelArg]]) -> Any:
 
 def emit_y(rec: Recurrence, store: Any, d: int, b: Expr, t: Expr, j: Expr, value: Expr) -> None:
     store(rec.buffers["Y"], value.astype(rec.dtype), *rec.y_index(t, d, b, j))
-
-
-def rnn_cell(
-    rec: Recurrence, d: int, b: Expr, t: Expr, h: Any, c: Any, gates: Any, dot: Any, store: Any
-) -> None:
-    from tvm.script.ir_builder import tirx as T
-
-    with T.serial(0, rec.hidden) as j:
-        x_part, h_part = dot(j, t, b, d, lambda k: h[k])
-        store(gates, rec.act(d, 0, x_part + h_part), j)
-    with T.serial(0, rec.hidden) as j:
-        store(h, gates[j], j)
-        emit_y(rec, store, d, b, t, j, gates[j])
-
-
-def gru_cell(
-    rec: Recurrence, d: int, b: Expr, t: Expr, h: Any, c: Any, gates: Any, dot: Any, store: Any
-) -> None:
-    """Gates z, r, h: z and reset first (activated), then the candidate, then the new state."""
-    from tvm import tirx
-    from tvm.script.ir_builder import tirx as T
-
-    n = rec.hidden
-    before_reset = bool(rec.node.attrs["linear_before_reset"])
-    with T.serial(0, 2 * n) as j:
-        x_part, h_part = dot(j, t, b, d, lambda k: h[k])
-        store(gates, rec.act(d, 0, x_part + h_part), j)
-    with T.serial(0, n) as j:
-        hval = (lambda k: h[k]) if before_reset else (lambda k: gates[n + k] * h[k])
-        x_part, h_part = dot(j + 2 * n, t, b, d, hval)
-        candidate = x_part + gates[n + j] * h_part if before_reset else x_part + h_part
-        store(gates, rec.act(d, 1, candidate), j + 2 * n)
-    with T.serial(0, n) as j:
-        z = gates[j]
-        store(h, (tirx.const(1.0, rec.work) - z) * gates[2 * n + j] + z * h[j], j)
-        emit_y(rec, store, d, b, t, j, h[j])
 
 
 def lstm_cell(
@@ -161,11 +110,8 @@ def lstm_cell(
         emit_y(rec, store, d, b, t, j, h[j])
 
 
-CELLS = {"RNN": rnn_cell, "GRU": gru_cell, "LSTM": lstm_cell}
-
-
-def stored_kernel(rec: Recurrence) -> LoweredKernel:
-    """The per-row kernel of `rec`, whose W and R are stored 8-bit constants (module rule)."""
+def dynamic_kernel(rec: Recurrence) -> LoweredKernel:
+    """The per-row kernel of `rec`, an LSTM in the dynamic u8 mode (module rule)."""
     node, pairs = rec.node, rec.args()
     func = build_func(rec, pairs)
     attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(node.attrs.items())}
@@ -175,8 +121,7 @@ def stored_kernel(rec: Recurrence) -> LoweredKernel:
         "args": [[name, a.role, list(a.shape), a.dtype] for name, a in pairs],
         "activation_forms": fast_math.FORM,
     }
-    if rec.dynamic:
-        workload["activations"] = "dynamic-u8"
+    workload["activations"] = "dynamic-u8"
     macs = rec.dirs * rec.seq * rec.batch * rec.gates * rec.hidden * (rec.inputs + rec.hidden)
     params = [Param(None, a) for _, a in pairs]
     pack = pack_stored(rec.stored)
