@@ -11,7 +11,7 @@ that lets a tile hold all of its units' gates is targets/lowering/rnn_tiles.py.
 W and R stored as 8-bit constants by fused weight prologues (weight-only) are
 read as 8-bit panels by the same kernel, their scales factored out of the sums
 (targets/lowering/rnn_projection.py `Panel`); an LSTM in onnxruntime's dynamic
-u8 mode takes the per-row kernel of targets/lowering/rnn_stored.py. No epilogue
+u8 mode takes the per-row kernel of targets/lowering/rnn_dynamic.py. No epilogue
 fuses into a recurrent kernel.
 """
 
@@ -28,7 +28,7 @@ from targets.lowering.registry import lowering
 from targets.lowering.rnn_layer import Recurrence
 from targets.lowering.rnn_projection import Operands, input_projection, recurrent_bias, recurrent_weights
 from targets.lowering.rnn_step import recurrent_steps
-from targets.lowering.rnn_stored import dynamic_kernel
+from targets.lowering.rnn_dynamic import dynamic_kernel
 from targets.lowering.rnn_tiles import TileOrder
 from targets.lowering.tiling import choose_knobs, schedule_gemm
 from targets.schedules import schedules_of

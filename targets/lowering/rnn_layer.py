@@ -7,7 +7,7 @@ direction, each a TIR expression of the working dtype, written as
 vectorisable forms of targets/lowering/fast_math.py), its 8-bit stored W and R
 (targets/lowering/rnn_quantized.py), and how the layout indexes X, Y and the
 states. Both recurrent templates (targets/lowering/rnn_step.py's tiled kernel,
-targets/lowering/rnn_stored.py's per-row kernel) build on it.
+targets/lowering/rnn_dynamic.py's per-row kernel) build on it.
 """
 
 from __future__ import annotations
