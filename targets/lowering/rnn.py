@@ -25,10 +25,10 @@ from targets.lowering import fast_math
 from targets.lowering.generic import Param, make_kernel
 from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError
 from targets.lowering.registry import lowering
+from targets.lowering.rnn_dynamic import dynamic_kernel
 from targets.lowering.rnn_layer import Recurrence
 from targets.lowering.rnn_projection import Operands, input_projection, recurrent_bias, recurrent_weights
 from targets.lowering.rnn_step import recurrent_steps
-from targets.lowering.rnn_dynamic import dynamic_kernel
 from targets.lowering.rnn_tiles import TileOrder
 from targets.lowering.tiling import choose_knobs, schedule_gemm
 from targets.schedules import schedules_of
