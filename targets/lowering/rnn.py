@@ -8,11 +8,12 @@ runs every direction, batch row and tile of hidden units as a register-tiled
 GEMV of the previous state by R with the cell fused in
 (targets/lowering/rnn_step.py, the target's `recurrent` knobs); the tile order
 that lets a tile hold all of its units' gates is targets/lowering/rnn_tiles.py.
-W and R stored as 8-bit constants by fused weight prologues (weight-only) are
-read as 8-bit panels by the same kernel, their scales factored out of the sums
+W and R stored as 8-bit constants by fused weight prologues are read as 8-bit
+panels by the same kernel, their scales factored out of the sums
 (targets/lowering/rnn_projection.py `Panel`); an LSTM in onnxruntime's dynamic
-u8 mode takes the per-row kernel of targets/lowering/rnn_dynamic.py. No epilogue
-fuses into a recurrent kernel.
+u8 mode sums integers in both (X quantized once before the GEMM, each step's
+hidden state by every tile before its GEMV; targets/lowering/rnn_quantized.py).
+No epilogue fuses into a recurrent kernel.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from targets.lowering import fast_math
 from targets.lowering.generic import Param, make_kernel
 from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError
 from targets.lowering.registry import lowering
-from targets.lowering.rnn_dynamic import dynamic_kernel
 from targets.lowering.rnn_layer import Recurrence
 from targets.lowering.rnn_projection import Operands, input_projection, recurrent_bias, recurrent_weights
 from targets.lowering.rnn_step import recurrent_steps
@@ -45,7 +45,7 @@ def tiled_kernel(rec: Recurrence, target: TargetDescription) -> LoweredKernel:
     gemm = choose_knobs(target, rec.seq * rec.batch, order.columns)
     ops = Operands()
     r = recurrent_weights(rec, order, ops)
-    inputs = {"xw": input_projection(rec, order, ops, gemm), "Rp": r.values}
+    inputs = {**input_projection(rec, order, ops, gemm), "Rp": r.values}
     if r.zero is not None:
         inputs.update(R_zero=r.zero, R_scale=r.scale)
     rbias = recurrent_bias(rec, order, ops)
@@ -72,7 +72,7 @@ def tiled_kernel(rec: Recurrence, target: TargetDescription) -> LoweredKernel:
     macs = rec.dirs * rec.seq * rec.batch * rec.gates * rec.hidden * (rec.inputs + rec.hidden)
 
     def schedule(sch: Any) -> None:
-        if "xbias_gathered" in ops.gathered:  # a run-time B: gathered where the GEMM's output reads it
+        if "xbias_gathered" in ops.gathered and not rec.dynamic:  # a run-time B: where the output reads it
             sch.compute_inline(sch.get_sblock("xbias_gathered"))
         schedule_gemm(sch, "acc", "xw", gemm, vector_out=order.columns % gemm.nb == 0)
 
@@ -90,4 +90,4 @@ def lower_recurrent(
     if epilogue:
         raise LoweringError(f"node {node.name!r}: no epilogue fuses into a recurrent {node.op} kernel")
     rec = Recurrence(node)
-    return dynamic_kernel(rec) if rec.dynamic else tiled_kernel(rec, target)
+    return tiled_kernel(rec, target)

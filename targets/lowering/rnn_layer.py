@@ -5,9 +5,9 @@ floats), layout, directions, sizes, clip and gate activations (ONNX's per
 direction, each a TIR expression of the working dtype, written as
 `ir.ops.recurrence` computes them; Sigmoid, Tanh and ScaledTanh in the
 vectorisable forms of targets/lowering/fast_math.py), its 8-bit stored W and R
-(targets/lowering/rnn_quantized.py), and how the layout indexes X, Y and the
-states. Both recurrent templates (targets/lowering/rnn_step.py's tiled kernel,
-targets/lowering/rnn_dynamic.py's per-row kernel) build on it.
+(targets/lowering/rnn_quantized.py) and whether it runs in the dynamic u8
+mode, and how the layout indexes Y and the states. The tiled kernel
+(targets/lowering/rnn.py) builds on it.
 """
 
 from __future__ import annotations
@@ -18,14 +18,12 @@ from typing import Any
 from ir.graph import Node, Value
 from ir.ops.recurrence import ACTIVATIONS
 from targets.lowering import fast_math
-from targets.lowering.generic import ROLE_ORDER, check_dtypes, dtype_name, work_dtype
-from targets.lowering.kernel import KernelArg
-from targets.lowering.rnn_quantized import is_dynamic, stored_args, stored_weights
+from targets.lowering.generic import check_dtypes, work_dtype
+from targets.lowering.rnn_quantized import is_dynamic, stored_weights
 
 FLOATS = ("float32", "float16", "float64")
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 DEFAULTS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh"), "RNN": ("Tanh",)}
-OPERANDS = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
 Expr = Any
 Act = Callable[[Expr], Expr]
 
@@ -88,45 +86,16 @@ class Recurrence:
         self.acts = gate_activations(node, self.work)
         self.stored = stored_weights(node)  # W / R read as stored 8-bit constants
         self.dynamic = is_dynamic(node, self.stored, self.dtype)
-        self.buffers: dict[str, Any] = {}
 
     def operand(self, index: int) -> Value | None:
         return self.node.operands[index] if index < len(self.node.operands) else None
 
-    def args(self) -> list[tuple[str, KernelArg]]:
-        """(buffer name, kernel argument) of every operand and result, in the contract's order."""
-        pairs = []
-        for index, name in enumerate(OPERANDS):
-            value = self.operand(index)
-            if name in self.stored:
-                pairs += stored_args(name, self.stored[name])
-            elif value is not None:
-                role = "weight" if value.is_constant else "input"
-                pairs.append((name, KernelArg(value.name, role, tuple(value.type.shape), dtype_name(value))))
-        for name, value in zip(("Y", "Y_h", "Y_c"), self.node.results, strict=False):
-            pairs.append((name, KernelArg(value.name, "output", tuple(value.type.shape), dtype_name(value))))
-        return sorted(pairs, key=lambda p: ROLE_ORDER[p[1].role])
-
-    # --- reads and writes in the op's layout, in the working dtype -------------------------------
-    def read(self, name: str, *index: Expr) -> Expr:
-        return self.buffers[name][index].astype(self.work)
-
-    def x_at(self, t: Expr, b: Expr, k: Expr) -> Expr:
-        return self.read("X", t, b, k) if self.layout == 0 else self.read("X", b, t, k)
-
+    # --- how the op's layout indexes the states and Y ---------------------------------------------
     def state_index(self, d: int, b: Expr, j: Expr) -> tuple[Expr, ...]:
         return (d, b, j) if self.layout == 0 else (b, d, j)
 
     def y_index(self, t: Expr, d: int, b: Expr, j: Expr) -> tuple[Expr, ...]:
         return (t, d, b, j) if self.layout == 0 else (b, t, d, j)
-
-    def bias(self, d: int, j: Expr, recurrent: bool) -> Expr:
-        from tvm import tirx
-
-        if "B" not in self.buffers:
-            return tirx.const(0.0, self.work)
-        offset = self.gates * self.hidden if recurrent else 0
-        return self.read("B", d, j + offset)
 
     def clipped(self, x: Expr) -> Expr:
         from tvm import tirx

@@ -28,7 +28,7 @@ from targets.lowering.generic import Param, dtype_name
 from targets.lowering.kernel import KernelArg
 from targets.lowering.matmul import pack_panels
 from targets.lowering.rnn_layer import Recurrence
-from targets.lowering.rnn_quantized import row_parameters
+from targets.lowering.rnn_quantized import row_parameters, u8_centered, u8_scale, u8_zero
 from targets.lowering.rnn_tiles import TileOrder
 from targets.lowering.tiling import padded
 from targets.schedules import GemmKnobs
@@ -139,9 +139,10 @@ class Panel:
     zero: Any = None
     scale: Any = None
 
-    def read(self, index: tuple[Expr, ...], column: Expr, work: str) -> Expr:
-        value = self.values[index].astype(work)
-        return value if self.zero is None else value - self.zero[column]
+    def read(self, index: tuple[Expr, ...], column: Expr, dtype: str) -> Expr:
+        """The value (less its zero point) at `index` of `column`, in `dtype`."""
+        value = self.values[index].astype(dtype)
+        return value if self.zero is None else value - self.zero[column].astype(dtype)
 
     def scaled(self, total: Expr, column: Expr) -> Expr:
         return total if self.scale is None else total * self.scale[column]
@@ -179,8 +180,11 @@ def panel(
     return Panel(values, zero, scale)
 
 
-def input_projection(rec: Recurrence, order: TileOrder, ops: Operands, knobs: GemmKnobs) -> Any:
-    """X·Wᵀ (+ the folded biases) for every row of X, columns in tile order (module rule)."""
+def input_projection(rec: Recurrence, order: TileOrder, ops: Operands, knobs: GemmKnobs) -> dict[str, Any]:
+    """X·Wᵀ (+ the folded biases) for every row of X, columns in tile order (module rule), as the step
+    reads it: {"xw": ...}; in the dynamic u8 mode the integer sums scaled by W's scales alone, plus
+    "x_scale" and the folded biases "xbias", which the step applies (a GEMM's output block reads no
+    computed stage but its accumulator)."""
     m, k_dim, n, work, nb = rec.seq * rec.batch, rec.inputs, order.columns, rec.work, knobs.nb
     x = ops.raw(rec.operand(0), "X", (m, k_dim))  # type: ignore[arg-type]
 
@@ -193,15 +197,53 @@ def input_projection(rec: Recurrence, order: TileOrder, ops: Operands, knobs: Ge
     shape = (padded(n, nb) // nb, k_dim, nb)
     w = panel(rec, order, ops, "W", shape, lambda a: pack_panels(order.rows(a).T, nb), gather, padded(n, nb))
     k = te.reduce_axis((0, k_dim), name="k")
+    bias = gate_bias(rec, order, ops, recurrent_only=False) if rec.operand(3) is not None else None
+    if rec.dynamic:
+        x_scale, xq = quantized_input(rec, ops, x)
+        acc = te.compute(
+            (m, padded(n, nb)),
+            lambda i, j: te.sum(xq[i, k] * w.read((j // nb, k, j % nb), j, "int32"), axis=k),
+            name="acc",
+        )
+        xw = te.compute((m, n), lambda i, j: w.scaled(acc[i, j].astype(work), j), name="xw")
+        return {"xw": xw, "x_scale": x_scale, **({"xbias": bias} if bias is not None else {})}
     acc = te.compute(
         (m, padded(n, nb)),
         lambda i, j: te.sum(x[i, k].astype(work) * w.read((j // nb, k, j % nb), j, work), axis=k),
         name="acc",
     )
-    if rec.operand(3) is None:
-        return te.compute((m, n), lambda i, j: w.scaled(acc[i, j], j), name="xw")
-    bias = gate_bias(rec, order, ops, recurrent_only=False)
-    return te.compute((m, n), lambda i, j: bias[j] + w.scaled(acc[i, j], j), name="xw")
+    if bias is None:
+        return {"xw": te.compute((m, n), lambda i, j: w.scaled(acc[i, j], j), name="xw")}
+    return {"xw": te.compute((m, n), lambda i, j: bias[j] + w.scaled(acc[i, j], j), name="xw")}
+
+
+def quantized_input(rec: Recurrence, ops: Operands, x: Any) -> tuple[Any, Any]:
+    """The dynamic u8 mode's X (targets/lowering/rnn_quantized.py): its scale ([1]) and X quantized
+    less its zero point (int32, as X is viewed), the range taken over the rows of every step below the
+    longest clipped sequence length (and 0)."""
+    m, k_dim, seq = rec.seq * rec.batch, rec.inputs, tirx.const(rec.seq, "int32")
+    lens = rec.operand(4)
+    if lens is None:
+        longest = te.compute((1,), lambda _: seq, name="longest")
+    else:
+        lens_t, b = ops.raw(lens, "sequence_lens"), te.reduce_axis((0, rec.batch), name="b")
+        longest = te.compute(
+            (1,), lambda _: te.max(tirx.min(lens_t[b].astype("int32"), seq), axis=b), name="longest"
+        )
+
+    def step_of(i: Expr) -> Expr:
+        return i // rec.batch if rec.layout == 0 else i % rec.seq
+
+    i, k = te.reduce_axis((0, m), name="i"), te.reduce_axis((0, k_dim), name="kx")
+    zero = tirx.const(0.0, "float32")
+    counted = lambda: te.if_then_else(step_of(i) < longest[0], x[i, k], zero)  # noqa: E731
+    low = te.compute((1,), lambda _: te.min(counted(), axis=[i, k]), name="x_min")
+    high = te.compute((1,), lambda _: te.max(counted(), axis=[i, k]), name="x_max")
+    lo, hi = tirx.min(low[0], zero), tirx.max(high[0], zero)
+    scale = te.compute((1,), lambda _: u8_scale(lo, hi), name="x_scale")
+    zero_point = te.compute((1,), lambda _: u8_zero(lo, scale[0]), name="x_zero")
+    xq = te.compute((m, k_dim), lambda r, c: u8_centered(x[r, c], scale[0], zero_point[0]), name="xq")
+    return scale, xq
 
 
 def recurrent_weights(rec: Recurrence, order: TileOrder, ops: Operands) -> Panel:

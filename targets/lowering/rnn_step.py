@@ -36,6 +36,7 @@ from tvm.script.ir_builder import tirx as T
 
 from targets.lowering.rnn_layer import Recurrence
 from targets.lowering.rnn_projection import unfolded_gate
+from targets.lowering.rnn_quantized import u8_centered, u8_scale, u8_zero
 from targets.lowering.rnn_tiles import TileOrder
 from targets.schedules import RecurrentKnobs
 
@@ -126,6 +127,9 @@ class Step:
 
     def gate_start(self, row: Expr, column: Expr, g: int) -> Expr:
         """Where gate `g`'s accumulator starts: the projection, or for the unfolded gate its Rb (or 0)."""
+        if g != unfolded_gate(self.rec) and "x_scale" in self.buf:  # dynamic u8: X's scale, then B
+            bias = self.buf["xbias"][column] if "xbias" in self.buf else self.zero()
+            return self.buf["xw"][row, column] * self.buf["x_scale"][0] + bias
         if g != unfolded_gate(self.rec):
             return self.buf["xw"][row, column]
         return self.buf["rbias"][column] if "rbias" in self.buf else self.zero()
@@ -154,26 +158,49 @@ class Step:
         src, rp = step % 2, self.buf["Rp"]
         base = d * order.gates * order.padded + u * order.gates * units  # the tile's first column
         acc = T.alloc_buffer((len(p.gates) * units,), rec.work, scope="local")
-        stored = "R_scale" in self.buf  # 8-bit R: sum h * (q - zero point), then scale, then the start
+        # 8-bit R: the sums run over (q - zero point) (in int32 with u8 states in the dynamic mode),
+        # then take R's scale (and the state's), then the start
+        stored, dynamic = "R_scale" in self.buf, rec.dynamic
+        sums = T.alloc_buffer((len(p.gates) * units,), "int32", scope="local") if dynamic else acc
+        h_scale, h_zero = self.state_quantization(src, d, b) if dynamic else (None, None)
         for gi, g in enumerate(p.gates):
             with self.tile_lanes() as slot:
-                start = self.zero() if stored else self.gate_start(row, base + g * units + slot, g)
-                store(acc, start, gi * units + slot)
+                start = self.gate_start(row, base + g * units + slot, g)
+                store(sums, tirx.const(0, sums.dtype) if stored else start, gi * units + slot)
         with T.serial(0, rec.hidden) as k:
             state = self.h[src, d, b, k] if p.source == "h" else self.gru_rh()[d, b, k]
+            if dynamic:
+                state = u8_centered(state, h_scale, h_zero)
             for gi, g in enumerate(p.gates):
                 with self.tile_lanes() as slot:
-                    weight = rp[d, u, k, g * units + slot].astype(rec.work)
+                    column = base + g * units + slot
+                    weight = rp[d, u, k, g * units + slot].astype(sums.dtype)
                     if stored:
-                        weight = weight - self.buf["R_zero"][base + g * units + slot]
-                    store(acc, acc[gi * units + slot] + state * weight, gi * units + slot)
+                        weight = weight - self.buf["R_zero"][column].astype(sums.dtype)
+                    store(sums, sums[gi * units + slot] + state * weight, gi * units + slot)
         if stored:
             for gi, g in enumerate(p.gates):
                 with self.tile_lanes() as slot:
                     column = base + g * units + slot
-                    scaled = acc[gi * units + slot] * self.buf["R_scale"][column]
+                    scale = self.buf["R_scale"][column] * (h_scale if dynamic else tirx.const(1.0, rec.work))
+                    scaled = sums[gi * units + slot].astype(rec.work) * scale
                     store(acc, scaled + self.gate_start(row, column, g), gi * units + slot)
         self.cell_lanes(Slot(d, b, t, row, src, u * units, tirx.const(0, "int32"), base, acc), CELLS[p.cell])
+
+    def state_quantization(self, src: Expr, d: int, b: Expr) -> tuple[Expr, Expr]:
+        """The dynamic u8 mode's scale and zero point of batch row `b`'s hidden state (read from parity
+        `src`), measured over its units (and 0) by each tile alike."""
+        bounds = T.alloc_buffer((2,), "float32", scope="local")
+        params = T.alloc_buffer((2,), "float32", scope="local")
+        for i in (0, 1):
+            store(bounds, tirx.const(0.0, "float32"), i)
+        with T.serial(0, self.rec.hidden) as k:
+            value = self.h[src, d, b, k]
+            store(bounds, tirx.call_llvm_pure_intrin("float32", "llvm.minnum", bounds[0], value), 0)
+            store(bounds, tirx.call_llvm_pure_intrin("float32", "llvm.maxnum", bounds[1], value), 1)
+        store(params, u8_scale(bounds[0], bounds[1]), 0)
+        store(params, u8_zero(bounds[0], params[0]).astype("float32"), 1)
+        return params[0], params[1].astype("int32")
 
     def gru_rh(self) -> Any:
         assert self.rh is not None

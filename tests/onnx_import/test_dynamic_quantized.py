@@ -161,7 +161,7 @@ def test_lstm_matches_onnxruntime_on_stored_8_bit_weights(tmp_path, per_channel)
         "DequantizeLinear+DequantizeLinear+LSTM"
     ]
     dtypes = weight_dtypes(Path(result.path))
-    assert dtypes["W_quantized.stored"] == dtypes["R_quantized.stored"] == "int8", dtypes
+    assert dtypes["W_quantized.stored:Wp"] == dtypes["R_quantized.stored:Rp"] == "int8", dtypes  # panels
     gate_weights = 4 * LSTM_HIDDEN * (LSTM_INPUT + LSTM_HIDDEN)
     assert (Path(result.path) / "weights.bin").stat().st_size < 2 * gate_weights  # f32: 4 x gate_weights
     (row,) = layer_precisions(result.groups, result.plan.kernels)
