@@ -3,24 +3,25 @@
 Rule: the input projection (targets/lowering/rnn_projection.py) has already
 given every step's X·Wᵀ + biases, columns in tile order
 (targets/lowering/rnn_tiles.py). Step s runs, for every direction, batch row
-and tile of U = `vectors` x `lanes` hidden units (in parallel when the
-`recurrent` knobs say so: one thread pool launch per step and pass; the
-directions of a bidirectional layer in the same launches when `together`, else
-the whole forward sequence first, so that each thread keeps only its share of
-one direction's R in its cache),
-h·Rᵀ of the tile's gates into `vectors` vector accumulators per gate, started
-from the projection (GRU's unfolded candidate from its Rb), reading R's tile
-panel row by row; then, on the same registers, the cell: clip, the gate
-activations (vectorised, targets/lowering/fast_math.py), peepholes,
-input_forget, the new C and H, which it writes to the state buffers and Y.
-The hidden state is double-buffered by step parity, so tiles never read a
-state another tile of the same step writes. GRU without linear_before_reset
-needs r for every unit before (r ⊙ h)·R_hᵀ: its step is two passes (z and
-r, then the candidate). A row's step s is its time step s (reverse: length-1-s)
-while s < its length (`sequence_lens`, clipped to [0, seq]); Y rows past the
-length are 0 and an empty row's final states are 0, as ir/ops/rnn.py says.
-Padded units (hidden size not a multiple of U) are never computed, read or
-written.
+and tile of U = `vectors` x `lanes` hidden units, h·Rᵀ of the tile's gates
+into `vectors` vector accumulators per gate, started from the projection
+(GRU's unfolded candidate from its Rb), reading R's tile panel row by row;
+then, on the same registers, the cell: clip, the gate activations
+(vectorised, targets/lowering/fast_math.py), peepholes, input_forget, the new C
+and H, which it writes to the state buffers and Y. Tiles run in parallel when
+the `recurrent` knobs say so (one thread pool launch per step and pass); a
+bidirectional layer's directions share the launches when `together`, else the
+whole forward sequence runs first, so that each thread streams only its share
+of one direction's R. An 8-bit R sums h * (q - zero point) and scales the sum
+(in int32 with the state quantized to u8 in the dynamic mode,
+targets/lowering/rnn_quantized.py). The hidden state is double-buffered by
+step parity, so tiles never read a state another tile of the same step
+writes. GRU without linear_before_reset needs r for every unit before
+(r ⊙ h)·R_hᵀ: its step is two passes (z and r, then the candidate). A row's
+step s is its time step s (reverse: length-1-s) while s < its length
+(`sequence_lens`, clipped to [0, seq]); Y rows past the length are 0 and an
+empty row's final states are 0, as ir/ops/rnn.py says. Padded units (hidden
+size not a multiple of U) are never computed, read or written.
 """
 
 from __future__ import annotations
