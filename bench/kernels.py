@@ -1,12 +1,13 @@
-"""GFLOP/s of HAI's x86 GEMM, conv and recurrent templates next to onnxruntime running the same single op.
+"""GFLOP/s of HAI's x86 GEMM, conv, pool and recurrent templates beside onnxruntime running the same op.
 
 Each case is one op (weights random, fixed seed): HAI lowers it with
 targets.lowering, builds it through the kernel cache and calls it through
 libtvm_ffi's C ABI (as the runtime does); onnxruntime runs a one-node ONNX model with
 `intra_op_num_threads` equal to HAI's TVM_NUM_THREADS. Each thread count runs
 in its own subprocess (the TVM thread pool reads TVM_NUM_THREADS once).
-Prints a table of GFLOP/s, milliseconds per call and the HAI / onnxruntime ratio (> 1: HAI
-faster); the error compares the first output.
+Prints a table of GFLOP/s, milliseconds, the HAI / onnxruntime ratio (> 1: HAI faster) and the
+template HAI chose (its workload `op`: conv_general / pool are the unscheduled fallbacks); the
+error compares the first output (a recurrent layer's Y).
 
     .venv/bin/python bench/kernels.py [--threads 1 2] [--json out.json] [--case conv3x3_16_32_80]
 """
@@ -27,8 +28,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# name -> (op, x shape, w shape, attrs); Conv pads are "same" for odd kernels.
-CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...], dict]] = {
+# name -> (op, x shape, w shape, attrs); Conv pads are "same" for odd kernels unless given, 1-D
+# convs have 3-D shapes. Pools have no weight (None) and take their ONNX attributes.
+SPPF_WINDOW = {"kernel_shape": [5, 5], "strides": [1, 1], "pads": [2, 2, 2, 2]}
+CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...] | None, dict]] = {
     "gemm_512": ("MatMul", (512, 512), (512, 512), {}),
     "matmul_1x40x120x120": ("MatMul", (1, 40, 120), (120, 120), {}),
     "gemm_1x1280x1000": ("Gemm", (1, 1280), (1000, 1280), {"transB": 1}),
@@ -49,38 +52,64 @@ CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...], dict]] = {
     "det_conv3x3_96_24_80": ("Conv", (1, 96, 80, 80), (24, 96, 3, 3), {"stride": 1}),
     "det_convt2x2_24_24_160": ("ConvTranspose", (1, 24, 160, 160), (24, 24, 2, 2), {"stride": 2}),
     "det_convt2x2_24_1_320": ("ConvTranspose", (1, 24, 320, 320), (24, 1, 2, 2), {"stride": 2}),
+    # issue 13's shape classes: grouped, dilated, asymmetric pads, 1-D and STFT-like strided 1-D convs
+    "grouped3x3_g4_64_64_28": ("Conv", (1, 64, 28, 28), (64, 16, 3, 3), {"stride": 1, "group": 4}),
+    "grouped3x3s2_g32_128_56": ("Conv", (1, 128, 56, 56), (128, 4, 3, 3), {"stride": 2, "group": 32}),
+    "dilated3x3_d2_64_40": ("Conv", (1, 64, 40, 40), (64, 64, 3, 3), {"stride": 1, "dilation": 2}),
+    "asympad3x3s2_32_64_80": ("Conv", (1, 32, 80, 80), (64, 32, 3, 3), {"stride": 2, "pads": [0, 0, 1, 1]}),
+    "conv1d_k5_64_64_400": ("Conv", (1, 64, 400), (64, 64, 5), {"stride": 1}),
+    "stft_conv1d_258_k256_s64": ("Conv", (1, 1, 16000), (258, 1, 256), {"stride": 64, "pads": [0, 0]}),
+    "stft_conv1d_258_k256_s128": ("Conv", (1, 1, 16000), (258, 1, 256), {"stride": 128, "pads": [0, 0]}),
+    # pools: YOLO SPPF's 5x5 stride-1 MaxPool, a ResNet stem MaxPool, an AveragePool
+    "sppf_maxpool5_256_20": ("MaxPool", (1, 256, 20, 20), None, SPPF_WINDOW),
+    "sppf_maxpool5_128_40": ("MaxPool", (1, 128, 40, 40), None, SPPF_WINDOW),
+    "maxpool3s2_64_112": ("MaxPool", (1, 64, 112, 112), None, {**SPPF_WINDOW, "kernel_shape": [3, 3],
+                                                               "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    "avgpool3_32_56": ("AveragePool", (1, 32, 56, 56), None, {**SPPF_WINDOW, "kernel_shape": [3, 3],
+                                                              "pads": [1, 1, 1, 1]}),
     # recurrent layers (X [seq, batch, in], W [dirs, gates*hidden, in]): CRNN-like text recognisers
     "lstm_bi_80x512x256": ("LSTM", (80, 1, 512), (2, 1024, 512), {"direction": "bidirectional"}),
     "lstm_bi_32x512x512": ("LSTM", (32, 1, 512), (2, 2048, 512), {"direction": "bidirectional"}),  # ddddocr
     "lstm_fw_40x256x128": ("LSTM", (40, 1, 256), (1, 512, 256), {"direction": "forward"}),
     "gru_bi_64x384x192": ("GRU", (64, 1, 384), (2, 576, 384), {"direction": "bidirectional"}),
-}
+}  # fmt: skip
 CONVS = ("Conv", "ConvTranspose")
+POOLS = ("MaxPool", "AveragePool")
 RECURRENT = {"LSTM": 4, "GRU": 3}
 
 
 def conv_attrs(w: tuple[int, ...], attrs: dict) -> dict:
-    k, s = w[2], attrs["stride"]
-    p = k // 2
-    pads = attrs.get("pads", [p, p, p, p])
-    return {"strides": [s, s], "pads": pads, "dilations": [1, 1], "group": attrs.get("group", 1)}
+    rank, s, d = len(w) - 2, attrs["stride"], attrs.get("dilation", 1)
+    p = (w[2] // 2) * d
+    pads = attrs.get("pads", [p] * 2 * rank)
+    return {"strides": [s] * rank, "pads": pads, "dilations": [d] * rank, "group": attrs.get("group", 1)}
 
 
-def op_attrs(op: str, w: tuple[int, ...], attrs: dict) -> dict:
-    """The node attributes of a case (ConvTranspose: kernel == stride, unpadded)."""
+def op_attrs(op: str, w: tuple[int, ...] | None, attrs: dict, ir: bool = False) -> dict:
+    """The node attributes of a case (ConvTranspose: kernel == stride, unpadded); `ir`: with the
+    defaults the IR wants spelt out (a pool's dilations)."""
     if op in RECURRENT:
+        assert w is not None
         return {**attrs, "hidden_size": w[1] // RECURRENT[op]}
     if op == "ConvTranspose":
+        assert w is not None
         return {**conv_attrs(w, {**attrs, "pads": [0, 0, 0, 0]}), "output_padding": [0, 0]}
-    return conv_attrs(w, attrs) if op == "Conv" else dict(attrs)
+    if op == "Conv":
+        assert w is not None
+        return conv_attrs(w, attrs)
+    if op in POOLS and ir:
+        return {"dilations": [1] * len(attrs["kernel_shape"]), **attrs}
+    return dict(attrs)
 
 
 def bias_size(op: str, w: tuple[int, ...]) -> int:
     return w[1] if op == "ConvTranspose" else w[0]
 
 
-def extra_weights(op: str, w: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+def extra_weights(op: str, w: tuple[int, ...] | None) -> dict[str, tuple[int, ...]]:
     """Name -> shape of a case's weights beyond `w`: a conv's bias, a recurrent layer's R and B."""
+    if w is None:
+        return {}
     if op in RECURRENT:
         return {"r": (w[0], w[1], w[1] // RECURRENT[op]), "b": (w[0], 2 * w[1])}
     return {"b": (bias_size(op, w),)} if op in CONVS else {}
@@ -97,11 +126,13 @@ def ir_node(case: str):
     rng = np.random.default_rng(0)
     graph = Graph(case)
     x = graph.add_input("x", TensorType(DType.F32, xs))
-    w = graph.add_constant("w", (rng.standard_normal(ws) * 0.1).astype(np.float32))
-    operands = [x, w]
+    operands = [x]
+    if ws is not None:
+        operands.append(graph.add_constant("w", (rng.standard_normal(ws) * 0.1).astype(np.float32)))
     for name, shape in extra_weights(op, ws).items():
-        operands.append(graph.add_constant(name, (rng.standard_normal(shape) * 0.1).astype(np.float32)))
-    ir_attrs = op_attrs(op, ws, attrs)
+        scale = 1.0 if name == "b" and op in CONVS else 0.1
+        operands.append(graph.add_constant(name, (rng.standard_normal(shape) * scale).astype(np.float32)))
+    ir_attrs = op_attrs(op, ws, attrs, ir=True)
     y = Builder(graph).op(op, operands, ir_attrs, name=case)[0]
     feeds = {"x": rng.standard_normal(xs).astype(np.float32)}
     return graph, y.producer, feeds, {k: v.constant_array() for k, v in graph.constants.items()}
@@ -112,7 +143,7 @@ def onnx_model(case: str, consts: dict[str, np.ndarray]) -> bytes:
 
     op, xs, ws, attrs = CASES[case]
     _, node, _, _ = ir_node(case)
-    names = ["x", "w", *extra_weights(op, ws)]
+    names = ["x"] + (["w"] if ws is not None else []) + list(extra_weights(op, ws))
     onnx_attrs = op_attrs(op, ws, attrs)
     outputs = [f"y{i}" for i in range(len(node.results))]
     graph = helper.make_graph(
@@ -181,22 +212,23 @@ def measure(case: str, threads: int) -> dict:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(onnx_model(case, consts), options, providers=["CPUExecutionProvider"])
-    want = session.run(None, feeds)[0]
+    want = session.run(None, feeds)[0]  # the first output (a recurrent layer's Y)
     got = arrays[len(kernel.args) - len(kernel.outputs)].reshape(want.shape)
     error = float(np.linalg.norm(got - want) / np.linalg.norm(want))
     ort_s = timed(lambda: session.run(None, feeds))
     flops = kernel.flops
     return {
-        "hai_ms": hai_s * 1e3,
-        "ort_ms": ort_s * 1e3,
         "case": case,
         "threads": threads,
         "flops": flops,
         "hai_gflops": flops / hai_s / 1e9,
         "ort_gflops": flops / ort_s / 1e9,
+        "hai_ms": hai_s * 1e3,
+        "ort_ms": ort_s * 1e3,
         "ratio": ort_s / hai_s,
         "rel_error": error,
         "knobs": str(kernel.notes.get("knobs", kernel.workload.get("knobs", ""))),
+        "template": kernel.workload.get("op", kernel.name),
     }
 
 
@@ -226,13 +258,14 @@ def main() -> None:
         ).stdout
         rows += json.loads(out.strip().splitlines()[-1])
     print(
-        f"{'case':<24} {'thr':>3} {'HAI GFLOP/s':>12} {'ORT GFLOP/s':>12} {'HAI ms':>9} {'ORT ms':>9} "
-        f"{'HAI/ORT':>8} {'rel err':>9}"
+        f"{'case':<26} {'thr':>3} {'HAI GFLOP/s':>12} {'ORT GFLOP/s':>12} {'HAI ms':>8} {'ORT ms':>8} "
+        f"{'HAI/ORT':>8} {'rel err':>9}  template"
     )
     for r in rows:
         print(
-            f"{r['case']:<24} {r['threads']:>3} {r['hai_gflops']:>12.1f} {r['ort_gflops']:>12.1f} "
-            f"{r['hai_ms']:>9.3f} {r['ort_ms']:>9.3f} {r['ratio']:>8.2f} {r['rel_error']:>9.1e}"
+            f"{r['case']:<26} {r['threads']:>3} {r['hai_gflops']:>12.1f} {r['ort_gflops']:>12.1f} "
+            f"{r['hai_ms']:>8.3f} {r['ort_ms']:>8.3f} {r['ratio']:>8.2f} {r['rel_error']:>9.1e}  "
+            f"{r['template']}"
         )
     ratios = [r["ratio"] for r in rows]
     print(f"geometric mean HAI/ORT speed ratio: {float(np.exp(np.mean(np.log(ratios)))):.2f}")

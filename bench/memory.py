@@ -62,7 +62,9 @@ def mib(nbytes: float | None) -> str:
 def real_row(name: str, threads: int, runs: int, workdir: Path) -> dict[str, Any]:
     """One real model compiled under the 512 MB budget: the plan's terms and the measured peak RSS."""
     spec = real_models.MODELS[name]
-    options = CompileOptions(input_shapes=spec.input_shapes, memory_budget=BUDGET)
+    options = CompileOptions(
+        input_shapes=spec.input_shapes, input_values=spec.input_values or None, memory_budget=BUDGET
+    )
     result = compile_model(real_models.fetch(name), workdir / f"{name}.hai", options)
     memory = result.memory_account
     assert memory is not None

@@ -40,11 +40,12 @@ def measure(name: str, threads: int, runs: int, workdir: Path) -> dict[str, Any]
     spec = real_models.MODELS[name]
     onnx_path = real_models.fetch(name)
     start = time.perf_counter()
-    result = compile_model(onnx_path, workdir / f"{name}.hai", CompileOptions(input_shapes=spec.input_shapes))
+    options = CompileOptions(input_shapes=spec.input_shapes, input_values=spec.input_values or None)
+    result = compile_model(onnx_path, workdir / f"{name}.hai", options)
     compile_s = time.perf_counter() - start
     inputs = spec.sample_inputs()
     hai = bench.hai_isolated(result.path, inputs, threads, runs)
-    ort = bench.onnxruntime_isolated(onnx_path, inputs, threads, runs)
+    ort = bench.onnxruntime_isolated(onnx_path, spec.onnx_inputs(inputs), threads, runs)
     assert hai.latency is not None and ort.latency is not None
     overhead = bench.python_overhead_us(runtime.load(result.path, threads=threads), inputs, runs)
     return {

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hai_compiler.input_spec import InputSpecError, parse_input_files, parse_input_shapes
+from hai_compiler.input_spec import InputSpecError, parse_input_files, parse_input_shapes, parse_input_values
 from ir import HaiError
 from ir.units import EXAMPLES, parse_size
 
@@ -27,6 +27,10 @@ def _usage(check: Any, text: list[str] | None, option: str) -> Any:
 
 def input_shapes(text: list[str] | None) -> dict[str, tuple[int, ...]]:
     return _usage(parse_input_shapes, text, "--input-shape")
+
+
+def input_values(text: list[str] | None) -> dict[str, Any]:
+    return _usage(parse_input_values, text, "--input-value")
 
 
 def input_files(text: list[str] | None) -> dict[str, Path]:
@@ -45,6 +49,16 @@ InputShapeOpt = Annotated[
         "--input-shape",
         metavar="NAME=D0,D1,...",
         help="Static shape of an input (needed for symbolic dims); repeat per input.",
+    ),
+]
+
+InputValueOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input-value",
+        metavar="NAME=V[,V...]",
+        help="Fix an .onnx input to a value when compiling (it leaves the artifact's inputs): what an "
+        "If or Loop on it decides is then taken at compile time; repeat per input.",
     ),
 ]
 
@@ -72,6 +86,19 @@ TargetOpt = Annotated[
     Target,
     typer.Option(
         "--target", help="Target family (of this host, unless --cpu or --hardware-profile names another CPU)."
+    ),
+]
+CpuOpt = Annotated[
+    str | None,
+    typer.Option("--cpu", help="CPU to target: an LLVM name (of the --target's arch) or x86-64-v2/v3/v4."),
+]
+CpuFeaturesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cpu-features",
+        metavar="+F,-F",
+        help="Add or drop ISA features (HAI names, e.g. +amx,+avx512_fp16,-avx512f) on top of the "
+        "host, --cpu or the profile; `hai doctor` prints the ones that make --cpu match this host.",
     ),
 ]
 HardwareProfileOpt = Annotated[

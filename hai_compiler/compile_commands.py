@@ -20,10 +20,13 @@ from hai_compiler.cli_app import app, example, print_outputs, reported_errors
 from hai_compiler.cli_options import (
     DEFAULT_RUNS,
     DEFAULT_THREADS,
+    CpuFeaturesOpt,
+    CpuOpt,
     DumpIrOpt,
     HardwareProfileOpt,
     InputOpt,
     InputShapeOpt,
+    InputValueOpt,
     ModelArg,
     OutputDirOpt,
     RunsOpt,
@@ -32,6 +35,7 @@ from hai_compiler.cli_options import (
     ThreadsOpt,
     input_files,
     input_shapes,
+    input_values,
     size_option,
 )
 from hai_compiler.input_spec import check_inputs, load_input_arrays, random_input
@@ -66,20 +70,11 @@ def compile_command(
         Path, typer.Option("-o", "--output", metavar="OUT.hai", help="The artifact directory.")
     ],
     target: TargetOpt = "x86",  # type: ignore[assignment]
-    cpu: Annotated[
-        str | None, typer.Option("--cpu", help="CPU to compile for: an LLVM name or x86-64-v2/v3/v4.")
-    ] = None,
+    cpu: CpuOpt = None,
     hardware_profile: HardwareProfileOpt = None,
-    cpu_features: Annotated[
-        str | None,
-        typer.Option(
-            "--cpu-features",
-            metavar="+F,-F",
-            help="Add or drop ISA features (HAI names, e.g. +amx,+avx512_fp16,-avx512f) on top of the "
-            "host, --cpu or the profile; `hai doctor` prints the ones that make --cpu match this host.",
-        ),
-    ] = None,
+    cpu_features: CpuFeaturesOpt = None,
     input_shape: InputShapeOpt = None,
+    input_value: InputValueOpt = None,
     passes: Annotated[
         str, typer.Option("--passes", metavar="PIPELINE", help="Passes before fuse and plan-memory.")
     ] = "default",
@@ -127,12 +122,13 @@ def compile_command(
     from targets.artifact import sign_artifact, signing_key
 
     shapes = input_shapes(input_shape)
+    fixed = input_values(input_value) or None
     console = Console(highlight=False)
     with reported_errors():
         key = signing_key(sign) if sign is not None else None  # a bad key fails before compiling
         options = CompileOptions(str(target), cpu, hardware_profile, shapes or None, passes, dump_ir,
                                  entry=entry, memory_budget=memory_budget, page_size=page_size,
-                                 cpu_features=cpu_features)  # fmt: skip
+                                 cpu_features=cpu_features, input_values=fixed)  # fmt: skip
         quantized = quality = None
         with reporting():
             if quantize.precision is not None:

@@ -27,8 +27,13 @@ class ModelPathError(HaiError):
     """A model path that does not exist or has a suffix HAI does not read."""
 
 
-def load_model_any(path: str | Path, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
-    """Load an `.onnx` (imported with `input_shapes`) or a `.hir` (shapes must agree) as a verified graph."""
+def load_model_any(
+    path: str | Path,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    input_values: Mapping[str, Any] | None = None,
+) -> Graph:
+    """Load an `.onnx` (imported with `input_shapes`, the inputs in `input_values` fixed to those
+    values) or a `.hir` (shapes must agree; it has no inputs to fix) as a verified graph."""
     path = Path(path)
     if not path.is_file():
         raise ModelPathError(f"{path}: no such file")
@@ -36,10 +41,12 @@ def load_model_any(path: str | Path, input_shapes: Mapping[str, Sequence[int]] |
     if suffix == ".onnx":
         from hai_compiler.onnx_import import import_onnx
 
-        graph = import_onnx(path, input_shapes=input_shapes)
+        graph = import_onnx(path, input_shapes=input_shapes, bind_inputs=input_values)
     elif suffix == ".hir":
         from ir.parser import read_hir
 
+        if input_values:
+            raise HaiError(f"{path}: --input-value fixes inputs of an .onnx while importing; a .hir has none")
         graph = read_hir(path)
         _check_hir_shapes(path, graph, input_shapes or {})
     else:

@@ -1,4 +1,5 @@
-"""How users name model inputs on the command line: `--input-shape name=1,3,224,224`, `--input name=x.npy`.
+"""How users name model inputs on the command line: `--input-shape name=1,3,224,224`, `--input name=x.npy`,
+`--input-value name=16000` (an input fixed to a value when compiling).
 
 Rule: the text is split at the *last* `=` (ONNX input names may contain `=`),
 each problem is an `InputSpecError` that quotes the offending text, and files
@@ -21,7 +22,7 @@ INTEGER_RANDOM_HIGH = 10
 
 
 class InputSpecError(HaiError):
-    """A malformed `--input-shape` or `--input`, or an input file that cannot be read."""
+    """A malformed `--input-shape`, `--input` or `--input-value`, or an input file that cannot be read."""
 
 
 def _split(text: str, option: str, example: str) -> tuple[str, str]:
@@ -55,6 +56,22 @@ def parse_input_shapes(texts: Iterable[str]) -> dict[str, tuple[int, ...]]:
             raise InputSpecError(f"--input-shape gives input '{name}' twice")
         shapes[name] = shape
     return shapes
+
+
+def parse_input_values(texts: Iterable[str]) -> dict[str, np.ndarray]:
+    """Every `--input-value name=V[,V...]` option (one value: a scalar), each input named at most once."""
+    values: dict[str, np.ndarray] = {}
+    for text in texts:
+        name, numbers = _split(text, "--input-value", "sr=16000")
+        if name in values:
+            raise InputSpecError(f"--input-value gives input '{name}' twice")
+        parts = [p.strip() for p in numbers.split(",")]
+        try:
+            parsed = [int(p) if p.lstrip("+-").isdigit() else float(p) for p in parts]
+        except ValueError:
+            raise InputSpecError(f"--input-value '{text}': values must be numbers separated by ','") from None
+        values[name] = np.array(parsed[0] if len(parsed) == 1 else parsed)
+    return values
 
 
 def parse_input_files(texts: Iterable[str]) -> dict[str, Path]:

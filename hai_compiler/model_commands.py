@@ -26,6 +26,7 @@ from hai_compiler.cli_options import (
     DumpIrOpt,
     InputOpt,
     InputShapeOpt,
+    InputValueOpt,
     ModelArg,
     OutputDirOpt,
     PassesOpt,
@@ -34,20 +35,22 @@ from hai_compiler.cli_options import (
     ThreadsOpt,
     input_files,
     input_shapes,
+    input_values,
 )
 from hai_compiler.input_spec import load_input_arrays
 from hai_compiler.summary import render_summary
 from ir import HaiError
 
 
-def _load(model: Path, input_shape: list[str] | None) -> Any:
-    return driver.load_model_any(model, input_shapes(input_shape))
+def _load(model: Path, input_shape: list[str] | None, input_value: list[str] | None) -> Any:
+    return driver.load_model_any(model, input_shapes(input_shape), input_values(input_value) or None)
 
 
 @app.command("ir", epilog=example("hai ir model.onnx --passes default -o model.hir"))
 def ir_command(
     model: ModelArg,
     input_shape: InputShapeOpt = None,
+    input_value: InputValueOpt = None,
     passes: PassesOpt = None,
     print_ir_before: Annotated[
         list[str] | None,
@@ -92,7 +95,7 @@ def ir_command(
             "needs -o OUT.hir or --dump-ir DIR (weights go next to the .hir)", param_hint="--save-weights"
         )
     with reported_errors():
-        graph = _load(model, input_shape)
+        graph = _load(model, input_shape, input_value)
         options = driver.InstrumentOptions(
             print_ir_before or (), print_ir_after or (), dump_ir, bool(save_weights), timing
         )
@@ -212,6 +215,7 @@ def pass_options(pass_class: type) -> list[tuple[str, str, str, str]]:
 def interp_command(
     model: ModelArg,
     input_shape: InputShapeOpt = None,
+    input_value: InputValueOpt = None,
     input: InputOpt = None,
     passes: PassesOpt = None,
     output_dir: OutputDirOpt = None,
@@ -225,7 +229,7 @@ def interp_command(
     files = input_files(input)
     with reported_errors():
         given = load_input_arrays(files)
-        graph = _load(model, input_shape)
+        graph = _load(model, input_shape, input_value)
         ctx = driver.new_context() if passes else None
         graph = driver.run_pipeline(graph, passes, ctx=ctx)
         for line in driver.pipeline_report((), ctx):

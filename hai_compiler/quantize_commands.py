@@ -20,6 +20,8 @@ from rich.console import Console
 
 from hai_compiler.cli_app import app, example, reported_errors
 from hai_compiler.cli_options import (
+    CpuFeaturesOpt,
+    CpuOpt,
     HardwareProfileOpt,
     InputShapeOpt,
     ModelArg,
@@ -47,7 +49,9 @@ class QuantizeOptions:
         Precision | None,
         typer.Option(
             "--precision",
-            help="Every layer at fp16, int8 or int4, or mixed: each layer's precision chosen under "
+            help="Every layer at fp16, bf16 (weights and activations bf16, f32 sums; needs a cpu with "
+            "avx512_bf16 or amx_bf16), int8 or int4; auto: bf16 per layer where the cpu has it, every "
+            "output within --tolerance of fp32; or mixed: each layer's precision chosen under "
             "--min-sqnr, --max-disagreement or --target-size (`hai quantize` defaults to mixed; "
             "`hai compile` quantizes only when this is given).",
             show_default=False,
@@ -82,6 +86,15 @@ class QuantizeOptions:
     target_size: Annotated[
         str | None, size_option("--target-size", "Mixed: fit the layer weights in SIZE.")
     ] = None
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            "--tolerance",
+            metavar="REL",
+            help="Auto: every output's relative error against fp32 at most REL (on --calibration-data, "
+            "else on generated inputs).",
+        ),
+    ] = 1e-2
     layer_precision: Annotated[
         list[str] | None,
         typer.Option(
@@ -125,7 +138,7 @@ class QuantizeOptions:
         return DynamicQuantizer(
             target, str(self.precision or "mixed"), observer=str(self.observer),
             min_sqnr=self.min_sqnr, max_disagreement=self.max_disagreement, target_size=target_size,
-            layer_precision=overrides, instruments=instruments,
+            tolerance=self.tolerance, layer_precision=overrides, instruments=instruments,
         )  # fmt: skip
 
     def quality(self, model: Path, shapes: dict[str, tuple[int, ...]], quantized: Any) -> Any:
@@ -207,17 +220,26 @@ def quantize_command(
     model: ModelArg,
     output: Annotated[Path, typer.Option("-o", "--output", metavar="Q.hir", help="The quantized .hir.")],
     target: TargetOpt = "x86",  # type: ignore[assignment]
+    cpu: CpuOpt = None,
     hardware_profile: HardwareProfileOpt = None,
+    cpu_features: CpuFeaturesOpt = None,
     input_shape: InputShapeOpt = None,
     *,
     quantize: QuantizeOptions,
 ) -> None:
-    """Quantize a model per layer (FP16 / INT8 / INT4, or mixed under a budget) into a .hir + weights file."""
+    """Quantize a model per layer (FP16 / INT8 / INT4, or mixed under a budget) into a .hir + weights file.
+
+    The precisions offered are the target's: --target, --cpu, --hardware-profile and --cpu-features
+    describe it as `hai compile` does."""
+    from hai_compiler.compiler.options import CompileOptions, profile_target_of, resolve_compile_target
+
     console = Console(highlight=False)
     with reported_errors():
         shapes = input_shapes(input_shape)
+        options = CompileOptions(str(target), cpu, hardware_profile, cpu_features=cpu_features)
         with reporting():
-            quantized = quantize.fit(model, shapes, str(hardware_profile or target))
+            described = resolve_compile_target(options, profile_target_of(options))
+            quantized = quantize.fit(model, shapes, described)
             written = quantized.save(output)
             with stage("measuring against fp32"):
                 quality = quantize.quality(model, shapes, quantized)

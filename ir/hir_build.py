@@ -5,7 +5,9 @@ nodes through `ir.builder.Builder` with their printed names and result types
 (so placement and plan facts survive and inference checks them). What the
 builder cannot point at — an unknown op or attribute, a literal of the wrong
 kind, an undefined or twice-defined value — is checked here first, so every
-problem is a `SyntaxProblem` at the line and column of the offending text.
+problem is a `SyntaxProblem` at the line and column of the offending text. A
+control-flow node's regions are built first, in a scope inside the graph's
+(they see the values defined before the node; a name they define again is an error).
 Imports numpy, ml_dtypes and `ir` only.
 """
 
@@ -29,7 +31,11 @@ from ir.weights_file import as_typed
 def build_graph(decl: GraphDecl, weights: Mapping[str, np.ndarray]) -> Graph:
     """The graph `decl` describes; `weights` gives constant data by name or by content sha256."""
     graph = Graph(decl.name)
-    scope = _Scope(graph)
+    _build_body(decl, graph, _Scope(graph, None), weights)
+    return graph
+
+
+def _build_body(decl: GraphDecl, graph: Graph, scope: _Scope, weights: Mapping[str, np.ndarray]) -> None:
     for name, type in decl.params:
         scope.define(name)
         graph.add_input(name.text, type)
@@ -41,29 +47,47 @@ def build_graph(decl: GraphDecl, weights: Mapping[str, np.ndarray]) -> Graph:
             scope.define(statement.name)
             graph.add_constant(statement.name.text, _constant_data(statement, weights), statement.type)
         else:
-            _add_node(builder, scope, statement)
-    graph.set_outputs([scope.lookup(name) for name in decl.returns])
+            regions = []
+            for region_decl in statement.regions:
+                region = Graph(region_decl.name)
+                _build_body(region_decl, region, _Scope(region, scope), weights)
+                regions.append(region)
+            _add_node(builder, scope, statement, regions)
+    graph.set_outputs([scope.lookup(name, own=True) for name in decl.returns])
     _check_signature_outputs(decl)
-    return graph
 
 
 class _Scope:
-    """Where each value name was defined, for 'undefined' and 'defined twice' errors."""
+    """Where each value name was defined, for 'undefined' and 'defined twice' errors; a region's
+    scope sees its enclosing scope's names."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, enclosing: _Scope | None) -> None:
         self.graph = graph
+        self.enclosing = enclosing
         self.defined_at: dict[str, Located] = {}
 
+    def _find(self, name: str) -> _Scope | None:
+        scope: _Scope | None = self
+        while scope is not None and name not in scope.defined_at:
+            scope = scope.enclosing
+        return scope
+
     def define(self, name: Located) -> None:
-        first = self.defined_at.get(name.text)
-        if first is not None:
+        owner = self._find(name.text)
+        if owner is not None:
+            first = owner.defined_at[name.text]
             raise name.problem(f"%{name.text} is defined twice (first at line {first.line}:{first.col})")
         self.defined_at[name.text] = name
 
-    def lookup(self, name: Located) -> Value:
-        if name.text not in self.defined_at:
+    def lookup(self, name: Located, own: bool = False) -> Value:
+        owner = self._find(name.text)
+        if owner is None:
             raise name.problem(f"%{name.text} is not defined before this use")
-        return self.graph.value(name.text)
+        if own and owner is not self:
+            raise name.problem(
+                f"%{name.text} is defined outside this region; a region returns its own values"
+            )
+        return owner.graph.value(name.text)
 
 
 def _check_signature_outputs(decl: GraphDecl) -> None:
@@ -140,7 +164,7 @@ def _int_range(dtype: DType) -> tuple[int, int]:
 
 
 # -- nodes ------------------------------------------------------------------------
-def _add_node(builder: Builder, scope: _Scope, decl: NodeDecl) -> None:
+def _add_node(builder: Builder, scope: _Scope, decl: NodeDecl, regions: list[Graph]) -> None:
     schema = _schema(decl.op)
     operands = [None if o is None else scope.lookup(o) for o in decl.operands]
     attrs = _attributes(schema, decl.attrs)
@@ -156,6 +180,7 @@ def _add_node(builder: Builder, scope: _Scope, decl: NodeDecl) -> None:
             name=decl.loc,
             result_names=[r.text for r in decl.results],
             result_types=decl.types,
+            regions=regions,
         )
     except IRError as exc:
         raise decl.op.problem(str(exc)) from None

@@ -64,6 +64,10 @@ class AnnotationsDecl(dict):
     """A node's `#{key = value, ...}`: annotation names to their int or string values."""
 
 
+class RegionsDecl(list):
+    """A control-flow node's regions: their `GraphDecl`s, in order."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Located:
     """A name, op or literal with where it was written."""
@@ -94,6 +98,7 @@ class NodeDecl:
     types: list[TensorType]
     loc: str
     annotations: dict[str, str | int] = dataclasses.field(default_factory=dict)
+    regions: list[GraphDecl] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(slots=True)

@@ -4,16 +4,21 @@ One dispatch point (`run_node`) calls the op's registered reference
 implementation; a subclass overrides that single hook to observe or change
 every value (calibration observers, profilers, debuggers), the torch.fx way.
 Values are dropped after their last use, so memory follows the live set.
+A control-flow node runs its regions through `execute` on the same
+interpreter (so the hook sees their nodes too), each region seeing the values
+around it; a value a region captures lives until its owner has run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import ChainMap
+from collections.abc import Mapping, MutableMapping
 
 import numpy as np
 
 from ir.errors import HaiError, IRError
 from ir.graph import Graph, Node, Value
+from ir.ops.control import run_control
 from ir.ops.registry import get_schema
 
 
@@ -30,19 +35,46 @@ class Interpreter:
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the graph; returns outputs by name, in the graph's output order."""
         env: dict[Value, np.ndarray] = dict(self._bind_inputs(inputs))
-        remaining = {v: len(v.uses()) for v in self.graph.values()}
-        keep = set(self.graph.outputs)
-        for node in self.graph.nodes:
+        outputs = self.execute(self.graph, env)
+        return {v.name: array for v, array in zip(self.graph.outputs, outputs)}
+
+    def execute(self, graph: Graph, env: MutableMapping[Value, np.ndarray]) -> list[np.ndarray]:
+        """Run `graph`'s nodes with `env` holding its inputs and the values around it; its outputs."""
+        reads = {node: _reads(node) for node in graph.nodes}
+        remaining: dict[Value, int] = {}
+        for values in reads.values():
+            for v in values:
+                remaining[v] = remaining.get(v, 0) + 1
+        keep = set(graph.outputs)
+        for node, values in reads.items():
             args = [self._read(env, v) if v is not None else None for v in node.operands]
-            results = self.evaluate(node, args)
+            if node.regions:
+                results = self.evaluate_regions(node, args, env)
+            else:
+                results = self.evaluate(node, args)
             for value, array in zip(node.results, results):
                 env[value] = array
-            for v in node.operands:
-                if v is not None and v in env:
-                    remaining[v] -= 1
-                    if remaining[v] == 0 and v not in keep:
-                        del env[v]
-        return {v.name: self._read(env, v) for v in self.graph.outputs}
+            for v in values:
+                remaining[v] -= 1
+                if remaining[v] == 0 and v not in keep and v.graph is graph and v in env:
+                    del env[v]
+        return [self._read(env, v) for v in graph.outputs]
+
+    def evaluate_regions(
+        self, node: Node, args: list[np.ndarray | None], env: MutableMapping[Value, np.ndarray]
+    ) -> list[np.ndarray]:
+        """A control-flow node's results, its regions run by `execute` over `env`."""
+
+        def run_region(region: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
+            inner: ChainMap[Value, np.ndarray] = ChainMap(dict(zip(region.inputs, inputs)), env)
+            return self.execute(region, inner)
+
+        try:
+            results = run_control(node.op, args, node.attrs, node.regions, run_region)
+        except IRError as exc:
+            raise type(exc)(f"{node.label()}: {exc}") from None
+        self._check_results(node, results)
+        return results
 
     def evaluate(self, node: Node, args: list[np.ndarray | None]) -> list[np.ndarray]:
         """`run_node`, with a reference's IRError naming the node, and its results checked."""
@@ -79,9 +111,7 @@ class Interpreter:
             array = np.asarray(inputs[name])
             want = value.type
             if tuple(array.shape) != want.shape:
-                raise InputError(
-                    f"input '{name}' has shape {list(array.shape)}, expected {list(want.shape)}"
-                )
+                raise InputError(f"input '{name}' has shape {list(array.shape)}, expected {list(want.shape)}")
             if array.dtype != want.dtype.numpy:
                 raise InputError(
                     f"input '{name}' has dtype {array.dtype}, expected {want.dtype.numpy} ({want.dtype})"
@@ -101,6 +131,11 @@ class Interpreter:
                     f"{node.label()}: reference result %{value.name} is "
                     f"{array.dtype}{list(array.shape)}, its type says {value.type}"
                 )
+
+
+def _reads(node: Node) -> list[Value]:
+    """The values a node reads: its operands, and the values its regions capture."""
+    return [v for v in node.operands if v is not None] + node.captures()
 
 
 def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

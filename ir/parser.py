@@ -35,6 +35,7 @@ from ir.hir_syntax import (
     Located,
     MetadataDecl,
     NodeDecl,
+    RegionsDecl,
     SyntaxProblem,
 )
 from ir.printer import FORMAT_VERSION
@@ -328,16 +329,22 @@ class _ToDeclarations(lark.Transformer):
         loc = ""
         types: list[TensorType] = []
         annotations = AnnotationsDecl()
+        regions = RegionsDecl()
         for item in rest:
             if isinstance(item, AnnotationsDecl):
                 annotations = item
+            elif isinstance(item, RegionsDecl):
+                regions = item
             elif isinstance(item, str):
                 loc = item
             elif item and isinstance(item[0], TensorType):
                 types = item
             else:
                 attrs = item
-        return NodeDecl(results, _located(op, op.value), operands, attrs, types, loc, annotations)
+        return NodeDecl(results, _located(op, op.value), operands, attrs, types, loc, annotations, regions)
+
+    def regions(self, *graphs: GraphDecl) -> RegionsDecl:
+        return RegionsDecl(graphs)
 
     def annotations(self, *items: tuple[Located, Located]) -> AnnotationsDecl:
         found = AnnotationsDecl()

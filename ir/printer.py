@@ -36,6 +36,18 @@ graph, and the parser rebuilds every fact. The format (grammar in `ir/hir.lark`)
   Attribute values: ints `1`; floats with Python's
   `repr` (always a `.`, an exponent, `nan` or `inf`, so they read back as floats);
   strings quoted; lists `[...]`; dtypes as bare names (`to = f16`).
+- A control-flow node's regions (ir/ops/control.py) follow its line in braces, each
+  printed as a graph named after its role, indented one more step:
+
+      %y = If(%c) : f32[2] loc("if") {
+        graph @then_branch() -> (%t) {
+          %t = Relu(%x) : f32[2]
+          return %t
+        }
+        graph @else_branch() -> (%e) { ... }
+      }
+
+  A region may read values defined before its node in the graphs around it.
 - `metadata "key" = "value"` lines hold the graph's metadata; `// ...` comments
   are ignored.
 
@@ -73,15 +85,29 @@ def print_graph(graph: Graph, *, weights_file: str | None = None, weights_sha256
     if weights_file is not None:
         sha = weights_sha256 or hashlib.sha256(Path(weights_file).read_bytes()).hexdigest()
         lines.append(f"weights {quote(weights_file)} sha256:{sha}")
+    lines.extend(graph_lines(graph, ""))
+    return "\n".join(lines) + "\n"
+
+
+def graph_lines(graph: Graph, indent: str) -> list[str]:
+    """A graph (the model's or a region) as lines, each starting with `indent`."""
+    inner = indent + "  "
     params = ", ".join(f"{value_ref(v)}: {format_type(v.type)}" for v in graph.inputs)
     outputs = ", ".join(value_ref(v) for v in graph.outputs)
-    lines.append(f"graph {name_ref('@', graph.name)}({params}) -> ({outputs}) {{")
-    lines.extend(f"  metadata {quote(k)} = {quote(v)}" for k, v in graph.metadata.items())
-    lines.extend(f"  {format_constant(v)}" for v in graph.constants.values())
-    lines.extend(f"  {format_node(n)}" for n in graph.nodes)
-    lines.append(f"  return {outputs}".rstrip())
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    lines = [f"{indent}graph {name_ref('@', graph.name)}({params}) -> ({outputs}) {{"]
+    lines.extend(f"{inner}metadata {quote(k)} = {quote(v)}" for k, v in graph.metadata.items())
+    lines.extend(f"{inner}{format_constant(v)}" for v in graph.constants.values())
+    for node in graph.nodes:
+        if not node.regions:
+            lines.append(f"{inner}{format_node(node)}")
+            continue
+        lines.append(f"{inner}{format_node(node)} {{")
+        for region in node.regions:
+            lines.extend(graph_lines(region, inner + "  "))
+        lines.append(f"{inner}}}")
+    lines.append(f"{inner}return {outputs}".rstrip())
+    lines.append(f"{indent}}}")
+    return lines
 
 
 def write_hir(graph: Graph, path: str | Path, *, save_weights: bool = False) -> Path:
@@ -102,8 +128,9 @@ def is_inline(value: Value) -> bool:
 
 
 def elided_constants(graph: Graph) -> list[Value]:
-    """The constants printed as a hash: the ones a weights file must hold."""
-    return [v for v in graph.constants.values() if not is_inline(v)]
+    """The constants printed as a hash, its regions' too: the ones a weights file must hold."""
+    graphs = [graph, *(region for _, node in graph.walk() for region in node.regions)]
+    return [v for g in graphs for v in g.constants.values() if not is_inline(v)]
 
 
 # -- pieces -------------------------------------------------------------------

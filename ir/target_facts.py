@@ -1,8 +1,9 @@
 """Target facts: what passes may know about the machine they compile for, as one typed, plain value.
 
 Rule: `TargetFacts` is frozen plain data (strings, numbers, tuples, frozensets), defined
-here so passes read it without importing `targets/`; `targets/` fills it from a target
-description (`TargetDescription.to_pass_context()`), and the driver hands it to passes as
+here so passes read it without importing `targets/`; `targets/`' TargetDescription is a
+TargetFacts with every fact known (and what only targets/ reads), whose
+`to_pass_context()` gives this plain value, and the driver hands it to passes as
 `PassContext.target`. A field left at its default means "not known": `TargetFacts()` is
 "no target", and each pass then uses its own documented default. Feature names are
 HAI's (runtime/cpu_features.py); precisions are "f32", "f16", "bf16", "i8".

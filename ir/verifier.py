@@ -6,7 +6,10 @@ attributes fit the op's schema; result types agree with the op's inference
 (quantization parameters included); every quantized type's parameters fit its
 shape and dtype (ir/quantization.py `check_params`); graph outputs are defined
 values of this graph; every tensor fits in memory (at most `MAX_TENSOR_BYTES`
-bytes, numpy's limit).
+bytes, numpy's limit). Regions are verified where their node stands: they see
+the values of the graphs around them defined before it (captures), define no
+name those graphs define, and their own outputs are values of their own; a use
+by a node inside a region counts as a use of the enclosing graph's value.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ def verify(graph: Graph) -> None:
         raise VerificationError(str(exc)) from None
 
 
-def _verify(graph: Graph) -> None:
-    defined: set[int] = set()
-    names: set[str] = set()
+def _verify(graph: Graph, defined: set[int] | None = None, names: set[str] | None = None) -> None:
+    """Verify `graph`, which sees the values in `defined` (by id) and `names` of the graphs around it."""
+    outer = set(defined or ())
+    defined = set(outer)
+    names = set(names or ())
 
     def define(value: Value, where: str) -> None:
         if value.name in names or id(value) in defined:
@@ -57,15 +62,31 @@ def _verify(graph: Graph) -> None:
         define(value, "constant")
     for node in graph.nodes:
         _verify_node(node, defined)
+        for index, region in enumerate(node.regions):
+            if region.parent is not node:
+                raise VerificationError(f"{node.label()}: region {index} has a wrong parent link")
+            try:
+                _verify(region, defined, names)
+            except IRError as exc:
+                raise VerificationError(f"{node.label()}, region {region.name}: {exc}") from None
         for result in node.results:
             define(result, node.label())
     for value in graph.values():
         for user, index in value.uses():
-            if user._erased or user.graph is not graph or user.operands[index] is not value:
+            if user._erased or not _inside(user.graph, graph) or user.operands[index] is not value:
                 raise VerificationError(f"value %{value.name} lists a dangling use by {user.label()}")
     for value in graph.outputs:
-        if id(value) not in defined:
+        if id(value) not in defined or id(value) in outer:
             raise VerificationError(f"graph output %{value.name} is not defined in the graph")
+
+
+def _inside(inner: Graph | None, graph: Graph) -> bool:
+    """Whether `inner` is `graph` or a region nested in it."""
+    while inner is not None:
+        if inner is graph:
+            return True
+        inner = inner.enclosing
+    return False
 
 
 def _verify_node(node: Node, defined: set[int]) -> None:
@@ -84,5 +105,6 @@ def _verify_node(node: Node, defined: set[int]) -> None:
     for index, result in enumerate(node.results):
         if result.producer is not node or result.index != index:
             raise VerificationError(f"{where}: result %{result.name} has a wrong producer link")
-    inferred = infer_types(node.op, [o.type if o else None for o in node.operands], node.attrs, where)
+    operand_types = [o.type if o else None for o in node.operands]
+    inferred = infer_types(node.op, operand_types, node.attrs, where, node.regions)
     check_types_agree(where, [r.type for r in node.results], inferred)

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ir import ElidedConstant, Graph, HaiError
+from ir import ElidedConstant, Graph, HaiError, Node
 from ir.builder import infer_types
+from ir.dependencies import inputs_behind
 
 
 def types_inferred(graph: Graph) -> str | None:
     """Every node result's dtype and shape is what its op's inference gives."""
     for node in graph.nodes:
         operand_types = [o.type if o else None for o in node.operands]
-        inferred = infer_types(node.op, operand_types, node.attrs, node.label())
+        inferred = infer_types(node.op, operand_types, node.attrs, node.label(), node.regions)
         for result, want in zip(node.results, inferred, strict=False):
             if not result.type.same_tensor(want):
                 return f"%{result.name} of {node.label()} is {result.type}, inference gives {want}"
@@ -45,10 +46,36 @@ def no_dead_code(graph: Graph) -> str | None:
     return None
 
 
+def no_control_flow(graph: Graph) -> str | None:
+    """No node owns regions: a static plan holds an If only as guarded steps (`predicate-control-flow`,
+    which `hai compile` runs first) and no loop whose iterations are chosen at run time."""
+    for node in graph.nodes:
+        if node.regions:
+            return control_flow_problem(node)
+    return None
+
+
+def control_flow_problem(node: Node) -> str:
+    """Why a control-flow node cannot be planned, naming it and the graph inputs it depends on."""
+    ident = node.name or node.results[0].name
+    if node.op == "If":
+        return f"If '{ident}' is left: run predicate-control-flow before this pass (hai compile does)"
+    inputs = inputs_behind(v for v in node.operands[:2] if v is not None)
+    if inputs:
+        what = "iteration count depends on the input" + ("s " if len(inputs) > 1 else " ") + ", ".join(inputs)
+        fix = f"fix {', '.join(inputs)} to a value (--input-value), or export the model with it unrolled"
+    else:
+        what = "unrolled copies would exceed flatten-control-flow's max-nodes"
+        fix = "raise flatten-control-flow{max-nodes=...}, or export the model with it unrolled"
+    static = "a static plan runs no loop whose iterations are chosen at run time"
+    return f"{node.op} '{ident}': {what}; {static}: {fix}"
+
+
 CONDITIONS: dict[str, Callable[[Graph], str | None]] = {
     "types-inferred": types_inferred,
     "constants-loaded": constants_loaded,
     "no-dead-code": no_dead_code,
+    "no-control-flow": no_control_flow,
 }
 
 

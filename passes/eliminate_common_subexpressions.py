@@ -46,6 +46,7 @@ def can_replace(old: Value, new: Value) -> bool:
 class EliminateCommonSubexpressions(Pass):
     """Merge constants with identical content and type, then nodes with the same op, the same
     operands and equal attributes, keeping the first; readers of the later copy read the first.
+    Nodes with regions (control flow) are never merged.
 
     Graph output names never change, so a copy that is an output stays when the first is one too.
     """
@@ -76,6 +77,8 @@ class EliminateCommonSubexpressions(Pass):
         first: dict[Hashable, Node] = {}
         merged = 0
         for node in graph.nodes:
+            if node.regions:  # regions are not compared: a control-flow node stays as it is
+                continue
             kept = first.setdefault(node_key(node), node)
             if kept is node or not all(map(can_replace, node.results, kept.results)):
                 continue

@@ -24,8 +24,12 @@ starts a standalone chain.
 
 A Conv/MatMul/Gemm anchor also takes its *weight prologue* (`weight_prologue`):
 a DequantizeLinear of a constant stored as INT4 (symmetric, group-wise along
-the anchor's reduction axis) or FP16, whose result only the anchor's weight
-operand reads. A recurrent LSTM/GRU/RNN node (never an epilogue anchor) takes
+the anchor's reduction axis), FP16 or BF16, whose result only the anchor's weight
+operand reads. An anchor whose weight prologue is bf16 also takes its *activation prologue*
+(`activation_prologue`): the Cast(bf16) -> Cast(f32) pair that rounds its
+input (passes/quantize.py's bf16 rung), each result read only by the next, the
+last only as the anchor's operand 0: its kernel rounds the input itself, so
+neither Cast is a kernel of its own. A recurrent LSTM/GRU/RNN node (never an epilogue anchor) takes
 one for W and one for R (`recurrent_prologue`): a DequantizeLinear to f32 of an
 8-bit constant [dirs, gates*H, k] quantized per tensor, per direction (axis 0)
 or per gate row (axis 1), read only as that operand; such a node forms a group
@@ -59,6 +63,7 @@ from ir.fusion import (
     anchor_label,
     epilogue_ops,
 )
+from ir.predication import guards_of
 from passes.manager import Pass, PassContext
 from passes.quantize import reduction_axis
 
@@ -113,6 +118,7 @@ class Fuse(Pass):
     (`fusion_group`, `fused_into`) that name the IR/ONNX nodes every kernel came from."""
 
     name = "fuse"
+    requires = ("no-control-flow",)  # a static plan runs no branch chosen at run time
     standalone_chains: bool = dataclasses.field(
         default=True, metadata={"help": "also fuse chains that start at an elementwise node"}
     )
@@ -144,7 +150,9 @@ class Fuse(Pass):
             _record(graph, groups, anchor, chain)
             for node in prologue:
                 _record_prologue(graph, groups, anchor, node)
-                ctx.count(self.name, "weight-prologues")
+                ctx.count(
+                    self.name, "weight-prologues" if node.op == "DequantizeLinear" else "cast-prologues"
+                )
             taken.update(chain)
             groups += 1
             ctx.count(self.name, "nodes-fused", len(chain))
@@ -158,7 +166,28 @@ def weight_prologues(anchor: Node, anchors: Collection[str]) -> list[Node]:
         found = [recurrent_prologue(anchor, index) for index in RECURRENT_WEIGHT_OPERANDS]
         return [node for node in found if node is not None]
     prologue = weight_prologue(anchor) if anchor.op in anchors else None
-    return [] if prologue is None else [prologue]
+    if prologue is None:
+        return []
+    return [*activation_prologue(anchor, prologue), prologue]
+
+
+def activation_prologue(anchor: Node, weight: Node) -> list[Node]:
+    """The Cast(bf16) and Cast(f32) nodes rounding `anchor`'s input when its weight prologue `weight`
+    is bf16 (module rule), in order; [] when there is no such pair."""
+    stored = weight.operands[0]
+    if stored is None or stored.type.dtype is not DType.BF16:
+        return []
+    pair: list[Node] = []
+    value, reader, dtypes = anchor.operands[0], (anchor, 0), (DType.F32, DType.BF16)
+    for dtype in dtypes:
+        node = value.producer if value is not None else None
+        if node is None or node.op != "Cast" or node.attrs.get("to") is not dtype:
+            return []
+        if value is None or value.is_graph_output or value.uses() != [reader]:
+            return []
+        pair.insert(0, node)
+        value, reader = node.operands[0], (node, 0)
+    return pair if value is not None and value.type.dtype is DType.F32 else []
 
 
 def _dequantized_constant(anchor: Node, index: int) -> Node | None:
@@ -200,7 +229,7 @@ def weight_prologue(anchor: Node) -> Node | None:
     stored = node.operands[0]
     assert stored is not None
     quant = stored.type.quant
-    if stored.type.dtype is DType.F16:
+    if stored.type.dtype in (DType.F16, DType.BF16):
         return node if quant is None else None
     grouped = quant is not None and quant.group_size is not None and not any(quant.zero_point)
     if stored.type.dtype is not DType.I4 or not grouped:
@@ -216,6 +245,8 @@ def _chain(anchor: Node, rules: _Rules, position: dict[Node, int]) -> list[Node]
         node, _ = running.uses()[0]
         result = node.results[0] if node.results else None
         if not rules.is_step(node) or node.operands.count(running) != 1 or result is None:
+            break
+        if guards_of(node) != guards_of(anchor):  # a kernel runs under its anchor's guards only
             break
         if not _step_fits(result, running, anchor.results[0], rules.is_quantize_step(node)):
             break
@@ -251,7 +282,8 @@ def _exists_before(value: Value | None, anchor: Node, position: dict[Node, int])
 
 
 def _record_prologue(graph: Graph, group_id: int, anchor: Node, prologue: Node) -> None:
-    """Annotate the weight prologue and move it to right before the anchor (it reads only a constant)."""
+    """Annotate a prologue node and move it to right before the anchor (it reads a constant, or a value
+    that exists before the anchor)."""
     prologue.annotations[GROUP_KEY] = group_id
     prologue.annotations[PROLOGUE_KEY] = anchor_label(anchor)
     graph.nodes.unlink(prologue)

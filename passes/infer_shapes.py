@@ -25,7 +25,7 @@ class InferShapes(Pass):
         changed = 0
         for node in graph.nodes:
             operand_types = [o.type if o is not None else None for o in node.operands]
-            inferred = infer_types(node.op, operand_types, node.attrs, node.label())
+            inferred = infer_types(node.op, operand_types, node.attrs, node.label(), node.regions)
             if len(inferred) != len(node.results):
                 count = f"{len(node.results)} results, inference gives {len(inferred)}"
                 raise ValueError(f"{node.label()}: {count}")

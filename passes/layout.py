@@ -1,8 +1,12 @@
 """The `layout` pass: store the activations of conv regions channels-last (NHWC) where that pays.
 
 Rule: a *region* is a connected set of nodes whose kernels can run NHWC: 2-D
-f32 Convs with constant weights that are dense (group 1) or depthwise, and
-pointwise ops with a rank-4 result (the elementwise kernels). Inside a region
+f32 Convs with constant weights that are dense (group 1) or depthwise,
+pointwise ops with a rank-4 result (the elementwise kernels), f32 2-D MaxPool and
+AveragePool without Indices (kernels up to MAX_POOL_TAPS wide: the separable pool
+template, vectorised along the channels) and Concats of rank-4 run-time values (a
+channel Concat is then one along the stored last axis), so a chain of stride-1
+MaxPools and their Concat (YOLO's SPPF) stays channels-last. Inside a region
 every result's type gets `layout = "NHWC"` (shapes stay logical NCHW, so
 inference and the interpreter are unchanged); every rank-4 run-time value a
 region reads from outside enters through a `Relayout{layout = "NHWC"}` node,
@@ -36,6 +40,7 @@ from ir.fusion import epilogue_ops
 from passes.manager import Pass, PassContext
 
 NHWC = "NHWC"
+MAX_POOL_TAPS = 32  # the separable pool template's unrolled kernel extent (targets/lowering/pool_window.py)
 PREFERENCES = ("auto", "NHWC", "NCHW")
 DEFAULT_VECTOR_BYTES = 32  # an AVX2 vector when the context names no target
 
@@ -70,8 +75,22 @@ class _Rules:
             and all(o is not None and o.type.rank <= 4 for o in node.operands)
         )
 
+    def follower_capable(self, node: Node) -> bool:
+        """A non-conv node that can run NHWC: pointwise, a 2-D f32 MaxPool/AveragePool, a Concat."""
+        if self.pointwise_capable(node):
+            return True
+        if len(node.results) != 1 or node.results[0].type.rank != 4:
+            return False
+        if node.op == "Concat":
+            return all(o is not None and o.type.rank == 4 and not o.is_constant for o in node.operands)
+        return (
+            node.op in ("MaxPool", "AveragePool")
+            and node.results[0].type.dtype is DType.F32
+            and max(node.attrs["kernel_shape"]) <= MAX_POOL_TAPS
+        )
+
     def capable(self, node: Node) -> bool:
-        return self.conv_capable(node) or self.pointwise_capable(node)
+        return self.conv_capable(node) or self.follower_capable(node)
 
     def prefers(self, node: Node) -> bool:
         """A conv whose NHWC kernel is the faster one (the module's cost rule)."""
@@ -104,6 +123,7 @@ class Layout(Pass):
     Relayout nodes at every region boundary; graph inputs and outputs stay NCHW."""
 
     name = "layout"
+    requires = ("no-control-flow",)  # a static plan runs no branch chosen at run time
     prefer: str = dataclasses.field(
         default="auto",
         metadata={"help": "auto: convert regions where the cost rule gains; NHWC: every region; NCHW: none"},
@@ -148,7 +168,7 @@ def _regions(graph: Graph, rules: _Rules, anchors_only: bool) -> list[_Region]:
     def member(node: Node) -> bool:
         if node.op == "Conv":
             return rules.prefers(node) if anchors_only else rules.conv_capable(node)
-        return rules.pointwise_capable(node)
+        return rules.follower_capable(node)
 
     members = {node for node in order if member(node)}
     linked = networkx.Graph()

@@ -35,6 +35,7 @@ DEFAULT_PIPELINE = (
     "infer-shapes",  # start from exact types, whatever produced the graph
     "fold-constants",  # evaluate what is already known
     "fold-qdq",  # an imported QDQ model's layers onto the integer ops, before anything reshapes them
+    "flatten-control-flow",  # Ifs on what became known take their branch; small static loops unroll
     "eliminate-identity",  # drop no-op nodes so producers meet their BatchNormalization
     "fold-batchnorm",  # fold scale/shift into Conv/Gemm/MatMul weights
     "fold-channel-affine",  # and the per-channel Mul/Add/Sub/Div that exporters leave after them

@@ -37,6 +37,7 @@ class PlanMemory(Pass):
     """
 
     name = "plan-memory"
+    requires = ("no-control-flow",)  # a static plan runs no branch chosen at run time
     alignment: int = dataclasses.field(default=64, metadata={"help": "byte alignment of every offset"})
     in_place: bool = dataclasses.field(
         default=True, metadata={"help": "let pointwise ops write over an operand that dies at them"}

@@ -19,6 +19,12 @@ chooser, or by hand in a `.hir`), else the pass's `precision` option
 - `fp16`: W stored f16, read through DequantizeLinear, where the target
   (`ctx.target.supported_precisions`, when the driver gives one) has f16;
   elsewhere the layer stays fp32 and the pass notes it.
+- `bf16`: W stored bf16 (rounded to nearest even), read through
+  DequantizeLinear, and X rounded to bf16 by a Cast pair (X -> Cast bf16 ->
+  Cast f32, one pair per layer, so the `fuse` pass can hand it to the layer's
+  kernel): the layer multiplies bf16 values and accumulates in f32. Conv
+  (group 1), MatMul and plain Gemm (transB allowed) only, where the target
+  has bf16 (`supports("bf16")`); elsewhere the layer stays fp32 and the pass notes it.
 - `fp32`: untouched.
 
 A Gemm is INT8-quantized when it is a plain `X @ W (+ bias)` (no transA, alpha
@@ -38,7 +44,7 @@ from passes.cleanup import drop_unused_constants
 from passes.manager import Pass, PassContext
 from passes.weight_quantization import QuantizedWeight, quantize_groupwise, quantize_per_channel
 
-PRECISIONS = ("fp32", "fp16", "int8", "int4")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
 MIXED = "mixed"
 """The pass option that takes every layer's precision from its annotation (a mixed-precision choice)."""
 MIN_INT4_AXIS = 8
@@ -122,6 +128,8 @@ class Quantize(Pass):
         if precision == "fp16" and not ctx.target.supports("f16"):
             ctx.note(self.name, f"{node.label()}: the target has no f16 support; the layer stays fp32")
             return "fp32"
+        if precision == "bf16":
+            return self._bf16(graph, node, ctx)
         if precision == "int8":
             if node.op == "Gemm" and not plain_gemm(node):
                 ctx.note(self.name, f"{node.label()}: a Gemm with transA/alpha/beta/2-D bias stays fp32")
@@ -134,10 +142,23 @@ class Quantize(Pass):
             node.annotations[PRECISION_SOURCE_KEY] = "hai"
         return precision
 
+    def _bf16(self, graph: Graph, node: Node, ctx: PassContext) -> str:
+        if not ctx.target.supports("bf16"):
+            ctx.note(self.name, f"{node.label()}: the target has no bf16 support; the layer stays fp32")
+            return "fp32"
+        read_through_dequantize(graph, node, bf16_weight(node))
+        round_activation(graph, node)
+        node.annotations[PRECISION_KEY] = "bf16"
+        node.annotations[PRECISION_SOURCE_KEY] = "hai"
+        return "bf16"
+
 
 def effective_precision(graph: Graph, node: Node, precision: str) -> str:
     """`precision`, or for INT4 on a layer whose reduction axis is shorter than MIN_INT4_AXIS the next
-    better precision that fits: INT8 when its input has a calibrated range, else FP16."""
+    better precision that fits: INT8 when its input has a calibrated range, else FP16; FP32 for bf16 on
+    a layer the bf16 GEMM does not compute (`bf16_layer`)."""
+    if precision == "bf16" and not bf16_layer(node):
+        return "fp32"
     if precision != "int4":
         return precision
     weight = layer_weight(node)
@@ -192,6 +213,34 @@ def read_through_dequantize(graph: Graph, node: Node, stored: tuple[np.ndarray, 
     (real,) = Builder(graph, insert_before=node).op("DequantizeLinear", [constant], name=weight.name + ".dq")
     node.set_operand(1, real)
     drop_unused_constants(graph, [weight])
+
+
+# -- bf16 ------------------------------------------------------------------------------------------------
+
+
+def bf16_layer(node: Node) -> bool:
+    """A layer the bf16 GEMM computes: a group-1 Conv, a MatMul, or a Gemm without transA whose alpha and
+    beta are 1 and whose bias is 1-D (transB is fine)."""
+    if node.op == "Conv":
+        return int(node.attrs.get("group", 1)) == 1
+    return node.op == "MatMul" or plain_gemm(node)
+
+
+def bf16_weight(node: Node) -> tuple[np.ndarray, TensorType]:
+    weight = layer_weight(node)
+    assert weight is not None
+    array = weight.constant_array().astype(DType.BF16.numpy)
+    return array, TensorType(DType.BF16, weight.type.shape)
+
+
+def round_activation(graph: Graph, node: Node) -> None:
+    """Read the layer's input through Cast(bf16) -> Cast(f32): the value a bf16 multiply sees."""
+    x = node.operands[0]
+    assert x is not None
+    builder = Builder(graph, insert_before=node)
+    (half,) = builder.op("Cast", [x], {"to": DType.BF16}, name=f"{x.name}.bf16")
+    (rounded,) = builder.op("Cast", [half], {"to": DType.F32}, name=f"{x.name}.bf16.f32")
+    node.set_operand(0, rounded)
 
 
 # -- INT8 ------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ir import HaiError
 from passes.eliminate_common_subexpressions import EliminateCommonSubexpressions
 from passes.eliminate_dead_code import EliminateDeadCode
 from passes.eliminate_identity import EliminateIdentity
+from passes.flatten_control_flow import FlattenControlFlow
 from passes.fold_batchnorm import FoldBatchNorm
 from passes.fold_channel_affine import FoldChannelAffine
 from passes.fold_constants import FoldConstants
@@ -25,6 +26,7 @@ from passes.infer_shapes import InferShapes
 from passes.layout import Layout
 from passes.manager import Pass
 from passes.plan_memory import PlanMemory
+from passes.predicate_control_flow import PredicateControlFlow
 from passes.quantize import Quantize
 from passes.split_weights import SplitWeights
 
@@ -33,6 +35,8 @@ ENTRY_POINT_GROUP = "hai.passes"
 BUILTIN_PASSES: tuple[type[Pass], ...] = (
     InferShapes,
     FoldConstants,
+    FlattenControlFlow,
+    PredicateControlFlow,
     FoldQdq,
     EliminateDeadCode,
     EliminateIdentity,

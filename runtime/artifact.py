@@ -51,10 +51,11 @@ reads, maps and loads each file through the descriptor it was checked through
 Format history: version 4 added file sizes to `files` and `writes` to slots;
 version 5, the plan digest in the kernel library; version 6, the digest covers
 the target and the weights' table too; version 7, the executable each step, the entry and each
-segment runs from (older artifacts are refused with a "recompile" message).
+segment runs from; version 8, each step's guards (older artifacts are refused with a "recompile"
+message).
 
-The writer is `targets/artifact.py`; the plan's invariants are checked by
-`runtime/manifest_checks.py` and an artifact directory is read by
+The writer is `targets/artifact.py`; a manifest's text is parsed and its plan's invariants
+checked by `runtime/manifest_checks.py` (`parse_manifest`) and an artifact directory is read by
 `runtime/artifact_files.py`. This module imports the standard library and numpy,
 nothing of ours but `runtime.errors`.
 """
@@ -72,7 +73,7 @@ import numpy as np
 
 from runtime.errors import ArtifactError, ArtifactVersionError
 
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.bin"
 HIR_FILE = "model.hir"
@@ -169,15 +170,25 @@ CPU_EXECUTABLE = kernel_library_file("cpu")
 
 
 @dataclass(frozen=True)
+class Guard:
+    """A condition a step runs under: the one bool at `slot` (an arena or input slot) equals `when`."""
+
+    slot: Slot
+    when: bool
+
+
+@dataclass(frozen=True)
 class Step:
     """One kernel call of the plan, with the IR/ONNX node names it was compiled from; it runs on `device`
-    from `executable`, that device's kernel library file."""
+    from `executable`, that device's kernel library file, and only when all its `guards` hold (a
+    branch of an If decided at run time: the step may be skipped, its results then unread)."""
 
     kernel: str
     args: tuple[Slot, ...]
     nodes: tuple[str, ...] = ()
     device: str = "cpu"
     executable: str = CPU_EXECUTABLE
+    guards: tuple[Guard, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -271,7 +282,8 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class Manifest:
-    """Everything `manifest.json` says; `to_json`/`from_json` round-trip exactly."""
+    """Everything `manifest.json` says; `to_json` and `runtime.manifest_checks.parse_manifest` round-trip
+    exactly."""
 
     name: str
     compiler: CompilerInfo
@@ -288,27 +300,6 @@ class Manifest:
     def to_json(self) -> str:
         """Stable text: sorted keys, two-space indent, trailing newline (equal manifests, equal bytes)."""
         return json.dumps(to_plain(self), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str | bytes, source: str = MANIFEST_FILE) -> Manifest:
-        """Parse and check a manifest (`runtime/manifest_checks.py`); any problem is an `ArtifactError`
-        naming `source` and what is wrong."""
-        from runtime.manifest_checks import validate  # it reads this module's types
-
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as exc:  # bad JSON, an integer of > 4300 digits, deep nesting
-            reason = "it nests too deeply" if isinstance(exc, RecursionError) else exc
-            raise ArtifactError(f"{source} is not valid JSON ({reason}); the artifact is corrupt") from None
-        if not isinstance(data, dict):
-            raise ArtifactError(f"{source} is not a JSON object; the artifact is corrupt")
-        check_format_version(data.get("format_version"), source)
-        try:
-            manifest = from_plain(cls, data)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ArtifactError(f"{source} does not follow the manifest schema: {exc}") from None
-        validate(manifest, source)
-        return manifest
 
 
 def check_format_version(version: object, source: str) -> None:

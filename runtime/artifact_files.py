@@ -23,6 +23,7 @@ from pathlib import Path
 from runtime.artifact import MANIFEST_FILE, SIGNATURE_FILE, Manifest
 from runtime.errors import ArtifactError, ArtifactIntegrityError
 from runtime.fd_library import OpenFile
+from runtime.manifest_checks import parse_manifest
 from runtime.signing import TrustedKey, verify_signature
 
 MAX_MANIFEST_BYTES = 64 << 20  # far above any real plan; a bigger file is refused unread
@@ -140,7 +141,7 @@ def open_artifact(
         signature = directory / SIGNATURE_FILE
         exists = signature.exists() or signature.is_symlink()
         verify_signature(text, read_plain(signature, 1024) if exists else None, trusted_keys, str(directory))
-    manifest = Manifest.from_json(text, str(path))
+    manifest = parse_manifest(text, str(path))
     files = ArtifactFiles(directory, manifest, {})
     try:
         for filename in sorted(manifest.files):

@@ -8,13 +8,16 @@ runtime beside it, `weights.bin` of the stated size). The steps are replayed ove
 a step reads only bytes an earlier step wrote, writes over the bytes it reads only in place (the very
 same range, as the compiler's hazard check allows), and after the last step every graph output's bytes
 have been written. A violation is an `ArtifactError` naming the field, step or argument. The per-inference
-path does none of this work. Imports numpy-free standard library code and `runtime.artifact`.
+path does none of this work. `parse_manifest` reads `manifest.json`'s text into a checked `Manifest`
+(the schema, runtime/artifact.py, imports nothing back). Imports the standard library and
+`runtime.artifact`.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import json
 import re
 from collections.abc import Callable
 from typing import NoReturn
@@ -30,12 +33,33 @@ from runtime.artifact import (
     Slot,
     TensorBinding,
     WeightEntry,
+    check_format_version,
+    from_plain,
     numpy_dtype,
 )
 from runtime.errors import ArtifactError
 
 Fail = Callable[[str], NoReturn]
 SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def parse_manifest(text: str | bytes, source: str = MANIFEST_FILE) -> Manifest:
+    """Parse `manifest.json`'s text and check it (schema, format version, then `validate`); any problem
+    is an `ArtifactError` naming `source` and what is wrong."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # bad JSON, an integer of > 4300 digits, deep nesting
+        reason = "it nests too deeply" if isinstance(exc, RecursionError) else exc
+        raise ArtifactError(f"{source} is not valid JSON ({reason}); the artifact is corrupt") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{source} is not a JSON object; the artifact is corrupt")
+    check_format_version(data.get("format_version"), source)
+    try:
+        manifest = from_plain(Manifest, data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{source} does not follow the manifest schema: {exc}") from None
+    validate(manifest, source)
+    return manifest
 
 
 def validate(manifest: Manifest, source: str) -> None:
@@ -135,7 +159,26 @@ def check_ranges(manifest: Manifest, fail: Fail) -> None:
                 check_range(what, slot.offset, slot.nbytes, bindings[slot.name].nbytes, slot.kind, fail)
             if slot.writes and slot.kind in ("weight", "input"):
                 fail(f"{what} writes a {slot.kind}; kernels write only the arena and outputs")
+        check_guards(manifest, index, bindings, fail)
     check_call_executables(manifest, fail)
+
+
+def check_guards(manifest: Manifest, index: int, bindings: dict[str, TensorBinding], fail: Fail) -> None:
+    """A step's guards are one bool each, in the arena or in a listed binding; none in an entry's plan."""
+    step = manifest.plan.steps[index]
+    for position, guard in enumerate(step.guards):
+        what = f"guard #{position} of step {index} ({step.kernel})"
+        slot = guard.slot
+        if slot.dtype != "bool" or slot.nbytes != 1 or slot.writes:
+            fail(f"{what} is {slot.dtype}{list(slot.shape)}; a guard reads one bool")
+        if slot.kind == "arena":
+            check_range(what, slot.offset, slot.nbytes, manifest.plan.arena_size, "arena", fail)
+        elif slot.kind == "weight" or slot.name not in bindings:
+            fail(f"{what} reads a {slot.kind} {slot.name!r}; a guard reads the arena or a listed binding")
+        else:
+            check_range(what, slot.offset, slot.nbytes, bindings[slot.name].nbytes, slot.kind, fail)
+    if step.guards and (manifest.plan.entry is not None or manifest.plan.segments):
+        fail(f"step {index} ({step.kernel}) is guarded, but the plan calls its steps through one entry")
 
 
 def check_step_executable(manifest: Manifest, index: int, fail: Fail) -> None:
@@ -233,7 +276,8 @@ def check_dataflow(manifest: Manifest, fail: Fail) -> None:
     written = Written()
     for index, step in enumerate(manifest.plan.steps):
         ranges = []
-        for position, slot in enumerate(step.args):
+        guard_slots = [g.slot for g in step.guards]  # read first: numbered after the arguments
+        for position, slot in enumerate((*step.args, *guard_slots)):
             if slot.kind in ("arena", "output") and slot.nbytes:
                 start = slot.offset + (outputs[slot.name] if slot.kind == "output" else 0)
                 ranges.append((position, start, start + slot.nbytes, slot.writes))

@@ -12,9 +12,10 @@ for another plan than the manifest's), and records every call once on its device
 kernel looked up, arguments converted). `run` then binds the inputs (the caller's arrays themselves
 when C-contiguous, writable and 64-byte aligned, else one aligned copy; inputs live outside the
 arena) into the recorded launches (`Launch.bind`), runs one launch per step (or the one
-`entry(arena, weights, inputs...)` launch when the plan names an entry), synchronizes the devices
-and copies the outputs out. The cpu driver's recorded launch is the kernel's bound call itself, so
-going through HAI costs an inference nothing.
+`entry(arena, weights, inputs...)` launch when the plan names an entry), skipping a guarded step
+(a branch of an If decided at run time) whose condition, read from the arena or the input, does
+not hold, synchronizes the devices and copies the outputs out. The cpu driver's recorded launch
+is the kernel's bound call itself, so going through HAI costs an inference nothing.
 
 A paged plan (manifest `plan.paging`) never maps `weights.bin`: a `Pager`
 (runtime/pager.py) reads its pages into a pool of frames allocated once, by
@@ -46,9 +47,11 @@ from typing import Any
 
 import numpy as np
 
+from runtime.amx import check_tile_state
 from runtime.artifact import (
     ALIGNMENT,
     WEIGHTS_FILE,
+    Guard,
     Manifest,
     Slot,
     Step,
@@ -69,9 +72,15 @@ from runtime.signing import TrustedKey
 
 InputArgument = tuple[Callable[[int, np.ndarray], None], str, int, Slot | None]
 """A launch's `bind`, the input's name, the argument's position, and its slot (None: the whole input)."""
-Call = tuple[Callable[[], None], tuple[InputArgument, ...], range, Callable[[], None] | None]
-"""A recorded launch's `run`, its inputs to bind, the plan steps it runs (their pages come first), and
-the `synchronize` of the previous call's device when that is another one (None: the same)."""
+GuardReader = tuple[str, np.ndarray | None, Slot, bool]
+"""A step's guard as `run` reads it: the input's name (or ""), the arena view of its bool (None for an
+input), its slot, and the truth the step needs."""
+Call = tuple[
+    Callable[[], None], tuple[InputArgument, ...], range, Callable[[], None] | None, tuple[GuardReader, ...]
+]
+"""A recorded launch's `run`, its inputs to bind, the plan steps it runs (their pages come first),
+the `synchronize` of the previous call's device when that is another one or the step is guarded
+(None: no wait), and the step's guards (all must hold for it to run: a branch of an If)."""
 
 
 def load(
@@ -96,6 +105,7 @@ def load(
         check_available_memory(allocated_bytes(manifest) if peak is None else peak, directory, system_root)
         devices = open_devices(manifest, directory, threads)
         check_cpu(manifest, devices[HOST_DEVICE].capabilities(), directory)
+        check_tile_state(manifest.target.features, directory)
         return Model(files, devices)
 
 
@@ -133,6 +143,14 @@ def map_weights(fd: int, size: int) -> tuple[np.ndarray, mmap.mmap | None]:
         return aligned_empty((0,), "u1"), None
     mapping = mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
     return np.frombuffer(mapping, np.uint8, count=size), mapping
+
+
+def guard_holds(guard: GuardReader, bound: Mapping[str, np.ndarray]) -> bool:
+    """Whether a guarded step's condition (`Model._guard_reader`) has the truth it needs."""
+    name, view, slot, when = guard
+    if view is None:
+        view = bound[name].reshape(-1).view(np.uint8)[slot.offset : slot.offset + 1]
+    return bool(view.reshape(-1)[0]) == when
 
 
 def typed_view(base: np.ndarray, offset: int, shape: Sequence[int], dtype: str) -> np.ndarray:
@@ -246,6 +264,14 @@ class Model:
         base, offset = self._slot_location(slot, step)
         return typed_view(base, offset, slot.shape, slot.dtype)
 
+    def _guard_reader(self, guard: Guard) -> GuardReader:
+        """(input name or "", the arena view of its bool or None for an input, its slot, the truth it
+        needs): what `_execute` reads to decide whether a guarded step runs."""
+        if guard.slot.kind == "input":
+            return guard.slot.name, None, guard.slot, guard.when
+        base, offset = self._slot_location(guard.slot, None)
+        return "", typed_view(base, offset, guard.slot.shape, guard.slot.dtype), guard.slot, guard.when
+
     def _input_part(self, slot: Slot) -> Slot | None:
         """None when input `slot` is its whole input, else the slot (`run` binds a view of the input)."""
         return None if slot.offset == 0 and slot.nbytes == self._bindings[slot.name].nbytes else slot
@@ -272,8 +298,11 @@ class Model:
             if previous != step.device:
                 wait = self.devices[previous].synchronize
                 busy.pop(previous)
+            elif step.guards:  # its conditions are read from memory the step before may still write
+                wait = self.devices[previous].synchronize
             busy[step.device] = None
-            calls.append((launch.run, fed, runs, wait))
+            guards = tuple(self._guard_reader(g) for g in step.guards)
+            calls.append((launch.run, fed, runs, wait, guards))
             steps.append(step)
         return steps, calls, tuple(self.devices[name].synchronize for name in busy)
 
@@ -305,12 +334,14 @@ class Model:
         index = 0
         pager = self.pager
         try:
-            for index, (run, inputs, runs, wait) in enumerate(self._calls):  # noqa: B007  (names the failure)
+            for index, (run, inputs, runs, wait, guards) in enumerate(self._calls):  # noqa: B007
                 if wait is not None:
                     wait()
                 if pager is not None:
                     for planned in runs:
                         pager.before_step(planned)
+                if guards and not all(guard_holds(guard, bound) for guard in guards):
+                    continue  # a branch not taken (Step.guards)
                 for bind, name, position, slot in inputs:
                     if slot is None:  # the whole input (`bound` keeps the array alive)
                         bind(position, bound[name])

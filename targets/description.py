@@ -4,18 +4,20 @@ Rule: a `TargetDescription` is a frozen value that a target module
 (`TargetBackend.description`, targets/registry.py) builds from a cpu name and a
 feature set, never by probing inside a pass; the facts derived from the features
 (vector width and register count, precisions) come from that target's ISA rules.
-`to_pass_context()` is the typed `TargetFacts` (ir/target_facts.py) the driver puts
-in `ctx.target` (passes never import `targets/`). Feature names are HAI's
+It is the `TargetFacts` of ir/target_facts.py (one description of a target), with
+the facts passes may lack made required and what only targets/ reads added;
+`to_pass_context()` is its plain `TargetFacts`, which the driver puts in `ctx.target`
+(passes never import `targets/`). Feature names are HAI's
 (runtime/cpu_features.py); the LLVM spelling of each lives in the target module.
 Imports `ir` and the standard library only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 
 from ir.errors import HaiError
-from ir.target_facts import DeviceFacts, TargetFacts
+from ir.target_facts import TargetFacts
 
 # 44.52 MiB (the largest of 5 runs less the artifact's terms, plus 1 MiB headroom), measured by
 # bench/runtime_baseline.py on 2026-12-06 (x86-64 dev host, Intel Xeon with AMX, 2 threads) in a
@@ -49,10 +51,11 @@ class IsaFacts:
     preferred_precisions: tuple[str, ...] = ("f32",)
 
 
-@dataclass(frozen=True)
-class TargetDescription:
-    """One compile target: family name (`x86`, `arm64`), machine arch, LLVM cpu, HAI ISA features and
-    the facts they give (vector width and register count, precisions)."""
+@dataclass(frozen=True, kw_only=True)
+class TargetDescription(TargetFacts):
+    """One compile target: the `TargetFacts` passes read, all known (family name `x86`/`arm64`, machine
+    arch, LLVM cpu, HAI ISA features and the facts they give), and how it was made (`source`) and
+    what the runtime costs per plan step, which only the planner reads."""
 
     name: str
     cpu: str  # LLVM cpu name ("znver4", "x86-64-v3", "cortex-a76")
@@ -60,12 +63,8 @@ class TargetDescription:
     vector_bytes: int
     vector_registers: int
     supported_precisions: tuple[str, ...] = ("f32",)
-    preferred_precisions: tuple[str, ...] = ("f32",)
-    arch: str = ""  # machine arch the manifest records ("x86_64", "aarch64")
-    triple: str | None = None  # None: LLVM's default for the host
-    source: str = ""  # how it was made: "host", "--cpu znver4", "hardware profile"
-    fusable_ops: frozenset[str] | None = field(default=None, repr=False)  # epilogue ops (`fuse` pass)
     runtime_baseline_bytes: int = RUNTIME_BASELINE_BYTES  # the runtime's own resident memory
+    source: str = ""  # how it was made: "host", "--cpu znver4", "hardware profile"
     runtime_bytes_per_call: int = RUNTIME_BYTES_PER_CALL  # its state per plan step and weight page
 
     @property
@@ -73,18 +72,5 @@ class TargetDescription:
         return self.vector_bytes // 4
 
     def to_pass_context(self) -> TargetFacts:
-        """The typed facts passes read as `ctx.target` (no TVM objects)."""
-        return TargetFacts(
-            name=self.name,
-            arch=self.arch,
-            triple=self.triple,
-            cpu=self.cpu,
-            features=self.features,
-            vector_bytes=self.vector_bytes,
-            vector_registers=self.vector_registers,
-            supported_precisions=self.supported_precisions,
-            preferred_precisions=self.preferred_precisions,
-            devices=(DeviceFacts(kind="cpu", name=self.cpu),),
-            fusable_ops=self.fusable_ops,
-            runtime_baseline_bytes=self.runtime_baseline_bytes,  # memory budgets (plan-memory)
-        )
+        """The typed facts passes read as `ctx.target`: these fields of TargetFacts, as a TargetFacts."""
+        return TargetFacts(**{f.name: getattr(self, f.name) for f in fields(TargetFacts)})

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from targets.build import kernel_objects, link_library, tvm_target_of, unique_kernels
+from targets.build import kernel_objects, link_library, tvm_target_of
+from targets.description import TargetDescription
 from targets.kernel_cache import cache_key, cached_file
+from targets.llvm_build import unique_kernels
 from targets.lowering.kernel import LoweredKernel
-from targets.target import TargetDescription
 
 ENTRY_SYMBOL = "hai_entry"
 SUBROUTINE_SUFFIX = "_sub"

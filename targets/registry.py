@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ir.target_facts import TargetFacts
+from ir.target_facts import DeviceFacts, TargetFacts
 from runtime.cpu_features import CpuIdentity, host_cpu
 from runtime.plugins import load_plugin, plugin_sources
 from targets.description import IsaFacts, TargetDescription, TargetError
@@ -121,6 +121,7 @@ class TargetBackend(ABC):
             triple=None if target_of_arch(platform.machine()) == self.name else self.triple,  # native: LLVM's
             source=source,
             fusable_ops=self.epilogue_ops(),
+            devices=(DeviceFacts(kind=self.device, name=cpu),),
         )
 
     def describe(
@@ -183,11 +184,16 @@ class TargetBackend(ABC):
         """The typed facts passes read (`ctx.target`)."""
         return desc.to_pass_context()
 
-    def build(self, kernels: Sequence[LoweredKernel], desc: TargetDescription) -> Path:
-        """Compile `kernels` into one shared library (cached on disk); its path."""
-        from targets.build import build_kernels
+    def build(
+        self, kernels: Sequence[LoweredKernel], desc: TargetDescription, digest: bytes | None = None
+    ) -> Path:
+        """Compile `kernels` into one shared library (cached on disk), with the plan `digest`'s function
+        when given; its path. For `kernel_format` "llvm": targets/llvm_build.py."""
+        from targets import llvm_build
 
-        return build_kernels(kernels, desc)
+        target_json = self.tvm_target(desc)
+        objects = llvm_build.kernel_objects(kernels, target_json)
+        return llvm_build.link_library(objects, target_json, self.linker(desc), digest)
 
     def linker(self, desc: TargetDescription) -> str | None:
         """The C compiler that links the kernel library: None natively (the host's `cc`); for another

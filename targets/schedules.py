@@ -13,16 +13,16 @@ Families and their knobs:
 - `gemm` (Conv, ConvTranspose, MatMul, Gemm; targets/lowering/tiling.py): an `mi` x `nb`
   register tile of `lanes`-wide vectors; tiles run in parallel over the fused outer axis.
 - `integer_gemm` (ConvInteger, MatMulInteger; targets/lowering/integer_gemm.py): `rows` x
-  `vectors` panels of 16 int32 lanes, `dot` (the instruction the 16 x 4 byte step is, e.g. x86
-  `vpdpbusd`, arm64 `usdot`/`sdot`; "" for the plain int32 reduction; `dot_intrinsic`), `parallel`.
-- `depthwise` (depthwise Conv) and `vector` (pointwise/elementwise, reductions, movement):
-  `lanes`, the vector width in elements.
+  `vectors` panels of 16 int32 lanes, `dot` (the instruction the step is: the 16 x 4 byte step of x86
+  `vpdpbusd`, arm64 `usdot`/`sdot`, or arm64 i8mm's 2-row 16 x 8 `usmmla` step where positions
+  pair up; "" for the plain int32 reduction; `dot_intrinsic`), `parallel`.
+- `depthwise` (depthwise Conv) and `vector` (pointwise/elementwise, reductions, movement,
+  window pools): `lanes`, the vector width in elements.
 - `recurrent` (LSTM, GRU, RNN steps; targets/lowering/rnn_step.py): a tile of `vectors` x `lanes`
-  hidden units whose gates accumulate in registers, `parallel` tiles per step. (Their input
-  projection is a `gemm`.)
+  hidden units whose gates accumulate in registers, `parallel` tiles per step, `together`
+  directions. (Their input projection is a `gemm`.)
 - layout: `TargetBackend.channels_last` (conv regions NHWC through the `layout` pass).
-Slots: AMX tiles (x86 `amx_int8`/`amx_bf16`: a `tile` knob family beside `integer_gemm`),
-aarch64 `smmla`/`ummla` (a 2 x 8 step of its own: another `dot` and packing) and OpenCL
+Slots: AMX tiles (x86 `amx_int8`/`amx_bf16`: a `tile` knob family beside `integer_gemm`) and OpenCL
 (work-group sizes) add a table or a family here.
 """
 
@@ -61,8 +61,8 @@ class GemmKnobs:
 @dataclass(frozen=True)
 class IntKnobs:
     """Tile knobs: `rows` output positions x `vectors` panels of 16 channels; `dot` names the
-    instruction of the 16 x 4 step ("": the plain int32 reduction); `parallel`: tiles (and input
-    stages) run on the thread pool."""
+    instruction of the step (`DotStep`; "": the plain int32 reduction), whose `rows` divide the tile's;
+    `parallel`: tiles (and input stages) run on the thread pool."""
 
     rows: int
     vectors: int
@@ -75,12 +75,33 @@ class IntKnobs:
 
 @dataclass(frozen=True)
 class DotStep:
-    """A registered tensor intrinsic of the integer GEMM's 16 x 4 step: its name, and `shift`, what
-    the step adds to each u8 activation byte before multiplying (arm64 `sdot` reads them as i8, so
-    -128); the packer folds `-shift * sum_k W[k, o]` into the corrected bias."""
+    """A registered tensor intrinsic of a dot GEMM's step: its name; `shift`, what the step adds
+    to each u8 activation byte before multiplying (arm64 `sdot` reads them as i8, so -128; the packer
+    folds `-shift * sum_k W[k, o]` into the corrected bias); its shape, `rows` positions x 16 lanes x
+    `depth` parts: 1 x 16 x 4 bytes for the dot instructions (x86 `vpdpbusd`, arm64 `usdot`/`sdot`),
+    2 x 16 x 8 bytes for arm64 i8mm's matrix step (`usmmla`), 1 x 16 x 2 bf16 halves for the bf16
+    step (x86 `vdpbf16ps`). The weights are packed `depth` parts deep. `llvm_import`: LLVM IR the
+    step's implementation calls (a function wrapping an intrinsic whose operand types TIR cannot
+    spell), imported once per kernel by the schedule."""
 
     intrinsic: str
     shift: int = 0
+    rows: int = 1
+    depth: int = 4
+    llvm_import: str = ""
+
+
+@dataclass(frozen=True)
+class TileGemm:
+    """A matrix unit's bf16 GEMM block (x86 AMX-BF16): `function`, defined in the LLVM IR `llvm_import`
+    the kernel imports, computes a `rows` x `columns` float32 block over `depth`-long steps of K;
+    its signature and operand layouts are targets/x86/amx.py's."""
+
+    function: str
+    llvm_import: str
+    rows: int
+    columns: int
+    depth: int
 
 
 @dataclass(frozen=True)
@@ -115,20 +136,27 @@ class ScheduleTable:
     """A target family's knob choices, one function per template family (see the module rule).
 
     - `gemm(target, m, n, rows)`: rows dividing `m` (or `rows` given) by columns of `n`.
-    - `integer_gemm(target, positions, channels, macs)`.
+    - `integer_gemm(target, positions, channels, macs, paired_rows)`: `paired_rows`, positions 2i
+      and 2i + 1 read one strided region of the input (a MatMulInteger's rows; a conv's neighbours
+      in an output row of even width at W stride 1), so a 2-row step can read them at once.
     - `integer_dot(target)`: the instruction the 16 x 4 u8 x i8 step is there ("" if none);
-      `dot_intrinsic(dot)` registers that instruction's tensor intrinsic and returns its `DotStep`.
+      `bf16_dot(target)`: the instruction the 16 x 2 bf16 step is there ("" if none: a plain
+      float32 reduction of the widened values); `dot_intrinsic(dot)` registers the tensor intrinsic of a
+      knob's `dot` (integer or bf16) and returns its `DotStep`.
     - `depthwise(target)`, `vector(target, itemsize)`: the vector width for f32 / `itemsize` bytes.
     - `recurrent(target, gates, hidden, directions, batch)`: the step tiles of a layer of `gates` gates.
+    - `bf16_tiles(target)`: the target's matrix-unit bf16 GEMM block (`TileGemm`), None without one.
     """
 
     gemm: Callable[[TargetDescription, int, int, int | None], GemmKnobs]
-    integer_gemm: Callable[[TargetDescription, int, int, int], IntKnobs]
+    integer_gemm: Callable[[TargetDescription, int, int, int, bool], IntKnobs]
     integer_dot: Callable[[TargetDescription], str]
     dot_intrinsic: Callable[[str], DotStep]
     depthwise: Callable[[TargetDescription], VectorKnobs]
     vector: Callable[[TargetDescription, int], VectorKnobs]
     recurrent: Callable[[TargetDescription, int, int, int, int], RecurrentKnobs]
+    bf16_dot: Callable[[TargetDescription], str] = lambda _target: ""  # a family without one
+    bf16_tiles: Callable[[TargetDescription], TileGemm | None] = lambda _target: None
 
 
 def register_gemm_knobs(target: TargetDescription, m: int, n: int, rows: int | None = None) -> GemmKnobs:

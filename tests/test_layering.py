@@ -5,8 +5,8 @@ count too): `ir/` imports only `ir` of ours and never onnx or TVM; `passes/`
 only `ir` and itself; `targets/` only `ir`, `runtime` and itself; `runtime/`
 nothing of ours and none of the compiler's heavy dependencies. And our modules
 import each other without a circle: the graph of the imports that run when a
-module is imported has no cycle (networkx), and counting the imports inside
-functions too, only the known circles of LAZY_CYCLES remain.
+module is imported has no cycle (networkx), nor has it counting the imports
+inside functions too.
 """
 
 from __future__ import annotations
@@ -99,13 +99,6 @@ def test_checker_catches_upward_and_relative_imports(tmp_path: Path) -> None:
 
 PACKAGES = ("hai_compiler", "ir", "passes", "targets", "runtime")
 
-LAZY_CYCLES = {
-    frozenset({"runtime.artifact", "runtime.manifest_checks"}),
-    frozenset({"targets.build", "targets.registry", "targets.target"}),
-}
-"""Circles closed only by an import inside a function, still to be cut (the target interface rework
-takes the second). The test fails when one is gone, so that this list only shrinks."""
-
 
 def module_name(path: Path, root: Path) -> str:
     parts = path.relative_to(root).with_suffix("").parts
@@ -182,11 +175,11 @@ def test_our_modules_import_each_other_without_cycles() -> None:
     assert [" -> ".join(c) for c in nx.simple_cycles(import_graph(our_files()), length_bound=8)] == []
 
 
-def test_lazy_imports_close_only_the_known_cycles() -> None:
-    """With the imports inside functions counted too, the only circles are LAZY_CYCLES."""
+def test_lazy_imports_close_no_cycle() -> None:
+    """With the imports inside functions counted too, our modules import each other without a circle."""
     graph = import_graph(our_files(), lazy=True)
-    found = {frozenset(c) for c in nx.strongly_connected_components(graph) if len(c) > 1}
-    assert sorted(map(sorted, found)) == sorted(map(sorted, LAZY_CYCLES))
+    found = [sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1]
+    assert found == []
 
 
 def test_cycle_finder_sees_a_cycle_through_a_package_init(tmp_path: Path) -> None:

@@ -9,10 +9,11 @@ shows each stage), link them (or the entry's objects) with the final plan's dige
 (runtime/plan_digest.py), account for the plan's memory against the budget
 (targets/plan/memory_budget.py: the planned peak goes into the plan) and write
 the artifact. The static plan is targets/plan/'s; this module only orders. When the plan with its
-weights resident does not fit the budget (or its weights alone cannot), the
-graph is compiled again from the start with weights split to pages
-(`split-weights`) and planned paged (targets/plan/paging.py) in the most frames the budget
-leaves. Nothing time- or path-dependent reaches the artifact, so the same model
+weights resident does not fit the budget, the same lowering is planned paged
+(targets/plan/paging.py) in the most frames the budget leaves: the pipeline runs
+once. Only when the weights as loaded cannot stay resident beside the runtime does
+that one pipeline split weights larger than a page (`split-weights`), so that
+each fits a frame. Nothing time- or path-dependent reaches the artifact, so the same model
 and options give the same bytes.
 """
 
@@ -37,7 +38,7 @@ from targets.lowering.copy import copy_kernel
 from targets.plan.entry_plan import with_entry
 from targets.plan.kernels import kernel_groups, lower_groups
 from targets.plan.memory_budget import MemoryAccount, account, frames_within, too_small
-from targets.plan.paging import WeightLayout, cut_weights, paging_of, with_paging
+from targets.plan.paging import WeightLayout, cut_weights, page_size_holding, paging_of, with_paging
 from targets.plan.static_plan import PlanBuilder, StaticPlan
 
 
@@ -106,7 +107,8 @@ def run_passes(graph: Graph, options: CompileOptions, target: Any, page_size: in
 def compile_kernels(kernels: list[Any], target: Any) -> tuple[list[Path], int]:
     """The object file of every distinct kernel (compiled one by one through the cache, reporting
     progress) and the cache hits."""
-    from targets.build import kernel_object, unique_kernels
+    from targets.build import kernel_object
+    from targets.llvm_build import unique_kernels
 
     chosen = unique_kernels(kernels)
     objects, hits = [], 0
@@ -194,35 +196,54 @@ def build_within_budget(
     target: Any,
     memory_plan: tuple[int | None, int],
 ) -> BuiltPlan:
-    """The resident plan when it fits the budget (or there is none), else the paged plan; a graph whose
-    weights alone exceed the budget is planned paged at once. When neither fits, a `MemoryBudgetError`
-    names the least of the two peaks (the resident plan is then built to know its peak exactly).
-    `memory_plan`: the budget (None: unbounded) and page size of the pipeline's plan-memory pass."""
-    from ir.clone import clone_graph
-
+    """The resident plan when it fits the budget (or there is none), else the paged plan, both from
+    the one lowering (module doc); when neither fits, a `MemoryBudgetError` names the least of the
+    two peaks (the resident plan is then built to know its peak exactly). `memory_plan`: the budget
+    (None: unbounded) and page size of the pipeline's plan-memory pass."""
     budget, page_size = memory_plan
+    lowered = lower_and_plan(graph, options, target, page_size if must_page(graph, target, budget) else None)
     if budget is None:
-        return build_resident(graph, options, target)
-    weights = sum(value.type.nbytes for value in graph.constants.values())
+        return build_resident(lowered, options, target)
     resident = None
-    if weights + target.runtime_baseline_bytes <= budget:
-        resident = build_resident(clone_graph(graph), options, target)
+    if weight_bytes(lowered.graph) + target.runtime_baseline_bytes <= budget:
+        resident = build_resident(lowered, options, target)
         if resident.memory.planned_peak <= budget:
             return resident
-    paged = build_paged(clone_graph(graph), options, target, budget, page_size)
+    paged = build_paged(lowered, options, target, budget, page_size)
     if isinstance(paged, BuiltPlan):
         return paged
-    if resident is None:
-        resident = build_resident(graph, options, target)
+    if resident is None:  # built to name its exact peak in the error
+        resident = build_resident(lowered, options, target)
     least = min(paged, resident.memory, key=lambda m: m.planned_peak)
     raise too_small(budget, least, name, resident.memory)
 
 
-def lower_and_plan(
-    graph: Graph, options: CompileOptions, target: Any, page_size: int | None
-) -> tuple[Graph, list[Any], StaticPlan, list[Path], int]:
-    """Passes (weights over `page_size` split), kernels, the static plan (every step on the target's
-    device) and the steps' kernel objects."""
+def must_page(graph: Graph, target: Any, budget: int | None) -> bool:
+    """Whether the model's weights, as loaded, cannot stay resident within `budget` beside the
+    runtime: then the pipeline splits weights larger than a page (`split-weights`) so that each fits
+    one page frame. Otherwise weights stay whole; when the resident plan then exceeds the budget the
+    same lowering is paged, in pages widened to hold the largest weight (targets/plan/paging.py)."""
+    return budget is not None and weight_bytes(graph) + target.runtime_baseline_bytes > budget
+
+
+def weight_bytes(graph: Graph) -> int:
+    return sum(value.type.nbytes for value in graph.constants.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class Lowered:
+    """The graph after the pipeline, its kernel groups, the static plan (every step on the target's
+    device) and the steps' kernel objects: what the resident and the paged plan are both built from."""
+
+    graph: Graph
+    groups: list[Any]
+    static: StaticPlan
+    objects: list[Path]
+    hits: int
+
+
+def lower_and_plan(graph: Graph, options: CompileOptions, target: Any, page_size: int | None) -> Lowered:
+    """Passes (weights over `page_size` split), kernels, the static plan and the kernel objects."""
     from targets.registry import get_target
 
     with stage("running passes"):
@@ -234,33 +255,36 @@ def lower_and_plan(
         builder = PlanBuilder(graph, lambda source, dest: copy_kernel(source, dest, target), device)
         static = builder.build(kernels, groups)
     objects, hits = compile_kernels(static.kernels, target)
-    return graph, groups, static, objects, hits
+    return Lowered(graph, groups, static, objects, hits)
 
 
-def build_resident(graph: Graph, options: CompileOptions, target: Any) -> BuiltPlan:
+def build_resident(lowered: Lowered, options: CompileOptions, target: Any) -> BuiltPlan:
     """The plan with every weight resident in `weights.bin`, with its one-call entry when it can."""
     from targets.artifact import layout_weights
 
-    graph, groups, static, objects, hits = lower_and_plan(graph, options, target, None)
-    layout = layout_weights(static.weights)
+    layout = layout_weights(lowered.static.weights)
     with stage("building the entry call"):
-        static, entry_objects = with_entry(static, options.entry, target, layout)
-    library = link_plan(entry_objects or objects, static, layout, target)
+        static, entry_objects = with_entry(lowered.static, options.entry, target, layout)
+    library = link_plan(entry_objects or lowered.objects, static, layout, target)
     memory = plan_account(static, library, layout[1], target)
-    static.plan = dataclasses.replace(static.plan, planned_peak_bytes=memory.planned_peak)
-    return BuiltPlan(graph, groups, static, library, layout, memory, hits)
+    static = dataclasses.replace(
+        static, plan=dataclasses.replace(static.plan, planned_peak_bytes=memory.planned_peak)
+    )
+    return BuiltPlan(lowered.graph, lowered.groups, static, library, layout, memory, lowered.hits)
 
 
 def build_paged(
-    graph: Graph, options: CompileOptions, target: Any, budget: int, page_size: int
+    lowered: Lowered, options: CompileOptions, target: Any, budget: int, page_size: int
 ) -> BuiltPlan | MemoryAccount:
     """The plan with weights paged through the most frames the budget leaves (targets/plan/
     paging.py), fewer when its segment library turns out larger; when even the fewest frames any
     schedule needs do not fit, the account of that smallest paged plan instead."""
     from targets.artifact import layout_weights
 
-    graph, groups, static, steps_objects, hits = lower_and_plan(graph, options, target, page_size)
-    pages = cut_weights(static.plan.steps, layout_weights(static.weights)[0], page_size)
+    static, steps_objects = lowered.static, lowered.objects
+    weights = layout_weights(static.weights)[0]
+    page_size = page_size_holding(weights, page_size)
+    pages = cut_weights(static.plan.steps, weights, page_size)
     fewest = dataclasses.replace(
         static, plan=with_paging(static.plan, paging_of(pages, pages.smallest_frames))
     )
@@ -275,8 +299,12 @@ def build_paged(
         library = link_plan(entry_objects or steps_objects, paged, pages.layout, target)
         memory = plan_account(paged, library, 0, target)
         if memory.planned_peak <= budget:
-            paged.plan = dataclasses.replace(paged.plan, planned_peak_bytes=memory.planned_peak)
-            return BuiltPlan(graph, groups, paged, library, pages.layout, memory, hits)
+            paged = dataclasses.replace(
+                paged, plan=dataclasses.replace(paged.plan, planned_peak_bytes=memory.planned_peak)
+            )
+            return BuiltPlan(
+                lowered.graph, lowered.groups, paged, library, pages.layout, memory, lowered.hits
+            )
         frames -= -(-(memory.planned_peak - budget) // page_size)
     return memory.with_pool(pages.smallest_frames, page_size)  # with the last library tried
 

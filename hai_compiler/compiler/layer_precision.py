@@ -5,7 +5,8 @@ LSTM, GRU or RNN, or their integer forms ConvInteger and MatMulInteger. Its
 precision is read from the kernel's nodes, never from names: `int8` for an
 integer op (with its activation and weight dtypes, `u8 x i8`); `int4`,
 `int8` or `fp16` *weight-only* when its weight is a DequantizeLinear of a
-stored constant of that dtype (the prologue fused into the kernel), or
+stored constant of that dtype (the prologue fused into the kernel), `bf16`
+when that constant is bf16 (the kernel rounds its activations to bf16 too), or
 `int8 (u8 x i8, dynamic)` when the kernel also quantizes its activations at
 run time (an LSTM of onnxruntime's DynamicQuantizeLSTM,
 targets/lowering/rnn_quantized.py); else
@@ -67,6 +68,8 @@ def precision_of(anchor: Node, prologue: Sequence[Node]) -> tuple[str, tuple[Nod
     weight = stored_weight(anchor, prologue)
     if weight is not None:
         name = PRECISION_OF.get(weight.type.dtype, weight.type.dtype.value)
+        if weight.type.dtype is DType.BF16:
+            return name, (*prologue, anchor)
         if anchor.attrs.get(DYNAMIC_QUANTIZATION) == "u8":
             return f"{name} (u8 x {weight.type.dtype.value}, dynamic)", (*prologue, anchor)
         return f"{name} weight-only", (*prologue, anchor)

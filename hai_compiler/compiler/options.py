@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ir import Graph, HaiError
 from ir.units import ByteSize, parse_size
 from passes.plan_memory import PlanMemory
@@ -47,6 +49,7 @@ class CompileOptions:
     memory_budget: str | int | None = DEFAULT_BUDGET  # `512MB` (ir/units.py); None or "none": no budget
     page_size: str | int = DEFAULT_PAGE_SIZE  # bytes of a weight page when the plan pages
     cpu_features: str | None = None  # `+amx,-avx512f`: ISA feature edits (targets/feature_edits.py)
+    input_values: Mapping[str, Any] | None = None  # inputs fixed to values when importing an .onnx
 
     def __post_init__(self) -> None:
         _ = self.budget_bytes, self.page_bytes  # a malformed size fails here, naming the option
@@ -84,7 +87,8 @@ class CompileOptions:
         return cls(target=target, input_shapes=input_shapes, **options)
 
     def pipeline(self, has_fuse: bool, has_layout: bool = False, split_bytes: int | None = None) -> list[Any]:
-        """The passes to run, as configured pass objects: the user's passes, then `split-weights` of
+        """The passes to run, as configured pass objects: the user's passes, then `predicate-control-flow`
+        (Ifs decided at run time become guarded steps; unless named), then `split-weights` of
         `split_bytes` (when given), then `layout` (if registered, for a target whose templates store
         conv regions channels-last, unless the user's passes name it; with `prefer` = the `layout`
         option), then `fuse` (if registered and not named), then `plan-memory` with graph inputs
@@ -93,6 +97,7 @@ class CompileOptions:
         from passes.fuse import Fuse
         from passes.layout import Layout
         from passes.pipeline import parse_pipeline
+        from passes.predicate_control_flow import PredicateControlFlow
         from passes.split_weights import SplitWeights
 
         passes = list(parse_pipeline(self.passes)) if self.passes and self.passes != "none" else []
@@ -102,6 +107,8 @@ class CompileOptions:
             at = min([names.index(name) for name in before if name in names], default=len(passes))
             passes.insert(at, step)
 
+        if all(p.name != "predicate-control-flow" for p in passes):
+            add(PredicateControlFlow(), ("split-weights", "layout", "fuse", "plan-memory"))
         if split_bytes is not None:
             add(SplitWeights(max_bytes=ByteSize(split_bytes)), ("fuse", "plan-memory"))
         if has_layout and all(p.name != "layout" for p in passes) and channels_last(self.target):
@@ -127,6 +134,10 @@ class CompileOptions:
             recorded["cpu"] = self.cpu
         if self.cpu_features:
             recorded["cpu_features"] = self.cpu_features
+        if self.input_values:
+            recorded["input_values"] = {
+                k: np.asarray(v).tolist() for k, v in sorted(self.input_values.items())
+            }
         if self.entry != "auto":
             recorded["entry"] = self.entry
         if self.layout != "auto":
@@ -189,7 +200,7 @@ def load_graph(model: Any, options: CompileOptions) -> Graph:
     if isinstance(model, Graph):
         return model
     if isinstance(model, str | Path):
-        return load_model_any(model, options.input_shapes)
+        return load_model_any(model, options.input_shapes, options.input_values)
     try:
         import onnx
     except ImportError:  # pragma: no cover - onnx is a compiler dependency
@@ -198,7 +209,7 @@ def load_graph(model: Any, options: CompileOptions) -> Graph:
         from hai_compiler.onnx_import import import_onnx
         from ir import verify
 
-        graph = import_onnx(model, input_shapes=options.input_shapes)
+        graph = import_onnx(model, input_shapes=options.input_shapes, bind_inputs=options.input_values)
         verify(graph)
         return graph
     raise CompileOptionError(

@@ -11,12 +11,12 @@ ops without one map onto the IR op of the same name, attributes unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnx
 
-from ir import Builder, Graph, HaiError, Value
+from ir import Builder, Graph, HaiError, TensorType, Value
 from ir.dtypes import DType
 from ir.ops.registry import get_schema, has_op
 
@@ -104,8 +104,10 @@ def attribute_value(attr: onnx.AttributeProto, where: str) -> Any:
     kind = attr.type
     if kind == onnx.AttributeProto.TENSOR:
         return onnx.numpy_helper.to_array(attr.t)
-    if kind in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-        raise ConversionError(f"{where}: subgraph attribute '{attr.name}' is not supported")
+    if kind == onnx.AttributeProto.GRAPH:
+        return attr.g  # a control-flow op's subgraph (converters/control.py)
+    if kind == onnx.AttributeProto.GRAPHS:
+        raise ConversionError(f"{where}: subgraph list attribute '{attr.name}' is not supported")
     if kind == onnx.AttributeProto.SPARSE_TENSOR:
         raise ConversionError(f"{where}: sparse tensor attribute '{attr.name}' is not supported")
     value = onnx.helper.get_attribute_value(attr)
@@ -118,21 +120,48 @@ def attribute_value(attr: onnx.AttributeProto, where: str) -> Any:
     return value
 
 
+class Subgraphs(Protocol):
+    """How a control-flow converter imports a subgraph (the importer implements it)."""
+
+    def inline(self, body: onnx.GraphProto, args: Sequence[Value]) -> list[Value]: ...
+
+    def region(self, name: str, body: onnx.GraphProto, input_types: Sequence[TensorType]) -> Graph: ...
+
+    def checkpoint(self) -> tuple[object, int]: ...
+
+    def rollback(self, checkpoint: tuple[object, int]) -> None: ...
+
+
 class ConversionContext:
     """What a converter sees of one ONNX node, and how it emits IR."""
 
-    def __init__(self, graph: Graph, node: onnx.NodeProto, inputs: list[Value | None], opset: int):
+    def __init__(
+        self,
+        graph: Graph,
+        node: onnx.NodeProto,
+        inputs: list[Value | None],
+        opset: int,
+        subgraphs: Subgraphs | None = None,
+    ):
         self.graph = graph
         self.node = node
         self.inputs = inputs
         self.opset = opset
-        self.where = f"node '{node.name or node.output[0]}' ({node.op_type})"
+        self._subgraphs = subgraphs
+        self.where_name = node.name or node.output[0]
+        self.where = f"node '{self.where_name}' ({node.op_type})"
         self.attrs: dict[str, Any] = {a.name: attribute_value(a, self.where) for a in node.attribute}
         self._emitted = 0
 
     @property
     def op_type(self) -> str:
         return self.node.op_type
+
+    @property
+    def subgraphs(self) -> Subgraphs:
+        if self._subgraphs is None:
+            raise self.fail("subgraphs cannot be imported here")
+        return self._subgraphs
 
     def input(self, index: int) -> Value | None:
         return self.inputs[index] if index < len(self.inputs) else None
@@ -161,7 +190,11 @@ class ConversionContext:
         return index < len(self.node.output) and bool(self.node.output[index])
 
     def emit(
-        self, op: str, operands: Sequence[Value | None], attrs: Mapping[str, Any] | None = None
+        self,
+        op: str,
+        operands: Sequence[Value | None],
+        attrs: Mapping[str, Any] | None = None,
+        regions: Sequence[Graph] = (),
     ) -> list[Value]:
         """Add an IR node named after the ONNX node (a suffix for the second and later).
 
@@ -172,7 +205,7 @@ class ConversionContext:
         if self._emitted:
             name = f"{name}/{op.lower()}{self._emitted}"
         self._emitted += 1
-        results = Builder(self.graph).op(op, operands, attrs, name=name)
+        results = Builder(self.graph).op(op, operands, attrs, name=name, regions=regions)
         for index, value in enumerate(results):
             self.graph.rename(value, self.graph.unique_name(f"{name}#{index}"))
         return results

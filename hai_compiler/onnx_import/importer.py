@@ -5,15 +5,19 @@ be ones HAI imports; input shapes must be static (symbolic dimensions come from
 `input_shapes` or the import fails naming them); initializers and Constant
 nodes become IR constants; small computations on constants (the
 Shape→Gather→Concat→Reshape chains) fold while importing, so shape operands
-become attributes; every unsupported op in the model is listed in one error.
-IR values keep their ONNX names.
+become attributes; every unsupported op in the model is listed in one error (subgraphs included).
+IR values keep their ONNX names. Control flow (converters/control.py) imports a
+subgraph either inline into the graph being built or as a region of its node:
+its values then see the outer ones (a scope), its own stay inside.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections import ChainMap
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +43,6 @@ FOLD_LIMIT = 4096
 """Results up to this many elements fold while importing (shape arithmetic, small tables)."""
 
 MIN_OPSET = 7
-CONTROL_FLOW = {"If", "Loop", "Scan"}
 
 
 def import_onnx(
@@ -77,10 +80,9 @@ def _default_opset(model: onnx.ModelProto) -> int:
 def check_supported(model: onnx.ModelProto, opset: int) -> None:
     """Raise one UnsupportedModelError listing every node HAI cannot import."""
     problems: dict[tuple[str, str], list[str]] = {}
-    for node in model.graph.node:
+    for node in _all_nodes(model.graph):
         if imports(node.op_type, node.domain):
-            if node.op_type not in CONTROL_FLOW:
-                continue
+            continue
         key = (node.domain or "ai.onnx", node.op_type)
         problems.setdefault(key, []).append(node.name or node.output[0])
     if not problems:
@@ -88,12 +90,32 @@ def check_supported(model: onnx.ModelProto, opset: int) -> None:
     lines = []
     for (domain, op_type), names in sorted(problems.items()):
         version = opset if domain == "ai.onnx" else _domain_version(model, domain)
-        extra = " (control flow is not supported yet)" if op_type in CONTROL_FLOW else ""
         shown = ", ".join(names[:5]) + (f", … ({len(names)} nodes)" if len(names) > 5 else "")
-        lines.append(f"  {domain}::{op_type} (opset {version}){extra}: {shown}")
+        lines.append(f"  {domain}::{op_type} (opset {version}): {shown}")
     raise UnsupportedModelError(
         f"model '{model.graph.name}' uses {len(problems)} unsupported op type(s):\n" + "\n".join(lines)
     )
+
+
+def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """A graph's nodes and those of every subgraph in it."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _all_nodes(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for graph_attr in attr.graphs:
+                    yield from _all_nodes(graph_attr)
+
+
+def _reads(node: onnx.NodeProto) -> Iterator[str]:
+    """The value names a node reads: its inputs and those its subgraphs' nodes read."""
+    yield from node.input
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            for inner in _all_nodes(attr.g):
+                yield from inner.input
 
 
 def _domain_version(model: onnx.ModelProto, domain: str) -> str:
@@ -116,7 +138,7 @@ class _Importer:
         self.input_shapes = input_shapes
         self.bind_inputs = bind_inputs
         self.graph = Graph(model.graph.name or "main")
-        self.values: dict[str, Value] = {}
+        self.values: MutableMapping[str, Value] = {}
 
     def run(self) -> Graph:
         onnx_graph = self.model.graph
@@ -146,10 +168,25 @@ class _Importer:
         dtype = onnx_dtype(vi.type.tensor_type.elem_type, where)
         if vi.name in self.bind_inputs:
             array = np.asarray(self.bind_inputs[vi.name]).astype(dtype.numpy, copy=False)
-            self.values[vi.name] = self.graph.add_constant(vi.name, array)
+            self.values[vi.name] = self.graph.add_constant(vi.name, self._bound_shape(vi, array))
             return
         shape = self._static_shape(vi)
         self.values[vi.name] = self.graph.add_input(vi.name, TensorType(dtype, shape))
+
+    @staticmethod
+    def _bound_shape(vi: onnx.ValueInfoProto, array: np.ndarray) -> np.ndarray:
+        """A bound value in its input's declared shape, when that is static and holds as many elements."""
+        dims = vi.type.tensor_type.shape.dim
+        if not vi.type.tensor_type.HasField("shape") or any(not d.HasField("dim_value") for d in dims):
+            return array
+        shape = tuple(d.dim_value for d in dims)
+        if array.shape != shape and array.size == int(np.prod(shape)):
+            return array.reshape(shape)
+        if array.shape != shape:
+            raise HaiError(
+                f"input '{vi.name}' is bound to a value of shape {list(array.shape)}; it is {list(shape)}"
+            )
+        return array
 
     def _static_shape(self, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
         dims = vi.type.tensor_type.shape.dim
@@ -180,7 +217,7 @@ class _Importer:
         failures: list[ConversionError] = []
         failed: set[str] = set()  # ONNX values a failed node, or one downstream of it, would make
         for node in nodes:
-            if not any(name in failed for name in node.input):
+            if not any(name in failed for name in _reads(node)):
                 try:
                     self._convert(node)
                     continue
@@ -196,7 +233,7 @@ class _Importer:
             raise kind(f"{len(failures)} nodes cannot be converted:\n  - {listed}")
 
     def _convert(self, node: onnx.NodeProto) -> None:
-        inputs = []
+        inputs: list[Value | None] = []
         for name in node.input:
             if not name:
                 inputs.append(None)
@@ -207,7 +244,7 @@ class _Importer:
                     f"node '{node.name or node.output[0]}' ({node.op_type}) reads '{name}', "
                     "which no earlier node, input or initializer defines"
                 )
-        ctx = ConversionContext(self.graph, node, inputs, self.opset)
+        ctx = ConversionContext(self.graph, node, inputs, self.opset, subgraphs=self)
         anchor = self.graph.nodes.last
         convert = find_converter(node.op_type, node.domain) or default_converter
         try:
@@ -237,9 +274,78 @@ class _Importer:
             if value is None or value.graph is None:
                 raise ctx.fail(f"output {index} ('{name}') is not supported")
             fresh = value.producer is not None or value.is_constant  # made by this converter
-            if fresh and not self.graph.has_value(name) and value.name not in self.values:
+            if fresh and not self.graph.in_scope(name) and value.name not in self.values:
                 self.graph.rename(value, name)  # IR values keep their ONNX names
             self.values[name] = value
+
+    # -- subgraphs (converters/control.py) -------------------------------------------------
+    def inline(self, body: onnx.GraphProto, args: Sequence[Value]) -> list[Value]:
+        """Import `body`'s nodes into the graph being built, its inputs reading `args`; its outputs."""
+        self._check_arity(body, args)
+        values = ChainMap(dict(zip((vi.name for vi in body.input), args)), self.values)
+        with self._scope(self.graph, values):
+            self._add_initializers(body)
+            self._convert_all(body.node)
+            return [self._output(body, vi.name) for vi in body.output]
+
+    def region(self, name: str, body: onnx.GraphProto, input_types: Sequence[TensorType]) -> Graph:
+        """`body` imported as a region named `name` (its node is made next), inputs of `input_types`."""
+        self._check_arity(body, input_types)
+        region = Graph(name, enclosing=self.graph)
+        values: ChainMap[str, Value] = ChainMap({}, self.values)
+        for vi, type in zip(body.input, input_types):
+            values[vi.name] = region.add_input(region.unique_name(vi.name), type)
+        with self._scope(region, values):
+            self._add_initializers(body)
+            self._convert_all(body.node)
+            outputs: list[Value] = []
+            for vi in body.output:
+                value = self._output(body, vi.name)
+                if value.graph is not region or value in outputs:  # a region returns its own values
+                    (value,) = Builder(region).op(
+                        "Identity", [value], name=vi.name, result_names=[region.unique_name(vi.name)]
+                    )
+                outputs.append(value)
+        region.set_outputs(outputs)
+        return region
+
+    def checkpoint(self) -> tuple[object, int]:
+        """Where the graph being built stands, for `rollback`."""
+        return self.graph.nodes.last, len(self.graph.constants)
+
+    def rollback(self, checkpoint: tuple[object, int]) -> None:
+        """Remove the nodes and the (unused) constants made since `checkpoint`."""
+        anchor, constants = checkpoint
+        for node in reversed(self.graph.nodes.after(anchor)):  # type: ignore[arg-type]
+            self.graph.remove_node(node)
+        for value in list(self.graph.constants.values())[constants:]:
+            if not value.uses():
+                self.graph.remove_constant(value)
+
+    @contextlib.contextmanager
+    def _scope(self, graph: Graph, values: MutableMapping[str, Value]) -> Iterator[None]:
+        saved = self.graph, self.values
+        self.graph, self.values = graph, values
+        try:
+            yield
+        finally:
+            self.graph, self.values = saved
+
+    def _add_initializers(self, body: onnx.GraphProto) -> None:
+        for init in body.initializer:
+            self.values[init.name] = self.graph.add_constant(init.name, _tensor_array(init))
+
+    def _output(self, body: onnx.GraphProto, name: str) -> Value:
+        if name not in self.values:
+            raise ConversionError(f"subgraph '{body.name}' output '{name}' is not computed by any node")
+        return self.values[name]
+
+    @staticmethod
+    def _check_arity(body: onnx.GraphProto, args: Sequence[object]) -> None:
+        if len(body.input) != len(args):
+            raise ConversionError(
+                f"subgraph '{body.name}' takes {len(body.input)} inputs where its node gives {len(args)}"
+            )
 
     def _set_outputs(self, onnx_graph: onnx.GraphProto) -> None:
         outputs = []

@@ -17,6 +17,14 @@ Rules:
   fits, passes/quantize.py `effective_precision`; overrides by name fixed).
   Upgrades (int4 → int8 → fp16) are then taken one at a time, largest predicted
   noise reduction per extra byte first, up to every layer at its top rung.
+- *Auto* (`--precision auto`): the ladder is bf16 -> fp32 (AUTO_LADDER) and the
+  budget `max_relative_error` (`--tolerance`): every output's relative error
+  against fp32, ‖y − y₃₂‖ / ‖y₃₂‖, at most that, i.e. the worst output's SQNR
+  (`per_output`) at least -20·log10(tolerance) dB; the same greedy path and
+  bisection choose which layers fall back to fp32, then `relax` takes back to
+  bf16, one at a time, least sensitive first, each fp32 layer the measured
+  budget does not need (the path upgrades by noise per weight byte, so it may
+  have raised a layer the tolerance did not need).
 - *Choice*: `min_sqnr` and `max_disagreement` (top-1 disagreement with fp32
   along the first output's last axis) are *measured*, on the verification
   samples (all the calibration samples the quantizer uses): the choice is the
@@ -53,6 +61,8 @@ from passes.quantize import (
 
 LADDER = ("int4", "int8", "fp16")
 """Precisions mixed precision chooses among, cheapest first (`ladder_for` adapts it to a target)."""
+AUTO_LADDER = ("bf16", "fp32")
+"""What `--precision auto` chooses among where the target's kernels have native bf16 (quantizer.py)."""
 
 
 def ladder_for(target: object) -> tuple[str, ...]:
@@ -71,16 +81,20 @@ class QuantizationBudgetError(HaiError):
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-    """What mixed precision must keep: exactly one of the three, or none (then `min_sqnr` 30 dB)."""
+    """What mixed precision must keep: exactly one of the four, or none (then `min_sqnr` 30 dB);
+    `max_relative_error` is `--precision auto`'s (every output's relative error, module doc)."""
 
     min_sqnr: float | None = None
     max_disagreement: float | None = None
     target_size: int | None = None
+    max_relative_error: float | None = None
 
     def __post_init__(self) -> None:
-        given = [v for v in (self.min_sqnr, self.max_disagreement, self.target_size) if v is not None]
-        if len(given) > 1:
+        budgets = (self.min_sqnr, self.max_disagreement, self.target_size, self.max_relative_error)
+        if sum(v is not None for v in budgets) > 1:
             raise QuantizationBudgetError("give one budget: --min-sqnr, --max-disagreement or --target-size")
+        if self.max_relative_error is not None and not 0 < self.max_relative_error < 1:
+            raise QuantizationBudgetError(f"--tolerance must be in (0, 1), got {self.max_relative_error}")
         if self.max_disagreement is not None and not 0 <= self.max_disagreement < 1:
             raise QuantizationBudgetError(
                 f"--max-disagreement must be in [0, 1), got {self.max_disagreement}"
@@ -91,6 +105,8 @@ class Budget:
             )
 
     def __str__(self) -> str:
+        if self.max_relative_error is not None:
+            return f"--tolerance {self.max_relative_error:g} (relative error of each output)"
         if self.max_disagreement is not None:
             return f"--max-disagreement {self.max_disagreement:g}"
         if self.target_size is not None:
@@ -102,6 +118,8 @@ class Budget:
         """The SQNR floor in dB (the default one when no budget is given, none beside another budget)."""
         if self.min_sqnr is not None:
             return self.min_sqnr
+        if self.max_relative_error is not None:
+            return -20.0 * math.log10(self.max_relative_error)
         return DEFAULT_MIN_SQNR if self.max_disagreement is None and self.target_size is None else -math.inf
 
     def holds(self, sqnr: float, disagreement: float, size: int) -> bool:
@@ -157,8 +175,10 @@ class MixedPrecision:
         evaluator: IncrementalEvaluator | None = None,
         verifier: IncrementalEvaluator | None = None,
         ladder: tuple[str, ...] = LADDER,
+        per_output: bool = False,
     ) -> None:
         self.graph = graph
+        self.per_output = per_output  # SQNR of the worst output, not of all outputs together
         self.runner = runner or QuantizeRunner()
         self.ladder = ladder
         self.evaluator = evaluator or IncrementalEvaluator(graph, samples)
@@ -189,14 +209,14 @@ class MixedPrecision:
         for precision in allowed:
             if precision != "fp32":
                 alone = configured(self.graph, {name: precision}, self.runner)
-                sensitivity[precision] = closeness(self.evaluator, alone)[0]
+                sensitivity[precision] = closeness(self.evaluator, alone, self.per_output)[0]
                 sizes[precision] = weight.type.nbytes + graph_weight_bytes(alone) - self._fp32_bytes
         return LayerChoice(name, node.op, allowed, allowed[0], sensitivity, sizes)
 
     def score(self, precisions: Mapping[str, str]) -> tuple[float, float]:
         """(output SQNR dB, top-1 disagreement) against fp32 of the model with `precisions`, on the
         verification samples."""
-        return closeness(self.verifier, configured(self.graph, precisions, self.runner))
+        return closeness(self.verifier, configured(self.graph, precisions, self.runner), self.per_output)
 
     def _check_overrides(self, nodes: Sequence[Node], overrides: Mapping[str, str]) -> None:
         names = {layer_name(n) for n in nodes}
@@ -282,6 +302,21 @@ class MixedPrecision:
             raise QuantizationBudgetError(self._unreachable(budget, *measured[len(path) - 1]))
         self._set(path[high])
         self.reached = measured[high]
+        return self.precisions()
+
+    def relax(self, budget: Budget) -> dict[str, str]:
+        """After `choose`: each layer above its cheapest rung back down to it, least sensitive first,
+        where the budget still holds, measured (module doc: auto)."""
+        order = sorted(self.layers, key=lambda layer: -layer.sensitivity.get(layer.allowed[0], math.inf))
+        for layer in order:
+            if layer.precision == layer.allowed[0]:
+                continue
+            chosen, layer.precision = layer.precision, layer.allowed[0]
+            measured = self.score(self.precisions())
+            if budget.holds(*measured, 0):
+                self.reached = measured
+            else:
+                layer.precision = chosen
         return self.precisions()
 
     def _predicted(self, precisions: Mapping[str, str]) -> float:

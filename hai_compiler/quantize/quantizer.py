@@ -2,16 +2,21 @@
 
 Rule: `fit` loads the model and runs the `default` passes (`prepare_graph`),
 calibrates activations when some layer may be INT8 (every profile but `fp16`
-and `int4`, which are weight-only), records the ranges in the graph metadata,
+and `int4`, which are weight-only, and `bf16`, which rounds activations without
+a range), records the ranges in the graph metadata,
 picking among observers and refined ranges by the whole model's INT8 error
 (range_selection.py), then quantizes, and with calibration data corrects each
 quantized layer's bias (bias_correction.py) when that brings the whole model
-closer to fp32 on the samples: one precision for every layer (`fp16`, `int8`, `int4`; a layer
+closer to fp32 on the samples: one precision for every layer (`fp16`, `bf16`, `int8`, `int4`; a layer
 that cannot take it keeps the next better one, see passes/quantize.py), or
 `mixed`, where hai_compiler/quantize/mixed.py picks each layer's precision
-under the budget. Per-layer overrides (`layer_precision={name: precision}`)
-win everywhere. The result is a `QuantizedModel` whose `graph` `compile`
-accepts and whose `save` writes a `.hir` with its weights file.
+under the budget, or `auto`: bf16 layer by layer where the target has native
+bf16, every output within `tolerance` relative error of fp32 on the calibration
+samples, or on AUTO_SAMPLES generated inputs when none are given (the report
+says which); the same search, with the ladder bf16 -> fp32 (mixed.py).
+Per-layer overrides (`layer_precision={name: precision}`) win everywhere. The
+result is a `QuantizedModel` whose `graph` `compile` accepts and whose `save`
+writes a `.hir` with its weights file.
 
 Calibration data is loaded once (at most `max_samples`, seeded) and its values
 checked first (sample_checks.py: non-finite values are an error, degenerate
@@ -34,9 +39,11 @@ from hai_compiler.progress import stage
 from hai_compiler.quantize.bias_correction import correct_biases
 from hai_compiler.quantize.calibrate import calibrate, prepare_graph
 from hai_compiler.quantize.calibration_data import CalibrationData, CalibrationSource, load_calibration_data
+from hai_compiler.quantize.caveats import warn
 from hai_compiler.quantize.incremental import IncrementalEvaluator, closeness
 from hai_compiler.quantize.metrics import graph_weight_bytes, stored_bytes
 from hai_compiler.quantize.mixed import (
+    AUTO_LADDER,
     Budget,
     LayerChoice,
     MixedPrecision,
@@ -56,10 +63,15 @@ from ir.printer import write_hir
 from ir.quantization import record_range
 from passes.quantize import PRECISION_KEY, effective_precision, layer_weight, layers, stored_weight
 
-PROFILES = ("fp16", "int8", "int4", "mixed")
+PROFILES = ("fp16", "bf16", "int8", "int4", "mixed", "auto")
 SENSITIVITY_SAMPLES = 8
 """Calibration samples that range selection, sensitivity and bias correction evaluate on."""
-WEIGHT_ONLY = ("fp16", "int4")
+WEIGHT_ONLY = ("fp16", "bf16", "int4", "auto")
+"""Profiles that calibrate no activation range (bf16 rounds activations without one)."""
+AUTO_SAMPLES = 4
+"""Generated inputs `auto` checks its tolerance on when no calibration data is given."""
+DEFAULT_TOLERANCE = 1e-2
+"""`auto`: the relative error against fp32 each output keeps within."""
 DEFAULT_OBSERVER = "auto"  # range_selection.py: the observers of AUTO_OBSERVERS, judged on the whole model
 
 
@@ -101,6 +113,7 @@ class DynamicQuantizer:
     min_sqnr: float | None = None
     max_disagreement: float | None = None
     target_size: int | None = None
+    tolerance: float = DEFAULT_TOLERANCE  # `auto` only: each output's relative error against fp32
     layer_precision: Mapping[str, str] | None = None
     max_samples: int | None = 256
     sensitivity_samples: int = SENSITIVITY_SAMPLES
@@ -123,11 +136,12 @@ class DynamicQuantizer:
         self.budget = Budget(self.min_sqnr, self.max_disagreement, self.target_size)
         self.target_description = resolve_device(self.target) if isinstance(self.target, str) else self.target
         described = self.target_description
-        if self.precision_profile == "fp16" and "f16" not in described.supported_precisions:
-            raise QuantizerError(
-                f"target {described.name} (cpu {described.cpu}) has no f16 support; "
-                "choose int8, int4 or mixed"
-            )
+        for profile, precision in (("fp16", "f16"), ("bf16", "bf16")):
+            if self.precision_profile == profile and precision not in described.supported_precisions:
+                raise QuantizerError(
+                    f"target {described.name} (cpu {described.cpu}) has no {precision} support "
+                    f"(bf16 needs avx512_bf16 or amx_bf16); choose another --precision"
+                )
         from targets.registry import get_target
 
         facts = get_target(described.name).facts(described)
@@ -151,6 +165,8 @@ class DynamicQuantizer:
             verifier = evaluator
             if data is not None and len(data) > len(samples):
                 verifier = IncrementalEvaluator(graph, list(data), incremental=False)
+        if self.precision_profile == "auto":
+            return self._auto(graph, overrides, samples, evaluator, verifier)
         choice = None
         if self.precision_profile not in WEIGHT_ONLY or "int8" in overrides.values():
             choice = self._ranges(graph, data, stats, evaluator)
@@ -178,6 +194,33 @@ class DynamicQuantizer:
         chosen = chooser.layers if chooser is not None else uniform_layers(graph, quantized, precisions)
         stats_used = choice.stats if choice else None
         return QuantizedModel(quantized, precisions, chosen, stats_used, choice, verified, budget)
+
+    def _auto(
+        self, graph: Graph, overrides: dict[str, str], samples: list[Any],
+        evaluator: IncrementalEvaluator, verifier: IncrementalEvaluator,
+    ) -> QuantizedModel:  # fmt: skip
+        """bf16 or fp32 per layer, every output within `tolerance` of fp32 (module doc)."""
+        source = "calibration samples"
+        if not samples:
+            samples, source = generated_samples(graph, AUTO_SAMPLES, self.seed), "generated inputs"
+            evaluator = verifier = IncrementalEvaluator(graph, samples)
+        target = self.target_description
+        ladder = AUTO_LADDER if native_bf16(target) else ("fp32",)
+        if "bf16" not in ladder:
+            warn(f"target {target.name} (cpu {target.cpu}) has no native bf16: auto keeps every layer fp32")
+        budget = Budget(max_relative_error=self.tolerance)
+        chooser = MixedPrecision(
+            graph, samples, overrides=overrides, runner=self.runner, evaluator=evaluator, verifier=verifier,
+            ladder=ladder, per_output=True,
+        )  # fmt: skip
+        with stage("choosing bf16 or fp32 for each layer"):
+            chooser.choose(budget)
+            precisions = chooser.relax(budget)
+            quantized = configured(graph, precisions, self.runner, final=True)
+        assert chooser.reached is not None
+        sqnr, disagreement = chooser.reached
+        verified = QualityReport(len(verifier.samples), sqnr, 1.0 - disagreement, source=source)
+        return QuantizedModel(quantized, precisions, chooser.layers, verified=verified, budget=budget)
 
     def _verified(
         self, graph: Graph, quantized: Graph, evaluator: IncrementalEvaluator, verifier: IncrementalEvaluator,
@@ -258,6 +301,25 @@ class DynamicQuantizer:
             for n in layers(graph)
         }
         return self.runner.run(graph, self.precision_profile, final=True), chosen
+
+
+def native_bf16(target: Any) -> bool:
+    """Whether the target's bf16 kernels run on bf16 instructions (x86 vdpbf16ps or AMX tiles), not on
+    the emulated float32 step (its schedule table, targets/schedules.py)."""
+    from targets.schedules import schedules_of
+
+    table = schedules_of(target)
+    return bool(table.bf16_dot(target)) or table.bf16_tiles(target) is not None
+
+
+def generated_samples(graph: Graph, count: int, seed: int) -> list[dict[str, Any]]:
+    """`count` seeded random feeds for the graph's inputs (hai_compiler/input_spec.py `random_input`)."""
+    import numpy as np
+
+    from hai_compiler.input_spec import random_input
+
+    rng = np.random.default_rng(seed)
+    return [{v.name: random_input(v.type, rng) for v in graph.inputs} for _ in range(count)]
 
 
 def uniform_layers(graph: Graph, quantized: Graph, precisions: Mapping[str, str]) -> list[LayerChoice]:

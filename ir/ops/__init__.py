@@ -19,6 +19,7 @@ FAMILIES = (
     "image",
     "layout",
     "quantized",
+    "control",
 )
 
 for _family in FAMILIES:

@@ -8,12 +8,15 @@ register-budget rules every CPU table shares (targets/schedules.py) with NEON's 
 four q registers, so 32 registers hold 8 panels; its 16 x 4 byte step is four `usdot` where
 the cpu has i8mm (u8 x i8, as the IR has it), four `sdot` where it has dotprod only (the
 activations shifted to i8, the shift folded into the bias: targets/arm64/dot.py), else the
-plain int32 reduction (ARMv8.0 NEON, e.g. cortex-a72).
+plain int32 reduction (ARMv8.0 NEON, e.g. cortex-a72). Where the positions pair up
+(`paired_rows`: a MatMulInteger's rows, a stride-1 conv's output rows of even width) and the
+cpu has i8mm, the step is `usmmla`'s: 2 positions x 16 lanes x 8 bytes (weights packed 8 deep),
+twice a `usdot`'s multiply-adds per instruction; other convs keep `usdot`.
 """
 
 from __future__ import annotations
 
-from targets.arm64.dot import SDOT, USDOT, register_dot
+from targets.arm64.dot import MMLA_ROWS, SDOT, USDOT, USMMLA, register_dot
 from targets.description import TargetDescription
 from targets.lowering.integer_gemm import LANES, register_int_knobs
 from targets.schedules import (
@@ -38,7 +41,15 @@ def dot_instruction(target: TargetDescription) -> str:
     return SDOT if "dotprod" in target.features else ""
 
 
-def integer_gemm_knobs(target: TargetDescription, positions: int, channels: int, macs: int) -> IntKnobs:
+def integer_gemm_knobs(
+    target: TargetDescription, positions: int, channels: int, macs: int, paired_rows: bool = False
+) -> IntKnobs:
+    """`usmmla`'s 2-row step where the cpu has i8mm and the positions are a matrix's rows in pairs,
+    else the 16 x 4 step of `dot_instruction` (see the module rule)."""
+    if paired_rows and "i8mm" in target.features and positions % MMLA_ROWS == 0:
+        return register_int_knobs(
+            panel_registers(target), positions, channels, macs, dot=USMMLA, step_rows=MMLA_ROWS
+        )
     return register_int_knobs(panel_registers(target), positions, channels, macs, dot=dot_instruction(target))
 
 

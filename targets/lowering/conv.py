@@ -1,4 +1,5 @@
-"""Conv (2-D, group 1) as an implicit GEMM over pre-packed weights; the dispatch of every Conv.
+"""Conv (1-D and 2-D, any group count) as an implicit GEMM over pre-packed weights; the dispatch of
+every Conv (`conv_template`).
 
 Rule: the dense template computes out[n, o, p] = sum over (kh, kw, c) of
 xpad[n, c, window(p)] * W[o, c, kh, kw] as a register-tiled GEMM
@@ -7,12 +8,13 @@ epilogue applied as each tile is written. Which GEMM dimension is the vector one
 depends on the layout and shape (the tile kinds, in the workload key):
 
 - "spatial" (NCHW, output rows or the whole plane a whole number of vectors):
-  `mi` output channels (weights broadcast from panels Wp[M/mi, kh, kw, C, mi]) x
+  `mi` output channels of one group (weights broadcast from panels Wp[M/mi, kh, kw, C/group, mi]) x
   `nb` output columns (contiguous input loads; a column stride reads a
   phase-split copy of the input, as depthwise does), so the tile and its
   epilogue are written as whole vectors along the NCHW rows;
 - "rows" / "flat" / "pointwise" (otherwise, and always for NHWC): `mi` output
-  positions x `nb` channels (weights in zero-padded panels Wp[M/nb, kh, kw, C, nb]),
+  positions x `nb` channels of one group (weights in panels Wp[group * ceil(M/group/nb), kh, kw,
+  C/group, nb], each group's channels zero-padded to whole panels),
   positions taken along one output row, or over the flattened plane when rows are
   too narrow for a good tile (1-D convs, 7- or 14-wide rows), a pointwise conv
   (1x1, stride 1, unpadded) reading its input as a plain (C, H*W) matrix.
@@ -20,8 +22,10 @@ depends on the layout and shape (the tile kinds, in the workload key):
 Flattened kernels view their input/output as (n, c, h*w) or (n, h*w, c). NHWC
 activations need a layout pass to transpose around the kernel, and epilogue
 operands must then be NHWC too. Padding is a separate stage into a scratch
-buffer. Depthwise convs go to conv_depthwise.py; everything else (other groups,
-1-D/3-D, non-f32, run-time weights) to the general template in conv_general.py.
+buffer. A group's tile reads only its own input channels (the group is an outer loop of the
+GEMM). 1-D convs are 2-D convs of height 1 (conv_geometry.py). Convs whose groups read one
+input channel each go to conv_depthwise.py; 3-D, non-f32 and run-time weights to the general
+template in conv_general.py.
 """
 
 from __future__ import annotations
@@ -33,24 +37,29 @@ import numpy as np
 from tvm import te
 
 from ir.graph import Node
+from targets.lowering.bf16_gemm import bf16_weight
+from targets.lowering.bf16_tiles import lower_bf16_layer_conv
 from targets.lowering.conv_depthwise import lower_depthwise, phased_input
 from targets.lowering.conv_general import lower_general_conv
 from targets.lowering.conv_geometry import (
     Geometry,
     bias_and_epilogue,
     finish_kernel,
-    out_index,
     padded_input,
     schedule_pad,
 )
 from targets.lowering.elementwise import epilogue_signature
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError
-from targets.lowering.matmul import arg
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg
 from targets.lowering.registry import lowering
 from targets.lowering.tiling import choose_knobs, padded, schedule_gemm
 from targets.lowering.weight_only import decode_at_use, has_packable_weight, weight_source
 from targets.schedules import ROW_PREFERENCE
 from targets.target import TargetDescription
+
+MIN_TILE_ROWS = 3
+"""A "rows" tile of fewer output positions (the row width's best divisor) re-reads each weight panel
+too often: the row is computed padded to whole tiles of ROW_PREFERENCE[0] positions instead (an
+STFT conv's 247 columns: 4-position tiles, not 1)."""
 
 
 def row_rank(rows: int) -> int:
@@ -67,26 +76,40 @@ def tile_kind(g: Geometry, layout: str, lanes: int) -> str:
     return "flat" if row_rank(g.ow) > row_rank(g.oh * g.ow) else "rows"
 
 
-def pack_conv_weights(w: np.ndarray, panel: int) -> np.ndarray:
-    """(M, C, KH, KW) -> (ceil(M/panel), KH, KW, C, panel), zero-padded output channels."""
-    m, c, kh, kw = w.shape
-    mp = padded(m, panel)
-    full = np.zeros((mp, c, kh, kw), w.dtype)
-    full[:m] = w
-    return np.ascontiguousarray(full.reshape(mp // panel, panel, c, kh, kw).transpose(0, 3, 4, 2, 1))
+def pack_conv_weights(w: np.ndarray, g: Geometry, panel: int) -> np.ndarray:
+    """(M, C/group, [KH,] KW) -> (group * ceil(M/group/panel), KH, KW, C/group, panel): each group's
+    output channels zero-padded to whole panels, so no panel spans two groups. The reduction axis
+    may be shorter than C/group (a stored weight's group scales: weight_only.py)."""
+    mgp, c = padded(g.mg, panel), w.size // (g.m * g.kh * g.kw)
+    full = np.zeros((g.group, mgp, c, g.kh, g.kw), w.dtype)
+    full[:, : g.mg] = w.reshape(g.group, g.mg, c, g.kh, g.kw)
+    panels = g.group * mgp // panel
+    return np.ascontiguousarray(full.reshape(panels, panel, c, g.kh, g.kw).transpose(0, 3, 4, 2, 1))
 
 
-def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, wp: Any) -> tuple[Any, ...]:
-    """(acc compute, its reader acc_at(n, o, y, xx, p), pad stage or None) over the packed weight `wp`.
+def grouped_out_shape(g: Geometry, layout: str, flat: bool) -> tuple[int, ...]:
+    """The output as the kernel writes it (the same bytes as the IR's), the plane flat or not; a
+    grouped conv's channel axis split into (group, channel of the group), so each tile's output
+    block is affine in the accumulator's loops."""
+    plane = (g.oh * g.ow,) if flat else (g.oh, g.ow)
+    channels = (g.group, g.mg) if g.group > 1 else (g.m,)
+    return (g.n, *channels, *plane) if layout == "NCHW" else (g.n, *plane, *channels)
 
-    acc's loops are (outer..., m, n, reduce...) as schedule_gemm wants: for "spatial"
-    m = output channels and n = columns or positions; otherwise m = positions, n = channels.
+
+def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, wp: Any, owp: int) -> tuple[Any, ...]:
+    """(acc compute, its reader acc_at(n, group, channel, y, xx, p), pad stage or None) over the packed
+    weight `wp` (`channel`: of the group; `p`: the flat position, for flat accumulators). "rows"
+    accumulators compute `owp` >= ow columns (padded tiles: the extra ones read zeros, never stored).
+
+    acc's loops are (outer..., group, m, n, reduce...) as schedule_gemm wants: for "spatial"
+    m = a group's output channels and n = columns or positions; otherwise m = positions,
+    n = a group's (panel-padded) channels. A group-1 conv has one group: its loop is of extent 1.
     """
-    mp = int(wp.shape[0]) * panel
+    per_group = int(wp.shape[0]) * panel // g.group  # a group's padded output channels
     rkh, rkw, rc = (
         te.reduce_axis((0, g.kh), "kh"),
         te.reduce_axis((0, g.kw), "kw"),
-        te.reduce_axis((0, g.c), "c"),
+        te.reduce_axis((0, g.cg), "c"),
     )
     (sh, sw), (dh, dw) = g.stride, g.dilation
     if g.pointwise:
@@ -94,34 +117,40 @@ def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, wp: Any) 
     elif kind == "spatial" and g.stride[1] > 1:
         xp, pad = phased_input(x, g, g.ow)  # strided columns as contiguous loads
     else:
-        xp, pad = padded_input(x, g, layout)
+        xp, pad = padded_input(x, g, layout, (owp - 1) * sw + (g.kw - 1) * dw + 1)
 
-    def w_at(o: Any, kh: Any, kw: Any, c: Any) -> Any:
-        return wp[o // panel, kh, kw, c, o % panel]
+    def w_at(gi: Any, o: Any, kh: Any, kw: Any, c: Any) -> Any:
+        return wp[gi * (per_group // panel) + o // panel, kh, kw, c, o % panel]
 
-    def window(n: Any, y: Any, xx: Any, o: Any) -> Any:
-        read = xp(n, rc, y * sh + rkh * dh, xx * sw + rkw * dw)  # type: ignore[misc]
-        return te.sum(read * w_at(o, rkh, rkw, rc), axis=[rkh, rkw, rc])
+    def window(n: Any, gi: Any, y: Any, xx: Any, o: Any) -> Any:
+        read = xp(n, gi * g.cg + rc, y * sh + rkh * dh, xx * sw + rkw * dw)  # type: ignore[misc]
+        return te.sum(read * w_at(gi, o, rkh, rkw, rc), axis=[rkh, rkw, rc])
 
-    def pointwise(n: Any, p: Any, o: Any) -> Any:
-        read = x[n, rc, p] if layout == "NCHW" else x[n, p, rc]
-        return te.sum(read * w_at(o, 0, 0, rc), axis=[rc])
+    def pointwise(n: Any, gi: Any, p: Any, o: Any) -> Any:
+        c = gi * g.cg + rc
+        read = x[n, c, p] if layout == "NCHW" else x[n, p, c]
+        return te.sum(read * w_at(gi, o, 0, 0, rc), axis=[rc])
 
-    positions = g.oh * g.ow
+    positions, groups = g.oh * g.ow, g.group
     if kind == "spatial" and g.pointwise:
-        acc = te.compute((g.n, mp, positions), lambda n, o, p: pointwise(n, p, o), name="acc")
-        return acc, (lambda n, o, y, xx, p: acc[n, o, p]), pad
+        acc = te.compute(
+            (g.n, groups, per_group, positions), lambda n, gi, o, p: pointwise(n, gi, p, o), name="acc"
+        )
+        return acc, (lambda n, gi, o, y, xx, p: acc[n, gi, o, p]), pad
     if kind == "spatial":
-        acc = te.compute((g.n, g.oh, mp, g.ow), lambda n, y, o, xx: window(n, y, xx, o), name="acc")
-        return acc, (lambda n, o, y, xx, p: acc[n, y, o, xx]), pad
+        acc = te.compute(
+            (g.n, g.oh, groups, per_group, g.ow), lambda n, y, gi, o, xx: window(n, gi, y, xx, o), name="acc"
+        )
+        return acc, (lambda n, gi, o, y, xx, p: acc[n, y, gi, o, xx]), pad
+    if kind == "rows":
+        acc = te.compute((g.n, groups, g.oh, owp, per_group), window, name="acc")
+        return acc, (lambda n, gi, o, y, xx, p: acc[n, gi, y, xx, o]), pad
     if kind == "pointwise":
-        acc = te.compute((g.n, positions, mp), pointwise, name="acc")
-    elif kind == "flat":
-        acc = te.compute((g.n, positions, mp), lambda n, p, o: window(n, p // g.ow, p % g.ow, o), name="acc")
+        acc = te.compute((g.n, groups, positions, per_group), pointwise, name="acc")
     else:
-        acc = te.compute((g.n, g.oh, g.ow, mp), window, name="acc")
-        return acc, (lambda n, o, y, xx, p: acc[n, y, xx, o]), pad
-    return acc, (lambda n, o, y, xx, p: acc[n, p, o]), pad
+        shape = (g.n, groups, positions, per_group)
+        acc = te.compute(shape, lambda n, gi, p, o: window(n, gi, p // g.ow, p % g.ow, o), name="acc")
+    return acc, (lambda n, gi, o, y, xx, p: acc[n, gi, p, o]), pad
 
 
 def lower_dense_conv(
@@ -133,39 +162,44 @@ def lower_dense_conv(
     if not has_packable_weight(node):
         raise LoweringError(f"node {node.name!r}: Conv weights must be constants to be packed")
     kind = tile_kind(g, layout, target.vector_lanes_f32)
-    positions = g.oh * g.ow
+    positions, owp = g.oh * g.ow, g.ow
     flat_out = kind in ("pointwise", "flat") or (kind == "spatial" and g.pointwise)
     if kind == "spatial":
-        knobs = choose_knobs(target, g.m, positions if g.pointwise else g.ow)
-        panel, mp = knobs.mi, g.m
+        knobs = choose_knobs(target, g.mg, positions if g.pointwise else g.ow)
+        panel = knobs.mi
     else:
-        knobs = choose_knobs(target, positions if flat_out else g.ow, g.m)
-        panel, mp = knobs.nb, padded(g.m, knobs.nb)
+        knobs = choose_knobs(target, positions if flat_out else g.ow, g.mg)
+        if kind == "rows" and knobs.mi < MIN_TILE_ROWS:  # pad the row to whole tiles of the best height
+            owp = padded(g.ow, ROW_PREFERENCE[0])
+            knobs = choose_knobs(target, owp, g.mg)
+        panel = knobs.nb
+    panels = g.group * padded(g.mg, panel) // panel
     x_shape = g.flat_in_shape(layout) if g.pointwise else g.in_shape(layout)
-    out_shape = g.flat_out_shape(layout) if flat_out else g.out_shape(layout)
+    out_shape = grouped_out_shape(g, layout, flat_out)
     x = te.placeholder(x_shape, "float32", name="x")
     w_src = weight_source(
         node,
-        (mp // panel, g.kh, g.kw, g.c, panel),
-        lambda w: pack_conv_weights(w, panel),
+        (panels, g.kh, g.kw, g.cg, panel),
+        lambda w: pack_conv_weights(w, g, panel),
         3,
         "Wp",
         inline=decode_at_use(g.n * positions, vector_along_panel=kind != "spatial"),
     )
-    acc, acc_at, pad = dense_acc(g, x, layout, kind, panel, w_src.tensor)
+    acc, acc_at, pad = dense_acc(g, x, layout, kind, panel, w_src.tensor, owp)
     b_v, bias, chain = bias_and_epilogue(node, epilogue, layout)
 
+    k = 2 if g.group > 1 else 1  # channel axes of the output (grouped_out_shape)
+
     def finish(*i: Any) -> Any:
-        if flat_out:
-            n, o, p = i if layout == "NCHW" else (i[0], i[2], i[1])
-            y, xx = p // g.ow, p % g.ow
-        else:
-            n, o, y, xx = out_index(layout, i)
-            p = None
-        value = acc_at(n, o, y, xx, p)
+        n, channel, at = (i[0], i[1 : 1 + k], i[1 + k :]) if layout == "NCHW" else (i[0], i[-k:], i[1:-k])
+        gi, oc = channel if k == 2 else (0, channel[0])
+        p = at[0] if flat_out else None
+        y, xx = (at[0] // g.ow, at[0] % g.ow) if flat_out else at
+        value = acc_at(n, gi, oc, y, xx, p)
+        o = gi * g.mg + oc
         if bias is not None:
             value = value + bias[o]
-        return chain.apply(value, (n, o, y, xx))
+        return chain.apply(value, g.logical(n, o, y, xx))
 
     out = te.compute(out_shape, finish, name="out")
     result = chain.result or node.results[0]
@@ -184,7 +218,7 @@ def lower_dense_conv(
         "knobs": knobs.to_json(),
     }
     w_src.add_to(workload)
-    vector_out = kind == "spatial" or (layout == "NHWC" and g.m % knobs.nb == 0)
+    vector_out = kind == "spatial" or (layout == "NHWC" and g.mg % knobs.nb == 0)
 
     def schedule(sch: Any) -> None:
         w_src.schedule(sch, knobs.lanes)
@@ -201,20 +235,34 @@ def lower_dense_conv(
         packed.update(w_src.pack(arrays))
         return packed
 
-    flops = 2 * g.n * g.m * g.oh * g.ow * g.c * g.kh * g.kw + chain.flops(result.type.size)
+    flops = 2 * g.n * g.m * g.oh * g.ow * g.cg * g.kh * g.kw + chain.flops(result.type.size)
     return finish_kernel(node, epilogue, "conv", workload, schedule, params, args, flops, layout, pack)
+
+
+def conv_template(node: Node) -> str:
+    """Which template lowers a Conv (the rule on its workload): "depthwise" for f32 1-D/2-D convs
+    with constant weights whose groups each read one input channel (any channel multiplier),
+    "dense" for the other such convs (any group count, stride, dilation and pads), "general" for the
+    rest (3-D, non-f32, run-time weights)."""
+    x, w = node.operands[0], node.operands[1]
+    assert x is not None
+    f32 = node.results[0].type.dtype.numpy.name == "float32"
+    if not (f32 and x.type.rank in (3, 4) and w is not None and has_packable_weight(node)):
+        return "general"
+    g = Geometry(node)
+    return "depthwise" if g.group > 1 and g.cg == 1 else "dense"
 
 
 @lowering("Conv")
 def lower_conv(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str) -> LoweredKernel:
     x = node.operands[0]
     assert x is not None
-    w = node.operands[1]
-    fast = node.results[0].type.dtype.numpy.name == "float32" and x.type.rank == 4
-    if fast and w is not None and has_packable_weight(node):
-        g = Geometry(node)
-        if g.group == 1:
-            return lower_dense_conv(node, target, epilogue, layout)
-        if g.group == g.c == g.m:
-            return lower_depthwise(node, target, epilogue, layout)
+    f32 = node.results[0].type.dtype.numpy.name == "float32"
+    if f32 and x.type.rank == 4 and bf16_weight(node) is not None and Geometry(node).group == 1:
+        return lower_bf16_layer_conv(node, target, epilogue, layout)
+    template = conv_template(node)
+    if template == "dense":
+        return lower_dense_conv(node, target, epilogue, layout)
+    if template == "depthwise":
+        return lower_depthwise(node, target, epilogue, layout)
     return lower_general_conv(node, target, epilogue, layout)

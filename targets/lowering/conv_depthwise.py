@@ -1,4 +1,5 @@
-"""Depthwise Conv (group == C == M) as vectorised window sums over each output row or channel vector.
+"""Depthwise Conv (group == C, M = k * C: output channel o reads input channel o // k) as vectorised
+window sums over each output row or channel vector.
 
 Rule: NCHW computes every output row of a (n, c) plane as a few vector
 accumulators along the columns, padded to whole vectors when no vector width
@@ -26,8 +27,7 @@ from targets.lowering.conv_geometry import (
     schedule_pad,
 )
 from targets.lowering.elementwise import epilogue_signature
-from targets.lowering.kernel import KernelArg, LoweredKernel
-from targets.lowering.matmul import arg
+from targets.lowering.kernel import KernelArg, LoweredKernel, arg
 from targets.lowering.tiling import padded
 from targets.lowering.weight_only import weight_source
 from targets.schedules import schedules_of
@@ -123,10 +123,10 @@ def lower_depthwise(
     lanes = schedules_of(target).depthwise(target).lanes
     owp = row_vector(g.ow, lanes)[1] if layout == "NCHW" else g.ow
     xp, pad = phased_input(x, g, owp) if layout == "NCHW" else padded_input(x, g, layout)
-    w_shape = (g.c, g.kh, g.kw) if layout == "NCHW" else (g.kh, g.kw, g.c)
+    w_shape = (g.m, g.kh, g.kw) if layout == "NCHW" else (g.kh, g.kw, g.m)
 
     def weight_layout(weight: np.ndarray) -> np.ndarray:
-        planes = weight.reshape(g.c, g.kh, g.kw)
+        planes = weight.reshape(g.m, g.kh, g.kw)
         return np.ascontiguousarray(planes if layout == "NCHW" else planes.transpose(1, 2, 0))
 
     w_src = weight_source(node, w_shape, weight_layout, None, "w")
@@ -138,10 +138,11 @@ def lower_depthwise(
         return w[c, kh, kw] if layout == "NCHW" else w[kh, kw, c]
 
     def window(*i: Any) -> Any:
-        n, c, y, xx = out_index(layout, i)
-        return te.sum(xp(n, c, y * sh + rkh * dh, xx * sw + rkw * dw) * w_at(c, rkh, rkw), axis=[rkh, rkw])
+        n, o, y, xx = out_index(layout, i)
+        c = o // g.mg if g.mg > 1 else o  # the input channel output channel o reads
+        return te.sum(xp(n, c, y * sh + rkh * dh, xx * sw + rkw * dw) * w_at(o, rkh, rkw), axis=[rkh, rkw])
 
-    acc_shape = (g.n, g.c, g.oh, owp) if layout == "NCHW" else g.out_shape(layout)
+    acc_shape = (g.n, g.m, g.oh, owp) if layout == "NCHW" else g.out_shape(layout)
     acc = te.compute(acc_shape, window, name="acc")
     b_v, bias, chain = bias_and_epilogue(node, epilogue, layout)
 
@@ -150,7 +151,7 @@ def lower_depthwise(
         value = acc[i]
         if bias is not None:
             value = value + bias[c]
-        return chain.apply(value, (n, c, y, xx))
+        return chain.apply(value, g.logical(n, c, y, xx))
 
     out = te.compute(g.out_shape(layout), finish, name="out")
     result = chain.result or node.results[0]
@@ -186,7 +187,7 @@ def lower_depthwise(
         sch.set_scope(block, 0, "local")
         sch.reverse_compute_at(sch.get_sblock("out"), a2)
         sch.parallel(sch.fuse(n, a1))
-        extent = g.ow if layout == "NCHW" else g.c
+        extent = g.ow if layout == "NCHW" else g.m
         if extent % lanes == 0:
             _, lane = sch.split(inner, [None, lanes])
             sch.vectorize(lane)
@@ -201,5 +202,5 @@ def lower_depthwise(
         packed.update(w_src.pack(arrays))
         return packed
 
-    flops = 2 * g.n * g.c * g.oh * g.ow * g.kh * g.kw + chain.flops(result.type.size)
+    flops = 2 * g.n * g.m * g.oh * g.ow * g.kh * g.kw + chain.flops(result.type.size)
     return finish_kernel(node, epilogue, "dwconv", workload, schedule, params, args, flops, layout, pack)

@@ -2,7 +2,10 @@
 of a layout, bias and epilogue, and turning a TE compute plus schedule into a LoweredKernel.
 
 Rule: shapes are the IR's NCHW terms; a layout ("NCHW" or "NHWC") only decides
-how activations are stored. Templates: dense (conv.py), depthwise (conv_depthwise.py).
+how activations are stored. A 1-D conv (N, C, W) is the 2-D conv of height 1 (kernel
+height 1, row stride 1, no row pads): templates see (N, C, 1, W) and give a fused
+epilogue the IR's own (rank-3) index (`Geometry.logical`). Templates: dense and grouped
+(conv.py), depthwise with any channel multiplier (conv_depthwise.py).
 """
 
 from __future__ import annotations
@@ -23,21 +26,45 @@ class Geometry:
     def __init__(self, node: Node) -> None:
         x, w = node.operands[0], node.operands[1]
         assert x is not None and w is not None
-        if x.type.rank != 4:
-            raise LoweringError(f"node {node.name!r}: only 2-D Conv is lowered, got X {x.type}")
-        self.n, self.c, self.h, self.w = x.type.shape
-        self.m, _, self.kh, self.kw = w.type.shape
-        _, _, self.oh, self.ow = node.results[0].type.shape
+        if x.type.rank not in (3, 4):
+            raise LoweringError(f"node {node.name!r}: only 1-D and 2-D Conv is lowered here, got X {x.type}")
+        self.rank = x.type.rank
         a = node.attrs
-        self.stride = tuple(a["strides"])
-        self.dilation = tuple(a["dilations"])
-        self.pads = tuple(a["pads"])  # top, left, bottom, right
+        if self.rank == 3:  # the 2-D conv of height 1
+            self.n, self.c, self.w = x.type.shape
+            self.m, _, self.kw = w.type.shape
+            _, _, self.ow = node.results[0].type.shape
+            self.h = self.kh = self.oh = 1
+            self.stride = (1, a["strides"][0])
+            self.dilation = (1, a["dilations"][0])
+            self.pads = (0, a["pads"][0], 0, a["pads"][1])
+        else:
+            self.n, self.c, self.h, self.w = x.type.shape
+            self.m, _, self.kh, self.kw = w.type.shape
+            _, _, self.oh, self.ow = node.results[0].type.shape
+            self.stride = tuple(a["strides"])
+            self.dilation = tuple(a["dilations"])
+            self.pads = tuple(a["pads"])  # top, left, bottom, right
         self.group = a["group"]
         self.hp = self.h + self.pads[0] + self.pads[2]
         self.wp = self.w + self.pads[1] + self.pads[3]
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items()}
+
+    @property
+    def cg(self) -> int:
+        """Input channels of one group."""
+        return self.c // self.group
+
+    @property
+    def mg(self) -> int:
+        """Output channels of one group."""
+        return self.m // self.group
+
+    def logical(self, n: Any, o: Any, y: Any, xx: Any) -> tuple[Any, ...]:
+        """The IR's index of output element (n, o, y, xx): (n, o, xx) for a 1-D conv."""
+        return (n, o, xx) if self.rank == 3 else (n, o, y, xx)
 
     @property
     def pointwise(self) -> bool:
@@ -59,13 +86,15 @@ class Geometry:
         return (self.n, self.m, self.oh, self.ow) if layout == "NCHW" else (self.n, self.oh, self.ow, self.m)
 
 
-def padded_input(x: Any, g: Geometry, layout: str) -> tuple[Any, Any]:
-    """(accessor xp(n, c, y, x) over the padded input, pad stage tensor or None)."""
+def padded_input(x: Any, g: Geometry, layout: str, width: int | None = None) -> tuple[Any, Any]:
+    """(accessor xp(n, c, y, x) over the padded input, pad stage tensor or None); `width`: columns
+    the stage holds when more than the padded input's (zeros on the right, for padded tiles)."""
     top, left = g.pads[0], g.pads[1]
-    if not any(g.pads):
+    wp = max(g.wp, width or 0)
+    if not any(g.pads) and wp == g.wp:
         src = x
     else:
-        shape = (g.n, g.c, g.hp, g.wp) if layout == "NCHW" else (g.n, g.hp, g.wp, g.c)
+        shape = (g.n, g.c, g.hp, wp) if layout == "NCHW" else (g.n, g.hp, wp, g.c)
 
         def fill(*i: Any) -> Any:
             n, c, y, xx = i if layout == "NCHW" else (i[0], i[3], i[1], i[2])

@@ -5,7 +5,9 @@ Rule: a dense (group 1) ConvInteger with constant weights is an implicit GEMM
 channels-last u8 buffer xq[n, hp, wp, Cp] (an i8 input shifted by +128; padding
 and the channels past C filled with the u8 zero point zx, so padding adds
 nothing once the corrected bias subtracts zx * sum W), the reduction runs over
-(kh, kw, c4, ci) against Wp packed in that order, and each tile adds ctab row 0
+(kh, kw, c4, ci) against Wp packed in that order (C padded to the step's depth), and
+where the W stride is 1 and the output width even, neighbouring positions pair up for a
+2-row step (`paired_rows`: their input bytes are one strided region). Each tile adds ctab row 0
 (the corrected bias) and runs the fused epilogue (DequantizeLinear, float ops,
 the next layer's QuantizeLinear) before it is stored. Output (n, M, P) for NCHW
 (or (n, P, M) for NHWC), the IR bytes in either case. Grouped and depthwise
@@ -45,8 +47,7 @@ from targets.lowering.integer_gemm import (
     weight_at,
     weight_placeholder,
 )
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError
-from targets.lowering.matmul import arg
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg
 from targets.lowering.registry import lowering
 from targets.lowering.tiling import padded
 from targets.target import TargetDescription
@@ -75,9 +76,18 @@ def as_u8(read: Any, shift: int) -> Any:
 def u8_input(
     x: Any, g: Geometry, layout: str, cp: int, shift: int, zero: int, channels_last: bool, width: int = 0
 ) -> Any:
-    """The "pad" stage: the input as u8, zero point outside it, xq[n, hp, wp, cp] when `channels_last`
-    else xq[n, cp, hp, wp] (wp: `width` when given, at least the padded width; bounds tested only
-    where there is padding: an unpadded, whole-channel copy is a plain transpose or copy)."""
+    """The "pad" stage of an integer conv: the input as u8, zero point outside it (`padded_input`)."""
+    convert = partial(as_u8, shift=shift)
+    return padded_input(x, g, layout, cp, convert, te.const(zero, "uint8"), channels_last, width)
+
+
+def padded_input(
+    x: Any, g: Geometry, layout: str, cp: int, convert: Any, outside: Any, channels_last: bool, width: int = 0
+) -> Any:
+    """The "pad" stage: each input element `convert`ed (to u8, to bf16 bits), `outside` beyond it,
+    xq[n, hp, wp, cp] when `channels_last` else xq[n, cp, hp, wp] (wp: `width` when given, at least
+    the padded width; bounds tested only where there is padding: an unpadded, whole-channel copy is
+    a plain transpose or copy)."""
     top, left = g.pads[0], g.pads[1]
     width = max(width, g.wp)
 
@@ -89,8 +99,8 @@ def u8_input(
             index.append(te.min(te.max(at, 0), size - 1) if before or after else at)
             checks += [at >= 0] * bool(before) + [at < size] * bool(after)
         yy, xc, cc = index
-        read = as_u8(x[n, cc, yy, xc] if layout == "NCHW" else x[n, yy, xc, cc], shift)
-        return te.if_then_else(te.all(*checks), read, te.const(zero, "uint8")) if checks else read
+        read = convert(x[n, cc, yy, xc] if layout == "NCHW" else x[n, yy, xc, cc])
+        return te.if_then_else(te.all(*checks), read, outside) if checks else read
 
     if channels_last:
         return te.compute((g.n, g.hp, width, cp), fill, name="pad")
@@ -112,20 +122,24 @@ def lower_dense(
     shift, zero = activation_zero(x_v)
     chain = conv_epilogue(node, epilogue, layout)
     chain.tables = tables = fused_tables(chain.nodes, 1)
-    cp = padded(g.c, DEPTH)
-    k, positions = g.kh * g.kw * cp, g.oh * g.ow
-    knobs = choose_int_knobs(target, positions, g.m, g.n * g.m * positions * g.c * g.kh * g.kw)
+    positions = g.oh * g.ow
+    pairs = g.stride[1] == 1 and g.ow % 2 == 0  # two neighbours of one output row: one strided region
+    knobs = choose_int_knobs(target, positions, g.m, g.n * g.m * positions * g.c * g.kh * g.kw, pairs)
+    step = dot_step(target, knobs)
+    depth = step.depth
+    cp = padded(g.c, depth)
+    k = g.kh * g.kw * cp
     x = te.placeholder(g.in_shape(layout), x_v.type.dtype.numpy.name, name="x")
     xq = u8_input(x, g, layout, cp, shift, zero, channels_last=True)
-    wp = weight_placeholder(k, g.m, 1 + len(tables.rows))
+    wp = weight_placeholder(k, g.m, 1 + len(tables.rows), depth)
     tables.ctab = ctab = packed_table_stage(wp, k, 1 + len(tables.rows))
     rkh, rkw = te.reduce_axis((0, g.kh), "kh"), te.reduce_axis((0, g.kw), "kw")
-    rc4, rci = te.reduce_axis((0, cp // DEPTH), "c4"), te.reduce_axis((0, DEPTH), "ci")
+    rc4, rci = te.reduce_axis((0, cp // depth), "c4"), te.reduce_axis((0, depth), "ci")
     (sh, sw), (dh, dw) = g.stride, g.dilation
 
     def window(n: Any, p: Any, o: Any) -> Any:
-        read = xq[n, (p // g.ow) * sh + rkh * dh, (p % g.ow) * sw + rkw * dw, rc4 * DEPTH + rci]
-        block = (rkh * g.kw + rkw) * (cp // DEPTH) + rc4
+        read = xq[n, (p // g.ow) * sh + rkh * dh, (p % g.ow) * sw + rkw * dw, rc4 * depth + rci]
+        block = (rkh * g.kw + rkw) * (cp // depth) + rc4
         product = read.astype("int32") * weight_at(wp, o, block, rci).astype("int32")
         return te.sum(product, axis=[rkh, rkw, rc4, rci])
 
@@ -148,14 +162,13 @@ def lower_dense(
     bias = bias_array(node)
     w_name, rows = w_v.name, list(tables.rows)
 
-    step = dot_step(target, knobs)
-
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
         w = np.zeros((g.m, cp, g.kh, g.kw), np.int8)
         w[:, : g.c] = arrays[w_name]
         w_ko = w.transpose(2, 3, 1, 0).reshape(k, g.m)
-        packed[w_name] = pack_integer_weights(w_ko, [corrected_bias(w_ko, bias, zero + step.shift), *rows])
+        words = [corrected_bias(w_ko, bias, zero + step.shift), *rows]
+        packed[w_name] = pack_integer_weights(w_ko, words, depth)
         return packed
 
     workload = {
@@ -268,5 +281,8 @@ def schedule_grouped(sch: Any, row: int, sums: int, parallel: bool) -> None:
 def lower_conv_integer(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
+    x = node.operands[0]
+    if x is None or x.type.rank != 4:
+        raise LoweringError(f"node {node.name!r}: only 2-D ConvInteger is lowered, got X {x and x.type}")
     g = Geometry(node)
     return (lower_dense if g.group == 1 else lower_grouped)(node, target, epilogue, layout)

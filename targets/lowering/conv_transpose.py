@@ -26,8 +26,7 @@ from ir.graph import Node
 from targets.lowering.conv_general import lower_general_conv
 from targets.lowering.conv_geometry import bias_and_epilogue, finish_kernel
 from targets.lowering.elementwise import epilogue_signature
-from targets.lowering.kernel import KernelArg, LoweredKernel
-from targets.lowering.matmul import arg
+from targets.lowering.kernel import KernelArg, LoweredKernel, arg
 from targets.lowering.registry import lowering
 from targets.lowering.tiling import choose_knobs, schedule_gemm
 from targets.schedules import GemmKnobs

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ir.errors import HaiError
+from ir.graph import Value
 
 PackFn = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -103,3 +104,16 @@ def workload_hash(workload: Mapping[str, Any]) -> str:
 def kernel_name(op: str, workload: Mapping[str, Any]) -> str:
     """A C identifier naming the workload: `conv_3f9a0c...` (identical workloads, identical names)."""
     return f"hai_{op.lower()}_{workload_hash(workload)[:16]}"
+
+
+def arg(value: Value, role: str, shape: Sequence[int]) -> KernelArg:
+    return KernelArg(value.name, role, tuple(int(d) for d in shape), value.type.dtype.numpy.name)
+
+
+def unravel(flat: Any, dims: Sequence[int]) -> list[Any]:
+    """Indices into `dims` (C order) of a flat index expression."""
+    index = []
+    for size in reversed(dims):
+        index.append(flat % size if size != 1 else 0)
+        flat = flat // size
+    return index[::-1]

@@ -21,27 +21,16 @@ import numpy as np
 from tvm import te
 
 from ir.graph import Node, Value
+from targets.lowering.bf16_gemm import bf16_weight
+from targets.lowering.bf16_tiles import lower_bf16_layer_matmul
 from targets.lowering.elementwise import Epilogue, Operand, epilogue_args, epilogue_signature
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg, kernel_name, unravel
 from targets.lowering.matmul_general import general_product
 from targets.lowering.registry import lowering
 from targets.lowering.tiling import choose_knobs, padded, schedule_gemm
 from targets.lowering.weight_only import decode_at_use, has_packable_weight, weight_source
 from targets.schedules import GemmKnobs
 from targets.target import TargetDescription
-
-
-def arg(value: Value, role: str, shape: Sequence[int]) -> KernelArg:
-    return KernelArg(value.name, role, tuple(int(d) for d in shape), value.type.dtype.numpy.name)
-
-
-def unravel(flat: Any, dims: Sequence[int]) -> list[Any]:
-    """Indices into `dims` (C order) of a flat index expression."""
-    index = []
-    for size in reversed(dims):
-        index.append(flat % size if size != 1 else 0)
-        flat = flat // size
-    return index[::-1]
 
 
 def pack_panels(b: np.ndarray, nb: int) -> np.ndarray:
@@ -248,6 +237,8 @@ def lower_matmul(
 ) -> LoweredKernel:
     a, b = node.operands[0], node.operands[1]
     assert a is not None and b is not None
+    if bf16_weight(node) is not None and a.type.rank >= 2:
+        return lower_bf16_layer_matmul(node, target, epilogue)
     one_weight_matrix = has_packable_weight(node) and b.type.rank >= 2 and math.prod(b.type.shape[:-2]) == 1
     if fp32(node) and one_weight_matrix and a.type.rank >= 2:
         return packed_gemm(
@@ -256,6 +247,13 @@ def lower_matmul(
     if fp32(node) and simple_batches(a, b, node.results[0].type.shape[:-2]):
         return batched_matmul(node, target, epilogue)
     return general_product(node, target, epilogue)
+
+
+def plain_gemm(options: Mapping[str, Any]) -> bool:
+    """A Gemm the bf16 GEMM computes: A @ B(') + a 1-D constant bias C, alpha and beta 1, no transA."""
+    c = options["c"]
+    ones = options["alpha"] == 1.0 and options["beta"] == 1.0
+    return not options["trans_a"] and ones and (c is None or (c.is_constant and c.type.rank == 1))
 
 
 @lowering("Gemm")
@@ -270,6 +268,8 @@ def lower_gemm(node: Node, target: TargetDescription, epilogue: Sequence[Node], 
         "c": c,
         "beta": float(attrs["beta"]),
     }
+    if bf16_weight(node) is not None and plain_gemm(options):
+        return lower_bf16_layer_matmul(node, target, epilogue, trans_b=options["trans_b"])
     if fp32(node) and has_packable_weight(node):
         return packed_gemm(node, target, epilogue, a=a, b=b, **options)
     return general_product(node, target, epilogue, **options)

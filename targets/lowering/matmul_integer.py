@@ -2,7 +2,8 @@
 
 Rule: X (..., K) is viewed as rows (P, K) (P the product of its leading dims)
 and the result (..., N) as (P, N), the IR bytes in both. A u8 X whose K is a
-multiple of 4 is read in place; otherwise a "pad" stage copies it into
+multiple of the step's depth (4; 8 for arm64's 2-row `usmmla` step, which these
+rows, one matrix's, allow) is read in place; otherwise a "pad" stage copies it into
 xq[P, Kp] u8 (i8 shifted by +128, the tail filled with the u8 zero point).
 Each tile adds the corrected bias (ctab row 0) and runs the fused epilogue at
 the result's logical index, channels (N) innermost and vectorised.
@@ -23,7 +24,6 @@ from targets.lowering.conv_geometry import finish_kernel
 from targets.lowering.conv_integer import activation_zero, as_u8, bias_array
 from targets.lowering.elementwise import Epilogue, epilogue_signature, output_arg
 from targets.lowering.integer_gemm import (
-    DEPTH,
     choose_int_knobs,
     corrected_bias,
     dot_step,
@@ -34,8 +34,7 @@ from targets.lowering.integer_gemm import (
     weight_at,
     weight_placeholder,
 )
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError
-from targets.lowering.matmul import arg, unravel
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg, unravel
 from targets.lowering.registry import lowering
 from targets.lowering.tiling import padded
 from targets.target import TargetDescription
@@ -55,8 +54,10 @@ def lower_matmul_integer(
     rows = math.prod(x_v.type.shape[:-1])
     chain = Epilogue.build(node.results[0], epilogue)
     chain.tables = tables = fused_tables(chain.nodes, len(result_shape) - 1)
-    knobs = choose_int_knobs(target, rows, n, rows * k * n)
-    kp = padded(k, DEPTH)
+    knobs = choose_int_knobs(target, rows, n, rows * k * n, paired_rows=True)
+    step = dot_step(target, knobs)
+    depth = step.depth
+    kp = padded(k, depth)
     x = te.placeholder((rows, k), x_v.type.dtype.numpy.name, name="x")
     in_place = shift == 0 and kp == k
     if in_place:
@@ -64,12 +65,12 @@ def lower_matmul_integer(
     else:
         xq = te.compute((rows, kp), lambda p, c: te.if_then_else(
             c < k, as_u8(x[p, te.min(c, k - 1)], shift), te.const(zero, "uint8")), name="pad")  # fmt: skip
-    wp = weight_placeholder(kp, n, 1 + len(tables.rows))
+    wp = weight_placeholder(kp, n, 1 + len(tables.rows), depth)
     tables.ctab = ctab = packed_table_stage(wp, kp, 1 + len(tables.rows))
-    rc4, rci = te.reduce_axis((0, kp // DEPTH), "c4"), te.reduce_axis((0, DEPTH), "ci")
+    rc4, rci = te.reduce_axis((0, kp // depth), "c4"), te.reduce_axis((0, depth), "ci")
 
     def dot(_: Any, p: Any, o: Any) -> Any:
-        product = xq[p, rc4 * DEPTH + rci].astype("int32") * weight_at(wp, o, rc4, rci).astype("int32")
+        product = xq[p, rc4 * depth + rci].astype("int32") * weight_at(wp, o, rc4, rci).astype("int32")
         return te.sum(product, axis=[rc4, rci])
 
     acc = te.compute((1, rows, wp.shape[0] * wp.shape[2]), dot, name="acc")
@@ -87,13 +88,11 @@ def lower_matmul_integer(
     params, args = epilogue_signature(anchor, chain, out, output)
     bias, w_name, table_rows = bias_array(node), w_v.name, list(tables.rows)
 
-    step = dot_step(target, knobs)
-
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
         w_ko = np.asarray(arrays[w_name], np.int8).reshape(k, n)
         packed[w_name] = pack_integer_weights(
-            w_ko, [corrected_bias(w_ko, bias, zero + step.shift), *table_rows]
+            w_ko, [corrected_bias(w_ko, bias, zero + step.shift), *table_rows], depth
         )
         return packed
 

@@ -32,8 +32,7 @@ from targets.lowering.generic import (
     schedule_reduce,
     work_dtype,
 )
-from targets.lowering.kernel import LoweredKernel
-from targets.lowering.matmul import unravel
+from targets.lowering.kernel import LoweredKernel, unravel
 from targets.lowering.pointwise import narrow
 from targets.lowering.registry import lowering
 from targets.target import TargetDescription

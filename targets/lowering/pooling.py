@@ -11,7 +11,8 @@ column major). Global pools are the same reduction with the whole spatial
 extent as the window. Half floats compute in f32; MaxPool also takes integers.
 An f32 GlobalAveragePool/GlobalMaxPool whose plane holds at least one vector reads
 the plane flat instead: a few vector accumulators walk it, folded into one
-number per channel, the ragged end added as scalars.
+number per channel, the ragged end added as scalars. f32 1-D/2-D MaxPool/AveragePool without
+Indices go to the separable vectorised template (pool_window.py), NCHW or NHWC.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from targets.lowering.generic import (
 )
 from targets.lowering.kernel import LoweredKernel, LoweringError
 from targets.lowering.pointwise import narrow
+from targets.lowering.pool_window import lower_window_pool, takes_window_template, valid_count
 from targets.lowering.registry import lowering
 from targets.target import TargetDescription
 
@@ -56,23 +58,6 @@ def window_of(node: Node) -> Window:
         rank = len(spatial)
         return Window(tuple(spatial), (1,) * rank, (0,) * (2 * rank), (1,) * rank)
     return Window.from_attrs(node.attrs)
-
-
-def ceil_div(a: Any, b: int) -> Any:
-    return -te.floordiv(-a, b)
-
-
-def valid_count(window: Window, spatial: Sequence[int], out: Sequence[Any], include_pad: bool) -> Any:
-    """How many kernel positions of the window at output index `out` read input (or explicit pads)."""
-    count = None
-    for d, o in zip(window.dims(spatial), out, strict=True):
-        low, high = (0, d.size + d.begin + d.end) if include_pad else (d.begin, d.begin + d.size)
-        start = o * d.stride
-        first = te.max(ceil_div(low - start, d.dilation), 0)
-        last = te.min(te.floordiv(high - 1 - start, d.dilation), d.kernel - 1)
-        dim_count = te.max(last - first + 1, 0)
-        count = dim_count if count is None else count * dim_count
-    return count
 
 
 class WindowReader:
@@ -120,6 +105,8 @@ def flat_index(reader: WindowReader, out: Sequence[Any], ks: Sequence[Any], stor
 def lower_pool(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str) -> LoweredKernel:
     kind = GLOBAL.get(node.op, node.op)
     dtype = check_dtypes(node, FLOATS + INTEGERS if kind == "MaxPool" else FLOATS)
+    if takes_window_template(node):
+        return lower_window_pool(node, target, epilogue, layout)
     x_shape = node.operands[0].type.shape  # type: ignore[union-attr]
     plane = math.prod(x_shape[2:])
     if node.op in GLOBAL and kind != "LpPool" and dtype == "float32" and plane >= target.vector_lanes_f32:
@@ -259,7 +246,11 @@ def lower_global_vector(
     params = [x_param, *(Param(t, a) for t, a in zip(extra, extra_args))]
     params.append(output_param(out, chain.result or result))
     workload = {
-        "op": "global_pool", "kind": kind, "x": list(x_v.type.shape), "width": width, "lanes": lanes,
+        "op": "global_pool",
+        "kind": kind,
+        "x": list(x_v.type.shape),
+        "width": width,
+        "lanes": lanes,
         "epilogue": chain.describe(),
     }
 

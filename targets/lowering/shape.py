@@ -7,7 +7,9 @@ the cases where the driver needs one (a view of a graph input or constant that
 is a graph output). Transpose merges axes that stay adjacent first, so equal
 data movement shares one kernel and the innermost loop is as long as it can be.
 Relayout (the layout pass's NCHW <-> NHWC) is the same transpose of its stored
-elements: (N, C, H*W) <-> (N, H*W, C).
+elements: (N, C, H*W) <-> (N, H*W, C). Concat joins along the stored axis (the last one for
+an NHWC channel Concat); along the last axis each output row is the parts' rows copied by
+whole vectors (`concat_rows`), not an element-wise select.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 from tvm import te, tirx
 
 from ir.graph import Node
@@ -22,6 +25,7 @@ from ir.types import LAYOUTS
 from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS
 from targets.lowering.kernel import LoweredKernel
 from targets.lowering.movement import KernelBuilder, clamp, literal
+from targets.lowering.pointwise import storage_dtype
 from targets.lowering.registry import lowering
 from targets.target import TargetDescription
 
@@ -127,11 +131,16 @@ def _schedule_tiled(sch, block, inner: int, elements: int) -> None:  # noqa: ANN
 def lower_concat(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
+    """Along the stored axis: a channel Concat of an NHWC region joins along the last one."""
     k = KernelBuilder(node, target, epilogue)
-    axis = node.attrs["axis"]
-    parts = [(k.operand(i), v.type.shape[axis]) for i, v in enumerate(node.operands) if v is not None]
-    parts = [(t, n) for t, n in parts if n > 0] or parts[:1]
     out_type = node.results[0].type
+    order = LAYOUTS.get(out_type.layout or "", tuple(range(out_type.rank)))
+    axis = order.index(node.attrs["axis"])
+    present = [(i, v.type.stored_shape) for i, v in enumerate(node.operands) if v is not None]
+    if axis == out_type.rank - 1 and axis > 0 and storage_dtype(out_type.dtype) != "bool":
+        return concat_rows(k, present, out_type.stored_shape)
+    parts = [(k.operand(i, shape), shape[axis]) for i, shape in present]
+    parts = [(t, n) for t, n in parts if n > 0] or parts[:1]
 
     def read(*i):
         offsets = [sum(n for _, n in parts[:j]) for j in range(len(parts))]
@@ -143,8 +152,45 @@ def lower_concat(
             value = here if value is None else tirx.Select(i[axis] < start + size, here, value)
         return value
 
-    out = te.compute(out_type.shape, read, name="out")
+    out = te.compute(out_type.stored_shape, read, name="out")
     return k.finish([out], contiguous=axis != out_type.rank - 1)
+
+
+def concat_rows(
+    k: KernelBuilder, present: Sequence[tuple[int, Sequence[int]]], shape: Sequence[int]
+) -> LoweredKernel:
+    """A Concat along the last stored axis (an NHWC region's channel Concat): each output row is
+    the parts' rows one after another, each copied by whole vectors (the rest element by element),
+    rows in parallel. `present`: (operand index, stored shape) of each part."""
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.script.ir_builder import tirx as T
+
+    dtype = storage_dtype(k.node.results[0].type.dtype)
+    lanes = max(k.target.vector_bytes // np.dtype(dtype).itemsize, 1)
+    rows, total = math.prod(shape[:-1]), shape[-1]
+    parts = [(k.operand(i, (rows * s[-1],)), s[-1]) for i, s in present]
+    out = te.placeholder((rows * total,), dtype, name="out")
+    with IRBuilder() as ib:
+        with T.prim_func():
+            T.func_name("concat_rows")
+            buffers = {t: T.arg(t.op.name, T.Buffer(t.shape, t.dtype)) for t in k.parameters()}
+            dst = T.arg(out.op.name, T.Buffer(out.shape, out.dtype))
+            parallel = rows * total >= PARALLEL_MIN_ELEMENTS
+            with (T.parallel if parallel else T.serial)(0, rows) as row:
+                start = 0
+                for tensor, size in parts:
+                    src, whole = buffers[tensor], size - size % lanes
+                    if whole:
+                        with T.serial(0, whole // lanes) as b:
+                            v = tirx.BufferLoad(src, [tirx.Ramp(row * size + b * lanes, 1, lanes)])
+                            T.buffer_store(dst, v, [tirx.Ramp(row * total + start + b * lanes, 1, lanes)])
+                    if size > whole:
+                        with T.serial(0, size - whole) as t:
+                            T.buffer_store(
+                                dst, src[row * size + whole + t], [row * total + start + whole + t]
+                            )
+                    start += size
+    return k.finish([out], func=ib.get(), workload={"path": "rows"})
 
 
 @lowering("Split")

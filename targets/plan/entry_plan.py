@@ -1,7 +1,8 @@
 """Choosing and building the one-call entry function of a static plan (option `entry=auto|on|off`).
 
 Rule: the entry function (targets/entry.py) replaces the step-by-step calls only
-when every step's kernel can be a subroutine; `auto` then uses it and otherwise
+when every step's kernel can be a subroutine and no step is guarded (a branch of
+an If decided at run time, which the runtime checks between calls); `auto` then uses it and otherwise
 keeps the steps, `on` makes a kernel that cannot an error naming it, `off` never
 builds one. Should the entry fail to compile all the same, `auto` warns
 (EntryFallbackWarning) and keeps the steps, and `on` fails. Its calls take
@@ -86,6 +87,9 @@ def with_entry(
         return static, None  # segments of under 2 steps on average: each costs more library than it saves
     refusals = [f"{k.name} ({', '.join(k.sources) or 'copy'}): {why}"
                 for k in static.kernels if (why := subroutine_refusal(k)) is not None]  # fmt: skip
+    refusals += [f"{step.kernel} ({', '.join(step.nodes)}): runs only when its guards hold (an If "
+                 "decided at run time), which the runtime checks between calls"
+                 for step in static.plan.steps if step.guards]  # fmt: skip
     if refusals:
         if mode == "on":
             raise EntryFunctionError(

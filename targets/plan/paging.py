@@ -3,7 +3,9 @@
 Rule: the weights are placed in order of first use into pages of one fixed
 size (targets/plan/weight_pages.py; a weight must fit one page whole, since a kernel
 reads it contiguously: the `split-weights` pass cuts larger MatMul, Gemm and
-Conv weights first), page `p` at byte `p * page_size` of `weights.bin`. Each
+Conv weights first when the compile knows it must page; a weight still larger
+than the page size widens the pages to hold it, with a `WidePagesWarning`),
+page `p` at byte `p * page_size` of `weights.bin`. Each
 step needs the pages of the weights it reads; targets/plan/page_schedule.py
 schedules them over the frames the budget leaves (Belady's MIN, prefetch).
 The schedule is for one run, and a run reuses only what the previous one left
@@ -23,17 +25,41 @@ own steps still read. Imports the compiler's passes and the artifact format.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 
+from ir.errors import HaiWarning
+from ir.units import format_size
 from runtime.artifact import ExecutionPlan, PageStep, Paging, Step, WeightEntry
 from targets.plan.page_schedule import PageSchedule, schedule_pages, smallest_pool
-from targets.plan.weight_pages import PageLayout, WeightTensor, cut_into_pages, step_pages
+from targets.plan.weight_pages import DEFAULT_ALIGNMENT, PageLayout, WeightTensor, cut_into_pages, step_pages
 
 WeightLayout = tuple[tuple[WeightEntry, ...], int]  # the entries of weights.bin and its size
 PREFETCH_FRAMES = 2
 """Frames beyond the largest step's pages left to the schedule when pages are pinned, so the reads for
 the next steps overlap the running one."""
+
+
+class WidePagesWarning(HaiWarning):
+    """Weights larger than the page size, left whole, are paged in pages that hold the largest."""
+
+
+def page_size_holding(weights: Sequence[WeightEntry], page_size: int) -> int:
+    """`page_size`, or the least multiple of the weights' alignment that holds the largest of `weights`
+    whole when that is larger (which warns, naming it)."""
+    largest = max(weights, key=lambda w: w.nbytes, default=None)
+    if largest is None or largest.nbytes <= page_size:
+        return page_size
+    wide = -(-largest.nbytes // DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT
+    warnings.warn(
+        WidePagesWarning(
+            f"weight {largest.name!r} ({format_size(largest.nbytes)}) is larger than a page of "
+            f"{format_size(page_size)} and is read whole: weights are paged in pages of {format_size(wide)}"
+        ),
+        stacklevel=2,
+    )
+    return wide
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from ir import Graph, HaiError, Value
+from ir import Graph, HaiError, Node, Value
 from ir.memory import ARENA_KEY, align_up
-from runtime.artifact import ALIGNMENT, ExecutionPlan, Slot, Step, TensorBinding, kernel_library_file
+from ir.predication import guards_of
+from runtime.artifact import ALIGNMENT, ExecutionPlan, Guard, Slot, Step, TensorBinding, kernel_library_file
 from targets.plan.hazards import Access, StepAccesses, check_plan, data_root
 from targets.scratch import scratch_bytes
 
@@ -194,11 +195,33 @@ class PlanBuilder:
             if slot.kind != "weight":
                 access = Access(value, self.absolute_offset(slot), slot.nbytes)
                 (writes if arg.role == "output" else reads).append(access)
+        guards = self.guards(group.anchor if group is not None else None, reads)
         step = Step(
-            kernel.name, tuple(slots), tuple(kernel.sources), self.device, kernel_library_file(self.device)
-        )
+            kernel.name, tuple(slots), tuple(kernel.sources), self.device, kernel_library_file(self.device),
+            guards,
+        )  # fmt: skip
         in_place = tuple(group.in_place_operands()) if group is not None else ()
         return step, StepAccesses(kernel.name, tuple(reads), tuple(writes), step.nodes, in_place)
+
+    def guards(self, anchor: Node | None, reads: list[Access]) -> tuple[Guard, ...]:
+        """The guards of the step of `anchor` (ir/predication.py), each condition's bytes added to `reads`."""
+        if anchor is None:
+            return ()
+        guards = []
+        for name, when in guards_of(anchor):
+            if not self.graph.has_value(name):
+                raise PlanBuildError(
+                    f"{anchor.label()} is guarded by %{name}, which the graph does not define"
+                )
+            value = self.graph.value(name)
+            slot = self.slot(value, value.type.shape, dtype_name(value), {}, False)
+            if slot.kind == "weight" or slot.nbytes != 1:
+                raise PlanBuildError(
+                    f"guard %{name} of {anchor.label()} is not one bool computed at run time"
+                )
+            reads.append(Access(value, self.absolute_offset(slot), slot.nbytes))
+            guards.append(Guard(slot, when))
+        return tuple(guards)
 
     def build(self, kernels: Sequence[Any], groups: Sequence[Any]) -> StaticPlan:
         """The StaticPlan: one step per kernel, then the output copies; checked for hazards."""

@@ -14,20 +14,39 @@ from __future__ import annotations
 from targets.description import TargetDescription
 from targets.lowering.integer_gemm import LANES, register_int_knobs
 from targets.schedules import (
+    DotStep,
     IntKnobs,
     ScheduleTable,
+    TileGemm,
     f32_vector_knobs,
     full_vector_knobs,
     register_gemm_knobs,
     register_recurrent_knobs,
 )
+from targets.x86.amx import AMX_BF16, AMX_BF16_FEATURES
+from targets.x86.avx512_bf16 import VDPBF16PS, register_bf16_dot
 from targets.x86.vnni import VPDPBUSD, register_vnni
 
 VNNI_FEATURES = frozenset({"avx512_vnni", "avx512f", "avx512bw"})
+BF16_FEATURES = frozenset({"avx512_bf16", "avx512f", "avx512bw"})
 
 
 def dot_instruction(target: TargetDescription) -> str:
     return VPDPBUSD if VNNI_FEATURES <= target.features else ""
+
+
+def bf16_dot_instruction(target: TargetDescription) -> str:
+    return VDPBF16PS if BF16_FEATURES <= target.features else ""
+
+
+def bf16_tiles(target: TargetDescription) -> TileGemm | None:
+    """AMX-BF16's 32 x 32 block where the target has the tiles."""
+    return AMX_BF16 if AMX_BF16_FEATURES <= target.features else None
+
+
+def dot_intrinsic(instruction: str) -> DotStep:
+    """The registered step of `instruction` (vpdpbusd or vdpbf16ps)."""
+    return register_bf16_dot() if instruction == VDPBF16PS else register_vnni(instruction)
 
 
 def panel_registers(target: TargetDescription) -> int:
@@ -36,7 +55,10 @@ def panel_registers(target: TargetDescription) -> int:
     return target.vector_registers if target.vector_bytes >= 4 * LANES else target.vector_registers // 2
 
 
-def integer_gemm_knobs(target: TargetDescription, positions: int, channels: int, macs: int) -> IntKnobs:
+def integer_gemm_knobs(
+    target: TargetDescription, positions: int, channels: int, macs: int, paired_rows: bool = False
+) -> IntKnobs:
+    """One-row steps (`paired_rows` does not matter: no x86 step takes two rows)."""
     return register_int_knobs(panel_registers(target), positions, channels, macs, dot=dot_instruction(target))
 
 
@@ -44,8 +66,10 @@ X86_SCHEDULES = ScheduleTable(
     gemm=register_gemm_knobs,
     integer_gemm=integer_gemm_knobs,
     integer_dot=dot_instruction,
-    dot_intrinsic=register_vnni,
+    dot_intrinsic=dot_intrinsic,
     depthwise=f32_vector_knobs,
     vector=full_vector_knobs,
     recurrent=register_recurrent_knobs,
+    bf16_dot=bf16_dot_instruction,
+    bf16_tiles=bf16_tiles,
 )

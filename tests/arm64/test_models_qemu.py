@@ -18,7 +18,8 @@ from hai_compiler import real_models
 from hai_compiler.accuracy import relative_error
 from hai_compiler.arm64_env import Arm64Env
 from hai_compiler.demo import EMBEDDED_MODEL, load_heldout_digits
-from runtime.artifact import MANIFEST_FILE, TVM_RUNTIME_FILE, Manifest, kernel_library_file
+from runtime.artifact import MANIFEST_FILE, TVM_RUNTIME_FILE, kernel_library_file
+from runtime.manifest_checks import parse_manifest
 from targets.arm64.tvm_runtime import SHA256
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -138,7 +139,7 @@ def elf_machine(path: Path) -> int:
 
 def test_artifact_is_aarch64(fast_runs: dict) -> None:
     artifact = fast_runs["digits"][0]
-    manifest = Manifest.from_json((artifact / MANIFEST_FILE).read_text())
+    manifest = parse_manifest((artifact / MANIFEST_FILE).read_text())
     assert (manifest.target.name, manifest.target.arch, manifest.target.cpu) == ("arm64", "aarch64", CPU)
     assert elf_machine(artifact / kernel_library_file("cpu")) == EM_AARCH64
     runtime_library = (artifact / TVM_RUNTIME_FILE).read_bytes()

@@ -179,3 +179,16 @@ def test_compile_dumps_the_quantize_pass_it_compiles(tmp_path: Path) -> None:
     assert "QuantizeLinear" in {n.op for n in after.nodes}
     compiled = read_hir(dump / "00-input.hir")  # bias correction may change constants after the pass
     assert [n.op for n in compiled.nodes] == [n.op for n in after.nodes]
+
+
+def test_quantize_takes_the_target_options_of_compile(tmp_path: Path) -> None:
+    """--cpu and --cpu-features describe the target as for `hai compile`: FP16 layers are offered on
+    cortex-a76 (ARMv8.2 with FP16 arithmetic) and refused on cortex-a72 (ARMv8.0, none) or with -fp16."""
+    base: list[str | Path] = ["quantize", EMBEDDED_MODEL, "--input-shape", "image=1,1,8,8", "--precision",
+                              "fp16", "-o", tmp_path / "q.hir", "--target", "arm64"]  # fmt: skip
+    result = invoke(*base, "--cpu", "cortex-a76")
+    assert result.exit_code == 0, result.output
+    assert {row[1] for row in table_rows(result.stdout).values()} == {"fp16"}, result.stdout
+    assert_user_error(invoke(*base, "--cpu", "cortex-a72"), "cortex-a72", "no f16 support")
+    assert_user_error(invoke(*base, "--cpu", "cortex-a76", "--cpu-features", "-fp16"), "no f16 support")
+    assert_user_error(invoke(*base[:-2], "--cpu", "cortex-a76"), "x86 cpu 'cortex-a76'")

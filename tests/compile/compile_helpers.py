@@ -54,12 +54,18 @@ def onnxruntime_outputs(model: Path, feeds: Mapping[str, np.ndarray]) -> dict[st
     return dict(zip(names, session.run(None, dict(feeds)), strict=True))
 
 
-def assert_matches_onnxruntime(artifact: Path, model: Path, feeds: Mapping[str, np.ndarray]) -> None:
-    """Every output of the compiled artifact is within TOLERANCE of onnxruntime's (and not all zero)."""
+def assert_matches_onnxruntime(
+    artifact: Path,
+    model: Path,
+    feeds: Mapping[str, np.ndarray],
+    fixed: Mapping[str, np.ndarray] | None = None,
+) -> None:
+    """Every output of the compiled artifact is within TOLERANCE of onnxruntime's (and not all zero);
+    `fixed`: inputs compiled in (--input-value), fed to onnxruntime only."""
     import runtime
 
     got = runtime.load(artifact, threads=2).run(dict(feeds))
-    want = onnxruntime_outputs(model, feeds)
+    want = onnxruntime_outputs(model, {**feeds, **(fixed or {})})
     assert list(got) == list(want)
     for name, reference in want.items():
         assert got[name].shape == reference.shape, name
@@ -74,9 +80,10 @@ def artifact_files(directory: Path) -> dict[str, bytes]:
 
 def output_moved_to_written_bytes(artifact: Path) -> dict:
     """The artifact's manifest data with its first output moved to arena bytes another step writes, an
-    edit every plan check accepts (each such offset is tried until `Manifest.from_json` takes one)."""
-    from runtime.artifact import MANIFEST_FILE, Manifest
+    edit every plan check accepts (each such offset is tried until `parse_manifest` takes one)."""
+    from runtime.artifact import MANIFEST_FILE
     from runtime.errors import ArtifactError
+    from runtime.manifest_checks import parse_manifest
 
     data = json.loads((artifact / MANIFEST_FILE).read_text())
     output = data["outputs"][0]
@@ -85,7 +92,7 @@ def output_moved_to_written_bytes(artifact: Path) -> dict:
     for offset in written:
         output["offset"] = offset
         try:
-            Manifest.from_json(json.dumps(data))
+            parse_manifest(json.dumps(data))
         except ArtifactError:
             continue
         return data

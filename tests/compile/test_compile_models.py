@@ -37,10 +37,15 @@ def test_embedded_digits_model_matches_onnxruntime_and_keeps_accuracy(tmp_path: 
 def compile_and_compare(name: str, tmp_path: Path) -> None:
     model = real_models.MODELS[name]
     path = real_models.fetch(name)
-    artifact = hai_compiler.compile(path, input_shapes=model.input_shapes, output=tmp_path / f"{name}.hai")
+    artifact = hai_compiler.compile(
+        path,
+        input_shapes=model.input_shapes,
+        input_values=model.input_values or None,
+        output=tmp_path / f"{name}.hai",
+    )
     feeds = model.sample_inputs()
     assert all(isinstance(v, np.ndarray) for v in feeds.values())
-    assert_matches_onnxruntime(artifact, path, feeds)
+    assert_matches_onnxruntime(artifact, path, feeds, model.input_values)
 
 
 def test_ppocr_direction_classifier_matches_onnxruntime(tmp_path: Path) -> None:

@@ -109,13 +109,14 @@ def test_page_size_must_be_aligned(tmp_path: Path) -> None:
 
 def test_budget_and_page_size_reach_plan_memory_as_numbers() -> None:
     """--memory-budget and --page-size reach the pipeline's plan-memory as byte counts (no pipeline text
-    in between), after the user's passes and an added fuse; a plan-memory the user names decides."""
+    in between), after the user's passes, an added predicate-control-flow and fuse; a plan-memory the
+    user names decides."""
     from hai_compiler.compiler import CompileOptions
     from passes.plan_memory import PlanMemory
 
     options = CompileOptions(passes="fold-constants", memory_budget="100MB", page_size="8MiB")
     passes = options.pipeline(True)
-    assert [p.name for p in passes] == ["fold-constants", "fuse", "plan-memory"]
+    assert [p.name for p in passes] == ["fold-constants", "predicate-control-flow", "fuse", "plan-memory"]
     planner = passes[-1]
     assert isinstance(planner, PlanMemory) and not planner.arena_inputs
     assert (planner.budget, planner.page_size) == (100 * 2**20, 8 * 2**20)
@@ -124,6 +125,7 @@ def test_budget_and_page_size_reach_plan_memory_as_numbers() -> None:
     named = CompileOptions(passes="plan-memory{budget=1GB page-size=1MiB}", memory_budget="100MB")
     assert named.memory_plan() == (2**30, 2**20)
     assert [p.name for p in named.pipeline(True, split_bytes=2**20)] == [
+        "predicate-control-flow",
         "split-weights",
         "fuse",
         "plan-memory",

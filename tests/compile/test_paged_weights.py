@@ -22,11 +22,12 @@ from compile_helpers import output_moved_to_written_bytes, with_manifest
 import runtime
 from hai_compiler.compiler import CompileOptions, compile_model
 from hai_compiler.large_models import large_mlp
-from runtime.artifact import MANIFEST_FILE, WEIGHTS_FILE, Manifest
+from runtime.artifact import MANIFEST_FILE, WEIGHTS_FILE
 from runtime.artifact_files import read_manifest
 from runtime.errors import ArtifactError, ArtifactIntegrityError
+from runtime.manifest_checks import parse_manifest
 from targets.plan.memory_budget import MemoryBudgetError
-from targets.plan.paging import segment_bounds
+from targets.plan.paging import WidePagesWarning, segment_bounds
 
 MIB = 2**20
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,7 +91,7 @@ def paged(mlp: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_200mb_mlp_runs_paged_under_100mb_and_equals_the_resident_run(
     mlp: Path, paged: Path, x: np.ndarray, tmp_path: Path
 ) -> None:
-    manifest = Manifest.from_json((paged / MANIFEST_FILE).read_text())
+    manifest = parse_manifest((paged / MANIFEST_FILE).read_text())
     paging = manifest.plan.paging
     assert paging is not None and paging.page_size == 4 * MIB
     assert max(w.nbytes for w in manifest.weights) <= paging.page_size  # split to pages
@@ -100,7 +101,7 @@ def test_200mb_mlp_runs_paged_under_100mb_and_equals_the_resident_run(
     assert (paged / WEIGHTS_FILE).stat().st_size > 190 * MIB
 
     resident = compile_model(mlp, tmp_path / "resident.hai", CompileOptions(memory_budget=None)).path
-    assert Manifest.from_json((resident / MANIFEST_FILE).read_text()).plan.paging is None
+    assert parse_manifest((resident / MANIFEST_FILE).read_text()).plan.paging is None
     y_paged, peak = run_fresh(paged, x, tmp_path)
     y_resident, resident_peak = run_fresh(resident, x, tmp_path)
     assert peak <= planned, f"peak RSS {peak / MIB:.1f} MiB over the planned {planned / MIB:.1f} MiB"
@@ -115,7 +116,7 @@ def test_segments_wait_only_at_their_start(mlp: Path, x: np.ndarray, tmp_path: P
         mlp, tmp_path / "segments.hai", CompileOptions(memory_budget="100MB", entry="on")
     ).path
     assert_runs_like_onnxruntime(artifact, mlp, x)
-    plan = Manifest.from_json((artifact / MANIFEST_FILE).read_text()).plan
+    plan = parse_manifest((artifact / MANIFEST_FILE).read_text()).plan
     assert plan.paging is not None and plan.entry is None
     bounds = [(s.start, s.stop) for s in plan.segments]
     assert bounds == segment_bounds(plan.paging)
@@ -131,7 +132,7 @@ def test_segments_wait_only_at_their_start(mlp: Path, x: np.ndarray, tmp_path: P
 def test_step_by_step_paged_run_and_its_counters(mlp: Path, x: np.ndarray, tmp_path: Path) -> None:
     options = CompileOptions(memory_budget="100MB", entry="off")
     artifact = compile_model(mlp, tmp_path / "steps.hai", options).path
-    paging = Manifest.from_json((artifact / MANIFEST_FILE).read_text()).plan.paging
+    paging = parse_manifest((artifact / MANIFEST_FILE).read_text()).plan.paging
     assert paging is not None
     pinned = paging.schedule[0].loads[: paging.frames]  # pinned pages load first, into frames 0..k-1
     model = runtime.load(artifact, threads=2)
@@ -186,10 +187,10 @@ def test_manifest_with_a_schedule_that_leaves_a_weight_out_is_refused(paged: Pat
     with pytest.raises(
         ArtifactError, match="step 5 .* is on page .* which the schedule does not make resident"
     ):
-        Manifest.from_json(json.dumps(data))
+        parse_manifest(json.dumps(data))
     data["plan"]["paging"]["schedule"].pop()
     with pytest.raises(ArtifactError, match="the page schedule has .* entries for .* steps"):
-        Manifest.from_json(json.dumps(data))
+        parse_manifest(json.dumps(data))
 
 
 def test_paged_plan_edited_after_compiling_is_refused(paged: Path, tmp_path: Path) -> None:
@@ -220,3 +221,27 @@ def test_plan_memory_budget_in_the_users_pipeline_decides(mlp: Path, x: np.ndarr
     paging = result.plan.plan.paging
     assert result.memory_budget == 100 * MIB and paging is not None and paging.page_size == 8 * MIB
     assert_runs_like_onnxruntime(result.path, mlp, x)
+
+
+def test_a_resident_plan_over_budget_is_paged_from_the_same_lowering(
+    x: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weights that fit beside the runtime but a plan that does not: the one pipeline run (weights
+    left whole, so pages widen to 16 MiB with a warning) is paged just under the resident peak."""
+    from hai_compiler.compiler import driver
+
+    small = large_mlp("40MB")
+    resident = compile_model(small, tmp_path / "resident.hai", CompileOptions(memory_budget=None))
+    peak = resident.plan.plan.planned_peak_bytes
+    assert peak is not None
+    runs = []
+    run_passes = driver.run_passes
+    monkeypatch.setattr(driver, "run_passes", lambda *args: runs.append(args) or run_passes(*args))
+    with pytest.warns(WidePagesWarning, match="'w0' \\(16 MiB\\) is larger than a page of 4 MiB"):
+        artifact = compile_model(small, tmp_path / "paged.hai", CompileOptions(memory_budget=peak - 1)).path
+    assert len(runs) == 1 and runs[0][3] is None  # one pipeline, without split-weights
+    manifest = parse_manifest((artifact / MANIFEST_FILE).read_text())
+    paging = manifest.plan.paging
+    assert paging is not None and paging.page_size == 16 * MIB  # widened to hold a whole 16 MiB weight
+    assert manifest.plan.planned_peak_bytes is not None and manifest.plan.planned_peak_bytes < peak
+    assert_runs_like_onnxruntime(artifact, small, x)

@@ -45,9 +45,9 @@ class RoundTripEachStage(Instrument):
         assert_round_trips(graph)
 
 
-def check_model(path, input_shapes, inputs) -> None:  # type: ignore[no-untyped-def]
-    reference = onnxruntime_outputs(path, inputs)
-    graph = import_onnx(path, input_shapes=input_shapes)
+def check_model(path, input_shapes, inputs, input_values=None) -> None:  # type: ignore[no-untyped-def]
+    reference = onnxruntime_outputs(path, {**inputs, **(input_values or {})})
+    graph = import_onnx(path, input_shapes=input_shapes, bind_inputs=input_values)
     verify(graph)
     assert_round_trips(graph)
     for stage, g in (("imported", graph), ("default pipeline", None)):
@@ -77,7 +77,7 @@ def test_embedded_digits_model_accuracy() -> None:
 def _check_real(name: str) -> None:
     model = real_models.MODELS[name]
     path = real_models.fetch(name)
-    check_model(path, model.input_shapes, model.sample_inputs())
+    check_model(path, model.input_shapes, model.sample_inputs(), model.input_values)
 
 
 def test_fast_real_model() -> None:

@@ -3,9 +3,12 @@ the interpreter's outputs unchanged (checked against onnxruntime), and the cost 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from layout_models import se_block
+from onnx import TensorProto, helper, numpy_helper
 
 from hai_compiler.accuracy import relative_error
 from hai_compiler.onnx_import import import_onnx
@@ -97,3 +100,41 @@ def test_layout_facts_round_trip_through_hir() -> None:
     again = parse_hir(text)
     assert print_graph(again) == text
     assert again.value("c1").type.layout == "NHWC"
+
+
+def test_window_pools_and_concats_of_run_time_values_join_regions() -> None:
+    """MaxPool/AveragePool (2-D, f32, no Indices) and a Concat of run-time values are NHWC in a
+    region; a MaxPool with Indices, a Concat with a constant and an LpPool keep NCHW."""
+    rng = np.random.default_rng(0)
+    window: dict[str, Any] = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+    nodes = [
+        helper.make_node("Conv", ["x", "W"], ["c"], name="conv"),
+        helper.make_node("MaxPool", ["c"], ["mp"], name="mp", **window),
+        helper.make_node("AveragePool", ["mp"], ["ap"], name="ap", **window),
+        helper.make_node("Concat", ["c", "mp", "ap"], ["cat"], axis=1, name="cat"),
+        helper.make_node("MaxPool", ["c"], ["mi", "idx"], name="mi", **window),
+        helper.make_node("Concat", ["ap", "K"], ["kcat"], axis=1, name="kcat"),
+        helper.make_node("LpPool", ["c"], ["lp"], name="lp", **window),
+    ]
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((16, 3, 1, 1)) * 0.3).astype(np.float32), "W"),
+        numpy_helper.from_array(np.ones((1, 2, 6, 6), np.float32), "K"),
+    ]
+    outputs = ["cat", "mi", "idx", "kcat", "lp"]
+    graph = helper.make_graph(
+        nodes, "pools", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT if n != "idx" else TensorProto.INT64, None)
+         for n in outputs], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    out, _ = run_layout(model, "layout{prefer=NHWC}")
+    layouts = {n.name: n.results[0].type.layout for n in out.nodes if n.op != "Relayout"}
+    assert {k: layouts[k] for k in ("conv", "mp", "ap", "cat")} == dict.fromkeys(
+        ("conv", "mp", "ap", "cat"), "NHWC"
+    )
+    assert [layouts[k] for k in ("mi", "kcat", "lp")] == [None, None, None]
+    x = rng.standard_normal((1, 3, 6, 6)).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = run_graph(out, {"x": x})
+    for name, want in zip(outputs, session.run(outputs, {"x": x}), strict=True):
+        assert np.allclose(got[name], want, atol=1e-5), name

@@ -85,10 +85,30 @@ def test_neon_gemm_tiles_fit_32_registers(m: int, n: int) -> None:
 def test_neon_integer_tiles_fit_the_panels_and_take_the_cpus_dot_step(cpu: str, dot: str) -> None:
     desc = resolve_target("arm64", cpu=cpu)
     table = schedules_of(desc)
-    knobs = table.integer_gemm(desc, 64, 256, 1 << 20)
+    knobs = table.integer_gemm(desc, 64, 256, 1 << 20, False)
     panels = 32 * 16 // (4 * LANES)  # a 16-lane int32 panel is four q registers
     assert knobs.rows * knobs.vectors + knobs.vectors + 1 <= panels
     assert knobs.dot == table.integer_dot(desc) == dot
+
+
+@pytest.mark.parametrize(
+    ("cpu", "positions", "dot"),
+    [("neoverse-v1", 64, "usmmla"), ("neoverse-v1", 4, "usmmla"), ("neoverse-v1", 63, "usdot"),
+     ("neoverse-n1", 64, "sdot"), ("cortex-a72", 64, "")],
+)  # fmt: skip
+def test_rows_of_a_matrix_take_i8mms_two_row_step(cpu: str, positions: int, dot: str) -> None:
+    """Positions that pair up (paired_rows) take `usmmla`'s 2 x 16 x 8 step where the cpu has i8mm:
+    tile rows a multiple of 2 within the registers, weights packed 8 bytes deep."""
+    desc = resolve_target("arm64", cpu=cpu)
+    table = schedules_of(desc)
+    knobs = table.integer_gemm(desc, positions, 256, 1 << 20, True)
+    assert knobs.dot == dot
+    step = table.dot_intrinsic(dot) if dot else None
+    if dot == "usmmla":
+        assert step is not None and (step.rows, step.depth, step.shift) == (2, 8, 0)
+        assert knobs.rows % 2 == 0 and positions % knobs.rows == 0
+        assert knobs.rows >= 4 or positions < 4  # each weight register serves two steps at least
+        assert knobs.rows * knobs.vectors + knobs.vectors + 1 <= 32 * 16 // (4 * LANES)
 
 
 def test_i8mm_added_by_cpu_features_picks_usdot() -> None:

@@ -63,6 +63,20 @@ CASES = [
         {"axis": 1},
     ),
     Case("concat_f16_same_twice", "Concat", [sample((3, 2), np.float16)] * 2, {"axis": 1}),
+    Case(
+        "concat_f32_rows_vectors_and_tails",
+        "Concat",
+        [
+            sample((3, 4, 16), np.float32),
+            sample((3, 4, 5), np.float32, 1),
+            sample((3, 4, 0), np.float32),
+            sample((3, 4, 8), np.float32, 2),
+            sample((3, 4, 16), np.float32),
+        ],
+        {"axis": 2},
+        constants=(1,),
+    ),
+    Case("concat_i4_rows", "Concat", [sample((2, 3), I4), sample((2, 5), I4, 1)], {"axis": 1}),
     # Split
     Case("split_f32", "Split", [sample((2, 6, 4), np.float32)], {"axis": 1, "split": [1, 2, 3]}),
     Case("split_i16_last", "Split", [sample((3, 5), np.int16)], {"axis": 1, "split": [2, 0, 3]}),

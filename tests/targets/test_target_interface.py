@@ -94,7 +94,7 @@ def test_fewer_registers_give_smaller_integer_tiles() -> None:
     wide = resolve_target("x86", cpu="x86-64-v4")
     narrow = dataclasses.replace(wide, vector_registers=16)
     table = schedules_of(wide)
-    big, small = (table.integer_gemm(d, 64, 256, 1 << 20) for d in (wide, narrow))
+    big, small = (table.integer_gemm(d, 64, 256, 1 << 20, False) for d in (wide, narrow))
     for knobs, registers in ((big, 32), (small, 16)):
         assert knobs.rows * knobs.vectors + knobs.vectors + 1 <= registers
     assert small.rows * small.vectors < big.rows * big.vectors

@@ -1,0 +1,199 @@
+"""ONNX converters: control flow (If, Loop, Scan of opsets 11-21) onto the IR's region ops.
+
+Rule: what is known while importing is flattened while importing, since
+HAI's shapes are static and a subgraph often computes shapes from what the
+iteration or the condition decides:
+- an `If` whose condition is a constant (a shape test, after the importer's
+  folding) imports only its taken branch, inline; the other may not even fit
+  the model's static shapes;
+- a `Loop` runs its body inline, one copy per iteration with the iteration number
+  a constant, while the condition stays a constant and the copies stay within
+  `UNROLL_LIMIT` ONNX nodes; a `Scan` the same over its sequence.
+Anything else becomes an IR `If`/`Loop`/`Scan` whose regions are the imported
+subgraphs (ir/ops/control.py gives their static typing rules, and errors name
+the node): a Loop's scan outputs need a constant trip count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+
+from hai_compiler.onnx_import.converter import ConversionContext, StaticOperandError, converter
+from ir import Builder, HaiError, Value
+from ir.dependencies import inputs_behind
+from ir.flatten import stack, take
+from ir.ops.control import SCALAR_BOOL, SCALAR_I64, scan_layout
+
+UNROLL_LIMIT = 4096
+"""The most ONNX nodes a Loop or Scan may become when it is unrolled while importing."""
+
+
+def _flag(value: Value | None) -> bool | None:
+    """A condition's value when known (an absent one is true), else None."""
+    if value is None:
+        return True
+    if value.is_constant:
+        return bool(np.asarray(value.constant_array()).reshape(-1)[0])
+    return None
+
+
+def _graph(ctx: ConversionContext, name: str) -> onnx.GraphProto:
+    graph = ctx.attrs.get(name)
+    if not isinstance(graph, onnx.GraphProto):
+        raise ctx.fail(f"attribute '{name}' must be a graph")
+    return graph
+
+
+def _nodes(graph: onnx.GraphProto) -> int:
+    """How many nodes a subgraph has, its own subgraphs' included."""
+    count = 0
+    for node in graph.node:
+        count += 1
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                count += _nodes(attr.g)
+    return count
+
+
+@converter("If")
+def convert_if(ctx: ConversionContext) -> Sequence[Value | None]:
+    cond = ctx.input(0)
+    then_branch, else_branch = _graph(ctx, "then_branch"), _graph(ctx, "else_branch")
+    taken = _flag(cond)
+    if taken is not None:
+        return ctx.subgraphs.inline(then_branch if taken else else_branch, [])
+    assert cond is not None  # If's condition is a required input (the checker saw to it)
+    regions = []
+    for name, branch in (("then_branch", then_branch), ("else_branch", else_branch)):
+        try:
+            regions.append(ctx.subgraphs.region(name, branch, []))
+        except HaiError as exc:
+            raise _runtime_condition(ctx, cond, f"its {name} does not fit the static shapes: {exc}") from None
+    then_types, else_types = ([v.type for v in r.outputs] for r in regions)
+    if len(then_types) != len(else_types) or any(
+        not a.same_tensor(b) for a, b in zip(then_types, else_types)
+    ):
+        shown = ", ".join(map(str, then_types)), ", ".join(map(str, else_types))
+        raise _runtime_condition(ctx, cond, f"its branches give ({shown[0]}) and ({shown[1]})")
+    return ctx.emit("If", [cond], {}, regions=regions)
+
+
+def _runtime_condition(ctx: ConversionContext, cond: Value, problem: str) -> StaticOperandError:
+    """The error of an If that only a condition known when compiling could import."""
+    inputs = inputs_behind([cond])
+    fix = f"fix {', '.join(inputs)} to a value (--input-value NAME=VALUE)" if inputs else "fix its inputs"
+    return StaticOperandError(
+        f"{ctx.where}: condition (%{cond.name}) must be known at compile time: {problem}; a static plan "
+        f"needs both branches to fit the static shapes with the same types, or {fix}"
+    )
+
+
+@converter("Loop")
+def convert_loop(ctx: ConversionContext) -> Sequence[Value | None]:
+    body = _graph(ctx, "body")
+    limit, cond = ctx.input(0), ctx.input(1)
+    carried = [v for v in ctx.inputs[2:]]
+    if any(v is None for v in carried):
+        raise ctx.fail("its loop-carried inputs cannot be empty")
+    values = [v for v in carried if v is not None]
+    trip_count = -1
+    if limit is not None and limit.is_constant:
+        trip_count = int(np.asarray(limit.constant_array()).reshape(-1)[0])
+    if _flag(cond) is False:
+        trip_count = 0  # a loop whose condition is false from the start runs no iteration
+    unrolled = _unroll_loop(ctx, body, trip_count if limit is not None else None, _flag(cond), values)
+    if unrolled is not None:
+        return unrolled
+    scans = len(body.output) - 1 - len(values)
+    if scans and trip_count < 0:
+        what = f"trip count M (%{limit.name})" if limit is not None else "a trip count M"
+        raise StaticOperandError(
+            f"{ctx.where}: {what} must be known at compile time: its scan outputs are stacked over the "
+            "iterations, and HAI's static shapes need their length"
+        )
+    region = ctx.subgraphs.region("body", body, [SCALAR_I64, SCALAR_BOOL, *(v.type for v in values)])
+    return ctx.emit("Loop", [limit, cond, *values], {"trip_count": trip_count}, regions=[region])
+
+
+def _unroll_loop(
+    ctx: ConversionContext, body: onnx.GraphProto, count: int | None, cond: bool | None, carried: list[Value]
+) -> list[Value] | None:
+    """The Loop's results with its body inlined per iteration, or None (nothing made) when its
+    iterations are not known or too many."""
+    if cond is None or (count is not None and count < 0):
+        return None
+    checkpoint = ctx.subgraphs.checkpoint()
+    scans: list[list[Value]] = [[] for _ in body.output[1 + len(carried) :]]
+    iteration = 0
+    while cond and (count is None or iteration < count):
+        if (iteration + 1) * _nodes(body) > UNROLL_LIMIT:
+            ctx.subgraphs.rollback(checkpoint)
+            return None
+        step = ctx.constant(np.array(iteration, np.int64), "iteration")
+        outputs = ctx.subgraphs.inline(body, [step, ctx.constant(np.array(True), "cond"), *carried])
+        cond = _flag(outputs[0])
+        if cond is None:
+            ctx.subgraphs.rollback(checkpoint)
+            return None
+        carried = outputs[1 : 1 + len(carried)]
+        for values, value in zip(scans, outputs[1 + len(carried) :]):
+            values.append(value)
+        iteration += 1
+    if scans and not iteration:
+        ctx.subgraphs.rollback(checkpoint)
+        return None  # zero iterations: the region's types give the empty scan outputs
+    builder = Builder(ctx.graph)
+    return [*carried, *(stack(builder, values, 0, ctx.where_name) for values in scans)]
+
+
+@converter("Scan")
+def convert_scan(ctx: ConversionContext) -> Sequence[Value | None]:
+    if ctx.opset < 9:
+        raise ctx.fail("Scan of opset 8 (batched, with sequence_lens) is not supported")
+    body = _graph(ctx, "body")
+    inputs = [v for v in ctx.inputs]
+    if any(v is None for v in inputs):
+        raise ctx.fail("its inputs cannot be empty")
+    values = [v for v in inputs if v is not None]
+    attrs = {k: v for k, v in ctx.attrs.items() if k != "body"}
+    count = attrs.get("num_scan_inputs", 0)
+    states = values[: len(values) - count]
+    layout = scan_layout(attrs, len(states), len(values), len(body.output) - len(states))
+    scanned = values[len(states) :]
+    axes = [a % max(len(x.type.shape), 1) for a, x in zip(layout["scan_input_axes"], scanned)]
+    length = scanned[0].type.shape[axes[0]] if scanned and scanned[0].type.shape else 0
+    if 0 < length and length * _nodes(body) <= UNROLL_LIMIT:
+        return _unroll_scan(ctx, body, states, scanned, axes, layout, length)
+    slices = [x.type.with_(shape=x.type.shape[:a] + x.type.shape[a + 1 :]) for x, a in zip(scanned, axes)]
+    region = ctx.subgraphs.region("body", body, [*(v.type for v in states), *slices])
+    return ctx.emit("Scan", values, attrs, regions=[region])
+
+
+def _unroll_scan(
+    ctx: ConversionContext,
+    body: onnx.GraphProto,
+    states: list[Value],
+    scanned: list[Value],
+    axes: list[int],
+    layout: dict[str, list[int]],
+    length: int,
+) -> list[Value]:
+    builder = Builder(ctx.graph)
+    name = ctx.where_name
+    stacked: list[list[Value]] = [[] for _ in layout["scan_output_axes"]]
+    for step in range(length):
+        slices = [
+            take(builder, x, length - 1 - step if reverse else step, axis, name)
+            for x, axis, reverse in zip(scanned, axes, layout["scan_input_directions"])
+        ]
+        outputs = ctx.subgraphs.inline(body, [*states, *slices])
+        states = outputs[: len(states)]
+        for values, value in zip(stacked, outputs[len(states) :]):
+            values.append(value)
+    results = list(states)
+    for values, axis, reverse in zip(stacked, layout["scan_output_axes"], layout["scan_output_directions"]):
+        results.append(stack(builder, values[::-1] if reverse else values, axis, name))
+    return results

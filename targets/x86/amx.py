@@ -1,0 +1,84 @@
+"""AMX-BF16 tiles: the bf16 GEMM's 32 x 32 output block in one call to an imported LLVM function.
+
+Rule: `hai_amx_bf16_32x32(a, lda, b0, b1, kblocks, c, ldc)` configures the
+eight tiles (16 rows of 64 bytes each, palette 1), loads C tiles 0-3 from the
+32 x 32 float32 block at `c` (row stride `ldc` bytes: it accumulates), then for
+each of `kblocks` steps of 32 bf16 along K loads A tiles 4-5 (rows 0-15 and
+16-31 of `a`, row stride `lda` bytes) and B tiles 6-7 (16 k-pair rows of 64
+bytes of the 16 x 2 packing, targets/lowering/bf16_gemm.py: panels `b0`, `b1`),
+runs four `tdpbf16ps` and finally stores the block back at `c`. TVM 0.27 has
+no AMX intrinsics and TIR cannot name tile registers, so the function is LLVM
+IR the kernel imports (`pragma_import_llvm`)
+and calls; LLVM's `llvm.x86.tileloadd64`/`tdpbf16ps`/`tilestored64` take the
+tile numbers as immediates. A process must ask Linux for the tile state first
+(runtime/amx.py does, for an artifact compiled with `amx`).
+"""
+
+from __future__ import annotations
+
+from targets.schedules import TileGemm
+
+FUNCTION = "hai_amx_bf16_32x32"
+AMX_BF16_FEATURES = frozenset({"amx", "amx_bf16"})
+TILE_ROWS, TILE_BYTES = 16, 64
+
+
+def tile_config() -> str:
+    """The 64-byte tile configuration as an LLVM constant: palette 1, every tile 16 rows x 64 bytes."""
+    config = [0] * 64
+    config[0] = 1
+    for tile in range(8):
+        config[16 + 2 * tile] = TILE_BYTES
+        config[48 + tile] = TILE_ROWS
+    return ", ".join(f"i8 {byte}" for byte in config)
+
+
+LLVM_IR = f"""
+@hai_amx_cfg = internal constant [64 x i8] [{tile_config()}], align 64
+declare void @llvm.x86.ldtilecfg(ptr)
+declare void @llvm.x86.tileloadd64(i8 immarg, ptr, i64)
+declare void @llvm.x86.tdpbf16ps(i8 immarg, i8 immarg, i8 immarg)
+declare void @llvm.x86.tilestored64(i8 immarg, ptr, i64)
+define internal i32 @{FUNCTION}(ptr %a, i64 %lda, ptr %b0, ptr %b1, i64 %kblocks, ptr %c, i64 %ldc) {{
+entry:
+  call void @llvm.x86.ldtilecfg(ptr @hai_amx_cfg)
+  %c16 = mul i64 %ldc, 16
+  %c1 = getelementptr i8, ptr %c, i64 64
+  %c2 = getelementptr i8, ptr %c, i64 %c16
+  %c3 = getelementptr i8, ptr %c2, i64 64
+  call void @llvm.x86.tileloadd64(i8 0, ptr %c, i64 %ldc)
+  call void @llvm.x86.tileloadd64(i8 1, ptr %c1, i64 %ldc)
+  call void @llvm.x86.tileloadd64(i8 2, ptr %c2, i64 %ldc)
+  call void @llvm.x86.tileloadd64(i8 3, ptr %c3, i64 %ldc)
+  %a16 = mul i64 %lda, 16
+  %a1 = getelementptr i8, ptr %a, i64 %a16
+  br label %loop
+loop:
+  %k = phi i64 [0, %entry], [%k1, %loop]
+  %ao = mul i64 %k, 64
+  %pa0 = getelementptr i8, ptr %a, i64 %ao
+  %pa1 = getelementptr i8, ptr %a1, i64 %ao
+  %bo = mul i64 %k, 1024
+  %pb0 = getelementptr i8, ptr %b0, i64 %bo
+  %pb1 = getelementptr i8, ptr %b1, i64 %bo
+  call void @llvm.x86.tileloadd64(i8 4, ptr %pa0, i64 %lda)
+  call void @llvm.x86.tileloadd64(i8 5, ptr %pa1, i64 %lda)
+  call void @llvm.x86.tileloadd64(i8 6, ptr %pb0, i64 64)
+  call void @llvm.x86.tileloadd64(i8 7, ptr %pb1, i64 64)
+  call void @llvm.x86.tdpbf16ps(i8 0, i8 4, i8 6)
+  call void @llvm.x86.tdpbf16ps(i8 1, i8 4, i8 7)
+  call void @llvm.x86.tdpbf16ps(i8 2, i8 5, i8 6)
+  call void @llvm.x86.tdpbf16ps(i8 3, i8 5, i8 7)
+  %k1 = add i64 %k, 1
+  %more = icmp ult i64 %k1, %kblocks
+  br i1 %more, label %loop, label %exit
+exit:
+  call void @llvm.x86.tilestored64(i8 0, ptr %c, i64 %ldc)
+  call void @llvm.x86.tilestored64(i8 1, ptr %c1, i64 %ldc)
+  call void @llvm.x86.tilestored64(i8 2, ptr %c2, i64 %ldc)
+  call void @llvm.x86.tilestored64(i8 3, ptr %c3, i64 %ldc)
+  ret i32 0
+}}
+"""
+
+AMX_BF16 = TileGemm(FUNCTION, LLVM_IR, rows=32, columns=32, depth=32)
