@@ -180,7 +180,10 @@ def register_gemm_knobs(target: TargetDescription, m: int, n: int, rows: int | N
 RECURRENT_ACCUMULATORS = 8
 """Vector accumulators a recurrent step tile aims at (enough independent FMA chains to hide latency)."""
 RECURRENT_PARALLEL_MIN_MACS = 1 << 14
-"""Multiply-adds of one step below which its tiles run serially (a parallel launch does not pay)."""
+"""Multiply-adds of one step below which its tiles run serially (a parallel launch does not pay).
+Measured on a quiet Xeon, 2 threads, parallel against serial steps: LSTM hidden 128 (65K a step)
+0.195 / 0.20 ms, bidirectional GRU hidden 192 (221K) 0.86 / 0.97 ms, bidirectional LSTM hidden
+256 (524K) 1.97 / 3.2 ms."""
 RECURRENT_TOGETHER_BYTES = 2 << 20
 """Bytes of R (f32, all directions) up to which both directions step together: measured on a 2 MiB-L2
 Xeon (2 threads), bidirectional LSTM hidden 256 (2 MiB of R) ran faster together, hidden 512 (8 MiB)
