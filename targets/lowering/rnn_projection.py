@@ -202,7 +202,7 @@ def input_projection(rec: Recurrence, order: TileOrder, ops: Operands, knobs: Ge
         x_scale, xq = quantized_input(rec, ops, x)
         acc = te.compute(
             (m, padded(n, nb)),
-            lambda i, j: te.sum(xq[i, k] * w.read((j // nb, k, j % nb), j, "int32"), axis=k),
+            lambda i, j: te.sum(xq[i, k] * w.read((j // nb, k, j % nb), j, work), axis=k),
             name="acc",
         )
         xw = te.compute((m, n), lambda i, j: w.scaled(acc[i, j].astype(work), j), name="xw")
@@ -219,8 +219,8 @@ def input_projection(rec: Recurrence, order: TileOrder, ops: Operands, knobs: Ge
 
 def quantized_input(rec: Recurrence, ops: Operands, x: Any) -> tuple[Any, Any]:
     """The dynamic u8 mode's X (targets/lowering/rnn_quantized.py): its scale ([1]) and X quantized
-    less its zero point (int32, as X is viewed), the range taken over the rows of every step below the
-    longest clipped sequence length (and 0)."""
+    less its zero point (an integer in f32, as X is viewed), the range taken over the rows of every
+    step below the longest clipped sequence length (and 0)."""
     m, k_dim, seq = rec.seq * rec.batch, rec.inputs, tirx.const(rec.seq, "int32")
     lens = rec.operand(4)
     if lens is None:
@@ -242,7 +242,9 @@ def quantized_input(rec: Recurrence, ops: Operands, x: Any) -> tuple[Any, Any]:
     lo, hi = tirx.min(low[0], zero), tirx.max(high[0], zero)
     scale = te.compute((1,), lambda _: u8_scale(lo, hi), name="x_scale")
     zero_point = te.compute((1,), lambda _: u8_zero(lo, scale[0]), name="x_zero")
-    xq = te.compute((m, k_dim), lambda r, c: u8_centered(x[r, c], scale[0], zero_point[0]), name="xq")
+    xq = te.compute(
+        (m, k_dim), lambda r, c: u8_centered(x[r, c], scale[0], zero_point[0]).astype("float32"), name="xq"
+    )
     return scale, xq
 
 

@@ -20,8 +20,13 @@ panels as 8-bit, with the quant params broadcast to every gate row
   q = clamp(round_half_even(x / scale) + zero point, 0, 255). Gate row j is
   float(Σ (x_q - x_zp)(W_q - W_zp[j])) * (x_scale * W_scale[j])
   + float(Σ (h_q - h_zp)(R_q - R_zp[j])) * (h_scale * R_scale[j]) + (Wb[j] + Rb[j]),
-  the sums in int32, the rest in f32 (onnxruntime applies a weight's first
-  zero point to every row; quantize_dynamic's LSTM weights are symmetric i8).
+  the rest in f32 (onnxruntime applies a weight's first zero point to every
+  row; quantize_dynamic's LSTM weights are symmetric i8). onnxruntime sums in
+  int32; the kernel sums the same integer products in f32 (FMAs on 8-bit
+  panels widened to f32), exact while a partial sum stays below 2^24 in
+  magnitude (each product is at most 255 * 255, and u8 states of a tanh-bounded
+  H and symmetric i8 weights keep sums of 512 terms far below it; past it a sum
+  is rounded to 6e-8 relative).
   The kernel quantizes X in stages before its GEMM (rnn_projection.py
   `quantized_input`), and each tile of a step measures and quantizes its batch
   row's hidden state before its GEMV (rnn_step.py `state_quantization`), with

@@ -13,8 +13,8 @@ the `recurrent` knobs say so (one thread pool launch per step and pass); a
 bidirectional layer's directions share the launches when `together`, else the
 whole forward sequence runs first, so that each thread streams only its share
 of one direction's R. An 8-bit R sums h * (q - zero point) and scales the sum
-(in int32 with the state quantized to u8 in the dynamic mode,
-targets/lowering/rnn_quantized.py). The hidden state is double-buffered by
+(with the state quantized to u8 in the dynamic mode: integer products summed
+in f32, targets/lowering/rnn_quantized.py). The hidden state is double-buffered by
 step parity, so tiles never read a state another tile of the same step
 writes. GRU without linear_before_reset needs r for every unit before
 (r ⊙ h)·R_hᵀ: its step is two passes (z and r, then the candidate). A row's
@@ -159,10 +159,10 @@ class Step:
         src, rp = step % 2, self.buf["Rp"]
         base = d * order.gates * order.padded + u * order.gates * units  # the tile's first column
         acc = T.alloc_buffer((len(p.gates) * units,), rec.work, scope="local")
-        # 8-bit R: the sums run over (q - zero point) (in int32 with u8 states in the dynamic mode),
+        # 8-bit R: the sums run over (q - zero point) (with u8 states in the dynamic mode),
         # then take R's scale (and the state's), then the start
         stored, dynamic = "R_scale" in self.buf, rec.dynamic
-        sums = T.alloc_buffer((len(p.gates) * units,), "int32", scope="local") if dynamic else acc
+        sums = acc
         h_scale, h_zero = self.state_quantization(src, d, b) if dynamic else (None, None)
         for gi, g in enumerate(p.gates):
             with self.tile_lanes() as slot:
@@ -171,7 +171,7 @@ class Step:
         with T.serial(0, rec.hidden) as k:
             state = self.h[src, d, b, k] if p.source == "h" else self.gru_rh()[d, b, k]
             if dynamic:
-                state = u8_centered(state, h_scale, h_zero)
+                state = u8_centered(state, h_scale, h_zero).astype(rec.work)
             for gi, g in enumerate(p.gates):
                 with self.tile_lanes() as slot:
                     column = base + g * units + slot
