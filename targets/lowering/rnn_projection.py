@@ -3,15 +3,18 @@
 Rule: X·Wᵀ for every step, batch row and direction does not depend on the
 recurrence, so it is one GEMM of X viewed as (rows, inputs) (rows = seq*batch
 in X's own order) by Wᵀ in the tile order (targets/lowering/rnn_tiles.py), with
-the biases the step does not need apart (packed per column) added to its output block: Wb + Rb of
-every gate, but GRU's candidate gate under `linear_before_reset`, which adds Rb
-inside r * (h·Rᵀ + Rb) and so keeps its Rb for the step (`recurrent_bias`). The
-GEMM is the packed MatMul/Gemm template's compute and schedule
-(targets/lowering/tiling.py, the target's `gemm` knobs). Constant W and R are
-packed at compile time (W into the GEMM's panels, R into the step's per-tile
-panels, in the working dtype); W, R given at run time are gathered into the
-same layouts by stages inside the kernel. B, the states, sequence_lens and
-P are read as they are.
+the biases the step does not need apart (packed per column) added to its
+output block: Wb + Rb of every gate, but GRU's candidate gate under
+`linear_before_reset`, which adds Rb inside r * (h·Rᵀ + Rb) and so keeps its Rb
+for the step (`recurrent_bias`). The GEMM is the packed MatMul/Gemm template's
+compute and schedule (targets/lowering/tiling.py, the target's `gemm` knobs).
+Constant W and R are packed at compile time (W into the GEMM's panels, R into
+the step's per-tile panels, in the working dtype; 8-bit stored ones as 8-bit
+panels with per-column zero points and scales, `Panel`); W, R given at run
+time are gathered into the same layouts by stages inside the kernel. In the
+dynamic u8 mode X is quantized by stages before the GEMM (`quantized_input`)
+and the step applies X's scale and the biases. B, the states, sequence_lens
+and P are read as they are.
 """
 
 from __future__ import annotations
