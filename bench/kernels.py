@@ -1,4 +1,4 @@
-"""GFLOP/s of HAI's x86 GEMM and conv templates next to onnxruntime running the same single op.
+"""GFLOP/s of HAI's x86 GEMM, conv, pool and recurrent templates beside onnxruntime running the same op.
 
 Each case is one op (weights random, fixed seed): HAI lowers it with
 targets.lowering, builds it through the kernel cache and calls it through
@@ -6,7 +6,8 @@ libtvm_ffi's C ABI (as the runtime does); onnxruntime runs a one-node ONNX model
 `intra_op_num_threads` equal to HAI's TVM_NUM_THREADS. Each thread count runs
 in its own subprocess (the TVM thread pool reads TVM_NUM_THREADS once).
 Prints a table of GFLOP/s, milliseconds, the HAI / onnxruntime ratio (> 1: HAI faster) and the
-template HAI chose (its workload `op`: conv_general / pool are the unscheduled fallbacks).
+template HAI chose (its workload `op`: conv_general / pool are the unscheduled fallbacks); the
+error compares the first output (a recurrent layer's Y).
 
     .venv/bin/python bench/kernels.py [--threads 1 2] [--json out.json] [--case conv3x3_16_32_80]
 """
@@ -66,9 +67,15 @@ CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...] | None, dict]] = {
                                                                "strides": [2, 2], "pads": [1, 1, 1, 1]}),
     "avgpool3_32_56": ("AveragePool", (1, 32, 56, 56), None, {**SPPF_WINDOW, "kernel_shape": [3, 3],
                                                               "pads": [1, 1, 1, 1]}),
+    # recurrent layers (X [seq, batch, in], W [dirs, gates*hidden, in]): CRNN-like text recognisers
+    "lstm_bi_80x512x256": ("LSTM", (80, 1, 512), (2, 1024, 512), {"direction": "bidirectional"}),
+    "lstm_bi_32x512x512": ("LSTM", (32, 1, 512), (2, 2048, 512), {"direction": "bidirectional"}),  # ddddocr
+    "lstm_fw_40x256x128": ("LSTM", (40, 1, 256), (1, 512, 256), {"direction": "forward"}),
+    "gru_bi_64x384x192": ("GRU", (64, 1, 384), (2, 576, 384), {"direction": "bidirectional"}),
 }  # fmt: skip
 CONVS = ("Conv", "ConvTranspose")
 POOLS = ("MaxPool", "AveragePool")
+RECURRENT = {"LSTM": 4, "GRU": 3}
 
 
 def conv_attrs(w: tuple[int, ...], attrs: dict) -> dict:
@@ -81,6 +88,9 @@ def conv_attrs(w: tuple[int, ...], attrs: dict) -> dict:
 def op_attrs(op: str, w: tuple[int, ...] | None, attrs: dict, ir: bool = False) -> dict:
     """The node attributes of a case (ConvTranspose: kernel == stride, unpadded); `ir`: with the
     defaults the IR wants spelt out (a pool's dilations)."""
+    if op in RECURRENT:
+        assert w is not None
+        return {**attrs, "hidden_size": w[1] // RECURRENT[op]}
     if op == "ConvTranspose":
         assert w is not None
         return {**conv_attrs(w, {**attrs, "pads": [0, 0, 0, 0]}), "output_padding": [0, 0]}
@@ -94,6 +104,15 @@ def op_attrs(op: str, w: tuple[int, ...] | None, attrs: dict, ir: bool = False) 
 
 def bias_size(op: str, w: tuple[int, ...]) -> int:
     return w[1] if op == "ConvTranspose" else w[0]
+
+
+def extra_weights(op: str, w: tuple[int, ...] | None) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of a case's weights beyond `w`: a conv's bias, a recurrent layer's R and B."""
+    if w is None:
+        return {}
+    if op in RECURRENT:
+        return {"r": (w[0], w[1], w[1] // RECURRENT[op]), "b": (w[0], 2 * w[1])}
+    return {"b": (bias_size(op, w),)} if op in CONVS else {}
 
 
 def ir_node(case: str):
@@ -110,11 +129,11 @@ def ir_node(case: str):
     operands = [x]
     if ws is not None:
         operands.append(graph.add_constant("w", (rng.standard_normal(ws) * 0.1).astype(np.float32)))
-    if op in CONVS:
-        assert ws is not None
-        operands.append(graph.add_constant("b", rng.standard_normal(bias_size(op, ws)).astype(np.float32)))
+    for name, shape in extra_weights(op, ws).items():
+        scale = 1.0 if name == "b" and op in CONVS else 0.1
+        operands.append(graph.add_constant(name, (rng.standard_normal(shape) * scale).astype(np.float32)))
     ir_attrs = op_attrs(op, ws, attrs, ir=True)
-    (y,) = Builder(graph).op(op, operands, ir_attrs, name=case)
+    y = Builder(graph).op(op, operands, ir_attrs, name=case)[0]
     feeds = {"x": rng.standard_normal(xs).astype(np.float32)}
     return graph, y.producer, feeds, {k: v.constant_array() for k, v in graph.constants.items()}
 
@@ -124,14 +143,17 @@ def onnx_model(case: str, consts: dict[str, np.ndarray]) -> bytes:
 
     op, xs, ws, attrs = CASES[case]
     _, node, _, _ = ir_node(case)
-    names = ["x"] + (["w"] if ws is not None else []) + (["b"] if op in CONVS else [])
+    names = ["x"] + (["w"] if ws is not None else []) + list(extra_weights(op, ws))
     onnx_attrs = op_attrs(op, ws, attrs)
-    out_shape = list(node.results[0].type.shape)
+    outputs = [f"y{i}" for i in range(len(node.results))]
     graph = helper.make_graph(
-        [helper.make_node(op, names, ["y"], **onnx_attrs)],
+        [helper.make_node(op, names, outputs, **onnx_attrs)],
         case,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(xs))],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+        [
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, list(value.type.shape))
+            for name, value in zip(outputs, node.results, strict=True)
+        ],
         [numpy_helper.from_array(consts[n], n) for n in names[1:]],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -190,8 +212,8 @@ def measure(case: str, threads: int) -> dict:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(onnx_model(case, consts), options, providers=["CPUExecutionProvider"])
-    (want,) = session.run(None, feeds)
-    got = arrays[-1].reshape(want.shape)
+    want = session.run(None, feeds)[0]  # the first output (a recurrent layer's Y)
+    got = arrays[len(kernel.args) - len(kernel.outputs)].reshape(want.shape)
     error = float(np.linalg.norm(got - want) / np.linalg.norm(want))
     ort_s = timed(lambda: session.run(None, feeds))
     flops = kernel.flops

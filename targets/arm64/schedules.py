@@ -3,7 +3,8 @@
 Rule: the GEMM (conv, conv-transpose, matmul), depthwise and elementwise families take the
 register-budget rules every CPU table shares (targets/schedules.py) with NEON's facts:
 16-byte vectors, so 4 f32 lanes, and 32 registers, so a GEMM tile of 4 rows x 4 vectors
-(16 accumulators, 4 weight loads, 1 broadcast). The integer GEMM's 16-lane int32 panel is
+(16 accumulators, 4 weight loads, 1 broadcast); a recurrent step tile of 8 accumulators (LSTM:
+4 gates x 2 vectors of 4 units). The integer GEMM's 16-lane int32 panel is
 four q registers, so 32 registers hold 8 panels; its 16 x 4 byte step is four `usdot` where
 the cpu has i8mm (u8 x i8, as the IR has it), four `sdot` where it has dotprod only (the
 activations shifted to i8, the shift folded into the bias: targets/arm64/dot.py), else the
@@ -24,6 +25,7 @@ from targets.schedules import (
     f32_vector_knobs,
     full_vector_knobs,
     register_gemm_knobs,
+    register_recurrent_knobs,
 )
 
 
@@ -58,4 +60,5 @@ ARM64_SCHEDULES = ScheduleTable(
     dot_intrinsic=register_dot,
     depthwise=f32_vector_knobs,
     vector=full_vector_knobs,
+    recurrent=register_recurrent_knobs,
 )

@@ -21,6 +21,7 @@ from targets.schedules import (
     f32_vector_knobs,
     full_vector_knobs,
     register_gemm_knobs,
+    register_recurrent_knobs,
 )
 from targets.x86.amx import AMX_BF16, AMX_BF16_FEATURES
 from targets.x86.avx512_bf16 import VDPBF16PS, register_bf16_dot
@@ -68,6 +69,7 @@ X86_SCHEDULES = ScheduleTable(
     dot_intrinsic=dot_intrinsic,
     depthwise=f32_vector_knobs,
     vector=full_vector_knobs,
+    recurrent=register_recurrent_knobs,
     bf16_dot=bf16_dot_instruction,
     bf16_tiles=bf16_tiles,
 )

@@ -1,8 +1,9 @@
 """Models compiled with `--target arm64 --cpu cortex-a72` here (LLVM cross, linked by aarch64 gcc) and run
 by HAI's runtime under `qemu-aarch64 -cpu cortex-a72`, against onnxruntime on the host (fp32 ≤ 1e-4
-relative error): the digits CNN and PP-OCR cls in the fast tier (one qemu process), PP-OCR rec, magika and
-orientation in the slow tier; the artifact's files are aarch64 (its kernels, the pinned
-libtvm_runtime.so) and its hot fp32 kernels use NEON vector FMAs (`fmla v*.4s`)."""
+relative error): the digits CNN, PP-OCR cls, a bidirectional LSTM and a GRU (hidden sizes leaving a
+partly padded NEON tile) in the fast tier (one qemu process), PP-OCR rec, magika and orientation in the
+slow tier; the artifact's files are aarch64 (its kernels, the pinned libtvm_runtime.so) and its hot fp32
+kernels use NEON vector FMAs (`fmla v*.4s`), the recurrent ones too."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from runtime.manifest_checks import parse_manifest
 from targets.arm64.tvm_runtime import SHA256
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "compile"))
+from compile_helpers import recurrent_model  # noqa: E402
 from qemu_models import compile_arm64, instruction_counts, run_under_qemu  # noqa: E402
 
 ort = pytest.importorskip("onnxruntime")
@@ -41,6 +44,17 @@ def onnxruntime_outputs(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, 
 def digits_case() -> tuple[Path, dict[str, tuple[int, ...]], dict[str, np.ndarray]]:
     x, _ = load_heldout_digits()
     return Path(EMBEDDED_MODEL), {"image": (1, 1, 8, 8)}, {"image": np.ascontiguousarray(x[:1])}
+
+
+RECURRENT = {
+    "lstm": dict(op="LSTM", direction="bidirectional", seq=24, batch=1, inputs=64, hidden=50),
+    "gru": dict(op="GRU", direction="forward", seq=16, batch=2, inputs=32, hidden=40, lens=[16, 9]),
+}
+
+
+def recurrent_case(name: str, folder: Path) -> tuple[Path, dict[str, tuple[int, ...]], dict[str, np.ndarray]]:
+    model, feeds = recurrent_model(folder / f"{name}.onnx", **RECURRENT[name])  # type: ignore[arg-type]
+    return model, {}, feeds
 
 
 def real_case(name: str) -> tuple[Path, dict[str, tuple[int, ...]], dict[str, np.ndarray]]:
@@ -72,11 +86,16 @@ def assert_matches(name: str, got: dict[str, np.ndarray], reference: dict[str, n
 
 @pytest.fixture(scope="module")
 def fast_runs(arm64_env: Arm64Env, cross_gcc: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    cases = {"digits": digits_case(), **{name: real_case(name) for name in FAST_REAL}}
-    return compile_and_run(cases, arm64_env, tmp_path_factory.mktemp("arm64_models"))
+    folder = tmp_path_factory.mktemp("arm64_models")
+    cases = {
+        "digits": digits_case(),
+        **{name: real_case(name) for name in FAST_REAL},
+        **{name: recurrent_case(name, folder) for name in RECURRENT},
+    }
+    return compile_and_run(cases, arm64_env, folder)
 
 
-@pytest.mark.parametrize("name", ["digits", *FAST_REAL])
+@pytest.mark.parametrize("name", ["digits", *FAST_REAL, *RECURRENT])
 def test_fp32_matches_onnxruntime_under_qemu(fast_runs: dict, name: str) -> None:
     _, got, reference = fast_runs[name]
     assert_matches(name, got, reference)
@@ -127,7 +146,10 @@ def test_artifact_is_aarch64(fast_runs: dict) -> None:
     assert hashlib.sha256(runtime_library).hexdigest() == SHA256
 
 
-@pytest.mark.parametrize(("name", "family"), [("digits", "conv"), ("digits", "gemm"), ("ppocr_cls", "conv")])
+@pytest.mark.parametrize(
+    ("name", "family"),
+    [("digits", "conv"), ("digits", "gemm"), ("ppocr_cls", "conv"), ("lstm", "lstm"), ("gru", "gru")],
+)
 def test_fp32_kernels_use_neon_vector_fma(fast_runs: dict, name: str, family: str) -> None:
     counts = instruction_counts(fast_runs[name][0] / kernel_library_file("cpu"), r"\bfmla\s+v\d+\.4s")
     kernels = {s for s in counts if s.startswith(f"hai_{family}_")}

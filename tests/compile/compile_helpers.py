@@ -112,3 +112,63 @@ def with_manifest(artifact: Path, copy: Path, data: dict) -> Path:
             os.link(path, copy / path.name)
     (copy / MANIFEST_FILE).write_text(json.dumps(data))
     return copy
+
+
+RECURRENT_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+
+def recurrent_model(
+    path: Path,
+    op: str,
+    *,
+    direction: str,
+    seq: int,
+    batch: int,
+    inputs: int,
+    hidden: int,
+    lens: list[int] | None = None,
+    initial: bool = False,
+    seed: int = 0,
+    **attrs: object,
+) -> tuple[Path, dict[str, np.ndarray]]:
+    """One LSTM / GRU / RNN node (W, R, B constants; sequence_lens and initial states as inputs when
+    asked) saved at `path`, with random feeds: (path, feeds). Outputs Y, Y_h (and Y_c)."""
+    rng = np.random.default_rng(seed)
+    dirs = 2 if direction == "bidirectional" else 1
+    rows = RECURRENT_GATES[op] * hidden
+    scale = 1 / np.sqrt(hidden)
+
+    def weight(name: str, *shape: int) -> onnx.TensorProto:
+        return numpy_helper.from_array((rng.uniform(-scale, scale, shape)).astype(np.float32), name)
+
+    feeds = {"x": rng.standard_normal((seq, batch, inputs)).astype(np.float32)}
+    graph_inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, batch, inputs])]
+    names = ["x", "W", "R", "B", "", ""]
+    if lens is not None:
+        feeds["lens"] = np.array(lens, np.int32)
+        graph_inputs.append(helper.make_tensor_value_info("lens", TensorProto.INT32, [batch]))
+        names[4] = "lens"
+    if initial:
+        for state in ("h0", "c0") if op == "LSTM" else ("h0",):
+            feeds[state] = rng.standard_normal((dirs, batch, hidden)).astype(np.float32)
+            graph_inputs.append(
+                helper.make_tensor_value_info(state, TensorProto.FLOAT, [dirs, batch, hidden])
+            )
+        names[5:] = ["h0", "c0"] if op == "LSTM" else ["h0"]
+    while not names[-1]:
+        names.pop()
+    outputs = ["y", "y_h", "y_c"] if op == "LSTM" else ["y", "y_h"]
+    node = helper.make_node(op, names, outputs, hidden_size=hidden, direction=direction, **attrs)
+    initializers = [
+        weight("W", dirs, rows, inputs),
+        weight("R", dirs, rows, hidden),
+        weight("B", dirs, 2 * rows),
+    ]
+    graph = helper.make_graph(
+        [node], op.lower(), graph_inputs,
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs], initializers,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path, feeds

@@ -214,7 +214,7 @@ def test_lstm_matches_onnxruntime_on_stored_8_bit_weights(tmp_path, per_channel)
         "DequantizeLinear+DequantizeLinear+LSTM"
     ]
     dtypes = weight_dtypes(Path(result.path))
-    assert dtypes["W_quantized.stored"] == dtypes["R_quantized.stored"] == "int8", dtypes
+    assert dtypes["W_quantized.stored:Wp"] == dtypes["R_quantized.stored:Rp"] == "int8", dtypes  # panels
     gate_weights = 4 * LSTM_HIDDEN * (LSTM_INPUT + LSTM_HIDDEN)
     assert (Path(result.path) / "weights.bin").stat().st_size < 2 * gate_weights  # f32: 4 x gate_weights
     (row,) = layer_precisions(result.groups, result.plan.kernels)
@@ -282,8 +282,9 @@ def test_recurrent_weight_only_8_bit_matches_onnxruntime(tmp_path) -> None:  # t
     expected, actual, kernels = run_both(path, {"x": x}, tmp_path)
     assert kernels == ["DequantizeLinear+DequantizeLinear+GRU"]
     assert relative_error(actual, expected) <= 1e-5
-    stored = {name: dtype for name, dtype in weight_dtypes(tmp_path / "m.hai").items() if ":" not in name}
-    assert sorted(stored.values()) == ["int8", "int8"], stored  # W and R; their scales are parts
+    weights = weight_dtypes(tmp_path / "m.hai")  # the tiled kernel's packed W and R, their row parameters
+    assert {name.split(":")[0] for name in weights} == {"w_q.q", "r_q.q"}, weights  # no float copy of W or R
+    assert sorted(d for d in weights.values() if d != "float32") == ["int8", "int8"], weights
 
 
 def test_lstm_weights_stay_8_bit_in_the_import(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -55,8 +55,9 @@ class Case:
         self.feeds[name] = data
         return self.graph.add_input(name, TensorType(DType.from_numpy(data.dtype), tuple(data.shape)))
 
-    def const(self, name: str, shape: Sequence[int], dtype: str = "float32", scale: float = 0.3,
-              array: Any = None) -> Value:
+    def const(
+        self, name: str, shape: Sequence[int], dtype: str = "float32", scale: float = 0.3, array: Any = None
+    ) -> Value:
         data = self.random(shape, dtype, scale) if array is None else np.asarray(array)
         return self.graph.add_constant(name, data)
 
@@ -103,7 +104,7 @@ class Built:
             if a.role == "input":
                 buf[...] = case.feeds[a.value].reshape(a.shape)
             elif a.role == "weight":
-                buf[...] = packed[a.value].reshape(a.shape)
+                buf[...] = packed[a.key].reshape(a.shape)
             else:
                 buf[...] = 0
             arrays.append(buf)
