@@ -91,8 +91,9 @@ def efficientnet_b0(seed: int = 0) -> onnx.ModelProto:
     b = Builder("efficientnet_b0", seed)
     x = b.conv_bn(b.input("image", [1, 3, 224, 224]), 3, 32, 3, 2, act="silu")
     cin = 32
-    for expand, k, stride, cout, count in [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
-                                           (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]:  # fmt: skip
+    stages = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+              (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]  # fmt: skip
+    for expand, k, stride, cout, count in stages:
         for index in range(count):
             s = stride if index == 0 else 1
             hidden = cin * expand
@@ -110,7 +111,7 @@ def efficientnet_b0(seed: int = 0) -> onnx.ModelProto:
 def convnext(
     seed: int = 0, depths: tuple[int, ...] = (3, 3, 9, 3), dims: tuple[int, ...] = (96, 192, 384, 768)
 ) -> onnx.ModelProto:
-    """ConvNeXt-Tiny, 224x224: 7x7 depthwise conv, LayerNorm over channels (NHWC), MLP with Gelu, layer scale."""
+    """ConvNeXt-Tiny, 224x224: 7x7 depthwise conv, LayerNorm over channels (NHWC), Gelu MLP, layer scale."""
     b = Builder("convnext_tiny", seed)
     x = b.conv(b.input("image", [1, 3, 224, 224]), 3, dims[0], 4, 4, pads=[0, 0, 0, 0])
     x = _channels_layernorm(b, x, dims[0])
@@ -134,7 +135,7 @@ def _channels_layernorm(b: Builder, x: str, dim: int) -> str:
 
 
 def unet(seed: int = 0) -> onnx.ModelProto:
-    """A 4-level UNet segmenter, 256x256, 2 classes: double 3x3 convs, MaxPool down, ConvTranspose up, skips."""
+    """A 4-level UNet segmenter, 256x256, 2 classes: 3x3 conv pairs, MaxPool down, ConvTranspose up, skips."""
     b = Builder("unet", seed)
     x = b.input("image", [1, 3, 256, 256])
     widths = [32, 64, 128, 256]

@@ -137,6 +137,8 @@ class Builder:
             self.nodes, self.name, self.inputs,
             [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], self.initializers,
         )  # fmt: skip
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="hai-zoo")
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="hai-zoo"
+        )
         model.ir_version = 8
         return model

@@ -39,7 +39,9 @@ def _mlp(b: Builder, x: str, dim: int, hidden: int) -> str:
     return b.linear(b.act(b.linear(x, dim, hidden), "gelu"), hidden, dim)
 
 
-def minilm(seed: int = 0, seq: int = 128, layers: int = 6, dim: int = 384, heads: int = 12) -> onnx.ModelProto:
+def minilm(
+    seed: int = 0, seq: int = 128, layers: int = 6, dim: int = 384, heads: int = 12
+) -> onnx.ModelProto:
     """all-MiniLM-L6-v2's shape: a 6-layer post-LayerNorm BERT encoder, vocabulary 30522, sequence 128,
     with the masked mean pooling of sentence-transformers; outputs the hidden states and the embedding."""
     b = Builder("minilm_l6", seed)
@@ -62,11 +64,13 @@ def minilm(seed: int = 0, seq: int = 128, layers: int = 6, dim: int = 384, heads
 
 
 def vit(seed: int = 0, dim: int = 192, layers: int = 12, heads: int = 3) -> onnx.ModelProto:
-    """ViT-Tiny/16, 224x224: patch conv, class token, learned positions, 12 pre-LayerNorm blocks, 1000 classes."""
+    """ViT-Tiny/16, 224x224: patch conv, class token, learned positions, 12 pre-LN blocks, 1000 classes."""
     b = Builder("vit_tiny", seed)
     patches = b.conv(b.input("image", [1, 3, 224, 224]), 3, dim, 16, 16, pads=[0, 0, 0, 0])
     tokens = b.op("Transpose", [b.reshape(patches, [1, dim, 196])], perm=[0, 2, 1])
-    x = b.op("Add", [b.op("Concat", [b.small((1, 1, dim), 0.5), tokens], axis=1), b.small((1, 197, dim), 0.5)])
+    x = b.op(
+        "Add", [b.op("Concat", [b.small((1, 1, dim), 0.5), tokens], axis=1), b.small((1, 197, dim), 0.5)]
+    )
     for _ in range(layers):
         x = b.op("Add", [x, _attention(b, b.layernorm(x, dim), 197, dim, heads)])
         x = b.op("Add", [x, _mlp(b, b.layernorm(x, dim), dim, 4 * dim)])
@@ -113,7 +117,9 @@ def kws_stft(seed: int = 0, samples: int = 16000, n_fft: int = 400, hop: int = 1
     40 mel-like bands, log, then 1-D convs (plain, strided, dilated, grouped) and 12 classes."""
     b = Builder("kws_stft", seed)
     audio = b.op("Unsqueeze", [b.input("audio", [1, samples]), b.const(np.array([1], np.int64))])
-    padded = b.op("Pad", [audio, b.const(np.array([0, 0, n_fft // 2, 0, 0, n_fft // 2], np.int64))], mode="reflect")
+    padded = b.op(
+        "Pad", [audio, b.const(np.array([0, 0, n_fft // 2, 0, 0, n_fft // 2], np.int64))], mode="reflect"
+    )
     spectrum = b.op("Conv", [padded, b.const(_dft_basis(n_fft))], kernel_shape=[n_fft], strides=[hop])
     real, imag = b.ops("Split", [spectrum], 2, axis=1)
     power = b.op("Add", [b.op("Mul", [real, real]), b.op("Mul", [imag, imag])])
