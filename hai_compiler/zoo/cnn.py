@@ -78,8 +78,8 @@ def mobilenet_v3_small(seed: int = 0) -> onnx.ModelProto:
         cin = cout
     x = b.conv_bn(x, cin, 576, 1, act="hardswish")
     flat = b.op("Flatten", [b.op("GlobalAveragePool", [x])], axis=1)
-    hidden = b.act(b.op("Gemm", [flat, b.weight((1024, 576)), b.small((1024,))], transB=1), "hardswish")
-    return b.model([b.op("Gemm", [hidden, b.weight((1000, 1024)), b.small((1000,))], transB=1)])
+    head = b.act(b.op("Gemm", [flat, b.weight((1024, 576)), b.small((1024,))], transB=1), "hardswish")
+    return b.model([b.op("Gemm", [head, b.weight((1000, 1024)), b.small((1000,))], transB=1)])
 
 
 def _divisible(value: int, divisor: int = 8) -> int:
@@ -184,7 +184,8 @@ def ssdlite(seed: int = 0, classes: int = 21) -> onnx.ModelProto:
         y = b.conv_bn(y, width // 2, width // 2, 3, 2, groups=width // 2, act="relu6")
         x, cin = b.conv_bn(y, width // 2, width, 1, act="relu6"), width
         features.append((x, cin))
-    boxes, scores = [], []
+    boxes: list[str] = []
+    scores: list[str] = []
     for feature, channels in features:
         for outputs, into in ((4, boxes), (classes, scores)):
             y = b.conv_bn(feature, channels, channels, 3, groups=channels, act="relu6")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -39,7 +40,7 @@ class Builder:
         self.inputs.append(helper.make_tensor_value_info(name, dtype, list(shape)))
         return name
 
-    def const(self, array: np.ndarray, stem: str = "c") -> str:
+    def const(self, array: np.ndarray | np.generic, stem: str = "c") -> str:
         name = self.fresh(stem)
         self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
         return name
@@ -52,12 +53,12 @@ class Builder:
     def small(self, shape: Sequence[int], scale: float = 0.1, offset: float = 0.0) -> str:
         return self.const((offset + scale * self.rng.standard_normal(tuple(shape))).astype(np.float32))
 
-    def op(self, op_type: str, inputs: Sequence[str], outputs: int = 1, **attrs: object) -> str:
+    def op(self, op_type: str, inputs: Sequence[str], outputs: int = 1, **attrs: Any) -> str:
         names = [self.fresh(op_type.lower()) for _ in range(outputs)]
         self.nodes.append(helper.make_node(op_type, list(inputs), names, name=names[0], **attrs))
         return names[0]
 
-    def ops(self, op_type: str, inputs: Sequence[str], outputs: int, **attrs: object) -> list[str]:
+    def ops(self, op_type: str, inputs: Sequence[str], outputs: int, **attrs: Any) -> list[str]:
         names = [self.fresh(op_type.lower()) for _ in range(outputs)]
         self.nodes.append(helper.make_node(op_type, list(inputs), names, name=names[0], **attrs))
         return names

@@ -73,6 +73,7 @@ def test_zoo_covers_the_patterns_with_trained_and_generated_models() -> None:
 
 def test_generated_models_are_deterministic() -> None:
     model = zoo.get("espcn").model
+    assert isinstance(model, zoo.GeneratedModel)
     first = model.fetch().read_bytes()
     assert model.fetch().read_bytes() == first
     assert (
