@@ -93,3 +93,16 @@ def test_zoo_pattern_matches_onnxruntime(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", with_known_failures(sorted(set(zoo.ZOO) - set(zoo.FAST))))
 def test_zoo_model_matches_onnxruntime(name: str, tmp_path: Path) -> None:
     compile_and_compare(name, tmp_path)
+
+
+def test_openvino_child_measures_the_model_and_returns_its_outputs() -> None:
+    pytest.importorskip("openvino")
+    from hai_compiler.compiler import bench
+
+    model = zoo.get("oww_wakeword_lstm").model
+    path, feeds = model.fetch(), model.sample_inputs()
+    measured = bench.openvino_isolated(path, feeds, threads=1, runs=3, hint="f32")
+    assert measured.latency is not None and measured.latency.runs == 3
+    assert measured.peak_rss_bytes > 0
+    (expected,) = onnxruntime_outputs(path, feeds)
+    assert relative_error(measured.outputs[0], expected) <= TOLERANCE
