@@ -41,8 +41,12 @@ COMPILE_CHILD = """
 import json, sys
 from hai_compiler.compiler import CompileOptions, compile_model
 shapes = {k: tuple(v) for k, v in json.loads(sys.argv[3]).items()}
-result = compile_model(sys.argv[1], sys.argv[2], CompileOptions(input_shapes=shapes))
-print(json.dumps({"kernels": len({k.name for k in result.plan.kernels}), "cached": result.cache_hits}))
+try:
+    result = compile_model(sys.argv[1], sys.argv[2], CompileOptions(input_shapes=shapes))
+except Exception as exc:  # the row's error: the whole message on one line
+    print(json.dumps({"compile_error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}))
+else:
+    print(json.dumps({"kernels": len({k.name for k in result.plan.kernels}), "cached": result.cache_hits}))
 """
 
 
@@ -57,8 +61,8 @@ def compile_isolated(
     except subprocess.TimeoutExpired:
         return {"compile_error": f"compile took over {timeout:.0f} s"}
     seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    if done.returncode != 0:  # a crash: the end of its stderr
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
         return {"compile_s": seconds, "compile_error": lines[-1] if lines else f"exit code {done.returncode}"}
     return {"compile_s": seconds, **json.loads(done.stdout.strip().splitlines()[-1])}
 
@@ -148,7 +152,7 @@ COLUMNS = ("model", "pattern", "compile s", "HAI ms", "ORT ms", "OV f32 ms", "OV
            "HAI/OV", "RSS MiB HAI/ORT/OV f32/OV", "rel err", "status")  # fmt: skip
 
 
-def cells(row: Mapping[str, Any]) -> list[str]:
+def cells(row: Mapping[str, Any], note_width: int | None = 120) -> list[str]:
     def number(key: str, form: str = ".2f") -> str:
         return format(row[key], form) if key in row else "-"
 
@@ -158,7 +162,7 @@ def cells(row: Mapping[str, Any]) -> list[str]:
         for k in ("error", "compile_error", "hai_error", "ort_error", "ov_f32_error", "ov_error")
         if k in row
     ]
-    state = row.get("status", "error") + (f": {notes[0][:90]}" if notes else "")
+    state = row.get("status", "error") + (f": {notes[0][:note_width]}" if notes else "")
     return [
         row["model"], row.get("pattern", "-"), number("compile_s", ".0f"), number("hai_ms"), number("ort_ms"),
         number("ov_f32_ms"), number("ov_ms"), number("hai/ort"), number("hai/ov_f32"), number("hai/ov"), rss,
@@ -191,7 +195,7 @@ def render(rows: Sequence[Mapping[str, Any]], threads: int) -> None:
 
 def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in cells(row)) + " |" for row in rows]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in cells(row, None)) + " |" for row in rows]
     return "\n".join(lines) + "\n\n" + summary_line(summary(rows)) + "\n"
 
 

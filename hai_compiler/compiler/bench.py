@@ -259,9 +259,9 @@ def measure_each(names: Sequence[str], measure: Callable[[str], dict[str, Any]])
 
 
 def error_line(exc: BaseException) -> str:
-    """`Type: first line of the message`, for one table cell."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    """`Type: the message's last non-empty line` (a measuring child's error ends its stderr), for one cell."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"
 
 
 @dataclasses.dataclass(frozen=True)
