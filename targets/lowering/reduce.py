@@ -290,6 +290,8 @@ def _schedule_reduce(
         sch.decompose_reduction(block, red[0])
         return
     out_loops = sch.get_loops(out)
+    if not blocks:  # `out` is the reduction itself: only its kept loops may run in parallel
+        out_loops = out_loops[:n_kept]
     for block in reversed(blocks):
         if out_loops:
             sch.compute_at(block, out_loops[-1])

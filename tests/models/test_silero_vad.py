@@ -18,7 +18,7 @@ from ir import HaiError
 ort = pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.slow
 
-SPEC = real_models.MODELS["silero_vad"]
+SPEC = real_models.MODELS["silero_vad_v5"]
 
 
 def if_nodes(graph: onnx.GraphProto) -> int:
@@ -32,7 +32,7 @@ def if_nodes(graph: onnx.GraphProto) -> int:
 
 
 def test_silero_vad_refuses_an_unfixed_sample_rate_naming_the_if(tmp_path: Path) -> None:
-    path = real_models.fetch("silero_vad")
+    path = real_models.fetch("silero_vad_v5")
     assert if_nodes(onnx.load(str(path)).graph) == 25
     with pytest.raises(HaiError, match=r"node 'If_0' \(If\): condition .* fix sr to a value \(--input-value"):
         hai_compiler.compile(path, input_shapes=SPEC.input_shapes, output=tmp_path / "refused.hai")
@@ -41,7 +41,7 @@ def test_silero_vad_refuses_an_unfixed_sample_rate_naming_the_if(tmp_path: Path)
 def test_silero_vad_streams_like_onnxruntime(tmp_path: Path) -> None:
     import runtime
 
-    path = real_models.fetch("silero_vad")
+    path = real_models.fetch("silero_vad_v5")
     artifact = hai_compiler.compile(
         path, input_shapes=SPEC.input_shapes, input_values=SPEC.input_values, output=tmp_path / "vad.hai"
     )

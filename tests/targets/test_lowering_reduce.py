@@ -82,6 +82,8 @@ def reduce_cases() -> list[Case]:
              [np.where(RNG.random(SHAPE) > 0.8, -np.inf, floats(low=50, high=90))],
              {"axes": [3], "keepdims": 1}),
         Case("ReduceSum-large-f32", "ReduceSum", [floats((4, 96, 128))], {"axes": [1], "keepdims": 0}),
+        # rows reduced in place over the last axis, large enough to run rows in parallel (ddddocr)
+        Case("ReduceSum-rows-f32", "ReduceSum", [floats((32, 1024))], {"axes": [1], "keepdims": 0}),
     ]  # fmt: skip
     return cases
 
