@@ -69,12 +69,15 @@ def align_up(value: int, alignment: int = ALIGNMENT) -> int:
     return -(-value // alignment) * alignment
 
 
-def layout_weights(weights: Mapping[str, np.ndarray]) -> tuple[tuple[WeightEntry, ...], int]:
-    """Each weight at the next 64-byte boundary, in the order given; returns the entries and the file size."""
+def layout_weights(
+    weights: Mapping[str, np.ndarray], alignment: int = ALIGNMENT
+) -> tuple[tuple[WeightEntry, ...], int]:
+    """Each weight at the next `alignment`-byte boundary (64, or a device's buffer base alignment), in
+    the order given; returns the entries and the file size."""
     entries = []
     end = 0
     for name, array in weights.items():
-        offset = align_up(end)
+        offset = align_up(end, max(alignment, ALIGNMENT))
         entries.append(WeightEntry(name, offset, tuple(int(d) for d in array.shape), array.dtype.name))
         end = offset + array.nbytes
     return tuple(entries), end

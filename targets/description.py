@@ -13,6 +13,7 @@ Imports `ir` and the standard library only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ir.errors import HaiError
 from ir.target_facts import DeviceFacts, TargetFacts
@@ -67,6 +68,8 @@ class TargetDescription:
     fusable_ops: frozenset[str] | None = field(default=None, repr=False)  # epilogue ops (`fuse` pass)
     runtime_baseline_bytes: int = RUNTIME_BASELINE_BYTES  # the runtime's own resident memory
     runtime_bytes_per_call: int = RUNTIME_BYTES_PER_CALL  # its state per plan step and weight page
+    device: tuple[tuple[str, Any], ...] = ()  # a non-CPU device's facts (targets/opencl/profiles.py)
+    buffer_alignment: int = 64  # bytes every arena offset and weight is aligned to (the device's base)
 
     @property
     def vector_lanes_f32(self) -> int:
@@ -87,4 +90,5 @@ class TargetDescription:
             devices=(DeviceFacts(kind="cpu", name=self.cpu),),
             fusable_ops=self.fusable_ops,
             runtime_baseline_bytes=self.runtime_baseline_bytes,  # memory budgets (plan-memory)
+            buffer_alignment=self.buffer_alignment,  # plan-memory's offsets
         )

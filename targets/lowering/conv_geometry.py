@@ -131,7 +131,8 @@ def finish_kernel(
     import tvm.s_tir as s_tir
 
     name = kernel_name(op, workload)
-    sch = s_tir.Schedule(te.create_prim_func(params))
+    compute = te.create_prim_func(params)
+    sch = s_tir.Schedule(compute)
     sch_fn(sch if flops >= PARALLEL_MIN_FLOPS else SerialSchedule(sch))
     return LoweredKernel(
         name,
@@ -142,4 +143,5 @@ def finish_kernel(
         workload,
         layout=layout,
         pack_weights=pack,
+        compute=compute,
     )

@@ -299,7 +299,8 @@ def lower_elementwise(
         **({"layout": layout} if nhwc else {}),
     }
     name = kernel_name("ew", workload)
-    sch = s_tir.Schedule(te.create_prim_func([*tensors, out]).with_attr("global_symbol", name))
+    compute = te.create_prim_func([*tensors, out])
+    sch = s_tir.Schedule(compute.with_attr("global_symbol", name))
     schedule_flat(sch, sch.get_sblock("out"), lanes, out_value.type.size)
     return LoweredKernel(
         name,
@@ -309,6 +310,7 @@ def lower_elementwise(
         (node.name, *(n.name for n in chain.nodes)),
         workload,
         layout=layout if nhwc else "any",
+        compute=compute,
     )
 
 

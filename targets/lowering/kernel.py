@@ -76,6 +76,9 @@ class LoweredKernel:
     layout: str = "NCHW"
     pack_weights: PackFn = identity_pack
     notes: dict[str, Any] = field(default_factory=dict)
+    compute: Any = None
+    """The PrimFunc before the CPU schedule (None where a template has not recorded it): a target that
+    binds threads itself (OpenCL, targets/opencl/threads.py) schedules this instead of `func`."""
 
     @property
     def inputs(self) -> tuple[KernelArg, ...]:

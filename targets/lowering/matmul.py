@@ -128,7 +128,8 @@ def packed_gemm(
         "knobs": knobs.to_json(),
     }
     name = kernel_name("gemm", b_src.add_to(workload))
-    sch = s_tir.Schedule(te.create_prim_func(params))
+    compute = te.create_prim_func(params)
+    sch = s_tir.Schedule(compute)
     b_src.schedule(sch, knobs.lanes)
     schedule_gemm(sch, "acc", "out", knobs, vector_out=n_dim % knobs.nb == 0)
 
@@ -148,6 +149,7 @@ def packed_gemm(
         workload,
         layout="any",
         pack_weights=pack,
+        compute=compute,
         notes={"knobs": knobs},
     )
 
@@ -204,7 +206,8 @@ def batched_matmul(node: Node, target: TargetDescription, epilogue: Sequence[Nod
         "knobs": knobs.to_json(),
     }
     name = kernel_name("bmm", workload)
-    sch = s_tir.Schedule(te.create_prim_func([a_t, b_t, *extra, out]))
+    compute = te.create_prim_func([a_t, b_t, *extra, out])
+    sch = s_tir.Schedule(compute)
     schedule_gemm(sch, "acc", "out", knobs, vector_out=True)
     args = (
         arg(a, "input", views[0]),
@@ -222,6 +225,7 @@ def batched_matmul(node: Node, target: TargetDescription, epilogue: Sequence[Nod
         workload,
         layout="any",
         notes={"knobs": knobs},
+        compute=compute,
     )
 
 

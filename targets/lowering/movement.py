@@ -180,8 +180,9 @@ class KernelBuilder:
             **(workload or {}),
         }
         name = kernel_name(full["op"], full)
+        compute = func
         if func is None:
-            func = te.create_prim_func([t for _, t in ordered] + list(outputs))
+            compute = func = te.create_prim_func([t for _, t in ordered] + list(outputs))
             sch = s_tir.Schedule(func.with_attr("global_symbol", name))
             flags = [contiguous] * len(outputs) if isinstance(contiguous, bool) else list(contiguous)
             for out, flag in zip(outputs, flags, strict=True):
@@ -201,6 +202,7 @@ class KernelBuilder:
             full,
             layout="any",
             pack_weights=_storage_pack(dtypes) if viewed else _plain_pack,
+            compute=compute,
         )
 
     def _values(self, ordered: Sequence[tuple[Value, Any]]) -> list[Value]:

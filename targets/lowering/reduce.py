@@ -132,10 +132,13 @@ class Kernel:
             "version": TEMPLATE_VERSION,
         }
         name = kernel_name(node.op, workload)
-        sch = s_tir.Schedule(te.create_prim_func([self.x, *outputs]).with_attr("global_symbol", name))
+        compute = te.create_prim_func([self.x, *outputs]).with_attr("global_symbol", name)
+        sch = s_tir.Schedule(compute)
         schedule(sch)
         func = sch.mod["main"].with_attr("global_symbol", name)
-        return LoweredKernel(name, func, tuple(args), work, (node.name,), workload, layout="any")
+        return LoweredKernel(
+            name, func, tuple(args), work, (node.name,), workload, layout="any", compute=compute
+        )
 
     def parallel_ok(self) -> bool:
         return self.value.type.size >= PARALLEL_MIN_ELEMENTS

@@ -1,0 +1,119 @@
+"""Building OpenCL kernels: each kernel's thread-bound schedule -> OpenCL C and launch sizes, cached as JSON.
+
+Rule: a kernel compiles alone (`tvm.compile` for `{"kind": "opencl", "host": {"kind": "llvm"}}`) and
+only its device half is kept: the OpenCL C of `lib.mod.imports[0].inspect_source()`, and for each
+device kernel TVM split it into (`<name>_kernel`, `<name>_kernel_1`, ... in the order they run) its
+launch sizes (targets/opencl/threads.py) and its arguments, each a parameter of the PrimFunc or a
+scratch buffer of its own (an intermediate TVM would have the host allocate). A kernel that gives no
+device code is refused naming it. The kernel library of a plan (`link_library`) is one JSON file:
+`format`, the device `profile`, the program `source` (every kernel's, then `hai_plan_digest`, which
+writes the plan digest, runtime/plan_digest.py) and each kernel's launches: what the OpenCL driver
+(runtime/devices/opencl.py) builds and runs. Identical inputs give identical bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from targets.kernel_cache import cache_key, cached_file
+from targets.lowering.kernel import LoweredKernel
+from targets.opencl.threads import ThreadBindingError, buffer_names, describe, launch_sizes, thread_schedule
+from targets.target import TargetDescription
+
+LIBRARY_FORMAT = "hai-opencl-1"
+PLAN_DIGEST_SYMBOL = "hai_plan_digest"
+_SIGNATURE = re.compile(r"__kernel void (\w+)\(([^)]*)\)\s*\{")
+
+
+def kernel_record(kernel: LoweredKernel, target_json: dict[str, Any]) -> dict[str, Any]:
+    """The OpenCL C and launches of one kernel (module doc)."""
+    import tvm
+
+    from targets.opencl.legalize import legalize
+
+    target = tvm.target.Target(target_json)
+    scheduled = legalize(thread_schedule(kernel, target))
+    lib = tvm.compile(tvm.IRModule({kernel.name: scheduled}), target=target)
+    if not lib.mod.imports:
+        raise ThreadBindingError(f"{describe(kernel)}: compiled into host code only (no OpenCL kernel)")
+    source = lib.mod.imports[0].inspect_source()
+    params, scratch = buffer_names(scheduled)
+    sizes = launch_sizes(scheduled)
+    defined = {name: args for name, args in _SIGNATURE.findall(source)}
+    order = [f"{kernel.name}_kernel"] + [f"{kernel.name}_kernel_{i}" for i in range(1, len(sizes))]
+    if sorted(defined) != sorted(order):
+        raise ThreadBindingError(
+            f"{describe(kernel)}: TVM emitted kernels {sorted(defined)} for {len(sizes)} thread-bound nests"
+        )
+    scratch_names = [name for name, _ in scratch]
+    launches = []
+    for name, size in zip(order, sizes, strict=True):
+        args = []
+        for parameter in defined[name].split(","):
+            arg = parameter.strip().split()[-1].lstrip("*")
+            if arg in params:
+                args.append(["param", params.index(arg)])
+            elif arg in scratch_names:
+                args.append(["scratch", scratch_names.index(arg)])
+            else:
+                raise ThreadBindingError(f"{describe(kernel)}: device kernel {name} takes {parameter.strip()!r}")
+        launches.append({
+            "kernel": name, "global": list(size.global_size), "local": list(size.local_size), "args": args,
+        })  # fmt: skip
+    return {
+        "name": kernel.name,
+        "source": source,
+        "launches": launches,
+        "scratch": [nbytes for _, nbytes in scratch],
+        "params": len(params),
+    }
+
+
+def kernel_file(kernel: LoweredKernel, desc: TargetDescription, target_json: dict[str, Any]) -> tuple[Path, bool]:
+    """The cached JSON record of one kernel (compiled now if missing) and whether it was a hit."""
+    compute = kernel.compute.script() if kernel.compute is not None else kernel.func.script()
+    key = cache_key(
+        {"name": kernel.name, "workload": kernel.workload, "compute": hashlib.sha256(compute.encode()).hexdigest(),
+         "threads": _threads_version()},
+        target_json,
+    )  # fmt: skip
+    return cached_file(
+        key, ".json", lambda tmp: tmp.write_text(json.dumps(kernel_record(kernel, target_json), sort_keys=True))
+    )
+
+
+def digest_source(digest: bytes) -> str:
+    """`hai_plan_digest(out)`: writes the 32 bytes of `digest` (one work-item)."""
+    stores = " ".join(f"out[{i}] = {byte}u;" for i, byte in enumerate(digest))
+    return f"__kernel void {PLAN_DIGEST_SYMBOL}(__global uchar* restrict out) {{ {stores} }}\n"
+
+
+def link_library(
+    files: Sequence[Path], desc: TargetDescription, profile: dict[str, Any], digest: bytes | None
+) -> Path:
+    """The plan's kernel library: one JSON file of every kernel record and the digest kernel (cached)."""
+    records = sorted((json.loads(path.read_text()) for path in files), key=lambda r: r["name"])
+    library = {
+        "format": LIBRARY_FORMAT,
+        "profile": profile,
+        "source": "\n".join([*(r["source"] for r in records), digest_source(digest or bytes(32))]),
+        "kernels": {r["name"]: {k: r[k] for k in ("launches", "scratch", "params")} for r in records},
+    }
+    text = json.dumps(library, sort_keys=True, indent=1)
+    key = hashlib.sha256(text.encode()).hexdigest()
+    path, _ = cached_file(key, ".json", lambda tmp: tmp.write_text(text))
+    return path
+
+
+def _threads_version() -> str:
+    """A digest of the schedule and legalize modules: editing them never reuses a stale kernel."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for module in ("threads.py", "legalize.py", "build.py"):
+        digest.update((here / module).read_bytes())
+    return digest.hexdigest()[:12]

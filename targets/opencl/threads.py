@@ -1,0 +1,168 @@
+"""OpenCL thread schedules: each kernel's shared compute bound to work-groups and work-items, per op family.
+
+Rule: the computes are the shared templates' (`LoweredKernel.compute`, targets/lowering/); only how
+they map onto the device is OpenCL's. Each op family tries its rules in order (TVM's dlight GPU
+rules: `Matmul` tiles GEMM-like blocks in local memory with vectorised loads, `Reduction` and
+`GeneralReduction` reduce within a work-group, `Fallback` fuses the spatial axes of each block into
+work-groups of the device's size) and keeps the first whose result binds every statement to
+`blockIdx`/`threadIdx`; `Fallback` closes every family. A kernel whose every rule fails, or whose
+schedule leaves a statement unbound (it would compile silently into host code), is refused naming
+the kernel and its nodes. `launch_sizes` reads each device kernel's global and local sizes from the
+schedule (TVM records them nowhere else).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from targets.lowering.kernel import LoweredKernel, LoweringError
+
+GEMM_OPS = frozenset({"gemm", "batched_matmul", "Conv", "ConvTranspose", "MatMul", "Gemm"})
+REDUCTION_OPS = frozenset({
+    "Softmax", "LogSoftmax", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd",
+    "ReduceL2", "ReduceL1", "ReduceSumSquare", "ReduceLogSumExp", "GlobalAveragePool", "GlobalMaxPool",
+    "LayerNormalization", "InstanceNormalization", "ArgMax", "ArgMin", "LpNormalization",
+})  # fmt: skip
+FAMILY_RULES: dict[str, tuple[str, ...]] = {
+    "gemm": ("Matmul", "GEMV", "Fallback"),
+    "reduction": ("Reduction", "GeneralReduction", "Fallback"),
+    "pointwise": ("Fallback",),
+}
+"""The dlight rules each family tries, in order."""
+
+
+class ThreadBindingError(LoweringError):
+    """A kernel whose schedule leaves work outside `blockIdx`/`threadIdx` (it would run on the host)."""
+
+
+@dataclass(frozen=True)
+class LaunchSize:
+    """One device kernel's NDRange: `global_size` work-items in work-groups of `local_size` (x, y, z)."""
+
+    global_size: tuple[int, int, int]
+    local_size: tuple[int, int, int]
+
+
+def family_of(kernel: LoweredKernel) -> str:
+    op = str(kernel.workload.get("op", ""))
+    if op in GEMM_OPS:
+        return "gemm"
+    if op in REDUCTION_OPS:
+        return "reduction"
+    return "pointwise"
+
+
+def describe(kernel: LoweredKernel) -> str:
+    return f"kernel {kernel.name} ({', '.join(kernel.sources) or 'copy'})"
+
+
+def thread_schedule(kernel: LoweredKernel, tvm_target: Any) -> Any:
+    """The compute of `kernel` scheduled onto work-groups by its family's first rule that binds it whole."""
+    import tvm
+    import tvm.s_tir.dlight as dl
+
+    if kernel.compute is None:
+        raise ThreadBindingError(f"{describe(kernel)}: its template records no compute to schedule for OpenCL")
+    func = kernel.compute.with_attr("global_symbol", kernel.name)
+    failures = []
+    for rule_name in FAMILY_RULES[family_of(kernel)]:
+        rule = getattr(dl.gpu, rule_name)()
+        try:
+            with tvm_target:
+                mod = dl.ApplyDefaultSchedule(rule)(tvm.IRModule({kernel.name: func}))
+            scheduled = mod[kernel.name]
+            check_bound(scheduled, kernel)
+            return scheduled
+        except Exception as exc:  # dlight rules assert on shapes they do not take; try the next rule
+            failures.append(f"{rule_name}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}")
+    raise ThreadBindingError(f"{describe(kernel)}: no OpenCL thread schedule fits ({'; '.join(failures)})")
+
+
+CHILDREN = ("block", "body", "seq", "then_case", "else_case", "init")
+"""The attributes of TensorIR statements that hold statements."""
+
+
+def walk(stmt: Any) -> Iterator[Any]:
+    """`stmt` and every statement under it, parents first."""
+    yield stmt
+    for name in CHILDREN:
+        child = getattr(stmt, name, None)
+        if child is None:
+            continue
+        for each in child if name == "seq" else (child,):
+            yield from walk(each)
+
+
+def top_statements(func: Any) -> list[Any]:
+    """The statements at the root of `func`: under its root block, sequences flattened."""
+    from tvm import s_tir, tirx
+
+    body = func.body
+    while isinstance(body, s_tir.SBlockRealize | s_tir.SBlock):
+        body = body.block.body if isinstance(body, s_tir.SBlockRealize) else body.body
+    out: list[Any] = []
+    pending = [body]
+    while pending:
+        stmt = pending.pop(0)
+        if isinstance(stmt, tirx.SeqStmt):
+            pending[:0] = list(stmt.seq)
+        else:
+            out.append(stmt)
+    return out
+
+
+def is_thread_bound(stmt: Any) -> bool:
+    from tvm import tirx
+
+    return (
+        isinstance(stmt, tirx.For)
+        and stmt.kind == tirx.ForKind.THREAD_BINDING
+        and stmt.thread_binding is not None
+        and str(stmt.thread_binding.thread_tag).startswith(("blockIdx", "threadIdx"))
+    )
+
+
+def check_bound(func: Any, kernel: LoweredKernel) -> None:
+    """Refuse a schedule with a statement outside any thread binding (module doc)."""
+    unbound = [s for s in top_statements(func) if not is_thread_bound(s)]
+    if unbound:
+        raise ThreadBindingError(
+            f"{describe(kernel)}: {len(unbound)} statement(s) are not bound to blockIdx/threadIdx and would "
+            f"compile into host code; an OpenCL kernel must bind all its work to work-groups"
+        )
+
+
+def launch_sizes(func: Any) -> list[LaunchSize]:
+    """Each device kernel's launch size, in the order the kernels run (one per top-level nest)."""
+    from tvm import tirx
+
+    sizes = []
+    for stmt in top_statements(func):
+        extents: dict[str, int] = {}
+        for node in walk(stmt):
+            if isinstance(node, tirx.For) and node.kind == tirx.ForKind.THREAD_BINDING:
+                tag = str(node.thread_binding.thread_tag)
+                extents[tag] = max(extents.get(tag, 1), int(node.extent))
+        local = tuple(extents.get(f"threadIdx.{a}", 1) for a in "xyz")
+        groups = tuple(extents.get(f"blockIdx.{a}", 1) for a in "xyz")
+        sizes.append(LaunchSize(tuple(g * l for g, l in zip(groups, local, strict=True)), local))  # type: ignore[arg-type]
+    return sizes
+
+
+def buffer_names(func: Any) -> tuple[list[str], list[tuple[str, int]]]:
+    """The OpenCL argument names of `func`'s parameters (in order) and of its global scratch buffers, with
+    their bytes."""
+    import numpy as np
+    from tvm import s_tir
+
+    params = [f"{p.name}_ptr" for p in func.params]  # as TVM's OpenCL code names them
+    scratch: list[tuple[str, int]] = []
+    for node in walk(func.body):
+        if isinstance(node, s_tir.SBlock):
+            for buf in node.alloc_buffers:
+                if buf.scope() == "global":
+                    count = int(np.prod([int(d) for d in buf.shape], dtype=np.int64))
+                    scratch.append((f"{buf.name}_ptr", count * np.dtype(str(buf.dtype)).itemsize))
+    return params, scratch
