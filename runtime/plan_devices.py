@@ -5,8 +5,8 @@ device whose kernel library is its executable (`manifest.kernel_libraries`: devi
 that device's HAI driver (runtime/hai.py), found by the device's name among the built-in drivers and
 the `hai.devices` entry points. An artifact naming a device whose driver is not installed is refused
 at load, naming the device and how to get its driver. The host CPU is always opened: the arena and
-the weights are host memory, so another device must be host-visible (its memory the host's) to run
-on them. Each executable is loaded on its device through the descriptor it was verified through
+the weights are host memory, so another device must be host-visible (its memory the host's) or keep
+its own copy of them (the `HostMirror` extension, runtime/hai.py: OpenCL) to run on them. Each executable is loaded on its device through the descriptor it was verified through
 (runtime/artifact_files.py), after the artifact's own TVM runtime, and refused unless it was compiled
 for the manifest's plan (runtime/plan_digest.py), before any kernel runs. Imports numpy and
 `runtime` only.
@@ -20,7 +20,7 @@ from pathlib import Path
 from runtime.artifact import TVM_RUNTIME_FILE, Manifest, Slot, Step
 from runtime.artifact_files import ArtifactFiles
 from runtime.errors import DeviceNotFoundError, UnsupportedError
-from runtime.hai import ENTRY_POINT_GROUP, Device, Executable, available_drivers, open_device
+from runtime.hai import ENTRY_POINT_GROUP, Device, Executable, HostMirror, available_drivers, open_device
 from runtime.plan_digest import check_plan_digest
 
 HOST_DEVICE = "cpu"
@@ -47,7 +47,7 @@ def open_step_device(name: str, directory: Path) -> Device:
             f"named {name!r} in the entry-point group {ENTRY_POINT_GROUP!r}, or compile for the cpu"
         )
     device = open_device(name)
-    if not device.capabilities().host_visible:
+    if not device.capabilities().host_visible and not isinstance(device, HostMirror):
         device.close()
         raise UnsupportedError(
             f"artifact {directory} runs steps on device {name!r}, whose memory is not the host's; this "
