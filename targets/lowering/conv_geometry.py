@@ -14,7 +14,7 @@ from tvm import te
 
 from ir.graph import Node, Value
 from targets.lowering.elementwise import Epilogue
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name, snapshot
 
 
 class Geometry:
@@ -132,7 +132,7 @@ def finish_kernel(
 
     name = kernel_name(op, workload)
     compute = te.create_prim_func(params)
-    sch = s_tir.Schedule(compute)
+    sch = s_tir.Schedule(snapshot(compute))
     sch_fn(sch if flops >= PARALLEL_MIN_FLOPS else SerialSchedule(sch))
     return LoweredKernel(
         name,

@@ -26,7 +26,7 @@ import numpy as np
 from tvm import te
 
 from ir.graph import Node, Value
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name, snapshot
 from targets.lowering.pointwise import (
     BINARY,
     POINTWISE_OPS,
@@ -300,7 +300,7 @@ def lower_elementwise(
     }
     name = kernel_name("ew", workload)
     compute = te.create_prim_func([*tensors, out])
-    sch = s_tir.Schedule(compute.with_attr("global_symbol", name))
+    sch = s_tir.Schedule(snapshot(compute).with_attr("global_symbol", name))
     schedule_flat(sch, sch.get_sblock("out"), lanes, out_value.type.size)
     return LoweredKernel(
         name,

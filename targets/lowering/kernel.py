@@ -97,6 +97,14 @@ class LoweredKernel:
         return workload_hash(self.workload)
 
 
+def snapshot(func: Any) -> Any:
+    """A deep copy of the PrimFunc `func`: a schedule may edit the statements of the function it is
+    given in place, so a template keeps this copy as its kernel's `compute`."""
+    import tvm
+
+    return tvm.ir.load_json(tvm.ir.save_json(func))
+
+
 def workload_hash(workload: Mapping[str, Any]) -> str:
     """sha256 of the workload's canonical JSON (sorted keys, no whitespace)."""
     text = json.dumps(workload, sort_keys=True, separators=(",", ":"), default=str)

@@ -22,7 +22,7 @@ from tvm import te
 
 from ir.graph import Node, Value
 from targets.lowering.elementwise import Epilogue, Operand, epilogue_args, epilogue_signature
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name, snapshot
 from targets.lowering.matmul_general import general_product
 from targets.lowering.registry import lowering
 from targets.lowering.tiling import choose_knobs, padded, schedule_gemm
@@ -129,7 +129,7 @@ def packed_gemm(
     }
     name = kernel_name("gemm", b_src.add_to(workload))
     compute = te.create_prim_func(params)
-    sch = s_tir.Schedule(compute)
+    sch = s_tir.Schedule(snapshot(compute))
     b_src.schedule(sch, knobs.lanes)
     schedule_gemm(sch, "acc", "out", knobs, vector_out=n_dim % knobs.nb == 0)
 
@@ -207,7 +207,7 @@ def batched_matmul(node: Node, target: TargetDescription, epilogue: Sequence[Nod
     }
     name = kernel_name("bmm", workload)
     compute = te.create_prim_func([a_t, b_t, *extra, out])
-    sch = s_tir.Schedule(compute)
+    sch = s_tir.Schedule(snapshot(compute))
     schedule_gemm(sch, "acc", "out", knobs, vector_out=True)
     args = (
         arg(a, "input", views[0]),

@@ -27,6 +27,7 @@ from targets.target import TargetDescription
 
 LIBRARY_FORMAT = "hai-opencl-1"
 PLAN_DIGEST_SYMBOL = "hai_plan_digest"
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 _SIGNATURE = re.compile(r"__kernel void (\w+)\(([^)]*)\)\s*\{")
 
 
@@ -34,15 +35,11 @@ def kernel_record(kernel: LoweredKernel, target_json: dict[str, Any]) -> dict[st
     """The OpenCL C and launches of one kernel (module doc)."""
     import tvm
 
-    from targets.opencl.legalize import legalize
-
-    target = tvm.target.Target(target_json)
-    scheduled = legalize(thread_schedule(kernel, target))
-    lib = tvm.compile(tvm.IRModule({kernel.name: scheduled}), target=target)
+    scheduled, lib = thread_schedule(kernel, tvm.target.Target(target_json))
     if not lib.mod.imports:
         raise ThreadBindingError(f"{describe(kernel)}: compiled into host code only (no OpenCL kernel)")
-    source = lib.mod.imports[0].inspect_source()
     params, scratch = buffer_names(scheduled)
+    source, params, scratch = c_identifiers(lib.mod.imports[0].inspect_source(), params, scratch)
     sizes = launch_sizes(scheduled)
     defined = {name: args for name, args in _SIGNATURE.findall(source)}
     order = [f"{kernel.name}_kernel"] + [f"{kernel.name}_kernel_{i}" for i in range(1, len(sizes))]
@@ -72,6 +69,20 @@ def kernel_record(kernel: LoweredKernel, target_json: dict[str, Any]) -> dict[st
         "scratch": [nbytes for _, nbytes in scratch],
         "params": len(params),
     }
+
+
+def c_identifiers(
+    source: str, params: list[str], scratch: list[tuple[str, int]]
+) -> tuple[str, list[str], list[tuple[str, int]]]:
+    """The source with every buffer argument that is no C identifier (IR value names such as `Add@3`
+    become placeholder names, which TVM's OpenCL code keeps as they are) renamed `hai_buf<i>_ptr`."""
+    renamed: dict[str, str] = {}
+    for name in [*params, *(n for n, _ in scratch)]:
+        if not _IDENTIFIER.fullmatch(name) and name not in renamed:
+            renamed[name] = f"hai_buf{len(renamed)}_ptr"
+    for name, safe in renamed.items():
+        source = re.sub(rf"(?<![\w@.]){re.escape(name)}(?!\w)", safe, source)
+    return source, [renamed.get(n, n) for n in params], [(renamed.get(n, n), b) for n, b in scratch]
 
 
 def kernel_file(kernel: LoweredKernel, desc: TargetDescription, target_json: dict[str, Any]) -> tuple[Path, bool]:

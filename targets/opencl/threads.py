@@ -26,11 +26,12 @@ REDUCTION_OPS = frozenset({
     "LayerNormalization", "InstanceNormalization", "ArgMax", "ArgMin", "LpNormalization",
 })  # fmt: skip
 FAMILY_RULES: dict[str, tuple[str, ...]] = {
-    "gemm": ("Matmul", "GEMV", "Fallback"),
-    "reduction": ("Reduction", "GeneralReduction", "Fallback"),
-    "pointwise": ("Fallback",),
+    "gemm": ("Matmul", "GEMV", "Fallback", "Flat"),
+    "reduction": ("Reduction", "GeneralReduction", "Fallback", "Flat"),
+    "pointwise": ("Fallback", "Flat"),
 }
-"""The dlight rules each family tries, in order."""
+"""The rules each family tries, in order: dlight's, then `Flat` (`flat_schedule`), which takes any
+TE compute dlight cannot normalise (e.g. clamped gathers)."""
 
 
 class ThreadBindingError(LoweringError):
@@ -58,26 +59,77 @@ def describe(kernel: LoweredKernel) -> str:
     return f"kernel {kernel.name} ({', '.join(kernel.sources) or 'copy'})"
 
 
-def thread_schedule(kernel: LoweredKernel, tvm_target: Any) -> Any:
-    """The compute of `kernel` scheduled onto work-groups by its family's first rule that binds it whole."""
+def thread_schedule(kernel: LoweredKernel, tvm_target: Any) -> tuple[Any, Any]:
+    """The compute of `kernel` scheduled onto work-groups by its family's first rule that binds it whole
+    and compiles (the scheduled PrimFunc and TVM's module of it)."""
     import tvm
     import tvm.s_tir.dlight as dl
+
+    from targets.opencl.legalize import legalize
 
     if kernel.compute is None:
         raise ThreadBindingError(f"{describe(kernel)}: its template records no compute to schedule for OpenCL")
     func = kernel.compute.with_attr("global_symbol", kernel.name)
     failures = []
+    threads = int(tvm_target.attrs["max_num_threads"])
     for rule_name in FAMILY_RULES[family_of(kernel)]:
-        rule = getattr(dl.gpu, rule_name)()
         try:
-            with tvm_target:
-                mod = dl.ApplyDefaultSchedule(rule)(tvm.IRModule({kernel.name: func}))
-            scheduled = mod[kernel.name]
+            if rule_name == "Flat":
+                scheduled = flat_schedule(func, threads)
+            else:
+                with tvm_target:
+                    rule = getattr(dl.gpu, rule_name)()
+                    scheduled = dl.ApplyDefaultSchedule(rule)(tvm.IRModule({kernel.name: func}))[kernel.name]
             check_bound(scheduled, kernel)
-            return scheduled
-        except Exception as exc:  # dlight rules assert on shapes they do not take; try the next rule
-            failures.append(f"{rule_name}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}")
+            scheduled = legalize(scheduled)
+            return scheduled, tvm.compile(tvm.IRModule({kernel.name: scheduled}), target=tvm_target)
+        except Exception as exc:  # a rule that does not take this compute, or whose result fails to lower
+            failures.append(f"{rule_name}: {_last_line(exc)}")
     raise ThreadBindingError(f"{describe(kernel)}: no OpenCL thread schedule fits ({'; '.join(failures)})")
+
+
+def _last_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    lines = [line for line in text.splitlines() if "Error" in line] or text.splitlines() or [repr(exc)]
+    return lines[0].strip()[:300]
+
+
+def flat_schedule(func: Any, threads: int) -> Any:
+    """Every block of a TE compute inlined where it can be, each remaining one with its spatial loops
+    fused into work-groups of `threads` work-items (its reduction loops run serially in each)."""
+    import tvm.s_tir as s_tir
+
+    sch = s_tir.Schedule(func)
+    root = sch.get_sblock("root") if _has_root(sch) else None
+    blocks = list(sch.get_child_blocks(root)) if root is not None else []
+    for block in blocks[:-1]:
+        for inline in (sch.compute_inline, sch.reverse_compute_inline):
+            try:
+                inline(block)
+                break
+            except Exception:  # noqa: S112  (a block that cannot be inlined keeps its own nest)
+                continue
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        loops = sch.get_loops(block)
+        spatial = sum(1 for v in sch.get(block).iter_vars if int(v.iter_type) == 0)
+        if spatial == 0 or len(loops) < spatial:
+            loop = sch.add_unit_loop(block)
+        else:
+            loop = sch.fuse(*loops[:spatial]) if spatial > 1 else loops[0]
+        extent = int(sch.get(loop).extent)
+        width = min(threads, extent)
+        outer, inner = sch.split(loop, [None, width])
+        sch.bind(outer, "blockIdx.x")
+        sch.bind(inner, "threadIdx.x")
+    return sch.mod["main"]
+
+
+def _has_root(sch: Any) -> bool:
+    try:
+        sch.get_sblock("root")
+    except Exception:
+        return False
+    return True
 
 
 CHILDREN = ("block", "body", "seq", "then_case", "else_case", "init")
