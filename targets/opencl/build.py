@@ -28,6 +28,7 @@ from targets.target import TargetDescription
 LIBRARY_FORMAT = "hai-opencl-1"
 PLAN_DIGEST_SYMBOL = "hai_plan_digest"
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+_NOT_IDENTIFIER = re.compile(r"\W")
 _SIGNATURE = re.compile(r"__kernel void (\w+)\(([^)]*)\)\s*\{")
 
 
@@ -38,8 +39,8 @@ def kernel_record(kernel: LoweredKernel, target_json: dict[str, Any]) -> dict[st
     scheduled, lib = thread_schedule(kernel, tvm.target.Target(target_json))
     if not lib.mod.imports:
         raise ThreadBindingError(f"{describe(kernel)}: compiled into host code only (no OpenCL kernel)")
+    source, aliases = c_identifiers(lib.mod.imports[0].inspect_source())
     params, scratch = buffer_names(scheduled)
-    source, params, scratch = c_identifiers(lib.mod.imports[0].inspect_source(), params, scratch)
     sizes = launch_sizes(scheduled)
     defined = {name: args for name, args in _SIGNATURE.findall(source)}
     order = [f"{kernel.name}_kernel"] + [f"{kernel.name}_kernel_{i}" for i in range(1, len(sizes))]
@@ -47,18 +48,17 @@ def kernel_record(kernel: LoweredKernel, target_json: dict[str, Any]) -> dict[st
         raise ThreadBindingError(
             f"{describe(kernel)}: TVM emitted kernels {sorted(defined)} for {len(sizes)} thread-bound nests"
         )
-    scratch_names = [name for name, _ in scratch]
+    buffers = [("param", i, name) for i, name in enumerate(params)]
+    buffers += [("scratch", i, name) for i, (name, _) in enumerate(scratch)]
     launches = []
     for name, size in zip(order, sizes, strict=True):
         args = []
-        for parameter in defined[name].split(","):
-            arg = parameter.strip().split()[-1].lstrip("*")
-            if arg in params:
-                args.append(["param", params.index(arg)])
-            elif arg in scratch_names:
-                args.append(["scratch", scratch_names.index(arg)])
-            else:
-                raise ThreadBindingError(f"{describe(kernel)}: device kernel {name} takes {parameter.strip()!r}")
+        for parameter in _parameters(defined[name]):
+            found = _buffer_of(aliases.get(parameter, parameter), buffers)
+            if found is None:
+                raise ThreadBindingError(f"{describe(kernel)}: device kernel {name} takes {parameter!r}, "
+                                         f"which names no buffer of the kernel")  # fmt: skip
+            args.append(list(found))
         launches.append({
             "kernel": name, "global": list(size.global_size), "local": list(size.local_size), "args": args,
         })  # fmt: skip
@@ -71,18 +71,36 @@ def kernel_record(kernel: LoweredKernel, target_json: dict[str, Any]) -> dict[st
     }
 
 
-def c_identifiers(
-    source: str, params: list[str], scratch: list[tuple[str, int]]
-) -> tuple[str, list[str], list[tuple[str, int]]]:
-    """The source with every buffer argument that is no C identifier (IR value names such as `Add@3`
-    become placeholder names, which TVM's OpenCL code keeps as they are) renamed `hai_buf<i>_ptr`."""
-    renamed: dict[str, str] = {}
-    for name in [*params, *(n for n, _ in scratch)]:
-        if not _IDENTIFIER.fullmatch(name) and name not in renamed:
-            renamed[name] = f"hai_buf{len(renamed)}_ptr"
-    for name, safe in renamed.items():
+def _parameters(text: str) -> list[str]:
+    """The argument names of a kernel's parameter list (`__global float* restrict x_ptr, ...`)."""
+    return [each.strip().split()[-1].lstrip("*") for each in text.split(",") if each.strip()]
+
+
+def _buffer_of(parameter: str, buffers: list[tuple[str, int, str]]) -> tuple[str, int] | None:
+    """The (kind, index) of the buffer a device-kernel parameter names: TVM names it `<buffer>_ptr`
+    with characters that are no C identifier's replaced by `_`, and a `_<n>` suffix where that
+    name was taken; one buffer must match."""
+    if not parameter.endswith("_ptr"):
+        return None
+    stem = parameter[: -len("_ptr")]
+    for candidate in (stem, re.sub(r"_\d+$", "", stem)):
+        matches = [(kind, i) for kind, i, name in buffers if candidate in (name, _NOT_IDENTIFIER.sub("_", name))]
+        if len(matches) == 1:
+            return matches[0]
+    return None
+
+
+def c_identifiers(source: str) -> tuple[str, dict[str, str]]:
+    """The source with every kernel parameter that is no C identifier (TVM keeps some IR value names,
+    e.g. `Add@3_0_ptr`, as they are) renamed `hai_buf<i>_ptr`, and the new names' old ones."""
+    aliases: dict[str, str] = {}
+    for _, text in _SIGNATURE.findall(source):
+        for parameter in _parameters(text):
+            if not _IDENTIFIER.fullmatch(parameter) and parameter not in aliases.values():
+                aliases[f"hai_buf{len(aliases)}_ptr"] = parameter
+    for safe, name in aliases.items():
         source = re.sub(rf"(?<![\w@.]){re.escape(name)}(?!\w)", safe, source)
-    return source, [renamed.get(n, n) for n in params], [(renamed.get(n, n), b) for n, b in scratch]
+    return source, aliases
 
 
 def kernel_file(kernel: LoweredKernel, desc: TargetDescription, target_json: dict[str, Any]) -> tuple[Path, bool]:

@@ -65,13 +65,13 @@ class DeviceProfile:
             compute_units=int(facts["compute_units"]),
             max_work_group_size=int(facts["max_work_group_size"]),
             local_memory_bytes=int(facts["local_memory_bytes"]),
-            vector_width_float=int(facts.get("vector_width_float", 1)),
+            vector_width_float=int(facts.get("vector_width_float") or 1),
             vector_width_half=int(facts.get("vector_width_half", 0)),
             sub_group_size=int(facts.get("sub_group_size", 0)),
             fp16=bool(facts.get("fp16", False)),
             int8_dot=bool(facts.get("int8_dot_product", False)),
             host_unified=bool(facts.get("host_unified_memory", False)),
-            base_align_bits=int(facts.get("base_align_bits", 1024)),
+            base_align_bits=int(facts.get("base_align_bits") or 1024),
         )
 
 

@@ -204,17 +204,17 @@ def launch_sizes(func: Any) -> list[LaunchSize]:
 
 
 def buffer_names(func: Any) -> tuple[list[str], list[tuple[str, int]]]:
-    """The OpenCL argument names of `func`'s parameters (in order) and of its global scratch buffers, with
-    their bytes."""
+    """The names of `func`'s parameter buffers (in order) and of its global scratch buffers, with their
+    bytes."""
     import numpy as np
     from tvm import s_tir
 
-    params = [f"{p.name}_ptr" for p in func.params]  # as TVM's OpenCL code names them
+    params = [str(p.name) for p in func.params]
     scratch: list[tuple[str, int]] = []
     for node in walk(func.body):
         if isinstance(node, s_tir.SBlock):
             for buf in node.alloc_buffers:
                 if buf.scope() == "global":
                     count = int(np.prod([int(d) for d in buf.shape], dtype=np.int64))
-                    scratch.append((f"{buf.name}_ptr", count * np.dtype(str(buf.dtype)).itemsize))
+                    scratch.append((str(buf.name), count * np.dtype(str(buf.dtype)).itemsize))
     return params, scratch

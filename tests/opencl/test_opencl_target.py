@@ -1,0 +1,81 @@
+"""The OpenCL target module without a device: profiles, the TVM target, thread-binding refusals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from targets.description import TargetError
+from targets.lowering.kernel import KernelArg, LoweredKernel
+from targets.opencl import threads
+from targets.registry import available_targets, get_target, resolve_target
+
+
+def test_presets_describe_their_devices() -> None:
+    assert "opencl" in available_targets()
+    pocl = resolve_target("opencl", cpu="pocl-cpu")
+    h100 = resolve_target("opencl", cpu="nvidia-h100")
+    assert (pocl.arch, pocl.features, pocl.buffer_alignment) == ("opencl", frozenset({"host_unified"}), 128)
+    assert (h100.features, h100.buffer_alignment) == (frozenset({"fp16"}), 512)
+    assert pocl.to_pass_context().buffer_alignment == 128  # plan-memory aligns offsets to it
+    tvm_target = get_target("opencl").tvm_target(h100)
+    assert (tvm_target["kind"], tvm_target["max_num_threads"], tvm_target["thread_warp_size"]) == ("opencl", 1024, 32)
+
+
+def test_feature_edits_reach_the_profile() -> None:
+    edited = resolve_target("opencl", cpu="nvidia-h100", cpu_features="-fp16")
+    assert edited.features == frozenset() and not dict(edited.device)["fp16"]
+    assert edited.buffer_alignment == 512  # the rest of the profile stays
+
+
+def test_unknown_profile_names_the_presets() -> None:
+    with pytest.raises(TargetError, match="unknown OpenCL device profile 'mali'.*pocl-cpu, nvidia-h100"):
+        resolve_target("opencl", cpu="mali")
+
+
+def elementwise_kernel() -> LoweredKernel:
+    from tvm import te
+
+    x = te.placeholder((4, 300), name="x")
+    y = te.compute((4, 300), lambda i, j: x[i, j] * 2.0, name="y")
+    func = te.create_prim_func([x, y])
+    args = (KernelArg("x", "input", (4, 300), "float32"), KernelArg("y", "output", (4, 300), "float32"))
+    return LoweredKernel("hai_test_double", func, args, 1200, ("Mul_0",), {"op": "Mul"}, compute=func)
+
+
+def test_a_kernel_without_thread_bindings_is_refused_by_name() -> None:
+    kernel = elementwise_kernel()
+    with pytest.raises(threads.ThreadBindingError, match=r"kernel hai_test_double \(Mul_0\).*host code"):
+        threads.check_bound(kernel.compute, kernel)
+
+
+def test_no_rule_that_binds_fails_naming_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tvm
+
+    kernel = elementwise_kernel()
+    monkeypatch.setitem(threads.FAMILY_RULES, "pointwise", ("Matmul",))  # takes no elementwise compute
+    target = tvm.target.Target(get_target("opencl").tvm_target(resolve_target("opencl", cpu="pocl-cpu")))
+    with pytest.raises(threads.ThreadBindingError, match=r"hai_test_double \(Mul_0\): no OpenCL thread schedule"):
+        threads.thread_schedule(kernel, target)
+
+
+def test_flat_schedule_binds_and_sizes_the_launch() -> None:
+    kernel = elementwise_kernel()
+    scheduled = threads.flat_schedule(kernel.compute, 256)
+    threads.check_bound(scheduled, kernel)
+    (size,) = threads.launch_sizes(scheduled)
+    assert (size.global_size, size.local_size) == ((1280, 1, 1), (256, 1, 1))  # 1200 work-items, padded
+
+
+def test_the_library_carries_source_and_launches(tmp_path: Any) -> None:
+    import json
+
+    from targets.opencl.build import kernel_record
+
+    target = get_target("opencl")
+    record = kernel_record(elementwise_kernel(), target.tvm_target(resolve_target("opencl", cpu="pocl-cpu")))
+    assert "__kernel void hai_test_double_kernel(" in record["source"]
+    (launch,) = record["launches"]
+    assert launch["args"] == [["param", 0], ["param", 1]] and record["params"] == 2
+    json.dumps(record)  # plain data
