@@ -179,10 +179,12 @@ def opencl_compile_target(profile: dict[str, Any]) -> dict[str, Any]:
     devices = [d for p in profile.get("opencl", {}).get("platforms", []) for d in p.get("devices", [])]
     if not devices:
         reason = profile.get("opencl", {}).get("reason", "no OpenCL device was found")
-        raise HardwareProfileError(f"hardware profile lists no OpenCL device ({reason}); --target opencl "
-                                   f"needs a profile taken where one is installed, or --cpu with a preset")  # fmt: skip
-    device = min(devices, key=lambda d: OPENCL_PREFERENCE.index(d.get("type", "CUSTOM"))
-                 if d.get("type") in OPENCL_PREFERENCE else len(OPENCL_PREFERENCE))  # fmt: skip
+        raise HardwareProfileError(
+            f"hardware profile lists no OpenCL device ({reason}); --target opencl needs a profile taken "
+            f"where one is installed, or --cpu with a preset"
+        )
+    ranks = {kind: rank for rank, kind in enumerate(OPENCL_PREFERENCE)}
+    device = min(devices, key=lambda d: ranks.get(d.get("type", ""), len(ranks)))
     features = [f for f, key in (("fp16", "fp16"), ("int8_dot", "int8_dot_product"),
                                  ("host_unified", "host_unified_memory")) if device.get(key)]  # fmt: skip
     return {"target": "opencl", "cpu": device["name"], "features": features, "device": device}

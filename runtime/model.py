@@ -223,7 +223,7 @@ class Model:
     def _mirror_memory(self) -> tuple[Callable[[], None], ...]:
         """Give each device with memory of its own (`HostMirror`) the arena and the weights (uploaded
         once, now); the calls that copy the outputs back from them after each run."""
-        mirrored = [d for name, d in self.devices.items() if name != HOST_DEVICE and isinstance(d, HostMirror)]
+        mirrored = [d for n, d in self.devices.items() if n != HOST_DEVICE and isinstance(d, HostMirror)]
         for device in mirrored:
             device.mirror(self.arena, "arena", upload=False)
             device.mirror(self.weights, "weights", upload=True)

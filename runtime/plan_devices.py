@@ -6,7 +6,8 @@ that device's HAI driver (runtime/hai.py), found by the device's name among the 
 the `hai.devices` entry points. An artifact naming a device whose driver is not installed is refused
 at load, naming the device and how to get its driver. The host CPU is always opened: the arena and
 the weights are host memory, so another device must be host-visible (its memory the host's) or keep
-its own copy of them (the `HostMirror` extension, runtime/hai.py: OpenCL) to run on them. Each executable is loaded on its device through the descriptor it was verified through
+its own copy of them (the `HostMirror` extension, runtime/hai.py: OpenCL) to run on them. Each
+executable is loaded on its device through the descriptor it was verified through
 (runtime/artifact_files.py), after the artifact's own TVM runtime, and refused unless it was compiled
 for the manifest's plan (runtime/plan_digest.py), before any kernel runs. Imports numpy and
 `runtime` only.

@@ -69,7 +69,7 @@ class TargetDescription:
     runtime_baseline_bytes: int = RUNTIME_BASELINE_BYTES  # the runtime's own resident memory
     runtime_bytes_per_call: int = RUNTIME_BYTES_PER_CALL  # its state per plan step and weight page
     device: tuple[tuple[str, Any], ...] = ()  # a non-CPU device's facts (targets/opencl/profiles.py)
-    buffer_alignment: int = 64  # bytes every arena offset and weight is aligned to (the device's base)
+    buffer_alignment: int = 1  # device buffer-base alignment of arena offsets and weights (1: none)
 
     @property
     def vector_lanes_f32(self) -> int:

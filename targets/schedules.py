@@ -96,6 +96,7 @@ class ScheduleTable:
     - `integer_dot(target)`: the instruction the 16 x 4 u8 x i8 step is there ("" if none);
       `dot_intrinsic(dot)` registers that instruction's tensor intrinsic and returns its `DotStep`.
     - `depthwise(target)`, `vector(target, itemsize)`: the vector width for f32 / `itemsize` bytes.
+    - `loop_nests`: whether hand-written CPU loop nests may stand in for a compute.
     """
 
     gemm: Callable[[TargetDescription, int, int, int | None], GemmKnobs]
@@ -104,6 +105,9 @@ class ScheduleTable:
     dot_intrinsic: Callable[[str], DotStep]
     depthwise: Callable[[TargetDescription], VectorKnobs]
     vector: Callable[[TargetDescription, int], VectorKnobs]
+    loop_nests: bool = True
+    """Whether templates may write a CPU loop nest themselves (Resize's nearest rows); False where the
+    target binds threads to the shared computes (OpenCL, targets/opencl/threads.py)."""
 
 
 def register_gemm_knobs(target: TargetDescription, m: int, n: int, rows: int | None = None) -> GemmKnobs:

@@ -137,8 +137,8 @@ def fake_cl_device(name: str, type_bits: int, extensions: str, **facts: int) -> 
 
 
 def test_opencl_devices_through_pyopencl(monkeypatch: pytest.MonkeyPatch) -> None:
-    gpu = fake_cl_device("NVIDIA H100", 1 << 2, "cl_khr_fp64 cl_khr_fp16 cl_khr_subgroups",
-                         mem_base_addr_align=4096, warp_size_nv=32, preferred_vector_width_float=1)  # fmt: skip
+    facts = {"mem_base_addr_align": 4096, "warp_size_nv": 32, "preferred_vector_width_float": 1}
+    gpu = fake_cl_device("NVIDIA H100", 1 << 2, "cl_khr_fp64 cl_khr_fp16 cl_khr_subgroups", **facts)
     cpu = fake_cl_device("pthread-znver4", 1 << 1 | 1 << 0, "cl_khr_fp64")
     platforms = [
         types.SimpleNamespace(

@@ -16,9 +16,10 @@ device and says why).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,11 @@ class OpenCLDriver(Driver):
                 ) from None
             raise DeviceNotFoundError(
                 f"no OpenCL device {index}: {len(devices)} found"
-                + (f" matching ${DEVICE_FILTER}={os.environ[DEVICE_FILTER]!r}" if os.environ.get(DEVICE_FILTER) else "")
+                + (
+                    f" matching ${DEVICE_FILTER}={os.environ[DEVICE_FILTER]!r}"
+                    if os.environ.get(DEVICE_FILTER)
+                    else ""
+                )
                 + " (install an OpenCL driver, e.g. Debian's pocl-opencl-icd, and its ICD)"
             )
         device = devices[index]
@@ -101,35 +106,27 @@ class Mirror:
     buffer: Any
 
 
-@dataclass
 class OpenCLLaunch:
-    """A recorded launch: its enqueues, and the inputs written before them."""
+    """A recorded launch: the inputs written before it (bound each run) and its kernels' enqueues."""
 
-    enqueues: list[Callable[[], None]]
-    inputs: dict[int, tuple[Any, np.ndarray | None]] = field(default_factory=dict)
-    run: Callable[[], None] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.run = self._run
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+        self.enqueues: list[Callable[[], None]] = []
+        self.inputs: dict[int, tuple[Any, np.ndarray | None]] = {}
+        self.run: Callable[[], None] = self._run
 
     def bind(self, position: int, array: np.ndarray) -> None:
         buffer, _ = self.inputs[position]
         self.inputs[position] = (buffer, array)
 
     def _run(self) -> None:
-        for write in self._writes():
-            write()
-        for enqueue in self.enqueues:
-            enqueue()
-
-    def _writes(self) -> list[Callable[[], None]]:
         import pyopencl as cl
 
-        queue = self.queue
-        return [lambda b=b, a=a: cl.enqueue_copy(queue, b, a, is_blocking=False)
-                for b, a in self.inputs.values() if a is not None]  # fmt: skip
-
-    queue: Any = None
+        for buffer, array in self.inputs.values():
+            if array is not None:  # the model keeps the array alive until it synchronizes
+                cl.enqueue_copy(self.queue, buffer, array, is_blocking=False)
+        for enqueue in self.enqueues:
+            enqueue()
 
 
 class OpenCLDevice(Device):
@@ -193,9 +190,13 @@ class OpenCLDevice(Device):
     def copy_in(self, buffer: Buffer, host: np.ndarray, offset: int = 0) -> None:
         import pyopencl as cl
 
-        cl.enqueue_copy(self.queue, buffer.handle, np.ascontiguousarray(host), dst_offset=offset, is_blocking=True)
+        cl.enqueue_copy(
+            self.queue, buffer.handle, np.ascontiguousarray(host), dst_offset=offset, is_blocking=True
+        )
 
-    def copy_out(self, buffer: Buffer, offset: int, shape: Sequence[int], dtype: np.dtype | str) -> np.ndarray:
+    def copy_out(
+        self, buffer: Buffer, offset: int, shape: Sequence[int], dtype: np.dtype | str
+    ) -> np.ndarray:
         import pyopencl as cl
 
         out = np.empty(tuple(shape), dtype)
@@ -203,7 +204,11 @@ class OpenCLDevice(Device):
         return out
 
     def map(
-        self, buffer: Buffer, offset: int = 0, shape: Sequence[int] | None = None, dtype: np.dtype | str = "u1"
+        self,
+        buffer: Buffer,
+        offset: int = 0,
+        shape: Sequence[int] | None = None,
+        dtype: np.dtype | str = "u1",
     ) -> np.ndarray:
         raise UnsupportedError("mapping OpenCL buffers (zero-copy) is not implemented yet; use copy_out")
 
@@ -239,7 +244,9 @@ class OpenCLDevice(Device):
 
     # -- calls 10 to 12 ---------------------------------------------------------------------------------
 
-    def load_executable(self, source: str | os.PathLike[str] | OpenFile, runtime: OpenFile | None = None) -> Executable:
+    def load_executable(
+        self, source: str | os.PathLike[str] | OpenFile, runtime: OpenFile | None = None
+    ) -> Executable:
         from runtime.devices.opencl_programs import build_program, read_library
 
         if isinstance(source, OpenFile):
@@ -255,8 +262,10 @@ class OpenCLDevice(Device):
         import pyopencl as cl
 
         program, kernels = executable.handle
+        meta: dict[str, Any]
         if entry == PLAN_DIGEST_SYMBOL:
-            meta = {"launches": [{"kernel": entry, "global": [1, 1, 1], "local": [1, 1, 1], "args": [["param", 0]]}],
+            one = [1, 1, 1]
+            meta = {"launches": [{"kernel": entry, "global": one, "local": one, "args": [["param", 0]]}],
                     "scratch": [], "params": 1}  # fmt: skip
         elif entry in kernels:
             meta = kernels[entry]
@@ -264,19 +273,23 @@ class OpenCLDevice(Device):
             raise KernelError(f"kernel {entry!r} is not in {executable.path}")
         if len(args) != meta["params"]:
             raise KernelError(f"kernel {entry!r} takes {meta['params']} arguments, got {len(args)}")
-        launch = OpenCLLaunch([])
-        launch.queue = self.queue
+        launch = OpenCLLaunch(self.queue)
         params = [self._argument(arg, i, entry, launch) for i, arg in enumerate(args)]
         scratch = [cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(int(n), 1)) for n in meta["scratch"]]
         for step in meta["launches"]:
             kernel = cl.Kernel(program, step["kernel"])
             kernel.set_args(*[params[i] if kind == "param" else scratch[i] for kind, i in step["args"]])
             global_size, local_size = tuple(step["global"]), tuple(step["local"])
-            queue = self.queue
-            launch.enqueues.append(
-                lambda k=kernel, g=global_size, w=local_size, s=scratch: cl.enqueue_nd_range_kernel(queue, k, g, w)
-            )
+            launch.enqueues.append(functools.partial(self._enqueue, kernel, global_size, local_size, scratch))
         return launch
+
+    def _enqueue(
+        self, kernel: Any, global_size: tuple[int, ...], local_size: tuple[int, ...], scratch: Any
+    ) -> None:
+        """Launch one device kernel (`scratch`: its buffers, kept alive with the launch)."""
+        import pyopencl as cl
+
+        cl.enqueue_nd_range_kernel(self.queue, kernel, global_size, local_size)
 
     def _argument(self, arg: KernelArg, position: int, entry: str, launch: OpenCLLaunch) -> Any:
         import pyopencl as cl
@@ -287,13 +300,18 @@ class OpenCLDevice(Device):
             launch.inputs[position] = (buffer, None)
             return buffer
         if isinstance(arg, BufferView):
-            return self._sub_buffer(arg.buffer.handle, arg.offset, arg.buffer.nbytes - arg.offset, entry, position)
+            return self._sub_buffer(
+                arg.buffer.handle, arg.offset, arg.buffer.nbytes - arg.offset, entry, position
+            )
         if isinstance(arg, np.ndarray):
             mirror, offset = self._mirrored(arg)
             if mirror is not None:
                 return self._sub_buffer(mirror.buffer, offset, arg.nbytes, entry, position)
-            buffer = cl.Buffer(self.context, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR, hostbuf=arg) \
-                if arg.nbytes else cl.Buffer(self.context, cl.mem_flags.READ_WRITE, 1)
+            buffer = (
+                cl.Buffer(self.context, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR, hostbuf=arg)
+                if arg.nbytes
+                else cl.Buffer(self.context, cl.mem_flags.READ_WRITE, 1)
+            )
             self._read_backs.append((arg, buffer))
             return buffer
         raise KernelError(f"kernel {entry!r}: argument #{position} is a {type(arg).__name__}; OpenCL kernels "
@@ -306,9 +324,9 @@ class OpenCLDevice(Device):
             return buffer
         if offset % self.alignment:
             raise UnsupportedError(
-                f"kernel {entry!r}: argument #{position} lies at byte {offset} of its buffer, not a multiple of "
-                f"this device's base-address alignment ({self.alignment} bytes); recompile for this device's "
-                f"profile (hai doctor) so the planner aligns it"
+                f"kernel {entry!r}: argument #{position} lies at byte {offset} of its buffer, not a multiple "
+                f"of this device's base-address alignment ({self.alignment} bytes); recompile for this "
+                f"device's profile (hai doctor) so the planner aligns it"
             )
         return buffer.get_sub_region(offset, max(nbytes, 1), cl.mem_flags.READ_WRITE)
 

@@ -38,7 +38,13 @@ def cache_folder() -> Path:
 
 
 def binary_key(device: Any, source: str) -> str:
-    facts = [device.name, device.platform.name, device.platform.version, device.driver_version, device.version]
+    facts = [
+        device.name,
+        device.platform.name,
+        device.platform.version,
+        device.driver_version,
+        device.version,
+    ]
     text = json.dumps([*facts, hashlib.sha256(source.encode()).hexdigest()])
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -59,7 +65,10 @@ def store_binary(key: str, binary: bytes) -> None:
     folder = cache_folder()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for name, data in ((f"{key}.bin", binary), (f"{key}.sha256", hashlib.sha256(binary).hexdigest().encode())):
+        for name, data in (
+            (f"{key}.bin", binary),
+            (f"{key}.sha256", hashlib.sha256(binary).hexdigest().encode()),
+        ):
             tmp = folder / f".{name}.{os.getpid()}"
             tmp.write_bytes(data)
             tmp.replace(folder / name)
@@ -81,7 +90,9 @@ def build_program(context: Any, device: Any, source: str, where: str) -> tuple[A
     try:
         program = cl.Program(context, source).build(devices=[device])
     except cl.Error as exc:
-        raise KernelError(f"the OpenCL program of {where} failed to build on {device.name.strip()}: {exc}") from None
+        raise KernelError(
+            f"the OpenCL program of {where} failed to build on {device.name.strip()}: {exc}"
+        ) from None
     binaries = program.get_info(cl.program_info.BINARIES)
     if binaries and binaries[0]:
         store_binary(key, bytes(binaries[0]))

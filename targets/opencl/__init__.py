@@ -72,7 +72,9 @@ class OpenCLTarget(TargetBackend):
         if profile is None:
             return desc
         profile = profile.with_features(desc.features)
-        return dataclasses.replace(desc, device=profile.to_items(), buffer_alignment=max(64, profile.base_align_bytes))
+        return dataclasses.replace(
+            desc, device=profile.to_items(), buffer_alignment=max(64, profile.base_align_bytes)
+        )
 
     def with_edits(self, desc: TargetDescription, text: str) -> TargetDescription:
         edited = super().with_edits(desc, text)

@@ -84,7 +84,9 @@ def _buffer_of(parameter: str, buffers: list[tuple[str, int, str]]) -> tuple[str
         return None
     stem = parameter[: -len("_ptr")]
     for candidate in (stem, re.sub(r"_\d+$", "", stem)):
-        matches = [(kind, i) for kind, i, name in buffers if candidate in (name, _NOT_IDENTIFIER.sub("_", name))]
+        matches = [
+            (kind, i) for kind, i, name in buffers if candidate in (name, _NOT_IDENTIFIER.sub("_", name))
+        ]
         if len(matches) == 1:
             return matches[0]
     return None
@@ -103,16 +105,25 @@ def c_identifiers(source: str) -> tuple[str, dict[str, str]]:
     return source, aliases
 
 
-def kernel_file(kernel: LoweredKernel, desc: TargetDescription, target_json: dict[str, Any]) -> tuple[Path, bool]:
+def kernel_file(
+    kernel: LoweredKernel, desc: TargetDescription, target_json: dict[str, Any]
+) -> tuple[Path, bool]:
     """The cached JSON record of one kernel (compiled now if missing) and whether it was a hit."""
     compute = kernel.compute.script() if kernel.compute is not None else kernel.func.script()
+    facts = {
+        "name": kernel.name,
+        "workload": kernel.workload,
+        "compute": hashlib.sha256(compute.encode()).hexdigest(),
+        "threads": _threads_version(),
+    }
     key = cache_key(
-        {"name": kernel.name, "workload": kernel.workload, "compute": hashlib.sha256(compute.encode()).hexdigest(),
-         "threads": _threads_version()},
+        facts,
         target_json,
     )  # fmt: skip
     return cached_file(
-        key, ".json", lambda tmp: tmp.write_text(json.dumps(kernel_record(kernel, target_json), sort_keys=True))
+        key,
+        ".json",
+        lambda tmp: tmp.write_text(json.dumps(kernel_record(kernel, target_json), sort_keys=True)),
     )
 
 

@@ -52,7 +52,8 @@ def reinterpret(call: Any) -> Any:
 
 OPENCL_TYPES = {
     "float32": "float", "float16": "half", "float64": "double", "int8": "char", "uint8": "uchar",
-    "int16": "short", "uint16": "ushort", "int32": "int", "uint32": "uint", "int64": "long", "uint64": "ulong",
+    "int16": "short", "uint16": "ushort", "int32": "int", "uint32": "uint", "int64": "long",
+    "uint64": "ulong",
 }  # fmt: skip
 
 

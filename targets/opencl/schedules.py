@@ -29,8 +29,8 @@ def no_dot_intrinsic(dot: str) -> DotStep:
 
 
 def integer_gemm_knobs(target: TargetDescription, positions: int, channels: int, macs: int) -> IntKnobs:
-    return register_int_knobs(target.vector_registers * target.vector_bytes // (4 * LANES), positions, channels,
-                              macs, dot="")  # fmt: skip
+    panels = target.vector_registers * target.vector_bytes // (4 * LANES)
+    return register_int_knobs(panels, positions, channels, macs, dot="")
 
 
 OPENCL_SCHEDULES = ScheduleTable(
@@ -40,4 +40,5 @@ OPENCL_SCHEDULES = ScheduleTable(
     dot_intrinsic=no_dot_intrinsic,
     depthwise=f32_vector_knobs,
     vector=full_vector_knobs,
+    loop_nests=False,
 )

@@ -63,13 +63,21 @@ def thread_schedule(kernel: LoweredKernel, tvm_target: Any) -> tuple[Any, Any]:
     """The compute of `kernel` scheduled onto work-groups by its family's first rule that binds it whole
     and compiles (the scheduled PrimFunc and TVM's module of it)."""
     import tvm
+    import tvm.s_tir as s_tir
     import tvm.s_tir.dlight as dl
 
     from targets.opencl.legalize import legalize
 
     if kernel.compute is None:
-        raise ThreadBindingError(f"{describe(kernel)}: its template records no compute to schedule for OpenCL")
+        raise ThreadBindingError(
+            f"{describe(kernel)}: its template records no compute to schedule for OpenCL"
+        )
     func = kernel.compute.with_attr("global_symbol", kernel.name)
+    if not _has_root(s_tir.Schedule(func)):
+        raise ThreadBindingError(
+            f"{describe(kernel)}: op {kernel.workload.get('op', '?')} has no OpenCL schedule yet (its "
+            f"template writes a CPU loop nest, not a compute)"
+        )
     failures = []
     threads = int(tvm_target.attrs["max_num_threads"])
     for rule_name in FAMILY_RULES[family_of(kernel)]:
@@ -100,9 +108,7 @@ def flat_schedule(func: Any, threads: int) -> Any:
     import tvm.s_tir as s_tir
 
     sch = s_tir.Schedule(func)
-    root = sch.get_sblock("root") if _has_root(sch) else None
-    blocks = list(sch.get_child_blocks(root)) if root is not None else []
-    for block in blocks[:-1]:
+    for block in list(sch.get_child_blocks(sch.get_sblock("root")))[:-1]:
         for inline in (sch.compute_inline, sch.reverse_compute_inline):
             try:
                 inline(block)
@@ -199,7 +205,8 @@ def launch_sizes(func: Any) -> list[LaunchSize]:
                 extents[tag] = max(extents.get(tag, 1), int(node.extent))
         local = tuple(extents.get(f"threadIdx.{a}", 1) for a in "xyz")
         groups = tuple(extents.get(f"blockIdx.{a}", 1) for a in "xyz")
-        sizes.append(LaunchSize(tuple(g * l for g, l in zip(groups, local, strict=True)), local))  # type: ignore[arg-type]
+        total = tuple(count * width for count, width in zip(groups, local, strict=True))
+        sizes.append(LaunchSize(total, local))  # type: ignore[arg-type]
     return sizes
 
 

@@ -79,7 +79,11 @@ class PlanBuilder:
     """Builds the StaticPlan of one graph; `copy_kernel(source, destination)` makes output copies."""
 
     def __init__(
-        self, graph: Graph, copy_kernel: Callable[[Value, Value], Any], device: str = "cpu", alignment: int = ALIGNMENT
+        self,
+        graph: Graph,
+        copy_kernel: Callable[[Value, Value], Any],
+        device: str = "cpu",
+        alignment: int = ALIGNMENT,
     ) -> None:
         self.graph = graph
         self.copy_kernel = copy_kernel

@@ -20,7 +20,11 @@ def test_presets_describe_their_devices() -> None:
     assert (h100.features, h100.buffer_alignment) == (frozenset({"fp16"}), 512)
     assert pocl.to_pass_context().buffer_alignment == 128  # plan-memory aligns offsets to it
     tvm_target = get_target("opencl").tvm_target(h100)
-    assert (tvm_target["kind"], tvm_target["max_num_threads"], tvm_target["thread_warp_size"]) == ("opencl", 1024, 32)
+    assert (tvm_target["kind"], tvm_target["max_num_threads"], tvm_target["thread_warp_size"]) == (
+        "opencl",
+        1024,
+        32,
+    )
 
 
 def test_feature_edits_reach_the_profile() -> None:
@@ -56,7 +60,9 @@ def test_no_rule_that_binds_fails_naming_the_kernel(monkeypatch: pytest.MonkeyPa
     kernel = elementwise_kernel()
     monkeypatch.setitem(threads.FAMILY_RULES, "pointwise", ("Matmul",))  # takes no elementwise compute
     target = tvm.target.Target(get_target("opencl").tvm_target(resolve_target("opencl", cpu="pocl-cpu")))
-    with pytest.raises(threads.ThreadBindingError, match=r"hai_test_double \(Mul_0\): no OpenCL thread schedule"):
+    with pytest.raises(
+        threads.ThreadBindingError, match=r"hai_test_double \(Mul_0\): no OpenCL thread schedule"
+    ):
         threads.thread_schedule(kernel, target)
 
 
@@ -79,3 +85,27 @@ def test_the_library_carries_source_and_launches(tmp_path: Any) -> None:
     (launch,) = record["launches"]
     assert launch["args"] == [["param", 0], ["param", 1]] and record["params"] == 2
     json.dumps(record)  # plain data
+
+
+def test_an_op_without_an_opencl_schedule_fails_the_compile_naming_it(tmp_path: Any) -> None:
+    """ScatterND's template writes a serial CPU loop nest: no OpenCL schedule yet, so the compile stops
+    with an error naming the op and its node (until partitioning gives such ops a CPU home)."""
+    from onnx import TensorProto, helper
+
+    from hai_compiler.compiler import CompileOptions, compile_model
+    from ir.errors import HaiError
+
+    graph = helper.make_graph(
+        [helper.make_node("ScatterND", ["data", "indices", "updates"], ["out"], name="scatter")],
+        "scatter",
+        [
+            helper.make_tensor_value_info("data", TensorProto.FLOAT, [8]),
+            helper.make_tensor_value_info("indices", TensorProto.INT64, [2, 1]),
+            helper.make_tensor_value_info("updates", TensorProto.FLOAT, [2]),
+        ],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [8])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    options = CompileOptions(target="opencl", cpu="pocl-cpu")
+    with pytest.raises(HaiError, match=r"\(scatter\): op ScatterND has no OpenCL schedule yet"):
+        compile_model(model, tmp_path / "s.hai", options)
