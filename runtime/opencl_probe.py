@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+OPENCL_FEATURES = ("fp16", "int8_dot", "host_unified")
+"""HAI's feature names of an OpenCL device: cl_khr_fp16, cl_khr_integer_dot_product, host-unified memory."""
+
 # cl.device_type bits -> the name the hardware profile uses.
 DEVICE_TYPES = {1 << 1: "CPU", 1 << 2: "GPU", 1 << 3: "ACCELERATOR", 1 << 4: "CUSTOM"}
 

@@ -65,6 +65,8 @@ class TargetBackend(ABC):
     `kernels.<device>.so` (runtime/artifact.py); a new kind of device brings a driver of this name."""
     kernel_format: ClassVar[str] = "llvm"
     """How kernels are built: "llvm" (one shared library of LLVM objects); later "opencl-c"."""
+    other_cpus: ClassVar[str] = "any {name} cpu LLVM knows"
+    """What `hai targets` says `--cpu` takes beyond the listed names."""
     channels_last: ClassVar[bool] = False
     """Whether its conv templates store regions NHWC (the `layout` pass runs before `fuse`)."""
 

@@ -36,6 +36,7 @@ class OpenCLTarget(TargetBackend):
     device = "opencl"
     kernel_format = "opencl-c"
     channels_last = False
+    other_cpus = "the device a `hai doctor` profile describes (--hardware-profile)"
 
     def cpus(self) -> dict[str, str]:
         return {name: f"OpenCL {p.type} profile" for name, p in PRESETS.items()}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +121,7 @@ def kernel_file(
         target_json,
     )  # fmt: skip
     return cached_file(
-        key,
-        ".json",
-        lambda tmp: tmp.write_text(json.dumps(kernel_record(kernel, target_json), sort_keys=True)),
+        key, ".json", writer(lambda: json.dumps(kernel_record(kernel, target_json), sort_keys=True))
     )
 
 
@@ -146,8 +144,17 @@ def link_library(
     }
     text = json.dumps(library, sort_keys=True, indent=1)
     key = hashlib.sha256(text.encode()).hexdigest()
-    path, _ = cached_file(key, ".json", lambda tmp: tmp.write_text(text))
+    path, _ = cached_file(key, ".json", writer(lambda: text))
     return path
+
+
+def writer(text: Callable[[], str]) -> Callable[[Path], None]:
+    """A cache entry's producer: writes `text()` to the path it is given."""
+
+    def write(path: Path) -> None:
+        path.write_text(text())
+
+    return write
 
 
 def _threads_version() -> str:

@@ -6,7 +6,8 @@ host-unified memory and `CL_DEVICE_MEM_BASE_ADDR_ALIGN`). `--target opencl --cpu
 preset of `PRESETS`; a hardware profile written by `hai doctor` on the device carries the facts
 themselves (`recommended.device`, the shape `runtime/opencl_probe.device_facts` reports). The HAI
 feature names of a profile are `features()`: `fp16` (cl_khr_fp16), `int8_dot`
-(cl_khr_integer_dot_product), `host_unified`. Imports the standard library only.
+(cl_khr_integer_dot_product), `host_unified` (runtime/opencl_probe.py names them). Imports the
+standard library and `runtime`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-FEATURES = ("fp16", "int8_dot", "host_unified")
-"""The HAI features of an OpenCL device (what `--cpu-features` may edit)."""
+from runtime.opencl_probe import OPENCL_FEATURES as FEATURES
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,8 @@ class DeviceProfile:
 
     def with_features(self, features: frozenset[str]) -> DeviceProfile:
         """The profile with its extension flags as `features` says (`--cpu-features` edits)."""
-        return dataclasses.replace(self, **{name: name in features for name in FEATURES})
+        flags: dict[str, Any] = {name: name in features for name in FEATURES}
+        return dataclasses.replace(self, **flags)
 
     def to_items(self) -> tuple[tuple[str, Any], ...]:
         return tuple(sorted(dataclasses.asdict(self).items()))

@@ -28,8 +28,9 @@ def test_presets_describe_their_devices() -> None:
 
 
 def test_feature_edits_reach_the_profile() -> None:
-    edited = resolve_target("opencl", cpu="nvidia-h100", cpu_features="-fp16")
-    assert edited.features == frozenset() and not dict(edited.device)["fp16"]
+    edited = resolve_target("opencl", cpu="nvidia-h100", cpu_features="-fp16,+int8_dot")
+    assert edited.features == frozenset({"int8_dot"})
+    assert dict(edited.device)["int8_dot"] and not dict(edited.device)["fp16"]
     assert edited.buffer_alignment == 512  # the rest of the profile stays
 
 
