@@ -64,7 +64,8 @@ def load_executables(files: ArtifactFiles, devices: Mapping[str, Device]) -> dic
     executables = {}
     for device_name, name in sorted(manifest.kernel_libraries.items()):
         device = devices[device_name]
-        executable = device.load_executable(files.open_file(name), files.open_file(TVM_RUNTIME_FILE))
+        runtime = files.open_file(TVM_RUNTIME_FILE) if TVM_RUNTIME_FILE in manifest.files else None
+        executable = device.load_executable(files.open_file(name), runtime)
         check_plan_digest(manifest, device, executable)
         executables[name] = executable
     return executables

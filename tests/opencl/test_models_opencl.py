@@ -16,7 +16,7 @@ from hai_compiler import real_models
 from hai_compiler.accuracy import relative_error
 from hai_compiler.compiler import CompileOptions, compile_model
 from hai_compiler.demo import EMBEDDED_MODEL, load_heldout_digits
-from runtime.artifact import MANIFEST_FILE, Manifest, kernel_library_file
+from runtime.artifact import MANIFEST_FILE, TVM_RUNTIME_FILE, Manifest, kernel_library_file
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("pyopencl")
@@ -54,6 +54,7 @@ def test_digits_matches_onnxruntime(opencl_device: dict, tmp_path: Path) -> None
     manifest = Manifest.from_json((artifact / MANIFEST_FILE).read_text())
     assert {step.device for step in manifest.plan.steps} == {"opencl"}
     assert manifest.target.name == "opencl"
+    assert TVM_RUNTIME_FILE not in manifest.files  # OpenCL kernels need no TVM runtime
     library = json.loads((artifact / kernel_library_file("opencl")).read_text())
     assert "__kernel void" in library["source"]
     for kernel in library["kernels"].values():
