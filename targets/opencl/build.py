@@ -68,6 +68,7 @@ def kernel_record(kernel: LoweredKernel, target_json: dict[str, Any]) -> dict[st
         "launches": launches,
         "scratch": [nbytes for _, nbytes in scratch],
         "params": len(params),
+        "schedule": str(scheduled.attrs["hai.schedule"]),
     }
 
 
@@ -140,7 +141,9 @@ def link_library(
         "format": LIBRARY_FORMAT,
         "profile": profile,
         "source": "\n".join([*(r["source"] for r in records), digest_source(digest or bytes(32))]),
-        "kernels": {r["name"]: {k: r[k] for k in ("launches", "scratch", "params")} for r in records},
+        "kernels": {
+            r["name"]: {k: r[k] for k in ("launches", "scratch", "params", "schedule")} for r in records
+        },
     }
     text = json.dumps(library, sort_keys=True, indent=1)
     key = hashlib.sha256(text.encode()).hexdigest()
@@ -161,6 +164,6 @@ def _threads_version() -> str:
     """A digest of the schedule and legalize modules: editing them never reuses a stale kernel."""
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for module in ("threads.py", "legalize.py", "build.py"):
+    for module in ("threads.py", "tiled.py", "legalize.py", "build.py"):
         digest.update((here / module).read_bytes())
     return digest.hexdigest()[:12]

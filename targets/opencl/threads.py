@@ -19,14 +19,14 @@ from typing import Any
 
 from targets.lowering.kernel import LoweredKernel, LoweringError
 
-GEMM_OPS = frozenset({"gemm", "batched_matmul", "Conv", "ConvTranspose", "MatMul", "Gemm"})
+GEMM_OPS = frozenset({"gemm", "bmm", "conv", "convtranspose", "matmul"})
 REDUCTION_OPS = frozenset({
-    "Softmax", "LogSoftmax", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd",
-    "ReduceL2", "ReduceL1", "ReduceSumSquare", "ReduceLogSumExp", "GlobalAveragePool", "GlobalMaxPool",
-    "LayerNormalization", "InstanceNormalization", "ArgMax", "ArgMin", "LpNormalization",
+    "softmax", "logsoftmax", "reducemean", "reducesum", "reducemax", "reducemin", "reduceprod",
+    "reducel2", "reducel1", "reducesumsquare", "reducelogsumexp", "global_pool", "layernorm",
+    "instancenormalization", "groupnorm", "lpnorm", "argmax", "argmin",
 })  # fmt: skip
 FAMILY_RULES: dict[str, tuple[str, ...]] = {
-    "gemm": ("Matmul", "GEMV", "Fallback", "Flat"),
+    "gemm": ("Tiled", "Matmul", "GEMV", "Fallback", "Flat"),
     "reduction": ("Reduction", "GeneralReduction", "Fallback", "Flat"),
     "pointwise": ("Fallback", "Flat"),
 }
@@ -47,7 +47,8 @@ class LaunchSize:
 
 
 def family_of(kernel: LoweredKernel) -> str:
-    op = str(kernel.workload.get("op", ""))
+    """The kernel's family by its op (its name is `hai_<op>_<hash>`, targets/lowering/kernel.py)."""
+    op = kernel.name[len("hai_") : -len("_0123456789abcdef")]
     if op in GEMM_OPS:
         return "gemm"
     if op in REDUCTION_OPS:
@@ -61,12 +62,14 @@ def describe(kernel: LoweredKernel) -> str:
 
 def thread_schedule(kernel: LoweredKernel, tvm_target: Any) -> tuple[Any, Any]:
     """The compute of `kernel` scheduled onto work-groups by its family's first rule that binds it whole
-    and compiles (the scheduled PrimFunc and TVM's module of it)."""
+    and compiles: the scheduled PrimFunc (its attribute `hai.schedule` names the rule) and TVM's
+    module of it."""
     import tvm
     import tvm.s_tir as s_tir
     import tvm.s_tir.dlight as dl
 
     from targets.opencl.legalize import legalize
+    from targets.opencl.tiled import tiled_schedule
 
     if kernel.compute is None:
         raise ThreadBindingError(
@@ -84,16 +87,25 @@ def thread_schedule(kernel: LoweredKernel, tvm_target: Any) -> tuple[Any, Any]:
         try:
             if rule_name == "Flat":
                 scheduled = flat_schedule(func, threads)
+            elif rule_name == "Tiled":
+                local = int(tvm_target.attrs["max_shared_memory_per_block"])
+                scheduled = tiled_schedule(func, frozenset(a.name for a in weight_args(kernel, func)), local)
             else:
                 with tvm_target:
                     rule = getattr(dl.gpu, rule_name)()
                     scheduled = dl.ApplyDefaultSchedule(rule)(tvm.IRModule({kernel.name: func}))[kernel.name]
             check_bound(scheduled, kernel)
             scheduled = legalize(scheduled)
-            return scheduled, tvm.compile(tvm.IRModule({kernel.name: scheduled}), target=tvm_target)
+            lib = tvm.compile(tvm.IRModule({kernel.name: scheduled}), target=tvm_target)
+            return scheduled.with_attr("hai.schedule", rule_name), lib
         except Exception as exc:  # a rule that does not take this compute, or whose result fails to lower
             failures.append(f"{rule_name}: {_last_line(exc)}")
     raise ThreadBindingError(f"{describe(kernel)}: no OpenCL thread schedule fits ({'; '.join(failures)})")
+
+
+def weight_args(kernel: LoweredKernel, func: Any) -> list[Any]:
+    """The parameter buffers of `func` that are the kernel's weights (arguments are in order)."""
+    return [buffer for buffer, arg in zip(func.params, kernel.args, strict=True) if arg.role == "weight"]
 
 
 def _last_line(exc: Exception) -> str:
@@ -103,8 +115,7 @@ def _last_line(exc: Exception) -> str:
 
 
 def flat_schedule(func: Any, threads: int) -> Any:
-    """Every block of a TE compute inlined where it can be, each remaining one with its spatial loops
-    fused into work-groups of `threads` work-items (its reduction loops run serially in each)."""
+    """Every block of a TE compute inlined where it can be, each remaining one bound flat (`flat_bind`)."""
     import tvm.s_tir as s_tir
 
     sch = s_tir.Schedule(func)
@@ -116,18 +127,23 @@ def flat_schedule(func: Any, threads: int) -> Any:
             except Exception:  # noqa: S112  (a block that cannot be inlined keeps its own nest)
                 continue
     for block in sch.get_child_blocks(sch.get_sblock("root")):
-        loops = sch.get_loops(block)
-        spatial = sum(1 for v in sch.get(block).iter_vars if int(v.iter_type) == 0)
-        if spatial == 0 or len(loops) < spatial:
-            loop = sch.add_unit_loop(block)
-        else:
-            loop = sch.fuse(*loops[:spatial]) if spatial > 1 else loops[0]
-        extent = int(sch.get(loop).extent)
-        width = min(threads, extent)
-        outer, inner = sch.split(loop, [None, width])
-        sch.bind(outer, "blockIdx.x")
-        sch.bind(inner, "threadIdx.x")
+        flat_bind(sch, block, threads)
     return sch.mod["main"]
+
+
+def flat_bind(sch: Any, block: Any, threads: int) -> None:
+    """`block`'s spatial loops fused into work-groups of `threads` work-items (its reduction loops run
+    serially in each work-item)."""
+    loops = sch.get_loops(block)
+    spatial = sum(1 for v in sch.get(block).iter_vars if int(v.iter_type) == 0)
+    if spatial == 0 or len(loops) < spatial:
+        loop = sch.add_unit_loop(block)
+    else:
+        loop = sch.fuse(*loops[:spatial]) if spatial > 1 else loops[0]
+    width = min(threads, int(sch.get(loop).extent))
+    outer, inner = sch.split(loop, [None, width])
+    sch.bind(outer, "blockIdx.x")
+    sch.bind(inner, "threadIdx.x")
 
 
 def _has_root(sch: Any) -> bool:

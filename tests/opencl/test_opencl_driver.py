@@ -15,7 +15,7 @@ from hai_compiler.compiler import CompileOptions, compile_model
 from hai_compiler.demo import EMBEDDED_MODEL, load_heldout_digits
 from runtime.devices import opencl_programs
 from runtime.devices.opencl import OpenCLDriver
-from runtime.errors import DeviceNotFoundError, KernelError, UnsupportedError
+from runtime.errors import DeviceNotFoundError, InvalidArgumentError, KernelError, UnsupportedError
 
 pytest.importorskip("pyopencl")
 
@@ -79,3 +79,14 @@ def test_compiled_for_the_doctor_profile(opencl_device: dict, tmp_path: Path) ->
     inputs = {"image": np.ascontiguousarray(x[:1])}
     want = ort.InferenceSession(str(EMBEDDED_MODEL), providers=["CPUExecutionProvider"]).run(None, inputs)[0]
     np.testing.assert_allclose(runtime.load(result.path).run(inputs)["logits"], want, rtol=1e-4, atol=1e-5)
+
+
+def test_load_picks_the_device_by_index(opencl_device: dict, tmp_path: Path) -> None:
+    options = CompileOptions(target="opencl", cpu="pocl-cpu", input_shapes={"image": (1, 1, 8, 8)})
+    artifact = compile_model(Path(EMBEDDED_MODEL), tmp_path / "d.hai", options).path
+    found = len(OpenCLDriver().probe())
+    assert runtime.load(artifact, device="opencl:0").devices["opencl"].info.index == 0
+    with pytest.raises(DeviceNotFoundError, match=f"no OpenCL device {found}: {found} found"):
+        runtime.load(artifact, device=f"opencl:{found}")
+    with pytest.raises(InvalidArgumentError, match=r"device 'cuda:0' is not NAME\[:INDEX\].*\(opencl\)"):
+        runtime.load(artifact, device="cuda:0")

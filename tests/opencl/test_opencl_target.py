@@ -110,3 +110,36 @@ def test_an_op_without_an_opencl_schedule_fails_the_compile_naming_it(tmp_path: 
     options = CompileOptions(target="opencl", cpu="pocl-cpu")
     with pytest.raises(HaiError, match=r"\(scatter\): op ScatterND has no OpenCL schedule yet"):
         compile_model(model, tmp_path / "s.hai", options)
+
+
+def test_the_gemm_family_is_tiled_in_local_memory() -> None:
+    """A GEMM compute (weights indexed by the channel axis) gets 16 x 16 work-items (4 x 2 outputs each),
+    its operand tiles in local memory; the OpenCL source has the __local tiles and barriers."""
+    import tvm
+    from tvm import te
+
+    from targets.opencl.tiled import tiled_schedule
+
+    a = te.placeholder((128, 40), name="a")
+    w = te.placeholder((40, 96), name="w")
+    k = te.reduce_axis((0, 40), name="k")
+    acc = te.compute((128, 96), lambda i, j: te.sum(a[i, k] * w[k, j], axis=k), name="acc")
+    out = te.compute((128, 96), lambda i, j: te.max(acc[i, j], 0.0), name="out")
+    func = te.create_prim_func([a, w, out])
+    kernel = LoweredKernel(
+        "hai_gemm_0123456789abcdef", func, (), 0, ("MatMul_0",), {"op": "gemm"}, compute=func
+    )
+    scheduled = tiled_schedule(func, frozenset({"w"}), 48 * 1024)
+    threads.check_bound(scheduled, kernel)
+    sizes = threads.launch_sizes(scheduled)
+    assert (sizes[0].local_size, sizes[0].global_size) == (
+        (16, 16, 1),
+        (96, 16, 1),
+    )  # 2 x 3 groups of 64 x 32
+    target = tvm.target.Target(get_target("opencl").tvm_target(resolve_target("opencl", cpu="nvidia-h100")))
+    source = (
+        tvm.compile(tvm.IRModule({kernel.name: scheduled}), target=target).mod.imports[0].inspect_source()
+    )
+    assert "__local float" in source and "barrier(CLK_LOCAL_MEM_FENCE)" in source
+    with pytest.raises(ValueError, match="not a GEMM"):
+        tiled_schedule(func, frozenset(), 48 * 1024)  # no weights: no channel axis
