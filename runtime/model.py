@@ -65,7 +65,7 @@ from runtime.kernel_library import aligned_empty
 from runtime.manifest_checks import allocated_bytes
 from runtime.page_reader import WeightsFileReader
 from runtime.pager import PagePlan, Pager
-from runtime.plan_devices import HOST_DEVICE, load_executables, open_devices, plan_calls
+from runtime.plan_devices import HOST_DEVICE, device_indices, load_executables, open_devices, plan_calls
 from runtime.signing import TrustedKey
 
 InputArgument = tuple[Callable[[int, np.ndarray], None], str, int, Slot | None]
@@ -81,6 +81,7 @@ def load(
     verify: bool = True,
     system_root: str | Path = "/",
     trusted_keys: Sequence[TrustedKey] | None = None,
+    device: str | None = None,
 ) -> Model:
     """Load the artifact directory `path`; `verify=False` skips the sha256 of every file (not the sizes).
 
@@ -88,6 +89,7 @@ def load(
     `manifest.sig` verifies with none of them is refused before anything else is read (runtime/signing.py).
     Refuses, before allocating anything, a machine with less memory available than the plan's
     peak (runtime/available_memory.py, read under `system_root`: tests give a fake /proc and /sys).
+    `device` picks which device of a driver runs the artifact's steps: `"opencl:1"` (default: device 0).
     """
     check_load_arguments(path, threads, verify)
     directory = Path(path)
@@ -95,7 +97,7 @@ def load(
         manifest = files.manifest
         peak = manifest.plan.planned_peak_bytes
         check_available_memory(allocated_bytes(manifest) if peak is None else peak, directory, system_root)
-        devices = open_devices(manifest, directory, threads)
+        devices = open_devices(manifest, directory, threads, device_indices(device, manifest, directory))
         if HOST_DEVICE in manifest.kernel_libraries:  # kernels the host CPU runs
             check_cpu(manifest, devices[HOST_DEVICE].capabilities(), directory)
         return Model(files, devices)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from runtime.artifact import TVM_RUNTIME_FILE, Manifest, Slot, Step
 from runtime.artifact_files import ArtifactFiles
-from runtime.errors import DeviceNotFoundError, UnsupportedError
+from runtime.errors import DeviceNotFoundError, InvalidArgumentError, UnsupportedError
 from runtime.hai import ENTRY_POINT_GROUP, Device, Executable, HostMirror, available_drivers, open_device
 from runtime.plan_digest import check_plan_digest
 
@@ -30,16 +30,33 @@ PlanCall = tuple[Step, range, int | None]
 step whose weight placement its arguments take (None for an entry or segment: all the weights)."""
 
 
-def open_devices(manifest: Manifest, directory: Path, threads: int | None) -> dict[str, Device]:
-    """The host CPU (`threads` wide) and every device the manifest has a kernel library for, by name."""
+def open_devices(
+    manifest: Manifest, directory: Path, threads: int | None, indices: Mapping[str, int] | None = None
+) -> dict[str, Device]:
+    """The host CPU (`threads` wide) and every device the manifest has a kernel library for, by name:
+    device `indices[name]` of its driver (`load(..., device="opencl:1")`), else device 0."""
     devices = {HOST_DEVICE: open_device(HOST_DEVICE, threads=threads)}
     for name in sorted(set(manifest.kernel_libraries) - {HOST_DEVICE}):
-        devices[name] = open_step_device(name, directory)
+        devices[name] = open_step_device(name, directory, (indices or {}).get(name, 0))
     return devices
 
 
-def open_step_device(name: str, directory: Path) -> Device:
-    """Device 0 of driver `name`, which must be installed and host-visible (module doc)."""
+def device_indices(selector: str | None, manifest: Manifest, directory: Path) -> dict[str, int]:
+    """`"opencl:1"` (driver name, optional `:index`) as {"opencl": 1}; the artifact must use that device."""
+    if selector is None:
+        return {}
+    name, _, index = selector.partition(":")
+    if name not in manifest.kernel_libraries or not (index or "0").isdigit():
+        used = ", ".join(sorted(manifest.kernel_libraries)) or "none"
+        raise InvalidArgumentError(
+            f"load: device {selector!r} is not NAME[:INDEX] of a device artifact {directory} runs on ({used})"
+        )
+    return {name: int(index or "0")}
+
+
+def open_step_device(name: str, directory: Path, index: int = 0) -> Device:
+    """Device `index` of driver `name`, which must be installed and host-visible or keep its own
+    copy of host memory (module doc)."""
     installed = available_drivers()
     if name not in installed:
         raise DeviceNotFoundError(
@@ -47,7 +64,7 @@ def open_step_device(name: str, directory: Path) -> Device:
             f"(installed drivers: {', '.join(installed)}); install the package that registers a driver "
             f"named {name!r} in the entry-point group {ENTRY_POINT_GROUP!r}, or compile for the cpu"
         )
-    device = open_device(name)
+    device = open_device(name, index)
     if not device.capabilities().host_visible and not isinstance(device, HostMirror):
         device.close()
         raise UnsupportedError(
