@@ -68,6 +68,7 @@ def thread_schedule(kernel: LoweredKernel, tvm_target: Any) -> tuple[Any, Any]:
     import tvm.s_tir as s_tir
     import tvm.s_tir.dlight as dl
 
+    from targets.opencl.flat import flat_schedule
     from targets.opencl.legalize import legalize
     from targets.opencl.tiled import tiled_schedule
 
@@ -112,38 +113,6 @@ def _last_line(exc: Exception) -> str:
     text = str(exc).strip()
     lines = [line for line in text.splitlines() if "Error" in line] or text.splitlines() or [repr(exc)]
     return lines[0].strip()[:300]
-
-
-def flat_schedule(func: Any, threads: int) -> Any:
-    """Every block of a TE compute inlined where it can be, each remaining one bound flat (`flat_bind`)."""
-    import tvm.s_tir as s_tir
-
-    sch = s_tir.Schedule(func)
-    for block in list(sch.get_child_blocks(sch.get_sblock("root")))[:-1]:
-        for inline in (sch.compute_inline, sch.reverse_compute_inline):
-            try:
-                inline(block)
-                break
-            except Exception:  # noqa: S112  (a block that cannot be inlined keeps its own nest)
-                continue
-    for block in sch.get_child_blocks(sch.get_sblock("root")):
-        flat_bind(sch, block, threads)
-    return sch.mod["main"]
-
-
-def flat_bind(sch: Any, block: Any, threads: int) -> None:
-    """`block`'s spatial loops fused into work-groups of `threads` work-items (its reduction loops run
-    serially in each work-item)."""
-    loops = sch.get_loops(block)
-    spatial = sum(1 for v in sch.get(block).iter_vars if int(v.iter_type) == 0)
-    if spatial == 0 or len(loops) < spatial:
-        loop = sch.add_unit_loop(block)
-    else:
-        loop = sch.fuse(*loops[:spatial]) if spatial > 1 else loops[0]
-    width = min(threads, int(sch.get(loop).extent))
-    outer, inner = sch.split(loop, [None, width])
-    sch.bind(outer, "blockIdx.x")
-    sch.bind(inner, "threadIdx.x")
 
 
 def _has_root(sch: Any) -> bool:

@@ -8,7 +8,7 @@ the others "positions"; both are fused, and the reduction axes too. A work-group
 private memory (chosen to divide the extents, so no tile is partial and no staged read leaves its
 tensor); each step over `depth` reduction elements first copies the tile's inputs and weights
 into local memory, all work-items of the group sharing the copy (cooperative fetch). Producers of
-`acc` (padding) are inlined, and every other block runs flat (`threads.flat_bind`). A compute
+`acc` (padding) are inlined, and every other block runs flat (`flat.flat_bind`). A compute
 without such a block, or with no channel or no position axis (a GEMV), is not taken (ValueError):
 the family's next rule runs.
 """
@@ -37,7 +37,7 @@ def tiled_schedule(func: Any, weights: frozenset[str], local_bytes: int) -> Any:
     """`func` with its `acc` block tiled (module doc); a ValueError when the rule does not apply."""
     import tvm.s_tir as s_tir
 
-    from targets.opencl.threads import flat_bind
+    from targets.opencl.flat import flat_bind
 
     sch = s_tir.Schedule(func)
     try:

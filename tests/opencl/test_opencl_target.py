@@ -9,6 +9,7 @@ import pytest
 from targets.description import TargetError
 from targets.lowering.kernel import KernelArg, LoweredKernel
 from targets.opencl import threads
+from targets.opencl.flat import flat_schedule
 from targets.registry import available_targets, get_target, resolve_target
 
 
@@ -69,7 +70,7 @@ def test_no_rule_that_binds_fails_naming_the_kernel(monkeypatch: pytest.MonkeyPa
 
 def test_flat_schedule_binds_and_sizes_the_launch() -> None:
     kernel = elementwise_kernel()
-    scheduled = threads.flat_schedule(kernel.compute, 256)
+    scheduled = flat_schedule(kernel.compute, 256)
     threads.check_bound(scheduled, kernel)
     (size,) = threads.launch_sizes(scheduled)
     assert (size.global_size, size.local_size) == ((1280, 1, 1), (256, 1, 1))  # 1200 work-items, padded
