@@ -164,6 +164,6 @@ def _threads_version() -> str:
     """A digest of the schedule and legalize modules: editing them never reuses a stale kernel."""
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for module in ("threads.py", "tiled.py", "flat.py", "legalize.py", "build.py"):
+    for module in ("threads.py", "tiled.py", "flat.py", "tir_walk.py", "legalize.py", "build.py"):
         digest.update((here / module).read_bytes())
     return digest.hexdigest()[:12]

@@ -13,11 +13,11 @@ schedule (TVM records them nowhere else).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from targets.lowering.kernel import LoweredKernel, LoweringError
+from targets.opencl.tir_walk import walk
 
 GEMM_OPS = frozenset({"gemm", "bmm", "conv", "convtranspose", "matmul"})
 REDUCTION_OPS = frozenset({
@@ -121,21 +121,6 @@ def _has_root(sch: Any) -> bool:
     except Exception:
         return False
     return True
-
-
-CHILDREN = ("block", "body", "seq", "then_case", "else_case", "init")
-"""The attributes of TensorIR statements that hold statements."""
-
-
-def walk(stmt: Any) -> Iterator[Any]:
-    """`stmt` and every statement under it, parents first."""
-    yield stmt
-    for name in CHILDREN:
-        child = getattr(stmt, name, None)
-        if child is None:
-            continue
-        for each in child if name == "seq" else (child,):
-            yield from walk(each)
 
 
 def top_statements(func: Any) -> list[Any]:

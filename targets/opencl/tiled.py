@@ -8,7 +8,9 @@ the others "positions"; both are fused, and the reduction axes too. A work-group
 private memory (chosen to divide the extents, so no tile is partial and no staged read leaves its
 tensor); each step over `depth` reduction elements first copies the tile's inputs and weights
 into local memory, all work-items of the group sharing the copy (cooperative fetch). Producers of
-`acc` (padding) are inlined, and every other block runs flat (`flat.flat_bind`). A compute
+`acc` (padding) stay blocks of their own, run flat (`flat.flat_bind`) like the epilogue: inlined,
+the staged copy would read the unpadded tensor out of its bounds (the padding's condition guards
+the product, not the copy). A compute
 without such a block, or with no channel or no position axis (a GEMV), is not taken (ValueError):
 the family's next rule runs.
 """
@@ -17,10 +19,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from targets.opencl.tir_walk import allocations
+
 TILE_THREADS = 16
 """Work-items along each of the two tile axes (16 x 16 = 256 a work-group)."""
 PER_THREAD = (4, 2, 1)
 """Positions (and channels) one work-item accumulates, the first that divides the extent."""
+PRIVATE_BYTES = max(PER_THREAD) ** 2 * 4
+"""Private accumulators of one work-item at most (`PER_THREAD` squared floats)."""
 DEPTHS = (16, 8, 4, 2, 1)
 """Reduction elements staged in local memory per step, the first that divides the reduction."""
 
@@ -34,7 +40,22 @@ def split_of(extent: int, threads: int) -> tuple[int, int]:
 
 
 def tiled_schedule(func: Any, weights: frozenset[str], local_bytes: int) -> Any:
-    """`func` with its `acc` block tiled (module doc); a ValueError when the rule does not apply."""
+    """`func` with its `acc` block tiled (module doc); a ValueError when the rule does not apply.
+
+    TVM bounds the private accumulators and the staged tiles by interval analysis, which can be
+    loose on fused positions (a tile of 64 positions across rows of 320 once gave 204480 private
+    floats a work-item): with private accumulators larger than the tile, `acc` accumulates in
+    global memory instead, and staged tiles larger than the device's local memory refuse the rule.
+    """
+    scheduled = _tiled(func, weights, local_bytes, private=True)
+    if allocations(scheduled).get("local", 0) > PRIVATE_BYTES:
+        scheduled = _tiled(func, weights, local_bytes, private=False)
+    if allocations(scheduled).get("shared", 0) > local_bytes:
+        raise ValueError("the staged tiles do not fit the device's local memory")
+    return scheduled
+
+
+def _tiled(func: Any, weights: frozenset[str], local_bytes: int, private: bool) -> Any:
     import tvm.s_tir as s_tir
 
     from targets.opencl.flat import flat_bind
@@ -44,8 +65,6 @@ def tiled_schedule(func: Any, weights: frozenset[str], local_bytes: int) -> Any:
         acc = sch.get_sblock("acc")
     except Exception as exc:  # noqa: BLE001  (TVM's ScheduleError: no such block)
         raise ValueError("no acc block") from exc
-    for producer in sch.get_producers(acc):
-        sch.compute_inline(producer)
     block = sch.get(acc)
     loops = sch.get_loops(acc)
     if len(loops) != len(block.iter_vars):
@@ -74,8 +93,9 @@ def tiled_schedule(func: Any, weights: frozenset[str], local_bytes: int) -> Any:
     sch.bind(sch.fuse(pb, qb), "blockIdx.x")
     sch.bind(pt, "threadIdx.y")
     sch.bind(qt, "threadIdx.x")
-    stage = sch.cache_write(acc, 0, "local")
-    sch.reverse_compute_at(stage, qt)
+    if private:
+        stage = sch.cache_write(acc, 0, "local")
+        sch.reverse_compute_at(stage, qt)
     for index in range(len(sch.get(acc).reads)):
         shared = sch.cache_read(acc, index, "shared")
         sch.compute_at(shared, ko)
