@@ -19,7 +19,7 @@ from typing import Any
 from targets.lowering.kernel import LoweredKernel, LoweringError
 from targets.opencl.tir_walk import walk
 
-GEMM_OPS = frozenset({"gemm", "bmm", "conv", "convtranspose", "matmul"})
+GEMM_OPS = frozenset({"gemm", "bmm", "conv", "convt", "matmul"})
 REDUCTION_OPS = frozenset({
     "softmax", "logsoftmax", "reducemean", "reducesum", "reducemax", "reducemin", "reduceprod",
     "reducel2", "reducel1", "reducesumsquare", "reducelogsumexp", "global_pool", "layernorm",
