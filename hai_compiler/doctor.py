@@ -169,8 +169,32 @@ def read_profile(path: str | Path) -> dict[str, Any]:
     return profile
 
 
-def profile_compile_target(profile: dict[str, Any]) -> dict[str, Any]:
-    """`{"target", "cpu", "features"}` to compile for the profiled machine."""
+OPENCL_PREFERENCE = ("GPU", "ACCELERATOR", "CPU", "CUSTOM")
+"""Which OpenCL device of a profile `--target opencl` compiles for: a GPU first, then an NPU."""
+
+
+def opencl_compile_target(profile: dict[str, Any]) -> dict[str, Any]:
+    """`{"target": "opencl", "cpu", "features", "device"}` for the profile's first OpenCL GPU (else
+    accelerator, else CPU device): `device` holds the facts `runtime/opencl_probe.py` recorded."""
+    devices = [d for p in profile.get("opencl", {}).get("platforms", []) for d in p.get("devices", [])]
+    if not devices:
+        reason = profile.get("opencl", {}).get("reason", "no OpenCL device was found")
+        raise HardwareProfileError(
+            f"hardware profile lists no OpenCL device ({reason}); --target opencl needs a profile taken "
+            f"where one is installed, or --cpu with a preset"
+        )
+    ranks = {kind: rank for rank, kind in enumerate(OPENCL_PREFERENCE)}
+    device = min(devices, key=lambda d: ranks.get(d.get("type", ""), len(ranks)))
+    features = [f for f, key in (("fp16", "fp16"), ("int8_dot", "int8_dot_product"),
+                                 ("host_unified", "host_unified_memory")) if device.get(key)]  # fmt: skip
+    return {"target": "opencl", "cpu": device["name"], "features": features, "device": device}
+
+
+def profile_compile_target(profile: dict[str, Any], target: str | None = None) -> dict[str, Any]:
+    """`{"target", "cpu", "features"}` to compile for the profiled machine; for `target` "opencl" its
+    OpenCL device (`opencl_compile_target`)."""
+    if target == "opencl":
+        return opencl_compile_target(profile)
     recommended = profile["recommended"]
     return {
         "target": recommended["target"],

@@ -177,7 +177,8 @@ def targets_command() -> None:
                 table.add_row(Text(cpu), Text(note), Text(" ".join(sorted(backend.cpu_features(cpu))) or "-"))
             console.print(table)
             features = " ".join(backend.known_features())
-            console.print(Text(f"  or any {name} cpu LLVM knows; --cpu-features edits any of: {features}"))
+            others = backend.other_cpus.format(name=name)
+            console.print(Text(f"  or {others}; --cpu-features edits any of: {features}"))
             console.print()
 
 

@@ -37,6 +37,8 @@ class TargetFacts:
     - `fusable_ops`, `fusion_anchors`: ops the target's kernels compute as a fused epilogue,
       and ops whose kernels take one (None: the `fuse` pass's defaults).
     - `runtime_baseline_bytes`: the runtime's own resident memory beside an artifact (memory budgets).
+    - `buffer_alignment`: bytes the device needs every buffer's base aligned to (OpenCL's
+      CL_DEVICE_MEM_BASE_ADDR_ALIGN); `plan-memory` aligns offsets to at least this (1: no such device).
     """
 
     name: str = ""
@@ -53,6 +55,7 @@ class TargetFacts:
     fusable_ops: frozenset[str] | None = None
     fusion_anchors: frozenset[str] | None = None
     runtime_baseline_bytes: int = 0
+    buffer_alignment: int = 1
 
     @property
     def vector_lanes_f32(self) -> int | None:

@@ -62,14 +62,13 @@ class PlanMemory(Pass):
         for value in graph.values():
             if value.type.offset is not None:
                 value.type = value.type.with_(offset=None)
-        plan = plan_memory(
-            graph, alignment=self.alignment, in_place=self.in_place, arena_inputs=self.arena_inputs
-        )
+        alignment = max(self.alignment, ctx.target.buffer_alignment)
+        plan = plan_memory(graph, alignment=alignment, in_place=self.in_place, arena_inputs=self.arena_inputs)
         for buffer in plan.buffers:
             for value in buffer.values:
                 value.type = value.type.with_(offset=buffer.offset)
         graph.metadata[ARENA_KEY] = str(plan.arena_bytes)
-        graph.metadata[ALIGNMENT_KEY] = str(self.alignment)
+        graph.metadata[ALIGNMENT_KEY] = str(alignment)
         self._record_budget(graph, ctx, plan.arena_bytes)
         ctx.statistics[self.name] = {  # the last plan's numbers, not a sum over runs
             "arena-bytes": plan.arena_bytes,

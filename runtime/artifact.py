@@ -6,11 +6,13 @@ An artifact is a directory of plain files (never links), all named in `manifest.
 | ------------------------ | --------------------------------------------------------------------- |
 | `manifest.json`          | this schema as JSON (sorted keys, two-space indent, trailing newline) |
 | `weights.bin`            | every weight at a 64-byte aligned offset, zero padding between        |
-| `kernels.<device>.so`    | each device's kernel library: the executable its steps run from   |
-| `libtvm_runtime.so`      | the TVM runtime those libraries need (loaded first, RTLD_GLOBAL)      |
+| `kernels.<device>.so`    | each device's kernel library: the executable its steps run from       |
+| `libtvm_runtime.so`      | the TVM runtime the cpu's library needs (loaded first, RTLD_GLOBAL)   |
 | `model.hir`              | the final IR, for people and tools; the runtime never reads it        |
 | `manifest.sig`           | optional: the Ed25519 signature of `manifest.json`'s bytes (not in `files`) |
 
+The cpu's kernel library is a shared library; OpenCL's is JSON (OpenCL C and launch sizes,
+targets/opencl/build.py), and an artifact whose kernels are all OpenCL's carries no TVM runtime.
 The manifest's `files` maps every file but itself and the signature to its sha256
 and size in bytes. The execution
 plan is static: each step calls one kernel symbol on argument slots, and each slot
@@ -78,6 +80,8 @@ MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.bin"
 HIR_FILE = "model.hir"
 TVM_RUNTIME_FILE = "libtvm_runtime.so"
+TVM_RUNTIME_DEVICES = frozenset({"cpu"})
+"""Devices whose kernel library is an LLVM shared library that needs `libtvm_runtime.so`."""
 SIGNATURE_FILE = "manifest.sig"
 ALIGNMENT = 64
 SlotKind = Literal["arena", "weight", "input", "output"]

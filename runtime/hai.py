@@ -60,7 +60,10 @@ from runtime.plugins import load_plugin, plugin_sources
 
 DeviceKind = Literal["cpu", "gpu", "accelerator"]
 ENTRY_POINT_GROUP = "hai.devices"
-BUILTIN_DRIVERS: dict[str, str] = {"cpu": "runtime.devices.cpu:CpuDriver"}
+BUILTIN_DRIVERS: dict[str, str] = {
+    "cpu": "runtime.devices.cpu:CpuDriver",
+    "opencl": "runtime.devices.opencl:OpenCLDriver",
+}
 
 
 @dataclass(frozen=True)
@@ -300,6 +303,19 @@ class ProfilingCounters(Protocol):
     def counters(self) -> dict[str, float]: ...
 
     def reset_counters(self) -> None: ...
+
+
+@runtime_checkable
+class HostMirror(Protocol):
+    """Extension of a device whose memory is not the host's (OpenCL): it keeps its own copy of the
+    host arena and weights. `mirror(host, label, upload)` makes a device buffer for the host array
+    (uploaded once when `upload`: the weights); a launch argument that is a view of a mirrored array
+    then stands for the same bytes of that buffer; `read_back(view)` copies the device's bytes of a
+    mirrored view into it (the model's outputs, after `synchronize`)."""
+
+    def mirror(self, host: np.ndarray, label: str, upload: bool) -> None: ...
+
+    def read_back(self, view: np.ndarray) -> None: ...
 
 
 EXTENSIONS: dict[str, type] = {

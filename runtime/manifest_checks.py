@@ -27,6 +27,7 @@ from runtime.artifact import (
     DTYPES,
     MANIFEST_FILE,
     SIGNATURE_FILE,
+    TVM_RUNTIME_DEVICES,
     TVM_RUNTIME_FILE,
     WEIGHTS_FILE,
     Manifest,
@@ -311,7 +312,7 @@ def check_files_listed(manifest: Manifest, fail: Fail) -> None:
     for device, filename in manifest.kernel_libraries.items():
         if filename not in manifest.files:
             fail(f"kernel library {filename!r} of device {device!r} is not listed in 'files'")
-    if manifest.kernel_libraries and TVM_RUNTIME_FILE not in manifest.files:
+    if set(manifest.kernel_libraries) & TVM_RUNTIME_DEVICES and TVM_RUNTIME_FILE not in manifest.files:
         fail(f"{TVM_RUNTIME_FILE}, which the kernel libraries need, is not listed in 'files'")
     weights = manifest.files.get(WEIGHTS_FILE)
     if weights is None and manifest.weights_size:

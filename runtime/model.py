@@ -38,6 +38,7 @@ Imports numpy and the standard library only; the cpu driver runs kernels through
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import threading
@@ -62,12 +63,12 @@ from runtime.artifact_files import ArtifactFiles, open_artifact
 from runtime.available_memory import check_available_memory
 from runtime.cpu_features import missing_features
 from runtime.errors import InvalidArgumentError, KernelError, ModelInputError, UnsupportedCpuError
-from runtime.hai import Capabilities, Device, KernelArg, Unbound
+from runtime.hai import Capabilities, Device, HostMirror, KernelArg, Unbound
 from runtime.kernel_library import aligned_empty
 from runtime.manifest_checks import allocated_bytes
 from runtime.page_reader import WeightsFileReader
 from runtime.pager import PagePlan, Pager
-from runtime.plan_devices import HOST_DEVICE, load_executables, open_devices, plan_calls
+from runtime.plan_devices import HOST_DEVICE, device_indices, load_executables, open_devices, plan_calls
 from runtime.signing import TrustedKey
 
 InputArgument = tuple[Callable[[int, np.ndarray], None], str, int, Slot | None]
@@ -89,6 +90,7 @@ def load(
     verify: bool = True,
     system_root: str | Path = "/",
     trusted_keys: Sequence[TrustedKey] | None = None,
+    device: str | None = None,
 ) -> Model:
     """Load the artifact directory `path`; `verify=False` skips the sha256 of every file (not the sizes).
 
@@ -96,6 +98,7 @@ def load(
     `manifest.sig` verifies with none of them is refused before anything else is read (runtime/signing.py).
     Refuses, before allocating anything, a machine with less memory available than the plan's
     peak (runtime/available_memory.py, read under `system_root`: tests give a fake /proc and /sys).
+    `device` picks which device of a driver runs the artifact's steps: `"opencl:1"` (default: device 0).
     """
     check_load_arguments(path, threads, verify)
     directory = Path(path)
@@ -103,8 +106,9 @@ def load(
         manifest = files.manifest
         peak = manifest.plan.planned_peak_bytes
         check_available_memory(allocated_bytes(manifest) if peak is None else peak, directory, system_root)
-        devices = open_devices(manifest, directory, threads)
-        check_cpu(manifest, devices[HOST_DEVICE].capabilities(), directory)
+        devices = open_devices(manifest, directory, threads, device_indices(device, manifest, directory))
+        if HOST_DEVICE in manifest.kernel_libraries:  # kernels the host CPU runs
+            check_cpu(manifest, devices[HOST_DEVICE].capabilities(), directory)
         check_tile_state(manifest.target.features, directory)
         return Model(files, devices)
 
@@ -189,6 +193,7 @@ class Model:
         self._outputs = [(b, self._binding_view(b)) for b in manifest.outputs]
         self._input_names = frozenset(b.name for b in manifest.inputs)
         self._input_dtypes = [(b, numpy_dtype(b.dtype)) for b in manifest.inputs]
+        self._read_backs = self._mirror_memory()
         self.executables = load_executables(files, self.devices)  # by file name
         self._steps, self._calls, self._finish = self._prepare_calls()
         self._lock = threading.Lock()
@@ -234,6 +239,15 @@ class Model:
         return f"<hai Model {self.manifest.name!r} from {self.directory}: {len(self._steps)} steps>"
 
     # -- load-time preparation -------------------------------------------------------------------------
+
+    def _mirror_memory(self) -> tuple[Callable[[], None], ...]:
+        """Give each device with memory of its own (`HostMirror`) the arena and the weights (uploaded
+        once, now); the calls that copy the outputs back from them after each run."""
+        mirrored = [d for n, d in self.devices.items() if n != HOST_DEVICE and isinstance(d, HostMirror)]
+        for device in mirrored:
+            device.mirror(self.arena, "arena", upload=False)
+            device.mirror(self.weights, "weights", upload=True)
+        return tuple(functools.partial(d.read_back, view) for d in mirrored for _, view in self._outputs)
 
     def _binding_view(self, binding: TensorBinding) -> np.ndarray:
         assert binding.offset is not None  # outputs live in the arena (validated)
@@ -351,6 +365,8 @@ class Model:
                 run()
             for finish in self._finish:
                 finish()
+            for read_back in self._read_backs:
+                read_back()
         except KernelError as exc:
             step = self._steps[index]
             raise KernelError(

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+OPENCL_FEATURES = ("fp16", "int8_dot", "host_unified")
+"""HAI's feature names of an OpenCL device: cl_khr_fp16, cl_khr_integer_dot_product, host-unified memory."""
+
 # cl.device_type bits -> the name the hardware profile uses.
 DEVICE_TYPES = {1 << 1: "CPU", 1 << 2: "GPU", 1 << 3: "ACCELERATOR", 1 << 4: "CUSTOM"}
 
@@ -41,8 +44,20 @@ def device_facts(device: Any) -> dict[str, Any]:
         "fp64": "cl_khr_fp64" in extensions,
         "int8_dot_product": "cl_khr_integer_dot_product" in extensions,
         "subgroups": "cl_khr_subgroups" in extensions,
+        "sub_group_size": _optional(device, "warp_size_nv"),
+        "base_align_bits": _optional(device, "mem_base_addr_align"),
+        "vector_width_float": _optional(device, "preferred_vector_width_float"),
+        "vector_width_half": _optional(device, "preferred_vector_width_half"),
         "extensions": extensions,
     }
+
+
+def _optional(device: object, name: str) -> int:
+    """An integer fact not every driver reports (NVIDIA's warp size, the half vector width); 0 when absent."""
+    try:
+        return int(getattr(device, name))
+    except Exception:  # pyopencl raises LogicError/AttributeError for an unsupported query
+        return 0
 
 
 def platform_facts(platform: Any) -> dict[str, Any]:

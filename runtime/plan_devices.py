@@ -5,8 +5,9 @@ device whose kernel library is its executable (`manifest.kernel_libraries`: devi
 that device's HAI driver (runtime/hai.py), found by the device's name among the built-in drivers and
 the `hai.devices` entry points. An artifact naming a device whose driver is not installed is refused
 at load, naming the device and how to get its driver. The host CPU is always opened: the arena and
-the weights are host memory, so another device must be host-visible (its memory the host's) to run
-on them. Each executable is loaded on its device through the descriptor it was verified through
+the weights are host memory, so another device must be host-visible (its memory the host's) or keep
+its own copy of them (the `HostMirror` extension, runtime/hai.py: OpenCL) to run on them. Each
+executable is loaded on its device through the descriptor it was verified through
 (runtime/artifact_files.py), after the artifact's own TVM runtime, and refused unless it was compiled
 for the manifest's plan (runtime/plan_digest.py), before any kernel runs. Imports numpy and
 `runtime` only.
@@ -19,8 +20,8 @@ from pathlib import Path
 
 from runtime.artifact import TVM_RUNTIME_FILE, Manifest, Slot, Step
 from runtime.artifact_files import ArtifactFiles
-from runtime.errors import DeviceNotFoundError, UnsupportedError
-from runtime.hai import ENTRY_POINT_GROUP, Device, Executable, available_drivers, open_device
+from runtime.errors import DeviceNotFoundError, InvalidArgumentError, UnsupportedError
+from runtime.hai import ENTRY_POINT_GROUP, Device, Executable, HostMirror, available_drivers, open_device
 from runtime.plan_digest import check_plan_digest
 
 HOST_DEVICE = "cpu"
@@ -29,16 +30,33 @@ PlanCall = tuple[Step, range, int | None]
 step whose weight placement its arguments take (None for an entry or segment: all the weights)."""
 
 
-def open_devices(manifest: Manifest, directory: Path, threads: int | None) -> dict[str, Device]:
-    """The host CPU (`threads` wide) and every device the manifest has a kernel library for, by name."""
+def open_devices(
+    manifest: Manifest, directory: Path, threads: int | None, indices: Mapping[str, int] | None = None
+) -> dict[str, Device]:
+    """The host CPU (`threads` wide) and every device the manifest has a kernel library for, by name:
+    device `indices[name]` of its driver (`load(..., device="opencl:1")`), else device 0."""
     devices = {HOST_DEVICE: open_device(HOST_DEVICE, threads=threads)}
     for name in sorted(set(manifest.kernel_libraries) - {HOST_DEVICE}):
-        devices[name] = open_step_device(name, directory)
+        devices[name] = open_step_device(name, directory, (indices or {}).get(name, 0))
     return devices
 
 
-def open_step_device(name: str, directory: Path) -> Device:
-    """Device 0 of driver `name`, which must be installed and host-visible (module doc)."""
+def device_indices(selector: str | None, manifest: Manifest, directory: Path) -> dict[str, int]:
+    """`"opencl:1"` (driver name, optional `:index`) as {"opencl": 1}; the artifact must use that device."""
+    if selector is None:
+        return {}
+    name, _, index = selector.partition(":")
+    if name not in manifest.kernel_libraries or not (index or "0").isdigit():
+        used = ", ".join(sorted(manifest.kernel_libraries)) or "none"
+        raise InvalidArgumentError(
+            f"load: device {selector!r} is not NAME[:INDEX] of a device artifact {directory} runs on ({used})"
+        )
+    return {name: int(index or "0")}
+
+
+def open_step_device(name: str, directory: Path, index: int = 0) -> Device:
+    """Device `index` of driver `name`, which must be installed and host-visible or keep its own
+    copy of host memory (module doc)."""
     installed = available_drivers()
     if name not in installed:
         raise DeviceNotFoundError(
@@ -46,8 +64,8 @@ def open_step_device(name: str, directory: Path) -> Device:
             f"(installed drivers: {', '.join(installed)}); install the package that registers a driver "
             f"named {name!r} in the entry-point group {ENTRY_POINT_GROUP!r}, or compile for the cpu"
         )
-    device = open_device(name)
-    if not device.capabilities().host_visible:
+    device = open_device(name, index)
+    if not device.capabilities().host_visible and not isinstance(device, HostMirror):
         device.close()
         raise UnsupportedError(
             f"artifact {directory} runs steps on device {name!r}, whose memory is not the host's; this "
@@ -63,7 +81,8 @@ def load_executables(files: ArtifactFiles, devices: Mapping[str, Device]) -> dic
     executables = {}
     for device_name, name in sorted(manifest.kernel_libraries.items()):
         device = devices[device_name]
-        executable = device.load_executable(files.open_file(name), files.open_file(TVM_RUNTIME_FILE))
+        runtime = files.open_file(TVM_RUNTIME_FILE) if TVM_RUNTIME_FILE in manifest.files else None
+        executable = device.load_executable(files.open_file(name), runtime)
         check_plan_digest(manifest, device, executable)
         executables[name] = executable
     return executables

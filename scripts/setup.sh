@@ -13,8 +13,9 @@ PYTHON=${PYTHON:-python3}
 # Debian packages the project uses: DejaVu fonts render the text lines of the
 # quantization bench and tests (Pillow's built-in font is the fallback); the
 # aarch64 cross compiler and qemu-user build and run arm64 artifacts here (the
-# arm64 Python they run in is scripts/arm64_env.sh's, built on first use).
-DEB_PACKAGES=(fonts-dejavu-core gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+# arm64 Python they run in is scripts/arm64_env.sh's, built on first use); PoCL's OpenCL ICD runs
+# `--target opencl` artifacts on the CPU (tests/opencl/).
+DEB_PACKAGES=(fonts-dejavu-core gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user pocl-opencl-icd ocl-icd-opencl-dev)
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -29,6 +30,6 @@ fi
 stamp=.venv/.hai-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[test,bench]'
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[test,bench,opencl]'
   touch "$stamp"
 fi

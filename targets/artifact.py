@@ -27,6 +27,7 @@ from runtime.artifact import (
     HIR_FILE,
     MANIFEST_FILE,
     SIGNATURE_FILE,
+    TVM_RUNTIME_DEVICES,
     TVM_RUNTIME_FILE,
     WEIGHTS_FILE,
     CompilerInfo,
@@ -69,12 +70,15 @@ def align_up(value: int, alignment: int = ALIGNMENT) -> int:
     return -(-value // alignment) * alignment
 
 
-def layout_weights(weights: Mapping[str, np.ndarray]) -> tuple[tuple[WeightEntry, ...], int]:
-    """Each weight at the next 64-byte boundary, in the order given; returns the entries and the file size."""
+def layout_weights(
+    weights: Mapping[str, np.ndarray], alignment: int = ALIGNMENT
+) -> tuple[tuple[WeightEntry, ...], int]:
+    """Each weight at the next `alignment`-byte boundary (64, or a device's buffer base alignment), in
+    the order given; returns the entries and the file size."""
     entries = []
     end = 0
     for name, array in weights.items():
-        offset = align_up(end)
+        offset = align_up(end, max(alignment, ALIGNMENT))
         entries.append(WeightEntry(name, offset, tuple(int(d) for d in array.shape), array.dtype.name))
         end = offset + array.nbytes
     return tuple(entries), end
@@ -152,7 +156,8 @@ def write_artifact(
     """Write the artifact directory `out_dir` (conventionally `NAME.hai`) and return its path.
 
     `kernel_libraries` maps a device name to its compiled library; `tvm_runtime` defaults to the
-    installed TVM's `libtvm_runtime.so`; `layout` (the entries and the file size) defaults to
+    installed TVM's `libtvm_runtime.so`, carried only where a library needs it (the cpu's,
+    TVM_RUNTIME_DEVICES); `layout` (the entries and the file size) defaults to
     `layout_weights(weights)`, a paged plan gives its page layout. An existing artifact at `out_dir`
     is replaced; any other existing non-empty directory is refused.
     """
@@ -161,12 +166,14 @@ def write_artifact(
     for device, path in libraries.items():
         if not path.is_file():
             raise ArtifactWriteError(f"kernel library {path} of device {device!r} does not exist")
-    runtime_library = Path(tvm_runtime) if tvm_runtime is not None else find_tvm_runtime(libraries)
+    needs_runtime = not libraries or bool(set(libraries) & TVM_RUNTIME_DEVICES)  # OpenCL's alone: none
 
     entries, size = layout if layout is not None else layout_weights(weights)
     contents: dict[str, bytes] = {HIR_FILE: hir_text.encode("utf-8")}
     copies = {kernel_library_file(device): path for device, path in libraries.items()}
-    copies[TVM_RUNTIME_FILE] = runtime_library
+    if needs_runtime:
+        runtime_library = Path(tvm_runtime) if tvm_runtime is not None else find_tvm_runtime(libraries)
+        copies[TVM_RUNTIME_FILE] = runtime_library
     files = {name: file_entry(data) for name, data in contents.items()}
     files.update({name: file_entry(path.read_bytes()) for name, path in copies.items()})
     staging = staging_directory(out)

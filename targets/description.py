@@ -15,6 +15,7 @@ Imports `ir` and the standard library only.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 from ir.errors import HaiError
 from ir.target_facts import TargetFacts
@@ -66,6 +67,7 @@ class TargetDescription(TargetFacts):
     runtime_baseline_bytes: int = RUNTIME_BASELINE_BYTES  # the runtime's own resident memory
     source: str = ""  # how it was made: "host", "--cpu znver4", "hardware profile"
     runtime_bytes_per_call: int = RUNTIME_BYTES_PER_CALL  # its state per plan step and weight page
+    device: tuple[tuple[str, Any], ...] = ()  # a non-CPU device's facts (targets/opencl/profiles.py)
 
     @property
     def vector_lanes_f32(self) -> int:

@@ -19,9 +19,10 @@ from collections.abc import Iterable
 
 from ir.errors import HaiWarning
 from runtime.cpu_features import ARM_FEATURES, X86_FEATURES
+from runtime.opencl_probe import OPENCL_FEATURES
 from targets.description import TargetDescription, TargetError
 
-KNOWN_FEATURES = (*X86_FEATURES, *ARM_FEATURES)
+KNOWN_FEATURES = tuple(dict.fromkeys((*X86_FEATURES, *ARM_FEATURES, *OPENCL_FEATURES)))
 """Every HAI feature name, in the fixed order edits are written in."""
 
 

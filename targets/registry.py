@@ -41,7 +41,11 @@ if TYPE_CHECKING:
     from targets.schedules import ScheduleTable
 
 ENTRY_POINT_GROUP = "hai.targets"
-BUILTIN_TARGETS: dict[str, str] = {"x86": "targets.x86:X86Target", "arm64": "targets.arm64:Arm64Target"}
+BUILTIN_TARGETS: dict[str, str] = {
+    "x86": "targets.x86:X86Target",
+    "arm64": "targets.arm64:Arm64Target",
+    "opencl": "targets.opencl:OpenCLTarget",
+}
 ARCH_TARGETS: dict[str, str] = {"x86_64": "x86", "amd64": "x86", "aarch64": "arm64", "arm64": "arm64"}
 """Machine arch (`uname -m`) -> the HAI target that compiles for it, for the built-in families (the
 first arch of a target is what manifests record); a plugin target names its own in `arches`."""
@@ -61,6 +65,8 @@ class TargetBackend(ABC):
     `kernels.<device>.so` (runtime/artifact.py); a new kind of device brings a driver of this name."""
     kernel_format: ClassVar[str] = "llvm"
     """How kernels are built: "llvm" (one shared library of LLVM objects); later "opencl-c"."""
+    other_cpus: ClassVar[str] = "any {name} cpu LLVM knows"
+    """What `hai targets` says `--cpu` takes beyond the listed names."""
     channels_last: ClassVar[bool] = False
     """Whether its conv templates store regions NHWC (the `layout` pass runs before `fuse`)."""
 
@@ -194,6 +200,18 @@ class TargetBackend(ABC):
         target_json = self.tvm_target(desc)
         objects = llvm_build.kernel_objects(kernels, target_json)
         return llvm_build.link_library(objects, target_json, self.linker(desc), digest)
+
+    def kernel_object(self, kernel: LoweredKernel, desc: TargetDescription) -> tuple[Path, bool]:
+        """The compiled file of one kernel (cached on disk) and whether the cache had it: an LLVM object."""
+        from targets.build import kernel_object
+
+        return kernel_object(kernel, desc)
+
+    def link(self, objects: Sequence[Path], desc: TargetDescription, digest: bytes | None) -> Path:
+        """The kernel library of `objects` with the plan `digest`'s function: one shared library."""
+        from targets.build import link_library
+
+        return link_library(objects, desc, digest)
 
     def linker(self, desc: TargetDescription) -> str | None:
         """The C compiler that links the kernel library: None natively (the host's `cc`); for another

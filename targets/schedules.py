@@ -146,6 +146,7 @@ class ScheduleTable:
     - `depthwise(target)`, `vector(target, itemsize)`: the vector width for f32 / `itemsize` bytes.
     - `recurrent(target, gates, hidden, directions, batch)`: the step tiles of a layer of `gates` gates.
     - `bf16_tiles(target)`: the target's matrix-unit bf16 GEMM block (`TileGemm`), None without one.
+    - `loop_nests`: whether hand-written CPU loop nests may stand in for a compute.
     """
 
     gemm: Callable[[TargetDescription, int, int, int | None], GemmKnobs]
@@ -157,6 +158,9 @@ class ScheduleTable:
     recurrent: Callable[[TargetDescription, int, int, int, int], RecurrentKnobs]
     bf16_dot: Callable[[TargetDescription], str] = lambda _target: ""  # a family without one
     bf16_tiles: Callable[[TargetDescription], TileGemm | None] = lambda _target: None
+    loop_nests: bool = True
+    """Whether templates may write a CPU loop nest themselves (Resize's nearest rows); False where the
+    target binds threads to the shared computes (OpenCL, targets/opencl/threads.py)."""
 
 
 def register_gemm_knobs(target: TargetDescription, m: int, n: int, rows: int | None = None) -> GemmKnobs:

@@ -117,8 +117,9 @@ def test_opencl_absent_is_reported_not_raised(
     assert section["available"] is False and "pyopencl" in section["reason"] and section["platforms"] == []
 
 
-def fake_cl_device(name: str, type_bits: int, extensions: str) -> types.SimpleNamespace:
+def fake_cl_device(name: str, type_bits: int, extensions: str, **facts: int) -> types.SimpleNamespace:
     return types.SimpleNamespace(
+        **facts,
         name=name,
         type=type_bits,
         vendor="Vendor",
@@ -136,7 +137,8 @@ def fake_cl_device(name: str, type_bits: int, extensions: str) -> types.SimpleNa
 
 
 def test_opencl_devices_through_pyopencl(monkeypatch: pytest.MonkeyPatch) -> None:
-    gpu = fake_cl_device("NVIDIA H100", 1 << 2, "cl_khr_fp64 cl_khr_fp16 cl_khr_subgroups")
+    facts = {"mem_base_addr_align": 4096, "warp_size_nv": 32, "preferred_vector_width_float": 1}
+    gpu = fake_cl_device("NVIDIA H100", 1 << 2, "cl_khr_fp64 cl_khr_fp16 cl_khr_subgroups", **facts)
     cpu = fake_cl_device("pthread-znver4", 1 << 1 | 1 << 0, "cl_khr_fp64")
     platforms = [
         types.SimpleNamespace(
@@ -154,6 +156,13 @@ def test_opencl_devices_through_pyopencl(monkeypatch: pytest.MonkeyPatch) -> Non
     (h100,), (pocl,) = (p["devices"] for p in section["platforms"])
     assert (h100["type"], h100["fp16"], h100["fp64"], h100["compute_units"]) == ("GPU", True, True, 132)
     assert (pocl["type"], pocl["fp16"]) == ("CPU", False)
+    assert (h100["base_align_bits"], h100["sub_group_size"], pocl["base_align_bits"]) == (4096, 32, 0)
+    opencl = doctor.profile_compile_target(profile, "opencl")  # the GPU before PoCL's CPU device
+    assert (opencl["target"], opencl["cpu"], opencl["features"]) == ("opencl", "NVIDIA H100", ["fp16"])
+    from targets.registry import resolve_target
+
+    desc = resolve_target("opencl", profile=opencl)
+    assert (desc.cpu, desc.buffer_alignment, desc.source) == ("NVIDIA H100", 512, "hardware profile")
     console = Console(record=True, width=140)
     doctor.render_table(profile, console)
     assert "NVIDIA H100" in console.export_text()

@@ -107,9 +107,10 @@ def run_passes(graph: Graph, options: CompileOptions, target: Any, page_size: in
 def compile_kernels(kernels: list[Any], target: Any) -> tuple[list[Path], int]:
     """The object file of every distinct kernel (compiled one by one through the cache, reporting
     progress) and the cache hits."""
-    from targets.build import kernel_object
     from targets.llvm_build import unique_kernels
+    from targets.registry import get_target
 
+    kernel_object = get_target(target.name).kernel_object
     chosen = unique_kernels(kernels)
     objects, hits = [], 0
     with stage("compiling kernels", total=len(chosen)) as advance:
@@ -128,14 +129,14 @@ def link_plan(objects: list[Path], static: StaticPlan, layout: WeightLayout, tar
     steps (every output a view of an input) needs no library: None."""
     from runtime.plan_digest import plan_digest
     from targets.artifact import resolve_weight_slots
-    from targets.build import link_library
+    from targets.registry import get_target
 
     if not objects:
         return None
     plan = resolve_weight_slots(static.plan, layout[0])
     digest = plan_digest(target_info(target), plan, static.inputs, static.outputs, *layout)
     with stage("linking the kernel library"):
-        return link_library(objects, target, digest)
+        return get_target(target.name).link(objects, target, digest)
 
 
 @dataclasses.dataclass
@@ -252,7 +253,8 @@ def lower_and_plan(graph: Graph, options: CompileOptions, target: Any, page_size
         groups = kernel_groups(graph)
         kernels = lower_groups(groups, target)
         device = get_target(target.name).device
-        builder = PlanBuilder(graph, lambda source, dest: copy_kernel(source, dest, target), device)
+        copy = lambda source, dest: copy_kernel(source, dest, target)  # noqa: E731
+        builder = PlanBuilder(graph, copy, device, target.buffer_alignment)
         static = builder.build(kernels, groups)
     objects, hits = compile_kernels(static.kernels, target)
     return Lowered(graph, groups, static, objects, hits)
@@ -262,7 +264,7 @@ def build_resident(lowered: Lowered, options: CompileOptions, target: Any) -> Bu
     """The plan with every weight resident in `weights.bin`, with its one-call entry when it can."""
     from targets.artifact import layout_weights
 
-    layout = layout_weights(lowered.static.weights)
+    layout = layout_weights(lowered.static.weights, target.buffer_alignment)
     with stage("building the entry call"):
         static, entry_objects = with_entry(lowered.static, options.entry, target, layout)
     library = link_plan(entry_objects or lowered.objects, static, layout, target)

@@ -156,7 +156,7 @@ def profile_target_of(options: CompileOptions) -> dict[str, Any] | None:
         return None
     from hai_compiler.doctor import profile_compile_target, read_profile
 
-    return profile_compile_target(read_profile(options.hardware_profile))
+    return profile_compile_target(read_profile(options.hardware_profile), options.target)
 
 
 def channels_last(target: str) -> bool:

@@ -17,7 +17,7 @@ from tvm import te
 
 from ir.graph import Node, Value
 from targets.lowering.elementwise import Epilogue
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name, snapshot
 
 
 class Geometry:
@@ -160,7 +160,8 @@ def finish_kernel(
     import tvm.s_tir as s_tir
 
     name = kernel_name(op, workload)
-    sch = s_tir.Schedule(te.create_prim_func(params))
+    compute = te.create_prim_func(params)
+    sch = s_tir.Schedule(snapshot(compute))
     sch_fn(sch if flops >= PARALLEL_MIN_FLOPS else SerialSchedule(sch))
     return LoweredKernel(
         name,
@@ -171,4 +172,5 @@ def finish_kernel(
         workload,
         layout=layout,
         pack_weights=pack,
+        compute=compute,
     )

@@ -10,7 +10,7 @@ arena place by a step of the plan.
 from __future__ import annotations
 
 from ir.graph import Value
-from targets.lowering.kernel import KernelArg, LoweredKernel, kernel_name
+from targets.lowering.kernel import KernelArg, LoweredKernel, kernel_name, snapshot
 from targets.target import TargetDescription
 
 
@@ -24,7 +24,8 @@ def copy_kernel(source: Value, destination: Value, target: TargetDescription) ->
     name = kernel_name("copy", workload)
     src = te.placeholder((nbytes,), "uint8", name="src")
     dst = te.compute((nbytes,), lambda i: src[i], name="dst")
-    sch = s_tir.Schedule(te.create_prim_func([src, dst]).with_attr("global_symbol", name))
+    compute = te.create_prim_func([src, dst])
+    sch = s_tir.Schedule(snapshot(compute).with_attr("global_symbol", name))
     lanes = target.vector_bytes
     if nbytes >= lanes and nbytes % lanes == 0:
         (loop,) = sch.get_loops(sch.get_sblock("dst"))
@@ -42,4 +43,5 @@ def copy_kernel(source: Value, destination: Value, target: TargetDescription) ->
         sources=(),
         workload=workload,
         layout="any",
+        compute=compute,
     )

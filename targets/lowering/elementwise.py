@@ -28,7 +28,7 @@ import numpy as np
 from tvm import te
 
 from ir.graph import Node, Value
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name, snapshot
 from targets.lowering.pointwise import (
     BINARY,
     POINTWISE_OPS,
@@ -318,7 +318,8 @@ def lower_elementwise(
         **({"layout": layout} if nhwc else {}),
     }
     name = kernel_name("ew", workload)
-    sch = s_tir.Schedule(te.create_prim_func([*tensors, out]).with_attr("global_symbol", name))
+    compute = te.create_prim_func([*tensors, out])
+    sch = s_tir.Schedule(snapshot(compute).with_attr("global_symbol", name))
     schedule_flat(sch, sch.get_sblock("out"), lanes, out_value.type.size)
     return LoweredKernel(
         name,
@@ -328,6 +329,7 @@ def lower_elementwise(
         (node.name, *(n.name for n in chain.nodes)),
         workload,
         layout=layout if nhwc else "any",
+        compute=compute,
     )
 
 

@@ -26,7 +26,7 @@ from tvm import te
 
 from ir.dtypes import DType
 from ir.graph import Node, Value
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name, snapshot
 from targets.lowering.pointwise import storage_dtype, widen
 
 FLOATS = ("float32", "float16", "bfloat16", "float64")
@@ -124,8 +124,10 @@ def make_kernel(
 
     ordered = sorted(params, key=lambda p: ROLE_ORDER[p.arg.role])
     name = kernel_name(op, workload)
+    compute = func
     if func is None:
-        sch = s_tir.Schedule(te.create_prim_func([p.parameter for p in ordered]))
+        compute = te.create_prim_func([p.parameter for p in ordered])
+        sch = s_tir.Schedule(snapshot(compute))
         for p in ordered:
             if p.placeholder is not None:
                 sch.compute_inline(sch.get_sblock(p.tensor.op.name))
@@ -140,6 +142,7 @@ def make_kernel(
         (node.name, *(n.name for n in epilogue)),
         workload,
         layout="any",
+        compute=compute,
         **extra,
     )
 

@@ -29,6 +29,7 @@ from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS
 from targets.lowering.kernel import LoweredKernel, LoweringError
 from targets.lowering.movement import KernelBuilder, clamp, decode, encode, literal, rounded
 from targets.lowering.registry import lowering
+from targets.schedules import schedules_of
 from targets.target import TargetDescription
 
 Expr = Any
@@ -234,7 +235,8 @@ def lower_resize(
     if math.prod(out_shape) == 0:
         k.operand(0)
         return k.finish([te.compute(out_shape, lambda *i: literal(0, dtype), name="out")])
-    if attrs["mode"] == "nearest" and attrs["coordinate_transformation_mode"] != "tf_crop_and_resize":
+    rows = attrs["mode"] == "nearest" and attrs["coordinate_transformation_mode"] != "tf_crop_and_resize"
+    if rows and schedules_of(target).loop_nests:
         fast = _nearest_rows(k, in_shape, out_shape, axes)
         if fast is not None:
             return fast

@@ -77,6 +77,9 @@ class LoweredKernel:
     layout: str = "NCHW"
     pack_weights: PackFn = identity_pack
     notes: dict[str, Any] = field(default_factory=dict)
+    compute: Any = None
+    """The PrimFunc before the CPU schedule (None where a template has not recorded it): a target that
+    binds threads itself (OpenCL, targets/opencl/threads.py) schedules this instead of `func`."""
 
     @property
     def inputs(self) -> tuple[KernelArg, ...]:
@@ -93,6 +96,14 @@ class LoweredKernel:
     @property
     def key(self) -> str:
         return workload_hash(self.workload)
+
+
+def snapshot(func: Any) -> Any:
+    """A deep copy of the PrimFunc `func`: a schedule may edit the statements of the function it is
+    given in place, so a template keeps this copy as its kernel's `compute`."""
+    import tvm
+
+    return tvm.ir.load_json(tvm.ir.save_json(func))
 
 
 def workload_hash(workload: Mapping[str, Any]) -> str:

@@ -24,7 +24,15 @@ from ir.graph import Node, Value
 from targets.lowering.bf16_gemm import bf16_weight
 from targets.lowering.bf16_tiles import lower_bf16_layer_matmul
 from targets.lowering.elementwise import Epilogue, Operand, epilogue_args, epilogue_signature
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg, kernel_name, unravel
+from targets.lowering.kernel import (
+    KernelArg,
+    LoweredKernel,
+    LoweringError,
+    arg,
+    kernel_name,
+    snapshot,
+    unravel,
+)
 from targets.lowering.matmul_general import general_product
 from targets.lowering.registry import lowering
 from targets.lowering.tiling import choose_knobs, padded, schedule_gemm
@@ -117,7 +125,8 @@ def packed_gemm(
         "knobs": knobs.to_json(),
     }
     name = kernel_name("gemm", b_src.add_to(workload))
-    sch = s_tir.Schedule(te.create_prim_func(params))
+    compute = te.create_prim_func(params)
+    sch = s_tir.Schedule(snapshot(compute))
     b_src.schedule(sch, knobs.lanes)
     schedule_gemm(sch, "acc", "out", knobs, vector_out=n_dim % knobs.nb == 0)
 
@@ -137,6 +146,7 @@ def packed_gemm(
         workload,
         layout="any",
         pack_weights=pack,
+        compute=compute,
         notes={"knobs": knobs},
     )
 
@@ -193,7 +203,8 @@ def batched_matmul(node: Node, target: TargetDescription, epilogue: Sequence[Nod
         "knobs": knobs.to_json(),
     }
     name = kernel_name("bmm", workload)
-    sch = s_tir.Schedule(te.create_prim_func([a_t, b_t, *extra, out]))
+    compute = te.create_prim_func([a_t, b_t, *extra, out])
+    sch = s_tir.Schedule(snapshot(compute))
     schedule_gemm(sch, "acc", "out", knobs, vector_out=True)
     args = (
         arg(a, "input", views[0]),
@@ -211,6 +222,7 @@ def batched_matmul(node: Node, target: TargetDescription, epilogue: Sequence[Nod
         workload,
         layout="any",
         notes={"knobs": knobs},
+        compute=compute,
     )
 
 

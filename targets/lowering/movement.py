@@ -29,7 +29,7 @@ from tvm import te, tirx
 from ir.dtypes import DType
 from ir.graph import Node, Value
 from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name, snapshot
 from targets.lowering.pointwise import storage_dtype  # the project-wide kernel view of IR dtypes
 from targets.target import TargetDescription
 
@@ -180,8 +180,10 @@ class KernelBuilder:
             **(workload or {}),
         }
         name = kernel_name(full["op"], full)
+        compute = func
         if func is None:
             func = te.create_prim_func([t for _, t in ordered] + list(outputs))
+            compute = snapshot(func)
             sch = s_tir.Schedule(func.with_attr("global_symbol", name))
             flags = [contiguous] * len(outputs) if isinstance(contiguous, bool) else list(contiguous)
             for out, flag in zip(outputs, flags, strict=True):
@@ -201,6 +203,7 @@ class KernelBuilder:
             full,
             layout="any",
             pack_weights=_storage_pack(dtypes) if viewed else _plain_pack,
+            compute=compute,
         )
 
     def _values(self, ordered: Sequence[tuple[Value, Any]]) -> list[Value]:

@@ -29,7 +29,7 @@ from tvm import te, tirx
 from ir.dtypes import DType
 from ir.graph import Node
 from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS, schedule_flat, vector_lanes
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name, snapshot
 from targets.lowering.pointwise import Expr, dtype_of, float_to_int, fmax, fmin, narrow, storage_dtype, widen
 from targets.lowering.registry import lowering
 from targets.target import TargetDescription
@@ -132,10 +132,13 @@ class Kernel:
             "version": TEMPLATE_VERSION,
         }
         name = kernel_name(node.op, workload)
-        sch = s_tir.Schedule(te.create_prim_func([self.x, *outputs]).with_attr("global_symbol", name))
+        compute = te.create_prim_func([self.x, *outputs]).with_attr("global_symbol", name)
+        sch = s_tir.Schedule(snapshot(compute))
         schedule(sch)
         func = sch.mod["main"].with_attr("global_symbol", name)
-        return LoweredKernel(name, func, tuple(args), work, (node.name,), workload, layout="any")
+        return LoweredKernel(
+            name, func, tuple(args), work, (node.name,), workload, layout="any", compute=compute
+        )
 
     def parallel_ok(self) -> bool:
         return self.value.type.size >= PARALLEL_MIN_ELEMENTS

@@ -72,6 +72,14 @@ def entry_calls(static: StaticPlan, layout: WeightLayout) -> list[Any]:
     return calls
 
 
+def entry_capable(target: Any) -> bool:
+    """Whether `target`'s kernels can be called from one LLVM entry function (not OpenCL's: the runtime
+    launches each of its kernels)."""
+    from targets.registry import get_target
+
+    return get_target(target.name).kernel_format == "llvm"
+
+
 def with_entry(
     static: StaticPlan, mode: str, target: Any, layout: WeightLayout
 ) -> tuple[StaticPlan, list[Path] | None]:
@@ -80,7 +88,7 @@ def with_entry(
     The driver links the objects with the final plan's digest (runtime/plan_digest.py)."""
     from targets.entry import subroutine_refusal
 
-    if mode == "off" or not static.kernels:
+    if mode == "off" or not static.kernels or not entry_capable(target):
         return static, None
     paging = static.plan.paging
     if mode == "auto" and paging is not None and len(segment_bounds(paging)) * 2 > len(static.plan.steps):

@@ -79,10 +79,17 @@ def constant_source(value: Value) -> Value | None:
 class PlanBuilder:
     """Builds the StaticPlan of one graph; `copy_kernel(source, destination)` makes output copies."""
 
-    def __init__(self, graph: Graph, copy_kernel: Callable[[Value, Value], Any], device: str = "cpu") -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        copy_kernel: Callable[[Value, Value], Any],
+        device: str = "cpu",
+        alignment: int = ALIGNMENT,
+    ) -> None:
         self.graph = graph
         self.copy_kernel = copy_kernel
         self.device = device  # the HAI device every step runs on, from its kernel library
+        self.alignment = max(alignment, ALIGNMENT)  # of the places it adds (the device's buffer base)
         self.weights = WeightStore()
         self.arena_size = int(graph.metadata.get(ARENA_KEY, "0"))
         self.inputs = tuple(self._input_binding(v) for v in graph.inputs)
@@ -104,10 +111,10 @@ class PlanBuilder:
 
     def _input_places(self) -> dict[str, int]:
         """A distinct place past the arena for each input, for the hazard check only."""
-        places, end = {}, align_up(self.arena_size, ALIGNMENT)
+        places, end = {}, align_up(self.arena_size, self.alignment)
         for binding in self.inputs:
             places[binding.name] = end
-            end = align_up(end + binding.nbytes, ALIGNMENT)
+            end = align_up(end + binding.nbytes, self.alignment)
         return places
 
     def _add_output(self, value: Value) -> None:
@@ -120,8 +127,8 @@ class PlanBuilder:
         if offset is None and constant_source(value) is None and not data_root(value).is_graph_input:
             offset = self._arena_offset_of(value)
         if offset is None:  # a constant or input view: a place past the planned arena, filled by a copy step
-            offset = align_up(self.arena_size, ALIGNMENT)
-            self.arena_size = align_up(offset + value.type.nbytes, ALIGNMENT)
+            offset = align_up(self.arena_size, self.alignment)
+            self.arena_size = align_up(offset + value.type.nbytes, self.alignment)
             self.copies.append((value, value))
         self.outputs.append(TensorBinding(value.name, value.type.shape, dtype_name(value), offset))
         self.output_values.append(value)

@@ -1,0 +1,99 @@
+"""OpenCL programs of an artifact's kernel library, built at load through a program-binary cache.
+
+Rule: the library (targets/opencl/build.py) is JSON: `format`, the device `profile`, the program
+`source` and each kernel's launches. `build_program` builds the source for one device, reusing a
+binary cached under `$HAI_CACHE_DIR/opencl` (or `~/.cache/hai/opencl`) keyed by the device's name,
+platform, driver version and the source's sha256; a cached binary is used only when its own sha256
+(kept beside it) matches, like any file the runtime loads, else it is rebuilt. A source that fails to
+build raises a `KernelError` carrying the driver's build log. Imports numpy-free stdlib and pyopencl.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import ArtifactError, KernelError
+
+LIBRARY_FORMAT = "hai-opencl-1"
+
+
+def read_library(data: bytes, where: str) -> dict[str, Any]:
+    """The parsed kernel library, checked for its format."""
+    try:
+        library = json.loads(data)
+    except ValueError as exc:
+        raise ArtifactError(f"{where} is not an OpenCL kernel library (JSON): {exc}") from None
+    if not isinstance(library, dict) or library.get("format") != LIBRARY_FORMAT:
+        raise ArtifactError(f"{where} is not an OpenCL kernel library of format {LIBRARY_FORMAT!r}")
+    return library
+
+
+def cache_folder() -> Path:
+    root = os.environ.get("HAI_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hai")
+    return Path(root) / "opencl"
+
+
+def binary_key(device: Any, source: str) -> str:
+    facts = [
+        device.name,
+        device.platform.name,
+        device.platform.version,
+        device.driver_version,
+        device.version,
+    ]
+    text = json.dumps([*facts, hashlib.sha256(source.encode()).hexdigest()])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cached_binary(key: str) -> bytes | None:
+    """The cached binary of `key` when its recorded sha256 matches its bytes, else None."""
+    folder = cache_folder()
+    try:
+        binary = (folder / f"{key}.bin").read_bytes()
+        recorded = (folder / f"{key}.sha256").read_text().strip()
+    except OSError:
+        return None
+    return binary if hashlib.sha256(binary).hexdigest() == recorded else None
+
+
+def store_binary(key: str, binary: bytes) -> None:
+    """Keep `binary` with its sha256 (best effort: a cache that cannot be written is skipped)."""
+    folder = cache_folder()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in (
+            (f"{key}.bin", binary),
+            (f"{key}.sha256", hashlib.sha256(binary).hexdigest().encode()),
+        ):
+            tmp = folder / f".{name}.{os.getpid()}"
+            tmp.write_bytes(data)
+            tmp.replace(folder / name)
+    except OSError:
+        return
+
+
+def build_program(context: Any, device: Any, source: str, where: str) -> tuple[Any, bool]:
+    """The built program of `source` on `device` and whether its binary came from the cache."""
+    import pyopencl as cl
+
+    key = binary_key(device, source)
+    binary = cached_binary(key)
+    if binary is not None:
+        try:
+            return cl.Program(context, [device], [binary]).build(), True
+        except cl.Error:
+            pass  # a binary the driver no longer takes: build the source again
+    try:
+        program = cl.Program(context, source).build(devices=[device])
+    except cl.Error as exc:
+        raise KernelError(
+            f"the OpenCL program of {where} failed to build on {device.name.strip()}: {exc}"
+        ) from None
+    binaries = program.get_info(cl.program_info.BINARIES)
+    if binaries and binaries[0]:
+        store_binary(key, bytes(binaries[0]))
+    return program, False

@@ -1,0 +1,48 @@
+"""The OpenCL schedule table: the knobs the shared computes take (their weight packing and tiles).
+
+Rule: an OpenCL kernel's threads come from targets/opencl/threads.py; these knobs only shape the
+shared computes (the GEMM's packed weight panels, the vector widths of depthwise and elementwise
+stages), chosen by the CPU register rules for a 16-byte "vector" of 32 registers, which give
+panels of 4 floats. No integer dot step is tensorized yet (INT8 on OpenCL is a later stage).
+"""
+
+from __future__ import annotations
+
+from targets.description import TargetDescription
+from targets.lowering.integer_gemm import LANES, register_int_knobs
+from targets.schedules import (
+    DotStep,
+    IntKnobs,
+    ScheduleTable,
+    f32_vector_knobs,
+    full_vector_knobs,
+    register_gemm_knobs,
+    register_recurrent_knobs,
+)
+
+
+def no_dot(target: TargetDescription) -> str:
+    return ""
+
+
+def no_dot_intrinsic(dot: str) -> DotStep:
+    raise ValueError(f"the OpenCL target tensorizes no integer dot step ({dot!r})")
+
+
+def integer_gemm_knobs(
+    target: TargetDescription, positions: int, channels: int, macs: int, paired_rows: bool = False
+) -> IntKnobs:
+    panels = target.vector_registers * target.vector_bytes // (4 * LANES)
+    return register_int_knobs(panels, positions, channels, macs, dot="")
+
+
+OPENCL_SCHEDULES = ScheduleTable(
+    gemm=register_gemm_knobs,
+    integer_gemm=integer_gemm_knobs,
+    integer_dot=no_dot,
+    dot_intrinsic=no_dot_intrinsic,
+    depthwise=f32_vector_knobs,
+    vector=full_vector_knobs,
+    recurrent=register_recurrent_knobs,  # the recurrent templates are loop nests: refused by name here
+    loop_nests=False,
+)

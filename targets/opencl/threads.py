@@ -1,0 +1,197 @@
+"""OpenCL thread schedules: each kernel's shared compute bound to work-groups and work-items, per op family.
+
+Rule: the computes are the shared templates' (`LoweredKernel.compute`, targets/lowering/); only how
+they map onto the device is OpenCL's. Each op family tries its rules in order (TVM's dlight GPU
+rules: `Matmul` tiles GEMM-like blocks in local memory with vectorised loads, `Reduction` and
+`GeneralReduction` reduce within a work-group, `Fallback` fuses the spatial axes of each block into
+work-groups of the device's size) and keeps the first whose result binds every statement to
+`blockIdx`/`threadIdx`; `Fallback` closes every family. A kernel whose every rule fails, or whose
+schedule leaves a statement unbound (it would compile silently into host code), is refused naming
+the kernel and its nodes. `launch_sizes` reads each device kernel's global and local sizes from the
+schedule (TVM records them nowhere else).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from targets.lowering.kernel import LoweredKernel, LoweringError
+from targets.opencl.tir_walk import walk
+
+GEMM_OPS = frozenset({"gemm", "bmm", "conv", "convt", "matmul"})
+REDUCTION_OPS = frozenset({
+    "softmax", "logsoftmax", "reducemean", "reducesum", "reducemax", "reducemin", "reduceprod",
+    "reducel2", "reducel1", "reducesumsquare", "reducelogsumexp", "global_pool", "layernorm",
+    "instancenormalization", "groupnorm", "lpnorm", "argmax", "argmin",
+})  # fmt: skip
+FAMILY_RULES: dict[str, tuple[str, ...]] = {
+    "gemm": ("Tiled", "Matmul", "GEMV", "Fallback", "Flat"),
+    "reduction": ("Reduction", "GeneralReduction", "Fallback", "Flat"),
+    "pointwise": ("Fallback", "Flat"),
+}
+"""The rules each family tries, in order: dlight's, then `Flat` (`flat_schedule`), which takes any
+TE compute dlight cannot normalise (e.g. clamped gathers)."""
+
+
+class ThreadBindingError(LoweringError):
+    """A kernel whose schedule leaves work outside `blockIdx`/`threadIdx` (it would run on the host)."""
+
+
+@dataclass(frozen=True)
+class LaunchSize:
+    """One device kernel's NDRange: `global_size` work-items in work-groups of `local_size` (x, y, z)."""
+
+    global_size: tuple[int, int, int]
+    local_size: tuple[int, int, int]
+
+
+def family_of(kernel: LoweredKernel) -> str:
+    """The kernel's family by its op (its name is `hai_<op>_<hash>`, targets/lowering/kernel.py)."""
+    op = kernel.name[len("hai_") : -len("_0123456789abcdef")]
+    if op in GEMM_OPS:
+        return "gemm"
+    if op in REDUCTION_OPS:
+        return "reduction"
+    return "pointwise"
+
+
+def describe(kernel: LoweredKernel) -> str:
+    return f"kernel {kernel.name} ({', '.join(kernel.sources) or 'copy'})"
+
+
+def thread_schedule(kernel: LoweredKernel, tvm_target: Any) -> tuple[Any, Any]:
+    """The compute of `kernel` scheduled onto work-groups by its family's first rule that binds it whole
+    and compiles: the scheduled PrimFunc (its attribute `hai.schedule` names the rule) and TVM's
+    module of it."""
+    import tvm
+    import tvm.s_tir as s_tir
+    import tvm.s_tir.dlight as dl
+
+    from targets.opencl.flat import flat_schedule
+    from targets.opencl.legalize import legalize
+    from targets.opencl.tiled import tiled_schedule
+
+    if kernel.compute is None:
+        raise ThreadBindingError(
+            f"{describe(kernel)}: its template records no compute to schedule for OpenCL"
+        )
+    func = kernel.compute.with_attr("global_symbol", kernel.name)
+    if not _has_root(s_tir.Schedule(func)):
+        raise ThreadBindingError(
+            f"{describe(kernel)}: op {kernel.workload.get('op', '?')} has no OpenCL schedule yet (its "
+            f"template writes a CPU loop nest, not a compute)"
+        )
+    failures = []
+    threads = int(tvm_target.attrs["max_num_threads"])
+    for rule_name in FAMILY_RULES[family_of(kernel)]:
+        try:
+            if rule_name == "Flat":
+                scheduled = flat_schedule(func, threads)
+            elif rule_name == "Tiled":
+                local = int(tvm_target.attrs["max_shared_memory_per_block"])
+                scheduled = tiled_schedule(func, frozenset(a.name for a in weight_args(kernel, func)), local)
+            else:
+                with tvm_target:
+                    rule = getattr(dl.gpu, rule_name)()
+                    scheduled = dl.ApplyDefaultSchedule(rule)(tvm.IRModule({kernel.name: func}))[kernel.name]
+            check_bound(scheduled, kernel)
+            scheduled = legalize(scheduled)
+            lib = tvm.compile(tvm.IRModule({kernel.name: scheduled}), target=tvm_target)
+            return scheduled.with_attr("hai.schedule", rule_name), lib
+        except Exception as exc:  # a rule that does not take this compute, or whose result fails to lower
+            failures.append(f"{rule_name}: {_last_line(exc)}")
+    raise ThreadBindingError(f"{describe(kernel)}: no OpenCL thread schedule fits ({'; '.join(failures)})")
+
+
+def weight_args(kernel: LoweredKernel, func: Any) -> list[Any]:
+    """The parameter buffers of `func` that are the kernel's weights (arguments are in order)."""
+    return [buffer for buffer, arg in zip(func.params, kernel.args, strict=True) if arg.role == "weight"]
+
+
+def _last_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    lines = [line for line in text.splitlines() if "Error" in line] or text.splitlines() or [repr(exc)]
+    return lines[0].strip()[:300]
+
+
+def _has_root(sch: Any) -> bool:
+    try:
+        sch.get_sblock("root")
+    except Exception:
+        return False
+    return True
+
+
+def top_statements(func: Any) -> list[Any]:
+    """The statements at the root of `func`: under its root block, sequences flattened."""
+    from tvm import s_tir, tirx
+
+    body = func.body
+    while isinstance(body, s_tir.SBlockRealize | s_tir.SBlock):
+        body = body.block.body if isinstance(body, s_tir.SBlockRealize) else body.body
+    out: list[Any] = []
+    pending = [body]
+    while pending:
+        stmt = pending.pop(0)
+        if isinstance(stmt, tirx.SeqStmt):
+            pending[:0] = list(stmt.seq)
+        else:
+            out.append(stmt)
+    return out
+
+
+def is_thread_bound(stmt: Any) -> bool:
+    from tvm import tirx
+
+    return (
+        isinstance(stmt, tirx.For)
+        and stmt.kind == tirx.ForKind.THREAD_BINDING
+        and stmt.thread_binding is not None
+        and str(stmt.thread_binding.thread_tag).startswith(("blockIdx", "threadIdx"))
+    )
+
+
+def check_bound(func: Any, kernel: LoweredKernel) -> None:
+    """Refuse a schedule with a statement outside any thread binding (module doc)."""
+    unbound = [s for s in top_statements(func) if not is_thread_bound(s)]
+    if unbound:
+        raise ThreadBindingError(
+            f"{describe(kernel)}: {len(unbound)} statement(s) are not bound to blockIdx/threadIdx and would "
+            f"compile into host code; an OpenCL kernel must bind all its work to work-groups"
+        )
+
+
+def launch_sizes(func: Any) -> list[LaunchSize]:
+    """Each device kernel's launch size, in the order the kernels run (one per top-level nest)."""
+    from tvm import tirx
+
+    sizes = []
+    for stmt in top_statements(func):
+        extents: dict[str, int] = {}
+        for node in walk(stmt):
+            if isinstance(node, tirx.For) and node.kind == tirx.ForKind.THREAD_BINDING:
+                tag = str(node.thread_binding.thread_tag)
+                extents[tag] = max(extents.get(tag, 1), int(node.extent))
+        local = tuple(extents.get(f"threadIdx.{a}", 1) for a in "xyz")
+        groups = tuple(extents.get(f"blockIdx.{a}", 1) for a in "xyz")
+        total = tuple(count * width for count, width in zip(groups, local, strict=True))
+        sizes.append(LaunchSize(total, local))  # type: ignore[arg-type]
+    return sizes
+
+
+def buffer_names(func: Any) -> tuple[list[str], list[tuple[str, int]]]:
+    """The names of `func`'s parameter buffers (in order) and of its global scratch buffers, with their
+    bytes."""
+    import numpy as np
+    from tvm import s_tir
+
+    params = [str(p.name) for p in func.params]
+    scratch: list[tuple[str, int]] = []
+    for node in walk(func.body):
+        if isinstance(node, s_tir.SBlock):
+            for buf in node.alloc_buffers:
+                if buf.scope() == "global":
+                    count = int(np.prod([int(d) for d in buf.shape], dtype=np.int64))
+                    scratch.append((str(buf.name), count * np.dtype(str(buf.dtype)).itemsize))
+    return params, scratch

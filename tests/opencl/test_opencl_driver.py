@@ -1,0 +1,92 @@
+"""The `opencl` HAI driver on this machine's OpenCL device (PoCL in CI): the program-binary cache and
+its hash check, build logs, device selection, alignment of views, a profile from `hai doctor`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import runtime
+from hai_compiler import doctor
+from hai_compiler.compiler import CompileOptions, compile_model
+from hai_compiler.demo import EMBEDDED_MODEL, load_heldout_digits
+from runtime.devices import opencl_programs
+from runtime.devices.opencl import OpenCLDriver
+from runtime.errors import DeviceNotFoundError, InvalidArgumentError, KernelError, UnsupportedError
+
+pytest.importorskip("pyopencl")
+
+SOURCE = "__kernel void twice(__global float* restrict x) { x[get_global_id(0)] *= 2.0f; }\n"
+
+
+@pytest.fixture
+def device(opencl_device: dict):  # noqa: ANN201
+    with OpenCLDriver().open(0) as opened:
+        yield opened
+
+
+def test_program_binaries_are_cached_and_hash_checked(device, monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+    monkeypatch.setenv("HAI_CACHE_DIR", str(tmp_path))
+    source = SOURCE.replace("2.0f", "3.0f")  # a source no other test builds
+    _, cached = opencl_programs.build_program(device.context, device.cl_device, source, "test")
+    assert not cached
+    assert opencl_programs.build_program(device.context, device.cl_device, source, "test")[1]
+    (binary,) = (tmp_path / "opencl").glob("*.bin")
+    data = binary.read_bytes()
+    binary.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # tampered: its sha256 no longer matches
+    program, cached = opencl_programs.build_program(device.context, device.cl_device, source, "test")
+    assert not cached
+    buffer = device.allocate(16)
+    device.copy_in(buffer, np.arange(4, dtype=np.float32))
+    program.twice(device.queue, (4,), None, buffer.handle)
+    assert device.copy_out(buffer, 0, (4,), "float32").tolist() == [0.0, 3.0, 6.0, 9.0]
+
+
+def test_a_program_that_fails_to_build_carries_the_log(device) -> None:  # noqa: ANN001
+    with pytest.raises(KernelError, match=r"(?s)failed to build on .*expected parameter declarator"):
+        opencl_programs.build_program(device.context, device.cl_device, "__kernel void broken( {", "lib.json")
+
+
+def test_a_view_off_the_base_alignment_is_refused(device) -> None:  # noqa: ANN001
+    buffer = device.allocate(4 * device.alignment)
+    with pytest.raises(UnsupportedError, match=r"byte 4 of its buffer.*base-address alignment"):
+        device._sub_buffer(buffer.handle, 4, 16, "hai_k", 2)
+
+
+def test_no_matching_device_is_named(opencl_device: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HAI_OPENCL_DEVICE", "no such device")
+    assert OpenCLDriver().probe() == []
+    with pytest.raises(DeviceNotFoundError, match="HAI_OPENCL_DEVICE='no such device'"):
+        OpenCLDriver().open(0)
+
+
+def test_compiled_for_the_doctor_profile(opencl_device: dict, tmp_path: Path) -> None:
+    """`hai doctor` on this machine, then `--target opencl --hardware-profile`: the device's own facts
+    (its base-address alignment) plan the artifact, which runs on it."""
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps(doctor.scan()))
+    options = CompileOptions(target="opencl", hardware_profile=profile, input_shapes={"image": (1, 1, 8, 8)})
+    result = compile_model(Path(EMBEDDED_MODEL), tmp_path / "d.hai", options)
+    assert result.target.cpu == opencl_device["name"]
+    assert result.target.buffer_alignment == max(64, opencl_device["base_align_bits"] // 8)
+    assert all(b.offset % result.target.buffer_alignment == 0 for b in result.plan.outputs if b.offset)
+    x, _ = load_heldout_digits()
+    import onnxruntime as ort
+
+    inputs = {"image": np.ascontiguousarray(x[:1])}
+    want = ort.InferenceSession(str(EMBEDDED_MODEL), providers=["CPUExecutionProvider"]).run(None, inputs)[0]
+    np.testing.assert_allclose(runtime.load(result.path).run(inputs)["logits"], want, rtol=1e-4, atol=1e-5)
+
+
+def test_load_picks_the_device_by_index(opencl_device: dict, tmp_path: Path) -> None:
+    options = CompileOptions(target="opencl", cpu="pocl-cpu", input_shapes={"image": (1, 1, 8, 8)})
+    artifact = compile_model(Path(EMBEDDED_MODEL), tmp_path / "d.hai", options).path
+    found = len(OpenCLDriver().probe())
+    assert runtime.load(artifact, device="opencl:0").devices["opencl"].info.index == 0
+    with pytest.raises(DeviceNotFoundError, match=f"no OpenCL device {found}: {found} found"):
+        runtime.load(artifact, device=f"opencl:{found}")
+    with pytest.raises(InvalidArgumentError, match=r"device 'cuda:0' is not NAME\[:INDEX\].*\(opencl\)"):
+        runtime.load(artifact, device="cuda:0")

@@ -1,0 +1,146 @@
+"""The OpenCL target module without a device: profiles, the TVM target, thread-binding refusals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from targets.description import TargetError
+from targets.lowering.kernel import KernelArg, LoweredKernel
+from targets.opencl import threads
+from targets.opencl.flat import flat_schedule
+from targets.registry import available_targets, get_target, resolve_target
+
+
+def test_presets_describe_their_devices() -> None:
+    assert "opencl" in available_targets()
+    pocl = resolve_target("opencl", cpu="pocl-cpu")
+    h100 = resolve_target("opencl", cpu="nvidia-h100")
+    assert (pocl.arch, pocl.features, pocl.buffer_alignment) == ("opencl", frozenset({"host_unified"}), 128)
+    assert (h100.features, h100.buffer_alignment) == (frozenset({"fp16"}), 512)
+    assert pocl.to_pass_context().buffer_alignment == 128  # plan-memory aligns offsets to it
+    tvm_target = get_target("opencl").tvm_target(h100)
+    assert (tvm_target["kind"], tvm_target["max_num_threads"], tvm_target["thread_warp_size"]) == (
+        "opencl",
+        1024,
+        32,
+    )
+
+
+def test_feature_edits_reach_the_profile() -> None:
+    edited = resolve_target("opencl", cpu="nvidia-h100", cpu_features="-fp16,+int8_dot")
+    assert edited.features == frozenset({"int8_dot"})
+    assert dict(edited.device)["int8_dot"] and not dict(edited.device)["fp16"]
+    assert edited.buffer_alignment == 512  # the rest of the profile stays
+
+
+def test_unknown_profile_names_the_presets() -> None:
+    with pytest.raises(TargetError, match="unknown OpenCL device profile 'mali'.*pocl-cpu, nvidia-h100"):
+        resolve_target("opencl", cpu="mali")
+
+
+def elementwise_kernel() -> LoweredKernel:
+    from tvm import te
+
+    x = te.placeholder((4, 300), name="x")
+    y = te.compute((4, 300), lambda i, j: x[i, j] * 2.0, name="y")
+    func = te.create_prim_func([x, y])
+    args = (KernelArg("x", "input", (4, 300), "float32"), KernelArg("y", "output", (4, 300), "float32"))
+    return LoweredKernel("hai_test_double", func, args, 1200, ("Mul_0",), {"op": "Mul"}, compute=func)
+
+
+def test_a_kernel_without_thread_bindings_is_refused_by_name() -> None:
+    kernel = elementwise_kernel()
+    with pytest.raises(threads.ThreadBindingError, match=r"kernel hai_test_double \(Mul_0\).*host code"):
+        threads.check_bound(kernel.compute, kernel)
+
+
+def test_no_rule_that_binds_fails_naming_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tvm
+
+    kernel = elementwise_kernel()
+    monkeypatch.setitem(threads.FAMILY_RULES, "pointwise", ("Matmul",))  # takes no elementwise compute
+    target = tvm.target.Target(get_target("opencl").tvm_target(resolve_target("opencl", cpu="pocl-cpu")))
+    with pytest.raises(
+        threads.ThreadBindingError, match=r"hai_test_double \(Mul_0\): no OpenCL thread schedule"
+    ):
+        threads.thread_schedule(kernel, target)
+
+
+def test_flat_schedule_binds_and_sizes_the_launch() -> None:
+    kernel = elementwise_kernel()
+    scheduled = flat_schedule(kernel.compute, 256)
+    threads.check_bound(scheduled, kernel)
+    (size,) = threads.launch_sizes(scheduled)
+    assert (size.global_size, size.local_size) == ((1280, 1, 1), (256, 1, 1))  # 1200 work-items, padded
+
+
+def test_the_library_carries_source_and_launches(tmp_path: Any) -> None:
+    import json
+
+    from targets.opencl.build import kernel_record
+
+    target = get_target("opencl")
+    record = kernel_record(elementwise_kernel(), target.tvm_target(resolve_target("opencl", cpu="pocl-cpu")))
+    assert "__kernel void hai_test_double_kernel(" in record["source"]
+    (launch,) = record["launches"]
+    assert launch["args"] == [["param", 0], ["param", 1]] and record["params"] == 2
+    json.dumps(record)  # plain data
+
+
+def test_an_op_without_an_opencl_schedule_fails_the_compile_naming_it(tmp_path: Any) -> None:
+    """ScatterND's template writes a serial CPU loop nest: no OpenCL schedule yet, so the compile stops
+    with an error naming the op and its node (until partitioning gives such ops a CPU home)."""
+    from onnx import TensorProto, helper
+
+    from hai_compiler.compiler import CompileOptions, compile_model
+    from ir.errors import HaiError
+
+    graph = helper.make_graph(
+        [helper.make_node("ScatterND", ["data", "indices", "updates"], ["out"], name="scatter")],
+        "scatter",
+        [
+            helper.make_tensor_value_info("data", TensorProto.FLOAT, [8]),
+            helper.make_tensor_value_info("indices", TensorProto.INT64, [2, 1]),
+            helper.make_tensor_value_info("updates", TensorProto.FLOAT, [2]),
+        ],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [8])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    options = CompileOptions(target="opencl", cpu="pocl-cpu")
+    with pytest.raises(HaiError, match=r"\(scatter\): op ScatterND has no OpenCL schedule yet"):
+        compile_model(model, tmp_path / "s.hai", options)
+
+
+def test_the_gemm_family_is_tiled_in_local_memory() -> None:
+    """A GEMM compute (weights indexed by the channel axis) gets 16 x 16 work-items (4 x 2 outputs each),
+    its operand tiles in local memory; the OpenCL source has the __local tiles and barriers."""
+    import tvm
+    from tvm import te
+
+    from targets.opencl.tiled import tiled_schedule
+
+    a = te.placeholder((128, 40), name="a")
+    w = te.placeholder((40, 96), name="w")
+    k = te.reduce_axis((0, 40), name="k")
+    acc = te.compute((128, 96), lambda i, j: te.sum(a[i, k] * w[k, j], axis=k), name="acc")
+    out = te.compute((128, 96), lambda i, j: te.max(acc[i, j], 0.0), name="out")
+    func = te.create_prim_func([a, w, out])
+    kernel = LoweredKernel(
+        "hai_gemm_0123456789abcdef", func, (), 0, ("MatMul_0",), {"op": "gemm"}, compute=func
+    )
+    scheduled = tiled_schedule(func, frozenset({"w"}), 48 * 1024)
+    threads.check_bound(scheduled, kernel)
+    sizes = threads.launch_sizes(scheduled)
+    assert (sizes[0].local_size, sizes[0].global_size) == (
+        (16, 16, 1),
+        (96, 16, 1),
+    )  # 2 x 3 groups of 64 x 32
+    target = tvm.target.Target(get_target("opencl").tvm_target(resolve_target("opencl", cpu="nvidia-h100")))
+    source = (
+        tvm.compile(tvm.IRModule({kernel.name: scheduled}), target=target).mod.imports[0].inspect_source()
+    )
+    assert "__local float" in source and "barrier(CLK_LOCAL_MEM_FENCE)" in source
+    with pytest.raises(ValueError, match="not a GEMM"):
+        tiled_schedule(func, frozenset(), 48 * 1024)  # no weights: no channel axis
