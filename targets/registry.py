@@ -203,15 +203,15 @@ class TargetBackend(ABC):
 
     def kernel_object(self, kernel: LoweredKernel, desc: TargetDescription) -> tuple[Path, bool]:
         """The compiled file of one kernel (cached on disk) and whether the cache had it: an LLVM object."""
-        from targets.build import kernel_object
+        from targets import llvm_build
 
-        return kernel_object(kernel, desc)
+        return llvm_build.kernel_object(kernel, self.tvm_target(desc))
 
     def link(self, objects: Sequence[Path], desc: TargetDescription, digest: bytes | None) -> Path:
         """The kernel library of `objects` with the plan `digest`'s function: one shared library."""
-        from targets.build import link_library
+        from targets import llvm_build
 
-        return link_library(objects, desc, digest)
+        return llvm_build.link_library(objects, self.tvm_target(desc), self.linker(desc), digest)
 
     def linker(self, desc: TargetDescription) -> str | None:
         """The C compiler that links the kernel library: None natively (the host's `cc`); for another

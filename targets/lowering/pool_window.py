@@ -32,7 +32,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from tvm import te
+from tvm import s_tir, te
 
 from ir.graph import Node
 from ir.ops.window import Window, WindowDim
@@ -163,9 +163,14 @@ def nhwc_stages(x: Any, kind: str, dims: Sequence[WindowDim], oh: int, ow: int) 
 
 
 def vectorize_inner(sch: Any, block: Any, lanes: int | None) -> None:
-    """Vectorise the block's innermost loop in `lanes`-wide pieces (None: leave it scalar)."""
-    if lanes is not None:
-        sch.vectorize(sch.split(sch.get_loops(block)[-1], [None, lanes])[1])
+    """Vectorise the block's innermost loop in `lanes`-wide pieces (None: leave it scalar). Only a
+    loop directly around the block alone: where compute_at left a single column, TVM drops that loop
+    and the innermost is another axis with other blocks inside it, which vectorised wrongly."""
+    if lanes is None:
+        return
+    loop = sch.get_loops(block)[-1]
+    if isinstance(sch.get(loop).body, s_tir.SBlockRealize):  # nothing else inside it
+        sch.vectorize(sch.split(loop, [None, lanes])[1])
 
 
 def schedule_nchw(sch: Any, vl: int, ow: int, parallel: bool) -> None:

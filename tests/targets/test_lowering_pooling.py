@@ -30,6 +30,9 @@ CASES = [
          dilations=[1]),
     pool("max3d_f16", "MaxPool", shape=(1, 2, 5, 6, 7), dtype="float16", kernel_shape=[2, 2, 2],
          strides=[2, 2, 2], pads=[0, 0, 0, 1, 1, 1], dilations=[1, 1, 1]),
+    # one output column under several rows: TVM drops the column loop (oww_embedding's last pool)
+    pool("max_single_column", "MaxPool", shape=(1, 8, 6, 2), kernel_shape=[2, 2], strides=[2, 2],
+         pads=[0, 0, 0, 0], dilations=[1, 1]),
     pool("avg_exclude_pad", "AveragePool", kernel_shape=[3, 3], **WINDOW),
     pool("avg_include_pad_ceil", "AveragePool", kernel_shape=[3, 3], count_include_pad=1, ceil_mode=1,
          **WINDOW),
