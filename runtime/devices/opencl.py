@@ -280,16 +280,27 @@ class OpenCLDevice(Device):
             kernel = cl.Kernel(program, step["kernel"])
             kernel.set_args(*[params[i] if kind == "param" else scratch[i] for kind, i in step["args"]])
             global_size, local_size = tuple(step["global"]), tuple(step["local"])
-            launch.enqueues.append(functools.partial(self._enqueue, kernel, global_size, local_size, scratch))
+            # the launch keeps its buffers alive: clSetKernelArg does not retain them, and a collected
+            # sub-buffer is released (NVIDIA then refuses the launch, INVALID_MEM_OBJECT)
+            launch.enqueues.append(
+                functools.partial(self._enqueue, kernel, global_size, local_size, (params, scratch))
+            )
         return launch
 
     def _enqueue(
-        self, kernel: Any, global_size: tuple[int, ...], local_size: tuple[int, ...], scratch: Any
+        self, kernel: Any, global_size: tuple[int, ...], local_size: tuple[int, ...], buffers: Any
     ) -> None:
-        """Launch one device kernel (`scratch`: its buffers, kept alive with the launch)."""
+        """Launch one device kernel (`buffers`: its arguments and scratch, kept alive with the launch);
+        a refused launch is a `KernelError` naming the kernel, its sizes and the device."""
         import pyopencl as cl
 
-        cl.enqueue_nd_range_kernel(self.queue, kernel, global_size, local_size)
+        try:
+            cl.enqueue_nd_range_kernel(self.queue, kernel, global_size, local_size)
+        except cl.Error as exc:
+            raise KernelError(
+                f"OpenCL kernel {kernel.function_name!r} (global {global_size}, local {local_size}) "
+                f"could not be launched on {self.cl_device.name.strip()}: {exc}"
+            ) from exc
 
     def _argument(self, arg: KernelArg, position: int, entry: str, launch: OpenCLLaunch) -> Any:
         import pyopencl as cl

@@ -190,7 +190,9 @@ def concat_rows(
                                 dst, src[row * size + whole + t], [row * total + start + whole + t]
                             )
                     start += size
-    return k.finish([out], func=ib.get(), workload={"path": "rows"})
+    # flat args alone would name Concats of equal sizes but other row splits alike (one kernel for both)
+    workload = {"path": "rows", "rows": rows, "parts": [size for _, size in parts]}
+    return k.finish([out], func=ib.get(), workload=workload)
 
 
 @lowering("Split")

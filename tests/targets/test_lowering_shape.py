@@ -18,6 +18,7 @@ from targets.lowering.dispatch import lower_node, supported_ops
 from targets.lowering.kernel import LoweringError
 from targets.registry import resolve_target
 
+F32 = np.float32
 FAMILIES = ("shape", "indexing", "generate")
 BF16, I4 = ml_dtypes.bfloat16, ml_dtypes.int4
 
@@ -77,6 +78,11 @@ CASES = [
         constants=(1,),
     ),
     Case("concat_i4_rows", "Concat", [sample((2, 3), I4), sample((2, 5), I4, 1)], {"axis": 1}),
+    # equal flat sizes, other row splits: two kernels, not one (ddddocr_det's NHWC Concats)
+    *(
+        Case(f"concat_rows_{r}x{c}", "Concat", [sample((r, c), F32), sample((r, c), F32, 1)], {"axis": 1})
+        for r, c in ((2, 8), (4, 4))
+    ),
     # Split
     Case("split_f32", "Split", [sample((2, 6, 4), np.float32)], {"axis": 1, "split": [1, 2, 3]}),
     Case("split_i16_last", "Split", [sample((3, 5), np.int16)], {"axis": 1, "split": [2, 0, 3]}),
