@@ -76,6 +76,14 @@ def compile_isolated(
     return {"compile_s": seconds, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
+def in_graph_order(onnx_path: Path, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`feeds` in the order of the model's inputs: the measuring children bind inputs by position."""
+    import onnx
+
+    names = [i.name for i in onnx.load(str(onnx_path), load_external_data=False).graph.input]
+    return {name: feeds[name] for name in names if name in feeds}
+
+
 def errors_against(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> tuple[float, float]:
     """(max abs error, relative error) of `outputs` against `reference`; a shape mismatch is an error."""
     if len(outputs) != len(reference):
@@ -100,7 +108,7 @@ def measure(
     spec = entry.model
     onnx_path = spec.fetch()
     inputs = spec.sample_inputs()
-    peer_inputs = spec.onnx_inputs(inputs)  # with the inputs HAI fixes when compiling
+    peer_inputs = in_graph_order(onnx_path, spec.onnx_inputs(inputs))  # with the inputs HAI fixes
     artifact = workdir / f"{name}.hai"
     row: dict[str, Any] = {"model": name, "pattern": entry.pattern, "trained": entry.trained}
     row.update(compile_isolated(onnx_path, artifact, spec.input_shapes, spec.input_values, compile_timeout))
