@@ -19,7 +19,7 @@ from pathlib import Path
 
 from targets.digest_function import digest_object
 from targets.kernel_cache import cache_key, cached_file
-from targets.lowering.kernel import LoweredKernel
+from targets.lowering.kernel import LoweredKernel, LoweringError
 
 
 def compile_object(kernel: LoweredKernel, target_json: dict, path: Path) -> None:
@@ -43,8 +43,21 @@ def kernel_object(kernel: LoweredKernel, target_json: dict) -> tuple[Path, bool]
 
 
 def unique_kernels(kernels: Sequence[LoweredKernel]) -> list[LoweredKernel]:
-    """One kernel per name, in name order (identical workloads share a name)."""
-    return [k for _, k in sorted({k.name: k for k in kernels}.items())]
+    """One kernel per name, in name order (identical workloads share a name). Two kernels of one name
+    but different functions are a template whose workload misses a parameter of its function: a
+    `LoweringError` naming both, never one silently standing in for the other."""
+    from tvm_ffi import structural_hash
+
+    chosen: dict[str, LoweredKernel] = {}
+    for kernel in kernels:
+        first = chosen.setdefault(kernel.name, kernel)
+        if first is not kernel and first.func is not kernel.func:
+            if structural_hash(first.func) != structural_hash(kernel.func):
+                raise LoweringError(
+                    f"kernels of {', '.join(first.sources)} and of {', '.join(kernel.sources)} share the "
+                    f"name {kernel.name} but not their function: their template's workload misses a parameter"
+                )
+    return [k for _, k in sorted(chosen.items())]
 
 
 def kernel_objects(kernels: Sequence[LoweredKernel], target_json: dict) -> list[Path]:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ir.graph import Node
-from targets.lowering import fast_math
+from targets.lowering import vector_math
 from targets.lowering.generic import Param, make_kernel
 from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError
 from targets.lowering.registry import lowering
@@ -67,7 +67,7 @@ def tiled_kernel(rec: Recurrence, target: TargetDescription) -> LoweredKernel:
         "attrs": attrs,
         "args": [[p.arg.role, list(p.arg.shape), p.arg.dtype] for p in [*ops.params, *results]],
         "knobs": {"gemm": gemm.to_json(), "recurrent": knobs.to_json()},
-        "activation_forms": fast_math.FORM,
+        "activation_forms": vector_math.FORM,
     }
     macs = rec.dirs * rec.seq * rec.batch * rec.gates * rec.hidden * (rec.inputs + rec.hidden)
 

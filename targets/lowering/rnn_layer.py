@@ -4,7 +4,7 @@ Rule: `Recurrence` reads a node once: its dtype and working dtype (f32 for half
 floats), layout, directions, sizes, clip and gate activations (ONNX's per
 direction, each a TIR expression of the working dtype, written as
 `ir.ops.recurrence` computes them; Sigmoid, Tanh and ScaledTanh in the
-vectorisable forms of targets/lowering/fast_math.py), its 8-bit stored W and R
+vectorisable forms of targets/lowering/vector_math.py), its 8-bit stored W and R
 (targets/lowering/rnn_quantized.py) and whether it runs in the dynamic u8
 mode, and how the layout indexes Y and the states. The tiled kernel
 (targets/lowering/rnn.py) builds on it.
@@ -17,7 +17,7 @@ from typing import Any
 
 from ir.graph import Node, Value
 from ir.ops.recurrence import ACTIVATIONS
-from targets.lowering import fast_math
+from targets.lowering import vector_math
 from targets.lowering.generic import check_dtypes, work_dtype
 from targets.lowering.rnn_quantized import is_dynamic, stored_weights
 
@@ -36,13 +36,13 @@ def activation(name: str, alpha: float, beta: float, work: str) -> Act:
         return tirx.const(v, work)
 
     table: dict[str, Act] = {
-        "Sigmoid": fast_math.sigmoid,
-        "Tanh": fast_math.tanh,
+        "Sigmoid": vector_math.sigmoid,
+        "Tanh": vector_math.tanh,
         "Relu": lambda x: tirx.max(x, c(0.0)),
         "Affine": lambda x: c(alpha) * x + c(beta),
         "LeakyRelu": lambda x: tirx.Select(x >= c(0.0), x, c(alpha) * x),
         "ThresholdedRelu": lambda x: tirx.Select(x > c(alpha), x, c(0.0)),
-        "ScaledTanh": lambda x: c(alpha) * fast_math.tanh(c(beta) * x),
+        "ScaledTanh": lambda x: c(alpha) * vector_math.tanh(c(beta) * x),
         "HardSigmoid": lambda x: tirx.max(c(0.0), tirx.min(c(1.0), c(alpha) * x + c(beta))),
         "Elu": lambda x: tirx.Select(x >= c(0.0), x, c(alpha) * (tirx.exp(tirx.min(x, c(0.0))) - c(1.0))),
         "Softsign": lambda x: x / (c(1.0) + tirx.abs(x)),

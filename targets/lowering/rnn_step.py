@@ -7,7 +7,7 @@ and tile of U = `vectors` x `lanes` hidden units, h·Rᵀ of the tile's gates
 into `vectors` vector accumulators per gate, started from the projection
 (GRU's unfolded candidate from its Rb), reading R's tile panel row by row;
 then, on the same registers, the cell: clip, the gate activations
-(vectorised, targets/lowering/fast_math.py), peepholes, input_forget, the new C
+(vectorised, targets/lowering/vector_math.py), peepholes, input_forget, the new C
 and H, which it writes to the state buffers and Y. Tiles run in parallel when
 the `recurrent` knobs say so (one thread pool launch per step and pass); a
 bidirectional layer's directions share the launches when `together`, else the

@@ -1,4 +1,4 @@
-"""exp, tanh and erf as expressions LLVM vectorises. TVM lowers `te.exp` to `llvm.exp`, `te.tanh`
+"""exp, tanh, sigmoid and erf as expressions LLVM vectorises. TVM lowers `te.exp` to `llvm.exp`, `te.tanh`
 to a formula of it and `te.erf` to libm's erff, which LLVM's x86 codegen calls once per lane; each
 call clobbers every vector register, so a Sigmoid or SiLU epilogue fused into a conv tile cost more
 than running it as its own kernel. Other dtypes than f32 keep TVM's.
@@ -13,10 +13,13 @@ x > 88.72 gives inf, x < -87.33 gives 0 (the denormals libm returns down to
 -103.97 are flushed: they are under 1.2e-38), NaN stays NaN.
 
 tanh, rule: Eigen's odd rational minimax p(x)/q(x) of degrees 13/6 (the one
-onnxruntime's MLAS uses) on x clamped to +-7.9053, where f32 tanh rounds to
-+-1; odd, and x itself where |x| < 0.0004 (x^3/3 is under half an ulp there),
+onnxruntime's MLAS uses) below |x| = 7.9053, exactly +-1 from there on (where f32 tanh rounds
+to +-1); odd, and x itself where |x| < 0.0004 (x^3/3 is under half an ulp there),
 so small x keep their relative accuracy. Within 6 ulp (5.1 measured near
 |x| = 6, relative 3e-7). NaN stays NaN.
+
+sigmoid, rule: 1 / (1 + exp(-x)) with the exp above, as numpy computes it, so 1 - sigmoid stays
+exact near 1 (GRU's 1 - z) and it saturates to exactly 1 (x > 17) and 0.
 
 erf, rule: onnxruntime MLAS's split. For |x| <= 0.921875, x * (1 + p(x^2));
 above, sign(x) * (1 - exp(-t)) with t = a + a * q(a), a = min(|x|, 3.925)
@@ -32,6 +35,9 @@ from typing import Any
 from tvm import te, tirx
 
 Expr = Any
+
+FORM = "cephes-exp.eigen-tanh-13-6.mlas-erf"
+"""Names these forms in a kernel's workload (another form is another kernel)."""
 
 LOG2E = 1.44269504088896341
 LN2_HI, LN2_LO = 0.693359375, -2.12194440e-4
@@ -91,7 +97,15 @@ def tanh(x: Expr) -> Expr:
     square = clamped * clamped
     rational = clamped * _horner(TANH_NUMERATOR, square) / _horner(TANH_DENOMINATOR, square)
     small = te.abs(x) < _f32(TANH_SMALL)  # tanh(x) rounds to x; denormal x would lose digits in p/q
-    return tirx.Select(_is_nan(x) | small, x, rational)
+    saturated = tirx.Select(x > _f32(0.0), _f32(1.0), _f32(-1.0))  # p/q stops 2 ulp short of it
+    within = tirx.Select(te.abs(x) >= _f32(TANH_LIMIT), saturated, rational)
+    return tirx.Select(_is_nan(x) | small, x, within)
+
+
+def sigmoid(x: Expr) -> Expr:
+    """1 / (1 + e^-x) (module rule)."""
+    one = te.const(1.0, _dtype(x))
+    return one / (one + exp(-x))
 
 
 def erf(x: Expr) -> Expr:

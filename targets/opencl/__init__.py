@@ -138,7 +138,9 @@ class OpenCLTarget(TargetBackend):
 
         return link_library(objects, desc, dataclasses.asdict(self.profile(desc)), digest)
 
-    def build(self, kernels: Sequence[LoweredKernel], desc: TargetDescription) -> Path:
-        from targets.build import unique_kernels
+    def build(
+        self, kernels: Sequence[LoweredKernel], desc: TargetDescription, digest: bytes | None = None
+    ) -> Path:
+        from targets.llvm_build import unique_kernels
 
-        return self.link([self.kernel_object(k, desc)[0] for k in unique_kernels(kernels)], desc, None)
+        return self.link([self.kernel_object(k, desc)[0] for k in unique_kernels(kernels)], desc, digest)

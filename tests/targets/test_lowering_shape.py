@@ -235,3 +235,18 @@ def test_epilogue_is_refused() -> None:
     node = CASES[7].make_node()
     with pytest.raises(LoweringError, match="epilogue"):
         lower_node(node, target, [node])
+
+
+def test_kernels_of_one_name_but_other_functions_are_refused() -> None:
+    """A template whose workload misses a parameter would name two functions alike; the build refuses
+    that instead of letting one kernel stand in for the other (the NHWC Concat bug)."""
+    import dataclasses
+
+    from targets.llvm_build import unique_kernels
+
+    target = resolve_target("x86")
+    first, second = (lower_node(case.make_node(), target) for case in CASES[:2])
+    assert first.name != second.name
+    assert unique_kernels([first, first, second]) == sorted([first, second], key=lambda k: k.name)
+    with pytest.raises(LoweringError, match="share the name .* but not their function"):
+        unique_kernels([first, dataclasses.replace(second, name=first.name)])

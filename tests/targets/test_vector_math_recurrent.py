@@ -1,5 +1,6 @@
-"""targets/lowering/fast_math.py: its float32 exp, tanh and sigmoid against numpy's float64 functions, and
-in vector registers (the compiled loop calls no libm function, as `tirx.exp`'s lanes do)."""
+"""targets/lowering/vector_math.py as the recurrent kernels use it: float32 exp, tanh and sigmoid against
+numpy's float64 functions, and in vector registers (the compiled loop calls no libm function, as
+`tirx.exp`'s lanes do). tests/targets/test_vector_math.py checks the limits and erf."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import re
 import numpy as np
 import pytest
 
-from targets.lowering import fast_math
+from targets.lowering import vector_math
 from targets.registry import resolve_target
 from targets.x86 import tvm_target_json
 
 N = 1 << 14
 LANES = 16
-FUNCTIONS = {"exp": fast_math.exp, "tanh": fast_math.tanh, "sigmoid": fast_math.sigmoid}
+FUNCTIONS = {"exp": vector_math.exp, "tanh": vector_math.tanh, "sigmoid": vector_math.sigmoid}
 
 
 @pytest.fixture(scope="module")
