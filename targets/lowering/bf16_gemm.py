@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -183,6 +183,60 @@ def lower_bf16_matmul(
     return finish_kernel(node, epilogue, "matmulbf16", workload, schedule, params, args, flops, "any", pack)
 
 
+@dataclasses.dataclass
+class BF16ConvTail:
+    """What a bf16 dense Conv kernel does after its GEMM, whichever unit computes it (the dot step
+    here, a matrix unit in bf16_tiles.py): the output stage (bias row of `ctab`, the fused epilogue,
+    NCHW or NHWC), the kernel signature, and the packer of its weight (channels padded to `cp`)."""
+
+    node: Node
+    g: Geometry
+    chain: Epilogue
+    layout: str
+    cp: int
+
+    def signature(
+        self, x: Any, x_v: Any, wp: Any, stored: Any, ctab: Any, acc_at: Callable[[Any, Any, Any], Any]
+    ) -> tuple[Any, Any, Any]:
+        """(params, args, result) of the kernel whose GEMM value at (n, position, o) is `acc_at`, its
+        bias row in `ctab`."""
+        g, chain, nchw = self.g, self.chain, self.layout == "NCHW"
+        positions = g.oh * g.ow
+        out_shape = (g.n, g.m, positions) if nchw else (g.n, positions, g.m)
+        result = chain.result or self.node.results[0]
+
+        def finish(*i: Any) -> Any:
+            n, o, p = i if nchw else (i[0], i[2], i[1])
+            return chain.apply(bias_at(ctab, o) + acc_at(n, p, o), (n, o, p // g.ow, p % g.ow))
+
+        out = te.compute(out_shape, finish, name="out")
+        anchor = [
+            (x, arg(x_v, "input", x.shape)),
+            (wp, KernelArg(stored.name, "weight", tuple(int(d) for d in wp.shape), "uint16")),
+        ]
+        output = KernelArg(result.name, "output", out_shape, output_arg(result).dtype)
+        params, args = epilogue_signature(anchor, chain, out, output)
+        return params, args, result
+
+    def packer(
+        self, name: str, rows: Sequence[Any], k_step: int, m_step: int
+    ) -> Callable[[Mapping[str, np.ndarray]], dict]:
+        """Packs weight `name` as (kh, kw, channels padded to cp) x m rows, with the bias and the
+        tables' `rows`."""
+        g, cp = self.g, self.cp
+        bias = bias_table(self.node, g.m)
+
+        def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            packed = {key: np.ascontiguousarray(a) for key, a in arrays.items()}
+            w = np.zeros((g.m, cp, g.kh, g.kw), np.uint16)
+            w[:, : g.c] = bf16_bits(arrays[name])
+            w_ko = w.transpose(2, 3, 1, 0).reshape(g.kh * g.kw * cp, g.m)
+            packed[name] = pack_bf16_weights(w_ko, [bias, *rows], k_step, m_step)
+            return packed
+
+        return pack
+
+
 def lower_bf16_conv(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
@@ -210,29 +264,10 @@ def lower_bf16_conv(
 
     acc = te.compute((g.n, positions, wp.shape[0] * LANES), window, name="acc")
     nchw = layout == "NCHW"
-    out_shape = (g.n, g.m, positions) if nchw else (g.n, positions, g.m)
-    result = chain.result or node.results[0]
-
-    def finish(*i: Any) -> Any:
-        n, o, p = i if nchw else (i[0], i[2], i[1])
-        return chain.apply(bias_at(ctab, o) + acc[n, p, o], (n, o, p // g.ow, p % g.ow))
-
-    out = te.compute(out_shape, finish, name="out")
-    anchor = [
-        (x, arg(x_v, "input", x.shape)),
-        (wp, KernelArg(stored.name, "weight", tuple(int(d) for d in wp.shape), "uint16")),
-    ]
-    output = KernelArg(result.name, "output", out_shape, output_arg(result).dtype)
-    params, args = epilogue_signature(anchor, chain, out, output)
-    bias, name, rows = bias_table(node, g.m), stored.name, list(tables.rows)
-
-    def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        packed = {key: np.ascontiguousarray(a) for key, a in arrays.items()}
-        w = np.zeros((g.m, cp, g.kh, g.kw), np.uint16)
-        w[:, : g.c] = bf16_bits(arrays[name])
-        packed[name] = pack_bf16_weights(w.transpose(2, 3, 1, 0).reshape(k, g.m), [bias, *rows])
-        return packed
-
+    tail = BF16ConvTail(node, g, chain, layout, cp)
+    params, args, result = tail.signature(x, x_v, wp, stored, ctab, lambda n, p, o: acc[n, p, o])
+    rows = list(tables.rows)
+    pack = tail.packer(stored.name, rows, DEPTH, LANES)
     workload = {"op": "conv_bf16", "geometry": g.to_json(), "layout": layout, "tables": len(rows),
                 "epilogue": chain.describe(), "knobs": knobs.to_json()}  # fmt: skip
     flops = 2 * g.n * g.m * positions * g.c * g.kh * g.kw + chain.flops(result.type.size)

@@ -30,6 +30,7 @@ from tvm import te
 from ir.graph import Node
 from targets.lowering.bf16_gemm import (
     DEPTH,
+    BF16ConvTail,
     activation,
     as_bf16,
     bf16_bits,
@@ -287,30 +288,10 @@ def tiled_conv(node: Node, epilogue: Sequence[Node], layout: str, tiles: TileGem
     blockwise = per_block(tiles, rows, g.m)
     intrinsic = register_tiles(tiles, kp, int(wp.shape[1]), tiles.columns if blockwise else mp)
     nchw = layout == "NCHW"
-    out_shape = (g.n, g.m, positions) if nchw else (g.n, positions, g.m)
-    result = chain.result or node.results[0]
-
-    def finish(*i: Any) -> Any:
-        n, o, p = i if nchw else (i[0], i[2], i[1])
-        return chain.apply(bias_at(ctab, o) + acc[n * positions + p, o], (n, o, p // g.ow, p % g.ow))
-
-    out = te.compute(out_shape, finish, name="out")
-    anchor = [
-        (x, arg(x_v, "input", x.shape)),
-        (wp, KernelArg(stored.name, "weight", tuple(int(d) for d in wp.shape), "uint16")),
-    ]
-    output = KernelArg(result.name, "output", out_shape, output_arg(result).dtype)
-    params, args = epilogue_signature(anchor, chain, out, output)
-    bias, name, table_rows = bias_table(node, g.m), stored.name, list(tables.rows)
-
-    def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        packed = {key: np.ascontiguousarray(v) for key, v in arrays.items()}
-        w = np.zeros((g.m, cp, g.kh, g.kw), np.uint16)
-        w[:, : g.c] = bf16_bits(arrays[name])
-        w_ko = w.transpose(2, 3, 1, 0).reshape(k, g.m)
-        packed[name] = pack_bf16_weights(w_ko, [bias, *table_rows], tiles.depth, tiles.columns)
-        return packed
-
+    tail = BF16ConvTail(node, g, chain, layout, cp)
+    params, args, result = tail.signature(x, x_v, wp, stored, ctab, lambda n, p, o: acc[n * positions + p, o])
+    table_rows = list(tables.rows)
+    pack = tail.packer(stored.name, table_rows, tiles.depth, tiles.columns)
     workload = {"op": "conv_bf16_tiles", "geometry": g.to_json(), "layout": layout, "tables": len(table_rows),
                 "epilogue": chain.describe(), "tiles": tile_knobs(tiles)}  # fmt: skip
     flops = 2 * g.n * g.m * positions * g.c * g.kh * g.kw + chain.flops(result.type.size)
