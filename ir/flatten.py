@@ -17,7 +17,8 @@ loops it unrolls while importing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -178,19 +179,37 @@ def _unroll_scan(graph: Graph, node: Node, max_nodes: int) -> list[Value] | None
     length = inputs[0].type.shape[axes[0]]
     if not length or length * _size(body) > max_nodes:
         return None
-    name = node.name or "scan"
     builder = Builder(graph, insert_before=node)
+    copy = functools.partial(_copy, graph, node, body)
+    return unrolled_scan(builder, copy, states, inputs, axes, layout, length, node.name or "scan")
+
+
+def unrolled_scan(
+    builder: Builder,
+    body: Callable[[list[Value]], list[Value]],
+    states: Sequence[Value],
+    scanned: Sequence[Value],
+    axes: Sequence[int],
+    layout: dict[str, list[int]],
+    length: int,
+    name: str,
+) -> list[Value]:
+    """A Scan's results with its `length` iterations written out through `builder`: each step's slices
+    of `scanned` (`take`, in each input's direction) and the carried `states` go through one copy of
+    the body (`body(values) -> outputs`); the scan outputs are stacked in their directions. The
+    importer (an ONNX body) and `flatten-control-flow` (an IR region) share it."""
+    states = list(states)
     stacked: list[list[Value]] = [[] for _ in layout["scan_output_axes"]]
     for step in range(length):
         slices = [
             take(builder, x, length - 1 - step if reverse else step, axis, name)
-            for x, axis, reverse in zip(inputs, axes, layout["scan_input_directions"])
+            for x, axis, reverse in zip(scanned, axes, layout["scan_input_directions"])
         ]
-        outputs = _copy(graph, node, body, [*states, *slices])
+        outputs = body([*states, *slices])
         states = outputs[: len(states)]
         for values, value in zip(stacked, outputs[len(states) :]):
             values.append(value)
-    outputs = list(states)
+    results = list(states)
     for values, axis, reverse in zip(stacked, layout["scan_output_axes"], layout["scan_output_directions"]):
-        outputs.append(stack(builder, values[::-1] if reverse else values, axis, name))
-    return outputs
+        results.append(stack(builder, values[::-1] if reverse else values, axis, name))
+    return results

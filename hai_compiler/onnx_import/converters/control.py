@@ -16,6 +16,7 @@ the node): a Loop's scan outputs need a constant trip count.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,7 +25,7 @@ import onnx
 from hai_compiler.onnx_import.converter import ConversionContext, StaticOperandError, converter
 from ir import Builder, HaiError, Value
 from ir.dependencies import inputs_behind
-from ir.flatten import stack, take
+from ir.flatten import stack, unrolled_scan
 from ir.ops.control import SCALAR_BOOL, SCALAR_I64, scan_layout
 
 UNROLL_LIMIT = 4096
@@ -181,19 +182,5 @@ def _unroll_scan(
     layout: dict[str, list[int]],
     length: int,
 ) -> list[Value]:
-    builder = Builder(ctx.graph)
-    name = ctx.where_name
-    stacked: list[list[Value]] = [[] for _ in layout["scan_output_axes"]]
-    for step in range(length):
-        slices = [
-            take(builder, x, length - 1 - step if reverse else step, axis, name)
-            for x, axis, reverse in zip(scanned, axes, layout["scan_input_directions"])
-        ]
-        outputs = ctx.subgraphs.inline(body, [*states, *slices])
-        states = outputs[: len(states)]
-        for values, value in zip(stacked, outputs[len(states) :]):
-            values.append(value)
-    results = list(states)
-    for values, axis, reverse in zip(stacked, layout["scan_output_axes"], layout["scan_output_directions"]):
-        results.append(stack(builder, values[::-1] if reverse else values, axis, name))
-    return results
+    inline = functools.partial(ctx.subgraphs.inline, body)
+    return unrolled_scan(Builder(ctx.graph), inline, states, scanned, axes, layout, length, ctx.where_name)
