@@ -76,6 +76,17 @@ def store_binary(key: str, binary: bytes) -> None:
         return
 
 
+def build_errors(log: str) -> str:
+    """The lines of a driver's build log that say what failed (NVIDIA's log leads with a warning per
+    kernel), or its first line when none says "error"."""
+    errors = [
+        line.strip()
+        for line in log.splitlines()
+        if "error" in line.lower() and "build_program" not in line.lower()
+    ]
+    return "; ".join(errors) or log.strip().split("\n", 1)[0]
+
+
 def build_program(context: Any, device: Any, source: str, where: str) -> tuple[Any, bool]:
     """The built program of `source` on `device` and whether its binary came from the cache."""
     import pyopencl as cl
@@ -91,7 +102,8 @@ def build_program(context: Any, device: Any, source: str, where: str) -> tuple[A
         program = cl.Program(context, source).build(devices=[device])
     except cl.Error as exc:
         raise KernelError(
-            f"the OpenCL program of {where} failed to build on {device.name.strip()}: {exc}"
+            f"the OpenCL program of {where} failed to build on {device.name.strip()}: "
+            f"{build_errors(str(exc))}\nthe driver's whole log:\n{exc}"
         ) from None
     binaries = program.get_info(cl.program_info.BINARIES)
     if binaries and binaries[0]:

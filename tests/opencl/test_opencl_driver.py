@@ -50,6 +50,19 @@ def test_a_program_that_fails_to_build_carries_the_log(device) -> None:  # noqa:
         opencl_programs.build_program(device.context, device.cl_device, "__kernel void broken( {", "lib.json")
 
 
+def test_a_build_error_leads_with_the_failing_lines_of_the_log() -> None:
+    """NVIDIA's log (as the H100 gave it) starts with a warning per kernel; the error line comes first."""
+    log = (
+        "clBuildProgram failed: BUILD_PROGRAM_FAILURE\n\nBuild on <device>:\n\n"
+        + "(): Warning: Function hai_k is a kernel, so overriding noinline attribute.\n" * 40
+        + "ptxas error   : Entry function 'hai_k' uses too much shared data (0x1fb404 bytes, 0x38c00 max)\n"
+    )
+    assert opencl_programs.build_errors(log) == (
+        "ptxas error   : Entry function 'hai_k' uses too much shared data (0x1fb404 bytes, 0x38c00 max)"
+    )
+    assert opencl_programs.build_errors("no such line\nsecond") == "no such line"
+
+
 def test_a_view_off_the_base_alignment_is_refused(device) -> None:  # noqa: ANN001
     buffer = device.allocate(4 * device.alignment)
     with pytest.raises(UnsupportedError, match=r"byte 4 of its buffer.*base-address alignment"):
