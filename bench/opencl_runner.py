@@ -8,15 +8,18 @@ importable already. If the ICD loader lists no NVIDIA platform, the driver's
 `OCL_ICD_VENDORS` points at it before pyopencl is imported. Then, per model and batch: on the NVIDIA
 platform, outputs against onnxruntime (fp32 ≤ 1e-4 relative error), latency p50 at batch 1 and
 throughput at every batch; onnxruntime's own on all CPU threads (and CUDA if installed) on the same
-inputs; on PoCL, correctness at batch 1 only. A failure is a row with its error, never the end of the
+inputs; on PoCL, correctness at batch 1 only. Each HAI row runs in a child process of its own, under
+`--row-timeout` (a driver that crashes or hangs loses that row only; how a child ended is recorded);
+`--profile N` adds each row's N slowest kernels. A failure is a row with its error, never the end of the
 run. Standalone: imports the standard library, numpy, onnxruntime and (from the bundle) `runtime`.
 
-    python3.12 runner.py --json out.json [--work DIR] [--platform NVIDIA] [--budget-s 380]
+    python3.12 runner.py --json out.json [--work DIR] [--platform NVIDIA] [--budget-s 380] [--models M ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import glob
 import json
 import os
@@ -183,6 +186,7 @@ class Runner:
         self.rows: list[dict[str, Any]] = []
         self.references: dict[tuple[str, int], dict[str, np.ndarray]] = {}
         self.deadline = args.budget_s
+        self.work = Path(getattr(args, "work", None) or bundle / "work")
 
     def phase(self, share: float) -> None:
         """The next rows start only until `share` of the time budget has passed since the start (what a
@@ -240,28 +244,134 @@ class Runner:
         return speed(timed(lambda: session.run(None, inputs), self.args.runs, self.args.seconds), batch)
 
     def run_hai(self, platform: str, timing: bool) -> None:
-        """Every artifact on the first device of the platform named `platform` (timed), or batch 1 only."""
-        os.environ["HAI_OPENCL_DEVICE"] = platform
+        """Every artifact on the first device of the platform named `platform` (timed), or batch 1 only;
+        each row in a child process of its own (`child_row`)."""
         for model in self.index["models"]:
             batches = sorted(int(b) for b in model["artifacts"])
             for batch in batches if timing else [1]:
                 row = {"engine": "hai-opencl", "platform": platform, "model": model["name"], "batch": batch}
-                self.guarded(row, lambda m=model, b=batch: self.hai_check(m, b, timing))
+                spec = {"model": model["name"], "batch": batch, "platform": platform, "timing": timing}
+                self.guarded(row, lambda s=spec: self.child_row(s))
 
-    def hai_check(self, model: dict[str, Any], batch: int, timing: bool) -> dict[str, Any]:
-        import runtime
-
-        t = time.perf_counter()
-        loaded = runtime.load(self.bundle / model["artifacts"][str(batch)], device="opencl:0")
-        result: dict[str, Any] = {"load_s": time.perf_counter() - t}
-        inputs = self.inputs(model, batch)
-        got = loaded.run(inputs)
-        want = self.reference(model, batch)
-        errors = {name: relative_error(got[name], expected) for name, expected in want.items()}
-        result.update(max_relative_error=max(errors.values()), ok=max(errors.values()) <= TOLERANCE)
-        if timing:
-            result.update(speed(timed(lambda: loaded.run(inputs), self.args.runs, self.args.seconds), batch))
+    def child_row(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """One HAI row measured by `python runner.py --child SPEC` (a driver that crashes or hangs takes
+        its process, not the run, along): its JSON, plus how the child ended when not cleanly."""
+        out = self.work / "rows" / f"{spec['model']}-{spec['batch']}-{len(self.rows)}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec), "--json",
+                   str(out), "--bundle", str(self.bundle), "--runs", str(self.args.runs), "--seconds",
+                   str(self.args.seconds), "--profile", str(self.args.profile),
+                   "--row-timeout", str(self.args.row_timeout)]  # fmt: skip
+        env = dict(os.environ, HAI_OPENCL_DEVICE=spec["platform"])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.bundle), env.get("PYTHONPATH")]))
+        try:
+            done = subprocess.run(
+                command, env=env, capture_output=True, text=True, timeout=self.args.row_timeout
+            )
+        except subprocess.TimeoutExpired as exc:
+            tails = [text.decode(errors="replace") if isinstance(text, bytes) else text or ""
+                     for text in (exc.stdout, exc.stderr)]  # fmt: skip
+            raise TimeoutError(f"no result within --row-timeout {self.args.row_timeout:.0f} s; last output: "
+                               f"{tails[0][-1500:]!r}; stderr: {tails[1][-2500:]!r}") from None  # fmt: skip
+        if not out.exists():
+            ended = exit_description(done.returncode)
+            raise RuntimeError(f"the child ended ({ended}) before writing its row; stdout: "
+                               f"{done.stdout[-1500:]!r}; stderr: {done.stderr[-3000:]!r}")  # fmt: skip
+        result: dict[str, Any] = json.loads(out.read_text())
+        if done.returncode:
+            result["exit"] = exit_description(done.returncode)
+        if result.pop("failed", None):
+            raise RuntimeError(result.get("error", "the child failed"))
         return result
+
+
+def exit_description(returncode: int) -> str:
+    """`exit status N` or `killed by SIGSEGV` for a child's return code."""
+    if returncode < 0:
+        import signal
+
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit status {returncode}"
+
+
+def hai_row(bundle: Path, spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The child's work: load the artifact on `opencl:0` and, with --profile N, run it step by step
+    first (each step's time printed as it ends, so a hang names its kernel; the N slowest kept); then
+    check it against onnxruntime and time it. Progress goes to stdout (the parent shows its tail)."""
+    import runtime
+
+    model = next(m for m in json.loads((bundle / "bundle.json").read_text())["models"]
+                 if m["name"] == spec["model"])  # fmt: skip
+    runner = Runner(bundle, args)
+    batch = int(spec["batch"])
+    inputs = runner.inputs(model, batch)
+    log(f"{spec['model']} batch {batch}: loading (builds the OpenCL program)")
+    t = time.perf_counter()
+    loaded = runtime.load(bundle / model["artifacts"][str(batch)], device="opencl:0")
+    result: dict[str, Any] = {"load_s": time.perf_counter() - t}
+    log(f"loaded in {result['load_s']:.1f} s")
+    if args.profile:
+        result["slowest_kernels"] = slowest_steps(loaded, inputs, args.profile)
+    t = time.perf_counter()
+    got = loaded.run(inputs)
+    result["first_run_s"] = time.perf_counter() - t
+    want = runner.reference(model, batch)
+    errors = {name: relative_error(got[name], expected) for name, expected in want.items()}
+    result.update(max_relative_error=max(errors.values()), ok=max(errors.values()) <= TOLERANCE)
+    if spec["timing"]:
+        result.update(speed(timed(lambda: loaded.run(inputs), args.runs, args.seconds), batch))
+    return result
+
+
+def slowest_steps(loaded: Any, inputs: dict[str, np.ndarray], count: int) -> list[dict[str, Any]]:
+    """Runs the model's steps one at a time, waiting for the device after each (3 passes, the first
+    printed step by step): the `count` slowest steps (kernel, first nodes, best ms), after a line with
+    the steps' total. Mirrors `runtime.model.Model._execute` (the bundle's own runtime)."""
+    from runtime.model import typed_view
+
+    bound = loaded._bind_inputs(inputs)
+    best: list[float] = [float("inf")] * len(loaded._steps)
+    for attempt in range(3):
+        for index, (step, (run, fed, _, wait, guards)) in enumerate(
+            zip(loaded._steps, loaded._calls, strict=True)
+        ):
+            if wait is not None:
+                wait()
+            if guards:
+                continue
+            for bind, name, position, slot in fed:
+                array = bound[name]
+                if slot is not None:  # a part of the input (aligned: Model._execute)
+                    array = typed_view(array.reshape(-1).view(np.uint8), slot.offset, slot.shape, slot.dtype)
+                bind(position, array)
+            if attempt == 0:
+                log(f"step {index} {step.kernel}: starting")
+            t = time.perf_counter()
+            run()
+            loaded.devices[step.device].synchronize()
+            best[index] = min(best[index], time.perf_counter() - t)
+            if attempt == 0:
+                log(f"step {index} {step.kernel} ({', '.join(step.nodes[:2])}): {best[index] * 1e3:.3f} ms")
+    timed_steps = [
+        (step, seconds) for step, seconds in zip(loaded._steps, best, strict=True) if seconds < 1e9
+    ]
+    steps = [{"kernel": step.kernel, "nodes": list(step.nodes)[:3], "ms": seconds * 1e3}
+             for step, seconds in timed_steps]  # fmt: skip
+    steps.sort(key=lambda s: -s["ms"])
+    return [{"steps_total_ms": sum(s["ms"] for s in steps), "steps": len(steps)}, *steps[:count]]
+
+
+def child_main(args: argparse.Namespace) -> int:
+    """`--child SPEC`: one HAI row (`hai_row`) written to --json, a failure as `failed` + its error."""
+    bundle = args.bundle.resolve()
+    faulthandler.dump_traceback_later(max(args.row_timeout - 10, 1), exit=True)  # where a hang hangs
+    try:
+        result = hai_row(bundle, json.loads(args.child), args)
+    except Exception as exc:
+        result = {"failed": True, "error": f"{type(exc).__name__}: {exc}"[:2000],
+                  "traceback": traceback.format_exc()[-3000:]}  # fmt: skip
+    args.json.write_text(json.dumps(result, default=str))
+    return 0
 
 
 def device_inventory() -> dict[str, Any]:
@@ -282,7 +392,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="time each row for about this long")
     parser.add_argument("--platform", default="NVIDIA", help="the platform timed (a platform-name substring)")
     parser.add_argument("--no-pocl", action="store_true", help="skip the PoCL correctness pass")
+    parser.add_argument("--models", nargs="+", help="only these models (default: every bundled one)")
+    parser.add_argument("--row-timeout", type=float, default=150.0,
+                        help="seconds one HAI row (load, check, timing) may take")  # fmt: skip
+    parser.add_argument("--profile", type=int, default=0, help="report each row's N slowest kernels")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one HAI row, run by the parent (child_row)
     args = parser.parse_args(argv)
+    if args.child:
+        return child_main(args)
     bundle = args.bundle.resolve()
     work = (args.work or bundle / "work").resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -312,7 +429,10 @@ def main(argv: list[str] | None = None) -> int:
         report["setup_error"] = f"{type(exc).__name__}: {exc}"
         report["traceback"] = traceback.format_exc()
         log(f"setup failed: {report['setup_error']}")
+    args.work = work
     runner = Runner(payload, args)
+    if args.models:
+        runner.index["models"] = [m for m in runner.index["models"] if m["name"] in args.models]
     report["bundle"] = {k: v for k, v in runner.index.items() if k != "models"}
     names = " ".join(p.get("name", "") for p in report.get("opencl", {}).get("platforms", []))
     if "setup_error" not in report:

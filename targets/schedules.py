@@ -147,6 +147,8 @@ class ScheduleTable:
     - `recurrent(target, gates, hidden, directions, batch)`: the step tiles of a layer of `gates` gates.
     - `bf16_tiles(target)`: the target's matrix-unit bf16 GEMM block (`TileGemm`), None without one.
     - `loop_nests`: whether hand-written CPU loop nests may stand in for a compute.
+    - `native_math`: exp/tanh/erf as the target's own builtins rather than the polynomial forms of
+      targets/lowering/vector_math.py (devices with fast math functions: OpenCL).
     """
 
     gemm: Callable[[TargetDescription, int, int, int | None], GemmKnobs]
@@ -159,6 +161,7 @@ class ScheduleTable:
     bf16_dot: Callable[[TargetDescription], str] = lambda _target: ""  # a family without one
     bf16_tiles: Callable[[TargetDescription], TileGemm | None] = lambda _target: None
     loop_nests: bool = True
+    native_math: bool = False
     """Whether templates may write a CPU loop nest themselves (Resize's nearest rows); False where the
     target binds threads to the shared computes (OpenCL, targets/opencl/threads.py)."""
 

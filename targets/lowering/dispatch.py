@@ -4,7 +4,8 @@ Rule: `lower_node` turns one anchor node (Conv, Gemm, MatMul, an elementwise op,
 ...) and the elementwise nodes fused after it into one `LoweredKernel`
 (kernel.py) by the template registered for its op (registry.py). `layout` says
 how activations are laid out: "NCHW" (the IR's) unless the caller asked for
-"NHWC", which needs a layout pass around the kernel. Importing this module
+"NHWC", which needs a layout pass around the kernel. The target's `native_math` picks the forms of
+exp/tanh/erf while it lowers (vector_math.native_forms). Importing this module
 imports every template family (and TVM): it is the top of the lowering, which
 nothing in it imports back.
 """
@@ -29,9 +30,11 @@ from targets.lowering import (  # noqa: F401  (importing a family registers its 
     reduce,
     rnn,
     shape,
+    vector_math,
 )
 from targets.lowering.kernel import MAX_KERNEL_ELEMENTS, LoweredKernel, LoweringError
 from targets.lowering.registry import LOWERINGS
+from targets.schedules import schedules_of
 from targets.target import TargetDescription
 
 
@@ -49,7 +52,8 @@ def lower_node(
     if layout not in ("NCHW", "NHWC"):
         raise LoweringError(f"node {node.name!r}: unknown activation layout {layout!r}")
     _check_extents(node, epilogue)
-    return fn(node, target, tuple(epilogue), layout)
+    with vector_math.native_forms(schedules_of(target).native_math):
+        return fn(node, target, tuple(epilogue), layout)
 
 
 def _check_extents(node: Node, epilogue: Sequence[Node]) -> None:

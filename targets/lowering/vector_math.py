@@ -25,11 +25,19 @@ erf, rule: onnxruntime MLAS's split. For |x| <= 0.921875, x * (1 + p(x^2));
 above, sign(x) * (1 - exp(-t)) with t = a + a * q(a), a = min(|x|, 3.925)
 (erf rounds to +-1 beyond), p and q MLAS's minimax polynomials and exp the
 one above. Within 4 ulp (1.01 measured, relative 1e-7). NaN stays NaN.
+
+Targets with fast math builtins of their own (OpenCL: `exp`, `tanh`, `erf` run on the device's special
+function units, within the OpenCL spec's 3/5/16 ulp) take TVM's forms instead: `lower_node` sets
+`native_forms` from the target's `ScheduleTable.native_math` while it lowers. The polynomial forms
+would only bloat such kernels (each fused activation inlines its whole expression per accumulator).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from tvm import te, tirx
@@ -61,13 +69,31 @@ ERF_BIG = (1.72948930e-5, -3.83208680e-4, 3.88393435e-3, -2.42545605e-2, 1.06777
 TANH_DENOMINATOR = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
 
 
+_NATIVE: ContextVar[bool] = ContextVar("native_math", default=False)
+
+
+@contextmanager
+def native_forms(native: bool) -> Iterator[None]:
+    """While inside, exp/tanh/erf (and sigmoid's exp) are TVM's own forms when `native` (module rule)."""
+    token = _NATIVE.set(native)
+    try:
+        yield
+    finally:
+        _NATIVE.reset(token)
+
+
+def _polynomial(x: Expr) -> bool:
+    """Whether x takes this module's f32 forms (else TVM's)."""
+    return _dtype(x) == "float32" and not _NATIVE.get()
+
+
 def _dtype(x: Expr) -> str:
     return str(x.ty) if hasattr(x, "ty") else str(x.dtype)
 
 
 def exp(x: Expr) -> Expr:
     """e^x (module rule)."""
-    if _dtype(x) != "float32":
+    if not _polynomial(x):
         return te.exp(x)
 
     clamped = te.max(te.min(x, _f32(OVERFLOW)), _f32(UNDERFLOW))
@@ -91,7 +117,7 @@ def _power_of_two(k: Expr) -> Expr:
 
 def tanh(x: Expr) -> Expr:
     """tanh(x) (module rule)."""
-    if _dtype(x) != "float32":
+    if not _polynomial(x):
         return te.tanh(x)
     clamped = te.max(te.min(x, _f32(TANH_LIMIT)), _f32(-TANH_LIMIT))
     square = clamped * clamped
@@ -110,7 +136,7 @@ def sigmoid(x: Expr) -> Expr:
 
 def erf(x: Expr) -> Expr:
     """erf(x) (module rule)."""
-    if _dtype(x) != "float32":
+    if not _polynomial(x):
         return te.erf(x)
     near = x + x * _horner(ERF_SMALL, x * x)
     a = te.min(te.abs(x), _f32(ERF_LIMIT))

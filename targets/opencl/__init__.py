@@ -118,9 +118,7 @@ class OpenCLTarget(TargetBackend):
             "max_num_threads": threads,
             "max_threads_per_block": threads,
             "max_shared_memory_per_block": profile.local_memory_bytes,
-        }
-        if profile.sub_group_size:
-            target["thread_warp_size"] = profile.sub_group_size
+        }  # no thread_warp_size: TVM would sync a warp's reduction with barriers only some work-items reach
         return target
 
     def schedules(self) -> ScheduleTable:

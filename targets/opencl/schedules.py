@@ -3,7 +3,8 @@
 Rule: an OpenCL kernel's threads come from targets/opencl/threads.py; these knobs only shape the
 shared computes (the GEMM's packed weight panels, the vector widths of depthwise and elementwise
 stages), chosen by the CPU register rules for a 16-byte "vector" of 32 registers, which give
-panels of 4 floats. No integer dot step is tensorized yet (INT8 on OpenCL is a later stage).
+panels of 4 floats. Activations use OpenCL's math builtins (`native_math`). No integer dot step is
+tensorized yet (INT8 on OpenCL is a later stage).
 """
 
 from __future__ import annotations
@@ -45,4 +46,5 @@ OPENCL_SCHEDULES = ScheduleTable(
     vector=full_vector_knobs,
     recurrent=register_recurrent_knobs,  # the recurrent templates are loop nests: refused by name here
     loop_nests=False,
+    native_math=True,  # OpenCL's exp/tanh/erf builtins (targets/lowering/vector_math.py)
 )

@@ -21,11 +21,8 @@ def test_presets_describe_their_devices() -> None:
     assert (h100.features, h100.buffer_alignment) == (frozenset({"fp16"}), 512)
     assert pocl.to_pass_context().buffer_alignment == 128  # plan-memory aligns offsets to it
     tvm_target = get_target("opencl").tvm_target(h100)
-    assert (tvm_target["kind"], tvm_target["max_num_threads"], tvm_target["thread_warp_size"]) == (
-        "opencl",
-        1024,
-        32,
-    )
+    assert (tvm_target["kind"], tvm_target["max_num_threads"]) == ("opencl", 1024)
+    assert "thread_warp_size" not in tvm_target  # see test_a_work_group_reduction_keeps_every_barrier...
 
 
 def test_feature_edits_reach_the_profile() -> None:
@@ -144,3 +141,50 @@ def test_the_gemm_family_is_tiled_in_local_memory() -> None:
     assert "__local float" in source and "barrier(CLK_LOCAL_MEM_FENCE)" in source
     with pytest.raises(ValueError, match="not a GEMM"):
         tiled_schedule(func, frozenset(), 48 * 1024)  # no weights: no channel axis
+
+
+def test_a_barrier_some_work_items_skip_is_found() -> None:
+    """A barrier nested in `if (get_local_id ...)` (or its else) hangs a GPU: found, naming the kernel;
+    barriers beside such branches, or inside loops every work-item runs, are fine."""
+    from targets.opencl.build import divergent_barriers
+
+    fine = """__kernel void a_kernel(__global float* restrict x_ptr) {
+  for (int k = 0; k < 4; ++k) {
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if ((convert_int(get_local_id(0))) < 8) {
+      x_ptr[0] = 1.0f;
+    } else {
+      x_ptr[1] = 1.0f;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+}"""
+    hangs = """__kernel void b_kernel(__global float* restrict x_ptr) {
+  if ((convert_int(get_local_id(0))) < 16) {
+    x_ptr[0] = 1.0f;
+  } else {
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+}"""
+    assert divergent_barriers(fine) == []
+    assert divergent_barriers(fine + "\n" + hangs) == ["b_kernel"]
+
+
+def test_a_work_group_reduction_keeps_every_barrier_outside_branches() -> None:
+    """A row sum compiled for the H100 preset (warp size 32): the tree's last rounds must not sync a
+    warp with barriers inside `if (local id < 16)`, which hung NVIDIA's OpenCL (kernel_record refuses
+    that, so compiling is the check)."""
+    from tvm import te
+
+    from targets.opencl.build import divergent_barriers, kernel_record
+
+    x = te.placeholder((4, 512), name="x")
+    k = te.reduce_axis((0, 512), name="k")
+    out = te.compute((4,), lambda i: te.sum(x[i, k], axis=k), name="out")
+    func = te.create_prim_func([x, out])
+    kernel = LoweredKernel("hai_reducesum_0123456789abcdef", func, (), 0, ("ReduceSum_0",),
+                           {"op": "reducesum"}, compute=func)  # fmt: skip
+    target = get_target("opencl")
+    record = kernel_record(kernel, target.tvm_target(resolve_target("opencl", cpu="nvidia-h100")))
+    assert record["schedule"] == "Reduction" and "barrier(" in record["source"]
+    assert divergent_barriers(record["source"]) == []
