@@ -236,6 +236,14 @@ def bench_command(
             "measured beside the planned peak and budget (and the pager's counters when paged).",
         ),
     ] = False,
+    transfers: Annotated[
+        bool,
+        typer.Option(
+            "--transfers",
+            help="Report host<->device transfer time per inference (OpenCL event timestamps) with zero-copy "
+            "on and off, run alternately --runs times each, and the reduction in %.",
+        ),
+    ] = False,
 ) -> None:
     """Time an artifact (p50/p99 latency, peak RSS), beside onnxruntime with --onnx.
 
@@ -249,6 +257,10 @@ def bench_command(
 
         with reported_errors():
             read_manifest(artifact, trusted_keys=trusted_key)
+    if transfers:
+        with reported_errors():
+            bench_transfers(artifact, runs, seed, json_path, console)
+        return
     if memory:
         with reported_errors():
             results = bench.memory_bench(artifact, onnx, threads, runs, seed)
@@ -274,6 +286,20 @@ def bench_command(
         render_bench(results, console)
         if json_path is not None:
             bench.write_json(results, json_path)
+
+
+def bench_transfers(artifact: Path, runs: int, seed: int, json_path: str | None, console: Console) -> None:
+    """`hai bench --transfers`: runtime/transfer_bench.py on `runs` alternating runs per side."""
+    from hai_compiler.compiler import bench
+    from runtime.artifact_files import read_manifest
+    from runtime.transfer_bench import measure, report_lines
+
+    inputs = bench.sample_inputs(read_manifest(artifact, verify=False).inputs, seed)
+    results = measure(artifact, runs, inputs)
+    for line in report_lines(results):
+        console.print(line, markup=False, soft_wrap=True)
+    if json_path is not None:
+        bench.write_json(results, json_path)
 
 
 def render_bench(results: dict[str, Any], console: Console) -> None:
