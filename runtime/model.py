@@ -62,6 +62,7 @@ from runtime.artifact import (
 from runtime.artifact_files import ArtifactFiles, open_artifact
 from runtime.available_memory import check_available_memory
 from runtime.cpu_features import missing_features
+from runtime.device_memory import check_device_memory
 from runtime.errors import InvalidArgumentError, KernelError, ModelInputError, UnsupportedCpuError
 from runtime.hai import Capabilities, Device, HostMirror, KernelArg, Unbound
 from runtime.kernel_library import aligned_empty
@@ -113,6 +114,8 @@ def load(
         check_available_memory(allocated_bytes(manifest) if peak is None else peak, directory, system_root)
         indices = device_indices(device, manifest, directory)
         devices = open_devices(manifest, directory, threads, indices, device_options or {})
+        for name, opened in devices.items():
+            check_device_memory(manifest, name, opened, directory)
         if HOST_DEVICE in manifest.kernel_libraries:  # kernels the host CPU runs
             check_cpu(manifest, devices[HOST_DEVICE].capabilities(), directory)
         check_tile_state(manifest.target.features, directory)
