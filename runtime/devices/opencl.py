@@ -423,4 +423,4 @@ class OpenCLDevice(Device):
         self._read_backs.clear()
 
     def close(self) -> None:
-        self.queue.finish()
+        self.transfers.close()

@@ -85,6 +85,7 @@ class Transfers:
         self._device_seconds = 0.0
         self._count = 0
         self._read_staging: dict[tuple[int, int], np.ndarray] = {}
+        self._pinned_maps: list[Any] = []  # the maps that keep the staging buffers pinned, until `close`
 
     # -- load time ---------------------------------------------------------------------------------------
 
@@ -122,6 +123,7 @@ class Transfers:
         mapped, _ = cl.enqueue_map_buffer(
             self.queue, buffer, cl.map_flags.READ | cl.map_flags.WRITE, 0, (max(nbytes, 1),), np.uint8
         )
+        self._pinned_maps.append(mapped.base)
         return mapped[:nbytes]
 
     # -- per run -----------------------------------------------------------------------------------------
@@ -235,6 +237,13 @@ class Transfers:
             "transfer_device_seconds": self._device_seconds,
             "transfer_host_seconds": self._host_seconds,
         }
+
+    def close(self) -> None:
+        """Unmap the staging buffers and wait: the driver then releases them before its context."""
+        for mapping in self._pinned_maps:
+            mapping.release(self.queue)
+        self._pinned_maps.clear()
+        self.queue.finish()
 
     def reset(self) -> None:
         self.counters()

@@ -23,7 +23,7 @@ from hai_compiler.accuracy import relative_error
 from hai_compiler.cli import app
 from hai_compiler.demo import EMBEDDED_MODEL, load_heldout_digits
 from runtime.devices import opencl as opencl_driver
-from runtime.errors import DeviceBufferError
+from runtime.errors import DeviceBufferError, InvalidArgumentError
 
 pytest.importorskip("pyopencl")
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +78,20 @@ def test_zero_copy_on_off_and_staged_give_identical_outputs(
             for output, expected in want.items():
                 assert np.array_equal(got[output], outputs[False][0][output]), (key, output)
                 assert relative_error(got[output], expected) <= TOLERANCE, (key, output)
+
+
+def test_the_switch_and_its_environment_variable(
+    opencl_device: dict, artifacts: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, artifact, _ = artifacts["digits"]
+    zero_copy = "mapped" if opencl_device["host_unified_memory"] else "staged"
+    assert opened(runtime.load(artifact)).transfers.mode == zero_copy
+    assert opened(runtime.load(artifact, device_options={"zero_copy": False})).transfers.mode == "copy"
+    monkeypatch.setenv("HAI_OPENCL_ZERO_COPY", "0")
+    assert opened(runtime.load(artifact)).transfers.mode == "copy"
+    assert opened(runtime.load(artifact, device_options={"zero_copy": True})).transfers.mode == zero_copy
+    with pytest.raises(InvalidArgumentError, match="takes the options zero_copy and profiling, not bogus"):
+        runtime.load(artifact, device_options={"bogus": 1})
 
 
 def test_the_mapped_path_issues_no_copy(
