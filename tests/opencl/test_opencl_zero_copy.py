@@ -165,3 +165,15 @@ def test_the_packed_bundle_measures_transfers(
     done = subprocess.run(command, capture_output=True, text=True, cwd=bundle, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "zero-copy off (copy)" in done.stdout and "zero-copy on " in done.stdout, done.stdout
+
+
+def test_transfers_of_a_cpu_artifact_are_refused(tmp_path: Path) -> None:
+    """No OpenCL device needed: an artifact for the host CPU has no transfers to measure, and says so."""
+    from hai_compiler.compiler import CompileOptions, compile_model
+    from runtime.errors import UnsupportedError
+    from runtime.transfer_bench import measure
+
+    options = CompileOptions(input_shapes={"image": (1, 1, 8, 8)})  # for this machine
+    artifact = compile_model(Path(EMBEDDED_MODEL), tmp_path / "cpu.hai", options).path
+    with pytest.raises(UnsupportedError, match="runs on the host CPU only.*--target opencl"):
+        measure(artifact, runs=1)
