@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -55,7 +54,6 @@ from runtime.opencl_probe import device_facts, device_type_name, opencl_inventor
 DEVICE_FILTER = "HAI_OPENCL_DEVICE"
 PLAN_DIGEST_SYMBOL = "hai_plan_digest"
 KINDS: dict[str, DeviceKind] = {"GPU": "gpu", "CPU": "cpu"}
-EXTENSION_PRAGMA = re.compile(r"#pragma\s+OPENCL\s+EXTENSION\s+(\w+)\s*:\s*enable")
 
 
 def cl_devices() -> list[Any]:
@@ -304,7 +302,7 @@ class OpenCLDevice(Device):
     def load_executable(
         self, source: str | os.PathLike[str] | OpenFile, runtime: OpenFile | None = None
     ) -> Executable:
-        from runtime.devices.opencl_programs import build_program, read_library
+        from runtime.devices.opencl_programs import build_program, check_extensions, read_library
 
         if isinstance(source, OpenFile):
             data, where = os.pread(source.fd, os.fstat(source.fd).st_size, 0), str(source.path)
@@ -312,21 +310,9 @@ class OpenCLDevice(Device):
             with open(source, "rb") as handle:
                 data, where = handle.read(), str(source)
         library = read_library(data, where)
-        self._check_extensions(library["source"], where)
+        check_extensions(self.cl_device, library["source"], where)
         program, _ = build_program(self.context, self.cl_device, library["source"], where)
         return Executable("opencl", where, (program, library["kernels"]))
-
-    def _check_extensions(self, source: str, where: str) -> None:
-        """Refuse a program whose source enables an OpenCL extension this device lacks (an fp16 artifact
-        on a device without cl_khr_fp16), naming both, before the driver fails to build it."""
-        offered = set(self.cl_device.extensions.split())
-        missing = sorted(set(EXTENSION_PRAGMA.findall(source)) - offered)
-        if missing:
-            raise UnsupportedError(
-                f"{where} needs the OpenCL extension(s) {', '.join(missing)}, which device "
-                f"{self.info.name!r} ({self.cl_device.platform.name.strip()}) lacks; run it on a device that "
-                f"has them, or recompile for this device's profile (hai doctor; fp16: --precision fp32)"
-            )
 
     def record(self, executable: Executable, entry: str, args: Sequence[KernelArg]) -> OpenCLLaunch:
         cl = pyopencl()

@@ -9,10 +9,11 @@ Rule: a device transfers in one of three modes, chosen when it is opened (`trans
   from an earlier run could hold stale bytes); another input is copied once into its mapped
   CL_MEM_ALLOC_HOST_PTR buffer (the model copies an input off that alignment into an aligned array
   first: `Capabilities.alignment`). Outputs are mapped for reading without blocking (the host's own
-  bytes on such a device), waited on once and unmapped.
+  bytes on such a device), waited on once (the last map blocks) and unmapped.
 - `staged`, zero-copy asked on a discrete device: device buffers; each input is copied into a pinned
   staging buffer (ALLOC_HOST_PTR, mapped once) and uploaded without blocking; every output is read
-  into its pinned staging buffer without blocking, then waited on once and copied into the arena.
+  into its pinned staging buffer without blocking but the last, whose wait is the only one, and
+  copied into the arena.
 - `copy`, zero-copy off (`zero_copy=False`, $HAI_OPENCL_ZERO_COPY=0): device buffers, inputs written
   from the caller's arrays, outputs read back blocking: the baseline `hai bench --transfers` measures
   zero-copy against.
@@ -176,38 +177,44 @@ class Transfers:
         began = time.perf_counter()
         if self.mode == "staged":
             pending = []
-            for view, mirror, offset in views:
+            reads = [(v, m, o) for v, m, o in views if v.nbytes]
+            for i, (view, mirror, offset) in enumerate(reads):
                 staging = self._read_staging_of(view)
+                wait = i == len(reads) - 1  # it blocks: on the in-order queue the reads before it are done
                 self._keep(
-                    cl.enqueue_copy(self.queue, staging, mirror.buffer, src_offset=offset, is_blocking=False)
+                    cl.enqueue_copy(self.queue, staging, mirror.buffer, src_offset=offset, is_blocking=wait)
                 )
                 pending.append((view, staging))
-            self.queue.finish()
             for view, staging in pending:
                 np.copyto(view.reshape(-1).view(np.uint8), staging)
         else:
             shared = [(v, m, o) for v, m, o in views if m.shared and v.nbytes]
-            mapped = [self._map_read(view, mirror, offset) for view, mirror, offset in shared]
+            final = len(shared) - 1  # it blocks: on the in-order queue every map before it is done too
+            mapped = [self._map_read(v, m, o, blocking=i == final) for i, (v, m, o) in enumerate(shared)]
             for view, mirror, offset in views:
                 if not mirror.shared and view.nbytes:
                     self._keep(
                         cl.enqueue_copy(self.queue, view, mirror.buffer, src_offset=offset, is_blocking=True)
                     )
-            if mapped:
-                self.queue.finish()  # the one wait: every map done
             for (view, _, _), array in zip(shared, mapped, strict=True):
                 if array.ctypes.data != view.ctypes.data:  # an implementation that maps elsewhere
                     np.copyto(view.reshape(-1).view(np.uint8), array)
                 self._keep(array.base.release(self.queue))
         self._host_seconds += time.perf_counter() - began
 
-    def _map_read(self, view: np.ndarray, mirror: Mirror, offset: int) -> Any:
-        """The output's bytes mapped for reading, not waited for: on host-unified memory the map is the
-        host's own bytes (no copy)."""
+    def _map_read(self, view: np.ndarray, mirror: Mirror, offset: int, blocking: bool) -> Any:
+        """The output's bytes mapped for reading (on host-unified memory the host's own bytes: no copy),
+        waited for when `blocking`."""
         cl = pyopencl()
 
         mapped, event = cl.enqueue_map_buffer(
-            self.queue, mirror.buffer, cl.map_flags.READ, offset, (view.nbytes,), np.uint8, is_blocking=False
+            self.queue,
+            mirror.buffer,
+            cl.map_flags.READ,
+            offset,
+            (view.nbytes,),
+            np.uint8,
+            is_blocking=blocking,
         )
         self._keep(event)
         return mapped
