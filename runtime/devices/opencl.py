@@ -191,10 +191,14 @@ class OpenCLDevice(Device):
         except cl.Error as exc:
             raise DeviceBufferError(f"cannot allocate {nbytes} bytes{f' for {label}' if label else ''} on "
                                     f"{self.info.name}: {exc}") from None  # fmt: skip
-        self._allocated += int(nbytes)
+        self._count(int(nbytes))
+        return Buffer("opencl", int(nbytes), self.alignment, handle, label)
+
+    def _count(self, nbytes: int) -> None:
+        """One more live buffer of `nbytes` (query_memory's statistics)."""
+        self._allocated += nbytes
         self._peak = max(self._peak, self._allocated)
         self._live += 1
-        return Buffer("opencl", int(nbytes), self.alignment, handle, label)
 
     def free(self, buffer: Buffer) -> None:
         if buffer.device != "opencl" or buffer.freed:
@@ -260,6 +264,7 @@ class OpenCLDevice(Device):
         host-unified memory, else one uploaded now when `upload` (runtime/devices/opencl_transfers.py)."""
         try:
             self._mirrors.append(self.transfers.mirror(host, upload))
+            self._count(host.nbytes)
         except Exception as exc:  # pyopencl's errors: the allocation failed
             raise DeviceBufferError(
                 f"cannot allocate the {label} ({host.nbytes} bytes) on {self.info.name}: {exc}"
