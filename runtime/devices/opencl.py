@@ -184,8 +184,8 @@ class OpenCLDevice(Device):
         if alignment is not None and alignment > self.alignment and alignment % self.alignment:
             raise DeviceBufferError(f"OpenCL buffers are aligned to {self.alignment} bytes, not {alignment}")
         flags = cl.mem_flags.READ_WRITE
-        if self.transfers.mode != "copy":  # host-reachable memory: map() then costs no copy
-            flags |= cl.mem_flags.ALLOC_HOST_PTR
+        if self.transfers.mode == "mapped":  # host-unified: map() then costs no copy (on a discrete GPU
+            flags |= cl.mem_flags.ALLOC_HOST_PTR  # it would put the buffer in host memory, across the bus)
         try:
             handle = cl.Buffer(self.context, flags, max(int(nbytes), 1))
         except cl.Error as exc:
