@@ -161,10 +161,23 @@ def test_the_packed_bundle_measures_transfers(
     bundle = pack_module.pack(artifact, tmp_path / "bundle")
     assert any(line.startswith("pyopencl") for line in (bundle / "requirements.txt").read_text().splitlines())
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    command = [sys.executable, "run_model.py", "--transfers", "3"]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=bundle, env=env, timeout=300)
+    script = (
+        "import runpy, sys\n"
+        "sys.argv = ['run_model.py', '--transfers', '3']\n"
+        "try:\n    runpy.run_path('run_model.py', run_name='__main__')\n"
+        "except SystemExit as done:\n    code = done.code\n"
+        "print('compiler modules:', sorted(m for m in ('tvm', 'hai_compiler', 'targets', 'ir', 'onnx') "
+        "if m in sys.modules))\n"
+        "print('runtime from', sys.modules['runtime'].__file__)\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=bundle, env=env, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert "zero-copy off (copy)" in done.stdout and "zero-copy on " in done.stdout, done.stdout
+    assert "compiler modules: []" in done.stdout, done.stdout
+    assert f"runtime from {bundle / 'runtime' / '__init__.py'}" in done.stdout, done.stdout
 
 
 def test_transfers_of_a_cpu_artifact_are_refused(tmp_path: Path) -> None:
