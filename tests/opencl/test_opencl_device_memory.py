@@ -7,6 +7,7 @@ in host memory count towards the host's planned peak."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,18 @@ def test_a_device_too_small_for_the_plan_is_refused_at_load(opencl_device: dict,
     manifest_file.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     with pytest.raises(DeviceMemoryError, match=r"allocates at most .* \(CL_DEVICE_MAX_MEM_ALLOC_SIZE\)"):
         runtime.load(artifact)
+
+
+def test_the_report_and_summary_show_the_device_plan(opencl_device: dict, tmp_path: Path) -> None:
+    done = CliRunner().invoke(
+        app, ["compile", str(EMBEDDED_MODEL), "--input-shape", "image=1,1,8,8", "--target", "opencl",
+              "--cpu", "pocl-cpu", "--report", "-o", str(tmp_path / "d.hai")],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    record = json.loads((tmp_path / "d.hai" / MANIFEST_FILE).read_text())["plan"]["device_memory"][0]
+    assert "opencl device memory vs budget 4 GiB" in done.output
+    assert re.search(rf"device memory\s*│\s*{record['total_bytes']}\s*│", done.output), done.output
+    assert re.search(
+        rf"{DEVICE_TERM}\s*│", done.output
+    )  # the host's planned peak counts the driver's buffers
+    assert ", device memory " in done.output and "of budget 4 GiB" in done.output
