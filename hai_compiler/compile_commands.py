@@ -101,6 +101,15 @@ def compile_command(
     page_size: Annotated[
         str, size_option("--page-size", "Bytes of one weight page when the plan pages.")
     ] = "4MiB",
+    device_memory_budget: Annotated[
+        str | None,
+        size_option(
+            "--device-memory-budget",
+            "Plan a device's own memory (--target opencl: arena + weights + input and scratch buffers) "
+            "under SIZE (default: the device profile's global memory); fail, naming the bytes needed, "
+            "when the plan does not fit. Checked again at load against the device.",
+        ),
+    ] = None,
     sign: Annotated[
         Path | None,
         typer.Option(
@@ -128,7 +137,8 @@ def compile_command(
         key = signing_key(sign) if sign is not None else None  # a bad key fails before compiling
         options = CompileOptions(str(target), cpu, hardware_profile, shapes or None, passes, dump_ir,
                                  entry=entry, memory_budget=memory_budget, page_size=page_size,
-                                 cpu_features=cpu_features, input_values=fixed)  # fmt: skip
+                                 cpu_features=cpu_features, input_values=fixed,
+                                 device_memory_budget=device_memory_budget)  # fmt: skip
         quantized = quality = None
         with reporting():
             if quantize.precision is not None:
@@ -149,8 +159,8 @@ def compile_command(
         sys.stderr.write(
             f"compiled {model} for {result.target.name} ({result.target.cpu}): {len(result.plan.kernels)} "
             f"steps{steps_how(result.plan.plan)}, "
-            f"arena {result.plan.plan.arena_size} bytes, planned peak {planned_peak(result)}, "
-            f"{result.seconds:.2f} s -> {result.path}\n"
+            f"arena {result.plan.plan.arena_size} bytes, planned peak {planned_peak(result)}"
+            f"{device_memory(result)}, {result.seconds:.2f} s -> {result.path}\n"
         )
 
 
@@ -168,6 +178,17 @@ def planned_peak(result: Any) -> str:
 
     peak = format_size(result.plan.plan.planned_peak_bytes or 0)
     return f"{peak} of budget {format_size(result.memory_budget)}" if result.memory_budget else peak
+
+
+def device_memory(result: Any) -> str:
+    """`, device memory 1.2 MiB of budget 4 GiB` for a plan on a device with memory of its own, else ``."""
+    from ir.units import format_size
+
+    if result.device_plan is None:
+        return ""
+    record = result.device_plan.record
+    budget = f" of budget {format_size(record.budget_bytes)}" if record.budget_bytes is not None else ""
+    return f", device memory {format_size(record.total_bytes)}{budget}"
 
 
 def binding_types(bindings: Any) -> dict[str, Any]:
@@ -236,6 +257,14 @@ def bench_command(
             "measured beside the planned peak and budget (and the pager's counters when paged).",
         ),
     ] = False,
+    transfers: Annotated[
+        bool,
+        typer.Option(
+            "--transfers",
+            help="Report host<->device transfer time per inference (OpenCL event timestamps) with zero-copy "
+            "on and off, run alternately --runs times each, and the reduction in %.",
+        ),
+    ] = False,
 ) -> None:
     """Time an artifact (p50/p99 latency, peak RSS), beside onnxruntime with --onnx.
 
@@ -249,6 +278,10 @@ def bench_command(
 
         with reported_errors():
             read_manifest(artifact, trusted_keys=trusted_key)
+    if transfers:
+        with reported_errors():
+            bench_transfers(artifact, runs, seed, json_path, console)
+        return
     if memory:
         with reported_errors():
             results = bench.memory_bench(artifact, onnx, threads, runs, seed)
@@ -274,6 +307,20 @@ def bench_command(
         render_bench(results, console)
         if json_path is not None:
             bench.write_json(results, json_path)
+
+
+def bench_transfers(artifact: Path, runs: int, seed: int, json_path: str | None, console: Console) -> None:
+    """`hai bench --transfers`: runtime/transfer_bench.py on `runs` alternating runs per side."""
+    from hai_compiler.compiler import bench
+    from runtime.artifact_files import read_manifest
+    from runtime.transfer_bench import measure, report_lines
+
+    inputs = bench.sample_inputs(read_manifest(artifact, verify=False).inputs, seed)
+    results = measure(artifact, runs, inputs)
+    for line in report_lines(results):
+        console.print(line, markup=False, soft_wrap=True)
+    if json_path is not None:
+        bench.write_json(results, json_path)
 
 
 def render_bench(results: dict[str, Any], console: Console) -> None:

@@ -5,8 +5,11 @@ The bundle is a folder a device can use as it is:
     BUNDLE/model.hai/         the artifact: its manifest, signature and listed files, checked first
     BUNDLE/runtime/           HAI's runtime package (numpy + tvm_ffi + stdlib only)
     BUNDLE/requirements.txt   the `runtime` extra's ranges of numpy and apache-tvm-ffi (+ `signing`'s
-                              cryptography when the artifact is signed)
-    BUNDLE/run_model.py       `python run_model.py --input x=x.npy --output-dir out/`
+                              cryptography when the artifact is signed, + `opencl`'s pyopencl when
+                              it runs on an OpenCL device)
+    BUNDLE/run_model.py       `python run_model.py --input x=x.npy --output-dir out/`; with
+                              `--transfers N`, an OpenCL artifact's host<->device transfer time per
+                              inference with zero-copy on and off (runtime/transfer_bench.py)
 
 `pip install -r requirements.txt` is the whole installation: no TVM compiler,
 no onnx, no lark, never torch. The ranges are the installed distribution's
@@ -26,10 +29,12 @@ from ir import HaiError
 
 RUNTIME_EXTRA = "runtime"
 SIGNING_EXTRA = "signing"
+OPENCL_EXTRA = "opencl"
 
 RUN_MODEL = '''"""Run the HAI artifact beside this script.
 
 python run_model.py --input NAME=FILE.npy ... [--output-dir DIR] [--threads N]
+python run_model.py --transfers RUNS   (an OpenCL artifact: transfer time, zero-copy on and off)
 """
 
 import argparse
@@ -50,7 +55,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--trusted-key", action="append", metavar="KEY.pub",
                         help="refuse the model unless signed by this key (needs the cryptography package)")
+    parser.add_argument("--transfers", type=int, default=0, metavar="RUNS",
+                        help="report host<->device transfer time per inference, zero-copy on and off")
     args = parser.parse_args()
+    if args.transfers:
+        from runtime.transfer_bench import main as transfer_bench
+
+        raise SystemExit(transfer_bench([str(HERE / "model.hai"), "--runs", str(args.transfers)]))
     try:
         model = runtime.load(HERE / "model.hai", threads=args.threads, trusted_keys=args.trusted_key)
     except runtime.HaiRuntimeError as exc:
@@ -96,6 +107,7 @@ def pack(artifact: str | Path, bundle: str | Path) -> Path:
     signed = (artifact / SIGNATURE_FILE).is_file()
     names += [SIGNATURE_FILE] if signed else []
     requirements = extra_requirements(RUNTIME_EXTRA) + (extra_requirements(SIGNING_EXTRA) if signed else [])
+    requirements += extra_requirements(OPENCL_EXTRA) if OPENCL_EXTRA in manifest.kernel_libraries else []
     (bundle / "model.hai").mkdir(parents=True)
     for name in names:
         shutil.copyfile(artifact / name, bundle / "model.hai" / name, follow_symlinks=False)

@@ -53,8 +53,8 @@ reads, maps and loads each file through the descriptor it was checked through
 Format history: version 4 added file sizes to `files` and `writes` to slots;
 version 5, the plan digest in the kernel library; version 6, the digest covers
 the target and the weights' table too; version 7, the executable each step, the entry and each
-segment runs from; version 8, each step's guards (older artifacts are refused with a "recompile"
-message).
+segment runs from; version 8, each step's guards; version 9, the plan's device memory
+(`device_memory`: runtime/device_memory.py) (older artifacts are refused with a "recompile" message).
 
 The writer is `targets/artifact.py`; a manifest's text is parsed and its plan's invariants
 checked by `runtime/manifest_checks.py` (`parse_manifest`) and an artifact directory is read by
@@ -75,7 +75,7 @@ import numpy as np
 
 from runtime.errors import ArtifactError, ArtifactVersionError
 
-FORMAT_VERSION = 8
+FORMAT_VERSION = 9
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.bin"
 HIR_FILE = "model.hir"
@@ -238,6 +238,17 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class DeviceMemory:
+    """What the plan holds in the own memory of `device` (runtime/device_memory.py): `total_bytes` in
+    all, `largest_buffer_bytes` in its largest buffer, planned against `budget_bytes` (None: none)."""
+
+    device: str
+    total_bytes: int
+    largest_buffer_bytes: int
+    budget_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class ExecutionPlan:
     """The static schedule: steps in order over one arena of `arena_size` bytes; optional one-call entry
     (a function of the kernel library file `entry_executable`), or paged weights (`paging`) with the
@@ -245,6 +256,8 @@ class ExecutionPlan:
 
     `planned_peak_bytes` (optional; None in artifacts that predate it) is the compiler's bound on the
     process's resident memory while running the plan: `load` refuses a machine with less available.
+    `device_memory`: what the plan holds on each device with memory of its own (`load` refuses a
+    device with less).
     """
 
     arena_size: int
@@ -255,6 +268,7 @@ class ExecutionPlan:
     scratch_bytes: int = 0  # the most any one kernel allocates while it runs (targets/scratch.py)
     segments: tuple[Segment, ...] = ()
     entry_executable: str | None = None
+    device_memory: tuple[DeviceMemory, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -309,13 +309,15 @@ class ProfilingCounters(Protocol):
 class HostMirror(Protocol):
     """Extension of a device whose memory is not the host's (OpenCL): it keeps its own copy of the
     host arena and weights. `mirror(host, label, upload)` makes a device buffer for the host array
-    (uploaded once when `upload`: the weights); a launch argument that is a view of a mirrored array
-    then stands for the same bytes of that buffer; `read_back(view)` copies the device's bytes of a
-    mirrored view into it (the model's outputs, after `synchronize`)."""
+    (uploaded once when `upload`: the weights; a device that can take the host's memory as its own,
+    zero-copy, uploads nothing); a launch argument that is a view of a mirrored array then stands for
+    the same bytes of that buffer; `read_back(views)` brings the mirrored host `views` (the model's
+    outputs) up to date with the device's bytes once every launch issued so far has written them,
+    all of them before it returns (the device's `synchronize` need not come first)."""
 
     def mirror(self, host: np.ndarray, label: str, upload: bool) -> None: ...
 
-    def read_back(self, view: np.ndarray) -> None: ...
+    def read_back(self, views: Sequence[np.ndarray]) -> None: ...
 
 
 EXTENSIONS: dict[str, type] = {

@@ -62,6 +62,7 @@ from runtime.artifact import (
 from runtime.artifact_files import ArtifactFiles, open_artifact
 from runtime.available_memory import check_available_memory
 from runtime.cpu_features import missing_features
+from runtime.device_memory import check_device_memory
 from runtime.errors import InvalidArgumentError, KernelError, ModelInputError, UnsupportedCpuError
 from runtime.hai import Capabilities, Device, HostMirror, KernelArg, Unbound
 from runtime.kernel_library import aligned_empty
@@ -91,6 +92,7 @@ def load(
     system_root: str | Path = "/",
     trusted_keys: Sequence[TrustedKey] | None = None,
     device: str | None = None,
+    device_options: Mapping[str, Any] | None = None,
 ) -> Model:
     """Load the artifact directory `path`; `verify=False` skips the sha256 of every file (not the sizes).
 
@@ -98,15 +100,22 @@ def load(
     `manifest.sig` verifies with none of them is refused before anything else is read (runtime/signing.py).
     Refuses, before allocating anything, a machine with less memory available than the plan's
     peak (runtime/available_memory.py, read under `system_root`: tests give a fake /proc and /sys).
-    `device` picks which device of a driver runs the artifact's steps: `"opencl:1"` (default: device 0).
+    `device` picks which device of a driver runs the artifact's steps: `"opencl:1"` (default: device 0);
+    `device_options` go to its driver's `open` (OpenCL: `{"zero_copy": False, "profiling": True}`).
     """
     check_load_arguments(path, threads, verify)
+    if device_options is not None and not isinstance(device_options, Mapping):
+        given = type(device_options).__name__
+        raise InvalidArgumentError(f"load: device_options must be a dict, got {given}")
     directory = Path(path)
     with open_artifact(directory, verify=verify, trusted_keys=trusted_keys) as files:
         manifest = files.manifest
         peak = manifest.plan.planned_peak_bytes
         check_available_memory(allocated_bytes(manifest) if peak is None else peak, directory, system_root)
-        devices = open_devices(manifest, directory, threads, device_indices(device, manifest, directory))
+        indices = device_indices(device, manifest, directory)
+        devices = open_devices(manifest, directory, threads, indices, device_options or {})
+        for name, opened in devices.items():
+            check_device_memory(manifest, name, opened, directory)
         if HOST_DEVICE in manifest.kernel_libraries:  # kernels the host CPU runs
             check_cpu(manifest, devices[HOST_DEVICE].capabilities(), directory)
         check_tile_state(manifest.target.features, directory)
@@ -175,7 +184,10 @@ class Model:
         self.manifest = manifest = files.manifest
         self.devices = dict(devices)
         self.device = device = devices[HOST_DEVICE]  # the host: the arena and the weights live here
-        self._arena_buffer = device.allocate(manifest.plan.arena_size, label="arena")
+        mirrored = any(isinstance(d, HostMirror) for n, d in devices.items() if n != HOST_DEVICE)
+        # page-aligned when another device may take the arena as its own memory (zero-copy)
+        alignment = mmap.PAGESIZE if mirrored else None
+        self._arena_buffer = device.allocate(manifest.plan.arena_size, alignment, label="arena")
         self.arena: np.ndarray = device.map(self._arena_buffer)
         paging = manifest.plan.paging
         weights = files.open_file(WEIGHTS_FILE) if WEIGHTS_FILE in manifest.files else None
@@ -193,6 +205,10 @@ class Model:
         self._outputs = [(b, self._binding_view(b)) for b in manifest.outputs]
         self._input_names = frozenset(b.name for b in manifest.inputs)
         self._input_dtypes = [(b, numpy_dtype(b.dtype)) for b in manifest.inputs]
+        # a device that binds the caller's arrays themselves (zero-copy) may want them aligned further
+        shared = [d.capabilities().alignment for n, d in devices.items() if n != HOST_DEVICE and
+                  d.capabilities().host_visible]  # fmt: skip
+        self._input_alignment = max([ALIGNMENT, *shared])
         self._read_backs = self._mirror_memory()
         self.executables = load_executables(files, self.devices)  # by file name
         self._steps, self._calls, self._finish = self._prepare_calls()
@@ -242,12 +258,14 @@ class Model:
 
     def _mirror_memory(self) -> tuple[Callable[[], None], ...]:
         """Give each device with memory of its own (`HostMirror`) the arena and the weights (uploaded
-        once, now); the calls that copy the outputs back from them after each run."""
+        once, now, unless the device takes them as its own memory); the calls that bring the outputs
+        back from them after each run (one per device, for all outputs)."""
         mirrored = [d for n, d in self.devices.items() if n != HOST_DEVICE and isinstance(d, HostMirror)]
         for device in mirrored:
             device.mirror(self.arena, "arena", upload=False)
             device.mirror(self.weights, "weights", upload=True)
-        return tuple(functools.partial(d.read_back, view) for d in mirrored for _, view in self._outputs)
+        views = tuple(view for _, view in self._outputs)
+        return tuple(functools.partial(d.read_back, views) for d in mirrored)
 
     def _binding_view(self, binding: TensorBinding) -> np.ndarray:
         assert binding.offset is not None  # outputs live in the arena (validated)
@@ -324,7 +342,8 @@ class Model:
 
     def _bind_inputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Each input as kernels may read it: the caller's array when C-contiguous, writable and
-        aligned, else one aligned copy (checked against the binding's shape and dtype)."""
+        aligned (64 bytes, or a zero-copy device's base-address alignment), else one aligned copy
+        (checked against the binding's shape and dtype)."""
         try:
             names = feeds.keys()
         except AttributeError:
@@ -337,8 +356,9 @@ class Model:
             if not isinstance(value, np.ndarray) or value.shape != binding.shape or value.dtype != dtype:
                 raise ModelInputError(self._value_mismatch(binding, value))
             flags = value.flags
-            if not (flags.c_contiguous and flags.writeable) or (value.size and value.ctypes.data % ALIGNMENT):
-                copy = aligned_empty(binding.shape, dtype)
+            alignment = self._input_alignment
+            if not (flags.c_contiguous and flags.writeable) or (value.size and value.ctypes.data % alignment):
+                copy = aligned_empty(binding.shape, dtype, alignment)
                 np.copyto(copy, value)
                 value = copy
             bound[binding.name] = value
@@ -363,10 +383,10 @@ class Model:
                         array = bound[name].reshape(-1).view(np.uint8)
                         bind(position, typed_view(array, slot.offset, slot.shape, slot.dtype))
                 run()
+            for read_back in self._read_backs:  # ordered after the device's launches: one wait for both
+                read_back()
             for finish in self._finish:
                 finish()
-            for read_back in self._read_backs:
-                read_back()
         except KernelError as exc:
             step = self._steps[index]
             raise KernelError(

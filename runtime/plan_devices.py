@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from runtime.artifact import TVM_RUNTIME_FILE, Manifest, Slot, Step
 from runtime.artifact_files import ArtifactFiles
@@ -31,13 +32,18 @@ step whose weight placement its arguments take (None for an entry or segment: al
 
 
 def open_devices(
-    manifest: Manifest, directory: Path, threads: int | None, indices: Mapping[str, int] | None = None
+    manifest: Manifest,
+    directory: Path,
+    threads: int | None,
+    indices: Mapping[str, int] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Device]:
     """The host CPU (`threads` wide) and every device the manifest has a kernel library for, by name:
-    device `indices[name]` of its driver (`load(..., device="opencl:1")`), else device 0."""
+    device `indices[name]` of its driver (`load(..., device="opencl:1")`), else device 0, opened with
+    `options` (`load(..., device_options=...)`)."""
     devices = {HOST_DEVICE: open_device(HOST_DEVICE, threads=threads)}
     for name in sorted(set(manifest.kernel_libraries) - {HOST_DEVICE}):
-        devices[name] = open_step_device(name, directory, (indices or {}).get(name, 0))
+        devices[name] = open_step_device(name, directory, (indices or {}).get(name, 0), options or {})
     return devices
 
 
@@ -54,7 +60,9 @@ def device_indices(selector: str | None, manifest: Manifest, directory: Path) ->
     return {name: int(index or "0")}
 
 
-def open_step_device(name: str, directory: Path, index: int = 0) -> Device:
+def open_step_device(
+    name: str, directory: Path, index: int = 0, options: Mapping[str, Any] | None = None
+) -> Device:
     """Device `index` of driver `name`, which must be installed and host-visible or keep its own
     copy of host memory (module doc)."""
     installed = available_drivers()
@@ -64,7 +72,7 @@ def open_step_device(name: str, directory: Path, index: int = 0) -> Device:
             f"(installed drivers: {', '.join(installed)}); install the package that registers a driver "
             f"named {name!r} in the entry-point group {ENTRY_POINT_GROUP!r}, or compile for the cpu"
         )
-    device = open_device(name, index)
+    device = open_device(name, index, **(options or {}))
     if not device.capabilities().host_visible and not isinstance(device, HostMirror):
         device.close()
         raise UnsupportedError(

@@ -12,13 +12,13 @@ would stop on (SIGILL); signed or not.
 
 The digest covers everything the compiled code or `load`'s CPU check depends on: the target (name,
 arch, cpu, features), every field of `plan` (so also the device and executable of every step, the
-entry and the segments) but `planned_peak_bytes` (a bound `load` checks memory against, computed
-from the library's own size, never a fact of the code), the graph inputs and outputs (their shapes,
-dtypes and arena offsets), and the weights' table and `weights_size`: canonical JSON, sorted keys,
-no spaces, ASCII. Not covered: `files` (each file's own hash covers it), the model's name, the
-compiler's versions and options. `load` checks the CPU before it loads the library, so a target the
-CPU lacks is refused by name before the digest is read; the digest then refuses a target that is not
-the one compiled for. Imports the standard library and `runtime` only.
+entry and the segments) but `planned_peak_bytes` and `device_memory` (bounds `load` checks memory
+against, computed from the library's own contents, never facts of the code), the graph inputs and
+outputs (their shapes, dtypes and arena offsets), and the weights' table and `weights_size`:
+canonical JSON, sorted keys, no spaces, ASCII. Not covered: `files` (each file's own hash covers
+it), the model's name, the compiler's versions and options. `load` checks the CPU before it loads
+the library, so a target the CPU lacks is refused by name before the digest is read; the digest
+then refuses a target that is not the one compiled for. Imports the standard library and `runtime` only.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from runtime.kernel_library import aligned_empty
 PLAN_DIGEST_SYMBOL = "hai_plan_digest"
 DIGEST_BYTES = 32
 DIGEST_VERSION = 3  # bump when the facts covered change
-NOT_IN_CODE = ("planned_peak_bytes",)
+NOT_IN_CODE = ("planned_peak_bytes", "device_memory")
 
 
 def plan_facts(

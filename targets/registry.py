@@ -222,6 +222,11 @@ class TargetBackend(ABC):
         """The libtvm_runtime.so the artifact carries; None: the installed TVM's (a native build)."""
         return None
 
+    def kernel_scratch(self, library: Path) -> dict[str, tuple[int, ...]]:
+        """Each kernel's scratch buffers (bytes) that a device with memory of its own allocates for its
+        launches, as its `library` lists them (runtime/device_memory.py); none on the host CPU."""
+        return {}
+
 
 def target_sources() -> dict[str, str]:
     """Target name -> `module:attribute`: built-ins, then `hai.targets` entry points."""

@@ -35,6 +35,7 @@ from hai_compiler.progress import stage
 from ir import Graph
 from runtime.artifact import TargetInfo
 from targets.lowering.copy import copy_kernel
+from targets.plan.device_memory import DevicePlan, host_bytes, plan_device_memory
 from targets.plan.entry_plan import with_entry
 from targets.plan.kernels import kernel_groups, lower_groups
 from targets.plan.memory_budget import MemoryAccount, account, frames_within, too_small
@@ -55,6 +56,7 @@ class CompileResult:
     cache_hits: int = 0
     memory_account: MemoryAccount | None = None  # the planned peak's terms (memory_budget.py)
     memory_budget: int | None = None  # the budget checked against, in bytes
+    device_plan: DevicePlan | None = None  # a device's own memory (targets/plan/device_memory.py)
 
     @property
     def memory(self) -> dict[str, int]:
@@ -151,6 +153,7 @@ class BuiltPlan:
     layout: WeightLayout
     memory: MemoryAccount
     hits: int
+    device: DevicePlan | None = None  # the device's own memory, once planned (with_device_plan)
 
 
 def compile_model(model: Any, output: str | Path, options: CompileOptions) -> CompileResult:
@@ -168,7 +171,8 @@ def compile_model(model: Any, output: str | Path, options: CompileOptions) -> Co
         profile = profile_target_of(options)
         target = resolve_compile_target(options, profile)
     memory_plan = options.memory_plan()
-    built = build_within_budget(graph, name, options, target, memory_plan)
+    built = with_device_plan(build_within_budget(graph, name, options, target, memory_plan), options,
+                             target, name, memory_plan[0])  # fmt: skip
     static = built.static
     parts = ManifestParts(
         name=name,
@@ -185,8 +189,32 @@ def compile_model(model: Any, output: str | Path, options: CompileOptions) -> Co
             tvm_runtime=get_target(target.name).tvm_runtime(target), layout=built.layout,
         )  # fmt: skip
     seconds = time.perf_counter() - start
-    return CompileResult(
-        path, built.graph, static, built.groups, target, seconds, built.hits, built.memory, memory_plan[0]
+    return CompileResult(path, built.graph, static, built.groups, target, seconds, built.hits, built.memory,
+                         memory_plan[0], built.device)  # fmt: skip
+
+
+def with_device_plan(
+    built: BuiltPlan, options: CompileOptions, target: Any, name: str, budget: int | None
+) -> BuiltPlan:
+    """`built` with its device memory planned and recorded (targets/plan/device_memory.py: none for
+    the host CPU), and the device driver's buffers in host memory added to its planned peak, which must
+    still fit the host `budget`."""
+    static = built.static
+    device = plan_device_memory(
+        static.plan, built.memory.weights, built.library, target, options.device_budget_bytes, name
+    )
+    if device is None:
+        return built
+    memory = dataclasses.replace(
+        built.memory, device=host_bytes(device, target, static.inputs, static.outputs)
+    )
+    if budget is not None and memory.planned_peak > budget:
+        raise too_small(budget, memory, name, None)
+    plan = dataclasses.replace(
+        static.plan, planned_peak_bytes=memory.planned_peak, device_memory=(device.record,)
+    )
+    return dataclasses.replace(
+        built, static=dataclasses.replace(static, plan=plan), memory=memory, device=device
     )
 
 

@@ -47,18 +47,28 @@ class CompileOptions:
     entry: str = "auto"  # one-call entry function: auto (when every kernel allows), on (required), off
     layout: str = "auto"  # the layout pass's `prefer`: auto (its cost rule), NHWC, NCHW (pass off)
     memory_budget: str | int | None = DEFAULT_BUDGET  # `512MB` (ir/units.py); None or "none": no budget
+    device_memory_budget: str | int | None = (
+        None  # a device's own memory; None: its profile's (device_memory.py)
+    )
     page_size: str | int = DEFAULT_PAGE_SIZE  # bytes of a weight page when the plan pages
     cpu_features: str | None = None  # `+amx,-avx512f`: ISA feature edits (targets/feature_edits.py)
     input_values: Mapping[str, Any] | None = None  # inputs fixed to values when importing an .onnx
 
     def __post_init__(self) -> None:
-        _ = self.budget_bytes, self.page_bytes  # a malformed size fails here, naming the option
+        _ = self.budget_bytes, self.page_bytes, self.device_budget_bytes  # a malformed size fails here
         if self.entry not in ENTRY_MODES:
             raise CompileOptionError(f"option entry={self.entry!r}: expected one of {', '.join(ENTRY_MODES)}")
         if self.layout not in LAYOUT_PREFERENCES:
             raise CompileOptionError(
                 f"option layout={self.layout!r}: expected one of {', '.join(LAYOUT_PREFERENCES)}"
             )
+
+    @property
+    def device_budget_bytes(self) -> int | None:
+        """`--device-memory-budget` in bytes, or None: the device profile's global memory."""
+        if self.device_memory_budget is None:
+            return None
+        return parse_size(self.device_memory_budget, "--device-memory-budget")
 
     @property
     def budget_bytes(self) -> int | None:
@@ -143,6 +153,8 @@ class CompileOptions:
         if self.layout != "auto":
             recorded["layout"] = self.layout
         recorded["memory_budget"] = self.budget_bytes
+        if self.device_memory_budget is not None:
+            recorded["device_memory_budget"] = self.device_budget_bytes
         if self.page_bytes != DEFAULT_PAGE_SIZE:
             recorded["page_size"] = self.page_bytes
         if profile_target is not None:

@@ -74,6 +74,7 @@ def render_report(result: CompileResult, console: Any) -> None:
     )
     render_layers(result, console)
     render_budget(result, console)
+    render_device_memory(result, console)
 
 
 def render_layers(result: CompileResult, console: Any) -> None:
@@ -115,6 +116,24 @@ def render_budget(result: CompileResult, console: Any) -> None:
             f"fits: planned peak {format_size(memory.planned_peak)} <= budget {format_size(budget)} "
             f"({format_size(budget - memory.planned_peak)} to spare); {weights_residency(result)}"
         )
+
+
+def render_device_memory(result: CompileResult, console: Any) -> None:
+    """What the plan holds in a device's own memory (targets/plan/device_memory.py), term by term."""
+    from rich.table import Table
+
+    device = result.device_plan
+    if device is None:
+        return
+    budget = device.record.budget_bytes
+    against = f"budget {format_size(budget)}" if budget is not None else "no --device-memory-budget"
+    table = Table(title=f"{device.record.device} device memory vs {against}", show_edge=False)
+    for column in ("term", "bytes", "size", "% of budget"):
+        table.add_column(column, justify="left" if column == "term" else "right")
+    for term, nbytes in [*device.terms.items(), ("device memory", device.record.total_bytes)]:
+        table.add_row(term, str(nbytes), format_size(nbytes), percent(nbytes, budget) if budget else "-")
+    console.print(table)
+    console.print(f"largest device buffer: {format_size(device.record.largest_buffer_bytes)}")
 
 
 def weights_residency(result: CompileResult) -> str:

@@ -3,15 +3,18 @@
 Rule: `probe` lists every device of every platform (`HAI_OPENCL_DEVICE`, a substring of the platform
 or device name, keeps only matching ones; the index counts what is left). A device's memory is its
 own, not the host's: the model hands it the host arena and weights through the `HostMirror`
-extension (runtime/hai.py), and it keeps one device buffer for each (the weights uploaded once, at
-load); an argument that is a view of them is the sub-buffer at the view's offset, which must be a
-multiple of CL_DEVICE_MEM_BASE_ADDR_ALIGN (the planner aligns offsets to it). An input recorded
-`Unbound` gets a device buffer of its own, written from the bound host array at each run; a plain
-host array (the plan digest's output) a temporary one, read back at `synchronize`. The library is
-built at load (runtime/devices/opencl_programs.py); each recorded launch sets its kernels' arguments
-once (the scratch buffers each kernel needs are allocated then) and `run` enqueues them in order.
-Imports numpy, the standard library and pyopencl (an optional extra: without it the driver finds no
-device and says why).
+extension (runtime/hai.py), and it keeps one device buffer for each; an argument that is a view of
+them is the sub-buffer at the view's offset, which must be a multiple of CL_DEVICE_MEM_BASE_ADDR_ALIGN
+(the planner aligns offsets to it). An input recorded `Unbound` gets a slot of its own, given the
+bound host array's bytes at each run; a plain host array (the plan digest's output) a temporary
+buffer, read back at `synchronize`. How bytes move (zero-copy on host-unified memory, pinned staging
+on a discrete device, plain copies with `zero_copy=False`) is runtime/devices/opencl_transfers.py;
+`open(index, zero_copy=..., profiling=True)` picks it and makes the queue profile its events (the
+`ProfilingCounters` extension then sums the transfers' timestamps). The library is built at load
+(runtime/devices/opencl_programs.py), refused first when its source enables an OpenCL extension the
+device lacks; each recorded launch sets its kernels' arguments once (the scratch buffers each kernel
+needs are allocated then) and `run` enqueues them in order. Imports numpy, the standard library and
+pyopencl (an optional extra: without it the driver finds no device and says why).
 """
 
 from __future__ import annotations
@@ -19,12 +22,18 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from runtime.errors import DeviceBufferError, DeviceNotFoundError, KernelError, UnsupportedError
+from runtime.devices.opencl_transfers import InputSlot, Mirror, Transfers, pyopencl, transfer_mode
+from runtime.errors import (
+    DeviceBufferError,
+    DeviceNotFoundError,
+    InvalidArgumentError,
+    KernelError,
+    UnsupportedError,
+)
 from runtime.fd_library import OpenFile
 from runtime.hai import (
     Buffer,
@@ -38,8 +47,9 @@ from runtime.hai import (
     KernelArg,
     MemoryInfo,
     Unbound,
+    extensions_of,
 )
-from runtime.opencl_probe import device_facts, device_type_name
+from runtime.opencl_probe import device_facts, device_type_name, opencl_inventory
 
 DEVICE_FILTER = "HAI_OPENCL_DEVICE"
 PLAN_DIGEST_SYMBOL = "hai_plan_digest"
@@ -49,7 +59,7 @@ KINDS: dict[str, DeviceKind] = {"GPU": "gpu", "CPU": "cpu"}
 def cl_devices() -> list[Any]:
     """Every OpenCL device (filtered by $HAI_OPENCL_DEVICE); [] without pyopencl or a platform."""
     try:
-        import pyopencl as cl
+        cl = pyopencl()
 
         platforms = cl.get_platforms()
     except Exception:  # no pyopencl, no ICD loader, or no platform: no device
@@ -75,56 +85,56 @@ class OpenCLDriver(Driver):
             for i, d in enumerate(cl_devices())
         ]  # fmt: skip
 
-    def open(self, index: int = 0, **options: Any) -> OpenCLDevice:
+    def open(
+        self, index: int = 0, zero_copy: bool | None = None, profiling: bool = False, **options: Any
+    ) -> OpenCLDevice:
+        """Device `index`; `zero_copy` False copies inputs and outputs (None: $HAI_OPENCL_ZERO_COPY,
+        default on), `profiling` makes its queue time every event (runtime/devices/opencl_transfers.py)."""
+        if options:
+            raise InvalidArgumentError(
+                f"the OpenCL driver takes the options zero_copy and profiling, not "
+                f"{', '.join(sorted(options))}"
+            )
         devices = cl_devices()
         if not 0 <= index < len(devices):
-            try:
-                import pyopencl  # noqa: F401
-            except ImportError:
-                raise DeviceNotFoundError(
-                    "the OpenCL driver needs pyopencl: pip install 'hai-compiler[opencl]'"
-                ) from None
-            raise DeviceNotFoundError(
-                f"no OpenCL device {index}: {len(devices)} found"
-                + (
-                    f" matching ${DEVICE_FILTER}={os.environ[DEVICE_FILTER]!r}"
-                    if os.environ.get(DEVICE_FILTER)
-                    else ""
-                )
-                + " (install an OpenCL driver, e.g. Debian's pocl-opencl-icd, and its ICD)"
-            )
-        device = devices[index]
-        return OpenCLDevice(self.probe()[index], device)
+            raise DeviceNotFoundError(no_device(index, len(devices)))
+        return OpenCLDevice(self.probe()[index], devices[index], zero_copy, bool(profiling))
 
 
-@dataclass
-class Mirror:
-    """A host array's device copy: its address range and buffer."""
-
-    start: int
-    end: int
-    buffer: Any
+def no_device(index: int, found: int) -> str:
+    """Why there is no OpenCL device `index`: no pyopencl, no platform, or none (matching the filter)."""
+    try:
+        import pyopencl  # noqa: F401
+    except ImportError:
+        return "the OpenCL driver needs pyopencl: pip install 'hai-compiler[opencl]'"
+    install = "install an OpenCL driver and its ICD (Debian: pocl-opencl-icd for the CPU, or a GPU vendor's)"
+    inventory = opencl_inventory()
+    if not inventory["available"]:
+        return f"{inventory['reason']}; {install}"
+    listed = "; ".join(f"{p['name']}: {d['name']}" for p in inventory["platforms"] for d in p["devices"])
+    wanted = os.environ.get(DEVICE_FILTER)
+    if wanted:
+        return (f"no OpenCL device {index}: {found} found matching ${DEVICE_FILTER}={wanted!r} among "
+                f"{listed or 'no device'}; set it to part of one of those names, or unset it")  # fmt: skip
+    return f"no OpenCL device {index}: {found} found ({listed or install})"
 
 
 class OpenCLLaunch:
     """A recorded launch: the inputs written before it (bound each run) and its kernels' enqueues."""
 
-    def __init__(self, queue: Any) -> None:
-        self.queue = queue
+    def __init__(self, transfers: Transfers) -> None:
+        self.transfers = transfers
         self.enqueues: list[Callable[[], None]] = []
-        self.inputs: dict[int, tuple[Any, np.ndarray | None]] = {}
+        self.inputs: dict[int, tuple[InputSlot, np.ndarray | None]] = {}
         self.run: Callable[[], None] = self._run
 
     def bind(self, position: int, array: np.ndarray) -> None:
-        buffer, _ = self.inputs[position]
-        self.inputs[position] = (buffer, array)
+        slot, _ = self.inputs[position]
+        self.inputs[position] = (slot, array)
 
     def _run(self) -> None:
-        import pyopencl as cl
-
-        for buffer, array in self.inputs.values():
-            if array is not None:  # the model keeps the array alive until it synchronizes
-                cl.enqueue_copy(self.queue, buffer, array, is_blocking=False)
+        if self.inputs:  # the model keeps the arrays alive until it synchronizes
+            self.transfers.write_inputs(list(self.inputs.values()))
         for enqueue in self.enqueues:
             enqueue()
 
@@ -132,16 +142,20 @@ class OpenCLLaunch:
 class OpenCLDevice(Device):
     """One OpenCL device: a context and an in-order queue (module doc)."""
 
-    def __init__(self, info: DeviceInfo, device: Any) -> None:
-        import pyopencl as cl
+    def __init__(self, info: DeviceInfo, device: Any, zero_copy: bool | None, profiling: bool) -> None:
+        cl = pyopencl()
 
         super().__init__(info)
         self.cl_device = device
         self.context = cl.Context([device])
-        self.queue = cl.CommandQueue(self.context, device)
+        properties = cl.command_queue_properties.PROFILING_ENABLE if profiling else 0
+        self.queue = cl.CommandQueue(self.context, device, properties=properties)
         self.alignment = max(int(device.mem_base_addr_align) // 8, 1)
+        mode = transfer_mode(zero_copy, bool(info.properties.get("host_unified_memory")))
+        self.transfers = Transfers(self.context, self.queue, self.alignment, mode, profiling)
         self._mirrors: list[Mirror] = []
         self._read_backs: list[tuple[np.ndarray, Any]] = []
+        self._maps: dict[int, Any] = {}
         self._allocated = self._peak = self._live = 0
 
     # -- calls 2 and 3 ----------------------------------------------------------------------------------
@@ -153,9 +167,9 @@ class OpenCLDevice(Device):
         features |= {"host_unified"} if facts.get("host_unified_memory") else set()
         return Capabilities(
             kind=self.info.kind, isa="opencl", features=frozenset(features), isa_level=None,
-            alignment=self.alignment, host_visible=False, compute_units=int(facts["compute_units"]),
-            max_threads=int(facts["max_work_group_size"]), memory_bytes=int(facts["global_memory_bytes"]),
-            extensions=(),
+            alignment=self.alignment, host_visible=self.transfers.mode == "mapped",
+            compute_units=int(facts["compute_units"]), max_threads=int(facts["max_work_group_size"]),
+            memory_bytes=int(facts["global_memory_bytes"]), extensions=extensions_of(self),
         )  # fmt: skip
 
     def query_memory(self) -> MemoryInfo:
@@ -165,19 +179,26 @@ class OpenCLDevice(Device):
     # -- calls 4 to 9 -----------------------------------------------------------------------------------
 
     def allocate(self, nbytes: int, alignment: int | None = None, label: str = "") -> Buffer:
-        import pyopencl as cl
+        cl = pyopencl()
 
         if alignment is not None and alignment > self.alignment and alignment % self.alignment:
             raise DeviceBufferError(f"OpenCL buffers are aligned to {self.alignment} bytes, not {alignment}")
+        flags = cl.mem_flags.READ_WRITE
+        if self.transfers.mode == "mapped":  # host-unified: map() then costs no copy (on a discrete GPU
+            flags |= cl.mem_flags.ALLOC_HOST_PTR  # it would put the buffer in host memory, across the bus)
         try:
-            handle = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(int(nbytes), 1))
+            handle = cl.Buffer(self.context, flags, max(int(nbytes), 1))
         except cl.Error as exc:
             raise DeviceBufferError(f"cannot allocate {nbytes} bytes{f' for {label}' if label else ''} on "
                                     f"{self.info.name}: {exc}") from None  # fmt: skip
-        self._allocated += int(nbytes)
+        self._count(int(nbytes))
+        return Buffer("opencl", int(nbytes), self.alignment, handle, label)
+
+    def _count(self, nbytes: int) -> None:
+        """One more live buffer of `nbytes` (query_memory's statistics)."""
+        self._allocated += nbytes
         self._peak = max(self._peak, self._allocated)
         self._live += 1
-        return Buffer("opencl", int(nbytes), self.alignment, handle, label)
 
     def free(self, buffer: Buffer) -> None:
         if buffer.device != "opencl" or buffer.freed:
@@ -188,7 +209,7 @@ class OpenCLDevice(Device):
         self._live -= 1
 
     def copy_in(self, buffer: Buffer, host: np.ndarray, offset: int = 0) -> None:
-        import pyopencl as cl
+        cl = pyopencl()
 
         cl.enqueue_copy(
             self.queue, buffer.handle, np.ascontiguousarray(host), dst_offset=offset, is_blocking=True
@@ -197,7 +218,7 @@ class OpenCLDevice(Device):
     def copy_out(
         self, buffer: Buffer, offset: int, shape: Sequence[int], dtype: np.dtype | str
     ) -> np.ndarray:
-        import pyopencl as cl
+        cl = pyopencl()
 
         out = np.empty(tuple(shape), dtype)
         cl.enqueue_copy(self.queue, out, buffer.handle, src_offset=offset, is_blocking=True)
@@ -210,30 +231,69 @@ class OpenCLDevice(Device):
         shape: Sequence[int] | None = None,
         dtype: np.dtype | str = "u1",
     ) -> np.ndarray:
-        raise UnsupportedError("mapping OpenCL buffers (zero-copy) is not implemented yet; use copy_out")
+        """A host array over the buffer's bytes (read and write) until `unmap`; on a host-unified device
+        in zero-copy mode (`capabilities().host_visible`) it is the buffer's own memory."""
+        cl = pyopencl()
+
+        if buffer.device != "opencl" or buffer.freed:
+            raise DeviceBufferError(f"cannot map {buffer.describe()}: not a live buffer of this device")
+        dtype = np.dtype(dtype)
+        shape = tuple(shape) if shape is not None else ((buffer.nbytes - offset) // dtype.itemsize,)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if offset < 0 or offset + nbytes > buffer.nbytes:
+            raise DeviceBufferError(f"cannot map {nbytes} bytes at offset {offset} of {buffer.describe()}")
+        if not nbytes:
+            return np.empty(shape, dtype)
+        flags = cl.map_flags.READ | cl.map_flags.WRITE
+        view, _ = cl.enqueue_map_buffer(self.queue, buffer.handle, flags, offset, shape, dtype)
+        self._maps[id(view)] = view.base  # pyopencl's MemoryMap: its release() unmaps
+        return view
 
     def unmap(self, view: np.ndarray) -> None:
-        raise UnsupportedError("mapping OpenCL buffers (zero-copy) is not implemented yet")
+        if not view.nbytes:
+            return
+        mapping = self._maps.pop(id(view), None)
+        if mapping is None:
+            raise DeviceBufferError("unmap of an array that is not a live mapping of this OpenCL device")
+        mapping.release(self.queue).wait()
 
     # -- the HostMirror extension -----------------------------------------------------------------------
 
     def mirror(self, host: np.ndarray, label: str, upload: bool) -> None:
-        """Keep a device buffer for the host array `host` (uploaded now when `upload`)."""
-        buffer = self.allocate(host.nbytes, label=label)
-        if upload and host.nbytes:
-            self.copy_in(buffer, host)
-        start = host.ctypes.data
-        self._mirrors.append(Mirror(start, start + host.nbytes, buffer.handle))
+        """Keep a device buffer for the host array `host`: the host's memory itself when zero-copy on
+        host-unified memory, else one uploaded now when `upload` (runtime/devices/opencl_transfers.py)."""
+        try:
+            self._mirrors.append(self.transfers.mirror(host, upload))
+            self._count(host.nbytes)
+        except Exception as exc:  # pyopencl's errors: the allocation failed
+            raise DeviceBufferError(
+                f"cannot allocate the {label} ({host.nbytes} bytes) on {self.info.name}: {exc}"
+            ) from None
 
-    def read_back(self, view: np.ndarray) -> None:
-        """Copy the device's bytes of the mirrored host `view` into it."""
-        import pyopencl as cl
+    def read_back(self, views: Sequence[np.ndarray]) -> None:
+        """Bring the mirrored host `views` (the outputs) up to date with the device's bytes."""
+        located = []
+        for view in views:
+            mirror, offset = self._mirrored(view)
+            if mirror is None:
+                raise KernelError("read_back of a host array that is not mirrored on the OpenCL device")
+            located.append((view, mirror, offset))
+        self.transfers.read_outputs(located)
 
-        mirror, offset = self._mirrored(view)
-        if mirror is None:
-            raise KernelError("read_back of a host array that is not mirrored on the OpenCL device")
-        if view.nbytes:
-            cl.enqueue_copy(self.queue, view, mirror.buffer, src_offset=offset, is_blocking=True)
+    # -- the ProfilingCounters extension ----------------------------------------------------------------
+
+    def set_profiling(self, enabled: bool) -> None:
+        if enabled and not self.transfers.profiling:
+            raise UnsupportedError(
+                f"OpenCL device {self.info.name} was opened without profiling: open it with profiling=True "
+                f"(runtime.load(..., device_options={{'profiling': True}}))"
+            )
+
+    def counters(self) -> dict[str, float]:
+        return self.transfers.counters()
+
+    def reset_counters(self) -> None:
+        self.transfers.reset()
 
     def _mirrored(self, array: np.ndarray) -> tuple[Mirror | None, int]:
         start = array.ctypes.data
@@ -247,7 +307,7 @@ class OpenCLDevice(Device):
     def load_executable(
         self, source: str | os.PathLike[str] | OpenFile, runtime: OpenFile | None = None
     ) -> Executable:
-        from runtime.devices.opencl_programs import build_program, read_library
+        from runtime.devices.opencl_programs import build_program, check_extensions, read_library
 
         if isinstance(source, OpenFile):
             data, where = os.pread(source.fd, os.fstat(source.fd).st_size, 0), str(source.path)
@@ -255,11 +315,12 @@ class OpenCLDevice(Device):
             with open(source, "rb") as handle:
                 data, where = handle.read(), str(source)
         library = read_library(data, where)
+        check_extensions(self.cl_device, library["source"], where)
         program, _ = build_program(self.context, self.cl_device, library["source"], where)
         return Executable("opencl", where, (program, library["kernels"]))
 
     def record(self, executable: Executable, entry: str, args: Sequence[KernelArg]) -> OpenCLLaunch:
-        import pyopencl as cl
+        cl = pyopencl()
 
         program, kernels = executable.handle
         meta: dict[str, Any]
@@ -273,12 +334,15 @@ class OpenCLDevice(Device):
             raise KernelError(f"kernel {entry!r} is not in {executable.path}")
         if len(args) != meta["params"]:
             raise KernelError(f"kernel {entry!r} takes {meta['params']} arguments, got {len(args)}")
-        launch = OpenCLLaunch(self.queue)
+        launch = OpenCLLaunch(self.transfers)
         params = [self._argument(arg, i, entry, launch) for i, arg in enumerate(args)]
         scratch = [cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(int(n), 1)) for n in meta["scratch"]]
         for step in meta["launches"]:
             kernel = cl.Kernel(program, step["kernel"])
             kernel.set_args(*[params[i] if kind == "param" else scratch[i] for kind, i in step["args"]])
+            for index, (kind, i) in enumerate(step["args"]):
+                if kind == "param" and i in launch.inputs:  # an input's buffer may change each run
+                    launch.inputs[i][0].uses.append((kernel, index))
             global_size, local_size = tuple(step["global"]), tuple(step["local"])
             # the launch keeps its buffers alive: clSetKernelArg does not retain them, and a collected
             # sub-buffer is released (NVIDIA then refuses the launch, INVALID_MEM_OBJECT)
@@ -292,7 +356,7 @@ class OpenCLDevice(Device):
     ) -> None:
         """Launch one device kernel (`buffers`: its arguments and scratch, kept alive with the launch);
         a refused launch is a `KernelError` naming the kernel, its sizes and the device."""
-        import pyopencl as cl
+        cl = pyopencl()
 
         try:
             cl.enqueue_nd_range_kernel(self.queue, kernel, global_size, local_size)
@@ -303,13 +367,13 @@ class OpenCLDevice(Device):
             ) from exc
 
     def _argument(self, arg: KernelArg, position: int, entry: str, launch: OpenCLLaunch) -> Any:
-        import pyopencl as cl
+        cl = pyopencl()
 
         if isinstance(arg, Unbound):
             nbytes = int(np.prod(arg.shape, dtype=np.int64)) * np.dtype(arg.dtype).itemsize
-            buffer = cl.Buffer(self.context, cl.mem_flags.READ_ONLY, max(nbytes, 1))
-            launch.inputs[position] = (buffer, None)
-            return buffer
+            slot = self.transfers.input_slot(nbytes)
+            launch.inputs[position] = (slot, None)
+            return slot.own
         if isinstance(arg, BufferView):
             return self._sub_buffer(
                 arg.buffer.handle, arg.offset, arg.buffer.nbytes - arg.offset, entry, position
@@ -329,7 +393,7 @@ class OpenCLDevice(Device):
                           f"take buffers only")  # fmt: skip
 
     def _sub_buffer(self, buffer: Any, offset: int, nbytes: int, entry: str, position: int) -> Any:
-        import pyopencl as cl
+        cl = pyopencl()
 
         if offset == 0 and nbytes == buffer.size:
             return buffer
@@ -342,7 +406,7 @@ class OpenCLDevice(Device):
         return buffer.get_sub_region(offset, max(nbytes, 1), cl.mem_flags.READ_WRITE)
 
     def synchronize(self) -> None:
-        import pyopencl as cl
+        cl = pyopencl()
 
         self.queue.finish()
         for host, buffer in self._read_backs:
@@ -350,4 +414,4 @@ class OpenCLDevice(Device):
         self._read_backs.clear()
 
     def close(self) -> None:
-        self.queue.finish()
+        self.transfers.close()

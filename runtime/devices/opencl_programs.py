@@ -5,7 +5,8 @@ Rule: the library (targets/opencl/build.py) is JSON: `format`, the device `profi
 binary cached under `$HAI_CACHE_DIR/opencl` (or `~/.cache/hai/opencl`) keyed by the device's name,
 platform, driver version and the source's sha256; a cached binary is used only when its own sha256
 (kept beside it) matches, like any file the runtime loads, else it is rebuilt. A source that fails to
-build raises a `KernelError` carrying the driver's build log. Imports numpy-free stdlib and pyopencl.
+build raises a `KernelError` carrying the driver's build log; one that enables an OpenCL extension the
+device lacks is refused before it is built (`check_extensions`). Imports numpy-free stdlib and pyopencl.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import ArtifactError, KernelError
+from runtime.errors import ArtifactError, KernelError, UnsupportedError
 
 LIBRARY_FORMAT = "hai-opencl-1"
+EXTENSION_PRAGMA = re.compile(r"#pragma\s+OPENCL\s+EXTENSION\s+(\w+)\s*:\s*enable")
 
 
 def read_library(data: bytes, where: str) -> dict[str, Any]:
@@ -30,6 +33,18 @@ def read_library(data: bytes, where: str) -> dict[str, Any]:
     if not isinstance(library, dict) or library.get("format") != LIBRARY_FORMAT:
         raise ArtifactError(f"{where} is not an OpenCL kernel library of format {LIBRARY_FORMAT!r}")
     return library
+
+
+def check_extensions(device: Any, source: str, where: str) -> None:
+    """Refuse a program whose source enables an OpenCL extension `device` lacks (an fp16 artifact on a
+    device without cl_khr_fp16), naming both, before the driver fails to build it."""
+    missing = sorted(set(EXTENSION_PRAGMA.findall(source)) - set(device.extensions.split()))
+    if missing:
+        raise UnsupportedError(
+            f"{where} needs the OpenCL extension(s) {', '.join(missing)}, which device "
+            f"{device.name.strip()!r} ({device.platform.name.strip()}) lacks; run it on a device that has "
+            f"them, or recompile for this device's profile (hai doctor; fp16: --precision fp32)"
+        )
 
 
 def cache_folder() -> Path:

@@ -136,6 +136,12 @@ class OpenCLTarget(TargetBackend):
 
         return link_library(objects, desc, dataclasses.asdict(self.profile(desc)), digest)
 
+    def kernel_scratch(self, library: Path) -> dict[str, tuple[int, ...]]:
+        from runtime.devices.opencl_programs import read_library
+
+        kernels = read_library(library.read_bytes(), str(library))["kernels"]
+        return {name: tuple(int(n) for n in kernel["scratch"]) for name, kernel in kernels.items()}
+
     def build(
         self, kernels: Sequence[LoweredKernel], desc: TargetDescription, digest: bytes | None = None
     ) -> Path:

@@ -37,6 +37,8 @@ class DeviceProfile:
     int8_dot: bool = False
     host_unified: bool = False
     base_align_bits: int = 1024
+    global_memory_bytes: int = 0  # CL_DEVICE_GLOBAL_MEM_SIZE: --device-memory-budget's default; 0 unknown
+    max_allocation_bytes: int = 0  # CL_DEVICE_MAX_MEM_ALLOC_SIZE; 0 unknown
 
     @property
     def base_align_bytes(self) -> int:
@@ -73,6 +75,8 @@ class DeviceProfile:
             int8_dot=bool(facts.get("int8_dot_product", False)),
             host_unified=bool(facts.get("host_unified_memory", False)),
             base_align_bits=int(facts.get("base_align_bits") or 1024),
+            global_memory_bytes=int(facts.get("global_memory_bytes", 0)),
+            max_allocation_bytes=int(facts.get("max_allocation_bytes", 0)),
         )
 
 
@@ -81,12 +85,16 @@ PRESETS: dict[str, DeviceProfile] = {
         name="pocl-cpu", type="CPU", compute_units=2, max_work_group_size=4096,
         local_memory_bytes=2 * 2**20, vector_width_float=16, vector_width_half=0,
         host_unified=True, base_align_bits=1024,
+        global_memory_bytes=4 * 2**30, max_allocation_bytes=2**30,
     ),
     "nvidia-h100": DeviceProfile(
         name="nvidia-h100", type="GPU", compute_units=132, max_work_group_size=1024,
         local_memory_bytes=48 * 2**10, vector_width_float=1, vector_width_half=0,
         sub_group_size=32, fp16=True, host_unified=False, base_align_bits=4096,
+        global_memory_bytes=79 * 2**30, max_allocation_bytes=19 * 2**30,
     ),
 }  # fmt: skip
 """Named profiles `--cpu` takes: PoCL's CPU device (CI) and the NVIDIA H100 through NVIDIA's OpenCL
-3.0 driver (its facts as that driver reports them)."""
+3.0 driver (its facts as that driver reports them). Their memory is a floor, not a measurement: PoCL
+reports a share of the host's RAM (4 GiB is less than any CI machine gives), and the H100 80 GB card
+about 79 GiB, a quarter of it in one allocation (rounded down)."""

@@ -13,7 +13,9 @@ the copies `run` returns); the runtime's state for the plan (its parsed
 steps, argument headers and page bookkeeping: a constant per step and per
 page); and the runtime's own baseline. Both constants belong to the target
 description, measured by bench/runtime_baseline.py (never while compiling,
-so artifacts stay deterministic). It is recorded as the
+so artifacts stay deterministic). A device with memory of its own (OpenCL)
+adds an eighth, its driver's buffers in host memory (`device buffers`:
+targets/plan/device_memory.py). It is recorded as the
 plan's `planned_peak_bytes`.
 
 A plan fits a budget when its planned peak does. The smallest budget a model
@@ -48,6 +50,10 @@ TERMS = (
 )
 
 
+DEVICE_TERM = "device buffers"
+"""The term of an OpenCL plan's driver buffers in host memory (staging, or a host-unified device's)."""
+
+
 class MemoryBudgetError(HaiError):
     """A `--memory-budget` under the smallest budget the model can run with; the message names that one."""
 
@@ -65,6 +71,7 @@ class MemoryAccount:
     baseline: int
     scratch: int = 0
     page_size: int = 0
+    device: int = 0  # a device driver's buffers in host memory (targets/plan/device_memory.py)
 
     @property
     def paged(self) -> bool:
@@ -74,7 +81,8 @@ class MemoryAccount:
     def terms(self) -> dict[str, int]:
         values = (self.arena, self.weights, self.kernels, self.scratch, self.io, self.state, self.baseline)
         names = ("arena", "page pool", *TERMS[2:]) if self.paged else TERMS
-        return dict(zip(names, values, strict=True))
+        terms = dict(zip(names, values, strict=True))
+        return terms | {DEVICE_TERM: self.device} if self.device else terms
 
     @property
     def planned_peak(self) -> int:

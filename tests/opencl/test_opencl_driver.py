@@ -4,6 +4,7 @@ its hash check, build logs, device selection, alignment of views, a profile from
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,51 @@ def test_no_matching_device_is_named(opencl_device: dict, monkeypatch: pytest.Mo
     assert OpenCLDriver().probe() == []
     with pytest.raises(DeviceNotFoundError, match="HAI_OPENCL_DEVICE='no such device'"):
         OpenCLDriver().open(0)
+
+
+def test_no_platform_is_a_clear_error(opencl_device: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the ICD loader finds no platform, the error says so and how to get one (never a traceback)."""
+    import pyopencl as cl
+
+    def no_platform() -> list:
+        raise cl.LogicError("clGetPlatformIDs failed: PLATFORM_NOT_FOUND_KHR")
+
+    monkeypatch.setattr(cl, "get_platforms", no_platform)
+    assert OpenCLDriver().probe() == []
+    with pytest.raises(
+        DeviceNotFoundError, match=r"no OpenCL platform: .*PLATFORM_NOT_FOUND_KHR.*pocl-opencl-icd"
+    ):
+        OpenCLDriver().open(0)
+
+
+def test_a_filter_matching_no_device_names_the_devices(
+    opencl_device: dict, tmp_path: Path, monkeypatch
+) -> None:  # noqa: ANN001
+    options = CompileOptions(target="opencl", cpu="pocl-cpu", input_shapes={"image": (1, 1, 8, 8)})
+    artifact = compile_model(Path(EMBEDDED_MODEL), tmp_path / "d.hai", options).path
+    monkeypatch.setenv("HAI_OPENCL_DEVICE", "no such device")
+    with pytest.raises(
+        DeviceNotFoundError, match=rf"'no such device' among .*{re.escape(opencl_device['name'])}"
+    ):
+        runtime.load(artifact)
+
+
+@pytest.mark.parametrize("extension", ["cl_khr_fp16", "cl_hai_never_offered"])
+def test_a_program_needing_a_missing_extension_is_refused(device, extension: str, tmp_path: Path) -> None:  # noqa: ANN001
+    """An fp16 program on a device without cl_khr_fp16 (any extension its source enables) is refused
+    before the build, naming the extension and the device."""
+    if extension in device.cl_device.extensions.split():
+        pytest.skip(f"{device.info.name} offers {extension}")
+    library = tmp_path / "kernels.opencl.so"
+    source = f"#pragma OPENCL EXTENSION {extension} : enable\n" + SOURCE
+    library.write_text(
+        json.dumps({"format": opencl_programs.LIBRARY_FORMAT, "source": source, "kernels": {}})
+    )
+    with pytest.raises(
+        UnsupportedError,
+        match=rf"needs the OpenCL extension\(s\) {extension}, which device '{re.escape(device.info.name)}",
+    ):
+        device.load_executable(library)
 
 
 def test_compiled_for_the_doctor_profile(opencl_device: dict, tmp_path: Path) -> None:

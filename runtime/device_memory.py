@@ -1,0 +1,80 @@
+"""Device memory of a plan (`--device-memory-budget`): planned by the compiler, recorded, checked at load.
+
+Rule: a device with memory of its own (OpenCL, runtime/devices/opencl.py) holds, while a model is
+loaded, one buffer for the arena and one for the weights, one for each input argument of its
+launches (written each run) and the scratch buffers of every launch (the kernel library lists each
+kernel's; they are allocated when the launch is recorded and kept). Their sum is the plan's device
+memory, and its largest buffer must fit one allocation. The compiler records both per device, with
+the budget it planned against (`ExecutionPlan.device_memory`); `load` refuses a device whose global
+memory (CL_DEVICE_GLOBAL_MEM_SIZE) is less than the sum, or whose largest allocation
+(CL_DEVICE_MAX_MEM_ALLOC_SIZE) is less than the largest buffer, naming the device, the bytes and the
+option, before it allocates anything there. Imports the standard library and `runtime` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from runtime.artifact import DeviceMemory, ExecutionPlan, Manifest
+from runtime.errors import InsufficientMemoryError
+from runtime.hai import Device
+
+OPTION = "--device-memory-budget"
+
+
+class DeviceMemoryError(InsufficientMemoryError):
+    """The device has less memory (or a smaller largest allocation) than the artifact's plan holds there."""
+
+
+def device_buffers(
+    plan: ExecutionPlan, weights_size: int, scratch: Mapping[str, Sequence[int]], device: str
+) -> dict[str, list[int]]:
+    """The sizes of the buffers `device` holds for `plan`, by term (module doc); `scratch`: each
+    kernel's scratch buffer sizes, from its library."""
+    steps = [step for step in plan.steps if step.device == device]
+    return {
+        "arena": [plan.arena_size],
+        "weights": [weights_size],
+        "inputs": [slot.nbytes for step in steps for slot in step.args if slot.kind == "input"],
+        "kernel scratch": [n for step in steps for n in scratch.get(step.kernel, ())],
+    }
+
+
+def device_memory(
+    plan: ExecutionPlan,
+    weights_size: int,
+    scratch: Mapping[str, Sequence[int]],
+    device: str,
+    budget: int | None,
+) -> DeviceMemory:
+    """The manifest's record of what `device` holds for `plan` (module doc)."""
+    buffers = device_buffers(plan, weights_size, scratch, device)
+    every = [n for sizes in buffers.values() for n in sizes]
+    return DeviceMemory(device, sum(every), max(every, default=0), budget)
+
+
+def check_device_memory(manifest: Manifest, name: str, device: Device, directory: Path) -> None:
+    """Refuse `device` (the plan's device `name`) when it is too small for what the plan holds there."""
+    for planned in manifest.plan.device_memory:
+        if planned.device != name:
+            continue
+        total = device.capabilities().memory_bytes
+        largest = int(device.info.properties.get("max_allocation_bytes") or total)
+        where = f"{name} device {device.info.name!r}"
+        budget = f"{planned.budget_bytes} bytes" if planned.budget_bytes is not None else "no budget"
+        if planned.total_bytes > total:
+            raise DeviceMemoryError(
+                f"artifact {directory} needs {planned.total_bytes} bytes of device memory (arena, weights, "
+                f"inputs and kernel scratch; planned with {OPTION} {budget}), but {where} has "
+                f"{total} bytes: run it on a device with at least {planned.total_bytes} bytes, or compile "
+                f"smaller input shapes ({OPTION} {total}, or this device's hai doctor profile, checks a "
+                f"plan against it when compiling)"
+            )
+        if planned.largest_buffer_bytes > largest:
+            raise DeviceMemoryError(
+                f"artifact {directory} needs a device buffer of {planned.largest_buffer_bytes} bytes, but "
+                f"{where} allocates at most {largest} bytes at once (CL_DEVICE_MAX_MEM_ALLOC_SIZE): run it "
+                f"on a device that allocates that much, or compile smaller input shapes (this device's hai "
+                f"doctor profile checks a plan against it when compiling)"
+            )
