@@ -4,8 +4,9 @@ Rule: `probe` lists every device of every platform (`HAI_OPENCL_DEVICE`, a subst
 or device name, keeps only matching ones; the index counts what is left). A device's memory is its
 own, not the host's: the model hands it the host arena and weights through the `HostMirror`
 extension (runtime/hai.py), and it keeps one device buffer for each; an argument that is a view of
-them is the sub-buffer at the view's offset, which must be a multiple of CL_DEVICE_MEM_BASE_ADDR_ALIGN
-(the planner aligns offsets to it). An input recorded `Unbound` gets a slot of its own, given the
+them is that buffer and the view's element offset (every kernel takes one `int` offset per buffer,
+targets/opencl/build.py `with_offsets`; no sub-buffers: NVIDIA's OpenCL computed wrong results
+through overlapping sub-buffers of one arena). An input recorded `Unbound` gets a slot of its own, given the
 bound host array's bytes at each run; a plain host array (the plan digest's output) a temporary
 buffer, read back at `synchronize`. How bytes move (zero-copy on host-unified memory, pinned staging
 on a discrete device, plain copies with `zero_copy=False`) is runtime/devices/opencl_transfers.py;
@@ -326,7 +327,7 @@ class OpenCLDevice(Device):
         meta: dict[str, Any]
         if entry == PLAN_DIGEST_SYMBOL:
             one = [1, 1, 1]
-            meta = {"launches": [{"kernel": entry, "global": one, "local": one, "args": [["param", 0]]}],
+            meta = {"launches": [{"kernel": entry, "global": one, "local": one, "args": [["param", 0, 1]]}],
                     "scratch": [], "params": 1}  # fmt: skip
         elif entry in kernels:
             meta = kernels[entry]
@@ -339,13 +340,16 @@ class OpenCLDevice(Device):
         scratch = [cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(int(n), 1)) for n in meta["scratch"]]
         for step in meta["launches"]:
             kernel = cl.Kernel(program, step["kernel"])
-            kernel.set_args(*[params[i] if kind == "param" else scratch[i] for kind, i in step["args"]])
-            for index, (kind, i) in enumerate(step["args"]):
+            buffers = [params[i] if kind == "param" else (scratch[i], 0) for kind, i, _ in step["args"]]
+            sizes = [size for _, _, size in step["args"]]
+            offsets = [np.int32(self._elements(offset, size, entry, n))
+                       for n, ((_, offset), size) in enumerate(zip(buffers, sizes, strict=True))]  # fmt: skip
+            kernel.set_args(*[buffer for buffer, _ in buffers], *offsets)
+            for index, (kind, i, _) in enumerate(step["args"]):
                 if kind == "param" and i in launch.inputs:  # an input's buffer may change each run
                     launch.inputs[i][0].uses.append((kernel, index))
             global_size, local_size = tuple(step["global"]), tuple(step["local"])
-            # the launch keeps its buffers alive: clSetKernelArg does not retain them, and a collected
-            # sub-buffer is released (NVIDIA then refuses the launch, INVALID_MEM_OBJECT)
+            # the launch keeps its buffers alive: clSetKernelArg does not retain them
             launch.enqueues.append(
                 functools.partial(self._enqueue, kernel, global_size, local_size, (params, scratch))
             )
@@ -366,44 +370,38 @@ class OpenCLDevice(Device):
                 f"could not be launched on {self.cl_device.name.strip()}: {exc}"
             ) from exc
 
-    def _argument(self, arg: KernelArg, position: int, entry: str, launch: OpenCLLaunch) -> Any:
+    def _argument(self, arg: KernelArg, position: int, entry: str, launch: OpenCLLaunch) -> tuple[Any, int]:
+        """The buffer an argument lives in and the byte its view starts at."""
         cl = pyopencl()
 
         if isinstance(arg, Unbound):
             nbytes = int(np.prod(arg.shape, dtype=np.int64)) * np.dtype(arg.dtype).itemsize
             slot = self.transfers.input_slot(nbytes)
             launch.inputs[position] = (slot, None)
-            return slot.own
+            return slot.own, 0
         if isinstance(arg, BufferView):
-            return self._sub_buffer(
-                arg.buffer.handle, arg.offset, arg.buffer.nbytes - arg.offset, entry, position
-            )
+            return arg.buffer.handle, arg.offset
         if isinstance(arg, np.ndarray):
             mirror, offset = self._mirrored(arg)
             if mirror is not None:
-                return self._sub_buffer(mirror.buffer, offset, arg.nbytes, entry, position)
+                return mirror.buffer, offset
             buffer = (
                 cl.Buffer(self.context, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR, hostbuf=arg)
                 if arg.nbytes
                 else cl.Buffer(self.context, cl.mem_flags.READ_WRITE, 1)
             )
             self._read_backs.append((arg, buffer))
-            return buffer
+            return buffer, 0
         raise KernelError(f"kernel {entry!r}: argument #{position} is a {type(arg).__name__}; OpenCL kernels "
                           f"take buffers only")  # fmt: skip
 
-    def _sub_buffer(self, buffer: Any, offset: int, nbytes: int, entry: str, position: int) -> Any:
-        cl = pyopencl()
-
-        if offset == 0 and nbytes == buffer.size:
-            return buffer
-        if offset % self.alignment:
-            raise UnsupportedError(
-                f"kernel {entry!r}: argument #{position} lies at byte {offset} of its buffer, not a multiple "
-                f"of this device's base-address alignment ({self.alignment} bytes); recompile for this "
-                f"device's profile (hai doctor) so the planner aligns it"
-            )
-        return buffer.get_sub_region(offset, max(nbytes, 1), cl.mem_flags.READ_WRITE)
+    @staticmethod
+    def _elements(offset: int, itemsize: int, entry: str, position: int) -> int:
+        """A view's byte offset in elements of the kernel's pointer type."""
+        if offset % itemsize:
+            raise UnsupportedError(f"kernel {entry!r}: argument #{position} starts at byte {offset}, not a "
+                                   f"whole {itemsize}-byte element of its buffer")  # fmt: skip
+        return offset // itemsize
 
     def synchronize(self) -> None:
         cl = pyopencl()

@@ -20,7 +20,7 @@ from typing import Any
 
 from runtime.errors import ArtifactError, KernelError, UnsupportedError
 
-LIBRARY_FORMAT = "hai-opencl-1"
+LIBRARY_FORMAT = "hai-opencl-2"
 EXTENSION_PRAGMA = re.compile(r"#pragma\s+OPENCL\s+EXTENSION\s+(\w+)\s*:\s*enable")
 
 

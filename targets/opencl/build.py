@@ -4,7 +4,8 @@ Rule: a kernel compiles alone (`tvm.compile` for `{"kind": "opencl", "host": {"k
 only its device half is kept: the OpenCL C of `lib.mod.imports[0].inspect_source()`, and for each
 device kernel TVM split it into (`<name>_kernel`, `<name>_kernel_1`, ... in the order they run) its
 launch sizes (targets/opencl/threads.py) and its arguments, each a parameter of the PrimFunc or a
-scratch buffer of its own (an intermediate TVM would have the host allocate). A kernel that gives no
+scratch buffer of its own (an intermediate TVM would have the host allocate), with its element size:
+every buffer comes with the element offset of the view it stands for (`with_offsets`). A kernel that gives no
 device code is refused naming it, and so is one with a work-group barrier inside a branch on the
 work-item's id (`divergent_barriers`): the work-items that skip it never arrive, and a GPU hangs there
 (a CPU device such as PoCL runs it). The kernel library of a plan (`link_library`) is one JSON file:
@@ -27,11 +28,15 @@ from targets.lowering.kernel import LoweredKernel
 from targets.opencl.threads import ThreadBindingError, buffer_names, describe, launch_sizes, thread_schedule
 from targets.target import TargetDescription
 
-LIBRARY_FORMAT = "hai-opencl-1"
+LIBRARY_FORMAT = "hai-opencl-2"
 PLAN_DIGEST_SYMBOL = "hai_plan_digest"
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 _NOT_IDENTIFIER = re.compile(r"\W")
 _SIGNATURE = re.compile(r"__kernel void (\w+)\(([^)]*)\)\s*\{")
+_DECLARATION = re.compile(r"__kernel void (\w+)\(([^)]*)\)(\s*)([;{])")
+ITEMSIZE = {"char": 1, "uchar": 1, "bool": 1, "short": 2, "ushort": 2, "half": 2, "int": 4, "uint": 4,
+            "float": 4, "long": 8, "ulong": 8, "double": 8}  # fmt: skip
+"""Bytes of the OpenCL C element types a kernel parameter may point to."""
 
 
 def kernel_record(kernel: LoweredKernel, target_json: dict[str, Any]) -> dict[str, Any]:
@@ -53,6 +58,7 @@ def kernel_record(kernel: LoweredKernel, target_json: dict[str, Any]) -> dict[st
         raise ThreadBindingError(
             f"{describe(kernel)}: TVM emitted kernels {sorted(defined)} for {len(sizes)} thread-bound nests"
         )
+    types = {name: _parameter_types(text) for name, text in defined.items()}
     buffers = [("param", i, name) for i, name in enumerate(params)]
     buffers += [("scratch", i, name) for i, (name, _) in enumerate(scratch)]
     launches = []
@@ -63,13 +69,13 @@ def kernel_record(kernel: LoweredKernel, target_json: dict[str, Any]) -> dict[st
             if found is None:
                 raise ThreadBindingError(f"{describe(kernel)}: device kernel {name} takes {parameter!r}, "
                                          f"which names no buffer of the kernel")  # fmt: skip
-            args.append(list(found))
+            args.append([*found, ITEMSIZE[types[name][parameter]]])
         launches.append({
             "kernel": name, "global": list(size.global_size), "local": list(size.local_size), "args": args,
         })  # fmt: skip
     return {
         "name": kernel.name,
-        "source": source,
+        "source": with_offsets(source),
         "launches": launches,
         "scratch": [nbytes for _, nbytes in scratch],
         "params": len(params),
@@ -97,6 +103,31 @@ def divergent_barriers(source: str) -> list[str]:
         if text.endswith("{"):
             blocks.append(text)
     return found
+
+
+def with_offsets(source: str) -> str:
+    """Every kernel of `source` takes, after its buffers, one `int <buffer>_off` each, the element its
+    view starts at, and shifts the pointer by it first: the driver passes a view of the arena or
+    the weights as that buffer and offset, never as a sub-buffer (NVIDIA's OpenCL gave wrong results
+    with overlapping sub-buffers of one arena)."""
+
+    def rewrite(match: re.Match[str]) -> str:
+        name, text, space, end = match.groups()
+        names = _parameters(text)
+        signature = f"__kernel void {name}({text}, {', '.join(f'int {p}_off' for p in names)}){space}{end}"
+        return signature + ("".join(f" {p} += {p}_off;" for p in names) if end == "{" else "")
+
+    return _DECLARATION.sub(rewrite, source)
+
+
+def _parameter_types(text: str) -> dict[str, str]:
+    """Each pointer parameter's element type (`__global float* restrict x_ptr` -> float)."""
+    types = {}
+    for each in text.split(","):
+        words = each.replace("*", " * ").split()
+        if "*" in words:
+            types[words[-1]] = words[words.index("*") - 1]
+    return types
 
 
 def _parameters(text: str) -> list[str]:
@@ -154,9 +185,9 @@ def kernel_file(
 
 
 def digest_source(digest: bytes) -> str:
-    """`hai_plan_digest(out)`: writes the 32 bytes of `digest` (one work-item)."""
+    """`hai_plan_digest(out, out_off)`: writes the 32 bytes of `digest` (one work-item)."""
     stores = " ".join(f"out[{i}] = {byte}u;" for i, byte in enumerate(digest))
-    return f"__kernel void {PLAN_DIGEST_SYMBOL}(__global uchar* restrict out) {{ {stores} }}\n"
+    return with_offsets(f"__kernel void {PLAN_DIGEST_SYMBOL}(__global uchar* restrict out) {{ {stores} }}\n")
 
 
 def link_library(

@@ -64,10 +64,33 @@ def test_a_build_error_leads_with_the_failing_lines_of_the_log() -> None:
     assert opencl_programs.build_errors("no such line\nsecond") == "no such line"
 
 
-def test_a_view_off_the_base_alignment_is_refused(device) -> None:  # noqa: ANN001
-    buffer = device.allocate(4 * device.alignment)
-    with pytest.raises(UnsupportedError, match=r"byte 4 of its buffer.*base-address alignment"):
-        device._sub_buffer(buffer.handle, 4, 16, "hai_k", 2)
+def test_views_are_their_buffer_and_an_element_offset(device, tmp_path: Path) -> None:  # noqa: ANN001
+    """Two views of one buffer, neither at the base-address alignment, one kernel reading the first
+    and writing the second: passed as the buffer and each view's element offset (no sub-buffers)."""
+    from runtime.hai import BufferView
+    from targets.opencl.build import LIBRARY_FORMAT, with_offsets
+
+    source = with_offsets(
+        "__kernel void hai_k_kernel(__global float* restrict a_ptr, __global float* restrict b_ptr) {\n"
+        "  b_ptr[get_global_id(0)] = a_ptr[get_global_id(0)] * 2.0f;\n}\n"
+    )
+    launch = {"kernel": "hai_k_kernel", "global": [4, 1, 1], "local": [1, 1, 1],
+              "args": [["param", 0, 4], ["param", 1, 4]]}  # fmt: skip
+    kernel = {"launches": [launch], "scratch": [], "params": 2, "schedule": "Flat"}
+    library = {"format": LIBRARY_FORMAT, "profile": {}, "source": source, "kernels": {"hai_k": kernel}}
+    (tmp_path / "lib.json").write_text(json.dumps(library))
+    executable = device.load_executable(tmp_path / "lib.json")
+    buffer = device.allocate(64)
+    device.copy_in(buffer, np.arange(16, dtype=np.float32))
+    f32 = np.dtype("float32")
+    views = [BufferView(buffer, 4, (4,), f32), BufferView(buffer, 36, (4,), f32)]
+    device.record(executable, "hai_k", views).run()
+    device.synchronize()
+    expected = np.arange(16, dtype=np.float32)
+    expected[9:13] = 2 * expected[1:5]
+    np.testing.assert_array_equal(device.copy_out(buffer, 0, (16,), f32), expected)
+    with pytest.raises(UnsupportedError, match="starts at byte 2, not a whole 4-byte element"):
+        device.record(executable, "hai_k", [BufferView(buffer, 2, (4,), f32), views[1]])
 
 
 def test_no_matching_device_is_named(opencl_device: dict, monkeypatch: pytest.MonkeyPatch) -> None:

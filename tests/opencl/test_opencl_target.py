@@ -82,7 +82,8 @@ def test_the_library_carries_source_and_launches(tmp_path: Any) -> None:
     record = kernel_record(elementwise_kernel(), target.tvm_target(resolve_target("opencl", cpu="pocl-cpu")))
     assert "__kernel void hai_test_double_kernel(" in record["source"]
     (launch,) = record["launches"]
-    assert launch["args"] == [["param", 0], ["param", 1]] and record["params"] == 2
+    assert launch["args"] == [["param", 0, 4], ["param", 1, 4]] and record["params"] == 2  # element sizes
+    assert "int x_ptr_off" in record["source"] and "x_ptr += x_ptr_off;" in record["source"]
     json.dumps(record)  # plain data
 
 
