@@ -22,7 +22,6 @@ TOLERANCE = 1e-4
 
 REFUSED = {
     "slanet_table": "Loop control flow is not supported yet (issue 13 §3)",
-    "oww_melspectrogram": "Clip's min bound is computed at run time (max - 80 dB); HAI needs it constant",
     "ppocrv3_det": "borderline, rel. error up to 1.4e-4; onnxruntime optimized vs unoptimized differ by 1e-4",
 }
 """Zoo models HAI does not compile or match yet, and why."""
