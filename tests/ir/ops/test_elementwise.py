@@ -244,6 +244,10 @@ RUNTIME_CLIPS = [  # (an absent bound with an infinite x: onnxruntime clips to F
     ("min-only", [("x", F), ("lo", np.array(-0.5, np.float32))]),
     ("nan-inf", [("x", SPECIAL), ("lo", np.array(-1, np.float32)), ("hi", np.array(2, np.float32))]),
     ("int32", [("x", N), ("lo", np.array(-7, np.int32)), ("hi", np.array(9, np.int32))]),
+    (
+        "bounds-of-shape-1",
+        [("x", F), ("lo", np.array([-0.3], np.float32)), ("hi", np.array([0.2], np.float32))],
+    ),
 ]
 
 
