@@ -350,9 +350,16 @@ class Graph:
             raise IRError(f"cannot rename %{value.name}: %{new_name} already exists")
         del self._values[value.name]
         if value.is_constant:
-            self.constants = {(new_name if k == value.name else k): v for k, v in self.constants.items()}
+            self._rename_constant(value.name, new_name)
         value._name = new_name
         self._values[new_name] = value
+
+    def _rename_constant(self, old: str, new: str) -> None:
+        """Rename a key of `constants`, keeping its place; the newest one (a folded result) costs O(1)."""
+        if next(reversed(self.constants)) == old:
+            self.constants[new] = self.constants.pop(old)
+        else:
+            self.constants = {(new if k == old else k): v for k, v in self.constants.items()}
 
     def _own(self, value: Value) -> Value:
         if value.name in self._values:

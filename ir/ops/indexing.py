@@ -3,7 +3,7 @@
 Rule: positions that decide a shape (Slice's bounds, OneHot's depth) are
 resolved attributes: Slice bounds are clamped into the axis the way
 `resolve_slice` does it, so inference only divides. Index *tensors* (Gather,
-ScatterND, ...) are data operands of any integer dtype; negative indices count
+ScatterND, ScatterElements, ...) are data operands of any integer dtype; negative indices count
 from the end, and an index out of range is an IRError when the op runs.
 """
 
@@ -263,6 +263,45 @@ define_op(
     infer=_scatter_nd_infer,
     compute=_scatter_nd,
     doc="A copy of `data` with the slices addressed by `indices` replaced (or reduced) by `updates`.",
+)
+
+
+# -- ScatterElements --------------------------------------------------------
+def _scatter_elements_infer(types: Sequence[TensorType | None], attrs: Mapping[str, Any]) -> list[TensorType]:
+    data, indices, updates = (_operand(types, i) for i in range(3))
+    expect_indices(indices)
+    if attrs["reduction"] not in SCATTER_REDUCTIONS:
+        raise IRError(f"reduction '{attrs['reduction']}' is not one of {', '.join(SCATTER_REDUCTIONS)}")
+    check_axes([attrs["axis"]], data.rank, "axis")
+    if indices.rank != data.rank:
+        raise IRError(f"indices {indices} must have the rank of data {data}")
+    if updates.shape != indices.shape or updates.dtype != data.dtype:
+        raise IRError(f"updates {updates} must be {data.dtype}[{','.join(map(str, indices.shape))}]")
+    return [like(data)]
+
+
+def _scatter_elements(args: Sequence[np.ndarray | None], attrs: Mapping[str, Any]) -> list[np.ndarray]:
+    data, indices, updates = args[0], args[1], args[2]
+    assert data is not None and indices is not None and updates is not None
+    axis, out = attrs["axis"], data.copy()
+    where = np.indices(indices.shape).reshape(indices.ndim, -1)
+    where[axis] = wrap_indices(indices, data.shape[axis]).reshape(-1)
+    ufunc = _SCATTER_UFUNCS.get(attrs["reduction"])
+    for position, value in zip(where.T, updates.reshape(-1), strict=True):
+        key = tuple(position)
+        out[key] = value if ufunc is None else ufunc(out[key], value)
+    return [out]
+
+
+define_op(
+    "ScatterElements",
+    family=FAMILY,
+    operands=["data", "indices", "updates"],
+    attrs={"axis": Attr(AttrKind.INT, 0), "reduction": Attr(AttrKind.STR, "none")},
+    infer=_scatter_elements_infer,
+    compute=_scatter_elements,
+    doc="A copy of `data` where out[..][indices[i][j]..][..] (the index at `axis`) is replaced (or reduced) "
+    "by updates[i][j].., applied in order.",
 )
 
 

@@ -1,17 +1,19 @@
-"""Templates of the indexing family: Slice, Gather, GatherElements, GatherND, ScatterND, Trilu, OneHot.
+"""Templates of the indexing family: Slice, Gather, GatherElements, GatherND, ScatterND,
+ScatterElements, Trilu, OneHot.
 
 Rule: index tensors are read, wrapped (negative counts from the end, as the
 reference does) and clamped into the axis by `movement.index_value`, so a bad
 index reads an edge element instead of crashing (the reference raises; a
-kernel cannot). ScatterND is the one imperative kernel: a copy of the data,
-then the updates applied one by one in order, so duplicate indices behave as
-the reference's sequential loop.
+kernel cannot). The scatters are the imperative kernels (one `_serial_scatter`):
+a copy of the data, then the updates applied one by one in order, so duplicate
+indices behave as the reference's sequential loop.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from tvm import te, tirx
 
@@ -103,6 +105,53 @@ def lower_scatter_nd(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
     """Copy the data, then apply each update slice in order (serial: later updates win)."""
+    data_type, indices_type = (v.type for v in node.operands[:2] if v is not None)
+    shape, depth = data_type.shape, indices_type.shape[-1]
+    count, piece = math.prod(indices_type.shape[:-1]), math.prod(shape[depth:])
+
+    def offset(where: Any, u: Any, index_type: DType) -> Any:
+        base = 0
+        for j in range(depth):
+            position = index_value(where[u, j], index_type, shape[j])
+            base = base + position * (math.prod(shape[j + 1 : depth]) * piece)
+        return base
+
+    return _serial_scatter(node, target, epilogue, (count, depth), piece, offset, "scatter_nd")
+
+
+@lowering("ScatterElements")
+def lower_scatter_elements(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
+    """Copy the data, then apply each update element in order; its index replaces position `axis`."""
+    data_type, indices_type = (v.type for v in node.operands[:2] if v is not None)
+    shape, positions, axis = data_type.shape, indices_type.shape, node.attrs["axis"]
+    strides = [math.prod(shape[d + 1 :]) for d in range(len(shape))]
+
+    def offset(where: Any, u: Any, index_type: DType) -> Any:
+        base, rest = 0, u
+        for d in reversed(range(len(shape))):
+            coordinate = rest % positions[d] if d else rest
+            if d == axis:
+                coordinate = index_value(where[u], index_type, shape[d])
+            base = base + coordinate * strides[d]
+            rest = rest // positions[d]
+        return base
+
+    return _serial_scatter(node, target, epilogue, (math.prod(positions),), 1, offset, "scatter_elements")
+
+
+def _serial_scatter(
+    node: Node,
+    target: TargetDescription,
+    epilogue: Sequence[Node],
+    indices_view: tuple[int, ...],
+    piece: int,
+    offset: Callable[[Any, Any, DType], Any],
+    name: str,
+) -> LoweredKernel:
+    """The scatter kernel: the data copied to the output, then for each update u (serial, in order)
+    its `piece` contiguous elements written (or reduced) at `offset(indices, u, index dtype)`."""
     from tvm.script.ir_builder import IRBuilder
     from tvm.script.ir_builder import tirx as T
 
@@ -110,27 +159,21 @@ def lower_scatter_nd(
     dtype, reduction = k.dtype(0), node.attrs["reduction"]
     if reduction != "none" and dtype in (DType.BF16, DType.I4, DType.BOOL):
         raise LoweringError(
-            f"node {node.name!r}: ScatterND reduction {reduction!r} on {dtype} is not supported"
+            f"node {node.name!r}: {node.op} reduction {reduction!r} on {dtype} is not supported"
         )
-    data_type, indices_type = (v.type for v in node.operands[:2] if v is not None)
-    shape, depth = data_type.shape, indices_type.shape[-1]
-    count, piece = math.prod(indices_type.shape[:-1]), math.prod(shape[depth:])
-    total = math.prod(shape)
-    data, indices = k.operand(0, (total,)), k.operand(1, (count, depth))
+    count, total = indices_view[0], math.prod(node.results[0].type.shape)
+    data, indices = k.operand(0, (total,)), k.operand(1, indices_view)
     updates = k.operand(2, (count * piece,))
     out = te.placeholder((total,), storage_dtype(dtype), name="out")
     with IRBuilder() as ib:
         with T.prim_func():
-            T.func_name("scatter_nd")
+            T.func_name(name)
             bufs = {t.op.name: T.arg(t.op.name, T.Buffer(t.shape, t.dtype)) for t in [*k.parameters(), out]}
             src, where, new, dst = (bufs[t.op.name] for t in (data, indices, updates, out))
             with T.serial(0, total) as e:
                 T.buffer_store(dst, src[e], [e])
             with T.serial(0, count) as u:
-                base = 0
-                for j in range(depth):
-                    position = index_value(where[u, j], k.dtype(1), shape[j])
-                    base = base + position * (math.prod(shape[j + 1 : depth]) * piece)
+                base = offset(where, u, k.dtype(1))
                 with T.serial(0, piece) as e:
                     value = new[u * piece + e]
                     if reduction != "none":

@@ -83,6 +83,16 @@ def test_replace_value_keeps_output_names() -> None:
     assert graph.outputs[0].name == name
 
 
+def test_renaming_a_constant_keeps_its_place() -> None:
+    graph = Graph()
+    a, b, c = (graph.add_constant(n, np.zeros(1, np.float32)) for n in "abc")
+    graph.rename(c, "newest")  # the newest constant (what folding renames)
+    graph.rename(a, "oldest")
+    assert list(graph.constants) == ["oldest", "b", "newest"]
+    assert [graph.constants[n] for n in ("oldest", "b", "newest")] == [a, b, c]
+    assert graph.value("newest") is c and not graph.has_value("c")
+
+
 def test_unique_names_and_constants() -> None:
     graph = Graph()
     a = graph.add_constant("w", np.zeros(3, np.float32))

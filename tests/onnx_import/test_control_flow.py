@@ -121,6 +121,18 @@ def test_loop_slicing_by_its_iteration_unrolls_once_bound(m: int) -> None:
     )
 
 
+def test_a_loop_slicing_by_its_iteration_over_the_unroll_limit_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(control, "UNROLL_LIMIT", 20)  # 4 iterations of a 10-node body pass it
+    with pytest.raises(StaticOperandError) as caught:
+        import_onnx(loop(trip_count=4, scan_output=False))
+    message = str(caught.value)
+    assert "(Loop): its body needs values known at compile time" in message
+    assert "(Slice): starts" in message
+    assert "3 iterations of its 10-node body pass the 20 ONNX nodes" in message
+
+
 def test_loop_scan_outputs_need_a_static_trip_count() -> None:
     model = loop(trip_count=None, scan_output=True)
     with pytest.raises(

@@ -173,6 +173,25 @@ CASES = [
         {"reduction": "max"},
     ),
     Case("scatter_nd_bool", "ScatterND", [sample((5,), bool), idx([[3], [0]]), np.array([True, False])]),
+    # ScatterElements (the index replaces position `axis`; in order, duplicates reduce)
+    Case(
+        "scatter_elements_f32",
+        "ScatterElements",
+        [sample((3, 4, 5), np.float32), idx([[[4, -1, 0]], [[2, 2, 1]]]), sample((2, 1, 3), np.float32, 1)],
+        {"axis": 2},
+    ),
+    Case(
+        "scatter_elements_add_dup",
+        "ScatterElements",
+        [sample((4, 3), np.float32), idx([[1, 0], [1, 0], [-1, 2]], np.int32), sample((3, 2), np.float32, 1)],
+        {"axis": 0, "reduction": "add"},
+    ),
+    Case(
+        "scatter_elements_min_i64",
+        "ScatterElements",
+        [sample((2, 5), np.int64), idx([[0, 4], [3, 3]]), sample((2, 2), np.int64, 1)],
+        {"axis": 1, "reduction": "min"},
+    ),
     # Trilu, OneHot
     Case("trilu_upper_f32", "Trilu", [sample((2, 4, 5), np.float32)], {"upper": 1, "k": 1}),
     Case("trilu_lower_i8", "Trilu", [sample((5, 3), np.int8)], {"upper": 0, "k": -1}),

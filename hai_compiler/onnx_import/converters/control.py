@@ -106,7 +106,7 @@ def convert_loop(ctx: ConversionContext) -> Sequence[Value | None]:
     if _flag(cond) is False:
         trip_count = 0  # a loop whose condition is false from the start runs no iteration
     unrolled = _unroll_loop(ctx, body, trip_count if limit is not None else None, _flag(cond), values)
-    if unrolled is not None:
+    if not isinstance(unrolled, str):
         return unrolled
     scans = len(body.output) - 1 - len(values)
     if scans and trip_count < 0:
@@ -115,37 +115,49 @@ def convert_loop(ctx: ConversionContext) -> Sequence[Value | None]:
             f"{ctx.where}: {what} must be known at compile time: its scan outputs are stacked over the "
             "iterations, and HAI's static shapes need their length"
         )
-    region = ctx.subgraphs.region("body", body, [SCALAR_I64, SCALAR_BOOL, *(v.type for v in values)])
+    try:
+        region = ctx.subgraphs.region("body", body, [SCALAR_I64, SCALAR_BOOL, *(v.type for v in values)])
+    except StaticOperandError as exc:
+        first = str(exc).splitlines()[-1].strip(" -")
+        raise StaticOperandError(
+            f"{ctx.where}: its body needs values known at compile time ({first}), so it imports only "
+            f"unrolled, and it was not unrolled: {unrolled}"
+        ) from None
     return ctx.emit("Loop", [limit, cond, *values], {"trip_count": trip_count}, regions=[region])
 
 
 def _unroll_loop(
     ctx: ConversionContext, body: onnx.GraphProto, count: int | None, cond: bool | None, carried: list[Value]
-) -> list[Value] | None:
-    """The Loop's results with its body inlined per iteration, or None (nothing made) when its
+) -> list[Value] | str:
+    """The Loop's results with its body inlined per iteration, or why not (nothing made) when its
     iterations are not known or too many."""
-    if cond is None or (count is not None and count < 0):
-        return None
+    if cond is None:
+        return "its condition is computed at run time"
+    if count is not None and count < 0:
+        return "its trip count is computed at run time"
     checkpoint = ctx.subgraphs.checkpoint()
     scans: list[list[Value]] = [[] for _ in body.output[1 + len(carried) :]]
     iteration = 0
     while cond and (count is None or iteration < count):
         if (iteration + 1) * _nodes(body) > UNROLL_LIMIT:
             ctx.subgraphs.rollback(checkpoint)
-            return None
+            return (
+                f"{iteration + 1} iterations of its {_nodes(body)}-node body pass the {UNROLL_LIMIT} ONNX "
+                "nodes an unrolled loop may become"
+            )
         step = ctx.constant(np.array(iteration, np.int64), "iteration")
         outputs = ctx.subgraphs.inline(body, [step, ctx.constant(np.array(True), "cond"), *carried])
         cond = _flag(outputs[0])
         if cond is None:
             ctx.subgraphs.rollback(checkpoint)
-            return None
+            return f"its condition after iteration {iteration} is computed at run time"
         carried = outputs[1 : 1 + len(carried)]
         for values, value in zip(scans, outputs[1 + len(carried) :]):
             values.append(value)
         iteration += 1
     if scans and not iteration:
         ctx.subgraphs.rollback(checkpoint)
-        return None  # zero iterations: the region's types give the empty scan outputs
+        return "it runs no iteration"  # the region's types give the empty scan outputs
     builder = Builder(ctx.graph)
     return [*carried, *(stack(builder, values, 0, ctx.where_name) for values in scans)]
 

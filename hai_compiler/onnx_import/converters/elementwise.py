@@ -3,7 +3,9 @@
 Rule: every opset (7+) lands on the newest IR form: Cast's `to` becomes an IR
 dtype (`saturate` and `round_mode` only matter for float8 types, which HAI does
 not have), CastLike becomes Cast, Clip's bounds (attributes before opset 11,
-inputs after) become `min`/`max` attributes, and inference-mode Dropout
+inputs after) become `min`/`max` attributes when they are constants, and a
+bound computed at run time makes Clip a Max with the min, then a Min with the
+max (the same values, NaN included); inference-mode Dropout
 disappears (its mask, when used, is a constant of ones). Every other op of the
 family maps onto the IR op of the same name unchanged.
 """
@@ -31,13 +33,33 @@ def convert_cast_like(ctx: ConversionContext) -> list[Value]:
 
 @converter("Clip")
 def convert_clip(ctx: ConversionContext) -> list[Value]:
+    x = ctx.input(0)
     if ctx.opset < 11:
         bounds = {"min": ctx.attrs.get("min"), "max": ctx.attrs.get("max")}
+    elif any(b is not None and not b.is_constant for b in ctx.inputs[1:3]):
+        return _clip_by_tensors(ctx)
     else:
         bounds = {
             name: _scalar(ctx.static_input(i, f"the {name} bound")) for i, name in ((1, "min"), (2, "max"))
         }
-    return ctx.emit("Clip", [ctx.input(0)], {k: v for k, v in bounds.items() if v is not None})
+    return ctx.emit("Clip", [x], {k: v for k, v in bounds.items() if v is not None})
+
+
+def _clip_by_tensors(ctx: ConversionContext) -> list[Value]:
+    """Clip with a bound computed at run time: Max with the min, then Min with the max (so min > max
+    gives max, as Clip does); a bound of shape [1] is read as the scalar it stands for."""
+    result = ctx.input(0)
+    for index, name, op in ((1, "min", "Max"), (2, "max", "Min")):
+        bound = ctx.input(index)
+        if bound is None:
+            continue
+        if bound.type.shape:
+            if bound.type.size != 1:
+                raise ctx.fail(f"its {name} bound %{bound.name} must be a scalar, got {bound.type}")
+            (bound,) = ctx.emit("Reshape", [bound], {"shape": []})
+        (result,) = ctx.emit(op, [result, bound])
+    assert result is not None
+    return [result]
 
 
 def _scalar(array: np.ndarray | None) -> float | None:

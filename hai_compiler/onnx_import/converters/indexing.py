@@ -1,9 +1,10 @@
-"""ONNX converters: indexing family (Slice, Gather, GatherElements, GatherND, ScatterND, Trilu,
-OneHot, NonZero).
+"""ONNX converters: indexing family (Slice, Gather, GatherElements, GatherND, ScatterND,
+ScatterElements, Trilu, OneHot, NonZero).
 
 Rule: Slice bounds (attributes before opset 10, inputs after) are resolved with
 `resolve_slice` into explicit, clamped starts/ends/axes/steps; axes become
-non-negative; index tensors stay data operands. NonZero's result shape depends
+non-negative; index tensors stay data operands. The deprecated Scatter (opset
+9-10) is ScatterElements without a reduction. NonZero's result shape depends
 on the data, so it is only imported when its input is a compile-time constant.
 """
 
@@ -63,6 +64,14 @@ def gather_nd(ctx: ConversionContext) -> list[Value]:
 def scatter_nd(ctx: ConversionContext) -> list[Value]:
     operands = [required_input(ctx, i) for i in range(3)]
     return ctx.emit("ScatterND", operands, {"reduction": ctx.attrs.get("reduction", "none")})
+
+
+@converter("ScatterElements", "Scatter")
+def scatter_elements(ctx: ConversionContext) -> list[Value]:
+    data = required_input(ctx)
+    operands = [data, required_input(ctx, 1), required_input(ctx, 2)]
+    attrs = {"axis": _axis(ctx, data.type.rank), "reduction": ctx.attrs.get("reduction", "none")}
+    return ctx.emit("ScatterElements", operands, attrs)
 
 
 @converter("Trilu")

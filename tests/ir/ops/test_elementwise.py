@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import ml_dtypes
 import numpy as np
+import onnx
 import pytest
 from one_node_onnx import assert_close, feeds_of, one_node_model, run_hai, run_onnxruntime, run_reference
-from onnx import TensorProto
+from onnx import TensorProto, helper
 
+from hai_compiler.onnx_backend import HaiBackend, HaiCompiledBackend
 from hai_compiler.onnx_import import import_onnx
 from hai_compiler.onnx_import.converter import ConversionError
 from ir import Builder, DType, Graph, IRError, TensorType, run_graph
@@ -233,6 +235,53 @@ CLIPS = [
 def test_clip_bounds_from_attributes_or_inputs(opset, inputs, consts, attrs) -> None:  # type: ignore[no-untyped-def]
     ours, model, feeds = run_both("Clip", inputs, opset=opset, consts=consts, **attrs)
     assert_close(ours, run_onnxruntime(model, feeds), rtol=0, atol=0)
+
+
+RUNTIME_CLIPS = [  # (an absent bound with an infinite x: onnxruntime clips to FLT_MAX, the reference not)
+    ("min-and-max", [("x", F), ("lo", np.array(-0.3, np.float32)), ("hi", np.array(0.2, np.float32))]),
+    ("min-over-max", [("x", F), ("lo", np.array(1, np.float32)), ("hi", np.array(0, np.float32))]),
+    ("max-only", [("x", F), ("lo", None), ("hi", np.array(0.7, np.float32))]),
+    ("min-only", [("x", F), ("lo", np.array(-0.5, np.float32))]),
+    ("nan-inf", [("x", SPECIAL), ("lo", np.array(-1, np.float32)), ("hi", np.array(2, np.float32))]),
+    ("int32", [("x", N), ("lo", np.array(-7, np.int32)), ("hi", np.array(9, np.int32))]),
+    (
+        "bounds-of-shape-1",
+        [("x", F), ("lo", np.array([-0.3], np.float32)), ("hi", np.array([0.2], np.float32))],
+    ),
+]
+
+
+@pytest.mark.parametrize("backend", [HaiBackend, HaiCompiledBackend], ids=["interpreted", "compiled"])
+@pytest.mark.parametrize("inputs", [c[1] for c in RUNTIME_CLIPS], ids=[c[0] for c in RUNTIME_CLIPS])
+def test_clip_bounds_computed_at_run_time(inputs, backend) -> None:  # type: ignore[no-untyped-def]
+    model = one_node_model("Clip", inputs, ["y"], 13)
+    feeds = feeds_of(inputs)
+    ops = {n.op for n in import_onnx(model).nodes}
+    assert "Clip" not in ops and ops & {"Max", "Min"}
+    assert_close(list(backend.prepare(model).run(feeds)), run_onnxruntime(model, feeds), rtol=0, atol=0)
+
+
+def test_clip_min_computed_from_the_input_matches_onnxruntime_compiled() -> None:
+    """openWakeWord's log-mel floor: Clip(x, min=max(x) - 80) with a constant max of +inf."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5, 32])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5, 32])
+    nodes = [
+        helper.make_node("ReduceMax", ["x"], ["top"], keepdims=0),
+        helper.make_node("Sub", ["top", "range"], ["floor"]),
+        helper.make_node("Clip", ["x", "floor", "ceiling"], ["y"]),
+    ]
+    constants = [
+        onnx.numpy_helper.from_array(np.array(80, np.float32), "range"),
+        onnx.numpy_helper.from_array(np.array(np.inf, np.float32), "ceiling"),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "log_floor", [x], [y], constants),
+        opset_imports=[helper.make_opsetid("", 13)],
+    )
+    feeds = {"x": (RNG.standard_normal((1, 5, 32)) * 60).astype(np.float32)}
+    expected = run_onnxruntime(model, feeds)
+    assert (expected[0] != feeds["x"]).any(), "the floor must clip something"
+    assert_close(list(HaiCompiledBackend.prepare(model).run(feeds)), expected, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(

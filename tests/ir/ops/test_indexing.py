@@ -1,4 +1,4 @@
-"""Indexing-family ops (Slice, Gather*, ScatterND, Trilu, OneHot, NonZero): one-node ONNX models of
+"""Indexing-family ops (Slice, Gather*, Scatter*, Trilu, OneHot, NonZero): one-node ONNX models of
 several opsets through HAI against the ONNX reference evaluator, plus Slice bound resolution against
 Python's own slicing."""
 
@@ -87,6 +87,33 @@ CASES = [
         [],
         {"reduction": "add"},
     ),
+    (
+        "scatter-elements-axis-duplicates",
+        "ScatterElements",
+        11,
+        [
+            ("x", X),
+            ("i", i64(0, -1, 0, 5, 0, 2).reshape(1, 2, 3)),
+            ("u", RNG.standard_normal((1, 2, 3), np.float32)),
+        ],
+        [],
+        {"axis": -1},
+    ),
+    *[
+        (
+            f"scatter-elements-{reduction}",
+            "ScatterElements",
+            18,
+            [
+                ("x", X),
+                ("i", i64(3, 3, 0, -1, 1, 1).reshape(3, 2, 1)),
+                ("u", RNG.standard_normal((3, 2, 1), np.float32)),
+            ],
+            [],
+            {"axis": 0, "reduction": reduction},
+        )
+        for reduction in ("add", "mul", "max", "min")
+    ],
     ("trilu-upper-k", "Trilu", 14, [("x", X)], [("k", np.array(1, np.int64))], {}),
     ("trilu-lower", "Trilu", 14, [("x", X)], [], {"upper": 0}),
     (
