@@ -3,17 +3,18 @@
 Rule: where the target's schedule table has a u8 x i8 tile GEMM (`integer_tiles`,
 targets/x86/amx.py: a 32 x 32 int32 block over 64-byte steps of K, `tdpbusd`), a
 dense ConvInteger or a MatMulInteger whose shape fills the blocks enough
-(`pays_tiles`) is computed on them (tile_gemm.py): an "a" stage, the activation as u8
-rows A[Rp, Kp] (a MatMul's rows, an i8 input shifted by +128; a Conv's windows,
-im2col from the channels-last u8 "pad" stage of conv_integer.py, K ordered
-(kh, kw, c) as the packing), the u8 zero point outside it (padded K meets zero
-weights, padded rows are never stored); the weights packed as the integer GEMM's
-16 x 4 panels (integer_gemm.py), K padded to the block's depth and channels to its
-columns; the "acc" stage tensorized into one tile call per block; and the
-integer GEMM's own output stage (ctab row 0, the corrected bias, plus the fused
-epilogue). Integer sums in any order are exact: the results are bit-exact against
-the dot GEMM and the interpreter. Every other integer layer takes conv_integer.py
-or matmul_integer.py (VNNI `vpdpbusd` steps where the target has them).
+(`pays_tiles`: padding to whole blocks at most doubles the work) is computed on
+them (tile_gemm.py): an "a" stage, the activation as u8 rows A[Rp, Kp] (a
+MatMul's rows, an i8 input shifted by +128; a Conv's windows, im2col from the
+channels-last u8 "pad" stage of conv_integer.py, K ordered (kh, kw, c) as the
+packing), the u8 zero point outside it (padded K meets zero weights, padded rows
+are never stored); the weights packed as the integer GEMM's 16 x 4 panels
+(integer_gemm.py), K padded to the block's depth and channels to its columns;
+the "acc" stage tensorized into one tile call per block; and the integer GEMM's
+own output stage (ctab row 0, the corrected bias, plus the fused epilogue).
+Integer sums in any order are exact: the results are bit-exact against the dot
+GEMM and the interpreter. Every other integer layer takes conv_integer.py or
+matmul_integer.py (VNNI `vpdpbusd` steps where the target has them).
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ from targets.lowering.tiling import padded
 from targets.schedules import TileGemm, schedules_of
 from targets.target import TargetDescription
 
-MIN_ROWS = 16
-"""Output rows (positions) below which the dot GEMM wins: a block then computes over half padding."""
+MAX_PADDING = 2.0
+"""Work of the padded blocks over the layer's own above which the dot GEMM wins. Measured with
+bench/kernels_int8.py on a Sapphire Rapids core (requantised 3 x 3 and 1 x 1 convs): 1.7-2.6x VNNI's
+speed at padding up to 1.3 (64 -> 64 channels 56 x 56, 128 -> 128 7 x 7, 16 -> 32 56 x 56), 1.2-1.3x at
+2 (64 -> 64 1 x 1 on 4 x 4), 0.3-0.5x at 4 (32 -> 16 1 x 1 on 28 x 28: K and channels half padding)."""
 VECTOR_CHANNELS = 8
 """A conv with this many input channels or more pads them to 16 (each window's channels whole
 16-byte runs, its im2col copy vectorised); fewer pad to the step's 4 bytes."""
@@ -54,8 +58,9 @@ VECTOR_CHANNELS = 8
 
 def pays_tiles(tiles: TileGemm, rows: int, k: int, channels: int) -> bool:
     """Whether a layer of `rows` output rows, reduction length `k` and `channels` outputs runs on the
-    tiles: each block at least half full in rows and channels, K at least half a step."""
-    return rows >= MIN_ROWS and 2 * k >= tiles.depth and 2 * channels >= tiles.columns and channels >= LANES
+    tiles: the blocks, padded to whole ones in rows, K and channels, do at most MAX_PADDING x its work."""
+    blocks = padded(rows, tiles.rows) * padded(k, tiles.depth) * padded(channels, tiles.columns)
+    return blocks <= MAX_PADDING * rows * k * channels
 
 
 def integer_tiles(target: TargetDescription, rows: int, k: int, channels: int) -> TileGemm | None:

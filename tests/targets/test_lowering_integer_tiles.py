@@ -39,15 +39,15 @@ def dots() -> Any:
 
 
 CONVS = {  # x shape, w shape, pads, stride, x dtype, x zero point
-    "3x3-u8-padded-block": ((1, 16, 9, 9), (48, 16, 3, 3), [1, 1, 1, 1], 1, DType.U8, 7),
-    "3x3-i8-stride2": ((1, 12, 11, 10), (40, 12, 3, 3), [1, 0, 1, 1], 2, DType.I8, -3),
+    "3x3-u8-padded-block": ((1, 16, 9, 9), (64, 16, 3, 3), [1, 1, 1, 1], 1, DType.U8, 7),
+    "3x3-i8-stride2": ((1, 12, 11, 10), (48, 12, 3, 3), [1, 0, 1, 1], 2, DType.I8, -3),
     "3x3-few-channels": ((1, 4, 12, 12), (32, 4, 3, 3), [1, 1, 1, 1], 1, DType.U8, 0),
     "1x1-whole-blocks": ((2, 64, 4, 8), (64, 64, 1, 1), [0, 0, 0, 0], 1, DType.I8, 5),
 }
 MATMULS = {  # x shape, k, n
-    "rows-padded": ((2, 21, 96), 96, 40),
+    "rows-padded": ((2, 30, 128), 128, 48),
     "whole-blocks": ((64, 128), 128, 64),
-    "k-padded": ((33, 50), 50, 32),
+    "k-padded": ((64, 50), 50, 32),
 }
 
 
@@ -111,12 +111,20 @@ def test_matmul_integer_on_tiles_is_bit_exact(case: str, tiles: Any, dots: Any) 
 
 @pytest.mark.parametrize(
     ("rows", "k", "channels", "tiles"),
-    [(64, 128, 64, True), (8, 128, 64, False), (64, 16, 64, False), (64, 128, 8, False), (16, 32, 16, True)],
+    [
+        (64, 128, 64, True),
+        (3136, 144, 32, True),
+        (16, 64, 64, True),
+        (8, 128, 64, False),
+        (64, 16, 64, False),
+        (64, 128, 8, False),
+        (784, 32, 16, False),
+    ],
 )
 def test_the_tile_rule_keeps_thin_layers_on_the_dot_gemm(
     rows: int, k: int, channels: int, tiles: bool
 ) -> None:
-    """Blocks at least half full in rows and channels, K at least half a 64-byte step; else VNNI."""
+    """Padding rows, K and channels to whole 32 x 32 x 64 blocks may at most double the work; else VNNI."""
     assert pays_tiles(AMX_INT8, rows, k, channels) is tiles
 
 
