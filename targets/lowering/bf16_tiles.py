@@ -22,7 +22,6 @@ from tvm import te
 
 from ir.graph import Node
 from targets.lowering.bf16_gemm import (
-    DEPTH,
     BF16ConvTail,
     activation,
     as_bf16,
@@ -40,7 +39,14 @@ from targets.lowering.conv_integer import padded_input
 from targets.lowering.elementwise import Epilogue, epilogue_signature, output_arg
 from targets.lowering.integer_gemm import LANES, fused_tables, packed_table_stage
 from targets.lowering.kernel import KernelArg, LoweredKernel, arg, unravel
-from targets.lowering.tile_gemm import per_block, register_tiles, schedule_tiled, tile_acc, tile_knobs
+from targets.lowering.tile_gemm import (
+    per_block,
+    register_tiles,
+    schedule_tiled,
+    tile_acc,
+    tile_knobs,
+    window_channels,
+)
 from targets.lowering.tiling import padded
 from targets.schedules import TileGemm, schedules_of
 from targets.target import TargetDescription
@@ -74,12 +80,6 @@ def fills_tiles(tiles: TileGemm, k: int, channels: int) -> bool:
     """Whether a layer of reduction length `k` and `channels` outputs fills the tile blocks at least
     half (the padding to 32 x 32 blocks at most doubles the work): a thinner one runs the dot GEMM."""
     return k >= tiles.depth and 2 * channels >= tiles.columns and channels >= LANES
-
-
-VECTOR_CHANNELS = 8
-"""A conv with this many input channels or more pads them to 16: each window's channels are then whole
-16-lane vectors, and a k x k conv's im2col copy is vectorised (fewer pad its channels to 2 only; a
-1 x 1 conv's copy is left to LLVM, which vectorises it better measured: 83 against 180 us)."""
 
 
 def tiled_matmul(node: Node, epilogue: Sequence[Node], tiles: TileGemm, trans_b: bool) -> LoweredKernel:
@@ -135,7 +135,7 @@ def tiled_conv(node: Node, epilogue: Sequence[Node], layout: str, tiles: TileGem
     assert stored is not None
     chain = Epilogue.build(node.results[0], epilogue, layout=layout)
     chain.tables = tables = fused_tables(chain.nodes, 1)
-    cp = padded(g.c, LANES) if g.c >= VECTOR_CHANNELS else padded(g.c, DEPTH)
+    cp = window_channels(tiles, g.c)
     k, positions = g.kh * g.kw * cp, g.oh * g.ow
     rows = g.n * positions
     rp, kp = padded(rows, tiles.rows), padded(k, tiles.depth)
@@ -174,7 +174,7 @@ def tiled_conv(node: Node, epilogue: Sequence[Node], layout: str, tiles: TileGem
             vector_out=not nchw,
             conv=True,
             blockwise=blockwise,
-            vector_a=cp % LANES == 0 and g.kh * g.kw > 1,
+            window=cp if g.kh * g.kw > 1 else 0,
         )
 
     return finish_kernel(node, epilogue, "convamx", workload, schedule, params, args, flops, layout, pack)

@@ -37,11 +37,18 @@ from targets.lowering.conv_integer import (
     u8_input,
 )
 from targets.lowering.elementwise import Epilogue
-from targets.lowering.integer_gemm import DEPTH, LANES, fused_tables, packed_table_stage, weight_placeholder
+from targets.lowering.integer_gemm import DEPTH, fused_tables, packed_table_stage, weight_placeholder
 from targets.lowering.kernel import LoweredKernel
 from targets.lowering.matmul_integer import lower_matmul_integer, matmul_output, matmul_packer
 from targets.lowering.registry import lowering
-from targets.lowering.tile_gemm import per_block, register_tiles, schedule_tiled, tile_acc, tile_knobs
+from targets.lowering.tile_gemm import (
+    per_block,
+    register_tiles,
+    schedule_tiled,
+    tile_acc,
+    tile_knobs,
+    window_channels,
+)
 from targets.lowering.tiling import padded
 from targets.schedules import TileGemm, schedules_of
 from targets.target import TargetDescription
@@ -51,9 +58,6 @@ MAX_PADDING = 2.0
 bench/kernels_int8.py on a Sapphire Rapids core (requantised 3 x 3 and 1 x 1 convs): 1.7-2.6x VNNI's
 speed at padding up to 1.3 (64 -> 64 channels 56 x 56, 128 -> 128 7 x 7, 16 -> 32 56 x 56), 1.2-1.3x at
 2 (64 -> 64 1 x 1 on 4 x 4), 0.3-0.5x at 4 (32 -> 16 1 x 1 on 28 x 28: K and channels half padding)."""
-VECTOR_CHANNELS = 8
-"""A conv with this many input channels or more pads them to 16 (each window's channels whole
-16-byte runs, its im2col copy vectorised); fewer pad to the step's 4 bytes."""
 
 
 def pays_tiles(tiles: TileGemm, rows: int, k: int, channels: int) -> bool:
@@ -133,7 +137,7 @@ def tiled_conv(node: Node, epilogue: Sequence[Node], layout: str, tiles: TileGem
     shift, zero = activation_zero(x_v)
     chain = conv_epilogue(node, epilogue, layout)
     chain.tables = tables = fused_tables(chain.nodes, 1)
-    cp = padded(g.c, LANES) if g.c >= VECTOR_CHANNELS else padded(g.c, DEPTH)
+    cp = window_channels(tiles, g.c)
     k, positions = g.kh * g.kw * cp, g.oh * g.ow
     rows = g.n * positions
     rp, kp, mp = padded(rows, tiles.rows), padded(k, tiles.depth), padded(g.m, tiles.columns)
@@ -160,12 +164,10 @@ def tiled_conv(node: Node, epilogue: Sequence[Node], layout: str, tiles: TileGem
                 "x": [str(x_v.type.dtype), zero], "tables": len(table_rows), "epilogue": chain.describe(),
                 "tiles": tile_knobs(tiles)}  # fmt: skip
     flops = 2 * g.n * g.m * positions * g.c * g.kh * g.kw + chain.flops(result.type.size)
-    vector_a = cp % LANES == 0 and g.kh * g.kw > 1
+    taps = cp if g.kh * g.kw > 1 else 0
 
     def schedule(sch: Any) -> None:
-        schedule_tiled(
-            sch, tiles, intrinsic, layout != "NCHW", conv=True, blockwise=blockwise, vector_a=vector_a
-        )
+        schedule_tiled(sch, tiles, intrinsic, layout != "NCHW", conv=True, blockwise=blockwise, window=taps)
 
     return finish_kernel(node, epilogue, "convintamx", workload, schedule, params, args, flops, layout, pack)
 

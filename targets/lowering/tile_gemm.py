@@ -18,12 +18,14 @@ bf16_tiles.py (bf16 layers) and integer_tiles.py (ConvInteger, MatMulInteger) bu
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tvm import te
 
 from targets.lowering.dot_step import widen_bf16
 from targets.lowering.integer_gemm import LANES
+from targets.lowering.tiling import padded
 from targets.schedules import TileGemm
 
 
@@ -115,16 +117,29 @@ def per_block(tiles: TileGemm, rows: int, channels: int) -> bool:
     return rows % tiles.rows == 0 and channels % tiles.columns == 0
 
 
+VECTOR_CHANNELS = 8
+"""A conv with this many input channels or more pads them to 16: each window's channels are then whole
+16-lane vectors, and a k x k conv's im2col copy is vectorised (fewer pad its channels to the packing's
+group only; a 1 x 1 conv's copy is left to LLVM, which vectorises it better measured: 83 against 180 us)."""
+
+
+def window_channels(tiles: TileGemm, channels: int) -> int:
+    """A conv's input channels as its im2col rows hold them (VECTOR_CHANNELS)."""
+    return padded(channels, LANES) if channels >= VECTOR_CHANNELS else padded(channels, tiles.group)
+
+
 def tile_knobs(tiles: TileGemm) -> dict[str, Any]:
     """What the kernel's workload records of its tiles and schedule (a change is another kernel)."""
-    return {"function": tiles.function, "block": [tiles.rows, tiles.columns, tiles.depth], "out": 4}
+    return {"function": tiles.function, "block": [tiles.rows, tiles.columns, tiles.depth], "out": 4, "a": 2}
 
 
 def schedule_tiled(
     sch: Any, tiles: TileGemm, intrinsic: str, vector_out: bool, conv: bool, blockwise: bool,
-    vector_a: bool = False,
+    window: int = 0,
 ) -> None:  # fmt: skip
-    """ "a" (with "pad" inlined into it) parallel; "acc" in blocks of the tile function, parallel,
+    """ "a" (with "pad" inlined into it) parallel, a k x k conv's (`window`: its padded channels, 0
+    for a 1 x 1 conv or a MatMul) in runs of one window position's channels, so its index arithmetic
+    is per position, not per element, vectorised; "acc" in blocks of the tile function, parallel,
     zeroed vectorised; the outputs (vectorised where channels last) right after each block when
     `blockwise`, else after all of them, parallel over their outer loops."""
     sch.compute_inline(sch.get_sblock("ctab"))
@@ -132,8 +147,11 @@ def schedule_tiled(
         sch.compute_inline(sch.get_sblock("pad"))
     rows, columns = sch.get_loops(sch.get_sblock("a"))
     sch.parallel(rows)
-    if conv and vector_a:  # whole 16-channel runs of one window position
-        sch.vectorize(sch.split(columns, [None, LANES])[1])
+    if conv and window:
+        extent = int(sch.get(columns).extent)
+        run = window if extent % window == 0 else math.gcd(window, LANES)
+        channels = sch.split(columns, [None, run])[1]
+        sch.vectorize(sch.split(channels, [None, LANES])[1] if run % LANES == 0 else channels)
     acc = sch.get_sblock("acc")
     p, o, r = sch.get_loops(acc)
     po, pi = sch.split(p, [None, tiles.rows])
