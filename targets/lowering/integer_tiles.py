@@ -42,6 +42,8 @@ from targets.lowering.kernel import LoweredKernel
 from targets.lowering.matmul_integer import lower_matmul_integer, matmul_output, matmul_packer
 from targets.lowering.registry import lowering
 from targets.lowering.tile_gemm import (
+    MAX_PADDING,
+    padding,
     per_block,
     register_tiles,
     schedule_tiled,
@@ -53,18 +55,11 @@ from targets.lowering.tiling import padded
 from targets.schedules import TileGemm, schedules_of
 from targets.target import TargetDescription
 
-MAX_PADDING = 2.0
-"""Work of the padded blocks over the layer's own above which the dot GEMM wins. Measured with
-bench/kernels_int8.py on a Sapphire Rapids core (requantised 3 x 3 and 1 x 1 convs): 1.7-2.6x VNNI's
-speed at padding up to 1.3 (64 -> 64 channels 56 x 56, 128 -> 128 7 x 7, 16 -> 32 56 x 56), 1.2-1.3x at
-2 (64 -> 64 1 x 1 on 4 x 4), 0.3-0.5x at 4 (32 -> 16 1 x 1 on 28 x 28: K and channels half padding)."""
-
 
 def pays_tiles(tiles: TileGemm, rows: int, k: int, channels: int) -> bool:
     """Whether a layer of `rows` output rows, reduction length `k` and `channels` outputs runs on the
     tiles: the blocks, padded to whole ones in rows, K and channels, do at most MAX_PADDING x its work."""
-    blocks = padded(rows, tiles.rows) * padded(k, tiles.depth) * padded(channels, tiles.columns)
-    return blocks <= MAX_PADDING * rows * k * channels
+    return padding(tiles, k, channels, rows) <= MAX_PADDING
 
 
 def integer_tiles(target: TargetDescription, rows: int, k: int, channels: int) -> TileGemm | None:

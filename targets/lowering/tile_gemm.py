@@ -123,6 +123,21 @@ VECTOR_CHANNELS = 8
 group only; a 1 x 1 conv's copy is left to LLVM, which vectorises it better measured: 83 against 180 us)."""
 
 
+MAX_PADDING = 2.0
+"""Work of the padded blocks over the layer's own above which the dot GEMM wins (`pays_tiles`). Measured
+with bench/kernels_int8.py on a Sapphire Rapids core (requantised int8 3 x 3 and 1 x 1 convs): 1.7-2.6x
+VNNI's speed at padding up to 1.3 (64 -> 64 channels 56 x 56, 128 -> 128 7 x 7, 16 -> 32 56 x 56),
+1.2-1.3x at 2 (64 -> 64 1 x 1 on 4 x 4), 0.3-0.5x at 4 (32 -> 16 1 x 1 on 28 x 28: K and channels half
+padding)."""
+
+
+def padding(tiles: TileGemm, k: int, channels: int, rows: int | None = None) -> float:
+    """The work of whole blocks over a layer's own: K and channels padded to the block's depth and
+    columns, and `rows` to its rows when given."""
+    blocks = padded(k, tiles.depth) * padded(channels, tiles.columns) / (k * channels)
+    return blocks * (padded(rows, tiles.rows) / rows if rows is not None else 1.0)
+
+
 def window_channels(tiles: TileGemm, channels: int) -> int:
     """A conv's input channels as its im2col rows hold them (VECTOR_CHANNELS)."""
     return padded(channels, LANES) if channels >= VECTOR_CHANNELS else padded(channels, tiles.group)
