@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,7 @@ def measure(
         if "compile_error" in built:
             row[f"{engine}_error"] = built["compile_error"]
             continue
-        runners[engine] = lambda reduced=reduced: bench.hai_isolated(reduced, inputs, threads, runs)
+        runners[engine] = partial(bench.hai_isolated, reduced, inputs, threads, runs)
     for engine, run in runners.items():
         if engine == "hai" and "compile_error" in row:
             continue
@@ -273,7 +274,7 @@ def cells(row: Mapping[str, Any], note_width: int | None = 120, precisions: Sequ
         return format(row[key], form) if row.get(key) is not None else "-"
 
     def error(p: str) -> str:
-        mark = {True: "", False: " (>OV)"}.get(row.get(f"{p}_err_ok"), "")  # type: ignore[call-overload]
+        mark = " (>OV)" if row.get(f"{p}_err_ok") is False else ""
         return number(f"hai_{p}_fp32_err", ".1e") + mark
 
     rss = "/".join(number(f"{e}_rss_mib", ".0f") for e in ENGINES)

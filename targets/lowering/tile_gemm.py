@@ -1,3 +1,4 @@
+# mypy: disable-error-code="valid-type"
 """A GEMM on a matrix unit's blocks (x86 AMX): the tensorized block, its "acc" stage and the schedule.
 
 Rule: a layer computed on a target's tile function (`TileGemm`, targets/x86/amx.py:
