@@ -10,7 +10,8 @@ dot GEMM (this host with its AMX features taken away: `vdpbf16ps` where it has
 avx512_bf16, else the plain float32 reduction, emulated bf16, checked too) and
 the AMX tile GEMM (skipped where the host has no amx_bf16; the test process
 asks Linux for the tile state as the runtime does). Extra cases whose rows and
-channels are whole 32 x 32 blocks take the tile GEMM's per-block output path.
+channels are whole 32 x 32 blocks take the tile GEMM's per-block output path (with 8 row blocks, its
+per-row-block A).
 The assembly cases cross-compile for named CPUs: AMX tiles (`tdpbf16ps` after
 `ldtilecfg`) on sapphirerapids, `vdpbf16ps` on znver4 (no AMX), neither on
 skylake-avx512 (no avx512_bf16).
@@ -39,6 +40,7 @@ CASES = {
     **{name: build for name, build in LAYERS.items() if name not in ("depthwise", "grouped-conv")},
     "conv-whole-blocks": conv_layer((1, 32, 8, 8), (64, 32, 3, 3), pads=(1, 1, 1, 1)),
     "matmul-whole-blocks": matmul_layer((64, 96), (96, 64)),
+    "conv-row-blocks": conv_layer((1, 16, 16, 16), (32, 16, 3, 3), pads=(1, 1, 1, 1)),  # 8: A per row block
 }
 STEM = conv_layer((1, 3, 16, 16), (16, 3, 3, 3), pads=(1, 1, 1, 1), stride=2)
 NO_AMX = "-amx,-amx_bf16,-amx_int8"

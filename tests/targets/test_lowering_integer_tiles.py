@@ -43,6 +43,7 @@ CONVS = {  # x shape, w shape, pads, stride, x dtype, x zero point
     "3x3-i8-stride2": ((1, 12, 11, 10), (48, 12, 3, 3), [1, 0, 1, 1], 2, DType.I8, -3),
     "3x3-few-channels": ((1, 4, 12, 12), (32, 4, 3, 3), [1, 1, 1, 1], 1, DType.U8, 0),
     "1x1-whole-blocks": ((2, 64, 4, 8), (64, 64, 1, 1), [0, 0, 0, 0], 1, DType.I8, 5),
+    "3x3-row-blocks": ((1, 16, 16, 16), (64, 16, 3, 3), [1, 1, 1, 1], 1, DType.U8, 2),  # A per row block
 }
 MATMULS = {  # x shape, k, n
     "rows-padded": ((2, 30, 128), 128, 48),
