@@ -177,17 +177,20 @@ def timed(fn, min_seconds: float = 0.3) -> float:
     return statistics.median(rounds)
 
 
-def bound_kernel(node, epilogue, feeds: dict, consts: dict):  # type: ignore[no-untyped-def]
-    """Lower `node` (with `epilogue`) for this host, build it (kernel cache), and bind it to aligned
-    buffers holding `feeds` and its packed `consts`: (call running it once, its buffers, the kernel)."""
+def bound_kernel(node, epilogue, feeds: dict, consts: dict, cpu_features: str | None = None):  # type: ignore[no-untyped-def]
+    """Lower `node` (with `epilogue`) for this host (its `cpu_features` edited), build it (kernel cache),
+    and bind it to aligned buffers holding `feeds` and its packed `consts`: (call running it once, its
+    buffers, the kernel)."""
+    from runtime.amx import check_tile_state
     from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
     from targets.build import build_kernels
     from targets.lowering.dispatch import lower_node
     from targets.registry import resolve_target
 
-    target = resolve_target("x86")
+    target = resolve_target("x86", cpu_features=cpu_features)
     kernel = lower_node(node, target, epilogue)
     library = build_kernels([kernel], target)
+    check_tile_state(target.features, library)  # as the runtime does: AMX kernels need the tile state
     fn = kernel_function(load_kernel_module(library), str(library), kernel.name)
     packed = kernel.pack_weights({a.value: consts[a.value] for a in kernel.weights})
     arrays = []

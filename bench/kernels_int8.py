@@ -1,9 +1,12 @@
 """GOP/s of HAI's INT8 conv kernels (ConvInteger with the requantising epilogue fused) next to onnxruntime's
 QLinearConv and ConvInteger on the same shapes, u8 activations, i8 per-channel weights.
 
-HAI lowers ConvInteger -> DequantizeLinear -> QuantizeLinear(u8) as one kernel (VNNI `vpdpbusd` when the
-host has avx512_vnni) and, for ConvInteger alone, returns the int32 accumulator; onnxruntime runs one-node
-models (QLinearConv: u8 in and out; ConvInteger: int32 out). Each thread count runs in its own subprocess.
+HAI lowers ConvInteger -> DequantizeLinear -> QuantizeLinear(u8) as one kernel (AMX-INT8 `tdpbusd` tiles
+where the host has them and the layer pays, else VNNI `vpdpbusd` when the host has avx512_vnni) and, for
+ConvInteger alone, returns the int32 accumulator; onnxruntime runs one-node models (QLinearConv: u8 in and
+out; ConvInteger: int32 out). The "VNNI" column is HAI's kernel with the host's AMX taken away (the same
+as "HAI" where the host has no AMX or the layer does not pay); "kernel" says which HAI ran ("amx" or the
+dot GEMM's knobs). Each thread count runs in its own subprocess.
 
     .venv/bin/python bench/kernels_int8.py [--threads 1 2] [--case conv3x3_64_64_56]
 """
@@ -34,7 +37,13 @@ CASES = {
     "dw3x3_16_112": ((1, 16, 112, 112), (16, 1, 3, 3), 1, 1, 16),  # orientation's Conv.1
     "dw3x3s2_32_112": ((1, 32, 112, 112), (32, 1, 3, 3), 1, 2, 32),
     "dw5x5_256_14": ((1, 256, 14, 14), (256, 1, 5, 5), 2, 1, 256),
+    "conv3x3_3_32_112": ((1, 3, 112, 112), (32, 3, 3, 3), 1, 2, 1),  # a stem conv
+    "conv3x3_128_128_7": ((1, 128, 7, 7), (128, 128, 3, 3), 1, 1, 1),
+    "conv1x1_32_16_28": ((1, 32, 28, 28), (16, 32, 1, 1), 0, 1, 1),
+    "conv1x1_64_64_4": ((1, 64, 4, 4), (64, 64, 1, 1), 0, 1, 1),
+    "conv3x3_16_32_56": ((1, 16, 56, 56), (32, 16, 3, 3), 1, 1, 1),
 }
+NO_AMX = "-amx,-amx_bf16,-amx_int8"
 X_SCALE, X_ZERO, Y_SCALE, Y_ZERO = 0.02, 5, 0.05, 3
 
 
@@ -98,10 +107,14 @@ def onnx_model(case: str, graph, w_scales: np.ndarray, op: str) -> bytes:
     return helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
-def hai_seconds(graph, nodes, feeds) -> tuple[float, np.ndarray, object]:
+def hai_seconds(graph, nodes, feeds, cpu_features: str | None = None) -> tuple[float, np.ndarray, object]:
     consts = {k: v.constant_array() for k, v in graph.constants.items()}
-    call, arrays, kernel = bound_kernel(nodes[0], nodes[1:], feeds, consts)
+    call, arrays, kernel = bound_kernel(nodes[0], nodes[1:], feeds, consts, cpu_features)
     return timed(call), arrays[-1], kernel
+
+
+def kernel_kind(kernel) -> str:  # type: ignore[no-untyped-def]
+    return "amx" if "tiles" in kernel.workload else str(kernel.workload.get("knobs"))
 
 
 def measure(case: str, threads: int) -> list[dict]:
@@ -111,6 +124,8 @@ def measure(case: str, threads: int) -> list[dict]:
     for op, requantise in (("QLinearConv", True), ("ConvInteger", False)):
         graph, nodes, feeds, w_scales = graph_nodes(case, requantise)
         hai_s, got, kernel = hai_seconds(graph, nodes, feeds)
+        vnni_s, vnni_got, _ = hai_seconds(graph, nodes, feeds, NO_AMX)
+        assert np.array_equal(got, vnni_got), f"{case} {op}: HAI's AMX and VNNI kernels differ"
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         try:
@@ -124,8 +139,8 @@ def measure(case: str, threads: int) -> list[dict]:
         ort_s = timed(lambda session=session, feeds=feeds: session.run(None, feeds))
         ops = 2 * np.prod(want.shape) * np.prod(CASES[case][1][1:])
         rows.append({"case": case, "op": op, "threads": threads, "hai_gops": ops / hai_s / 1e9,
-                     "ort_gops": ops / ort_s / 1e9, "ratio": ort_s / hai_s, "max_diff": diff,
-                     "knobs": str(kernel.workload.get("knobs"))})  # fmt: skip
+                     "vnni_gops": ops / vnni_s / 1e9, "ort_gops": ops / ort_s / 1e9, "ratio": ort_s / hai_s,
+                     "max_diff": diff, "kernel": kernel_kind(kernel)})  # fmt: skip
     return rows
 
 
@@ -144,15 +159,16 @@ def main() -> None:
         command = [sys.executable, __file__, "--worker", str(threads), "--case", *args.case]
         out = subprocess.run(command, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
         rows += json.loads(out.strip().splitlines()[-1])
-    cols = ["HAI GOP/s", "ORT GOP/s", "HAI/ORT", "max|diff|"]
+    cols = ["HAI GOP/s", "VNNI GOP/s", "ORT GOP/s", "ORT/HAI", "max|diff|"]
     print(f"{'case':<22} {'vs ORT op':<12} {'thr':>3} " + " ".join(f"{c:>10}" for c in cols))
     for r in rows:
         head = f"{r['case']:<22} {r['op']:<12} {r['threads']:>3}"
         if "error" in r:
             print(f"{head}  ORT: {r['error']}")
             continue
-        numbers = [f"{r['hai_gops']:.1f}", f"{r['ort_gops']:.1f}", f"{r['ratio']:.2f}", str(r["max_diff"])]
-        print(head + " " + " ".join(f"{n:>10}" for n in numbers))
+        numbers = [f"{r[k]:.1f}" for k in ("hai_gops", "vnni_gops", "ort_gops")]
+        numbers += [f"{r['ratio']:.2f}", str(r["max_diff"])]
+        print(head + " " + " ".join(f"{n:>10}" for n in numbers) + f"  {r['kernel'][:40]}")
 
 
 if __name__ == "__main__":

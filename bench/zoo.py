@@ -10,9 +10,15 @@ the first inference's outputs; with `--repeat N`, N fresh processes per engine a
 onnxruntime's (max abs error, and the relative error max|a-e|/max|e|, fp32 goal 1e-4), as are
 OpenVINO's. Prints a table and the geo-means of HAI's latency over each peer's (< 1: HAI faster).
 
+With `--precision bf16,auto` HAI is also compiled at those precisions (`hai compile --precision`, its
+calibration on generated inputs) where the host has native bf16 (avx512_bf16 or AMX-BF16; elsewhere
+the cells say why they are skipped) and measured the same way: each one's latency over OpenVINO's
+default precision, its relative error against HAI's fp32 beside OpenVINO default's against OpenVINO
+f32 (issue 13's goal: the geo-mean over OpenVINO default <= 1, every model's error no worse than
+OpenVINO's own; `precision_verdicts`), and their geo-means.
+
     .venv/bin/python bench/zoo.py [--models resnet18,vit_tiny] [--threads 2] [--runs 30] [--repeat 1]
-        [--json out.json]
-        [--markdown out.md]
+        [--precision bf16,auto] [--json out.json] [--markdown out.md]
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +45,22 @@ from hai_compiler.compiler import bench  # noqa: E402
 TOLERANCE = 1e-4  # DESIGN.md: fp32 relative error against onnxruntime
 ENGINES = ("hai", "ort", "ov_f32", "ov")  # ov: OpenVINO's default precision hint
 PEERS = ("ort", "ov_f32", "ov")
+PRECISIONS = ("bf16", "auto")
+"""HAI's reduced precisions `--precision` may add, each against OpenVINO's default precision."""
 
 COMPILE_CHILD = """
 import json, sys
 from hai_compiler.compiler import CompileOptions, compile_model
 shapes = {k: tuple(v) for k, v in json.loads(sys.argv[3]).items()}
 values = json.loads(sys.argv[4]) or None
+precision = sys.argv[5]
 try:
-    result = compile_model(sys.argv[1], sys.argv[2], CompileOptions(input_shapes=shapes, input_values=values))
+    model = sys.argv[1]
+    if precision:
+        from hai_compiler.quantize.quantizer import DynamicQuantizer
+        quantizer = DynamicQuantizer("x86", precision, progress=False)
+        model = quantizer.fit(model, input_shapes=shapes).graph
+    result = compile_model(model, sys.argv[2], CompileOptions(input_shapes=shapes, input_values=values))
 except Exception as exc:  # the row's error: the whole message on one line
     print(json.dumps({"compile_error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}))
 else:
@@ -59,12 +74,14 @@ def compile_isolated(
     shapes: Mapping[str, Sequence[int]],
     values: Mapping[str, Any],
     timeout: float,
+    precision: str = "",
 ) -> dict:
     """Compile in a child process (a compiler crash or hang costs one row, not the run); `values`:
-    the inputs fixed when compiling."""
+    the inputs fixed when compiling; `precision`: quantized first to it (bf16, auto), "" for fp32."""
     start = time.perf_counter()
     fixed = json.dumps({k: np.asarray(v).tolist() for k, v in values.items()})
-    command = [sys.executable, "-c", COMPILE_CHILD, str(onnx_path), str(output), json.dumps(shapes), fixed]
+    command = [sys.executable, "-c", COMPILE_CHILD, str(onnx_path), str(output), json.dumps(shapes), fixed,
+               precision]  # fmt: skip
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
@@ -102,7 +119,13 @@ def errors_against(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray
 
 
 def measure(
-    name: str, threads: int, runs: int, workdir: Path, compile_timeout: float, repeat: int = 1
+    name: str,
+    threads: int,
+    runs: int,
+    workdir: Path,
+    compile_timeout: float,
+    repeat: int = 1,
+    precisions: Sequence[str] = (),
 ) -> dict[str, Any]:
     entry = zoo.get(name)
     spec = entry.model
@@ -113,12 +136,26 @@ def measure(
     row: dict[str, Any] = {"model": name, "pattern": entry.pattern, "trained": entry.trained}
     row.update(compile_isolated(onnx_path, artifact, spec.input_shapes, spec.input_values, compile_timeout))
     measured: dict[str, bench.Isolated] = {}
-    runners = {
+    runners: dict[str, Callable[[], bench.Isolated]] = {
         "hai": lambda: bench.hai_isolated(artifact, inputs, threads, runs),
         "ort": lambda: bench.onnxruntime_isolated(onnx_path, peer_inputs, threads, runs),
         "ov_f32": lambda: bench.openvino_isolated(onnx_path, peer_inputs, threads, runs, "f32"),
         "ov": lambda: bench.openvino_isolated(onnx_path, peer_inputs, threads, runs, "default"),
     }
+    skip = precision_skip()
+    for precision in precisions:
+        engine = f"hai_{precision}"
+        if skip:
+            row[f"{engine}_error"] = skip
+            continue
+        reduced = workdir / f"{name}.{precision}.hai"
+        built = compile_isolated(onnx_path, reduced, spec.input_shapes, spec.input_values, compile_timeout,
+                                 precision)  # fmt: skip
+        row[f"{engine}_compile_s"] = built.get("compile_s")
+        if "compile_error" in built:
+            row[f"{engine}_error"] = built["compile_error"]
+            continue
+        runners[engine] = partial(bench.hai_isolated, reduced, inputs, threads, runs)
     for engine, run in runners.items():
         if engine == "hai" and "compile_error" in row:
             continue
@@ -139,11 +176,51 @@ def measure(
                     )
                 except ValueError as exc:
                     row[f"{engine}_error"] = str(exc)
+    reduced_errors(row, measured, precisions)
     for peer in PEERS:
         if "hai_ms" in row and f"{peer}_ms" in row:
             row[f"hai/{peer}"] = row["hai_ms"] / row[f"{peer}_ms"]
+    row.update(precision_verdicts(row, precisions))
     row["status"] = status(row)
     return row
+
+
+def precision_skip() -> str:
+    """Why this host's HAI reduced-precision columns are skipped ("" when they run)."""
+    from hai_compiler.quantize.quantizer import native_bf16
+    from targets.registry import resolve_target
+
+    if native_bf16(resolve_target("x86")):
+        return ""
+    return "skipped: this host has no native bf16 (avx512_bf16 or AMX-BF16), bf16 would be emulated"
+
+
+def reduced_errors(row: dict[str, Any], measured: Mapping[str, Any], precisions: Sequence[str]) -> None:
+    """Each reduced precision's relative error against HAI's fp32 outputs, and OpenVINO default's
+    against OpenVINO f32's (`{engine}_fp32_err`)."""
+    pairs = [(f"hai_{p}", "hai") for p in precisions] + ([("ov", "ov_f32")] if precisions else [])
+    for engine, reference in pairs:
+        if engine in measured and reference in measured:
+            try:
+                row[f"{engine}_fp32_err"] = errors_against(
+                    measured[engine].outputs, measured[reference].outputs
+                )[1]
+            except ValueError as exc:
+                row[f"{engine}_error"] = str(exc)
+
+
+def precision_verdicts(row: Mapping[str, Any], precisions: Sequence[str]) -> dict[str, Any]:
+    """For each reduced precision p measured: `hai_p/ov`, its latency over OpenVINO default's, and
+    `p_err_ok`, whether its error against HAI's fp32 is no worse than OpenVINO default's against
+    OpenVINO f32 (issue 13's bf16 goal, per model)."""
+    verdicts: dict[str, Any] = {}
+    for p in precisions:
+        engine = f"hai_{p}"
+        if f"{engine}_ms" in row and "ov_ms" in row:
+            verdicts[f"{engine}/ov"] = row[f"{engine}_ms"] / row["ov_ms"]
+        if f"{engine}_fp32_err" in row and "ov_fp32_err" in row:
+            verdicts[f"{p}_err_ok"] = bool(row[f"{engine}_fp32_err"] <= row["ov_fp32_err"])
+    return verdicts
 
 
 def fastest(run: Callable[[], bench.Isolated], repeat: int) -> bench.Isolated:
@@ -171,6 +248,12 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         result[f"count_hai/{peer}"] = len(ratios)
     rss = [r["hai_rss_mib"] / r["ort_rss_mib"] for r in rows if "hai_rss_mib" in r and "ort_rss_mib" in r]
     result["geomean_rss_hai/ort"] = bench.geomean(rss)
+    for p in PRECISIONS:
+        ratios = [r[f"hai_{p}/ov"] for r in rows if f"hai_{p}/ov" in r]
+        if ratios:
+            result[f"geomean_hai_{p}/ov"] = bench.geomean(ratios)
+            result[f"count_hai_{p}/ov"] = len(ratios)
+            result[f"{p}_err_ok"] = sum(bool(r.get(f"{p}_err_ok")) for r in rows)
     return result
 
 
@@ -178,50 +261,75 @@ COLUMNS = ("model", "pattern", "compile s", "HAI ms", "ORT ms", "OV f32 ms", "OV
            "HAI/OV", "RSS MiB HAI/ORT/OV f32/OV", "rel err", "status")  # fmt: skip
 
 
-def cells(row: Mapping[str, Any], note_width: int | None = 120) -> list[str]:
+def columns(precisions: Sequence[str] = ()) -> tuple[str, ...]:
+    """COLUMNS, with each reduced precision's (ms, over OpenVINO default, error against fp32) and
+    OpenVINO default's error against its f32 before the status when `precisions`."""
+    extra = [c for p in precisions for c in (f"HAI {p} ms", f"HAI {p}/OV", f"{p} err/fp32")]
+    extra += ["OV err/f32"] if precisions else []
+    return (*COLUMNS[:-1], *extra, COLUMNS[-1])
+
+
+def cells(row: Mapping[str, Any], note_width: int | None = 120, precisions: Sequence[str] = ()) -> list[str]:
     def number(key: str, form: str = ".2f") -> str:
-        return format(row[key], form) if key in row else "-"
+        return format(row[key], form) if row.get(key) is not None else "-"
+
+    def error(p: str) -> str:
+        mark = " (>OV)" if row.get(f"{p}_err_ok") is False else ""
+        return number(f"hai_{p}_fp32_err", ".1e") + mark
 
     rss = "/".join(number(f"{e}_rss_mib", ".0f") for e in ENGINES)
     notes = [
         row[k]
-        for k in ("error", "compile_error", "hai_error", "ort_error", "ov_f32_error", "ov_error")
+        for k in ("error", "compile_error", "hai_error", "ort_error", "ov_f32_error", "ov_error",
+                  *(f"hai_{p}_error" for p in precisions))
         if k in row
-    ]
+    ]  # fmt: skip
     state = row.get("status", "error") + (f": {notes[0][:note_width]}" if notes else "")
+    extra = [c for p in precisions for c in (number(f"hai_{p}_ms"), number(f"hai_{p}/ov"), error(p))]
+    extra += [number("ov_fp32_err", ".1e")] if precisions else []
     return [
         row["model"], row.get("pattern", "-"), number("compile_s", ".0f"), number("hai_ms"), number("ort_ms"),
         number("ov_f32_ms"), number("ov_ms"), number("hai/ort"), number("hai/ov_f32"), number("hai/ov"), rss,
-        number("hai_rel_err", ".1e"), state,
+        number("hai_rel_err", ".1e"), *extra, state,
     ]  # fmt: skip
 
 
 def summary_line(totals: Mapping[str, Any]) -> str:
+    reduced = "".join(
+        f"; geo-mean HAI {p} / OpenVINO default {totals[f'geomean_hai_{p}/ov']:.2f} "
+        f"({totals[f'count_hai_{p}/ov']} models, error against fp32 within OpenVINO's on "
+        f"{totals[f'{p}_err_ok']})"
+        for p in PRECISIONS
+        if f"geomean_hai_{p}/ov" in totals
+    )
     return (
         f"{totals['ok']} of {totals['models']} models compile and match onnxruntime; geo-mean HAI latency / "
         f"onnxruntime {totals['geomean_hai/ort']:.2f} ({totals['count_hai/ort']} models), / OpenVINO f32 "
         f"{totals['geomean_hai/ov_f32']:.2f}, / OpenVINO default {totals['geomean_hai/ov']:.2f}; "
-        f"geo-mean peak RSS HAI / onnxruntime {totals['geomean_rss_hai/ort']:.2f}"
+        f"geo-mean peak RSS HAI / onnxruntime {totals['geomean_rss_hai/ort']:.2f}{reduced}"
     )
 
 
-def render(rows: Sequence[Mapping[str, Any]], threads: int) -> None:
+def render(rows: Sequence[Mapping[str, Any]], threads: int, precisions: Sequence[str] = ()) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"Model zoo: HAI vs onnxruntime and OpenVINO, {threads} threads, batch 1 (p50)")
-    for column in COLUMNS:
+    for column in columns(precisions):
         table.add_column(column, justify="left" if column in ("model", "pattern", "status") else "right")
     for row in rows:
-        table.add_row(*cells(row))
+        table.add_row(*cells(row, precisions=precisions))
     console = Console(highlight=False, width=240)
     console.print(table)
     console.print(summary_line(summary(rows)))
 
 
-def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in cells(row, None)) + " |" for row in rows]
+def markdown(rows: Sequence[Mapping[str, Any]], precisions: Sequence[str] = ()) -> str:
+    heads = columns(precisions)
+    lines = ["| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
+    lines += [
+        "| " + " | ".join(c.replace("|", "/") for c in cells(row, None, precisions)) + " |" for row in rows
+    ]
     return "\n".join(lines) + "\n\n" + summary_line(summary(rows)) + "\n"
 
 
@@ -234,6 +342,11 @@ def main() -> None:
         "--repeat", type=int, default=1, help="fresh processes per engine; the lowest p50 counts"
     )
     parser.add_argument("--compile-timeout", type=float, default=900.0, help="seconds per model")
+    parser.add_argument(
+        "--precision",
+        default="",
+        help=f"also compile and measure HAI at these comma-separated precisions ({', '.join(PRECISIONS)})",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows and geo-means as JSON")
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown")
     args = parser.parse_args()
@@ -241,25 +354,30 @@ def main() -> None:
     unknown = [n for n in names if n not in zoo.ZOO]
     if unknown:
         parser.error(f"unknown zoo models {', '.join(unknown)} (known: {', '.join(zoo.ZOO)})")
+    precisions = [p for p in args.precision.split(",") if p]
+    if any(p not in PRECISIONS for p in precisions):
+        parser.error(f"--precision {args.precision!r}: choose among {', '.join(PRECISIONS)}")
     finished: list[dict[str, Any]] = []
 
     def write(rows: list[dict[str, Any]]) -> None:
         if args.json:
-            facts = {"threads": args.threads, "runs": args.runs, "repeat": args.repeat, "rows": rows,
-                     "summary": summary(rows)}  # fmt: skip
+            facts = {"threads": args.threads, "runs": args.runs, "repeat": args.repeat,
+                     "precisions": precisions, "rows": rows, "summary": summary(rows)}  # fmt: skip
             bench.write_json(facts, args.json)
 
     def measure_one(name: str) -> dict[str, Any]:
-        finished.append(measure(name, args.threads, args.runs, Path(tmp), args.compile_timeout, args.repeat))
+        finished.append(
+            measure(name, args.threads, args.runs, Path(tmp), args.compile_timeout, args.repeat, precisions)
+        )
         write(finished)  # a long run keeps what it measured so far
         return finished[-1]
 
     with tempfile.TemporaryDirectory(prefix="hai-zoo-") as tmp:
         rows = bench.measure_each(names, measure_one)
-    render(rows, args.threads)
+    render(rows, args.threads, precisions)
     write(rows)
     if args.markdown:
-        args.markdown.write_text(markdown(rows), encoding="utf-8")
+        args.markdown.write_text(markdown(rows, precisions), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ operand reads. An anchor whose weight prologue is bf16 also takes its *activatio
 (`activation_prologue`): the Cast(bf16) -> Cast(f32) pair that rounds its
 input (passes/quantize.py's bf16 rung), each result read only by the next, the
 last only as the anchor's operand 0: its kernel rounds the input itself, so
-neither Cast is a kernel of its own. A recurrent LSTM/GRU/RNN node (never an epilogue anchor) takes
+neither Cast is a kernel of its own (a pair several bf16 layers read is first
+copied for each, passes/bf16_rounding.py). A recurrent LSTM/GRU/RNN node (never an epilogue anchor) takes
 one for W and one for R (`recurrent_prologue`): a DequantizeLinear to f32 of an
 8-bit constant [dirs, gates*H, k] quantized per tensor, per direction (axis 0)
 or per gate row (axis 1), read only as that operand; such a node forms a group
@@ -73,6 +74,7 @@ from ir.fusion import (
     epilogue_ops,
 )
 from ir.predication import guards_of
+from passes.bf16_rounding import unshare_roundings
 from passes.manager import Pass, PassContext
 from passes.quantize import reduction_axis
 
@@ -144,6 +146,7 @@ class Fuse(Pass):
             node.annotations.pop(GROUP_KEY, None)
             node.annotations.pop(FUSED_INTO_KEY, None)
             node.annotations.pop(PROLOGUE_KEY, None)
+        ctx.count(self.name, "roundings-copied", unshare_roundings(graph, bf16_layer))
         order = list(graph.nodes)
         position = {node: i for i, node in enumerate(order)}
         prologues = {a: p for a in order if (p := weight_prologues(a, rules.anchors))}
@@ -227,6 +230,13 @@ def recurrent_prologue(anchor: Node, index: int) -> Node | None:
     if quant is None or quant.group_size is not None or quant.axis not in (None, 0, 1):
         return None
     return node
+
+
+def bf16_layer(node: Node) -> bool:
+    """Whether `node` is a layer whose weight prologue dequantises a bf16 constant."""
+    prologue = weight_prologue(node)
+    stored = prologue.operands[0] if prologue is not None else None
+    return stored is not None and stored.type.dtype is DType.BF16
 
 
 def weight_prologue(anchor: Node) -> Node | None:

@@ -22,8 +22,9 @@ Families and their knobs:
   hidden units whose gates accumulate in registers, `parallel` tiles per step, `together`
   directions. (Their input projection is a `gemm`.)
 - layout: `TargetBackend.channels_last` (conv regions NHWC through the `layout` pass).
-Slots: AMX tiles (x86 `amx_int8`/`amx_bf16`: a `tile` knob family beside `integer_gemm`) and OpenCL
-(work-group sizes) add a table or a family here.
+- tiles (x86 AMX-BF16 / AMX-INT8: `TileGemm`, `bf16_tiles` / `integer_tiles`): a matrix unit's
+  block function the bf16 and integer GEMMs call where the layer fills its blocks.
+Slot: OpenCL (work-group sizes) adds a table or a family here.
 """
 
 from __future__ import annotations
@@ -93,15 +94,29 @@ class DotStep:
 
 @dataclass(frozen=True)
 class TileGemm:
-    """A matrix unit's bf16 GEMM block (x86 AMX-BF16): `function`, defined in the LLVM IR `llvm_import`
-    the kernel imports, computes a `rows` x `columns` float32 block over `depth`-long steps of K;
-    its signature and operand layouts are targets/x86/amx.py's."""
+    """A matrix unit's GEMM block (x86 AMX-BF16, AMX-INT8): `function`, defined in the LLVM IR
+    `llvm_import` the kernel imports, computes a `rows` x `columns` block of `accumulator` sums over
+    `depth`-long steps of K of `operand` activations (bf16 bits as uint16, or uint8) and `weight`
+    elements (packed in 4-byte groups: `group` elements of K a lane); its signature and operand
+    layouts are targets/x86/amx.py's."""
 
     function: str
     llvm_import: str
     rows: int
     columns: int
     depth: int
+    operand: str = "uint16"
+    weight: str = "uint16"
+    accumulator: str = "float32"
+
+    @property
+    def element_bytes(self) -> int:
+        return 2 if self.operand.endswith("16") else 1
+
+    @property
+    def group(self) -> int:
+        """Elements of K one 32-bit lane of a weight panel row holds (bf16: 2, int8: 4)."""
+        return 4 // self.element_bytes
 
 
 @dataclass(frozen=True)
@@ -145,7 +160,8 @@ class ScheduleTable:
       knob's `dot` (integer or bf16) and returns its `DotStep`.
     - `depthwise(target)`, `vector(target, itemsize)`: the vector width for f32 / `itemsize` bytes.
     - `recurrent(target, gates, hidden, directions, batch)`: the step tiles of a layer of `gates` gates.
-    - `bf16_tiles(target)`: the target's matrix-unit bf16 GEMM block (`TileGemm`), None without one.
+    - `bf16_tiles(target)`, `integer_tiles(target)`: the target's matrix-unit bf16 / u8 x i8 GEMM
+      block (`TileGemm`), None without one.
     - `loop_nests`: whether hand-written CPU loop nests may stand in for a compute.
     - `native_math`: exp/tanh/erf as the target's own builtins rather than the polynomial forms of
       targets/lowering/vector_math.py (devices with fast math functions: OpenCL).
@@ -160,6 +176,7 @@ class ScheduleTable:
     recurrent: Callable[[TargetDescription, int, int, int, int], RecurrentKnobs]
     bf16_dot: Callable[[TargetDescription], str] = lambda _target: ""  # a family without one
     bf16_tiles: Callable[[TargetDescription], TileGemm | None] = lambda _target: None
+    integer_tiles: Callable[[TargetDescription], TileGemm | None] = lambda _target: None
     loop_nests: bool = True
     native_math: bool = False
     """Whether templates may write a CPU loop nest themselves (Resize's nearest rows); False where the

@@ -20,7 +20,7 @@ PARALLEL_MIN_MACS multiply-adds run serial (a launch costs more than it saves).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -48,7 +48,6 @@ from targets.lowering.integer_gemm import (
     weight_placeholder,
 )
 from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg
-from targets.lowering.registry import lowering
 from targets.lowering.tiling import padded
 from targets.target import TargetDescription
 
@@ -144,33 +143,9 @@ def lower_dense(
         return te.sum(product, axis=[rkh, rkw, rc4, rci])
 
     acc = te.compute((g.n, positions, wp.shape[0] * wp.shape[2]), window, name="acc")
-    nchw = layout == "NCHW"
-    out_shape = (g.n, g.m, positions) if nchw else (g.n, positions, g.m)
-    result = chain.result or node.results[0]
-
-    def finish(*i: Any) -> Any:
-        n, o, p = i if nchw else (i[0], i[2], i[1])
-        return chain.apply(ctab[0, o] + acc[n, p, o], (n, o, p // g.ow, p % g.ow))
-
-    out = te.compute(out_shape, finish, name="out")
-    anchor = [
-        (x, arg(x_v, "input", x.shape)),
-        (wp, KernelArg(w_v.name, "weight", tuple(int(d) for d in wp.shape), "int8")),
-    ]
-    output = KernelArg(result.name, "output", out_shape, output_arg(result).dtype)
-    params, args = epilogue_signature(anchor, chain, out, output)
-    bias = bias_array(node)
-    w_name, rows = w_v.name, list(tables.rows)
-
-    def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        packed = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
-        w = np.zeros((g.m, cp, g.kh, g.kw), np.int8)
-        w[:, : g.c] = arrays[w_name]
-        w_ko = w.transpose(2, 3, 1, 0).reshape(k, g.m)
-        words = [corrected_bias(w_ko, bias, zero + step.shift), *rows]
-        packed[w_name] = pack_integer_weights(w_ko, words, depth)
-        return packed
-
+    params, args, result = conv_output(node, g, chain, layout, x, wp, ctab, lambda n, p, o: acc[n, p, o])
+    rows = list(tables.rows)
+    pack = conv_packer(node, g, cp, rows, zero + step.shift, depth)
     workload = {
         "op": "conv_integer",
         "geometry": g.to_json(),
@@ -181,10 +156,61 @@ def lower_dense(
         "knobs": knobs.to_json(),
     }
     flops = 2 * g.n * g.m * positions * g.c * g.kh * g.kw + chain.flops(result.type.size)
+    vector_out = layout != "NCHW"
     schedule = partial(
-        schedule_integer_gemm, knobs=knobs, stages=["pad"], vector_out=not nchw, channels=g.m, dot=step
+        schedule_integer_gemm, knobs=knobs, stages=["pad"], vector_out=vector_out, channels=g.m, dot=step
     )
     return finish_kernel(node, epilogue, "convint", workload, schedule, params, args, flops, layout, pack)
+
+
+def conv_output(
+    node: Node, g: Geometry, chain: Epilogue, layout: str, x: Any, wp: Any, ctab: Any,
+    acc_at: Callable[[Any, Any, Any], Any],
+) -> tuple[Any, Any, Any]:  # fmt: skip
+    """(params, args, result) of a dense integer conv whose GEMM value at (n, position, o) is
+    `acc_at`: the "out" stage adds ctab row 0 (the corrected bias) and runs the fused epilogue,
+    (n, M, P) for NCHW, (n, P, M) for NHWC."""
+    x_v, w_v = node.operands[0], node.operands[1]
+    assert x_v is not None and w_v is not None
+    nchw = layout == "NCHW"
+    positions = g.oh * g.ow
+    out_shape = (g.n, g.m, positions) if nchw else (g.n, positions, g.m)
+    result = chain.result or node.results[0]
+
+    def finish(*i: Any) -> Any:
+        n, o, p = i if nchw else (i[0], i[2], i[1])
+        return chain.apply(ctab[0, o] + acc_at(n, p, o), (n, o, p // g.ow, p % g.ow))
+
+    out = te.compute(out_shape, finish, name="out")
+    anchor = [
+        (x, arg(x_v, "input", x.shape)),
+        (wp, KernelArg(w_v.name, "weight", tuple(int(d) for d in wp.shape), "int8")),
+    ]
+    output = KernelArg(result.name, "output", out_shape, output_arg(result).dtype)
+    params, args = epilogue_signature(anchor, chain, out, output)
+    return params, args, result
+
+
+def conv_packer(
+    node: Node, g: Geometry, cp: int, rows: Sequence[np.ndarray], zero: int, depth: int, k_step: int = 0,
+    m_step: int = LANES,
+) -> Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]:  # fmt: skip
+    """Packs the conv's weight as (kh, kw, channels padded to `cp`) x M rows with the corrected bias
+    for u8 zero point `zero` and the tables' `rows` (`pack_integer_weights`)."""
+    w_v, bias = node.operands[1], bias_array(node)
+    assert w_v is not None
+    name, k = w_v.name, g.kh * g.kw * cp
+
+    def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        packed = {key: np.ascontiguousarray(a) for key, a in arrays.items()}
+        w = np.zeros((g.m, cp, g.kh, g.kw), np.int8)
+        w[:, : g.c] = arrays[name]
+        w_ko = w.transpose(2, 3, 1, 0).reshape(k, g.m)
+        words = [corrected_bias(w_ko, bias, zero), *rows]
+        packed[name] = pack_integer_weights(w_ko, words, depth, k_step, m_step)
+        return packed
+
+    return pack
 
 
 def lower_grouped(
@@ -277,7 +303,6 @@ def schedule_grouped(sch: Any, row: int, sums: int, parallel: bool) -> None:
         sch.vectorize(sch.split(sch.get_loops(out)[-1], [None, LANES])[1])
 
 
-@lowering("ConvInteger")
 def lower_conv_integer(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:

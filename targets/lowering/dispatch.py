@@ -17,14 +17,13 @@ from collections.abc import Sequence
 from ir.graph import Node
 from targets.lowering import (  # noqa: F401  (importing a family registers its templates)
     conv,
-    conv_integer,
     conv_transpose,
     elementwise,
     generate,
     image,
     indexing,
+    integer_tiles,
     matmul,
-    matmul_integer,
     normalization,
     pooling,
     reduce,

@@ -111,11 +111,14 @@ def reduction_blocks(k: int, depth: int = DEPTH) -> int:
     return -(-k // depth)
 
 
-def pack_integer_weights(w_ko: np.ndarray, tables: Sequence[np.ndarray], depth: int = DEPTH) -> np.ndarray:
+def pack_integer_weights(
+    w_ko: np.ndarray, tables: Sequence[np.ndarray], depth: int = DEPTH, k_step: int = 0, m_step: int = LANES
+) -> np.ndarray:
     """(K, M) int8 weights in reduction order and 1-D (M,) 32-bit tables -> Wp[Mp/16, Kd + T, 16, depth]
-    (`depth` bytes deep, the step's; a table word takes the first 4 bytes of its row)."""
+    (`depth` bytes deep, the step's; a table word takes the first 4 bytes of its row), K padded to a
+    multiple of `k_step` (the step's depth unless given), M of `m_step` (a tile GEMM's block)."""
     k, m = w_ko.shape
-    kp, mp = reduction_blocks(k, depth) * depth, padded(m, LANES)
+    kp, mp = padded(k, k_step or depth), padded(m, m_step)
     full = np.zeros((kp, mp), np.int8)
     full[:k, :m] = w_ko
     blocks = full.reshape(kp // depth, depth, mp // LANES, LANES).transpose(2, 0, 3, 1)

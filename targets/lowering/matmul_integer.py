@@ -12,7 +12,7 @@ the result's logical index, channels (N) innermost and vectorised.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -24,6 +24,7 @@ from targets.lowering.conv_geometry import finish_kernel
 from targets.lowering.conv_integer import activation_zero, as_u8, bias_array
 from targets.lowering.elementwise import Epilogue, epilogue_signature, output_arg
 from targets.lowering.integer_gemm import (
+    LANES,
     choose_int_knobs,
     corrected_bias,
     dot_step,
@@ -35,12 +36,10 @@ from targets.lowering.integer_gemm import (
     weight_placeholder,
 )
 from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg, unravel
-from targets.lowering.registry import lowering
 from targets.lowering.tiling import padded
 from targets.target import TargetDescription
 
 
-@lowering("MatMulInteger")
 def lower_matmul_integer(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
@@ -74,28 +73,9 @@ def lower_matmul_integer(
         return te.sum(product, axis=[rc4, rci])
 
     acc = te.compute((1, rows, wp.shape[0] * wp.shape[2]), dot, name="acc")
-    result = chain.result or node.results[0]
-
-    def finish(p: Any, o: Any) -> Any:
-        return chain.apply(ctab[0, o] + acc[0, p, o], (*unravel(p, result_shape[:-1]), o))
-
-    out = te.compute((rows, n), finish, name="out")
-    anchor = [
-        (x, arg(x_v, "input", x.shape)),
-        (wp, KernelArg(w_v.name, "weight", tuple(int(d) for d in wp.shape), "int8")),
-    ]
-    output = KernelArg(result.name, "output", (rows, n), output_arg(result).dtype)
-    params, args = epilogue_signature(anchor, chain, out, output)
-    bias, w_name, table_rows = bias_array(node), w_v.name, list(tables.rows)
-
-    def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        packed = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
-        w_ko = np.asarray(arrays[w_name], np.int8).reshape(k, n)
-        packed[w_name] = pack_integer_weights(
-            w_ko, [corrected_bias(w_ko, bias, zero + step.shift), *table_rows], depth
-        )
-        return packed
-
+    params, args, result = matmul_output(node, chain, x, wp, ctab, lambda p, o: acc[0, p, o])
+    table_rows = list(tables.rows)
+    pack = matmul_packer(node, table_rows, zero + step.shift, depth)
     workload = {
         "op": "matmul_integer",
         "rows": rows,
@@ -113,3 +93,45 @@ def lower_matmul_integer(
         schedule_integer_gemm, knobs=knobs, stages=stages, vector_out=True, channels=n, dot=step
     )
     return finish_kernel(node, epilogue, "matmulint", workload, schedule, params, args, flops, "any", pack)
+
+
+def matmul_output(
+    node: Node, chain: Epilogue, x: Any, wp: Any, ctab: Any, acc_at: Callable[[Any, Any], Any]
+) -> tuple[Any, Any, Any]:
+    """(params, args, result) of a MatMulInteger whose GEMM value at (row, o) is `acc_at`: the "out"
+    stage adds ctab row 0 (the corrected bias) and runs the fused epilogue at the result's index."""
+    x_v, w_v = node.operands[0], node.operands[1]
+    assert x_v is not None and w_v is not None
+    result_shape = node.results[0].type.shape
+    rows, n = math.prod(x_v.type.shape[:-1]), w_v.type.shape[1]
+    result = chain.result or node.results[0]
+
+    def finish(p: Any, o: Any) -> Any:
+        return chain.apply(ctab[0, o] + acc_at(p, o), (*unravel(p, result_shape[:-1]), o))
+
+    out = te.compute((rows, n), finish, name="out")
+    anchor = [
+        (x, arg(x_v, "input", x.shape)),
+        (wp, KernelArg(w_v.name, "weight", tuple(int(d) for d in wp.shape), "int8")),
+    ]
+    output = KernelArg(result.name, "output", (rows, n), output_arg(result).dtype)
+    params, args = epilogue_signature(anchor, chain, out, output)
+    return params, args, result
+
+
+def matmul_packer(
+    node: Node, rows: Sequence[np.ndarray], zero: int, depth: int, k_step: int = 0, m_step: int = LANES
+) -> Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Packs the (K, N) weight with the corrected bias for u8 zero point `zero` and the tables' `rows`."""
+    w_v, bias = node.operands[1], bias_array(node)
+    assert w_v is not None
+    name, (k, n) = w_v.name, w_v.type.shape
+
+    def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        packed = {key: np.ascontiguousarray(a) for key, a in arrays.items()}
+        w_ko = np.asarray(arrays[name], np.int8).reshape(k, n)
+        words = [corrected_bias(w_ko, bias, zero), *rows]
+        packed[name] = pack_integer_weights(w_ko, words, depth, k_step, m_step)
+        return packed
+
+    return pack

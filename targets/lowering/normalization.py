@@ -154,8 +154,9 @@ def assemble(
     return make_kernel(node, op, workload, all_params, flops, schedule, epilogue=epilogue)
 
 
-def lower_channel_norm(node: Node, target: TargetDescription, epilogue: Sequence[Node], groups: int
-                       ) -> LoweredKernel:
+def lower_channel_norm(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], groups: int
+) -> LoweredKernel:
     x_v = node.operands[0]
     assert x_v is not None
     work = work_dtype(check_dtypes(node, FLOATS))
@@ -170,28 +171,40 @@ def lower_channel_norm(node: Node, target: TargetDescription, epilogue: Sequence
         c = channel(i)
         return stats.normalized(i) * scale.tensor[c].astype(work) + bias.tensor[c].astype(work)
 
-    return assemble(node, target, epilogue, op=node.op.lower(), x=x_param, view=view, value=value,
-                    params=[scale, bias], reductions=["sum", "squares"],
-                    workload={"op": node.op, "groups": groups, "epsilon": node.attrs["epsilon"]})
+    return assemble(
+        node,
+        target,
+        epilogue,
+        op=node.op.lower(),
+        x=x_param,
+        view=view,
+        value=value,
+        params=[scale, bias],
+        reductions=["sum", "squares"],
+        workload={"op": node.op, "groups": groups, "epsilon": node.attrs["epsilon"]},
+    )
 
 
 @lowering("InstanceNormalization")
-def lower_instance_norm(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
-                        ) -> LoweredKernel:
+def lower_instance_norm(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
     x_v = node.operands[0]
     assert x_v is not None
     return lower_channel_norm(node, target, epilogue, x_v.type.shape[1])
 
 
 @lowering("GroupNormalization")
-def lower_group_norm(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
-                     ) -> LoweredKernel:
+def lower_group_norm(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
     return lower_channel_norm(node, target, epilogue, int(node.attrs["num_groups"]))
 
 
 @lowering("BatchNormalization")
-def lower_batch_norm(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
-                     ) -> LoweredKernel:
+def lower_batch_norm(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
     x_v = node.operands[0]
     assert x_v is not None
     work = work_dtype(check_dtypes(node, FLOATS))
@@ -211,14 +224,24 @@ def lower_batch_norm(node: Node, target: TargetDescription, epilogue: Sequence[N
         shift = read(bias, c) - read(mean, c) * factor
         return x[tuple(i)].astype(work) * factor + shift
 
-    return assemble(node, target, epilogue, op="batchnorm", x=x_param, view=view, value=value,
-                    params=[scale, bias, mean, var], reductions=[],
-                    workload={"op": node.op, "epsilon": node.attrs["epsilon"]})
+    return assemble(
+        node,
+        target,
+        epilogue,
+        op="batchnorm",
+        x=x_param,
+        view=view,
+        value=value,
+        params=[scale, bias, mean, var],
+        reductions=[],
+        workload={"op": node.op, "epsilon": node.attrs["epsilon"]},
+    )
 
 
 @lowering("LayerNormalization")
-def lower_layer_norm(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
-                     ) -> LoweredKernel:
+def lower_layer_norm(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
     x_v = node.operands[0]
     assert x_v is not None
     dtype = check_dtypes(node, FLOATS)
@@ -251,24 +274,41 @@ def lower_layer_norm(node: Node, target: TargetDescription, epilogue: Sequence[N
         mean = te.compute(rows, lambda r: narrow(stats.mean((r,)), mean_t), name="stat0")
         inv = te.compute(rows, lambda r: narrow(stats.inv_std((r,)), inv_t), name="stat1")
         extra = [(mean, node.results[1]), (inv, node.results[2])]
-    return assemble(node, target, epilogue, op="layernorm", x=x_param, view=view, value=value,
-                    params=[scale, bias], reductions=["sum", "squares"], extra_outputs=extra,
-                    workload={"op": node.op, "axis": axis, "epsilon": node.attrs["epsilon"],
-                              "stats": node.attrs["return_stats"]})
+    return assemble(
+        node,
+        target,
+        epilogue,
+        op="layernorm",
+        x=x_param,
+        view=view,
+        value=value,
+        params=[scale, bias],
+        reductions=["sum", "squares"],
+        extra_outputs=extra,
+        workload={
+            "op": node.op,
+            "axis": axis,
+            "epsilon": node.attrs["epsilon"],
+            "stats": node.attrs["return_stats"],
+        },
+    )
 
 
 @lowering("LpNormalization")
-def lower_lp_norm(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
-                  ) -> LoweredKernel:
+def lower_lp_norm(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
     x_v = node.operands[0]
     assert x_v is not None
     dtype = check_dtypes(node, FLOATS)
     work = work_dtype(dtype)
     axis, p = int(node.attrs["axis"]), int(node.attrs["p"])
     shape = tuple(x_v.type.shape)
-    outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
-    view = View((outer, shape[axis], inner), lambda i: [*unravel(i[0], shape[:axis]), i[1],
-                                                         *unravel(i[2], shape[axis + 1:])])
+    outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+    view = View(
+        (outer, shape[axis], inner),
+        lambda i: [*unravel(i[0], shape[:axis]), i[1], *unravel(i[2], shape[axis + 1 :])],
+    )
     x_param = operand_param(x_v, "x", view.shape, role="input")
     x = x_param.tensor
     r = te.reduce_axis((0, shape[axis]), "r")
@@ -284,5 +324,15 @@ def lower_lp_norm(node: Node, target: TargetDescription, epilogue: Sequence[Node
         zero = te.const(0.0, work)
         return te.if_then_else(n == zero, zero, x[tuple(i)].astype(work) / n)
 
-    return assemble(node, target, epilogue, op="lpnorm", x=x_param, view=view, value=value, params=[],
-                    reductions=["norm"], workload={"op": node.op, "axis": axis, "p": p})
+    return assemble(
+        node,
+        target,
+        epilogue,
+        op="lpnorm",
+        x=x_param,
+        view=view,
+        value=value,
+        params=[],
+        reductions=["norm"],
+        workload={"op": node.op, "axis": axis, "p": p},
+    )

@@ -1,4 +1,4 @@
-"""AMX-BF16 tiles: the bf16 GEMM's 32 x 32 output block in one call to an imported LLVM function.
+"""AMX tiles: the bf16 and u8 x i8 GEMMs' 32 x 32 output block in one call to an imported LLVM function.
 
 Rule: `hai_amx_bf16_32x32(a, lda, b0, b1, kblocks, c, ldc)` configures the
 eight tiles (16 rows of 64 bytes each, palette 1), loads C tiles 0-3 from the
@@ -6,7 +6,10 @@ eight tiles (16 rows of 64 bytes each, palette 1), loads C tiles 0-3 from the
 each of `kblocks` steps of 32 bf16 along K loads A tiles 4-5 (rows 0-15 and
 16-31 of `a`, row stride `lda` bytes) and B tiles 6-7 (16 k-pair rows of 64
 bytes of the 16 x 2 packing, targets/lowering/bf16_gemm.py: panels `b0`, `b1`),
-runs four `tdpbf16ps` and finally stores the block back at `c`. TVM 0.27 has
+runs four `tdpbf16ps` and finally stores the block back at `c`.
+`hai_amx_i8_32x32` is the same function over int32 C, 64 u8 of A and 16 rows of
+4 k-bytes x 16 lanes of i8 B (the integer GEMM's 16 x 4 packing,
+targets/lowering/integer_gemm.py) a step, with `tdpbusd` (u8 x i8 -> i32). TVM 0.27 has
 no AMX intrinsics and TIR cannot name tile registers, so the function is LLVM
 IR the kernel imports (`pragma_import_llvm`)
 and calls; LLVM's `llvm.x86.tileloadd64`/`tdpbf16ps`/`tilestored64` take the
@@ -18,8 +21,8 @@ from __future__ import annotations
 
 from targets.schedules import TileGemm
 
-FUNCTION = "hai_amx_bf16_32x32"
 AMX_BF16_FEATURES = frozenset({"amx", "amx_bf16"})
+AMX_INT8_FEATURES = frozenset({"amx", "amx_int8"})
 TILE_ROWS, TILE_BYTES = 16, 64
 
 
@@ -33,15 +36,17 @@ def tile_config() -> str:
     return ", ".join(f"i8 {byte}" for byte in config)
 
 
-LLVM_IR = f"""
-@hai_amx_cfg = internal constant [64 x i8] [{tile_config()}], align 64
+def tile_function(function: str, instruction: str) -> str:
+    """LLVM IR of the 32 x 32 block function `function` whose tile product is `instruction`."""
+    return f"""
+@{function}_cfg = internal constant [64 x i8] [{tile_config()}], align 64
 declare void @llvm.x86.ldtilecfg(ptr)
 declare void @llvm.x86.tileloadd64(i8 immarg, ptr, i64)
-declare void @llvm.x86.tdpbf16ps(i8 immarg, i8 immarg, i8 immarg)
+declare void @llvm.x86.{instruction}(i8 immarg, i8 immarg, i8 immarg)
 declare void @llvm.x86.tilestored64(i8 immarg, ptr, i64)
-define internal i32 @{FUNCTION}(ptr %a, i64 %lda, ptr %b0, ptr %b1, i64 %kblocks, ptr %c, i64 %ldc) {{
+define internal i32 @{function}(ptr %a, i64 %lda, ptr %b0, ptr %b1, i64 %kblocks, ptr %c, i64 %ldc) {{
 entry:
-  call void @llvm.x86.ldtilecfg(ptr @hai_amx_cfg)
+  call void @llvm.x86.ldtilecfg(ptr @{function}_cfg)
   %c16 = mul i64 %ldc, 16
   %c1 = getelementptr i8, ptr %c, i64 64
   %c2 = getelementptr i8, ptr %c, i64 %c16
@@ -65,10 +70,10 @@ loop:
   call void @llvm.x86.tileloadd64(i8 5, ptr %pa1, i64 %lda)
   call void @llvm.x86.tileloadd64(i8 6, ptr %pb0, i64 64)
   call void @llvm.x86.tileloadd64(i8 7, ptr %pb1, i64 64)
-  call void @llvm.x86.tdpbf16ps(i8 0, i8 4, i8 6)
-  call void @llvm.x86.tdpbf16ps(i8 1, i8 4, i8 7)
-  call void @llvm.x86.tdpbf16ps(i8 2, i8 5, i8 6)
-  call void @llvm.x86.tdpbf16ps(i8 3, i8 5, i8 7)
+  call void @llvm.x86.{instruction}(i8 0, i8 4, i8 6)
+  call void @llvm.x86.{instruction}(i8 1, i8 4, i8 7)
+  call void @llvm.x86.{instruction}(i8 2, i8 5, i8 6)
+  call void @llvm.x86.{instruction}(i8 3, i8 5, i8 7)
   %k1 = add i64 %k, 1
   %more = icmp ult i64 %k1, %kblocks
   br i1 %more, label %loop, label %exit
@@ -81,4 +86,16 @@ exit:
 }}
 """
 
-AMX_BF16 = TileGemm(FUNCTION, LLVM_IR, rows=32, columns=32, depth=32)
+
+BF16_FUNCTION, INT8_FUNCTION = "hai_amx_bf16_32x32", "hai_amx_i8_32x32"
+AMX_BF16 = TileGemm(BF16_FUNCTION, tile_function(BF16_FUNCTION, "tdpbf16ps"), rows=32, columns=32, depth=32)
+AMX_INT8 = TileGemm(
+    INT8_FUNCTION,
+    tile_function(INT8_FUNCTION, "tdpbusd"),
+    rows=32,
+    columns=32,
+    depth=64,
+    operand="uint8",
+    weight="int8",
+    accumulator="int32",
+)

@@ -5,8 +5,8 @@ registers, features) and the workload's shape through the register-budget rules
 the CPU tables share (targets/schedules.py, targets/lowering/integer_gemm.py);
 nothing assumes 32 x 512-bit registers. These are the knob rules the x86 kernels
 were tuned with by hand (/work/shared/TVM-0.27.md); a tuner would replace these
-functions' choices. Slot: AMX (`amx_int8`, `amx_bf16`) tiles come as another
-integer/bf16 GEMM family here (the next issue's work).
+functions' choices. AMX tiles (`amx_bf16`, `amx_int8`) are the bf16 and integer GEMMs'
+block functions (targets/x86/amx.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from targets.schedules import (
     register_gemm_knobs,
     register_recurrent_knobs,
 )
-from targets.x86.amx import AMX_BF16, AMX_BF16_FEATURES
+from targets.x86.amx import AMX_BF16, AMX_BF16_FEATURES, AMX_INT8, AMX_INT8_FEATURES
 from targets.x86.avx512_bf16 import VDPBF16PS, register_bf16_dot
 from targets.x86.vnni import VPDPBUSD, register_vnni
 
@@ -42,6 +42,11 @@ def bf16_dot_instruction(target: TargetDescription) -> str:
 def bf16_tiles(target: TargetDescription) -> TileGemm | None:
     """AMX-BF16's 32 x 32 block where the target has the tiles."""
     return AMX_BF16 if AMX_BF16_FEATURES <= target.features else None
+
+
+def integer_tiles(target: TargetDescription) -> TileGemm | None:
+    """AMX-INT8's 32 x 32 int32 block where the target has the tiles."""
+    return AMX_INT8 if AMX_INT8_FEATURES <= target.features else None
 
 
 def dot_intrinsic(instruction: str) -> DotStep:
@@ -72,4 +77,5 @@ X86_SCHEDULES = ScheduleTable(
     recurrent=register_recurrent_knobs,
     bf16_dot=bf16_dot_instruction,
     bf16_tiles=bf16_tiles,
+    integer_tiles=integer_tiles,
 )

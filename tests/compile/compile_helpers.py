@@ -17,10 +17,10 @@ from hai_compiler.accuracy import relative_error
 TOLERANCE = 1e-4  # DESIGN.md: fp32 relative error against onnxruntime
 
 
-def small_model(path: Path, seed: int = 0) -> Path:
+def small_model(path: Path, seed: int = 0, channels: int = 3) -> Path:
     """Conv -> Transpose -> Relu+Add (fused, in place over the transpose; after the Conv it would be
     the Conv's epilogue) -> Flatten (a view) -> Gemm, plus two outputs without a kernel of their own:
-    a constant (`k`, copied) and a view of the input (`xf`)."""
+    a constant (`k`, copied) and a view of the input (`xf`); the input has `channels` channels."""
     rng = np.random.default_rng(seed)
 
     def weight(name: str, *shape: int, scale: float = 0.3) -> onnx.TensorProto:
@@ -37,11 +37,12 @@ def small_model(path: Path, seed: int = 0) -> Path:
         helper.make_node("Flatten", ["x"], ["xf"], axis=1, name="xflat"),
     ]
     initializers = [
-        weight("W", 8, 3, 3, 3), weight("B", 8), weight("G", 10, 8 * 6 * 6, scale=0.1), weight("GB", 10),
+        weight("W", 8, channels, 3, 3), weight("B", 8), weight("G", 10, 8 * 6 * 6, scale=0.1),
+        weight("GB", 10),
         numpy_helper.from_array(np.arange(4, dtype=np.float32), "K"),
     ]  # fmt: skip
     graph = helper.make_graph(
-        nodes, "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+        nodes, "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 6, 6])],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "k", "xf")], initializers,
     )  # fmt: skip
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))

@@ -38,13 +38,17 @@ from targets.registry import resolve_target
 
 KERNEL_TOLERANCE = 2e-3
 
+CHANNELS = 8
+"""The small model's input channels: a Conv of fewer stays fp32 at bf16 (passes/quantize.py
+BF16_MIN_CHANNELS)."""
+
 
 def hai(*args: str):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def test_compile_precision_bf16_matches_onnxruntime(tmp_path: Path) -> None:
-    model = small_model(tmp_path / "small.onnx")
+    model = small_model(tmp_path / "small.onnx", channels=CHANNELS)
     artifact = tmp_path / "small.hai"
     compiled = hai("compile", model, "-o", artifact, "--precision", "bf16", "--report")
     assert compiled.exit_code == 0, compiled.output
@@ -52,7 +56,7 @@ def test_compile_precision_bf16_matches_onnxruntime(tmp_path: Path) -> None:
         [cell.strip() for cell in line.split("│")] for line in compiled.stdout.splitlines() if "│" in line
     ]
     assert sum("bf16" in row for row in rows) >= 2  # the conv and the fc layer
-    x = np.random.default_rng(3).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    x = np.random.default_rng(3).standard_normal((1, CHANNELS, 6, 6)).astype(np.float32)
     got = runtime.load(artifact, threads=2).run({"x": x})
     want = onnxruntime_outputs(model, {"x": x})
     error = relative_error(got["y"], want["y"])
@@ -61,7 +65,7 @@ def test_compile_precision_bf16_matches_onnxruntime(tmp_path: Path) -> None:
 
 
 def test_precision_bf16_is_refused_on_a_cpu_without_bf16(tmp_path: Path) -> None:
-    model = small_model(tmp_path / "small.onnx")
+    model = small_model(tmp_path / "small.onnx", channels=CHANNELS)
     refused = hai(
         "compile", model, "-o", tmp_path / "s.hai", "--precision", "bf16", "--cpu", "skylake-avx512"
     )
@@ -107,7 +111,7 @@ def worst_error(quantized, model: Path) -> float:  # type: ignore[no-untyped-def
 
 @pytest.mark.parametrize(("tolerance", "expected"), [(0.5, {"bf16"}), (1e-7, {"fp32"})])
 def test_auto_takes_bf16_only_within_the_tolerance(tmp_path: Path, tolerance, expected) -> None:  # type: ignore[no-untyped-def]
-    model = small_model(tmp_path / "small.onnx")
+    model = small_model(tmp_path / "small.onnx", channels=CHANNELS)
     quantized = auto(model, tolerance)
     assert set(quantized.precisions.values()) == expected
     assert quantized.verified.source == "generated inputs"
@@ -116,7 +120,7 @@ def test_auto_takes_bf16_only_within_the_tolerance(tmp_path: Path, tolerance, ex
 
 def test_auto_falls_back_per_layer(tmp_path: Path) -> None:
     """A tolerance between the two layers' own bf16 errors: the more sensitive layer goes back to fp32."""
-    model = small_model(tmp_path / "small.onnx")
+    model = small_model(tmp_path / "small.onnx", channels=CHANNELS)
     alone = {
         name: worst_error(DynamicQuantizer(resolve_target("x86"), "bf16", layer_precision={
             other: "fp32" for other in ("conv", "fc") if other != name}, progress=False).fit(model), model)
@@ -132,18 +136,18 @@ def test_auto_falls_back_per_layer(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("arch", "cpu"), [("x86", "skylake-avx512"), ("arm64", "neoverse-v1")])
 def test_auto_keeps_fp32_where_the_kernels_have_no_native_bf16(tmp_path: Path, arch, cpu) -> None:  # type: ignore[no-untyped-def]
     """skylake-avx512 has no bf16 at all; neoverse-v1 has, but HAI's arm64 bf16 kernels emulate it."""
-    model = small_model(tmp_path / "small.onnx")
+    model = small_model(tmp_path / "small.onnx", channels=CHANNELS)
     with pytest.warns(QuantizationWarning, match="no native bf16"):
         quantized = auto(model, 0.5, cpu=cpu, arch=arch)
     assert set(quantized.precisions.values()) == {"fp32"}
 
 
 def test_compile_precision_auto_says_what_it_checked(tmp_path: Path) -> None:
-    model = small_model(tmp_path / "small.onnx")
+    model = small_model(tmp_path / "small.onnx", channels=CHANNELS)
     compiled = hai("compile", model, "-o", tmp_path / "a.hai", "--precision", "auto", "--tolerance", "0.05")
     assert compiled.exit_code == 0, compiled.output
     assert "generated inputs" in compiled.output and "--tolerance 0.05" in compiled.output
-    x = np.random.default_rng(3).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    x = np.random.default_rng(3).standard_normal((1, CHANNELS, 6, 6)).astype(np.float32)
     np.savez(tmp_path / "cal.npz", x=np.repeat(x, 8, axis=0))
     calibrated = hai("compile", model, "-o", tmp_path / "c.hai", "--precision", "auto",
                      "--calibration-data", tmp_path / "cal.npz")  # fmt: skip

@@ -1,9 +1,9 @@
 """Kernels cross-compiled for CPUs this machine need not be (`--cpu sapphirerapids`, `--cpu znver5`), checked
 in their assembly: TVM compiles for any x86 cpu, nothing runs. An f32 GEMM uses 512-bit FMAs, an int8 GEMM
-`vpdpbusd` (AVX512-VNNI), and an f16 Softmax no native half arithmetic even where the cpu has AVX512-FP16,
-so its results (checked bit-exact against the step-wise reference in test_lowering_regressions.py) are the
-same whatever CPU compiled them. A control shows the detector finds native half arithmetic where LLVM
-emits it."""
+`vpdpbusd` (AVX512-VNNI; AMX-INT8 `tdpbusd` tiles on sapphirerapids where it has rows enough), and an
+f16 Softmax no native half arithmetic even where the cpu has AVX512-FP16, so its results (checked
+bit-exact against the step-wise reference in test_lowering_regressions.py) are the same whatever CPU
+compiled them. A control shows the detector finds native half arithmetic where LLVM emits it."""
 
 from __future__ import annotations
 
@@ -57,10 +57,15 @@ KERNELS = {
     "gemm_f32": lambda: node_of(
         "MatMul", TensorType(DType.F32, (32, 64)), RNG.standard_normal((64, 64)).astype(np.float32)
     ),
-    "gemm_int8": lambda: node_of(
+    "gemm_int8": lambda: node_of(  # too few rows for AMX tiles
         "MatMulInteger",
-        TensorType(DType.U8, (32, 64), quant=QuantParams((0.02,), (7,))),
+        TensorType(DType.U8, (8, 64), quant=QuantParams((0.02,), (7,))),
         RNG.integers(-128, 128, (64, 64)).astype(np.int8),
+    ),
+    "gemm_int8_tiles": lambda: node_of(
+        "MatMulInteger",
+        TensorType(DType.U8, (64, 128), quant=QuantParams((0.02,), (7,))),
+        RNG.integers(-128, 128, (128, 64)).astype(np.int8),
     ),
     "softmax_f16": lambda: node_of("Softmax", TensorType(DType.F16, (8, 64))),
 }
@@ -80,6 +85,15 @@ def test_f32_gemm_uses_512_bit_fma(cpu: str) -> None:
 @pytest.mark.parametrize("cpu", CPUS)
 def test_int8_gemm_uses_vnni(cpu: str) -> None:
     assert re.search(r"\bvpdpbusd\s[^\n]*%zmm", kernel_asm("gemm_int8", cpu))
+
+
+@pytest.mark.parametrize("cpu", CPUS)
+def test_int8_gemm_of_many_rows_uses_amx_tiles_where_the_cpu_has_them(cpu: str) -> None:
+    """sapphirerapids has AMX-INT8: `tdpbusd` after `ldtilecfg`; znver5 has none: `vpdpbusd`."""
+    text = kernel_asm("gemm_int8_tiles", cpu)
+    amx = cpu == "sapphirerapids"
+    assert ("ldtilecfg" in text and re.search(r"\btdpbusd\s", text) is not None) is amx
+    assert (re.search(r"\bvpdpbusd\s[^\n]*%zmm", text) is not None) is not amx
 
 
 @pytest.mark.parametrize("cpu", CPUS)

@@ -10,7 +10,8 @@ dot GEMM (this host with its AMX features taken away: `vdpbf16ps` where it has
 avx512_bf16, else the plain float32 reduction, emulated bf16, checked too) and
 the AMX tile GEMM (skipped where the host has no amx_bf16; the test process
 asks Linux for the tile state as the runtime does). Extra cases whose rows and
-channels are whole 32 x 32 blocks take the tile GEMM's per-block output path.
+channels are whole 32 x 32 blocks take the tile GEMM's per-block output path (with 8 row blocks, its
+per-row-block A).
 The assembly cases cross-compile for named CPUs: AMX tiles (`tdpbf16ps` after
 `ldtilecfg`) on sapphirerapids, `vdpbf16ps` on znver4 (no AMX), neither on
 skylake-avx512 (no avx512_bf16).
@@ -39,7 +40,9 @@ CASES = {
     **{name: build for name, build in LAYERS.items() if name not in ("depthwise", "grouped-conv")},
     "conv-whole-blocks": conv_layer((1, 32, 8, 8), (64, 32, 3, 3), pads=(1, 1, 1, 1)),
     "matmul-whole-blocks": matmul_layer((64, 96), (96, 64)),
+    "conv-row-blocks": conv_layer((1, 16, 16, 16), (32, 16, 3, 3), pads=(1, 1, 1, 1)),  # 8: A per row block
 }
+STEM = conv_layer((1, 3, 16, 16), (16, 3, 3, 3), pads=(1, 1, 1, 1), stride=2)
 NO_AMX = "-amx,-amx_bf16,-amx_int8"
 
 
@@ -64,7 +67,7 @@ def dots():
 
 
 def bf16_layer(layer: str, target_facts: TargetFacts | None = None) -> OneOp:
-    builds = {**LAYERS, **CASES}
+    builds = {**LAYERS, **CASES, "stem": STEM}
     g = OneOp(seed=sorted(builds).index(layer))
     builds[layer](g)
     g.graph.outputs.append(list(g.graph.nodes)[-1].results[0])
@@ -140,8 +143,10 @@ def test_sapphirerapids_without_amx_uses_vdpbf16ps() -> None:
     assert "vdpbf16ps" in asm and "tdpbf16ps" not in asm
 
 
-def test_layers_the_bf16_gemm_cannot_take_stay_fp32() -> None:
-    g = bf16_layer("depthwise")
+@pytest.mark.parametrize("layer", ["depthwise", "stem"])
+def test_layers_the_bf16_gemm_cannot_take_or_does_not_pay_stay_fp32(layer: str) -> None:
+    """A depthwise Conv; a Conv of 3 input channels (a stem: its f32 direct conv is faster)."""
+    g = bf16_layer(layer)
     (node,) = layers(g.graph)
     assert PRECISION_KEY not in node.annotations
     assert all(c.type.dtype is DType.F32 for c in g.graph.constants.values())
@@ -157,9 +162,9 @@ def test_a_target_without_bf16_keeps_fp32_and_says_so() -> None:
 
 
 def test_layers_too_thin_for_the_tiles_take_the_dot_gemm(tiles) -> None:  # type: ignore[no-untyped-def]
-    """K under 32 or under 16 channels would fill a 32 x 32 block less than half."""
+    """K under 16 or under 16 channels would fill a 32 x 32 x 32 block less than half."""
     g = OneOp(seed=3)
-    matmul_layer((40, 16), (16, 64))(g)
+    matmul_layer((40, 8), (8, 64))(g)
     g.graph.outputs.append(list(g.graph.nodes)[-1].results[0])
     Quantize(precision="bf16").run(g.graph, PassContext())
     Fuse().run(g.graph, PassContext())

@@ -17,12 +17,14 @@ from ir.graph import Graph, Node
 from ir.types import QuantParams, TensorType
 from targets.lowering.dispatch import lower_node
 from targets.lowering.integer_gemm import dot_instruction
+from targets.registry import resolve_target
 from targets.target import cpu_target, host_target
 
 HOST = host_target()
 TARGETS = {
-    "vnni": pytest.param(
-        HOST, marks=pytest.mark.skipif(dot_instruction(HOST) != "vpdpbusd", reason="host has no avx512_vnni")
+    "vnni": pytest.param(  # AMX-INT8 tiles taken away: test_lowering_integer_tiles.py tests those
+        resolve_target("x86", cpu_features="-amx,-amx_bf16,-amx_int8"),
+        marks=pytest.mark.skipif(dot_instruction(HOST) != "vpdpbusd", reason="host has no avx512_vnni"),
     ),
     "avx2": pytest.param(  # runs here: kernels for x86-64-v3 need a host with its features
         cpu_target("x86", "x86-64-v3"),
