@@ -17,6 +17,8 @@ default precision, its relative error against HAI's fp32 beside OpenVINO default
 f32 (issue 13's goal: the geo-mean over OpenVINO default <= 1, every model's error no worse than
 OpenVINO's own; `precision_verdicts`), and their geo-means.
 
+`--cold-cache` compiles each model with an empty kernel cache of its own (the compile-time goal).
+
     .venv/bin/python bench/zoo.py [--models resnet18,vit_tiny] [--threads 2] [--runs 30] [--repeat 1]
         [--precision bf16,auto] [--json out.json] [--markdown out.md]
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -75,15 +78,31 @@ def compile_isolated(
     values: Mapping[str, Any],
     timeout: float,
     precision: str = "",
+    cold_cache: bool = False,
 ) -> dict:
     """Compile in a child process (a compiler crash or hang costs one row, not the run); `values`:
-    the inputs fixed when compiling; `precision`: quantized first to it (bf16, auto), "" for fp32."""
+    the inputs fixed when compiling; `precision`: quantized first to it (bf16, auto), "" for fp32;
+    `cold_cache`: with a kernel cache of its own, empty (the model file is fetched already)."""
+    with tempfile.TemporaryDirectory(prefix="hai-cold-cache-") as empty:
+        env = dict(os.environ, HAI_CACHE_DIR=empty) if cold_cache else None
+        return _compile_child(onnx_path, output, shapes, values, timeout, precision, env)
+
+
+def _compile_child(
+    onnx_path: Path,
+    output: Path,
+    shapes: Mapping[str, Sequence[int]],
+    values: Mapping[str, Any],
+    timeout: float,
+    precision: str,
+    env: dict[str, str] | None,
+) -> dict:
     start = time.perf_counter()
     fixed = json.dumps({k: np.asarray(v).tolist() for k, v in values.items()})
     command = [sys.executable, "-c", COMPILE_CHILD, str(onnx_path), str(output), json.dumps(shapes), fixed,
                precision]  # fmt: skip
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
     except subprocess.TimeoutExpired:
         return {"compile_error": f"compile took over {timeout:.0f} s"}
     seconds = time.perf_counter() - start
@@ -126,6 +145,7 @@ def measure(
     compile_timeout: float,
     repeat: int = 1,
     precisions: Sequence[str] = (),
+    cold_cache: bool = False,
 ) -> dict[str, Any]:
     entry = zoo.get(name)
     spec = entry.model
@@ -134,7 +154,8 @@ def measure(
     peer_inputs = in_graph_order(onnx_path, spec.onnx_inputs(inputs))  # with the inputs HAI fixes
     artifact = workdir / f"{name}.hai"
     row: dict[str, Any] = {"model": name, "pattern": entry.pattern, "trained": entry.trained}
-    row.update(compile_isolated(onnx_path, artifact, spec.input_shapes, spec.input_values, compile_timeout))
+    row.update(compile_isolated(onnx_path, artifact, spec.input_shapes, spec.input_values, compile_timeout,
+                                cold_cache=cold_cache))  # fmt: skip
     measured: dict[str, bench.Isolated] = {}
     runners: dict[str, Callable[[], bench.Isolated]] = {
         "hai": lambda: bench.hai_isolated(artifact, inputs, threads, runs),
@@ -150,7 +171,7 @@ def measure(
             continue
         reduced = workdir / f"{name}.{precision}.hai"
         built = compile_isolated(onnx_path, reduced, spec.input_shapes, spec.input_values, compile_timeout,
-                                 precision)  # fmt: skip
+                                 precision, cold_cache)  # fmt: skip
         row[f"{engine}_compile_s"] = built.get("compile_s")
         if "compile_error" in built:
             row[f"{engine}_error"] = built["compile_error"]
@@ -347,6 +368,9 @@ def main() -> None:
         default="",
         help=f"also compile and measure HAI at these comma-separated precisions ({', '.join(PRECISIONS)})",
     )
+    parser.add_argument(
+        "--cold-cache", action="store_true", help="compile each model with an empty kernel cache of its own"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows and geo-means as JSON")
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown")
     args = parser.parse_args()
@@ -362,12 +386,22 @@ def main() -> None:
     def write(rows: list[dict[str, Any]]) -> None:
         if args.json:
             facts = {"threads": args.threads, "runs": args.runs, "repeat": args.repeat,
+                     "cold_cache": args.cold_cache,
                      "precisions": precisions, "rows": rows, "summary": summary(rows)}  # fmt: skip
             bench.write_json(facts, args.json)
 
     def measure_one(name: str) -> dict[str, Any]:
         finished.append(
-            measure(name, args.threads, args.runs, Path(tmp), args.compile_timeout, args.repeat, precisions)
+            measure(
+                name,
+                args.threads,
+                args.runs,
+                Path(tmp),
+                args.compile_timeout,
+                args.repeat,
+                precisions,
+                args.cold_cache,
+            )  # fmt: skip
         )
         write(finished)  # a long run keeps what it measured so far
         return finished[-1]
