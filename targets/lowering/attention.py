@@ -1,0 +1,210 @@
+"""Attention (ir/ops/attention.py) as one kernel: per tile of query rows, the scores, their softmax and
+the product with V stay in a tile-sized buffer; nothing of the (..., M, N) scores reaches memory.
+
+Rule: the batch dims flatten to T heads; a tile is `mi` query rows of one head (`mi` divides M, the
+GEMM knobs' row rule), and tiles run in parallel. In a tile:
+
+1. S = Q Kt over keys padded to Np (a multiple of the vector width): register-tiled like the GEMM
+   (targets/lowering/tiling.py), `mi` rows x a panel of key columns, vectorised along the keys;
+2. Z = scale * S + mask, -inf on the padded keys; the row max in `lanes` partial maxima (vectorised),
+   then across them;
+3. P = exp(Z - max) (vector_math's exp), the row sum in `lanes` partial sums;
+4. O = P V over the N real keys, vectorised along V's columns (padded to Ep), then O / sum.
+
+Kt and V are read in place when N (and E) are whole vectors; otherwise a pad stage copies them with
+zero columns first. f32 only (the pass forms f32 Attention nodes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from tvm import te, tirx
+
+from ir.graph import Node
+from targets.lowering import vector_math
+from targets.lowering.elementwise import broadcast_index
+from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg, kernel_name, snapshot, unravel
+from targets.lowering.registry import lowering
+from targets.lowering.tiling import choose_knobs, padded
+from targets.target import TargetDescription
+
+VERSION = 1
+
+
+def padded_columns(source: Any, columns: int, lanes: int, name: str, fill: float = 0.0) -> Any:
+    """`source` with its last dim of `columns` padded by `fill` to whole vectors (itself when whole).
+    `if_then_else`, not Select: the padded positions must not be read."""
+    if columns % lanes == 0:
+        return source
+    shape = [int(x) for x in source.shape[:-1]]
+
+    def element(*index: Any) -> Any:
+        *lead, c = index
+        return tirx.if_then_else(c < columns, source[(*lead, c)], te.const(fill, "float32"))
+
+    return te.compute((*shape, padded(columns, lanes)), element, name=name)
+
+
+def columns_panel(np_: int, lanes: int, vectors: int) -> int:
+    """The widest panel of at most `vectors` vectors that divides `np_` columns."""
+    return next(v for v in range(vectors, 0, -1) if (np_ // lanes) % v == 0) * lanes
+
+
+@lowering("Attention")
+def lower_attention(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+) -> LoweredKernel:
+    import tvm.s_tir as s_tir
+
+    q_v, kt_v, v_v, mask_v = (*node.operands, None)[:4]
+    assert q_v is not None and kt_v is not None and v_v is not None
+    result = node.results[0]
+    if epilogue or result.type.dtype.numpy.name != "float32":
+        raise LoweringError(f"node {node.name!r}: Attention is lowered for f32 without an epilogue only")
+    *batch, m_dim, d_dim = q_v.type.shape
+    n_dim, e_dim = v_v.type.shape[-2:]
+    heads = math.prod(batch)
+    lanes = target.vector_lanes_f32 or 1
+    knobs = choose_knobs(target, m_dim, n_dim)
+    mi, vectors = knobs.mi, knobs.vectors
+    np_, ep = padded(n_dim, lanes), padded(e_dim, lanes)
+
+    q = te.placeholder((heads, m_dim, d_dim), "float32", name="Q")
+    kt = te.placeholder((heads, d_dim, n_dim), "float32", name="Kt")
+    v = te.placeholder((heads, n_dim, e_dim), "float32", name="V")
+    mask = te.placeholder(tuple(mask_v.type.shape), "float32", name="mask") if mask_v is not None else None
+    kp = padded_columns(kt, n_dim, lanes, "Kp")
+    vp = padded_columns(v, e_dim, lanes, "Vp")
+
+    d = te.reduce_axis((0, d_dim), name="d")
+    s = te.compute(
+        (heads, m_dim, np_), lambda t, i, j: te.sum(q[t, i, d] * kp[t, d, j], axis=d), name="S"
+    )
+    scale = te.const(float(node.attrs["scale"]), "float32")
+
+    keyed_mask = mask is not None and mask_v.type.shape[-1] == n_dim  # type: ignore[union-attr]
+    bias = padded_columns(mask, n_dim, lanes, "mask_p", -math.inf) if keyed_mask else None
+
+    def z(t: Any, i: Any, j: Any) -> Any:
+        """scale * S + mask; -inf on padded keys (from the padded mask, or a Select reading nothing)."""
+        value = s[t, i, j] * scale
+        index = [*unravel(t, batch), i, j]
+        if bias is not None:
+            return value + bias[tuple(broadcast_index(mask.shape, index))]
+        if mask is not None:
+            value = value + mask[tuple(broadcast_index(mask.shape, index))]
+        return value if np_ == n_dim else tirx.Select(j < n_dim, value, te.const(-math.inf, "float32"))
+
+    ro = te.reduce_axis((0, np_ // lanes), name="ro")
+    partial_max = te.compute(
+        (heads, m_dim, lanes), lambda t, i, x: te.max(z(t, i, ro * lanes + x), axis=ro), name="max_lanes"
+    )
+    xl = te.reduce_axis((0, lanes), name="xl")
+    row_max = te.compute((heads, m_dim), lambda t, i: te.max(partial_max[t, i, xl], axis=xl), name="row_max")
+    p = te.compute(
+        (heads, m_dim, np_), lambda t, i, j: vector_math.exp(z(t, i, j) - row_max[t, i]), name="P"
+    )
+    rs = te.reduce_axis((0, np_ // lanes), name="rs")
+    partial_sum = te.compute(
+        (heads, m_dim, lanes), lambda t, i, x: te.sum(p[t, i, rs * lanes + x], axis=rs), name="sum_lanes"
+    )
+    xs = te.reduce_axis((0, lanes), name="xs")
+    row_sum = te.compute((heads, m_dim), lambda t, i: te.sum(partial_sum[t, i, xs], axis=xs), name="row_sum")
+    r = te.reduce_axis((0, n_dim), name="r")
+    o = te.compute((heads, m_dim, ep), lambda t, i, c: te.sum(p[t, i, r] * vp[t, r, c], axis=r), name="O")
+    out = te.compute((heads, m_dim, e_dim), lambda t, i, c: o[t, i, c] / row_sum[t, i], name="out")
+
+    placeholders = [q, kt, v, *([mask] if mask is not None else []), out]
+    compute = te.create_prim_func(placeholders)
+    workload = {
+        "op": "attention",
+        "q": list(q_v.type.shape),
+        "kt": list(kt_v.type.shape),
+        "v": list(v_v.type.shape),
+        "mask": list(mask_v.type.shape) if mask_v is not None else None,
+        "scale": float(node.attrs["scale"]),
+        "lanes": lanes,
+        "mi": mi,
+        "vectors": vectors,
+        "exp": vector_math.FORM,
+        "version": VERSION,
+    }
+    name = kernel_name("attention", workload)
+    sch = s_tir.Schedule(snapshot(compute))
+    schedule(sch, mi, lanes, vectors, np_, ep, pads=[x.op.name for x, y in ((kp, kt), (vp, v), (bias, mask)) if x is not y])
+    args = [arg(q_v, "input", q.shape), arg(kt_v, "input", kt.shape), arg(v_v, "input", v.shape)]
+    if mask_v is not None:
+        args.append(arg(mask_v, "weight" if mask_v.is_constant else "input", mask_v.type.shape))
+    args.append(KernelArg(result.name, "output", (heads, m_dim, e_dim), "float32"))
+    flops = 2 * heads * m_dim * (np_ * d_dim + n_dim * ep) + 8 * heads * m_dim * np_
+    return LoweredKernel(
+        name,
+        sch.mod["main"].with_attr("global_symbol", name),
+        tuple(args),
+        flops,
+        (node.name,),
+        workload,
+        layout="any",
+        compute=compute,
+    )
+
+
+def schedule(sch: Any, mi: int, lanes: int, vectors: int, np_: int, ep: int, pads: Sequence[str]) -> None:
+    """Tiles of `mi` rows of one head in parallel, every stage of the tile computed inside it."""
+    out = sch.get_sblock("out")
+    t, i, c = sch.get_loops(out)
+    io, ii = sch.split(i, [None, mi])
+    tile = sch.fuse(t, io)
+    sch.parallel(tile)
+    stages = ["S", "max_lanes", "row_max", "P", "sum_lanes", "row_sum", "O"]
+    for stage in reversed(stages):
+        sch.compute_at(sch.get_sblock(stage), tile)
+    for stage in ("S", "O"):
+        sch.set_scope(sch.get_sblock(stage), 0, "local")
+    register_tile(sch, "S", mi, np_, columns_panel(np_, lanes, vectors), lanes)
+    register_tile(sch, "O", mi, ep, columns_panel(ep, lanes, vectors), lanes)
+    for stage in ("max_lanes", "sum_lanes"):
+        block = sch.get_sblock(stage)
+        (row, lane), reduce = tile_loops(sch, block, [mi, lanes])
+        sch.reorder(row, *reduce, lane)
+        sch.vectorize(lane)
+        sch.decompose_reduction(block, reduce[0] if reduce else row)
+    block = sch.get_sblock("P")
+    (_, _, vec), _ = tile_loops(sch, block, [mi, np_ // lanes, lanes])
+    sch.vectorize(vec)
+    for stage in ("row_max", "row_sum"):
+        block = sch.get_sblock(stage)
+        (row,), reduce = tile_loops(sch, block, [mi])
+        sch.decompose_reduction(block, reduce[0] if reduce else row)
+    if ep == int(sch.get(out).iter_vars[2].dom.extent):
+        _, vec = sch.split(c, [None, lanes])
+        sch.vectorize(vec)
+    for pad in pads:
+        loops = sch.get_loops(sch.get_sblock(pad))
+        sch.parallel(sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0])
+
+
+def tile_loops(sch: Any, block: Any, extents: Sequence[int]) -> tuple[list[Any], list[Any]]:
+    """The spatial loops of `block` under the tile (compute_at drops unit loops and may split), fused
+    and split again to `extents`; and its reduction loops."""
+    loops = sch.get_loops(block)[1:]
+    n_reduce = sum(1 for it in sch.get(block).iter_vars if int(it.iter_type) == 2 and int(it.dom.extent) > 1)
+    spatial, reduce = loops[: len(loops) - n_reduce], loops[len(loops) - n_reduce :]
+    if not spatial:  # every spatial extent is 1
+        spatial = [sch.add_unit_loop(block)]
+    fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
+    return list(sch.split(fused, list(extents))), list(reduce)
+
+
+def register_tile(sch: Any, stage: str, mi: int, columns: int, nb: int, lanes: int) -> None:
+    """`stage`'s rows x columns x reduction under the tile as mi x nb register tiles."""
+    block = sch.get_sblock(stage)
+    (row, co, nv, lane), reduce = tile_loops(sch, block, [mi, columns // nb, nb // lanes, lanes])
+    sch.reorder(co, *reduce, row, nv, lane)
+    sch.unroll(row)
+    sch.unroll(nv)
+    sch.vectorize(lane)
+    sch.decompose_reduction(block, reduce[0] if reduce else row)
