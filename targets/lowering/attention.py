@@ -28,7 +28,7 @@ from targets.lowering import vector_math
 from targets.lowering.elementwise import broadcast_index
 from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg, kernel_name, snapshot, unravel
 from targets.lowering.registry import lowering
-from targets.lowering.tiling import choose_knobs, padded
+from targets.lowering.tiling import padded, padded_rows
 from targets.target import TargetDescription
 
 VERSION = 1
@@ -68,7 +68,7 @@ def lower_attention(
     n_dim, e_dim = v_v.type.shape[-2:]
     heads = math.prod(batch)
     lanes = target.vector_lanes_f32 or 1
-    knobs = choose_knobs(target, m_dim, n_dim)
+    knobs, mp = padded_rows(target, m_dim, n_dim)
     mi, vectors = knobs.mi, knobs.vectors
     np_, ep = padded(n_dim, lanes), padded(e_dim, lanes)
 
@@ -80,9 +80,10 @@ def lower_attention(
     vp = padded_columns(v, e_dim, lanes, "Vp")
 
     d = te.reduce_axis((0, d_dim), name="d")
-    s = te.compute(
-        (heads, m_dim, np_), lambda t, i, j: te.sum(q[t, i, d] * kp[t, d, j], axis=d), name="S"
-    )
+    def query(t: Any, i: Any, k: Any) -> Any:
+        return q[t, i if mp == m_dim else te.min(i, m_dim - 1), k]  # padded rows: the last, unwritten
+
+    s = te.compute((heads, mp, np_), lambda t, i, j: te.sum(query(t, i, d) * kp[t, d, j], axis=d), name="S")
     scale = te.const(float(node.attrs["scale"]), "float32")
 
     keyed_mask = mask is not None and mask_v.type.shape[-1] == n_dim  # type: ignore[union-attr]
@@ -91,7 +92,7 @@ def lower_attention(
     def z(t: Any, i: Any, j: Any) -> Any:
         """scale * S + mask; -inf on padded keys (from the padded mask, or a Select reading nothing)."""
         value = s[t, i, j] * scale
-        index = [*unravel(t, batch), i, j]
+        index = [*unravel(t, batch), i if mp == m_dim else te.min(i, m_dim - 1), j]
         if bias is not None:
             return value + bias[tuple(broadcast_index(mask.shape, index))]
         if mask is not None:
@@ -100,21 +101,21 @@ def lower_attention(
 
     ro = te.reduce_axis((0, np_ // lanes), name="ro")
     partial_max = te.compute(
-        (heads, m_dim, lanes), lambda t, i, x: te.max(z(t, i, ro * lanes + x), axis=ro), name="max_lanes"
+        (heads, mp, lanes), lambda t, i, x: te.max(z(t, i, ro * lanes + x), axis=ro), name="max_lanes"
     )
     xl = te.reduce_axis((0, lanes), name="xl")
-    row_max = te.compute((heads, m_dim), lambda t, i: te.max(partial_max[t, i, xl], axis=xl), name="row_max")
+    row_max = te.compute((heads, mp), lambda t, i: te.max(partial_max[t, i, xl], axis=xl), name="row_max")
     p = te.compute(
-        (heads, m_dim, np_), lambda t, i, j: vector_math.exp(z(t, i, j) - row_max[t, i]), name="P"
+        (heads, mp, np_), lambda t, i, j: vector_math.exp(z(t, i, j) - row_max[t, i]), name="P"
     )
     rs = te.reduce_axis((0, np_ // lanes), name="rs")
     partial_sum = te.compute(
-        (heads, m_dim, lanes), lambda t, i, x: te.sum(p[t, i, rs * lanes + x], axis=rs), name="sum_lanes"
+        (heads, mp, lanes), lambda t, i, x: te.sum(p[t, i, rs * lanes + x], axis=rs), name="sum_lanes"
     )
     xs = te.reduce_axis((0, lanes), name="xs")
-    row_sum = te.compute((heads, m_dim), lambda t, i: te.sum(partial_sum[t, i, xs], axis=xs), name="row_sum")
+    row_sum = te.compute((heads, mp), lambda t, i: te.sum(partial_sum[t, i, xs], axis=xs), name="row_sum")
     r = te.reduce_axis((0, n_dim), name="r")
-    o = te.compute((heads, m_dim, ep), lambda t, i, c: te.sum(p[t, i, r] * vp[t, r, c], axis=r), name="O")
+    o = te.compute((heads, mp, ep), lambda t, i, c: te.sum(p[t, i, r] * vp[t, r, c], axis=r), name="O")
     out = te.compute((heads, m_dim, e_dim), lambda t, i, c: o[t, i, c] / row_sum[t, i], name="out")
 
     placeholders = [q, kt, v, *([mask] if mask is not None else []), out]
@@ -128,6 +129,7 @@ def lower_attention(
         "scale": float(node.attrs["scale"]),
         "lanes": lanes,
         "mi": mi,
+        "rows": mp,
         "vectors": vectors,
         "exp": vector_math.FORM,
         "version": VERSION,

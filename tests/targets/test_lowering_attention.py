@@ -33,6 +33,7 @@ CASES = [
     attention("whole_vectors_broadcast_mask", (1, 2), 8, 16, 32, 32, mask=(1, 1, 1, 32), scale=0.25),
     attention("full_constant_mask", (2,), 5, 4, 7, 3, mask=(2, 5, 7), const_mask=True, scale=1.0),
     attention("rank2_prime_rows", (), 17, 12, 19, 16, mask=(19,)),
+    attention("padded_rows_keyed_mask", (2,), 23, 8, 23, 8, mask=(23, 23)),
 ]
 
 
