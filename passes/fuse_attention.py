@@ -80,7 +80,7 @@ def produced(value: Value | None, reader: Node, ops: tuple[str, ...]) -> Node | 
     return node if node is not None and node.op in ops and only_reader(value) is reader else None  # type: ignore[arg-type]
 
 
-def other_operand(node: Node, value: Value) -> Value | None:
+def other_operand(node: Node, value: Value | None) -> Value | None:
     a, b = node.operands
     return b if a is value else a
 
@@ -90,9 +90,8 @@ def scaled_product(value: Value | None, reader: Node) -> tuple[list[Node], float
     node = produced(value, reader, ("Mul", "Div", "MatMul"))
     if node is None or node.op == "MatMul":
         return None if node is None else ([node], 1.0)
-    product = node.operands[0] if node.op == "Div" else next(
-        (o for o in node.operands if produced(o, node, ("MatMul",)) is not None), None
-    )
+    sides = node.operands[:1] if node.op == "Div" else node.operands  # a Div divides the product
+    product = next((o for o in sides if produced(o, node, ("MatMul",)) is not None), None)
     constant = one_element(other_operand(node, product)) if product is not None else None
     first = produced(product, node, ("MatMul",))
     if first is None or constant is None or constant == 0.0:
@@ -112,9 +111,9 @@ def match(softmax: Node) -> Chain | None:
     found, mask, nodes = scaled_product(scores, softmax), None, [softmax, after]
     add = produced(scores, softmax, ("Add",)) if found is None else None
     for side in add.operands if add is not None else ():
-        found = scaled_product(side, add)  # type: ignore[arg-type]
-        if found is not None:
-            mask, nodes = other_operand(add, side), [add, softmax, after]  # type: ignore[arg-type]
+        found = scaled_product(side, add) if add is not None else None
+        if add is not None and found is not None:
+            mask, nodes = other_operand(add, side), [add, softmax, after]
             break
     if found is None:
         return None

@@ -26,7 +26,15 @@ from tvm import te, tirx
 from ir.graph import Node
 from targets.lowering import vector_math
 from targets.lowering.elementwise import broadcast_index
-from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg, kernel_name, snapshot, unravel
+from targets.lowering.kernel import (
+    KernelArg,
+    LoweredKernel,
+    LoweringError,
+    arg,
+    kernel_name,
+    snapshot,
+    unravel,
+)
 from targets.lowering.registry import lowering
 from targets.lowering.tiling import padded, padded_rows
 from targets.target import TargetDescription
@@ -80,6 +88,7 @@ def lower_attention(
     vp = padded_columns(v, e_dim, lanes, "Vp")
 
     d = te.reduce_axis((0, d_dim), name="d")
+
     def query(t: Any, i: Any, k: Any) -> Any:
         return q[t, i if mp == m_dim else te.min(i, m_dim - 1), k]  # padded rows: the last, unwritten
 
@@ -94,7 +103,7 @@ def lower_attention(
         value = s[t, i, j] * scale
         index = [*unravel(t, batch), i if mp == m_dim else te.min(i, m_dim - 1), j]
         if bias is not None:
-            return value + bias[tuple(broadcast_index(mask.shape, index))]
+            return value + bias[tuple(broadcast_index(bias.shape, index))]
         if mask is not None:
             value = value + mask[tuple(broadcast_index(mask.shape, index))]
         return value if np_ == n_dim else tirx.Select(j < n_dim, value, te.const(-math.inf, "float32"))
@@ -105,9 +114,7 @@ def lower_attention(
     )
     xl = te.reduce_axis((0, lanes), name="xl")
     row_max = te.compute((heads, mp), lambda t, i: te.max(partial_max[t, i, xl], axis=xl), name="row_max")
-    p = te.compute(
-        (heads, mp, np_), lambda t, i, j: vector_math.exp(z(t, i, j) - row_max[t, i]), name="P"
-    )
+    p = te.compute((heads, mp, np_), lambda t, i, j: vector_math.exp(z(t, i, j) - row_max[t, i]), name="P")
     rs = te.reduce_axis((0, np_ // lanes), name="rs")
     partial_sum = te.compute(
         (heads, mp, lanes), lambda t, i, x: te.sum(p[t, i, rs * lanes + x], axis=rs), name="sum_lanes"
@@ -136,7 +143,8 @@ def lower_attention(
     }
     name = kernel_name("attention", workload)
     sch = s_tir.Schedule(snapshot(compute))
-    schedule(sch, mi, lanes, vectors, np_, ep, pads=[x.op.name for x, y in ((kp, kt), (vp, v), (bias, mask)) if x is not y])
+    pads = [x.op.name for x, y in ((kp, kt), (vp, v), (bias, mask)) if x is not None and x is not y]
+    schedule(sch, mi, lanes, vectors, np_, ep, pads)
     args = [arg(q_v, "input", q.shape), arg(kt_v, "input", kt.shape), arg(v_v, "input", v.shape)]
     if mask_v is not None:
         args.append(arg(mask_v, "weight" if mask_v.is_constant else "input", mask_v.type.shape))

@@ -89,9 +89,7 @@ def packed_gemm(
         row = i if mp == m_dim else te.min(i, m_dim - 1)  # padded rows repeat the last (never written)
         return a_t[kk, row] if trans_a else a_t[row, kk]
 
-    acc = te.compute(
-        (mp, np_), lambda i, j: te.sum(a_at(i, k) * b_t[j // nb, k, j % nb], axis=k), name="acc"
-    )
+    acc = te.compute((mp, np_), lambda i, j: te.sum(a_at(i, k) * b_t[j // nb, k, j % nb], axis=k), name="acc")
     chain = Epilogue.build(result, epilogue)
     bias = Operand(c, tensor=te.placeholder(c.type.shape, "float32", name="C")) if c is not None else None
     batch = out_shape[:-1]

@@ -29,7 +29,9 @@ def chain(scale_op: str | None = "Div", mask: str | None = None, axis: int = 3, 
     build = Builder(graph)
     (scores,) = build.op("MatMul", [q, kt], name="qk")
     if scale_op is not None:
-        (scores,) = build.op(scale_op, [scores, graph.add_constant("c", np.array(2.0, np.float32))], name="scale")
+        (scores,) = build.op(
+            scale_op, [scores, graph.add_constant("c", np.array(2.0, np.float32))], name="scale"
+        )
     if mask == "input":
         m = graph.add_input("mask", f32(1, 1, 1, N))
     elif mask == "constant":
@@ -68,7 +70,9 @@ def test_other_chains_stay(graph: Graph) -> None:
     assert ops(graph) == before
 
 
-@pytest.mark.parametrize(("listed", "fused"), [(frozenset(), False), (frozenset({"Attention"}), True), (None, True)])
+@pytest.mark.parametrize(
+    ("listed", "fused"), [(frozenset(), False), (frozenset({"Attention"}), True), (None, True)]
+)
 def test_only_a_target_listing_attention_gets_it(listed, fused: bool) -> None:  # type: ignore[no-untyped-def]
     ctx = PassContext(target=dataclasses.replace(TargetFacts(), composite_ops=listed))
     graph = PassManager(parse_pipeline("fuse-attention"), verify_each=True).run(chain(), ctx)
