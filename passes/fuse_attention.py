@@ -4,21 +4,21 @@ Rule: a chain MatMul(Q, Kt) -> [Mul or Div by a one-element constant] -> [Add(ma
 Softmax(last axis) -> MatMul(., V) becomes Attention(Q, Kt, V, mask) {scale}, where
 
 - each value inside the chain is read only by the next node and is no graph output;
-- Q, Kt and V are float, of one dtype and rank >= 2, with the same batch dims
+- Q, Kt and V are f32 (the one dtype the kernel takes), rank >= 2, with the same batch dims
   (`attention_shapes`), and the mask (when present) broadcasts to the scores;
 - the scale is the constant (Mul) or its reciprocal (Div), 1 without one.
 
 The new node takes the last MatMul's place and result name; every operand is computed before it.
-It runs only for a target whose `composite_ops` lists Attention (or when no target is known,
-`TargetFacts.composite_ops` None), so targets without the fused kernel keep the plain ops. Imports
-only `ir` and this package.
+It runs only for a target whose `composite_ops` lists Attention (or with `always`, for tests and
+`hai ir`), so targets without the fused kernel, and graphs prepared for no target in particular,
+keep the plain ops. Imports only `ir` and this package.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from ir import Graph, Node, Value
+from ir import DType, Graph, Node, Value
 from ir.builder import Builder
 from ir.ops.attention import attention_shapes
 from ir.ops.common import broadcasts_to
@@ -47,9 +47,12 @@ class FuseAttention(Pass):
     name = "fuse-attention"
     requires = ("constants-loaded",)
 
+    always: bool = dataclasses.field(
+        default=False, metadata={"help": "form Attention whatever the target lists (tests, `hai ir`)"}
+    )
+
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
-        listed = ctx.target.composite_ops
-        if listed is not None and OP not in listed:
+        if not self.always and OP not in ctx.target.composite_ops:
             return graph
         for node in list(graph.nodes):
             if node.graph is graph and node.op == "Softmax":
@@ -125,12 +128,12 @@ def match(softmax: Node) -> Chain | None:
 
 
 def fits(q: Value, kt: Value, v: Value, mask: Value | None, scores: Value) -> bool:
-    """One float dtype, equal batch dims, the scores of the chain's shape, a mask that broadcasts."""
+    """All f32, equal batch dims, the scores of the chain's shape, a mask that broadcasts."""
     dtypes = {x.type.dtype for x in (q, kt, v, scores, *([mask] if mask is not None else []))}
     shape = attention_shapes(q.type.shape, kt.type.shape, v.type.shape)
     if mask is not None and not broadcasts_to(mask.type.shape, scores.type.shape):
         return False
-    return len(dtypes) == 1 and q.type.dtype.is_float and shape == tuple(scores.type.shape)
+    return dtypes == {DType.F32} and shape == tuple(scores.type.shape)
 
 
 def rewrite(graph: Graph, chain: Chain) -> None:

@@ -12,7 +12,7 @@ GEMM knobs' row rule), and tiles run in parallel. In a tile:
 4. O = P V over the N real keys, vectorised along V's columns (padded to Ep), then O / sum.
 
 Kt and V are read in place when N (and E) are whole vectors; otherwise a pad stage copies them with
-zero columns first. f32 only (the pass forms f32 Attention nodes).
+zero columns first. f32 only (the pass forms f32 Attention nodes only).
 """
 
 from __future__ import annotations
