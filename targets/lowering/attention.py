@@ -39,13 +39,17 @@ from targets.lowering.registry import lowering
 from targets.lowering.tiling import padded, padded_rows
 from targets.target import TargetDescription
 
-VERSION = 1
+VERSION = 2  # 2: panels of at least two vectors where padding allows (PANEL_PADDING)
+PANEL_PADDING = 9 / 8
+"""A register panel may pad the columns to at most this times their whole-vector width: ViT's 197 keys
+take 2-vector panels over 224 columns (8 accumulators of a 4-row tile), not 1-vector ones over 208
+(4 accumulators, latency-bound)."""
 
 
-def padded_columns(source: Any, columns: int, lanes: int, name: str, fill: float = 0.0) -> Any:
-    """`source` with its last dim of `columns` padded by `fill` to whole vectors (itself when whole).
+def padded_columns(source: Any, columns: int, total: int, name: str, fill: float = 0.0) -> Any:
+    """`source` with its last dim of `columns` padded by `fill` to `total` (itself when equal).
     `if_then_else`, not Select: the padded positions must not be read."""
-    if columns % lanes == 0:
+    if columns == total:
         return source
     shape = [int(x) for x in source.shape[:-1]]
 
@@ -53,12 +57,15 @@ def padded_columns(source: Any, columns: int, lanes: int, name: str, fill: float
         *lead, c = index
         return tirx.if_then_else(c < columns, source[(*lead, c)], te.const(fill, "float32"))
 
-    return te.compute((*shape, padded(columns, lanes)), element, name=name)
+    return te.compute((*shape, total), element, name=name)
 
 
-def columns_panel(np_: int, lanes: int, vectors: int) -> int:
-    """The widest panel of at most `vectors` vectors that divides `np_` columns."""
-    return next(v for v in range(vectors, 0, -1) if (np_ // lanes) % v == 0) * lanes
+def panel(columns: int, lanes: int, vectors: int) -> tuple[int, int]:
+    """(panel width, padded columns): the widest panel of at most `vectors` vectors whose padding
+    stays within PANEL_PADDING of the whole-vector width."""
+    limit = padded(columns, lanes) * PANEL_PADDING
+    width = next(v * lanes for v in range(vectors, 0, -1) if padded(columns, v * lanes) <= limit)
+    return width, padded(columns, width)
 
 
 @lowering("Attention")
@@ -78,14 +85,14 @@ def lower_attention(
     lanes = target.vector_lanes_f32 or 1
     knobs, mp = padded_rows(target, m_dim, n_dim)
     mi, vectors = knobs.mi, knobs.vectors
-    np_, ep = padded(n_dim, lanes), padded(e_dim, lanes)
+    (key_panel, np_), (column_panel, ep) = panel(n_dim, lanes, vectors), panel(e_dim, lanes, vectors)
 
     q = te.placeholder((heads, m_dim, d_dim), "float32", name="Q")
     kt = te.placeholder((heads, d_dim, n_dim), "float32", name="Kt")
     v = te.placeholder((heads, n_dim, e_dim), "float32", name="V")
     mask = te.placeholder(tuple(mask_v.type.shape), "float32", name="mask") if mask_v is not None else None
-    kp = padded_columns(kt, n_dim, lanes, "Kp")
-    vp = padded_columns(v, e_dim, lanes, "Vp")
+    kp = padded_columns(kt, n_dim, np_, "Kp")
+    vp = padded_columns(v, e_dim, ep, "Vp")
 
     d = te.reduce_axis((0, d_dim), name="d")
 
@@ -96,7 +103,7 @@ def lower_attention(
     scale = te.const(float(node.attrs["scale"]), "float32")
 
     keyed_mask = mask is not None and mask_v.type.shape[-1] == n_dim  # type: ignore[union-attr]
-    bias = padded_columns(mask, n_dim, lanes, "mask_p", -math.inf) if keyed_mask else None
+    bias = padded_columns(mask, n_dim, np_, "mask_p", -math.inf) if keyed_mask else None
 
     def z(t: Any, i: Any, j: Any) -> Any:
         """scale * S + mask; -inf on padded keys (from the padded mask, or a Select reading nothing)."""
@@ -144,7 +151,7 @@ def lower_attention(
     name = kernel_name("attention", workload)
     sch = s_tir.Schedule(snapshot(compute))
     pads = [x.op.name for x, y in ((kp, kt), (vp, v), (bias, mask)) if x is not None and x is not y]
-    schedule(sch, mi, lanes, vectors, np_, ep, pads)
+    schedule(sch, mi, lanes, (key_panel, np_), (column_panel, ep), pads)
     args = [arg(q_v, "input", q.shape), arg(kt_v, "input", kt.shape), arg(v_v, "input", v.shape)]
     if mask_v is not None:
         args.append(arg(mask_v, "weight" if mask_v.is_constant else "input", mask_v.type.shape))
@@ -162,8 +169,12 @@ def lower_attention(
     )
 
 
-def schedule(sch: Any, mi: int, lanes: int, vectors: int, np_: int, ep: int, pads: Sequence[str]) -> None:
-    """Tiles of `mi` rows of one head in parallel, every stage of the tile computed inside it."""
+def schedule(
+    sch: Any, mi: int, lanes: int, keys: tuple[int, int], columns: tuple[int, int], pads: Sequence[str]
+) -> None:
+    """Tiles of `mi` rows of one head in parallel, every stage of the tile computed inside it; `keys`
+    and `columns`: the (panel width, padded count) of the scores' and the result's columns."""
+    np_, ep = keys[1], columns[1]
     out = sch.get_sblock("out")
     t, i, c = sch.get_loops(out)
     io, ii = sch.split(i, [None, mi])
@@ -174,8 +185,8 @@ def schedule(sch: Any, mi: int, lanes: int, vectors: int, np_: int, ep: int, pad
         sch.compute_at(sch.get_sblock(stage), tile)
     for stage in ("S", "O"):
         sch.set_scope(sch.get_sblock(stage), 0, "local")
-    register_tile(sch, "S", mi, np_, columns_panel(np_, lanes, vectors), lanes)
-    register_tile(sch, "O", mi, ep, columns_panel(ep, lanes, vectors), lanes)
+    register_tile(sch, "S", mi, np_, keys[0], lanes)
+    register_tile(sch, "O", mi, ep, columns[0], lanes)
     for stage in ("max_lanes", "sum_lanes"):
         block = sch.get_sblock(stage)
         (row, lane), reduce = tile_loops(sch, block, [mi, lanes])

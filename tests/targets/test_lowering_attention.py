@@ -1,8 +1,9 @@
 """The x86 Attention kernel (targets/lowering/attention.py) against the IR op's numpy reference.
 
-Cases cover padded keys and V columns (N, E not whole vectors), keys and columns that are whole
-vectors (read in place), a broadcast run-time mask, a full constant mask, rank-2 operands and rows
-that no tile height above 1 divides.
+Cases cover padded keys and V columns (N, E not whole vectors), keys padded past whole vectors to
+fill 2-vector panels (200 -> 224), keys and columns that are whole vectors (read in place), a
+broadcast run-time mask, a full constant mask, rank-2 operands and rows that no tile height above
+1 divides (padded rows).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ CASES = [
     attention("full_constant_mask", (2,), 5, 4, 7, 3, mask=(2, 5, 7), const_mask=True, scale=1.0),
     attention("rank2_prime_rows", (), 17, 12, 19, 16, mask=(19,)),
     attention("padded_rows_keyed_mask", (2,), 23, 8, 23, 8, mask=(23, 23)),
+    attention("keys_padded_past_whole_vectors", (1,), 6, 8, 200, 20, mask=(1, 200)),
 ]
 
 
