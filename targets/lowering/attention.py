@@ -1,15 +1,15 @@
 """Attention (ir/ops/attention.py) as one kernel: per tile of query rows, the scores, their softmax and
 the product with V stay in a tile-sized buffer; nothing of the (..., M, N) scores reaches memory.
 
-Rule: the batch dims flatten to T heads; a tile is `mi` query rows of one head (`mi` divides M, the
-GEMM knobs' row rule), and tiles run in parallel. In a tile:
+Rule: the batch dims flatten to T heads; a tile is `mi` query rows of one head (the GEMM's row rule,
+`tiling.padded_rows`: M padded to whole tiles when no tile height of 3 or more divides it, the padded
+rows reading the last query and never written), and tiles run in parallel. In a tile:
 
-1. S = Q Kt over keys padded to Np (a multiple of the vector width): register-tiled like the GEMM
+1. S = Q Kt over keys padded to Np (whole register panels, `panel`): register-tiled like the GEMM
    (targets/lowering/tiling.py), `mi` rows x a panel of key columns, vectorised along the keys;
-2. Z = scale * S + mask, -inf on the padded keys; the row max in `lanes` partial maxima (vectorised),
-   then across them;
-3. P = exp(Z - max) (vector_math's exp), the row sum in `lanes` partial sums;
-4. O = P V over the N real keys, vectorised along V's columns (padded to Ep), then O / sum.
+2. Z = scale * S + mask, -inf on the padded keys; its softmax rows as softmax_rows.py takes them
+   (row max and sum in `lanes` partial values, P = exp(Z - max) vectorised);
+3. O = P V over the N real keys, vectorised along V's columns (padded to Ep), then O / sum.
 
 Kt and V are read in place when N (and E) are whole vectors; otherwise a pad stage copies them with
 zero columns first. f32 only (the pass forms f32 Attention nodes only).
@@ -24,7 +24,6 @@ from typing import Any
 from tvm import te, tirx
 
 from ir.graph import Node
-from targets.lowering import vector_math
 from targets.lowering.elementwise import broadcast_index
 from targets.lowering.kernel import (
     KernelArg,
@@ -36,7 +35,9 @@ from targets.lowering.kernel import (
     unravel,
 )
 from targets.lowering.registry import lowering
+from targets.lowering.softmax_rows import STAGES, schedule_softmax, softmax_stages, tile_loops
 from targets.lowering.tiling import padded, padded_rows
+from targets.lowering.vector_math import FORM
 from targets.target import TargetDescription
 
 VERSION = 2  # 2: panels of at least two vectors where padding allows (PANEL_PADDING)
@@ -115,19 +116,7 @@ def lower_attention(
             value = value + mask[tuple(broadcast_index(mask.shape, index))]
         return value if np_ == n_dim else tirx.Select(j < n_dim, value, te.const(-math.inf, "float32"))
 
-    ro = te.reduce_axis((0, np_ // lanes), name="ro")
-    partial_max = te.compute(
-        (heads, mp, lanes), lambda t, i, x: te.max(z(t, i, ro * lanes + x), axis=ro), name="max_lanes"
-    )
-    xl = te.reduce_axis((0, lanes), name="xl")
-    row_max = te.compute((heads, mp), lambda t, i: te.max(partial_max[t, i, xl], axis=xl), name="row_max")
-    p = te.compute((heads, mp, np_), lambda t, i, j: vector_math.exp(z(t, i, j) - row_max[t, i]), name="P")
-    rs = te.reduce_axis((0, np_ // lanes), name="rs")
-    partial_sum = te.compute(
-        (heads, mp, lanes), lambda t, i, x: te.sum(p[t, i, rs * lanes + x], axis=rs), name="sum_lanes"
-    )
-    xs = te.reduce_axis((0, lanes), name="xs")
-    row_sum = te.compute((heads, mp), lambda t, i: te.sum(partial_sum[t, i, xs], axis=xs), name="row_sum")
+    p, row_sum = softmax_stages((heads, mp), np_, lanes, z)
     r = te.reduce_axis((0, n_dim), name="r")
     o = te.compute((heads, mp, ep), lambda t, i, c: te.sum(p[t, i, r] * vp[t, r, c], axis=r), name="O")
     out = te.compute((heads, m_dim, e_dim), lambda t, i, c: o[t, i, c] / row_sum[t, i], name="out")
@@ -145,7 +134,7 @@ def lower_attention(
         "mi": mi,
         "rows": mp,
         "vectors": vectors,
-        "exp": vector_math.FORM,
+        "exp": FORM,
         "version": VERSION,
     }
     name = kernel_name("attention", workload)
@@ -180,44 +169,19 @@ def schedule(
     io, ii = sch.split(i, [None, mi])
     tile = sch.fuse(t, io)
     sch.parallel(tile)
-    stages = ["S", "max_lanes", "row_max", "P", "sum_lanes", "row_sum", "O"]
-    for stage in reversed(stages):
+    for stage in reversed(("S", *STAGES, "O")):
         sch.compute_at(sch.get_sblock(stage), tile)
     for stage in ("S", "O"):
         sch.set_scope(sch.get_sblock(stage), 0, "local")
     register_tile(sch, "S", mi, np_, keys[0], lanes)
     register_tile(sch, "O", mi, ep, columns[0], lanes)
-    for stage in ("max_lanes", "sum_lanes"):
-        block = sch.get_sblock(stage)
-        (row, lane), reduce = tile_loops(sch, block, [mi, lanes])
-        sch.reorder(row, *reduce, lane)
-        sch.vectorize(lane)
-        sch.decompose_reduction(block, reduce[0] if reduce else row)
-    block = sch.get_sblock("P")
-    (_, _, vec), _ = tile_loops(sch, block, [mi, np_ // lanes, lanes])
-    sch.vectorize(vec)
-    for stage in ("row_max", "row_sum"):
-        block = sch.get_sblock(stage)
-        (row,), reduce = tile_loops(sch, block, [mi])
-        sch.decompose_reduction(block, reduce[0] if reduce else row)
+    schedule_softmax(sch, mi, np_, lanes)
     if ep == int(sch.get(out).iter_vars[2].dom.extent):
         _, vec = sch.split(c, [None, lanes])
         sch.vectorize(vec)
     for pad in pads:
         loops = sch.get_loops(sch.get_sblock(pad))
         sch.parallel(sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0])
-
-
-def tile_loops(sch: Any, block: Any, extents: Sequence[int]) -> tuple[list[Any], list[Any]]:
-    """The spatial loops of `block` under the tile (compute_at drops unit loops and may split), fused
-    and split again to `extents`; and its reduction loops."""
-    loops = sch.get_loops(block)[1:]
-    n_reduce = sum(1 for it in sch.get(block).iter_vars if int(it.iter_type) == 2 and int(it.dom.extent) > 1)
-    spatial, reduce = loops[: len(loops) - n_reduce], loops[len(loops) - n_reduce :]
-    if not spatial:  # every spatial extent is 1
-        spatial = [sch.add_unit_loop(block)]
-    fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
-    return list(sch.split(fused, list(extents))), list(reduce)
 
 
 def register_tile(sch: Any, stage: str, mi: int, columns: int, nb: int, lanes: int) -> None:
