@@ -103,7 +103,7 @@ def lower_attention(
     s = te.compute((heads, mp, np_), lambda t, i, j: te.sum(query(t, i, d) * kp[t, d, j], axis=d), name="S")
     scale = te.const(float(node.attrs["scale"]), "float32")
 
-    keyed_mask = mask is not None and mask_v.type.shape[-1] == n_dim  # type: ignore[union-attr]
+    keyed_mask = mask_v is not None and mask_v.type.shape[-1] == n_dim  # the mask varies along the keys
     bias = padded_columns(mask, n_dim, np_, "mask_p", -math.inf) if keyed_mask else None
 
     def z(t: Any, i: Any, j: Any) -> Any:
