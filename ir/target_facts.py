@@ -36,6 +36,9 @@ class TargetFacts:
     - `devices`: where kernels run.
     - `fusable_ops`, `fusion_anchors`: ops the target's kernels compute as a fused epilogue,
       and ops whose kernels take one (None: the `fuse` pass's defaults).
+    - `composite_ops`: HAI composite ops (no ONNX op of their own, e.g. `Attention`) the target's
+      kernels compute; a pass that forms one runs only where it is listed (none when no target is
+      known: a graph prepared without one, e.g. for `hai quantize`, may be compiled for any target).
     - `runtime_baseline_bytes`: the runtime's own resident memory beside an artifact (memory budgets).
     - `buffer_alignment`: bytes the device needs every buffer's base aligned to (OpenCL's
       CL_DEVICE_MEM_BASE_ADDR_ALIGN); `plan-memory` aligns offsets to at least this (1: no such device).
@@ -54,6 +57,7 @@ class TargetFacts:
     devices: tuple[DeviceFacts, ...] = ()
     fusable_ops: frozenset[str] | None = None
     fusion_anchors: frozenset[str] | None = None
+    composite_ops: frozenset[str] = frozenset()
     runtime_baseline_bytes: int = 0
     buffer_alignment: int = 1
 

@@ -41,6 +41,7 @@ DEFAULT_PIPELINE = (
     "fold-batchnorm",  # fold scale/shift into Conv/Gemm/MatMul weights
     "fold-channel-affine",  # and the per-channel Mul/Add/Sub/Div that exporters leave after them
     "eliminate-common-subexpressions",  # merge duplicate nodes and identical weights
+    "fuse-attention",  # MatMul -> scale -> mask -> Softmax -> MatMul as one Attention (targets listing it)
     "eliminate-dead-code",  # last: removes what the passes above left unused
 )
 """The canonical pipeline, spelled `default` in pipeline strings; each step's reason is beside it."""

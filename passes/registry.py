@@ -22,6 +22,7 @@ from passes.fold_channel_affine import FoldChannelAffine
 from passes.fold_constants import FoldConstants
 from passes.fold_qdq import FoldQdq
 from passes.fuse import Fuse
+from passes.fuse_attention import FuseAttention
 from passes.infer_shapes import InferShapes
 from passes.layout import Layout
 from passes.manager import Pass
@@ -45,6 +46,7 @@ BUILTIN_PASSES: tuple[type[Pass], ...] = (
     FoldBatchNorm,
     FoldChannelAffine,
     EliminateCommonSubexpressions,
+    FuseAttention,
     Quantize,
     SplitWeights,
     Layout,

@@ -109,6 +109,11 @@ class TargetBackend(ABC):
 
         return frozenset({*POINTWISE_OPS, *QUANT_OPS})
 
+    def composite_ops(self) -> frozenset[str]:
+        """HAI composite ops (ir/ops, e.g. `Attention`) this target's kernels compute; the passes that
+        form them run only for a target that lists them. None by default."""
+        return frozenset()
+
     def description(
         self, cpu: str, features: frozenset[str] | set[str] | tuple[str, ...], *, source: str
     ) -> TargetDescription:
@@ -127,6 +132,7 @@ class TargetBackend(ABC):
             triple=None if target_of_arch(platform.machine()) == self.name else self.triple,  # native: LLVM's
             source=source,
             fusable_ops=self.epilogue_ops(),
+            composite_ops=self.composite_ops(),
             devices=(DeviceFacts(kind=self.device, name=cpu),),
         )
 

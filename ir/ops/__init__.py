@@ -10,6 +10,7 @@ FAMILIES = (
     "reduce",
     "conv",
     "matmul",
+    "attention",
     "normalization",
     "pooling",
     "rnn",

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from ir.graph import Node
 from targets.lowering import (  # noqa: F401  (importing a family registers its templates)
+    attention,
     conv,
     conv_transpose,
     elementwise,

@@ -35,7 +35,7 @@ from targets.lowering.kernel import (
 )
 from targets.lowering.matmul_general import general_product
 from targets.lowering.registry import lowering
-from targets.lowering.tiling import choose_knobs, padded, schedule_gemm
+from targets.lowering.tiling import choose_knobs, padded, padded_rows, schedule_gemm
 from targets.lowering.weight_only import decode_at_use, has_packable_weight, weight_source
 from targets.schedules import GemmKnobs
 from targets.target import TargetDescription
@@ -71,7 +71,7 @@ def packed_gemm(
     k_dim = b.type.shape[1] if trans_b else b.type.shape[-2]
     n_dim = out_shape[-1]
     m_dim = math.prod(out_shape[:-1])
-    knobs = choose_knobs(target, m_dim, n_dim)
+    knobs, mp = padded_rows(target, m_dim, n_dim)
     np_ = padded(n_dim, knobs.nb)
     a_shape = a.type.shape if trans_a else (m_dim, k_dim)
     a_t = te.placeholder(a_shape, "float32", name="A")
@@ -86,11 +86,10 @@ def packed_gemm(
     k = te.reduce_axis((0, k_dim), name="k")
 
     def a_at(i: Any, kk: Any) -> Any:
-        return a_t[kk, i] if trans_a else a_t[i, kk]
+        row = i if mp == m_dim else te.min(i, m_dim - 1)  # padded rows repeat the last (never written)
+        return a_t[kk, row] if trans_a else a_t[row, kk]
 
-    acc = te.compute(
-        (m_dim, np_), lambda i, j: te.sum(a_at(i, k) * b_t[j // nb, k, j % nb], axis=k), name="acc"
-    )
+    acc = te.compute((mp, np_), lambda i, j: te.sum(a_at(i, k) * b_t[j // nb, k, j % nb], axis=k), name="acc")
     chain = Epilogue.build(result, epilogue)
     bias = Operand(c, tensor=te.placeholder(c.type.shape, "float32", name="C")) if c is not None else None
     batch = out_shape[:-1]
@@ -123,6 +122,7 @@ def packed_gemm(
         "c_const": bool(c is not None and c.is_constant),
         "epilogue": chain.describe(),
         "knobs": knobs.to_json(),
+        **({"rows": mp} if mp != m_dim else {}),
     }
     name = kernel_name("gemm", b_src.add_to(workload))
     compute = te.create_prim_func(params)

@@ -23,13 +23,16 @@ from ir.graph import Node, Value
 from targets.lowering.elementwise import Epilogue, broadcast_index, epilogue_args
 from targets.lowering.generic import (
     FLOATS,
+    PARALLEL_MIN_WORK,
     Param,
     check_dtypes,
+    extent,
     make_kernel,
     operand_param,
     output_param,
     schedule_injective,
     schedule_reduce,
+    spatial_and_reduce,
     work_dtype,
 )
 from targets.lowering.kernel import LoweredKernel, unravel
@@ -93,6 +96,31 @@ class Stats:
         return (self.x[tuple(i)].astype(self.work) - self.mean(rows)) * self.inv_std(rows)
 
 
+def schedule_row_reduce(sch: Any, name: str, lanes: int, size: int) -> None:
+    """A statistic over each row as `width` partial sums a row (rfactor: one vector add per step, not a
+    latency-bound scalar chain), then across them; rows in parallel. `width`: a full or half vector
+    dividing the row's extent (at least two steps); other extents: `schedule_reduce`."""
+    block = sch.get_sblock(name)
+    spatial, reduce = spatial_and_reduce(sch, block)
+    length = extent(sch, reduce[0]) if len(reduce) == 1 else 0
+    width = next((w for w in (lanes, lanes // 2) if w > 1 and length % w == 0 and length >= 2 * w), None)
+    if not spatial or width is None:
+        schedule_reduce(sch, name, lanes, size)
+        return
+    _, lane = sch.split(reduce[0], [None, width])
+    partial = sch.rfactor(lane, len(spatial))
+    rows = sch.get_loops(block)[: len(spatial)]
+    row = sch.fuse(*rows) if len(rows) > 1 else rows[0]
+    sch.compute_at(partial, row)
+    if size >= PARALLEL_MIN_WORK:
+        sch.parallel(row)
+    inner, (steps,) = spatial_and_reduce(sch, partial)
+    sch.reorder(steps, inner[-1])
+    sch.vectorize(inner[-1])
+    sch.decompose_reduction(partial, steps)
+    sch.decompose_reduction(block, sch.get_loops(block)[-1])
+
+
 def affine_params(node: Node, names: Sequence[str]) -> list[Param | None]:
     params: list[Param | None] = []
     for index, name in enumerate(names, start=1):
@@ -141,11 +169,12 @@ def assemble(
         "operands": [None if p is None else [p.arg.role, list(p.arg.shape)] for p in params],
         "epilogue": chain.describe(),
         "lanes": lanes,
+        "reduce": "lane-partials",  # schedule_row_reduce (the scalar-chain reduction had no field)
     }
 
     def schedule(sch: Any) -> None:
         for name in reductions:
-            schedule_reduce(sch, name, lanes, size)
+            schedule_row_reduce(sch, name, lanes, size)
         schedule_injective(sch, "out", lanes, size)
         for index in range(len(extra_outputs)):
             schedule_injective(sch, f"stat{index}", lanes, size)

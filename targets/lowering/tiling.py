@@ -15,13 +15,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from targets.schedules import GemmKnobs, schedules_of
+from targets.schedules import ROW_PREFERENCE, GemmKnobs, schedules_of
 from targets.target import TargetDescription
 
 
 def choose_knobs(target: TargetDescription, m: int, n: int, rows: int | None = None) -> GemmKnobs:
     """The target family's GEMM knobs (targets/schedules.py) for `m` rows (or a tile of `rows`) by `n`."""
     return schedules_of(target).gemm(target, m, n, rows)
+
+
+MIN_TILE_ROWS = 3
+"""A tile of fewer rows (the rule found no larger divisor of m, e.g. ViT's 197 tokens) is load-bound:
+`padded_rows` pads m to the preferred tile height instead."""
+
+
+def padded_rows(target: TargetDescription, m: int, n: int) -> tuple[GemmKnobs, int]:
+    """The GEMM knobs for `m` rows by `n` and the rows to compute: `m` itself when the rule's tile has
+    at least MIN_TILE_ROWS rows (or m is that small), else m padded to the first preferred height
+    (the template reads the padded rows clamped to the last real one and writes the `m` real rows)."""
+    knobs = choose_knobs(target, m, n)
+    if knobs.mi >= MIN_TILE_ROWS or m <= ROW_PREFERENCE[0]:
+        return knobs, m
+    return choose_knobs(target, m, n, rows=ROW_PREFERENCE[0]), padded(m, ROW_PREFERENCE[0])
 
 
 def padded(n: int, nb: int) -> int:

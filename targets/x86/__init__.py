@@ -74,6 +74,10 @@ class X86Target(TargetBackend):
             supported.append("bf16")
         return IsaFacts(width, registers, tuple(supported), tuple(preferred))
 
+    def composite_ops(self) -> frozenset[str]:
+        """Attention: its fused template (targets/lowering/attention.py) is tuned on x86 only."""
+        return frozenset({"Attention"})
+
     def host_identity(self) -> CpuIdentity:
         return host_cpu()  # this module's name, so a test can pretend another host
 

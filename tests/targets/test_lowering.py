@@ -45,6 +45,21 @@ def test_matmul_with_bias_relu_epilogue(target) -> None:
     check(g, [mm, add, relu], target)
 
 
+@pytest.mark.parametrize("rows", [197, 2])
+def test_matmul_of_prime_rows_pads_its_tile(target, rows: int) -> None:
+    """197 rows (ViT's tokens) have no tile height but 1: the kernel computes 200 rows, writes 197;
+    2 rows keep the rule's tile of 2 (too few rows to pad)."""
+    g = OneOp(11)
+    mm = g.op("MatMul", [g.input("x", (1, rows, 24)), g.const("w", (24, 40))], "mm")
+    gelu = g.op("Tanh", [mm.results[0]], "tanh")
+    check(g, [mm, gelu], target)
+    workload = lower_node(mm, target, [gelu]).workload
+    if rows == 197:
+        assert workload["knobs"]["mi"] == 4 and workload["rows"] == 200
+    else:
+        assert "rows" not in workload
+
+
 def test_gemm_trans_b_alpha_beta(target) -> None:
     g = OneOp(1)
     gemm = g.op(

@@ -11,7 +11,7 @@ import pytest
 from kernel_batch import Case, assert_matches, run_cases
 
 from ir.ops.registry import all_schemas
-from targets.lowering.dispatch import supported_ops
+from targets.lowering.dispatch import lower_node, supported_ops
 from targets.registry import resolve_target
 
 RNG = np.random.default_rng(3)
@@ -113,6 +113,11 @@ def softmax_cases() -> list[Case]:
     cases.append(Case("Hardmax-ties", "Hardmax", [np.round(floats())], {"axis": 3}))
     cases.append(Case("Softmax-bf16", "Softmax", [floats(dtype=BF16)], {"axis": 2}))
     cases.append(Case("Softmax-large", "Softmax", [floats((64, 1024), low=-5, high=5)], {"axis": 1}))
+    # f32 over a last axis of two vectors or more: lane partials (softmax_rows.py), rows padded by -inf
+    padded_row = floats((2, 7, 45), low=-30, high=30)
+    cases.append(Case("Softmax-f32-padded-row", "Softmax", [padded_row], {"axis": 2}))
+    masked = np.where(RNG.random((4, 64)) > 0.7, -np.inf, floats((4, 64))).astype(np.float32)
+    cases.append(Case("Softmax-f32-masked", "Softmax", [masked], {"axis": 1}))
     return cases
 
 
@@ -152,3 +157,13 @@ def test_every_registered_reduce_op_has_a_lowering_and_a_case(op: str) -> None:
         pytest.skip(EXCEPTIONS[op])
     assert op in supported_ops()
     assert any(c.op == op for c in CASES), f"no x86 kernel case for {op}"
+
+
+@pytest.mark.parametrize(
+    ("case_id", "lanes"), [("Softmax-f32-padded-row", True), ("Softmax-f32-middle", False)]
+)
+def test_f32_last_axis_softmax_takes_lane_partials(case_id: str, lanes: bool) -> None:
+    """A row of two vectors or more takes softmax_rows.py's stages; a softmax over a middle axis does not."""
+    case = next(c for c in CASES if c.id == case_id)
+    kernel = lower_node(case.build(), resolve_target("x86"))
+    assert ("max_lanes" in str(kernel.compute)) is lanes
