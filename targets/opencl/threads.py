@@ -7,8 +7,9 @@ rules: `Matmul` tiles GEMM-like blocks in local memory with vectorised loads, `R
 work-groups of the device's size) and keeps the first whose result binds every statement to
 `blockIdx`/`threadIdx`; `Fallback` closes every family. A kernel whose every rule fails, or whose
 schedule leaves a statement unbound (it would compile silently into host code), is refused naming
-the kernel and its nodes. `launch_sizes` reads each device kernel's global and local sizes from the
-schedule (TVM records them nowhere else).
+the kernel and its nodes; a rule whose lowered kernels declare more local memory than the device has
+is not kept (`check_local_memory`: the next rule runs). `launch_sizes` reads each device kernel's
+global and local sizes from the schedule (TVM records them nowhere else).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from targets.lowering.kernel import LoweredKernel, LoweringError
-from targets.opencl.tir_walk import walk
+from targets.opencl.tir_walk import lowered_allocations, walk
 
 GEMM_OPS = frozenset({"gemm", "bmm", "conv", "convt", "matmul"})
 REDUCTION_OPS = frozenset({
@@ -89,14 +90,15 @@ def thread_schedule(kernel: LoweredKernel, tvm_target: Any) -> tuple[Any, Any]:
             if rule_name == "Flat":
                 scheduled = flat_schedule(func, threads)
             elif rule_name == "Tiled":
-                local = int(tvm_target.attrs["max_shared_memory_per_block"])
-                scheduled = tiled_schedule(func, frozenset(a.name for a in weight_args(kernel, func)), local)
+                weights = frozenset(a.name for a in weight_args(kernel, func))
+                scheduled = tiled_schedule(func, weights, tvm_target)
             else:
                 with tvm_target:
                     rule = getattr(dl.gpu, rule_name)()
                     scheduled = dl.ApplyDefaultSchedule(rule)(tvm.IRModule({kernel.name: func}))[kernel.name]
             check_bound(scheduled, kernel)
             scheduled = legalize(scheduled)
+            check_local_memory(scheduled, tvm_target)
             lib = tvm.compile(tvm.IRModule({kernel.name: scheduled}), target=tvm_target)
             return scheduled.with_attr("hai.schedule", rule_name), lib
         except Exception as exc:  # a rule that does not take this compute, or whose result fails to lower
@@ -160,6 +162,19 @@ def check_bound(func: Any, kernel: LoweredKernel) -> None:
             f"{describe(kernel)}: {len(unbound)} statement(s) are not bound to blockIdx/threadIdx and would "
             f"compile into host code; an OpenCL kernel must bind all its work to work-groups"
         )
+
+
+def check_local_memory(func: Any, tvm_target: Any) -> None:
+    """Refuse (ValueError: the family's next rule runs) a schedule whose lowered device kernels declare
+    more local memory (`__local`, TVM's "shared" scope) than the device has: what TVM's pipeline
+    allocates, not what the schedule meant (tir_walk.lowered_allocations)."""
+    limit = int(tvm_target.attrs["max_shared_memory_per_block"])
+    for name, scopes in lowered_allocations(func, tvm_target).items():
+        if scopes.get("shared", 0) > limit:
+            raise ValueError(
+                f"device kernel {name} declares {scopes['shared']} bytes of local memory once lowered, "
+                f"the device has {limit}"
+            )
 
 
 def launch_sizes(func: Any) -> list[LaunchSize]:
