@@ -85,8 +85,10 @@ PRESETS: dict[str, DeviceProfile] = {
     "nvidia-h100": DeviceProfile(
         name="nvidia-h100", type="GPU", compute_units=132, max_work_group_size=1024,
         local_memory_bytes=48 * 2**10, vector_width_float=1, vector_width_half=0,
-        sub_group_size=32, fp16=True, host_unified=False, base_align_bits=4096,
+        sub_group_size=32, fp16=False, int8_dot=False, host_unified=False, base_align_bits=4096,
     ),
 }  # fmt: skip
 """Named profiles `--cpu` takes: PoCL's CPU device (CI) and the NVIDIA H100 through NVIDIA's OpenCL
-3.0 driver (its facts as that driver reports them)."""
+3.0 driver (its facts as that driver reported them on the H100, driver 580: no cl_khr_fp16, so no
+FP16 rung, and no cl_khr_integer_dot_product; `--cpu-features +fp16` or a `hai doctor` profile of
+another driver says otherwise)."""
