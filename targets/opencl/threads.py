@@ -1,8 +1,10 @@
 """OpenCL thread schedules: each kernel's shared compute bound to work-groups and work-items, per op family.
 
 Rule: the computes are the shared templates' (`LoweredKernel.compute`, targets/lowering/); only how
-they map onto the device is OpenCL's. Each op family tries its rules in order (TVM's dlight GPU
-rules: `Matmul` tiles GEMM-like blocks in local memory with vectorised loads, `Reduction` and
+they map onto the device is OpenCL's. Each op family tries its rules in order (the GEMM family, the
+integer anchors included, first HAI's: `IntDot` (int_dot.py) on OpenCL's integer dot products where
+the device has them, `Tiled` (tiled.py); then TVM's dlight GPU rules: `Matmul` tiles GEMM-like
+blocks in local memory with vectorised loads, `Reduction` and
 `GeneralReduction` reduce within a work-group, `Fallback` fuses the spatial axes of each block into
 work-groups of the device's size) and keeps the first whose result binds every statement to
 `blockIdx`/`threadIdx`; `Fallback` closes every family. A kernel whose every rule fails, or whose
@@ -20,19 +22,19 @@ from typing import Any
 from targets.lowering.kernel import LoweredKernel, LoweringError
 from targets.opencl.tir_walk import lowered_allocations, walk
 
-GEMM_OPS = frozenset({"gemm", "bmm", "conv", "convt", "matmul"})
+GEMM_OPS = frozenset({"gemm", "bmm", "conv", "convt", "matmul", "convint", "matmulint"})
 REDUCTION_OPS = frozenset({
     "softmax", "logsoftmax", "reducemean", "reducesum", "reducemax", "reducemin", "reduceprod",
     "reducel2", "reducel1", "reducesumsquare", "reducelogsumexp", "global_pool", "layernorm",
     "instancenormalization", "groupnorm", "lpnorm", "argmax", "argmin",
 })  # fmt: skip
 FAMILY_RULES: dict[str, tuple[str, ...]] = {
-    "gemm": ("Tiled", "Matmul", "GEMV", "Fallback", "Flat"),
+    "gemm": ("IntDot", "Tiled", "Matmul", "GEMV", "Fallback", "Flat"),
     "reduction": ("Reduction", "GeneralReduction", "Fallback", "Flat"),
     "pointwise": ("Fallback", "Flat"),
 }
-"""The rules each family tries, in order: dlight's, then `Flat` (`flat_schedule`), which takes any
-TE compute dlight cannot normalise (e.g. clamped gathers)."""
+"""The rules each family tries, in order: HAI's GEMM rules, dlight's, then `Flat` (`flat_schedule`),
+which takes any TE compute dlight cannot normalise (e.g. clamped gathers)."""
 
 
 class ThreadBindingError(LoweringError):
@@ -61,15 +63,16 @@ def describe(kernel: LoweredKernel) -> str:
     return f"kernel {kernel.name} ({', '.join(kernel.sources) or 'copy'})"
 
 
-def thread_schedule(kernel: LoweredKernel, tvm_target: Any) -> tuple[Any, Any]:
+def thread_schedule(kernel: LoweredKernel, tvm_target: Any, int8_dot: bool = False) -> tuple[Any, Any]:
     """The compute of `kernel` scheduled onto work-groups by its family's first rule that binds it whole
     and compiles: the scheduled PrimFunc (its attribute `hai.schedule` names the rule) and TVM's
-    module of it."""
+    module of it. `int8_dot`: the device has integer dot products (int_dot.py)."""
     import tvm
     import tvm.s_tir as s_tir
     import tvm.s_tir.dlight as dl
 
     from targets.opencl.flat import flat_schedule
+    from targets.opencl.int_dot import int_dot_schedule
     from targets.opencl.legalize import legalize
     from targets.opencl.tiled import tiled_schedule
 
@@ -89,6 +92,8 @@ def thread_schedule(kernel: LoweredKernel, tvm_target: Any) -> tuple[Any, Any]:
         try:
             if rule_name == "Flat":
                 scheduled = flat_schedule(func, threads)
+            elif rule_name == "IntDot":
+                scheduled = int_dot_schedule(func, threads, int8_dot)
             elif rule_name == "Tiled":
                 weights = frozenset(a.name for a in weight_args(kernel, func))
                 scheduled = tiled_schedule(func, weights, tvm_target)

@@ -32,7 +32,7 @@ def local_bytes_per_kernel(source: str) -> dict[str, int]:
     """Bytes of the `__local` arrays each `__kernel` of an OpenCL C program declares (its prototypes,
     which TVM repeats, declare none)."""
     starts = [(m.start(), m.group(1)) for m in _KERNEL.finditer(source)]
-    found = {}
+    found: dict[str, int] = {}
     for (start, name), (end, _) in zip(starts, [*starts[1:], (len(source), "")], strict=True):
         declared = sum(
             SCALAR_BYTES[scalar] * int(lanes or 1) * int(count)

@@ -155,3 +155,44 @@ def test_int8_digits_on_opencl_equal_the_cpu_artifact(
         feed = {"image": digits[i : i + 1]}
         want = on_cpu.run(feed)["logits"]
         assert np.array_equal(on_device.run(feed)["logits"], want)
+
+
+DOT_BUILTIN = """int __attribute__((overloadable)) dot(uchar4 a, char4 b) {
+  return (int)a.x * (int)b.x + (int)a.y * (int)b.y + (int)a.z * (int)b.z + (int)a.w * (int)b.w;
+}
+"""
+"""OpenCL 3.0's `dot(uchar4, char4)` (integer dot products) as its specification defines it, for a device
+without the builtin (PoCL's CPU device): the kernels' use of it is then checked there."""
+
+
+def test_int8_dot_products_on_a_profile_with_them_equal_the_cpu_artifact(
+    opencl_device: dict,
+    int8_graph: Graph,
+    digits: np.ndarray,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--cpu-features +int8_dot`: the integer convs and the classifier run on `dot` builtins (the IntDot
+    rule), with logits equal to the x86 artifact's."""
+    import json
+
+    from runtime.devices import opencl_programs
+
+    options = CompileOptions(target="opencl", cpu="pocl-cpu", cpu_features="+int8_dot", input_shapes=SHAPES)
+    opencl = compile_model(int8_graph, tmp_path / "opencl.hai", options)
+    library = json.loads((opencl.path / kernel_library_file("opencl")).read_text())
+    integer = {name: k["schedule"] for name, k in library["kernels"].items() if "int_" in name}
+    assert len(integer) == 4 and set(integer.values()) == {"IntDot"}, integer
+    assert "dot(vload4(" in library["source"]
+    if not opencl_device["int8_dot_product"]:
+        build = opencl_programs.build_program
+        monkeypatch.setattr(
+            opencl_programs,
+            "build_program",
+            lambda ctx, dev, src, where: build(ctx, dev, DOT_BUILTIN + src, where),
+        )
+    cpu = compile_model(int8_graph, tmp_path / "x86.hai", CompileOptions(target="x86", input_shapes=SHAPES))
+    on_cpu, on_device = runtime.load(cpu.path, threads=1), runtime.load(opencl.path)
+    for i in range(100, 132):
+        feed = {"image": digits[i : i + 1]}
+        assert np.array_equal(on_device.run(feed)["logits"], on_cpu.run(feed)["logits"])

@@ -133,9 +133,11 @@ def opencl_tvm_target(cpu: str, **profile: Any) -> Any:
 
     import tvm
 
+    from targets.opencl import OpenCLTarget
     from targets.opencl.profiles import PRESETS
 
     backend = get_target("opencl")
+    assert isinstance(backend, OpenCLTarget)
     profiled = dataclasses.replace(PRESETS[cpu], **profile)
     desc = backend.with_profile(resolve_target("opencl", cpu=cpu), profiled)
     return tvm.target.Target(backend.tvm_target(desc))
