@@ -295,9 +295,10 @@ class DynamicQuantizer:
                 node.annotations[PRECISION_KEY] = overrides.pop(layer_name(node))
         if overrides:
             raise QuantizerError(f"--layer-precision names no layer: {sorted(overrides)}")
+        f16 = self.target_description.supports("f16")
         chosen = {
             layer_name(n): effective_precision(
-                graph, n, str(n.annotations.get(PRECISION_KEY, self.precision_profile))
+                graph, n, str(n.annotations.get(PRECISION_KEY, self.precision_profile)), f16
             )
             for n in layers(graph)
         }

@@ -196,3 +196,21 @@ def test_int8_dot_products_on_a_profile_with_them_equal_the_cpu_artifact(
     for i in range(100, 132):
         feed = {"image": digits[i : i + 1]}
         assert np.array_equal(on_device.run(feed)["logits"], on_cpu.run(feed)["logits"])
+
+
+def test_int4_layers_too_short_for_it_fall_back_within_the_target() -> None:
+    """INT4 is weight-only: digits' first conv (9 weights per output) cannot take it and, uncalibrated,
+    falls back to FP16 where the profile has cl_khr_fp16, else to FP32, as reported and as stored."""
+    from ir import DType
+
+    def quantized(features: str | None) -> tuple[dict[str, str], bool]:
+        target = resolve_target("opencl", cpu="nvidia-h100", cpu_features=features)
+        model = DynamicQuantizer(target=target, precision_profile="int4", progress=False).fit(
+            EMBEDDED_MODEL, input_shapes=SHAPES
+        )
+        return model.precisions, any(v.type.dtype is DType.F16 for v in model.graph.values())
+
+    reported, any_f16 = quantized(None)
+    assert reported["node_conv2d"] == "fp32" and not any_f16
+    reported, any_f16 = quantized("+fp16")
+    assert reported["node_conv2d"] == "fp16" and any_f16
