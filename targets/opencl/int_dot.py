@@ -5,12 +5,12 @@ Rule: on a device with integer dot products (profile feature `int8_dot`: cl_khr_
 OpenCL 3.0's `__opencl_c_integer_dot_product_input_4x8bit`), the `acc` block of the integer anchors
 (ConvInteger, MatMulInteger: targets/lowering/integer_gemm.py, weights packed 16 lanes x 4 bytes)
 runs one work-item per (position, panel of 16 output channels; positions along work-groups of the
-largest size dividing them, panels and batch along the other two axes): 16 int32 accumulators in private
-memory, each reduction block one shared dot step (targets/lowering/dot_step.py: C[j] += sum_k
-u8(A[k]) * i8(B[j, k])) tensorized into 16 `dot(uchar4, char4)` calls, which return the exact int32
-sum (the x86 and arm64 steps' result, no saturation). The pad stage and the epilogue run flat
-(`flat.flat_bind`). A compute without such an `acc` block, or a profile without `int8_dot`, is not
-taken (ValueError): the family's next rule runs.
+largest size dividing them, panels and batch along the other two axes): 16 int32 accumulators in
+private memory, each reduction block one shared dot step (targets/lowering/dot_step.py: C[j] +=
+sum_k u8(A[k]) * i8(B[j, k])) tensorized into 16 `dot(uchar4, char4)` calls, which return the exact
+int32 sum (the x86 and arm64 steps' result, no saturation). The pad stage and the epilogue run flat
+(`flat.flat_bind_unbound`). A compute without such an `acc` block, or a profile without `int8_dot`,
+is not taken (ValueError): the family's next rule runs.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def int_dot_schedule(func: Any, threads: int, int8_dot: bool) -> Any:
     rule does not apply."""
     import tvm.s_tir as s_tir
 
-    from targets.opencl.flat import flat_bind
+    from targets.opencl.flat import flat_bind_unbound
 
     if not int8_dot:
         raise ValueError("the device has no integer dot products (feature int8_dot)")
@@ -86,7 +86,5 @@ def int_dot_schedule(func: Any, threads: int, int8_dot: bool) -> Any:
     sch.reverse_compute_at(private, p_item)
     sch.decompose_reduction(acc, blocks[0] if blocks else lane)
     sch.tensorize(lane, register_opencl_dot().intrinsic)
-    for other in sch.get_child_blocks(sch.get_sblock("root")):
-        if not any(sch.get(loop).thread_binding is not None for loop in sch.get_loops(other)):
-            flat_bind(sch, other, threads)
+    flat_bind_unbound(sch, threads)
     return sch.mod["main"]

@@ -8,7 +8,7 @@ the others "positions"; both are fused, and the reduction axes too. A work-group
 private memory (chosen to divide the extents, so no tile is partial and no staged read leaves its
 tensor); each step over `depth` reduction elements first copies the tile's inputs and weights
 into local memory, all work-items of the group sharing the copy (cooperative fetch). Producers of
-`acc` (padding) stay blocks of their own, run flat (`flat.flat_bind`) like the epilogue: inlined,
+`acc` (padding) stay blocks of their own, run flat (`flat.flat_bind_unbound`) like the epilogue: inlined,
 the staged copy would read the unpadded tensor out of its bounds (the padding's condition guards
 the product, not the copy). A compute
 without such a block, or with no channel or no position axis (a GEMV), is not taken (ValueError):
@@ -59,7 +59,7 @@ def tiled_schedule(func: Any, weights: frozenset[str], target: Any) -> Any:
 def _tiled(func: Any, weights: frozenset[str], local_bytes: int, private: bool) -> Any:
     import tvm.s_tir as s_tir
 
-    from targets.opencl.flat import flat_bind
+    from targets.opencl.flat import flat_bind_unbound
 
     sch = s_tir.Schedule(func)
     try:
@@ -107,9 +107,7 @@ def _tiled(func: Any, weights: frozenset[str], local_bytes: int, private: bool) 
         sch.bind(ty, "threadIdx.y")
         sch.bind(tx, "threadIdx.x")
     sch.decompose_reduction(acc, ko)
-    for other in sch.get_child_blocks(sch.get_sblock("root")):
-        if not any(sch.get(loop).thread_binding is not None for loop in sch.get_loops(other)):
-            flat_bind(sch, other, TILE_THREADS * TILE_THREADS)
+    flat_bind_unbound(sch, TILE_THREADS * TILE_THREADS)
     return sch.mod["main"]
 
 
