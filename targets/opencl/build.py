@@ -33,7 +33,7 @@ _SIGNATURE = re.compile(r"__kernel void (\w+)\(([^)]*)\)\s*\{")
 SCHEDULE_MODULES = (
     "threads.py",
     "tiled.py",
-    "int_dot.py",
+    "int_gemm.py",
     "flat.py",
     "tir_walk.py",
     "legalize.py",

@@ -1,10 +1,10 @@
 """OpenCL thread schedules: each kernel's shared compute bound to work-groups and work-items, per op family.
 
 Rule: the computes are the shared templates' (`LoweredKernel.compute`, targets/lowering/); only how
-they map onto the device is OpenCL's. Each op family tries its rules in order (the GEMM family, the
-integer anchors included, first HAI's: `IntDot` (int_dot.py) on OpenCL's integer dot products where
-the device has them, `Tiled` (tiled.py); then TVM's dlight GPU rules: `Matmul` tiles GEMM-like
-blocks in local memory with vectorised loads, `Reduction` and
+they map onto the device is OpenCL's. Each op family tries its rules in order (the GEMM family first
+HAI's: `IntGemm` (int_gemm.py) for the integer anchors, on OpenCL's integer dot products where the
+device has them, `Tiled` (tiled.py); then TVM's dlight GPU rules: `Matmul` tiles GEMM-like blocks
+in local memory with vectorised loads, `Reduction` and
 `GeneralReduction` reduce within a work-group, `Fallback` fuses the spatial axes of each block into
 work-groups of the device's size) and keeps the first whose result binds every statement to
 `blockIdx`/`threadIdx`; `Fallback` closes every family. A kernel whose every rule fails, or whose
@@ -29,7 +29,7 @@ REDUCTION_OPS = frozenset({
     "instancenormalization", "groupnorm", "lpnorm", "argmax", "argmin",
 })  # fmt: skip
 FAMILY_RULES: dict[str, tuple[str, ...]] = {
-    "gemm": ("IntDot", "Tiled", "Matmul", "GEMV", "Fallback", "Flat"),
+    "gemm": ("IntGemm", "Tiled", "Matmul", "GEMV", "Fallback", "Flat"),
     "reduction": ("Reduction", "GeneralReduction", "Fallback", "Flat"),
     "pointwise": ("Fallback", "Flat"),
 }
@@ -66,13 +66,13 @@ def describe(kernel: LoweredKernel) -> str:
 def thread_schedule(kernel: LoweredKernel, tvm_target: Any, int8_dot: bool = False) -> tuple[Any, Any]:
     """The compute of `kernel` scheduled onto work-groups by its family's first rule that binds it whole
     and compiles: the scheduled PrimFunc (its attribute `hai.schedule` names the rule) and TVM's
-    module of it. `int8_dot`: the device has integer dot products (int_dot.py)."""
+    module of it. `int8_dot`: the device has integer dot products (int_gemm.py)."""
     import tvm
     import tvm.s_tir as s_tir
     import tvm.s_tir.dlight as dl
 
     from targets.opencl.flat import flat_schedule
-    from targets.opencl.int_dot import int_dot_schedule
+    from targets.opencl.int_gemm import int_gemm_schedule
     from targets.opencl.legalize import legalize
     from targets.opencl.tiled import tiled_schedule
 
@@ -92,8 +92,8 @@ def thread_schedule(kernel: LoweredKernel, tvm_target: Any, int8_dot: bool = Fal
         try:
             if rule_name == "Flat":
                 scheduled = flat_schedule(func, threads)
-            elif rule_name == "IntDot":
-                scheduled = int_dot_schedule(func, threads, int8_dot)
+            elif rule_name == "IntGemm":
+                scheduled = int_gemm_schedule(func, threads, int8_dot)
             elif rule_name == "Tiled":
                 weights = frozenset(a.name for a in weight_args(kernel, func))
                 scheduled = tiled_schedule(func, weights, tvm_target)

@@ -49,6 +49,18 @@ def library_source(artifact: Path) -> str:
     return json.loads((artifact / kernel_library_file("opencl")).read_text())["source"]
 
 
+def integer_schedules(artifact: Path) -> set[str]:
+    """The schedule rules of the integer anchors' kernels (the three ConvIntegers, the MatMulInteger)."""
+    import json
+
+    kernels = json.loads((artifact / kernel_library_file("opencl")).read_text())["kernels"]
+    integer = [
+        k["schedule"] for name, k in kernels.items() if name.startswith(("hai_convint_", "hai_matmulint_"))
+    ]
+    assert len(integer) == 4
+    return set(integer)
+
+
 def fp16_digits(cpu: str, features: str | None, folder: Path) -> tuple[Graph, Path]:
     """The digits CNN quantized to FP16 for an OpenCL profile and compiled for it."""
     target = resolve_target("opencl", cpu=cpu, cpu_features=features)
@@ -149,7 +161,8 @@ def test_int8_digits_on_opencl_equal_the_cpu_artifact(
     cpu = compile_model(int8_graph, tmp_path / "x86.hai", CompileOptions(target="x86", input_shapes=SHAPES))
     options = CompileOptions(target="opencl", cpu="pocl-cpu", input_shapes=SHAPES)
     opencl = compile_model(int8_graph, tmp_path / "opencl.hai", options)
-    assert "uchar" in library_source(opencl.path)  # integer kernels, not float ones
+    assert integer_schedules(opencl.path) == {"IntGemm"}
+    assert "dot(" not in library_source(opencl.path)  # PoCL has no integer dot products
     on_cpu, on_device = runtime.load(cpu.path, threads=1), runtime.load(opencl.path)
     for i in range(100, 132):
         feed = {"image": digits[i : i + 1]}
@@ -172,18 +185,14 @@ def test_int8_dot_products_on_a_profile_with_them_equal_the_cpu_artifact(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """`--cpu-features +int8_dot`: the integer convs and the classifier run on `dot` builtins (the IntDot
-    rule), with logits equal to the x86 artifact's."""
-    import json
-
+    """`--cpu-features +int8_dot`: the integer convs and the classifier run on `dot` builtins, with
+    logits equal to the x86 artifact's."""
     from runtime.devices import opencl_programs
 
     options = CompileOptions(target="opencl", cpu="pocl-cpu", cpu_features="+int8_dot", input_shapes=SHAPES)
     opencl = compile_model(int8_graph, tmp_path / "opencl.hai", options)
-    library = json.loads((opencl.path / kernel_library_file("opencl")).read_text())
-    integer = {name: k["schedule"] for name, k in library["kernels"].items() if "int_" in name}
-    assert len(integer) == 4 and set(integer.values()) == {"IntDot"}, integer
-    assert "dot(vload4(" in library["source"]
+    assert integer_schedules(opencl.path) == {"IntGemm"}
+    assert "dot(vload4(" in library_source(opencl.path)
     if not opencl_device["int8_dot_product"]:
         build = opencl_programs.build_program
         monkeypatch.setattr(

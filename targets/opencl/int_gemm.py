@@ -1,16 +1,20 @@
 # mypy: disable-error-code="valid-type"
-"""The `IntDot` OpenCL schedule: the integer GEMM's 1 x 16 x 4 dot step as OpenCL's integer dot products.
+"""The `IntGemm` OpenCL schedule: the integer GEMM per work-item and panel, its 1 x 16 x 4 step on OpenCL's
+integer dot products where the device has them.
 
-Rule: on a device with integer dot products (profile feature `int8_dot`: cl_khr_integer_dot_product,
-OpenCL 3.0's `__opencl_c_integer_dot_product_input_4x8bit`), the `acc` block of the integer anchors
-(ConvInteger, MatMulInteger: targets/lowering/integer_gemm.py, weights packed 16 lanes x 4 bytes)
-runs one work-item per (position, panel of 16 output channels; positions along work-groups of the
-largest size dividing them, panels and batch along the other two axes): 16 int32 accumulators in
-private memory, each reduction block one shared dot step (targets/lowering/dot_step.py: C[j] +=
-sum_k u8(A[k]) * i8(B[j, k])) tensorized into 16 `dot(uchar4, char4)` calls, which return the exact
-int32 sum (the x86 and arm64 steps' result, no saturation). The pad stage and the epilogue run flat
-(`flat.flat_bind_unbound`). A compute without such an `acc` block, or a profile without `int8_dot`,
-is not taken (ValueError): the family's next rule runs.
+Rule: the `acc` block of the integer anchors (ConvInteger, MatMulInteger:
+targets/lowering/integer_gemm.py, weights packed 16 lanes x 4 bytes) runs one work-item per
+(position, panel of 16 output channels; positions along work-groups of the largest size dividing
+them, panels and batch along the other two axes), its 16 int32 accumulators in private memory. The
+pad stage, the per-channel table (`ctab`) and the epilogue run flat (`flat.flat_bind_unbound`), each
+a kernel of its own: inlined into a tiled epilogue (dlight's `Matmul`), the table's byte assembly and
+the fused quantize chain grew one kernel of PP-OCR rec to 1 MB of OpenCL C. On a device with integer
+dot products (profile feature `int8_dot`: cl_khr_integer_dot_product, OpenCL 3.0's
+`__opencl_c_integer_dot_product_input_4x8bit`) each reduction block is the shared dot step
+(targets/lowering/dot_step.py: C[j] += sum_k u8(A[k]) * i8(B[j, k])) tensorized into 16
+`dot(uchar4, char4)` calls, which return the exact int32 sum (the x86 and arm64 steps' result, no
+saturation); elsewhere it stays a plain int32 reduction. A compute without such an `acc` block is
+not taken (ValueError): the family's next rule runs.
 """
 
 from __future__ import annotations
@@ -49,15 +53,13 @@ def dot_implementation() -> Any:
     return impl
 
 
-def int_dot_schedule(func: Any, threads: int, int8_dot: bool) -> Any:
-    """`func` with its integer `acc` block on OpenCL dot products (module doc); ValueError where the
-    rule does not apply."""
+def int_gemm_schedule(func: Any, threads: int, int8_dot: bool) -> Any:
+    """`func` with its integer `acc` block per work-item and panel, on OpenCL dot products where
+    `int8_dot` (module doc); ValueError where the rule does not apply."""
     import tvm.s_tir as s_tir
 
     from targets.opencl.flat import flat_bind_unbound
 
-    if not int8_dot:
-        raise ValueError("the device has no integer dot products (feature int8_dot)")
     sch = s_tir.Schedule(func)
     try:
         acc = sch.get_sblock("acc")
@@ -85,6 +87,7 @@ def int_dot_schedule(func: Any, threads: int, int8_dot: bool) -> Any:
     private = sch.cache_write(acc, 0, "local")
     sch.reverse_compute_at(private, p_item)
     sch.decompose_reduction(acc, blocks[0] if blocks else lane)
-    sch.tensorize(lane, register_opencl_dot().intrinsic)
+    if int8_dot:
+        sch.tensorize(lane, register_opencl_dot().intrinsic)
     flat_bind_unbound(sch, threads)
     return sch.mod["main"]
