@@ -15,7 +15,8 @@ chooser, or by hand in a `.hir`), else the pass's `precision` option
 - `int4`: W -> i4 symmetric, one scale per `group-size` input channels; the
   layer reads DequantizeLinear(W) (never folded), activations stay float. A
   layer whose reduction axis is shorter than MIN_INT4_AXIS (a depthwise Conv)
-  takes INT8 when its input was calibrated, else FP16 (`effective_precision`).
+  takes INT8 when its input was calibrated, else FP16 where the target has f16, else FP32
+  (`effective_precision`).
 - `fp16`: W stored f16, read through DequantizeLinear, where the target
   (`ctx.target.supported_precisions`, when the driver gives one) has f16;
   elsewhere the layer stays fp32 and the pass notes it.
@@ -117,9 +118,8 @@ class Quantize(Pass):
                 raise QuantizationError(
                     f"{node.label()}: precision {precision!r} is not one of {', '.join(PRECISIONS)}"
                 )
-            done = self._rewrite(
-                graph, node, effective_precision(graph, node, precision), quantized_inputs, ctx
-            )
+            effective = effective_precision(graph, node, precision, ctx.target.supports("f16"))
+            done = self._rewrite(graph, node, effective, quantized_inputs, ctx)
             ctx.count(self.name, done)
         return graph
 
@@ -154,10 +154,11 @@ class Quantize(Pass):
         return "bf16"
 
 
-def effective_precision(graph: Graph, node: Node, precision: str) -> str:
+def effective_precision(graph: Graph, node: Node, precision: str, f16: bool = True) -> str:
     """`precision`, or for INT4 on a layer whose reduction axis is shorter than MIN_INT4_AXIS the next
-    better precision that fits: INT8 when its input has a calibrated range, else FP16; FP32 for bf16 on
-    a layer the bf16 GEMM does not compute (`bf16_layer`)."""
+    better precision that fits: INT8 when its input has a calibrated range, else FP16 where the target
+    has f16 kernels (`f16`), else FP32; FP32 for bf16 on a layer the bf16 GEMM does not compute
+    (`bf16_layer`)."""
     if precision == "bf16" and not bf16_layer(node):
         return "fp32"
     if precision != "int4":
@@ -167,7 +168,9 @@ def effective_precision(graph: Graph, node: Node, precision: str) -> str:
     if weight.type.shape[reduction_axis(node)] >= MIN_INT4_AXIS:
         return precision
     x = node.operands[0]
-    return "int8" if x is not None and recorded_range(graph.metadata, x.name) is not None else "fp16"
+    if x is not None and recorded_range(graph.metadata, x.name) is not None:
+        return "int8"
+    return "fp16" if f16 else "fp32"
 
 
 def plain_gemm(node: Node) -> bool:

@@ -69,6 +69,9 @@ class TargetBackend(ABC):
     """What `hai targets` says `--cpu` takes beyond the listed names."""
     channels_last: ClassVar[bool] = False
     """Whether its conv templates store regions NHWC (the `layout` pass runs before `fuse`)."""
+    precision_needs: ClassVar[dict[str, str]] = {}
+    """What a precision beyond f32 needs of the device, in words for the error refusing it (`"bf16":
+    "avx512_bf16 or amx_bf16"`)."""
 
     @abstractmethod
     def cpus(self) -> dict[str, str]:

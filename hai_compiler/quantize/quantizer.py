@@ -136,14 +136,15 @@ class DynamicQuantizer:
         self.budget = Budget(self.min_sqnr, self.max_disagreement, self.target_size)
         self.target_description = resolve_device(self.target) if isinstance(self.target, str) else self.target
         described = self.target_description
-        for profile, precision in (("fp16", "f16"), ("bf16", "bf16")):
-            if self.precision_profile == profile and precision not in described.supported_precisions:
-                raise QuantizerError(
-                    f"target {described.name} (cpu {described.cpu}) has no {precision} support "
-                    f"(bf16 needs avx512_bf16 or amx_bf16); choose another --precision"
-                )
         from targets.registry import get_target
 
+        for profile, precision in (("fp16", "f16"), ("bf16", "bf16")):
+            if self.precision_profile == profile and precision not in described.supported_precisions:
+                needs = get_target(described.name).precision_needs.get(precision, "a target that has it")
+                raise QuantizerError(
+                    f"target {described.name} (cpu {described.cpu}) has no {precision} support "
+                    f"({precision} needs {needs}); choose another --precision"
+                )
         facts = get_target(described.name).facts(described)
         self.runner = QuantizeRunner(facts, self.group_size, self.instruments, self.verify_each)
 
@@ -294,9 +295,10 @@ class DynamicQuantizer:
                 node.annotations[PRECISION_KEY] = overrides.pop(layer_name(node))
         if overrides:
             raise QuantizerError(f"--layer-precision names no layer: {sorted(overrides)}")
+        f16 = self.target_description.supports("f16")
         chosen = {
             layer_name(n): effective_precision(
-                graph, n, str(n.annotations.get(PRECISION_KEY, self.precision_profile))
+                graph, n, str(n.annotations.get(PRECISION_KEY, self.precision_profile)), f16
             )
             for n in layers(graph)
         }

@@ -13,7 +13,7 @@ supports); on an aarch64 host it is the host's, as LLVM names it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from runtime.cpu_features import ARM_FEATURES
 from targets import llvm_features
@@ -55,6 +55,7 @@ class Arm64Target(TargetBackend):
     name = "arm64"
     triple = TRIPLE
     channels_last = True
+    precision_needs: ClassVar[dict[str, str]] = {"f16": "fp16", "bf16": "bf16"}
 
     def cpus(self) -> dict[str, str]:
         return dict(NAMED_CPUS)

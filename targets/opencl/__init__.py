@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from targets.description import IsaFacts, TargetDescription, TargetError
 from targets.lowering.kernel import LoweredKernel
@@ -36,6 +36,9 @@ class OpenCLTarget(TargetBackend):
     device = "opencl"
     kernel_format = "opencl-c"
     channels_last = False
+    precision_needs: ClassVar[dict[str, str]] = {
+        "f16": "a device with cl_khr_fp16 (feature fp16)", "bf16": "bf16 kernels, which OpenCL has none of",
+    }  # fmt: skip
     other_cpus = "the device a `hai doctor` profile describes (--hardware-profile)"
 
     def cpus(self) -> dict[str, str]:
@@ -48,8 +51,11 @@ class OpenCLTarget(TargetBackend):
         return FEATURES
 
     def isa(self, features: frozenset[str]) -> IsaFacts:
-        """f32 kernels only for now (FP16 and INT8 on OpenCL are later stages)."""
-        return IsaFacts(VECTOR_BYTES, 32, ("f32",), ("f32",))
+        """f32 and INT8 kernels on every device (INT8 fast with integer dot products, `int8_dot`); f16
+        weights (the FP16 rung: `half` loads, f32 arithmetic) where the device has cl_khr_fp16."""
+        supported = ("f32", "i8", "f16") if "fp16" in features else ("f32", "i8")
+        preferred = ("f32", "i8") if "int8_dot" in features else ("f32",)
+        return IsaFacts(VECTOR_BYTES, 32, supported, preferred)
 
     def host_cpu_name(self) -> str:
         raise TargetError("the OpenCL target has no host cpu; name a device profile with --cpu")

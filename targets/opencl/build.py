@@ -37,13 +37,26 @@ _DECLARATION = re.compile(r"__kernel void (\w+)\(([^)]*)\)(\s*)([;{])")
 ITEMSIZE = {"char": 1, "uchar": 1, "bool": 1, "short": 2, "ushort": 2, "half": 2, "int": 4, "uint": 4,
             "float": 4, "long": 8, "ulong": 8, "double": 8}  # fmt: skip
 """Bytes of the OpenCL C element types a kernel parameter may point to."""
+SCHEDULE_MODULES = (
+    "threads.py",
+    "tiled.py",
+    "int_gemm.py",
+    "flat.py",
+    "tir_walk.py",
+    "legalize.py",
+    "build.py",
+)
+"""The modules whose code shapes a kernel record: part of each record's cache key (`_threads_version`)."""
 
 
-def kernel_record(kernel: LoweredKernel, target_json: dict[str, Any]) -> dict[str, Any]:
-    """The OpenCL C and launches of one kernel (module doc)."""
+def kernel_record(
+    kernel: LoweredKernel, target_json: dict[str, Any], int8_dot: bool = False
+) -> dict[str, Any]:
+    """The OpenCL C and launches of one kernel (module doc); `int8_dot`: the device has integer dot
+    products."""
     import tvm
 
-    scheduled, lib = thread_schedule(kernel, tvm.target.Target(target_json))
+    scheduled, lib = thread_schedule(kernel, tvm.target.Target(target_json), int8_dot)
     if not lib.mod.imports:
         raise ThreadBindingError(f"{describe(kernel)}: compiled into host code only (no OpenCL kernel)")
     source, aliases = c_identifiers(lib.mod.imports[0].inspect_source())
@@ -169,18 +182,20 @@ def kernel_file(
 ) -> tuple[Path, bool]:
     """The cached JSON record of one kernel (compiled now if missing) and whether it was a hit."""
     compute = kernel.compute.script() if kernel.compute is not None else kernel.func.script()
+    int8_dot = "int8_dot" in desc.features
     facts = {
         "name": kernel.name,
         "workload": kernel.workload,
         "compute": hashlib.sha256(compute.encode()).hexdigest(),
         "threads": _threads_version(),
+        "int8_dot": int8_dot,
     }
     key = cache_key(
         facts,
         target_json,
     )  # fmt: skip
     return cached_file(
-        key, ".json", writer(lambda: json.dumps(kernel_record(kernel, target_json), sort_keys=True))
+        key, ".json", writer(lambda: json.dumps(kernel_record(kernel, target_json, int8_dot), sort_keys=True))
     )
 
 
@@ -222,6 +237,6 @@ def _threads_version() -> str:
     """A digest of the schedule and legalize modules: editing them never reuses a stale kernel."""
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for module in ("threads.py", "tiled.py", "flat.py", "tir_walk.py", "legalize.py", "build.py"):
+    for module in SCHEDULE_MODULES:
         digest.update((here / module).read_bytes())
     return digest.hexdigest()[:12]

@@ -28,6 +28,14 @@ def flat_schedule(func: Any, threads: int) -> Any:
     return sch.mod["main"]
 
 
+def flat_bind_unbound(sch: Any, threads: int) -> None:
+    """Every block under the root that a rule left without a thread binding (the producers and the
+    epilogue of the block it tiled) bound flat (`flat_bind`)."""
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        if not any(sch.get(loop).thread_binding is not None for loop in sch.get_loops(block)):
+            flat_bind(sch, block, threads)
+
+
 def flat_bind(sch: Any, block: Any, threads: int) -> None:
     """`block`'s spatial loops fused into work-groups of `threads` work-items (its reduction loops run
     serially in each work-item)."""

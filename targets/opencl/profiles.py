@@ -90,11 +90,13 @@ PRESETS: dict[str, DeviceProfile] = {
     "nvidia-h100": DeviceProfile(
         name="nvidia-h100", type="GPU", compute_units=132, max_work_group_size=1024,
         local_memory_bytes=48 * 2**10, vector_width_float=1, vector_width_half=0,
-        sub_group_size=32, fp16=True, host_unified=False, base_align_bits=4096,
+        sub_group_size=32, fp16=False, int8_dot=False, host_unified=False, base_align_bits=4096,
         global_memory_bytes=79 * 2**30, max_allocation_bytes=19 * 2**30,
     ),
 }  # fmt: skip
 """Named profiles `--cpu` takes: PoCL's CPU device (CI) and the NVIDIA H100 through NVIDIA's OpenCL
-3.0 driver (its facts as that driver reports them). Their memory is a floor, not a measurement: PoCL
-reports a share of the host's RAM (4 GiB is less than any CI machine gives), and the H100 80 GB card
-about 79 GiB, a quarter of it in one allocation (rounded down)."""
+3.0 driver (its facts as that driver reported them on the H100, driver 580: no cl_khr_fp16, so no
+FP16 rung, and no cl_khr_integer_dot_product; `--cpu-features +fp16` or a `hai doctor` profile of
+another driver says otherwise). Their memory is a floor, not a measurement: PoCL reports a share of
+the host's RAM (4 GiB is less than any CI machine gives), and the H100 80 GB card about 79 GiB, a
+quarter of it in one allocation (rounded down)."""

@@ -3,8 +3,10 @@
 Rule: an OpenCL kernel's threads come from targets/opencl/threads.py; these knobs only shape the
 shared computes (the GEMM's packed weight panels, the vector widths of depthwise and elementwise
 stages), chosen by the CPU register rules for a 16-byte "vector" of 32 registers, which give
-panels of 4 floats. Activations use OpenCL's math builtins (`native_math`). No integer dot step is
-tensorized yet (INT8 on OpenCL is a later stage).
+panels of 4 floats. Activations use OpenCL's math builtins (`native_math`). The integer GEMM's
+weights are packed for the plain 16 x 4 step (no CPU dot intrinsic): where the device has integer
+dot products, the `IntGemm` thread schedule (int_gemm.py) tensorizes that step into OpenCL's `dot`
+builtins.
 """
 
 from __future__ import annotations

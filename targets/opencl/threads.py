@@ -1,14 +1,17 @@
 """OpenCL thread schedules: each kernel's shared compute bound to work-groups and work-items, per op family.
 
 Rule: the computes are the shared templates' (`LoweredKernel.compute`, targets/lowering/); only how
-they map onto the device is OpenCL's. Each op family tries its rules in order (TVM's dlight GPU
-rules: `Matmul` tiles GEMM-like blocks in local memory with vectorised loads, `Reduction` and
+they map onto the device is OpenCL's. Each op family tries its rules in order (the GEMM family first
+HAI's: `IntGemm` (int_gemm.py) for the integer anchors, on OpenCL's integer dot products where the
+device has them, `Tiled` (tiled.py); then TVM's dlight GPU rules: `Matmul` tiles GEMM-like blocks
+in local memory with vectorised loads, `Reduction` and
 `GeneralReduction` reduce within a work-group, `Fallback` fuses the spatial axes of each block into
 work-groups of the device's size) and keeps the first whose result binds every statement to
 `blockIdx`/`threadIdx`; `Fallback` closes every family. A kernel whose every rule fails, or whose
 schedule leaves a statement unbound (it would compile silently into host code), is refused naming
-the kernel and its nodes. `launch_sizes` reads each device kernel's global and local sizes from the
-schedule (TVM records them nowhere else).
+the kernel and its nodes; a rule whose lowered kernels declare more local memory than the device has
+is not kept (`check_local_memory`: the next rule runs). `launch_sizes` reads each device kernel's
+global and local sizes from the schedule (TVM records them nowhere else).
 """
 
 from __future__ import annotations
@@ -17,21 +20,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from targets.lowering.kernel import LoweredKernel, LoweringError
-from targets.opencl.tir_walk import walk
+from targets.opencl.tir_walk import lowered_allocations, walk
 
-GEMM_OPS = frozenset({"gemm", "bmm", "conv", "convt", "matmul"})
+GEMM_OPS = frozenset({"gemm", "bmm", "conv", "convt", "matmul", "convint", "matmulint"})
 REDUCTION_OPS = frozenset({
     "softmax", "logsoftmax", "reducemean", "reducesum", "reducemax", "reducemin", "reduceprod",
     "reducel2", "reducel1", "reducesumsquare", "reducelogsumexp", "global_pool", "layernorm",
     "instancenormalization", "groupnorm", "lpnorm", "argmax", "argmin",
 })  # fmt: skip
 FAMILY_RULES: dict[str, tuple[str, ...]] = {
-    "gemm": ("Tiled", "Matmul", "GEMV", "Fallback", "Flat"),
+    "gemm": ("IntGemm", "Tiled", "Matmul", "GEMV", "Fallback", "Flat"),
     "reduction": ("Reduction", "GeneralReduction", "Fallback", "Flat"),
     "pointwise": ("Fallback", "Flat"),
 }
-"""The rules each family tries, in order: dlight's, then `Flat` (`flat_schedule`), which takes any
-TE compute dlight cannot normalise (e.g. clamped gathers)."""
+"""The rules each family tries, in order: HAI's GEMM rules, dlight's, then `Flat` (`flat_schedule`),
+which takes any TE compute dlight cannot normalise (e.g. clamped gathers)."""
 
 
 class ThreadBindingError(LoweringError):
@@ -60,15 +63,16 @@ def describe(kernel: LoweredKernel) -> str:
     return f"kernel {kernel.name} ({', '.join(kernel.sources) or 'copy'})"
 
 
-def thread_schedule(kernel: LoweredKernel, tvm_target: Any) -> tuple[Any, Any]:
+def thread_schedule(kernel: LoweredKernel, tvm_target: Any, int8_dot: bool = False) -> tuple[Any, Any]:
     """The compute of `kernel` scheduled onto work-groups by its family's first rule that binds it whole
     and compiles: the scheduled PrimFunc (its attribute `hai.schedule` names the rule) and TVM's
-    module of it."""
+    module of it. `int8_dot`: the device has integer dot products (int_gemm.py)."""
     import tvm
     import tvm.s_tir as s_tir
     import tvm.s_tir.dlight as dl
 
     from targets.opencl.flat import flat_schedule
+    from targets.opencl.int_gemm import int_gemm_schedule
     from targets.opencl.legalize import legalize
     from targets.opencl.tiled import tiled_schedule
 
@@ -88,15 +92,18 @@ def thread_schedule(kernel: LoweredKernel, tvm_target: Any) -> tuple[Any, Any]:
         try:
             if rule_name == "Flat":
                 scheduled = flat_schedule(func, threads)
+            elif rule_name == "IntGemm":
+                scheduled = int_gemm_schedule(func, threads, int8_dot)
             elif rule_name == "Tiled":
-                local = int(tvm_target.attrs["max_shared_memory_per_block"])
-                scheduled = tiled_schedule(func, frozenset(a.name for a in weight_args(kernel, func)), local)
+                weights = frozenset(a.name for a in weight_args(kernel, func))
+                scheduled = tiled_schedule(func, weights, tvm_target)
             else:
                 with tvm_target:
                     rule = getattr(dl.gpu, rule_name)()
                     scheduled = dl.ApplyDefaultSchedule(rule)(tvm.IRModule({kernel.name: func}))[kernel.name]
             check_bound(scheduled, kernel)
             scheduled = legalize(scheduled)
+            check_local_memory(scheduled, tvm_target)
             lib = tvm.compile(tvm.IRModule({kernel.name: scheduled}), target=tvm_target)
             return scheduled.with_attr("hai.schedule", rule_name), lib
         except Exception as exc:  # a rule that does not take this compute, or whose result fails to lower
@@ -160,6 +167,19 @@ def check_bound(func: Any, kernel: LoweredKernel) -> None:
             f"{describe(kernel)}: {len(unbound)} statement(s) are not bound to blockIdx/threadIdx and would "
             f"compile into host code; an OpenCL kernel must bind all its work to work-groups"
         )
+
+
+def check_local_memory(func: Any, tvm_target: Any) -> None:
+    """Refuse (ValueError: the family's next rule runs) a schedule whose lowered device kernels declare
+    more local memory (`__local`, TVM's "shared" scope) than the device has: what TVM's pipeline
+    allocates, not what the schedule meant (tir_walk.lowered_allocations)."""
+    limit = int(tvm_target.attrs["max_shared_memory_per_block"])
+    for name, scopes in lowered_allocations(func, tvm_target).items():
+        if scopes.get("shared", 0) > limit:
+            raise ValueError(
+                f"device kernel {name} declares {scopes['shared']} bytes of local memory once lowered, "
+                f"the device has {limit}"
+            )
 
 
 def launch_sizes(func: Any) -> list[LaunchSize]:

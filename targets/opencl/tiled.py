@@ -8,7 +8,7 @@ the others "positions"; both are fused, and the reduction axes too. A work-group
 private memory (chosen to divide the extents, so no tile is partial and no staged read leaves its
 tensor); each step over `depth` reduction elements first copies the tile's inputs and weights
 into local memory, all work-items of the group sharing the copy (cooperative fetch). Producers of
-`acc` (padding) stay blocks of their own, run flat (`flat.flat_bind`) like the epilogue: inlined,
+`acc` (padding) stay blocks of their own, run flat (`flat.flat_bind_unbound`) like the epilogue: inlined,
 the staged copy would read the unpadded tensor out of its bounds (the padding's condition guards
 the product, not the copy). A compute
 without such a block, or with no channel or no position axis (a GEMV), is not taken (ValueError):
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from targets.opencl.tir_walk import allocations
+from targets.opencl.tir_walk import lowered_allocations
 
 TILE_THREADS = 16
 """Work-items along each of the two tile axes (16 x 16 = 256 a work-group)."""
@@ -39,26 +39,27 @@ def split_of(extent: int, threads: int) -> tuple[int, int]:
     return items, each
 
 
-def tiled_schedule(func: Any, weights: frozenset[str], local_bytes: int) -> Any:
+def tiled_schedule(func: Any, weights: frozenset[str], target: Any) -> Any:
     """`func` with its `acc` block tiled (module doc); a ValueError when the rule does not apply.
 
     TVM bounds the private accumulators and the staged tiles by interval analysis, which can be
     loose on fused positions (a tile of 64 positions across rows of 320 once gave 204480 private
-    floats a work-item): with private accumulators larger than the tile, `acc` accumulates in
-    global memory instead, and staged tiles larger than the device's local memory refuse the rule.
+    floats a work-item): where the lowered kernel's private accumulators are larger than the tile,
+    `acc` accumulates in global memory instead. Whether the staged tiles fit the device's local
+    memory once lowered is the family-wide check of threads.py.
     """
+    local_bytes = int(target.attrs["max_shared_memory_per_block"])
     scheduled = _tiled(func, weights, local_bytes, private=True)
-    if allocations(scheduled).get("local", 0) > PRIVATE_BYTES:
+    lowered = lowered_allocations(scheduled, target).values()
+    if any(scopes.get("local", 0) > PRIVATE_BYTES for scopes in lowered):
         scheduled = _tiled(func, weights, local_bytes, private=False)
-    if allocations(scheduled).get("shared", 0) > local_bytes:
-        raise ValueError("the staged tiles do not fit the device's local memory")
     return scheduled
 
 
 def _tiled(func: Any, weights: frozenset[str], local_bytes: int, private: bool) -> Any:
     import tvm.s_tir as s_tir
 
-    from targets.opencl.flat import flat_bind
+    from targets.opencl.flat import flat_bind_unbound
 
     sch = s_tir.Schedule(func)
     try:
@@ -106,9 +107,7 @@ def _tiled(func: Any, weights: frozenset[str], local_bytes: int, private: bool) 
         sch.bind(ty, "threadIdx.y")
         sch.bind(tx, "threadIdx.x")
     sch.decompose_reduction(acc, ko)
-    for other in sch.get_child_blocks(sch.get_sblock("root")):
-        if not any(sch.get(loop).thread_binding is not None for loop in sch.get_loops(other)):
-            flat_bind(sch, other, TILE_THREADS * TILE_THREADS)
+    flat_bind_unbound(sch, TILE_THREADS * TILE_THREADS)
     return sch.mod["main"]
 
 

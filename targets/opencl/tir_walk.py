@@ -1,7 +1,12 @@
-"""Walking TensorIR statements (this TVM has no Python statement visitor): `walk`, `allocations`.
+"""Walking TensorIR statements (this TVM has no Python statement visitor): `walk`, `allocations`,
+`lowered_allocations`.
 
 Rule: a statement's children are the statements held by the attributes of CHILDREN; `walk` yields
-them parents first. Imports nothing of ours; TVM lazily.
+them parents first. A schedule's allocations are exact only once lowered: TVM compacts each buffer
+to the region its consumers touch (which can come out far larger than the schedule meant, when the
+bounds of fused indices are loose), so what a device kernel really declares is read from the
+device functions TVM's own pipeline makes of it (`lowered_allocations`). Imports nothing of ours;
+TVM lazily.
 """
 
 from __future__ import annotations
@@ -25,14 +30,42 @@ def walk(stmt: Any) -> Iterator[Any]:
 
 
 def allocations(func: Any) -> dict[str, int]:
-    """Bytes `func`'s blocks allocate, by storage scope ("global", "shared", "local")."""
-    import numpy as np
+    """Bytes `func`'s blocks allocate, by storage scope ("global", "shared", "local"), as scheduled
+    (before TVM compacts them: see `lowered_allocations`)."""
     from tvm import s_tir
 
     found: dict[str, int] = {}
     for node in walk(func.body):
         if isinstance(node, s_tir.SBlock):
             for buf in node.alloc_buffers:
-                count = int(np.prod([int(d) for d in buf.shape], dtype=np.int64))
-                found[buf.scope()] = found.get(buf.scope(), 0) + count * np.dtype(str(buf.dtype)).itemsize
+                found[buf.scope()] = found.get(buf.scope(), 0) + buffer_bytes(buf)
     return found
+
+
+def lowered_allocations(func: Any, target: Any) -> dict[str, dict[str, int]]:
+    """Bytes each device kernel of the scheduled `func` allocates once lowered for `target` (TVM's
+    default pipeline, as `tvm.compile` runs it), by kernel name, then storage scope ("shared" is
+    OpenCL's `__local`, "local" its private memory)."""
+    import tvm
+    from tvm import tirx
+    from tvm.tirx.build import split_host_device_mods
+
+    mod = tirx.transform.BindTarget(target.with_host(target.host))(tvm.IRModule({"main": func}))
+    pipeline, _, _ = tirx.get_default_tir_pipeline(target)
+    _, devices = split_host_device_mods(pipeline(mod))
+    found: dict[str, dict[str, int]] = {}
+    for device in devices.values():
+        for var, kernel in device.functions.items():
+            scopes = found.setdefault(var.name_hint, {})
+            for node in walk(kernel.body):
+                if isinstance(node, tirx.AllocBuffer):
+                    scope = node.buffer.scope()
+                    scopes[scope] = scopes.get(scope, 0) + buffer_bytes(node.buffer)
+    return found
+
+
+def buffer_bytes(buffer: Any) -> int:
+    import numpy as np
+
+    count = int(np.prod([int(d) for d in buffer.shape], dtype=np.int64))
+    return count * np.dtype(str(buffer.dtype)).itemsize

@@ -9,7 +9,7 @@ target and read these only through the description and the schedule table.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from runtime.cpu_features import X86_64_LEVELS, X86_FEATURES, CpuIdentity, host_cpu
 from targets.description import IsaFacts, TargetDescription
@@ -45,6 +45,9 @@ class X86Target(TargetBackend):
     name = "x86"
     triple = "x86_64-linux-gnu"
     channels_last = True
+    precision_needs: ClassVar[dict[str, str]] = {
+        "f16": "f16c or avx512_fp16", "bf16": "avx512_bf16 or amx_bf16",
+    }  # fmt: skip
 
     def cpus(self) -> dict[str, str]:
         return {**dict.fromkeys(X86_LEVEL_FEATURES, "portable x86-64 psABI level"), **NAMED_CPUS}

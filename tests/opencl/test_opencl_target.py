@@ -18,7 +18,7 @@ def test_presets_describe_their_devices() -> None:
     pocl = resolve_target("opencl", cpu="pocl-cpu")
     h100 = resolve_target("opencl", cpu="nvidia-h100")
     assert (pocl.arch, pocl.features, pocl.buffer_alignment) == ("opencl", frozenset({"host_unified"}), 128)
-    assert (h100.features, h100.buffer_alignment) == (frozenset({"fp16"}), 512)
+    assert (h100.features, h100.buffer_alignment) == (frozenset(), 512)  # NVIDIA's driver: no cl_khr_fp16
     assert pocl.to_pass_context().buffer_alignment == 128  # plan-memory aligns offsets to it
     tvm_target = get_target("opencl").tvm_target(h100)
     assert (tvm_target["kind"], tvm_target["max_num_threads"]) == ("opencl", 1024)
@@ -111,13 +111,9 @@ def test_an_op_without_an_opencl_schedule_fails_the_compile_naming_it(tmp_path: 
         compile_model(model, tmp_path / "s.hai", options)
 
 
-def test_the_gemm_family_is_tiled_in_local_memory() -> None:
-    """A GEMM compute (weights indexed by the channel axis) gets 16 x 16 work-items (4 x 2 outputs each),
-    its operand tiles in local memory; the OpenCL source has the __local tiles and barriers."""
-    import tvm
+def gemm_kernel() -> LoweredKernel:
+    """A GEMM compute: `a` (128 x 40) times the weights `w` (40 x 96), then a ReLU."""
     from tvm import te
-
-    from targets.opencl.tiled import tiled_schedule
 
     a = te.placeholder((128, 40), name="a")
     w = te.placeholder((40, 96), name="w")
@@ -125,23 +121,48 @@ def test_the_gemm_family_is_tiled_in_local_memory() -> None:
     acc = te.compute((128, 96), lambda i, j: te.sum(a[i, k] * w[k, j], axis=k), name="acc")
     out = te.compute((128, 96), lambda i, j: te.max(acc[i, j], 0.0), name="out")
     func = te.create_prim_func([a, w, out])
-    kernel = LoweredKernel(
-        "hai_gemm_0123456789abcdef", func, (), 0, ("MatMul_0",), {"op": "gemm"}, compute=func
-    )
-    scheduled = tiled_schedule(func, frozenset({"w"}), 48 * 1024)
+    name = "hai_gemm_0123456789abcdef"
+    return LoweredKernel(name, func, (), 0, ("MatMul_0",), {"op": "gemm"}, compute=func)
+
+
+def opencl_tvm_target(cpu: str, **profile: Any) -> Any:
+    """TVM's target for a preset, `profile` replacing some of its facts."""
+    import dataclasses
+
+    import tvm
+
+    from targets.opencl import OpenCLTarget
+    from targets.opencl.profiles import PRESETS
+
+    backend = get_target("opencl")
+    assert isinstance(backend, OpenCLTarget)
+    profiled = dataclasses.replace(PRESETS[cpu], **profile)
+    desc = backend.with_profile(resolve_target("opencl", cpu=cpu), profiled)
+    return tvm.target.Target(backend.tvm_target(desc))
+
+
+def test_the_gemm_family_is_tiled_in_local_memory() -> None:
+    """A GEMM compute (weights indexed by the channel axis) gets 16 x 16 work-items (4 x 2 outputs each),
+    its operand tiles in local memory; the OpenCL source has the __local tiles and barriers."""
+    import tvm
+
+    from targets.opencl.tiled import tiled_schedule
+
+    kernel = gemm_kernel()
+    target = opencl_tvm_target("nvidia-h100")
+    scheduled = tiled_schedule(kernel.compute, frozenset({"w"}), target)
     threads.check_bound(scheduled, kernel)
     sizes = threads.launch_sizes(scheduled)
     assert (sizes[0].local_size, sizes[0].global_size) == (
         (16, 16, 1),
         (96, 16, 1),
     )  # 2 x 3 groups of 64 x 32
-    target = tvm.target.Target(get_target("opencl").tvm_target(resolve_target("opencl", cpu="nvidia-h100")))
     source = (
         tvm.compile(tvm.IRModule({kernel.name: scheduled}), target=target).mod.imports[0].inspect_source()
     )
     assert "__local float" in source and "barrier(CLK_LOCAL_MEM_FENCE)" in source
     with pytest.raises(ValueError, match="not a GEMM"):
-        tiled_schedule(func, frozenset(), 48 * 1024)  # no weights: no channel axis
+        tiled_schedule(kernel.compute, frozenset(), target)  # no weights: no channel axis
 
 
 def test_a_barrier_some_work_items_skip_is_found() -> None:
@@ -189,3 +210,27 @@ def test_a_work_group_reduction_keeps_every_barrier_outside_branches() -> None:
     record = kernel_record(kernel, target.tvm_target(resolve_target("opencl", cpu="nvidia-h100")))
     assert record["schedule"] == "Reduction" and "barrier(" in record["source"]
     assert divergent_barriers(record["source"]) == []
+
+
+
+
+def test_a_rule_over_the_local_memory_once_lowered_is_refused() -> None:
+    """What a schedule's kernels declare once lowered is checked against the device's local memory (the
+    GEMM above stages (64 + 32) x 8 floats); on a smaller device the family's next rule takes the kernel,
+    within its local memory."""
+    from targets.opencl.tiled import tiled_schedule
+    from targets.opencl.tir_walk import lowered_allocations
+
+    kernel = gemm_kernel()
+    h100 = opencl_tvm_target("nvidia-h100")
+    scheduled = tiled_schedule(kernel.compute, frozenset({"w"}), h100)
+    (used,) = [s["shared"] for s in lowered_allocations(scheduled, h100).values() if s.get("shared")]
+    assert used == (64 + 32) * 8 * 4
+    threads.check_local_memory(scheduled, opencl_tvm_target("nvidia-h100", local_memory_bytes=used))
+    small = opencl_tvm_target("nvidia-h100", local_memory_bytes=used - 4)
+    refusal = rf"declares {used} bytes of local memory once lowered, the device has {used - 4}"
+    with pytest.raises(ValueError, match=refusal):
+        threads.check_local_memory(scheduled, small)
+    kept, _ = threads.thread_schedule(kernel, small)
+    assert kept.attrs["hai.schedule"] != "Tiled"
+    assert all(s.get("shared", 0) <= used - 4 for s in lowered_allocations(kept, small).values())
