@@ -212,8 +212,6 @@ def test_a_work_group_reduction_keeps_every_barrier_outside_branches() -> None:
     assert divergent_barriers(record["source"]) == []
 
 
-
-
 def test_a_rule_over_the_local_memory_once_lowered_is_refused() -> None:
     """What a schedule's kernels declare once lowered is checked against the device's local memory (the
     GEMM above stages (64 + 32) x 8 floats); on a smaller device the family's next rule takes the kernel,
