@@ -35,10 +35,32 @@ def read_library(data: bytes, where: str) -> dict[str, Any]:
     return library
 
 
+def required_extensions(source: str) -> list[tuple[str, ...]]:
+    """The extensions `source` enables, each as the alternatives that satisfy it: a pragma inside an
+    `#ifdef A` / `#elif defined(B)` chain (TVM's fp16 prologue: cl_khr_fp16, else cl_amd_fp16) needs
+    one of the chain's names, a pragma outside any chain its own."""
+    needed: list[tuple[str, ...]] = []
+    chain: list[str] | None = None
+    for line in source.splitlines():
+        text = line.strip()
+        if text.startswith("#ifdef "):
+            chain = [text.split()[1]]
+        elif text.startswith("#elif defined(") and chain is not None:
+            chain.append(text[len("#elif defined(") :].rstrip(")"))
+        elif text.startswith("#endif") and chain is not None:
+            if tuple(chain) not in needed:
+                needed.append(tuple(chain))
+            chain = None
+        elif chain is None and (match := EXTENSION_PRAGMA.search(text)) and (match.group(1),) not in needed:
+            needed.append((match.group(1),))
+    return needed
+
+
 def check_extensions(device: Any, source: str, where: str) -> None:
     """Refuse a program whose source enables an OpenCL extension `device` lacks (an fp16 artifact on a
     device without cl_khr_fp16), naming both, before the driver fails to build it."""
-    missing = sorted(set(EXTENSION_PRAGMA.findall(source)) - set(device.extensions.split()))
+    present = set(device.extensions.split())
+    missing = [" or ".join(names) for names in required_extensions(source) if not present & set(names)]
     if missing:
         raise UnsupportedError(
             f"{where} needs the OpenCL extension(s) {', '.join(missing)}, which device "

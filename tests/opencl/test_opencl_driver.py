@@ -145,6 +145,21 @@ def test_a_program_needing_a_missing_extension_is_refused(device, extension: str
         device.load_executable(library)
 
 
+def test_an_extension_chain_needs_one_of_its_names() -> None:
+    """TVM's fp16 prologue enables cl_khr_fp16, else cl_amd_fp16: a device with either one passes; a
+    pragma outside a chain is needed itself."""
+    chain = (
+        "#ifdef cl_khr_fp16\n#pragma OPENCL EXTENSION cl_khr_fp16 : enable\n"
+        "#elif defined(cl_amd_fp16)\n#pragma OPENCL EXTENSION cl_amd_fp16 : enable\n"
+        '#else\n#error "Half precision floating point not supported"\n#endif\n'
+    )
+    alone = "#pragma OPENCL EXTENSION cl_khr_int64_base_atomics : enable\n"
+    assert opencl_programs.required_extensions(chain * 2 + alone) == [
+        ("cl_khr_fp16", "cl_amd_fp16"),
+        ("cl_khr_int64_base_atomics",),
+    ]
+
+
 def test_compiled_for_the_doctor_profile(opencl_device: dict, tmp_path: Path) -> None:
     """`hai doctor` on this machine, then `--target opencl --hardware-profile`: the device's own facts
     (its base-address alignment) plan the artifact, which runs on it."""
