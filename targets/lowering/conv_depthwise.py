@@ -24,14 +24,16 @@ from targets.lowering.conv_geometry import (
     finish_kernel,
     out_index,
     padded_input,
-    schedule_pad,
 )
 from targets.lowering.elementwise import epilogue_signature
+from targets.lowering.generic import row_lanes
 from targets.lowering.kernel import KernelArg, LoweredKernel, arg
 from targets.lowering.tiling import padded
 from targets.lowering.weight_only import weight_source
 from targets.schedules import schedules_of
 from targets.target import TargetDescription
+
+MAX_COLUMNS = 8  # NHWC output columns accumulated in registers at once (one vector each)
 
 
 def row_vector(ow: int, lanes: int) -> tuple[int, int]:
@@ -79,11 +81,6 @@ def phased_input(x: Any, g: Geometry, owp: int) -> tuple[Any, Any]:
     return read, stage
 
 
-def row_lanes(extent: int, lanes: int) -> int | None:
-    """The widest vector (<= lanes, >= 4) that divides a row of `extent` floats."""
-    return next((v for v in (lanes, lanes // 2, lanes // 4) if v >= 4 and extent % v == 0), None)
-
-
 def schedule_depthwise_rows(sch: Any, g: Geometry, lanes: int, staged: bool) -> None:
     """Per (n, c) in parallel: stage the padded, phase-split plane, then each output row as a few
     vector accumulators (output columns, padded to whole vectors) updated by every kernel tap in turn."""
@@ -110,6 +107,40 @@ def schedule_depthwise_rows(sch: Any, g: Geometry, lanes: int, staged: bool) -> 
     if out_lanes is not None:
         _, lane_out = sch.split(sch.get_loops(out_block)[-1], [None, out_lanes])
         sch.vectorize(lane_out)
+    sch.decompose_reduction(block, kh)
+
+
+def column_tile(ow: int) -> int:
+    """Output columns per NHWC register tile: the most, up to MAX_COLUMNS, that divide the row."""
+    return next(t for t in range(min(ow, MAX_COLUMNS), 0, -1) if ow % t == 0)
+
+
+def schedule_depthwise_channels(sch: Any, g: Geometry, lanes: int, staged: bool) -> None:
+    """NHWC: each (n, output row, channel vector) in parallel; a tile of up to MAX_COLUMNS output
+    columns x one channel vector accumulates in registers over every tap (a weight vector per tap,
+    one input vector per column), then its bias and epilogue are applied as it is written."""
+    vl = row_lanes(g.m, lanes)
+    block = sch.get_sblock("acc")
+    n, oh, ow, c, kh, kw = sch.get_loops(block)
+    owo, owi = sch.split(ow, [None, column_tile(g.ow)])
+    co, ci = sch.split(c, [None, vl]) if vl is not None else (c, None)
+    sch.reorder(n, oh, co, owo, kh, kw, owi, *([ci] if ci is not None else []))
+    tile = sch.fuse(n, oh, co)
+    sch.set_scope(block, 0, "local")
+    out_block = sch.get_sblock("out")
+    sch.reverse_compute_at(out_block, owo)
+    sch.parallel(tile)
+    sch.unroll(kw)
+    sch.unroll(owi)
+    if ci is not None:
+        sch.vectorize(ci)
+        _, lane_out = sch.split(sch.get_loops(out_block)[-1], [None, vl])
+        sch.vectorize(lane_out)
+    if staged:  # the rows and channels this tile reads, padded, into a small buffer in cache
+        stage = sch.get_sblock("pad")
+        sch.compute_at(stage, tile)
+        if vl is not None:
+            sch.vectorize(sch.get_loops(stage)[-1])
     sch.decompose_reduction(block, kh)
 
 
@@ -162,7 +193,7 @@ def lower_depthwise(
     params, args = epilogue_signature(anchor, chain, out, output)
     workload = {
         "op": "depthwise2d",
-        "schedule": "padded-phased-rows" if layout == "NCHW" else "channels",
+        "schedule": "padded-phased-rows" if layout == "NCHW" else "channel-column-tiles",
         "geometry": g.to_json(),
         "layout": layout,
         "bias": b_v is not None,
@@ -176,26 +207,7 @@ def lower_depthwise(
         if layout == "NCHW":
             schedule_depthwise_rows(sch, g, lanes, pad is not None)
             return
-        if pad is not None:
-            schedule_pad(sch, lanes)
-        block = sch.get_sblock("acc")
-        n, a1, a2, a3, kh, kw = sch.get_loops(block)
-        # NCHW: (n, c, oh, ow) vectorised along ow; NHWC: (n, oh, ow, c) vectorised along c.
-        row = a2 if layout == "NCHW" else a1
-        inner = a3
-        sch.reorder(n, a1, a2, kh, kw, a3) if layout == "NCHW" else sch.reorder(n, a1, a2, kh, kw, a3)
-        sch.set_scope(block, 0, "local")
-        sch.reverse_compute_at(sch.get_sblock("out"), a2)
-        sch.parallel(sch.fuse(n, a1))
-        extent = g.ow if layout == "NCHW" else g.m
-        if extent % lanes == 0:
-            _, lane = sch.split(inner, [None, lanes])
-            sch.vectorize(lane)
-            out_inner = sch.get_loops(sch.get_sblock("out"))[-1]
-            _, lane_out = sch.split(out_inner, [None, lanes])
-            sch.vectorize(lane_out)
-        del row
-        sch.decompose_reduction(block, kh)
+        schedule_depthwise_channels(sch, g, lanes, pad is not None)
 
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
