@@ -44,7 +44,7 @@ write at least `min-gain` times as many elements as its Relayouts move.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from ir import Graph, Node, Value
 from ir.builder import Builder
@@ -183,6 +183,22 @@ class Layout(Pass):
         if self.prefer not in PREFERENCES:
             raise LayoutOptionError(f"prefer={self.prefer!r}: expected one of {', '.join(PREFERENCES)}")
 
+    def _chosen(self, graph: Graph, regions: list[_Region], rules: _Rules) -> list[_Region | None]:
+        """The regions to convert (None: one kept NCHW). `prefer=auto`: a region that fails the
+        cost rule is tried again as the smaller regions of its preferring convs alone (joining
+        convs can glue gaining stages into one region whose boundary outweighs them)."""
+        if self.prefer != "auto":
+            return list(regions)
+        chosen: list[_Region | None] = []
+        for region in regions:
+            if region.gain(rules) >= self.min_gain * region.cost():
+                chosen.append(region)
+                continue
+            parts = _regions(graph, rules, rules.prefers, within=set(region.nodes))
+            gaining = [p for p in parts if p.gain(rules) >= self.min_gain * p.cost()]
+            chosen += gaining or [None]
+        return chosen
+
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         if self.prefer == "NCHW":
             return graph
@@ -192,9 +208,10 @@ class Layout(Pass):
         vector_bytes = ctx.target.vector_bytes or DEFAULT_VECTOR_BYTES
         fusable = epilogue_ops() if ctx.target.fusable_ops is None else ctx.target.fusable_ops
         rules = _Rules(frozenset(fusable), max(vector_bytes // 4, 1))
-        for region in _regions(graph, rules, anchors_only=self.prefer == "auto"):
-            gain, cost = region.gain(rules), region.cost()
-            if self.prefer == "auto" and gain < self.min_gain * cost:
+        auto = self.prefer == "auto"
+        regions = _regions(graph, rules, rules.joins if auto else rules.conv_capable)
+        for region in self._chosen(graph, regions, rules):
+            if region is None:
                 ctx.count(self.name, "regions-kept-nchw")
                 continue
             _convert(graph, region)
@@ -204,18 +221,18 @@ class Layout(Pass):
         return graph
 
 
-def _regions(graph: Graph, rules: _Rules, anchors_only: bool) -> list[_Region]:
-    """Connected sets of NHWC-capable nodes (convs: only joining ones when `anchors_only`),
+def _regions(
+    graph: Graph, rules: _Rules, conv_member: Callable[[Node], bool], within: set[Node] | None = None
+) -> list[_Region]:
+    """Connected sets of NHWC-capable nodes (`within`, when given; convs: those `conv_member` takes),
     each holding at least one conv, in node order. Members link through the values they share
     (all rank 4: every capable node has one rank-4 result)."""
     import networkx  # ~0.3 s to import: only when the pass runs
 
-    order = list(graph.nodes)
+    order = [node for node in graph.nodes if within is None or node in within]
 
     def member(node: Node) -> bool:
-        if node.op == "Conv":
-            return rules.joins(node) if anchors_only else rules.conv_capable(node)
-        return rules.follower_capable(node)
+        return conv_member(node) if node.op == "Conv" else rules.follower_capable(node)
 
     members = _without_outside_epilogues(order, {node for node in order if member(node)}, rules)
     linked = networkx.Graph()

@@ -136,3 +136,34 @@ def test_window_pools_and_concats_of_run_time_values_join_regions() -> None:
     got = run_graph(out, {"x": x})
     for name, want in zip(outputs, session.run(outputs, {"x": x}), strict=True):
         assert np.allclose(got[name], want, atol=1e-5), name
+
+
+def test_a_region_failing_the_cost_rule_keeps_its_gaining_part() -> None:
+    """A pointwise conv over a 32x32 plane (rows of whole vectors: it joins, gains nothing) glues a
+    14x14 stage of preferring convs to a large boundary (its input and its graph output): the joined
+    region fails min-gain 0.5 (gain 4 * 6272 < 0.5 * 71808), the stage alone passes it (6272 * 4 >=
+    0.5 * (32768 + 6272)) and goes NHWC while the glue stays NCHW."""
+    rng = np.random.default_rng(0)
+
+    def weight(name: str, *shape: int) -> Any:
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "G"], ["g"], name="glue"),
+        helper.make_node("Conv", ["g", "D"], ["d"], group=32, strides=[2, 2], name="dw_s2"),
+        helper.make_node("Conv", ["d", "P1"], ["p1"], name="pw1"),
+        helper.make_node("Conv", ["p1", "D2"], ["d2"], group=32, pads=[1, 1, 1, 1], name="dw"),
+        helper.make_node("Conv", ["d2", "P2"], ["z"], name="pw2"),
+    ]
+    inits = [weight("G", 32, 32, 1, 1), weight("D", 32, 1, 5, 5), weight("P1", 32, 32, 1, 1),
+             weight("D2", 32, 1, 3, 3), weight("P2", 32, 32, 1, 1)]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "glued", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 32, 32])],
+        [helper.make_tensor_value_info(v, TensorProto.FLOAT, None) for v in ("g", "z")], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    graph_out, ctx = run_layout(model, "layout{min-gain=0.5}")
+    layouts = {n.name: n.results[0].type.layout for n in graph_out.nodes if n.op == "Conv"}
+    assert layouts == {"glue": None, "dw_s2": "NHWC", "pw1": "NHWC", "dw": "NHWC", "pw2": "NHWC"}
+    assert relayouts(graph_out) == [("g", "NHWC"), ("z.nhwc", "NCHW")]
+    assert ctx.statistics["layout"]["regions"] == 1
