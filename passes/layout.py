@@ -23,14 +23,14 @@ multiple of the lanes, or a column stride > 1). Measured, such convs save about
 0.1 ns per output element (7%-65% of the kernel), about what a Relayout costs
 per element it moves. A depthwise conv needs only 8-float channel vectors (its
 NHWC template takes half-width vectors; measured on Sapphire Rapids, 1 thread:
-0.4-0.8x the NCHW kernel's time on 28x28 to 7x7 maps and stride 2, 1.2x on a
+0.3-0.8x the NCHW kernel's time on 28x28 to 7x7 maps and stride 2, about 1x on a
 56x56 stride-1 one), and a pointwise (1x1) conv over a plane of at most
 SMALL_PLANE positions, not a multiple of the lanes, with 8-float output
 vectors is 0.65-0.95x in NHWC (MobileNet/EfficientNet's 14x14 and 7x7; where
 NCHW tiles the plane in whole vectors, PP-LCNet's 2x96 or 3x96, NHWC is
 0.9-1.5x). Joining a region without gaining: a pointwise
 conv with 8-float output vectors over a larger plane (0.95-1.3x, one 2x), a depthwise
-one with 8-float channel vectors whose rows are whole vectors (0.6-1.2x) and a
+one with 8-float channel vectors whose rows are whole vectors (0.4-1.0x) and a
 conv over a 1x1 plane (the same bytes in both orders: squeeze-excite's), so an
 inverted-residual chain stays one region; other convs lose up to 2.9x in NHWC
 and are never members. GlobalAverage/MaxPool join as followers (channel vectors
