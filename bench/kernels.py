@@ -9,7 +9,11 @@ Prints a table of GFLOP/s, milliseconds, the HAI / onnxruntime ratio (> 1: HAI f
 template HAI chose (its workload `op`: conv_general / pool are the unscheduled fallbacks); the
 error compares the first output (a recurrent layer's Y).
 
+`--layout NCHW NHWC` runs HAI's 2-D convs and pools in each layout named (NHWC: the kernels of a
+channels-last region; the input relaid before and the output compared after).
+
     .venv/bin/python bench/kernels.py [--threads 1 2] [--json out.json] [--case conv3x3_16_32_80]
+        [--layout NCHW NHWC]
 """
 
 from __future__ import annotations
@@ -45,6 +49,12 @@ CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...] | None, dict]] = {
     "lcnet_conv1x1_16_32_112": ("Conv", (1, 16, 112, 112), (32, 16, 1, 1), {"stride": 1}),
     "lcnet_dwconv3x3_16_112": ("Conv", (1, 16, 112, 112), (16, 1, 3, 3), {"stride": 1, "group": 16}),
     "lcnet_dwconv5x5_256_14": ("Conv", (1, 256, 14, 14), (256, 1, 5, 5), {"stride": 1, "group": 256}),
+    # MobileNetV2/V3 and EfficientNet depthwise shape classes: 3x3/5x5, stride 1/2, small maps
+    "dwconv3x3_144_56": ("Conv", (1, 144, 56, 56), (144, 1, 3, 3), {"stride": 1, "group": 144}),
+    "dwconv3x3s2_72_56": ("Conv", (1, 72, 56, 56), (72, 1, 3, 3), {"stride": 2, "group": 72}),
+    "dwconv3x3_480_14": ("Conv", (1, 480, 14, 14), (480, 1, 3, 3), {"stride": 1, "group": 480}),
+    "dwconv5x5s2_240_28": ("Conv", (1, 240, 28, 28), (240, 1, 5, 5), {"stride": 2, "group": 240}),
+    "dwconv5x5_576_7": ("Conv", (1, 576, 7, 7), (576, 1, 5, 5), {"stride": 1, "group": 576}),
     "lcnet_conv3x3s2_3_16_224": ("Conv", (1, 3, 224, 224), (16, 3, 3, 3), {"stride": 2}),
     # PP-OCR det (640x640): the big dense convs and the 2x2 stride-2 ConvTranspose upsamplings
     "det_conv3x3s2_3_16_640": ("Conv", (1, 3, 640, 640), (16, 3, 3, 3), {"stride": 2}),
@@ -177,10 +187,12 @@ def timed(fn, min_seconds: float = 0.3) -> float:
     return statistics.median(rounds)
 
 
-def bound_kernel(node, epilogue, feeds: dict, consts: dict, cpu_features: str | None = None):  # type: ignore[no-untyped-def]
-    """Lower `node` (with `epilogue`) for this host (its `cpu_features` edited), build it (kernel cache),
-    and bind it to aligned buffers holding `feeds` and its packed `consts`: (call running it once, its
-    buffers, the kernel)."""
+def bound_kernel(
+    node, epilogue, feeds: dict, consts: dict, layout: str = "NCHW", cpu_features: str | None = None
+):  # type: ignore[no-untyped-def]
+    """Lower `node` (with `epilogue`) for this host (its `cpu_features` edited) with activations in
+    `layout`, build it (kernel cache), and bind it to aligned buffers holding `feeds` (logical NCHW,
+    relaid here) and its packed `consts`: (call running it once, its buffers, the kernel)."""
     from runtime.amx import check_tile_state
     from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
     from targets.build import build_kernels
@@ -188,7 +200,7 @@ def bound_kernel(node, epilogue, feeds: dict, consts: dict, cpu_features: str | 
     from targets.registry import resolve_target
 
     target = resolve_target("x86", cpu_features=cpu_features)
-    kernel = lower_node(node, target, epilogue)
+    kernel = lower_node(node, target, epilogue, layout)
     library = build_kernels([kernel], target)
     check_tile_state(target.features, library)  # as the runtime does: AMX kernels need the tile state
     fn = kernel_function(load_kernel_module(library), str(library), kernel.name)
@@ -198,31 +210,42 @@ def bound_kernel(node, epilogue, feeds: dict, consts: dict, cpu_features: str | 
         buf = aligned_empty(a.shape, a.dtype)
         source = feeds.get(a.value, packed.get(a.key))
         if source is not None:
-            buf[...] = source.reshape(a.shape)
+            buf[...] = (
+                to_layout(source, layout).reshape(a.shape) if a.value in feeds else source.reshape(a.shape)
+            )
         arrays.append(buf)
     tensors = [kernel_tensor(x, i, kernel.name) for i, x in enumerate(arrays)]
     return (lambda: fn(*tensors)), arrays, kernel
 
 
-def measure(case: str, threads: int) -> dict:
-    """GFLOP/s of HAI and onnxruntime for one case at `threads` (TVM_NUM_THREADS already set)."""
+def to_layout(array: np.ndarray, layout: str) -> np.ndarray:
+    """A rank-4 NCHW array stored as `layout` (other ranks and NCHW unchanged)."""
+    return array.transpose(0, 2, 3, 1) if layout == "NHWC" and array.ndim == 4 else array
+
+
+def measure(case: str, threads: int, layout: str = "NCHW") -> dict:
+    """GFLOP/s of HAI and onnxruntime for one case at `threads` (TVM_NUM_THREADS already set), HAI's
+    activations stored in `layout` (a 2-D conv or pool; others stay NCHW)."""
     import onnxruntime as ort
 
     _, node, feeds, consts = ir_node(case)
-    call, arrays, kernel = bound_kernel(node, (), feeds, consts)
+    layout = layout if CASES[case][0] in (*CONVS, *POOLS) and len(CASES[case][1]) == 4 else "NCHW"
+    call, arrays, kernel = bound_kernel(node, (), feeds, consts, layout)
     hai_s = timed(call)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(onnx_model(case, consts), options, providers=["CPUExecutionProvider"])
     want = session.run(None, feeds)[0]  # the first output (a recurrent layer's Y)
-    got = arrays[len(kernel.args) - len(kernel.outputs)].reshape(want.shape)
+    stored = arrays[len(kernel.args) - len(kernel.outputs)]
+    got = (stored.transpose(0, 3, 1, 2) if layout == "NHWC" else stored).reshape(want.shape)
     error = float(np.linalg.norm(got - want) / np.linalg.norm(want))
     ort_s = timed(lambda: session.run(None, feeds))
     flops = kernel.flops
     return {
         "case": case,
         "threads": threads,
+        "layout": layout,
         "flops": flops,
         "hai_gflops": flops / hai_s / 1e9,
         "ort_gflops": flops / ort_s / 1e9,
@@ -235,25 +258,41 @@ def measure(case: str, threads: int) -> dict:
     }
 
 
-def worker(cases: list[str], threads: int) -> None:
-    print(json.dumps([measure(c, threads) for c in cases]))
+def worker(cases: list[str], threads: int, layouts: list[str]) -> None:
+    print(json.dumps([measure(c, threads, layout) for c in cases for layout in layouts]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--case", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument(
+        "--layout",
+        nargs="+",
+        default=["NCHW"],
+        choices=["NCHW", "NHWC"],
+        help="HAI's activation layout for 2-D convs and pools (each one named is a row)",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.case, args.worker)
+        worker(args.case, args.worker, args.layout)
         return
     rows = []
     for threads in args.threads:
         env = {**os.environ, "TVM_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
         out = subprocess.run(
-            [sys.executable, __file__, "--worker", str(threads), "--case", *args.case],
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                str(threads),
+                "--case",
+                *args.case,
+                "--layout",
+                *args.layout,
+            ],  # fmt: skip
             env=env,
             check=True,
             stdout=subprocess.PIPE,
@@ -261,12 +300,14 @@ def main() -> None:
         ).stdout
         rows += json.loads(out.strip().splitlines()[-1])
     print(
-        f"{'case':<26} {'thr':>3} {'HAI GFLOP/s':>12} {'ORT GFLOP/s':>12} {'HAI ms':>8} {'ORT ms':>8} "
+        f"{'case':<26} {'thr':>3} {'lay':>4} {'HAI GFLOP/s':>12} {'ORT GFLOP/s':>12} "
+        f"{'HAI ms':>8} {'ORT ms':>8} "
         f"{'HAI/ORT':>8} {'rel err':>9}  template"
     )
     for r in rows:
         print(
-            f"{r['case']:<26} {r['threads']:>3} {r['hai_gflops']:>12.1f} {r['ort_gflops']:>12.1f} "
+            f"{r['case']:<26} {r['threads']:>3} {r['layout']:>4} "
+            f"{r['hai_gflops']:>12.1f} {r['ort_gflops']:>12.1f} "
             f"{r['hai_ms']:>8.3f} {r['ort_ms']:>8.3f} {r['ratio']:>8.2f} {r['rel_error']:>9.1e}  "
             f"{r['template']}"
         )

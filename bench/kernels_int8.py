@@ -109,7 +109,7 @@ def onnx_model(case: str, graph, w_scales: np.ndarray, op: str) -> bytes:
 
 def hai_seconds(graph, nodes, feeds, cpu_features: str | None = None) -> tuple[float, np.ndarray, object]:
     consts = {k: v.constant_array() for k, v in graph.constants.items()}
-    call, arrays, kernel = bound_kernel(nodes[0], nodes[1:], feeds, consts, cpu_features)
+    call, arrays, kernel = bound_kernel(nodes[0], nodes[1:], feeds, consts, cpu_features=cpu_features)
     return timed(call), arrays[-1], kernel
 
 

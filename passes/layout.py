@@ -17,21 +17,34 @@ their logical order (a (C, 1, 1) bias broadcasts as in numpy).
 
 Cost rule (`prefer=auto`, measured on Zen 4, 2 threads, f32, 16 lanes): an
 NHWC conv kernel beats the NCHW one when its channels fill whole vectors
-(output channels for a dense conv, channels for a depthwise one, a multiple of
-the vector lanes) and the NCHW kernel cannot use its own vector axis, the
-output row (row width not a multiple of the lanes, or a column stride > 1).
-Measured, such convs save about 0.1 ns per output element (7%-65% of the
-kernel), about what a Relayout costs per element it moves; other convs lose up
-to 2.9x in NHWC and so are never region members. A region is converted when
-its preferring convs write at least `min-gain` times as many elements as its
-Relayouts move. `prefer=NHWC` converts every region whatever the cost (tests,
-experiments); `prefer=NCHW` changes nothing. Imports only `ir` and this package.
+(output channels for a dense conv, a multiple of the vector lanes) and the
+NCHW kernel cannot use its own vector axis, the output row (row width not a
+multiple of the lanes, or a column stride > 1). Measured, such convs save about
+0.1 ns per output element (7%-65% of the kernel), about what a Relayout costs
+per element it moves. A depthwise conv needs only 8-float channel vectors (its
+NHWC template takes half-width vectors; measured on Sapphire Rapids, 1 thread:
+0.3-0.8x the NCHW kernel's time on 28x28 to 7x7 maps and stride 2, about 1x on a
+56x56 stride-1 one), and a pointwise (1x1) conv over a plane of at most
+SMALL_PLANE positions, not a multiple of the lanes, with 8-float output
+vectors is 0.65-0.95x in NHWC (MobileNet/EfficientNet's 14x14 and 7x7; where
+NCHW tiles the plane in whole vectors, PP-LCNet's 2x96 or 3x96, NHWC is
+0.9-1.5x). Joining a region without gaining: a pointwise
+conv with 8-float output vectors over a larger plane (0.95-1.3x, one 2x), a depthwise
+one with 8-float channel vectors whose rows are whole vectors (0.4-1.0x) and a
+conv over a 1x1 plane (the same bytes in both orders: squeeze-excite's), so an
+inverted-residual chain stays one region; other convs lose up to 2.9x in NHWC
+and are never members. GlobalAverage/MaxPool join as followers (channel vectors
+over the plane). The activation of a conv outside a region stays outside with
+it (it fuses into that conv). A region is converted when its preferring convs
+write at least `min-gain` times as many elements as its Relayouts move.
+`prefer=NHWC` converts every region whatever the cost (tests, experiments);
+`prefer=NCHW` changes nothing. Imports only `ir` and this package.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from ir import Graph, Node, Value
 from ir.builder import Builder
@@ -40,7 +53,10 @@ from ir.fusion import epilogue_ops
 from passes.manager import Pass, PassContext
 
 NHWC = "NHWC"
+GLOBAL_POOLS = ("GlobalAveragePool", "GlobalMaxPool")  # f32: channel vectors over the plane
 MAX_POOL_TAPS = 32  # the separable pool template's unrolled kernel extent (targets/lowering/pool_window.py)
+MIN_CHANNEL_VECTOR = 8  # channels in whole 8-float vectors: a depthwise or pointwise NHWC kernel's floor
+SMALL_PLANE = 32 * 32  # pointwise convs over at most this many positions (and ragged NCHW tiles) gain NHWC
 PREFERENCES = ("auto", "NHWC", "NCHW")
 DEFAULT_VECTOR_BYTES = 32  # an AVX2 vector when the context names no target
 
@@ -83,6 +99,8 @@ class _Rules:
             return False
         if node.op == "Concat":
             return all(o is not None and o.type.rank == 4 and not o.is_constant for o in node.operands)
+        if node.op in GLOBAL_POOLS:
+            return node.results[0].type.dtype is DType.F32
         return (
             node.op in ("MaxPool", "AveragePool")
             and node.results[0].type.dtype is DType.F32
@@ -99,9 +117,38 @@ class _Rules:
         w = node.operands[1]
         assert w is not None
         channels = w.type.shape[0]  # output channels; a depthwise conv's channels
-        row_width = node.results[0].type.shape[3]
-        row_vectors = row_width % self.lanes == 0 and node.attrs["strides"][1] == 1
+        _, _, oh, ow = node.results[0].type.shape
+        row_vectors = ow % self.lanes == 0 and node.attrs["strides"][1] == 1
+        if node.attrs["group"] > 1:  # depthwise: channel vectors of half the lanes are as good
+            return channels % max(self.lanes // 2, MIN_CHANNEL_VECTOR) == 0 and not row_vectors
+        small_plane = oh * ow <= SMALL_PLANE and (oh * ow) % self.lanes != 0  # NCHW's tiles fall short
+        if _pointwise(node) and channels % MIN_CHANNEL_VECTOR == 0 and small_plane:
+            return True
         return channels % self.lanes == 0 and not row_vectors
+
+    def joins(self, node: Node) -> bool:
+        """A conv that may sit inside a region (auto): a preferring one, or one NHWC costs little:
+        a depthwise or pointwise conv whose output channels fill 8-float vectors, or one over a 1x1
+        plane (both orders store the same bytes)."""
+        if not self.conv_capable(node):
+            return False
+        w = node.operands[1]
+        assert w is not None
+        _, _, oh, ow = node.results[0].type.shape
+        neutral = (_pointwise(node) or node.attrs["group"] > 1) and w.type.shape[0] % MIN_CHANNEL_VECTOR == 0
+        return self.prefers(node) or neutral or oh * ow == 1
+
+
+def _pointwise(node: Node) -> bool:
+    """A 1x1, stride-1, unpadded dense conv (a GEMM over the channels)."""
+    w = node.operands[1]
+    assert w is not None
+    return (
+        node.attrs["group"] == 1
+        and tuple(w.type.shape[2:]) == (1, 1)
+        and all(s == 1 for s in node.attrs["strides"])
+        and not any(node.attrs["pads"])
+    )
 
 
 @dataclasses.dataclass
@@ -136,6 +183,22 @@ class Layout(Pass):
         if self.prefer not in PREFERENCES:
             raise LayoutOptionError(f"prefer={self.prefer!r}: expected one of {', '.join(PREFERENCES)}")
 
+    def _chosen(self, graph: Graph, regions: list[_Region], rules: _Rules) -> list[_Region | None]:
+        """The regions to convert (None: one kept NCHW). `prefer=auto`: a region that fails the
+        cost rule is tried again as the smaller regions of its preferring convs alone (joining
+        convs can glue gaining stages into one region whose boundary outweighs them)."""
+        if self.prefer != "auto":
+            return list(regions)
+        chosen: list[_Region | None] = []
+        for region in regions:
+            if region.gain(rules) >= self.min_gain * region.cost():
+                chosen.append(region)
+                continue
+            parts = _regions(graph, rules, rules.prefers, within=set(region.nodes))
+            gaining = [p for p in parts if p.gain(rules) >= self.min_gain * p.cost()]
+            chosen += gaining or [None]
+        return chosen
+
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         if self.prefer == "NCHW":
             return graph
@@ -145,9 +208,10 @@ class Layout(Pass):
         vector_bytes = ctx.target.vector_bytes or DEFAULT_VECTOR_BYTES
         fusable = epilogue_ops() if ctx.target.fusable_ops is None else ctx.target.fusable_ops
         rules = _Rules(frozenset(fusable), max(vector_bytes // 4, 1))
-        for region in _regions(graph, rules, anchors_only=self.prefer == "auto"):
-            gain, cost = region.gain(rules), region.cost()
-            if self.prefer == "auto" and gain < self.min_gain * cost:
+        auto = self.prefer == "auto"
+        regions = _regions(graph, rules, rules.joins if auto else rules.conv_capable)
+        for region in self._chosen(graph, regions, rules):
+            if region is None:
                 ctx.count(self.name, "regions-kept-nchw")
                 continue
             _convert(graph, region)
@@ -157,20 +221,20 @@ class Layout(Pass):
         return graph
 
 
-def _regions(graph: Graph, rules: _Rules, anchors_only: bool) -> list[_Region]:
-    """Connected sets of NHWC-capable nodes (convs: only preferring ones when `anchors_only`),
+def _regions(
+    graph: Graph, rules: _Rules, conv_member: Callable[[Node], bool], within: set[Node] | None = None
+) -> list[_Region]:
+    """Connected sets of NHWC-capable nodes (`within`, when given; convs: those `conv_member` takes),
     each holding at least one conv, in node order. Members link through the values they share
     (all rank 4: every capable node has one rank-4 result)."""
     import networkx  # ~0.3 s to import: only when the pass runs
 
-    order = list(graph.nodes)
+    order = [node for node in graph.nodes if within is None or node in within]
 
     def member(node: Node) -> bool:
-        if node.op == "Conv":
-            return rules.prefers(node) if anchors_only else rules.conv_capable(node)
-        return rules.follower_capable(node)
+        return conv_member(node) if node.op == "Conv" else rules.follower_capable(node)
 
-    members = {node for node in order if member(node)}
+    members = _without_outside_epilogues(order, {node for node in order if member(node)}, rules)
     linked = networkx.Graph()
     linked.add_nodes_from(members)
     linked.add_edges_from(
@@ -190,6 +254,19 @@ def _regions(graph: Graph, rules: _Rules, anchors_only: bool) -> list[_Region]:
         ordered = [n for n in order if n in nodes]
         regions.append(_Region(ordered, _entering(ordered, nodes), _leaving(ordered, nodes)))
     return regions
+
+
+def _without_outside_epilogues(order: list[Node], members: set[Node], rules: _Rules) -> set[Node]:
+    """`members` less the pointwise nodes that read a result of a conv outside them (or of such a
+    node): they stay in the conv's layout, so `fuse` can still make them its epilogue."""
+    staying: set[Node] = set()
+    for node in order:
+        if node not in members or not rules.pointwise_capable(node):
+            continue
+        producers = {o.producer for o in node.operands if o is not None and o.producer is not None}
+        if any((p.op == "Conv" and p not in members) or p in staying for p in producers):
+            staying.add(node)
+    return members - staying
 
 
 def _entering(nodes: list[Node], members: set[Node]) -> list[Value]:

@@ -5,8 +5,12 @@ Rule: NCHW computes every output row of a (n, c) plane as a few vector
 accumulators along the columns, padded to whole vectors when no vector width
 divides the row (the extra columns read zeros and are never written), over a
 zero-padded, stride-phase-split staging copy of the plane, so each tap is a plain
-(unaligned) vector load whatever the stride. NHWC vectorises along channels.
-Bias and the fused epilogue are applied as each row is written.
+(unaligned) vector load whatever the stride. NHWC (a channels-last region's)
+accumulates a tile of output columns x one channel vector in registers, each tap
+a weight vector and one input vector per column read straight from the input
+(a tap in the padding reads zero through a select: no padded copy, which cost
+more than the selects on every MobileNet shape). Bias and the fused epilogue are
+applied as each row or tile is written.
 """
 
 from __future__ import annotations
@@ -23,15 +27,19 @@ from targets.lowering.conv_geometry import (
     bias_and_epilogue,
     finish_kernel,
     out_index,
-    padded_input,
-    schedule_pad,
 )
 from targets.lowering.elementwise import epilogue_signature
+from targets.lowering.generic import row_lanes
 from targets.lowering.kernel import KernelArg, LoweredKernel, arg
 from targets.lowering.tiling import padded
 from targets.lowering.weight_only import weight_source
 from targets.schedules import schedules_of
 from targets.target import TargetDescription
+
+MAX_COLUMNS = 8  # NHWC output columns accumulated in registers at once (one vector each)
+ROW_BLOCK = 4  # output rows per NHWC row task (consecutive rows share input rows in cache)
+MIN_PLANE_TASKS = 8  # channel vectors that make enough parallel plane tasks
+PLANE_BYTES = 16 * 1024  # a plane task's input (a channel vector's plane) stays in the L1 cache
 
 
 def row_vector(ow: int, lanes: int) -> tuple[int, int]:
@@ -79,11 +87,6 @@ def phased_input(x: Any, g: Geometry, owp: int) -> tuple[Any, Any]:
     return read, stage
 
 
-def row_lanes(extent: int, lanes: int) -> int | None:
-    """The widest vector (<= lanes, >= 4) that divides a row of `extent` floats."""
-    return next((v for v in (lanes, lanes // 2, lanes // 4) if v >= 4 and extent % v == 0), None)
-
-
 def schedule_depthwise_rows(sch: Any, g: Geometry, lanes: int, staged: bool) -> None:
     """Per (n, c) in parallel: stage the padded, phase-split plane, then each output row as a few
     vector accumulators (output columns, padded to whole vectors) updated by every kernel tap in turn."""
@@ -113,6 +116,68 @@ def schedule_depthwise_rows(sch: Any, g: Geometry, lanes: int, staged: bool) -> 
     sch.decompose_reduction(block, kh)
 
 
+def column_tile(ow: int) -> int:
+    """Output columns per NHWC register tile: the most, up to MAX_COLUMNS, that divide the row."""
+    return next(t for t in range(min(ow, MAX_COLUMNS), 0, -1) if ow % t == 0)
+
+
+def guarded_input(x: Any, g: Geometry) -> Any:
+    """NHWC input accessor xp(n, c, y, column) over padded coordinates: zero in the padding."""
+    top, left = g.pads[0], g.pads[1]
+    if not any(g.pads):
+        return lambda n, c, y, xx: x[n, y, xx, c]
+
+    def read(n: Any, c: Any, y: Any, xx: Any) -> Any:
+        inside = te.all(y >= top, y < top + g.h, xx >= left, xx < left + g.w)
+        return te.if_then_else(inside, x[n, y - top, xx - left, c], te.const(0, "float32"))
+
+    return read
+
+
+def row_block(oh: int) -> int:
+    """Output rows per NHWC row task: the most, up to ROW_BLOCK, that divide the map's height."""
+    return next(r for r in range(min(oh, ROW_BLOCK), 0, -1) if oh % r == 0)
+
+
+def plane_tasks(g: Geometry, lanes: int) -> bool:
+    """Whether NHWC tasks are whole channel-vector planes (else blocks of output rows of one channel
+    vector): when there are enough channel vectors and one's input plane fits PLANE_BYTES (measured
+    on 14x14 and 7x7 maps: 0.75x the row tasks' time)."""
+    vl = row_lanes(g.m, lanes)
+    return vl is not None and g.m // vl >= MIN_PLANE_TASKS and g.h * g.w * vl * 4 <= PLANE_BYTES
+
+
+def schedule_depthwise_channels(sch: Any, g: Geometry, lanes: int) -> None:
+    """NHWC: each (n, channel vector) plane or (n, output row, channel vector) in parallel
+    (`plane_tasks`); a tile of up to MAX_COLUMNS output columns x one channel vector accumulates in
+    registers over every tap (a weight vector per tap, one input vector per column), then its bias
+    and epilogue are applied as it is written."""
+    vl = row_lanes(g.m, lanes)
+    block = sch.get_sblock("acc")
+    n, oh, ow, c, kh, kw = sch.get_loops(block)
+    owo, owi = sch.split(ow, [None, column_tile(g.ow)])
+    co, ci = sch.split(c, [None, vl]) if vl is not None else (c, None)
+    lane = [ci] if ci is not None else []
+    if plane_tasks(g, lanes):
+        sch.reorder(n, co, oh, owo, kh, kw, owi, *lane)
+        tile = sch.fuse(n, co)
+    else:
+        oho, ohi = sch.split(oh, [None, row_block(g.oh)])
+        sch.reorder(n, oho, co, ohi, owo, kh, kw, owi, *lane)
+        tile = sch.fuse(n, oho, co)
+    sch.set_scope(block, 0, "local")
+    out_block = sch.get_sblock("out")
+    sch.reverse_compute_at(out_block, owo)
+    sch.parallel(tile)
+    sch.unroll(kw)
+    sch.unroll(owi)
+    if ci is not None:
+        sch.vectorize(ci)
+        _, lane_out = sch.split(sch.get_loops(out_block)[-1], [None, vl])
+        sch.vectorize(lane_out)
+    sch.decompose_reduction(block, kh)
+
+
 def lower_depthwise(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
@@ -122,7 +187,7 @@ def lower_depthwise(
     x = te.placeholder(g.in_shape(layout), "float32", name="x")
     lanes = schedules_of(target).depthwise(target).lanes
     owp = row_vector(g.ow, lanes)[1] if layout == "NCHW" else g.ow
-    xp, pad = phased_input(x, g, owp) if layout == "NCHW" else padded_input(x, g, layout)
+    xp, pad = phased_input(x, g, owp) if layout == "NCHW" else (guarded_input(x, g), None)
     w_shape = (g.m, g.kh, g.kw) if layout == "NCHW" else (g.kh, g.kw, g.m)
 
     def weight_layout(weight: np.ndarray) -> np.ndarray:
@@ -162,7 +227,8 @@ def lower_depthwise(
     params, args = epilogue_signature(anchor, chain, out, output)
     workload = {
         "op": "depthwise2d",
-        "schedule": "padded-phased-rows" if layout == "NCHW" else "channels",
+        "schedule": "padded-phased-rows" if layout == "NCHW" else "guarded-channel-column-tiles",
+        "plane_tasks": layout == "NHWC" and plane_tasks(g, lanes),
         "geometry": g.to_json(),
         "layout": layout,
         "bias": b_v is not None,
@@ -176,26 +242,7 @@ def lower_depthwise(
         if layout == "NCHW":
             schedule_depthwise_rows(sch, g, lanes, pad is not None)
             return
-        if pad is not None:
-            schedule_pad(sch, lanes)
-        block = sch.get_sblock("acc")
-        n, a1, a2, a3, kh, kw = sch.get_loops(block)
-        # NCHW: (n, c, oh, ow) vectorised along ow; NHWC: (n, oh, ow, c) vectorised along c.
-        row = a2 if layout == "NCHW" else a1
-        inner = a3
-        sch.reorder(n, a1, a2, kh, kw, a3) if layout == "NCHW" else sch.reorder(n, a1, a2, kh, kw, a3)
-        sch.set_scope(block, 0, "local")
-        sch.reverse_compute_at(sch.get_sblock("out"), a2)
-        sch.parallel(sch.fuse(n, a1))
-        extent = g.ow if layout == "NCHW" else g.m
-        if extent % lanes == 0:
-            _, lane = sch.split(inner, [None, lanes])
-            sch.vectorize(lane)
-            out_inner = sch.get_loops(sch.get_sblock("out"))[-1]
-            _, lane_out = sch.split(out_inner, [None, lanes])
-            sch.vectorize(lane_out)
-        del row
-        sch.decompose_reduction(block, kh)
+        schedule_depthwise_channels(sch, g, lanes)
 
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}

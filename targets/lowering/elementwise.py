@@ -10,7 +10,8 @@ result and the Sigmoid's) and extra operands (bias, residual) with numpy
 broadcasting; size-1 constants become literals. Standalone
 elementwise kernels use the same machinery with the head node's operands all
 read from buffers: one flat loop, vectorised by the target's lanes, parallel
-when large. In an "NHWC" kernel (rank-4 result) the output and every rank-4
+when large (NHWC with whole channel vectors: positions outside, channels
+vectorised). In an "NHWC" kernel (rank-4 result) the output and every rank-4
 run-time operand are stored channels-last; constants and lower-rank operands
 are stored in their own logical order (a (C, 1, 1) bias broadcasts as in
 numpy), so their bytes never depend on the kernel's layout. bf16 buffers are
@@ -28,6 +29,7 @@ import numpy as np
 from tvm import te
 
 from ir.graph import Node, Value
+from targets.lowering.generic import row_lanes
 from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name, snapshot
 from targets.lowering.pointwise import (
     BINARY,
@@ -272,6 +274,18 @@ def schedule_flat(sch: Any, block: Any, lanes: int, elements: int) -> None:
         sch.parallel(outer)
 
 
+def schedule_channels(sch: Any, block: Any, lanes: int, elements: int) -> None:
+    """NHWC (n, h, w, c) with whole channel vectors: the positions as one outer loop (parallel when
+    large), the channels vectorised, so a per-channel (C, 1, 1) operand is one contiguous vector load
+    (a flat loop's vector straddles positions: a gather of the channel operand)."""
+    n, h, w, c = sch.get_loops(block)
+    positions = sch.fuse(n, h, w)
+    _, lane = sch.split(c, [None, lanes])
+    sch.vectorize(lane)
+    if elements >= PARALLEL_MIN_ELEMENTS:
+        sch.parallel(positions)
+
+
 def head_key(node: Node, operands: Mapping[int, Operand]) -> list[Any]:
     key = [node.op, dict(sorted(node.attrs.items())), {str(i): operand_key(o) for i, o in operands.items()}]
     return key + ([quant_key(node)] if node.op in QUANT_OPS else [])
@@ -309,18 +323,22 @@ def lower_elementwise(
     tensors, in_args = operand_args(list(known.values()))
     vector = all(vectorizable(n) for n in (node, *chain.nodes))
     lanes = vector_lanes(target, [str(t.dtype) for t in (*tensors, out)]) if vector else 1
+    channel_lanes = row_lanes(stored[-1], lanes) if nhwc and lanes > 1 else None
     workload = {
         "op": "elementwise",
         "head": head_key(node, head),
         "out": [list(out_value.type.shape), str(out_value.type.dtype)],
         "epilogue": chain.describe(),
         "lanes": lanes,
-        **({"layout": layout} if nhwc else {}),
+        **({"layout": layout, "channel_lanes": channel_lanes} if nhwc else {}),
     }
     name = kernel_name("ew", workload)
     compute = te.create_prim_func([*tensors, out])
     sch = s_tir.Schedule(snapshot(compute).with_attr("global_symbol", name))
-    schedule_flat(sch, sch.get_sblock("out"), lanes, out_value.type.size)
+    if channel_lanes is not None:
+        schedule_channels(sch, sch.get_sblock("out"), channel_lanes, out_value.type.size)
+    else:
+        schedule_flat(sch, sch.get_sblock("out"), lanes, out_value.type.size)
     return LoweredKernel(
         name,
         sch.mod["main"].with_attr("global_symbol", name),

@@ -37,6 +37,11 @@ ROLE_ORDER = {"input": 0, "weight": 1, "output": 2}
 HALF = ("float16", "bfloat16")
 
 
+def row_lanes(extent: int, lanes: int) -> int | None:
+    """The widest vector (<= lanes, >= 4) that divides a row of `extent` floats."""
+    return next((v for v in (lanes, lanes // 2, lanes // 4) if v >= 4 and extent % v == 0), None)
+
+
 def work_dtype(dtype: str) -> str:
     """The dtype a template computes in: f32 for half floats, the dtype itself otherwise."""
     return "float32" if dtype in HALF else dtype

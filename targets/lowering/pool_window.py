@@ -36,7 +36,7 @@ from tvm import s_tir, te
 
 from ir.graph import Node
 from ir.ops.window import Window, WindowDim
-from targets.lowering.conv_depthwise import row_lanes, row_vector
+from targets.lowering.conv_depthwise import row_vector
 from targets.lowering.elementwise import Epilogue, epilogue_args
 from targets.lowering.generic import (
     PARALLEL_MIN_WORK,
@@ -45,6 +45,7 @@ from targets.lowering.generic import (
     make_kernel,
     operand_param,
     output_param,
+    row_lanes,
 )
 from targets.lowering.kernel import LoweredKernel
 from targets.lowering.tiling import padded

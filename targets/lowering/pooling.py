@@ -11,7 +11,8 @@ column major). Global pools are the same reduction with the whole spatial
 extent as the window. Half floats compute in f32; MaxPool also takes integers.
 An f32 GlobalAveragePool/GlobalMaxPool whose plane holds at least one vector reads
 the plane flat instead: a few vector accumulators walk it, folded into one
-number per channel, the ragged end added as scalars. f32 1-D/2-D MaxPool/AveragePool without
+number per channel, the ragged end added as scalars; NHWC (a channels-last region) walks the
+plane with a few channel vectors accumulating at once. f32 1-D/2-D MaxPool/AveragePool without
 Indices go to the separable vectorised template (pool_window.py), NCHW or NHWC.
 """
 
@@ -35,6 +36,7 @@ from targets.lowering.generic import (
     make_kernel,
     operand_param,
     output_param,
+    row_lanes,
     schedule_injective,
     schedule_reduce,
     work_dtype,
@@ -43,6 +45,7 @@ from targets.lowering.kernel import LoweredKernel, LoweringError
 from targets.lowering.pointwise import narrow
 from targets.lowering.pool_window import lower_window_pool, takes_window_template, valid_count
 from targets.lowering.registry import lowering
+from targets.schedules import schedules_of
 from targets.target import TargetDescription
 
 INTEGERS = ("int8", "uint8", "int16", "int32", "int64")
@@ -109,7 +112,10 @@ def lower_pool(node: Node, target: TargetDescription, epilogue: Sequence[Node], 
         return lower_window_pool(node, target, epilogue, layout)
     x_shape = node.operands[0].type.shape  # type: ignore[union-attr]
     plane = math.prod(x_shape[2:])
-    if node.op in GLOBAL and kind != "LpPool" and dtype == "float32" and plane >= target.vector_lanes_f32:
+    vector_global = node.op in GLOBAL and kind != "LpPool" and dtype == "float32"
+    if vector_global and layout == "NHWC":
+        return lower_global_channels(node, target, epilogue, kind)
+    if vector_global and plane >= target.vector_lanes_f32:
         return lower_global_vector(node, target, epilogue, kind)
     x_v = node.operands[0]
     assert x_v is not None
@@ -268,6 +274,72 @@ def lower_global_vector(
         if n * c * plane >= 16 * PARALLEL_MIN_WORK and n * c > 1:  # adds stream fast: stay serial longer
             sch.parallel(channels)
         sch.decompose_reduction(block, jj)
+
+    flops = n * c * plane + chain.flops(math.prod(result.type.shape))
+    return make_kernel(node, "pool", workload, params, flops, schedule, epilogue=epilogue)
+
+
+CHANNEL_VECTORS = 4  # NHWC global pool: channel vectors accumulated at once (independent add chains)
+
+
+def lower_global_channels(
+    node: Node, target: TargetDescription, epilogue: Sequence[Node], kind: str
+) -> LoweredKernel:
+    """f32 global average/max pool of an NHWC (n, h, w, c) input into its (n, 1, 1, c) result: each
+    tile of up to CHANNEL_VECTORS channel vectors accumulates in registers over the whole plane."""
+    x_v, result = node.operands[0], node.results[0]
+    assert x_v is not None and x_v.type.rank == 4
+    n, c, h, w = (int(d) for d in x_v.type.shape)
+    plane = h * w
+    x_param = operand_param(x_v, "x", shape=(n, plane, c), role="input")
+    x = x_param.tensor
+    p = te.reduce_axis((0, plane), "p")
+    fold = te.max if kind == "MaxPool" else te.sum
+    acc = te.compute((n, c), lambda a, b: fold(x[a, p, b], axis=p), name="acc")
+    chain = Epilogue.build(result, epilogue, layout="NHWC")
+
+    def finish(a: Any, y: Any, xx: Any, b: Any) -> Any:
+        value = acc[a, b]
+        if kind == "AveragePool":
+            value = value / te.const(plane, "float32")
+        return chain.apply(value, (a, b, y, xx))
+
+    out = te.compute((n, 1, 1, c), finish, name="out")
+    extra, extra_args = epilogue_args(chain)
+    params = [x_param, *(Param(t, a) for t, a in zip(extra, extra_args))]
+    params.append(output_param(out, chain.result or result))
+    vl = row_lanes(c, schedules_of(target).vector(target, 4).lanes)
+    together = next(k for k in (CHANNEL_VECTORS, 2, 1) if vl is None or (c // vl) % k == 0)
+    workload = {
+        "op": "global_pool",
+        "kind": kind,
+        "layout": "NHWC",
+        "x": list(x_v.type.shape),
+        "lanes": vl,
+        "together": together,
+        "epilogue": chain.describe(),
+    }
+
+    def schedule(sch: Any) -> None:
+        block = sch.get_sblock("acc")
+        a, b, pp = sch.get_loops(block)
+        if vl is None:
+            sch.reorder(a, pp, b)
+            tile, inner = a, None
+        else:
+            tile_c, vectors, lane = sch.split(b, [None, together, vl])
+            sch.reorder(a, tile_c, pp, vectors, lane)
+            tile, inner = sch.fuse(a, tile_c), lane
+            sch.unroll(vectors)
+            sch.vectorize(lane)
+        sch.set_scope(block, 0, "local")
+        sch.reverse_compute_at(sch.get_sblock("out"), tile)
+        if inner is not None:
+            _, lane_out = sch.split(sch.get_loops(sch.get_sblock("out"))[-1], [None, vl])
+            sch.vectorize(lane_out)
+        if n * c * plane >= 16 * PARALLEL_MIN_WORK and (vl is None or n * c // (vl * together) > 1):
+            sch.parallel(tile)
+        sch.decompose_reduction(block, pp)
 
     flops = n * c * plane + chain.flops(math.prod(result.type.shape))
     return make_kernel(node, "pool", workload, params, flops, schedule, epilogue=epilogue)

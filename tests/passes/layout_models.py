@@ -8,7 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 def se_block(channels: int, size: int, seed: int = 0):  # type: ignore[no-untyped-def]
     """Conv(+bias) -> HardSwish -> depthwise Conv -> Mul by a (C,1,1) constant -> GlobalAveragePool
-    (no NHWC kernel) -> Mul(x, pool) -> Flatten: an NHWC region, a boundary, a second region, a view."""
+    -> Mul(x, pool) -> pointwise Conv -> Flatten: one NHWC region (squeeze-excite inside), a view."""
     rng = np.random.default_rng(seed)
 
     def weight(name: str, *shape: int) -> object:
