@@ -22,7 +22,11 @@ the vector lanes) and the NCHW kernel cannot use its own vector axis, the
 output row (row width not a multiple of the lanes, or a column stride > 1).
 Measured, such convs save about 0.1 ns per output element (7%-65% of the
 kernel), about what a Relayout costs per element it moves; other convs lose up
-to 2.9x in NHWC and so are never region members. A region is converted when
+to 2.9x in NHWC there and so are not region members, unless the target's measured cost
+rule says its dense convs run faster channels-last whatever the row
+(`ctx.target.channels_last_dense`, as on Sapphire Rapids: a 3x3 conv of 256-wide rows
+17 ms NHWC against 29 ms NCHW, one thread); such a conv's gain counts its multiply-adds
+(`DENSE_MACS_PER_ELEMENT`). A region is converted when
 its preferring convs write at least `min-gain` times as many elements as its
 Relayouts move. `prefer=NHWC` converts every region whatever the cost (tests,
 experiments); `prefer=NCHW` changes nothing. Imports only `ir` and this package.
@@ -31,6 +35,7 @@ experiments); `prefer=NCHW` changes nothing. Imports only `ir` and this package.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Collection
 
 from ir import Graph, Node, Value
@@ -42,6 +47,10 @@ from passes.manager import Pass, PassContext
 NHWC = "NHWC"
 MAX_POOL_TAPS = 32  # the separable pool template's unrolled kernel extent (targets/lowering/pool_window.py)
 PREFERENCES = ("auto", "NHWC", "NCHW")
+DENSE_MACS_PER_ELEMENT = 20
+"""Multiply-adds of a dense conv whose NHWC kernel saves what relaying one element costs on a
+`channels_last_dense` target: measured on Sapphire Rapids (one thread), NHWC saves 4-10 ps per
+multiply-add on UNet's 3x3 convs, and a Relayout moves an element in about 0.1 ns."""
 DEFAULT_VECTOR_BYTES = 32  # an AVX2 vector when the context names no target
 
 
@@ -55,6 +64,7 @@ class _Rules:
 
     pointwise: Collection[str]
     lanes: int
+    channels_last_dense: bool = False  # ctx.target's fact: dense convs prefer NHWC whatever the row
 
     def conv_capable(self, node: Node) -> bool:
         if node.op != "Conv" or len(node.operands) < 2 or len(node.results) != 1:
@@ -101,7 +111,19 @@ class _Rules:
         channels = w.type.shape[0]  # output channels; a depthwise conv's channels
         row_width = node.results[0].type.shape[3]
         row_vectors = row_width % self.lanes == 0 and node.attrs["strides"][1] == 1
-        return channels % self.lanes == 0 and not row_vectors
+        dense_nhwc = self.channels_last_dense and node.attrs["group"] == 1
+        return channels % self.lanes == 0 and (dense_nhwc or not row_vectors)
+
+    def gain(self, node: Node) -> int:
+        """What a preferring conv saves NHWC, in elements a Relayout moves in the same time: its
+        output elements, or on a `channels_last_dense` target a dense conv's multiply-adds over
+        DENSE_MACS_PER_ELEMENT where that is more."""
+        size = node.results[0].type.size
+        if not (self.channels_last_dense and node.attrs["group"] == 1):
+            return size
+        w = node.operands[1]
+        assert w is not None
+        return max(size, size * math.prod(w.type.shape[1:]) // DENSE_MACS_PER_ELEMENT)
 
 
 @dataclasses.dataclass
@@ -111,7 +133,7 @@ class _Region:
     leaving: list[Value]  # region results read outside it or graph outputs
 
     def gain(self, rules: _Rules) -> int:
-        return sum(n.results[0].type.size for n in self.nodes if rules.prefers(n))
+        return sum(rules.gain(n) for n in self.nodes if rules.prefers(n))
 
     def cost(self) -> int:
         return sum(v.type.size for v in (*self.entering, *self.leaving))
@@ -144,7 +166,7 @@ class Layout(Pass):
             return graph
         vector_bytes = ctx.target.vector_bytes or DEFAULT_VECTOR_BYTES
         fusable = epilogue_ops() if ctx.target.fusable_ops is None else ctx.target.fusable_ops
-        rules = _Rules(frozenset(fusable), max(vector_bytes // 4, 1))
+        rules = _Rules(frozenset(fusable), max(vector_bytes // 4, 1), ctx.target.channels_last_dense)
         for region in _regions(graph, rules, anchors_only=self.prefer == "auto"):
             gain, cost = region.gain(rules), region.cost()
             if self.prefer == "auto" and gain < self.min_gain * cost:
