@@ -154,7 +154,7 @@ def main() -> None:
     base = dataclasses.replace(
         nominal_table(target),
         cpu=cpu_name(),
-        requires=frozenset({"avx512f", "fma"}) & target.features,
+        requires=frozenset({"avx512f", "fma", "amx_bf16"}) & target.features,  # the class: AMX-era Xeons
         l1_bytes=L1_BYTES,
         threads=os.cpu_count() or 1,
         measured=f"{datetime.date.today()}, bench/cost_table.py, 1 thread, process CPU time",
