@@ -109,17 +109,23 @@ class _Rules:
         w = node.operands[1]
         assert w is not None
         channels = w.type.shape[0]  # output channels; a depthwise conv's channels
-        row_width = node.results[0].type.shape[3]
-        row_vectors = row_width % self.lanes == 0 and node.attrs["strides"][1] == 1
-        dense_nhwc = self.channels_last_dense and node.attrs["group"] == 1
-        return channels % self.lanes == 0 and (dense_nhwc or not row_vectors)
+        return channels % self.lanes == 0 and (self.dense_fact(node) or not self.row_vectors(node))
+
+    def row_vectors(self, node: Node) -> bool:
+        """Whether the NCHW kernel writes the conv's output rows as whole vectors."""
+        return node.results[0].type.shape[3] % self.lanes == 0 and node.attrs["strides"][1] == 1
+
+    def dense_fact(self, node: Node) -> bool:
+        """A dense conv on a `channels_last_dense` target."""
+        return self.channels_last_dense and node.attrs["group"] == 1
 
     def gain(self, node: Node) -> int:
         """What a preferring conv saves NHWC, in elements a Relayout moves in the same time: its
-        output elements, or on a `channels_last_dense` target a dense conv's multiply-adds over
-        DENSE_MACS_PER_ELEMENT where that is more."""
+        output elements, or for a dense conv that prefers NHWC only by the `channels_last_dense`
+        fact (its NCHW rows are whole vectors) its multiply-adds over DENSE_MACS_PER_ELEMENT
+        where that is more."""
         size = node.results[0].type.size
-        if not (self.channels_last_dense and node.attrs["group"] == 1):
+        if not (self.dense_fact(node) and self.row_vectors(node)):
             return size
         w = node.operands[1]
         assert w is not None
