@@ -56,7 +56,7 @@ def time_case(case: str, layout: str | None) -> list[dict]:
 
     target = resolve_target("x86")
     _, node, feeds, consts = ir_node(case)
-    layout = layout or kernel_layout(node.op, target)
+    layout = layout or kernel_layout(node, target)
     g = Geometry(node)
     rows = []
     legacy = legacy_tile(g, layout, target)

@@ -211,11 +211,13 @@ def timed(fn, min_seconds: float = 0.3, clock=time.perf_counter) -> float:
     return statistics.median(rounds)
 
 
-def kernel_layout(op: str, target) -> str:  # type: ignore[no-untyped-def]
-    """The layout a compile gives the op's kernel: conv regions channels-last where the target says so."""
+def kernel_layout(node, target) -> str:  # type: ignore[no-untyped-def]
+    """The layout a compile gives the node's kernel: 2-D convs channels-last where the target puts
+    conv regions so (the layout pass; 1-D convs stay NCHW)."""
     from targets.registry import get_target
 
-    return "NHWC" if op == "Conv" and get_target(target.name).channels_last else "NCHW"
+    two_d = node.op == "Conv" and node.results[0].type.rank == 4
+    return "NHWC" if two_d and get_target(target.name).channels_last else "NCHW"
 
 
 def candidates(node, target, layout: str) -> list[tuple[str, object, float]]:  # type: ignore[no-untyped-def]
@@ -289,7 +291,7 @@ def measure(case: str, threads: int, cpu_clock: bool) -> dict:
     clock = time.process_time if cpu_clock else time.perf_counter
     target = resolve_target("x86")
     _, node, feeds, consts = ir_node(case)
-    layout = kernel_layout(node.op, target)
+    layout = kernel_layout(node, target)
     timings = []
     for name, kernel, predicted in candidates(node, target, layout):
         call, arrays = bind(kernel, feeds, consts, layout)
