@@ -24,7 +24,7 @@ from targets.cost_model import (
 from targets.lowering.conv import lower_dense_conv
 from targets.lowering.conv_geometry import Geometry
 from targets.lowering.conv_tiles import DenseTile, choose_dense_tile, dense_tiles, legacy_tile
-from targets.registry import resolve_target
+from targets.registry import get_target, resolve_target
 from targets.schedules import GemmKnobs
 
 TARGETS = [("x86", "sapphirerapids"), ("x86", "znver5"), ("x86", "haswell"), ("arm64", "neoverse-n1")]
@@ -91,6 +91,19 @@ def test_tables_are_keyed_by_target_facts() -> None:
         assert table == (applies[0] if applies else nominal_table(target))
     assert cost_table(resolve_target("arm64", cpu="neoverse-n1")).cpu == "nominal"
     assert cost_table(resolve_target("x86", cpu="haswell")).cpu == "nominal"
+
+
+def test_the_layout_fact_comes_from_the_table() -> None:
+    """`channels_last_dense` (the layout pass's fact) is what the target's table measured: NHWC tiles
+    faster than NCHW vector rows; never set without a measured table."""
+    for name, cpu in TARGETS:
+        target = resolve_target(name, cpu=cpu)
+        table = cost_table(target)
+        nhwc = max((e for k, e in table.efficiency.items() if k.startswith("conv.NHWC.")), default=0.0)
+        expected = nhwc > table.efficiency.get("conv.NCHW.spatial", float("inf"))
+        assert get_target(name).facts(target).channels_last_dense == expected
+        if table.cpu == "nominal":
+            assert not expected
 
 
 def test_prediction_follows_the_work() -> None:
