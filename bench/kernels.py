@@ -5,15 +5,19 @@ targets.lowering, builds it through the kernel cache and calls it through
 libtvm_ffi's C ABI (as the runtime does); onnxruntime runs a one-node ONNX model with
 `intra_op_num_threads` equal to HAI's TVM_NUM_THREADS. Each thread count runs
 in its own subprocess (the TVM thread pool reads TVM_NUM_THREADS once).
-Prints a table of GFLOP/s, milliseconds, the HAI / onnxruntime ratio (> 1: HAI faster) and the
-template HAI chose (its workload `op`: conv_general / pool are the unscheduled fallbacks); the
-error compares the first output (a recurrent layer's Y).
-
-`--layout NCHW NHWC` runs HAI's 2-D convs and pools in each layout named (NHWC: the kernels of a
-channels-last region; the input relaid before and the output compared after).
+Convs are lowered in the layout a compile gives them (channels-last on x86). For a dense conv HAI
+times several tiles (`candidates`): the measured cost rule's pick (targets/cost_model.py), the
+hand rule's, and each tile kind's best predicted; the row reports the pick, the fastest of those
+and pick/fastest. Prints a table of GFLOP/s and milliseconds of the pick, the HAI / onnxruntime
+ratio (> 1: HAI faster), the geo-means of that ratio and of pick/fastest; the error compares the
+pick's first output (a recurrent layer's Y) with onnxruntime's. `--cpu-time` times by process CPU
+time (steady on a shared host; meaningful at 1 thread).
 
     .venv/bin/python bench/kernels.py [--threads 1 2] [--json out.json] [--case conv3x3_16_32_80]
-        [--layout NCHW NHWC]
+        [--cpu-time] [--layout NCHW NHWC]
+
+`--layout NCHW NHWC` runs HAI's 2-D convs and pools in each layout named instead of the compile's
+(NHWC: the kernels of a channels-last region; the input relaid before and the output compared after).
 """
 
 from __future__ import annotations
@@ -70,6 +74,33 @@ CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...] | None, dict]] = {
     "conv1d_k5_64_64_400": ("Conv", (1, 64, 400), (64, 64, 5), {"stride": 1}),
     "stft_conv1d_258_k256_s64": ("Conv", (1, 1, 16000), (258, 1, 256), {"stride": 64, "pads": [0, 0]}),
     "stft_conv1d_258_k256_s128": ("Conv", (1, 1, 16000), (258, 1, 256), {"stride": 128, "pads": [0, 0]}),
+    # the zoo's heavy dense convs: UNet's 3x3 pairs, ResNet's 3x3/1x1/stem, ESPCN, ConvNeXt's stem
+    "unet_conv3x3_3_32_256": ("Conv", (1, 3, 256, 256), (32, 3, 3, 3), {"stride": 1}),
+    "unet_conv3x3_32_32_256": ("Conv", (1, 32, 256, 256), (32, 32, 3, 3), {"stride": 1}),
+    "unet_conv3x3_64_32_256": ("Conv", (1, 64, 256, 256), (32, 64, 3, 3), {"stride": 1}),
+    "unet_conv3x3_128_64_128": ("Conv", (1, 128, 128, 128), (64, 128, 3, 3), {"stride": 1}),
+    "unet_conv3x3_256_128_64": ("Conv", (1, 256, 64, 64), (128, 256, 3, 3), {"stride": 1}),
+    "unet_conv3x3_256_256_32": ("Conv", (1, 256, 32, 32), (256, 256, 3, 3), {"stride": 1}),
+    "unet_convt2x2_256_128_32": ("ConvTranspose", (1, 256, 32, 32), (256, 128, 2, 2), {"stride": 2}),
+    "resnet_conv7x7s2_3_64_224": ("Conv", (1, 3, 224, 224), (64, 3, 7, 7), {"stride": 2}),
+    "resnet_conv3x3_64_64_56": ("Conv", (1, 64, 56, 56), (64, 64, 3, 3), {"stride": 1}),
+    "resnet_conv3x3s2_64_128_56": ("Conv", (1, 64, 56, 56), (128, 64, 3, 3), {"stride": 2}),
+    "resnet_conv3x3_128_128_28": ("Conv", (1, 128, 28, 28), (128, 128, 3, 3), {"stride": 1}),
+    "resnet_conv3x3_256_256_14": ("Conv", (1, 256, 14, 14), (256, 256, 3, 3), {"stride": 1}),
+    "resnet_conv3x3_512_512_7": ("Conv", (1, 512, 7, 7), (512, 512, 3, 3), {"stride": 1}),
+    "resnet_conv1x1s2_128_256_28": ("Conv", (1, 128, 28, 28), (256, 128, 1, 1), {"stride": 2}),
+    "resnet50_conv1x1_64_256_56": ("Conv", (1, 64, 56, 56), (256, 64, 1, 1), {"stride": 1}),
+    "resnet50_conv1x1_256_64_56": ("Conv", (1, 256, 56, 56), (64, 256, 1, 1), {"stride": 1}),
+    "resnet50_conv1x1_1024_256_14": ("Conv", (1, 1024, 14, 14), (256, 1024, 1, 1), {"stride": 1}),
+    "resnet50_conv1x1_512_2048_7": ("Conv", (1, 512, 7, 7), (2048, 512, 1, 1), {"stride": 1}),
+    "espcn_conv5x5_1_64_224": ("Conv", (1, 1, 224, 224), (64, 1, 5, 5), {"stride": 1}),
+    "espcn_conv3x3_64_32_224": ("Conv", (1, 64, 224, 224), (32, 64, 3, 3), {"stride": 1}),
+    "espcn_conv3x3_32_9_224": ("Conv", (1, 32, 224, 224), (9, 32, 3, 3), {"stride": 1}),
+    "convnext_conv4x4s4_3_96_224": ("Conv", (1, 3, 224, 224), (96, 3, 4, 4), {"stride": 4, "pads": [0] * 4}),
+    "convnext_conv2x2s2_96_192_56": ("Conv", (1, 96, 56, 56), (192, 96, 2, 2), {"stride": 2, "pads": [0]*4}),
+    "convnext_linear_56x56_96_384": ("MatMul", (1, 56, 56, 96), (96, 384), {}),
+    "convnext_linear_14x14_1536_384": ("MatMul", (1, 14, 14, 1536), (1536, 384), {}),
+    "convnext_dwconv7x7_96_56": ("Conv", (1, 96, 56, 56), (96, 1, 7, 7), {"stride": 1, "group": 96}),
     # pools: YOLO SPPF's 5x5 stride-1 MaxPool, a ResNet stem MaxPool, an AveragePool
     "sppf_maxpool5_256_20": ("MaxPool", (1, 256, 20, 20), None, SPPF_WINDOW),
     "sppf_maxpool5_128_40": ("MaxPool", (1, 128, 40, 40), None, SPPF_WINDOW),
@@ -84,6 +115,7 @@ CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...] | None, dict]] = {
     "gru_bi_64x384x192": ("GRU", (64, 1, 384), (2, 576, 384), {"direction": "bidirectional"}),
 }  # fmt: skip
 CONVS = ("Conv", "ConvTranspose")
+TOP = 3  # best-predicted tiles of each kind timed beside the pick (candidates)
 POOLS = ("MaxPool", "AveragePool")
 RECURRENT = {"LSTM": 4, "GRU": 3}
 
@@ -170,128 +202,215 @@ def onnx_model(case: str, consts: dict[str, np.ndarray]) -> bytes:
     return model.SerializeToString()
 
 
-def timed(fn, min_seconds: float = 0.3) -> float:
-    """Median seconds per call over 5 rounds of enough calls to last `min_seconds / 5`."""
+def timed(fn, min_seconds: float = 0.3, clock=time.perf_counter) -> float:
+    """Median seconds per call over 5 rounds of enough calls to last `min_seconds / 5` (`clock`:
+    wall time, or time.process_time: the process's CPU time, steadier on a shared host at 1 thread)."""
     fn()
-    start, calls = time.perf_counter(), 0
-    while time.perf_counter() - start < 0.05:
+    start, calls = clock(), 0
+    while clock() - start < 0.05:
         fn()
         calls += 1
     per_round = max(1, int(calls * (min_seconds / 5) / 0.05))
     rounds = []
     for _ in range(5):
-        t = time.perf_counter()
+        t = clock()
         for _ in range(per_round):
             fn()
-        rounds.append((time.perf_counter() - t) / per_round)
+        rounds.append((clock() - t) / per_round)
     return statistics.median(rounds)
 
 
-def bound_kernel(
-    node, epilogue, feeds: dict, consts: dict, layout: str = "NCHW", cpu_features: str | None = None
-):  # type: ignore[no-untyped-def]
-    """Lower `node` (with `epilogue`) for this host (its `cpu_features` edited) with activations in
-    `layout`, build it (kernel cache), and bind it to aligned buffers holding `feeds` (logical NCHW,
-    relaid here) and its packed `consts`: (call running it once, its buffers, the kernel)."""
+def kernel_layout(node, target) -> str:  # type: ignore[no-untyped-def]
+    """The layout a compile gives the node's kernel: 2-D convs channels-last where the target puts
+    conv regions so (the layout pass; 1-D convs stay NCHW)."""
+    from targets.registry import get_target
+
+    two_d = node.op == "Conv" and node.results[0].type.rank == 4
+    return "NHWC" if two_d and get_target(target.name).channels_last else "NCHW"
+
+
+def candidates(node, target, layout: str) -> list[tuple[str, object, float]]:  # type: ignore[no-untyped-def]
+    """(name, kernel, predicted seconds or nan) of the templates timed for `node`: first the cost rule's
+    pick; for a dense conv also the hand rule's tile and each kind's `TOP` best predicted tiles."""
+    from targets.cost_model import predict_seconds
+    from targets.lowering.conv import conv_template, lower_dense_conv
+    from targets.lowering.conv_geometry import Geometry
+    from targets.lowering.conv_tiles import choose_dense_tile, dense_tiles, legacy_tile, tile_work
+    from targets.lowering.dispatch import lower_node
+
+    if node.op != "Conv" or conv_template(node) != "dense":
+        kernel = lower_node(node, target, (), layout)
+        return [(str(kernel.workload.get("op", kernel.name)), kernel, float("nan"))]
+    g = Geometry(node)
+    ranked = sorted(
+        dense_tiles(g, layout, target), key=lambda t: predict_seconds(target, tile_work(g, t, layout))
+    )
+    tiles = [choose_dense_tile(g, layout, target), legacy_tile(g, layout, target)]
+    for kind in dict.fromkeys(t.kind for t in ranked):
+        tiles += [t for t in ranked if t.kind == kind][:TOP]
+    unique = list(dict.fromkeys(tiles))
+    return [
+        (
+            t.name,
+            lower_dense_conv(node, target, (), layout, t),
+            predict_seconds(target, tile_work(g, t, layout)),
+        )
+        for t in unique
+    ]
+
+
+def bind(kernel, feeds: dict, consts: dict, layout: str, target=None):  # type: ignore[no-untyped-def]
+    """Build `kernel` for `target` (this host by default; kernel cache) and bind it to aligned buffers
+    holding `feeds` (NCHW; moved to `layout`) and its packed `consts`: (call running it once, its
+    buffers). AMX kernels get the tile state first, as the runtime does."""
     from runtime.amx import check_tile_state
     from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
     from targets.build import build_kernels
-    from targets.lowering.dispatch import lower_node
     from targets.registry import resolve_target
 
-    target = resolve_target("x86", cpu_features=cpu_features)
-    kernel = lower_node(node, target, epilogue, layout)
+    target = target or resolve_target("x86")
     library = build_kernels([kernel], target)
-    check_tile_state(target.features, library)  # as the runtime does: AMX kernels need the tile state
+    check_tile_state(target.features, library)
     fn = kernel_function(load_kernel_module(library), str(library), kernel.name)
     packed = kernel.pack_weights({a.value: consts[a.value] for a in kernel.weights})
     arrays = []
     for a in kernel.args:
         buf = aligned_empty(a.shape, a.dtype)
-        source = feeds.get(a.value, packed.get(a.key))
+        source = packed.get(a.key)
+        if a.value in feeds:
+            source = np.moveaxis(feeds[a.value], 1, -1) if layout == "NHWC" else feeds[a.value]
         if source is not None:
-            buf[...] = (
-                to_layout(source, layout).reshape(a.shape) if a.value in feeds else source.reshape(a.shape)
-            )
+            buf[...] = source.reshape(a.shape)
         arrays.append(buf)
     tensors = [kernel_tensor(x, i, kernel.name) for i, x in enumerate(arrays)]
-    return (lambda: fn(*tensors)), arrays, kernel
+    return (lambda: fn(*tensors)), arrays
 
 
-def to_layout(array: np.ndarray, layout: str) -> np.ndarray:
-    """A rank-4 NCHW array stored as `layout` (other ranks and NCHW unchanged)."""
-    return array.transpose(0, 2, 3, 1) if layout == "NHWC" and array.ndim == 4 else array
+def result_of(kernel, arrays, shape: tuple[int, ...], layout: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The kernel's first output as the IR's (NCHW) array."""
+    got = arrays[len(kernel.args) - len(kernel.outputs)]
+    if layout == "NHWC":
+        return np.moveaxis(got.reshape(shape[0], *shape[2:], shape[1]), -1, 1)
+    return got.reshape(shape)
 
 
-def measure(case: str, threads: int, layout: str = "NCHW") -> dict:
-    """GFLOP/s of HAI and onnxruntime for one case at `threads` (TVM_NUM_THREADS already set), HAI's
-    activations stored in `layout` (a 2-D conv or pool; others stay NCHW)."""
+def measure(case: str, threads: int, cpu_clock: bool, layout: str | None = None) -> dict:
+    """One case at `threads` (TVM_NUM_THREADS already set): each candidate template's time, the cost
+    rule's pick against the fastest of them, and onnxruntime's time."""
     import onnxruntime as ort
 
+    from targets.registry import resolve_target
+
+    clock = time.process_time if cpu_clock else time.perf_counter
+    target = resolve_target("x86")
     _, node, feeds, consts = ir_node(case)
-    layout = layout if CASES[case][0] in (*CONVS, *POOLS) and len(CASES[case][1]) == 4 else "NCHW"
-    call, arrays, kernel = bound_kernel(node, (), feeds, consts, layout)
-    hai_s = timed(call)
+    two_d = CASES[case][0] in (*CONVS, *POOLS) and len(CASES[case][1]) == 4
+    layout = layout if layout and two_d else kernel_layout(node, target)
+    timings = []
+    for name, kernel, predicted in candidates(node, target, layout):
+        call, arrays = bind(kernel, feeds, consts, layout)
+        timings.append((name, timed(call, clock=clock), predicted, kernel, arrays))
+    pick_name, pick_s, pick_predicted, kernel, arrays = timings[0]
+    fastest = min(timings, key=lambda t: t[1])
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(onnx_model(case, consts), options, providers=["CPUExecutionProvider"])
     want = session.run(None, feeds)[0]  # the first output (a recurrent layer's Y)
-    stored = arrays[len(kernel.args) - len(kernel.outputs)]
-    got = (stored.transpose(0, 3, 1, 2) if layout == "NHWC" else stored).reshape(want.shape)
+    got = result_of(kernel, arrays, want.shape, layout)
     error = float(np.linalg.norm(got - want) / np.linalg.norm(want))
-    ort_s = timed(lambda: session.run(None, feeds))
+    ort_s = timed(lambda: session.run(None, feeds), clock=clock)
     flops = kernel.flops
     return {
         "case": case,
         "threads": threads,
+        "clock": "cpu" if cpu_clock else "wall",
         "layout": layout,
         "flops": flops,
-        "hai_gflops": flops / hai_s / 1e9,
+        "hai_gflops": flops / pick_s / 1e9,
         "ort_gflops": flops / ort_s / 1e9,
-        "hai_ms": hai_s * 1e3,
+        "hai_ms": pick_s * 1e3,
         "ort_ms": ort_s * 1e3,
-        "ratio": ort_s / hai_s,
+        "ratio": ort_s / pick_s,
         "rel_error": error,
         "knobs": str(kernel.notes.get("knobs", kernel.workload.get("knobs", ""))),
         "template": kernel.workload.get("op", kernel.name),
+        "pick": pick_name,
+        "pick_predicted_ms": pick_predicted * 1e3,
+        "fastest": fastest[0],
+        "fastest_ms": fastest[1] * 1e3,
+        "pick_over_fastest": pick_s / fastest[1],
+        "candidates": {name: s * 1e3 for name, s, *_ in timings},
+        "predicted_ms": {name: p * 1e3 for name, _, p, *_ in timings},
     }
 
 
-def worker(cases: list[str], threads: int, layouts: list[str]) -> None:
-    print(json.dumps([measure(c, threads, layout) for c in cases for layout in layouts]))
+def bound_kernel(node, epilogue, feeds: dict, consts: dict, cpu_features: str | None = None):  # type: ignore[no-untyped-def]
+    """Lower `node` (with `epilogue`, NCHW) for this host (its `cpu_features` edited) and bind it
+    (`bind`): (call, buffers, kernel)."""
+    from targets.lowering.dispatch import lower_node
+    from targets.registry import resolve_target
+
+    target = resolve_target("x86", cpu_features=cpu_features)
+    kernel = lower_node(node, target, epilogue)
+    call, arrays = bind(kernel, feeds, consts, "NCHW", target)
+    return call, arrays, kernel
+
+
+def worker(cases: list[str], threads: int, cpu_clock: bool, layouts: list[str | None]) -> None:
+    print(json.dumps([measure(c, threads, cpu_clock, layout) for c in cases for layout in layouts]))
+
+
+def geo_mean(values: list[float]) -> float:
+    return float(np.exp(np.mean(np.log(values))))
+
+
+def report(rows: list[dict]) -> None:
+    print(
+        f"{'case':<31} {'thr':>3} {'HAI GF/s':>9} {'ORT GF/s':>9} {'HAI ms':>8} {'ORT ms':>8} "
+        f"{'HAI/ORT':>7} {'rel err':>8}  {'pick':<18} {'fastest':<18} {'fast ms':>8} {'pick/fast':>9}"
+    )
+    for r in rows:
+        print(
+            f"{r['case']:<31} {r['threads']:>3} {r['hai_gflops']:>9.1f} {r['ort_gflops']:>9.1f} "
+            f"{r['hai_ms']:>8.3f} {r['ort_ms']:>8.3f} {r['ratio']:>7.2f} {r['rel_error']:>8.1e}  "
+            f"{r['pick']:<18} {r['fastest']:<18} {r['fastest_ms']:>8.3f} {r['pick_over_fastest']:>9.2f}"
+        )
+    print(f"geometric mean HAI/ORT speed ratio: {geo_mean([r['ratio'] for r in rows]):.2f}")
+    print(f"geometric mean pick/fastest time: {geo_mean([r['pick_over_fastest'] for r in rows]):.3f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--case", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cpu-time", action="store_true", help="time by process CPU time (1 thread)")
     parser.add_argument(
         "--layout",
         nargs="+",
-        default=["NCHW"],
         choices=["NCHW", "NHWC"],
-        help="HAI's activation layout for 2-D convs and pools (each one named is a row)",
+        help="HAI's activation layout for 2-D convs and pools, each a row (default: the compile's)",
     )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.case, args.worker, args.layout)
+        worker(args.case, args.worker, args.cpu_time, args.layout or [None])
         return
     rows = []
     for threads in args.threads:
         env = {**os.environ, "TVM_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+        clock = ["--cpu-time"] if args.cpu_time else []
         out = subprocess.run(
             [
                 sys.executable,
                 __file__,
                 "--worker",
                 str(threads),
+                *clock,
                 "--case",
                 *args.case,
-                "--layout",
-                *args.layout,
+                *(["--layout", *args.layout] if args.layout else []),
             ],  # fmt: skip
             env=env,
             check=True,
@@ -299,20 +418,7 @@ def main() -> None:
             text=True,
         ).stdout
         rows += json.loads(out.strip().splitlines()[-1])
-    print(
-        f"{'case':<26} {'thr':>3} {'lay':>4} {'HAI GFLOP/s':>12} {'ORT GFLOP/s':>12} "
-        f"{'HAI ms':>8} {'ORT ms':>8} "
-        f"{'HAI/ORT':>8} {'rel err':>9}  template"
-    )
-    for r in rows:
-        print(
-            f"{r['case']:<26} {r['threads']:>3} {r['layout']:>4} "
-            f"{r['hai_gflops']:>12.1f} {r['ort_gflops']:>12.1f} "
-            f"{r['hai_ms']:>8.3f} {r['ort_ms']:>8.3f} {r['ratio']:>8.2f} {r['rel_error']:>9.1e}  "
-            f"{r['template']}"
-        )
-    ratios = [r["ratio"] for r in rows]
-    print(f"geometric mean HAI/ORT speed ratio: {float(np.exp(np.mean(np.log(ratios)))):.2f}")
+    report(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -40,6 +40,9 @@ class TargetFacts:
       kernels compute; a pass that forms one runs only where it is listed (none when no target is
       known: a graph prepared without one, e.g. for `hai quantize`, may be compiled for any target).
     - `runtime_baseline_bytes`: the runtime's own resident memory beside an artifact (memory budgets).
+    - `channels_last_dense`: dense convs whose output channels fill whole vectors run faster
+      channels-last even where their NCHW output rows are whole vectors (measured per CPU class,
+      targets/cost_model.py; the `layout` pass); False: only where the NCHW rows cannot be vectors.
     - `buffer_alignment`: bytes the device needs every buffer's base aligned to (OpenCL's
       CL_DEVICE_MEM_BASE_ADDR_ALIGN); `plan-memory` aligns offsets to at least this (1: no such device).
     """
@@ -60,6 +63,7 @@ class TargetFacts:
     composite_ops: frozenset[str] = frozenset()
     runtime_baseline_bytes: int = 0
     buffer_alignment: int = 1
+    channels_last_dense: bool = False
 
     @property
     def vector_lanes_f32(self) -> int | None:

@@ -196,8 +196,13 @@ class TargetBackend(ABC):
         warn_unlike_host(desc, name, host.features)
 
     def facts(self, desc: TargetDescription) -> TargetFacts:
-        """The typed facts passes read (`ctx.target`)."""
-        return desc.to_pass_context()
+        """The typed facts passes read (`ctx.target`), with what the measured cost rule says of
+        conv layouts (targets/cost_model.py)."""
+        from targets.cost_model import cost_table
+
+        return dataclasses.replace(
+            desc.to_pass_context(), channels_last_dense=cost_table(desc).channels_last_dense
+        )
 
     def build(
         self, kernels: Sequence[LoweredKernel], desc: TargetDescription, digest: bytes | None = None

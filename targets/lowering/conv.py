@@ -5,14 +5,15 @@ Rule: the dense template computes out[n, o, p] = sum over (kh, kw, c) of
 xpad[n, c, window(p)] * W[o, c, kh, kw] as a register-tiled GEMM
 (targets/lowering/tiling.py), weights packed at compile time, bias and the fused
 epilogue applied as each tile is written. Which GEMM dimension is the vector one
-depends on the layout and shape (the tile kinds, in the workload key):
+depends on the tile kind (in the workload key); which kinds and register tiles fit a conv,
+and which of them it gets (the measured cost rule's pick), is conv_tiles.py's rule:
 
 - "spatial" (NCHW, output rows or the whole plane a whole number of vectors):
   `mi` output channels of one group (weights broadcast from panels Wp[M/mi, kh, kw, C/group, mi]) x
   `nb` output columns (contiguous input loads; a column stride reads a
   phase-split copy of the input, as depthwise does), so the tile and its
   epilogue are written as whole vectors along the NCHW rows;
-- "rows" / "flat" / "pointwise" (otherwise, and always for NHWC): `mi` output
+- "rows" / "flat" / "pointwise" (any layout; the only kinds for NHWC): `mi` output
   positions x `nb` channels of one group (weights in panels Wp[group * ceil(M/group/nb), kh, kw,
   C/group, nb], each group's channels zero-padded to whole panels),
   positions taken along one output row, or over the flattened plane when rows are
@@ -48,32 +49,13 @@ from targets.lowering.conv_geometry import (
     padded_input,
     schedule_pad,
 )
+from targets.lowering.conv_tiles import DenseTile, choose_dense_tile
 from targets.lowering.elementwise import epilogue_signature
 from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg
 from targets.lowering.registry import lowering
-from targets.lowering.tiling import choose_knobs, padded, schedule_gemm
+from targets.lowering.tiling import padded, schedule_gemm
 from targets.lowering.weight_only import decode_at_use, has_packable_weight, weight_source
-from targets.schedules import ROW_PREFERENCE
 from targets.target import TargetDescription
-
-MIN_TILE_ROWS = 3
-"""A "rows" tile of fewer output positions (the row width's best divisor) re-reads each weight panel
-too often: the row is computed padded to whole tiles of ROW_PREFERENCE[0] positions instead (an
-STFT conv's 247 columns: 4-position tiles, not 1)."""
-
-
-def row_rank(rows: int) -> int:
-    """How good a register tile `rows` output positions allow (lower is better, ROW_PREFERENCE order)."""
-    return next(k for k, r in enumerate(ROW_PREFERENCE) if rows % r == 0)
-
-
-def tile_kind(g: Geometry, layout: str, lanes: int) -> str:
-    """Which dense tile the conv gets ("spatial", "pointwise", "flat" or "rows"; see the module rule)."""
-    if layout == "NCHW" and (g.oh * g.ow if g.pointwise else g.ow) % lanes == 0:
-        return "spatial"
-    if g.pointwise:
-        return "pointwise"
-    return "flat" if row_rank(g.ow) > row_rank(g.oh * g.ow) else "rows"
 
 
 def pack_conv_weights(w: np.ndarray, g: Geometry, panel: int) -> np.ndarray:
@@ -154,25 +136,23 @@ def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, wp: Any, 
 
 
 def lower_dense_conv(
-    node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
+    node: Node,
+    target: TargetDescription,
+    epilogue: Sequence[Node],
+    layout: str,
+    tile: DenseTile | None = None,
 ) -> LoweredKernel:
     g = Geometry(node)
     x_v, w_v = node.operands[0], node.operands[1]
     assert x_v is not None and w_v is not None
     if not has_packable_weight(node):
         raise LoweringError(f"node {node.name!r}: Conv weights must be constants to be packed")
-    kind = tile_kind(g, layout, target.vector_lanes_f32)
-    positions, owp = g.oh * g.ow, g.ow
+    if tile is None:
+        tile = choose_dense_tile(g, layout, target)
+    kind, knobs, owp = tile.kind, tile.knobs, tile.owp
+    positions = g.oh * g.ow
     flat_out = kind in ("pointwise", "flat") or (kind == "spatial" and g.pointwise)
-    if kind == "spatial":
-        knobs = choose_knobs(target, g.mg, positions if g.pointwise else g.ow)
-        panel = knobs.mi
-    else:
-        knobs = choose_knobs(target, positions if flat_out else g.ow, g.mg)
-        if kind == "rows" and knobs.mi < MIN_TILE_ROWS:  # pad the row to whole tiles of the best height
-            owp = padded(g.ow, ROW_PREFERENCE[0])
-            knobs = choose_knobs(target, owp, g.mg)
-        panel = knobs.nb
+    panel = knobs.mi if kind == "spatial" else knobs.nb
     panels = g.group * padded(g.mg, panel) // panel
     x_shape = g.flat_in_shape(layout) if g.pointwise else g.in_shape(layout)
     out_shape = grouped_out_shape(g, layout, flat_out)

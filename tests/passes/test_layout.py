@@ -167,3 +167,41 @@ def test_a_region_failing_the_cost_rule_keeps_its_gaining_part() -> None:
     assert layouts == {"glue": None, "dw_s2": "NHWC", "pw1": "NHWC", "dw": "NHWC", "pw2": "NHWC"}
     assert relayouts(graph_out) == [("g", "NHWC"), ("z.nhwc", "NCHW")]
     assert ctx.statistics["layout"]["regions"] == 1
+
+
+def conv_pair(channels: int, size: int):  # type: ignore[no-untyped-def]
+    """Two dense 3x3 convs (ReLU between) whose NCHW output rows are whole 16-float vectors."""
+    rng = np.random.default_rng(7)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal(s) * 0.3).astype(np.float32), n)
+        for n, s in (("W1", (channels, 3, 3, 3)), ("W2", (channels, channels, 3, 3)))
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "W1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu"),
+        helper.make_node("Conv", ["r1", "W2"], ["y"], pads=[1, 1, 1, 1], name="conv2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "pair",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_channels_last_dense_fact_moves_dense_convs_of_vector_rows() -> None:
+    """32-wide rows are whole NCHW vectors: kept NCHW unless the target's measured cost rule says its
+    dense convs run faster channels-last (`channels_last_dense`); the outputs stay onnxruntime's."""
+    model = conv_pair(32, 32)
+    graph, _ = run_layout(model, "layout")
+    assert relayouts(graph) == []
+    fact = TargetFacts(vector_bytes=64, channels_last_dense=True)
+    graph, ctx = run_layout(model, "layout", target=fact)
+    assert relayouts(graph) == [("x", "NHWC"), ("y.nhwc", "NCHW")]
+    assert ctx.statistics["layout"]["regions"] == 1
+    x = np.random.default_rng(8).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (want,) = session.run(None, {"x": x})
+    assert relative_error([run_graph(graph, {"x": x})["y"]], [want]) <= 1e-5

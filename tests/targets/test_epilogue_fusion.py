@@ -73,7 +73,8 @@ def compiled_kernels(m: onnx.ModelProto, tmp_path: Path, x: np.ndarray) -> list[
     got = runtime.load(result.path).run({"x": x})
     assert relative_error([got["z"]], expected) <= TOLERANCE
     assert len(result.plan.plan.steps) == len(result.groups)  # one plan step per kernel, no copies
-    return ["+".join(n.op for n in g.nodes) for g in result.groups]
+    kernels = ["+".join(n.op for n in g.nodes) for g in result.groups]
+    return [k for k in kernels if k != "Relayout"]  # the layout pass's region boundaries (host-dependent)
 
 
 def weights(seed: int, **shapes: tuple[int, ...]) -> dict[str, np.ndarray]:
