@@ -87,6 +87,7 @@ class Partition(Pass):
 
     name = "partition"
     requires = ("no-control-flow", "types-inferred")
+    ensures = ("placed",)
     devices: str = dataclasses.field(
         default="", metadata={"help": "a device-set JSON file (ir/devices.py); empty: the target's devices"}
     )
@@ -129,7 +130,7 @@ class Partition(Pass):
         ctx.count(self.name, "units", len(units))
         ctx.count(self.name, "transfers", summary.transfers)
         ctx.count(self.name, "bytes-moved", summary.bytes_moved)
-        ctx.note(self.name, render_summary(summary)[0])
+        ctx.note(self.name, "; ".join(line.strip() for line in render_summary(summary)))
         return graph
 
     def _device_set(self, ctx: PassContext) -> DeviceSet:

@@ -102,6 +102,15 @@ def test_a_fast_device_lacking_one_op_sends_only_that_op_to_the_cpu() -> None:
     assert summary.predicted == pytest.approx(1 * MS + 1 * MS + 1 * MS + 0.1 * MS + link)
 
 
+def test_a_fusion_group_is_one_unit_that_moves_whole() -> None:
+    graph = PassManager(parse_pipeline("fuse")).run(chain(["MatMul", "Relu", "MatMul"]), PassContext())
+    assert [len(u.nodes) for u in partition_units(graph)] == [2, 1]
+    no_relu = {"MatMul": 1 * MS}  # the GPU could take n0, but not the Relu fused into it
+    graph, _ = partition(graph, two_devices(no_relu))
+    assert placement(graph) == {"n0": "cpu", "n1": "cpu", "n2": GPU}
+    assert [t[0] for t in transfers(graph)] == ["n1", "n2.opencl_gpu"]
+
+
 def test_a_slow_link_keeps_everything_on_one_device() -> None:
     slow = Link("cpu", GPU, bandwidth=1e3, latency=1e-3)  # 256 bytes: 0.26 s a transfer
     graph, ctx = partition(chain(["MatMul", "Relu", "MatMul"]), two_devices(FAST_GPU, slow))
