@@ -20,16 +20,15 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
-from typing import Literal
 
 from ir import Builder, Graph, HaiError, Node, Value
 from ir.devices import HOST, DeviceSet
 from ir.placement import is_placed, node_device
 from passes.manager import Pass, PassContext
 from passes.partition_cost import Unit, build_problem, check_runnable, partition_units
-from passes.partition_search import Result, search
+from passes.partition_search import LATENCY, THROUGHPUT, Result, search
 
-Objective = Literal["latency", "throughput"]
+OBJECTIVES = (LATENCY, THROUGHPUT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +90,7 @@ class Partition(Pass):
     devices: str = dataclasses.field(
         default="", metadata={"help": "a device-set JSON file (ir/devices.py); empty: the target's devices"}
     )
-    objective: Objective = dataclasses.field(
+    objective: str = dataclasses.field(
         default="latency",
         metadata={"help": "latency: one inference's makespan; throughput: a stream's period"},
     )
@@ -107,6 +106,10 @@ class Partition(Pass):
     beam: int = dataclasses.field(default=64, metadata={"help": "states the heuristic keeps per unit"})
 
     def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise PartitionOptionError(
+                f"objective={self.objective!r}: expected one of {', '.join(OBJECTIVES)}"
+            )
         if self.exact_units < 0 or self.max_states < 1 or self.beam < 1:
             raise PartitionOptionError("exact-units must be >= 0, max-states and beam >= 1")
         _parse_placement(self.placement)

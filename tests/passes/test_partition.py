@@ -17,7 +17,7 @@ from ir.devices import DeviceModel, DeviceSet, DeviceSetError, Link
 from ir.parser import parse_hir
 from ir.placement import node_device
 from ir.printer import print_graph
-from passes import PassContext, PassFailedError, PassManager, parse_pipeline
+from passes import PassContext, PassFailedError, PassManager, PipelineError, parse_pipeline
 from passes.partition import Partition, render_summary
 from passes.partition_cost import build_problem, partition_units
 from passes.partition_search import evaluate, search
@@ -154,6 +154,8 @@ def test_an_impossible_forced_placement_names_the_node_and_the_device() -> None:
         PassManager([Partition(placement="n1=npu")]).run(chain(["MatMul", "Erf"]), ctx)
     with pytest.raises(PassFailedError, match="matches no node"):
         PassManager([Partition(placement="conv*=cpu")]).run(chain(["MatMul", "Erf"]), ctx)
+    with pytest.raises(PipelineError, match="objective='speed': expected one of latency, throughput"):
+        parse_pipeline("partition{objective=speed}")
     with pytest.raises(PassFailedError, match="partition needs devices"):
         PassManager([Partition()]).run(chain(["MatMul"]), PassContext())
 
@@ -303,3 +305,31 @@ def test_a_partitioned_onnx_model_matches_onnxruntime() -> None:
     # h is read on the CPU (erf) and the GPU (add): made on the GPU, it moves once, to the CPU
     assert [t[:2] for t in transfers(graph)].count(("h", GPU)) == 1
     np.testing.assert_allclose(run_graph(graph, {"x": x})["y"], want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["latency", "throughput"])
+def test_a_real_model_partitioned_after_the_default_pipeline_matches_onnxruntime(objective: str) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    from hai_compiler import real_models
+    from hai_compiler.onnx_import import import_onnx
+
+    spec = real_models.MODELS["ppocr_cls"]
+    path = real_models.fetch("ppocr_cls")
+    feeds = real_models.sample_inputs(spec.input_shapes, "image")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    want = session.run(None, feeds)
+    graph = PassManager(parse_pipeline("default")).run(
+        import_onnx(str(path), spec.input_shapes), PassContext()
+    )
+    devices = DeviceSet(
+        (DeviceModel("cpu", 5e10, 2e10, launch=2e-6), DeviceModel(GPU, 2e13, 1e12, launch=8e-6)),
+        (Link("cpu", GPU, 1.2e10, 1e-5),),
+    )
+    graph, ctx = partition(graph, devices, objective=objective)
+    summary = ctx.results["partition"]
+    assert {s.device for s in summary.shares if s.nodes} == {"cpu", GPU}  # both devices take work
+    assert summary.predicted >= summary.lower_bound > 0
+    got = run_graph(graph, feeds)
+    for actual, expected in zip(got.values(), want, strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
