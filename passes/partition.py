@@ -122,10 +122,13 @@ class Partition(Pass):
         units = partition_units(graph)
         allowed = _allowed(units, devices, _parse_placement(self.placement))
         check_runnable(units, allowed, devices)
-        problem, _ = build_problem(graph, units, devices, HOST)
+        problem = build_problem(graph, units, devices, HOST)
         result = search(problem, allowed, self.objective, self.exact_units, self.max_states, self.beam)
         if not math.isfinite(result.value):
-            raise HaiError("no placement keeps every device within its memory budget: raise a budget")
+            raise HaiError(
+                "no placement keeps every device within its memory budget: raise a budget "
+                "or force fewer nodes onto the smaller device"
+            )
         chosen = [devices.names[d] for d in result.placement]
         _place(graph, units, chosen, devices)
         summary = _summary(graph, units, chosen, devices, result, self.objective)

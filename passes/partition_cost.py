@@ -127,10 +127,8 @@ class Problem:
     budget: tuple[float, ...]  # [device]
 
 
-def build_problem(
-    graph: Graph, units: list[Unit], devices: DeviceSet, host: str
-) -> tuple[Problem, list[Value]]:
-    """The search's problem for `units` on `devices`, and the values by id."""
+def build_problem(graph: Graph, units: list[Unit], devices: DeviceSet, host: str) -> Problem:
+    """The search's problem for `units` on `devices` (values are numbered inputs first, then by unit)."""
     values: dict[Value, int] = {v: i for i, v in enumerate(graph.inputs)}
     for unit in units:
         for value in unit.writes:
@@ -155,7 +153,7 @@ def build_problem(
         )
         for v in order
     )
-    problem = Problem(
+    return Problem(
         devices=names,
         host=names.index(host),
         seconds=tuple(tuple(u.seconds(devices.device(n)) for n in names) for u in units),
@@ -169,7 +167,6 @@ def build_problem(
         working_set=tuple(u.working_set for u in units),
         budget=tuple(math.inf if d.memory is None else float(d.memory) for d in devices.devices),
     )
-    return problem, order
 
 
 def check_runnable(units: list[Unit], allowed: list[tuple[int, ...]], devices: DeviceSet) -> None:
@@ -177,4 +174,4 @@ def check_runnable(units: list[Unit], allowed: list[tuple[int, ...]], devices: D
     for unit, choices in zip(units, allowed, strict=True):
         if not choices:
             reasons = "; ".join(filter(None, (unit.unsupported(d) for d in devices.devices)))
-            raise HaiError(f"{unit.label}: no device can run it ({reasons or 'over every memory budget'})")
+            raise HaiError(f"{unit.label}: no device can run it ({reasons})")

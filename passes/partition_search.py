@@ -43,13 +43,7 @@ class Result:
     placement: tuple[int, ...]  # device index per unit
     value: float  # predicted makespan or period (seconds)
     lower_bound: float
-    exact: bool
-    states: int  # states the search kept, over all steps
-
-    @property
-    def gap(self) -> float:
-        """How far `value` may be above the optimum, as a fraction of the lower bound."""
-        return 0.0 if self.lower_bound <= 0 else max(0.0, self.value / self.lower_bound - 1)
+    exact: bool  # `value` is the optimum of the model (then `lower_bound` is `value`)
 
 
 def objective(problem: Problem, state: State, mode: str) -> float:
@@ -80,7 +74,6 @@ def search(
     width = max_states if exact else beam
     bound = lower_bound(problem, mode)
     states = [_initial(problem)]
-    kept = 0
     for unit in range(count):
         grown = [s for state in states for d in allowed[unit] if (s := _step(problem, state, unit, d, mode))]
         grown = [s for s in grown if _bound(problem, s, unit, mode) < best_value * (1 - 1e-9)]
@@ -88,12 +81,11 @@ def search(
         if len(states) > width:
             exact = False
             states = sorted(states, key=lambda s: _bound(problem, s, unit, mode))[:beam]
-        kept += len(states)
     for state in states:
         value = objective(problem, state, mode)
         if value < best_value:
             best, best_value = state.placed, value
-    return Result(best, best_value, best_value if exact else min(bound, best_value), exact, kept)
+    return Result(best, best_value, best_value if exact else min(bound, best_value), exact)
 
 
 def lower_bound(problem: Problem, mode: str) -> float:

@@ -134,6 +134,10 @@ def test_the_memory_budget_of_the_fast_device_is_respected() -> None:
     assert sorted(map(str, placement(graph).values())) == ["cpu", "cpu", GPU]
     unbounded, _ = partition(chain(["MatMul", "MatMul", "MatMul"]), two_devices(FAST_GPU))
     assert set(placement(unbounded).values()) == {GPU}
+    with pytest.raises(PassFailedError, match="no placement keeps every device within its memory budget"):
+        PassManager([Partition(placement="n[01]=opencl:gpu")]).run(
+            chain(["MatMul"] * 3), PassContext(devices=devices)
+        )
 
 
 def test_forced_placements_are_honoured() -> None:
@@ -199,7 +203,7 @@ def random_devices(seed: int) -> DeviceSet:
 def test_the_exact_search_finds_the_brute_force_optimum(seed: int, objective: str) -> None:
     graph, devices = random_dag(9, seed), random_devices(seed)
     units = partition_units(graph)
-    problem, _ = build_problem(graph, units, devices, "cpu")
+    problem = build_problem(graph, units, devices, "cpu")
     allowed: list[tuple[int, ...]] = [(0, 1)] * len(units)
     best = min(evaluate(problem, p, objective) for p in itertools.product((0, 1), repeat=len(units)))
     result = search(problem, allowed, objective, exact_units=64, max_states=10**6, beam=1)
