@@ -190,22 +190,33 @@ def random_dag(count: int, seed: int) -> Graph:
     return g
 
 
-def random_devices(seed: int) -> DeviceSet:
+def random_devices(seed: int, names: tuple[str, ...] = ("cpu", GPU)) -> DeviceSet:
+    """Devices with random node times (n<i> by name), linked pairwise with random latencies."""
     rng = np.random.default_rng(seed)
-    times = {f"n{i}": (float(rng.uniform(0.1, 2)) * MS, float(rng.uniform(0.1, 2)) * MS) for i in range(64)}
-    cpu = DeviceModel("cpu", 1e9, 1e9, node_time=lambda n: times[n.name][0])
-    gpu = DeviceModel(GPU, 1e9, 1e9, node_time=lambda n: times[n.name][1])
-    return DeviceSet((cpu, gpu), (Link("cpu", GPU, 1e6, float(rng.uniform(0, 0.3)) * MS),))
+    times = {(d, f"n{i}"): float(rng.uniform(0.1, 2)) * MS for d in names for i in range(64)}
+
+    def model(name: str) -> DeviceModel:
+        return DeviceModel(name, 1e9, 1e9, node_time=lambda n: times[name, n.name])
+
+    links = tuple(
+        Link(a, b, 1e6, float(rng.uniform(0, 0.3)) * MS) for a, b in itertools.combinations(names, 2)
+    )
+    return DeviceSet(tuple(model(n) for n in names), links)
 
 
 @pytest.mark.parametrize("objective", ["latency", "throughput"])
-@pytest.mark.parametrize("seed", range(4))
-def test_the_exact_search_finds_the_brute_force_optimum(seed: int, objective: str) -> None:
-    graph, devices = random_dag(9, seed), random_devices(seed)
+@pytest.mark.parametrize(("seed", "names"), [(0, ("cpu", GPU)), (1, ("cpu", GPU)), (2, ("cpu", GPU)),
+                                             (3, (GPU, "cpu", "opencl:accelerator"))])  # fmt: skip
+def test_the_exact_search_finds_the_brute_force_optimum(
+    seed: int, names: tuple[str, ...], objective: str
+) -> None:
+    count = 9 if len(names) == 2 else 6
+    graph, devices = random_dag(count, seed), random_devices(seed, names)
     units = partition_units(graph)
     problem = build_problem(graph, units, devices, "cpu")
-    allowed: list[tuple[int, ...]] = [(0, 1)] * len(units)
-    best = min(evaluate(problem, p, objective) for p in itertools.product((0, 1), repeat=len(units)))
+    every = tuple(range(len(names)))
+    allowed = [every] * len(units)
+    best = min(evaluate(problem, p, objective) for p in itertools.product(every, repeat=len(units)))
     result = search(problem, allowed, objective, exact_units=64, max_states=10**6, beam=1)
     assert result.exact and result.value == pytest.approx(best)
     assert evaluate(problem, result.placement, objective) == pytest.approx(result.value)
