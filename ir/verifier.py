@@ -6,7 +6,8 @@ attributes fit the op's schema; result types agree with the op's inference
 (quantization parameters included); every quantized type's parameters fit its
 shape and dtype (ir/quantization.py `check_params`); graph outputs are defined
 values of this graph; every tensor fits in memory (at most `MAX_TENSOR_BYTES`
-bytes, numpy's limit). Regions are verified where their node stands: they see
+bytes, numpy's limit); devices are placed consistently (ir/placement.py).
+Regions are verified where their node stands: they see
 the values of the graphs around them defined before it (captures), define no
 name those graphs define, and their own outputs are values of their own; a use
 by a node inside a region counts as a use of the enclosing graph's value.
@@ -18,6 +19,7 @@ from ir.builder import check_types_agree, infer_types
 from ir.errors import IRError, VerificationError
 from ir.graph import Graph, Node, Value
 from ir.ops.registry import get_schema
+from ir.placement import check_placement
 from ir.quantization import check_params, quant_range
 
 MAX_TENSOR_BYTES = 2**63 - 1
@@ -78,6 +80,7 @@ def _verify(graph: Graph, defined: set[int] | None = None, names: set[str] | Non
     for value in graph.outputs:
         if id(value) not in defined or id(value) in outer:
             raise VerificationError(f"graph output %{value.name} is not defined in the graph")
+    check_placement(graph)
 
 
 def _inside(inner: Graph | None, graph: Graph) -> bool:

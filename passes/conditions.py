@@ -13,6 +13,7 @@ from collections.abc import Callable
 from ir import ElidedConstant, Graph, HaiError, Node
 from ir.builder import infer_types
 from ir.dependencies import inputs_behind
+from ir.placement import check_placement, is_placed
 
 
 def types_inferred(graph: Graph) -> str | None:
@@ -46,6 +47,17 @@ def no_dead_code(graph: Graph) -> str | None:
     return None
 
 
+def placed(graph: Graph) -> str | None:
+    """Every graph input and node result is on a device, values crossing devices through Transfers."""
+    if not is_placed(graph) and (graph.inputs or len(graph.nodes)):
+        return "no value has a device: run the partition pass"
+    try:
+        check_placement(graph)
+    except HaiError as exc:
+        return str(exc)
+    return None
+
+
 def no_control_flow(graph: Graph) -> str | None:
     """No node owns regions: a static plan holds an If only as guarded steps (`predicate-control-flow`,
     which `hai compile` runs first) and no loop whose iterations are chosen at run time."""
@@ -76,6 +88,7 @@ CONDITIONS: dict[str, Callable[[Graph], str | None]] = {
     "constants-loaded": constants_loaded,
     "no-dead-code": no_dead_code,
     "no-control-flow": no_control_flow,
+    "placed": placed,
 }
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ir import Graph, HaiError, verify
+from ir.devices import DeviceSet
 from ir.target_facts import TargetFacts
 from passes.conditions import check_condition
 
@@ -49,12 +50,16 @@ class PassContext:
     `target` (ir/target_facts.py) is filled by the driver from `targets/` (ISA features, vector
     width, precisions, devices and costs); passes read it and never import `targets/`;
     `TargetFacts()` (the default) knows no target.
-    `statistics[pass_name][counter]` counts what each pass did.
+    `statistics[pass_name][counter]` counts what each pass did. `devices` (ir/devices.py) are the
+    devices and cost models a multi-device target splits a graph over (None: a single device);
+    `results[pass_name]` is what a pass leaves for the report (the `partition` pass's summary).
     """
 
     target: TargetFacts = dataclasses.field(default_factory=TargetFacts)
     diagnostics: list[Diagnostic] = dataclasses.field(default_factory=list)
     statistics: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    devices: DeviceSet | None = None
+    results: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def count(self, pass_name: str, counter: str, amount: int = 1) -> None:
         """Add `amount` to a pass's statistic `counter`."""

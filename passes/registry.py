@@ -26,6 +26,7 @@ from passes.fuse_attention import FuseAttention
 from passes.infer_shapes import InferShapes
 from passes.layout import Layout
 from passes.manager import Pass
+from passes.partition import Partition
 from passes.plan_memory import PlanMemory
 from passes.predicate_control_flow import PredicateControlFlow
 from passes.quantize import Quantize
@@ -51,6 +52,7 @@ BUILTIN_PASSES: tuple[type[Pass], ...] = (
     SplitWeights,
     Layout,
     Fuse,
+    Partition,
     PlanMemory,
 )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ir.devices import check_device_name
 from ir.errors import IRError
 from ir.ops.common import like
 from ir.ops.registry import Attr, AttrKind, define_op
@@ -48,4 +49,23 @@ define_op(
     infer=_relayout_infer,
     compute=lambda args, attrs: [args[0]],
     doc="The operand, stored in `layout` (NCHW: the logical order; NHWC: channels-last).",
+)
+
+
+def _transfer_infer(types: Sequence[TensorType | None], attrs: Mapping[str, Any]) -> list[TensorType]:
+    x = types[0]
+    assert x is not None
+    check_device_name(attrs["to"], "Transfer")
+    return [x.with_(device=attrs["to"], offset=None, page=None)]
+
+
+define_op(
+    "Transfer",
+    family=FAMILY,
+    operands=["input"],
+    attrs={"to": Attr(AttrKind.STR), "zero_copy": Attr(AttrKind.INT, 0)},
+    infer=_transfer_infer,
+    compute=lambda args, attrs: [args[0].copy()],
+    foldable=False,
+    doc="The operand, copied to device `to` (zero_copy 1: the devices share memory, nothing moves).",
 )

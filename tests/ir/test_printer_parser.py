@@ -115,7 +115,7 @@ def test_metadata_round_trips_with_escapes():
         TensorType(DType.I8, (64,), quant=QuantParams((0.1,), (0,))),
         TensorType(DType.I8, (4, 2), quant=QuantParams((0.5, 0.25, 1e-3, 2.0), (0, 1, -1, 3), axis=0)),
         TensorType(DType.I4, (4, 64), quant=QuantParams((0.1, 0.2) * 4, (0,) * 8, 1, 32), page=7),
-        TensorType(DType.BOOL, (3,), device='gpu:"0"', offset=0, page=0),
+        TensorType(DType.BOOL, (3,), device="opencl:gpu", offset=0, page=0),
     ],
     ids=str,
 )
@@ -309,8 +309,8 @@ def test_absent_optional_operands_print_as_underscore():
 
 def test_types_of_results_keep_their_facts():
     g = Graph("main")
-    x = g.add_input("x", f32(2))
-    placed = f32(2, device="gpu0", offset=128, page=None)
+    x = g.add_input("x", f32(2, device="opencl:gpu"))
+    placed = f32(2, device="opencl:gpu", offset=128, page=None)
     (y,) = Builder(g).op("Relu", [x], result_types=[placed])
     g.set_outputs([y])
     assert roundtrip(g).value(y.name).type == placed

@@ -74,13 +74,17 @@ def quant_params(draw, dtype: DType, shape: tuple[int, ...]) -> QuantParams | No
     return QuantParams(scale, zero, axis, group)
 
 
+PLACEMENTS = st.none() | st.sampled_from(["cpu", "opencl", "opencl:gpu", "opencl:accelerator"])
+"""A graph's one device (ir/devices.py): the verifier wants every value of a placed graph placed."""
+
+
 @st.composite
-def type_facts(draw, dtype: DType, shape: tuple[int, ...]) -> dict:
+def type_facts(draw, dtype: DType, shape: tuple[int, ...], device: str | None) -> dict:
     if draw(st.integers(0, 2)) == 0:
-        return {}
+        return {"device": device}
     return {
         "quant": draw(st.none() | quant_params(dtype, shape)),
-        "device": draw(st.none() | NAMES),
+        "device": device,
         "offset": draw(st.none() | st.integers(0, 2**40)),
         "page": draw(st.none() | st.integers(0, 1000)),
     }
@@ -109,6 +113,7 @@ class GraphMaker:
         self.draw = draw
         self.graph = Graph(draw(NAMES))
         self.rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        self.device = draw(PLACEMENTS)
         self.pool = []
 
     def name(self) -> str:
@@ -118,7 +123,7 @@ class GraphMaker:
     def type(self, dtype: DType | None = None, shape: tuple[int, ...] | None = None) -> TensorType:
         dtype = dtype or self.draw(st.sampled_from(DTYPES))
         shape = shape if shape is not None else self.draw(SHAPES)
-        return TensorType(dtype, shape, **self.draw(type_facts(dtype, shape)))
+        return TensorType(dtype, shape, **self.draw(type_facts(dtype, shape, self.device)))
 
     def add_input(self) -> None:
         self.pool.append(self.graph.add_input(self.name(), self.type()))
@@ -159,7 +164,8 @@ class GraphMaker:
             op, operands, attrs, name=self.draw(st.just("") | NAMES), result_names=names
         )
         for result in results:
-            result.type = result.type.with_(**self.draw(type_facts(result.type.dtype, result.type.shape)))
+            facts = type_facts(result.type.dtype, result.type.shape, self.device)
+            result.type = result.type.with_(**self.draw(facts))
         results[0].producer.annotations.update(self.draw(ANNOTATIONS))
         self.pool.extend(results)
 

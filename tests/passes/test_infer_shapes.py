@@ -10,6 +10,8 @@ from ir import Builder, Graph, run_graph
 from passes import PassFailedError, PassManager
 from passes.infer_shapes import InferShapes
 
+GPU = "opencl:gpu"
+
 
 def relu_matmul() -> Graph:
     graph = Graph()
@@ -25,12 +27,12 @@ def relu_matmul() -> Graph:
 def test_types_follow_a_new_input_shape() -> None:
     graph = relu_matmul()
     r, y = graph.value("r"), graph.value("y")
-    r.type = r.type.with_(device="gpu", offset=64)
-    y.type = y.type.with_(device="cpu", offset=0)
-    graph.inputs[0].type = f32(5, 3)
+    r.type = r.type.with_(device=GPU, offset=64)
+    y.type = y.type.with_(device=GPU, offset=0)
+    graph.inputs[0].type = f32(5, 3).with_(device=GPU)
     PassManager([InferShapes()], verify_each=True).run(graph)
-    assert graph.value("r").type == f32(5, 3).with_(device="gpu")  # placement kept, stale offset dropped
-    assert graph.value("y").type == f32(5, 4).with_(device="cpu")
+    assert graph.value("r").type == f32(5, 3).with_(device=GPU)  # placement kept, stale offset dropped
+    assert graph.value("y").type == f32(5, 4).with_(device=GPU)
     x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
     expected = np.maximum(x, 0) @ np.arange(12).reshape(3, 4)
     np.testing.assert_allclose(run_graph(graph, {"x": x})["y"], expected, rtol=1e-5)
@@ -38,8 +40,10 @@ def test_types_follow_a_new_input_shape() -> None:
 
 def test_unchanged_types_keep_every_fact() -> None:
     graph = relu_matmul()
+    for value in (graph.inputs[0], graph.value("r"), graph.value("y")):
+        value.type = value.type.with_(device=GPU)  # placed: every value on a device (ir/placement.py)
     r = graph.value("r")
-    r.type = r.type.with_(device="gpu", offset=64, page=2)
+    r.type = r.type.with_(offset=64, page=2)
     graph, ctx = check_pass(graph, "infer-shapes")
     assert graph.value("r").type.offset == 64 and graph.value("r").type.page == 2
     assert ctx.statistics["infer-shapes"]["types-changed"] == 0
