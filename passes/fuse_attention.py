@@ -25,7 +25,7 @@ from ir.ops.common import broadcasts_to
 from passes.cleanup import drop_unused_constants
 from passes.manager import Pass, PassContext
 
-OP = "Attention"
+OP = "FusedAttention"
 
 
 @dataclasses.dataclass(frozen=True)

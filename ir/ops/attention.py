@@ -1,6 +1,8 @@
-"""Op family: attention, a HAI composite op (no ONNX op of its own) that the `fuse-attention` pass forms.
+"""Op family: attention, `FusedAttention`, a HAI composite op that the `fuse-attention` pass forms (named
+apart from ONNX's opset-23 `Attention`, whose inputs and attributes differ: the importer must never
+take one for the other).
 
-Rule: Attention(Q, Kt, V, mask?) = softmax(scale * (Q @ Kt) + mask, last axis) @ V, where Q is
+Rule: FusedAttention(Q, Kt, V, mask?) = softmax(scale * (Q @ Kt) + mask, last axis) @ V, where Q is
 (..., M, D), Kt the keys already transposed (..., D, N), V (..., N, E), all three with the same batch
 dims, and the optional additive mask broadcasts to the scores (..., M, N). The result is (..., M, E)
 in Q's float dtype; the products and the softmax are taken in f32 at least (half floats widen), so
@@ -59,7 +61,7 @@ def _compute(args: Sequence[np.ndarray | None], attrs: Mapping[str, Any]) -> lis
 
 
 define_op(
-    "Attention",
+    "FusedAttention",
     family="attention",
     operands=["Q", "Kt", "V", "mask?"],
     attrs={"scale": Attr(AttrKind.FLOAT, 1.0)},

@@ -69,7 +69,7 @@ def panel(columns: int, lanes: int, vectors: int) -> tuple[int, int]:
     return width, padded(columns, width)
 
 
-@lowering("Attention")
+@lowering("FusedAttention")
 def lower_attention(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
@@ -103,7 +103,7 @@ def lower_attention(
     s = te.compute((heads, mp, np_), lambda t, i, j: te.sum(query(t, i, d) * kp[t, d, j], axis=d), name="S")
     scale = te.const(float(node.attrs["scale"]), "float32")
 
-    keyed_mask = mask_v is not None and mask_v.type.shape[-1] == n_dim  # the mask varies along the keys
+    keyed_mask = mask_v is not None and mask_v.type.shape[-1:] == (n_dim,)  # the mask varies along the keys
     bias = padded_columns(mask, n_dim, np_, "mask_p", -math.inf) if keyed_mask else None
 
     def z(t: Any, i: Any, j: Any) -> Any:

@@ -79,7 +79,7 @@ class X86Target(TargetBackend):
 
     def composite_ops(self) -> frozenset[str]:
         """Attention: its fused template (targets/lowering/attention.py) is tuned on x86 only."""
-        return frozenset({"Attention"})
+        return frozenset({"FusedAttention"})
 
     def host_identity(self) -> CpuIdentity:
         return host_cpu()  # this module's name, so a test can pretend another host

@@ -52,7 +52,7 @@ def chain(scale_op: str | None = "Div", mask: str | None = None, axis: int = 3, 
 )
 def test_the_chain_becomes_one_attention_node(scale_op, mask, mask_first, scale) -> None:  # type: ignore[no-untyped-def]
     graph, ctx = check_pass(chain(scale_op, mask, mask_first=mask_first), "fuse-attention{always=true}")
-    assert ops(graph) == ["Attention"]
+    assert ops(graph) == ["FusedAttention"]
     (node,) = graph.nodes
     assert node.attrs["scale"] == scale
     assert [o.name for o in node.operands] == ["q", "kt", "v", *(["mask"] if mask else [])]
@@ -72,8 +72,8 @@ def test_other_chains_stay(graph: Graph) -> None:
     assert ops(graph) == before
 
 
-@pytest.mark.parametrize(("listed", "fused"), [(frozenset(), False), (frozenset({"Attention"}), True)])
+@pytest.mark.parametrize(("listed", "fused"), [(frozenset(), False), (frozenset({"FusedAttention"}), True)])
 def test_only_a_target_listing_attention_gets_it(listed, fused: bool) -> None:  # type: ignore[no-untyped-def]
     ctx = PassContext(target=dataclasses.replace(TargetFacts(), composite_ops=listed))
     graph = PassManager(parse_pipeline("fuse-attention"), verify_each=True).run(chain(), ctx)
-    assert ("Attention" in ops(graph)) is fused
+    assert ("FusedAttention" in ops(graph)) is fused

@@ -2,8 +2,8 @@
 
 Cases cover padded keys and V columns (N, E not whole vectors), keys padded past whole vectors to
 fill 2-vector panels (200 -> 224), keys and columns that are whole vectors (read in place), a
-broadcast run-time mask, a full constant mask, rank-2 operands and rows that no tile height above
-1 divides (padded rows).
+broadcast run-time mask, a full constant mask, rank-2 operands, rows that no tile height above
+1 divides (padded rows) and a scalar (rank-0) mask.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def attention(name: str, batch, m: int, d: int, n: int, e: int, mask=None, const
     if mask is not None:
         make = case.const if const_mask else case.input
         operands.append(make("mask", mask, scale=3.0) if const_mask else make("mask", mask))
-    return case.op("Attention", operands, scale=scale)
+    return case.op("FusedAttention", operands, scale=scale)
 
 
 CASES = [
@@ -36,6 +36,7 @@ CASES = [
     attention("rank2_prime_rows", (), 17, 12, 19, 16, mask=(19,)),
     attention("padded_rows_keyed_mask", (2,), 23, 8, 23, 8, mask=(23, 23)),
     attention("keys_padded_past_whole_vectors", (1,), 6, 8, 200, 20, mask=(1, 200)),
+    attention("scalar_mask", (2,), 4, 8, 12, 8, mask=()),  # a rank-0 mask (ONNX flexattention's)
 ]
 
 
