@@ -162,7 +162,8 @@ class ScheduleTable:
     - `recurrent(target, gates, hidden, directions, batch)`: the step tiles of a layer of `gates` gates.
     - `bf16_tiles(target)`, `integer_tiles(target)`: the target's matrix-unit bf16 / u8 x i8 GEMM
       block (`TileGemm`), None without one.
-    - `loop_nests`: whether hand-written CPU loop nests may stand in for a compute.
+    - `loop_nests`: whether CPU-shaped forms may stand in for the plain compute: hand-written loop
+      nests, row fast paths (nearest Resize), vector-lane partials (last-axis Softmax).
     - `native_math`: exp/tanh/erf as the target's own builtins rather than the polynomial forms of
       targets/lowering/vector_math.py (devices with fast math functions: OpenCL).
     """

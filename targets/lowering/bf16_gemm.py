@@ -156,23 +156,10 @@ def lower_bf16_matmul(
         return te.sum(product(xq[p, rc2 * DEPTH + rci], wp, o, rc2, rci), axis=[rc2, rci])
 
     acc = te.compute((1, rows, wp.shape[0] * LANES), dot, name="acc")
-    result = chain.result or node.results[0]
-    out = te.compute((rows, n), lambda p, o: chain.apply(
-        bias_at(ctab, o) + acc[0, p, o], (*unravel(p, result_shape[:-1]), o)), name="out")  # fmt: skip
-    anchor = [
-        (x, arg(x_v, "input", x.shape)),
-        (wp, KernelArg(stored.name, "weight", tuple(int(d) for d in wp.shape), "uint16")),
-    ]
-    output = KernelArg(result.name, "output", (rows, n), output_arg(result).dtype)
-    params, args = epilogue_signature(anchor, chain, out, output)
-    bias, name, table_rows = bias_table(node, n), stored.name, list(tables.rows)
-
-    def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        packed = {key: np.ascontiguousarray(a) for key, a in arrays.items()}
-        bits = bf16_bits(arrays[name])
-        packed[name] = pack_bf16_weights(bits.T if trans_b else bits, [bias, *table_rows])
-        return packed
-
+    tail = BF16MatMulTail(node, chain, rows, n, trans_b)
+    params, args, result = tail.signature(x, x_v, wp, stored, ctab, lambda p, o: acc[0, p, o])
+    table_rows = list(tables.rows)
+    pack = tail.packer(stored.name, table_rows, DEPTH, LANES)
     workload = {"op": "matmul_bf16", "rows": rows, "k": k, "n": n, "result": list(result_shape),
                 "tables": len(table_rows), "epilogue": chain.describe(),
                 "knobs": knobs.to_json()}  # fmt: skip
@@ -181,6 +168,49 @@ def lower_bf16_matmul(
         schedule_integer_gemm, knobs=knobs, stages=["pad"], vector_out=True, channels=n, dot=step
     )
     return finish_kernel(node, epilogue, "matmulbf16", workload, schedule, params, args, flops, "any", pack)
+
+
+@dataclasses.dataclass
+class BF16MatMulTail:
+    """What a bf16 MatMul/Gemm kernel does after its GEMM, whichever unit computes it (the dot step
+    here, a matrix unit in bf16_tiles.py): the (rows, n) output stage (bias row of `ctab`, the fused
+    epilogue), the kernel signature, and the packer of its weight ((K, N), or (N, K) when `trans_b`)."""
+
+    node: Node
+    chain: Epilogue
+    rows: int
+    n: int
+    trans_b: bool
+
+    def signature(
+        self, x: Any, x_v: Any, wp: Any, stored: Any, ctab: Any, acc_at: Callable[[Any, Any], Any]
+    ) -> tuple[Any, Any, Any]:
+        """(params, args, result) of the kernel whose GEMM value at (row, o) is `acc_at`."""
+        chain, batch = self.chain, self.node.results[0].type.shape[:-1]
+        result = chain.result or self.node.results[0]
+        out = te.compute((self.rows, self.n), lambda p, o: chain.apply(
+            bias_at(ctab, o) + acc_at(p, o), (*unravel(p, batch), o)), name="out")  # fmt: skip
+        anchor = [
+            (x, arg(x_v, "input", x.shape)),
+            (wp, KernelArg(stored.name, "weight", tuple(int(d) for d in wp.shape), "uint16")),
+        ]
+        output = KernelArg(result.name, "output", (self.rows, self.n), output_arg(result).dtype)
+        params, args = epilogue_signature(anchor, chain, out, output)
+        return params, args, result
+
+    def packer(
+        self, name: str, rows: Sequence[Any], k_step: int, m_step: int
+    ) -> Callable[[Mapping[str, np.ndarray]], dict]:
+        """Packs weight `name` in reduction order with the bias and the tables' `rows`."""
+        bias, trans_b = bias_table(self.node, self.n), self.trans_b
+
+        def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            packed = {key: np.ascontiguousarray(a) for key, a in arrays.items()}
+            bits = bf16_bits(arrays[name])
+            packed[name] = pack_bf16_weights(bits.T if trans_b else bits, [bias, *rows], k_step, m_step)
+            return packed
+
+        return pack
 
 
 @dataclasses.dataclass

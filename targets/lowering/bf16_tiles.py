@@ -14,31 +14,27 @@ thin to fill the blocks at least half (`fills_tiles`: K under 16 or fewer than
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from tvm import te
 
 from ir.graph import Node
 from targets.lowering.bf16_gemm import (
     BF16ConvTail,
+    BF16MatMulTail,
     activation,
     as_bf16,
-    bf16_bits,
     bf16_weight,
-    bias_at,
-    bias_table,
     lower_bf16_conv,
     lower_bf16_matmul,
-    pack_bf16_weights,
     weight_placeholder,
 )
 from targets.lowering.conv_geometry import Geometry, finish_kernel
 from targets.lowering.conv_integer import padded_input
-from targets.lowering.elementwise import Epilogue, epilogue_signature, output_arg
+from targets.lowering.elementwise import Epilogue
 from targets.lowering.integer_gemm import LANES, fused_tables, packed_table_stage
-from targets.lowering.kernel import KernelArg, LoweredKernel, arg, unravel
+from targets.lowering.kernel import LoweredKernel
 from targets.lowering.tile_gemm import (
     per_block,
     register_tiles,
@@ -102,24 +98,10 @@ def tiled_matmul(node: Node, epilogue: Sequence[Node], tiles: TileGemm, trans_b:
     acc = tile_acc(tiles, a, wp, rp, kp, np_)
     blockwise = per_block(tiles, rows, n)
     intrinsic = register_tiles(tiles, kp, int(wp.shape[1]), tiles.columns if blockwise else np_)
-    result = chain.result or node.results[0]
-    out = te.compute((rows, n), lambda p, o: chain.apply(
-        bias_at(ctab, o) + acc[p, o], (*unravel(p, result_shape[:-1]), o)), name="out")  # fmt: skip
-    anchor = [
-        (x, arg(x_v, "input", x.shape)),
-        (wp, KernelArg(stored.name, "weight", tuple(int(d) for d in wp.shape), "uint16")),
-    ]
-    output = KernelArg(result.name, "output", (rows, n), output_arg(result).dtype)
-    params, args = epilogue_signature(anchor, chain, out, output)
-    bias, name, table_rows = bias_table(node, n), stored.name, list(tables.rows)
-
-    def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        packed = {key: np.ascontiguousarray(v) for key, v in arrays.items()}
-        bits = bf16_bits(arrays[name])
-        w_ko = bits.T if trans_b else bits
-        packed[name] = pack_bf16_weights(w_ko, [bias, *table_rows], tiles.depth, tiles.columns)
-        return packed
-
+    tail = BF16MatMulTail(node, chain, rows, n, trans_b)
+    params, args, result = tail.signature(x, x_v, wp, stored, ctab, lambda p, o: acc[p, o])
+    table_rows = list(tables.rows)
+    pack = tail.packer(stored.name, table_rows, tiles.depth, tiles.columns)
     workload = {"op": "matmul_bf16_tiles", "rows": rows, "k": k, "n": n, "result": list(result_shape),
                 "tables": len(table_rows), "epilogue": chain.describe(),
                 "tiles": tile_knobs(tiles)}  # fmt: skip

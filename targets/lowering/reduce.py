@@ -33,6 +33,7 @@ from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, ker
 from targets.lowering.pointwise import Expr, dtype_of, float_to_int, fmax, fmin, narrow, storage_dtype, widen
 from targets.lowering.registry import lowering
 from targets.lowering.softmax_rows import last_axis_softmax
+from targets.schedules import schedules_of
 from targets.target import TargetDescription
 
 TEMPLATE_VERSION = 5  # 2: bool computes in u8 (empty-set max/min); 3: f16 softmax rounds each step;
@@ -358,8 +359,8 @@ def lower_softmax(
     outer, a, inner = row_view(node)
     k = Kernel(node, target, epilogue, (outer, a, inner))
     lanes = vector_lanes(target, ["float32"])
-    on_cpu = all(d.kind == "cpu" for d in target.devices)  # OpenCL schedules the plain compute (dlight)
-    if node.op == "Softmax" and k.dtype is DType.F32 and inner == 1 and a >= 2 * lanes > 2 and on_cpu:
+    cpu_forms = schedules_of(target).loop_nests  # OpenCL schedules the plain compute (dlight)
+    if node.op == "Softmax" and k.dtype is DType.F32 and inner == 1 and a >= 2 * lanes > 2 and cpu_forms:
         out, schedule = last_axis_softmax(k.x, lanes, k.parallel_ok())
         return k.finish([out], schedule, 4 * outer * a)
     best = _row_max(k, a, "best")
