@@ -5,10 +5,9 @@ only its device half is kept: the OpenCL C of `lib.mod.imports[0].inspect_source
 device kernel TVM split it into (`<name>_kernel`, `<name>_kernel_1`, ... in the order they run) its
 launch sizes (targets/opencl/threads.py) and its arguments, each a parameter of the PrimFunc or a
 scratch buffer of its own (an intermediate TVM would have the host allocate), with its element size:
-every buffer comes with the element offset of the view it stands for (`with_offsets`). A kernel that gives no
-device code is refused naming it, and so is one with a work-group barrier inside a branch on the
-work-item's id (`divergent_barriers`): the work-items that skip it never arrive, and a GPU hangs there
-(a CPU device such as PoCL runs it). The kernel library of a plan (`link_library`) is one JSON file:
+every buffer comes with the element offset of the view it stands for (`with_offsets`). A kernel that
+gives no device code is refused naming it (threads.py refuses a rule whose kernels would hang a GPU:
+`check_converged`). The kernel library of a plan (`link_library`) is one JSON file:
 `format`, the device `profile`, the program `source` (every kernel's, then `hai_plan_digest`, which
 writes the plan digest, runtime/plan_digest.py) and each kernel's launches: what the OpenCL driver
 (runtime/devices/opencl.py) builds and runs. Identical inputs give identical bytes.
@@ -60,9 +59,6 @@ def kernel_record(
     if not lib.mod.imports:
         raise ThreadBindingError(f"{describe(kernel)}: compiled into host code only (no OpenCL kernel)")
     source, aliases = c_identifiers(lib.mod.imports[0].inspect_source())
-    if divergent := divergent_barriers(source):
-        raise ThreadBindingError(f"{describe(kernel)}: device kernel {divergent[0]} waits at a barrier "
-                                 f"inside a branch on the work-item id (it would hang a GPU)")  # fmt: skip
     params, scratch = buffer_names(scheduled)
     sizes = launch_sizes(scheduled)
     defined = {name: args for name, args in _SIGNATURE.findall(source)}
@@ -94,28 +90,6 @@ def kernel_record(
         "params": len(params),
         "schedule": str(scheduled.attrs["hai.schedule"]),
     }
-
-
-def divergent_barriers(source: str) -> list[str]:
-    """The device kernels of `source` (TVM's OpenCL C: one statement or block opener per line) with a
-    `barrier(` nested in an `if`/`else` whose condition reads `get_local_id`."""
-    found: list[str] = []
-    kernel, blocks = "", []  # the enclosing blocks' openers, outermost first
-    for line in source.splitlines():
-        text = line.strip()
-        if text.startswith("}"):
-            opener = blocks.pop() if blocks else ""
-            if text.startswith("} else") and text.endswith("{"):
-                blocks.append(opener)  # the else branch diverges on the if's condition
-            continue
-        if text.startswith("__kernel void"):
-            kernel = text.split("(")[0].split()[-1]
-        if text.startswith("barrier(") and any("get_local_id" in b for b in blocks if b.startswith("if")):
-            if kernel not in found:
-                found.append(kernel)
-        if text.endswith("{"):
-            blocks.append(text)
-    return found
 
 
 def with_offsets(source: str) -> str:

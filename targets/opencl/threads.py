@@ -63,6 +63,38 @@ def describe(kernel: LoweredKernel) -> str:
     return f"kernel {kernel.name} ({', '.join(kernel.sources) or 'copy'})"
 
 
+def divergent_barriers(source: str) -> list[str]:
+    """The device kernels of `source` (TVM's OpenCL C: one statement or block opener per line) with a
+    `barrier(` nested in an `if`/`else` whose condition reads `get_local_id`."""
+    found: list[str] = []
+    kernel, blocks = "", []  # the enclosing blocks' openers, outermost first
+    for line in source.splitlines():
+        text = line.strip()
+        if text.startswith("}"):
+            opener = blocks.pop() if blocks else ""
+            if text.startswith("} else") and text.endswith("{"):
+                blocks.append(opener)  # the else branch diverges on the if's condition
+            continue
+        if text.startswith("__kernel void"):
+            kernel = text.split("(")[0].split()[-1]
+        if text.startswith("barrier(") and any("get_local_id" in b for b in blocks if b.startswith("if")):
+            if kernel not in found:
+                found.append(kernel)
+        if text.endswith("{"):
+            blocks.append(text)
+    return found
+
+
+def check_converged(lib: Any) -> None:
+    """Refuse (ValueError: the family's next rule runs) a compiled rule whose device kernel waits at
+    a work-group barrier inside a branch on the work-item id: the work-items that skip it never
+    arrive, and a GPU hangs there (a CPU device such as PoCL runs it)."""
+    if lib.mod.imports and (divergent := divergent_barriers(lib.mod.imports[0].inspect_source())):
+        raise ValueError(
+            f"device kernel {divergent[0]} waits at a barrier inside a branch on the work-item id"
+        )
+
+
 def thread_schedule(kernel: LoweredKernel, tvm_target: Any, int8_dot: bool = False) -> tuple[Any, Any]:
     """The compute of `kernel` scheduled onto work-groups by its family's first rule that binds it whole
     and compiles: the scheduled PrimFunc (its attribute `hai.schedule` names the rule) and TVM's
@@ -105,6 +137,7 @@ def thread_schedule(kernel: LoweredKernel, tvm_target: Any, int8_dot: bool = Fal
             scheduled = legalize(scheduled)
             check_local_memory(scheduled, tvm_target)
             lib = tvm.compile(tvm.IRModule({kernel.name: scheduled}), target=tvm_target)
+            check_converged(lib)
             return scheduled.with_attr("hai.schedule", rule_name), lib
         except Exception as exc:  # a rule that does not take this compute, or whose result fails to lower
             failures.append(f"{rule_name}: {_last_line(exc)}")

@@ -168,7 +168,7 @@ def test_the_gemm_family_is_tiled_in_local_memory() -> None:
 def test_a_barrier_some_work_items_skip_is_found() -> None:
     """A barrier nested in `if (get_local_id ...)` (or its else) hangs a GPU: found, naming the kernel;
     barriers beside such branches, or inside loops every work-item runs, are fine."""
-    from targets.opencl.build import divergent_barriers
+    from targets.opencl.threads import divergent_barriers
 
     fine = """__kernel void a_kernel(__global float* restrict x_ptr) {
   for (int k = 0; k < 4; ++k) {
@@ -193,12 +193,14 @@ def test_a_barrier_some_work_items_skip_is_found() -> None:
 
 
 def test_a_work_group_reduction_keeps_every_barrier_outside_branches() -> None:
-    """A row sum compiled for the H100 preset (warp size 32): the tree's last rounds must not sync a
-    warp with barriers inside `if (local id < 16)`, which hung NVIDIA's OpenCL (kernel_record refuses
-    that, so compiling is the check)."""
+    """A row sum compiled for the H100 preset: the tree's last rounds must not sync a warp with
+    barriers inside `if (local id < 16)`, which hung NVIDIA's OpenCL. With a warp size in the TVM
+    target (what the preset once set) dlight's Reduction rule does exactly that: it is refused and the
+    family's next rule takes the kernel."""
     from tvm import te
 
-    from targets.opencl.build import divergent_barriers, kernel_record
+    from targets.opencl.build import kernel_record
+    from targets.opencl.threads import divergent_barriers
 
     x = te.placeholder((4, 512), name="x")
     k = te.reduce_axis((0, 512), name="k")
@@ -207,9 +209,12 @@ def test_a_work_group_reduction_keeps_every_barrier_outside_branches() -> None:
     kernel = LoweredKernel("hai_reducesum_0123456789abcdef", func, (), 0, ("ReduceSum_0",),
                            {"op": "reducesum"}, compute=func)  # fmt: skip
     target = get_target("opencl")
-    record = kernel_record(kernel, target.tvm_target(resolve_target("opencl", cpu="nvidia-h100")))
+    tvm_target = target.tvm_target(resolve_target("opencl", cpu="nvidia-h100"))
+    record = kernel_record(kernel, tvm_target)
     assert record["schedule"] == "Reduction" and "barrier(" in record["source"]
     assert divergent_barriers(record["source"]) == []
+    warped = kernel_record(kernel, {**tvm_target, "thread_warp_size": 32})
+    assert warped["schedule"] != "Reduction" and divergent_barriers(warped["source"]) == []
 
 
 def test_a_rule_over_the_local_memory_once_lowered_is_refused() -> None:
