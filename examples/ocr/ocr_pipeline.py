@@ -1,0 +1,318 @@
+"""An OCR pipeline over three models: detect text lines on a page, crop each line, classify its
+direction, recognise its text (PP-OCR det -> cls -> rec).
+
+Rule: the models are any objects with `run(feeds) -> {name: array}` (a loaded HAI model, or an
+onnxruntime session wrapped by `OnnxRunner`); everything between them is numpy here, on the CPU:
+the page is scaled into the detector's fixed input, the probability map is thresholded and its
+connected components become boxes (grown like DBNet's unclip), each box is cropped from the page at
+full resolution, resized to the classifier's and the recogniser's fixed inputs, turned upside down
+when the classifier says so, and the recogniser's per-column characters are decoded by CTC (greedy:
+repeats merged, blanks dropped). `read_pages` runs the three stages concurrently, one thread each,
+over a stream of pages: page i+1 is detected while page i's lines are classified and recognised;
+it yields the pages' lines in page order, equal to `read_page` on each.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+DET_SIZE = 640  # the detector's input is (1, 3, 640, 640)
+CLS_SHAPE = (48, 192)
+REC_SHAPE = (48, 320)
+DET_MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
+DET_STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(3, 1, 1)
+
+
+class Runner(Protocol):
+    """What the pipeline needs of a model: one inference on named inputs."""
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class Line:
+    """One text line found on a page: its box in page pixels (top, left, bottom, right), whether it
+    was read upside down, its text and the mean probability of its characters."""
+
+    box: tuple[int, int, int, int]
+    flipped: bool
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class OcrModels:
+    """The three models and the recogniser's alphabet (index 0 is CTC's blank)."""
+
+    det: Runner
+    cls: Runner
+    rec: Runner
+    alphabet: Sequence[str]
+
+
+def only_output(runner: Runner, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+    (output,) = runner.run(feeds).values()
+    return np.asarray(output)
+
+
+def input_name(runner: Any) -> str:
+    """The single input's name of a HAI model (`inputs`) or of an `OnnxRunner`."""
+    (binding,) = runner.inputs
+    return str(binding.name)
+
+
+# --- detection -----------------------------------------------------------------------------------
+
+
+def det_input(page: np.ndarray) -> tuple[np.ndarray, float]:
+    """The detector's input for an RGB uint8 page (H, W, 3), scaled to fit 640x640 and padded with
+    white, and the scale from page pixels to input pixels."""
+    scale = DET_SIZE / max(page.shape[:2])
+    scaled = resize(page, max(1, round(page.shape[0] * scale)), max(1, round(page.shape[1] * scale)))
+    canvas = np.full((DET_SIZE, DET_SIZE, 3), 255, np.float32)
+    canvas[: scaled.shape[0], : scaled.shape[1]] = scaled
+    chw = canvas.transpose(2, 0, 1) / 255.0
+    return ((chw - DET_MEAN) / DET_STD)[None].astype(np.float32), scale
+
+
+def text_boxes(
+    probability: np.ndarray, threshold: float = 0.3, box_threshold: float = 0.6, min_side: int = 3
+) -> list[tuple[int, int, int, int]]:
+    """Boxes (top, left, bottom, right; exclusive) of the connected regions of `probability` (H, W)
+    above `threshold` whose mean probability reaches `box_threshold`, grown by DBNet's unclip
+    distance (area * 1.5 / perimeter), top to bottom then left to right."""
+    mask = probability > threshold
+    boxes = []
+    for rows, cols in components(mask):
+        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        height, width = bottom - top, right - left
+        if min(height, width) < min_side or probability[rows, cols].mean() < box_threshold:
+            continue
+        grow = round(height * width * 1.5 / (2 * (height + width)))
+        boxes.append((max(0, top - grow), max(0, left - grow), bottom + grow, right + grow))
+    return sorted(boxes)
+
+
+def components(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The 8-connected components of a boolean mask, as (rows, cols) index arrays: runs of each row
+    are joined with the overlapping runs of the row above by union-find."""
+    runs: list[tuple[int, int, int]] = []  # (row, start, end) of each run of True
+    for row in np.flatnonzero(mask.any(axis=1)):
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], mask[row].view(np.int8), [0]))))
+        runs.extend((int(row), int(s), int(e)) for s, e in zip(edges[::2], edges[1::2], strict=True))
+    parent = list(range(len(runs)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    above: list[int] = []
+    current: list[int] = []
+    for i, (row, start, end) in enumerate(runs):
+        if current and runs[current[0]][0] != row:
+            above = current if runs[current[0]][0] == row - 1 else []
+            current = []
+        for j in above:
+            if runs[j][1] <= end and start <= runs[j][2]:  # overlapping or diagonal neighbours
+                parent[root(j)] = root(i)
+        current.append(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(runs)):
+        groups.setdefault(root(i), []).append(i)
+    return [run_pixels([runs[i] for i in members]) for members in groups.values()]
+
+
+def run_pixels(runs: list[tuple[int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.concatenate([np.full(end - start, row) for row, start, end in runs])
+    cols = np.concatenate([np.arange(start, end) for _, start, end in runs])
+    return rows, cols
+
+
+def page_boxes(page: np.ndarray, det: Runner, name: str) -> list[tuple[int, int, int, int]]:
+    """The text boxes of `page` in page pixels."""
+    feeds, scale = det_input(page)
+    probability = only_output(det, {name: feeds})[0, 0]
+    height, width = page.shape[:2]
+    return [
+        (int(t / scale), int(l / scale), min(height, int(np.ceil(b / scale))), min(width, int(np.ceil(r / scale))))
+        for t, l, b, r in text_boxes(probability)
+    ]
+
+
+# --- lines ---------------------------------------------------------------------------------------
+
+
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of an (H, W, C) image (pixel centres aligned, as OpenCV's INTER_LINEAR)."""
+    ys = np.clip((np.arange(height) + 0.5) * image.shape[0] / height - 0.5, 0, image.shape[0] - 1)
+    xs = np.clip((np.arange(width) + 0.5) * image.shape[1] / width - 0.5, 0, image.shape[1] - 1)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, image.shape[0] - 1), np.minimum(x0 + 1, image.shape[1] - 1)
+    wy, wx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+    pixels = image.astype(np.float32)
+    top = pixels[y0][:, x0] * (1 - wx) + pixels[y0][:, x1] * wx
+    bottom = pixels[y1][:, x0] * (1 - wx) + pixels[y1][:, x1] * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def line_input(crop: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A crop as a (1, 3, H, W) input: resized to height H keeping its aspect (at most W wide),
+    scaled to [-1, 1], padded with zeros on the right."""
+    height, width = shape
+    scaled_width = max(1, min(width, round(crop.shape[1] * height / crop.shape[0])))
+    scaled = (resize(crop, height, scaled_width) / 255.0 - 0.5) / 0.5
+    padded = np.zeros((height, width, 3), np.float32)
+    padded[:, :scaled_width] = scaled
+    return padded.transpose(2, 0, 1)[None]
+
+
+def ctc_decode(probabilities: np.ndarray, alphabet: Sequence[str]) -> tuple[str, float]:
+    """Greedy CTC over (T, classes) probabilities: the best class per column, repeats merged,
+    blanks (class 0) dropped; the text and its characters' mean probability (0 when empty)."""
+    best = probabilities.argmax(axis=1)
+    keep = (best != 0) & np.concatenate(([True], best[1:] != best[:-1]))
+    if not keep.any():
+        return "", 0.0
+    text = "".join(alphabet[i] for i in best[keep])
+    return text, float(probabilities.max(axis=1)[keep].mean())
+
+
+def read_line(page: np.ndarray, box: tuple[int, int, int, int], models: OcrModels, names: Names) -> Line:
+    """The line in `box`: cropped, flipped when the classifier finds it upside down (class 1 above
+    0.9, as PaddleOCR), recognised."""
+    top, left, bottom, right = box
+    crop = page[top:bottom, left:right]
+    direction = only_output(models.cls, {names.cls: line_input(crop, CLS_SHAPE)})[0]
+    flipped = bool(direction.argmax() == 1 and direction[1] > 0.9)
+    if flipped:
+        crop = crop[::-1, ::-1]
+    text, score = ctc_decode(only_output(models.rec, {names.rec: line_input(crop, REC_SHAPE)})[0], models.alphabet)
+    return Line(box, flipped, text, score)
+
+
+@dataclass(frozen=True)
+class Names:
+    """The input names of the three models."""
+
+    det: str
+    cls: str
+    rec: str
+
+    @staticmethod
+    def of(models: OcrModels) -> Names:
+        return Names(input_name(models.det), input_name(models.cls), input_name(models.rec))
+
+
+def read_page(page: np.ndarray, models: OcrModels) -> list[Line]:
+    """Every text line of an RGB uint8 page, top to bottom (serially: det, then cls and rec per line)."""
+    names = Names.of(models)
+    return [read_line(page, box, models, names) for box in page_boxes(page, models.det, names.det)]
+
+
+def read_pages(pages: Iterable[np.ndarray], models: OcrModels, depth: int = 4) -> Iterator[list[Line]]:
+    """`read_page` of each page, in order, with detection and line reading running concurrently on
+    two threads (plus the caller's): at most `depth` pages between stages."""
+    names = Names.of(models)
+    detected: queue.Queue[Any] = queue.Queue(depth)
+    read: queue.Queue[Any] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def detect() -> None:
+        stage(detected, stop, ((page, page_boxes(page, models.det, names.det)) for page in pages))
+
+    def recognise() -> None:
+        lines = ([read_line(page, box, models, names) for box in boxes] for page, boxes in drain(detected))
+        stage(read, stop, lines)
+
+    workers = [threading.Thread(target=target, daemon=True) for target in (detect, recognise)]
+    for worker in workers:
+        worker.start()
+    try:
+        yield from drain(read)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+
+
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+def stage(out: queue.Queue[Any], stop: threading.Event, items: Iterable[Any]) -> None:
+    """Put `items` on `out` then a end mark (or the error that stopped them), until `stop` is set."""
+    try:
+        for item in items:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+        final: Any = _DONE
+    except BaseException as error:  # handed to the consumer, which raises it
+        final = _Failed(error)
+    while not stop.is_set():
+        try:
+            out.put(final, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def drain(source: queue.Queue[Any]) -> Iterator[Any]:
+    """The items a `stage` puts on `source`, raising the error it ended with."""
+    while (item := source.get()) is not _DONE:
+        if isinstance(item, _Failed):
+            raise item.error
+        yield item
+
+
+# --- onnxruntime, the reference ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Binding:
+    name: str
+
+
+class OnnxRunner:
+    """An onnxruntime session with the `Runner` interface (the pipeline's reference)."""
+
+    def __init__(self, path: str, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.inputs = tuple(_Binding(i.name) for i in self.session.get_inputs())
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, dict(feeds)), strict=True))
+
+
+def rec_alphabet(model_path: str) -> list[str]:
+    """The PP-OCR recogniser's alphabet from its ONNX metadata (`character`): blank, the
+    characters, then a space."""
+    import onnx
+
+    model = onnx.load(model_path, load_external_data=False)
+    characters = {p.key: p.value for p in model.metadata_props}["character"].splitlines()
+    return ["<blank>", *characters, " "]
+
+

@@ -1,0 +1,74 @@
+"""The OCR pipeline example (examples/ocr): det -> crop -> cls -> rec over compiled HAI models reads
+the same lines as over onnxruntime sessions, and its streamed form equals page-by-page reading.
+
+The three PP-OCR models are compiled for the host (warm kernel cache: seconds); a page's boxes must
+be equal and its texts equal (the models' outputs differ by float rounding only, far from any
+decision threshold on these pages).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hai_compiler import real_models
+from hai_compiler.compiler.driver import compile_model
+from hai_compiler.compiler.options import CompileOptions
+from runtime import load
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("PIL")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "ocr"))
+from ocr_pipeline import OcrModels, OnnxRunner, components, read_page, read_pages, rec_alphabet  # noqa: E402
+from pages import page_of, random_lines  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def hai_models(tmp_path_factory: pytest.TempPathFactory) -> OcrModels:
+    directory = tmp_path_factory.mktemp("ocr")
+    runners = {}
+    for role in ("det", "cls", "rec"):
+        name = f"ppocr_{role}"
+        options = CompileOptions(input_shapes=real_models.MODELS[name].input_shapes)
+        runners[role] = load(compile_model(real_models.fetch(name), directory / f"{name}.hai", options).path)
+    return OcrModels(**runners, alphabet=rec_alphabet(str(real_models.fetch("ppocr_rec"))))
+
+
+@pytest.fixture(scope="module")
+def reference_models() -> OcrModels:
+    runners = {role: OnnxRunner(str(real_models.fetch(f"ppocr_{role}"))) for role in ("det", "cls", "rec")}
+    return OcrModels(**runners, alphabet=rec_alphabet(str(real_models.fetch("ppocr_rec"))))
+
+
+def test_pipeline_over_hai_reads_what_onnxruntime_reads(hai_models: OcrModels, reference_models: OcrModels) -> None:
+    lines = random_lines(np.random.default_rng(1), 5)
+    page = page_of(lines, flipped=(1,))
+    got, expected = read_page(page, hai_models), read_page(page, reference_models)
+    assert [line.box for line in got] == [line.box for line in expected]
+    assert [(line.flipped, line.text) for line in got] == [(line.flipped, line.text) for line in expected]
+    assert [line.flipped for line in got] == [k == 1 for k in range(len(lines))]
+
+
+def test_streamed_pages_equal_page_by_page(hai_models: OcrModels) -> None:
+    rng = np.random.default_rng(2)
+    pages = [page_of(random_lines(rng, int(rng.integers(1, 5)))) for _ in range(4)]
+    assert list(read_pages(pages, hai_models, depth=2)) == [read_page(page, hai_models) for page in pages]
+
+
+def test_a_failing_page_stops_the_stream_with_its_error(hai_models: OcrModels) -> None:
+    pages = [page_of(["edge 1"]), np.zeros((10, 10), np.uint8)]  # the second is not RGB
+    with pytest.raises((ValueError, IndexError)):
+        list(read_pages(pages, hai_models))
+
+
+def test_components_are_eight_connected() -> None:
+    mask = np.zeros((6, 8), bool)
+    mask[0, 0] = mask[1, 1] = mask[2, 2] = True  # one diagonal component
+    mask[4:6, 5:8] = True
+    found = sorted((int(r.min()), int(c.min()), len(r)) for r, c in components(mask))
+    assert found == [(0, 0, 3), (4, 5, 6)]
