@@ -59,7 +59,9 @@ def timed(read: Callable[[], list[list[Line]]]) -> tuple[float, list[list[Line]]
     return time.perf_counter() - start, lines
 
 
-def measure(engine: str, models: OcrModels, pages: Sequence[np.ndarray]) -> tuple[list[dict[str, Any]], list[list[Line]]]:
+def measure(
+    engine: str, models: OcrModels, pages: Sequence[np.ndarray]
+) -> tuple[list[dict[str, Any]], list[list[Line]]]:
     """The serial and streamed rows of one engine, and the lines it read."""
     per_page = []
     serial: list[list[Line]] = []
@@ -113,7 +115,9 @@ def main() -> None:
         print(f"{row['engine']:<12} {row['mode']:<7} {row['pages_per_s']:8.2f} {row['lines_per_s']:8.1f} "
               f"{row['p50_s']:7.3f} {row['p99_s']:7.3f} {ratio:>7}")  # fmt: skip
     if args.json:
-        args.json.write_text(json.dumps({"pages": args.pages, "threads": args.threads, "rows": rows}, indent=1))
+        args.json.write_text(
+            json.dumps({"pages": args.pages, "threads": args.threads, "rows": rows}, indent=1)
+        )
 
 
 if __name__ == "__main__":

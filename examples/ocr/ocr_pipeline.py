@@ -18,6 +18,7 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from math import ceil
 from typing import Any, Protocol
 
 import numpy as np
@@ -142,8 +143,13 @@ def page_boxes(page: np.ndarray, det: Runner, name: str) -> list[tuple[int, int,
     probability = only_output(det, {name: feeds})[0, 0]
     height, width = page.shape[:2]
     return [
-        (int(t / scale), int(l / scale), min(height, int(np.ceil(b / scale))), min(width, int(np.ceil(r / scale))))
-        for t, l, b, r in text_boxes(probability)
+        (
+            int(top / scale),
+            int(left / scale),
+            min(height, ceil(bottom / scale)),
+            min(width, ceil(right / scale)),
+        )
+        for top, left, bottom, right in text_boxes(probability)
     ]
 
 
@@ -194,7 +200,9 @@ def read_line(page: np.ndarray, box: tuple[int, int, int, int], models: OcrModel
     flipped = bool(direction.argmax() == 1 and direction[1] > 0.9)
     if flipped:
         crop = crop[::-1, ::-1]
-    text, score = ctc_decode(only_output(models.rec, {names.rec: line_input(crop, REC_SHAPE)})[0], models.alphabet)
+    text, score = ctc_decode(
+        only_output(models.rec, {names.rec: line_input(crop, REC_SHAPE)})[0], models.alphabet
+    )
     return Line(box, flipped, text, score)
 
 
@@ -314,5 +322,3 @@ def rec_alphabet(model_path: str) -> list[str]:
     model = onnx.load(model_path, load_external_data=False)
     characters = {p.key: p.value for p in model.metadata_props}["character"].splitlines()
     return ["<blank>", *characters, " "]
-
-

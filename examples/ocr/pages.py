@@ -26,7 +26,7 @@ def page_of(lines: Sequence[str], size: tuple[int, int] = (800, 600), font_size:
     pitch = 2 * font_size
     for k, text in enumerate(lines):
         left, top, right, bottom = font.getbbox(text)
-        line = Image.new("RGB", (right + 8, bottom + 8), "white")
+        line = Image.new("RGB", (int(right) + 8, int(bottom) + 8), "white")
         ImageDraw.Draw(line).text((4, 4), text, fill="black", font=font)
         page.paste(line.rotate(180) if k in flipped else line, (24, 24 + k * pitch))
     return np.asarray(page, np.uint8)

@@ -45,7 +45,9 @@ def reference_models() -> OcrModels:
     return OcrModels(**runners, alphabet=rec_alphabet(str(real_models.fetch("ppocr_rec"))))
 
 
-def test_pipeline_over_hai_reads_what_onnxruntime_reads(hai_models: OcrModels, reference_models: OcrModels) -> None:
+def test_pipeline_over_hai_reads_what_onnxruntime_reads(
+    hai_models: OcrModels, reference_models: OcrModels
+) -> None:
     lines = random_lines(np.random.default_rng(1), 5)
     page = page_of(lines, flipped=(1,))
     got, expected = read_page(page, hai_models), read_page(page, reference_models)
