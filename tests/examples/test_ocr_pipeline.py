@@ -25,8 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "ocr")
 from ocr_pipeline import OcrModels, OnnxRunner, components, read_page, read_pages, rec_alphabet  # noqa: E402
 from pages import page_of, random_lines  # noqa: E402
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def hai_models(tmp_path_factory: pytest.TempPathFactory) -> OcrModels:
@@ -45,6 +43,7 @@ def reference_models() -> OcrModels:
     return OcrModels(**runners, alphabet=rec_alphabet(str(real_models.fetch("ppocr_rec"))))
 
 
+@pytest.mark.slow
 def test_pipeline_over_hai_reads_what_onnxruntime_reads(
     hai_models: OcrModels, reference_models: OcrModels
 ) -> None:
@@ -56,12 +55,14 @@ def test_pipeline_over_hai_reads_what_onnxruntime_reads(
     assert [line.flipped for line in got] == [k == 1 for k in range(len(lines))]
 
 
+@pytest.mark.slow
 def test_streamed_pages_equal_page_by_page(hai_models: OcrModels) -> None:
     rng = np.random.default_rng(2)
     pages = [page_of(random_lines(rng, int(rng.integers(1, 5)))) for _ in range(4)]
     assert list(read_pages(pages, hai_models, depth=2)) == [read_page(page, hai_models) for page in pages]
 
 
+@pytest.mark.slow
 def test_a_failing_page_stops_the_stream_with_its_error(hai_models: OcrModels) -> None:
     pages = [page_of(["edge 1"]), np.zeros((10, 10), np.uint8)]  # the second is not RGB
     with pytest.raises((ValueError, IndexError)):
