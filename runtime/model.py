@@ -132,12 +132,16 @@ def load(
         check_available_memory(allocated_bytes(manifest) if peak is None else peak, directory, system_root)
         indices = device_indices(device, manifest, directory)
         devices = open_devices(manifest, directory, threads, indices, device_options or {})
-        for name, opened in devices.items():
-            check_device_memory(manifest, name, opened, directory)
-        if HOST_DEVICE in manifest.kernel_libraries:  # kernels the host CPU runs
-            check_cpu(manifest, devices[HOST_DEVICE].capabilities(), directory)
-        check_tile_state(manifest.target.features, directory)
-        return Model(files, devices)
+        try:
+            for name, opened in devices.items():
+                check_device_memory(manifest, name, opened, directory)
+            if HOST_DEVICE in manifest.kernel_libraries:  # kernels the host CPU runs
+                check_cpu(manifest, devices[HOST_DEVICE].capabilities(), directory)
+            check_tile_state(manifest.target.features, directory)
+            return Model(files, devices)
+        except BaseException:  # a refused artifact leaves no device open
+            close_devices(devices)
+            raise
 
 
 def check_load_arguments(path: object, threads: object, verify: object) -> None:

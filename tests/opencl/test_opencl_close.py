@@ -6,7 +6,9 @@ OpenCL model and exits without closing it exits 0 (on the H100 such processes di
 from __future__ import annotations
 
 import gc
+import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,6 +20,8 @@ from test_models_opencl import compile_opencl
 
 import runtime
 from hai_compiler.demo import EMBEDDED_MODEL, load_heldout_digits
+from runtime.artifact import MANIFEST_FILE
+from runtime.device_memory import DeviceMemoryError
 from runtime.devices.opencl import OpenCLDevice
 from runtime.errors import ModelClosedError
 
@@ -68,6 +72,26 @@ def test_a_dropped_model_is_closed(opencl_device: dict, digits: tuple) -> None:
     del model
     gc.collect()
     assert device.closed  # nothing the finalizer holds refers back to the model
+
+
+def test_a_refused_load_closes_the_devices_it_opened(
+    opencl_device: dict, digits: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    artifact = shutil.copytree(digits[0], tmp_path / "big.hai")
+    manifest = json.loads((artifact / MANIFEST_FILE).read_text())
+    manifest["plan"]["device_memory"][0]["total_bytes"] = opencl_device["global_memory_bytes"] + 1
+    (artifact / MANIFEST_FILE).write_text(json.dumps(manifest))
+    opened: list[OpenCLDevice] = []
+    original = OpenCLDevice.__init__
+
+    def spy(self: OpenCLDevice, *args: object) -> None:
+        original(self, *args)  # type: ignore[arg-type]
+        opened.append(self)
+
+    monkeypatch.setattr(OpenCLDevice, "__init__", spy)
+    with pytest.raises(DeviceMemoryError):
+        runtime.load(artifact)
+    assert len(opened) == 1 and opened[0].closed
 
 
 def test_process_exits_cleanly_without_close(opencl_device: dict, digits: tuple) -> None:
