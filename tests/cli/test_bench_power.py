@@ -1,7 +1,7 @@
 """`hai bench --power` on the embedded digits CNN: joules per inference of several artifacts side by side,
 each figure with its source; where this machine's RAPL files cannot be read (checked here, apart from
 HAI), the CPU package is reported unavailable with the reason, never as a number. A `hai pack` bundle
-reports the same without the compiler."""
+reports the same without the compiler; a source that reads gives each row its figure and the total."""
 
 from __future__ import annotations
 
@@ -9,13 +9,19 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cli_helpers import invoke
 
+import runtime
 from hai_compiler.demo import EMBEDDED_MODEL
 from hai_compiler.pack import pack
+from runtime.energy import EnergyMeter
+from runtime.energy_sources import CounterSource
+from runtime.power_bench import measure, report_lines
 
 POWERCAP = Path("/sys/class/powercap")
 
@@ -87,3 +93,25 @@ def test_packed_bundle_reports_power(digits: Path, tmp_path: Path) -> None:
     assert "energy per inference" in done.stdout and str(bundle / "model.hai") in done.stdout
     if not rapl_readable():
         assert "unavailable cpu " in done.stdout
+
+
+def test_figures_side_by_side_from_a_counter(digits: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a source that reads (here: a counter advancing 0.25 J per inference), each row has its figure
+    and the total, and the text names the source and how it was read."""
+    inferences = [0]
+    run = runtime.Model.run
+
+    def counted(self: runtime.Model, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        inferences[0] += 1
+        return run(self, feeds)
+
+    monkeypatch.setattr(runtime.Model, "run", counted)
+    source = CounterSource("fake package (test)", "test counter", lambda: inferences[0] * 250_000, 1e-6)
+    result = measure([digits, digits], runs=3, rounds=2, min_seconds=0, meter=EnergyMeter([source]))
+    for row in result["artifacts"]:
+        assert row["sources"]["fake package (test)"]["joules_per_inference"] == pytest.approx(0.25)
+        assert row["total_joules_per_inference"] == pytest.approx(0.25)
+    lines = report_lines(result)
+    assert "J/inference fake package (test)" in lines[1]
+    assert all(line.split()[-2:] == ["0.25", "0.25"] for line in lines[2:4])
+    assert "  source fake package (test): test counter" in lines
