@@ -230,7 +230,14 @@ def run_command(
 
 @app.command("bench", epilog=example("hai bench model.hai --onnx model.onnx --profile --json -"))
 def bench_command(
-    artifact: ArtifactArg,
+    artifacts: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="ARTIFACT...",
+            help="A compiled NAME.hai directory (several, side by side, with --power).",
+            show_default=False,
+        ),
+    ],
     onnx: Annotated[
         Path | None, typer.Option("--onnx", metavar="MODEL.onnx", help="Also run onnxruntime on this model.")
     ] = None,
@@ -265,10 +272,24 @@ def bench_command(
             "on and off, run alternately --runs times each, and the reduction in %.",
         ),
     ] = False,
+    power: Annotated[
+        bool,
+        typer.Option(
+            "--power",
+            help="Report joules per inference of each artifact, side by side: CPU packages through RAPL, "
+            "NVIDIA GPUs through NVML, each figure with its source; a source that cannot be read is "
+            "reported unavailable with the reason. Blocks of at least --runs inferences and "
+            "--power-seconds, 3 rounds alternating the artifacts.",
+        ),
+    ] = False,
+    power_seconds: Annotated[
+        float, typer.Option("--power-seconds", min=0.0, help="With --power: the least seconds per block.")
+    ] = 1.0,
 ) -> None:
-    """Time an artifact (p50/p99 latency, peak RSS), beside onnxruntime with --onnx.
+    """Time an artifact (p50/p99 latency, peak RSS), beside onnxruntime with --onnx; with --power, the
+    energy per inference of one or more artifacts.
 
-    With --trusted-key the artifact's signature is checked once, before anything runs."""
+    With --trusted-key the artifacts' signatures are checked once, before anything runs."""
     import runtime
     from hai_compiler.compiler import bench
 
@@ -277,7 +298,15 @@ def bench_command(
         from runtime.artifact_files import read_manifest
 
         with reported_errors():
-            read_manifest(artifact, trusted_keys=trusted_key)
+            for artifact in artifacts:
+                read_manifest(artifact, trusted_keys=trusted_key)
+    if power:
+        with reported_errors():
+            bench_power(artifacts, runs, power_seconds, seed, json_path, console)
+        return
+    if len(artifacts) > 1:
+        raise typer.BadParameter("several artifacts are compared with --power only", param_hint="ARTIFACT")
+    artifact = artifacts[0]
     if transfers:
         with reported_errors():
             bench_transfers(artifact, runs, seed, json_path, console)
@@ -317,6 +346,22 @@ def bench_transfers(artifact: Path, runs: int, seed: int, json_path: str | None,
 
     inputs = bench.sample_inputs(read_manifest(artifact, verify=False).inputs, seed)
     results = measure(artifact, runs, inputs)
+    for line in report_lines(results):
+        console.print(line, markup=False, soft_wrap=True)
+    if json_path is not None:
+        bench.write_json(results, json_path)
+
+
+def bench_power(
+    artifacts: list[Path], runs: int, seconds: float, seed: int, json_path: str | None, console: Console
+) -> None:
+    """`hai bench --power`: runtime/power_bench.py over `artifacts`, on seeded random inputs."""
+    from hai_compiler.compiler import bench
+    from runtime.artifact_files import read_manifest
+    from runtime.power_bench import measure, report_lines
+
+    inputs = [bench.sample_inputs(read_manifest(a, verify=False).inputs, seed) for a in artifacts]
+    results = measure(artifacts, runs, min_seconds=seconds, inputs=inputs)
     for line in report_lines(results):
         console.print(line, markup=False, soft_wrap=True)
     if json_path is not None:

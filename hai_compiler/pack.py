@@ -9,7 +9,9 @@ The bundle is a folder a device can use as it is:
                               it runs on an OpenCL device)
     BUNDLE/run_model.py       `python run_model.py --input x=x.npy --output-dir out/`; with
                               `--transfers N`, an OpenCL artifact's host<->device transfer time per
-                              inference with zero-copy on and off (runtime/transfer_bench.py)
+                              inference with zero-copy on and off (runtime/transfer_bench.py); with
+                              `--power N`, joules per inference (runtime/power_bench.py; GPU figures
+                              need `pip install nvidia-ml-py`)
 
 `pip install -r requirements.txt` is the whole installation: no TVM compiler,
 no onnx, no lark, never torch. The ranges are the installed distribution's
@@ -35,6 +37,7 @@ RUN_MODEL = '''"""Run the HAI artifact beside this script.
 
 python run_model.py --input NAME=FILE.npy ... [--output-dir DIR] [--threads N]
 python run_model.py --transfers RUNS   (an OpenCL artifact: transfer time, zero-copy on and off)
+python run_model.py --power RUNS       (joules per inference: RAPL, NVML with nvidia-ml-py)
 """
 
 import argparse
@@ -57,7 +60,13 @@ def main() -> None:
                         help="refuse the model unless signed by this key (needs the cryptography package)")
     parser.add_argument("--transfers", type=int, default=0, metavar="RUNS",
                         help="report host<->device transfer time per inference, zero-copy on and off")
+    parser.add_argument("--power", type=int, default=0, metavar="RUNS",
+                        help="report joules per inference (CPU packages: RAPL, NVIDIA GPUs: NVML)")
     args = parser.parse_args()
+    if args.power:
+        from runtime.power_bench import main as power_bench
+
+        raise SystemExit(power_bench([str(HERE / "model.hai"), "--runs", str(args.power)]))
     if args.transfers:
         from runtime.transfer_bench import main as transfer_bench
 

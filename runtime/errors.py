@@ -56,5 +56,9 @@ class ModelInputError(HaiRuntimeError):
     """`Model.run` got inputs with wrong names, shapes or dtypes."""
 
 
+class ModelClosedError(HaiRuntimeError):
+    """`Model.run` on a model that was closed (its devices released)."""
+
+
 class InsufficientMemoryError(HaiRuntimeError):
     """The machine has less memory available than the artifact's plan needs (checked before running)."""

@@ -32,6 +32,10 @@ callers wait their turn. For parallel inference, load the model once per thread
 themselves run on TVM's thread pool, `threads` wide (TVM_NUM_THREADS, read when a
 calling thread first launches a parallel kernel, so the first value in a process wins).
 
+`close()` (or leaving a `with runtime.load(...) as model:` block, or the model being collected, or the
+interpreter exiting) stops the pager and closes the devices, once (`release`); a closed model refuses
+`run`.
+
 Imports numpy and the standard library only; the cpu driver runs kernels through libtvm_ffi's C ABI
 (runtime/ffi_abi.py).
 """
@@ -42,6 +46,7 @@ import functools
 import mmap
 import os
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,13 +68,26 @@ from runtime.artifact_files import ArtifactFiles, open_artifact
 from runtime.available_memory import check_available_memory
 from runtime.cpu_features import missing_features
 from runtime.device_memory import check_device_memory
-from runtime.errors import InvalidArgumentError, KernelError, ModelInputError, UnsupportedCpuError
+from runtime.errors import (
+    InvalidArgumentError,
+    KernelError,
+    ModelClosedError,
+    ModelInputError,
+    UnsupportedCpuError,
+)
 from runtime.hai import Capabilities, Device, HostMirror, KernelArg, Unbound
 from runtime.kernel_library import aligned_empty
 from runtime.manifest_checks import allocated_bytes
 from runtime.page_reader import WeightsFileReader
 from runtime.pager import PagePlan, Pager
-from runtime.plan_devices import HOST_DEVICE, device_indices, load_executables, open_devices, plan_calls
+from runtime.plan_devices import (
+    HOST_DEVICE,
+    close_devices,
+    device_indices,
+    load_executables,
+    open_devices,
+    plan_calls,
+)
 from runtime.signing import TrustedKey
 
 InputArgument = tuple[Callable[[int, np.ndarray], None], str, int, Slot | None]
@@ -114,12 +132,16 @@ def load(
         check_available_memory(allocated_bytes(manifest) if peak is None else peak, directory, system_root)
         indices = device_indices(device, manifest, directory)
         devices = open_devices(manifest, directory, threads, indices, device_options or {})
-        for name, opened in devices.items():
-            check_device_memory(manifest, name, opened, directory)
-        if HOST_DEVICE in manifest.kernel_libraries:  # kernels the host CPU runs
-            check_cpu(manifest, devices[HOST_DEVICE].capabilities(), directory)
-        check_tile_state(manifest.target.features, directory)
-        return Model(files, devices)
+        try:
+            for name, opened in devices.items():
+                check_device_memory(manifest, name, opened, directory)
+            if HOST_DEVICE in manifest.kernel_libraries:  # kernels the host CPU runs
+                check_cpu(manifest, devices[HOST_DEVICE].capabilities(), directory)
+            check_tile_state(manifest.target.features, directory)
+            return Model(files, devices)
+        except BaseException:  # a refused artifact leaves no device open
+            close_devices(devices)
+            raise
 
 
 def check_load_arguments(path: object, threads: object, verify: object) -> None:
@@ -164,6 +186,20 @@ def guard_holds(guard: GuardReader, bound: Mapping[str, np.ndarray]) -> bool:
     if view is None:
         view = bound[name].reshape(-1).view(np.uint8)[slot.offset : slot.offset + 1]
     return bool(view.reshape(-1)[0]) == when
+
+
+def release(
+    pager: Pager | None, calls: list[Call], executables: dict[str, Any], devices: Mapping[str, Device]
+) -> None:
+    """What closing a model frees, in order: the pager's thread and file, the recorded launches and the
+    loaded libraries (the model's references to kernels and programs), then the devices
+    (`close_devices`: each device releases what it still holds). Never refers to the model, so that
+    `weakref.finalize` may run it when the model is collected or at interpreter exit."""
+    if pager is not None:
+        pager.close()
+    calls.clear()
+    executables.clear()
+    close_devices(devices)
 
 
 def typed_view(base: np.ndarray, offset: int, shape: Sequence[int], dtype: str) -> np.ndarray:
@@ -213,6 +249,9 @@ class Model:
         self.executables = load_executables(files, self.devices)  # by file name
         self._steps, self._calls, self._finish = self._prepare_calls()
         self._lock = threading.Lock()
+        self._closer = weakref.finalize(
+            self, release, self.pager, self._calls, self.executables, self.devices
+        )
 
     # -- public ----------------------------------------------------------------------------------------
 
@@ -239,9 +278,21 @@ class Model:
         return self.pager.counters() if self.pager is not None else {}
 
     def close(self) -> None:
-        """Stop the pager's prefetch thread and close `weights.bin` (a paged plan); nothing otherwise."""
-        if self.pager is not None:
-            self.pager.close()
+        """Stop the pager and close the devices (`release`); a second call does nothing."""
+        with self._lock:
+            self._closer()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if not self._closer.alive:
+            raise ModelClosedError(
+                f"model {self.manifest.name!r} from {self.directory} is closed; load it again"
+            )
 
     def bind(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], None]:
         """The compiled part of `run` on `feeds`: checks and binds them once; calling it runs the kernels.
@@ -365,6 +416,7 @@ class Model:
         return bound
 
     def _execute(self, bound: Mapping[str, np.ndarray]) -> None:
+        self._check_open()
         index = 0
         pager = self.pager
         try:

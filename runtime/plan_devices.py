@@ -82,6 +82,16 @@ def open_step_device(
     return device
 
 
+def close_devices(devices: Mapping[str, Device]) -> None:
+    """Close every device of a plan: those that mirror host memory first, the host device (which owns the
+    arena they may have taken as their own memory) last."""
+    for name, device in devices.items():
+        if name != HOST_DEVICE:
+            device.close()
+    if HOST_DEVICE in devices:
+        devices[HOST_DEVICE].close()
+
+
 def load_executables(files: ArtifactFiles, devices: Mapping[str, Device]) -> dict[str, Executable]:
     """Each kernel library, by file name, loaded on its device through its verified descriptor and
     checked against the plan digest (module doc)."""

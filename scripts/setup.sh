@@ -30,6 +30,6 @@ fi
 stamp=.venv/.hai-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[test,bench,opencl]'
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[test,bench,opencl,power]'
   touch "$stamp"
 fi

@@ -15,7 +15,10 @@ on a discrete device, plain copies with `zero_copy=False`) is runtime/devices/op
 (runtime/devices/opencl_programs.py), refused first when its source enables an OpenCL extension the
 device lacks; each recorded launch sets its kernels' arguments once (the scratch buffers each kernel
 needs are allocated then) and `run` enqueues them in order. Imports numpy, the standard library and
-pyopencl (an optional extra: without it the driver finds no device and says why).
+pyopencl (an optional extra: without it the driver finds no device and says why). `close` waits for
+the queue and releases, once, in the order the driver needs: kernels, programs, buffers, queue,
+context (objects left alive until the driver's own teardown at interpreter exit crashed processes on
+the H100).
 """
 
 from __future__ import annotations
@@ -127,6 +130,7 @@ class OpenCLLaunch:
         self.transfers = transfers
         self.enqueues: list[Callable[[], None]] = []
         self.inputs: dict[int, tuple[InputSlot, np.ndarray | None]] = {}
+        self.scratch: list[Any] = []
         self.run: Callable[[], None] = self._run
 
     def bind(self, position: int, array: np.ndarray) -> None:
@@ -138,6 +142,24 @@ class OpenCLLaunch:
             self.transfers.write_inputs(list(self.inputs.values()))
         for enqueue in self.enqueues:
             enqueue()
+
+    def close(self) -> None:
+        """Drop the kernels, then release the input and scratch buffers; the launch no longer runs."""
+        self.enqueues.clear()
+        self.run = self._closed
+        for slot, _ in self.inputs.values():
+            slot.uses.clear()
+            slot.staging = None
+            for buffer in {id(slot.own): slot.own, id(slot.current): slot.current}.values():
+                buffer.release()
+        self.inputs.clear()
+        for buffer in self.scratch:
+            buffer.release()
+        self.scratch.clear()
+
+    @staticmethod
+    def _closed() -> None:
+        raise KernelError("this OpenCL launch's device is closed")
 
 
 class OpenCLDevice(Device):
@@ -157,6 +179,9 @@ class OpenCLDevice(Device):
         self._mirrors: list[Mirror] = []
         self._read_backs: list[tuple[np.ndarray, Any]] = []
         self._maps: dict[int, Any] = {}
+        self._launches: list[OpenCLLaunch] = []
+        self._programs: list[Any] = []
+        self.closed = False
         self._allocated = self._peak = self._live = 0
 
     # -- calls 2 and 3 ----------------------------------------------------------------------------------
@@ -318,6 +343,7 @@ class OpenCLDevice(Device):
         library = read_library(data, where)
         check_extensions(self.cl_device, library["source"], where)
         program, _ = build_program(self.context, self.cl_device, library["source"], where)
+        self._programs.append(program)
         return Executable("opencl", where, (program, library["kernels"]))
 
     def record(self, executable: Executable, entry: str, args: Sequence[KernelArg]) -> OpenCLLaunch:
@@ -336,8 +362,10 @@ class OpenCLDevice(Device):
         if len(args) != meta["params"]:
             raise KernelError(f"kernel {entry!r} takes {meta['params']} arguments, got {len(args)}")
         launch = OpenCLLaunch(self.transfers)
+        self._launches.append(launch)
         params = [self._argument(arg, i, entry, launch) for i, arg in enumerate(args)]
         scratch = [cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(int(n), 1)) for n in meta["scratch"]]
+        launch.scratch = scratch
         for step in meta["launches"]:
             kernel = cl.Kernel(program, step["kernel"])
             buffers = [params[i] if kind == "param" else (scratch[i], 0) for kind, i, _ in step["args"]]
@@ -412,4 +440,23 @@ class OpenCLDevice(Device):
         self._read_backs.clear()
 
     def close(self) -> None:
-        self.transfers.close()
+        """Wait for the queue, then release kernels, programs, buffers, the queue and the context (module
+        doc); a second call does nothing. A program still referenced elsewhere (a model's executables)
+        is released when that reference goes."""
+        if self.closed:
+            return
+        self.closed = True
+        self.queue.finish()
+        for launch in self._launches:
+            launch.close()
+        self._launches.clear()
+        self._programs.clear()
+        for mapping in self._maps.values():
+            mapping.release(self.queue)
+        for buffer in [mirror.buffer for mirror in self._mirrors] + [b for _, b in self._read_backs]:
+            buffer.release()
+        self._maps.clear()
+        self._mirrors.clear()
+        self._read_backs.clear()
+        self.transfers.close()  # its staging buffers, then its queue and context
+        self.queue = self.context = None

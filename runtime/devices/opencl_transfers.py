@@ -246,11 +246,15 @@ class Transfers:
         }
 
     def close(self) -> None:
-        """Unmap the staging buffers and wait: the driver then releases them before its context."""
+        """Unmap the staging buffers and wait, then drop them, the queue and the context (in that order:
+        the driver releases buffers before their context); the transfers are unusable after."""
         for mapping in self._pinned_maps:
             mapping.release(self.queue)
-        self._pinned_maps.clear()
         self.queue.finish()
+        self._pinned_maps.clear()
+        self._read_staging.clear()
+        self._events.clear()
+        self.queue = self.context = None
 
     def reset(self) -> None:
         self.counters()
