@@ -317,7 +317,21 @@ class HostMirror(Protocol):
 
     def mirror(self, host: np.ndarray, label: str, upload: bool) -> None: ...
 
+    def unmirror(self, host: np.ndarray) -> None:
+        """Release the buffer of a mirrored host array (a `run_many` arena), once nothing runs on it."""
+        ...
+
     def read_back(self, views: Sequence[np.ndarray]) -> None: ...
+
+
+@runtime_checkable
+class Fences(Protocol):
+    """Extension of a device whose launches return before they finish (OpenCL's queue): `fence()` marks
+    everything issued on it so far and returns the wait for that mark, which any thread may call later
+    (an OpenCL marker event), so one thread can go on issuing work while another waits
+    (runtime/pipeline.py). A device without it is waited for by `synchronize`."""
+
+    def fence(self) -> Callable[[], None]: ...
 
 
 EXTENSIONS: dict[str, type] = {

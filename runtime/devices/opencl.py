@@ -271,6 +271,18 @@ class OpenCLDevice(Device):
                 f"cannot allocate the {label} ({host.nbytes} bytes) on {self.info.name}: {exc}"
             ) from None
 
+    def unmirror(self, host: np.ndarray) -> None:
+        """Release the device buffer of the mirrored host array `host` (the caller waited for its work)."""
+        start = host.ctypes.data
+        for mirror in self._mirrors:
+            if mirror.start == start and mirror.end == start + host.nbytes:
+                self._mirrors.remove(mirror)
+                mirror.buffer.release()
+                self._allocated -= host.nbytes
+                self._live -= 1
+                return
+        raise DeviceBufferError(f"unmirror of a host array ({host.nbytes} bytes) that is not mirrored here")
+
     def read_back(self, views: Sequence[np.ndarray]) -> None:
         """Bring the mirrored host `views` (the outputs) up to date with the device's bytes."""
         located = []
@@ -402,6 +414,10 @@ class OpenCLDevice(Device):
             raise UnsupportedError(f"kernel {entry!r}: argument #{position} starts at byte {offset}, not a "
                                    f"whole {itemsize}-byte element of its buffer")  # fmt: skip
         return offset // itemsize
+
+    def fence(self) -> Callable[[], None]:
+        """The `Fences` extension: a marker after everything enqueued so far; the result waits for it."""
+        return pyopencl().enqueue_marker(self.queue).wait  # type: ignore[no-any-return]
 
     def synchronize(self) -> None:
         cl = pyopencl()
