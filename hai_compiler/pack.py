@@ -9,7 +9,9 @@ The bundle is a folder a device can use as it is:
                               it runs on an OpenCL device)
     BUNDLE/run_model.py       `python run_model.py --input x=x.npy --output-dir out/`; with
                               `--transfers N`, an OpenCL artifact's host<->device transfer time per
-                              inference with zero-copy on and off (runtime/transfer_bench.py)
+                              inference with zero-copy on and off (runtime/transfer_bench.py); with
+                              `--stream N`, throughput and latency of `run` against `run_many`
+                              (runtime/stream_bench.py)
 
 `pip install -r requirements.txt` is the whole installation: no TVM compiler,
 no onnx, no lark, never torch. The ranges are the installed distribution's
@@ -35,6 +37,7 @@ RUN_MODEL = '''"""Run the HAI artifact beside this script.
 
 python run_model.py --input NAME=FILE.npy ... [--output-dir DIR] [--threads N]
 python run_model.py --transfers RUNS   (an OpenCL artifact: transfer time, zero-copy on and off)
+python run_model.py --stream N [--in-flight K]   (throughput and latency: run against run_many)
 """
 
 import argparse
@@ -57,7 +60,18 @@ def main() -> None:
                         help="refuse the model unless signed by this key (needs the cryptography package)")
     parser.add_argument("--transfers", type=int, default=0, metavar="RUNS",
                         help="report host<->device transfer time per inference, zero-copy on and off")
+    parser.add_argument("--stream", type=int, default=0, metavar="N",
+                        help="report throughput and p50/p99 latency over N inputs, run against run_many")
+    parser.add_argument("--in-flight", type=int, default=None, metavar="K",
+                        help="inputs run_many keeps in flight with --stream (default: one per stage)")
     args = parser.parse_args()
+    if args.stream:
+        from runtime.stream_bench import main as stream_bench
+
+        flight = ["--in-flight", str(args.in_flight)] if args.in_flight else []
+        threads = ["--threads", str(args.threads)] if args.threads else []
+        artifact = str(HERE / "model.hai")
+        raise SystemExit(stream_bench([artifact, "--stream", str(args.stream), *flight, *threads]))
     if args.transfers:
         from runtime.transfer_bench import main as transfer_bench
 

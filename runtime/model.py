@@ -44,7 +44,7 @@ import functools
 import mmap
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -227,9 +227,9 @@ class Model:
         shared = [d.capabilities().alignment for n, d in devices.items() if n != HOST_DEVICE and
                   d.capabilities().host_visible]  # fmt: skip
         self._input_alignment = max([ALIGNMENT, *shared])
+        self._read_backs = self._mirror_memory(self.arena, self._outputs)
         for mirror in self._mirrors():  # uploaded once, unless the device takes them as its own memory
             mirror.mirror(self.weights, "weights", upload=True)
-        self._read_backs = self._mirror_memory(self.arena, self._outputs)
         self.executables = load_executables(files, self.devices)  # by file name
         self._steps, self._calls, self._finish = self._prepare_calls(self.arena)
         self._lock = threading.Lock()
@@ -256,7 +256,7 @@ class Model:
 
     def run_many(
         self, feeds: Iterable[Mapping[str, np.ndarray]], in_flight: int | None = None
-    ) -> Iterator[dict[str, np.ndarray]]:
+    ) -> Generator[dict[str, np.ndarray], None, None]:
         """`run` on each of `feeds`, pipelined (runtime/pipeline.py): a generator of the outputs in input
         order, equal to serial runs. Up to `in_flight` inputs (default: one per stage of the plan, a run
         of steps on one device) run at once, each on an arena of its own, allocated for the stream and

@@ -31,7 +31,7 @@ import dataclasses
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
@@ -110,7 +110,7 @@ def pipeline_plan(model: Model, in_flight: int | None = None) -> PipelinePlan:
 
 def run_many(
     model: Model, feeds: Iterable[Mapping[str, np.ndarray]], in_flight: int | None = None
-) -> Iterator[dict[str, np.ndarray]]:
+) -> Generator[dict[str, np.ndarray], None, None]:
     """`model.run` of each feed, pipelined: a generator of the outputs in input order (module doc)."""
     plan = pipeline_plan(model, in_flight)
     return Pipeline(model, plan).outputs(iter(feeds))
@@ -134,7 +134,9 @@ class Pipeline:
     def __init__(self, model: Model, plan: PipelinePlan) -> None:
         self.model, self.plan = model, plan
 
-    def outputs(self, feeds: Iterator[Mapping[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+    def outputs(
+        self, feeds: Iterator[Mapping[str, np.ndarray]]
+    ) -> Generator[dict[str, np.ndarray], None, None]:
         """The generator `run_many` returns: arenas and threads exist only while it runs."""
         self.check_memory()
         arenas: list[RecordedArena] = []
@@ -165,8 +167,9 @@ class Pipeline:
         free: list[RecordedArena],
         first: queue.Queue[Job | None],
         last: queue.Queue[Job | None],
-    ) -> Iterator[dict[str, np.ndarray]]:
-        """Bind each feed, start it on a free arena, and yield the oldest outputs when none is free."""
+    ) -> Generator[dict[str, np.ndarray], None, None]:
+        """Bind each feed and start it on a free arena; when none is free, the oldest input's outputs free
+        one, and are yielded once the new input has started."""
         pending: deque[Job] = deque()
         failure: HaiRuntimeError | None = None
         for index, feed in enumerate(feeds):
@@ -176,11 +179,12 @@ class Pipeline:
                 failure = type(exc)(f"run_many: input {index}: {exc}")
                 failure.__cause__ = exc
                 break
-            if not free:
-                yield self.finish(pending.popleft(), last, free)
+            ready = self.finish(pending.popleft(), last, free) if not free else None
             job = Job(index, free.pop(), bound)
             pending.append(job)
             first.put(job)
+            if ready is not None:  # yielded after the next input started: the caller's work overlaps it
+                yield ready
         while pending:
             yield self.finish(pending.popleft(), last, free)
         if failure is not None:
