@@ -90,17 +90,20 @@ the `synchronize` of the previous call's device when that is another one or the 
 
 Outputs = tuple[tuple[TensorBinding, np.ndarray], ...]
 """Each output's binding and its view of an arena."""
+StartReadBack = Callable[[], Callable[[], None]]
+"""A `HostMirror.start_read_back` of an arena's outputs: it issues the reads and returns their wait."""
 
 
 class RecordedArena(NamedTuple):
     """An arena of its own with the plan recorded over it (`Model._record_arena`): an input in flight of
-    `run_many` (runtime/pipeline.py). `read_backs` bring its outputs back from devices that mirror it."""
+    `run_many` (runtime/pipeline.py). `read_backs` start bringing its outputs back from the devices that
+    mirror it (`HostMirror.start_read_back`)."""
 
     buffer: Buffer
     arena: np.ndarray
     outputs: Outputs
     calls: list[Call]
-    read_backs: tuple[Callable[[], None], ...]
+    read_backs: tuple[StartReadBack, ...]
 
 
 def load(
@@ -289,14 +292,14 @@ class Model:
         """The devices with memory of their own (`HostMirror`): they copy each arena and the weights."""
         return [d for n, d in self.devices.items() if n != HOST_DEVICE and isinstance(d, HostMirror)]
 
-    def _mirror_memory(self, arena: np.ndarray, outputs: Outputs) -> tuple[Callable[[], None], ...]:
-        """Give each device with memory of its own `arena`; the calls that bring the `outputs` back from
-        them after each run (one per device, for all outputs)."""
+    def _mirror_memory(self, arena: np.ndarray, outputs: Outputs) -> tuple[StartReadBack, ...]:
+        """Give each device with memory of its own `arena`; the calls that start bringing the `outputs`
+        back from them after each run (one per device, for all outputs: `HostMirror.start_read_back`)."""
         mirrored = self._mirrors()
         for device in mirrored:
             device.mirror(arena, "arena", upload=False)
         views = tuple(view for _, view in outputs)
-        return tuple(functools.partial(d.read_back, views) for d in mirrored)
+        return tuple(functools.partial(d.start_read_back, views) for d in mirrored)
 
     def _output_views(self, arena: np.ndarray) -> Outputs:
         """Each output's binding and its view of `arena` (outputs live in the arena: validated)."""
@@ -417,8 +420,8 @@ class Model:
 
     def _execute(self, bound: Mapping[str, np.ndarray]) -> None:
         self._run_calls(self._calls, bound, range(len(self._calls)), first_waits=True)
-        for read_back in self._read_backs:  # ordered after the device's launches: one wait for both
-            read_back()
+        for complete in [start() for start in self._read_backs]:  # after the launches: one wait for both
+            complete()
         for finish in self._finish:
             finish()
 

@@ -16,13 +16,16 @@ Each stage has a thread. It takes the inputs in order from the stage before, wai
 that stage left on its device, runs its calls (a CPU stage's kernels run on its thread; an OpenCL
 stage enqueues them and moves on, so the host works while the queue does), leaves a fence of its
 own device (the device's marker event, `Fences`; a device without one is synchronized there) and
-hands the input on. The calling thread checks and binds input i+1 (aligned copies) while the
-stages run, and after the last stage waits for its fence, reads the outputs back and copies them
-out, which frees the arena for the input `in_flight` later. Outputs come out in input order and
-equal serial `run`s: an input's calls run in plan order on its own arena, and every stage waits
-for the one before. A bad feed is an error naming its index, raised after the outputs before it;
-a failed kernel names its input too. A paged plan's stage runs under the model's lock (the pager
-is shared with `run`). Imports numpy, the standard library and `runtime`.
+hands the input on; the last stage also enqueues the reads of the outputs from each device that
+mirrors the arena (`HostMirror.start_read_back`), so that they run before the next input's
+launches. The calling thread checks and binds input i+1 (aligned copies) while the stages run,
+and after the last stage waits for its fence and the reads and copies the outputs out, which frees
+the arena for the input `in_flight` later; it yields them once the next input has started.
+Outputs come out in input order and equal serial `run`s: an input's calls run in plan order on
+its own arena, and every stage waits for the one before. A bad feed is an error naming its index,
+raised after the outputs before it; a failed kernel names its input too. A paged plan's stage runs
+under the model's lock (the pager is shared with `run`). Imports numpy, the standard library and
+`runtime`.
 """
 
 from __future__ import annotations
@@ -118,13 +121,14 @@ def run_many(
 
 @dataclasses.dataclass
 class Job:
-    """One input in flight: its index, arena, bound inputs, the fence of the last stage it passed,
-    and the error that stopped it."""
+    """One input in flight: its index, arena, bound inputs, the fence of the last stage it passed, the
+    waits of its outputs' reads from devices that mirror its arena, and the error that stopped it."""
 
     index: int
     arena: RecordedArena
     bound: Mapping[str, np.ndarray]
     fence: Wait = done
+    read_backs: list[Wait] = dataclasses.field(default_factory=list)
     error: BaseException | None = None
 
 
@@ -202,8 +206,8 @@ class Pipeline:
             raised = type(error)(message) if isinstance(error, HaiRuntimeError) else RuntimeError(message)
             raise raised from error
         job.fence()
-        for read_back in job.arena.read_backs:
-            read_back()
+        for complete in job.read_backs:
+            complete()
         outputs = {binding.name: view.copy() for binding, view in job.arena.outputs}
         free.append(job.arena)
         return outputs
@@ -213,6 +217,7 @@ class Pipeline:
     ) -> None:
         """A stage's thread: run each input's calls of `stage` after the stage before, in order."""
         device = self.model.devices[stage.device]
+        last = stage is self.plan.stages[-1]
         lock: AbstractContextManager[object] = (
             self.model._lock if self.model.pager is not None else nullcontext()
         )
@@ -222,6 +227,8 @@ class Pipeline:
                     job.fence()
                     with lock:
                         self.model._run_calls(job.arena.calls, job.bound, stage.calls, first_waits=False)
+                    if last:  # the reads go on the queues now, before the next input's launches
+                        job.read_backs = [start() for start in job.arena.read_backs]
                     job.fence = fence(device)
                 except BaseException as exc:  # noqa: BLE001  (handed to the caller, naming the input)
                     job.error = exc

@@ -283,15 +283,19 @@ class OpenCLDevice(Device):
                 return
         raise DeviceBufferError(f"unmirror of a host array ({host.nbytes} bytes) that is not mirrored here")
 
-    def read_back(self, views: Sequence[np.ndarray]) -> None:
-        """Bring the mirrored host `views` (the outputs) up to date with the device's bytes."""
+    def start_read_back(self, views: Sequence[np.ndarray]) -> Callable[[], None]:
+        """Enqueue the reads of the mirrored host `views` (the outputs); the result waits for them."""
         located = []
         for view in views:
             mirror, offset = self._mirrored(view)
             if mirror is None:
                 raise KernelError("read_back of a host array that is not mirrored on the OpenCL device")
             located.append((view, mirror, offset))
-        self.transfers.read_outputs(located)
+        return self.transfers.start_reads(located)
+
+    def read_back(self, views: Sequence[np.ndarray]) -> None:
+        """Bring the mirrored host `views` (the outputs) up to date with the device's bytes."""
+        self.start_read_back(views)()
 
     # -- the ProfilingCounters extension ----------------------------------------------------------------
 
