@@ -277,6 +277,7 @@ class OpenCLDevice(Device):
         for mirror in self._mirrors:
             if mirror.start == start and mirror.end == start + host.nbytes:
                 self._mirrors.remove(mirror)
+                self.transfers.forget_reads(mirror.start, mirror.end)
                 mirror.buffer.release()
                 self._allocated -= host.nbytes
                 self._live -= 1

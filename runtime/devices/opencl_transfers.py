@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -87,8 +88,8 @@ class Transfers:
         self._host_seconds = 0.0
         self._device_seconds = 0.0
         self._count = 0
-        self._read_staging: dict[tuple[int, int], np.ndarray] = {}
-        self._pinned_maps: list[Any] = []  # the maps that keep the staging buffers pinned, until `close`
+        self._read_staging: dict[tuple[int, int], tuple[np.ndarray, int]] = {}  # array, its map's key
+        self._pinned_maps: dict[int, Any] = {}  # the maps that keep the staging buffers pinned (`_pinned`)
 
     # -- load time ---------------------------------------------------------------------------------------
 
@@ -114,11 +115,14 @@ class Transfers:
         buffer = cl.Buffer(self.context, flags, max(nbytes, 1))
         slot = InputSlot(nbytes, buffer, buffer)
         if self.mode == "staged":
-            slot.staging = self._pinned(nbytes)
+            slot.staging, key = self._pinned(nbytes)
+            # a run_many arena's launches are dropped with it; at exit the driver tears down on its own
+            weakref.finalize(slot, self.unpin, key).atexit = False
         return slot
 
-    def _pinned(self, nbytes: int) -> np.ndarray:
-        """A host array in pinned memory: an ALLOC_HOST_PTR buffer mapped for good (the map keeps it)."""
+    def _pinned(self, nbytes: int) -> tuple[np.ndarray, int]:
+        """A host array in pinned memory: an ALLOC_HOST_PTR buffer mapped until `unpin(key)` or `close`
+        (the map keeps it), and that key."""
         cl = pyopencl()
 
         flags = cl.mem_flags.READ_WRITE | cl.mem_flags.ALLOC_HOST_PTR
@@ -126,8 +130,20 @@ class Transfers:
         mapped, _ = cl.enqueue_map_buffer(
             self.queue, buffer, cl.map_flags.READ | cl.map_flags.WRITE, 0, (max(nbytes, 1),), np.uint8
         )
-        self._pinned_maps.append(mapped.base)
-        return mapped[:nbytes]
+        self._pinned_maps[id(mapped.base)] = mapped.base
+        return mapped[:nbytes], id(mapped.base)
+
+    def unpin(self, key: int) -> None:
+        """Unmap a pinned staging buffer of `_pinned` (its buffer is then released); none if closed."""
+        mapping = self._pinned_maps.pop(key, None)
+        if mapping is not None:
+            mapping.release(self.queue)
+
+    def forget_reads(self, start: int, end: int) -> None:
+        """Unpin the read staging of the outputs within host addresses [start, end) (a released arena)."""
+        for address, nbytes in [k for k in self._read_staging if start <= k[0] < end]:
+            _, key = self._read_staging.pop((address, nbytes))
+            self.unpin(key)
 
     # -- per run -----------------------------------------------------------------------------------------
 
@@ -230,7 +246,7 @@ class Transfers:
         key = (view.ctypes.data, view.nbytes)
         if key not in self._read_staging:
             self._read_staging[key] = self._pinned(view.nbytes)
-        return self._read_staging[key]
+        return self._read_staging[key][0]
 
     # -- profiling ---------------------------------------------------------------------------------------
 
@@ -254,9 +270,9 @@ class Transfers:
 
     def close(self) -> None:
         """Unmap the staging buffers and wait: the driver then releases them before its context."""
-        for mapping in self._pinned_maps:
+        while self._pinned_maps:  # popitem: a finalizer's `unpin` may run meanwhile
+            _, mapping = self._pinned_maps.popitem()
             mapping.release(self.queue)
-        self._pinned_maps.clear()
         self.queue.finish()
 
     def reset(self) -> None:
