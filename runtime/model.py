@@ -429,7 +429,7 @@ class Model:
         self, calls: Sequence[Call], bound: Mapping[str, np.ndarray], indices: range, first_waits: bool
     ) -> None:
         """Run `calls[indices]` on the `bound` inputs; `first_waits` False skips the wait before the first
-        (runtime/pipeline.py waits on the fence of the stage before instead)."""
+        (runtime/pipeline.py waits on the fence of the stage before instead: another device's)."""
         index = indices.start
         pager = self.pager
         try:

@@ -217,7 +217,7 @@ class Pipeline:
     ) -> None:
         """A stage's thread: run each input's calls of `stage` after the stage before, in order."""
         device = self.model.devices[stage.device]
-        last = stage is self.plan.stages[-1]
+        first, last = stage is self.plan.stages[0], stage is self.plan.stages[-1]  # later: the fence waits
         lock: AbstractContextManager[object] = (
             self.model._lock if self.model.pager is not None else nullcontext()
         )
@@ -226,7 +226,7 @@ class Pipeline:
                 try:
                     job.fence()
                     with lock:
-                        self.model._run_calls(job.arena.calls, job.bound, stage.calls, first_waits=False)
+                        self.model._run_calls(job.arena.calls, job.bound, stage.calls, first)
                     if last:  # the reads go on the queues now, before the next input's launches
                         job.read_backs = [start() for start in job.arena.read_backs]
                     job.fence = fence(device)

@@ -21,7 +21,7 @@ from tiny_artifact import ARENA, K, M, N, build_kernels, numpy_reference, tiny_w
 import runtime
 from runtime import available_memory
 from runtime.errors import InsufficientMemoryError, InvalidArgumentError, KernelError, ModelInputError
-from runtime.hai import Executable, KernelArg
+from runtime.hai import Executable, Fences, KernelArg
 from runtime.pipeline import pipeline_plan
 
 STAGE_WAIT_SECONDS = 20.0
@@ -166,15 +166,28 @@ class HookedDevice(RecordingDevice):
         return launch
 
 
+class FencedDevice(HookedDevice):
+    """A hooked device with the `Fences` extension: each wait on a fence logs the thread that waits."""
+
+    def fence(self) -> Callable[[], None]:
+        return lambda: FENCE_WAITS.append(threading.current_thread().name)
+
+
+FENCE_WAITS: list[str] = []
+
+
 class FirstDriver(RecordingDriver):
     name = "first"
 
     def open(self, index: int = 0, **options: Any) -> HookedDevice:
-        return HookedDevice(self.probe()[index])
+        return FencedDevice(self.probe()[index])
 
 
-class SecondDriver(FirstDriver):
+class SecondDriver(RecordingDriver):
     name = "second"
+
+    def open(self, index: int = 0, **options: Any) -> HookedDevice:
+        return HookedDevice(self.probe()[index])
 
 
 @pytest.fixture
@@ -191,15 +204,19 @@ def two_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[runt
     devices = ("first", "second")
     kernels = build_kernels(tmp_path / "tiny.so", devices=devices)
     HOOKS.clear()
+    FENCE_WAITS.clear()
     yield runtime.load(write_tiny_artifact(tmp_path / "tiny.hai", kernels, devices=devices))
     HOOKS.clear()
 
 
 def test_stage_0_runs_the_next_input_while_stage_1_runs_this_one(two_stages: runtime.Model) -> None:
     """bias_relu of input 0 (stage 1) waits until matmul of input 1 (stage 0) has started: a serial run
-    never gets there. Outputs equal serial runs."""
+    never gets there. Stage 1's thread waits on the fence of stage 0's device (`Fences`) for each input.
+    Outputs equal serial runs."""
     plan = pipeline_plan(two_stages)
     assert [s.device for s in plan.stages] == ["first", "second"] and plan.in_flight == 2
+    assert isinstance(two_stages.devices["first"], Fences)
+    assert not isinstance(two_stages.devices["second"], Fences)  # synchronized at its stage's end
     second_started = threading.Event()
     overlapped = []
 
@@ -215,6 +232,7 @@ def test_stage_0_runs_the_next_input_while_stage_1_runs_this_one(two_stages: run
     feeds = stream(6)
     got = list(two_stages.run_many(feeds))
     assert overlapped == [True]
+    assert FENCE_WAITS == ["hai-stage-1-second"] * len(feeds)
     HOOKS.clear()
     assert_serial(two_stages, feeds, got)
 
