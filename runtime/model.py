@@ -263,7 +263,8 @@ class Model:
         """`run` on each of `feeds`, pipelined (runtime/pipeline.py): a generator of the outputs in input
         order, equal to serial runs. Up to `in_flight` inputs (default: one per stage of the plan, a run
         of steps on one device) run at once, each on an arena of its own, allocated for the stream and
-        released when it ends; runs beside `run` (its own arenas)."""
+        released when it ends; runs beside `run` (its own arenas). `runtime.pipeline.pipeline_plan(model,
+        in_flight)` gives the stages and the planned peak with those arenas."""
         return run_many(self, feeds, in_flight)
 
     def page_counters(self) -> dict[str, float]:
