@@ -8,6 +8,7 @@ stream closed early releases its arenas."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,13 +17,25 @@ from typing import Any
 import numpy as np
 import pytest
 from test_model_devices import RecordingDevice, RecordingDriver, RecordingLaunch
-from tiny_artifact import ARENA, K, M, N, build_kernels, numpy_reference, tiny_weights, write_tiny_artifact
+from tiny_artifact import (
+    ARENA,
+    K,
+    M,
+    N,
+    build_kernels,
+    numpy_reference,
+    tiny_parts,
+    tiny_weights,
+    write_tiny_artifact,
+)
 
 import runtime
 from runtime import available_memory
+from runtime.artifact import ExecutionPlan, Slot, Step, TensorBinding, kernel_library_file
 from runtime.errors import InsufficientMemoryError, InvalidArgumentError, KernelError, ModelInputError
 from runtime.hai import Executable, Fences, KernelArg
 from runtime.pipeline import pipeline_plan
+from targets.artifact import write_artifact
 
 STAGE_WAIT_SECONDS = 20.0
 """How long stage 1 waits to see stage 0 start the next input: only a broken pipeline waits that long."""
@@ -191,8 +204,8 @@ class SecondDriver(RecordingDriver):
 
 
 @pytest.fixture
-def two_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[runtime.Model]:
-    """The tiny plan with matmul on device `first`, bias_relu on `second` (both plugins)."""
+def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A distribution on sys.path registering `first` and `second` under `hai.devices`; clean logs."""
     pytest.importorskip("tvm")
     dist = tmp_path / "fake_hai_stages-0.1.dist-info"
     dist.mkdir()
@@ -201,12 +214,18 @@ def two_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[runt
         f"[hai.devices]\nfirst = {__name__}:FirstDriver\nsecond = {__name__}:SecondDriver\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    devices = ("first", "second")
-    kernels = build_kernels(tmp_path / "tiny.so", devices=devices)
     HOOKS.clear()
     FENCE_WAITS.clear()
-    yield runtime.load(write_tiny_artifact(tmp_path / "tiny.hai", kernels, devices=devices))
+    yield
     HOOKS.clear()
+
+
+@pytest.fixture
+def two_stages(plugins: None, tmp_path: Path) -> runtime.Model:
+    """The tiny plan with matmul on device `first`, bias_relu on `second`."""
+    devices = ("first", "second")
+    kernels = build_kernels(tmp_path / "tiny.so", devices=devices)
+    return runtime.load(write_tiny_artifact(tmp_path / "tiny.hai", kernels, devices=devices))
 
 
 def test_stage_0_runs_the_next_input_while_stage_1_runs_this_one(two_stages: runtime.Model) -> None:
@@ -235,6 +254,44 @@ def test_stage_0_runs_the_next_input_while_stage_1_runs_this_one(two_stages: run
     assert FENCE_WAITS == ["hai-stage-1-second"] * len(feeds)
     HOOKS.clear()
     assert_serial(two_stages, feeds, got)
+
+
+def test_three_stages_with_one_device_twice(plugins: None, tmp_path: Path) -> None:
+    """matmul on `first`, bias_relu on `second`, bias_relu again on `first` (z = relu(y + b)): three
+    stages, two of them on the same device, each on its own thread; outputs equal serial runs and numpy."""
+    base = tiny_parts(devices=("first", "second"))
+    f32 = "float32"
+    again = Step(
+        "bias_relu",
+        (Slot("output", (M, N), f32, name="y"), Slot("weight", (N,), f32, name="b"),
+         Slot("output", (M, N), f32, name="z", writes=True)),
+        ("/again/Add", "/again/Relu"), "first", kernel_library_file("first"),
+    )  # fmt: skip
+    parts = replace(
+        base,
+        outputs=(*base.outputs, TensorBinding("z", (M, N), f32, ARENA)),
+        plan=ExecutionPlan(ARENA + M * N * 4, (*base.plan.steps, again)),
+    )
+    kernels = build_kernels(tmp_path / "three.so", parts=parts)
+    libraries = {"first": kernels, "second": kernels}
+    model = runtime.load(
+        write_artifact(tmp_path / "three.hai", parts, tiny_weights(), libraries, "// three\n")
+    )
+    plan = pipeline_plan(model)
+    assert [s.device for s in plan.stages] == ["first", "second", "first"] and plan.in_flight == 3
+    feeds = stream(8)
+    got = list(model.run_many(feeds))
+    # stage 1 waits on `first`'s fence, stage 2 on none (`second` is synchronized), the caller on `first`'s
+    assert Counter(FENCE_WAITS) == {
+        "hai-stage-1-second": len(feeds),
+        threading.main_thread().name: len(feeds),
+    }
+    for feed, outputs in zip(feeds, got, strict=True):
+        serial = model.run(feed)
+        for name in ("y", "z"):
+            np.testing.assert_array_equal(outputs[name], serial[name])
+        y = numpy_reference(feed["x"], tiny_weights())
+        np.testing.assert_allclose(outputs["z"], np.maximum(y + tiny_weights()["b"], 0), rtol=1e-5, atol=1e-5)
 
 
 def test_failing_kernel_names_its_input_and_the_model_stays_usable(two_stages: runtime.Model) -> None:
