@@ -46,7 +46,7 @@ import os
 import threading
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +66,7 @@ from runtime.available_memory import check_available_memory
 from runtime.cpu_features import missing_features
 from runtime.device_memory import check_device_memory
 from runtime.errors import InvalidArgumentError, KernelError, ModelInputError, UnsupportedCpuError
-from runtime.hai import Buffer, Capabilities, Device, HostMirror, KernelArg, Unbound
+from runtime.hai import Capabilities, Device, HostMirror, KernelArg, Unbound
 from runtime.kernel_library import aligned_empty
 from runtime.manifest_checks import allocated_bytes
 from runtime.page_reader import WeightsFileReader
@@ -92,18 +92,6 @@ Outputs = tuple[tuple[TensorBinding, np.ndarray], ...]
 """Each output's binding and its view of an arena."""
 StartReadBack = Callable[[], Callable[[], None]]
 """A `HostMirror.start_read_back` of an arena's outputs: it issues the reads and returns their wait."""
-
-
-class RecordedArena(NamedTuple):
-    """An arena of its own with the plan recorded over it (`Model._record_arena`): an input in flight of
-    `run_many` (runtime/pipeline.py). `read_backs` start bringing its outputs back from the devices that
-    mirror it (`HostMirror.start_read_back`)."""
-
-    buffer: Buffer
-    arena: np.ndarray
-    outputs: Outputs
-    calls: list[Call]
-    read_backs: tuple[StartReadBack, ...]
 
 
 def load(
@@ -305,24 +293,6 @@ class Model:
     def _output_views(self, arena: np.ndarray) -> Outputs:
         """Each output's binding and its view of `arena` (outputs live in the arena: validated)."""
         return tuple((b, typed_view(arena, b.offset or 0, b.shape, b.dtype)) for b in self.manifest.outputs)
-
-    def _record_arena(self) -> RecordedArena:
-        """One more arena with the plan recorded over it (and mirrored): an input in flight of
-        `run_many` (runtime/pipeline.py); `_release_arena` gives it back."""
-        mirrored = bool(self._mirrors())
-        buffer = self.device.allocate(self.manifest.plan.arena_size, mmap.PAGESIZE if mirrored else None,
-                                      label="arena in flight")  # fmt: skip
-        arena = self.device.map(buffer)
-        outputs = self._output_views(arena)
-        read_backs = self._mirror_memory(arena, outputs)
-        _, calls, _ = self._prepare_calls(arena)
-        return RecordedArena(buffer, arena, outputs, calls, read_backs)
-
-    def _release_arena(self, recorded: RecordedArena) -> None:
-        """Free an arena of `_record_arena` and its mirrors (nothing may run on it any more)."""
-        for device in self._mirrors():
-            device.unmirror(recorded.arena)
-        self.device.free(recorded.buffer)
 
     def _slot_location(self, slot: Slot, step: int | None, arena: np.ndarray) -> tuple[np.ndarray, int]:
         """(base array, absolute byte offset) of an arena, weight or output slot (outputs: their binding).

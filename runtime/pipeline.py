@@ -3,7 +3,7 @@
 Rule: the plan's calls split into stages, the maximal runs of consecutive calls on one device (a
 single-device plan, an entry or a paged plan is one stage: the pager's schedule is sequential).
 Each input in flight holds an arena of its own with the plan recorded over it, mirrored on every
-device with memory of its own (`Model._record_arena`); `in_flight` of them (default: one per stage)
+device with memory of its own (`record_arena`); `in_flight` of them (default: one per stage)
 are allocated when the stream starts, after checking that the host and each device have room for
 them, and released when it ends (exhausted, closed early or failed). They are counted in the
 planned peak (`PipelinePlan`): each adds the arena, the inputs twice and the outputs once (the
@@ -31,22 +31,23 @@ under the model's lock (the pager is shared with `run`). Imports numpy, the stan
 from __future__ import annotations
 
 import dataclasses
+import mmap
 import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from runtime.available_memory import check_available_memory
 from runtime.device_memory import check_device_memory, in_flight_bytes
 from runtime.errors import HaiRuntimeError, InvalidArgumentError
-from runtime.hai import Device, Fences
+from runtime.hai import Buffer, Device, Fences
 
 if TYPE_CHECKING:
-    from runtime.model import Model, RecordedArena
+    from runtime.model import Call, Model, Outputs, StartReadBack
 
 Wait = Callable[[], None]
 
@@ -111,6 +112,37 @@ def pipeline_plan(model: Model, in_flight: int | None = None) -> PipelinePlan:
     return PipelinePlan(stages, count, host, device, manifest.plan.planned_peak_bytes)
 
 
+class RecordedArena(NamedTuple):
+    """An arena of its own with the plan recorded over it (`record_arena`): an input in flight.
+    `read_backs` start bringing its outputs back from the devices that mirror it
+    (`HostMirror.start_read_back`)."""
+
+    buffer: Buffer
+    arena: np.ndarray
+    outputs: Outputs
+    calls: list[Call]
+    read_backs: tuple[StartReadBack, ...]
+
+
+def record_arena(model: Model) -> RecordedArena:
+    """One more arena of `model`, page-aligned where a device may take it as its own memory, mirrored
+    on the devices with memory of their own, with the plan recorded over it."""
+    alignment = mmap.PAGESIZE if model._mirrors() else None
+    buffer = model.device.allocate(model.manifest.plan.arena_size, alignment, label="arena in flight")
+    arena = model.device.map(buffer)
+    outputs = model._output_views(arena)
+    read_backs = model._mirror_memory(arena, outputs)
+    _, calls, _ = model._prepare_calls(arena)
+    return RecordedArena(buffer, arena, outputs, calls, read_backs)
+
+
+def release_arena(model: Model, recorded: RecordedArena) -> None:
+    """Free an arena of `record_arena` and its mirrors (nothing may run on it any more)."""
+    for device in model._mirrors():
+        device.unmirror(recorded.arena)
+    model.device.free(recorded.buffer)
+
+
 def run_many(
     model: Model, feeds: Iterable[Mapping[str, np.ndarray]], in_flight: int | None = None
 ) -> Generator[dict[str, np.ndarray], None, None]:
@@ -151,7 +183,7 @@ class Pipeline:
             for k, stage in enumerate(self.plan.stages)
         ]  # fmt: skip
         try:
-            arenas += [self.model._record_arena() for _ in range(self.plan.in_flight)]
+            arenas += [record_arena(self.model) for _ in range(self.plan.in_flight)]
             for thread in threads:
                 thread.start()
             yield from self.stream(feeds, list(arenas), inboxes[0], inboxes[-1])
@@ -163,7 +195,7 @@ class Pipeline:
             for device in self.model.devices.values():
                 device.synchronize()  # nothing may still run on the arenas
             for arena in arenas:
-                self.model._release_arena(arena)
+                release_arena(self.model, arena)
 
     def stream(
         self,
