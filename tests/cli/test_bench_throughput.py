@@ -50,6 +50,12 @@ def test_bench_throughput_reports_both_sides(artifact: Path, tmp_path: Path, in_
     assert "run_many:" in result.stdout and "inputs/s, latency p50" in result.stdout
 
 
+def test_json_dash_is_stdout(artifact: Path) -> None:
+    result = invoke("bench", artifact, "--throughput", "--stream", str(STREAM), "--json", "-")
+    assert result.exit_code == 0, result.output
+    check_figures(json.loads(result.stdout), artifact, 1)  # the text went to stderr
+
+
 def test_stream_bench_without_the_compiler(
     artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
