@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -83,3 +85,26 @@ def test_device_memory_counts_the_arenas_in_flight(
     assert len(list(model.run_many(feeds()[:3], in_flight=1))) == 3  # one more arena fits
     with pytest.raises(DeviceMemoryError, match=r"2 more arena\(s\) in flight for run_many.*in_flight="):
         list(model.run_many(feeds()[:3], in_flight=2))
+
+
+def test_the_stream_waits_on_events_never_on_the_whole_queue(
+    opencl_device: dict, artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each input's stage leaves a marker event that the caller waits on; the queue is drained only when
+    the stream ends (so the stage's thread enqueues the next input while the queue runs this one)."""
+    model = runtime.load(artifact)
+    calls: list[str] = []
+
+    def counted(name: str) -> Callable[[opencl_driver.OpenCLDevice], Any]:
+        real = getattr(opencl_driver.OpenCLDevice, name)
+
+        def call(self: opencl_driver.OpenCLDevice) -> Any:
+            calls.append(name)
+            return real(self)
+
+        return call
+
+    for name in ("synchronize", "fence"):
+        monkeypatch.setattr(opencl_driver.OpenCLDevice, name, counted(name))
+    assert len(list(model.run_many(feeds(), in_flight=2))) == IMAGES
+    assert calls == ["fence"] * IMAGES + ["synchronize"]
