@@ -1,7 +1,8 @@
 """`Model.run_many` on an OpenCL artifact (runtime/pipeline.py): the digits CNN on PoCL gives every output, in
 order, equal to serial runs and close to onnxruntime, with zero-copy on (mapped), off (copies) and
 staged (the discrete-GPU path, forced); each arena in flight is mirrored on the device and released
-with the stream; the device's memory check counts the arenas in flight."""
+with the stream, staging included; the device's memory check counts the arenas in flight; the
+stream waits on marker events, never draining the queue per input."""
 
 from __future__ import annotations
 
