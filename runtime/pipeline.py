@@ -45,6 +45,7 @@ from runtime.available_memory import check_available_memory
 from runtime.device_memory import check_device_memory, in_flight_bytes
 from runtime.errors import HaiRuntimeError, InvalidArgumentError
 from runtime.hai import Buffer, Device, Fences
+from runtime.plan_devices import HOST_DEVICE
 
 if TYPE_CHECKING:
     from runtime.model import Call, Model, Outputs, StartReadBack
@@ -87,7 +88,7 @@ def stages_of(model: Model) -> tuple[Stage, ...]:
     """The plan's calls in maximal runs on one device; one stage for a paged plan (module doc)."""
     devices = [step.device for step in model._steps]
     if model.pager is not None or not devices:
-        return (Stage(devices[0] if devices else "cpu", range(len(devices))),)
+        return (Stage(devices[0] if devices else HOST_DEVICE, range(len(devices))),)
     stages, start = [], 0
     for index in range(1, len(devices) + 1):
         if index == len(devices) or devices[index] != devices[start]:
