@@ -285,6 +285,26 @@ def bench_command(
     power_seconds: Annotated[
         float, typer.Option("--power-seconds", min=0.0, help="With --power: the least seconds per block.")
     ] = 1.0,
+    throughput: Annotated[
+        bool,
+        typer.Option(
+            "--throughput",
+            help="Report inputs/s and p50/p99 latency over a stream of --stream inputs, serial runs against "
+            "the pipelined run_many (stages of the plan on their own threads), alternately.",
+        ),
+    ] = False,
+    stream: Annotated[
+        int, typer.Option("--stream", min=1, metavar="N", help="Inputs in the --throughput stream.")
+    ] = 100,
+    in_flight: Annotated[
+        int | None,
+        typer.Option(
+            "--in-flight",
+            min=1,
+            metavar="K",
+            help="Inputs run_many keeps in flight (default: one per stage).",
+        ),
+    ] = None,
 ) -> None:
     """Time an artifact (p50/p99 latency, peak RSS), beside onnxruntime with --onnx; with --power, the
     energy per inference of one or more artifacts.
@@ -310,6 +330,10 @@ def bench_command(
     if transfers:
         with reported_errors():
             bench_transfers(artifact, runs, seed, json_path, console)
+        return
+    if throughput:
+        with reported_errors():
+            bench_throughput(artifact, threads, stream, in_flight, seed, json_path, console)
         return
     if memory:
         with reported_errors():
@@ -362,6 +386,29 @@ def bench_power(
 
     inputs = [bench.sample_inputs(read_manifest(a, verify=False).inputs, seed) for a in artifacts]
     results = measure(artifacts, runs, min_seconds=seconds, inputs=inputs)
+    for line in report_lines(results):
+        console.print(line, markup=False, soft_wrap=True)
+    if json_path is not None:
+        bench.write_json(results, json_path)
+
+
+def bench_throughput(
+    artifact: Path,
+    threads: int,
+    stream: int,
+    in_flight: int | None,
+    seed: int,
+    json_path: str | None,
+    console: Console,
+) -> None:
+    """`hai bench --throughput`: runtime/stream_bench.py, serial runs against run_many on one stream."""
+    from hai_compiler.compiler import bench
+    from runtime.artifact_files import read_manifest
+    from runtime.stream_bench import DISTINCT_INPUTS, measure, report_lines
+
+    bindings = read_manifest(artifact, verify=False).inputs
+    inputs = [bench.sample_inputs(bindings, seed + i) for i in range(DISTINCT_INPUTS)]
+    results = measure(artifact, stream, in_flight, threads=threads, inputs=inputs)
     for line in report_lines(results):
         console.print(line, markup=False, soft_wrap=True)
     if json_path is not None:

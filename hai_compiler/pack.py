@@ -12,6 +12,8 @@ The bundle is a folder a device can use as it is:
                               inference with zero-copy on and off (runtime/transfer_bench.py); with
                               `--power N`, joules per inference (runtime/power_bench.py; GPU figures
                               need `pip install nvidia-ml-py`)
+                              `--stream N`, throughput and latency of `run` against `run_many`
+                              (runtime/stream_bench.py)
 
 `pip install -r requirements.txt` is the whole installation: no TVM compiler,
 no onnx, no lark, never torch. The ranges are the installed distribution's
@@ -38,6 +40,7 @@ RUN_MODEL = '''"""Run the HAI artifact beside this script.
 python run_model.py --input NAME=FILE.npy ... [--output-dir DIR] [--threads N]
 python run_model.py --transfers RUNS   (an OpenCL artifact: transfer time, zero-copy on and off)
 python run_model.py --power RUNS       (joules per inference: RAPL, NVML with nvidia-ml-py)
+python run_model.py --stream N [--in-flight K]   (throughput and latency: run against run_many)
 """
 
 import argparse
@@ -62,11 +65,22 @@ def main() -> None:
                         help="report host<->device transfer time per inference, zero-copy on and off")
     parser.add_argument("--power", type=int, default=0, metavar="RUNS",
                         help="report joules per inference (CPU packages: RAPL, NVIDIA GPUs: NVML)")
+    parser.add_argument("--stream", type=int, default=0, metavar="N",
+                        help="report throughput and p50/p99 latency over N inputs, run against run_many")
+    parser.add_argument("--in-flight", type=int, default=None, metavar="K",
+                        help="inputs run_many keeps in flight with --stream (default: one per stage)")
     args = parser.parse_args()
     if args.power:
         from runtime.power_bench import main as power_bench
 
         raise SystemExit(power_bench([str(HERE / "model.hai"), "--runs", str(args.power)]))
+    if args.stream:
+        from runtime.stream_bench import main as stream_bench
+
+        flight = ["--in-flight", str(args.in_flight)] if args.in_flight else []
+        threads = ["--threads", str(args.threads)] if args.threads else []
+        artifact = str(HERE / "model.hai")
+        raise SystemExit(stream_bench([artifact, "--stream", str(args.stream), *flight, *threads]))
     if args.transfers:
         from runtime.transfer_bench import main as transfer_bench
 

@@ -34,17 +34,24 @@ def available_memory(root: str | Path = "/") -> AvailableMemory | None:
     return None
 
 
-def check_available_memory(planned_peak: int | None, artifact: str | Path, root: str | Path = "/") -> None:
-    """Refuse (InsufficientMemoryError) when less memory is available than `planned_peak` bytes."""
+def check_available_memory(
+    planned_peak: int | None,
+    artifact: str | Path,
+    root: str | Path = "/",
+    what: str = "plans a peak of",
+    remedy: str = "free memory or raise the limit before loading it",
+) -> None:
+    """Refuse (InsufficientMemoryError) when less memory is available than `planned_peak` bytes (`what`
+    the artifact needs them for, and the `remedy`, word the message)."""
     if planned_peak is None:
         return
     available = available_memory(root)
     if available is None or available.nbytes >= planned_peak:
         return
     raise InsufficientMemoryError(
-        f"artifact {artifact} plans a peak of {mib(planned_peak)} ({planned_peak} bytes) but this machine "
+        f"artifact {artifact} {what} {mib(planned_peak)} ({planned_peak} bytes) but this machine "
         f"has only {mib(available.nbytes)} ({available.nbytes} bytes) available ({available.source}): "
-        "free memory or raise the limit before loading it"
+        f"{remedy}"
     )
 
 

@@ -8,7 +8,10 @@ memory, and its largest buffer must fit one allocation. The compiler records bot
 the budget it planned against (`ExecutionPlan.device_memory`); `load` refuses a device whose global
 memory (CL_DEVICE_GLOBAL_MEM_SIZE) is less than the sum, or whose largest allocation
 (CL_DEVICE_MAX_MEM_ALLOC_SIZE) is less than the largest buffer, naming the device, the bytes and the
-option, before it allocates anything there. Imports the standard library and `runtime` only.
+option, before it allocates anything there. Each arena `run_many` keeps in flight (runtime/pipeline.py)
+adds the plan's device memory but the weights, which they share: its own arena, input buffers and
+kernel scratch (`in_flight_bytes`), checked the same way before they are allocated. Imports the
+standard library and `runtime` only.
 """
 
 from __future__ import annotations
@@ -54,8 +57,16 @@ def device_memory(
     return DeviceMemory(device, sum(every), max(every, default=0), budget)
 
 
-def check_device_memory(manifest: Manifest, name: str, device: Device, directory: Path) -> None:
-    """Refuse `device` (the plan's device `name`) when it is too small for what the plan holds there."""
+def in_flight_bytes(planned: DeviceMemory, weights_bytes: int) -> int:
+    """What one more arena in flight holds on the device: the plan's device memory but the weights."""
+    return planned.total_bytes - weights_bytes
+
+
+def check_device_memory(
+    manifest: Manifest, name: str, device: Device, directory: Path, in_flight: int = 0, weights_bytes: int = 0
+) -> None:
+    """Refuse `device` (the plan's device `name`) when it is too small for what the plan holds there,
+    with `in_flight` more arenas (`run_many`; `weights_bytes`: the weights the plan's figure counts)."""
     for planned in manifest.plan.device_memory:
         if planned.device != name:
             continue
@@ -63,11 +74,14 @@ def check_device_memory(manifest: Manifest, name: str, device: Device, directory
         largest = int(device.info.properties.get("max_allocation_bytes") or total)
         where = f"{name} device {device.info.name!r}"
         budget = f"{planned.budget_bytes} bytes" if planned.budget_bytes is not None else "no budget"
-        if planned.total_bytes > total:
+        needed = planned.total_bytes + in_flight * in_flight_bytes(planned, weights_bytes)
+        arenas = f", and {in_flight} more arena(s) in flight for run_many" if in_flight else ""
+        if needed > total:
             raise DeviceMemoryError(
-                f"artifact {directory} needs {planned.total_bytes} bytes of device memory (arena, weights, "
-                f"inputs and kernel scratch; planned with {OPTION} {budget}), but {where} has "
-                f"{total} bytes: run it on a device with at least {planned.total_bytes} bytes, or compile "
+                f"artifact {directory} needs {needed} bytes of device memory (arena, weights, "
+                f"inputs and kernel scratch{arenas}; planned with {OPTION} {budget}), but {where} has "
+                f"{total} bytes: run it on a device with at least {needed} bytes, "
+                f"{'keep fewer inputs in flight (run_many in_flight=), ' if in_flight else ''}or compile "
                 f"smaller input shapes ({OPTION} {total}, or this device's hai doctor profile, checks a "
                 f"plan against it when compiling)"
             )

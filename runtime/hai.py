@@ -311,13 +311,30 @@ class HostMirror(Protocol):
     host arena and weights. `mirror(host, label, upload)` makes a device buffer for the host array
     (uploaded once when `upload`: the weights; a device that can take the host's memory as its own,
     zero-copy, uploads nothing); a launch argument that is a view of a mirrored array then stands for
-    the same bytes of that buffer; `read_back(views)` brings the mirrored host `views` (the model's
-    outputs) up to date with the device's bytes once every launch issued so far has written them,
-    all of them before it returns (the device's `synchronize` need not come first)."""
+    the same bytes of that buffer; `start_read_back(views)` issues the reads that bring the mirrored
+    host `views` (the model's outputs) up to date with the device's bytes, ordered after every launch
+    issued so far, and returns the call that waits for them and completes the views (the device's
+    `synchronize` need not come first); `read_back(views)` is both at once."""
 
     def mirror(self, host: np.ndarray, label: str, upload: bool) -> None: ...
 
+    def unmirror(self, host: np.ndarray) -> None:
+        """Release the buffer of a mirrored host array (a `run_many` arena), once nothing runs on it."""
+        ...
+
+    def start_read_back(self, views: Sequence[np.ndarray]) -> Callable[[], None]: ...
+
     def read_back(self, views: Sequence[np.ndarray]) -> None: ...
+
+
+@runtime_checkable
+class Fences(Protocol):
+    """Extension of a device whose launches return before they finish (OpenCL's queue): `fence()` marks
+    everything issued on it so far and returns the wait for that mark, which any thread may call later
+    (an OpenCL marker event), so one thread can go on issuing work while another waits
+    (runtime/pipeline.py). A device without it is waited for by `synchronize`."""
+
+    def fence(self) -> Callable[[], None]: ...
 
 
 EXTENSIONS: dict[str, type] = {

@@ -28,7 +28,9 @@ is static, so the place is too). `page_counters()` reports the pager's counts.
 Threads: one `Model` may be shared by several threads, but runs never overlap:
 the arena holds every intermediate tensor, so `run` takes a lock and concurrent
 callers wait their turn. For parallel inference, load the model once per thread
-(the weight pages stay shared by the operating system until written). Kernels
+(the weight pages stay shared by the operating system until written), or stream the
+inputs through `run_many`, which keeps several in flight, each on an arena of its own, with
+each stage of the plan (a run of steps on one device) on a thread of its own (runtime/pipeline.py). Kernels
 themselves run on TVM's thread pool, `threads` wide (TVM_NUM_THREADS, read when a
 calling thread first launches a parallel kernel, so the first value in a process wins).
 
@@ -47,7 +49,7 @@ import mmap
 import os
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,7 @@ from runtime.kernel_library import aligned_empty
 from runtime.manifest_checks import allocated_bytes
 from runtime.page_reader import WeightsFileReader
 from runtime.pager import PagePlan, Pager
+from runtime.pipeline import run_many
 from runtime.plan_devices import (
     HOST_DEVICE,
     close_devices,
@@ -101,6 +104,12 @@ Call = tuple[
 """A recorded launch's `run`, its inputs to bind, the plan steps it runs (their pages come first),
 the `synchronize` of the previous call's device when that is another one or the step is guarded
 (None: no wait), and the step's guards (all must hold for it to run: a branch of an If)."""
+
+
+Outputs = tuple[tuple[TensorBinding, np.ndarray], ...]
+"""Each output's binding and its view of an arena."""
+StartReadBack = Callable[[], Callable[[], None]]
+"""A `HostMirror.start_read_back` of an arena's outputs: it issues the reads and returns their wait."""
 
 
 def load(
@@ -238,16 +247,18 @@ class Model:
             self.weights, self._weights_mapping = aligned_empty((0,), "u1"), None
         self._placements = paging.placements() if paging is not None else []
         self._bindings = {b.name: b for b in manifest.inputs + manifest.outputs}
-        self._outputs = [(b, self._binding_view(b)) for b in manifest.outputs]
+        self._outputs = self._output_views(self.arena)
         self._input_names = frozenset(b.name for b in manifest.inputs)
         self._input_dtypes = [(b, numpy_dtype(b.dtype)) for b in manifest.inputs]
         # a device that binds the caller's arrays themselves (zero-copy) may want them aligned further
         shared = [d.capabilities().alignment for n, d in devices.items() if n != HOST_DEVICE and
                   d.capabilities().host_visible]  # fmt: skip
         self._input_alignment = max([ALIGNMENT, *shared])
-        self._read_backs = self._mirror_memory()
+        self._read_backs = self._mirror_memory(self.arena, self._outputs)
+        for mirror in self._mirrors():  # uploaded once, unless the device takes them as its own memory
+            mirror.mirror(self.weights, "weights", upload=True)
         self.executables = load_executables(files, self.devices)  # by file name
-        self._steps, self._calls, self._finish = self._prepare_calls()
+        self._steps, self._calls, self._finish = self._prepare_calls(self.arena)
         self._lock = threading.Lock()
         self._closer = weakref.finalize(
             self, release, self.pager, self._calls, self.executables, self.devices
@@ -272,6 +283,17 @@ class Model:
         with self._lock:
             self._execute(self._bind_inputs(feeds))
             return {b.name: view.copy() for b, view in self._outputs}
+
+    def run_many(
+        self, feeds: Iterable[Mapping[str, np.ndarray]], in_flight: int | None = None
+    ) -> Generator[dict[str, np.ndarray], None, None]:
+        """`run` on each of `feeds`, pipelined (runtime/pipeline.py): a generator of the outputs in input
+        order, equal to serial runs. Up to `in_flight` inputs (default: one per stage of the plan, a run
+        of steps on one device) run at once, each on an arena of its own, allocated for the stream and
+        released when it ends; runs beside `run` (its own arenas). `runtime.pipeline.pipeline_plan(model,
+        in_flight)` gives the stages and the planned peak with those arenas."""
+        self._check_open()
+        return run_many(self, feeds, in_flight)
 
     def page_counters(self) -> dict[str, float]:
         """The pager's counters (runtime/pager.py: loads, hits, bytes read, stall time...); {} unpaged."""
@@ -307,22 +329,24 @@ class Model:
 
     # -- load-time preparation -------------------------------------------------------------------------
 
-    def _mirror_memory(self) -> tuple[Callable[[], None], ...]:
-        """Give each device with memory of its own (`HostMirror`) the arena and the weights (uploaded
-        once, now, unless the device takes them as its own memory); the calls that bring the outputs
-        back from them after each run (one per device, for all outputs)."""
-        mirrored = [d for n, d in self.devices.items() if n != HOST_DEVICE and isinstance(d, HostMirror)]
+    def _mirrors(self) -> list[HostMirror]:
+        """The devices with memory of their own (`HostMirror`): they copy each arena and the weights."""
+        return [d for n, d in self.devices.items() if n != HOST_DEVICE and isinstance(d, HostMirror)]
+
+    def _mirror_memory(self, arena: np.ndarray, outputs: Outputs) -> tuple[StartReadBack, ...]:
+        """Give each device with memory of its own `arena`; the calls that start bringing the `outputs`
+        back from them after each run (one per device, for all outputs: `HostMirror.start_read_back`)."""
+        mirrored = self._mirrors()
         for device in mirrored:
-            device.mirror(self.arena, "arena", upload=False)
-            device.mirror(self.weights, "weights", upload=True)
-        views = tuple(view for _, view in self._outputs)
-        return tuple(functools.partial(d.read_back, views) for d in mirrored)
+            device.mirror(arena, "arena", upload=False)
+        views = tuple(view for _, view in outputs)
+        return tuple(functools.partial(d.start_read_back, views) for d in mirrored)
 
-    def _binding_view(self, binding: TensorBinding) -> np.ndarray:
-        assert binding.offset is not None  # outputs live in the arena (validated)
-        return typed_view(self.arena, binding.offset, binding.shape, binding.dtype)
+    def _output_views(self, arena: np.ndarray) -> Outputs:
+        """Each output's binding and its view of `arena` (outputs live in the arena: validated)."""
+        return tuple((b, typed_view(arena, b.offset or 0, b.shape, b.dtype)) for b in self.manifest.outputs)
 
-    def _slot_location(self, slot: Slot, step: int | None) -> tuple[np.ndarray, int]:
+    def _slot_location(self, slot: Slot, step: int | None, arena: np.ndarray) -> tuple[np.ndarray, int]:
         """(base array, absolute byte offset) of an arena, weight or output slot (outputs: their binding).
 
         A weight of a paged plan lies in the pool where the schedule puts its page for `step` (None:
@@ -333,43 +357,45 @@ class Model:
         if slot.kind == "weight":
             return self.weights, slot.offset
         if slot.kind == "arena":
-            return self.arena, slot.offset
+            return arena, slot.offset
         offset = self._bindings[slot.name].offset
         assert offset is not None
-        return self.arena, offset + slot.offset
+        return arena, offset + slot.offset
 
-    def _slot_argument(self, slot: Slot, step: int | None) -> KernelArg:
+    def _slot_argument(self, slot: Slot, step: int | None, arena: np.ndarray) -> KernelArg:
         """The launch argument for `slot`: a typed view of the arena or the weights (of the pool where
         the schedule puts its page for `step`), or, for an input, `Unbound` (`run` binds the caller's
         array)."""
         if slot.kind == "input":
             return Unbound(slot.shape, numpy_dtype(slot.dtype))
-        base, offset = self._slot_location(slot, step)
+        base, offset = self._slot_location(slot, step, arena)
         return typed_view(base, offset, slot.shape, slot.dtype)
 
-    def _guard_reader(self, guard: Guard) -> GuardReader:
+    def _guard_reader(self, guard: Guard, arena: np.ndarray) -> GuardReader:
         """(input name or "", the arena view of its bool or None for an input, its slot, the truth it
         needs): what `_execute` reads to decide whether a guarded step runs."""
         if guard.slot.kind == "input":
             return guard.slot.name, None, guard.slot, guard.when
-        base, offset = self._slot_location(guard.slot, None)
+        base, offset = self._slot_location(guard.slot, None, arena)
         return "", typed_view(base, offset, guard.slot.shape, guard.slot.dtype), guard.slot, guard.when
 
     def _input_part(self, slot: Slot) -> Slot | None:
         """None when input `slot` is its whole input, else the slot (`run` binds a view of the input)."""
         return None if slot.offset == 0 and slot.nbytes == self._bindings[slot.name].nbytes else slot
 
-    def _prepare_calls(self) -> tuple[list[Step], list[Call], tuple[Callable[[], None], ...]]:
-        """Record every call once on its device (kernel looked up, arguments converted); one call when
-        the plan has an entry, one per segment for a paged plan with segments. A call on another device
-        than the one before waits for that one first; the third result is the `synchronize` of every
+    def _prepare_calls(
+        self, arena: np.ndarray
+    ) -> tuple[list[Step], list[Call], tuple[Callable[[], None], ...]]:
+        """Record every call over `arena` once on its device (kernel looked up, arguments converted); one
+        call when the plan has an entry, one per segment for a paged plan with segments. A call on another
+        device than the one before waits for that one first; the third result is the `synchronize` of every
         device a run leaves busy."""
         calls: list[Call] = []
         steps: list[Step] = []
         busy: dict[str, None] = {}  # devices launched on since they were last synchronized, in order
         for step, runs, own_step in plan_calls(self.manifest, len(self.weights)):
             device = self.devices[step.device]
-            args = [self._slot_argument(slot, own_step) for slot in step.args]
+            args = [self._slot_argument(slot, own_step, arena) for slot in step.args]
             launch = device.record(self.executables[step.executable], step.kernel, args)
             fed = tuple(
                 (launch.bind, s.name, i, self._input_part(s))
@@ -384,7 +410,7 @@ class Model:
             elif step.guards:  # its conditions are read from memory the step before may still write
                 wait = self.devices[previous].synchronize
             busy[step.device] = None
-            guards = tuple(self._guard_reader(g) for g in step.guards)
+            guards = tuple(self._guard_reader(g, arena) for g in step.guards)
             calls.append((launch.run, fed, runs, wait, guards))
             steps.append(step)
         return steps, calls, tuple(self.devices[name].synchronize for name in busy)
@@ -417,11 +443,23 @@ class Model:
 
     def _execute(self, bound: Mapping[str, np.ndarray]) -> None:
         self._check_open()
-        index = 0
+        self._run_calls(self._calls, bound, range(len(self._calls)), first_waits=True)
+        for complete in [start() for start in self._read_backs]:  # after the launches: one wait for both
+            complete()
+        for finish in self._finish:
+            finish()
+
+    def _run_calls(
+        self, calls: Sequence[Call], bound: Mapping[str, np.ndarray], indices: range, first_waits: bool
+    ) -> None:
+        """Run `calls[indices]` on the `bound` inputs; `first_waits` False skips the wait before the first
+        (runtime/pipeline.py waits on the fence of the stage before instead: another device's)."""
+        index = indices.start
         pager = self.pager
         try:
-            for index, (run, inputs, runs, wait, guards) in enumerate(self._calls):  # noqa: B007
-                if wait is not None:
+            for index in indices:
+                run, inputs, runs, wait, guards = calls[index]
+                if wait is not None and (first_waits or index != indices.start):
                     wait()
                 if pager is not None:
                     for planned in runs:
@@ -435,10 +473,6 @@ class Model:
                         array = bound[name].reshape(-1).view(np.uint8)
                         bind(position, typed_view(array, slot.offset, slot.shape, slot.dtype))
                 run()
-            for read_back in self._read_backs:  # ordered after the device's launches: one wait for both
-                read_back()
-            for finish in self._finish:
-                finish()
         except KernelError as exc:
             step = self._steps[index]
             raise KernelError(

@@ -296,15 +296,32 @@ class OpenCLDevice(Device):
                 f"cannot allocate the {label} ({host.nbytes} bytes) on {self.info.name}: {exc}"
             ) from None
 
-    def read_back(self, views: Sequence[np.ndarray]) -> None:
-        """Bring the mirrored host `views` (the outputs) up to date with the device's bytes."""
+    def unmirror(self, host: np.ndarray) -> None:
+        """Release the device buffer of the mirrored host array `host` (the caller waited for its work)."""
+        start = host.ctypes.data
+        for mirror in self._mirrors:
+            if mirror.start == start and mirror.end == start + host.nbytes:
+                self._mirrors.remove(mirror)
+                self.transfers.forget_reads(mirror.start, mirror.end)
+                mirror.buffer.release()
+                self._allocated -= host.nbytes
+                self._live -= 1
+                return
+        raise DeviceBufferError(f"unmirror of a host array ({host.nbytes} bytes) that is not mirrored here")
+
+    def start_read_back(self, views: Sequence[np.ndarray]) -> Callable[[], None]:
+        """Enqueue the reads of the mirrored host `views` (the outputs); the result waits for them."""
         located = []
         for view in views:
             mirror, offset = self._mirrored(view)
             if mirror is None:
                 raise KernelError("read_back of a host array that is not mirrored on the OpenCL device")
             located.append((view, mirror, offset))
-        self.transfers.read_outputs(located)
+        return self.transfers.start_reads(located)
+
+    def read_back(self, views: Sequence[np.ndarray]) -> None:
+        """Bring the mirrored host `views` (the outputs) up to date with the device's bytes."""
+        self.start_read_back(views)()
 
     # -- the ProfilingCounters extension ----------------------------------------------------------------
 
@@ -430,6 +447,10 @@ class OpenCLDevice(Device):
             raise UnsupportedError(f"kernel {entry!r}: argument #{position} starts at byte {offset}, not a "
                                    f"whole {itemsize}-byte element of its buffer")  # fmt: skip
         return offset // itemsize
+
+    def fence(self) -> Callable[[], None]:
+        """The `Fences` extension: a marker after everything enqueued so far; the result waits for it."""
+        return pyopencl().enqueue_marker(self.queue).wait  # type: ignore[no-any-return]
 
     def synchronize(self) -> None:
         cl = pyopencl()

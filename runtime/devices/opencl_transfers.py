@@ -8,15 +8,17 @@ Rule: a device transfers in one of three modes, chosen when it is opened (`trans
   each run (an implementation may cache such a buffer's contents when it is created, so one kept
   from an earlier run could hold stale bytes); another input is copied once into its mapped
   CL_MEM_ALLOC_HOST_PTR buffer (the model copies an input off that alignment into an aligned array
-  first: `Capabilities.alignment`). Outputs are mapped for reading without blocking (the host's own
-  bytes on such a device), waited on once (the last map blocks) and unmapped.
+  first: `Capabilities.alignment`). Outputs are mapped for reading (the host's own bytes on such a
+  device) and unmapped.
 - `staged`, zero-copy asked on a discrete device: device buffers; each input is copied into a pinned
   staging buffer (ALLOC_HOST_PTR, mapped once) and uploaded without blocking; every output is read
-  into its pinned staging buffer without blocking but the last, whose wait is the only one, and
-  copied into the arena.
+  into its pinned staging buffer and copied into the arena.
 - `copy`, zero-copy off (`zero_copy=False`, $HAI_OPENCL_ZERO_COPY=0): device buffers, inputs written
-  from the caller's arrays, outputs read back blocking: the baseline `hai bench --transfers` measures
-  zero-copy against.
+  from the caller's arrays, outputs read back into the arena: the baseline `hai bench --transfers`
+  measures zero-copy against.
+Output reads are enqueued without blocking, after the run's kernels (`start_reads`), and waited for
+once, at the last one's event (the queue is in order), when the caller completes them: `run_many`
+enqueues an input's reads on its last stage's thread, so they run before the next input's kernels.
 With profiling (the queue made with PROFILING_ENABLE), every transfer's event is kept and `counters()`
 sums their device time (END - START timestamps) beside the host time spent in transfer calls (the
 outputs' then from a drained queue, so that waiting for the kernels does not count).
@@ -27,7 +29,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -85,8 +88,8 @@ class Transfers:
         self._host_seconds = 0.0
         self._device_seconds = 0.0
         self._count = 0
-        self._read_staging: dict[tuple[int, int], np.ndarray] = {}
-        self._pinned_maps: list[Any] = []  # the maps that keep the staging buffers pinned, until `close`
+        self._read_staging: dict[tuple[int, int], tuple[np.ndarray, int]] = {}  # array, its map's key
+        self._pinned_maps: dict[int, Any] = {}  # the maps that keep the staging buffers pinned (`_pinned`)
 
     # -- load time ---------------------------------------------------------------------------------------
 
@@ -112,11 +115,14 @@ class Transfers:
         buffer = cl.Buffer(self.context, flags, max(nbytes, 1))
         slot = InputSlot(nbytes, buffer, buffer)
         if self.mode == "staged":
-            slot.staging = self._pinned(nbytes)
+            slot.staging, key = self._pinned(nbytes)
+            # a run_many arena's launches are dropped with it; at exit the driver tears down on its own
+            weakref.finalize(slot, self.unpin, key).atexit = False
         return slot
 
-    def _pinned(self, nbytes: int) -> np.ndarray:
-        """A host array in pinned memory: an ALLOC_HOST_PTR buffer mapped for good (the map keeps it)."""
+    def _pinned(self, nbytes: int) -> tuple[np.ndarray, int]:
+        """A host array in pinned memory: an ALLOC_HOST_PTR buffer mapped until `unpin(key)` or `close`
+        (the map keeps it), and that key."""
         cl = pyopencl()
 
         flags = cl.mem_flags.READ_WRITE | cl.mem_flags.ALLOC_HOST_PTR
@@ -124,8 +130,20 @@ class Transfers:
         mapped, _ = cl.enqueue_map_buffer(
             self.queue, buffer, cl.map_flags.READ | cl.map_flags.WRITE, 0, (max(nbytes, 1),), np.uint8
         )
-        self._pinned_maps.append(mapped.base)
-        return mapped[:nbytes]
+        self._pinned_maps[id(mapped.base)] = mapped.base
+        return mapped[:nbytes], id(mapped.base)
+
+    def unpin(self, key: int) -> None:
+        """Unmap a pinned staging buffer of `_pinned` (its buffer is then released); none if closed."""
+        mapping = self._pinned_maps.pop(key, None)
+        if mapping is not None:
+            mapping.release(self.queue)
+
+    def forget_reads(self, start: int, end: int) -> None:
+        """Unpin the read staging of the outputs within host addresses [start, end) (a released arena)."""
+        for address, nbytes in [k for k in self._read_staging if start <= k[0] < end]:
+            _, key = self._read_staging.pop((address, nbytes))
+            self.unpin(key)
 
     # -- per run -----------------------------------------------------------------------------------------
 
@@ -167,63 +185,68 @@ class Transfers:
         np.copyto(mapped, array.reshape(-1).view(np.uint8))
         self._keep(mapped.base.release(self.queue))
 
-    def read_outputs(self, views: Sequence[tuple[np.ndarray, Mirror, int]]) -> None:
-        """Bring each output `view` (a host array, its mirror and byte offset there) up to date, after
-        the run's kernels were enqueued; returns when they are (module doc)."""
+    def start_reads(self, views: Sequence[tuple[np.ndarray, Mirror, int]]) -> Callable[[], None]:
+        """Enqueue the reads of each output `view` (a host array, its mirror and byte offset there), after
+        the run's kernels; the result waits for the last (the queue is in order) and completes the views
+        (module doc)."""
         cl = pyopencl()
 
         if self.profiling:  # the host time counts the transfer calls, not the wait for the kernels
             self.queue.finish()
         began = time.perf_counter()
-        if self.mode == "staged":
-            pending = []
-            reads = [(v, m, o) for v, m, o in views if v.nbytes]
-            for i, (view, mirror, offset) in enumerate(reads):
+        reads = [(v, m, o) for v, m, o in views if v.nbytes]
+        staged: list[tuple[np.ndarray, np.ndarray]] = []
+        mapped: list[tuple[np.ndarray, Any]] = []
+        events: list[Any] = []
+        for view, mirror, offset in reads:
+            if self.mode == "staged":
                 staging = self._read_staging_of(view)
-                wait = i == len(reads) - 1  # it blocks: on the in-order queue the reads before it are done
-                self._keep(
-                    cl.enqueue_copy(self.queue, staging, mirror.buffer, src_offset=offset, is_blocking=wait)
-                )
-                pending.append((view, staging))
-            for view, staging in pending:
+                events.append(cl.enqueue_copy(self.queue, staging, mirror.buffer, src_offset=offset,
+                                              is_blocking=False))  # fmt: skip
+                staged.append((view, staging))
+            elif mirror.shared:  # the host's own bytes on such a device: mapping copies nothing
+                array, event = self._map_read(view, mirror, offset)
+                events.append(event)
+                mapped.append((view, array))
+            else:
+                events.append(cl.enqueue_copy(self.queue, view, mirror.buffer, src_offset=offset,
+                                              is_blocking=False))  # fmt: skip
+        for event in events:
+            self._keep(event)
+        self._host_seconds += time.perf_counter() - began
+
+        def complete() -> None:
+            began = time.perf_counter()
+            if events:
+                events[-1].wait()
+            for view, staging in staged:
                 np.copyto(view.reshape(-1).view(np.uint8), staging)
-        else:
-            shared = [(v, m, o) for v, m, o in views if m.shared and v.nbytes]
-            final = len(shared) - 1  # it blocks: on the in-order queue every map before it is done too
-            mapped = [self._map_read(v, m, o, blocking=i == final) for i, (v, m, o) in enumerate(shared)]
-            for view, mirror, offset in views:
-                if not mirror.shared and view.nbytes:
-                    self._keep(
-                        cl.enqueue_copy(self.queue, view, mirror.buffer, src_offset=offset, is_blocking=True)
-                    )
-            for (view, _, _), array in zip(shared, mapped, strict=True):
+            for view, array in mapped:
                 if array.ctypes.data != view.ctypes.data:  # an implementation that maps elsewhere
                     np.copyto(view.reshape(-1).view(np.uint8), array)
                 self._keep(array.base.release(self.queue))
-        self._host_seconds += time.perf_counter() - began
+            self._host_seconds += time.perf_counter() - began
 
-    def _map_read(self, view: np.ndarray, mirror: Mirror, offset: int, blocking: bool) -> Any:
-        """The output's bytes mapped for reading (on host-unified memory the host's own bytes: no copy),
-        waited for when `blocking`."""
+        return complete
+
+    def read_outputs(self, views: Sequence[tuple[np.ndarray, Mirror, int]]) -> None:
+        """Bring each output `view` up to date: `start_reads`, waited for at once."""
+        self.start_reads(views)()
+
+    def _map_read(self, view: np.ndarray, mirror: Mirror, offset: int) -> tuple[Any, Any]:
+        """The output's bytes mapped for reading without blocking (on host-unified memory the host's own
+        bytes: no copy), and the map's event."""
         cl = pyopencl()
 
-        mapped, event = cl.enqueue_map_buffer(
-            self.queue,
-            mirror.buffer,
-            cl.map_flags.READ,
-            offset,
-            (view.nbytes,),
-            np.uint8,
-            is_blocking=blocking,
+        return cl.enqueue_map_buffer(  # type: ignore[no-any-return]
+            self.queue, mirror.buffer, cl.map_flags.READ, offset, (view.nbytes,), np.uint8, is_blocking=False
         )
-        self._keep(event)
-        return mapped
 
     def _read_staging_of(self, view: np.ndarray) -> np.ndarray:
         key = (view.ctypes.data, view.nbytes)
         if key not in self._read_staging:
             self._read_staging[key] = self._pinned(view.nbytes)
-        return self._read_staging[key]
+        return self._read_staging[key][0]
 
     # -- profiling ---------------------------------------------------------------------------------------
 
@@ -248,10 +271,10 @@ class Transfers:
     def close(self) -> None:
         """Unmap the staging buffers and wait, then drop them, the queue and the context (in that order:
         the driver releases buffers before their context); the transfers are unusable after."""
-        for mapping in self._pinned_maps:
+        while self._pinned_maps:  # popitem: a finalizer's `unpin` may run meanwhile
+            _, mapping = self._pinned_maps.popitem()
             mapping.release(self.queue)
         self.queue.finish()
-        self._pinned_maps.clear()
         self._read_staging.clear()
         self._events.clear()
         self.queue = self.context = None

@@ -26,6 +26,7 @@ from runtime.artifact import MANIFEST_FILE, WEIGHTS_FILE
 from runtime.artifact_files import read_manifest
 from runtime.errors import ArtifactError, ArtifactIntegrityError
 from runtime.manifest_checks import parse_manifest
+from runtime.pipeline import pipeline_plan
 from targets.plan.memory_budget import MemoryBudgetError
 from targets.plan.paging import WidePagesWarning, segment_bounds
 
@@ -153,6 +154,20 @@ def test_step_by_step_paged_run_and_its_counters(mlp: Path, x: np.ndarray, tmp_p
     assert 0 < kept <= len(pinned) and counts["loads"] == 2 * len(paging.page_bytes) - kept
     assert counts["bytes_read"] < 2 * after_first["bytes_read"]
     assert counts["misses"] + counts["hits"] > 0
+
+
+def test_paged_plan_streams_through_run_many(paged: Path, x: np.ndarray) -> None:
+    """One stage (the pager's schedule is sequential), several arenas in flight: serial runs' outputs."""
+    model = runtime.load(paged, threads=2)
+    try:
+        assert len(pipeline_plan(model).stages) == 1
+        feeds = [{"x": x * scale} for scale in (1.0, -2.0, 0.5)]
+        got = [outputs["y"] for outputs in model.run_many(feeds, in_flight=2)]
+        serial = [model.run(feed)["y"] for feed in feeds]
+    finally:
+        model.close()
+    for streamed, alone in zip(got, serial, strict=True):
+        np.testing.assert_array_equal(streamed, alone)
 
 
 def test_budget_below_the_smallest_page_pool_names_it(mlp: Path, tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 outputs with zero-copy on (mapped on a host-unified device like PoCL), off (copies) and staged (the
 discrete-GPU path, forced here), equal to onnxruntime's; the mapped path issues no copy and its
 buffers are the host's memory; map/unmap; `hai bench --transfers` and the `hai pack` bundle report both
-transfer figures."""
+transfer figures (the bundle also streams inputs through run_many: `--stream`)."""
 
 from __future__ import annotations
 
@@ -149,10 +149,23 @@ def test_bench_transfers_prints_both_figures(opencl_device: dict, artifacts: dic
     assert "reduction:" in done.output
 
 
-def test_the_packed_bundle_measures_transfers(
-    opencl_device: dict, artifacts: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("arguments", "printed"),
+    [
+        (["--transfers", "3"], ["zero-copy off (copy)", "zero-copy on "]),
+        (["--stream", "5", "--in-flight", "2"], ["2 input(s) in flight", "run_many / run throughput"]),
+    ],
+)
+def test_the_packed_bundle_measures_transfers_and_streams(
+    opencl_device: dict,
+    artifacts: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    arguments: list[str],
+    printed: list[str],
 ) -> None:
-    """The bundle's run_model.py measures transfers with the runtime it carries (no compiler on its path)."""
+    """The bundle's run_model.py measures transfers (`--transfers`) and a stream through run_many
+    (`--stream`, runtime/stream_bench.py) with the runtime it carries (no compiler on its path)."""
     from hai_compiler import pack as pack_module
 
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
@@ -163,7 +176,7 @@ def test_the_packed_bundle_measures_transfers(
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     script = (
         "import runpy, sys\n"
-        "sys.argv = ['run_model.py', '--transfers', '3']\n"
+        f"sys.argv = ['run_model.py', *{arguments!r}]\n"
         "try:\n    runpy.run_path('run_model.py', run_name='__main__')\n"
         "except SystemExit as done:\n    code = done.code\n"
         "print('compiler modules:', sorted(m for m in ('tvm', 'hai_compiler', 'targets', 'ir', 'onnx') "
@@ -175,7 +188,7 @@ def test_the_packed_bundle_measures_transfers(
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=bundle, env=env, timeout=300
     )
     assert done.returncode == 0, done.stderr
-    assert "zero-copy off (copy)" in done.stdout and "zero-copy on " in done.stdout, done.stdout
+    assert all(text in done.stdout for text in printed), done.stdout
     assert "compiler modules: []" in done.stdout, done.stdout
     assert f"runtime from {bundle / 'runtime' / '__init__.py'}" in done.stdout, done.stdout
 

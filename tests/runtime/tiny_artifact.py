@@ -76,8 +76,9 @@ def build_kernels(
     cross_compiler: str | None = None,
     info: TargetInfo | None = None,
     devices: tuple[str, str] = ("cpu", "cpu"),
+    parts: ManifestParts | None = None,
 ) -> Path:
-    """Compile `matmul` and `bias_relu` (and, with `digest`, the plan digest of
+    """Compile `matmul` and `bias_relu` (and, with `digest`, the plan digest of `parts`, by default
     `tiny_parts(target=info, devices=devices)`) into the library `path`, for `target` (default: this
     host), linked by `cross_compiler` when given."""
     import tvm
@@ -94,7 +95,11 @@ def build_kernels(
         {
             "matmul": te.create_prim_func([x, w, c]).with_attr("global_symbol", "matmul"),
             "bias_relu": te.create_prim_func([c_in, b, y]).with_attr("global_symbol", "bias_relu"),
-            **(digest_entry(tiny_parts(target=info, devices=devices), tiny_weights()) if digest else {}),
+            **(
+                digest_entry(parts or tiny_parts(target=info, devices=devices), tiny_weights())
+                if digest
+                else {}
+            ),
         }
     )
     sch = tvm.s_tir.Schedule(mod)
