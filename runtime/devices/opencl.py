@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import os
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -179,7 +180,7 @@ class OpenCLDevice(Device):
         self._mirrors: list[Mirror] = []
         self._read_backs: list[tuple[np.ndarray, Any]] = []
         self._maps: dict[int, Any] = {}
-        self._launches: list[OpenCLLaunch] = []
+        self._launches: weakref.WeakSet[OpenCLLaunch] = weakref.WeakSet()  # released with their owner
         self._programs: list[Any] = []
         self.closed = False
         self._allocated = self._peak = self._live = 0
@@ -379,7 +380,7 @@ class OpenCLDevice(Device):
         if len(args) != meta["params"]:
             raise KernelError(f"kernel {entry!r} takes {meta['params']} arguments, got {len(args)}")
         launch = OpenCLLaunch(self.transfers)
-        self._launches.append(launch)
+        self._launches.add(launch)
         params = [self._argument(arg, i, entry, launch) for i, arg in enumerate(args)]
         scratch = [cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(int(n), 1)) for n in meta["scratch"]]
         launch.scratch = scratch
@@ -468,7 +469,7 @@ class OpenCLDevice(Device):
             return
         self.closed = True
         self.queue.finish()
-        for launch in self._launches:
+        for launch in list(self._launches):
             launch.close()
         self._launches.clear()
         self._programs.clear()
