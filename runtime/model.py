@@ -14,7 +14,8 @@ when C-contiguous, writable and 64-byte aligned, else one aligned copy; inputs l
 arena) into the recorded launches (`Launch.bind`), runs one launch per step (or the one
 `entry(arena, weights, inputs...)` launch when the plan names an entry), skipping a guarded step
 (a branch of an If decided at run time) whose condition, read from the arena or the input, does
-not hold, synchronizes the devices and copies the outputs out. The cpu driver's recorded launch
+not hold, repeating a loop span's steps per iteration (runtime/loops.py), synchronizes the
+devices and copies the outputs out. The cpu driver's recorded launch
 is the kernel's bound call itself, so going through HAI costs an inference nothing.
 
 A paged plan (manifest `plan.paging`) never maps `weights.bin`: a `Pager`
@@ -66,6 +67,7 @@ from runtime.device_memory import check_device_memory
 from runtime.errors import InvalidArgumentError, KernelError, ModelInputError, UnsupportedCpuError
 from runtime.hai import Capabilities, Device, HostMirror, KernelArg, Unbound
 from runtime.kernel_library import aligned_empty
+from runtime.loops import LoopRunner
 from runtime.manifest_checks import allocated_bytes
 from runtime.page_reader import WeightsFileReader
 from runtime.pager import PagePlan, Pager
@@ -212,6 +214,8 @@ class Model:
         self._read_backs = self._mirror_memory()
         self.executables = load_executables(files, self.devices)  # by file name
         self._steps, self._calls, self._finish = self._prepare_calls()
+        locate = functools.partial(self._slot_location, step=None)
+        self._loops = LoopRunner(manifest.plan.loops, len(self._calls), locate, manifest.name)
         self._lock = threading.Lock()
 
     # -- public ----------------------------------------------------------------------------------------
@@ -368,7 +372,8 @@ class Model:
         index = 0
         pager = self.pager
         try:
-            for index, (run, inputs, runs, wait, guards) in enumerate(self._calls):  # noqa: B007
+            for index in self._loops.order(bound):  # the steps of a Loop again per iteration
+                run, inputs, runs, wait, guards = self._calls[index]
                 if wait is not None:
                     wait()
                 if pager is not None:

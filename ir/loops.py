@@ -1,0 +1,139 @@
+"""Loops run at run time: a `Loop` flattening left becomes a span of plain nodes the runtime repeats.
+
+Rule: `lower_loops(graph)` replaces each `Loop` of the graph by `LoopBegin`, a
+copy of its body whose inputs read LoopBegin's results, and `LoopEnd`
+(ir/ops/loop_span.py), so that layout, fusion, the memory plan and the
+lowering see the body's nodes as plain nodes and lower each once; the
+runtime repeats the steps between the two (runtime/loops.py). A carried value
+the body gives back unchanged is loop-invariant: the body reads the initial
+value itself (a constant stays a constant the kernels pack) and the result is
+that value, with no copy per iteration. A Loop in a branch of an If decided at
+run time keeps that branch's guards on LoopBegin, LoopEnd and the body's copies:
+the runtime then skips the whole span when they do not hold. The scan outputs are stacked to the
+Loop's static `trip_count`; without one the importer already refused the Loop
+(naming it), since a static plan needs their size.
+
+A span must stay a span: `span_steps` gives each span's steps in the order
+the memory planner and the static plan number them, and refuses a value
+computed inside a span that is read after it (it would not exist when the Loop
+runs no iteration). What the planner must keep (`extend_lifetimes`): a
+value from before a span that the span reads lives until its end (each
+iteration reads it again), and LoopEnd's results live from the span's start
+(the runtime writes a scan output's row after each iteration).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ir.builder import Builder
+from ir.clone import inline_region
+from ir.errors import IRError
+from ir.graph import Graph, Node, Value
+from ir.ops.loop_span import MARKERS
+from ir.predication import guards_of, set_guards
+
+
+def lower_loops(graph: Graph) -> int:
+    """Lower every `Loop` of `graph` (those its copies bring up too); how many there were."""
+    count = 0
+    while True:
+        loops = [node for node in graph.nodes if node.op == "Loop"]
+        if not loops:
+            return count
+        for node in loops:
+            _lower(graph, node)
+            count += 1
+
+
+def _lower(graph: Graph, node: Node) -> None:
+    guards = guards_of(node)
+    (body,) = node.regions
+    operands = list(node.operands) + [None] * (2 - len(node.operands))
+    limit, cond, initial = operands[0], operands[1], [v for v in operands[2:] if v is not None]
+    invariant = [body.outputs[1 + k] is body.inputs[2 + k] for k in range(len(initial))]
+    varying = [v for v, fixed in zip(initial, invariant) if not fixed]
+    name = node.name or node.results[0].name
+    loop = graph.unique_name(f"{name}/iteration")
+    builder = Builder(graph, insert_before=node)
+    begin_names = [loop, f"{name}/condition", *(f"{name}/{v.name}" for v in varying)]
+    iteration, condition, *carried = builder.op(
+        "LoopBegin", [limit, cond, *varying], {"loop": loop}, name=name, result_names=begin_names
+    )
+    reads = iter(carried)
+    args = [v if fixed else next(reads) for v, fixed in zip(initial, invariant)]
+    anchor = graph.nodes.previous(node)
+    outputs = inline_region(graph, node, body, [iteration, condition, *args])
+    for copy in graph.nodes.after(anchor):
+        if copy is node:
+            break
+        set_guards(copy, guards + guards_of(copy))
+    gives = [v for v, fixed in zip(outputs[1 : 1 + len(initial)], invariant) if not fixed]
+    scans = outputs[1 + len(initial) :]
+    attrs = {"loop": loop, "carried": len(varying), "trip_count": node.attrs["trip_count"]}
+    operands_end = [outputs[0], *gives, *scans, iteration, condition, *carried]
+    ended_values = builder.op("LoopEnd", operands_end, attrs, name=f"{name}/end")
+    for marker in (iteration, *ended_values[:1]):
+        set_guards(marker.producer, guards)  # type: ignore[arg-type]
+    ended = iter(ended_values)
+    finals = [v if fixed else next(ended) for v, fixed in zip(initial, invariant)]
+    for old, new in zip(node.results, [*finals, *ended], strict=True):
+        graph.replace_value(old, new)
+    graph.remove_node(node)
+
+
+def spans(graph: Graph) -> list[tuple[Node, Node]]:
+    """Each (LoopBegin, LoopEnd) pair of `graph`, in the order the LoopBegins come."""
+    begins: dict[str, Node] = {}
+    pairs = []
+    for node in graph.nodes:
+        if node.op == "LoopBegin":
+            begins[node.attrs["loop"]] = node
+        elif node.op == "LoopEnd":
+            begin = begins.pop(node.attrs["loop"], None)
+            if begin is None:
+                loop = node.attrs["loop"]
+                raise IRError(f"{node.label()} ends loop {loop!r}, which no earlier LoopBegin starts")
+            pairs.append((begin, node))
+    if begins:
+        raise IRError(f"loop(s) {sorted(begins)} start with a LoopBegin and never end")
+    position = {node: k for k, node in enumerate(graph.nodes)}
+    return sorted(pairs, key=lambda pair: position[pair[0]])
+
+
+def is_marker(node: Node) -> bool:
+    """Whether `node` is a LoopBegin or LoopEnd (no kernel: the runtime does their work)."""
+    return node.op in MARKERS
+
+
+def span_steps(graph: Graph, step: Mapping[Node, int]) -> list[tuple[Node, Node, int, int]]:
+    """Each span as (LoopBegin, LoopEnd, its step, its end's step), `step` being the schedule's step of
+    every node; an IRError when a value computed inside a span is read after it."""
+    found = []
+    for begin, end in spans(graph):
+        first, last = step[begin], step[end]
+        for node, at in step.items():
+            if first < at < last:
+                for result in node.results:
+                    late = [u for u in result.users() if u in step and step[u] > last]
+                    if late or result.is_graph_output:
+                        reader = late[0].label() if late else "a graph output"
+                        raise IRError(
+                            f"%{result.name} is computed inside loop {begin.attrs['loop']!r} and read after "
+                            f"it by {reader}: the Loop's results are its LoopEnd's"
+                        )
+        found.append((begin, end, first, last))
+    return found
+
+
+def extend_lifetimes(graph: Graph, step: Mapping[Node, int], last: dict[Value, int]) -> dict[Node, int]:
+    """Lengthen `last` (each value's last step) for the spans (module rule); LoopEnd's results' first
+    step (its LoopBegin's), by LoopEnd."""
+    starts: dict[Node, int] = {}
+    for _, end, first, final in span_steps(graph, step):
+        starts[end] = first
+        for value in list(last):
+            born = step[value.producer] if value.producer is not None else -1
+            if born < first and any(first < step.get(u, -1) < final for u in value.users()):
+                last[value] = max(last[value], final)
+    return starts

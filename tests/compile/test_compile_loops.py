@@ -1,0 +1,240 @@
+"""Loops run at run time (ir/loops.py, runtime/loops.py): a Loop too long to unroll, or whose
+iterations only the inputs decide, compiles its body once and matches onnxruntime."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from compile_helpers import assert_matches_onnxruntime, onnxruntime_outputs, with_manifest
+from onnx import TensorProto, helper
+
+import hai_compiler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "onnx_import"))
+from control_flow_models import _const, loop, model  # noqa: E402
+
+F32, I64, BOOL = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+
+
+def value(name: str, elem: int, shape: list[int]) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def body_graph(
+    nodes: list[onnx.NodeProto], carried: list[tuple[str, str]], scans: tuple[str, ...] = ()
+) -> onnx.GraphProto:
+    """A Loop body over `x` rows of 4 (`carried`: (input, output) names, f32[4] each)."""
+    return helper.make_graph(
+        nodes,
+        "body",
+        [value("i", I64, []), value("cond", BOOL, []), *(value(a, F32, [4]) for a, _ in carried)],
+        [
+            value("cond_out", BOOL, []),
+            *(value(b, F32, [4]) for _, b in carried),
+            *(value(s, F32, [4]) for s in scans),
+        ],
+    )
+
+
+def loop_model(
+    body: onnx.GraphProto, trips: int, outputs: list[tuple[str, list[int]]], rows: int
+) -> onnx.ModelProto:
+    """A Loop of `trips` iterations of `body` over x (f32[rows, 4]); its carried acc starts at 0..3."""
+    nodes = [_const("acc0", np.arange(4, dtype=np.float32))]
+    nodes.append(_const("trips", np.array(trips, np.int64)))
+    nodes.append(
+        helper.make_node("Loop", ["trips", "", "acc0"], [n for n, _ in outputs], name="walk", body=body)
+    )
+    graph = helper.make_graph(
+        nodes, "loop", [value("x", F32, [rows, 4])], [value(n, F32, s) for n, s in outputs]
+    )
+    return model(graph, opset=17)
+
+
+def gather_loop(rows: int) -> onnx.ModelProto:
+    """acc += x[i] (a Gather by the iteration number) for every row; 2 * acc stacked per iteration."""
+    body = body_graph(
+        [
+            helper.make_node("Gather", ["x", "i"], ["row"], axis=0),
+            helper.make_node("Add", ["acc", "row"], ["acc_out"]),
+            helper.make_node("Identity", ["cond"], ["cond_out"]),
+            _const("two", np.array(2, np.float32)),
+            helper.make_node("Mul", ["acc_out", "two"], ["doubled"]),
+        ],
+        [("acc", "acc_out")],
+        ("doubled",),
+    )
+    return loop_model(body, rows, [("final", [4]), ("stacked", [rows, 4])], rows)
+
+
+def until_loop(rows: int, scan: bool = False) -> onnx.ModelProto:
+    """acc += x[i] while sum(acc) < 50 (an early exit the data decides), at most `rows` times."""
+    body = body_graph(
+        [
+            helper.make_node("Gather", ["x", "i"], ["row"], axis=0),
+            helper.make_node("Add", ["acc", "row"], ["acc_out"]),
+            helper.make_node("ReduceSum", ["acc_out"], ["total"], keepdims=0),
+            _const("limit", np.array(50, np.float32)),
+            helper.make_node("Less", ["total", "limit"], ["cond_out"]),
+            helper.make_node("Identity", ["acc_out"], ["seen"]),
+        ],
+        [("acc", "acc_out")],
+        ("seen",) if scan else (),
+    )
+    outputs = [("final", [4]), *([("stacked", [rows, 4])] if scan else [])]
+    return loop_model(body, rows, outputs, rows)
+
+
+def saved(built: onnx.ModelProto, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(built, path)
+    return path
+
+
+def plan_of(artifact: Path) -> dict:
+    return json.loads((artifact / "manifest.json").read_text())["plan"]
+
+
+def test_a_long_loop_runs_its_body_at_run_time_and_matches_onnxruntime(tmp_path: Path) -> None:
+    path = saved(gather_loop(600), tmp_path, "gather")
+    artifact = hai_compiler.compile(path, output=tmp_path / "gather.hai")
+    plan = plan_of(artifact)
+    (span,) = plan["loops"]
+    assert span["max_trips"] == 600 and len(span["scans"]) == 1 and len(span["carry"]) == 1
+    assert len(plan["steps"]) < 10  # the body's kernels once, not 600 copies
+    x = np.random.default_rng(0).standard_normal((600, 4)).astype(np.float32)
+    assert_matches_onnxruntime(artifact, path, {"x": x})
+
+
+def test_a_short_loop_still_unrolls(tmp_path: Path) -> None:
+    path = saved(gather_loop(3), tmp_path, "short")
+    artifact = hai_compiler.compile(path, output=tmp_path / "short.hai")
+    assert plan_of(artifact)["loops"] == []
+    x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
+    assert_matches_onnxruntime(artifact, path, {"x": x})
+
+
+def test_a_loop_stops_when_its_condition_computed_at_run_time_fails(tmp_path: Path) -> None:
+    import runtime
+
+    path = saved(until_loop(200), tmp_path, "until")
+    artifact = hai_compiler.compile(path, output=tmp_path / "until.hai")
+    loaded = runtime.load(artifact)
+    for scale in (0.5, 2.0, 10.0):  # exits after about 100, 25 and 5 rows
+        x = np.full((200, 4), scale / 4, np.float32) + np.random.default_rng(2).random((200, 4), np.float32)
+        (want,) = onnxruntime_outputs(path, {"x": x}).values()
+        np.testing.assert_allclose(loaded.run({"x": x})["final"], want, rtol=1e-5)
+
+
+def test_scan_outputs_of_a_loop_that_stops_early_are_a_clear_error(tmp_path: Path) -> None:
+    import runtime
+    from runtime.errors import ModelInputError
+
+    path = saved(until_loop(200, scan=True), tmp_path, "until_scan")
+    artifact = hai_compiler.compile(path, output=tmp_path / "until_scan.hai")
+    x = np.ones((200, 4), np.float32)  # the sum starts at 6 and passes 50 after 11 rows
+    with pytest.raises(ModelInputError, match=r"Loop 'walk' stopped after 11 iterations.*200 rows"):
+        runtime.load(artifact).run({"x": x})
+
+
+@pytest.mark.parametrize("m", [0, 2, 7])
+def test_a_trip_count_from_the_inputs_is_read_at_run_time(tmp_path: Path, m: int) -> None:
+    import runtime
+
+    path = saved(loop(trip_count=None, scan_output=False, by_row=False), tmp_path, "loop_on_input")
+    artifact = hai_compiler.compile(path, output=tmp_path / "on_input.hai")
+    assert len(plan_of(artifact)["loops"]) == 1
+    feeds = {"x": np.random.default_rng(m).standard_normal((6, 3)).astype(np.float32), "m": np.array(m)}
+    (want,) = onnxruntime_outputs(path, feeds).values()  # zeros for m = 0: the initial value
+    np.testing.assert_allclose(runtime.load(artifact).run(feeds)["final"], want, rtol=1e-6)
+
+
+def test_nested_loops_and_an_if_inside_a_loop_match_onnxruntime(tmp_path: Path) -> None:
+    """For each row i: acc += sum_{j <= i} x[i] * j (an inner loop of i + 1 iterations) when
+    sum(x[i]) > 0, else acc -= x[i] (an If in the body, decided per iteration)."""
+    inner = helper.make_graph(
+        [
+            helper.make_node("Cast", ["j"], ["jf"], to=F32),
+            helper.make_node("Mul", ["row", "jf"], ["scaled"]),
+            helper.make_node("Add", ["s", "scaled"], ["s_out"]),
+            helper.make_node("Identity", ["c"], ["c_out"]),
+        ],
+        "inner",
+        [value("j", I64, []), value("c", BOOL, []), value("s", F32, [4])],
+        [value("c_out", BOOL, []), value("s_out", F32, [4])],
+    )
+    then_branch = helper.make_graph(
+        [
+            _const("one", np.array(1, np.int64)),
+            helper.make_node("Add", ["i", "one"], ["count"]),
+            helper.make_node("Loop", ["count", "", "acc"], ["t"], body=inner),
+        ],
+        "then", [], [value("t", F32, [4])],
+    )  # fmt: skip
+    else_branch = helper.make_graph(
+        [helper.make_node("Sub", ["acc", "row"], ["e"])], "else", [], [value("e", F32, [4])]
+    )
+    body = body_graph(
+        [
+            helper.make_node("Gather", ["x", "i"], ["row"], axis=0),
+            helper.make_node("ReduceSum", ["row"], ["total"], keepdims=0),
+            _const("zero", np.array(0, np.float32)),
+            helper.make_node("Greater", ["total", "zero"], ["positive"]),
+            helper.make_node(
+                "If", ["positive"], ["acc_out"], then_branch=then_branch, else_branch=else_branch
+            ),
+            helper.make_node("Identity", ["cond"], ["cond_out"]),
+        ],
+        [("acc", "acc_out")],
+    )
+    path = saved(loop_model(body, 40, [("final", [4])], 40), tmp_path, "nested")
+    artifact = hai_compiler.compile(path, output=tmp_path / "nested.hai")
+    spans = plan_of(artifact)["loops"]
+    assert [s["parent"] for s in spans] == [-1, 0]
+    x = np.random.default_rng(3).standard_normal((40, 4)).astype(np.float32)
+    assert_matches_onnxruntime(artifact, path, {"x": x})
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda span: span.update(stop=10**6), r"loop 0 \(walk\) spans steps"),
+        (lambda span: span["next_condition"].update(dtype="float32"), r"next_condition is float32\[\]"),
+        (lambda span: span["carry"][0]["destination"].update(offset=1 << 30), r"carry copy #0 .* overruns"),
+    ],
+)
+def test_load_refuses_a_bad_loop_span(tmp_path: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    import runtime
+    from runtime.errors import ArtifactError
+
+    path = saved(gather_loop(100), tmp_path, "gather")
+    artifact = hai_compiler.compile(path, output=tmp_path / "gather.hai")
+    data = json.loads((artifact / "manifest.json").read_text())
+    edit(data["plan"]["loops"][0])
+    with pytest.raises(ArtifactError, match=message):
+        runtime.load(with_manifest(artifact, tmp_path / "edited.hai", data))
+
+
+def test_onnx_loop_conformance_case_runs_at_run_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX's own Loop case (5 iterations, a scan output), with unrolling off, through compile and
+    the runtime's loop."""
+    import passes.flatten_control_flow as pass_module
+    from hai_compiler.conformance import as_array, compare, node_cases
+    from hai_compiler.onnx_backend import HaiCompiledBackend
+    from hai_compiler.onnx_import.converters import control
+    from ir.flatten import flatten
+
+    monkeypatch.setattr(control, "SMALL_UNROLL", 0)
+    monkeypatch.setattr(pass_module, "flatten", lambda graph, most, _: flatten(graph, most, 0))
+    (case,) = [c for c in node_cases() if c.name == "test_loop11"]
+    rep = HaiCompiledBackend.prepare(case.model)
+    for inputs, expected in case.data_sets:
+        outputs = rep.run([as_array(x) for x in inputs])
+        compare([as_array(x) for x in expected], outputs, case.rtol, case.atol)
+    manifests = list(Path(rep._workdir.name).glob("*.hai/manifest.json"))  # type: ignore[attr-defined]
+    assert manifests and all(len(json.loads(m.read_text())["plan"]["loops"]) == 1 for m in manifests)
