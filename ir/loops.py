@@ -7,7 +7,9 @@ lowering see the body's nodes as plain nodes and lower each once; the
 runtime repeats the steps between the two (runtime/loops.py). A carried value
 the body gives back unchanged is loop-invariant: the body reads the initial
 value itself (a constant stays a constant the kernels pack) and the result is
-that value, with no copy per iteration. A Loop in a branch of an If decided at
+that value, with no copy per iteration. A body node that reads nothing the
+loop changes (constants, values from before the loop, other such nodes) is
+hoisted before LoopBegin, folded when it reads only constants. A Loop in a branch of an If decided at
 run time keeps that branch's guards on LoopBegin, LoopEnd and the body's copies:
 the runtime then skips the whole span when they do not hold. The scan outputs are stacked to the
 Loop's static `trip_count`; without one the importer already refused the Loop
@@ -29,6 +31,7 @@ from collections.abc import Mapping
 from ir.builder import Builder
 from ir.clone import inline_region
 from ir.errors import IRError
+from ir.folding import fold_node, is_foldable
 from ir.graph import Graph, Node, Value
 from ir.ops.loop_span import MARKERS
 from ir.predication import guards_of, set_guards
@@ -64,10 +67,15 @@ def _lower(graph: Graph, node: Node) -> None:
     args = [v if fixed else next(reads) for v, fixed in zip(initial, invariant)]
     anchor = graph.nodes.previous(node)
     outputs = inline_region(graph, node, body, [iteration, condition, *args])
-    for copy in graph.nodes.after(anchor):
+    inside = {iteration, condition, *carried}
+    for copy in list(graph.nodes.after(anchor)):
         if copy is node:
             break
         set_guards(copy, guards + guards_of(copy))
+        if copy.regions or any(o in inside for o in copy.operands) or copy.captures():
+            inside.update(copy.results)
+        else:
+            outputs = _hoist(graph, copy, begin=iteration.producer, outputs=outputs)  # type: ignore[arg-type]
     gives = [v for v, fixed in zip(outputs[1 : 1 + len(initial)], invariant) if not fixed]
     scans = outputs[1 + len(initial) :]
     attrs = {"loop": loop, "carried": len(varying), "trip_count": node.attrs["trip_count"]}
@@ -80,6 +88,20 @@ def _lower(graph: Graph, node: Node) -> None:
     for old, new in zip(node.results, [*finals, *ended], strict=True):
         graph.replace_value(old, new)
     graph.remove_node(node)
+
+
+def _hoist(graph: Graph, node: Node, begin: Node, outputs: list[Value]) -> list[Value]:
+    """Move a body node that reads nothing the loop changes before its LoopBegin (once, not per
+    iteration), folded when its operands are constants; `outputs` with its results' replacements."""
+    if is_foldable(node):
+        names = [r.name for r in node.results]
+        results = list(node.results)
+        fold_node(graph, node)
+        folded = {r: graph.value(n) for r, n in zip(results, names, strict=True)}
+        return [folded.get(v, v) for v in outputs]
+    graph.nodes.unlink(node)
+    graph.nodes.insert_before(begin, node)
+    return outputs
 
 
 def spans(graph: Graph) -> list[tuple[Node, Node]]:

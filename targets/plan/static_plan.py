@@ -250,6 +250,13 @@ class PlanBuilder:
         loops = LoopPlan(
             self.graph, anchors, self.loop_slot, self.absolute_offset, lambda n: self.guards(n, [])
         )
+        if loops.records and self.device != "cpu":
+            names = ", ".join(repr(loop.name) for loop in loops.records)
+            raise PlanBuildError(
+                f"Loop(s) {names} run at run time, which only the cpu device does yet (the runtime copies "
+                f"carried values in host memory between iterations), not {self.device}: compile for a "
+                "cpu target, or fix the loop's trip count (--input-value) so that it unrolls"
+            )
         check_plan(  # fmt: skip
             [
                 Access(v, self.input_places[b.name], b.nbytes)

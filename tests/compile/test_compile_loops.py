@@ -238,3 +238,53 @@ def test_onnx_loop_conformance_case_runs_at_run_time(monkeypatch: pytest.MonkeyP
         compare([as_array(x) for x in expected], outputs, case.rtol, case.atol)
     manifests = list(Path(rep._workdir.name).glob("*.hai/manifest.json"))  # type: ignore[attr-defined]
     assert manifests and all(len(json.loads(m.read_text())["plan"]["loops"]) == 1 for m in manifests)
+
+
+def test_a_lowered_loop_prints_parses_and_refuses_the_interpreter() -> None:
+    from hai_compiler.onnx_import import import_onnx
+    from ir import IRError, run_graph, verify
+    from ir.loops import lower_loops
+    from ir.parser import parse_hir
+    from ir.printer import print_graph
+
+    graph = import_onnx(gather_loop(100))
+    x = np.random.default_rng(4).standard_normal((100, 4)).astype(np.float32)
+    before = run_graph(graph, {"x": x})  # the IR Loop runs in the interpreter
+    (want,) = onnxruntime_outputs_of(gather_loop(100), {"x": x})[:1]
+    np.testing.assert_allclose(before["final"], want, rtol=1e-6)
+    assert lower_loops(graph) == 1
+    verify(graph)
+    assert [n.op for n in graph.nodes if n.op.startswith("Loop")] == ["LoopBegin", "LoopEnd"]
+    text = print_graph(graph)
+    assert print_graph(parse_hir(text)) == text
+    with pytest.raises(IRError, match=r"only a compiled plan repeats"):
+        run_graph(graph, {"x": x})
+
+
+def onnxruntime_outputs_of(built: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(built.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def test_the_hazard_check_sees_a_memory_plan_that_forgets_the_next_iteration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """x3 = 3x before the loop, read by every iteration: planned as if the body ran once, its bytes go
+    to the body's later values, and the check's second iteration finds them overwritten."""
+    import passes.memory_plan as planner
+    from ir import HaiError
+
+    built = gather_loop(100)
+    built.graph.node.insert(0, _const("three", np.array(3, np.float32)))
+    built.graph.node.insert(1, helper.make_node("Mul", ["x", "three"], ["x3"]))
+    loop_node = next(n for n in built.graph.node if n.op_type == "Loop")
+    gather = next(n for n in loop_node.attribute[0].g.node if n.op_type == "Gather")
+    gather.input[0] = "x3"
+    path = saved(built, tmp_path, "x3")
+    x = np.random.default_rng(5).standard_normal((100, 4)).astype(np.float32)
+    assert_matches_onnxruntime(hai_compiler.compile(path, output=tmp_path / "x3.hai"), path, {"x": x})
+    monkeypatch.setattr(planner, "extend_lifetimes", lambda graph, step, last: {})
+    with pytest.raises(HaiError, match=r"reads %.* which hold"):
+        hai_compiler.compile(path, output=tmp_path / "broken.hai")
