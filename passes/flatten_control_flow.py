@@ -25,7 +25,7 @@ class FlattenControlFlow(Pass):
     )
 
     max_loop_nodes: int = dataclasses.field(
-        default=64, metadata={"help": "most nodes one unrolled Loop may become (larger: run at run time)"}
+        default=512, metadata={"help": "most nodes one unrolled Loop may become (larger: run at run time)"}
     )
 
     def __post_init__(self) -> None:

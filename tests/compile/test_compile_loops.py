@@ -192,11 +192,11 @@ def test_nested_loops_and_an_if_inside_a_loop_match_onnxruntime(tmp_path: Path) 
         ],
         [("acc", "acc_out")],
     )
-    path = saved(loop_model(body, 40, [("final", [4])], 40), tmp_path, "nested")
+    path = saved(loop_model(body, 60, [("final", [4])], 60), tmp_path, "nested")
     artifact = hai_compiler.compile(path, output=tmp_path / "nested.hai")
     spans = plan_of(artifact)["loops"]
     assert [s["parent"] for s in spans] == [-1, 0]
-    x = np.random.default_rng(3).standard_normal((40, 4)).astype(np.float32)
+    x = np.random.default_rng(3).standard_normal((60, 4)).astype(np.float32)
     assert_matches_onnxruntime(artifact, path, {"x": x})
 
 
@@ -212,7 +212,7 @@ def test_load_refuses_a_bad_loop_span(tmp_path: Path, edit, message: str) -> Non
     import runtime
     from runtime.errors import ArtifactError
 
-    path = saved(gather_loop(100), tmp_path, "gather")
+    path = saved(gather_loop(200), tmp_path, "gather")
     artifact = hai_compiler.compile(path, output=tmp_path / "gather.hai")
     data = json.loads((artifact / "manifest.json").read_text())
     edit(data["plan"]["loops"][0])
@@ -247,10 +247,10 @@ def test_a_lowered_loop_prints_parses_and_refuses_the_interpreter() -> None:
     from ir.parser import parse_hir
     from ir.printer import print_graph
 
-    graph = import_onnx(gather_loop(100))
-    x = np.random.default_rng(4).standard_normal((100, 4)).astype(np.float32)
+    graph = import_onnx(gather_loop(200))
+    x = np.random.default_rng(4).standard_normal((200, 4)).astype(np.float32)
     before = run_graph(graph, {"x": x})  # the IR Loop runs in the interpreter
-    (want,) = onnxruntime_outputs_of(gather_loop(100), {"x": x})[:1]
+    (want,) = onnxruntime_outputs_of(gather_loop(200), {"x": x})[:1]
     np.testing.assert_allclose(before["final"], want, rtol=1e-6)
     assert lower_loops(graph) == 1
     verify(graph)
@@ -276,14 +276,14 @@ def test_the_hazard_check_sees_a_memory_plan_that_forgets_the_next_iteration(
     import passes.memory_plan as planner
     from ir import HaiError
 
-    built = gather_loop(100)
+    built = gather_loop(200)
     built.graph.node.insert(0, _const("three", np.array(3, np.float32)))
     built.graph.node.insert(1, helper.make_node("Mul", ["x", "three"], ["x3"]))
     loop_node = next(n for n in built.graph.node if n.op_type == "Loop")
     gather = next(n for n in loop_node.attribute[0].g.node if n.op_type == "Gather")
     gather.input[0] = "x3"
     path = saved(built, tmp_path, "x3")
-    x = np.random.default_rng(5).standard_normal((100, 4)).astype(np.float32)
+    x = np.random.default_rng(5).standard_normal((200, 4)).astype(np.float32)
     assert_matches_onnxruntime(hai_compiler.compile(path, output=tmp_path / "x3.hai"), path, {"x": x})
     monkeypatch.setattr(planner, "extend_lifetimes", lambda graph, step, last: {})
     with pytest.raises(HaiError, match=r"reads %.* which hold"):

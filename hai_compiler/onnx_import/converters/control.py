@@ -35,9 +35,11 @@ from ir.ops.control import SCALAR_BOOL, SCALAR_I64, scan_layout
 
 UNROLL_LIMIT = 4096
 """The most ONNX nodes a Loop or Scan may become when it is unrolled while importing."""
-SMALL_UNROLL = 64
+SMALL_UNROLL = 512
 """A Loop whose copies stay within this many ONNX nodes is unrolled; a larger one runs at run time
-when its body imports as a region (compiling each iteration's copy costs more than it saves)."""
+when its body imports as a region. Unrolled runs faster (one entry call instead of a few microseconds
+of the runtime's per iteration: 100 iterations of a 5-node body, 20 µs against 620 µs), but its
+compile time grows faster than its size (3.7 s there, 14 s for 200 iterations, 171 s for 600)."""
 
 
 def _flag(value: Value | None) -> bool | None:
