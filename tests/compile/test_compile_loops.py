@@ -288,3 +288,72 @@ def test_the_hazard_check_sees_a_memory_plan_that_forgets_the_next_iteration(
     monkeypatch.setattr(planner, "extend_lifetimes", lambda graph, step, last: {})
     with pytest.raises(HaiError, match=r"reads %.* which hold"):
         hai_compiler.compile(path, output=tmp_path / "broken.hai")
+
+
+def decoder_loop(steps: int) -> onnx.ModelProto:
+    """SLANet's decoder pattern: a counter carried as i64[1]; each iteration writes its output row
+    into a carried [1, steps, 4] buffer at the counter (Slice and Range from the counter to
+    min(steps, float(counter) + 1), ScatterElements); the condition is counter + 1 < steps; M 1024."""
+    rng = np.random.default_rng(7)
+    nodes = [
+        helper.make_node("MatMul", ["h", "w"], ["hw"]),
+        helper.make_node("Add", ["hw", "x"], ["pre"]),
+        helper.make_node("Tanh", ["pre"], ["h_out"]),
+        helper.make_node("MatMul", ["h_out", "w2"], ["y"]),
+        helper.make_node("Cast", ["counter"], ["counter_f"], to=F32),
+        helper.make_node("Add", ["counter_f", "one_f"], ["next_f"]),
+        helper.make_node("Cast", ["next_f"], ["next"], to=I64),
+        helper.make_node("Shape", ["buf"], ["buf_shape"]),
+        helper.make_node("Gather", ["buf_shape", "one"], ["rows"], axis=0),
+        helper.make_node("Min", ["rows", "next"], ["end"]),
+        helper.make_node("Slice", ["buf", "counter", "end", "one", "one"], ["row"]),
+        helper.make_node("Shape", ["row"], ["row_shape"]),
+        helper.make_node("Unsqueeze", ["y", "one"], ["y3"]),
+        helper.make_node("Expand", ["y3", "row_shape"], ["update"]),
+        helper.make_node("Squeeze", ["counter"], ["first"]),
+        helper.make_node("Squeeze", ["end"], ["last"]),
+        helper.make_node("Squeeze", ["one"], ["step"]),
+        helper.make_node("Range", ["first", "last", "step"], ["at"]),
+        helper.make_node("Reshape", ["at", "column"], ["at3"]),
+        helper.make_node("Tile", ["at3", "repeats"], ["indices"]),
+        helper.make_node("ScatterElements", ["buf", "indices", "update"], ["buf_out"], axis=1),
+        helper.make_node("Less", ["next", "limit"], ["cond_out"]),
+    ]
+    constants = {
+        "w": (rng.standard_normal((8, 8)) * 0.5).astype(np.float32),
+        "w2": rng.standard_normal((8, 4)).astype(np.float32),
+        "one_f": np.array([1.0], np.float32),
+        "one": np.array([1], np.int64),
+        "column": np.array([1, -1, 1], np.int64),
+        "repeats": np.array([1, 1, 4], np.int64),
+        "limit": np.array([steps], np.int64),
+    }
+    body = helper.make_graph(
+        [_const(name, array) for name, array in constants.items()] + nodes,
+        "decoder",
+        [value("i", I64, []), value("cond", BOOL, []), value("counter", I64, [1]),
+         value("buf", F32, [1, steps, 4]), value("h", F32, [1, 8])],
+        [value("cond_out", BOOL, [1]), value("next", I64, [1]), value("buf_out", F32, [1, steps, 4]),
+         value("h_out", F32, [1, 8])],
+    )  # fmt: skip
+    outer = [
+        _const("m", np.array(1024, np.int64)),
+        _const("zero", np.array([0], np.int64)),
+        _const("empty", np.zeros((1, steps, 4), np.float32)),
+        helper.make_node(
+            "Loop", ["m", "", "zero", "empty", "x"], ["count", "out", "h_last"], name="decode", body=body
+        ),
+    ]
+    graph = helper.make_graph(
+        outer, "decoder", [value("x", F32, [1, 8])],
+        [value("count", I64, [1]), value("out", F32, [1, steps, 4]), value("h_last", F32, [1, 8])],
+    )  # fmt: skip
+    return model(graph, opset=17)
+
+
+def test_a_decoder_writing_row_by_row_at_its_counter_matches_onnxruntime(tmp_path: Path) -> None:
+    path = saved(decoder_loop(300), tmp_path, "decoder")
+    artifact = hai_compiler.compile(path, output=tmp_path / "decoder.hai")
+    assert len(plan_of(artifact)["loops"]) == 1
+    x = np.random.default_rng(8).standard_normal((1, 8)).astype(np.float32)
+    assert_matches_onnxruntime(artifact, path, {"x": x})
