@@ -357,3 +357,34 @@ def test_a_decoder_writing_row_by_row_at_its_counter_matches_onnxruntime(tmp_pat
     assert len(plan_of(artifact)["loops"]) == 1
     x = np.random.default_rng(8).standard_normal((1, 8)).astype(np.float32)
     assert_matches_onnxruntime(artifact, path, {"x": x})
+
+
+def test_a_loop_of_convs_matches_onnxruntime(tmp_path: Path) -> None:
+    """h = tanh(relu(conv(h)) + h) 200 times, the channel means stacked: convs (their layouts and fused
+    epilogues) inside a span, and a conv before it."""
+    rng = np.random.default_rng(9)
+    body = helper.make_graph(
+        [_const("w", (rng.standard_normal((8, 8, 3, 3)) * 0.2).astype(np.float32)),
+         helper.make_node("Conv", ["h", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("Add", ["r", "h"], ["a"]),
+         helper.make_node("Tanh", ["a"], ["h_out"]),
+         helper.make_node("ReduceMean", ["h_out"], ["s"], axes=[2, 3], keepdims=0),
+         helper.make_node("Identity", ["cond"], ["cond_out"])],
+        "body",
+        [value("i", I64, []), value("cond", BOOL, []), value("h", F32, [1, 8, 16, 16])],
+        [value("cond_out", BOOL, []), value("h_out", F32, [1, 8, 16, 16]), value("s", F32, [1, 8])],
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [_const("m", np.array(200, np.int64)),
+         _const("w0", (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)),
+         helper.make_node("Conv", ["x", "w0"], ["h0"], pads=[1, 1, 1, 1]),
+         helper.make_node("Loop", ["m", "", "h0"], ["y", "means"], body=body, name="convs")],
+        "convs", [value("x", F32, [1, 3, 16, 16])],
+        [value("y", F32, [1, 8, 16, 16]), value("means", F32, [200, 1, 8])],
+    )  # fmt: skip
+    path = saved(model(graph, opset=17), tmp_path, "convs")
+    artifact = hai_compiler.compile(path, output=tmp_path / "convs.hai")
+    assert len(plan_of(artifact)["loops"]) == 1
+    x = rng.standard_normal((1, 3, 16, 16)).astype(np.float32)
+    assert_matches_onnxruntime(artifact, path, {"x": x})
