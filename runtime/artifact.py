@@ -18,7 +18,9 @@ and size in bytes. The execution
 plan is static: each step calls one kernel symbol on argument slots, and each slot
 is a typed view (byte offset, shape, dtype) into the arena, into `weights.bin`, or
 into a graph input's buffer or an output's place in the arena (named by the
-binding); `writes` marks the slots a step writes (the others it only reads).
+binding); `writes` marks the slots a step writes (the others it only reads). `plan.loops` names
+spans of steps the runtime repeats once per iteration of an ONNX Loop, with the copies it makes
+between them (`LoopSpan`, runtime/loops.py).
 Each step names the device it runs on and the executable it runs from (the
 file of that device's kernel library, `kernel_libraries[device]`); the runtime
 loads each executable through its device's HAI driver and launches every call
