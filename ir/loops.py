@@ -5,7 +5,8 @@ copy of its body whose inputs read LoopBegin's results, and `LoopEnd`
 (ir/ops/loop_span.py), so that layout, fusion, the memory plan and the
 lowering see the body's nodes as plain nodes and lower each once; the
 runtime repeats the steps between the two (runtime/loops.py). A carried value
-the body gives back unchanged is loop-invariant: the body reads the initial
+the body gives back unchanged (itself, or through reshapes and `+ 0`, `* 1`
+by constants) is loop-invariant: the body reads the initial
 value itself (a constant stays a constant the kernels pack) and the result is
 that value, with no copy per iteration. A body node that reads nothing the
 loop changes (constants, values from before the loop, other such nodes) is
@@ -27,6 +28,8 @@ iteration reads it again), and LoopEnd's results live from the span's start
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+import numpy as np
 
 from ir.builder import Builder
 from ir.clone import inline_region
@@ -54,7 +57,7 @@ def _lower(graph: Graph, node: Node) -> None:
     (body,) = node.regions
     operands = list(node.operands) + [None] * (2 - len(node.operands))
     limit, cond, initial = operands[0], operands[1], [v for v in operands[2:] if v is not None]
-    invariant = [body.outputs[1 + k] is body.inputs[2 + k] for k in range(len(initial))]
+    invariant = [_gives_back(body.outputs[1 + k], body.inputs[2 + k]) for k in range(len(initial))]
     varying = [v for v, fixed in zip(initial, invariant) if not fixed]
     name = node.name or node.results[0].name
     loop = graph.unique_name(f"{name}/iteration")
@@ -84,10 +87,55 @@ def _lower(graph: Graph, node: Node) -> None:
     for marker in (iteration, *ended_values[:1]):
         set_guards(marker.producer, guards)  # type: ignore[arg-type]
     ended = iter(ended_values)
-    finals = [v if fixed else next(ended) for v, fixed in zip(initial, invariant)]
+    finals = [(_kept(builder, v, result) if fixed else next(ended))
+              for v, fixed, result in zip(initial, invariant, node.results)]  # fmt: skip
     for old, new in zip(node.results, [*finals, *ended], strict=True):
         graph.replace_value(old, new)
     graph.remove_node(node)
+
+
+def _kept(builder: Builder, initial: Value, result: Value) -> Value:
+    """The result of a loop-invariant carried value: the initial value (an Identity of it when the
+    result is a graph output, which keeps its own place)."""
+    if not result.is_graph_output:
+        return initial
+    (kept,) = builder.op("Identity", [initial], name=result.name)
+    return kept
+
+
+SAME_NUMBERS = ("Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten")
+NEUTRAL = {"Add": (0, (0, 1)), "Sub": (0, (1,)), "Mul": (1, (0, 1)), "Div": (1, (1,))}
+"""Ops that give their other operand's numbers when an operand is a constant all `number`:
+op -> (number, the operand positions that constant may take)."""
+
+
+def _gives_back(given: Value, got: Value) -> bool:
+    """Whether the body's carried output `given` is its input `got` itself, or `got` through ops that
+    keep every number (reshapes; + 0, - 0, * 1, / 1 by constants): then the value never changes."""
+    if not given.type.same_tensor(got.type):
+        return False
+    value = given
+    while value is not got:
+        node = value.producer
+        if node is None:
+            return False
+        operands = [o for o in node.operands if o is not None]
+        if node.op in SAME_NUMBERS and operands:
+            value = operands[0]
+            continue
+        rule = NEUTRAL.get(node.op)
+        if rule is None or len(operands) != 2:
+            return False
+        number, sides = rule
+        neutral = [k for k in sides if _all_equal(operands[k], number)]
+        if not neutral or operands[1 - neutral[0]].type.shape != value.type.shape:
+            return False
+        value = operands[1 - neutral[0]]
+    return True
+
+
+def _all_equal(value: Value, number: int) -> bool:
+    return value.is_constant and bool(np.all(np.asarray(value.constant_array()) == number))
 
 
 def _hoist(graph: Graph, node: Node, begin: Node, outputs: list[Value]) -> list[Value]:

@@ -388,3 +388,50 @@ def test_a_loop_of_convs_matches_onnxruntime(tmp_path: Path) -> None:
     assert len(plan_of(artifact)["loops"]) == 1
     x = rng.standard_normal((1, 3, 16, 16)).astype(np.float32)
     assert_matches_onnxruntime(artifact, path, {"x": x})
+
+
+def test_values_the_loop_never_changes_are_read_from_before_it(tmp_path: Path) -> None:
+    """v is carried, but given back as Squeeze(Unsqueeze(v) + 0) (as paddle2onnx writes it): the loop
+    does not copy it, and v * 2, which reads nothing else, runs once before the loop."""
+    from hai_compiler.onnx_import import import_onnx
+    from ir.loops import lower_loops
+
+    body = helper.make_graph(
+        [
+            _const("axis", np.array([0], np.int64)),
+            _const("zero", np.zeros((1, 4), np.float32)),
+            _const("two", np.array(2, np.float32)),
+            helper.make_node("Unsqueeze", ["v", "axis"], ["v1"]),
+            helper.make_node("Add", ["v1", "zero"], ["v2"]),
+            helper.make_node("Squeeze", ["v2", "axis"], ["v_out"]),
+            helper.make_node("Mul", ["v", "two"], ["w"]),
+            helper.make_node("Gather", ["x", "i"], ["row"], axis=0),
+            helper.make_node("Mul", ["row", "w"], ["step"]),
+            helper.make_node("Add", ["acc", "step"], ["acc_out"]),
+            helper.make_node("Identity", ["cond"], ["cond_out"]),
+        ],
+        "body",
+        [value("i", I64, []), value("cond", BOOL, []), value("acc", F32, [4]), value("v", F32, [4])],
+        [value("cond_out", BOOL, []), value("acc_out", F32, [4]), value("v_out", F32, [4])],
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [_const("m", np.array(300, np.int64)), _const("acc0", np.zeros(4, np.float32)),
+         helper.make_node("Loop", ["m", "", "acc0", "v"], ["final", "v_final"], body=body, name="scale")],
+        "invariant", [value("x", F32, [300, 4]), value("v", F32, [4])],
+        [value("final", F32, [4]), value("v_final", F32, [4])],
+    )  # fmt: skip
+    built = model(graph, opset=17)
+    lowered = import_onnx(built)
+    assert lower_loops(lowered) == 1
+    ops = [n.op for n in lowered.nodes]
+    begin = next(n for n in lowered.nodes if n.op == "LoopBegin")
+    assert len(begin.results) == 3  # iteration, condition, acc: v is not carried
+    assert ops.index("Mul") < ops.index("LoopBegin")  # v * 2, once
+    path = saved(built, tmp_path, "invariant")
+    artifact = hai_compiler.compile(path, output=tmp_path / "invariant.hai")
+    rng = np.random.default_rng(10)
+    feeds = {
+        "x": rng.standard_normal((300, 4)).astype(np.float32),
+        "v": rng.standard_normal(4).astype(np.float32),
+    }
+    assert_matches_onnxruntime(artifact, path, feeds)
