@@ -168,7 +168,13 @@ def spans(graph: Graph) -> list[tuple[Node, Node]]:
     if begins:
         raise IRError(f"loop(s) {sorted(begins)} start with a LoopBegin and never end")
     position = {node: k for k, node in enumerate(graph.nodes)}
-    return sorted(pairs, key=lambda pair: position[pair[0]])
+    ordered = sorted(pairs, key=lambda pair: position[pair[0]])
+    for k, (begin, end) in enumerate(ordered):
+        for other, other_end in ordered[k + 1 :]:
+            if position[other] < position[end] < position[other_end]:
+                loops = begin.attrs["loop"], other.attrs["loop"]
+                raise IRError(f"loops {loops[0]!r} and {loops[1]!r} overlap without one inside the other")
+    return ordered
 
 
 def is_marker(node: Node) -> bool:
