@@ -17,8 +17,8 @@ class PredicateControlFlow(Pass):
     `LoopEnd` (ir/loops.py states the rule; the runtime repeats the span's steps), and every `If` by
     both its branches, each node guarded by the condition (the runtime skips a step whose guard does
     not hold), and a `Where` per result that picks the branch that ran (ir/predication.py). Loops go
-    first, so an If in a loop's body becomes guarded steps inside the span; a Loop inside an If
-    decided at run time is refused, naming it. The compile driver runs it before `layout`, `fuse`
+    first, so an If in a loop's body becomes guarded steps inside the span; a Loop in a branch
+    becomes a span under the branch's guards (the runtime skips it whole). The compile driver runs it before `layout`, `fuse`
     and `plan-memory`, so the memory plan covers both branches and every loop's body.
     """
 
