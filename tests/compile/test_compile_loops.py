@@ -133,10 +133,12 @@ def test_a_loop_stops_when_its_condition_computed_at_run_time_fails(tmp_path: Pa
 
 def test_scan_outputs_of_a_loop_that_stops_early_are_a_clear_error(tmp_path: Path) -> None:
     import runtime
+    from hai_compiler.onnx_import.converters.control import ScanLengthWarning
     from runtime.errors import ModelInputError
 
     path = saved(until_loop(200, scan=True), tmp_path, "until_scan")
-    artifact = hai_compiler.compile(path, output=tmp_path / "until_scan.hai")
+    with pytest.warns(ScanLengthWarning, match=r"node 'walk' \(Loop\): its condition .* 200 rows"):
+        artifact = hai_compiler.compile(path, output=tmp_path / "until_scan.hai")
     x = np.ones((200, 4), np.float32)  # the sum starts at 6 and passes 50 after 11 rows
     with pytest.raises(ModelInputError, match=r"Loop 'walk' stopped after 11 iterations.*200 rows"):
         runtime.load(artifact).run({"x": x})

@@ -22,6 +22,7 @@ the node): a Loop's scan outputs need a constant trip count.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ import onnx
 from hai_compiler.onnx_import.converter import ConversionContext, StaticOperandError, converter
 from ir import Builder, Graph, HaiError, Value
 from ir.dependencies import inputs_behind
+from ir.errors import HaiWarning
 from ir.flatten import stack, unrolled_scan
 from ir.ops.control import SCALAR_BOOL, SCALAR_I64, scan_layout
 
@@ -124,6 +126,11 @@ def convert_loop(ctx: ConversionContext) -> Sequence[Value | None]:
         return unrolled
     region = _loop_region(ctx, body, limit, values, trip_count)
     if not isinstance(region, str):
+        if may_stop:
+            warnings.warn(ScanLengthWarning(
+                f"{ctx.where}: its condition is computed at run time, but its scan outputs are compiled for "
+                f"{trip_count} rows (its M): a run that stops earlier fails, naming it"
+            ), stacklevel=2)  # fmt: skip
         return ctx.emit("Loop", [limit, cond, *values], {"trip_count": trip_count}, regions=[region])
     unrolled = unroll() if unrolled is None else unrolled
     if isinstance(unrolled, list):
@@ -132,6 +139,10 @@ def convert_loop(ctx: ConversionContext) -> Sequence[Value | None]:
         f"{ctx.where}: its body needs values known at compile time ({region}), so it imports only "
         f"unrolled, and it was not unrolled: {unrolled}"
     )
+
+
+class ScanLengthWarning(HaiWarning):
+    """A Loop run at run time whose scan outputs have a static length its condition may cut short."""
 
 
 def _keeps_condition(body: onnx.GraphProto) -> bool:
