@@ -2,8 +2,8 @@
 
 Rule: a bound is read as a *root value plus a constant*, looking through what
 keeps a one-element value's number: reshapes (Unsqueeze, Squeeze, Reshape,
-Flatten, Identity), Casts (the loop counters exporters write go through float
-and back), `+ c`, `- c`, and a clamp by a constant (`Min`/`Max`, taken as not
+Flatten, Identity), Casts but to bool (the loop counters exporters write go
+through float and back), `+ c`, `- c`, and a clamp by a constant (`Min`/`Max`, taken as not
 biting: exporters clamp the end to the tensor's length, as Slice itself
 does). When the start and the end have the same root, the span `end - start`
 is a constant although both are computed at run time, and the result has a
@@ -46,7 +46,7 @@ def offset_form(value: Value) -> tuple[Value | None, float]:
         if node is None or value.type.size != 1:
             return value, offset
         operands = [o for o in node.operands if o is not None]
-        if node.op in KEEP_NUMBER:
+        if node.op in KEEP_NUMBER and not (node.op == "Cast" and node.attrs["to"] is DType.BOOL):
             value = operands[0]
             continue
         known = [(k, c) for k, o in enumerate(operands) if (c := _scalar(o)) is not None]
