@@ -18,8 +18,9 @@ class PredicateControlFlow(Pass):
     both its branches, each node guarded by the condition (the runtime skips a step whose guard does
     not hold), and a `Where` per result that picks the branch that ran (ir/predication.py). Loops go
     first, so an If in a loop's body becomes guarded steps inside the span; a Loop in a branch
-    becomes a span under the branch's guards (the runtime skips it whole). The compile driver runs it before `layout`, `fuse`
-    and `plan-memory`, so the memory plan covers both branches and every loop's body.
+    becomes a span under the branch's guards (the runtime skips it whole). The compile driver runs
+    it before `layout`, `fuse` and `plan-memory`, so the memory plan covers both branches and every
+    loop's body.
     """
 
     name = "predicate-control-flow"
