@@ -443,3 +443,13 @@ def test_values_the_loop_never_changes_are_read_from_before_it(tmp_path: Path) -
         "v": rng.standard_normal(4).astype(np.float32),
     }
     assert_matches_onnxruntime(artifact, path, feeds)
+
+
+def test_a_budget_that_needs_paged_weights_is_refused_naming_the_loop(tmp_path: Path) -> None:
+    from targets.plan.paging import LoopPagingError
+
+    path = saved(gather_loop(600), tmp_path, "gather")
+    resident = hai_compiler.compile(path, output=tmp_path / "resident.hai")
+    peak = json.loads((resident / "manifest.json").read_text())["plan"]["planned_peak_bytes"]
+    with pytest.raises(LoopPagingError, match=r"Loop\(s\) walk run at run time .* raise --memory-budget"):
+        hai_compiler.compile(path, output=tmp_path / "paged.hai", memory_budget=str(peak - 4096))
