@@ -3,7 +3,8 @@
 Rule: an `If` whose condition is a constant becomes a copy of its taken branch;
 a `Loop` or `Scan` is unrolled (one copy of its body per iteration, the scan
 slices taken by `Gather` and stacked by `Unsqueeze` + `Concat`) when its
-iteration count is known and the copies stay within `max_nodes` nodes. A Loop
+iteration count is known and the copies stay within `max_nodes` nodes
+(`max_loop_nodes` for a Loop: a larger one runs at run time, ir/loops.py). A Loop
 is known to run while its condition, folded after each copied iteration, is a
 constant: it stops at a constant false (its scan outputs then hold the
 iterations run, as ONNX says) and stays a Loop when the condition is computed
@@ -48,14 +49,16 @@ def take(builder: Builder, value: Value, index: int, axis: int, name: str) -> Va
     return builder.op("Gather", [value, position], {"axis": axis}, name=f"{name}/slice")[0]
 
 
-def flatten(graph: Graph, max_nodes: int) -> int:
-    """Flatten what this module's rule allows in `graph`'s own nodes; how many nodes went."""
+def flatten(graph: Graph, max_nodes: int, max_loop_nodes: int | None = None) -> int:
+    """Flatten what this module's rule allows in `graph`'s own nodes, a Loop within `max_loop_nodes`
+    (None: `max_nodes`); how many nodes went."""
     flattened = 0
     changed = True
     while changed:
         changed = False
         for node in list(graph.nodes):
-            if node.regions and flatten_node(graph, node, max_nodes):
+            most = max_nodes if node.op != "Loop" or max_loop_nodes is None else max_loop_nodes
+            if node.regions and flatten_node(graph, node, most):
                 flattened += 1
                 changed = True
     return flattened

@@ -40,6 +40,7 @@ import dataclasses
 from ir.aliasing import in_place_operands, is_pointwise, is_view
 from ir.errors import HaiError
 from ir.graph import Graph, Node, Value
+from ir.loops import is_marker
 from ir.ops.registry import all_schemas
 
 GROUP_KEY = "fusion_group"
@@ -254,7 +255,8 @@ def _feeds_weight(result: Value, anchor: Node) -> bool:
 
 def kernels(graph: Graph) -> list[FusionGroup]:
     """Every kernel in execution order: each fusion group, and each other node that is no view
-    (a group of its own, id -1, no epilogue). What a driver lowers with `lower_node(anchor, target,
+    and no loop span's end (ir/loops.py: the runtime does their work) (a group of its own, id -1,
+    no epilogue). What a driver lowers with `lower_node(anchor, target,
     epilogue)`, and what a report lists with the node names each kernel came from (`sources`)."""
     fusion = read_fusion(graph)
     found: list[FusionGroup] = []
@@ -263,6 +265,6 @@ def kernels(graph: Graph) -> list[FusionGroup]:
         if group is not None:
             if node is group.anchor:
                 found.append(group)
-        elif not is_view(node):
+        elif not is_view(node) and not is_marker(node):
             found.append(FusionGroup(-1, node, ()))
     return found

@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 from ir import ElidedConstant, Graph, HaiError, Node
 from ir.builder import infer_types
-from ir.dependencies import inputs_behind
 from ir.placement import check_placement, is_placed
 
 
@@ -59,8 +58,8 @@ def placed(graph: Graph) -> str | None:
 
 
 def no_control_flow(graph: Graph) -> str | None:
-    """No node owns regions: a static plan holds an If only as guarded steps (`predicate-control-flow`,
-    which `hai compile` runs first) and no loop whose iterations are chosen at run time."""
+    """No node owns regions: a static plan holds an If only as guarded steps and a Loop only as a span
+    of steps the runtime repeats (`predicate-control-flow`, which `hai compile` runs first)."""
     for node in graph.nodes:
         if node.regions:
             return control_flow_problem(node)
@@ -68,19 +67,19 @@ def no_control_flow(graph: Graph) -> str | None:
 
 
 def control_flow_problem(node: Node) -> str:
-    """Why a control-flow node cannot be planned, naming it and the graph inputs it depends on."""
+    """Why a control-flow node cannot be planned, naming it and the pass that makes it plannable."""
     ident = node.name or node.results[0].name
     if node.op == "If":
         return f"If '{ident}' is left: run predicate-control-flow before this pass (hai compile does)"
-    inputs = inputs_behind(v for v in node.operands[:2] if v is not None)
-    if inputs:
-        what = "iteration count depends on the input" + ("s " if len(inputs) > 1 else " ") + ", ".join(inputs)
-        fix = f"fix {', '.join(inputs)} to a value (--input-value), or export the model with it unrolled"
-    else:
-        what = "unrolled copies would exceed flatten-control-flow's max-nodes"
-        fix = "raise flatten-control-flow{max-nodes=...}, or export the model with it unrolled"
-    static = "a static plan runs no loop whose iterations are chosen at run time"
-    return f"{node.op} '{ident}': {what}; {static}: {fix}"
+    if node.op == "Loop":
+        return (
+            f"Loop '{ident}' is left: run predicate-control-flow before this pass (hai compile does; "
+            "it makes the Loop a span of steps the runtime repeats)"
+        )
+    return (
+        f"Scan '{ident}': unrolled copies would exceed flatten-control-flow's max-nodes; a static plan "
+        "runs no Scan: raise flatten-control-flow{max-nodes=...}, or export the model with it unrolled"
+    )
 
 
 CONDITIONS: dict[str, Callable[[Graph], str | None]] = {

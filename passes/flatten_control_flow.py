@@ -24,10 +24,17 @@ class FlattenControlFlow(Pass):
         default=4096, metadata={"help": "most nodes one unrolled Loop or Scan may become"}
     )
 
+    max_loop_nodes: int = dataclasses.field(
+        default=512, metadata={"help": "most nodes one unrolled Loop may become (larger: run at run time)"}
+    )
+
     def __post_init__(self) -> None:
         if self.max_nodes < 1:
             raise ValueError(f"max-nodes must be positive, got {self.max_nodes}")
+        if self.max_loop_nodes < 0:
+            raise ValueError(f"max-loop-nodes must not be negative, got {self.max_loop_nodes}")
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
-        ctx.count(self.name, "nodes-flattened", flatten(graph, self.max_nodes))
+        flattened = flatten(graph, self.max_nodes, self.max_loop_nodes)
+        ctx.count(self.name, "nodes-flattened", flattened)
         return graph

@@ -1,7 +1,7 @@
 """Checking and reporting a memory plan from the offsets a graph's types carry (e.g. a `.hir`).
 
 Rule: the check trusts nothing the planner computed. It recomputes liveness
-(passes/memory_plan.py's `last_uses`), joins each view's result to its operand
+(passes/memory_plan.py's `loop_lifetimes`: loop spans lengthen lives), joins each view's result to its operand
 into one *family* (the same bytes, the same data), and then requires, for every
 two families whose byte ranges overlap while both are live, that they be an
 allowed in-place pair: family A's last step is the step that produces family B
@@ -23,7 +23,7 @@ from ir import Graph, HaiError, Value
 from ir.aliasing import is_view
 from ir.fusion import Fusion, read_fusion
 from ir.memory import ALIGNMENT_KEY, align_up
-from passes.memory_plan import last_uses
+from passes.memory_plan import loop_lifetimes
 
 
 class MemoryPlanError(HaiError):
@@ -59,7 +59,7 @@ def recorded_alignment(graph: Graph) -> int:
 
 
 def _families(graph: Graph, fusion: Fusion) -> tuple[list[_Family], dict[Value, _Family]]:
-    last = last_uses(graph, fusion)
+    last, loop_starts = loop_lifetimes(graph, fusion)
     intermediates = fusion.intermediates
     family_of: dict[Value, _Family] = {}
     families: list[_Family] = []
@@ -104,7 +104,8 @@ def _families(graph: Graph, fusion: Fusion) -> tuple[list[_Family], dict[Value, 
                     )
                 family.values.append(result)
             else:
-                family = _Family([result], offset, result.type.nbytes, step, step)
+                start = loop_starts.get(node, step)
+                family = _Family([result], offset, result.type.nbytes, start, step)
                 families.append(family)
             family_of[result] = family
     for value, family in family_of.items():

@@ -29,6 +29,10 @@ lifetime first; earliest start first), and the smallest arena wins; ties go to
 the order listed, so the plan is deterministic. The arena size is the end of
 the last buffer, rounded up to the alignment.
 
+A loop span (ir/loops.py) runs again for each iteration: a value from before
+it that it reads lives until its LoopEnd, and LoopEnd's results (written by
+the runtime during the loop) live from its LoopBegin's step.
+
 Fusion groups (ir/fusion.py) run as one kernel at one step: every node of a
 group counts as running at its anchor's step, and the results fused into a later
 node of the group (the intermediates) never materialise: they get no buffer. The
@@ -41,9 +45,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from ir import Graph, Value
+from ir import Graph, Node, Value
 from ir.aliasing import is_view
 from ir.fusion import Fusion, read_fusion
+from ir.loops import extend_lifetimes
 from ir.memory import align_up
 
 
@@ -102,11 +107,18 @@ def last_uses(graph: Graph, fusion: Fusion | None = None) -> dict[Value, int]:
     return last
 
 
+def loop_lifetimes(graph: Graph, fusion: Fusion) -> tuple[dict[Value, int], dict[Node, int]]:
+    """`last_uses`, lengthened for the loop spans (ir/loops.py), and the first step of each LoopEnd's
+    results (its LoopBegin's)."""
+    last = last_uses(graph, fusion)
+    return last, extend_lifetimes(graph, fusion.steps, last)
+
+
 def group_buffers(graph: Graph, *, in_place: bool, arena_inputs: bool) -> MemoryPlan:
     """Walk the nodes in order and group values into buffers (views, in-place), unplaced."""
     fusion = read_fusion(graph)
     intermediates = fusion.intermediates
-    last = last_uses(graph, fusion)
+    last, loop_starts = loop_lifetimes(graph, fusion)
     buffer_of: dict[Value, Buffer] = {}
     buffers: list[Buffer] = []
     plan = MemoryPlan(buffers, 0, 0, 0, 0, [])
@@ -143,7 +155,7 @@ def group_buffers(graph: Graph, *, in_place: bool, arena_inputs: bool) -> Memory
                 buffer_of[result] = target
                 plan.in_place += 1
             else:
-                new_buffer(result, i)
+                new_buffer(result, loop_starts.get(node, i))
     plan.naive_bytes = sum(v.type.nbytes for v in buffer_of)
     return plan
 

@@ -18,7 +18,9 @@ and size in bytes. The execution
 plan is static: each step calls one kernel symbol on argument slots, and each slot
 is a typed view (byte offset, shape, dtype) into the arena, into `weights.bin`, or
 into a graph input's buffer or an output's place in the arena (named by the
-binding); `writes` marks the slots a step writes (the others it only reads).
+binding); `writes` marks the slots a step writes (the others it only reads). `plan.loops` names
+spans of steps the runtime repeats once per iteration of an ONNX Loop, with the copies it makes
+between them (`LoopSpan`, runtime/loops.py).
 Each step names the device it runs on and the executable it runs from (the
 file of that device's kernel library, `kernel_libraries[device]`); the runtime
 loads each executable through its device's HAI driver and launches every call
@@ -54,7 +56,8 @@ Format history: version 4 added file sizes to `files` and `writes` to slots;
 version 5, the plan digest in the kernel library; version 6, the digest covers
 the target and the weights' table too; version 7, the executable each step, the entry and each
 segment runs from; version 8, each step's guards; version 9, the plan's device memory
-(`device_memory`: runtime/device_memory.py) (older artifacts are refused with a "recompile" message).
+(`device_memory`: runtime/device_memory.py); version 10, loops run at run time (`loops`: spans of
+steps the runtime repeats, runtime/loops.py) (older artifacts are refused with a "recompile" message).
 
 The writer is `targets/artifact.py`; a manifest's text is parsed and its plan's invariants
 checked by `runtime/manifest_checks.py` (`parse_manifest`) and an artifact directory is read by
@@ -75,7 +78,7 @@ import numpy as np
 
 from runtime.errors import ArtifactError, ArtifactVersionError
 
-FORMAT_VERSION = 9
+FORMAT_VERSION = 10
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.bin"
 HIR_FILE = "model.hir"
@@ -196,6 +199,47 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Copy:
+    """Bytes the runtime copies between steps: `source`'s into `destination` (the same byte count)."""
+
+    source: Slot
+    destination: Slot
+
+
+@dataclass(frozen=True)
+class LoopSpan:
+    """Steps `[start, stop)` run once per iteration of an ONNX Loop (runtime/loops.py runs them).
+
+    Before the first iteration the runtime reads the trip count (`trip_count`, one int64; None: no
+    limit) and the condition (`condition`, one bool; None: true) and makes the `enter` copies (initial
+    carried values). Each iteration it writes its number into `iteration` and the condition into
+    `body_condition` (None: the body reads neither), runs the steps, reads `next_condition`, writes
+    each `scans` source as row i of its destination and makes the `carry` copies (all sources read
+    before any destination is written). It runs while the condition holds and fewer than the trip
+    count iterations ran; with scan outputs, more than `max_trips` (their rows) is an error, and so
+    is fewer. After the last iteration, the `exit` copies (the results). A span whose `guards` do
+not all hold (a Loop in a branch of an If decided at run time) is skipped whole. `parent`: the index in
+    `ExecutionPlan.loops` of the span around this one (-1: none); `name`: the Loop, for errors.
+    """
+
+    name: str
+    start: int
+    stop: int
+    next_condition: Slot
+    parent: int = -1
+    max_trips: int = -1
+    trip_count: Slot | None = None
+    condition: Slot | None = None
+    iteration: Slot | None = None
+    body_condition: Slot | None = None
+    enter: tuple[Copy, ...] = ()
+    carry: tuple[Copy, ...] = ()
+    scans: tuple[Copy, ...] = ()
+    exit: tuple[Copy, ...] = ()
+    guards: tuple[Guard, ...] = ()
+
+
+@dataclass(frozen=True)
 class PageStep:
     """What happens before one step of a paged plan: pages evicted, then `(page, frame)` loads issued
     (some for later steps: prefetch); `needs` are the pages the step reads, resident when it runs."""
@@ -269,6 +313,7 @@ class ExecutionPlan:
     segments: tuple[Segment, ...] = ()
     entry_executable: str | None = None
     device_memory: tuple[DeviceMemory, ...] = ()
+    loops: tuple[LoopSpan, ...] = ()  # steps repeated at run time (ONNX Loops), outermost first
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ the planned peak; every file the runtime opens is listed in `files` (a kernel li
 runtime beside it, `weights.bin` of the stated size). The steps are replayed over the arena's bytes:
 a step reads only bytes an earlier step wrote, writes over the bytes it reads only in place (the very
 same range, as the compiler's hazard check allows), and after the last step every graph output's bytes
-have been written. A violation is an `ArtifactError` naming the field, step or argument. The per-inference
+have been written (a loop span's copies count as written when the span starts). A violation is an
+`ArtifactError` naming the field, step or argument. The per-inference
 path does none of this work. `parse_manifest` reads `manifest.json`'s text into a checked `Manifest`
 (the schema, runtime/artifact.py, imports nothing back). Imports the standard library and
 `runtime.artifact`.
@@ -19,7 +20,7 @@ import bisect
 import itertools
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NoReturn
 
 from runtime.artifact import (
@@ -39,6 +40,7 @@ from runtime.artifact import (
     numpy_dtype,
 )
 from runtime.errors import ArtifactError
+from runtime.loops import check_loops, written_by_loops
 
 Fail = Callable[[str], NoReturn]
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -149,19 +151,32 @@ def check_ranges(manifest: Manifest, fail: Fail) -> None:
         check_step_executable(manifest, index, fail)
         for position, slot in enumerate(step.args):
             what = f"argument #{position} of step {index} ({step.kernel})"
-            if slot.kind == "arena":
-                check_range(what, slot.offset, slot.nbytes, arena, "arena", fail)
-            elif slot.kind == "weight":
-                check_range(what, slot.offset, slot.nbytes, manifest.weights_size, "weights file", fail)
-                check_weight_view(what, slot, weights.get(slot.name), fail)
-            elif slot.name not in bindings or (slot.kind == "input") != (bindings[slot.name].offset is None):
-                fail(f"{what} names graph {slot.kind} {slot.name!r}, which the manifest does not list")
-            else:
-                check_range(what, slot.offset, slot.nbytes, bindings[slot.name].nbytes, slot.kind, fail)
+            check_slot(manifest, what, slot, bindings, weights, fail)
             if slot.writes and slot.kind in ("weight", "input"):
                 fail(f"{what} writes a {slot.kind}; kernels write only the arena and outputs")
         check_guards(manifest, index, bindings, fail)
     check_call_executables(manifest, fail)
+    check_loops(manifest, lambda what, slot: check_slot(manifest, what, slot, bindings, weights, fail), fail)
+
+
+def check_slot(
+    manifest: Manifest,
+    what: str,
+    slot: Slot,
+    bindings: dict[str, TensorBinding],
+    weights: dict[str, WeightEntry],
+    fail: Fail,
+) -> None:
+    """One slot inside the arena, `weights.bin` (a listed weight's view) or the binding it names."""
+    if slot.kind == "arena":
+        check_range(what, slot.offset, slot.nbytes, manifest.plan.arena_size, "arena", fail)
+    elif slot.kind == "weight":
+        check_range(what, slot.offset, slot.nbytes, manifest.weights_size, "weights file", fail)
+        check_weight_view(what, slot, weights.get(slot.name), fail)
+    elif slot.name not in bindings or (slot.kind == "input") != (bindings[slot.name].offset is None):
+        fail(f"{what} names graph {slot.kind} {slot.name!r}, which the manifest does not list")
+    else:
+        check_range(what, slot.offset, slot.nbytes, bindings[slot.name].nbytes, slot.kind, fail)
 
 
 def check_guards(manifest: Manifest, index: int, bindings: dict[str, TensorBinding], fail: Fail) -> None:
@@ -270,12 +285,21 @@ class Written:
         self.starts[lo:hi], self.ends[lo:hi] = [start], [end]
 
 
+def mark_written(written: Written, slots: Iterable[Slot], outputs: dict[str, int]) -> None:
+    for slot in slots:
+        if slot.kind in ("arena", "output"):
+            start = slot.offset + (outputs[slot.name] if slot.kind == "output" else 0)
+            written.add(start, start + slot.nbytes)
+
+
 def check_dataflow(manifest: Manifest, fail: Fail) -> None:
     """Replay the steps over the arena's bytes (module doc): reads after writes, in-place writes only,
     every output written."""
     outputs = {b.name: b.offset or 0 for b in manifest.outputs}
     written = Written()
+    loop_writes = written_by_loops(manifest.plan.loops)
     for index, step in enumerate(manifest.plan.steps):
+        mark_written(written, loop_writes.get(index, ()), outputs)  # the runtime's copies (loops)
         ranges = []
         guard_slots = [g.slot for g in step.guards]  # read first: numbered after the arguments
         for position, slot in enumerate((*step.args, *guard_slots)):
@@ -296,6 +320,7 @@ def check_dataflow(manifest: Manifest, fail: Fail) -> None:
         for _, start, end, writes in ranges:
             if writes:
                 written.add(start, end)
+    mark_written(written, loop_writes.get(len(manifest.plan.steps), ()), outputs)
     for b in manifest.outputs:
         start = outputs[b.name]
         if not written.covers(start, start + b.nbytes):

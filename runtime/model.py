@@ -14,7 +14,8 @@ when C-contiguous, writable and 64-byte aligned, else one aligned copy; inputs l
 arena) into the recorded launches (`Launch.bind`), runs one launch per step (or the one
 `entry(arena, weights, inputs...)` launch when the plan names an entry), skipping a guarded step
 (a branch of an If decided at run time) whose condition, read from the arena or the input, does
-not hold, synchronizes the devices and copies the outputs out. The cpu driver's recorded launch
+not hold, repeating a loop span's steps per iteration (runtime/loops.py), synchronizes the
+devices and copies the outputs out. The cpu driver's recorded launch
 is the kernel's bound call itself, so going through HAI costs an inference nothing.
 
 A paged plan (manifest `plan.paging`) never maps `weights.bin`: a `Pager`
@@ -79,6 +80,7 @@ from runtime.errors import (
 )
 from runtime.hai import Capabilities, Device, HostMirror, KernelArg, Unbound
 from runtime.kernel_library import aligned_empty
+from runtime.loops import LoopRunner
 from runtime.manifest_checks import allocated_bytes
 from runtime.page_reader import WeightsFileReader
 from runtime.pager import PagePlan, Pager
@@ -259,6 +261,7 @@ class Model:
             mirror.mirror(self.weights, "weights", upload=True)
         self.executables = load_executables(files, self.devices)  # by file name
         self._steps, self._calls, self._finish = self._prepare_calls(self.arena)
+        self._loops = self._loop_runner(self.arena)
         self._lock = threading.Lock()
         self._closer = weakref.finalize(
             self, release, self.pager, self._calls, self.executables, self.devices
@@ -345,6 +348,11 @@ class Model:
     def _output_views(self, arena: np.ndarray) -> Outputs:
         """Each output's binding and its view of `arena` (outputs live in the arena: validated)."""
         return tuple((b, typed_view(arena, b.offset or 0, b.shape, b.dtype)) for b in self.manifest.outputs)
+
+    def _loop_runner(self, arena: np.ndarray) -> LoopRunner:
+        """The step order of the plan's Loops over `arena` (runtime/loops.py)."""
+        locate = functools.partial(self._slot_location, step=None, arena=arena)
+        return LoopRunner(self.manifest.plan.loops, len(self._steps), locate, self.manifest.name)
 
     def _slot_location(self, slot: Slot, step: int | None, arena: np.ndarray) -> tuple[np.ndarray, int]:
         """(base array, absolute byte offset) of an arena, weight or output slot (outputs: their binding).
@@ -443,21 +451,27 @@ class Model:
 
     def _execute(self, bound: Mapping[str, np.ndarray]) -> None:
         self._check_open()
-        self._run_calls(self._calls, bound, range(len(self._calls)), first_waits=True)
+        self._run_calls(self._calls, bound, range(len(self._calls)), first_waits=True, loops=self._loops)
         for complete in [start() for start in self._read_backs]:  # after the launches: one wait for both
             complete()
         for finish in self._finish:
             finish()
 
     def _run_calls(
-        self, calls: Sequence[Call], bound: Mapping[str, np.ndarray], indices: range, first_waits: bool
+        self,
+        calls: Sequence[Call],
+        bound: Mapping[str, np.ndarray],
+        indices: range,
+        first_waits: bool,
+        loops: LoopRunner | None = None,
     ) -> None:
         """Run `calls[indices]` on the `bound` inputs; `first_waits` False skips the wait before the first
-        (runtime/pipeline.py waits on the fence of the stage before instead: another device's)."""
+        (runtime/pipeline.py waits on the fence of the stage before instead: another device's). With
+        `loops` (over the arena the calls were recorded on), all the calls run in the order it gives."""
         index = indices.start
         pager = self.pager
         try:
-            for index in indices:
+            for index in indices if loops is None else loops.order(bound):  # a Loop's steps per iteration
                 run, inputs, runs, wait, guards = calls[index]
                 if wait is not None and (first_waits or index != indices.start):
                     wait()

@@ -45,6 +45,7 @@ from runtime.available_memory import check_available_memory
 from runtime.device_memory import check_device_memory, in_flight_bytes
 from runtime.errors import HaiRuntimeError, InvalidArgumentError
 from runtime.hai import Buffer, Device, Fences
+from runtime.loops import LoopRunner
 from runtime.plan_devices import HOST_DEVICE
 
 if TYPE_CHECKING:
@@ -85,9 +86,10 @@ class PipelinePlan:
 
 
 def stages_of(model: Model) -> tuple[Stage, ...]:
-    """The plan's calls in maximal runs on one device; one stage for a paged plan (module doc)."""
+    """The plan's calls in maximal runs on one device; one stage for a paged plan or one with Loops
+    (module doc)."""
     devices = [step.device for step in model._steps]
-    if model.pager is not None or not devices:
+    if model.pager is not None or model.manifest.plan.loops or not devices:
         return (Stage(devices[0] if devices else HOST_DEVICE, range(len(devices))),)
     stages, start = [], 0
     for index in range(1, len(devices) + 1):
@@ -123,6 +125,7 @@ class RecordedArena(NamedTuple):
     outputs: Outputs
     calls: list[Call]
     read_backs: tuple[StartReadBack, ...]
+    loops: LoopRunner | None  # a plan with Loops: its step order over this arena (one stage)
 
 
 def record_arena(model: Model) -> RecordedArena:
@@ -134,7 +137,8 @@ def record_arena(model: Model) -> RecordedArena:
     outputs = model._output_views(arena)
     read_backs = model._mirror_memory(arena, outputs)
     _, calls, _ = model._prepare_calls(arena)
-    return RecordedArena(buffer, arena, outputs, calls, read_backs)
+    loops = model._loop_runner(arena) if model.manifest.plan.loops else None
+    return RecordedArena(buffer, arena, outputs, calls, read_backs, loops)
 
 
 def release_arena(model: Model, recorded: RecordedArena) -> None:
@@ -259,7 +263,7 @@ class Pipeline:
                 try:
                     job.fence()
                     with lock:
-                        self.model._run_calls(job.arena.calls, job.bound, stage.calls, first)
+                        self.model._run_calls(job.arena.calls, job.bound, stage.calls, first, job.arena.loops)
                     if last:  # the reads go on the queues now, before the next input's launches
                         job.read_backs = [start() for start in job.arena.read_backs]
                     job.fence = fence(device)

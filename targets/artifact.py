@@ -11,6 +11,7 @@ moved there when complete, so a reader never sees half an artifact.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import shutil
@@ -34,6 +35,7 @@ from runtime.artifact import (
     ExecutionPlan,
     FileEntry,
     Manifest,
+    Slot,
     TargetInfo,
     TensorBinding,
     WeightEntry,
@@ -44,6 +46,7 @@ from runtime.errors import HaiRuntimeError
 from runtime.kernel_library import tvm_runtime_candidates
 from runtime.manifest_checks import validate
 from runtime.signing import TrustedKey, private_key, sign
+from targets.plan.loop_spans import with_slots
 
 
 class ArtifactWriteError(HaiError):
@@ -85,28 +88,34 @@ def layout_weights(
 
 
 def resolve_weight_slots(plan: ExecutionPlan, layout: tuple[WeightEntry, ...]) -> ExecutionPlan:
-    """The plan with every weight slot's offset made absolute in `weights.bin`."""
+    """The plan with every weight slot's offset made absolute in `weights.bin` (the steps' and the
+    loop spans')."""
     by_name = {w.name: w for w in layout}
+
+    def resolve(slot: Slot, where: str) -> Slot:
+        if slot.kind != "weight":
+            return slot
+        weight = by_name.get(slot.name)
+        if weight is None:
+            raise ArtifactWriteError(f"{where} names weight {slot.name!r}, which is not in the weights")
+        if slot.offset + slot.nbytes > weight.nbytes:
+            raise ArtifactWriteError(
+                f"{where} views {slot.nbytes} bytes at offset {slot.offset} of weight "
+                f"{slot.name!r}, which has {weight.nbytes} bytes"
+            )
+        return dataclasses.replace(slot, offset=weight.offset + slot.offset)
+
     steps = []
     for index, step in enumerate(plan.steps):
-        args = []
-        for position, slot in enumerate(step.args):
-            if slot.kind == "weight":
-                weight = by_name.get(slot.name)
-                where = f"argument #{position} of step {index} ({step.kernel})"
-                if weight is None:
-                    raise ArtifactWriteError(
-                        f"{where} names weight {slot.name!r}, which is not in the weights"
-                    )
-                if slot.offset + slot.nbytes > weight.nbytes:
-                    raise ArtifactWriteError(
-                        f"{where} views {slot.nbytes} bytes at offset {slot.offset} of weight "
-                        f"{slot.name!r}, which has {weight.nbytes} bytes"
-                    )
-                slot = dataclasses.replace(slot, offset=weight.offset + slot.offset)
-            args.append(slot)
+        args = [
+            resolve(slot, f"argument #{k} of step {index} ({step.kernel})")
+            for k, slot in enumerate(step.args)
+        ]
         steps.append(dataclasses.replace(step, args=tuple(args)))
-    return dataclasses.replace(plan, steps=tuple(steps))
+    loops = tuple(
+        with_slots(loop, functools.partial(resolve, where=f"loop {loop.name}")) for loop in plan.loops
+    )
+    return dataclasses.replace(plan, steps=tuple(steps), loops=loops)
 
 
 def write_weights(

@@ -98,7 +98,8 @@ class CompileOptions:
 
     def pipeline(self, has_fuse: bool, has_layout: bool = False, split_bytes: int | None = None) -> list[Any]:
         """The passes to run, as configured pass objects: the user's passes, then `predicate-control-flow`
-        (Ifs decided at run time become guarded steps; unless named), then `split-weights` of
+        (Ifs decided at run time become guarded steps, Loops spans the runtime repeats; unless
+        named), then `split-weights` of
         `split_bytes` (when given), then `layout` (if registered, for a target whose templates store
         conv regions channels-last, unless the user's passes name it; with `prefer` = the `layout`
         option), then `fuse` (if registered and not named), then `plan-memory` with graph inputs

@@ -21,6 +21,7 @@ FAMILIES = (
     "layout",
     "quantized",
     "control",
+    "loop_span",
 )
 
 for _family in FAMILIES:

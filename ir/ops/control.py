@@ -4,7 +4,7 @@ Rule: ONNX's semantics (If, Loop and Scan of opsets 11-21) with static types:
 - `If(cond)` has regions `then_branch` and `else_branch`, each without inputs; both must give the
   same dtypes and shapes (a static plan holds either), which are its results.
 - `Loop(M?, cond?, v_initial*) {trip_count}` has region `body(iter: i64[], cond: bool[], v...) ->
-  (cond: bool[], v..., scan...)`; each carried value keeps its type across iterations; the scan
+  (cond: one bool, v..., scan...)`; each carried value keeps its type across iterations; the scan
   outputs are stacked to `[trip_count, ...]`, so they need a static `trip_count` (-1: not known,
   the constant M when there is one).
 - `Scan(states*, scan_inputs*) {num_scan_inputs, ...axes, ...directions}` has region
@@ -144,7 +144,10 @@ def _loop_types(operands: list[TensorType | None], attrs: Mapping[str, Any], reg
     _expect(body, "takes", [v.type for v in body.inputs], [SCALAR_I64, SCALAR_BOOL, *carried_types])
     outputs = [v.type for v in body.outputs]
     count = len(carried_types)
-    _expect(body, "gives", outputs[: 1 + count], [SCALAR_BOOL, *carried_types])
+    if not outputs:
+        raise IRError(f"region {body.name} gives nothing; a Loop's body gives its condition first")
+    _check_condition(outputs[0], f"region {body.name}'s condition")
+    _expect(body, "gives", outputs[1 : 1 + count], carried_types)
     scans = outputs[1 + count :]
     trip_count = attrs["trip_count"]
     if scans and trip_count < 0:

@@ -1,8 +1,9 @@
 """Choosing and building the one-call entry function of a static plan (option `entry=auto|on|off`).
 
 Rule: the entry function (targets/entry.py) replaces the step-by-step calls only
-when every step's kernel can be a subroutine and no step is guarded (a branch of
-an If decided at run time, which the runtime checks between calls); `auto` then uses it and otherwise
+when every step's kernel can be a subroutine, no step is guarded (a branch of
+an If decided at run time, which the runtime checks between calls) and no loop
+span repeats steps (a Loop run at run time); `auto` then uses it and otherwise
 keeps the steps, `on` makes a kernel that cannot an error naming it, `off` never
 builds one. Should the entry fail to compile all the same, `auto` warns
 (EntryFallbackWarning) and keeps the steps, and `on` fails. Its calls take
@@ -98,6 +99,8 @@ def with_entry(
     refusals += [f"{step.kernel} ({', '.join(step.nodes)}): runs only when its guards hold (an If "
                  "decided at run time), which the runtime checks between calls"
                  for step in static.plan.steps if step.guards]  # fmt: skip
+    refusals += [f"loop {loop.name}: its steps run again per iteration, which the runtime decides between "
+                 "calls" for loop in static.plan.loops]  # fmt: skip
     if refusals:
         if mode == "on":
             raise EntryFunctionError(

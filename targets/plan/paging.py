@@ -29,7 +29,7 @@ import warnings
 from collections import Counter
 from collections.abc import Sequence
 
-from ir.errors import HaiWarning
+from ir.errors import HaiError, HaiWarning
 from ir.units import format_size
 from runtime.artifact import ExecutionPlan, PageStep, Paging, Step, WeightEntry
 from targets.plan.page_schedule import PageSchedule, schedule_pages, smallest_pool
@@ -141,5 +141,15 @@ def segment_bounds(paging: Paging) -> list[tuple[int, int]]:
     return list(zip(starts, [*starts[1:], len(paging.schedule)], strict=True))
 
 
+class LoopPagingError(HaiError):
+    """A plan that repeats loop spans cannot page its weights (its page schedule is for one order)."""
+
+
 def with_paging(plan: ExecutionPlan, paging: Paging) -> ExecutionPlan:
+    if plan.loops:
+        names = ", ".join(loop.name for loop in plan.loops)
+        raise LoopPagingError(
+            f"the weights do not fit the memory budget beside the rest, and paging them needs one fixed "
+            f"step order, which Loop(s) {names} run at run time do not have: raise --memory-budget"
+        )
     return dataclasses.replace(plan, paging=paging, entry=None, entry_executable=None, segments=())

@@ -9,8 +9,9 @@ is a constant or a view of one. Weights are packed by each kernel's `pack_weight
 distinct content, whatever the number of kernels reading them. A graph output
 whose bytes are not in the arena (a constant, a view of an input) gets an arena
 place past the planned arena and a copy step. The hazard check sees each input
-at a place of its own past the arena. Everything is laid out in step order, so the
-plan is a pure function of the graph and the kernels.
+at a place of its own past the arena. Loop spans (targets/plan/loop_spans.py) name their steps
+and the slots of the runtime's copies; the hazard check replays their steps twice. Everything
+is laid out in step order, so the plan is a pure function of the graph and the kernels.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ir.memory import ARENA_KEY, align_up
 from ir.predication import guards_of
 from runtime.artifact import ALIGNMENT, ExecutionPlan, Guard, Slot, Step, TensorBinding, kernel_library_file
 from targets.plan.hazards import Access, StepAccesses, check_plan, data_root
+from targets.plan.loop_spans import LoopPlan
 from targets.scratch import scratch_bytes
 
 
@@ -170,6 +172,10 @@ class PlanBuilder:
         offset = value.type.offset if value.type.offset is not None else self._arena_offset_of(value)
         return Slot("arena", shape, dtype, offset, writes=written)
 
+    def loop_slot(self, value: Value, written: bool) -> Slot:
+        """The slot of a value a loop span's runtime work reads or writes (targets/plan/loop_spans.py)."""
+        return self.slot(value, value.type.shape, dtype_name(value), {}, written)
+
     def absolute_offset(self, slot: Slot) -> int:
         if slot.kind == "arena":
             return slot.offset
@@ -240,12 +246,23 @@ class PlanBuilder:
             steps.append(step)
             accesses.append(access)
             step_kernels.append(kernel)
+        anchors = [g.anchor for g in groups]
+        loops = LoopPlan(
+            self.graph, anchors, self.loop_slot, self.absolute_offset, lambda n: self.guards(n, [])
+        )
+        if loops.records and self.device != "cpu":
+            names = ", ".join(repr(loop.name) for loop in loops.records)
+            raise PlanBuildError(
+                f"Loop(s) {names} run at run time, which only the cpu device does yet (the runtime copies "
+                f"carried values in host memory between iterations), not {self.device}: compile for a "
+                "cpu target, or fix the loop's trip count (--input-value) so that it unrolls"
+            )
         check_plan(  # fmt: skip
             [
                 Access(v, self.input_places[b.name], b.nbytes)
                 for v, b in zip(self.graph.inputs, self.inputs, strict=True)
             ],
-            accesses,
+            loops.replay(accesses),
             [
                 Access(v, b.offset or 0, b.nbytes)
                 for v, b in zip(self.output_values, self.outputs, strict=True)
@@ -255,7 +272,7 @@ class PlanBuilder:
         return StaticPlan(
             self.inputs,
             tuple(self.outputs),
-            ExecutionPlan(self.arena_size, tuple(steps), scratch_bytes=scratch),
+            ExecutionPlan(self.arena_size, tuple(steps), scratch_bytes=scratch, loops=tuple(loops.records)),
             self.weights.arrays,
             step_kernels,
         )

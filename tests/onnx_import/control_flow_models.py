@@ -92,12 +92,17 @@ def if_on_data(else_shape: tuple[int, ...] = (2, 3)) -> onnx.ModelProto:
 
 
 def loop(
-    trip_count: int | None = 4, scan_output: bool = True, by_row: bool = True, stop_after: int | None = None
+    trip_count: int | None = 4,
+    scan_output: bool = True,
+    by_row: bool = True,
+    stop_after: int | None = None,
+    growing: bool = False,
 ) -> onnx.ModelProto:
     """acc = 0; for i in range(M): acc = acc * 0.5 + x[i] (a Slice by the iteration number; the mean
     row of x instead when not `by_row`), the running acc stacked as a scan output; M a constant, or
     the graph input `m` when None; with `stop_after` the body's condition is i < stop_after (the loop
-    runs stop_after + 1 times)."""
+    runs stop_after + 1 times); `growing` sums the rows x[i : 2i + 1] instead (a slice whose length
+    only the iteration number decides)."""
     row = [
         _const("one_i", np.array([1], np.int64)),
         _const("zero_axis", np.array([0], np.int64)),
@@ -105,6 +110,11 @@ def loop(
         helper.make_node("Add", ["start", "one_i"], ["end"]),
         helper.make_node("Slice", ["x", "start", "end", "zero_axis"], ["row"]),
     ]
+    if growing:
+        row[3] = helper.make_node("Add", ["start", "start"], ["twice"])
+        row[4:] = [helper.make_node("Add", ["twice", "one_i"], ["end"]),
+                   helper.make_node("Slice", ["x", "start", "end", "zero_axis"], ["rows"]),
+                   helper.make_node("ReduceSum", ["rows", "zero_axis"], ["row"], keepdims=1)]  # fmt: skip
     if not by_row:
         row = [helper.make_node("ReduceMean", ["x"], ["row"], axes=[0], keepdims=1)]
     body_nodes = [

@@ -107,11 +107,12 @@ def test_loop_on_a_trip_count_input_runs_as_a_region(m: int) -> None:
 
 
 @pytest.mark.parametrize("m", [0, 2, 6])
-def test_loop_slicing_by_its_iteration_unrolls_once_bound(m: int) -> None:
+def test_loop_slicing_by_its_iteration_runs_as_a_region_or_unrolls_once_bound(m: int) -> None:
     model = loop(trip_count=None, scan_output=False)
     x = np.random.default_rng(2).standard_normal((6, 3)).astype(np.float32)
-    with pytest.raises(StaticOperandError, match=r"\(Slice\): starts"):
-        import_onnx(model)  # the body slices by the iteration number: only an unrolled copy has it
+    graph = import_onnx(model)  # x[i : i + 1]: a Gather by the iteration number in the region
+    assert ops(graph) == ["Loop"]
+    assert_matches(graph, model, {"x": x, "m": np.array(m, np.int64)})
     graph = import_onnx(model, bind_inputs={"m": np.array(m, np.int64)})
     assert "Loop" not in ops(graph)
     np.testing.assert_allclose(
@@ -121,16 +122,19 @@ def test_loop_slicing_by_its_iteration_unrolls_once_bound(m: int) -> None:
     )
 
 
-def test_a_loop_slicing_by_its_iteration_over_the_unroll_limit_says_why(
+def test_a_loop_slice_whose_length_the_iteration_decides_over_the_unroll_limit_says_why(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(control, "UNROLL_LIMIT", 20)  # 4 iterations of a 10-node body pass it
+    monkeypatch.setattr(control, "UNROLL_LIMIT", 20)  # 2 iterations of a 12-node body pass it
     with pytest.raises(StaticOperandError) as caught:
-        import_onnx(loop(trip_count=4, scan_output=False))
+        import_onnx(loop(trip_count=4, scan_output=False, growing=True))
     message = str(caught.value)
     assert "(Loop): its body needs values known at compile time" in message
     assert "(Slice): starts" in message
-    assert "3 iterations of its 10-node body pass the 20 ONNX nodes" in message
+    assert "2 iterations of its 12-node body pass the 20 ONNX nodes" in message
+    monkeypatch.undo()
+    graph = import_onnx(loop(trip_count=4, scan_output=False, growing=True))  # within the limit
+    assert "Loop" not in ops(graph)
 
 
 def test_loop_scan_outputs_need_a_static_trip_count() -> None:

@@ -20,12 +20,7 @@ ort = pytest.importorskip("onnxruntime")
 
 TOLERANCE = 1e-4
 
-REFUSED = {
-    "slanet_table": "its Loop's body slices by the iteration number, so it imports only unrolled, and "
-    "501 iterations of 166 ONNX nodes pass the importer's UNROLL_LIMIT (4096); with the limit raised it "
-    "compiles (15,127 steps, 18 min on a loaded host: lowering per node, a quadratic memory plan) and "
-    "matches onnxruntime (6e-7)",
-}
+REFUSED: dict[str, str] = {}
 """Zoo models HAI does not compile or match yet, and why."""
 
 

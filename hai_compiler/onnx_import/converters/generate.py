@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hai_compiler.onnx_import.converter import ConversionContext, converter
+from hai_compiler.onnx_import.converter import ConversionContext, StaticOperandError, converter
+from hai_compiler.onnx_import.converters.run_time_bounds import run_time_range
 from hai_compiler.onnx_import.converters.shape import required_input, static_ints
 from ir import Value
 from ir.dtypes import DType
@@ -63,7 +64,13 @@ def constant_of_shape(ctx: ConversionContext) -> list[Value]:
 
 @converter("Range")
 def range_(ctx: ConversionContext) -> list[Value]:
-    scalars = [ctx.static_input(i, name) for i, name in enumerate(("start", "limit", "delta"))]
+    try:
+        scalars = [ctx.static_input(i, name) for i, name in enumerate(("start", "limit", "delta"))]
+    except StaticOperandError:
+        counted = run_time_range(ctx)  # a static span between bounds computed at run time
+        if counted is None:
+            raise
+        return counted
     if any(s is None or s.size != 1 for s in scalars):
         raise ctx.fail("start, limit and delta must be scalars")
     start, limit, delta = (np.asarray(s).reshape(-1)[0].item() for s in scalars)

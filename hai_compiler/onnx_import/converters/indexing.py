@@ -2,7 +2,9 @@
 ScatterElements, Trilu, OneHot, NonZero).
 
 Rule: Slice bounds (attributes before opset 10, inputs after) are resolved with
-`resolve_slice` into explicit, clamped starts/ends/axes/steps; axes become
+`resolve_slice` into explicit, clamped starts/ends/axes/steps (bounds computed
+at run time with a static span, `x[i : i + 1]` in a Loop's body, become a
+Gather: converters/run_time_bounds.py); axes become
 non-negative; index tensors stay data operands. The deprecated Scatter (opset
 9-10) is ScatterElements without a reduction. NonZero's result shape depends
 on the data, so it is only imported when its input is a compile-time constant.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from hai_compiler.onnx_import.converter import ConversionContext, StaticOperandError, converter
+from hai_compiler.onnx_import.converters.run_time_bounds import run_time_slice
 from hai_compiler.onnx_import.converters.shape import attr_or_input, required_input, static_ints
 from ir import Value
 from ir.ops.common import normalize_axes, normalize_axis
@@ -23,8 +26,14 @@ from ir.ops.indexing import resolve_slice
 def slice_(ctx: ConversionContext) -> list[Value]:
     x = required_input(ctx)
     dims = x.type.shape
-    starts = attr_or_input(ctx, "starts", 1, since=10)
-    ends = attr_or_input(ctx, "ends", 2, since=10)
+    try:
+        starts = attr_or_input(ctx, "starts", 1, since=10)
+        ends = attr_or_input(ctx, "ends", 2, since=10)
+    except StaticOperandError:
+        sliced = run_time_slice(ctx, x) if ctx.opset >= 10 else None
+        if sliced is None:
+            raise
+        return sliced
     if starts is None or ends is None or len(starts) != len(ends):
         raise ctx.fail("starts and ends are required and must have the same length")
     axes = attr_or_input(ctx, "axes", 3, since=10) or list(range(len(starts)))
