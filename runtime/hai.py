@@ -313,11 +313,17 @@ class HostMirror(Protocol):
     zero-copy, uploads nothing); a launch argument that is a view of a mirrored array then stands for
     the same bytes of that buffer; `read_back(views)` brings the mirrored host `views` (the model's
     outputs) up to date with the device's bytes once every launch issued so far has written them,
-    all of them before it returns (the device's `synchronize` need not come first)."""
+    all of them before it returns (the device's `synchronize` need not come first); `upload(views)`
+    brings the device's copy of the mirrored host `views` up to date with the host's bytes before
+    any later launch reads them (a transfer step to the device; the host leaves those bytes alone
+    until it synchronizes the device). Where the device takes the host's memory as its own, both move
+    nothing."""
 
     def mirror(self, host: np.ndarray, label: str, upload: bool) -> None: ...
 
     def read_back(self, views: Sequence[np.ndarray]) -> None: ...
+
+    def upload(self, views: Sequence[np.ndarray]) -> None: ...
 
 
 EXTENSIONS: dict[str, type] = {

@@ -69,7 +69,8 @@ from runtime.kernel_library import aligned_empty
 from runtime.manifest_checks import allocated_bytes
 from runtime.page_reader import WeightsFileReader
 from runtime.pager import PagePlan, Pager
-from runtime.plan_devices import HOST_DEVICE, device_indices, load_executables, open_devices, plan_calls
+from runtime.plan_devices import HOST_DEVICE, device_selectors, load_executables, open_devices, plan_calls
+from runtime.plan_transfers import TransferCounts, transfer_call
 from runtime.signing import TrustedKey
 
 InputArgument = tuple[Callable[[int, np.ndarray], None], str, int, Slot | None]
@@ -100,7 +101,8 @@ def load(
     `manifest.sig` verifies with none of them is refused before anything else is read (runtime/signing.py).
     Refuses, before allocating anything, a machine with less memory available than the plan's
     peak (runtime/available_memory.py, read under `system_root`: tests give a fake /proc and /sys).
-    `device` picks which device of a driver runs the artifact's steps: `"opencl:1"` (default: device 0);
+    `device` picks which device of a driver runs the artifact's steps: `"opencl:1"`, or `"opencl:gpu"`
+    (its first GPU; default: the first of the kind the kernels were compiled for, else device 0);
     `device_options` go to its driver's `open` (OpenCL: `{"zero_copy": False, "profiling": True}`).
     """
     check_load_arguments(path, threads, verify)
@@ -112,8 +114,8 @@ def load(
         manifest = files.manifest
         peak = manifest.plan.planned_peak_bytes
         check_available_memory(allocated_bytes(manifest) if peak is None else peak, directory, system_root)
-        indices = device_indices(device, manifest, directory)
-        devices = open_devices(manifest, directory, threads, indices, device_options or {})
+        selectors = device_selectors(device, manifest, directory)
+        devices = open_devices(manifest, directory, threads, selectors, device_options or {})
         for name, opened in devices.items():
             check_device_memory(manifest, name, opened, directory)
         if HOST_DEVICE in manifest.kernel_libraries:  # kernels the host CPU runs
@@ -211,6 +213,7 @@ class Model:
         self._input_alignment = max([ALIGNMENT, *shared])
         self._read_backs = self._mirror_memory()
         self.executables = load_executables(files, self.devices)  # by file name
+        self._transfers = TransferCounts()
         self._steps, self._calls, self._finish = self._prepare_calls()
         self._lock = threading.Lock()
 
@@ -233,6 +236,11 @@ class Model:
         with self._lock:
             self._execute(self._bind_inputs(feeds))
             return {b.name: view.copy() for b, view in self._outputs}
+
+    def transfer_counters(self) -> dict[str, int]:
+        """Transfer steps run so far between devices and the bytes they moved (runtime/plan_transfers.py;
+        zeros on one device)."""
+        return self._transfers.as_dict()
 
     def page_counters(self) -> dict[str, float]:
         """The pager's counters (runtime/pager.py: loads, hits, bytes read, stall time...); {} unpaged."""
@@ -259,13 +267,18 @@ class Model:
     def _mirror_memory(self) -> tuple[Callable[[], None], ...]:
         """Give each device with memory of its own (`HostMirror`) the arena and the weights (uploaded
         once, now, unless the device takes them as its own memory); the calls that bring the outputs
-        back from them after each run (one per device, for all outputs)."""
-        mirrored = [d for n, d in self.devices.items() if n != HOST_DEVICE and isinstance(d, HostMirror)]
-        for device in mirrored:
+        back from them after each run (one per device, for the outputs its steps write)."""
+        mirrored = {n: d for n, d in self.devices.items() if n != HOST_DEVICE and isinstance(d, HostMirror)}
+        for device in mirrored.values():
             device.mirror(self.arena, "arena", upload=False)
             device.mirror(self.weights, "weights", upload=True)
-        views = tuple(view for _, view in self._outputs)
-        return tuple(functools.partial(d.read_back, views) for d in mirrored)
+        reads = []
+        for name, device in mirrored.items():  # the outputs its own steps write (others: transfer steps)
+            written = {s.name for step in self.manifest.plan.steps if step.device == name
+                       for s in step.args if s.kind == "output" and s.writes}  # fmt: skip
+            views = tuple(view for b, view in self._outputs if b.name in written)
+            reads += [functools.partial(device.read_back, views)] if views else []
+        return tuple(reads)
 
     def _binding_view(self, binding: TensorBinding) -> np.ndarray:
         assert binding.offset is not None  # outputs live in the arena (validated)
@@ -317,14 +330,23 @@ class Model:
         steps: list[Step] = []
         busy: dict[str, None] = {}  # devices launched on since they were last synchronized, in order
         for step, runs, own_step in plan_calls(self.manifest, len(self.weights)):
-            device = self.devices[step.device]
-            args = [self._slot_argument(slot, own_step) for slot in step.args]
-            launch = device.record(self.executables[step.executable], step.kernel, args)
-            fed = tuple(
-                (launch.bind, s.name, i, self._input_part(s))
-                for i, s in enumerate(step.args)
-                if s.kind == "input"
-            )
+            fed: tuple[InputArgument, ...]
+            if step.transfer_from:  # no kernel: the value made visible on another device
+                view = self._slot_argument(step.args[0], own_step)
+                run, fed = transfer_call(step, self.devices, view if isinstance(view, np.ndarray) else None,
+                                         self._transfers), ()  # fmt: skip
+            else:
+                args = [self._slot_argument(slot, own_step) for slot in step.args]
+                executable = self.executables[step.executable]
+                launch = self.devices[step.device].record(executable, step.kernel, args)
+                run, fed = (
+                    launch.run,
+                    tuple(
+                        (launch.bind, s.name, i, self._input_part(s))
+                        for i, s in enumerate(step.args)
+                        if s.kind == "input"
+                    ),
+                )
             previous = steps[-1].device if steps else step.device
             wait = None
             if previous != step.device:
@@ -334,7 +356,7 @@ class Model:
                 wait = self.devices[previous].synchronize
             busy[step.device] = None
             guards = tuple(self._guard_reader(g) for g in step.guards)
-            calls.append((launch.run, fed, runs, wait, guards))
+            calls.append((run, fed, runs, wait, guards))
             steps.append(step)
         return steps, calls, tuple(self.devices[name].synchronize for name in busy)
 

@@ -273,13 +273,21 @@ class OpenCLDevice(Device):
 
     def read_back(self, views: Sequence[np.ndarray]) -> None:
         """Bring the mirrored host `views` (the outputs) up to date with the device's bytes."""
+        self.transfers.read_outputs(self._located(views, "read_back"))
+
+    def upload(self, views: Sequence[np.ndarray]) -> None:
+        """Bring the device's copy of the mirrored host `views` up to date (nothing where it is shared)."""
+        self.transfers.write_mirrored(self._located(views, "upload"))
+
+    def _located(self, views: Sequence[np.ndarray], call: str) -> list[tuple[np.ndarray, Mirror, int]]:
+        """Each view with its mirror and byte offset there."""
         located = []
         for view in views:
             mirror, offset = self._mirrored(view)
             if mirror is None:
-                raise KernelError("read_back of a host array that is not mirrored on the OpenCL device")
+                raise KernelError(f"{call} of a host array that is not mirrored on the OpenCL device")
             located.append((view, mirror, offset))
-        self.transfers.read_outputs(located)
+        return located
 
     # -- the ProfilingCounters extension ----------------------------------------------------------------
 

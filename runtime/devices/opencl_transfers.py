@@ -17,6 +17,9 @@ Rule: a device transfers in one of three modes, chosen when it is opened (`trans
 - `copy`, zero-copy off (`zero_copy=False`, $HAI_OPENCL_ZERO_COPY=0): device buffers, inputs written
   from the caller's arrays, outputs read back blocking: the baseline `hai bench --transfers` measures
   zero-copy against.
+In a plan over the host and the device (`--target x86+opencl`), a transfer step to the device uploads
+its arena bytes into the device's copy without blocking (`write_mirrored`; nothing in `mapped` mode,
+whose copy is the host's memory) and one to the host reads them back as outputs are read.
 With profiling (the queue made with PROFILING_ENABLE), every transfer's event is kept and `counters()`
 sums their device time (END - START timestamps) beside the host time spent in transfer calls (the
 outputs' then from a drained queue, so that waiting for the kernels does not count).
@@ -200,6 +203,19 @@ class Transfers:
                 if array.ctypes.data != view.ctypes.data:  # an implementation that maps elsewhere
                     np.copyto(view.reshape(-1).view(np.uint8), array)
                 self._keep(array.base.release(self.queue))
+        self._host_seconds += time.perf_counter() - began
+
+    def write_mirrored(self, views: Sequence[tuple[np.ndarray, Mirror, int]]) -> None:
+        """Upload each host `view` into its mirror at its byte offset, without blocking, ahead of later
+        kernels on the in-order queue; a shared mirror is the host's memory: nothing to move."""
+        cl = pyopencl()
+
+        began = time.perf_counter()
+        for view, mirror, offset in views:
+            if not mirror.shared and view.nbytes:
+                self._keep(
+                    cl.enqueue_copy(self.queue, mirror.buffer, view, dst_offset=offset, is_blocking=False)
+                )
         self._host_seconds += time.perf_counter() - began
 
     def _map_read(self, view: np.ndarray, mirror: Mirror, offset: int, blocking: bool) -> Any:
