@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,10 +85,12 @@ class PlanBuilder:
         copy_kernel: Callable[[Value, Value], Any],
         device: str = "cpu",
         alignment: int = ALIGNMENT,
+        drivers: Mapping[str, str] | None = None,
     ) -> None:
         self.graph = graph
         self.copy_kernel = copy_kernel
-        self.device = device  # the HAI device every step runs on, from its kernel library
+        self.device = device  # the HAI device a step runs on, from its kernel library (the output copies')
+        self.drivers = dict(drivers or {})  # a placed graph's: IR device name -> the HAI device running it
         self.alignment = max(alignment, ALIGNMENT)  # of the places it adds (the device's buffer base)
         self.weights = WeightStore()
         self.arena_size = int(graph.metadata.get(ARENA_KEY, "0"))
@@ -203,12 +205,32 @@ class PlanBuilder:
                 access = Access(value, self.absolute_offset(slot), slot.nbytes)
                 (writes if arg.role == "output" else reads).append(access)
         guards = self.guards(group.anchor if group is not None else None, reads)
+        device = self.device_of(group.anchor) if group is not None else self.device
         step = Step(
-            kernel.name, tuple(slots), tuple(kernel.sources), self.device, kernel_library_file(self.device),
-            guards,
-        )  # fmt: skip
+            kernel.name, tuple(slots), tuple(kernel.sources), device, kernel_library_file(device), guards
+        )
         in_place = tuple(group.in_place_operands()) if group is not None else ()
         return step, StepAccesses(kernel.name, tuple(reads), tuple(writes), step.nodes, in_place)
+
+    def device_of(self, node: Node) -> str:
+        """The HAI device that runs `node`: its placement's driver in a placed graph, else the plan's."""
+        placed = node.results[0].type.device if node.results else None
+        return self.drivers[placed] if placed is not None and self.drivers else self.device
+
+    def transfer_step(self, node: Node) -> tuple[Step, StepAccesses]:
+        """The step of a `Transfer` node: its operand's bytes made visible on the node's device (no kernel;
+        runtime/plan_transfers.py)."""
+        (operand,) = node.operands
+        assert operand is not None
+        slot = self.slot(operand, operand.type.shape, dtype_name(operand), {}, False)
+        reads = [Access(operand, self.absolute_offset(slot), slot.nbytes)] if slot.kind != "weight" else []
+        source, destination = self.device_of_value(operand), self.device_of(node)
+        named = node.name or f"Transfer %{node.results[0].name}"
+        step = Step("transfer", (slot,), (named,), destination, "", transfer_from=source)
+        return step, StepAccesses(step.kernel, tuple(reads), (), step.nodes)
+
+    def device_of_value(self, value: Value) -> str:
+        return self.drivers[value.type.device] if value.type.device is not None else self.device
 
     def guards(self, anchor: Node | None, reads: list[Access]) -> tuple[Guard, ...]:
         """The guards of the step of `anchor` (ir/predication.py), each condition's bytes added to `reads`."""
@@ -231,15 +253,23 @@ class PlanBuilder:
         return tuple(guards)
 
     def build(self, kernels: Sequence[Any], groups: Sequence[Any]) -> StaticPlan:
-        """The StaticPlan: one step per kernel, then the output copies; checked for hazards."""
+        """The StaticPlan: one step per kernel, and per Transfer node where the graph has it, then the
+        output copies; checked for hazards. `kernels` of the StaticPlan are the kernel steps'."""
         steps, accesses, step_kernels = [], [], []
-        pairs = list(zip(kernels, groups, strict=True))
+        pairs: list[tuple[Any, Any]] = list(zip(kernels, groups, strict=True))
+        order = {node: index for index, node in enumerate(self.graph.nodes)}
+        transfers = [(None, n) for n in self.graph.nodes if n.op == "Transfer"]
+        first = lambda p: order[p[1]] if p[0] is None else min(order[n] for n in p[1].nodes)  # noqa: E731
+        pairs = sorted([*pairs, *transfers], key=first)
         pairs += [(self.copy_kernel(source, destination), None) for source, destination in self.copies]
         for kernel, group in pairs:
-            step, access = self.step(kernel, group)
+            if kernel is None:
+                step, access = self.transfer_step(group)
+            else:
+                step, access = self.step(kernel, group)
+                step_kernels.append(kernel)
             steps.append(step)
             accesses.append(access)
-            step_kernels.append(kernel)
         check_plan(  # fmt: skip
             [
                 Access(v, self.input_places[b.name], b.nbytes)
