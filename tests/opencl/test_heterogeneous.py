@@ -1,0 +1,263 @@
+"""Compiles over the host CPU and an OpenCL device (`--target x86+opencl:cpu`, PoCL's CPU device in CI)
+run end to end against onnxruntime: forced placements both ways, automatic placement (the target's
+own estimates, and a device set whose split uses both devices), transfers counted as the plan's
+Transfer nodes in every transfer mode, the partition valid, and the bad inputs refused by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import runtime
+from hai_compiler import real_models
+from hai_compiler.accuracy import relative_error
+from hai_compiler.compiler import CompileOptions, compile_model
+from hai_compiler.compiler.options import CompileOptionError
+from hai_compiler.demo import EMBEDDED_MODEL, load_heldout_digits
+from ir import HaiError, verify
+from ir.placement import node_device
+from runtime.artifact import MANIFEST_FILE
+from runtime.errors import ArtifactError, DeviceNotFoundError
+from targets.description import TargetError
+from targets.lowering.dispatch import supported_ops
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("pyopencl")
+
+TOLERANCE = 1e-4
+TARGET = "x86+opencl:cpu"  # PoCL's device is of kind cpu
+OPENCL = "opencl:cpu"
+DIGITS = {"image": (1, 1, 8, 8)}
+
+
+def compile_split(model: Path, out: Path, shapes: dict, **options: object) -> object:
+    given = CompileOptions(target=TARGET, opencl_profile="pocl-cpu", input_shapes=shapes, **options)  # type: ignore[arg-type]
+    return compile_model(model, out, given)
+
+
+def digits_inputs(i: int = 0) -> dict[str, np.ndarray]:
+    x, _ = load_heldout_digits()
+    return {"image": np.ascontiguousarray(x[i : i + 1])}
+
+
+def onnxruntime_outputs(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, inputs), strict=True))
+
+
+def check_run(result: object, model: Path, inputs: dict, **load: object) -> runtime.Model:
+    loaded = runtime.load(result.path, **load)  # type: ignore[attr-defined]
+    got = loaded.run(inputs)
+    for name, want in onnxruntime_outputs(model, inputs).items():
+        assert relative_error(got[name], want) <= TOLERANCE, name
+    return loaded
+
+
+def check_partition(result: object) -> None:
+    """The final graph is validly placed, every kernel step runs on its anchor's device's driver, and
+    every Transfer node is one transfer step between the two devices it joins."""
+    graph, plan = result.graph, result.plan.plan  # type: ignore[attr-defined]
+    verify(graph)
+    transfers = [n for n in graph.nodes if n.op == "Transfer"]
+    steps = [s for s in plan.steps if s.transfer_from]
+    assert len(steps) == len(transfers)
+    for step, node in zip(steps, transfers, strict=True):
+        assert step.device == node.attrs["to"].split(":")[0]
+        assert step.transfer_from == node.operands[0].type.device.split(":")[0]
+    kernel_steps = [s for s in plan.steps if not s.transfer_from]
+    for step, group in zip(kernel_steps, result.groups, strict=False):  # type: ignore[attr-defined]
+        assert step.device == (node_device(group.anchor) or "cpu").split(":")[0]
+
+
+@pytest.mark.parametrize(
+    ("placement", "on_opencl"),
+    [
+        ("Conv=opencl:cpu", {"Conv", "Relu"}),
+        ("ReduceMean=opencl:cpu;Gemm=opencl:cpu", {"ReduceMean", "Gemm"}),
+    ],
+    ids=["convs-on-opencl", "rest-on-opencl"],
+)
+def test_forced_placement_matches_onnxruntime(
+    opencl_device: dict, tmp_path: Path, placement: str, on_opencl: set
+) -> None:
+    model = Path(EMBEDDED_MODEL)
+    result = compile_split(model, tmp_path / "d.hai", DIGITS, placement=placement)
+    placed = {n.op for n in result.graph.nodes if node_device(n) == OPENCL and n.op != "Transfer"}
+    assert placed == on_opencl
+    check_partition(result)
+    manifest = result.plan.plan
+    assert {s.device for s in manifest.steps if not s.transfer_from} == {"cpu", "opencl"}
+    for zero_copy in (True, False):  # mapped (PoCL is host-unified) and plain copies
+        loaded = check_run(result, model, digits_inputs(), device_options={"zero_copy": zero_copy})
+        loaded.run(digits_inputs(1))
+        transfers = [s for s in manifest.steps if s.transfer_from]
+        want = {
+            "transfers": 2 * len(transfers),
+            "transfer_bytes": 2 * sum(s.args[0].nbytes for s in transfers),
+        }
+        assert loaded.transfer_counters() == want
+
+
+def test_one_artifact_two_libraries_one_digest(opencl_device: dict, tmp_path: Path) -> None:
+    """Both kernel libraries are checked against the one manifest; a transfer step edited is refused."""
+    result = compile_split(Path(EMBEDDED_MODEL), tmp_path / "d.hai", DIGITS, placement="Conv=opencl:cpu")
+    manifest_path = result.path / MANIFEST_FILE
+    data = json.loads(manifest_path.read_text())
+    assert set(data["kernel_libraries"]) == {"cpu", "opencl"}
+    assert data["target"]["name"] == TARGET
+    step = next(s for s in data["plan"]["steps"] if s["transfer_from"])
+    step["transfer_from"] = "npu"
+    manifest_path.write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="transfer step .* from 'npu'"):
+        runtime.load(result.path, verify=False)
+
+
+def split_devices(folder: Path, opencl_ops: list[str] | None) -> str:
+    """The `passes` of a compile whose partition weighs a device set where the OpenCL device computes
+    100x faster over shared memory, with only `opencl_ops` (None: all)."""
+    devices = {
+        "devices": [
+            {"name": "cpu", "flops": 1e9, "bandwidth": 1e10},
+            {"name": OPENCL, "flops": 1e11, "bandwidth": 1e12, "ops": opencl_ops},
+        ],
+        "links": [{"a": "cpu", "b": OPENCL, "bandwidth": 1e10, "shared_memory": True}],
+    }
+    (folder / "devices.json").write_text(json.dumps(devices))
+    return f'default,partition{{devices="{folder / "devices.json"}"}}'
+
+
+def test_automatic_placement_uses_both_devices(opencl_device: dict, tmp_path: Path) -> None:
+    """Where the OpenCL device is faster but has no Gemm, the convs go there and the Gemm stays on the
+    host; the artifact matches onnxruntime."""
+    model = Path(EMBEDDED_MODEL)
+    passes = split_devices(tmp_path, ["Conv", "Relu", "ReduceMean"])
+    result = compile_split(model, tmp_path / "d.hai", DIGITS, passes=passes)
+    device_of = {n.op: node_device(n) for n in result.graph.nodes if n.op != "Transfer"}
+    assert device_of["Conv"] == OPENCL and device_of["Gemm"] == "cpu"
+    check_partition(result)
+    check_run(result, model, digits_inputs())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("split", ["estimated", "opencl-without-softmax"])
+def test_automatic_placement_of_a_dev_model(opencl_device: dict, split: str, tmp_path: Path) -> None:
+    """PP-OCR cls placed by the target's own estimates (targets/device_models.py), and over a faster
+    OpenCL device lacking Softmax (both devices then run kernels): it matches onnxruntime."""
+    spec = real_models.MODELS["ppocr_cls"]
+    path = real_models.fetch("ppocr_cls")
+    options = {}
+    if split != "estimated":
+        ops = sorted(set(supported_ops()) - {"Softmax"})
+        options["passes"] = split_devices(tmp_path, ops)
+    result = compile_split(path, tmp_path / "m.hai", dict(spec.input_shapes), **options)
+    assert result.partition is not None
+    if split != "estimated":
+        assert {s.device for s in result.plan.plan.steps if not s.transfer_from} == {"cpu", "opencl"}
+    check_partition(result)
+    loaded = check_run(result, path, spec.sample_inputs())
+    transfers = sum(1 for s in result.plan.plan.steps if s.transfer_from)
+    assert loaded.transfer_counters()["transfers"] == transfers
+
+
+def scatter_model(path: Path) -> Path:
+    """x + 1 with one row replaced by ScatterND (a CPU loop nest, which OpenCL has no kernel for)."""
+    nodes = [
+        helper.make_node("Add", ["x", "one"], ["y"], name="add"),
+        helper.make_node("ScatterND", ["y", "indices", "updates"], ["z"], name="scatter"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "scatter",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [4, 3])],
+        [
+            helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+            helper.make_tensor("indices", TensorProto.INT64, [1, 1], [2]),
+            helper.make_tensor("updates", TensorProto.FLOAT, [1, 3], [7.0, 8.0, 9.0]),
+        ],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_op_without_opencl_kernel_stays_on_the_host(opencl_device: dict, tmp_path: Path) -> None:
+    model = scatter_model(tmp_path / "s.onnx")
+    result = compile_split(model, tmp_path / "s.hai", {}, placement="add=opencl:cpu")
+    assert {n.name: node_device(n) for n in result.graph.nodes if n.name} == {"add": OPENCL, "scatter": "cpu"}
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    check_run(result, model, {"x": x})
+
+
+@pytest.mark.parametrize(
+    ("placement", "message"),
+    [
+        (
+            "scatter=opencl:cpu",
+            "scatter.* cannot run on opencl:cpu: opencl:cpu has no kernel for op ScatterND",
+        ),
+        ("add=opencl:gpu", "add=opencl:gpu: no device opencl:gpu"),
+        ("nothing*=opencl:cpu", "matches no node"),
+    ],
+)
+def test_impossible_forced_placement_is_refused(
+    opencl_device: dict, tmp_path: Path, placement: str, message: str
+) -> None:
+    model = scatter_model(tmp_path / "s.onnx")
+    with pytest.raises(HaiError, match=message):
+        compile_split(model, tmp_path / "s.hai", {}, placement=placement)
+
+
+def test_device_missing_at_run_time_names_node_and_device(opencl_device: dict, tmp_path: Path) -> None:
+    """Compiled for an OpenCL GPU (the H100 preset): a machine without one refuses to load it."""
+    options = CompileOptions(target="x86+opencl:gpu", opencl_profile="nvidia-h100", input_shapes=DIGITS,
+                             placement="Conv=opencl:gpu")  # fmt: skip
+    artifact = compile_model(Path(EMBEDDED_MODEL), tmp_path / "g.hai", options).path
+    if any(d.kind == "gpu" for d in runtime.get_driver("opencl").probe()):
+        pytest.skip("this machine has an OpenCL GPU")
+    with pytest.raises(
+        DeviceNotFoundError, match="node_conv2d.* on device opencl:gpu.* no opencl device of kind gpu"
+    ):
+        runtime.load(artifact)
+    with pytest.raises(DeviceNotFoundError, match="OpenCL device 7.*node_conv2d"):
+        runtime.load(artifact, device="opencl:7")
+
+
+def test_bad_device_options_are_refused() -> None:
+    with pytest.raises(CompileOptionError, match="--placement .* --target x86 has one"):
+        CompileOptions(target="x86", placement="Conv=opencl")
+    with pytest.raises(TargetError, match="OpenCL profile 'pocl-cpu' is a CPU device"):
+        compile_model(Path(EMBEDDED_MODEL), "unused.hai", CompileOptions(
+            target="x86+opencl:gpu", opencl_profile="pocl-cpu", input_shapes=DIGITS))  # fmt: skip
+
+
+def hai(*args: object):  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from hai_compiler.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_cli_placement_report_and_printed_placements(opencl_device: dict, tmp_path: Path) -> None:
+    """`hai compile --target x86+opencl:cpu --placement ... --report --print-ir-after partition`, then
+    `hai bench` reports the transfers; a target naming an unknown device is refused by typer."""
+    artifact = tmp_path / "d.hai"
+    compiled = hai("compile", EMBEDDED_MODEL, "--input-shape", "image=1,1,8,8", "--target", TARGET,
+                   "--opencl-profile", "pocl-cpu", "--placement", f"Conv={OPENCL}", "--report",
+                   "--print-ir-after", "partition", "-o", artifact)  # fmt: skip
+    assert compiled.exit_code == 0, compiled.output
+    assert f'{{device = "{OPENCL}"}}' in compiled.output  # the placements, printed after the pass
+    assert "partition (latency)" in compiled.output and f"{OPENCL}: 6 nodes" in compiled.output
+    assert "2 transfers per inference" in compiled.output
+    assert f"for {TARGET} (" in compiled.output
+    benched = hai("bench", artifact, "--runs", "3")
+    assert benched.exit_code == 0, benched.output
+    assert "transfers between devices per inference: 2, 4352 bytes" in benched.output
+    refused = hai("compile", EMBEDDED_MODEL, "--target", "x86+cuda", "-o", tmp_path / "x.hai")
+    assert refused.exit_code == 2 and "'cuda' is not a device target" in refused.output
