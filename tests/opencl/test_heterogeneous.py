@@ -14,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import runtime
+import runtime.devices.opencl as opencl_driver
 from hai_compiler import real_models
 from hai_compiler.accuracy import relative_error
 from hai_compiler.compiler import CompileOptions, compile_model
@@ -53,10 +54,14 @@ def onnxruntime_outputs(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, 
 
 def check_run(result: object, model: Path, inputs: dict, **load: object) -> runtime.Model:
     loaded = runtime.load(result.path, **load)  # type: ignore[attr-defined]
+    check_outputs(loaded, model, inputs)
+    return loaded
+
+
+def check_outputs(loaded: runtime.Model, model: Path, inputs: dict) -> None:
     got = loaded.run(inputs)
     for name, want in onnxruntime_outputs(model, inputs).items():
         assert relative_error(got[name], want) <= TOLERANCE, name
-    return loaded
 
 
 def check_partition(result: object) -> None:
@@ -84,7 +89,7 @@ def check_partition(result: object) -> None:
     ids=["convs-on-opencl", "rest-on-opencl"],
 )
 def test_forced_placement_matches_onnxruntime(
-    opencl_device: dict, tmp_path: Path, placement: str, on_opencl: set
+    opencl_device: dict, tmp_path: Path, placement: str, on_opencl: set, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = Path(EMBEDDED_MODEL)
     result = compile_split(model, tmp_path / "d.hai", DIGITS, placement=placement)
@@ -93,15 +98,20 @@ def test_forced_placement_matches_onnxruntime(
     check_partition(result)
     manifest = result.plan.plan
     assert {s.device for s in manifest.steps if not s.transfer_from} == {"cpu", "opencl"}
-    for zero_copy in (True, False):  # mapped (PoCL is host-unified) and plain copies
-        loaded = check_run(result, model, digits_inputs(), device_options={"zero_copy": zero_copy})
-        loaded.run(digits_inputs(1))
+    modes = []
+    for mode in ("zero-copy", "copy", "staged"):  # mapped on PoCL (host-unified), copies, a discrete GPU's
+        if mode == "staged":
+            monkeypatch.setattr(opencl_driver, "transfer_mode", lambda zero_copy, host_unified: "staged")
+        loaded = check_run(result, model, digits_inputs(), device_options={"zero_copy": mode != "copy"})
+        modes.append(loaded.devices["opencl"].transfers.mode)
+        check_outputs(loaded, model, digits_inputs(1))
         transfers = [s for s in manifest.steps if s.transfer_from]
         want = {
             "transfers": 2 * len(transfers),
             "transfer_bytes": 2 * sum(s.args[0].nbytes for s in transfers),
         }
         assert loaded.transfer_counters() == want
+    assert modes[1:] == ["copy", "staged"]
 
 
 def test_one_artifact_two_libraries_one_digest(opencl_device: dict, tmp_path: Path) -> None:
