@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -18,6 +19,7 @@ import runtime.devices.opencl as opencl_driver
 from hai_compiler import real_models
 from hai_compiler.accuracy import relative_error
 from hai_compiler.compiler import CompileOptions, compile_model
+from hai_compiler.compiler.driver import CompileResult
 from hai_compiler.compiler.options import CompileOptionError
 from hai_compiler.demo import EMBEDDED_MODEL, load_heldout_digits
 from ir import HaiError, verify
@@ -36,8 +38,8 @@ OPENCL = "opencl:cpu"
 DIGITS = {"image": (1, 1, 8, 8)}
 
 
-def compile_split(model: Path, out: Path, shapes: dict, **options: object) -> object:
-    given = CompileOptions(target=TARGET, opencl_profile="pocl-cpu", input_shapes=shapes, **options)  # type: ignore[arg-type]
+def compile_split(model: Path, out: Path, shapes: dict, **options: Any) -> CompileResult:
+    given = CompileOptions(target=TARGET, opencl_profile="pocl-cpu", input_shapes=shapes, **options)
     return compile_model(model, out, given)
 
 
@@ -52,8 +54,8 @@ def onnxruntime_outputs(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, 
     return dict(zip(names, session.run(names, inputs), strict=True))
 
 
-def check_run(result: object, model: Path, inputs: dict, **load: object) -> runtime.Model:
-    loaded = runtime.load(result.path, **load)  # type: ignore[attr-defined]
+def check_run(result: CompileResult, model: Path, inputs: dict, **load: Any) -> runtime.Model:
+    loaded = runtime.load(result.path, **load)
     check_outputs(loaded, model, inputs)
     return loaded
 
@@ -64,19 +66,21 @@ def check_outputs(loaded: runtime.Model, model: Path, inputs: dict) -> None:
         assert relative_error(got[name], want) <= TOLERANCE, name
 
 
-def check_partition(result: object) -> None:
+def check_partition(result: CompileResult) -> None:
     """The final graph is validly placed, every kernel step runs on its anchor's device's driver, and
     every Transfer node is one transfer step between the two devices it joins."""
-    graph, plan = result.graph, result.plan.plan  # type: ignore[attr-defined]
+    graph, plan = result.graph, result.plan.plan
     verify(graph)
     transfers = [n for n in graph.nodes if n.op == "Transfer"]
     steps = [s for s in plan.steps if s.transfer_from]
     assert len(steps) == len(transfers)
     for step, node in zip(steps, transfers, strict=True):
         assert step.device == node.attrs["to"].split(":")[0]
-        assert step.transfer_from == node.operands[0].type.device.split(":")[0]
+        (operand,) = node.operands
+        assert operand is not None and operand.type.device is not None
+        assert step.transfer_from == operand.type.device.split(":")[0]
     kernel_steps = [s for s in plan.steps if not s.transfer_from]
-    for step, group in zip(kernel_steps, result.groups, strict=False):  # type: ignore[attr-defined]
+    for step, group in zip(kernel_steps, result.groups, strict=False):
         assert step.device == (node_device(group.anchor) or "cpu").split(":")[0]
 
 
@@ -103,7 +107,7 @@ def test_forced_placement_matches_onnxruntime(
         if mode == "staged":
             monkeypatch.setattr(opencl_driver, "transfer_mode", lambda zero_copy, host_unified: "staged")
         loaded = check_run(result, model, digits_inputs(), device_options={"zero_copy": mode != "copy"})
-        modes.append(loaded.devices["opencl"].transfers.mode)
+        modes.append(cast(opencl_driver.OpenCLDevice, loaded.devices["opencl"]).transfers.mode)
         check_outputs(loaded, model, digits_inputs(1))
         transfers = [s for s in manifest.steps if s.transfer_from]
         want = {
@@ -271,3 +275,28 @@ def test_cli_placement_report_and_printed_placements(opencl_device: dict, tmp_pa
     assert "transfers between devices per inference: 2, 4352 bytes" in benched.output
     refused = hai("compile", EMBEDDED_MODEL, "--target", "x86+cuda", "-o", tmp_path / "x.hai")
     assert refused.exit_code == 2 and "'cuda' is not a device target" in refused.output
+
+
+@pytest.mark.parametrize("source", ["hardware-profile", "this-machine"])
+def test_the_opencl_part_from_a_profile_or_this_machine(
+    opencl_device: dict, source: str, tmp_path: Path
+) -> None:
+    """Without --opencl-profile, the OpenCL part is the `hai doctor` profile's device of the named kind,
+    else this machine's; the host part is the profile's CPU. It runs here."""
+    from hai_compiler import doctor
+
+    options: dict = {"target": "x86+opencl", "input_shapes": DIGITS, "placement": "Conv=opencl"}
+    if source == "hardware-profile":
+        (tmp_path / "profile.json").write_text(json.dumps(doctor.scan()))
+        options["hardware_profile"] = tmp_path / "profile.json"
+    result = compile_model(Path(EMBEDDED_MODEL), tmp_path / "d.hai", CompileOptions(**options))
+    assert result.devices.of("opencl").cpu == opencl_device["name"]  # type: ignore[union-attr]
+    check_run(result, Path(EMBEDDED_MODEL), digits_inputs())
+    present = {d.kind for d in runtime.get_driver("opencl").probe()}
+    wrong = next(k for k in ("accelerator", "gpu", "cpu") if k not in present)  # a kind this machine lacks
+    with pytest.raises(HaiError, match=f"opencl:{wrong}"):
+        compile_model(
+            Path(EMBEDDED_MODEL),
+            tmp_path / "w.hai",
+            CompileOptions(**{**options, "target": f"x86+opencl:{wrong}", "placement": ""}),
+        )
