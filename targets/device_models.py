@@ -4,7 +4,8 @@ Rule: the one place where the compiler turns its targets (targets/device_targets
 `partition` weighs (ir/devices.py): per device a `DeviceModel` and a `Link` between the host and
 each other device.
 - Supported ops: what the device's target has a kernel for (`supported_ops(target)`: every
-  registered template, less the CPU loop nests on OpenCL); dtypes: every IR dtype but those its
+  registered template, less the CPU loop nests on OpenCL, less the composite ops the host's target
+  forms that the device's does not list, e.g. FusedAttention); dtypes: every IR dtype but those its
   kernels lack (bf16 and int4 off the CPU, f16 without cl_khr_fp16).
 - Memory: the host's `--memory-budget`, an OpenCL device's `--device-memory-budget` (default: its
   profile's global memory).
@@ -18,6 +19,7 @@ estimates here (`hardware_profile` is passed for that; not read yet). Imports `i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +27,7 @@ from ir.devices import HOST, DeviceModel, DeviceSet, Link
 from ir.dtypes import DType
 from targets.description import TargetDescription
 from targets.device_targets import DeviceTargets
+from targets.registry import get_target
 
 CPU_HZ = 2.5e9
 CPU_CORES = 2  # hai run's default --threads
@@ -50,8 +53,11 @@ def device_set(
     budgets = dict(memory or {})
     models = [cpu_model(targets.host, budgets.get(HOST))]
     links = []
+    composites = get_target(targets.host.name).composite_ops()  # formed for the host's sake
     for name, desc in targets.devices[1:]:
-        models.append(opencl_model(name, desc, budgets.get(name)))
+        model = opencl_model(name, desc, budgets.get(name))
+        lacking = composites - get_target(desc.name).composite_ops()
+        models.append(dataclasses.replace(model, ops=(model.ops or frozenset()) - lacking))
         shared = bool(dict(desc.device).get("host_unified"))
         links.append(Link(HOST, name, PCIE_BANDWIDTH, PCIE_LATENCY, shared_memory=shared))
     return DeviceSet(tuple(models), tuple(links))
