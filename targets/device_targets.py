@@ -104,7 +104,7 @@ def describe_opencl(
     if kind and found != OPENCL_TYPES[kind]:
         raise TargetError(
             f"--target names {device}, but OpenCL profile {desc.cpu!r} is a {found} device: give "
-            f"--opencl-profile of a {OPENCL_TYPES[kind]} device, or name the kind of this one in --target"
+            f"--opencl-profile of a device of type {OPENCL_TYPES[kind]}, or name this one's kind in --target"
         )
     return desc
 

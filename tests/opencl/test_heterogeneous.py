@@ -6,6 +6,7 @@ Transfer nodes in every transfer mode, the partition valid, and the bad inputs r
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, cast
 
@@ -300,3 +301,17 @@ def test_the_opencl_part_from_a_profile_or_this_machine(
             tmp_path / "w.hai",
             CompileOptions(**{**options, "target": f"x86+opencl:{wrong}", "placement": ""}),
         )
+
+
+def test_an_arm64_host_beside_opencl(opencl_device: dict, tmp_path: Path) -> None:
+    """`arm64+opencl:cpu` cross-compiles: the manifest's target is the spelling with the arm64 host's
+    arch, cpu and features, and it holds an aarch64 library and an OpenCL one."""
+    if shutil.which("aarch64-linux-gnu-gcc") is None:
+        pytest.skip("no aarch64-linux-gnu-gcc (Debian's gcc-aarch64-linux-gnu) to link arm64 kernels")
+    options = CompileOptions(target="arm64+opencl:cpu", opencl_profile="pocl-cpu", input_shapes=DIGITS,
+                             placement=f"Conv={OPENCL}")  # fmt: skip
+    result = compile_model(Path(EMBEDDED_MODEL), tmp_path / "a.hai", options)
+    manifest = json.loads((result.path / MANIFEST_FILE).read_text())
+    assert manifest["target"]["name"] == "arm64+opencl:cpu" and manifest["target"]["arch"] == "aarch64"
+    assert set(manifest["kernel_libraries"]) == {"cpu", "opencl"}
+    check_partition(result)
