@@ -374,15 +374,17 @@ def lower_and_plan(
 def lower_placed(groups: list[Any], target: Any, devices: DeviceTargets | None) -> list[Any]:
     """Each group's kernel, lowered for the target of the device its anchor is placed on (one target:
     all for `target`); every failure of every device is reported together."""
+    device_of = [node_device(g.anchor) or HOST for g in groups]
+    names = devices.names if devices is not None else (HOST,)
+    for group, device in zip(groups, device_of, strict=True):
+        if device not in names:
+            raise HaiError(
+                f"{group.anchor.label()} is placed on device {device}, which --target "
+                f"{devices.spelling if devices else target.name} does not name (its devices: "
+                f"{', '.join(names)}): compile for a target over those devices (x86+opencl, ...)"
+            )
     if devices is None:
         return lower_groups(groups, target)
-    device_of = [node_device(g.anchor) or HOST for g in groups]
-    for group, device in zip(groups, device_of, strict=True):
-        if device not in devices.names:
-            raise HaiError(
-                f"{group.anchor.label()} is placed on device {device}, which --target {devices.spelling} "
-                f"does not name (its devices: {', '.join(devices.names)})"
-            )
     kernels: dict[int, Any] = {}
     errors = []
     for name, desc in devices.devices:

@@ -9,8 +9,11 @@ is a constant or a view of one. Weights are packed by each kernel's `pack_weight
 distinct content, whatever the number of kernels reading them. A graph output
 whose bytes are not in the arena (a constant, a view of an input) gets an arena
 place past the planned arena and a copy step. The hazard check sees each input
-at a place of its own past the arena. Everything is laid out in step order, so the
-plan is a pure function of the graph and the kernels.
+at a place of its own past the arena. In a placed graph (the `partition` pass) each kernel step
+runs on the HAI device its anchor's placement maps to (`drivers`), and each `Transfer` node (a view:
+its operand's bytes) is a transfer step between two devices, in node order (runtime/
+plan_transfers.py). Everything is laid out in step order, so the plan is a pure function of the
+graph and the kernels.
 """
 
 from __future__ import annotations
@@ -205,17 +208,17 @@ class PlanBuilder:
                 access = Access(value, self.absolute_offset(slot), slot.nbytes)
                 (writes if arg.role == "output" else reads).append(access)
         guards = self.guards(group.anchor if group is not None else None, reads)
-        device = self.device_of(group.anchor) if group is not None else self.device
+        device = self.driver_of(group.anchor.results[0].type.device) if group is not None else self.device
         step = Step(
             kernel.name, tuple(slots), tuple(kernel.sources), device, kernel_library_file(device), guards
         )
         in_place = tuple(group.in_place_operands()) if group is not None else ()
         return step, StepAccesses(kernel.name, tuple(reads), tuple(writes), step.nodes, in_place)
 
-    def device_of(self, node: Node) -> str:
-        """The HAI device that runs `node`: its placement's driver in a placed graph, else the plan's."""
-        placed = node.results[0].type.device if node.results else None
-        return self.drivers[placed] if placed is not None and self.drivers else self.device
+    def driver_of(self, placement: str | None) -> str:
+        """The HAI device that runs what is placed on IR device `placement`; unplaced (or no `drivers`:
+        one device), the plan's."""
+        return self.drivers[placement] if placement is not None and self.drivers else self.device
 
     def transfer_step(self, node: Node) -> tuple[Step, StepAccesses]:
         """The step of a `Transfer` node: its operand's bytes made visible on the node's device (no kernel;
@@ -223,14 +226,11 @@ class PlanBuilder:
         (operand,) = node.operands
         assert operand is not None
         slot = self.slot(operand, operand.type.shape, dtype_name(operand), {}, False)
-        reads = [Access(operand, self.absolute_offset(slot), slot.nbytes)] if slot.kind != "weight" else []
-        source, destination = self.device_of_value(operand), self.device_of(node)
+        source, destination = self.driver_of(operand.type.device), self.driver_of(node.attrs["to"])
         named = node.name or f"Transfer %{node.results[0].name}"
         step = Step("transfer", (slot,), (named,), destination, "", transfer_from=source)
-        return step, StepAccesses(step.kernel, tuple(reads), (), step.nodes)
-
-    def device_of_value(self, value: Value) -> str:
-        return self.drivers[value.type.device] if value.type.device is not None else self.device
+        read = Access(operand, self.absolute_offset(slot), slot.nbytes)
+        return step, StepAccesses(step.kernel, (read,), (), step.nodes)
 
     def guards(self, anchor: Node | None, reads: list[Access]) -> tuple[Guard, ...]:
         """The guards of the step of `anchor` (ir/predication.py), each condition's bytes added to `reads`."""
