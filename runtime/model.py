@@ -330,23 +330,8 @@ class Model:
         steps: list[Step] = []
         busy: dict[str, None] = {}  # devices launched on since they were last synchronized, in order
         for step, runs, own_step in plan_calls(self.manifest, len(self.weights)):
-            fed: tuple[InputArgument, ...]
-            if step.transfer_from:  # no kernel: the value made visible on another device
-                view = self._slot_argument(step.args[0], own_step)
-                run, fed = transfer_call(step, self.devices, view if isinstance(view, np.ndarray) else None,
-                                         self._transfers), ()  # fmt: skip
-            else:
-                args = [self._slot_argument(slot, own_step) for slot in step.args]
-                executable = self.executables[step.executable]
-                launch = self.devices[step.device].record(executable, step.kernel, args)
-                run, fed = (
-                    launch.run,
-                    tuple(
-                        (launch.bind, s.name, i, self._input_part(s))
-                        for i, s in enumerate(step.args)
-                        if s.kind == "input"
-                    ),
-                )
+            record = self._transfer_call if step.transfer_from else self._kernel_call
+            run, fed = record(step, own_step)
             previous = steps[-1].device if steps else step.device
             wait = None
             if previous != step.device:
@@ -359,6 +344,26 @@ class Model:
             calls.append((run, fed, runs, wait, guards))
             steps.append(step)
         return steps, calls, tuple(self.devices[name].synchronize for name in busy)
+
+    def _kernel_call(
+        self, step: Step, own_step: int | None
+    ) -> tuple[Callable[[], None], tuple[InputArgument, ...]]:
+        """The recorded launch of kernel `step` on its device, and the inputs `run` binds into it."""
+        args = [self._slot_argument(slot, own_step) for slot in step.args]
+        launch = self.devices[step.device].record(self.executables[step.executable], step.kernel, args)
+        fed = tuple(
+            (launch.bind, s.name, i, self._input_part(s))
+            for i, s in enumerate(step.args)
+            if s.kind == "input"
+        )
+        return launch.run, fed
+
+    def _transfer_call(self, step: Step, own_step: int | None) -> tuple[Callable[[], None], tuple[()]]:
+        """The call of transfer `step`, which makes its value visible on another device (no inputs to
+        bind: runtime/plan_transfers.py)."""
+        view = self._slot_argument(step.args[0], own_step)
+        moved = view if isinstance(view, np.ndarray) else None  # an input: the launches take it
+        return transfer_call(step, self.devices, moved, self._transfers), ()
 
     # -- per inference ---------------------------------------------------------------------------------
 

@@ -123,8 +123,11 @@ def run_passes(
 
     ctx = PassContext(target=get_target(target.name).facts(target))
     if devices is not None:
+        from hai_compiler.doctor import read_profile
+
         budgets = {name: options.device_budget_bytes for name in devices.names[1:]}
-        ctx.devices = device_set(devices, {HOST: options.budget_bytes, **budgets})
+        profile = read_profile(options.hardware_profile) if options.hardware_profile is not None else None
+        ctx.devices = device_set(devices, {HOST: options.budget_bytes, **budgets}, profile)
     instruments = make_instruments(
         InstrumentOptions(
             print_after=options.print_ir_after, dump_dir=Path(options.dump_ir) if options.dump_ir else None
