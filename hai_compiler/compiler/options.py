@@ -142,7 +142,13 @@ class CompileOptions:
             add(Layout(prefer=self.layout), ("fuse", "partition", "plan-memory"))
         if has_fuse and all(p.name != "fuse" for p in passes):
             add(Fuse(), ("partition", "plan-memory"))
-        if self.multi_device and all(p.name != "partition" for p in passes):
+        named = any(p.name == "partition" for p in passes)
+        if named and self.placement:
+            raise CompileOptionError(
+                "--placement goes to the partition pass the compile adds, but --passes names its own: "
+                "give partition{placement=...} there instead"
+            )
+        if self.multi_device and not named:
             add(Partition(placement=self.placement), ("plan-memory",))
         if all(not isinstance(p, PlanMemory) for p in passes):
             budget = None if self.budget_bytes is None else ByteSize(self.budget_bytes)

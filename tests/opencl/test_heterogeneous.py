@@ -317,8 +317,16 @@ def test_an_arm64_host_beside_opencl(opencl_device: dict, tmp_path: Path) -> Non
     check_partition(result)
 
 
+def test_placement_beside_a_partition_of_ones_own_is_refused(tmp_path: Path) -> None:
+    options = CompileOptions(target=TARGET, passes=split_devices(tmp_path, None), placement="Conv=cpu")
+    with pytest.raises(CompileOptionError, match="give partition.placement=.... there instead"):
+        options.pipeline(True)
+
+
 def test_a_placement_on_a_device_the_target_lacks_is_refused(tmp_path: Path) -> None:
     """A partition over a device set of its own, compiled for the CPU alone, names the node and device."""
     options = CompileOptions(target="x86", input_shapes=DIGITS, passes=split_devices(tmp_path, None))
-    with pytest.raises(HaiError, match="node .* is placed on device opencl:cpu, which --target x86 does not name"):
+    with pytest.raises(
+        HaiError, match="node .* is placed on device opencl:cpu, which --target x86 does not name"
+    ):
         compile_model(Path(EMBEDDED_MODEL), tmp_path / "d.hai", options)
