@@ -91,6 +91,15 @@ def compile_command(
             "devices as the IR names them: 'Conv*=opencl;Softmax=cpu'); the partition pass places the rest.",
         ),
     ] = None,
+    partition_objective: Annotated[
+        str,
+        typer.Option(
+            "--partition-objective",
+            metavar="latency|throughput",
+            help="What the partition over several devices minimises: one inference's latency, or the "
+            "period of a stream of inputs (each device a pipeline stage).",
+        ),
+    ] = "latency",
     input_shape: InputShapeOpt = None,
     input_value: InputValueOpt = None,
     passes: Annotated[
@@ -169,6 +178,7 @@ def compile_command(
                                  entry=entry, memory_budget=memory_budget, page_size=page_size,
                                  cpu_features=cpu_features, input_values=fixed,
                                  device_memory_budget=device_memory_budget, placement=placement or "",
+                                 objective=partition_objective,
                                  opencl_profile=opencl_profile,
                                  print_ir_after=tuple(print_ir_after or ()))  # fmt: skip
         quantized = quality = None

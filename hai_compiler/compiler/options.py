@@ -26,6 +26,8 @@ DEFAULT_PASSES = "default"
 LAYOUT_PREFERENCES = ("auto", "NHWC", "NCHW")
 """The `layout` pass's `prefer`: NHWC regions where its cost rule gains, everywhere it can, nowhere."""
 ENTRY_MODES = ("auto", "on", "off")
+OBJECTIVES = ("latency", "throughput")
+"""The partition pass's objectives (passes/partition.py): one inference's makespan, a stream's period."""
 """One exported entry function calling every kernel: when all allow it, always (else an error), never."""
 
 
@@ -54,16 +56,24 @@ class CompileOptions:
     cpu_features: str | None = None  # `+amx,-avx512f`: ISA feature edits (targets/feature_edits.py)
     input_values: Mapping[str, Any] | None = None  # inputs fixed to values when importing an .onnx
     placement: str = ""  # forced placements 'PATTERN=DEVICE;...' (the partition pass's option)
+    objective: str = "latency"  # the partition's: latency (one inference) or throughput (a stream)
     opencl_profile: str | None = None  # the OpenCL part of `x86+opencl`: a preset (targets/device_targets.py)
     print_ir_after: tuple[str, ...] = ()  # passes (or "all") after which the IR goes to stderr
 
     def __post_init__(self) -> None:
         _ = self.budget_bytes, self.page_bytes, self.device_budget_bytes  # a malformed size fails here
-        if not self.multi_device and (self.placement or self.opencl_profile):
-            given = "--placement" if self.placement else "--opencl-profile"
+        if not self.multi_device and (self.placement or self.opencl_profile or self.objective != "latency"):
+            given = (
+                "--placement" if self.placement else "--opencl-profile" if self.opencl_profile
+                else "--partition-objective"
+            )  # fmt: skip
             raise CompileOptionError(
                 f"{given} places nodes on the devices of a target over several devices (--target "
                 f"x86+opencl, ...); --target {self.target} has one"
+            )
+        if self.objective not in OBJECTIVES:
+            raise CompileOptionError(
+                f"--partition-objective {self.objective}: expected one of {', '.join(OBJECTIVES)}"
             )
         if self.entry not in ENTRY_MODES:
             raise CompileOptionError(f"option entry={self.entry!r}: expected one of {', '.join(ENTRY_MODES)}")
@@ -143,13 +153,13 @@ class CompileOptions:
         if has_fuse and all(p.name != "fuse" for p in passes):
             add(Fuse(), ("partition", "plan-memory"))
         named = any(p.name == "partition" for p in passes)
-        if named and self.placement:
+        if named and (self.placement or self.objective != "latency"):
             raise CompileOptionError(
-                "--placement goes to the partition pass the compile adds, but --passes names its own: "
-                "give partition{placement=...} there instead"
+                "--placement and --partition-objective go to the partition pass the compile adds, but "
+                "--passes names its own: give partition{placement=... objective=...} there instead"
             )
         if self.multi_device and not named:
-            add(Partition(placement=self.placement), ("plan-memory",))
+            add(Partition(placement=self.placement, objective=self.objective), ("plan-memory",))
         if all(not isinstance(p, PlanMemory) for p in passes):
             budget = None if self.budget_bytes is None else ByteSize(self.budget_bytes)
             add(PlanMemory(arena_inputs=False, budget=budget, page_size=ByteSize(self.page_bytes)), ())
@@ -184,6 +194,8 @@ class CompileOptions:
             recorded["page_size"] = self.page_bytes
         if self.placement:
             recorded["placement"] = self.placement
+        if self.objective != "latency":
+            recorded["objective"] = self.objective
         if self.opencl_profile is not None:
             recorded["opencl_profile"] = self.opencl_profile
         if profile_target is not None:
