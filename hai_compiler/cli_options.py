@@ -81,11 +81,42 @@ def _target_names() -> list[str]:
     return available_targets()
 
 
+TARGET_HELP = (
+    "Target family (of this host, unless --cpu or --hardware-profile names another CPU); `hai compile` "
+    "also takes a CPU target and devices beside it, which the partition pass splits the model over: "
+    "x86+opencl, x86+opencl:gpu, arm64+opencl:accelerator (--placement, --opencl-profile)."
+)
 Target = choices("Target", _target_names())
 TargetOpt = Annotated[
     Target,
+    typer.Option("--target", help=TARGET_HELP),
+]
+
+
+def check_target_spelling(value: str) -> str:
+    """`--target` of `hai compile`: a target, or `HOST+DEVICE...` over several (targets/device_targets.py)."""
+    from runtime.device_names import split_target
+
+    if "+" in value:
+        from targets.description import TargetError
+        from targets.device_targets import check_spelling
+
+        try:
+            check_spelling(value)
+        except TargetError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    elif split_target(value)[0] not in _target_names():
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(_target_names())} (or HOST+DEVICE)")
+    return value
+
+
+DeviceTargetOpt = Annotated[
+    str,
     typer.Option(
-        "--target", help="Target family (of this host, unless --cpu or --hardware-profile names another CPU)."
+        "--target",
+        metavar=f"<{'|'.join(_target_names())}>[+DEVICE]",
+        callback=check_target_spelling,
+        help=TARGET_HELP,
     ),
 ]
 CpuOpt = Annotated[

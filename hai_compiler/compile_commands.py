@@ -22,6 +22,7 @@ from hai_compiler.cli_options import (
     DEFAULT_THREADS,
     CpuFeaturesOpt,
     CpuOpt,
+    DeviceTargetOpt,
     DumpIrOpt,
     HardwareProfileOpt,
     InputOpt,
@@ -31,7 +32,6 @@ from hai_compiler.cli_options import (
     OutputDirOpt,
     RunsOpt,
     SeedOpt,
-    TargetOpt,
     ThreadsOpt,
     input_files,
     input_shapes,
@@ -69,18 +69,57 @@ def compile_command(
     output: Annotated[
         Path, typer.Option("-o", "--output", metavar="OUT.hai", help="The artifact directory.")
     ],
-    target: TargetOpt = "x86",  # type: ignore[assignment]
+    target: DeviceTargetOpt = "x86",
     cpu: CpuOpt = None,
     hardware_profile: HardwareProfileOpt = None,
     cpu_features: CpuFeaturesOpt = None,
+    opencl_profile: Annotated[
+        str | None,
+        typer.Option(
+            "--opencl-profile",
+            metavar="PROFILE",
+            help="The OpenCL device of --target x86+opencl: a preset (pocl-cpu, nvidia-h100); default: the "
+            "--hardware-profile's OpenCL device of the named kind, else this machine's.",
+        ),
+    ] = None,
+    placement: Annotated[
+        str | None,
+        typer.Option(
+            "--placement",
+            metavar="PATTERN=DEVICE;...",
+            help="Force nodes onto devices of a target over several (fnmatch patterns on node or op names, "
+            "devices as the IR names them: 'Conv*=opencl;Softmax=cpu'); the partition pass places the rest.",
+        ),
+    ] = None,
+    partition_objective: Annotated[
+        str,
+        typer.Option(
+            "--partition-objective",
+            metavar="latency|throughput",
+            help="What the partition over several devices minimises: one inference's latency, or the "
+            "period of a stream of inputs (each device a pipeline stage).",
+        ),
+    ] = "latency",
     input_shape: InputShapeOpt = None,
     input_value: InputValueOpt = None,
     passes: Annotated[
         str, typer.Option("--passes", metavar="PIPELINE", help="Passes before fuse and plan-memory.")
     ] = "default",
     dump_ir: DumpIrOpt = None,
+    print_ir_after: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="PASS|all",
+            help="Print the IR (to stderr) after this pass; repeatable.",
+        ),
+    ] = None,
     report: Annotated[
-        bool, typer.Option("--report", help="Print every kernel and the arena vs naive size.")
+        bool,
+        typer.Option(
+            "--report",
+            help="Print every kernel (and its device) and the arena vs naive size; over several devices, "
+            "each device's share of the predicted time and the transfers.",
+        ),
     ] = False,
     entry: Annotated[
         str,
@@ -138,7 +177,10 @@ def compile_command(
         options = CompileOptions(str(target), cpu, hardware_profile, shapes or None, passes, dump_ir,
                                  entry=entry, memory_budget=memory_budget, page_size=page_size,
                                  cpu_features=cpu_features, input_values=fixed,
-                                 device_memory_budget=device_memory_budget)  # fmt: skip
+                                 device_memory_budget=device_memory_budget, placement=placement or "",
+                                 objective=partition_objective,
+                                 opencl_profile=opencl_profile,
+                                 print_ir_after=tuple(print_ir_after or ()))  # fmt: skip
         quantized = quality = None
         with reporting():
             if quantize.precision is not None:
@@ -157,11 +199,20 @@ def compile_command(
         if report:
             render_report(result, console)
         sys.stderr.write(
-            f"compiled {model} for {result.target.name} ({result.target.cpu}): {len(result.plan.kernels)} "
+            f"compiled {model} for {target_name(result)}: {len(result.plan.kernels)} "
             f"steps{steps_how(result.plan.plan)}, "
             f"arena {result.plan.plan.arena_size} bytes, planned peak {planned_peak(result)}"
             f"{device_memory(result)}, {result.seconds:.2f} s -> {result.path}\n"
         )
+
+
+def target_name(result: Any) -> str:
+    """`x86 (znver4)`, or over several devices `x86+opencl:cpu (znver4 + pocl-cpu), 2 transfers`."""
+    if result.devices is None:
+        return f"{result.target.name} ({result.target.cpu})"
+    cpus = " + ".join(desc.cpu for _, desc in result.devices.devices)
+    transfers = sum(1 for step in result.plan.plan.steps if step.transfer_from)
+    return f"{result.devices.spelling} ({cpus}), {transfers} transfers"
 
 
 def steps_how(plan: Any) -> str:
@@ -351,6 +402,7 @@ def bench_command(
             "latency": hai.latency,
             "peak_rss_bytes": hai.peak_rss_bytes,
             "python_overhead_us": bench.python_overhead_us(model, inputs, runs),
+            "transfers": bench.transfers_per_inference(model, inputs),
         }
         if onnx is not None:
             ort = bench.onnxruntime_isolated(onnx, inputs, threads, runs)
@@ -437,6 +489,11 @@ def render_bench(results: dict[str, Any], console: Console) -> None:
         )
     console.print(table)
     console.print(f"Python overhead per inference: {results['hai']['python_overhead_us']:.1f} µs")
+    moved = results["hai"].get("transfers", {})
+    if moved.get("transfers"):
+        console.print(
+            f"transfers between devices per inference: {moved['transfers']}, {moved['transfer_bytes']} bytes"
+        )
     if "steps" in results:
         steps = Table(title="time per step", show_edge=False)
         for column in ("#", "µs", "%"):

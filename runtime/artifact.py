@@ -24,7 +24,9 @@ between them (`LoopSpan`, runtime/loops.py).
 Each step names the device it runs on and the executable it runs from (the
 file of that device's kernel library, `kernel_libraries[device]`); the runtime
 loads each executable through its device's HAI driver and launches every call
-through it (runtime/hai.py, runtime/model.py).
+through it (runtime/hai.py, runtime/model.py). A plan over several devices (`--target x86+opencl`)
+moves a value from one device to another by a transfer step (`transfer_from`: no kernel, no
+executable) where the compiler's `Transfer` node was; its kernel libraries all carry the one digest.
 Graph inputs live outside the arena (binding offset null): input slots
 view the caller's array itself. Every slot offset is a multiple of 64 (vectorised
 kernels do aligned loads unchecked). When `plan.entry` names a function of the
@@ -57,7 +59,8 @@ version 5, the plan digest in the kernel library; version 6, the digest covers
 the target and the weights' table too; version 7, the executable each step, the entry and each
 segment runs from; version 8, each step's guards; version 9, the plan's device memory
 (`device_memory`: runtime/device_memory.py); version 10, loops run at run time (`loops`: spans of
-steps the runtime repeats, runtime/loops.py) (older artifacts are refused with a "recompile" message).
+steps the runtime repeats, runtime/loops.py) and transfer steps between devices
+(`Step.transfer_from`) (older artifacts are refused with a "recompile" message).
 
 The writer is `targets/artifact.py`; a manifest's text is parsed and its plan's invariants
 checked by `runtime/manifest_checks.py` (`parse_manifest`) and an artifact directory is read by
@@ -188,7 +191,8 @@ class Guard:
 class Step:
     """One kernel call of the plan, with the IR/ONNX node names it was compiled from; it runs on `device`
     from `executable`, that device's kernel library file, and only when all its `guards` hold (a
-    branch of an If decided at run time: the step may be skipped, its results then unread)."""
+    branch of an If decided at run time: the step may be skipped, its results then unread). A
+    transfer step (`transfer_from`) moves a value between two devices instead."""
 
     kernel: str
     args: tuple[Slot, ...]
@@ -196,6 +200,10 @@ class Step:
     device: str = "cpu"
     executable: str = CPU_EXECUTABLE
     guards: tuple[Guard, ...] = ()
+    transfer_from: str = ""
+    """Set on a transfer step (a `Transfer` node of a plan over several devices): it launches no kernel
+    and has no executable (""); it makes the bytes of its one slot, written on device `transfer_from`,
+    visible on `device` (runtime/plan_transfers.py)."""
 
 
 @dataclass(frozen=True)

@@ -314,7 +314,11 @@ class HostMirror(Protocol):
     the same bytes of that buffer; `start_read_back(views)` issues the reads that bring the mirrored
     host `views` (the model's outputs) up to date with the device's bytes, ordered after every launch
     issued so far, and returns the call that waits for them and completes the views (the device's
-    `synchronize` need not come first); `read_back(views)` is both at once."""
+    `synchronize` need not come first); `read_back(views)` is both at once; `upload(views)` brings the
+    device's copy of the mirrored host `views` up to date with the host's bytes before any later
+    launch reads them (a transfer step to the device; the host leaves those bytes alone until it
+    synchronizes the device). Where the device takes the host's memory as its own, these move
+    nothing."""
 
     def mirror(self, host: np.ndarray, label: str, upload: bool) -> None: ...
 
@@ -325,6 +329,8 @@ class HostMirror(Protocol):
     def start_read_back(self, views: Sequence[np.ndarray]) -> Callable[[], None]: ...
 
     def read_back(self, views: Sequence[np.ndarray]) -> None: ...
+
+    def upload(self, views: Sequence[np.ndarray]) -> None: ...
 
 
 @runtime_checkable

@@ -39,6 +39,7 @@ from runtime.artifact import (
     from_plain,
     numpy_dtype,
 )
+from runtime.device_names import HOST_DEVICE
 from runtime.errors import ArtifactError
 from runtime.loops import check_loops, written_by_loops
 
@@ -198,14 +199,34 @@ def check_guards(manifest: Manifest, index: int, bindings: dict[str, TensorBindi
 
 
 def check_step_executable(manifest: Manifest, index: int, fail: Fail) -> None:
-    """Step `index` runs on a device with a kernel library, from that very library."""
+    """Step `index` runs on a device with a kernel library, from that very library; a transfer step
+    runs from none, reads one slot, and moves it between two devices of the plan (the host's or ones
+    with a kernel library), never in an entry's plan."""
     step = manifest.plan.steps[index]
+    if step.transfer_from:
+        check_transfer(manifest, index, fail)
+        return
     library = manifest.kernel_libraries.get(step.device)
     if library is None:
         fail(f"step {index} ({step.kernel}) runs on device {step.device!r}, which has no kernel library")
     if step.executable != library:
         fail(f"step {index} ({step.kernel}) runs on device {step.device!r} from {step.executable!r}, "
              f"not from that device's kernel library {library!r}")  # fmt: skip
+
+
+def check_transfer(manifest: Manifest, index: int, fail: Fail) -> None:
+    """Transfer step `index` (`Step.transfer_from`): see check_step_executable."""
+    step = manifest.plan.steps[index]
+    where = f"transfer step {index} ({step.kernel})"
+    devices = {HOST_DEVICE, *manifest.kernel_libraries}
+    if step.device == step.transfer_from or not {step.device, step.transfer_from} <= devices:
+        fail(f"{where} moves a value from {step.transfer_from!r} to {step.device!r}; a transfer joins two "
+             f"devices of the plan ({', '.join(sorted(devices))})")  # fmt: skip
+    if step.executable or len(step.args) != 1 or step.args[0].writes or step.args[0].kind == "weight":
+        fail(f"{where} has executable {step.executable!r} and {len(step.args)} argument(s); a transfer "
+             "reads one arena, input or output slot and runs no kernel")  # fmt: skip
+    if manifest.plan.entry is not None or manifest.plan.segments:
+        fail(f"{where} is in a plan whose steps one entry calls")
 
 
 def check_call_executables(manifest: Manifest, fail: Fail) -> None:

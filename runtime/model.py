@@ -88,11 +88,12 @@ from runtime.pipeline import run_many
 from runtime.plan_devices import (
     HOST_DEVICE,
     close_devices,
-    device_indices,
+    device_selectors,
     load_executables,
     open_devices,
     plan_calls,
 )
+from runtime.plan_transfers import TransferCounts, transfer_call
 from runtime.signing import TrustedKey
 
 InputArgument = tuple[Callable[[int, np.ndarray], None], str, int, Slot | None]
@@ -129,7 +130,8 @@ def load(
     `manifest.sig` verifies with none of them is refused before anything else is read (runtime/signing.py).
     Refuses, before allocating anything, a machine with less memory available than the plan's
     peak (runtime/available_memory.py, read under `system_root`: tests give a fake /proc and /sys).
-    `device` picks which device of a driver runs the artifact's steps: `"opencl:1"` (default: device 0);
+    `device` picks which device of a driver runs the artifact's steps: `"opencl:1"`, or `"opencl:gpu"`
+    (its first GPU; default: the first of the kind the kernels were compiled for, else device 0);
     `device_options` go to its driver's `open` (OpenCL: `{"zero_copy": False, "profiling": True}`).
     """
     check_load_arguments(path, threads, verify)
@@ -141,8 +143,8 @@ def load(
         manifest = files.manifest
         peak = manifest.plan.planned_peak_bytes
         check_available_memory(allocated_bytes(manifest) if peak is None else peak, directory, system_root)
-        indices = device_indices(device, manifest, directory)
-        devices = open_devices(manifest, directory, threads, indices, device_options or {})
+        selectors = device_selectors(device, manifest, directory)
+        devices = open_devices(manifest, directory, threads, selectors, device_options or {})
         try:
             for name, opened in devices.items():
                 check_device_memory(manifest, name, opened, directory)
@@ -260,6 +262,7 @@ class Model:
         for mirror in self._mirrors():  # uploaded once, unless the device takes them as its own memory
             mirror.mirror(self.weights, "weights", upload=True)
         self.executables = load_executables(files, self.devices)  # by file name
+        self._transfers = TransferCounts()
         self._steps, self._calls, self._finish = self._prepare_calls(self.arena)
         self._loops = self._loop_runner(self.arena)
         self._lock = threading.Lock()
@@ -297,6 +300,11 @@ class Model:
         in_flight)` gives the stages and the planned peak with those arenas."""
         self._check_open()
         return run_many(self, feeds, in_flight)
+
+    def transfer_counters(self) -> dict[str, int]:
+        """Transfer steps run so far between devices and the bytes they moved (runtime/plan_transfers.py;
+        zeros on one device)."""
+        return self._transfers.as_dict()
 
     def page_counters(self) -> dict[str, float]:
         """The pager's counters (runtime/pager.py: loads, hits, bytes read, stall time...); {} unpaged."""
@@ -338,12 +346,18 @@ class Model:
 
     def _mirror_memory(self, arena: np.ndarray, outputs: Outputs) -> tuple[StartReadBack, ...]:
         """Give each device with memory of its own `arena`; the calls that start bringing the `outputs`
-        back from them after each run (one per device, for all outputs: `HostMirror.start_read_back`)."""
-        mirrored = self._mirrors()
-        for device in mirrored:
+        its own steps write back from them after each run (one per device: `HostMirror.start_read_back`;
+        outputs other devices write come through transfer steps)."""
+        reads = []
+        for name, device in self.devices.items():
+            if name == HOST_DEVICE or not isinstance(device, HostMirror):
+                continue
             device.mirror(arena, "arena", upload=False)
-        views = tuple(view for _, view in outputs)
-        return tuple(functools.partial(d.start_read_back, views) for d in mirrored)
+            written = {s.name for step in self.manifest.plan.steps if step.device == name
+                       for s in step.args if s.kind == "output" and s.writes}  # fmt: skip
+            views = tuple(view for b, view in outputs if b.name in written)
+            reads += [functools.partial(device.start_read_back, views)] if views else []
+        return tuple(reads)
 
     def _output_views(self, arena: np.ndarray) -> Outputs:
         """Each output's binding and its view of `arena` (outputs live in the arena: validated)."""
@@ -402,14 +416,8 @@ class Model:
         steps: list[Step] = []
         busy: dict[str, None] = {}  # devices launched on since they were last synchronized, in order
         for step, runs, own_step in plan_calls(self.manifest, len(self.weights)):
-            device = self.devices[step.device]
-            args = [self._slot_argument(slot, own_step, arena) for slot in step.args]
-            launch = device.record(self.executables[step.executable], step.kernel, args)
-            fed = tuple(
-                (launch.bind, s.name, i, self._input_part(s))
-                for i, s in enumerate(step.args)
-                if s.kind == "input"
-            )
+            record = self._transfer_call if step.transfer_from else self._kernel_call
+            run, fed = record(step, own_step, arena)
             previous = steps[-1].device if steps else step.device
             wait = None
             if previous != step.device:
@@ -419,9 +427,31 @@ class Model:
                 wait = self.devices[previous].synchronize
             busy[step.device] = None
             guards = tuple(self._guard_reader(g, arena) for g in step.guards)
-            calls.append((launch.run, fed, runs, wait, guards))
+            calls.append((run, fed, runs, wait, guards))
             steps.append(step)
         return steps, calls, tuple(self.devices[name].synchronize for name in busy)
+
+    def _kernel_call(
+        self, step: Step, own_step: int | None, arena: np.ndarray
+    ) -> tuple[Callable[[], None], tuple[InputArgument, ...]]:
+        """The recorded launch of kernel `step` over `arena` on its device, and the inputs `run` binds."""
+        args = [self._slot_argument(slot, own_step, arena) for slot in step.args]
+        launch = self.devices[step.device].record(self.executables[step.executable], step.kernel, args)
+        fed = tuple(
+            (launch.bind, s.name, i, self._input_part(s))
+            for i, s in enumerate(step.args)
+            if s.kind == "input"
+        )
+        return launch.run, fed
+
+    def _transfer_call(
+        self, step: Step, own_step: int | None, arena: np.ndarray
+    ) -> tuple[Callable[[], None], tuple[()]]:
+        """The call of transfer `step` over `arena`, which makes its value visible on another device (no
+        inputs to bind: runtime/plan_transfers.py)."""
+        view = self._slot_argument(step.args[0], own_step, arena)
+        moved = view if isinstance(view, np.ndarray) else None  # an input: the launches take it
+        return transfer_call(step, self.devices, moved, self._transfers), ()
 
     # -- per inference ---------------------------------------------------------------------------------
 

@@ -21,11 +21,19 @@ from typing import Any
 
 from runtime.artifact import TVM_RUNTIME_FILE, Manifest, Slot, Step
 from runtime.artifact_files import ArtifactFiles
+from runtime.device_names import HOST_DEVICE, KINDS, compiled_kinds, driver_of, qualifier_of
 from runtime.errors import DeviceNotFoundError, InvalidArgumentError, UnsupportedError
-from runtime.hai import ENTRY_POINT_GROUP, Device, Executable, HostMirror, available_drivers, open_device
+from runtime.hai import (
+    ENTRY_POINT_GROUP,
+    Device,
+    Executable,
+    HostMirror,
+    available_drivers,
+    get_driver,
+    open_device,
+)
 from runtime.plan_digest import check_plan_digest
 
-HOST_DEVICE = "cpu"
 PlanCall = tuple[Step, range, int | None]
 """A call `run` makes: the step it launches, the plan steps it runs (their pages come first), and the
 step whose weight placement its arguments take (None for an entry or segment: all the weights)."""
@@ -35,29 +43,65 @@ def open_devices(
     manifest: Manifest,
     directory: Path,
     threads: int | None,
-    indices: Mapping[str, int] | None = None,
+    selectors: Mapping[str, str] | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> dict[str, Device]:
     """The host CPU (`threads` wide) and every device the manifest has a kernel library for, by name:
-    device `indices[name]` of its driver (`load(..., device="opencl:1")`), else device 0, opened with
-    `options` (`load(..., device_options=...)`)."""
+    the device `selectors[name]` picks (an index or a kind: `load(..., device="opencl:1")`), else the
+    first of the kind its kernels were compiled for (runtime/device_names.py), else device 0, opened
+    with `options` (`load(..., device_options=...)`)."""
     devices = {HOST_DEVICE: open_device(HOST_DEVICE, threads=threads)}
+    chosen = {**compiled_kinds(manifest.target.name), **(selectors or {})}
     for name in sorted(set(manifest.kernel_libraries) - {HOST_DEVICE}):
-        devices[name] = open_step_device(name, directory, (indices or {}).get(name, 0), options or {})
+        index = device_index(name, chosen.get(name, ""), manifest, directory)
+        try:
+            devices[name] = open_step_device(name, directory, index, options or {})
+        except DeviceNotFoundError as exc:
+            raise DeviceNotFoundError(f"{exc} (the artifact runs {steps_on(manifest, name)} there)") from None
     return devices
 
 
-def device_indices(selector: str | None, manifest: Manifest, directory: Path) -> dict[str, int]:
-    """`"opencl:1"` (driver name, optional `:index`) as {"opencl": 1}; the artifact must use that device."""
+def steps_on(manifest: Manifest, name: str) -> str:
+    """`3 step(s) of nodes 'conv1', 'relu1', ...` that device `name` runs (for errors)."""
+    steps = [s for s in manifest.plan.steps if s.device == name and not s.transfer_from]
+    nodes = [n for s in steps for n in s.nodes]
+    shown = ", ".join(repr(n) for n in nodes[:3]) + (", ..." if len(nodes) > 3 else "")
+    return f"{len(steps)} step(s) of nodes {shown}"
+
+
+def device_selectors(selector: str | None, manifest: Manifest, directory: Path) -> dict[str, str]:
+    """`"opencl:1"` or `"opencl:gpu"` (driver name, optional `:INDEX` or `:KIND`) as {"opencl": "1"};
+    the artifact must use that device."""
     if selector is None:
         return {}
-    name, _, index = selector.partition(":")
-    if name not in manifest.kernel_libraries or not (index or "0").isdigit():
+    name, qualifier = driver_of(selector), qualifier_of(selector)
+    if name not in manifest.kernel_libraries or not (qualifier.isdigit() or qualifier in ("", *KINDS)):
         used = ", ".join(sorted(manifest.kernel_libraries)) or "none"
         raise InvalidArgumentError(
-            f"load: device {selector!r} is not NAME[:INDEX] of a device artifact {directory} runs on ({used})"
+            f"load: device {selector!r} is not NAME[:INDEX] or NAME:KIND ({', '.join(KINDS)}) of a device "
+            f"artifact {directory} runs on ({used})"
         )
-    return {name: int(index or "0")}
+    return {name: qualifier}
+
+
+def device_index(name: str, qualifier: str, manifest: Manifest, directory: Path) -> int:
+    """The index of driver `name`'s device that `qualifier` picks: itself when an index, else the first
+    device of that kind (none: a `DeviceNotFoundError` naming the device and the steps it would run)."""
+    if not qualifier or qualifier.isdigit():
+        return int(qualifier or "0")
+    if name not in available_drivers():
+        return 0  # open_step_device says the driver is missing
+    found = get_driver(name).probe()
+    for info in found:
+        if info.kind == qualifier:
+            return info.index
+    listed = "; ".join(f"{i.index}: {i.name} ({i.kind})" for i in found) or "none"
+    raise DeviceNotFoundError(
+        f"artifact {directory} runs {steps_on(manifest, name)} on device {name}:{qualifier}, "
+        f"but this machine has no {name} device of kind {qualifier} (its {name} devices: {listed}); "
+        f'run it where there is one, pick another with load(..., device="{name}:INDEX"), or compile '
+        f"for the devices this machine has"
+    )
 
 
 def open_step_device(

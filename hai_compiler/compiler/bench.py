@@ -410,6 +410,13 @@ def python_overhead_us(model: Any, inputs: Mapping[str, np.ndarray], runs: int) 
     return (min(whole) - min(bare)) * 1e6
 
 
+def transfers_per_inference(model: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """The transfer steps one run makes between devices and their bytes (runtime/plan_transfers.py)."""
+    before = model.transfer_counters()
+    model.run(inputs)
+    return {key: value - before[key] for key, value in model.transfer_counters().items()}
+
+
 def write_json(data: Any, path: str | Path) -> None:
     """`data` as JSON into the file `path`, or onto stdout when `path` is `-`."""
     text = json.dumps(data, indent=2, sort_keys=True, default=_plain) + "\n"

@@ -26,6 +26,8 @@ DEFAULT_PASSES = "default"
 LAYOUT_PREFERENCES = ("auto", "NHWC", "NCHW")
 """The `layout` pass's `prefer`: NHWC regions where its cost rule gains, everywhere it can, nowhere."""
 ENTRY_MODES = ("auto", "on", "off")
+OBJECTIVES = ("latency", "throughput")
+"""The partition pass's objectives (passes/partition.py): one inference's makespan, a stream's period."""
 """One exported entry function calling every kernel: when all allow it, always (else an error), never."""
 
 
@@ -53,15 +55,37 @@ class CompileOptions:
     page_size: str | int = DEFAULT_PAGE_SIZE  # bytes of a weight page when the plan pages
     cpu_features: str | None = None  # `+amx,-avx512f`: ISA feature edits (targets/feature_edits.py)
     input_values: Mapping[str, Any] | None = None  # inputs fixed to values when importing an .onnx
+    placement: str = ""  # forced placements 'PATTERN=DEVICE;...' (the partition pass's option)
+    objective: str = "latency"  # the partition's: latency (one inference) or throughput (a stream)
+    opencl_profile: str | None = None  # the OpenCL part of `x86+opencl`: a preset (targets/device_targets.py)
+    print_ir_after: tuple[str, ...] = ()  # passes (or "all") after which the IR goes to stderr
 
     def __post_init__(self) -> None:
         _ = self.budget_bytes, self.page_bytes, self.device_budget_bytes  # a malformed size fails here
+        if not self.multi_device and (self.placement or self.opencl_profile or self.objective != "latency"):
+            given = (
+                "--placement" if self.placement else "--opencl-profile" if self.opencl_profile
+                else "--partition-objective"
+            )  # fmt: skip
+            raise CompileOptionError(
+                f"{given} places nodes on the devices of a target over several devices (--target "
+                f"x86+opencl, ...); --target {self.target} has one"
+            )
+        if self.objective not in OBJECTIVES:
+            raise CompileOptionError(
+                f"--partition-objective {self.objective}: expected one of {', '.join(OBJECTIVES)}"
+            )
         if self.entry not in ENTRY_MODES:
             raise CompileOptionError(f"option entry={self.entry!r}: expected one of {', '.join(ENTRY_MODES)}")
         if self.layout not in LAYOUT_PREFERENCES:
             raise CompileOptionError(
                 f"option layout={self.layout!r}: expected one of {', '.join(LAYOUT_PREFERENCES)}"
             )
+
+    @property
+    def multi_device(self) -> bool:
+        """Whether the target names several devices (`x86+opencl`: targets/device_targets.py)."""
+        return "+" in self.target
 
     @property
     def device_budget_bytes(self) -> int | None:
@@ -104,9 +128,12 @@ class CompileOptions:
         conv regions channels-last, unless the user's passes name it; with `prefer` = the `layout`
         option), then `fuse` (if registered and not named), then `plan-memory` with graph inputs
         outside the arena and the budget and page size (unless named). What is added goes before a
-        `fuse` or `plan-memory` the user named (fuse, before their plan-memory)."""
+        `fuse`, `partition` or `plan-memory` the user named (fuse, before their partition and
+        plan-memory). A target over several devices adds `partition` (with the `placement` option) after
+        `fuse`, before `plan-memory`, unless the user's passes name it (`partition{devices=FILE}`)."""
         from passes.fuse import Fuse
         from passes.layout import Layout
+        from passes.partition import Partition
         from passes.pipeline import parse_pipeline
         from passes.predicate_control_flow import PredicateControlFlow
         from passes.split_weights import SplitWeights
@@ -119,13 +146,21 @@ class CompileOptions:
             passes.insert(at, step)
 
         if all(p.name != "predicate-control-flow" for p in passes):
-            add(PredicateControlFlow(), ("split-weights", "layout", "fuse", "plan-memory"))
+            add(PredicateControlFlow(), ("split-weights", "layout", "fuse", "partition", "plan-memory"))
         if split_bytes is not None:
-            add(SplitWeights(max_bytes=ByteSize(split_bytes)), ("fuse", "plan-memory"))
+            add(SplitWeights(max_bytes=ByteSize(split_bytes)), ("fuse", "partition", "plan-memory"))
         if has_layout and all(p.name != "layout" for p in passes) and channels_last(self.target):
-            add(Layout(prefer=self.layout), ("fuse", "plan-memory"))
+            add(Layout(prefer=self.layout), ("fuse", "partition", "plan-memory"))
         if has_fuse and all(p.name != "fuse" for p in passes):
-            add(Fuse(), ("plan-memory",))
+            add(Fuse(), ("partition", "plan-memory"))
+        named = any(p.name == "partition" for p in passes)
+        if named and (self.placement or self.objective != "latency"):
+            raise CompileOptionError(
+                "--placement and --partition-objective go to the partition pass the compile adds, but "
+                "--passes names its own: give partition{placement=... objective=...} there instead"
+            )
+        if self.multi_device and not named:
+            add(Partition(placement=self.placement, objective=self.objective), ("plan-memory",))
         if all(not isinstance(p, PlanMemory) for p in passes):
             budget = None if self.budget_bytes is None else ByteSize(self.budget_bytes)
             add(PlanMemory(arena_inputs=False, budget=budget, page_size=ByteSize(self.page_bytes)), ())
@@ -158,6 +193,12 @@ class CompileOptions:
             recorded["device_memory_budget"] = self.device_budget_bytes
         if self.page_bytes != DEFAULT_PAGE_SIZE:
             recorded["page_size"] = self.page_bytes
+        if self.placement:
+            recorded["placement"] = self.placement
+        if self.objective != "latency":
+            recorded["objective"] = self.objective
+        if self.opencl_profile is not None:
+            recorded["opencl_profile"] = self.opencl_profile
         if profile_target is not None:
             recorded["hardware_profile"] = dict(profile_target)
         return recorded
@@ -173,30 +214,64 @@ def profile_target_of(options: CompileOptions) -> dict[str, Any] | None:
 
 
 def channels_last(target: str) -> bool:
-    """Whether target `target`'s templates store conv regions NHWC (the `layout` pass runs before `fuse`)."""
+    """Whether target `target`'s templates store conv regions NHWC (the `layout` pass runs before `fuse`);
+    over several devices, whether every device's do (a value moves between devices in one layout)."""
+    from runtime.device_names import driver_of, split_target
     from targets.registry import get_target
 
-    return get_target(target).channels_last
+    host, devices = split_target(target)
+    return all(get_target(name).channels_last for name in (host, *map(driver_of, devices)))
 
 
 def resolve_compile_target(options: CompileOptions, profile_target: Mapping[str, Any] | None) -> Any:
     """The TargetDescription to compile for: a hardware profile, `--cpu`, or this host (then
     `--cpu-features` edits)."""
+    from runtime.device_names import split_target
     from targets.registry import resolve_target
 
+    host = split_target(options.target)[0]
     if profile_target is not None and options.cpu is not None:
         raise CompileOptionError("give either --cpu or --hardware-profile, not both")
-    if profile_target is not None and profile_target.get("target") != options.target:
+    if profile_target is not None and profile_target.get("target") != host:
         raise CompileOptionError(
             f"hardware profile recommends target {profile_target.get('target')!r}, "
             f"but --target is {options.target!r}"
         )
     return resolve_target(
-        options.target,
+        host,
         cpu=options.cpu,
         profile=dict(profile_target or {}) or None,
         cpu_features=options.cpu_features or None,
     )
+
+
+def resolve_devices(options: CompileOptions, host: Any) -> Any:
+    """The DeviceTargets of a target over several devices (targets/device_targets.py), `host` its host
+    part's description; None for a target of one device."""
+    from targets.device_targets import describe_devices
+
+    if not options.multi_device:
+        return None
+    profiled = None
+    if options.hardware_profile is not None:
+        from hai_compiler.doctor import read_profile
+
+        profile = read_profile(options.hardware_profile)
+        profiled = lambda kind: profiled_opencl(profile, kind)  # noqa: E731
+    return describe_devices(options.target, host, profiled, options.opencl_profile)
+
+
+def profiled_opencl(profile: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """The compile target of the profile's OpenCL device of `kind` (any: a GPU first; doctor.py)."""
+    from hai_compiler.doctor import opencl_compile_target
+    from targets.device_targets import OPENCL_TYPES
+
+    wanted = OPENCL_TYPES.get(kind)
+    platforms = [{**p, "devices": [d for d in p.get("devices", []) if wanted in (None, d.get("type"))]}
+                 for p in profile.get("opencl", {}).get("platforms", [])]  # fmt: skip
+    if wanted is not None and not any(p["devices"] for p in platforms):
+        raise CompileOptionError(f"--target names opencl:{kind}; the hardware profile has no {wanted} device")
+    return opencl_compile_target({**profile, "opencl": {**profile.get("opencl", {}), "platforms": platforms}})
 
 
 def model_name(model: Any, graph: Graph) -> str:

@@ -48,18 +48,25 @@ def kernel_rows(result: CompileResult) -> list[tuple[str, str, str, int]]:
 
 
 def render_report(result: CompileResult, console: Any) -> None:
-    """Print the kernel table and the memory summary."""
+    """Print the kernel table (with each kernel's device over several), the partition and its
+    transfers, and the memory summary."""
     from rich.table import Table
 
     table = Table(title=f"{result.path.name}: {len(result.plan.kernels)} steps", show_edge=False)
     table.add_column("#", justify="right")
     table.add_column("kernel", no_wrap=True)
+    if result.devices is not None:
+        table.add_column("device")
     table.add_column("ops", overflow="fold")
     table.add_column("nodes", overflow="fold")
     table.add_column("MFLOP", justify="right")
+    named = {result.devices.runtime_device(n): n for n in result.devices.names} if result.devices else {}
+    devices = [named.get(s.device, s.device) for s in result.plan.plan.steps if not s.transfer_from]
     for index, (name, ops, sources, flops) in enumerate(kernel_rows(result)):
-        table.add_row(str(index), name, ops, sources.replace(", ", "\n"), f"{flops / 1e6:.3f}")
+        placed = [devices[index]] if result.devices is not None else []
+        table.add_row(str(index), name, *placed, ops, sources.replace(", ", "\n"), f"{flops / 1e6:.3f}")
     console.print(table)
+    render_partition(result, console)
     memory = result.memory
     arena, naive = result.plan.plan.arena_size, memory["naive_bytes"]
     ratio = f" ({arena / naive:.2f}x)" if naive else ""
@@ -75,6 +82,30 @@ def render_report(result: CompileResult, console: Any) -> None:
     render_layers(result, console)
     render_budget(result, console)
     render_device_memory(result, console)
+
+
+def render_partition(result: CompileResult, console: Any) -> None:
+    """Over several devices: the partition's prediction with each device's share of the predicted
+    time (passes/partition.py `render_summary`), and every transfer step of the plan."""
+    from rich.table import Table
+
+    from passes.partition import render_summary
+
+    if result.partition is None:
+        return
+    for line in render_summary(result.partition):
+        console.print(line, markup=False)
+    transfers = [s for s in result.plan.plan.steps if s.transfer_from]
+    if not transfers:
+        return
+    table = Table(title=f"{len(transfers)} transfers per inference", show_edge=False)
+    for column in ("step", "value", "from", "to", "bytes"):
+        table.add_column(column, justify="right" if column in ("step", "bytes") else "left")
+    for index, step in enumerate(result.plan.plan.steps):
+        if step.transfer_from:
+            value = ", ".join(step.nodes)
+            table.add_row(str(index), value, step.transfer_from, step.device, str(step.args[0].nbytes))
+    console.print(table)
 
 
 def render_layers(result: CompileResult, console: Any) -> None:

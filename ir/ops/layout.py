@@ -67,5 +67,8 @@ define_op(
     infer=_transfer_infer,
     compute=lambda args, attrs: [args[0].copy()],
     foldable=False,
-    doc="The operand, copied to device `to` (zero_copy 1: the devices share memory, nothing moves).",
+    view=True,
+    doc="The operand, copied to device `to` (zero_copy 1: the devices share memory, nothing moves). A "
+    "view: the copy on `to` has the operand's place in the arena, which a device with memory of its "
+    "own mirrors, so no kernel runs (a plan's transfer step makes those bytes visible there).",
 )

@@ -312,17 +312,25 @@ class OpenCLDevice(Device):
 
     def start_read_back(self, views: Sequence[np.ndarray]) -> Callable[[], None]:
         """Enqueue the reads of the mirrored host `views` (the outputs); the result waits for them."""
-        located = []
-        for view in views:
-            mirror, offset = self._mirrored(view)
-            if mirror is None:
-                raise KernelError("read_back of a host array that is not mirrored on the OpenCL device")
-            located.append((view, mirror, offset))
-        return self.transfers.start_reads(located)
+        return self.transfers.start_reads(self._located(views, "read_back"))
 
     def read_back(self, views: Sequence[np.ndarray]) -> None:
         """Bring the mirrored host `views` (the outputs) up to date with the device's bytes."""
         self.start_read_back(views)()
+
+    def upload(self, views: Sequence[np.ndarray]) -> None:
+        """Bring the device's copy of the mirrored host `views` up to date (nothing where it is shared)."""
+        self.transfers.write_mirrored(self._located(views, "upload"))
+
+    def _located(self, views: Sequence[np.ndarray], call: str) -> list[tuple[np.ndarray, Mirror, int]]:
+        """Each view with its mirror and byte offset there."""
+        located = []
+        for view in views:
+            mirror, offset = self._mirrored(view)
+            if mirror is None:
+                raise KernelError(f"{call} of a host array that is not mirrored on the OpenCL device")
+            located.append((view, mirror, offset))
+        return located
 
     # -- the ProfilingCounters extension ----------------------------------------------------------------
 

@@ -19,6 +19,9 @@ Rule: a device transfers in one of three modes, chosen when it is opened (`trans
 Output reads are enqueued without blocking, after the run's kernels (`start_reads`), and waited for
 once, at the last one's event (the queue is in order), when the caller completes them: `run_many`
 enqueues an input's reads on its last stage's thread, so they run before the next input's kernels.
+In a plan over the host and the device (`--target x86+opencl`), a transfer step to the device uploads
+its arena bytes into the device's copy without blocking (`write_mirrored`; nothing in `mapped` mode,
+whose copy is the host's memory) and one to the host reads them back as outputs are read.
 With profiling (the queue made with PROFILING_ENABLE), every transfer's event is kept and `counters()`
 sums their device time (END - START timestamps) beside the host time spent in transfer calls (the
 outputs' then from a drained queue, so that waiting for the kernels does not count).
@@ -232,6 +235,19 @@ class Transfers:
     def read_outputs(self, views: Sequence[tuple[np.ndarray, Mirror, int]]) -> None:
         """Bring each output `view` up to date: `start_reads`, waited for at once."""
         self.start_reads(views)()
+
+    def write_mirrored(self, views: Sequence[tuple[np.ndarray, Mirror, int]]) -> None:
+        """Upload each host `view` into its mirror at its byte offset, without blocking, ahead of later
+        kernels on the in-order queue; a shared mirror is the host's memory: nothing to move."""
+        cl = pyopencl()
+
+        began = time.perf_counter()
+        for view, mirror, offset in views:
+            if not mirror.shared and view.nbytes:
+                self._keep(
+                    cl.enqueue_copy(self.queue, mirror.buffer, view, dst_offset=offset, is_blocking=False)
+                )
+        self._host_seconds += time.perf_counter() - began
 
     def _map_read(self, view: np.ndarray, mirror: Mirror, offset: int) -> tuple[Any, Any]:
         """The output's bytes mapped for reading without blocking (on host-unified memory the host's own

@@ -33,13 +33,17 @@ from targets.lowering import (  # noqa: F401  (importing a family registers its 
     vector_math,
 )
 from targets.lowering.kernel import MAX_KERNEL_ELEMENTS, LoweredKernel, LoweringError
-from targets.lowering.registry import LOWERINGS
+from targets.lowering.registry import LOOP_NEST_OPS, LOWERINGS
 from targets.schedules import schedules_of
 from targets.target import TargetDescription
 
 
-def supported_ops() -> list[str]:
-    return sorted(LOWERINGS)
+def supported_ops(target: TargetDescription | None = None) -> list[str]:
+    """The ops with a template; for `target`, those it has a kernel for (none of `LOOP_NEST_OPS` where
+    its schedule table takes no loop nests)."""
+    if target is None or schedules_of(target).loop_nests:
+        return sorted(LOWERINGS)
+    return sorted(set(LOWERINGS) - LOOP_NEST_OPS)
 
 
 def lower_node(

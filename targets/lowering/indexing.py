@@ -100,7 +100,7 @@ _REDUCE = {
 }
 
 
-@lowering("ScatterND")
+@lowering("ScatterND", loop_nest=True)
 def lower_scatter_nd(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
@@ -119,7 +119,7 @@ def lower_scatter_nd(
     return _serial_scatter(node, target, epilogue, (count, depth), piece, offset, "scatter_nd")
 
 
-@lowering("ScatterElements")
+@lowering("ScatterElements", loop_nest=True)
 def lower_scatter_elements(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:

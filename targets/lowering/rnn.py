@@ -83,7 +83,7 @@ def tiled_kernel(rec: Recurrence, target: TargetDescription) -> LoweredKernel:
     return kernel
 
 
-@lowering("LSTM", "GRU", "RNN")
+@lowering("LSTM", "GRU", "RNN", loop_nest=True)
 def lower_recurrent(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:

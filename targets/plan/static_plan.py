@@ -10,15 +10,18 @@ distinct content, whatever the number of kernels reading them. A graph output
 whose bytes are not in the arena (a constant, a view of an input) gets an arena
 place past the planned arena and a copy step. The hazard check sees each input
 at a place of its own past the arena. Loop spans (targets/plan/loop_spans.py) name their steps
-and the slots of the runtime's copies; the hazard check replays their steps twice. Everything
-is laid out in step order, so the plan is a pure function of the graph and the kernels.
+and the slots of the runtime's copies; the hazard check replays their steps twice. In a placed
+graph (the `partition` pass) each kernel step runs on the HAI device its anchor's placement maps to
+(`drivers`), and each `Transfer` node (a view: its operand's bytes) is a transfer step between two
+devices, in node order (runtime/plan_transfers.py). Everything is laid out in step order, so the
+plan is a pure function of the graph and the kernels.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,10 +90,12 @@ class PlanBuilder:
         copy_kernel: Callable[[Value, Value], Any],
         device: str = "cpu",
         alignment: int = ALIGNMENT,
+        drivers: Mapping[str, str] | None = None,
     ) -> None:
         self.graph = graph
         self.copy_kernel = copy_kernel
-        self.device = device  # the HAI device every step runs on, from its kernel library
+        self.device = device  # the HAI device a step runs on, from its kernel library (the output copies')
+        self.drivers = dict(drivers or {})  # a placed graph's: IR device name -> the HAI device running it
         self.alignment = max(alignment, ALIGNMENT)  # of the places it adds (the device's buffer base)
         self.weights = WeightStore()
         self.arena_size = int(graph.metadata.get(ARENA_KEY, "0"))
@@ -209,12 +214,29 @@ class PlanBuilder:
                 access = Access(value, self.absolute_offset(slot), slot.nbytes)
                 (writes if arg.role == "output" else reads).append(access)
         guards = self.guards(group.anchor if group is not None else None, reads)
+        device = self.driver_of(group.anchor.results[0].type.device) if group is not None else self.device
         step = Step(
-            kernel.name, tuple(slots), tuple(kernel.sources), self.device, kernel_library_file(self.device),
-            guards,
-        )  # fmt: skip
+            kernel.name, tuple(slots), tuple(kernel.sources), device, kernel_library_file(device), guards
+        )
         in_place = tuple(group.in_place_operands()) if group is not None else ()
         return step, StepAccesses(kernel.name, tuple(reads), tuple(writes), step.nodes, in_place)
+
+    def driver_of(self, placement: str | None) -> str:
+        """The HAI device that runs what is placed on IR device `placement`; unplaced (or no `drivers`:
+        one device), the plan's."""
+        return self.drivers[placement] if placement is not None and self.drivers else self.device
+
+    def transfer_step(self, node: Node) -> tuple[Step, StepAccesses]:
+        """The step of a `Transfer` node: its operand's bytes made visible on the node's device (no kernel;
+        runtime/plan_transfers.py)."""
+        (operand,) = node.operands
+        assert operand is not None
+        slot = self.slot(operand, operand.type.shape, dtype_name(operand), {}, False)
+        source, destination = self.driver_of(operand.type.device), self.driver_of(node.attrs["to"])
+        named = node.name or f"Transfer %{node.results[0].name}"
+        step = Step("transfer", (slot,), (named,), destination, "", transfer_from=source)
+        read = Access(operand, self.absolute_offset(slot), slot.nbytes)
+        return step, StepAccesses(step.kernel, (read,), (), step.nodes)
 
     def guards(self, anchor: Node | None, reads: list[Access]) -> tuple[Guard, ...]:
         """The guards of the step of `anchor` (ir/predication.py), each condition's bytes added to `reads`."""
@@ -237,25 +259,35 @@ class PlanBuilder:
         return tuple(guards)
 
     def build(self, kernels: Sequence[Any], groups: Sequence[Any]) -> StaticPlan:
-        """The StaticPlan: one step per kernel, then the output copies; checked for hazards."""
+        """The StaticPlan: one step per kernel, and per Transfer node where the graph has it, then the
+        output copies; checked for hazards. `kernels` of the StaticPlan are the kernel steps'."""
         steps, accesses, step_kernels = [], [], []
-        pairs = list(zip(kernels, groups, strict=True))
+        pairs: list[tuple[Any, Any]] = list(zip(kernels, groups, strict=True))
+        order = {node: index for index, node in enumerate(self.graph.nodes)}
+        transfers = [(None, n) for n in self.graph.nodes if n.op == "Transfer"]
+        first = lambda p: order[p[1]] if p[0] is None else min(order[n] for n in p[1].nodes)  # noqa: E731
+        pairs = sorted([*pairs, *transfers], key=first)
         pairs += [(self.copy_kernel(source, destination), None) for source, destination in self.copies]
         for kernel, group in pairs:
-            step, access = self.step(kernel, group)
+            if kernel is None:
+                step, access = self.transfer_step(group)
+            else:
+                step, access = self.step(kernel, group)
+                step_kernels.append(kernel)
             steps.append(step)
             accesses.append(access)
-            step_kernels.append(kernel)
-        anchors = [g.anchor for g in groups]
+        # the node each step (before the output copies) comes from: a group's anchor or a Transfer
+        anchors = [group if kernel is None else group.anchor for kernel, group in pairs if group is not None]
         loops = LoopPlan(
             self.graph, anchors, self.loop_slot, self.absolute_offset, lambda n: self.guards(n, [])
         )
-        if loops.records and self.device != "cpu":
+        off_host = sorted({step.device for step in steps} - {"cpu"})
+        if loops.records and off_host:
             names = ", ".join(repr(loop.name) for loop in loops.records)
             raise PlanBuildError(
                 f"Loop(s) {names} run at run time, which only the cpu device does yet (the runtime copies "
-                f"carried values in host memory between iterations), not {self.device}: compile for a "
-                "cpu target, or fix the loop's trip count (--input-value) so that it unrolls"
+                f"carried values in host memory between iterations), not {', '.join(off_host)}: compile "
+                "for a cpu target, or fix the loop's trip count (--input-value) so that it unrolls"
             )
         check_plan(  # fmt: skip
             [

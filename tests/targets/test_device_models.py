@@ -1,0 +1,71 @@
+"""Targets over several devices (targets/device_targets.py) and the partition's devices for them
+(targets/device_models.py): the spelling checked, each part described, what each device can run,
+its memory and its link; the device names the runtime reads back from the manifest's target."""
+
+from __future__ import annotations
+
+import pytest
+
+from ir import HaiError
+from ir.devices import HOST
+from runtime.device_names import compiled_kinds, split_target
+from targets.description import TargetError
+from targets.device_models import device_set
+from targets.device_targets import check_spelling, describe_devices
+from targets.lowering.dispatch import supported_ops
+from targets.opencl.profiles import PRESETS
+from targets.registry import resolve_target
+
+
+def devices_of(spelling: str, preset: str):  # type: ignore[no-untyped-def]
+    return describe_devices(spelling, resolve_target("x86", cpu="x86-64-v3"), opencl_profile=preset)
+
+
+def test_a_gpu_beside_the_cpu() -> None:
+    targets = devices_of("x86+opencl:gpu", "nvidia-h100")
+    assert targets.names == ("cpu", "opencl:gpu")
+    assert targets.runtime_device("opencl:gpu") == "opencl" and targets.runtime_device("cpu") == "cpu"
+    align = PRESETS["nvidia-h100"].base_align_bytes
+    assert {desc.buffer_alignment for _, desc in targets.devices} == {align}  # one arena for both
+    found = device_set(targets, {HOST: 2**29})
+    cpu, gpu = found.device("cpu"), found.device("opencl:gpu")
+    assert cpu.memory == 2**29 and gpu.memory == PRESETS["nvidia-h100"].global_memory_bytes
+    assert cpu.ops == frozenset(supported_ops())
+    assert gpu.ops is not None and "Conv" in gpu.ops
+    assert {"ScatterND", "LSTM", "GRU", "FusedAttention"}.isdisjoint(gpu.ops)  # loop nests, x86's composite
+    assert gpu.dtypes is not None and "f32" in gpu.dtypes and {"bf16", "f16"}.isdisjoint(gpu.dtypes)
+    assert gpu.flops > cpu.flops
+    assert not found.link("cpu", "opencl:gpu").shared_memory
+
+
+def test_host_unified_memory_is_a_zero_copy_link() -> None:
+    found = device_set(devices_of("x86+opencl", "pocl-cpu"), {"opencl": 2**20})
+    assert found.names == ("cpu", "opencl")
+    assert found.link("cpu", "opencl").shared_memory
+    assert found.device("opencl").memory == 2**20
+
+
+@pytest.mark.parametrize(
+    ("spelling", "message"),
+    [
+        ("opencl+x86", "'opencl' is not a CPU target"),
+        ("x86+arm64", "'arm64' is not a device target"),
+        ("x86+opencl:npu", "kind 'npu'"),
+        ("x86+opencl+opencl:gpu", "names one driver twice"),
+        ("x86+opencl:GPU", "is not DRIVER"),
+    ],
+)
+def test_bad_spellings_are_refused(spelling: str, message: str) -> None:
+    with pytest.raises(HaiError, match=message):
+        check_spelling(spelling)
+
+
+def test_a_profile_of_another_kind_is_refused() -> None:
+    with pytest.raises(TargetError, match="OpenCL profile 'nvidia-h100' is a GPU device"):
+        devices_of("x86+opencl:cpu", "nvidia-h100")
+
+
+def test_the_runtime_reads_the_kinds_from_the_spelling() -> None:
+    assert split_target("arm64+opencl:accelerator") == ("arm64", ("opencl:accelerator",))
+    assert compiled_kinds("x86+opencl:gpu") == {"opencl": "gpu"}
+    assert compiled_kinds("x86+opencl") == {} and compiled_kinds("opencl") == {}
