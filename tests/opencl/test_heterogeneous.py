@@ -116,7 +116,21 @@ def test_forced_placement_matches_onnxruntime(
             "transfer_bytes": 2 * sum(s.args[0].nbytes for s in transfers),
         }
         assert loaded.transfer_counters() == want
+        check_pipelined(loaded)
     assert modes[1:] == ["copy", "staged"]
+
+
+def check_pipelined(loaded: runtime.Model) -> None:
+    """run_many over the plan's stages (runs of steps on one device, transfers included) returns what
+    serial runs return, in order, with several inputs in flight."""
+    from runtime.pipeline import stages_of
+
+    assert len({stage.device for stage in stages_of(loaded)}) == 2
+    feeds = [digits_inputs(i) for i in range(6)]
+    streamed = list(loaded.run_many(feeds, in_flight=3))
+    for got, feed in zip(streamed, feeds, strict=True):
+        for name, want in loaded.run(feed).items():
+            np.testing.assert_array_equal(got[name], want)
 
 
 def test_throughput_objective(opencl_device: dict, tmp_path: Path) -> None:
