@@ -20,6 +20,7 @@ VIEW_CASES: dict[str, dict[str, Any]] = {
     "Flatten": {"axis": 2},
     "Squeeze": {"axes": (0,)},
     "Unsqueeze": {"axes": (1,)},
+    "Transfer": {"to": "opencl:gpu"},
 }
 
 
