@@ -305,7 +305,7 @@ def render_measured(measured: dict[str, Any], console: Any) -> None:
 
     dtypes = ("f32", "f16", "bf16", "int8")
     table = Table("device", *(f"{d} GFLOP/s" for d in dtypes), "GB/s", "launch µs", "copy in µs / GB/s",
-                  "zero-copy µs", title="Measured (microbenchmarks, medians)")  # fmt: skip
+                  "zero-copy µs", title="Measured (microbenchmarks, fastest runs)")  # fmt: skip
     for d in measured["devices"]:
         speeds = [f"{d['flops'][k] / 1e9:.1f}" if isinstance(d["flops"].get(k), float) else "unsupported"
                   for k in dtypes]  # fmt: skip

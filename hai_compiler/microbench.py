@@ -53,6 +53,7 @@ class Case:
     model: onnx.ModelProto
     flops: int = 0
     bytes: int = 0
+    n: int = 0  # the GEMM's n
 
 
 def _model(name: str, nodes: list[Any], inputs: list[Any], outputs: list[Any], inits: list[Any]) -> Any:
@@ -76,7 +77,7 @@ def gemm_case(dtype: str, n: int) -> Case:
         w = helper.make_tensor("w", elem, [n, n], values.astype(np.float16) if dtype == "f16" else values)
         node = helper.make_node("MatMul", ["x", "w"], ["y"])
     model = _model(f"gemm_{dtype}", [node], [x], [y], [w])
-    return Case(f"gemm_{dtype}", "gemm", dtype, model, flops=2 * n**3)
+    return Case(f"gemm_{dtype}", "gemm", dtype, model, flops=2 * n**3, n=n)
 
 
 def add_case(name: str, kind: str, n: int) -> Case:
@@ -107,11 +108,13 @@ def build(folder: str | Path, specs: Sequence[dict[str, Any]], sizes: Sizes | No
     entries = []
     for spec in specs:
         name = spec["target"]
-        options = CompileOptions(name, spec.get("cpu"), cpu_features=spec.get("cpu_features"), entry="off")
+        options = CompileOptions(
+            name, spec.get("cpu"), cpu_features=spec.get("cpu_features"), entry="off", memory_budget=None
+        )
         recorded = []
         for case in cases(sizes):
             record: dict[str, Any] = {"name": case.name, "kind": case.kind, "dtype": case.dtype,
-                                      "flops": case.flops, "bytes": case.bytes}  # fmt: skip
+                                      "flops": case.flops, "bytes": case.bytes, "n": case.n}  # fmt: skip
             artifact = f"{name}/{case.name}.hai"
             try:
                 compile_model(case.model, folder / artifact, options)

@@ -3,16 +3,17 @@ the hardware profile's `measured` section, and what a `hai pack` bundle measures
 
 Rule: the folder's `microbench.json` (hai_compiler/microbench.py) lists per target its cases. The
 host target's run on the CPU, OpenCL's on every OpenCL device found. Each case's steps are timed alone
-(runtime/step_timing.py, median of `runs`); the case's time is their sum. From them:
-- `flops[dtype]`: the GEMM's FLOPs / its time; "unsupported" where the case did not compile or the
-  device cannot load or run it (`unsupported[dtype]` says why);
+(runtime/step_timing.py, the fastest of `runs`: what the device achieves, steady on a shared host);
+the case's time is their sum. From them:
+- `flops[dtype]`: the GEMM's FLOPs / its time (`gemm_n`: its n); "unsupported" where the case did
+  not compile or the device cannot load or run it (`unsupported[dtype]` says why);
 - `bandwidth`: per streaming Add, its bytes and bytes / time (the working set decides which cache
   level serves it, so the cost model interpolates by size);
 - `launch_seconds`: the one-element Add's time;
 - `transfer` (a device with memory of its own, not the host CPU): `copy_in`, `copy_out` (copies
   through the driver) and `zero_copy` (map + unmap of a buffer, all a zero-copy transfer costs),
   each with its `latency_seconds` (a 64-byte transfer) and `bytes_per_second` (the largest stream
-  size, less that latency).
+  size, less that latency; null where the size makes no measurable difference: shared memory).
 Imports numpy, the standard library and `runtime`.
 """
 
@@ -38,6 +39,9 @@ from runtime.transfer_bench import random_inputs
 VERSION = 1
 """The `measured` section's version (docs/hardware_profile.schema.json)."""
 LATENCY_BYTES = 64
+SIZE_INDEPENDENT = 0.05
+"""A transfer of the largest size at most this fraction slower than a 64-byte one costs nothing per
+byte (shared memory): its `bytes_per_second` is null."""
 HOST_TARGETS = ("x86", "arm64")
 
 
@@ -53,10 +57,11 @@ def read_index(folder: Path) -> dict[str, Any]:
 
 
 def case_seconds(artifact: Path, device: str | None, threads: int | None, runs: int) -> float:
-    """The sum of the artifact's steps' median times on `device`."""
+    """The sum of the artifact's steps' fastest times on `device`."""
     model = load(artifact, threads=threads, device=device)
     try:
-        return sum(s.median_us for s in time_steps(model, random_inputs(model.inputs), runs)) * 1e-6
+        steps = time_steps(model, random_inputs(model.inputs), runs, best=True)
+        return sum(s.median_us for s in steps) * 1e-6
     finally:
         model.close()
 
@@ -67,7 +72,7 @@ def measure_cases(folder: Path, entry: dict[str, Any], device: str | None, threa
     flops: dict[str, Any] = {}
     unsupported: dict[str, str] = {}
     bandwidth: list[dict[str, float]] = []
-    launch = None
+    launch, gemm_n = None, None
     for case in entry["cases"]:
         reason = case.get("unsupported")
         seconds = None
@@ -78,6 +83,7 @@ def measure_cases(folder: Path, entry: dict[str, Any], device: str | None, threa
                 reason = f"{type(exc).__name__}: {exc}"
         if case["kind"] == "gemm":
             flops[case["dtype"]] = case["flops"] / seconds if seconds else "unsupported"
+            gemm_n = case["n"]
             if reason is not None:
                 unsupported[case["dtype"]] = reason
         elif reason is not None:
@@ -86,18 +92,19 @@ def measure_cases(folder: Path, entry: dict[str, Any], device: str | None, threa
             bandwidth.append({"bytes": case["bytes"], "bytes_per_second": case["bytes"] / seconds})
         else:
             launch = seconds
-    return {"flops": flops, "unsupported": unsupported, "bandwidth": bandwidth, "launch_seconds": launch}
+    return {"flops": flops, "gemm_n": gemm_n, "unsupported": unsupported, "bandwidth": bandwidth,
+            "launch_seconds": launch}  # fmt: skip
 
 
-def median_seconds(action: Callable[[], object], device: Device, runs: int) -> float:
-    """The median time of `action` until `device` has finished, after one warm-up."""
+def best_seconds(action: Callable[[], object], device: Device, runs: int) -> float:
+    """The fastest time of `action` until `device` has finished, after one warm-up."""
     samples = []
     for _ in range(max(runs, 1) + 1):
         start = time.perf_counter()
         action()
         device.synchronize()
         samples.append(time.perf_counter() - start)
-    return float(np.median(samples[1:]))
+    return min(samples[1:])
 
 
 def transfer_seconds(device: Device, mode: str, size: int, runs: int) -> float:
@@ -106,21 +113,22 @@ def transfer_seconds(device: Device, mode: str, size: int, runs: int) -> float:
     host = np.ones(size, np.uint8)
     try:
         if mode == "copy_in":
-            return median_seconds(lambda: device.copy_in(buffer, host), device, runs)
+            return best_seconds(lambda: device.copy_in(buffer, host), device, runs)
         if mode == "copy_out":
-            return median_seconds(lambda: device.copy_out(buffer, 0, (size,), "u1"), device, runs)
-        return median_seconds(lambda: device.unmap(device.map(buffer)), device, runs)
+            return best_seconds(lambda: device.copy_out(buffer, 0, (size,), "u1"), device, runs)
+        return best_seconds(lambda: device.unmap(device.map(buffer)), device, runs)
     finally:
         device.free(buffer)
 
 
-def transfer_figures(device: Device, nbytes: int, runs: int) -> dict[str, dict[str, float]]:
+def transfer_figures(device: Device, nbytes: int, runs: int) -> dict[str, dict[str, float | None]]:
     """Latency and bandwidth of copies in, copies out and zero-copy map + unmap on `device`."""
     figures = {}
     for mode in ("copy_in", "copy_out", "zero_copy"):
         latency = transfer_seconds(device, mode, LATENCY_BYTES, runs)
-        spread = max(transfer_seconds(device, mode, nbytes, runs) - latency, 1e-9)
-        figures[mode] = {"latency_seconds": latency, "bytes_per_second": (nbytes - LATENCY_BYTES) / spread}
+        spread = transfer_seconds(device, mode, nbytes, runs) - latency
+        per_byte = (nbytes - LATENCY_BYTES) / spread if spread > SIZE_INDEPENDENT * latency else None
+        figures[mode] = {"latency_seconds": latency, "bytes_per_second": per_byte}
     return figures
 
 
