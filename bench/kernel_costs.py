@@ -31,6 +31,7 @@ from hai_compiler import doctor  # noqa: E402
 from hai_compiler.compiler import CompileOptions, compile_model  # noqa: E402
 from hai_compiler.demo import EMBEDDED_MODEL  # noqa: E402
 from hai_compiler.real_models import MODELS  # noqa: E402
+from ir.errors import HaiError  # noqa: E402
 from ir.fusion import anchor_label  # noqa: E402
 from targets.kernel_costs import anchor_of, kernel_seconds, measured_device  # noqa: E402
 
@@ -125,7 +126,12 @@ def main() -> int:
             speed = measured_device(profile, device)
             per_model = {}
             for name in args.models:
-                rows = kernel_rows(name, target, device, speed, args.threads, args.runs, Path(tmp))
+                try:
+                    rows = kernel_rows(name, target, device, speed, args.threads, args.runs, Path(tmp))
+                except HaiError as exc:  # a model the target cannot compile yet: said, not scored
+                    print(f"{target:7s} {name:14s} not compiled: {exc}", flush=True)
+                    per_model[name] = {"error": str(exc)}
+                    continue
                 summary = score(rows, args.floor)
                 per_model[name] = {**summary, "rows": rows}
                 print(f"{target:7s} {name:14s} {summary_line(summary)}", flush=True)
@@ -133,7 +139,7 @@ def main() -> int:
                 for r in worst:
                     print(f"          {r['op']:18s} {r['kernel'][:40]:40s} measured {r['measured_us']:9.1f} "
                           f"predicted {r['predicted_us']:9.1f} µs  x{r['ratio']:.2f}")  # fmt: skip
-            every = [r for m in per_model.values() for r in m["rows"]]
+            every = [r for m in per_model.values() for r in m.get("rows", [])]
             report["targets"][target] = {"device": device, "overall": score(every, args.floor),
                                          "models": per_model}  # fmt: skip
             print(f"{target}: {score(every, args.floor)['within_2x']:.1%} of all kernels within 2x")

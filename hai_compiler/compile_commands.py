@@ -412,10 +412,11 @@ def pack_command(
 ) -> None:
     """Bundle ARTIFACT with the minimal runtime: a folder that runs where only numpy and
     apache-tvm-ffi are installed (`pip install -r requirements.txt`, then `python run_model.py`)."""
+    from hai_compiler.microbench import Sizes
     from hai_compiler.pack import pack
 
     with reported_errors():
-        bundle = pack(artifact, output, microbench=microbench)
+        bundle = pack(artifact, output, microbench=Sizes() if microbench else None)
     typer.echo(f"{bundle}: pip install -r {bundle / 'requirements.txt'}; python {bundle / 'run_model.py'}")
 
 

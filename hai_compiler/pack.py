@@ -10,7 +10,7 @@ The bundle is a folder a device can use as it is:
     BUNDLE/run_model.py       `python run_model.py --input x=x.npy --output-dir out/`; with
                               `--transfers N`, an OpenCL artifact's host<->device transfer time per
                               inference with zero-copy on and off (runtime/transfer_bench.py)
-    BUNDLE/microbench/        with `microbench=True`: the device microbenchmarks compiled for the
+    BUNDLE/microbench/        with `microbench` (their sizes): the device microbenchmarks compiled for the
     BUNDLE/measure_device.py  artifact's target (hai_compiler/microbench.py); `python measure_device.py
                               --json measured.json` measures the device (runtime/microbench.py) and
                               writes the hardware profile's `measured` section
@@ -27,9 +27,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hai_compiler.distribution import extra_requirements
 from ir import HaiError
+
+if TYPE_CHECKING:
+    from hai_compiler.microbench import Sizes
 
 RUNTIME_EXTRA = "runtime"
 SIGNING_EXTRA = "signing"
@@ -107,9 +111,10 @@ class PackError(HaiError):
     """The artifact to pack is missing or the bundle folder cannot be made."""
 
 
-def pack(artifact: str | Path, bundle: str | Path, microbench: bool = False) -> Path:
+def pack(artifact: str | Path, bundle: str | Path, microbench: Sizes | None = None) -> Path:
     """Write the bundle folder for `artifact` (an existing NAME.hai directory); returns its path.
-    With `microbench`, also the device microbenchmarks for its target and `measure_device.py`."""
+    With `microbench`, also the device microbenchmarks of those sizes for its target and
+    `measure_device.py`."""
     from runtime.artifact import MANIFEST_FILE, SIGNATURE_FILE
     from runtime.artifact_files import read_manifest
     from runtime.errors import HaiRuntimeError
@@ -136,10 +141,10 @@ def pack(artifact: str | Path, bundle: str | Path, microbench: bool = False) -> 
     shutil.copytree(_runtime_package(), bundle / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
     (bundle / "requirements.txt").write_text("".join(f"{line}\n" for line in requirements))
     (bundle / "run_model.py").write_text(RUN_MODEL)
-    if microbench:
+    if microbench is not None:
         from hai_compiler.microbench import build, manifest_spec
 
-        build(bundle / "microbench", [manifest_spec(manifest.target)])
+        build(bundle / "microbench", [manifest_spec(manifest.target)], microbench)
         (bundle / "measure_device.py").write_text(MEASURE_DEVICE)
     return bundle
 
