@@ -7,8 +7,9 @@ host target's run on the CPU, OpenCL's on every OpenCL device found. Each case's
 the case's time is their sum. From them:
 - `flops[dtype]`: the GEMM's FLOPs / its time (`gemm_n`: its n); "unsupported" where the case did
   not compile or the device cannot load or run it (`unsupported[dtype]` says why);
-- `bandwidth`: per streaming Add, its bytes and bytes / time (the working set decides which cache
-  level serves it, so the cost model interpolates by size);
+- `bandwidth`: per streaming Add, its bytes and bytes / time beyond a launch (at least a tenth of
+  the time; the working set decides which cache level serves it, so the cost model interpolates by
+  size and adds the launch once);
 - `launch_seconds`: the one-element Add's time;
 - `transfer` (a device with memory of its own, not the host CPU): `copy_in`, `copy_out` (copies
   through the driver) and `zero_copy` (map + unmap of a buffer, all a zero-copy transfer costs),
@@ -71,8 +72,8 @@ def measure_cases(folder: Path, entry: dict[str, Any], device: str | None, threa
     """The figures of one device from one target's cases (the module rule)."""
     flops: dict[str, Any] = {}
     unsupported: dict[str, str] = {}
-    bandwidth: list[dict[str, float]] = []
-    launch, gemm_n = None, None
+    streams: list[tuple[int, float]] = []
+    launch, gemm_n = 0.0, None
     for case in entry["cases"]:
         reason = case.get("unsupported")
         seconds = None
@@ -86,12 +87,15 @@ def measure_cases(folder: Path, entry: dict[str, Any], device: str | None, threa
             gemm_n = case["n"]
             if reason is not None:
                 unsupported[case["dtype"]] = reason
-        elif reason is not None:
+            continue
+        if seconds is None:
             raise HaiRuntimeError(f"microbenchmark {case['name']} failed on {device or 'cpu'}: {reason}")
-        elif case["kind"] == "stream":
-            bandwidth.append({"bytes": case["bytes"], "bytes_per_second": case["bytes"] / seconds})
+        if case["kind"] == "stream":
+            streams.append((case["bytes"], seconds))
         else:
             launch = seconds
+    bandwidth = [{"bytes": nbytes, "bytes_per_second": nbytes / max(seconds - launch, seconds / 10)}
+                 for nbytes, seconds in streams]  # fmt: skip
     return {"flops": flops, "gemm_n": gemm_n, "unsupported": unsupported, "bandwidth": bandwidth,
             "launch_seconds": launch}  # fmt: skip
 
