@@ -5,13 +5,15 @@ For each target (the host CPU's x86/arm64, OpenCL's device 0) and each dev model
 alone on the device (runtime/step_timing.py, what `hai bench --profile` does; the fastest of `--runs`,
 as the profile's microbenchmarks are: on a shared host medians move with the load),
 adds the steps of one kernel, and predicts each kernel from the compiled graph and the device's
-measured profile (`hai doctor --measure`; `--profile FILE`, else measured now). The error of a
+measured profile: `--profile FILE` (`hai doctor --measure`), else the microbenchmarks run on the
+device right before each model (a shared host's load drifts between a profile and a later run). The error of a
 kernel is predicted / measured; a model's score is the fraction of its kernels within 2x (the goal:
 90%). Kernels under `--floor` µs measured are reported but not scored (launch noise). Measured times
 never feed the prediction here.
 
     .venv/bin/python bench/kernel_costs.py [--targets x86 opencl] [--models digits ppocr_cls]
         [--threads 2] [--runs 10] [--profile profile.json] [--json out.json] [--show 5]
+        [--cpu-time --threads 1]   # on a shared host: process CPU time, for profile and kernels alike
 """
 
 from __future__ import annotations
@@ -21,18 +23,20 @@ import json
 import math
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hai_compiler import doctor  # noqa: E402
+from hai_compiler import doctor, microbench  # noqa: E402
 from hai_compiler.compiler import CompileOptions, compile_model  # noqa: E402
 from hai_compiler.demo import EMBEDDED_MODEL  # noqa: E402
 from hai_compiler.real_models import MODELS  # noqa: E402
 from ir.errors import HaiError  # noqa: E402
 from ir.fusion import anchor_label  # noqa: E402
+from runtime.microbench import measure  # noqa: E402
 from targets.kernel_costs import anchor_of, kernel_seconds, measured_device  # noqa: E402
 
 HOST_TARGETS = ("x86", "arm64")
@@ -51,7 +55,7 @@ def model_source(name: str) -> tuple[Path, dict[str, Any], Any]:
 
 
 def kernel_rows(name: str, target: str, device: str, speed: Any, threads: int, runs: int,
-                folder: Path) -> list[dict[str, Any]]:  # fmt: skip
+                folder: Path, cpu_time: bool) -> list[dict[str, Any]]:  # fmt: skip
     """Each kernel of `name` on `device`: its anchor, op, measured and predicted µs."""
     import runtime
     from runtime.step_timing import time_steps
@@ -62,8 +66,9 @@ def kernel_rows(name: str, target: str, device: str, speed: Any, threads: int, r
     model = runtime.load(result.path, threads=threads, device=None if target in HOST_TARGETS else device)
     by_label = {anchor_label(n): n for n in result.graph.nodes}
     measured: dict[int, list[Any]] = {}
-    for step in time_steps(model, {k: v for k, v in inputs.items() if k in {b.name for b in model.inputs}},
-                           runs, best=True):  # fmt: skip
+    feeds = {k: v for k, v in inputs.items() if k in {b.name for b in model.inputs}}
+    clock = time.process_time if cpu_time else time.perf_counter
+    for step in time_steps(model, feeds, runs, best=True, clock=clock):
         node = by_label.get(step.nodes[0]) if step.nodes else None
         if node is None:  # a copy or relayout step the graph has no node for
             continue
@@ -111,29 +116,38 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--floor", type=float, default=0.0, help="µs below which a kernel is not scored")
     parser.add_argument("--profile", type=Path, default=None, help="a `hai doctor --measure` profile")
+    parser.add_argument(
+        "--cpu-time", action="store_true", help="time by process CPU time (a shared host; use --threads 1)"
+    )
     parser.add_argument("--json", dest="json_path", type=Path, default=None)
     parser.add_argument("--show", type=int, default=5, help="worst kernels listed per model")
     args = parser.parse_args()
-    if args.profile is not None:
-        profile = json.loads(args.profile.read_text())
-    else:
-        profile = doctor.measure(doctor.scan(), runs=args.runs, threads=args.threads)
+    fixed = json.loads(args.profile.read_text()) if args.profile is not None else None
     report: dict[str, Any] = {"threads": args.threads, "runs": args.runs, "floor_us": args.floor,
-                              "measured": profile["measured"], "targets": {}}  # fmt: skip
+                              "clock": "cpu" if args.cpu_time else "wall",
+                              "profile": str(args.profile), "targets": {}}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="hai-kernel-costs-") as tmp:
         for target in args.targets:
             device = "cpu" if target in HOST_TARGETS else f"{target}:0"
-            speed = measured_device(profile, device)
+            folder = Path(tmp) / f"microbench-{target}"
+            if fixed is None:
+                spec = microbench.host_spec(doctor.scan()) if target in HOST_TARGETS else {"target": target}
+                microbench.build(folder, [spec])
             per_model = {}
             for name in args.models:
+                # the device measured right before its model: the load of a shared host drifts
+                profile = fixed or {"measured": measure(folder, args.runs, args.threads, args.cpu_time)}
+                speed = measured_device(profile, device)
                 try:
-                    rows = kernel_rows(name, target, device, speed, args.threads, args.runs, Path(tmp))
+                    rows = kernel_rows(
+                        name, target, device, speed, args.threads, args.runs, Path(tmp), args.cpu_time
+                    )
                 except HaiError as exc:  # a model the target cannot compile yet: said, not scored
                     print(f"{target:7s} {name:14s} not compiled: {exc}", flush=True)
                     per_model[name] = {"error": str(exc)}
                     continue
                 summary = score(rows, args.floor)
-                per_model[name] = {**summary, "rows": rows}
+                per_model[name] = {**summary, "measured": profile["measured"], "rows": rows}
                 print(f"{target:7s} {name:14s} {summary_line(summary)}", flush=True)
                 worst = sorted(rows, key=lambda r: -abs(math.log(max(r["ratio"], 1e-9))))[: args.show]
                 for r in worst:

@@ -4,10 +4,14 @@ runtime measures alone (runtime/microbench.py, also from a `hai pack` bundle wit
 Rule: per target (the host CPU's x86/arm64, an OpenCL device) the folder holds one artifact per case:
 - `gemm_<dtype>`: an n x n x n MatMul (f32, f16, bf16; int8 is MatMulInteger, u8 x i8 -> i32) with a
   constant weight, as a model's layers have; its FLOPs are 2n^3;
+- `conv_f32`: a pointwise f32 Conv, input (1, n, n, 1), n channels in and out: the same GEMM as a
+  conv (the CPU's measured cost rule is scaled by it, targets/kernel_costs.py);
 - `stream_<n>`: an f32 Add of two run-time vectors of n elements; its bytes are 3 * 4n (read two,
   write one), at sizes from cache-resident to memory-sized;
 - `empty`: a one-element Add: the time of a launch that does nothing.
-A case the target cannot compile is recorded with the reason (`unsupported`), not dropped.
+Each case's kernel node is named `kernel`: the runtime times the steps made from it, not the
+relayouts a layout pass adds around it. A case the target cannot compile is recorded with the
+reason (`unsupported`), not dropped.
 `microbench.json` indexes the folder: per target its compile spec and its cases.
 """
 
@@ -28,6 +32,8 @@ from ir.errors import HaiError
 
 INDEX = "microbench.json"
 INDEX_VERSION = 1
+KERNEL = "kernel"
+"""The name of each case's measured node."""
 GEMM_DTYPES = {"f32": TensorProto.FLOAT, "f16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
 OPSET = 17
 
@@ -68,23 +74,34 @@ def gemm_case(dtype: str, n: int) -> Case:
         x = helper.make_tensor_value_info("x", TensorProto.UINT8, [n, n])
         y = helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])
         w = numpy_helper.from_array(rng.integers(-64, 64, (n, n)).astype(np.int8), "w")
-        node = helper.make_node("MatMulInteger", ["x", "w"], ["y"])
+        node = helper.make_node("MatMulInteger", ["x", "w"], ["y"], name=KERNEL)
     else:
         elem = GEMM_DTYPES[dtype]
         x = helper.make_tensor_value_info("x", elem, [n, n])
         y = helper.make_tensor_value_info("y", elem, [n, n])
         values = rng.standard_normal((n, n)).astype(np.float32)
         w = helper.make_tensor("w", elem, [n, n], values.astype(np.float16) if dtype == "f16" else values)
-        node = helper.make_node("MatMul", ["x", "w"], ["y"])
+        node = helper.make_node("MatMul", ["x", "w"], ["y"], name=KERNEL)
     model = _model(f"gemm_{dtype}", [node], [x], [y], [w])
     return Case(f"gemm_{dtype}", "gemm", dtype, model, flops=2 * n**3, n=n)
+
+
+def conv_case(n: int) -> Case:
+    """A pointwise f32 Conv over n positions with n channels in and out (2n^3 FLOPs)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n, n, 1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n, n, 1])
+    w = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((n, n, 1, 1)).astype(np.float32), "w"
+    )
+    model = _model("conv_f32", [helper.make_node("Conv", ["x", "w"], ["y"], name=KERNEL)], [x], [y], [w])
+    return Case("conv_f32", "conv", "f32", model, flops=2 * n**3, n=n)
 
 
 def add_case(name: str, kind: str, n: int) -> Case:
     """An f32 Add of two run-time vectors of `n` elements."""
     a, b = (helper.make_tensor_value_info(v, TensorProto.FLOAT, [n]) for v in ("a", "b"))
     c = helper.make_tensor_value_info("c", TensorProto.FLOAT, [n])
-    model = _model(name, [helper.make_node("Add", ["a", "b"], ["c"])], [a, b], [c], [])
+    model = _model(name, [helper.make_node("Add", ["a", "b"], ["c"], name=KERNEL)], [a, b], [c], [])
     return Case(name, kind, "f32", model, flops=n, bytes=12 * n)
 
 
@@ -92,7 +109,7 @@ def cases(sizes: Sizes) -> list[Case]:
     """Every case of the module rule at `sizes`."""
     gemms = [gemm_case(dtype, sizes.gemm) for dtype in (*GEMM_DTYPES, "int8")]
     streams = [add_case(f"stream_{n}", "stream", n) for n in sizes.stream]
-    return [*gemms, *streams, add_case("empty", "empty", 1)]
+    return [*gemms, conv_case(sizes.gemm), *streams, add_case("empty", "empty", 1)]
 
 
 def build(folder: str | Path, specs: Sequence[dict[str, Any]], sizes: Sizes | None = None) -> Path:
@@ -113,8 +130,10 @@ def build(folder: str | Path, specs: Sequence[dict[str, Any]], sizes: Sizes | No
         )
         recorded = []
         for case in cases(sizes):
-            record: dict[str, Any] = {"name": case.name, "kind": case.kind, "dtype": case.dtype,
-                                      "flops": case.flops, "bytes": case.bytes, "n": case.n}  # fmt: skip
+            record: dict[str, Any] = {
+                "name": case.name, "kind": case.kind, "dtype": case.dtype, "flops": case.flops,
+                "bytes": case.bytes, "n": case.n, "kernel": KERNEL,
+            }  # fmt: skip
             artifact = f"{name}/{case.name}.hai"
             try:
                 compile_model(case.model, folder / artifact, options)

@@ -7,6 +7,7 @@ host target's run on the CPU, OpenCL's on every OpenCL device found. Each case's
 the case's time is their sum. From them:
 - `flops[dtype]`: the GEMM's FLOPs / its time (`gemm_n`: its n); "unsupported" where the case did
   not compile or the device cannot load or run it (`unsupported[dtype]` says why);
+- `dense_conv`: the pointwise conv's n and FLOP/s (null where it did not run);
 - `bandwidth`: per streaming Add, its bytes and bytes / time beyond a launch (at least a tenth of
   the time; the working set decides which cache level serves it, so the cost model interpolates by
   size and adds the launch once);
@@ -39,6 +40,7 @@ from runtime.transfer_bench import random_inputs
 
 VERSION = 1
 """The `measured` section's version (docs/hardware_profile.schema.json)."""
+Clock = Callable[[], float]
 LATENCY_BYTES = 64
 SIZE_INDEPENDENT = 0.05
 """A transfer of the largest size at most this fraction slower than a 64-byte one costs nothing per
@@ -57,47 +59,53 @@ def read_index(folder: Path) -> dict[str, Any]:
     return index
 
 
-def case_seconds(artifact: Path, device: str | None, threads: int | None, runs: int) -> float:
-    """The sum of the artifact's steps' fastest times on `device`."""
-    model = load(artifact, threads=threads, device=device)
+def case_seconds(case: dict[str, Any], folder: Path, device: str | None, threads: int | None, runs: int,
+                 clock: Clock) -> float:  # fmt: skip
+    """The sum of the fastest times of the case's kernel steps on `device` (not the relayouts around)."""
+    model = load(folder / case["artifact"], threads=threads, device=device)
     try:
-        steps = time_steps(model, random_inputs(model.inputs), runs, best=True)
-        return sum(s.median_us for s in steps) * 1e-6
+        steps = time_steps(model, random_inputs(model.inputs), runs, best=True, clock=clock)
+        return sum(s.median_us for s in steps if case["kernel"] in s.nodes) * 1e-6
     finally:
         model.close()
 
 
+def time_case(case: dict[str, Any], folder: Path, device: str | None, threads: int | None, runs: int,
+              clock: Clock) -> tuple[float | None, str | None]:  # fmt: skip
+    """(seconds, None), or (None, why) where the case did not compile or run on `device`."""
+    if "unsupported" in case:
+        return None, case["unsupported"]
+    try:
+        return case_seconds(case, folder, device, threads, runs, clock), None
+    except HaiRuntimeError as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
 def measure_cases(folder: Path, entry: dict[str, Any], device: str | None, threads: int | None,
-                  runs: int) -> dict[str, Any]:  # fmt: skip
+                  runs: int, clock: Clock) -> dict[str, Any]:  # fmt: skip
     """The figures of one device from one target's cases (the module rule)."""
-    flops: dict[str, Any] = {}
-    unsupported: dict[str, str] = {}
-    streams: list[tuple[int, float]] = []
-    launch, gemm_n = 0.0, None
-    for case in entry["cases"]:
-        reason = case.get("unsupported")
-        seconds = None
-        if reason is None:
-            try:
-                seconds = case_seconds(folder / case["artifact"], device, threads, runs)
-            except HaiRuntimeError as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-        if case["kind"] == "gemm":
-            flops[case["dtype"]] = case["flops"] / seconds if seconds else "unsupported"
-            gemm_n = case["n"]
-            if reason is not None:
-                unsupported[case["dtype"]] = reason
-            continue
-        if seconds is None:
+    timed = [(case, *time_case(case, folder, device, threads, runs, clock)) for case in entry["cases"]]
+    for case, seconds, reason in timed:
+        if seconds is None and case["kind"] in ("stream", "empty"):
             raise HaiRuntimeError(f"microbenchmark {case['name']} failed on {device or 'cpu'}: {reason}")
-        if case["kind"] == "stream":
-            streams.append((case["bytes"], seconds))
-        else:
-            launch = seconds
-    bandwidth = [{"bytes": nbytes, "bytes_per_second": nbytes / max(seconds - launch, seconds / 10)}
-                 for nbytes, seconds in streams]  # fmt: skip
-    return {"flops": flops, "gemm_n": gemm_n, "unsupported": unsupported, "bandwidth": bandwidth,
-            "launch_seconds": launch}  # fmt: skip
+    launch = next(seconds for case, seconds, _ in timed if case["kind"] == "empty" and seconds is not None)
+    figures: dict[str, Any] = {"flops": {}, "gemm_n": None, "unsupported": {}, "bandwidth": [],
+                               "launch_seconds": launch, "dense_conv": None}  # fmt: skip
+    for case, seconds, reason in timed:
+        kind = case["kind"]
+        if kind == "gemm":
+            figures["flops"][case["dtype"]] = case["flops"] / seconds if seconds else "unsupported"
+            figures["gemm_n"] = case["n"]
+            if reason is not None:
+                figures["unsupported"][case["dtype"]] = reason
+        elif seconds is None or kind == "empty":
+            continue
+        elif kind == "stream":  # bytes / the time beyond a launch
+            rate = case["bytes"] / max(seconds - launch, seconds / 10)
+            figures["bandwidth"].append({"bytes": case["bytes"], "bytes_per_second": rate})
+        elif kind == "conv":
+            figures["dense_conv"] = {"n": case["n"], "flops_per_second": case["flops"] / seconds}
+    return figures
 
 
 def best_seconds(action: Callable[[], object], device: Device, runs: int) -> float:
@@ -136,8 +144,12 @@ def transfer_figures(device: Device, nbytes: int, runs: int) -> dict[str, dict[s
     return figures
 
 
-def measure(folder: str | Path, runs: int = 20, threads: int | None = None) -> dict[str, Any]:
-    """The `measured` section for every device the folder's targets run on (the module rule)."""
+def measure(
+    folder: str | Path, runs: int = 20, threads: int | None = None, cpu_time: bool = False
+) -> dict[str, Any]:
+    """The `measured` section for every device the folder's targets run on (the module rule); with
+    `cpu_time` the kernels are timed by the process's CPU time (runtime/step_timing.py)."""
+    clock = time.process_time if cpu_time else time.perf_counter
     folder = Path(folder)
     index = read_index(folder)
     devices = []
@@ -150,7 +162,7 @@ def measure(folder: str | Path, runs: int = 20, threads: int | None = None) -> d
             found = [(f"{entry['target']}:{i.index}", f"{entry['target']}:{i.index}",
                       {"name": i.name, "kind": i.kind}) for i in infos]  # fmt: skip
         for name, device, info in found:
-            figures = measure_cases(folder, entry, device, threads, runs)
+            figures = measure_cases(folder, entry, device, threads, runs, clock)
             transfer = None
             if device is not None:
                 driver, _, number = device.partition(":")
@@ -158,7 +170,8 @@ def measure(folder: str | Path, runs: int = 20, threads: int | None = None) -> d
                     largest = max((b["bytes"] for b in figures["bandwidth"]), default=1 << 20)
                     transfer = transfer_figures(opened, largest, runs)
             devices.append({"device": name, **info, "target": entry["target"], "cpu": entry.get("cpu"),
-                            "threads": threads, "runs": runs, **figures, "transfer": transfer})  # fmt: skip
+                            "threads": threads, "runs": runs, "clock": "cpu" if cpu_time else "wall",
+                            **figures, "transfer": transfer})  # fmt: skip
     return {"version": VERSION, "devices": devices}
 
 
@@ -167,10 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="the microbenchmark folder (microbench.json)")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--cpu-time", action="store_true", help="time kernels by process CPU time")
     parser.add_argument("--json", dest="json_path", default="-", metavar="FILE", help="- : stdout")
     args = parser.parse_args(argv)
     try:
-        result = measure(args.folder, args.runs, args.threads)
+        result = measure(args.folder, args.runs, args.threads, args.cpu_time)
     except HaiRuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

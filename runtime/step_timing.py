@@ -6,7 +6,10 @@ its weights and aligned copies of the inputs; after one whole inference fills th
 data, each step runs once to warm up, then `runs` times, each run timed from its launch until its
 device has finished (`Device.synchronize`: an OpenCL launch returns before the kernel ends). A
 step's time is the median, or with `best` the fastest run (what the device achieves when nothing
-else runs beside it: steadier on a shared host). Imports numpy, the standard library and `runtime`.
+else runs beside it: steadier on a shared host). `clock` is wall time (`time.perf_counter`), or
+`time.process_time` for the CPU time of the whole process, every thread (steady where other
+processes share the cores; one thread then gives kernel time). Imports numpy, the standard library
+and `runtime`.
 """
 
 from __future__ import annotations
@@ -62,7 +65,11 @@ def _waiting(run: Callable[[], None], synchronize: Callable[[], None]) -> Callab
 
 
 def time_steps(
-    model: Model, inputs: Mapping[str, np.ndarray], runs: int, best: bool = False
+    model: Model,
+    inputs: Mapping[str, np.ndarray],
+    runs: int,
+    best: bool = False,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> list[StepTime]:
     """Each step's median (`best`: fastest) time over `runs` calls (the module rule); in `median_us`."""
     model.run(inputs)
@@ -72,9 +79,9 @@ def time_steps(
         call()
         seconds = []
         for _ in range(max(int(runs), 1)):
-            start = time.perf_counter()
+            start = clock()
             call()
-            seconds.append(time.perf_counter() - start)
+            seconds.append(clock() - start)
         figure = min(seconds) if best else float(np.median(seconds))
         times.append(StepTime(index, step.kernel, tuple(step.nodes), figure * 1e6))
     return times

@@ -8,8 +8,9 @@ Rule: a kernel is a fusion group (ir/fusion.py) or a single node that is not a v
    that rule's, for the tile the template picks (`choose_dense_tile`): the cost rule that chooses
    templates predicts its kernel too, there is no second one. The table was measured on the CPU
    class (one thread, CPU time); the profile says what this device achieves now (threads, load).
-   So the rule's seconds, less its launch, are scaled by the profile's f32 GEMM time over the rule's
-   for the same n x n x n GEMM (a pointwise conv), and the measured launch is added;
+   So the rule's seconds, less its launch, are scaled by the profile's time for its pointwise conv
+   microbenchmark (n positions, n channels in and out; else its f32 GEMM of that n) over the rule's
+   for that conv, and the measured launch is added;
 3. otherwise a roofline with launch overhead from the profile's `measured` device (`DeviceSpeed`):
    launch + max(sum over nodes of FLOPs (ir/work.py) / achieved FLOP/s of the node's precision,
    bytes / bandwidth), where bytes are what the kernel reads from outside (constants included) and
@@ -61,6 +62,7 @@ class DeviceSpeed:
     bandwidth: tuple[tuple[int, float], ...]
     launch: float
     gemm_n: int | None = None  # the n of the GEMM its FLOP/s were measured on
+    dense_conv: tuple[int, float] | None = None  # (n, FLOP/s) of its pointwise conv microbenchmark
 
     @staticmethod
     def from_measured(entry: Mapping[str, Any]) -> DeviceSpeed:
@@ -69,7 +71,9 @@ class DeviceSpeed:
         if "f32" not in flops or not points:
             raise KernelCostError(f"measured device {entry['device']}: no f32 FLOP/s or no bandwidth")
         launch = float(entry["launch_seconds"])
-        return DeviceSpeed(entry["device"], flops, tuple(points), launch, entry.get("gemm_n"))
+        conv = entry.get("dense_conv")
+        dense_conv = (int(conv["n"]), float(conv["flops_per_second"])) if conv else None
+        return DeviceSpeed(entry["device"], flops, tuple(points), launch, entry.get("gemm_n"), dense_conv)
 
     def bytes_per_second(self, nbytes: int) -> float:
         """Streaming bandwidth at a working set of `nbytes` (the module rule)."""
@@ -209,12 +213,12 @@ def rule_compute_seconds(g: Any, layout: str, target: TargetDescription, threads
 
 @functools.cache
 def rule_scale(target: TargetDescription, speed: DeviceSpeed, threads: int | None) -> float:
-    """Measured seconds of the profile's n x n x n f32 GEMM over the rule's for the same GEMM as a
-    pointwise conv (n positions, n channels in and out); 1 where the profile has no GEMM size."""
+    """Measured seconds of the profile's pointwise conv (else its f32 GEMM) of n positions, n channels
+    in and out, over the rule's for that conv; 1 where the profile has neither."""
     from targets.cost_model import cost_table
     from targets.lowering.conv_geometry import Geometry
 
-    n = speed.gemm_n
+    n, rate = speed.dense_conv or (speed.gemm_n, speed.flops["f32"])
     if not n:
         return 1.0
     layout = "NHWC" if cost_table(target).channels_last_dense else "NCHW"
@@ -222,7 +226,7 @@ def rule_scale(target: TargetDescription, speed: DeviceSpeed, threads: int | Non
     shaped = [SimpleNamespace(type=SimpleNamespace(rank=4, shape=s)) for s in ((1, n, n, 1), (n, n, 1, 1))]
     result = SimpleNamespace(type=SimpleNamespace(shape=(1, n, n, 1)))
     gemm = Geometry(SimpleNamespace(operands=shaped, results=[result], attrs=attrs))  # type: ignore[arg-type]
-    return 2 * n**3 / speed.flops["f32"] / rule_compute_seconds(gemm, layout, target, threads)
+    return 2 * n**3 / rate / rule_compute_seconds(gemm, layout, target, threads)
 
 
 def kernel_seconds(
