@@ -113,7 +113,8 @@ def main() -> int:
     parser.add_argument("--targets", nargs="+", default=["x86", "opencl"])
     parser.add_argument("--models", nargs="+", default=["digits", *MODELS])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per kernel step")
+    parser.add_argument("--profile-runs", type=int, default=20, help="timed runs per microbenchmark")
     parser.add_argument("--floor", type=float, default=0.0, help="µs below which a kernel is not scored")
     parser.add_argument("--profile", type=Path, default=None, help="a `hai doctor --measure` profile")
     parser.add_argument(
@@ -136,7 +137,8 @@ def main() -> int:
             per_model = {}
             for name in args.models:
                 # the device measured right before its model: the load of a shared host drifts
-                profile = fixed or {"measured": measure(folder, args.runs, args.threads, args.cpu_time)}
+                runs, threads = args.profile_runs, args.threads
+                profile = fixed or {"measured": measure(folder, runs, threads, args.cpu_time)}
                 speed = measured_device(profile, device)
                 try:
                     rows = kernel_rows(

@@ -3,14 +3,15 @@ the hardware profile's `measured` section, and what a `hai pack` bundle measures
 
 Rule: the folder's `microbench.json` (hai_compiler/microbench.py) lists per target its cases. The
 host target's run on the CPU, OpenCL's on every OpenCL device found. Each case's steps are timed alone
-(runtime/step_timing.py, the fastest of `runs`: what the device achieves, steady on a shared host);
-the case's time is their sum. From them:
+(runtime/step_timing.py, the fastest of `runs`: what the device achieves, steady on a shared host;
+wall time, or with `cpu_time` the process's CPU time); the case's time is the sum of the steps made
+from its kernel node, not the relayouts a layout pass put around it. From them:
 - `flops[dtype]`: the GEMM's FLOPs / its time (`gemm_n`: its n); "unsupported" where the case did
   not compile or the device cannot load or run it (`unsupported[dtype]` says why);
 - `dense_conv`: the pointwise conv's n and FLOP/s (null where it did not run);
-- `bandwidth`: per streaming Add, its bytes and bytes / time beyond a launch (at least a tenth of
-  the time; the working set decides which cache level serves it, so the cost model interpolates by
-  size and adds the launch once);
+- `bandwidth`: per streaming Add, its bytes and bytes / time beyond a launch (at least half the
+  time, so that a noisy launch cannot inflate it). The working set decides which cache level
+  serves it, so the cost model interpolates by size and adds the launch once;
 - `launch_seconds`: the one-element Add's time;
 - `transfer` (a device with memory of its own, not the host CPU): `copy_in`, `copy_out` (copies
   through the driver) and `zero_copy` (map + unmap of a buffer, all a zero-copy transfer costs),
@@ -107,7 +108,7 @@ def measure_cases(folder: Path, entry: dict[str, Any], device: str | None, threa
         elif seconds is None or kind == "empty":
             continue
         elif kind == "stream":  # bytes / the time beyond a launch
-            rate = case["bytes"] / max(seconds - launch, seconds / 10)
+            rate = case["bytes"] / max(seconds - launch, seconds / 2)
             figures["bandwidth"].append({"bytes": case["bytes"], "bytes_per_second": rate})
         elif kind == "conv":
             figures["dense_conv"] = {"n": case["n"], "flops_per_second": case["flops"] / seconds}
