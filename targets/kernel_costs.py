@@ -91,8 +91,9 @@ class DeviceSpeed:
 
 
 def measured_device(profile: Mapping[str, Any], device: str) -> DeviceSpeed:
-    """The `measured` entry of `device` ("cpu", "opencl:0") in a hardware profile."""
-    entries = profile.get("measured", {}).get("devices", [])
+    """The `measured` entry of `device` ("cpu", "opencl:0") in a hardware profile, or in the bare
+    `measured` section a bundle's `measure_device.py` writes."""
+    entries = profile.get("measured", profile).get("devices", [])
     for entry in entries:
         if entry["device"] == device:
             return DeviceSpeed.from_measured(entry)
@@ -211,7 +212,7 @@ def rule_compute_seconds(g: Any, layout: str, target: TargetDescription, threads
     return predict_seconds(target, work, threads) - cost_table(target).launch_us * 1e-6
 
 
-@functools.cache
+@functools.lru_cache(maxsize=32)
 def rule_scale(target: TargetDescription, speed: DeviceSpeed, threads: int | None) -> float:
     """Measured seconds of the profile's pointwise conv (else its f32 GEMM) of n positions, n channels
     in and out, over the rule's for that conv; 1 where the profile has neither."""

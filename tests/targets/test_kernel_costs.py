@@ -98,6 +98,8 @@ def test_device_model_carries_the_profile() -> None:
         "opencl:gpu", F32, BANDWIDTH, LAUNCH, 1 << 30
     )  # fmt: skip
     assert model.peak("f16") == F16 and model.peak("bf16") == F32  # unsupported: no figure of its own
+    bare = device_model_from_profile(measured()["measured"], "opencl:0")  # measure_device.py's file
+    assert (bare.flops, bare.launch) == (F32, LAUNCH)
     with pytest.raises(KernelCostError, match="no measured device 'cpu'.*hai doctor --measure"):
         device_model_from_profile(measured(), "cpu")
 
