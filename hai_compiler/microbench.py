@@ -4,8 +4,8 @@ runtime measures alone (runtime/microbench.py, also from a `hai pack` bundle wit
 Rule: per target (the host CPU's x86/arm64, an OpenCL device) the folder holds one artifact per case:
 - `gemm_<dtype>`: an n x n x n MatMul (f32, f16, bf16; int8 is MatMulInteger, u8 x i8 -> i32) with a
   constant weight, as a model's layers have; its FLOPs are 2n^3;
-- `conv_f32`: a pointwise f32 Conv, input (1, n, n, 1), n channels in and out: the same GEMM as a
-  conv (the CPU's measured cost rule is scaled by it, targets/kernel_costs.py);
+- `conv_f32`: a pointwise f32 Conv, input (1, n, 16, n / 16), n channels in and out: the same GEMM
+  as a conv (the CPU's measured cost rule is scaled by it, targets/kernel_costs.py);
 - `stream_<n>`: an f32 Add of two run-time vectors of n elements; its bytes are 3 * 4n (read two,
   write one), at sizes from cache-resident to memory-sized;
 - `empty`: a one-element Add: the time of a launch that does nothing.
@@ -86,15 +86,21 @@ def gemm_case(dtype: str, n: int) -> Case:
     return Case(f"gemm_{dtype}", "gemm", dtype, model, flops=2 * n**3, n=n)
 
 
+def conv_shape(n: int) -> list[int]:
+    """The conv case's input and output shape: n channels over 16 rows of n / 16 (a plane, so that a
+    layout pass treats it as a model's conv)."""
+    return [1, n, 16, max(n // 16, 1)]
+
+
 def conv_case(n: int) -> Case:
-    """A pointwise f32 Conv over n positions with n channels in and out (2n^3 FLOPs)."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n, n, 1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n, n, 1])
+    """A pointwise f32 Conv over n positions (16 rows) with n channels in and out (2n^3 FLOPs)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, conv_shape(n))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, conv_shape(n))
     w = numpy_helper.from_array(
         np.random.default_rng(0).standard_normal((n, n, 1, 1)).astype(np.float32), "w"
     )
     model = _model("conv_f32", [helper.make_node("Conv", ["x", "w"], ["y"], name=KERNEL)], [x], [y], [w])
-    return Case("conv_f32", "conv", "f32", model, flops=2 * n**3, n=n)
+    return Case("conv_f32", "conv", "f32", model, flops=2 * n * n * 16 * max(n // 16, 1), n=n)
 
 
 def add_case(name: str, kind: str, n: int) -> Case:

@@ -9,14 +9,16 @@ Rule: a kernel is a fusion group (ir/fusion.py) or a single node that is not a v
    templates predicts its kernel too, there is no second one. The table was measured on the CPU
    class (one thread, CPU time); the profile says what this device achieves now (threads, load).
    So the rule's seconds, less its launch, are scaled by the profile's time for its pointwise conv
-   microbenchmark (n positions, n channels in and out; else its f32 GEMM of that n) over the rule's
-   for that conv, and the measured launch is added;
+   microbenchmark (n channels in and out over a 16 x n/16 plane; else its f32 GEMM's rate) over the
+   rule's for that conv, and the measured launch is added;
 3. otherwise a roofline with launch overhead from the profile's `measured` device (`DeviceSpeed`):
    launch + max(sum over nodes of FLOPs (ir/work.py) / achieved FLOP/s of the node's precision,
    bytes / bandwidth), where bytes are what the kernel reads from outside (constants included) and
    writes for outside, and bandwidth is the measured streaming bandwidth at that working-set size
    (log-interpolated between the measured sizes, held at the ends). A node's precision is int8 for
    integer GEMMs and quantized ops, else its first operand's float type (f16, bf16), else f32.
+   An f32 Conv or ConvTranspose computes at the conv microbenchmark's FLOP/s (`dense_conv`: the
+   conv template's rate, which is not the MatMul template's).
 `device_model_from_profile` gives the partition pass a `DeviceModel` whose `node_time` is
 `node_seconds`: an anchor carries its kernel's time, the other nodes of its group 0, a view 0.
 Imports `ir`, `runtime` and targets only.
@@ -44,6 +46,8 @@ from targets.target import TargetDescription
 
 FLOAT_PRECISIONS = {"f16": "f16", "bf16": "bf16"}
 """IR dtype of a node's first operand -> the profile's precision (others: f32)."""
+CONVS = ("Conv", "ConvTranspose")
+"""Ops that compute at the conv microbenchmark's rate (the GEMM template differs from the conv's)."""
 IR_DTYPES = {"f32": "f32", "f16": "f16", "bf16": "bf16", "int8": "i8"}
 """The profile's precision -> the IR dtype name `DeviceModel.dtype_flops` keys on."""
 
@@ -214,8 +218,8 @@ def rule_compute_seconds(g: Any, layout: str, target: TargetDescription, threads
 
 @functools.lru_cache(maxsize=32)
 def rule_scale(target: TargetDescription, speed: DeviceSpeed, threads: int | None) -> float:
-    """Measured seconds of the profile's pointwise conv (else its f32 GEMM) of n positions, n channels
-    in and out, over the rule's for that conv; 1 where the profile has neither."""
+    """Measured seconds of the profile's pointwise conv (else its f32 GEMM at that rate) of n channels
+    in and out over 16 rows of n / 16, over the rule's for that conv; 1 where the profile has neither."""
     from targets.cost_model import cost_table
     from targets.lowering.conv_geometry import Geometry
 
@@ -224,10 +228,11 @@ def rule_scale(target: TargetDescription, speed: DeviceSpeed, threads: int | Non
         return 1.0
     layout = "NHWC" if cost_table(target).channels_last_dense else "NCHW"
     attrs = {"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "group": 1}
-    shaped = [SimpleNamespace(type=SimpleNamespace(rank=4, shape=s)) for s in ((1, n, n, 1), (n, n, 1, 1))]
-    result = SimpleNamespace(type=SimpleNamespace(shape=(1, n, n, 1)))
-    gemm = Geometry(SimpleNamespace(operands=shaped, results=[result], attrs=attrs))  # type: ignore[arg-type]
-    return 2 * n**3 / rate / rule_compute_seconds(gemm, layout, target, threads)
+    plane = (1, n, 16, max(n // 16, 1))  # hai_compiler/microbench.py's conv_shape
+    shaped = [SimpleNamespace(type=SimpleNamespace(rank=4, shape=s)) for s in (plane, (n, n, 1, 1))]
+    result = SimpleNamespace(type=SimpleNamespace(shape=plane))
+    conv = Geometry(SimpleNamespace(operands=shaped, results=[result], attrs=attrs))  # type: ignore[arg-type]
+    return 2 * n * n * plane[2] * plane[3] / rate / rule_compute_seconds(conv, layout, target, threads)
 
 
 def kernel_seconds(
@@ -246,9 +251,16 @@ def kernel_seconds(
         rule = cost_rule_seconds(anchor, target, speed, threads)
         if rule is not None:
             return rule
-    compute = math.fsum(node_flops(n) / speed.peak(precision(n)) for n in nodes)
+    compute = math.fsum(node_flops(n) / node_peak(n, speed) for n in nodes)
     moved = kernel_bytes(nodes)
     return speed.launch + max(compute, moved / speed.bytes_per_second(moved))
+
+
+def node_peak(node: Node, speed: DeviceSpeed) -> float:
+    """The FLOP/s `node` computes at: an f32 conv's the conv microbenchmark's, else its precision's."""
+    if node.op in CONVS and speed.dense_conv is not None and precision(node) == "f32":
+        return speed.dense_conv[1]
+    return speed.peak(precision(node))
 
 
 def node_seconds(
