@@ -134,7 +134,7 @@ def main() -> int:
             if fixed is None:
                 spec = microbench.host_spec(doctor.scan()) if target in HOST_TARGETS else {"target": target}
                 microbench.build(folder, [spec])
-            per_model = {}
+            per_model: dict[str, dict[str, Any]] = {}
             for name in args.models:
                 # the device measured right before its model: the load of a shared host drifts
                 runs, threads = args.profile_runs, args.threads
