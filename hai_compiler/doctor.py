@@ -299,6 +299,11 @@ def render_opencl(opencl: dict[str, Any], console: Any) -> None:
     console.print(table)
 
 
+def gb_per_second(rate: float | None) -> str:
+    """GB/s with one decimal; "size-independent" for a transfer whose size made no difference."""
+    return "size-independent" if rate is None else f"{rate / 1e9:.1f}"
+
+
 def render_measured(measured: dict[str, Any], console: Any) -> None:
     """The `measured` section: GFLOP/s per precision, the largest stream's GB/s, launch and transfers."""
     from rich.table import Table
@@ -316,7 +321,9 @@ def render_measured(measured: dict[str, Any], console: Any) -> None:
             *speeds,
             f"{stream['bytes_per_second'] / 1e9:.1f}" if stream else "-",
             f"{d['launch_seconds'] * 1e6:.1f}",
-            f"{copy['latency_seconds'] * 1e6:.1f} / {copy['bytes_per_second'] / 1e9:.1f}" if copy else "-",
+            f"{copy['latency_seconds'] * 1e6:.1f} / {gb_per_second(copy['bytes_per_second'])}"
+            if copy
+            else "-",
             f"{zero['latency_seconds'] * 1e6:.1f}" if zero else "-",
         )
     console.print(table)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from test_doctor import SCHEMA, schema_errors, validate
 
 from hai_compiler import doctor, microbench
@@ -59,3 +60,16 @@ def test_schema_refuses_bad_figures(measured: dict[str, Any], key: str, value: A
     bad = json.loads(json.dumps(measured))
     bad["measured"]["devices"][0]["flops"][key] = value
     assert any(complaint in e for e in schema_errors(bad, SCHEMA))
+
+
+def test_table_shows_measured_devices_and_shared_memory_transfers(measured: dict[str, Any]) -> None:
+    profile = json.loads(json.dumps(measured))
+    shared = {"latency_seconds": 2e-5, "bytes_per_second": None}  # the size made no difference
+    device = {**profile["measured"]["devices"][0], "device": "opencl:0", "kind": "gpu",
+              "transfer": {"copy_in": shared, "copy_out": shared, "zero_copy": shared}}  # fmt: skip
+    profile["measured"]["devices"].append(device)
+    validate(profile)
+    console = Console(record=True, width=240)
+    doctor.render_table(profile, console)
+    text = console.export_text()
+    assert "Measured" in text and "opencl:0" in text and "20.0 / size-independent" in text
