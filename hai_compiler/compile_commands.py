@@ -550,13 +550,22 @@ def mib_text(nbytes: int | None) -> str:
 def pack_command(
     artifact: ArtifactArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="The bundle folder to write.")],
+    microbench: Annotated[
+        bool,
+        typer.Option(
+            "--microbench",
+            help="Also bundle the device microbenchmarks, compiled for the artifact's target: "
+            "`python measure_device.py` measures the device without the compiler.",
+        ),
+    ] = False,
 ) -> None:
     """Bundle ARTIFACT with the minimal runtime: a folder that runs where only numpy and
     apache-tvm-ffi are installed (`pip install -r requirements.txt`, then `python run_model.py`)."""
+    from hai_compiler.microbench import Sizes
     from hai_compiler.pack import pack
 
     with reported_errors():
-        bundle = pack(artifact, output)
+        bundle = pack(artifact, output, microbench=Sizes() if microbench else None)
     typer.echo(f"{bundle}: pip install -r {bundle / 'requirements.txt'}; python {bundle / 'run_model.py'}")
 
 

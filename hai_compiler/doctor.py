@@ -5,7 +5,8 @@ runtime probes (CPU identity, ISA features, topology, caches, memory, thermal
 zones, cpufreq, OpenCL devices) with what only the compiler knows: the LLVM name
 of the host CPU, asked from TVM when it imports. `recommended` is the compile
 target for this machine; `hai compile --hardware-profile` reads it back with
-`read_profile` and `profile_compile_target`.
+`read_profile` and `profile_compile_target`. `measure` adds the `measured` section: the devices'
+achieved speed, from the microbenchmarks (hai_compiler/microbench.py, run by runtime/microbench.py).
 """
 
 from __future__ import annotations
@@ -144,6 +145,24 @@ def scan(root: str = "/") -> dict[str, Any]:
     }
 
 
+def measure(profile: dict[str, Any], quick: bool = False, runs: int = 20,
+            threads: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """`profile` with its `measured` section: the microbenchmarks compiled for the host CPU's target
+    and (when OpenCL has a device) for this machine's OpenCL device, then run on every device."""
+    import tempfile
+
+    from hai_compiler import microbench
+    from runtime.microbench import measure as run_microbench
+
+    specs = [microbench.host_spec(profile)]
+    if profile["opencl"]["available"] and any(p["devices"] for p in profile["opencl"]["platforms"]):
+        specs.append({"target": "opencl", "cpu": None})
+    sizes = microbench.Sizes.quick() if quick else microbench.Sizes()
+    with tempfile.TemporaryDirectory(prefix="hai-microbench-") as folder:
+        microbench.build(folder, specs, sizes)
+        return {**profile, "measured": run_microbench(folder, runs, threads)}
+
+
 def write_json(profile: dict[str, Any], stream: IO[str]) -> None:
     """The profile as indented JSON, one trailing newline (what `hai doctor > file` writes)."""
     json.dump(profile, stream, indent=2)
@@ -247,6 +266,8 @@ def render_table(profile: dict[str, Any], console: Any) -> None:
         )
     console.print(caches)
     render_opencl(profile["opencl"], console)
+    if "measured" in profile:
+        render_measured(profile["measured"], console)
     zones = profile["thermal"]["zones"]
     if zones:
         thermal = Table("zone", "type", "°C", "critical °C", title="Thermal zones")
@@ -275,4 +296,34 @@ def render_opencl(opencl: dict[str, Any], console: Any) -> None:
                 "yes" if d["fp16"] else "no",
                 "yes" if d["fp64"] else "no",
             )
+    console.print(table)
+
+
+def gb_per_second(rate: float | None) -> str:
+    """GB/s with one decimal; "size-independent" for a transfer whose size made no difference."""
+    return "size-independent" if rate is None else f"{rate / 1e9:.1f}"
+
+
+def render_measured(measured: dict[str, Any], console: Any) -> None:
+    """The `measured` section: GFLOP/s per precision, the largest stream's GB/s, launch and transfers."""
+    from rich.table import Table
+
+    dtypes = ("f32", "f16", "bf16", "int8")
+    table = Table("device", *(f"{d} GFLOP/s" for d in dtypes), "GB/s", "launch µs", "copy in µs / GB/s",
+                  "zero-copy µs", title="Measured (microbenchmarks, fastest runs)")  # fmt: skip
+    for d in measured["devices"]:
+        speeds = [f"{d['flops'][k] / 1e9:.1f}" if isinstance(d["flops"].get(k), float) else "unsupported"
+                  for k in dtypes]  # fmt: skip
+        stream = max(d["bandwidth"], key=lambda b: b["bytes"], default=None)
+        copy, zero = (d["transfer"] or {}).get("copy_in"), (d["transfer"] or {}).get("zero_copy")
+        table.add_row(
+            f"{d['device']} ({d['name']})",
+            *speeds,
+            f"{stream['bytes_per_second'] / 1e9:.1f}" if stream else "-",
+            f"{d['launch_seconds'] * 1e6:.1f}",
+            f"{copy['latency_seconds'] * 1e6:.1f} / {gb_per_second(copy['bytes_per_second'])}"
+            if copy
+            else "-",
+            f"{zero['latency_seconds'] * 1e6:.1f}" if zero else "-",
+        )
     console.print(table)

@@ -289,6 +289,16 @@ def doctor_command(
     output_format: Annotated[
         ProfileFormat, typer.Option("--format", help="json (`> hardware_profile.json`) or table.")
     ] = ProfileFormat.json,
+    measure: Annotated[
+        bool,
+        typer.Option(
+            "--measure",
+            help="Also run microbenchmarks (HAI kernels) on every device: FLOP/s per precision, memory "
+            "bandwidth, launch overhead, host<->device transfers (the profile's `measured` section).",
+        ),
+    ] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="With --measure: tiny sizes, a fast look.")] = False,
+    runs: Annotated[int, typer.Option("--runs", help="With --measure: timed runs per case.")] = 20,
 ) -> None:
     """Probe this machine's hardware: CPU, ISA features, caches, memory, OpenCL devices, target.
 
@@ -298,6 +308,8 @@ def doctor_command(
 
     with reported_errors():
         profile = doctor.scan()
+        if measure:
+            profile = doctor.measure(profile, quick=quick, runs=runs)
         if output_format is ProfileFormat.json:
             doctor.write_json(profile, sys.stdout)
         else:

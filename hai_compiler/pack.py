@@ -11,9 +11,12 @@ The bundle is a folder a device can use as it is:
                               `--transfers N`, an OpenCL artifact's host<->device transfer time per
                               inference with zero-copy on and off (runtime/transfer_bench.py); with
                               `--power N`, joules per inference (runtime/power_bench.py; GPU figures
-                              need `pip install nvidia-ml-py`)
-                              `--stream N`, throughput and latency of `run` against `run_many`
-                              (runtime/stream_bench.py)
+                              need `pip install nvidia-ml-py`); with `--stream N`, throughput and
+                              latency of `run` against `run_many` (runtime/stream_bench.py)
+    BUNDLE/microbench/        with `microbench` (their sizes): the device microbenchmarks compiled for the
+    BUNDLE/measure_device.py  artifact's target (hai_compiler/microbench.py); `python measure_device.py
+                              --json measured.json` measures the device (runtime/microbench.py) and
+                              writes the hardware profile's `measured` section
 
 `pip install -r requirements.txt` is the whole installation: no TVM compiler,
 no onnx, no lark, never torch. The ranges are the installed distribution's
@@ -27,9 +30,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hai_compiler.distribution import extra_requirements
 from ir import HaiError
+
+if TYPE_CHECKING:
+    from hai_compiler.microbench import Sizes
 
 RUNTIME_EXTRA = "runtime"
 SIGNING_EXTRA = "signing"
@@ -105,12 +112,31 @@ if __name__ == "__main__":
 '''
 
 
+MEASURE_DEVICE = '''"""Measure this device with the microbenchmarks beside this script (no compiler needed).
+
+python measure_device.py [--json measured.json] [--runs N] [--threads N]
+"""
+
+import sys
+from pathlib import Path
+
+from runtime.microbench import main
+
+HERE = Path(__file__).resolve().parent
+
+if __name__ == "__main__":
+    sys.exit(main([str(HERE / "microbench"), *sys.argv[1:]]))
+'''
+
+
 class PackError(HaiError):
     """The artifact to pack is missing or the bundle folder cannot be made."""
 
 
-def pack(artifact: str | Path, bundle: str | Path) -> Path:
-    """Write the bundle folder for `artifact` (an existing NAME.hai directory); returns its path."""
+def pack(artifact: str | Path, bundle: str | Path, microbench: Sizes | None = None) -> Path:
+    """Write the bundle folder for `artifact` (an existing NAME.hai directory); returns its path.
+    With `microbench`, also the device microbenchmarks of those sizes for its target and
+    `measure_device.py`."""
     from runtime.artifact import MANIFEST_FILE, SIGNATURE_FILE
     from runtime.artifact_files import read_manifest
     from runtime.errors import HaiRuntimeError
@@ -137,6 +163,11 @@ def pack(artifact: str | Path, bundle: str | Path) -> Path:
     shutil.copytree(_runtime_package(), bundle / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
     (bundle / "requirements.txt").write_text("".join(f"{line}\n" for line in requirements))
     (bundle / "run_model.py").write_text(RUN_MODEL)
+    if microbench is not None:
+        from hai_compiler.microbench import build, manifest_spec
+
+        build(bundle / "microbench", [manifest_spec(manifest.target)], microbench)
+        (bundle / "measure_device.py").write_text(MEASURE_DEVICE)
     return bundle
 
 

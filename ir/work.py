@@ -3,7 +3,8 @@
 Rule: an estimate from types alone, for cost models (the `partition` pass's roofline), never for
 correctness. A multiply-add counts 2 FLOPs: a Conv/ConvTranspose is 2 x output elements x
 input channels per group x kernel taps; a MatMul/Gemm/MatMulInteger/ConvInteger the same with the
-reduced axis; a recurrent LSTM/GRU/RNN 2 x sequence x batch x gates x hidden x (inputs + hidden).
+reduced axis; a recurrent LSTM/GRU/RNN 2 x sequence x batch x gates x hidden x (inputs + hidden);
+a FusedAttention its two products, 2 x batch x M x N x (D + E) for Q (.., M, D), V (.., N, E).
 Every other op counts one FLOP per element it reads or writes, whichever is more (pointwise ops,
 reductions, data movement). A view (no kernel) is no work. Bytes are the operands' and results'.
 Imports `ir` only.
@@ -27,6 +28,10 @@ def node_flops(node: Node) -> int:
         return 0
     if node.op in _CONVS or node.op in _MATMULS or node.op in _GATES:
         return 2 * _macs(node)
+    if node.op == "FusedAttention":
+        q, v = node.operands[0], node.operands[2]
+        assert q is not None and v is not None
+        return 2 * q.type.size // q.type.shape[-1] * v.type.shape[-2] * (q.type.shape[-1] + v.type.shape[-1])
     elements = [v.type.size for v in (*node.operands, *node.results) if v is not None]
     return max(elements, default=0)
 

@@ -31,9 +31,13 @@ JSON_TYPES = {
 
 
 def schema_errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
-    """Violations of the JSON Schema keywords our schema uses: type, const, enum, minimum, required,
-    properties, items."""
+    """Violations of the JSON Schema keywords our schema uses: type, const, enum, minimum,
+    exclusiveMinimum, oneOf, required, properties, additionalProperties, items."""
     errors = []
+    if "oneOf" in schema:
+        matching = [sub for sub in schema["oneOf"] if not schema_errors(value, sub, where)]
+        if len(matching) != 1:
+            return [f"{where}: {value!r} matches {len(matching)} of oneOf, not exactly one"]
     if "type" in schema:
         names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         is_bool = isinstance(value, bool)
@@ -45,11 +49,17 @@ def schema_errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[
         errors.append(f"{where}: {value!r} not in {schema['enum']}")
     if "minimum" in schema and value < schema["minimum"]:
         errors.append(f"{where}: {value!r} < {schema['minimum']}")
+    bound = schema.get("exclusiveMinimum")
+    if bound is not None and isinstance(value, int | float) and value <= bound:
+        errors.append(f"{where}: {value!r} <= {schema['exclusiveMinimum']}")
     if isinstance(value, dict):
         errors += [f"{where}: missing {key!r}" for key in schema.get("required", []) if key not in value]
         for key, sub in schema.get("properties", {}).items():
             if key in value:
                 errors += schema_errors(value[key], sub, f"{where}.{key}")
+        if isinstance(schema.get("additionalProperties"), dict):
+            for key in value.keys() - schema.get("properties", {}).keys():
+                errors += schema_errors(value[key], schema["additionalProperties"], f"{where}.{key}")
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             errors += schema_errors(item, schema["items"], f"{where}[{i}]")

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.step_timing import StepTime, time_steps
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 FACTS_JSON = "facts.json"
@@ -341,54 +343,9 @@ def relative_error(actual: Sequence[np.ndarray], expected: Sequence[np.ndarray])
     return difference / scale if scale else difference
 
 
-@dataclasses.dataclass(frozen=True)
-class StepTime:
-    """One step of the plan, timed alone: its kernel, the IR/ONNX nodes it came from, median µs."""
-
-    index: int
-    kernel: str
-    nodes: tuple[str, ...]
-    median_us: float
-
-
-def step_calls(model: Any, inputs: Mapping[str, np.ndarray]) -> list[Callable[[], None]]:
-    """Every step's kernel recorded on its device (runtime/hai.py `Device.record`), over the model's
-    arena, weights and `inputs`."""
-    from runtime.kernel_library import aligned_empty
-    from runtime.model import typed_view
-
-    manifest = model.manifest
-    bindings = {b.name: b for b in manifest.inputs + manifest.outputs}
-    bound = {}
-    for name, array in inputs.items():
-        bound[name] = aligned_empty((array.nbytes,), "u1")
-        bound[name][:] = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
-    calls = []
-    for step in manifest.plan.steps:
-        args = []
-        for slot in step.args:
-            base = {"weight": model.weights, "input": bound.get(slot.name)}.get(slot.kind, model.arena)
-            offset = slot.offset + (bindings[slot.name].offset or 0 if slot.kind == "output" else 0)
-            args.append(typed_view(base, offset, slot.shape, slot.dtype))
-        executable = model.executables[step.executable]  # loaded and verified by `load`, never reopened
-        calls.append(model.devices[step.device].record(executable, step.kernel, args).run)
-    return calls
-
-
 def profile_steps(model: Any, inputs: Mapping[str, np.ndarray], runs: int) -> list[StepTime]:
-    """Each step's median time over `runs` calls, after one inference fills the arena with real data."""
-    model.run(inputs)
-    times = []
-    calls = step_calls(model, inputs)
-    for index, (step, call) in enumerate(zip(model.manifest.plan.steps, calls)):
-        call()
-        seconds = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            call()
-            seconds.append(time.perf_counter() - start)
-        times.append(StepTime(index, step.kernel, tuple(step.nodes), float(np.median(seconds)) * 1e6))
-    return times
+    """Each step's median time over `runs` calls (runtime/step_timing.py)."""
+    return time_steps(model, inputs, runs)
 
 
 def python_overhead_us(model: Any, inputs: Mapping[str, np.ndarray], runs: int) -> float:

@@ -42,6 +42,16 @@ def test_doctor_table_and_bare_doctor_scans() -> None:
     assert json.loads(bare.stdout)["cpu"]["threads"] == os.cpu_count()
 
 
+def test_doctor_measure_adds_the_measured_devices() -> None:
+    result = invoke("doctor", "--measure", "--quick", "--runs", "1")
+    assert result.exit_code == 0, result.output
+    measured = json.loads(result.stdout)["measured"]
+    assert measured["version"] == 1 and measured["devices"][0]["device"] == "cpu"
+    assert measured["devices"][0]["flops"]["f32"] > 0
+    table = invoke("doctor", "--measure", "--quick", "--runs", "1", "--format", "table")
+    assert table.exit_code == 0 and "Measured" in table.stdout, table.output
+
+
 def test_no_text_tells_to_run_doctor_with_scan() -> None:
     """Bare `hai doctor` is the command: no docstring, message or document still asks for its `--scan`."""
     stale = "hai doctor " + "--scan"

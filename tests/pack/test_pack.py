@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import platform
 import subprocess
 import sys
 import tomllib
@@ -9,6 +11,7 @@ import venv
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from packaging.requirements import Requirement
 
@@ -16,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "runtime"))
 from tiny_artifact import K, M, build_kernels, numpy_reference, tiny_weights, write_tiny_artifact  # noqa: E402
 
+import hai_compiler  # noqa: E402
+from hai_compiler import microbench  # noqa: E402
 from hai_compiler.pack import PackError, pack  # noqa: E402
 
 
@@ -25,6 +30,37 @@ def runtime_only_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = tmp_path_factory.mktemp("venv")
     venv.EnvBuilder(with_pip=True).create(env)
     return env / "bin" / "python"
+
+
+def install_requirements(python: Path, bundle: Path) -> None:
+    """The bundle's requirements into `python`'s venv, at the versions CI tests (constraints.txt)."""
+    constraints = str(ROOT / "constraints.txt")
+    install = [
+        str(python),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "-r",
+        str(bundle / "requirements.txt"),
+        "-c",
+        constraints,
+    ]
+    subprocess.run(install, check=True, capture_output=True, timeout=600)
+
+
+def test_bundle_measures_the_device_without_the_compiler(tmp_path: Path, runtime_only_python: Path) -> None:
+    onnx.save(microbench.gemm_case("f32", 16).model, tmp_path / "mm.onnx")
+    artifact = hai_compiler.compile(tmp_path / "mm.onnx", output=tmp_path / "mm.hai")
+    bundle = pack(artifact, tmp_path / "bundle", microbench=microbench.Sizes.quick())
+    install_requirements(runtime_only_python, bundle)
+    measured = tmp_path / "measured.json"
+    command = [str(runtime_only_python), "measure_device.py", "--runs", "2", "--json", str(measured)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=bundle, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (cpu,) = json.loads(measured.read_text())["devices"]
+    assert (cpu["device"], cpu["target"]) == ("cpu", "x86" if platform.machine() == "x86_64" else "arm64")
+    assert cpu["flops"]["f32"] > 0 and cpu["launch_seconds"] > 0 and cpu["transfer"] is None
 
 
 def test_bundle_runs_without_the_compiler(tmp_path: Path, runtime_only_python: Path) -> None:
@@ -37,19 +73,7 @@ def test_bundle_runs_without_the_compiler(tmp_path: Path, runtime_only_python: P
     assert [Requirement(line) for line in requirements.read_text().splitlines()] == [
         Requirement(text) for text in runtime_extra
     ]  # ranges, so a device keeps the numpy it has when it fits
-    constraints = str(ROOT / "constraints.txt")  # the versions CI tests inside those ranges
-    install = [
-        str(runtime_only_python),
-        "-m",
-        "pip",
-        "install",
-        "-q",
-        "-r",
-        str(requirements),
-        "-c",
-        constraints,
-    ]
-    subprocess.run(install, check=True, capture_output=True, timeout=600)
+    install_requirements(runtime_only_python, bundle)
     probe = (
         "import importlib.util as u; "
         "print([m for m in ('tvm', 'onnx', 'lark', 'torch', 'ir') if u.find_spec(m)])"

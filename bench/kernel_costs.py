@@ -1,0 +1,168 @@
+"""Predicted against measured time per kernel: how well targets/kernel_costs.py knows each device.
+
+For each target (the host CPU's x86/arm64, OpenCL's device 0) and each dev model
+(hai_compiler/real_models.py and the embedded digits CNN) it compiles the model, times every step
+alone on the device (runtime/step_timing.py, what `hai bench --profile` does; the fastest of `--runs`,
+as the profile's microbenchmarks are: on a shared host medians move with the load),
+adds the steps of one kernel, and predicts each kernel from the compiled graph and the device's
+measured profile: `--profile FILE` (`hai doctor --measure`), else the microbenchmarks run on the
+device right before each model (a shared host's load drifts between a profile and a later run). The error of a
+kernel is predicted / measured; a model's score is the fraction of its kernels within 2x (the goal:
+90%). Kernels under `--floor` µs measured are reported but not scored (launch noise). Measured times
+never feed the prediction here.
+
+    .venv/bin/python bench/kernel_costs.py [--targets x86 opencl] [--models digits ppocr_cls]
+        [--threads 2] [--runs 10] [--profile profile.json] [--json out.json] [--show 5]
+        [--cpu-time --threads 1]   # on a shared host: process CPU time, for profile and kernels alike
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hai_compiler import doctor, microbench  # noqa: E402
+from hai_compiler.compiler import CompileOptions, compile_model  # noqa: E402
+from hai_compiler.demo import EMBEDDED_MODEL  # noqa: E402
+from hai_compiler.real_models import MODELS  # noqa: E402
+from ir.errors import HaiError  # noqa: E402
+from ir.fusion import anchor_label  # noqa: E402
+from runtime.microbench import measure  # noqa: E402
+from targets.kernel_costs import anchor_of, kernel_seconds, measured_device  # noqa: E402
+
+HOST_TARGETS = ("x86", "arm64")
+
+
+def model_source(name: str) -> tuple[Path, dict[str, Any], Any]:
+    """(ONNX path, compile keywords, sample inputs) of a dev model or `digits`."""
+    if name == "digits":
+        import numpy as np
+
+        x = np.random.default_rng(0).random((1, 1, 8, 8), np.float32)
+        return EMBEDDED_MODEL, {"input_shapes": {"image": (1, 1, 8, 8)}}, {"image": x}
+    model = MODELS[name]
+    keywords = {"input_shapes": model.input_shapes, "input_values": model.input_values or None}
+    return model.fetch(), keywords, model.sample_inputs()
+
+
+def kernel_rows(name: str, target: str, device: str, speed: Any, threads: int, runs: int,
+                folder: Path, cpu_time: bool) -> list[dict[str, Any]]:  # fmt: skip
+    """Each kernel of `name` on `device`: its anchor, op, measured and predicted µs."""
+    import runtime
+    from runtime.step_timing import time_steps
+
+    path, keywords, inputs = model_source(name)
+    options = CompileOptions(target, **keywords)
+    result = compile_model(path, folder / f"{name}.{target}.hai", options)
+    model = runtime.load(result.path, threads=threads, device=None if target in HOST_TARGETS else device)
+    by_label = {anchor_label(n): n for n in result.graph.nodes}
+    measured: dict[int, list[Any]] = {}
+    feeds = {k: v for k, v in inputs.items() if k in {b.name for b in model.inputs}}
+    clock = time.process_time if cpu_time else time.perf_counter
+    for step in time_steps(model, feeds, runs, best=True, clock=clock):
+        node = by_label.get(step.nodes[0]) if step.nodes else None
+        if node is None:  # a copy or relayout step the graph has no node for
+            continue
+        anchor = anchor_of(node)
+        measured.setdefault(id(anchor), [anchor, 0.0])[1] += step.median_us
+    rows = []
+    for anchor, measured_us in measured.values():
+        predicted = kernel_seconds(anchor, speed, result.target, threads) * 1e6
+        rows.append({"model": name, "kernel": anchor_label(anchor), "op": anchor.op,
+                     "measured_us": measured_us, "predicted_us": predicted,
+                     "ratio": predicted / measured_us if measured_us > 0 else math.inf})  # fmt: skip
+    model.close()
+    return rows
+
+
+def score(rows: list[dict[str, Any]], floor: float) -> dict[str, Any]:
+    scored = [r for r in rows if r["measured_us"] >= floor]
+    within = [r for r in scored if 0.5 <= r["ratio"] <= 2.0]
+    logs = [abs(math.log(r["ratio"])) for r in scored if 0 < r["ratio"] < math.inf]
+    return {
+        "kernels": len(rows),
+        "scored": len(scored),
+        "within_2x": len(within) / len(scored) if scored else 1.0,
+        "geo_mean_error": math.exp(sum(logs) / len(logs)) if logs else 1.0,
+        "predicted_ms": sum(r["predicted_us"] for r in rows) / 1e3,
+        "measured_ms": sum(r["measured_us"] for r in rows) / 1e3,
+    }
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    return (
+        f"kernels {summary['scored']:3d}/{summary['kernels']:3d}  within 2x {summary['within_2x']:6.1%}  "
+        f"geo-mean error x{summary['geo_mean_error']:.2f}  predicted {summary['predicted_ms']:8.2f} ms  "
+        f"measured {summary['measured_ms']:8.2f} ms"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--targets", nargs="+", default=["x86", "opencl"])
+    parser.add_argument("--models", nargs="+", default=["digits", *MODELS])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per kernel step")
+    parser.add_argument("--profile-runs", type=int, default=20, help="timed runs per microbenchmark")
+    parser.add_argument("--floor", type=float, default=0.0, help="µs below which a kernel is not scored")
+    parser.add_argument("--profile", type=Path, default=None, help="a `hai doctor --measure` profile")
+    parser.add_argument(
+        "--cpu-time", action="store_true", help="time by process CPU time (a shared host; use --threads 1)"
+    )
+    parser.add_argument("--json", dest="json_path", type=Path, default=None)
+    parser.add_argument("--show", type=int, default=5, help="worst kernels listed per model")
+    args = parser.parse_args()
+    fixed = json.loads(args.profile.read_text()) if args.profile is not None else None
+    report: dict[str, Any] = {"threads": args.threads, "runs": args.runs, "floor_us": args.floor,
+                              "clock": "cpu" if args.cpu_time else "wall",
+                              "profile": str(args.profile), "targets": {}}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="hai-kernel-costs-") as tmp:
+        for target in args.targets:
+            device = "cpu" if target in HOST_TARGETS else f"{target}:0"
+            folder = Path(tmp) / f"microbench-{target}"
+            if fixed is None:
+                spec = microbench.host_spec(doctor.scan()) if target in HOST_TARGETS else {"target": target}
+                microbench.build(folder, [spec])
+            per_model: dict[str, dict[str, Any]] = {}
+            for name in args.models:
+                # the device measured right before its model: the load of a shared host drifts
+                runs, threads = args.profile_runs, args.threads
+                profile = fixed or {"measured": measure(folder, runs, threads, args.cpu_time)}
+                speed = measured_device(profile, device)
+                try:
+                    rows = kernel_rows(
+                        name, target, device, speed, args.threads, args.runs, Path(tmp), args.cpu_time
+                    )
+                except HaiError as exc:  # a model the target cannot compile yet: said, not scored
+                    print(f"{target:7s} {name:14s} not compiled: {exc}", flush=True)
+                    per_model[name] = {"error": str(exc)}
+                    continue
+                summary = score(rows, args.floor)
+                per_model[name] = {**summary, "measured": profile["measured"], "rows": rows}
+                print(f"{target:7s} {name:14s} {summary_line(summary)}", flush=True)
+                worst = sorted(rows, key=lambda r: -abs(math.log(max(r["ratio"], 1e-9))))[: args.show]
+                for r in worst:
+                    print(f"          {r['op']:18s} {r['kernel'][:40]:40s} measured {r['measured_us']:9.1f} "
+                          f"predicted {r['predicted_us']:9.1f} µs  x{r['ratio']:.2f}")  # fmt: skip
+            every = [r for m in per_model.values() for r in m.get("rows", [])]
+            report["targets"][target] = {"device": device, "overall": score(every, args.floor),
+                                         "models": per_model}  # fmt: skip
+            print(f"{target}: {score(every, args.floor)['within_2x']:.1%} of all kernels within 2x")
+    if args.json_path is not None:
+        args.json_path.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
