@@ -1,7 +1,7 @@
 """Runs an OpenCL bundle (bench/opencl_bundle.py) on a machine without the compiler; writes one JSON file.
 
 Needs python, numpy and onnxruntime only. The bundle's `payload.zip` (HAI's `runtime/`, models,
-inputs, artifacts) is unpacked into `work/payload` and the runtime imported from there; its wheels
+inputs, artifacts; bench/ocr_bundle.py's `payload.tar.xz`) is unpacked into `work/payload` and the runtime imported from there; its wheels
 (pyopencl and its dependencies, apache-tvm-ffi) are unpacked into `work/site` when pyopencl is not
 importable already. If the ICD loader lists no NVIDIA platform, the driver's
 `libnvidia-opencl.so.1` is registered in an icd folder of the bundle (with the system's icds) and
