@@ -22,7 +22,7 @@ import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -77,6 +77,14 @@ def compile_artifact(
     budget = CompileOptions.memory_budget if batch == 1 else BATCHED_BUDGET
     options = CompileOptions(target="opencl", cpu=profile, input_shapes=batched, memory_budget=budget)
     return compile_model(onnx, out, options).path
+
+
+class PayloadWriter(Protocol):
+    """What `finish` needs of a payload being written (`Payload`, or ocr_bundle's `SolidPayload`)."""
+
+    def add_bytes(self, name: str, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Payload:
@@ -161,7 +169,7 @@ def copy_wheels(folder: Path, projects: tuple[str, ...]) -> None:
         shutil.copy(wheel, folder / wheel.name)
 
 
-def finish(out: Path, payload: Payload, index: dict) -> dict:
+def finish(out: Path, payload: PayloadWriter, index: dict) -> dict:
     """Writes bundle.json into the payload and beside it, closes the payload and checks the size."""
     payload.add_bytes("bundle.json", json.dumps(index, indent=1).encode())
     payload.close()

@@ -1,10 +1,10 @@
 """Runs an OpenCL bundle (bench/opencl_bundle.py) on a machine without the compiler; writes one JSON file.
 
 Needs python, numpy and onnxruntime only. The bundle's `payload.zip` (HAI's `runtime/`, models,
-inputs, artifacts; bench/ocr_bundle.py's `payload.tar.xz`) is unpacked into `work/payload` and the runtime imported from there; its wheels
-(pyopencl and its dependencies, apache-tvm-ffi) are unpacked into `work/site` when pyopencl is not
-importable already. If the ICD loader lists no NVIDIA platform, the driver's
-`libnvidia-opencl.so.1` is registered in an icd folder of the bundle (with the system's icds) and
+inputs, artifacts; or bench/ocr_bundle.py's `payload.tar.xz`) is unpacked into `work/payload` and the
+runtime imported from there; its wheels (pyopencl and its dependencies, apache-tvm-ffi) are unpacked
+into `work/site` when pyopencl is not importable already. If the ICD loader lists no NVIDIA platform,
+the driver's `libnvidia-opencl.so.1` is registered in an icd folder of the bundle (with the system's icds) and
 `OCL_ICD_VENDORS` points at it before pyopencl is imported. Then, per model and batch: on the NVIDIA
 platform, outputs against onnxruntime (fp32 ≤ 1e-4 relative error), latency p50 at batch 1 and
 throughput at every batch; onnxruntime's own on all CPU threads (and CUDA if installed) on the same

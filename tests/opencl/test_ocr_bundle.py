@@ -8,9 +8,12 @@ import importlib.util
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
+
+from runtime.cpu_features import X86_64_LEVELS, X86_FEATURES
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = importlib.util.spec_from_file_location("ocr_report", ROOT / "bench" / "ocr_report.py")
@@ -28,6 +31,10 @@ def test_ocr_bundle_runs_on_pocl(opencl_device: dict, tmp_path: Path) -> None:
              "--pages", "1", "--lines", "2", "--partitioned", "x86+opencl:cpu"]  # fmt: skip
     subprocess.run(build, check=True, cwd=ROOT, timeout=900)
     assert sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file()) <= 64 << 20
+    with tarfile.open(bundle / "payload.tar.xz") as payload:
+        manifest = json.load(payload.extractfile("artifacts/hai-x86/cls.hai/manifest.json"))  # type: ignore[arg-type]
+    portable = {name for name, flag in X86_FEATURES.items() if flag in X86_64_LEVELS["x86-64-v3"]}
+    assert set(manifest["target"]["features"]) <= portable  # loads on any AVX2 CPU, Intel or AMD
     wheels = {w.name.split("-")[0] for w in (bundle / "wheels").glob("*.whl")}
     assert wheels >= {"pyopencl", "apache_tvm_ffi", "nvidia_ml_py"}
     out = tmp_path / "out" / "ocr.json"
