@@ -164,7 +164,8 @@ def only_output(model: Any, name: str) -> Callable[[np.ndarray], np.ndarray]:
 def engine_rows(
     engine: str, payload: Path, args: argparse.Namespace, write: Callable[[str, dict], None]
 ) -> None:
-    """Measures one engine's rows, each handed to `write` as it ends: onnxruntime here, HAI in a child."""
+    """Measures one engine's rows, each handed to `write` as it ends (a row that fails is its error):
+    onnxruntime in the runner's process, HAI in a child."""
     from runtime.energy import EnergyMeter
 
     sys.path.insert(0, str(payload / "ocr"))
@@ -193,10 +194,15 @@ def engine_rows(
             loaded[role] = runtime.load(payload / path, threads=threads, device=device)
             log(f"{engine}: {role} loaded in {time.perf_counter() - t:.1f} s")
         models = OcrModels(**loaded, alphabet=workload.index["alphabet"])
-    write("ocr", workload.ocr(models, meter))
     stream_model = getattr(models, workload.index["stream_model"])
-    name = stream_model.inputs[0].name
-    write("stream", workload.stream(only_output(stream_model, name), meter))
+    run = only_output(stream_model, stream_model.inputs[0].name)
+    measures = {"ocr": lambda: workload.ocr(models, meter), "stream": lambda: workload.stream(run, meter)}
+    for kind, measure in measures.items():
+        try:
+            write(kind, measure())
+        except Exception as exc:  # a failed row; the next one still runs
+            write(kind, {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000],
+                         "traceback": traceback.format_exc()[-2000:]})  # fmt: skip
 
 
 class Rows:
