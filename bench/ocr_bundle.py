@@ -34,7 +34,6 @@ import numpy as np  # noqa: E402
 from opencl_bundle import (  # noqa: E402
     LIMIT,
     WHEELS,
-    BundleTooLargeError,
     copy_wheels,
     finish,
     npy_bytes,
@@ -155,7 +154,7 @@ def build(out: Path, profile: str, pages: int, lines: int, partitioned: str | No
             fields = engine_options(engine, profile, partitioned)
             try:
                 artifacts = compile_engine(engine, fields, Path(tmp))
-            except (HaiError, TypeError) as exc:  # TypeError: this compiler has no such option
+            except Exception as exc:  # the partitioned engine is optional: what stops it is recorded
                 if engine != "hai-partitioned":
                     raise
                 why = f"--target {partitioned} does not compile here: {type(exc).__name__}: {exc}"[:600]
@@ -184,7 +183,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         index = build(args.out, args.profile, args.pages, args.lines, args.partitioned)
-    except (HaiError, BundleTooLargeError) as exc:
+    except HaiError as exc:  # BundleTooLargeError among them
         print(f"error: {exc}", file=sys.stderr)
         return 1
     left = [x["engine"] for x in index["left_out"]] or "nothing"
