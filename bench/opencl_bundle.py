@@ -22,7 +22,7 @@ import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -79,6 +79,14 @@ def compile_artifact(
     return compile_model(onnx, out, options).path
 
 
+class PayloadWriter(Protocol):
+    """What `finish` needs of a payload being written (`Payload`, or ocr_bundle's `SolidPayload`)."""
+
+    def add_bytes(self, name: str, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Payload:
     """payload.zip being written: every member compressed alone; `size` is the zip's size so far."""
 
@@ -115,9 +123,7 @@ def build(out: Path, profile: str, models: tuple[str, ...], batched: bool) -> di
         shutil.rmtree(out)
     (out / "wheels").mkdir(parents=True)
     shutil.copy(RUNNER, out / "runner.py")
-    for project in WHEELS:
-        wheel = cached_wheel(pinned(project), cache_root() / "wheels" / "cp312-x86_64", CP312_X86_64)
-        shutil.copy(wheel, out / "wheels" / wheel.name)
+    copy_wheels(out / "wheels", WHEELS)
     payload = Payload(out / "payload.zip")
     payload.add_tree(ROOT / "runtime", "runtime")
     index: dict = {"profile": profile, "limit_bytes": LIMIT, "models": [], "left_out": []}
@@ -152,6 +158,19 @@ def build(out: Path, profile: str, models: tuple[str, ...], batched: bool) -> di
             if name in entries:
                 add_batched(payload, out, index, entries[name], sources[name], batch, Path(tmp))
     index["models"] = list(entries.values())
+    return finish(out, payload, index)
+
+
+def copy_wheels(folder: Path, projects: tuple[str, ...]) -> None:
+    """constraints.txt's cp312 x86_64 wheels of `projects` into `folder` (downloaded once)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for project in projects:
+        wheel = cached_wheel(pinned(project), cache_root() / "wheels" / "cp312-x86_64", CP312_X86_64)
+        shutil.copy(wheel, folder / wheel.name)
+
+
+def finish(out: Path, payload: PayloadWriter, index: dict) -> dict:
+    """Writes bundle.json into the payload and beside it, closes the payload and checks the size."""
     payload.add_bytes("bundle.json", json.dumps(index, indent=1).encode())
     payload.close()
     (out / "bundle.json").write_text(json.dumps(index, indent=1))

@@ -1,10 +1,10 @@
 """Runs an OpenCL bundle (bench/opencl_bundle.py) on a machine without the compiler; writes one JSON file.
 
 Needs python, numpy and onnxruntime only. The bundle's `payload.zip` (HAI's `runtime/`, models,
-inputs, artifacts) is unpacked into `work/payload` and the runtime imported from there; its wheels
-(pyopencl and its dependencies, apache-tvm-ffi) are unpacked into `work/site` when pyopencl is not
-importable already. If the ICD loader lists no NVIDIA platform, the driver's
-`libnvidia-opencl.so.1` is registered in an icd folder of the bundle (with the system's icds) and
+inputs, artifacts; or bench/ocr_bundle.py's `payload.tar.xz`) is unpacked into `work/payload` and the
+runtime imported from there; its wheels (pyopencl and its dependencies, apache-tvm-ffi) are unpacked
+into `work/site` when pyopencl is not importable already. If the ICD loader lists no NVIDIA platform,
+the driver's `libnvidia-opencl.so.1` is registered in an icd folder of the bundle (with the system's icds) and
 `OCL_ICD_VENDORS` points at it before pyopencl is imported. Then, per model and batch: on the NVIDIA
 platform, outputs against onnxruntime (fp32 ≤ 1e-4 relative error), latency p50 at batch 1 and
 throughput at every batch; onnxruntime's own on all CPU threads (and CUDA if installed) on the same
@@ -28,6 +28,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import traceback
 import zipfile
@@ -77,16 +78,21 @@ def unpack_wheels(bundle: Path, work: Path) -> dict[str, Any]:
 
 
 def unpack_payload(bundle: Path, work: Path) -> Path:
-    """The folder of the bundle's payload.zip unpacked (once per zip; a folder without one is its own)."""
-    payload = bundle / "payload.zip"
-    if not payload.exists():
+    """The folder of the bundle's payload.zip (or payload.tar.xz) unpacked, once per payload file; a
+    folder without either is its own payload."""
+    payload = next((bundle / n for n in ("payload.zip", "payload.tar.xz") if (bundle / n).exists()), None)
+    if payload is None:
         return bundle
     folder = work / "payload"
     marker = folder / f".unpacked-{payload.stat().st_size}-{int(payload.stat().st_mtime)}"
     if not marker.exists():
         shutil.rmtree(folder, ignore_errors=True)
-        with zipfile.ZipFile(payload) as archive:
-            archive.extractall(folder)
+        if payload.suffix == ".zip":
+            with zipfile.ZipFile(payload) as archive:
+                archive.extractall(folder)
+        else:
+            with tarfile.open(payload) as archive:
+                archive.extractall(folder, filter="data")
         marker.touch()
     return folder
 
@@ -380,32 +386,14 @@ def device_inventory() -> dict[str, Any]:
     return opencl_inventory()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", type=Path, required=True, help="where to write the results")
-    parser.add_argument("--bundle", type=Path, default=Path(__file__).resolve().parent)
-    parser.add_argument("--work", type=Path, help="unpacked wheels, icds, caches (default: BUNDLE/work)")
-    parser.add_argument(
-        "--budget-s", type=float, default=380.0, help="stop measuring after this many seconds"
-    )
-    parser.add_argument("--runs", type=int, default=50, help="at most this many timed runs per row")
-    parser.add_argument("--seconds", type=float, default=2.0, help="time each row for about this long")
-    parser.add_argument("--platform", default="NVIDIA", help="the platform timed (a platform-name substring)")
-    parser.add_argument("--no-pocl", action="store_true", help="skip the PoCL correctness pass")
-    parser.add_argument("--models", nargs="+", help="only these models (default: every bundled one)")
-    parser.add_argument("--row-timeout", type=float, default=150.0,
-                        help="seconds one HAI row (load, check, timing) may take")  # fmt: skip
-    parser.add_argument("--profile", type=int, default=0, help="report each row's N slowest kernels")
-    parser.add_argument("--child", help=argparse.SUPPRESS)  # one HAI row, run by the parent (child_row)
-    args = parser.parse_args(argv)
-    if args.child:
-        return child_main(args)
-    bundle = args.bundle.resolve()
-    work = (args.work or bundle / "work").resolve()
+def prepare(bundle: Path, work: Path) -> tuple[Path, dict[str, Any]]:
+    """The payload unpacked into `work` (and put on sys.path), the wheels made importable, NVIDIA's
+    icd registered, the OpenCL devices listed: the payload folder and the report's setup facts (with
+    `setup_error` when a step failed)."""
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HAI_CACHE_DIR", str(work / "cache"))
     os.environ.setdefault("POCL_CACHE_DIR", os.path.join(os.environ["HAI_CACHE_DIR"], "pocl"))
-    log(f"unpacking {bundle / 'payload.zip'}")
+    log(f"unpacking the payload of {bundle}")
     payload = unpack_payload(bundle, work)
     sys.path.insert(0, str(payload))  # HAI's runtime/ package
     report: dict[str, Any] = {
@@ -429,6 +417,32 @@ def main(argv: list[str] | None = None) -> int:
         report["setup_error"] = f"{type(exc).__name__}: {exc}"
         report["traceback"] = traceback.format_exc()
         log(f"setup failed: {report['setup_error']}")
+    return payload, report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, required=True, help="where to write the results")
+    parser.add_argument("--bundle", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument("--work", type=Path, help="unpacked wheels, icds, caches (default: BUNDLE/work)")
+    parser.add_argument(
+        "--budget-s", type=float, default=380.0, help="stop measuring after this many seconds"
+    )
+    parser.add_argument("--runs", type=int, default=50, help="at most this many timed runs per row")
+    parser.add_argument("--seconds", type=float, default=2.0, help="time each row for about this long")
+    parser.add_argument("--platform", default="NVIDIA", help="the platform timed (a platform-name substring)")
+    parser.add_argument("--no-pocl", action="store_true", help="skip the PoCL correctness pass")
+    parser.add_argument("--models", nargs="+", help="only these models (default: every bundled one)")
+    parser.add_argument("--row-timeout", type=float, default=150.0,
+                        help="seconds one HAI row (load, check, timing) may take")  # fmt: skip
+    parser.add_argument("--profile", type=int, default=0, help="report each row's N slowest kernels")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one HAI row, run by the parent (child_row)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child_main(args)
+    bundle = args.bundle.resolve()
+    work = (args.work or bundle / "work").resolve()
+    payload, report = prepare(bundle, work)
     args.work = work
     runner = Runner(payload, args)
     if args.models:
