@@ -13,8 +13,11 @@ each other device.
   partition on any machine: a CPU core's FMA lanes at `CPU_HZ`, `CPU_CORES` of them (`hai run`'s
   default threads); an OpenCL device's compute units x lanes at the clock of its type; bandwidths
   and launch costs per type (below). A link over host-unified memory is zero-copy; otherwise PCIe.
-The measured profile (`hai doctor --measure`) and the per-kernel cost predictor are to replace these
-estimates here (`hardware_profile` is passed for that; not read yet). Imports `ir`, `targets`.
+Where the hardware profile (`--hardware-profile`) has a `measured` section (`hai doctor --measure`),
+each device it measured gets its measured speed and the per-kernel cost model instead
+(targets/kernel_costs.py: measured FLOP/s per precision, bandwidth, launch, the CPU's cost rule), the
+limits above kept; an OpenCL device is the first measured one of its kind (`opencl:gpu`) or the first
+(`opencl`), and its link takes the measured copy-in latency and bandwidth. Imports `ir`, `targets`.
 """
 
 from __future__ import annotations
@@ -51,16 +54,61 @@ def device_set(
     """The devices of `targets` with their estimated costs (module doc); `memory`: the budget in bytes
     of each device by IR name (absent or None: the profile's global memory, or no limit)."""
     budgets = dict(memory or {})
-    models = [cpu_model(targets.host, budgets.get(HOST))]
+    measured = list(dict(hardware_profile or {}).get("measured", {}).get("devices", []))
+    models = [
+        with_measured(cpu_model(targets.host, budgets.get(HOST)), "cpu", targets.host, hardware_profile)
+    ]
     links = []
     composites = get_target(targets.host.name).composite_ops()  # formed for the host's sake
     for name, desc in targets.devices[1:]:
+        entry = measured_entry(name, measured)
         model = opencl_model(name, desc, budgets.get(name))
         lacking = composites - get_target(desc.name).composite_ops()
-        models.append(dataclasses.replace(model, ops=(model.ops or frozenset()) - lacking))
+        model = dataclasses.replace(model, ops=(model.ops or frozenset()) - lacking)
+        device = entry["device"] if entry is not None else None
+        models.append(with_measured(model, device, desc, hardware_profile))
         shared = bool(dict(desc.device).get("host_unified"))
-        links.append(Link(HOST, name, PCIE_BANDWIDTH, PCIE_LATENCY, shared_memory=shared))
+        links.append(link_to(name, shared, entry))
     return DeviceSet(tuple(models), tuple(links))
+
+
+def measured_entry(name: str, measured: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The measured OpenCL device standing for IR device `name` (module doc), or None."""
+    kind = name.partition(":")[2]
+    return next(
+        (
+            e
+            for e in measured
+            if str(e["device"]).startswith("opencl") and (not kind or e.get("kind") == kind)
+        ),
+        None,
+    )
+
+
+def with_measured(
+    model: DeviceModel, device: str | None, desc: TargetDescription, profile: Mapping[str, Any] | None
+) -> DeviceModel:
+    """`model` with the measured speed of the profile's `device` (its limits kept), else itself."""
+    from targets.kernel_costs import device_model_from_profile
+
+    entries = dict(profile or {}).get("measured", {}).get("devices", [])
+    if device is None or not any(e["device"] == device for e in entries):
+        return model
+    threads = CPU_CORES if model.name == HOST else None
+    assert profile is not None
+    return device_model_from_profile(
+        profile, device, name=model.name, target=desc, threads=threads,
+        memory=model.memory, ops=model.ops, dtypes=model.dtypes,
+    )  # fmt: skip
+
+
+def link_to(name: str, shared: bool, entry: Mapping[str, Any] | None) -> Link:
+    """The host's link to device `name`: PCIe estimates, or the measured copy-in where it was measured."""
+    copy_in = dict((entry or {}).get("transfer") or {}).get("copy_in")
+    if not copy_in:
+        return Link(HOST, name, PCIE_BANDWIDTH, PCIE_LATENCY, shared_memory=shared)
+    bandwidth = copy_in.get("bytes_per_second") or PCIE_BANDWIDTH
+    return Link(HOST, name, float(bandwidth), float(copy_in["latency_seconds"]), shared_memory=shared)
 
 
 def cpu_model(desc: TargetDescription, budget: int | None) -> DeviceModel:

@@ -69,3 +69,28 @@ def test_the_runtime_reads_the_kinds_from_the_spelling() -> None:
     assert split_target("arm64+opencl:accelerator") == ("arm64", ("opencl:accelerator",))
     assert compiled_kinds("x86+opencl:gpu") == {"opencl": "gpu"}
     assert compiled_kinds("x86+opencl") == {} and compiled_kinds("opencl") == {}
+
+
+def test_a_measured_profile_replaces_the_estimates_and_keeps_the_limits() -> None:
+    targets = devices_of("x86+opencl:gpu", "nvidia-h100")
+    gpu = {"device": "opencl:0", "name": "a gpu", "kind": "gpu", "target": "opencl", "runs": 1,
+           "flops": {"f32": 3e13, "f16": "unsupported", "bf16": "unsupported", "int8": "unsupported"},
+           "unsupported": {}, "gemm_n": None, "dense_conv": None, "launch_seconds": 4e-6,
+           "bandwidth": [{"bytes": 1 << 24, "bytes_per_second": 2e12}],
+           "transfer": {"copy_in": {"latency_seconds": 2e-5, "bytes_per_second": 2.5e10},
+                        "copy_out": {"latency_seconds": 2e-5, "bytes_per_second": 2.5e10},
+                        "zero_copy": None}}  # fmt: skip
+    cpu = {**gpu, "device": "cpu", "kind": "cpu", "target": "x86", "transfer": None,
+           "flops": {**gpu["flops"], "f32": 1e11},
+           "bandwidth": [{"bytes": 1 << 24, "bytes_per_second": 3e10}]}  # fmt: skip
+    estimated = device_set(targets, {HOST: 2**29})
+    found = device_set(targets, {HOST: 2**29}, {"measured": {"version": 1, "devices": [cpu, gpu]}})
+    for name, entry in (("cpu", cpu), ("opencl:gpu", gpu)):
+        model, before = found.device(name), estimated.device(name)
+        assert (model.flops, model.launch) == (entry["flops"]["f32"], entry["launch_seconds"])
+        assert model.node_time is not None  # the per-kernel cost model (targets/kernel_costs.py)
+        assert (model.memory, model.ops, model.dtypes) == (before.memory, before.ops, before.dtypes)
+    link = found.link("cpu", "opencl:gpu")
+    assert (link.bandwidth, link.latency) == (2.5e10, 2e-5)
+    other = device_set(devices_of("x86+opencl:cpu", "pocl-cpu"), None, {"measured": {"devices": [gpu]}})
+    assert other.device("opencl:cpu").flops != 3e13  # no measured OpenCL device of that kind: estimated
