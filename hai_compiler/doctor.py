@@ -6,7 +6,8 @@ zones, cpufreq, OpenCL devices) with what only the compiler knows: the LLVM name
 of the host CPU, asked from TVM when it imports. `recommended` is the compile
 target for this machine; `hai compile --hardware-profile` reads it back with
 `read_profile` and `profile_compile_target`. `measure` adds the `measured` section: the devices'
-achieved speed, from the microbenchmarks (hai_compiler/microbench.py, run by runtime/microbench.py).
+achieved speed, from the microbenchmarks (hai_compiler/microbench.py `measure_profile`, run by
+runtime/microbench.py).
 """
 
 from __future__ import annotations
@@ -143,24 +144,6 @@ def scan(root: str = "/") -> dict[str, Any]:
         ],
         "recommended": recommended_target(cpu),
     }
-
-
-def measure(profile: dict[str, Any], quick: bool = False, runs: int = 20,
-            threads: int | None = None) -> dict[str, Any]:  # fmt: skip
-    """`profile` with its `measured` section: the microbenchmarks compiled for the host CPU's target
-    and (when OpenCL has a device) for this machine's OpenCL device, then run on every device."""
-    import tempfile
-
-    from hai_compiler import microbench
-    from runtime.microbench import measure as run_microbench
-
-    specs = [microbench.host_spec(profile)]
-    if profile["opencl"]["available"] and any(p["devices"] for p in profile["opencl"]["platforms"]):
-        specs.append({"target": "opencl", "cpu": None})
-    sizes = microbench.Sizes.quick() if quick else microbench.Sizes()
-    with tempfile.TemporaryDirectory(prefix="hai-microbench-") as folder:
-        microbench.build(folder, specs, sizes)
-        return {**profile, "measured": run_microbench(folder, runs, threads)}
 
 
 def write_json(profile: dict[str, Any], stream: IO[str]) -> None:

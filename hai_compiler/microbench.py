@@ -166,3 +166,21 @@ def manifest_spec(target: Any) -> dict[str, Any]:
 
     edits, _ = cpu_feature_edits(target.name, target.cpu, list(target.features))
     return {"target": target.name, "cpu": target.cpu, "cpu_features": ",".join(edits) or None}
+
+
+def measure_profile(
+    profile: dict[str, Any], quick: bool = False, runs: int = 20, threads: int | None = None
+) -> dict[str, Any]:
+    """`profile` with its `measured` section: the microbenchmarks compiled for the host CPU's target
+    and (when OpenCL has a device) for this machine's OpenCL device, then run on every device."""
+    import tempfile
+
+    from runtime.microbench import measure as run_microbench
+
+    specs = [host_spec(profile)]
+    if profile["opencl"]["available"] and any(p["devices"] for p in profile["opencl"]["platforms"]):
+        specs.append({"target": "opencl", "cpu": None})
+    sizes = Sizes.quick() if quick else Sizes()
+    with tempfile.TemporaryDirectory(prefix="hai-microbench-") as folder:
+        build(folder, specs, sizes)
+        return {**profile, "measured": run_microbench(folder, runs, threads)}

@@ -298,7 +298,9 @@ def doctor_command(
         ),
     ] = False,
     quick: Annotated[bool, typer.Option("--quick", help="With --measure: tiny sizes, a fast look.")] = False,
-    runs: Annotated[int, typer.Option("--runs", help="With --measure: timed runs per case.")] = 20,
+    measure_runs: Annotated[
+        int, typer.Option("--measure-runs", min=1, help="With --measure: timed runs per case.")
+    ] = 20,
 ) -> None:
     """Probe this machine's hardware: CPU, ISA features, caches, memory, OpenCL devices, target.
 
@@ -309,7 +311,9 @@ def doctor_command(
     with reported_errors():
         profile = doctor.scan()
         if measure:
-            profile = doctor.measure(profile, quick=quick, runs=runs)
+            from hai_compiler.microbench import measure_profile
+
+            profile = measure_profile(profile, quick=quick, runs=measure_runs)
         if output_format is ProfileFormat.json:
             doctor.write_json(profile, sys.stdout)
         else:

@@ -43,12 +43,12 @@ def test_doctor_table_and_bare_doctor_scans() -> None:
 
 
 def test_doctor_measure_adds_the_measured_devices() -> None:
-    result = invoke("doctor", "--measure", "--quick", "--runs", "1")
+    result = invoke("doctor", "--measure", "--quick", "--measure-runs", "1")
     assert result.exit_code == 0, result.output
     measured = json.loads(result.stdout)["measured"]
     assert measured["version"] == 1 and measured["devices"][0]["device"] == "cpu"
     assert measured["devices"][0]["flops"]["f32"] > 0
-    table = invoke("doctor", "--measure", "--quick", "--runs", "1", "--format", "table")
+    table = invoke("doctor", "--measure", "--quick", "--measure-runs", "1", "--format", "table")
     assert table.exit_code == 0 and "Measured" in table.stdout, table.output
 
 
