@@ -55,7 +55,23 @@ from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg
 from targets.lowering.registry import lowering
 from targets.lowering.tiling import padded, schedule_gemm
 from targets.lowering.weight_only import decode_at_use, has_packable_weight, weight_source
+from targets.schedules import schedules_of
 from targets.target import TargetDescription
+
+BAND_AXIS = 2
+"""The acc loop a channels-last tile's bands split: output rows ("rows") or positions (flat kinds)."""
+BAND_WEIGHT_BYTES = 1 << 20
+"""A conv computed in bands reads its packed weights once per band: only weights this small (they stay
+in a core's L2 cache) are; larger ones keep every panel outermost (read once)."""
+
+
+def row_bands(g: Geometry, target: TargetDescription, layout: str, kind: str, panels: int, panel: int) -> int:
+    """How many bands of output rows the tile loop is split into (`schedule_gemm`'s `band`): the
+    target's `parallel_bands` for a channels-last tile whose weights fit BAND_WEIGHT_BYTES, else 1."""
+    weight_bytes = 4 * panels * panel * g.kh * g.kw * g.cg
+    if layout != "NHWC" or kind == "spatial" or weight_bytes > BAND_WEIGHT_BYTES:
+        return 1
+    return schedules_of(target).parallel_bands
 
 
 def pack_conv_weights(w: np.ndarray, g: Geometry, panel: int) -> np.ndarray:
@@ -197,6 +213,9 @@ def lower_dense_conv(
         "epilogue": chain.describe(),
         "knobs": knobs.to_json(),
     }
+    bands = row_bands(g, target, layout, kind, panels, panel)
+    if bands > 1:
+        workload["bands"] = bands
     w_src.add_to(workload)
     vector_out = kind == "spatial" or (layout == "NHWC" and g.mg % knobs.nb == 0)
 
@@ -208,7 +227,8 @@ def lower_dense_conv(
             sch.vectorize(sch.split(q, [None, 8])[1])
         elif pad is not None:
             schedule_pad(sch, knobs.lanes)
-        schedule_gemm(sch, "acc", "out", knobs, vector_out=vector_out)
+        band = (BAND_AXIS, bands) if bands > 1 else None
+        schedule_gemm(sch, "acc", "out", knobs, vector_out=vector_out, band=band)
 
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}

@@ -77,3 +77,30 @@ def test_strided_spatial_conv(target, x_shape, w_shape) -> None:
     """Column stride 2 on the spatial tile: the input is phase-split (even and odd input widths)."""
     g = OneOp(13)
     check(g, conv_residual(g, x_shape, w_shape, [1, 1, 1, 1], stride=2), target)
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, pads, kind",
+    [
+        ((1, 16, 7, 7), (40, 16, 1, 1), [0, 0, 0, 0], "pointwise"),  # 49 positions: 13 tiles in 4 bands
+        ((1, 8, 7, 10), (24, 8, 3, 3), [1, 1, 1, 1], "rows"),  # 7 output rows in 4 bands
+        ((1, 8, 5, 6), (72, 8, 3, 3), [1, 1, 1, 1], "flat"),  # 30 positions, two panels of 48
+        ((1, 16, 3, 3), (32, 16, 1, 1), [0, 0, 0, 0], "pointwise"),  # fewer tiles than bands
+    ],
+)
+def test_channels_last_row_bands(target, x_shape, w_shape, pads, kind) -> None:
+    """x86 splits a channels-last conv's tiles into row bands (each thread writes whole bands); a band
+    count no row extent divides leaves the last band short, and every output is still written once."""
+    from targets.lowering.conv import lower_dense_conv
+    from targets.lowering.conv_geometry import Geometry
+    from targets.lowering.conv_tiles import dense_tiles
+
+    g = OneOp(14)
+    nodes = conv_residual(g, x_shape, w_shape, pads)
+    tile = next(t for t in dense_tiles(Geometry(nodes[0]), "NHWC", target) if t.kind == kind)
+    kernel = lower_dense_conv(nodes[0], target, nodes[1:], "NHWC", tile)
+    assert kernel.workload["bands"] == 4
+    got = run_kernel(kernel, {k: v.transpose(0, 2, 3, 1) for k, v in g.feeds.items()}, g.constants(), target)
+    want = g.reference(nodes)
+    n, c, h, w = want.shape
+    assert relative_error(got.reshape(n, h, w, c).transpose(0, 3, 1, 2), want) <= TOLERANCE
