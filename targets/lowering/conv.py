@@ -53,7 +53,7 @@ from targets.lowering.conv_tiles import DenseTile, choose_dense_tile
 from targets.lowering.elementwise import epilogue_signature
 from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg
 from targets.lowering.registry import lowering
-from targets.lowering.tiling import padded, schedule_gemm
+from targets.lowering.tiling import output_lanes, padded, schedule_gemm
 from targets.lowering.weight_only import decode_at_use, has_packable_weight, weight_source
 from targets.schedules import schedules_of
 from targets.target import TargetDescription
@@ -217,7 +217,9 @@ def lower_dense_conv(
     if bands > 1:
         workload["bands"] = bands
     w_src.add_to(workload)
-    vector_out = kind == "spatial" or (layout == "NHWC" and g.mg % knobs.nb == 0)
+    out_lanes = knobs.lanes if kind == "spatial" else output_lanes(g.mg, knobs) if layout == "NHWC" else None
+    if out_lanes not in (None, knobs.lanes):
+        workload["out_lanes"] = out_lanes
 
     def schedule(sch: Any) -> None:
         w_src.schedule(sch, knobs.lanes)
@@ -228,7 +230,7 @@ def lower_dense_conv(
         elif pad is not None:
             schedule_pad(sch, knobs.lanes)
         band = (BAND_AXIS, bands) if bands > 1 else None
-        schedule_gemm(sch, "acc", "out", knobs, vector_out=vector_out, band=band)
+        schedule_gemm(sch, "acc", "out", knobs, out_lanes=out_lanes, band=band)
 
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}

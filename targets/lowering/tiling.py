@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from targets.lowering.generic import row_lanes
 from targets.schedules import ROW_PREFERENCE, GemmKnobs, schedules_of
 from targets.target import TargetDescription
 
@@ -45,13 +46,30 @@ def padded(n: int, nb: int) -> int:
     return -(-n // nb) * nb
 
 
+def output_lanes(columns: int, knobs: GemmKnobs) -> int | None:
+    """The vector width a row-major tile's output block is written in, `columns` the `n` extent its
+    panels cover: whole vectors where panels divide it; where one panel is wider than it (its loop has
+    no predicate), the widest vector dividing it (24 channels: 3 of 8); else None (a partial last
+    panel: scalar stores)."""
+    if columns % knobs.nb == 0:
+        return knobs.lanes
+    if columns < knobs.nb:
+        return row_lanes(columns, knobs.lanes)
+    return None
+
+
 def schedule_gemm(
-    sch: Any, acc: str, out: str, knobs: GemmKnobs, vector_out: bool, band: tuple[int, int] | None = None
+    sch: Any,
+    acc: str,
+    out: str,
+    knobs: GemmKnobs,
+    out_lanes: int | None,
+    band: tuple[int, int] | None = None,
 ) -> None:
     """Schedule accumulator block `acc` (loops outer..., m, n, reduce...) and its output block `out`.
 
-    `vector_out`: the output block's innermost loop is the `n` dim and may be
-    vectorised (true for row-major GEMM and NHWC; NCHW conv writes columns).
+    `out_lanes`: the output block's innermost loop is the `n` dim and is vectorised this wide
+    (row-major GEMM and NHWC: `output_lanes`); None where it is not (NCHW conv writes columns).
     `band` = (axis, count): the row loop `axis` of (outer..., m's tile loop) is split into `count`
     contiguous bands outside the panels, so each thread of the pool computes whole bands of rows
     over every panel (the module rule's panel order holds within a band).
@@ -78,8 +96,8 @@ def schedule_gemm(
     nv, lane = sch.split(ni, [None, knobs.lanes])
     sch.unroll(nv)
     sch.vectorize(lane)
-    if vector_out:
+    if out_lanes is not None:
         inner = sch.get_loops(out_block)[-1]
-        _, lane_out = sch.split(inner, [None, knobs.lanes])
+        _, lane_out = sch.split(inner, [None, out_lanes])
         sch.vectorize(lane_out)
     sch.decompose_reduction(block, reduce[0])
