@@ -65,13 +65,19 @@ BAND_WEIGHT_BYTES = 1 << 20
 in a core's L2 cache) are; larger ones keep every panel outermost (read once)."""
 
 
-def row_bands(g: Geometry, target: TargetDescription, layout: str, kind: str, panels: int, panel: int) -> int:
-    """How many bands of output rows the tile loop is split into (`schedule_gemm`'s `band`): the
-    target's `parallel_bands` for a channels-last tile whose weights fit BAND_WEIGHT_BYTES, else 1."""
-    weight_bytes = 4 * panels * panel * g.kh * g.kw * g.cg
-    if layout != "NHWC" or kind == "spatial" or weight_bytes > BAND_WEIGHT_BYTES:
+def row_bands(g: Geometry, target: TargetDescription, layout: str, tile: DenseTile, panels: int) -> int:
+    """How many bands of output rows the tile loop is split into (`schedule_gemm`'s `band`): for a
+    channels-last tile whose weights fit BAND_WEIGHT_BYTES, the most bands, up to the target's
+    `parallel_bands` and halving, that divide its rows (output rows, or row tiles of the flat kinds)
+    evenly: uneven bands would leave one thread the larger share. Else 1 (panels outermost)."""
+    weight_bytes = 4 * panels * tile.knobs.nb * g.kh * g.kw * g.cg
+    if layout != "NHWC" or tile.kind == "spatial" or weight_bytes > BAND_WEIGHT_BYTES:
         return 1
-    return schedules_of(target).parallel_bands
+    rows = g.oh if tile.kind == "rows" else -(-g.oh * g.ow // tile.knobs.mi)
+    bands = schedules_of(target).parallel_bands
+    while bands > 1 and rows % bands:
+        bands //= 2
+    return bands
 
 
 def pack_conv_weights(w: np.ndarray, g: Geometry, panel: int) -> np.ndarray:
@@ -213,7 +219,7 @@ def lower_dense_conv(
         "epilogue": chain.describe(),
         "knobs": knobs.to_json(),
     }
-    bands = row_bands(g, target, layout, kind, panels, panel)
+    bands = row_bands(g, target, layout, tile, panels)
     if bands > 1:
         workload["bands"] = bands
     w_src.add_to(workload)

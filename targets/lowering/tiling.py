@@ -84,7 +84,7 @@ def schedule_gemm(
     rows, head = [*outer, mo], [no]
     if band is not None:
         axis, count = band
-        bands, rows[axis] = sch.split(rows[axis], [min(count, int(sch.get(rows[axis]).extent)), None])
+        bands, rows[axis] = sch.split(rows[axis], [count, None])
         head = [bands, no]
     sch.reorder(*head, *rows, *reduce, mi, ni)
     tile = sch.fuse(*head, *rows)

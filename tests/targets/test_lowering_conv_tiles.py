@@ -80,17 +80,17 @@ def test_strided_spatial_conv(target, x_shape, w_shape) -> None:
 
 
 @pytest.mark.parametrize(
-    "x_shape, w_shape, pads, kind",
+    "x_shape, w_shape, pads, kind, bands",
     [
-        ((1, 16, 7, 7), (40, 16, 1, 1), [0, 0, 0, 0], "pointwise"),  # 49 positions: 13 tiles in 4 bands
-        ((1, 8, 7, 10), (24, 8, 3, 3), [1, 1, 1, 1], "rows"),  # 7 output rows in 4 bands
-        ((1, 8, 5, 6), (72, 8, 3, 3), [1, 1, 1, 1], "flat"),  # 30 positions, two panels of 48
-        ((1, 16, 3, 3), (32, 16, 1, 1), [0, 0, 0, 0], "pointwise"),  # fewer tiles than bands
+        ((1, 16, 8, 8), (40, 16, 1, 1), [0, 0, 0, 0], "pointwise", 4),  # 64 positions: 4 bands of tiles
+        ((1, 8, 6, 10), (24, 8, 3, 3), [1, 1, 1, 1], "rows", 2),  # 6 output rows: 2 bands of 3
+        ((1, 8, 4, 6), (72, 8, 3, 3), [1, 1, 1, 1], "flat", 4),  # 24 positions, a partial last panel
+        ((1, 8, 7, 10), (24, 8, 3, 3), [1, 1, 1, 1], "rows", 1),  # 7 rows: no even bands, panels outermost
     ],
 )
-def test_channels_last_row_bands(target, x_shape, w_shape, pads, kind) -> None:
-    """x86 splits a channels-last conv's tiles into row bands (each thread writes whole bands); a band
-    count no row extent divides leaves the last band short, and every output is still written once."""
+def test_channels_last_row_bands(target, x_shape, w_shape, pads, kind, bands) -> None:
+    """x86 splits a channels-last conv's tiles into even bands of rows (each thread writes whole bands):
+    4, or 2 where 4 do not divide the rows, else none; every output is written once either way."""
     from targets.lowering.conv import lower_dense_conv
     from targets.lowering.conv_geometry import Geometry
     from targets.lowering.conv_tiles import dense_tiles
@@ -99,7 +99,7 @@ def test_channels_last_row_bands(target, x_shape, w_shape, pads, kind) -> None:
     nodes = conv_residual(g, x_shape, w_shape, pads)
     tile = next(t for t in dense_tiles(Geometry(nodes[0]), "NHWC", target) if t.kind == kind)
     kernel = lower_dense_conv(nodes[0], target, nodes[1:], "NHWC", tile)
-    assert kernel.workload["bands"] == 4
+    assert kernel.workload.get("bands", 1) == bands
     got = run_kernel(kernel, {k: v.transpose(0, 2, 3, 1) for k, v in g.feeds.items()}, g.constants(), target)
     want = g.reference(nodes)
     n, c, h, w = want.shape
