@@ -38,7 +38,10 @@ TIE = 0.002
 """Predictions this close (relative) tie. Tiles that all reach the FMA peak predict the same compute
 time while their L2 traffic, hidden behind it in the model, still costs: bench/kernels.py timed
 ResNet's 3x3 convs 1.07-1.16x slower with the 4x64 and 7x32 tiles the first-listed tie gave than
-with 14x32, the tile that streams the fewest bytes. So a tie goes to the fewest bytes streamed."""
+with 14x32, the tile that streams the fewest bytes. So a tie goes to the fewest bytes streamed, and
+among equal bytes to the fewest tiles: a tile costs a little beyond its accumulators (loop and address
+set-up), which the model does not count (MobileNetV2's stem: 14x32 0.84x the time of 7x32; its
+pointwise convs: 8x48 0.89-0.97x of 4x48; 1 thread)."""
 
 
 @dataclass(frozen=True)
@@ -167,10 +170,13 @@ def predict_seconds(target: TargetDescription, work: TiledWork, threads: int | N
 
 def cheapest(target: TargetDescription, options: Sequence[tuple[T, TiledWork]]) -> T:
     """The option of least predicted seconds; among those within TIE of it, the one streaming the
-    fewest bytes, then the least predicted, then the earliest (deterministic)."""
+    fewest bytes, then the one of fewest tiles, then the least predicted, then the earliest
+    (deterministic)."""
     if not options:
         raise ValueError("cheapest() needs at least one option")
     table = cost_table(target)
     costs = [predict_seconds(target, work) for _, work in options]
     ties = [k for k, cost in enumerate(costs) if cost <= min(costs) * (1 + TIE)]
-    return options[min(ties, key=lambda k: (streamed_bytes(table, options[k][1]), costs[k]))][0]
+    return options[
+        min(ties, key=lambda k: (streamed_bytes(table, options[k][1]), options[k][1].tiles, costs[k]))
+    ][0]
