@@ -34,6 +34,14 @@ from targets.description import TargetDescription
 T = TypeVar("T")
 NOMINAL_GHZ = 2.5
 """Clock of `nominal_table` (a target without a measured table)."""
+TIE = 0.002
+"""Predictions this close (relative) tie. Tiles that all reach the FMA peak predict the same compute
+time while their L2 traffic, hidden behind it in the model, still costs: bench/kernels.py timed
+ResNet's 3x3 convs 1.07-1.16x slower with the 4x64 and 7x32 tiles the first-listed tie gave than
+with 14x32, the tile that streams the fewest bytes. So a tie goes to the fewest bytes streamed, and
+among equal bytes to the fewest tiles: a tile costs a little beyond its accumulators (loop and address
+set-up), which the model does not count (MobileNetV2's stem: 14x32 0.84x the time of 7x32; its
+pointwise convs: 8x48 0.89-0.97x of 4x48; 1 thread)."""
 
 
 @dataclass(frozen=True)
@@ -135,14 +143,18 @@ def step_efficiency(table: CostTable, mi: int, vectors: int) -> float:
     return mi * vectors / table.fma_ports / step_cycles(table, mi, vectors)
 
 
+def streamed_bytes(table: CostTable, work: TiledWork) -> int:
+    """The bytes `work`'s tiles stream from L2 (the module rule: rows always, panels beyond half of L1)."""
+    return work.tiles * (work.row_bytes + (work.panel_bytes if work.panel_bytes > table.l1_bytes // 2 else 0))
+
+
 def thread_seconds(table: CostTable, work: TiledWork) -> float:
     """One thread's seconds for all of `work`'s tiles (the module rule)."""
     hz = table.gflops * 1e9 / (2 * table.fma_ports * work.lanes)
     accumulators = work.mi * work.vectors
     cycles = work.depth * step_cycles(table, work.mi, work.vectors) + table.tile_overhead * accumulators
     compute = work.tiles * cycles / hz
-    streamed = work.row_bytes + (work.panel_bytes if work.panel_bytes > table.l1_bytes // 2 else 0)
-    memory = work.tiles * streamed / (table.l2_gbps * 1e9)
+    memory = streamed_bytes(table, work) / (table.l2_gbps * 1e9)
     return max(
         compute / table.efficiency.get(work.template, 1.0), memory / table.streaming.get(work.template, 1.0)
     )
@@ -157,8 +169,14 @@ def predict_seconds(target: TargetDescription, work: TiledWork, threads: int | N
 
 
 def cheapest(target: TargetDescription, options: Sequence[tuple[T, TiledWork]]) -> T:
-    """The option of least predicted seconds (the earliest of equal ones: deterministic)."""
+    """The option of least predicted seconds; among those within TIE of it, the one streaming the
+    fewest bytes, then the one of fewest tiles, then the least predicted, then the earliest
+    (deterministic)."""
     if not options:
         raise ValueError("cheapest() needs at least one option")
+    table = cost_table(target)
     costs = [predict_seconds(target, work) for _, work in options]
-    return options[costs.index(min(costs))][0]
+    ties = [k for k, cost in enumerate(costs) if cost <= min(costs) * (1 + TIE)]
+    return options[
+        min(ties, key=lambda k: (streamed_bytes(table, options[k][1]), options[k][1].tiles, costs[k]))
+    ][0]

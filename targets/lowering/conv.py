@@ -53,9 +53,31 @@ from targets.lowering.conv_tiles import DenseTile, choose_dense_tile
 from targets.lowering.elementwise import epilogue_signature
 from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, arg
 from targets.lowering.registry import lowering
-from targets.lowering.tiling import padded, schedule_gemm
+from targets.lowering.tiling import output_lanes, padded, schedule_gemm
 from targets.lowering.weight_only import decode_at_use, has_packable_weight, weight_source
+from targets.schedules import schedules_of
 from targets.target import TargetDescription
+
+BAND_AXIS = 2
+"""The acc loop a channels-last tile's bands split: output rows ("rows") or positions (flat kinds)."""
+BAND_WEIGHT_BYTES = 1 << 20
+"""A conv computed in bands reads its packed weights once per band: only weights this small (they stay
+in a core's L2 cache) are; larger ones keep every panel outermost (read once)."""
+
+
+def row_bands(g: Geometry, target: TargetDescription, layout: str, tile: DenseTile, panels: int) -> int:
+    """How many bands of output rows the tile loop is split into (`schedule_gemm`'s `band`): for a
+    channels-last tile whose weights fit BAND_WEIGHT_BYTES, the most bands, up to the target's
+    `parallel_bands` and halving, that divide its rows (output rows, or row tiles of the flat kinds)
+    evenly: uneven bands would leave one thread the larger share. Else 1 (panels outermost)."""
+    weight_bytes = 4 * panels * tile.knobs.nb * g.kh * g.kw * g.cg
+    if layout != "NHWC" or tile.kind == "spatial" or weight_bytes > BAND_WEIGHT_BYTES:
+        return 1
+    rows = g.oh if tile.kind == "rows" else -(-g.oh * g.ow // tile.knobs.mi)
+    bands = schedules_of(target).parallel_bands
+    while bands > 1 and rows % bands:
+        bands //= 2
+    return bands
 
 
 def pack_conv_weights(w: np.ndarray, g: Geometry, panel: int) -> np.ndarray:
@@ -197,8 +219,13 @@ def lower_dense_conv(
         "epilogue": chain.describe(),
         "knobs": knobs.to_json(),
     }
+    bands = row_bands(g, target, layout, tile, panels)
+    if bands > 1:
+        workload["bands"] = bands
     w_src.add_to(workload)
-    vector_out = kind == "spatial" or (layout == "NHWC" and g.mg % knobs.nb == 0)
+    out_lanes = knobs.lanes if kind == "spatial" else output_lanes(g.mg, knobs) if layout == "NHWC" else None
+    if out_lanes not in (None, knobs.lanes):
+        workload["out_lanes"] = out_lanes
 
     def schedule(sch: Any) -> None:
         w_src.schedule(sch, knobs.lanes)
@@ -208,7 +235,8 @@ def lower_dense_conv(
             sch.vectorize(sch.split(q, [None, 8])[1])
         elif pad is not None:
             schedule_pad(sch, knobs.lanes)
-        schedule_gemm(sch, "acc", "out", knobs, vector_out=vector_out)
+        band = (BAND_AXIS, bands) if bands > 1 else None
+        schedule_gemm(sch, "acc", "out", knobs, out_lanes=out_lanes, band=band)
 
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}

@@ -139,15 +139,18 @@ def row_block(oh: int) -> int:
     return next(r for r in range(min(oh, ROW_BLOCK), 0, -1) if oh % r == 0)
 
 
-def plane_tasks(g: Geometry, lanes: int) -> bool:
+def plane_tasks(g: Geometry, target: TargetDescription) -> bool:
     """Whether NHWC tasks are whole channel-vector planes (else blocks of output rows of one channel
-    vector): when there are enough channel vectors and one's input plane fits PLANE_BYTES (measured
-    on 14x14 and 7x7 maps: 0.75x the row tasks' time)."""
-    vl = row_lanes(g.m, lanes)
-    return vl is not None and g.m // vl >= MIN_PLANE_TASKS and g.h * g.w * vl * 4 <= PLANE_BYTES
+    vector): where the target splits channels-last work by channels (`parallel_bands` 1), there
+    are enough channel vectors and one's input plane fits PLANE_BYTES (measured alone on 14x14 and
+    7x7 maps: 0.75x the row tasks' time; between row-banded convs, row tasks win)."""
+    vl = row_lanes(g.m, schedules_of(target).depthwise(target).lanes)
+    if vl is None or schedules_of(target).parallel_bands > 1:
+        return False
+    return g.m // vl >= MIN_PLANE_TASKS and g.h * g.w * vl * 4 <= PLANE_BYTES
 
 
-def schedule_depthwise_channels(sch: Any, g: Geometry, lanes: int) -> None:
+def schedule_depthwise_channels(sch: Any, g: Geometry, lanes: int, planes: bool) -> None:
     """NHWC: each (n, channel vector) plane or (n, output row, channel vector) in parallel
     (`plane_tasks`); a tile of up to MAX_COLUMNS output columns x one channel vector accumulates in
     registers over every tap (a weight vector per tap, one input vector per column), then its bias
@@ -158,7 +161,7 @@ def schedule_depthwise_channels(sch: Any, g: Geometry, lanes: int) -> None:
     owo, owi = sch.split(ow, [None, column_tile(g.ow)])
     co, ci = sch.split(c, [None, vl]) if vl is not None else (c, None)
     lane = [ci] if ci is not None else []
-    if plane_tasks(g, lanes):
+    if planes:
         sch.reorder(n, co, oh, owo, kh, kw, owi, *lane)
         tile = sch.fuse(n, co)
     else:
@@ -187,12 +190,13 @@ def lower_depthwise(
     x = te.placeholder(g.in_shape(layout), "float32", name="x")
     lanes = schedules_of(target).depthwise(target).lanes
     owp = row_vector(g.ow, lanes)[1] if layout == "NCHW" else g.ow
+    planes = layout == "NHWC" and plane_tasks(g, target)
     xp, pad = phased_input(x, g, owp) if layout == "NCHW" else (guarded_input(x, g), None)
     w_shape = (g.m, g.kh, g.kw) if layout == "NCHW" else (g.kh, g.kw, g.m)
 
     def weight_layout(weight: np.ndarray) -> np.ndarray:
-        planes = weight.reshape(g.m, g.kh, g.kw)
-        return np.ascontiguousarray(planes if layout == "NCHW" else planes.transpose(1, 2, 0))
+        per_channel = weight.reshape(g.m, g.kh, g.kw)
+        return np.ascontiguousarray(per_channel if layout == "NCHW" else per_channel.transpose(1, 2, 0))
 
     w_src = weight_source(node, w_shape, weight_layout, None, "w")
     w = w_src.tensor
@@ -228,7 +232,7 @@ def lower_depthwise(
     workload = {
         "op": "depthwise2d",
         "schedule": "padded-phased-rows" if layout == "NCHW" else "guarded-channel-column-tiles",
-        "plane_tasks": layout == "NHWC" and plane_tasks(g, lanes),
+        "plane_tasks": planes,
         "geometry": g.to_json(),
         "layout": layout,
         "bias": b_v is not None,
@@ -242,7 +246,7 @@ def lower_depthwise(
         if layout == "NCHW":
             schedule_depthwise_rows(sch, g, lanes, pad is not None)
             return
-        schedule_depthwise_channels(sch, g, lanes)
+        schedule_depthwise_channels(sch, g, lanes, planes)
 
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}

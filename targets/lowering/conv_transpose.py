@@ -114,7 +114,7 @@ def lower_block_transpose(
     }
 
     def schedule(sch: Any) -> None:
-        schedule_gemm(sch, "acc", "out", knobs, vector_out=False)
+        schedule_gemm(sch, "acc", "out", knobs, out_lanes=None)
 
     w_name = w_v.name
 

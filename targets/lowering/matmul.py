@@ -128,7 +128,7 @@ def packed_gemm(
     compute = te.create_prim_func(params)
     sch = s_tir.Schedule(snapshot(compute))
     b_src.schedule(sch, knobs.lanes)
-    schedule_gemm(sch, "acc", "out", knobs, vector_out=n_dim % knobs.nb == 0)
+    schedule_gemm(sch, "acc", "out", knobs, out_lanes=knobs.lanes if n_dim % knobs.nb == 0 else None)
 
     def pack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         packed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
@@ -205,7 +205,7 @@ def batched_matmul(node: Node, target: TargetDescription, epilogue: Sequence[Nod
     name = kernel_name("bmm", workload)
     compute = te.create_prim_func([a_t, b_t, *extra, out])
     sch = s_tir.Schedule(snapshot(compute))
-    schedule_gemm(sch, "acc", "out", knobs, vector_out=True)
+    schedule_gemm(sch, "acc", "out", knobs, out_lanes=knobs.lanes)
     args = (
         arg(a, "input", views[0]),
         arg(b, "input", views[1]),

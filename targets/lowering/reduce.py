@@ -36,8 +36,9 @@ from targets.lowering.softmax_rows import last_axis_softmax
 from targets.schedules import schedules_of
 from targets.target import TargetDescription
 
-TEMPLATE_VERSION = 5  # 2: bool computes in u8 (empty-set max/min); 3: f16 softmax rounds each step;
-# 4: the f16 softmax sum is exact (f64), rounded once; 5: f32 last-axis Softmax by softmax_rows.py
+TEMPLATE_VERSION = 6  # 2: bool computes in u8 (empty-set max/min); 3: f16 softmax rounds each step;
+# 4: the f16 softmax sum is exact (f64), rounded once; 5: f32 last-axis Softmax by softmax_rows.py;
+# 6: rows shorter than two full vectors by softmax_rows.py in narrower vectors (SSD's 21 classes: 8)
 
 
 def _c(value: Any, dtype: str) -> Expr:
@@ -359,9 +360,10 @@ def lower_softmax(
     outer, a, inner = row_view(node)
     k = Kernel(node, target, epilogue, (outer, a, inner))
     lanes = vector_lanes(target, ["float32"])
+    width = next((w for w in (lanes, lanes // 2, lanes // 4) if w >= 4 and a >= 2 * w), None)  # rows of 2+
     cpu_forms = schedules_of(target).loop_nests  # OpenCL schedules the plain compute (dlight)
-    if node.op == "Softmax" and k.dtype is DType.F32 and inner == 1 and a >= 2 * lanes > 2 and cpu_forms:
-        out, schedule = last_axis_softmax(k.x, lanes, k.parallel_ok())
+    if node.op == "Softmax" and k.dtype is DType.F32 and inner == 1 and width is not None and cpu_forms:
+        out, schedule = last_axis_softmax(k.x, width, k.parallel_ok())
         return k.finish([out], schedule, 4 * outer * a)
     best = _row_max(k, a, "best")
     dtype = k.dtype

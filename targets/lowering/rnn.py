@@ -74,7 +74,7 @@ def tiled_kernel(rec: Recurrence, target: TargetDescription) -> LoweredKernel:
     def schedule(sch: Any) -> None:
         if "xbias_gathered" in ops.gathered and not rec.dynamic:  # a run-time B: where the output reads it
             sch.compute_inline(sch.get_sblock("xbias_gathered"))
-        schedule_gemm(sch, "acc", "xw", gemm, vector_out=order.columns % gemm.nb == 0)
+        schedule_gemm(sch, "acc", "xw", gemm, out_lanes=gemm.lanes if order.columns % gemm.nb == 0 else None)
 
     kernel = make_kernel(
         node, node.op.lower(), workload, [*ops.params, *results], 2 * macs, schedule, pack=ops.pack

@@ -4,7 +4,9 @@ Rule: an anchor's accumulator block has loops `outer..., m, n, reduce...` where
 `n` runs over a packed weight panel (contiguous `nb` floats per k) and `m` over
 rows that broadcast one scalar each per k. The schedule keeps an `mi x nb`
 accumulator tile in registers (`nb` = a few SIMD vectors), walks every panel
-outermost so it stays in cache, runs tiles in parallel, computes the output
+outermost so it stays in cache (inside bands of rows where the template asks for them:
+each thread then writes whole bands, which the next kernel's row tasks read on
+the same thread), runs tiles in parallel, computes the output
 (epilogue) block right after each tile, and decomposes the reduction last
 (TVM 0.27 refuses vectorize after `decompose_reduction`). The knobs (GemmKnobs,
 targets/schedules.py) are chosen by the target family's schedule table from its
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from targets.lowering.generic import row_lanes
 from targets.schedules import ROW_PREFERENCE, GemmKnobs, schedules_of
 from targets.target import TargetDescription
 
@@ -43,11 +46,33 @@ def padded(n: int, nb: int) -> int:
     return -(-n // nb) * nb
 
 
-def schedule_gemm(sch: Any, acc: str, out: str, knobs: GemmKnobs, vector_out: bool) -> None:
+def output_lanes(columns: int, knobs: GemmKnobs) -> int | None:
+    """The vector width a row-major tile's output block is written in, `columns` the `n` extent its
+    panels cover: whole vectors where panels divide it; where one panel is wider than it (its loop has
+    no predicate), the widest vector dividing it (24 channels: 3 of 8); else None (a partial last
+    panel: scalar stores)."""
+    if columns % knobs.nb == 0:
+        return knobs.lanes
+    if columns < knobs.nb:
+        return row_lanes(columns, knobs.lanes)
+    return None
+
+
+def schedule_gemm(
+    sch: Any,
+    acc: str,
+    out: str,
+    knobs: GemmKnobs,
+    out_lanes: int | None,
+    band: tuple[int, int] | None = None,
+) -> None:
     """Schedule accumulator block `acc` (loops outer..., m, n, reduce...) and its output block `out`.
 
-    `vector_out`: the output block's innermost loop is the `n` dim and may be
-    vectorised (true for row-major GEMM and NHWC; NCHW conv writes columns).
+    `out_lanes`: the output block's innermost loop is the `n` dim and is vectorised this wide
+    (row-major GEMM and NHWC: `output_lanes`); None where it is not (NCHW conv writes columns).
+    `band` = (axis, count): the row loop `axis` of (outer..., m's tile loop) is split into `count`
+    contiguous bands outside the panels, so each thread of the pool computes whole bands of rows
+    over every panel (the module rule's panel order holds within a band).
     """
     block = sch.get_sblock(acc)
     loops = sch.get_loops(block)
@@ -56,8 +81,13 @@ def schedule_gemm(sch: Any, acc: str, out: str, knobs: GemmKnobs, vector_out: bo
     *outer, m, n = spatial
     mo, mi = sch.split(m, [None, knobs.mi])
     no, ni = sch.split(n, [None, knobs.nb])
-    sch.reorder(no, *outer, mo, *reduce, mi, ni)
-    tile = sch.fuse(no, *outer, mo)
+    rows, head = [*outer, mo], [no]
+    if band is not None:
+        axis, count = band
+        bands, rows[axis] = sch.split(rows[axis], [count, None])
+        head = [bands, no]
+    sch.reorder(*head, *rows, *reduce, mi, ni)
+    tile = sch.fuse(*head, *rows)
     sch.set_scope(block, 0, "local")
     out_block = sch.get_sblock(out)
     sch.reverse_compute_at(out_block, tile)
@@ -66,8 +96,8 @@ def schedule_gemm(sch: Any, acc: str, out: str, knobs: GemmKnobs, vector_out: bo
     nv, lane = sch.split(ni, [None, knobs.lanes])
     sch.unroll(nv)
     sch.vectorize(lane)
-    if vector_out:
+    if out_lanes is not None:
         inner = sch.get_loops(out_block)[-1]
-        _, lane_out = sch.split(inner, [None, knobs.lanes])
+        _, lane_out = sch.split(inner, [None, out_lanes])
         sch.vectorize(lane_out)
     sch.decompose_reduction(block, reduce[0])

@@ -78,4 +78,5 @@ X86_SCHEDULES = ScheduleTable(
     bf16_dot=bf16_dot_instruction,
     bf16_tiles=bf16_tiles,
     integer_tiles=integer_tiles,
+    parallel_bands=4,
 )

@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from target_helpers import OneOp, relative_error, run_kernel
 
 from targets.cost_model import (
+    TIE,
     TiledWork,
     cheapest,
     cost_table,
@@ -119,6 +120,24 @@ def test_prediction_follows_the_work() -> None:
     assert step_efficiency(table, 1, 1) < step_efficiency(table, 6, 4)
     small = dataclasses.replace(work, mi=1, vectors=1, tiles=24 * work.tiles)  # the same multiply-adds
     assert cheapest(target, [("one", small), ("six", work)]) == "six"
+
+
+def test_a_tie_goes_to_the_fewest_bytes_streamed_then_the_fewest_tiles() -> None:
+    """ResNet's 128-channel 3x3 conv at 28x28: its 4x64 and 14x32 row tiles both reach the FMA peak,
+    so they predict the same time, but 14x32 streams less than half the bytes (fewer panel passes):
+    it is the pick, whichever is listed first."""
+    target = resolve_target("x86", cpu="sapphirerapids")
+    rows = 28 * 28
+    wide = TiledWork("conv.NHWC.rows", tiles=rows // 4 * 2, depth=1152, mi=4, vectors=4, lanes=16, flops=1)
+    tall = TiledWork("conv.NHWC.rows", tiles=rows // 14 * 4, depth=1152, mi=14, vectors=2, lanes=16, flops=1)
+    assert predict_seconds(target, wide) == pytest.approx(predict_seconds(target, tall), rel=TIE)
+    assert cheapest(target, [("4x64", wide), ("14x32", tall)]) == "14x32"
+    assert cheapest(target, [("14x32", tall), ("4x64", wide)]) == "14x32"
+    # MobileNetV2's stem (27-deep panels stay in L1): 7x32 and 14x32 stream the same bytes; fewer tiles win
+    short = TiledWork("conv.NHWC.rows", tiles=112 * 112 // 7, depth=27, mi=7, vectors=2, lanes=16, flops=1)
+    long = dataclasses.replace(short, tiles=short.tiles // 2, mi=14)
+    assert predict_seconds(target, short) == pytest.approx(predict_seconds(target, long), rel=TIE)
+    assert cheapest(target, [("7x32", short), ("14x32", long)]) == "14x32"
 
 
 def ort_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pads: list[int]) -> np.ndarray:

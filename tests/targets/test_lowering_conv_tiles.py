@@ -77,3 +77,30 @@ def test_strided_spatial_conv(target, x_shape, w_shape) -> None:
     """Column stride 2 on the spatial tile: the input is phase-split (even and odd input widths)."""
     g = OneOp(13)
     check(g, conv_residual(g, x_shape, w_shape, [1, 1, 1, 1], stride=2), target)
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, pads, kind, bands",
+    [
+        ((1, 16, 8, 8), (40, 16, 1, 1), [0, 0, 0, 0], "pointwise", 4),  # 64 positions: 4 bands of tiles
+        ((1, 8, 6, 10), (24, 8, 3, 3), [1, 1, 1, 1], "rows", 2),  # 6 output rows: 2 bands of 3
+        ((1, 8, 4, 6), (72, 8, 3, 3), [1, 1, 1, 1], "flat", 4),  # 24 positions, a partial last panel
+        ((1, 8, 7, 10), (24, 8, 3, 3), [1, 1, 1, 1], "rows", 1),  # 7 rows: no even bands, panels outermost
+    ],
+)
+def test_channels_last_row_bands(target, x_shape, w_shape, pads, kind, bands) -> None:
+    """x86 splits a channels-last conv's tiles into even bands of rows (each thread writes whole bands):
+    4, or 2 where 4 do not divide the rows, else none; every output is written once either way."""
+    from targets.lowering.conv import lower_dense_conv
+    from targets.lowering.conv_geometry import Geometry
+    from targets.lowering.conv_tiles import dense_tiles
+
+    g = OneOp(14)
+    nodes = conv_residual(g, x_shape, w_shape, pads)
+    tile = next(t for t in dense_tiles(Geometry(nodes[0]), "NHWC", target) if t.kind == kind)
+    kernel = lower_dense_conv(nodes[0], target, nodes[1:], "NHWC", tile)
+    assert kernel.workload.get("bands", 1) == bands
+    got = run_kernel(kernel, {k: v.transpose(0, 2, 3, 1) for k, v in g.feeds.items()}, g.constants(), target)
+    want = g.reference(nodes)
+    n, c, h, w = want.shape
+    assert relative_error(got.reshape(n, h, w, c).transpose(0, 3, 1, 2), want) <= TOLERANCE

@@ -94,3 +94,34 @@ def test_nhwc_global_pool_matches_onnxruntime(target, op: str, c: int, size: int
     assert kernel.outputs[0].shape == (1, 1, 1, c)
     got = run_kernel(kernel, {"x": nhwc(g.feeds["x"])}, {}, target)
     assert relative_error(got.reshape(1, c, 1, 1), onnxruntime_of(g, [pool])) <= 1e-6
+
+
+# (op, channels, size, kernel, stride, pads, each output row's own "rows" stage)
+WINDOW_POOLS = [
+    ("MaxPool", 64, 15, 3, 2, [1, 1, 1, 1], True),  # ResNet's stem pool, an odd map
+    ("MaxPool", 24, 8, 2, 2, [0, 0, 0, 0], True),
+    ("AveragePool", 20, 9, 3, 2, [0, 1, 1, 0], True),  # 4-float vectors, asymmetric pads
+    ("MaxPool", 32, 10, 5, 1, [2, 2, 2, 2], False),  # SPPF: each row would be redone 5 times
+]
+
+
+@pytest.mark.parametrize(("op", "c", "size", "k", "stride", "pads", "per_row"), WINDOW_POOLS)
+def test_nhwc_window_pool_matches_onnxruntime(target, op, c, size, k, stride, pads, per_row) -> None:
+    """A strided NHWC pool reduces the kernel columns inside each output row's task; a stride-1 one
+    keeps its whole "rows" stage; both match onnxruntime."""
+    g = OneOp(c + size + k)
+    x = g.input("x", (1, c, size, size))
+    attrs = {"kernel_shape": [k, k], "strides": [stride] * 2, "pads": pads}
+    pool = g.op(op, [x], "pool", **attrs, dilations=[1, 1])
+    kernel = lower_node(pool, target, (), layout="NHWC")
+    assert kernel.workload.get("rows_per_output_row", False) is per_row
+    got = run_kernel(kernel, {"x": nhwc(g.feeds["x"])}, {}, target)
+    node = helper.make_node(op, ["x"], ["y"], **attrs)
+    graph = helper.make_graph(
+        [node], "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, c, size, size))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = session.run(None, {"x": g.feeds["x"]})[0]
+    assert relative_error(got.reshape(nhwc(want).shape).transpose(0, 3, 1, 2), want) <= 1e-6

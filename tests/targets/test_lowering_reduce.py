@@ -116,6 +116,9 @@ def softmax_cases() -> list[Case]:
     # f32 over a last axis of two vectors or more: lane partials (softmax_rows.py), rows padded by -inf
     padded_row = floats((2, 7, 45), low=-30, high=30)
     cases.append(Case("Softmax-f32-padded-row", "Softmax", [padded_row], {"axis": 2}))
+    # rows shorter than two 16-float vectors: narrower lane partials (SSD's 21 classes: 8 floats)
+    short_row = floats((3, 50, 21), low=-30, high=30)
+    cases.append(Case("Softmax-f32-short-row", "Softmax", [short_row], {"axis": 2}))
     masked = np.where(RNG.random((4, 64)) > 0.7, -np.inf, floats((4, 64))).astype(np.float32)
     cases.append(Case("Softmax-f32-masked", "Softmax", [masked], {"axis": 1}))
     return cases
@@ -160,10 +163,12 @@ def test_every_registered_reduce_op_has_a_lowering_and_a_case(op: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("case_id", "lanes"), [("Softmax-f32-padded-row", True), ("Softmax-f32-middle", False)]
+    ("case_id", "lanes"),
+    [("Softmax-f32-padded-row", True), ("Softmax-f32-short-row", True), ("Softmax-f32-middle", False)],
 )
 def test_f32_last_axis_softmax_takes_lane_partials(case_id: str, lanes: bool) -> None:
-    """A row of two vectors or more takes softmax_rows.py's stages; a softmax over a middle axis does not."""
+    """A row of two vectors (of 4 floats or more) takes softmax_rows.py's stages; a softmax over a middle
+    axis does not."""
     case = next(c for c in CASES if c.id == case_id)
     kernel = lower_node(case.build(), resolve_target("x86"))
     assert ("max_lanes" in str(kernel.compute)) is lanes
