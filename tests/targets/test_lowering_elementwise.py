@@ -208,7 +208,20 @@ def cast_cases() -> list[Case]:
     ]
 
 
-CASES = unary_cases() + binary_cases() + multi_operand_cases() + cast_cases()
+def row_cases() -> list[Case]:
+    """Rows long enough to vectorise (targets/lowering/broadcast_rows.py): one-hot Equal of a column
+    against a constant row (a tail past the lanes), a per-channel Mul, a row statistic, no broadcast."""
+    row = np.arange(-18, 19, dtype=np.int32)[None, None]
+    return [
+        Case("Equal-onehot-row", "Equal", [ints((1, 64, 1)), row], constants=(1,)),
+        Case("Mul-per-channel-row", "Mul", [floats((1, 6, 7, 9)), floats((1, 6, 1, 1))]),
+        Case("Sub-row-statistic", "Sub", [floats((2, 5, 40)), floats((2, 5, 1))]),
+        Case("Add-same-shape-rows", "Add", [floats((3, 5, 20)), floats((3, 5, 20))]),
+        Case("Where-row-broadcast", "Where", [bools((4, 1, 33)), floats((4, 3, 33)), floats((3, 1))]),
+    ]  # fmt: skip
+
+
+CASES = unary_cases() + binary_cases() + multi_operand_cases() + cast_cases() + row_cases()
 
 
 @pytest.fixture(scope="module")
