@@ -9,7 +9,8 @@ rows reading the last query and never written), and tiles run in parallel. In a 
    (targets/lowering/tiling.py), `mi` rows x a panel of key columns, vectorised along the keys;
 2. Z = scale * S + mask, -inf on the padded keys; its softmax rows as softmax_rows.py takes them
    (row max and sum in `lanes` partial values, P = exp(Z - max) vectorised);
-3. O = P V over the N real keys, vectorised along V's columns (padded to Ep), then O / sum.
+3. O = P V over the N real keys, vectorised along V's columns (padded to Ep, and all Ep computed:
+   softmax_rows.read_whole_rows), then O / sum.
 
 Kt and V are read in place when N (and E) are whole vectors; otherwise a pad stage copies them with
 zero columns first. f32 only (the pass forms f32 Attention nodes only).
@@ -35,12 +36,20 @@ from targets.lowering.kernel import (
     unravel,
 )
 from targets.lowering.registry import lowering
-from targets.lowering.softmax_rows import STAGES, schedule_softmax, softmax_stages, tile_loops
+from targets.lowering.softmax_rows import (
+    STAGES,
+    read_whole_rows,
+    schedule_softmax,
+    softmax_stages,
+    tile_loops,
+)
 from targets.lowering.tiling import padded, padded_rows
 from targets.lowering.vector_math import FORM
 from targets.target import TargetDescription
 
-VERSION = 2  # 2: panels of at least two vectors where padding allows (PANEL_PADDING)
+VERSION = (
+    3  # 2: panels of at least two vectors where padding allows (PANEL_PADDING); 3: O over all Ep columns
+)
 PANEL_PADDING = 9 / 8
 """A register panel may pad the columns to at most this times their whole-vector width: ViT's 197 keys
 take 2-vector panels over 224 columns (8 accumulators of a 4-row tile), not 1-vector ones over 208
@@ -169,6 +178,8 @@ def schedule(
     io, ii = sch.split(i, [None, mi])
     tile = sch.fuse(t, io)
     sch.parallel(tile)
+    if ep != int(sch.get(out).iter_vars[2].dom.extent):
+        read_whole_rows(sch, out, "O", ep)
     for stage in reversed(("S", *STAGES, "O")):
         sch.compute_at(sch.get_sblock(stage), tile)
     for stage in ("S", "O"):
