@@ -59,24 +59,6 @@ def schedule_softmax(sch: Any, rows: int, columns: int, lanes: int) -> None:
         sch.decompose_reduction(block, reduce[0] if reduce else row)
 
 
-def read_whole_rows(sch: Any, block: Any, stage: str, columns: int) -> None:
-    """`block` reads all `columns` (padded) of `stage`'s rows (its leading iterators are the rows), so
-    that `stage` computed at a tile covers whole vectors. Inferred from a consumer that keeps only the
-    real columns, the stage's rows x columns loop would split into vectors across rows (`// real`,
-    `% real` per lane: gathers, scalar code; 3-6x slower for ppocr_rec's head dim 15 and its
-    6625-class Softmax)."""
-    from tvm.s_tir.schedule import _ffi_api
-    from tvm.tirx.function import IndexMap
-
-    reads = sch.get(block).reads
-    index = [r.source.name for r in reads].index(stage)
-    iters = [it.var for it in sch.get(block).iter_vars]
-    rows = iters[: len(reads[index].region) - 1]
-    bounds = [b for v in rows for b in (v, v + 1)] + [0, columns]
-    # Schedule.annotate_buffer_access wants one range per block iterator, not per buffer dim
-    _ffi_api.ScheduleAnnotateBufferAccess(sch, block, index, 0, IndexMap(iters, bounds, None))
-
-
 def tile_loops(sch: Any, block: Any, extents: Sequence[int]) -> tuple[list[Any], list[Any]]:
     """The spatial loops of `block` under the tile (compute_at drops unit loops and may split), fused
     and split again to `extents`; and its reduction loops."""
@@ -111,8 +93,6 @@ def last_axis_softmax(x: Any, lanes: int, parallel: bool) -> tuple[Any, Callable
         row, j, i = sch.get_loops(sch.get_sblock("out"))
         if parallel:
             sch.parallel(row)
-        if columns != length:
-            read_whole_rows(sch, sch.get_sblock("out"), "P", columns)
         for stage in reversed(stages):
             sch.compute_at(sch.get_sblock(stage), row)
         schedule_softmax(sch, 1, columns, lanes)
