@@ -139,6 +139,7 @@ def binary_cases() -> list[Case]:
         Case("Mod-fmod-f32", "Mod", [floats(low=-9, high=9), nonzero(np.round(floats((3, 8)) * 2) / 2)],
              {"fmod": 1}),
         Case("Pow-f32", "Pow", [floats(low=0.1, high=3), floats((3, 1))]),
+        Case("Pow-f32-square", "Pow", [floats(), np.array([2.0], np.float32)], constants=(1,)),  # x * x
         Case("Pow-f32-i64", "Pow", [floats(low=-2, high=2), np.array([2, 3, -1], np.int64)[:, None]]),
         Case("Pow-i32", "Pow", [ints(low=-5, high=5), ints((8,), np.int32, 0, 5)]),
         Case("Pow-i32-negative", "Pow", [nonzero(ints(low=-3, high=3)), ints((8,), np.int32, -2, 3)]),
