@@ -9,7 +9,8 @@ rows reading the last query and never written), and tiles run in parallel. In a 
    (targets/lowering/tiling.py), `mi` rows x a panel of key columns, vectorised along the keys;
 2. Z = scale * S + mask, -inf on the padded keys; its softmax rows as softmax_rows.py takes them
    (row max and sum in `lanes` partial values, P = exp(Z - max) vectorised);
-3. O = P V over the N real keys, vectorised along V's columns (padded to Ep), then O / sum.
+3. O = P V over the N real keys, vectorised along V's columns (padded to Ep, and all Ep computed:
+   `whole_columns`), then O / sum.
 
 Kt and V are read in place when N (and E) are whole vectors; otherwise a pad stage copies them with
 zero columns first. f32 only (the pass forms f32 Attention nodes only).
@@ -40,7 +41,7 @@ from targets.lowering.tiling import padded, padded_rows
 from targets.lowering.vector_math import FORM
 from targets.target import TargetDescription
 
-VERSION = 2  # 2: panels of at least two vectors where padding allows (PANEL_PADDING)
+VERSION = 3  # 2: panels of at least two vectors where padding allows (PANEL_PADDING); 3: O on all Ep
 PANEL_PADDING = 9 / 8
 """A register panel may pad the columns to at most this times their whole-vector width: ViT's 197 keys
 take 2-vector panels over 224 columns (8 accumulators of a 4-row tile), not 1-vector ones over 208
@@ -169,6 +170,8 @@ def schedule(
     io, ii = sch.split(i, [None, mi])
     tile = sch.fuse(t, io)
     sch.parallel(tile)
+    if ep != int(sch.get(out).iter_vars[2].dom.extent):
+        whole_columns(sch, out, ep)
     for stage in reversed(("S", *STAGES, "O")):
         sch.compute_at(sch.get_sblock(stage), tile)
     for stage in ("S", "O"):
@@ -182,6 +185,15 @@ def schedule(
     for pad in pads:
         loops = sch.get_loops(sch.get_sblock(pad))
         sch.parallel(sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0])
+
+
+def whole_columns(sch: Any, out: Any, ep: int) -> None:
+    """`out` reads all `ep` padded columns of O, so that O computed at the tile covers whole vectors.
+    Inferred from `out`, which keeps the E real columns only, O's rows x columns loop would split into
+    vectors across rows (`// E`, `% E` per lane: gathers, scalar code; ppocr_rec's heads of dim 15
+    ran 2.7x slower so)."""
+    reads = [r.source.name for r in sch.get(out).reads]
+    sch.annotate_buffer_access(out, reads.index("O"), "read", lambda t, i, c: (t, i, (0, ep)))
 
 
 def register_tile(sch: Any, stage: str, mi: int, columns: int, nb: int, lanes: int) -> None:

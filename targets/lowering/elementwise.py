@@ -9,9 +9,10 @@ output's logical (IR-layout) index. Each step reads values of the group
 result and the Sigmoid's) and extra operands (bias, residual) with numpy
 broadcasting; size-1 constants become literals. Standalone
 elementwise kernels use the same machinery with the head node's operands all
-read from buffers: one flat loop, vectorised by the target's lanes, parallel
-when large (NHWC with whole channel vectors: positions outside, channels
-vectorised). In an "NHWC" kernel (rank-4 result) the output and every rank-4
+read from buffers: rows of the trailing dims vectorised by the target's lanes
+under one outer loop, parallel when large (targets/lowering/broadcast_rows.py;
+a flat loop when no row holds one vector; NHWC with whole channel vectors:
+positions outside, channels vectorised). In an "NHWC" kernel (rank-4 result) the output and every rank-4
 run-time operand are stored channels-last; constants and lower-rank operands
 are stored in their own logical order (a (C, 1, 1) bias broadcasts as in
 numpy), so their bytes never depend on the kernel's layout. bf16 buffers are
@@ -29,6 +30,7 @@ import numpy as np
 from tvm import te
 
 from ir.graph import Node, Value
+from targets.lowering.broadcast_rows import row_dims, row_extent, schedule_rows
 from targets.lowering.generic import row_lanes
 from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name, snapshot
 from targets.lowering.pointwise import (
@@ -335,8 +337,11 @@ def lower_elementwise(
     name = kernel_name("ew", workload)
     compute = te.create_prim_func([*tensors, out])
     sch = s_tir.Schedule(snapshot(compute).with_attr("global_symbol", name))
+    row = 0 if nhwc or lanes == 1 else row_dims(stored, [t.shape for t in tensors])
     if channel_lanes is not None:
         schedule_channels(sch, sch.get_sblock("out"), channel_lanes, out_value.type.size)
+    elif row and row_extent(stored, row) >= lanes:  # see broadcast_rows.py
+        schedule_rows(sch, sch.get_sblock("out"), lanes, row, out_value.type.size >= PARALLEL_MIN_ELEMENTS)
     else:
         schedule_flat(sch, sch.get_sblock("out"), lanes, out_value.type.size)
     return LoweredKernel(

@@ -11,7 +11,8 @@ column major). Global pools are the same reduction with the whole spatial
 extent as the window. Half floats compute in f32; MaxPool also takes integers.
 An f32 GlobalAveragePool/GlobalMaxPool whose plane holds at least one vector reads
 the plane flat instead: a few vector accumulators walk it, folded into one
-number per channel, the ragged end added as scalars; NHWC (a channels-last region) walks the
+number per channel, the ragged end added as scalars (MaxPool's last step instead ends at the
+plane's end, re-reading a few positions: no scalar tail); NHWC (a channels-last region) walks the
 plane with a few channel vectors accumulating at once. f32 1-D/2-D MaxPool/AveragePool without
 Indices go to the separable vectorised template (pool_window.py), NCHW or NHWC.
 """
@@ -228,20 +229,24 @@ def lower_global_vector(
     n, c, *spatial = (int(d) for d in x_v.type.shape)
     plane, lanes = math.prod(spatial), target.vector_lanes_f32
     width = next(k * lanes for k in (4, 2, 1) if plane >= k * lanes)
-    steps = plane // width
+    overlap = kind == "MaxPool"  # the last step ends at the plane's end, re-reading some: max allows it
+    steps = -(-plane // width) if overlap else plane // width
     x_param = operand_param(x_v, "x", shape=(n, c, plane), role="input")
     x = x_param.tensor
     j = te.reduce_axis((0, steps), "j")
     fold = te.max if kind == "MaxPool" else te.sum
 
-    part = te.compute((n, c, width), lambda a, b, lane: fold(x[a, b, j * width + lane], axis=j), name="part")
+    def start(step: Any) -> Any:
+        return te.min(step * width, plane - width) if overlap and plane % width else step * width
+
+    part = te.compute((n, c, width), lambda a, b, lane: fold(x[a, b, start(j) + lane], axis=j), name="part")
     k = te.reduce_axis((0, width), "k")
     acc = te.compute((n, c), lambda a, b: fold(part[a, b, k], axis=k), name="acc")
     chain = Epilogue.build(result, epilogue)
 
     def finish(a: Any, b: Any, *o: Any) -> Any:
         value = acc[a, b]
-        for t in range(steps * width, plane):
+        for t in range(plane if overlap else steps * width, plane):
             value = te.max(value, x[a, b, t]) if kind == "MaxPool" else value + x[a, b, t]
         if kind == "AveragePool":
             value = value / te.const(plane, "float32")

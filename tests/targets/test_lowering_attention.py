@@ -3,7 +3,7 @@
 Cases cover padded keys and V columns (N, E not whole vectors), keys padded past whole vectors to
 fill 2-vector panels (200 -> 224), keys and columns that are whole vectors (read in place), a
 broadcast run-time mask, a full constant mask, rank-2 operands, rows that no tile height above
-1 divides (padded rows) and a scalar (rank-0) mask.
+1 divides (padded rows), a scalar (rank-0) mask and ppocr_rec's heads (head dim 15).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ CASES = [
     attention("padded_rows_keyed_mask", (2,), 23, 8, 23, 8, mask=(23, 23)),
     attention("keys_padded_past_whole_vectors", (1,), 6, 8, 200, 20, mask=(1, 200)),
     attention("scalar_mask", (2,), 4, 8, 12, 8, mask=()),  # a rank-0 mask (ONNX flexattention's)
+    attention("head_dim_15", (1, 8), 40, 15, 40, 15),  # ppocr_rec's: O over all 16 padded columns
 ]
 
 

@@ -139,6 +139,7 @@ def binary_cases() -> list[Case]:
         Case("Mod-fmod-f32", "Mod", [floats(low=-9, high=9), nonzero(np.round(floats((3, 8)) * 2) / 2)],
              {"fmod": 1}),
         Case("Pow-f32", "Pow", [floats(low=0.1, high=3), floats((3, 1))]),
+        Case("Pow-f32-square", "Pow", [floats(), np.array([2.0], np.float32)], constants=(1,)),  # x * x
         Case("Pow-f32-i64", "Pow", [floats(low=-2, high=2), np.array([2, 3, -1], np.int64)[:, None]]),
         Case("Pow-i32", "Pow", [ints(low=-5, high=5), ints((8,), np.int32, 0, 5)]),
         Case("Pow-i32-negative", "Pow", [nonzero(ints(low=-3, high=3)), ints((8,), np.int32, -2, 3)]),
@@ -208,7 +209,20 @@ def cast_cases() -> list[Case]:
     ]
 
 
-CASES = unary_cases() + binary_cases() + multi_operand_cases() + cast_cases()
+def row_cases() -> list[Case]:
+    """Rows long enough to vectorise (targets/lowering/broadcast_rows.py): one-hot Equal of a column
+    against a constant row (a tail past the lanes), a per-channel Mul, a row statistic, no broadcast."""
+    row = np.arange(-18, 19, dtype=np.int32)[None, None]
+    return [
+        Case("Equal-onehot-row", "Equal", [ints((1, 64, 1)), row], constants=(1,)),
+        Case("Mul-per-channel-row", "Mul", [floats((1, 6, 7, 9)), floats((1, 6, 1, 1))]),
+        Case("Sub-row-statistic", "Sub", [floats((2, 5, 40)), floats((2, 5, 1))]),
+        Case("Add-same-shape-rows", "Add", [floats((3, 5, 20)), floats((3, 5, 20))]),
+        Case("Where-row-broadcast", "Where", [bools((4, 1, 33)), floats((4, 3, 33)), floats((3, 1))]),
+    ]  # fmt: skip
+
+
+CASES = unary_cases() + binary_cases() + multi_operand_cases() + cast_cases() + row_cases()
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ CASES = [
     pool("global_avg_wide", "GlobalAveragePool", shape=(2, 5, 2, 96)),
     pool("global_avg_tiny_plane", "GlobalAveragePool", shape=(1, 6, 2, 2)),
     pool("global_max_ragged", "GlobalMaxPool", shape=(1, 3, 5, 7)),
+    pool("global_max_1d_end", "GlobalMaxPool", shape=(1, 4, 508)),  # magika's: a last step at 444..507
     pool("global_avg_f16", "GlobalAveragePool", shape=(2, 8, 5, 5), dtype="float16"),
     pool("global_max_i32", "GlobalMaxPool", shape=(2, 5, 4, 6), dtype="int32"),
     pool("global_max", "GlobalMaxPool", shape=(1, 8, 3, 4, 5)),
