@@ -10,7 +10,8 @@ of `runs` runs of the sample input, then a stream of `stream` inputs through `ru
 (runtime/stream_bench.py's `pipelined`): inputs per second. Each engine keeps its best round. A fast
 model gets more runs and inputs per round, as many as CPU-only runs in about 0.25 s. Every engine's outputs
 must match CPU-only's. A ratio is auto / best single device: latency p50 (<= 1.05 meets the goal),
-throughput (>= 0.95 meets it). `same_artifact` says which auto engine is CPU-only's artifact.
+throughput (>= 0.95 meets it). `same_artifact` says which auto engine is CPU-only's artifact, and
+`noise` the spread of the figures between those equal artifacts.
 Imports numpy, the standard library and `runtime` only, so it runs where no compiler is:
 `python bench/partition_measure.py WORK [--json FILE]`.
 """
@@ -76,6 +77,7 @@ def measure_model(folder: Path, rounds: int = 3, runs: int = 10, stream: int = 1
     row["same_artifact"] = {
         name: (folder / f"{name}.hai" / "manifest.json").read_bytes() == x86 for name in AUTO.values()
     }
+    row["noise"] = noise(row)
     return {**row, "rounds": rounds, "runs": runs, "stream": stream}
 
 
@@ -113,11 +115,24 @@ def verdicts(
     return row
 
 
+def noise(row: Mapping[str, Any]) -> dict[str, float] | None:
+    """The spread (largest / smallest) of latency and throughput between engines that are one
+    artifact, CPU-only's: what this host's noise alone makes of equal work; None without two."""
+    same = ["x86", *(name for name, equal in row["same_artifact"].items() if equal)]
+    if len(same) < 2:
+        return None
+    spread = {}
+    for key, figures in (("latency", row["p50_ms"]), ("throughput", row["throughput_per_s"])):
+        values = [figures[name] for name in same]
+        spread[key] = max(values) / min(values)
+    return spread
+
+
 def table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The rows as a markdown table."""
     head = (
         "| model | p50 ms x86 | OpenCL | auto | auto / best | goal | inputs/s x86 | OpenCL | auto | "
-        "auto / best | goal | auto's devices (latency / throughput) |"
+        "auto / best | goal | auto's devices (latency / throughput) | spread of x86's artifact |"
     )
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for row in rows:
@@ -127,15 +142,22 @@ def table(rows: Sequence[Mapping[str, Any]]) -> str:
             f"{row['latency_ratio']:.3f} | {'met' if row['latency_ok'] else 'MISSED'} | "
             f"{per_s['x86']:.1f} | {per_s['opencl']:.1f} | {per_s['auto-throughput']:.1f} | "
             f"{row['throughput_ratio']:.3f} | {'met' if row['throughput_ok'] else 'MISSED'} | "
-            f"{devices(engines['auto'])} / {devices(engines['auto-throughput'])} |"
+            f"{devices(engines, row, 'auto')} / {devices(engines, row, 'auto-throughput')} | "
+            f"{spread(row.get('noise'))} |"
         )
     return "\n".join(lines)
 
 
-def devices(engine: Mapping[str, Any]) -> str:
-    """What an auto engine's partition chose: both devices, or the one it kept."""
-    used = engine.get("devices", [])
-    return "both" if len(used) > 1 else f"{used[0]} only" if used else "?"
+def devices(engines: Mapping[str, Any], row: Mapping[str, Any], name: str) -> str:
+    """What an auto engine's partition chose: both devices, or the one it kept (and whether its
+    artifact is CPU-only's, byte for byte)."""
+    used = engines[name].get("devices", [])
+    chosen = "both" if len(used) > 1 else f"{used[0]} only" if used else "?"
+    return chosen + (" (x86's artifact)" if row.get("same_artifact", {}).get(name) else "")
+
+
+def spread(found: Mapping[str, float] | None) -> str:
+    return "-" if not found else f"{found['latency']:.2f} / {found['throughput']:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,8 @@ largest of the set) and the options aimed at it (`x86` with `--cpu`/`--hardware-
 `opencl` with the `--opencl-profile` preset as its `--cpu`), so its layout pass, one-call entry and
 paged weights apply and the artifact equals the single-target compile's; the partition's summary
 stays for the report, which says the partition chose that device. Otherwise the compile goes on
-over the devices, its pipeline run again in full.
+over the devices, its pipeline run again in full; so does a compile whose `--passes` names its own
+`partition`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def choose_devices(
     (summary None) when the partition uses several devices, else those of its one device alone."""
     from hai_compiler.compiler.driver import run_passes
 
+    if user_partition(options):
+        return options, devices.host, devices, None
     _, ctx = run_passes(clone_graph(graph), options, devices.host, None, devices, until="partition")
     summary = ctx.results.get("partition")
     device = summary.sole_device if summary is not None else None
@@ -50,3 +53,12 @@ def alone(options: CompileOptions, device: str) -> CompileOptions:
         options, target=driver_of(device), placement="", objective="latency", opencl_profile=None,
         cpu=preset, cpu_features=None, hardware_profile=None if preset else options.hardware_profile,
     )  # fmt: skip
+
+
+def user_partition(options: CompileOptions) -> bool:
+    """Whether `--passes` names its own `partition` (`partition{devices=FILE}`): the compile then
+    keeps the placement it asked for over the target's devices."""
+    from passes.pipeline import parse_pipeline
+
+    passes = options.passes if options.passes and options.passes != "none" else ""
+    return any(p.name == "partition" for p in parse_pipeline(passes)) if passes else False

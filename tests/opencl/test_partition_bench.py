@@ -30,7 +30,8 @@ def test_the_bench_compiles_and_measures_the_engines(opencl_device: dict, tmp_pa
     assert row["outputs_match"]
     best = min(row["p50_ms"]["x86"], row["p50_ms"]["opencl"])
     assert row["latency_ratio"] == pytest.approx(row["p50_ms"]["auto"] / best)
-    assert "cpu only / cpu only" in measure.table([row])
+    assert row["same_artifact"] == {"auto": True, "auto-throughput": True}
+    assert "cpu only (x86's artifact) / cpu only (x86's artifact)" in measure.table([row])
 
 
 def test_the_measuring_half_needs_no_compiler() -> None:
