@@ -139,3 +139,25 @@ def test_a_measured_profile_partition_is_valid_and_matches_onnxruntime(
         gemm = next(n for n in result.graph.nodes if n.op == "Gemm")
         assert node_device(gemm) == "cpu"
     check_matches_onnxruntime(result.path)
+
+
+def test_a_partition_named_in_passes_keeps_the_compile_over_the_devices(
+    opencl_device: dict, tmp_path: Path
+) -> None:
+    """`--passes` with its own `partition{devices=FILE}` asks for that placement: even all on OpenCL,
+    the compile stays over both devices (transfers at the graph's edges) and matches onnxruntime."""
+    devices = {
+        "devices": [
+            {"name": "cpu", "flops": 1e8, "bandwidth": 1e9},
+            {"name": OPENCL, "flops": 1e11, "bandwidth": 1e12},
+        ],
+        "links": [{"a": "cpu", "b": OPENCL, "bandwidth": 1e10, "shared_memory": True}],
+    }
+    (tmp_path / "devices.json").write_text(json.dumps(devices))
+    passes = f'default,partition{{devices="{tmp_path / "devices.json"}"}}'
+    given = CompileOptions(target=TARGET, opencl_profile="pocl-cpu", input_shapes=DIGITS, passes=passes)
+    result = compile_model(Path(EMBEDDED_MODEL), tmp_path / "d.hai", given)
+    assert result.devices is not None and result.partition is not None
+    assert result.partition.sole_device == OPENCL
+    assert any(s.transfer_from for s in result.plan.plan.steps)
+    check_matches_onnxruntime(result.path)
