@@ -57,6 +57,8 @@ class DeviceModel:
     - `ops`, `dtypes`: the op names and dtype names it has kernels for (None: all).
     - `node_time`: measured seconds for a node on this device, or None where not measured
       (the roofline then predicts it).
+    - `runs_on`: the device whose processors it computes on (an OpenCL CPU device runs on the host
+      `cpu`'s cores), or None: the two then run one unit at a time, never side by side.
     """
 
     name: str
@@ -68,6 +70,7 @@ class DeviceModel:
     dtypes: frozenset[str] | None = None
     dtype_flops: Mapping[str, float] = dataclasses.field(default_factory=dict)
     node_time: Callable[[Node], float | None] | None = None
+    runs_on: str | None = None
 
     def __post_init__(self) -> None:
         check_device_name(self.name, "device model")
@@ -110,6 +113,17 @@ class DeviceSet:
             for second in names:
                 if first < second and self.find_link(first, second) is None:
                     raise DeviceSetError(f"no link between devices {first} and {second}: give one")
+        for model in self.devices:
+            host = model.runs_on
+            if host is not None and (host not in names or self.device(host).runs_on is not None):
+                raise DeviceSetError(
+                    f"device {model.name} runs on {host!r}, which is not a device of the set that "
+                    "computes on its own processors"
+                )
+
+    def timeline(self, name: str) -> str:
+        """The device whose processors `name` computes on: its `runs_on`, else itself."""
+        return self.device(name).runs_on or name
 
     @property
     def names(self) -> tuple[str, ...]:

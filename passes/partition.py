@@ -53,6 +53,12 @@ class PartitionSummary:
     bytes_moved: int
 
     @property
+    def sole_device(self) -> str | None:
+        """The one device every node is placed on, or None when the partition uses several."""
+        used = [share.device for share in self.shares if share.nodes]
+        return HOST if not used else used[0] if len(used) == 1 else None
+
+    @property
     def gap(self) -> float:
         return 0.0 if self.lower_bound <= 0 else max(0.0, self.predicted / self.lower_bound - 1)
 

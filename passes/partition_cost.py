@@ -125,6 +125,16 @@ class Problem:
     weights: tuple[int, ...]  # [unit]
     working_set: tuple[int, ...]  # [unit]
     budget: tuple[float, ...]  # [device]
+    timeline: tuple[int, ...] = ()  # [device] -> the device whose processors it runs on (default: its own)
+
+    def slot(self, device: int) -> int:
+        """The index of the time `device` shares: the device it runs on (ir/devices.py `runs_on`)."""
+        return self.timeline[device] if self.timeline else device
+
+    @property
+    def processors(self) -> int:
+        """How many devices compute side by side (those sharing processors count once)."""
+        return len(set(self.timeline)) if self.timeline else len(self.devices)
 
 
 def build_problem(graph: Graph, units: list[Unit], devices: DeviceSet, host: str) -> Problem:
@@ -166,6 +176,7 @@ def build_problem(graph: Graph, units: list[Unit], devices: DeviceSet, host: str
         weights=tuple(u.weights for u in units),
         working_set=tuple(u.working_set for u in units),
         budget=tuple(math.inf if d.memory is None else float(d.memory) for d in devices.devices),
+        timeline=tuple(names.index(devices.timeline(n)) for n in names),
     )
 
 

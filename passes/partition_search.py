@@ -6,7 +6,9 @@ a unit starts when its device is free and its inputs are on it, and a value move
 device once (shared by every reader there) when it is ready and the link is free; graph inputs
 start on the host and graph outputs end there. The makespan is when the last device, link or
 output finishes. For `throughput` (a stream of inputs), each device and link is a pipeline
-stage whose load is the seconds it works per input; the period is the largest load.
+stage whose load is the seconds it works per input; the period is the largest load. Devices that
+compute on one processor (`DeviceModel.runs_on`: an OpenCL CPU device on the host's cores) share
+one time: one unit at a time, one stage.
 States whose live values sit on the same devices are compared componentwise (device and link
 times, live values' ready times, memory use); a dominated state is dropped, and so is a state
 whose lower bound is no better than the best single-device placement. Up to `exact_units` units
@@ -90,7 +92,7 @@ def search(
 
 def lower_bound(problem: Problem, mode: str) -> float:
     fastest = [min(row) for row in problem.seconds]
-    spread = math.fsum(fastest) / len(problem.devices)
+    spread = math.fsum(fastest) / problem.processors
     if mode == THROUGHPUT:
         return max(spread, max(fastest, default=0.0))
     finish: list[float] = []
@@ -162,12 +164,13 @@ def _step(problem: Problem, state: State, unit: int, device: int, mode: str) -> 
 
     start = max((move(v, device) for v in problem.reads[unit]), default=0.0)
     seconds = problem.seconds[unit][device]
+    slot = problem.slot(device)  # devices on one processor share its time
     if mode == THROUGHPUT:
-        times[device] += seconds
+        times[slot] += seconds
         end = 0.0
     else:
-        end = max(start, times[device]) + seconds
-        times[device] = end
+        end = max(start, times[slot]) + seconds
+        times[slot] = end
     for value in problem.writes[unit]:
         live[value] = [end if d == device else math.inf for d in range(len(times))]
     for value in problem.writes[unit]:
@@ -185,7 +188,7 @@ def _home(problem: Problem, placed: tuple[int, ...], value: int) -> int:
 
 def _bound(problem: Problem, state: State, unit: int, mode: str) -> float:
     remaining = math.fsum(min(row) for row in problem.seconds[unit + 1 :])
-    spread = (math.fsum(state.device_time) + remaining) / len(problem.devices)
+    spread = (math.fsum(state.device_time) + remaining) / problem.processors
     return max(objective(problem, state, mode), spread)
 
 

@@ -13,6 +13,8 @@ each other device.
   partition on any machine: a CPU core's FMA lanes at `CPU_HZ`, `CPU_CORES` of them (`hai run`'s
   default threads); an OpenCL device's compute units x lanes at the clock of its type; bandwidths
   and launch costs per type (below). A link over host-unified memory is zero-copy; otherwise PCIe.
+- Processors: an OpenCL device of type CPU computes on the host's own cores (`runs_on = cpu`), so
+  the partition never counts the two as working side by side.
 Where the hardware profile (`--hardware-profile`) has a `measured` section (`hai doctor --measure`),
 each device it measured gets its measured speed and the per-kernel cost model instead
 (targets/kernel_costs.py: measured FLOP/s per precision, bandwidth, launch, the CPU's cost rule), the
@@ -96,10 +98,11 @@ def with_measured(
         return model
     threads = CPU_CORES if model.name == HOST else None
     assert profile is not None
-    return device_model_from_profile(
+    found = device_model_from_profile(
         profile, device, name=model.name, target=desc, threads=threads,
         memory=model.memory, ops=model.ops, dtypes=model.dtypes,
     )  # fmt: skip
+    return dataclasses.replace(found, runs_on=model.runs_on)
 
 
 def link_to(name: str, shared: bool, entry: Mapping[str, Any] | None) -> Link:
@@ -129,4 +132,7 @@ def opencl_model(name: str, desc: TargetDescription, budget: int | None) -> Devi
     memory = budget if budget is not None else (int(facts.get("global_memory_bytes") or 0) or None)
     lacking = {DType.BF16, DType.I4} | (set() if "fp16" in desc.features else {DType.F16})
     dtypes = frozenset(d.value for d in DType if d not in lacking)
-    return DeviceModel(name, flops, bandwidth, launch, memory, frozenset(supported_ops(desc)), dtypes)
+    runs_on = HOST if facts.get("type") == "CPU" else None  # an OpenCL CPU device: the host's cores
+    return DeviceModel(
+        name, flops, bandwidth, launch, memory, frozenset(supported_ops(desc)), dtypes, runs_on=runs_on
+    )

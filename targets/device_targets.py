@@ -31,7 +31,8 @@ class DeviceTargets:
     """The description of each device a compile places nodes on, by IR device name (`cpu` first)."""
 
     spelling: str  # what --target said: `x86+opencl:gpu`
-    devices: tuple[tuple[str, TargetDescription], ...]
+    devices: tuple[tuple[str, TargetDescription], ...]  # buffer alignment: the largest of them
+    alone: tuple[TargetDescription, ...] = ()  # each as `--target` of that device alone describes it
 
     @property
     def host(self) -> TargetDescription:
@@ -43,6 +44,10 @@ class DeviceTargets:
 
     def of(self, device: str) -> TargetDescription:
         return dict(self.devices)[device]
+
+    def described_alone(self, device: str) -> TargetDescription:
+        """Device `device`'s description as a compile for it alone has it (its own buffer alignment)."""
+        return self.alone[self.names.index(device)]
 
     def runtime_device(self, device: str) -> str:
         """The HAI driver that runs device `device`'s kernels: the plan's step device (`opencl`)."""
@@ -85,7 +90,9 @@ def describe_devices(
     described = [(HOST, host)] + [(d, describe_opencl(d, profiled, opencl_profile)) for d in devices]
     alignment = max(desc.buffer_alignment for _, desc in described)
     return DeviceTargets(
-        spelling, tuple((n, dataclasses.replace(d, buffer_alignment=alignment)) for n, d in described)
+        spelling,
+        tuple((n, dataclasses.replace(d, buffer_alignment=alignment)) for n, d in described),
+        tuple(d for _, d in described),
     )
 
 

@@ -16,7 +16,8 @@ that one pipeline split weights larger than a page (`split-weights`), so that
 each fits a frame. A target over several devices (`x86+opencl`: targets/device_targets.py) adds
 `partition` to the pipeline with their device set (targets/device_models.py), lowers and compiles
 each kernel for the device it is placed on, plans a transfer step per Transfer node and links one
-library per device with the one digest (resident weights, no entry function). Nothing time- or
+library per device with the one digest (resident weights, no entry function); when the partition
+places every node on one device, the compile is that device's alone (device_choice.py). Nothing time- or
 path-dependent reaches the artifact, so the same model and options give the same bytes.
 """
 
@@ -28,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hai_compiler.compiler.device_choice import choose_devices
 from hai_compiler.compiler.options import (
     CompileOptionError,
     CompileOptions,
@@ -113,10 +115,11 @@ def run_passes(
     target: Any,
     page_size: int | None = None,
     devices: DeviceTargets | None = None,
+    until: str | None = None,
 ) -> tuple[Graph, Any]:
     """The compile pipeline (CompileOptions.pipeline) and its pass context; `page_size`: split weights
     larger than a page; over several `devices`, `partition` splits the graph over their device set
-    (targets/device_models.py)."""
+    (targets/device_models.py); `until`: only the passes up to that one, without instruments."""
     from hai_compiler.driver import InstrumentOptions, make_instruments, run_pipeline
     from passes.manager import PassContext
     from targets.device_models import device_set
@@ -134,6 +137,9 @@ def run_passes(
         )
     )
     pipeline = options.pipeline(fuse_registered(), registered("layout"), page_size)
+    if until is not None:
+        names = [p.name for p in pipeline]
+        pipeline, instruments = pipeline[: names.index(until) + 1], []
     graph = run_pipeline(graph, pipeline, instruments, verify_each=options.verify_each, ctx=ctx)
     return graph, ctx
 
@@ -219,7 +225,11 @@ def compile_model(model: Any, output: str | Path, options: CompileOptions) -> Co
         profile = profile_target_of(options)
         target = resolve_compile_target(options, profile)
         devices = resolve_devices(options, target)
-        target = devices.host if devices is not None else target
+    chosen = None
+    if devices is not None:
+        with stage("partitioning"):
+            options, target, devices, chosen = choose_devices(graph, options, devices)
+        profile = profile_target_of(options)
     memory_plan = options.memory_plan()
     built = with_device_plan(build_within_budget(graph, name, options, target, memory_plan, devices), options,
                              target, name, memory_plan[0], devices)  # fmt: skip
@@ -239,7 +249,7 @@ def compile_model(model: Any, output: str | Path, options: CompileOptions) -> Co
         )  # fmt: skip
     seconds = time.perf_counter() - start
     return CompileResult(path, built.graph, static, built.groups, target, seconds, built.hits, built.memory,
-                         memory_plan[0], built.device, devices, built.partition)  # fmt: skip
+                         memory_plan[0], built.device, devices, chosen or built.partition)  # fmt: skip
 
 
 def with_device_plan(

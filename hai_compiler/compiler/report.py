@@ -86,7 +86,8 @@ def render_report(result: CompileResult, console: Any) -> None:
 
 def render_partition(result: CompileResult, console: Any) -> None:
     """Over several devices: the partition's prediction with each device's share of the predicted
-    time (passes/partition.py `render_summary`), and every transfer step of the plan."""
+    time (passes/partition.py `render_summary`), and every transfer step of the plan; or that the
+    partition chose one device, whose compile alone this was."""
     from rich.table import Table
 
     from passes.partition import render_summary
@@ -95,6 +96,12 @@ def render_partition(result: CompileResult, console: Any) -> None:
         return
     for line in render_summary(result.partition):
         console.print(line, markup=False)
+    if result.devices is None:  # hai_compiler/compiler/device_choice.py
+        console.print(
+            f"the partition chose one device, {result.partition.sole_device}: compiled as --target "
+            f"{result.target.name} alone",
+            markup=False,
+        )
     transfers = [s for s in result.plan.plan.steps if s.transfer_from]
     if not transfers:
         return

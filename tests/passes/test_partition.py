@@ -175,6 +175,23 @@ def test_throughput_balances_stages_where_latency_keeps_one_device() -> None:
     assert ctx.results["partition"].predicted == pytest.approx(4 * MS)  # each device's stage: 2 Relus
 
 
+def test_a_device_on_the_hosts_cores_never_works_beside_it() -> None:
+    """An OpenCL CPU device (`runs_on = cpu`) shares the host's time: splitting gains no overlap, so
+    the stream keeps one device and the period is the whole work; a faster unit still moves there."""
+    even = {"Relu": 2 * MS}
+    pocl = "opencl:cpu"
+    shared = Link("cpu", pocl, 1e9, 0.0, shared_memory=True)
+    devices = DeviceSet((timed("cpu", even), timed(pocl, even, runs_on="cpu")), (shared,))
+    graph, ctx = partition(chain(["Relu"] * 4), devices, objective="throughput")
+    assert set(placement(graph).values()) == {"cpu"}
+    assert ctx.results["partition"].predicted == pytest.approx(8 * MS)
+    faster = DeviceSet((timed("cpu", even), timed(pocl, {"Relu": 1 * MS}, runs_on="cpu")), (shared,))
+    _, ctx = partition(chain(["Relu"] * 4), faster, objective="throughput")
+    assert ctx.results["partition"].predicted == pytest.approx(4 * MS)  # all four there, one at a time
+    with pytest.raises(DeviceSetError, match="runs on 'npu'"):
+        DeviceSet((timed("cpu", even), timed(pocl, even, runs_on="npu")), (shared,))
+
+
 def random_dag(count: int, seed: int) -> Graph:
     """Relu/Add nodes, each reading one or two earlier values (a DAG with branches and joins)."""
     rng = np.random.default_rng(seed)
