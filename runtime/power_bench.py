@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -26,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.bench_output import report
 from runtime.energy import Energy, EnergyMeter
-from runtime.errors import HaiRuntimeError
 from runtime.model import Model, load
 from runtime.transfer_bench import random_inputs
 
@@ -146,15 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--json", dest="json_path", default=None, metavar="FILE", help="also write JSON")
     args = parser.parse_args(argv)
-    try:
-        result = measure(args.artifacts, args.runs, args.rounds, args.seconds)
-    except HaiRuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(report_lines(result)))
-    if args.json_path is not None:
-        Path(args.json_path).write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return report(
+        lambda: measure(args.artifacts, args.runs, args.rounds, args.seconds), report_lines, args.json_path
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.bench_output import report
 from runtime.errors import HaiRuntimeError, InvalidArgumentError
 from runtime.model import Model, load
 from runtime.pipeline import pipeline_plan
@@ -145,15 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="e.g. opencl:1 (default: the driver's device 0)")
     parser.add_argument("--json", dest="json_path", default=None, metavar="FILE", help="also write JSON")
     args = parser.parse_args(argv)
-    try:
-        result = measure(args.artifact, args.stream, args.in_flight, args.rounds, args.threads, args.device)
-    except HaiRuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(report_lines(result)))
-    if args.json_path is not None:
-        Path(args.json_path).write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return report(
+        lambda: measure(args.artifact, args.stream, args.in_flight, args.rounds, args.threads, args.device),
+        report_lines,
+        args.json_path,
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ medians; the reduction is 1 - on / off of the device medians, in %. It needs no 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any, cast
 import numpy as np
 
 from runtime.artifact import TensorBinding, numpy_dtype
+from runtime.bench_output import report
 from runtime.errors import HaiRuntimeError, UnsupportedError
 from runtime.hai import Device, ProfilingCounters
 from runtime.model import Model, load
@@ -141,15 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="e.g. opencl:1 (default: the driver's device 0)")
     parser.add_argument("--json", dest="json_path", default=None, metavar="FILE", help="also write JSON")
     args = parser.parse_args(argv)
-    try:
-        result = measure(args.artifact, args.runs, device=args.device)
-    except HaiRuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(report_lines(result)))
-    if args.json_path is not None:
-        Path(args.json_path).write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return report(lambda: measure(args.artifact, args.runs, device=args.device), report_lines, args.json_path)
 
 
 if __name__ == "__main__":
