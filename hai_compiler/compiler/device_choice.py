@@ -14,6 +14,7 @@ over the devices, its pipeline run again in full; so does a compile whose `--pas
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from hai_compiler.compiler.options import CompileOptions
@@ -25,12 +26,11 @@ from targets.device_targets import DeviceTargets
 
 
 def choose_devices(
-    graph: Graph, options: CompileOptions, devices: DeviceTargets
+    graph: Graph, options: CompileOptions, devices: DeviceTargets, run_passes: Callable[..., Any]
 ) -> tuple[CompileOptions, Any, DeviceTargets | None, Any]:
     """(options, target description, devices, partition summary) the compile goes on with: the input's
-    (summary None) when the partition uses several devices, else those of its one device alone."""
-    from hai_compiler.compiler.driver import run_passes
-
+    (summary None) when the partition uses several devices, else those of its one device alone.
+    `run_passes` is the driver's (driver.run_passes: it runs the pipeline up to `partition`)."""
     if user_partition(options):
         return options, devices.host, devices, None
     _, ctx = run_passes(clone_graph(graph), options, devices.host, None, devices, until="partition")

@@ -228,7 +228,7 @@ def compile_model(model: Any, output: str | Path, options: CompileOptions) -> Co
     chosen = None
     if devices is not None:
         with stage("partitioning"):
-            options, target, devices, chosen = choose_devices(graph, options, devices)
+            options, target, devices, chosen = choose_devices(graph, options, devices, run_passes)
         profile = profile_target_of(options)
     memory_plan = options.memory_plan()
     built = with_device_plan(build_within_budget(graph, name, options, target, memory_plan, devices), options,
