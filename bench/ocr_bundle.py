@@ -91,12 +91,18 @@ def near(name: Path) -> tuple[str, ...]:
     return ("", str(name), "")
 
 
-def engine_options(engine: str, profile: str, partitioned: str | None) -> dict[str, Any]:
-    """The CompileOptions fields of an engine's artifacts (module doc)."""
+def engine_options(
+    engine: str, profile: str, partitioned: str | None, hardware_profile: Path | None = None
+) -> dict[str, Any]:
+    """The CompileOptions fields of an engine's artifacts (module doc); the partitioned engine's host
+    part comes from `hardware_profile` when given (its `recommended` CPU and its `measured` devices
+    for the partition's costs), else the portable CPU with estimated costs."""
     if engine == "hai-x86":
         return {"target": "x86", "cpu": PORTABLE_CPU}
     if engine == "hai-opencl":
         return {"target": "opencl", "cpu": profile}
+    if hardware_profile is not None:
+        return {"target": partitioned, "hardware_profile": str(hardware_profile), "opencl_profile": profile}
     return {"target": partitioned, "cpu": PORTABLE_CPU, "opencl_profile": profile}
 
 
@@ -120,7 +126,14 @@ def rendered_pages(count: int, lines: int) -> tuple[np.ndarray, list[list[str]]]
     return np.stack([page_of(text, flipped=(1,)) for text in texts]), texts
 
 
-def build(out: Path, profile: str, pages: int, lines: int, partitioned: str | None) -> dict:
+def build(
+    out: Path,
+    profile: str,
+    pages: int,
+    lines: int,
+    partitioned: str | None,
+    hardware_profile: Path | None = None,
+) -> dict:
     """Writes the bundle into `out` (replaced) and returns its index (bundle.json)."""
     from ocr_pipeline import rec_alphabet
 
@@ -151,7 +164,7 @@ def build(out: Path, profile: str, pages: int, lines: int, partitioned: str | No
     engines = ["hai-x86", "hai-opencl"] + (["hai-partitioned"] if partitioned else [])
     with tempfile.TemporaryDirectory() as tmp:
         for engine in engines:
-            fields = engine_options(engine, profile, partitioned)
+            fields = engine_options(engine, profile, partitioned, hardware_profile)
             try:
                 artifacts = compile_engine(engine, fields, Path(tmp))
             except Exception as exc:  # the partitioned engine is optional: what stops it is recorded
@@ -180,9 +193,14 @@ def main() -> int:
     parser.add_argument(
         "--partitioned", metavar="TARGET", help="add a partitioned engine, e.g. x86+opencl:gpu"
     )
+    parser.add_argument(
+        "--hardware-profile", type=Path, metavar="FILE",
+        help="the partitioned engine's host and measured device costs: a `hai doctor` profile of the "
+        "device machine with its `measured` section (recommended target: a CPU that machine has)",
+    )  # fmt: skip
     args = parser.parse_args()
     try:
-        index = build(args.out, args.profile, args.pages, args.lines, args.partitioned)
+        index = build(args.out, args.profile, args.pages, args.lines, args.partitioned, args.hardware_profile)
     except HaiError as exc:  # BundleTooLargeError among them
         print(f"error: {exc}", file=sys.stderr)
         return 1
