@@ -92,18 +92,24 @@ def near(name: Path) -> tuple[str, ...]:
 
 
 def engine_options(
-    engine: str, profile: str, partitioned: str | None, hardware_profile: Path | None = None
+    engine: str,
+    profile: str,
+    partitioned: str | None,
+    hardware_profile: Path | None = None,
+    objective: str = "latency",
 ) -> dict[str, Any]:
     """The CompileOptions fields of an engine's artifacts (module doc); the partitioned engine's host
     part comes from `hardware_profile` when given (its `recommended` CPU and its `measured` devices
-    for the partition's costs), else the portable CPU with estimated costs."""
+    for the partition's costs), else the portable CPU with estimated costs; `objective`: the
+    partition's (`--partition-objective`)."""
     if engine == "hai-x86":
         return {"target": "x86", "cpu": PORTABLE_CPU}
     if engine == "hai-opencl":
         return {"target": "opencl", "cpu": profile}
+    host: dict[str, Any] = {"cpu": PORTABLE_CPU}
     if hardware_profile is not None:
-        return {"target": partitioned, "hardware_profile": str(hardware_profile), "opencl_profile": profile}
-    return {"target": partitioned, "cpu": PORTABLE_CPU, "opencl_profile": profile}
+        host = {"hardware_profile": str(hardware_profile)}
+    return {"target": partitioned, **host, "opencl_profile": profile, "objective": objective}
 
 
 def compile_engine(engine: str, fields: dict[str, Any], folder: Path) -> dict[str, Path]:
@@ -133,6 +139,7 @@ def build(
     lines: int,
     partitioned: str | None,
     hardware_profile: Path | None = None,
+    objective: str = "latency",
 ) -> dict:
     """Writes the bundle into `out` (replaced) and returns its index (bundle.json)."""
     from ocr_pipeline import rec_alphabet
@@ -164,7 +171,7 @@ def build(
     engines = ["hai-x86", "hai-opencl"] + (["hai-partitioned"] if partitioned else [])
     with tempfile.TemporaryDirectory() as tmp:
         for engine in engines:
-            fields = engine_options(engine, profile, partitioned, hardware_profile)
+            fields = engine_options(engine, profile, partitioned, hardware_profile, objective)
             try:
                 artifacts = compile_engine(engine, fields, Path(tmp))
             except Exception as exc:  # the partitioned engine is optional: what stops it is recorded
@@ -198,9 +205,14 @@ def main() -> int:
         help="the partitioned engine's host and measured device costs: a `hai doctor` profile of the "
         "device machine with its `measured` section (recommended target: a CPU that machine has)",
     )  # fmt: skip
+    parser.add_argument("--objective", choices=("latency", "throughput"), default="latency",
+                        help="the partitioned engine's --partition-objective")  # fmt: skip
     args = parser.parse_args()
     try:
-        index = build(args.out, args.profile, args.pages, args.lines, args.partitioned, args.hardware_profile)
+        index = build(
+            args.out, args.profile, args.pages, args.lines, args.partitioned, args.hardware_profile,
+            args.objective,
+        )  # fmt: skip
     except HaiError as exc:  # BundleTooLargeError among them
         print(f"error: {exc}", file=sys.stderr)
         return 1
