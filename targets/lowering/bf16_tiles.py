@@ -33,16 +33,9 @@ from targets.lowering.bf16_gemm import (
 from targets.lowering.conv_geometry import Geometry, finish_kernel
 from targets.lowering.conv_integer import padded_input
 from targets.lowering.elementwise import Epilogue
-from targets.lowering.integer_gemm import LANES, fused_tables, packed_table_stage
+from targets.lowering.integer_gemm import LANES, fused_tables
 from targets.lowering.kernel import LoweredKernel
-from targets.lowering.tile_gemm import (
-    per_block,
-    register_tiles,
-    schedule_tiled,
-    tile_acc,
-    tile_knobs,
-    window_channels,
-)
+from targets.lowering.tile_gemm import schedule_tiled, tile_knobs, tile_stages, window_channels, window_matrix
 from targets.lowering.tiling import padded
 from targets.schedules import TileGemm, schedules_of
 from targets.target import TargetDescription
@@ -94,10 +87,8 @@ def tiled_matmul(node: Node, epilogue: Sequence[Node], tiles: TileGemm, trans_b:
         te.all(p < rows, c < k), as_bf16(x[te.min(p, rows - 1), te.min(c, k - 1)]), te.const(0, "uint16")),
         name="a")  # fmt: skip
     wp = weight_placeholder(k, n, 1 + len(tables.rows), tiles.depth, tiles.columns)
-    tables.ctab = ctab = packed_table_stage(wp, kp, 1 + len(tables.rows))
-    acc = tile_acc(tiles, a, wp, rp, kp, np_)
-    blockwise = per_block(tiles, rows, n)
-    intrinsic = register_tiles(tiles, kp, int(wp.shape[1]), tiles.columns if blockwise else np_)
+    ctab, acc, intrinsic, blockwise = tile_stages(tiles, a, wp, kp, np_, 1 + len(tables.rows), rows, n)
+    tables.ctab = ctab
     tail = BF16MatMulTail(node, chain, rows, n, trans_b)
     params, args, result = tail.signature(x, x_v, wp, stored, ctab, lambda p, o: acc[p, o])
     table_rows = list(tables.rows)
@@ -125,22 +116,11 @@ def tiled_conv(node: Node, epilogue: Sequence[Node], layout: str, tiles: TileGem
     rp, kp = padded(rows, tiles.rows), padded(k, tiles.depth)
     x = te.placeholder(g.in_shape(layout), "float32", name="x")
     xq = padded_input(x, g, layout, cp, as_bf16, te.const(0, "uint16"), channels_last=True)
-    (sh, sw), (dh, dw) = g.stride, g.dilation
-
-    def window(r: Any, c: Any) -> Any:
-        row, col = te.min(r, rows - 1), te.min(c, k - 1)
-        n, p = row // positions, row % positions
-        kh, kw, ch = col // (g.kw * cp), col // cp % g.kw, col % cp
-        read = xq[n, (p // g.ow) * sh + kh * dh, (p % g.ow) * sw + kw * dw, ch]
-        return te.if_then_else(te.all(r < rows, c < k), read, te.const(0, "uint16"))
-
-    a = te.compute((rp, kp), window, name="a")
+    a = window_matrix(xq, g, cp, (rp, kp), te.const(0, "uint16"))
     wp = weight_placeholder(k, g.m, 1 + len(tables.rows), tiles.depth, tiles.columns)
-    tables.ctab = ctab = packed_table_stage(wp, kp, 1 + len(tables.rows))
     mp = padded(g.m, tiles.columns)
-    acc = tile_acc(tiles, a, wp, rp, kp, mp)
-    blockwise = per_block(tiles, rows, g.m)
-    intrinsic = register_tiles(tiles, kp, int(wp.shape[1]), tiles.columns if blockwise else mp)
+    ctab, acc, intrinsic, blockwise = tile_stages(tiles, a, wp, kp, mp, 1 + len(tables.rows), rows, g.m)
+    tables.ctab = ctab
     nchw = layout == "NCHW"
     tail = BF16ConvTail(node, g, chain, layout, cp)
     params, args, result = tail.signature(x, x_v, wp, stored, ctab, lambda n, p, o: acc[n * positions + p, o])

@@ -37,19 +37,18 @@ from targets.lowering.conv_integer import (
     u8_input,
 )
 from targets.lowering.elementwise import Epilogue
-from targets.lowering.integer_gemm import DEPTH, fused_tables, packed_table_stage, weight_placeholder
+from targets.lowering.integer_gemm import DEPTH, fused_tables, weight_placeholder
 from targets.lowering.kernel import LoweredKernel
 from targets.lowering.matmul_integer import lower_matmul_integer, matmul_output, matmul_packer
 from targets.lowering.registry import lowering
 from targets.lowering.tile_gemm import (
     MAX_PADDING,
     padding,
-    per_block,
-    register_tiles,
     schedule_tiled,
-    tile_acc,
     tile_knobs,
+    tile_stages,
     window_channels,
+    window_matrix,
 )
 from targets.lowering.tiling import padded
 from targets.schedules import TileGemm, schedules_of
@@ -109,7 +108,8 @@ def tiled_matmul(node: Node, epilogue: Sequence[Node], tiles: TileGemm) -> Lower
     a = te.compute((rp, kp), lambda p, c: te.if_then_else(
         te.all(p < rows, c < k), as_u8(x[te.min(p, rows - 1), te.min(c, k - 1)], shift),
         te.const(zero, "uint8")), name="a")  # fmt: skip
-    wp, ctab, acc, intrinsic, blockwise = tile_gemm(tiles, a, kp, np_, 1 + len(tables.rows), rows, n)
+    wp = weight_placeholder(kp, np_, 1 + len(tables.rows))
+    ctab, acc, intrinsic, blockwise = tile_stages(tiles, a, wp, kp, np_, 1 + len(tables.rows), rows, n)
     tables.ctab = ctab
     params, args, result = matmul_output(node, chain, x, wp, ctab, lambda p, o: acc[p, o])
     table_rows = list(tables.rows)
@@ -138,17 +138,9 @@ def tiled_conv(node: Node, epilogue: Sequence[Node], layout: str, tiles: TileGem
     rp, kp, mp = padded(rows, tiles.rows), padded(k, tiles.depth), padded(g.m, tiles.columns)
     x = te.placeholder(g.in_shape(layout), x_v.type.dtype.numpy.name, name="x")
     xq = u8_input(x, g, layout, cp, shift, zero, channels_last=True)
-    (sh, sw), (dh, dw) = g.stride, g.dilation
-
-    def window(r: Any, c: Any) -> Any:
-        row, col = te.min(r, rows - 1), te.min(c, k - 1)
-        n, p = row // positions, row % positions
-        kh, kw, ch = col // (g.kw * cp), col // cp % g.kw, col % cp
-        read = xq[n, (p // g.ow) * sh + kh * dh, (p % g.ow) * sw + kw * dw, ch]
-        return te.if_then_else(te.all(r < rows, c < k), read, te.const(zero, "uint8"))
-
-    a = te.compute((rp, kp), window, name="a")
-    wp, ctab, acc, intrinsic, blockwise = tile_gemm(tiles, a, kp, mp, 1 + len(tables.rows), rows, g.m)
+    a = window_matrix(xq, g, cp, (rp, kp), te.const(zero, "uint8"))
+    wp = weight_placeholder(kp, mp, 1 + len(tables.rows))
+    ctab, acc, intrinsic, blockwise = tile_stages(tiles, a, wp, kp, mp, 1 + len(tables.rows), rows, g.m)
     tables.ctab = ctab
     params, args, result = conv_output(
         node, g, chain, layout, x, wp, ctab, lambda n, p, o: acc[n * positions + p, o]
@@ -165,16 +157,3 @@ def tiled_conv(node: Node, epilogue: Sequence[Node], layout: str, tiles: TileGem
         schedule_tiled(sch, tiles, intrinsic, layout != "NCHW", conv=True, blockwise=blockwise, window=taps)
 
     return finish_kernel(node, epilogue, "convintamx", workload, schedule, params, args, flops, layout, pack)
-
-
-def tile_gemm(
-    tiles: TileGemm, a: Any, kp: int, mp: int, tables: int, rows: int, channels: int
-) -> tuple[Any, Any, Any, str, bool]:
-    """(Wp, ctab, acc, the block's intrinsic, blockwise) of A[Rp, kp] times the packed weight of `mp`
-    padded channels and `tables` table rows; `rows` x `channels` the real output."""
-    wp = weight_placeholder(kp, mp, tables)
-    ctab = packed_table_stage(wp, kp, tables)
-    acc = tile_acc(tiles, a, wp, int(a.shape[0]), kp, mp)
-    blockwise = per_block(tiles, rows, channels)
-    intrinsic = register_tiles(tiles, kp, int(wp.shape[1]), tiles.columns if blockwise else mp)
-    return wp, ctab, acc, intrinsic, blockwise

@@ -25,7 +25,7 @@ from typing import Any
 from tvm import te
 
 from targets.lowering.dot_step import widen_bf16
-from targets.lowering.integer_gemm import LANES
+from targets.lowering.integer_gemm import LANES, packed_table_stage
 from targets.lowering.tiling import padded
 from targets.schedules import TileGemm
 
@@ -110,6 +110,35 @@ def tile_acc(tiles: TileGemm, a: Any, wp: Any, rows: int, k: int, channels: int)
         return te.sum(widened(tiles, a[p, r]) * widened(tiles, w), axis=r)
 
     return te.compute((rows, channels), dot, name="acc")
+
+
+def tile_stages(
+    tiles: TileGemm, a: Any, wp: Any, kp: int, mp: int, tables: int, rows: int, channels: int
+) -> tuple[Any, Any, str, bool]:
+    """(ctab, acc, the block's intrinsic, blockwise) of A[Rp, kp] times the packed weight `wp` of `mp`
+    padded channels and `tables` table rows; `rows` x `channels` the real output."""
+    ctab = packed_table_stage(wp, kp, tables)
+    acc = tile_acc(tiles, a, wp, int(a.shape[0]), kp, mp)
+    blockwise = per_block(tiles, rows, channels)
+    intrinsic = register_tiles(tiles, kp, int(wp.shape[1]), tiles.columns if blockwise else mp)
+    return ctab, acc, intrinsic, blockwise
+
+
+def window_matrix(xq: Any, g: Any, cp: int, shape: tuple[int, int], pad: Any) -> Any:
+    """A[Rp, kp] of a conv over the channels-last input `xq` (`cp` channels a window position): row
+    n * positions + p, column (kh * kw_extent + kw) * cp + ch; `pad` past the real rows and columns."""
+    positions, k = g.oh * g.ow, g.kh * g.kw * cp
+    rows = g.n * positions
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+
+    def window(r: Any, c: Any) -> Any:
+        row, col = te.min(r, rows - 1), te.min(c, k - 1)
+        n, p = row // positions, row % positions
+        kh, kw, ch = col // (g.kw * cp), col // cp % g.kw, col % cp
+        read = xq[n, (p // g.ow) * sh + kh * dh, (p % g.ow) * sw + kw * dw, ch]
+        return te.if_then_else(te.all(r < rows, c < k), read, pad)
+
+    return te.compute(shape, window, name="a")
 
 
 def per_block(tiles: TileGemm, rows: int, channels: int) -> bool:
