@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from opencl_runner import exit_description, log, prepare, relative_error
+from opencl_runner import exit_description, log, prepare, relative_error, write_report
 
 ROWS = ("ocr", "stream")
 PROBES = 8  # stream outputs checked against onnxruntime
@@ -345,13 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.engine(engine)
         compare_lines(rows.rows)
     report["left_out"] = index["left_out"]
-    report["rows"] = rows.rows
-    report["seconds"] = time.monotonic() - rows.start
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1, default=str))
-    failed = [r for r in rows.rows if not r["ok"]]
-    log(f"{len(rows.rows)} rows, {len(failed)} failed, {report['seconds']:.0f} s: {args.json}")
-    return 0
+    return write_report(report, rows.rows, rows.start, args.json)
 
 
 if __name__ == "__main__":

@@ -466,12 +466,18 @@ def main(argv: list[str] | None = None) -> int:
         if POCL not in absent and not args.no_pocl and args.platform not in POCL:
             runner.phase(1.0)
             runner.run_hai(POCL, timing=False)
-    report["rows"] = runner.rows
-    report["seconds"] = time.monotonic() - runner.start
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1, default=str))
-    failed = [r for r in runner.rows if not r["ok"]]
-    log(f"{len(runner.rows)} rows, {len(failed)} failed, {report['seconds']:.0f} s: {args.json}")
+    return write_report(report, runner.rows, runner.start, args.json)
+
+
+def write_report(report: dict[str, Any], rows: list[dict[str, Any]], start: float, path: Path) -> int:
+    """`report` with its rows and seconds since `start` written to `path` as JSON, the tally logged;
+    the runner's exit code (0: failed rows are results too)."""
+    report["rows"] = rows
+    report["seconds"] = time.monotonic() - start
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=str))
+    failed = [r for r in rows if not r["ok"]]
+    log(f"{len(rows)} rows, {len(failed)} failed, {report['seconds']:.0f} s: {path}")
     return 0
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from targets.lowering.dot_step import register_dot_step
 from targets.lowering.integer_gemm import DEPTH, LANES
+from targets.opencl.tir_walk import acc_block
 from targets.schedules import DotStep
 
 OPENCL_DOT_16X4 = "hai_dot_16x4_opencl"
@@ -56,15 +57,9 @@ def dot_implementation() -> Any:
 def int_gemm_schedule(func: Any, threads: int, int8_dot: bool) -> Any:
     """`func` with its integer `acc` block per work-item and panel, on OpenCL dot products where
     `int8_dot` (module doc); ValueError where the rule does not apply."""
-    import tvm.s_tir as s_tir
-
     from targets.opencl.flat import flat_bind_unbound
 
-    sch = s_tir.Schedule(func)
-    try:
-        acc = sch.get_sblock("acc")
-    except Exception as exc:  # noqa: BLE001  (TVM's ScheduleError: no such block)
-        raise ValueError("no acc block") from exc
+    sch, acc = acc_block(func)
     block = sch.get(acc)
     kinds = [int(iv.iter_type) for iv in block.iter_vars]
     if str(block.writes[0].source.dtype) != "int32" or kinds[:3] != [0, 0, 0] or set(kinds[3:]) != {2}:

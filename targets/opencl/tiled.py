@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from targets.opencl.tir_walk import lowered_allocations
+from targets.opencl.tir_walk import acc_block, lowered_allocations
 
 TILE_THREADS = 16
 """Work-items along each of the two tile axes (16 x 16 = 256 a work-group)."""
@@ -57,15 +57,9 @@ def tiled_schedule(func: Any, weights: frozenset[str], target: Any) -> Any:
 
 
 def _tiled(func: Any, weights: frozenset[str], local_bytes: int, private: bool) -> Any:
-    import tvm.s_tir as s_tir
-
     from targets.opencl.flat import flat_bind_unbound
 
-    sch = s_tir.Schedule(func)
-    try:
-        acc = sch.get_sblock("acc")
-    except Exception as exc:  # noqa: BLE001  (TVM's ScheduleError: no such block)
-        raise ValueError("no acc block") from exc
+    sch, acc = acc_block(func)
     block = sch.get(acc)
     loops = sch.get_loops(acc)
     if len(loops) != len(block.iter_vars):

@@ -1,5 +1,5 @@
 """Walking TensorIR statements (this TVM has no Python statement visitor): `walk`, `allocations`,
-`lowered_allocations`.
+`lowered_allocations`; and `acc_block`, the GEMM rules' common start.
 
 Rule: a statement's children are the statements held by the attributes of CHILDREN; `walk` yields
 them parents first. A schedule's allocations are exact only once lowered: TVM compacts each buffer
@@ -69,3 +69,15 @@ def buffer_bytes(buffer: Any) -> int:
 
     count = int(np.prod([int(d) for d in buffer.shape], dtype=np.int64))
     return count * np.dtype(str(buffer.dtype)).itemsize
+
+
+def acc_block(func: Any) -> tuple[Any, Any]:
+    """(schedule of `func`, its block named `acc`): the block the GEMM-family rules tile; a ValueError
+    (the family's next rule runs) when `func` has none."""
+    import tvm.s_tir as s_tir
+
+    sch = s_tir.Schedule(func)
+    try:
+        return sch, sch.get_sblock("acc")
+    except Exception as exc:  # noqa: BLE001  (TVM's ScheduleError: no such block)
+        raise ValueError("no acc block") from exc
