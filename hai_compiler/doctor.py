@@ -5,9 +5,9 @@ runtime probes (CPU identity, ISA features, topology, caches, memory, thermal
 zones, cpufreq, OpenCL devices) with what only the compiler knows: the LLVM name
 of the host CPU, asked from TVM when it imports. `recommended` is the compile
 target for this machine; `hai compile --hardware-profile` reads it back with
-`read_profile` and `profile_compile_target`. `measure` adds the `measured` section: the devices'
-achieved speed, from the microbenchmarks (hai_compiler/microbench.py `measure_profile`, run by
-runtime/microbench.py).
+`read_profile` and `profile_compile_target` (a `measured` section is checked for what the partition
+reads: `check_measured`). `hai doctor --measure` adds that section: the devices' achieved speed,
+from the microbenchmarks (hai_compiler/microbench.py `measure_profile`, run by runtime/microbench.py).
 """
 
 from __future__ import annotations
@@ -168,7 +168,30 @@ def read_profile(path: str | Path) -> dict[str, Any]:
         raise HardwareProfileError(
             f"hardware profile {path}: no recommended target (key 'recommended.target')"
         )
+    check_measured(profile.get("measured"), path)
     return profile
+
+
+MEASURED_KEYS = ("device", "kind", "flops", "bandwidth", "launch_seconds")
+"""What the partition's device costs read of each measured device (targets/device_models.py)."""
+
+
+def check_measured(measured: Any, path: str | Path) -> None:
+    """A profile's `measured` section (absent: nothing to check) has a device list whose entries hold
+    `MEASURED_KEYS`; else a HardwareProfileError naming the file, the device and the key."""
+    if measured is None:
+        return
+    devices = measured.get("devices") if isinstance(measured, dict) else None
+    if not isinstance(devices, list):
+        raise HardwareProfileError(f"hardware profile {path}: 'measured' has no 'devices' list")
+    for index, entry in enumerate(devices):
+        missing = [k for k in MEASURED_KEYS if not isinstance(entry, dict) or k not in entry]
+        if missing:
+            name = entry.get("device", f"#{index}") if isinstance(entry, dict) else f"#{index}"
+            raise HardwareProfileError(
+                f"hardware profile {path}: measured device {name} lacks {', '.join(missing)}; "
+                "measure again with `hai doctor --measure`"
+            )
 
 
 OPENCL_PREFERENCE = ("GPU", "ACCELERATOR", "CPU", "CUSTOM")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,22 @@ def test_table_shows_measured_devices_and_shared_memory_transfers(measured: dict
     doctor.render_table(profile, console)
     text = console.export_text()
     assert "Measured" in text and "opencl:0" in text and "20.0 / size-independent" in text
+
+
+@pytest.mark.parametrize(
+    ("measured", "complaint"),
+    [
+        ({"version": 1}, "'measured' has no 'devices' list"),
+        ({"devices": [{"device": "opencl:0", "kind": "gpu"}]}, "measured device opencl:0 lacks flops"),
+        ({"devices": ["x"]}, "measured device #0 lacks device"),
+    ],
+)
+def test_a_profile_with_a_broken_measured_section_is_a_clear_error(
+    tmp_path: Path, measured: dict[str, Any], complaint: str
+) -> None:
+    from hai_compiler.doctor import HardwareProfileError, read_profile, scan
+
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps({**scan(), "measured": measured}))
+    with pytest.raises(HardwareProfileError, match=re.escape(complaint)):
+        read_profile(path)
