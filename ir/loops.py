@@ -37,19 +37,12 @@ from ir.errors import IRError
 from ir.folding import fold_node, is_foldable
 from ir.graph import Graph, Node, Value
 from ir.ops.loop_span import MARKERS
-from ir.predication import guards_of, set_guards
+from ir.predication import guards_of, rewrite_all, set_guards
 
 
 def lower_loops(graph: Graph) -> int:
     """Lower every `Loop` of `graph` (those its copies bring up too); how many there were."""
-    count = 0
-    while True:
-        loops = [node for node in graph.nodes if node.op == "Loop"]
-        if not loops:
-            return count
-        for node in loops:
-            _lower(graph, node)
-            count += 1
+    return rewrite_all(graph, "Loop", _lower)
 
 
 def _lower(graph: Graph, node: Node) -> None:

@@ -18,6 +18,7 @@ plan-memory, rename nothing).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from ir.builder import Builder
 from ir.clone import inline_region
@@ -44,14 +45,18 @@ def set_guards(node: Node, guards: list[Guard]) -> None:
 
 def predicate(graph: Graph) -> int:
     """Predicate every `If` of `graph` (those its copies bring up too); how many there were."""
+    return rewrite_all(graph, "If", _predicate_if)
+
+
+def rewrite_all(graph: Graph, op: str, rewrite: Callable[[Graph, Node], None]) -> int:
+    """`rewrite` every `op` node of `graph` until none is left (a rewrite may bring up copies of
+    nested ones); how many were rewritten."""
     count = 0
-    while True:
-        ifs = [node for node in graph.nodes if node.op == "If"]
-        if not ifs:
-            return count
-        for node in ifs:
-            _predicate_if(graph, node)
+    while nodes := [node for node in graph.nodes if node.op == op]:
+        for node in nodes:
+            rewrite(graph, node)
             count += 1
+    return count
 
 
 def _predicate_if(graph: Graph, node: Node) -> None:
