@@ -86,6 +86,27 @@ def table(report: dict[str, Any], peer: str = "onnxruntime-cpu") -> list[str]:
     return lines
 
 
+def transfers_table(report: dict[str, Any]) -> list[str]:
+    """Per batch-1 model timed with `--transfers`: transfer time per inference, zero-copy off and on."""
+    timed = [r for r in report.get("rows", []) if r.get("transfers") and r["engine"] == "hai-opencl"
+             and r.get("platform") == report.get("platform", "NVIDIA")]  # fmt: skip
+    if not timed:
+        return []
+    lines = ["| model | zero-copy mode | transfer us, copy | zero-copy | reduction | host us in transfer "
+             "calls, copy / zero-copy |", "|" + " --- |" * 6]  # fmt: skip
+    for row in timed:
+        t = row["transfers"]
+        if "error" in t:
+            lines.append(f"| {row['model']} | {t['error']} | | | | |")
+            continue
+        copy, zero = t["copy"], t["zero_copy"]
+        host = f"{copy['host_us']:.1f} / {zero['host_us']:.1f}"
+        cells = [row["model"], zero["mode"], f"{copy['device_us']:.1f}", f"{zero['device_us']:.1f}",
+                 f"{-t['reduction_percent']:+.0f}%", host]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def failures(report: dict[str, Any]) -> list[str]:
     found = [f"- {r['engine']} {r.get('platform', '')} {r['model']} batch {r['batch']}: {r['error']}"
              for r in report.get("rows", []) if r.get("error")]  # fmt: skip
@@ -96,6 +117,9 @@ def render(report: dict[str, Any]) -> str:
     lines = table(report)
     if any(r["engine"] == "onnxruntime-cuda" for r in report.get("rows", [])):
         lines += ["", *table(report, "onnxruntime-cuda")]
+    transfers = transfers_table(report)
+    if transfers:
+        lines += ["", "Transfers per inference (OpenCL event times, medians):", *transfers]
     problems = failures(report)
     if problems:
         lines += ["", "Failures:", *problems]

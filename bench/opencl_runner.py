@@ -267,6 +267,7 @@ class Runner:
         command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec), "--json",
                    str(out), "--bundle", str(self.bundle), "--runs", str(self.args.runs), "--seconds",
                    str(self.args.seconds), "--profile", str(self.args.profile),
+                   "--transfers", str(self.args.transfers),
                    "--row-timeout", str(self.args.row_timeout)]  # fmt: skip
         env = dict(os.environ, HAI_OPENCL_DEVICE=spec["platform"])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.bundle), env.get("PYTHONPATH")]))
@@ -326,7 +327,22 @@ def hai_row(bundle: Path, spec: dict[str, Any], args: argparse.Namespace) -> dic
     result.update(max_relative_error=max(errors.values()), ok=max(errors.values()) <= TOLERANCE)
     if spec["timing"]:
         result.update(speed(timed(lambda: loaded.run(inputs), args.runs, args.seconds), batch))
+        if args.transfers and batch == 1:
+            loaded.close()
+            result["transfers"] = transfer_times(bundle / model["artifacts"]["1"], inputs, args.transfers)
     return result
+
+
+def transfer_times(artifact: Path, inputs: dict[str, np.ndarray], runs: int) -> dict[str, Any]:
+    """Host<->device transfer time per inference with zero-copy on and off (`runtime.transfer_bench`,
+    the measurement `hai bench --transfers` prints), or the error that stopped it."""
+    from runtime import transfer_bench
+
+    log(f"{artifact.name}: transfers with zero-copy on and off, {runs} runs")
+    try:
+        return transfer_bench.measure(artifact, runs, inputs, device="opencl:0")
+    except Exception as exc:  # noqa: BLE001  (the row keeps its other results)
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def slowest_steps(loaded: Any, inputs: dict[str, np.ndarray], count: int) -> list[dict[str, Any]]:
@@ -436,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--row-timeout", type=float, default=150.0,
                         help="seconds one HAI row (load, check, timing) may take")  # fmt: skip
     parser.add_argument("--profile", type=int, default=0, help="report each row's N slowest kernels")
+    parser.add_argument("--transfers", type=int, default=0,
+                        help="N runs timing each batch-1 model's transfers, zero-copy on/off")  # fmt: skip
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one HAI row, run by the parent (child_row)
     args = parser.parse_args(argv)
     if args.child:

@@ -24,7 +24,7 @@ def test_bundle_runs_on_pocl(opencl_device: dict, tmp_path: Path) -> None:
     assert {w.name.split("-")[0] for w in (bundle / "wheels").glob("*.whl")} >= {"pyopencl", "apache_tvm_ffi"}
     out = tmp_path / "out" / "opencl.json"
     run = [sys.executable, str(bundle / "runner.py"), "--json", str(out), "--platform", "Portable",
-           "--runs", "3", "--seconds", "0.1"]  # fmt: skip
+           "--runs", "3", "--seconds", "0.1", "--transfers", "3"]  # fmt: skip
     subprocess.run(run, check=True, cwd=tmp_path, timeout=300)
     report = json.loads(out.read_text())
     rows = {(r["engine"], r["model"], r["batch"]): r for r in report["rows"]}
@@ -32,4 +32,7 @@ def test_bundle_runs_on_pocl(opencl_device: dict, tmp_path: Path) -> None:
         hai, peer = rows[("hai-opencl", model, 1)], rows[("onnxruntime-cpu", model, 1)]
         assert hai["ok"] and hai["max_relative_error"] <= 1e-4, hai
         assert hai["latency_ms_p50"] > 0 and peer["latency_ms_p50"] > 0
+        transfers = hai["transfers"]  # PoCL shares the host's memory: zero-copy maps instead of copying
+        assert transfers["copy"]["mode"] == "copy" and transfers["zero_copy"]["mode"] == "mapped", transfers
+        assert transfers["copy"]["transfers"] >= 2 and transfers["copy"]["device_us"] > 0, transfers
     assert report["opencl"]["available"]

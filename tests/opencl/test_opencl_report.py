@@ -42,3 +42,14 @@ def test_failed_rows_are_cells_and_listed() -> None:
     line = next(x for x in text.splitlines() if x.startswith("| rec"))
     assert "| failed | — | failed | 5.00 | — |" in line
     assert "- hai-opencl NVIDIA rec batch 1: KernelError: build failed" in text
+
+
+def test_transfers_table_gives_the_reduction() -> None:
+    row = hai("det", 1, 2.0) | {"transfers": {
+        "copy": {"mode": "copy", "device_us": 200.0, "host_us": 40.0, "transfers": 2.0},
+        "zero_copy": {"mode": "staged", "device_us": 50.0, "host_us": 30.0, "transfers": 2.0},
+        "reduction_percent": 75.0}}  # fmt: skip
+    text = report_module.render({"platform": "NVIDIA", "rows": [row, ort("det", 1, 10.0)]})
+    line = next(x for x in text.splitlines() if x.startswith("| det | staged"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells == ["det", "staged", "200.0", "50.0", "-75%", "40.0 / 30.0"]
