@@ -31,6 +31,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH.parent / "examples" / "ocr")]
 
 import numpy as np  # noqa: E402
+from ocr_models import LINE_BATCH, ROLES, input_shapes  # noqa: E402
 from opencl_bundle import (  # noqa: E402
     LIMIT,
     WHEELS,
@@ -43,7 +44,6 @@ from hai_compiler import real_models  # noqa: E402
 from hai_compiler.compiler import CompileOptions, compile_model  # noqa: E402
 from ir import HaiError  # noqa: E402
 
-ROLES = ("det", "cls", "rec")
 STREAM_MODEL = "cls"
 """The model a stream of single inputs runs through (the runner's `--stream N`)."""
 PORTABLE_CPU = "x86-64-v3"
@@ -112,13 +112,17 @@ def engine_options(
     return {"target": partitioned, **host, "opencl_profile": profile, "objective": objective}
 
 
-def compile_engine(engine: str, fields: dict[str, Any], folder: Path) -> dict[str, Path]:
-    """det, cls and rec compiled with `fields`: role -> artifact folder."""
+def compile_engine(engine: str, fields: dict[str, Any], folder: Path, line_batch: int) -> dict[str, Path]:
+    """det, and cls and rec for `line_batch` lines a run, compiled with `fields`, plus the single-input
+    stream's model (`STREAM_MODEL` at batch 1, when `line_batch` is not 1): role -> artifact folder."""
+    shapes = {role: input_shapes(role, line_batch) for role in ROLES}
+    if line_batch != 1:
+        shapes["stream"] = input_shapes(STREAM_MODEL, 1)
     artifacts = {}
-    for role in ROLES:
-        model = real_models.MODELS[f"ppocr_{role}"]
-        options = CompileOptions(**fields, input_shapes=model.input_shapes)
-        artifacts[role] = compile_model(model.fetch(), folder / f"{engine}-{role}.hai", options).path
+    for role, shape in shapes.items():
+        source = real_models.fetch(f"ppocr_{STREAM_MODEL if role == 'stream' else role}")
+        options = CompileOptions(**fields, input_shapes=shape)
+        artifacts[role] = compile_model(source, folder / f"{engine}-{role}.hai", options).path
         print(f"{engine}: {role} compiled", flush=True)
     return artifacts
 
@@ -140,6 +144,7 @@ def build(
     partitioned: str | None,
     hardware_profile: Path | None = None,
     objective: str = "latency",
+    line_batch: int = LINE_BATCH,
 ) -> dict:
     """Writes the bundle into `out` (replaced) and returns its index (bundle.json)."""
     from ocr_pipeline import rec_alphabet
@@ -157,7 +162,8 @@ def build(
     payload.add_bytes("pages.npy", npy_bytes(stack))
     index: dict[str, Any] = {"kind": "ocr", "profile": profile, "cpu": PORTABLE_CPU, "limit_bytes": LIMIT,
                              "pages": "pages.npy", "page_texts": texts, "stream_model": STREAM_MODEL,
-                             "models": {}, "engines": {}, "left_out": []}  # fmt: skip
+                             "line_batch": line_batch, "models": {}, "engines": {},
+                             "left_out": []}  # fmt: skip
     rec = real_models.fetch("ppocr_rec")
     index["alphabet"] = rec_alphabet(str(rec))
     for role in ROLES:
@@ -173,7 +179,7 @@ def build(
         for engine in engines:
             fields = engine_options(engine, profile, partitioned, hardware_profile, objective)
             try:
-                artifacts = compile_engine(engine, fields, Path(tmp))
+                artifacts = compile_engine(engine, fields, Path(tmp), line_batch)
             except Exception as exc:  # the partitioned engine is optional: what stops it is recorded
                 if engine != "hai-partitioned":
                     raise
@@ -198,6 +204,9 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=24, help="pages rendered into the bundle")
     parser.add_argument("--lines", type=int, default=12, help="text lines per page")
     parser.add_argument(
+        "--line-batch", type=int, default=LINE_BATCH, help="lines HAI's cls and rec read a run"
+    )
+    parser.add_argument(
         "--partitioned", metavar="TARGET", help="add a partitioned engine, e.g. x86+opencl:gpu"
     )
     parser.add_argument(
@@ -211,7 +220,7 @@ def main() -> int:
     try:
         index = build(
             args.out, args.profile, args.pages, args.lines, args.partitioned, args.hardware_profile,
-            args.objective,
+            args.objective, args.line_batch,
         )  # fmt: skip
     except HaiError as exc:  # BundleTooLargeError among them
         print(f"error: {exc}", file=sys.stderr)

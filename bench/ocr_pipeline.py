@@ -6,7 +6,10 @@ Each engine reads the same pages twice: page by page (`serial`: one model at a t
 lines/s, p50 and p99 seconds per page (serial) and each HAI row's throughput against onnxruntime's in
 the same mode; HAI's lines must read as onnxruntime's (the count of differing lines is printed).
 
-    python bench/ocr_pipeline.py --pages 50 --threads 2 [--target x86] [--json out.json]
+HAI's cls and rec are compiled for `--line-batch` lines a run (onnxruntime's take any batch: a
+page's lines at once).
+
+    python bench/ocr_pipeline.py --pages 50 --threads 2 [--target x86] [--line-batch 8] [--json out.json]
 """
 
 from __future__ import annotations
@@ -26,15 +29,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "ocr")]
 
+from ocr_models import LINE_BATCH, ROLES, input_shapes  # noqa: E402
 from ocr_pipeline import Line, OcrModels, OnnxRunner, read_page, read_pages, rec_alphabet  # noqa: E402
 from pages import page_of, random_lines  # noqa: E402
 
 from hai_compiler import real_models  # noqa: E402
 
-ROLES = ("det", "cls", "rec")
 
-
-def hai_models(directory: Path, threads: int, target: str) -> OcrModels:
+def hai_models(directory: Path, threads: int, target: str, line_batch: int = LINE_BATCH) -> OcrModels:
     from hai_compiler.compiler.driver import compile_model
     from hai_compiler.compiler.options import CompileOptions
     from runtime import load
@@ -42,7 +44,7 @@ def hai_models(directory: Path, threads: int, target: str) -> OcrModels:
     runners = {}
     for role in ROLES:
         name = f"ppocr_{role}"
-        options = CompileOptions(target=target, input_shapes=real_models.MODELS[name].input_shapes)
+        options = CompileOptions(target=target, input_shapes=input_shapes(role, line_batch))
         artifact = compile_model(real_models.fetch(name), directory / f"{name}.hai", options).path
         runners[role] = load(artifact, threads=threads)
     return OcrModels(**runners, alphabet=rec_alphabet(str(real_models.fetch("ppocr_rec"))))
@@ -96,13 +98,16 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=8, help="text lines per page")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--target", default="x86", help="HAI's compile target")
+    parser.add_argument("--line-batch", type=int, default=LINE_BATCH, help="lines cls and rec read a run")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     pages = [page_of(random_lines(rng, args.lines), flipped=(1,)) for _ in range(args.pages)]
     with tempfile.TemporaryDirectory() as directory:
         reference_rows, reference = measure("onnxruntime", onnxruntime_models(args.threads), pages)
-        hai_rows, lines = measure("hai", hai_models(Path(directory), args.threads, args.target), pages)
+        hai_rows, lines = measure(
+            "hai", hai_models(Path(directory), args.threads, args.target, args.line_batch), pages
+        )
     peers = {row["mode"]: row for row in reference_rows}
     for row in hai_rows:
         row["throughput_vs_onnxruntime"] = row["pages_per_s"] / peers[row["mode"]]["pages_per_s"]

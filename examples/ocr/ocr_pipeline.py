@@ -7,9 +7,12 @@ the page is scaled into the detector's fixed input, the probability map is thres
 connected components become boxes (grown like DBNet's unclip), each box is cropped from the page at
 full resolution, resized to the classifier's and the recogniser's fixed inputs, turned upside down
 when the classifier says so, and the recogniser's per-column characters are decoded by CTC (greedy:
-repeats merged, blanks dropped). `read_pages` runs the three stages concurrently, one thread each,
-over a stream of pages: page i+1 is detected while page i's lines are classified and recognised;
-it yields the pages' lines in page order, equal to `read_page` on each.
+repeats merged, blanks dropped). A page's lines go through cls and rec in batches of the model's
+batch (its input's first dimension; the last batch padded with zero lines), all at once where the
+model takes any batch (onnxruntime); a line reads the same in any batch. `read_pages` runs the
+three stages concurrently, one thread each, over a stream of pages: page i+1 is detected while
+page i's lines are classified and recognised; it yields the pages' lines in page order, equal to
+`read_page` on each.
 """
 
 from __future__ import annotations
@@ -191,19 +194,40 @@ def ctc_decode(probabilities: np.ndarray, alphabet: Sequence[str]) -> tuple[str,
     return text, float(probabilities.max(axis=1)[keep].mean())
 
 
-def read_line(page: np.ndarray, box: tuple[int, int, int, int], models: OcrModels, names: Names) -> Line:
-    """The line in `box`: cropped, flipped when the classifier finds it upside down (class 1 above
-    0.9, as PaddleOCR), recognised."""
-    top, left, bottom, right = box
-    crop = page[top:bottom, left:right]
-    direction = only_output(models.cls, {names.cls: line_input(crop, CLS_SHAPE)})[0]
-    flipped = bool(direction.argmax() == 1 and direction[1] > 0.9)
-    if flipped:
-        crop = crop[::-1, ::-1]
-    text, score = ctc_decode(
-        only_output(models.rec, {names.rec: line_input(crop, REC_SHAPE)})[0], models.alphabet
-    )
-    return Line(box, flipped, text, score)
+def batch_of(runner: Any) -> int | None:
+    """How many lines `runner` takes a run: its input's fixed first dimension (a compiled HAI
+    model), None where it takes any number (onnxruntime's dynamic batch)."""
+    (binding,) = runner.inputs
+    first = binding.shape[0]
+    return first if isinstance(first, int) else None
+
+
+def run_lines(runner: Runner, name: str, inputs: list[np.ndarray]) -> np.ndarray:
+    """The model's output row for each (1, 3, H, W) line input, run in batches of `batch_of(runner)`
+    (all at once where it takes any number); the last batch is padded with zero lines."""
+    batch = batch_of(runner) or len(inputs)
+    rows = []
+    for start in range(0, len(inputs), batch):
+        chunk = inputs[start : start + batch]
+        padded = np.concatenate(chunk + [np.zeros_like(chunk[0])] * (batch - len(chunk)))
+        rows.append(only_output(runner, {name: padded})[: len(chunk)])
+    return np.concatenate(rows)
+
+
+def read_lines(
+    page: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], models: OcrModels, names: Names
+) -> list[Line]:
+    """The lines in `boxes`: cropped, classified in batches, flipped where the classifier finds them
+    upside down (class 1 above 0.9, as PaddleOCR), recognised in batches."""
+    if not boxes:
+        return []
+    crops = [page[top:bottom, left:right] for top, left, bottom, right in boxes]
+    directions = run_lines(models.cls, names.cls, [line_input(crop, CLS_SHAPE) for crop in crops])
+    flips = [bool(d.argmax() == 1 and d[1] > 0.9) for d in directions]
+    crops = [crop[::-1, ::-1] if flip else crop for crop, flip in zip(crops, flips, strict=True)]
+    texts = run_lines(models.rec, names.rec, [line_input(crop, REC_SHAPE) for crop in crops])
+    return [Line(box, flip, *ctc_decode(probabilities, models.alphabet))
+            for box, flip, probabilities in zip(boxes, flips, texts, strict=True)]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -220,9 +244,9 @@ class Names:
 
 
 def read_page(page: np.ndarray, models: OcrModels) -> list[Line]:
-    """Every text line of an RGB uint8 page, top to bottom (serially: det, then cls and rec per line)."""
+    """Every text line of an RGB uint8 page, top to bottom (serially: det, then cls and rec)."""
     names = Names.of(models)
-    return [read_line(page, box, models, names) for box in page_boxes(page, models.det, names.det)]
+    return read_lines(page, page_boxes(page, models.det, names.det), models, names)
 
 
 def read_pages(pages: Iterable[np.ndarray], models: OcrModels, depth: int = 4) -> Iterator[list[Line]]:
@@ -237,7 +261,7 @@ def read_pages(pages: Iterable[np.ndarray], models: OcrModels, depth: int = 4) -
         stage(detected, stop, ((page, page_boxes(page, models.det, names.det)) for page in pages))
 
     def recognise() -> None:
-        lines = ([read_line(page, box, models, names) for box in boxes] for page, boxes in drain(detected))
+        lines = (read_lines(page, boxes, models, names) for page, boxes in drain(detected))
         stage(read, stop, lines)
 
     workers = [threading.Thread(target=target, daemon=True) for target in (detect, recognise)]
@@ -296,6 +320,7 @@ def drain(source: queue.Queue[Any]) -> Iterator[Any]:
 @dataclass(frozen=True)
 class _Binding:
     name: str
+    shape: tuple[int | str | None, ...]
 
 
 class OnnxRunner:
@@ -307,7 +332,7 @@ class OnnxRunner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        self.inputs = tuple(_Binding(i.name) for i in self.session.get_inputs())
+        self.inputs = tuple(_Binding(i.name, tuple(i.shape)) for i in self.session.get_inputs())
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]

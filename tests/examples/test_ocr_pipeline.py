@@ -22,7 +22,15 @@ from runtime import load
 pytest.importorskip("onnxruntime")
 pytest.importorskip("PIL")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "ocr"))
-from ocr_pipeline import OcrModels, OnnxRunner, components, read_page, read_pages, rec_alphabet  # noqa: E402
+from ocr_pipeline import (  # noqa: E402
+    OcrModels,
+    OnnxRunner,
+    components,
+    read_page,
+    read_pages,
+    rec_alphabet,
+    run_lines,
+)
 from pages import page_of, random_lines  # noqa: E402
 
 
@@ -56,6 +64,19 @@ def test_pipeline_over_hai_reads_what_onnxruntime_reads(
 
 
 @pytest.mark.slow
+def test_lines_read_in_batches_read_as_one_at_a_time(hai_models: OcrModels, tmp_path: Path) -> None:
+    batched = {}
+    for role in ("cls", "rec"):  # 3 lines a run: a page of 5 lines is 2 runs, the last padded
+        name = f"ppocr_{role}"
+        (input_name, shape), *_ = real_models.MODELS[name].input_shapes.items()
+        options = CompileOptions(input_shapes={input_name: (3, *shape[1:])})
+        batched[role] = load(compile_model(real_models.fetch(name), tmp_path / f"{role}.hai", options).path)
+    models = OcrModels(hai_models.det, batched["cls"], batched["rec"], hai_models.alphabet)
+    page = page_of(random_lines(np.random.default_rng(3), 5), flipped=(2,))
+    assert read_page(page, models) == read_page(page, hai_models)
+
+
+@pytest.mark.slow
 def test_streamed_pages_equal_page_by_page(hai_models: OcrModels) -> None:
     rng = np.random.default_rng(2)
     pages = [page_of(random_lines(rng, int(rng.integers(1, 5)))) for _ in range(4)]
@@ -75,3 +96,26 @@ def test_components_are_eight_connected() -> None:
     mask[4:6, 5:8] = True
     found = sorted((int(r.min()), int(c.min()), len(r)) for r, c in components(mask))
     assert found == [(0, 0, 3), (4, 5, 6)]
+
+
+class RowSums:
+    """A model of fixed batch `batch` whose output row is the sum of its input line; counts its runs."""
+
+    def __init__(self, batch: int | None) -> None:
+        self.inputs = [type("Binding", (), {"name": "x", "shape": (batch if batch else "N", 3, 2, 2)})]
+        self.batch, self.runs = batch, 0
+
+    def run(self, feeds: dict) -> dict:
+        (x,) = feeds.values()
+        assert self.batch is None or len(x) == self.batch
+        self.runs += 1
+        return {"y": x.reshape(len(x), -1).sum(axis=1, keepdims=True)}
+
+
+@pytest.mark.parametrize(("batch", "runs"), [(4, 2), (1, 6), (None, 1)])
+def test_run_lines_batches_and_pads(batch: int | None, runs: int) -> None:
+    lines = [np.full((1, 3, 2, 2), k, np.float32) for k in range(1, 7)]
+    model = RowSums(batch)
+    got = run_lines(model, "x", lines)
+    assert model.runs == runs
+    np.testing.assert_array_equal(got[:, 0], [12.0 * k for k in range(1, 7)])

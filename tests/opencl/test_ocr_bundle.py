@@ -28,7 +28,8 @@ def test_ocr_bundle_runs_on_pocl(opencl_device: dict, tmp_path: Path) -> None:
     pytest.importorskip("PIL")
     bundle = tmp_path / "bundle"
     build = [sys.executable, str(ROOT / "bench" / "ocr_bundle.py"), str(bundle), "--profile", "pocl-cpu",
-             "--pages", "1", "--lines", "2", "--partitioned", "x86+opencl:cpu"]  # fmt: skip
+             "--pages", "1", "--lines", "2", "--line-batch", "3",
+             "--partitioned", "x86+opencl:cpu"]  # fmt: skip
     subprocess.run(build, check=True, cwd=ROOT, timeout=900)
     assert sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file()) <= 64 << 20
     with tarfile.open(bundle / "payload.tar.xz") as payload:
