@@ -14,6 +14,14 @@ never feed the prediction here.
     .venv/bin/python bench/kernel_costs.py [--targets x86 opencl] [--models digits ppocr_cls]
         [--threads 2] [--runs 10] [--profile profile.json] [--json out.json] [--show 5]
         [--cpu-time --threads 1]   # on a shared host: process CPU time, for profile and kernels alike
+
+A device without the compiler (the H100): `--device-json` reads bench/opencl_runner.py's JSON (run
+with `--profile`), predicts each kernel it timed from the artifacts that ran (`--bundle`, else a
+recompile for the bundle's device profile) and `--profile`'s measured `opencl:0`
+(bench/device_kernel_costs.py); nothing runs here:
+
+    .venv/bin/python bench/kernel_costs.py --device-json h100.json --profile h100_profile.json
+        [--bundle BUNDLE] [--json out.json] [--show 5]
 """
 
 from __future__ import annotations
@@ -106,6 +114,52 @@ def summary_line(summary: dict[str, Any]) -> str:
     )
 
 
+def print_model(label: str, name: str, rows: list[dict[str, Any]], floor: float, show: int) -> dict[str, Any]:
+    """Prints a model's summary line and its `show` worst kernels; returns the summary."""
+    summary = score(rows, floor)
+    print(f"{label:7s} {name:14s} {summary_line(summary)}", flush=True)
+    worst = sorted(rows, key=lambda r: -abs(math.log(max(r["ratio"], 1e-9))))[:show]
+    for r in worst:
+        print(f"          {r['op']:18s} {r['kernel'][:40]:40s} measured {r['measured_us']:9.1f} "
+              f"predicted {r['predicted_us']:9.1f} µs  x{r['ratio']:.2f}")  # fmt: skip
+    return summary
+
+
+def device_main(args: argparse.Namespace) -> int:
+    """`--device-json`: the runner's measured steps against predictions (bench/device_kernel_costs.py)."""
+    from bench import device_kernel_costs as device
+
+    if args.profile is None:
+        raise HaiError("--device-json needs --profile: the hardware profile measured on that device")
+    report = device.read_json(args.device_json, "the device runner's JSON")
+    speed = measured_device(device.read_json(args.profile, "the hardware profile"), "opencl:0")
+    if args.bundle is not None:
+        source = device.bundle_artifacts(args.bundle)
+    else:
+        profile = report.get("bundle", {}).get("profile", "nvidia-h100")
+        source = device.recompiled_artifacts(list(device.device_steps(report)), profile)
+    with source as (index, folder):
+        per_model = device.device_report(report, index, folder, speed)
+    out: dict[str, Any] = {"device_json": str(args.device_json), "profile": str(args.profile),
+                           "floor_us": args.floor, "models": per_model}  # fmt: skip
+    for name, entry in per_model.items():
+        if "error" in entry:
+            print(f"opencl  {name:14s} {entry['error']}")
+            continue
+        entry.update(print_model("opencl", name, entry["rows"], args.floor, args.show))
+        if entry["unmatched"]:
+            print(f"          {len(entry['unmatched'])} steps match no node of the artifact's IR")
+    every = [r for m in per_model.values() for r in m.get("rows", [])]
+    roofline = [{**r, "ratio": r["roofline_us"] / r["measured_us"]} for r in every if r["measured_us"] > 0]
+    out["overall"] = score(every, args.floor)
+    out["roofline_overall"] = score(roofline, args.floor)
+    print(f"opencl: {out['overall']['within_2x']:.1%} of all kernels within 2x "
+          f"(the roofline without launch facts: {out['roofline_overall']['within_2x']:.1%})")  # fmt: skip
+    if args.json_path is not None:
+        args.json_path.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -122,7 +176,17 @@ def main() -> int:
     )
     parser.add_argument("--json", dest="json_path", type=Path, default=None)
     parser.add_argument("--show", type=int, default=5, help="worst kernels listed per model")
+    parser.add_argument("--device-json", type=Path, default=None,
+                        help="bench/opencl_runner.py's JSON: its steps against predictions")  # fmt: skip
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="with --device-json: the bundle that ran (else a recompile)")  # fmt: skip
     args = parser.parse_args()
+    if args.device_json is not None:
+        try:
+            return device_main(args)
+        except HaiError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     fixed = json.loads(args.profile.read_text()) if args.profile is not None else None
     report: dict[str, Any] = {"threads": args.threads, "runs": args.runs, "floor_us": args.floor,
                               "clock": "cpu" if args.cpu_time else "wall",
@@ -148,13 +212,8 @@ def main() -> int:
                     print(f"{target:7s} {name:14s} not compiled: {exc}", flush=True)
                     per_model[name] = {"error": str(exc)}
                     continue
-                summary = score(rows, args.floor)
+                summary = print_model(target, name, rows, args.floor, args.show)
                 per_model[name] = {**summary, "measured": profile["measured"], "rows": rows}
-                print(f"{target:7s} {name:14s} {summary_line(summary)}", flush=True)
-                worst = sorted(rows, key=lambda r: -abs(math.log(max(r["ratio"], 1e-9))))[: args.show]
-                for r in worst:
-                    print(f"          {r['op']:18s} {r['kernel'][:40]:40s} measured {r['measured_us']:9.1f} "
-                          f"predicted {r['predicted_us']:9.1f} µs  x{r['ratio']:.2f}")  # fmt: skip
             every = [r for m in per_model.values() for r in m.get("rows", [])]
             report["targets"][target] = {"device": device, "overall": score(every, args.floor),
                                          "models": per_model}  # fmt: skip
