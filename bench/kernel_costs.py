@@ -149,6 +149,8 @@ def device_main(args: argparse.Namespace) -> int:
         entry.update(print_model("opencl", name, entry["rows"], args.floor, args.show))
         if entry["unmatched"]:
             print(f"          {len(entry['unmatched'])} steps match no node of the artifact's IR")
+        if unbuilt := [r["kernel"] for r in entry["rows"] if r["launches"] is None]:
+            print(f"          {len(unbuilt)} kernels not in the artifact's kernel library: roofline alone")
     every = [r for m in per_model.values() for r in m.get("rows", [])]
     roofline = [{**r, "ratio": r["roofline_us"] / r["measured_us"]} for r in every if r["measured_us"] > 0]
     out["overall"] = score(every, args.floor)
