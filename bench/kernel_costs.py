@@ -152,7 +152,8 @@ def device_main(args: argparse.Namespace) -> int:
         if unbuilt := [r["kernel"] for r in entry["rows"] if r["launches"] is None]:
             print(f"          {len(unbuilt)} kernels not in the artifact's kernel library: roofline alone")
     every = [r for m in per_model.values() for r in m.get("rows", [])]
-    roofline = [{**r, "ratio": r["roofline_us"] / r["measured_us"]} for r in every if r["measured_us"] > 0]
+    roofline = [{**r, "predicted_us": r["roofline_us"], "ratio": r["roofline_us"] / r["measured_us"]}
+                for r in every if r["measured_us"] > 0]  # fmt: skip
     out["overall"] = score(every, args.floor)
     out["roofline_overall"] = score(roofline, args.floor)
     print(f"opencl: {out['overall']['within_2x']:.1%} of all kernels within 2x "
