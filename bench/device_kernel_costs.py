@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -76,10 +77,26 @@ def kernel_rows(
             "name": entry["kernels"][0], "schedule": launches.schedule if launches else None,
             "launches": [list(size) for size in launches.sizes] if launches else None,
             "measured_us": measured_us, "predicted_us": predicted,
+            "launch_us": speed.launch * (launches.count if launches else 1) * 1e6,
             "roofline_us": kernel_seconds(anchor, speed) * 1e6,
             "ratio": predicted / measured_us if measured_us > 0 else math.inf,
         })  # fmt: skip
     return rows, unmatched
+
+
+def launch_check(rows: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
+    """Per count of device kernels, the kernels whose predicted work is under a tenth of their launches
+    (tiny kernels: their time is the launches'): how many, their median measured µs and the µs the
+    launches are predicted to take. What calibrates the launch term."""
+    tiny: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["launches"] and r["predicted_us"] - r["launch_us"] < 0.1 * r["launch_us"]:
+            tiny.setdefault(len(r["launches"]), []).append(r)
+    return {
+        count: {"kernels": len(found), "launches_us": found[0]["launch_us"],
+                "median_measured_us": statistics.median(r["measured_us"] for r in found)}
+        for count, found in sorted(tiny.items())
+    }  # fmt: skip
 
 
 def opencl_library(artifact: Path) -> dict[str, Any]:

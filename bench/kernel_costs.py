@@ -154,6 +154,14 @@ def device_main(args: argparse.Namespace) -> int:
     every = [r for m in per_model.values() for r in m.get("rows", [])]
     roofline = [{**r, "predicted_us": r["roofline_us"], "ratio": r["roofline_us"] / r["measured_us"]}
                 for r in every if r["measured_us"] > 0]  # fmt: skip
+    out["launch_check"] = device.launch_check(every)
+    for count, check in out["launch_check"].items():
+        print(f"opencl: {check['kernels']} tiny kernels of {count} device kernel(s): median measured "
+              f"{check['median_measured_us']:.1f} µs, launches {check['launches_us']:.1f} µs")  # fmt: skip
+    syncs = [r["sync_ms"] for r in report.get("rows", []) if r.get("sync_ms") is not None]
+    if syncs:
+        out["sync_us"] = min(syncs) * 1e3
+        print(f"opencl: one wait for the idle device {out['sync_us']:.1f} µs (each step's time includes one)")
     out["overall"] = score(every, args.floor)
     out["roofline_overall"] = score(roofline, args.floor)
     print(f"opencl: {out['overall']['within_2x']:.1%} of all kernels within 2x "

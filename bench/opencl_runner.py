@@ -12,7 +12,8 @@ inputs; on PoCL, correctness at batch 1 only. Each HAI row runs in a child proce
 `--row-timeout` (a driver that crashes or hangs loses that row only; how a child ended is recorded);
 `--profile N` profiles each row step by step: at batch 1 every step (`steps`: kernel, nodes, best ms,
 schedule rule and launch sizes from the artifact's kernel library, what bench/kernel_costs.py
-`--device-json` reads), at larger batches the N slowest (`slowest_kernels`). A failure is a row with
+`--device-json` reads; `sync_ms`: one wait for the idle device), at larger batches the N slowest
+(`slowest_kernels`). A failure is a row with
 its error, never the end of the run. Standalone: imports the standard library, numpy, onnxruntime
 and (from the bundle) `runtime`.
 
@@ -325,7 +326,7 @@ def hai_row(bundle: Path, spec: dict[str, Any], args: argparse.Namespace) -> dic
         steps = step_times(loaded, inputs, library)
         total = {"steps_total_ms": sum(s["ms"] for s in steps), "steps": len(steps)}
         if batch == 1:
-            result.update(steps_total_ms=total["steps_total_ms"], steps=steps)
+            result.update(steps_total_ms=total["steps_total_ms"], steps=steps, sync_ms=sync_ms(loaded))
         else:
             slowest = sorted(steps, key=lambda s: -s["ms"])[: args.profile]
             result["slowest_kernels"] = [total, *slowest]
@@ -349,6 +350,21 @@ def kernel_library(artifact: Path) -> dict[str, Any]:
         return {}
     kernels: dict[str, Any] = json.loads((artifact / name).read_text()).get("kernels", {})
     return kernels
+
+
+def sync_ms(loaded: Any) -> float | None:
+    """The best of 20 waits for the OpenCL device with nothing enqueued: the part of each step's time
+    that is the wait itself (step_times waits once a step, however many kernels the step launches);
+    None for an artifact without OpenCL steps."""
+    device = loaded.devices.get("opencl")
+    if device is None:
+        return None
+    best = float("inf")
+    for _ in range(20):
+        t = time.perf_counter()
+        device.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return best * 1e3
 
 
 def step_times(loaded: Any, inputs: dict[str, np.ndarray], library: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@ and bundle: only the timed platform's batch-1 rows are read (the new `steps` and
 `slowest_kernels` alike), steps of one anchor add up, each kernel is predicted from the artifact's IR
 and kernel library as targets/kernel_costs.py predicts it, and the fraction within 2x counts the
 kernels whose ratio lies in [0.5, 2]. bench/opencl_runner.py's step record keeps every step with its
-launches. No device runs."""
+launches, and times one wait for the idle device. No device runs."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def runner_json() -> dict[str, Any]:
     ]
     other = [{"kernel": "hai_ew_2", "nodes": ["exp"], "ms": 9.0}]
     return {"platform": "NVIDIA", "bundle": {"profile": "test"}, "rows": [
-        row("NVIDIA", 1, "m", steps_total_ms=0.036, steps=steps),
+        row("NVIDIA", 1, "m", steps_total_ms=0.036, steps=steps, sync_ms=0.004),
         row("NVIDIA", 8, "m", slowest_kernels=[{"steps_total_ms": 9.0, "steps": 1}, *other]),
         row("Portable Computing Language", 1, "m", steps=other),
         row("NVIDIA", 1, "old", slowest_kernels=[{"steps_total_ms": 9.0, "steps": 1}, *other]),
@@ -151,6 +151,24 @@ def test_device_mode_writes_the_kernels_and_the_fraction(tmp_path: Path) -> None
     within = sum(0.5 <= r["ratio"] <= 2 for r in rows) / len(rows)
     assert out["overall"]["within_2x"] == pytest.approx(within)
     assert out["overall"]["kernels"] == 2
+    assert out["sync_us"] == pytest.approx(4.0)
+
+
+def test_launch_check_groups_the_tiny_kernels_by_their_launches() -> None:
+    device = load("device_kernel_costs")
+    one, two = [[[64, 1, 1], [64, 1, 1]]], [[[64, 1, 1], [64, 1, 1]], [[8, 1, 1], [8, 1, 1]]]
+    rows = [
+        {"launches": one, "launch_us": 10.0, "predicted_us": 10.5, "measured_us": 8.0},
+        {"launches": one, "launch_us": 10.0, "predicted_us": 10.9, "measured_us": 12.0},
+        {"launches": one, "launch_us": 10.0, "predicted_us": 10.2, "measured_us": 30.0},
+        {"launches": one, "launch_us": 10.0, "predicted_us": 50.0, "measured_us": 60.0},  # work: not tiny
+        {"launches": two, "launch_us": 20.0, "predicted_us": 21.0, "measured_us": 15.0},
+        {"launches": None, "launch_us": 10.0, "predicted_us": 10.0, "measured_us": 9.0},  # not built
+    ]
+    assert device.launch_check(rows) == {
+        1: {"kernels": 3, "launches_us": 10.0, "median_measured_us": 12.0},
+        2: {"kernels": 1, "launches_us": 20.0, "median_measured_us": 15.0},
+    }
 
 
 def test_runner_records_every_step_with_its_launches() -> None:
@@ -168,3 +186,7 @@ def test_runner_records_every_step_with_its_launches() -> None:
     assert recorded[0]["launches"] == [[[64, 1, 1], [16, 1, 1]]] and recorded[0]["schedule"] == "Tiled"
     assert recorded[1]["launches"] == [] and recorded[1]["schedule"] is None
     assert all(s["ms"] >= 0 for s in recorded)
+    waits: list[int] = []
+    waiting = SimpleNamespace(devices={"opencl": SimpleNamespace(synchronize=lambda: waits.append(1))})
+    assert runner.sync_ms(waiting) >= 0 and len(waits) == 20
+    assert runner.sync_ms(SimpleNamespace(devices={})) is None  # no OpenCL device: nothing to wait for
