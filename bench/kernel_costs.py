@@ -38,6 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import device_kernel_costs as device_costs  # noqa: E402
 from hai_compiler import doctor, microbench  # noqa: E402
 from hai_compiler.compiler import CompileOptions, compile_model  # noqa: E402
 from hai_compiler.demo import EMBEDDED_MODEL  # noqa: E402
@@ -46,6 +47,7 @@ from ir.errors import HaiError  # noqa: E402
 from ir.fusion import anchor_label  # noqa: E402
 from runtime.microbench import measure  # noqa: E402
 from targets.kernel_costs import anchor_of, kernel_seconds, measured_device  # noqa: E402
+from targets.kernel_launches import KernelLaunches  # noqa: E402
 
 HOST_TARGETS = ("x86", "arm64")
 
@@ -81,12 +83,17 @@ def kernel_rows(name: str, target: str, device: str, speed: Any, threads: int, r
         if node is None:  # a copy or relayout step the graph has no node for
             continue
         anchor = anchor_of(node)
-        measured.setdefault(id(anchor), [anchor, 0.0])[1] += step.median_us
+        entry = measured.setdefault(id(anchor), [anchor, 0.0, []])
+        entry[1] += step.median_us
+        entry[2].append(step.kernel)
+    library = device_costs.opencl_library(result.path) if target not in HOST_TARGETS else {}
     rows = []
-    for anchor, measured_us in measured.values():
-        predicted = kernel_seconds(anchor, speed, result.target, threads) * 1e6
+    for anchor, measured_us, kernels in measured.values():
+        launches = KernelLaunches.from_library(library, kernels)
+        predicted = kernel_seconds(anchor, speed, result.target, threads, launches=launches) * 1e6
         rows.append({"model": name, "kernel": anchor_label(anchor), "op": anchor.op,
                      "measured_us": measured_us, "predicted_us": predicted,
+                     "roofline_us": kernel_seconds(anchor, speed, result.target, threads) * 1e6,
                      "ratio": predicted / measured_us if measured_us > 0 else math.inf})  # fmt: skip
     model.close()
     return rows
@@ -114,6 +121,16 @@ def summary_line(summary: dict[str, Any]) -> str:
     )
 
 
+def overall(label: str, rows: list[dict[str, Any]], floor: float) -> dict[str, Any]:
+    """Every kernel's score, and the roofline's alone (`roofline_us`: without launch facts), printed."""
+    roofline = [{**r, "predicted_us": r["roofline_us"], "ratio": r["roofline_us"] / r["measured_us"]}
+                for r in rows if r["measured_us"] > 0]  # fmt: skip
+    scores = {"overall": score(rows, floor), "roofline_overall": score(roofline, floor)}
+    print(f"{label}: {scores['overall']['within_2x']:.1%} of all kernels within 2x "
+          f"(the roofline without launch facts: {scores['roofline_overall']['within_2x']:.1%})")  # fmt: skip
+    return scores
+
+
 def print_model(label: str, name: str, rows: list[dict[str, Any]], floor: float, show: int) -> dict[str, Any]:
     """Prints a model's summary line and its `show` worst kernels; returns the summary."""
     summary = score(rows, floor)
@@ -127,19 +144,17 @@ def print_model(label: str, name: str, rows: list[dict[str, Any]], floor: float,
 
 def device_main(args: argparse.Namespace) -> int:
     """`--device-json`: the runner's measured steps against predictions (bench/device_kernel_costs.py)."""
-    from bench import device_kernel_costs as device
-
     if args.profile is None:
         raise HaiError("--device-json needs --profile: the hardware profile measured on that device")
-    report = device.read_json(args.device_json, "the device runner's JSON")
-    speed = measured_device(device.read_json(args.profile, "the hardware profile"), "opencl:0")
+    report = device_costs.read_json(args.device_json, "the device runner's JSON")
+    speed = measured_device(device_costs.read_json(args.profile, "the hardware profile"), "opencl:0")
     if args.bundle is not None:
-        source = device.bundle_artifacts(args.bundle)
+        source = device_costs.bundle_artifacts(args.bundle)
     else:
         profile = report.get("bundle", {}).get("profile", "nvidia-h100")
-        source = device.recompiled_artifacts(list(device.device_steps(report)), profile)
+        source = device_costs.recompiled_artifacts(list(device_costs.device_steps(report)), profile)
     with source as (index, folder):
-        per_model = device.device_report(report, index, folder, speed)
+        per_model = device_costs.device_report(report, index, folder, speed)
     out: dict[str, Any] = {"device_json": str(args.device_json), "profile": str(args.profile),
                            "floor_us": args.floor, "models": per_model}  # fmt: skip
     for name, entry in per_model.items():
@@ -152,9 +167,7 @@ def device_main(args: argparse.Namespace) -> int:
         if unbuilt := [r["kernel"] for r in entry["rows"] if r["launches"] is None]:
             print(f"          {len(unbuilt)} kernels not in the artifact's kernel library: roofline alone")
     every = [r for m in per_model.values() for r in m.get("rows", [])]
-    roofline = [{**r, "predicted_us": r["roofline_us"], "ratio": r["roofline_us"] / r["measured_us"]}
-                for r in every if r["measured_us"] > 0]  # fmt: skip
-    out["launch_check"] = device.launch_check(every)
+    out["launch_check"] = device_costs.launch_check(every)
     for count, check in out["launch_check"].items():
         print(f"opencl: {check['kernels']} tiny kernels of {count} device kernel(s): median measured "
               f"{check['median_measured_us']:.1f} µs, launches {check['launches_us']:.1f} µs")  # fmt: skip
@@ -162,10 +175,7 @@ def device_main(args: argparse.Namespace) -> int:
     if syncs:
         out["sync_us"] = min(syncs) * 1e3
         print(f"opencl: one wait for the idle device {out['sync_us']:.1f} µs (each step's time includes one)")
-    out["overall"] = score(every, args.floor)
-    out["roofline_overall"] = score(roofline, args.floor)
-    print(f"opencl: {out['overall']['within_2x']:.1%} of all kernels within 2x "
-          f"(the roofline without launch facts: {out['roofline_overall']['within_2x']:.1%})")  # fmt: skip
+    out.update(overall("opencl", every, args.floor))
     if args.json_path is not None:
         args.json_path.write_text(json.dumps(out, indent=2, default=str) + "\n")
     return 0
@@ -226,9 +236,8 @@ def main() -> int:
                 summary = print_model(target, name, rows, args.floor, args.show)
                 per_model[name] = {**summary, "measured": profile["measured"], "rows": rows}
             every = [r for m in per_model.values() for r in m.get("rows", [])]
-            report["targets"][target] = {"device": device, "overall": score(every, args.floor),
-                                         "models": per_model}  # fmt: skip
-            print(f"{target}: {score(every, args.floor)['within_2x']:.1%} of all kernels within 2x")
+            scores = overall(target, every, args.floor)
+            report["targets"][target] = {"device": device, **scores, "models": per_model}
     if args.json_path is not None:
         args.json_path.write_text(json.dumps(report, indent=2) + "\n")
     return 0
