@@ -8,8 +8,10 @@ adds the steps of one kernel, and predicts each kernel from the compiled graph a
 measured profile: `--profile FILE` (`hai doctor --measure`), else the microbenchmarks run on the
 device right before each model (a shared host's load drifts between a profile and a later run). The error of a
 kernel is predicted / measured; a model's score is the fraction of its kernels within 2x (the goal:
-90%). Kernels under `--floor` µs measured are reported but not scored (launch noise). Measured times
-never feed the prediction here.
+90%). An OpenCL kernel is predicted with its launches from the artifact's kernel library (launch
+count and occupancy); each row's `roofline_us` is the prediction without them, what the partition
+pass sees, scored too. Kernels under `--floor` µs measured are reported but not scored (launch
+noise). Measured times never feed the prediction here.
 
     .venv/bin/python bench/kernel_costs.py [--targets x86 opencl] [--models digits ppocr_cls]
         [--threads 2] [--runs 10] [--profile profile.json] [--json out.json] [--show 5]
