@@ -8,12 +8,22 @@ adds the steps of one kernel, and predicts each kernel from the compiled graph a
 measured profile: `--profile FILE` (`hai doctor --measure`), else the microbenchmarks run on the
 device right before each model (a shared host's load drifts between a profile and a later run). The error of a
 kernel is predicted / measured; a model's score is the fraction of its kernels within 2x (the goal:
-90%). Kernels under `--floor` µs measured are reported but not scored (launch noise). Measured times
-never feed the prediction here.
+90%). An OpenCL kernel is predicted with its launches from the artifact's kernel library (launch
+count and occupancy); each row's `roofline_us` is the prediction without them, what the partition
+pass sees, scored too. Kernels under `--floor` µs measured are reported but not scored (launch
+noise). Measured times never feed the prediction here.
 
     .venv/bin/python bench/kernel_costs.py [--targets x86 opencl] [--models digits ppocr_cls]
         [--threads 2] [--runs 10] [--profile profile.json] [--json out.json] [--show 5]
         [--cpu-time --threads 1]   # on a shared host: process CPU time, for profile and kernels alike
+
+A device without the compiler (the H100): `--device-json` reads bench/opencl_runner.py's JSON (run
+with `--profile`), predicts each kernel it timed from the artifacts that ran (`--bundle`, else a
+recompile for the bundle's device profile) and `--profile`'s measured `opencl:0`
+(bench/device_kernel_costs.py); nothing runs here:
+
+    .venv/bin/python bench/kernel_costs.py --device-json h100.json --profile h100_profile.json
+        [--bundle BUNDLE] [--json out.json] [--show 5]
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import device_kernel_costs as device_costs  # noqa: E402
 from hai_compiler import doctor, microbench  # noqa: E402
 from hai_compiler.compiler import CompileOptions, compile_model  # noqa: E402
 from hai_compiler.demo import EMBEDDED_MODEL  # noqa: E402
@@ -38,6 +49,7 @@ from ir.errors import HaiError  # noqa: E402
 from ir.fusion import anchor_label  # noqa: E402
 from runtime.microbench import measure  # noqa: E402
 from targets.kernel_costs import anchor_of, kernel_seconds, measured_device  # noqa: E402
+from targets.kernel_launches import KernelLaunches  # noqa: E402
 
 HOST_TARGETS = ("x86", "arm64")
 
@@ -73,12 +85,17 @@ def kernel_rows(name: str, target: str, device: str, speed: Any, threads: int, r
         if node is None:  # a copy or relayout step the graph has no node for
             continue
         anchor = anchor_of(node)
-        measured.setdefault(id(anchor), [anchor, 0.0])[1] += step.median_us
+        entry = measured.setdefault(id(anchor), [anchor, 0.0, []])
+        entry[1] += step.median_us
+        entry[2].append(step.kernel)
+    library = device_costs.opencl_library(result.path) if target not in HOST_TARGETS else {}
     rows = []
-    for anchor, measured_us in measured.values():
-        predicted = kernel_seconds(anchor, speed, result.target, threads) * 1e6
+    for anchor, measured_us, kernels in measured.values():
+        launches = KernelLaunches.from_library(library, kernels)
+        predicted = kernel_seconds(anchor, speed, result.target, threads, launches=launches) * 1e6
         rows.append({"model": name, "kernel": anchor_label(anchor), "op": anchor.op,
                      "measured_us": measured_us, "predicted_us": predicted,
+                     "roofline_us": kernel_seconds(anchor, speed, result.target, threads) * 1e6,
                      "ratio": predicted / measured_us if measured_us > 0 else math.inf})  # fmt: skip
     model.close()
     return rows
@@ -106,6 +123,66 @@ def summary_line(summary: dict[str, Any]) -> str:
     )
 
 
+def overall(label: str, rows: list[dict[str, Any]], floor: float) -> dict[str, Any]:
+    """Every kernel's score, and the roofline's alone (`roofline_us`: without launch facts), printed."""
+    roofline = [{**r, "predicted_us": r["roofline_us"], "ratio": r["roofline_us"] / r["measured_us"]}
+                for r in rows if r["measured_us"] > 0]  # fmt: skip
+    scores = {"overall": score(rows, floor), "roofline_overall": score(roofline, floor)}
+    print(f"{label}: {scores['overall']['within_2x']:.1%} of all kernels within 2x "
+          f"(the roofline without launch facts: {scores['roofline_overall']['within_2x']:.1%})")  # fmt: skip
+    return scores
+
+
+def print_model(label: str, name: str, rows: list[dict[str, Any]], floor: float, show: int) -> dict[str, Any]:
+    """Prints a model's summary line and its `show` worst kernels; returns the summary."""
+    summary = score(rows, floor)
+    print(f"{label:7s} {name:14s} {summary_line(summary)}", flush=True)
+    worst = sorted(rows, key=lambda r: -abs(math.log(max(r["ratio"], 1e-9))))[:show]
+    for r in worst:
+        print(f"          {r['op']:18s} {r['kernel'][:40]:40s} measured {r['measured_us']:9.1f} "
+              f"predicted {r['predicted_us']:9.1f} µs  x{r['ratio']:.2f}")  # fmt: skip
+    return summary
+
+
+def device_main(args: argparse.Namespace) -> int:
+    """`--device-json`: the runner's measured steps against predictions (bench/device_kernel_costs.py)."""
+    if args.profile is None:
+        raise HaiError("--device-json needs --profile: the hardware profile measured on that device")
+    report = device_costs.read_json(args.device_json, "the device runner's JSON")
+    speed = measured_device(device_costs.read_json(args.profile, "the hardware profile"), "opencl:0")
+    if args.bundle is not None:
+        source = device_costs.bundle_artifacts(args.bundle)
+    else:
+        profile = report.get("bundle", {}).get("profile", "nvidia-h100")
+        source = device_costs.recompiled_artifacts(list(device_costs.device_steps(report)), profile)
+    with source as (index, folder):
+        per_model = device_costs.device_report(report, index, folder, speed)
+    out: dict[str, Any] = {"device_json": str(args.device_json), "profile": str(args.profile),
+                           "floor_us": args.floor, "models": per_model}  # fmt: skip
+    for name, entry in per_model.items():
+        if "error" in entry:
+            print(f"opencl  {name:14s} {entry['error']}")
+            continue
+        entry.update(print_model("opencl", name, entry["rows"], args.floor, args.show))
+        if entry["unmatched"]:
+            print(f"          {len(entry['unmatched'])} steps match no node of the artifact's IR")
+        if unbuilt := [r["kernel"] for r in entry["rows"] if r["launches"] is None]:
+            print(f"          {len(unbuilt)} kernels not in the artifact's kernel library: roofline alone")
+    every = [r for m in per_model.values() for r in m.get("rows", [])]
+    out["launch_check"] = device_costs.launch_check(every)
+    for count, check in out["launch_check"].items():
+        print(f"opencl: {check['kernels']} tiny kernels of {count} device kernel(s): median measured "
+              f"{check['median_measured_us']:.1f} µs, launches {check['launches_us']:.1f} µs")  # fmt: skip
+    syncs = [r["sync_ms"] for r in report.get("rows", []) if r.get("sync_ms") is not None]
+    if syncs:
+        out["sync_us"] = min(syncs) * 1e3
+        print(f"opencl: one wait for the idle device {out['sync_us']:.1f} µs (each step's time includes one)")
+    out.update(overall("opencl", every, args.floor))
+    if args.json_path is not None:
+        args.json_path.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -122,7 +199,17 @@ def main() -> int:
     )
     parser.add_argument("--json", dest="json_path", type=Path, default=None)
     parser.add_argument("--show", type=int, default=5, help="worst kernels listed per model")
+    parser.add_argument("--device-json", type=Path, default=None,
+                        help="bench/opencl_runner.py's JSON: its steps against predictions")  # fmt: skip
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="with --device-json: the bundle that ran (else a recompile)")  # fmt: skip
     args = parser.parse_args()
+    if args.device_json is not None:
+        try:
+            return device_main(args)
+        except HaiError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     fixed = json.loads(args.profile.read_text()) if args.profile is not None else None
     report: dict[str, Any] = {"threads": args.threads, "runs": args.runs, "floor_us": args.floor,
                               "clock": "cpu" if args.cpu_time else "wall",
@@ -148,17 +235,11 @@ def main() -> int:
                     print(f"{target:7s} {name:14s} not compiled: {exc}", flush=True)
                     per_model[name] = {"error": str(exc)}
                     continue
-                summary = score(rows, args.floor)
+                summary = print_model(target, name, rows, args.floor, args.show)
                 per_model[name] = {**summary, "measured": profile["measured"], "rows": rows}
-                print(f"{target:7s} {name:14s} {summary_line(summary)}", flush=True)
-                worst = sorted(rows, key=lambda r: -abs(math.log(max(r["ratio"], 1e-9))))[: args.show]
-                for r in worst:
-                    print(f"          {r['op']:18s} {r['kernel'][:40]:40s} measured {r['measured_us']:9.1f} "
-                          f"predicted {r['predicted_us']:9.1f} µs  x{r['ratio']:.2f}")  # fmt: skip
             every = [r for m in per_model.values() for r in m.get("rows", [])]
-            report["targets"][target] = {"device": device, "overall": score(every, args.floor),
-                                         "models": per_model}  # fmt: skip
-            print(f"{target}: {score(every, args.floor)['within_2x']:.1%} of all kernels within 2x")
+            scores = overall(target, every, args.floor)
+            report["targets"][target] = {"device": device, **scores, "models": per_model}
     if args.json_path is not None:
         args.json_path.write_text(json.dumps(report, indent=2) + "\n")
     return 0

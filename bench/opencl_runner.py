@@ -10,8 +10,12 @@ platform, outputs against onnxruntime (fp32 ≤ 1e-4 relative error), latency p5
 throughput at every batch; onnxruntime's own on all CPU threads (and CUDA if installed) on the same
 inputs; on PoCL, correctness at batch 1 only. Each HAI row runs in a child process of its own, under
 `--row-timeout` (a driver that crashes or hangs loses that row only; how a child ended is recorded);
-`--profile N` adds each row's N slowest kernels. A failure is a row with its error, never the end of the
-run. Standalone: imports the standard library, numpy, onnxruntime and (from the bundle) `runtime`.
+`--profile N` profiles each row step by step: at batch 1 every step (`steps`: kernel, nodes, best ms,
+schedule rule and launch sizes from the artifact's kernel library, what bench/kernel_costs.py
+`--device-json` reads; `sync_ms`: one wait for the idle device), at larger batches the N slowest
+(`slowest_kernels`). A failure is a row with
+its error, never the end of the run. Standalone: imports the standard library, numpy, onnxruntime
+and (from the bundle) `runtime`.
 
     python3.12 runner.py --json out.json [--work DIR] [--platform NVIDIA] [--budget-s 380] [--models M ...]
 """
@@ -217,7 +221,7 @@ class Runner:
             row.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:2000],
                        traceback=traceback.format_exc()[-3000:])  # fmt: skip
         self.rows.append(row)
-        shown = {k: v for k, v in row.items() if k not in ("traceback", "engine", "model", "batch")}
+        shown = {k: v for k, v in row.items() if k not in ("traceback", "engine", "model", "batch", "steps")}
         log(f"{label}: " + ("ok " if row["ok"] else "FAILED ") + json.dumps(shown, default=str))
 
     def onnxruntime_session(self, model: dict[str, Any], provider: str) -> Any:
@@ -303,8 +307,9 @@ def exit_description(returncode: int) -> str:
 
 def hai_row(bundle: Path, spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """The child's work: load the artifact on `opencl:0` and, with --profile N, run it step by step
-    first (each step's time printed as it ends, so a hang names its kernel; the N slowest kept); then
-    check it against onnxruntime and time it. Progress goes to stdout (the parent shows its tail)."""
+    first (each step's time printed as it ends, so a hang names its kernel; every step kept at batch
+    1, the N slowest at larger batches); then check it against onnxruntime and time it. Progress goes
+    to stdout (the parent shows its tail)."""
     import runtime
 
     model = next(m for m in json.loads((bundle / "bundle.json").read_text())["models"]
@@ -318,7 +323,14 @@ def hai_row(bundle: Path, spec: dict[str, Any], args: argparse.Namespace) -> dic
     result: dict[str, Any] = {"load_s": time.perf_counter() - t}
     log(f"loaded in {result['load_s']:.1f} s")
     if args.profile:
-        result["slowest_kernels"] = slowest_steps(loaded, inputs, args.profile)
+        library = kernel_library(bundle / model["artifacts"][str(batch)])
+        steps = step_times(loaded, inputs, library)
+        total = {"steps_total_ms": sum(s["ms"] for s in steps), "steps": len(steps)}
+        if batch == 1:
+            result.update(steps_total_ms=total["steps_total_ms"], steps=steps, sync_ms=sync_ms(loaded))
+        else:
+            slowest = sorted(steps, key=lambda s: -s["ms"])[: args.profile]
+            result["slowest_kernels"] = [total, *slowest]
     t = time.perf_counter()
     got = loaded.run(inputs)
     result["first_run_s"] = time.perf_counter() - t
@@ -345,10 +357,37 @@ def transfer_times(artifact: Path, inputs: dict[str, np.ndarray], runs: int) -> 
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def slowest_steps(loaded: Any, inputs: dict[str, np.ndarray], count: int) -> list[dict[str, Any]]:
+def kernel_library(artifact: Path) -> dict[str, Any]:
+    """Kernel name -> its record in the artifact's OpenCL kernel library (targets/opencl/build.py: the
+    schedule rule and each device kernel's global and local sizes); empty when there is none."""
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    name = manifest.get("kernel_libraries", {}).get("opencl")
+    if name is None:
+        return {}
+    kernels: dict[str, Any] = json.loads((artifact / name).read_text()).get("kernels", {})
+    return kernels
+
+
+def sync_ms(loaded: Any) -> float | None:
+    """The best of 20 waits for the OpenCL device with nothing enqueued: the part of each step's time
+    that is the wait itself (step_times waits once a step, however many kernels the step launches);
+    None for an artifact without OpenCL steps."""
+    device = loaded.devices.get("opencl")
+    if device is None:
+        return None
+    best = float("inf")
+    for _ in range(20):
+        t = time.perf_counter()
+        device.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return best * 1e3
+
+
+def step_times(loaded: Any, inputs: dict[str, np.ndarray], library: dict[str, Any]) -> list[dict[str, Any]]:
     """Runs the model's steps one at a time, waiting for the device after each (3 passes, the first
-    printed step by step): the `count` slowest steps (kernel, first nodes, best ms), after a line with
-    the steps' total. Mirrors `runtime.model.Model._execute` (the bundle's own runtime)."""
+    printed step by step, so a hang names its kernel): each step run (kernel, nodes, best ms, and
+    from `library` its schedule rule and launches as [global, local] sizes), in plan order.
+    Mirrors `runtime.model.Model._execute` (the bundle's own runtime)."""
     from runtime.model import typed_view
 
     bound = loaded._bind_inputs(inputs)
@@ -374,13 +413,15 @@ def slowest_steps(loaded: Any, inputs: dict[str, np.ndarray], count: int) -> lis
             best[index] = min(best[index], time.perf_counter() - t)
             if attempt == 0:
                 log(f"step {index} {step.kernel} ({', '.join(step.nodes[:2])}): {best[index] * 1e3:.3f} ms")
-    timed_steps = [
-        (step, seconds) for step, seconds in zip(loaded._steps, best, strict=True) if seconds < 1e9
-    ]
-    steps = [{"kernel": step.kernel, "nodes": list(step.nodes)[:3], "ms": seconds * 1e3}
-             for step, seconds in timed_steps]  # fmt: skip
-    steps.sort(key=lambda s: -s["ms"])
-    return [{"steps_total_ms": sum(s["ms"] for s in steps), "steps": len(steps)}, *steps[:count]]
+    steps = []
+    for index, (step, seconds) in enumerate(zip(loaded._steps, best, strict=True)):
+        if seconds < 1e9:
+            record = library.get(step.kernel, {})
+            launches = [[k["global"], k["local"]] for k in record.get("launches", [])]
+            steps.append({"index": index, "kernel": step.kernel, "nodes": list(step.nodes),
+                          "ms": seconds * 1e3, "schedule": record.get("schedule"),
+                          "launches": launches})  # fmt: skip
+    return steps
 
 
 def child_main(args: argparse.Namespace) -> int:
@@ -451,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", help="only these models (default: every bundled one)")
     parser.add_argument("--row-timeout", type=float, default=150.0,
                         help="seconds one HAI row (load, check, timing) may take")  # fmt: skip
-    parser.add_argument("--profile", type=int, default=0, help="report each row's N slowest kernels")
+    parser.add_argument("--profile", type=int, default=0,
+                        help="time each step: all at batch 1, the N slowest at larger batches")  # fmt: skip
     parser.add_argument("--transfers", type=int, default=0,
                         help="N runs timing each batch-1 model's transfers, zero-copy on/off")  # fmt: skip
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one HAI row, run by the parent (child_row)

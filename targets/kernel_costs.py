@@ -18,7 +18,12 @@ Rule: a kernel is a fusion group (ir/fusion.py) or a single node that is not a v
    (log-interpolated between the measured sizes, held at the ends). A node's precision is int8 for
    integer GEMMs and quantized ops, else its first operand's float type (f16, bf16), else f32.
    An f32 Conv or ConvTranspose computes at the conv microbenchmark's FLOP/s (`dense_conv`: the
-   conv template's rate, which is not the MatMul template's).
+   conv template's rate, which is not the MatMul template's);
+4. where the built kernel's launches are known (`KernelLaunches`, targets/kernel_launches.py: an
+   OpenCL kernel library's record of it, e.g. bench/kernel_costs.py reading a device's artifact),
+   the roofline adds the launch once per device kernel and computes at the FLOP/s times the
+   occupancy of its narrowest launch (work-groups over compute units x waves). The partition pass
+   predicts before any kernel is built: it sees rule 3 alone.
 `device_model_from_profile` gives the partition pass a `DeviceModel` whose `node_time` is
 `node_seconds`: an anchor carries its kernel's time, the other nodes of its group 0, a view 0.
 Imports `ir`, `runtime` and targets only.
@@ -42,6 +47,7 @@ from ir.errors import HaiError
 from ir.fusion import FUSED_INTO_KEY, GROUP_KEY, PROLOGUE_KEY, anchor_label
 from ir.graph import Node
 from ir.work import node_flops
+from targets.kernel_launches import KernelLaunches
 from targets.target import TargetDescription
 
 FLOAT_PRECISIONS = {"f16": "f16", "bf16": "bf16"}
@@ -241,8 +247,10 @@ def kernel_seconds(
     target: TargetDescription | None = None,
     threads: int | None = None,
     measured: MeasuredTimes | None = None,
+    launches: KernelLaunches | None = None,
 ) -> float:
-    """Seconds of `anchor`'s kernel on the device (the module rule: measured, cost rule, roofline)."""
+    """Seconds of `anchor`'s kernel on the device (the module rule: measured, cost rule, roofline, and
+    with `launches`, the built kernel's launch count and occupancy)."""
     nodes = [n for n in kernel_nodes(anchor) if not is_view(n)]
     timed = measured.kernel(nodes) if measured is not None else None
     if timed is not None:
@@ -253,7 +261,10 @@ def kernel_seconds(
             return rule
     compute = math.fsum(node_flops(n) / node_peak(n, speed) for n in nodes)
     moved = kernel_bytes(nodes)
-    return speed.launch + max(compute, moved / speed.bytes_per_second(moved))
+    memory = moved / speed.bytes_per_second(moved)
+    if launches is None:
+        return speed.launch + max(compute, memory)
+    return speed.launch * launches.count + max(compute / launches.occupancy(), memory)
 
 
 def node_peak(node: Node, speed: DeviceSpeed) -> float:

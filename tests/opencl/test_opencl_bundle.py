@@ -1,5 +1,6 @@
 """The GPU-machine bundle (bench/opencl_bundle.py) built small for PoCL and run by its runner in a
-fresh process, as on the device machine: every artifact matches onnxruntime, every row is timed."""
+fresh process, as on the device machine: every artifact matches onnxruntime, every row is timed, and
+`--profile` records every step of the plan at batch 1 with its launches."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def test_bundle_runs_on_pocl(opencl_device: dict, tmp_path: Path) -> None:
     assert {w.name.split("-")[0] for w in (bundle / "wheels").glob("*.whl")} >= {"pyopencl", "apache_tvm_ffi"}
     out = tmp_path / "out" / "opencl.json"
     run = [sys.executable, str(bundle / "runner.py"), "--json", str(out), "--platform", "Portable",
-           "--runs", "3", "--seconds", "0.1", "--transfers", "3"]  # fmt: skip
+           "--runs", "3", "--seconds", "0.1", "--transfers", "3", "--profile", "2"]  # fmt: skip
     subprocess.run(run, check=True, cwd=tmp_path, timeout=300)
     report = json.loads(out.read_text())
     rows = {(r["engine"], r["model"], r["batch"]): r for r in report["rows"]}
@@ -35,4 +36,14 @@ def test_bundle_runs_on_pocl(opencl_device: dict, tmp_path: Path) -> None:
         transfers = hai["transfers"]  # PoCL shares the host's memory: zero-copy maps instead of copying
         assert transfers["copy"]["mode"] == "copy" and transfers["zero_copy"]["mode"] == "mapped", transfers
         assert transfers["copy"]["transfers"] >= 2 and transfers["copy"]["device_us"] > 0, transfers
+        plan = json.loads((bundle_payload(tmp_path, model) / "manifest.json").read_text())["plan"]["steps"]
+        assert [s["kernel"] for s in hai["steps"]] == [s["kernel"] for s in plan]  # every step, in order
+        assert all(s["launches"] and s["schedule"] and s["ms"] > 0 for s in hai["steps"])
+        assert hai["steps_total_ms"] == pytest.approx(sum(s["ms"] for s in hai["steps"]))
+        assert hai["sync_ms"] >= 0
     assert report["opencl"]["available"]
+
+
+def bundle_payload(work: Path, model: str) -> Path:
+    """`model`'s batch-1 artifact as the runner unpacked it (its `work/payload`, beside the bundle)."""
+    return work / "bundle" / "work" / "payload" / "artifacts" / f"{model}.hai"
