@@ -36,9 +36,10 @@ from targets.lowering.softmax_rows import last_axis_softmax
 from targets.schedules import schedules_of
 from targets.target import TargetDescription
 
-TEMPLATE_VERSION = 6  # 2: bool computes in u8 (empty-set max/min); 3: f16 softmax rounds each step;
+TEMPLATE_VERSION = 7  # 2: bool computes in u8 (empty-set max/min); 3: f16 softmax rounds each step;
 # 4: the f16 softmax sum is exact (f64), rounded once; 5: f32 last-axis Softmax by softmax_rows.py;
-# 6: rows shorter than two full vectors by softmax_rows.py in narrower vectors (SSD's 21 classes: 8)
+# 6: rows shorter than two full vectors by softmax_rows.py in narrower vectors (SSD's 21 classes: 8);
+# 7: OpenCL's float max/min as plain reducers plus a NaN/-inf flag (`extreme`)
 
 
 def _c(value: Any, dtype: str) -> Expr:
@@ -75,6 +76,47 @@ def highest(dtype: str) -> Any:
 NAN_MAX = te.comm_reducer(fmax, lambda t: _c(lowest(str(t)), str(t)), name="nan_max")
 NAN_MIN = te.comm_reducer(fmin, lambda t: _c(highest(str(t)), str(t)), name="nan_min")
 PROD = te.comm_reducer(lambda a, b: a * b, lambda t: _c(1, str(t)), name="prod")
+
+
+def extreme(
+    kept: Sequence[int],
+    element: Callable[[Sequence[Expr]], tuple[Expr, list[Any]]],
+    largest: bool,
+    name: str,
+    plain: bool,
+    dtype: str,
+) -> Any:
+    """The NaN-propagating max (`largest`) or min over each kept index of `element(i)` = (value, its
+    reduce axes), values in compute `dtype`. One `nan_max`/`nan_min` reduction; or, where `plain` and
+    the values are floats, TVM's plain max/min reducers, which its cross-thread reductions recognise
+    (the select of `fmax` is none of its reducers): `{name}_m` the extreme of the non-NaN values,
+    `{name}_flag` 2 where a NaN is, else 1 where a value beats the empty extreme (-inf for max), else
+    0; the result picks NaN, the extreme or the empty extreme by the flag, as `nan_max` would."""
+    pick = NAN_MAX if largest else NAN_MIN
+    if not plain or not dtype.startswith("float"):
+        return te.compute(kept, lambda *i: pick(*element(i)), name=name)
+    empty = _c(lowest(dtype) if largest else highest(dtype), dtype)
+
+    def flag(*i: Expr) -> Expr:
+        v, axes = element(i)
+        beats = v > empty if largest else v < empty
+        level = tirx.Select(is_nan(v), _c(2, "int32"), tirx.Select(beats, _c(1, "int32"), _c(0, "int32")))
+        return te.max(level, axis=axes)
+
+    def bound(*i: Expr) -> Expr:
+        v, axes = element(i)
+        kept_value = tirx.Select(is_nan(v), empty, v)
+        return te.max(kept_value, axis=axes) if largest else te.min(kept_value, axis=axes)
+
+    flags = te.compute(kept, flag, name=f"{name}_flag")
+    bounds = te.compute(kept, bound, name=f"{name}_m")
+    nan = _c(math.nan, dtype)
+
+    def result(*i: Expr) -> Expr:
+        f = flags(*i)
+        return tirx.Select(f == 2, nan, tirx.Select(f == 1, bounds(*i), empty))
+
+    return te.compute(kept, result, name=name)
 
 
 def own(value: Expr, dtype: DType) -> Expr:
@@ -114,6 +156,8 @@ class Kernel:
             raise LoweringError(f"node {node.name!r}: sub-byte dtypes (i4) have no {node.op} kernel")
         self.node, self.target, self.value = node, target, x
         self.dtype = x.type.dtype
+        self.threads_bound = not schedules_of(target).loop_nests  # OpenCL: thread rules take `compute`
+        self.plain_from = schedules_of(target).plain_extremes_from
         self.x = te.placeholder(tuple(view), storage_dtype(self.dtype), name="x")
 
     def finish(self, outputs: Sequence[Any], schedule: Callable[[Any], None], work: int) -> LoweredKernel:
@@ -137,11 +181,16 @@ class Kernel:
         name = kernel_name(node.op, workload)
         compute = te.create_prim_func([self.x, *outputs]).with_attr("global_symbol", name)
         sch = s_tir.Schedule(snapshot(compute))
-        schedule(sch)
+        if not self.threads_bound:  # OpenCL's rules schedule `compute` (targets/opencl/threads.py)
+            schedule(sch)
         func = sch.mod["main"].with_attr("global_symbol", name)
         return LoweredKernel(
             name, func, tuple(args), work, (node.name,), workload, layout="any", compute=compute
         )
+
+    def plain(self, length: int) -> bool:
+        """Whether rows of `length` elements take `extreme`'s plain reducers (`plain_extremes_from`)."""
+        return 0 < self.plain_from <= length
 
     def parallel_ok(self) -> bool:
         return self.value.type.size >= PARALLEL_MIN_ELEMENTS
@@ -220,17 +269,24 @@ def lower_reduce(
         return [te.reduce_axis((0, d), name=f"r{i}") for i, (d, r) in enumerate(parts) if r]
 
     if node.op == "ReduceLogSumExp":
-        out, stages = _log_sum_exp(k, kept, index, reduce_axes, result)
+        out, stages = _log_sum_exp(k, kept, index, reduce_axes, result, count)
     else:
         pre, reducer, finish = REDUCTIONS[node.op]
         direct = finish is IDENTITY and compute_of(k.dtype) == storage_dtype(result)
 
-        def body(*i: Expr) -> Expr:
+        def element(i: Sequence[Expr]) -> tuple[Expr, list[Any]]:
             red = reduce_axes()
-            value = pre(load(k.x, index(i, [r.var for r in red]), k.dtype))
+            return pre(load(k.x, index(i, [r.var for r in red]), k.dtype)), red
+
+        def body(*i: Expr) -> Expr:
+            value, red = element(i)
             return reducer(value, axis=red) if red else value
 
-        total = te.compute(kept, body, name="out" if direct else "total")
+        name = "out" if direct else "total"
+        if reducer in (NAN_MAX, NAN_MIN) and any(r for _, r in parts):
+            total = extreme(kept, element, reducer is NAN_MAX, name, k.plain(count), compute_of(k.dtype))
+        else:
+            total = te.compute(kept, body, name=name)
         out = (
             total
             if direct
@@ -242,17 +298,19 @@ def lower_reduce(
 
 
 def _log_sum_exp(
-    k: Kernel, kept: list[int], index: Callable, reduce_axes: Callable, result: DType
+    k: Kernel, kept: list[int], index: Callable, reduce_axes: Callable, result: DType, count: int
 ) -> tuple[Any, list[str]]:
     """log(sum(exp(x - shift))) + shift, shift = the max of the finite elements (0 if none), per ir/ops."""
 
-    def finite(*i: Expr) -> Expr:
+    def finite(i: Sequence[Expr]) -> tuple[Expr, list[Any]]:
         red = reduce_axes()
         v = load(k.x, index(i, [r.var for r in red]), k.dtype)
-        v = tirx.Select(te.isinf(v), _c(-math.inf, dtype_of(v)), v)
-        return NAN_MAX(v, axis=red) if red else v
+        return tirx.Select(te.isinf(v), _c(-math.inf, dtype_of(v)), v), red
 
-    peak = te.compute(kept, finite, name="peak")
+    if reduce_axes():
+        peak = extreme(kept, finite, True, "peak", k.plain(count), compute_of(k.dtype))
+    else:
+        peak = te.compute(kept, lambda *i: finite(i)[0], name="peak")
 
     def shift(i: Sequence[Expr]) -> Expr:
         p = peak(*i)
@@ -319,11 +377,12 @@ def row_view(node: Node) -> tuple[int, int, int]:
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :])
 
 
-def _row_max(k: Kernel, a: int, name: str, pick: Any = NAN_MAX) -> Any:
-    r = te.reduce_axis((0, a), name="r")
-    return te.compute(
-        (k.x.shape[0], k.x.shape[2]), lambda o, i: pick(load(k.x, (o, r, i), k.dtype), axis=r), name=name
-    )
+def _row_max(k: Kernel, a: int, name: str, largest: bool = True) -> Any:
+    def element(i: Sequence[Expr]) -> tuple[Expr, list[Any]]:
+        r = te.reduce_axis((0, a), name="r")
+        return load(k.x, (i[0], r, i[1]), k.dtype), [r]
+
+    return extreme((k.x.shape[0], k.x.shape[2]), element, largest, name, k.plain(a), compute_of(k.dtype))
 
 
 def _matches(v: Expr, best: Expr) -> Expr:
@@ -348,7 +407,7 @@ def _best_index(k: Kernel, best: Any, a: int, last: bool, name: str) -> Any:
 def lower_arg(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str) -> LoweredKernel:
     outer, a, inner = row_view(node)
     k = Kernel(node, target, epilogue, (outer, a, inner))
-    best = _row_max(k, a, "best", NAN_MAX if node.op == "ArgMax" else NAN_MIN)
+    best = _row_max(k, a, "best", node.op == "ArgMax")
     out = _best_index(k, best, a, bool(node.attrs["select_last_index"]), "out")
     return k.finish([out], lambda sch: _schedule_rows(sch, k, ["best"], ["out"]), outer * a * inner)
 
