@@ -89,24 +89,26 @@ def extreme(
     """The NaN-propagating max (`largest`) or min over each kept index of `element(i)` = (value, its
     reduce axes), values in compute `dtype`. One `nan_max`/`nan_min` reduction; or, where `plain` and
     the values are floats, TVM's plain max/min reducers, which its cross-thread reductions recognise
-    (the select of `fmax` is none of its reducers): `{name}_m` the extreme of the non-NaN values,
-    `{name}_flag` 2 where a NaN is, else 1 where a value beats the empty extreme (-inf for max), else
-    0; the result picks NaN, the extreme or the empty extreme by the flag, as `nan_max` would."""
+    (the select of `fmax` is none of its reducers): `{name}_flag`, the highest of each value's class
+    (`_extreme_class`: 3 NaN, 2 the far infinity, 1 finite, 0 the empty extreme's infinity), and
+    `{name}_m`, the extreme of the finite values (OpenCL's `max` is undefined on infinities and NaN);
+    the result is NaN, the far infinity, that extreme or the empty one by the flag, as `nan_max`."""
     pick = NAN_MAX if largest else NAN_MIN
     if not plain or not dtype.startswith("float"):
         return te.compute(kept, lambda *i: pick(*element(i)), name=name)
+    far = _c(highest(dtype) if largest else lowest(dtype), dtype)
     empty = _c(lowest(dtype) if largest else highest(dtype), dtype)
+    finfo = np.finfo(dtype)
+    edge = _c(float(finfo.min if largest else finfo.max), dtype)  # TVM's own identity of max/min
 
     def flag(*i: Expr) -> Expr:
         v, axes = element(i)
-        beats = v > empty if largest else v < empty
-        level = tirx.Select(is_nan(v), _c(2, "int32"), tirx.Select(beats, _c(1, "int32"), _c(0, "int32")))
-        return te.max(level, axis=axes)
+        return te.max(_extreme_class(v, far, empty), axis=axes)
 
     def bound(*i: Expr) -> Expr:
         v, axes = element(i)
-        kept_value = tirx.Select(is_nan(v), empty, v)
-        return te.max(kept_value, axis=axes) if largest else te.min(kept_value, axis=axes)
+        finite = tirx.Select(_extreme_class(v, far, empty) == 1, v, edge)
+        return te.max(finite, axis=axes) if largest else te.min(finite, axis=axes)
 
     flags = te.compute(kept, flag, name=f"{name}_flag")
     bounds = te.compute(kept, bound, name=f"{name}_m")
@@ -114,9 +116,17 @@ def extreme(
 
     def result(*i: Expr) -> Expr:
         f = flags(*i)
-        return tirx.Select(f == 2, nan, tirx.Select(f == 1, bounds(*i), empty))
+        return tirx.Select(f == 3, nan, tirx.Select(f == 2, far, tirx.Select(f == 1, bounds(*i), empty)))
 
     return te.compute(kept, result, name=name)
+
+
+def _extreme_class(v: Expr, far: Expr, empty: Expr) -> Expr:
+    """3 for NaN, 2 for the `far` infinity, 0 for the `empty` one, 1 for a finite `v` (int32)."""
+    level = tirx.Select(
+        tirx.EQ(v, far), _c(2, "int32"), tirx.Select(tirx.EQ(v, empty), _c(0, "int32"), _c(1, "int32"))
+    )
+    return tirx.Select(is_nan(v), _c(3, "int32"), level)
 
 
 def own(value: Expr, dtype: DType) -> Expr:
