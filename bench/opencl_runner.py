@@ -317,7 +317,8 @@ def hai_row(bundle: Path, spec: dict[str, Any], args: argparse.Namespace) -> dic
     result: dict[str, Any] = {"load_s": time.perf_counter() - t}
     log(f"loaded in {result['load_s']:.1f} s")
     if args.profile:
-        result["slowest_kernels"] = slowest_steps(loaded, inputs, args.profile)
+        schedules = kernel_schedules(bundle / model["artifacts"][str(batch)])
+        result["slowest_kernels"] = slowest_steps(loaded, inputs, args.profile, schedules)
     t = time.perf_counter()
     got = loaded.run(inputs)
     result["first_run_s"] = time.perf_counter() - t
@@ -329,10 +330,21 @@ def hai_row(bundle: Path, spec: dict[str, Any], args: argparse.Namespace) -> dic
     return result
 
 
-def slowest_steps(loaded: Any, inputs: dict[str, np.ndarray], count: int) -> list[dict[str, Any]]:
+def kernel_schedules(artifact: Path) -> dict[str, str]:
+    """The thread rule that scheduled each kernel of `artifact`'s OpenCL library (targets/opencl/)."""
+    from runtime.artifact import kernel_library_file
+
+    library = json.loads((artifact / kernel_library_file("opencl")).read_text())
+    return {name: str(kernel.get("schedule", "")) for name, kernel in library["kernels"].items()}
+
+
+def slowest_steps(
+    loaded: Any, inputs: dict[str, np.ndarray], count: int, schedules: dict[str, str]
+) -> list[dict[str, Any]]:
     """Runs the model's steps one at a time, waiting for the device after each (3 passes, the first
-    printed step by step): the `count` slowest steps (kernel, first nodes, best ms), after a line with
-    the steps' total. Mirrors `runtime.model.Model._execute` (the bundle's own runtime)."""
+    printed step by step): the `count` slowest steps (kernel, the rule in `schedules` that scheduled
+    it, first nodes, best ms), after a line with the steps' total. Mirrors
+    `runtime.model.Model._execute` (the bundle's own runtime)."""
     from runtime.model import typed_view
 
     bound = loaded._bind_inputs(inputs)
@@ -361,8 +373,11 @@ def slowest_steps(loaded: Any, inputs: dict[str, np.ndarray], count: int) -> lis
     timed_steps = [
         (step, seconds) for step, seconds in zip(loaded._steps, best, strict=True) if seconds < 1e9
     ]
-    steps = [{"kernel": step.kernel, "nodes": list(step.nodes)[:3], "ms": seconds * 1e3}
-             for step, seconds in timed_steps]  # fmt: skip
+    steps = [
+        {"kernel": step.kernel, "schedule": schedules.get(step.kernel, ""), "nodes": list(step.nodes)[:3],
+         "ms": seconds * 1e3}
+        for step, seconds in timed_steps
+    ]  # fmt: skip
     steps.sort(key=lambda s: -s["ms"])
     return [{"steps_total_ms": sum(s["ms"] for s in steps), "steps": len(steps)}, *steps[:count]]
 

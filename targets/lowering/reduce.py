@@ -36,10 +36,10 @@ from targets.lowering.softmax_rows import last_axis_softmax
 from targets.schedules import schedules_of
 from targets.target import TargetDescription
 
-TEMPLATE_VERSION = 7  # 2: bool computes in u8 (empty-set max/min); 3: f16 softmax rounds each step;
+TEMPLATE_VERSION = 6  # 2: bool computes in u8 (empty-set max/min); 3: f16 softmax rounds each step;
 # 4: the f16 softmax sum is exact (f64), rounded once; 5: f32 last-axis Softmax by softmax_rows.py;
-# 6: rows shorter than two full vectors by softmax_rows.py in narrower vectors (SSD's 21 classes: 8);
-# 7: OpenCL's float max/min as plain reducers plus a NaN/-inf flag (`extreme`)
+# 6: rows shorter than two full vectors by softmax_rows.py in narrower vectors (SSD's 21 classes: 8)
+# (OpenCL's computes, e.g. `extreme`'s plain forms, are keyed by their own hash: targets/opencl/build.py)
 
 
 def _c(value: Any, dtype: str) -> Expr:
