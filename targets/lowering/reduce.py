@@ -387,12 +387,15 @@ def row_view(node: Node) -> tuple[int, int, int]:
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :])
 
 
-def _row_max(k: Kernel, a: int, name: str, largest: bool = True) -> Any:
+def _row_max(k: Kernel, a: int, name: str, largest: bool = True, plain: bool = True) -> Any:
+    """Each row's NaN-propagating max (min); `plain`: in `extreme`'s plain form where rows are long."""
+
     def element(i: Sequence[Expr]) -> tuple[Expr, list[Any]]:
         r = te.reduce_axis((0, a), name="r")
         return load(k.x, (i[0], r, i[1]), k.dtype), [r]
 
-    return extreme((k.x.shape[0], k.x.shape[2]), element, largest, name, k.plain(a), compute_of(k.dtype))
+    plain = plain and k.plain(a)
+    return extreme((k.x.shape[0], k.x.shape[2]), element, largest, name, plain, compute_of(k.dtype))
 
 
 def _matches(v: Expr, best: Expr) -> Expr:
@@ -417,7 +420,8 @@ def _best_index(k: Kernel, best: Any, a: int, last: bool, name: str) -> Any:
 def lower_arg(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str) -> LoweredKernel:
     outer, a, inner = row_view(node)
     k = Kernel(node, target, epilogue, (outer, a, inner))
-    best = _row_max(k, a, "best", node.op == "ArgMax")
+    # no work-group rule takes the index reduction after it: the plain form would only add a launch
+    best = _row_max(k, a, "best", node.op == "ArgMax", plain=False)
     out = _best_index(k, best, a, bool(node.attrs["select_last_index"]), "out")
     return k.finish([out], lambda sch: _schedule_rows(sch, k, ["best"], ["out"]), outer * a * inner)
 
