@@ -8,7 +8,8 @@ cross-thread allreduce, a tree in local memory, and the normalising pointwise pa
 same work-group. That allreduce needs reducers TVM recognises: the NaN-propagating max/min are
 plain `max`/`min` reductions plus a NaN/-inf flag on OpenCL (`extreme`, targets/lowering/reduce.py).
 A kernel with shorter rows is refused (ValueError), so the family's next rules take it: dlight's
-`Reduction` for a lone reduction, `Fallback` (one work-item a row) for the rest.
+`GeneralReduction` itself where TVM recognises its reducers (sums: a LayerNorm's), else `Fallback`
+(one work-item a row: a NaN-propagating max keeps its one select reduction there).
 """
 
 from __future__ import annotations

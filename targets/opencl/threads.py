@@ -5,7 +5,8 @@ they map onto the device is OpenCL's. Each op family tries its rules in order (t
 HAI's: `IntGemm` (int_gemm.py) for the integer anchors, on OpenCL's integer dot products where the
 device has them, `Tiled` (tiled.py); then TVM's dlight GPU rules: `Matmul` tiles GEMM-like blocks
 in local memory with vectorised loads, `Reduction` reduces a lone reduction within a work-group;
-HAI's `Rows` (rows.py) gives each long row of a softmax, norm or reduction a work-group; dlight's
+HAI's `Rows` (rows.py) gives each long row of a softmax, norm or reduction a work-group (then
+`GeneralReduction` the same for shorter rows whose reducers TVM recognises: sums); dlight's
 `Fallback` fuses the spatial axes of each block into work-groups of the device's size) and keeps
 the first whose result binds every statement to `blockIdx`/`threadIdx`; `Fallback` closes every
 family. A kernel whose every rule fails, or whose schedule leaves a statement unbound (it would
@@ -31,12 +32,12 @@ REDUCTION_OPS = frozenset({
 })  # fmt: skip
 FAMILY_RULES: dict[str, tuple[str, ...]] = {
     "gemm": ("IntGemm", "Tiled", "Matmul", "GEMV", "Fallback", "Flat"),
-    "reduction": ("Reduction", "Rows", "Fallback", "Flat"),
+    "reduction": ("Reduction", "Rows", "GeneralReduction", "Fallback", "Flat"),
     "pointwise": ("Fallback", "Flat"),
 }
 """The rules each family tries, in order: HAI's GEMM rules, dlight's, `Rows` (rows.py: a work-group a
-long row), then `Flat` (`flat_schedule`), which takes any TE compute dlight cannot normalise (e.g.
-clamped gathers)."""
+long row, before dlight's `GeneralReduction` takes shorter ones), then `Flat` (`flat_schedule`),
+which takes any TE compute dlight cannot normalise (e.g. clamped gathers)."""
 
 
 class ThreadBindingError(LoweringError):
