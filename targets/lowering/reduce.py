@@ -14,7 +14,9 @@ over the kept axes with the innermost kept axis vectorised under the
 reduction loops; `decompose_reduction` is always the last schedule step.
 TopK ranks every element against its row (ties: lower index first; NaN is
 the largest), O(axis²) per row, and gathers the k best: no sort function of
-libtvm_runtime is needed.
+libtvm_runtime is needed. On OpenCL no CPU schedule runs (its thread rules schedule the compute),
+and rows of at least the schedule table's `plain_extremes_from` elements take their float max/min
+in `extreme`'s plain form (work-group reductions need reducers TVM recognises).
 """
 
 from __future__ import annotations
