@@ -166,6 +166,9 @@ class ScheduleTable:
       nests, row fast paths (nearest Resize), vector-lane partials (last-axis Softmax).
     - `native_math`: exp/tanh/erf as the target's own builtins rather than the polynomial forms of
       targets/lowering/vector_math.py (devices with fast math functions: OpenCL).
+    - `plain_extremes_from`: rows of at least this many elements take their float max/min as plain
+      max/min reductions plus a NaN flag (targets/lowering/reduce.py `extreme`), which work-group
+      reductions recognise as reducers; 0 (CPUs): never, one NaN-propagating `nan_max` reduction.
     - `parallel_bands`: how a channels-last region's kernels share their work among threads. Above 1,
       a dense conv's parallel loop is first split into that many contiguous bands of output rows
       (`schedule_gemm`'s `band`) and depthwise convs run row tasks only, so a thread reads the band
@@ -188,6 +191,7 @@ class ScheduleTable:
     """Whether templates may write a CPU loop nest themselves (Resize's nearest rows); False where the
     target binds threads to the shared computes (OpenCL, targets/opencl/threads.py)."""
     parallel_bands: int = 1
+    plain_extremes_from: int = 0
 
 
 def register_gemm_knobs(target: TargetDescription, m: int, n: int, rows: int | None = None) -> GemmKnobs:

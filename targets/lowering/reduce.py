@@ -14,7 +14,9 @@ over the kept axes with the innermost kept axis vectorised under the
 reduction loops; `decompose_reduction` is always the last schedule step.
 TopK ranks every element against its row (ties: lower index first; NaN is
 the largest), O(axis²) per row, and gathers the k best: no sort function of
-libtvm_runtime is needed.
+libtvm_runtime is needed. On OpenCL no CPU schedule runs (its thread rules schedule the compute),
+and rows of at least the schedule table's `plain_extremes_from` elements take their float max/min
+in `extreme`'s plain form (work-group reductions need reducers TVM recognises).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from targets.target import TargetDescription
 TEMPLATE_VERSION = 6  # 2: bool computes in u8 (empty-set max/min); 3: f16 softmax rounds each step;
 # 4: the f16 softmax sum is exact (f64), rounded once; 5: f32 last-axis Softmax by softmax_rows.py;
 # 6: rows shorter than two full vectors by softmax_rows.py in narrower vectors (SSD's 21 classes: 8)
+# (OpenCL's computes, e.g. `extreme`'s plain forms, are keyed by their own hash: targets/opencl/build.py)
 
 
 def _c(value: Any, dtype: str) -> Expr:
@@ -75,6 +78,57 @@ def highest(dtype: str) -> Any:
 NAN_MAX = te.comm_reducer(fmax, lambda t: _c(lowest(str(t)), str(t)), name="nan_max")
 NAN_MIN = te.comm_reducer(fmin, lambda t: _c(highest(str(t)), str(t)), name="nan_min")
 PROD = te.comm_reducer(lambda a, b: a * b, lambda t: _c(1, str(t)), name="prod")
+
+
+def extreme(
+    kept: Sequence[int],
+    element: Callable[[Sequence[Expr]], tuple[Expr, list[Any]]],
+    largest: bool,
+    name: str,
+    plain: bool,
+    dtype: str,
+) -> Any:
+    """The NaN-propagating max (`largest`) or min over each kept index of `element(i)` = (value, its
+    reduce axes), values in compute `dtype`. One `nan_max`/`nan_min` reduction; or, where `plain` and
+    the values are floats, TVM's plain max/min reducers, which its cross-thread reductions recognise
+    (the select of `fmax` is none of its reducers): `{name}_flag`, the highest of each value's class
+    (`_extreme_class`: 3 NaN, 2 the far infinity, 1 finite, 0 the empty extreme's infinity), and
+    `{name}_m`, the extreme of the finite values (OpenCL's `max` is undefined on infinities and NaN);
+    the result is NaN, the far infinity, that extreme or the empty one by the flag, as `nan_max`."""
+    pick = NAN_MAX if largest else NAN_MIN
+    if not plain or not dtype.startswith("float"):
+        return te.compute(kept, lambda *i: pick(*element(i)), name=name)
+    far = _c(highest(dtype) if largest else lowest(dtype), dtype)
+    empty = _c(lowest(dtype) if largest else highest(dtype), dtype)
+    finfo = np.finfo(dtype)
+    edge = _c(float(finfo.min if largest else finfo.max), dtype)  # TVM's own identity of max/min
+
+    def flag(*i: Expr) -> Expr:
+        v, axes = element(i)
+        return te.max(_extreme_class(v, far, empty), axis=axes)
+
+    def bound(*i: Expr) -> Expr:
+        v, axes = element(i)
+        finite = tirx.Select(_extreme_class(v, far, empty) == 1, v, edge)
+        return te.max(finite, axis=axes) if largest else te.min(finite, axis=axes)
+
+    flags = te.compute(kept, flag, name=f"{name}_flag")
+    bounds = te.compute(kept, bound, name=f"{name}_m")
+    nan = _c(math.nan, dtype)
+
+    def result(*i: Expr) -> Expr:
+        f = flags(*i)
+        return tirx.Select(f == 3, nan, tirx.Select(f == 2, far, tirx.Select(f == 1, bounds(*i), empty)))
+
+    return te.compute(kept, result, name=name)
+
+
+def _extreme_class(v: Expr, far: Expr, empty: Expr) -> Expr:
+    """3 for NaN, 2 for the `far` infinity, 0 for the `empty` one, 1 for a finite `v` (int32)."""
+    level = tirx.Select(
+        tirx.EQ(v, far), _c(2, "int32"), tirx.Select(tirx.EQ(v, empty), _c(0, "int32"), _c(1, "int32"))
+    )
+    return tirx.Select(is_nan(v), _c(3, "int32"), level)
 
 
 def own(value: Expr, dtype: DType) -> Expr:
@@ -114,6 +168,8 @@ class Kernel:
             raise LoweringError(f"node {node.name!r}: sub-byte dtypes (i4) have no {node.op} kernel")
         self.node, self.target, self.value = node, target, x
         self.dtype = x.type.dtype
+        self.threads_bound = not schedules_of(target).loop_nests  # OpenCL: thread rules take `compute`
+        self.plain_from = schedules_of(target).plain_extremes_from
         self.x = te.placeholder(tuple(view), storage_dtype(self.dtype), name="x")
 
     def finish(self, outputs: Sequence[Any], schedule: Callable[[Any], None], work: int) -> LoweredKernel:
@@ -137,11 +193,16 @@ class Kernel:
         name = kernel_name(node.op, workload)
         compute = te.create_prim_func([self.x, *outputs]).with_attr("global_symbol", name)
         sch = s_tir.Schedule(snapshot(compute))
-        schedule(sch)
+        if not self.threads_bound:  # OpenCL's rules schedule `compute` (targets/opencl/threads.py)
+            schedule(sch)
         func = sch.mod["main"].with_attr("global_symbol", name)
         return LoweredKernel(
             name, func, tuple(args), work, (node.name,), workload, layout="any", compute=compute
         )
+
+    def plain(self, length: int) -> bool:
+        """Whether rows of `length` elements take `extreme`'s plain reducers (`plain_extremes_from`)."""
+        return 0 < self.plain_from <= length
 
     def parallel_ok(self) -> bool:
         return self.value.type.size >= PARALLEL_MIN_ELEMENTS
@@ -220,17 +281,24 @@ def lower_reduce(
         return [te.reduce_axis((0, d), name=f"r{i}") for i, (d, r) in enumerate(parts) if r]
 
     if node.op == "ReduceLogSumExp":
-        out, stages = _log_sum_exp(k, kept, index, reduce_axes, result)
+        out, stages = _log_sum_exp(k, kept, index, reduce_axes, result, count)
     else:
         pre, reducer, finish = REDUCTIONS[node.op]
         direct = finish is IDENTITY and compute_of(k.dtype) == storage_dtype(result)
 
-        def body(*i: Expr) -> Expr:
+        def element(i: Sequence[Expr]) -> tuple[Expr, list[Any]]:
             red = reduce_axes()
-            value = pre(load(k.x, index(i, [r.var for r in red]), k.dtype))
+            return pre(load(k.x, index(i, [r.var for r in red]), k.dtype)), red
+
+        def body(*i: Expr) -> Expr:
+            value, red = element(i)
             return reducer(value, axis=red) if red else value
 
-        total = te.compute(kept, body, name="out" if direct else "total")
+        name = "out" if direct else "total"
+        if reducer in (NAN_MAX, NAN_MIN) and any(r for _, r in parts):
+            total = extreme(kept, element, reducer is NAN_MAX, name, k.plain(count), compute_of(k.dtype))
+        else:
+            total = te.compute(kept, body, name=name)
         out = (
             total
             if direct
@@ -242,17 +310,19 @@ def lower_reduce(
 
 
 def _log_sum_exp(
-    k: Kernel, kept: list[int], index: Callable, reduce_axes: Callable, result: DType
+    k: Kernel, kept: list[int], index: Callable, reduce_axes: Callable, result: DType, count: int
 ) -> tuple[Any, list[str]]:
     """log(sum(exp(x - shift))) + shift, shift = the max of the finite elements (0 if none), per ir/ops."""
 
-    def finite(*i: Expr) -> Expr:
+    def finite(i: Sequence[Expr]) -> tuple[Expr, list[Any]]:
         red = reduce_axes()
         v = load(k.x, index(i, [r.var for r in red]), k.dtype)
-        v = tirx.Select(te.isinf(v), _c(-math.inf, dtype_of(v)), v)
-        return NAN_MAX(v, axis=red) if red else v
+        return tirx.Select(te.isinf(v), _c(-math.inf, dtype_of(v)), v), red
 
-    peak = te.compute(kept, finite, name="peak")
+    if reduce_axes():
+        peak = extreme(kept, finite, True, "peak", k.plain(count), compute_of(k.dtype))
+    else:
+        peak = te.compute(kept, lambda *i: finite(i)[0], name="peak")
 
     def shift(i: Sequence[Expr]) -> Expr:
         p = peak(*i)
@@ -319,11 +389,15 @@ def row_view(node: Node) -> tuple[int, int, int]:
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :])
 
 
-def _row_max(k: Kernel, a: int, name: str, pick: Any = NAN_MAX) -> Any:
-    r = te.reduce_axis((0, a), name="r")
-    return te.compute(
-        (k.x.shape[0], k.x.shape[2]), lambda o, i: pick(load(k.x, (o, r, i), k.dtype), axis=r), name=name
-    )
+def _row_max(k: Kernel, a: int, name: str, largest: bool = True, plain: bool = True) -> Any:
+    """Each row's NaN-propagating max (min); `plain`: in `extreme`'s plain form where rows are long."""
+
+    def element(i: Sequence[Expr]) -> tuple[Expr, list[Any]]:
+        r = te.reduce_axis((0, a), name="r")
+        return load(k.x, (i[0], r, i[1]), k.dtype), [r]
+
+    plain = plain and k.plain(a)
+    return extreme((k.x.shape[0], k.x.shape[2]), element, largest, name, plain, compute_of(k.dtype))
 
 
 def _matches(v: Expr, best: Expr) -> Expr:
@@ -348,7 +422,8 @@ def _best_index(k: Kernel, best: Any, a: int, last: bool, name: str) -> Any:
 def lower_arg(node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str) -> LoweredKernel:
     outer, a, inner = row_view(node)
     k = Kernel(node, target, epilogue, (outer, a, inner))
-    best = _row_max(k, a, "best", NAN_MAX if node.op == "ArgMax" else NAN_MIN)
+    # no work-group rule takes the index reduction after it: the plain form would only add a launch
+    best = _row_max(k, a, "best", node.op == "ArgMax", plain=False)
     out = _best_index(k, best, a, bool(node.attrs["select_last_index"]), "out")
     return k.finish([out], lambda sch: _schedule_rows(sch, k, ["best"], ["out"]), outer * a * inner)
 

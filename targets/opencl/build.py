@@ -41,6 +41,7 @@ SCHEDULE_MODULES = (
     "tiled.py",
     "int_gemm.py",
     "flat.py",
+    "rows.py",
     "tir_walk.py",
     "legalize.py",
     "build.py",

@@ -4,14 +4,16 @@ Rule: the computes are the shared templates' (`LoweredKernel.compute`, targets/l
 they map onto the device is OpenCL's. Each op family tries its rules in order (the GEMM family first
 HAI's: `IntGemm` (int_gemm.py) for the integer anchors, on OpenCL's integer dot products where the
 device has them, `Tiled` (tiled.py); then TVM's dlight GPU rules: `Matmul` tiles GEMM-like blocks
-in local memory with vectorised loads, `Reduction` and
-`GeneralReduction` reduce within a work-group, `Fallback` fuses the spatial axes of each block into
-work-groups of the device's size) and keeps the first whose result binds every statement to
-`blockIdx`/`threadIdx`; `Fallback` closes every family. A kernel whose every rule fails, or whose
-schedule leaves a statement unbound (it would compile silently into host code), is refused naming
-the kernel and its nodes; a rule whose lowered kernels declare more local memory than the device has
-is not kept (`check_local_memory`: the next rule runs). `launch_sizes` reads each device kernel's
-global and local sizes from the schedule (TVM records them nowhere else).
+in local memory with vectorised loads, `Reduction` reduces a lone reduction within a work-group;
+HAI's `Rows` (rows.py) gives each long row of a softmax, norm or reduction a work-group (then
+`GeneralReduction` the same for shorter rows whose reducers TVM recognises: sums); dlight's
+`Fallback` fuses the spatial axes of each block into work-groups of the device's size) and keeps
+the first whose result binds every statement to `blockIdx`/`threadIdx`; `Fallback` closes every
+family. A kernel whose every rule fails, or whose schedule leaves a statement unbound (it would
+compile silently into host code), is refused naming the kernel and its nodes; a rule whose lowered
+kernels declare more local memory than the device has is not kept (`check_local_memory`: the next
+rule runs). `launch_sizes` reads each device kernel's global and local sizes from the schedule
+(TVM records them nowhere else).
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ REDUCTION_OPS = frozenset({
 })  # fmt: skip
 FAMILY_RULES: dict[str, tuple[str, ...]] = {
     "gemm": ("IntGemm", "Tiled", "Matmul", "GEMV", "Fallback", "Flat"),
-    "reduction": ("Reduction", "GeneralReduction", "Fallback", "Flat"),
+    "reduction": ("Reduction", "Rows", "GeneralReduction", "Fallback", "Flat"),
     "pointwise": ("Fallback", "Flat"),
 }
-"""The rules each family tries, in order: HAI's GEMM rules, dlight's, then `Flat` (`flat_schedule`),
+"""The rules each family tries, in order: HAI's GEMM rules, dlight's, `Rows` (rows.py: a work-group a
+long row, before dlight's `GeneralReduction` takes shorter ones), then `Flat` (`flat_schedule`),
 which takes any TE compute dlight cannot normalise (e.g. clamped gathers)."""
 
 
@@ -106,6 +109,7 @@ def thread_schedule(kernel: LoweredKernel, tvm_target: Any, int8_dot: bool = Fal
     from targets.opencl.flat import flat_schedule
     from targets.opencl.int_gemm import int_gemm_schedule
     from targets.opencl.legalize import legalize
+    from targets.opencl.rows import rows_schedule
     from targets.opencl.tiled import tiled_schedule
 
     if kernel.compute is None:
@@ -126,6 +130,8 @@ def thread_schedule(kernel: LoweredKernel, tvm_target: Any, int8_dot: bool = Fal
                 scheduled = flat_schedule(func, threads)
             elif rule_name == "IntGemm":
                 scheduled = int_gemm_schedule(func, threads, int8_dot)
+            elif rule_name == "Rows":
+                scheduled = rows_schedule(func, tvm_target)
             elif rule_name == "Tiled":
                 weights = frozenset(a.name for a in weight_args(kernel, func))
                 scheduled = tiled_schedule(func, weights, tvm_target)
