@@ -83,13 +83,16 @@ class DotStep:
     2 x 16 x 8 bytes for arm64 i8mm's matrix step (`usmmla`), 1 x 16 x 2 bf16 halves for the bf16
     step (x86 `vdpbf16ps`). The weights are packed `depth` parts deep. `llvm_import`: LLVM IR the
     step's implementation calls (a function wrapping an intrinsic whose operand types TIR cannot
-    spell), imported once per kernel by the schedule."""
+    spell), imported once per kernel by the schedule. `vector_intrinsic`: the LLVM intrinsic that is
+    the 1 x 16 x 4 step on its own (int32x16 C, the 4 A bytes broadcast as uint8x64, B as int8x64),
+    for kernels written as loops rather than tensorized (the recurrent step's GEMV); "" if none."""
 
     intrinsic: str
     shift: int = 0
     rows: int = 1
     depth: int = 4
     llvm_import: str = ""
+    vector_intrinsic: str = ""
 
 
 @dataclass(frozen=True)
