@@ -119,6 +119,8 @@ def softmax_cases() -> list[Case]:
     # rows shorter than two 16-float vectors: narrower lane partials (SSD's 21 classes: 8 floats)
     short_row = floats((3, 50, 21), low=-30, high=30)
     cases.append(Case("Softmax-f32-short-row", "Softmax", [short_row], {"axis": 2}))
+    # a long row reduced in runs: 523 floats are 33 vectors of 16 (3 runs of 11) or 66 of 8 (6 runs)
+    cases.append(Case("Softmax-f32-long-row", "Softmax", [floats((3, 523), low=-30, high=30)], {"axis": 1}))
     masked = np.where(RNG.random((4, 64)) > 0.7, -np.inf, floats((4, 64))).astype(np.float32)
     cases.append(Case("Softmax-f32-masked", "Softmax", [masked], {"axis": 1}))
     return cases
