@@ -30,7 +30,7 @@ Slot: OpenCL (work-group sizes) adds a table or a family here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -242,6 +242,25 @@ def register_recurrent_knobs(
         parallel=directions * batch * gates * hidden * hidden >= RECURRENT_PARALLEL_MIN_MACS,
         together=r_bytes <= RECURRENT_TOGETHER_BYTES,
     )
+
+
+RECURRENT_DOT_ACCUMULATORS = 16
+"""int32 accumulators a recurrent step tile on the dot instruction aims at (targets/lowering/rnn_dot.py):
+its R is a memory operand of the instruction, so the registers hold twice the f32 tile's. Measured on
+ddddocr_rec_int8's bidirectional LSTM (hidden 512, Xeon): 4 vectors a gate 1.25 -> 1.11 ms at 1 thread,
+0.80 -> 0.67 ms at 2 against 2 vectors; 6 (tiles padding 512 units to 576) was slower than 4."""
+
+
+def dot_recurrent_knobs(
+    target: TargetDescription, knobs: RecurrentKnobs, gates: int, hidden: int
+) -> RecurrentKnobs:
+    """`knobs` for a step on the dot instruction: `RECURRENT_DOT_ACCUMULATORS` // `gates` vectors per gate
+    (no more than the hidden units fill), fewer while the accumulators and one broadcast exceed the
+    registers."""
+    vectors = max(1, min(RECURRENT_DOT_ACCUMULATORS // gates, -(-hidden // knobs.lanes)))
+    while vectors > 1 and gates * vectors + 1 > target.vector_registers:
+        vectors -= 1
+    return replace(knobs, vectors=vectors)
 
 
 def full_vector_knobs(target: TargetDescription, itemsize: int) -> VectorKnobs:

@@ -33,7 +33,7 @@ from targets.lowering.rnn_quantized import state_dot
 from targets.lowering.rnn_step import recurrent_steps
 from targets.lowering.rnn_tiles import TileOrder
 from targets.lowering.tiling import choose_knobs, schedule_gemm
-from targets.schedules import DotStep, schedules_of
+from targets.schedules import DotStep, dot_recurrent_knobs, schedules_of
 from targets.target import TargetDescription
 
 STATE_OPERANDS = {4: "sequence_lens", 5: "initial_h", 6: "initial_c", 7: "P"}
@@ -50,17 +50,19 @@ def tiled_kernel(rec: Recurrence, target: TargetDescription) -> LoweredKernel:
     """The projection GEMM and the tiled steps of `rec` in one kernel (module rule)."""
     node = rec.node
     knobs = schedules_of(target).recurrent(target, rec.gates, rec.hidden, rec.dirs, rec.batch)
-    order = TileOrder(rec.dirs, rec.gates, rec.hidden, knobs.units)
-    gemm = choose_knobs(target, rec.seq * rec.batch, order.columns)
     step = integer_step(target)
     dot = state_dot(rec, step, knobs.lanes)
+    if dot:
+        knobs = dot_recurrent_knobs(target, knobs, rec.gates, rec.hidden)
+    order = TileOrder(rec.dirs, rec.gates, rec.hidden, knobs.units)
+    gemm = choose_knobs(target, rec.seq * rec.batch, order.columns)
     rows = rec.seq * rec.batch
     int_knobs = (
         choose_int_knobs(target, rows, order.columns, rows * order.columns * rec.inputs) if dot else None
     )
     ops = Operands()
     r = recurrent_weights(rec, order, ops, dot=bool(dot))
-    projection = input_projection(rec, order, ops, gemm, step if int_knobs else None)
+    projection = input_projection(rec, order, ops, gemm, step if dot else None)
     inputs = {**projection, "Rp": r.values}
     if r.zero is not None:
         inputs.update(R_zero=r.zero, R_scale=r.scale)
