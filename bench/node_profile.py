@@ -130,19 +130,20 @@ def main() -> None:
         f"steps {steps_ms:.3f} ms, nodes {nodes_ms:.3f} ms"
     )
     matched: set[str] = set()
-    rows, per_kernel = [], collections.defaultdict(lambda: [0, 0.0, 0.0])
+    rows = []
+    per_kernel: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0, 0.0])
     for step, nodes in zip(steps, assign(steps, ops, ort_times, kinds), strict=True):
         matched.update(nodes)
         theirs = sum(ort_times[n] for n in nodes)
-        rows.append((step.median_us, theirs, step.kernel, sorted({kinds[n] for n in nodes}), step.nodes))
-        kind = per_kernel[step.kernel.split("_")[1]]
-        kind[0], kind[1], kind[2] = kind[0] + 1, kind[1] + step.median_us, kind[2] + theirs
+        rows.append((step.median_us, theirs, step.kernel, sorted({kinds[n] for n in nodes}), list(step.nodes)))
+        totals = per_kernel[step.kernel.split("_")[1]]
+        totals[0], totals[1], totals[2] = totals[0] + 1, totals[1] + step.median_us, totals[2] + theirs
     print(f"\n{'HAI us':>9} {'ORT us':>9}  kernel / onnxruntime ops / nodes")
-    for ours, theirs, kernel, ops, nodes in sorted(rows, key=lambda r: -r[0])[: args.top]:
-        print(f"{ours:9.1f} {theirs:9.1f}  {kernel} {'+'.join(ops) or '-'} {list(nodes)[:3]}")
+    for ours, theirs, kernel, op_types, nodes in sorted(rows, key=lambda r: -r[0])[: args.top]:
+        print(f"{ours:9.1f} {theirs:9.1f}  {kernel} {'+'.join(op_types) or '-'} {list(nodes)[:3]}")
     print(f"\n{'kernels':>8} {'HAI us':>9} {'ORT us':>9}  kind (onnxruntime time of the nodes matched)")
     for kind, (count, ours, theirs) in sorted(per_kernel.items(), key=lambda item: -item[1][1]):
-        print(f"{count:8d} {ours:9.1f} {theirs:9.1f}  {kind}")
+        print(f"{int(count):8d} {ours:9.1f} {theirs:9.1f}  {kind}")
     unmatched: dict[str, list[float]] = collections.defaultdict(list)
     for node, us in ort_times.items():
         if node not in matched:
