@@ -135,7 +135,9 @@ def main() -> None:
     for step, nodes in zip(steps, assign(steps, ops, ort_times, kinds), strict=True):
         matched.update(nodes)
         theirs = sum(ort_times[n] for n in nodes)
-        rows.append((step.median_us, theirs, step.kernel, sorted({kinds[n] for n in nodes}), list(step.nodes)))
+        rows.append(
+            (step.median_us, theirs, step.kernel, sorted({kinds[n] for n in nodes}), list(step.nodes))
+        )
         totals = per_kernel[step.kernel.split("_")[1]]
         totals[0], totals[1], totals[2] = totals[0] + 1, totals[1] + step.median_us, totals[2] + theirs
     print(f"\n{'HAI us':>9} {'ORT us':>9}  kernel / onnxruntime ops / nodes")
