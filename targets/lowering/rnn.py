@@ -50,7 +50,7 @@ def tiled_kernel(rec: Recurrence, target: TargetDescription) -> LoweredKernel:
     """The projection GEMM and the tiled steps of `rec` in one kernel (module rule)."""
     node = rec.node
     knobs = schedules_of(target).recurrent(target, rec.gates, rec.hidden, rec.dirs, rec.batch)
-    step = integer_step(target)
+    step = integer_step(target) if rec.dynamic else None
     dot = state_dot(rec, step, knobs.lanes)
     if dot:
         knobs = dot_recurrent_knobs(target, knobs, rec.gates, rec.hidden)
