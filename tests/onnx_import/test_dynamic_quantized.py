@@ -289,6 +289,40 @@ def test_lstm_dynamic_steps_sum_by_the_dot_instruction_where_there_is_one(tmp_pa
     assert ("state_dot" in kernel.notes["knobs"]) == has_dot, kernel.notes
 
 
+def test_lstm_dynamic_dot_and_float_sums_give_the_same_bits(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Batch 3 (each row's own state quantization), sequence lengths with an empty row, an initial state:
+    the dot step's int32 sums (where the host has vpdpbusd) and the f32 sums of the same integers give
+    identical outputs (on a host without it both compiles take the f32 sums)."""
+    rng = np.random.default_rng(3)
+    hidden, inputs, seq, batch = 20, 12, 6, 3
+    initializers = [
+        numpy_helper.from_array(rng.normal(0, 0.3, shape).astype(np.float32), name)
+        for name, shape in (("W", (2, 4 * hidden, inputs)), ("R", (2, 4 * hidden, hidden)),
+                            ("B", (2, 8 * hidden)), ("h0", (2, batch, hidden)))
+    ] + [numpy_helper.from_array(np.array([6, 3, 0], np.int32), "lens")]  # fmt: skip
+    node = helper.make_node(
+        "LSTM", ["x", "W", "R", "B", "lens", "h0"], ["Y", "Y_h", "Y_c"], hidden_size=hidden,
+        direction="bidirectional",
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [node], "bilstm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, batch, inputs])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [seq, 2, batch, hidden]),
+         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [2, batch, hidden]),
+         helper.make_tensor_value_info("Y_c", TensorProto.FLOAT, [2, batch, hidden])],
+        initializers,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = quantized(model, "bilstm-batch", weight_type=quantization.QuantType.QInt8)
+    x = rng.normal(0, 1, (seq, batch, inputs)).astype(np.float32)
+    outputs = []
+    for features in (None, "-avx512_vnni"):
+        options = CompileOptions(input_shapes={"x": x.shape}, cpu_features=features)
+        result = compile_model(str(path), tmp_path / f"{features}.hai", options)
+        outputs.append(runtime.load(result.path).run({"x": x}))
+    for name, dot in outputs[0].items():
+        np.testing.assert_array_equal(dot, outputs[1][name], err_msg=name)
+
+
 def test_recurrent_weight_only_8_bit_matches_onnxruntime(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A GRU reading W and R through DequantizeLinear of i8 constants (per gate row; per tensor) keeps
     them int8 in the artifact and computes in f32 from the dequantized values, as onnxruntime does."""
