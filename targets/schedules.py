@@ -30,7 +30,7 @@ Slot: OpenCL (work-group sizes) adds a table or a family here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -83,13 +83,16 @@ class DotStep:
     2 x 16 x 8 bytes for arm64 i8mm's matrix step (`usmmla`), 1 x 16 x 2 bf16 halves for the bf16
     step (x86 `vdpbf16ps`). The weights are packed `depth` parts deep. `llvm_import`: LLVM IR the
     step's implementation calls (a function wrapping an intrinsic whose operand types TIR cannot
-    spell), imported once per kernel by the schedule."""
+    spell), imported once per kernel by the schedule. `vector_intrinsic`: the LLVM intrinsic that is
+    the 1 x 16 x 4 step on its own (int32x16 C, the 4 A bytes broadcast as uint8x64, B as int8x64),
+    for kernels written as loops rather than tensorized (the recurrent step's GEMV); "" if none."""
 
     intrinsic: str
     shift: int = 0
     rows: int = 1
     depth: int = 4
     llvm_import: str = ""
+    vector_intrinsic: str = ""
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,25 @@ def register_recurrent_knobs(
         parallel=directions * batch * gates * hidden * hidden >= RECURRENT_PARALLEL_MIN_MACS,
         together=r_bytes <= RECURRENT_TOGETHER_BYTES,
     )
+
+
+RECURRENT_DOT_ACCUMULATORS = 16
+"""int32 accumulators a recurrent step tile on the dot instruction aims at (targets/lowering/rnn_dot.py):
+its R is a memory operand of the instruction, so the registers hold twice the f32 tile's. Measured on
+ddddocr_rec_int8's bidirectional LSTM (hidden 512, Xeon): 4 vectors a gate 1.25 -> 1.11 ms at 1 thread,
+0.80 -> 0.67 ms at 2 against 2 vectors; 6 (tiles padding 512 units to 576) was slower than 4."""
+
+
+def dot_recurrent_knobs(
+    target: TargetDescription, knobs: RecurrentKnobs, gates: int, hidden: int
+) -> RecurrentKnobs:
+    """`knobs` for a step on the dot instruction: `RECURRENT_DOT_ACCUMULATORS` // `gates` vectors per gate
+    (no more than the hidden units fill), fewer while the accumulators and one broadcast exceed the
+    registers."""
+    vectors = max(1, min(RECURRENT_DOT_ACCUMULATORS // gates, -(-hidden // knobs.lanes)))
+    while vectors > 1 and gates * vectors + 1 > target.vector_registers:
+        vectors -= 1
+    return replace(knobs, vectors=vectors)
 
 
 def full_vector_knobs(target: TargetDescription, itemsize: int) -> VectorKnobs:

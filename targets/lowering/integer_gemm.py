@@ -122,6 +122,8 @@ def pack_integer_weights(
     full = np.zeros((kp, mp), np.int8)
     full[:k, :m] = w_ko
     blocks = full.reshape(kp // depth, depth, mp // LANES, LANES).transpose(2, 0, 3, 1)
+    if not tables:
+        return np.ascontiguousarray(blocks)
     words = np.zeros((mp, len(tables), depth), np.int8)
     words[:m, :, :WORD] = table_bytes(tables, m).reshape(m, len(tables), WORD)
     rows = words.reshape(mp // LANES, LANES, len(tables), depth).transpose(0, 2, 1, 3)
@@ -219,10 +221,16 @@ def fused_tables(nodes: Sequence[Any], axis: int) -> PackedTables:
 
 
 def schedule_integer_gemm(
-    sch: Any, knobs: IntKnobs, stages: Sequence[str], vector_out: bool, channels: int, dot: DotStep
+    sch: Any,
+    knobs: IntKnobs,
+    stages: Sequence[str],
+    vector_out: bool,
+    channels: int,
+    dot: DotStep,
+    tables: bool = True,
 ) -> None:
-    """Schedule block "acc" (loops n, p, o, reduce..., c4, ci), "ctab" and "out" (see the module rule);
-    the bf16 GEMM (bf16_gemm.py) shares it, its step 16 x 2.
+    """Schedule block "acc" (loops n, p, o, reduce..., c4, ci), "ctab" (unless not `tables`) and "out"
+    (see the module rule); the bf16 GEMM (bf16_gemm.py) shares it, its step 16 x 2.
 
     `dot`: the registered tensor intrinsic of the step when `knobs.dot` (a step of `dot.rows` positions
     is tensorized at a loop over that many of the tile's rows; its `llvm_import` is imported on the
@@ -251,7 +259,8 @@ def schedule_integer_gemm(
     if knobs.dot and dot.llvm_import:
         sch.annotate(tile, "pragma_import_llvm", dot.llvm_import)
     sch.set_scope(block, 0, "local")
-    sch.compute_inline(sch.get_sblock("ctab"))  # a tile's epilogue reads the table bytes in place
+    if tables:
+        sch.compute_inline(sch.get_sblock("ctab"))  # a tile's epilogue reads the table bytes in place
     out = sch.get_sblock("out")
     sch.reverse_compute_at(out, tile)
     if parallel:

@@ -11,7 +11,8 @@ row: every helper stage (the max, the sum of exponentials, the ranks) is
 computed at the fused (outer, inner) row loop, so its buffer is one row, and
 the rows run in parallel when the operand is large. Reductions run parallel
 over the kept axes with the innermost kept axis vectorised under the
-reduction loops; `decompose_reduction` is always the last schedule step.
+reduction loops (on loop-nest targets a max / min over the innermost group in lane partials:
+targets/lowering/reduce_lanes.py); `decompose_reduction` is always the last schedule step.
 TopK ranks every element against its row (ties: lower index first; NaN is
 the largest), O(axis²) per row, and gathers the k best: no sort function of
 libtvm_runtime is needed. On OpenCL no CPU schedule runs (its thread rules schedule the compute),
@@ -33,14 +34,16 @@ from ir.graph import Node
 from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS, schedule_flat, vector_lanes
 from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError, kernel_name, snapshot
 from targets.lowering.pointwise import Expr, dtype_of, float_to_int, fmax, fmin, narrow, storage_dtype, widen
+from targets.lowering.reduce_lanes import lane_reduction
 from targets.lowering.registry import lowering
 from targets.lowering.softmax_rows import last_axis_softmax
 from targets.schedules import schedules_of
 from targets.target import TargetDescription
 
-TEMPLATE_VERSION = 6  # 2: bool computes in u8 (empty-set max/min); 3: f16 softmax rounds each step;
+TEMPLATE_VERSION = 7  # 2: bool computes in u8 (empty-set max/min); 3: f16 softmax rounds each step;
 # 4: the f16 softmax sum is exact (f64), rounded once; 5: f32 last-axis Softmax by softmax_rows.py;
-# 6: rows shorter than two full vectors by softmax_rows.py in narrower vectors (SSD's 21 classes: 8)
+# 6: rows shorter than two full vectors by softmax_rows.py in narrower vectors (SSD's 21 classes: 8);
+# 7: max/min over the innermost group in lane partials (reduce_lanes.py)
 # (OpenCL's computes, e.g. `extreme`'s plain forms, are keyed by their own hash: targets/opencl/build.py)
 
 
@@ -280,6 +283,15 @@ def lower_reduce(
     def reduce_axes() -> list[Any]:
         return [te.reduce_axis((0, d), name=f"r{i}") for i, (d, r) in enumerate(parts) if r]
 
+    lanes = vector_lanes(target, [str(k.x.dtype)])
+    last, last_reduced = parts[-1]
+    innermost = last_reduced and sum(r for _, r in parts) == 1 and last % lanes == 0 and last >= 2 * lanes
+    lane_partials = innermost and not k.threads_bound  # loop nests only (OpenCL: `extreme`, thread rules)
+    same_dtype = compute_of(k.dtype) == storage_dtype(result)
+    if node.op in ("ReduceMax", "ReduceMin") and lane_partials and same_dtype:
+        reducer = REDUCTIONS[node.op][1]
+        out, schedule = lane_reduction(kept, last, lanes, lambda *i: load(k.x, i, k.dtype), reducer)
+        return k.finish([out], lambda sch: schedule(sch, k.parallel_ok()), math.prod(shape))
     if node.op == "ReduceLogSumExp":
         out, stages = _log_sum_exp(k, kept, index, reduce_axes, result, count)
     else:

@@ -24,30 +24,50 @@ from typing import Any
 from ir.graph import Node
 from targets.lowering import vector_math
 from targets.lowering.generic import Param, make_kernel
+from targets.lowering.integer_gemm import choose_int_knobs, schedule_integer_gemm
 from targets.lowering.kernel import KernelArg, LoweredKernel, LoweringError
 from targets.lowering.registry import lowering
 from targets.lowering.rnn_layer import Recurrence
 from targets.lowering.rnn_projection import Operands, input_projection, recurrent_bias, recurrent_weights
+from targets.lowering.rnn_quantized import state_dot
 from targets.lowering.rnn_step import recurrent_steps
 from targets.lowering.rnn_tiles import TileOrder
 from targets.lowering.tiling import choose_knobs, schedule_gemm
-from targets.schedules import schedules_of
+from targets.schedules import DotStep, dot_recurrent_knobs, schedules_of
 from targets.target import TargetDescription
 
 STATE_OPERANDS = {4: "sequence_lens", 5: "initial_h", 6: "initial_c", 7: "P"}
+
+
+def integer_step(target: TargetDescription) -> DotStep | None:
+    """The target's registered 16 x 4 byte dot step, None where it has none."""
+    table = schedules_of(target)
+    instruction = table.integer_dot(target)
+    return table.dot_intrinsic(instruction) if instruction else None
 
 
 def tiled_kernel(rec: Recurrence, target: TargetDescription) -> LoweredKernel:
     """The projection GEMM and the tiled steps of `rec` in one kernel (module rule)."""
     node = rec.node
     knobs = schedules_of(target).recurrent(target, rec.gates, rec.hidden, rec.dirs, rec.batch)
+    step = integer_step(target) if rec.dynamic else None
+    dot = state_dot(rec, step, knobs.lanes)
+    if dot:
+        knobs = dot_recurrent_knobs(target, knobs, rec.gates, rec.hidden)
     order = TileOrder(rec.dirs, rec.gates, rec.hidden, knobs.units)
     gemm = choose_knobs(target, rec.seq * rec.batch, order.columns)
+    rows = rec.seq * rec.batch
+    int_knobs = (
+        choose_int_knobs(target, rows, order.columns, rows * order.columns * rec.inputs) if dot else None
+    )
     ops = Operands()
-    r = recurrent_weights(rec, order, ops)
-    inputs = {**input_projection(rec, order, ops, gemm), "Rp": r.values}
+    r = recurrent_weights(rec, order, ops, dot=bool(dot))
+    projection = input_projection(rec, order, ops, gemm, step if dot else None)
+    inputs = {**projection, "Rp": r.values}
     if r.zero is not None:
         inputs.update(R_zero=r.zero, R_scale=r.scale)
+    if r.sums is not None:
+        inputs.update(R_sum=r.sums, R_scale=r.scale)
     rbias = recurrent_bias(rec, order, ops)
     if rbias is not None:
         inputs["rbias"] = rbias
@@ -55,7 +75,7 @@ def tiled_kernel(rec: Recurrence, target: TargetDescription) -> LoweredKernel:
         value = rec.operand(index)
         if value is not None:
             inputs[name] = ops.raw(value, name)
-    outputs = recurrent_steps(rec, order, knobs, inputs)
+    outputs = recurrent_steps(rec, order, knobs, inputs, dot)
     results = [
         Param(tensor, KernelArg(value.name, "output", tuple(value.type.shape), rec.dtype))
         for tensor, value in zip(outputs, node.results, strict=True)
@@ -66,12 +86,20 @@ def tiled_kernel(rec: Recurrence, target: TargetDescription) -> LoweredKernel:
         "template": "tiled-gemv",
         "attrs": attrs,
         "args": [[p.arg.role, list(p.arg.shape), p.arg.dtype] for p in [*ops.params, *results]],
-        "knobs": {"gemm": gemm.to_json(), "recurrent": knobs.to_json()},
+        "knobs": {
+            "gemm": int_knobs.to_json() if int_knobs else gemm.to_json(),
+            "recurrent": knobs.to_json(),
+            **({"state_dot": dot} if dot else {}),
+        },
         "activation_forms": vector_math.FORM,
     }
     macs = rec.dirs * rec.seq * rec.batch * rec.gates * rec.hidden * (rec.inputs + rec.hidden)
 
     def schedule(sch: Any) -> None:
+        if int_knobs is not None:
+            assert step is not None
+            schedule_integer_gemm(sch, int_knobs, ["pad"], True, order.columns, step, tables=False)
+            return
         if "xbias_gathered" in ops.gathered and not rec.dynamic:  # a run-time B: where the output reads it
             sch.compute_inline(sch.get_sblock("xbias_gathered"))
         schedule_gemm(sch, "acc", "xw", gemm, out_lanes=gemm.lanes if order.columns % gemm.nb == 0 else None)

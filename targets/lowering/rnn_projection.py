@@ -28,13 +28,14 @@ from tvm import te, tirx
 
 from ir.graph import Value
 from targets.lowering.generic import Param, dtype_name
+from targets.lowering.integer_gemm import LANES, pack_integer_weights, weight_at
 from targets.lowering.kernel import KernelArg
 from targets.lowering.matmul import pack_panels
 from targets.lowering.rnn_layer import Recurrence
-from targets.lowering.rnn_quantized import row_parameters, u8_centered, u8_scale, u8_zero
+from targets.lowering.rnn_quantized import DOT_DEPTH, row_parameters, u8_centered, u8_scale, u8_value, u8_zero
 from targets.lowering.rnn_tiles import TileOrder
 from targets.lowering.tiling import padded
-from targets.schedules import GemmKnobs
+from targets.schedules import DotStep, GemmKnobs
 
 Expr = Any
 Layout = Callable[[np.ndarray], np.ndarray]
@@ -136,11 +137,13 @@ def gate_bias(rec: Recurrence, order: TileOrder, ops: Operands, recurrent_only: 
 @dataclass(frozen=True)
 class Panel:
     """A weight in its packed layout: float values, or a stored 8-bit weight's integers with its
-    zero points and scales per column (the GEMM and the GEMV factor the scale out of their sums)."""
+    zero points and scales per column (the GEMM and the GEMV factor the scale out of their sums);
+    packed for the dot step (zero points 0), the sums of its integers per column instead."""
 
     values: Any
     zero: Any = None
     scale: Any = None
+    sums: Any = None
 
     def read(self, index: tuple[Expr, ...], column: Expr, dtype: str) -> Expr:
         """The value (less its zero point) at `index` of `column`, in `dtype`."""
@@ -183,11 +186,13 @@ def panel(
     return Panel(values, zero, scale)
 
 
-def input_projection(rec: Recurrence, order: TileOrder, ops: Operands, knobs: GemmKnobs) -> dict[str, Any]:
+def input_projection(
+    rec: Recurrence, order: TileOrder, ops: Operands, knobs: GemmKnobs, dot: DotStep | None = None
+) -> dict[str, Any]:
     """X·Wᵀ (+ the folded biases) for every row of X, columns in tile order (module rule), as the step
     reads it: {"xw": ...}; in the dynamic u8 mode the integer sums scaled by W's scales alone, plus
     "x_scale" and the folded biases "xbias", which the step applies (a GEMM's output block reads no
-    computed stage but its accumulator)."""
+    computed stage but its accumulator); by the integer GEMM template when `dot` (`dot_projection`)."""
     m, k_dim, n, work, nb = rec.seq * rec.batch, rec.inputs, order.columns, rec.work, knobs.nb
     x = ops.raw(rec.operand(0), "X", (m, k_dim))  # type: ignore[arg-type]
 
@@ -201,6 +206,8 @@ def input_projection(rec: Recurrence, order: TileOrder, ops: Operands, knobs: Ge
     w = panel(rec, order, ops, "W", shape, lambda a: pack_panels(order.rows(a).T, nb), gather, padded(n, nb))
     k = te.reduce_axis((0, k_dim), name="k")
     bias = gate_bias(rec, order, ops, recurrent_only=False) if rec.operand(3) is not None else None
+    if dot is not None:
+        return {**dot_projection(rec, order, ops, x, dot), **({"xbias": bias} if bias is not None else {})}
     if rec.dynamic:
         x_scale, xq = quantized_input(rec, ops, x)
         acc = te.compute(
@@ -220,10 +227,55 @@ def input_projection(rec: Recurrence, order: TileOrder, ops: Operands, knobs: Ge
     return {"xw": te.compute((m, n), lambda i, j: bias[j] + w.scaled(acc[i, j], j), name="xw")}
 
 
+def dot_projection(rec: Recurrence, order: TileOrder, ops: Operands, x: Any, dot: DotStep) -> dict[str, Any]:
+    """The dynamic mode's projection by the integer GEMM template (targets/lowering/integer_gemm.py:
+    blocks "acc" and "out", its schedule `schedule_integer_gemm`, no tables) where W is i8 with
+    zero points 0 (rnn_quantized.py `state_dot`): X as u8 ("pad", K padded with its zero point) by
+    W packed 4 bytes deep; "xw" holds Σ x_q W_q (int32), and the step subtracts x_zp Σ W_q
+    ("W_sum") before it scales by W's ("W_scale") and X's scales (an output block may read
+    nothing computed outside its tile, and X's zero point is)."""
+    m, k_dim, n, depth = rec.seq * rec.batch, rec.inputs, order.columns, dot.depth
+    kp, value = padded(k_dim, depth), rec.stored["W"]
+    x_scale, x_zero = input_range(rec, ops, x)
+    xq = te.compute((m, kp), lambda p, c: te.if_then_else(
+        c < k_dim, u8_value(x[p, tirx.min(c, k_dim - 1)], x_scale[0], x_zero[0]),
+        x_zero[0].astype("float32")).astype("uint8"), name="pad")  # fmt: skip
+
+    def never(*_: Expr) -> Expr:
+        raise AssertionError("a stored W is a constant")
+
+    shape = (padded(n, LANES) // LANES, kp // depth, LANES, depth)
+    layout = lambda a: pack_integer_weights(order.rows(a).T, [], depth)  # noqa: E731
+    wp = ops.packed(value, "Wp", shape, "int8", layout, never)
+    sums = ops.packed(value, "W_sum", (n,), "int32", lambda a: order.rows(a.astype(np.int32).sum(2)), never)
+    scales = lambda _: order.rows(row_parameters(value)["scales"].astype(np.float32))  # noqa: E731
+    scale = ops.packed(value, "W_scale", (n,), "float32", scales, never)
+    rc4, rci = te.reduce_axis((0, kp // depth), "c4"), te.reduce_axis((0, depth), "ci")
+
+    def product(_: Expr, p: Expr, o: Expr) -> Expr:
+        weight = weight_at(wp, o, rc4, rci).astype("int32")
+        return te.sum(xq[p, rc4 * depth + rci].astype("int32") * weight, axis=[rc4, rci])
+
+    acc = te.compute((1, m, shape[0] * LANES), product, name="acc")
+    xw = te.compute((m, n), lambda p, o: acc[0, p, o], name="out")
+    return {"xw": xw, "x_scale": x_scale, "x_zero": x_zero, "W_sum": sums, "W_scale": scale}
+
+
 def quantized_input(rec: Recurrence, ops: Operands, x: Any) -> tuple[Any, Any]:
     """The dynamic u8 mode's X (targets/lowering/rnn_quantized.py): its scale ([1]) and X quantized
-    less its zero point (an integer in f32, as X is viewed), the range taken over the rows of every
-    step below the longest clipped sequence length (and 0)."""
+    less its zero point (an integer in f32, as X is viewed), over `input_range`."""
+    scale, zero_point = input_range(rec, ops, x)
+    xq = te.compute(
+        (rec.seq * rec.batch, rec.inputs),
+        lambda r, c: u8_centered(x[r, c], scale[0], zero_point[0]).astype("float32"),
+        name="xq",
+    )
+    return scale, xq
+
+
+def input_range(rec: Recurrence, ops: Operands, x: Any) -> tuple[Any, Any]:
+    """X's u8 scale and zero point ([1] each), the range taken over the rows of every step below the
+    longest clipped sequence length (and 0)."""
     m, k_dim, seq = rec.seq * rec.batch, rec.inputs, tirx.const(rec.seq, "int32")
     lens = rec.operand(4)
     if lens is None:
@@ -245,14 +297,14 @@ def quantized_input(rec: Recurrence, ops: Operands, x: Any) -> tuple[Any, Any]:
     lo, hi = tirx.min(low[0], zero), tirx.max(high[0], zero)
     scale = te.compute((1,), lambda _: u8_scale(lo, hi), name="x_scale")
     zero_point = te.compute((1,), lambda _: u8_zero(lo, scale[0]), name="x_zero")
-    xq = te.compute(
-        (m, k_dim), lambda r, c: u8_centered(x[r, c], scale[0], zero_point[0]).astype("float32"), name="xq"
-    )
-    return scale, xq
+    return scale, zero_point
 
 
-def recurrent_weights(rec: Recurrence, order: TileOrder, ops: Operands) -> Panel:
-    """R as [dirs, tiles, H, G*U] (targets/lowering/rnn_tiles.py)."""
+def recurrent_weights(rec: Recurrence, order: TileOrder, ops: Operands, dot: bool = False) -> Panel:
+    """R as [dirs, tiles, H, G*U] (targets/lowering/rnn_tiles.py), or for the dot step
+    (`dot_weights`) as [dirs, tiles, ceil(H / 4), G*U*4]."""
+    if dot:
+        return dot_weights(rec, order, ops)
     work, units = rec.work, order.units
 
     def gather(raw: Any, d: Expr, tile: Expr, k: Expr, lane: Expr) -> Expr:
@@ -262,6 +314,37 @@ def recurrent_weights(rec: Recurrence, order: TileOrder, ops: Operands) -> Panel
 
     shape = (order.dirs, order.tiles, rec.hidden, order.gates * units)
     return panel(rec, order, ops, "R", shape, order.recurrent_panels, gather, order.columns)
+
+
+def dot_weights(rec: Recurrence, order: TileOrder, ops: Operands) -> Panel:
+    """A stored i8 R (zero points 0: targets/lowering/rnn_quantized.py `state_dot`) packed for the
+    16 x 4 byte dot step: row k4 of a tile holds, for each of its G*U columns, the 4 bytes of R
+    that multiply h[4*k4 : 4*k4 + 4] (zero past H); its scales and the sums of each column's bytes
+    (int32) per column in tile order."""
+    value, columns, depth = rec.stored["R"], order.columns, DOT_DEPTH
+    steps = -(-rec.hidden // depth)
+
+    def layout(array: np.ndarray) -> np.ndarray:
+        panels = order.recurrent_panels(array)  # [dirs, tiles, H, G*U]
+        padded_rows = np.zeros((*panels.shape[:2], steps * depth, panels.shape[3]), array.dtype)
+        padded_rows[:, :, : rec.hidden] = panels
+        grouped = padded_rows.reshape(*panels.shape[:2], steps, depth, panels.shape[3])
+        return grouped.transpose(0, 1, 2, 4, 3).reshape(*panels.shape[:2], steps, -1)
+
+    def sums(array: np.ndarray) -> np.ndarray:
+        return order.rows(array.astype(np.int32).sum(axis=2))
+
+    def scales(_: np.ndarray) -> np.ndarray:
+        return order.rows(row_parameters(value)["scales"].astype(np.float32))
+
+    def never(*_: Expr) -> Expr:
+        raise AssertionError("a stored R is a constant")
+
+    shape = (order.dirs, order.tiles, steps, order.gates * order.units * depth)
+    values = ops.packed(value, "Rp", shape, "int8", layout, never)
+    total = ops.packed(value, "R_sum", (columns,), "int32", sums, never)
+    scale = ops.packed(value, "R_scale", (columns,), "float32", scales, never)
+    return Panel(values, scale=scale, sums=total)
 
 
 def recurrent_bias(rec: Recurrence, order: TileOrder, ops: Operands) -> Any | None:

@@ -30,7 +30,14 @@ panels as 8-bit, with the quant params broadcast to every gate row
   The kernel quantizes X in stages before its GEMM (rnn_projection.py
   `quantized_input`), and each tile of a step measures and quantizes its batch
   row's hidden state before its GEMV (rnn_step.py `state_quantization`), with
-  `u8_scale`, `u8_zero` and `u8_centered` here.
+  `u8_scale`, `u8_zero` and `u8_centered` here. Where the target has a
+  16 x 4 byte dot instruction that stands alone (`DotStep.vector_intrinsic`:
+  x86 `vpdpbusd`) and R is i8 with zero points 0 (quantize_dynamic's
+  symmetric weights, W too), the step sums the u8 states by i8 R in int32 with it
+  instead: Σ h_q R_q - h_zp Σ R_q, the row sums packed at compile time
+  (`state_dot`): the same integers, exact at any size; and the projection is
+  the integer GEMM template (targets/lowering/integer_gemm.py) over u8 X,
+  Σ x_q W_q - x_zp Σ W_q (rnn_projection.py `dot_projection`).
   onnxruntime quantizes the hidden states of all batch rows of a step together
   (of each thread's chunk of rows when it runs the batch in parallel, so its
   numbers depend on its thread count); this kernel quantizes each row's own
@@ -42,7 +49,7 @@ panels as 8-bit, with the quant params broadcast to every gate row
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,10 +59,18 @@ from ir.ops.rnn import DYNAMIC_QUANTIZATION
 from ir.quantization import expand
 from targets.lowering.kernel import LoweringError
 from targets.lowering.weight_only import fused_weight_prologue
+from targets.schedules import DotStep
+
+if TYPE_CHECKING:
+    from targets.lowering.rnn_layer import Recurrence
 
 STORED_OPERANDS = {"W": 1, "R": 2}
 PARTS = (("scales", "float32"), ("zero_points", "int32"))
 U8_MAX = 255.0
+DOT_LANES = 16
+"""int32 accumulators of one 16 x 4 byte dot step."""
+DOT_DEPTH = 4
+"""Bytes of K one dot step sums per accumulator."""
 Expr = Any
 
 
@@ -117,10 +132,28 @@ def u8_zero(lo: Expr, scale: Expr) -> Expr:
 
 def u8_centered(value: Expr, scale: Expr, zero: Expr) -> Expr:
     """q - zero point (int32) of `value` quantized to u8 under `scale` and `zero` (module rule)."""
+    return u8_value(value, scale, zero).astype("int32") - zero
+
+
+def u8_value(value: Expr, scale: Expr, zero: Expr) -> Expr:
+    """q, `value` quantized to u8 under `scale` and `zero` (int32), as a float32."""
     from tvm import tirx
 
-    shifted = tirx.round(value / scale) + zero.astype("float32")
-    return _clamp_u8(shifted).astype("int32") - zero
+    return _clamp_u8(tirx.round(value / scale) + zero.astype("float32"))
+
+
+def state_dot(rec: Recurrence, dot: DotStep | None, lanes: int) -> str:
+    """The LLVM intrinsic the dynamic step's GEMV sums h_q x R_q with (module rule), "" where the
+    f32 sums stay: no standalone 16 x 4 byte step, vectors not 16 lanes, W or R not i8 with zero
+    points 0."""
+    if not rec.dynamic or dot is None or not dot.vector_intrinsic or lanes != DOT_LANES or dot.shift:
+        return ""
+    return dot.vector_intrinsic if all(symmetric_i8(v) for v in rec.stored.values()) else ""
+
+
+def symmetric_i8(stored: Value) -> bool:
+    quant = stored.type.quant
+    return stored.type.dtype == DType.I8 and quant is not None and not any(quant.zero_point)
 
 
 def _clamp_u8(value: Expr) -> Expr:

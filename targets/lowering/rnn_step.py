@@ -14,7 +14,8 @@ bidirectional layer's directions share the launches when `together`, else the
 whole forward sequence runs first, so that each thread streams only its share
 of one direction's R. An 8-bit R sums h * (q - zero point) and scales the sum
 (with the state quantized to u8 in the dynamic mode: integer products summed
-in f32, targets/lowering/rnn_quantized.py). The hidden state is double-buffered by
+in f32, or in int32 by the target's dot step, targets/lowering/rnn_dot.py;
+targets/lowering/rnn_quantized.py). The hidden state is double-buffered by
 step parity, so tiles never read a state another tile of the same step
 writes. GRU without linear_before_reset needs r for every unit before
 (r ⊙ h)·R_hᵀ: its step is two passes (z and r, then the candidate). A row's
@@ -35,6 +36,7 @@ from tvm import te, tirx
 from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
+from targets.lowering.rnn_dot import Tile, dot_sums
 from targets.lowering.rnn_layer import Recurrence
 from targets.lowering.rnn_projection import unfolded_gate
 from targets.lowering.rnn_quantized import u8_centered, u8_scale, u8_zero
@@ -67,8 +69,10 @@ def passes(rec: Recurrence) -> tuple[Pass, ...]:
 class Step:
     """The statements of the steps, written into the PrimFunc being built (see the module rule)."""
 
-    def __init__(self, rec: Recurrence, order: TileOrder, knobs: RecurrentKnobs, buf: Mapping[str, Any]):
-        self.rec, self.order, self.knobs, self.buf = rec, order, knobs, buf
+    def __init__(
+        self, rec: Recurrence, order: TileOrder, knobs: RecurrentKnobs, buf: Mapping[str, Any], dot: str = ""
+    ):
+        self.rec, self.order, self.knobs, self.buf, self.dot = rec, order, knobs, buf, dot
         shape = (rec.dirs, rec.batch, order.padded)
         self.h = T.alloc_buffer((2, *shape), rec.work)
         self.c = T.alloc_buffer(shape, rec.work) if rec.node.op == "LSTM" else None
@@ -130,7 +134,11 @@ class Step:
         """Where gate `g`'s accumulator starts: the projection, or for the unfolded gate its Rb (or 0)."""
         if g != unfolded_gate(self.rec) and "x_scale" in self.buf:  # dynamic u8: X's scale, then B
             bias = self.buf["xbias"][column] if "xbias" in self.buf else self.zero()
-            return self.buf["xw"][row, column] * self.buf["x_scale"][0] + bias
+            projected = self.buf["xw"][row, column]
+            if "x_zero" in self.buf:  # the integer projection's Σ x_q W_q: less x_zp Σ W_q, W's scale
+                exact = projected - self.buf["x_zero"][0] * self.buf["W_sum"][column]
+                projected = exact.astype(self.rec.work) * self.buf["W_scale"][column]
+            return projected * self.buf["x_scale"][0] + bias
         if g != unfolded_gate(self.rec):
             return self.buf["xw"][row, column]
         return self.buf["rbias"][column] if "rbias" in self.buf else self.zero()
@@ -159,6 +167,12 @@ class Step:
         src, rp = step % 2, self.buf["Rp"]
         base = d * order.gates * order.padded + u * order.gates * units  # the tile's first column
         acc = T.alloc_buffer((len(p.gates) * units,), rec.work, scope="local")
+        if self.dot:
+            dot_sums(self, Tile(d, b, u, src, row, base), p.gates, acc)
+            self.cell_lanes(
+                Slot(d, b, t, row, src, u * units, tirx.const(0, "int32"), base, acc), CELLS[p.cell]
+            )
+            return
         # 8-bit R: the sums run over (q - zero point) (with u8 states in the dynamic mode),
         # then take R's scale (and the state's), then the start
         stored, dynamic = "R_scale" in self.buf, rec.dynamic
@@ -340,16 +354,17 @@ def store(buffer: Any, value: Expr, *index: Expr) -> None:
 
 
 def recurrent_steps(
-    rec: Recurrence, order: TileOrder, knobs: RecurrentKnobs, inputs: Mapping[str, Any]
+    rec: Recurrence, order: TileOrder, knobs: RecurrentKnobs, inputs: Mapping[str, Any], dot: str = ""
 ) -> list[Any]:
     """The steps as a TE extern stage of `inputs` (name -> tensor: xw, Rp, and rbias, sequence_lens,
-    initial_h, initial_c, P where present): its tensors Y, Y_h (and Y_c)."""
+    initial_h, initial_c, P where present), summing the dynamic mode's GEMV with the LLVM intrinsic
+    `dot` when given: its tensors Y, Y_h (and Y_c)."""
     with IRBuilder() as ib:
         with T.prim_func():
             T.func_name("recurrence")
             buf = {name: T.arg(name, T.buffer(t.shape, str(t.dtype))) for name, t in inputs.items()}
             for name, value in zip(("Y", "Y_h", "Y_c"), rec.node.results, strict=False):
                 buf[name] = T.arg(name, T.buffer(tuple(value.type.shape), rec.dtype))
-            Step(rec, order, knobs, buf).emit()
+            Step(rec, order, knobs, buf, dot).emit()
     outputs = te.extern_primfunc(list(inputs.values()), ib.get(), name="recurrence")
     return list(outputs) if isinstance(outputs, list | tuple) else [outputs]

@@ -20,12 +20,13 @@ from targets.schedules import DotStep
 
 VPDPBUSD = "vpdpbusd"
 VNNI_DOT_16X4 = "hai_dot_16x4_vnni_local"
+VPDPBUSD_512 = "llvm.x86.avx512.vpdpbusd.512"
 
 
 def register_vnni(instruction: str = VPDPBUSD) -> DotStep:
     """Register the intrinsic (idempotent) and return its step (its name for `sch.tensorize`)."""
     assert instruction == VPDPBUSD, f"no x86 dot intrinsic {instruction!r}"
-    return register_dot_step(DotStep(VNNI_DOT_16X4), vpdpbusd_implementation)
+    return register_dot_step(DotStep(VNNI_DOT_16X4, vector_intrinsic=VPDPBUSD_512), vpdpbusd_implementation)
 
 
 def vpdpbusd_implementation() -> Any:
@@ -43,7 +44,7 @@ def vpdpbusd_implementation() -> Any:
             T.writes(C[0:16])
             a_i32 = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
             C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+                T.llvm_lookup_intrinsic_id(VPDPBUSD_512),
                 C.vload([0], dtype="int32x16"),
                 T.reinterpret(T.broadcast(a_i32, 16), dtype="uint8x64"),
                 B.vload([0, 0], dtype="int8x64"),

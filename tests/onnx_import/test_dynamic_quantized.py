@@ -253,6 +253,76 @@ def test_lstm_dynamic_quantization_follows_sequence_lengths_and_directions(tmp_p
         assert relative_error([a], [e]) <= LSTM_TOLERANCE
 
 
+@pytest.mark.parametrize("cpu_features", [None, "-avx512_vnni"], ids=["host", "no-vnni"])
+def test_lstm_dynamic_steps_sum_by_the_dot_instruction_where_there_is_one(tmp_path, cpu_features) -> None:  # type: ignore[no-untyped-def]
+    """Sizes off the 4-byte steps and 16-lane vectors (hidden 10: a padded tile, R's last step; inputs
+    30: X padded), both directions: the same numbers as onnxruntime with the dot step (int32 sums,
+    targets/lowering/rnn_quantized.py `state_dot`, where the target has vpdpbusd) and without it."""
+    rng = np.random.default_rng(6)
+    hidden, inputs, seq = 10, 30, 7
+    weights = {
+        "W": rng.normal(0, 0.3, (2, 4 * hidden, inputs)).astype(np.float32),
+        "R": rng.normal(0, 0.3, (2, 4 * hidden, hidden)).astype(np.float32),
+        "B": rng.normal(0, 0.1, (2, 8 * hidden)).astype(np.float32),
+    }
+    node = helper.make_node(
+        "LSTM", ["x", "W", "R", "B"], ["Y", "Y_h", "Y_c"], hidden_size=hidden, direction="bidirectional"
+    )
+    graph = helper.make_graph(
+        [node], "bilstm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, 1, inputs])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [seq, 2, 1, hidden]),
+         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [2, 1, hidden]),
+         helper.make_tensor_value_info("Y_c", TensorProto.FLOAT, [2, 1, hidden])],
+        [numpy_helper.from_array(a, n) for n, a in weights.items()],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = quantized(model, "bilstm-odd", weight_type=quantization.QuantType.QInt8)
+    x = rng.normal(0, 1, (seq, 1, inputs)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = CompileOptions(input_shapes={"x": x.shape}, cpu_features=cpu_features)
+    result = compile_model(str(path), tmp_path / "m.hai", options)
+    got = runtime.load(result.path).run({"x": x})
+    for output, expected in zip(session.get_outputs(), session.run(None, {"x": x}), strict=True):
+        assert relative_error([got[output.name]], [expected]) <= LSTM_TOLERANCE, output.name
+    (kernel,) = result.plan.kernels
+    has_dot = "avx512_vnni" in result.target.features and cpu_features is None
+    assert ("state_dot" in kernel.notes["knobs"]) == has_dot, kernel.notes
+
+
+def test_lstm_dynamic_dot_and_float_sums_give_the_same_bits(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Batch 3 (each row's own state quantization), sequence lengths with an empty row, an initial state:
+    the dot step's int32 sums (where the host has vpdpbusd) and the f32 sums of the same integers give
+    identical outputs (on a host without it both compiles take the f32 sums)."""
+    rng = np.random.default_rng(3)
+    hidden, inputs, seq, batch = 20, 12, 6, 3
+    initializers = [
+        numpy_helper.from_array(rng.normal(0, 0.3, shape).astype(np.float32), name)
+        for name, shape in (("W", (2, 4 * hidden, inputs)), ("R", (2, 4 * hidden, hidden)),
+                            ("B", (2, 8 * hidden)), ("h0", (2, batch, hidden)))
+    ] + [numpy_helper.from_array(np.array([6, 3, 0], np.int32), "lens")]  # fmt: skip
+    node = helper.make_node(
+        "LSTM", ["x", "W", "R", "B", "lens", "h0"], ["Y", "Y_h", "Y_c"], hidden_size=hidden,
+        direction="bidirectional",
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [node], "bilstm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, batch, inputs])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [seq, 2, batch, hidden]),
+         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [2, batch, hidden]),
+         helper.make_tensor_value_info("Y_c", TensorProto.FLOAT, [2, batch, hidden])],
+        initializers,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = quantized(model, "bilstm-batch", weight_type=quantization.QuantType.QInt8)
+    x = rng.normal(0, 1, (seq, batch, inputs)).astype(np.float32)
+    outputs = []
+    for features in (None, "-avx512_vnni"):
+        options = CompileOptions(input_shapes={"x": x.shape}, cpu_features=features)
+        result = compile_model(str(path), tmp_path / f"{features}.hai", options)
+        outputs.append(runtime.load(result.path).run({"x": x}))
+    for name, dot in outputs[0].items():
+        np.testing.assert_array_equal(dot, outputs[1][name], err_msg=name)
+
+
 def test_recurrent_weight_only_8_bit_matches_onnxruntime(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A GRU reading W and R through DequantizeLinear of i8 constants (per gate row; per tensor) keeps
     them int8 in the artifact and computes in f32 from the dequantized values, as onnxruntime does."""

@@ -28,6 +28,12 @@ def ints(shape=SHAPE, dtype=np.int32, low=-5, high=5) -> np.ndarray:
     return RNG.integers(low, high + 1, shape).astype(dtype)
 
 
+def with_nan(shape: tuple[int, ...], at: tuple[int, ...]) -> np.ndarray:
+    data = floats(shape)
+    data[at] = np.nan
+    return data
+
+
 AXES = [([1], 1), ([3], 0), ([1, 3], 1), ([0, 2], 0), ([0, 1, 2, 3], 0), ([], 1)]
 REDUCTIONS = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
               "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"]  # fmt: skip
@@ -84,6 +90,16 @@ def reduce_cases() -> list[Case]:
         Case("ReduceSum-large-f32", "ReduceSum", [floats((4, 96, 128))], {"axes": [1], "keepdims": 0}),
         # rows reduced in place over the last axis, large enough to run rows in parallel (ddddocr)
         Case("ReduceSum-rows-f32", "ReduceSum", [floats((32, 1024))], {"axes": [1], "keepdims": 0}),
+        # max / min over the innermost group in lane partials (reduce_lanes.py): a whole tensor (the
+        # DynamicQuantizeLinear range), rows with a NaN in one lane, rows of bytes
+        Case("ReduceMin-whole-f32", "ReduceMin", [floats((1, 64, 8, 32))],
+             {"axes": [0, 1, 2, 3], "keepdims": 0}),
+        Case("ReduceMax-whole-nan", "ReduceMax", [with_nan((5, 96), (3, 37))],
+             {"axes": [0, 1], "keepdims": 1}),
+        Case("ReduceMax-rows-nan", "ReduceMax", [with_nan((6, 4, 64), (4, 1, 50))],
+             {"axes": [2], "keepdims": 0}),
+        Case("ReduceMin-rows-u8", "ReduceMin", [ints((3, 128), dtype=np.uint8, low=1, high=200)],
+             {"axes": [1], "keepdims": 1}),
     ]  # fmt: skip
     return cases
 
@@ -119,6 +135,8 @@ def softmax_cases() -> list[Case]:
     # rows shorter than two 16-float vectors: narrower lane partials (SSD's 21 classes: 8 floats)
     short_row = floats((3, 50, 21), low=-30, high=30)
     cases.append(Case("Softmax-f32-short-row", "Softmax", [short_row], {"axis": 2}))
+    # a long row reduced in runs: 523 floats are 33 vectors of 16 (3 runs of 11) or 66 of 8 (6 runs)
+    cases.append(Case("Softmax-f32-long-row", "Softmax", [floats((3, 523), low=-30, high=30)], {"axis": 1}))
     masked = np.where(RNG.random((4, 64)) > 0.7, -np.inf, floats((4, 64))).astype(np.float32)
     cases.append(Case("Softmax-f32-masked", "Softmax", [masked], {"axis": 1}))
     return cases

@@ -10,6 +10,8 @@ tiles of hidden units, a last tile partly padded, W, R and B given at run time
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from lowering_cases import Built, Case, families_ops
@@ -113,3 +115,15 @@ def test_directions_one_after_the_other(monkeypatch: pytest.MonkeyPatch) -> None
     for case in cases:
         assert built.kernels[case.name].workload["knobs"]["recurrent"]["together"] is False
         built.check(case.name)
+
+
+def test_dot_step_tiles_hold_twice_the_accumulators() -> None:
+    """A step on the dot instruction reads R from memory: `RECURRENT_DOT_ACCUMULATORS` // gates vectors a
+    gate, no more than the hidden units fill, fewer where the registers do not hold them and a broadcast."""
+    host = resolve_target("x86")
+    knobs = schedules.RecurrentKnobs(lanes=16, vectors=2, parallel=True)
+    wide, narrow = (dataclasses.replace(host, vector_registers=n) for n in (32, 16))
+    assert schedules.dot_recurrent_knobs(wide, knobs, 4, 512).vectors == 4
+    assert schedules.dot_recurrent_knobs(narrow, knobs, 4, 512).vectors == 3  # 4 x 3 + 1 <= 16 < 4 x 4 + 1
+    assert schedules.dot_recurrent_knobs(wide, knobs, 4, 20).vectors == 2  # 20 units fill 2 vectors
+    assert schedules.dot_recurrent_knobs(wide, knobs, 4, 20).together == knobs.together
