@@ -95,10 +95,13 @@ def check_converged(lib: Any) -> None:
         )
 
 
-def thread_schedule(kernel: LoweredKernel, tvm_target: Any, int8_dot: bool = False) -> tuple[Any, Any]:
+def thread_schedule(
+    kernel: LoweredKernel, tvm_target: Any, int8_dot: bool = False, compute_units: int = 0
+) -> tuple[Any, Any]:
     """The compute of `kernel` scheduled onto work-groups by its family's first rule that binds it whole
     and compiles: the scheduled PrimFunc (its attribute `hai.schedule` names the rule) and TVM's
-    module of it. `int8_dot`: the device has integer dot products (int_gemm.py)."""
+    module of it. `int8_dot`: the device has integer dot products (int_gemm.py); `compute_units`: the
+    device's, which the tiled rule's work-group count aims at (tiled.py; 0: unknown)."""
     import tvm
     import tvm.s_tir as s_tir
     import tvm.s_tir.dlight as dl
@@ -128,7 +131,7 @@ def thread_schedule(kernel: LoweredKernel, tvm_target: Any, int8_dot: bool = Fal
                 scheduled = int_gemm_schedule(func, threads, int8_dot)
             elif rule_name == "Tiled":
                 weights = frozenset(a.name for a in weight_args(kernel, func))
-                scheduled = tiled_schedule(func, weights, tvm_target)
+                scheduled = tiled_schedule(func, weights, tvm_target, compute_units)
             else:
                 with tvm_target:
                     rule = getattr(dl.gpu, rule_name)()
