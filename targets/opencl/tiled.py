@@ -9,9 +9,9 @@ A work-group computes a tile of up to `TILE_THREADS` x `TILE_THREADS` work-items
 positions x channels accumulated in private memory (`split_tiles`: dividing the extents, so no
 tile is partial, and aligned to rows and images, so no staged read spans a whole one; smaller
 tiles where the largest would leave fewer than `GROUPS_PER_UNIT` work-groups a compute unit); each
-step over `depth` reduction elements (the largest count up to `MAX_DEPTH` that divides the
-reduction) first copies the tile's inputs and weights into local memory, all work-items of the
-group sharing the copy (cooperative fetch). A producer of `acc` (the padding) is computed the same
+step over `depth` reduction elements (`depth_of`: up to `MAX_DEPTH`, dividing the reduction and
+aligned to its axes) first copies the tile's inputs and weights into local memory, all work-items
+of the group sharing the copy (cooperative fetch). A producer of `acc` (the padding) is computed the same
 way, per step into local memory through its condition: the padded input never exists in global
 memory. The epilogue is applied where each work-item writes its accumulators back (one device
 kernel), except where the output reads only part of `acc` (padded columns or channels): there
@@ -39,9 +39,8 @@ PRIVATE_BYTES = max(PER_THREAD) ** 2 * 4
 """Private accumulators of one work-item at most (`PER_THREAD` squared floats)."""
 GROUPS_PER_UNIT = 2
 """Work-groups a tiling aims at per compute unit, where the problem has that many (smaller tiles then)."""
-MAX_DEPTH = 16
-"""Reduction elements staged in local memory per step at most: the largest count up to it that
-divides the reduction (27 = 3 channels x 3 x 3 stages 9 a step, not 1)."""
+MAX_DEPTH = 64
+"""Reduction elements staged in local memory per step at most (`depth_of`)."""
 
 
 def aligned(tile: int, bounds: list[int]) -> bool:
@@ -124,24 +123,21 @@ def _tiled(func: Any, weights: frozenset[str], local_bytes: int, groups: int, pr
     if not positions or not channels or not reductions:
         raise ValueError("acc is not a GEMM (positions x channels x reduction)")
     producers = [sch.get(b).writes[0].source.name for b in sch.get_producers(acc)]
-    bounds = [_bounds([int(sch.get(loop).extent) for loop in axis]) for axis in (positions, channels)]
-    _flatten_acc(sch, acc, kinds)
     sizes = [[int(sch.get(loop).extent) for loop in axis] for axis in (positions, channels, reductions)]
-    axes = [(math.prod(e), bound) for e, bound in zip(sizes[:2], bounds, strict=True)]
+    _flatten_acc(sch, acc, kinds)
+    axes = [(math.prod(e), _bounds(e)) for e in sizes[:2]]
     (p_items, p_each), (q_items, q_each) = split_tiles(axes, TILE_THREADS, groups)
     extents = [math.prod(e) for e in sizes]
-    depth = max(d for d in range(1, MAX_DEPTH + 1) if extents[2] % d == 0)
-    if (p_items * p_each + q_items * q_each) * depth * 4 > local_bytes:
-        raise ValueError("the tiles do not fit the device's local memory")
-    cut = max(i for i in range(len(positions)) if math.prod(sizes[0][i:]) % (p_items * p_each) == 0)
-    outer = positions[:cut]  # whole rows or images per tile: bound to work-groups alone, never divided
+    depth = depth_of(extents[2], _bounds(sizes[2]), (p_items * p_each + q_items * q_each) * 4, local_bytes)
+    # whole rows or images of a tile, and whole taps of a step, are loops of their own (never divided)
+    outer, kept = _cut(positions, sizes[0], p_items * p_each), _cut(reductions, sizes[2], depth)
     sch.reorder(*positions, *channels, *reductions)
-    p, q, k = (sch.fuse(*g) if len(g) > 1 else g[0] for g in (positions[cut:], channels, reductions))
+    p, q, k = (sch.fuse(*g) if len(g) > 1 else g[0] for g in (positions[outer:], channels, reductions[kept:]))
     pb, pt, pi = sch.split(p, [None, p_items, p_each])
     qb, qt, qi = sch.split(q, [None, q_items, q_each])
     ko, ki = sch.split(k, [None, depth])
-    sch.reorder(*outer, pb, qb, pt, qt, ko, ki, pi, qi)
-    sch.bind(sch.fuse(*outer, pb, qb), "blockIdx.x")
+    sch.reorder(*positions[:outer], pb, qb, pt, qt, *reductions[:kept], ko, ki, pi, qi)
+    sch.bind(sch.fuse(*positions[:outer], pb, qb), "blockIdx.x")
     sch.bind(pt, "threadIdx.y")
     sch.bind(qt, "threadIdx.x")
     if private:
@@ -158,12 +154,30 @@ def _tiled(func: Any, weights: frozenset[str], local_bytes: int, groups: int, pr
             shared = sch.cache_read(acc, index, "shared")
             sch.compute_at(shared, ko)
             _share_fetch(sch, shared, ko, p_items, q_items)
-    sch.decompose_reduction(acc, ko)
+    sch.decompose_reduction(acc, reductions[0] if kept else ko)
     flat_bind_unbound(sch, TILE_THREADS * TILE_THREADS)
     tile = {"positions": [extents[0], p_items, p_each], "channels": [extents[1], q_items, q_each],
             "reduction": [extents[2], depth], "private": private,
             "global_stages": [str(b.name) for b in _global_stages(sch)]}  # fmt: skip
     return sch.mod["main"].with_attr("hai.tile", json.dumps(tile))
+
+
+def depth_of(reduction: int, bounds: list[int], bytes_per_element: int, local_bytes: int) -> int:
+    """Reduction elements staged per step: the most, up to `MAX_DEPTH`, that divide the reduction,
+    are aligned to its fused axes' `bounds` (a step reads whole input channels of one tap, or whole
+    taps) and stage at most half the device's local memory (`bytes_per_element`: the tile's inputs
+    and weights for one element); fewer steps, fewer barriers (a 3 x 3 x 3 stem conv: one step of 27,
+    not 27 of 1). A ValueError when not even one element fits."""
+    fits = [d for d in range(1, MAX_DEPTH + 1) if d * bytes_per_element <= local_bytes // 2]
+    if not fits:
+        raise ValueError("the tiles do not fit the device's local memory")
+    return max(d for d in fits if reduction % d == 0 and aligned(d, bounds))
+
+
+def _cut(loops: list[Any], extents: list[int], tile: int) -> int:
+    """How many of the outer `loops` stay loops of their own: the rest, fused, is the shortest run of
+    inner ones whose extents a tile of `tile` divides (its index then never crosses them)."""
+    return max(i for i in range(len(loops)) if math.prod(extents[i:]) % tile == 0)
 
 
 def _bounds(extents: list[int]) -> list[int]:

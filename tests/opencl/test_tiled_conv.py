@@ -22,7 +22,7 @@ import runtime
 from hai_compiler.accuracy import relative_error
 from hai_compiler.compiler import CompileOptions, compile_model
 from runtime.artifact import kernel_library_file
-from targets.opencl.tiled import aligned, split_tiles
+from targets.opencl.tiled import aligned, depth_of, split_tiles
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("pyopencl")
@@ -98,3 +98,12 @@ def test_small_problems_get_smaller_tiles_for_more_work_groups() -> None:
     axes = [(1600, [40]), (24, [])]
     assert split_tiles(axes, 16, 0) == [(10, 4), (12, 2)]
     assert split_tiles(axes, 16, 2 * 132) == [(10, 1), (12, 1)]
+
+
+def test_a_step_stages_whole_taps_or_whole_channels_of_one() -> None:
+    """A 3 x 3 x 3 stem reduction is staged in one step of 27 (it was 27 steps of 1: a barrier and a
+    local copy per multiply-add); 96 channels x 3 x 3 in steps of 48 channels of one tap; a step
+    never stages more than half the local memory."""
+    assert depth_of(27, [9, 3], 4 * (64 + 16), 48 * 1024) == 27
+    assert depth_of(864, [288, 96], 4 * (32 + 24), 48 * 1024) == 48
+    assert depth_of(864, [288, 96], 4 * (32 + 24), 4096) == 8  # 9 fit in 2 KiB; 8 divides 96
