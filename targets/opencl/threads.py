@@ -31,10 +31,11 @@ REDUCTION_OPS = frozenset({
 FAMILY_RULES: dict[str, tuple[str, ...]] = {
     "gemm": ("IntGemm", "Tiled", "Matmul", "GEMV", "Fallback", "Flat"),
     "reduction": ("Reduction", "GeneralReduction", "Fallback", "Flat"),
-    "pointwise": ("Fallback", "Flat"),
+    "pointwise": ("Fused", "Fallback", "Flat"),
 }
-"""The rules each family tries, in order: HAI's GEMM rules, dlight's, then `Flat` (`flat_schedule`),
-which takes any TE compute dlight cannot normalise (e.g. clamped gathers)."""
+"""The rules each family tries, in order: HAI's GEMM rules, `Fused` (a reduction and its epilogue
+in one kernel: depthwise convs, pools; flat.py), dlight's, then `Flat` (`flat_schedule`), which
+takes any TE compute dlight cannot normalise (e.g. clamped gathers)."""
 
 
 class ThreadBindingError(LoweringError):
@@ -106,7 +107,7 @@ def thread_schedule(
     import tvm.s_tir as s_tir
     import tvm.s_tir.dlight as dl
 
-    from targets.opencl.flat import flat_schedule
+    from targets.opencl.flat import flat_schedule, fused_schedule
     from targets.opencl.int_gemm import int_gemm_schedule
     from targets.opencl.legalize import legalize
     from targets.opencl.tiled import tiled_schedule
@@ -127,6 +128,8 @@ def thread_schedule(
         try:
             if rule_name == "Flat":
                 scheduled = flat_schedule(func, threads)
+            elif rule_name == "Fused":
+                scheduled = fused_schedule(func, threads)
             elif rule_name == "IntGemm":
                 scheduled = int_gemm_schedule(func, threads, int8_dot)
             elif rule_name == "Tiled":

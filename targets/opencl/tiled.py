@@ -125,19 +125,27 @@ def _tiled(func: Any, weights: frozenset[str], local_bytes: int, groups: int, pr
     producers = [sch.get(b).writes[0].source.name for b in sch.get_producers(acc)]
     sizes = [[int(sch.get(loop).extent) for loop in axis] for axis in (positions, channels, reductions)]
     _flatten_acc(sch, acc, kinds)
-    axes = [(math.prod(e), _bounds(e)) for e in sizes[:2]]
+    spatial = [(str(iv.var), w) for iv, (k, w) in zip(block.iter_vars, kinds, strict=True) if k == 0]
+    names = [{name for name, w in spatial if w == weighted} for weighted in (False, True)]
+    axes = [(math.prod(e), _bounds(e) + _mod_bounds(block, n)) for e, n in zip(sizes[:2], names, strict=True)]
     (p_items, p_each), (q_items, q_each) = split_tiles(axes, TILE_THREADS, groups)
     extents = [math.prod(e) for e in sizes]
     depth = depth_of(extents[2], _bounds(sizes[2]), (p_items * p_each + q_items * q_each) * 4, local_bytes)
     # whole rows or images of a tile, and whole taps of a step, are loops of their own (never divided)
-    outer, kept = _cut(positions, sizes[0], p_items * p_each), _cut(reductions, sizes[2], depth)
+    tiles = (p_items * p_each, q_items * q_each, depth)
+    outer, groups_of, kept = (
+        _cut(axis, size, tile)
+        for axis, size, tile in zip((positions, channels, reductions), sizes, tiles, strict=True)
+    )
     sch.reorder(*positions, *channels, *reductions)
-    p, q, k = (sch.fuse(*g) if len(g) > 1 else g[0] for g in (positions[outer:], channels, reductions[kept:]))
+    inner = (positions[outer:], channels[groups_of:], reductions[kept:])
+    p, q, k = (sch.fuse(*g) if len(g) > 1 else g[0] for g in inner)
     pb, pt, pi = sch.split(p, [None, p_items, p_each])
     qb, qt, qi = sch.split(q, [None, q_items, q_each])
     ko, ki = sch.split(k, [None, depth])
-    sch.reorder(*positions[:outer], pb, qb, pt, qt, *reductions[:kept], ko, ki, pi, qi)
-    sch.bind(sch.fuse(*positions[:outer], pb, qb), "blockIdx.x")
+    blocks = [*positions[:outer], *channels[:groups_of], pb, qb]
+    sch.reorder(*blocks, pt, qt, *reductions[:kept], ko, ki, pi, qi)
+    sch.bind(sch.fuse(*blocks), "blockIdx.x")
     sch.bind(pt, "threadIdx.y")
     sch.bind(qt, "threadIdx.x")
     if private:
@@ -228,6 +236,26 @@ def _global_stages(sch: Any) -> list[Any]:
     """The buffers in global memory that the schedule's blocks pass between them (module doc)."""
     root = sch.get(sch.get_sblock("root"))
     return [buf for buf in root.alloc_buffers if buf.scope() == "global"]
+
+
+def _mod_bounds(block: Any, names: set[str]) -> list[int]:
+    """The divisors of the `floormod`s of `block`'s read indices over the variables `names` (a packed
+    weight's panel `o % 4`, a flat position's column `p % ow`): boundaries a tile must align to, else
+    TVM bounds its reads over every panel or row."""
+    from tvm import tirx
+
+    found: list[int] = []
+    pending = [r.min for read in block.reads for r in read.region]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, tirx.FloorMod) and isinstance(node.b, tirx.IntImm):
+            if {str(v) for v in _vars(node.a)} & names and int(node.b) not in found:
+                found.append(int(node.b))
+        for name in ("a", "b", "value"):
+            child = getattr(node, name, None)
+            if child is not None:
+                pending.append(child)
+    return found
 
 
 def _vars(expr: Any) -> list[Any]:

@@ -3,9 +3,11 @@
 Each conv is compiled for the `nvidia-h100` preset (its tiles: 132 compute units, 48 KiB of local
 memory) and run on this machine's OpenCL device (PoCL in CI) against onnxruntime: a 3-channel stem
 conv (stride 2, pads; a 27-element reduction), at batch 1 and batch 8 with odd extents, a batch-8
-pointwise conv, a grouped conv with odd channel counts, and a 96-channel 3x3 conv on a small map
-(few work-groups). The schedule facts are checked too: padding staged in local memory and
-accumulators private, so the stem-like and pointwise kernels are one device kernel with no global
+pointwise conv, a grouped conv with odd channel counts, a 96-channel 3x3 conv on a small map
+(few work-groups), a pointwise conv whose channel tiles must align to the packed weights' 4-wide
+panels, and a depthwise conv (the `Fused` rule of flat.py: window sums and epilogue in one
+kernel). The schedule facts are checked too: padding staged in local memory and accumulators
+private, so the stem-like, pointwise and depthwise kernels are one device kernel with no global
 scratch (the H100 run showed the padded input and a global accumulator costing most of their time).
 """
 
@@ -36,6 +38,8 @@ CONVS: dict[str, tuple[tuple[int, int, int, int], int, int, int, int, int, bool]
     "pointwise_batch8": ((8, 24, 20, 20), 40, 1, 1, 0, 1, True),
     "grouped_odd": ((2, 6, 13, 13), 9, 3, 2, 1, 3, False),
     "deep_small_map": ((1, 96, 20, 20), 24, 3, 1, 1, 1, True),
+    "pointwise_panels": ((1, 384, 6, 6), 360, 1, 1, 0, 1, True),  # channel tiles across 4-wide panels
+    "depthwise_s2": ((2, 16, 33, 33), 16, 3, 2, 1, 16, True),
 }
 
 
@@ -68,15 +72,15 @@ def test_tiled_conv_matches_onnxruntime(opencl_device: dict, name: str, tmp_path
     artifact = compile_model(model, tmp_path / "conv.hai", options).path
     library = json.loads((artifact / kernel_library_file("opencl")).read_text())
     (record,) = library["kernels"].values()
-    assert record["schedule"] == "Tiled" and record["tile"]["private"], record
-    if single:  # padding staged in local memory, epilogue applied from the private accumulators
-        assert (
-            len(record["launches"]) == 1 and record["scratch"] == [] and not record["tile"]["global_stages"]
-        )
+    depthwise = group == shape[1]
+    assert record["schedule"] == ("Fused" if depthwise else "Tiled"), record
+    assert depthwise or record["tile"]["private"], record
+    if single:  # padding read through its condition, epilogue applied from the private accumulators
+        assert len(record["launches"]) == 1 and record["scratch"] == []
+        assert depthwise or not record["tile"]["global_stages"]
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
-        None, {"x": x}
-    )
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = session.run(None, {"x": x})
     with runtime.load(artifact) as loaded:
         got = loaded.run({"x": x})
     assert relative_error(got["z"], want[0]) <= TOLERANCE
