@@ -68,9 +68,7 @@ def split_tiles(axes: list[tuple[int, list[int]]], threads: int, groups: int) ->
     ]
     best: list[int] | None = None
     for each in itertools.product(*choices):
-        count = 1
-        for (extent, _), i, e in zip(axes, items, each, strict=True):
-            count *= extent // (i * e)
+        count = math.prod(extent // (i * e) for (extent, _), i, e in zip(axes, items, each, strict=True))
         if count >= groups and (best is None or _work(each) > _work(best)):
             best = list(each)
     chosen = best if best is not None else [min(c) for c in choices]
@@ -79,10 +77,7 @@ def split_tiles(axes: list[tuple[int, list[int]]], threads: int, groups: int) ->
 
 def _work(each: Any) -> tuple[int, int]:
     """How much one work-item accumulates (then the evener split): the larger tile wins."""
-    product = 1
-    for e in each:
-        product *= e
-    return product, -max(each)
+    return math.prod(each), -max(each)
 
 
 def tiled_schedule(func: Any, weights: frozenset[str], target: Any, compute_units: int = 0) -> Any:
