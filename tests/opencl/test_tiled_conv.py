@@ -53,7 +53,7 @@ def conv_model(shape: tuple[int, ...], out: int, k: int, stride: int, pad: int, 
     nodes = [
         helper.make_node(
             "Conv", ["x", "w", "b"], ["y"], name="conv", strides=[stride] * 2, pads=[pad] * 4, group=group
-        ),  # fmt: skip
+        ),
         helper.make_node("Relu", ["y"], ["z"], name="relu"),
     ]
     graph = helper.make_graph(
