@@ -50,13 +50,13 @@ SCHEDULE_MODULES = (
 
 
 def kernel_record(
-    kernel: LoweredKernel, target_json: dict[str, Any], int8_dot: bool = False
+    kernel: LoweredKernel, target_json: dict[str, Any], int8_dot: bool = False, compute_units: int = 0
 ) -> dict[str, Any]:
     """The OpenCL C and launches of one kernel (module doc); `int8_dot`: the device has integer dot
-    products."""
+    products; `compute_units`: the device's (the tiled rule's work-group count aims at them)."""
     import tvm
 
-    scheduled, lib = thread_schedule(kernel, tvm.target.Target(target_json), int8_dot)
+    scheduled, lib = thread_schedule(kernel, tvm.target.Target(target_json), int8_dot, compute_units)
     if not lib.mod.imports:
         raise ThreadBindingError(f"{describe(kernel)}: compiled into host code only (no OpenCL kernel)")
     source, aliases = c_identifiers(lib.mod.imports[0].inspect_source())
@@ -90,6 +90,7 @@ def kernel_record(
         "scratch": [nbytes for _, nbytes in scratch],
         "params": len(params),
         "schedule": str(scheduled.attrs["hai.schedule"]),
+        "tile": json.loads(str(scheduled.attrs["hai.tile"])) if "hai.tile" in scheduled.attrs else None,
     }
 
 
@@ -158,19 +159,23 @@ def kernel_file(
     """The cached JSON record of one kernel (compiled now if missing) and whether it was a hit."""
     compute = kernel.compute.script() if kernel.compute is not None else kernel.func.script()
     int8_dot = "int8_dot" in desc.features
+    units = int(dict(desc.device).get("compute_units", 0)) if desc.device else 0
     facts = {
         "name": kernel.name,
         "workload": kernel.workload,
         "compute": hashlib.sha256(compute.encode()).hexdigest(),
         "threads": _threads_version(),
         "int8_dot": int8_dot,
+        "compute_units": units,
     }
     key = cache_key(
         facts,
         target_json,
     )  # fmt: skip
     return cached_file(
-        key, ".json", writer(lambda: json.dumps(kernel_record(kernel, target_json, int8_dot), sort_keys=True))
+        key,
+        ".json",
+        writer(lambda: json.dumps(kernel_record(kernel, target_json, int8_dot, units), sort_keys=True)),
     )
 
 
@@ -190,7 +195,10 @@ def link_library(
         "profile": profile,
         "source": "\n".join([*(r["source"] for r in records), digest_source(digest or bytes(32))]),
         "kernels": {
-            r["name"]: {k: r[k] for k in ("launches", "scratch", "params", "schedule")} for r in records
+            r["name"]: {
+                k: r[k] for k in ("launches", "scratch", "params", "schedule", "tile") if r.get(k) is not None
+            }
+            for r in records
         },
     }
     text = json.dumps(library, sort_keys=True, indent=1)

@@ -3,7 +3,9 @@
 Rule: blocks are inlined where TVM can (into their consumer, else their producer); each remaining
 block's spatial loops are fused and split into work-groups of `threads` work-items, its reduction
 loops running serially in each work-item. It takes computes dlight cannot normalise and binds the
-blocks other rules leave (targets/opencl/tiled.py's epilogue).
+blocks other rules leave (targets/opencl/tiled.py's epilogue). `Fused` (`fused_schedule`) is the
+same for a reduction and its element-wise epilogue, the reduction computed in each work-item's
+private memory.
 """
 
 from __future__ import annotations
@@ -15,6 +17,39 @@ def flat_schedule(func: Any, threads: int) -> Any:
     """Every block of a TE compute inlined where it can be, each remaining one bound flat (`flat_bind`)."""
     import tvm.s_tir as s_tir
 
+    sch = s_tir.Schedule(flat_schedule_inlined(func))
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        flat_bind(sch, block, threads)
+    return sch.mod["main"]
+
+
+def fused_schedule(func: Any, threads: int) -> Any:
+    """A reduction and the epilogue that reads it element for element (a depthwise conv's window sums
+    then bias and activation, a pool and its divisor) as one kernel: the epilogue bound flat, each
+    work-item accumulating its element in private memory first (dlight's `Fallback` makes two
+    kernels, the sums read-modify-written in a global scratch per tap, then read back). A ValueError
+    for any other shape: the family's next rule runs."""
+    import tvm.s_tir as s_tir
+
+    sch = s_tir.Schedule(flat_schedule_inlined(func))
+    blocks = list(sch.get_child_blocks(sch.get_sblock("root")))
+    kinds = [{int(v.iter_type) for v in sch.get(block).iter_vars} for block in blocks]
+    if len(blocks) != 2 or 2 not in kinds[0] or 2 in kinds[1]:
+        raise ValueError("not one reduction followed by its epilogue")
+    producer, consumer = blocks
+    if _spatial_size(sch, producer) < _spatial_size(sch, consumer):
+        raise ValueError("the epilogue reads each reduced element more than once")
+    flat_bind(sch, consumer, threads)
+    sch.compute_at(producer, sch.get_loops(consumer)[-1])
+    sch.set_scope(producer, 0, "local")
+    return sch.mod["main"]
+
+
+def flat_schedule_inlined(func: Any) -> Any:
+    """`func` with every block but the last inlined where TVM can (into its consumer, else its
+    producer)."""
+    import tvm.s_tir as s_tir
+
     sch = s_tir.Schedule(func)
     for block in list(sch.get_child_blocks(sch.get_sblock("root")))[:-1]:
         for inline in (sch.compute_inline, sch.reverse_compute_inline):
@@ -23,9 +58,15 @@ def flat_schedule(func: Any, threads: int) -> Any:
                 break
             except Exception:  # noqa: S112  (a block that cannot be inlined keeps its own nest)
                 continue
-    for block in sch.get_child_blocks(sch.get_sblock("root")):
-        flat_bind(sch, block, threads)
     return sch.mod["main"]
+
+
+def _spatial_size(sch: Any, block: Any) -> int:
+    size = 1
+    for v in sch.get(block).iter_vars:
+        if int(v.iter_type) == 0:
+            size *= int(v.dom.extent)
+    return size
 
 
 def flat_bind_unbound(sch: Any, threads: int) -> None:

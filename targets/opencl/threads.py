@@ -33,11 +33,12 @@ REDUCTION_OPS = frozenset({
 FAMILY_RULES: dict[str, tuple[str, ...]] = {
     "gemm": ("IntGemm", "Tiled", "Matmul", "GEMV", "Fallback", "Flat"),
     "reduction": ("Reduction", "Rows", "GeneralReduction", "Fallback", "Flat"),
-    "pointwise": ("Fallback", "Flat"),
+    "pointwise": ("Fused", "Fallback", "Flat"),
 }
-"""The rules each family tries, in order: HAI's GEMM rules, dlight's, `Rows` (rows.py: a work-group a
-long row, before dlight's `GeneralReduction` takes shorter ones), then `Flat` (`flat_schedule`),
-which takes any TE compute dlight cannot normalise (e.g. clamped gathers)."""
+"""The rules each family tries, in order: HAI's GEMM rules, `Fused` (a reduction and its epilogue
+in one kernel: depthwise convs, pools; flat.py), dlight's, `Rows` (rows.py: a work-group a long
+row, before dlight's `GeneralReduction` takes shorter ones), then `Flat` (`flat_schedule`), which
+takes any TE compute dlight cannot normalise (e.g. clamped gathers)."""
 
 
 class ThreadBindingError(LoweringError):
@@ -98,15 +99,18 @@ def check_converged(lib: Any) -> None:
         )
 
 
-def thread_schedule(kernel: LoweredKernel, tvm_target: Any, int8_dot: bool = False) -> tuple[Any, Any]:
+def thread_schedule(
+    kernel: LoweredKernel, tvm_target: Any, int8_dot: bool = False, compute_units: int = 0
+) -> tuple[Any, Any]:
     """The compute of `kernel` scheduled onto work-groups by its family's first rule that binds it whole
     and compiles: the scheduled PrimFunc (its attribute `hai.schedule` names the rule) and TVM's
-    module of it. `int8_dot`: the device has integer dot products (int_gemm.py)."""
+    module of it. `int8_dot`: the device has integer dot products (int_gemm.py); `compute_units`: the
+    device's, which the tiled rule's work-group count aims at (tiled.py; 0: unknown)."""
     import tvm
     import tvm.s_tir as s_tir
     import tvm.s_tir.dlight as dl
 
-    from targets.opencl.flat import flat_schedule
+    from targets.opencl.flat import flat_schedule, fused_schedule
     from targets.opencl.int_gemm import int_gemm_schedule
     from targets.opencl.legalize import legalize
     from targets.opencl.rows import rows_schedule
@@ -128,13 +132,15 @@ def thread_schedule(kernel: LoweredKernel, tvm_target: Any, int8_dot: bool = Fal
         try:
             if rule_name == "Flat":
                 scheduled = flat_schedule(func, threads)
+            elif rule_name == "Fused":
+                scheduled = fused_schedule(func, threads)
             elif rule_name == "IntGemm":
                 scheduled = int_gemm_schedule(func, threads, int8_dot)
             elif rule_name == "Rows":
                 scheduled = rows_schedule(func, tvm_target)
             elif rule_name == "Tiled":
                 weights = frozenset(a.name for a in weight_args(kernel, func))
-                scheduled = tiled_schedule(func, weights, tvm_target)
+                scheduled = tiled_schedule(func, weights, tvm_target, compute_units)
             else:
                 with tvm_target:
                     rule = getattr(dl.gpu, rule_name)()
