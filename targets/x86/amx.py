@@ -7,6 +7,10 @@ each of `kblocks` steps of 32 bf16 along K loads A tiles 4-5 (rows 0-15 and
 16-31 of `a`, row stride `lda` bytes) and B tiles 6-7 (16 k-pair rows of 64
 bytes of the 16 x 2 packing, targets/lowering/bf16_gemm.py: panels `b0`, `b1`),
 runs four `tdpbf16ps` and finally stores the block back at `c`.
+`hai_amx_bf16_32x32_w(..., kw, positions, rowstep, colstep)` is the same block summed over a conv
+window's `positions` (row-major, `kw` wide): position (i, j) reads A shifted by
+i * `rowstep` + j * `colstep` bytes, B continues through the packing
+(targets/lowering/bf16_windows.py).
 `hai_amx_i8_32x32` is the same function over int32 C, 64 u8 of A and 16 rows of
 4 k-bytes x 16 lanes of i8 B (the integer GEMM's 16 x 4 packing,
 targets/lowering/integer_gemm.py) a step, with `tdpbusd` (u8 x i8 -> i32). TVM 0.27 has
@@ -87,8 +91,41 @@ exit:
 """
 
 
+def window_function(function: str, instruction: str) -> str:
+    """LLVM IR of `function`'s windowed form `function`_w (module rule): the same block over a conv
+    window's positions, A read in place."""
+    plain = tile_function(function, instruction)
+    head, rest = plain.split("define internal", 1)
+    body = "define internal" + rest.replace(f"@{function}(", f"@{function}_w(", 1)
+    body = body.replace("i64 %ldc) {", "i64 %ldc, i64 %kw, i64 %positions, i64 %rowstep, i64 %colstep) {")
+    body = body.replace(
+        "  br label %loop\n",
+        "  %steps = mul i64 %positions, %kblocks\n  br label %loop\n",
+        1,
+    )
+    body = body.replace(
+        "  %ao = mul i64 %k, 64\n",
+        "  %pos = udiv i64 %k, %kblocks\n  %kk = urem i64 %k, %kblocks\n"
+        "  %wi = udiv i64 %pos, %kw\n  %wj = urem i64 %pos, %kw\n"
+        "  %ri = mul i64 %wi, %rowstep\n  %cj = mul i64 %wj, %colstep\n  %shift = add i64 %ri, %cj\n"
+        "  %ko = mul i64 %kk, 64\n  %ao = add i64 %shift, %ko\n",
+        1,
+    )
+    body = body.replace("icmp ult i64 %k1, %kblocks", "icmp ult i64 %k1, %steps", 1)
+    return head.replace(f"@{function}_cfg", f"@{function}_w_cfg") + body.replace(
+        f"@{function}_cfg", f"@{function}_w_cfg"
+    )
+
+
 BF16_FUNCTION, INT8_FUNCTION = "hai_amx_bf16_32x32", "hai_amx_i8_32x32"
-AMX_BF16 = TileGemm(BF16_FUNCTION, tile_function(BF16_FUNCTION, "tdpbf16ps"), rows=32, columns=32, depth=32)
+AMX_BF16 = TileGemm(
+    BF16_FUNCTION,
+    tile_function(BF16_FUNCTION, "tdpbf16ps"),
+    rows=32,
+    columns=32,
+    depth=32,
+    window_import=window_function(BF16_FUNCTION, "tdpbf16ps"),
+)
 AMX_INT8 = TileGemm(
     INT8_FUNCTION,
     tile_function(INT8_FUNCTION, "tdpbusd"),
