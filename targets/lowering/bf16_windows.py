@@ -105,8 +105,8 @@ def window_acc(w: Window, a: Any, wp: Any, mp: int) -> Any:
 
 
 def window_description(w: Window, panel_rows: int, channels: int) -> Any:
-    """One call's semantics: C[32 * blocks, 32] += the window's sum over A's `span` rows and the
-    weight panels."""
+    """One call's semantics: C[32 * blocks, 32] = the window's sum over A's `span` rows and the
+    weight panels (C's init is the call's: the tiles are zeroed, no stage writes zeros first)."""
     from tvm.script import tirx as T
 
     g, tiles = w.g, w.tiles
@@ -122,11 +122,19 @@ def window_description(w: Window, panel_rows: int, channels: int) -> Any:
         C: T.Buffer((rows, columns), "float32", offset_factor=1, strides=(channels, 1)),
     ) -> None:
         with T.sblock("root"):
-            T.reads(C[0:rows, 0:columns], A[0:span, 0:c], B[0:panels, 0 : b_shape[1], 0:LANES, 0:2])
+            T.reads(A[0:span, 0:c], B[0:panels, 0 : b_shape[1], 0:LANES, 0:2])
             T.writes(C[0:rows, 0:columns])
             for q, o, i, j, r in T.grid(rows, columns, kh, kw, c):
                 with T.sblock("update"):
                     vq, vo, vi, vj, vr = T.axis.remap("SSRRR", [q, o, i, j, r])
+                    T.reads(
+                        C[vq, vo],
+                        A[vq + vi * w.row_shift + vj * w.col_shift, vr],
+                        B[vo // LANES, w.pair(vi, vj, vr), vo % LANES, vr % 2],
+                    )
+                    T.writes(C[vq, vo])
+                    with T.init():
+                        C[vq, vo] = T.float32(0)
                     C[vq, vo] = C[vq, vo] + widened(
                         tiles, A[vq + vi * w.row_shift + vj * w.col_shift, vr]
                     ) * widened(tiles, B[vo // LANES, w.pair(vi, vj, vr), vo % LANES, vr % 2])
@@ -138,7 +146,7 @@ def window_description(w: Window, panel_rows: int, channels: int) -> Any:
         C: T.Buffer((rows, columns), "float32", offset_factor=1, strides=(channels, 1)),
     ) -> None:
         with T.sblock("root"):
-            T.reads(C[0:rows, 0:columns], A[0:span, 0:c], B[0:panels, 0 : b_shape[1], 0:LANES, 0:2])
+            T.reads(A[0:span, 0:c], B[0:panels, 0 : b_shape[1], 0:LANES, 0:2])
             T.writes(C[0:rows, 0:columns])
             T.evaluate(
                 T.call_extern(
@@ -178,7 +186,7 @@ def register_window(w: Window, panel_rows: int, channels: int) -> str:
 
 def schedule_windows(sch: Any, w: Window, intrinsic: str, vector_out: bool) -> None:
     """ "a" whole first ("pad" inlined; parallel over rows, vectorised over channels), then every
-    block in parallel, zeroed vectorised and tensorized, then "out" (parallel, vectorised)."""
+    block in parallel, tensorized with its init, then "out" (parallel, vectorised)."""
     sch.compute_inline(sch.get_sblock("ctab"))
     sch.compute_inline(sch.get_sblock("pad"))
     a = sch.get_sblock("a")
@@ -194,8 +202,6 @@ def schedule_windows(sch: Any, w: Window, intrinsic: str, vector_out: bool) -> N
     block = sch.fuse(qo, oo)
     sch.parallel(block)
     sch.annotate(block, "pragma_import_llvm", tiles.window_import)
-    init = sch.decompose_reduction(acc, qi)
-    sch.vectorize(sch.get_loops(init)[-1])
     sch.tensorize(qi, intrinsic)
     out = sch.get_sblock("out")
     *outer, inner = sch.get_loops(out)
@@ -226,7 +232,7 @@ def windowed_conv(node: Node, epilogue: Sequence[Node], layout: str, tiles: Tile
     pack = tail.packer(stored.name, table_rows, tiles.depth, tiles.columns)
     workload = {"op": "conv_bf16_windows", "geometry": g.to_json(), "layout": layout,
                 "tables": len(table_rows), "epilogue": chain.describe(),
-                "tiles": tile_knobs(tiles), "blocks": w.blocks}  # fmt: skip
+                "tiles": tile_knobs(tiles), "blocks": w.blocks, "zeroed": "tiles"}  # fmt: skip
     flops = 2 * g.n * g.m * g.oh * g.ow * g.c * g.kh * g.kw + chain.flops(result.type.size)
 
     def schedule(sch: Any) -> None:

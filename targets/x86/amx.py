@@ -11,7 +11,8 @@ runs four `tdpbf16ps` and finally stores the block back at `c`.
 a conv window's `positions` (row-major, `kw` wide): position (i, j) reads A shifted by
 i * `rowstep` + j * `colstep` bytes, B continues through the packing
 (targets/lowering/bf16_windows.py); it computes `blocks` row blocks, 32 rows of A and C apart, one
-after another under one tile configuration (`ldtilecfg` costs about what a block's tile products do).
+after another under one tile configuration (`ldtilecfg` costs about what a block's tile products do),
+each block's C zeroed in its tiles (`tilezero`: no zeroing stores, no load of them).
 `hai_amx_i8_32x32` is the same function over int32 C, 64 u8 of A and 16 rows of
 4 k-bytes x 16 lanes of i8 B (the integer GEMM's 16 x 4 packing,
 targets/lowering/integer_gemm.py) a step, with `tdpbusd` (u8 x i8 -> i32). TVM 0.27 has
@@ -102,6 +103,7 @@ declare void @llvm.x86.ldtilecfg(ptr)
 declare void @llvm.x86.tileloadd64(i8 immarg, ptr, i64)
 declare void @llvm.x86.{instruction}(i8 immarg, i8 immarg, i8 immarg)
 declare void @llvm.x86.tilestored64(i8 immarg, ptr, i64)
+declare void @llvm.x86.tilezero(i8 immarg)
 
 define internal i32 @{name}(ptr %a0, i64 %lda, ptr %b0, ptr %b1, i64 %kblocks, ptr %c0, i64 %ldc,
                             i64 %kw, i64 %positions, i64 %rowstep, i64 %colstep, i64 %blocks) {{
@@ -122,10 +124,10 @@ block:
   %c1 = getelementptr i8, ptr %c, i64 64
   %c2 = getelementptr i8, ptr %c, i64 %c16
   %c3 = getelementptr i8, ptr %c2, i64 64
-  call void @llvm.x86.tileloadd64(i8 0, ptr %c, i64 %ldc)
-  call void @llvm.x86.tileloadd64(i8 1, ptr %c1, i64 %ldc)
-  call void @llvm.x86.tileloadd64(i8 2, ptr %c2, i64 %ldc)
-  call void @llvm.x86.tileloadd64(i8 3, ptr %c3, i64 %ldc)
+  call void @llvm.x86.tilezero(i8 0)
+  call void @llvm.x86.tilezero(i8 1)
+  call void @llvm.x86.tilezero(i8 2)
+  call void @llvm.x86.tilezero(i8 3)
   %a1 = getelementptr i8, ptr %a, i64 %a16
   br label %loop
 loop:
