@@ -222,4 +222,4 @@ def test_bf16_convs_join_regions_and_their_weights_stay_logical() -> None:
     x = np.random.default_rng(9).standard_normal((1, 3, 32, 32)).astype(np.float32)
     plain, _ = run_layout(model, "quantize{precision=bf16}", target=fact)
     want = run_graph(plain, {"x": x})["y"]
-    assert relative_error([run_graph(graph, {"x": x})["y"]], [want]) <= 1e-6
+    assert relative_error(run_graph(graph, {"x": x})["y"], want) <= 1e-6
