@@ -1,12 +1,12 @@
 """The `layout` pass: store the activations of conv regions channels-last (NHWC) where that pays.
 
-Rule: a *region* is a connected set of nodes whose kernels can run NHWC: 2-D
-f32 Convs with constant weights that are dense (group 1) or depthwise,
-pointwise ops with a rank-4 result (the elementwise kernels), f32 2-D MaxPool and
-AveragePool without Indices (kernels up to MAX_POOL_TAPS wide: the separable pool
-template, vectorised along the channels) and Concats of rank-4 run-time values (a
-channel Concat is then one along the stored last axis), so a chain of stride-1
-MaxPools and their Concat (YOLO's SPPF) stays channels-last. Inside a region
+Rule: a *region* is a connected set of nodes whose kernels can run NHWC: 2-D f32 Convs with constant
+weights (or a DequantizeLinear of constants: a bf16 layer's, never relaid) that are dense (group 1)
+or depthwise, pointwise ops with a rank-4 result (the elementwise kernels), f32 2-D MaxPool and
+AveragePool without Indices (kernels up to MAX_POOL_TAPS wide: the separable pool template,
+vectorised along the channels) and Concats of rank-4 run-time values (a channel Concat is then one
+along the stored last axis), so a chain of stride-1 MaxPools and their Concat (YOLO's SPPF) stays
+channels-last. Inside a region
 every result's type gets `layout = "NHWC"` (shapes stay logical NCHW, so
 inference and the interpreter are unchanged); every rank-4 run-time value a
 region reads from outside enters through a `Relayout{layout = "NHWC"}` node,
@@ -86,7 +86,7 @@ class _Rules:
         if node.op != "Conv" or len(node.operands) < 2 or len(node.results) != 1:
             return False
         x, w = node.operands[0], node.operands[1]
-        if x is None or w is None or not w.is_constant or x.type.rank != 4:
+        if x is None or w is None or not _constant(w) or x.type.rank != 4:
             return False
         if node.results[0].type.dtype is not DType.F32:
             return False
@@ -102,7 +102,10 @@ class _Rules:
         )
 
     def follower_capable(self, node: Node) -> bool:
-        """A non-conv node that can run NHWC: pointwise, a 2-D f32 MaxPool/AveragePool, a Concat."""
+        """A non-conv node that can run NHWC: pointwise, a 2-D f32 MaxPool/AveragePool, a Concat;
+        never one of constants only (a weight's DequantizeLinear)."""
+        if all(o is None or o.is_constant for o in node.operands):
+            return False
         if self.pointwise_capable(node):
             return True
         if len(node.results) != 1 or node.results[0].type.rank != 4:
@@ -298,12 +301,22 @@ def _without_outside_epilogues(order: list[Node], members: set[Node], rules: _Ru
     return members - staying
 
 
+def _constant(value: Value) -> bool:
+    """A constant, or a DequantizeLinear of constants (a quantized weight, read in its logical order)."""
+    producer = value.producer
+    return value.is_constant or (
+        producer is not None
+        and producer.op == "DequantizeLinear"
+        and all(o is None or o.is_constant for o in producer.operands)
+    )
+
+
 def _entering(nodes: list[Node], members: set[Node]) -> list[Value]:
     values = [
         o
         for n in nodes
         for o in n.operands
-        if o is not None and o.type.rank == 4 and not o.is_constant and o.producer not in members
+        if o is not None and o.type.rank == 4 and not _constant(o) and o.producer not in members
     ]
     return list(dict.fromkeys(values))
 

@@ -101,7 +101,9 @@ class TileGemm:
     `llvm_import` the kernel imports, computes a `rows` x `columns` block of `accumulator` sums over
     `depth`-long steps of K of `operand` activations (bf16 bits as uint16, or uint8) and `weight`
     elements (packed in 4-byte groups: `group` elements of K a lane); its signature and operand
-    layouts are targets/x86/amx.py's."""
+    layouts are targets/x86/amx.py's. `window_import`: LLVM IR of `function`_w, the same block summed
+    over a stride-1 conv window's positions with A read in place (targets/lowering/bf16_windows.py),
+    "" where the unit has none."""
 
     function: str
     llvm_import: str
@@ -111,6 +113,7 @@ class TileGemm:
     operand: str = "uint16"
     weight: str = "uint16"
     accumulator: str = "float32"
+    window_import: str = ""
 
     @property
     def element_bytes(self) -> int:

@@ -30,6 +30,7 @@ from targets.lowering.bf16_gemm import (
     lower_bf16_matmul,
     weight_placeholder,
 )
+from targets.lowering.bf16_windows import reads_in_place, windowed_conv
 from targets.lowering.conv_geometry import Geometry, finish_kernel
 from targets.lowering.conv_integer import padded_input
 from targets.lowering.elementwise import Epilogue
@@ -62,6 +63,8 @@ def lower_bf16_layer_conv(
     g = Geometry(node)
     if tiles is None or not fills_tiles(tiles, g.c * g.kh * g.kw, g.m):
         return lower_bf16_conv(node, target, epilogue, layout)
+    if reads_in_place(tiles, g):
+        return windowed_conv(node, epilogue, layout, tiles)
     return tiled_conv(node, epilogue, layout, tiles)
 
 

@@ -10,7 +10,9 @@ lane (bf16_gemm.py's 16 x 2, integer_gemm.py's 16 x 4 packing; channels padded t
 the block's columns, K to its depth), widened to the `accumulator` type and summed,
 zeroed, then tensorized block by block (parallel) into one call of the tile
 function each (`register_tiles`: one intrinsic per tile function, K, panel and
-row-stride shape, the call's pointers from its buffers); and the "out" stage the
+row-stride shape, the call's pointers from its buffers; where the unit has a windowed
+function, `window_import`, one call of it computes `call_blocks` row blocks with C
+zeroed in its tiles, the init tensorized with it); and the "out" stage the
 layer's own (bias, fused epilogue), written right after each block where the
 blocks cover the output exactly (`per_block`), else after all of them. The tile
 function's LLVM IR is imported by the acc loop (`pragma_import_llvm`).
@@ -35,13 +37,15 @@ def widened(tiles: TileGemm, value: Any) -> Any:
     return widen_bf16(value) if tiles.operand == "uint16" else value.astype(tiles.accumulator)
 
 
-def tile_description(tiles: TileGemm, k: int, panel_rows: int, channels: int) -> Any:
+def tile_description(tiles: TileGemm, k: int, panel_rows: int, channels: int, blocks: int = 1) -> Any:
     """One block's semantics (what `sch.tensorize` matches): C[32, 32] += A[32, k] x the two weight
     panels' k rows, widened to the accumulator type; A rows `k` apart, panels `panel_rows` 16-lane
     rows apart, C rows `channels` apart (the block's columns when the schedule computes each block's
     outputs right after it: compaction then leaves acc one block per iteration)."""
     from tvm.script import tirx as T
 
+    if tiles.window_import:
+        return window_tiles(tiles, k, panel_rows, channels, blocks)
     rows, columns, panels, group = tiles.rows, tiles.columns, tiles.columns // LANES, tiles.group
     b_strides = (panel_rows * LANES * group, LANES * group, group, 1)
     b_shape = (panels, k // group, LANES, group)
@@ -89,15 +93,91 @@ def tile_description(tiles: TileGemm, k: int, panel_rows: int, channels: int) ->
     return desc, impl
 
 
-def register_tiles(tiles: TileGemm, k: int, panel_rows: int, channels: int) -> str:
-    """The tensor intrinsic of one block for this shape (registered once), by name."""
+def window_tiles(tiles: TileGemm, k: int, panel_rows: int, channels: int, blocks: int) -> Any:
+    """`blocks` row blocks in one call of the unit's windowed function (`window_import`, one window
+    position: A read as it is), C = A x W zeroed in the tiles (the description's init)."""
+    from tvm.script import tirx as T
+
+    rows, columns, panels, group = tiles.rows * blocks, tiles.columns, tiles.columns // LANES, tiles.group
+    b_strides = (panel_rows * LANES * group, LANES * group, group, 1)
+    b_shape = (panels, k // group, LANES, group)
+    a_type, b_type, c_type = tiles.operand, tiles.weight, tiles.accumulator
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        A: T.Buffer((rows, k), a_type, offset_factor=1),
+        B: T.Buffer(b_shape, b_type, offset_factor=1, strides=b_strides),
+        C: T.Buffer((rows, columns), c_type, offset_factor=1, strides=(channels, 1)),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(A[0:rows, 0:k], B[0:panels, 0 : k // group, 0:LANES, 0:group])
+            T.writes(C[0:rows, 0:columns])
+            for i, j, r in T.grid(rows, columns, k):
+                with T.sblock("update"):
+                    vi, vj, vr = T.axis.remap("SSR", [i, j, r])
+                    T.reads(C[vi, vj], A[vi, vr], B[vj // LANES, vr // group, vj % LANES, vr % group])
+                    T.writes(C[vi, vj])
+                    with T.init():
+                        C[vi, vj] = T.Cast(c_type, 0)
+                    C[vi, vj] = C[vi, vj] + widened(tiles, A[vi, vr]) * widened(
+                        tiles, B[vj // LANES, vr // group, vj % LANES, vr % group]
+                    )
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        A: T.Buffer((rows, k), a_type, offset_factor=1),
+        B: T.Buffer(b_shape, b_type, offset_factor=1, strides=b_strides),
+        C: T.Buffer((rows, columns), c_type, offset_factor=1, strides=(channels, 1)),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(A[0:rows, 0:k], B[0:panels, 0 : k // group, 0:LANES, 0:group])
+            T.writes(C[0:rows, 0:columns])
+            T.evaluate(
+                T.call_extern(
+                    "int32",
+                    f"{tiles.function}_w",
+                    A.access_ptr("r"),
+                    T.int64(k * tiles.element_bytes),
+                    B.access_ptr("r"),
+                    B.access_ptr("r", offset=b_strides[0]),
+                    T.int64(k // tiles.depth),
+                    C.access_ptr("rw"),
+                    T.int64(channels * 4),
+                    T.int64(1),
+                    T.int64(1),
+                    T.int64(0),
+                    T.int64(0),
+                    T.int64(blocks),
+                )  # fmt: skip
+            )
+
+    return desc, impl
+
+
+def call_blocks(tiles: TileGemm, rows: int) -> int:
+    """Row blocks one call of the tile function computes over `rows` (whole blocks): up to
+    MAX_CALL_BLOCKS, the most that divides them, where the unit has a windowed function; else 1."""
+    count = rows // tiles.rows
+    if not tiles.window_import:
+        return 1
+    return max(b for b in range(1, MAX_CALL_BLOCKS + 1) if count % b == 0)
+
+
+MAX_CALL_BLOCKS = 8
+"""One tile configuration (`ldtilecfg`) and C zeroed in the tiles for up to this many row blocks:
+per 32 x 32 block, configuring and loading C took about a fifth of resnet50's bf16 1 x 1 convs; 16
+measured no faster (resnet18 within noise, resnet50 4-8% slower). In the workload (`tile_knobs`)."""
+
+
+def register_tiles(tiles: TileGemm, k: int, panel_rows: int, channels: int, blocks: int = 1) -> str:
+    """The tensor intrinsic of one call for this shape (registered once), by name."""
     from tvm.s_tir import TensorIntrin
 
-    name = f"{tiles.function}_k{k}_p{panel_rows}_c{channels}"
+    name = f"{tiles.function}_k{k}_p{panel_rows}_c{channels}" + (f"_w{blocks}" if tiles.window_import else "")
     try:
         TensorIntrin.get(name)
     except Exception:  # noqa: BLE001 - TVM raises a plain error for an unknown name
-        TensorIntrin.register(name, *tile_description(tiles, k, panel_rows, channels))
+        TensorIntrin.register(name, *tile_description(tiles, k, panel_rows, channels, blocks))
     return name
 
 
@@ -120,7 +200,8 @@ def tile_stages(
     ctab = packed_table_stage(wp, kp, tables)
     acc = tile_acc(tiles, a, wp, int(a.shape[0]), kp, mp)
     blockwise = per_block(tiles, rows, channels)
-    intrinsic = register_tiles(tiles, kp, int(wp.shape[1]), tiles.columns if blockwise else mp)
+    blocks = call_blocks(tiles, int(a.shape[0]))
+    intrinsic = register_tiles(tiles, kp, int(wp.shape[1]), tiles.columns if blockwise else mp, blocks)
     return ctab, acc, intrinsic, blockwise
 
 
@@ -175,7 +256,8 @@ def window_channels(tiles: TileGemm, channels: int) -> int:
 
 def tile_knobs(tiles: TileGemm) -> dict[str, Any]:
     """What the kernel's workload records of its tiles and schedule (a change is another kernel)."""
-    return {"function": tiles.function, "block": [tiles.rows, tiles.columns, tiles.depth], "out": 4, "a": 3}
+    knobs = {"function": tiles.function, "block": [tiles.rows, tiles.columns, tiles.depth], "out": 4, "a": 3}
+    return knobs | ({"calls": "zeroed-blocks", "call_blocks": MAX_CALL_BLOCKS} if tiles.window_import else {})
 
 
 ROW_BLOCKS = 8
@@ -200,12 +282,13 @@ def schedule_tiled(
         sch.compute_inline(sch.get_sblock("pad"))
     acc = sch.get_sblock("acc")
     p, o, r = sch.get_loops(acc)
-    po, pi = sch.split(p, [None, tiles.rows])
+    blocks = call_blocks(tiles, int(sch.get(p).extent))
+    po, pi = sch.split(p, [None, tiles.rows * blocks])
     oo, oi = sch.split(o, [None, tiles.columns])
     sch.reorder(po, oo, pi, oi, r)
     out = sch.get_sblock("out")
     a = sch.get_sblock("a")
-    if blockwise and int(sch.get(po).extent) >= ROW_BLOCKS:  # a row block's A, in cache, serves all
+    if blockwise and int(sch.get(po).extent) * blocks >= ROW_BLOCKS:  # a row block's A, in cache, serves all
         block = po  # its column blocks
         sch.compute_at(a, po)
         sch.reverse_compute_at(out, oo)
@@ -218,7 +301,7 @@ def schedule_tiled(
             *outer, _ = sch.get_loops(out)
             if outer:
                 sch.parallel(sch.fuse(*outer))
-    sch.annotate(block, "pragma_import_llvm", tiles.llvm_import)
+    sch.annotate(block, "pragma_import_llvm", tiles.window_import or tiles.llvm_import)
     columns = sch.get_loops(a)[-1]
     if conv and window:
         extent = int(sch.get(columns).extent)
@@ -226,8 +309,9 @@ def schedule_tiled(
         channels = sch.split(columns, [None, run])[1]
         sch.vectorize(sch.split(channels, [None, LANES])[1] if run % LANES == 0 else channels)
     sch.parallel(block)
-    init = sch.decompose_reduction(acc, pi)
-    sch.vectorize(sch.get_loops(init)[-1])
+    if not tiles.window_import:  # a windowed call zeroes its C tiles itself
+        init = sch.decompose_reduction(acc, pi)
+        sch.vectorize(sch.get_loops(init)[-1])
     sch.tensorize(pi, intrinsic)
     inner = sch.get_loops(out)[-1]
     if vector_out and int(sch.get(inner).extent) % LANES == 0:

@@ -7,6 +7,12 @@ each of `kblocks` steps of 32 bf16 along K loads A tiles 4-5 (rows 0-15 and
 16-31 of `a`, row stride `lda` bytes) and B tiles 6-7 (16 k-pair rows of 64
 bytes of the 16 x 2 packing, targets/lowering/bf16_gemm.py: panels `b0`, `b1`),
 runs four `tdpbf16ps` and finally stores the block back at `c`.
+`hai_amx_bf16_32x32_w(..., kw, positions, rowstep, colstep, blocks)` is the same block summed over
+a conv window's `positions` (row-major, `kw` wide): position (i, j) reads A shifted by
+i * `rowstep` + j * `colstep` bytes, B continues through the packing
+(targets/lowering/bf16_windows.py); it computes `blocks` row blocks, 32 rows of A and C apart, one
+after another under one tile configuration (`ldtilecfg` costs about what a block's tile products do),
+each block's C zeroed in its tiles (`tilezero`: no zeroing stores, no load of them).
 `hai_amx_i8_32x32` is the same function over int32 C, 64 u8 of A and 16 rows of
 4 k-bytes x 16 lanes of i8 B (the integer GEMM's 16 x 4 packing,
 targets/lowering/integer_gemm.py) a step, with `tdpbusd` (u8 x i8 -> i32). TVM 0.27 has
@@ -87,8 +93,93 @@ exit:
 """
 
 
+def window_function(function: str, instruction: str) -> str:
+    """LLVM IR of `function`_w, the block of `function` over a conv window's positions, A read in place,
+    for `blocks` row blocks one after another (the module rule)."""
+    name = f"{function}_w"
+    return f"""
+@{name}_cfg = internal constant [64 x i8] [{tile_config()}], align 64
+declare void @llvm.x86.ldtilecfg(ptr)
+declare void @llvm.x86.tileloadd64(i8 immarg, ptr, i64)
+declare void @llvm.x86.{instruction}(i8 immarg, i8 immarg, i8 immarg)
+declare void @llvm.x86.tilestored64(i8 immarg, ptr, i64)
+declare void @llvm.x86.tilezero(i8 immarg)
+
+define internal i32 @{name}(ptr %a0, i64 %lda, ptr %b0, ptr %b1, i64 %kblocks, ptr %c0, i64 %ldc,
+                            i64 %kw, i64 %positions, i64 %rowstep, i64 %colstep, i64 %blocks) {{
+entry:
+  call void @llvm.x86.ldtilecfg(ptr @{name}_cfg)
+  %c16 = mul i64 %ldc, 16
+  %a16 = mul i64 %lda, 16
+  %a32 = mul i64 %lda, 32
+  %c32 = mul i64 %ldc, 32
+  %steps = mul i64 %positions, %kblocks
+  br label %block
+block:
+  %r = phi i64 [0, %entry], [%r1, %done]
+  %ar = mul i64 %r, %a32
+  %a = getelementptr i8, ptr %a0, i64 %ar
+  %cr = mul i64 %r, %c32
+  %c = getelementptr i8, ptr %c0, i64 %cr
+  %c1 = getelementptr i8, ptr %c, i64 64
+  %c2 = getelementptr i8, ptr %c, i64 %c16
+  %c3 = getelementptr i8, ptr %c2, i64 64
+  call void @llvm.x86.tilezero(i8 0)
+  call void @llvm.x86.tilezero(i8 1)
+  call void @llvm.x86.tilezero(i8 2)
+  call void @llvm.x86.tilezero(i8 3)
+  %a1 = getelementptr i8, ptr %a, i64 %a16
+  br label %loop
+loop:
+  %k = phi i64 [0, %block], [%k1, %loop]
+  %pos = udiv i64 %k, %kblocks
+  %kk = urem i64 %k, %kblocks
+  %wi = udiv i64 %pos, %kw
+  %wj = urem i64 %pos, %kw
+  %ri = mul i64 %wi, %rowstep
+  %cj = mul i64 %wj, %colstep
+  %shift = add i64 %ri, %cj
+  %ko = mul i64 %kk, 64
+  %ao = add i64 %shift, %ko
+  %pa0 = getelementptr i8, ptr %a, i64 %ao
+  %pa1 = getelementptr i8, ptr %a1, i64 %ao
+  %bo = mul i64 %k, 1024
+  %pb0 = getelementptr i8, ptr %b0, i64 %bo
+  %pb1 = getelementptr i8, ptr %b1, i64 %bo
+  call void @llvm.x86.tileloadd64(i8 4, ptr %pa0, i64 %lda)
+  call void @llvm.x86.tileloadd64(i8 5, ptr %pa1, i64 %lda)
+  call void @llvm.x86.tileloadd64(i8 6, ptr %pb0, i64 64)
+  call void @llvm.x86.tileloadd64(i8 7, ptr %pb1, i64 64)
+  call void @llvm.x86.{instruction}(i8 0, i8 4, i8 6)
+  call void @llvm.x86.{instruction}(i8 1, i8 4, i8 7)
+  call void @llvm.x86.{instruction}(i8 2, i8 5, i8 6)
+  call void @llvm.x86.{instruction}(i8 3, i8 5, i8 7)
+  %k1 = add i64 %k, 1
+  %more = icmp ult i64 %k1, %steps
+  br i1 %more, label %loop, label %done
+done:
+  call void @llvm.x86.tilestored64(i8 0, ptr %c, i64 %ldc)
+  call void @llvm.x86.tilestored64(i8 1, ptr %c1, i64 %ldc)
+  call void @llvm.x86.tilestored64(i8 2, ptr %c2, i64 %ldc)
+  call void @llvm.x86.tilestored64(i8 3, ptr %c3, i64 %ldc)
+  %r1 = add i64 %r, 1
+  %again = icmp ult i64 %r1, %blocks
+  br i1 %again, label %block, label %exit
+exit:
+  ret i32 0
+}}
+"""
+
+
 BF16_FUNCTION, INT8_FUNCTION = "hai_amx_bf16_32x32", "hai_amx_i8_32x32"
-AMX_BF16 = TileGemm(BF16_FUNCTION, tile_function(BF16_FUNCTION, "tdpbf16ps"), rows=32, columns=32, depth=32)
+AMX_BF16 = TileGemm(
+    BF16_FUNCTION,
+    tile_function(BF16_FUNCTION, "tdpbf16ps"),
+    rows=32,
+    columns=32,
+    depth=32,
+    window_import=window_function(BF16_FUNCTION, "tdpbf16ps"),
+)
 AMX_INT8 = TileGemm(
     INT8_FUNCTION,
     tile_function(INT8_FUNCTION, "tdpbusd"),

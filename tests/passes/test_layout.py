@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from hai_compiler.accuracy import relative_error
 from hai_compiler.onnx_import import import_onnx
 from ir import run_graph, verify
-from ir.fusion import kernels
+from ir.fusion import epilogue_ops, kernels
 from ir.parser import parse_hir
 from ir.printer import print_graph
 from ir.target_facts import TargetFacts
@@ -205,3 +205,21 @@ def test_channels_last_dense_fact_moves_dense_convs_of_vector_rows() -> None:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (want,) = session.run(None, {"x": x})
     assert relative_error([run_graph(graph, {"x": x})["y"]], [want]) <= 1e-5
+
+
+def test_bf16_convs_join_regions_and_their_weights_stay_logical() -> None:
+    """A bf16 layer reads its weight through a DequantizeLinear of a bf16 constant: the conv is
+    capable as an f32 one (its input's Cast pair joins too), the weight is neither relaid nor NHWC,
+    and the interpreter's outputs are those of the graph without the layout pass."""
+    model = conv_pair(32, 32)
+    fusable = frozenset({*epilogue_ops(), "Cast"})  # a target whose kernels fuse Casts (x86)
+    fact = TargetFacts(vector_bytes=64, channels_last_dense=True, fusable_ops=fusable)
+    graph, _ = run_layout(model, "quantize{precision=bf16},layout", target=fact)
+    assert relayouts(graph) == [("x", "NHWC"), ("y.nhwc", "NCHW")]
+    (dequantize,) = [n for n in graph.nodes if n.op == "DequantizeLinear"]
+    assert dequantize.results[0].type.layout is None
+    assert all(n.results[0].type.layout == "NHWC" for n in graph.nodes if n.op in ("Conv", "Cast"))
+    x = np.random.default_rng(9).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    plain, _ = run_layout(model, "quantize{precision=bf16}", target=fact)
+    want = run_graph(plain, {"x": x})["y"]
+    assert relative_error(run_graph(graph, {"x": x})["y"], want) <= 1e-6

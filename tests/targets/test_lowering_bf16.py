@@ -36,12 +36,26 @@ from targets.lowering.dispatch import lower_node
 from targets.registry import resolve_target
 
 TOLERANCE = 1e-5
+
+
+def dilated_conv(g: OneOp) -> None:
+    """A 3 x 3 conv of dilation 2 (stride 1, 32 channels: windows read in place, shifted twice as far)."""
+    x, w, b = g.input("x", (1, 32, 9, 10)), g.const("w", (32, 32, 3, 3)), g.const("b", (32,))
+    attrs = {"strides": [1, 1], "pads": [2, 2, 2, 1], "dilations": [2, 2], "group": 1}
+    g.op("Conv", [x, w, b], "conv", **attrs)
+
+
 CASES = {
     **{name: build for name, build in LAYERS.items() if name not in ("depthwise", "grouped-conv")},
     "conv-whole-blocks": conv_layer((1, 32, 8, 8), (64, 32, 3, 3), pads=(1, 1, 1, 1)),
     "matmul-whole-blocks": matmul_layer((64, 96), (96, 64)),
     "conv-row-blocks": conv_layer((1, 16, 16, 16), (32, 16, 3, 3), pads=(1, 1, 1, 1)),  # 8: A per row block
+    # stride 1, channels a multiple of 32: windows read in place (bf16_windows.py)
+    "conv-windows-batch2": conv_layer((2, 64, 7, 9), (48, 64, 3, 3), pads=(1, 0, 2, 1)),
+    "conv-windows-5x5": conv_layer((1, 32, 12, 12), (32, 32, 5, 3), pads=(2, 1, 2, 1), relu=False),
+    "conv-windows-dilated": dilated_conv,
 }
+
 STEM = conv_layer((1, 3, 16, 16), (16, 3, 3, 3), pads=(1, 1, 1, 1), stride=2)
 NO_AMX = "-amx,-amx_bf16,-amx_int8"
 
@@ -173,3 +187,16 @@ def test_layers_too_thin_for_the_tiles_take_the_dot_gemm(tiles) -> None:  # type
     got = run(kernel, g, tiles)
     want = run_graph(g.graph, g.feeds)[g.graph.outputs[0].name]
     assert relative_error(got.reshape(want.shape), want) <= TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("layer", "windows"),
+    [("conv-windows-batch2", True), ("conv-whole-blocks", True), ("conv-windows-dilated", True),
+     ("conv-rows-strided", False),
+     ("conv-spatial", False), ("conv-pointwise", False)],
+)  # fmt: skip
+def test_stride1_convs_of_whole_channel_steps_read_windows_in_place(layer, windows, tiles) -> None:  # type: ignore[no-untyped-def]
+    """Stride 1, a k x k window and input channels a multiple of 32: no im2col copy (bf16_windows.py);
+    strided convs, 40 channels (not whole 32-long steps) and 1 x 1 convs keep the im2col rows."""
+    _, kernel = layer_kernel(bf16_layer(layer), tiles)
+    assert (kernel.workload["op"] == "conv_bf16_windows") is windows
