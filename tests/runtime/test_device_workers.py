@@ -1,0 +1,148 @@
+"""The device workers of `run_many` (runtime/device_workers.py), on plain tasks: the oldest ready task
+runs first, not the first submitted; a worker hands a fence to its waiter and goes on with the next
+task, and the continuation runs once the fence is waited (with its error when it fails); the host's
+worker waits for work it left on one device of its cores before running on another; streams share a
+timeline's worker, and the last release stops its threads; the timeline of a device is its cores."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import cast
+
+import pytest
+
+from runtime.device_workers import HOST_TIMELINE, Wait, acquire, release, timeline_of
+from runtime.devices.cpu import CpuDriver
+from runtime.hai import Device, DeviceInfo
+
+WAIT_SECONDS = 20.0
+"""How long a test waits for what a working worker does at once."""
+
+
+def device(name: str) -> Device:
+    """A stand-in device (a worker only tells devices apart)."""
+    return cast(Device, type(name, (), {})())
+
+
+def nothing(error: BaseException | None) -> None:
+    """A continuation with nothing to do."""
+
+
+def test_the_oldest_ready_task_runs_first() -> None:
+    worker = acquire("test:0")
+    ran: list[tuple[int, int]] = []
+    gate, over = threading.Event(), threading.Event()
+    any_device = device("any")
+
+    def task(key: tuple[int, int]) -> Callable[[], None]:
+        return lambda: ran.append(key)
+
+    def busy() -> None:
+        gate.wait(WAIT_SECONDS)
+
+    worker.submit((0, 0), any_device, busy, nothing)
+    for key in [(5, 0), (2, 3), (2, 1), (9, 9)]:  # ready while the worker is busy, newest input first
+        worker.submit(key, any_device, task(key), nothing)
+    worker.submit((10, 0), any_device, lambda: over.set(), nothing)
+    gate.set()
+    assert over.wait(WAIT_SECONDS)
+    release(worker)
+    assert ran == [(2, 1), (2, 3), (5, 0), (9, 9)]
+
+
+def test_a_worker_goes_on_while_its_waiter_waits_the_fence() -> None:
+    """The first task's fence is done only once the second task has run: a worker that waited fences
+    itself would never get there. The continuations run on the waiter, after the fence."""
+    worker = acquire("test:0")
+    second_ran, over = threading.Event(), threading.Event()
+    threads: list[str] = []
+    gpu = device("gpu")
+
+    def fence() -> None:
+        assert second_ran.wait(WAIT_SECONDS)
+
+    def then(error: BaseException | None) -> None:
+        threads.append(threading.current_thread().name)
+        assert second_ran.is_set() and error is None
+        over.set()
+
+    worker.submit((0, 0), gpu, lambda: fence, then)
+    worker.submit((1, 0), gpu, lambda: second_ran.set(), nothing)
+    assert over.wait(WAIT_SECONDS)
+    release(worker)
+    assert threads == ["hai-waiter-test:0"]
+
+
+def test_a_failed_fence_reaches_the_continuation() -> None:
+    worker = acquire("test:0")
+    errors: list[BaseException | None] = []
+    over = threading.Event()
+
+    def fence() -> None:
+        raise RuntimeError("the queue fell over")
+
+    def then(error: BaseException | None) -> None:
+        errors.append(error)
+        over.set()
+
+    worker.submit((0, 0), device("gpu"), lambda: fence, then)
+    assert over.wait(WAIT_SECONDS)
+    release(worker)
+    assert [str(e) for e in errors] == ["the queue fell over"]
+
+
+def test_the_host_waits_for_its_cores_before_another_device() -> None:
+    """On the host's timeline, work left on an OpenCL CPU device (its fence) is waited before a task on
+    the CPU runs, never before the next task on that same device (its queue keeps the order)."""
+    worker = acquire(HOST_TIMELINE)
+    log: list[str] = []
+    over = threading.Event()
+    pocl, cpu = device("pocl"), device("cpu")
+
+    def enqueue(name: str) -> Callable[[], Wait]:
+        def run() -> Wait:
+            log.append(f"enqueue {name}")
+            return lambda: log.append(f"wait {name}")
+
+        return run
+
+    worker.submit((0, 0), pocl, enqueue("a"), nothing)
+    worker.submit((0, 1), pocl, enqueue("b"), nothing)
+    worker.submit((0, 2), cpu, lambda: log.append("cpu"), lambda error: over.set())
+    assert over.wait(WAIT_SECONDS)
+    release(worker)
+    assert log.index("enqueue b") < log.index("wait a")  # no wait between two tasks on the same device
+    assert log.index("wait b") < log.index("cpu")  # the cores are free before the CPU task runs
+
+
+def test_streams_share_a_worker_until_the_last_release() -> None:
+    first, second = acquire("test:1"), acquire("test:1")
+    assert first is second
+    release(first)
+    assert all(thread.is_alive() for thread in first.threads)
+    release(second)
+    assert not any(thread.is_alive() for thread in first.threads)
+    third = acquire("test:1")
+    assert third is not first  # a fresh worker after the last release
+    release(third)
+
+
+def test_a_device_of_kind_cpu_is_on_the_host_timeline() -> None:
+    assert timeline_of(CpuDriver().open()) == HOST_TIMELINE
+    gpu = device("gpu")
+    gpu.info = DeviceInfo("opencl", 1, "a gpu", "gpu", "tests")
+    assert timeline_of(gpu) == "opencl:1"
+    pocl = device("pocl")
+    pocl.info = DeviceInfo("opencl", 0, "pocl", "cpu", "tests")
+    assert timeline_of(pocl) == HOST_TIMELINE
+
+
+@pytest.fixture(autouse=True)
+def no_worker_left() -> Iterator[None]:
+    """Every test starts without workers and releases what it acquires."""
+    from runtime import device_workers
+
+    assert not device_workers._workers
+    yield
+    assert not device_workers._workers
