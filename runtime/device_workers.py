@@ -10,18 +10,18 @@ the host's work serial, as the partition's cost model counts it. The worker runs
 oldest first: the smallest key, (the input's place in the process's order of inputs, its stage). A
 task issues a stage's work on its device and returns the fence of that work (`Fences`: an OpenCL
 marker event) or None when the work is done (a device without fences is synchronized in the task);
-the worker hands a fence to its waiter thread, which waits the fences in the order given and then
-calls each task's continuation (the next stage's submission), so a worker never waits for a device
-while it has work to issue: an OpenCL worker enqueues a stage and goes on to the next. The host's
-worker alone waits for the work it left on a device of its timeline (PoCL) before running on
-another device, since both compute on the same cores. Workers are counted per stream that uses
+the worker of a device hands a fence to its waiter thread, which waits the fences in the order given
+and then calls each task's continuation (the next stage's submission), so that worker never waits
+for its device while it has work to issue: an OpenCL GPU's worker enqueues a stage and goes on to
+the next. The host's worker waits a fence itself (PoCL's work runs on the host's cores: anything
+else it ran meanwhile would compete for them) and goes on with the continuation, which spares a
+thread hand-off per stage. Workers are counted per stream that uses
 them (`acquire`, `release`): the last release stops the threads (a later stream starts new ones);
 a forked child starts afresh. Imports the standard library and `runtime`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import heapq
 import itertools
@@ -51,13 +51,12 @@ class Ready:
 
     key: tuple[int, int]
     order: int
-    device: Device = dataclasses.field(compare=False)
     run: Task = dataclasses.field(compare=False)
     then: Then = dataclasses.field(compare=False)
 
 
 class Worker:
-    """The worker thread of one timeline and its waiter thread (module doc)."""
+    """The worker thread of one timeline and, but for the host's, its waiter thread (module doc)."""
 
     def __init__(self, timeline: str) -> None:
         self.timeline = timeline
@@ -66,18 +65,19 @@ class Worker:
         self.condition = threading.Condition()
         self.stopping = False
         self.fences: queue.SimpleQueue[tuple[Wait, Then] | None] = queue.SimpleQueue()
-        self.threads = (
-            threading.Thread(target=self.work, name=f"hai-worker-{timeline}", daemon=True),
-            threading.Thread(target=self.wait, name=f"hai-waiter-{timeline}", daemon=True),
+        waiter = [] if timeline == HOST_TIMELINE else [(self.wait, f"hai-waiter-{timeline}")]
+        self.threads = tuple(
+            threading.Thread(target=target, name=name, daemon=True)
+            for target, name in [(self.work, f"hai-worker-{timeline}"), *waiter]
         )
         for thread in self.threads:
             thread.start()
 
-    def submit(self, key: tuple[int, int], device: Device, run: Task, then: Then) -> None:
+    def submit(self, key: tuple[int, int], run: Task, then: Then) -> None:
         """Run `run` on this worker when it is the oldest ready task, then `then` once its work is done.
         `run` and `then` must not raise (a failure is the caller's to record)."""
         with self.condition:
-            heapq.heappush(self.ready, Ready(key, next(self.submitted), device, run, then))
+            heapq.heappush(self.ready, Ready(key, next(self.submitted), run, then))
             self.condition.notify()
 
     def next_task(self) -> Ready | None:
@@ -87,40 +87,40 @@ class Worker:
             return heapq.heappop(self.ready) if self.ready else None
 
     def work(self) -> None:
-        """The worker thread: the oldest ready task first; its fence to the waiter."""
-        busy: tuple[Device, Wait] | None = None  # the host's: work left on a device of its cores
+        """The worker thread: the oldest ready task first; its fence to the waiter, or waited here (host)."""
         while (task := self.next_task()) is not None:
-            if busy is not None and busy[0] is not task.device:
-                with contextlib.suppress(Exception):  # its failure reaches the task through the waiter
-                    busy[1]()
-                busy = None
             fence = task.run()
             if fence is None:
                 task.then(None)
-                continue
-            busy = (task.device, fence) if self.timeline == HOST_TIMELINE else None
-            self.fences.put((fence, task.then))
-        self.fences.put(None)
+            elif self.timeline == HOST_TIMELINE:
+                task.then(waited(fence))
+            else:
+                self.fences.put((fence, task.then))
+        self.fences.put(None)  # stops the waiter, if any
 
     def wait(self) -> None:
         """The waiter thread: each fence in the order given, then its task's continuation."""
         while (item := self.fences.get()) is not None:
             fence, then = item
-            try:
-                fence()
-            except BaseException as exc:  # noqa: BLE001  (handed to the task's stream)
-                then(exc)
-            else:
-                then(None)
+            then(waited(fence))
 
     def stop(self) -> None:
-        """End both threads once the tasks given are done."""
+        """End the threads once the tasks given are done."""
         with self.condition:
             self.stopping = True
             self.condition.notify()
         for thread in self.threads:
             if thread is not threading.current_thread():
                 thread.join()
+
+
+def waited(fence: Wait) -> BaseException | None:
+    """Wait `fence`: None once its work is done, else the error it raised."""
+    try:
+        fence()
+    except BaseException as exc:  # noqa: BLE001  (handed to the task's stream)
+        return exc
+    return None
 
 
 _lock = threading.Lock()

@@ -21,8 +21,9 @@ process (the OCR pipeline's det beside cls and rec) would otherwise each bring a
 pool to the same cores; a stream holds them while it runs. A stage runs its calls on its input's
 arena (an OpenCL stage enqueues them and returns, so the worker goes on while the queue works; a CPU
 stage's kernels run on the worker) and leaves a fence of its device (the device's marker event,
-`Fences`; a device without one is synchronized in the stage); the worker's waiter waits it, then
-hands the input to the next stage's worker. The last stage also enqueues the reads of the outputs
+`Fences`; a device without one is synchronized in the stage); the worker's waiter waits it (the
+host's worker waits it itself: PoCL computes on its cores), then hands the input to the next
+stage's worker. The last stage also enqueues the reads of the outputs
 from each device that mirrors the arena (`HostMirror.start_read_back`), right after its launches.
 The calling thread checks and binds input i+1 (aligned copies) while the stages run, and waits for
 the oldest input's last stage and reads, copies its outputs out, which frees the arena for the input
@@ -258,7 +259,7 @@ class Pipeline:
 
     def submit(self, job: Job, k: int) -> None:
         """Stage `k` of `job` to its device's worker, keyed oldest input first, then earliest stage."""
-        self.workers[k].submit((job.order, k), self.devices[k], functools.partial(self.run_stage, job, k),
+        self.workers[k].submit((job.order, k), functools.partial(self.run_stage, job, k),
                                functools.partial(self.after_stage, job, k))  # fmt: skip
 
     def run_stage(self, job: Job, k: int) -> Wait | None:
