@@ -7,15 +7,19 @@ the page is scaled into the detector's fixed input, the probability map is thres
 connected components become boxes (grown like DBNet's unclip), each box is cropped from the page at
 full resolution, resized to the classifier's and the recogniser's fixed inputs, turned upside down
 when the classifier says so, and the recogniser's per-column characters are decoded by CTC (greedy:
-repeats merged, blanks dropped). `read_pages` runs the three stages concurrently, one thread each,
-over a stream of pages: page i+1 is detected while page i's lines are classified and recognised;
-it yields the pages' lines in page order, equal to `read_page` on each.
+repeats merged, blanks dropped). `read_pages` reads a stream of pages on two threads (plus the
+caller's): one detects page i+1 while the other classifies and recognises page i's lines; it yields
+the pages' lines in page order, equal to `read_page` on each. Each model streams its inputs there
+(`outputs_of`): a HAI model through `run_many`, so its kernels run on the runtime's device workers,
+whose one host thread runs det's and cls/rec's CPU kernels alike (one TVM thread pool on the cores,
+not one per thread); a runner without `run_many` (onnxruntime) runs them one by one on its thread.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from math import ceil
@@ -26,6 +30,7 @@ import numpy as np
 DET_SIZE = 640  # the detector's input is (1, 3, 640, 640)
 CLS_SHAPE = (48, 192)
 REC_SHAPE = (48, 320)
+Box = tuple[int, int, int, int]
 DET_MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
 DET_STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(3, 1, 1)
 
@@ -41,7 +46,7 @@ class Line:
     """One text line found on a page: its box in page pixels (top, left, bottom, right), whether it
     was read upside down, its text and the mean probability of its characters."""
 
-    box: tuple[int, int, int, int]
+    box: Box
     flipped: bool
     text: str
     score: float
@@ -84,7 +89,7 @@ def det_input(page: np.ndarray) -> tuple[np.ndarray, float]:
 
 def text_boxes(
     probability: np.ndarray, threshold: float = 0.3, box_threshold: float = 0.6, min_side: int = 3
-) -> list[tuple[int, int, int, int]]:
+) -> list[Box]:
     """Boxes (top, left, bottom, right; exclusive) of the connected regions of `probability` (H, W)
     above `threshold` whose mean probability reaches `box_threshold`, grown by DBNet's unclip
     distance (area * 1.5 / perimeter), top to bottom then left to right."""
@@ -137,10 +142,15 @@ def run_pixels(runs: list[tuple[int, int, int]]) -> tuple[np.ndarray, np.ndarray
     return rows, cols
 
 
-def page_boxes(page: np.ndarray, det: Runner, name: str) -> list[tuple[int, int, int, int]]:
+def page_boxes(page: np.ndarray, det: Runner, name: str) -> list[Box]:
     """The text boxes of `page` in page pixels."""
     feeds, scale = det_input(page)
-    probability = only_output(det, {name: feeds})[0, 0]
+    return boxes_on_page(only_output(det, {name: feeds}), page, scale)
+
+
+def boxes_on_page(output: np.ndarray, page: np.ndarray, scale: float) -> list[Box]:
+    """The text boxes in page pixels of the detector's `output` (1, 1, H, W) on `page` scaled by `scale`."""
+    probability = output[0, 0]
     height, width = page.shape[:2]
     return [
         (
@@ -191,18 +201,29 @@ def ctc_decode(probabilities: np.ndarray, alphabet: Sequence[str]) -> tuple[str,
     return text, float(probabilities.max(axis=1)[keep].mean())
 
 
-def read_line(page: np.ndarray, box: tuple[int, int, int, int], models: OcrModels, names: Names) -> Line:
-    """The line in `box`: cropped, flipped when the classifier finds it upside down (class 1 above
-    0.9, as PaddleOCR), recognised."""
+def read_line(page: np.ndarray, box: Box, models: OcrModels, names: Names) -> Line:
+    """The line in `box`: cropped, flipped when the classifier finds it upside down, recognised."""
+    crop = crop_of(page, box)
+    flipped, crop = oriented(crop, only_output(models.cls, {names.cls: line_input(crop, CLS_SHAPE)}))
+    rec = only_output(models.rec, {names.rec: line_input(crop, REC_SHAPE)})
+    return line_of(box, flipped, rec, models.alphabet)
+
+
+def crop_of(page: np.ndarray, box: Box) -> np.ndarray:
     top, left, bottom, right = box
-    crop = page[top:bottom, left:right]
-    direction = only_output(models.cls, {names.cls: line_input(crop, CLS_SHAPE)})[0]
-    flipped = bool(direction.argmax() == 1 and direction[1] > 0.9)
-    if flipped:
-        crop = crop[::-1, ::-1]
-    text, score = ctc_decode(
-        only_output(models.rec, {names.rec: line_input(crop, REC_SHAPE)})[0], models.alphabet
-    )
+    return page[top:bottom, left:right]
+
+
+def oriented(crop: np.ndarray, direction: np.ndarray) -> tuple[bool, np.ndarray]:
+    """Whether the classifier's output (1, 2) finds `crop` upside down (class 1 above 0.9, as
+    PaddleOCR), and the crop turned upright."""
+    flipped = bool(direction[0].argmax() == 1 and direction[0, 1] > 0.9)
+    return flipped, crop[::-1, ::-1] if flipped else crop
+
+
+def line_of(box: Box, flipped: bool, rec: np.ndarray, alphabet: Sequence[str]) -> Line:
+    """The line in `box` from the recogniser's output (1, T, classes)."""
+    text, score = ctc_decode(rec[0], alphabet)
     return Line(box, flipped, text, score)
 
 
@@ -227,18 +248,19 @@ def read_page(page: np.ndarray, models: OcrModels) -> list[Line]:
 
 def read_pages(pages: Iterable[np.ndarray], models: OcrModels, depth: int = 4) -> Iterator[list[Line]]:
     """`read_page` of each page, in order, with detection and line reading running concurrently on
-    two threads (plus the caller's): at most `depth` pages between stages."""
+    two threads (plus the caller's): at most `depth` pages between stages (module doc). A model
+    streaming its inputs takes the next one before giving this one's output, so a page's lines come
+    once the next page is detected (or the stream has ended)."""
     names = Names.of(models)
     detected: queue.Queue[Any] = queue.Queue(depth)
     read: queue.Queue[Any] = queue.Queue(depth)
     stop = threading.Event()
 
     def detect() -> None:
-        stage(detected, stop, ((page, page_boxes(page, models.det, names.det)) for page in pages))
+        stage(detected, stop, detections(pages, models.det, names.det))
 
     def recognise() -> None:
-        lines = ([read_line(page, box, models, names) for box in boxes] for page, boxes in drain(detected))
-        stage(read, stop, lines)
+        stage(read, stop, lines_of_pages(drain(detected), models, names))
 
     workers = [threading.Thread(target=target, daemon=True) for target in (detect, recognise)]
     for worker in workers:
@@ -249,6 +271,63 @@ def read_pages(pages: Iterable[np.ndarray], models: OcrModels, depth: int = 4) -
         stop.set()
         for worker in workers:
             worker.join()
+
+
+def outputs_of(runner: Runner, feeds: Iterable[Mapping[str, np.ndarray]]) -> Iterator[np.ndarray]:
+    """The only output of `runner` on each of `feeds`, in order: through `runner.run_many` where it has
+    one (a HAI model: module doc), else `run` one by one."""
+    many = getattr(runner, "run_many", None)
+    for outputs in many(feeds) if many is not None else map(runner.run, feeds):
+        (output,) = outputs.values()
+        yield np.asarray(output)
+
+
+def detections(pages: Iterable[np.ndarray], det: Runner, name: str) -> Iterator[tuple[np.ndarray, list[Box]]]:
+    """Each page and its text boxes, the detector streaming over the pages."""
+    scaled: deque[tuple[np.ndarray, float]] = deque()  # the pages given to det, not yet out, and scales
+
+    def inputs() -> Iterator[dict[str, np.ndarray]]:
+        for page in pages:
+            feeds, scale = det_input(page)
+            scaled.append((page, scale))
+            yield {name: feeds}
+
+    for output in outputs_of(det, inputs()):
+        page, scale = scaled.popleft()
+        yield page, boxes_on_page(output, page, scale)
+
+
+def lines_of_pages(
+    detected: Iterable[tuple[np.ndarray, list[Box]]], models: OcrModels, names: Names
+) -> Iterator[list[Line]]:
+    """Each detected page's lines (`read_line` of each box), cls and rec streaming over the lines of
+    all the pages."""
+    counts: deque[int] = deque()  # lines of each page given to cls, not yet out
+    crops: deque[tuple[Box, np.ndarray]] = deque()  # lines given to cls, not yet out of it
+    upright: deque[tuple[Box, bool]] = deque()  # lines given to rec, not yet out of it
+
+    def cls_inputs() -> Iterator[dict[str, np.ndarray]]:
+        for page, boxes in detected:
+            counts.append(len(boxes))
+            for box in boxes:
+                crops.append((box, crop_of(page, box)))
+                yield {names.cls: line_input(crops[-1][1], CLS_SHAPE)}
+
+    def rec_inputs() -> Iterator[dict[str, np.ndarray]]:
+        for direction in outputs_of(models.cls, cls_inputs()):
+            box, crop = crops.popleft()
+            flipped, crop = oriented(crop, direction)
+            upright.append((box, flipped))
+            yield {names.rec: line_input(crop, REC_SHAPE)}
+
+    lines: list[Line] = []
+    for rec in outputs_of(models.rec, rec_inputs()):
+        lines.append(line_of(*upright.popleft(), rec, models.alphabet))
+        while counts and len(lines) >= counts[0]:
+            count = counts.popleft()
+            yield lines[:count]
+            del lines[:count]
+    yield from ([] for _ in counts)  # the pages left have no lines
 
 
 _DONE = object()

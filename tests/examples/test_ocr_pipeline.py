@@ -9,7 +9,10 @@ decision threshold on these pages).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -55,11 +58,30 @@ def test_pipeline_over_hai_reads_what_onnxruntime_reads(
     assert [line.flipped for line in got] == [k == 1 for k in range(len(lines))]
 
 
+class StreamedOnly:
+    """A HAI model whose `run` fails: the streamed pipeline must give it its inputs through `run_many`
+    (whose kernels run on the runtime's device workers)."""
+
+    def __init__(self, model: Any) -> None:  # a loaded HAI model
+        self.model, self.inputs = model, model.inputs
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise AssertionError("read_pages ran a HAI model input by input, not through run_many")
+
+    def run_many(self, feeds: Iterable[Mapping[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        return self.model.run_many(feeds)
+
+
 @pytest.mark.slow
 def test_streamed_pages_equal_page_by_page(hai_models: OcrModels) -> None:
+    """Pages with one to four lines, and one without any: the streamed pipeline (each model through
+    run_many) reads what page-by-page reading does."""
     rng = np.random.default_rng(2)
     pages = [page_of(random_lines(rng, int(rng.integers(1, 5)))) for _ in range(4)]
-    assert list(read_pages(pages, hai_models, depth=2)) == [read_page(page, hai_models) for page in pages]
+    pages.insert(2, page_of([]))
+    det, cls, rec = (StreamedOnly(model) for model in (hai_models.det, hai_models.cls, hai_models.rec))
+    streamed = replace(hai_models, det=det, cls=cls, rec=rec)
+    assert list(read_pages(pages, streamed, depth=2)) == [read_page(page, hai_models) for page in pages]
 
 
 @pytest.mark.slow
