@@ -185,6 +185,8 @@ class Pipeline:
     def __init__(self, model: Model, plan: PipelinePlan) -> None:
         self.model, self.plan = model, plan
         self.devices = [model.devices[stage.device] for stage in plan.stages]
+        # per stage, the fence of its device (`Fences`), else None: synchronized (asked once: a slow check)
+        self.fences = [device.fence if isinstance(device, Fences) else None for device in self.devices]
         self.workers: list[Worker] = []  # per stage, while the stream runs
         self.lock: AbstractContextManager[object] = model._lock if model.pager is not None else nullcontext()
         self.condition = threading.Condition()
@@ -272,8 +274,9 @@ class Pipeline:
                 self.model._run_calls(job.arena.calls, job.bound, stage.calls, k == 0, job.arena.loops)
             if k == len(self.plan.stages) - 1:  # the reads go on the queues now, before later launches
                 job.read_backs = [start() for start in job.arena.read_backs]
-            if isinstance(device, Fences):
-                return device.fence()
+            fence = self.fences[k]
+            if fence is not None:
+                return fence()
             device.synchronize()
         except BaseException as exc:  # noqa: BLE001  (handed to the caller, naming the input)
             job.error = exc
