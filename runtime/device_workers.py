@@ -3,21 +3,22 @@
 Rule: a timeline is the processors a device computes on: every device of kind `cpu` (the host CPU,
 an OpenCL CPU device such as PoCL) is on the host's, any other device is a timeline of its own
 (`driver:index`). Each timeline in use has ONE worker thread, whichever streams (`run_many` of one
-model or of several, on any threads) give it work, so the host's kernels only ever run on one thread
-of a stream: one TVM thread pool (TVM's pool belongs to the thread that launches: several threads
+model or of several, on any threads) give it work, so the host's kernels of every stream run on one
+thread: one TVM thread pool (TVM's pool belongs to the thread that launches: several threads
 launching CPU kernels would each bring a pool as wide as the machine, pinned to the same cores) and
 the host's work serial, as the partition's cost model counts it. The worker runs its ready tasks
 oldest first: the smallest key, (the input's place in the process's order of inputs, its stage). A
 task issues a stage's work on its device and returns the fence of that work (`Fences`: an OpenCL
 marker event) or None when the work is done (a device without fences is synchronized in the task);
 the worker of a device hands a fence to its waiter thread, which waits the fences in the order given
-and then calls each task's continuation (the next stage's submission), so that worker never waits
-for its device while it has work to issue: an OpenCL GPU's worker enqueues a stage and goes on to
-the next. The host's worker waits a fence itself (PoCL's work runs on the host's cores: anything
-else it ran meanwhile would compete for them) and goes on with the continuation, which spares a
-thread hand-off per stage. Workers are counted per stream that uses
-them (`acquire`, `release`): the last release stops the threads (a later stream starts new ones);
-a forked child starts afresh. Imports the standard library and `runtime`.
+(one waiter per timeline: the queues of several models on one GPU are waited in the order their work
+was issued) and then calls each task's continuation (the next stage's submission), so that worker
+never waits for its device while it has work to issue: an OpenCL GPU's worker enqueues a stage and
+goes on to the next. The host's worker waits a fence itself (PoCL's work runs on the host's cores:
+anything else it ran meanwhile would compete for them) and goes on with the continuation, which
+spares a thread hand-off per stage. Workers are counted per stream that uses them (`acquire`,
+`release`): the last release stops the threads (a later stream starts new ones); a forked child
+starts afresh. Imports the standard library and `runtime`.
 """
 
 from __future__ import annotations
