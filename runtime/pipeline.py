@@ -23,8 +23,8 @@ arena (an OpenCL stage enqueues them and returns, so the worker goes on while th
 stage's kernels run on the worker) and leaves a fence of its device (the device's marker event,
 `Fences`; a device without one is synchronized in the stage); the worker's waiter waits it (the
 host's worker waits it itself: PoCL computes on its cores), then hands the input to the next
-stage's worker. The last stage also enqueues the reads of the outputs
-from each device that mirrors the arena (`HostMirror.start_read_back`), right after its launches.
+stage's worker. The last stage also enqueues the reads of the outputs from each device that
+mirrors the arena (`HostMirror.start_read_back`), right after its launches.
 The calling thread checks and binds input i+1 (aligned copies) while the stages run, and waits for
 the oldest input's last stage and reads, copies its outputs out, which frees the arena for the input
 `in_flight` later, and yields them once the next input has started. Outputs come out in input order
