@@ -30,10 +30,12 @@ Threads: one `Model` may be shared by several threads, but runs never overlap:
 the arena holds every intermediate tensor, so `run` takes a lock and concurrent
 callers wait their turn. For parallel inference, load the model once per thread
 (the weight pages stay shared by the operating system until written), or stream the
-inputs through `run_many`, which keeps several in flight, each on an arena of its own, with
-each stage of the plan (a run of steps on one device) on a thread of its own (runtime/pipeline.py). Kernels
+inputs through `run_many`, which keeps several in flight, each on an arena of its own, and runs
+each stage of the plan (a run of steps on one device) on that device's worker thread, one per
+device shared by the process's streams (runtime/pipeline.py, runtime/device_workers.py). Kernels
 themselves run on TVM's thread pool, `threads` wide (TVM_NUM_THREADS, read when a
-calling thread first launches a parallel kernel, so the first value in a process wins).
+calling thread first launches a parallel kernel, so the first value in a process wins; each thread
+that launches CPU kernels has a pool of its own).
 
 `close()` (or leaving a `with runtime.load(...) as model:` block, or the model being collected, or the
 interpreter exiting) stops the pager and closes the devices, once (`release`); a closed model refuses

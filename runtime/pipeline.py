@@ -12,30 +12,39 @@ share of the device plan but the weights (runtime/device_memory.py `in_flight_by
 also host memory on a host-unified device (its input and scratch buffers) or pinned staging of the
 inputs and outputs on a discrete one: the larger of the two is counted.
 
-Each stage has a thread. It takes the inputs in order from the stage before, waits for the fence
-that stage left on its device, runs its calls (a CPU stage's kernels run on its thread; an OpenCL
-stage enqueues them and moves on, so the host works while the queue does), leaves a fence of its
-own device (the device's marker event, `Fences`; a device without one is synchronized there) and
-hands the input on; the last stage also enqueues the reads of the outputs from each device that
-mirrors the arena (`HostMirror.start_read_back`), so that they run before the next input's
-launches. The calling thread checks and binds input i+1 (aligned copies) while the stages run,
-and after the last stage waits for its fence and the reads and copies the outputs out, which frees
-the arena for the input `in_flight` later; it yields them once the next input has started.
-Outputs come out in input order and equal serial `run`s: an input's calls run in plan order on
-its own arena, and every stage waits for the one before. A bad feed is an error naming its index,
-raised after the outputs before it; a failed kernel names its input too. A paged plan's stage runs
-under the model's lock (the pager is shared with `run`). Imports numpy, the standard library and
-`runtime`.
+The stages run on the process's device workers (runtime/device_workers.py): one thread per
+timeline (the host's cores, each other device), shared by every stream of the process, that runs the
+ready stages of every input in flight, the oldest input first (then the earliest stage), so the host's
+kernels run on one thread with one TVM pool, serially, as the partition's cost model counts them.
+Workers are shared process-wide rather than per stream because streams of several models in one
+process (the OCR pipeline's det beside cls and rec) would otherwise each bring a host thread and its
+pool to the same cores; a stream holds them while it runs. A stage runs its calls on its input's
+arena (an OpenCL stage enqueues them and returns, so the worker goes on while the queue works; a CPU
+stage's kernels run on the worker) and leaves a fence of its device (the device's marker event,
+`Fences`; a device without one is synchronized in the stage); the worker's waiter waits it (the
+host's worker waits it itself: PoCL computes on its cores), then hands the input to the next
+stage's worker. The last stage also enqueues the reads of the outputs from each device that
+mirrors the arena (`HostMirror.start_read_back`), right after its launches.
+The calling thread checks and binds input i+1 (aligned copies) while the stages run, and waits for
+the oldest input's last stage and reads, copies its outputs out, which frees the arena for the input
+`in_flight` later, and yields them once the next input has started. Outputs come out in input order
+and equal serial `run`s: an input's calls run in plan order on its own arena, and each stage starts
+after the one before has finished on its device. A bad feed is an error naming its index, raised
+after the outputs before it; a failed kernel names its input too (its later stages are skipped). A
+stream that ends early (closed, failed) skips the stages not yet run, waits for those running, and
+releases its arenas and workers. A paged plan's stage runs under the model's lock (the pager is
+shared with `run`). Imports numpy, the standard library and `runtime`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import mmap
-import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -43,19 +52,14 @@ import numpy as np
 
 from runtime.available_memory import check_available_memory
 from runtime.device_memory import check_device_memory, in_flight_bytes
+from runtime.device_workers import Wait, Worker, acquire, release, timeline_of
 from runtime.errors import HaiRuntimeError, InvalidArgumentError
-from runtime.hai import Buffer, Device, Fences
+from runtime.hai import Buffer, Fences
 from runtime.loops import LoopRunner
 from runtime.plan_devices import HOST_DEVICE
 
 if TYPE_CHECKING:
     from runtime.model import Call, Model, Outputs, StartReadBack
-
-Wait = Callable[[], None]
-
-
-def done() -> None:
-    """The wait for nothing: the first stage's fence, a synchronized device's."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,58 +160,66 @@ def run_many(
     return Pipeline(model, plan).outputs(iter(feeds))
 
 
+INPUT_ORDER = itertools.count()
+"""Every input given to a stream of this process, numbered: the device workers run the oldest first."""
+
+
 @dataclasses.dataclass
 class Job:
-    """One input in flight: its index, arena, bound inputs, the fence of the last stage it passed, the
-    waits of its outputs' reads from devices that mirror its arena, and the error that stopped it."""
+    """One input in flight: its index in its stream, its place among the process's inputs, its arena and
+    bound inputs, the waits of its outputs' reads from devices that mirror its arena, the error that
+    stopped it, and whether its stages are over."""
 
     index: int
+    order: int
     arena: RecordedArena
     bound: Mapping[str, np.ndarray]
-    fence: Wait = done
     read_backs: list[Wait] = dataclasses.field(default_factory=list)
     error: BaseException | None = None
+    over: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
 class Pipeline:
-    """The stage threads and arenas of one `run_many` stream (module doc)."""
+    """The arenas and device workers of one `run_many` stream (module doc)."""
 
     def __init__(self, model: Model, plan: PipelinePlan) -> None:
         self.model, self.plan = model, plan
+        self.devices = [model.devices[stage.device] for stage in plan.stages]
+        # per stage, the fence of its device (`Fences`), else None: synchronized (asked once: a slow check)
+        self.fences = [device.fence if isinstance(device, Fences) else None for device in self.devices]
+        self.workers: list[Worker] = []  # per stage, while the stream runs
+        self.lock: AbstractContextManager[object] = model._lock if model.pager is not None else nullcontext()
+        self.condition = threading.Condition()
+        self.unfinished = 0  # inputs started whose stages are not over
+        self.closing = False  # the stream ended early: stages not yet run are skipped
 
     def outputs(
         self, feeds: Iterator[Mapping[str, np.ndarray]]
     ) -> Generator[dict[str, np.ndarray], None, None]:
-        """The generator `run_many` returns: arenas and threads exist only while it runs."""
+        """The generator `run_many` returns: arenas exist, and workers are held, only while it runs."""
         self.check_memory()
         arenas: list[RecordedArena] = []
-        inboxes: list[queue.Queue[Job | None]] = [queue.Queue() for _ in range(len(self.plan.stages) + 1)]
-        threads = [
-            threading.Thread(target=self.stage_loop, args=(stage, inboxes[k], inboxes[k + 1]), daemon=True,
-                             name=f"hai-stage-{k}-{stage.device}")
-            for k, stage in enumerate(self.plan.stages)
-        ]  # fmt: skip
+        held: dict[str, Worker] = {}
         try:
+            for timeline in dict.fromkeys(timeline_of(device) for device in self.devices):
+                held[timeline] = acquire(timeline)
+            self.workers = [held[timeline_of(device)] for device in self.devices]
             arenas += [record_arena(self.model) for _ in range(self.plan.in_flight)]
-            for thread in threads:
-                thread.start()
-            yield from self.stream(feeds, list(arenas), inboxes[0], inboxes[-1])
+            yield from self.stream(feeds, list(arenas))
         finally:
-            inboxes[0].put(None)  # each stage finishes what it holds, then passes the stop on
-            for thread in threads:
-                if thread.is_alive():
-                    thread.join()
+            with self.condition:
+                self.closing = True
+                while self.unfinished:
+                    self.condition.wait()
+            for worker in held.values():
+                release(worker)
             for device in self.model.devices.values():
                 device.synchronize()  # nothing may still run on the arenas
             for arena in arenas:
                 release_arena(self.model, arena)
 
     def stream(
-        self,
-        feeds: Iterator[Mapping[str, np.ndarray]],
-        free: list[RecordedArena],
-        first: queue.Queue[Job | None],
-        last: queue.Queue[Job | None],
+        self, feeds: Iterator[Mapping[str, np.ndarray]], free: list[RecordedArena]
     ) -> Generator[dict[str, np.ndarray], None, None]:
         """Bind each feed and start it on a free arena; when none is free, the oldest input's outputs free
         one, and are yielded once the new input has started."""
@@ -220,57 +232,67 @@ class Pipeline:
                 failure = type(exc)(f"run_many: input {index}: {exc}")
                 failure.__cause__ = exc
                 break
-            ready = self.finish(pending.popleft(), last, free) if not free else None
-            job = Job(index, free.pop(), bound)
+            ready = self.finish(pending.popleft(), free) if not free else None
+            job = Job(index, next(INPUT_ORDER), free.pop(), bound)
             pending.append(job)
-            first.put(job)
+            with self.condition:
+                self.unfinished += 1
+            self.submit(job, 0)
             if ready is not None:  # yielded after the next input started: the caller's work overlaps it
                 yield ready
         while pending:
-            yield self.finish(pending.popleft(), last, free)
+            yield self.finish(pending.popleft(), free)
         if failure is not None:
             raise failure
 
-    def finish(
-        self, job: Job, last: queue.Queue[Job | None], free: list[RecordedArena]
-    ) -> dict[str, np.ndarray]:
-        """The outputs of `job` (the oldest in flight) once its last stage is done; its arena is free."""
-        finished = last.get()
-        assert finished is job  # every stage passes the inputs on in order
+    def finish(self, job: Job, free: list[RecordedArena]) -> dict[str, np.ndarray]:
+        """The outputs of `job` (the oldest in flight) once its last stage is over; its arena is free."""
+        job.over.wait()
         if job.error is not None:
             error = job.error
             message = f"run_many: input {job.index}: {error}"
             raised = type(error)(message) if isinstance(error, HaiRuntimeError) else RuntimeError(message)
             raise raised from error
-        job.fence()
         for complete in job.read_backs:
             complete()
         outputs = {binding.name: view.copy() for binding, view in job.arena.outputs}
         free.append(job.arena)
         return outputs
 
-    def stage_loop(
-        self, stage: Stage, inbox: queue.Queue[Job | None], outbox: queue.Queue[Job | None]
-    ) -> None:
-        """A stage's thread: run each input's calls of `stage` after the stage before, in order."""
-        device = self.model.devices[stage.device]
-        first, last = stage is self.plan.stages[0], stage is self.plan.stages[-1]  # later: the fence waits
-        lock: AbstractContextManager[object] = (
-            self.model._lock if self.model.pager is not None else nullcontext()
-        )
-        while (job := inbox.get()) is not None:
-            if job.error is None:
-                try:
-                    job.fence()
-                    with lock:
-                        self.model._run_calls(job.arena.calls, job.bound, stage.calls, first, job.arena.loops)
-                    if last:  # the reads go on the queues now, before the next input's launches
-                        job.read_backs = [start() for start in job.arena.read_backs]
-                    job.fence = fence(device)
-                except BaseException as exc:  # noqa: BLE001  (handed to the caller, naming the input)
-                    job.error = exc
-            outbox.put(job)
-        outbox.put(None)
+    def submit(self, job: Job, k: int) -> None:
+        """Stage `k` of `job` to its device's worker, keyed oldest input first, then earliest stage."""
+        self.workers[k].submit((job.order, k), functools.partial(self.run_stage, job, k),
+                               functools.partial(self.after_stage, job, k))  # fmt: skip
+
+    def run_stage(self, job: Job, k: int) -> Wait | None:
+        """Issue stage `k`'s calls of `job` (on a worker); the fence of its device, None when done."""
+        if job.error is not None or self.closing:
+            return None
+        stage, device = self.plan.stages[k], self.devices[k]
+        try:
+            with self.lock:
+                self.model._run_calls(job.arena.calls, job.bound, stage.calls, k == 0, job.arena.loops)
+            if k == len(self.plan.stages) - 1:  # the reads go on the queues now, before later launches
+                job.read_backs = [start() for start in job.arena.read_backs]
+            fence = self.fences[k]
+            if fence is not None:
+                return fence()
+            device.synchronize()
+        except BaseException as exc:  # noqa: BLE001  (handed to the caller, naming the input)
+            job.error = exc
+        return None
+
+    def after_stage(self, job: Job, k: int, error: BaseException | None) -> None:
+        """Stage `k` of `job` is over on its device (`error`: its fence failed): the next stage, or done."""
+        if error is not None and job.error is None:
+            job.error = error
+        if job.error is None and not self.closing and k + 1 < len(self.plan.stages):
+            self.submit(job, k + 1)
+            return
+        job.over.set()
+        with self.condition:
+            self.unfinished -= 1
+            self.condition.notify_all()
 
     def check_memory(self) -> None:
         """Refuse the stream before allocating its arenas when the host or a device lacks room for them."""
@@ -284,11 +306,3 @@ class Pipeline:
             if name in model.devices:
                 check_device_memory(model.manifest, name, model.devices[name], model.directory,
                                     plan.in_flight, len(model.weights))  # fmt: skip
-
-
-def fence(device: Device) -> Wait:
-    """The wait for everything issued on `device` so far: its marker (`Fences`), else synchronized now."""
-    if isinstance(device, Fences):
-        return device.fence()
-    device.synchronize()
-    return done

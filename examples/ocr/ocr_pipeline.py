@@ -7,20 +7,25 @@ the page is scaled into the detector's fixed input, the probability map is thres
 connected components become boxes (grown like DBNet's unclip), each box is cropped from the page at
 full resolution, resized to the classifier's and the recogniser's fixed inputs, turned upside down
 when the classifier says so, and the recogniser's per-column characters are decoded by CTC (greedy:
-repeats merged, blanks dropped). A page's lines go through cls and rec in batches of the model's
-batch (its input's first dimension; the last batch padded with zero lines), all at once where the
-model takes any batch (onnxruntime); a line reads the same in any batch. `read_pages` runs the
-three stages concurrently, one thread each, over a stream of pages: page i+1 is detected while
-page i's lines are classified and recognised; it yields the pages' lines in page order, equal to
-`read_page` on each.
+repeats merged, blanks dropped). Lines go through cls and rec in batches of the model's batch (its
+input's first dimension; `DYNAMIC_BATCH` where it takes any, as onnxruntime's; the last batch padded
+with zero lines); a line reads the same in any batch. `read_pages` reads a stream of pages on two
+threads (plus the caller's): one detects page i+1 while the other classifies and recognises page i's
+lines; it yields the pages' lines in page order, equal to `read_page` on each. Each model streams
+its inputs there (`outputs_of`): a HAI model through `run_many`, so its kernels run on the runtime's
+device workers, whose one host thread runs det's and cls/rec's CPU kernels alike (one TVM thread
+pool on the cores, not one per thread); a runner without `run_many` (onnxruntime) runs them one by
+one on its thread.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from math import ceil
 from typing import Any, Protocol
 
@@ -29,6 +34,9 @@ import numpy as np
 DET_SIZE = 640  # the detector's input is (1, 3, 640, 640)
 CLS_SHAPE = (48, 192)
 REC_SHAPE = (48, 320)
+Box = tuple[int, int, int, int]
+DYNAMIC_BATCH = 8
+"""Lines a run for a model that takes any batch (PaddleOCR reads 6)."""
 DET_MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
 DET_STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(3, 1, 1)
 
@@ -44,7 +52,7 @@ class Line:
     """One text line found on a page: its box in page pixels (top, left, bottom, right), whether it
     was read upside down, its text and the mean probability of its characters."""
 
-    box: tuple[int, int, int, int]
+    box: Box
     flipped: bool
     text: str
     score: float
@@ -87,7 +95,7 @@ def det_input(page: np.ndarray) -> tuple[np.ndarray, float]:
 
 def text_boxes(
     probability: np.ndarray, threshold: float = 0.3, box_threshold: float = 0.6, min_side: int = 3
-) -> list[tuple[int, int, int, int]]:
+) -> list[Box]:
     """Boxes (top, left, bottom, right; exclusive) of the connected regions of `probability` (H, W)
     above `threshold` whose mean probability reaches `box_threshold`, grown by DBNet's unclip
     distance (area * 1.5 / perimeter), top to bottom then left to right."""
@@ -140,10 +148,15 @@ def run_pixels(runs: list[tuple[int, int, int]]) -> tuple[np.ndarray, np.ndarray
     return rows, cols
 
 
-def page_boxes(page: np.ndarray, det: Runner, name: str) -> list[tuple[int, int, int, int]]:
+def page_boxes(page: np.ndarray, det: Runner, name: str) -> list[Box]:
     """The text boxes of `page` in page pixels."""
     feeds, scale = det_input(page)
-    probability = only_output(det, {name: feeds})[0, 0]
+    return boxes_on_page(only_output(det, {name: feeds}), page, scale)
+
+
+def boxes_on_page(output: np.ndarray, page: np.ndarray, scale: float) -> list[Box]:
+    """The text boxes in page pixels of the detector's `output` (1, 1, H, W) on `page` scaled by `scale`."""
+    probability = output[0, 0]
     height, width = page.shape[:2]
     return [
         (
@@ -194,40 +207,22 @@ def ctc_decode(probabilities: np.ndarray, alphabet: Sequence[str]) -> tuple[str,
     return text, float(probabilities.max(axis=1)[keep].mean())
 
 
-def batch_of(runner: Any) -> int | None:
-    """How many lines `runner` takes a run: its input's fixed first dimension (a compiled HAI
-    model), None where it takes any number (onnxruntime's dynamic batch)."""
-    (binding,) = runner.inputs
-    first = binding.shape[0]
-    return first if isinstance(first, int) else None
+def crop_of(page: np.ndarray, box: Box) -> np.ndarray:
+    top, left, bottom, right = box
+    return page[top:bottom, left:right]
 
 
-def run_lines(runner: Runner, name: str, inputs: list[np.ndarray]) -> np.ndarray:
-    """The model's output row for each (1, 3, H, W) line input, run in batches of `batch_of(runner)`
-    (all at once where it takes any number); the last batch is padded with zero lines."""
-    batch = batch_of(runner) or len(inputs)
-    rows = []
-    for start in range(0, len(inputs), batch):
-        chunk = inputs[start : start + batch]
-        padded = np.concatenate(chunk + [np.zeros_like(chunk[0])] * (batch - len(chunk)))
-        rows.append(only_output(runner, {name: padded})[: len(chunk)])
-    return np.concatenate(rows)
+def oriented(crop: np.ndarray, direction: np.ndarray) -> tuple[bool, np.ndarray]:
+    """Whether the classifier's output (1, 2) finds `crop` upside down (class 1 above 0.9, as
+    PaddleOCR), and the crop turned upright."""
+    flipped = bool(direction[0].argmax() == 1 and direction[0, 1] > 0.9)
+    return flipped, crop[::-1, ::-1] if flipped else crop
 
 
-def read_lines(
-    page: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], models: OcrModels, names: Names
-) -> list[Line]:
-    """The lines in `boxes`: cropped, classified in batches, flipped where the classifier finds them
-    upside down (class 1 above 0.9, as PaddleOCR), recognised in batches."""
-    if not boxes:
-        return []
-    crops = [page[top:bottom, left:right] for top, left, bottom, right in boxes]
-    directions = run_lines(models.cls, names.cls, [line_input(crop, CLS_SHAPE) for crop in crops])
-    flips = [bool(d.argmax() == 1 and d[1] > 0.9) for d in directions]
-    crops = [crop[::-1, ::-1] if flip else crop for crop, flip in zip(crops, flips, strict=True)]
-    texts = run_lines(models.rec, names.rec, [line_input(crop, REC_SHAPE) for crop in crops])
-    return [Line(box, flip, *ctc_decode(probabilities, models.alphabet))
-            for box, flip, probabilities in zip(boxes, flips, texts, strict=True)]  # fmt: skip
+def line_of(box: Box, flipped: bool, rec: np.ndarray, alphabet: Sequence[str]) -> Line:
+    """The line in `box` from the recogniser's output (1, T, classes)."""
+    text, score = ctc_decode(rec[0], alphabet)
+    return Line(box, flipped, text, score)
 
 
 @dataclass(frozen=True)
@@ -246,23 +241,25 @@ class Names:
 def read_page(page: np.ndarray, models: OcrModels) -> list[Line]:
     """Every text line of an RGB uint8 page, top to bottom (serially: det, then cls and rec)."""
     names = Names.of(models)
-    return read_lines(page, page_boxes(page, models.det, names.det), models, names)
+    detected = [(page, page_boxes(page, models.det, names.det))]
+    return next(lines_of_pages(detected, models, names, stream=False))
 
 
 def read_pages(pages: Iterable[np.ndarray], models: OcrModels, depth: int = 4) -> Iterator[list[Line]]:
     """`read_page` of each page, in order, with detection and line reading running concurrently on
-    two threads (plus the caller's): at most `depth` pages between stages."""
+    two threads (plus the caller's): at most `depth` pages between stages (module doc). A model
+    streaming its inputs takes the next one before giving this one's output, so a page's lines come
+    once the next page is detected (or the stream has ended)."""
     names = Names.of(models)
     detected: queue.Queue[Any] = queue.Queue(depth)
     read: queue.Queue[Any] = queue.Queue(depth)
     stop = threading.Event()
 
     def detect() -> None:
-        stage(detected, stop, ((page, page_boxes(page, models.det, names.det)) for page in pages))
+        stage(detected, stop, detections(pages, models.det, names.det))
 
     def recognise() -> None:
-        lines = (read_lines(page, boxes, models, names) for page, boxes in drain(detected))
-        stage(read, stop, lines)
+        stage(read, stop, lines_of_pages(drain(detected), models, names))
 
     workers = [threading.Thread(target=target, daemon=True) for target in (detect, recognise)]
     for worker in workers:
@@ -273,6 +270,89 @@ def read_pages(pages: Iterable[np.ndarray], models: OcrModels, depth: int = 4) -
         stop.set()
         for worker in workers:
             worker.join()
+
+
+def outputs_of(
+    runner: Runner, feeds: Iterable[Mapping[str, np.ndarray]], stream: bool = True
+) -> Iterator[np.ndarray]:
+    """The only output of `runner` on each of `feeds`, in order: when `stream`, through
+    `runner.run_many` where it has one (a HAI model: module doc), else `run` one by one."""
+    many = getattr(runner, "run_many", None) if stream else None
+    for outputs in many(feeds) if many is not None else map(runner.run, feeds):
+        (output,) = outputs.values()
+        yield np.asarray(output)
+
+
+def detections(pages: Iterable[np.ndarray], det: Runner, name: str) -> Iterator[tuple[np.ndarray, list[Box]]]:
+    """Each page and its text boxes, the detector streaming over the pages."""
+    scaled: deque[tuple[np.ndarray, float]] = deque()  # the pages given to det, not yet out, and scales
+
+    def inputs() -> Iterator[dict[str, np.ndarray]]:
+        for page in pages:
+            feeds, scale = det_input(page)
+            scaled.append((page, scale))
+            yield {name: feeds}
+
+    for output in outputs_of(det, inputs()):
+        page, scale = scaled.popleft()
+        yield page, boxes_on_page(output, page, scale)
+
+
+def batch_of(runner: Any) -> int:
+    """How many lines `runner` reads a run: its input's fixed first dimension (a compiled HAI model),
+    `DYNAMIC_BATCH` where it takes any number (onnxruntime's PP-OCR models)."""
+    (binding,) = runner.inputs
+    first = binding.shape[0]
+    return first if isinstance(first, int) else DYNAMIC_BATCH
+
+
+def line_outputs(
+    runner: Runner, name: str, lines: Iterable[np.ndarray], stream: bool
+) -> Iterator[np.ndarray]:
+    """`runner`'s output (1, ...) for each line input (1, 3, H, W), in order: the lines go in batches of
+    `batch_of(runner)`, the last padded with zero lines (`outputs_of`)."""
+    batch, sizes, lines = batch_of(runner), deque[int](), iter(lines)
+
+    def batches() -> Iterator[dict[str, np.ndarray]]:
+        while chunk := list(islice(lines, batch)):
+            sizes.append(len(chunk))
+            yield {name: np.concatenate(chunk + [np.zeros_like(chunk[0])] * (batch - len(chunk)))}
+
+    for output in outputs_of(runner, batches(), stream):
+        yield from (output[k : k + 1] for k in range(sizes.popleft()))
+
+
+def lines_of_pages(
+    detected: Iterable[tuple[np.ndarray, list[Box]]], models: OcrModels, names: Names, stream: bool = True
+) -> Iterator[list[Line]]:
+    """Each detected page's lines: cropped, classified, turned upright, recognised (`line_outputs`,
+    streaming over the lines of all the pages when `stream`)."""
+    counts: deque[int] = deque()  # lines of each page given to cls, not yet out
+    crops: deque[tuple[Box, np.ndarray]] = deque()  # lines given to cls, not yet out of it
+    upright: deque[tuple[Box, bool]] = deque()  # lines given to rec, not yet out of it
+
+    def cls_inputs() -> Iterator[np.ndarray]:
+        for page, boxes in detected:
+            counts.append(len(boxes))
+            for box in boxes:
+                crops.append((box, crop_of(page, box)))
+                yield line_input(crops[-1][1], CLS_SHAPE)
+
+    def rec_inputs() -> Iterator[np.ndarray]:
+        for direction in line_outputs(models.cls, names.cls, cls_inputs(), stream):
+            box, crop = crops.popleft()
+            flipped, crop = oriented(crop, direction)
+            upright.append((box, flipped))
+            yield line_input(crop, REC_SHAPE)
+
+    lines: list[Line] = []
+    for rec in line_outputs(models.rec, names.rec, rec_inputs(), stream):
+        lines.append(line_of(*upright.popleft(), rec, models.alphabet))
+        while counts and len(lines) >= counts[0]:
+            count = counts.popleft()
+            yield lines[:count]
+            del lines[:count]
+    yield from ([] for _ in counts)  # the pages left have no lines
 
 
 _DONE = object()

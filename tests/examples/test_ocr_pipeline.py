@@ -9,7 +9,10 @@ decision threshold on these pages).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,10 +29,10 @@ from ocr_pipeline import (  # noqa: E402
     OcrModels,
     OnnxRunner,
     components,
+    line_outputs,
     read_page,
     read_pages,
     rec_alphabet,
-    run_lines,
 )
 from pages import page_of, random_lines  # noqa: E402
 
@@ -63,6 +66,20 @@ def test_pipeline_over_hai_reads_what_onnxruntime_reads(
     assert [line.flipped for line in got] == [k == 1 for k in range(len(lines))]
 
 
+class StreamedOnly:
+    """A HAI model whose `run` fails: the streamed pipeline must give it its inputs through `run_many`
+    (whose kernels run on the runtime's device workers)."""
+
+    def __init__(self, model: Any) -> None:  # a loaded HAI model
+        self.model, self.inputs = model, model.inputs
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise AssertionError("read_pages ran a HAI model input by input, not through run_many")
+
+    def run_many(self, feeds: Iterable[Mapping[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        return self.model.run_many(feeds)
+
+
 @pytest.mark.slow
 def test_lines_read_in_batches_read_as_one_at_a_time(hai_models: OcrModels, tmp_path: Path) -> None:
     batched = {}
@@ -78,9 +95,14 @@ def test_lines_read_in_batches_read_as_one_at_a_time(hai_models: OcrModels, tmp_
 
 @pytest.mark.slow
 def test_streamed_pages_equal_page_by_page(hai_models: OcrModels) -> None:
+    """Pages with one to four lines, and one without any: the streamed pipeline (each model through
+    run_many) reads what page-by-page reading does."""
     rng = np.random.default_rng(2)
     pages = [page_of(random_lines(rng, int(rng.integers(1, 5)))) for _ in range(4)]
-    assert list(read_pages(pages, hai_models, depth=2)) == [read_page(page, hai_models) for page in pages]
+    pages.insert(2, page_of([]))
+    det, cls, rec = (StreamedOnly(model) for model in (hai_models.det, hai_models.cls, hai_models.rec))
+    streamed = replace(hai_models, det=det, cls=cls, rec=rec)
+    assert list(read_pages(pages, streamed, depth=2)) == [read_page(page, hai_models) for page in pages]
 
 
 @pytest.mark.slow
@@ -113,9 +135,9 @@ class RowSums:
 
 
 @pytest.mark.parametrize(("batch", "runs"), [(4, 2), (1, 6), (None, 1)])
-def test_run_lines_batches_and_pads(batch: int | None, runs: int) -> None:
+def test_line_outputs_batch_and_pad(batch: int | None, runs: int) -> None:
     lines = [np.full((1, 3, 2, 2), k, np.float32) for k in range(1, 7)]
-    model = RowSums(batch)
-    got = run_lines(model, "x", lines)
+    model = RowSums(batch)  # None: any batch, read DYNAMIC_BATCH lines a run
+    got = np.concatenate(list(line_outputs(model, "x", iter(lines), stream=False)))
     assert model.runs == runs
     np.testing.assert_array_equal(got[:, 0], [12.0 * k for k in range(1, 7)])

@@ -1,9 +1,10 @@
 """`Model.run_many` (runtime/pipeline.py) on hand-built artifacts with real TVM kernels: every output, in
 order, equal to serial `run`s and to numpy; a two-stage plan (two plugin devices registered in the
-`hai.devices` entry-point group) whose stage 0 runs input i+1 while stage 1 runs input i; the arenas in
-flight counted in the planned peak and refused when the host lacks room; an empty stream; a bad feed
-or a failing kernel in the middle named by its input index, with the model usable afterwards; a
-stream closed early releases its arenas."""
+`hai.devices` entry-point group) whose stage 0 runs input i+1 while stage 1 runs input i; a
+cpu/plugin/cpu plan whose CPU stages, of two models streamed at once, all run on one thread, the
+oldest input's ready stage first; the arenas in flight counted in the planned peak and refused when
+the host lacks room; an empty stream; a bad feed or a failing kernel in the middle named by its input
+index, with the model usable afterwards; a stream closed early releases its arenas."""
 
 from __future__ import annotations
 
@@ -230,8 +231,8 @@ def two_stages(plugins: None, tmp_path: Path) -> runtime.Model:
 
 def test_stage_0_runs_the_next_input_while_stage_1_runs_this_one(two_stages: runtime.Model) -> None:
     """bias_relu of input 0 (stage 1) waits until matmul of input 1 (stage 0) has started: a serial run
-    never gets there. Stage 1's thread waits on the fence of stage 0's device (`Fences`) for each input.
-    Outputs equal serial runs."""
+    never gets there. The waiter of stage 0's device (`Fences`) waits its fence for each input before
+    stage 1 runs it. Outputs equal serial runs."""
     plan = pipeline_plan(two_stages)
     assert [s.device for s in plan.stages] == ["first", "second"] and plan.in_flight == 2
     assert isinstance(two_stages.devices["first"], Fences)
@@ -251,21 +252,21 @@ def test_stage_0_runs_the_next_input_while_stage_1_runs_this_one(two_stages: run
     feeds = stream(6)
     got = list(two_stages.run_many(feeds))
     assert overlapped == [True]
-    assert FENCE_WAITS == ["hai-stage-1-second"] * len(feeds)
+    assert FENCE_WAITS == ["hai-waiter-first:0"] * len(feeds)
     HOOKS.clear()
     assert_serial(two_stages, feeds, got)
 
 
-def test_three_stages_with_one_device_twice(plugins: None, tmp_path: Path) -> None:
-    """matmul on `first`, bias_relu on `second`, bias_relu again on `first` (z = relu(y + b)): three
-    stages, two of them on the same device, each on its own thread; outputs equal serial runs and numpy."""
-    base = tiny_parts(devices=("first", "second"))
+def three_stages(tmp_path: Path, devices: tuple[str, str]) -> runtime.Model:
+    """matmul on `devices[0]`, bias_relu on `devices[1]`, bias_relu again on `devices[0]` (z = relu(y + b)):
+    three stages, two of them on the same device."""
+    base = tiny_parts(devices=devices)
     f32 = "float32"
     again = Step(
         "bias_relu",
         (Slot("output", (M, N), f32, name="y"), Slot("weight", (N,), f32, name="b"),
          Slot("output", (M, N), f32, name="z", writes=True)),
-        ("/again/Add", "/again/Relu"), "first", kernel_library_file("first"),
+        ("/again/Add", "/again/Relu"), devices[0], kernel_library_file(devices[0]),
     )  # fmt: skip
     parts = replace(
         base,
@@ -273,25 +274,117 @@ def test_three_stages_with_one_device_twice(plugins: None, tmp_path: Path) -> No
         plan=ExecutionPlan(ARENA + M * N * 4, (*base.plan.steps, again)),
     )
     kernels = build_kernels(tmp_path / "three.so", parts=parts)
-    libraries = {"first": kernels, "second": kernels}
+    out = tmp_path / f"three-{'-'.join(devices)}.hai"
     model = runtime.load(
-        write_artifact(tmp_path / "three.hai", parts, tiny_weights(), libraries, "// three\n")
+        write_artifact(out, parts, tiny_weights(), dict.fromkeys(devices, kernels), "// 3\n")
     )
-    plan = pipeline_plan(model)
-    assert [s.device for s in plan.stages] == ["first", "second", "first"] and plan.in_flight == 3
-    feeds = stream(8)
-    got = list(model.run_many(feeds))
-    # stage 1 waits on `first`'s fence, stage 2 on none (`second` is synchronized), the caller on `first`'s
-    assert Counter(FENCE_WAITS) == {
-        "hai-stage-1-second": len(feeds),
-        threading.main_thread().name: len(feeds),
-    }
+    assert [s.device for s in pipeline_plan(model).stages] == [devices[0], devices[1], devices[0]]
+    return model
+
+
+def assert_three_serial(model: runtime.Model, feeds: list[dict[str, np.ndarray]], got: list[dict]) -> None:
+    """`got` equal serial runs of `feeds` and numpy (y, and z = relu(y + b))."""
+    assert len(got) == len(feeds)
     for feed, outputs in zip(feeds, got, strict=True):
         serial = model.run(feed)
         for name in ("y", "z"):
             np.testing.assert_array_equal(outputs[name], serial[name])
         y = numpy_reference(feed["x"], tiny_weights())
         np.testing.assert_allclose(outputs["z"], np.maximum(y + tiny_weights()["b"], 0), rtol=1e-5, atol=1e-5)
+
+
+def test_three_stages_with_one_device_twice(plugins: None, tmp_path: Path) -> None:
+    """Stages on `first`, `second`, `first`: outputs equal serial runs and numpy; the waiter of `first`
+    (`Fences`) waits both of its stages' fences, `second` is synchronized on its worker."""
+    model = three_stages(tmp_path, ("first", "second"))
+    assert pipeline_plan(model).in_flight == 3
+    feeds = stream(8)
+    got = list(model.run_many(feeds))
+    assert Counter(FENCE_WAITS) == {"hai-waiter-first:0": 2 * len(feeds)}
+    assert_three_serial(model, feeds, got)
+
+
+StageRun = tuple[int, int, int]
+"""(thread id, the input's index in its stream, the stage's first call) of one stage run."""
+
+
+def record_stage_runs(
+    monkeypatch: pytest.MonkeyPatch, feeds: list[dict[str, np.ndarray]], device: str
+) -> tuple[list[StageRun], dict[int, Callable[[int], None]]]:
+    """Every run of a stage on `device` from now on, in order, and per (stage's first call) a hook called
+    before it runs (the input's index is found by its value among `feeds`)."""
+    runs: list[StageRun] = []
+    before: dict[int, Callable[[int], None]] = {}
+    real = runtime.Model._run_calls
+
+    def recorded(self: runtime.Model, calls: Any, bound: Any, indices: range, *rest: Any) -> None:
+        if self._steps[indices.start].device == device:
+            index = next(i for i, feed in enumerate(feeds) if np.array_equal(feed["x"], bound["x"]))
+            runs.append((threading.get_ident(), index, indices.start))
+            before.get(indices.start, lambda index: None)(index)
+        real(self, calls, bound, indices, *rest)
+
+    monkeypatch.setattr(runtime.Model, "_run_calls", recorded)
+    return runs, before
+
+
+def test_cpu_stages_of_every_stream_run_on_one_thread(
+    plugins: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two models, each with stages cpu, second, cpu, streamed at once from two threads: every CPU stage
+    of both streams runs on one thread (the host's worker: one TVM pool), another than the callers';
+    outputs equal serial runs."""
+    first = three_stages(tmp_path, ("cpu", "second"))
+    models = [first, runtime.load(first.directory)]  # two loaded models: each its own devices
+    feeds = stream(10)
+    runs, _ = record_stage_runs(monkeypatch, feeds, "cpu")
+    together = threading.Barrier(2, timeout=STAGE_WAIT_SECONDS)  # both streams run at once
+
+    def fed() -> Iterator[dict[str, np.ndarray]]:
+        together.wait()
+        yield from feeds
+
+    got: dict[int, list[dict]] = {}
+    callers = [threading.Thread(target=lambda k=k: got.update({k: list(models[k].run_many(fed()))}))
+               for k in range(2)]  # fmt: skip
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert len(runs) == 2 * 2 * len(feeds)  # two CPU stages per input, two streams
+    (worker,) = {thread for thread, _, _ in runs}
+    assert worker not in {caller.ident for caller in callers} | {threading.get_ident()}
+    monkeypatch.undo()
+    for k, model in enumerate(models):
+        assert_three_serial(model, feeds, got[k])
+
+
+def test_the_oldest_input_goes_first(plugins: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stages cpu, second, cpu with 4 inputs in flight: stage 0 of inputs 0-3 is ready at once; while the
+    CPU runs stage 0 of input 2, input 0 comes back from `second`. The CPU then runs input 0's last stage
+    before stage 0 of input 3, which was ready earlier: the oldest input first, not the first ready."""
+    model = three_stages(tmp_path, ("cpu", "second"))
+    feeds = stream(6)
+    runs, before = record_stage_runs(monkeypatch, feeds, "cpu")
+    back = threading.Event()
+
+    def second(kernel: str, count: int) -> None:
+        if count == 1:  # input 0 left `second` (its last stage is on the CPU's worker) before input 1 came
+            back.set()
+
+    def first_stage(index: int) -> None:
+        if index == 2:
+            assert back.wait(STAGE_WAIT_SECONDS)
+
+    HOOKS["second"] = second
+    before[0] = first_stage
+    got = list(model.run_many(feeds, in_flight=4))
+    order = [(index, start) for _, index, start in runs]
+    assert order[:4] == [(0, 0), (1, 0), (2, 0), (0, 2)]
+    assert order.index((0, 2)) < order.index((3, 0))
+    monkeypatch.undo()
+    HOOKS.clear()
+    assert_three_serial(model, feeds, got)
 
 
 def test_failing_kernel_names_its_input_and_the_model_stays_usable(two_stages: runtime.Model) -> None:
