@@ -40,7 +40,8 @@ write at least `min-gain` times as many elements as its Relayouts move.
 Where the target's measured cost rule says its dense convs run faster channels-last whatever
 the row (`ctx.target.channels_last_dense`, as on Sapphire Rapids: a 3x3 conv of 256-wide rows 17 ms
 NHWC against 29 ms NCHW, one thread), a dense conv whose channels fill whole vectors prefers NHWC
-too, its gain counted in multiply-adds (`DENSE_MACS_PER_ELEMENT`).
+too, and every dense conv's gain there is counted in multiply-adds (`DENSE_MACS_PER_ELEMENT`),
+whether or not its NCHW rows are whole vectors.
 `prefer=NHWC` converts every region whatever the cost (tests, experiments);
 `prefer=NCHW` changes nothing. Imports only `ir` and this package.
 """
@@ -145,11 +146,12 @@ class _Rules:
 
     def gain(self, node: Node) -> int:
         """What a preferring conv saves NHWC, in elements a Relayout moves in the same time: its
-        output elements, or for a dense conv that prefers NHWC only by the `channels_last_dense`
-        fact (its NCHW rows are whole vectors) its multiply-adds over DENSE_MACS_PER_ELEMENT
-        where that is more."""
+        output elements, or for a dense conv on a `channels_last_dense` target (whether or not its
+        NCHW rows are whole vectors) its multiply-adds over DENSE_MACS_PER_ELEMENT where that is
+        more: counted in elements, a YOLOv8 C2f block's convs (80- and 40-wide rows) never
+        outweighed the Relayouts around their Splits, though NHWC runs them 0.9x as long."""
         size = node.results[0].type.size
-        if not (self.dense_fact(node) and self.row_vectors(node)):
+        if not self.dense_fact(node):
             return size
         w = node.operands[1]
         assert w is not None
