@@ -77,16 +77,15 @@ def split_resize_model(seed: int) -> onnx.ModelProto:
         return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
 
     scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "S")
-    pads = {"pads": [1, 1, 1, 1]}
     nodes = [
-        helper.make_node("Conv", ["x", "W0"], ["c0"], name="c0", **pads),
+        helper.make_node("Conv", ["x", "W0"], ["c0"], name="c0", pads=[1, 1, 1, 1]),
         helper.make_node("Split", ["c0", "parts"], ["s0", "s1"], axis=1, name="split"),
-        helper.make_node("Conv", ["s1", "W1"], ["c1"], name="c1", **pads),
+        helper.make_node("Conv", ["s1", "W1"], ["c1"], name="c1", pads=[1, 1, 1, 1]),
         helper.make_node("Concat", ["s0", "s1", "c1"], ["cat"], axis=1, name="cat"),
         helper.make_node("Resize", ["cat", "", "S"], ["up"], mode="nearest", name="up"),
-        helper.make_node("Conv", ["up", "W2"], ["c2"], name="c2", **pads),
+        helper.make_node("Conv", ["up", "W2"], ["c2"], name="c2", pads=[1, 1, 1, 1]),
         helper.make_node("Resize", ["c2", "", "S"], ["lin"], mode="linear", name="lin"),
-        helper.make_node("Conv", ["lin", "W3"], ["y"], name="c3", **pads),
+        helper.make_node("Conv", ["lin", "W3"], ["y"], name="c3", pads=[1, 1, 1, 1]),
     ]
     inits = [
         weight("W0", 32, 3, 3, 3),

@@ -221,4 +221,4 @@ def test_dense_gain_counts_multiply_adds_whatever_the_row() -> None:
     x = np.random.default_rng(9).standard_normal((1, 3, 20, 20)).astype(np.float32)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (want,) = session.run(None, {"x": x})
-    assert relative_error([run_graph(graph, {"x": x})["y"]], [want]) <= 1e-5
+    assert relative_error(run_graph(graph, {"x": x})["y"], np.asarray(want)) <= 1e-5
