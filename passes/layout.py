@@ -4,9 +4,10 @@ Rule: a *region* is a connected set of nodes whose kernels can run NHWC: 2-D f32
 weights (or a DequantizeLinear of constants: a bf16 layer's, never relaid) that are dense (group 1)
 or depthwise, pointwise ops with a rank-4 result (the elementwise kernels), f32 2-D MaxPool and
 AveragePool without Indices (kernels up to MAX_POOL_TAPS wide: the separable pool template,
-vectorised along the channels) and Concats of rank-4 run-time values (a channel Concat is then one
-along the stored last axis), so a chain of stride-1 MaxPools and their Concat (YOLO's SPPF) stays
-channels-last. Inside a region
+vectorised along the channels), Concats of rank-4 run-time values (a channel Concat is then one
+along the stored last axis), Splits of one (YOLOv8's C2f blocks split each conv's channels) and
+Resizes (a detector's upsampling), so a chain of stride-1 MaxPools and their Concat (YOLO's SPPF)
+stays channels-last. Inside a region
 every result's type gets `layout = "NHWC"` (shapes stay logical NCHW, so
 inference and the interpreter are unchanged); every rank-4 run-time value a
 region reads from outside enters through a `Relayout{layout = "NHWC"}` node,
@@ -40,7 +41,8 @@ write at least `min-gain` times as many elements as its Relayouts move.
 Where the target's measured cost rule says its dense convs run faster channels-last whatever
 the row (`ctx.target.channels_last_dense`, as on Sapphire Rapids: a 3x3 conv of 256-wide rows 17 ms
 NHWC against 29 ms NCHW, one thread), a dense conv whose channels fill whole vectors prefers NHWC
-too, its gain counted in multiply-adds (`DENSE_MACS_PER_ELEMENT`).
+too, and every dense conv's gain there is counted in multiply-adds (`DENSE_MACS_PER_ELEMENT`),
+whether or not its NCHW rows are whole vectors.
 `prefer=NHWC` converts every region whatever the cost (tests, experiments);
 `prefer=NCHW` changes nothing. Imports only `ir` and this package.
 """
@@ -102,15 +104,18 @@ class _Rules:
         )
 
     def follower_capable(self, node: Node) -> bool:
-        """A non-conv node that can run NHWC: pointwise, a 2-D f32 MaxPool/AveragePool, a Concat;
-        never one of constants only (a weight's DequantizeLinear)."""
+        """A non-conv node that can run NHWC: pointwise, a 2-D f32 MaxPool/AveragePool, a Concat, a
+        Split, a Resize; never one of constants only (a weight's DequantizeLinear)."""
         if all(o is None or o.is_constant for o in node.operands):
             return False
         if self.pointwise_capable(node):
             return True
+        if node.op == "Split":
+            x = node.operands[0]
+            return x is not None and not x.is_constant and all(r.type.rank == 4 for r in node.results)
         if len(node.results) != 1 or node.results[0].type.rank != 4:
             return False
-        if node.op == "Concat":
+        if node.op in ("Concat", "Resize"):
             return all(o is not None and o.type.rank == 4 and not o.is_constant for o in node.operands)
         if node.op in GLOBAL_POOLS:
             return node.results[0].type.dtype is DType.F32
@@ -148,11 +153,12 @@ class _Rules:
 
     def gain(self, node: Node) -> int:
         """What a preferring conv saves NHWC, in elements a Relayout moves in the same time: its
-        output elements, or for a dense conv that prefers NHWC only by the `channels_last_dense`
-        fact (its NCHW rows are whole vectors) its multiply-adds over DENSE_MACS_PER_ELEMENT
-        where that is more."""
+        output elements, or for a dense conv on a `channels_last_dense` target (whether or not its
+        NCHW rows are whole vectors) its multiply-adds over DENSE_MACS_PER_ELEMENT where that is
+        more: counted in elements, a YOLOv8 C2f block's convs (80- and 40-wide rows) never
+        outweighed the Relayouts around their Splits, though NHWC runs them 0.9x as long."""
         size = node.results[0].type.size
-        if not (self.dense_fact(node) and self.row_vectors(node)):
+        if not self.dense_fact(node):
             return size
         w = node.operands[1]
         assert w is not None

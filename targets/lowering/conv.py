@@ -100,15 +100,17 @@ def grouped_out_shape(g: Geometry, layout: str, flat: bool) -> tuple[int, ...]:
     return (g.n, *channels, *plane) if layout == "NCHW" else (g.n, *plane, *channels)
 
 
-def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, wp: Any, owp: int) -> tuple[Any, ...]:
+def dense_acc(g: Geometry, x: Any, layout: str, tile: DenseTile, panel: int, wp: Any) -> tuple[Any, ...]:
     """(acc compute, its reader acc_at(n, group, channel, y, xx, p), pad stage or None) over the packed
     weight `wp` (`channel`: of the group; `p`: the flat position, for flat accumulators). "rows"
-    accumulators compute `owp` >= ow columns (padded tiles: the extra ones read zeros, never stored).
+    accumulators compute `owp` >= ow columns (padded tiles: the extra ones read zeros, never stored);
+    "flat" and "pointwise" ones the tile's `flat_positions` (padded positions read the last one again).
 
     acc's loops are (outer..., group, m, n, reduce...) as schedule_gemm wants: for "spatial"
     m = a group's output channels and n = columns or positions; otherwise m = positions,
     n = a group's (panel-padded) channels. A group-1 conv has one group: its loop is of extent 1.
     """
+    kind, owp = tile.kind, tile.owp
     per_group = int(wp.shape[0]) * panel // g.group  # a group's padded output channels
     rkh, rkw, rc = (
         te.reduce_axis((0, g.kh), "kh"),
@@ -149,11 +151,17 @@ def dense_acc(g: Geometry, x: Any, layout: str, kind: str, panel: int, wp: Any, 
     if kind == "rows":
         acc = te.compute((g.n, groups, g.oh, owp, per_group), window, name="acc")
         return acc, (lambda n, gi, o, y, xx, p: acc[n, gi, y, xx, o]), pad
+    computed = tile.flat_positions(g)
+
+    def real(p: Any) -> Any:  # a padded position reads the last real one
+        return p if computed == positions else te.min(p, positions - 1)
+
+    shape = (g.n, groups, computed, per_group)
     if kind == "pointwise":
-        acc = te.compute((g.n, groups, positions, per_group), pointwise, name="acc")
+        acc = te.compute(shape, lambda n, gi, p, o: pointwise(n, gi, real(p), o), name="acc")
     else:
-        shape = (g.n, groups, positions, per_group)
-        acc = te.compute(shape, lambda n, gi, p, o: window(n, gi, p // g.ow, p % g.ow, o), name="acc")
+        at = lambda n, gi, p, o: window(n, gi, real(p) // g.ow, real(p) % g.ow, o)  # noqa: E731
+        acc = te.compute(shape, at, name="acc")
     return acc, (lambda n, gi, o, y, xx, p: acc[n, gi, p, o]), pad
 
 
@@ -171,7 +179,7 @@ def lower_dense_conv(
         raise LoweringError(f"node {node.name!r}: Conv weights must be constants to be packed")
     if tile is None:
         tile = choose_dense_tile(g, layout, target)
-    kind, knobs, owp = tile.kind, tile.knobs, tile.owp
+    kind, knobs = tile.kind, tile.knobs
     positions = g.oh * g.ow
     flat_out = kind in ("pointwise", "flat") or (kind == "spatial" and g.pointwise)
     panel = knobs.mi if kind == "spatial" else knobs.nb
@@ -187,7 +195,7 @@ def lower_dense_conv(
         "Wp",
         inline=decode_at_use(g.n * positions, vector_along_panel=kind != "spatial"),
     )
-    acc, acc_at, pad = dense_acc(g, x, layout, kind, panel, w_src.tensor, owp)
+    acc, acc_at, pad = dense_acc(g, x, layout, tile, panel, w_src.tensor)
     b_v, bias, chain = bias_and_epilogue(node, epilogue, layout)
 
     k = 2 if g.group > 1 else 1  # channel axes of the output (grouped_out_shape)

@@ -4,9 +4,11 @@
 Rule: a tile is a kind (conv.py's module rule: "spatial", "rows", "flat", "pointwise"), an `mi` x `nb`
 register tile (GemmKnobs) and the columns a "rows" tile computes per output row (`owp`, padded to whole
 tiles). A tile fits when its accumulators, its `nb / lanes` panel loads and one broadcast fit the
-vector registers, its rows divide the GEMM rows it tiles (a "rows" tile may pad the row), and for
-"spatial" its columns divide the row (or the plane) and the rows are whole vectors. Which fitting tile
-a conv gets is the cost rule's choice (targets/cost_model.py, via `choose_dense_tile`).
+vector registers, its rows divide the GEMM rows it tiles (a "rows" tile may pad the row; a "flat" or
+"pointwise" tile pads the plane to whole tiles where no height of at least MIN_TILE_ROWS divides it:
+13x13 = 169 positions would otherwise take 1-position tiles that re-read every weight panel per
+position), and for "spatial" its columns divide the row (or the plane) and the rows are whole vectors.
+Which fitting tile a conv gets is the cost rule's choice (targets/cost_model.py, via `choose_dense_tile`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ class DenseTile:
     def name(self) -> str:
         pad = f"/w{self.owp}" if self.kind == "rows" else ""
         return f"{self.kind}:{self.knobs.mi}x{self.knobs.nb}{pad}"
+
+    def flat_positions(self, g: Geometry) -> int:
+        """The positions a "flat" or "pointwise" tile computes: the plane, padded to whole tiles
+        (the padded ones read the last position again and are never stored)."""
+        return padded(g.oh * g.ow, self.knobs.mi)
 
 
 def row_rank(rows: int) -> int:
@@ -78,6 +85,12 @@ def legacy_tile(g: Geometry, layout: str, target: TargetDescription) -> DenseTil
     return DenseTile(kind, knobs, owp)
 
 
+def flat_rows_fit(positions: int, mi: int) -> bool:
+    """Whether `mi`-position tiles fit a plane of `positions` (module rule): `mi` divides it, or no
+    height of at least MIN_TILE_ROWS does (then the plane is padded to whole tiles)."""
+    return positions % mi == 0 or not any(positions % r == 0 for r in TILE_ROWS if r >= MIN_TILE_ROWS)
+
+
 def register_fit(target: TargetDescription, mi: int, vectors: int) -> bool:
     return mi * vectors + vectors + 1 <= target.vector_registers
 
@@ -105,7 +118,7 @@ def dense_tiles(g: Geometry, layout: str, target: TargetDescription) -> list[Den
                     owp = padded(g.ow, mi)
                     if owp - g.ow < mi and owp <= 2 * g.ow:  # at most one padded tile per row
                         tiles.append(DenseTile(kind, knobs, owp))
-                elif (g.oh * g.ow) % mi == 0:
+                elif flat_rows_fit(g.oh * g.ow, mi):
                     tiles.append(DenseTile(kind, knobs, g.ow))
     return tiles
 

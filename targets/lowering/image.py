@@ -7,7 +7,8 @@ e.g. PP-OCR's ×2 asymmetric/floor) the kernel uses that integer formula,
 checked against the table at compile time; otherwise it computes the source
 coordinate in float64 as the reference does. Linear and cubic weight the taps
 in float64 and nest the axes as the reference's separable passes (first axis
-innermost), then saturate into the result dtype. Block ops are pure index
+innermost), then saturate into the result dtype. A Resize of an NHWC region indexes its stored
+axes (the channels last: nearest copies each position's channel row). Block ops are pure index
 permutations over a 6-D view of the spatial axis.
 """
 
@@ -25,6 +26,7 @@ from tvm import te, tirx
 from ir.dtypes import DType
 from ir.graph import Node
 from ir.ops.resampling import KERNELS, is_identity, nearest_indices, saturate, source_coordinates
+from ir.types import LAYOUTS
 from targets.lowering.elementwise import PARALLEL_MIN_ELEMENTS
 from targets.lowering.kernel import LoweredKernel, LoweringError
 from targets.lowering.movement import KernelBuilder, clamp, decode, encode, literal, rounded
@@ -223,24 +225,27 @@ def lower_resize(
     dtype, attrs = k.dtype(), node.attrs
     if attrs["mode"] != "nearest" and dtype is DType.BOOL:
         raise LoweringError(f"node {node.name!r}: {attrs['mode']} Resize of bool")
-    in_shape, out_shape = node.operands[0].type.shape, node.results[0].type.shape  # type: ignore[union-attr]
-    rank = len(in_shape)
+    x_type, out_type = node.operands[0].type, node.results[0].type  # type: ignore[union-attr]
+    logical = x_type.shape
+    rank = len(logical)
+    order = LAYOUTS.get(x_type.layout or "", tuple(range(rank)))  # stored axis k holds logical order[k]
+    in_shape, out_shape = x_type.stored_shape, out_type.stored_shape
     roi = attrs.get("roi") or (0.0,) * rank + (1.0,) * rank
     axes = []
-    for a in range(rank):
+    for a in range(rank):  # logical order: the separable passes nest as the reference's
         axis_roi = (roi[a], roi[rank + a])
         out_len, scale = attrs["sizes"][a], attrs["scales"][a]
-        if not is_identity(out_len, in_shape[a], scale, axis_roi, attrs["coordinate_transformation_mode"]):
-            axes.append(Axis(a, in_shape[a], out_len, scale, axis_roi, attrs))
+        if not is_identity(out_len, logical[a], scale, axis_roi, attrs["coordinate_transformation_mode"]):
+            axes.append(Axis(order.index(a), logical[a], out_len, scale, axis_roi, attrs))
     if math.prod(out_shape) == 0:
-        k.operand(0)
+        k.operand(0, in_shape)
         return k.finish([te.compute(out_shape, lambda *i: literal(0, dtype), name="out")])
     rows = attrs["mode"] == "nearest" and attrs["coordinate_transformation_mode"] != "tf_crop_and_resize"
     if rows and schedules_of(target).loop_nests:
         fast = _nearest_rows(k, in_shape, out_shape, axes)
         if fast is not None:
             return fast
-    x = k.operand(0)
+    x = k.operand(0, in_shape)
     if attrs["mode"] == "nearest":
         fill = literal(saturate(np.asarray(attrs["extrapolation_value"]), dtype.numpy), dtype)
 

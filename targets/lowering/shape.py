@@ -9,7 +9,7 @@ data movement shares one kernel and the innermost loop is as long as it can be.
 Relayout (the layout pass's NCHW <-> NHWC) is the same transpose of its stored
 elements: (N, C, H*W) <-> (N, H*W, C). Concat joins along the stored axis (the last one for
 an NHWC channel Concat); along the last axis each output row is the parts' rows copied by
-whole vectors (`concat_rows`), not an element-wise select.
+whole vectors (`concat_rows`), not an element-wise select. Split cuts along the stored axis too.
 """
 
 from __future__ import annotations
@@ -199,18 +199,22 @@ def concat_rows(
 def lower_split(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
-    """One kernel writing every piece."""
+    """One kernel writing every piece, along the stored axis (a channel Split of an NHWC region splits
+    the last one: each piece's rows are contiguous runs of the operand's)."""
     k = KernelBuilder(node, target, epilogue)
-    x = k.operand(0)
-    axis, sizes = node.attrs["axis"], node.attrs["split"]
+    x_type = node.operands[0].type  # type: ignore[union-attr]
+    x = k.operand(0, x_type.stored_shape)
+    order = LAYOUTS.get(x_type.layout or "", tuple(range(x_type.rank)))
+    axis, sizes = order.index(node.attrs["axis"]), node.attrs["split"]
 
     def piece(start: int):
         return lambda *i: x[tuple(v + start if a == axis else v for a, v in enumerate(i))]
 
     outputs = [
-        te.compute(r.type.shape, piece(sum(sizes[:j])), name=f"out{j}") for j, r in enumerate(node.results)
+        te.compute(r.type.stored_shape, piece(sum(sizes[:j])), name=f"out{j}")
+        for j, r in enumerate(node.results)
     ]
-    return k.finish(outputs, contiguous=axis != x.ndim - 1)
+    return k.finish(outputs, contiguous=axis != x.ndim - 1 or x_type.layout is not None)
 
 
 def _pad_source(o, begin: int, end: int, size: int, mode: str):

@@ -64,3 +64,51 @@ def test_default_cost_rule_on_ppocr_cls(tmp_path: Path) -> None:
 def test_models_the_cost_rule_converts_match_onnxruntime(name: str, tmp_path: Path) -> None:
     result = compile_real(name, "auto", tmp_path)
     assert nhwc_kernels(result).count("Conv") >= 10
+
+
+def split_resize_model(seed: int) -> onnx.ModelProto:
+    """YOLOv8's C2f split and its upsampling: Conv -> Split (channels) -> two Convs -> Concat, then
+    nearest x2 and linear x2 Resizes between Convs."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+
+    def weight(name: str, *shape: int) -> onnx.TensorProto:
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "S")
+    nodes = [
+        helper.make_node("Conv", ["x", "W0"], ["c0"], name="c0", pads=[1, 1, 1, 1]),
+        helper.make_node("Split", ["c0", "parts"], ["s0", "s1"], axis=1, name="split"),
+        helper.make_node("Conv", ["s1", "W1"], ["c1"], name="c1", pads=[1, 1, 1, 1]),
+        helper.make_node("Concat", ["s0", "s1", "c1"], ["cat"], axis=1, name="cat"),
+        helper.make_node("Resize", ["cat", "", "S"], ["up"], mode="nearest", name="up"),
+        helper.make_node("Conv", ["up", "W2"], ["c2"], name="c2", pads=[1, 1, 1, 1]),
+        helper.make_node("Resize", ["c2", "", "S"], ["lin"], mode="linear", name="lin"),
+        helper.make_node("Conv", ["lin", "W3"], ["y"], name="c3", pads=[1, 1, 1, 1]),
+    ]
+    inits = [
+        weight("W0", 32, 3, 3, 3),
+        numpy_helper.from_array(np.array([8, 24], np.int64), "parts"),
+        weight("W1", 16, 24, 3, 3),
+        weight("W2", 16, 48, 3, 3),
+        weight("W3", 16, 16, 3, 3),
+        scales,
+    ]
+    graph = helper.make_graph(
+        nodes, "c2f", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 10, 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits,
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_split_and_resize_compiled_nhwc_match_onnxruntime(tmp_path: Path) -> None:
+    """A channel Split and Resizes inside an NHWC region cut and resample the stored (channels-last)
+    axes: no Relayout around them, outputs as onnxruntime's."""
+    model = tmp_path / "c2f.onnx"
+    onnx.save(split_resize_model(6), str(model))
+    result = compile_model(model, tmp_path / "c2f.hai", CompileOptions(layout="NHWC"))
+    assert {"Conv", "Split", "Concat", "Resize"} <= set(nhwc_kernels(result))
+    assert sum(node.op == "Relayout" for node in result.graph.nodes) == 2  # the input and the output
+    x = np.random.default_rng(7).standard_normal((1, 3, 10, 12)).astype(np.float32)
+    assert_matches_onnxruntime(result.path, model, {"x": x})

@@ -223,3 +223,20 @@ def test_bf16_convs_join_regions_and_their_weights_stay_logical() -> None:
     plain, _ = run_layout(model, "quantize{precision=bf16}", target=fact)
     want = run_graph(plain, {"x": x})["y"]
     assert relative_error(run_graph(graph, {"x": x})["y"], want) <= 1e-6
+
+
+def test_dense_gain_counts_multiply_adds_whatever_the_row() -> None:
+    """20-wide rows are no whole 16-float vectors: both convs prefer NHWC on any target, but counted
+    in output elements (2 x 12800) they do not outweigh twice the Relayouts (2 x (1200 + 12800)), so
+    the region stays NCHW; on a `channels_last_dense` target their multiply-adds count, and it
+    converts, the outputs still onnxruntime's."""
+    model = conv_pair(32, 20)
+    graph, _ = run_layout(model, "layout")
+    assert relayouts(graph) == []
+    fact = TargetFacts(vector_bytes=64, channels_last_dense=True)
+    graph, _ = run_layout(model, "layout", target=fact)
+    assert relayouts(graph) == [("x", "NHWC"), ("y.nhwc", "NCHW")]
+    x = np.random.default_rng(9).standard_normal((1, 3, 20, 20)).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (want,) = session.run(None, {"x": x})
+    assert relative_error(run_graph(graph, {"x": x})["y"], np.asarray(want)) <= 1e-5

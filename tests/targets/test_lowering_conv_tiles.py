@@ -104,3 +104,32 @@ def test_channels_last_row_bands(target, x_shape, w_shape, pads, kind, bands) ->
     want = g.reference(nodes)
     n, c, h, w = want.shape
     assert relative_error(got.reshape(n, h, w, c).transpose(0, 3, 1, 2), want) <= TOLERANCE
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, pads, kind",
+    [
+        ((1, 16, 13, 13), (40, 16, 1, 1), [0, 0, 0, 0], "pointwise"),  # 169 positions: no height >= 3 divides
+        ((1, 8, 13, 13), (24, 8, 3, 3), [1, 1, 1, 1], "flat"),
+    ],
+)
+def test_padded_flat_tiles(target, x_shape, w_shape, pads, kind) -> None:
+    """A plane no tile height of at least 3 divides takes taller tiles padded to whole tiles (their
+    padded positions read the last one again and are never stored): every such fitting tile matches."""
+    from targets.lowering.conv import lower_dense_conv
+    from targets.lowering.conv_geometry import Geometry
+    from targets.lowering.conv_tiles import dense_tiles
+
+    g = OneOp(15)
+    nodes = conv_residual(g, x_shape, w_shape, pads)
+    geometry = Geometry(nodes[0])
+    positions = geometry.oh * geometry.ow
+    tiles = [t for t in dense_tiles(geometry, "NHWC", target) if t.kind == kind and positions % t.knobs.mi]
+    assert {t.knobs.mi for t in tiles} >= {4, 8}
+    feeds = {k: v.transpose(0, 2, 3, 1) for k, v in g.feeds.items()}
+    want = g.reference(nodes)
+    n, c, h, w = want.shape
+    for tile in {t.knobs.mi: t for t in tiles}.values():  # one tile per height
+        kernel = lower_dense_conv(nodes[0], target, nodes[1:], "NHWC", tile)
+        got = run_kernel(kernel, feeds, g.constants(), target)
+        assert relative_error(got.reshape(n, h, w, c).transpose(0, 3, 1, 2), want) <= TOLERANCE
