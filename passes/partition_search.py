@@ -1,21 +1,23 @@
 """The `partition` pass's search: a device for every partition unit, by dynamic programming.
 
 Rule: units are placed one by one in their (topological) order, and each partial placement is a
-*state* simulated exactly: for `latency`, each device runs its units one at a time in unit order,
-a unit starts when its device is free and its inputs are on it, and a value moves to another
-device once (shared by every reader there) when it is ready and the link is free; graph inputs
-start on the host and graph outputs end there. The makespan is when the last device, link or
-output finishes. For `throughput` (a stream of inputs), each device and link is a pipeline
-stage whose load is the seconds it works per input; the period is the largest load. Devices that
-compute on one processor (`DeviceModel.runs_on`: an OpenCL CPU device on the host's cores) share
-one time: one unit at a time, one stage.
-States whose live values sit on the same devices are compared componentwise (device and link
-times, live values' ready times, memory use); a dominated state is dropped, and so is a state
-whose lower bound is no better than the best single-device placement. Up to `exact_units` units
-with at most `max_states` states per step the result is optimal for this model; beyond, only the
-`beam` best states by lower bound are kept (a heuristic), and the answer is never worse than the
-best single-device placement. Lower bound: the larger of the critical path (latency only) and
-the total fastest work spread over all devices. Imports this package only.
+*state* simulated exactly: for `latency`, each device runs its units one at a time in unit order, a
+unit starts when its device is free and its inputs are on it, and a value moves to another device
+once (shared by every reader there) when it is ready and the link is free; graph inputs start on the
+host and graph outputs end there. A copy runs on the queue of each end that is not the host (the
+runtime enqueues it there, in order with that device's kernels), so it also waits for that device
+and keeps it busy (for `throughput`: adds to its load as to the link's). The makespan is when the
+last device, link or output finishes. For `throughput` (a stream of inputs), each device and link is
+a pipeline stage whose load is the seconds it works per input; the period is the largest load.
+Devices that compute on one processor (`DeviceModel.runs_on`: an OpenCL CPU device on the host's
+cores) share one time: one unit at a time, one stage. States whose live values sit on the same
+devices are compared componentwise (device and link times, live values' ready times, memory use); a
+dominated state is dropped, and so is a state whose lower bound is no better than the best single-
+device placement. Up to `exact_units` units with at most `max_states` states per step the result is
+optimal for this model; beyond, only the `beam` best states by lower bound are kept (a heuristic),
+and the answer is never worse than the best single-device placement. Lower bound: the larger of the
+critical path (latency only) and the total fastest work spread over all devices. Imports this
+package only.
 """
 
 from __future__ import annotations
@@ -152,14 +154,19 @@ def _step(problem: Problem, state: State, unit: int, device: int, mode: str) -> 
         home = _home(problem, placed, value)
         cost = problem.transfer[value][home][to]
         link = _link(problem, home, to)
+        queues = {problem.slot(d) for d in (home, to) if d != problem.host}  # the copy is on their queues
         if mode == THROUGHPUT:
             links[link] += cost
+            for slot in queues:
+                times[slot] += cost
             ready[to] = 0.0
         elif cost == 0:
             ready[to] = ready[home]
         else:
-            ready[to] = max(ready[home], links[link]) + cost
+            ready[to] = max(ready[home], links[link], *(times[slot] for slot in queues)) + cost
             links[link] = ready[to]
+            for slot in queues:
+                times[slot] = ready[to]
         return ready[to]
 
     start = max((move(v, device) for v in problem.reads[unit]), default=0.0)
