@@ -4,9 +4,9 @@ Rule: bench/opencl_bundle.py's mechanism (its wheels, bundle.json, the size chec
 contents. The folder holds `runner.py` (bench/ocr_runner.py), `opencl_runner.py` (the setup and
 child-process machinery it shares), the wheels (opencl_bundle's, plus nvidia-ml-py so NVML energy
 works there) and `payload.tar.xz` (one xz stream: `SolidPayload`): HAI's `runtime/`, the pipeline
-(examples/ocr/ocr_pipeline.py), the pages rendered here (`pages.npy`: the device may have no
-Pillow), the recogniser's alphabet, the three PP-OCR ONNX files, the stream model's sample input, and
-per engine the det, cls and rec artifacts:
+(examples/ocr/ocr_pipeline.py and the modules it imports: `PIPELINE_FILES`), the pages rendered
+here (`pages.npy`: the device may have no Pillow), the recogniser's alphabet, the three PP-OCR ONNX
+files, the stream model's sample input, and per engine the det, cls and rec artifacts:
 - `hai-x86`: `--target x86 --cpu x86-64-v3` (AVX2 + FMA: loads on any AVX2 machine, Intel or AMD);
 - `hai-opencl`: `--target opencl --cpu PROFILE`;
 - `hai-partitioned`, with `--partitioned TARGET` (e.g. `x86+opencl:gpu`): compiled with
@@ -49,6 +49,8 @@ STREAM_MODEL = "cls"
 PORTABLE_CPU = "x86-64-v3"
 OCR_WHEELS = (*WHEELS, "nvidia-ml-py")
 EXAMPLES = BENCH.parent / "examples" / "ocr"
+PIPELINE_FILES = ("ocr_pipeline.py", "text_detection.py", "bilinear.py")
+"""The example's modules the runner imports (examples/ocr: the pipeline and what it imports)."""
 
 
 class SolidPayload:
@@ -157,7 +159,8 @@ def build(
     copy_wheels(out / "wheels", OCR_WHEELS)
     payload = SolidPayload(out / "payload.tar.xz")
     payload.add_tree(BENCH.parent / "runtime", "runtime")
-    payload.add_bytes("ocr/ocr_pipeline.py", (EXAMPLES / "ocr_pipeline.py").read_bytes())
+    for name in PIPELINE_FILES:
+        payload.add_bytes(f"ocr/{name}", (EXAMPLES / name).read_bytes())
     stack, texts = rendered_pages(pages, lines)
     payload.add_bytes("pages.npy", npy_bytes(stack))
     index: dict[str, Any] = {"kind": "ocr", "profile": profile, "cpu": PORTABLE_CPU, "limit_bytes": LIMIT,

@@ -15,11 +15,13 @@ left out are listed with why.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report_tables import report_main, section, table_head, table_row  # noqa: E402
 
 CPU_ONLY = "hai-x86"
 PEER = "onnxruntime-cpu"
@@ -80,7 +82,7 @@ def ocr_table(report: dict[str, Any]) -> list[str]:
     head = ["engine", "runs on", "reads onnxruntime's lines", "pages/s (streamed)", f"vs {CPU_ONLY}",
             f"vs {PEER}", "p50 / p99 ms per page alone", "p50 / p99 ms streamed", "J/page GPU",
             "J/page CPU", "J/page total"]  # fmt: skip
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines = table_head(head)
     for engine, row in rows.items():
         cells = [engine, RUNS_ON.get(engine, "?"), matches(row), cell(row, "stream", "pages_per_s", digits=2),
                  ratio(row, rows.get(CPU_ONLY), "stream", "pages_per_s"),
@@ -89,7 +91,7 @@ def ocr_table(report: dict[str, Any]) -> list[str]:
                  f"{cell(row, 'stream', 'p50_ms')} / {cell(row, 'stream', 'p99_ms')}",
                  joules(row.get("energy_per_page"), "gpu"), joules(row.get("energy_per_page"), "cpu"),
                  total(row.get("energy_per_page"))]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(table_row(cells))
     return lines
 
 
@@ -97,14 +99,14 @@ def stream_table(report: dict[str, Any]) -> list[str]:
     rows = rows_of(report, "stream")
     head = ["engine", "runs on", "matches onnxruntime", "inferences/s", f"vs {CPU_ONLY}", "p50 / p99 ms",
             "J/inference GPU", "J/inference CPU", "J/inference total"]  # fmt: skip
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines = table_head(head)
     for engine, row in rows.items():
         energy = row.get("energy_per_inference")
         cells = [engine, RUNS_ON.get(engine, "?"), matches(row), cell(row, "per_s"),
                  ratio(row, rows.get(CPU_ONLY), "per_s"),
                  f"{cell(row, 'p50_ms', digits=3)} / {cell(row, 'p99_ms', digits=3)}",
                  joules(energy, "gpu"), joules(energy, "cpu"), total(energy)]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(table_row(cells))
     return lines
 
 
@@ -133,18 +135,12 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"OCR pipeline: {pages}, {machine}", "", *ocr_table(report), "",
              f"Stream: {stream.get('inputs', '?')} single inputs through {stream.get('model', '?')}", "",
              *stream_table(report)]  # fmt: skip
-    problems = notes(report)
-    if problems:
-        lines += ["", "Notes:", *problems]
+    lines += section("Notes:", notes(report))
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("json", type=Path, help="the runner's JSON")
-    args = parser.parse_args()
-    sys.stdout.write(render(json.loads(args.json.read_text())))
-    return 0
+    return report_main(__doc__ or "", render)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,13 @@ found one, gets a table of its own.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report_tables import report_main, section, table_head, table_row  # noqa: E402
 
 BATCHES = (1, 8, 32)
 TOLERANCE = 1e-4
@@ -72,7 +74,7 @@ def table(report: dict[str, Any], peer: str = "onnxruntime-cpu") -> list[str]:
         "speed-up",
     ]
     head += [f"batch {b}/s: HAI / {peer.split('-')[-1].upper()}" for b in BATCHES]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines = table_head(head)
     for model in models:
         hai = [rows[key] for key in rows if key[0] == "hai" and key[1] == model]
         pocl = [rows[key] for key in rows if key[0] == "pocl" and key[1] == model]
@@ -82,7 +84,7 @@ def table(report: dict[str, Any], peer: str = "onnxruntime-cpu") -> list[str]:
         for batch in BATCHES:
             mine, theirs = rows.get(("hai", model, batch)), rows.get((peer, model, batch))
             cells.append(f"{number(mine, 'throughput_per_s', 0)} / {number(theirs, 'throughput_per_s', 0)}")
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(table_row(cells))
     return lines
 
 
@@ -92,8 +94,8 @@ def transfers_table(report: dict[str, Any]) -> list[str]:
              and r.get("platform") == report.get("platform", "NVIDIA")]  # fmt: skip
     if not timed:
         return []
-    lines = ["| model | zero-copy mode | transfer us, copy | zero-copy | reduction | host us in transfer "
-             "calls, copy / zero-copy |", "|" + " --- |" * 6]  # fmt: skip
+    lines = table_head(["model", "zero-copy mode", "transfer us, copy", "zero-copy", "reduction",
+                        "host us in transfer calls, copy / zero-copy"])  # fmt: skip
     for row in timed:
         t = row["transfers"]
         if "error" in t:
@@ -103,7 +105,7 @@ def transfers_table(report: dict[str, Any]) -> list[str]:
         host = f"{copy['host_us']:.1f} / {zero['host_us']:.1f}"
         cells = [row["model"], zero["mode"], f"{copy['device_us']:.1f}", f"{zero['device_us']:.1f}",
                  f"{-t['reduction_percent']:+.0f}%", host]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(table_row(cells))
     return lines
 
 
@@ -117,21 +119,13 @@ def render(report: dict[str, Any]) -> str:
     lines = table(report)
     if any(r["engine"] == "onnxruntime-cuda" for r in report.get("rows", [])):
         lines += ["", *table(report, "onnxruntime-cuda")]
-    transfers = transfers_table(report)
-    if transfers:
-        lines += ["", "Transfers per inference (OpenCL event times, medians):", *transfers]
-    problems = failures(report)
-    if problems:
-        lines += ["", "Failures:", *problems]
+    lines += section("Transfers per inference (OpenCL event times, medians):", transfers_table(report))
+    lines += section("Failures:", failures(report))
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("json", type=Path, help="the runner's JSON")
-    args = parser.parse_args()
-    sys.stdout.write(render(json.loads(args.json.read_text())))
-    return 0
+    return report_main(__doc__ or "", render)
 
 
 if __name__ == "__main__":

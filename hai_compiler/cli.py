@@ -3,7 +3,8 @@
 Rule: importing a command module registers its commands on `app` (cli_app.py),
 in the order `hai --help` lists them: model_commands.py (`hai ir`, `passes`, `targets`,
 `interp`, `demo`, `samples`, `doctor`), quantize_commands.py (`quantize`),
-compile_commands.py (`compile`, `run`, `bench`, `pack`, `keygen`).
+compile_commands.py (`compile`, `run`), bench_commands.py (`bench`), pack_commands.py (`pack`,
+`keygen`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import signal
 
 from hai_compiler.cli_app import app
 
-for _module in ("model_commands", "quantize_commands", "compile_commands"):  # the order of `hai --help`
+_COMMAND_MODULES = (
+    "model_commands",
+    "quantize_commands",
+    "compile_commands",
+    "bench_commands",
+    "pack_commands",
+)
+for _module in _COMMAND_MODULES:  # the order of `hai --help`
     importlib.import_module(f"hai_compiler.{_module}")
 
 __all__ = ["app", "main"]

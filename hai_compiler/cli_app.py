@@ -3,7 +3,7 @@
 
 Rule: a `HaiError` (bad model, bad option value, bad input file) becomes one
 `error: ...` message on stderr and exit code 1; malformed options are usage
-errors (exit 2). Command modules (cli.py, compile_commands.py,
+errors (exit 2). Command modules (cli.py, compile_commands.py, bench_commands.py, pack_commands.py,
 quantize_commands.py) import this module and cli_options.py, never each other's
 commands; cli.py, the entry point, imports them all.
 """

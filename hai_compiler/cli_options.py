@@ -184,3 +184,15 @@ PassesOpt = Annotated[
         help="Pass pipeline, e.g. 'fold-constants,dce' or 'default' (none when absent). See `hai passes`.",
     ),
 ]
+ArtifactArg = Annotated[
+    Path, typer.Argument(metavar="ARTIFACT", help="A compiled NAME.hai directory.", show_default=False)
+]
+TrustedKeyOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--trusted-key",
+        metavar="KEY.pub",
+        help="Refuse the artifact unless its manifest.sig verifies with this public key (from `hai keygen`; "
+        "repeat for several). Needs pip install 'hai-compiler[signing]'.",
+    ),
+]

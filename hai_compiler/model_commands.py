@@ -1,6 +1,6 @@
 """`hai ir`, `hai passes`, `hai targets`, `hai interp`, `hai demo`, `hai samples`, `hai doctor`: the
 commands on a model or this machine (compile_commands.py compiles and runs artifacts,
-quantize_commands.py quantizes).
+bench_commands.py measures them, pack_commands.py ships them, quantize_commands.py quantizes).
 
 Rule: commands parse options and print; the work is done by `driver.py`. A
 `HaiError` becomes one `error: ...` line (cli_app.py); malformed options are

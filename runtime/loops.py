@@ -29,7 +29,8 @@ Bound = Mapping[str, np.ndarray]
 View = Callable[[Bound], np.ndarray]
 """A slot's typed array for one run (an input's view of the caller's array; else fixed)."""
 Locate = Callable[[Slot], tuple[np.ndarray, int]]
-"""(base array, absolute byte offset) of an arena, weight or output slot (`Model._slot_location`)."""
+"""(base array, absolute byte offset) of an arena, weight or output slot (runtime/call_recording.py
+`CallRecorder.slot_location`)."""
 Fail = Callable[[str], None]
 
 

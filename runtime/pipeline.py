@@ -50,8 +50,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from runtime.arena_views import output_views
 from runtime.available_memory import check_available_memory
 from runtime.device_memory import check_device_memory, in_flight_bytes
+from runtime.device_mirrors import mirror_memory, mirrors
 from runtime.device_workers import Wait, Worker, acquire, release, timeline_of
 from runtime.errors import HaiRuntimeError, InvalidArgumentError
 from runtime.hai import Buffer, Fences
@@ -59,7 +61,10 @@ from runtime.loops import LoopRunner
 from runtime.plan_devices import HOST_DEVICE
 
 if TYPE_CHECKING:
-    from runtime.model import Call, Model, Outputs, StartReadBack
+    from runtime.arena_views import Outputs
+    from runtime.call_recording import Call
+    from runtime.device_mirrors import StartReadBack
+    from runtime.model import Model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,19 +140,19 @@ class RecordedArena(NamedTuple):
 def record_arena(model: Model) -> RecordedArena:
     """One more arena of `model`, page-aligned where a device may take it as its own memory, mirrored
     on the devices with memory of their own, with the plan recorded over it."""
-    alignment = mmap.PAGESIZE if model._mirrors() else None
+    alignment = mmap.PAGESIZE if mirrors(model.devices) else None
     buffer = model.device.allocate(model.manifest.plan.arena_size, alignment, label="arena in flight")
     arena = model.device.map(buffer)
-    outputs = model._output_views(arena)
-    read_backs = model._mirror_memory(arena, outputs)
-    _, calls, _ = model._prepare_calls(arena)
-    loops = model._loop_runner(arena) if model.manifest.plan.loops else None
+    outputs = output_views(model.manifest, arena)
+    read_backs = mirror_memory(model.devices, model.manifest, arena, outputs)
+    _, calls, _ = model.recorder.prepare_calls(arena)
+    loops = model.recorder.loop_runner(arena)
     return RecordedArena(buffer, arena, outputs, calls, read_backs, loops)
 
 
 def release_arena(model: Model, recorded: RecordedArena) -> None:
     """Free an arena of `record_arena` and its mirrors (nothing may run on it any more)."""
-    for device in model._mirrors():
+    for device in mirrors(model.devices):
         device.unmirror(recorded.arena)
     model.device.free(recorded.buffer)
 

@@ -10,7 +10,7 @@ memory of its own mirrors the whole arena: `HostMirror`, runtime/hai.py):
   `Unbound` arguments) as in a plan on that device alone;
 - where the device takes the host's memory as its own (OpenCL's zero-copy `mapped` mode, or a
   host-visible device), nothing moves: the model synchronizes the device it leaves at every device
-  switch (runtime/model.py), which is all such a transfer needs.
+  switch (runtime/call_recording.py), which is all such a transfer needs.
 Every transfer run is counted (`TransferCounts`: transfers and bytes of their slots), whatever the
 mode physically moved. Imports numpy and `runtime` only.
 """

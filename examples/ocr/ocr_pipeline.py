@@ -26,19 +26,16 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from math import ceil
 from typing import Any, Protocol
 
 import numpy as np
+from bilinear import resize
+from text_detection import Box, boxes_on_page, det_input
 
-DET_SIZE = 640  # the detector's input is (1, 3, 640, 640)
 CLS_SHAPE = (48, 192)
 REC_SHAPE = (48, 320)
-Box = tuple[int, int, int, int]
 DYNAMIC_BATCH = 8
 """Lines a run for a model that takes any batch (PaddleOCR reads 6)."""
-DET_MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
-DET_STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(3, 1, 1)
 
 
 class Runner(Protocol):
@@ -79,73 +76,7 @@ def input_name(runner: Any) -> str:
     return str(binding.name)
 
 
-# --- detection -----------------------------------------------------------------------------------
-
-
-def det_input(page: np.ndarray) -> tuple[np.ndarray, float]:
-    """The detector's input for an RGB uint8 page (H, W, 3), scaled to fit 640x640 and padded with
-    white, and the scale from page pixels to input pixels."""
-    scale = DET_SIZE / max(page.shape[:2])
-    scaled = resize(page, max(1, round(page.shape[0] * scale)), max(1, round(page.shape[1] * scale)))
-    canvas = np.full((DET_SIZE, DET_SIZE, 3), 255, np.float32)
-    canvas[: scaled.shape[0], : scaled.shape[1]] = scaled
-    chw = canvas.transpose(2, 0, 1) / 255.0
-    return ((chw - DET_MEAN) / DET_STD)[None].astype(np.float32), scale
-
-
-def text_boxes(
-    probability: np.ndarray, threshold: float = 0.3, box_threshold: float = 0.6, min_side: int = 3
-) -> list[Box]:
-    """Boxes (top, left, bottom, right; exclusive) of the connected regions of `probability` (H, W)
-    above `threshold` whose mean probability reaches `box_threshold`, grown by DBNet's unclip
-    distance (area * 1.5 / perimeter), top to bottom then left to right."""
-    mask = probability > threshold
-    boxes = []
-    for rows, cols in components(mask):
-        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-        height, width = bottom - top, right - left
-        if min(height, width) < min_side or probability[rows, cols].mean() < box_threshold:
-            continue
-        grow = round(height * width * 1.5 / (2 * (height + width)))
-        boxes.append((max(0, top - grow), max(0, left - grow), bottom + grow, right + grow))
-    return sorted(boxes)
-
-
-def components(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The 8-connected components of a boolean mask, as (rows, cols) index arrays: runs of each row
-    are joined with the overlapping runs of the row above by union-find."""
-    runs: list[tuple[int, int, int]] = []  # (row, start, end) of each run of True
-    for row in np.flatnonzero(mask.any(axis=1)):
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], mask[row].view(np.int8), [0]))))
-        runs.extend((int(row), int(s), int(e)) for s, e in zip(edges[::2], edges[1::2], strict=True))
-    parent = list(range(len(runs)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    above: list[int] = []
-    current: list[int] = []
-    for i, (row, start, end) in enumerate(runs):
-        if current and runs[current[0]][0] != row:
-            above = current if runs[current[0]][0] == row - 1 else []
-            current = []
-        for j in above:
-            if runs[j][1] <= end and start <= runs[j][2]:  # overlapping or diagonal neighbours
-                parent[root(j)] = root(i)
-        current.append(i)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(runs)):
-        groups.setdefault(root(i), []).append(i)
-    return [run_pixels([runs[i] for i in members]) for members in groups.values()]
-
-
-def run_pixels(runs: list[tuple[int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.concatenate([np.full(end - start, row) for row, start, end in runs])
-    cols = np.concatenate([np.arange(start, end) for _, start, end in runs])
-    return rows, cols
+# --- detection (text_detection.py) -----------------------------------------------------------------
 
 
 def page_boxes(page: np.ndarray, det: Runner, name: str) -> list[Box]:
@@ -154,35 +85,7 @@ def page_boxes(page: np.ndarray, det: Runner, name: str) -> list[Box]:
     return boxes_on_page(only_output(det, {name: feeds}), page, scale)
 
 
-def boxes_on_page(output: np.ndarray, page: np.ndarray, scale: float) -> list[Box]:
-    """The text boxes in page pixels of the detector's `output` (1, 1, H, W) on `page` scaled by `scale`."""
-    probability = output[0, 0]
-    height, width = page.shape[:2]
-    return [
-        (
-            int(top / scale),
-            int(left / scale),
-            min(height, ceil(bottom / scale)),
-            min(width, ceil(right / scale)),
-        )
-        for top, left, bottom, right in text_boxes(probability)
-    ]
-
-
 # --- lines ---------------------------------------------------------------------------------------
-
-
-def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of an (H, W, C) image (pixel centres aligned, as OpenCV's INTER_LINEAR)."""
-    ys = np.clip((np.arange(height) + 0.5) * image.shape[0] / height - 0.5, 0, image.shape[0] - 1)
-    xs = np.clip((np.arange(width) + 0.5) * image.shape[1] / width - 0.5, 0, image.shape[1] - 1)
-    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
-    y1, x1 = np.minimum(y0 + 1, image.shape[0] - 1), np.minimum(x0 + 1, image.shape[1] - 1)
-    wy, wx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
-    pixels = image.astype(np.float32)
-    top = pixels[y0][:, x0] * (1 - wx) + pixels[y0][:, x1] * wx
-    bottom = pixels[y1][:, x0] * (1 - wx) + pixels[y1][:, x1] * wx
-    return top * (1 - wy) + bottom * wy
 
 
 def line_input(crop: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

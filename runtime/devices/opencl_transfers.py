@@ -24,7 +24,8 @@ its arena bytes into the device's copy without blocking (`write_mirrored`; nothi
 whose copy is the host's memory) and one to the host reads them back as outputs are read.
 With profiling (the queue made with PROFILING_ENABLE), every transfer's event is kept and `counters()`
 sums their device time (END - START timestamps) beside the host time spent in transfer calls (the
-outputs' then from a drained queue, so that waiting for the kernels does not count).
+outputs' then from a drained queue, so that waiting for the kernels does not count); the counts are
+thread-safe (runtime/devices/opencl_counters.py: `run_many`'s workers update them).
 Imports numpy, the standard library and pyopencl.
 """
 
@@ -38,6 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+
+from runtime.devices.opencl_counters import TransferCounters
 
 ZERO_COPY_ENV = "HAI_OPENCL_ZERO_COPY"
 TransferMode = Literal["mapped", "staged", "copy"]
@@ -87,10 +90,7 @@ class Transfers:
     def __init__(self, context: Any, queue: Any, alignment: int, mode: TransferMode, profiling: bool) -> None:
         self.context, self.queue, self.alignment, self.mode = context, queue, alignment, mode
         self.profiling = profiling
-        self._events: list[Any] = []
-        self._host_seconds = 0.0
-        self._device_seconds = 0.0
-        self._count = 0
+        self.tally = TransferCounters(profiling)  # updated from run_many's worker threads too
         self._read_staging: dict[tuple[int, int], tuple[np.ndarray, int]] = {}  # array, its map's key
         self._pinned_maps: dict[int, Any] = {}  # the maps that keep the staging buffers pinned (`_pinned`)
 
@@ -160,11 +160,11 @@ class Transfers:
                 continue
             buffer = slot.own
             if self.mode == "copy":
-                self._keep(cl.enqueue_copy(self.queue, buffer, array, is_blocking=False))
+                self.tally.keep(cl.enqueue_copy(self.queue, buffer, array, is_blocking=False))
             elif self.mode == "staged":
                 assert slot.staging is not None
                 np.copyto(slot.staging, array.reshape(-1).view(np.uint8))
-                self._keep(cl.enqueue_copy(self.queue, buffer, slot.staging, is_blocking=False))
+                self.tally.keep(cl.enqueue_copy(self.queue, buffer, slot.staging, is_blocking=False))
             elif array.ctypes.data % self.alignment == 0 and array.nbytes:
                 flags = cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR
                 buffer = cl.Buffer(self.context, flags, hostbuf=array)
@@ -174,7 +174,7 @@ class Transfers:
                 for kernel, index in slot.uses:
                     kernel.set_arg(index, buffer)
                 slot.current = buffer
-        self._host_seconds += time.perf_counter() - began
+        self.tally.add_host_seconds(time.perf_counter() - began)
 
     def _copy_mapped(self, buffer: Any, array: np.ndarray) -> None:
         cl = pyopencl()
@@ -184,9 +184,9 @@ class Transfers:
         mapped, event = cl.enqueue_map_buffer(
             self.queue, buffer, cl.map_flags.WRITE_INVALIDATE_REGION, 0, (array.nbytes,), np.uint8
         )
-        self._keep(event)
+        self.tally.keep(event)
         np.copyto(mapped, array.reshape(-1).view(np.uint8))
-        self._keep(mapped.base.release(self.queue))
+        self.tally.keep(mapped.base.release(self.queue))
 
     def start_reads(self, views: Sequence[tuple[np.ndarray, Mirror, int]]) -> Callable[[], None]:
         """Enqueue the reads of each output `view` (a host array, its mirror and byte offset there), after
@@ -215,8 +215,8 @@ class Transfers:
                 events.append(cl.enqueue_copy(self.queue, view, mirror.buffer, src_offset=offset,
                                               is_blocking=False))  # fmt: skip
         for event in events:
-            self._keep(event)
-        self._host_seconds += time.perf_counter() - began
+            self.tally.keep(event)
+        self.tally.add_host_seconds(time.perf_counter() - began)
 
         def complete() -> None:
             began = time.perf_counter()
@@ -227,8 +227,8 @@ class Transfers:
             for view, array in mapped:
                 if array.ctypes.data != view.ctypes.data:  # an implementation that maps elsewhere
                     np.copyto(view.reshape(-1).view(np.uint8), array)
-                self._keep(array.base.release(self.queue))
-            self._host_seconds += time.perf_counter() - began
+                self.tally.keep(array.base.release(self.queue))
+            self.tally.add_host_seconds(time.perf_counter() - began)
 
         return complete
 
@@ -244,10 +244,10 @@ class Transfers:
         began = time.perf_counter()
         for view, mirror, offset in views:
             if not mirror.shared and view.nbytes:
-                self._keep(
+                self.tally.keep(
                     cl.enqueue_copy(self.queue, mirror.buffer, view, dst_offset=offset, is_blocking=False)
                 )
-        self._host_seconds += time.perf_counter() - began
+        self.tally.add_host_seconds(time.perf_counter() - began)
 
     def _map_read(self, view: np.ndarray, mirror: Mirror, offset: int) -> tuple[Any, Any]:
         """The output's bytes mapped for reading without blocking (on host-unified memory the host's own
@@ -266,23 +266,10 @@ class Transfers:
 
     # -- profiling ---------------------------------------------------------------------------------------
 
-    def _keep(self, event: Any) -> None:
-        self._count += 1
-        if self.profiling and event is not None:
-            self._events.append(event)
-
     def counters(self) -> dict[str, float]:
         """Transfers so far: their count, device seconds (profiled events; 0 unprofiled) and host
         seconds spent in transfer calls (copies into mapped or staging memory included)."""
-        if self._events:
-            self.queue.finish()
-            self._device_seconds += sum(e.profile.end - e.profile.start for e in self._events) * 1e-9
-            self._events.clear()
-        return {
-            "transfers": float(self._count),
-            "transfer_device_seconds": self._device_seconds,
-            "transfer_host_seconds": self._host_seconds,
-        }
+        return self.tally.read(self.queue)
 
     def close(self) -> None:
         """Unmap the staging buffers and wait, then drop them, the queue and the context (in that order:
@@ -292,10 +279,8 @@ class Transfers:
             mapping.release(self.queue)
         self.queue.finish()
         self._read_staging.clear()
-        self._events.clear()
+        self.tally.drop_events()
         self.queue = self.context = None
 
     def reset(self) -> None:
-        self.counters()
-        self._host_seconds = self._device_seconds = 0.0
-        self._count = 0
+        self.tally.reset()

@@ -28,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "ocr")
 from ocr_pipeline import (  # noqa: E402
     OcrModels,
     OnnxRunner,
-    components,
     line_outputs,
     read_page,
     read_pages,
     rec_alphabet,
 )
 from pages import page_of, random_lines  # noqa: E402
+from text_detection import components  # noqa: E402
 
 
 @pytest.fixture(scope="module")
