@@ -33,7 +33,7 @@ REDUCTION_OPS = frozenset({
 FAMILY_RULES: dict[str, tuple[str, ...]] = {
     "gemm": ("IntGemm", "Tiled", "Matmul", "GEMV", "Fallback", "Flat"),
     "reduction": ("Rows", "Reduction", "GeneralReduction", "Fallback", "Flat"),
-    "pointwise": ("Fused", "Fallback", "Flat"),
+    "pointwise": ("Fused", "Flat", "Fallback"),
 }
 """The rules each family tries, in order: HAI's GEMM rules, `Fused` (a reduction and its epilogue
 in one kernel: depthwise convs, windowed pools; flat.py), `Rows` (rows.py: rows reduced across
@@ -131,9 +131,9 @@ def thread_schedule(
     for rule_name in FAMILY_RULES[family_of(kernel)]:
         try:
             if rule_name == "Flat":
-                scheduled = flat_schedule(func, threads)
+                scheduled = flat_schedule(func, threads, compute_units)
             elif rule_name == "Fused":
-                scheduled = fused_schedule(func, threads)
+                scheduled = fused_schedule(func, threads, compute_units)
             elif rule_name == "IntGemm":
                 scheduled = int_gemm_schedule(func, threads, int8_dot)
             elif rule_name == "Rows":

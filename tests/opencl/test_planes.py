@@ -2,8 +2,9 @@
 planes of 160x160, 20x20, 5x7 and 1x1, a squeeze-excite block (pool -> conv -> relu -> conv ->
 hardsigmoid -> mul, as PP-OCR det's) and Softmax over short rows (40 and 80 classes, PP-OCR rec's
 attention shapes) each run as one device kernel, a work-group reducing one or several rows across
-its work-items, and match onnxruntime on this machine's OpenCL device (PoCL in CI). One model holds
-every case: one compile, one run."""
+its work-items; the SE block's element-wise Mul spreads over every compute unit. Compiled for the
+`nvidia-h100` preset (132 compute units), run on this machine's OpenCL device (PoCL in CI) against
+onnxruntime. One model holds every case: one compile, one run."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_models_opencl import compile_opencl, onnxruntime_outputs
+from test_models_opencl import onnxruntime_outputs
 
 import runtime
+from hai_compiler.compiler import CompileOptions, compile_model
 from runtime.artifact import kernel_library_file
+from targets.opencl.rows import ROW_MIN
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -74,7 +77,8 @@ def test_planes_and_short_rows_take_one_kernel_and_match_onnxruntime(
     rng = np.random.default_rng(5)
     shapes = {**PLANES, **ROWS}
     feeds = {name: rng.normal(0, 3, shape).astype(np.float32) for name, shape in shapes.items()}
-    artifact = compile_opencl(model, tmp_path / "planes.hai", shapes)
+    options = CompileOptions(target="opencl", cpu="nvidia-h100", input_shapes=shapes)
+    artifact = compile_model(model, tmp_path / "planes.hai", options).path
     got = runtime.load(artifact).run(feeds)
     for name, expected in onnxruntime_outputs(model, feeds).items():
         np.testing.assert_allclose(got[name], expected, rtol=2e-5, atol=2e-6, err_msg=name)
@@ -84,8 +88,12 @@ def test_planes_and_short_rows_take_one_kernel_and_match_onnxruntime(
     assert all(len(k["launches"]) == 1 for k in reducing.values())  # the epilogue in the same kernel
     rows = {n: k["launches"][0] for n, k in reducing.items() if k["schedule"] == "Rows"}
     assert len(reducing) - len(rows) == 3  # the 1x1 planes' pools and mean: copies, any rule
-    long = [launch for launch in rows.values() if launch["local"][1] == 1]
+    long = [launch for launch in rows.values() if launch["local"][0] >= ROW_MIN]  # a work-group a row
     assert sorted(launch["global"][0] // launch["local"][0] for launch in long) == [8, 8, 8, 64, 64, 64]
-    short = [launch for launch in rows.values() if launch["local"][1] > 1]  # several rows a work-group
+    short = [launch for launch in rows.values() if launch["local"][0] < ROW_MIN]
     groups = sorted(launch["global"][0] // launch["local"][0] * launch["local"][1] for launch in short)
     assert groups == [16, 16, 16, 78, 320]  # every row once: 5x7 planes, Softmax over 80 and 40
+    assert max(launch["local"][1] for launch in short) > 1  # 320 rows of 40: several a work-group
+
+    (mul,) = (k["launches"] for n, k in kernels.items() if n.startswith("hai_ew_"))
+    assert mul[0]["global"][0] // mul[0]["local"][0] >= 132  # a work-group for every compute unit
