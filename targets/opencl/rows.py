@@ -13,7 +13,8 @@ Shorter rows (a squeeze-excite block's global pool over a small plane, rec's att
 a row across them, and the work-group holds as many rows as keep at least one work-group per
 compute unit, dividing the rows (a partial work-group would wait at the allreduce's barriers inside
 a branch). A kernel whose blocks are not rows reduced then finished (the reductions over the same
-trailing axes, the last block element-wise over the rows or over their elements) is refused
+trailing axes, the last block element-wise over the rows or over their elements, reading each row's
+results at that row: not a Softmax over a middle axis) is refused
 (ValueError), as is a row of one element, so the family's next rules take it: dlight's `Reduction`
 and `GeneralReduction`, else `Fallback`.
 """
@@ -84,6 +85,8 @@ def short_rows_schedule(func: Any, tvm_target: Any, length: int, compute_units: 
     extents = [int(i.dom) for i in infos[0].iters]
     if [int(i.dom) for i in last.iters][:lead] != extents[:lead]:
         raise ValueError("the last block does not finish the reduced rows")
+    if not _reads_its_row(sch, infos, lead):
+        raise ValueError("the last block reads other rows' results than its own")
     if len(last.dom_kind()) == lead:  # one result a row: a unit loop where the row's elements are
         zeros = [tirx.const(0, "int32")] * trail
         sch.transform_block_layout(last.block_rv, tirx.IndexMap.from_func(lambda *i: [*i, *zeros], ndim=lead))
@@ -101,6 +104,22 @@ def short_rows_schedule(func: Any, tvm_target: Any, length: int, compute_units: 
         sch.compute_at(info.block_rv, row, preserve_unit_loops=True)
         _spread(sch, sch.fuse(*sch.get_loops(info.block_rv)[-trail:]), tx)
     return sch.mod["main"]
+
+
+def _reads_its_row(sch: Any, infos: list[Any], lead: int) -> bool:
+    """Whether the last block reads the reductions' results at its own first `lead` iterators (the
+    row it finishes), not across them (a Softmax over a middle axis reads (o, i) from (o, j, i))."""
+    from tvm import tirx
+
+    last = sch.get(infos[-1].block_rv)
+    row = [v.var for v in last.iter_vars[:lead]]
+    reduced = [w.source for info in infos[:-1] for w in sch.get(info.block_rv).writes]
+    for read in last.reads:
+        if any(read.source.same_as(b) for b in reduced):
+            index = [r.min for r in read.region if not isinstance(r.min, tirx.IntImm)]
+            if len(index) != lead or not all(i.same_as(v) for i, v in zip(index, row, strict=True)):
+                return False
+    return True
 
 
 def rows_per_group(rows: int, most: int, compute_units: int) -> int:
