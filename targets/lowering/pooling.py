@@ -13,7 +13,10 @@ An f32 GlobalAveragePool/GlobalMaxPool whose plane holds at least one vector rea
 the plane flat instead: a few vector accumulators walk it, folded into one
 number per channel, the ragged end added as scalars (MaxPool's last step instead ends at the
 plane's end, re-reading a few positions: no scalar tail); NHWC (a channels-last region) walks the
-plane with a few channel vectors accumulating at once. f32 1-D/2-D MaxPool/AveragePool without
+plane with a few channel vectors accumulating at once. On a thread-bound target (OpenCL: no loop
+nests) an NCHW global average/max pool is instead one plain sum or max per (n, c) over the plane,
+its scale and epilogue in the same kernel, for the thread rules to spread over work-items
+(targets/opencl/rows.py). f32 1-D/2-D MaxPool/AveragePool without
 Indices go to the separable vectorised template (pool_window.py), NCHW or NHWC.
 """
 
@@ -23,7 +26,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from tvm import te
+from tvm import te, tirx
 
 from ir.graph import Node
 from ir.ops.window import Window
@@ -113,6 +116,8 @@ def lower_pool(node: Node, target: TargetDescription, epilogue: Sequence[Node], 
         return lower_window_pool(node, target, epilogue, layout)
     x_shape = node.operands[0].type.shape  # type: ignore[union-attr]
     plane = math.prod(x_shape[2:])
+    if node.op in GLOBAL and kind != "LpPool" and layout != "NHWC" and not schedules_of(target).loop_nests:
+        return lower_global_rows(node, epilogue, kind, dtype)
     vector_global = node.op in GLOBAL and kind != "LpPool" and dtype == "float32"
     if vector_global and layout == "NHWC":
         return lower_global_channels(node, target, epilogue, kind)
@@ -282,6 +287,39 @@ def lower_global_vector(
 
     flops = n * c * plane + chain.flops(math.prod(result.type.shape))
     return make_kernel(node, "pool", workload, params, flops, schedule, epilogue=epilogue)
+
+
+def lower_global_rows(node: Node, epilogue: Sequence[Node], kind: str, dtype: str) -> LoweredKernel:
+    """A global average/max pool (NCHW) as the thread rules want it (OpenCL): one plain sum or max per
+    (n, c) over the flattened plane, then the mean's scale and the epilogue per channel, with no CPU
+    schedule (targets/opencl/threads.py schedules `compute`: a work-group per plane, or several
+    planes a work-group when they are short)."""
+    x_v, result = node.operands[0], node.results[0]
+    assert x_v is not None
+    n, c, *spatial = (int(d) for d in x_v.type.shape)
+    plane, work = math.prod(spatial), work_dtype(dtype)
+    x_param = operand_param(x_v, "x", shape=(n, c, plane), role="input")
+    x = x_param.tensor
+    p = te.reduce_axis((0, plane), "p")
+    fold = te.max if kind == "MaxPool" else te.sum
+    acc = te.compute((n, c), lambda a, b: fold(x[a, b, p].astype(work), axis=p), name="acc")
+    chain = Epilogue.build(result, epilogue)
+    corner = [tirx.const(0, "int32")] * len(spatial)
+
+    def finish(a: Any, b: Any) -> Any:
+        value = acc[a, b]
+        if kind == "AveragePool":
+            value = value / te.const(plane, work)
+        return chain.apply(narrow(value, result.type.dtype), (a, b, *corner))
+
+    out = te.compute((n, c), finish, name="out")
+    extra, extra_args = epilogue_args(chain)
+    params = [x_param, *(Param(t, a) for t, a in zip(extra, extra_args))]
+    params.append(output_param(out, chain.result or result))
+    workload = {"op": "global_pool", "kind": kind, "x": list(x_v.type.shape), "dtype": dtype,
+                "form": "rows", "epilogue": chain.describe()}  # fmt: skip
+    flops = n * c * plane + chain.flops(n * c)
+    return make_kernel(node, "global_pool", workload, params, flops, lambda sch: None, epilogue=epilogue)
 
 
 CHANNEL_VECTORS = 4  # NHWC global pool: channel vectors accumulated at once (independent add chains)

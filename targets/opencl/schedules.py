@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from targets.description import TargetDescription
 from targets.lowering.integer_gemm import LANES, register_int_knobs
-from targets.opencl.rows import ROW_MIN
+from targets.opencl.rows import ROW_SHORTEST
 from targets.schedules import (
     DotStep,
     IntKnobs,
@@ -50,5 +50,5 @@ OPENCL_SCHEDULES = ScheduleTable(
     recurrent=register_recurrent_knobs,  # the recurrent templates are loop nests: refused by name here
     loop_nests=False,
     native_math=True,  # OpenCL's exp/tanh/erf builtins (targets/lowering/vector_math.py)
-    plain_extremes_from=ROW_MIN,  # a work-group a row (rows.py) needs reducers TVM recognises
+    plain_extremes_from=ROW_SHORTEST,  # rows reduced across work-items (rows.py) need reducers TVM recognises
 )

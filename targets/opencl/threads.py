@@ -1,19 +1,19 @@
 """OpenCL thread schedules: each kernel's shared compute bound to work-groups and work-items, per op family.
 
-Rule: the computes are the shared templates' (`LoweredKernel.compute`, targets/lowering/); only how
-they map onto the device is OpenCL's. Each op family tries its rules in order (the GEMM family first
-HAI's: `IntGemm` (int_gemm.py) for the integer anchors, on OpenCL's integer dot products where the
-device has them, `Tiled` (tiled.py); then TVM's dlight GPU rules: `Matmul` tiles GEMM-like blocks
-in local memory with vectorised loads, `Reduction` reduces a lone reduction within a work-group;
-HAI's `Rows` (rows.py) gives each long row of a softmax, norm or reduction a work-group (then
-`GeneralReduction` the same for shorter rows whose reducers TVM recognises: sums); dlight's
-`Fallback` fuses the spatial axes of each block into work-groups of the device's size) and keeps
-the first whose result binds every statement to `blockIdx`/`threadIdx`; `Fallback` closes every
-family. A kernel whose every rule fails, or whose schedule leaves a statement unbound (it would
-compile silently into host code), is refused naming the kernel and its nodes; a rule whose lowered
-kernels declare more local memory than the device has is not kept (`check_local_memory`: the next
-rule runs). `launch_sizes` reads each device kernel's global and local sizes from the schedule
-(TVM records them nowhere else).
+Rule: the computes are the shared templates' (`LoweredKernel.compute`, targets/lowering/); only how they
+map onto the device is OpenCL's. Each op family tries its rules in order (the GEMM family first HAI's:
+`IntGemm` (int_gemm.py) for the integer anchors, on OpenCL's integer dot products where the device has
+them, `Tiled` (tiled.py); then TVM's dlight GPU rules: `Matmul` tiles GEMM-like blocks in local memory
+with vectorised loads; the reduction family first HAI's `Rows` (rows.py: each long row of a softmax,
+norm, reduction or global pool a work-group, short rows several a work-group, reduced across
+work-items), then dlight's `Reduction` (a lone reduction within a work-group) and `GeneralReduction` for
+the kernels whose blocks are not such rows; dlight's `Fallback` fuses the spatial axes of each block
+into work-groups of the device's size) and keeps the first whose result binds every statement to
+`blockIdx`/`threadIdx`; `Fallback` closes every family. A kernel whose every rule fails, or whose
+schedule leaves a statement unbound (it would compile silently into host code), is refused naming the
+kernel and its nodes; a rule whose lowered kernels declare more local memory than the device has is not
+kept (`check_local_memory`: the next rule runs). `launch_sizes` reads each device kernel's global and
+local sizes from the schedule (TVM records them nowhere else).
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ REDUCTION_OPS = frozenset({
 })  # fmt: skip
 FAMILY_RULES: dict[str, tuple[str, ...]] = {
     "gemm": ("IntGemm", "Tiled", "Matmul", "GEMV", "Fallback", "Flat"),
-    "reduction": ("Reduction", "Rows", "GeneralReduction", "Fallback", "Flat"),
-    "pointwise": ("Fused", "Fallback", "Flat"),
+    "reduction": ("Rows", "Reduction", "GeneralReduction", "Fallback", "Flat"),
+    "pointwise": ("Fused", "Flat", "Fallback"),
 }
 """The rules each family tries, in order: HAI's GEMM rules, `Fused` (a reduction and its epilogue
-in one kernel: depthwise convs, pools; flat.py), dlight's, `Rows` (rows.py: a work-group a long
-row, before dlight's `GeneralReduction` takes shorter ones), then `Flat` (`flat_schedule`), which
+in one kernel: depthwise convs, windowed pools; flat.py), `Rows` (rows.py: rows reduced across
+work-items, global pools included) before dlight's rules, then `Flat` (`flat_schedule`), which
 takes any TE compute dlight cannot normalise (e.g. clamped gathers)."""
 
 
@@ -131,13 +131,13 @@ def thread_schedule(
     for rule_name in FAMILY_RULES[family_of(kernel)]:
         try:
             if rule_name == "Flat":
-                scheduled = flat_schedule(func, threads)
+                scheduled = flat_schedule(func, threads, compute_units)
             elif rule_name == "Fused":
-                scheduled = fused_schedule(func, threads)
+                scheduled = fused_schedule(func, threads, compute_units)
             elif rule_name == "IntGemm":
                 scheduled = int_gemm_schedule(func, threads, int8_dot)
             elif rule_name == "Rows":
-                scheduled = rows_schedule(func, tvm_target)
+                scheduled = rows_schedule(func, tvm_target, compute_units)
             elif rule_name == "Tiled":
                 weights = frozenset(a.name for a in weight_args(kernel, func))
                 scheduled = tiled_schedule(func, weights, tvm_target, compute_units)

@@ -1,9 +1,9 @@
 """Row kernels on OpenCL (targets/opencl/rows.py): Softmax, LogSoftmax, ReduceMax/Min and
 LayerNormalization over rows of 6625 elements (PP-OCR rec's classes), and Softmax/ReduceMax over rows of
-300 along a middle axis, get a work-group a row; rows of 8 keep the other rules. All match onnxruntime
-on this machine's OpenCL device (PoCL in CI), rows holding NaN, -inf and +inf included (ReduceMax/Min:
-numpy's, which propagate NaN as HAI's reference does; onnxruntime's skip it). One model holds every
-case: one compile, one run."""
+300 along a middle axis, get a work-group a row; rows of 8 share work-groups, 8 work-items a row. All
+match onnxruntime on this machine's OpenCL device (PoCL in CI), rows holding NaN, -inf and +inf included
+(ReduceMax/Min: numpy's, which propagate NaN as HAI's reference does; onnxruntime's skip it). One model
+holds every case: one compile, one run."""
 
 from __future__ import annotations
 
@@ -92,8 +92,13 @@ def test_long_rows_take_a_work_group_each_and_match_onnxruntime(opencl_device: d
     for name, kernel in kernels.items():
         by_op.setdefault(name.split("_")[1], []).append(kernel)
     for op in ("softmax", "logsoftmax", "reducemax", "reducemin", "layernorm"):
-        rows = [k for k in by_op[op] if k["schedule"] == "Rows"]
-        groups = sorted(launch["global"][0] // launch["local"][0] for k in rows for launch in k["launches"])
+        assert all(k["schedule"] == "Rows" and len(k["launches"]) == 1 for k in by_op[op])
+        launches = [k["launches"][0] for k in by_op[op]]
+        long = [launch for launch in launches if launch["local"][0] >= ROW_MIN]
+        groups = sorted(launch["global"][0] // launch["local"][0] for launch in long)
         assert groups == ([15, 40] if op in ("softmax", "reducemax") else [40])  # a work-group a row
-        assert all(launch["local"][0] >= ROW_MIN for k in rows for launch in k["launches"])
-        assert len(by_op[op]) - len(rows) == (op in ("softmax", "reducemax", "layernorm"))  # rows of 8
+        short = [launch for launch in launches if launch["local"][0] < ROW_MIN]
+        assert len(short) == (op in ("softmax", "reducemax", "layernorm"))  # rows of 8
+        for launch in short:  # 8 work-items a row, several rows a work-group
+            assert launch["local"][0] == 8 and launch["local"][1] > 1
+            assert launch["global"][0] // 8 * launch["local"][1] == SHAPES["short"][0]  # every row once
