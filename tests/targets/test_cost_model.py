@@ -125,6 +125,16 @@ def test_prediction_follows_the_work() -> None:
     assert cheapest(target, [("one", small), ("six", work)]) == "six"
 
 
+def test_a_step_overhead_favours_tiles_of_more_multiply_adds_a_step() -> None:
+    """Tiles that all reach the FMA bound on paper (4 x 3 and 8 x 3 vectors) differ by the fixed cost
+    of a reduction step (`step_overhead`): the larger tile spreads it over twice the multiply-adds, so
+    it reaches a larger share of the peak; without the overhead both reach all of it."""
+    table = dataclasses.replace(nominal_table(resolve_target("x86", cpu="sapphirerapids")), step_overhead=1.0)
+    assert step_efficiency(table, 4, 3) < step_efficiency(table, 8, 3) < 1.0
+    flat = dataclasses.replace(table, step_overhead=0.0)
+    assert step_efficiency(flat, 4, 3) == step_efficiency(flat, 8, 3) == 1.0
+
+
 def test_a_tie_goes_to_the_fewest_bytes_streamed_then_the_fewest_tiles() -> None:
     """ResNet's 128-channel 3x3 conv at 28x28: its 4x64 and 14x32 row tiles both reach the FMA peak,
     so they predict the same time, but 14x32 streams less than half the bytes (fewer panel passes):
