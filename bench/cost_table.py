@@ -36,6 +36,9 @@ from kernels import CASES, bind, ir_node, kernel_layout, timed  # noqa: E402
 
 SAMPLE = ((2, 4), (4, 4), (6, 4), (8, 2), (12, 2), (14, 2), (8, 1))
 """(rows, vectors) of the tiles timed per kind, where they fit."""
+SHARED = 6
+"""Fitted constants before the per-kind ones: log GFLOP/s, log L2 GB/s, broadcast, FMA latency, tile
+overhead, step overhead."""
 L1_BYTES = 48 << 10
 """L1 data cache per core of the CPU measured (lscpu)."""
 
@@ -79,7 +82,8 @@ def cpu_name() -> str:
 
 
 def fit(timings: list[dict], base):  # type: ignore[no-untyped-def]
-    """The table `base` with gflops, l2_gbps, broadcast and the kinds' efficiencies fitted to `timings`."""
+    """The table `base` with gflops, l2_gbps, broadcast, the FMA latency, the tile and step overheads
+    and the kinds' efficiencies fitted to `timings`."""
     from scipy.optimize import least_squares
 
     from targets.cost_model import TiledWork, thread_seconds
@@ -89,9 +93,12 @@ def fit(timings: list[dict], base):  # type: ignore[no-untyped-def]
     measured = np.log([t["seconds"] for t in timings])
 
     def table(p: np.ndarray):  # type: ignore[no-untyped-def]
-        efficiency = {k: float(np.exp(e)) for k, e in zip(kinds, p[5 : 5 + len(kinds)], strict=True)}
-        streaming = {k: float(np.exp(e)) for k, e in zip(kinds, p[5 + len(kinds) :], strict=True)}
-        gflops, l2_gbps, broadcast, latency, overhead = np.exp(p[:2]).tolist() + p[2:5].tolist()
+        efficiency = {
+            k: float(np.exp(e)) for k, e in zip(kinds, p[SHARED : SHARED + len(kinds)], strict=True)
+        }
+        streaming = {k: float(np.exp(e)) for k, e in zip(kinds, p[SHARED + len(kinds) :], strict=True)}
+        gflops, l2_gbps = np.exp(p[:2]).tolist()
+        broadcast, latency, overhead, step = p[2:SHARED].tolist()
         return dataclasses.replace(
             base,
             gflops=gflops,
@@ -99,6 +106,7 @@ def fit(timings: list[dict], base):  # type: ignore[no-untyped-def]
             broadcast=broadcast,
             fma_latency=latency,
             tile_overhead=overhead,
+            step_overhead=step,
             efficiency=efficiency,
             streaming=streaming,
         )
@@ -108,8 +116,9 @@ def fit(timings: list[dict], base):  # type: ignore[no-untyped-def]
         return np.log([thread_seconds(t, w) + t.launch_us * 1e-6 for w in works]) - measured
 
     per_kind = 2 * len(kinds)
-    start = np.array([np.log(base.gflops), np.log(base.l2_gbps), 1.0, 4.0, 1.0, *([0.0] * per_kind)])
-    low, high = [0, 0, 0.25, 2.0, 0.0, *([-3.0] * per_kind)], [8, 8, 3.0, 12.0, 20.0, *([0.0] * per_kind)]
+    start = np.array([np.log(base.gflops), np.log(base.l2_gbps), 1.0, 4.0, 1.0, 0.5, *([0.0] * per_kind)])
+    low = [0, 0, 0.25, 2.0, 0.0, 0.0, *([-3.0] * per_kind)]
+    high = [8, 8, 3.0, 12.0, 20.0, 4.0, *([0.0] * per_kind)]
     bounds = (low, high)
     result = least_squares(residuals, start, bounds=bounds)
     return table(result.x), residuals(result.x)

@@ -93,6 +93,7 @@ CASES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...] | None, dict]] = {
     "resnet50_conv1x1_256_64_56": ("Conv", (1, 256, 56, 56), (64, 256, 1, 1), {"stride": 1}),
     "resnet50_conv1x1_1024_256_14": ("Conv", (1, 1024, 14, 14), (256, 1024, 1, 1), {"stride": 1}),
     "resnet50_conv1x1_512_2048_7": ("Conv", (1, 512, 7, 7), (2048, 512, 1, 1), {"stride": 1}),
+    "yolox_conv3x3_96_96_52": ("Conv", (1, 96, 52, 52), (96, 96, 3, 3), {"stride": 1}),  # ddddocr_det
     "espcn_conv5x5_1_64_224": ("Conv", (1, 1, 224, 224), (64, 1, 5, 5), {"stride": 1}),
     "espcn_conv3x3_64_32_224": ("Conv", (1, 64, 224, 224), (32, 64, 3, 3), {"stride": 1}),
     "espcn_conv3x3_32_9_224": ("Conv", (1, 32, 224, 224), (9, 32, 3, 3), {"stride": 1}),

@@ -91,8 +91,22 @@ def flat_rows_fit(positions: int, mi: int) -> bool:
     return positions % mi == 0 or not any(positions % r == 0 for r in TILE_ROWS if r >= MIN_TILE_ROWS)
 
 
-def register_fit(target: TargetDescription, mi: int, vectors: int) -> bool:
-    return mi * vectors + vectors + 1 <= target.vector_registers
+UNROLLED_ROW = 16
+"""A kernel row whose whole reduction (kw x C/group steps) is at most this many steps is unrolled by
+LLVM; where its columns overlap (stride below kw), the input broadcast for one column is the next
+position's for the column after it, and LLVM keeps it in a register: such a tile holds a broadcast
+per row, not one (ESPCN's 5x5 stem over one channel: a 14 x 32 tile spilled and ran 1.6x slower
+than a 4 x 64 one)."""
+
+
+def broadcast_registers(g: Geometry, mi: int) -> int:
+    """The vector registers a tile of `mi` rows holds for its broadcasts (UNROLLED_ROW)."""
+    shared = g.kw * g.cg <= UNROLLED_ROW and g.stride[1] < g.kw
+    return mi if shared else 1
+
+
+def register_fit(target: TargetDescription, mi: int, vectors: int, broadcasts: int = 1) -> bool:
+    return mi * vectors + vectors + broadcasts <= target.vector_registers
 
 
 def dense_tiles(g: Geometry, layout: str, target: TargetDescription) -> list[DenseTile]:
@@ -104,14 +118,15 @@ def dense_tiles(g: Geometry, layout: str, target: TargetDescription) -> list[Den
         columns = spatial_columns(g)
         for mi in TILE_ROWS:
             for v in vectors:
-                if register_fit(target, mi, v) and columns % (v * lanes) == 0 and mi <= padded(g.mg, 1):
+                fit = register_fit(target, mi, v, broadcast_registers(g, mi))
+                if fit and columns % (v * lanes) == 0 and mi <= padded(g.mg, 1):
                     tiles.append(DenseTile("spatial", GemmKnobs(mi, v * lanes, lanes), g.ow))
     channel_vectors = -(-g.mg // lanes)
     row_kinds = ("pointwise",) if g.pointwise else ("flat", "rows")
     for kind in row_kinds:
         for mi in TILE_ROWS:
             for v in vectors:
-                if not register_fit(target, mi, v) or v > channel_vectors:
+                if not register_fit(target, mi, v, broadcast_registers(g, mi)) or v > channel_vectors:
                     continue
                 knobs = GemmKnobs(mi, v * lanes, lanes)
                 if kind == "rows":
