@@ -5,9 +5,9 @@ weights (or a DequantizeLinear of constants: a bf16 layer's, never relaid) that 
 or depthwise, pointwise ops with a rank-4 result (the elementwise kernels), f32 2-D MaxPool and
 AveragePool without Indices (kernels up to MAX_POOL_TAPS wide: the separable pool template,
 vectorised along the channels), Concats of rank-4 run-time values (a channel Concat is then one
-along the stored last axis) and Splits of one (YOLOv8's C2f blocks split each conv's channels), so a
-chain of stride-1 MaxPools and their Concat (YOLO's SPPF) stays channels-last (a Resize does not
-join: NHWC upsampling broke PP-OCR det's FPN, an out-of-bounds read, not yet understood). Inside a region
+along the stored last axis), Splits of one (YOLOv8's C2f blocks split each conv's channels) and
+Resizes (a detector's upsampling), so a chain of stride-1 MaxPools and their Concat (YOLO's SPPF)
+stays channels-last. Inside a region
 every result's type gets `layout = "NHWC"` (shapes stay logical NCHW, so
 inference and the interpreter are unchanged); every rank-4 run-time value a
 region reads from outside enters through a `Relayout{layout = "NHWC"}` node,
@@ -105,7 +105,7 @@ class _Rules:
 
     def follower_capable(self, node: Node) -> bool:
         """A non-conv node that can run NHWC: pointwise, a 2-D f32 MaxPool/AveragePool, a Concat, a
-        Split; never one of constants only (a weight's DequantizeLinear)."""
+        Split, a Resize; never one of constants only (a weight's DequantizeLinear)."""
         if all(o is None or o.is_constant for o in node.operands):
             return False
         if self.pointwise_capable(node):
@@ -115,7 +115,7 @@ class _Rules:
             return x is not None and not x.is_constant and all(r.type.rank == 4 for r in node.results)
         if len(node.results) != 1 or node.results[0].type.rank != 4:
             return False
-        if node.op == "Concat":
+        if node.op in ("Concat", "Resize"):
             return all(o is not None and o.type.rank == 4 and not o.is_constant for o in node.operands)
         if node.op in GLOBAL_POOLS:
             return node.results[0].type.dtype is DType.F32

@@ -8,14 +8,15 @@ is a graph output). Transpose merges axes that stay adjacent first, so equal
 data movement shares one kernel and the innermost loop is as long as it can be.
 Relayout (the layout pass's NCHW <-> NHWC) is the same transpose of its stored
 elements: (N, C, H*W) <-> (N, H*W, C). Concat joins along the stored axis (the last one for
-an NHWC channel Concat); along the last axis each output row is the parts' rows copied by
-whole vectors (`concat_rows`), not an element-wise select. Split cuts along the stored axis too.
+an NHWC channel Concat) by copying contiguous runs with whole vectors (`concat_runs`), never
+an element-wise select (which would read every part at every index). Split cuts along the stored axis too.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from tvm import te, tirx
@@ -131,68 +132,72 @@ def _schedule_tiled(sch, block, inner: int, elements: int) -> None:  # noqa: ANN
 def lower_concat(
     node: Node, target: TargetDescription, epilogue: Sequence[Node], layout: str
 ) -> LoweredKernel:
-    """Along the stored axis: a channel Concat of an NHWC region joins along the last one."""
+    """Along the stored axis (a channel Concat of an NHWC region joins along the last one): every
+    part's elements copied as contiguous runs (`concat_runs`), never an element-wise select."""
     k = KernelBuilder(node, target, epilogue)
     out_type = node.results[0].type
     order = LAYOUTS.get(out_type.layout or "", tuple(range(out_type.rank)))
     axis = order.index(node.attrs["axis"])
     present = [(i, v.type.stored_shape) for i, v in enumerate(node.operands) if v is not None]
-    if axis == out_type.rank - 1 and axis > 0 and storage_dtype(out_type.dtype) != "bool":
-        return concat_rows(k, present, out_type.stored_shape)
-    parts = [(k.operand(i, shape), shape[axis]) for i, shape in present]
-    parts = [(t, n) for t, n in parts if n > 0] or parts[:1]
-
-    def read(*i):
-        offsets = [sum(n for _, n in parts[:j]) for j in range(len(parts))]
-        value = None
-        for (tensor, size), start in reversed(list(zip(parts, offsets, strict=True))):
-            index = list(i)
-            index[axis] = clamp(i[axis] - start, size)
-            here = tensor[tuple(index)]
-            value = here if value is None else tirx.Select(i[axis] < start + size, here, value)
-        return value
-
-    out = te.compute(out_type.stored_shape, read, name="out")
-    return k.finish([out], contiguous=axis != out_type.rank - 1)
+    return concat_runs(k, present, out_type.stored_shape, axis)
 
 
-def concat_rows(
-    k: KernelBuilder, present: Sequence[tuple[int, Sequence[int]]], shape: Sequence[int]
+def concat_runs(
+    k: KernelBuilder, present: Sequence[tuple[int, Sequence[int]]], shape: Sequence[int], axis: int
 ) -> LoweredKernel:
-    """A Concat along the last stored axis (an NHWC region's channel Concat): each output row is
-    the parts' rows one after another, each copied by whole vectors (the rest element by element),
-    rows in parallel. `present`: (operand index, stored shape) of each part."""
+    """A Concat as copies of contiguous runs, each by whole vectors (the rest element by element).
+
+    Along the last axis (an NHWC region's channel Concat) each output row is the parts' rows one
+    after another, rows in parallel; along another axis each part's slices of that axis (runs of
+    the axes after it) are copied in parallel, one loop per part. A select between the parts per
+    element would read every part at every index: TVM's simplifier drops the clamps of a Select's
+    branches under its condition, so those reads left the parts' bytes (PP-OCR det's FPN Concat).
+    `present`: (operand index, stored shape) of each part."""
     from tvm.script.ir_builder import IRBuilder
     from tvm.script.ir_builder import tirx as T
 
     dtype = storage_dtype(k.node.results[0].type.dtype)
-    lanes = max(k.target.vector_bytes // np.dtype(dtype).itemsize, 1)
-    rows, total = math.prod(shape[:-1]), shape[-1]
-    parts = [(k.operand(i, (rows * s[-1],)), s[-1]) for i, s in present]
-    out = te.placeholder((rows * total,), dtype, name="out")
+    lanes = 1 if dtype == "bool" else max(k.target.vector_bytes // np.dtype(dtype).itemsize, 1)
+    rows, inner, total = math.prod(shape[:axis]), math.prod(shape[axis + 1 :]), shape[axis]
+    parts = [(k.operand(i, (rows * s[axis] * inner,)), s[axis]) for i, s in present]
+    out = te.placeholder((math.prod(shape),), dtype, name="out")
+    parallel = T.parallel if math.prod(shape) >= PARALLEL_MIN_ELEMENTS else T.serial
     with IRBuilder() as ib:
         with T.prim_func():
-            T.func_name("concat_rows")
+            T.func_name("concat_runs")
             buffers = {t: T.arg(t.op.name, T.Buffer(t.shape, t.dtype)) for t in k.parameters()}
             dst = T.arg(out.op.name, T.Buffer(out.shape, out.dtype))
-            parallel = rows * total >= PARALLEL_MIN_ELEMENTS
-            with (T.parallel if parallel else T.serial)(0, rows) as row:
+            if inner == 1:
+                with parallel(0, rows) as row:
+                    start = 0
+                    for tensor, size in parts:
+                        _copy_run(dst, row * total + start, buffers[tensor], row * size, size, lanes)
+                        start += size
+            else:
                 start = 0
                 for tensor, size in parts:
-                    src, whole = buffers[tensor], size - size % lanes
-                    if whole:
-                        with T.serial(0, whole // lanes) as b:
-                            v = tirx.BufferLoad(src, [tirx.Ramp(row * size + b * lanes, 1, lanes)])
-                            T.buffer_store(dst, v, [tirx.Ramp(row * total + start + b * lanes, 1, lanes)])
-                    if size > whole:
-                        with T.serial(0, size - whole) as t:
-                            T.buffer_store(
-                                dst, src[row * size + whole + t], [row * total + start + whole + t]
-                            )
+                    if size:
+                        with parallel(0, rows * size) as b:
+                            at = tirx.floordiv(b, size) * total + start + tirx.floormod(b, size)
+                            _copy_run(dst, at * inner, buffers[tensor], b * inner, inner, lanes)
                     start += size
     # flat args alone would name Concats of equal sizes but other row splits alike (one kernel for both)
-    workload = {"path": "rows", "rows": rows, "parts": [size for _, size in parts]}
+    workload = {"path": "runs", "rows": rows, "inner": inner, "parts": [size for _, size in parts]}
     return k.finish([out], func=ib.get(), workload=workload)
+
+
+def _copy_run(dst: Any, dst_at: Any, src: Any, src_at: Any, length: int, lanes: int) -> None:
+    """`length` elements from `src[src_at:]` to `dst[dst_at:]`: whole vectors of `lanes`, then the rest."""
+    from tvm.script.ir_builder import tirx as T
+
+    whole = length - length % lanes if lanes > 1 else 0
+    if whole:
+        with T.serial(0, whole // lanes) as b:
+            v = tirx.BufferLoad(src, [tirx.Ramp(src_at + b * lanes, 1, lanes)])
+            T.buffer_store(dst, v, [tirx.Ramp(dst_at + b * lanes, 1, lanes)])
+    if length > whole:
+        with T.serial(0, length - whole) as t:
+            T.buffer_store(dst, src[src_at + whole + t], [dst_at + whole + t])
 
 
 @lowering("Split")

@@ -102,12 +102,82 @@ def split_resize_model(seed: int) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def test_split_compiled_nhwc_and_resize_outside_match_onnxruntime(tmp_path: Path) -> None:
-    """A channel Split inside an NHWC region cuts the stored (channels-last) axis; a Resize stays
-    channels-first (passes/layout.py), the Relayouts around it; outputs as onnxruntime's."""
+def test_split_and_resize_compiled_nhwc_match_onnxruntime(tmp_path: Path) -> None:
+    """A channel Split and Resizes inside an NHWC region cut and resample the stored (channels-last)
+    axes: no Relayout around them, outputs as onnxruntime's."""
     model = tmp_path / "c2f.onnx"
     onnx.save(split_resize_model(6), str(model))
     result = compile_model(model, tmp_path / "c2f.hai", CompileOptions(layout="NHWC"))
-    assert {"Conv", "Split", "Concat"} <= set(nhwc_kernels(result)) and "Resize" not in nhwc_kernels(result)
+    assert {"Conv", "Split", "Concat", "Resize"} <= set(nhwc_kernels(result))
+    assert sum(node.op == "Relayout" for node in result.graph.nodes) == 2  # the input and the output
     x = np.random.default_rng(7).standard_normal((1, 3, 10, 12)).astype(np.float32)
+    assert_matches_onnxruntime(result.path, model, {"x": x})
+
+
+def fpn_model(seed: int) -> onnx.ModelProto:
+    """PP-OCR det's FPN: four pyramid levels (each a stride-2 Conv of the one before), each reduced
+    by a Conv, nearest x2 Resizes adding each level into the one above, each sum upsampled to the
+    finest level (nearest x8, x4, x2) and Concat'ed along the channels, then a Conv."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    inits, nodes = [], []
+
+    def conv(x: str, y: str, cin: int, cout: int, stride: int = 1) -> None:
+        inits.append(
+            numpy_helper.from_array(
+                (rng.standard_normal((cout, cin, 3, 3)) * 0.2).astype(np.float32), f"W{y}"
+            )
+        )
+        nodes.append(
+            helper.make_node("Conv", [x, f"W{y}"], [y], name=y, pads=[1, 1, 1, 1], strides=[stride] * 2)
+        )
+
+    def up(x: str, y: str, scale: int) -> None:
+        inits.append(numpy_helper.from_array(np.array([1, 1, scale, scale], np.float32), f"S{y}"))
+        nodes.append(
+            helper.make_node(
+                "Resize",
+                [x, "", f"S{y}"],
+                [y],
+                name=y,
+                mode="nearest",
+                coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor",
+            )
+        )
+
+    conv("x", "c2", 3, 8, 2)
+    conv("c2", "c3", 8, 12, 2)
+    conv("c3", "c4", 12, 16, 2)
+    conv("c4", "c5", 16, 20, 2)
+    for level, cin in zip((2, 3, 4, 5), (8, 12, 16, 20), strict=True):
+        conv(f"c{level}", f"in{level}", cin, 16)
+    up("in5", "u5", 2)
+    nodes.append(helper.make_node("Add", ["in4", "u5"], ["o4"], name="o4"))
+    up("o4", "u4", 2)
+    nodes.append(helper.make_node("Add", ["in3", "u4"], ["o3"], name="o3"))
+    up("o3", "u3", 2)
+    nodes.append(helper.make_node("Add", ["in2", "u3"], ["o2"], name="o2"))
+    for level, source, scale in ((5, "in5", 8), (4, "o4", 4), (3, "o3", 2)):
+        conv(source, f"p{level}", 16, 4)
+        up(f"p{level}", f"q{level}", scale)
+    conv("o2", "p2", 16, 4)
+    nodes.append(helper.make_node("Concat", ["q5", "q4", "q3", "p2"], ["fuse"], axis=1, name="fuse"))
+    conv("fuse", "y", 16, 4)
+    graph = helper.make_graph(
+        nodes, "fpn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits,
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_fpn_resizes_and_concat_compiled_nhwc_match_onnxruntime(tmp_path: Path) -> None:
+    """PP-OCR det's FPN pattern channels-last: the six nearest Resizes and the four-branch Concat
+    run NHWC, outputs as onnxruntime's."""
+    model = tmp_path / "fpn.onnx"
+    onnx.save(fpn_model(3), str(model))
+    result = compile_model(model, tmp_path / "fpn.hai", CompileOptions(layout="NHWC"))
+    assert nhwc_kernels(result).count("Resize") == 6 and "Concat" in nhwc_kernels(result)
+    x = np.random.default_rng(8).standard_normal((1, 3, 64, 64)).astype(np.float32)
     assert_matches_onnxruntime(result.path, model, {"x": x})

@@ -14,6 +14,8 @@ from movement_helpers import Case, assert_exact, build_cases, run_case, sample
 
 from ir.dtypes import DType
 from ir.ops.registry import all_schemas
+from runtime.kernel_library import aligned_empty, kernel_function, kernel_tensor, load_kernel_module
+from targets.build import build_kernels
 from targets.lowering.dispatch import lower_node, supported_ops
 from targets.lowering.kernel import LoweringError
 from targets.registry import resolve_target
@@ -269,3 +271,39 @@ def test_kernels_of_one_name_but_other_functions_are_refused() -> None:
     assert unique_kernels([first, first, second]) == sorted([first, second], key=lambda k: k.name)
     with pytest.raises(LoweringError, match="share the name .* but not their function"):
         unique_kernels([first, dataclasses.replace(second, name=first.name)])
+
+
+def guarded(array: np.ndarray, guard: int) -> np.ndarray:
+    """A copy of `array` (a whole number of pages) between `guard` inaccessible pages on each side:
+    a kernel reading outside it faults instead of reading a neighbour's bytes."""
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    assert array.nbytes % page == 0
+    memory = mmap.mmap(-1, array.nbytes + 2 * guard * page)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+    libc = ctypes.CDLL(None, use_errno=True)
+    for start in (base, base + guard * page + array.nbytes):
+        assert libc.mprotect(ctypes.c_void_p(start), guard * page, 0) == 0  # PROT_NONE
+    view = np.frombuffer(memory, array.dtype, array.size, guard * page).reshape(array.shape)
+    view[...] = array
+    return view
+
+
+def test_channel_concat_reads_only_its_parts() -> None:
+    """PP-OCR det's FPN Concat (four branches along the channels, NCHW): each part is read only
+    inside its own bytes. An element-wise select read every part at every channel (its clamps
+    simplified away), up to 72 channel planes below the last part: a SIGSEGV at the arena's start."""
+    target = resolve_target("x86")
+    parts = [sample((1, 2, 32, 32), F32, seed) for seed in range(4)]  # 8 KiB each: two pages
+    case = Case("concat_guarded", "Concat", parts, {"axis": 1})
+    case.node = case.make_node()
+    case.kernel = lower_node(case.node, target)
+    library = build_kernels([case.kernel], target)
+    module = load_kernel_module(library)
+    buffers = [guarded(p.reshape(a.shape), 8) for p, a in zip(parts, case.kernel.args, strict=False)]
+    out = aligned_empty(case.kernel.args[-1].shape, "float32")
+    fn = kernel_function(module, str(library), case.kernel.name)
+    fn(*[kernel_tensor(b, i, case.kernel.name) for i, b in enumerate([*buffers, out])])
+    np.testing.assert_array_equal(out.reshape(1, 8, 32, 32), np.concatenate(parts, axis=1))
