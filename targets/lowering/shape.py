@@ -9,7 +9,9 @@ data movement shares one kernel and the innermost loop is as long as it can be.
 Relayout (the layout pass's NCHW <-> NHWC) is the same transpose of its stored
 elements: (N, C, H*W) <-> (N, H*W, C). Concat joins along the stored axis (the last one for
 an NHWC channel Concat) by copying contiguous runs with whole vectors (`concat_runs`), never
-an element-wise select (which would read every part at every index). Split cuts along the stored axis too.
+an element-wise select (which would read every part at every index); on thread-bound targets
+(OpenCL) it is a compute reading each element through a lazy `if_then_else`. Split cuts along
+the stored axis too.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from targets.lowering.kernel import LoweredKernel
 from targets.lowering.movement import KernelBuilder, clamp, literal
 from targets.lowering.pointwise import storage_dtype
 from targets.lowering.registry import lowering
+from targets.schedules import schedules_of
 from targets.target import TargetDescription
 
 
@@ -139,7 +142,30 @@ def lower_concat(
     order = LAYOUTS.get(out_type.layout or "", tuple(range(out_type.rank)))
     axis = order.index(node.attrs["axis"])
     present = [(i, v.type.stored_shape) for i, v in enumerate(node.operands) if v is not None]
+    if not schedules_of(target).loop_nests:  # OpenCL: a compute its thread rules bind
+        return concat_compute(k, present, out_type.stored_shape, axis)
     return concat_runs(k, present, out_type.stored_shape, axis)
+
+
+def concat_compute(
+    k: KernelBuilder, present: Sequence[tuple[int, Sequence[int]]], shape: Sequence[int], axis: int
+) -> LoweredKernel:
+    """A Concat as a compute for thread-bound targets: each element read from the one part that holds
+    it, through a lazy `if_then_else` (only the taken branch reads: a Select would read every part)."""
+    parts = [(k.operand(i, s), s[axis]) for i, s in present]
+    parts = [(t, n) for t, n in parts if n > 0] or parts[:1]
+    offsets = [sum(n for _, n in parts[:j]) for j in range(len(parts))]
+
+    def read(*i: Any) -> Any:
+        value = None
+        for (tensor, size), start in reversed(list(zip(parts, offsets, strict=True))):
+            index = list(i)
+            index[axis] = clamp(i[axis] - start, size)
+            here = tensor[tuple(index)]
+            value = here if value is None else tirx.if_then_else(i[axis] < start + size, here, value)
+        return value
+
+    return k.finish([te.compute(tuple(shape), read, name="out")])
 
 
 def concat_runs(

@@ -100,7 +100,7 @@ def test_weights_bin_holds_compressed_weights(compiled) -> None:  # type: ignore
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision, ratio", [("int4", 0.2), ("fp16", 0.51)])
+@pytest.mark.parametrize("precision, ratio", [("int4", 0.2), ("fp16", 0.52)])  # packed panels pad a little
 def test_orientation_weight_only(precision, ratio, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from hai_compiler import real_models
 
