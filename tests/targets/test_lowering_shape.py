@@ -291,13 +291,10 @@ def guarded(array: np.ndarray, guard: int) -> np.ndarray:
     return view
 
 
-def test_channel_concat_reads_only_its_parts() -> None:
-    """PP-OCR det's FPN Concat (four branches along the channels, NCHW): each part is read only
-    inside its own bytes. An element-wise select read every part at every channel (its clamps
-    simplified away), up to 72 channel planes below the last part: a SIGSEGV at the arena's start."""
+def run_guarded(name: str, op: str, parts: list[np.ndarray], attrs: dict) -> np.ndarray:
+    """`op`'s x86 kernel run on `parts`, each between inaccessible pages (a read outside faults)."""
     target = resolve_target("x86")
-    parts = [sample((1, 2, 32, 32), F32, seed) for seed in range(4)]  # 8 KiB each: two pages
-    case = Case("concat_guarded", "Concat", parts, {"axis": 1})
+    case = Case(name, op, parts, attrs)
     case.node = case.make_node()
     case.kernel = lower_node(case.node, target)
     library = build_kernels([case.kernel], target)
@@ -306,4 +303,23 @@ def test_channel_concat_reads_only_its_parts() -> None:
     out = aligned_empty(case.kernel.args[-1].shape, "float32")
     fn = kernel_function(module, str(library), case.kernel.name)
     fn(*[kernel_tensor(b, i, case.kernel.name) for i, b in enumerate([*buffers, out])])
+    return out
+
+
+def test_channel_concat_reads_only_its_parts() -> None:
+    """PP-OCR det's FPN Concat (four branches along the channels, NCHW): each part is read only
+    inside its own bytes. An element-wise select read every part at every channel (its clamps
+    simplified away), up to 72 channel planes below the last part: a SIGSEGV at the arena's start."""
+    parts = [sample((1, 2, 32, 32), F32, seed) for seed in range(4)]  # 8 KiB each: two pages
+    out = run_guarded("concat_guarded", "Concat", parts, {"axis": 1})
     np.testing.assert_array_equal(out.reshape(1, 8, 32, 32), np.concatenate(parts, axis=1))
+
+
+def test_constant_pad_reads_only_its_input() -> None:
+    """A constant Pad on every padded axis, before and after: the fill is chosen without reading
+    outside the input (its source indices are clamped; the Select keeps them here)."""
+    x = sample((1, 2, 32, 32), F32, 5)
+    pads = [0, 1, 1, 1, 0, 1, 1, 1]
+    out = run_guarded("pad_guarded", "Pad", [x], {"pads": pads, "value": 0.5})
+    want = np.pad(x, [(0, 0), (1, 1), (1, 1), (1, 1)], constant_values=0.5)
+    np.testing.assert_array_equal(out.reshape(want.shape), want)
