@@ -18,6 +18,7 @@ mode physically moved. Imports numpy and `runtime` only.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -30,13 +31,21 @@ from runtime.hai import Device, HostMirror
 
 @dataclasses.dataclass
 class TransferCounts:
-    """Transfer steps run so far and the bytes of their slots (`Model.transfer_counters`)."""
+    """Transfer steps run so far and the bytes of their slots (`Model.transfer_counters`); counted
+    under a lock (`run_many`'s device workers run transfer steps on several threads)."""
 
     transfers: int = 0
     bytes: int = 0
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, compare=False, repr=False)
+
+    def add(self, nbytes: int) -> None:
+        with self.lock:
+            self.transfers += 1
+            self.bytes += nbytes
 
     def as_dict(self) -> dict[str, int]:
-        return {"transfers": self.transfers, "transfer_bytes": self.bytes}
+        with self.lock:
+            return {"transfers": self.transfers, "transfer_bytes": self.bytes}
 
 
 def transfer_call(
@@ -60,7 +69,6 @@ def transfer_call(
     def run() -> None:
         if move is not None:
             move()
-        counts.transfers += 1
-        counts.bytes += nbytes
+        counts.add(nbytes)
 
     return run
