@@ -221,6 +221,24 @@ def test_lstm_matches_onnxruntime_on_stored_8_bit_weights(tmp_path, per_channel)
     assert (row.op, row.precision, row.source) == ("LSTM", "int8 (u8 x i8, dynamic)", "imported")
 
 
+def bidirectional_lstm(
+    inputs: dict[str, np.ndarray], seq: int, batch: int, features: int, hidden: int
+) -> onnx.ModelProto:
+    """A bidirectional LSTM over x (seq, batch, features): `inputs` are its other inputs as constants,
+    in the LSTM's input order (W, R, B, then any of sequence_lens, initial_h, initial_c)."""
+    node = helper.make_node(
+        "LSTM", ["x", *inputs], ["Y", "Y_h", "Y_c"], hidden_size=hidden, direction="bidirectional"
+    )
+    graph = helper.make_graph(
+        [node], "bilstm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, batch, features])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [seq, 2, batch, hidden]),
+         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [2, batch, hidden]),
+         helper.make_tensor_value_info("Y_c", TensorProto.FLOAT, [2, batch, hidden])],
+        [numpy_helper.from_array(a, n) for n, a in inputs.items()],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def test_lstm_dynamic_quantization_follows_sequence_lengths_and_directions(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A bidirectional LSTM (one weight scale per direction) with sequence_lens and initial states."""
     rng = np.random.default_rng(4)
@@ -233,18 +251,7 @@ def test_lstm_dynamic_quantization_follows_sequence_lengths_and_directions(tmp_p
         "h0": rng.normal(0, 0.5, (2, batch, hidden)).astype(np.float32),
         "c0": rng.normal(0, 0.5, (2, batch, hidden)).astype(np.float32),
     }
-    node = helper.make_node(
-        "LSTM", ["x", "W", "R", "B", "lens", "h0", "c0"], ["Y", "Y_h", "Y_c"], hidden_size=hidden,
-        direction="bidirectional",
-    )  # fmt: skip
-    graph = helper.make_graph(
-        [node], "bilstm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, batch, inputs])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [seq, 2, batch, hidden]),
-         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [2, batch, hidden]),
-         helper.make_tensor_value_info("Y_c", TensorProto.FLOAT, [2, batch, hidden])],
-        [numpy_helper.from_array(a, n) for n, a in weights.items()],
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = bidirectional_lstm(weights, seq, batch, inputs, hidden)
     path = quantized(model, "bilstm", weight_type=quantization.QuantType.QInt8)
     x = rng.normal(0, 1, (seq, batch, inputs)).astype(np.float32)
     expected, actual, kernels = run_both(path, {"x": x}, tmp_path)
@@ -265,17 +272,7 @@ def test_lstm_dynamic_steps_sum_by_the_dot_instruction_where_there_is_one(tmp_pa
         "R": rng.normal(0, 0.3, (2, 4 * hidden, hidden)).astype(np.float32),
         "B": rng.normal(0, 0.1, (2, 8 * hidden)).astype(np.float32),
     }
-    node = helper.make_node(
-        "LSTM", ["x", "W", "R", "B"], ["Y", "Y_h", "Y_c"], hidden_size=hidden, direction="bidirectional"
-    )
-    graph = helper.make_graph(
-        [node], "bilstm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, 1, inputs])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [seq, 2, 1, hidden]),
-         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [2, 1, hidden]),
-         helper.make_tensor_value_info("Y_c", TensorProto.FLOAT, [2, 1, hidden])],
-        [numpy_helper.from_array(a, n) for n, a in weights.items()],
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = bidirectional_lstm(weights, seq, 1, inputs, hidden)
     path = quantized(model, "bilstm-odd", weight_type=quantization.QuantType.QInt8)
     x = rng.normal(0, 1, (seq, 1, inputs)).astype(np.float32)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -295,23 +292,12 @@ def test_lstm_dynamic_dot_and_float_sums_give_the_same_bits(tmp_path) -> None:  
     identical outputs (on a host without it both compiles take the f32 sums)."""
     rng = np.random.default_rng(3)
     hidden, inputs, seq, batch = 20, 12, 6, 3
-    initializers = [
-        numpy_helper.from_array(rng.normal(0, 0.3, shape).astype(np.float32), name)
-        for name, shape in (("W", (2, 4 * hidden, inputs)), ("R", (2, 4 * hidden, hidden)),
-                            ("B", (2, 8 * hidden)), ("h0", (2, batch, hidden)))
-    ] + [numpy_helper.from_array(np.array([6, 3, 0], np.int32), "lens")]  # fmt: skip
-    node = helper.make_node(
-        "LSTM", ["x", "W", "R", "B", "lens", "h0"], ["Y", "Y_h", "Y_c"], hidden_size=hidden,
-        direction="bidirectional",
-    )  # fmt: skip
-    graph = helper.make_graph(
-        [node], "bilstm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, batch, inputs])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [seq, 2, batch, hidden]),
-         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [2, batch, hidden]),
-         helper.make_tensor_value_info("Y_c", TensorProto.FLOAT, [2, batch, hidden])],
-        initializers,
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    drawn = {name: rng.normal(0, 0.3, shape).astype(np.float32)
+             for name, shape in (("W", (2, 4 * hidden, inputs)), ("R", (2, 4 * hidden, hidden)),
+                                 ("B", (2, 8 * hidden)), ("h0", (2, batch, hidden)))}  # fmt: skip
+    lens = np.array([6, 3, 0], np.int32)
+    model = bidirectional_lstm({**{k: drawn[k] for k in "WRB"}, "lens": lens, "h0": drawn["h0"]},
+                               seq, batch, inputs, hidden)  # fmt: skip
     path = quantized(model, "bilstm-batch", weight_type=quantization.QuantType.QInt8)
     x = rng.normal(0, 1, (seq, batch, inputs)).astype(np.float32)
     outputs = []
