@@ -191,17 +191,21 @@ def conv_pair(channels: int, size: int):  # type: ignore[no-untyped-def]
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def test_channels_last_dense_fact_moves_dense_convs_of_vector_rows() -> None:
-    """32-wide rows are whole NCHW vectors: kept NCHW unless the target's measured cost rule says its
-    dense convs run faster channels-last (`channels_last_dense`); the outputs stay onnxruntime's."""
-    model = conv_pair(32, 32)
+@pytest.mark.parametrize(("width", "seed"), [(32, 8), (20, 9)])
+def test_channels_last_dense_fact_moves_dense_convs(width: int, seed: int) -> None:
+    """Kept NCHW unless the target's measured cost rule says its dense convs run faster channels-last
+    (`channels_last_dense`); the outputs stay onnxruntime's. 32-wide rows are whole NCHW vectors;
+    20-wide rows are not, and counted in output elements (2 x 12800) the convs' gain does not outweigh
+    twice the Relayouts (2 x (1200 + 12800)): on a `channels_last_dense` target their multiply-adds
+    count."""
+    model = conv_pair(32, width)
     graph, _ = run_layout(model, "layout")
     assert relayouts(graph) == []
     fact = TargetFacts(vector_bytes=64, channels_last_dense=True)
     graph, ctx = run_layout(model, "layout", target=fact)
     assert relayouts(graph) == [("x", "NHWC"), ("y.nhwc", "NCHW")]
     assert ctx.statistics["layout"]["regions"] == 1
-    x = np.random.default_rng(8).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    x = np.random.default_rng(seed).standard_normal((1, 3, width, width)).astype(np.float32)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (want,) = session.run(None, {"x": x})
     assert relative_error([run_graph(graph, {"x": x})["y"]], [want]) <= 1e-5
@@ -223,20 +227,3 @@ def test_bf16_convs_join_regions_and_their_weights_stay_logical() -> None:
     plain, _ = run_layout(model, "quantize{precision=bf16}", target=fact)
     want = run_graph(plain, {"x": x})["y"]
     assert relative_error(run_graph(graph, {"x": x})["y"], want) <= 1e-6
-
-
-def test_dense_gain_counts_multiply_adds_whatever_the_row() -> None:
-    """20-wide rows are no whole 16-float vectors: both convs prefer NHWC on any target, but counted
-    in output elements (2 x 12800) they do not outweigh twice the Relayouts (2 x (1200 + 12800)), so
-    the region stays NCHW; on a `channels_last_dense` target their multiply-adds count, and it
-    converts, the outputs still onnxruntime's."""
-    model = conv_pair(32, 20)
-    graph, _ = run_layout(model, "layout")
-    assert relayouts(graph) == []
-    fact = TargetFacts(vector_bytes=64, channels_last_dense=True)
-    graph, _ = run_layout(model, "layout", target=fact)
-    assert relayouts(graph) == [("x", "NHWC"), ("y.nhwc", "NCHW")]
-    x = np.random.default_rng(9).standard_normal((1, 3, 20, 20)).astype(np.float32)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    (want,) = session.run(None, {"x": x})
-    assert relative_error(run_graph(graph, {"x": x})["y"], np.asarray(want)) <= 1e-5
