@@ -42,14 +42,40 @@ def tile_config() -> str:
     return ", ".join(f"i8 {byte}" for byte in config)
 
 
-def tile_function(function: str, instruction: str) -> str:
-    """LLVM IR of the 32 x 32 block function `function` whose tile product is `instruction`."""
-    return f"""
-@{function}_cfg = internal constant [64 x i8] [{tile_config()}], align 64
+def declarations(function: str, instruction: str) -> str:
+    """`function`'s tile configuration constant and the LLVM intrinsics its body calls."""
+    return f"""@{function}_cfg = internal constant [64 x i8] [{tile_config()}], align 64
 declare void @llvm.x86.ldtilecfg(ptr)
 declare void @llvm.x86.tileloadd64(i8 immarg, ptr, i64)
 declare void @llvm.x86.{instruction}(i8 immarg, i8 immarg, i8 immarg)
 declare void @llvm.x86.tilestored64(i8 immarg, ptr, i64)
+declare void @llvm.x86.tilezero(i8 immarg)"""
+
+
+def tile_products(instruction: str) -> str:
+    """One step's A tiles 4-5 (`%pa0`, `%pa1`, row stride `%lda`), B tiles 6-7 (`%pb0`, `%pb1`) and the
+    four tile products into C tiles 0-3."""
+    return f"""  call void @llvm.x86.tileloadd64(i8 4, ptr %pa0, i64 %lda)
+  call void @llvm.x86.tileloadd64(i8 5, ptr %pa1, i64 %lda)
+  call void @llvm.x86.tileloadd64(i8 6, ptr %pb0, i64 64)
+  call void @llvm.x86.tileloadd64(i8 7, ptr %pb1, i64 64)
+  call void @llvm.x86.{instruction}(i8 0, i8 4, i8 6)
+  call void @llvm.x86.{instruction}(i8 1, i8 4, i8 7)
+  call void @llvm.x86.{instruction}(i8 2, i8 5, i8 6)
+  call void @llvm.x86.{instruction}(i8 3, i8 5, i8 7)"""
+
+
+STORE_C = """  call void @llvm.x86.tilestored64(i8 0, ptr %c, i64 %ldc)
+  call void @llvm.x86.tilestored64(i8 1, ptr %c1, i64 %ldc)
+  call void @llvm.x86.tilestored64(i8 2, ptr %c2, i64 %ldc)
+  call void @llvm.x86.tilestored64(i8 3, ptr %c3, i64 %ldc)"""
+"""C tiles 0-3 stored back to the 32 x 32 block at `%c` (`%c1`-`%c3`: its other quarters)."""
+
+
+def tile_function(function: str, instruction: str) -> str:
+    """LLVM IR of the 32 x 32 block function `function` whose tile product is `instruction`."""
+    return f"""
+{declarations(function, instruction)}
 define internal i32 @{function}(ptr %a, i64 %lda, ptr %b0, ptr %b1, i64 %kblocks, ptr %c, i64 %ldc) {{
 entry:
   call void @llvm.x86.ldtilecfg(ptr @{function}_cfg)
@@ -72,22 +98,12 @@ loop:
   %bo = mul i64 %k, 1024
   %pb0 = getelementptr i8, ptr %b0, i64 %bo
   %pb1 = getelementptr i8, ptr %b1, i64 %bo
-  call void @llvm.x86.tileloadd64(i8 4, ptr %pa0, i64 %lda)
-  call void @llvm.x86.tileloadd64(i8 5, ptr %pa1, i64 %lda)
-  call void @llvm.x86.tileloadd64(i8 6, ptr %pb0, i64 64)
-  call void @llvm.x86.tileloadd64(i8 7, ptr %pb1, i64 64)
-  call void @llvm.x86.{instruction}(i8 0, i8 4, i8 6)
-  call void @llvm.x86.{instruction}(i8 1, i8 4, i8 7)
-  call void @llvm.x86.{instruction}(i8 2, i8 5, i8 6)
-  call void @llvm.x86.{instruction}(i8 3, i8 5, i8 7)
+{tile_products(instruction)}
   %k1 = add i64 %k, 1
   %more = icmp ult i64 %k1, %kblocks
   br i1 %more, label %loop, label %exit
 exit:
-  call void @llvm.x86.tilestored64(i8 0, ptr %c, i64 %ldc)
-  call void @llvm.x86.tilestored64(i8 1, ptr %c1, i64 %ldc)
-  call void @llvm.x86.tilestored64(i8 2, ptr %c2, i64 %ldc)
-  call void @llvm.x86.tilestored64(i8 3, ptr %c3, i64 %ldc)
+{STORE_C}
   ret i32 0
 }}
 """
@@ -98,12 +114,7 @@ def window_function(function: str, instruction: str) -> str:
     for `blocks` row blocks one after another (the module rule)."""
     name = f"{function}_w"
     return f"""
-@{name}_cfg = internal constant [64 x i8] [{tile_config()}], align 64
-declare void @llvm.x86.ldtilecfg(ptr)
-declare void @llvm.x86.tileloadd64(i8 immarg, ptr, i64)
-declare void @llvm.x86.{instruction}(i8 immarg, i8 immarg, i8 immarg)
-declare void @llvm.x86.tilestored64(i8 immarg, ptr, i64)
-declare void @llvm.x86.tilezero(i8 immarg)
+{declarations(name, instruction)}
 
 define internal i32 @{name}(ptr %a0, i64 %lda, ptr %b0, ptr %b1, i64 %kblocks, ptr %c0, i64 %ldc,
                             i64 %kw, i64 %positions, i64 %rowstep, i64 %colstep, i64 %blocks) {{
@@ -146,22 +157,12 @@ loop:
   %bo = mul i64 %k, 1024
   %pb0 = getelementptr i8, ptr %b0, i64 %bo
   %pb1 = getelementptr i8, ptr %b1, i64 %bo
-  call void @llvm.x86.tileloadd64(i8 4, ptr %pa0, i64 %lda)
-  call void @llvm.x86.tileloadd64(i8 5, ptr %pa1, i64 %lda)
-  call void @llvm.x86.tileloadd64(i8 6, ptr %pb0, i64 64)
-  call void @llvm.x86.tileloadd64(i8 7, ptr %pb1, i64 64)
-  call void @llvm.x86.{instruction}(i8 0, i8 4, i8 6)
-  call void @llvm.x86.{instruction}(i8 1, i8 4, i8 7)
-  call void @llvm.x86.{instruction}(i8 2, i8 5, i8 6)
-  call void @llvm.x86.{instruction}(i8 3, i8 5, i8 7)
+{tile_products(instruction)}
   %k1 = add i64 %k, 1
   %more = icmp ult i64 %k1, %steps
   br i1 %more, label %loop, label %done
 done:
-  call void @llvm.x86.tilestored64(i8 0, ptr %c, i64 %ldc)
-  call void @llvm.x86.tilestored64(i8 1, ptr %c1, i64 %ldc)
-  call void @llvm.x86.tilestored64(i8 2, ptr %c2, i64 %ldc)
-  call void @llvm.x86.tilestored64(i8 3, ptr %c3, i64 %ldc)
+{STORE_C}
   %r1 = add i64 %r, 1
   %again = icmp ult i64 %r1, %blocks
   br i1 %again, label %block, label %exit
