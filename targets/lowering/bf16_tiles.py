@@ -30,7 +30,7 @@ from targets.lowering.bf16_gemm import (
     lower_bf16_matmul,
     weight_placeholder,
 )
-from targets.lowering.bf16_windows import reads_in_place, windowed_conv
+from targets.lowering.bf16_windows import conv_parts, reads_in_place, windowed_conv
 from targets.lowering.conv_geometry import Geometry, finish_kernel
 from targets.lowering.conv_integer import padded_input
 from targets.lowering.elementwise import Epilogue
@@ -108,11 +108,7 @@ def tiled_matmul(node: Node, epilogue: Sequence[Node], tiles: TileGemm, trans_b:
 
 
 def tiled_conv(node: Node, epilogue: Sequence[Node], layout: str, tiles: TileGemm) -> LoweredKernel:
-    g = Geometry(node)
-    x_v, stored = activation(node), bf16_weight(node)
-    assert stored is not None
-    chain = Epilogue.build(node.results[0], epilogue, layout=layout)
-    chain.tables = tables = fused_tables(chain.nodes, 1)
+    g, x_v, stored, chain, tables = conv_parts(node, epilogue, layout)
     cp = window_channels(tiles, g.c)
     k, positions = g.kh * g.kw * cp, g.oh * g.ow
     rows = g.n * positions

@@ -211,12 +211,19 @@ def schedule_windows(sch: Any, w: Window, intrinsic: str, vector_out: bool) -> N
         sch.vectorize(sch.split(inner, [None, LANES])[1])
 
 
-def windowed_conv(node: Node, epilogue: Sequence[Node], layout: str, tiles: TileGemm) -> LoweredKernel:
+def conv_parts(node: Node, epilogue: Sequence[Node], layout: str) -> tuple[Geometry, Any, Any, Epilogue, Any]:
+    """A bf16 conv's geometry, activation, stored bf16 weight, epilogue chain and its fused tables (the
+    chain's `tables`), as both conv paths (windows in place, im2col tiles) start."""
     g = Geometry(node)
     x_v, stored = activation(node), bf16_weight(node)
     assert stored is not None
     chain = Epilogue.build(node.results[0], epilogue, layout=layout)
     chain.tables = tables = fused_tables(chain.nodes, 1)
+    return g, x_v, stored, chain, tables
+
+
+def windowed_conv(node: Node, epilogue: Sequence[Node], layout: str, tiles: TileGemm) -> LoweredKernel:
+    g, x_v, stored, chain, tables = conv_parts(node, epilogue, layout)
     w = Window(tiles, g)
     k, mp = g.kh * g.kw * g.c, padded(g.m, tiles.columns)
     x = te.placeholder(g.in_shape(layout), "float32", name="x")
