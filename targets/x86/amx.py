@@ -53,9 +53,14 @@ declare void @llvm.x86.tilezero(i8 immarg)"""
 
 
 def tile_products(instruction: str) -> str:
-    """One step's A tiles 4-5 (`%pa0`, `%pa1`, row stride `%lda`), B tiles 6-7 (`%pb0`, `%pb1`) and the
-    four tile products into C tiles 0-3."""
-    return f"""  call void @llvm.x86.tileloadd64(i8 4, ptr %pa0, i64 %lda)
+    """Step `%k`: A tiles 4-5 at byte `%ao` of rows 0-15 (`%a`) and 16-31 (`%a1`), row stride `%lda`,
+    B tiles 6-7 at step `%k` of the panels `%b0`, `%b1`, and the four tile products into C tiles 0-3."""
+    return f"""  %pa0 = getelementptr i8, ptr %a, i64 %ao
+  %pa1 = getelementptr i8, ptr %a1, i64 %ao
+  %bo = mul i64 %k, 1024
+  %pb0 = getelementptr i8, ptr %b0, i64 %bo
+  %pb1 = getelementptr i8, ptr %b1, i64 %bo
+  call void @llvm.x86.tileloadd64(i8 4, ptr %pa0, i64 %lda)
   call void @llvm.x86.tileloadd64(i8 5, ptr %pa1, i64 %lda)
   call void @llvm.x86.tileloadd64(i8 6, ptr %pb0, i64 64)
   call void @llvm.x86.tileloadd64(i8 7, ptr %pb1, i64 64)
@@ -93,11 +98,6 @@ entry:
 loop:
   %k = phi i64 [0, %entry], [%k1, %loop]
   %ao = mul i64 %k, 64
-  %pa0 = getelementptr i8, ptr %a, i64 %ao
-  %pa1 = getelementptr i8, ptr %a1, i64 %ao
-  %bo = mul i64 %k, 1024
-  %pb0 = getelementptr i8, ptr %b0, i64 %bo
-  %pb1 = getelementptr i8, ptr %b1, i64 %bo
 {tile_products(instruction)}
   %k1 = add i64 %k, 1
   %more = icmp ult i64 %k1, %kblocks
@@ -152,11 +152,6 @@ loop:
   %shift = add i64 %ri, %cj
   %ko = mul i64 %kk, 64
   %ao = add i64 %shift, %ko
-  %pa0 = getelementptr i8, ptr %a, i64 %ao
-  %pa1 = getelementptr i8, ptr %a1, i64 %ao
-  %bo = mul i64 %k, 1024
-  %pb0 = getelementptr i8, ptr %b0, i64 %bo
-  %pb1 = getelementptr i8, ptr %b1, i64 %bo
 {tile_products(instruction)}
   %k1 = add i64 %k, 1
   %more = icmp ult i64 %k1, %steps
