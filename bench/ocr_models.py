@@ -4,11 +4,13 @@ last batch)."""
 
 from __future__ import annotations
 
+from ocr_pipeline import DYNAMIC_BATCH  # examples/ocr, on the path of the scripts that import this
+
 from hai_compiler import real_models
 
 ROLES = ("det", "cls", "rec")
-LINE_BATCH = 8
-"""Lines cls and rec read a run (PaddleOCR reads 6)."""
+LINE_BATCH = DYNAMIC_BATCH
+"""Lines cls and rec read a run: the example's for models that take any batch (onnxruntime's)."""
 
 
 def input_shapes(role: str, line_batch: int = LINE_BATCH) -> dict[str, tuple[int, ...]]:
